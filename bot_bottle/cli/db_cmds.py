@@ -1,0 +1,281 @@
+"""``bot-bottle db ...``: where the database is, its schema version, migrations, backups, checks."""
+
+from __future__ import annotations
+
+import argparse
+import sqlite3
+import sys
+from collections.abc import Iterator
+from contextlib import closing, contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from bot_bottle import migrate
+from bot_bottle.cli.common import add_db_option, add_json_option, db_path, print_json
+from bot_bottle.connection import connect, translate_errors
+from bot_bottle.db import open_db
+from bot_bottle.errors import BotBottleError, CannotOpenDatabase
+
+_DB_EPILOG = """\
+examples:
+  bot-bottle db path                      where the host database is
+  bot-bottle db status                    its schema version, pending migrations, drift
+  bot-bottle db upgrade                   apply every pending migration (backs up first)
+  bot-bottle db downgrade --to 2          revert to version 2 (backs up first)
+  bot-bottle db backup ~/bb-copy.db       a consistent copy, taken while others use it
+  bot-bottle db check --db ./other.db     integrity, foreign keys and drift of another file
+"""
+
+
+@contextmanager
+def _existing(path: Path) -> Iterator[sqlite3.Connection]:
+    """A connection to an existing database, without migrating it."""
+    if not path.exists():
+        raise CannotOpenDatabase(f"there is no database at {path} (run 'bot-bottle db upgrade' to create it)")
+    with closing(connect(path)) as conn, translate_errors(path):
+        yield conn
+
+
+def _describe(state: migrate.Status) -> list[str]:
+    if state.too_new:
+        where = f"{state.current}, newer than this bot-bottle knows ({state.head})"
+    elif state.pending:
+        where = f"{state.current} of {state.head} ({len(state.pending)} pending)"
+    else:
+        where = f"{state.current} of {state.head} (up to date)"
+    lines = [f"database: {state.path}", f"version:  {where}"]
+    lines.append(
+        "pending:  " + (", ".join(f"{m.version:04d}_{m.name}" for m in state.pending) or "none")
+    )
+    if state.drift:
+        lines.append("drift:")
+        lines.extend(f"  {d.version:04d}_{d.name}: {d.problem}" for d in state.drift)
+    else:
+        lines.append("drift:    none")
+    return lines
+
+
+def _unusable_reason(state: migrate.Status) -> str | None:
+    if state.too_new:
+        return (
+            f"the database is at version {state.current} but this bot-bottle knows only up to "
+            f"{state.head}: upgrade the sidecar image or run a newer bot-bottle"
+        )
+    if state.drift:
+        return "applied migrations were edited since they were applied (see drift above)"
+    return None
+
+
+def cmd_db_path(args: argparse.Namespace) -> int:
+    """Print the database path."""
+    print(db_path(args))
+    return 0
+
+
+def cmd_db_status(args: argparse.Namespace) -> int:
+    """Print the schema version, pending migrations and drift; a missing database is created at head."""
+    path = db_path(args)
+    known = migrate.discover()
+    if not path.exists() or (path.is_file() and path.stat().st_size == 0):
+        open_db(path).close()
+    with _existing(path) as conn:
+        state = migrate.status(conn, known)
+    if args.json:
+        print_json({**state.to_dict(), "too_new": state.too_new})
+    else:
+        print("\n".join(_describe(state)))
+    reason = _unusable_reason(state)
+    if reason:
+        print(f"bot-bottle: error: {reason}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _run_result(path: Path, verb: str, before: int, result: migrate.RunResult, as_json: bool) -> None:
+    if as_json:
+        print_json(
+            {
+                "path": str(path),
+                "from": before,
+                "to": result.current,
+                "versions": list(result.versions),
+                "backup": str(result.backup) if result.backup else None,
+            }
+        )
+        return
+    if not result.versions:
+        print(f"{path}: already at version {result.current}; nothing to do")
+        return
+    done = ", ".join(f"{v:04d}" for v in result.versions)
+    print(f"{path}: {verb} from version {before} to {result.current} ({done})")
+    if result.backup:
+        print(f"backup of version {before}: {result.backup}")
+
+
+def cmd_db_upgrade(args: argparse.Namespace) -> int:
+    """Apply pending migrations up to ``--to`` (default: all)."""
+    path = db_path(args)
+    known = migrate.discover()
+    with closing(connect(path)) as conn, translate_errors(path):
+        before = migrate.current_version(conn)
+        result = migrate.upgrade(conn, args.to, migrations=known)
+    _run_result(path, "upgraded", before, result, args.json)
+    return 0
+
+
+def cmd_db_downgrade(args: argparse.Namespace) -> int:
+    """Revert migrations down to ``--to``."""
+    path = db_path(args)
+    known = migrate.discover()
+    with _existing(path) as conn:
+        before = migrate.current_version(conn)
+        result = migrate.downgrade(conn, args.to, migrations=known)
+    _run_result(path, "downgraded", before, result, args.json)
+    return 0
+
+
+def cmd_db_backup(args: argparse.Namespace) -> int:
+    """Write a consistent copy of the database to FILE (default: beside it, timestamped)."""
+    path = db_path(args)
+    with _existing(path) as conn:
+        if args.file is None:
+            stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+            version = migrate.current_version(conn)
+            target = path.with_name(f"{path.name}.v{version:04d}.manual-{stamp}.bak")
+        else:
+            target = args.file
+        written = migrate.backup_to(conn, target)
+    print(written)
+    return 0
+
+
+def _checks(conn: sqlite3.Connection, known: tuple[migrate.Migration, ...]) -> list[dict[str, Any]]:
+    integrity = [str(row[0]) for row in conn.execute("PRAGMA integrity_check")]
+    violations = conn.execute("PRAGMA foreign_key_check").fetchall()
+    state = migrate.status(conn, known)
+    return [
+        {
+            "check": "integrity",
+            "ok": integrity == ["ok"],
+            "detail": "ok" if integrity == ["ok"] else "; ".join(integrity[:10]),
+        },
+        {
+            "check": "foreign_keys",
+            "ok": not violations,
+            "detail": "ok" if not violations else
+            f"{len(violations)} violation(s), first: {violations[0][0]} row {violations[0][1]} -> {violations[0][2]}",
+        },
+        {
+            "check": "schema_version",
+            "ok": not state.too_new,
+            "detail": f"{state.current} of {state.head}"
+            + (" (newer than this bot-bottle)" if state.too_new else f" ({len(state.pending)} pending)"),
+        },
+        {
+            "check": "drift",
+            "ok": not state.drift,
+            "detail": "none" if not state.drift else
+            "; ".join(f"{d.version:04d}_{d.name}: {d.problem}" for d in state.drift),
+        },
+    ]
+
+
+def cmd_db_check(args: argparse.Namespace) -> int:
+    """Run the integrity check, the foreign-key check and the drift check; exit 1 on any problem."""
+    path = db_path(args)
+    known = migrate.discover()
+    try:
+        with _existing(path) as conn:
+            checks = _checks(conn, known)
+    except BotBottleError as exc:
+        checks = [{"check": "open", "ok": False, "detail": str(exc)}]
+    ok = all(c["ok"] for c in checks)
+    if args.json:
+        print_json({"path": str(path), "ok": ok, "checks": checks})
+    else:
+        print(f"database: {path}")
+        for check in checks:
+            print(f"{'ok   ' if check['ok'] else 'ERROR'}  {check['check']}: {check['detail']}")
+    if not ok:
+        print(f"bot-bottle: error: {path} failed its checks", file=sys.stderr)
+    return 0 if ok else 1
+
+
+def _version(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a version number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError("a version number is 0 or more")
+    return value
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``db`` verb and its subcommands."""
+    parser = subparsers.add_parser(
+        "db",
+        help="the host database: path, schema version, migrations, backups, checks",
+        description="Inspect and maintain the SQLite database that holds the queue and the audit log.",
+        epilog=_DB_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    verbs = parser.add_subparsers(dest="db_verb", metavar="VERB", required=True)
+
+    p = verbs.add_parser("path", help="print the database path", description="Print the database path.")
+    add_db_option(p)
+    p.set_defaults(handler=cmd_db_path)
+
+    p = verbs.add_parser(
+        "status",
+        help="schema version, pending migrations and drift",
+        description="Print the schema version, the pending migrations and any drift "
+        "(applied migrations whose files changed). A missing database is created and migrated. "
+        "Exits 1 when the database is newer than this code or has drift.",
+    )
+    add_db_option(p)
+    add_json_option(p)
+    p.set_defaults(handler=cmd_db_status)
+
+    p = verbs.add_parser(
+        "upgrade",
+        help="apply pending migrations",
+        description="Apply pending migrations, each in its own transaction. An existing database is "
+        "integrity-checked and backed up beside itself first (the last few backups are kept).",
+    )
+    add_db_option(p)
+    add_json_option(p)
+    p.add_argument("--to", type=_version, metavar="N", help="stop at version N (default: the newest)")
+    p.set_defaults(handler=cmd_db_upgrade)
+
+    p = verbs.add_parser(
+        "downgrade",
+        help="revert migrations down to a version",
+        description="Revert migrations, newest first, down to version N. The database is backed up "
+        "beside itself first: a down migration usually drops tables and their rows.",
+    )
+    add_db_option(p)
+    add_json_option(p)
+    p.add_argument("--to", type=_version, metavar="N", required=True, help="the version to end at (0 = empty)")
+    p.set_defaults(handler=cmd_db_downgrade)
+
+    p = verbs.add_parser(
+        "backup",
+        help="write a consistent copy of the database",
+        description="Write a consistent copy of the database (SQLite's online backup), safe while "
+        "sidecars use it. An existing FILE is never overwritten.",
+    )
+    add_db_option(p)
+    p.add_argument("file", nargs="?", type=Path, metavar="FILE",
+                   help="where to write the copy (default: beside the database, named with version and time)")
+    p.set_defaults(handler=cmd_db_backup)
+
+    p = verbs.add_parser(
+        "check",
+        help="integrity, foreign-key and drift checks",
+        description="Run PRAGMA integrity_check and foreign_key_check and look for drift. Exits 1 on any problem.",
+    )
+    add_db_option(p)
+    add_json_option(p)
+    p.set_defaults(handler=cmd_db_check)

@@ -1,0 +1,212 @@
+"""``bot-bottle proposals ...``: list, show and decide what the bottles have filed."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from bot_bottle.cli.common import add_db_option, add_json_option, age, db_path, first_line, print_json, print_table
+from bot_bottle.errors import BotBottleError, ValidationError
+from bot_bottle.queue_store import QueueStore
+from bot_bottle.records import (
+    STATUS_APPROVED,
+    STATUS_MODIFIED,
+    STATUS_PENDING,
+    STATUS_REJECTED,
+    Proposal,
+    Response,
+)
+from bot_bottle.supervise import decide, decision_diff
+
+_EPILOG = """\
+examples:
+  bot-bottle proposals list                       what every bottle has pending
+  bot-bottle proposals list --bottle web-1 --all  everything bottle web-1 ever filed
+  bot-bottle proposals show 3f2a9c1e              one proposal, its diff and its decision
+  bot-bottle proposals approve 3f2a --notes "ok for the docs mirror"
+  bot-bottle proposals modify 3f2a --file routes.json --notes "narrowed the path"
+  bot-bottle proposals reject 3f2a --reason "no new hosts this week"
+
+An ID is any unique prefix of a proposal's id (list shows the first 8 digits).
+"""
+
+
+def proposal_json(proposal: Proposal, response: Response | None) -> dict[str, Any]:
+    """A proposal and its decision as one JSON object; ``status`` is ``pending`` or the decision."""
+    return {
+        **proposal.to_dict(),
+        "short_id": proposal.short_id,
+        "status": response.status if response else STATUS_PENDING,
+        "response": response.to_dict() if response else None,
+    }
+
+
+def cmd_proposals_list(args: argparse.Namespace) -> int:
+    """List pending proposals (all of them with ``--all``), oldest first."""
+    with QueueStore(db_path(args)) as store:
+        rows = store.listing(args.bottle, include_decided=args.all, limit=args.limit)
+    if args.json:
+        print_json([proposal_json(p, r) for p, r in rows])
+        return 0
+    if not rows:
+        print("no proposals" if args.all else "no pending proposals")
+        return 0
+    print_table(
+        ["ID", "BOTTLE", "TOOL", "AGE", "STATUS", "JUSTIFICATION"],
+        [
+            [p.short_id, p.queue_key, p.tool, age(p.created_at), r.status if r else STATUS_PENDING,
+             first_line(p.justification)]
+            for p, r in rows
+        ],
+    )
+    return 0
+
+
+def _report_text(payload: str) -> str:
+    try:
+        return json.dumps(json.loads(payload), indent=2, ensure_ascii=False)
+    except ValueError:
+        return payload
+
+
+def describe(proposal: Proposal, response: Response | None) -> str:
+    """The human description ``proposals show`` prints."""
+    lines = [
+        f"proposal  {proposal.id}",
+        f"bottle    {proposal.queue_key}",
+        f"tool      {proposal.tool}",
+        f"filed     {proposal.created_at} ({age(proposal.created_at)} ago)",
+    ]
+    if response is None:
+        lines.append(f"status    {STATUS_PENDING}")
+    else:
+        lines.append(f"status    {response.status} by {response.decided_by} at {response.decided_at}")
+        if response.notes:
+            lines.append(f"notes     {response.notes}")
+    if proposal.archived_at:
+        lines.append(f"archived  {proposal.archived_at}")
+    lines += ["", "justification:", *("  " + line for line in proposal.justification.splitlines())]
+    if proposal.report_only:
+        lines += ["", "report:", *("  " + line for line in _report_text(proposal.payload).splitlines())]
+    else:
+        status = response.status if response else STATUS_APPROVED
+        final = response.final_file if response else None
+        diff = decision_diff(proposal, status, final)
+        label = "current -> final" if status == STATUS_MODIFIED else "current -> proposed"
+        lines += ["", f"diff ({label}):", diff.rstrip("\n") or "  (no change)"]
+    return "\n".join(lines)
+
+
+def cmd_proposals_show(args: argparse.Namespace) -> int:
+    """Show one proposal: its justification, diff or report, and decision."""
+    with QueueStore(db_path(args)) as store:
+        proposal = store.find(args.id)
+        response = store.response(proposal.id)
+    if args.json:
+        print_json(proposal_json(proposal, response))
+    else:
+        print(describe(proposal, response))
+    return 0
+
+
+def _decide(args: argparse.Namespace, status: str, notes: str, final_file: str | None) -> int:
+    with QueueStore(db_path(args)) as store:
+        proposal = store.find(args.id)
+        response = decide(proposal.id, status, notes, final_file, store=store)
+    print(f"{response.status} {proposal.short_id} ({proposal.queue_key}, {proposal.tool}) as {response.decided_by}")
+    return 0
+
+
+def cmd_proposals_approve(args: argparse.Namespace) -> int:
+    """Approve a proposal as filed."""
+    return _decide(args, STATUS_APPROVED, args.notes, None)
+
+
+def _read_file(path: Path) -> str:
+    try:
+        data = sys.stdin.buffer.read() if str(path) == "-" else path.read_bytes()
+    except OSError as exc:
+        raise BotBottleError(f"cannot read {path}: {exc.strerror}") from None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ValidationError("file", f"{path} is not UTF-8 text") from None
+
+
+def cmd_proposals_modify(args: argparse.Namespace) -> int:
+    """Approve an edited version of a proposal, read from ``--file``."""
+    return _decide(args, STATUS_MODIFIED, args.notes, _read_file(args.file))
+
+
+def cmd_proposals_reject(args: argparse.Namespace) -> int:
+    """Reject a proposal, with a reason."""
+    return _decide(args, STATUS_REJECTED, args.reason, None)
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be 1 or more")
+    return value
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``proposals`` verb and its subcommands."""
+    parser = subparsers.add_parser(
+        "proposals",
+        help="list, show, approve, modify and reject proposals",
+        description="Work the supervise queue from a shell: what every bottle has filed, and your decisions.",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    verbs = parser.add_subparsers(dest="proposals_verb", metavar="VERB", required=True)
+
+    p = verbs.add_parser(
+        "list",
+        help="pending proposals of every bottle, oldest first",
+        description="List pending proposals of every bottle (or one), oldest first. "
+        "--json prints objects with id, queue_key, tool, created_at and status.",
+    )
+    add_db_option(p)
+    add_json_option(p)
+    p.add_argument("--bottle", metavar="SLUG", help="only this bottle's proposals")
+    p.add_argument("--all", action="store_true", help="decided and archived proposals too")
+    p.add_argument("--limit", type=_positive, metavar="N", help="only the newest N")
+    p.set_defaults(handler=cmd_proposals_list)
+
+    p = verbs.add_parser("show", help="one proposal in full",
+                         description="Show a proposal: justification, diff (or report) and decision.")
+    add_db_option(p)
+    add_json_option(p)
+    p.add_argument("id", metavar="ID", help="the proposal's id or a unique prefix of it")
+    p.set_defaults(handler=cmd_proposals_show)
+
+    p = verbs.add_parser("approve", help="approve a proposal as filed",
+                         description="Approve a proposal as filed. gitleaks-allow and egress-token-allow "
+                         "proposals need a reason (--notes).")
+    add_db_option(p)
+    p.add_argument("id", metavar="ID", help="the proposal's id or a unique prefix of it")
+    p.add_argument("--notes", default="", metavar="TEXT", help="why (required for report-only tools)")
+    p.set_defaults(handler=cmd_proposals_approve)
+
+    p = verbs.add_parser("modify", help="approve an edited version of a proposal",
+                         description="Approve an edited version of a proposal: the file you give replaces "
+                         "what the bottle proposed. Not offered for report-only tools.")
+    add_db_option(p)
+    p.add_argument("id", metavar="ID", help="the proposal's id or a unique prefix of it")
+    p.add_argument("--file", type=Path, required=True, metavar="F", help="the final file ('-' reads stdin)")
+    p.add_argument("--notes", default="", metavar="TEXT", help="what you changed and why")
+    p.set_defaults(handler=cmd_proposals_modify)
+
+    p = verbs.add_parser("reject", help="reject a proposal, with a reason",
+                         description="Reject a proposal. The reason goes back to the bottle and into the audit log.")
+    add_db_option(p)
+    p.add_argument("id", metavar="ID", help="the proposal's id or a unique prefix of it")
+    p.add_argument("--reason", required=True, metavar="TEXT", help="why (sent back to the bottle)")
+    p.set_defaults(handler=cmd_proposals_reject)

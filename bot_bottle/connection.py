@@ -1,0 +1,213 @@
+"""Opening an SQLite file the one way bot-bottle does, and its write transactions.
+
+``connect`` holds every connection setting (DECISIONS.md D3): autocommit mode,
+rollback journal, ``synchronous=FULL``, foreign keys, a busy timeout.
+``transaction`` is the only place in the package that says BEGIN, COMMIT or
+ROLLBACK. ``translate_errors`` turns SQLite's exceptions into the package's
+own, each with a message that names the file and what to do.
+
+This module knows nothing of paths on the host or of the schema: ``db`` adds
+the host's layout and migrates; ``migrate`` owns the schema.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from bot_bottle.errors import (
+    BotBottleError,
+    CannotOpenDatabase,
+    CorruptDatabase,
+    DatabaseBusy,
+    DatabaseError,
+    NotADatabase,
+    ReadOnlyDatabase,
+    SQLiteTooOld,
+)
+
+MIN_SQLITE_VERSION = (3, 37, 0)  # STRICT tables
+DEFAULT_BUSY_TIMEOUT_SEC = 5.0
+DIR_MODE = 0o700
+FILE_MODE = 0o600
+
+# Primary result codes (the low byte of an extended code).
+_SQLITE_BUSY = 5
+_SQLITE_LOCKED = 6
+_SQLITE_READONLY = 8
+_SQLITE_IOERR = 10
+_SQLITE_CORRUPT = 11
+_SQLITE_FULL = 13
+_SQLITE_CANTOPEN = 14
+_SQLITE_NOTADB = 26
+
+
+def check_sqlite_version(version: tuple[int, int, int] = sqlite3.sqlite_version_info) -> None:
+    """Raise ``SQLiteTooOld`` when ``version`` is below ``MIN_SQLITE_VERSION``."""
+    if tuple(version) < MIN_SQLITE_VERSION:
+        have = ".".join(map(str, version))
+        need = ".".join(map(str, MIN_SQLITE_VERSION))
+        raise SQLiteTooOld(
+            f"this Python uses SQLite {have}, but bot-bottle needs SQLite {need} or newer "
+            "(for STRICT tables): use a Python built against a newer SQLite"
+        )
+
+
+def translate(exc: sqlite3.Error, path: str | os.PathLike[str]) -> BotBottleError:
+    """The package error that says what ``exc``, raised on the database at ``path``, means."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    primary = code & 0xFF if isinstance(code, int) else None
+    message = str(exc)
+    where = os.fspath(path)
+    if primary in (_SQLITE_BUSY, _SQLITE_LOCKED) or "database is locked" in message:
+        return DatabaseBusy(
+            f"{where} stayed locked by another process past the busy timeout: "
+            "try again; if it persists, look for a process stuck holding the database open"
+        )
+    if primary == _SQLITE_READONLY:
+        return ReadOnlyDatabase(
+            f"{where} is read-only ({message}): bot-bottle must write the database "
+            "and its journal beside it; make the file and its directory writable by this user"
+        )
+    if primary == _SQLITE_CORRUPT or "malformed" in message:
+        return CorruptDatabase(
+            f"{where} is corrupt ({message}); nothing was changed. Keep a copy, run "
+            f"'bot-bottle db check --db {where}' and restore the newest backup "
+            "(*.bak beside the database)"
+        )
+    if primary == _SQLITE_NOTADB or "not a database" in message:
+        return NotADatabase(
+            f"{where} is not an SQLite database; it was left as it is: "
+            "move it away or point --db at the bot-bottle database"
+        )
+    if primary == _SQLITE_CANTOPEN:
+        return CannotOpenDatabase(f"cannot open {where} ({message}): check that its directory exists and is writable")
+    if primary == _SQLITE_FULL:
+        return DatabaseError(f"the disk holding {where} is full; nothing was committed: free some space and retry")
+    if primary == _SQLITE_IOERR:
+        return DatabaseError(f"I/O error on {where} ({message}); nothing was committed")
+    return DatabaseError(f"SQLite error on {where}: {message}")
+
+
+@contextmanager
+def translate_errors(path: str | os.PathLike[str]) -> Iterator[None]:
+    """Re-raise any ``sqlite3.Error`` inside the block as the package error for it."""
+    try:
+        yield
+    except sqlite3.Error as exc:
+        raise translate(exc, path) from exc
+
+
+def _create_missing(path: Path) -> None:
+    """Create the parent directories (0700) and an empty file (0600) where missing.
+
+    The file is created with O_EXCL, so an existing file is never truncated or
+    touched, and a second process that races us simply finds it there.
+    """
+    try:
+        path.parent.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
+    except FileExistsError:
+        raise CannotOpenDatabase(f"cannot create {path}: {path.parent} exists and is not a directory") from None
+    except OSError as exc:
+        raise _os_error(path.parent, exc) from None
+    if path.is_dir():
+        raise CannotOpenDatabase(f"{path} is a directory, not a database file: point --db at a file")
+    if not path.parent.is_dir():
+        raise CannotOpenDatabase(f"cannot create {path}: {path.parent} is not a directory")
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
+    except FileExistsError:
+        return
+    except OSError as exc:
+        raise _os_error(path, exc) from None
+    # A brand-new empty file: no connection anywhere can hold locks on it yet,
+    # so closing this descriptor drops nothing (D3).
+    os.close(fd)
+
+
+def _os_error(path: Path, exc: OSError) -> BotBottleError:
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return ReadOnlyDatabase(
+            f"cannot write {path} ({exc.strerror}): bot-bottle must be able to create and "
+            "write the database and its journal there; fix the permissions or choose another --db"
+        )
+    return CannotOpenDatabase(f"cannot create {path}: {exc.strerror}")
+
+
+def _check_writable(path: Path) -> None:
+    # access(2) also answers EROFS for root, and for root permission bits do
+    # not matter, so this is right for every user.
+    if not os.access(path.parent, os.W_OK | os.X_OK):
+        raise ReadOnlyDatabase(
+            f"the directory {path.parent} is not writable: SQLite writes the database's "
+            "journal beside it, so bot-bottle cannot use the database there; "
+            "make the directory writable by this user or choose another --db"
+        )
+    if not os.access(path, os.R_OK | os.W_OK):
+        raise ReadOnlyDatabase(
+            f"{path} is not readable and writable by this user: "
+            "fix its permissions (bot-bottle creates it 0600) or choose another --db"
+        )
+
+
+def connect(
+    path: str | os.PathLike[str], *, busy_timeout: float = DEFAULT_BUSY_TIMEOUT_SEC
+) -> sqlite3.Connection:
+    """Open (creating where missing) the SQLite file at ``path`` with bot-bottle's settings.
+
+    The connection is in autocommit mode; write through ``transaction``. The
+    file is checked to be a readable, writable SQLite database before
+    anything is written to it; on any problem a ``DatabaseError`` subclass is
+    raised and the file is left as it was. A database left in WAL mode is
+    switched back to the rollback journal. The connection may be shared
+    between threads as long as the caller serialises its use.
+    """
+    check_sqlite_version()
+    target = Path(path)
+    _create_missing(target)
+    _check_writable(target)
+    with translate_errors(target):
+        conn = sqlite3.connect(
+            target, timeout=busy_timeout, isolation_level=None, check_same_thread=False
+        )
+    try:
+        with translate_errors(target):
+            # Read the header and the schema first: a file that is not a
+            # database, or is corrupt, fails here, before any write.
+            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+            conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
+            mode = conn.execute("PRAGMA journal_mode = DELETE").fetchone()[0]
+            if str(mode).lower() != "delete":
+                raise DatabaseError(
+                    f"{target} is in {mode} journal mode and could not be switched back to the "
+                    "rollback journal (another process has it open in that mode): close it and retry"
+                )
+            conn.execute("PRAGMA synchronous = FULL")
+            conn.execute("PRAGMA foreign_keys = ON")
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+@contextmanager
+def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """A write transaction: BEGIN IMMEDIATE, then COMMIT, or ROLLBACK on any exception.
+
+    IMMEDIATE takes the write lock before the first read, so the busy timeout
+    applies and no read-then-write upgrade can fail with SQLITE_BUSY midway.
+    A failed COMMIT is rolled back too, so the connection never stays inside
+    a transaction after this block.
+    """
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield conn
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise

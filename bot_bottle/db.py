@@ -1,0 +1,126 @@
+"""The single host database: where it lives, and the one call that opens it.
+
+On the host the database is ``~/.bot-bottle/db/bot-bottle.db``. Its directory
+(and only that directory, so SQLite's journal is shared too) is bind-mounted
+read-write into each sidecar at ``/run/supervise``, where the sidecar opens
+the constant ``DB_PATH_IN_CONTAINER``. No environment variable points any part
+of bot-bottle at another file (DECISIONS.md D1-D2).
+
+``open_db`` is what hosts and sidecars call: it connects with bot-bottle's
+settings (``connect``) and migrates to the newest schema.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from types import TracebackType
+
+from bot_bottle import migrate
+from bot_bottle.connection import DEFAULT_BUSY_TIMEOUT_SEC, connect, transaction, translate_errors
+
+__all__ = [
+    "DB_DIR_IN_CONTAINER",
+    "DB_FILENAME",
+    "DB_PATH_IN_CONTAINER",
+    "Database",
+    "bot_bottle_root",
+    "connect",
+    "host_db_dir",
+    "host_db_path",
+    "open_db",
+    "resolve_db_path",
+    "transaction",
+]
+
+DB_FILENAME = "bot-bottle.db"
+DB_DIR_IN_CONTAINER = "/run/supervise"
+DB_PATH_IN_CONTAINER = "/run/supervise/bot-bottle.db"
+
+
+def bot_bottle_root() -> Path:
+    """``~/.bot-bottle``: everything bot-bottle keeps on the host (``HOME`` decides ``~``)."""
+    return Path.home() / ".bot-bottle"
+
+
+def host_db_dir() -> Path:
+    """The directory that holds only the database and its journal (mounted into sidecars)."""
+    return bot_bottle_root() / "db"
+
+
+def host_db_path() -> Path:
+    """The host database file, ``~/.bot-bottle/db/bot-bottle.db``."""
+    return host_db_dir() / DB_FILENAME
+
+
+def resolve_db_path(path: str | os.PathLike[str] | None) -> Path:
+    """``path`` as a ``Path``, or the host database's path when it is ``None``."""
+    return host_db_path() if path is None else Path(path)
+
+
+def open_db(
+    path: str | os.PathLike[str] | None = None, *, busy_timeout: float = DEFAULT_BUSY_TIMEOUT_SEC
+) -> sqlite3.Connection:
+    """Open the database at ``path`` (``None``: the host database) and migrate it to the newest schema.
+
+    Creates the directory (0700) and file (0600) where missing. Raises a
+    ``BotBottleError`` subclass, leaving the file as it was, for a file that
+    is not a database, a corrupt one, a directory, a read-only location, a
+    database newer than this code, or migrations that drifted.
+    """
+    target = resolve_db_path(path)
+    conn = connect(target, busy_timeout=busy_timeout)
+    try:
+        with translate_errors(target):
+            migrate.upgrade(conn)
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+class Database:
+    """One open, migrated connection to a database, shared safely between threads.
+
+    The stores build on this. ``read()`` and ``write()`` hold a lock for the
+    duration of the block, so threads (the sidecar server runs one per
+    request) take turns on the connection; ``write()`` is one ``BEGIN
+    IMMEDIATE`` transaction. SQLite errors inside either come out as the
+    package's own errors, naming the file.
+    """
+
+    def __init__(
+        self, path: str | os.PathLike[str] | None = None, *, busy_timeout: float = DEFAULT_BUSY_TIMEOUT_SEC
+    ) -> None:
+        self.path = resolve_db_path(path)
+        self._conn = open_db(self.path, busy_timeout=busy_timeout)
+        self._lock = threading.RLock()
+
+    @contextmanager
+    def read(self) -> Iterator[sqlite3.Connection]:
+        """The connection, for reads in autocommit mode (each statement sees the latest commit)."""
+        with self._lock, translate_errors(self.path):
+            yield self._conn
+
+    @contextmanager
+    def write(self) -> Iterator[sqlite3.Connection]:
+        """The connection inside one write transaction: committed on success, rolled back on error."""
+        with self._lock, translate_errors(self.path), transaction(self._conn) as conn:
+            yield conn
+
+    def close(self) -> None:
+        """Close the connection; the object is unusable afterwards."""
+        with self._lock:
+            self._conn.close()
+
+    def __enter__(self) -> Database:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()

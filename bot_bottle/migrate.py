@@ -1,0 +1,567 @@
+"""The migration runner: the schema's history, applied and reverted one version at a time.
+
+Migrations are SQL files ``NNNN_name.up.sql`` / ``NNNN_name.down.sql`` in the
+top-level ``migrations/`` folder, numbered from 0001 without gaps
+(DECISIONS.md D4). ``PRAGMA user_version`` is the number of the last applied
+migration; the ``schema_history`` table (created by migration 0001) records
+each applied migration's name and the sha256 of its up file, so an applied
+migration that was edited later is reported as drift instead of skipped.
+
+Each migration runs in its own ``BEGIN IMMEDIATE`` transaction that re-reads
+``user_version`` once it holds the lock, so processes that migrate at once
+apply each migration exactly once, and a crash leaves the database at the
+last whole version. Foreign keys are switched off around the transaction (a
+migration may rebuild a table) and ``PRAGMA foreign_key_check`` runs before
+COMMIT: a violation rolls the migration back.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import sqlite3
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from bot_bottle.connection import FILE_MODE, transaction
+from bot_bottle.errors import (
+    CorruptDatabase,
+    MigrationDrift,
+    MigrationError,
+    MigrationFilesError,
+    SchemaTooNew,
+)
+
+HISTORY_TABLE = "schema_history"
+BACKUPS_KEPT = 3
+_FILE_RE = re.compile(r"(?P<version>\d{4})_(?P<name>[a-z0-9][a-z0-9_]*)\.(?P<direction>up|down)\.sql")
+# Statements a migration may not contain: the runner owns the transaction
+# (a COMMIT inside a file would end it early and break atomicity) and the
+# version number.
+_FORBIDDEN_FIRST_WORDS = frozenset(
+    {"BEGIN", "COMMIT", "END", "ROLLBACK", "SAVEPOINT", "RELEASE", "VACUUM", "ATTACH", "DETACH"}
+)
+_LEADING_COMMENTS_RE = re.compile(r"(?:\s+|--[^\n]*(?:\n|$)|/\*.*?\*/)*", re.DOTALL)
+_RUNNER_PRAGMA_RE = re.compile(r"PRAGMA\s+(?:main\.)?(user_version|journal_mode|foreign_keys)\b", re.I)
+
+
+@dataclass(frozen=True)
+class Migration:
+    """One numbered migration: its up and down SQL, split into statements."""
+
+    version: int
+    name: str
+    up_statements: tuple[str, ...]
+    down_statements: tuple[str, ...]
+    up_sha256: str
+
+    @property
+    def label(self) -> str:
+        """``NNNN_name``, as the files are named."""
+        return f"{self.version:04d}_{self.name}"
+
+
+@dataclass(frozen=True)
+class Drift:
+    """An applied migration whose record no longer matches the code's file."""
+
+    version: int
+    name: str
+    problem: str
+    applied_sha256: str | None
+    file_sha256: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {
+            "version": self.version,
+            "name": self.name,
+            "problem": self.problem,
+            "applied_sha256": self.applied_sha256,
+            "file_sha256": self.file_sha256,
+        }
+
+
+@dataclass(frozen=True)
+class Status:
+    """Where a database stands against the code's migrations."""
+
+    path: str
+    current: int
+    head: int
+    pending: tuple[Migration, ...]
+    drift: tuple[Drift, ...]
+    applied: tuple[tuple[int, str, str], ...]  # (version, name, applied_at)
+
+    @property
+    def too_new(self) -> bool:
+        """True when the database was migrated past what this code knows."""
+        return self.current > self.head
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form: path, current, head, pending, drift, applied."""
+        return {
+            "path": self.path,
+            "current": self.current,
+            "head": self.head,
+            "pending": [{"version": m.version, "name": m.name} for m in self.pending],
+            "drift": [d.to_dict() for d in self.drift],
+            "applied": [
+                {"version": v, "name": n, "applied_at": at} for v, n, at in self.applied
+            ],
+        }
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """What an ``upgrade`` or ``downgrade`` call did."""
+
+    versions: tuple[int, ...]  # applied (upgrade) or reverted (downgrade) by this call
+    backup: Path | None
+    current: int
+
+
+def migrations_dir() -> Path:
+    """The folder that holds the migration files, wherever the package runs from.
+
+    An installed wheel carries them inside the package (``bot_bottle/migrations``);
+    a source checkout and the sidecar image keep them in the top-level
+    ``migrations/`` beside ``bot_bottle/``.
+    """
+    package = Path(__file__).resolve().parent
+    installed = package / "migrations"
+    if installed.is_dir():
+        return installed
+    return package.parent / "migrations"
+
+
+def split_statements(sql: str, where: str = "SQL") -> list[str]:
+    """Split ``sql`` into single statements, respecting quotes, comments and trigger bodies.
+
+    ``executescript`` would do this for us, but it COMMITs first on every
+    Python version, so the runner executes one statement at a time inside its
+    own transaction. Statements that are only comments are dropped.
+    """
+    statements: list[str] = []
+    start = 0
+    index = 0
+    has_code = False
+    length = len(sql)
+    while index < length:
+        char = sql[index]
+        if sql.startswith("--", index):
+            newline = sql.find("\n", index)
+            index = length if newline < 0 else newline + 1
+            continue
+        if sql.startswith("/*", index):
+            close = sql.find("*/", index + 2)
+            if close < 0:
+                raise MigrationFilesError(f"{where}: a /* comment is never closed")
+            index = close + 2
+            continue
+        if char in "'\"`[":
+            closer = "]" if char == "[" else char
+            index = _skip_quoted(sql, index, closer, where)
+            has_code = True
+            continue
+        if char == ";":
+            chunk = sql[start : index + 1]
+            # A ';' inside a trigger body does not end the CREATE TRIGGER.
+            if sqlite3.complete_statement(chunk):
+                if has_code:
+                    statements.append(chunk.strip())
+                start = index + 1
+                has_code = False
+        elif not char.isspace():
+            has_code = True
+        index += 1
+    if has_code:
+        raise MigrationFilesError(f"{where}: the last statement is not complete (a missing ';'?)")
+    return statements
+
+
+def _skip_quoted(sql: str, index: int, closer: str, where: str) -> int:
+    position = index + 1
+    while True:
+        found = sql.find(closer, position)
+        if found < 0:
+            raise MigrationFilesError(f"{where}: a quoted string or name is never closed")
+        if closer != "]" and sql.startswith(closer * 2, found):
+            position = found + 2  # a doubled quote stands for itself
+            continue
+        return found + 1
+
+
+def _without_leading_comments(statement: str) -> str:
+    skipped = _LEADING_COMMENTS_RE.match(statement)
+    return statement[skipped.end() :] if skipped else statement
+
+
+def _is_forbidden(statement: str) -> str | None:
+    """The reason ``statement`` may not appear in a migration, or None."""
+    code = _without_leading_comments(statement)
+    match = re.match(r"[A-Za-z_]+", code)
+    word = match.group(0).upper() if match else ""
+    if word in _FORBIDDEN_FIRST_WORDS:
+        return word
+    pragma = _RUNNER_PRAGMA_RE.match(code)
+    return f"PRAGMA {pragma.group(1).lower()}" if pragma else None
+
+
+def _load_statements(path: Path) -> tuple[tuple[str, ...], bytes]:
+    try:
+        raw = path.read_bytes()
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise MigrationFilesError(f"{path} is not UTF-8 text") from None
+    except OSError as exc:
+        raise MigrationFilesError(f"cannot read {path}: {exc.strerror}") from None
+    statements = split_statements(text, where=str(path))
+    if not statements:
+        raise MigrationFilesError(f"{path} holds no SQL statement: every migration file must do something")
+    for number, statement in enumerate(statements, 1):
+        forbidden = _is_forbidden(statement)
+        if forbidden:
+            raise MigrationFilesError(
+                f"{path}, statement {number}: {forbidden} is not allowed in a migration; "
+                "the runner owns the transaction, the foreign-key switch and user_version"
+            )
+    return tuple(statements), raw
+
+
+def discover(directory: Path | None = None) -> tuple[Migration, ...]:
+    """Read and validate every migration in ``directory`` (default: ``migrations_dir()``).
+
+    Raises ``MigrationFilesError`` for a missing folder, a badly named ``.sql``
+    file, a duplicate number, a gap, an up without its down (or the reverse),
+    an empty file, or a statement the runner does not allow.
+    """
+    folder = directory if directory is not None else migrations_dir()
+    if not folder.is_dir():
+        raise MigrationFilesError(
+            f"no migrations folder at {folder}: the bot-bottle installation is incomplete; reinstall it"
+        )
+    found: dict[int, dict[str, Path]] = {}
+    names: dict[int, str] = {}
+    for entry in sorted(folder.iterdir()):
+        if not entry.name.endswith(".sql"):
+            continue
+        match = _FILE_RE.fullmatch(entry.name)
+        if not match:
+            raise MigrationFilesError(
+                f"{entry}: migration files are named NNNN_name.up.sql and NNNN_name.down.sql "
+                "(four digits, lower-case name)"
+            )
+        version = int(match["version"])
+        if version == 0:
+            raise MigrationFilesError(f"{entry}: migrations are numbered from 0001")
+        direction = match["direction"]
+        if names.setdefault(version, match["name"]) != match["name"]:
+            raise MigrationFilesError(
+                f"{folder}: migration {version:04d} has two names, "
+                f"{names[version]!r} and {match['name']!r}; each number has exactly one pair"
+            )
+        if direction in found.setdefault(version, {}):
+            raise MigrationFilesError(f"{folder}: two {direction} files for migration {version:04d}")
+        found[version][direction] = entry
+    migrations: list[Migration] = []
+    for expected, version in enumerate(sorted(found), 1):
+        if version != expected:
+            raise MigrationFilesError(
+                f"{folder}: migration {expected:04d} is missing (the numbers jump to {version:04d}); "
+                "migrations are numbered without gaps"
+            )
+        files = found[version]
+        for direction in ("up", "down"):
+            if direction not in files:
+                other = files["down" if direction == "up" else "up"]
+                raise MigrationFilesError(
+                    f"{other.name} has no {direction} file "
+                    f"({version:04d}_{names[version]}.{direction}.sql): every up needs its down"
+                )
+        up_statements, up_raw = _load_statements(files["up"])
+        down_statements, _ = _load_statements(files["down"])
+        migrations.append(
+            Migration(
+                version=version,
+                name=names[version],
+                up_statements=up_statements,
+                down_statements=down_statements,
+                up_sha256=hashlib.sha256(up_raw).hexdigest(),
+            )
+        )
+    return tuple(migrations)
+
+
+def database_path(conn: sqlite3.Connection) -> str:
+    """The file behind the connection's main database ('' for an in-memory one)."""
+    for _, name, filename in conn.execute("PRAGMA database_list"):
+        if name == "main":
+            return str(filename)
+    return ""
+
+
+def current_version(conn: sqlite3.Connection) -> int:
+    """The database's ``PRAGMA user_version``: the last applied migration."""
+    return int(conn.execute("PRAGMA user_version").fetchone()[0])
+
+
+def _history(conn: sqlite3.Connection) -> dict[int, tuple[str, str, str]]:
+    exists = conn.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = :name", {"name": HISTORY_TABLE}
+    ).fetchone()
+    if not exists:
+        return {}
+    rows = conn.execute(f"SELECT version, name, sha256, applied_at FROM {HISTORY_TABLE} ORDER BY version")
+    return {int(v): (str(n), str(s), str(a)) for v, n, s, a in rows}
+
+
+def status(conn: sqlite3.Connection, migrations: tuple[Migration, ...] | None = None) -> Status:
+    """Where the database behind ``conn`` stands: versions, pending migrations, drift.
+
+    Reads only; never writes.
+    """
+    known = migrations if migrations is not None else discover()
+    current = current_version(conn)
+    history = _history(conn)
+    drift: list[Drift] = []
+    for migration in known[: min(current, len(known))]:
+        record = history.get(migration.version)
+        if record is None:
+            problem = f"applied (user_version is {current}) but missing from {HISTORY_TABLE}"
+            drift.append(Drift(migration.version, migration.name, problem, None, migration.up_sha256))
+        elif record[1] != migration.up_sha256:
+            drift.append(
+                Drift(migration.version, migration.name, "its up file was edited after it was applied",
+                      record[1], migration.up_sha256)
+            )
+        elif record[0] != migration.name:
+            drift.append(
+                Drift(migration.version, migration.name, f"it was applied under the name {record[0]!r}",
+                      record[1], migration.up_sha256)
+            )
+    for version, (name, sha, _) in history.items():
+        if version > current:
+            drift.append(Drift(version, name, f"recorded in {HISTORY_TABLE} beyond user_version {current}", sha, None))
+    return Status(
+        path=database_path(conn),
+        current=current,
+        head=len(known),
+        pending=known[current:],
+        drift=tuple(drift),
+        applied=tuple((v, n, at) for v, (n, _, at) in sorted(history.items())),
+    )
+
+
+def _refuse_unusable(state: Status) -> None:
+    if state.too_new:
+        raise SchemaTooNew(
+            f"database {state.path} is at schema version {state.current} but this bot-bottle "
+            f"knows only up to {state.head}: upgrade the sidecar image or run a newer bot-bottle; "
+            "nothing was changed"
+        )
+    if state.drift:
+        first = state.drift[0]
+        more = f" (and {len(state.drift) - 1} more)" if len(state.drift) > 1 else ""
+        raise MigrationDrift(
+            f"database {state.path}: migration {first.version:04d}_{first.name}: {first.problem}{more}; "
+            "nothing was changed. Run a bot-bottle whose migrations match this database "
+            "('bot-bottle db status' lists the drift)"
+        )
+
+
+def _utc_stamp() -> str:
+    return datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+
+
+def backup_to(conn: sqlite3.Connection, destination: Path) -> Path:
+    """Copy the database behind ``conn`` to ``destination`` (0600) with ``Connection.backup``.
+
+    The copy is a consistent snapshot. An existing ``destination`` is never
+    overwritten: ``MigrationError`` is raised instead.
+    """
+    destination = destination.resolve()
+    if destination.exists():
+        raise MigrationError(f"{destination} already exists; choose another name for the backup")
+    if not destination.parent.is_dir():
+        raise MigrationError(f"cannot write the backup: {destination.parent} is not a directory")
+    if database_path(conn) and Path(database_path(conn)).resolve() == destination:
+        raise MigrationError("the backup file cannot be the database itself")
+    partial = destination.with_name(f".{destination.name}.{os.getpid()}.partial")
+    try:
+        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
+    except OSError as exc:
+        raise MigrationError(f"cannot write the backup {destination}: {exc.strerror}") from None
+    os.close(fd)
+    try:
+        copy = sqlite3.connect(partial)
+        try:
+            conn.backup(copy)
+        finally:
+            copy.close()
+        # link() fails if the name was taken meanwhile, where rename() would overwrite it.
+        os.link(partial, destination)
+    except FileExistsError:
+        raise MigrationError(f"{destination} already exists; choose another name for the backup") from None
+    finally:
+        partial.unlink(missing_ok=True)
+    return destination
+
+
+def _backup_name_re(db_name: str) -> re.Pattern[str]:
+    return re.compile(re.escape(db_name) + r"\.v(\d{4})\.(\d{8}T\d{12}Z)\.bak")
+
+
+def backup_before_migration(conn: sqlite3.Connection, version: int) -> Path | None:
+    """Back up the database beside itself as ``NAME.vNNNN.STAMP.bak``; keep the last few.
+
+    Returns the backup's path, or ``None`` for an in-memory database.
+    """
+    source = database_path(conn)
+    if not source:
+        return None
+    db_file = Path(source)
+    path = backup_to(conn, db_file.with_name(f"{db_file.name}.v{version:04d}.{_utc_stamp()}.bak"))
+    pattern = _backup_name_re(db_file.name)
+    ours = sorted(
+        (match.group(2), entry)
+        for entry in db_file.parent.iterdir()
+        if (match := pattern.fullmatch(entry.name))
+    )
+    for _, old in ours[:-BACKUPS_KEPT]:
+        old.unlink(missing_ok=True)
+    return path
+
+
+def _is_empty(conn: sqlite3.Connection) -> bool:
+    return int(conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]) == 0
+
+
+def _check_integrity(conn: sqlite3.Connection, path: str) -> None:
+    result = [row[0] for row in conn.execute("PRAGMA quick_check")]
+    if result != ["ok"]:
+        raise CorruptDatabase(
+            f"database {path} fails its integrity check ({result[0]}); it was not migrated. "
+            "Run 'bot-bottle db check' and restore the newest backup (*.bak beside it)"
+        )
+
+
+def _step(conn: sqlite3.Connection, migration: Migration, up: bool) -> bool:
+    """Apply (``up``) or revert one migration atomically; False if another process already did."""
+    direction = "up" if up else "down"
+    # foreign_keys cannot change inside a transaction, so switch it off first.
+    conn.execute("PRAGMA foreign_keys = OFF")
+    try:
+        with transaction(conn):
+            before = current_version(conn)
+            if (up and before >= migration.version) or (not up and before < migration.version):
+                return False
+            wanted = migration.version - 1 if up else migration.version
+            if before != wanted:
+                raise MigrationError(
+                    f"cannot {direction}grade to {migration.label}: the database is at version {before}"
+                )
+            if not up:
+                conn.execute(
+                    f"DELETE FROM {HISTORY_TABLE} WHERE version = :version", {"version": migration.version}
+                )
+            statements = migration.up_statements if up else migration.down_statements
+            for number, statement in enumerate(statements, 1):
+                try:
+                    conn.execute(statement)
+                except sqlite3.Error as exc:
+                    raise MigrationError(
+                        f"migration {migration.label}.{direction}.sql failed at statement {number} "
+                        f"({exc}); it was rolled back and the database is still at version {before}"
+                    ) from exc
+            if up:
+                conn.execute(
+                    f"INSERT INTO {HISTORY_TABLE} (version, name, sha256, applied_at) "
+                    "VALUES (:version, :name, :sha256, :applied_at)",
+                    {
+                        "version": migration.version,
+                        "name": migration.name,
+                        "sha256": migration.up_sha256,
+                        "applied_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+                    },
+                )
+            after = migration.version if up else migration.version - 1
+            conn.execute(f"PRAGMA user_version = {int(after)}")
+            violations = conn.execute("PRAGMA foreign_key_check").fetchall()
+            if violations:
+                table, rowid, parent, _ = violations[0]
+                raise MigrationError(
+                    f"migration {migration.label}.{direction}.sql leaves {len(violations)} foreign-key "
+                    f"violation(s) (first: {table} row {rowid} -> {parent}); it was rolled back and "
+                    f"the database is still at version {before}"
+                )
+        return True
+    finally:
+        conn.execute("PRAGMA foreign_keys = ON")
+
+
+def upgrade(
+    conn: sqlite3.Connection,
+    to: int | None = None,
+    *,
+    migrations: tuple[Migration, ...] | None = None,
+    backup: bool = True,
+) -> RunResult:
+    """Apply pending migrations up to ``to`` (default: the newest), one transaction each.
+
+    Refuses a database newer than the code and one with drift, before writing
+    anything. An existing non-empty database is integrity-checked and backed
+    up beside itself first. Safe to call from many processes at once.
+    """
+    known = migrations if migrations is not None else discover()
+    target = len(known) if to is None else to
+    if not 0 <= target <= len(known):
+        raise MigrationError(f"cannot upgrade to version {target}: the migrations go from 0 to {len(known)}")
+    state = status(conn, known)
+    _refuse_unusable(state)
+    if target < state.current:
+        raise MigrationError(
+            f"the database is at version {state.current}, past {target}: use 'db downgrade --to {target}'"
+        )
+    if target == state.current:
+        return RunResult((), None, state.current)
+    saved = None
+    if backup and not _is_empty(conn):
+        _check_integrity(conn, state.path)
+        saved = backup_before_migration(conn, state.current)
+    applied = tuple(m.version for m in known[state.current : target] if _step(conn, m, up=True))
+    return RunResult(applied, saved, current_version(conn))
+
+
+def downgrade(
+    conn: sqlite3.Connection,
+    to: int,
+    *,
+    migrations: tuple[Migration, ...] | None = None,
+    backup: bool = True,
+) -> RunResult:
+    """Revert applied migrations down to version ``to``, newest first, one transaction each.
+
+    The database is backed up beside itself first (unless ``backup`` is
+    False), because a down migration usually drops data.
+    """
+    known = migrations if migrations is not None else discover()
+    state = status(conn, known)
+    _refuse_unusable(state)
+    if not 0 <= to <= state.current:
+        raise MigrationError(
+            f"cannot downgrade to version {to}: the database is at version {state.current}"
+        )
+    if to == state.current:
+        return RunResult((), None, state.current)
+    saved = None
+    if backup and not _is_empty(conn):
+        _check_integrity(conn, state.path)
+        saved = backup_before_migration(conn, state.current)
+    reverted = tuple(
+        m.version for m in reversed(known[to : state.current]) if _step(conn, m, up=False)
+    )
+    return RunResult(reverted, saved, current_version(conn))

@@ -1,0 +1,407 @@
+"""The supervise queue: proposals filed by bottles and the operator's responses.
+
+``QueueStore`` is the whole queue, for the operator's side on the host.
+``QueueStore.for_bottle(slug)`` returns a ``BottleQueue``: the narrow handle a
+sidecar, git-gate or the egress proxy gets, which files, reads, waits on and
+archives only that bottle's proposals.
+
+Rules kept here (DECISIONS.md D6): an identical unarchived proposal (same
+bottle, tool and payload) is returned instead of a duplicate; the first
+decision wins; a decision and its audit entry commit in one transaction.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import secrets
+import sqlite3
+import time
+from typing import Any
+
+from bot_bottle.audit_store import AuditStore
+from bot_bottle.db import Database
+from bot_bottle.errors import AlreadyDecided, AmbiguousId, NotFound, StillPending, ValidationError
+from bot_bottle.records import (
+    DEFAULT_POLL_INTERVAL_SEC,
+    MAX_FILE_BYTES,
+    MAX_NAME_BYTES,
+    MAX_PAYLOAD_BYTES,
+    MAX_TEXT_BYTES,
+    AuditEntry,
+    Proposal,
+    Response,
+    utc_now,
+    validate_id_prefix,
+    validate_optional_text,
+    validate_proposal_id,
+    validate_queue_key,
+    validate_sha256,
+    validate_status,
+    validate_text,
+    validate_tool,
+)
+
+_PROPOSAL_COLUMNS = (
+    "p.id, p.queue_key, p.tool, p.payload, p.justification, p.current_file, "
+    "p.current_file_hash, p.created_at, p.archived_at"
+)
+_RESPONSE_COLUMNS = "r.proposal_id, r.status, r.notes, r.final_file, r.decided_by, r.decided_at"
+_AMBIGUOUS_SHOWN = 5
+
+
+def sha256_text(text: str) -> str:
+    """The sha256 hex digest of ``text`` encoded as UTF-8."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _check_wait(timeout: object, poll_interval: object) -> tuple[float, float]:
+    for name, value in (("timeout", timeout), ("poll_interval", poll_interval)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value or value < 0:
+            raise ValidationError(name, "must be a number of seconds, 0 or more")
+    if poll_interval == 0:
+        raise ValidationError("poll_interval", "must be more than 0 seconds")
+    return float(timeout), float(poll_interval)  # type: ignore[arg-type]
+
+
+class QueueStore:
+    """The supervise queue in the host database (``db_path=None``) or the database at ``db_path``.
+
+    Safe to share between threads; open one per process (or per thread) as you like.
+    """
+
+    def __init__(self, db_path: str | os.PathLike[str] | None = None, *, database: Database | None = None) -> None:
+        self.db = database if database is not None else Database(db_path)
+
+    def close(self) -> None:
+        """Close the store's connection."""
+        self.db.close()
+
+    def __enter__(self) -> QueueStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # Row mapping -----------------------------------------------------------
+
+    @staticmethod
+    def proposal_from_row(row: tuple[Any, ...]) -> Proposal:
+        """Map a row of ``_PROPOSAL_COLUMNS`` to a ``Proposal``."""
+        return Proposal(*row)
+
+    @staticmethod
+    def response_from_row(row: tuple[Any, ...]) -> Response:
+        """Map a row of ``_RESPONSE_COLUMNS`` to a ``Response``."""
+        return Response(*row)
+
+    # Filing ------------------------------------------------------------------
+
+    def submit(
+        self,
+        queue_key: str,
+        tool: str,
+        payload: str,
+        justification: str,
+        current_file: str | None = None,
+        current_file_hash: str | None = None,
+    ) -> Proposal:
+        """File a proposal, or return the identical unarchived one already filed.
+
+        Every field is validated first (``ValidationError`` names the field and
+        nothing is written). When ``current_file`` is given its sha256 is
+        recorded; a ``current_file_hash`` given with it must match.
+        """
+        validate_queue_key(queue_key)
+        validate_tool(tool)
+        validate_text("payload", payload, max_bytes=MAX_PAYLOAD_BYTES, required=True)
+        validate_text("justification", justification, max_bytes=MAX_TEXT_BYTES, required=True)
+        validate_optional_text("current_file", current_file, max_bytes=MAX_FILE_BYTES)
+        validate_sha256("current_file_hash", current_file_hash)
+        if current_file is not None:
+            actual = sha256_text(current_file)
+            if current_file_hash is not None and current_file_hash != actual:
+                raise ValidationError("current_file_hash", "does not match the sha256 of current_file")
+            current_file_hash = actual
+        payload_sha256 = sha256_text(payload)
+        with self.db.write() as conn:
+            existing = conn.execute(
+                f"SELECT {_PROPOSAL_COLUMNS} FROM proposals p WHERE p.queue_key = :queue_key "
+                "AND p.tool = :tool AND p.payload_sha256 = :sha AND p.archived_at IS NULL",
+                {"queue_key": queue_key, "tool": tool, "sha": payload_sha256},
+            ).fetchone()
+            if existing is not None:
+                return self.proposal_from_row(existing)
+            proposal = Proposal(
+                id=secrets.token_hex(16),
+                queue_key=queue_key,
+                tool=tool,
+                payload=payload,
+                justification=justification,
+                current_file=current_file,
+                current_file_hash=current_file_hash,
+                created_at=utc_now(),
+            )
+            conn.execute(
+                "INSERT INTO proposals (id, queue_key, tool, payload, payload_sha256, justification, "
+                "current_file, current_file_hash, created_at) VALUES (:id, :queue_key, :tool, :payload, "
+                ":payload_sha256, :justification, :current_file, :current_file_hash, :created_at)",
+                {**proposal.to_dict(), "payload_sha256": payload_sha256},
+            )
+        return proposal
+
+    # Reading -----------------------------------------------------------------
+
+    def _get_in(self, conn: sqlite3.Connection, proposal_id: str) -> Proposal:
+        row = conn.execute(
+            f"SELECT {_PROPOSAL_COLUMNS} FROM proposals p WHERE p.id = :id", {"id": proposal_id}
+        ).fetchone()
+        if row is None:
+            raise NotFound(f"no proposal {proposal_id}")
+        return self.proposal_from_row(row)
+
+    @staticmethod
+    def _response_in(conn: sqlite3.Connection, proposal_id: str) -> Response | None:
+        row = conn.execute(
+            f"SELECT {_RESPONSE_COLUMNS} FROM responses r WHERE r.proposal_id = :id", {"id": proposal_id}
+        ).fetchone()
+        return None if row is None else QueueStore.response_from_row(row)
+
+    def get(self, proposal_id: str) -> Proposal:
+        """The proposal with this whole id; ``NotFound`` if there is none."""
+        validate_proposal_id(proposal_id)
+        with self.db.read() as conn:
+            return self._get_in(conn, proposal_id)
+
+    def find(self, prefix: str) -> Proposal:
+        """The one proposal whose id starts with ``prefix`` (any case); ``NotFound`` or ``AmbiguousId``."""
+        prefix = validate_id_prefix(prefix)
+        with self.db.read() as conn:
+            # Ids are lower-case hex, so every id with this prefix sorts in
+            # [prefix, prefix + 'g'): an index range, not a scan.
+            rows = conn.execute(
+                "SELECT id FROM proposals WHERE id >= :low AND id < :high ORDER BY id LIMIT :n",
+                {"low": prefix, "high": prefix + "g", "n": _AMBIGUOUS_SHOWN + 1},
+            ).fetchall()
+            if not rows:
+                raise NotFound(f"no proposal id starts with {prefix!r}")
+            if len(rows) > 1:
+                shown = ", ".join(str(r[0])[: len(prefix) + 4] for r in rows[:_AMBIGUOUS_SHOWN])
+                more = " and more" if len(rows) > _AMBIGUOUS_SHOWN else ""
+                raise AmbiguousId(f"{prefix!r} matches several proposals ({shown}{more}): give more digits")
+            return self._get_in(conn, str(rows[0][0]))
+
+    def pending(self, queue_key: str | None = None) -> list[Proposal]:
+        """Undecided, unarchived proposals, oldest first; of one bottle, or of all (``None``)."""
+        params: dict[str, Any] = {}
+        where = ""
+        if queue_key is not None:
+            params["queue_key"] = validate_queue_key(queue_key)
+            where = " AND p.queue_key = :queue_key"
+        with self.db.read() as conn:
+            rows = conn.execute(
+                f"SELECT {_PROPOSAL_COLUMNS} FROM proposals p WHERE p.archived_at IS NULL{where} "
+                "AND NOT EXISTS (SELECT 1 FROM responses r WHERE r.proposal_id = p.id) "
+                "ORDER BY p.created_at, p.rowid",
+                params,
+            ).fetchall()
+        return [self.proposal_from_row(row) for row in rows]
+
+    def listing(
+        self, queue_key: str | None = None, *, include_decided: bool = False, limit: int | None = None
+    ) -> list[tuple[Proposal, Response | None]]:
+        """Proposals with their responses, oldest first.
+
+        By default only pending ones (as ``pending``); ``include_decided``
+        lists every proposal, archived ones too, and ``limit`` keeps the newest.
+        """
+        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+            raise ValidationError("limit", "must be a whole number of at least 1")
+        if not include_decided:
+            pending: list[tuple[Proposal, Response | None]] = [(p, None) for p in self.pending(queue_key)]
+            return pending if limit is None else pending[-limit:]
+        params: dict[str, Any] = {"limit": -1 if limit is None else limit}
+        where = ""
+        if queue_key is not None:
+            params["queue_key"] = validate_queue_key(queue_key)
+            where = "WHERE p.queue_key = :queue_key "
+        with self.db.read() as conn:
+            rows = conn.execute(
+                f"SELECT {_PROPOSAL_COLUMNS}, {_RESPONSE_COLUMNS} FROM proposals p "
+                f"LEFT JOIN responses r ON r.proposal_id = p.id {where}"
+                "ORDER BY p.created_at DESC, p.rowid DESC LIMIT :limit",
+                params,
+            ).fetchall()
+        result = [
+            (self.proposal_from_row(row[:9]), None if row[9] is None else self.response_from_row(row[9:]))
+            for row in rows
+        ]
+        result.reverse()
+        return result
+
+    def response(self, proposal_id: str) -> Response | None:
+        """The decision on this proposal, or ``None`` while it is pending."""
+        validate_proposal_id(proposal_id)
+        with self.db.read() as conn:
+            return self._response_in(conn, proposal_id)
+
+    def _changes_marker(self) -> tuple[int, int]:
+        # data_version moves when another connection commits; total_changes
+        # when this one writes (a thread of this process deciding).
+        with self.db.read() as conn:
+            return int(conn.execute("PRAGMA data_version").fetchone()[0]), conn.total_changes
+
+    def wait_for_response(
+        self, proposal_id: str, timeout: float, poll_interval: float = DEFAULT_POLL_INTERVAL_SEC
+    ) -> Response | None:
+        """Block until the proposal has a response, or ``timeout`` seconds pass (then ``None``).
+
+        Looks every ``poll_interval`` seconds; a look that finds no commit since
+        the last one costs one ``PRAGMA data_version``, not a query. Giving up
+        leaves the proposal pending for the operator.
+        """
+        timeout, poll_interval = _check_wait(timeout, poll_interval)
+        validate_proposal_id(proposal_id)
+        deadline = time.monotonic() + timeout
+        seen: tuple[int, int] | None = None
+        while True:
+            marker = self._changes_marker()
+            if marker != seen:
+                seen = marker
+                found = self.response(proposal_id)
+                if found is not None:
+                    return found
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return None
+            time.sleep(min(poll_interval, remaining))
+
+    # Changing ----------------------------------------------------------------
+
+    def archive(self, proposal_id: str) -> Proposal:
+        """Archive a decided proposal (idempotent); it leaves ``pending`` and the dedupe rule.
+
+        Raises ``StillPending`` for a proposal without a decision: the operator
+        must see it first.
+        """
+        validate_proposal_id(proposal_id)
+        with self.db.write() as conn:
+            proposal = self._get_in(conn, proposal_id)
+            if proposal.archived_at is not None:
+                return proposal
+            if self._response_in(conn, proposal_id) is None:
+                raise StillPending(
+                    f"proposal {proposal.short_id} has no decision yet; only decided proposals are archived"
+                )
+            archived_at = utc_now()
+            conn.execute(
+                "UPDATE proposals SET archived_at = :at WHERE id = :id", {"at": archived_at, "id": proposal_id}
+            )
+        return Proposal(**{**proposal.to_dict(), "archived_at": archived_at})
+
+    def record_decision(
+        self,
+        proposal_id: str,
+        status: str,
+        notes: str,
+        final_file: str | None,
+        decided_by: str,
+        *,
+        diff: str,
+        details: dict[str, Any],
+    ) -> tuple[Response, AuditEntry]:
+        """Store the response and its audit entry in one transaction; the first decision wins.
+
+        Raises ``AlreadyDecided`` (naming who decided what, and when) if the
+        proposal has a response already. The rules of which decisions a tool
+        allows are ``supervise.decide``'s; the schema re-checks the basic ones.
+        """
+        validate_proposal_id(proposal_id)
+        validate_status(status)
+        validate_text("notes", notes, max_bytes=MAX_TEXT_BYTES)
+        validate_optional_text("final_file", final_file, max_bytes=MAX_FILE_BYTES)
+        validate_text("decided_by", decided_by, max_bytes=MAX_NAME_BYTES, required=True)
+        with self.db.write() as conn:
+            proposal = self._get_in(conn, proposal_id)
+            earlier = self._response_in(conn, proposal_id)
+            if earlier is not None:
+                raise AlreadyDecided(
+                    f"proposal {proposal.short_id} was already {earlier.status} by {earlier.decided_by} "
+                    f"at {earlier.decided_at}; the first decision stands"
+                )
+            response = Response(proposal_id, status, notes, final_file, decided_by, utc_now())
+            conn.execute(
+                "INSERT INTO responses (proposal_id, status, notes, final_file, decided_by, decided_at) "
+                "VALUES (:proposal_id, :status, :notes, :final_file, :decided_by, :decided_at)",
+                response.to_dict(),
+            )
+            entry = AuditStore.append_in(
+                conn,
+                AuditEntry(
+                    queue_key=proposal.queue_key,
+                    action=status,
+                    actor=decided_by,
+                    tool=proposal.tool,
+                    proposal_id=proposal_id,
+                    notes=notes,
+                    diff=diff,
+                    details=details,
+                ),
+            )
+        return response, entry
+
+    def for_bottle(self, queue_key: str) -> BottleQueue:
+        """A handle that files, reads, waits on and archives only ``queue_key``'s proposals."""
+        return BottleQueue(self, validate_queue_key(queue_key))
+
+
+class BottleQueue:
+    """One bottle's view of the queue: what a sidecar needs and nothing wider.
+
+    Ids of other bottles' proposals are answered as unknown (``NotFound``), so
+    a sidecar can neither read, wait on nor archive them, nor learn that they exist.
+    """
+
+    def __init__(self, store: QueueStore, queue_key: str) -> None:
+        self._store = store
+        self._queue_key = queue_key
+
+    @property
+    def queue_key(self) -> str:
+        """The bottle slug this handle is bound to."""
+        return self._queue_key
+
+    def submit(
+        self,
+        tool: str,
+        payload: str,
+        justification: str,
+        current_file: str | None = None,
+        current_file_hash: str | None = None,
+    ) -> Proposal:
+        """File a proposal for this bottle (see ``QueueStore.submit``)."""
+        return self._store.submit(self._queue_key, tool, payload, justification, current_file, current_file_hash)
+
+    def get(self, proposal_id: str) -> Proposal:
+        """This bottle's proposal with that id; ``NotFound`` for any other."""
+        proposal = self._store.get(proposal_id)
+        if proposal.queue_key != self._queue_key:
+            raise NotFound(f"no proposal {proposal_id} in bottle {self._queue_key}")
+        return proposal
+
+    def response(self, proposal_id: str) -> Response | None:
+        """The decision on this bottle's proposal, or ``None`` while pending."""
+        self.get(proposal_id)
+        return self._store.response(proposal_id)
+
+    def wait_for_response(
+        self, proposal_id: str, timeout: float, poll_interval: float = DEFAULT_POLL_INTERVAL_SEC
+    ) -> Response | None:
+        """Wait for the decision on this bottle's proposal (see ``QueueStore.wait_for_response``)."""
+        self.get(proposal_id)
+        return self._store.wait_for_response(proposal_id, timeout, poll_interval)
+
+    def archive(self, proposal_id: str) -> Proposal:
+        """Archive this bottle's decided proposal (see ``QueueStore.archive``)."""
+        self.get(proposal_id)
+        return self._store.archive(proposal_id)

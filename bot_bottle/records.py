@@ -1,0 +1,266 @@
+"""Records of the supervise queue and the audit log, their constants, and validation.
+
+Everything here is plain data: frozen dataclasses, the closed sets of tools
+and statuses, and ``validate_*`` functions that raise ``ValidationError`` (a
+``ValueError``) naming the offending field. The stores validate with these
+before they write, and the schema's CHECK constraints hold the same rules a
+second time.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from bot_bottle.errors import ValidationError
+
+TOOL_EGRESS_BLOCK = "egress-block"
+TOOL_EGRESS_ALLOW = "egress-allow"
+TOOL_GITLEAKS_ALLOW = "gitleaks-allow"
+TOOL_EGRESS_TOKEN_ALLOW = "egress-token-allow"
+TOOLS = (TOOL_EGRESS_BLOCK, TOOL_EGRESS_ALLOW, TOOL_GITLEAKS_ALLOW, TOOL_EGRESS_TOKEN_ALLOW)
+# Report-only tools carry a report, not a file: the operator may approve (with a
+# reason) or reject, never modify.
+REPORT_ONLY_TOOLS = frozenset({TOOL_GITLEAKS_ALLOW, TOOL_EGRESS_TOKEN_ALLOW})
+
+STATUS_APPROVED = "approved"
+STATUS_MODIFIED = "modified"
+STATUS_REJECTED = "rejected"
+STATUSES = (STATUS_APPROVED, STATUS_MODIFIED, STATUS_REJECTED)
+# Not a stored status: how listings describe a proposal without a response.
+STATUS_PENDING = "pending"
+
+ACTION_OPERATOR_EDIT = "operator-edit"
+AUDIT_ACTIONS = (*STATUSES, ACTION_OPERATOR_EDIT)
+
+DEFAULT_POLL_INTERVAL_SEC = 0.5
+
+MAX_PAYLOAD_BYTES = 1024 * 1024
+MAX_FILE_BYTES = 1024 * 1024
+MAX_TEXT_BYTES = 64 * 1024
+MAX_NAME_BYTES = 256
+PROPOSAL_ID_LENGTH = 32
+SHORT_ID_LENGTH = 8
+
+QUEUE_KEY_RE = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
+PROPOSAL_ID_RE = re.compile(r"[0-9a-f]{32}")
+ID_PREFIX_RE = re.compile(r"[0-9a-f]{1,32}")
+SHA256_RE = re.compile(r"[0-9a-f]{64}")
+TIMESTAMP_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
+# The stored form: fixed width, so text order is time order.
+TIMESTAMP_RE = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z")
+
+
+def utc_now() -> str:
+    """The current UTC time in the stored ISO 8601 form (microseconds, ``Z``)."""
+    return format_timestamp(datetime.now(UTC))
+
+
+def format_timestamp(moment: datetime) -> str:
+    """``moment`` (aware, any zone) as the stored UTC ISO 8601 string."""
+    if moment.tzinfo is None:
+        raise ValidationError("timestamp", "needs a time zone (for example 2026-11-27T08:00:00Z)")
+    return moment.astimezone(UTC).strftime(TIMESTAMP_FORMAT)
+
+
+def parse_timestamp(field_name: str, text: str) -> str:
+    """Parse an ISO 8601 date or time given by a person into the stored UTC form.
+
+    A date alone means its midnight UTC; a time without a zone is taken as UTC.
+    """
+    candidate = text.strip()
+    if candidate.endswith(("Z", "z")):
+        candidate = candidate[:-1] + "+00:00"
+    try:
+        moment = datetime.fromisoformat(candidate)
+    except ValueError:
+        raise ValidationError(
+            field_name, f"{text!r} is not an ISO 8601 date or time (for example 2026-11-27T08:00:00Z)"
+        ) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return format_timestamp(moment)
+
+
+def validate_text(
+    field_name: str, value: object, *, max_bytes: int, required: bool = False
+) -> str:
+    """Check that ``value`` is a str that encodes as UTF-8 within ``max_bytes``, without NUL.
+
+    ``required`` also refuses an empty or blank string. Returns the value unchanged.
+    """
+    if not isinstance(value, str):
+        raise ValidationError(field_name, f"must be a string, not {type(value).__name__}")
+    try:
+        size = len(value.encode("utf-8"))
+    except UnicodeEncodeError as exc:
+        raise ValidationError(
+            field_name, f"is not valid UTF-8 (an unpaired surrogate at character {exc.start})"
+        ) from None
+    if size > max_bytes:
+        raise ValidationError(field_name, f"is {size} bytes, over the limit of {max_bytes} bytes")
+    if "\x00" in value:
+        raise ValidationError(field_name, f"contains a NUL character at {value.index(chr(0))}")
+    if required and not value.strip():
+        raise ValidationError(field_name, "must not be empty")
+    return value
+
+
+def validate_optional_text(field_name: str, value: object, *, max_bytes: int) -> str | None:
+    """``validate_text`` for a field that may also be ``None``."""
+    if value is None:
+        return None
+    return validate_text(field_name, value, max_bytes=max_bytes)
+
+
+def validate_queue_key(value: object, field_name: str = "queue_key") -> str:
+    """A bottle slug: lower-case letters, digits, ``.``, ``_``, ``-``; 1-64 chars; starts alphanumeric."""
+    if not isinstance(value, str):
+        raise ValidationError(field_name, f"must be a string, not {type(value).__name__}")
+    if not QUEUE_KEY_RE.fullmatch(value):
+        raise ValidationError(
+            field_name,
+            f"{value[:80]!r} is not a bottle slug (1-64 characters of a-z, 0-9, '.', '_', '-', "
+            "starting with a letter or digit)",
+        )
+    return value
+
+
+def validate_tool(value: object) -> str:
+    """One of ``TOOLS``."""
+    if not isinstance(value, str) or value not in TOOLS:
+        raise ValidationError("tool", f"{value!r} is not one of {', '.join(TOOLS)}")
+    return value
+
+
+def validate_status(value: object) -> str:
+    """One of ``STATUSES`` (approved, modified, rejected)."""
+    if not isinstance(value, str) or value not in STATUSES:
+        raise ValidationError("status", f"{value!r} is not one of {', '.join(STATUSES)}")
+    return value
+
+
+def validate_proposal_id(value: object) -> str:
+    """A whole proposal id: 32 lower-case hex digits."""
+    if not isinstance(value, str) or not PROPOSAL_ID_RE.fullmatch(value):
+        raise ValidationError("proposal_id", f"{str(value)[:80]!r} is not a proposal id (32 hex digits)")
+    return value
+
+
+def validate_id_prefix(value: object) -> str:
+    """A prefix of a proposal id (1-32 hex digits); upper case is accepted and folded."""
+    if not isinstance(value, str) or not ID_PREFIX_RE.fullmatch(value.lower()):
+        raise ValidationError("id", f"{str(value)[:80]!r} is not a proposal id or prefix (hex digits)")
+    return value.lower()
+
+
+def validate_sha256(field_name: str, value: object) -> str | None:
+    """``None`` or a sha256 digest as 64 lower-case hex digits."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or not SHA256_RE.fullmatch(value):
+        raise ValidationError(field_name, f"{str(value)[:80]!r} is not a sha256 digest (64 lower-case hex digits)")
+    return value
+
+
+@dataclass(frozen=True)
+class Proposal:
+    """A request filed by a bottle's sidecar for the operator to decide."""
+
+    id: str
+    queue_key: str
+    tool: str
+    payload: str
+    justification: str
+    current_file: str | None
+    current_file_hash: str | None
+    created_at: str
+    archived_at: str | None = None
+
+    @property
+    def short_id(self) -> str:
+        """The first 8 hex digits, as the CLI and TUI show the id."""
+        return self.id[:SHORT_ID_LENGTH]
+
+    @property
+    def report_only(self) -> bool:
+        """True for the tools whose proposals may be approved or rejected but not modified."""
+        return self.tool in REPORT_ONLY_TOOLS
+
+    def to_dict(self) -> dict[str, Any]:
+        """The record as a JSON-ready dict."""
+        return {
+            "id": self.id,
+            "queue_key": self.queue_key,
+            "tool": self.tool,
+            "payload": self.payload,
+            "justification": self.justification,
+            "current_file": self.current_file,
+            "current_file_hash": self.current_file_hash,
+            "created_at": self.created_at,
+            "archived_at": self.archived_at,
+        }
+
+
+@dataclass(frozen=True)
+class Response:
+    """The operator's decision on one proposal. There is at most one per proposal."""
+
+    proposal_id: str
+    status: str
+    notes: str
+    final_file: str | None
+    decided_by: str
+    decided_at: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """The record as a JSON-ready dict."""
+        return {
+            "proposal_id": self.proposal_id,
+            "status": self.status,
+            "notes": self.notes,
+            "final_file": self.final_file,
+            "decided_by": self.decided_by,
+            "decided_at": self.decided_at,
+        }
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    """One entry of the append-only, hash-chained audit log.
+
+    Build one with ``seq``, ``ts`` and the hashes left at their defaults;
+    ``AuditStore.append`` fills them in and returns the stored entry.
+    """
+
+    queue_key: str
+    action: str
+    actor: str
+    tool: str | None = None
+    proposal_id: str | None = None
+    notes: str = ""
+    diff: str = ""
+    details: dict[str, Any] = field(default_factory=dict)
+    seq: int | None = None
+    ts: str | None = None
+    prev_hash: str | None = None
+    hash: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The record as a JSON-ready dict (the form ``audit export`` writes)."""
+        return {
+            "seq": self.seq,
+            "ts": self.ts,
+            "queue_key": self.queue_key,
+            "action": self.action,
+            "tool": self.tool,
+            "proposal_id": self.proposal_id,
+            "actor": self.actor,
+            "notes": self.notes,
+            "diff": self.diff,
+            "details": self.details,
+            "prev_hash": self.prev_hash,
+            "hash": self.hash,
+        }

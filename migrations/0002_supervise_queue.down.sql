@@ -1,0 +1,10 @@
+DROP TRIGGER responses_no_delete;
+DROP TRIGGER responses_immutable;
+DROP TABLE responses;
+DROP TRIGGER proposals_no_delete;
+DROP TRIGGER proposals_immutable;
+DROP INDEX proposals_by_bottle;
+DROP INDEX proposals_dedupe;
+DROP INDEX proposals_unarchived_by_bottle;
+DROP INDEX proposals_unarchived;
+DROP TABLE proposals;
