@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bot_bottle.connection import FILE_MODE, transaction
+from bot_bottle.connection import FILE_MODE, transaction, translate_errors
 from bot_bottle.errors import (
     CorruptDatabase,
     MigrationDrift,
@@ -325,8 +325,9 @@ def status(conn: sqlite3.Connection, migrations: tuple[Migration, ...] | None = 
     Reads only; never writes.
     """
     known = migrations if migrations is not None else discover()
-    current = current_version(conn)
-    history = _history(conn)
+    with translate_errors(database_path(conn) or ":memory:"):
+        current = current_version(conn)
+        history = _history(conn)
     drift: list[Drift] = []
     for migration in known[: min(current, len(known))]:
         record = history.get(migration.version)
@@ -441,7 +442,10 @@ def _is_empty(conn: sqlite3.Connection) -> bool:
 
 
 def _check_integrity(conn: sqlite3.Connection, path: str) -> None:
-    result = [row[0] for row in conn.execute("PRAGMA quick_check")]
+    try:
+        result = [str(row[0]) for row in conn.execute("PRAGMA quick_check")]
+    except sqlite3.DatabaseError as exc:  # damage bad enough that the check itself stops
+        result = [str(exc)]
     if result != ["ok"]:
         raise CorruptDatabase(
             f"database {path} fails its integrity check ({result[0]}); it was not migrated. "
@@ -520,6 +524,11 @@ def upgrade(
     target = len(known) if to is None else to
     if not 0 <= target <= len(known):
         raise MigrationError(f"cannot upgrade to version {target}: the migrations go from 0 to {len(known)}")
+    with translate_errors(database_path(conn) or ":memory:"):
+        return _upgrade(conn, target, known, backup)
+
+
+def _upgrade(conn: sqlite3.Connection, target: int, known: tuple[Migration, ...], backup: bool) -> RunResult:
     state = status(conn, known)
     _refuse_unusable(state)
     if target < state.current:
@@ -549,6 +558,11 @@ def downgrade(
     False), because a down migration usually drops data.
     """
     known = migrations if migrations is not None else discover()
+    with translate_errors(database_path(conn) or ":memory:"):
+        return _downgrade(conn, to, known, backup)
+
+
+def _downgrade(conn: sqlite3.Connection, to: int, known: tuple[Migration, ...], backup: bool) -> RunResult:
     state = status(conn, known)
     _refuse_unusable(state)
     if not 0 <= to <= state.current:

@@ -63,7 +63,11 @@ def _unusable_reason(state: migrate.Status) -> str | None:
             f"{state.head}: upgrade the sidecar image or run a newer bot-bottle"
         )
     if state.drift:
-        return "applied migrations were edited since they were applied (see drift above)"
+        first = state.drift[0]
+        return (
+            f"migration {first.version:04d}_{first.name}: {first.problem}; run a bot-bottle whose "
+            "migrations match this database"
+        )
     return None
 
 
@@ -151,8 +155,14 @@ def cmd_db_backup(args: argparse.Namespace) -> int:
 
 
 def _checks(conn: sqlite3.Connection, known: tuple[migrate.Migration, ...]) -> list[dict[str, Any]]:
-    integrity = [str(row[0]) for row in conn.execute("PRAGMA integrity_check")]
-    violations = conn.execute("PRAGMA foreign_key_check").fetchall()
+    try:
+        integrity = [str(row[0]) for row in conn.execute("PRAGMA integrity_check")]
+    except sqlite3.DatabaseError as exc:  # damage bad enough to stop the check itself
+        integrity = [str(exc)]
+    try:
+        violations = conn.execute("PRAGMA foreign_key_check").fetchall()
+    except sqlite3.DatabaseError as exc:
+        violations = [(f"(the check stopped: {exc})", "?", "?")]
     state = migrate.status(conn, known)
     return [
         {
