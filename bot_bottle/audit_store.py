@@ -63,11 +63,13 @@ class AuditStore:
     """The audit log of the host database (``db_path=None``) or of the database at ``db_path``."""
 
     def __init__(self, db_path: str | os.PathLike[str] | None = None, *, database: Database | None = None) -> None:
+        self._owns_db = database is None
         self.db = database if database is not None else Database(db_path)
 
     def close(self) -> None:
-        """Close the store's connection."""
-        self.db.close()
+        """Close the store's connection, unless it was handed a ``Database`` to share."""
+        if self._owns_db:
+            self.db.close()
 
     def __enter__(self) -> AuditStore:
         return self

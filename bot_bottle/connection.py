@@ -2,9 +2,10 @@
 
 ``connect`` holds every connection setting (DECISIONS.md D3): autocommit mode,
 rollback journal, ``synchronous=FULL``, foreign keys, a busy timeout.
-``transaction`` is the only place in the package that says BEGIN, COMMIT or
-ROLLBACK. ``translate_errors`` turns SQLite's exceptions into the package's
-own, each with a message that names the file and what to do.
+``transaction`` (writes) and ``read_snapshot`` (consistent reads) are the only
+places in the package that say BEGIN, COMMIT or ROLLBACK. ``translate_errors``
+turns SQLite's exceptions into the package's own, each with a message that
+names the file and what to do.
 
 This module knows nothing of paths on the host or of the schema: ``db`` adds
 the host's layout and migrates; ``migrate`` owns the schema.
@@ -211,3 +212,19 @@ def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
         if conn.in_transaction:
             conn.execute("ROLLBACK")
         raise
+
+
+@contextmanager
+def read_snapshot(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """A read transaction: every statement in the block sees the same committed state.
+
+    In autocommit mode each statement sees the latest commit, so two reads in a
+    row can straddle another process's commit. A deferred BEGIN holds SQLite's
+    shared lock from the first read to the end of the block instead.
+    """
+    conn.execute("BEGIN DEFERRED")
+    try:
+        yield conn
+    finally:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")  # nothing was written; ending it is all that matters

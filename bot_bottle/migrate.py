@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bot_bottle.connection import FILE_MODE, transaction, translate_errors
+from bot_bottle.connection import FILE_MODE, read_snapshot, transaction, translate_errors
 from bot_bottle.errors import (
     CorruptDatabase,
     MigrationDrift,
@@ -325,7 +325,9 @@ def status(conn: sqlite3.Connection, migrations: tuple[Migration, ...] | None = 
     Reads only; never writes.
     """
     known = migrations if migrations is not None else discover()
-    with translate_errors(database_path(conn) or ":memory:"):
+    # One snapshot: a migration committed by another process between reading
+    # user_version and the history would otherwise look like drift.
+    with translate_errors(database_path(conn) or ":memory:"), read_snapshot(conn):
         current = current_version(conn)
         history = _history(conn)
     drift: list[Drift] = []

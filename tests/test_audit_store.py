@@ -1,0 +1,181 @@
+"""The audit log: appending, filtering, the append-only schema and the hash chain."""
+
+from __future__ import annotations
+
+import sqlite3
+
+from bot_bottle.audit_store import GENESIS_HASH, AuditStore
+from bot_bottle.errors import ValidationError
+from bot_bottle.queue_store import QueueStore
+from bot_bottle.records import STATUS_APPROVED, STATUS_REJECTED, TOOL_EGRESS_ALLOW, AuditEntry
+from bot_bottle.supervise import decide, operator_edit
+from tests.support import TempDirTest, digest
+
+
+class AuditTestCase(TempDirTest):
+    def setUp(self) -> None:
+        super().setUp()
+        self.path = self.tmp / "a.db"
+        self.audit = AuditStore(self.path)
+        self.addCleanup(self.audit.close)
+
+    def add(self, queue_key: str = "web-1", **kw: object) -> AuditEntry:
+        return self.audit.append(AuditEntry(queue_key=queue_key, action=str(kw.pop("action", "operator-edit")),
+                                            actor="op@host", **kw))  # type: ignore[arg-type]
+
+    def raw(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, isolation_level=None)
+        self.addCleanup(conn.close)
+        return conn
+
+
+class AppendTest(AuditTestCase):
+    def test_append_assigns_sequence_time_and_chain(self) -> None:
+        """Entries get 1, 2, 3..., a UTC time, and each links to the previous hash."""
+        first = self.add(tool="routes", notes="n", diff="-a\n+b\n", details={"k": [1, "ü"]})
+        second = self.add()
+        self.assertEqual((first.seq, second.seq), (1, 2))
+        self.assertEqual(first.prev_hash, GENESIS_HASH)
+        self.assertEqual(second.prev_hash, first.hash)
+        self.assertRegex(first.ts or "", r"Z$")
+        self.assertEqual(self.audit.entries(limit=None), [second, first])
+        self.assertEqual(self.audit.entries()[1].details, {"k": [1, "ü"]})
+
+    def test_bad_entries_are_refused(self) -> None:
+        """Unknown actions, bad keys, non-JSON details and oversize notes are refused; nothing is written."""
+        self.add()
+        before = digest(self.path)
+        for bad in (
+            {"action": "deleted"},
+            {"queue_key": "../x"},
+            {"details": {"x": object()}},
+            {"notes": "x" * 70000},
+            {"proposal_id": "123"},
+        ):
+            with self.subTest(bad=list(bad)), self.assertRaises(ValidationError):
+                self.add(**bad)  # type: ignore[arg-type]
+        self.assertEqual(digest(self.path), before)
+
+
+class FilterTest(AuditTestCase):
+    def test_filters_and_limit(self) -> None:
+        """entries() filters by bottle, tool and time, newest first, up to the limit."""
+        a = self.add("a", tool="routes")
+        b = self.add("b", tool="dlp")
+        c = self.add("a", tool="dlp")
+        self.assertEqual([e.seq for e in self.audit.entries("a")], [c.seq, a.seq])
+        self.assertEqual([e.seq for e in self.audit.entries(tool="dlp")], [c.seq, b.seq])
+        self.assertEqual([e.seq for e in self.audit.entries(limit=1)], [c.seq])
+        self.assertEqual([e.seq for e in self.audit.entries(since=b.ts)], [c.seq, b.seq])
+        self.assertEqual([e.seq for e in self.audit.entries(until=b.ts)], [a.seq])
+        self.assertEqual(self.audit.entries(since="2999-01-01"), [])
+        with self.assertRaises(ValidationError):
+            self.audit.entries(since="last tuesday")
+        with self.assertRaises(ValidationError):
+            self.audit.entries(limit=0)
+
+    def test_newest_of_one_bottle_uses_the_index(self) -> None:
+        """The newest entries of one bottle come from the (queue_key, seq) index."""
+        with self.audit.db.read() as conn:
+            plan = " ".join(str(row[-1]) for row in conn.execute(
+                "EXPLAIN QUERY PLAN SELECT * FROM audit_log WHERE queue_key = 'a' ORDER BY seq DESC LIMIT 50"))
+        self.assertIn("audit_log_by_bottle", plan)
+
+    def test_export_is_oldest_first_and_complete(self) -> None:
+        """export() yields every entry in order, across batches."""
+        for i in range(25):
+            self.add(notes=str(i))
+        self.assertEqual([e.seq for e in self.audit.export(batch=7)], list(range(1, 26)))
+
+
+class AppendOnlyTest(AuditTestCase):
+    def test_update_and_delete_are_refused_by_the_database(self) -> None:
+        """The schema's triggers refuse UPDATE and DELETE, and out-of-order inserts."""
+        entry = self.add()
+        raw = self.raw()
+        with self.assertRaisesRegex(sqlite3.IntegrityError, "append-only"):
+            raw.execute("UPDATE audit_log SET notes = 'rewritten'")
+        with self.assertRaisesRegex(sqlite3.IntegrityError, "append-only"):
+            raw.execute("DELETE FROM audit_log")
+        with self.assertRaisesRegex(sqlite3.IntegrityError, "in order"):
+            raw.execute(
+                "INSERT INTO audit_log VALUES (5, 't', 'web-1', 'operator-edit', NULL, NULL, 'x', '', '', '{}', "
+                ":prev, :hash)", {"prev": entry.hash, "hash": "f" * 64})
+        self.assertTrue(self.audit.verify().ok)
+
+
+class VerifyTest(AuditTestCase):
+    def fill(self, count: int = 5) -> None:
+        for i in range(count):
+            self.add(notes=f"entry {i}")
+
+    def test_whole_chain(self) -> None:
+        """A whole chain verifies, with its count; an empty log too."""
+        self.assertEqual(self.audit.verify().to_dict(), {"ok": True, "count": 0, "bad_seq": None, "problem": ""})
+        self.fill()
+        result = self.audit.verify(batch=2)
+        self.assertTrue(result.ok)
+        self.assertEqual(result.count, 5)
+
+    def test_changed_entry_is_found(self) -> None:
+        """An entry edited after dropping the trigger is named by verify."""
+        self.fill()
+        raw = self.raw()
+        raw.execute("DROP TRIGGER audit_log_no_update")
+        raw.execute("UPDATE audit_log SET notes = 'nothing to see' WHERE seq = 3")
+        result = self.audit.verify()
+        self.assertFalse(result.ok)
+        self.assertEqual(result.bad_seq, 3)
+        self.assertIn("changed", result.problem)
+
+    def test_rehashed_entry_breaks_the_next_link(self) -> None:
+        """A forger who also recomputes the changed entry's hash is caught at the next entry's link."""
+        self.fill()
+        raw = self.raw()
+        raw.execute("DROP TRIGGER audit_log_no_update")
+        row = raw.execute("SELECT * FROM audit_log WHERE seq = 2").fetchone()
+        forged = AuditStore.compute_hash(2, row[1], row[2], row[3], row[4], row[5], row[6], "forged", row[8],
+                                         row[9], row[10])
+        raw.execute("UPDATE audit_log SET notes = 'forged', hash = :h WHERE seq = 2", {"h": forged})
+        result = self.audit.verify()
+        self.assertEqual((result.ok, result.bad_seq), (False, 3))
+        self.assertIn("link", result.problem)
+
+    def test_removed_entry_is_found(self) -> None:
+        """A deleted middle entry leaves a gap that verify names."""
+        self.fill()
+        raw = self.raw()
+        raw.execute("DROP TRIGGER audit_log_no_delete")
+        raw.execute("DELETE FROM audit_log WHERE seq = 4")
+        result = self.audit.verify()
+        self.assertEqual((result.ok, result.bad_seq), (False, 4))
+        self.assertIn("missing", result.problem)
+
+    def test_removed_last_decision_entry_is_found(self) -> None:
+        """Deleting the newest entry leaves a whole chain, but its decision without an entry."""
+        with QueueStore(database=self.audit.db) as queue:
+            proposal = queue.submit("web-1", TOOL_EGRESS_ALLOW, '{"host": "a"}', "j")
+            decide(proposal.id, STATUS_REJECTED, "no", store=queue)
+            raw = self.raw()
+            raw.execute("DROP TRIGGER audit_log_no_delete")
+            raw.execute("DELETE FROM audit_log")
+            result = self.audit.verify()
+        self.assertFalse(result.ok)
+        self.assertIn(proposal.id, result.problem)
+
+    def test_operator_edit_is_audited(self) -> None:
+        """operator_edit() appends an operator-edit entry with the diff of before and after."""
+        entry = operator_edit("web-1", "routes", "a\n", "a\nb\n", "added b", actor="me", store=self.audit)
+        self.assertEqual((entry.action, entry.tool, entry.actor), ("operator-edit", "routes", "me"))
+        self.assertIn("+b", entry.diff)
+        self.assertTrue(self.audit.verify().ok)
+        self.assertEqual(self.audit.entries()[0], entry)
+
+    def test_decisions_count_matches(self) -> None:
+        """Every decision adds exactly one entry for its proposal."""
+        with QueueStore(database=self.audit.db) as queue:
+            for i in range(3):
+                proposal = queue.submit("web-1", TOOL_EGRESS_ALLOW, f'{{"host": "{i}"}}', "j")
+                decide(proposal.id, STATUS_APPROVED, store=queue)
+        self.assertEqual(self.audit.count(), 3)
+        self.assertTrue(self.audit.verify().ok)

@@ -1,0 +1,184 @@
+"""The queue under real concurrent processes: nothing lost, nothing decided twice, prompt wake-ups."""
+
+from __future__ import annotations
+
+import multiprocessing
+import statistics
+import time
+from typing import Any
+
+from bot_bottle.audit_store import AuditStore
+from bot_bottle.db import open_db
+from bot_bottle.errors import AlreadyDecided
+from bot_bottle.queue_store import QueueStore
+from bot_bottle.records import (
+    DEFAULT_POLL_INTERVAL_SEC,
+    STATUS_APPROVED,
+    STATUS_MODIFIED,
+    STATUS_REJECTED,
+    TOOL_EGRESS_ALLOW,
+    TOOL_EGRESS_BLOCK,
+)
+from bot_bottle.supervise import decide
+from tests.support import TempDirTest
+
+_SPAWN = multiprocessing.get_context("spawn")
+SUBMITTERS = 8
+PER_SUBMITTER = 200
+
+
+def expected_decision(payload: str) -> tuple[str, str, str | None]:
+    """The operator's deterministic answer for a payload, so each waiter can check it got its own."""
+    number = int(payload.rsplit("-", 1)[1])
+    status = (STATUS_APPROVED, STATUS_MODIFIED, STATUS_REJECTED)[number % 3]
+    final = f"final for {payload}" if status == STATUS_MODIFIED else None
+    return status, f"decided {payload}", final
+
+
+def _submitter(path: str, index: int, barrier: Any, results: Any) -> None:
+    problems: list[str] = []
+    try:
+        with QueueStore(path) as store:
+            bottle = store.for_bottle(f"bottle-{index}")
+            barrier.wait()
+            for number in range(PER_SUBMITTER):
+                payload = f"routes for {index}-{number}"
+                proposal = bottle.submit(TOOL_EGRESS_BLOCK, payload, "load test")
+                response = bottle.wait_for_response(proposal.id, timeout=120, poll_interval=0.005)
+                if response is None:
+                    problems.append(f"{payload}: no decision")
+                    continue
+                want = expected_decision(payload)
+                if (response.status, response.notes, response.final_file) != want:
+                    problems.append(f"{payload}: got {response.status}/{response.notes}, want {want[:2]}")
+                bottle.archive(proposal.id)
+    except BaseException as exc:
+        problems.append(f"submitter {index}: {exc!r}")
+    results.put(("submitter", index, problems))
+
+
+def _operator(path: str, total: int, barrier: Any, results: Any) -> None:
+    problems: list[str] = []
+    decided = 0
+    try:
+        with QueueStore(path) as store:
+            barrier.wait()
+            deadline = time.monotonic() + 300
+            while decided < total and time.monotonic() < deadline:
+                pending = store.pending()
+                if not pending:
+                    time.sleep(0.002)
+                    continue
+                for proposal in pending:
+                    status, notes, final = expected_decision(proposal.payload)
+                    decide(proposal.id, status, notes, final, "operator@test", store=store)
+                    decided += 1
+    except BaseException as exc:
+        problems.append(f"operator: {exc!r}")
+    results.put(("operator", decided, problems))
+
+
+def _racing_decider(path: str, proposal_ids: list[str], name: str, barrier: Any, results: Any) -> None:
+    outcomes: list[str] = []
+    with QueueStore(path) as store:
+        for proposal_id in proposal_ids:
+            barrier.wait()
+            try:
+                decide(proposal_id, STATUS_REJECTED, f"no, says {name}", decided_by=name, store=store)
+                outcomes.append("won")
+            except AlreadyDecided:
+                outcomes.append("already")
+            except BaseException as exc:
+                outcomes.append(repr(exc))
+    results.put((name, outcomes))
+
+
+def _waiter(path: str, proposal_ids: list[str], ready: Any, results: Any) -> None:
+    with QueueStore(path) as store:
+        for proposal_id in proposal_ids:
+            ready.set()
+            response = store.wait_for_response(proposal_id, timeout=30)
+            results.put((proposal_id, time.time(), None if response is None else response.status))
+
+
+class ConcurrentQueueTest(TempDirTest):
+    def test_many_submitters_and_an_operator(self) -> None:
+        """8 submitter processes x 200 proposals, decided as they arrive: each stored, decided and answered once."""
+        path = str(self.tmp / "load.db")
+        open_db(path).close()
+        total = SUBMITTERS * PER_SUBMITTER
+        barrier = _SPAWN.Barrier(SUBMITTERS + 1)
+        results = _SPAWN.Queue()
+        processes = [_SPAWN.Process(target=_submitter, args=(path, i, barrier, results)) for i in range(SUBMITTERS)]
+        processes.append(_SPAWN.Process(target=_operator, args=(path, total, barrier, results)))
+        for process in processes:
+            process.start()
+        reports = [results.get(timeout=400) for _ in processes]
+        for process in processes:
+            process.join(timeout=60)
+        problems = [p for _, _, found in reports for p in found]
+        self.assertEqual(problems, [])
+        self.assertEqual([d for kind, d, _ in reports if kind == "operator"], [total])
+        with QueueStore(path) as store, store.db.read() as conn:
+            proposals = conn.execute("SELECT count(*), count(DISTINCT payload) FROM proposals").fetchone()
+            responses = conn.execute("SELECT count(*), count(DISTINCT proposal_id) FROM responses").fetchone()
+            archived = conn.execute("SELECT count(*) FROM proposals WHERE archived_at IS NOT NULL").fetchone()[0]
+        self.assertEqual(tuple(proposals), (total, total), "every proposal stored once")
+        self.assertEqual(tuple(responses), (total, total), "every proposal decided once")
+        self.assertEqual(archived, total)
+        with AuditStore(path) as audit:
+            self.assertEqual(audit.count(), total, "one audit entry per decision")
+            verified = audit.verify()
+        self.assertTrue(verified.ok, verified.problem)
+
+    def test_two_operators_at_the_same_moment(self) -> None:
+        """Two operator processes deciding the same proposals together: exactly one wins each time."""
+        path = str(self.tmp / "race.db")
+        with QueueStore(path) as store:
+            ids = [store.submit("web", TOOL_EGRESS_ALLOW, f'{{"host": "h{i}"}}', "j").id for i in range(30)]
+        barrier = _SPAWN.Barrier(2)
+        results = _SPAWN.Queue()
+        deciders = [_SPAWN.Process(target=_racing_decider, args=(path, ids, name, barrier, results))
+                    for name in ("ann", "bob")]
+        for process in deciders:
+            process.start()
+        outcomes = dict(results.get(timeout=120) for _ in deciders)
+        for process in deciders:
+            process.join(timeout=30)
+        for index in range(len(ids)):
+            pair = sorted([outcomes["ann"][index], outcomes["bob"][index]])
+            self.assertEqual(pair, ["already", "won"], f"proposal {index}")
+        with QueueStore(path) as store:
+            for index, proposal_id in enumerate(ids):
+                response = store.response(proposal_id)
+                assert response is not None
+                winner = "ann" if outcomes["ann"][index] == "won" else "bob"
+                self.assertEqual(response.decided_by, winner)
+        with AuditStore(path) as audit:
+            self.assertEqual(audit.count(), len(ids))
+
+    def test_commit_in_another_process_wakes_the_waiter(self) -> None:
+        """At the default poll interval, a waiter returns within one interval of another process's commit."""
+        path = str(self.tmp / "wake.db")
+        samples = 6
+        with QueueStore(path) as store:
+            ids = [store.submit("web", TOOL_EGRESS_ALLOW, f'{{"host": "w{i}"}}', "j").id for i in range(samples)]
+            ready = _SPAWN.Event()
+            results = _SPAWN.Queue()
+            waiter = _SPAWN.Process(target=_waiter, args=(path, ids, ready, results))
+            waiter.start()
+            latencies = []
+            for index, proposal_id in enumerate(ids):
+                self.assertTrue(ready.wait(30))
+                ready.clear()
+                # Commit at a different phase of the waiter's polling each time.
+                time.sleep(0.1 + index * DEFAULT_POLL_INTERVAL_SEC / samples)
+                decide(proposal_id, STATUS_APPROVED, store=store)
+                committed = time.time()
+                woken_id, woke, status = results.get(timeout=30)
+                self.assertEqual((woken_id, status), (proposal_id, STATUS_APPROVED))
+                latencies.append(woke - committed)
+            waiter.join(timeout=30)
+        # Generous bounds: the precise figures are the benchmark's job.
+        self.assertLess(max(latencies), DEFAULT_POLL_INTERVAL_SEC + 0.25, latencies)
+        self.assertLess(statistics.median(latencies), DEFAULT_POLL_INTERVAL_SEC, latencies)

@@ -1,0 +1,265 @@
+"""The queue store in one process: round trips, dedupe, lookups, archiving, the bottle handle."""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+import threading
+import time
+
+from bot_bottle.errors import AmbiguousId, NotFound, StillPending, ValidationError
+from bot_bottle.queue_store import QueueStore
+from bot_bottle.records import (
+    MAX_PAYLOAD_BYTES,
+    STATUS_APPROVED,
+    STATUS_MODIFIED,
+    STATUS_REJECTED,
+    TOOL_EGRESS_ALLOW,
+    TOOL_EGRESS_BLOCK,
+    TOOL_GITLEAKS_ALLOW,
+    Proposal,
+    Response,
+)
+from bot_bottle.supervise import decide
+from tests.support import TempDirTest, digest
+
+
+class QueueTestCase(TempDirTest):
+    def setUp(self) -> None:
+        super().setUp()
+        self.path = self.tmp / "q.db"
+        self.store = QueueStore(self.path)
+        self.addCleanup(self.store.close)
+
+    def file(self, queue_key: str = "web-1", payload: str = "routes: [a.com]\n", **kw: str) -> Proposal:
+        return self.store.submit(queue_key, kw.pop("tool", TOOL_EGRESS_BLOCK), payload,
+                                 kw.pop("justification", "needed"), **kw)
+
+
+class RoundTripTest(QueueTestCase):
+    def test_proposal_round_trip(self) -> None:
+        """Every field of a proposal comes back as it went in, from a second connection too."""
+        current = "routes: []\n"
+        proposal = self.store.submit("web-1", TOOL_EGRESS_BLOCK, "routes: [ü.com]\n", "why\nbecause",
+                                     current_file=current)
+        self.assertRegex(proposal.id, "^[0-9a-f]{32}$")
+        self.assertEqual(proposal.current_file_hash, hashlib.sha256(current.encode()).hexdigest())
+        self.assertIsNone(proposal.archived_at)
+        with QueueStore(self.path) as other:
+            self.assertEqual(other.get(proposal.id), proposal)
+
+    def test_response_round_trip(self) -> None:
+        """A decision's every field comes back from response()."""
+        proposal = self.file()
+        self.assertIsNone(self.store.response(proposal.id))
+        decided = decide(proposal.id, STATUS_MODIFIED, "narrowed", "routes: [b.com]\n", "op@host", store=self.store)
+        self.assertEqual(self.store.response(proposal.id), decided)
+        self.assertEqual((decided.status, decided.notes, decided.final_file, decided.decided_by),
+                         (STATUS_MODIFIED, "narrowed", "routes: [b.com]\n", "op@host"))
+
+    def test_hash_without_file_and_mismatch(self) -> None:
+        """A hash alone is kept; a hash that does not match the given file is refused."""
+        alone = self.file(current_file_hash="a" * 64)
+        self.assertEqual(alone.current_file_hash, "a" * 64)
+        with self.assertRaisesRegex(ValidationError, "current_file_hash"):
+            self.file(payload="other", current_file="x", current_file_hash="b" * 64)
+
+
+class DedupeTest(QueueTestCase):
+    def test_identical_unarchived_proposal_is_returned(self) -> None:
+        """The same bottle, tool and payload returns the first proposal, decided or not."""
+        first = self.file()
+        self.assertEqual(self.file(justification="again").id, first.id)
+        decide(first.id, STATUS_REJECTED, "no", store=self.store)
+        again = self.file()
+        self.assertEqual(again.id, first.id)
+        self.assertEqual(self.store.response(again.id).status, STATUS_REJECTED)  # type: ignore[union-attr]
+
+    def test_differences_make_new_proposals(self) -> None:
+        """Another bottle, tool or payload is a new proposal."""
+        first = self.file()
+        self.assertNotEqual(self.file(queue_key="web-2").id, first.id)
+        self.assertNotEqual(self.file(tool=TOOL_EGRESS_ALLOW).id, first.id)
+        self.assertNotEqual(self.file(payload="routes: [c.com]\n").id, first.id)
+
+    def test_archiving_ends_the_dedupe(self) -> None:
+        """After archiving, the same request is a new proposal."""
+        first = self.file()
+        decide(first.id, STATUS_APPROVED, store=self.store)
+        self.store.archive(first.id)
+        self.assertNotEqual(self.file().id, first.id)
+
+
+class LookupTest(QueueTestCase):
+    def test_find_by_prefix(self) -> None:
+        """A unique prefix (any case) finds the proposal; unknown and ambiguous ones say so."""
+        proposals = [self.file(payload=f"p{i}") for i in range(40)]
+        target = proposals[0]
+        self.assertEqual(self.store.find(target.id[:12].upper()), target)
+        self.assertEqual(self.store.find(target.id), target)
+        with self.assertRaisesRegex(AmbiguousId, "more digits"):
+            self.store.find(target.id[0])  # 40 random ids: some share the first digit
+        unknown = next(c for c in "0123456789abcdef" if not any(p.id.startswith(target.id[:6] + c)
+                                                                 for p in proposals))
+        with self.assertRaises(NotFound):
+            self.store.find(target.id[:6] + unknown)
+        with self.assertRaises(ValidationError):
+            self.store.find("zz")
+
+    def test_get_unknown(self) -> None:
+        """get() of an unknown id is NotFound; of a malformed id a ValidationError."""
+        with self.assertRaises(NotFound):
+            self.store.get("0" * 32)
+        with self.assertRaises(ValidationError):
+            self.store.get("../etc/passwd")
+
+    def test_pending_order_and_filter(self) -> None:
+        """pending() is oldest first, per bottle or for all; decided and archived ones leave it."""
+        a1 = self.file("a", "1")
+        b1 = self.file("b", "1")
+        a2 = self.file("a", "2")
+        self.assertEqual([p.id for p in self.store.pending()], [a1.id, b1.id, a2.id])
+        self.assertEqual([p.id for p in self.store.pending("a")], [a1.id, a2.id])
+        decide(a1.id, STATUS_APPROVED, store=self.store)
+        self.assertEqual([p.id for p in self.store.pending()], [b1.id, a2.id])
+        listed = self.store.listing(include_decided=True)
+        self.assertEqual([(p.id, r.status if r else None) for p, r in listed],
+                         [(a1.id, STATUS_APPROVED), (b1.id, None), (a2.id, None)])
+        self.assertEqual([p.id for p, _ in self.store.listing(include_decided=True, limit=2)], [b1.id, a2.id])
+        self.assertEqual([p.id for p, _ in self.store.listing("b")], [b1.id])
+
+    def test_pending_query_uses_the_partial_index(self) -> None:
+        """The pending list is served by the unarchived-only index, not a scan of history."""
+        with self.store.db.read() as conn:
+            plan = " ".join(str(row[-1]) for row in conn.execute(
+                "EXPLAIN QUERY PLAN SELECT id FROM proposals p WHERE p.archived_at IS NULL "
+                "AND NOT EXISTS (SELECT 1 FROM responses r WHERE r.proposal_id = p.id) "
+                "ORDER BY p.created_at, p.rowid"))
+        self.assertIn("proposals_unarchived", plan)
+
+
+class ArchiveTest(QueueTestCase):
+    def test_archive_is_idempotent(self) -> None:
+        """Archiving twice keeps the first time; the proposal leaves pending."""
+        proposal = self.file()
+        decide(proposal.id, STATUS_APPROVED, store=self.store)
+        first = self.store.archive(proposal.id)
+        self.assertIsNotNone(first.archived_at)
+        self.assertEqual(self.store.archive(proposal.id), first)
+        self.assertEqual(self.store.get(proposal.id), first)
+
+    def test_undecided_cannot_be_archived(self) -> None:
+        """An undecided proposal stays for the operator: archive refuses it."""
+        proposal = self.file()
+        with self.assertRaises(StillPending):
+            self.store.archive(proposal.id)
+        self.assertEqual([p.id for p in self.store.pending()], [proposal.id])
+
+
+class WaitTest(QueueTestCase):
+    def test_wait_returns_none_at_the_deadline(self) -> None:
+        """No decision: None after the timeout, the proposal still pending."""
+        proposal = self.file()
+        started = time.monotonic()
+        self.assertIsNone(self.store.wait_for_response(proposal.id, 0.3, poll_interval=0.05))
+        self.assertGreaterEqual(time.monotonic() - started, 0.3)
+        self.assertEqual([p.id for p in self.store.pending()], [proposal.id])
+
+    def test_wait_sees_a_decision_made_through_the_same_connection(self) -> None:
+        """A decision committed by another thread on this very connection wakes the waiter."""
+        proposal = self.file()
+        got: list[Response | None] = []
+        waiter = threading.Thread(target=lambda: got.append(
+            self.store.wait_for_response(proposal.id, 10, poll_interval=0.02)))
+        waiter.start()
+        time.sleep(0.1)
+        decide(proposal.id, STATUS_APPROVED, store=self.store)
+        waiter.join(10)
+        self.assertEqual(got[0].status, STATUS_APPROVED)  # type: ignore[union-attr]
+
+    def test_bad_wait_arguments(self) -> None:
+        """Negative or non-numeric timeouts and intervals are refused."""
+        proposal = self.file()
+        for timeout, interval in ((-1, 0.1), ("5", 0.1), (1, 0), (1, -0.5), (float("nan"), 0.1)):
+            with self.subTest(timeout=timeout, interval=interval), self.assertRaises(ValidationError):
+                self.store.wait_for_response(proposal.id, timeout, interval)  # type: ignore[arg-type]
+
+
+class BottleHandleTest(QueueTestCase):
+    def test_handle_is_bound_to_its_bottle(self) -> None:
+        """A bottle's handle files under its key and cannot see, wait on or archive another's proposal."""
+        mine = self.store.for_bottle("web-1")
+        theirs = self.store.for_bottle("web-2")
+        own = mine.submit(TOOL_EGRESS_ALLOW, '{"host": "a.com"}', "docs")
+        other = theirs.submit(TOOL_EGRESS_ALLOW, '{"host": "b.com"}', "docs")
+        self.assertEqual(own.queue_key, "web-1")
+        self.assertEqual(mine.get(own.id), own)
+        decide(other.id, STATUS_APPROVED, store=self.store)
+        for call in (lambda: mine.get(other.id), lambda: mine.response(other.id),
+                     lambda: mine.wait_for_response(other.id, 0.01), lambda: mine.archive(other.id)):
+            with self.assertRaisesRegex(NotFound, "web-1"):
+                call()
+        self.assertIsNone(self.store.get(other.id).archived_at, "the other bottle's proposal is untouched")
+        self.assertFalse(hasattr(mine, "pending"))
+        self.assertFalse(hasattr(mine, "record_decision"))
+
+    def test_handle_refuses_a_bad_key(self) -> None:
+        """A handle for a path-like key cannot be made."""
+        with self.assertRaises(ValidationError):
+            self.store.for_bottle("../web-1")
+
+
+class HostileInputTest(QueueTestCase):
+    def test_hostile_strings_are_refused_and_change_nothing(self) -> None:
+        """SQL fragments in keys, NUL, lone surrogates, oversize payloads, path-like keys: refused, file unchanged."""
+        self.file()  # some existing content
+        before = digest(self.path)
+        cases = {
+            "queue_key": [("../x",), ("x'; DROP TABLE proposals; --",), ("a\x00",), ("",), ("A",)],
+            "payload": [("a\x00b",), ("\ud800",), ("x" * (MAX_PAYLOAD_BYTES + 1),), ("",), (None,)],
+            "justification": [("\udfff",), ("",), ("j\x00",)],
+            "tool": [("egress-block; DROP TABLE proposals",)],
+            "current_file": [("\ud800",), ("f\x00",)],
+            "current_file_hash": [("not-a-hash",), ("A" * 64,)],
+        }
+        good = {"queue_key": "web-1", "tool": TOOL_EGRESS_BLOCK, "payload": "p", "justification": "j"}
+        for field, values in cases.items():
+            for (value,) in values:
+                with self.subTest(field=field, value=repr(value)[:40]):
+                    arguments = {**good, field: value}
+                    with self.assertRaises(ValidationError) as caught:
+                        self.store.submit(**arguments)  # type: ignore[arg-type]
+                    self.assertEqual(caught.exception.field, field)
+        self.assertEqual(digest(self.path), before)
+
+    def test_sql_in_text_is_just_text(self) -> None:
+        """SQL in a justification or payload is stored verbatim and does nothing."""
+        nasty = "'); DROP TABLE proposals; --"
+        proposal = self.file(payload=nasty, justification=nasty)
+        self.assertEqual(self.store.get(proposal.id).justification, nasty)
+        self.assertEqual(len(self.store.pending()), 1)
+
+    def test_payload_at_the_limit_is_accepted(self) -> None:
+        """Exactly 1 MiB is allowed; the schema agrees with the validator."""
+        proposal = self.file(payload="x" * MAX_PAYLOAD_BYTES)
+        self.assertEqual(len(self.store.get(proposal.id).payload), MAX_PAYLOAD_BYTES)
+
+    def test_schema_checks_hold_without_the_validator(self) -> None:
+        """Bypassing the store, the schema still refuses a bad key, tool, or a second response."""
+        raw = sqlite3.connect(self.path, isolation_level=None)
+        self.addCleanup(raw.close)
+        insert = ("INSERT INTO proposals (id, queue_key, tool, payload, payload_sha256, justification, created_at) "
+                  "VALUES (:id, :k, :t, 'p', :s, 'j', 'now')")
+        for key, tool in (("../x", TOOL_EGRESS_BLOCK), ("web", "other-tool"), ("Web", TOOL_GITLEAKS_ALLOW)):
+            with self.subTest(key=key, tool=tool), self.assertRaises(sqlite3.IntegrityError):
+                raw.execute(insert, {"id": "e" * 32, "k": key, "t": tool, "s": "0" * 64})
+        proposal = self.file()
+        decide(proposal.id, STATUS_APPROVED, store=self.store)
+        with self.assertRaises(sqlite3.IntegrityError):
+            raw.execute("INSERT INTO responses VALUES (:id, 'rejected', 'x', NULL, 'me', 'now')", {"id": proposal.id})
+        with self.assertRaisesRegex(sqlite3.IntegrityError, "immutable"):
+            raw.execute("UPDATE responses SET status = 'rejected'")
+        with self.assertRaisesRegex(sqlite3.IntegrityError, "immutable"):
+            raw.execute("UPDATE proposals SET payload = 'changed'")
+        with self.assertRaisesRegex(sqlite3.IntegrityError, "never deleted"):
+            raw.execute("DELETE FROM proposals")
