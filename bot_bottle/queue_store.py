@@ -247,7 +247,8 @@ class QueueStore:
         with self.db.read() as conn:
             return self._response_in(conn, proposal_id)
 
-    def _changes_marker(self) -> tuple[int, int]:
+    def changes_marker(self) -> tuple[int, int]:
+        """A value that changes whenever anyone commits to the database (cheap: no table is read)."""
         # data_version moves when another connection commits; total_changes
         # when this one writes (a thread of this process deciding).
         with self.db.read() as conn:
@@ -267,7 +268,7 @@ class QueueStore:
         deadline = time.monotonic() + timeout
         seen: tuple[int, int] | None = None
         while True:
-            marker = self._changes_marker()
+            marker = self.changes_marker()
             if marker != seen:
                 seen = marker
                 found = self.response(proposal_id)

@@ -208,16 +208,15 @@ class BadFilesTest(TempDirTest):
         open_db(path).close()
         before = digest(path)
         if os.geteuid() == 0:
-            # Root ignores permission bits: run the CLI as nobody instead.
-            setpriv = require_tool(self, "setpriv")
-            os.chmod(self.tmp, 0o711)
-            os.chown(folder, 65534, 65534)
-            os.chown(path, 65534, 65534)
-            prefix = [setpriv, "--reuid=65534", "--regid=65534", "--clear-groups"]
+            # Root ignores permission bits, so make the location really read-only:
+            # a read-only bind mount of the folder, in a mount namespace of its own.
+            unshare = require_tool(self, "unshare")
+            mount = (f"mount --bind {folder} {folder} && mount -o remount,ro,bind {folder} && exec \"$@\"")
+            prefix = [unshare, "--mount", "--propagation", "private", "sh", "-c", mount, "sh"]
         else:
+            os.chmod(path, 0o400)
+            os.chmod(folder, 0o500)
             prefix = []
-        os.chmod(path, 0o400)
-        os.chmod(folder, 0o500)
         for argv in (("db", "status"), ("proposals", "list")):
             with self.subTest(argv=argv):
                 result = subprocess.run(

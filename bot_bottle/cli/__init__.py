@@ -13,13 +13,15 @@ import sys
 from collections.abc import Sequence
 
 from bot_bottle import __version__
-from bot_bottle.cli import audit_cmds, db_cmds, proposals_cmds
+from bot_bottle.cli import audit_cmds, db_cmds, demo, proposals_cmds, tui
 from bot_bottle.cli.common import db_path
 from bot_bottle.connection import translate
 from bot_bottle.errors import BotBottleError, ValidationError
 
 _EPILOG = """\
 examples:
+  bot-bottle demo                     see the whole flow on a throwaway database
+  bot-bottle supervise                review and decide, in a terminal UI
   bot-bottle proposals list           what every bottle is waiting on
   bot-bottle proposals approve 3f2a   approve one (any unique id prefix)
   bot-bottle audit verify             check that the audit log is whole
@@ -39,9 +41,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"bot-bottle {__version__}")
     verbs = parser.add_subparsers(dest="verb", metavar="VERB", required=True)
+    tui.register(verbs)
     proposals_cmds.register(verbs)
     audit_cmds.register(verbs)
     db_cmds.register(verbs)
+    demo.register(verbs)
     return parser
 
 

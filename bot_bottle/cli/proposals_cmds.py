@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Any
 
 from bot_bottle.cli.common import add_db_option, add_json_option, age, db_path, first_line, print_json, print_table
+from bot_bottle.cli.render import describe
 from bot_bottle.errors import BotBottleError, ValidationError
 from bot_bottle.queue_store import QueueStore
 from bot_bottle.records import (
@@ -19,7 +19,7 @@ from bot_bottle.records import (
     Proposal,
     Response,
 )
-from bot_bottle.supervise import decide, decision_diff
+from bot_bottle.supervise import decide
 
 _EPILOG = """\
 examples:
@@ -63,41 +63,6 @@ def cmd_proposals_list(args: argparse.Namespace) -> int:
         ],
     )
     return 0
-
-
-def _report_text(payload: str) -> str:
-    try:
-        return json.dumps(json.loads(payload), indent=2, ensure_ascii=False)
-    except ValueError:
-        return payload
-
-
-def describe(proposal: Proposal, response: Response | None) -> str:
-    """The human description ``proposals show`` prints."""
-    lines = [
-        f"proposal  {proposal.id}",
-        f"bottle    {proposal.queue_key}",
-        f"tool      {proposal.tool}",
-        f"filed     {proposal.created_at} ({age(proposal.created_at)} ago)",
-    ]
-    if response is None:
-        lines.append(f"status    {STATUS_PENDING}")
-    else:
-        lines.append(f"status    {response.status} by {response.decided_by} at {response.decided_at}")
-        if response.notes:
-            lines.append(f"notes     {response.notes}")
-    if proposal.archived_at:
-        lines.append(f"archived  {proposal.archived_at}")
-    lines += ["", "justification:", *("  " + line for line in proposal.justification.splitlines())]
-    if proposal.report_only:
-        lines += ["", "report:", *("  " + line for line in _report_text(proposal.payload).splitlines())]
-    else:
-        status = response.status if response else STATUS_APPROVED
-        final = response.final_file if response else None
-        diff = decision_diff(proposal, status, final)
-        label = "current -> final" if status == STATUS_MODIFIED else "current -> proposed"
-        lines += ["", f"diff ({label}):", diff.rstrip("\n") or "  (no change)"]
-    return "\n".join(lines)
 
 
 def cmd_proposals_show(args: argparse.Namespace) -> int:
