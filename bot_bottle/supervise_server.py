@@ -352,6 +352,9 @@ class SuperviseHTTPServer(ThreadingHTTPServer):
 
     daemon_threads = True
     allow_reuse_address = True
+    # socketserver's default backlog of 5 resets connections when many agents
+    # call at once (seen with 50 concurrent tool calls).
+    request_queue_size = MAX_CONCURRENT_REQUESTS
 
     def __init__(
         self, address: tuple[str, int], service: SuperviseService, *, socket_timeout: float = SOCKET_TIMEOUT_SEC
