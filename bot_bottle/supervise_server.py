@@ -37,6 +37,7 @@ from urllib.parse import urlsplit
 from bot_bottle import __version__
 from bot_bottle.db import DB_PATH_IN_CONTAINER
 from bot_bottle.errors import BotBottleError, NotFound, ValidationError
+from bot_bottle.mount_safety import check_mount
 from bot_bottle.queue_store import BottleQueue, QueueStore
 from bot_bottle.records import (
     DEFAULT_POLL_INTERVAL_SEC,
@@ -520,6 +521,30 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def start(args: argparse.Namespace, log: Callable[[str], None]) -> tuple[SuperviseHTTPServer, QueueStore]:
+    """Open the database, check the mount under it, and bind the server (not yet serving).
+
+    Raises ``BotBottleError`` (``ValidationError`` for bad arguments) or ``OSError`` (cannot listen).
+    """
+    validate_queue_key(args.bottle, "--bottle")
+    wait = wait_seconds_from(args.wait_seconds, os.environ)
+    if not 0 <= args.port <= 65535:
+        raise ValidationError("--port", "must be between 0 and 65535")
+    db_file = Path(args.db if args.db is not None else DB_PATH_IN_CONTAINER)
+    store = QueueStore(db_file)
+    try:
+        # SQLite's locks are only as good as the filesystem under the mount: say so once, at start.
+        warning = check_mount(db_file.parent).warning()
+        if warning:
+            log(f"warning: {warning}")
+        service = SuperviseService(store.for_bottle(args.bottle), wait_seconds=wait, routes_file=args.routes_file,
+                                   log=log)
+        return SuperviseHTTPServer((args.host, args.port), service), store
+    except BaseException:
+        store.close()
+        raise
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the server until SIGTERM or Ctrl-C; returns the exit status."""
     args = build_parser().parse_args(argv)
@@ -528,20 +553,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"supervise[{args.bottle}]: {line}", file=sys.stderr, flush=True)
 
     try:
-        validate_queue_key(args.bottle, "--bottle")
-        wait = wait_seconds_from(args.wait_seconds, os.environ)
-        if not 0 <= args.port <= 65535:
-            raise ValidationError("--port", "must be between 0 and 65535")
-        store = QueueStore(args.db if args.db is not None else DB_PATH_IN_CONTAINER)
+        server, store = start(args, log)
     except BotBottleError as exc:
         print(f"supervise-server: error: {exc}", file=sys.stderr)
         return 2 if isinstance(exc, ValidationError) else 1
-    service = SuperviseService(store.for_bottle(args.bottle), wait_seconds=wait, routes_file=args.routes_file, log=log)
-    try:
-        server = SuperviseHTTPServer((args.host, args.port), service)
     except OSError as exc:
         print(f"supervise-server: error: cannot listen on {args.host}:{args.port}: {exc.strerror}", file=sys.stderr)
-        store.close()
         return 1
 
     def stop(signum: int, frame: FrameType | None) -> None:

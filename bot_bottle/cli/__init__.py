@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 
 from bot_bottle import __version__
-from bot_bottle.cli import audit_cmds, db_cmds, demo, proposals_cmds, tui
+from bot_bottle.cli import audit_cmds, db_cmds, demo, doctor, proposals_cmds, tui
 from bot_bottle.cli.common import db_path
 from bot_bottle.connection import translate
 from bot_bottle.errors import BotBottleError, ValidationError
@@ -26,6 +26,7 @@ examples:
   bot-bottle proposals approve 3f2a   approve one (any unique id prefix)
   bot-bottle audit verify             check that the audit log is whole
   bot-bottle db status                the database's path and schema version
+  bot-bottle doctor                   is the database, and the filesystem under it, safe?
 
 Every verb takes --db PATH (default: ~/.bot-bottle/db/bot-bottle.db) and --help.
 """
@@ -46,6 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     audit_cmds.register(verbs)
     db_cmds.register(verbs)
     demo.register(verbs)
+    doctor.register(verbs)
     return parser
 
 

@@ -1,0 +1,81 @@
+"""The shape every backend shares: the mount, the plan the host prepares, and the backend interface."""
+
+from __future__ import annotations
+
+import os
+import stat
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+
+from bot_bottle.connection import DIR_MODE, FILE_MODE
+from bot_bottle.db import DB_DIR_IN_CONTAINER, host_db_dir, host_db_path, open_db
+from bot_bottle.records import validate_queue_key
+from bot_bottle.supervise_server import DEFAULT_PORT
+
+SIDECAR_HOSTNAME = "supervise"
+
+
+@dataclass(frozen=True)
+class Mount:
+    """A bind mount of a host directory into a container."""
+
+    source: Path
+    target: str
+    read_only: bool = False
+
+
+@dataclass(frozen=True)
+class SupervisePlan:
+    """What the host prepared for one bottle's supervise plane."""
+
+    slug: str
+    mount: Mount
+    sidecar_command: tuple[str, ...]
+    mcp_url: str
+    uid: int
+    gid: int
+
+
+class Supervise:
+    """The host side of a bottle's supervise plane."""
+
+    @staticmethod
+    def prepare(slug: str) -> SupervisePlan:
+        """Open and migrate the host database, tighten its modes, and return the bottle's plan.
+
+        The database path comes from ``HOME`` alone (``~/.bot-bottle/db``),
+        never from another environment variable.
+        """
+        validate_queue_key(slug, "bottle")
+        open_db().close()
+        directory, database = host_db_dir(), host_db_path()
+        # The directory is shared with sidecars: nobody else may read it.
+        if stat.S_IMODE(directory.stat().st_mode) != DIR_MODE and directory.stat().st_uid == os.getuid():
+            directory.chmod(DIR_MODE)
+        if stat.S_IMODE(database.stat().st_mode) != FILE_MODE and database.stat().st_uid == os.getuid():
+            database.chmod(FILE_MODE)
+        return SupervisePlan(
+            slug=slug,
+            mount=Mount(source=directory, target=DB_DIR_IN_CONTAINER),
+            sidecar_command=("python", "-m", "bot_bottle.supervise_server", "--bottle", slug),
+            mcp_url=f"http://{SIDECAR_HOSTNAME}:{DEFAULT_PORT}/",
+            uid=os.getuid(),
+            gid=os.getgid(),
+        )
+
+
+class Backend(ABC):
+    """One way of launching bottles; renders the run arguments for the sidecar and the agent."""
+
+    name: str
+    #: How safe SQLite's locking is across this backend's mount, for docs and doctor.
+    mount_safety: str
+
+    @abstractmethod
+    def sidecar_args(self, plan: SupervisePlan) -> list[str]:
+        """Run arguments for the sidecar: the database directory's mount and the host user."""
+
+    def agent_args(self, plan: SupervisePlan) -> list[str]:
+        """Run arguments for the agent: its MCP server's URL, and never the database mount."""
+        return ["--env", f"BOT_BOTTLE_SUPERVISE_URL={plan.mcp_url}"]

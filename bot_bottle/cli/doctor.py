@@ -1,0 +1,127 @@
+"""``bot-bottle doctor``: is the database, and the filesystem under it, safe to use?
+
+Reads only: the database is opened read-only (never created, migrated or
+switched out of WAL), so doctor can look at a file that something else is
+about to refuse. Each line is ok, warning or error; any error exits 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sqlite3
+import stat
+import sys
+from contextlib import closing
+from pathlib import Path
+from typing import Any
+
+from bot_bottle import migrate
+from bot_bottle.cli.common import add_db_option, add_json_option, db_path, print_json
+from bot_bottle.connection import DIR_MODE, FILE_MODE, MIN_SQLITE_VERSION
+from bot_bottle.mount_safety import LOCAL, check_mount
+
+OK, WARNING, ERROR = "ok", "warning", "error"
+
+
+def _version(parts: tuple[int, ...]) -> str:
+    return ".".join(map(str, parts))
+
+
+def _mode_check(name: str, path: Path, wanted: int) -> dict[str, str]:
+    info = path.stat()
+    mode = stat.S_IMODE(info.st_mode)
+    problems = []
+    if mode & ~wanted:
+        problems.append(f"mode {mode:o}, wanted {wanted:o}: other users can read it")
+    if info.st_uid != os.getuid():
+        problems.append(f"owned by uid {info.st_uid}, not you ({os.getuid()})")
+    detail = f"{path} ({mode:o}, uid {info.st_uid})"
+    return {"check": name, "level": WARNING if problems else OK, "detail": "; ".join(problems) or detail}
+
+
+def _database_checks(path: Path) -> list[dict[str, str]]:
+    checks = [_mode_check("directory", path.parent, DIR_MODE), _mode_check("file", path, FILE_MODE)]
+    uri = f"{path.resolve().as_uri()}?mode=ro"
+    try:
+        with closing(sqlite3.connect(uri, uri=True, isolation_level=None)) as conn:
+            journal = str(conn.execute("PRAGMA journal_mode").fetchone()[0])
+            checks.append({"check": "journal_mode", "level": OK if journal == "delete" else WARNING,
+                           "detail": journal if journal == "delete" else
+                           f"{journal}: bot-bottle switches it back to the rollback journal when it opens the file"})
+            state = migrate.status(conn)
+            if state.too_new:
+                level, detail = ERROR, f"version {state.current}, newer than this bot-bottle ({state.head})"
+            elif state.pending:
+                level, detail = WARNING, f"version {state.current} of {state.head}: run 'bot-bottle db upgrade'"
+            else:
+                level, detail = OK, f"version {state.current} (up to date)"
+            checks.append({"check": "schema", "level": level, "detail": detail})
+            checks.append({"check": "drift", "level": ERROR if state.drift else OK,
+                           "detail": "; ".join(f"{d.version:04d}_{d.name}: {d.problem}" for d in state.drift)
+                           or "none"})
+            integrity = [str(row[0]) for row in conn.execute("PRAGMA integrity_check")]
+            violations = conn.execute("PRAGMA foreign_key_check").fetchall()
+            checks.append({"check": "integrity", "level": OK if integrity == ["ok"] else ERROR,
+                           "detail": "ok" if integrity == ["ok"] else "; ".join(integrity[:5])})
+            checks.append({"check": "foreign_keys", "level": ERROR if violations else OK,
+                           "detail": f"{len(violations)} violation(s)" if violations else "ok"})
+    except (sqlite3.Error, OSError) as exc:
+        checks.append({"check": "open", "level": ERROR, "detail": f"cannot read {path} as a database: {exc}"})
+    except Exception as exc:  # a bot-bottle error (migration files...) is a finding too
+        checks.append({"check": "open", "level": ERROR, "detail": str(exc)})
+    return checks
+
+
+def diagnose(path: Path) -> list[dict[str, str]]:
+    """Every check, in order, as dicts of check, level and detail."""
+    checks = [
+        {"check": "python", "level": OK if sys.version_info >= (3, 11) else ERROR,
+         "detail": sys.version.split()[0]},
+        {"check": "sqlite", "level": OK if sqlite3.sqlite_version_info >= MIN_SQLITE_VERSION else ERROR,
+         "detail": f"{sqlite3.sqlite_version} (needs {_version(MIN_SQLITE_VERSION)} or newer)"},
+        {"check": "database", "level": OK if path.is_file() else WARNING,
+         "detail": str(path) if path.is_file() else f"{path} does not exist yet (it is created on first use)"},
+    ]
+    if path.is_file():
+        checks += _database_checks(path)
+    directory = path.parent if path.parent.is_dir() else None
+    if directory is not None:
+        report = check_mount(directory)
+        checks.append({"check": "filesystem", "level": OK if report.kind == LOCAL else WARNING,
+                       "detail": f"{report.fstype} at {report.mount_point} ({report.kind})"
+                       + ("" if report.kind == LOCAL else f": {report.warning()}")})
+        checks.append({"check": "locking", "level": OK if report.probe.works else ERROR,
+                       "detail": report.probe.detail})
+    return checks
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    """Print the checks; exit 1 if any is an error."""
+    path = db_path(args)
+    checks = diagnose(path)
+    failed = any(c["level"] == ERROR for c in checks)
+    if args.json:
+        print_json({"path": str(path), "ok": not failed, "checks": checks})
+    else:
+        for check in checks:
+            print(f"{check['level']:<8} {check['check']:<13} {check['detail']}")
+    if failed:
+        print(f"bot-bottle: error: {path}: doctor found errors (see above)", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``doctor`` verb."""
+    parser = subparsers.add_parser(
+        "doctor",
+        help="check the database, its modes, and whether SQLite's locks work where it lives",
+        description="Check the database read-only: path, modes, owner, journal mode, schema version and "
+        "drift, integrity; the filesystem under it (local, or shared across a VM or network boundary) "
+        "and a lock probe from a second process; SQLite and Python versions. Exit 1 on any error.",
+        epilog="examples:\n  bot-bottle doctor\n  bot-bottle doctor --db /run/supervise/bot-bottle.db --json",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_db_option(parser)
+    add_json_option(parser)
+    parser.set_defaults(handler=cmd_doctor)

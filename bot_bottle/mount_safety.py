@@ -1,0 +1,191 @@
+"""Is SQLite's locking trustworthy where the database lives? The filesystem type, and a lock probe.
+
+SQLite's locks are POSIX advisory locks. On a local filesystem, or a Linux
+bind mount of one, every process shares the kernel's lock table. Across a VM
+or network boundary (virtiofs, 9p, FUSE shares such as Docker Desktop's
+grpcfuse, NFS, SMB) a lock may silently lock nothing, and two writers can
+corrupt the file. ``filesystem_of`` reads ``/proc/self/mountinfo`` to name the
+filesystem under a path and ``classify`` sorts it; ``probe_locking`` checks,
+from a second process, that a lock SQLite holds there is actually seen.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sqlite3
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+MOUNTINFO = Path("/proc/self/mountinfo")
+LOCAL = "local"
+SHARED = "shared"
+UNKNOWN = "unknown"
+PROBE_NAME = ".bot-bottle-lock-probe.db"
+
+LOCAL_TYPES = frozenset({
+    "ext2", "ext3", "ext4", "xfs", "btrfs", "zfs", "f2fs", "jfs", "reiserfs", "bcachefs", "overlay",
+    "tmpfs", "ramfs", "apfs", "hfs", "hfsplus", "ufs", "devtmpfs",
+})
+SHARED_TYPES = frozenset({
+    "virtiofs", "9p", "nfs", "nfs4", "cifs", "smb3", "smbfs", "fakeowner", "grpcfuse", "vboxsf", "prl_fs",
+    "ceph", "glusterfs", "lustre", "afs", "osxfs", "vmhgfs", "davfs", "sshfs",
+})
+_ESCAPE_RE = re.compile(r"\\([0-7]{3})")
+
+
+@dataclass(frozen=True)
+class MountEntry:
+    """One line of mountinfo: where a filesystem is mounted, its type and source."""
+
+    mount_point: str
+    fstype: str
+    source: str
+
+
+def _unescape(field: str) -> str:
+    # mountinfo writes space, tab, newline and backslash as octal escapes (\040 ...).
+    return _ESCAPE_RE.sub(lambda m: chr(int(m.group(1), 8)), field)
+
+
+def parse_mountinfo(text: str) -> list[MountEntry]:
+    """Parse ``/proc/self/mountinfo`` (proc(5)): the mount point (field 5) and, after '-', type and source."""
+    entries = []
+    for line in text.splitlines():
+        fields = line.split()
+        # Six fixed fields, optional fields, then "-", the type and the source.
+        if len(fields) < 9 or "-" not in fields[6:]:
+            continue
+        separator = fields.index("-", 6)
+        if len(fields) < separator + 3:
+            continue
+        entries.append(MountEntry(_unescape(fields[4]), fields[separator + 1], _unescape(fields[separator + 2])))
+    return entries
+
+
+def filesystem_of(path: str | os.PathLike[str], mountinfo: str | None = None) -> MountEntry | None:
+    """The mount that holds ``path``: the longest mount point that is a whole-component prefix of it."""
+    if mountinfo is None:
+        try:
+            mountinfo = MOUNTINFO.read_text()
+        except OSError:
+            return None
+    target = os.path.realpath(path)
+    best: MountEntry | None = None
+    for entry in parse_mountinfo(mountinfo):
+        point = entry.mount_point.rstrip("/") or "/"
+        inside = target == point or target.startswith(point + "/") or point == "/"
+        # Later lines mount over earlier ones at the same point, so >= keeps the last.
+        if inside and (best is None or len(point) >= len(best.mount_point.rstrip("/") or "/")):
+            best = entry
+    return best
+
+
+def classify(fstype: str) -> str:
+    """``local`` (safe for SQLite's locks), ``shared`` (across a VM or network boundary) or ``unknown``."""
+    kind = fstype.lower()
+    if kind in LOCAL_TYPES:
+        return LOCAL
+    if kind in SHARED_TYPES or kind.startswith("fuse") or kind.startswith("nfs") or kind.startswith("smb"):
+        return SHARED
+    return UNKNOWN
+
+
+@dataclass(frozen=True)
+class LockProbe:
+    """Whether a lock held by SQLite in one process was seen by another."""
+
+    works: bool
+    detail: str
+
+
+# The second process: tries to take the write lock that the first holds. If
+# it succeeds, the first process's lock locked nothing.
+_CHECKER = """
+import sqlite3, sys
+conn = sqlite3.connect(sys.argv[1], timeout=0, isolation_level=None)
+try:
+    conn.execute("BEGIN IMMEDIATE")
+except sqlite3.OperationalError as exc:
+    print("blocked" if "locked" in str(exc) else "error: " + str(exc))
+else:
+    conn.execute("ROLLBACK")
+    print("acquired")
+"""
+
+
+def probe_locking(directory: str | os.PathLike[str], *, holder_vfs: str | None = None) -> LockProbe:
+    """Hold SQLite's write lock on a probe file in ``directory`` and ask another process to take it.
+
+    Works when the other process is refused. ``holder_vfs`` opens the holder
+    with another SQLite VFS (``unix-none`` takes no locks at all, which is how
+    the tests show the probe catching broken locking). The probe file is
+    removed afterwards.
+    """
+    probe = Path(directory) / PROBE_NAME
+    uri = f"file:{probe}" + (f"?vfs={holder_vfs}" if holder_vfs else "")
+    try:
+        holder = sqlite3.connect(uri, uri=True, isolation_level=None, timeout=0)
+    except sqlite3.Error as exc:
+        return LockProbe(False, f"cannot create a probe file in {directory}: {exc}")
+    try:
+        holder.execute("CREATE TABLE IF NOT EXISTS probe (x)")
+        holder.execute("BEGIN IMMEDIATE")
+        holder.execute("INSERT INTO probe VALUES (1)")
+        result = subprocess.run([sys.executable, "-c", _CHECKER, str(probe)], capture_output=True, text=True,
+                                timeout=30)
+        answer = result.stdout.strip()
+        holder.execute("ROLLBACK")
+    except (sqlite3.Error, OSError, subprocess.TimeoutExpired) as exc:
+        return LockProbe(False, f"the lock probe failed: {exc}")
+    finally:
+        holder.close()
+        for leftover in (probe, Path(str(probe) + "-journal")):
+            leftover.unlink(missing_ok=True)
+    if answer == "blocked":
+        return LockProbe(True, "a lock held by one process is seen by another")
+    if answer == "acquired":
+        return LockProbe(False, "another process took a lock this one was holding: locks here lock nothing")
+    return LockProbe(False, f"the lock probe could not decide: {answer or result.stderr.strip()[-200:]}")
+
+
+@dataclass(frozen=True)
+class MountReport:
+    """The filesystem under a database's directory, its class, and the lock probe's verdict."""
+
+    directory: str
+    fstype: str
+    mount_point: str
+    kind: str
+    probe: LockProbe
+
+    @property
+    def safe(self) -> bool:
+        """True when the filesystem is local and the probe saw the lock."""
+        return self.kind == LOCAL and self.probe.works
+
+    def warning(self) -> str | None:
+        """One line naming the filesystem and the risk, or None when it is safe."""
+        if self.safe:
+            return None
+        if not self.probe.works:
+            return (f"SQLite's locks do not work in {self.directory} ({self.fstype}): {self.probe.detail}. Two "
+                    "writers can corrupt the database; keep the database on a local filesystem")
+        return (f"{self.directory} is on {self.fstype} ({self.kind}, mounted at {self.mount_point}), which may "
+                "cross a VM or network boundary: SQLite's locks may not reach the other side and two writers "
+                "can corrupt the database. The lock probe passed from this side only")
+
+
+def check_mount(directory: str | os.PathLike[str]) -> MountReport:
+    """Classify the filesystem under ``directory`` and probe its locking."""
+    entry = filesystem_of(directory)
+    fstype = entry.fstype if entry else "unknown"
+    return MountReport(
+        directory=str(directory),
+        fstype=fstype,
+        mount_point=entry.mount_point if entry else "?",
+        kind=classify(fstype) if entry else UNKNOWN,
+        probe=probe_locking(directory),
+    )
