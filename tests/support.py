@@ -9,8 +9,13 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
+import threading
+import time
 import unittest
 from pathlib import Path
+from typing import Any
+
+from bot_bottle.supervise import decide
 
 REPO = Path(__file__).resolve().parent.parent
 MIGRATIONS = REPO / "migrations"
@@ -115,3 +120,22 @@ def schema_of(db_path: Path) -> list[tuple[str, str, str]]:
         )
     finally:
         conn.close()
+
+
+def decide_when_filed(
+    test: unittest.TestCase, store: Any, bottle: str, status: str, notes: str, final_file: str | None = None
+) -> threading.Thread:
+    """In a thread: decide the first proposal ``bottle`` files (within 20 s), as an operator would."""
+    def run() -> None:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            pending = store.pending(bottle)
+            if pending:
+                decide(pending[0].id, status, notes, final_file, store=store)
+                return
+            time.sleep(0.01)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    test.addCleanup(thread.join)
+    return thread

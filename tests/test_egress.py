@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import threading
-import time
 
 from bot_bottle.audit_store import AuditStore
 from bot_bottle.cli.render import describe
@@ -19,8 +17,7 @@ from bot_bottle.egress import (
 )
 from bot_bottle.queue_store import QueueStore
 from bot_bottle.records import STATUS_APPROVED, STATUS_REJECTED, TOOL_EGRESS_TOKEN_ALLOW
-from bot_bottle.supervise import decide
-from tests.support import TempDirTest
+from tests.support import TempDirTest, decide_when_filed
 
 TOKEN = "ghp_" + "Zx9Qw8Er7Ty6Ui5Op4As3Df2Gh1Jk0LzXcVb"
 BODY = f'{{"message": "deploy", "auth": "{TOKEN}", "repo": "acme/app"}}'
@@ -78,18 +75,7 @@ class OverrideTest(TempDirTest):
                                       poll_interval=0.02)
 
     def decide_when_filed(self, status: str, notes: str) -> None:
-        def run() -> None:
-            deadline = time.monotonic() + 20
-            while time.monotonic() < deadline:
-                pending = self.store.pending("web-1")
-                if pending:
-                    decide(pending[0].id, status, notes, store=self.store)
-                    return
-                time.sleep(0.01)
-
-        thread = threading.Thread(target=run)
-        thread.start()
-        self.addCleanup(thread.join)
+        decide_when_filed(self, self.store, "web-1", status, notes)
 
     def assert_no_token_stored(self) -> None:
         self.assertNotIn(TOKEN.encode(), self.path.read_bytes())

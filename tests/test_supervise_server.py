@@ -25,7 +25,7 @@ from bot_bottle.supervise_server import (
     route_payload,
     wait_seconds_from,
 )
-from tests.support import REPO, TempDirTest, in_ci
+from tests.support import REPO, TempDirTest, decide_when_filed, in_ci
 
 
 def mcp_python() -> str | None:
@@ -76,20 +76,8 @@ class ServerTestCase(TempDirTest):
         return self.post({"jsonrpc": "2.0", "id": request_id, "method": "tools/call",
                           "params": {"name": name, "arguments": arguments}})
 
-    def decide_when_filed(self, status: str, notes: str, final_file: str | None = None) -> threading.Thread:
-        def run() -> None:
-            deadline = time.monotonic() + 20
-            while time.monotonic() < deadline:
-                pending = self.store.pending("web-1")
-                if pending:
-                    decide(pending[0].id, status, notes, final_file, store=self.store)
-                    return
-                time.sleep(0.01)
-
-        thread = threading.Thread(target=run)
-        thread.start()
-        self.addCleanup(thread.join)
-        return thread
+    def decide_when_filed(self, status: str, notes: str, final_file: str | None = None) -> None:
+        decide_when_filed(self, self.store, "web-1", status, notes, final_file)
 
 
 class ProtocolTest(ServerTestCase):

@@ -2,19 +2,14 @@
 
 from __future__ import annotations
 
-from bot_bottle.backends.docker import docker_mount_args
-from bot_bottle.backends.plan import Backend, SupervisePlan
+from bot_bottle.backends.docker import DockerBackend
 
 
-class SmolmachinesBackend(Backend):
-    """smolmachines: the sidecar gets the Docker form of the mount; the micro-VM agent gets none."""
+class SmolmachinesBackend(DockerBackend):
+    """smolmachines: the sidecar gets Docker's form of the mount; the micro-VM agent gets none."""
 
     name = "smolmachines"
     mount_safety = (
         "as docker: the sidecar runs in Docker, so safe on Linux and at risk under Docker Desktop; "
         "the agent's micro-VM never sees the database"
     )
-
-    def sidecar_args(self, plan: SupervisePlan) -> list[str]:
-        """``docker run`` arguments for the sidecar bundle."""
-        return docker_mount_args(plan)

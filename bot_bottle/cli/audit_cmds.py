@@ -8,7 +8,15 @@ import sys
 from typing import Any
 
 from bot_bottle.audit_store import DEFAULT_LIST_LIMIT, AuditStore
-from bot_bottle.cli.common import add_db_option, add_json_option, db_path, first_line, print_json, print_table
+from bot_bottle.cli.common import (
+    add_db_option,
+    add_json_option,
+    db_path,
+    first_line,
+    positive_int,
+    print_json,
+    print_table,
+)
 from bot_bottle.records import SHORT_ID_LENGTH
 
 _EPILOG = """\
@@ -63,16 +71,6 @@ def cmd_audit_export(args: argparse.Namespace) -> int:
     return 0
 
 
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be 1 or more")
-    return value
-
-
 def register(subparsers: Any) -> None:
     """Add the ``audit`` verb and its subcommands."""
     parser = subparsers.add_parser(
@@ -91,7 +89,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--since", metavar="ISO", help="entries at or after this date/time (UTC unless a zone is given)")
     p.add_argument("--until", metavar="ISO", help="entries before this date/time")
     p.add_argument("--tool", metavar="TOOL", help="only entries for this tool (or edited component)")
-    p.add_argument("--limit", type=_positive, default=DEFAULT_LIST_LIMIT, metavar="N",
+    p.add_argument("--limit", type=positive_int, default=DEFAULT_LIST_LIMIT, metavar="N",
                    help=f"at most N entries (default {DEFAULT_LIST_LIMIT})")
     p.set_defaults(handler=cmd_audit_list)
 

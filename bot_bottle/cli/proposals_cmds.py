@@ -7,7 +7,16 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from bot_bottle.cli.common import add_db_option, add_json_option, age, db_path, first_line, print_json, print_table
+from bot_bottle.cli.common import (
+    add_db_option,
+    add_json_option,
+    age,
+    db_path,
+    first_line,
+    positive_int,
+    print_json,
+    print_table,
+)
 from bot_bottle.cli.render import describe
 from bot_bottle.errors import BotBottleError, ValidationError
 from bot_bottle.queue_store import QueueStore
@@ -111,16 +120,6 @@ def cmd_proposals_reject(args: argparse.Namespace) -> int:
     return _decide(args, STATUS_REJECTED, args.reason, None)
 
 
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be 1 or more")
-    return value
-
-
 def register(subparsers: Any) -> None:
     """Add the ``proposals`` verb and its subcommands."""
     parser = subparsers.add_parser(
@@ -142,7 +141,7 @@ def register(subparsers: Any) -> None:
     add_json_option(p)
     p.add_argument("--bottle", metavar="SLUG", help="only this bottle's proposals")
     p.add_argument("--all", action="store_true", help="decided and archived proposals too")
-    p.add_argument("--limit", type=_positive, metavar="N", help="only the newest N")
+    p.add_argument("--limit", type=positive_int, metavar="N", help="only the newest N")
     p.set_defaults(handler=cmd_proposals_list)
 
     p = verbs.add_parser("show", help="one proposal in full",
