@@ -1,0 +1,125 @@
+"""Wake-up latency: from the operator's commit to the waiting caller's return.
+
+Direct: a waiter process blocks in ``wait_for_response`` at a given poll
+interval; this process commits a decision at a random moment and the waiter
+reports when it returned. Through HTTP: an agent thread calls a filing tool
+on the real supervise server (its own process, default poll interval) and
+the time runs from the commit to the HTTP answer's arrival.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import random
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from common import REPO, machine, parser, percentile, table, work_dir
+
+from bot_bottle.queue_store import QueueStore
+from bot_bottle.records import DEFAULT_POLL_INTERVAL_SEC
+from bot_bottle.supervise import decide
+
+_SPAWN = multiprocessing.get_context("spawn")
+
+
+def waiter(path: str, interval: float, ids: list[str], ready: Any, out: Any) -> None:
+    with QueueStore(path) as store:
+        for proposal_id in ids:
+            ready.set()
+            store.wait_for_response(proposal_id, 60, interval)
+            out.put(time.time())
+
+
+def direct(folder: Path, interval: float, samples: int) -> list[float]:
+    """Commit-to-return latencies, in seconds, for a waiter at ``interval``."""
+    path = str(folder / f"direct-{interval}.db")
+    rng = random.Random(7)
+    with QueueStore(path) as store:
+        ids = [store.submit("web", "egress-allow", f'{{"host": "d{i}"}}', "bench").id for i in range(samples)]
+        ready, out = _SPAWN.Event(), _SPAWN.Queue()
+        process = _SPAWN.Process(target=waiter, args=(path, interval, ids, ready, out))
+        process.start()
+        latencies = []
+        for proposal_id in ids:
+            ready.wait(60)
+            ready.clear()
+            time.sleep(rng.uniform(0.01, interval + 0.01))  # any phase of the waiter's polling
+            decide(proposal_id, "approved", decided_by="bench@host", store=store)
+            committed = time.time()
+            latencies.append(out.get(timeout=60) - committed)
+        process.join(30)
+    return latencies
+
+
+def through_http(folder: Path, samples: int) -> list[float]:
+    """Commit-to-HTTP-answer latencies through the supervise server at its default poll interval."""
+    path = folder / "http.db"
+    QueueStore(path).close()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "bot_bottle.supervise_server", "--bottle", "web", "--db", str(path),
+         "--host", "127.0.0.1", "--port", "0", "--wait-seconds", "60"],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    assert server.stdout is not None
+    url = server.stdout.readline().split()[-1]
+    rng = random.Random(11)
+    latencies = []
+    try:
+        with QueueStore(path) as store:
+            for number in range(samples):
+                answered: list[float] = []
+                body = json.dumps({"jsonrpc": "2.0", "id": number, "method": "tools/call", "params": {
+                    "name": "egress-allow", "arguments": {"host": f"h{number}.example", "justification": "b"}}})
+
+                def call(body: str = body, answered: list[float] = answered) -> None:
+                    request = urllib.request.Request(url, body.encode(), {"Content-Type": "application/json"})
+                    with urllib.request.urlopen(request, timeout=90) as response:
+                        response.read()
+                    answered.append(time.time())
+
+                agent = threading.Thread(target=call)
+                agent.start()
+                while not store.pending("web"):
+                    time.sleep(0.002)
+                time.sleep(rng.uniform(0.01, DEFAULT_POLL_INTERVAL_SEC + 0.01))
+                (proposal,) = store.pending("web")
+                decide(proposal.id, "approved", decided_by="bench@host", store=store)
+                committed = time.time()
+                agent.join(90)
+                latencies.append(answered[0] - committed)
+    finally:
+        server.terminate()
+        server.communicate(timeout=10)
+    return latencies
+
+
+def main() -> None:
+    args = parser(__doc__.splitlines()[0]).parse_args()
+    folder = work_dir(args)
+    samples = 5 if args.smoke else 200
+    print(machine(folder))
+    print(f"{samples} samples each; milliseconds from the decision's commit to the caller's return\n")
+    rows = []
+    for label, values, interval in (
+        (f"direct, poll {DEFAULT_POLL_INTERVAL_SEC} s (default)", direct(folder, DEFAULT_POLL_INTERVAL_SEC, samples),
+         DEFAULT_POLL_INTERVAL_SEC),
+        ("direct, poll 0.05 s", direct(folder, 0.05, samples), 0.05),
+        (f"HTTP tool call, poll {DEFAULT_POLL_INTERVAL_SEC} s", through_http(folder, samples),
+         DEFAULT_POLL_INTERVAL_SEC),
+    ):
+        ms = [v * 1000 for v in values]
+        p99 = percentile(ms, 99)
+        target = interval * 1000 + 25
+        rows.append([label, f"{percentile(ms, 50):.1f}", f"{percentile(ms, 95):.1f}", f"{p99:.1f}",
+                     f"{max(ms):.1f}", f"<= {target:.0f}", "met" if p99 <= target else "MISSED"])
+    print(table(["path", "p50", "p95", "p99", "max", "target p99", ""], rows))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,112 @@
+"""Scale: the queue and audit log with 1,000,000 audit entries and 100,000 archived proposals.
+
+The history is written straight into the tables (each audit entry with its
+real hash chain, through the schema's triggers), then the timings are taken
+through the public API: the pending list, the newest 50 audit entries of one
+bottle, ``audit verify``, opening the database (the migration check every
+sidecar pays at start), and a full upgrade from version 0 of an empty file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from pathlib import Path
+
+from common import machine, median, parser, table, work_dir
+
+from bot_bottle import migrate
+from bot_bottle.audit_store import GENESIS_HASH, AuditStore
+from bot_bottle.connection import connect, transaction
+from bot_bottle.db import open_db
+from bot_bottle.queue_store import QueueStore
+
+BOTTLES = 50
+BATCH = 10_000
+
+
+def populate(path: Path, proposals: int, entries: int) -> None:
+    """Archived, decided proposals, then audit entries (one per decision, the rest operator edits)."""
+    conn = open_db(path)
+    stamp = "2026-11-27T00:00:00.000000Z"
+    ids = [hashlib.md5(str(i).encode()).hexdigest() for i in range(proposals)]
+    for start in range(0, proposals, BATCH):
+        chunk = range(start, min(proposals, start + BATCH))
+        with transaction(conn):
+            conn.executemany(
+                "INSERT INTO proposals (id, queue_key, tool, payload, payload_sha256, justification, created_at, "
+                "archived_at) VALUES (?, ?, 'egress-allow', ?, ?, 'history', ?, ?)",
+                [(ids[i], f"bottle-{i % BOTTLES}", f'{{"host": "h{i}.example"}}', ids[i] * 2, stamp, stamp)
+                 for i in chunk])
+            conn.executemany(
+                "INSERT INTO responses VALUES (?, 'approved', '', NULL, 'bench@host', ?)",
+                [(ids[i], stamp) for i in chunk])
+    prev = GENESIS_HASH
+    for start in range(1, entries + 1, BATCH):
+        rows = []
+        for seq in range(start, min(entries, start + BATCH - 1) + 1):
+            decision = seq <= proposals
+            key, action = f"bottle-{seq % BOTTLES}", "approved" if decision else "operator-edit"
+            tool, proposal_id = ("egress-allow", ids[seq - 1]) if decision else ("routes", None)
+            if decision:
+                key = f"bottle-{(seq - 1) % BOTTLES}"
+            diff = "--- current\n+++ proposed\n@@ -1 +1,2 @@\n routes:\n+- h.example\n"
+            digest = AuditStore.compute_hash(seq, stamp, key, action, tool, proposal_id, "bench@host", "", diff,
+                                             "{}", prev)
+            rows.append((seq, stamp, key, action, tool, proposal_id, "bench@host", "", diff, "{}", prev, digest))
+            prev = digest
+        with transaction(conn):
+            conn.executemany("INSERT INTO audit_log VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+    conn.close()
+    with QueueStore(path) as store:
+        for i in range(10):
+            store.submit(f"bottle-{i}", "egress-allow", f'{{"host": "pending{i}.example"}}', "pending")
+
+
+def timed(action: object, runs: int) -> float:
+    """Median wall-clock milliseconds of ``action()`` over ``runs`` runs."""
+    values = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        action()  # type: ignore[operator]
+        values.append((time.perf_counter() - started) * 1000)
+    return median(values)
+
+
+def main() -> None:
+    args = parser(__doc__.splitlines()[0]).parse_args()
+    folder = work_dir(args)
+    entries, proposals = (10_000, 1_000) if args.smoke else (1_000_000, 100_000)
+    runs = args.runs or (3 if args.smoke else 5)
+    path = folder / "scale.db"
+    print(machine(folder))
+    started = time.perf_counter()
+    populate(path, proposals, entries)
+    print(f"{entries:,} audit entries and {proposals:,} archived proposals written in "
+          f"{time.perf_counter() - started:.0f} s; median of {runs} runs\n")
+    store, audit = QueueStore(path), AuditStore(path)
+    rows = [
+        ["pending list (10 pending)", f"{timed(store.pending, runs):.2f}", "< 10"],
+        ["newest 50 audit entries of one bottle", f"{timed(lambda: audit.entries('bottle-7', limit=50), runs):.2f}",
+         "< 10"],
+        ["audit verify", f"{timed(audit.verify, max(1, runs // 2)):.0f}", ""],
+        ["open_db (migration check, nothing pending)", f"{timed(lambda: open_db(path).close(), runs):.2f}", ""],
+    ]
+    store.close()
+    audit.close()
+
+    def fresh_upgrade() -> None:
+        target = folder / f"fresh-{time.monotonic_ns()}.db"
+        conn = connect(target)
+        migrate.upgrade(conn)
+        conn.close()
+
+    rows.append(["full upgrade from version 0 (empty file)", f"{timed(fresh_upgrade, runs):.2f}", ""])
+    size = path.stat().st_size
+    print(table(["operation", "ms", "target ms"], rows))
+    print(f"\ndatabase size: {size / 1e6:.0f} MB, {size / (entries + proposals):.0f} bytes per audit entry "
+          "or proposal (with its response)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,274 @@
+"""Throughput: file -> decide -> read decision -> archive, per second, against SQLite queue peers.
+
+N submitting processes and one deciding process share one database file.
+bot-bottle's cycle is: a submitter files a proposal and waits for its
+decision, the decider decides it (response + audit entry in one
+transaction), the submitter reads the decision and archives the proposal.
+The peers do the same cycle with N producers and one consumer, each producer
+waiting (polling, as bot-bottle's waiters do) until its item is acknowledged:
+persist-queue's SQLiteAckQueue put/get/ack, litequeue put/pop/done, and a
+bare sqlite3 loop of one INSERT (producer) and one UPDATE (consumer) per item
+in BEGIN IMMEDIATE transactions, the ceiling for this durability on this
+disk. "equal" rows run every peer with bot-bottle's durability (rollback
+journal, synchronous=FULL); "defaults" rows with the peer's own settings.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import queue as queue_module
+import sqlite3
+import time
+from pathlib import Path
+from typing import Any
+
+from common import machine, median, parser, table, work_dir
+from litequeue import LiteQueue, MessageStatus
+import persistqueue
+from persistqueue import SQLiteAckQueue
+from persistqueue.sqlackqueue import AckStatus
+
+from bot_bottle.db import open_db
+from bot_bottle.queue_store import QueueStore
+from bot_bottle.supervise import decide
+
+_SPAWN = multiprocessing.get_context("spawn")
+POLL = 0.001  # the waiters' poll interval here: this measures the store, not the poll
+
+
+def _equalise(conn: sqlite3.Connection) -> None:
+    conn.execute("PRAGMA journal_mode=DELETE")
+    conn.execute("PRAGMA synchronous=FULL")
+
+
+class EqualDurability(sqlite3.Connection):
+    """A connection that turns a peer's own journal and sync pragmas into bot-bottle's."""
+
+    def execute(self, sql: str, *args: Any) -> sqlite3.Cursor:  # type: ignore[override]
+        words = sql.strip().upper()
+        if words.startswith("PRAGMA JOURNAL_MODE"):
+            sql = "PRAGMA journal_mode = DELETE"
+        elif words.startswith("PRAGMA SYNCHRONOUS"):
+            sql = "PRAGMA synchronous = FULL"
+        return super().execute(sql, *args)
+
+
+class EqualAckQueue(SQLiteAckQueue):
+    """persist-queue's SQLiteAckQueue on rollback-journal, synchronous=FULL connections."""
+
+    def _new_db_connection(self, path: str, multithreading: bool, timeout: float) -> sqlite3.Connection:
+        conn = sqlite3.connect(f"{path}/{self.db_file_name}", timeout=timeout,
+                               check_same_thread=not multithreading, factory=EqualDurability)
+        _equalise(conn)
+        return conn
+
+
+def ack_queue(path: str, equal: bool) -> SQLiteAckQueue:
+    """persist-queue's ack queue, with bot-bottle's durability or its own defaults."""
+    kind = EqualAckQueue if equal else SQLiteAckQueue
+    return kind(path, multithreading=True, auto_resume=False, timeout=30)
+
+
+def lite_queue(path: str, equal: bool) -> LiteQueue:
+    """litequeue, with bot-bottle's durability or its own defaults."""
+    if equal:
+        return LiteQueue(sqlite3.connect(path, timeout=30, factory=EqualDurability, isolation_level=None))
+    return LiteQueue(path, timeout=30)
+
+
+# Each worker runs until `stop_at` (time.time()) and reports how many items it finished.
+
+def bb_submitter(path: str, index: int, stop_at: float, out: Any) -> None:
+    done = 0
+    with QueueStore(path) as store:
+        bottle = store.for_bottle(f"bottle-{index}")
+        while time.time() < stop_at:
+            proposal = bottle.submit("egress-allow", f'{{"host": "h{index}-{done}.example"}}', "bench")
+            if bottle.wait_for_response(proposal.id, max(0.0, stop_at - time.time()) + 5, POLL) is None:
+                break
+            bottle.archive(proposal.id)
+            done += 1
+    out.put(done)
+
+
+def bb_decider(path: str, stop_at: float, out: Any) -> None:
+    decided = 0
+    with QueueStore(path) as store:
+        while time.time() < stop_at + 2:
+            pending = store.pending()
+            for proposal in pending:
+                decide(proposal.id, "approved", "", decided_by="bench@host", store=store)
+                decided += 1
+            if not pending:
+                time.sleep(0.0005)
+    out.put(-1)
+
+
+def bare_producer(path: str, index: int, stop_at: float, out: Any) -> None:
+    conn = sqlite3.connect(path, isolation_level=None, timeout=30)
+    _equalise(conn)
+    done = 0
+    while time.time() < stop_at:
+        conn.execute("BEGIN IMMEDIATE")
+        item = conn.execute("INSERT INTO items (data, done) VALUES (:d, 0)", {"d": f"{index}-{done}"}).lastrowid
+        conn.execute("COMMIT")
+        while conn.execute("SELECT done FROM items WHERE id = :id", {"id": item}).fetchone()[0] == 0:
+            time.sleep(POLL)
+        done += 1
+    out.put(done)
+
+
+def bare_consumer(path: str, stop_at: float, out: Any) -> None:
+    conn = sqlite3.connect(path, isolation_level=None, timeout=30)
+    _equalise(conn)
+    done = 0
+    while time.time() < stop_at:
+        conn.execute("BEGIN IMMEDIATE")
+        row = conn.execute("SELECT id FROM items WHERE done = 0 ORDER BY id LIMIT 1").fetchone()
+        if row:
+            conn.execute("UPDATE items SET done = 1 WHERE id = :id", {"id": row[0]})
+            done += 1
+        conn.execute("COMMIT")
+        if not row:
+            time.sleep(0.0005)
+    out.put(0)
+
+
+def pq_producer(path: str, index: int, stop_at: float, out: Any, equal: bool) -> None:
+    queue = ack_queue(path, equal)
+    # Poll on a connection of our own in autocommit mode: persist-queue's may sit in a stale read.
+    watcher = sqlite3.connect(f"{path}/{queue.db_file_name}", isolation_level=None, timeout=30)
+    status = f"SELECT status FROM {queue._table_name} WHERE {queue._key_column} = ?"
+    done = 0
+    while time.time() < stop_at:
+        item = queue.put(f"{index}-{done}")
+        while str(watcher.execute(status, (item,)).fetchone()[0]) != AckStatus.acked:
+            time.sleep(POLL)
+        done += 1
+    out.put(done)
+
+
+def pq_consumer(path: str, stop_at: float, out: Any, equal: bool) -> None:
+    queue = ack_queue(path, equal)
+    done = 0
+    while time.time() < stop_at:
+        try:
+            # Not qsize(): persist-queue counts items per instance, so it misses other processes' puts.
+            item = queue.get(block=False, raw=True)
+        except persistqueue.Empty:
+            time.sleep(0.0005)
+            continue
+        queue.ack(id=item["pqid"])
+        done += 1
+    out.put(0)
+
+
+def lq_producer(path: str, index: int, stop_at: float, out: Any, equal: bool) -> None:
+    queue = lite_queue(path, equal)
+    done = 0
+    while time.time() < stop_at:
+        message = queue.put(f"{index}-{done}")
+        while queue.get(message.message_id).status != MessageStatus.DONE:  # type: ignore[union-attr]
+            time.sleep(POLL)
+        done += 1
+    out.put(done)
+
+
+def lq_consumer(path: str, stop_at: float, out: Any, equal: bool) -> None:
+    queue = lite_queue(path, equal)
+    done = 0
+    while time.time() < stop_at:
+        message = queue.pop()
+        if message is None:
+            time.sleep(0.0005)
+            continue
+        queue.done(message.message_id)
+        done += 1
+    out.put(0)
+
+
+def run_one(system: str, submitters: int, seconds: float, folder: Path, equal: bool) -> float:
+    """Items fully processed per second for one configuration."""
+    out = _SPAWN.Queue()
+    stop_at = time.time() + 1.5 + seconds  # processes start (spawn) within the first 1.5 s
+    path = str(folder / f"{system}-{submitters}-{time.monotonic_ns()}")
+    if system == "bot-bottle":
+        path += ".db"
+        open_db(path).close()
+        producers = [_SPAWN.Process(target=bb_submitter, args=(path, i, stop_at, out)) for i in range(submitters)]
+        consumer = _SPAWN.Process(target=bb_decider, args=(path, stop_at, out))
+    elif system == "sqlite3":
+        path += ".db"
+        conn = sqlite3.connect(path)
+        conn.execute("CREATE TABLE items (id INTEGER PRIMARY KEY, data TEXT, done INTEGER)")
+        conn.close()
+        producers = [_SPAWN.Process(target=bare_producer, args=(path, i, stop_at, out)) for i in range(submitters)]
+        consumer = _SPAWN.Process(target=bare_consumer, args=(path, stop_at, out))
+    elif system == "persist-queue":
+        Path(path).mkdir()
+        ack_queue(path, equal).close()
+        producers = [_SPAWN.Process(target=pq_producer, args=(path, i, stop_at, out, equal))
+                     for i in range(submitters)]
+        consumer = _SPAWN.Process(target=pq_consumer, args=(path, stop_at, out, equal))
+    else:
+        path += ".db"
+        lite_queue(path, equal).close()
+        producers = [_SPAWN.Process(target=lq_producer, args=(path, i, stop_at, out, equal))
+                     for i in range(submitters)]
+        consumer = _SPAWN.Process(target=lq_consumer, args=(path, stop_at, out, equal))
+    everyone = [*producers, consumer]
+    for process in everyone:
+        process.start()
+    counts = []
+    deadline = time.time() + seconds + 120
+    while len(counts) < len(everyone):
+        if any(p.exitcode not in (None, 0) for p in everyone):
+            raise SystemExit(f"a {system} worker failed (exit codes {[p.exitcode for p in everyone]})")
+        if time.time() > deadline:
+            raise SystemExit(f"{system} workers did not finish")
+        try:
+            counts.append(out.get(timeout=0.5))
+        except queue_module.Empty:
+            pass
+    for process in everyone:
+        process.join(30)
+    finished = sum(c for c in counts if c > 0)  # the producers' completed cycles
+    return finished / seconds
+
+
+def main() -> None:
+    args = parser(__doc__.splitlines()[0]).parse_args()
+    folder = work_dir(args)
+    runs = args.runs or (1 if args.smoke else 3)
+    seconds = 0.5 if args.smoke else 5.0
+    counts = [1] if args.smoke else [1, 4, 16]
+    systems = [("bot-bottle", True, "bot-bottle (rollback journal, FULL)"),
+               ("persist-queue", True, "persist-queue SQLiteAckQueue, equal durability"),
+               ("litequeue", True, "litequeue, equal durability"),
+               ("persist-queue", False, "persist-queue, its defaults (WAL)"),
+               ("litequeue", False, "litequeue, its defaults (WAL, synchronous=NORMAL)"),
+               ("sqlite3", True, "bare sqlite3 INSERT+UPDATE (ceiling)")]
+    print(machine(folder))
+    print(f"cycles (items) per second, median of {runs} run(s) of {seconds:g} s; waiters poll every {POLL} s\n")
+    results: dict[tuple[str, int], float] = {}
+    for system, equal, label in systems:
+        for n in counts:
+            results[(label, n)] = median([run_one(system, n, seconds, folder, equal) for _ in range(runs)])
+    ceiling = {n: results[(systems[-1][2], n)] for n in counts}
+    ours = {n: results[(systems[0][2], n)] for n in counts}
+    rows = []
+    for _, _, label in systems:
+        row: list[object] = [label]
+        for n in counts:
+            value = results[(label, n)]
+            row += [f"{value:.0f}", f"{value / ours[n]:.2f}" if ours[n] else "-",
+                    f"{value / ceiling[n]:.2f}" if ceiling[n] else "-"]
+        rows.append(row)
+    headers = ["system"]
+    for n in counts:
+        headers += [f"{n} subm./s", "x ours", "x ceiling"]
+    print(table(headers, rows))
+
+
+if __name__ == "__main__":
+    main()
