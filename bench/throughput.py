@@ -15,6 +15,7 @@ journal, synchronous=FULL); "defaults" rows with the peer's own settings.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import queue as queue_module
 import sqlite3
@@ -22,9 +23,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+import persistqueue
 from common import machine, median, parser, table, work_dir
 from litequeue import LiteQueue, MessageStatus
-import persistqueue
 from persistqueue import SQLiteAckQueue
 from persistqueue.sqlackqueue import AckStatus
 
@@ -84,7 +85,7 @@ def bb_submitter(path: str, index: int, stop_at: float, out: Any) -> None:
         bottle = store.for_bottle(f"bottle-{index}")
         while time.time() < stop_at:
             proposal = bottle.submit("egress-allow", f'{{"host": "h{index}-{done}.example"}}', "bench")
-            if bottle.wait_for_response(proposal.id, max(0.0, stop_at - time.time()) + 5, POLL) is None:
+            if bottle.wait_for_response(proposal.id, max(0.0, stop_at - time.time()) + 2, POLL) is None:
                 break
             bottle.archive(proposal.id)
             done += 1
@@ -113,8 +114,11 @@ def bare_producer(path: str, index: int, stop_at: float, out: Any) -> None:
         item = conn.execute("INSERT INTO items (data, done) VALUES (:d, 0)", {"d": f"{index}-{done}"}).lastrowid
         conn.execute("COMMIT")
         while conn.execute("SELECT done FROM items WHERE id = :id", {"id": item}).fetchone()[0] == 0:
+            if time.time() > stop_at + 2:  # the consumer has stopped: this one will never be done
+                break
             time.sleep(POLL)
-        done += 1
+        else:
+            done += 1
     out.put(done)
 
 
@@ -143,8 +147,11 @@ def pq_producer(path: str, index: int, stop_at: float, out: Any, equal: bool) ->
     while time.time() < stop_at:
         item = queue.put(f"{index}-{done}")
         while str(watcher.execute(status, (item,)).fetchone()[0]) != AckStatus.acked:
+            if time.time() > stop_at + 2:
+                break
             time.sleep(POLL)
-        done += 1
+        else:
+            done += 1
     out.put(done)
 
 
@@ -169,8 +176,11 @@ def lq_producer(path: str, index: int, stop_at: float, out: Any, equal: bool) ->
     while time.time() < stop_at:
         message = queue.put(f"{index}-{done}")
         while queue.get(message.message_id).status != MessageStatus.DONE:  # type: ignore[union-attr]
+            if time.time() > stop_at + 2:
+                break
             time.sleep(POLL)
-        done += 1
+        else:
+            done += 1
     out.put(done)
 
 
@@ -226,10 +236,8 @@ def run_one(system: str, submitters: int, seconds: float, folder: Path, equal: b
             raise SystemExit(f"a {system} worker failed (exit codes {[p.exitcode for p in everyone]})")
         if time.time() > deadline:
             raise SystemExit(f"{system} workers did not finish")
-        try:
+        with contextlib.suppress(queue_module.Empty):
             counts.append(out.get(timeout=0.5))
-        except queue_module.Empty:
-            pass
     for process in everyone:
         process.join(30)
     finished = sum(c for c in counts if c > 0)  # the producers' completed cycles
