@@ -202,7 +202,8 @@ class DemoTest(TempDirTest):
         out = result.stdout
         self.assertRegex(out, r"supervise server: http://127\.0\.0\.1:\d+/")
         for needle in ("approved  'fine for pip'", "modified  'npm yes; example.com no'",
-                       "rejected  'no paste sites from bottles'", "audit log: 3 entries, chain whole",
+                       "rejected  'no paste sites from bottles'", "egress proxy: POST api.github.com  token allowed",
+                       "audit log: 4 entries, chain whole",
                        "every step worked"):
             self.assertIn(needle, out)
 
@@ -212,16 +213,16 @@ class DemoTest(TempDirTest):
         result = self.run_cli("demo", "--auto", "--db", str(db), timeout=120)
         self.assertEqual(result.returncode, 0, result.stderr)
         with AuditStore(db) as audit:
-            self.assertEqual(audit.count(), 3)
+            self.assertEqual(audit.count(), 4)
 
     def test_demo_in_a_terminal(self) -> None:
         """The interactive demo opens the TUI; deciding there reaches the agent."""
         command = (f"cd {shlex.quote(str(REPO))} && env HOME={shlex.quote(str(self.home))} "
                    f"{shlex.quote(sys.executable)} -m bot_bottle demo; echo DEMO-EXIT=$?; sleep 30")
         term = Terminal(self, command)
-        term.wait_for("3 pending")
-        self.assertIn("the demo agent is waiting", term.screen())
-        for _ in range(3):
+        term.wait_for("4 pending")
+        self.assertIn("wait on these", term.screen())
+        for _ in range(4):
             term.send("r")
             term.wait_for("reason for rejecting")
             term.send("not in this demo", "Enter")
@@ -230,3 +231,4 @@ class DemoTest(TempDirTest):
         term.send("q")
         screen = term.wait_for("DEMO-EXIT=0", timeout=30)
         self.assertEqual(screen.count("rejected  'not in this demo'"), 3, screen)
+        self.assertIn("request stays blocked", screen)

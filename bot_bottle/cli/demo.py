@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import curses
 import json
+import logging
 import os
 import shutil
 import subprocess
@@ -28,14 +29,23 @@ from typing import Any
 from bot_bottle.audit_store import AuditStore
 from bot_bottle.cli.common import add_db_option
 from bot_bottle.cli.tui import SuperviseTUI
+from bot_bottle.egress import ApprovedTokens, request_token_override
 from bot_bottle.errors import BotBottleError, ValidationError
 from bot_bottle.queue_store import QueueStore
-from bot_bottle.records import STATUS_APPROVED, STATUS_MODIFIED, STATUS_PENDING, STATUS_REJECTED
+from bot_bottle.records import (
+    STATUS_APPROVED,
+    STATUS_MODIFIED,
+    STATUS_PENDING,
+    STATUS_REJECTED,
+    TOOL_EGRESS_TOKEN_ALLOW,
+)
 from bot_bottle.supervise import decide
 
 DEMO_BOTTLE = "demo-bottle"
 SERVER_START_TIMEOUT_SEC = 20.0
 ROUTES_FILE = "routes:\n  - host: github.com\n  - host: docs.python.org\n"
+# A made-up token in GitHub's format, for the egress DLP part of the demo. It is never stored.
+DEMO_TOKEN = "ghp_" + "D3m0" * 9
 
 
 @dataclass
@@ -134,6 +144,17 @@ def _agent_work(agent: McpHttpAgent, call: AgentCall, stop: threading.Event, say
         call.error = str(exc)
 
 
+class _SayHandler(logging.Handler):
+    """Routes log records into the demo's progress lines."""
+
+    def __init__(self, say: Any) -> None:
+        super().__init__()
+        self.say = say
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.say(f"egress proxy: {record.getMessage()}")
+
+
 class Demo:
     """One run of the demo: server process, agent threads, operator (TUI or script), report."""
 
@@ -144,6 +165,11 @@ class Demo:
         self.calls = demo_calls()
         self.stop = threading.Event()
         self.lines: list[str] = []
+        # The bottle's current routes file, so egress-block shows a diff of what it adds.
+        self.scratch = Path(tempfile.mkdtemp(prefix="bot-bottle-demo-routes-"))
+        self.routes_file = self.scratch / "routes.yaml"
+        self.routes_file.write_text(ROUTES_FILE)
+        self.proxy_verdict: bool | None = None  # the egress proxy's answer, once it has one
 
     def say(self, line: str) -> None:
         """Print a progress line (kept for the end when the TUI owns the screen)."""
@@ -155,7 +181,8 @@ class Demo:
         """Start the sidecar server as its own process, as a bottle would; its URL."""
         server = subprocess.Popen(
             [sys.executable, "-m", "bot_bottle.supervise_server", "--bottle", DEMO_BOTTLE, "--db", str(self.db),
-             "--host", "127.0.0.1", "--port", "0", "--wait-seconds", str(self.wait_seconds)],
+             "--host", "127.0.0.1", "--port", "0", "--wait-seconds", str(self.wait_seconds),
+             "--routes-file", str(self.routes_file)],
             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
             # The server must import this same bot_bottle, wherever the demo was started from.
             env={**os.environ, "PYTHONPATH": os.pathsep.join(p or os.getcwd() for p in sys.path)},
@@ -173,13 +200,35 @@ class Demo:
                                  "python3 -m bot_bottle.supervise_server --help)")
         return server, line.split()[-1]
 
+    def egress_proxy(self) -> None:
+        """Play the egress proxy: its DLP blocked a request carrying a token; ask the operator."""
+        # The helper logs why it blocks; keep that off the TUI's screen and in the demo's log.
+        logger = logging.getLogger("bot_bottle.egress")
+        logger.propagate = False
+        logger.setLevel(logging.INFO)
+        logger.addHandler(_SayHandler(self.say))
+        with QueueStore(self.db) as store:
+            self.proxy_verdict = request_token_override(
+                store.for_bottle(DEMO_BOTTLE), ApprovedTokens(), host="api.github.com", method="POST",
+                path="/repos/acme/app/dispatches", detector="github-pat",
+                context=f'{{"event_type": "deploy", "token": "{DEMO_TOKEN}"}}', value=DEMO_TOKEN,
+                timeout=self.wait_seconds * 6, poll_interval=0.1,
+            )
+
     def operator_script(self, store: QueueStore) -> list[str]:
         """Decide each proposal as the script says, as soon as it is filed; problems found."""
         problems: list[str] = []
         remaining = {json.dumps(c.arguments, sort_keys=True): c for c in self.calls}
+        token_decided = False
         deadline = time.monotonic() + 60
-        while remaining and time.monotonic() < deadline:
+        while (remaining or not token_decided) and time.monotonic() < deadline:
             for proposal in store.pending(DEMO_BOTTLE):
+                if proposal.tool == TOOL_EGRESS_TOKEN_ALLOW:
+                    decide(proposal.id, STATUS_APPROVED, "the deploy token, expected", decided_by="demo-operator",
+                           store=store)
+                    self.say(f"operator (script): approved {proposal.short_id} egress-token-allow api.github.com")
+                    token_decided = True
+                    continue
                 call = next((c for c in remaining.values() if _matches(c, proposal.payload)), None)
                 if call is None:
                     continue
@@ -189,12 +238,18 @@ class Demo:
                 del remaining[json.dumps(call.arguments, sort_keys=True)]
             time.sleep(0.1)
         problems.extend(f"{c.label}: never filed" for c in remaining.values())
+        if not token_decided:
+            problems.append("the egress proxy's token report was never filed")
         return problems
 
     def run(self) -> int:
         """The whole demo; 0 only if every step worked."""
         print(f"bot-bottle demo\n  database: {self.db}")
-        server, url = self.start_server()
+        try:
+            server, url = self.start_server()
+        except BotBottleError:
+            shutil.rmtree(self.scratch, ignore_errors=True)
+            raise
         print(f"  supervise server: {url} (bottle {DEMO_BOTTLE!r}, waits {self.wait_seconds:g} s per call)")
         problems: list[str] = []
         try:
@@ -206,6 +261,10 @@ class Demo:
             for thread, call in zip(threads, self.calls, strict=True):
                 self.say(f"agent: {call.label}: filing and waiting")
                 thread.start()
+            proxy = threading.Thread(target=self.egress_proxy, daemon=True)
+            self.say("egress proxy: DLP blocked a POST to api.github.com carrying a token; asking the operator")
+            proxy.start()
+            threads.append(proxy)
             with QueueStore(self.db) as store:
                 if self.auto:
                     problems += self.operator_script(store)
@@ -214,7 +273,7 @@ class Demo:
                 else:
                     self._wait_for_filings(store)
                     os.environ.setdefault("ESCDELAY", "25")
-                    hint = "the demo agent is waiting on these: decide each (a, m, r), then q for its answers"
+                    hint = "the demo agent and egress proxy wait on these: decide each (a, m, r), then q"
                     curses.wrapper(lambda screen: SuperviseTUI(screen, store, hint).run())
                     self._collect_after_tui(store, threads)
                     print("\n".join(self.lines))
@@ -231,6 +290,7 @@ class Demo:
             self.stop.set()
             server.terminate()
             server.communicate(timeout=10)
+            shutil.rmtree(self.scratch, ignore_errors=True)
         if problems:
             for problem in problems:
                 print(f"problem: {problem}", file=sys.stderr)
@@ -240,17 +300,20 @@ class Demo:
 
     def _wait_for_filings(self, store: QueueStore) -> None:
         deadline = time.monotonic() + 15
-        while len(store.pending(DEMO_BOTTLE)) < len(self.calls) and time.monotonic() < deadline:
+        while len(store.pending(DEMO_BOTTLE)) < len(self.calls) + 1 and time.monotonic() < deadline:
             time.sleep(0.05)
 
     def _collect_after_tui(self, store: QueueStore, threads: list[threading.Thread]) -> None:
         # Decisions made in the TUI reach the waiting agent within a poll interval;
         # give them a moment. Undecided ones stay pending: the agent would check later.
-        decided = [p.payload for p, r in store.listing(DEMO_BOTTLE, include_decided=True) if r is not None]
+        decided = [(p.tool, p.payload) for p, r in store.listing(DEMO_BOTTLE, include_decided=True)
+                   if r is not None]
         deadline = time.monotonic() + 3
-        for thread, call in zip(threads, self.calls, strict=True):
-            if any(_matches(call, payload) for payload in decided):
+        for thread, call in zip(threads, self.calls, strict=False):
+            if any(_matches(call, payload) for _, payload in decided):
                 thread.join(max(0.0, deadline - time.monotonic()))
+        if any(tool == TOOL_EGRESS_TOKEN_ALLOW for tool, _ in decided):
+            threads[-1].join(max(0.0, deadline - time.monotonic()))
 
     def report(self) -> list[str]:
         """Print what the agent received; in auto mode, check it is what the script decided."""
@@ -272,6 +335,10 @@ class Demo:
             expected = (call.auto_status, call.auto_notes, call.auto_final)
             if self.auto and (final["status"], final["notes"], final.get("final_file")) != expected:
                 problems.append(f"{call.label}: got {final['status']}, expected {call.auto_status}")
+        verdict = {None: "still waiting for the operator", True: "token allowed", False: "request stays blocked"}
+        print(f"  {'egress proxy: POST api.github.com':<34} {verdict[self.proxy_verdict]}")
+        if self.auto and self.proxy_verdict is not True:
+            problems.append("the egress proxy did not get the approval the script gave")
         return problems
 
 
