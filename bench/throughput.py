@@ -105,21 +105,33 @@ def bb_decider(path: str, stop_at: float, out: Any) -> None:
     out.put(-1)
 
 
+def closed_loop(put: Any, is_done: Any, stop_at: float) -> int:
+    """Put an item, poll until it is done, repeat until ``stop_at``; the number of completed cycles."""
+    done = 0
+    while time.time() < stop_at:
+        item = put(done)
+        while not is_done(item):
+            if time.time() > stop_at + 2:  # the consumer has stopped: this one will never be done
+                return done
+            time.sleep(POLL)
+        done += 1
+    return done
+
+
 def bare_producer(path: str, index: int, stop_at: float, out: Any) -> None:
     conn = sqlite3.connect(path, isolation_level=None, timeout=30)
     _equalise(conn)
-    done = 0
-    while time.time() < stop_at:
+
+    def put(number: int) -> int:
         conn.execute("BEGIN IMMEDIATE")
-        item = conn.execute("INSERT INTO items (data, done) VALUES (:d, 0)", {"d": f"{index}-{done}"}).lastrowid
+        item = conn.execute("INSERT INTO items (data, done) VALUES (:d, 0)", {"d": f"{index}-{number}"}).lastrowid
         conn.execute("COMMIT")
-        while conn.execute("SELECT done FROM items WHERE id = :id", {"id": item}).fetchone()[0] == 0:
-            if time.time() > stop_at + 2:  # the consumer has stopped: this one will never be done
-                break
-            time.sleep(POLL)
-        else:
-            done += 1
-    out.put(done)
+        return int(item or 0)
+
+    def is_done(item: int) -> bool:
+        return bool(conn.execute("SELECT done FROM items WHERE id = :id", {"id": item}).fetchone()[0])
+
+    out.put(closed_loop(put, is_done, stop_at))
 
 
 def bare_consumer(path: str, stop_at: float, out: Any) -> None:
@@ -143,16 +155,9 @@ def pq_producer(path: str, index: int, stop_at: float, out: Any, equal: bool) ->
     # Poll on a connection of our own in autocommit mode: persist-queue's may sit in a stale read.
     watcher = sqlite3.connect(f"{path}/{queue.db_file_name}", isolation_level=None, timeout=30)
     status = f"SELECT status FROM {queue._table_name} WHERE {queue._key_column} = ?"
-    done = 0
-    while time.time() < stop_at:
-        item = queue.put(f"{index}-{done}")
-        while str(watcher.execute(status, (item,)).fetchone()[0]) != AckStatus.acked:
-            if time.time() > stop_at + 2:
-                break
-            time.sleep(POLL)
-        else:
-            done += 1
-    out.put(done)
+    out.put(closed_loop(lambda number: queue.put(f"{index}-{number}"),
+                        lambda item: str(watcher.execute(status, (item,)).fetchone()[0]) == AckStatus.acked,
+                        stop_at))
 
 
 def pq_consumer(path: str, stop_at: float, out: Any, equal: bool) -> None:
@@ -172,16 +177,9 @@ def pq_consumer(path: str, stop_at: float, out: Any, equal: bool) -> None:
 
 def lq_producer(path: str, index: int, stop_at: float, out: Any, equal: bool) -> None:
     queue = lite_queue(path, equal)
-    done = 0
-    while time.time() < stop_at:
-        message = queue.put(f"{index}-{done}")
-        while queue.get(message.message_id).status != MessageStatus.DONE:  # type: ignore[union-attr]
-            if time.time() > stop_at + 2:
-                break
-            time.sleep(POLL)
-        else:
-            done += 1
-    out.put(done)
+    out.put(closed_loop(lambda number: queue.put(f"{index}-{number}").message_id,
+                        lambda item: queue.get(item).status == MessageStatus.DONE,  # type: ignore[union-attr]
+                        stop_at))
 
 
 def lq_consumer(path: str, stop_at: float, out: Any, equal: bool) -> None:
