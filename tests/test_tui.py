@@ -8,8 +8,11 @@ import shlex
 import subprocess
 import sys
 import time
+from unittest import mock
 
 from bot_bottle.audit_store import AuditStore
+from bot_bottle.cli.tui import SuperviseTUI
+from bot_bottle.errors import DatabaseBusy
 from bot_bottle.queue_store import QueueStore
 from bot_bottle.records import (
     STATUS_APPROVED,
@@ -232,3 +235,17 @@ class DemoTest(TempDirTest):
         screen = term.wait_for("DEMO-EXIT=0", timeout=30)
         self.assertEqual(screen.count("rejected  'not in this demo'"), 3, screen)
         self.assertIn("request stays blocked", screen)
+
+
+class RefreshTest(TempDirTest):
+    def test_an_unavailable_database_is_reported_not_fatal(self) -> None:
+        """A refresh that meets a locked database says so on screen and recovers on the next one."""
+        with QueueStore(self.tmp / "r.db") as store:
+            proposal = store.submit("web-1", TOOL_EGRESS_ALLOW, '{"host": "a"}', "why")
+            tui = SuperviseTUI(screen=None, store=store)
+            with mock.patch.object(store, "changes_marker", side_effect=DatabaseBusy("r.db stayed locked")):
+                tui.refresh()
+            self.assertIn("database unavailable: r.db stayed locked (retrying)", tui.message)
+            tui.refresh()
+            self.assertEqual(tui.message, "")
+            self.assertEqual([p.id for p in tui.items], [proposal.id])

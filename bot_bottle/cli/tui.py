@@ -34,6 +34,7 @@ KEY_ENTER_CODES = (10, 13, curses.KEY_ENTER)
 KEY_BACKSPACE_CODES = (8, 127, curses.KEY_BACKSPACE)
 LIST_KEYS = " ↑↓/jk move  Enter open  a approve  m modify  r reject  q quit"
 DETAIL_KEYS = " ↑↓/jk scroll  a approve  m modify  r reject  Esc/b back  q quit"
+UNAVAILABLE = "database unavailable: "
 REPORT_KEYS = " ↑↓/jk scroll  a approve (with a reason)  r reject  Esc/b back  q quit"
 
 
@@ -66,6 +67,19 @@ class SuperviseTUI:
         if self.detail is not None and self.detail.id not in ids:
             self.message = self._gone_message(self.detail)
             self.detail = None
+
+    def refresh(self) -> None:
+        """``reload``, but a database that is briefly unavailable is reported, not fatal.
+
+        A long migration or a stuck writer can hold the lock past the busy
+        timeout; the operator keeps the screen and the next refresh retries.
+        """
+        try:
+            self.reload()
+            if self.message.startswith(UNAVAILABLE):
+                self.message = ""
+        except BotBottleError as exc:
+            self.message = f"{UNAVAILABLE}{exc} (retrying)"
 
     def _gone_message(self, proposal: Proposal) -> str:
         response = self.store.response(proposal.id)
@@ -281,7 +295,7 @@ class SuperviseTUI:
             except curses.error:  # the timeout: no key
                 key = -1
             if key == -1 or time.monotonic() - last >= REFRESH_MS / 1000:
-                self.reload()
+                self.refresh()
                 last = time.monotonic()
             if key != -1 and not self.handle(key):
                 return
