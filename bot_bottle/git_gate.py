@@ -290,7 +290,8 @@ def render_hook(
 
 def install_hook(repo: Path, bottle: str, **options: Any) -> Path:
     """Write the pre-receive hook into a (bare) repository; returns its path."""
-    hooks = repo / "hooks" if (repo / "hooks").is_dir() or not (repo / ".git").is_dir() else repo / ".git" / "hooks"
+    # A bare repository keeps hooks/ at its top; a work tree under .git/.
+    hooks = repo / ".git" / "hooks" if (repo / ".git").is_dir() else repo / "hooks"
     hooks.mkdir(parents=True, exist_ok=True)
     hook = hooks / "pre-receive"
     hook.write_text(render_hook(bottle, **options))

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
+import tempfile
 import threading
 import time
 import unittest
@@ -76,6 +78,20 @@ class UnitTest(unittest.TestCase):
         self.assertTrue(hook.startswith("#!/bin/sh\n"))
         self.assertIn("exec env PYTHONPATH=/src /usr/bin/python3 -m bot_bottle.git_gate pre-receive --bottle web-1 "
                       "--db '/run/x y/db' --timeout 30 --gitleaks /opt/gitleaks", hook)
+
+    def test_hook_goes_where_git_runs_it(self) -> None:
+        """A bare repository gets hooks/pre-receive; a work tree .git/hooks, even with a hooks/ folder of its own."""
+        with tempfile.TemporaryDirectory() as folder:
+            bare = Path(folder) / "bare.git"
+            bare.mkdir()
+            self.assertEqual(install_hook(bare, "web-1"), bare / "hooks" / "pre-receive")
+            tree = Path(folder) / "tree"
+            (tree / ".git").mkdir(parents=True)
+            (tree / "hooks").mkdir()
+            hook = install_hook(tree, "web-1")
+            self.assertEqual(hook, tree / ".git" / "hooks" / "pre-receive")
+            self.assertEqual(list((tree / "hooks").iterdir()), [])
+            self.assertTrue(os.access(hook, os.X_OK))
 
     def test_report_renders_as_a_table(self) -> None:
         """proposals show / the TUI render a gitleaks-allow proposal as a findings table."""
