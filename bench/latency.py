@@ -9,22 +9,20 @@ the time runs from the commit to the HTTP answer's arrival.
 
 from __future__ import annotations
 
-import json
 import multiprocessing
 import random
-import subprocess
-import sys
 import threading
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
-from common import REPO, machine, parser, percentile, table, work_dir
+from common import machine, parser, percentile, table, work_dir
 
+from bot_bottle.cli.demo import McpHttpAgent
 from bot_bottle.queue_store import QueueStore
 from bot_bottle.records import DEFAULT_POLL_INTERVAL_SEC
 from bot_bottle.supervise import decide
+from bot_bottle.supervise_server import spawn
 
 _SPAWN = multiprocessing.get_context("spawn")
 
@@ -62,36 +60,28 @@ def through_http(folder: Path, samples: int) -> list[float]:
     """Commit-to-HTTP-answer latencies through the supervise server at its default poll interval."""
     path = folder / "http.db"
     QueueStore(path).close()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "bot_bottle.supervise_server", "--bottle", "web", "--db", str(path),
-         "--host", "127.0.0.1", "--port", "0", "--wait-seconds", "60"],
-        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    assert server.stdout is not None
-    url = server.stdout.readline().split()[-1]
+    server, url = spawn("web", path, "--wait-seconds", "60")
+    agent = McpHttpAgent(url, timeout=90)
     rng = random.Random(11)
     latencies = []
     try:
         with QueueStore(path) as store:
             for number in range(samples):
                 answered: list[float] = []
-                body = json.dumps({"jsonrpc": "2.0", "id": number, "method": "tools/call", "params": {
-                    "name": "egress-allow", "arguments": {"host": f"h{number}.example", "justification": "b"}}})
 
-                def call(body: str = body, answered: list[float] = answered) -> None:
-                    request = urllib.request.Request(url, body.encode(), {"Content-Type": "application/json"})
-                    with urllib.request.urlopen(request, timeout=90) as response:
-                        response.read()
+                def call(number: int = number, answered: list[float] = answered) -> None:
+                    agent.call("egress-allow", {"host": f"h{number}.example", "justification": "bench"})
                     answered.append(time.time())
 
-                agent = threading.Thread(target=call)
-                agent.start()
+                caller = threading.Thread(target=call)
+                caller.start()
                 while not store.pending("web"):
                     time.sleep(0.002)
                 time.sleep(rng.uniform(0.01, DEFAULT_POLL_INTERVAL_SEC + 0.01))
                 (proposal,) = store.pending("web")
                 decide(proposal.id, "approved", decided_by="bench@host", store=store)
                 committed = time.time()
-                agent.join(90)
+                caller.join(90)
                 latencies.append(answered[0] - committed)
     finally:
         server.terminate()

@@ -10,6 +10,7 @@ from pathlib import Path
 from common import REPO, machine, median, parser, table, work_dir
 
 from bot_bottle.db import open_db
+from bot_bottle.supervise_server import spawn
 
 
 def run_once(command: list[str]) -> float:
@@ -20,11 +21,7 @@ def run_once(command: list[str]) -> float:
 
 def server_ready(path: Path) -> float:
     started = time.perf_counter()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "bot_bottle.supervise_server", "--bottle", "web", "--db", str(path),
-         "--host", "127.0.0.1", "--port", "0"], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    assert server.stdout is not None
-    server.stdout.readline()
+    server, _ = spawn("web", path)
     elapsed = time.perf_counter() - started
     server.terminate()
     server.communicate(timeout=10)

@@ -12,13 +12,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from typing import Any
 
-from bot_bottle.db import Database
+from bot_bottle.db import DatabaseUser
 from bot_bottle.errors import ValidationError
 from bot_bottle.records import (
     AUDIT_ACTIONS,
@@ -59,23 +58,8 @@ def _canonical(details: dict[str, Any]) -> str:
     return json.dumps(details, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
-class AuditStore:
+class AuditStore(DatabaseUser):
     """The audit log of the host database (``db_path=None``) or of the database at ``db_path``."""
-
-    def __init__(self, db_path: str | os.PathLike[str] | None = None, *, database: Database | None = None) -> None:
-        self._owns_db = database is None
-        self.db = database if database is not None else Database(db_path)
-
-    def close(self) -> None:
-        """Close the store's connection, unless it was handed a ``Database`` to share."""
-        if self._owns_db:
-            self.db.close()
-
-    def __enter__(self) -> AuditStore:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     @staticmethod
     def compute_hash(

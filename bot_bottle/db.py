@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
+from typing import Self
 
 from bot_bottle import migrate
 from bot_bottle.connection import DEFAULT_BUSY_TIMEOUT_SEC, connect, transaction, translate_errors
@@ -28,6 +29,7 @@ __all__ = [
     "DB_FILENAME",
     "DB_PATH_IN_CONTAINER",
     "Database",
+    "DatabaseUser",
     "bot_bottle_root",
     "connect",
     "host_db_dir",
@@ -123,4 +125,28 @@ class Database:
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
+        self.close()
+
+
+class DatabaseUser:
+    """Base of the stores: one ``Database`` of its own (opened from ``db_path``) or one it is handed.
+
+    ``close`` (and leaving a ``with`` block) closes only a ``Database`` the
+    store opened itself, so stores that share one, such as a decision and its
+    audit entry, never close it under each other.
+    """
+
+    def __init__(self, db_path: str | os.PathLike[str] | None = None, *, database: Database | None = None) -> None:
+        self._owns_db = database is None
+        self.db = database if database is not None else Database(db_path)
+
+    def close(self) -> None:
+        """Close the store's connection, unless it was handed a ``Database`` to share."""
+        if self._owns_db:
+            self.db.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
         self.close()

@@ -96,11 +96,13 @@ def _mask_fragments(text: str, value: str, shortest: int = MIN_FRAGMENT) -> str:
     out: list[str] = []
     index = 0
     while index < len(text):
+        # Grow the run from the shortest piece: once a run is not in the value,
+        # no longer run from here is either (one pass instead of trying every length).
         longest = 0
-        for size in range(min(len(value), len(text) - index), shortest - 1, -1):
-            if text[index : index + size] in value:
-                longest = size
-                break
+        if index + shortest <= len(text) and text[index : index + shortest] in value:
+            longest = shortest
+            while index + longest < len(text) and text[index : index + longest + 1] in value:
+                longest += 1
         if longest:
             if not out or out[-1] != REDACTED:
                 out.append(REDACTED)

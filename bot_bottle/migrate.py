@@ -17,6 +17,7 @@ COMMIT: a violation rolls the migration back.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
@@ -26,7 +27,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bot_bottle.connection import FILE_MODE, read_snapshot, transaction, translate_errors
+from bot_bottle.connection import (
+    FILE_MODE,
+    foreign_key_problems,
+    integrity_problems,
+    read_snapshot,
+    transaction,
+    translate_errors,
+)
 from bot_bottle.errors import (
     CorruptDatabase,
     MigrationDrift,
@@ -73,6 +81,11 @@ class Drift:
     problem: str
     applied_sha256: str | None
     file_sha256: str | None
+
+    @property
+    def summary(self) -> str:
+        """``NNNN_name: problem``, as messages and listings show it."""
+        return f"{self.version:04d}_{self.name}: {self.problem}"
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
@@ -304,6 +317,11 @@ def database_path(conn: sqlite3.Connection) -> str:
     return ""
 
 
+def _translated(conn: sqlite3.Connection) -> contextlib.AbstractContextManager[None]:
+    """SQLite errors on ``conn`` as the package's errors, naming its file."""
+    return translate_errors(database_path(conn) or ":memory:")
+
+
 def current_version(conn: sqlite3.Connection) -> int:
     """The database's ``PRAGMA user_version``: the last applied migration."""
     return int(conn.execute("PRAGMA user_version").fetchone()[0])
@@ -327,7 +345,7 @@ def status(conn: sqlite3.Connection, migrations: tuple[Migration, ...] | None = 
     known = migrations if migrations is not None else discover()
     # One snapshot: a migration committed by another process between reading
     # user_version and the history would otherwise look like drift.
-    with translate_errors(database_path(conn) or ":memory:"), read_snapshot(conn):
+    with _translated(conn), read_snapshot(conn):
         current = current_version(conn)
         history = _history(conn)
     drift: list[Drift] = []
@@ -370,7 +388,7 @@ def _refuse_unusable(state: Status) -> None:
         first = state.drift[0]
         more = f" (and {len(state.drift) - 1} more)" if len(state.drift) > 1 else ""
         raise MigrationDrift(
-            f"database {state.path}: migration {first.version:04d}_{first.name}: {first.problem}{more}; "
+            f"database {state.path}: migration {first.summary}{more}; "
             "nothing was changed. Run a bot-bottle whose migrations match this database "
             "('bot-bottle db status' lists the drift)"
         )
@@ -444,13 +462,10 @@ def _is_empty(conn: sqlite3.Connection) -> bool:
 
 
 def _check_integrity(conn: sqlite3.Connection, path: str) -> None:
-    try:
-        result = [str(row[0]) for row in conn.execute("PRAGMA quick_check")]
-    except sqlite3.DatabaseError as exc:  # damage bad enough that the check itself stops
-        result = [str(exc)]
-    if result != ["ok"]:
+    problems = integrity_problems(conn, quick=True)
+    if problems:
         raise CorruptDatabase(
-            f"database {path} fails its integrity check ({result[0]}); it was not migrated. "
+            f"database {path} fails its integrity check ({problems[0]}); it was not migrated. "
             "Run 'bot-bottle db check' and restore the newest backup (*.bak beside it)"
         )
 
@@ -496,12 +511,11 @@ def _step(conn: sqlite3.Connection, migration: Migration, up: bool) -> bool:
                 )
             after = migration.version if up else migration.version - 1
             conn.execute(f"PRAGMA user_version = {int(after)}")
-            violations = conn.execute("PRAGMA foreign_key_check").fetchall()
+            violations = foreign_key_problems(conn)
             if violations:
-                table, rowid, parent, _ = violations[0]
                 raise MigrationError(
                     f"migration {migration.label}.{direction}.sql leaves {len(violations)} foreign-key "
-                    f"violation(s) (first: {table} row {rowid} -> {parent}); it was rolled back and "
+                    f"violation(s) (first: {violations[0]}); it was rolled back and "
                     f"the database is still at version {before}"
                 )
         return True
@@ -526,7 +540,7 @@ def upgrade(
     target = len(known) if to is None else to
     if not 0 <= target <= len(known):
         raise MigrationError(f"cannot upgrade to version {target}: the migrations go from 0 to {len(known)}")
-    with translate_errors(database_path(conn) or ":memory:"):
+    with _translated(conn):
         return _upgrade(conn, target, known, backup)
 
 
@@ -560,7 +574,7 @@ def downgrade(
     False), because a down migration usually drops data.
     """
     known = migrations if migrations is not None else discover()
-    with translate_errors(database_path(conn) or ":memory:"):
+    with _translated(conn):
         return _downgrade(conn, to, known, backup)
 
 

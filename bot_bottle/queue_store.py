@@ -13,14 +13,13 @@ decision wins; a decision and its audit entry commit in one transaction.
 from __future__ import annotations
 
 import hashlib
-import os
 import secrets
 import sqlite3
 import time
 from typing import Any
 
 from bot_bottle.audit_store import AuditStore
-from bot_bottle.db import Database
+from bot_bottle.db import DatabaseUser
 from bot_bottle.errors import AlreadyDecided, AmbiguousId, NotFound, StillPending, ValidationError
 from bot_bottle.records import (
     DEFAULT_POLL_INTERVAL_SEC,
@@ -64,26 +63,11 @@ def _check_wait(timeout: object, poll_interval: object) -> tuple[float, float]:
     return float(timeout), float(poll_interval)  # type: ignore[arg-type]
 
 
-class QueueStore:
+class QueueStore(DatabaseUser):
     """The supervise queue in the host database (``db_path=None``) or the database at ``db_path``.
 
     Safe to share between threads; open one per process (or per thread) as you like.
     """
-
-    def __init__(self, db_path: str | os.PathLike[str] | None = None, *, database: Database | None = None) -> None:
-        self._owns_db = database is None
-        self.db = database if database is not None else Database(db_path)
-
-    def close(self) -> None:
-        """Close the store's connection, unless it was handed a ``Database`` to share."""
-        if self._owns_db:
-            self.db.close()
-
-    def __enter__(self) -> QueueStore:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     # Row mapping -----------------------------------------------------------
 

@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from bot_bottle import migrate
-from bot_bottle.cli.common import add_db_option, add_json_option, db_path, print_json
-from bot_bottle.connection import connect, translate_errors
+from bot_bottle.cli.common import add_db_option, add_json_option, db_path, print_json, version_number
+from bot_bottle.connection import connect, foreign_key_problems, integrity_problems, translate_errors
 from bot_bottle.db import open_db
 from bot_bottle.errors import BotBottleError, CannotOpenDatabase
 
@@ -50,7 +50,7 @@ def _describe(state: migrate.Status) -> list[str]:
     )
     if state.drift:
         lines.append("drift:")
-        lines.extend(f"  {d.version:04d}_{d.name}: {d.problem}" for d in state.drift)
+        lines.extend(f"  {d.summary}" for d in state.drift)
     else:
         lines.append("drift:    none")
     return lines
@@ -63,11 +63,7 @@ def _unusable_reason(state: migrate.Status) -> str | None:
             f"{state.head}: upgrade the sidecar image or run a newer bot-bottle"
         )
     if state.drift:
-        first = state.drift[0]
-        return (
-            f"migration {first.version:04d}_{first.name}: {first.problem}; run a bot-bottle whose "
-            "migrations match this database"
-        )
+        return f"migration {state.drift[0].summary}; run a bot-bottle whose migrations match this database"
     return None
 
 
@@ -155,26 +151,15 @@ def cmd_db_backup(args: argparse.Namespace) -> int:
 
 
 def _checks(conn: sqlite3.Connection, known: tuple[migrate.Migration, ...]) -> list[dict[str, Any]]:
-    try:
-        integrity = [str(row[0]) for row in conn.execute("PRAGMA integrity_check")]
-    except sqlite3.DatabaseError as exc:  # damage bad enough to stop the check itself
-        integrity = [str(exc)]
-    try:
-        violations = conn.execute("PRAGMA foreign_key_check").fetchall()
-    except sqlite3.DatabaseError as exc:
-        violations = [(f"(the check stopped: {exc})", "?", "?")]
+    integrity = integrity_problems(conn)
+    violations = foreign_key_problems(conn)
     state = migrate.status(conn, known)
     return [
-        {
-            "check": "integrity",
-            "ok": integrity == ["ok"],
-            "detail": "ok" if integrity == ["ok"] else "; ".join(integrity[:10]),
-        },
+        {"check": "integrity", "ok": not integrity, "detail": "; ".join(integrity[:10]) or "ok"},
         {
             "check": "foreign_keys",
             "ok": not violations,
-            "detail": "ok" if not violations else
-            f"{len(violations)} violation(s), first: {violations[0][0]} row {violations[0][1]} -> {violations[0][2]}",
+            "detail": f"{len(violations)} violation(s), first: {violations[0]}" if violations else "ok",
         },
         {
             "check": "schema_version",
@@ -182,12 +167,7 @@ def _checks(conn: sqlite3.Connection, known: tuple[migrate.Migration, ...]) -> l
             "detail": f"{state.current} of {state.head}"
             + (" (newer than this bot-bottle)" if state.too_new else f" ({len(state.pending)} pending)"),
         },
-        {
-            "check": "drift",
-            "ok": not state.drift,
-            "detail": "none" if not state.drift else
-            "; ".join(f"{d.version:04d}_{d.name}: {d.problem}" for d in state.drift),
-        },
+        {"check": "drift", "ok": not state.drift, "detail": "; ".join(d.summary for d in state.drift) or "none"},
     ]
 
 
@@ -210,16 +190,6 @@ def cmd_db_check(args: argparse.Namespace) -> int:
     if not ok:
         print(f"bot-bottle: error: {path} failed its checks", file=sys.stderr)
     return 0 if ok else 1
-
-
-def _version(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a version number") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError("a version number is 0 or more")
-    return value
 
 
 def register(subparsers: Any) -> None:
@@ -256,7 +226,7 @@ def register(subparsers: Any) -> None:
     )
     add_db_option(p)
     add_json_option(p)
-    p.add_argument("--to", type=_version, metavar="N", help="stop at version N (default: the newest)")
+    p.add_argument("--to", type=version_number, metavar="N", help="stop at version N (default: the newest)")
     p.set_defaults(handler=cmd_db_upgrade)
 
     p = verbs.add_parser(
@@ -267,7 +237,7 @@ def register(subparsers: Any) -> None:
     )
     add_db_option(p)
     add_json_option(p)
-    p.add_argument("--to", type=_version, metavar="N", required=True, help="the version to end at (0 = empty)")
+    p.add_argument("--to", type=version_number, metavar="N", required=True, help="the version to end at (0 = empty)")
     p.set_defaults(handler=cmd_db_downgrade)
 
     p = verbs.add_parser(

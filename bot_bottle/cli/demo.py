@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bot_bottle import supervise_server
 from bot_bottle.audit_store import AuditStore
 from bot_bottle.cli.common import add_db_option
 from bot_bottle.cli.tui import SuperviseTUI
@@ -179,26 +180,8 @@ class Demo:
 
     def start_server(self) -> tuple[subprocess.Popen[str], str]:
         """Start the sidecar server as its own process, as a bottle would; its URL."""
-        server = subprocess.Popen(
-            [sys.executable, "-m", "bot_bottle.supervise_server", "--bottle", DEMO_BOTTLE, "--db", str(self.db),
-             "--host", "127.0.0.1", "--port", "0", "--wait-seconds", str(self.wait_seconds),
-             "--routes-file", str(self.routes_file)],
-            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-            # The server must import this same bot_bottle, wherever the demo was started from.
-            env={**os.environ, "PYTHONPATH": os.pathsep.join(p or os.getcwd() for p in sys.path)},
-        )
-        assert server.stdout is not None
-        ready: list[str] = []
-        reader = threading.Thread(target=lambda: ready.append(server.stdout.readline()), daemon=True)  # type: ignore[union-attr]
-        reader.start()
-        reader.join(SERVER_START_TIMEOUT_SEC)
-        line = ready[0] if ready else ""
-        if not line.startswith("listening on "):
-            server.kill()
-            server.communicate()
-            raise BotBottleError("the supervise server did not start (run it alone to see why: "
-                                 "python3 -m bot_bottle.supervise_server --help)")
-        return server, line.split()[-1]
+        return supervise_server.spawn(DEMO_BOTTLE, self.db, "--wait-seconds", str(self.wait_seconds),
+                                      "--routes-file", str(self.routes_file), ready_timeout=SERVER_START_TIMEOUT_SEC)
 
     def egress_proxy(self) -> None:
         """Play the egress proxy: its DLP blocked a request carrying a token; ask the operator."""

@@ -18,7 +18,13 @@ from typing import Any
 
 from bot_bottle import migrate
 from bot_bottle.cli.common import add_db_option, add_json_option, db_path, print_json
-from bot_bottle.connection import DIR_MODE, FILE_MODE, MIN_SQLITE_VERSION
+from bot_bottle.connection import (
+    DIR_MODE,
+    FILE_MODE,
+    MIN_SQLITE_VERSION,
+    foreign_key_problems,
+    integrity_problems,
+)
 from bot_bottle.mount_safety import LOCAL, check_mount
 
 OK, WARNING, ERROR = "ok", "warning", "error"
@@ -58,12 +64,11 @@ def _database_checks(path: Path) -> list[dict[str, str]]:
                 level, detail = OK, f"version {state.current} (up to date)"
             checks.append({"check": "schema", "level": level, "detail": detail})
             checks.append({"check": "drift", "level": ERROR if state.drift else OK,
-                           "detail": "; ".join(f"{d.version:04d}_{d.name}: {d.problem}" for d in state.drift)
-                           or "none"})
-            integrity = [str(row[0]) for row in conn.execute("PRAGMA integrity_check")]
-            violations = conn.execute("PRAGMA foreign_key_check").fetchall()
-            checks.append({"check": "integrity", "level": OK if integrity == ["ok"] else ERROR,
-                           "detail": "ok" if integrity == ["ok"] else "; ".join(integrity[:5])})
+                           "detail": "; ".join(d.summary for d in state.drift) or "none"})
+            integrity = integrity_problems(conn)
+            violations = foreign_key_problems(conn)
+            checks.append({"check": "integrity", "level": ERROR if integrity else OK,
+                           "detail": "; ".join(integrity[:5]) or "ok"})
             checks.append({"check": "foreign_keys", "level": ERROR if violations else OK,
                            "detail": f"{len(violations)} violation(s)" if violations else "ok"})
     except (sqlite3.Error, OSError) as exc:

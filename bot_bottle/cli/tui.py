@@ -29,9 +29,10 @@ from bot_bottle.records import STATUS_APPROVED, STATUS_MODIFIED, STATUS_PENDING,
 from bot_bottle.supervise import decide
 
 REFRESH_MS = 1000
-KEY_ESC = 27
-KEY_ENTER_CODES = (10, 13, curses.KEY_ENTER)
-KEY_BACKSPACE_CODES = (8, 127, curses.KEY_BACKSPACE)
+# get_wch() gives characters as str and function keys as int.
+ENTER_KEYS = ("\n", "\r", curses.KEY_ENTER)
+ESCAPE = "\x1b"
+BACKSPACE_KEYS = ("\b", "\x7f", curses.KEY_BACKSPACE)
 LIST_KEYS = " ↑↓/jk move  Enter open  a approve  m modify  r reject  q quit"
 DETAIL_KEYS = " ↑↓/jk scroll  a approve  m modify  r reject  Esc/b back  q quit"
 UNAVAILABLE = "database unavailable: "
@@ -162,11 +163,11 @@ class SuperviseTUI:
                 self.put(height - 2, 0, shown)
                 self.screen.refresh()
                 key = self.screen.get_wch()
-                if key in ("\n", "\r") or key in KEY_ENTER_CODES:
+                if key in ENTER_KEYS:
                     return text
-                if key == "\x1b" or key == KEY_ESC:
+                if key == ESCAPE:
                     return None
-                if key in ("\b", "\x7f") or key in KEY_BACKSPACE_CODES:
+                if key in BACKSPACE_KEYS:
                     text = text[:-1]
                 elif key == curses.KEY_RESIZE:
                     self.draw()
@@ -264,7 +265,7 @@ class SuperviseTUI:
                      curses.KEY_NPAGE: page, " ": page}
             if key in moves:
                 self.scroll = max(0, self.scroll + moves[key])
-            elif key in ("\x1b", "b", KEY_ESC, curses.KEY_LEFT):
+            elif key in (ESCAPE, "b", curses.KEY_LEFT):
                 self.detail = None
             elif key in ("a", "m", "r"):
                 self.act(str(key))
@@ -273,7 +274,7 @@ class SuperviseTUI:
             self.selected = max(0, self.selected - 1)
         elif key in (curses.KEY_DOWN, "j"):
             self.selected = min(max(0, len(self.items) - 1), self.selected + 1)
-        elif (key in ("\n", "\r") or key in KEY_ENTER_CODES) and self.items:
+        elif key in ENTER_KEYS and self.items:
             self.detail = self.items[self.selected]
             self.scroll = 0
         elif key in ("a", "m", "r"):
