@@ -8,6 +8,7 @@ import shlex
 import subprocess
 import sys
 import time
+from pathlib import Path
 from unittest import mock
 
 from bot_bottle.audit_store import AuditStore
@@ -235,6 +236,22 @@ class DemoTest(TempDirTest):
         screen = term.wait_for("DEMO-EXIT=0", timeout=30)
         self.assertEqual(screen.count("rejected  'not in this demo'"), 3, screen)
         self.assertIn("request stays blocked", screen)
+
+
+class DemoHangupTest(TempDirTest):
+    def test_closing_the_terminal_removes_the_throwaway_database(self) -> None:
+        """A demo whose terminal goes away (SIGHUP) still stops its server and removes its files."""
+        command = (f"cd {shlex.quote(str(REPO))} && env HOME={shlex.quote(str(self.home))} "
+                   f"{shlex.quote(sys.executable)} -m bot_bottle demo")
+        term = Terminal(self, command)
+        screen = term.wait_for("4 pending")
+        database = Path(screen.split("bottle(s)", 1)[1].split()[0])
+        self.assertTrue(database.exists())
+        term.run("kill-server")
+        deadline = time.monotonic() + 15
+        while database.parent.exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        self.assertFalse(database.parent.exists(), "the throwaway database was left behind")
 
 
 class RefreshTest(TempDirTest):

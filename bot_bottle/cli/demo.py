@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -24,6 +25,7 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 from bot_bottle import supervise_server
@@ -334,11 +336,19 @@ def _matches(call: AgentCall, payload: str) -> bool:
         return False
 
 
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     """Run the demo on a throwaway database (or --db)."""
     if not 0 < args.wait_seconds <= 600:
         raise ValidationError("--wait-seconds", "must be more than 0 and at most 600")
     auto = args.auto or not (os.isatty(0) and os.isatty(1))
+    # Closing the terminal (SIGHUP) or a kill (SIGTERM) ends the demo like Ctrl-C,
+    # so the server is stopped and the throwaway files are removed.
+    for stop_signal in (signal.SIGHUP, signal.SIGTERM):
+        signal.signal(stop_signal, _interrupt)
     if args.db is not None:
         return Demo(args.db, auto, args.wait_seconds).run()
     folder = Path(tempfile.mkdtemp(prefix="bot-bottle-demo-"))
