@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -51,6 +50,7 @@ from bot_bottle.records import (
     validate_proposal_id,
     validate_queue_key,
 )
+from bot_bottle.routes import make_route
 
 DEFAULT_HOST = "0.0.0.0"
 DEFAULT_PORT = 9100
@@ -70,9 +70,6 @@ METHOD_NOT_FOUND = -32601
 INVALID_PARAMS = -32602
 INTERNAL_ERROR = -32603
 
-_HOST_RE = re.compile(r"(\*\.)?([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*")
-_PATH_RE = re.compile(r"/[\x21-\x7e]{0,1023}")
-MAX_PATHS = 64
 
 _TEXT = {"type": "string"}
 TOOLS: list[dict[str, Any]] = [
@@ -171,19 +168,11 @@ def _argument(arguments: dict[str, Any], name: str, kind: type, required: bool =
 
 
 def route_payload(host: str, paths: list[str] | None) -> str:
-    """The ``egress-allow`` payload: one route as a small, stable JSON document."""
-    host = host.strip().lower()
-    if len(host) > 253 or not _HOST_RE.fullmatch(host):
-        raise RpcError(INVALID_PARAMS, f"argument host: {host[:80]!r} is not a host name")
-    route: dict[str, Any] = {"host": host}
-    if paths:
-        if len(paths) > MAX_PATHS:
-            raise RpcError(INVALID_PARAMS, f"argument paths: at most {MAX_PATHS} paths")
-        for path in paths:
-            if not isinstance(path, str) or not _PATH_RE.fullmatch(path):
-                raise RpcError(INVALID_PARAMS, f"argument paths: {str(path)[:80]!r} is not a path starting with /")
-        route["paths"] = sorted(set(paths))
-    return json.dumps(route, indent=2, sort_keys=True) + "\n"
+    """The ``egress-allow`` payload: one route as a small, stable JSON document (rules: ``routes.make_route``)."""
+    try:
+        return make_route(host, paths or None).to_document()
+    except ValidationError as exc:
+        raise RpcError(INVALID_PARAMS, f"argument {exc}") from None
 
 
 class SuperviseService:

@@ -1,0 +1,170 @@
+"""Egress routes as the operator decides on them: one route's rules, and what widens access.
+
+An ``egress-allow`` proposal carries one route as a small JSON document,
+``{"host": "docs.python.org", "paths": ["/3/"]}``; an ``egress-block``
+proposal carries a whole routes file in the egress proxy's own format, which
+this project treats as text. The supervise server builds routes with
+``route_document``; the operator's modified file passes ``validate_final_file``
+(the same rules), so what is approved is always a file the proxy can read and
+the operator could see in full.
+
+``widening_lines`` is a reading aid, not a parser of the proxy's format: it
+flags lines that name a host wildcard over everything (``*``) or over a whole
+top-level domain (``*.com``), or a path of ``/``, so the operator's eye goes
+there first.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from bot_bottle.errors import ValidationError
+from bot_bottle.records import TOOL_EGRESS_ALLOW, TOOL_EGRESS_BLOCK
+from bot_bottle.terminal_text import describe_char, unsafe_characters
+
+HOST_RE = re.compile(r"(\*\.)?([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*")
+PATH_RE = re.compile(r"/[\x21-\x7e]{0,1023}")
+MAX_HOST_CHARS = 253
+MAX_PATHS = 64
+
+# "host: X", '"host": "X"', "host = X": the value a routes-file line gives a host.
+_HOST_VALUE_RE = re.compile(r"""["']?\bhosts?\b["']?\s*[:=]\s*["']?([^\s"',}\]#]+)""", re.IGNORECASE)
+# A bare * or / standing alone as a value or list item ("- *", '["/"]', "path: /").
+_LONE_STAR_RE = re.compile(r"""(?:^|[\s:\[,"'=-])\*(?=$|[\s,\]"'}])""")
+_ROOT_PATH_RE = re.compile(r"""(?:^|[\s:\[,"'=-])/(?=$|[\s,\]"'}#])""")
+
+
+@dataclass(frozen=True)
+class Route:
+    """One egress route: a host (``*.`` may lead) and the path prefixes allowed (empty: every path)."""
+
+    host: str
+    paths: tuple[str, ...] = ()
+
+    def to_document(self) -> str:
+        """The route as the stable JSON document an ``egress-allow`` proposal carries."""
+        route: dict[str, Any] = {"host": self.host}
+        if self.paths:
+            route["paths"] = list(self.paths)
+        return json.dumps(route, indent=2, sort_keys=True) + "\n"
+
+    def widening(self) -> list[str]:
+        """Why this route widens access more than a route should (empty: it does not)."""
+        reasons = []
+        if host_is_wide(self.host):
+            reasons.append(f"host {self.host!r} is a wildcard over {_what_wildcard_covers(self.host)}")
+        if "/" in self.paths:
+            reasons.append("path '/' allows every path of the host")
+        return reasons
+
+
+def make_route(host: object, paths: object = None) -> Route:
+    """A validated route from a host and optional path prefixes; ``ValidationError`` names what is wrong.
+
+    The host is lower-cased and stripped; paths are sorted and de-duplicated.
+    """
+    if not isinstance(host, str):
+        raise ValidationError("host", "must be a string")
+    name = host.strip().lower()
+    if len(name) > MAX_HOST_CHARS or not HOST_RE.fullmatch(name):
+        raise ValidationError("host", f"{name[:80]!r} is not a host name (for example docs.python.org or "
+                              "*.pythonhosted.org)")
+    if paths is None:
+        return Route(name)
+    if not isinstance(paths, list):
+        raise ValidationError("paths", "must be a list of path prefixes")
+    if len(paths) > MAX_PATHS:
+        raise ValidationError("paths", f"at most {MAX_PATHS} paths")
+    for path in paths:
+        if not isinstance(path, str) or not PATH_RE.fullmatch(path):
+            raise ValidationError("paths", f"{str(path)[:80]!r} is not a path starting with / "
+                                  "(printable ASCII, no spaces)")
+    return Route(name, tuple(sorted(set(paths))))
+
+
+def parse_route(document: str) -> Route:
+    """The route an ``egress-allow`` document holds, by the same rules as ``make_route``.
+
+    The document must be a JSON object with ``host`` and optionally ``paths``,
+    nothing else.
+    """
+    try:
+        value = json.loads(document)
+    except ValueError as exc:
+        raise ValidationError("final_file", f"an egress-allow route must be JSON, like "
+                              f'{{"host": "docs.python.org", "paths": ["/3/"]}}: {exc}') from None
+    if not isinstance(value, dict):
+        raise ValidationError("final_file", "an egress-allow route must be a JSON object with host and paths")
+    unknown = sorted(set(value) - {"host", "paths"})
+    if unknown:
+        raise ValidationError("final_file", f"an egress-allow route has only host and paths, not {unknown[0]!r}")
+    if "host" not in value:
+        raise ValidationError("final_file", "an egress-allow route needs a host")
+    try:
+        return make_route(value["host"], value.get("paths"))
+    except ValidationError as exc:
+        raise ValidationError("final_file", f"the route's {exc}") from None
+
+
+def host_is_wide(host: str) -> bool:
+    """True for a host pattern that covers everything or a whole top-level domain (``*``, ``*.com``)."""
+    name = host.strip().lower().rstrip(".")
+    if "*" not in name:
+        return False
+    # *.example.com (one domain's subdomains) is an ordinary route; *, *.com, a*.b are not.
+    return not (name.startswith("*.") and "*" not in name[2:] and "." in name[2:])
+
+
+def _what_wildcard_covers(host: str) -> str:
+    name = host.strip().lower().rstrip(".")
+    if name in ("*", "*."):
+        return "every host"
+    if name.startswith("*.") and "*" not in name[2:]:
+        return f"the whole top-level domain .{name[2:]}"
+    return "more than one domain"
+
+
+def line_widening(text: str) -> list[str]:
+    """Why one routes-file line widens access (empty: nothing seen)."""
+    reasons = []
+    for match in _HOST_VALUE_RE.finditer(text):
+        if host_is_wide(match.group(1)):
+            reasons.append(f"host {match.group(1)!r} is a wildcard over {_what_wildcard_covers(match.group(1))}")
+    if not reasons and _LONE_STAR_RE.search(text):
+        reasons.append("a lone '*' matches everything")
+    if _ROOT_PATH_RE.search(text):
+        reasons.append("a path of '/' allows every path")
+    return reasons
+
+
+def widening_lines(diff: str) -> dict[int, list[str]]:
+    """For a unified diff, the added lines that widen access: {index of the line in the diff: reasons}."""
+    found: dict[int, list[str]] = {}
+    for index, text in enumerate(diff.split("\n")):
+        if text.startswith("+") and not text.startswith("+++"):
+            reasons = line_widening(text[1:])
+            if reasons:
+                found[index] = reasons
+    return found
+
+
+def validate_routes_text(text: str) -> None:
+    """Refuse a routes file a terminal could not show as it is: control, bidi or invisible characters."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValidationError("final_file", "a routes file must be UTF-8 text") from None
+    for line_number, column, char in unsafe_characters(text):
+        raise ValidationError("final_file", f"line {line_number} column {column} holds {describe_char(char)}: a "
+                              "routes file may not contain control, bidirectional or invisible characters")
+
+
+def validate_final_file(tool: str, final_file: str) -> None:
+    """Raise ``ValidationError`` unless ``final_file`` is a file ``tool``'s consumer can take as it is."""
+    if tool == TOOL_EGRESS_ALLOW:
+        parse_route(final_file)
+    elif tool == TOOL_EGRESS_BLOCK:
+        validate_routes_text(final_file)

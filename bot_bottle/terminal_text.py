@@ -1,0 +1,259 @@
+"""The one place untrusted text becomes what a terminal may show (docs/decisions.md, "the agent is the adversary").
+
+An agent controls most of the text an operator reads: justifications,
+routes files, reports. A terminal acts on some characters instead of showing
+them (ESC starts a sequence that can clear the screen, move the cursor, set
+the title or write the clipboard; backspace and a lone CR overwrite what was
+written; bidirectional controls reorder a line; zero-width characters hide).
+Every human-facing output passes its text through here first, so that:
+
+- each such character becomes a visible escape (``\\x1b``, ``\\u202e``), kept
+  apart as an *escape segment* so the output can style it (reverse video in
+  the CLI, underlined in the TUI) and the operator sees that something was
+  there, and what;
+- tab expands to spaces; newline ends a line (``\\r\\n`` counts as one);
+- widths are display columns: East Asian wide and fullwidth characters take
+  two, combining marks none. A mark with nothing to combine with, or beyond
+  ``MAX_COMBINING`` on one character, is shown as an escape instead, so a
+  flood of marks cannot smear a row;
+- a line cut to fit ends with ``CUT_MARKER``; a wrapped line's continuation
+  starts with ``CONTINUATION``, so it cannot pass for a line of its own (a
+  diff line that seems to start with ``-``).
+
+``--json`` output never comes here: JSON escapes everything already and must
+stay exact.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+TAB_SIZE = 8
+MAX_COMBINING = 3  # more marks than this on one character are shown as an escape
+CUT_MARKER = "…"
+CONTINUATION = "↪ "
+# ANSI reverse video around escapes, for a terminal that takes our own styling.
+ANSI_ESCAPE_ON = "\x1b[7m"
+ANSI_ESCAPE_OFF = "\x1b[27m"
+
+# Named because they are not all in the categories tested below (U+00AD is Cf
+# already, the Hangul fillers are letters that draw nothing, U+034F is a mark
+# that joins nothing).
+_INVISIBLE = frozenset("\u034f\u115f\u1160\u17b4\u17b5\u180e\u2800\u3164\uffa0")
+# Categories shown as escapes: controls, format characters (bidi, zero-width,
+# tags, soft hyphen), surrogates, private use, unassigned, and line and
+# paragraph separators that some terminals break lines on.
+_ESCAPED_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
+_PRINTABLE_ASCII = re.compile(r"[\x20-\x7e]*")
+
+
+@dataclass(frozen=True)
+class Segment:
+    """A piece of a line: plain text, or a visible escape standing for characters not shown raw."""
+
+    text: str
+    escaped: bool = False
+
+
+Line = list[Segment]
+
+
+def escape_char(char: str) -> str:
+    """``char`` as a visible escape: ``\\x1b``, ``\\u202e`` or ``\\U000e0041``."""
+    code = ord(char)
+    if code < 0x100:
+        return f"\\x{code:02x}"
+    if code < 0x10000:
+        return f"\\u{code:04x}"
+    return f"\\U{code:08x}"
+
+
+def needs_escape(char: str) -> bool:
+    """True for a character a terminal must never get raw (newline and tab aside, which callers handle)."""
+    if char == " ":
+        return False
+    category = unicodedata.category(char)
+    # Spaces other than U+0020 (no-break, ideographic, en/em ...) look like a
+    # space and are not one: "pypi.org\u00a0" must not pass for "pypi.org".
+    return category in _ESCAPED_CATEGORIES or category == "Zs" or char in _INVISIBLE
+
+
+def char_width(char: str) -> int:
+    """Display columns of a character that passed ``needs_escape``: 0, 1 or 2."""
+    if unicodedata.combining(char) or unicodedata.category(char) in ("Mn", "Me"):
+        return 0
+    return 2 if unicodedata.east_asian_width(char) in ("W", "F") else 1
+
+
+def lines(text: str) -> list[Line]:
+    """``text`` as lines of segments: newline (or CRLF) splits, everything unsafe is escaped."""
+    return [_line(part) for part in text.replace("\r\n", "\n").split("\n")]
+
+
+def line(text: str) -> Line:
+    """``text`` as one line: newlines are escaped too (for table cells and list rows)."""
+    return _line(text)
+
+
+def _line(text: str) -> Line:
+    if _PRINTABLE_ASCII.fullmatch(text):  # most text: nothing to escape, one column a character
+        return [Segment(text)] if text else []
+    segments: Line = []
+    plain: list[str] = []
+    column = 0
+    marks = 0  # combining marks on the current base character
+    has_base = False
+
+    def escape(shown: str) -> None:
+        nonlocal column, has_base
+        if plain:
+            segments.append(Segment("".join(plain)))
+            plain.clear()
+        if segments and segments[-1].escaped:
+            segments[-1] = Segment(segments[-1].text + shown, True)
+        else:
+            segments.append(Segment(shown, True))
+        column += len(shown)
+        has_base = False
+
+    for char in text:
+        if char == "\t":
+            spaces = TAB_SIZE - column % TAB_SIZE
+            plain.append(" " * spaces)
+            column += spaces
+            has_base = False
+            continue
+        if needs_escape(char):
+            escape(escape_char(char))
+            continue
+        width = char_width(char)
+        if width == 0:
+            if not has_base or marks >= MAX_COMBINING:
+                escape(escape_char(char))
+                continue
+            marks += 1
+        else:
+            marks = 0
+            has_base = char != " "
+        plain.append(char)
+        column += width
+    if plain:
+        segments.append(Segment("".join(plain)))
+    return segments
+
+
+def width(segments: Sequence[Segment]) -> int:
+    """Display columns of a line."""
+    return sum(segment_width(s) for s in segments)
+
+
+def segment_width(segment: Segment) -> int:
+    """Display columns of one segment (an escape is ASCII: one column a character)."""
+    if segment.escaped or segment.text.isascii():
+        return len(segment.text)
+    return sum(char_width(c) for c in segment.text)
+
+
+def plain(segments: Sequence[Segment]) -> str:
+    """A line as plain text (escapes unstyled)."""
+    return "".join(s.text for s in segments)
+
+
+def _take(segments: Sequence[Segment], columns: int) -> tuple[Line, Line]:
+    """Split a line after at most ``columns`` columns: (head, rest). A wide character never straddles."""
+    head: Line = []
+    used = 0
+    for index, segment in enumerate(segments):
+        size = segment_width(segment)
+        if used + size <= columns:
+            head.append(segment)
+            used += size
+            continue
+        taken: list[str] = []
+        for position, char in enumerate(segment.text):
+            char_size = 1 if segment.escaped else char_width(char)
+            if used + char_size > columns:
+                rest = [Segment(segment.text[position:], segment.escaped), *segments[index + 1 :]]
+                if taken:
+                    head.append(Segment("".join(taken), segment.escaped))
+                return head, rest
+            taken.append(char)
+            used += char_size
+        head.append(Segment("".join(taken), segment.escaped))
+    return head, []
+
+
+def fit(segments: Sequence[Segment], columns: int) -> Line:
+    """The line cut to ``columns`` display columns; a cut line ends with ``CUT_MARKER``."""
+    if width(segments) <= columns:
+        return list(segments)
+    if columns <= 0:
+        return []
+    head, _rest = _take(segments, columns - 1)
+    return [*head, Segment(CUT_MARKER)]
+
+
+def wrap(segments: Sequence[Segment], columns: int) -> list[Line]:
+    """The line wrapped to ``columns``; every continuation starts with ``CONTINUATION``."""
+    columns = max(columns, len(CONTINUATION) + 2)
+    rows: list[Line] = []
+    rest: Line = list(segments)
+    first = True
+    while first or rest:
+        room = columns if first else columns - len(CONTINUATION)
+        head, rest = _take(rest, room)
+        rows.append(head if first else [Segment(CONTINUATION), *head])
+        first = False
+    return rows
+
+
+def pad(segments: Sequence[Segment], columns: int) -> Line:
+    """The line padded with spaces to ``columns`` display columns (never cut)."""
+    missing = columns - width(segments)
+    return [*segments, Segment(" " * missing)] if missing > 0 else list(segments)
+
+
+def ansi(segments: Sequence[Segment], styled: bool) -> str:
+    """A line as text for a terminal: escapes in reverse video when ``styled``."""
+    if not styled:
+        return plain(segments)
+    return "".join(f"{ANSI_ESCAPE_ON}{s.text}{ANSI_ESCAPE_OFF}" if s.escaped else s.text for s in segments)
+
+
+def clean(text: str) -> str:
+    """``text`` made safe for a terminal as plain text, newlines kept."""
+    return "\n".join(plain(one) for one in lines(text))
+
+
+def clean_line(text: str) -> str:
+    """``text`` made safe as a single line (newlines escaped)."""
+    return plain(line(text))
+
+
+def unsafe_characters(text: str, *, allow: str = "\n\t") -> Iterator[tuple[int, int, str]]:
+    """Each character of ``text`` a terminal must not get raw: (line, column, char), 1-based.
+
+    For validating text the operator writes (a routes file), where an escape
+    on screen would mean a file that differs from what it looks like.
+    """
+    line_number, column = 1, 0
+    for char in text:
+        column += 1
+        if char == "\n":
+            line_number, column = line_number + 1, 0
+            continue
+        if char in allow:
+            continue
+        if needs_escape(char):
+            yield line_number, column, char
+
+
+def describe_char(char: str) -> str:
+    """``U+202E (RIGHT-TO-LEFT OVERRIDE)``: a character named for an error message."""
+    name = unicodedata.name(char, "")
+    if not name and unicodedata.category(char) == "Cc":
+        name = {"\r": "CARRIAGE RETURN", "\x1b": "ESCAPE", "\x08": "BACKSPACE", "\x7f": "DELETE"}.get(char, "CONTROL")
+    return f"U+{ord(char):04X}" + (f" ({name})" if name else "")
