@@ -1,6 +1,6 @@
 """Opening an SQLite file the one way bot-bottle does, and its write transactions.
 
-``connect`` holds every connection setting (DECISIONS.md D3): autocommit mode,
+``connect`` holds every connection setting (docs/decisions.md): autocommit mode,
 rollback journal, ``synchronous=FULL``, foreign keys, a busy timeout.
 ``transaction`` (writes) and ``read_snapshot`` (consistent reads) are the only
 places in the package that say BEGIN, COMMIT or ROLLBACK. ``translate_errors``

@@ -4,7 +4,7 @@ On the host the database is ``~/.bot-bottle/db/bot-bottle.db``. Its directory
 (and only that directory, so SQLite's journal is shared too) is bind-mounted
 read-write into each sidecar at ``/run/supervise``, where the sidecar opens
 the constant ``DB_PATH_IN_CONTAINER``. No environment variable points any part
-of bot-bottle at another file (DECISIONS.md D1-D2).
+of bot-bottle at another file (docs/decisions.md).
 
 ``open_db`` is what hosts and sidecars call: it connects with bot-bottle's
 settings (``connect``) and migrates to the newest schema.

@@ -2,7 +2,7 @@
 
 Migrations are SQL files ``NNNN_name.up.sql`` / ``NNNN_name.down.sql`` in the
 top-level ``migrations/`` folder, numbered from 0001 without gaps
-(DECISIONS.md D4). ``PRAGMA user_version`` is the number of the last applied
+(docs/decisions.md). ``PRAGMA user_version`` is the number of the last applied
 migration; the ``schema_history`` table (created by migration 0001) records
 each applied migration's name and the sha256 of its up file, so an applied
 migration that was edited later is reported as drift instead of skipped.

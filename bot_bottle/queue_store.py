@@ -5,7 +5,7 @@
 sidecar, git-gate or the egress proxy gets, which files, reads, waits on and
 archives only that bottle's proposals.
 
-Rules kept here (DECISIONS.md D6): an identical unarchived proposal (same
+Rules kept here (docs/decisions.md): an identical unarchived proposal (same
 bottle, tool and payload) is returned instead of a duplicate; the first
 decision wins; a decision and its audit entry commit in one transaction.
 """

@@ -1,7 +1,8 @@
 """The operator's side of the queue: deciding proposals and recording direct edits.
 
-``decide`` enforces the rules of DECISIONS.md D6 before anything is written:
-rejecting needs a reason, modifying needs the final file, the report-only
+``decide`` enforces the queue's rules (docs/decisions.md) before anything is
+written: rejecting needs a reason, modifying needs a final file its tool can
+take (``routes.validate_final_file``), the report-only
 tools (gitleaks-allow, egress-token-allow) cannot be modified and need a
 reason to approve, and the first decision wins. The response and its audit
 entry, with a unified diff of what the decision lets through, commit in one
@@ -35,6 +36,7 @@ from bot_bottle.records import (
     validate_status,
     validate_text,
 )
+from bot_bottle.routes import validate_final_file
 
 
 def default_decider() -> str:
@@ -48,15 +50,24 @@ def default_decider() -> str:
 
 def render_diff(before: str, after: str, *, before_name: str = "current", after_name: str = "proposed") -> str:
     """A unified diff of two texts ('' when they are equal), as the CLI, TUI and audit log show it."""
-    lines = difflib.unified_diff(
-        before.splitlines(keepends=True), after.splitlines(keepends=True), before_name, after_name
-    )
+    lines = difflib.unified_diff(_lines(before), _lines(after), before_name, after_name)
     # A last line without a newline would run into the next diff line.
     return "".join(line if line.endswith("\n") else line + "\n\\ No newline at end of file\n" for line in lines)
 
 
+def _lines(text: str) -> list[str]:
+    """``text`` split after each newline, and only there.
+
+    ``str.splitlines`` also splits on form feed, U+2028, a lone CR and more: a
+    diff built on it would show one line of the file as two, each with its
+    own ``+``, and hide the character that joined them.
+    """
+    parts = text.split("\n")
+    return [part + "\n" for part in parts[:-1]] + ([parts[-1]] if parts[-1] else [])
+
+
 def check_decision(proposal: Proposal, status: str, notes: str, final_file: str | None) -> None:
-    """Raise ``ValidationError`` if this decision is not allowed on ``proposal`` (D6)."""
+    """Raise ``ValidationError`` if this decision is not allowed on ``proposal``."""
     validate_status(status)
     if status == STATUS_REJECTED and not notes.strip():
         raise ValidationError("notes", "rejecting a proposal needs a reason")
@@ -70,6 +81,7 @@ def check_decision(proposal: Proposal, status: str, notes: str, final_file: str 
             raise ValidationError("final_file", "modifying a proposal needs the final file")
         if final_file == proposal.payload:
             raise ValidationError("final_file", "is the same as the proposal: approve it instead")
+        validate_final_file(proposal.tool, final_file)
     elif final_file is not None:
         raise ValidationError("final_file", f"is only given when modifying, not when the decision is {status}")
     if status == STATUS_APPROVED and proposal.report_only and not notes.strip():

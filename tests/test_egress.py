@@ -134,7 +134,7 @@ class OverrideTest(TempDirTest):
         with self.assertLogs("bot_bottle.egress", "WARNING"):
             self.assertFalse(self.ask(timeout=0))
         proposal = self.store.pending("web-1")[0]
-        text = describe(proposal, None)
+        text = "\n".join(describe(proposal, None))
         self.assertIn("request:   POST https://api.github.com/repos/acme/app/dispatches", text)
         self.assertIn("detector:  github-pat", text)
         self.assertIn(REDACTED, text)

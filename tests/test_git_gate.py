@@ -99,7 +99,7 @@ class UnitTest(unittest.TestCase):
         proposal = Proposal("c" * 32, "web", TOOL_GITLEAKS_ALLOW,
                             report_payload([RefUpdate(SHA_B, SHA_A, "refs/heads/main")], [finding]),
                             "j", None, None, "2026-11-27T00:00:00.000000Z")
-        text = describe(proposal, None)
+        text = "\n".join(describe(proposal, None))
         self.assertIn("COMMIT    FILE:LINE  RULE", text)
         self.assertIn("main  aaaaaaaa  s.py:7     aws-access-token", text)
         self.assertIn('k = "********"', text)

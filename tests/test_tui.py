@@ -101,8 +101,12 @@ class TuiTest(TempDirTest):
         self.assertIn("+- b.com", detail)
         self.term.send("Escape")
         self.term.wait_for("Enter open")
-        # Modify the routes file: the editor turns b.com into c.com.
+        # Modify the routes file: the editor turns b.com into c.com; the operator confirms their own diff.
         self.term.send("m")
+        confirm = self.term.wait_for("y record this modification")
+        for needle in ("diff (proposed -> final)", "  -- b.com", "  +- c.com", "n/Esc cancel"):
+            self.assertIn(needle, confirm)
+        self.term.send("y")
         self.term.wait_for("note (optional)")
         self.term.send("narrowed to c", "Enter")
         self.term.wait_for("2 pending")

@@ -12,7 +12,7 @@ import sqlite3
 import sys
 from collections.abc import Sequence
 
-from bot_bottle import __version__
+from bot_bottle import __version__, terminal_text
 from bot_bottle.cli import audit_cmds, db_cmds, demo, doctor, proposals_cmds, tui
 from bot_bottle.cli.common import db_path
 from bot_bottle.connection import translate
@@ -52,7 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _fail(message: str, status: int) -> int:
-    print(f"bot-bottle: error: {message}", file=sys.stderr)
+    # Messages can quote input (an id, a file's line, what someone else decided): never raw to the terminal.
+    print(f"bot-bottle: error: {terminal_text.clean(message)}", file=sys.stderr)
     return status
 
 

@@ -42,9 +42,10 @@ def cmd_audit_list(args: argparse.Namespace) -> int:
         ["SEQ", "TIME", "BOTTLE", "ACTION", "TOOL", "PROPOSAL", "BY", "NOTES"],
         [
             [str(e.seq), (e.ts or "")[:19] + "Z", e.queue_key, e.action, e.tool or "",
-             (e.proposal_id or "")[:SHORT_ID_LENGTH], e.actor, first_line(e.notes, 40)]
+             (e.proposal_id or "")[:SHORT_ID_LENGTH], e.actor, first_line(e.notes)]
             for e in entries
         ],
+        last_width=40,
     )
     return 0
 

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import shutil
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
+from bot_bottle import terminal_text
 from bot_bottle.db import resolve_db_path
 from bot_bottle.records import TIMESTAMP_FORMAT
 
@@ -61,20 +64,77 @@ def print_json(value: Any) -> None:
     sys.stdout.write("\n")
 
 
-def print_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
-    """Print rows under headers in aligned columns (the last column is not padded)."""
-    widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(headers)]
-    for line in [list(headers), *[list(r) for r in rows]]:
-        cells = [cell.ljust(widths[i]) for i, cell in enumerate(line[:-1])] + [line[-1]]
-        print("  ".join(cells).rstrip())
+def styled_output(stream: TextIO | None = None) -> bool:
+    """True when ``stream`` (stdout) is a terminal that takes our styling (not ``TERM=dumb``, no ``NO_COLOR``)."""
+    out = stream or sys.stdout
+    return out.isatty() and os.environ.get("TERM") != "dumb" and "NO_COLOR" not in os.environ
 
 
-def first_line(text: str, width: int = 60) -> str:
-    """The first non-blank line of ``text``, cut to ``width`` characters."""
-    for line in text.splitlines():
-        if line.strip():
-            line = line.strip()
-            return line if len(line) <= width else line[: width - 1] + "…"
+def terminal_columns() -> int | None:
+    """The width of the terminal stdout writes to, or None when stdout is not a terminal."""
+    if not sys.stdout.isatty():
+        return None
+    return shutil.get_terminal_size().columns
+
+
+def print_untrusted(text: str | Sequence[str]) -> None:
+    """Print text that holds anything an agent wrote, through the sanitizer.
+
+    A string is split at newlines; a sequence is taken as the screen lines
+    themselves, each shown as one line (a newline inside one is escaped).
+
+    Unsafe characters show as styled escapes; on a terminal, a line longer than
+    the screen wraps here with a continuation mark, rather than at the
+    terminal's edge where its tail could pass for a line of its own.
+    """
+    styled = styled_output()
+    columns = terminal_columns()
+    screen_lines = terminal_text.lines(text) if isinstance(text, str) else [terminal_text.line(t) for t in text]
+    for one in screen_lines:
+        rows = terminal_text.wrap(one, columns) if columns else [one]
+        for row in rows:
+            print(terminal_text.ansi(row, styled))
+
+
+def print_table(headers: Sequence[str], rows: Sequence[Sequence[str]], *, last_width: int = 60) -> None:
+    """Print rows of untrusted text under headers in aligned display columns.
+
+    Cells are sanitized (one line each); the last column is cut to
+    ``last_width`` columns and not padded. On a terminal each row is cut to
+    the screen's width with a marker, so no row wraps into something that
+    looks like another row.
+    """
+    table = [[terminal_text.line(h) for h in headers]]
+    table += [[terminal_text.line(cell) for cell in row] for row in rows]
+    for row in table:
+        row[-1] = terminal_text.fit(row[-1], last_width)
+    widths = [max(terminal_text.width(row[i]) for row in table) for i in range(len(headers))]
+    styled = styled_output()
+    columns = terminal_columns()
+    for row in table:
+        cells: terminal_text.Line = []
+        for index, cell in enumerate(row):
+            if index:
+                cells.append(terminal_text.Segment("  "))
+            cells += cell if index == len(row) - 1 else terminal_text.pad(cell, widths[index])
+        line = _rstrip(cells)
+        print(terminal_text.ansi(terminal_text.fit(line, columns) if columns else line, styled))
+
+
+def _rstrip(cells: terminal_text.Line) -> terminal_text.Line:
+    while cells and not cells[-1].escaped and not cells[-1].text.strip():
+        cells = cells[:-1]
+    if cells and not cells[-1].escaped:
+        cells = [*cells[:-1], terminal_text.Segment(cells[-1].text.rstrip())]
+    return cells
+
+
+def first_line(text: str) -> str:
+    """The first non-blank line of ``text``, stripped (raw: sanitize it where it is shown)."""
+    for line in text.split("\n"):
+        # Only plain blanks: str.strip() would also drop control characters the operator should see.
+        if line.strip(" \t\r"):
+            return line.strip(" \t\r")
     return ""
 
 

@@ -28,9 +28,9 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from bot_bottle import supervise_server
+from bot_bottle import supervise_server, terminal_text
 from bot_bottle.audit_store import AuditStore
-from bot_bottle.cli.common import add_db_option
+from bot_bottle.cli.common import add_db_option, print_untrusted
 from bot_bottle.cli.tui import SuperviseTUI
 from bot_bottle.egress import ApprovedTokens, request_token_override
 from bot_bottle.errors import BotBottleError, ValidationError
@@ -178,7 +178,7 @@ class Demo:
         """Print a progress line (kept for the end when the TUI owns the screen)."""
         self.lines.append(line)
         if self.auto:
-            print(line, flush=True)
+            print_untrusted(line)
 
     def start_server(self) -> tuple[subprocess.Popen[str], str]:
         """Start the sidecar server as its own process, as a bottle would; its URL."""
@@ -261,7 +261,7 @@ class Demo:
                     hint = "the demo agent and egress proxy wait on these: decide each (a, m, r), then q"
                     curses.wrapper(lambda screen: SuperviseTUI(screen, store, hint).run())
                     self._collect_after_tui(store, threads)
-                    print("\n".join(self.lines))
+                    print_untrusted("\n".join(self.lines))
             self.stop.set()
             problems += self.report()
             with AuditStore(self.db) as audit:
@@ -278,7 +278,7 @@ class Demo:
             shutil.rmtree(self.scratch, ignore_errors=True)
         if problems:
             for problem in problems:
-                print(f"problem: {problem}", file=sys.stderr)
+                print(f"problem: {terminal_text.clean(problem)}", file=sys.stderr)
             return 1
         print("demo finished: every step worked")
         return 0
@@ -307,7 +307,7 @@ class Demo:
         for call in self.calls:
             final = call.final
             if call.error:
-                print(f"  {call.label:<34} error: {call.error}")
+                print_untrusted(f"  {call.label:<34} error: {call.error}")
                 problems.append(f"{call.label}: {call.error}")
                 continue
             if final is None:
@@ -315,8 +315,9 @@ class Demo:
                 if self.auto:
                     problems.append(f"{call.label}: no decision reached the agent")
                 continue
-            extra = f"; final file of {len(final['final_file'].splitlines())} lines" if final.get("final_file") else ""
-            print(f"  {call.label:<34} {final['status']:<9} {final['notes']!r}{extra}")
+            lines = str(final.get("final_file") or "").count("\n")
+            extra = f"; final file of {lines} lines" if final.get("final_file") else ""
+            print_untrusted(f"  {call.label:<34} {final['status']:<9} {final['notes']!r}{extra}")
             expected = (call.auto_status, call.auto_notes, call.auto_final)
             if self.auto and (final["status"], final["notes"], final.get("final_file")) != expected:
                 problems.append(f"{call.label}: got {final['status']}, expected {call.auto_status}")

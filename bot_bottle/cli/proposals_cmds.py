@@ -16,8 +16,9 @@ from bot_bottle.cli.common import (
     positive_int,
     print_json,
     print_table,
+    print_untrusted,
 )
-from bot_bottle.cli.render import describe
+from bot_bottle.cli.render import describe, modification
 from bot_bottle.errors import BotBottleError, ValidationError
 from bot_bottle.queue_store import QueueStore
 from bot_bottle.records import (
@@ -28,7 +29,7 @@ from bot_bottle.records import (
     Proposal,
     Response,
 )
-from bot_bottle.supervise import decide
+from bot_bottle.supervise import check_decision, decide
 
 _EPILOG = """\
 examples:
@@ -82,16 +83,44 @@ def cmd_proposals_show(args: argparse.Namespace) -> int:
     if args.json:
         print_json(proposal_json(proposal, response))
     else:
-        print(describe(proposal, response))
+        print_untrusted(describe(proposal, response))
     return 0
 
 
 def _decide(args: argparse.Namespace, status: str, notes: str, final_file: str | None) -> int:
     with QueueStore(db_path(args)) as store:
         proposal = store.find(args.id)
+        if status == STATUS_MODIFIED and final_file is not None and not _confirmed(args, proposal, notes, final_file):
+            print("modification cancelled: nothing recorded")
+            return 1
         response = decide(proposal.id, status, notes, final_file, store=store)
-    print(f"{response.status} {proposal.short_id} ({proposal.queue_key}, {proposal.tool}) as {response.decided_by}")
+    print_untrusted(f"{response.status} {proposal.short_id} ({proposal.queue_key}, {proposal.tool}) "
+                    f"as {response.decided_by}")
     return 0
+
+
+def _confirmed(args: argparse.Namespace, proposal: Proposal, notes: str, final_file: str) -> bool:
+    """Show the operator their own diff and ask, on a terminal without ``--yes``; True to record.
+
+    The file is checked first (``check_decision``), so an invalid one is one
+    error before any question. What is recorded is the very text shown.
+    """
+    check_decision(proposal, STATUS_MODIFIED, notes, final_file)
+    if args.yes or not (sys.stdin.isatty() and sys.stdout.isatty()):
+        return True
+    print_untrusted(modification(proposal, final_file))
+    question = "\nrecord this modification? type 'yes' to record; anything else, or Ctrl-C, cancels: "
+    try:
+        if str(args.file) == "-":  # stdin held the file: ask on the terminal itself
+            with open("/dev/tty", encoding="utf-8") as tty:
+                print(question, end="", flush=True)
+                answer = tty.readline()
+        else:
+            answer = input(question)
+    except (EOFError, KeyboardInterrupt, OSError):
+        print()
+        return False
+    return answer.strip().lower() in ("y", "yes")
 
 
 def cmd_proposals_approve(args: argparse.Namespace) -> int:
@@ -161,11 +190,16 @@ def register(subparsers: Any) -> None:
 
     p = verbs.add_parser("modify", help="approve an edited version of a proposal",
                          description="Approve an edited version of a proposal: the file you give replaces "
-                         "what the bottle proposed. Not offered for report-only tools.")
+                         "what the bottle proposed. Not offered for report-only tools. The file must be one "
+                         "its tool can take (an egress-allow: a JSON route with host and optional paths; an "
+                         "egress-block: text without control, bidirectional or invisible characters). On a "
+                         "terminal you see your own diff (proposed -> final) and confirm it first; --yes skips "
+                         "the question, as do scripts, whose stdin or stdout is not a terminal.")
     add_db_option(p)
     p.add_argument("id", metavar="ID", help="the proposal's id or a unique prefix of it")
     p.add_argument("--file", type=Path, required=True, metavar="F", help="the final file ('-' reads stdin)")
     p.add_argument("--notes", default="", metavar="TEXT", help="what you changed and why")
+    p.add_argument("--yes", action="store_true", help="record without showing the diff and asking")
     p.set_defaults(handler=cmd_proposals_modify)
 
     p = verbs.add_parser("reject", help="reject a proposal, with a reason",

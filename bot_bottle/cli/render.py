@@ -1,20 +1,32 @@
-"""How a proposal reads to a person: the text ``proposals show`` prints and the TUI's detail view."""
+"""How a proposal reads to a person: the text ``proposals show`` prints and the TUI's detail view.
+
+Everything here builds raw text, agent text included; what shows it passes
+it through ``terminal_text`` (``print_untrusted`` in the CLI, the TUI's
+drawing). The operator decides on meaning as well as text: an egress-allow
+shows its parsed host and paths, and a routes-file diff marks the added lines
+that widen access.
+"""
 
 from __future__ import annotations
 
 import json
 
 from bot_bottle.cli.common import age
+from bot_bottle.errors import ValidationError
 from bot_bottle.records import (
     STATUS_APPROVED,
     STATUS_MODIFIED,
     STATUS_PENDING,
+    TOOL_EGRESS_ALLOW,
     TOOL_EGRESS_TOKEN_ALLOW,
     TOOL_GITLEAKS_ALLOW,
     Proposal,
     Response,
 )
-from bot_bottle.supervise import decision_diff
+from bot_bottle.routes import parse_route, validate_final_file, widening_lines
+from bot_bottle.supervise import decision_diff, render_diff
+
+WARNING = "WARNING:"
 
 
 def _report_text(payload: str) -> str:
@@ -33,7 +45,7 @@ def findings_report(payload: str) -> list[str]:
         rows = [(str(f["ref"]).removeprefix("refs/heads/"), str(f["commit"])[:8], f"{f['file']}:{f['line']}",
                  str(f["rule"]), str(f["line_text"])) for f in findings]
     except (ValueError, KeyError, TypeError):
-        return _report_text(payload).splitlines()
+        return _report_text(payload).split("\n")
     lines = [f"pushed: {', '.join(str(p['ref']) for p in pushed)}" if pushed else "pushed: (unknown)",
              f"{len(rows)} finding(s) marked '# gitleaks:allow' (secrets shown as ********):", ""]
     widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(("REF", "COMMIT", "FILE:LINE", "RULE"))]
@@ -56,7 +68,7 @@ def dlp_report(payload: str) -> list[str]:
             f"context:   {document['snippet']}",
         ]
     except (ValueError, KeyError, TypeError):
-        return _report_text(payload).splitlines()
+        return _report_text(payload).split("\n")
 
 
 def report_lines(proposal: Proposal) -> list[str]:
@@ -65,11 +77,50 @@ def report_lines(proposal: Proposal) -> list[str]:
         return findings_report(proposal.payload)
     if proposal.tool == TOOL_EGRESS_TOKEN_ALLOW:
         return dlp_report(proposal.payload)
-    return _report_text(proposal.payload).splitlines()
+    return _report_text(proposal.payload).split("\n")
 
 
-def describe(proposal: Proposal, response: Response | None) -> str:
-    """The human description ``proposals show`` prints."""
+def route_lines(payload: str) -> list[str]:
+    """An egress-allow payload as what approving it allows: the parsed host and paths, and warnings."""
+    try:
+        route = parse_route(payload)
+    except ValidationError as exc:
+        return [f"{WARNING} this is not a valid route ({exc}); the raw text:", *payload.split("\n")]
+    lines = [f"{WARNING} this route widens access: {reason}" for reason in route.widening()]
+    lines.append(f"  host   {route.host}")
+    if route.paths:
+        lines += [f"  {'paths' if i == 0 else '':<6} {path}" for i, path in enumerate(route.paths)]
+    else:
+        lines.append("  paths  (every path of the host)")
+    return lines
+
+
+def marked_diff(diff: str) -> list[str]:
+    """A routes-file diff with a gutter: ``!`` marks an added line that widens access, with a warning above.
+
+    The gutter is ours alone (every diff line is shifted right by two), so
+    file text cannot fake or hide a mark.
+    """
+    widening = widening_lines(diff)
+    lines = []
+    if widening:
+        lines.append(f"{WARNING} {len(widening)} added line(s) widen access (marked !):")
+        lines += [f"  {'; '.join(reasons)}" for reasons in widening.values()]
+    body = diff.rstrip("\n")
+    if not body:
+        return [*lines, "    (no change)"]
+    lines += [("! " if index in widening else "  ") + text for index, text in enumerate(body.split("\n"))]
+    return lines
+
+
+def describe(proposal: Proposal, response: Response | None) -> list[str]:
+    """What ``proposals show`` and the TUI's detail view print, one item a screen line.
+
+    Items are raw (agent text included): show each with ``terminal_text.line``,
+    so a newline inside a single-line field (a file name in a report, the
+    decider) shows as an escape instead of starting a line that could pass
+    for one of ours.
+    """
     lines = [
         f"proposal  {proposal.id}",
         f"bottle    {proposal.queue_key}",
@@ -81,16 +132,41 @@ def describe(proposal: Proposal, response: Response | None) -> str:
     else:
         lines.append(f"status    {response.status} by {response.decided_by} at {response.decided_at}")
         if response.notes:
-            lines.append(f"notes     {response.notes}")
+            lines += ["notes:", *("  " + line for line in response.notes.split("\n"))]
     if proposal.archived_at:
         lines.append(f"archived  {proposal.archived_at}")
-    lines += ["", "justification:", *("  " + line for line in proposal.justification.splitlines())]
+    lines += ["", "justification:", *("  " + line for line in proposal.justification.split("\n"))]
     if proposal.report_only:
         lines += ["", "report:", *("  " + line for line in report_lines(proposal))]
+        return lines
+    status = response.status if response else STATUS_APPROVED
+    final = response.final_file if response else None
+    if proposal.tool == TOOL_EGRESS_ALLOW:
+        modified = status == STATUS_MODIFIED and final is not None
+        lines += ["", "route as modified:" if modified else "route (what approving allows):",
+                  *route_lines(final if modified and final is not None else proposal.payload)]
+    diff = decision_diff(proposal, status, final)
+    label = "current -> final" if status == STATUS_MODIFIED else "current -> proposed"
+    lines += ["", f"diff ({label}):", *marked_diff(diff)]
+    return lines
+
+
+def modification(proposal: Proposal, final_file: str) -> list[str]:
+    """What the operator confirms before a modification is recorded: their own diff, and what it allows.
+
+    One raw item a screen line, as ``describe``. Raises ``ValidationError`` when ``final_file``
+    is not a file the tool can take, before anything is shown.
+    """
+    validate_final_file(proposal.tool, final_file)
+    lines = [f"your modification of {proposal.short_id} ({proposal.queue_key}, {proposal.tool})"]
+    if proposal.tool == TOOL_EGRESS_ALLOW:
+        lines += ["", "route as modified:", *route_lines(final_file)]
     else:
-        status = response.status if response else STATUS_APPROVED
-        final = response.final_file if response else None
-        diff = decision_diff(proposal, status, final)
-        label = "current -> final" if status == STATUS_MODIFIED else "current -> proposed"
-        lines += ["", f"diff ({label}):", diff.rstrip("\n") or "  (no change)"]
-    return "\n".join(lines)
+        allowed = decision_diff(proposal, STATUS_MODIFIED, final_file)
+        widening = widening_lines(allowed)
+        if widening:
+            lines += ["", f"{WARNING} the final file still has {len(widening)} line(s) that widen access:"]
+            lines += [f"  {'; '.join(reasons)}" for reasons in widening.values()]
+    own = render_diff(proposal.payload, final_file, before_name="proposed", after_name="final")
+    lines += ["", "diff (proposed -> final):", *marked_diff(own)]
+    return lines

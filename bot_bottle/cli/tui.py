@@ -16,13 +16,13 @@ import os
 import shlex
 import subprocess
 import tempfile
-import textwrap
 import time
 from pathlib import Path
 from typing import Any
 
+from bot_bottle import terminal_text
 from bot_bottle.cli.common import add_db_option, add_json_option, age, db_path, first_line, print_json, print_table
-from bot_bottle.cli.render import describe
+from bot_bottle.cli.render import describe, modification
 from bot_bottle.errors import AlreadyDecided, BotBottleError, NotFound, ValidationError
 from bot_bottle.queue_store import QueueStore
 from bot_bottle.records import STATUS_APPROVED, STATUS_MODIFIED, STATUS_PENDING, STATUS_REJECTED, Proposal
@@ -37,6 +37,12 @@ LIST_KEYS = " ↑↓/jk move  Enter open  a approve  m modify  r reject  q quit"
 DETAIL_KEYS = " ↑↓/jk scroll  a approve  m modify  r reject  Esc/b back  q quit"
 UNAVAILABLE = "database unavailable: "
 REPORT_KEYS = " ↑↓/jk scroll  a approve (with a reason)  r reject  Esc/b back  q quit"
+CONFIRM_KEYS = " ↑↓/jk scroll  y record this modification  e edit again  n/Esc cancel"
+INVALID_KEYS = " ↑↓/jk scroll  e edit again  n/Esc cancel"
+PROMPT_KEYS = " Enter confirm  Esc cancel"
+# Escapes (text an agent wrote that the terminal must not act on) stand apart from the text around them.
+ESCAPE_ATTR = curses.A_UNDERLINE | curses.A_BOLD
+Line = terminal_text.Line
 
 
 class SuperviseTUI:
@@ -52,6 +58,7 @@ class SuperviseTUI:
         self.scroll = 0
         self.message = message
         self.marker: tuple[int, int] | None = None
+        self._detail_cache: tuple[tuple[str, int], list[Line]] | None = None
 
     # Data ---------------------------------------------------------------------
 
@@ -90,16 +97,25 @@ class SuperviseTUI:
 
     # Drawing --------------------------------------------------------------------
 
-    def put(self, row: int, col: int, text: str, attr: int = 0) -> None:
-        """Write what fits of ``text`` at (row, col); never raises on a small screen."""
+    def put(self, row: int, col: int, text: str | Line, attr: int = 0) -> None:
+        """Write what fits of ``text`` at (row, col), sanitized; escapes underlined. Never raises.
+
+        A string is untrusted until proven otherwise: it goes through
+        ``terminal_text`` here, so a backspace or ESC in it is drawn as an
+        escape, never acted on. A cut is marked.
+        """
         height, width = self.screen.getmaxyx()
         if row < 0 or row >= height or col >= width:
             return
         room = width - col - (1 if row == height - 1 else 0)  # the last cell of the screen cannot be written
         if room <= 0:
             return
-        with contextlib.suppress(curses.error):
-            self.screen.addstr(row, col, text[:room], attr)
+        segments = terminal_text.line(text) if isinstance(text, str) else text
+        for segment in terminal_text.fit(segments, room):
+            style = attr | (ESCAPE_ATTR if segment.escaped else 0)
+            with contextlib.suppress(curses.error):
+                self.screen.addstr(row, col, segment.text, style)
+            col += terminal_text.segment_width(segment)
 
     def draw(self) -> None:
         """Draw the list or the detail view, then the message and key lines."""
@@ -126,26 +142,48 @@ class SuperviseTUI:
         top = max(0, self.selected - rows + 1)
         for line, proposal in enumerate(self.items[top : top + rows], start=1):
             index = top + line - 1
-            new = "*" if proposal.id not in self.seen else " "
-            text = (f"{new} {proposal.short_id}  {proposal.queue_key[:16]:<16} {proposal.tool:<18} "
-                    f"{age(proposal.created_at):>4}  {first_line(proposal.justification, max(10, width))}")
-            self.put(line, 0, text.ljust(width), curses.A_REVERSE if index == self.selected else 0)
+            self.put(line, 0, terminal_text.pad(self.list_row(proposal, width), width),
+                     curses.A_REVERSE if index == self.selected else 0)
 
-    def detail_lines(self, width: int) -> list[str]:
-        """The detail view's text, wrapped to the screen width."""
+    def list_row(self, proposal: Proposal, width: int) -> Line:
+        """One list row: every field sanitized and cut to its column, the whole cut to ``width``."""
+        Segment = terminal_text.Segment
+        new = "*" if proposal.id not in self.seen else " "
+        row: Line = [Segment(f"{new} {proposal.short_id}  ")]
+        row += terminal_text.pad(terminal_text.fit(terminal_text.line(proposal.queue_key), 16), 17)
+        row += terminal_text.pad(terminal_text.fit(terminal_text.line(proposal.tool), 18), 19)
+        row.append(Segment(f"{age(proposal.created_at):>4}  "))
+        row += terminal_text.line(first_line(proposal.justification))
+        return terminal_text.fit(row, width)
+
+    def detail_lines(self, width: int) -> list[Line]:
+        """The detail view's lines, sanitized and wrapped to the screen (continuations marked)."""
         assert self.detail is not None
-        lines: list[str] = []
-        for line in describe(self.detail, None).splitlines():
-            lines.extend(textwrap.wrap(line, max(10, width - 1), replace_whitespace=False,
-                                       drop_whitespace=False) or [""])
-        return lines
+        key = (self.detail.id, width)
+        if self._detail_cache is None or self._detail_cache[0] != key:
+            self._detail_cache = (key, self.wrapped(describe(self.detail, None), width))
+        return self._detail_cache[1]
+
+    @staticmethod
+    def wrapped(screen_lines: list[str], width: int) -> list[Line]:
+        """Raw screen lines, each sanitized as one line and wrapped to ``width - 1`` columns."""
+        rows: list[Line] = []
+        for one in screen_lines:
+            rows += terminal_text.wrap(terminal_text.line(one), max(10, width - 1))
+        return rows
 
     def _draw_detail(self, height: int, width: int) -> None:
-        lines = self.detail_lines(width)
+        self._draw_text(self.detail_lines(width), height)
+
+    def _draw_text(self, lines: list[Line], height: int) -> None:
         rows = max(0, height - 3)
         self.scroll = max(0, min(self.scroll, len(lines) - rows))
         for line, text in enumerate(lines[self.scroll : self.scroll + rows], start=1):
-            self.put(line, 0, text)
+            ours = text and not text[0].escaped and text[0].text.startswith(("WARNING", "! "))
+            self.put(line, 0, text, curses.A_BOLD if ours else 0)
+        if len(lines) > rows:
+            self.put(height - 2, max(0, self.screen.getmaxyx()[1] - 24),
+                     f"lines {self.scroll + 1}-{min(len(lines), self.scroll + rows)} of {len(lines)}")
 
     # Input ------------------------------------------------------------------------
 
@@ -161,6 +199,7 @@ class SuperviseTUI:
                 self.put(height - 2, 0, " " * width)
                 shown = (label + text)[-(width - 2):] if width > 2 else ""
                 self.put(height - 2, 0, shown)
+                self.put(height - 1, 0, PROMPT_KEYS.ljust(width), curses.A_REVERSE)
                 self.screen.refresh()
                 key = self.screen.get_wch()
                 if key in ENTER_KEYS:
@@ -178,12 +217,12 @@ class SuperviseTUI:
                 curses.curs_set(0)
             self.screen.timeout(REFRESH_MS)
 
-    def edit(self, proposal: Proposal) -> str | None:
-        """Open the proposal in $EDITOR (default vi); the edited text, or None if unchanged or empty."""
+    def edit(self, proposal: Proposal, text: str) -> str | None:
+        """Open ``text`` in $EDITOR (default vi); the edited text, or None if it is empty or the proposal's own."""
         editor = shlex.split(os.environ.get("VISUAL") or os.environ.get("EDITOR") or "vi")
         with tempfile.TemporaryDirectory(prefix="bot-bottle-edit-") as folder:
             path = Path(folder) / f"{proposal.short_id}-{proposal.tool}.txt"
-            path.write_text(proposal.payload, encoding="utf-8")
+            path.write_text(text, encoding="utf-8")
             curses.def_prog_mode()
             curses.endwin()
             try:
@@ -198,7 +237,8 @@ class SuperviseTUI:
                 self.message = f"the editor exited with {result.returncode}: modify cancelled"
                 return None
             try:
-                edited = path.read_text(encoding="utf-8")
+                with path.open(encoding="utf-8", newline="") as handle:  # the bytes as written: no newline translation
+                    edited = handle.read()
             except (OSError, UnicodeDecodeError) as exc:
                 self.message = f"cannot read the edited file: {exc}"
                 return None
@@ -206,6 +246,57 @@ class SuperviseTUI:
             self.message = "modify cancelled: the file was empty or unchanged"
             return None
         return edited
+
+    def confirm_modification(self, proposal: Proposal) -> str | None:
+        """Edit, then show the operator their own diff (proposed -> final) to confirm; the final text or None.
+
+        A file its tool cannot take is shown with the reason and can only be
+        edited again or cancelled. What is returned is exactly what was shown.
+        """
+        text = proposal.payload
+        while True:
+            edited = self.edit(proposal, text)
+            if edited is None:
+                return None
+            text = edited
+            accept: tuple[str, ...] = ("y", "e")
+            try:
+                shown, keys = modification(proposal, text), CONFIRM_KEYS
+            except ValidationError as exc:
+                shown = [f"cannot record this file: {exc}", "", "your file:", *text.split("\n")]
+                keys, accept = INVALID_KEYS, ("e",)
+            self.scroll = 0
+            answer = self.modal(shown, keys, accept)
+            if answer == "y":
+                return text
+            if answer != "e":
+                self.message = "modify cancelled: nothing recorded"
+                return None
+
+    def modal(self, text: list[str], keys: str, accept: tuple[str, ...]) -> str:
+        """Show raw screen lines (sanitized, scrollable) with ``keys``; the accepted key pressed, or 'n' to cancel."""
+        self.screen.timeout(-1)
+        try:
+            while True:
+                height, width = self.screen.getmaxyx()
+                self.screen.erase()
+                self.put(0, 0, " bot-bottle supervise: confirm".ljust(width), curses.A_REVERSE)
+                self._draw_text(self.wrapped(text, width), height)
+                self.put(height - 1, 0, keys.ljust(width), curses.A_REVERSE)
+                self.screen.refresh()
+                key = self.screen.get_wch()
+                page = max(1, height - 4)
+                moves = {curses.KEY_UP: -1, "k": -1, curses.KEY_DOWN: 1, "j": 1, curses.KEY_PPAGE: -page,
+                         curses.KEY_NPAGE: page, " ": page}
+                if key in moves:
+                    self.scroll = max(0, self.scroll + moves[key])
+                elif key in accept:
+                    return str(key)
+                elif key in ("n", "N", ESCAPE, "q"):
+                    return "n"
+        finally:
+            self.scroll = 0
+            self.screen.timeout(REFRESH_MS)
 
     def act(self, key: str) -> None:
         """Approve, modify or reject the proposal under the cursor (or on screen)."""
@@ -226,7 +317,7 @@ class SuperviseTUI:
                 self.message = f"{proposal.tool} is report-only: approve it with a reason or reject it"
                 return
             status = STATUS_MODIFIED
-            final = self.edit(proposal)
+            final = self.confirm_modification(proposal)
             if final is None:
                 return
             notes = self.prompt("modified; note (optional): ")
