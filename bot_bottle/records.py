@@ -62,7 +62,13 @@ def format_timestamp(moment: datetime) -> str:
     """``moment`` (aware, any zone) as the stored UTC ISO 8601 string."""
     if moment.tzinfo is None:
         raise ValidationError("timestamp", "needs a time zone (for example 2026-11-27T08:00:00Z)")
-    return moment.astimezone(UTC).strftime(TIMESTAMP_FORMAT)
+    try:
+        utc = moment.astimezone(UTC)
+    except OverflowError:
+        raise ValidationError("timestamp", f"{moment.isoformat()} is outside the years 0001-9999 in UTC") from None
+    # Not strftime: its %Y does not pad years before 1000 on every platform, and stored times must sort as text.
+    return (f"{utc.year:04d}-{utc.month:02d}-{utc.day:02d}T{utc.hour:02d}:{utc.minute:02d}:{utc.second:02d}."
+            f"{utc.microsecond:06d}Z")
 
 
 def parse_timestamp(field_name: str, text: str) -> str:
@@ -81,7 +87,10 @@ def parse_timestamp(field_name: str, text: str) -> str:
         ) from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
-    return format_timestamp(moment)
+    try:
+        return format_timestamp(moment)
+    except ValidationError:
+        raise ValidationError(field_name, f"{text!r} is outside the years 0001-9999 in UTC") from None
 
 
 def validate_text(
@@ -247,6 +256,7 @@ class AuditEntry:
     ts: str | None = None
     prev_hash: str | None = None
     hash: str | None = None
+    seal: str | None = None  # the host's keyed seal (audit_seal), None until sealed
 
     def to_dict(self) -> dict[str, Any]:
         """The record as a JSON-ready dict (the form ``audit export`` writes)."""
@@ -263,4 +273,5 @@ class AuditEntry:
             "details": self.details,
             "prev_hash": self.prev_hash,
             "hash": self.hash,
+            "seal": self.seal,
         }

@@ -11,6 +11,7 @@ import argparse
 import sqlite3
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from bot_bottle import __version__, terminal_text
 from bot_bottle.cli import audit_cmds, db_cmds, demo, doctor, proposals_cmds, tui
@@ -32,9 +33,18 @@ Every verb takes --db PATH (default: ~/.bot-bottle/db/bot-bottle.db) and --help.
 """
 
 
+class OneLineErrorParser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line on stderr (exit 2), pointing at ``--help``."""
+
+    def error(self, message: str) -> NoReturn:
+        """Print ``prog: error: message`` and exit 2."""
+        text = terminal_text.clean_line(f"{self.prog}: error: {message} (see '{self.prog} --help')")
+        self.exit(2, text + "\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The whole argparse tree."""
-    parser = argparse.ArgumentParser(
+    parser = OneLineErrorParser(
         prog="bot-bottle",
         description="Review what bot-bottle's agents ask for, and keep the record of it.",
         epilog=_EPILOG,

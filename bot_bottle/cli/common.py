@@ -33,24 +33,32 @@ def add_json_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print JSON instead of text")
 
 
-def _whole_number(text: str, minimum: int, what: str) -> int:
+MAX_COUNT = 1_000_000_000  # more rows than any listing could show; SQLite's own limit is 2**63 - 1
+MAX_VERSION = 9999  # migrations are numbered with four digits
+
+
+def _whole_number(text: str, minimum: int, maximum: int, what: str) -> int:
+    if len(text) > 30:
+        raise argparse.ArgumentTypeError(f"{text[:30]!r}... is not {what}")
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
     if value < minimum:
         raise argparse.ArgumentTypeError(f"must be {minimum} or more")
+    if value > maximum:
+        raise argparse.ArgumentTypeError(f"must be {maximum} or less")
     return value
 
 
 def positive_int(text: str) -> int:
-    """argparse type: a whole number of at least 1."""
-    return _whole_number(text, 1, "a whole number")
+    """argparse type: a whole number from 1 to ``MAX_COUNT``."""
+    return _whole_number(text, 1, MAX_COUNT, "a whole number")
 
 
 def version_number(text: str) -> int:
-    """argparse type: a schema version, 0 or more."""
-    return _whole_number(text, 0, "a version number")
+    """argparse type: a schema version, 0 to 9999."""
+    return _whole_number(text, 0, MAX_VERSION, "a version number")
 
 
 def db_path(args: argparse.Namespace) -> Path:

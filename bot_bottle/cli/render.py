@@ -29,27 +29,33 @@ from bot_bottle.supervise import decision_diff, render_diff
 WARNING = "WARNING:"
 
 
-def _report_text(payload: str) -> str:
+def _report_text(payload: str) -> list[str]:
     try:
-        return json.dumps(json.loads(payload), indent=2, ensure_ascii=False)
-    except ValueError:
-        return payload
+        return json.dumps(json.loads(payload), indent=2, ensure_ascii=False).split("\n")
+    except (ValueError, RecursionError):
+        return payload.split("\n")
+
+
+def unreadable(payload: str) -> list[str]:
+    """A report that is not in its tool's shape: said so, then the raw text (escaped where shown)."""
+    return ["unreadable report (not in the shape its tool writes); the raw text:", *_report_text(payload)]
 
 
 def findings_report(payload: str) -> list[str]:
-    """A gitleaks-allow proposal as a findings table (raw JSON if it is not the expected shape)."""
+    """A gitleaks-allow proposal as a findings table (an unreadable report if it is not the expected shape)."""
     try:
         document = json.loads(payload)
         findings = document["findings"]
         pushed = document.get("pushed", [])
         rows = [(str(f["ref"]).removeprefix("refs/heads/"), str(f["commit"])[:8], f"{f['file']}:{f['line']}",
                  str(f["rule"]), str(f["line_text"])) for f in findings]
-    except (ValueError, KeyError, TypeError):
-        return _report_text(payload).split("\n")
-    lines = [f"pushed: {', '.join(str(p['ref']) for p in pushed)}" if pushed else "pushed: (unknown)",
+        refs = [str(p["ref"]) for p in pushed]
+    except (ValueError, KeyError, TypeError, AttributeError, RecursionError):
+        return unreadable(payload)
+    lines = [f"pushed: {', '.join(refs)}" if refs else "pushed: (unknown)",
              f"{len(rows)} finding(s) marked '# gitleaks:allow' (secrets shown as ********):", ""]
-    widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(("REF", "COMMIT", "FILE:LINE", "RULE"))]
     header = ("REF", "COMMIT", "FILE:LINE", "RULE")
+    widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(header)]
     lines.append("  ".join(h.ljust(widths[i]) for i, h in enumerate(header)).rstrip())
     for row in rows:
         lines.append("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row[:4])).rstrip())
@@ -67,8 +73,8 @@ def dlp_report(payload: str) -> list[str]:
             f"token:     {document['value_length']} characters (shown as ********)",
             f"context:   {document['snippet']}",
         ]
-    except (ValueError, KeyError, TypeError):
-        return _report_text(payload).split("\n")
+    except (ValueError, KeyError, TypeError, AttributeError, RecursionError):
+        return unreadable(payload)
 
 
 def report_lines(proposal: Proposal) -> list[str]:
@@ -77,7 +83,7 @@ def report_lines(proposal: Proposal) -> list[str]:
         return findings_report(proposal.payload)
     if proposal.tool == TOOL_EGRESS_TOKEN_ALLOW:
         return dlp_report(proposal.payload)
-    return _report_text(proposal.payload).split("\n")
+    return _report_text(proposal.payload)
 
 
 def route_lines(payload: str) -> list[str]:
