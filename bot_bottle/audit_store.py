@@ -1,11 +1,18 @@
-"""The audit log: an append-only, hash-chained record of every decision and operator edit.
+"""The audit log: an append-only, hash-chained, host-sealed record of every decision and operator edit.
 
 Each entry's ``hash`` is the sha256 of its fields, including ``prev_hash``,
 the hash of the entry before it (64 zeros for the first). The schema refuses
-UPDATE and DELETE and checks each new entry's sequence number and link;
-``AuditStore.verify`` recomputes every hash, so an entry changed or removed
-behind the triggers' back is found, and it cross-checks that every decision
-in ``responses`` has its entry (a removed last entry leaves no broken link).
+UPDATE and DELETE and checks each new entry's sequence number and link.
+Anyone who can write the file can recompute sha256, so each entry also gets a
+*seal* (``audit_seal``): an HMAC with the host's key, chained like the hashes
+(``audit_seal`` module), and the newest seal is kept outside the database as
+the anchor.
+
+``AuditStore.verify`` recomputes hashes and seals, checks the log still
+reaches its anchor, and checks every response against the entry that
+recorded it (status, notes, decider, time, final file's hash) and every
+decision entry against its response. An append refuses to add to a log
+that shows a change made without the key (``AuditTampered``).
 """
 
 from __future__ import annotations
@@ -15,15 +22,19 @@ import json
 import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
+from bot_bottle.audit_seal import GENESIS_SEAL, Anchor, advance_anchor, key_path, load_key, read_anchor, seal_of
+from bot_bottle.connection import read_snapshot
 from bot_bottle.db import DatabaseUser
-from bot_bottle.errors import ValidationError
+from bot_bottle.errors import AuditTampered, ValidationError
 from bot_bottle.records import (
     AUDIT_ACTIONS,
     MAX_NAME_BYTES,
     MAX_PAYLOAD_BYTES,
     MAX_TEXT_BYTES,
+    STATUSES,
     AuditEntry,
     parse_timestamp,
     utc_now,
@@ -38,20 +49,31 @@ DEFAULT_LIST_LIMIT = 50
 # A diff of two files of up to 1 MiB each can exceed either file.
 MAX_DIFF_BYTES = 4 * MAX_PAYLOAD_BYTES
 _COLUMNS = "seq, ts, queue_key, action, tool, proposal_id, actor, notes, diff, details, prev_hash, hash"
+# Entries with their seals (NULL where not sealed yet), as from_row maps them.
+_SELECT = f"SELECT {_COLUMNS}, s.mac FROM audit_log LEFT JOIN audit_seal s USING (seq)"
 
 
 @dataclass(frozen=True)
 class VerifyResult:
-    """The outcome of ``AuditStore.verify``: whole, or the first entry found wrong."""
+    """The outcome of ``AuditStore.verify``: whole, or the first entry found wrong.
+
+    ``unsealed`` counts entries at the end of the log that have no seal yet
+    (written before sealing began, or whose seals a downgrade dropped); they
+    are proven by the anchor where one covers them, and sealed by the next
+    decision. ``anchored`` is the anchor's sequence number (None: no anchor).
+    """
 
     ok: bool
     count: int
     bad_seq: int | None = None
     problem: str = ""
+    unsealed: int = 0
+    anchored: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
-        return {"ok": self.ok, "count": self.count, "bad_seq": self.bad_seq, "problem": self.problem}
+        return {"ok": self.ok, "count": self.count, "bad_seq": self.bad_seq, "problem": self.problem,
+                "unsealed": self.unsealed, "anchored": self.anchored}
 
 
 def _canonical(details: dict[str, Any]) -> str:
@@ -96,45 +118,147 @@ class AuditStore(DatabaseUser):
         return details_json
 
     @classmethod
-    def append_in(cls, conn: sqlite3.Connection, entry: AuditEntry) -> AuditEntry:
-        """Append ``entry`` inside the caller's open write transaction; returns it as stored.
+    def append_in(
+        cls, conn: sqlite3.Connection, entry: AuditEntry, *, database: Path | None, ts: str | None = None
+    ) -> AuditEntry:
+        """Append and seal ``entry`` inside the caller's open write transaction; returns it as stored.
 
-        This is how a decision and its audit entry commit together.
+        This is how a decision and its audit entry commit together. ``database``
+        is the file whose anchor applies (None: no anchor, an in-memory
+        database). Entries not sealed yet are sealed first, if their chain
+        verifies and the anchor allows; otherwise ``AuditTampered`` and
+        nothing is written. After the caller commits it must call
+        ``anchor(database, entry)``.
         """
         details_json = cls.validate(entry)
+        key = load_key()
+        assert key is not None
+        previous_seal = cls._seal_pending(conn, key, database)
         last = conn.execute("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1").fetchone()
         seq, prev_hash = (1, GENESIS_HASH) if last is None else (int(last[0]) + 1, str(last[1]))
-        ts = utc_now()
+        when = ts or utc_now()
         digest = cls.compute_hash(
-            seq, ts, entry.queue_key, entry.action, entry.tool, entry.proposal_id,
+            seq, when, entry.queue_key, entry.action, entry.tool, entry.proposal_id,
             entry.actor, entry.notes, entry.diff, details_json, prev_hash,
         )
         conn.execute(
             f"INSERT INTO audit_log ({_COLUMNS}) VALUES (:seq, :ts, :queue_key, :action, :tool, "
             ":proposal_id, :actor, :notes, :diff, :details, :prev_hash, :hash)",
             {
-                "seq": seq, "ts": ts, "queue_key": entry.queue_key, "action": entry.action,
+                "seq": seq, "ts": when, "queue_key": entry.queue_key, "action": entry.action,
                 "tool": entry.tool, "proposal_id": entry.proposal_id, "actor": entry.actor,
                 "notes": entry.notes, "diff": entry.diff, "details": details_json,
                 "prev_hash": prev_hash, "hash": digest,
             },
         )
-        return replace(entry, seq=seq, ts=ts, prev_hash=prev_hash, hash=digest, details=json.loads(details_json))
+        seal = seal_of(key, seq, previous_seal, digest)
+        conn.execute("INSERT INTO audit_seal (seq, mac) VALUES (:seq, :mac)", {"seq": seq, "mac": seal})
+        return replace(entry, seq=seq, ts=when, prev_hash=prev_hash, hash=digest, seal=seal,
+                       details=json.loads(details_json))
+
+    @staticmethod
+    def anchor(database: Path | None, entry: AuditEntry) -> None:
+        """Move the database's anchor to ``entry`` (call after its transaction committed)."""
+        if database is not None and entry.seq is not None and entry.seal is not None:
+            advance_anchor(database, entry.seq, entry.seal)
+
+    @classmethod
+    def _seal_pending(cls, conn: sqlite3.Connection, key: bytes, database: Path | None) -> str:
+        """Seal entries that have no seal yet, where that is safe; the newest seal.
+
+        Safe means: their sha256 chain verifies, every existing seal matches,
+        and, when the database has an anchor, the recomputed seal at the
+        anchor's entry is the anchor's. An unsealed entry past the anchor was
+        written without the host (every host append seals in its own
+        transaction): ``AuditTampered``.
+        """
+        last_seq = int(conn.execute("SELECT coalesce(max(seq), 0) FROM audit_log").fetchone()[0])
+        sealed = conn.execute("SELECT seq, mac FROM audit_seal ORDER BY seq DESC LIMIT 1").fetchone()
+        sealed_seq, newest = (0, GENESIS_SEAL) if sealed is None else (int(sealed[0]), str(sealed[1]))
+        anchor = read_anchor(database) if database is not None else None
+        if anchor is not None and last_seq < anchor.seq:
+            raise AuditTampered(_truncated(anchor, last_seq) + _REFUSED)
+        if sealed_seq > last_seq:
+            raise AuditTampered(f"the audit log has seals past its last entry {last_seq}: entries were removed"
+                                + _REFUSED)
+        if sealed_seq == last_seq:
+            return newest
+        if anchor is not None and last_seq > max(anchor.seq, sealed_seq):
+            raise AuditTampered(f"audit entries {max(anchor.seq, sealed_seq) + 1}-{last_seq} have no seal: they "
+                                "were written without the host's key" + _REFUSED)
+        problem, seals = cls._walk(conn, key, anchor)
+        if problem is not None:
+            raise AuditTampered(problem[1] + _REFUSED)
+        for seq in range(sealed_seq + 1, last_seq + 1):
+            conn.execute("INSERT INTO audit_seal (seq, mac) VALUES (:seq, :mac)", {"seq": seq, "mac": seals[seq]})
+        return seals[last_seq] if last_seq else GENESIS_SEAL
+
+    @classmethod
+    def _walk(
+        cls, conn: sqlite3.Connection, key: bytes | None, anchor: Anchor | None, batch: int = 5000
+    ) -> tuple[tuple[int | None, str] | None, dict[int, str]]:
+        """Recompute the chain and the seals: ((bad seq, problem) or None, {seq: seal} recomputed).
+
+        Seals are recomputed only with a key; stored seals must match them, a
+        missing seal may only be followed by missing ones, and the anchor's
+        entry must carry the anchor's seal.
+        """
+        seals: dict[int, str] = {}
+        expected_seq, prev_hash, prev_seal, after = 1, GENESIS_HASH, GENESIS_SEAL, 0
+        unsealed_from: int | None = None
+        while True:
+            rows = conn.execute(
+                f"{_SELECT} WHERE seq > :after ORDER BY seq LIMIT :batch",
+                {"after": after, "batch": batch},
+            ).fetchall()
+            for row in rows:
+                seq, ts, queue_key, action, tool, proposal_id, actor, notes, diff, details, link, digest, mac = row
+                if seq != expected_seq:
+                    return (expected_seq, f"entry {expected_seq} is missing (the log jumps from "
+                            f"{expected_seq - 1} to {seq})"), seals
+                if link != prev_hash:
+                    return (seq, f"entry {seq} does not link to entry {seq - 1}'s hash "
+                            f"(entry {seq - 1} was changed or removed)"), seals
+                recomputed = cls.compute_hash(
+                    seq, ts, queue_key, action, tool, proposal_id, actor, notes, diff, details, link
+                )
+                if recomputed != digest:
+                    return (seq, f"entry {seq} does not match its hash (it was changed after it was written)"), seals
+                if key is not None:
+                    prev_seal = seal_of(key, seq, prev_seal, digest)
+                    seals[seq] = prev_seal
+                    if mac is not None and mac != prev_seal:
+                        return (seq, f"entry {seq} does not match its seal: it, or an entry before it, was "
+                                "rewritten without the host's key"), seals
+                    if anchor is not None and seq == anchor.seq and prev_seal != anchor.seal:
+                        return (seq, f"entries up to {seq} do not match the host's anchor written at "
+                                f"{anchor.written_at}: they were rewritten"), seals
+                if mac is None and unsealed_from is None:
+                    unsealed_from = seq
+                elif mac is not None and unsealed_from is not None:
+                    return (unsealed_from, f"entry {unsealed_from} lost its seal (entries after it have theirs)"), seals
+                prev_hash = digest
+                expected_seq += 1
+            if len(rows) < batch:
+                return None, seals
+            after = int(rows[-1][0])
 
     @staticmethod
     def from_row(row: tuple[Any, ...]) -> AuditEntry:
-        """Map an ``audit_log`` row (columns in ``_COLUMNS`` order) to an ``AuditEntry``."""
-        seq, ts, queue_key, action, tool, proposal_id, actor, notes, diff, details, prev_hash, digest = row
+        """Map an ``audit_log`` row (``_COLUMNS`` order, then the seal) to an ``AuditEntry``."""
+        seq, ts, queue_key, action, tool, proposal_id, actor, notes, diff, details, prev_hash, digest, seal = row
         return AuditEntry(
             queue_key=queue_key, action=action, actor=actor, tool=tool, proposal_id=proposal_id,
             notes=notes, diff=diff, details=json.loads(details), seq=seq, ts=ts,
-            prev_hash=prev_hash, hash=digest,
+            prev_hash=prev_hash, hash=digest, seal=seal,
         )
 
     def append(self, entry: AuditEntry) -> AuditEntry:
-        """Append ``entry`` in its own transaction; assigns its sequence, timestamp and hashes."""
+        """Append ``entry`` in its own transaction; assigns its sequence, timestamp, hashes and seal."""
         with self.db.write() as conn:
-            return self.append_in(conn, entry)
+            stored = self.append_in(conn, entry, database=self.db.path)
+        self.anchor(self.db.path, stored)
+        return stored
 
     def entries(
         self,
@@ -152,7 +276,7 @@ class AuditStore(DatabaseUser):
         clauses, params = self._filters(queue_key, since, until, tool)
         if limit is not None and (not isinstance(limit, int) or limit < 1):
             raise ValidationError("limit", "must be a whole number of at least 1")
-        sql = f"SELECT {_COLUMNS} FROM audit_log{clauses} ORDER BY seq DESC"
+        sql = f"{_SELECT}{clauses} ORDER BY seq DESC"
         if limit is not None:
             sql += " LIMIT :limit"
             params["limit"] = limit
@@ -184,15 +308,35 @@ class AuditStore(DatabaseUser):
         after = 0
         while True:
             with self.db.read() as conn:
-                rows = conn.execute(
-                    f"SELECT {_COLUMNS} FROM audit_log WHERE seq > :after ORDER BY seq LIMIT :batch",
-                    {"after": after, "batch": batch},
-                ).fetchall()
+                rows = self._batch(conn, after, batch)
             if not rows:
                 return
-            for row in rows:
-                yield self.from_row(row)
-            after = int(rows[-1][0])
+            yield from rows
+            after = int(rows[-1].seq or 0)
+
+    @classmethod
+    def _batch(cls, conn: sqlite3.Connection, after: int, batch: int) -> list[AuditEntry]:
+        rows = conn.execute(
+            f"{_SELECT} WHERE seq > :after ORDER BY seq LIMIT :batch",
+            {"after": after, "batch": batch},
+        ).fetchall()
+        return [cls.from_row(row) for row in rows]
+
+    @classmethod
+    def export_lines(cls, conn: sqlite3.Connection, batch: int = 1000) -> Iterator[str]:
+        """Every entry on ``conn`` as a JSON line (the ``audit export`` form), oldest first.
+
+        Reads on the caller's connection, so a downgrade can write the log out
+        inside the very transaction that drops it.
+        """
+        after = 0
+        while True:
+            rows = cls._batch(conn, after, batch)
+            if not rows:
+                return
+            for entry in rows:
+                yield json.dumps(entry.to_dict(), ensure_ascii=False) + "\n"
+            after = int(rows[-1].seq or 0)
 
     def count(self) -> int:
         """How many entries the log holds."""
@@ -200,59 +344,107 @@ class AuditStore(DatabaseUser):
             return int(conn.execute("SELECT count(*) FROM audit_log").fetchone()[0])
 
     def verify(self, batch: int = 5000) -> VerifyResult:
-        """Recompute the chain; report the first entry whose hash, link or place is wrong.
+        """Check the whole log; report the first thing found wrong.
 
-        Also checks that every decision has exactly one audit entry of the
-        same status, which catches entries removed from the end of the log.
+        Recomputes every hash and (with the host's key) every seal, checks the
+        log still reaches the anchor with the anchor's seal, and checks every
+        response against its decision entry and every decision entry against
+        its response. Reads only, in one snapshot.
         """
-        expected_seq = 1
-        prev_hash = GENESIS_HASH
-        after = 0
-        while True:
-            with self.db.read() as conn:
-                rows = conn.execute(
-                    f"SELECT {_COLUMNS} FROM audit_log WHERE seq > :after ORDER BY seq LIMIT :batch",
-                    {"after": after, "batch": batch},
-                ).fetchall()
-            for row in rows:
-                seq, ts, queue_key, action, tool, proposal_id, actor, notes, diff, details, link, digest = row
-                if seq != expected_seq:
-                    return VerifyResult(
-                        False, expected_seq - 1, expected_seq,
-                        f"entry {expected_seq} is missing (the log jumps from {expected_seq - 1} to {seq})",
-                    )
-                if link != prev_hash:
-                    return VerifyResult(
-                        False, seq - 1, seq,
-                        f"entry {seq} does not link to entry {seq - 1}'s hash "
-                        f"(entry {seq - 1} was changed or removed)",
-                    )
-                recomputed = self.compute_hash(
-                    seq, ts, queue_key, action, tool, proposal_id, actor, notes, diff, details, link
-                )
-                if recomputed != digest:
-                    return VerifyResult(
-                        False, seq - 1, seq,
-                        f"entry {seq} does not match its hash (it was changed after it was written)",
-                    )
-                prev_hash = digest
-                expected_seq += 1
-            if len(rows) < batch:
-                break
-            after = int(rows[-1][0])
-        count = expected_seq - 1
-        orphan = self._decision_without_entry()
-        if orphan is not None:
-            return VerifyResult(False, count, None, orphan)
-        return VerifyResult(True, count)
+        key = load_key(create=False)
+        anchor = read_anchor(self.db.path)
+        with self.db.read() as conn, read_snapshot(conn):
+            count = int(conn.execute("SELECT coalesce(max(seq), 0) FROM audit_log").fetchone()[0])
+            sealed = int(conn.execute("SELECT count(*) FROM audit_seal").fetchone()[0])
+            if key is None and (sealed or anchor is not None):
+                return VerifyResult(False, count, None, f"the host's audit key {key_path()} is missing: the seals "
+                                    "cannot be checked (restore the key from your copy)", anchored=_seq(anchor))
+            problem, _ = self._walk(conn, key, anchor, batch)
+            if problem is not None:
+                return VerifyResult(False, count, problem[0], problem[1], anchored=_seq(anchor))
+            if anchor is not None and count < anchor.seq:
+                return VerifyResult(False, count, count + 1, _truncated(anchor, count), anchored=anchor.seq)
+            if sealed > count:
+                return VerifyResult(False, count, count + 1, f"the log has seals for {sealed} entries but only "
+                                    f"{count} entries: entries were removed", anchored=_seq(anchor))
+            unsealed = count - sealed
+            if anchor is not None and unsealed and count > max(anchor.seq, sealed):
+                first = max(anchor.seq, sealed) + 1
+                return VerifyResult(False, count, first, f"entries {first}-{count} have no seal: they were "
+                                    "written without the host's key", anchored=anchor.seq)
+            binding = _binding_problem(conn)
+            if binding is not None:
+                return VerifyResult(False, count, binding[0], binding[1], anchored=_seq(anchor))
+        return VerifyResult(True, count, unsealed=unsealed, anchored=_seq(anchor))
 
-    def _decision_without_entry(self) -> str | None:
+    def head(self) -> dict[str, Any]:
+        """The newest entry's sequence, hash and seal, and the anchor: what to keep elsewhere."""
         with self.db.read() as conn:
             row = conn.execute(
-                "SELECT r.proposal_id, r.status FROM responses r WHERE NOT EXISTS ("
-                " SELECT 1 FROM audit_log a WHERE a.proposal_id = r.proposal_id AND a.action = r.status)"
-                " LIMIT 1"
+                "SELECT seq, hash, s.mac FROM audit_log LEFT JOIN audit_seal s USING (seq) ORDER BY seq DESC LIMIT 1"
             ).fetchone()
-        if row is None:
-            return None
-        return f"proposal {row[0]} was {row[1]} but the audit log has no entry for that decision (an entry was removed)"
+        anchor = read_anchor(self.db.path)
+        return {
+            "database": str(self.db.path.resolve()),
+            "seq": row[0] if row else 0,
+            "hash": row[1] if row else GENESIS_HASH,
+            "seal": row[2] if row else None,
+            "anchor": anchor.to_dict() if anchor else None,
+        }
+
+    def has_head(self, seq: int, seal: str) -> bool:
+        """True when entry ``seq`` is still in the log with exactly that seal (a head kept elsewhere)."""
+        with self.db.read() as conn:
+            row = conn.execute("SELECT mac FROM audit_seal WHERE seq = :seq", {"seq": seq}).fetchone()
+        return row is not None and row[0] == seal
+
+
+_REFUSED = ("; nothing more is recorded until this is looked at ('bot-bottle audit verify'; if you replaced "
+            "the database on purpose, 'bot-bottle audit retire-anchor --yes')")
+
+
+def _seq(anchor: Anchor | None) -> int | None:
+    return anchor.seq if anchor is not None else None
+
+
+def _truncated(anchor: Anchor, count: int) -> str:
+    return (f"the log ends at entry {count}, but the host's anchor written at {anchor.written_at} says entry "
+            f"{anchor.seq} existed: entries {count + 1}-{anchor.seq} were removed")
+
+
+_DECISION_ENTRY = "a.action IN (" + ", ".join(f"'{s}'" for s in STATUSES) + ")"
+
+
+def _binding_problem(conn: sqlite3.Connection) -> tuple[int | None, str] | None:
+    """The first response that differs from its decision entry, or decision entry without its response."""
+    rows = conn.execute(
+        "SELECT r.proposal_id, r.status, r.notes, r.final_file, r.decided_by, r.decided_at, "
+        "a.seq, a.action, a.actor, a.notes, a.details FROM responses r "
+        f"LEFT JOIN audit_log a ON a.proposal_id = r.proposal_id AND {_DECISION_ENTRY} ORDER BY a.seq"
+    )
+    for row in rows:
+        proposal_id, status, notes, final_file, decided_by, decided_at, seq, action, actor, entry_notes, details = row
+        if seq is None:
+            return None, (f"proposal {proposal_id} was {status} but the audit log has no entry for that decision "
+                          "(an entry was removed)")
+        recorded = json.loads(details)
+        final_hash = hashlib.sha256(final_file.encode("utf-8")).hexdigest() if final_file is not None else None
+        differences = [
+            name for name, stored, logged in (
+                ("status", status, action), ("decided_by", decided_by, actor), ("notes", notes, entry_notes),
+                ("final_file", final_hash, recorded.get("final_file_sha256")),
+                ("decided_at", decided_at, recorded.get("decided_at", decided_at)),
+            ) if stored != logged
+        ]
+        if differences:
+            return seq, (f"proposal {proposal_id}'s response differs from its audit entry {seq} in "
+                         f"{', '.join(differences)}: it was changed after the decision")
+    orphan = conn.execute(
+        "SELECT a.seq, a.proposal_id, a.action FROM audit_log a WHERE a.proposal_id IS NOT NULL AND "
+        f"{_DECISION_ENTRY} AND NOT EXISTS (SELECT 1 FROM responses r WHERE r.proposal_id = a.proposal_id) "
+        "ORDER BY a.seq LIMIT 1"
+    ).fetchone()
+    if orphan is not None:
+        return int(orphan[0]), (f"entry {orphan[0]} records that proposal {orphan[1]} was {orphan[2]}, but the "
+                                "response is gone (it was removed)")
+    return None

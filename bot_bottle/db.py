@@ -23,6 +23,7 @@ from typing import Self
 
 from bot_bottle import migrate
 from bot_bottle.connection import DEFAULT_BUSY_TIMEOUT_SEC, connect, transaction, translate_errors
+from bot_bottle.errors import CannotOpenDatabase
 
 __all__ = [
     "DB_DIR_IN_CONTAINER",
@@ -75,6 +76,12 @@ def open_db(
     database newer than this code, or migrations that drifted.
     """
     target = resolve_db_path(path)
+    if migrate.BACKUP_NAME_RE.fullmatch(target.name):
+        # Opening migrates: a backup opened in place would stop being the copy it was made to be.
+        raise CannotOpenDatabase(
+            f"{target} is a backup: bot-bottle never opens one in place, because opening migrates it. "
+            f"Copy it and open the copy (cp {target.name} inspect.db; --db inspect.db)"
+        )
     conn = connect(target, busy_timeout=busy_timeout)
     try:
         with translate_errors(target):

@@ -71,6 +71,10 @@ class SchemaTooNew(MigrationError):
     """The database was migrated by a newer bot-bottle than this one."""
 
 
+class AuditTampered(BotBottleError):
+    """The audit log holds a change made without the host's key; nothing more is appended to it."""
+
+
 class NotFound(BotBottleError):
     """No record matches the id (or id prefix) that was asked for."""
 

@@ -22,6 +22,7 @@ import hashlib
 import os
 import re
 import sqlite3
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -45,6 +46,10 @@ from bot_bottle.errors import (
 
 HISTORY_TABLE = "schema_history"
 BACKUPS_KEPT = 3
+# Tables whose rows no down migration may drop unless they are written out
+# first, in the same transaction (docs/decisions.md: the audit log outlives
+# the schema). The value names the rows for messages.
+PROTECTED_TABLES = {"audit_log": "audit entries"}
 _FILE_RE = re.compile(r"(?P<version>\d{4})_(?P<name>[a-z0-9][a-z0-9_]*)\.(?P<direction>up|down)\.sql")
 # Statements a migration may not contain: the runner owns the transaction
 # (a COMMIT inside a file would end it early and break atomicity) and the
@@ -65,6 +70,7 @@ class Migration:
     up_statements: tuple[str, ...]
     down_statements: tuple[str, ...]
     up_sha256: str
+    down_sha256: str = ""
 
     @property
     def label(self) -> str:
@@ -296,7 +302,7 @@ def discover(directory: Path | None = None) -> tuple[Migration, ...]:
                     f"({version:04d}_{names[version]}.{direction}.sql): every up needs its down"
                 )
         up_statements, up_raw = _load_statements(files["up"])
-        down_statements, _ = _load_statements(files["down"])
+        down_statements, down_raw = _load_statements(files["down"])
         migrations.append(
             Migration(
                 version=version,
@@ -304,6 +310,7 @@ def discover(directory: Path | None = None) -> tuple[Migration, ...]:
                 up_statements=up_statements,
                 down_statements=down_statements,
                 up_sha256=hashlib.sha256(up_raw).hexdigest(),
+                down_sha256=hashlib.sha256(down_raw).hexdigest(),
             )
         )
     return tuple(migrations)
@@ -327,14 +334,21 @@ def current_version(conn: sqlite3.Connection) -> int:
     return int(conn.execute("PRAGMA user_version").fetchone()[0])
 
 
-def _history(conn: sqlite3.Connection) -> dict[int, tuple[str, str, str]]:
+def _has_down_checksums(conn: sqlite3.Connection) -> bool:
+    """True once the history table has its ``down_sha256`` column (migration 0004)."""
+    return any(row[1] == "down_sha256" for row in conn.execute(f"PRAGMA table_info({HISTORY_TABLE})"))
+
+
+def _history(conn: sqlite3.Connection) -> dict[int, tuple[str, str, str, str | None]]:
+    """{version: (name, up sha256, applied_at, down sha256 or None)} as recorded."""
     exists = conn.execute(
         "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = :name", {"name": HISTORY_TABLE}
     ).fetchone()
     if not exists:
         return {}
-    rows = conn.execute(f"SELECT version, name, sha256, applied_at FROM {HISTORY_TABLE} ORDER BY version")
-    return {int(v): (str(n), str(s), str(a)) for v, n, s, a in rows}
+    down = "down_sha256" if _has_down_checksums(conn) else "NULL"
+    rows = conn.execute(f"SELECT version, name, sha256, applied_at, {down} FROM {HISTORY_TABLE} ORDER BY version")
+    return {int(v): (str(n), str(s), str(a), None if d is None else str(d)) for v, n, s, a, d in rows}
 
 
 def status(conn: sqlite3.Connection, migrations: tuple[Migration, ...] | None = None) -> Status:
@@ -364,7 +378,12 @@ def status(conn: sqlite3.Connection, migrations: tuple[Migration, ...] | None = 
                 Drift(migration.version, migration.name, f"it was applied under the name {record[0]!r}",
                       record[1], migration.up_sha256)
             )
-    for version, (name, sha, _) in history.items():
+        elif record[3] is not None and record[3] != migration.down_sha256:
+            drift.append(
+                Drift(migration.version, migration.name, "its down file was edited after it was applied",
+                      record[3], migration.down_sha256)
+            )
+    for version, (name, sha, _, _) in history.items():
         if version > current:
             drift.append(Drift(version, name, f"recorded in {HISTORY_TABLE} beyond user_version {current}", sha, None))
     return Status(
@@ -373,7 +392,7 @@ def status(conn: sqlite3.Connection, migrations: tuple[Migration, ...] | None = 
         head=len(known),
         pending=known[current:],
         drift=tuple(drift),
-        applied=tuple((v, n, at) for v, (n, _, at) in sorted(history.items())),
+        applied=tuple((v, n, at) for v, (n, _, at, _) in sorted(history.items())),
     )
 
 
@@ -401,8 +420,10 @@ def _utc_stamp() -> str:
 def backup_to(conn: sqlite3.Connection, destination: Path) -> Path:
     """Copy the database behind ``conn`` to ``destination`` (0600) with ``Connection.backup``.
 
-    The copy is a consistent snapshot. An existing ``destination`` is never
-    overwritten: ``MigrationError`` is raised instead.
+    The copy is a consistent snapshot, written under a hidden partial name
+    and moved into place only when whole. An existing ``destination`` is never
+    overwritten: ``MigrationError`` is raised instead. Partial files left by a
+    backup that was killed are removed first.
     """
     destination = destination.resolve()
     if destination.exists():
@@ -411,6 +432,7 @@ def backup_to(conn: sqlite3.Connection, destination: Path) -> Path:
         raise MigrationError(f"cannot write the backup: {destination.parent} is not a directory")
     if database_path(conn) and Path(database_path(conn)).resolve() == destination:
         raise MigrationError("the backup file cannot be the database itself")
+    remove_stale_partials(destination.parent)
     partial = destination.with_name(f".{destination.name}.{os.getpid()}.partial")
     try:
         fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
@@ -421,10 +443,13 @@ def backup_to(conn: sqlite3.Connection, destination: Path) -> Path:
         copy = sqlite3.connect(partial)
         try:
             conn.backup(copy)
+        except sqlite3.OperationalError as exc:
+            # The error comes from the copy's side: name the backup's disk, not the database's.
+            raise MigrationError(f"cannot write the backup {destination}: {exc} (on the disk holding "
+                                 f"{destination.parent}); the database was not changed") from None
         finally:
             copy.close()
-        # link() fails if the name was taken meanwhile, where rename() would overwrite it.
-        os.link(partial, destination)
+        _publish(partial, destination)
     except FileExistsError:
         raise MigrationError(f"{destination} already exists; choose another name for the backup") from None
     finally:
@@ -432,13 +457,74 @@ def backup_to(conn: sqlite3.Connection, destination: Path) -> Path:
     return destination
 
 
+def _publish(partial: Path, destination: Path) -> None:
+    """Give the finished copy its name, never replacing a file that took the name meanwhile."""
+    try:
+        # link() fails if the name was taken meanwhile, where rename() would overwrite it.
+        os.link(partial, destination)
+        return
+    except FileExistsError:
+        raise
+    except OSError:
+        pass  # a filesystem without hard links (some FUSE and network mounts): reserve the name, then rename
+    try:
+        fd = os.open(destination, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
+    except FileExistsError:
+        raise
+    except OSError as exc:
+        raise MigrationError(f"cannot write the backup {destination}: {exc.strerror}") from None
+    os.close(fd)
+    try:
+        os.replace(partial, destination)  # over our own empty placeholder
+    except OSError as exc:
+        destination.unlink(missing_ok=True)
+        raise MigrationError(f"cannot write the backup {destination}: {exc.strerror}") from None
+
+
+_PARTIAL_RE = re.compile(r"\..+\.(\d+)\.partial")
+
+
+def remove_stale_partials(folder: Path) -> list[Path]:
+    """Remove partial backup files whose writer process is gone (killed mid-backup); the ones removed."""
+    removed: list[Path] = []
+    try:
+        entries = list(folder.iterdir())
+    except OSError:
+        return removed
+    for entry in entries:
+        match = _PARTIAL_RE.fullmatch(entry.name)
+        if match is None or _process_alive(int(match.group(1))):
+            continue
+        with contextlib.suppress(OSError):
+            entry.unlink()
+            removed.append(entry)
+    return removed
+
+
+def _process_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True  # someone else's process, or a number we cannot ask about: leave its file alone
+    return True
+
+
 def _backup_name_re(db_name: str) -> re.Pattern[str]:
     return re.compile(re.escape(db_name) + r"\.v(\d{4})\.(\d{8}T\d{12}Z)\.bak")
+
+
+BACKUP_NAME_RE = re.compile(r".+\.v\d{4}\.\d{8}T\d{12}Z\.bak")
 
 
 def backup_before_migration(conn: sqlite3.Connection, version: int) -> Path | None:
     """Back up the database beside itself as ``NAME.vNNNN.STAMP.bak``; keep the last few.
 
+    Older backups are removed, except one that holds audit entries the
+    database no longer has (after a downgrade): those are never pruned.
     Returns the backup's path, or ``None`` for an in-memory database.
     """
     source = database_path(conn)
@@ -453,8 +539,31 @@ def backup_before_migration(conn: sqlite3.Connection, version: int) -> Path | No
         if (match := pattern.fullmatch(entry.name))
     )
     for _, old in ours[:-BACKUPS_KEPT]:
-        old.unlink(missing_ok=True)
+        if not _holds_audit_entries_not_in(old, conn):
+            old.unlink(missing_ok=True)
     return path
+
+
+def _holds_audit_entries_not_in(backup: Path, conn: sqlite3.Connection) -> bool:
+    """True when ``backup``'s audit log has an entry the live database's log lacks (or cannot be read)."""
+    try:
+        copy = sqlite3.connect(f"{backup.resolve().as_uri()}?mode=ro", uri=True)
+    except sqlite3.Error:
+        return True
+    try:
+        head = copy.execute("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1").fetchone()
+    except sqlite3.Error as exc:
+        return "no such table" not in str(exc)  # no audit log at all: nothing to keep it for
+    finally:
+        copy.close()
+    if head is None:
+        return False
+    try:
+        live = conn.execute("SELECT hash FROM audit_log WHERE seq = :seq", {"seq": head[0]}).fetchone()
+    except sqlite3.Error:
+        return True
+    # The log is a chain: the live log holds the backup's whole log if it holds its last entry.
+    return live is None or live[0] != head[1]
 
 
 def _is_empty(conn: sqlite3.Connection) -> bool:
@@ -470,8 +579,61 @@ def _check_integrity(conn: sqlite3.Connection, path: str) -> None:
         )
 
 
-def _step(conn: sqlite3.Connection, migration: Migration, up: bool) -> bool:
-    """Apply (``up``) or revert one migration atomically; False if another process already did."""
+class WouldDropProtected(MigrationError):
+    """A down migration would drop rows of a protected table that nobody wrote out."""
+
+    def __init__(self, migration: Migration, table: str, count: int) -> None:
+        super().__init__(
+            f"reverting {migration.label} would drop {count} {PROTECTED_TABLES[table]} ({table}); "
+            "nothing was changed. Write them out first: 'bot-bottle db downgrade --to N --export FILE'"
+        )
+        self.table = table
+        self.count = count
+
+
+# Called inside the step's transaction, before its statements: writes out the
+# protected rows and returns how many it wrote.
+Exporter = Callable[[sqlite3.Connection], int]
+
+
+def _protected_counts(conn: sqlite3.Connection) -> dict[str, int]:
+    counts = {}
+    for table in PROTECTED_TABLES:
+        exists = conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = :name", {"name": table}
+        ).fetchone()
+        counts[table] = int(conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]) if exists else 0
+    return counts
+
+
+def _record_down_checksums(conn: sqlite3.Connection, known: tuple[Migration, ...], version: int) -> None:
+    """Fill in the down file's checksum of every applied migration not yet recorded (0004 added the column)."""
+    if not _has_down_checksums(conn):
+        return
+    for migration in known[:version]:
+        conn.execute(
+            f"UPDATE {HISTORY_TABLE} SET down_sha256 = :sha WHERE version = :version AND down_sha256 IS NULL",
+            {"sha": migration.down_sha256, "version": migration.version},
+        )
+
+
+def _step(
+    conn: sqlite3.Connection,
+    migration: Migration,
+    up: bool,
+    known: tuple[Migration, ...] = (),
+    export: Exporter | None = None,
+    export_first: bool = False,
+) -> bool:
+    """Apply (``up``) or revert one migration atomically; False if another process already did.
+
+    Reverting refuses (``WouldDropProtected``) to drop rows of a protected
+    table unless ``export`` accounts for every one of them: it is called in
+    this transaction when the step drops such a table, or when
+    ``export_first`` (the first step of a downgrade, before earlier steps
+    change what an export can read) and then again, to be checked, where the
+    drop happens.
+    """
     direction = "up" if up else "down"
     # foreign_keys cannot change inside a transaction, so switch it off first.
     conn.execute("PRAGMA foreign_keys = OFF")
@@ -489,6 +651,9 @@ def _step(conn: sqlite3.Connection, migration: Migration, up: bool) -> bool:
                 conn.execute(
                     f"DELETE FROM {HISTORY_TABLE} WHERE version = :version", {"version": migration.version}
                 )
+            protected_before = {} if up else _protected_counts(conn)
+            drops = [table for table in _tables_dropped_by(migration) if protected_before.get(table)]
+            exported = export(conn) if export is not None and (drops or export_first) else None
             statements = migration.up_statements if up else migration.down_statements
             for number, statement in enumerate(statements, 1):
                 try:
@@ -509,6 +674,13 @@ def _step(conn: sqlite3.Connection, migration: Migration, up: bool) -> bool:
                         "applied_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
                     },
                 )
+                _record_down_checksums(conn, known or (migration,), migration.version)
+            else:
+                after_counts = _protected_counts(conn)
+                for table, count in protected_before.items():
+                    lost = count - after_counts[table]
+                    if lost > 0 and exported != count:
+                        raise WouldDropProtected(migration, table, lost)
             after = migration.version if up else migration.version - 1
             conn.execute(f"PRAGMA user_version = {int(after)}")
             violations = foreign_key_problems(conn)
@@ -557,7 +729,7 @@ def _upgrade(conn: sqlite3.Connection, target: int, known: tuple[Migration, ...]
     if backup and not _is_empty(conn):
         _check_integrity(conn, state.path)
         saved = backup_before_migration(conn, state.current)
-    applied = tuple(m.version for m in known[state.current : target] if _step(conn, m, up=True))
+    applied = tuple(m.version for m in known[state.current : target] if _step(conn, m, up=True, known=known))
     return RunResult(applied, saved, current_version(conn))
 
 
@@ -567,18 +739,23 @@ def downgrade(
     *,
     migrations: tuple[Migration, ...] | None = None,
     backup: bool = True,
+    export: Exporter | None = None,
 ) -> RunResult:
     """Revert applied migrations down to version ``to``, newest first, one transaction each.
 
     The database is backed up beside itself first (unless ``backup`` is
-    False), because a down migration usually drops data.
+    False), because a down migration usually drops data. A step that would
+    drop audit entries is refused (``WouldDropProtected``, nothing changed
+    by that step) unless ``export`` writes them out in its transaction.
     """
     known = migrations if migrations is not None else discover()
     with _translated(conn):
-        return _downgrade(conn, to, known, backup)
+        return _downgrade(conn, to, known, backup, export)
 
 
-def _downgrade(conn: sqlite3.Connection, to: int, known: tuple[Migration, ...], backup: bool) -> RunResult:
+def _downgrade(
+    conn: sqlite3.Connection, to: int, known: tuple[Migration, ...], backup: bool, export: Exporter | None
+) -> RunResult:
     state = status(conn, known)
     _refuse_unusable(state)
     if not 0 <= to <= state.current:
@@ -587,11 +764,44 @@ def _downgrade(conn: sqlite3.Connection, to: int, known: tuple[Migration, ...], 
         )
     if to == state.current:
         return RunResult((), None, state.current)
+    # Refuse before the backup and before any step: a refused downgrade changes nothing at all.
+    if export is None:
+        with read_snapshot(conn):
+            counts = _protected_counts(conn)
+        for migration in reversed(known[to : state.current]):
+            for table in _tables_dropped_by(migration):
+                if counts.get(table):
+                    raise WouldDropProtected(migration, table, counts[table])
     saved = None
     if backup and not _is_empty(conn):
         _check_integrity(conn, state.path)
         saved = backup_before_migration(conn, state.current)
+    steps = list(reversed(known[to : state.current]))
+    once = _once(export) if export is not None and any(_tables_dropped_by(m) for m in steps) else None
     reverted = tuple(
-        m.version for m in reversed(known[to : state.current]) if _step(conn, m, up=False)
+        m.version for index, m in enumerate(steps)
+        if _step(conn, m, up=False, known=known, export=once, export_first=index == 0)
     )
     return RunResult(reverted, saved, current_version(conn))
+
+
+def _once(export: Exporter) -> Exporter:
+    """``export`` run the first time only; later calls return the first count, for the drop to check."""
+    counts: list[int] = []
+
+    def run(conn: sqlite3.Connection) -> int:
+        if not counts:
+            counts.append(export(conn))
+        return counts[0]
+
+    return run
+
+
+def _tables_dropped_by(migration: Migration) -> list[str]:
+    """The protected tables a migration's down file drops by name (the step re-checks by counting rows)."""
+    dropped = []
+    for statement in migration.down_statements:
+        match = re.match(r"DROP\s+TABLE\s+(?:IF\s+EXISTS\s+)?[\"`\[]?(\w+)", _without_leading_comments(statement), re.I)
+        if match and match.group(1) in PROTECTED_TABLES:
+            dropped.append(match.group(1))
+    return dropped

@@ -317,6 +317,8 @@ class QueueStore(DatabaseUser):
                     f"at {earlier.decided_at}; the first decision stands"
                 )
             response = Response(proposal_id, status, notes, final_file, decided_by, utc_now())
+            # The entry records the response whole, so audit verify can hold one against the other.
+            details = {**details, "decided_at": response.decided_at}
             conn.execute(
                 "INSERT INTO responses (proposal_id, status, notes, final_file, decided_by, decided_at) "
                 "VALUES (:proposal_id, :status, :notes, :final_file, :decided_by, :decided_at)",
@@ -334,7 +336,10 @@ class QueueStore(DatabaseUser):
                     diff=diff,
                     details=details,
                 ),
+                database=self.db.path,
+                ts=response.decided_at,
             )
+        AuditStore.anchor(self.db.path, entry)
         return response, entry
 
     def for_bottle(self, queue_key: str) -> BottleQueue:

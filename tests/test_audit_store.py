@@ -111,7 +111,8 @@ class VerifyTest(AuditTestCase):
 
     def test_whole_chain(self) -> None:
         """A whole chain verifies, with its count; an empty log too."""
-        self.assertEqual(self.audit.verify().to_dict(), {"ok": True, "count": 0, "bad_seq": None, "problem": ""})
+        self.assertEqual(self.audit.verify().to_dict(), {"ok": True, "count": 0, "bad_seq": None, "problem": "",
+                                                          "unsealed": 0, "anchored": None})
         self.fill()
         result = self.audit.verify(batch=2)
         self.assertTrue(result.ok)
@@ -128,8 +129,8 @@ class VerifyTest(AuditTestCase):
         self.assertEqual(result.bad_seq, 3)
         self.assertIn("changed", result.problem)
 
-    def test_rehashed_entry_breaks_the_next_link(self) -> None:
-        """A forger who also recomputes the changed entry's hash is caught at the next entry's link."""
+    def test_rehashed_entry_fails_its_seal(self) -> None:
+        """A forger who also recomputes the changed entry's hash is caught by its seal (no key to redo it)."""
         self.fill()
         raw = self.raw()
         raw.execute("DROP TRIGGER audit_log_no_update")
@@ -138,8 +139,8 @@ class VerifyTest(AuditTestCase):
                                          row[9], row[10])
         raw.execute("UPDATE audit_log SET notes = 'forged', hash = :h WHERE seq = 2", {"h": forged})
         result = self.audit.verify()
-        self.assertEqual((result.ok, result.bad_seq), (False, 3))
-        self.assertIn("link", result.problem)
+        self.assertEqual((result.ok, result.bad_seq), (False, 2))
+        self.assertIn("seal", result.problem)
 
     def test_removed_entry_is_found(self) -> None:
         """A deleted middle entry leaves a gap that verify names."""
@@ -152,16 +153,18 @@ class VerifyTest(AuditTestCase):
         self.assertIn("missing", result.problem)
 
     def test_removed_last_decision_entry_is_found(self) -> None:
-        """Deleting the newest entry leaves a whole chain, but its decision without an entry."""
+        """Deleting the newest entry leaves a whole chain, but the anchor says it existed."""
         with QueueStore(database=self.audit.db) as queue:
             proposal = queue.submit("web-1", TOOL_EGRESS_ALLOW, '{"host": "a"}', "j")
             decide(proposal.id, STATUS_REJECTED, "no", store=queue)
             raw = self.raw()
             raw.execute("DROP TRIGGER audit_log_no_delete")
+            raw.execute("DROP TRIGGER audit_seal_no_delete")
+            raw.execute("DELETE FROM audit_seal")
             raw.execute("DELETE FROM audit_log")
             result = self.audit.verify()
         self.assertFalse(result.ok)
-        self.assertIn(proposal.id, result.problem)
+        self.assertIn("entries 1-1 were removed", result.problem)
 
     def test_operator_edit_is_audited(self) -> None:
         """operator_edit() appends an operator-edit entry with the diff of before and after."""

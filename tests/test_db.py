@@ -41,7 +41,8 @@ class PathsTest(TempDirTest):
         self.addCleanup(conn.close)
         journal = Path(str(db.host_db_path()) + "-journal")
         with transaction(conn):
-            conn.execute("INSERT INTO schema_history VALUES (99, 'x', :h, 'now')", {"h": "0" * 64})
+            conn.execute("INSERT INTO schema_history (version, name, sha256, applied_at) VALUES (99, 'x', :h, 'now')",
+                         {"h": "0" * 64})
             self.assertTrue(journal.exists())
             self.assertEqual(stat.S_IMODE(journal.stat().st_mode), 0o600)
             conn.execute("DELETE FROM schema_history WHERE version = 99")

@@ -262,7 +262,7 @@ class RefusalTest(TempDirTest):
         self.addCleanup(conn.close)
         with self.assertRaises(SchemaTooNew) as caught:
             migrate.upgrade(conn, migrations=fewer)
-        self.assertIn("version 3", str(caught.exception))
+        self.assertIn(f"version {len(migrate.discover(self.folder))}", str(caught.exception))
         self.assertIn("up to 2", str(caught.exception))
         with self.assertRaises(SchemaTooNew):
             migrate.downgrade(conn, 0, migrations=fewer)
@@ -273,11 +273,11 @@ class RefusalTest(TempDirTest):
         conn = connect(self.path)
         self.addCleanup(conn.close)
         known = migrate.discover(self.folder)
-        with self.assertRaisesRegex(MigrationError, "from 0 to 3"):
+        with self.assertRaisesRegex(MigrationError, f"from 0 to {len(known)}"):
             migrate.upgrade(conn, 9, migrations=known)
         with self.assertRaisesRegex(MigrationError, "downgrade --to 1"):
             migrate.upgrade(conn, 1, migrations=known)
-        with self.assertRaisesRegex(MigrationError, "at version 3"):
+        with self.assertRaisesRegex(MigrationError, f"at version {len(known)}"):
             migrate.downgrade(conn, 7, migrations=known)
 
     def test_corrupt_database_is_not_migrated(self) -> None:

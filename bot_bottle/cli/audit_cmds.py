@@ -5,9 +5,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
-from bot_bottle.audit_store import DEFAULT_LIST_LIMIT, AuditStore
+from bot_bottle import terminal_text
+from bot_bottle.audit_seal import retire_anchor
+from bot_bottle.audit_store import DEFAULT_LIST_LIMIT, AuditStore, VerifyResult
 from bot_bottle.cli.common import (
     add_db_option,
     add_json_option,
@@ -17,6 +20,7 @@ from bot_bottle.cli.common import (
     print_json,
     print_table,
 )
+from bot_bottle.errors import BotBottleError, ValidationError
 from bot_bottle.records import SHORT_ID_LENGTH
 
 _EPILOG = """\
@@ -24,6 +28,8 @@ examples:
   bot-bottle audit list                            the newest 50 entries
   bot-bottle audit list --bottle web-1 --since 2026-11-01 --limit 200
   bot-bottle audit verify                          exit 0 when the hash chain is whole
+  bot-bottle audit head > head.json                the newest entry and seal, to keep elsewhere
+  bot-bottle audit verify --head head.json         ... and later: the log still holds it
   bot-bottle audit export > audit.jsonl            every entry, oldest first, as JSON lines
 """
 
@@ -51,16 +57,57 @@ def cmd_audit_list(args: argparse.Namespace) -> int:
 
 
 def cmd_audit_verify(args: argparse.Namespace) -> int:
-    """Check the hash chain; exit 1 naming the first bad entry."""
+    """Check hashes, seals, the anchor and the responses; exit 1 naming the first problem."""
     with AuditStore(db_path(args)) as store:
         result = store.verify()
+        kept = _read_head(args.head) if args.head is not None else None
+        if result.ok and kept is not None and not store.has_head(*kept):
+            result = VerifyResult(False, result.count, kept[0], f"the head you kept ({args.head}: entry {kept[0]}) "
+                                  "is not in the log with that seal: the log was rewritten or cut before it",
+                                  result.unsealed, result.anchored)
     if args.json:
         print_json(result.to_dict())
     elif result.ok:
-        print(f"audit log whole: {result.count} entries")
+        sealed = result.count - result.unsealed
+        line = f"audit log whole: {result.count} entries, {sealed} sealed with the host's key"
+        if result.anchored is not None:
+            line += f", reaching the anchor at entry {result.anchored}"
+        if result.unsealed:
+            line += (f"; the last {result.unsealed} are not sealed yet (written before sealing began, or "
+                     "their seals were dropped by a downgrade): the next decision seals them")
+        print(line)
     if not result.ok:
-        print(f"bot-bottle: error: audit log broken: {result.problem}", file=sys.stderr)
+        print(f"bot-bottle: error: audit log broken: {terminal_text.clean_line(result.problem)}", file=sys.stderr)
         return 1
+    return 0
+
+
+def _read_head(path: Path) -> tuple[int, str]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        seq, seal = int(data["seq"]), str(data["seal"])
+    except OSError as exc:
+        raise BotBottleError(f"cannot read {path}: {exc.strerror}") from None
+    except (ValueError, KeyError, TypeError):
+        raise ValidationError("head", f"{path} is not a head written by 'bot-bottle audit head'") from None
+    return seq, seal
+
+
+def cmd_audit_retire_anchor(args: argparse.Namespace) -> int:
+    """Move the database's anchor aside, for a database that was replaced or emptied on purpose."""
+    path = db_path(args)
+    if not args.yes:
+        raise ValidationError("--yes", "retiring the anchor stops 'audit verify' from catching entries removed "
+                              "so far; say --yes if this database was replaced or emptied on purpose")
+    retired = retire_anchor(path)
+    print(f"anchor of {path} moved to {retired}" if retired else f"{path} has no anchor; nothing to do")
+    return 0
+
+
+def cmd_audit_head(args: argparse.Namespace) -> int:
+    """Print the newest entry's sequence, hash and seal, and the anchor, as JSON to keep elsewhere."""
+    with AuditStore(db_path(args)) as store:
+        print_json(store.head())
     return 0
 
 
@@ -94,12 +141,32 @@ def register(subparsers: Any) -> None:
                    help=f"at most N entries (default {DEFAULT_LIST_LIMIT})")
     p.set_defaults(handler=cmd_audit_list)
 
-    p = verbs.add_parser("verify", help="check the hash chain",
-                         description="Recompute the hash chain. Exit 0 when it is whole; 1 naming the first "
-                         "entry that was changed or removed.")
+    p = verbs.add_parser("verify", help="check the hash chain, the seals, the anchor and the responses",
+                         description="Recompute every entry's hash and, with the host's key, its seal; check "
+                         "that the log still reaches the anchor the host keeps outside the database, and that "
+                         "every decision matches the entry that recorded it. Exit 0 when all holds; 1 naming "
+                         "the first entry that was changed or removed.")
     add_db_option(p)
     add_json_option(p)
+    p.add_argument("--head", type=Path, metavar="FILE",
+                   help="also check a head saved earlier with 'audit head > FILE' (kept off this host)")
     p.set_defaults(handler=cmd_audit_verify)
+
+    p = verbs.add_parser("retire-anchor", help="forget the anchor of a database replaced on purpose",
+                         description="The host keeps the newest seal of each database's audit log outside it "
+                         "(its anchor), so entries removed from the end are caught. If you replaced or emptied "
+                         "the database on purpose, decisions are refused until the anchor is moved aside; this "
+                         "does that (the old anchor is kept beside it, renamed).")
+    add_db_option(p)
+    p.add_argument("--yes", action="store_true", help="yes, the database was replaced or emptied on purpose")
+    p.set_defaults(handler=cmd_audit_retire_anchor)
+
+    p = verbs.add_parser("head", help="the log's newest entry and seal, to keep elsewhere",
+                         description="Print the newest entry's sequence number, hash and seal and the host's "
+                         "anchor, as JSON. Keep it somewhere this host cannot rewrite; 'audit verify --head "
+                         "FILE' later shows the log still holds it.")
+    add_db_option(p)
+    p.set_defaults(handler=cmd_audit_head)
 
     p = verbs.add_parser("export", help="every entry as JSON lines",
                          description="Print every entry, oldest first, one JSON object per line, with the "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sqlite3
 import sys
 from collections.abc import Iterator
@@ -12,6 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from bot_bottle import migrate
+from bot_bottle.audit_seal import retire_anchor
+from bot_bottle.audit_store import AuditStore
 from bot_bottle.cli.common import add_db_option, add_json_option, db_path, print_json, version_number
 from bot_bottle.connection import connect, foreign_key_problems, integrity_problems, translate_errors
 from bot_bottle.db import open_db
@@ -22,7 +25,8 @@ examples:
   bot-bottle db path                      where the host database is
   bot-bottle db status                    its schema version, pending migrations, drift
   bot-bottle db upgrade                   apply every pending migration (backs up first)
-  bot-bottle db downgrade --to 2          revert to version 2 (backs up first)
+  bot-bottle db downgrade --to 2 --export audit.jsonl
+                                          revert to version 2, writing the audit log out first
   bot-bottle db backup ~/bb-copy.db       a consistent copy, taken while others use it
   bot-bottle db check --db ./other.db     integrity, foreign keys and drift of another file
 """
@@ -125,14 +129,48 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
 
 
 def cmd_db_downgrade(args: argparse.Namespace) -> int:
-    """Revert migrations down to ``--to``."""
+    """Revert migrations down to ``--to``; audit entries it would drop are written to ``--export`` first."""
     path = db_path(args)
     known = migrate.discover()
+    exported: list[int] = []
+    exporter = None
+    if args.export is not None:
+        def exporter(conn: sqlite3.Connection) -> int:
+            count = write_export(conn, args.export)
+            exported.append(count)
+            return count
     with _existing(path) as conn:
         before = migrate.current_version(conn)
-        result = migrate.downgrade(conn, args.to, migrations=known)
+        result = migrate.downgrade(conn, args.to, migrations=known, export=exporter)
+    if exported:
+        # The log was written out and dropped on purpose: its anchor no longer applies to this file.
+        retire_anchor(path)
+        if not args.json:
+            print(f"{exported[0]} audit entries written to {args.export} before they were dropped")
     _run_result(path, "downgraded", before, result, args.json)
     return 0
+
+
+def write_export(conn: sqlite3.Connection, destination: Path) -> int:
+    """Write every audit entry on ``conn`` to a new file (0600, synced); how many. Never overwrites."""
+    try:
+        fd = os.open(destination, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        raise BotBottleError(f"{destination} already exists: give --export a new file") from None
+    except OSError as exc:
+        raise BotBottleError(f"cannot write {destination}: {exc.strerror}") from None
+    count = 0
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            for line in AuditStore.export_lines(conn):
+                handle.write(line)
+                count += 1
+            handle.flush()
+            os.fsync(handle.fileno())
+    except OSError as exc:
+        destination.unlink(missing_ok=True)
+        raise BotBottleError(f"cannot write {destination}: {exc.strerror}; nothing was dropped") from None
+    return count
 
 
 def cmd_db_backup(args: argparse.Namespace) -> int:
@@ -233,11 +271,15 @@ def register(subparsers: Any) -> None:
         "downgrade",
         help="revert migrations down to a version",
         description="Revert migrations, newest first, down to version N. The database is backed up "
-        "beside itself first: a down migration usually drops tables and their rows.",
+        "beside itself first: a down migration usually drops tables and their rows. A downgrade that "
+        "would drop audit entries is refused unless --export FILE writes them all out first (JSON lines, "
+        "as 'audit export', with hashes and seals), in the same transaction that drops them.",
     )
     add_db_option(p)
     add_json_option(p)
     p.add_argument("--to", type=version_number, metavar="N", required=True, help="the version to end at (0 = empty)")
+    p.add_argument("--export", type=Path, metavar="FILE",
+                   help="write the audit entries to this new file before a downgrade drops them")
     p.set_defaults(handler=cmd_db_downgrade)
 
     p = verbs.add_parser(

@@ -1,0 +1,179 @@
+"""The host's hold on the audit log: a key only the host has, and an anchor outside the database.
+
+Every sidecar has the database directory mounted read-write, so it could
+rewrite ``audit_log`` and recompute the sha256 chain. Two things here stop that
+from going unnoticed (docs/architecture.md, "The audit log proves itself"):
+
+- the **key**: 32 random bytes in ``~/.bot-bottle/audit.key`` (0600, created on
+  first use), outside ``~/.bot-bottle/db``, the only directory sidecars see.
+  Each entry's seal is ``HMAC-SHA256(key, seq:previous seal:entry hash)``;
+  without the key no seal can be made, so a rewritten chain fails.
+- the **anchor**: after each append the host writes the newest sequence
+  number and seal to ``~/.bot-bottle/audit-anchors/<id>.json`` (one per
+  database file), so removing entries from the end, seals and all, is
+  caught: the log must still reach the anchor's entry, with the same seal.
+
+What this does not prove: a host user who can read the key can still forge
+seals and rewrite the anchor; and entries sealed for the first time (a log
+older than sealing, or one whose seals a downgrade dropped) are trusted as
+they stand when sealed, or proven by the anchor when one exists.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import hmac
+import json
+import os
+import secrets
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from bot_bottle.db import bot_bottle_root
+from bot_bottle.errors import AuditTampered, BotBottleError
+from bot_bottle.records import utc_now
+
+KEY_FILE = "audit.key"
+ANCHOR_DIR = "audit-anchors"
+GENESIS_SEAL = "0" * 64
+KEY_BYTES = 32
+
+
+@dataclass(frozen=True)
+class Anchor:
+    """The newest sealed entry of one database's log, as the host last wrote it."""
+
+    database: str
+    seq: int
+    seal: str
+    written_at: str
+
+    def to_dict(self) -> dict[str, object]:
+        """JSON-ready form, as the anchor file and ``audit head`` hold it."""
+        return {"database": self.database, "seq": self.seq, "seal": self.seal, "written_at": self.written_at}
+
+
+def seal_of(key: bytes, seq: int, previous: str, entry_hash: str) -> str:
+    """The seal of entry ``seq``: keyed over its place, its hash and the seal before it."""
+    return hmac.new(key, f"{seq}:{previous}:{entry_hash}".encode("ascii"), hashlib.sha256).hexdigest()
+
+
+def key_path() -> Path:
+    """``~/.bot-bottle/audit.key``: outside the directory that sidecars get."""
+    return bot_bottle_root() / KEY_FILE
+
+
+def load_key(create: bool = True) -> bytes | None:
+    """The host's audit key, created (0600) on first use when ``create``; None if missing and not created."""
+    path = key_path()
+    try:
+        text = path.read_text(encoding="ascii").strip()
+    except FileNotFoundError:
+        if not create:
+            return None
+        return _create_key(path)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise BotBottleError(f"cannot read the audit key {path}: {exc}") from None
+    try:
+        key = bytes.fromhex(text)
+    except ValueError:
+        key = b""
+    if len(key) != KEY_BYTES:
+        raise BotBottleError(f"the audit key {path} is damaged (not {KEY_BYTES} bytes of hex); restore it from "
+                             "your own copy: without it the audit log's seals cannot be checked")
+    return key
+
+
+def _create_key(path: Path) -> bytes:
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    key = secrets.token_bytes(KEY_BYTES)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.new")
+    try:
+        _write_synced(temporary, key.hex() + "\n")
+        try:
+            # link() fails if another process created the key first: theirs is the key then.
+            os.link(temporary, path)
+        except FileExistsError:
+            pass
+        except OSError:  # no hard links here: create the name exclusively and write it
+            with contextlib.suppress(FileExistsError):
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                with os.fdopen(fd, "w", encoding="ascii") as handle:
+                    handle.write(key.hex() + "\n")
+                    handle.flush()
+                    os.fsync(handle.fileno())
+    except OSError as exc:
+        raise BotBottleError(f"cannot create the audit key {path}: {exc.strerror}") from None
+    finally:
+        temporary.unlink(missing_ok=True)
+    return load_key(create=False) or key
+
+
+def _write_synced(path: Path, text: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def anchor_path(database: Path) -> Path:
+    """Where the anchor of the database file ``database`` lives (one file per database path)."""
+    name = hashlib.sha256(str(database.resolve()).encode("utf-8")).hexdigest()[:32]
+    return bot_bottle_root() / ANCHOR_DIR / f"{name}.json"
+
+
+def read_anchor(database: Path) -> Anchor | None:
+    """The database's anchor, or None where none was written; ``AuditTampered`` for an unreadable one."""
+    path = anchor_path(database)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        anchor = Anchor(str(data["database"]), int(data["seq"]), str(data["seal"]), str(data["written_at"]))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise AuditTampered(f"the audit anchor {path} cannot be read ({exc}): it was damaged or replaced") from None
+    return anchor
+
+
+@contextlib.contextmanager
+def _anchor_lock(path: Path) -> Iterator[None]:
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    fd = os.open(path.with_suffix(".lock"), os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def advance_anchor(database: Path, seq: int, seal: str) -> None:
+    """Record ``(seq, seal)`` as the database's anchor, unless the anchor is already further on.
+
+    Written after the entry's transaction committed (an anchor ahead of the
+    log would be a false alarm), atomically (temporary file, fsync, rename),
+    under a lock so that concurrent deciders never move it backwards.
+    """
+    path = anchor_path(database)
+    with _anchor_lock(path):
+        current = read_anchor(database)
+        if current is not None and current.seq >= seq:
+            return
+        anchor = Anchor(str(database.resolve()), seq, seal, utc_now())
+        temporary = path.with_name(f".{path.name}.{os.getpid()}.new")
+        _write_synced(temporary, json.dumps(anchor.to_dict()) + "\n")
+        os.replace(temporary, path)
+
+
+def retire_anchor(database: Path) -> Path | None:
+    """Move the database's anchor aside (its log was exported and dropped on purpose); the new name."""
+    path = anchor_path(database)
+    with _anchor_lock(path):
+        if not path.exists():
+            return None
+        retired = path.with_name(f"{path.stem}.retired-{utc_now().replace(':', '')}.json")
+        os.replace(path, retired)
+        return retired
