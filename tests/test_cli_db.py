@@ -67,7 +67,9 @@ class DbVerbsTest(TempDirTest):
         self.assertEqual(self.run_cli("db", "downgrade").returncode, 2)
         self.assertEqual(self.run_cli("db", "upgrade", "--to", "x").returncode, 2)
         self.assertEqual(self.run_cli("db", "nonsense").returncode, 2)
-        self.assertEqual(self.run_cli().returncode, 2)
+        bare = self.run_cli()
+        self.assertEqual(bare.returncode, 0)
+        self.assertIn("usage: bot-bottle", bare.stdout)
 
     def test_backup(self) -> None:
         """'db backup FILE' writes a consistent copy and never overwrites an existing FILE."""

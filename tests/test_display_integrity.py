@@ -274,7 +274,7 @@ class ModifyValidationTest(TempDirTest):
                 with self.subTest(text=text):
                     code, stderr = self.modify(proposal_id, text, "--yes")
                     self.assertEqual(code, 2, stderr)
-                    self.assertIn("final_file", stderr)
+                    self.assertIn("--file", stderr)
                     self.assertNotIn("Traceback", stderr)
                     self.assertFalse([c for c in stderr if forbidden(c)])
         self.assertIsNone(self.store.response(self.allow.id))

@@ -71,12 +71,32 @@ class DoctorTest(TempDirTest):
         levels = self.levels(report)
         self.assertEqual((levels["file"], levels["journal_mode"]), ("warning", "warning"))
 
-    def test_missing_database(self) -> None:
-        """No database yet is a warning, and doctor creates nothing."""
+    def test_named_missing_database(self) -> None:
+        """A --db that names no file is an error; the place is still checked, and nothing is created."""
         code, report = self.doctor(str(self.tmp / "none" / "x.db"))
-        self.assertEqual(code, 0)
-        self.assertEqual(self.levels(report)["database"], "warning")
+        self.assertEqual(code, 1)
+        levels = self.levels(report)
+        self.assertEqual(levels["database"], "error")
+        self.assertEqual((levels["filesystem"], levels["locking"]), ("ok", "ok"))
         self.assertFalse((self.tmp / "none").exists())
+        self.assertEqual(sorted(p.name for p in self.tmp.iterdir()), ["home"])
+
+    def test_fresh_home_checks_the_place(self) -> None:
+        """On a fresh HOME the host database is still to come: a warning, and the filesystem and lock
+        probe run in the nearest directory that exists, leaving nothing behind."""
+        result = self.run_cli("doctor", "--json")
+        self.assertEqual(result.returncode, 0, result.stderr)
+        report = json.loads(result.stdout)
+        levels = self.levels(report)
+        self.assertEqual(levels["database"], "warning")
+        self.assertEqual((levels["filesystem"], levels["locking"]), ("ok", "ok"))
+        self.assertEqual(list(self.home.iterdir()), [])
+
+    def test_a_directory_as_the_database(self) -> None:
+        """doctor --db DIR is an error, exit 1."""
+        code, report = self.doctor(str(self.tmp))
+        self.assertEqual(code, 1)
+        self.assertEqual(self.levels(report)["database"], "error")
 
 
 class SidecarWarningTest(TempDirTest):

@@ -186,6 +186,7 @@ class OnceTest(TempDirTest):
     def test_once_prints_the_list(self) -> None:
         """--once prints pending proposals (or says there are none) and exits 0; --json is JSON."""
         db = str(self.tmp / "once.db")
+        self.assertEqual(self.run_cli("db", "upgrade", "--db", db).returncode, 0)
         empty = self.run_cli("supervise", "--once", "--db", db)
         self.assertEqual((empty.returncode, empty.stdout.strip()), (0, "no pending proposals"))
         with QueueStore(db) as store:
@@ -198,6 +199,7 @@ class OnceTest(TempDirTest):
 
     def test_without_a_terminal(self) -> None:
         """The UI itself needs a terminal and says so."""
+        self.assertEqual(self.run_cli("db", "upgrade", "--db", str(self.tmp / "x.db")).returncode, 0)
         result = self.run_cli("supervise", "--db", str(self.tmp / "x.db"))
         self.assert_clean_error(result, 1, "needs a terminal")
 

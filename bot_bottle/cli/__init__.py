@@ -8,15 +8,17 @@ never a traceback.
 from __future__ import annotations
 
 import argparse
+import importlib
 import sqlite3
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import NoReturn
 
 from bot_bottle import __version__, terminal_text
-from bot_bottle.cli import audit_cmds, db_cmds, demo, doctor, proposals_cmds, tui
-from bot_bottle.cli.common import db_path
+from bot_bottle.cli.registry import VERBS
 from bot_bottle.connection import translate
+from bot_bottle.db import resolve_db_path
 from bot_bottle.errors import BotBottleError, ValidationError
 
 _EPILOG = """\
@@ -42,23 +44,37 @@ class OneLineErrorParser(argparse.ArgumentParser):
         self.exit(2, text + "\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The whole argparse tree."""
+def build_parser(verb: str | None = None, *, every: bool = True) -> argparse.ArgumentParser:
+    """The argparse tree: every verb listed, with ``verb``'s own arguments (every verb's when ``every``)."""
     parser = OneLineErrorParser(
         prog="bot-bottle",
         description="Review what bot-bottle's agents ask for, and keep the record of it.",
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--version", action="version", version=f"bot-bottle {__version__}")
-    verbs = parser.add_subparsers(dest="verb", metavar="VERB", required=True)
-    tui.register(verbs)
-    proposals_cmds.register(verbs)
-    audit_cmds.register(verbs)
-    db_cmds.register(verbs)
-    demo.register(verbs)
-    doctor.register(verbs)
+    parser.add_argument("-V", "--version", action="version", version=f"bot-bottle {__version__}")
+    parser.add_argument("--db", metavar="PATH", type=Path, default=None,
+                        help="database file to use, for any verb (default: ~/.bot-bottle/db/bot-bottle.db)")
+    verbs = parser.add_subparsers(dest="verb", metavar="VERB")
+    for name, (module, summary) in VERBS.items():
+        if every or name == verb:
+            importlib.import_module(module).register(verbs)
+        else:
+            verbs.add_parser(name, help=summary)
     return parser
+
+
+def _verb_in(argv: Sequence[str]) -> str | None:
+    """The verb named on the command line (the first word that is not an option or --db's value)."""
+    skip = False
+    for word in argv:
+        if skip:
+            skip = False
+        elif word == "--db":
+            skip = True
+        elif not word.startswith("-"):
+            return word if word in VERBS else None
+    return None
 
 
 def _fail(message: str, status: int) -> int:
@@ -67,21 +83,41 @@ def _fail(message: str, status: int) -> int:
     return status
 
 
+def _with_option_names(exc: ValidationError, args: argparse.Namespace) -> str:
+    """The message with the field named as the option the user typed (``notes`` -> ``--reason``)."""
+    option = getattr(args, "field_options", {}).get(exc.field)
+    if option is None and exc.field in vars(args) and exc.field not in ("db", "verb", "handler"):
+        option = "--" + exc.field.replace("_", "-")
+    message = str(exc)
+    if option and message.startswith(f"{exc.field}: "):
+        return f"{option}: {message[len(exc.field) + 2:]}"
+    return message
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line with ``argv`` (default: ``sys.argv[1:]``); return the exit status."""
-    parser = build_parser()
+    words = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(_verb_in(words), every=False)
     try:
-        args = parser.parse_args(argv)
+        args = parser.parse_args(words)
     except SystemExit as exc:  # argparse: --help, --version, usage errors
         return int(exc.code) if isinstance(exc.code, int) else 2
+    if args.verb is None:
+        parser.print_help()
+        return 0
     try:
         return int(args.handler(args))
     except ValidationError as exc:
-        return _fail(str(exc), 2)
+        return _fail(_with_option_names(exc, args), 2)
     except BotBottleError as exc:
         return _fail(str(exc), 1)
     except sqlite3.Error as exc:
-        return _fail(str(translate(exc, db_path(args))), 1)
+        return _fail(str(translate(exc, resolve_db_path(args.db))), 1)
+    except PermissionError as exc:
+        return _fail(f"permission denied: {exc.filename or exc.strerror} (this user cannot reach it: run as the "
+                     "user who owns it, or choose another --db)", 1)
+    except OSError as exc:
+        return _fail(f"{exc.filename or 'the system'}: {exc.strerror or exc}", 1)
     except KeyboardInterrupt:
         return _fail("interrupted", 130)
     except BrokenPipeError:

@@ -20,6 +20,7 @@ from bot_bottle.cli.common import (
     print_json,
     print_table,
 )
+from bot_bottle.cli.registry import summary
 from bot_bottle.errors import BotBottleError, ValidationError
 from bot_bottle.records import SHORT_ID_LENGTH
 
@@ -123,7 +124,7 @@ def register(subparsers: Any) -> None:
     """Add the ``audit`` verb and its subcommands."""
     parser = subparsers.add_parser(
         "audit",
-        help="read, verify and export the audit log",
+        help=summary("audit"),
         description="The append-only, hash-chained log of every decision and operator edit.",
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,

@@ -14,17 +14,19 @@ from typing import Any, TextIO
 
 from bot_bottle import terminal_text
 from bot_bottle.db import resolve_db_path
+from bot_bottle.errors import CannotOpenDatabase
 from bot_bottle.records import TIMESTAMP_FORMAT
 
 
-def add_db_option(parser: argparse.ArgumentParser) -> None:
-    """``--db PATH``: the database to use (default: the host database)."""
+def add_db_option(parser: argparse.ArgumentParser, help: str | None = None) -> None:
+    """``--db PATH``: the database to use (default: the host database); also accepted before the verb."""
     parser.add_argument(
         "--db",
         metavar="PATH",
         type=Path,
-        default=None,
-        help="database file to use (default: ~/.bot-bottle/db/bot-bottle.db)",
+        # SUPPRESS: when not given here, the value from before the verb (or None) stands.
+        default=argparse.SUPPRESS,
+        help=help or "database file to use (default: ~/.bot-bottle/db/bot-bottle.db)",
     )
 
 
@@ -61,9 +63,24 @@ def version_number(text: str) -> int:
     return _whole_number(text, 0, MAX_VERSION, "a version number")
 
 
-def db_path(args: argparse.Namespace) -> Path:
-    """The database path the command works on."""
-    return resolve_db_path(getattr(args, "db", None))
+def db_path(args: argparse.Namespace, *, create: bool = False) -> Path:
+    """The database path the command works on.
+
+    A ``--db`` the user named must be an existing file unless ``create`` (the
+    verbs that create a database): a mistyped path is an error, never a new
+    empty database. The host database is created on first use.
+    """
+    given = getattr(args, "db", None)
+    path = resolve_db_path(given)
+    if given is not None and not create:
+        if path.is_dir():
+            raise CannotOpenDatabase(f"--db {path} is a directory, not a database file")
+        if not path.exists():
+            raise CannotOpenDatabase(
+                f"--db {path}: no database there. Check the path, or create one with "
+                f"'bot-bottle db upgrade --db {path}'"
+            )
+    return path
 
 
 def print_json(value: Any) -> None:

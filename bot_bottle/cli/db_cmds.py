@@ -16,6 +16,7 @@ from bot_bottle import migrate
 from bot_bottle.audit_seal import retire_anchor
 from bot_bottle.audit_store import AuditStore
 from bot_bottle.cli.common import add_db_option, add_json_option, db_path, print_json, version_number
+from bot_bottle.cli.registry import summary
 from bot_bottle.connection import connect, foreign_key_problems, integrity_problems, translate_errors
 from bot_bottle.db import open_db
 from bot_bottle.errors import BotBottleError, CannotOpenDatabase
@@ -73,7 +74,7 @@ def _unusable_reason(state: migrate.Status) -> str | None:
 
 def cmd_db_path(args: argparse.Namespace) -> int:
     """Print the database path."""
-    print(db_path(args))
+    print(db_path(args, create=True))
     return 0
 
 
@@ -118,8 +119,8 @@ def _run_result(path: Path, verb: str, before: int, result: migrate.RunResult, a
 
 
 def cmd_db_upgrade(args: argparse.Namespace) -> int:
-    """Apply pending migrations up to ``--to`` (default: all)."""
-    path = db_path(args)
+    """Apply pending migrations up to ``--to`` (default: all); creates a database that is not there yet."""
+    path = db_path(args, create=True)
     known = migrate.discover()
     with closing(connect(path)) as conn, translate_errors(path):
         before = migrate.current_version(conn)
@@ -234,7 +235,7 @@ def register(subparsers: Any) -> None:
     """Add the ``db`` verb and its subcommands."""
     parser = subparsers.add_parser(
         "db",
-        help="the host database: path, schema version, migrations, backups, checks",
+        help=summary("db"),
         description="Inspect and maintain the SQLite database that holds the queue and the audit log.",
         epilog=_DB_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,

@@ -31,7 +31,8 @@ from typing import Any
 from bot_bottle import supervise_server, terminal_text
 from bot_bottle.audit_store import AuditStore
 from bot_bottle.cli.common import add_db_option, print_untrusted
-from bot_bottle.cli.tui import SuperviseTUI
+from bot_bottle.cli.registry import summary
+from bot_bottle.cli.tui import SuperviseTUI, check_terminal
 from bot_bottle.egress import ApprovedTokens, request_token_override
 from bot_bottle.errors import BotBottleError, ValidationError
 from bot_bottle.queue_store import QueueStore
@@ -257,6 +258,7 @@ class Demo:
                         thread.join(self.wait_seconds + 30)
                 else:
                     self._wait_for_filings(store)
+                    check_terminal()
                     os.environ.setdefault("ESCDELAY", "25")
                     hint = "the demo agent and egress proxy wait on these: decide each (a, m, r), then q"
                     curses.wrapper(lambda screen: SuperviseTUI(screen, store, hint).run())
@@ -312,8 +314,8 @@ class Demo:
                 continue
             if final is None:
                 print(f"  {call.label:<34} still pending (the agent would call check-proposal later)")
-                if self.auto:
-                    problems.append(f"{call.label}: no decision reached the agent")
+                problems.append(f"{call.label}: no decision reached the agent" if self.auto else
+                                f"{call.label}: left undecided, so the agent is still waiting")
                 continue
             lines = str(final.get("final_file") or "").count("\n")
             extra = f"; final file of {lines} lines" if final.get("final_file") else ""
@@ -325,6 +327,8 @@ class Demo:
         print(f"  {'egress proxy: POST api.github.com':<34} {verdict[self.proxy_verdict]}")
         if self.auto and self.proxy_verdict is not True:
             problems.append("the egress proxy did not get the approval the script gave")
+        elif self.proxy_verdict is None:
+            problems.append("egress proxy: its token report was left undecided")
         return problems
 
 
@@ -363,7 +367,7 @@ def register(subparsers: Any) -> None:
     """Add the ``demo`` verb."""
     parser = subparsers.add_parser(
         "demo",
-        help="see the whole flow: an agent files proposals, you decide them in the TUI",
+        help=summary("demo"),
         description="Start the sidecar's supervise server on loopback, play an agent that files proposals "
         "over real HTTP (MCP), open the supervise TUI so you can decide them, and print what the agent "
         "received. Uses a throwaway database unless --db is given. Without a terminal, or with --auto, a "
@@ -371,7 +375,8 @@ def register(subparsers: Any) -> None:
         epilog="examples:\n  bot-bottle demo\n  bot-bottle demo --auto",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    add_db_option(parser)
+    add_db_option(parser, help="keep the demo's proposals and audit entries in this database file (created if "
+                  "missing; default: a throwaway database, removed afterwards)")
     parser.add_argument("--auto", action="store_true", help="decide by a script instead of the TUI")
     parser.add_argument("--wait-seconds", type=float, default=10.0, metavar="S",
                         help="the server's wait bound per tool call (default 10)")

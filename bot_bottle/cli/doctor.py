@@ -18,6 +18,7 @@ from typing import Any
 
 from bot_bottle import migrate
 from bot_bottle.cli.common import add_db_option, add_json_option, db_path, print_json
+from bot_bottle.cli.registry import summary
 from bot_bottle.connection import (
     DIR_MODE,
     FILE_MODE,
@@ -78,33 +79,63 @@ def _database_checks(path: Path) -> list[dict[str, str]]:
     return checks
 
 
-def diagnose(path: Path) -> list[dict[str, str]]:
-    """Every check, in order, as dicts of check, level and detail."""
+def _database_line(path: Path, named: bool) -> dict[str, str]:
+    if path.is_file():
+        return {"check": "database", "level": OK, "detail": str(path)}
+    if path.is_dir():
+        return {"check": "database", "level": ERROR, "detail": f"{path} is a directory, not a database file"}
+    if path.exists():
+        return {"check": "database", "level": ERROR, "detail": f"{path} is not a regular file"}
+    if named:
+        return {"check": "database", "level": ERROR, "detail": f"no database at {path} (--db names a file that "
+                f"does not exist; 'bot-bottle db upgrade --db {path}' creates one)"}
+    return {"check": "database", "level": WARNING, "detail": f"{path} does not exist yet (it is created on first "
+            "use); the checks below look at the place it will live"}
+
+
+def nearest_existing_directory(path: Path) -> Path | None:
+    """The directory that holds ``path``, or its nearest ancestor that exists (where it would be created)."""
+    for candidate in path.absolute().parents:
+        if candidate.is_dir():
+            return candidate
+    return None
+
+
+def diagnose(path: Path, *, named: bool = False) -> list[dict[str, str]]:
+    """Every check, in order, as dicts of check, level and detail.
+
+    ``named``: the user gave this path (``--db``), so a missing file is an
+    error rather than a database still to be created. The filesystem and
+    lock checks run where the file is or will be, leaving nothing behind.
+    """
     checks = [
         {"check": "python", "level": OK if sys.version_info >= (3, 11) else ERROR,
          "detail": sys.version.split()[0]},
         {"check": "sqlite", "level": OK if sqlite3.sqlite_version_info >= MIN_SQLITE_VERSION else ERROR,
          "detail": f"{sqlite3.sqlite_version} (needs {_version(MIN_SQLITE_VERSION)} or newer)"},
-        {"check": "database", "level": OK if path.is_file() else WARNING,
-         "detail": str(path) if path.is_file() else f"{path} does not exist yet (it is created on first use)"},
+        _database_line(path, named),
     ]
     if path.is_file():
         checks += _database_checks(path)
-    directory = path.parent if path.parent.is_dir() else None
-    if directory is not None:
+    directory = nearest_existing_directory(path)
+    if directory is not None and os.access(directory, os.W_OK | os.X_OK):
         report = check_mount(directory)
         checks.append({"check": "filesystem", "level": OK if report.kind == LOCAL else WARNING,
                        "detail": f"{report.fstype} at {report.mount_point} ({report.kind})"
                        + ("" if report.kind == LOCAL else f": {report.warning()}")})
         checks.append({"check": "locking", "level": OK if report.probe.works else ERROR,
-                       "detail": report.probe.detail})
+                       "detail": report.probe.detail + ("" if directory == path.parent else f" (in {directory}, "
+                                                        "the nearest directory that exists)")})
+    elif directory is not None:
+        checks.append({"check": "locking", "level": ERROR,
+                       "detail": f"cannot write in {directory}: the database could not be created there"})
     return checks
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
     """Print the checks; exit 1 if any is an error."""
-    path = db_path(args)
-    checks = diagnose(path)
+    path = db_path(args, create=True)  # doctor reports a missing or wrong path as a finding
+    checks = diagnose(path, named=args.db is not None)
     failed = any(c["level"] == ERROR for c in checks)
     if args.json:
         print_json({"path": str(path), "ok": not failed, "checks": checks})
@@ -120,7 +151,7 @@ def register(subparsers: Any) -> None:
     """Add the ``doctor`` verb."""
     parser = subparsers.add_parser(
         "doctor",
-        help="check the database, its modes, and whether SQLite's locks work where it lives",
+        help=summary("doctor"),
         description="Check the database read-only: path, modes, owner, journal mode, schema version and "
         "drift, integrity; the filesystem under it (local, or shared across a VM or network boundary) "
         "and a lock probe from a second process; SQLite and Python versions. Exit 1 on any error.",

@@ -18,6 +18,7 @@ from bot_bottle.cli.common import (
     print_table,
     print_untrusted,
 )
+from bot_bottle.cli.registry import summary
 from bot_bottle.cli.render import describe, modification
 from bot_bottle.errors import BotBottleError, ValidationError
 from bot_bottle.queue_store import QueueStore
@@ -153,7 +154,7 @@ def register(subparsers: Any) -> None:
     """Add the ``proposals`` verb and its subcommands."""
     parser = subparsers.add_parser(
         "proposals",
-        help="list, show, approve, modify and reject proposals",
+        help=summary("proposals"),
         description="Work the supervise queue from a shell: what every bottle has filed, and your decisions.",
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -186,7 +187,7 @@ def register(subparsers: Any) -> None:
     add_db_option(p)
     p.add_argument("id", metavar="ID", help="the proposal's id or a unique prefix of it")
     p.add_argument("--notes", default="", metavar="TEXT", help="why (required for report-only tools)")
-    p.set_defaults(handler=cmd_proposals_approve)
+    p.set_defaults(handler=cmd_proposals_approve, field_options={"notes": "--notes"})
 
     p = verbs.add_parser("modify", help="approve an edited version of a proposal",
                          description="Approve an edited version of a proposal: the file you give replaces "
@@ -200,11 +201,11 @@ def register(subparsers: Any) -> None:
     p.add_argument("--file", type=Path, required=True, metavar="F", help="the final file ('-' reads stdin)")
     p.add_argument("--notes", default="", metavar="TEXT", help="what you changed and why")
     p.add_argument("--yes", action="store_true", help="record without showing the diff and asking")
-    p.set_defaults(handler=cmd_proposals_modify)
+    p.set_defaults(handler=cmd_proposals_modify, field_options={"notes": "--notes", "final_file": "--file"})
 
     p = verbs.add_parser("reject", help="reject a proposal, with a reason",
                          description="Reject a proposal. The reason goes back to the bottle and into the audit log.")
     add_db_option(p)
     p.add_argument("id", metavar="ID", help="the proposal's id or a unique prefix of it")
     p.add_argument("--reason", required=True, metavar="TEXT", help="why (sent back to the bottle)")
-    p.set_defaults(handler=cmd_proposals_reject)
+    p.set_defaults(handler=cmd_proposals_reject, field_options={"notes": "--reason"})

@@ -22,6 +22,7 @@ from typing import Any
 
 from bot_bottle import terminal_text
 from bot_bottle.cli.common import add_db_option, add_json_option, age, db_path, first_line, print_json, print_table
+from bot_bottle.cli.registry import summary
 from bot_bottle.cli.render import describe, modification
 from bot_bottle.errors import AlreadyDecided, BotBottleError, NotFound, ValidationError
 from bot_bottle.queue_store import QueueStore
@@ -393,6 +394,18 @@ class SuperviseTUI:
                 return
 
 
+def check_terminal() -> None:
+    """Refuse, in one line, a terminal type curses cannot draw on (no terminfo entry here)."""
+    term = os.environ.get("TERM", "")
+    try:
+        curses.setupterm(term or None, 1)
+    except curses.error:
+        raise BotBottleError(
+            f"this terminal type ({term or 'TERM is not set'}) has no terminfo entry on this machine, so the UI "
+            "cannot draw: run with TERM=xterm-256color (or install its terminfo), or use --once"
+        ) from None
+
+
 def print_pending(store: QueueStore, as_json: bool) -> None:
     """The ``--once`` output: the pending list without curses."""
     items = store.pending()
@@ -414,6 +427,7 @@ def cmd_supervise(args: argparse.Namespace) -> int:
             return 0
         if not (os.isatty(0) and os.isatty(1)):
             raise BotBottleError("the supervise UI needs a terminal; use --once (or 'proposals list') in scripts")
+        check_terminal()
         os.environ.setdefault("ESCDELAY", "25")  # Esc should go back at once, not after curses' 1 s
         curses.wrapper(lambda screen: SuperviseTUI(screen, store).run())
     return 0
@@ -423,7 +437,7 @@ def register(subparsers: Any) -> None:
     """Add the ``supervise`` verb."""
     parser = subparsers.add_parser(
         "supervise",
-        help="the operator's terminal UI over every bottle's pending proposals",
+        help=summary("supervise"),
         description="Review pending proposals from every bottle and decide them: a list that refreshes "
         "itself (* marks what arrived since your last keypress), a detail view with the diff or report, "
         "and keys to approve (a), modify in $EDITOR (m) or reject (r). Esc or b goes back, q quits.",

@@ -1,0 +1,23 @@
+"""The CLI's verbs: each one's module and one-line help, known without importing the module.
+
+A verb's module is imported only when that verb runs (as pip's command
+registry does), so ``proposals list`` does not load curses, the HTTP server
+or the demo. Each module's ``register`` takes its help line from here.
+"""
+
+from __future__ import annotations
+
+VERBS: dict[str, tuple[str, str]] = {
+    "supervise": ("bot_bottle.cli.tui", "the operator's terminal UI over every bottle's pending proposals"),
+    "proposals": ("bot_bottle.cli.proposals_cmds", "list, show, approve, modify and reject proposals"),
+    "audit": ("bot_bottle.cli.audit_cmds", "read, verify and export the audit log"),
+    "db": ("bot_bottle.cli.db_cmds", "the database: path, schema status, migrations, backups, checks"),
+    "demo": ("bot_bottle.cli.demo", "see the whole flow: an agent files proposals, you decide them in the TUI"),
+    "doctor": ("bot_bottle.cli.doctor",
+               "check the database, its modes, and whether SQLite's locks work where it lives"),
+}
+
+
+def summary(verb: str) -> str:
+    """The one-line help of ``verb``."""
+    return VERBS[verb][1]
