@@ -454,8 +454,8 @@ def render_hook(
     env = f"PYTHONPATH={shlex.quote(pythonpath)} " if pythonpath else ""
     return (
         "#!/bin/sh\n"
-        "# Installed by bot-bottle git-gate: scans pushed commits with gitleaks and asks the\n"
-        "# operator about findings marked gitleaks:allow. Refuses the push on any error.\n"
+        "# Installed by bot-bottle git-gate: scans every object a push adds with gitleaks and asks\n"
+        "# the operator about findings marked gitleaks:allow. Refuses the push on any error.\n"
         f"exec env {env}{shlex.join(command)}\n"
     )
 
@@ -485,8 +485,9 @@ def build_parser() -> argparse.ArgumentParser:
     """git-gate's command line."""
     parser = argparse.ArgumentParser(
         prog="python -m bot_bottle.git_gate",
-        description="git-gate: scan pushed commits with gitleaks; ask the operator about findings "
-        "marked gitleaks:allow.",
+        description="git-gate: scan every object a push adds (blobs, trees, commits, tags, ref names) with "
+        "gitleaks; ask the operator about findings marked gitleaks:allow. Only refs/heads/ and refs/tags/ "
+        "may be pushed.",
         epilog="examples:\n"
         "  python -m bot_bottle.git_gate install-hook /srv/git/app.git --bottle web-1\n"
         "  (git runs) python -m bot_bottle.git_gate pre-receive --bottle web-1 < old-new-ref-lines",

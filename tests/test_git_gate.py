@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import subprocess
@@ -26,8 +27,8 @@ from bot_bottle.git_gate import (
     report_payload,
 )
 from bot_bottle.queue_store import QueueStore
-from bot_bottle.redaction import encoded_forms
 from bot_bottle.records import STATUS_APPROVED, STATUS_REJECTED, TOOL_GITLEAKS_ALLOW, Proposal
+from bot_bottle.redaction import encoded_forms
 from bot_bottle.supervise import decide
 from tests.support import REPO, TempDirTest, require_tool
 
@@ -586,7 +587,8 @@ class NothingStoredTest(unittest.TestCase):
         files = [path for path in self.shared.dbdir.rglob("*") if path.is_file()]
         self.assertIn(self.shared.db, files)
         export = subprocess.run([sys.executable, "-m", "bot_bottle", "audit", "export", "--db", str(self.shared.db)],
-                                cwd=REPO, capture_output=True, timeout=60, env={**os.environ, "HOME": str(self.shared.home)})
+                                cwd=REPO, capture_output=True, timeout=60,
+                                env={**os.environ, "HOME": str(self.shared.home)})
         self.assertEqual(export.returncode, 0, export.stderr)
         self.assertIn(b"no tokens in fixtures", export.stdout)
         for token in tokens:
@@ -610,7 +612,6 @@ class NothingStoredTest(unittest.TestCase):
 
     def test_secret_found_by_decoding_base64(self) -> None:
         """A base64 text gitleaks decodes to a token: the line is left out, and no form of it is stored."""
-        import base64
         hidden, plain = github_token(22), github_token(23)
         blob = base64.b64encode(f"token = {hidden}".encode()).decode()
         alone = f"payload = '{blob}'  # gitleaks:allow\n"
