@@ -16,8 +16,9 @@ Only branches and tags may be pushed: any other ref (``refs/replace/``,
 ``refs/notes/``, ...) refuses the push with one line saying why.
 
 A finding blocks the push outright. A line the agent marked ``# gitleaks:allow``
-is suppressed by gitleaks, so the hook scans a second time with
-``--ignore-gitleaks-allow``; whatever that second scan adds is filed as a
+is suppressed by gitleaks, so the hook scans with ``--ignore-gitleaks-allow``
+and, if that finds anything, again without it: if the second scan finds
+nothing, what the first found (every finding marked) is filed as a
 ``gitleaks-allow`` proposal (each finding: ref, commit, file, line, rule and
 the flagged line with the secret masked) and the push waits for the
 operator. Only an approval lets it through. Everything else fails closed:
@@ -218,6 +219,7 @@ class PushScan:
         self.folder: Path | None = None
         self._files: list[_Scanned] = []
         self._ref_lines: list[RefUpdate] = []
+        self._cached: tuple[int, list[bytes]] = (-1, [])
 
     def __enter__(self) -> PushScan:
         self.folder = Path(tempfile.mkdtemp(prefix="git-gate-"))  # mkdtemp makes it 0700
@@ -288,8 +290,9 @@ class PushScan:
     def _line(self, number: int, line: int, column: int) -> str:
         """Line ``line`` (counted as gitleaks counts: only ``\\n`` ends one) of file ``number``, near ``column``."""
         assert self.folder is not None
-        content = (self.folder / f"{number}.txt").read_bytes()[len(SNIFF_HEADER):]
-        lines = content.split(b"\n")
+        if self._cached[0] != number:  # findings come sorted by file: each copy is read once
+            self._cached = (number, (self.folder / f"{number}.txt").read_bytes()[len(SNIFF_HEADER):].split(b"\n"))
+        lines = self._cached[1]
         text = lines[line - 1] if 0 < line <= len(lines) else b""
         if len(text) > 2 * MAX_LINE_CHARS:
             # Only the part around the finding is shown; it is masked as a whole below.
@@ -301,7 +304,7 @@ class PushScan:
         """The report's findings, safe to store: every piece of a secret masked, or the line left out."""
         decoded_at = {(self._index(i), i["StartLine"]) for i in items if _decoded(i)}
         findings = []
-        for item in items:
+        for item in sorted(items, key=lambda i: (self._index(i), i["StartLine"])):
             number = self._index(item)
             scanned = self._files[number]
             line = item["StartLine"] - HEADER_LINES
@@ -381,12 +384,13 @@ def pre_receive(
         # directory is gone before the push waits for the operator.
         with PushScan(repo, gitleaks) as scan:
             scan.add(updates)
-            found = scan.run(ignore_allow=False)
-            blocking = bool(found)
-            if not blocking:
-                found = scan.run(ignore_allow=True)
-            masker, matches = secrets_of(found)
-            findings = scan.findings(found, masker, matches)
+            # Everything, marked lines included, first: a clean push (the usual one) needs one
+            # gitleaks run. Only when that finds something does a second run tell the unmarked apart.
+            everything = scan.run(ignore_allow=True)
+            unmarked = scan.run(ignore_allow=False) if everything else []
+            masker, matches = secrets_of(everything + unmarked)
+            blocking = bool(unmarked)
+            findings = scan.findings(unmarked if blocking else everything, masker, matches)
         if blocking:
             more = f" and {len(findings) - 1} more" if len(findings) > 1 else ""
             say(f"push refused: gitleaks found a secret: {_describe(findings[0])}{more}; "

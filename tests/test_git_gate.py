@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import io
 import json
 import os
 import subprocess
@@ -22,13 +23,16 @@ from bot_bottle.git_gate import (
     install_hook,
     parse_hook_input,
     parse_report,
+    pre_receive,
     redact_line,
+    refused_ref,
     render_hook,
     report_payload,
 )
+from bot_bottle.git_objects import GitObjectsError, render_tree
 from bot_bottle.queue_store import QueueStore
 from bot_bottle.records import STATUS_APPROVED, STATUS_REJECTED, TOOL_GITLEAKS_ALLOW, Proposal
-from bot_bottle.redaction import encoded_forms
+from bot_bottle.redaction import Masker, encoded_forms
 from bot_bottle.supervise import decide
 from tests.support import REPO, TempDirTest, require_tool
 
@@ -461,31 +465,49 @@ class BypassTest(unittest.TestCase):
                                            "octo.py": secret}, "octopus", parents=[left, right, third])
         self.assert_refused(f"{octopus}:refs/heads/main", says="github-pat in octo.py:1", secret_oids=(octopus,))
 
+    def assert_each_found(self, files: dict[str, bytes], token: str) -> None:
+        """Every one of ``files`` (token unmarked) refuses the push; marked, each is a finding of its own.
+
+        One push for all of them each way keeps this fast: the marked push
+        shows gitleaks found every file (each is listed in the proposal), the
+        unmarked one that any such finding refuses the push.
+        """
+        head = self.shared.commit_with(files)
+        self.assert_refused(f"{head}:refs/heads/main", says="push refused: gitleaks found a secret: github-pat in ",
+                            secret_oids=(head,))
+        marked = {path: data.replace(token.encode(), token.encode() + b" # gitleaks:allow")
+                  for path, data in files.items()}
+        head = self.shared.commit_with(marked)
+        self.assert_refused(f"{head}:refs/heads/main", says="no decision within 0 s", secret_oids=(head,))
+        with QueueStore(self.shared.db) as store:
+            (proposal,) = [p for p in store.pending("web-1") if head in p.payload]
+        report = json.loads(proposal.payload)
+        self.assertEqual(sorted({f["file"] for f in report["findings"]}), sorted(files))
+        self.assertEqual({f["rule"] for f in report["findings"]}, {"github-pat"})
+        self.assertNotIn(token, proposal.payload + proposal.justification)
+
     def test_binary_and_archive_looking_files(self) -> None:
         """A NUL byte, or bytes that make gitleaks take the file for an archive, PDF or SQLite: scanned."""
         token = github_token(5)
-        cases = {
+        self.assert_each_found({
             "blob.bin": b"\x00\x01\x02binary\x00" + f"\ntoken = {token}\n".encode(),
-            "nul-glued.bin": b"\x00" + token.encode() + b"\x00",
+            "nul-glued.bin": b"\x00" + token.encode() + b" \x00",
             "fake.zip": b"PK\x03\x04" + b"\x00" * 26 + f"\ntoken = {token}\n".encode(),
+            "fake.gz": b"\x1f\x8b\x08\x00" + f"\ntoken = {token}\n".encode(),
             "fake.tar": b"a" * 257 + b"ustar\x00" + f"\ntoken = {token}\n".encode(),
             "fake.iso": b"a" * 32769 + b"CD001" + f"\ntoken = {token}\n".encode(),
             "fake.pdf": b"%PDF-1.7\n" + f"token = {token}\n".encode(),
             "fake.sqlite": b"SQLite format 3\x00" + f"\ntoken = {token}\n".encode(),
-        }
-        for name, data in cases.items():
-            with self.subTest(name=name):
-                head = self.shared.commit_with({name: data})
-                self.assert_refused(f"{head}:refs/heads/main", says=f"github-pat in {name}:", secret_oids=(head,))
+            "fake.elf": b"\x7fELF" + b"\x00" * 60 + f"\ntoken = {token}\n".encode(),
+        }, token)
 
     def test_paths_gitleaks_allowlists_by_default(self) -> None:
         """node_modules/, *.png, go.sum, package-lock.json, gitleaks.toml and friends are scanned too."""
-        data = f"token = '{github_token(6)}'\n".encode()
-        for path in ("node_modules/left-pad.js", "logo.png", "go.sum", "package-lock.json", "gitleaks.toml",
-                     "vendor/lib.rb", "yarn.lock"):
-            with self.subTest(path=path):
-                head = self.shared.commit_with({path: data})
-                self.assert_refused(f"{head}:refs/heads/main", says=f"github-pat in {path}:1", secret_oids=(head,))
+        token = github_token(6)
+        # Each file's content differs: one blob at several paths is one object, scanned (and listed) once.
+        self.assert_each_found({path: f"# {path}\ntoken = '{token}'\n".encode() for path in (
+            "node_modules/left-pad.js", "logo.png", "go.sum", "package-lock.json", "gitleaks.toml",
+            "vendor/lib.rb", "yarn.lock", "photo.jpg", "font.woff", ".gitleaks.toml")}, token)
 
     def test_commit_and_tag_messages_and_headers(self) -> None:
         """A token in a commit message, an annotated tag's message, or an extra commit header: refused."""
@@ -598,14 +620,16 @@ class NothingStoredTest(unittest.TestCase):
                 self.assertNotIn(form, export.stdout, f"{form!r} is in audit export")
 
     def test_form_feed_and_other_line_breaks_python_counts(self) -> None:
-        """A form feed, U+2028 or lone CR in an earlier line does not shift the line that is shown."""
+        """A form feed, U+2028, lone CR or U+001C in an earlier line does not shift the line that is shown."""
         first, second = github_token(20), github_token(21)
-        for breaker in ("\f", "\u2028", "\r", "\x1c"):
+        breakers = ("\f", "\u2028", "\r", "\x1c", "\x85")
+        _, findings = self.file_for_review({
+            f"ff{ord(breaker)}.py": (f"intro{breaker}page = 1\nfirst = '{first}'  # gitleaks:allow\n"
+                                    f"second = '{second}'  # gitleaks:allow\n").encode()
+            for breaker in breakers})
+        for breaker in breakers:
             with self.subTest(breaker=repr(breaker)):
-                text = (f"intro{breaker}page = 1\nfirst = '{first}'  # gitleaks:allow\n"
-                        f"second = '{second}'  # gitleaks:allow\n")
-                _, findings = self.file_for_review({f"ff{ord(breaker)}.py": text.encode()})
-                shown = {f["line"]: f["line_text"] for f in findings}
+                shown = {f["line"]: f["line_text"] for f in findings if f["file"] == f"ff{ord(breaker)}.py"}
                 self.assertEqual(shown, {2: "first = '********'  # gitleaks:allow",
                                          3: "second = '********'  # gitleaks:allow"})
         self.assert_nowhere(first, second)
@@ -623,3 +647,102 @@ class NothingStoredTest(unittest.TestCase):
             self.assertIn("line not shown", finding["line_text"])
         self.assertEqual({f["line"] for f in findings}, {1, 2})
         self.assert_nowhere(hidden, plain)
+
+
+class ScanMechanicsTest(TempDirTest):
+    """How the hook scans, seen from a stand-in gitleaks: private copies, removed after; fail closed."""
+
+    def setUp(self) -> None:
+        super().setUp()
+        require_tool(self, "git")
+        self.repo = self.tmp / "repo"
+        env = {"HOME": str(self.home), "PATH": "/usr/bin:/bin", "GIT_CONFIG_NOSYSTEM": "1"}
+        subprocess.run(["git", "init", "-q", str(self.repo)], check=True, env=env)
+        blob = subprocess.run(["git", "hash-object", "-w", "--stdin"], cwd=self.repo, input=b"PK\x03\x04a\x00b\n",
+                              capture_output=True, check=True, env=env).stdout.decode().strip()
+        tree = subprocess.run(["git", "mktree"], cwd=self.repo, input=f"100644 blob {blob}\tx.zip\n".encode(),
+                              capture_output=True, check=True, env=env).stdout.decode().strip()
+        self.commit = subprocess.run(["git", "commit-tree", tree, "-m", "m"], cwd=self.repo, capture_output=True,
+                                     check=True, env={**env, "GIT_AUTHOR_NAME": "a", "GIT_AUTHOR_EMAIL": "a@b",
+                                                      "GIT_COMMITTER_NAME": "a", "GIT_COMMITTER_EMAIL": "a@b"},
+                                     ).stdout.decode().strip()
+        self.log = self.tmp / "seen.json"
+
+    def fake_gitleaks(self, report: str) -> str:
+        """A gitleaks stand-in that records what it was given (folder mode, files, contents) and prints ``report``."""
+        script = self.tmp / "fake-gitleaks"
+        script.write_text(
+            f"#!{sys.executable}\n"
+            "import json, os, sys\n"
+            "here = os.getcwd()\n"
+            "files = {n: [oct(os.stat(n).st_mode & 0o777), open(n, 'rb').read().decode('latin-1')]\n"
+            "         for n in sorted(os.listdir('.'))}\n"
+            f"json.dump({{'dir': here, 'mode': oct(os.stat(here).st_mode & 0o777), 'files': files,\n"
+            f"           'argv': sys.argv[1:]}}, open({str(self.log)!r}, 'w'))\n"
+            f"print({report!r})\n")
+        script.chmod(0o755)
+        return str(script)
+
+    def gate(self, gitleaks: str, *lines: str) -> tuple[int, str]:
+        err = io.StringIO()
+        code = pre_receive(list(lines), bottle="web-1", db_path=self.tmp / "db" / "x.db", repo=self.repo,
+                           gitleaks=gitleaks, timeout=0, err=err)
+        return code, err.getvalue()
+
+    def test_copies_are_private_neutral_and_removed(self) -> None:
+        """0700 folder, 0600 files named <n>.txt, a GIF line first, NUL as space; gone afterwards."""
+        code, said = self.gate(self.fake_gitleaks("[]"), f"{ZERO} {self.commit} refs/heads/main")
+        self.assertEqual(code, 0, said)
+        seen = json.loads(self.log.read_text())
+        self.assertEqual(seen["mode"], "0o700")
+        self.assertFalse(Path(seen["dir"]).exists(), "the copies are removed")
+        self.assertEqual(sorted(seen["files"]), ["0.txt", "1.txt", "2.txt", "3.txt"])  # refs, commit, tree, blob
+        self.assertEqual({mode for mode, _ in seen["files"].values()}, {"0o600"})
+        contents = [text for _, text in seen["files"].values()]
+        self.assertTrue(all(text.startswith("GIF89a\n") for text in contents))
+        self.assertIn("GIF89a\nrefs/heads/main\n", contents)
+        self.assertIn("GIF89a\nPK\x03\x04a b\n", contents)
+        self.assertIn("GIF89a\n100644 x.zip\n", contents)
+        self.assertIn("--max-decode-depth", seen["argv"])
+        self.assertEqual(seen["argv"][0], "dir")
+
+    def test_what_cannot_be_scanned_is_refused(self) -> None:
+        """A finding in a file gitleaks was not given, a bad report, an object git cannot read: refused."""
+        finding = {"RuleID": "r", "Commit": "", "StartLine": 2, "Secret": "s", "Match": "s"}
+        for report, says in ((json.dumps([{**finding, "File": "99.txt"}]), "not a place it was given"),
+                             (json.dumps([{**finding, "File": "1.txt", "StartLine": 1}]), "not a place it was given"),
+                             (json.dumps([{**finding, "File": "../x"}]), "not a place it was given"),
+                             ("{not json", "not JSON")):
+            with self.subTest(report=report):
+                code, said = self.gate(self.fake_gitleaks(report), f"{ZERO} {self.commit} refs/heads/main")
+                self.assertEqual(code, 1)
+                self.assertIn("push refused", said)
+                self.assertIn(says, said)
+                self.assertFalse(Path(json.loads(self.log.read_text())["dir"]).exists())
+        code, said = self.gate(self.fake_gitleaks("[]"), f"{ZERO} {'1' * 40} refs/heads/main")
+        self.assertEqual(code, 1)
+        self.assertIn("push refused: git rev-list failed", said)
+
+    def test_refs_outside_branches_and_tags(self) -> None:
+        """Only refs/heads/ and refs/tags/ pass; the line names the ref and says why."""
+        ok = [RefUpdate(ZERO, SHA_A, "refs/heads/main"), RefUpdate(SHA_A, ZERO, "refs/tags/v1")]
+        self.assertIsNone(refused_ref(ok))
+        for ref in ("refs/replace/" + SHA_B, "refs/notes/commits", "refs/pull/1/head", "refs/heads"):
+            with self.subTest(ref=ref):
+                reason = refused_ref([*ok, RefUpdate(ZERO, SHA_A, ref)])
+                self.assertIsNotNone(reason)
+                self.assertIn(f"{ref} is not a branch or a tag", str(reason))
+
+    def test_masking_covers_encoded_forms(self) -> None:
+        """The stored line masks the secret raw, base64 (any alignment), hex and percent-encoded."""
+        for text in (f"a = {SECRET_BLOCKED}", base64.b64encode(f"x{SECRET_BLOCKED}".encode()).decode(),
+                     base64.b64encode(f"xy:{SECRET_BLOCKED}".encode()).decode(), SECRET_BLOCKED.encode().hex(),
+                     "".join(f"%{b:02X}" for b in SECRET_BLOCKED.encode())):
+            with self.subTest(text=text):
+                masked = redact_line(text, [SECRET_BLOCKED])
+                self.assertIn("********", masked)
+                self.assertFalse(Masker([SECRET_BLOCKED]).reveals(masked), masked)
+        self.assertEqual(redact_line("k = \x1b[2J x", []), "k = \\x1b[2J x")
+        self.assertEqual(render_tree(bytes.fromhex("3130303634342061") + b"\0" + b"\1" * 20, 20), b"100644 a\n")
+        with self.assertRaises(GitObjectsError):
+            render_tree(b"100644 a\0short", 20)
