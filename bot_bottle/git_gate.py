@@ -9,8 +9,10 @@ with replace objects and grafts disabled. Each one is written to a private
 temporary directory under a neutral name (``<n>.txt``, so no path rule of
 gitleaks' default configuration skips it), behind a one-line header that
 keeps gitleaks from sniffing it as an archive or binary and skipping it, with
-NUL bytes turned into spaces; then ``gitleaks dir`` scans the directory and
-the findings are mapped back to ref, commit, path and line.
+NUL bytes turned into spaces, and ending with a canary line (a random token
+gitleaks must report for every copy, or the push is refused as not scanned
+completely); then ``gitleaks dir`` scans the directory and the findings are
+mapped back to ref, commit, path and line.
 
 Only branches and tags may be pushed: any other ref (``refs/replace/``,
 ``refs/notes/``, ...) refuses the push with one line saying why.
@@ -43,6 +45,7 @@ import argparse
 import json
 import os
 import re
+import secrets
 import shlex
 import shutil
 import subprocess
@@ -75,6 +78,11 @@ ALLOWED_REF_PREFIXES = ("refs/heads/", "refs/tags/")
 # which it scans; the newline keeps the content's first line apart from it.
 SNIFF_HEADER = b"GIF89a\n"
 HEADER_LINES = 1
+# Each copy ends with a line holding this scan's canary, a random token in
+# GitHub's format: a copy whose canary gitleaks does not report was not
+# scanned to its end (skipped for whatever reason), and the push is refused.
+CANARY_LINE = "git-gate canary {}\n"
+_TOKEN_ALPHABET = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
 
 
 class GitGateError(BotBottleError):
@@ -196,6 +204,7 @@ class _Scanned:
     ref: str
     commit: str
     label: str
+    ref_names: bool = False  # the list of pushed ref names (a flag: a path may be called anything)
 
 
 def _label(obj: PushedObject) -> str:
@@ -220,6 +229,7 @@ class PushScan:
         self._files: list[_Scanned] = []
         self._ref_lines: list[RefUpdate] = []
         self._cached: tuple[int, list[bytes]] = (-1, [])
+        self.canary = "ghp_" + "".join(secrets.choice(_TOKEN_ALPHABET) for _ in range(36))
 
     def __enter__(self) -> PushScan:
         self.folder = Path(tempfile.mkdtemp(prefix="git-gate-"))  # mkdtemp makes it 0700
@@ -237,6 +247,8 @@ class PushScan:
         with os.fdopen(fd, "wb") as out:
             out.write(SNIFF_HEADER)
             out.write(data.replace(b"\0", b" "))  # NUL is not text; a space keeps columns and lines
+            out.write(b"\n" if data and not data.endswith(b"\n") else b"")
+            out.write(CANARY_LINE.format(self.canary).encode("ascii"))
         self._files.append(scanned)
 
     def add(self, updates: Sequence[RefUpdate]) -> int:
@@ -244,7 +256,7 @@ class PushScan:
         kept = [u for u in updates if not u.deleted]
         if kept:
             # The ref names are pushed too, one per line (line n = the n-th kept update).
-            self._write(_Scanned("", "", "(ref name)"), "".join(f"{u.ref}\n" for u in kept).encode())
+            self._write(_Scanned("", "", "(ref name)", ref_names=True), "".join(f"{u.ref}\n" for u in kept).encode())
             self._ref_lines = kept
         for obj in pushed_objects(self.repo, [(u.ref, u.new) for u in kept]):
             self._write(_Scanned(obj.ref, obj.commit, _label(obj)), obj.data)
@@ -275,9 +287,14 @@ class PushScan:
             last = result.stderr.decode("utf-8", errors="replace").strip().splitlines()[-1:] or ["no message"]
             raise GitGateError(f"gitleaks failed (exit {result.returncode}): {last[0][:200]}")
         items = parse_report(result.stdout.decode("utf-8", errors="replace"))
-        for item in items:
-            self._index(item)  # a finding in a file it was not given: the report is not ours
-        return items
+        where = [self._index(item) for item in items]  # each must be a place gitleaks was given
+        scanned = {number for number, item in zip(where, items, strict=True) if item["Secret"] == self.canary}
+        if len(scanned) != len(self._files):
+            missing = min(set(range(len(self._files))) - scanned)
+            raise GitGateError(f"gitleaks did not scan {len(self._files) - len(scanned)} of the "
+                               f"{len(self._files)} pushed objects to their end (first: "
+                               f"{_display(self._files[missing].label)[:80]}); the push cannot be scanned completely")
+        return [item for item in items if item["Secret"] != self.canary]
 
     def _index(self, item: dict[str, Any]) -> int:
         name = Path(str(item["File"])).name
@@ -292,7 +309,7 @@ class PushScan:
         assert self.folder is not None
         if self._cached[0] != number:  # findings come sorted by file: each copy is read once
             self._cached = (number, (self.folder / f"{number}.txt").read_bytes()[len(SNIFF_HEADER):].split(b"\n"))
-        lines = self._cached[1]
+        lines = self._cached[1][:-2]  # the canary's line, and the empty piece after its newline
         text = lines[line - 1] if 0 < line <= len(lines) else b""
         if len(text) > 2 * MAX_LINE_CHARS:
             # Only the part around the finding is shown; it is masked as a whole below.
@@ -302,14 +319,16 @@ class PushScan:
 
     def findings(self, items: Sequence[dict[str, Any]], masker: Masker, matches: Sequence[str]) -> list[Finding]:
         """The report's findings, safe to store: every piece of a secret masked, or the line left out."""
-        decoded_at = {(self._index(i), i["StartLine"]) for i in items if _decoded(i)}
+        # Lines where gitleaks decoded something: the encoded text on them is a secret's too.
+        decoded_at = {(self._index(i), line) for i in items if _decoded(i)
+                      for line in range(i["StartLine"], max(i["StartLine"], i.get("EndLine", 0)) + 1)}
         findings = []
         for item in sorted(items, key=lambda i: (self._index(i), i["StartLine"])):
             number = self._index(item)
             scanned = self._files[number]
             line = item["StartLine"] - HEADER_LINES
             ref, commit = scanned.ref, scanned.commit
-            if scanned.label == "(ref name)":
+            if scanned.ref_names:
                 update = self._ref_lines[line - 1] if line <= len(self._ref_lines) else None
                 ref, commit = (update.ref, update.new) if update else ("", "")
             if _decoded(item) or (number, item["StartLine"]) in decoded_at:

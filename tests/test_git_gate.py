@@ -668,18 +668,26 @@ class ScanMechanicsTest(TempDirTest):
                                      ).stdout.decode().strip()
         self.log = self.tmp / "seen.json"
 
-    def fake_gitleaks(self, report: str) -> str:
-        """A gitleaks stand-in that records what it was given (folder mode, files, contents) and prints ``report``."""
+    def fake_gitleaks(self, report: str | None = None, skip: str = "") -> str:
+        """A gitleaks stand-in that records what it was given (folder mode, files, contents, arguments).
+
+        It prints ``report``, or by default a finding for each ghp_ token it
+        sees (the canary line of every copy but ``skip`` included), as gitleaks would.
+        """
         script = self.tmp / "fake-gitleaks"
         script.write_text(
             f"#!{sys.executable}\n"
-            "import json, os, sys\n"
+            "import json, os, re, sys\n"
             "here = os.getcwd()\n"
             "files = {n: [oct(os.stat(n).st_mode & 0o777), open(n, 'rb').read().decode('latin-1')]\n"
             "         for n in sorted(os.listdir('.'))}\n"
             f"json.dump({{'dir': here, 'mode': oct(os.stat(here).st_mode & 0o777), 'files': files,\n"
             f"           'argv': sys.argv[1:]}}, open({str(self.log)!r}, 'w'))\n"
-            f"print({report!r})\n")
+            "found = [{'RuleID': 'github-pat', 'File': n, 'Commit': '', 'StartLine': i + 1, 'EndLine': i + 1,\n"
+            "          'Secret': m.group(0), 'Match': m.group(0)}\n"
+            f"         for n, (_, text) in files.items() if n != {skip!r}\n"
+            "         for i, line in enumerate(text.split('\\n')) for m in re.finditer('ghp_[A-Za-z0-9]{36}', line)]\n"
+            f"print({report!r} if {report!r} is not None else json.dumps(found))\n")
         script.chmod(0o755)
         return str(script)
 
@@ -691,7 +699,7 @@ class ScanMechanicsTest(TempDirTest):
 
     def test_copies_are_private_neutral_and_removed(self) -> None:
         """0700 folder, 0600 files named <n>.txt, a GIF line first, NUL as space; gone afterwards."""
-        code, said = self.gate(self.fake_gitleaks("[]"), f"{ZERO} {self.commit} refs/heads/main")
+        code, said = self.gate(self.fake_gitleaks(), f"{ZERO} {self.commit} refs/heads/main")
         self.assertEqual(code, 0, said)
         seen = json.loads(self.log.read_text())
         self.assertEqual(seen["mode"], "0o700")
@@ -700,9 +708,13 @@ class ScanMechanicsTest(TempDirTest):
         self.assertEqual({mode for mode, _ in seen["files"].values()}, {"0o600"})
         contents = [text for _, text in seen["files"].values()]
         self.assertTrue(all(text.startswith("GIF89a\n") for text in contents))
-        self.assertIn("GIF89a\nrefs/heads/main\n", contents)
-        self.assertIn("GIF89a\nPK\x03\x04a b\n", contents)
-        self.assertIn("GIF89a\n100644 x.zip\n", contents)
+        canaries = {text.rsplit("\n", 2)[-2] for text in contents}
+        self.assertEqual(len(canaries), 1, "one canary for the scan, on the last line of every copy")
+        canary = canaries.pop()
+        self.assertRegex(canary, r"^git-gate canary ghp_[A-Za-z0-9]{36}$")
+        self.assertIn(f"GIF89a\nrefs/heads/main\n{canary}\n", contents)
+        self.assertIn(f"GIF89a\nPK\x03\x04a b\n{canary}\n", contents)
+        self.assertIn(f"GIF89a\n100644 x.zip\n{canary}\n", contents)
         self.assertIn("--max-decode-depth", seen["argv"])
         self.assertEqual(seen["argv"][0], "dir")
 
@@ -719,9 +731,13 @@ class ScanMechanicsTest(TempDirTest):
                 self.assertIn("push refused", said)
                 self.assertIn(says, said)
                 self.assertFalse(Path(json.loads(self.log.read_text())["dir"]).exists())
-        code, said = self.gate(self.fake_gitleaks("[]"), f"{ZERO} {'1' * 40} refs/heads/main")
+        code, said = self.gate(self.fake_gitleaks(), f"{ZERO} {'1' * 40} refs/heads/main")
         self.assertEqual(code, 1)
         self.assertIn("push refused: git rev-list failed", said)
+        # A copy gitleaks skipped (its canary not reported): the push cannot be scanned completely.
+        code, said = self.gate(self.fake_gitleaks(skip="3.txt"), f"{ZERO} {self.commit} refs/heads/main")
+        self.assertEqual(code, 1)
+        self.assertIn("gitleaks did not scan 1 of the 4 pushed objects to their end (first: x.zip)", said)
 
     def test_refs_outside_branches_and_tags(self) -> None:
         """Only refs/heads/ and refs/tags/ pass; the line names the ref and says why."""
