@@ -61,11 +61,22 @@ def _is_text(*values: object) -> bool:
     return all(isinstance(v, str) for v in values)
 
 
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+
+
 def _scope(host: str, method: str) -> tuple[str, str] | None:
-    """The (host, method) an approval is for, normalised as DNS and HTTP compare them; None if unusable."""
-    host_key = host.strip().lower().rstrip(".")
-    method_key = method.strip().upper()
-    return (host_key, method_key) if host_key and method_key else None
+    """The (host, method) an approval is for, compared as DNS and HTTP do; None if unusable.
+
+    Only ASCII letters are folded and one trailing dot (the DNS root) dropped:
+    ``str.lower`` would fold other characters too (the Kelvin sign into
+    ``k``), making another host equal to the approved one. A host or method
+    that is empty or holds spaces or control characters is no usable scope.
+    """
+    host_key = host.translate(_ASCII_LOWER)
+    host_key = host_key[:-1] if host_key.endswith(".") else host_key
+    method_key = method.upper() if method.isascii() else method
+    usable = all(key and all(c.isprintable() and not c.isspace() for c in key) for key in (host_key, method_key))
+    return (host_key, method_key) if usable else None
 
 
 class ApprovedTokens:
@@ -173,7 +184,7 @@ def _bad_arguments(
     if not fields["value"]:
         return "value is empty"
     if _scope(str(fields["host"]), str(fields["method"])) is None:
-        return "host or method is empty"
+        return "host or method is empty or holds spaces or control characters"
     for name, number, least in (("timeout", timeout, 0.0), ("poll_interval", poll_interval, 1e-3)):
         if isinstance(number, bool) or not isinstance(number, int | float) or not math.isfinite(number) \
                 or number < least:

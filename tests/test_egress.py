@@ -74,6 +74,13 @@ class RedactionTest(TempDirTest):
             with self.subTest(host=host, method=method):
                 self.assertFalse(approved.allows(TOKEN, host=host, method=method))
         self.assertFalse(approved.allows(TOKEN), "without a host and method nothing is allowed")
+        # Only ASCII folds: the Kelvin sign lower-cases to "k" in Python, but it is another host.
+        approved.add(TOKEN, host="kube.example", method="GET")
+        self.assertTrue(approved.allows(TOKEN, host="KUBE.example", method="get"))
+        for host in ("\u212aube.example", "kube.example..", " kube.example", "kube.example ", "kube.example:443"):
+            with self.subTest(host=host):
+                self.assertFalse(approved.allows(TOKEN, host=host, method="GET"))
+        self.assertFalse(approved.allows(TOKEN, host="kube.example", method="G\u0130T".lower()))
 
     def test_masking_is_linear_and_complete_for_a_long_value(self) -> None:
         """A 32,000-character value is masked in one pass wherever it (or a piece, or its base64) appears."""
