@@ -449,6 +449,10 @@ class BypassTest(unittest.TestCase):
             f"object {blob}\ntype blob\ntag annotated\ntagger agent <agent@bottle> 1764230400 +0000\n\nrelease\n"
         ).encode()).strip()
         self.assert_refused(f"{annotated}:refs/tags/annotated", says="github-pat in (blob):1", secret_oids=(blob,))
+        nested = self.shared.git("mktag", data=(
+            f"object {annotated}\ntype tag\ntag nested\ntagger agent <agent@bottle> 1764230400 +0000\n\nagain\n"
+        ).encode()).strip()
+        self.assert_refused(f"{nested}:refs/tags/nested", says="github-pat in (blob):1", secret_oids=(blob,))
         tree = self.shared.tree([("100644", "deep.txt", blob)])
         self.assert_refused(f"{tree}:refs/tags/tree", says="github-pat in deep.txt:1", secret_oids=(blob,))
 
