@@ -48,6 +48,7 @@ import re
 import secrets
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -531,6 +532,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _exit_on_signal(number: int, frame: object) -> None:
+    print(f"git-gate: push refused: stopped by signal {number}", file=sys.stderr, flush=True)
+    sys.exit(1)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; the exit status is the hook's verdict (0 accept, 1 refuse, 2 usage)."""
     args = build_parser().parse_args(argv)
@@ -544,6 +550,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(hook)
         return 0
     gitleaks = args.gitleaks or shutil.which("gitleaks") or "gitleaks"
+    # Killed politely (the push abandoned, the server stopping), the hook unwinds
+    # like on an error, so the copies of the pushed content are removed.
+    for number in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(number, _exit_on_signal)
     return pre_receive(
         sys.stdin, bottle=args.bottle, db_path=args.db if args.db is not None else DB_PATH_IN_CONTAINER,
         repo=Path.cwd(), gitleaks=gitleaks,

@@ -743,6 +743,29 @@ class ScanMechanicsTest(TempDirTest):
         self.assertEqual(code, 1)
         self.assertIn("gitleaks did not scan 1 of the 4 pushed objects to their end (first: x.zip)", said)
 
+    def test_copies_are_removed_when_the_hook_is_terminated(self) -> None:
+        """SIGTERM while gitleaks runs: the hook refuses the push and removes the copies (gitleaks is stopped)."""
+        slow = self.tmp / "slow-gitleaks"
+        slow.write_text(f"#!/bin/sh\npwd > {self.log}\nexec sleep 60\n")
+        slow.chmod(0o755)
+        hook = subprocess.Popen(
+            [sys.executable, "-m", "bot_bottle.git_gate", "pre-receive", "--bottle", "web-1", "--db",
+             str(self.tmp / "x.db"), "--gitleaks", str(slow)], cwd=self.repo, stdin=subprocess.PIPE,
+            stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
+        assert hook.stdin is not None and hook.stderr is not None
+        hook.stdin.write(f"{ZERO} {self.commit} refs/heads/main\n")
+        hook.stdin.close()
+        deadline = time.monotonic() + 30
+        while not (self.log.exists() and self.log.read_text().strip()) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        folder = Path(self.log.read_text().strip())
+        self.assertTrue(folder.is_dir())
+        hook.terminate()
+        self.assertEqual(hook.wait(timeout=30), 1)
+        self.assertIn("push refused: stopped by signal", hook.stderr.read())
+        hook.stderr.close()
+        self.assertFalse(folder.exists(), "the copies are removed")
+
     def test_refs_outside_branches_and_tags(self) -> None:
         """Only refs/heads/ and refs/tags/ pass; the line names the ref and says why."""
         ok = [RefUpdate(ZERO, SHA_A, "refs/heads/main"), RefUpdate(SHA_A, ZERO, "refs/tags/v1")]
