@@ -98,9 +98,8 @@ class ApprovedTokens:
         return hmac.new(self._key, message.encode("utf-8", errors="surrogatepass"), hashlib.sha256).hexdigest()
 
     def _scoped(self, value: object, host: object, method: object) -> str | None:
-        if not _is_text(value, host, method) or not value:
+        if not (isinstance(value, str) and isinstance(host, str) and isinstance(method, str)) or not value:
             return None
-        assert isinstance(value, str) and isinstance(host, str) and isinstance(method, str)
         scope = _scope(host, method)
         return None if scope is None else self._fingerprint(*scope, value)
 
