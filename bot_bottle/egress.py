@@ -2,12 +2,21 @@
 
 Where the route's policy is ``supervise``, the proxy files an
 ``egress-token-allow`` proposal (host, method, path, which detector matched,
-and a short context snippet with the value replaced by ``********``) and holds
-the request. An approval lets that token through for the rest of the proxy's
-life; anything else keeps it blocked (fail closed). The token itself is never
-stored: the proposal carries the redacted snippet and a keyed fingerprint
-that only this process can recompute, and the approved set holds the same
-fingerprints.
+and a short context snippet) and holds the request. An approval lets that
+token through to that host with that method for the rest of the proxy's life:
+the same token to another host, or with another method, files a new proposal,
+because the operator's report named one. Anything else keeps it blocked (fail
+closed), and so does any bad argument: every helper here that answers yes or
+no answers False (and logs why) for ``None``, bytes or any other wrong type,
+and never raises.
+
+The token itself is never stored: every piece of it (six or more of its
+characters, raw or base64-, hex- or percent-encoded) is replaced by
+``********`` wherever it appears in what is filed (host, method, path and
+query, detector, the snippet of headers or body, the justification), in time
+linear in their length. The proposal carries a keyed fingerprint that only
+this process can recompute, and the approved set holds keyed fingerprints of
+(host, method, token).
 
 A proxy's call looks like this::
 
@@ -17,9 +26,9 @@ A proxy's call looks like this::
     bottle = QueueStore(DB_PATH_IN_CONTAINER).for_bottle("web-1")
     approved = ApprovedTokens()          # one per proxy process
     ...
-    if approved.allows(token) or request_token_override(
-        bottle, approved, host="api.example.com", method="POST", path="/v1/upload",
-        detector="github-pat", context=request_body_text, value=token,
+    if approved.allows(token, host="api.example.com", method="POST") or request_token_override(
+        bottle, approved, host="api.example.com", method="POST", path="/v1/upload?x=1",
+        detector="github-pat", context=request_headers_and_body_text, value=token,
     ):
         forward(request)
     else:
@@ -32,25 +41,46 @@ import hashlib
 import hmac
 import json
 import logging
+import math
 import secrets
 import threading
 from typing import Any
 
-from bot_bottle.errors import BotBottleError
 from bot_bottle.queue_store import BottleQueue
 from bot_bottle.records import DEFAULT_POLL_INTERVAL_SEC, STATUS_APPROVED, TOOL_EGRESS_TOKEN_ALLOW
+from bot_bottle.redaction import REDACTED, Masker
 
 DEFAULT_TIMEOUT_SEC = 300.0
-REDACTED = "********"
 SNIPPET_RADIUS = 40  # characters of context kept on each side of the value
-MIN_FRAGMENT = 6  # pieces of the value this long or longer are masked too
 MAX_FIELD_CHARS = 512
 
 log = logging.getLogger("bot_bottle.egress")
 
 
+def _is_text(*values: object) -> bool:
+    return all(isinstance(v, str) for v in values)
+
+
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+
+
+def _scope(host: str, method: str) -> tuple[str, str] | None:
+    """The (host, method) an approval is for, compared as DNS and HTTP do; None if unusable.
+
+    Only ASCII letters are folded and one trailing dot (the DNS root) dropped:
+    ``str.lower`` would fold other characters too (the Kelvin sign into
+    ``k``), making another host equal to the approved one. A host or method
+    that is empty or holds spaces or control characters is no usable scope.
+    """
+    host_key = host.translate(_ASCII_LOWER)
+    host_key = host_key[:-1] if host_key.endswith(".") else host_key
+    method_key = method.upper() if method.isascii() else method
+    usable = all(key and all(c.isprintable() and not c.isspace() for c in key) for key in (host_key, method_key))
+    return (host_key, method_key) if usable else None
+
+
 class ApprovedTokens:
-    """The tokens approved during this proxy's life, held as keyed hashes, never as values.
+    """The tokens approved during this proxy's life, each for one host and method, held as keyed hashes.
 
     The key is random and lives only in this object, so the fingerprints in
     memory and in the database cannot be brute-forced back into tokens
@@ -62,89 +92,103 @@ class ApprovedTokens:
         self._approved: set[str] = set()
         self._lock = threading.Lock()
 
-    def fingerprint(self, value: str) -> str:
-        """The keyed sha256 (HMAC) of ``value``, as hex."""
-        return hmac.new(self._key, value.encode("utf-8", errors="surrogatepass"), hashlib.sha256).hexdigest()
+    def _fingerprint(self, *parts: str) -> str:
+        """The keyed sha256 (HMAC) of ``parts`` (unambiguously joined), as hex."""
+        message = json.dumps(list(parts), ensure_ascii=False)
+        return hmac.new(self._key, message.encode("utf-8", errors="surrogatepass"), hashlib.sha256).hexdigest()
 
-    def add(self, value: str) -> None:
-        """Remember ``value`` as approved (by its fingerprint)."""
-        with self._lock:
-            self._approved.add(self.fingerprint(value))
+    def _scoped(self, value: object, host: object, method: object) -> str | None:
+        if not (isinstance(value, str) and isinstance(host, str) and isinstance(method, str)) or not value:
+            return None
+        scope = _scope(host, method)
+        return None if scope is None else self._fingerprint(*scope, value)
 
-    def allows(self, value: str) -> bool:
-        """True if ``value`` was approved earlier in this process's life."""
+    def add(self, value: str, *, host: str | None = None, method: str | None = None) -> bool:
+        """Remember ``value`` as approved for ``host`` and ``method``; False (nothing kept) on a bad argument."""
+        key = self._scoped(value, host, method)
+        if key is None:
+            log.error("egress approved tokens: add() needs a token, a host and a method as text; nothing kept")
+            return False
         with self._lock:
-            return self.fingerprint(value) in self._approved
+            self._approved.add(key)
+        return True
+
+    def allows(self, value: str, *, host: str | None = None, method: str | None = None) -> bool:
+        """True if ``value`` was approved earlier in this process's life for this ``host`` and ``method``."""
+        key = self._scoped(value, host, method)
+        if key is None:
+            return False
+        with self._lock:
+            return key in self._approved
 
     def __len__(self) -> int:
         with self._lock:
             return len(self._approved)
 
 
-def _clip(text: str) -> str:
-    text = str(text)
+def _field(masker: Masker, text: str) -> str:
+    """A report field: the token masked, on one line, printable, bounded."""
+    text = masker.mask(text)
+    text = "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
     return text if len(text) <= MAX_FIELD_CHARS else text[: MAX_FIELD_CHARS - 1] + "…"
 
 
-def _mask_fragments(text: str, value: str, shortest: int = MIN_FRAGMENT) -> str:
-    """``text`` with every run of ``shortest`` or more characters that also occurs in ``value`` masked.
-
-    This catches whole copies and also pieces of the value: one cut by the
-    snippet's edge, or a prefix pasted elsewhere in the request.
-    """
-    shortest = min(shortest, len(value))
-    out: list[str] = []
-    index = 0
-    while index < len(text):
-        # Grow the run from the shortest piece: once a run is not in the value,
-        # no longer run from here is either (one pass instead of trying every length).
-        longest = 0
-        if index + shortest <= len(text) and text[index : index + shortest] in value:
-            longest = shortest
-            while index + longest < len(text) and text[index : index + longest + 1] in value:
-                longest += 1
-        if longest:
-            if not out or out[-1] != REDACTED:
-                out.append(REDACTED)
-            index += longest
-        else:
-            out.append(text[index])
-            index += 1
-    return "".join(out)
-
-
 def redact_snippet(context: str, value: str, radius: int = SNIPPET_RADIUS) -> str:
-    """A bounded snippet of ``context`` around the first ``value``, with every occurrence masked.
+    """A bounded snippet of ``context`` around the first ``value``, with every piece of it masked.
 
     Control characters are escaped so the snippet stays on one line. If the
-    value does not occur in the context, the snippet is just the mask.
+    value does not occur in the context, or an argument is bad (not text, an
+    empty value, a radius that is not a small whole number), the snippet is
+    just the mask.
     """
-    if not value:
-        raise ValueError("value must not be empty")
+    if not _is_text(context, value) or not value or type(radius) is not int or not 0 <= radius <= MAX_FIELD_CHARS:
+        return REDACTED
     where = context.find(value)
     if where < 0:
         return REDACTED
     start = max(0, where - radius)
     end = min(len(context), where + len(value) + radius)
-    piece = _mask_fragments(context[start:end], value)
-    piece = piece.encode("unicode_escape").decode("ascii")
+    piece = Masker([value]).mask(context[start:end])
+    piece = piece.encode("unicode_escape", errors="backslashreplace").decode("ascii")
     return ("…" if start > 0 else "") + piece + ("…" if end < len(context) else "")
 
 
-def build_token_allow_payload(
-    *, host: str, method: str, path: str, detector: str, context: str, value: str, fingerprint: str
+def _token_allow_payload(
+    masker: Masker, *, host: str, method: str, path: str, detector: str, context: str, value: str, fingerprint: str
 ) -> str:
     """The ``egress-token-allow`` report as JSON: where the request went, what matched, a masked snippet."""
     document: dict[str, Any] = {
-        "host": _clip(host),
-        "method": _clip(method.upper()),
-        "path": _clip(path),
-        "detector": _clip(detector),
+        "host": _field(masker, host),
+        "method": _field(masker, method.upper()),
+        "path": _field(masker, path),
+        "detector": _field(masker, detector),
         "snippet": redact_snippet(context, value),
         "value_length": len(value),
         "value_fingerprint": fingerprint[:32],
     }
     return json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+
+
+def _bad_arguments(
+    bottle: object, approved: object, fields: dict[str, object], timeout: object, poll_interval: object
+) -> str | None:
+    """Which argument of ``request_token_override`` is unusable, or None. Never names a value (it may be the token)."""
+    if not isinstance(bottle, BottleQueue):
+        return f"bottle is a {type(bottle).__name__}, not a BottleQueue"
+    if not isinstance(approved, ApprovedTokens):
+        return f"approved is a {type(approved).__name__}, not ApprovedTokens"
+    for name, field in fields.items():
+        if not isinstance(field, str):
+            return f"{name} is a {type(field).__name__}, not text"
+    if not fields["value"]:
+        return "value is empty"
+    if _scope(str(fields["host"]), str(fields["method"])) is None:
+        return "host or method is empty or holds spaces or control characters"
+    for name, number, least in (("timeout", timeout, 0.0), ("poll_interval", poll_interval, 1e-3)):
+        if isinstance(number, bool) or not isinstance(number, int | float) or not math.isfinite(number) \
+                or number < least:
+            return f"{name} is not a number of seconds >= {least:g}"
+    return None
 
 
 def request_token_override(
@@ -160,22 +204,31 @@ def request_token_override(
     timeout: float = DEFAULT_TIMEOUT_SEC,
     poll_interval: float = DEFAULT_POLL_INTERVAL_SEC,
 ) -> bool:
-    """Ask the operator to let ``value`` through; True only on approval.
+    """Ask the operator to let ``value`` through to ``host`` with ``method``; True only on approval.
 
-    A token approved earlier in this process is allowed at once, without a
-    proposal. Rejection, the timeout, and any error (the database unavailable,
-    bad input) return False, and the reason is logged.
+    A token approved earlier in this process for the same host and method is
+    allowed at once, without a proposal. Rejection, the timeout, a bad
+    argument and any error (the database unavailable, ...) return False, and
+    the reason is logged (never the token).
     """
     try:
-        if approved.allows(value):
+        problem = _bad_arguments(bottle, approved, {"host": host, "method": method, "path": path,
+                                                    "detector": detector, "context": context, "value": value},
+                                 timeout, poll_interval)
+        if problem:
+            log.error("egress token override: bad argument (%s); request blocked", problem)
+            return False
+        if approved.allows(value, host=host, method=method):
             return True
-        payload = build_token_allow_payload(
-            host=host, method=method, path=path, detector=detector, context=context, value=value,
-            fingerprint=approved.fingerprint(value),
+        masker = Masker([value])
+        payload = _token_allow_payload(
+            masker, host=host, method=method, path=path, detector=detector, context=context, value=value,
+            fingerprint=approved._fingerprint(value),
         )
+        where = f"{_field(masker, method.upper())} to {_field(masker, host)}{_field(masker, path)}"
         proposal = bottle.submit(
             TOOL_EGRESS_TOKEN_ALLOW, payload,
-            f"the egress DLP ({detector}) blocked a {method.upper()} to {host}{path}: let this token through?",
+            f"the egress DLP ({_field(masker, detector)}) blocked a {where}: let this token through to this host?",
         )
         log.info("egress token override: waiting up to %g s on proposal %s", timeout, proposal.short_id)
         response = bottle.wait_for_response(proposal.id, timeout, poll_interval)
@@ -187,10 +240,10 @@ def request_token_override(
                         response.notes)
             bottle.archive(proposal.id)
             return False
-        approved.add(value)
+        approved.add(value, host=host, method=method)
         bottle.archive(proposal.id)
         log.info("egress token override: %s approved (%s)", proposal.short_id, response.notes)
         return True
-    except (BotBottleError, ValueError, OSError) as exc:
+    except Exception as exc:  # fail closed on anything, with the reason in the log
         log.error("egress token override failed, request blocked: %s", exc)
         return False

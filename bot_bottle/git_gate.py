@@ -1,17 +1,38 @@
-"""git-gate: the pre-receive hook that scans pushed commits with gitleaks, and asks the operator.
+"""git-gate: the pre-receive hook that scans everything a push adds with gitleaks, and asks the operator.
+
+What is scanned is every object the push would make reachable on this
+repository that it does not have yet (see ``git_objects``): each new blob in
+full (binary ones too), each new tree's entry names, each new commit and
+annotated tag as its raw object (headers and message), also where a ref
+points straight at a blob or a tree, and the pushed ref names. git reads them
+with replace objects and grafts disabled. Each one is written to a private
+temporary directory under a neutral name (``<n>.txt``, so no path rule of
+gitleaks' default configuration skips it), behind a one-line header that
+keeps gitleaks from sniffing it as an archive or binary and skipping it, with
+NUL bytes turned into spaces, and ending with a canary line (a random token
+gitleaks must report for every copy, or the push is refused as not scanned
+completely); then ``gitleaks dir`` scans the directory and the findings are
+mapped back to ref, commit, path and line.
+
+Only branches and tags may be pushed: any other ref (``refs/replace/``,
+``refs/notes/``, ...) refuses the push with one line saying why.
 
 A finding blocks the push outright. A line the agent marked ``# gitleaks:allow``
-is suppressed by gitleaks, so the hook scans a second time with
-``--ignore-gitleaks-allow``; whatever that second scan adds is filed as a
+is suppressed by gitleaks, so the hook scans with ``--ignore-gitleaks-allow``
+and, if that finds anything, again without it: if the second scan finds
+nothing, what the first found (every finding marked) is filed as a
 ``gitleaks-allow`` proposal (each finding: ref, commit, file, line, rule and
-the flagged line with the secret redacted) and the push waits for the
+the flagged line with the secret masked) and the push waits for the
 operator. Only an approval lets it through. Everything else fails closed:
 a rejection, the wait running out, a malformed response, gitleaks missing or
-failing, the database unavailable.
+failing, git failing, the database unavailable.
 
-The secret itself never leaves this process: it is replaced by ``********``
-in the flagged line before anything is filed, and gitleaks' own report is
-read from a pipe, never written to disk.
+The secret itself never leaves this process: every piece of every secret the
+scan found, raw or encoded (base64, hex, percent), is masked as ``********``
+in whatever is filed; a line gitleaks only flagged after decoding it, or a
+secret spanning lines, is filed without its text (file, line, rule and commit
+only). gitleaks' report is read from a pipe, and the temporary copies of the
+pushed content are deleted when the scan ends.
 
 git calls the hook with ``old new ref`` lines on stdin::
 
@@ -24,10 +45,13 @@ import argparse
 import json
 import os
 import re
+import secrets
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,17 +59,31 @@ from typing import Any, TextIO
 
 from bot_bottle.db import DB_PATH_IN_CONTAINER
 from bot_bottle.errors import BotBottleError, ValidationError
+from bot_bottle.git_objects import PushedObject, git_env, pushed_objects
 from bot_bottle.queue_store import QueueStore
 from bot_bottle.records import STATUS_APPROVED, STATUS_REJECTED, TOOL_GITLEAKS_ALLOW, validate_queue_key
+from bot_bottle.redaction import REDACTED, Masker
 
 DEFAULT_TIMEOUT_SEC = 300.0
 MAX_TIMEOUT_SEC = 24 * 3600.0
 GITLEAKS_TIMEOUT_SEC = 600.0
-REDACTED = "********"
 MAX_LINE_CHARS = 200
+MAX_DECODE_DEPTH = 5  # gitleaks' default, pinned: how many layers of base64/hex/percent it decodes
 MAX_FINDINGS = 200  # a push with more is refused outright: no operator reviews 200 suppressed secrets
 _SHA_RE = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
 _ZERO_RE = re.compile(r"0{40}|0{64}")
+ALLOWED_REF_PREFIXES = ("refs/heads/", "refs/tags/")
+# gitleaks sniffs the start of a file and skips it as binary when it looks like
+# an archive, a PDF, SQLite, ... (any application/* type, with magic bytes as
+# far in as 32 KiB). A GIF signature first makes every copy an image to it,
+# which it scans; the newline keeps the content's first line apart from it.
+SNIFF_HEADER = b"GIF89a\n"
+HEADER_LINES = 1
+# Each copy ends with a line holding this scan's canary, a random token in
+# GitHub's format: a copy whose canary gitleaks does not report was not
+# scanned to its end (skipped for whatever reason), and the push is refused.
+CANARY_LINE = "git-gate canary {}\n"
+_TOKEN_ALPHABET = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
 
 
 class GitGateError(BotBottleError):
@@ -54,7 +92,7 @@ class GitGateError(BotBottleError):
 
 @dataclass(frozen=True)
 class Finding:
-    """One gitleaks finding, safe to store: the secret is redacted from ``line_text``."""
+    """One gitleaks finding, safe to store: every field has the secrets masked (or the line left out)."""
 
     ref: str
     commit: str
@@ -107,11 +145,24 @@ def parse_hook_input(lines: Iterable[str]) -> list[RefUpdate]:
     return updates
 
 
-def redact_line(text: str, secrets: Iterable[str]) -> str:
-    """``text`` with every occurrence of each secret replaced by ``********``, bounded in length."""
-    for secret in sorted({s for s in secrets if s}, key=len, reverse=True):
-        text = text.replace(secret, REDACTED)
-    text = text.strip()
+def redact_line(text: str, secrets: Iterable[str], matches: Iterable[str] = ()) -> str:
+    """``text`` with every piece of each secret (raw or encoded) and each whole match masked, bounded.
+
+    Control characters are escaped so the line cannot drive the operator's
+    terminal, and a long line is cut to ``MAX_LINE_CHARS``.
+    """
+    return _display(Masker(secrets).mask(_mask_whole(text, matches)))
+
+
+def _mask_whole(text: str, matches: Iterable[str]) -> str:
+    for match in sorted({m for m in matches if m}, key=len, reverse=True):
+        text = text.replace(match, REDACTED)
+    return text
+
+
+def _display(text: str) -> str:
+    """``text`` on one line, printable, at most ``MAX_LINE_CHARS`` characters."""
+    text = "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text.strip())
     return text if len(text) <= MAX_LINE_CHARS else text[: MAX_LINE_CHARS - 1] + "…"
 
 
@@ -129,38 +180,104 @@ def parse_report(raw: str) -> list[dict[str, Any]]:
         for key, kind in (("RuleID", str), ("File", str), ("Commit", str), ("StartLine", int), ("Secret", str)):
             if not isinstance(item.get(key), kind):
                 raise GitGateError(f"a gitleaks finding lacks {key}")
+        optional: tuple[tuple[str, type], ...] = (("Match", str), ("EndLine", int), ("StartColumn", int),
+                                                  ("Tags", list))
+        for key, expected in optional:
+            if key in item and not isinstance(item[key], expected):
+                raise GitGateError(f"a gitleaks finding has a malformed {key}")
     return report
 
 
-class Scanner:
-    """Runs gitleaks (and git, for the flagged lines) over exactly the pushed commits of a repository."""
+def refused_ref(updates: Sequence[RefUpdate]) -> str | None:
+    """Why the push may not touch one of its refs, or None: only branches and tags are accepted."""
+    for update in updates:
+        if not update.ref.startswith(ALLOWED_REF_PREFIXES):
+            kind = update.ref.split("/")[1] if update.ref.count("/") >= 2 else update.ref
+            return (f"{update.ref[:100]} is not a branch or a tag: git-gate accepts only refs/heads/ and "
+                    f"refs/tags/ (refs/{kind}/ is not reviewed; replace refs and notes change what git shows)")
+    return None
+
+
+@dataclass(frozen=True)
+class _Scanned:
+    """What one scanned file holds, as the operator will be told: ref, commit and a file label."""
+
+    ref: str
+    commit: str
+    label: str
+    ref_names: bool = False  # the list of pushed ref names (a flag: a path may be called anything)
+
+
+def _label(obj: PushedObject) -> str:
+    if obj.kind in ("commit", "tag"):
+        return f"({obj.kind} object)"  # its raw text: headers, a blank line, the message
+    if obj.kind == "tree":
+        return f"{obj.path}/ (tree)" if obj.path else "(tree)"
+    return obj.path or "(blob)"
+
+
+class PushScan:
+    """A push's new objects, copied under neutral names into a private directory and scanned by gitleaks.
+
+    Use as a context manager: the directory (0700, files 0600) and every copy
+    in it are deleted on leaving, whatever happened.
+    """
 
     def __init__(self, repo: Path, gitleaks: str) -> None:
         self.repo = repo
         self.gitleaks = gitleaks
+        self.folder: Path | None = None
+        self._files: list[_Scanned] = []
+        self._ref_lines: list[RefUpdate] = []
+        self._cached: tuple[int, list[bytes]] = (-1, [])
+        self.canary = "ghp_" + "".join(secrets.choice(_TOKEN_ALPHABET) for _ in range(36))
 
-    def _line_of(self, commit: str, path: str, number: int) -> str:
-        result = subprocess.run(["git", "-C", str(self.repo), "show", f"{commit}:{path}"],
-                                capture_output=True, timeout=60)
-        if result.returncode != 0:
-            return ""
-        lines = result.stdout.decode("utf-8", errors="replace").splitlines()
-        return lines[number - 1] if 0 < number <= len(lines) else ""
+    def __enter__(self) -> PushScan:
+        self.folder = Path(tempfile.mkdtemp(prefix="git-gate-"))  # mkdtemp makes it 0700
+        return self
 
-    def scan(self, update: RefUpdate, *, ignore_allow: bool) -> list[Finding]:
-        """Findings in the commits ``update`` adds (none for a deleted ref)."""
-        if update.deleted:
+    def __exit__(self, *exc: object) -> None:
+        if self.folder is not None:
+            shutil.rmtree(self.folder, ignore_errors=True)
+            self.folder = None
+
+    def _write(self, scanned: _Scanned, data: bytes) -> None:
+        assert self.folder is not None, "PushScan is used outside its with block"
+        path = self.folder / f"{len(self._files)}.txt"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        with os.fdopen(fd, "wb") as out:
+            out.write(SNIFF_HEADER)
+            out.write(data.replace(b"\0", b" "))  # NUL is not text; a space keeps columns and lines
+            out.write(b"\n" if data and not data.endswith(b"\n") else b"")
+            out.write(CANARY_LINE.format(self.canary).encode("ascii"))
+        self._files.append(scanned)
+
+    def add(self, updates: Sequence[RefUpdate]) -> int:
+        """Copy every object the (not deleted) updates add, and their ref names; how many files."""
+        kept = [u for u in updates if not u.deleted]
+        if kept:
+            # The ref names are pushed too, one per line (line n = the n-th kept update).
+            self._write(_Scanned("", "", "(ref name)", ref_names=True), "".join(f"{u.ref}\n" for u in kept).encode())
+            self._ref_lines = kept
+        for obj in pushed_objects(self.repo, [(u.ref, u.new) for u in kept]):
+            self._write(_Scanned(obj.ref, obj.commit, _label(obj)), obj.data)
+        return len(self._files)
+
+    def run(self, *, ignore_allow: bool) -> list[dict[str, Any]]:
+        """gitleaks' findings over the copies (``--ignore-gitleaks-allow`` too, if asked)."""
+        if self.folder is None or not self._files:
             return []
-        # A new ref: only the commits no existing ref already has. During
-        # pre-receive the refs are not yet updated, so --all is the old state.
-        log_opts = f"{update.new} --not --all" if update.created else f"{update.old}..{update.new}"
-        command = [self.gitleaks, "git", "--no-banner", "--log-level", "error", "--report-format", "json",
-                   "--report-path", "-", "--exit-code", "0", "--log-opts", log_opts]
+        command = [self.gitleaks, "dir", "--no-banner", "--log-level", "error", "--report-format", "json",
+                   "--report-path", "-", "--exit-code", "0", "--max-decode-depth", str(MAX_DECODE_DEPTH),
+                   "--gitleaks-ignore-path", str(self.folder)]
         if ignore_allow:
             command.append("--ignore-gitleaks-allow")
-        command.append(str(self.repo))
+        command.append(".")
+        # gitleaks' default configuration, always: no configuration from the environment.
+        env = {k: v for k, v in git_env().items() if not k.startswith("GITLEAKS_")}
         try:
-            result = subprocess.run(command, capture_output=True, timeout=GITLEAKS_TIMEOUT_SEC)
+            result = subprocess.run(command, cwd=self.folder, env=env, capture_output=True,
+                                    timeout=GITLEAKS_TIMEOUT_SEC)
         except FileNotFoundError:
             raise GitGateError(f"gitleaks is not installed ({self.gitleaks} not found)") from None
         except OSError as exc:
@@ -170,21 +287,86 @@ class Scanner:
         if result.returncode != 0:
             last = result.stderr.decode("utf-8", errors="replace").strip().splitlines()[-1:] or ["no message"]
             raise GitGateError(f"gitleaks failed (exit {result.returncode}): {last[0][:200]}")
+        items = parse_report(result.stdout.decode("utf-8", errors="replace"))
+        where = [self._index(item) for item in items]  # each must be a place gitleaks was given
+        scanned = {number for number, item in zip(where, items, strict=True) if item["Secret"] == self.canary}
+        if len(scanned) != len(self._files):
+            missing = min(set(range(len(self._files))) - scanned)
+            raise GitGateError(f"gitleaks did not scan {len(self._files) - len(scanned)} of the "
+                               f"{len(self._files)} pushed objects to their end (first: "
+                               f"{_display(self._files[missing].label)[:80]}); the push cannot be scanned completely")
+        return [item for item in items if item["Secret"] != self.canary]
+
+    def _index(self, item: dict[str, Any]) -> int:
+        name = Path(str(item["File"])).name
+        number = int(name[:-4]) if re.fullmatch(r"\d{1,9}\.txt", name) else -1
+        if not 0 <= number < len(self._files) or item["StartLine"] <= HEADER_LINES:
+            raise GitGateError(f"gitleaks reported a finding at {name[:40]!r}:{item['StartLine']}, "
+                               "which is not a place it was given")
+        return number
+
+    def _line(self, number: int, line: int, column: int) -> str:
+        """Line ``line`` (counted as gitleaks counts: only ``\\n`` ends one) of file ``number``, near ``column``."""
+        assert self.folder is not None
+        if self._cached[0] != number:  # findings come sorted by file: each copy is read once
+            self._cached = (number, (self.folder / f"{number}.txt").read_bytes()[len(SNIFF_HEADER):].split(b"\n"))
+        lines = self._cached[1][:-2]  # the canary's line, and the empty piece after its newline
+        text = lines[line - 1] if 0 < line <= len(lines) else b""
+        if len(text) > 2 * MAX_LINE_CHARS:
+            # Only the part around the finding is shown; it is masked as a whole below.
+            start = max(0, column - 1 - MAX_LINE_CHARS // 2)
+            text = text[start : start + 2 * MAX_LINE_CHARS]
+        return text.decode("utf-8", errors="replace")
+
+    def findings(self, items: Sequence[dict[str, Any]], masker: Masker, matches: Sequence[str]) -> list[Finding]:
+        """The report's findings, safe to store: every piece of a secret masked, or the line left out."""
+        # Lines where gitleaks decoded something: the encoded text on them is a secret's too.
+        decoded_at = {(self._index(i), line) for i in items if _decoded(i)
+                      for line in range(i["StartLine"], max(i["StartLine"], i.get("EndLine", 0)) + 1)}
         findings = []
-        for item in parse_report(result.stdout.decode("utf-8", errors="replace")):
-            line = self._line_of(item["Commit"], item["File"], item["StartLine"])
+        for item in sorted(items, key=lambda i: (self._index(i), i["StartLine"])):
+            number = self._index(item)
+            scanned = self._files[number]
+            line = item["StartLine"] - HEADER_LINES
+            ref, commit = scanned.ref, scanned.commit
+            if scanned.ref_names:
+                update = self._ref_lines[line - 1] if line <= len(self._ref_lines) else None
+                ref, commit = (update.ref, update.new) if update else ("", "")
+            if _decoded(item) or (number, item["StartLine"]) in decoded_at:
+                text = "(line not shown: gitleaks found a secret on it by decoding it)"
+            elif item.get("EndLine", item["StartLine"]) != item["StartLine"] or "\n" in item["Secret"]:
+                text = "(line not shown: the secret spans several lines)"
+            else:
+                raw = self._line(number, line, int(item.get("StartColumn", 1)))
+                text = _display(masker.mask(_mask_whole(raw, matches)))
             findings.append(Finding(
-                ref=update.ref, commit=item["Commit"], file=item["File"], line=item["StartLine"],
-                rule=item["RuleID"], line_text=redact_line(line, [item["Secret"], str(item.get("Match", ""))]),
+                ref=_display(masker.mask(_mask_whole(ref, matches))), commit=commit,
+                file=_display(masker.mask(_mask_whole(scanned.label, matches))), line=line,
+                rule=_display(str(item["RuleID"])), line_text=text,
             ))
         return findings
 
 
-def report_payload(updates: Sequence[RefUpdate], findings: Sequence[Finding]) -> str:
-    """The ``gitleaks-allow`` proposal's payload: the pushed refs and each suppressed finding, as JSON."""
+def _decoded(item: dict[str, Any]) -> bool:
+    """True if gitleaks found this secret only after decoding (base64, hex, percent) the text."""
+    return any(str(tag).startswith("decoded:") for tag in item.get("Tags") or [])
+
+
+def secrets_of(items: Iterable[dict[str, Any]]) -> tuple[Masker, list[str]]:
+    """A masker for every secret in gitleaks' findings, and their whole matches."""
+    items = list(items)
+    return Masker(str(i["Secret"]) for i in items), [str(i.get("Match", "")) for i in items]
+
+
+def report_payload(updates: Sequence[RefUpdate], findings: Sequence[Finding], masker: Masker | None = None) -> str:
+    """The ``gitleaks-allow`` proposal's payload: the pushed refs and each suppressed finding, as JSON.
+
+    The ref names pass through ``masker`` (the scan's secrets), like every field of the findings did.
+    """
     ordered = sorted(findings, key=lambda f: (f.ref, f.commit, f.file, f.line, f.rule))
+    mask = masker.mask if masker is not None else str
     document = {
-        "pushed": [{"ref": u.ref, "old": u.old, "new": u.new} for u in updates if not u.deleted],
+        "pushed": [{"ref": _display(mask(u.ref)), "old": u.old, "new": u.new} for u in updates if not u.deleted],
         "findings": [f.to_dict() for f in ordered],
     }
     return json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
@@ -214,27 +396,41 @@ def pre_receive(
 
     try:
         updates = parse_hook_input(lines)
-        scanner = Scanner(repo, gitleaks)
-        blocking = [f for u in updates for f in scanner.scan(u, ignore_allow=False)]
+        problem = refused_ref(updates)
+        if problem:
+            say(f"push refused: {problem}")
+            return 1
+        # The copies of the pushed content live only while they are scanned: the
+        # directory is gone before the push waits for the operator.
+        with PushScan(repo, gitleaks) as scan:
+            scan.add(updates)
+            # Everything, marked lines included, first: a clean push (the usual one) needs one
+            # gitleaks run. Only when that finds something does a second run tell the unmarked apart.
+            everything = scan.run(ignore_allow=True)
+            unmarked = scan.run(ignore_allow=False) if everything else []
+            masker, matches = secrets_of(everything + unmarked)
+            blocking = bool(unmarked)
+            findings = scan.findings(unmarked if blocking else everything, masker, matches)
         if blocking:
-            more = f" and {len(blocking) - 1} more" if len(blocking) > 1 else ""
-            say(f"push refused: gitleaks found a secret: {_describe(blocking[0])}{more}; "
+            more = f" and {len(findings) - 1} more" if len(findings) > 1 else ""
+            say(f"push refused: gitleaks found a secret: {_describe(findings[0])}{more}; "
                 "remove it from the commits (rewrite them) and push again")
             return 1
-        suppressed = [f for u in updates for f in scanner.scan(u, ignore_allow=True)]
+        suppressed = findings
         if not suppressed:
             say("push accepted: gitleaks found no secrets")
             return 0
         if len(suppressed) > MAX_FINDINGS:
             say(f"push refused: {len(suppressed)} findings marked gitleaks:allow is too many to review; split the push")
             return 1
+        refs = _display(masker.mask(", ".join(sorted({u.ref for u in updates}))))
         with QueueStore(db_path) as store:
             queue = store.for_bottle(bottle)
             count = len(suppressed)
             proposal = queue.submit(
                 TOOL_GITLEAKS_ALLOW,
-                report_payload(updates, suppressed),
-                f"push to {', '.join(sorted({u.ref for u in updates}))}: {count} gitleaks finding(s) "
+                report_payload(updates, suppressed, masker),
+                f"push to {refs}: {count} gitleaks finding(s) "
                 "marked '# gitleaks:allow'; the push waits for your approval",
             )
             say(f"{count} finding(s) marked gitleaks:allow (first: {_describe(suppressed[0])}); "
@@ -282,8 +478,8 @@ def render_hook(
     env = f"PYTHONPATH={shlex.quote(pythonpath)} " if pythonpath else ""
     return (
         "#!/bin/sh\n"
-        "# Installed by bot-bottle git-gate: scans pushed commits with gitleaks and asks the\n"
-        "# operator about findings marked gitleaks:allow. Refuses the push on any error.\n"
+        "# Installed by bot-bottle git-gate: scans every object a push adds with gitleaks and asks\n"
+        "# the operator about findings marked gitleaks:allow. Refuses the push on any error.\n"
         f"exec env {env}{shlex.join(command)}\n"
     )
 
@@ -313,8 +509,9 @@ def build_parser() -> argparse.ArgumentParser:
     """git-gate's command line."""
     parser = argparse.ArgumentParser(
         prog="python -m bot_bottle.git_gate",
-        description="git-gate: scan pushed commits with gitleaks; ask the operator about findings "
-        "marked gitleaks:allow.",
+        description="git-gate: scan every object a push adds (blobs, trees, commits, tags, ref names) with "
+        "gitleaks; ask the operator about findings marked gitleaks:allow. Only refs/heads/ and refs/tags/ "
+        "may be pushed.",
         epilog="examples:\n"
         "  python -m bot_bottle.git_gate install-hook /srv/git/app.git --bottle web-1\n"
         "  (git runs) python -m bot_bottle.git_gate pre-receive --bottle web-1 < old-new-ref-lines",
@@ -335,6 +532,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _exit_on_signal(number: int, frame: object) -> None:
+    print(f"git-gate: push refused: stopped by signal {number}", file=sys.stderr, flush=True)
+    sys.exit(1)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; the exit status is the hook's verdict (0 accept, 1 refuse, 2 usage)."""
     args = build_parser().parse_args(argv)
@@ -348,6 +550,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(hook)
         return 0
     gitleaks = args.gitleaks or shutil.which("gitleaks") or "gitleaks"
+    # Killed politely (the push abandoned, the server stopping), the hook unwinds
+    # like on an error, so the copies of the pushed content are removed.
+    for number in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(number, _exit_on_signal)
     return pre_receive(
         sys.stdin, bottle=args.bottle, db_path=args.db if args.db is not None else DB_PATH_IN_CONTAINER,
         repo=Path.cwd(), gitleaks=gitleaks,

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import base64
+import io
 import json
 import os
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -20,12 +23,16 @@ from bot_bottle.git_gate import (
     install_hook,
     parse_hook_input,
     parse_report,
+    pre_receive,
     redact_line,
+    refused_ref,
     render_hook,
     report_payload,
 )
+from bot_bottle.git_objects import GitObjectsError, render_tree
 from bot_bottle.queue_store import QueueStore
 from bot_bottle.records import STATUS_APPROVED, STATUS_REJECTED, TOOL_GITLEAKS_ALLOW, Proposal
+from bot_bottle.redaction import Masker, encoded_forms
 from bot_bottle.supervise import decide
 from tests.support import REPO, TempDirTest, require_tool
 
@@ -117,13 +124,13 @@ class GitGateTest(TempDirTest):
         self.addCleanup(self.store.close)
         self.remote = self.tmp / "remote.git"
         self.git("init", "-q", "--bare", str(self.remote), cwd=self.tmp)
-        self.hook(timeout=30)
         self.work = self.tmp / "work"
         self.git("clone", "-q", str(self.remote), str(self.work), cwd=self.tmp)
         for key, value in (("user.email", "agent@bottle"), ("user.name", "agent"), ("commit.gpgsign", "false")):
             self.git("config", key, value)
         self.commit("README.md", "hello\n")
-        self.assertEqual(self.push().returncode, 0)
+        self.assertEqual(self.push().returncode, 0)  # the remote's first commit, before the gate (faster)
+        self.hook(timeout=30)
 
     def hook(self, **options: object) -> None:
         settings: dict[str, object] = {"db_path": self.db, "gitleaks": self.gitleaks, "pythonpath": str(REPO)}
@@ -284,3 +291,501 @@ class GitGateTest(TempDirTest):
         result = self.push()
         self.assertNotEqual(result.returncode, 0)
         self.assertIn("push refused", result.stderr)
+
+
+def github_token(n: int) -> str:
+    """A realistic GitHub personal access token (gitleaks' github-pat rule), unique per ``n``.
+
+    Built at run time so this file carries no literal token.
+    """
+    return "ghp_" + "Q7wErT9yUi0pAs5DfG3hJk2Lz8XcVb" + f"{n:06d}"
+
+
+def b64_forms(token: str) -> list[bytes]:
+    """The token and its base64 forms (as they would sit in a text), as bytes to look for."""
+    return [form.encode() for form in encoded_forms(token) if form == token or "%" not in form]
+
+
+class SharedRemote:
+    """One bare remote with the gate, one work clone and one database, shared by a test class.
+
+    A refused push changes nothing on the remote, so the tests that expect a
+    refusal can share it; building one per test would cost a clone and a
+    first push each.
+    """
+
+    def __init__(self, root: Path, gitleaks: str, timeout: float) -> None:
+        self.root = root
+        self.home = root / "home"
+        self.home.mkdir()
+        self.dbdir = root / "db"
+        self.dbdir.mkdir(mode=0o700)
+        self.db = self.dbdir / "gate.db"
+        self.remote = root / "remote.git"
+        self.work = root / "work"
+        self.env = {"HOME": str(self.home), "PATH": "/usr/bin:/bin", "GIT_CONFIG_NOSYSTEM": "1",
+                    "GIT_AUTHOR_DATE": "2026-11-27T08:00:00Z", "GIT_COMMITTER_DATE": "2026-11-27T08:00:00Z"}
+        self.git("init", "-q", "--bare", str(self.remote), cwd=root)
+        install_hook(self.remote, "web-1", db_path=self.db, gitleaks=gitleaks, pythonpath=str(REPO), timeout=timeout)
+        self.git("clone", "-q", str(self.remote), str(self.work), cwd=root)
+        for key, value in (("user.email", "agent@bottle"), ("user.name", "agent"), ("commit.gpgsign", "false"),
+                           ("advice.nestedTag", "false")):
+            self.git("config", key, value)
+        self.clean_blob = self.blob(b"hello\n")
+        self.base = self.commit_tree(self.tree([("100644", "README.md", self.clean_blob)]), [], "base")
+        result = self.push(f"{self.base}:refs/heads/main")
+        if result.returncode != 0:
+            raise AssertionError(f"the first clean push failed: {result.stderr}")
+
+    def git(self, *args: str, cwd: Path | None = None, data: bytes | None = None) -> str:
+        result = subprocess.run(["git", *args], cwd=cwd or self.work, input=data, capture_output=True, timeout=120,
+                                env=self.env)
+        if result.returncode != 0:
+            raise AssertionError(f"git {args[0]} failed: {result.stderr.decode(errors='replace')}")
+        return result.stdout.decode()
+
+    def blob(self, data: bytes) -> str:
+        return self.git("hash-object", "-w", "--stdin", data=data).strip()
+
+    def tree(self, entries: list[tuple[str, str, str]]) -> str:
+        kinds = {"040000": "tree", "100644": "blob", "100755": "blob"}
+        lines = b"".join(f"{mode} {kinds[mode]} {oid}\t{name}".encode() + b"\0" for mode, name, oid in entries)
+        return self.git("mktree", "-z", data=lines).strip()
+
+    def commit_tree(self, tree: str, parents: list[str], message: str) -> str:
+        args = ["commit-tree", tree, *(arg for parent in parents for arg in ("-p", parent))]
+        return self.git(*args, data=message.encode()).strip()
+
+    def commit_with(self, files: dict[str, bytes], message: str = "add files", parents: list[str] | None = None) -> str:
+        """A child of ``base`` (or of ``parents``) whose tree is README.md plus ``files`` (paths may nest once)."""
+        top: dict[str, str] = {"README.md": self.clean_blob}
+        folders: dict[str, list[tuple[str, str, str]]] = {}
+        for path, data in files.items():
+            folder, _, name = path.rpartition("/")
+            if folder:
+                folders.setdefault(folder, []).append(("100644", name, self.blob(data)))
+            else:
+                top[name] = self.blob(data)
+        entries = [("100644", name, oid) for name, oid in top.items()]
+        entries += [("040000", folder, self.tree(items)) for folder, items in folders.items()]
+        return self.commit_tree(self.tree(entries), [self.base] if parents is None else parents, message)
+
+    def push(self, *refspecs: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["git", "push", "--porcelain", str(self.remote), *refspecs], cwd=self.work,
+                              capture_output=True, text=True, timeout=180, env=self.env)
+
+    def remote_refs(self) -> str:
+        return self.git("for-each-ref", "--format=%(objectname) %(refname)", cwd=self.remote)
+
+    def remote_has(self, oid: str) -> bool:
+        return subprocess.run(["git", "cat-file", "-e", oid], cwd=self.remote, env=self.env,
+                              capture_output=True).returncode == 0
+
+
+class BypassTest(unittest.TestCase):
+    """Each way a token got past the old gate, tried with real git and gitleaks: every one refused."""
+
+    shared: SharedRemote
+
+    @classmethod
+    def setUpClass(cls) -> None:
+        super().setUpClass()
+        cls._tmp = tempfile.TemporaryDirectory(prefix="bb-gate-")
+        cls.addClassCleanup(cls._tmp.cleanup)
+        probe = unittest.TestCase()
+        gitleaks = require_tool(probe, "gitleaks")
+        require_tool(probe, "git")
+        cls.shared = SharedRemote(Path(cls._tmp.name), gitleaks, timeout=0)
+
+    def assert_refused(self, *refspecs: str, says: str, secret_oids: tuple[str, ...] = ()) -> str:
+        """The push fails with a git-gate line containing ``says``; the remote's refs and objects stay."""
+        before = self.shared.remote_refs()
+        result = self.shared.push(*refspecs)
+        self.assertNotEqual(result.returncode, 0, result.stderr)
+        gate = [line for line in result.stderr.splitlines() if "git-gate:" in line]
+        self.assertTrue(gate, result.stderr)
+        self.assertIn("push refused", gate[-1])
+        self.assertIn(says, gate[-1])
+        self.assertEqual(self.shared.remote_refs(), before)
+        for oid in secret_oids:
+            self.assertFalse(self.shared.remote_has(oid), f"{oid} reached the remote")
+        return gate[-1]
+
+    def test_replace_ref_pushed_with_the_secret_commit(self) -> None:
+        """refs/replace/<S> -> a clean commit, and main -> S, in one push: refused for the replace ref."""
+        secret = self.shared.commit_with({"config.py": f"token = '{github_token(1)}'\n".encode()})
+        clean = self.shared.commit_with({"config.py": b"token = None\n"})
+        self.assert_refused(f"{clean}:refs/replace/{secret}", f"{secret}:refs/heads/main",
+                            says=f"refs/replace/{secret} is not a branch or a tag", secret_oids=(secret,))
+
+    def test_replace_ref_already_on_the_remote_is_not_followed(self) -> None:
+        """With a replace ref planted on the remote, the scan still reads the secret commit itself."""
+        secret = self.shared.commit_with({"config.py": f"token = '{github_token(2)}'\n".encode()})
+        clean = self.shared.commit_with({"config.py": b"token = None\n"})
+        self.assertEqual(self.shared.push(f"{clean}:refs/heads/decoy").returncode, 0)
+        self.shared.git("update-ref", f"refs/replace/{secret}", clean, cwd=self.shared.remote)
+        try:
+            self.assert_refused(f"{secret}:refs/heads/main", says="github-pat in config.py:1", secret_oids=(secret,))
+        finally:
+            self.shared.git("update-ref", "-d", f"refs/replace/{secret}", cwd=self.shared.remote)
+            self.shared.git("update-ref", "-d", "refs/heads/decoy", cwd=self.shared.remote)
+
+    def test_notes_and_other_refs_are_refused(self) -> None:
+        """refs/notes/, and any ref outside refs/heads/ and refs/tags/, is refused with one line saying why."""
+        note = self.shared.blob(b"a clean note\n")
+        notes_tree = self.shared.tree([("100644", self.shared.base, note)])
+        notes = self.shared.commit_tree(notes_tree, [], "notes")
+        self.assert_refused(f"{notes}:refs/notes/commits", says="refs/notes/commits is not a branch or a tag")
+        self.assert_refused(f"{self.shared.base}:refs/pull/1/head", says="refs/pull/1/head is not a branch or a tag")
+        self.assert_refused(f"{self.shared.base}:refs/heads/ok", f"{self.shared.base}:refs/meta/config",
+                            says="refs/meta/config is not a branch or a tag")
+
+    def test_tags_pointing_straight_at_a_blob_or_a_tree(self) -> None:
+        """A lightweight or annotated tag to a blob, or a tag to a tree: the blob's content is scanned."""
+        data = f"token = '{github_token(3)}'\n".encode()
+        blob = self.shared.blob(data)
+        self.assert_refused(f"{blob}:refs/tags/light", says="github-pat in (blob):1", secret_oids=(blob,))
+        annotated = self.shared.git("mktag", data=(
+            f"object {blob}\ntype blob\ntag annotated\ntagger agent <agent@bottle> 1764230400 +0000\n\nrelease\n"
+        ).encode()).strip()
+        self.assert_refused(f"{annotated}:refs/tags/annotated", says="github-pat in (blob):1", secret_oids=(blob,))
+        nested = self.shared.git("mktag", data=(
+            f"object {annotated}\ntype tag\ntag nested\ntagger agent <agent@bottle> 1764230400 +0000\n\nagain\n"
+        ).encode()).strip()
+        self.assert_refused(f"{nested}:refs/tags/nested", says="github-pat in (blob):1", secret_oids=(blob,))
+        tree = self.shared.tree([("100644", "deep.txt", blob)])
+        self.assert_refused(f"{tree}:refs/tags/tree", says="github-pat in deep.txt:1", secret_oids=(blob,))
+
+    def test_secret_only_in_a_merge_commit(self) -> None:
+        """An evil merge (two and three parents) adds a file neither parent has: refused."""
+        left = self.shared.commit_with({"left.py": b"x = 1\n"})
+        right = self.shared.commit_with({"right.py": b"y = 2\n"})
+        third = self.shared.commit_with({"third.py": b"z = 3\n"})
+        secret = f"token = '{github_token(4)}'\n".encode()
+        merge = self.shared.commit_with({"left.py": b"x = 1\n", "right.py": b"y = 2\n", "merged.py": secret},
+                                        "merge", parents=[left, right])
+        self.assert_refused(f"{merge}:refs/heads/main", says="github-pat in merged.py:1", secret_oids=(merge,))
+        octopus = self.shared.commit_with({"left.py": b"x = 1\n", "right.py": b"y = 2\n", "third.py": b"z = 3\n",
+                                           "octo.py": secret}, "octopus", parents=[left, right, third])
+        self.assert_refused(f"{octopus}:refs/heads/main", says="github-pat in octo.py:1", secret_oids=(octopus,))
+
+    def assert_each_found(self, files: dict[str, bytes], token: str) -> None:
+        """Every one of ``files`` (token unmarked) refuses the push; marked, each is a finding of its own.
+
+        One push for all of them each way keeps this fast: the marked push
+        shows gitleaks found every file (each is listed in the proposal), the
+        unmarked one that any such finding refuses the push.
+        """
+        head = self.shared.commit_with(files)
+        self.assert_refused(f"{head}:refs/heads/main", says="push refused: gitleaks found a secret: github-pat in ",
+                            secret_oids=(head,))
+        marked = {path: data.replace(token.encode(), token.encode() + b" # gitleaks:allow")
+                  for path, data in files.items()}
+        head = self.shared.commit_with(marked)
+        self.assert_refused(f"{head}:refs/heads/main", says="no decision within 0 s", secret_oids=(head,))
+        with QueueStore(self.shared.db) as store:
+            (proposal,) = [p for p in store.pending("web-1") if head in p.payload]
+        report = json.loads(proposal.payload)
+        self.assertEqual(sorted({f["file"] for f in report["findings"]}), sorted(files))
+        self.assertEqual({f["rule"] for f in report["findings"]}, {"github-pat"})
+        self.assertNotIn(token, proposal.payload + proposal.justification)
+
+    def test_binary_and_archive_looking_files(self) -> None:
+        """A NUL byte, or bytes that make gitleaks take the file for an archive, PDF or SQLite: scanned."""
+        token = github_token(5)
+        self.assert_each_found({
+            "blob.bin": b"\x00\x01\x02binary\x00" + f"\ntoken = {token}\n".encode(),
+            "nul-glued.bin": b"\x00" + token.encode() + b" \x00",
+            "fake.zip": b"PK\x03\x04" + b"\x00" * 26 + f"\ntoken = {token}\n".encode(),
+            "fake.gz": b"\x1f\x8b\x08\x00" + f"\ntoken = {token}\n".encode(),
+            "fake.tar": b"a" * 257 + b"ustar\x00" + f"\ntoken = {token}\n".encode(),
+            "fake.iso": b"a" * 32769 + b"CD001" + f"\ntoken = {token}\n".encode(),
+            "fake.pdf": b"%PDF-1.7\n" + f"token = {token}\n".encode(),
+            "fake.sqlite": b"SQLite format 3\x00" + f"\ntoken = {token}\n".encode(),
+            "fake.elf": b"\x7fELF" + b"\x00" * 60 + f"\ntoken = {token}\n".encode(),
+        }, token)
+
+    def test_paths_gitleaks_allowlists_by_default(self) -> None:
+        """node_modules/, *.png, go.sum, package-lock.json, gitleaks.toml and friends are scanned too."""
+        token = github_token(6)
+        # Each file's content differs: one blob at several paths is one object, scanned (and listed) once.
+        self.assert_each_found({path: f"# {path}\ntoken = '{token}'\n".encode() for path in (
+            "node_modules/left-pad.js", "logo.png", "go.sum", "package-lock.json", "gitleaks.toml",
+            "vendor/lib.rb", "yarn.lock", "photo.jpg", "font.woff", ".gitleaks.toml")}, token)
+
+    def test_commit_and_tag_messages_and_headers(self) -> None:
+        """A token in a commit message, an annotated tag's message, or an extra commit header: refused."""
+        token = github_token(7)
+        tree = self.shared.tree([("100644", "README.md", self.shared.clean_blob)])
+        in_message = self.shared.commit_tree(tree, [self.shared.base], f"fix\n\ndeploy with {token}\n")
+        self.assert_refused(f"{in_message}:refs/heads/main", says="github-pat in (commit object):8",
+                            secret_oids=(in_message,))
+        tag = self.shared.git("mktag", data=(
+            f"object {self.shared.base}\ntype commit\ntag v1\ntagger agent <agent@bottle> 1764230400 +0000\n\n"
+            f"release, token {token}\n").encode()).strip()
+        self.assert_refused(f"{tag}:refs/tags/v1", says="github-pat in (tag object):6", secret_oids=(tag,))
+        raw = (f"tree {tree}\nparent {self.shared.base}\nauthor a <a@b> 1764230400 +0000\n"
+               f"committer a <a@b> 1764230400 +0000\nx-build-token {token}\n\nclean message\n")
+        header = self.shared.git("hash-object", "-t", "commit", "-w", "--stdin", "--literally",
+                                 data=raw.encode()).strip()
+        self.assert_refused(f"{header}:refs/heads/main", says="github-pat in (commit object):5",
+                            secret_oids=(header,))
+
+    def test_secret_in_a_file_name(self) -> None:
+        """A token as a tree entry's name is scanned (the tree's names are text too)."""
+        name = f"{github_token(8)}.txt"
+        head = self.shared.commit_with({f"keys/{name}": b"nothing here\n"})
+        self.assert_refused(f"{head}:refs/heads/main", says="github-pat in keys/ (tree):1", secret_oids=(head,))
+
+    def test_secret_in_a_ref_name(self) -> None:
+        """A token as a branch's name: the ref names are scanned too."""
+        self.assert_refused(f"{self.shared.base}:refs/heads/{github_token(9)}", says="github-pat in (ref name):1")
+
+    def test_several_refs_one_push_secret_only_via_the_second(self) -> None:
+        """A clean branch and a second ref whose only new commit holds the token: all refused, nothing created."""
+        clean = self.shared.commit_with({"a.py": b"a = 1\n"})
+        secret = self.shared.commit_with({"b.py": f"t = '{github_token(10)}'\n".encode()}, parents=[clean])
+        self.assert_refused(f"{clean}:refs/heads/one", f"{secret}:refs/tags/two", says="github-pat in b.py:1",
+                            secret_oids=(secret,))
+        # The same commit behind a clean child: reachable only through history, still refused.
+        child = self.shared.commit_with({"a.py": b"a = 2\n"}, parents=[secret])
+        self.assert_refused(f"{clean}:refs/heads/one", f"{child}:refs/heads/two", says="github-pat in b.py:1",
+                            secret_oids=(secret,))
+
+    def test_many_objects(self) -> None:
+        """3,000 new files and the token in the last one: refused (every object is scanned)."""
+        lines = [b"commit refs/heads/many", b"committer a <a@b> 1764230400 +0000", b"data 4", b"many",
+                 f"from {self.shared.base}".encode()]
+        for index in range(3000):
+            body = f"value_{index} = {index}\n".encode() if index < 2999 else f"t = '{github_token(11)}'\n".encode()
+            lines += [f"M 100644 inline files/f{index:04d}.py".encode(), f"data {len(body)}".encode(), body]
+        self.shared.git("fast-import", "--quiet", "--force", data=b"\n".join(lines) + b"\n")
+        head = self.shared.git("rev-parse", "refs/heads/many").strip()
+        self.assert_refused(f"{head}:refs/heads/main", says="github-pat in files/f2999.py:1", secret_oids=(head,))
+
+    def test_allowed_line_in_a_skipped_path_is_filed_for_the_operator(self) -> None:
+        """A '# gitleaks:allow' token in node_modules/ or a binary file: filed as a proposal, push held."""
+        token = github_token(12)
+        head = self.shared.commit_with({
+            "node_modules/fixture.js": f"const t = '{token}'; // gitleaks:allow\n".encode(),
+            "data.bin": b"\x00\x00" + f"\nkey = '{token}'  # gitleaks:allow\n".encode(),
+        })
+        self.assert_refused(f"{head}:refs/heads/main", says="no decision within 0 s", secret_oids=(head,))
+        with QueueStore(self.shared.db) as store:
+            (proposal,) = [p for p in store.pending("web-1") if head in p.payload]
+        report = json.loads(proposal.payload)
+        self.assertEqual(sorted((f["file"], f["line"], f["rule"]) for f in report["findings"]),
+                         [("data.bin", 2, "github-pat"), ("node_modules/fixture.js", 1, "github-pat")])
+        self.assertIn("const t = '********'; // gitleaks:allow", [f["line_text"] for f in report["findings"]])
+        self.assertNotIn(token, proposal.payload + proposal.justification)
+
+
+class NothingStoredTest(unittest.TestCase):
+    """Findings filed for the operator keep no token: not raw, not base64, in no file of the database's folder."""
+
+    shared: SharedRemote
+
+    @classmethod
+    def setUpClass(cls) -> None:
+        super().setUpClass()
+        cls._tmp = tempfile.TemporaryDirectory(prefix="bb-gate-")
+        cls.addClassCleanup(cls._tmp.cleanup)
+        probe = unittest.TestCase()
+        gitleaks = require_tool(probe, "gitleaks")
+        require_tool(probe, "git")
+        cls.shared = SharedRemote(Path(cls._tmp.name), gitleaks, timeout=0)
+
+    def file_for_review(self, files: dict[str, bytes]) -> tuple[Proposal, list[dict[str, object]]]:
+        """Push ``files`` (lines marked gitleaks:allow): held for the operator; reject it; the proposal's findings."""
+        head = self.shared.commit_with(files)
+        before = self.shared.remote_refs()
+        result = self.shared.push(f"{head}:refs/heads/main")
+        self.assertNotEqual(result.returncode, 0)
+        self.assertIn("no decision within 0 s", result.stderr)
+        self.assertEqual(self.shared.remote_refs(), before)
+        with QueueStore(self.shared.db) as store:
+            (proposal,) = [p for p in store.pending("web-1") if head in p.payload]
+            decide(proposal.id, STATUS_REJECTED, "no tokens in fixtures", store=store)
+        return proposal, json.loads(proposal.payload)["findings"]
+
+    def assert_nowhere(self, *tokens: str) -> None:
+        """Neither token nor any base64 form of it is in any file of the database folder or in `audit export`."""
+        files = [path for path in self.shared.dbdir.rglob("*") if path.is_file()]
+        self.assertIn(self.shared.db, files)
+        export = subprocess.run([sys.executable, "-m", "bot_bottle", "audit", "export", "--db", str(self.shared.db)],
+                                cwd=REPO, capture_output=True, timeout=60,
+                                env={**os.environ, "HOME": str(self.shared.home)})
+        self.assertEqual(export.returncode, 0, export.stderr)
+        self.assertIn(b"no tokens in fixtures", export.stdout)
+        for token in tokens:
+            for form in b64_forms(token):
+                for path in files:
+                    self.assertNotIn(form, path.read_bytes(), f"{form!r} is stored in {path.name}")
+                self.assertNotIn(form, export.stdout, f"{form!r} is in audit export")
+
+    def test_form_feed_and_other_line_breaks_python_counts(self) -> None:
+        """A form feed, U+2028, lone CR or U+001C in an earlier line does not shift the line that is shown."""
+        first, second = github_token(20), github_token(21)
+        breakers = ("\f", "\u2028", "\r", "\x1c", "\x85")
+        _, findings = self.file_for_review({
+            f"ff{ord(breaker)}.py": (f"intro{breaker}page = 1\nfirst = '{first}'  # gitleaks:allow\n"
+                                    f"second = '{second}'  # gitleaks:allow\n").encode()
+            for breaker in breakers})
+        for breaker in breakers:
+            with self.subTest(breaker=repr(breaker)):
+                shown = {f["line"]: f["line_text"] for f in findings if f["file"] == f"ff{ord(breaker)}.py"}
+                self.assertEqual(shown, {2: "first = '********'  # gitleaks:allow",
+                                         3: "second = '********'  # gitleaks:allow"})
+        self.assert_nowhere(first, second)
+
+    def test_secret_found_by_decoding_base64(self) -> None:
+        """A base64 text gitleaks decodes to a token: the line is left out, and no form of it is stored."""
+        hidden, plain = github_token(22), github_token(23)
+        blob = base64.b64encode(f"token = {hidden}".encode()).decode()
+        alone = f"payload = '{blob}'  # gitleaks:allow\n"
+        beside = f"a = '{plain}' b = '{base64.b64encode(hidden.encode()).decode()}'  # gitleaks:allow\n"
+        _, findings = self.file_for_review({"enc.py": (alone + beside).encode()})
+        self.assertTrue(findings)
+        for finding in findings:
+            self.assertEqual((finding["file"], finding["rule"]), ("enc.py", "github-pat"))
+            self.assertIn("line not shown", finding["line_text"])
+        self.assertEqual({f["line"] for f in findings}, {1, 2})
+        self.assert_nowhere(hidden, plain)
+
+
+class ScanMechanicsTest(TempDirTest):
+    """How the hook scans, seen from a stand-in gitleaks: private copies, removed after; fail closed."""
+
+    def setUp(self) -> None:
+        super().setUp()
+        require_tool(self, "git")
+        self.repo = self.tmp / "repo"
+        env = {"HOME": str(self.home), "PATH": "/usr/bin:/bin", "GIT_CONFIG_NOSYSTEM": "1"}
+        subprocess.run(["git", "init", "-q", str(self.repo)], check=True, env=env)
+        blob = subprocess.run(["git", "hash-object", "-w", "--stdin"], cwd=self.repo, input=b"PK\x03\x04a\x00b\n",
+                              capture_output=True, check=True, env=env).stdout.decode().strip()
+        tree = subprocess.run(["git", "mktree"], cwd=self.repo, input=f"100644 blob {blob}\tx.zip\n".encode(),
+                              capture_output=True, check=True, env=env).stdout.decode().strip()
+        self.commit = subprocess.run(["git", "commit-tree", tree, "-m", "m"], cwd=self.repo, capture_output=True,
+                                     check=True, env={**env, "GIT_AUTHOR_NAME": "a", "GIT_AUTHOR_EMAIL": "a@b",
+                                                      "GIT_COMMITTER_NAME": "a", "GIT_COMMITTER_EMAIL": "a@b"},
+                                     ).stdout.decode().strip()
+        self.log = self.tmp / "seen.json"
+
+    def fake_gitleaks(self, report: str | None = None, skip: str = "") -> str:
+        """A gitleaks stand-in that records what it was given (folder mode, files, contents, arguments).
+
+        It prints ``report``, or by default a finding for each ghp_ token it
+        sees (the canary line of every copy but ``skip`` included), as gitleaks would.
+        """
+        script = self.tmp / "fake-gitleaks"
+        script.write_text(
+            f"#!{sys.executable}\n"
+            "import json, os, re, sys\n"
+            "here = os.getcwd()\n"
+            "files = {n: [oct(os.stat(n).st_mode & 0o777), open(n, 'rb').read().decode('latin-1')]\n"
+            "         for n in sorted(os.listdir('.'))}\n"
+            f"json.dump({{'dir': here, 'mode': oct(os.stat(here).st_mode & 0o777), 'files': files,\n"
+            f"           'argv': sys.argv[1:]}}, open({str(self.log)!r}, 'w'))\n"
+            "found = [{'RuleID': 'github-pat', 'File': n, 'Commit': '', 'StartLine': i + 1, 'EndLine': i + 1,\n"
+            "          'Secret': m.group(0), 'Match': m.group(0)}\n"
+            f"         for n, (_, text) in files.items() if n != {skip!r}\n"
+            "         for i, line in enumerate(text.split('\\n')) for m in re.finditer('ghp_[A-Za-z0-9]{36}', line)]\n"
+            f"print({report!r} if {report!r} is not None else json.dumps(found))\n")
+        script.chmod(0o755)
+        return str(script)
+
+    def gate(self, gitleaks: str, *lines: str) -> tuple[int, str]:
+        err = io.StringIO()
+        code = pre_receive(list(lines), bottle="web-1", db_path=self.tmp / "db" / "x.db", repo=self.repo,
+                           gitleaks=gitleaks, timeout=0, err=err)
+        return code, err.getvalue()
+
+    def test_copies_are_private_neutral_and_removed(self) -> None:
+        """0700 folder, 0600 files named <n>.txt, a GIF line first, NUL as space; gone afterwards."""
+        code, said = self.gate(self.fake_gitleaks(), f"{ZERO} {self.commit} refs/heads/main")
+        self.assertEqual(code, 0, said)
+        seen = json.loads(self.log.read_text())
+        self.assertEqual(seen["mode"], "0o700")
+        self.assertFalse(Path(seen["dir"]).exists(), "the copies are removed")
+        self.assertEqual(sorted(seen["files"]), ["0.txt", "1.txt", "2.txt", "3.txt"])  # refs, commit, tree, blob
+        self.assertEqual({mode for mode, _ in seen["files"].values()}, {"0o600"})
+        contents = [text for _, text in seen["files"].values()]
+        self.assertTrue(all(text.startswith("GIF89a\n") for text in contents))
+        canaries = {text.rsplit("\n", 2)[-2] for text in contents}
+        self.assertEqual(len(canaries), 1, "one canary for the scan, on the last line of every copy")
+        canary = canaries.pop()
+        self.assertRegex(canary, r"^git-gate canary ghp_[A-Za-z0-9]{36}$")
+        self.assertIn(f"GIF89a\nrefs/heads/main\n{canary}\n", contents)
+        self.assertIn(f"GIF89a\nPK\x03\x04a b\n{canary}\n", contents)
+        self.assertIn(f"GIF89a\n100644 x.zip\n{canary}\n", contents)
+        self.assertIn("--max-decode-depth", seen["argv"])
+        self.assertEqual(seen["argv"][0], "dir")
+
+    def test_what_cannot_be_scanned_is_refused(self) -> None:
+        """A finding in a file gitleaks was not given, a bad report, an object git cannot read: refused."""
+        finding = {"RuleID": "r", "Commit": "", "StartLine": 2, "Secret": "s", "Match": "s"}
+        for report, says in ((json.dumps([{**finding, "File": "99.txt"}]), "not a place it was given"),
+                             (json.dumps([{**finding, "File": "1.txt", "StartLine": 1}]), "not a place it was given"),
+                             (json.dumps([{**finding, "File": "../x"}]), "not a place it was given"),
+                             ("{not json", "not JSON")):
+            with self.subTest(report=report):
+                code, said = self.gate(self.fake_gitleaks(report), f"{ZERO} {self.commit} refs/heads/main")
+                self.assertEqual(code, 1)
+                self.assertIn("push refused", said)
+                self.assertIn(says, said)
+                self.assertFalse(Path(json.loads(self.log.read_text())["dir"]).exists())
+        code, said = self.gate(self.fake_gitleaks(), f"{ZERO} {'1' * 40} refs/heads/main")
+        self.assertEqual(code, 1)
+        self.assertIn("push refused: git rev-list failed", said)
+        # A copy gitleaks skipped (its canary not reported): the push cannot be scanned completely.
+        code, said = self.gate(self.fake_gitleaks(skip="3.txt"), f"{ZERO} {self.commit} refs/heads/main")
+        self.assertEqual(code, 1)
+        self.assertIn("gitleaks did not scan 1 of the 4 pushed objects to their end (first: x.zip)", said)
+
+    def test_copies_are_removed_when_the_hook_is_terminated(self) -> None:
+        """SIGTERM while gitleaks runs: the hook refuses the push and removes the copies (gitleaks is stopped)."""
+        slow = self.tmp / "slow-gitleaks"
+        slow.write_text(f"#!/bin/sh\npwd > {self.log}\nexec sleep 60\n")
+        slow.chmod(0o755)
+        hook = subprocess.Popen(
+            [sys.executable, "-m", "bot_bottle.git_gate", "pre-receive", "--bottle", "web-1", "--db",
+             str(self.tmp / "x.db"), "--gitleaks", str(slow)], cwd=self.repo, stdin=subprocess.PIPE,
+            stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
+        assert hook.stdin is not None and hook.stderr is not None
+        hook.stdin.write(f"{ZERO} {self.commit} refs/heads/main\n")
+        hook.stdin.close()
+        deadline = time.monotonic() + 30
+        while not (self.log.exists() and self.log.read_text().strip()) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        folder = Path(self.log.read_text().strip())
+        self.assertTrue(folder.is_dir())
+        hook.terminate()
+        self.assertEqual(hook.wait(timeout=30), 1)
+        self.assertIn("push refused: stopped by signal", hook.stderr.read())
+        hook.stderr.close()
+        self.assertFalse(folder.exists(), "the copies are removed")
+
+    def test_refs_outside_branches_and_tags(self) -> None:
+        """Only refs/heads/ and refs/tags/ pass; the line names the ref and says why."""
+        ok = [RefUpdate(ZERO, SHA_A, "refs/heads/main"), RefUpdate(SHA_A, ZERO, "refs/tags/v1")]
+        self.assertIsNone(refused_ref(ok))
+        for ref in ("refs/replace/" + SHA_B, "refs/notes/commits", "refs/pull/1/head", "refs/heads"):
+            with self.subTest(ref=ref):
+                reason = refused_ref([*ok, RefUpdate(ZERO, SHA_A, ref)])
+                self.assertIsNotNone(reason)
+                self.assertIn(f"{ref} is not a branch or a tag", str(reason))
+
+    def test_masking_covers_encoded_forms(self) -> None:
+        """The stored line masks the secret raw, base64 (any alignment), hex and percent-encoded."""
+        for text in (f"a = {SECRET_BLOCKED}", base64.b64encode(f"x{SECRET_BLOCKED}".encode()).decode(),
+                     base64.b64encode(f"xy:{SECRET_BLOCKED}".encode()).decode(), SECRET_BLOCKED.encode().hex(),
+                     "".join(f"%{b:02X}" for b in SECRET_BLOCKED.encode())):
+            with self.subTest(text=text):
+                masked = redact_line(text, [SECRET_BLOCKED])
+                self.assertIn("********", masked)
+                self.assertFalse(Masker([SECRET_BLOCKED]).reveals(masked), masked)
+        self.assertEqual(redact_line("k = \x1b[2J x", []), "k = \\x1b[2J x")
+        self.assertEqual(render_tree(bytes.fromhex("3130303634342061") + b"\0" + b"\1" * 20, 20), b"100644 a\n")
+        with self.assertRaises(GitObjectsError):
+            render_tree(b"100644 a\0short", 20)

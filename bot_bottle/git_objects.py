@@ -1,0 +1,153 @@
+"""What a push would add to a repository: every new object, listed and read with replace objects off.
+
+git-gate must scan exactly what the remote would serve after the push and
+does not have yet. During pre-receive the pushed objects sit in a quarantine
+that git's environment already points at, and the refs still hold their old
+values, so ``git rev-list --objects NEW --not --all`` lists every object the
+push makes reachable that no existing ref reaches: commits (merges included),
+annotated tags, and every tree and blob that is new, also when a ref points
+straight at a blob or a tree.
+
+Every git call runs with replace objects disabled (``--no-replace-objects``
+and ``GIT_NO_REPLACE_OBJECTS=1``) and grafts off: a ``refs/replace/`` ref, or
+a graft, would make git show one object in place of another, so the scan
+would read something other than what is stored.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import tempfile
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+from bot_bottle.errors import BotBottleError
+
+GIT_TIMEOUT_SEC = 600.0
+KINDS = ("commit", "tree", "blob", "tag")
+
+
+class GitObjectsError(BotBottleError):
+    """git could not list or read the pushed objects; the push cannot be scanned completely."""
+
+
+@dataclass(frozen=True)
+class PushedObject:
+    """One object a push adds: where the operator finds it, and its raw content."""
+
+    oid: str
+    kind: str
+    ref: str  # the pushed ref that first brings it
+    commit: str  # the commit that first references it; else the ref's own tip (a tag, blob or tree)
+    path: str  # its path in that commit's (or the tipped tree's) tree; "" for commits, tags and tips
+    data: bytes
+
+
+def git_env(base: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment for every git call: the caller's (git's quarantine included), replace objects off."""
+    env = dict(os.environ if base is None else base)
+    env["GIT_NO_REPLACE_OBJECTS"] = "1"
+    env["GIT_GRAFT_FILE"] = os.devnull  # no grafts either: they rewrite parents the same way
+    return env
+
+
+def _git(repo: Path, *args: str) -> list[str]:
+    return ["git", "--no-replace-objects", "-C", str(repo), *args]
+
+
+def _run(command: list[str], stdin: IO[bytes] | None = None) -> bytes:
+    try:
+        result = subprocess.run(command, stdin=stdin, capture_output=True, timeout=GIT_TIMEOUT_SEC, env=git_env())
+    except OSError as exc:
+        raise GitObjectsError(f"cannot run git: {exc.strerror}") from None
+    except subprocess.TimeoutExpired:
+        raise GitObjectsError(f"git did not finish within {GIT_TIMEOUT_SEC:g} s") from None
+    if result.returncode != 0:
+        last = result.stderr.decode("utf-8", errors="replace").strip().splitlines()[-1:] or ["no message"]
+        raise GitObjectsError(f"git {command[4]} failed (exit {result.returncode}): {last[0][:200]}")
+    return result.stdout
+
+
+def list_new_objects(repo: Path, tip: str) -> list[tuple[str, str]]:
+    """``(oid, path)`` of every object reachable from ``tip`` that no existing ref reaches.
+
+    Oldest commit first (parents before children), each commit followed by
+    the trees and blobs it is the first to reference, so a blob is listed
+    after the commit that introduced it. git prints a path only up to its
+    first newline, so each output line is one object.
+    """
+    with tempfile.TemporaryFile() as tips:
+        tips.write(tip.encode("ascii") + b"\n")
+        tips.seek(0)
+        out = _run(_git(repo, "rev-list", "--objects", "--in-commit-order", "--topo-order", "--reverse",
+                        "--stdin", "--not", "--all"), stdin=tips)
+    listed = []
+    for line in out.split(b"\n"):
+        if not line:
+            continue
+        oid, _, path = line.partition(b" ")
+        listed.append((oid.decode("ascii", errors="replace"), path.decode("utf-8", errors="replace")))
+    return listed
+
+
+def read_objects(repo: Path, oids: Sequence[str]) -> Iterator[tuple[str, str, bytes]]:
+    """``(oid, kind, raw content)`` of each object, in order, streamed from one ``git cat-file --batch``."""
+    if not oids:
+        return
+    with tempfile.TemporaryFile() as wanted:
+        wanted.write("".join(f"{oid}\n" for oid in oids).encode("ascii"))
+        wanted.seek(0)
+        try:
+            process = subprocess.Popen(_git(repo, "cat-file", "--batch"), stdin=wanted, stdout=subprocess.PIPE,
+                                       stderr=subprocess.DEVNULL, env=git_env())
+        except OSError as exc:
+            raise GitObjectsError(f"cannot run git: {exc.strerror}") from None
+        assert process.stdout is not None
+        try:
+            for oid in oids:
+                header = process.stdout.readline().decode("ascii", errors="replace").split()
+                if len(header) != 3 or header[0] != oid or header[1] not in KINDS or not header[2].isdigit():
+                    raise GitObjectsError(f"git cannot read object {oid}: {' '.join(header)[:100] or 'no answer'}")
+                size = int(header[2])
+                data = process.stdout.read(size)
+                if len(data) != size or process.stdout.read(1) != b"\n":
+                    raise GitObjectsError(f"git's answer for object {oid} is cut short")
+                yield oid, header[1], data
+        finally:
+            process.stdout.close()
+            process.kill()
+            process.wait()
+
+
+def render_tree(data: bytes, hash_bytes: int) -> bytes:
+    """A raw tree as text, one ``mode name`` line per entry, so the entry names are scanned too."""
+    lines = []
+    index = 0
+    while index < len(data):
+        space = data.find(b" ", index)
+        nul = data.find(b"\0", space + 1)
+        if space < 0 or nul < 0 or nul + 1 + hash_bytes > len(data):
+            raise GitObjectsError("a pushed tree is malformed")
+        lines.append(data[index:space] + b" " + data[space + 1 : nul] + b"\n")
+        index = nul + 1 + hash_bytes
+    return b"".join(lines)
+
+
+def pushed_objects(repo: Path, tips: Sequence[tuple[str, str]]) -> Iterator[PushedObject]:
+    """Every object the pushed ``(ref, new tip)`` pairs add, each once (under the first ref that brings it)."""
+    seen: set[str] = set()
+    for ref, tip in tips:
+        listed = [(oid, path) for oid, path in list_new_objects(repo, tip) if oid not in seen]
+        seen.update(oid for oid, _ in listed)
+        paths = dict(listed)
+        commit = ""
+        for oid, kind, data in read_objects(repo, [oid for oid, _ in listed]):
+            if kind == "commit":
+                commit = oid
+            elif kind == "tree":
+                data = render_tree(data, len(oid) // 2)
+            yield PushedObject(oid=oid, kind=kind, ref=ref, commit=oid if kind == "tag" else commit or tip,
+                               path="" if kind in ("commit", "tag") else paths.get(oid, ""), data=data)

@@ -1,0 +1,97 @@
+"""Masking secrets out of text that is about to be stored or shown, in every form they travel in.
+
+git-gate and the egress DLP both keep a report of what they blocked, and
+neither may keep the secret itself. A secret can sit in the text raw or
+encoded: gitleaks decodes base64, hex and percent-encoding before it matches,
+and a request can carry a token base64-encoded in a header. ``encoded_forms``
+lists those forms and ``Masker`` replaces every run of text that shares six or
+more characters with any of them by ``********``, in time linear in the text
+(each position is looked up once in a set of fixed-length windows).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import urllib.parse
+from collections.abc import Iterable
+
+REDACTED = "********"
+MIN_FRAGMENT = 6  # runs this long or longer that also occur in a secret are masked
+
+
+def encoded_forms(secret: str) -> set[str]:
+    """``secret`` raw and as base64 (standard and URL-safe), lower-case hex and percent-encoding show it.
+
+    Base64 packs 3 bytes into 4 characters, so a secret embedded in a longer
+    base64 text looks different depending on where it starts: each of the
+    three alignments is listed (only its whole 4-character groups, which do
+    not depend on the surrounding bytes).
+    """
+    if not secret:
+        return set()
+    raw = secret.encode("utf-8", errors="surrogatepass")
+    forms = {secret}
+    for skip in range(3):
+        part = raw[skip:]
+        whole = part[: len(part) - len(part) % 3]
+        if whole:
+            forms.add(base64.b64encode(whole).decode("ascii"))
+            forms.add(base64.urlsafe_b64encode(whole).decode("ascii"))
+    forms.add(binascii.hexlify(raw).decode("ascii"))
+    # As a URL carries it (only what needs escaping), and with every byte escaped.
+    forms.update({urllib.parse.quote(raw, safe=""), "".join(f"%{byte:02X}" for byte in raw)})
+    return {form for form in forms if form}
+
+
+class Masker:
+    """Masks every piece of some secrets (and of their encoded forms) in the texts it is given.
+
+    A piece is any run of ``MIN_FRAGMENT`` characters (or the whole secret,
+    if it is shorter) that also occurs in one of the forms. Overlapping and
+    adjacent pieces merge into one ``********``. This masks whole copies,
+    copies cut at a snippet's edge and prefixes pasted elsewhere; it may also
+    mask a little innocent text next to them, which is the safe side.
+    """
+
+    def __init__(self, secrets: Iterable[str], *, shortest: int = MIN_FRAGMENT) -> None:
+        # window length -> the set of windows of that length, from every form of every secret
+        self._windows: dict[int, set[str]] = {}
+        for secret in {s for s in secrets if s}:
+            width = max(1, min(shortest, len(secret)))
+            bucket = self._windows.setdefault(width, set())
+            for form in encoded_forms(secret):
+                bucket.update(form[i : i + width] for i in range(len(form) - width + 1))
+
+    def __bool__(self) -> bool:
+        return bool(self._windows)
+
+    def mask(self, text: str) -> str:
+        """``text`` with every piece of a secret replaced; linear in ``len(text)`` for each window length."""
+        if not self._windows or not text:
+            return text
+        # A difference array of covered positions: +1 where a window starts, -1 past its end.
+        cover = [0] * (len(text) + 1)
+        found = False
+        for width, windows in self._windows.items():
+            for start in range(len(text) - width + 1):
+                if text[start : start + width] in windows:
+                    cover[start] += 1
+                    cover[start + width] -= 1
+                    found = True
+        if not found:
+            return text
+        out: list[str] = []
+        depth = 0
+        for index, char in enumerate(text):
+            depth += cover[index]
+            if depth > 0:
+                if not out or out[-1] != REDACTED:
+                    out.append(REDACTED)
+            else:
+                out.append(char)
+        return "".join(out)
+
+    def reveals(self, text: str) -> bool:
+        """True if ``text`` still holds a piece of a secret (so it must not be stored as it is)."""
+        return self.mask(text) != text
