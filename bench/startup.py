@@ -1,4 +1,4 @@
-"""Start-up: ``bot-bottle proposals list`` and the sidecar server's time to ready, against Python's floor."""
+"""Start-up: the common verbs and the sidecar server's time to ready, against Python's floor."""
 
 from __future__ import annotations
 
@@ -37,12 +37,14 @@ def main() -> None:
     print(machine(folder))
     print(f"median wall-clock milliseconds of {runs} runs\n")
     floor = median([run_once([sys.executable, "-c", "import sqlite3"]) for _ in range(runs)])
-    listing = median([run_once([sys.executable, "-m", "bot_bottle", "proposals", "list", "--db", str(path)])
-                      for _ in range(runs)])
+    verbs = (["proposals", "list"], ["audit", "list"], ["supervise", "--once"], ["db", "status"], ["--help"])
+    timed = [(f"python -m bot_bottle {' '.join(verb)}",
+              median([run_once([sys.executable, "-m", "bot_bottle", *verb, "--db", str(path)]) for _ in range(runs)]))
+             for verb in verbs]
     ready = median([server_ready(path) for _ in range(runs)])
     rows = [[label, f"{value * 1000:.0f}", f"{value / floor:.1f}"] for label, value in (
         ('python -c "import sqlite3" (floor)', floor),
-        ("python -m bot_bottle proposals list", listing),
+        *timed,
         ("supervise server: start to 'listening on'", ready),
     )]
     print(table(["command", "ms", "x floor"], rows))

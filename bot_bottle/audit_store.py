@@ -20,7 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -195,7 +195,8 @@ class AuditStore(DatabaseUser):
 
     @classmethod
     def _walk(
-        cls, conn: sqlite3.Connection, key: bytes | None, anchor: Anchor | None, batch: int = 5000
+        cls, conn: sqlite3.Connection, key: bytes | None, anchor: Anchor | None, batch: int = 5000,
+        progress: Callable[[int], None] | None = None,
     ) -> tuple[tuple[int | None, str] | None, dict[int, str]]:
         """Recompute the chain and the seals: ((bad seq, problem) or None, {seq: seal} recomputed).
 
@@ -239,6 +240,8 @@ class AuditStore(DatabaseUser):
                     return (unsealed_from, f"entry {unsealed_from} lost its seal (entries after it have theirs)"), seals
                 prev_hash = digest
                 expected_seq += 1
+            if progress is not None:
+                progress(expected_seq - 1)
             if len(rows) < batch:
                 return None, seals
             after = int(rows[-1][0])
@@ -343,13 +346,14 @@ class AuditStore(DatabaseUser):
         with self.db.read() as conn:
             return int(conn.execute("SELECT count(*) FROM audit_log").fetchone()[0])
 
-    def verify(self, batch: int = 5000) -> VerifyResult:
+    def verify(self, batch: int = 5000, progress: Callable[[int, int], None] | None = None) -> VerifyResult:
         """Check the whole log; report the first thing found wrong.
 
         Recomputes every hash and (with the host's key) every seal, checks the
         log still reaches the anchor with the anchor's seal, and checks every
         response against its decision entry and every decision entry against
-        its response. Reads only, in one snapshot.
+        its response. Reads only, in one snapshot. ``progress(done, total)``
+        is called after each batch of entries.
         """
         key = load_key(create=False)
         anchor = read_anchor(self.db.path)
@@ -359,7 +363,8 @@ class AuditStore(DatabaseUser):
             if key is None and (sealed or anchor is not None):
                 return VerifyResult(False, count, None, f"the host's audit key {key_path()} is missing: the seals "
                                     "cannot be checked (restore the key from your copy)", anchored=_seq(anchor))
-            problem, _ = self._walk(conn, key, anchor, batch)
+            step = (lambda done: progress(done, count)) if progress is not None else None
+            problem, _ = self._walk(conn, key, anchor, batch, step)
             if problem is not None:
                 return VerifyResult(False, count, problem[0], problem[1], anchored=_seq(anchor))
             if anchor is not None and count < anchor.seq:

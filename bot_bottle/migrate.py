@@ -396,6 +396,46 @@ def status(conn: sqlite3.Connection, migrations: tuple[Migration, ...] | None = 
     )
 
 
+def live_schema_drift(conn: sqlite3.Connection, migrations: tuple[Migration, ...] | None = None) -> list[str]:
+    """How the live schema differs from what the applied migrations build (empty: it does not).
+
+    The expected schema is built in memory from the migration files up to the
+    database's version; tables, indexes, triggers and views are compared by
+    name and SQL, so a dropped trigger, an added index or an edited trigger
+    shows here even where the migration files themselves are unchanged.
+    Reads only.
+    """
+    known = migrations if migrations is not None else discover()
+    with _translated(conn), read_snapshot(conn):
+        version = current_version(conn)
+        live = _schema_objects(conn)
+    if version > len(known):
+        return []  # a newer schema than the code knows: status() reports that
+    expected_conn = sqlite3.connect(":memory:", isolation_level=None)
+    try:
+        for migration in known[:version]:
+            _step(expected_conn, migration, up=True, known=known)
+        expected = _schema_objects(expected_conn)
+    finally:
+        expected_conn.close()
+    problems = []
+    for key in sorted(expected.keys() - live.keys()):
+        problems.append(f"{key[0]} {key[1]} is missing")
+    for key in sorted(live.keys() - expected.keys()):
+        problems.append(f"{key[0]} {key[1]} is not made by any migration")
+    for key in sorted(expected.keys() & live.keys()):
+        if expected[key] != live[key]:
+            problems.append(f"{key[0]} {key[1]} differs from what its migration made")
+    return problems
+
+
+def _schema_objects(conn: sqlite3.Connection) -> dict[tuple[str, str], str]:
+    rows = conn.execute(
+        "SELECT type, name, sql FROM sqlite_master WHERE name NOT LIKE 'sqlite_%' AND sql IS NOT NULL"
+    )
+    return {(str(kind), str(name)): " ".join(str(sql).split()) for kind, name, sql in rows}
+
+
 def _refuse_unusable(state: Status) -> None:
     if state.too_new:
         raise SchemaTooNew(

@@ -52,10 +52,15 @@ _PRINTABLE_ASCII = re.compile(r"[\x20-\x7e]*")
 
 @dataclass(frozen=True)
 class Segment:
-    """A piece of a line: plain text, or a visible escape standing for characters not shown raw."""
+    """A piece of a line: plain text, or a visible escape standing for characters not shown raw.
+
+    ``style`` is an ANSI SGR parameter string (``"32"`` green) for our own
+    colouring of plain text; it never comes from the text itself.
+    """
 
     text: str
     escaped: bool = False
+    style: str = ""
 
 
 Line = list[Segment]
@@ -176,13 +181,13 @@ def _take(segments: Sequence[Segment], columns: int) -> tuple[Line, Line]:
         for position, char in enumerate(segment.text):
             char_size = 1 if segment.escaped else char_width(char)
             if used + char_size > columns:
-                rest = [Segment(segment.text[position:], segment.escaped), *segments[index + 1 :]]
+                rest = [Segment(segment.text[position:], segment.escaped, segment.style), *segments[index + 1 :]]
                 if taken:
-                    head.append(Segment("".join(taken), segment.escaped))
+                    head.append(Segment("".join(taken), segment.escaped, segment.style))
                 return head, rest
             taken.append(char)
             used += char_size
-        head.append(Segment("".join(taken), segment.escaped))
+        head.append(Segment("".join(taken), segment.escaped, segment.style))
     return head, []
 
 
@@ -217,10 +222,23 @@ def pad(segments: Sequence[Segment], columns: int) -> Line:
 
 
 def ansi(segments: Sequence[Segment], styled: bool) -> str:
-    """A line as text for a terminal: escapes in reverse video when ``styled``."""
+    """A line as text for a terminal: escapes in reverse video and colours when ``styled``."""
     if not styled:
         return plain(segments)
-    return "".join(f"{ANSI_ESCAPE_ON}{s.text}{ANSI_ESCAPE_OFF}" if s.escaped else s.text for s in segments)
+    parts = []
+    for segment in segments:
+        if segment.escaped:
+            parts.append(f"{ANSI_ESCAPE_ON}{segment.text}{ANSI_ESCAPE_OFF}")
+        elif segment.style:
+            parts.append(f"\x1b[{segment.style}m{segment.text}\x1b[0m")
+        else:
+            parts.append(segment.text)
+    return "".join(parts)
+
+
+def coloured(segments: Sequence[Segment], style: str) -> Line:
+    """The line with ``style`` on its plain segments (escapes keep their own look)."""
+    return [s if s.escaped else Segment(s.text, False, style) for s in segments]
 
 
 def clean(text: str) -> str:

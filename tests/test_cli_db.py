@@ -98,7 +98,7 @@ class DbVerbsTest(TempDirTest):
         report = json.loads(result.stdout)
         self.assertTrue(report["ok"])
         self.assertEqual({c["check"] for c in report["checks"]},
-                         {"integrity", "foreign_keys", "schema_version", "drift"})
+                         {"integrity", "foreign_keys", "schema_version", "drift", "live_schema"})
 
     def test_check_finds_damage_and_dangling_keys(self) -> None:
         """'db check' exits 1 for a damaged page and for a foreign-key violation."""

@@ -53,6 +53,8 @@ def cmd_audit_list(args: argparse.Namespace) -> int:
             for e in entries
         ],
         last_width=40,
+        status_column=3,
+        page=True,
     )
     return 0
 
@@ -60,7 +62,9 @@ def cmd_audit_list(args: argparse.Namespace) -> int:
 def cmd_audit_verify(args: argparse.Namespace) -> int:
     """Check hashes, seals, the anchor and the responses; exit 1 naming the first problem."""
     with AuditStore(db_path(args)) as store:
-        result = store.verify()
+        result = store.verify(progress=_progress if sys.stderr.isatty() else None)
+        if sys.stderr.isatty():
+            print("\r\x1b[K", end="", file=sys.stderr)
         kept = _read_head(args.head) if args.head is not None else None
         if result.ok and kept is not None and not store.has_head(*kept):
             result = VerifyResult(False, result.count, kept[0], f"the head you kept ({args.head}: entry {kept[0]}) "
@@ -81,6 +85,14 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
         print(f"bot-bottle: error: audit log broken: {terminal_text.clean_line(result.problem)}", file=sys.stderr)
         return 1
     return 0
+
+
+PROGRESS_FROM = 20_000  # entries: below this, verify is quick enough to need no progress line
+
+
+def _progress(done: int, total: int) -> None:
+    if total >= PROGRESS_FROM:
+        print(f"\rverifying the audit log: {done:,} of {total:,} entries", end="", file=sys.stderr, flush=True)
 
 
 def _read_head(path: Path) -> tuple[int, str]:

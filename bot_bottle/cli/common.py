@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import shlex
 import shutil
+import subprocess
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -102,32 +105,86 @@ def terminal_columns() -> int | None:
     return shutil.get_terminal_size().columns
 
 
-def print_untrusted(text: str | Sequence[str]) -> None:
+class Shown(str):
+    """A screen line that carries its role, for colour: ``added``, ``removed``, ``hunk``, ``warning``.
+
+    A ``str`` in every other way, so whatever does not colour treats it as text.
+    """
+
+    role: str
+
+    def __new__(cls, text: str, role: str = "") -> Shown:
+        """``text`` with ``role``."""
+        line = super().__new__(cls, text)
+        line.role = role
+        return line
+
+
+# ANSI SGR parameters by role and by decision status; only ever our own text's colour.
+ROLE_STYLES = {"added": "32", "removed": "31", "hunk": "36", "warning": "1;33", "heading": "1"}
+STATUS_STYLES = {"approved": "32", "modified": "33", "rejected": "31", "pending": "36", "operator-edit": "35"}
+
+
+def print_untrusted(text: str | Sequence[str], *, page: bool = False) -> None:
     """Print text that holds anything an agent wrote, through the sanitizer.
 
     A string is split at newlines; a sequence is taken as the screen lines
-    themselves, each shown as one line (a newline inside one is escaped).
+    themselves, each shown as one line (a newline inside one is escaped), and
+    coloured by its role (``Shown``) on a terminal that takes colour.
 
     Unsafe characters show as styled escapes; on a terminal, a line longer than
     the screen wraps here with a continuation mark, rather than at the
-    terminal's edge where its tail could pass for a line of its own.
+    terminal's edge where its tail could pass for a line of its own. With
+    ``page``, output taller than the terminal goes through ``$PAGER``.
     """
     styled = styled_output()
     columns = terminal_columns()
-    screen_lines = terminal_text.lines(text) if isinstance(text, str) else [terminal_text.line(t) for t in text]
-    for one in screen_lines:
-        rows = terminal_text.wrap(one, columns) if columns else [one]
-        for row in rows:
-            print(terminal_text.ansi(row, styled))
+    items: Sequence[str] = text.replace("\r\n", "\n").split("\n") if isinstance(text, str) else text
+    rows: list[str] = []
+    for item in items:
+        one = terminal_text.line(item)
+        style = ROLE_STYLES.get(getattr(item, "role", ""), "")
+        if style:
+            one = terminal_text.coloured(one, style)
+        for row in terminal_text.wrap(one, columns) if columns else [one]:
+            rows.append(terminal_text.ansi(row, styled))
+    emit(rows, page=page)
 
 
-def print_table(headers: Sequence[str], rows: Sequence[Sequence[str]], *, last_width: int = 60) -> None:
+def emit(rows: Sequence[str], *, page: bool = False) -> None:
+    """Write finished output rows; through ``$PAGER`` (default ``less -R``) when asked and they overflow a terminal.
+
+    A pager that cannot start is skipped: the rows are printed as they are.
+    """
+    height = shutil.get_terminal_size().lines if sys.stdout.isatty() else 0
+    if page and height and len(rows) >= height:
+        command = shlex.split(os.environ.get("PAGER") or "less -R")
+        env = {**os.environ, "LESS": os.environ.get("LESS", "FRX")}
+        try:
+            pager = subprocess.Popen(command, stdin=subprocess.PIPE, text=True, encoding="utf-8", env=env)
+        except OSError:
+            pass
+        else:
+            assert pager.stdin is not None
+            with contextlib.suppress(BrokenPipeError):
+                pager.stdin.write("\n".join(rows) + "\n")
+                pager.stdin.close()
+            pager.wait()
+            return
+    for row in rows:
+        print(row)
+
+
+def print_table(
+    headers: Sequence[str], rows: Sequence[Sequence[str]], *, last_width: int = 60, status_column: int | None = None,
+    page: bool = False,
+) -> None:
     """Print rows of untrusted text under headers in aligned display columns.
 
     Cells are sanitized (one line each); the last column is cut to
     ``last_width`` columns and not padded. On a terminal each row is cut to
     the screen's width with a marker, so no row wraps into something that
-    looks like another row.
+    looks like another row; the ``status_column`` is coloured by its value.
     """
     table = [[terminal_text.line(h) for h in headers]]
     table += [[terminal_text.line(cell) for cell in row] for row in rows]
@@ -136,21 +193,27 @@ def print_table(headers: Sequence[str], rows: Sequence[Sequence[str]], *, last_w
     widths = [max(terminal_text.width(row[i]) for row in table) for i in range(len(headers))]
     styled = styled_output()
     columns = terminal_columns()
-    for row in table:
+    lines = []
+    for number, row in enumerate(table):
         cells: terminal_text.Line = []
         for index, cell in enumerate(row):
             if index:
                 cells.append(terminal_text.Segment("  "))
-            cells += cell if index == len(row) - 1 else terminal_text.pad(cell, widths[index])
+            shown = cell if index == len(row) - 1 else terminal_text.pad(cell, widths[index])
+            if number and index == status_column and terminal_text.plain(cell) in STATUS_STYLES:
+                shown = terminal_text.coloured(shown, STATUS_STYLES[terminal_text.plain(cell)])
+            cells += shown
         line = _rstrip(cells)
-        print(terminal_text.ansi(terminal_text.fit(line, columns) if columns else line, styled))
+        lines.append(terminal_text.ansi(terminal_text.fit(line, columns) if columns else line, styled))
+    emit(lines, page=page)
 
 
 def _rstrip(cells: terminal_text.Line) -> terminal_text.Line:
     while cells and not cells[-1].escaped and not cells[-1].text.strip():
         cells = cells[:-1]
     if cells and not cells[-1].escaped:
-        cells = [*cells[:-1], terminal_text.Segment(cells[-1].text.rstrip())]
+        last = cells[-1]
+        cells = [*cells[:-1], terminal_text.Segment(last.text.rstrip(), False, last.style)]
     return cells
 
 

@@ -207,6 +207,8 @@ def _checks(conn: sqlite3.Connection, known: tuple[migrate.Migration, ...]) -> l
             + (" (newer than this bot-bottle)" if state.too_new else f" ({len(state.pending)} pending)"),
         },
         {"check": "drift", "ok": not state.drift, "detail": "; ".join(d.summary for d in state.drift) or "none"},
+        {"check": "live_schema", "ok": not (schema := migrate.live_schema_drift(conn, known)),
+         "detail": "; ".join(schema) or "as the migrations made it"},
     ]
 
 

@@ -66,6 +66,9 @@ def _database_checks(path: Path) -> list[dict[str, str]]:
             checks.append({"check": "schema", "level": level, "detail": detail})
             checks.append({"check": "drift", "level": ERROR if state.drift else OK,
                            "detail": "; ".join(d.summary for d in state.drift) or "none"})
+            schema = migrate.live_schema_drift(conn)
+            checks.append({"check": "live_schema", "level": ERROR if schema else OK,
+                           "detail": "; ".join(schema) or "as the migrations made it"})
             integrity = integrity_problems(conn)
             violations = foreign_key_problems(conn)
             checks.append({"check": "integrity", "level": ERROR if integrity else OK,

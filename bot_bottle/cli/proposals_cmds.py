@@ -72,6 +72,8 @@ def cmd_proposals_list(args: argparse.Namespace) -> int:
              first_line(p.justification)]
             for p, r in rows
         ],
+        status_column=4,
+        page=True,
     )
     return 0
 
@@ -84,7 +86,7 @@ def cmd_proposals_show(args: argparse.Namespace) -> int:
     if args.json:
         print_json(proposal_json(proposal, response))
     else:
-        print_untrusted(describe(proposal, response))
+        print_untrusted(describe(proposal, response), page=True)
     return 0
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 
-from bot_bottle.cli.common import age
+from bot_bottle.cli.common import Shown, age
 from bot_bottle.errors import ValidationError
 from bot_bottle.records import (
     STATUS_APPROVED,
@@ -91,8 +91,9 @@ def route_lines(payload: str) -> list[str]:
     try:
         route = parse_route(payload)
     except ValidationError as exc:
-        return [f"{WARNING} this is not a valid route ({exc}); the raw text:", *payload.split("\n")]
-    lines = [f"{WARNING} this route widens access: {reason}" for reason in route.widening()]
+        return [Shown(f"{WARNING} this is not a valid route ({exc}); the raw text:", "warning"),
+                *payload.split("\n")]
+    lines: list[str] = [Shown(f"{WARNING} this route widens access: {why}", "warning") for why in route.widening()]
     lines.append(f"  host   {route.host}")
     if route.paths:
         lines += [f"  {'paths' if i == 0 else '':<6} {path}" for i, path in enumerate(route.paths)]
@@ -108,15 +109,27 @@ def marked_diff(diff: str) -> list[str]:
     file text cannot fake or hide a mark.
     """
     widening = widening_lines(diff)
-    lines = []
+    lines: list[str] = []
     if widening:
-        lines.append(f"{WARNING} {len(widening)} added line(s) widen access (marked !):")
-        lines += [f"  {'; '.join(reasons)}" for reasons in widening.values()]
+        lines.append(Shown(f"{WARNING} {len(widening)} added line(s) widen access (marked !):", "warning"))
+        lines += [Shown(f"  {'; '.join(reasons)}", "warning") for reasons in widening.values()]
     body = diff.rstrip("\n")
     if not body:
         return [*lines, "    (no change)"]
-    lines += [("! " if index in widening else "  ") + text for index, text in enumerate(body.split("\n"))]
+    for index, text in enumerate(body.split("\n")):
+        role = _diff_role(text)
+        lines.append(Shown(("! " if index in widening else "  ") + text, "warning" if index in widening else role))
     return lines
+
+
+def _diff_role(text: str) -> str:
+    if text.startswith(("+++", "---")):
+        return "heading"
+    if text.startswith("+"):
+        return "added"
+    if text.startswith("-"):
+        return "removed"
+    return "hunk" if text.startswith("@@") else ""
 
 
 def describe(proposal: Proposal, response: Response | None) -> list[str]:
@@ -171,8 +184,9 @@ def modification(proposal: Proposal, final_file: str) -> list[str]:
         allowed = decision_diff(proposal, STATUS_MODIFIED, final_file)
         widening = widening_lines(allowed)
         if widening:
-            lines += ["", f"{WARNING} the final file still has {len(widening)} line(s) that widen access:"]
-            lines += [f"  {'; '.join(reasons)}" for reasons in widening.values()]
+            lines += ["", Shown(f"{WARNING} the final file still has {len(widening)} line(s) that widen access:",
+                                "warning")]
+            lines += [Shown(f"  {'; '.join(reasons)}", "warning") for reasons in widening.values()]
     own = render_diff(proposal.payload, final_file, before_name="proposed", after_name="final")
     lines += ["", "diff (proposed -> final):", *marked_diff(own)]
     return lines

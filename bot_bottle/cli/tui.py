@@ -34,10 +34,12 @@ REFRESH_MS = 1000
 ENTER_KEYS = ("\n", "\r", curses.KEY_ENTER)
 ESCAPE = "\x1b"
 BACKSPACE_KEYS = ("\b", "\x7f", curses.KEY_BACKSPACE)
-LIST_KEYS = " ↑↓/jk move  Enter open  a approve  m modify  r reject  q quit"
-DETAIL_KEYS = " ↑↓/jk scroll  a approve  m modify  r reject  Esc/b back  q quit"
+LIST_KEYS = " ↑↓/jk move  g/G first/last  Enter open  a approve  m modify  r reject  q quit"
+DETAIL_KEYS = " ↑↓/jk scroll  g/G top/end  / search  n next  a approve  m modify  r reject  Esc/b back  q quit"
 UNAVAILABLE = "database unavailable: "
-REPORT_KEYS = " ↑↓/jk scroll  a approve (with a reason)  r reject  Esc/b back  q quit"
+REPORT_KEYS = " ↑↓/jk scroll  g/G  / search  a approve (with a reason)  r reject  Esc/b back  q quit"
+FIRST_KEYS = ("g", curses.KEY_HOME)
+LAST_KEYS = ("G", curses.KEY_END)
 CONFIRM_KEYS = " ↑↓/jk scroll  y record this modification  e edit again  n/Esc cancel"
 INVALID_KEYS = " ↑↓/jk scroll  e edit again  n/Esc cancel"
 PROMPT_KEYS = " Enter confirm  Esc cancel"
@@ -59,7 +61,10 @@ class SuperviseTUI:
         self.scroll = 0
         self.message = message
         self.marker: tuple[int, int] | None = None
-        self._detail_cache: tuple[tuple[str, int], list[Line]] | None = None
+        self._detail_cache: tuple[tuple[str, int], list[tuple[Line, int]]] | None = None
+        self.last_search = ""
+        self.position = ""
+        self.role_attrs: dict[str, int] = {"warning": curses.A_BOLD, "heading": curses.A_BOLD}
 
     # Data ---------------------------------------------------------------------
 
@@ -119,8 +124,9 @@ class SuperviseTUI:
             col += terminal_text.segment_width(segment)
 
     def draw(self) -> None:
-        """Draw the list or the detail view, then the message and key lines."""
+        """Draw the list or the detail view, then the message, position and key lines."""
         self.screen.erase()
+        self.position = ""
         height, width = self.screen.getmaxyx()
         bottles = len({p.queue_key for p in self.items})
         title = f" bot-bottle supervise: {len(self.items)} pending from {bottles} bottle(s)  {self.store.db.path}"
@@ -132,6 +138,8 @@ class SuperviseTUI:
             self._draw_list(height, width)
             keys = LIST_KEYS
         self.put(height - 2, 0, self.message)
+        if self.position:
+            self.put(height - 2, max(0, width - len(self.position) - 1), self.position)
         self.put(height - 1, 0, keys.ljust(width), curses.A_REVERSE)
         self.screen.refresh()
 
@@ -141,6 +149,8 @@ class SuperviseTUI:
             self.put(2, 2, "no pending proposals; waiting for the bottles...")
             return
         top = max(0, self.selected - rows + 1)
+        if len(self.items) > 1:
+            self.position = f"{self.selected + 1} of {len(self.items)}"
         for line, proposal in enumerate(self.items[top : top + rows], start=1):
             index = top + line - 1
             self.put(line, 0, terminal_text.pad(self.list_row(proposal, width), width),
@@ -157,7 +167,7 @@ class SuperviseTUI:
         row += terminal_text.line(first_line(proposal.justification))
         return terminal_text.fit(row, width)
 
-    def detail_lines(self, width: int) -> list[Line]:
+    def detail_lines(self, width: int) -> list[tuple[Line, int]]:
         """The detail view's lines, sanitized and wrapped to the screen (continuations marked)."""
         assert self.detail is not None
         key = (self.detail.id, width)
@@ -165,26 +175,41 @@ class SuperviseTUI:
             self._detail_cache = (key, self.wrapped(describe(self.detail, None), width))
         return self._detail_cache[1]
 
-    @staticmethod
-    def wrapped(screen_lines: list[str], width: int) -> list[Line]:
-        """Raw screen lines, each sanitized as one line and wrapped to ``width - 1`` columns."""
-        rows: list[Line] = []
+    def wrapped(self, screen_lines: list[str], width: int) -> list[tuple[Line, int]]:
+        """Raw screen lines, each sanitized as one line, wrapped to ``width - 1`` columns, with its attribute."""
+        rows: list[tuple[Line, int]] = []
         for one in screen_lines:
-            rows += terminal_text.wrap(terminal_text.line(one), max(10, width - 1))
+            attr = self.role_attrs.get(getattr(one, "role", ""), 0)
+            rows += [(row, attr) for row in terminal_text.wrap(terminal_text.line(one), max(10, width - 1))]
         return rows
 
     def _draw_detail(self, height: int, width: int) -> None:
         self._draw_text(self.detail_lines(width), height)
 
-    def _draw_text(self, lines: list[Line], height: int) -> None:
+    def _draw_text(self, lines: list[tuple[Line, int]], height: int) -> None:
         rows = max(0, height - 3)
         self.scroll = max(0, min(self.scroll, len(lines) - rows))
-        for line, text in enumerate(lines[self.scroll : self.scroll + rows], start=1):
-            ours = text and not text[0].escaped and text[0].text.startswith(("WARNING", "! "))
-            self.put(line, 0, text, curses.A_BOLD if ours else 0)
+        for line, (text, attr) in enumerate(lines[self.scroll : self.scroll + rows], start=1):
+            self.put(line, 0, text, attr)
         if len(lines) > rows:
-            self.put(height - 2, max(0, self.screen.getmaxyx()[1] - 24),
-                     f"lines {self.scroll + 1}-{min(len(lines), self.scroll + rows)} of {len(lines)}")
+            self.position = f"lines {self.scroll + 1}-{min(len(lines), self.scroll + rows)} of {len(lines)}"
+
+    def search(self, again: bool = False) -> None:
+        """``/``: ask for text and scroll to the next line holding it (``n``: the next one again)."""
+        if not again or not self.last_search:
+            wanted = self.prompt("search (Enter finds, Esc cancels): ")
+            if not wanted:
+                return
+            self.last_search = wanted
+        _height, width = self.screen.getmaxyx()
+        lines = self.detail_lines(width)
+        needle = self.last_search.casefold()
+        for index in list(range(self.scroll + 1, len(lines))) + list(range(0, self.scroll + 1)):
+            if needle in terminal_text.plain(lines[index][0]).casefold():
+                self.scroll = index
+                self.message = f"{self.last_search!r}: line {index + 1} of {len(lines)} (n: next)"
+                return
+        self.message = f"{self.last_search!r}: not found"
 
     # Input ------------------------------------------------------------------------
 
@@ -357,6 +382,14 @@ class SuperviseTUI:
                      curses.KEY_NPAGE: page, " ": page}
             if key in moves:
                 self.scroll = max(0, self.scroll + moves[key])
+            elif key in FIRST_KEYS:
+                self.scroll = 0
+            elif key in LAST_KEYS:
+                self.scroll = len(self.detail_lines(_width))
+            elif key == "/":
+                self.search()
+            elif key == "n":
+                self.search(again=True)
             elif key in (ESCAPE, "b", curses.KEY_LEFT):
                 self.detail = None
             elif key in ("a", "m", "r"):
@@ -366,6 +399,10 @@ class SuperviseTUI:
             self.selected = max(0, self.selected - 1)
         elif key in (curses.KEY_DOWN, "j"):
             self.selected = min(max(0, len(self.items) - 1), self.selected + 1)
+        elif key in FIRST_KEYS:
+            self.selected = 0
+        elif key in LAST_KEYS:
+            self.selected = max(0, len(self.items) - 1)
         elif key in ENTER_KEYS and self.items:
             self.detail = self.items[self.selected]
             self.scroll = 0
@@ -373,12 +410,27 @@ class SuperviseTUI:
             self.act(str(key))
         return True
 
+    def start_colours(self) -> None:
+        """Colour diff lines where the terminal has colours and ``NO_COLOR`` is not set."""
+        if "NO_COLOR" in os.environ or not curses.has_colors():
+            return
+        with contextlib.suppress(curses.error):
+            curses.start_color()
+            curses.use_default_colors()
+            for number, colour in enumerate((curses.COLOR_GREEN, curses.COLOR_RED, curses.COLOR_CYAN,
+                                             curses.COLOR_YELLOW), start=1):
+                curses.init_pair(number, colour, -1)
+            self.role_attrs.update({"added": curses.color_pair(1), "removed": curses.color_pair(2),
+                                    "hunk": curses.color_pair(3),
+                                    "warning": curses.color_pair(4) | curses.A_BOLD})
+
     def run(self) -> None:
         """The main loop: draw, wait up to a second for a key, refresh."""
         with contextlib.suppress(curses.error):
             curses.curs_set(0)
         self.screen.keypad(True)
         self.screen.timeout(REFRESH_MS)
+        self.start_colours()
         self.reload(force=True)
         last = time.monotonic()
         while True:
