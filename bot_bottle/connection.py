@@ -126,7 +126,7 @@ def _create_missing(path: Path) -> None:
     except OSError as exc:
         raise _os_error(path, exc) from None
     # A brand-new empty file: no connection anywhere can hold locks on it yet,
-    # so closing this descriptor drops nothing (D3).
+    # so closing this descriptor drops nothing (docs/decisions.md, "Journal and transactions").
     os.close(fd)
 
 

@@ -4,8 +4,10 @@ Migrations are SQL files ``NNNN_name.up.sql`` / ``NNNN_name.down.sql`` in the
 top-level ``migrations/`` folder, numbered from 0001 without gaps
 (docs/decisions.md). ``PRAGMA user_version`` is the number of the last applied
 migration; the ``schema_history`` table (created by migration 0001) records
-each applied migration's name and the sha256 of its up file, so an applied
-migration that was edited later is reported as drift instead of skipped.
+each applied migration's name and the sha256 of its statements (comments and
+layout aside, ``normalized``) for its up file and, from migration 0004 on, its
+down file, so an applied migration whose SQL was edited later is reported as
+drift instead of skipped, while a corrected comment is not.
 
 Each migration runs in its own ``BEGIN IMMEDIATE`` transaction that re-reads
 ``user_version`` once it holds the lock, so processes that migrate at once
@@ -114,6 +116,9 @@ class Status:
     pending: tuple[Migration, ...]
     drift: tuple[Drift, ...]
     applied: tuple[tuple[int, str, str], ...]  # (version, name, applied_at)
+    # Versions whose history row holds a whole-file checksum from before
+    # statement checksums: not drift; the next upgrade rewrites them.
+    legacy_checksums: tuple[int, ...] = ()
 
     @property
     def too_new(self) -> bool:
@@ -200,6 +205,57 @@ def split_statements(sql: str, where: str = "SQL") -> list[str]:
     if has_code:
         raise MigrationFilesError(f"{where}: the last statement is not complete (a missing ';'?)")
     return statements
+
+
+def normalized(statement: str) -> str:
+    """``statement`` without comments and with each run of whitespace outside quotes made one space.
+
+    What the checksums cover: a migration's meaning, not its comments, so a
+    comment can be corrected without the file counting as edited (drift).
+    """
+    out: list[str] = []
+
+    def space() -> None:
+        if out and out[-1] != " ":
+            out.append(" ")
+
+    index, length = 0, len(statement)
+    while index < length:
+        char = statement[index]
+        if statement.startswith("--", index):
+            newline = statement.find("\n", index)
+            index = length if newline < 0 else newline + 1
+            space()
+        elif statement.startswith("/*", index):
+            close = statement.find("*/", index + 2)
+            index = length if close < 0 else close + 2
+            space()
+        elif char in "'\"`[":
+            end = _skip_quoted(statement, index, "]" if char == "[" else char, "statement")
+            out.append(statement[index:end])
+            index = end
+        elif char.isspace():
+            space()
+            index += 1
+        else:
+            out.append(char)
+            index += 1
+    return "".join(out).strip()
+
+
+def statements_sha256(statements: tuple[str, ...]) -> str:
+    """The checksum the history records for a migration file: over its normalized statements."""
+    return hashlib.sha256("\n".join(normalized(s) for s in statements).encode("utf-8")).hexdigest()
+
+
+# Before checksums covered statements only, the runner recorded the sha256 of
+# the whole up file. These are those files' checksums, as released; a history
+# row holding one is not drift, and the next upgrade rewrites it.
+LEGACY_FILE_SHA256 = {
+    1: "d9f07693de9692e475d7327bd5b3a65c3e051363672528dd216058271bdc6ca8",
+    2: "92f27080d2b0d55968f7914243c07a515babc74d9387d308f334fd179e82676f",
+    3: "b35c19a96dde083038a2fdb8d7fb3d831cbf0831c8a11ee16ce56052846efe01",
+}
 
 
 def _skip_quoted(sql: str, index: int, closer: str, where: str) -> int:
@@ -301,16 +357,16 @@ def discover(directory: Path | None = None) -> tuple[Migration, ...]:
                     f"{other.name} has no {direction} file "
                     f"({version:04d}_{names[version]}.{direction}.sql): every up needs its down"
                 )
-        up_statements, up_raw = _load_statements(files["up"])
-        down_statements, down_raw = _load_statements(files["down"])
+        up_statements, _ = _load_statements(files["up"])
+        down_statements, _ = _load_statements(files["down"])
         migrations.append(
             Migration(
                 version=version,
                 name=names[version],
                 up_statements=up_statements,
                 down_statements=down_statements,
-                up_sha256=hashlib.sha256(up_raw).hexdigest(),
-                down_sha256=hashlib.sha256(down_raw).hexdigest(),
+                up_sha256=statements_sha256(up_statements),
+                down_sha256=statements_sha256(down_statements),
             )
         )
     return tuple(migrations)
@@ -363,11 +419,14 @@ def status(conn: sqlite3.Connection, migrations: tuple[Migration, ...] | None = 
         current = current_version(conn)
         history = _history(conn)
     drift: list[Drift] = []
+    legacy: list[int] = []
     for migration in known[: min(current, len(known))]:
         record = history.get(migration.version)
         if record is None:
             problem = f"applied (user_version is {current}) but missing from {HISTORY_TABLE}"
             drift.append(Drift(migration.version, migration.name, problem, None, migration.up_sha256))
+        elif record[1] == LEGACY_FILE_SHA256.get(migration.version) and record[0] == migration.name:
+            legacy.append(migration.version)
         elif record[1] != migration.up_sha256:
             drift.append(
                 Drift(migration.version, migration.name, "its up file was edited after it was applied",
@@ -393,6 +452,7 @@ def status(conn: sqlite3.Connection, migrations: tuple[Migration, ...] | None = 
         pending=known[current:],
         drift=tuple(drift),
         applied=tuple((v, n, at) for v, (n, _, at, _) in sorted(history.items())),
+        legacy_checksums=tuple(legacy),
     )
 
 
@@ -434,6 +494,18 @@ def _schema_objects(conn: sqlite3.Connection) -> dict[tuple[str, str], str]:
         "SELECT type, name, sql FROM sqlite_master WHERE name NOT LIKE 'sqlite_%' AND sql IS NOT NULL"
     )
     return {(str(kind), str(name)): " ".join(str(sql).split()) for kind, name, sql in rows}
+
+
+def _rewrite_legacy_checksums(
+    conn: sqlite3.Connection, known: tuple[Migration, ...], versions: tuple[int, ...]
+) -> None:
+    """Replace whole-file checksums from before statement checksums with the statement checksums."""
+    with transaction(conn):
+        for version in versions:
+            conn.execute(
+                f"UPDATE {HISTORY_TABLE} SET sha256 = :new WHERE version = :version AND sha256 = :old",
+                {"new": known[version - 1].up_sha256, "version": version, "old": LEGACY_FILE_SHA256[version]},
+            )
 
 
 def _refuse_unusable(state: Status) -> None:
@@ -763,6 +835,8 @@ def _upgrade(conn: sqlite3.Connection, target: int, known: tuple[Migration, ...]
         raise MigrationError(
             f"the database is at version {state.current}, past {target}: use 'db downgrade --to {target}'"
         )
+    if state.legacy_checksums:
+        _rewrite_legacy_checksums(conn, known, state.legacy_checksums)
     if target == state.current:
         return RunResult((), None, state.current)
     saved = None

@@ -1,5 +1,5 @@
 -- The supervise queue: proposals filed by each bottle's sidecar, and the
--- operator's one response to each (DECISIONS.md D6).
+-- operator's one response to each (docs/decisions.md, "The queue's rules").
 
 CREATE TABLE proposals (
     id                TEXT PRIMARY KEY

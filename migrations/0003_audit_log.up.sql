@@ -1,4 +1,4 @@
--- The audit log: one entry per decision and per operator edit (DECISIONS.md D7).
+-- The audit log: one entry per decision and per operator edit (docs/decisions.md, "The audit log").
 -- Append-only, enforced here by triggers, and hash-chained: each entry holds
 -- the hash of the one before it (64 zeros for the first), and its own hash
 -- covers every field, so 'bot-bottle audit verify' finds a changed or

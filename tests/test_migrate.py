@@ -9,6 +9,7 @@ from pathlib import Path
 
 from bot_bottle import migrate
 from bot_bottle.connection import connect
+from bot_bottle.db import open_db
 from bot_bottle.errors import (
     CorruptDatabase,
     MigrationDrift,
@@ -241,9 +242,9 @@ class RefusalTest(TempDirTest):
         conn.close()
 
     def test_drift_is_reported_and_refused(self) -> None:
-        """An applied migration edited later shows as drift; upgrade refuses and writes nothing."""
+        """An applied migration whose SQL was edited later shows as drift; upgrade refuses and writes nothing."""
         up = self.folder / "0002_supervise_queue.up.sql"
-        up.write_text(up.read_text() + "\n-- an innocent-looking edit\n")
+        up.write_text(up.read_text() + "\nCREATE INDEX an_innocent_looking_edit ON proposals (tool);\n")
         before = digest(self.path)
         conn = connect(self.path)
         self.addCleanup(conn.close)
@@ -345,3 +346,42 @@ class BackupTest(TempDirTest):
         self.assertEqual(existing.read_text(), "mine")
         with self.assertRaises(MigrationError):
             migrate.backup_to(conn, path)
+
+
+class StatementChecksumTest(TempDirTest):
+    """Checksums cover a migration's statements, not its comments; old whole-file checksums migrate."""
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.folder = self.tmp / "migrations"
+        shutil.copytree(MIGRATIONS, self.folder)
+        self.path = self.tmp / "c.db"
+        open_db(self.path).close()
+
+    def status(self) -> migrate.Status:
+        conn = connect(self.path)
+        self.addCleanup(conn.close)
+        return migrate.status(conn, migrate.discover(self.folder))
+
+    def test_a_comment_edit_is_not_drift_and_a_statement_edit_is(self) -> None:
+        """Rewording a comment (or the layout) keeps the checksum; changing SQL is drift."""
+        up = self.folder / "0003_audit_log.up.sql"
+        up.write_text("-- a reworded comment\n" + up.read_text().replace("    seq ", "    seq\t\t", 1))
+        self.assertEqual(self.status().drift, ())
+        up.write_text(up.read_text().replace("'audit_log is append-only'", "'audit_log is read-only'", 1))
+        self.assertEqual([d.version for d in self.status().drift], [3])
+
+    def test_legacy_whole_file_checksums_are_accepted_then_rewritten(self) -> None:
+        """A history written by the runner before statement checksums is not drift, and opening rewrites it."""
+        raw = sqlite3.connect(self.path, isolation_level=None)
+        for version, legacy in migrate.LEGACY_FILE_SHA256.items():
+            raw.execute("UPDATE schema_history SET sha256 = ? WHERE version = ?", (legacy, version))
+        raw.close()
+        state = self.status()
+        self.assertEqual((state.drift, state.legacy_checksums), ((), (1, 2, 3)))
+        open_db(self.path).close()
+        known = migrate.discover()
+        conn = sqlite3.connect(self.path)
+        self.addCleanup(conn.close)
+        stored = dict(conn.execute("SELECT version, sha256 FROM schema_history"))
+        self.assertEqual(stored, {m.version: m.up_sha256 for m in known})
