@@ -195,6 +195,14 @@ def connect(
     return conn
 
 
+def database_path(conn: sqlite3.Connection) -> str:
+    """The file behind the connection's main database ('' for an in-memory one)."""
+    for _, name, filename in conn.execute("PRAGMA database_list"):
+        if name == "main":
+            return str(filename)
+    return ""
+
+
 @contextmanager
 def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
     """A write transaction: BEGIN IMMEDIATE, then COMMIT, or ROLLBACK on any exception.

@@ -20,8 +20,6 @@ COMMIT: a violation rolls the migration back.
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import os
 import re
 import sqlite3
 from collections.abc import Callable
@@ -30,8 +28,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from bot_bottle.backups import BACKUP_NAME_RE, BACKUPS_KEPT, BackupError, backup_before_migration, backup_to
 from bot_bottle.connection import (
-    FILE_MODE,
+    database_path,
     foreign_key_problems,
     integrity_problems,
     read_snapshot,
@@ -42,42 +41,55 @@ from bot_bottle.errors import (
     CorruptDatabase,
     MigrationDrift,
     MigrationError,
-    MigrationFilesError,
     SchemaTooNew,
 )
+from bot_bottle.migration_files import (
+    LEGACY_FILE_SHA256,
+    Migration,
+    discover,
+    migrations_dir,
+    normalized,
+    split_statements,
+    statements_sha256,
+    strip_leading_comments,
+)
+
+# The runner's API, including what it uses from its two helpers, so callers
+# keep one import: migrate.discover, migrate.backup_to, ...
+__all__ = [
+    "BACKUPS_KEPT",
+    "BACKUP_NAME_RE",
+    "HISTORY_TABLE",
+    "LEGACY_FILE_SHA256",
+    "PROTECTED_TABLES",
+    "BackupError",
+    "Drift",
+    "Exporter",
+    "Migration",
+    "RunResult",
+    "Status",
+    "WouldDropProtected",
+    "backup_before_migration",
+    "backup_to",
+    "current_version",
+    "database_path",
+    "discover",
+    "downgrade",
+    "live_schema_drift",
+    "migrations_dir",
+    "normalized",
+    "split_statements",
+    "statements_sha256",
+    "status",
+    "upgrade",
+]
 
 HISTORY_TABLE = "schema_history"
-BACKUPS_KEPT = 3
 # Tables whose rows no down migration may drop unless they are written out
 # first, in the same transaction (docs/decisions.md: the audit log outlives
 # the schema). The value names the rows for messages.
 PROTECTED_TABLES = {"audit_log": "audit entries"}
-_FILE_RE = re.compile(r"(?P<version>\d{4})_(?P<name>[a-z0-9][a-z0-9_]*)\.(?P<direction>up|down)\.sql")
-# Statements a migration may not contain: the runner owns the transaction
-# (a COMMIT inside a file would end it early and break atomicity) and the
-# version number.
-_FORBIDDEN_FIRST_WORDS = frozenset(
-    {"BEGIN", "COMMIT", "END", "ROLLBACK", "SAVEPOINT", "RELEASE", "VACUUM", "ATTACH", "DETACH"}
-)
-_LEADING_COMMENTS_RE = re.compile(r"(?:\s+|--[^\n]*(?:\n|$)|/\*.*?\*/)*", re.DOTALL)
-_RUNNER_PRAGMA_RE = re.compile(r"PRAGMA\s+(?:main\.)?(user_version|journal_mode|foreign_keys)\b", re.I)
 
-
-@dataclass(frozen=True)
-class Migration:
-    """One numbered migration: its up and down SQL, split into statements."""
-
-    version: int
-    name: str
-    up_statements: tuple[str, ...]
-    down_statements: tuple[str, ...]
-    up_sha256: str
-    down_sha256: str = ""
-
-    @property
-    def label(self) -> str:
-        """``NNNN_name``, as the files are named."""
-        return f"{self.version:04d}_{self.name}"
 
 
 @dataclass(frozen=True)
@@ -147,237 +159,6 @@ class RunResult:
     backup: Path | None
     current: int
 
-
-def migrations_dir() -> Path:
-    """The folder that holds the migration files, wherever the package runs from.
-
-    An installed wheel carries them inside the package (``bot_bottle/migrations``);
-    a source checkout and the sidecar image keep them in the top-level
-    ``migrations/`` beside ``bot_bottle/``.
-    """
-    package = Path(__file__).resolve().parent
-    installed = package / "migrations"
-    if installed.is_dir():
-        return installed
-    return package.parent / "migrations"
-
-
-def split_statements(sql: str, where: str = "SQL") -> list[str]:
-    """Split ``sql`` into single statements, respecting quotes, comments and trigger bodies.
-
-    ``executescript`` would do this for us, but it COMMITs first on every
-    Python version, so the runner executes one statement at a time inside its
-    own transaction. Statements that are only comments are dropped.
-    """
-    statements: list[str] = []
-    start = 0
-    index = 0
-    has_code = False
-    length = len(sql)
-    while index < length:
-        char = sql[index]
-        if sql.startswith("--", index):
-            newline = sql.find("\n", index)
-            index = length if newline < 0 else newline + 1
-            continue
-        if sql.startswith("/*", index):
-            close = sql.find("*/", index + 2)
-            if close < 0:
-                raise MigrationFilesError(f"{where}: a /* comment is never closed")
-            index = close + 2
-            continue
-        if char in "'\"`[":
-            closer = "]" if char == "[" else char
-            index = _skip_quoted(sql, index, closer, where)
-            has_code = True
-            continue
-        if char == ";":
-            chunk = sql[start : index + 1]
-            # A ';' inside a trigger body does not end the CREATE TRIGGER.
-            if sqlite3.complete_statement(chunk):
-                if has_code:
-                    statements.append(chunk.strip())
-                start = index + 1
-                has_code = False
-        elif not char.isspace():
-            has_code = True
-        index += 1
-    if has_code:
-        raise MigrationFilesError(f"{where}: the last statement is not complete (a missing ';'?)")
-    return statements
-
-
-def normalized(statement: str) -> str:
-    """``statement`` without comments and with each run of whitespace outside quotes made one space.
-
-    What the checksums cover: a migration's meaning, not its comments, so a
-    comment can be corrected without the file counting as edited (drift).
-    """
-    out: list[str] = []
-
-    def space() -> None:
-        if out and out[-1] != " ":
-            out.append(" ")
-
-    index, length = 0, len(statement)
-    while index < length:
-        char = statement[index]
-        if statement.startswith("--", index):
-            newline = statement.find("\n", index)
-            index = length if newline < 0 else newline + 1
-            space()
-        elif statement.startswith("/*", index):
-            close = statement.find("*/", index + 2)
-            index = length if close < 0 else close + 2
-            space()
-        elif char in "'\"`[":
-            end = _skip_quoted(statement, index, "]" if char == "[" else char, "statement")
-            out.append(statement[index:end])
-            index = end
-        elif char.isspace():
-            space()
-            index += 1
-        else:
-            out.append(char)
-            index += 1
-    return "".join(out).strip()
-
-
-def statements_sha256(statements: tuple[str, ...]) -> str:
-    """The checksum the history records for a migration file: over its normalized statements."""
-    return hashlib.sha256("\n".join(normalized(s) for s in statements).encode("utf-8")).hexdigest()
-
-
-# Before checksums covered statements only, the runner recorded the sha256 of
-# the whole up file. These are those files' checksums, as released; a history
-# row holding one is not drift, and the next upgrade rewrites it.
-LEGACY_FILE_SHA256 = {
-    1: "d9f07693de9692e475d7327bd5b3a65c3e051363672528dd216058271bdc6ca8",
-    2: "92f27080d2b0d55968f7914243c07a515babc74d9387d308f334fd179e82676f",
-    3: "b35c19a96dde083038a2fdb8d7fb3d831cbf0831c8a11ee16ce56052846efe01",
-}
-
-
-def _skip_quoted(sql: str, index: int, closer: str, where: str) -> int:
-    position = index + 1
-    while True:
-        found = sql.find(closer, position)
-        if found < 0:
-            raise MigrationFilesError(f"{where}: a quoted string or name is never closed")
-        if closer != "]" and sql.startswith(closer * 2, found):
-            position = found + 2  # a doubled quote stands for itself
-            continue
-        return found + 1
-
-
-def _without_leading_comments(statement: str) -> str:
-    skipped = _LEADING_COMMENTS_RE.match(statement)
-    return statement[skipped.end() :] if skipped else statement
-
-
-def _is_forbidden(statement: str) -> str | None:
-    """The reason ``statement`` may not appear in a migration, or None."""
-    code = _without_leading_comments(statement)
-    match = re.match(r"[A-Za-z_]+", code)
-    word = match.group(0).upper() if match else ""
-    if word in _FORBIDDEN_FIRST_WORDS:
-        return word
-    pragma = _RUNNER_PRAGMA_RE.match(code)
-    return f"PRAGMA {pragma.group(1).lower()}" if pragma else None
-
-
-def _load_statements(path: Path) -> tuple[tuple[str, ...], bytes]:
-    try:
-        raw = path.read_bytes()
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        raise MigrationFilesError(f"{path} is not UTF-8 text") from None
-    except OSError as exc:
-        raise MigrationFilesError(f"cannot read {path}: {exc.strerror}") from None
-    statements = split_statements(text, where=str(path))
-    if not statements:
-        raise MigrationFilesError(f"{path} holds no SQL statement: every migration file must do something")
-    for number, statement in enumerate(statements, 1):
-        forbidden = _is_forbidden(statement)
-        if forbidden:
-            raise MigrationFilesError(
-                f"{path}, statement {number}: {forbidden} is not allowed in a migration; "
-                "the runner owns the transaction, the foreign-key switch and user_version"
-            )
-    return tuple(statements), raw
-
-
-def discover(directory: Path | None = None) -> tuple[Migration, ...]:
-    """Read and validate every migration in ``directory`` (default: ``migrations_dir()``).
-
-    Raises ``MigrationFilesError`` for a missing folder, a badly named ``.sql``
-    file, a duplicate number, a gap, an up without its down (or the reverse),
-    an empty file, or a statement the runner does not allow.
-    """
-    folder = directory if directory is not None else migrations_dir()
-    if not folder.is_dir():
-        raise MigrationFilesError(
-            f"no migrations folder at {folder}: the bot-bottle installation is incomplete; reinstall it"
-        )
-    found: dict[int, dict[str, Path]] = {}
-    names: dict[int, str] = {}
-    for entry in sorted(folder.iterdir()):
-        if not entry.name.endswith(".sql"):
-            continue
-        match = _FILE_RE.fullmatch(entry.name)
-        if not match:
-            raise MigrationFilesError(
-                f"{entry}: migration files are named NNNN_name.up.sql and NNNN_name.down.sql "
-                "(four digits, lower-case name)"
-            )
-        version = int(match["version"])
-        if version == 0:
-            raise MigrationFilesError(f"{entry}: migrations are numbered from 0001")
-        direction = match["direction"]
-        if names.setdefault(version, match["name"]) != match["name"]:
-            raise MigrationFilesError(
-                f"{folder}: migration {version:04d} has two names, "
-                f"{names[version]!r} and {match['name']!r}; each number has exactly one pair"
-            )
-        if direction in found.setdefault(version, {}):
-            raise MigrationFilesError(f"{folder}: two {direction} files for migration {version:04d}")
-        found[version][direction] = entry
-    migrations: list[Migration] = []
-    for expected, version in enumerate(sorted(found), 1):
-        if version != expected:
-            raise MigrationFilesError(
-                f"{folder}: migration {expected:04d} is missing (the numbers jump to {version:04d}); "
-                "migrations are numbered without gaps"
-            )
-        files = found[version]
-        for direction in ("up", "down"):
-            if direction not in files:
-                other = files["down" if direction == "up" else "up"]
-                raise MigrationFilesError(
-                    f"{other.name} has no {direction} file "
-                    f"({version:04d}_{names[version]}.{direction}.sql): every up needs its down"
-                )
-        up_statements, _ = _load_statements(files["up"])
-        down_statements, _ = _load_statements(files["down"])
-        migrations.append(
-            Migration(
-                version=version,
-                name=names[version],
-                up_statements=up_statements,
-                down_statements=down_statements,
-                up_sha256=statements_sha256(up_statements),
-                down_sha256=statements_sha256(down_statements),
-            )
-        )
-    return tuple(migrations)
-
-
-def database_path(conn: sqlite3.Connection) -> str:
-    """The file behind the connection's main database ('' for an in-memory one)."""
-    for _, name, filename in conn.execute("PRAGMA database_list"):
-        if name == "main":
-            return str(filename)
-    return ""
 
 
 def _translated(conn: sqlite3.Connection) -> contextlib.AbstractContextManager[None]:
@@ -525,161 +306,17 @@ def _refuse_unusable(state: Status) -> None:
         )
 
 
-def _utc_stamp() -> str:
-    return datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
-
-
-def backup_to(conn: sqlite3.Connection, destination: Path) -> Path:
-    """Copy the database behind ``conn`` to ``destination`` (0600) with ``Connection.backup``.
-
-    The copy is a consistent snapshot, written under a hidden partial name
-    and moved into place only when whole. An existing ``destination`` is never
-    overwritten: ``MigrationError`` is raised instead. Partial files left by a
-    backup that was killed are removed first.
-    """
-    destination = destination.resolve()
-    if destination.exists():
-        raise MigrationError(f"{destination} already exists; choose another name for the backup")
-    if not destination.parent.is_dir():
-        raise MigrationError(f"cannot write the backup: {destination.parent} is not a directory")
-    if database_path(conn) and Path(database_path(conn)).resolve() == destination:
-        raise MigrationError("the backup file cannot be the database itself")
-    remove_stale_partials(destination.parent)
-    partial = destination.with_name(f".{destination.name}.{os.getpid()}.partial")
-    try:
-        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
-    except OSError as exc:
-        raise MigrationError(f"cannot write the backup {destination}: {exc.strerror}") from None
-    os.close(fd)
-    try:
-        copy = sqlite3.connect(partial)
-        try:
-            conn.backup(copy)
-        except sqlite3.OperationalError as exc:
-            # The error comes from the copy's side: name the backup's disk, not the database's.
-            raise MigrationError(f"cannot write the backup {destination}: {exc} (on the disk holding "
-                                 f"{destination.parent}); the database was not changed") from None
-        finally:
-            copy.close()
-        _publish(partial, destination)
-    except FileExistsError:
-        raise MigrationError(f"{destination} already exists; choose another name for the backup") from None
-    finally:
-        partial.unlink(missing_ok=True)
-    return destination
-
-
-def _publish(partial: Path, destination: Path) -> None:
-    """Give the finished copy its name, never replacing a file that took the name meanwhile."""
-    try:
-        # link() fails if the name was taken meanwhile, where rename() would overwrite it.
-        os.link(partial, destination)
-        return
-    except FileExistsError:
-        raise
-    except OSError:
-        pass  # a filesystem without hard links (some FUSE and network mounts): reserve the name, then rename
-    try:
-        fd = os.open(destination, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
-    except FileExistsError:
-        raise
-    except OSError as exc:
-        raise MigrationError(f"cannot write the backup {destination}: {exc.strerror}") from None
-    os.close(fd)
-    try:
-        os.replace(partial, destination)  # over our own empty placeholder
-    except OSError as exc:
-        destination.unlink(missing_ok=True)
-        raise MigrationError(f"cannot write the backup {destination}: {exc.strerror}") from None
-
-
-_PARTIAL_RE = re.compile(r"\..+\.(\d+)\.partial")
-
-
-def remove_stale_partials(folder: Path) -> list[Path]:
-    """Remove partial backup files whose writer process is gone (killed mid-backup); the ones removed."""
-    removed: list[Path] = []
-    try:
-        entries = list(folder.iterdir())
-    except OSError:
-        return removed
-    for entry in entries:
-        match = _PARTIAL_RE.fullmatch(entry.name)
-        if match is None or _process_alive(int(match.group(1))):
-            continue
-        with contextlib.suppress(OSError):
-            entry.unlink()
-            removed.append(entry)
-    return removed
-
-
-def _process_alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, OverflowError):
-        return True  # someone else's process, or a number we cannot ask about: leave its file alone
-    return True
-
-
-def _backup_name_re(db_name: str) -> re.Pattern[str]:
-    return re.compile(re.escape(db_name) + r"\.v(\d{4})\.(\d{8}T\d{12}Z)\.bak")
-
-
-BACKUP_NAME_RE = re.compile(r".+\.v\d{4}\.\d{8}T\d{12}Z\.bak")
-
-
-def backup_before_migration(conn: sqlite3.Connection, version: int) -> Path | None:
-    """Back up the database beside itself as ``NAME.vNNNN.STAMP.bak``; keep the last few.
-
-    Older backups are removed, except one that holds audit entries the
-    database no longer has (after a downgrade): those are never pruned.
-    Returns the backup's path, or ``None`` for an in-memory database.
-    """
-    source = database_path(conn)
-    if not source:
-        return None
-    db_file = Path(source)
-    path = backup_to(conn, db_file.with_name(f"{db_file.name}.v{version:04d}.{_utc_stamp()}.bak"))
-    pattern = _backup_name_re(db_file.name)
-    ours = sorted(
-        (match.group(2), entry)
-        for entry in db_file.parent.iterdir()
-        if (match := pattern.fullmatch(entry.name))
-    )
-    for _, old in ours[:-BACKUPS_KEPT]:
-        if not _holds_audit_entries_not_in(old, conn):
-            old.unlink(missing_ok=True)
-    return path
-
-
-def _holds_audit_entries_not_in(backup: Path, conn: sqlite3.Connection) -> bool:
-    """True when ``backup``'s audit log has an entry the live database's log lacks (or cannot be read)."""
-    try:
-        copy = sqlite3.connect(f"{backup.resolve().as_uri()}?mode=ro", uri=True)
-    except sqlite3.Error:
-        return True
-    try:
-        head = copy.execute("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1").fetchone()
-    except sqlite3.Error as exc:
-        return "no such table" not in str(exc)  # no audit log at all: nothing to keep it for
-    finally:
-        copy.close()
-    if head is None:
-        return False
-    try:
-        live = conn.execute("SELECT hash FROM audit_log WHERE seq = :seq", {"seq": head[0]}).fetchone()
-    except sqlite3.Error:
-        return True
-    # The log is a chain: the live log holds the backup's whole log if it holds its last entry.
-    return live is None or live[0] != head[1]
-
 
 def _is_empty(conn: sqlite3.Connection) -> bool:
     return int(conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]) == 0
+
+
+def _checked_backup(conn: sqlite3.Connection, state: Status) -> Path | None:
+    """Before a migration changes a database that holds anything: check its integrity, then back it up."""
+    if _is_empty(conn):
+        return None
+    _check_integrity(conn, state.path)
+    return backup_before_migration(conn, state.current)
 
 
 def _check_integrity(conn: sqlite3.Connection, path: str) -> None:
@@ -839,10 +476,7 @@ def _upgrade(conn: sqlite3.Connection, target: int, known: tuple[Migration, ...]
         _rewrite_legacy_checksums(conn, known, state.legacy_checksums)
     if target == state.current:
         return RunResult((), None, state.current)
-    saved = None
-    if backup and not _is_empty(conn):
-        _check_integrity(conn, state.path)
-        saved = backup_before_migration(conn, state.current)
+    saved = _checked_backup(conn, state) if backup else None
     applied = tuple(m.version for m in known[state.current : target] if _step(conn, m, up=True, known=known))
     return RunResult(applied, saved, current_version(conn))
 
@@ -886,10 +520,7 @@ def _downgrade(
             for table in _tables_dropped_by(migration):
                 if counts.get(table):
                     raise WouldDropProtected(migration, table, counts[table])
-    saved = None
-    if backup and not _is_empty(conn):
-        _check_integrity(conn, state.path)
-        saved = backup_before_migration(conn, state.current)
+    saved = _checked_backup(conn, state) if backup else None
     steps = list(reversed(known[to : state.current]))
     once = _once(export) if export is not None and any(_tables_dropped_by(m) for m in steps) else None
     reverted = tuple(
@@ -915,7 +546,7 @@ def _tables_dropped_by(migration: Migration) -> list[str]:
     """The protected tables a migration's down file drops by name (the step re-checks by counting rows)."""
     dropped = []
     for statement in migration.down_statements:
-        match = re.match(r"DROP\s+TABLE\s+(?:IF\s+EXISTS\s+)?[\"`\[]?(\w+)", _without_leading_comments(statement), re.I)
+        match = re.match(r"DROP\s+TABLE\s+(?:IF\s+EXISTS\s+)?[\"`\[]?(\w+)", strip_leading_comments(statement), re.I)
         if match and match.group(1) in PROTECTED_TABLES:
             dropped.append(match.group(1))
     return dropped

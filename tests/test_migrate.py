@@ -341,10 +341,10 @@ class BackupTest(TempDirTest):
         self.addCleanup(conn.close)
         existing = self.tmp / "taken.bak"
         existing.write_text("mine")
-        with self.assertRaisesRegex(MigrationError, "already exists"):
+        with self.assertRaisesRegex(migrate.BackupError, "already exists"):
             migrate.backup_to(conn, existing)
         self.assertEqual(existing.read_text(), "mine")
-        with self.assertRaises(MigrationError):
+        with self.assertRaises(migrate.BackupError):
             migrate.backup_to(conn, path)
 
 
