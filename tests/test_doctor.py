@@ -48,12 +48,12 @@ class DoctorTest(TempDirTest):
         self.assertIn("error", self.levels(report).values())
 
     def test_drift(self) -> None:
-        """A checkout whose applied migration was edited: drift is an error."""
+        """A checkout whose applied migration's SQL was edited: drift is an error."""
         path = self.tmp / "drift.db"
         open_db(path).close()
         root = self.copy_package()
         edited = root / "migrations" / "0003_audit_log.up.sql"
-        edited.write_text(edited.read_text() + "\n-- edited\n")
+        edited.write_text(edited.read_text() + "\nCREATE INDEX edited ON audit_log (actor);\n")
         code, report = self.doctor(str(path), cwd=root)
         self.assertEqual(code, 1)
         self.assertEqual(self.levels(report)["drift"], "error")
