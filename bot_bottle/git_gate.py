@@ -34,7 +34,8 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from bot_bottle.db import DB_PATH_IN_CONTAINER
-from bot_bottle.errors import BotBottleError, ValidationError
+from bot_bottle.errors import BotBottleError, MissingMount, ValidationError
+from bot_bottle.mount_safety import require_sidecar_database
 from bot_bottle.queue_store import QueueStore
 from bot_bottle.records import STATUS_APPROVED, STATUS_REJECTED, TOOL_GITLEAKS_ALLOW, validate_queue_key
 
@@ -347,6 +348,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         hook = install_hook(args.repo, args.bottle, db_path=args.db, timeout=args.timeout, gitleaks=args.gitleaks)
         print(hook)
         return 0
+    if args.db is None:
+        # The sidecar's database must be the host's, on its mount: refuse at
+        # once rather than create one and wait for a decision nobody can see.
+        try:
+            require_sidecar_database(DB_PATH_IN_CONTAINER)
+        except MissingMount as exc:
+            print(f"git-gate: push refused: {exc}", file=sys.stderr)
+            return 1
     gitleaks = args.gitleaks or shutil.which("gitleaks") or "gitleaks"
     return pre_receive(
         sys.stdin, bottle=args.bottle, db_path=args.db if args.db is not None else DB_PATH_IN_CONTAINER,

@@ -52,7 +52,7 @@ class ServerTestCase(TempDirTest):
         service = SuperviseService(self.store.for_bottle("web-1"), wait_seconds=self.wait_seconds,
                                    poll_interval=0.02, log=self.logged.append,
                                    routes_file=self.tmp / "routes.yaml")
-        self.server = SuperviseHTTPServer(("127.0.0.1", 0), service, socket_timeout=1.0)
+        self.server = SuperviseHTTPServer(("127.0.0.1", 0), service, request_timeout=1.0)
         self.port = self.server.server_address[1]
         thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
         thread.start()
@@ -128,25 +128,40 @@ class ProtocolTest(ServerTestCase):
                 self.assertEqual(answer["error"]["code"], code)
 
     def test_bad_tool_arguments(self) -> None:
-        """Missing, mistyped, unknown and invalid arguments are -32602 and file nothing."""
+        """Missing, mistyped, unknown and invalid arguments are tool results with isError, and file nothing."""
         cases = [
             ("egress-allow", {"justification": "x"}, "missing argument: host"),
-            ("egress-allow", {"host": 5, "justification": "x"}, "must be a str"),
+            ("egress-allow", {"host": 5, "justification": "x"}, "must be a string, not int"),
             ("egress-allow", {"host": "a.com", "justification": "x", "extra": 1}, "unknown argument"),
-            ("egress-allow", {"host": "not a host!", "justification": "x"}, "host name"),
-            ("egress-allow", {"host": "a.com", "paths": ["no-slash"], "justification": "x"}, "path"),
+            ("egress-allow", {"host": "not a host!", "justification": "x"}, "such as docs.python.org"),
+            ("egress-allow", {"host": "a.com", "paths": ["no-slash"], "justification": "x"}, "starting with /"),
+            ("egress-allow", {"host": "a.com", "paths": "/x", "justification": "x"}, "an array of strings"),
             ("egress-block", {"routes_file": "r", "justification": ""}, "justification"),
             ("egress-block", {"routes_file": "a\x00b", "justification": "j"}, "NUL"),
+            ("egress-block", {"routes_file": "x" * (1024 * 1024 + 1), "justification": "j"}, "over the limit"),
             ("check-proposal", {"proposal_id": "f" * 32}, "no proposal"),
             ("check-proposal", {"proposal_id": "../../etc"}, "no proposal"),
         ]
         for name, arguments, needle in cases:
-            with self.subTest(name=name, arguments=arguments):
-                _, answer = self.call(name, arguments)
+            with self.subTest(name=name, arguments=str(arguments)[:80]):
+                status, answer = self.call(name, arguments)
                 assert answer is not None
-                self.assertEqual(answer["error"]["code"], -32602, answer)
-                self.assertIn(needle, answer["error"]["message"])
+                self.assertEqual(status, 200)
+                self.assertNotIn("error", answer)
+                result = answer["result"]
+                self.assertIs(result["isError"], True)
+                self.assertIn(needle, result["content"][0]["text"])
         self.assertEqual(self.store.pending(), [])
+
+    def test_protocol_errors_stay_json_rpc_errors(self) -> None:
+        """An unknown tool, a missing name and arguments that are not an object are -32602, not tool results."""
+        cases: list[dict[str, Any]] = [{"name": "rm-rf", "arguments": {}}, {"arguments": {}},
+                                       {"name": "egress-allow", "arguments": []}]
+        for params in cases:
+            with self.subTest(params=params):
+                _, answer = self.post({"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": params})
+                assert answer is not None
+                self.assertEqual(answer["error"]["code"], -32602)
 
     def test_http_level_refusals(self) -> None:
         """Wrong content type 415, no length 411, bad protocol header 400, GET/DELETE 405, foreign Origin 403."""
@@ -165,13 +180,13 @@ class ProtocolTest(ServerTestCase):
         self.assertEqual(json.loads(conn.getresponse().read())["bottle"], "web-1")
         conn.close()
         with socket.create_connection(("127.0.0.1", self.port), timeout=10) as raw:
-            raw.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\r\n{}")
+            raw.sendall(b"POST / HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n\r\n{}")
             self.assertIn(b" 411 ", raw.recv(4096).split(b"\r\n")[0] + b" ")
 
     def test_oversized_body_gets_413_before_it_is_read(self) -> None:
         """A declared body over the limit is answered 413 while the client has sent only the headers."""
         with socket.create_connection(("127.0.0.1", self.port), timeout=10) as raw:
-            raw.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            raw.sendall(b"POST / HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
                         + f"Content-Length: {MAX_BODY_BYTES + 1}\r\n\r\n".encode())
             status_line = raw.recv(4096).split(b"\r\n")[0]
         self.assertIn(b"413", status_line)
@@ -247,7 +262,8 @@ class TimeoutTest(ServerTestCase):
         other = self.store.submit("web-2", TOOL_EGRESS_BLOCK, "r", "j")
         _, body = self.call("check-proposal", {"proposal_id": other.id})
         assert body is not None
-        self.assertEqual(body["error"]["code"], -32602)
+        self.assertTrue(body["result"]["isError"])
+        self.assertIn("no proposal", body["result"]["content"][0]["text"])
 
 
 class RobustnessTest(ServerTestCase):
@@ -282,10 +298,11 @@ class RobustnessTest(ServerTestCase):
                 body = json.dumps(rng.choice([None, 1, "s", [], {"jsonrpc": "1.0"}])).encode()
             else:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=10) as raw:
-                    raw.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n")  # then stall
+                    raw.sendall(b"POST / HTTP/1.1\r\nHost: localhost\r\nContent-Length: 100\r\n")  # then stall
                     if rng.random() < 0.1:
                         raw.settimeout(5)
-                        self.assertEqual(raw.recv(100), b"", "a stalled client is dropped")
+                        self.assertIn(b" 408 ", raw.recv(4096).split(b"\r\n")[0] + b" ",
+                                      "a stalled client is answered 408 at the deadline, then dropped")
                 continue
             status, answer = self.post(body)
             self.assertIn(status, (200, 202, 400), body[:80])
