@@ -324,6 +324,8 @@ def nesting_exceeds(text: str, limit: int) -> bool:
     if text.count("[") + text.count("{") <= limit:
         return False
     brackets = _NOT_BRACKETS_RE.sub("", _JSON_STRING_RE.sub("", text))
+    if re.search(f"[\\[{{]{{{limit + 1}}}", brackets):
+        return True  # more than `limit` openers in a row: found at C speed, the common attack
     # Each pass removes every innermost pair, so balanced brackets nested at
     # most `limit` deep are gone after `limit` passes, at C speed.
     passes_done = True

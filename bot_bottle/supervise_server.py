@@ -628,10 +628,12 @@ class SuperviseHandler(BaseHTTPRequestHandler):
             self._refuse(status, INVALID_REQUEST if status < 500 else INTERNAL_ERROR, message)
 
     def _one_request(self) -> None:
+        # What parse_request would have set: a refusal before it runs still logs and answers.
+        self.command, self.requestline, self.request_version = "", "", self.default_request_version
         line = self.rfile.readline(MAX_REQUEST_LINE + 1)
         # RFC 9112 2.2: a server should ignore empty lines before a request line; a few of them.
         for _ in range(MAX_EMPTY_LINES):
-            if not line or line.strip(b" \t\r\n"):
+            if line not in (b"\r\n", b"\n"):
                 break
             line = self.rfile.readline(MAX_REQUEST_LINE + 1)
         if not line:
@@ -639,8 +641,11 @@ class SuperviseHandler(BaseHTTPRequestHandler):
         if len(line) > MAX_REQUEST_LINE:
             self.send_error(HTTPStatus.REQUEST_URI_TOO_LONG, f"the request line is over {MAX_REQUEST_LINE} bytes")
             return
-        if not line.endswith(b"\n") or not line.strip(b" \t\r\n"):
+        if not line.endswith(b"\n"):
             self.send_error(HTTPStatus.BAD_REQUEST, "the request ended before its request line did")
+            return
+        if not line.strip(b" \t\r\n"):
+            self.send_error(HTTPStatus.BAD_REQUEST, "no request line")
             return
         self.raw_requestline = line
         if not self.parse_request():
