@@ -12,12 +12,15 @@ from __future__ import annotations
 import json
 import random
 import socket
+import subprocess
 import sys
 import threading
 import time
+import tracemalloc
 import unittest
 from typing import IO, Any
 
+from bot_bottle.cli.tui import SuperviseTUI
 from bot_bottle.queue_store import QueueStore
 from bot_bottle.records import STATUS_APPROVED, STATUS_REJECTED
 from bot_bottle.supervise import decide
@@ -34,7 +37,7 @@ from tests.hostile import (
     tool_call,
     wait_until,
 )
-from tests.support import TempDirTest
+from tests.support import REPO, TempDirTest
 
 MiB = 1024 * 1024
 
@@ -297,6 +300,68 @@ class LoadTest(HostileTestCase):
         self.assertGreater(outcomes["decided"], 0, outcomes)
         self.assertLessEqual(sampler.peak["Threads"], 256 + 4)
         self.assert_alive_and_clean()
+
+
+# Runs the CLI in this process and prints its peak RSS (VmHWM, KiB) on stderr's last line.
+# Not getrusage's ru_maxrss: Linux carries that across exec from the parent (this test runner).
+_PEAK_RSS = """
+import runpy, sys
+sys.argv = ["bot_bottle", *sys.argv[1:]]
+try:
+    runpy.run_module("bot_bottle", run_name="__main__")
+except SystemExit:
+    pass
+status = open("/proc/self/status").read()
+print(next(line.split()[1] for line in status.splitlines() if line.startswith("VmHWM:")), file=sys.stderr)
+"""
+
+
+@unittest.skipUnless(sys.platform.startswith("linux"), "reads peak memory from /proc")
+class ProposalFloodTest(TempDirTest):
+    count = 1000
+    size = 128 * 1024  # payload and current file each: 256 MiB in all
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.db = self.tmp / "flood.db"
+        with QueueStore(self.db) as store, store.db.write() as conn:
+            # Straight into the table, as 20 bottles within their quota would have filed them over time.
+            conn.executemany(
+                "INSERT INTO proposals (id, queue_key, tool, payload, payload_sha256, justification, current_file, "
+                "created_at) VALUES (?, ?, 'egress-block', ?, ?, ?, ?, ?)",
+                ((f"{i:032x}", f"bottle-{i % 20}", f"{i:08d}" + "p" * (self.size - 8), f"{i:064x}",
+                  f"flood {i}", "c" * self.size, f"2026-11-30T00:00:00.{i:06d}Z") for i in range(self.count)))
+        self.total_mib = 2 * self.count * self.size / MiB
+
+    def peak_rss_mib(self, *argv: str) -> tuple[float, str]:
+        result = subprocess.run([sys.executable, "-c", _PEAK_RSS, *argv, "--db", str(self.db)], cwd=REPO,
+                                capture_output=True, text=True, timeout=120)
+        *errors, peak = result.stderr.strip().splitlines()
+        self.assertEqual(errors, [])
+        return int(peak) / 1024, result.stdout
+
+    def test_listings_do_not_load_the_payloads(self) -> None:
+        """1,000 proposals of 256 KiB: proposals list, supervise --once and the TUI's list stay far below 256 MiB."""
+        for argv in (("proposals", "list"), ("proposals", "list", "--all", "--json"), ("supervise", "--once"),
+                     ("supervise", "--once", "--json")):
+            with self.subTest(argv=argv):
+                peak, out = self.peak_rss_mib(*argv)
+                self.assertIn("00000000", out)
+                self.assertIn("bottle-19", out)
+                self.assertLess(peak, self.total_mib / 5, f"{argv}: peak RSS {peak:.0f} MiB")
+        with QueueStore(self.db) as store:
+            tui = SuperviseTUI(None, store)
+            tracemalloc.start()
+            try:
+                tui.reload(force=True)
+                _, peak_bytes = tracemalloc.get_traced_memory()
+            finally:
+                tracemalloc.stop()
+            self.assertEqual(len(tui.items), self.count)
+            self.assertLess(peak_bytes / MiB, self.total_mib / 50, "the TUI's list holds summaries only")
+            opened = tui.load(tui.items[0])
+            assert opened is not None
+            self.assertEqual(len(opened.payload), self.size, "a payload is loaded when it is shown")
 
 
 class FuzzClassesTest(unittest.TestCase):

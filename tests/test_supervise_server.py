@@ -14,9 +14,17 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bot_bottle.db import DB_PATH_IN_CONTAINER, open_db
 from bot_bottle.errors import ValidationError
 from bot_bottle.queue_store import QueueStore
-from bot_bottle.records import STATUS_APPROVED, STATUS_MODIFIED, STATUS_REJECTED, TOOL_EGRESS_BLOCK
+from bot_bottle.records import (
+    DEFAULT_QUOTA,
+    STATUS_APPROVED,
+    STATUS_MODIFIED,
+    STATUS_REJECTED,
+    TOOL_EGRESS_BLOCK,
+    Quota,
+)
 from bot_bottle.supervise import decide
 from bot_bottle.supervise_server import (
     MAX_BODY_BYTES,
@@ -25,7 +33,7 @@ from bot_bottle.supervise_server import (
     route_payload,
     wait_seconds_from,
 )
-from tests.support import REPO, TempDirTest, decide_when_filed, in_ci
+from tests.support import REPO, TempDirTest, decide_when_filed, in_ci, require_tool
 
 
 def mcp_python() -> str | None:
@@ -42,6 +50,7 @@ def mcp_python() -> str | None:
 
 class ServerTestCase(TempDirTest):
     wait_seconds = 5.0
+    quota = DEFAULT_QUOTA
 
     def setUp(self) -> None:
         super().setUp()
@@ -49,7 +58,7 @@ class ServerTestCase(TempDirTest):
         self.store = QueueStore(self.path)
         self.addCleanup(self.store.close)
         self.logged: list[str] = []
-        service = SuperviseService(self.store.for_bottle("web-1"), wait_seconds=self.wait_seconds,
+        service = SuperviseService(self.store.for_bottle("web-1", quota=self.quota), wait_seconds=self.wait_seconds,
                                    poll_interval=0.02, log=self.logged.append,
                                    routes_file=self.tmp / "routes.yaml")
         self.server = SuperviseHTTPServer(("127.0.0.1", 0), service, request_timeout=1.0)
@@ -266,6 +275,35 @@ class TimeoutTest(ServerTestCase):
         self.assertIn("no proposal", body["result"]["content"][0]["text"])
 
 
+class QuotaTest(ServerTestCase):
+    wait_seconds = 0.05
+    quota = Quota(max_pending=2, max_pending_bytes=4096)
+
+    def test_a_bottle_over_its_quota_gets_a_tool_error_saying_so(self) -> None:
+        """Past max_pending (or max_pending_bytes) a filing is an isError result naming the limit; nothing is filed."""
+        for index in range(2):
+            _, body = self.call("egress-allow", {"host": f"h{index}.example", "justification": "j"})
+            assert body is not None
+            self.assertEqual(body["result"]["structuredContent"]["status"], "pending")
+        _, body = self.call("egress-allow", {"host": "one-more.example", "justification": "j"})
+        assert body is not None
+        self.assertTrue(body["result"]["isError"])
+        self.assertIn("already has 2 proposals waiting for the operator", body["result"]["content"][0]["text"])
+        self.assertEqual(len(self.store.pending("web-1")), 2)
+        _, again = self.call("egress-allow", {"host": "h0.example", "justification": "j"})
+        assert again is not None
+        self.assertFalse(again["result"]["isError"], "the same request again is not a new proposal")
+        decide(self.store.pending("web-1")[0].id, STATUS_REJECTED, "no", store=self.store)
+        _, big = self.call("egress-block", {"routes_file": "r" * 5000, "justification": "j"})
+        assert big is not None
+        self.assertTrue(big["result"]["isError"])
+        self.assertIn("over the limit of 4096 bytes pending", big["result"]["content"][0]["text"])
+        _, fits = self.call("egress-block", {"routes_file": "r: 1\n", "justification": "j"})
+        assert fits is not None
+        self.assertFalse(fits["result"]["isError"])
+        self.assertEqual(len(self.store.pending("web-1")), 2)
+
+
 class RobustnessTest(ServerTestCase):
     wait_seconds = 0.2
 
@@ -391,6 +429,67 @@ class ProcessTest(TempDirTest):
                                      str(self.tmp / "x.db")], cwd=REPO, capture_output=True, text=True, timeout=30)
             self.assertEqual(result.returncode, 2, result.stderr)
             self.assertEqual(len(result.stderr.strip().splitlines()), 1)
+
+    def test_without_its_mount_the_sidecar_refuses_to_start(self) -> None:
+        """No --db and no /run/supervise/bot-bottle.db: exit 1 with one line, never listening, nothing created."""
+        real = Path(DB_PATH_IN_CONTAINER)
+        if real.exists():
+            self.skipTest(f"{real} exists on this machine (a real sidecar?); not touching it")
+        result = subprocess.run([sys.executable, "-m", "bot_bottle.supervise_server", "--bottle", "web-1",
+                                 "--host", "127.0.0.1", "--port", "0"], cwd=REPO, capture_output=True, text=True,
+                                timeout=60)
+        self.assertEqual(result.returncode, 1, result.stderr)
+        lines = result.stderr.strip().splitlines()
+        self.assertEqual(len(lines), 1, result.stderr)
+        self.assertIn(f"{DB_PATH_IN_CONTAINER} does not exist: the sidecar needs the host's database directory",
+                      lines[0])
+        self.assertEqual(result.stdout, "", "it never listened")
+        self.assertFalse(real.exists(), "and created nothing")
+
+    def test_the_mount_decides_in_a_real_mount_namespace(self) -> None:
+        """In a private mount namespace: no file, then a file not on a mount, refused (server and git-gate,
+        at once); the host's database bind-mounted at /run/supervise, accepted."""
+        unshare = require_tool(self, "unshare")
+        host_db = self.tmp / "host-db"
+        open_db(host_db / "bot-bottle.db").close()
+        start = ("from bot_bottle import supervise_server as s; "
+                 "server, store = s.start(s.build_parser().parse_args(['--bottle', 'web-1', '--host', '127.0.0.1', "
+                 "'--port', '0']), print); print('started'); server.server_close(); store.close()")
+        script = f"""
+            mount -t tmpfs tmpfs /run || exit 90
+            mkdir /run/supervise
+            "$PY" -m bot_bottle.supervise_server --bottle web-1 --host 127.0.0.1 --port 0; echo "no-file=$?"
+            test -e /run/supervise/bot-bottle.db && echo created
+            : > /run/supervise/bot-bottle.db
+            "$PY" -m bot_bottle.supervise_server --bottle web-1 --host 127.0.0.1 --port 0; echo "no-mount=$?"
+            echo "{'0' * 40} {'1' * 40} refs/heads/main" | "$PY" -m bot_bottle.git_gate pre-receive --bottle web-1
+            echo "git-gate=$?"
+            mount --bind "$HOSTDB" /run/supervise || exit 91
+            "$PY" -c "$START"; echo "mounted=$?"
+        """
+        prefix = [unshare, "--mount", "--propagation", "private"] if os.geteuid() == 0 else \
+            [unshare, "--mount", "--map-root-user", "--propagation", "private"]
+        result = subprocess.run([*prefix, "sh", "-c", script], cwd=REPO, capture_output=True, text=True, timeout=120,
+                                env={**os.environ, "PY": sys.executable, "HOSTDB": str(host_db), "START": start,
+                                     "PYTHONPATH": str(REPO)})
+        if result.returncode in (90, 91) or "unshare failed" in result.stderr:
+            message = f"cannot make a mount namespace here: {result.stderr.strip()[-300:]}"
+            if in_ci():
+                self.fail(message)
+            self.skipTest(message)
+        out = result.stdout.splitlines()
+        self.assertIn("no-file=1", out, result.stderr)
+        self.assertNotIn("created", out)
+        self.assertIn("no-mount=1", out, result.stderr)
+        self.assertIn("git-gate=1", out, result.stderr)
+        self.assertIn("started", out, result.stderr)
+        self.assertIn("mounted=0", out, result.stderr)
+        errors = [line for line in result.stderr.splitlines() if line.strip()]
+        self.assertEqual(len(errors), 3, result.stderr)
+        self.assertIn("does not exist", errors[0])
+        self.assertIn("is not on a mount of its own", errors[1])
+        self.assertTrue(errors[2].startswith("git-gate: push refused: /run/supervise/bot-bottle.db is not on a mount"),
+                        errors[2])
 
     def test_sigterm_stops_it_cleanly(self) -> None:
         """The server prints its address when ready and exits 0 on SIGTERM."""
