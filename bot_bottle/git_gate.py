@@ -329,7 +329,8 @@ def build_parser() -> argparse.ArgumentParser:
             verb.add_argument("repo", type=Path, help="the repository (bare, as git-gate serves it)")
         verb.add_argument("--bottle", required=True, metavar="SLUG", help="the bottle that pushes here")
         verb.add_argument("--db", type=Path, metavar="PATH", default=None,
-                          help=f"database file (default: {DB_PATH_IN_CONTAINER}, the sidecar's mount)")
+                          help=f"database file (default: {DB_PATH_IN_CONTAINER}, the sidecar's mount; a push "
+                          "is refused at once when it is missing or not mounted)")
         verb.add_argument("--timeout", type=_timeout, metavar="SECONDS", default=None,
                           help=f"how long a push waits for the operator (default {DEFAULT_TIMEOUT_SEC:g})")
         verb.add_argument("--gitleaks", metavar="PATH", default=None, help="the gitleaks binary (default: on PATH)")

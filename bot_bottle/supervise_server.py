@@ -299,7 +299,7 @@ class SuperviseService:
             self.log(f"error: {exc}")
             return _error(message_id, INTERNAL_ERROR, f"the supervise queue is unavailable: {exc}"), None
         except Exception as exc:  # never a traceback to the client, never a dead thread
-            self.log(f"internal error in {method}: {exc!r}")
+            self.log(f"internal error in {method[:100]}: {exc!r}")
             return _error(message_id, INTERNAL_ERROR, "internal error"), None
         return {"jsonrpc": "2.0", "id": message_id, "result": result}, after
 
