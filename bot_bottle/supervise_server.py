@@ -651,6 +651,10 @@ class SuperviseHandler(BaseHTTPRequestHandler):
         if not self.parse_request():
             return
         self.reader.headers_done()
+        if not self.path.startswith("/"):
+            # The absolute form (http://host/...) would name a host beside the Host header.
+            self._refuse(HTTPStatus.BAD_REQUEST, INVALID_REQUEST, "the request target must be a path such as /")
+            return
         method = getattr(self, f"do_{self.command}", None)
         if method is None:
             self._refuse(HTTPStatus.NOT_IMPLEMENTED, INVALID_REQUEST, f"method {self.command[:20]!r} is not supported",

@@ -139,6 +139,9 @@ class RebindingTest(HostileTestCase):
                 answer, _ = exchange(self.port, request(call, host=host, headers=headers))
                 assert answer is not None
                 self.assertEqual(answer.status, 403, answer.body)
+        absolute = request(call).replace(b"POST / ", b"POST http://evil.example:9100/ ", 1)
+        answer, _ = exchange(self.port, absolute)
+        self.assertEqual(answer.status if answer else None, 400, "a target naming another host is refused")
         with QueueStore(self.db) as store:
             self.assertEqual(store.pending(), [], "no refused request filed anything")
         served = [
