@@ -37,7 +37,12 @@ def request(body: bytes | dict[str, object] = PING, *, host: str | None = "local
     lines.append("Content-Type: application/json")
     lines.append(f"Content-Length: {len(data) if length is None else length}")
     lines.extend(f"{k}: {v}" for k, v in (headers or {}).items())
-    return "\r\n".join(lines).encode("utf-8") + b"\r\n\r\n" + data
+    head = "\r\n".join(lines)
+    try:
+        encoded = head.encode("latin-1")  # how HTTP reads header bytes: '²' is the one byte 0xb2
+    except UnicodeEncodeError:
+        encoded = head.encode("utf-8")
+    return encoded + b"\r\n\r\n" + data
 
 
 def tool_call(name: str, arguments: dict[str, object], request_id: int = 1) -> dict[str, object]:

@@ -101,6 +101,7 @@ class FuzzTest(HostileTestCase):
             (request(("[" * 1000 + "]" * 1000).encode()), 400, "deeper than 32"),
             (request(b"{}", headers={"Origin": "http://[::1"}), 400, "unparsable Origin"),
             (request(host="["), 400, "unparsable Host"),
+            (request(host="[", headers={"Origin": "http://localhost"}), 400, "unparsable Host"),
             (request(host=None), 400, "Host header"),
             (b"POST / HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 501,
              "Transfer-Encoding"),
