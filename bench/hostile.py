@@ -44,7 +44,7 @@ def mib(kib: int) -> str:
 
 def run_fuzz(folder: Path, count: int) -> list[list[object]]:
     """``count`` fuzzed requests, one connection each."""
-    server, port = start_server(folder / "fuzz.db", "--request-timeout", "2")
+    server, port = start_server(folder / "fuzz.db", "--request-timeout", "2", "--wait-seconds", "0")
     try:
         idle = proc_status(server.pid)
         started = time.monotonic()
@@ -56,6 +56,8 @@ def run_fuzz(folder: Path, count: int) -> list[list[object]]:
         classes = ", ".join(f"{k} {v}" for k, v in sorted(report.sent.items()))
         statuses = ", ".join(f"{k}: {v}" for k, v in sorted(report.statuses.items()))
         print(f"fuzz: {sent} requests in {seconds:.0f} s ({classes})\n  statuses {statuses}")
+        for kind, data in report.unanswered:
+            print(f"  unanswered ({kind}): {data[:120]!r}")
         return [[f"fuzz, {sent} malformed requests", sent - len(report.unanswered), len(report.unanswered),
                  idle["Threads"], sampler.peak["Threads"], mib(idle["VmRSS"]), mib(sampler.peak["VmHWM"]),
                  "yes" if after is not None and after.status == 200 and server.poll() is None else "NO"]]

@@ -577,6 +577,10 @@ class SuperviseHandler(BaseHTTPRequestHandler):
         super().flush_headers()
 
     def _send_json(self, status: int, body: dict[str, Any] | None, extra: dict[str, str] | None = None) -> None:
+        if extra is not None and extra.get("Connection") == "close":
+            # Bytes the client sent beyond what we read (a body on a GET, more
+            # than the declared length) would turn our close into a reset.
+            self.linger = True
         data = b"" if body is None else json.dumps(body, ensure_ascii=False).encode("utf-8")
         self.send_response(status)
         if body is not None:
@@ -592,7 +596,6 @@ class SuperviseHandler(BaseHTTPRequestHandler):
     def _refuse(self, status: HTTPStatus, code: int, message: str, extra: dict[str, str] | None = None) -> None:
         """Answer an error and close the connection, draining what the client may still be sending."""
         self.close_connection = True
-        self.linger = True
         self._send_json(status, _error(None, code, message), {**(extra or {}), "Connection": "close"})
 
     def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
