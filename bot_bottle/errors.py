@@ -89,3 +89,11 @@ class AlreadyDecided(BotBottleError):
 
 class StillPending(BotBottleError):
     """An operation needs a decided proposal, and this one has no decision yet."""
+
+
+class QuotaExceeded(BotBottleError):
+    """A bottle asked to file a proposal while it already has as many pending as it may."""
+
+
+class MissingMount(BotBottleError):
+    """A sidecar's database is not the host's mounted one, so nothing may be filed there."""

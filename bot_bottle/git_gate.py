@@ -58,8 +58,9 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from bot_bottle.db import DB_PATH_IN_CONTAINER
-from bot_bottle.errors import BotBottleError, ValidationError
+from bot_bottle.errors import BotBottleError, MissingMount, ValidationError
 from bot_bottle.git_objects import PushedObject, git_env, pushed_objects
+from bot_bottle.mount_safety import require_sidecar_database
 from bot_bottle.queue_store import QueueStore
 from bot_bottle.records import STATUS_APPROVED, STATUS_REJECTED, TOOL_GITLEAKS_ALLOW, validate_queue_key
 from bot_bottle.redaction import REDACTED, Masker
@@ -525,7 +526,8 @@ def build_parser() -> argparse.ArgumentParser:
             verb.add_argument("repo", type=Path, help="the repository (bare, as git-gate serves it)")
         verb.add_argument("--bottle", required=True, metavar="SLUG", help="the bottle that pushes here")
         verb.add_argument("--db", type=Path, metavar="PATH", default=None,
-                          help=f"database file (default: {DB_PATH_IN_CONTAINER}, the sidecar's mount)")
+                          help=f"database file (default: {DB_PATH_IN_CONTAINER}, the sidecar's mount; a push "
+                          "is refused at once when it is missing or not mounted)")
         verb.add_argument("--timeout", type=_timeout, metavar="SECONDS", default=None,
                           help=f"how long a push waits for the operator (default {DEFAULT_TIMEOUT_SEC:g})")
         verb.add_argument("--gitleaks", metavar="PATH", default=None, help="the gitleaks binary (default: on PATH)")
@@ -549,6 +551,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         hook = install_hook(args.repo, args.bottle, db_path=args.db, timeout=args.timeout, gitleaks=args.gitleaks)
         print(hook)
         return 0
+    if args.db is None:
+        # The sidecar's database must be the host's, on its mount: refuse at
+        # once rather than create one and wait for a decision nobody can see.
+        try:
+            require_sidecar_database(DB_PATH_IN_CONTAINER)
+        except MissingMount as exc:
+            print(f"git-gate: push refused: {exc}", file=sys.stderr)
+            return 1
     gitleaks = args.gitleaks or shutil.which("gitleaks") or "gitleaks"
     # Killed politely (the push abandoned, the server stopping), the hook unwinds
     # like on an error, so the copies of the pushed content are removed.

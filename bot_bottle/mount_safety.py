@@ -7,6 +7,10 @@ grpcfuse, NFS, SMB) a lock may silently lock nothing, and two writers can
 corrupt the file. ``filesystem_of`` reads ``/proc/self/mountinfo`` to name the
 filesystem under a path and ``classify`` sorts it; ``probe_locking`` checks,
 from a second process, that a lock SQLite holds there is actually seen.
+
+``require_sidecar_database`` is the sidecar's check before it opens the
+database at all: the file must exist and sit on a mount (the host's
+directory, bind-mounted by the backend), never be created in the container.
 """
 
 from __future__ import annotations
@@ -18,6 +22,8 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+
+from bot_bottle.errors import MissingMount
 
 MOUNTINFO = Path("/proc/self/mountinfo")
 LOCAL = "local"
@@ -189,3 +195,32 @@ def check_mount(directory: str | os.PathLike[str]) -> MountReport:
         kind=classify(fstype) if entry else UNKNOWN,
         probe=probe_locking(directory),
     )
+
+
+def require_sidecar_database(path: str | os.PathLike[str], mountinfo: str | None = None) -> None:
+    """Raise ``MissingMount`` unless ``path`` is an existing file on a mount at it or at its directory.
+
+    The sidecar's database is the host's file in the host's directory,
+    bind-mounted by the backend; without the mount, opening the path would
+    create a fresh database inside the container that no operator sees. The
+    message is one line naming the missing mount and how backends provide it.
+    ``mountinfo`` replaces ``/proc/self/mountinfo`` (for tests).
+    """
+    target = os.path.realpath(path)
+    directory = os.path.dirname(target)
+    how = (f"the sidecar needs the host's database directory (~/.bot-bottle/db) bind-mounted read-write at "
+           f"{os.path.dirname(os.fspath(path))}, as the docker, smolmachines and macos-container backends do "
+           "(Supervise.prepare creates and migrates it on the host); it never creates the database itself")
+    if not os.path.isfile(target):
+        raise MissingMount(f"{os.fspath(path)} does not exist: {how}")
+    if mountinfo is None:
+        try:
+            mountinfo = MOUNTINFO.read_text()
+        except OSError as exc:
+            raise MissingMount(f"cannot read {MOUNTINFO} to check that {os.fspath(path)} is mounted "
+                               f"({exc.strerror}): {how}") from None
+    entry = filesystem_of(target, mountinfo)
+    point = entry.mount_point.rstrip("/") if entry else ""
+    if point not in (target, directory):
+        where = f"on {entry.mount_point} ({entry.fstype})" if entry else "on no mount"
+        raise MissingMount(f"{os.fspath(path)} is not on a mount of its own (it is {where}): {how}")

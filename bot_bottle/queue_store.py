@@ -5,9 +5,12 @@
 sidecar, git-gate or the egress proxy gets, which files, reads, waits on and
 archives only that bottle's proposals.
 
-Rules kept here (docs/decisions.md): an identical unarchived proposal (same
-bottle, tool and payload) is returned instead of a duplicate; the first
-decision wins; a decision and its audit entry commit in one transaction.
+Rules kept here (docs/decisions.md, "The queue's rules"): an identical
+unarchived proposal (same bottle, tool and payload) is returned instead of a
+duplicate; a bottle files no more than its ``Quota`` allows pending; the
+first decision wins; a decision and its audit entry commit in one
+transaction. Listings read ``ProposalSummary`` rows (no payload, no current
+file); ``get`` loads one proposal whole.
 """
 
 from __future__ import annotations
@@ -20,15 +23,18 @@ from typing import Any
 
 from bot_bottle.audit_store import AuditStore
 from bot_bottle.db import DatabaseUser
-from bot_bottle.errors import AlreadyDecided, AmbiguousId, NotFound, StillPending, ValidationError
+from bot_bottle.errors import AlreadyDecided, AmbiguousId, NotFound, QuotaExceeded, StillPending, ValidationError
 from bot_bottle.records import (
     DEFAULT_POLL_INTERVAL_SEC,
+    DEFAULT_QUOTA,
     MAX_FILE_BYTES,
     MAX_NAME_BYTES,
     MAX_PAYLOAD_BYTES,
     MAX_TEXT_BYTES,
     AuditEntry,
     Proposal,
+    ProposalSummary,
+    Quota,
     Response,
     utc_now,
     validate_id_prefix,
@@ -45,6 +51,9 @@ _PROPOSAL_COLUMNS = (
     "p.id, p.queue_key, p.tool, p.payload, p.justification, p.current_file, "
     "p.current_file_hash, p.created_at, p.archived_at"
 )
+# What listings read: never the payload or the current file (up to 1 MiB each).
+_SUMMARY_COLUMNS = "p.id, p.queue_key, p.tool, p.justification, p.current_file_hash, p.created_at, p.archived_at"
+_PENDING = "p.archived_at IS NULL AND NOT EXISTS (SELECT 1 FROM responses r WHERE r.proposal_id = p.id)"
 _RESPONSE_COLUMNS = "r.proposal_id, r.status, r.notes, r.final_file, r.decided_by, r.decided_at"
 _AMBIGUOUS_SHOWN = 5
 
@@ -77,6 +86,11 @@ class QueueStore(DatabaseUser):
         return Proposal(*row)
 
     @staticmethod
+    def summary_from_row(row: tuple[Any, ...]) -> ProposalSummary:
+        """Map a row of ``_SUMMARY_COLUMNS`` to a ``ProposalSummary``."""
+        return ProposalSummary(*row)
+
+    @staticmethod
     def response_from_row(row: tuple[Any, ...]) -> Response:
         """Map a row of ``_RESPONSE_COLUMNS`` to a ``Response``."""
         return Response(*row)
@@ -91,12 +105,17 @@ class QueueStore(DatabaseUser):
         justification: str,
         current_file: str | None = None,
         current_file_hash: str | None = None,
+        *,
+        quota: Quota | None = DEFAULT_QUOTA,
     ) -> Proposal:
         """File a proposal, or return the identical unarchived one already filed.
 
         Every field is validated first (``ValidationError`` names the field and
         nothing is written). When ``current_file`` is given its sha256 is
-        recorded; a ``current_file_hash`` given with it must match.
+        recorded; a ``current_file_hash`` given with it must match. A new
+        proposal that would take the bottle past ``quota`` (``None``: no
+        limit) is refused with ``QuotaExceeded``; the count and the insert
+        share one write transaction, so concurrent submitters cannot overshoot.
         """
         validate_queue_key(queue_key)
         validate_tool(tool)
@@ -118,6 +137,9 @@ class QueueStore(DatabaseUser):
             ).fetchone()
             if existing is not None:
                 return self.proposal_from_row(existing)
+            if quota is not None:
+                size = sum(len(text.encode("utf-8")) for text in (payload, justification, current_file or ""))
+                self._check_quota(conn, queue_key, size, quota)
             proposal = Proposal(
                 id=secrets.token_hex(16),
                 queue_key=queue_key,
@@ -135,6 +157,28 @@ class QueueStore(DatabaseUser):
                 {**proposal.to_dict(), "payload_sha256": payload_sha256},
             )
         return proposal
+
+    @staticmethod
+    def _check_quota(conn: sqlite3.Connection, queue_key: str, size: int, quota: Quota) -> None:
+        # Reads only this bottle's pending rows (a partial index), whose sizes
+        # the quota itself keeps under max_pending_bytes.
+        count, used = conn.execute(
+            "SELECT count(*), coalesce(sum(length(CAST(p.payload AS BLOB)) + length(CAST(p.justification AS BLOB)) "
+            f"+ coalesce(length(CAST(p.current_file AS BLOB)), 0)), 0) FROM proposals p "
+            f"WHERE p.queue_key = :queue_key AND {_PENDING}",
+            {"queue_key": queue_key},
+        ).fetchone()
+        if count >= quota.max_pending:
+            raise QuotaExceeded(
+                f"bottle {queue_key} already has {count} proposals waiting for the operator, the most it may "
+                "have at once: wait for decisions on those (check-proposal) before filing another"
+            )
+        if used + size > quota.max_pending_bytes:
+            raise QuotaExceeded(
+                f"bottle {queue_key}'s pending proposals hold {used} bytes and this one {size}, over the limit "
+                f"of {quota.max_pending_bytes} bytes pending at once: wait for decisions on those "
+                "(check-proposal) or file something smaller"
+            )
 
     # Reading -----------------------------------------------------------------
 
@@ -186,12 +230,54 @@ class QueueStore(DatabaseUser):
             where = " AND p.queue_key = :queue_key"
         with self.db.read() as conn:
             rows = conn.execute(
-                f"SELECT {_PROPOSAL_COLUMNS} FROM proposals p WHERE p.archived_at IS NULL{where} "
-                "AND NOT EXISTS (SELECT 1 FROM responses r WHERE r.proposal_id = p.id) "
-                "ORDER BY p.created_at, p.rowid",
+                f"SELECT {_PROPOSAL_COLUMNS} FROM proposals p WHERE {_PENDING}{where} ORDER BY p.created_at, p.rowid",
                 params,
             ).fetchall()
         return [self.proposal_from_row(row) for row in rows]
+
+    def pending_summaries(self, queue_key: str | None = None) -> list[ProposalSummary]:
+        """``pending`` without payloads or current files: what a listing shows, cheap at any size."""
+        params: dict[str, Any] = {}
+        where = ""
+        if queue_key is not None:
+            params["queue_key"] = validate_queue_key(queue_key)
+            where = " AND p.queue_key = :queue_key"
+        with self.db.read() as conn:
+            rows = conn.execute(
+                f"SELECT {_SUMMARY_COLUMNS} FROM proposals p WHERE {_PENDING}{where} ORDER BY p.created_at, p.rowid",
+                params,
+            ).fetchall()
+        return [self.summary_from_row(row) for row in rows]
+
+    def summaries(
+        self, queue_key: str | None = None, *, include_decided: bool = False, limit: int | None = None
+    ) -> list[tuple[ProposalSummary, Response | None]]:
+        """``listing`` without payloads or current files (the CLI's list reads this)."""
+        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+            raise ValidationError("limit", "must be a whole number of at least 1")
+        if not include_decided:
+            pending: list[tuple[ProposalSummary, Response | None]] = [
+                (p, None) for p in self.pending_summaries(queue_key)
+            ]
+            return pending if limit is None else pending[-limit:]
+        params: dict[str, Any] = {"limit": -1 if limit is None else limit}
+        where = ""
+        if queue_key is not None:
+            params["queue_key"] = validate_queue_key(queue_key)
+            where = "WHERE p.queue_key = :queue_key "
+        with self.db.read() as conn:
+            rows = conn.execute(
+                f"SELECT {_SUMMARY_COLUMNS}, {_RESPONSE_COLUMNS} FROM proposals p "
+                f"LEFT JOIN responses r ON r.proposal_id = p.id {where}"
+                "ORDER BY p.created_at DESC, p.rowid DESC LIMIT :limit",
+                params,
+            ).fetchall()
+        result = [
+            (self.summary_from_row(row[:7]), None if row[7] is None else self.response_from_row(row[7:]))
+            for row in rows
+        ]
+        result.reverse()
+        return result
 
     def listing(
         self, queue_key: str | None = None, *, include_decided: bool = False, limit: int | None = None
@@ -342,9 +428,9 @@ class QueueStore(DatabaseUser):
         AuditStore.anchor(self.db.path, entry)
         return response, entry
 
-    def for_bottle(self, queue_key: str) -> BottleQueue:
-        """A handle that files, reads, waits on and archives only ``queue_key``'s proposals."""
-        return BottleQueue(self, validate_queue_key(queue_key))
+    def for_bottle(self, queue_key: str, *, quota: Quota | None = DEFAULT_QUOTA) -> BottleQueue:
+        """A handle that files (within ``quota``), reads, waits on and archives only ``queue_key``'s proposals."""
+        return BottleQueue(self, validate_queue_key(queue_key), quota=quota)
 
 
 class BottleQueue:
@@ -354,9 +440,10 @@ class BottleQueue:
     a sidecar can neither read, wait on nor archive them, nor learn that they exist.
     """
 
-    def __init__(self, store: QueueStore, queue_key: str) -> None:
+    def __init__(self, store: QueueStore, queue_key: str, *, quota: Quota | None = DEFAULT_QUOTA) -> None:
         self._store = store
         self._queue_key = queue_key
+        self._quota = quota
 
     @property
     def queue_key(self) -> str:
@@ -371,8 +458,9 @@ class BottleQueue:
         current_file: str | None = None,
         current_file_hash: str | None = None,
     ) -> Proposal:
-        """File a proposal for this bottle (see ``QueueStore.submit``)."""
-        return self._store.submit(self._queue_key, tool, payload, justification, current_file, current_file_hash)
+        """File a proposal for this bottle within its quota (see ``QueueStore.submit``)."""
+        return self._store.submit(self._queue_key, tool, payload, justification, current_file, current_file_hash,
+                                  quota=self._quota)
 
     def get(self, proposal_id: str) -> Proposal:
         """This bottle's proposal with that id; ``NotFound`` for any other."""

@@ -41,6 +41,11 @@ MAX_PAYLOAD_BYTES = 1024 * 1024
 MAX_FILE_BYTES = 1024 * 1024
 MAX_TEXT_BYTES = 64 * 1024
 MAX_NAME_BYTES = 256
+# Per bottle, what its pending (undecided, unarchived) proposals may add up to:
+# far above what an honest agent files while it waits for one person, far below
+# what fills a disk or an operator's screen.
+DEFAULT_MAX_PENDING = 50
+DEFAULT_MAX_PENDING_BYTES = 16 * 1024 * 1024
 PROPOSAL_ID_LENGTH = 32
 SHORT_ID_LENGTH = 8
 
@@ -211,6 +216,67 @@ class Proposal:
             "created_at": self.created_at,
             "archived_at": self.archived_at,
         }
+
+
+@dataclass(frozen=True)
+class ProposalSummary:
+    """What a listing shows of a proposal: everything but the payload and the current file.
+
+    Listings read these so that a bottle's large proposals cost nothing until
+    one is opened (``QueueStore.get``).
+    """
+
+    id: str
+    queue_key: str
+    tool: str
+    justification: str
+    current_file_hash: str | None
+    created_at: str
+    archived_at: str | None = None
+
+    @property
+    def short_id(self) -> str:
+        """The first 8 hex digits, as the CLI and TUI show the id."""
+        return self.id[:SHORT_ID_LENGTH]
+
+    @property
+    def report_only(self) -> bool:
+        """True for the tools whose proposals may be approved or rejected but not modified."""
+        return self.tool in REPORT_ONLY_TOOLS
+
+    def to_dict(self) -> dict[str, Any]:
+        """The record as a JSON-ready dict (``Proposal.to_dict`` without payload and current_file)."""
+        return {
+            "id": self.id,
+            "queue_key": self.queue_key,
+            "tool": self.tool,
+            "justification": self.justification,
+            "current_file_hash": self.current_file_hash,
+            "created_at": self.created_at,
+            "archived_at": self.archived_at,
+        }
+
+
+@dataclass(frozen=True)
+class Quota:
+    """How much one bottle may have pending at once: proposals, and their stored bytes.
+
+    The bytes are the UTF-8 sizes of each pending proposal's payload,
+    justification and current file. ``QueueStore.submit`` checks both inside
+    its write transaction, so concurrent submitters cannot overshoot them.
+    """
+
+    max_pending: int = DEFAULT_MAX_PENDING
+    max_pending_bytes: int = DEFAULT_MAX_PENDING_BYTES
+
+    def __post_init__(self) -> None:
+        for name in ("max_pending", "max_pending_bytes"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValidationError(name, "must be a whole number of at least 1")
+
+
+DEFAULT_QUOTA = Quota()
 
 
 @dataclass(frozen=True)

@@ -70,18 +70,18 @@ def make_route(host: object, paths: object = None) -> Route:
         raise ValidationError("host", "must be a string")
     name = host.strip().lower()
     if len(name) > MAX_HOST_CHARS or not HOST_RE.fullmatch(name):
-        raise ValidationError("host", f"{name[:80]!r} is not a host name (for example docs.python.org or "
-                              "*.pythonhosted.org)")
+        raise ValidationError("host", f"{name[:80]!r} is not a host name; give one such as docs.python.org or "
+                              "*.pythonhosted.org, without scheme, port or path")
     if paths is None:
         return Route(name)
     if not isinstance(paths, list):
         raise ValidationError("paths", "must be a list of path prefixes")
     if len(paths) > MAX_PATHS:
-        raise ValidationError("paths", f"at most {MAX_PATHS} paths")
+        raise ValidationError("paths", f"at most {MAX_PATHS} paths, not {len(paths)}")
     for path in paths:
         if not isinstance(path, str) or not PATH_RE.fullmatch(path):
-            raise ValidationError("paths", f"{str(path)[:80]!r} is not a path starting with / "
-                                  "(printable ASCII, no spaces)")
+            raise ValidationError("paths", f"{str(path)[:80]!r} is not a path prefix; give ones such as /simple/ "
+                                  "(starting with /, printable ASCII, no spaces)")
     return Route(name, tuple(sorted(set(paths))))
 
 

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import unittest
+from pathlib import Path
 
+from bot_bottle.errors import MissingMount
 from bot_bottle.mount_safety import (
     LOCAL,
     SHARED,
@@ -14,6 +17,7 @@ from bot_bottle.mount_safety import (
     filesystem_of,
     parse_mountinfo,
     probe_locking,
+    require_sidecar_database,
 )
 from tests.support import TempDirTest
 
@@ -119,3 +123,39 @@ class LockProbeTest(TempDirTest):
         """A directory that does not exist is a failed probe, not a crash."""
         probe = probe_locking(self.tmp / "missing")
         self.assertFalse(probe.works)
+
+
+class SidecarDatabaseTest(TempDirTest):
+    """The sidecar opens its database only when it is the host's file on the backend's mount."""
+
+    def mountinfo(self, *points: str) -> str:
+        lines = ["589 510 0:52 / / rw,relatime - overlay overlay rw,lowerdir=/l"]
+        lines += [f"6{i} 589 252:1 /host/db {point} rw,relatime - ext4 /dev/vda1 rw" for i, point in enumerate(points)]
+        return "\n".join(lines) + "\n"
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.directory = Path(os.path.realpath(self.tmp)) / "supervise"
+        self.directory.mkdir()
+        self.database = self.directory / "bot-bottle.db"
+
+    def test_a_file_on_the_directory_mount_or_its_own_mount_is_accepted(self) -> None:
+        """The backends mount the directory; a bind mount of the file itself is accepted too."""
+        self.database.write_bytes(b"")
+        require_sidecar_database(self.database, self.mountinfo(str(self.directory)))
+        require_sidecar_database(self.database, self.mountinfo(str(self.database)))
+
+    def test_a_missing_file_or_one_without_its_mount_is_refused_in_one_line(self) -> None:
+        """No file, the container's own root, or a mount further up (a tmpfs on /run) are each refused."""
+        with self.assertRaisesRegex(MissingMount, "does not exist: the sidecar needs the host's database directory"):
+            require_sidecar_database(self.database, self.mountinfo(str(self.directory)))
+        self.assertFalse(self.database.exists(), "the check never creates the file")
+        self.database.write_bytes(b"")
+        for info in (self.mountinfo(), self.mountinfo(str(self.directory.parent))):
+            with self.subTest(info=info), self.assertRaises(MissingMount) as caught:
+                require_sidecar_database(self.database, info)
+            message = str(caught.exception)
+            self.assertIn("is not on a mount of its own", message)
+            self.assertIn("bind-mounted read-write at", message)
+            self.assertIn("docker, smolmachines and macos-container", message)
+            self.assertEqual(len(message.splitlines()), 1)

@@ -9,7 +9,7 @@ from typing import Any
 
 from bot_bottle.audit_store import AuditStore
 from bot_bottle.db import open_db
-from bot_bottle.errors import AlreadyDecided
+from bot_bottle.errors import AlreadyDecided, QuotaExceeded
 from bot_bottle.queue_store import QueueStore
 from bot_bottle.records import (
     DEFAULT_POLL_INTERVAL_SEC,
@@ -18,6 +18,7 @@ from bot_bottle.records import (
     STATUS_REJECTED,
     TOOL_EGRESS_ALLOW,
     TOOL_EGRESS_BLOCK,
+    Quota,
 )
 from bot_bottle.supervise import decide
 from tests.support import TempDirTest
@@ -25,6 +26,7 @@ from tests.support import TempDirTest
 _SPAWN = multiprocessing.get_context("spawn")
 SUBMITTERS = 8
 PER_SUBMITTER = 200
+QUOTA_TRIES = 40
 
 
 def expected_decision(payload: str) -> tuple[str, str, str | None]:
@@ -91,6 +93,24 @@ def _racing_decider(path: str, proposal_ids: list[str], name: str, barrier: Any,
             except BaseException as exc:
                 outcomes.append(repr(exc))
     results.put((name, outcomes))
+
+
+def _quota_submitter(path: str, index: int, quota: Quota, barrier: Any, results: Any) -> None:
+    filed = refused = 0
+    problems: list[str] = []
+    try:
+        with QueueStore(path) as store:
+            bottle = store.for_bottle("greedy", quota=quota)
+            barrier.wait()
+            for number in range(QUOTA_TRIES):
+                try:
+                    bottle.submit(TOOL_EGRESS_BLOCK, f"routes {index}-{number}", "fill the queue")
+                    filed += 1
+                except QuotaExceeded:
+                    refused += 1
+    except BaseException as exc:
+        problems.append(f"submitter {index}: {exc!r}")
+    results.put((filed, refused, problems))
 
 
 def _waiter(path: str, proposal_ids: list[str], ready: Any, results: Any) -> None:
@@ -182,3 +202,24 @@ class ConcurrentQueueTest(TempDirTest):
         # Generous bounds: the precise figures are the benchmark's job.
         self.assertLess(max(latencies), DEFAULT_POLL_INTERVAL_SEC + 0.25, latencies)
         self.assertLess(statistics.median(latencies), DEFAULT_POLL_INTERVAL_SEC, latencies)
+
+    def test_concurrent_submitters_do_not_overshoot_the_quota(self) -> None:
+        """6 processes filing for one bottle at once: exactly max_pending are filed, every other try refused."""
+        path = str(self.tmp / "quota.db")
+        open_db(path).close()
+        quota = Quota(max_pending=25, max_pending_bytes=1024 * 1024)
+        count = 6
+        barrier = _SPAWN.Barrier(count)
+        results = _SPAWN.Queue()
+        processes = [_SPAWN.Process(target=_quota_submitter, args=(path, i, quota, barrier, results))
+                     for i in range(count)]
+        for process in processes:
+            process.start()
+        reports = [results.get(timeout=120) for _ in processes]
+        for process in processes:
+            process.join(timeout=30)
+        self.assertEqual([p for _, _, found in reports for p in found], [])
+        self.assertEqual(sum(filed for filed, _, _ in reports), quota.max_pending)
+        self.assertEqual(sum(refused for _, refused, _ in reports), count * QUOTA_TRIES - quota.max_pending)
+        with QueueStore(path) as store:
+            self.assertEqual(len(store.pending("greedy")), quota.max_pending)

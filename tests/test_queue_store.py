@@ -7,9 +7,10 @@ import sqlite3
 import threading
 import time
 
-from bot_bottle.errors import AmbiguousId, NotFound, StillPending, ValidationError
+from bot_bottle.errors import AmbiguousId, NotFound, QuotaExceeded, StillPending, ValidationError
 from bot_bottle.queue_store import QueueStore
 from bot_bottle.records import (
+    DEFAULT_QUOTA,
     MAX_PAYLOAD_BYTES,
     STATUS_APPROVED,
     STATUS_MODIFIED,
@@ -18,6 +19,7 @@ from bot_bottle.records import (
     TOOL_EGRESS_BLOCK,
     TOOL_GITLEAKS_ALLOW,
     Proposal,
+    Quota,
     Response,
 )
 from bot_bottle.supervise import decide
@@ -266,3 +268,61 @@ class HostileInputTest(QueueTestCase):
             raw.execute("UPDATE proposals SET payload = 'changed'")
         with self.assertRaisesRegex(sqlite3.IntegrityError, "never deleted"):
             raw.execute("DELETE FROM proposals")
+
+
+class QuotaTest(QueueTestCase):
+    def test_count_quota_refuses_the_next_and_frees_up_on_decision(self) -> None:
+        """At max_pending, a new proposal is refused (nothing written); a decision makes room; a duplicate is free."""
+        quota = Quota(max_pending=3, max_pending_bytes=10_000)
+        filed = [self.store.submit("web-1", TOOL_EGRESS_BLOCK, f"r{i}", "j", quota=quota) for i in range(3)]
+        before = digest(self.path)
+        with self.assertRaisesRegex(QuotaExceeded, "already has 3 proposals waiting"):
+            self.store.submit("web-1", TOOL_EGRESS_BLOCK, "r3", "j", quota=quota)
+        self.assertEqual(digest(self.path), before, "a refusal writes nothing")
+        self.assertEqual(self.store.submit("web-1", TOOL_EGRESS_BLOCK, "r0", "j", quota=quota).id, filed[0].id,
+                         "an identical proposal is returned, not counted again")
+        self.store.submit("web-2", TOOL_EGRESS_BLOCK, "r3", "j", quota=quota)  # other bottles are not affected
+        decide(filed[0].id, STATUS_APPROVED, store=self.store)
+        self.store.submit("web-1", TOOL_EGRESS_BLOCK, "r3", "j", quota=quota)
+        self.assertEqual(len(self.store.pending("web-1")), 3)
+
+    def test_byte_quota_counts_payload_justification_and_current_file(self) -> None:
+        """The bytes of pending payloads, justifications and current files add up against max_pending_bytes."""
+        quota = Quota(max_pending=50, max_pending_bytes=1000)
+        bottle = self.store.for_bottle("web-1", quota=quota)
+        bottle.submit(TOOL_EGRESS_BLOCK, "é" * 200, "j" * 100, current_file="c" * 100)  # 400 + 100 + 100 bytes
+        with self.assertRaisesRegex(QuotaExceeded, "hold 600 bytes and this one 401, over the limit of 1000"):
+            bottle.submit(TOOL_EGRESS_BLOCK, "x" * 400, "j")
+        bottle.submit(TOOL_EGRESS_BLOCK, "x" * 399, "j")  # exactly 1000
+        with self.assertRaises(QuotaExceeded):
+            bottle.submit(TOOL_EGRESS_ALLOW, "y", "j")
+
+    def test_default_quota_and_none(self) -> None:
+        """The handle applies DEFAULT_QUOTA unless told otherwise; quota=None is unlimited (host tools)."""
+        self.assertEqual(DEFAULT_QUOTA, Quota(50, 16 * 1024 * 1024))
+        for i in range(DEFAULT_QUOTA.max_pending):
+            self.store.for_bottle("web-1").submit(TOOL_EGRESS_ALLOW, f"h{i}", "j")
+        with self.assertRaises(QuotaExceeded):
+            self.store.for_bottle("web-1").submit(TOOL_EGRESS_ALLOW, "one more", "j")
+        self.store.submit("web-1", TOOL_EGRESS_ALLOW, "one more", "j", quota=None)
+        for bad in (0, -1, True, 1.5):
+            with self.subTest(bad=bad), self.assertRaises(ValidationError):
+                Quota(max_pending=bad)  # type: ignore[arg-type]
+
+
+class SummaryTest(QueueTestCase):
+    def test_summaries_match_the_whole_records_without_payloads(self) -> None:
+        """pending_summaries and summaries list what pending and listing do, minus payload and current file."""
+        first = self.file(current_file="routes: []\n")
+        second = self.file("web-2", payload="other")
+        decide(second.id, STATUS_REJECTED, "no", store=self.store)
+        self.assertEqual([s.id for s in self.store.pending_summaries()], [p.id for p in self.store.pending()])
+        summary = self.store.pending_summaries("web-1")[0]
+        whole = {k: v for k, v in first.to_dict().items() if k not in ("payload", "current_file")}
+        self.assertEqual(summary.to_dict(), whole)
+        self.assertEqual((summary.short_id, summary.report_only), (first.short_id, False))
+        listed = self.store.summaries(include_decided=True)
+        self.assertEqual([(s.id, r and r.status) for s, r in listed],
+                         [(p.id, r and r.status) for p, r in self.store.listing(include_decided=True)])
+        self.assertEqual([s.id for s, _ in self.store.summaries(include_decided=True, limit=1)], [second.id])
+        self.assertEqual([s.id for s, _ in self.store.summaries()], [first.id])

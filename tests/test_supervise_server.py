@@ -14,9 +14,17 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bot_bottle.db import DB_PATH_IN_CONTAINER, open_db
 from bot_bottle.errors import ValidationError
 from bot_bottle.queue_store import QueueStore
-from bot_bottle.records import STATUS_APPROVED, STATUS_MODIFIED, STATUS_REJECTED, TOOL_EGRESS_BLOCK
+from bot_bottle.records import (
+    DEFAULT_QUOTA,
+    STATUS_APPROVED,
+    STATUS_MODIFIED,
+    STATUS_REJECTED,
+    TOOL_EGRESS_BLOCK,
+    Quota,
+)
 from bot_bottle.supervise import decide
 from bot_bottle.supervise_server import (
     MAX_BODY_BYTES,
@@ -25,7 +33,7 @@ from bot_bottle.supervise_server import (
     route_payload,
     wait_seconds_from,
 )
-from tests.support import REPO, TempDirTest, decide_when_filed, in_ci
+from tests.support import REPO, TempDirTest, decide_when_filed, in_ci, require_tool
 
 
 def mcp_python() -> str | None:
@@ -42,6 +50,7 @@ def mcp_python() -> str | None:
 
 class ServerTestCase(TempDirTest):
     wait_seconds = 5.0
+    quota = DEFAULT_QUOTA
 
     def setUp(self) -> None:
         super().setUp()
@@ -49,10 +58,10 @@ class ServerTestCase(TempDirTest):
         self.store = QueueStore(self.path)
         self.addCleanup(self.store.close)
         self.logged: list[str] = []
-        service = SuperviseService(self.store.for_bottle("web-1"), wait_seconds=self.wait_seconds,
+        service = SuperviseService(self.store.for_bottle("web-1", quota=self.quota), wait_seconds=self.wait_seconds,
                                    poll_interval=0.02, log=self.logged.append,
                                    routes_file=self.tmp / "routes.yaml")
-        self.server = SuperviseHTTPServer(("127.0.0.1", 0), service, socket_timeout=1.0)
+        self.server = SuperviseHTTPServer(("127.0.0.1", 0), service, request_timeout=1.0)
         self.port = self.server.server_address[1]
         thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
         thread.start()
@@ -128,25 +137,40 @@ class ProtocolTest(ServerTestCase):
                 self.assertEqual(answer["error"]["code"], code)
 
     def test_bad_tool_arguments(self) -> None:
-        """Missing, mistyped, unknown and invalid arguments are -32602 and file nothing."""
+        """Missing, mistyped, unknown and invalid arguments are tool results with isError, and file nothing."""
         cases = [
             ("egress-allow", {"justification": "x"}, "missing argument: host"),
-            ("egress-allow", {"host": 5, "justification": "x"}, "must be a str"),
+            ("egress-allow", {"host": 5, "justification": "x"}, "must be a string, not int"),
             ("egress-allow", {"host": "a.com", "justification": "x", "extra": 1}, "unknown argument"),
-            ("egress-allow", {"host": "not a host!", "justification": "x"}, "host name"),
-            ("egress-allow", {"host": "a.com", "paths": ["no-slash"], "justification": "x"}, "path"),
+            ("egress-allow", {"host": "not a host!", "justification": "x"}, "such as docs.python.org"),
+            ("egress-allow", {"host": "a.com", "paths": ["no-slash"], "justification": "x"}, "starting with /"),
+            ("egress-allow", {"host": "a.com", "paths": "/x", "justification": "x"}, "an array of strings"),
             ("egress-block", {"routes_file": "r", "justification": ""}, "justification"),
             ("egress-block", {"routes_file": "a\x00b", "justification": "j"}, "NUL"),
+            ("egress-block", {"routes_file": "x" * (1024 * 1024 + 1), "justification": "j"}, "over the limit"),
             ("check-proposal", {"proposal_id": "f" * 32}, "no proposal"),
             ("check-proposal", {"proposal_id": "../../etc"}, "no proposal"),
         ]
         for name, arguments, needle in cases:
-            with self.subTest(name=name, arguments=arguments):
-                _, answer = self.call(name, arguments)
+            with self.subTest(name=name, arguments=str(arguments)[:80]):
+                status, answer = self.call(name, arguments)
                 assert answer is not None
-                self.assertEqual(answer["error"]["code"], -32602, answer)
-                self.assertIn(needle, answer["error"]["message"])
+                self.assertEqual(status, 200)
+                self.assertNotIn("error", answer)
+                result = answer["result"]
+                self.assertIs(result["isError"], True)
+                self.assertIn(needle, result["content"][0]["text"])
         self.assertEqual(self.store.pending(), [])
+
+    def test_protocol_errors_stay_json_rpc_errors(self) -> None:
+        """An unknown tool, a missing name and arguments that are not an object are -32602, not tool results."""
+        cases: list[dict[str, Any]] = [{"name": "rm-rf", "arguments": {}}, {"arguments": {}},
+                                       {"name": "egress-allow", "arguments": []}]
+        for params in cases:
+            with self.subTest(params=params):
+                _, answer = self.post({"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": params})
+                assert answer is not None
+                self.assertEqual(answer["error"]["code"], -32602)
 
     def test_http_level_refusals(self) -> None:
         """Wrong content type 415, no length 411, bad protocol header 400, GET/DELETE 405, foreign Origin 403."""
@@ -165,13 +189,13 @@ class ProtocolTest(ServerTestCase):
         self.assertEqual(json.loads(conn.getresponse().read())["bottle"], "web-1")
         conn.close()
         with socket.create_connection(("127.0.0.1", self.port), timeout=10) as raw:
-            raw.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\r\n{}")
+            raw.sendall(b"POST / HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n\r\n{}")
             self.assertIn(b" 411 ", raw.recv(4096).split(b"\r\n")[0] + b" ")
 
     def test_oversized_body_gets_413_before_it_is_read(self) -> None:
         """A declared body over the limit is answered 413 while the client has sent only the headers."""
         with socket.create_connection(("127.0.0.1", self.port), timeout=10) as raw:
-            raw.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            raw.sendall(b"POST / HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
                         + f"Content-Length: {MAX_BODY_BYTES + 1}\r\n\r\n".encode())
             status_line = raw.recv(4096).split(b"\r\n")[0]
         self.assertIn(b"413", status_line)
@@ -247,7 +271,37 @@ class TimeoutTest(ServerTestCase):
         other = self.store.submit("web-2", TOOL_EGRESS_BLOCK, "r", "j")
         _, body = self.call("check-proposal", {"proposal_id": other.id})
         assert body is not None
-        self.assertEqual(body["error"]["code"], -32602)
+        self.assertTrue(body["result"]["isError"])
+        self.assertIn("no proposal", body["result"]["content"][0]["text"])
+
+
+class QuotaTest(ServerTestCase):
+    wait_seconds = 0.05
+    quota = Quota(max_pending=2, max_pending_bytes=4096)
+
+    def test_a_bottle_over_its_quota_gets_a_tool_error_saying_so(self) -> None:
+        """Past max_pending (or max_pending_bytes) a filing is an isError result naming the limit; nothing is filed."""
+        for index in range(2):
+            _, body = self.call("egress-allow", {"host": f"h{index}.example", "justification": "j"})
+            assert body is not None
+            self.assertEqual(body["result"]["structuredContent"]["status"], "pending")
+        _, body = self.call("egress-allow", {"host": "one-more.example", "justification": "j"})
+        assert body is not None
+        self.assertTrue(body["result"]["isError"])
+        self.assertIn("already has 2 proposals waiting for the operator", body["result"]["content"][0]["text"])
+        self.assertEqual(len(self.store.pending("web-1")), 2)
+        _, again = self.call("egress-allow", {"host": "h0.example", "justification": "j"})
+        assert again is not None
+        self.assertFalse(again["result"]["isError"], "the same request again is not a new proposal")
+        decide(self.store.pending("web-1")[0].id, STATUS_REJECTED, "no", store=self.store)
+        _, big = self.call("egress-block", {"routes_file": "r" * 5000, "justification": "j"})
+        assert big is not None
+        self.assertTrue(big["result"]["isError"])
+        self.assertIn("over the limit of 4096 bytes pending", big["result"]["content"][0]["text"])
+        _, fits = self.call("egress-block", {"routes_file": "r: 1\n", "justification": "j"})
+        assert fits is not None
+        self.assertFalse(fits["result"]["isError"])
+        self.assertEqual(len(self.store.pending("web-1")), 2)
 
 
 class RobustnessTest(ServerTestCase):
@@ -282,10 +336,11 @@ class RobustnessTest(ServerTestCase):
                 body = json.dumps(rng.choice([None, 1, "s", [], {"jsonrpc": "1.0"}])).encode()
             else:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=10) as raw:
-                    raw.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n")  # then stall
+                    raw.sendall(b"POST / HTTP/1.1\r\nHost: localhost\r\nContent-Length: 100\r\n")  # then stall
                     if rng.random() < 0.1:
                         raw.settimeout(5)
-                        self.assertEqual(raw.recv(100), b"", "a stalled client is dropped")
+                        self.assertIn(b" 408 ", raw.recv(4096).split(b"\r\n")[0] + b" ",
+                                      "a stalled client is answered 408 at the deadline, then dropped")
                 continue
             status, answer = self.post(body)
             self.assertIn(status, (200, 202, 400), body[:80])
@@ -374,6 +429,67 @@ class ProcessTest(TempDirTest):
                                      str(self.tmp / "x.db")], cwd=REPO, capture_output=True, text=True, timeout=30)
             self.assertEqual(result.returncode, 2, result.stderr)
             self.assertEqual(len(result.stderr.strip().splitlines()), 1)
+
+    def test_without_its_mount_the_sidecar_refuses_to_start(self) -> None:
+        """No --db and no /run/supervise/bot-bottle.db: exit 1 with one line, never listening, nothing created."""
+        real = Path(DB_PATH_IN_CONTAINER)
+        if real.exists():
+            self.skipTest(f"{real} exists on this machine (a real sidecar?); not touching it")
+        result = subprocess.run([sys.executable, "-m", "bot_bottle.supervise_server", "--bottle", "web-1",
+                                 "--host", "127.0.0.1", "--port", "0"], cwd=REPO, capture_output=True, text=True,
+                                timeout=60)
+        self.assertEqual(result.returncode, 1, result.stderr)
+        lines = result.stderr.strip().splitlines()
+        self.assertEqual(len(lines), 1, result.stderr)
+        self.assertIn(f"{DB_PATH_IN_CONTAINER} does not exist: the sidecar needs the host's database directory",
+                      lines[0])
+        self.assertEqual(result.stdout, "", "it never listened")
+        self.assertFalse(real.exists(), "and created nothing")
+
+    def test_the_mount_decides_in_a_real_mount_namespace(self) -> None:
+        """In a private mount namespace: no file, then a file not on a mount, refused (server and git-gate,
+        at once); the host's database bind-mounted at /run/supervise, accepted."""
+        unshare = require_tool(self, "unshare")
+        host_db = self.tmp / "host-db"
+        open_db(host_db / "bot-bottle.db").close()
+        start = ("from bot_bottle import supervise_server as s; "
+                 "server, store = s.start(s.build_parser().parse_args(['--bottle', 'web-1', '--host', '127.0.0.1', "
+                 "'--port', '0']), print); print('started'); server.server_close(); store.close()")
+        script = f"""
+            mount -t tmpfs tmpfs /run || exit 90
+            mkdir /run/supervise
+            "$PY" -m bot_bottle.supervise_server --bottle web-1 --host 127.0.0.1 --port 0; echo "no-file=$?"
+            test -e /run/supervise/bot-bottle.db && echo created
+            : > /run/supervise/bot-bottle.db
+            "$PY" -m bot_bottle.supervise_server --bottle web-1 --host 127.0.0.1 --port 0; echo "no-mount=$?"
+            echo "{'0' * 40} {'1' * 40} refs/heads/main" | "$PY" -m bot_bottle.git_gate pre-receive --bottle web-1
+            echo "git-gate=$?"
+            mount --bind "$HOSTDB" /run/supervise || exit 91
+            "$PY" -c "$START"; echo "mounted=$?"
+        """
+        prefix = [unshare, "--mount", "--propagation", "private"] if os.geteuid() == 0 else \
+            [unshare, "--mount", "--map-root-user", "--propagation", "private"]
+        result = subprocess.run([*prefix, "sh", "-c", script], cwd=REPO, capture_output=True, text=True, timeout=120,
+                                env={**os.environ, "PY": sys.executable, "HOSTDB": str(host_db), "START": start,
+                                     "PYTHONPATH": str(REPO)})
+        if result.returncode in (90, 91) or "unshare failed" in result.stderr:
+            message = f"cannot make a mount namespace here: {result.stderr.strip()[-300:]}"
+            if in_ci():
+                self.fail(message)
+            self.skipTest(message)
+        out = result.stdout.splitlines()
+        self.assertIn("no-file=1", out, result.stderr)
+        self.assertNotIn("created", out)
+        self.assertIn("no-mount=1", out, result.stderr)
+        self.assertIn("git-gate=1", out, result.stderr)
+        self.assertIn("started", out, result.stderr)
+        self.assertIn("mounted=0", out, result.stderr)
+        errors = [line for line in result.stderr.splitlines() if line.strip()]
+        self.assertEqual(len(errors), 3, result.stderr)
+        self.assertIn("does not exist", errors[0])
+        self.assertIn("is not on a mount of its own", errors[1])
+        self.assertTrue(errors[2].startswith("git-gate: push refused: /run/supervise/bot-bottle.db is not on a mount"),
+                        errors[2])
 
     def test_sigterm_stops_it_cleanly(self) -> None:
         """The server prints its address when ready and exits 0 on SIGTERM."""

@@ -11,9 +11,9 @@ from pathlib import Path
 from bot_bottle.connection import DIR_MODE, FILE_MODE
 from bot_bottle.db import DB_DIR_IN_CONTAINER, host_db_dir, host_db_path, open_db
 from bot_bottle.records import validate_queue_key
-from bot_bottle.supervise_server import DEFAULT_PORT
+from bot_bottle.supervise_server import DEFAULT_PORT, SIDECAR_HOSTNAME
 
-SIDECAR_HOSTNAME = "supervise"
+__all__ = ["SIDECAR_HOSTNAME", "Backend", "Mount", "Supervise", "SupervisePlan"]
 
 
 @dataclass(frozen=True)

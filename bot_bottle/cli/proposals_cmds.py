@@ -28,6 +28,7 @@ from bot_bottle.records import (
     STATUS_PENDING,
     STATUS_REJECTED,
     Proposal,
+    ProposalSummary,
     Response,
 )
 from bot_bottle.supervise import check_decision, decide
@@ -45,8 +46,11 @@ An ID is any unique prefix of a proposal's id (list shows the first 8 digits).
 """
 
 
-def proposal_json(proposal: Proposal, response: Response | None) -> dict[str, Any]:
-    """A proposal and its decision as one JSON object; ``status`` is ``pending`` or the decision."""
+def proposal_json(proposal: Proposal | ProposalSummary, response: Response | None) -> dict[str, Any]:
+    """A proposal (whole, or a listing's summary) and its decision as one JSON object.
+
+    ``status`` is ``pending`` or the decision.
+    """
     return {
         **proposal.to_dict(),
         "short_id": proposal.short_id,
@@ -58,7 +62,8 @@ def proposal_json(proposal: Proposal, response: Response | None) -> dict[str, An
 def cmd_proposals_list(args: argparse.Namespace) -> int:
     """List pending proposals (all of them with ``--all``), oldest first."""
     with QueueStore(db_path(args)) as store:
-        rows = store.listing(args.bottle, include_decided=args.all, limit=args.limit)
+        # Summaries: a bottle's megabytes of payloads stay on disk until one is shown.
+        rows = store.summaries(args.bottle, include_decided=args.all, limit=args.limit)
     if args.json:
         print_json([proposal_json(p, r) for p, r in rows])
         return 0
@@ -167,7 +172,8 @@ def register(subparsers: Any) -> None:
         "list",
         help="pending proposals of every bottle, oldest first",
         description="List pending proposals of every bottle (or one), oldest first. "
-        "--json prints objects with id, queue_key, tool, created_at and status.",
+        "--json prints objects with id, queue_key, tool, created_at and status "
+        "(no payload: 'show' prints one whole).",
     )
     add_db_option(p)
     add_json_option(p)

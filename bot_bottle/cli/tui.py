@@ -26,7 +26,14 @@ from bot_bottle.cli.registry import summary
 from bot_bottle.cli.render import describe, modification
 from bot_bottle.errors import AlreadyDecided, BotBottleError, NotFound, ValidationError
 from bot_bottle.queue_store import QueueStore
-from bot_bottle.records import STATUS_APPROVED, STATUS_MODIFIED, STATUS_PENDING, STATUS_REJECTED, Proposal
+from bot_bottle.records import (
+    STATUS_APPROVED,
+    STATUS_MODIFIED,
+    STATUS_PENDING,
+    STATUS_REJECTED,
+    Proposal,
+    ProposalSummary,
+)
 from bot_bottle.supervise import decide
 
 REFRESH_MS = 1000
@@ -54,7 +61,7 @@ class SuperviseTUI:
     def __init__(self, screen: Any, store: QueueStore, message: str = "") -> None:
         self.screen = screen
         self.store = store
-        self.items: list[Proposal] = []
+        self.items: list[ProposalSummary] = []
         self.seen: set[str] = set()
         self.selected = 0
         self.detail: Proposal | None = None
@@ -75,7 +82,8 @@ class SuperviseTUI:
             return
         self.marker = marker
         current = self.items[self.selected].id if self.items else None
-        self.items = self.store.pending()
+        # Summaries only: a payload is loaded when its proposal is opened or decided.
+        self.items = self.store.pending_summaries()
         ids = [p.id for p in self.items]
         self.selected = ids.index(current) if current in ids else min(self.selected, max(0, len(ids) - 1))
         if self.detail is not None and self.detail.id not in ids:
@@ -94,6 +102,14 @@ class SuperviseTUI:
                 self.message = ""
         except BotBottleError as exc:
             self.message = f"{UNAVAILABLE}{exc} (retrying)"
+
+    def load(self, summary: ProposalSummary) -> Proposal | None:
+        """The whole proposal behind a listed summary; None (and a message) if the database is unavailable."""
+        try:
+            return self.store.get(summary.id)
+        except BotBottleError as exc:
+            self.message = f"{UNAVAILABLE}{exc} (retrying)"
+            return None
 
     def _gone_message(self, proposal: Proposal) -> str:
         response = self.store.response(proposal.id)
@@ -156,7 +172,7 @@ class SuperviseTUI:
             self.put(line, 0, terminal_text.pad(self.list_row(proposal, width), width),
                      curses.A_REVERSE if index == self.selected else 0)
 
-    def list_row(self, proposal: Proposal, width: int) -> Line:
+    def list_row(self, proposal: Proposal | ProposalSummary, width: int) -> Line:
         """One list row: every field sanitized and cut to its column, the whole cut to ``width``."""
         Segment = terminal_text.Segment
         new = "*" if proposal.id not in self.seen else " "
@@ -326,7 +342,7 @@ class SuperviseTUI:
 
     def act(self, key: str) -> None:
         """Approve, modify or reject the proposal under the cursor (or on screen)."""
-        proposal = self.detail or (self.items[self.selected] if self.items else None)
+        proposal = self.detail or (self.load(self.items[self.selected]) if self.items else None)
         if proposal is None:
             return
         label = f"{proposal.short_id} ({proposal.queue_key}, {proposal.tool})"
@@ -404,7 +420,7 @@ class SuperviseTUI:
         elif key in LAST_KEYS:
             self.selected = max(0, len(self.items) - 1)
         elif key in ENTER_KEYS and self.items:
-            self.detail = self.items[self.selected]
+            self.detail = self.load(self.items[self.selected])
             self.scroll = 0
         elif key in ("a", "m", "r"):
             self.act(str(key))
@@ -460,7 +476,7 @@ def check_terminal() -> None:
 
 def print_pending(store: QueueStore, as_json: bool) -> None:
     """The ``--once`` output: the pending list without curses."""
-    items = store.pending()
+    items = store.pending_summaries()
     if as_json:
         print_json([{**p.to_dict(), "short_id": p.short_id, "status": STATUS_PENDING} for p in items])
         return
