@@ -21,8 +21,8 @@ from common import machine, parser, percentile, table, work_dir
 from bot_bottle.cli.demo import McpHttpAgent
 from bot_bottle.queue_store import QueueStore
 from bot_bottle.records import DEFAULT_POLL_INTERVAL_SEC
+from bot_bottle.server_launcher import spawn
 from bot_bottle.supervise import decide
-from bot_bottle.supervise_server import spawn
 
 _SPAWN = multiprocessing.get_context("spawn")
 

@@ -16,6 +16,7 @@ from typing import Any
 
 from bot_bottle.db import DB_PATH_IN_CONTAINER, open_db
 from bot_bottle.errors import ValidationError
+from bot_bottle.mcp_service import SuperviseService, route_payload
 from bot_bottle.queue_store import QueueStore
 from bot_bottle.records import (
     DEFAULT_QUOTA,
@@ -26,13 +27,8 @@ from bot_bottle.records import (
     Quota,
 )
 from bot_bottle.supervise import decide
-from bot_bottle.supervise_server import (
-    MAX_BODY_BYTES,
-    SuperviseHTTPServer,
-    SuperviseService,
-    route_payload,
-    wait_seconds_from,
-)
+from bot_bottle.supervise_http import MAX_BODY_BYTES, SuperviseHTTPServer
+from bot_bottle.supervise_server import wait_seconds_from
 from tests.support import REPO, TempDirTest, decide_when_filed, in_ci, require_tool
 
 

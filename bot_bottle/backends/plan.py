@@ -11,7 +11,8 @@ from pathlib import Path
 from bot_bottle.connection import DIR_MODE, FILE_MODE
 from bot_bottle.db import DB_DIR_IN_CONTAINER, host_db_dir, host_db_path, open_db
 from bot_bottle.records import validate_queue_key
-from bot_bottle.supervise_server import DEFAULT_PORT, SIDECAR_HOSTNAME
+from bot_bottle.supervise_http import SIDECAR_HOSTNAME
+from bot_bottle.supervise_server import DEFAULT_PORT
 
 __all__ = ["SIDECAR_HOSTNAME", "Backend", "Mount", "Supervise", "SupervisePlan"]
 

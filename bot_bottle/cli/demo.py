@@ -28,7 +28,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from bot_bottle import supervise_server, terminal_text
+from bot_bottle import terminal_text
 from bot_bottle.audit_store import AuditStore
 from bot_bottle.cli.common import add_db_option, print_untrusted
 from bot_bottle.cli.registry import summary
@@ -43,6 +43,7 @@ from bot_bottle.records import (
     STATUS_REJECTED,
     TOOL_EGRESS_TOKEN_ALLOW,
 )
+from bot_bottle.server_launcher import spawn
 from bot_bottle.supervise import decide
 
 DEMO_BOTTLE = "demo-bottle"
@@ -183,7 +184,7 @@ class Demo:
 
     def start_server(self) -> tuple[subprocess.Popen[str], str]:
         """Start the sidecar server as its own process, as a bottle would; its URL."""
-        return supervise_server.spawn(DEMO_BOTTLE, self.db, "--wait-seconds", str(self.wait_seconds),
+        return spawn(DEMO_BOTTLE, self.db, "--wait-seconds", str(self.wait_seconds),
                                       "--routes-file", str(self.routes_file), ready_timeout=SERVER_START_TIMEOUT_SEC)
 
     def egress_proxy(self) -> None:

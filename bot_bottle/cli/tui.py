@@ -389,6 +389,9 @@ class SuperviseTUI:
         if key in ("q", "Q"):
             return False
         if key == curses.KEY_RESIZE:
+            # Repaint everything: the terminal may have reflowed what was on it, and after two quick
+            # resizes curses can believe the size (and so the screen) unchanged.
+            self.screen.clear()
             return True
         self.message = ""
         if self.detail is not None:
