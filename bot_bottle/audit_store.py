@@ -30,24 +30,18 @@ from bot_bottle.connection import read_snapshot
 from bot_bottle.db import DatabaseUser
 from bot_bottle.errors import AuditTampered, ValidationError
 from bot_bottle.records import (
-    AUDIT_ACTIONS,
     MAX_NAME_BYTES,
-    MAX_PAYLOAD_BYTES,
-    MAX_TEXT_BYTES,
     STATUSES,
     AuditEntry,
     parse_timestamp,
     utc_now,
-    validate_optional_text,
-    validate_proposal_id,
     validate_queue_key,
     validate_text,
+    validated_details,
 )
 
 GENESIS_HASH = "0" * 64
 DEFAULT_LIST_LIMIT = 50
-# A diff of two files of up to 1 MiB each can exceed either file.
-MAX_DIFF_BYTES = 4 * MAX_PAYLOAD_BYTES
 _COLUMNS = "seq, ts, queue_key, action, tool, proposal_id, actor, notes, diff, details, prev_hash, hash"
 # Entries with their seals (NULL where not sealed yet), as from_row maps them.
 _SELECT = f"SELECT {_COLUMNS}, s.mac FROM audit_log LEFT JOIN audit_seal s USING (seq)"
@@ -76,10 +70,6 @@ class VerifyResult:
                 "unsealed": self.unsealed, "anchored": self.anchored}
 
 
-def _canonical(details: dict[str, Any]) -> str:
-    return json.dumps(details, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-
-
 class AuditStore(DatabaseUser):
     """The audit log of the host database (``db_path=None``) or of the database at ``db_path``."""
 
@@ -96,27 +86,6 @@ class AuditStore(DatabaseUser):
         )
         return hashlib.sha256(material.encode("utf-8")).hexdigest()
 
-    @staticmethod
-    def validate(entry: AuditEntry) -> str:
-        """Check an entry before it is appended; returns its ``details`` as canonical JSON."""
-        validate_queue_key(entry.queue_key)
-        if entry.action not in AUDIT_ACTIONS:
-            raise ValidationError("action", f"{entry.action!r} is not one of {', '.join(AUDIT_ACTIONS)}")
-        validate_text("actor", entry.actor, max_bytes=MAX_NAME_BYTES, required=True)
-        validate_optional_text("tool", entry.tool, max_bytes=MAX_NAME_BYTES)
-        if entry.proposal_id is not None:
-            validate_proposal_id(entry.proposal_id)
-        validate_text("notes", entry.notes, max_bytes=MAX_TEXT_BYTES)
-        validate_text("diff", entry.diff, max_bytes=MAX_DIFF_BYTES)
-        if not isinstance(entry.details, dict):
-            raise ValidationError("details", "must be a JSON object (a dict)")
-        try:
-            details_json = _canonical(entry.details)
-        except (TypeError, ValueError) as exc:
-            raise ValidationError("details", f"is not JSON-serialisable ({exc})") from None
-        validate_text("details", details_json, max_bytes=MAX_DIFF_BYTES)
-        return details_json
-
     @classmethod
     def append_in(
         cls, conn: sqlite3.Connection, entry: AuditEntry, *, database: Path | None, ts: str | None = None
@@ -130,7 +99,7 @@ class AuditStore(DatabaseUser):
         nothing is written. After the caller commits it must call
         ``anchor(database, entry)``.
         """
-        details_json = cls.validate(entry)
+        details_json = validated_details(entry)
         key = load_key()
         assert key is not None
         previous_seal = cls._seal_pending(conn, key, database)

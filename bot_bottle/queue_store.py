@@ -19,6 +19,7 @@ import hashlib
 import secrets
 import sqlite3
 import time
+from dataclasses import fields
 from typing import Any
 
 from bot_bottle.audit_store import AuditStore
@@ -28,10 +29,10 @@ from bot_bottle.records import (
     DEFAULT_POLL_INTERVAL_SEC,
     DEFAULT_QUOTA,
     MAX_FILE_BYTES,
-    MAX_NAME_BYTES,
     MAX_PAYLOAD_BYTES,
     MAX_TEXT_BYTES,
     AuditEntry,
+    Decision,
     Proposal,
     ProposalSummary,
     Quota,
@@ -42,19 +43,22 @@ from bot_bottle.records import (
     validate_proposal_id,
     validate_queue_key,
     validate_sha256,
-    validate_status,
     validate_text,
     validate_tool,
 )
 
-_PROPOSAL_COLUMNS = (
-    "p.id, p.queue_key, p.tool, p.payload, p.justification, p.current_file, "
-    "p.current_file_hash, p.created_at, p.archived_at"
-)
+
+def _columns(record: type, alias: str) -> str:
+    """The table's columns named as ``record``'s fields, in their order, so rows map by construction."""
+    return ", ".join(f"{alias}.{field.name}" for field in fields(record))
+
+
+_PROPOSAL_COLUMNS = _columns(Proposal, "p")
 # What listings read: never the payload or the current file (up to 1 MiB each).
-_SUMMARY_COLUMNS = "p.id, p.queue_key, p.tool, p.justification, p.current_file_hash, p.created_at, p.archived_at"
+_SUMMARY_COLUMNS = _columns(ProposalSummary, "p")
+_SUMMARY_WIDTH = len(fields(ProposalSummary))
 _PENDING = "p.archived_at IS NULL AND NOT EXISTS (SELECT 1 FROM responses r WHERE r.proposal_id = p.id)"
-_RESPONSE_COLUMNS = "r.proposal_id, r.status, r.notes, r.final_file, r.decided_by, r.decided_at"
+_RESPONSE_COLUMNS = _columns(Response, "r")
 _AMBIGUOUS_SHOWN = 5
 
 
@@ -82,7 +86,7 @@ class QueueStore(DatabaseUser):
 
     @staticmethod
     def proposal_from_row(row: tuple[Any, ...]) -> Proposal:
-        """Map a row of ``_PROPOSAL_COLUMNS`` to a ``Proposal``."""
+        """Map a row of ``_PROPOSAL_COLUMNS`` (the dataclass's fields, in order) to a ``Proposal``."""
         return Proposal(*row)
 
     @staticmethod
@@ -273,7 +277,8 @@ class QueueStore(DatabaseUser):
                 params,
             ).fetchall()
         result = [
-            (self.summary_from_row(row[:7]), None if row[7] is None else self.response_from_row(row[7:]))
+            (self.summary_from_row(row[:_SUMMARY_WIDTH]),
+             None if row[_SUMMARY_WIDTH] is None else self.response_from_row(row[_SUMMARY_WIDTH:]))
             for row in rows
         ]
         result.reverse()
@@ -373,27 +378,16 @@ class QueueStore(DatabaseUser):
         return Proposal(**{**proposal.to_dict(), "archived_at": archived_at})
 
     def record_decision(
-        self,
-        proposal_id: str,
-        status: str,
-        notes: str,
-        final_file: str | None,
-        decided_by: str,
-        *,
-        diff: str,
-        details: dict[str, Any],
+        self, proposal_id: str, decision: Decision, *, diff: str, details: dict[str, Any]
     ) -> tuple[Response, AuditEntry]:
         """Store the response and its audit entry in one transaction; the first decision wins.
 
         Raises ``AlreadyDecided`` (naming who decided what, and when) if the
-        proposal has a response already. The rules of which decisions a tool
-        allows are ``supervise.decide``'s; the schema re-checks the basic ones.
+        proposal has a response already. ``decision`` validated its own
+        fields; which decisions a tool allows is ``supervise.check_decision``'s,
+        and the schema re-checks the basic ones.
         """
         validate_proposal_id(proposal_id)
-        validate_status(status)
-        validate_text("notes", notes, max_bytes=MAX_TEXT_BYTES)
-        validate_optional_text("final_file", final_file, max_bytes=MAX_FILE_BYTES)
-        validate_text("decided_by", decided_by, max_bytes=MAX_NAME_BYTES, required=True)
         with self.db.write() as conn:
             proposal = self._get_in(conn, proposal_id)
             earlier = self._response_in(conn, proposal_id)
@@ -402,7 +396,8 @@ class QueueStore(DatabaseUser):
                     f"proposal {proposal.short_id} was already {earlier.status} by {earlier.decided_by} "
                     f"at {earlier.decided_at}; the first decision stands"
                 )
-            response = Response(proposal_id, status, notes, final_file, decided_by, utc_now())
+            status, notes, decided_by = decision.status, decision.notes, decision.decided_by
+            response = Response(proposal_id, status, notes, decision.final_file, decided_by, utc_now())
             # The entry records the response whole, so audit verify can hold one against the other.
             details = {**details, "decided_at": response.decided_at}
             conn.execute(

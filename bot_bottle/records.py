@@ -9,6 +9,7 @@ second time.
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -41,6 +42,8 @@ MAX_PAYLOAD_BYTES = 1024 * 1024
 MAX_FILE_BYTES = 1024 * 1024
 MAX_TEXT_BYTES = 64 * 1024
 MAX_NAME_BYTES = 256
+# A diff of two files of up to 1 MiB each can exceed either file.
+MAX_DIFF_BYTES = 4 * MAX_PAYLOAD_BYTES
 # Per bottle, what its pending (undecided, unarchived) proposals may add up to:
 # far above what an honest agent files while it waits for one person, far below
 # what fills a disk or an operator's screen.
@@ -280,6 +283,28 @@ DEFAULT_QUOTA = Quota()
 
 
 @dataclass(frozen=True)
+class Decision:
+    """An operator's decision before it is recorded: validated once, when it is made.
+
+    The fields' own rules are checked here (a known status, UTF-8 text within
+    its limits, a decider); which decisions a proposal allows is
+    ``supervise.check_decision``'s, and the schema holds the basic rules a
+    second time.
+    """
+
+    status: str
+    notes: str
+    final_file: str | None
+    decided_by: str
+
+    def __post_init__(self) -> None:
+        validate_status(self.status)
+        validate_text("notes", self.notes, max_bytes=MAX_TEXT_BYTES)
+        validate_optional_text("final_file", self.final_file, max_bytes=MAX_FILE_BYTES)
+        validate_text("decided_by", self.decided_by, max_bytes=MAX_NAME_BYTES, required=True)
+
+
+@dataclass(frozen=True)
 class Response:
     """The operator's decision on one proposal. There is at most one per proposal."""
 
@@ -341,3 +366,32 @@ class AuditEntry:
             "hash": self.hash,
             "seal": self.seal,
         }
+
+
+def canonical_json(value: dict[str, Any]) -> str:
+    """``value`` as the JSON text the audit log stores and hashes: sorted keys, no spaces."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def validated_details(entry: AuditEntry) -> str:
+    """Check an audit entry before it is appended; its ``details`` as canonical JSON.
+
+    Raises ``ValidationError`` naming the first field that is wrong.
+    """
+    validate_queue_key(entry.queue_key)
+    if entry.action not in AUDIT_ACTIONS:
+        raise ValidationError("action", f"{entry.action!r} is not one of {', '.join(AUDIT_ACTIONS)}")
+    validate_text("actor", entry.actor, max_bytes=MAX_NAME_BYTES, required=True)
+    validate_optional_text("tool", entry.tool, max_bytes=MAX_NAME_BYTES)
+    if entry.proposal_id is not None:
+        validate_proposal_id(entry.proposal_id)
+    validate_text("notes", entry.notes, max_bytes=MAX_TEXT_BYTES)
+    validate_text("diff", entry.diff, max_bytes=MAX_DIFF_BYTES)
+    if not isinstance(entry.details, dict):
+        raise ValidationError("details", "must be a JSON object (a dict)")
+    try:
+        details_json = canonical_json(entry.details)
+    except (TypeError, ValueError) as exc:
+        raise ValidationError("details", f"is not JSON-serialisable ({exc})") from None
+    validate_text("details", details_json, max_bytes=MAX_DIFF_BYTES)
+    return details_json

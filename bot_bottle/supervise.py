@@ -29,11 +29,10 @@ from bot_bottle.records import (
     STATUS_MODIFIED,
     STATUS_REJECTED,
     AuditEntry,
+    Decision,
     Proposal,
     Response,
-    validate_optional_text,
     validate_queue_key,
-    validate_status,
     validate_text,
 )
 from bot_bottle.routes import validate_final_file
@@ -66,9 +65,9 @@ def _lines(text: str) -> list[str]:
     return [part + "\n" for part in parts[:-1]] + ([parts[-1]] if parts[-1] else [])
 
 
-def check_decision(proposal: Proposal, status: str, notes: str, final_file: str | None) -> None:
-    """Raise ``ValidationError`` if this decision is not allowed on ``proposal``."""
-    validate_status(status)
+def check_decision(proposal: Proposal, decision: Decision) -> None:
+    """Raise ``ValidationError`` if ``decision`` is not allowed on ``proposal`` (the queue's rules)."""
+    status, notes, final_file = decision.status, decision.notes, decision.final_file
     if status == STATUS_REJECTED and not notes.strip():
         raise ValidationError("notes", "rejecting a proposal needs a reason")
     if status == STATUS_MODIFIED:
@@ -133,20 +132,14 @@ def decide(
     ``ValidationError`` for a decision the rules do not allow, ``NotFound``
     for an unknown id and ``AlreadyDecided`` when someone decided first.
     """
-    validate_text("notes", notes, max_bytes=MAX_TEXT_BYTES)
-    validate_optional_text("final_file", final_file, max_bytes=MAX_FILE_BYTES)
-    actor = default_decider() if decided_by is None else decided_by
-    validate_text("decided_by", actor, max_bytes=MAX_NAME_BYTES, required=True)
+    decision = Decision(status, notes, final_file, default_decider() if decided_by is None else decided_by)
     queue = store if store is not None else QueueStore(db_path)
     try:
         proposal = queue.get(proposal_id)
-        check_decision(proposal, status, notes, final_file)
+        check_decision(proposal, decision)
         response, _ = queue.record_decision(
             proposal_id,
-            status,
-            notes,
-            final_file,
-            actor,
+            decision,
             diff=decision_diff(proposal, status, final_file),
             details=_details(proposal, final_file),
         )

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from bot_bottle import __version__, terminal_text
+from bot_bottle.cli.common import fail
 from bot_bottle.cli.registry import VERBS
 from bot_bottle.connection import translate
 from bot_bottle.db import resolve_db_path
@@ -77,12 +78,6 @@ def _verb_in(argv: Sequence[str]) -> str | None:
     return None
 
 
-def _fail(message: str, status: int) -> int:
-    # Messages can quote input (an id, a file's line, what someone else decided): never raw to the terminal.
-    print(f"bot-bottle: error: {terminal_text.clean(message)}", file=sys.stderr)
-    return status
-
-
 def _with_option_names(exc: ValidationError, args: argparse.Namespace) -> str:
     """The message with the field named as the option the user typed (``notes`` -> ``--reason``)."""
     option = getattr(args, "field_options", {}).get(exc.field)
@@ -108,18 +103,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.handler(args))
     except ValidationError as exc:
-        return _fail(_with_option_names(exc, args), 2)
+        return fail(_with_option_names(exc, args), 2)
     except BotBottleError as exc:
-        return _fail(str(exc), 1)
+        return fail(str(exc), 1)
     except sqlite3.Error as exc:
-        return _fail(str(translate(exc, resolve_db_path(args.db))), 1)
+        return fail(str(translate(exc, resolve_db_path(args.db))), 1)
     except PermissionError as exc:
-        return _fail(f"permission denied: {exc.filename or exc.strerror} (this user cannot reach it: run as the "
+        return fail(f"permission denied: {exc.filename or exc.strerror} (this user cannot reach it: run as the "
                      "user who owns it, or choose another --db)", 1)
     except OSError as exc:
-        return _fail(f"{exc.filename or 'the system'}: {exc.strerror or exc}", 1)
+        return fail(f"{exc.filename or 'the system'}: {exc.strerror or exc}", 1)
     except KeyboardInterrupt:
-        return _fail("interrupted", 130)
+        return fail("interrupted", 130)
     except BrokenPipeError:
         # The reader went away (| head): not an error worth a traceback.
         sys.stderr.close()

@@ -8,13 +8,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from bot_bottle import terminal_text
 from bot_bottle.audit_seal import retire_anchor
 from bot_bottle.audit_store import DEFAULT_LIST_LIMIT, AuditStore, VerifyResult
 from bot_bottle.cli.common import (
     add_db_option,
     add_json_option,
     db_path,
+    fail,
     first_line,
     positive_int,
     print_json,
@@ -82,8 +82,7 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
                      "their seals were dropped by a downgrade): the next decision seals them")
         print(line)
     if not result.ok:
-        print(f"bot-bottle: error: audit log broken: {terminal_text.clean_line(result.problem)}", file=sys.stderr)
-        return 1
+        return fail(f"audit log broken: {result.problem}")
     return 0
 
 

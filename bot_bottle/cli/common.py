@@ -86,6 +86,16 @@ def db_path(args: argparse.Namespace, *, create: bool = False) -> Path:
     return path
 
 
+def fail(message: str, status: int = 1) -> int:
+    """Say what went wrong in one line on stderr (``bot-bottle: error: ...``, sanitized); returns ``status``.
+
+    Every error line the CLI prints goes through here: messages can quote
+    input, which never reaches the terminal raw.
+    """
+    print(f"bot-bottle: error: {terminal_text.clean(message)}", file=sys.stderr)
+    return status
+
+
 def print_json(value: Any) -> None:
     """Print ``value`` as indented JSON on stdout."""
     json.dump(value, sys.stdout, indent=2, ensure_ascii=False)

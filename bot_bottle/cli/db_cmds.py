@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import os
 import sqlite3
-import sys
 from collections.abc import Iterator
 from contextlib import closing, contextmanager
 from datetime import UTC, datetime
@@ -15,7 +14,7 @@ from typing import Any
 from bot_bottle import migrate
 from bot_bottle.audit_seal import retire_anchor
 from bot_bottle.audit_store import AuditStore
-from bot_bottle.cli.common import add_db_option, add_json_option, db_path, print_json, version_number
+from bot_bottle.cli.common import add_db_option, add_json_option, db_path, fail, print_json, version_number
 from bot_bottle.cli.registry import summary
 from bot_bottle.connection import connect, foreign_key_problems, integrity_problems, translate_errors
 from bot_bottle.db import open_db
@@ -92,8 +91,7 @@ def cmd_db_status(args: argparse.Namespace) -> int:
         print("\n".join(_describe(state)))
     reason = _unusable_reason(state)
     if reason:
-        print(f"bot-bottle: error: {reason}", file=sys.stderr)
-        return 1
+        return fail(reason)
     return 0
 
 
@@ -229,8 +227,8 @@ def cmd_db_check(args: argparse.Namespace) -> int:
         for check in checks:
             print(f"{'ok   ' if check['ok'] else 'ERROR'}  {check['check']}: {check['detail']}")
     if not ok:
-        print(f"bot-bottle: error: {path} failed its checks", file=sys.stderr)
-    return 0 if ok else 1
+        return fail(f"{path} failed its checks")
+    return 0
 
 
 def register(subparsers: Any) -> None:

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from bot_bottle import migrate
-from bot_bottle.cli.common import add_db_option, add_json_option, db_path, print_json
+from bot_bottle.cli.common import add_db_option, add_json_option, db_path, fail, print_json
 from bot_bottle.cli.registry import summary
 from bot_bottle.connection import (
     DIR_MODE,
@@ -146,8 +146,8 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         for check in checks:
             print(f"{check['level']:<8} {check['check']:<13} {check['detail']}")
     if failed:
-        print(f"bot-bottle: error: {path}: doctor found errors (see above)", file=sys.stderr)
-    return 1 if failed else 0
+        return fail(f"{path}: doctor found errors (see above)")
+    return 0
 
 
 def register(subparsers: Any) -> None:

@@ -19,7 +19,7 @@ from bot_bottle.cli.common import (
     print_untrusted,
 )
 from bot_bottle.cli.registry import summary
-from bot_bottle.cli.render import describe, modification
+from bot_bottle.cli.render import describe, modification, proposal_json
 from bot_bottle.errors import BotBottleError, ValidationError
 from bot_bottle.queue_store import QueueStore
 from bot_bottle.records import (
@@ -27,11 +27,10 @@ from bot_bottle.records import (
     STATUS_MODIFIED,
     STATUS_PENDING,
     STATUS_REJECTED,
+    Decision,
     Proposal,
-    ProposalSummary,
-    Response,
 )
-from bot_bottle.supervise import check_decision, decide
+from bot_bottle.supervise import check_decision, decide, default_decider
 
 _EPILOG = """\
 examples:
@@ -44,19 +43,6 @@ examples:
 
 An ID is any unique prefix of a proposal's id (list shows the first 8 digits).
 """
-
-
-def proposal_json(proposal: Proposal | ProposalSummary, response: Response | None) -> dict[str, Any]:
-    """A proposal (whole, or a listing's summary) and its decision as one JSON object.
-
-    ``status`` is ``pending`` or the decision.
-    """
-    return {
-        **proposal.to_dict(),
-        "short_id": proposal.short_id,
-        "status": response.status if response else STATUS_PENDING,
-        "response": response.to_dict() if response else None,
-    }
 
 
 def cmd_proposals_list(args: argparse.Namespace) -> int:
@@ -113,7 +99,7 @@ def _confirmed(args: argparse.Namespace, proposal: Proposal, notes: str, final_f
     The file is checked first (``check_decision``), so an invalid one is one
     error before any question. What is recorded is the very text shown.
     """
-    check_decision(proposal, STATUS_MODIFIED, notes, final_file)
+    check_decision(proposal, Decision(STATUS_MODIFIED, notes, final_file, default_decider()))
     if args.yes or not (sys.stdin.isatty() and sys.stdout.isatty()):
         return True
     print_untrusted(modification(proposal, final_file))

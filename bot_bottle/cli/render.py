@@ -10,6 +10,7 @@ that widen access.
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from bot_bottle.cli.common import Shown, age
 from bot_bottle.errors import ValidationError
@@ -21,6 +22,7 @@ from bot_bottle.records import (
     TOOL_EGRESS_TOKEN_ALLOW,
     TOOL_GITLEAKS_ALLOW,
     Proposal,
+    ProposalSummary,
     Response,
 )
 from bot_bottle.routes import parse_route, validate_final_file, widening_lines
@@ -130,6 +132,19 @@ def _diff_role(text: str) -> str:
     if text.startswith("-"):
         return "removed"
     return "hunk" if text.startswith("@@") else ""
+
+
+def proposal_json(proposal: Proposal | ProposalSummary, response: Response | None) -> dict[str, Any]:
+    """A proposal (whole, or a listing's summary) and its decision as one JSON object.
+
+    ``status`` is ``pending`` or the decision.
+    """
+    return {
+        **proposal.to_dict(),
+        "short_id": proposal.short_id,
+        "status": response.status if response else STATUS_PENDING,
+        "response": response.to_dict() if response else None,
+    }
 
 
 def describe(proposal: Proposal, response: Response | None) -> list[str]:

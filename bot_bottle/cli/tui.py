@@ -23,13 +23,12 @@ from typing import Any
 from bot_bottle import terminal_text
 from bot_bottle.cli.common import add_db_option, add_json_option, age, db_path, first_line, print_json, print_table
 from bot_bottle.cli.registry import summary
-from bot_bottle.cli.render import describe, modification
+from bot_bottle.cli.render import describe, modification, proposal_json
 from bot_bottle.errors import AlreadyDecided, BotBottleError, NotFound, ValidationError
 from bot_bottle.queue_store import QueueStore
 from bot_bottle.records import (
     STATUS_APPROVED,
     STATUS_MODIFIED,
-    STATUS_PENDING,
     STATUS_REJECTED,
     Proposal,
     ProposalSummary,
@@ -481,7 +480,7 @@ def print_pending(store: QueueStore, as_json: bool) -> None:
     """The ``--once`` output: the pending list without curses."""
     items = store.pending_summaries()
     if as_json:
-        print_json([{**p.to_dict(), "short_id": p.short_id, "status": STATUS_PENDING} for p in items])
+        print_json([proposal_json(p, None) for p in items])
         return
     if not items:
         print("no pending proposals")
