@@ -29,7 +29,7 @@ class DoctorTest(TempDirTest):
         code, report = self.doctor(str(path))
         self.assertEqual(code, 0, report)
         levels = self.levels(report)
-        for check in ("python", "sqlite", "database", "directory", "file", "journal_mode", "schema", "drift",
+        for check in ("python", "sqlite", "database", "directory", "file", "journal_mode", "schema_version", "drift",
                       "integrity", "foreign_keys", "filesystem", "locking"):
             self.assertEqual(levels[check], "ok", check)
         self.assertEqual(digest(path), before)

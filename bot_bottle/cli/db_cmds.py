@@ -11,12 +11,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bot_bottle import migrate
+from bot_bottle import health, migrate
 from bot_bottle.audit_seal import retire_anchor
 from bot_bottle.audit_store import AuditStore
 from bot_bottle.cli.common import add_db_option, add_json_option, db_path, fail, print_json, version_number
 from bot_bottle.cli.registry import summary
-from bot_bottle.connection import connect, foreign_key_problems, integrity_problems, translate_errors
+from bot_bottle.connection import connect, translate_errors
 from bot_bottle.db import open_db
 from bot_bottle.errors import BotBottleError, CannotOpenDatabase
 
@@ -187,45 +187,22 @@ def cmd_db_backup(args: argparse.Namespace) -> int:
     return 0
 
 
-def _checks(conn: sqlite3.Connection, known: tuple[migrate.Migration, ...]) -> list[dict[str, Any]]:
-    integrity = integrity_problems(conn)
-    violations = foreign_key_problems(conn)
-    state = migrate.status(conn, known)
-    return [
-        {"check": "integrity", "ok": not integrity, "detail": "; ".join(integrity[:10]) or "ok"},
-        {
-            "check": "foreign_keys",
-            "ok": not violations,
-            "detail": f"{len(violations)} violation(s), first: {violations[0]}" if violations else "ok",
-        },
-        {
-            "check": "schema_version",
-            "ok": not state.too_new,
-            "detail": f"{state.current} of {state.head}"
-            + (" (newer than this bot-bottle)" if state.too_new else f" ({len(state.pending)} pending)"),
-        },
-        {"check": "drift", "ok": not state.drift, "detail": "; ".join(d.summary for d in state.drift) or "none"},
-        {"check": "live_schema", "ok": not (schema := migrate.live_schema_drift(conn, known)),
-         "detail": "; ".join(schema) or "as the migrations made it"},
-    ]
-
-
 def cmd_db_check(args: argparse.Namespace) -> int:
     """Run the integrity check, the foreign-key check and the drift check; exit 1 on any problem."""
     path = db_path(args)
     known = migrate.discover()
     try:
         with _existing(path) as conn:
-            checks = _checks(conn, known)
+            checks = health.schema_checks(conn, known)
     except BotBottleError as exc:
-        checks = [{"check": "open", "ok": False, "detail": str(exc)}]
-    ok = all(c["ok"] for c in checks)
+        checks = [health.Check("open", health.ERROR, str(exc))]
+    ok = all(c.ok for c in checks)
     if args.json:
-        print_json({"path": str(path), "ok": ok, "checks": checks})
+        print_json({"path": str(path), "ok": ok, "checks": [c.to_dict() for c in checks]})
     else:
         print(f"database: {path}")
         for check in checks:
-            print(f"{'ok   ' if check['ok'] else 'ERROR'}  {check['check']}: {check['detail']}")
+            print(f"{'ok   ' if check.ok else 'ERROR'}  {check.check}: {check.detail}")
     if not ok:
         return fail(f"{path} failed its checks")
     return 0

@@ -16,19 +16,16 @@ from contextlib import closing
 from pathlib import Path
 from typing import Any
 
-from bot_bottle import migrate
+from bot_bottle import health
 from bot_bottle.cli.common import add_db_option, add_json_option, db_path, fail, print_json
 from bot_bottle.cli.registry import summary
 from bot_bottle.connection import (
     DIR_MODE,
     FILE_MODE,
     MIN_SQLITE_VERSION,
-    foreign_key_problems,
-    integrity_problems,
 )
+from bot_bottle.health import ERROR, OK, WARNING
 from bot_bottle.mount_safety import LOCAL, check_mount
-
-OK, WARNING, ERROR = "ok", "warning", "error"
 
 
 def _version(parts: tuple[int, ...]) -> str:
@@ -56,25 +53,7 @@ def _database_checks(path: Path) -> list[dict[str, str]]:
             checks.append({"check": "journal_mode", "level": OK if journal == "delete" else WARNING,
                            "detail": journal if journal == "delete" else
                            f"{journal}: bot-bottle switches it back to the rollback journal when it opens the file"})
-            state = migrate.status(conn)
-            if state.too_new:
-                level, detail = ERROR, f"version {state.current}, newer than this bot-bottle ({state.head})"
-            elif state.pending:
-                level, detail = WARNING, f"version {state.current} of {state.head}: run 'bot-bottle db upgrade'"
-            else:
-                level, detail = OK, f"version {state.current} (up to date)"
-            checks.append({"check": "schema", "level": level, "detail": detail})
-            checks.append({"check": "drift", "level": ERROR if state.drift else OK,
-                           "detail": "; ".join(d.summary for d in state.drift) or "none"})
-            schema = migrate.live_schema_drift(conn)
-            checks.append({"check": "live_schema", "level": ERROR if schema else OK,
-                           "detail": "; ".join(schema) or "as the migrations made it"})
-            integrity = integrity_problems(conn)
-            violations = foreign_key_problems(conn)
-            checks.append({"check": "integrity", "level": ERROR if integrity else OK,
-                           "detail": "; ".join(integrity[:5]) or "ok"})
-            checks.append({"check": "foreign_keys", "level": ERROR if violations else OK,
-                           "detail": f"{len(violations)} violation(s)" if violations else "ok"})
+            checks += [check.to_dict() for check in health.schema_checks(conn)]
     except (sqlite3.Error, OSError) as exc:
         checks.append({"check": "open", "level": ERROR, "detail": f"cannot read {path} as a database: {exc}"})
     except Exception as exc:  # a bot-bottle error (migration files...) is a finding too
