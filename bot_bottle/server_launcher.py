@@ -6,24 +6,27 @@ import os
 import subprocess
 import sys
 import threading
+from typing import IO
 
 from bot_bottle.errors import BotBottleError
 
 
 def spawn(
-    bottle: str, db_path: str | os.PathLike[str], *options: str, ready_timeout: float = 20.0
+    bottle: str, db_path: str | os.PathLike[str], *options: str, ready_timeout: float = 20.0,
+    stderr: int | IO[str] | None = subprocess.DEVNULL,
 ) -> tuple[subprocess.Popen[str], str]:
     """Start the server as its own process on a free loopback port, as a workstation tool would.
 
     Waits for its ``listening on`` line and returns the process and its URL;
     ``options`` are more command-line arguments (``--wait-seconds``, ...). The
     child imports this same ``bot_bottle``, wherever the caller was started
-    from. Raises ``BotBottleError`` (and stops the child) if it is not ready in time.
+    from; its ``stderr`` goes where given (discarded by default). Raises
+    ``BotBottleError`` (and stops the child) if it is not ready in time.
     """
     server = subprocess.Popen(
         [sys.executable, "-m", "bot_bottle.supervise_server", "--bottle", bottle, "--db", os.fspath(db_path),
          "--host", "127.0.0.1", "--port", "0", *options],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        stdout=subprocess.PIPE, stderr=stderr, text=True,
         env={**os.environ, "PYTHONPATH": os.pathsep.join(p or os.getcwd() for p in sys.path)},
     )
     assert server.stdout is not None

@@ -8,19 +8,19 @@ Nothing here asserts a timing.
 from __future__ import annotations
 
 import json
-import os
 import random
 import re
 import selectors
 import socket
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
+
+from bot_bottle.server_launcher import spawn
 
 REPO = Path(__file__).resolve().parent.parent
 _STATUS_RE = re.compile(rb"HTTP/1\.[01] ([1-5][0-9]{2}) [^\r\n]*")
@@ -300,19 +300,9 @@ class Sampler:
 
 def start_server(db: Path, *options: str, bottle: str = "web-1",
                  stderr: IO[str] | None = None) -> tuple[subprocess.Popen[str], int]:
-    """The supervise server as its own process on a free loopback port; returns it and its port."""
-    server = subprocess.Popen(
-        [sys.executable, "-m", "bot_bottle.supervise_server", "--bottle", bottle, "--db", str(db),
-         "--host", "127.0.0.1", "--port", "0", *options],
-        cwd=REPO, stdout=subprocess.PIPE, stderr=stderr if stderr is not None else subprocess.DEVNULL, text=True,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
-    )
-    assert server.stdout is not None
-    line = server.stdout.readline()
-    if not line.startswith("listening on "):
-        server.kill()
-        raise RuntimeError(f"the server did not start: {line!r}")
-    return server, int(line.strip().rstrip("/").rsplit(":", 1)[1])
+    """The supervise server as its own process on a free loopback port (``server_launcher.spawn``); it and its port."""
+    server, url = spawn(bottle, db, *options, stderr=stderr if stderr is not None else subprocess.DEVNULL)
+    return server, int(url.rstrip("/").rsplit(":", 1)[1])
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float, interval: float = 0.05) -> bool:

@@ -12,6 +12,7 @@ import tempfile
 import threading
 import time
 import unittest
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,38 @@ from bot_bottle.supervise import decide
 
 REPO = Path(__file__).resolve().parent.parent
 MIGRATIONS = REPO / "migrations"
+
+
+def wait_until(condition: Callable[[], Any], timeout: float = 20.0, interval: float = 0.05,
+               what: str = "the condition") -> Any:
+    """Poll ``condition`` until it returns something truthy (returned), or fail the test after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} did not happen within {timeout:g} s")
+        time.sleep(interval)
+
+
+def query_plans(conn: sqlite3.Connection, action: Callable[[], Any], table: str) -> list[str]:
+    """The query plans of the statements ``action`` really runs on ``conn`` that read ``table``.
+
+    The statements are captured with ``set_trace_callback`` (bound values
+    inlined), so a test of a plan follows the code's own SQL, not a copy.
+    """
+    seen: list[str] = []
+    conn.set_trace_callback(seen.append)
+    try:
+        action()
+    finally:
+        conn.set_trace_callback(None)
+    plans = []
+    for statement in seen:
+        if statement.lstrip().upper().startswith("SELECT") and f"FROM {table}" in statement:
+            plans.append(" ".join(str(row[-1]) for row in conn.execute(f"EXPLAIN QUERY PLAN {statement}")))
+    return plans
 
 
 def in_ci() -> bool:
@@ -127,13 +160,8 @@ def decide_when_filed(
 ) -> threading.Thread:
     """In a thread: decide the first proposal ``bottle`` files (within 20 s), as an operator would."""
     def run() -> None:
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            pending = store.pending(bottle)
-            if pending:
-                decide(pending[0].id, status, notes, final_file, store=store)
-                return
-            time.sleep(0.01)
+        pending = wait_until(lambda: store.pending(bottle), what=f"a proposal from {bottle}")
+        decide(pending[0].id, status, notes, final_file, store=store)
 
     thread = threading.Thread(target=run)
     thread.start()

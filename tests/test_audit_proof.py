@@ -20,7 +20,7 @@ from bot_bottle.errors import AuditTampered
 from bot_bottle.queue_store import QueueStore
 from bot_bottle.records import STATUS_APPROVED, STATUS_MODIFIED, STATUS_REJECTED, TOOL_EGRESS_BLOCK
 from bot_bottle.supervise import decide, operator_edit
-from tests.support import REPO, TempDirTest, digest
+from tests.support import REPO, TempDirTest, digest, wait_until
 
 HEAD = len(migrate.discover())
 
@@ -333,9 +333,7 @@ class BackupFailuresTest(ProofTestCase):
                 "migrate.backup_to(conn, Path(sys.argv[2]))\n")
         child = subprocess.Popen([sys.executable, "-c", code, str(self.db), str(self.tmp / "slow.bak.db")],
                                  cwd=REPO)
-        deadline = time.monotonic() + 20
-        while not list(self.tmp.glob(".slow.bak.db.*.partial")) and time.monotonic() < deadline:
-            time.sleep(0.02)
+        wait_until(lambda: list(self.tmp.glob(".slow.bak.db.*.partial")), 20, 0.02, "the slow backup's partial file")
         time.sleep(0.2)
         os.kill(child.pid, signal.SIGKILL)
         child.wait()

@@ -28,7 +28,7 @@ from bot_bottle.records import (
 )
 from bot_bottle.routes import make_route, parse_route, validate_final_file, widening_lines
 from bot_bottle.supervise import decide, render_diff
-from tests.support import REPO, TempDirTest
+from tests.support import REPO, TempDirTest, wait_until
 from tests.test_tui import Terminal
 
 ESC = "\x1b"
@@ -446,9 +446,7 @@ class CliConfirmTest(TempDirTest):
         term = Terminal(self, command, width=120, height=30)
         screen = term.wait_for("record this modification?")
         term.send(answer, "Enter")
-        deadline = time.monotonic() + 15
-        while not marker.exists() and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_until(marker.exists, 15, what="the modify command's exit")
         return screen
 
     def test_no_records_nothing(self) -> None:

@@ -34,7 +34,7 @@ from bot_bottle.queue_store import QueueStore
 from bot_bottle.records import STATUS_APPROVED, STATUS_REJECTED, TOOL_GITLEAKS_ALLOW, Proposal
 from bot_bottle.redaction import Masker, encoded_forms
 from bot_bottle.supervise import decide
-from tests.support import REPO, TempDirTest, require_tool
+from tests.support import REPO, TempDirTest, require_tool, wait_until
 
 # Test secrets in gitleaks' aws-access-token shape. Built at run time so this
 # file itself carries no finding.
@@ -755,9 +755,7 @@ class ScanMechanicsTest(TempDirTest):
         assert hook.stdin is not None and hook.stderr is not None
         hook.stdin.write(f"{ZERO} {self.commit} refs/heads/main\n")
         hook.stdin.close()
-        deadline = time.monotonic() + 30
-        while not (self.log.exists() and self.log.read_text().strip()) and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_until(lambda: self.log.exists() and self.log.read_text().strip(), 30, what="the hook's log line")
         folder = Path(self.log.read_text().strip())
         self.assertTrue(folder.is_dir())
         hook.terminate()

@@ -26,10 +26,11 @@ from bot_bottle.records import (
     TOOL_EGRESS_BLOCK,
     Quota,
 )
+from bot_bottle.server_launcher import spawn
 from bot_bottle.supervise import decide
 from bot_bottle.supervise_http import MAX_BODY_BYTES, SuperviseHTTPServer
 from bot_bottle.supervise_server import wait_seconds_from
-from tests.support import REPO, TempDirTest, decide_when_filed, in_ci, require_tool
+from tests.support import REPO, TempDirTest, decide_when_filed, in_ci, require_tool, wait_until
 
 
 def mcp_python() -> str | None:
@@ -211,10 +212,7 @@ class ToolCallTest(ServerTestCase):
         self.assertEqual(json.loads(result["content"][0]["text"]), answer)
         proposal = self.store.get(answer["proposal_id"])
         self.assertEqual(json.loads(proposal.payload), {"host": "docs.python.org", "paths": ["/3/"]})
-        deadline = time.monotonic() + 5
-        while self.store.get(proposal.id).archived_at is None and time.monotonic() < deadline:
-            time.sleep(0.01)
-        self.assertIsNotNone(self.store.get(proposal.id).archived_at, "archived after the answer went out")
+        wait_until(lambda: self.store.get(proposal.id).archived_at, 5, 0.01, "archiving after the answer went out")
 
     def test_modified_answer_carries_the_final_file(self) -> None:
         """egress-block modified by the operator returns the final file; the current routes file is diffed."""
@@ -401,16 +399,10 @@ class WaitBoundTest(TempDirTest):
 
 class ProcessTest(TempDirTest):
     def start_server(self, *extra: str) -> tuple[subprocess.Popen[str], str]:
-        server = subprocess.Popen(
-            [sys.executable, "-m", "bot_bottle.supervise_server", "--bottle", "agent-1", "--db",
-             str(self.tmp / "p.db"), "--host", "127.0.0.1", "--port", "0", *extra],
-            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        )
+        server, url = spawn("agent-1", self.tmp / "p.db", *extra, stderr=subprocess.PIPE)
         self.addCleanup(self._stop, server)
-        assert server.stdout is not None
-        line = server.stdout.readline()
-        self.assertRegex(line, r"^listening on http://127\.0\.0\.1:\d+/$")
-        return server, line.split()[-1]
+        self.assertRegex(url, r"^http://127\.0\.0\.1:\d+/$")
+        return server, url
 
     @staticmethod
     def _stop(process: subprocess.Popen[str]) -> None:

@@ -24,7 +24,7 @@ from bot_bottle.records import (
     TOOL_GITLEAKS_ALLOW,
 )
 from bot_bottle.supervise import decide
-from tests.support import REPO, TempDirTest, require_tool
+from tests.support import REPO, TempDirTest, require_tool, wait_until
 
 
 class Terminal:
@@ -85,9 +85,7 @@ class TuiTest(TempDirTest):
 
     def quit(self) -> None:
         self.term.send("q")
-        deadline = time.monotonic() + 10
-        while not self.exit_file.exists() and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_until(self.exit_file.exists, 10, what="the TUI's exit")
         self.assertEqual(self.exit_file.read_text().strip(), "0")
 
     def test_approve_modify_reject(self) -> None:
@@ -254,10 +252,7 @@ class DemoHangupTest(TempDirTest):
         database = Path(screen.split("bottle(s)", 1)[1].split()[0])
         self.assertTrue(database.exists())
         term.run("kill-server")
-        deadline = time.monotonic() + 15
-        while database.parent.exists() and time.monotonic() < deadline:
-            time.sleep(0.1)
-        self.assertFalse(database.parent.exists(), "the throwaway database was left behind")
+        wait_until(lambda: not database.parent.exists(), 15, what="removing the throwaway database")
 
 
 class RefreshTest(TempDirTest):
