@@ -227,31 +227,22 @@ class QueueStore(DatabaseUser):
 
     def pending(self, queue_key: str | None = None) -> list[Proposal]:
         """Undecided, unarchived proposals, oldest first; of one bottle, or of all (``None``)."""
-        params: dict[str, Any] = {}
-        where = ""
-        if queue_key is not None:
-            params["queue_key"] = validate_queue_key(queue_key)
-            where = " AND p.queue_key = :queue_key"
-        with self.db.read() as conn:
-            rows = conn.execute(
-                f"SELECT {_PROPOSAL_COLUMNS} FROM proposals p WHERE {_PENDING}{where} ORDER BY p.created_at, p.rowid",
-                params,
-            ).fetchall()
-        return [self.proposal_from_row(row) for row in rows]
+        return [self.proposal_from_row(row) for row in self._pending_rows(_PROPOSAL_COLUMNS, queue_key)]
 
     def pending_summaries(self, queue_key: str | None = None) -> list[ProposalSummary]:
         """``pending`` without payloads or current files: what a listing shows, cheap at any size."""
+        return [self.summary_from_row(row) for row in self._pending_rows(_SUMMARY_COLUMNS, queue_key)]
+
+    def _pending_rows(self, columns: str, queue_key: str | None) -> list[tuple[Any, ...]]:
         params: dict[str, Any] = {}
         where = ""
         if queue_key is not None:
             params["queue_key"] = validate_queue_key(queue_key)
             where = " AND p.queue_key = :queue_key"
         with self.db.read() as conn:
-            rows = conn.execute(
-                f"SELECT {_SUMMARY_COLUMNS} FROM proposals p WHERE {_PENDING}{where} ORDER BY p.created_at, p.rowid",
-                params,
+            return conn.execute(
+                f"SELECT {columns} FROM proposals p WHERE {_PENDING}{where} ORDER BY p.created_at, p.rowid", params
             ).fetchall()
-        return [self.summary_from_row(row) for row in rows]
 
     def summaries(
         self, queue_key: str | None = None, *, include_decided: bool = False, limit: int | None = None

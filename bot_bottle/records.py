@@ -182,19 +182,11 @@ def validate_sha256(field_name: str, value: object) -> str | None:
     return value
 
 
-@dataclass(frozen=True)
-class Proposal:
-    """A request filed by a bottle's sidecar for the operator to decide."""
+class _ProposalView:
+    """What a whole proposal and a listing's summary of it have in common."""
 
     id: str
-    queue_key: str
     tool: str
-    payload: str
-    justification: str
-    current_file: str | None
-    current_file_hash: str | None
-    created_at: str
-    archived_at: str | None = None
 
     @property
     def short_id(self) -> str:
@@ -207,22 +199,27 @@ class Proposal:
         return self.tool in REPORT_ONLY_TOOLS
 
     def to_dict(self) -> dict[str, Any]:
-        """The record as a JSON-ready dict."""
-        return {
-            "id": self.id,
-            "queue_key": self.queue_key,
-            "tool": self.tool,
-            "payload": self.payload,
-            "justification": self.justification,
-            "current_file": self.current_file,
-            "current_file_hash": self.current_file_hash,
-            "created_at": self.created_at,
-            "archived_at": self.archived_at,
-        }
+        """The record as a JSON-ready dict, its fields in order."""
+        return {name: getattr(self, name) for name in self.__dataclass_fields__}  # type: ignore[attr-defined]
 
 
 @dataclass(frozen=True)
-class ProposalSummary:
+class Proposal(_ProposalView):
+    """A request filed by a bottle's sidecar for the operator to decide."""
+
+    id: str
+    queue_key: str
+    tool: str
+    payload: str
+    justification: str
+    current_file: str | None
+    current_file_hash: str | None
+    created_at: str
+    archived_at: str | None = None
+
+
+@dataclass(frozen=True)
+class ProposalSummary(_ProposalView):
     """What a listing shows of a proposal: everything but the payload and the current file.
 
     Listings read these so that a bottle's large proposals cost nothing until
@@ -236,28 +233,6 @@ class ProposalSummary:
     current_file_hash: str | None
     created_at: str
     archived_at: str | None = None
-
-    @property
-    def short_id(self) -> str:
-        """The first 8 hex digits, as the CLI and TUI show the id."""
-        return self.id[:SHORT_ID_LENGTH]
-
-    @property
-    def report_only(self) -> bool:
-        """True for the tools whose proposals may be approved or rejected but not modified."""
-        return self.tool in REPORT_ONLY_TOOLS
-
-    def to_dict(self) -> dict[str, Any]:
-        """The record as a JSON-ready dict (``Proposal.to_dict`` without payload and current_file)."""
-        return {
-            "id": self.id,
-            "queue_key": self.queue_key,
-            "tool": self.tool,
-            "justification": self.justification,
-            "current_file_hash": self.current_file_hash,
-            "created_at": self.created_at,
-            "archived_at": self.archived_at,
-        }
 
 
 @dataclass(frozen=True)

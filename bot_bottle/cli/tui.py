@@ -54,6 +54,13 @@ ESCAPE_ATTR = curses.A_UNDERLINE | curses.A_BOLD
 Line = terminal_text.Line
 
 
+def scroll_moves(height: int) -> dict[str | int, int]:
+    """The keys that scroll a text view, and by how many lines, on a screen ``height`` rows tall."""
+    page = max(1, height - 4)
+    return {curses.KEY_UP: -1, "k": -1, curses.KEY_DOWN: 1, "j": 1, curses.KEY_PPAGE: -page,
+            curses.KEY_NPAGE: page, " ": page}
+
+
 class SuperviseTUI:
     """The curses application. ``run`` returns when the operator quits."""
 
@@ -326,9 +333,7 @@ class SuperviseTUI:
                 self.put(height - 1, 0, keys.ljust(width), curses.A_REVERSE)
                 self.screen.refresh()
                 key = self.screen.get_wch()
-                page = max(1, height - 4)
-                moves = {curses.KEY_UP: -1, "k": -1, curses.KEY_DOWN: 1, "j": 1, curses.KEY_PPAGE: -page,
-                         curses.KEY_NPAGE: page, " ": page}
+                moves = scroll_moves(height)
                 if key in moves:
                     self.scroll = max(0, self.scroll + moves[key])
                 elif key in accept:
@@ -395,9 +400,7 @@ class SuperviseTUI:
         self.message = ""
         if self.detail is not None:
             height, _width = self.screen.getmaxyx()
-            page = max(1, height - 4)
-            moves = {curses.KEY_UP: -1, "k": -1, curses.KEY_DOWN: 1, "j": 1, curses.KEY_PPAGE: -page,
-                     curses.KEY_NPAGE: page, " ": page}
+            moves = scroll_moves(height)
             if key in moves:
                 self.scroll = max(0, self.scroll + moves[key])
             elif key in FIRST_KEYS:
