@@ -177,3 +177,10 @@ def retire_anchor(database: Path) -> Path | None:
         retired = path.with_name(f"{path.stem}.retired-{utc_now().replace(':', '')}.json")
         os.replace(path, retired)
         return retired
+
+
+def forget_anchor(database: Path) -> None:
+    """Remove the anchor (and its lock file) of a database that was thrown away with its log (the demo's)."""
+    path = anchor_path(database)
+    for leftover in (path, path.with_suffix(".lock")):
+        leftover.unlink(missing_ok=True)

@@ -215,6 +215,12 @@ class DemoTest(TempDirTest):
                        "every step worked"):
             self.assertIn(needle, out)
 
+    def test_demo_leaves_no_anchor_behind(self) -> None:
+        """The throwaway demo removes its database's anchor with it; only the host's key stays."""
+        self.assertEqual(self.run_cli("demo", "--auto", timeout=120).returncode, 0)
+        anchors = self.home / ".bot-bottle" / "audit-anchors"
+        self.assertEqual(sorted(p.name for p in anchors.iterdir()) if anchors.exists() else [], [])
+
     def test_demo_keeps_a_given_database(self) -> None:
         """With --db the demo's proposals and audit entries stay for inspection."""
         db = self.tmp / "kept.db"

@@ -29,6 +29,7 @@ from types import FrameType
 from typing import Any
 
 from bot_bottle import terminal_text
+from bot_bottle.audit_seal import forget_anchor
 from bot_bottle.audit_store import AuditStore
 from bot_bottle.cli.common import add_db_option, print_untrusted
 from bot_bottle.cli.registry import summary
@@ -361,6 +362,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     try:
         return Demo(folder / "demo.db", auto, args.wait_seconds).run()
     finally:
+        # The throwaway log goes, and so does its anchor: nothing of it is left in ~/.bot-bottle.
+        forget_anchor(folder / "demo.db")
         shutil.rmtree(folder, ignore_errors=True)
 
 
