@@ -86,7 +86,7 @@ def main() -> None:
     print(f"CPU over a {window:g} s window\n")
     sidecars = waiting_sidecars(folder, 16, window)
     tui = idle_tui(folder, window)
-    rows = [["16 waiting sidecars (poll 0.5 s)", f"{sidecars:.3f}", f"{sidecars / 60 * 100:.3f}%", "< 1%",
+    rows = [["16 waiting sidecars (defaults)", f"{sidecars:.3f}", f"{sidecars / 60 * 100:.3f}%", "< 1%",
              "met" if sidecars / 60 < 0.01 else "MISSED"]]
     rows.append(["supervise TUI, empty queue", "n/a (no tmux)" if tui is None else f"{tui:.3f}",
                  "" if tui is None else f"{tui / 60 * 100:.3f}%", "", ""])

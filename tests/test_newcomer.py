@@ -16,7 +16,7 @@ from bot_bottle.audit_store import AuditStore
 from bot_bottle.queue_store import QueueStore
 from bot_bottle.records import STATUS_APPROVED, TOOL_EGRESS_BLOCK
 from bot_bottle.supervise import decide
-from tests.support import REPO, TempDirTest
+from tests.support import REPO, TempDirTest, wait_until
 from tests.test_tui import Terminal
 
 EVERY_READING_VERB = (
@@ -255,3 +255,29 @@ class TerminalTest(TempDirTest):
         self.assertIn("left undecided", screen)
         self.assertNotIn("every step worked", screen)
         time.sleep(0.1)
+
+
+class ArrivalTest(TempDirTest):
+    def test_new_proposal_runs_the_notify_command_and_shows_at_once(self) -> None:
+        """--notify runs the command for proposals that arrive while the UI is open (not for those already there)."""
+        db = self.tmp / "n.db"
+        store = QueueStore(db)
+        self.addCleanup(store.close)
+        store.submit("web-1", TOOL_EGRESS_BLOCK, "routes: [old]\n", "already waiting")
+        marker = self.tmp / "notified"
+        notify = self.tmp / "notify.sh"
+        notify.write_text('#!/bin/sh\necho "$BOT_BOTTLE_NEW_PROPOSALS $BOT_BOTTLE_NEW_BOTTLES" >> '
+                          f"{shlex.quote(str(marker))}\n")
+        notify.chmod(0o755)
+        script = (f"cd {shlex.quote(str(REPO))} && env HOME={shlex.quote(str(self.home))} "
+                  f"{shlex.quote(sys.executable)} -m bot_bottle supervise --bell --notify {shlex.quote(str(notify))} "
+                  f"--db {shlex.quote(str(db))}; sleep 30")
+        term = Terminal(self, script)
+        term.wait_for("1 pending")
+        time.sleep(0.5)
+        self.assertFalse(marker.exists(), "nothing new yet")
+        late = store.submit("web-7", TOOL_EGRESS_BLOCK, "routes: [new]\n", "arrived later")
+        term.wait_for(late.short_id, timeout=5)
+        wait_until(marker.exists, 10, what="the notify command")
+        self.assertEqual(marker.read_text().strip(), "1 web-7")
+        term.send("q")

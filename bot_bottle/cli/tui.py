@@ -35,7 +35,8 @@ from bot_bottle.records import (
 )
 from bot_bottle.supervise import decide
 
-REFRESH_MS = 1000
+REFRESH_MS = 1000  # a full look (and a redraw, so ages stay right) at least this often
+CHECK_MS = 50  # how often the database file is stat'ed for a commit (a new proposal shows within this)
 # get_wch() gives characters as str and function keys as int.
 ENTER_KEYS = ("\n", "\r", curses.KEY_ENTER)
 ESCAPE = "\x1b"
@@ -64,9 +65,14 @@ def scroll_moves(height: int) -> dict[str | int, int]:
 class SuperviseTUI:
     """The curses application. ``run`` returns when the operator quits."""
 
-    def __init__(self, screen: Any, store: QueueStore, message: str = "") -> None:
+    def __init__(
+        self, screen: Any, store: QueueStore, message: str = "", *, bell: bool = False, notify: str | None = None
+    ) -> None:
         self.screen = screen
         self.store = store
+        self.bell = bell
+        self.notify = shlex.split(notify) if notify else None
+        self.loaded = False
         self.items: list[ProposalSummary] = []
         self.seen: set[str] = set()
         self.selected = 0
@@ -89,12 +95,31 @@ class SuperviseTUI:
         self.marker = marker
         current = self.items[self.selected].id if self.items else None
         # Summaries only: a payload is loaded when its proposal is opened or decided.
+        before = {p.id for p in self.items}
         self.items = self.store.pending_summaries()
         ids = [p.id for p in self.items]
+        arrived = [p for p in self.items if p.id not in before]
+        if arrived and self.loaded:  # not for what was already waiting when the UI opened
+            self.announce(arrived)
+        self.loaded = True
         self.selected = ids.index(current) if current in ids else min(self.selected, max(0, len(ids) - 1))
         if self.detail is not None and self.detail.id not in ids:
             self.message = self._gone_message(self.detail)
             self.detail = None
+
+    def announce(self, arrived: list[ProposalSummary]) -> None:
+        """New proposals: ring the terminal bell and run the notify command, if asked (for an operator elsewhere)."""
+        if self.bell:
+            with contextlib.suppress(curses.error):
+                curses.beep()
+        if self.notify:
+            env = {**os.environ, "BOT_BOTTLE_NEW_PROPOSALS": str(len(arrived)),
+                   "BOT_BOTTLE_NEW_BOTTLES": ",".join(sorted({p.queue_key for p in arrived}))}
+            try:
+                subprocess.Popen(self.notify, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                 stderr=subprocess.DEVNULL, start_new_session=True)
+            except OSError as exc:
+                self.message = f"cannot run the notify command {self.notify[0]!r}: {exc.strerror}"
 
     def refresh(self) -> None:
         """``reload``, but a database that is briefly unavailable is reported, not fatal.
@@ -263,7 +288,7 @@ class SuperviseTUI:
         finally:
             with contextlib.suppress(curses.error):
                 curses.curs_set(0)
-            self.screen.timeout(REFRESH_MS)
+            self.screen.timeout(CHECK_MS)
 
     def edit(self, proposal: Proposal, text: str) -> str | None:
         """Open ``text`` in $EDITOR (default vi); the edited text, or None if it is empty or the proposal's own."""
@@ -342,7 +367,7 @@ class SuperviseTUI:
                     return "n"
         finally:
             self.scroll = 0
-            self.screen.timeout(REFRESH_MS)
+            self.screen.timeout(CHECK_MS)
 
     def act(self, key: str) -> None:
         """Approve, modify or reject the proposal under the cursor (or on screen)."""
@@ -446,26 +471,32 @@ class SuperviseTUI:
                                     "warning": curses.color_pair(4) | curses.A_BOLD})
 
     def run(self) -> None:
-        """The main loop: draw, wait up to a second for a key, refresh."""
+        """The main loop: draw, wait a moment for a key, look for commits, redraw when anything changed."""
         with contextlib.suppress(curses.error):
             curses.curs_set(0)
         self.screen.keypad(True)
-        self.screen.timeout(REFRESH_MS)
+        self.screen.timeout(CHECK_MS)
         self.start_colours()
         self.reload(force=True)
         last = time.monotonic()
+        file_seen = self.store.file_marker()
+        dirty = True
         while True:
-            self.draw()
+            if dirty:
+                self.draw()
             try:
                 key = self.screen.get_wch()
             except curses.error:  # the timeout: no key
                 key = -1
-            if key == -1 or time.monotonic() - last >= REFRESH_MS / 1000:
+            file_now = self.store.file_marker()
+            dirty = key != -1
+            if file_now != file_seen or time.monotonic() - last >= REFRESH_MS / 1000:
+                file_seen = file_now
                 self.refresh()
                 last = time.monotonic()
+                dirty = True
             if key != -1 and not self.handle(key):
                 return
-
 
 def check_terminal() -> None:
     """Refuse, in one line, a terminal type curses cannot draw on (no terminfo entry here)."""
@@ -502,7 +533,7 @@ def cmd_supervise(args: argparse.Namespace) -> int:
             raise BotBottleError("the supervise UI needs a terminal; use --once (or 'proposals list') in scripts")
         check_terminal()
         os.environ.setdefault("ESCDELAY", "25")  # Esc should go back at once, not after curses' 1 s
-        curses.wrapper(lambda screen: SuperviseTUI(screen, store).run())
+        curses.wrapper(lambda screen: SuperviseTUI(screen, store, bell=args.bell, notify=args.notify).run())
     return 0
 
 
@@ -519,5 +550,9 @@ def register(subparsers: Any) -> None:
     )
     add_db_option(parser)
     parser.add_argument("--once", action="store_true", help="print the pending list and exit, without the UI")
+    parser.add_argument("--bell", action="store_true", help="ring the terminal bell when a new proposal arrives")
+    parser.add_argument("--notify", metavar="CMD",
+                        help="run CMD when new proposals arrive (it gets BOT_BOTTLE_NEW_PROPOSALS, the count, and "
+                        "BOT_BOTTLE_NEW_BOTTLES, their bottles, in its environment), e.g. \"notify-send bot-bottle\"")
     add_json_option(parser)
     parser.set_defaults(handler=cmd_supervise)
