@@ -2,8 +2,9 @@
 
 What is scanned is every object the push would make reachable on this
 repository that it does not have yet (see ``git_objects``): each new blob in
-full (binary ones too), each new tree's entry names, each new commit and
-annotated tag as its raw object (headers and message), also where a ref
+full (binary ones too), each new tree's entry names (and a gitlink's id),
+each new commit and annotated tag as its raw object (headers and message),
+a commit with an ``encoding`` header also as ``git log`` re-encodes it, also where a ref
 points straight at a blob or a tree, and the pushed ref names. git reads them
 with replace objects and grafts disabled. Each one is written to a private
 temporary directory under a neutral name (``<n>.txt``, so no path rule of
@@ -59,7 +60,7 @@ from typing import Any, TextIO
 
 from bot_bottle.db import DB_PATH_IN_CONTAINER
 from bot_bottle.errors import BotBottleError, ValidationError
-from bot_bottle.git_objects import PushedObject, git_env, pushed_objects
+from bot_bottle.git_objects import REENCODED, PushedObject, git_env, pushed_objects
 from bot_bottle.queue_store import QueueStore
 from bot_bottle.records import STATUS_APPROVED, STATUS_REJECTED, TOOL_GITLEAKS_ALLOW, validate_queue_key
 from bot_bottle.redaction import REDACTED, Masker
@@ -211,6 +212,8 @@ class _Scanned:
 def _label(obj: PushedObject) -> str:
     if obj.kind in ("commit", "tag"):
         return f"({obj.kind} object)"  # its raw text: headers, a blank line, the message
+    if obj.kind == REENCODED:
+        return "(commit object, as git log shows it re-encoded from its encoding header)"
     if obj.kind == "tree":
         return f"{obj.path}/ (tree)" if obj.path else "(tree)"
     return obj.path or "(blob)"

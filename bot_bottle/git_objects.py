@@ -6,7 +6,9 @@ that git's environment already points at, and the refs still hold their old
 values, so ``git rev-list --objects NEW --not --all`` lists every object the
 push makes reachable that no existing ref reaches: commits (merges included),
 annotated tags, and every tree and blob that is new, also when a ref points
-straight at a blob or a tree.
+straight at a blob or a tree. Paths are rebuilt from the pushed trees (whole
+names), a gitlink's id is rendered in hex with its tree entry, and a commit
+with an ``encoding`` header is read a second time as ``git log`` shows it.
 
 Every git call runs with replace objects disabled (``--no-replace-objects``
 and ``GIT_NO_REPLACE_OBJECTS=1``) and grafts off: a ``refs/replace/`` ref, or
@@ -28,6 +30,9 @@ from bot_bottle.errors import BotBottleError
 
 GIT_TIMEOUT_SEC = 600.0
 KINDS = ("commit", "tree", "blob", "tag")
+# Not a kind of object: a commit with an ``encoding`` header, as ``git log`` shows it (re-encoded).
+REENCODED = "commit as shown"
+_UTF8_NAMES = frozenset({b"utf-8", b"utf8"})
 
 
 class GitObjectsError(BotBottleError):
@@ -122,32 +127,103 @@ def read_objects(repo: Path, oids: Sequence[str]) -> Iterator[tuple[str, str, by
             process.wait()
 
 
-def render_tree(data: bytes, hash_bytes: int) -> bytes:
-    """A raw tree as text, one ``mode name`` line per entry, so the entry names are scanned too."""
-    lines = []
+# The modes of entries whose object git checks exists (a file, an executable, a symlink, a tree).
+CHECKED_MODES = frozenset({b"100644", b"100755", b"120000", b"40000"})
+
+
+def tree_entries(data: bytes, hash_bytes: int) -> list[tuple[bytes, bytes, bytes]]:
+    """A raw tree's ``(mode, name, raw oid)`` entries; ``GitObjectsError`` if it is malformed."""
+    entries = []
     index = 0
     while index < len(data):
         space = data.find(b" ", index)
         nul = data.find(b"\0", space + 1)
         if space < 0 or nul < 0 or nul + 1 + hash_bytes > len(data):
             raise GitObjectsError("a pushed tree is malformed")
-        lines.append(data[index:space] + b" " + data[space + 1 : nul] + b"\n")
+        entries.append((data[index:space], data[space + 1 : nul], data[nul + 1 : nul + 1 + hash_bytes]))
         index = nul + 1 + hash_bytes
-    return b"".join(lines)
+    return entries
+
+
+def render_tree(data: bytes, hash_bytes: int) -> bytes:
+    """A raw tree as text, one ``mode name`` line per entry, so the entry names are scanned too.
+
+    A submodule entry (a gitlink, mode ``160000`` or any mode git reads as
+    one) also shows its id in hex: git checks that a file's, a symlink's or a
+    tree's object exists, so those ids are hashes nobody chooses, but a
+    gitlink's 20 (or 32) bytes are whatever the pusher wrote: an AWS key id
+    fits, and ``git ls-tree`` on the remote shows it as hex, which gitleaks
+    decodes. So does every entry with a mode other than those four.
+    """
+    return _render(tree_entries(data, hash_bytes))
+
+
+def _render(entries: Sequence[tuple[bytes, bytes, bytes]]) -> bytes:
+    return b"".join(mode + b" " + name + (b"" if mode in CHECKED_MODES else b" " + oid.hex().encode("ascii")) + b"\n"
+                    for mode, name, oid in entries)
+
+
+def declared_encoding(commit: bytes) -> bytes | None:
+    """The ``encoding`` header of a raw commit, if it names something other than UTF-8."""
+    for line in commit.split(b"\n\n", 1)[0].split(b"\n"):
+        if line.startswith(b"encoding "):
+            name = line[len(b"encoding ") :].strip()
+            return None if name.lower() in _UTF8_NAMES else name
+    return None
+
+
+def reencoded_commits(repo: Path, oids: Sequence[str]) -> dict[str, bytes]:
+    """Each commit's headers and message as ``git log`` shows them, re-encoded to UTF-8 from its ``encoding``.
+
+    git re-encodes the whole commit before showing it, so a message (or an
+    author) written in UTF-7 or another encoding gitleaks does not decode
+    reads as plain text in ``git log`` on the remote; this is that text.
+    """
+    if not oids:
+        return {}
+    with tempfile.TemporaryFile() as wanted:
+        wanted.write("".join(f"{oid}\n" for oid in oids).encode("ascii"))
+        wanted.seek(0)
+        out = _run(_git(repo, "log", "-z", "--no-walk=unsorted", "--stdin", "--no-mailmap", "--no-show-signature",
+                        "--format=raw", "--encoding=UTF-8"), stdin=wanted)
+    records = out[:-1].split(b"\0") if out.endswith(b"\0") else out.split(b"\0")
+    # One record per commit, in the order asked; anything else (a NUL the re-encoding
+    # put in a message splits its record) cannot be mapped back, and is not scanned half.
+    if len(records) != len(oids) or any(not record.startswith(f"commit {oid}\n".encode("ascii"))
+                                        for oid, record in zip(oids, records, strict=False)):
+        raise GitObjectsError("git log's re-encoded commits cannot be told apart (a NUL in a message?)")
+    return dict(zip(oids, records, strict=True))
 
 
 def pushed_objects(repo: Path, tips: Sequence[tuple[str, str]]) -> Iterator[PushedObject]:
-    """Every object the pushed ``(ref, new tip)`` pairs add, each once (under the first ref that brings it)."""
+    """Every object the pushed ``(ref, new tip)`` pairs add, each once (under the first ref that brings it).
+
+    Paths come from the pushed trees themselves, whole: ``rev-list`` cuts a
+    name at its first newline, and ``report\\nprod-credentials.env`` must not
+    be shown as ``report``. (A new blob or tree only sits in new trees, which
+    are listed, and read, before what they hold.)
+    """
     seen: set[str] = set()
     for ref, tip in tips:
         listed = [(oid, path) for oid, path in list_new_objects(repo, tip) if oid not in seen]
         seen.update(oid for oid, _ in listed)
         paths = dict(listed)
+        named: dict[str, str] = {}  # oid -> its whole path, from the first new tree that holds it
         commit = ""
+        encoded: list[str] = []  # commits with an encoding header: scanned once more, as git log shows them
         for oid, kind, data in read_objects(repo, [oid for oid, _ in listed]):
+            path = "" if kind in ("commit", "tag") else named.get(oid, paths.get(oid, ""))
             if kind == "commit":
                 commit = oid
+                if declared_encoding(data) is not None:
+                    encoded.append(oid)
             elif kind == "tree":
-                data = render_tree(data, len(oid) // 2)
+                entries = tree_entries(data, len(oid) // 2)
+                for _, name, child in entries:
+                    text = name.decode("utf-8", errors="replace")
+                    named.setdefault(child.hex(), f"{path}/{text}" if path else text)
+                data = _render(entries)
             yield PushedObject(oid=oid, kind=kind, ref=ref, commit=oid if kind == "tag" else commit or tip,
-                               path="" if kind in ("commit", "tag") else paths.get(oid, ""), data=data)
+                               path=path, data=data)
+        for oid, data in reencoded_commits(repo, encoded).items():
+            yield PushedObject(oid=oid, kind=REENCODED, ref=ref, commit=oid, path="", data=data)
