@@ -23,6 +23,7 @@ from bot_bottle.queue_store import QueueStore
 from bot_bottle.records import STATUS_APPROVED, STATUS_REJECTED, TOOL_EGRESS_TOKEN_ALLOW
 from bot_bottle.redaction import Masker, encoded_forms
 from tests.support import REPO, TempDirTest, decide_when_filed
+from tests.test_gate_attacks import recoverable, spellings
 
 TOKEN = "ghp_" + "Zx9Qw8Er7Ty6Ui5Op4As3Df2Gh1Jk0LzXcVb"
 BODY = f'{{"message": "deploy", "auth": "{TOKEN}", "repo": "acme/app"}}'
@@ -81,6 +82,16 @@ class RedactionTest(TempDirTest):
             with self.subTest(host=host):
                 self.assertFalse(approved.allows(TOKEN, host=host, method="GET"))
         self.assertFalse(approved.allows(TOKEN, host="kube.example", method="G\u0130T".lower()))
+
+    def test_token_spelt_to_slip_past_masking(self) -> None:
+        """Upper-case hex, %6a escapes, a few characters escaped, zero-width spaces: masked in every field."""
+        for name, spelt in spellings(TOKEN).items():
+            with self.subTest(spelling=name):
+                payload = _token_allow_payload(Masker([TOKEN]), host="api.github.com", method="post",
+                                               path=f"/upload/{spelt}?t={spelt}", detector=f"github-pat {spelt}",
+                                               context=f"{TOKEN} {spelt}", value=TOKEN, fingerprint="f" * 64)
+                self.assertTrue(recoverable(spelt, TOKEN))
+                self.assertFalse(recoverable(payload, TOKEN), payload)
 
     def test_masking_is_linear_and_complete_for_a_long_value(self) -> None:
         """A 32,000-character value is masked in one pass wherever it (or a piece, or its base64) appears."""

@@ -10,8 +10,10 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 import tempfile
 import unittest
+import urllib.parse
 from pathlib import Path
 
 from bot_bottle.queue_store import QueueStore
@@ -21,6 +23,32 @@ from tests.test_git_gate import SharedRemote, github_token
 # An AWS access key id (gitleaks' aws-access-token rule): 20 characters, so it
 # fits a SHA-1 object id exactly. Built at run time so this file carries none.
 AWS_KEY_ID = "AKIA" + "Z7QWERTYUIOP6XYZ"
+
+
+def spellings(token: str) -> dict[str, str]:
+    """The token spelt as an agent may choose, to slip past masking that looks for its usual forms."""
+    return {
+        "upper hex": binascii.hexlify(token.encode()).decode().upper(),
+        "lower percent": "".join(f"%{byte:02x}" for byte in token.encode()),
+        "some percent": "".join(f"%{ord(c):02X}" if i % 5 == 0 else c for i, c in enumerate(token)),
+        "zero-width": "\u200b".join(token[i : i + 4] for i in range(0, len(token), 4)),
+    }
+
+
+def recoverable(text: str, token: str) -> bool:
+    """True if 12 characters of ``token`` (or of its hex) can be read back from ``text``.
+
+    Undoes what the spellings do, independently of the code under test:
+    JSON's and the display's ``\\uXXXX`` escapes and percent-escapes decoded,
+    then only letters and digits kept, case ignored.
+    """
+    text = re.sub(r"\\u[0-9a-fA-F]{4}", "", text)
+    bare = re.sub(r"[^0-9a-z]", "", urllib.parse.unquote(text).lower())
+    for form in (token, binascii.hexlify(token.encode()).decode()):
+        plain = re.sub(r"[^0-9a-z]", "", form.lower())
+        if any(plain[i : i + 12] in bare for i in range(len(plain) - 11)):
+            return True
+    return False
 
 
 class GateAttackTest(unittest.TestCase):
@@ -104,6 +132,23 @@ class GateAttackTest(unittest.TestCase):
         head = self.shared.commit_tree(tree, [self.shared.base], "fixtures")
         (finding,) = self.filed_findings(head, "newline")
         self.assertEqual(finding["file"], "conf\\nprod/fixture.txt\\nPROD_CREDENTIALS.env")
+
+    def test_token_spelt_to_slip_past_masking_is_not_stored(self) -> None:
+        """Upper-case hex, %6a escapes, some characters escaped, zero-width spaces: in a file name or a
+        filed line beside a marked token, none of them reaches the database."""
+        token = github_token(302)
+        files = {f"d/{spelt} gitleaks:allow.txt": f"t = '{token}'  # gitleaks:allow\n".encode()
+                 for spelt in spellings(token).values()}
+        files["lines.py"] = "".join(f"x{i} = '{token}'  # gitleaks:allow {spelt}\n"
+                                    for i, spelt in enumerate(spellings(token).values())).encode()
+        head = self.shared.commit_with(files)
+        self.filed_findings(head, "spelt")
+        self.assertTrue(recoverable(json.dumps(spellings(token)), token), "the check sees each spelling")
+        with QueueStore(self.shared.db) as store:
+            (proposal,) = [p for p in store.pending("web-1") if head in p.payload]
+        self.assertFalse(recoverable(proposal.payload + proposal.justification, token), proposal.payload)
+        for path in self.shared.dbdir.iterdir():
+            self.assertFalse(recoverable(path.read_bytes().decode("utf-8", errors="replace"), token), path.name)
 
 
 if __name__ == "__main__":
