@@ -93,6 +93,25 @@ class RedactionTest(TempDirTest):
                 self.assertTrue(recoverable(spelt, TOKEN))
                 self.assertFalse(recoverable(payload, TOKEN), payload)
 
+    def test_a_host_that_reads_as_another_is_no_scope(self) -> None:
+        """A look-alike host (Cyrillic, full-width, bidi) or one that reads as a URL naming another host: refused."""
+        approved = ApprovedTokens()
+        for host in ("\u0430pi.github.com", "api.gith\u00fcb.com", "\uff41pi.github.com", "api.github.com\u202e",
+                     "api.github.com@evil.example", "api.github.com/.evil.example", "api.github.com#x",
+                     "api.github.com?x", "api..github.com", "-api.github.com", "api.github.com:", "x" * 300,
+                     "api.github.com:443:80", "[::1", "api.github.com\n", "api.github.com\\evil.example"):
+            with self.subTest(host=host), self.assertLogs("bot_bottle.egress", "ERROR"):
+                self.assertFalse(approved.add(TOKEN, host=host, method="POST"))
+        for method in ("P OST", "POST\r\nX-Evil: 1", "P\u041eST", "", "G" * 101):
+            with self.subTest(method=method), self.assertLogs("bot_bottle.egress", "ERROR"):
+                self.assertFalse(approved.add(TOKEN, host="api.github.com", method=method))
+        self.assertEqual(len(approved), 0)
+        for host in ("api.github.com", "API.GitHub.com.", "xn--80ak6aa92e.com", "127.0.0.1:8080", "[2001:db8::1]:443",
+                     "my_service.internal"):
+            with self.subTest(host=host):
+                self.assertTrue(approved.add(TOKEN, host=host, method="post"))
+                self.assertTrue(approved.allows(TOKEN, host=host.upper(), method="POST"))
+
     def test_masking_is_linear_and_complete_for_a_long_value(self) -> None:
         """A 32,000-character value is masked in one pass wherever it (or a piece, or its base64) appears."""
         value = "".join(chr(ord("a") + (i * 7919) % 26) + str(i % 10) for i in range(16000))
@@ -210,6 +229,7 @@ class OverrideTest(TempDirTest):
             "value": [None, TOKEN.encode(), "", 12345], "timeout": [None, "5", math.nan, math.inf, -1, True],
             "poll_interval": [None, 0, -0.5, "0.1", math.nan],
         }
+        bad_values["host"] += ["\u0430pi.github.com", "api.github.com@evil.example"]
         for name, values in bad_values.items():
             for bad in values:
                 with self.subTest(argument=name, value=bad), self.assertLogs("bot_bottle.egress", "ERROR") as logs:
