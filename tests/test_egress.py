@@ -112,6 +112,18 @@ class RedactionTest(TempDirTest):
                 self.assertTrue(approved.add(TOKEN, host=host, method="post"))
                 self.assertTrue(approved.allows(TOKEN, host=host.upper(), method="POST"))
 
+    def test_a_huge_field_is_masked_where_it_is_shown(self) -> None:
+        """A ten-million-character path: the report's field is bounded, the token masked also across the cut."""
+        for before in (0, 300, 505, 511, 600):
+            with self.subTest(before=before):
+                path = "/" + "a" * before + TOKEN + "/b" * 5_000_000
+                payload = json.loads(_token_allow_payload(Masker([TOKEN]), host="api.github.com", method="POST",
+                                                          path=path, detector="d", context=TOKEN, value=TOKEN,
+                                                          fingerprint="f" * 64))
+                self.assertLessEqual(len(payload["path"]), 512)
+                self.assertFalse(recoverable(payload["path"], TOKEN[:12]), payload["path"])
+                self.assertNotIn(TOKEN[:6], payload["path"])
+
     def test_masking_is_linear_and_complete_for_a_long_value(self) -> None:
         """A 32,000-character value is masked in one pass wherever it (or a piece, or its base64) appears."""
         value = "".join(chr(ord("a") + (i * 7919) % 26) + str(i % 10) for i in range(16000))
