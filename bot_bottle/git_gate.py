@@ -5,7 +5,8 @@ repository that it does not have yet (see ``git_objects``): each new blob in
 full (binary ones too), each new tree's entry names (and a gitlink's id),
 each new commit and annotated tag as its raw object (headers and message),
 a commit with an ``encoding`` header also as ``git log`` re-encodes it, also where a ref
-points straight at a blob or a tree, and the pushed ref names. git reads them
+points straight at a blob or a tree, every object the push carries that no pushed
+ref reaches, and the pushed ref names. git reads them
 with replace objects and grafts disabled. Each one is written to a private
 temporary directory under a neutral name (``<n>.txt``, so no path rule of
 gitleaks' default configuration skips it), behind a one-line header that
@@ -210,6 +211,9 @@ class _Scanned:
 
 
 def _label(obj: PushedObject) -> str:
+    if not obj.reached:
+        kind = "commit" if obj.kind == REENCODED else obj.kind
+        return f"({kind} object no pushed ref reaches{', re-encoded' if obj.kind == REENCODED else ''})"
     if obj.kind in ("commit", "tag"):
         return f"({obj.kind} object)"  # its raw text: headers, a blank line, the message
     if obj.kind == REENCODED:

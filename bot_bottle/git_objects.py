@@ -49,6 +49,7 @@ class PushedObject:
     commit: str  # the commit that first references it; else the ref's own tip (a tag, blob or tree)
     path: str  # its path in that commit's (or the tipped tree's) tree; "" for commits, tags and tips
     data: bytes
+    reached: bool = True  # False: the push carries it, but none of its refs reaches it
 
 
 def git_env(base: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -63,9 +64,10 @@ def _git(repo: Path, *args: str) -> list[str]:
     return ["git", "--no-replace-objects", "-C", str(repo), *args]
 
 
-def _run(command: list[str], stdin: IO[bytes] | None = None) -> bytes:
+def _run(command: list[str], stdin: IO[bytes] | None = None, env: Mapping[str, str] | None = None) -> bytes:
     try:
-        result = subprocess.run(command, stdin=stdin, capture_output=True, timeout=GIT_TIMEOUT_SEC, env=git_env())
+        result = subprocess.run(command, stdin=stdin, capture_output=True, timeout=GIT_TIMEOUT_SEC,
+                                env=git_env(env))
     except OSError as exc:
         raise GitObjectsError(f"cannot run git: {exc.strerror}") from None
     except subprocess.TimeoutExpired:
@@ -195,6 +197,38 @@ def reencoded_commits(repo: Path, oids: Sequence[str]) -> dict[str, bytes]:
     return dict(zip(oids, records, strict=True))
 
 
+_OBJECT_PLACES = ("GIT_QUARANTINE_PATH", "GIT_OBJECT_DIRECTORY", "GIT_ALTERNATE_OBJECT_DIRECTORIES")
+
+
+def unreached_objects(repo: Path, reached: set[str]) -> list[str]:
+    """Objects the push carries that no pushed ref reaches (not in ``reached``) and the remote lacks.
+
+    git keeps every object of an accepted push's pack, reachable or not, and
+    serves one by its id to whoever asks for it (``git fetch origin <id>``):
+    a blob sent alongside a clean commit would land unscanned. During
+    pre-receive the pushed objects sit in ``GIT_QUARANTINE_PATH``; this lists
+    them, then drops those the repository already had (a thin pack's bases).
+    Outside a quarantine (no such variable) there is nothing to list.
+    """
+    quarantine = os.environ.get("GIT_QUARANTINE_PATH")
+    if not quarantine:
+        return []
+    outside = {k: v for k, v in os.environ.items() if k not in _OBJECT_PLACES}
+    inside = {**outside, "GIT_OBJECT_DIRECTORY": quarantine}
+    listed = _run(_git(repo, "cat-file", "--batch-all-objects", "--batch-check=%(objectname)", "--unordered"),
+                  env=inside)
+    carried = [oid for oid in listed.decode("ascii", errors="replace").split() if oid not in reached]
+    if not carried:
+        return []
+    with tempfile.TemporaryFile() as wanted:
+        wanted.write("".join(f"{oid}\n" for oid in carried).encode("ascii"))
+        wanted.seek(0)
+        answer = _run(_git(repo, "cat-file", "--batch-check=%(objectname)"), stdin=wanted, env=outside)
+    had = {line.split()[0] for line in answer.decode("ascii", errors="replace").splitlines()
+           if line and not line.endswith(" missing")}
+    return [oid for oid in carried if oid not in had]
+
+
 def pushed_objects(repo: Path, tips: Sequence[tuple[str, str]]) -> Iterator[PushedObject]:
     """Every object the pushed ``(ref, new tip)`` pairs add, each once (under the first ref that brings it).
 
@@ -227,3 +261,11 @@ def pushed_objects(repo: Path, tips: Sequence[tuple[str, str]]) -> Iterator[Push
                                path=path, data=data)
         for oid, data in reencoded_commits(repo, encoded).items():
             yield PushedObject(oid=oid, kind=REENCODED, ref=ref, commit=oid, path="", data=data)
+    encoded = []
+    for oid, kind, data in read_objects(repo, unreached_objects(repo, seen)):
+        if kind == "commit" and declared_encoding(data) is not None:
+            encoded.append(oid)
+        data = render_tree(data, len(oid) // 2) if kind == "tree" else data
+        yield PushedObject(oid=oid, kind=kind, ref="", commit=oid, path="", data=data, reached=False)
+    for oid, data in reencoded_commits(repo, encoded).items():
+        yield PushedObject(oid=oid, kind=REENCODED, ref="", commit=oid, path="", data=data, reached=False)

@@ -11,6 +11,7 @@ import base64
 import binascii
 import json
 import re
+import subprocess
 import tempfile
 import unittest
 import urllib.parse
@@ -23,6 +24,30 @@ from tests.test_git_gate import SharedRemote, github_token
 # An AWS access key id (gitleaks' aws-access-token rule): 20 characters, so it
 # fits a SHA-1 object id exactly. Built at run time so this file carries none.
 AWS_KEY_ID = "AKIA" + "Z7QWERTYUIOP6XYZ"
+
+
+def pkt_line(data: bytes) -> bytes:
+    """One pkt-line of git's wire protocol."""
+    return f"{len(data) + 4:04x}".encode() + data
+
+
+def push_pack(shared: SharedRemote, new: str, ref: str, objects: list[str]) -> subprocess.CompletedProcess[bytes]:
+    """Create ``ref`` at ``new`` by speaking receive-pack by hand, with a pack of exactly ``objects``.
+
+    ``git push`` only packs what the new tip reaches; an agent can send any
+    objects it likes alongside.
+    """
+    pack = subprocess.run(["git", "pack-objects", "--stdout"], cwd=shared.work, env=shared.env, check=True,
+                          input="".join(f"{oid}\n" for oid in objects).encode(), capture_output=True).stdout
+    with subprocess.Popen(["git", "receive-pack", str(shared.remote)], env=shared.env, stdin=subprocess.PIPE,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE) as process:
+        assert process.stdin is not None and process.stdout is not None and process.stderr is not None
+        while size := int(process.stdout.read(4) or b"0000", 16):  # the advertised refs, up to the flush packet
+            process.stdout.read(size - 4)
+        process.stdin.write(pkt_line(f"{'0' * 40} {new} {ref}\0report-status\n".encode()) + b"0000" + pack)
+        process.stdin.close()
+        out, err = process.stdout.read(), process.stderr.read()
+    return subprocess.CompletedProcess(process.args, process.returncode, out, err)
 
 
 def spellings(token: str) -> dict[str, str]:
@@ -149,6 +174,44 @@ class GateAttackTest(unittest.TestCase):
         self.assertFalse(recoverable(proposal.payload + proposal.justification, token), proposal.payload)
         for path in self.shared.dbdir.iterdir():
             self.assertFalse(recoverable(path.read_bytes().decode("utf-8", errors="replace"), token), path.name)
+
+    def test_objects_no_pushed_ref_reaches(self) -> None:
+        """A clean commit, with a blob (or a commit) holding a token packed alongside: refused, none kept.
+
+        Before, the push was accepted and ``git fetch origin <blob id>`` fetched the token back.
+        """
+        tree = self.shared.tree([("100644", "README.md", self.shared.clean_blob)])
+        head = self.shared.commit_tree(tree, [self.shared.base], "clean")
+        blob = self.shared.blob(f"token = '{github_token(303)}'\n".encode())
+        commit = self.shared.commit_tree(tree, [self.shared.base], f"deploy with {github_token(304)}\n")
+        for extra, says in ((blob, "github-pat in (blob object no pushed ref reaches):1"),
+                            (commit, "github-pat in (commit object no pushed ref reaches):")):
+            with self.subTest(extra=extra):
+                before = self.shared.remote_refs()
+                result = push_pack(self.shared, head, "refs/heads/carrier", [head, tree, extra])
+                self.assertIn(b"ng refs/heads/carrier pre-receive hook declined", result.stdout)
+                self.assertIn(says, result.stderr.decode())
+                self.assertEqual(self.shared.remote_refs(), before)
+                self.assertFalse(self.shared.remote_has(extra))
+        # The same push without the extra object is accepted: the hook does not refuse what it cannot place.
+        result = push_pack(self.shared, head, "refs/heads/carrier", [head, tree])
+        self.assertIn(b"ok refs/heads/carrier", result.stdout, result.stderr)
+
+    def test_thin_pack_bases_already_on_the_remote_are_not_scanned_again(self) -> None:
+        """A thin pack's bases come from the remote (one holds a token the operator approved): accepted."""
+        lines = [f"line {n}: {'x' * 60}\n" for n in range(400)]
+        approved = "".join(lines) + f"t = '{github_token(305)}'  # gitleaks:allow\n"
+        old = self.shared.commit_with({"big.txt": approved.encode()})
+        # Put there as an approved push would have: straight into the remote, past the hook.
+        self.shared.git("update-ref", "refs/heads/thin", old)
+        # A small push is unpacked into loose objects; a pack kept whole (as of 100 objects) gets its bases appended.
+        self.shared.git("config", "receive.unpackLimit", "1", cwd=self.shared.remote)
+        self.addCleanup(self.shared.git, "config", "--unset", "receive.unpackLimit", cwd=self.shared.remote)
+        self.shared.git("fetch", "-q", str(self.shared.work), "refs/heads/thin:refs/heads/thin", cwd=self.shared.remote)
+        new = self.shared.commit_with({"big.txt": ("".join(lines) + "t = None\n").encode()}, parents=[old])
+        result = self.shared.push(f"{new}:refs/heads/thin")
+        self.assertEqual(result.returncode, 0, result.stderr)
+        self.assertIn("push accepted: gitleaks found no secrets", result.stderr)
 
 
 if __name__ == "__main__":
