@@ -208,6 +208,7 @@ class _Scanned:
     commit: str
     label: str
     ref_names: bool = False  # the list of pushed ref names (a flag: a path may be called anything)
+    copy_of: int = -1  # for a second copy of an object (its NUL bytes removed), the number of the first
 
 
 def _label(obj: PushedObject) -> str:
@@ -268,6 +269,13 @@ class PushScan:
             self._ref_lines = kept
         for obj in pushed_objects(self.repo, [(u.ref, u.new) for u in kept]):
             self._write(_Scanned(obj.ref, obj.commit, _label(obj)), obj.data)
+            if b"\0" in obj.data:
+                # UTF-16 and UTF-32 text is ASCII with NUL bytes between: gitleaks does not decode
+                # it, editors and forges show it as text. Without its NULs it reads plainly, in
+                # every byte alignment (lines stay where they were).
+                label = f"{_label(obj)} (NUL bytes removed: UTF-16/32 text)"
+                first = len(self._files) - 1
+                self._write(_Scanned(obj.ref, obj.commit, label, copy_of=first), obj.data.replace(b"\0", b""))
         return len(self._files)
 
     def run(self, *, ignore_allow: bool) -> list[dict[str, Any]]:
@@ -312,6 +320,11 @@ class PushScan:
                                "which is not a place it was given")
         return number
 
+    def _object(self, item: dict[str, Any]) -> int:
+        """The number of the (first) copy of the object a finding is in."""
+        number = self._index(item)
+        return self._files[number].copy_of if self._files[number].copy_of >= 0 else number
+
     def _line(self, number: int, line: int, column: int) -> str:
         """Line ``line`` (counted as gitleaks counts: only ``\\n`` ends one) of file ``number``, near ``column``."""
         assert self.folder is not None
@@ -327,19 +340,25 @@ class PushScan:
 
     def findings(self, items: Sequence[dict[str, Any]], masker: Masker, matches: Sequence[str]) -> list[Finding]:
         """The report's findings, safe to store: every piece of a secret masked, or the line left out."""
-        # Lines where gitleaks decoded something: the encoded text on them is a secret's too.
-        decoded_at = {(self._index(i), line) for i in items if _decoded(i)
+        # Lines where gitleaks decoded something: the encoded text on them is a secret's too
+        # (in both copies of an object that has two).
+        decoded_at = {(self._object(i), line) for i in items if _decoded(i)
                       for line in range(i["StartLine"], max(i["StartLine"], i.get("EndLine", 0)) + 1)}
+        # A finding the object's first copy has already is not listed again from its second.
+        in_first = {(self._object(i), i["StartLine"], i["RuleID"]) for i in items
+                    if self._files[self._index(i)].copy_of < 0}
         findings = []
         for item in sorted(items, key=lambda i: (self._index(i), i["StartLine"])):
             number = self._index(item)
             scanned = self._files[number]
+            if scanned.copy_of >= 0 and (scanned.copy_of, item["StartLine"], item["RuleID"]) in in_first:
+                continue
             line = item["StartLine"] - HEADER_LINES
             ref, commit = scanned.ref, scanned.commit
             if scanned.ref_names:
                 update = self._ref_lines[line - 1] if line <= len(self._ref_lines) else None
                 ref, commit = (update.ref, update.new) if update else ("", "")
-            if _decoded(item) or (number, item["StartLine"]) in decoded_at:
+            if _decoded(item) or (self._object(item), item["StartLine"]) in decoded_at:
                 text = "(line not shown: gitleaks found a secret on it by decoding it)"
             elif item.get("EndLine", item["StartLine"]) != item["StartLine"] or "\n" in item["Secret"]:
                 text = "(line not shown: the secret spans several lines)"

@@ -213,6 +213,25 @@ class GateAttackTest(unittest.TestCase):
         self.assertEqual(result.returncode, 0, result.stderr)
         self.assertIn("push accepted: gitleaks found no secrets", result.stderr)
 
+    def test_utf16_and_utf32_text(self) -> None:
+        """UTF-16 (either byte order, with or without a BOM, at an odd offset in binary) and UTF-32: refused."""
+        token = github_token(306)
+
+        def files(line: str) -> dict[str, bytes]:
+            return {
+                "le-bom.txt": b"\xff\xfe" + f"intro\n{line}\n".encode("utf-16-le"),
+                "be.txt": f"intro\n{line}\n".encode("utf-16-be"),
+                "odd.bin": b"\x89\x01\x02" + f"\n{line}\n".encode("utf-16-le") + b"\x00\xff",
+                "utf32.txt": f"intro\n{line}\n".encode("utf-32"),
+            }
+
+        head = self.shared.commit_with(files(f"t = '{token}'"))
+        self.assert_refused(f"{head}:refs/heads/wide", says="push refused: gitleaks found a secret: github-pat in ")
+        head = self.shared.commit_with(files(f"t = '{token}'  # gitleaks:allow"))
+        findings = self.filed_findings(head, "wide")
+        self.assertEqual(sorted({str(f["file"]).split(" ")[0] for f in findings}), sorted(files("")))
+        self.assertIn("t = '********'  # gitleaks:allow", {f["line_text"] for f in findings})
+
 
 if __name__ == "__main__":
     unittest.main()
