@@ -162,10 +162,19 @@ def _mask_whole(text: str, matches: Iterable[str]) -> str:
     return text
 
 
-def _display(text: str) -> str:
-    """``text`` on one line, printable, at most ``MAX_LINE_CHARS`` characters."""
+def _display(text: str, *, keep_end: bool = False) -> str:
+    """``text`` on one line, printable, at most ``MAX_LINE_CHARS`` characters.
+
+    A name (``keep_end``: a path, a ref) is cut in the middle, so its end
+    stays: ``fixtures/aaaa…`` would hide that the file is ``…/prod/keys.env``.
+    """
     text = "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text.strip())
-    return text if len(text) <= MAX_LINE_CHARS else text[: MAX_LINE_CHARS - 1] + "…"
+    if len(text) <= MAX_LINE_CHARS:
+        return text
+    if keep_end:
+        head = MAX_LINE_CHARS // 3
+        return text[:head] + "…" + text[len(text) - (MAX_LINE_CHARS - head - 1) :]
+    return text[: MAX_LINE_CHARS - 1] + "…"
 
 
 def parse_report(raw: str) -> list[dict[str, Any]]:
@@ -366,8 +375,8 @@ class PushScan:
                 raw = self._line(number, line, int(item.get("StartColumn", 1)))
                 text = _display(masker.mask(_mask_whole(raw, matches)))
             findings.append(Finding(
-                ref=_display(masker.mask(_mask_whole(ref, matches))), commit=commit,
-                file=_display(masker.mask(_mask_whole(scanned.label, matches))), line=line,
+                ref=_display(masker.mask(_mask_whole(ref, matches)), keep_end=True), commit=commit,
+                file=_display(masker.mask(_mask_whole(scanned.label, matches)), keep_end=True), line=line,
                 rule=_display(str(item["RuleID"])), line_text=text,
             ))
         return findings
@@ -392,7 +401,8 @@ def report_payload(updates: Sequence[RefUpdate], findings: Sequence[Finding], ma
     ordered = sorted(findings, key=lambda f: (f.ref, f.commit, f.file, f.line, f.rule))
     mask = masker.mask if masker is not None else str
     document = {
-        "pushed": [{"ref": _display(mask(u.ref)), "old": u.old, "new": u.new} for u in updates if not u.deleted],
+        "pushed": [{"ref": _display(mask(u.ref), keep_end=True), "old": u.old, "new": u.new}
+                   for u in updates if not u.deleted],
         "findings": [f.to_dict() for f in ordered],
     }
     return json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False) + "\n"

@@ -158,6 +158,20 @@ class GateAttackTest(unittest.TestCase):
         (finding,) = self.filed_findings(head, "newline")
         self.assertEqual(finding["file"], "conf\\nprod/fixture.txt\\nPROD_CREDENTIALS.env")
 
+    def test_a_long_path_is_shown_with_its_end(self) -> None:
+        """'tests/fixtures/aaaa…' (cut at 200 characters) hid that the file is …/prod/keys.env: its end stays."""
+        token = github_token(307)
+        blob = self.shared.blob(f"t = '{token}'  # gitleaks:allow\n".encode())
+        deep = self.shared.tree([("100644", "keys.env", blob)])
+        prod = self.shared.tree([("040000", "prod", deep)])
+        padded = self.shared.tree([("040000", "x" * 250, prod)])
+        tree = self.shared.tree([("100644", "README.md", self.shared.clean_blob), ("040000", "fixtures", padded)])
+        head = self.shared.commit_tree(tree, [self.shared.base], "fixtures")
+        (finding,) = self.filed_findings(head, "long-path")
+        self.assertTrue(str(finding["file"]).startswith("fixtures/xxx"), finding["file"])
+        self.assertTrue(str(finding["file"]).endswith("xxx/prod/keys.env"), finding["file"])
+        self.assertLessEqual(len(str(finding["file"])), 200)
+
     def test_token_spelt_to_slip_past_masking_is_not_stored(self) -> None:
         """Upper-case hex, %6a escapes, some characters escaped, zero-width spaces: in a file name or a
         filed line beside a marked token, none of them reaches the database."""
