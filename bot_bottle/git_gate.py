@@ -353,14 +353,16 @@ class PushScan:
         # (in both copies of an object that has two).
         decoded_at = {(self._object(i), line) for i in items if _decoded(i)
                       for line in range(i["StartLine"], max(i["StartLine"], i.get("EndLine", 0)) + 1)}
-        # A finding the object's first copy has already is not listed again from its second.
-        in_first = {(self._object(i), i["StartLine"], i["RuleID"]) for i in items
+        # A finding the object's first copy has already (same line, rule and secret) is not listed
+        # again from its second; another secret on that line is.
+        in_first = {(self._object(i), i["StartLine"], i["RuleID"], i["Secret"]) for i in items
                     if self._files[self._index(i)].copy_of < 0}
         findings = []
         for item in sorted(items, key=lambda i: (self._index(i), i["StartLine"])):
             number = self._index(item)
             scanned = self._files[number]
-            if scanned.copy_of >= 0 and (scanned.copy_of, item["StartLine"], item["RuleID"]) in in_first:
+            same = (scanned.copy_of, item["StartLine"], item["RuleID"], item["Secret"])
+            if scanned.copy_of >= 0 and same in in_first:
                 continue
             line = item["StartLine"] - HEADER_LINES
             ref, commit = scanned.ref, scanned.commit

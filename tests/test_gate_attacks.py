@@ -245,6 +245,13 @@ class GateAttackTest(unittest.TestCase):
         findings = self.filed_findings(head, "wide")
         self.assertEqual(sorted({str(f["file"]).split(" ")[0] for f in findings}), sorted(files("")))
         self.assertIn("t = '********'  # gitleaks:allow", {f["line_text"] for f in findings})
+        # One line, a plain token and a UTF-16 one: two findings, though the copies share the line and rule.
+        other = github_token(308)
+        mixed = f"t = '{token}' ".encode() + f"'{other}'".encode("utf-16-le") + b" # gitleaks:allow\n"
+        head = self.shared.commit_with({"mixed.txt": mixed})
+        findings = self.filed_findings(head, "wide")
+        self.assertEqual([(f["file"], f["line"]) for f in findings],
+                         [("mixed.txt", 1), ("mixed.txt (NUL bytes removed: UTF-16/32 text)", 1)])
 
 
 if __name__ == "__main__":
