@@ -147,6 +147,8 @@ def _field(masker: Masker, text: str) -> str:
     million characters took 20 s and a gigabyte, per request, in the proxy.
     """
     text = masker.mask(text[: MAX_FIELD_CHARS + MASK_MARGIN_CHARS])
+    if masker.reveals_decoded(text):  # the token two or more encodings deep: no window matched it
+        return "(not shown: it holds the token in an encoded form)"
     text = "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
     return text if len(text) <= MAX_FIELD_CHARS else text[: MAX_FIELD_CHARS - 1] + "…"
 
@@ -166,7 +168,10 @@ def redact_snippet(context: str, value: str, radius: int = SNIPPET_RADIUS) -> st
         return REDACTED
     start = max(0, where - radius)
     end = min(len(context), where + len(value) + radius)
-    piece = Masker([value]).mask(context[start:end])
+    masker = Masker([value])
+    piece = masker.mask(context[start:end])
+    if masker.reveals_decoded(piece):
+        return REDACTED
     piece = piece.encode("unicode_escape", errors="backslashreplace").decode("ascii")
     return ("…" if start > 0 else "") + piece + ("…" if end < len(context) else "")
 

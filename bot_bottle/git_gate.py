@@ -162,6 +162,17 @@ def _mask_whole(text: str, matches: Iterable[str]) -> str:
     return text
 
 
+def _shown(text: str, masker: Masker, matches: Iterable[str], *, what: str) -> str:
+    """A field of the report: ``text`` masked and bounded, or left out if decoding it reveals a secret.
+
+    A ref or a name (``what``) is cut in the middle, a line at its end.
+    """
+    masked = masker.mask(_mask_whole(text, matches))
+    if masker.reveals_decoded(masked):  # a secret two or more encodings deep: no window matched it
+        return f"({what} not shown: it holds a secret in an encoded form)"
+    return _display(masked, keep_end=what != "line")
+
+
 def _display(text: str, *, keep_end: bool = False) -> str:
     """``text`` on one line, printable, at most ``MAX_LINE_CHARS`` characters.
 
@@ -375,10 +386,10 @@ class PushScan:
                 text = "(line not shown: the secret spans several lines)"
             else:
                 raw = self._line(number, line, int(item.get("StartColumn", 1)))
-                text = _display(masker.mask(_mask_whole(raw, matches)))
+                text = _shown(raw, masker, matches, what="line")
             findings.append(Finding(
-                ref=_display(masker.mask(_mask_whole(ref, matches)), keep_end=True), commit=commit,
-                file=_display(masker.mask(_mask_whole(scanned.label, matches)), keep_end=True), line=line,
+                ref=_shown(ref, masker, matches, what="ref"), commit=commit,
+                file=_shown(scanned.label, masker, matches, what="name"), line=line,
                 rule=_display(str(item["RuleID"])), line_text=text,
             ))
         return findings
@@ -401,9 +412,9 @@ def report_payload(updates: Sequence[RefUpdate], findings: Sequence[Finding], ma
     The ref names pass through ``masker`` (the scan's secrets), like every field of the findings did.
     """
     ordered = sorted(findings, key=lambda f: (f.ref, f.commit, f.file, f.line, f.rule))
-    mask = masker.mask if masker is not None else str
+    masker = masker if masker is not None else Masker(())
     document = {
-        "pushed": [{"ref": _display(mask(u.ref), keep_end=True), "old": u.old, "new": u.new}
+        "pushed": [{"ref": _shown(u.ref, masker, (), what="ref"), "old": u.old, "new": u.new}
                    for u in updates if not u.deleted],
         "findings": [f.to_dict() for f in ordered],
     }
@@ -461,7 +472,7 @@ def pre_receive(
         if len(suppressed) > MAX_FINDINGS:
             say(f"push refused: {len(suppressed)} findings marked gitleaks:allow is too many to review; split the push")
             return 1
-        refs = _display(masker.mask(", ".join(sorted({u.ref for u in updates}))))
+        refs = _shown(", ".join(sorted({u.ref for u in updates})), masker, (), what="ref")
         with QueueStore(db_path) as store:
             queue = store.for_bottle(bottle)
             count = len(suppressed)

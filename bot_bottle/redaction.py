@@ -27,6 +27,8 @@ from collections.abc import Iterable
 
 REDACTED = "********"
 MIN_FRAGMENT = 6  # runs this long or longer that also occur in a secret are masked
+MAX_DECODE_DEPTH = 5  # as deep as gitleaks decodes by default
+MAX_DECODED_CHARS = 200_000  # how much decoded text ``reveals_decoded`` looks at before it assumes the worst
 _ALNUM = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
 _ESCAPE_RE = re.compile(r"%[0-9A-Fa-f]{2}")
 _KEPT_RE = re.compile(r"%[0-9A-Fa-f]{2}|[A-Za-z0-9]+")  # an escape, or a run of letters and digits
@@ -157,3 +159,50 @@ class Masker:
     def reveals(self, text: str) -> bool:
         """True if ``text`` still holds a piece of a secret (so it must not be stored as it is)."""
         return self.mask(text) != text
+
+    def reveals_decoded(self, text: str, depth: int = MAX_DECODE_DEPTH) -> bool:
+        """True if decoding runs of ``text`` (base64, hex, percent), up to ``depth`` layers, reveals a secret.
+
+        ``mask`` knows a secret's forms one encoding deep; gitleaks decodes
+        five, so a name can hold base64 of the hex of a token, which no window
+        matches. Each run is decoded at every alignment and the results are
+        decoded again; past ``MAX_DECODED_CHARS`` of decoded text it answers
+        True (the safe side) without looking further.
+        """
+        layer = [text]
+        seen = 0
+        for _ in range(depth):
+            decoded = [out for item in layer for out in _decodings(item)]
+            seen += sum(len(item) for item in decoded)
+            if any(self.reveals(item) for item in decoded):
+                return True
+            layer = decoded
+            if not layer or seen > MAX_DECODED_CHARS:
+                return bool(layer)  # too many to look at: assume the worst
+        return False
+
+
+_B64_RUN_RE = re.compile(r"[A-Za-z0-9+/_-]{16,}")
+_HEX_RUN_RE = re.compile(r"[0-9A-Fa-f]{16,}")
+_URLSAFE_TO_STANDARD = str.maketrans("-_", "+/")
+
+
+def _decodings(text: str) -> list[str]:
+    """What each base64, hex or percent-encoded run of ``text`` decodes to, at each alignment (as text)."""
+    out: list[str] = []
+    if _ESCAPE_RE.search(text):
+        out.append(urllib.parse.unquote(text, errors="replace"))
+    for match in _HEX_RUN_RE.finditer(text):
+        for skip in (0, 1):
+            run = match[0][skip:]
+            out.append(bytes.fromhex(run[: len(run) - len(run) % 2]).decode("utf-8", errors="replace"))
+    for match in _B64_RUN_RE.finditer(text):
+        standard = match[0].translate(_URLSAFE_TO_STANDARD)
+        for skip in range(4):
+            run = standard[skip:]
+            run = run[: len(run) - len(run) % 4]
+            try:
+                out.append(base64.b64decode(run, validate=True).decode("utf-8", errors="replace"))
+            except binascii.Error:
+                continue
+    return [item for item in out if item]

@@ -92,6 +92,12 @@ class RedactionTest(TempDirTest):
                                                context=f"{TOKEN} {spelt}", value=TOKEN, fingerprint="f" * 64)
                 self.assertTrue(recoverable(spelt, TOKEN))
                 self.assertFalse(recoverable(payload, TOKEN), payload)
+        # Two encodings deep, which no window of a form matches: the field is left out.
+        twice = base64.b64encode(base64.b64encode(TOKEN.encode()).hex().encode()).decode()
+        payload = _token_allow_payload(Masker([TOKEN]), host="api.github.com", method="post", path=f"/u/{twice}",
+                                       detector="d", context=f"{TOKEN} {twice}", value=TOKEN, fingerprint="f" * 64)
+        self.assertNotIn(twice[:24], payload)
+        self.assertEqual(json.loads(payload)["path"], "(not shown: it holds the token in an encoded form)")
 
     def test_a_host_that_reads_as_another_is_no_scope(self) -> None:
         """A look-alike host (Cyrillic, full-width, bidi) or one that reads as a URL naming another host: refused."""

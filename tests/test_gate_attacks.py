@@ -253,6 +253,22 @@ class GateAttackTest(unittest.TestCase):
         self.assertEqual([(f["file"], f["line"]) for f in findings],
                          [("mixed.txt", 1), ("mixed.txt (NUL bytes removed: UTF-16/32 text)", 1)])
 
+    def test_token_encoded_twice_in_a_name_or_line_is_not_stored(self) -> None:
+        """base64 of its hex, hex of its base64 (gitleaks decodes 5 layers): a name or line holding one is left out."""
+        token = github_token(309)
+        twice = {"b64-of-hex": base64.b64encode(binascii.hexlify(token.encode())).decode(),
+                 "hex-of-b64": binascii.hexlify(base64.b64encode(token.encode())).decode()}
+        files = {f"d/{name}-{spelt} gitleaks:allow.txt": f"t = '{token}'  # gitleaks:allow\n# {name}\n".encode()
+                 for name, spelt in twice.items()}  # each content differs: one blob is one object, listed once
+        head = self.shared.commit_with(files)
+        findings = self.filed_findings(head, "twice")
+        with QueueStore(self.shared.db) as store:
+            (proposal,) = [p for p in store.pending("web-1") if head in p.payload]
+        for spelt in twice.values():
+            self.assertNotIn(spelt[:24], proposal.payload + proposal.justification)
+        names = [f["file"] for f in findings if f["line_text"] == "t = '********'  # gitleaks:allow"]
+        self.assertEqual(names, ["(name not shown: it holds a secret in an encoded form)"] * 2)
+
 
 if __name__ == "__main__":
     unittest.main()
