@@ -244,6 +244,32 @@ def _label(obj: PushedObject) -> str:
     return obj.path or "(blob)"
 
 
+_ARCHIVE_ESCAPE_RE = re.compile(rb"%(?:x([0-9a-fA-F]{2})|%|n)")
+
+
+def _archive_escape(match: re.Match[bytes]) -> bytes:
+    if match[1] is not None:
+        return bytes([int(match[1], 16)])
+    return b"%" if match[0] == b"%%" else b"\n"
+
+
+def _views(data: bytes) -> list[tuple[str, bytes]]:
+    """Other ways the same content is shown, each to be scanned as well: ``(how, content)``.
+
+    UTF-16 and UTF-32 text is ASCII with NUL bytes between: gitleaks does not
+    decode it, editors and forges show it as text; without its NULs it reads
+    plainly in every byte alignment (lines stay where they were). A file with
+    ``export-subst`` has each ``$Format:...$`` expanded by ``git archive``
+    (and every forge's tarball download), where ``%x67`` is the byte ``g``.
+    """
+    views = []
+    if b"\0" in data:
+        views.append(("NUL bytes removed: UTF-16/32 text", data.replace(b"\0", b"")))
+    if b"$Format:" in data:
+        views.append(("$Format: escapes expanded, as git archive does", _ARCHIVE_ESCAPE_RE.sub(_archive_escape, data)))
+    return views
+
+
 class PushScan:
     """A push's new objects, copied under neutral names into a private directory and scanned by gitleaks.
 
@@ -289,13 +315,9 @@ class PushScan:
             self._ref_lines = kept
         for obj in pushed_objects(self.repo, [(u.ref, u.new) for u in kept]):
             self._write(_Scanned(obj.ref, obj.commit, _label(obj)), obj.data)
-            if b"\0" in obj.data:
-                # UTF-16 and UTF-32 text is ASCII with NUL bytes between: gitleaks does not decode
-                # it, editors and forges show it as text. Without its NULs it reads plainly, in
-                # every byte alignment (lines stay where they were).
-                label = f"{_label(obj)} (NUL bytes removed: UTF-16/32 text)"
-                first = len(self._files) - 1
-                self._write(_Scanned(obj.ref, obj.commit, label, copy_of=first), obj.data.replace(b"\0", b""))
+            first = len(self._files) - 1
+            for how, data in _views(obj.data):
+                self._write(_Scanned(obj.ref, obj.commit, f"{_label(obj)} ({how})", copy_of=first), data)
         return len(self._files)
 
     def run(self, *, ignore_allow: bool) -> list[dict[str, Any]]:

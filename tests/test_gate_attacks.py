@@ -269,6 +269,19 @@ class GateAttackTest(unittest.TestCase):
         names = [f["file"] for f in findings if f["line_text"] == "t = '********'  # gitleaks:allow"]
         self.assertEqual(names, ["(name not shown: it holds a secret in an encoded form)"] * 2)
 
+    def test_token_that_git_archive_spells_out(self) -> None:
+        """export-subst and '$Format:%x67%x68...$': git archive (a forge's tarball) writes the token. Refused."""
+        token = github_token(310)
+        spelt = "$Format:" + "".join(f"%x{byte:02x}" for byte in token.encode()) + "$"
+        files = {".gitattributes": b"version.txt export-subst\n", "version.txt": f"token = {spelt}\n".encode()}
+        head = self.shared.commit_with(files)
+        self.shared.git("update-ref", "refs/heads/archived", head)
+        archive = subprocess.run(["git", "archive", "--format=tar", "refs/heads/archived"], cwd=self.shared.work,
+                                 env=self.shared.env, capture_output=True, check=True).stdout
+        self.assertIn(token.encode(), archive, "git archive spells the token out")
+        self.assert_refused(f"{head}:refs/heads/archived",
+                            says="github-pat in version.txt ($Format: escapes expanded, as git archive does):1")
+
 
 if __name__ == "__main__":
     unittest.main()
