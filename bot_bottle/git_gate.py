@@ -61,7 +61,7 @@ from typing import Any, TextIO
 
 from bot_bottle.db import DB_PATH_IN_CONTAINER
 from bot_bottle.errors import BotBottleError, ValidationError
-from bot_bottle.git_objects import REENCODED, PushedObject, git_env, pushed_objects
+from bot_bottle.git_objects import REENCODED, PushedObject, checkout_encodings, git_env, pushed_objects
 from bot_bottle.queue_store import QueueStore
 from bot_bottle.records import STATUS_APPROVED, STATUS_REJECTED, TOOL_GITLEAKS_ALLOW, validate_queue_key
 from bot_bottle.redaction import REDACTED, Masker
@@ -270,6 +270,28 @@ def _views(data: bytes) -> list[tuple[str, bytes]]:
     return views
 
 
+def _encode(text: str, encoding: str) -> bytes | None:
+    """``text`` in ``encoding`` as git would write it (iconv, like git, for what Python does not know).
+
+    None if it cannot be converted (git would not check the file out either).
+    ``GitGateError`` if the encoding is unknown to both and iconv is missing,
+    since the file could not be scanned as it is checked out.
+    """
+    try:
+        return text.encode(encoding)
+    except LookupError:
+        pass
+    except (UnicodeError, ValueError):
+        return None
+    try:
+        result = subprocess.run(["iconv", "-f", "UTF-8", "-t", encoding], input=text.encode("utf-8"),
+                                capture_output=True, timeout=GITLEAKS_TIMEOUT_SEC)
+    except (OSError, subprocess.TimeoutExpired):
+        raise GitGateError(f"cannot convert a file to its working-tree-encoding {encoding[:40]!r} to scan it "
+                           "(no iconv)") from None
+    return result.stdout if result.returncode == 0 else None
+
+
 class PushScan:
     """A push's new objects, copied under neutral names into a private directory and scanned by gitleaks.
 
@@ -313,12 +335,30 @@ class PushScan:
             # The ref names are pushed too, one per line (line n = the n-th kept update).
             self._write(_Scanned("", "", "(ref name)", ref_names=True), "".join(f"{u.ref}\n" for u in kept).encode())
             self._ref_lines = kept
+        commits: list[str] = []
+        wide: list[tuple[int, PushedObject, str]] = []  # UTF-8 blobs with other than ASCII: (copy, object, text)
         for obj in pushed_objects(self.repo, [(u.ref, u.new) for u in kept]):
+            first = len(self._files)
             self._write(_Scanned(obj.ref, obj.commit, _label(obj)), obj.data)
-            first = len(self._files) - 1
-            for how, data in _views(obj.data):
-                self._write(_Scanned(obj.ref, obj.commit, f"{_label(obj)} ({how})", copy_of=first), data)
+            self._add_views(first, obj, _views(obj.data))
+            if obj.kind == "commit" and obj.reached:
+                commits.append(obj.oid)
+            elif obj.kind == "blob" and not obj.data.isascii():
+                text = obj.data.decode("utf-8", errors="replace")
+                if "\ufffd" not in text:  # not UTF-8: git cannot convert it either, and checks it out as it is
+                    wide.append((first, obj, text))
+        for encoding in sorted(checkout_encodings(self.repo, commits)) if wide else ():
+            for first, obj, text in wide:
+                data = _encode(text, encoding)
+                if data is not None:
+                    how = f"checked out as {encoding[:40]} (working-tree-encoding)"
+                    views = [(how, data), *((f"{how}, {more}", view) for more, view in _views(data))]
+                    self._add_views(first, obj, views)
         return len(self._files)
+
+    def _add_views(self, first: int, obj: PushedObject, views: Iterable[tuple[str, bytes]]) -> None:
+        for how, data in views:
+            self._write(_Scanned(obj.ref, obj.commit, f"{_label(obj)} ({how})", copy_of=first), data)
 
     def run(self, *, ignore_allow: bool) -> list[dict[str, Any]]:
         """gitleaks' findings over the copies (``--ignore-gitleaks-allow`` too, if asked)."""

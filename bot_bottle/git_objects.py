@@ -19,6 +19,7 @@ would read something other than what is stored.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
@@ -227,6 +228,33 @@ def unreached_objects(repo: Path, reached: set[str]) -> list[str]:
     had = {line.split()[0] for line in answer.decode("ascii", errors="replace").splitlines()
            if line and not line.endswith(" missing")}
     return [oid for oid in carried if oid not in had]
+
+
+_ENCODING_ATTR_RE = re.compile(rb"working-tree-encoding=(\S+)", re.IGNORECASE)
+
+
+def checkout_encodings(repo: Path, commits: Sequence[str]) -> set[str]:
+    """Every encoding a ``.gitattributes`` in these commits' trees names as a ``working-tree-encoding``.
+
+    git checks a file with that attribute out converted from UTF-8 into the
+    encoding: a blob of CJK characters is ``ghp_...`` in UTF-16BE, Latin
+    letters are one in IBM037. Which files it applies to is not worked out:
+    every new UTF-8 blob is converted into each encoding named (the safe side).
+    """
+    names: set[str] = set()
+    for start in range(0, len(commits), 200):
+        command = _git(repo, "grep", "-h", "-o", "-i", "-E", "working-tree-encoding=[^[:space:]]+",
+                       *commits[start : start + 200], "--", ":(glob)**/.gitattributes")
+        try:
+            result = subprocess.run(command, capture_output=True, timeout=GIT_TIMEOUT_SEC, env=git_env())
+        except OSError as exc:
+            raise GitObjectsError(f"cannot run git: {exc.strerror}") from None
+        except subprocess.TimeoutExpired:
+            raise GitObjectsError(f"git did not finish within {GIT_TIMEOUT_SEC:g} s") from None
+        if result.returncode not in (0, 1):  # 1: nothing found
+            raise GitObjectsError(f"git grep failed (exit {result.returncode})")
+        names.update(m[1].decode("ascii", errors="replace") for m in _ENCODING_ATTR_RE.finditer(result.stdout))
+    return names
 
 
 def pushed_objects(repo: Path, tips: Sequence[tuple[str, str]]) -> Iterator[PushedObject]:

@@ -282,6 +282,32 @@ class GateAttackTest(unittest.TestCase):
         self.assert_refused(f"{head}:refs/heads/archived",
                             says="github-pat in version.txt ($Format: escapes expanded, as git archive does):1")
 
+    def test_token_that_a_checkout_writes(self) -> None:
+        """working-tree-encoding: CJK text is a token in UTF-16BE, Latin letters in IBM037 or IBM1047
+        (which Python does not know); a clone writes it into the file. Refused, also when the
+        .gitattributes came in an earlier push."""
+        token = github_token(311)
+        line = f"token = {token} \n".encode("ascii")  # an even length, for UTF-16
+        blobs = {"a.txt": line.decode("utf-16-be").encode(), "b.txt": line.decode("cp037").encode()}
+        attributes = b"a.txt working-tree-encoding=UTF-16BE\nb.txt working-tree-encoding=IBM037\n"
+        head = self.shared.commit_with({".gitattributes": attributes, **blobs})
+        clone = Path(self._tmp.name) / "clone-wte"
+        self.shared.git("update-ref", "refs/heads/checkout", head)
+        self.shared.git("clone", "-q", "-b", "checkout", str(self.shared.work), str(clone))
+        for name in blobs:
+            self.assertIn(token.encode(), (clone / name).read_bytes(), f"a clone writes the token into {name}")
+        says = "github-pat in b.txt (checked out as IBM037 (working-tree-encoding)):1 (commit"
+        self.assertIn("and 1 more", self.assert_refused(f"{head}:refs/heads/checkout", says=says))  # a.txt
+        # The attributes pushed first, alone (clean); the file next: still refused.
+        first = self.shared.commit_with({".gitattributes": b"*.c working-tree-encoding=IBM1047\n"})
+        self.assertEqual(self.shared.push(f"{first}:refs/heads/checkout-later").returncode, 0)
+        ibm1047 = subprocess.run(["iconv", "-f", "IBM1047", "-t", "UTF-8"], input=line, capture_output=True,
+                                 check=True).stdout
+        later = self.shared.commit_with({".gitattributes": b"*.c working-tree-encoding=IBM1047\n",
+                                         "main.c": ibm1047}, parents=[first])
+        self.assert_refused(f"{later}:refs/heads/checkout-later",
+                            says="github-pat in main.c (checked out as IBM1047 (working-tree-encoding)):1")
+
 
 if __name__ == "__main__":
     unittest.main()
