@@ -61,7 +61,14 @@ from typing import Any, TextIO
 
 from bot_bottle.db import DB_PATH_IN_CONTAINER
 from bot_bottle.errors import BotBottleError, ValidationError
-from bot_bottle.git_objects import REENCODED, PushedObject, checkout_encodings, git_env, pushed_objects
+from bot_bottle.git_objects import (
+    REENCODED,
+    PushedObject,
+    checkout_encodings,
+    git_env,
+    pushed_objects,
+    tree_blobs,
+)
 from bot_bottle.queue_store import QueueStore
 from bot_bottle.records import STATUS_APPROVED, STATUS_REJECTED, TOOL_GITLEAKS_ALLOW, validate_queue_key
 from bot_bottle.redaction import REDACTED, Masker
@@ -270,6 +277,16 @@ def _views(data: bytes) -> list[tuple[str, bytes]]:
     return views
 
 
+def _wide_text(data: bytes) -> str | None:
+    """``data`` as text if it is UTF-8 with more than ASCII (what a working-tree-encoding can turn into a token)."""
+    if data.isascii():
+        return None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return None  # git cannot convert it either, and checks it out as it is
+
+
 def _encode(text: str, encoding: str) -> bytes | None:
     """``text`` in ``encoding`` as git would write it (iconv, like git, for what Python does not know).
 
@@ -336,23 +353,31 @@ class PushScan:
             self._write(_Scanned("", "", "(ref name)", ref_names=True), "".join(f"{u.ref}\n" for u in kept).encode())
             self._ref_lines = kept
         commits: list[str] = []
-        wide: list[tuple[int, PushedObject, str]] = []  # UTF-8 blobs with other than ASCII: (copy, object, text)
+        seen: set[str] = set()
+        wide: list[tuple[int, PushedObject, str]] = []  # UTF-8 blobs with more than ASCII: (copy, object, text)
         for obj in pushed_objects(self.repo, [(u.ref, u.new) for u in kept]):
             first = len(self._files)
             self._write(_Scanned(obj.ref, obj.commit, _label(obj)), obj.data)
             self._add_views(first, obj, _views(obj.data))
+            seen.add(obj.oid)
             if obj.kind == "commit" and obj.reached:
                 commits.append(obj.oid)
-            elif obj.kind == "blob" and not obj.data.isascii():
-                text = obj.data.decode("utf-8", errors="replace")
-                if "\ufffd" not in text:  # not UTF-8: git cannot convert it either, and checks it out as it is
-                    wide.append((first, obj, text))
-        for encoding in sorted(checkout_encodings(self.repo, commits)) if wide else ():
+            elif obj.kind == "blob" and (text := _wide_text(obj.data)) is not None:
+                wide.append((first, obj, text))
+        encodings = sorted(checkout_encodings(self.repo, commits)) if commits else []
+        if encodings:
+            # A file already on the remote is checked out converted too, once a pushed tree says so.
+            for oid, path, data in tree_blobs(self.repo, commits, seen):
+                if (text := _wide_text(data)) is not None:
+                    old = PushedObject(oid=oid, kind="blob", ref="", commit="", path=f"{path} (already on the remote)",
+                                       data=b"")
+                    wide.append((-1, old, text))
+        for encoding in encodings:
             for first, obj, text in wide:
-                data = _encode(text, encoding)
-                if data is not None:
+                converted = _encode(text, encoding)
+                if converted is not None:
                     how = f"checked out as {encoding[:40]} (working-tree-encoding)"
-                    views = [(how, data), *((f"{how}, {more}", view) for more, view in _views(data))]
+                    views = [(how, converted), *((f"{how}, {more}", view) for more, view in _views(converted))]
                     self._add_views(first, obj, views)
         return len(self._files)
 

@@ -233,6 +233,25 @@ def unreached_objects(repo: Path, reached: set[str]) -> list[str]:
 _ENCODING_ATTR_RE = re.compile(rb"working-tree-encoding=(\S+)", re.IGNORECASE)
 
 
+def tree_blobs(repo: Path, commits: Sequence[str], skip: set[str]) -> Iterator[tuple[str, str, bytes]]:
+    """``(oid, path, content)`` of every blob in these commits' trees (new or not) that is not in ``skip``."""
+    if not commits:
+        return
+    with tempfile.TemporaryFile() as wanted:
+        wanted.write("".join(f"{oid}\n" for oid in commits).encode("ascii"))
+        wanted.seek(0)
+        out = _run(_git(repo, "rev-list", "--objects", "--no-walk", "--stdin"), stdin=wanted)
+    listed: dict[str, str] = {}
+    for line in out.split(b"\n"):
+        raw_oid, _, path = line.partition(b" ")
+        name = raw_oid.decode("ascii", errors="replace")
+        if path and name not in skip:
+            listed.setdefault(name, path.decode("utf-8", errors="replace"))
+    for oid, kind, content in read_objects(repo, list(listed)):
+        if kind == "blob":
+            yield oid, listed[oid], content
+
+
 def checkout_encodings(repo: Path, commits: Sequence[str]) -> set[str]:
     """Every encoding a ``.gitattributes`` in these commits' trees names as a ``working-tree-encoding``.
 

@@ -307,6 +307,13 @@ class GateAttackTest(unittest.TestCase):
                                          "main.c": ibm1047}, parents=[first])
         self.assert_refused(f"{later}:refs/heads/checkout-later",
                             says="github-pat in main.c (checked out as IBM1047 (working-tree-encoding)):1")
+        # The file pushed first (clean as it is stored), the attributes next: refused for the file on the remote.
+        stored = self.shared.commit_with({"notes.txt": blobs["a.txt"]})
+        self.assertEqual(self.shared.push(f"{stored}:refs/heads/checkout-last").returncode, 0)
+        last = self.shared.commit_with({"notes.txt": blobs["a.txt"],
+                                        ".gitattributes": b"*.txt working-tree-encoding=UTF-16BE\n"}, parents=[stored])
+        self.assert_refused(f"{last}:refs/heads/checkout-last", says="github-pat in notes.txt (already on the remote) "
+                            "(checked out as UTF-16BE (working-tree-encoding)):1")
 
 
 if __name__ == "__main__":
