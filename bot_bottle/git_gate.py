@@ -252,6 +252,10 @@ def _label(obj: PushedObject) -> str:
 
 
 _ARCHIVE_ESCAPE_RE = re.compile(rb"%(?:x([0-9a-fA-F]{2})|%|n)")
+# Characters a page or an editor draws as nothing (zero-width spaces and joiners, bidi controls,
+# soft hyphen, variation selectors, tags): a token with them inside reads, and copies, as one.
+_INVISIBLE_RE = re.compile("[\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180b-\u180f\u200b-\u200f"
+                           "\u202a-\u202e\u2060-\u206f\u3164\ufe00-\ufe0f\ufeff\uffa0\U000e0000-\U000e007f]")
 
 
 def _archive_escape(match: re.Match[bytes]) -> bytes:
@@ -263,6 +267,8 @@ def _archive_escape(match: re.Match[bytes]) -> bytes:
 def _views(data: bytes) -> list[tuple[str, bytes]]:
     """Other ways the same content is shown, each to be scanned as well: ``(how, content)``.
 
+    UTF-8 text with invisible characters (a zero-width space inside a token)
+    is also read without them, as a reader sees it.
     UTF-16 and UTF-32 text is ASCII with NUL bytes between: gitleaks does not
     decode it, editors and forges show it as text; without its NULs it reads
     plainly in every byte alignment (lines stay where they were). A file with
@@ -270,6 +276,9 @@ def _views(data: bytes) -> list[tuple[str, bytes]]:
     (and every forge's tarball download), where ``%x67`` is the byte ``g``.
     """
     views = []
+    text = _wide_text(data)
+    if text is not None and _INVISIBLE_RE.search(text):
+        views.append(("invisible characters removed", _INVISIBLE_RE.sub("", text).encode("utf-8")))
     if b"\0" in data:
         views.append(("NUL bytes removed: UTF-16/32 text", data.replace(b"\0", b"")))
     if b"$Format:" in data:

@@ -315,6 +315,16 @@ class GateAttackTest(unittest.TestCase):
         self.assert_refused(f"{last}:refs/heads/checkout-last", says="github-pat in notes.txt (already on the remote) "
                             "(checked out as UTF-16BE (working-tree-encoding)):1")
 
+    def test_token_with_invisible_characters_inside(self) -> None:
+        """A zero-width space, a soft hyphen or a bidi mark inside the token: a page shows the token. Refused."""
+        token = github_token(312)
+        marks = ("\u200b", "\u00ad", "\u2060", "\u202c", "\U000e0041")
+        head = self.shared.commit_with({f"notes{n}.md": f"key: {token[:10]}{mark}{token[10:25]}{mark}{token[25:]}\n"
+                                        .encode() for n, mark in enumerate(marks)})
+        said = self.assert_refused(f"{head}:refs/heads/invisible",
+                                   says="github-pat in notes0.md (invisible characters removed):1")
+        self.assertIn("and 4 more", said)  # one finding for each file
+
 
 if __name__ == "__main__":
     unittest.main()
