@@ -42,6 +42,7 @@ import hmac
 import json
 import logging
 import math
+import re
 import secrets
 import threading
 from typing import Any
@@ -53,6 +54,7 @@ from bot_bottle.redaction import REDACTED, Masker
 DEFAULT_TIMEOUT_SEC = 300.0
 SNIPPET_RADIUS = 40  # characters of context kept on each side of the value
 MAX_FIELD_CHARS = 512
+MASK_MARGIN_CHARS = 4096  # masked past what a field shows, so a piece crossing the cut is seen whole
 
 log = logging.getLogger("bot_bottle.egress")
 
@@ -62,6 +64,13 @@ def _is_text(*values: object) -> bool:
 
 
 _ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+MAX_HOST_CHARS = 253  # DNS's limit on a whole name
+# A host as a proxy sees it on the wire: ASCII DNS labels (internationalized names travel as
+# xn-- A-labels), or an IPv4 or bracketed IPv6 address; an optional port.
+_HOST_RE = re.compile(r"(?:[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?"
+                      r"(?:\.[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?)*\.?"
+                      r"|\[[0-9A-Fa-f:.]{2,45}\])(?::[0-9]{1,5})?")
+_METHOD_RE = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]{1,100}")  # an HTTP token (RFC 9110's tchar)
 
 
 def _scope(host: str, method: str) -> tuple[str, str] | None:
@@ -69,14 +78,18 @@ def _scope(host: str, method: str) -> tuple[str, str] | None:
 
     Only ASCII letters are folded and one trailing dot (the DNS root) dropped:
     ``str.lower`` would fold other characters too (the Kelvin sign into
-    ``k``), making another host equal to the approved one. A host or method
-    that is empty or holds spaces or control characters is no usable scope.
+    ``k``), making another host equal to the approved one. A host must be what
+    a request names on the wire: ASCII labels, an IPv4 or a bracketed IPv6
+    address, an optional port. Anything else is no usable scope, because the
+    operator reads the host to decide: a Cyrillic a (U+0430) in ``api.github.com``
+    looks like the real host, ``api.github.com@evil.example`` reads like a
+    URL whose host is another one. A method must be an HTTP token.
     """
+    if len(host) > MAX_HOST_CHARS + 7 or not _HOST_RE.fullmatch(host) or not _METHOD_RE.fullmatch(method):
+        return None
     host_key = host.translate(_ASCII_LOWER)
     host_key = host_key[:-1] if host_key.endswith(".") else host_key
-    method_key = method.upper() if method.isascii() else method
-    usable = all(key and all(c.isprintable() and not c.isspace() for c in key) for key in (host_key, method_key))
-    return (host_key, method_key) if usable else None
+    return host_key, method.upper()
 
 
 class ApprovedTokens:
@@ -127,8 +140,15 @@ class ApprovedTokens:
 
 
 def _field(masker: Masker, text: str) -> str:
-    """A report field: the token masked, on one line, printable, bounded."""
-    text = masker.mask(text)
+    """A report field: the token masked, on one line, printable, bounded.
+
+    Only the start that can be shown is masked (with a margin, so a piece of
+    the token that crosses the cut is still whole): masking a path of ten
+    million characters took 20 s and a gigabyte, per request, in the proxy.
+    """
+    text = masker.mask(text[: MAX_FIELD_CHARS + MASK_MARGIN_CHARS])
+    if masker.reveals_decoded(text):  # the token two or more encodings deep: no window matched it
+        return "(not shown: it holds the token in an encoded form)"
     text = "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
     return text if len(text) <= MAX_FIELD_CHARS else text[: MAX_FIELD_CHARS - 1] + "…"
 
@@ -148,7 +168,10 @@ def redact_snippet(context: str, value: str, radius: int = SNIPPET_RADIUS) -> st
         return REDACTED
     start = max(0, where - radius)
     end = min(len(context), where + len(value) + radius)
-    piece = Masker([value]).mask(context[start:end])
+    masker = Masker([value])
+    piece = masker.mask(context[start:end])
+    if masker.reveals_decoded(piece):
+        return REDACTED
     piece = piece.encode("unicode_escape", errors="backslashreplace").decode("ascii")
     return ("…" if start > 0 else "") + piece + ("…" if end < len(context) else "")
 
@@ -183,7 +206,7 @@ def _bad_arguments(
     if not fields["value"]:
         return "value is empty"
     if _scope(str(fields["host"]), str(fields["method"])) is None:
-        return "host or method is empty or holds spaces or control characters"
+        return "host is not an ASCII host name or address (with an optional port), or method not an HTTP token"
     for name, number, least in (("timeout", timeout, 0.0), ("poll_interval", poll_interval, 1e-3)):
         if isinstance(number, bool) or not isinstance(number, int | float) or not math.isfinite(number) \
                 or number < least:

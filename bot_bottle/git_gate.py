@@ -2,9 +2,11 @@
 
 What is scanned is every object the push would make reachable on this
 repository that it does not have yet (see ``git_objects``): each new blob in
-full (binary ones too), each new tree's entry names, each new commit and
-annotated tag as its raw object (headers and message), also where a ref
-points straight at a blob or a tree, and the pushed ref names. git reads them
+full (binary ones too), each new tree's entry names (and a gitlink's id),
+each new commit and annotated tag as its raw object (headers and message),
+a commit with an ``encoding`` header also as ``git log`` re-encodes it, also where a ref
+points straight at a blob or a tree, every object the push carries that no pushed
+ref reaches, and the pushed ref names. git reads them
 with replace objects and grafts disabled. Each one is written to a private
 temporary directory under a neutral name (``<n>.txt``, so no path rule of
 gitleaks' default configuration skips it), behind a one-line header that
@@ -59,7 +61,14 @@ from typing import Any, TextIO
 
 from bot_bottle.db import DB_PATH_IN_CONTAINER
 from bot_bottle.errors import BotBottleError, MissingMount, ValidationError
-from bot_bottle.git_objects import PushedObject, git_env, pushed_objects
+from bot_bottle.git_objects import (
+    REENCODED,
+    PushedObject,
+    checkout_encodings,
+    git_env,
+    pushed_objects,
+    tree_blobs,
+)
 from bot_bottle.mount_safety import require_sidecar_database
 from bot_bottle.queue_store import QueueStore
 from bot_bottle.records import STATUS_APPROVED, STATUS_REJECTED, TOOL_GITLEAKS_ALLOW, validate_queue_key
@@ -161,10 +170,30 @@ def _mask_whole(text: str, matches: Iterable[str]) -> str:
     return text
 
 
-def _display(text: str) -> str:
-    """``text`` on one line, printable, at most ``MAX_LINE_CHARS`` characters."""
+def _shown(text: str, masker: Masker, matches: Iterable[str], *, what: str) -> str:
+    """A field of the report: ``text`` masked and bounded, or left out if decoding it reveals a secret.
+
+    A ref or a name (``what``) is cut in the middle, a line at its end.
+    """
+    masked = masker.mask(_mask_whole(text, matches))
+    if masker.reveals_decoded(masked):  # a secret two or more encodings deep: no window matched it
+        return f"({what} not shown: it holds a secret in an encoded form)"
+    return _display(masked, keep_end=what != "line")
+
+
+def _display(text: str, *, keep_end: bool = False) -> str:
+    """``text`` on one line, printable, at most ``MAX_LINE_CHARS`` characters.
+
+    A name (``keep_end``: a path, a ref) is cut in the middle, so its end
+    stays: ``fixtures/aaaa…`` would hide that the file is ``…/prod/keys.env``.
+    """
     text = "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text.strip())
-    return text if len(text) <= MAX_LINE_CHARS else text[: MAX_LINE_CHARS - 1] + "…"
+    if len(text) <= MAX_LINE_CHARS:
+        return text
+    if keep_end:
+        head = MAX_LINE_CHARS // 3
+        return text[:head] + "…" + text[len(text) - (MAX_LINE_CHARS - head - 1) :]
+    return text[: MAX_LINE_CHARS - 1] + "…"
 
 
 def parse_report(raw: str) -> list[dict[str, Any]]:
@@ -207,14 +236,87 @@ class _Scanned:
     commit: str
     label: str
     ref_names: bool = False  # the list of pushed ref names (a flag: a path may be called anything)
+    copy_of: int = -1  # for a second copy of an object (its NUL bytes removed), the number of the first
 
 
 def _label(obj: PushedObject) -> str:
+    if not obj.reached:
+        kind = "commit" if obj.kind == REENCODED else obj.kind
+        return f"({kind} object no pushed ref reaches{', re-encoded' if obj.kind == REENCODED else ''})"
     if obj.kind in ("commit", "tag"):
         return f"({obj.kind} object)"  # its raw text: headers, a blank line, the message
+    if obj.kind == REENCODED:
+        return "(commit object, as git log shows it re-encoded from its encoding header)"
     if obj.kind == "tree":
         return f"{obj.path}/ (tree)" if obj.path else "(tree)"
     return obj.path or "(blob)"
+
+
+_ARCHIVE_ESCAPE_RE = re.compile(rb"%(?:x([0-9a-fA-F]{2})|%|n)")
+# Characters a page or an editor draws as nothing (zero-width spaces and joiners, bidi controls,
+# soft hyphen, variation selectors, tags): a token with them inside reads, and copies, as one.
+_INVISIBLE_RE = re.compile("[\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180b-\u180f\u200b-\u200f"
+                           "\u202a-\u202e\u2060-\u206f\u3164\ufe00-\ufe0f\ufeff\uffa0\U000e0000-\U000e007f]")
+
+
+def _archive_escape(match: re.Match[bytes]) -> bytes:
+    if match[1] is not None:
+        return bytes([int(match[1], 16)])
+    return b"%" if match[0] == b"%%" else b"\n"
+
+
+def _views(data: bytes) -> list[tuple[str, bytes]]:
+    """Other ways the same content is shown, each to be scanned as well: ``(how, content)``.
+
+    UTF-8 text with invisible characters (a zero-width space inside a token)
+    is also read without them, as a reader sees it.
+    UTF-16 and UTF-32 text is ASCII with NUL bytes between: gitleaks does not
+    decode it, editors and forges show it as text; without its NULs it reads
+    plainly in every byte alignment (lines stay where they were). A file with
+    ``export-subst`` has each ``$Format:...$`` expanded by ``git archive``
+    (and every forge's tarball download), where ``%x67`` is the byte ``g``.
+    """
+    views = []
+    text = _wide_text(data)
+    if text is not None and _INVISIBLE_RE.search(text):
+        views.append(("invisible characters removed", _INVISIBLE_RE.sub("", text).encode("utf-8")))
+    if b"\0" in data:
+        views.append(("NUL bytes removed: UTF-16/32 text", data.replace(b"\0", b"")))
+    if b"$Format:" in data:
+        views.append(("$Format: escapes expanded, as git archive does", _ARCHIVE_ESCAPE_RE.sub(_archive_escape, data)))
+    return views
+
+
+def _wide_text(data: bytes) -> str | None:
+    """``data`` as text if it is UTF-8 with more than ASCII (what a working-tree-encoding can turn into a token)."""
+    if data.isascii():
+        return None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return None  # git cannot convert it either, and checks it out as it is
+
+
+def _encode(text: str, encoding: str) -> bytes | None:
+    """``text`` in ``encoding`` as git would write it (iconv, like git, for what Python does not know).
+
+    None if it cannot be converted (git would not check the file out either).
+    ``GitGateError`` if the encoding is unknown to both and iconv is missing,
+    since the file could not be scanned as it is checked out.
+    """
+    try:
+        return text.encode(encoding)
+    except LookupError:
+        pass
+    except (UnicodeError, ValueError):
+        return None
+    try:
+        result = subprocess.run(["iconv", "-f", "UTF-8", "-t", encoding], input=text.encode("utf-8"),
+                                capture_output=True, timeout=GITLEAKS_TIMEOUT_SEC)
+    except (OSError, subprocess.TimeoutExpired):
+        raise GitGateError(f"cannot convert a file to its working-tree-encoding {encoding[:40]!r} to scan it "
+                           "(no iconv)") from None
+    return result.stdout if result.returncode == 0 else None
 
 
 class PushScan:
@@ -260,9 +362,38 @@ class PushScan:
             # The ref names are pushed too, one per line (line n = the n-th kept update).
             self._write(_Scanned("", "", "(ref name)", ref_names=True), "".join(f"{u.ref}\n" for u in kept).encode())
             self._ref_lines = kept
+        commits: list[str] = []
+        seen: set[str] = set()
+        wide: list[tuple[int, PushedObject, str]] = []  # UTF-8 blobs with more than ASCII: (copy, object, text)
         for obj in pushed_objects(self.repo, [(u.ref, u.new) for u in kept]):
+            first = len(self._files)
             self._write(_Scanned(obj.ref, obj.commit, _label(obj)), obj.data)
+            self._add_views(first, obj, _views(obj.data))
+            seen.add(obj.oid)
+            if obj.kind == "commit" and obj.reached:
+                commits.append(obj.oid)
+            elif obj.kind == "blob" and (text := _wide_text(obj.data)) is not None:
+                wide.append((first, obj, text))
+        encodings = sorted(checkout_encodings(self.repo, commits)) if commits else []
+        if encodings:
+            # A file already on the remote is checked out converted too, once a pushed tree says so.
+            for oid, path, data in tree_blobs(self.repo, commits, seen):
+                if (text := _wide_text(data)) is not None:
+                    old = PushedObject(oid=oid, kind="blob", ref="", commit="", path=f"{path} (already on the remote)",
+                                       data=b"")
+                    wide.append((-1, old, text))
+        for encoding in encodings:
+            for first, obj, text in wide:
+                converted = _encode(text, encoding)
+                if converted is not None:
+                    how = f"checked out as {encoding[:40]} (working-tree-encoding)"
+                    views = [(how, converted), *((f"{how}, {more}", view) for more, view in _views(converted))]
+                    self._add_views(first, obj, views)
         return len(self._files)
+
+    def _add_views(self, first: int, obj: PushedObject, views: Iterable[tuple[str, bytes]]) -> None:
+        for how, data in views:
+            self._write(_Scanned(obj.ref, obj.commit, f"{_label(obj)} ({how})", copy_of=first), data)
 
     def run(self, *, ignore_allow: bool) -> list[dict[str, Any]]:
         """gitleaks' findings over the copies (``--ignore-gitleaks-allow`` too, if asked)."""
@@ -306,6 +437,11 @@ class PushScan:
                                "which is not a place it was given")
         return number
 
+    def _object(self, item: dict[str, Any]) -> int:
+        """The number of the (first) copy of the object a finding is in."""
+        number = self._index(item)
+        return self._files[number].copy_of if self._files[number].copy_of >= 0 else number
+
     def _line(self, number: int, line: int, column: int) -> str:
         """Line ``line`` (counted as gitleaks counts: only ``\\n`` ends one) of file ``number``, near ``column``."""
         assert self.folder is not None
@@ -321,28 +457,36 @@ class PushScan:
 
     def findings(self, items: Sequence[dict[str, Any]], masker: Masker, matches: Sequence[str]) -> list[Finding]:
         """The report's findings, safe to store: every piece of a secret masked, or the line left out."""
-        # Lines where gitleaks decoded something: the encoded text on them is a secret's too.
-        decoded_at = {(self._index(i), line) for i in items if _decoded(i)
+        # Lines where gitleaks decoded something: the encoded text on them is a secret's too
+        # (in both copies of an object that has two).
+        decoded_at = {(self._object(i), line) for i in items if _decoded(i)
                       for line in range(i["StartLine"], max(i["StartLine"], i.get("EndLine", 0)) + 1)}
+        # A finding the object's first copy has already (same line, rule and secret) is not listed
+        # again from its second; another secret on that line is.
+        in_first = {(self._object(i), i["StartLine"], i["RuleID"], i["Secret"]) for i in items
+                    if self._files[self._index(i)].copy_of < 0}
         findings = []
         for item in sorted(items, key=lambda i: (self._index(i), i["StartLine"])):
             number = self._index(item)
             scanned = self._files[number]
+            same = (scanned.copy_of, item["StartLine"], item["RuleID"], item["Secret"])
+            if scanned.copy_of >= 0 and same in in_first:
+                continue
             line = item["StartLine"] - HEADER_LINES
             ref, commit = scanned.ref, scanned.commit
             if scanned.ref_names:
                 update = self._ref_lines[line - 1] if line <= len(self._ref_lines) else None
                 ref, commit = (update.ref, update.new) if update else ("", "")
-            if _decoded(item) or (number, item["StartLine"]) in decoded_at:
+            if _decoded(item) or (self._object(item), item["StartLine"]) in decoded_at:
                 text = "(line not shown: gitleaks found a secret on it by decoding it)"
             elif item.get("EndLine", item["StartLine"]) != item["StartLine"] or "\n" in item["Secret"]:
                 text = "(line not shown: the secret spans several lines)"
             else:
                 raw = self._line(number, line, int(item.get("StartColumn", 1)))
-                text = _display(masker.mask(_mask_whole(raw, matches)))
+                text = _shown(raw, masker, matches, what="line")
             findings.append(Finding(
-                ref=_display(masker.mask(_mask_whole(ref, matches))), commit=commit,
-                file=_display(masker.mask(_mask_whole(scanned.label, matches))), line=line,
+                ref=_shown(ref, masker, matches, what="ref"), commit=commit,
+                file=_shown(scanned.label, masker, matches, what="name"), line=line,
                 rule=_display(str(item["RuleID"])), line_text=text,
             ))
         return findings
@@ -365,9 +509,10 @@ def report_payload(updates: Sequence[RefUpdate], findings: Sequence[Finding], ma
     The ref names pass through ``masker`` (the scan's secrets), like every field of the findings did.
     """
     ordered = sorted(findings, key=lambda f: (f.ref, f.commit, f.file, f.line, f.rule))
-    mask = masker.mask if masker is not None else str
+    masker = masker if masker is not None else Masker(())
     document = {
-        "pushed": [{"ref": _display(mask(u.ref)), "old": u.old, "new": u.new} for u in updates if not u.deleted],
+        "pushed": [{"ref": _shown(u.ref, masker, (), what="ref"), "old": u.old, "new": u.new}
+                   for u in updates if not u.deleted],
         "findings": [f.to_dict() for f in ordered],
     }
     return json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
@@ -424,7 +569,7 @@ def pre_receive(
         if len(suppressed) > MAX_FINDINGS:
             say(f"push refused: {len(suppressed)} findings marked gitleaks:allow is too many to review; split the push")
             return 1
-        refs = _display(masker.mask(", ".join(sorted({u.ref for u in updates}))))
+        refs = _shown(", ".join(sorted({u.ref for u in updates})), masker, (), what="ref")
         with QueueStore(db_path) as store:
             queue = store.for_bottle(bottle)
             count = len(suppressed)

@@ -23,6 +23,7 @@ from bot_bottle.queue_store import QueueStore
 from bot_bottle.records import STATUS_APPROVED, STATUS_REJECTED, TOOL_EGRESS_TOKEN_ALLOW
 from bot_bottle.redaction import Masker, encoded_forms
 from tests.support import REPO, TempDirTest, decide_when_filed
+from tests.test_gate_attacks import recoverable, spellings
 
 TOKEN = "ghp_" + "Zx9Qw8Er7Ty6Ui5Op4As3Df2Gh1Jk0LzXcVb"
 BODY = f'{{"message": "deploy", "auth": "{TOKEN}", "repo": "acme/app"}}'
@@ -81,6 +82,53 @@ class RedactionTest(TempDirTest):
             with self.subTest(host=host):
                 self.assertFalse(approved.allows(TOKEN, host=host, method="GET"))
         self.assertFalse(approved.allows(TOKEN, host="kube.example", method="G\u0130T".lower()))
+
+    def test_token_spelt_to_slip_past_masking(self) -> None:
+        """Upper-case hex, %6a escapes, a few characters escaped, zero-width spaces: masked in every field."""
+        for name, spelt in spellings(TOKEN).items():
+            with self.subTest(spelling=name):
+                payload = _token_allow_payload(Masker([TOKEN]), host="api.github.com", method="post",
+                                               path=f"/upload/{spelt}?t={spelt}", detector=f"github-pat {spelt}",
+                                               context=f"{TOKEN} {spelt}", value=TOKEN, fingerprint="f" * 64)
+                self.assertTrue(recoverable(spelt, TOKEN))
+                self.assertFalse(recoverable(payload, TOKEN), payload)
+        # Two encodings deep, which no window of a form matches: the field is left out.
+        twice = base64.b64encode(base64.b64encode(TOKEN.encode()).hex().encode()).decode()
+        payload = _token_allow_payload(Masker([TOKEN]), host="api.github.com", method="post", path=f"/u/{twice}",
+                                       detector="d", context=f"{TOKEN} {twice}", value=TOKEN, fingerprint="f" * 64)
+        self.assertNotIn(twice[:24], payload)
+        self.assertEqual(json.loads(payload)["path"], "(not shown: it holds the token in an encoded form)")
+
+    def test_a_host_that_reads_as_another_is_no_scope(self) -> None:
+        """A look-alike host (Cyrillic, full-width, bidi) or one that reads as a URL naming another host: refused."""
+        approved = ApprovedTokens()
+        for host in ("\u0430pi.github.com", "api.gith\u00fcb.com", "\uff41pi.github.com", "api.github.com\u202e",
+                     "api.github.com@evil.example", "api.github.com/.evil.example", "api.github.com#x",
+                     "api.github.com?x", "api..github.com", "-api.github.com", "api.github.com:", "x" * 300,
+                     "api.github.com:443:80", "[::1", "api.github.com\n", "api.github.com\\evil.example"):
+            with self.subTest(host=host), self.assertLogs("bot_bottle.egress", "ERROR"):
+                self.assertFalse(approved.add(TOKEN, host=host, method="POST"))
+        for method in ("P OST", "POST\r\nX-Evil: 1", "P\u041eST", "", "G" * 101):
+            with self.subTest(method=method), self.assertLogs("bot_bottle.egress", "ERROR"):
+                self.assertFalse(approved.add(TOKEN, host="api.github.com", method=method))
+        self.assertEqual(len(approved), 0)
+        for host in ("api.github.com", "API.GitHub.com.", "xn--80ak6aa92e.com", "127.0.0.1:8080", "[2001:db8::1]:443",
+                     "my_service.internal"):
+            with self.subTest(host=host):
+                self.assertTrue(approved.add(TOKEN, host=host, method="post"))
+                self.assertTrue(approved.allows(TOKEN, host=host.upper(), method="POST"))
+
+    def test_a_huge_field_is_masked_where_it_is_shown(self) -> None:
+        """A ten-million-character path: the report's field is bounded, the token masked also across the cut."""
+        for before in (0, 300, 505, 511, 600):
+            with self.subTest(before=before):
+                path = "/" + "a" * before + TOKEN + "/b" * 5_000_000
+                payload = json.loads(_token_allow_payload(Masker([TOKEN]), host="api.github.com", method="POST",
+                                                          path=path, detector="d", context=TOKEN, value=TOKEN,
+                                                          fingerprint="f" * 64))
+                self.assertLessEqual(len(payload["path"]), 512)
+                self.assertFalse(recoverable(payload["path"], TOKEN[:12]), payload["path"])
+                self.assertNotIn(TOKEN[:6], payload["path"])
 
     def test_masking_is_linear_and_complete_for_a_long_value(self) -> None:
         """A 32,000-character value is masked in one pass wherever it (or a piece, or its base64) appears."""
@@ -199,6 +247,7 @@ class OverrideTest(TempDirTest):
             "value": [None, TOKEN.encode(), "", 12345], "timeout": [None, "5", math.nan, math.inf, -1, True],
             "poll_interval": [None, 0, -0.5, "0.1", math.nan],
         }
+        bad_values["host"] += ["\u0430pi.github.com", "api.github.com@evil.example"]
         for name, values in bad_values.items():
             for bad in values:
                 with self.subTest(argument=name, value=bad), self.assertLogs("bot_bottle.egress", "ERROR") as logs:

@@ -708,7 +708,8 @@ class ScanMechanicsTest(TempDirTest):
         seen = json.loads(self.log.read_text())
         self.assertEqual(seen["mode"], "0o700")
         self.assertFalse(Path(seen["dir"]).exists(), "the copies are removed")
-        self.assertEqual(sorted(seen["files"]), ["0.txt", "1.txt", "2.txt", "3.txt"])  # refs, commit, tree, blob
+        # refs, commit, tree, blob, and the blob again without its NUL bytes (UTF-16 text reads plainly so)
+        self.assertEqual(sorted(seen["files"]), ["0.txt", "1.txt", "2.txt", "3.txt", "4.txt"])
         self.assertEqual({mode for mode, _ in seen["files"].values()}, {"0o600"})
         contents = [text for _, text in seen["files"].values()]
         self.assertTrue(all(text.startswith("GIF89a\n") for text in contents))
@@ -718,6 +719,7 @@ class ScanMechanicsTest(TempDirTest):
         self.assertRegex(canary, r"^git-gate canary ghp_[A-Za-z0-9]{36}$")
         self.assertIn(f"GIF89a\nrefs/heads/main\n{canary}\n", contents)
         self.assertIn(f"GIF89a\nPK\x03\x04a b\n{canary}\n", contents)
+        self.assertIn(f"GIF89a\nPK\x03\x04ab\n{canary}\n", contents)
         self.assertIn(f"GIF89a\n100644 x.zip\n{canary}\n", contents)
         self.assertIn("--max-decode-depth", seen["argv"])
         self.assertEqual(seen["argv"][0], "dir")
@@ -741,7 +743,7 @@ class ScanMechanicsTest(TempDirTest):
         # A copy gitleaks skipped (its canary not reported): the push cannot be scanned completely.
         code, said = self.gate(self.fake_gitleaks(skip="3.txt"), f"{ZERO} {self.commit} refs/heads/main")
         self.assertEqual(code, 1)
-        self.assertIn("gitleaks did not scan 1 of the 4 pushed objects to their end (first: x.zip)", said)
+        self.assertIn("gitleaks did not scan 1 of the 5 pushed objects to their end (first: x.zip)", said)
 
     def test_copies_are_removed_when_the_hook_is_terminated(self) -> None:
         """SIGTERM while gitleaks runs: the hook refuses the push and removes the copies (gitleaks is stopped)."""
