@@ -85,7 +85,9 @@ class TuiTest(TempDirTest):
 
     def quit(self) -> None:
         self.term.send("q")
-        wait_until(self.exit_file.exists, 10, what="the TUI's exit")
+        # The shell creates the file before it writes the status into it: wait for the status.
+        wait_until(lambda: self.exit_file.exists() and self.exit_file.read_text().strip(), 10,
+                   what="the TUI's exit status")
         self.assertEqual(self.exit_file.read_text().strip(), "0")
 
     def test_approve_modify_reject(self) -> None:

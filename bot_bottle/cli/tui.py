@@ -13,8 +13,10 @@ import argparse
 import contextlib
 import curses
 import os
+import select
 import shlex
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -25,6 +27,7 @@ from bot_bottle.cli.common import add_db_option, add_json_option, age, db_path, 
 from bot_bottle.cli.registry import summary
 from bot_bottle.cli.render import describe, modification, proposal_json
 from bot_bottle.errors import AlreadyDecided, BotBottleError, NotFound, ValidationError
+from bot_bottle.file_watch import FileWatch
 from bot_bottle.queue_store import QueueStore
 from bot_bottle.records import (
     STATUS_APPROVED,
@@ -471,7 +474,7 @@ class SuperviseTUI:
                                     "warning": curses.color_pair(4) | curses.A_BOLD})
 
     def run(self) -> None:
-        """The main loop: draw, wait a moment for a key, look for commits, redraw when anything changed."""
+        """The main loop: draw, sleep until a key, a commit or the next full look, redraw what changed."""
         with contextlib.suppress(curses.error):
             curses.curs_set(0)
         self.screen.keypad(True)
@@ -481,22 +484,54 @@ class SuperviseTUI:
         last = time.monotonic()
         file_seen = self.store.file_marker()
         dirty = True
-        while True:
-            if dirty:
-                self.draw()
-            try:
-                key = self.screen.get_wch()
-            except curses.error:  # the timeout: no key
-                key = -1
-            file_now = self.store.file_marker()
-            dirty = key != -1
-            if file_now != file_seen or time.monotonic() - last >= REFRESH_MS / 1000:
-                file_seen = file_now
-                self.refresh()
-                last = time.monotonic()
-                dirty = True
-            if key != -1 and not self.handle(key):
-                return
+        watch = FileWatch.open(self.store.db.path) if self.store.db.path.exists() else None
+        try:
+            while True:
+                if dirty:
+                    self.draw()
+                key = self.next_key(watch, max(0.0, REFRESH_MS / 1000 - (time.monotonic() - last)))
+                file_now = self.store.file_marker()
+                dirty = key != -1
+                if file_now != file_seen or time.monotonic() - last >= REFRESH_MS / 1000:
+                    file_seen = file_now
+                    self.refresh()
+                    last = time.monotonic()
+                    dirty = True
+                if key != -1 and not self.handle(key):
+                    return
+        finally:
+            if watch is not None:
+                watch.close()
+
+    def next_key(self, watch: FileWatch | None, patience: float) -> str | int:
+        """The next key, or -1 after a commit (seen by ``watch``) or ``patience`` seconds, whichever is first.
+
+        Without a watch, curses waits ``CHECK_MS`` for a key and the caller
+        stats the file. With one, a key already read into curses' buffer is
+        taken first (``select`` cannot see it); otherwise the process sleeps
+        in ``select`` on the terminal and the watch together, for at most a
+        quarter of a second, so a resize is redrawn promptly too.
+        """
+        if watch is None:
+            return self._get_key(CHECK_MS)
+        key = self._get_key(0)
+        if key != -1:
+            return key
+        try:
+            select.select([sys.stdin.fileno(), watch.fd], [], [], min(patience, 0.25))
+        except (OSError, ValueError):
+            return self._get_key(CHECK_MS)
+        watch.wait(0)  # drain the events that woke us: the file's stat tells the caller what changed
+        return self._get_key(0)
+
+    def _get_key(self, wait_ms: int) -> str | int:
+        self.screen.timeout(wait_ms)
+        try:
+            return self.screen.get_wch()  # type: ignore[no-any-return]
+        except curses.error:  # the timeout: no key
+            return -1
+        finally:
+            self.screen.timeout(CHECK_MS)
 
 def check_terminal() -> None:
     """Refuse, in one line, a terminal type curses cannot draw on (no terminfo entry here)."""
