@@ -11,14 +11,13 @@ from typing import Any
 from bot_bottle.audit_seal import retire_anchor
 from bot_bottle.audit_store import DEFAULT_LIST_LIMIT, AuditStore, VerifyResult
 from bot_bottle.cli.common import (
-    add_db_option,
-    add_json_option,
     db_path,
     fail,
     first_line,
     positive_int,
     print_json,
     print_table,
+    verb_parser,
 )
 from bot_bottle.cli.registry import summary
 from bot_bottle.errors import BotBottleError, ValidationError
@@ -142,9 +141,8 @@ def register(subparsers: Any) -> None:
     )
     verbs = parser.add_subparsers(dest="audit_verb", metavar="VERB", required=True)
 
-    p = verbs.add_parser("list", help="entries, newest first", description="List audit entries, newest first.")
-    add_db_option(p)
-    add_json_option(p)
+    p = verb_parser(verbs, "list", help="entries, newest first", description="List audit entries, newest first.",
+                    json=True)
     p.add_argument("--bottle", metavar="SLUG", help="only this bottle's entries")
     p.add_argument("--since", metavar="ISO", help="entries at or after this date/time (UTC unless a zone is given)")
     p.add_argument("--until", metavar="ISO", help="entries before this date/time")
@@ -153,35 +151,30 @@ def register(subparsers: Any) -> None:
                    help=f"at most N entries (default {DEFAULT_LIST_LIMIT})")
     p.set_defaults(handler=cmd_audit_list)
 
-    p = verbs.add_parser("verify", help="check the hash chain, the seals, the anchor and the responses",
+    p = verb_parser(verbs, "verify", help="check the hash chain, the seals, the anchor and the responses",
                          description="Recompute every entry's hash and, with the host's key, its seal; check "
                          "that the log still reaches the anchor the host keeps outside the database, and that "
                          "every decision matches the entry that recorded it. Exit 0 when all holds; 1 naming "
-                         "the first entry that was changed or removed.")
-    add_db_option(p)
-    add_json_option(p)
+                         "the first entry that was changed or removed.", json=True)
     p.add_argument("--head", type=Path, metavar="FILE",
                    help="also check a head saved earlier with 'audit head > FILE' (kept off this host)")
     p.set_defaults(handler=cmd_audit_verify)
 
-    p = verbs.add_parser("retire-anchor", help="forget the anchor of a database replaced on purpose",
+    p = verb_parser(verbs, "retire-anchor", help="forget the anchor of a database replaced on purpose",
                          description="The host keeps the newest seal of each database's audit log outside it "
                          "(its anchor), so entries removed from the end are caught. If you replaced or emptied "
                          "the database on purpose, decisions are refused until the anchor is moved aside; this "
                          "does that (the old anchor is kept beside it, renamed).")
-    add_db_option(p)
     p.add_argument("--yes", action="store_true", help="yes, the database was replaced or emptied on purpose")
     p.set_defaults(handler=cmd_audit_retire_anchor)
 
-    p = verbs.add_parser("head", help="the log's newest entry and seal, to keep elsewhere",
+    p = verb_parser(verbs, "head", help="the log's newest entry and seal, to keep elsewhere",
                          description="Print the newest entry's sequence number, hash and seal and the host's "
                          "anchor, as JSON. Keep it somewhere this host cannot rewrite; 'audit verify --head "
                          "FILE' later shows the log still holds it.")
-    add_db_option(p)
     p.set_defaults(handler=cmd_audit_head)
 
-    p = verbs.add_parser("export", help="every entry as JSON lines",
+    p = verb_parser(verbs, "export", help="every entry as JSON lines",
                          description="Print every entry, oldest first, one JSON object per line, with the "
                          "hashes, so the log can be archived and checked elsewhere.")
-    add_db_option(p)
     p.set_defaults(handler=cmd_audit_export)

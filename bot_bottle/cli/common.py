@@ -33,9 +33,28 @@ def add_db_option(parser: argparse.ArgumentParser, help: str | None = None) -> N
     )
 
 
+def _parent(add: Any) -> argparse.ArgumentParser:
+    parent = argparse.ArgumentParser(add_help=False)
+    add(parent)
+    return parent
+
+
+def verb_parser(subparsers: Any, name: str, *args: Any, json: bool = False, **kwargs: Any) -> argparse.ArgumentParser:
+    """A verb's parser with the options every verb shares: ``--db``, and ``--json`` where ``json``.
+
+    The shared options come from parent parsers, defined once here.
+    """
+    parents = [DB_OPTION, JSON_OPTION] if json else [DB_OPTION]
+    return subparsers.add_parser(name, *args, parents=parents, **kwargs)  # type: ignore[no-any-return]
+
+
 def add_json_option(parser: argparse.ArgumentParser) -> None:
     """``--json``: print machine-readable JSON instead of text."""
     parser.add_argument("--json", action="store_true", help="print JSON instead of text")
+
+
+DB_OPTION = _parent(add_db_option)
+JSON_OPTION = _parent(add_json_option)
 
 
 MAX_COUNT = 1_000_000_000  # more rows than any listing could show; SQLite's own limit is 2**63 - 1

@@ -14,7 +14,7 @@ from typing import Any
 from bot_bottle import health, migrate
 from bot_bottle.audit_seal import retire_anchor
 from bot_bottle.audit_store import AuditStore
-from bot_bottle.cli.common import add_db_option, add_json_option, db_path, fail, print_json, version_number
+from bot_bottle.cli.common import db_path, fail, print_json, verb_parser, version_number
 from bot_bottle.cli.registry import summary
 from bot_bottle.connection import connect, translate_errors
 from bot_bottle.db import open_db
@@ -219,63 +219,52 @@ def register(subparsers: Any) -> None:
     )
     verbs = parser.add_subparsers(dest="db_verb", metavar="VERB", required=True)
 
-    p = verbs.add_parser("path", help="print the database path", description="Print the database path.")
-    add_db_option(p)
+    p = verb_parser(verbs, "path", help="print the database path", description="Print the database path.")
     p.set_defaults(handler=cmd_db_path)
 
-    p = verbs.add_parser(
-        "status",
+    p = verb_parser(verbs, "status",
         help="schema version, pending migrations and drift",
         description="Print the schema version, the pending migrations and any drift "
         "(applied migrations whose files changed). A missing database is created and migrated. "
         "Exits 1 when the database is newer than this code or has drift.",
+        json=True,
     )
-    add_db_option(p)
-    add_json_option(p)
     p.set_defaults(handler=cmd_db_status)
 
-    p = verbs.add_parser(
-        "upgrade",
+    p = verb_parser(verbs, "upgrade",
         help="apply pending migrations",
         description="Apply pending migrations, each in its own transaction. An existing database is "
         "integrity-checked and backed up beside itself first (the last few backups are kept).",
+        json=True,
     )
-    add_db_option(p)
-    add_json_option(p)
     p.add_argument("--to", type=version_number, metavar="N", help="stop at version N (default: the newest)")
     p.set_defaults(handler=cmd_db_upgrade)
 
-    p = verbs.add_parser(
-        "downgrade",
+    p = verb_parser(verbs, "downgrade",
         help="revert migrations down to a version",
         description="Revert migrations, newest first, down to version N. The database is backed up "
         "beside itself first: a down migration usually drops tables and their rows. A downgrade that "
         "would drop audit entries is refused unless --export FILE writes them all out first (JSON lines, "
         "as 'audit export', with hashes and seals), in the same transaction that drops them.",
+        json=True,
     )
-    add_db_option(p)
-    add_json_option(p)
     p.add_argument("--to", type=version_number, metavar="N", required=True, help="the version to end at (0 = empty)")
     p.add_argument("--export", type=Path, metavar="FILE",
                    help="write the audit entries to this new file before a downgrade drops them")
     p.set_defaults(handler=cmd_db_downgrade)
 
-    p = verbs.add_parser(
-        "backup",
+    p = verb_parser(verbs, "backup",
         help="write a consistent copy of the database",
         description="Write a consistent copy of the database (SQLite's online backup), safe while "
         "sidecars use it. An existing FILE is never overwritten.",
     )
-    add_db_option(p)
     p.add_argument("file", nargs="?", type=Path, metavar="FILE",
                    help="where to write the copy (default: beside the database, named with version and time)")
     p.set_defaults(handler=cmd_db_backup)
 
-    p = verbs.add_parser(
-        "check",
+    p = verb_parser(verbs, "check",
         help="integrity, foreign-key and drift checks",
         description="Run PRAGMA integrity_check and foreign_key_check and look for drift. Exits 1 on any problem.",
+        json=True,
     )
-    add_db_option(p)
-    add_json_option(p)
     p.set_defaults(handler=cmd_db_check)

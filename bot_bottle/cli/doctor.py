@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from bot_bottle import health
-from bot_bottle.cli.common import add_db_option, add_json_option, db_path, fail, print_json
+from bot_bottle.cli.common import db_path, fail, print_json, verb_parser
 from bot_bottle.cli.registry import summary
 from bot_bottle.connection import (
     DIR_MODE,
@@ -131,15 +131,13 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
 def register(subparsers: Any) -> None:
     """Add the ``doctor`` verb."""
-    parser = subparsers.add_parser(
-        "doctor",
+    parser = verb_parser(subparsers, "doctor",
         help=summary("doctor"),
         description="Check the database read-only: path, modes, owner, journal mode, schema version and "
         "drift, integrity; the filesystem under it (local, or shared across a VM or network boundary) "
         "and a lock probe from a second process; SQLite and Python versions. Exit 1 on any error.",
         epilog="examples:\n  bot-bottle doctor\n  bot-bottle doctor --db /run/supervise/bot-bottle.db --json",
         formatter_class=argparse.RawDescriptionHelpFormatter,
+        json=True,
     )
-    add_db_option(parser)
-    add_json_option(parser)
     parser.set_defaults(handler=cmd_doctor)

@@ -8,8 +8,6 @@ from pathlib import Path
 from typing import Any
 
 from bot_bottle.cli.common import (
-    add_db_option,
-    add_json_option,
     age,
     db_path,
     first_line,
@@ -17,6 +15,7 @@ from bot_bottle.cli.common import (
     print_json,
     print_table,
     print_untrusted,
+    verb_parser,
 )
 from bot_bottle.cli.registry import summary
 from bot_bottle.cli.render import describe, modification, proposal_json
@@ -154,52 +153,45 @@ def register(subparsers: Any) -> None:
     )
     verbs = parser.add_subparsers(dest="proposals_verb", metavar="VERB", required=True)
 
-    p = verbs.add_parser(
-        "list",
+    p = verb_parser(verbs, "list",
         help="pending proposals of every bottle, oldest first",
         description="List pending proposals of every bottle (or one), oldest first. "
         "--json prints objects with id, queue_key, tool, created_at and status "
         "(no payload: 'show' prints one whole).",
+        json=True,
     )
-    add_db_option(p)
-    add_json_option(p)
     p.add_argument("--bottle", metavar="SLUG", help="only this bottle's proposals")
     p.add_argument("--all", action="store_true", help="decided and archived proposals too")
     p.add_argument("--limit", type=positive_int, metavar="N", help="only the newest N")
     p.set_defaults(handler=cmd_proposals_list)
 
-    p = verbs.add_parser("show", help="one proposal in full",
-                         description="Show a proposal: justification, diff (or report) and decision.")
-    add_db_option(p)
-    add_json_option(p)
+    p = verb_parser(verbs, "show", help="one proposal in full",
+                         description="Show a proposal: justification, diff (or report) and decision.", json=True)
     p.add_argument("id", metavar="ID", help="the proposal's id or a unique prefix of it")
     p.set_defaults(handler=cmd_proposals_show)
 
-    p = verbs.add_parser("approve", help="approve a proposal as filed",
+    p = verb_parser(verbs, "approve", help="approve a proposal as filed",
                          description="Approve a proposal as filed. gitleaks-allow and egress-token-allow "
                          "proposals need a reason (--notes).")
-    add_db_option(p)
     p.add_argument("id", metavar="ID", help="the proposal's id or a unique prefix of it")
     p.add_argument("--notes", default="", metavar="TEXT", help="why (required for report-only tools)")
     p.set_defaults(handler=cmd_proposals_approve, field_options={"notes": "--notes"})
 
-    p = verbs.add_parser("modify", help="approve an edited version of a proposal",
+    p = verb_parser(verbs, "modify", help="approve an edited version of a proposal",
                          description="Approve an edited version of a proposal: the file you give replaces "
                          "what the bottle proposed. Not offered for report-only tools. The file must be one "
                          "its tool can take (an egress-allow: a JSON route with host and optional paths; an "
                          "egress-block: text without control, bidirectional or invisible characters). On a "
                          "terminal you see your own diff (proposed -> final) and confirm it first; --yes skips "
                          "the question, as do scripts, whose stdin or stdout is not a terminal.")
-    add_db_option(p)
     p.add_argument("id", metavar="ID", help="the proposal's id or a unique prefix of it")
     p.add_argument("--file", type=Path, required=True, metavar="F", help="the final file ('-' reads stdin)")
     p.add_argument("--notes", default="", metavar="TEXT", help="what you changed and why")
     p.add_argument("--yes", action="store_true", help="record without showing the diff and asking")
     p.set_defaults(handler=cmd_proposals_modify, field_options={"notes": "--notes", "final_file": "--file"})
 
-    p = verbs.add_parser("reject", help="reject a proposal, with a reason",
+    p = verb_parser(verbs, "reject", help="reject a proposal, with a reason",
                          description="Reject a proposal. The reason goes back to the bottle and into the audit log.")
-    add_db_option(p)
     p.add_argument("id", metavar="ID", help="the proposal's id or a unique prefix of it")
     p.add_argument("--reason", required=True, metavar="TEXT", help="why (sent back to the bottle)")
     p.set_defaults(handler=cmd_proposals_reject, field_options={"notes": "--reason"})

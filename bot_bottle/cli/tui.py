@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from bot_bottle import terminal_text
-from bot_bottle.cli.common import add_db_option, add_json_option, age, db_path, first_line, print_json, print_table
+from bot_bottle.cli.common import age, db_path, first_line, print_json, print_table, verb_parser
 from bot_bottle.cli.registry import summary
 from bot_bottle.cli.render import describe, modification, proposal_json
 from bot_bottle.errors import AlreadyDecided, BotBottleError, NotFound, ValidationError
@@ -574,8 +574,7 @@ def cmd_supervise(args: argparse.Namespace) -> int:
 
 def register(subparsers: Any) -> None:
     """Add the ``supervise`` verb."""
-    parser = subparsers.add_parser(
-        "supervise",
+    parser = verb_parser(subparsers, "supervise", json=True,
         help=summary("supervise"),
         description="Review pending proposals from every bottle and decide them: a list that refreshes "
         "itself (* marks what arrived since your last keypress), a detail view with the diff or report, "
@@ -583,11 +582,9 @@ def register(subparsers: Any) -> None:
         epilog="examples:\n  bot-bottle supervise\n  bot-bottle supervise --once --json   (for scripts)",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    add_db_option(parser)
     parser.add_argument("--once", action="store_true", help="print the pending list and exit, without the UI")
     parser.add_argument("--bell", action="store_true", help="ring the terminal bell when a new proposal arrives")
     parser.add_argument("--notify", metavar="CMD",
                         help="run CMD when new proposals arrive (it gets BOT_BOTTLE_NEW_PROPOSALS, the count, and "
                         "BOT_BOTTLE_NEW_BOTTLES, their bottles, in its environment), e.g. \"notify-send bot-bottle\"")
-    add_json_option(parser)
     parser.set_defaults(handler=cmd_supervise)
