@@ -10,7 +10,6 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
 import unittest
 from pathlib import Path
 
@@ -166,13 +165,8 @@ class GitGateTest(TempDirTest):
         return [p.id for p, _ in self.store.listing("web-1", include_decided=True)]
 
     def wait_for_proposal(self) -> str:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            pending = self.store.pending("web-1")
-            if pending:
-                return pending[0].id
-            time.sleep(0.05)
-        raise AssertionError("git-gate never filed a proposal")
+        pending = wait_until(lambda: self.store.pending("web-1"), 60, what="git-gate filing a proposal")
+        return str(pending[0].id)
 
     def decide_later(self, status: str, notes: str) -> threading.Thread:
         thread = threading.Thread(target=lambda: decide(self.wait_for_proposal(), status, notes, store=self.store))

@@ -24,6 +24,7 @@ from bot_bottle.records import (
     STATUS_MODIFIED,
     STATUS_REJECTED,
     TOOL_EGRESS_BLOCK,
+    Proposal,
     Quota,
 )
 from bot_bottle.server_launcher import spawn
@@ -525,11 +526,7 @@ class ProcessTest(TempDirTest):
 
     @staticmethod
     def _approve_first(store: QueueStore) -> None:
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            for proposal in store.pending("agent-1"):
-                if "approve.example" in proposal.payload:
-                    decide(proposal.id, STATUS_APPROVED, "fine", store=store)
-                    return
-            time.sleep(0.02)
+        def filed() -> list[Proposal]:
+            return [p for p in store.pending("agent-1") if "approve.example" in p.payload]
+        decide(wait_until(filed, 20, 0.02, "the agent's filing")[0].id, STATUS_APPROVED, "fine", store=store)
 
