@@ -66,9 +66,16 @@ def resolve_db_path(path: str | os.PathLike[str] | None) -> Path:
 
 
 def open_db(
-    path: str | os.PathLike[str] | None = None, *, busy_timeout: float = DEFAULT_BUSY_TIMEOUT_SEC
+    path: str | os.PathLike[str] | None = None,
+    *,
+    busy_timeout: float = DEFAULT_BUSY_TIMEOUT_SEC,
+    migrate_schema: bool = True,
 ) -> sqlite3.Connection:
     """Open the database at ``path`` (``None``: the host database) and migrate it to the newest schema.
+
+    With ``migrate_schema=False`` (the sidecar) nothing is migrated: a
+    database not exactly at the newest version is refused (``SchemaTooOld``,
+    ``SchemaTooNew``) without writing.
 
     Creates the directory (0700) and file (0600) where missing. Raises a
     ``BotBottleError`` subclass, leaving the file as it was, for a file that
@@ -85,7 +92,10 @@ def open_db(
     conn = connect(target, busy_timeout=busy_timeout)
     try:
         with translate_errors(target):
-            migrate.upgrade(conn)
+            if migrate_schema:
+                migrate.upgrade(conn)
+            else:
+                migrate.require_current(conn)
     except BaseException:
         conn.close()
         raise
@@ -103,10 +113,14 @@ class Database:
     """
 
     def __init__(
-        self, path: str | os.PathLike[str] | None = None, *, busy_timeout: float = DEFAULT_BUSY_TIMEOUT_SEC
+        self,
+        path: str | os.PathLike[str] | None = None,
+        *,
+        busy_timeout: float = DEFAULT_BUSY_TIMEOUT_SEC,
+        migrate_schema: bool = True,
     ) -> None:
         self.path = resolve_db_path(path)
-        self._conn = open_db(self.path, busy_timeout=busy_timeout)
+        self._conn = open_db(self.path, busy_timeout=busy_timeout, migrate_schema=migrate_schema)
         self._lock = threading.RLock()
 
     @contextmanager
@@ -143,9 +157,15 @@ class DatabaseUser:
     audit entry, never close it under each other.
     """
 
-    def __init__(self, db_path: str | os.PathLike[str] | None = None, *, database: Database | None = None) -> None:
+    def __init__(
+        self,
+        db_path: str | os.PathLike[str] | None = None,
+        *,
+        database: Database | None = None,
+        migrate_schema: bool = True,
+    ) -> None:
         self._owns_db = database is None
-        self.db = database if database is not None else Database(db_path)
+        self.db = database if database is not None else Database(db_path, migrate_schema=migrate_schema)
 
     def close(self) -> None:
         """Close the store's connection, unless it was handed a ``Database`` to share."""

@@ -75,6 +75,10 @@ class AuditTampered(BotBottleError):
     """The audit log holds a change made without the host's key; nothing more is appended to it."""
 
 
+class SchemaTooOld(MigrationError):
+    """A sidecar met the host's database at an older schema than its own: migrating is the host's job."""
+
+
 class NotFound(BotBottleError):
     """No record matches the id (or id prefix) that was asked for."""
 

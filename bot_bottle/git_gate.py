@@ -570,7 +570,8 @@ def pre_receive(
             say(f"push refused: {len(suppressed)} findings marked gitleaks:allow is too many to review; split the push")
             return 1
         refs = _shown(", ".join(sorted({u.ref for u in updates})), masker, (), what="ref")
-        with QueueStore(db_path) as store:
+        # In the sidecar (the mounted constant) the host's database is used as it is, never migrated.
+        with QueueStore(db_path, migrate_schema=str(db_path) != DB_PATH_IN_CONTAINER) as store:
             queue = store.for_bottle(bottle)
             count = len(suppressed)
             proposal = queue.submit(

@@ -42,6 +42,7 @@ from bot_bottle.errors import (
     MigrationDrift,
     MigrationError,
     SchemaTooNew,
+    SchemaTooOld,
 )
 from bot_bottle.migration_files import (
     LEGACY_FILE_SHA256,
@@ -78,6 +79,7 @@ __all__ = [
     "live_schema_drift",
     "migrations_dir",
     "normalized",
+    "require_current",
     "split_statements",
     "statements_sha256",
     "status",
@@ -275,6 +277,24 @@ def _schema_objects(conn: sqlite3.Connection) -> dict[tuple[str, str], str]:
         "SELECT type, name, sql FROM sqlite_master WHERE name NOT LIKE 'sqlite_%' AND sql IS NOT NULL"
     )
     return {(str(kind), str(name)): " ".join(str(sql).split()) for kind, name, sql in rows}
+
+
+def require_current(conn: sqlite3.Connection, migrations: tuple[Migration, ...] | None = None) -> None:
+    """Refuse, without writing, a database that is not exactly at the code's newest version, or has drift.
+
+    For the sidecar: it uses the host's database as the host left it, and
+    never migrates it (that is the host's job, when it opens the database).
+    """
+    known = migrations if migrations is not None else discover()
+    with _translated(conn):
+        state = status(conn, known)
+        _refuse_unusable(state)
+        if state.pending:
+            raise SchemaTooOld(
+                f"database {state.path} is at schema version {state.current} but this sidecar needs "
+                f"{state.head}: update the host's bot-bottle and open the database there (any bot-bottle "
+                "command migrates it); the sidecar never migrates the host's database"
+            )
 
 
 def _rewrite_legacy_checksums(

@@ -145,7 +145,8 @@ def start(args: argparse.Namespace, log: Callable[[str], None]) -> tuple[Supervi
         # proposals the operator never sees.
         require_sidecar_database(DB_PATH_IN_CONTAINER)
     db_file = Path(args.db if args.db is not None else DB_PATH_IN_CONTAINER)
-    store = QueueStore(db_file)
+    # The host's database as the host left it: the sidecar never migrates it.
+    store = QueueStore(db_file, migrate_schema=args.db is not None)
     try:
         # SQLite's locks are only as good as the filesystem under the mount: say so once, at start.
         warning = check_mount(db_file.parent).warning()

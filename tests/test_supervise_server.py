@@ -14,6 +14,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bot_bottle import migrate
+from bot_bottle.connection import connect
 from bot_bottle.db import DB_PATH_IN_CONTAINER, open_db
 from bot_bottle.errors import ValidationError
 from bot_bottle.mcp_service import SuperviseService, route_payload
@@ -441,6 +443,10 @@ class ProcessTest(TempDirTest):
         unshare = require_tool(self, "unshare")
         host_db = self.tmp / "host-db"
         open_db(host_db / "bot-bottle.db").close()
+        old_db = self.tmp / "old-host-db"  # the host's database at an older schema than the sidecar's
+        conn = open_db(old_db / "bot-bottle.db")
+        migrate.downgrade(conn, 3, backup=False)
+        conn.close()
         start = ("from bot_bottle import supervise_server as s; "
                  "server, store = s.start(s.build_parser().parse_args(['--bottle', 'web-1', '--host', '127.0.0.1', "
                  "'--port', '0']), print); print('started'); server.server_close(); store.close()")
@@ -455,11 +461,14 @@ class ProcessTest(TempDirTest):
             echo "git-gate=$?"
             mount --bind "$HOSTDB" /run/supervise || exit 91
             "$PY" -c "$START"; echo "mounted=$?"
+            umount /run/supervise && mount --bind "$OLDDB" /run/supervise || exit 91
+            "$PY" -m bot_bottle.supervise_server --bottle web-1 --host 127.0.0.1 --port 0; echo "old-schema=$?"
         """
         prefix = [unshare, "--mount", "--propagation", "private"] if os.geteuid() == 0 else \
             [unshare, "--mount", "--map-root-user", "--propagation", "private"]
         result = subprocess.run([*prefix, "sh", "-c", script], cwd=REPO, capture_output=True, text=True, timeout=120,
                                 env={**os.environ, "PY": sys.executable, "HOSTDB": str(host_db), "START": start,
+                                     "OLDDB": str(old_db),
                                      "PYTHONPATH": str(REPO)})
         if result.returncode in (90, 91) or "unshare failed" in result.stderr:
             message = f"cannot make a mount namespace here: {result.stderr.strip()[-300:]}"
@@ -473,8 +482,13 @@ class ProcessTest(TempDirTest):
         self.assertIn("git-gate=1", out, result.stderr)
         self.assertIn("started", out, result.stderr)
         self.assertIn("mounted=0", out, result.stderr)
+        self.assertIn("old-schema=1", out, result.stderr)
         errors = [line for line in result.stderr.splitlines() if line.strip()]
-        self.assertEqual(len(errors), 3, result.stderr)
+        self.assertEqual(len(errors), 4, result.stderr)
+        self.assertIn("schema version 3 but this sidecar needs", errors[3])
+        check = connect(old_db / "bot-bottle.db")
+        self.addCleanup(check.close)
+        self.assertEqual(migrate.current_version(check), 3, "the sidecar never migrates the host's database")
         self.assertIn("does not exist", errors[0])
         self.assertIn("is not on a mount of its own", errors[1])
         self.assertTrue(errors[2].startswith("git-gate: push refused: /run/supervise/bot-bottle.db is not on a mount"),
