@@ -182,9 +182,14 @@ class AuditStore(DatabaseUser):
             raise AuditTampered(f"the audit log has seals past its last entry {last_seq}: entries were removed"
                                 + _REFUSED)
         if sealed_seq == last_seq:
+            cls._check_newest(conn, key, anchor, last_seq, newest)
             return newest
-        if anchor is not None and last_seq > max(anchor.seq, sealed_seq):
-            raise AuditTampered(f"audit entries {max(anchor.seq, sealed_seq) + 1}-{last_seq} have no seal: they "
+        # Past the anchor, or past a seal when there is no anchor (retired, or never written), an entry
+        # without a seal was written without the host: every host append seals in its own transaction,
+        # and a downgrade drops all the seals, never the newest ones alone.
+        proven = max(_seq(anchor) or 0, sealed_seq)
+        if (anchor is not None or sealed_seq) and last_seq > proven:
+            raise AuditTampered(f"audit entries {proven + 1}-{last_seq} have no seal: they "
                                 "were written without the host's key" + _REFUSED)
         problem, seals = cls._walk(conn, key, anchor)
         if problem is not None:
@@ -192,6 +197,25 @@ class AuditStore(DatabaseUser):
         for seq in range(sealed_seq + 1, last_seq + 1):
             conn.execute("INSERT INTO audit_seal (seq, mac) VALUES (:seq, :mac)", {"seq": seq, "mac": seals[seq]})
         return seals[last_seq] if last_seq else GENESIS_SEAL
+
+    @classmethod
+    def _check_newest(cls, conn: sqlite3.Connection, key: bytes, anchor: Anchor | None, seq: int, seal: str) -> None:
+        """Refuse to seal on top of a newest entry whose hash or seal the host did not make (one entry: cheap).
+
+        A sidecar cannot compute a seal, but it can append an entry with a
+        made-up one; the host's next seal would chain onto it.
+        """
+        if seq == 0:
+            return
+        row = conn.execute(f"{_SELECT} WHERE seq = :seq", {"seq": seq}).fetchone()
+        before = conn.execute("SELECT mac FROM audit_seal WHERE seq = :seq", {"seq": seq - 1}).fetchone()
+        previous = GENESIS_SEAL if seq == 1 else (str(before[0]) if before is not None else None)
+        _, ts, queue_key, action, tool, proposal_id, actor, notes, diff, details, link, digest, _ = row
+        recomputed = cls.compute_hash(seq, ts, queue_key, action, tool, proposal_id, actor, notes, diff, details, link)
+        if (recomputed != digest or previous is None or seal_of(key, seq, previous, digest) != seal
+                or (anchor is not None and anchor.seq == seq and anchor.seal != seal)):
+            raise AuditTampered(f"the newest audit entry {seq} does not match its seal: it was written or "
+                                "rewritten without the host's key" + _REFUSED)
 
     @classmethod
     def _walk(
@@ -373,10 +397,10 @@ class AuditStore(DatabaseUser):
                 return VerifyResult(False, count, count + 1, f"the log has seals for {sealed} entries but only "
                                     f"{count} entries: entries were removed", anchored=_seq(anchor))
             unsealed = count - sealed
-            if anchor is not None and unsealed and count > max(anchor.seq, sealed):
-                first = max(anchor.seq, sealed) + 1
+            if (anchor is not None or sealed) and unsealed and count > max(_seq(anchor) or 0, sealed):
+                first = max(_seq(anchor) or 0, sealed) + 1
                 return VerifyResult(False, count, first, f"entries {first}-{count} have no seal: they were "
-                                    "written without the host's key", anchored=anchor.seq)
+                                    "written without the host's key", anchored=_seq(anchor))
             binding = _binding_problem(conn)
             if binding is not None:
                 return VerifyResult(False, count, binding[0], binding[1], anchored=_seq(anchor))

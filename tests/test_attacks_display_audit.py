@@ -1,0 +1,87 @@
+"""Attacks by a hostile agent and a tampering sidecar on what the operator sees and on the audit proof.
+
+Each test performs one attack with the real tools (the CLI in a subprocess,
+sqlite3 on the mounted file as a sidecar would, tmux for the terminal) and
+shows it fail.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+from bot_bottle.audit_store import AuditStore
+from bot_bottle.errors import AuditTampered
+from bot_bottle.queue_store import QueueStore
+from bot_bottle.records import STATUS_APPROVED, TOOL_EGRESS_BLOCK
+from bot_bottle.supervise import decide
+from tests.support import TempDirTest
+
+
+class SidecarSealTest(TempDirTest):
+    """A sidecar with the database file read-write, but not the host's key or anchors."""
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.db = self.tmp / "attack.db"
+        self.store = QueueStore(self.db)
+        self.addCleanup(self.store.close)
+        for index in range(2):
+            proposal = self.store.submit(f"web-{index}", TOOL_EGRESS_BLOCK, f"routes: [{index}]\n", "why")
+            decide(proposal.id, STATUS_APPROVED, f"ok {index}", decided_by="op@host", store=self.store)
+
+    def raw(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.db, isolation_level=None)
+        self.addCleanup(conn.close)
+        for trigger in ("audit_log_no_update", "audit_log_no_delete", "audit_seal_no_delete", "audit_log_chain"):
+            conn.execute(f"DROP TRIGGER IF EXISTS {trigger}")
+        return conn
+
+    def forge_entry(self, raw: sqlite3.Connection, seal: str | None = None) -> None:
+        """Append an entry with a correct sha256 link (and, if given, a made-up seal)."""
+        last = raw.execute("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1").fetchone()
+        fields = (last[0] + 1, "2026-01-01T00:00:00.000000Z", "web-1", "operator-edit", "routes", None, "op@host",
+                  "widened on purpose", "+  - host: '*'\n", "{}", last[1])
+        raw.execute("INSERT INTO audit_log VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                    (*fields, AuditStore.compute_hash(*fields)))
+        if seal is not None:
+            raw.execute("INSERT INTO audit_seal (seq, mac) VALUES (?, ?)", (last[0] + 1, seal))
+
+    def verify(self) -> tuple[bool, str]:
+        with AuditStore(self.db) as audit:
+            result = audit.verify()
+        return result.ok, result.problem
+
+    def test_forged_entries_are_not_sealed_after_the_anchor_is_retired(self) -> None:
+        """Deciding is refused; the operator retires the anchor; the host must still not seal the forgery."""
+        self.forge_entry(self.raw())
+        self.assertEqual(self.run_cli("audit", "retire-anchor", "--yes", "--db", str(self.db)).returncode, 0)
+        proposal = self.store.submit("web-9", TOOL_EGRESS_BLOCK, "routes: [z]\n", "why")
+        with self.assertRaises(AuditTampered):
+            decide(proposal.id, STATUS_APPROVED, store=self.store)
+        self.assertIsNone(self.store.response(proposal.id))
+        ok, problem = self.verify()
+        self.assertFalse(ok)
+        self.assertIn("without the host's key", problem)
+
+    def test_tail_rewritten_without_seals_and_no_anchor(self) -> None:
+        """No anchor (retired): the sidecar drops the newest seal and rewrites that entry; it is not resealed."""
+        self.assertEqual(self.run_cli("audit", "retire-anchor", "--yes", "--db", str(self.db)).returncode, 0)
+        raw = self.raw()
+        raw.execute("DELETE FROM audit_seal WHERE seq = 2")
+        raw.execute("DELETE FROM audit_log WHERE seq = 2")
+        self.forge_entry(raw)
+        ok, _problem = self.verify()
+        self.assertFalse(ok)
+        proposal = self.store.submit("web-9", TOOL_EGRESS_BLOCK, "routes: [z]\n", "why")
+        with self.assertRaises(AuditTampered):
+            decide(proposal.id, STATUS_APPROVED, store=self.store)
+
+    def test_a_made_up_seal_on_a_forged_entry_is_not_sealed_over(self) -> None:
+        """An entry appended with a made-up seal: the host's next decision refuses to chain onto it."""
+        self.forge_entry(self.raw(), seal="ab" * 32)
+        proposal = self.store.submit("web-9", TOOL_EGRESS_BLOCK, "routes: [z]\n", "why")
+        with self.assertRaises(AuditTampered) as caught:
+            decide(proposal.id, STATUS_APPROVED, store=self.store)
+        self.assertIn("entry 3", str(caught.exception))
+        self.assertIsNone(self.store.response(proposal.id))
+        self.assertFalse(self.verify()[0])
