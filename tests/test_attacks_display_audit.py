@@ -17,7 +17,7 @@ from bot_bottle.supervise import decide
 from tests.support import TempDirTest
 
 
-class SidecarSealTest(TempDirTest):
+class SidecarTestCase(TempDirTest):
     """A sidecar with the database file read-write, but not the host's key or anchors."""
 
     def setUp(self) -> None:
@@ -51,6 +51,9 @@ class SidecarSealTest(TempDirTest):
             result = audit.verify()
         return result.ok, result.problem
 
+
+
+class SidecarSealTest(SidecarTestCase):
     def test_forged_entries_are_not_sealed_after_the_anchor_is_retired(self) -> None:
         """Deciding is refused; the operator retires the anchor; the host must still not seal the forgery."""
         self.forge_entry(self.raw())
@@ -85,3 +88,16 @@ class SidecarSealTest(TempDirTest):
         self.assertIn("entry 3", str(caught.exception))
         self.assertIsNone(self.store.response(proposal.id))
         self.assertFalse(self.verify()[0])
+
+
+class StoredFieldInErrorTest(SidecarTestCase):
+    def test_a_decider_written_by_a_sidecar_cannot_add_a_line_to_an_error(self) -> None:
+        """A response written straight into the file, decided_by holding a newline and a fake success line."""
+        proposal = self.store.submit("web-5", TOOL_EGRESS_BLOCK, "routes: [q]\n", "why")
+        fake = f"mallory\napproved {proposal.short_id} (web-5, egress-block) as op@host"
+        raw = sqlite3.connect(self.db, isolation_level=None)
+        self.addCleanup(raw.close)
+        raw.execute("INSERT INTO responses (proposal_id, status, notes, final_file, decided_by, decided_at) "
+                    "VALUES (?, 'rejected', 'no', NULL, ?, '2026-01-01T00:00:00.000000Z')", (proposal.id, fake))
+        result = self.run_cli("proposals", "approve", proposal.short_id, "--db", str(self.db))
+        self.assert_clean_error(result, 1, "already rejected by mallory\\x0aapproved")

@@ -78,8 +78,9 @@ def _verb_in(argv: Sequence[str]) -> str | None:
 
 
 def _fail(message: str, status: int) -> int:
-    # Messages can quote input (an id, a file's line, what someone else decided): never raw to the terminal.
-    print(f"bot-bottle: error: {terminal_text.clean(message)}", file=sys.stderr)
+    # Messages can quote input (an id, a file's line, what someone else decided): never raw to the terminal,
+    # and on one line, so a stored field with a newline cannot add a line that reads as our own.
+    print(f"bot-bottle: error: {terminal_text.clean_line(message)}", file=sys.stderr)
     return status
 
 
