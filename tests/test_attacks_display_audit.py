@@ -12,7 +12,7 @@ import sqlite3
 from bot_bottle.audit_store import AuditStore
 from bot_bottle.errors import AuditTampered
 from bot_bottle.queue_store import QueueStore
-from bot_bottle.records import STATUS_APPROVED, TOOL_EGRESS_BLOCK
+from bot_bottle.records import STATUS_APPROVED, TOOL_EGRESS_ALLOW, TOOL_EGRESS_BLOCK
 from bot_bottle.supervise import decide
 from tests.support import TempDirTest
 
@@ -101,3 +101,64 @@ class StoredFieldInErrorTest(SidecarTestCase):
                     "VALUES (?, 'rejected', 'no', NULL, ?, '2026-01-01T00:00:00.000000Z')", (proposal.id, fake))
         result = self.run_cli("proposals", "approve", proposal.short_id, "--db", str(self.db))
         self.assert_clean_error(result, 1, "already rejected by mallory\\x0aapproved")
+
+
+# Spellings of a widening route that a YAML or JSON reader takes as '*', '*.com' or '/' (one added line each).
+WIDENING_SPELLINGS = [
+    '  - host: "\\u002a"',            # JSON / YAML double-quoted escape
+    '  - host: "\\u002A.com"',
+    '  - host: "\\x2a"',              # YAML \x escape
+    '  - "h\\u006fst": "*.com"',      # the key itself escaped
+    '  - hosts:\n      - "*.com"',    # a hosts: list, the wildcard on a line of its own
+    "  - host: >-\n      *.com",      # a block scalar
+    '  - host: "*.co.uk"',            # a public suffix: anyone can register under it
+    '  - host: "*.github.io"',
+    '  - {host: a.example, paths: ["\\/"]}',
+    "  - {host: a.example, paths: [/*]}",
+    "  - *everything",                # a YAML alias to a value defined elsewhere
+]
+
+
+class WideningSpellingsTest(TempDirTest):
+    def setUp(self) -> None:
+        super().setUp()
+        self.db = self.tmp / "routes.db"
+        self.store = QueueStore(self.db)
+        self.addCleanup(self.store.close)
+
+    def show(self, proposal_id: str) -> list[str]:
+        result = self.run_cli("proposals", "show", proposal_id, "--db", str(self.db))
+        self.assertEqual(result.returncode, 0, result.stderr)
+        return result.stdout.split("\n")
+
+    def test_every_spelling_is_marked(self) -> None:
+        """Each spelling, added to a routes file, gets the '!' gutter mark and a warning."""
+        current = "routes:\n  - host: github.com\n"
+        for spelling in WIDENING_SPELLINGS:
+            with self.subTest(spelling):
+                proposal = self.store.submit("web-1", TOOL_EGRESS_BLOCK, current + spelling + "\n", "docs",
+                                             current_file=current)
+                lines = self.show(proposal.short_id)
+                self.assertTrue(any(line.startswith("WARNING:") for line in lines), "\n".join(lines))
+                last = spelling.split("\n")[-1]
+                self.assertIn("! +" + last, lines)
+
+    def test_a_rename_that_puts_unchanged_wildcards_in_effect_is_warned(self) -> None:
+        """The '*' stays as it was, far from the change: renaming its section is what widens, and it is named."""
+        current = "routes:\n  - host: github.com\nblocked:\n" + "".join(f"  - host: h{i}.example\n" for i in range(6))
+        current += '  - host: "*"\n'
+        proposed = current.replace("blocked:", "routes-extra:")
+        proposal = self.store.submit("web-1", TOOL_EGRESS_BLOCK, proposed, "tidy the names", current_file=current)
+        text = "\n".join(self.show(proposal.short_id))
+        self.assertIn("WARNING: the file keeps 1 unchanged line(s) that widen access", text)
+        self.assertIn('line 10: - host: "*"', text)
+        self.assertNotIn('host: "*"', text.split("diff (current -> proposed):")[1].split("@@")[-1])
+
+    def test_egress_allow_routes_over_public_suffixes_and_star_paths_are_warned(self) -> None:
+        """An egress-allow of '*.co.uk' or a path of '/*' shows a widening warning."""
+        for route in ('{"host": "*.co.uk"}', '{"host": "*.vercel.app"}', '{"host": "a.example", "paths": ["/*"]}'):
+            with self.subTest(route):
+                proposal = self.store.submit("web-1", TOOL_EGRESS_ALLOW, route + "\n", "docs")
+                lines = self.show(proposal.short_id)
+                self.assertTrue(any(line.startswith("WARNING: this route widens access") for line in lines),
+                                "\n".join(lines))

@@ -23,7 +23,7 @@ from bot_bottle.records import (
     Proposal,
     Response,
 )
-from bot_bottle.routes import parse_route, validate_final_file, widening_lines
+from bot_bottle.routes import file_widening, parse_route, validate_final_file, widening_lines
 from bot_bottle.supervise import decision_diff, render_diff
 
 WARNING = "WARNING:"
@@ -102,17 +102,31 @@ def route_lines(payload: str) -> list[str]:
     return lines
 
 
-def marked_diff(diff: str) -> list[str]:
+def marked_diff(diff: str, final: str | None = None) -> list[str]:
     """A routes-file diff with a gutter: ``!`` marks an added line that widens access, with a warning above.
 
     The gutter is ours alone (every diff line is shifted right by two), so
-    file text cannot fake or hide a mark.
+    file text cannot fake or hide a mark. With ``final`` (the file the
+    decision puts in place), lines of it that widen access but are not added
+    (a change elsewhere, such as renaming the section they are in, can put
+    them in effect, and they may lie outside the diff's context) are named
+    too, with their line numbers and text.
     """
     widening = widening_lines(diff)
     lines: list[str] = []
     if widening:
         lines.append(Shown(f"{WARNING} {len(widening)} added line(s) widen access (marked !):", "warning"))
         lines += [Shown(f"  {'; '.join(reasons)}", "warning") for reasons in widening.values()]
+    if final is not None and diff:
+        added = {text[1:] for index, text in enumerate(diff.split("\n")) if index in widening}
+        kept = {number: reasons for number, reasons in file_widening(final).items()
+                if final.split("\n")[number - 1] not in added}
+        if kept:
+            lines.append(Shown(f"{WARNING} the file keeps {len(kept)} unchanged line(s) that widen access where "
+                               "they are in effect (check the change does not put them in effect):", "warning"))
+            every = final.split("\n")
+            lines += [Shown(f"  line {number}: {every[number - 1].strip()}  ({'; '.join(reasons)})", "warning")
+                      for number, reasons in kept.items()]
     body = diff.rstrip("\n")
     if not body:
         return [*lines, "    (no change)"]
@@ -166,7 +180,8 @@ def describe(proposal: Proposal, response: Response | None) -> list[str]:
                   *route_lines(final if modified and final is not None else proposal.payload)]
     diff = decision_diff(proposal, status, final)
     label = "current -> final" if status == STATUS_MODIFIED else "current -> proposed"
-    lines += ["", f"diff ({label}):", *marked_diff(diff)]
+    after = final if status == STATUS_MODIFIED and final is not None else proposal.payload
+    lines += ["", f"diff ({label}):", *marked_diff(diff, after if proposal.tool != TOOL_EGRESS_ALLOW else None)]
     return lines
 
 
@@ -181,12 +196,13 @@ def modification(proposal: Proposal, final_file: str) -> list[str]:
     if proposal.tool == TOOL_EGRESS_ALLOW:
         lines += ["", "route as modified:", *route_lines(final_file)]
     else:
-        allowed = decision_diff(proposal, STATUS_MODIFIED, final_file)
-        widening = widening_lines(allowed)
+        widening = file_widening(final_file)
         if widening:
-            lines += ["", Shown(f"{WARNING} the final file still has {len(widening)} line(s) that widen access:",
+            lines += ["", Shown(f"{WARNING} the final file has {len(widening)} line(s) that widen access:",
                                 "warning")]
-            lines += [Shown(f"  {'; '.join(reasons)}", "warning") for reasons in widening.values()]
+            every = final_file.split("\n")
+            lines += [Shown(f"  line {number}: {every[number - 1].strip()}  ({'; '.join(reasons)})", "warning")
+                      for number, reasons in widening.items()]
     own = render_diff(proposal.payload, final_file, before_name="proposed", after_name="final")
     lines += ["", "diff (proposed -> final):", *marked_diff(own)]
     return lines
