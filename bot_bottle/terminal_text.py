@@ -13,7 +13,9 @@ Every human-facing output passes its text through here first, so that:
   there, and what;
 - tab expands to spaces; newline ends a line (``\\r\\n`` counts as one);
 - widths are display columns: East Asian wide and fullwidth characters take
-  two, combining marks none. A mark with nothing to combine with, or beyond
+  two, combining marks none; where terminals differ (an emoji made wide by
+  U+FE0F, flags) the widest count is taken, so a fitted row never
+  overflows. A mark with nothing to combine with, or beyond
   ``MAX_COMBINING`` on one character, is shown as an escape instead, so a
   flood of marks cannot smear a row;
 - a line cut to fit ends with ``CUT_MARKER``; a wrapped line's continuation
@@ -48,6 +50,9 @@ _INVISIBLE = frozenset("\u034f\u115f\u1160\u17b4\u17b5\u180e\u2800\u3164\uffa0")
 # paragraph separators that some terminals break lines on.
 _ESCAPED_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
 _PRINTABLE_ASCII = re.compile(r"[\x20-\x7e]*")
+# VARIATION SELECTOR-16: draw the character before it as a (wide) emoji.
+EMOJI_PRESENTATION = "\ufe0f"
+_REGIONAL_INDICATORS = (0x1F1E6, 0x1F1FF)
 
 
 @dataclass(frozen=True)
@@ -87,10 +92,20 @@ def needs_escape(char: str) -> bool:
 
 
 def char_width(char: str) -> int:
-    """Display columns of a character that passed ``needs_escape``: 0, 1 or 2."""
+    """Display columns of a character that passed ``needs_escape``: 0, 1 or 2.
+
+    Where terminals disagree, the widest count wins, so that a row cut or
+    wrapped to fit never runs past the edge of any of them (at worst it
+    falls short): U+FE0F (emoji presentation) turns the character before it
+    into a two-column emoji on most terminals, so it counts one column of
+    its own; a regional indicator (half of a flag) counts two.
+    """
+    if char == EMOJI_PRESENTATION:
+        return 1
     if unicodedata.combining(char) or unicodedata.category(char) in ("Mn", "Me"):
         return 0
-    return 2 if unicodedata.east_asian_width(char) in ("W", "F") else 1
+    regional = _REGIONAL_INDICATORS[0] <= ord(char) <= _REGIONAL_INDICATORS[1]
+    return 2 if regional or unicodedata.east_asian_width(char) in ("W", "F") else 1
 
 
 def lines(text: str) -> list[Line]:

@@ -7,14 +7,18 @@ shows it fail.
 
 from __future__ import annotations
 
+import shlex
 import sqlite3
+import sys
+import unicodedata
 
 from bot_bottle.audit_store import AuditStore
 from bot_bottle.errors import AuditTampered
 from bot_bottle.queue_store import QueueStore
 from bot_bottle.records import STATUS_APPROVED, TOOL_EGRESS_ALLOW, TOOL_EGRESS_BLOCK
 from bot_bottle.supervise import decide
-from tests.support import TempDirTest
+from tests.support import REPO, TempDirTest
+from tests.test_tui import Terminal
 
 
 class SidecarTestCase(TempDirTest):
@@ -162,3 +166,43 @@ class WideningSpellingsTest(TempDirTest):
                 lines = self.show(proposal.short_id)
                 self.assertTrue(any(line.startswith("WARNING: this route widens access") for line in lines),
                                 "\n".join(lines))
+
+
+def widest_columns(text: str) -> int:
+    """Columns of a screen line on a terminal that draws emoji presentation (U+FE0F) and flags two wide.
+
+    Counted here without the project's code: kitty, WezTerm, iTerm2 and
+    recent VTE draw '❤️' in two cells, tmux in one.
+    """
+    columns = 0
+    for char in text.rstrip():
+        if char == "\ufe0f":
+            columns += 1
+        elif unicodedata.combining(char) or unicodedata.category(char) in ("Mn", "Me"):
+            continue
+        elif unicodedata.east_asian_width(char) in "WF" or 0x1F1E6 <= ord(char) <= 0x1F1FF:
+            columns += 2
+        else:
+            columns += 1
+    return columns
+
+
+class EmojiWidthTest(TempDirTest):
+    """Emoji that some terminals draw two wide must not push a row past the edge, where it would wrap into a
+    line of its own that the agent wrote (a fake row or diff line, without the continuation mark)."""
+
+    def test_rows_fit_the_widest_drawing(self) -> None:
+        db = self.tmp / "emoji.db"
+        with QueueStore(db) as store:
+            fake = "deadbeef  web-9   egress-allow  1s   approved  fine"
+            justification = "\u2764\ufe0f" * 40 + "\U0001f1e9\U0001f1ea" * 5 + fake
+            proposal = store.submit("web-1", TOOL_EGRESS_BLOCK, "routes: []\n", justification)
+        for verb in ("proposals list", f"proposals show {proposal.short_id}", "supervise --once"):
+            with self.subTest(verb):
+                command = (f"cd {shlex.quote(str(REPO))} && env HOME={shlex.quote(str(self.home))} LESS=FRX "
+                           f"{shlex.quote(sys.executable)} -m bot_bottle {verb} --db {shlex.quote(str(db))}; "
+                           "echo END-MARK; sleep 30")
+                term = Terminal(self, command, width=80, height=40)
+                screen = term.wait_for("END-MARK")
+                for row in screen.split("\n"):
+                    self.assertLessEqual(widest_columns(row), 80, row)
