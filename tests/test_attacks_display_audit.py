@@ -7,6 +7,7 @@ shows it fail.
 
 from __future__ import annotations
 
+import hashlib
 import shlex
 import sqlite3
 import sys
@@ -206,3 +207,32 @@ class EmojiWidthTest(TempDirTest):
                 screen = term.wait_for("END-MARK")
                 for row in screen.split("\n"):
                     self.assertLessEqual(widest_columns(row), 80, row)
+
+
+class DecidedProposalRewrittenTest(SidecarTestCase):
+    """After the decision, the sidecar rewrites what was decided on: the proposal row itself."""
+
+    def rewrite(self, column: str, value: str, *, with_hash: bool = True) -> str:
+        proposal_id = str(self.store.listing(None, include_decided=True)[0][0].id)
+        raw = self.raw()
+        raw.execute("DROP TRIGGER IF EXISTS proposals_immutable")
+        raw.execute(f"UPDATE proposals SET {column} = ? WHERE id = ?", (value, proposal_id))
+        if with_hash and column == "payload":
+            raw.execute("UPDATE proposals SET payload_sha256 = ? WHERE id = ?",
+                        (hashlib.sha256(value.encode()).hexdigest(), proposal_id))
+        if with_hash and column == "current_file":
+            raw.execute("UPDATE proposals SET current_file_hash = ? WHERE id = ?",
+                        (hashlib.sha256(value.encode()).hexdigest(), proposal_id))
+        return proposal_id
+
+    def test_every_field_that_was_decided_on(self) -> None:
+        """Payload (hash redone), current file, justification, bottle, tool: verify names the proposal."""
+        for column, value in (("payload", 'routes:\n  - host: "*"\n'), ("current_file", "routes: [all]\n"),
+                              ("justification", "the operator asked for this"), ("queue_key", "web-7"),
+                              ("created_at", "2020-01-01T00:00:00.000000Z")):
+            with self.subTest(column):
+                self.setUp()
+                proposal_id = self.rewrite(column, value)
+                ok, problem = self.verify()
+                self.assertFalse(ok, column)
+                self.assertIn(proposal_id, problem)
