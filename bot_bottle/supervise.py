@@ -125,6 +125,7 @@ def decide(
     db_path: str | os.PathLike[str] | None = None,
     *,
     store: QueueStore | None = None,
+    shown: Proposal | None = None,
 ) -> Response:
     """Decide a proposal: write its response and audit entry in one transaction.
 
@@ -132,6 +133,10 @@ def decide(
     database at ``db_path`` (``None``: the host's). Raises
     ``ValidationError`` for a decision the rules do not allow, ``NotFound``
     for an unknown id and ``AlreadyDecided`` when someone decided first.
+    ``shown`` is the proposal as the operator saw it: the decision is
+    recorded only if the stored proposal is still exactly that, checked in
+    the deciding transaction (``AuditTampered`` otherwise). Without it, the
+    proposal as read here is the one held.
     """
     validate_text("notes", notes, max_bytes=MAX_TEXT_BYTES)
     validate_optional_text("final_file", final_file, max_bytes=MAX_FILE_BYTES)
@@ -139,7 +144,7 @@ def decide(
     validate_text("decided_by", actor, max_bytes=MAX_NAME_BYTES, required=True)
     queue = store if store is not None else QueueStore(db_path)
     try:
-        proposal = queue.get(proposal_id)
+        proposal = shown if shown is not None and shown.id == proposal_id else queue.get(proposal_id)
         check_decision(proposal, status, notes, final_file)
         response, _ = queue.record_decision(
             proposal_id,
@@ -149,6 +154,7 @@ def decide(
             actor,
             diff=decision_diff(proposal, status, final_file),
             details=_details(proposal, final_file),
+            expected=proposal,
         )
         return response
     finally:

@@ -236,3 +236,39 @@ class DecidedProposalRewrittenTest(SidecarTestCase):
                 ok, problem = self.verify()
                 self.assertFalse(ok, column)
                 self.assertIn(proposal_id, problem)
+
+
+class RewrittenWhileOnScreenTest(SidecarTestCase):
+    """The operator reads a harmless proposal; the sidecar rewrites it before the key press that decides."""
+
+    def test_the_tui_records_nothing_it_did_not_show(self) -> None:
+        current = "routes:\n  - host: github.com\n"
+        proposal = self.store.submit("web-3", TOOL_EGRESS_BLOCK, current + "  - host: docs.python.org\n", "docs",
+                                     current_file=current)
+        command = (f"cd {shlex.quote(str(REPO))} && env HOME={shlex.quote(str(self.home))} "
+                   f"{shlex.quote(sys.executable)} -m bot_bottle supervise --db {shlex.quote(str(self.db))}; sleep 30")
+        term = Terminal(self, command, width=120, height=30)
+        term.wait_for("1 pending")
+        term.send("Enter")
+        term.wait_for("docs.python.org")
+        raw = self.raw()
+        raw.execute("DROP TRIGGER IF EXISTS proposals_immutable")
+        widened = current + '  - host: "*"\n'
+        raw.execute("UPDATE proposals SET payload = ?, payload_sha256 = ? WHERE id = ?",
+                    (widened, hashlib.sha256(widened.encode()).hexdigest(), proposal.id))
+        term.send("a")
+        term.wait_for("note (optional)")
+        term.send("looks fine", "Enter")
+        screen = term.wait_for("not what was shown")
+        self.assertIn(proposal.short_id, screen)
+        self.assertIsNone(self.store.response(proposal.id))
+
+    def test_a_library_decision_holds_what_it_read(self) -> None:
+        """decide(shown=...) refuses a proposal that differs from the one shown, inside its transaction."""
+        proposal = self.store.submit("web-3", TOOL_EGRESS_BLOCK, "routes: [a]\n", "docs")
+        raw = self.raw()
+        raw.execute("DROP TRIGGER IF EXISTS proposals_immutable")
+        raw.execute("UPDATE proposals SET justification = 'other' WHERE id = ?", (proposal.id,))
+        with self.assertRaises(AuditTampered):
+            decide(proposal.id, STATUS_APPROVED, store=self.store, shown=proposal)
+        self.assertIsNone(self.store.response(proposal.id))

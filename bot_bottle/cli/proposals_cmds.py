@@ -101,7 +101,7 @@ def _decide(args: argparse.Namespace, status: str, notes: str, final_file: str |
         if status == STATUS_MODIFIED and final_file is not None and not _confirmed(args, proposal, notes, final_file):
             print("modification cancelled: nothing recorded")
             return 1
-        response = decide(proposal.id, status, notes, final_file, store=store)
+        response = decide(proposal.id, status, notes, final_file, store=store, shown=proposal)
     print_untrusted(f"{response.status} {proposal.short_id} ({proposal.queue_key}, {proposal.tool}) "
                     f"as {response.decided_by}")
     return 0
