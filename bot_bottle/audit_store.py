@@ -203,9 +203,12 @@ class AuditStore(DatabaseUser):
         """Refuse to seal on top of a newest entry whose hash or seal the host did not make (one entry: cheap).
 
         A sidecar cannot compute a seal, but it can append an entry with a
-        made-up one; the host's next seal would chain onto it.
+        made-up one; the host's next seal would chain onto it. Such entries
+        are moved out by ``set_aside`` (``audit set-aside``).
         """
-        if seq == 0:
+        if seq == 0 or (anchor is not None and seq <= anchor.seq):
+            # Anchored: the host wrote this seal. A change to the entry is for verify to report (it
+            # recomputes every seal from the key); refusing here would only stop every decision.
             return
         row = conn.execute(f"{_SELECT} WHERE seq = :seq", {"seq": seq}).fetchone()
         before = conn.execute("SELECT mac FROM audit_seal WHERE seq = :seq", {"seq": seq - 1}).fetchone()
@@ -350,13 +353,12 @@ class AuditStore(DatabaseUser):
         return [cls.from_row(row) for row in rows]
 
     @classmethod
-    def export_lines(cls, conn: sqlite3.Connection, batch: int = 1000) -> Iterator[str]:
-        """Every entry on ``conn`` as a JSON line (the ``audit export`` form), oldest first.
+    def export_lines(cls, conn: sqlite3.Connection, batch: int = 1000, after: int = 0) -> Iterator[str]:
+        """Every entry on ``conn`` (past ``after``) as a JSON line (the ``audit export`` form), oldest first.
 
         Reads on the caller's connection, so a downgrade can write the log out
         inside the very transaction that drops it.
         """
-        after = 0
         while True:
             rows = cls._batch(conn, after, batch)
             if not rows:
@@ -406,6 +408,50 @@ class AuditStore(DatabaseUser):
                 return VerifyResult(False, count, binding[0], binding[1], anchored=_seq(anchor))
         return VerifyResult(True, count, unsealed=unsealed, anchored=_seq(anchor))
 
+    def set_aside(self, export: Callable[[sqlite3.Connection, int], int]) -> tuple[int, int]:
+        """Move the entries past what the host can prove out of the log; (how many, the last one kept).
+
+        What the host proves: entries whose sha256 chain and seals verify with
+        its key, up to the newest valid seal or the anchor, whichever is
+        further. Entries past that (a sidecar's appended entries, with no
+        seal or a made-up one) make every append refuse; this is the way out.
+        ``export(conn, after)`` writes them (with hashes and seals) somewhere
+        new and returns how many, inside the transaction that then deletes
+        them, so none is lost. Entries up to the anchor that were changed are
+        never removed here (``AuditTampered``): restore a backup instead.
+        """
+        key = load_key(create=False)
+        if key is None:
+            raise AuditTampered(f"the host's audit key {key_path()} is missing: without it no entry can be told "
+                                "from a forgery (restore the key from your copy)")
+        anchor = read_anchor(self.db.path)
+        with self.db.write() as conn:
+            last = int(conn.execute("SELECT coalesce(max(seq), 0) FROM audit_log").fetchone()[0])
+            sealed = int(conn.execute("SELECT coalesce(max(seq), 0) FROM audit_seal").fetchone()[0])
+            problem, _ = self._walk(conn, key, anchor)
+            kept = last if problem is None or problem[0] is None else problem[0] - 1
+            if anchor is not None or sealed:
+                kept = min(kept, max(_seq(anchor) or 0, sealed))
+            if anchor is not None and kept < anchor.seq:
+                raise AuditTampered(f"entry {kept + 1} is at or before the host's anchor (entry {anchor.seq}) and "
+                                    "was changed: set-aside removes only entries written past the host's proof; "
+                                    "restore the database from a backup ('bot-bottle audit verify' names it)")
+            if kept >= last:
+                return 0, kept
+            count = export(conn, kept)
+            if count != last - kept:
+                raise AuditTampered(f"wrote {count} entries but {last - kept} were to be set aside; nothing removed")
+            # The triggers refuse DELETE (that is their point); they are put back in this same transaction.
+            triggers = conn.execute("SELECT name, sql FROM sqlite_master WHERE type = 'trigger' "
+                                    "AND tbl_name IN ('audit_log', 'audit_seal')").fetchall()
+            for name, _sql in triggers:
+                conn.execute(f'DROP TRIGGER "{name}"')
+            conn.execute("DELETE FROM audit_seal WHERE seq > :kept", {"kept": kept})
+            conn.execute("DELETE FROM audit_log WHERE seq > :kept", {"kept": kept})
+            for _name, sql in triggers:
+                conn.execute(sql)
+        return count, kept
+
     def head(self) -> dict[str, Any]:
         """The newest entry's sequence, hash and seal, and the anchor: what to keep elsewhere."""
         with self.db.read() as conn:
@@ -428,7 +474,8 @@ class AuditStore(DatabaseUser):
         return row is not None and row[0] == seal
 
 
-_REFUSED = ("; nothing more is recorded until this is looked at ('bot-bottle audit verify'; if you replaced "
+_REFUSED = ("; nothing more is recorded until this is looked at ('bot-bottle audit verify'; entries a sidecar "
+            "added past the host's seals: 'bot-bottle audit set-aside --export FILE --yes'; if you replaced "
             "the database on purpose, 'bot-bottle audit retire-anchor --yes')")
 
 

@@ -8,6 +8,7 @@ shows it fail.
 from __future__ import annotations
 
 import hashlib
+import json
 import shlex
 import sqlite3
 import sys
@@ -272,3 +273,58 @@ class RewrittenWhileOnScreenTest(SidecarTestCase):
         with self.assertRaises(AuditTampered):
             decide(proposal.id, STATUS_APPROVED, store=self.store, shown=proposal)
         self.assertIsNone(self.store.response(proposal.id))
+
+
+class DenialOfServiceTest(SidecarTestCase):
+    """A sidecar appends entries the host did not seal, so every decision is refused: the documented way out."""
+
+    def decide_new(self) -> None:
+        proposal = self.store.submit("web-9", TOOL_EGRESS_BLOCK, f"routes: [{self.id()[-5:]}]\n", "why")
+        decide(proposal.id, STATUS_APPROVED, store=self.store)
+
+    def test_set_aside_moves_the_forgeries_out_and_decisions_resume(self) -> None:
+        raw = self.raw()
+        self.forge_entry(raw, seal="cd" * 32)
+        self.forge_entry(raw)
+        with self.assertRaises(AuditTampered) as caught:
+            self.decide_new()
+        self.assertIn("audit set-aside", str(caught.exception))
+        export = self.tmp / "forged.jsonl"
+        self.assert_clean_error(self.run_cli("audit", "set-aside", "--export", str(export), "--db", str(self.db)),
+                                2, "--yes")
+        triggers = "SELECT name FROM sqlite_master WHERE type = 'trigger' ORDER BY name"
+        before = raw.execute(triggers).fetchall()
+        result = self.run_cli("audit", "set-aside", "--export", str(export), "--yes", "--db", str(self.db))
+        self.assertEqual(result.returncode, 0, result.stderr)
+        self.assertIn("2 audit entries past entry 2", result.stdout)
+        lines = export.read_text().splitlines()
+        self.assertEqual([json.loads(line)["seq"] for line in lines], [3, 4])
+        self.assertEqual(export.stat().st_mode & 0o777, 0o600)
+        self.decide_new()
+        self.assertEqual(self.verify(), (True, ""))
+        # The triggers it dropped to delete were put back (the ones the sidecar dropped are db check's to report).
+        self.assertEqual(raw.execute(triggers).fetchall(), before)
+        self.assertIn(("audit_seal_no_update",), before)
+        again = self.run_cli("audit", "set-aside", "--export", str(self.tmp / "again.jsonl"), "--yes",
+                             "--db", str(self.db))
+        self.assertIn("nothing to set aside", again.stdout)
+        self.assertFalse((self.tmp / "again.jsonl").exists())
+
+    def test_set_aside_never_removes_what_the_anchor_proves(self) -> None:
+        """A changed entry at or before the anchor stays (restore a backup); the file is not even written."""
+        raw = self.raw()
+        raw.execute("UPDATE audit_log SET notes = 'changed' WHERE seq = 1")
+        export = self.tmp / "forged.jsonl"
+        result = self.run_cli("audit", "set-aside", "--export", str(export), "--yes", "--db", str(self.db))
+        self.assert_clean_error(result, 1, "anchor")
+        self.assertFalse(export.exists())
+        with AuditStore(self.db) as audit:
+            self.assertEqual(audit.count(), 2)
+
+    def test_an_anchored_newest_entry_changed_does_not_stop_decisions(self) -> None:
+        """Editing the host's newest (anchored) entry is reported by verify; it cannot stop every decision."""
+        self.raw().execute("UPDATE audit_log SET notes = 'changed' WHERE seq = 2")
+        self.decide_new()
+        ok, problem = self.verify()
+        self.assertFalse(ok)
+        self.assertIn("entry 2", problem)

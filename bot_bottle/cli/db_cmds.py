@@ -152,8 +152,8 @@ def cmd_db_downgrade(args: argparse.Namespace) -> int:
     return 0
 
 
-def write_export(conn: sqlite3.Connection, destination: Path) -> int:
-    """Write every audit entry on ``conn`` to a new file (0600, synced); how many. Never overwrites."""
+def write_export(conn: sqlite3.Connection, destination: Path, after: int = 0) -> int:
+    """Write every audit entry on ``conn`` (past ``after``) to a new file (0600, synced); how many. Never overwrites."""
     try:
         fd = os.open(destination, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
@@ -163,7 +163,7 @@ def write_export(conn: sqlite3.Connection, destination: Path) -> int:
     count = 0
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            for line in AuditStore.export_lines(conn):
+            for line in AuditStore.export_lines(conn, after=after):
                 handle.write(line)
                 count += 1
             handle.flush()
