@@ -535,7 +535,8 @@ class SuperviseHandler(BaseHTTPRequestHandler):
         super().setup()
         self.rfile.close()
         self.reader = DeadlineReader(self.connection)
-        self.rfile = io.BufferedReader(self.reader)
+        self.buffered = io.BufferedReader(self.reader)
+        self.rfile = self.buffered
         self.responded = False
         self.linger = False
 
@@ -594,11 +595,15 @@ class SuperviseHandler(BaseHTTPRequestHandler):
         self.reader.start(self.server.request_timeout, MAX_HEADER_BYTES)
         self.responded = False
         self.close_connection = True
+        begun = False
         try:
+            # Bytes of this request may sit in the buffer already (sent in one go behind the last one),
+            # where the socket reader's count does not see them: peek tells them from an idle connection.
+            begun = bool(self.buffered.peek(1))
             self._one_request()
         except DeadlineExceeded:
             # Nothing of a next request arrived: an idle keep-alive connection, closed quietly.
-            if self.reader.received:
+            if begun or self.reader.received:
                 self._last_word(HTTPStatus.REQUEST_TIMEOUT,
                                 f"the request was not sent within {self.server.request_timeout:g} s")
         except HeadersTooLarge:
