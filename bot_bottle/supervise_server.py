@@ -529,6 +529,7 @@ class SuperviseHandler(BaseHTTPRequestHandler):
     # A request line without a version is not answered HTTP/0.9-style (a body without a status line).
     default_request_version = "HTTP/1.0"
     server_version = f"bot-bottle-supervise/{__version__}"
+    _headers_buffer: list[bytes]  # the base class's status line and headers, not yet written
 
     def setup(self) -> None:
         """Read the socket through a ``DeadlineReader``: one deadline per request, bounded headers."""
@@ -576,9 +577,14 @@ class SuperviseHandler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(data)))
         for key, value in (extra or {}).items():
             self.send_header(key, value)
-        self.end_headers()
-        if data:
+        if self.request_version == "HTTP/0.9":  # no status line or headers: the body alone
+            self.flush_headers()
             self.wfile.write(data)
+        else:
+            # Status line, headers and body in one write: a client's single read gets the whole answer,
+            # never the headers alone.
+            self._headers_buffer.append(b"\r\n" + data)
+            self.flush_headers()
         self.wfile.flush()
 
     def _refuse(self, status: HTTPStatus, code: int, message: str, extra: dict[str, str] | None = None) -> None:
