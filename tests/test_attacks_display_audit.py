@@ -328,3 +328,20 @@ class DenialOfServiceTest(SidecarTestCase):
         ok, problem = self.verify()
         self.assertFalse(ok)
         self.assertIn("entry 2", problem)
+
+
+class SchemaNamesTest(SidecarTestCase):
+    """The sidecar adds schema objects whose names hold escapes and a newline; db check and doctor name them."""
+
+    def test_db_check_doctor_and_status_show_them_escaped(self) -> None:
+        raw = self.raw()
+        raw.execute('CREATE TABLE "t\x1b]0;pwned\x07\nok     integrity: fine" (x)')
+        raw.execute('CREATE INDEX "i\x1b[2J" ON proposals (tool)')
+        raw.execute("UPDATE schema_history SET name = ? WHERE version = 2", ("n\x1b]52;c;cm0K\x07",))
+        for verb in (("db", "check"), ("doctor",), ("db", "status")):
+            with self.subTest(verb):
+                result = self.run_cli(*verb, "--db", str(self.db))
+                self.assertEqual(result.returncode, 1)
+                output = result.stdout + result.stderr
+                self.assertFalse(any(ord(c) < 0x20 and c != "\n" for c in output), output)
+                self.assertNotIn("\nok     integrity: fine", output)

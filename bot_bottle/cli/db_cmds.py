@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bot_bottle import migrate
+from bot_bottle import migrate, terminal_text
 from bot_bottle.audit_seal import retire_anchor
 from bot_bottle.audit_store import AuditStore
 from bot_bottle.cli.common import add_db_option, add_json_option, db_path, print_json, version_number
@@ -89,10 +89,11 @@ def cmd_db_status(args: argparse.Namespace) -> int:
     if args.json:
         print_json({**state.to_dict(), "too_new": state.too_new})
     else:
-        print("\n".join(_describe(state)))
+        # Names in the history come from the file, which every sidecar can write: one clean line each.
+        print("\n".join(terminal_text.clean_line(line) for line in _describe(state)))
     reason = _unusable_reason(state)
     if reason:
-        print(f"bot-bottle: error: {reason}", file=sys.stderr)
+        print(f"bot-bottle: error: {terminal_text.clean_line(reason)}", file=sys.stderr)
         return 1
     return 0
 
@@ -227,7 +228,9 @@ def cmd_db_check(args: argparse.Namespace) -> int:
     else:
         print(f"database: {path}")
         for check in checks:
-            print(f"{'ok   ' if check['ok'] else 'ERROR'}  {check['check']}: {check['detail']}")
+            # A detail can name what a sidecar put in the file (a table, an index): never raw, one line.
+            detail = terminal_text.clean_line(check["detail"])
+            print(f"{'ok   ' if check['ok'] else 'ERROR'}  {check['check']}: {detail}")
     if not ok:
         print(f"bot-bottle: error: {path} failed its checks", file=sys.stderr)
     return 0 if ok else 1

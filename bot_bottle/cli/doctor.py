@@ -16,7 +16,7 @@ from contextlib import closing
 from pathlib import Path
 from typing import Any
 
-from bot_bottle import migrate
+from bot_bottle import migrate, terminal_text
 from bot_bottle.cli.common import add_db_option, add_json_option, db_path, print_json
 from bot_bottle.cli.registry import summary
 from bot_bottle.connection import (
@@ -144,7 +144,8 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         print_json({"path": str(path), "ok": not failed, "checks": checks})
     else:
         for check in checks:
-            print(f"{check['level']:<8} {check['check']:<13} {check['detail']}")
+            # A detail can name what a sidecar put in the database file: never raw, one line.
+            print(f"{check['level']:<8} {check['check']:<13} {terminal_text.clean_line(check['detail'])}")
     if failed:
         print(f"bot-bottle: error: {path}: doctor found errors (see above)", file=sys.stderr)
     return 1 if failed else 0
