@@ -160,6 +160,14 @@ class WideningSpellingsTest(TempDirTest):
         self.assertIn('line 10: - host: "*"', text)
         self.assertNotIn('host: "*"', text.split("diff (current -> proposed):")[1].split("@@")[-1])
 
+    def test_a_current_file_that_lies_cannot_hide_a_wildcard(self) -> None:
+        """A sidecar files the widening file as its own 'current' one: the diff is empty, the '*' is named."""
+        routes = 'routes:\n  - host: github.com\n  - host: "*"\n'
+        proposal = self.store.submit("web-1", TOOL_EGRESS_BLOCK, routes, "no change", current_file=routes)
+        text = "\n".join(self.show(proposal.short_id))
+        self.assertIn("(no change)", text)
+        self.assertIn('line 3: - host: "*"', text)
+
     def test_egress_allow_routes_over_public_suffixes_and_star_paths_are_warned(self) -> None:
         """An egress-allow of '*.co.uk' or a path of '/*' shows a widening warning."""
         for route in ('{"host": "*.co.uk"}', '{"host": "*.vercel.app"}', '{"host": "a.example", "paths": ["/*"]}'):

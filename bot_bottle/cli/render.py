@@ -109,7 +109,8 @@ def marked_diff(diff: str, final: str | None = None) -> list[str]:
     file text cannot fake or hide a mark. With ``final`` (the file the
     decision puts in place), lines of it that widen access but are not added
     (a change elsewhere, such as renaming the section they are in, can put
-    them in effect, and they may lie outside the diff's context) are named
+    them in effect, and they may lie outside the diff's context, or the
+    "current" file the diff starts from may be a sidecar's lie) are named
     too, with their line numbers and text.
     """
     widening = widening_lines(diff)
@@ -117,7 +118,9 @@ def marked_diff(diff: str, final: str | None = None) -> list[str]:
     if widening:
         lines.append(Shown(f"{WARNING} {len(widening)} added line(s) widen access (marked !):", "warning"))
         lines += [Shown(f"  {'; '.join(reasons)}", "warning") for reasons in widening.values()]
-    if final is not None and diff:
+    if final is not None:
+        # Even with no diff: "current" is what the sidecar filed as current, and a sidecar that lies about
+        # it can make a widening file look unchanged.
         added = {text[1:] for index, text in enumerate(diff.split("\n")) if index in widening}
         kept = {number: reasons for number, reasons in file_widening(final).items()
                 if final.split("\n")[number - 1] not in added}
