@@ -114,7 +114,7 @@ def parse_route(document: str) -> Route:
     nothing else.
     """
     try:
-        value = json.loads(document)
+        value = json.loads(document, object_pairs_hook=_no_duplicate_keys)
     except ValueError as exc:
         raise ValidationError("final_file", f"an egress-allow route must be JSON, like "
                               f'{{"host": "docs.python.org", "paths": ["/3/"]}}: {exc}') from None
@@ -129,6 +129,16 @@ def parse_route(document: str) -> Route:
         return make_route(value["host"], value.get("paths"))
     except ValidationError as exc:
         raise ValidationError("final_file", f"the route's {exc}") from None
+
+
+def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object, refusing a key given twice: readers differ on which one wins, so what is shown
+    (Python's: the last) could differ from what a proxy takes (the first)."""
+    keys = [key for key, _value in pairs]
+    for key in keys:
+        if keys.count(key) > 1:
+            raise ValueError(f"the key {key!r} is given twice")
+    return dict(pairs)
 
 
 def host_is_wide(host: str) -> bool:

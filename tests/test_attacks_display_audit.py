@@ -15,9 +15,10 @@ import sys
 import unicodedata
 
 from bot_bottle.audit_store import AuditStore
-from bot_bottle.errors import AuditTampered
+from bot_bottle.errors import AuditTampered, ValidationError
 from bot_bottle.queue_store import QueueStore
 from bot_bottle.records import STATUS_APPROVED, TOOL_EGRESS_ALLOW, TOOL_EGRESS_BLOCK
+from bot_bottle.routes import validate_final_file
 from bot_bottle.supervise import decide
 from tests.support import REPO, TempDirTest
 from tests.test_tui import Terminal
@@ -167,6 +168,16 @@ class WideningSpellingsTest(TempDirTest):
         text = "\n".join(self.show(proposal.short_id))
         self.assertIn("(no change)", text)
         self.assertIn('line 3: - host: "*"', text)
+
+    def test_a_route_with_a_key_given_twice_is_not_shown_as_one_reading_of_it(self) -> None:
+        """'paths' twice: Python keeps the last ('/x'), a first-wins reader the first ('/'): shown as invalid."""
+        route = '{"host": "a.example", "paths": ["/"], "paths": ["/x"]}\n'
+        proposal = self.store.submit("web-1", TOOL_EGRESS_ALLOW, route, "docs")
+        lines = self.show(proposal.short_id)
+        self.assertIn("WARNING: this is not a valid route", "\n".join(lines))
+        self.assertNotIn("  paths  /x", lines)
+        with self.assertRaises(ValidationError):
+            validate_final_file(TOOL_EGRESS_ALLOW, route)
 
     def test_egress_allow_routes_over_public_suffixes_and_star_paths_are_warned(self) -> None:
         """An egress-allow of '*.co.uk' or a path of '/*' shows a widening warning."""
