@@ -17,7 +17,7 @@ import unicodedata
 from bot_bottle.audit_store import AuditStore
 from bot_bottle.errors import AuditTampered, ValidationError
 from bot_bottle.queue_store import QueueStore
-from bot_bottle.records import STATUS_APPROVED, TOOL_EGRESS_ALLOW, TOOL_EGRESS_BLOCK
+from bot_bottle.records import STATUS_APPROVED, TOOL_EGRESS_ALLOW, TOOL_EGRESS_BLOCK, TOOL_GITLEAKS_ALLOW
 from bot_bottle.routes import validate_final_file
 from bot_bottle.supervise import decide
 from tests.support import REPO, TempDirTest
@@ -178,6 +178,18 @@ class WideningSpellingsTest(TempDirTest):
         self.assertNotIn("  paths  /x", lines)
         with self.assertRaises(ValidationError):
             validate_final_file(TOOL_EGRESS_ALLOW, route)
+
+    def test_findings_table_columns_hold_with_escapes_and_wide_file_names(self) -> None:
+        """A file name with escapes and wide characters: the RULE column still starts in one place."""
+        findings = [{"ref": "refs/heads/main", "commit": "abcdef123456", "file": name, "line": 3, "rule": rule,
+                     "line_text": "token = ********"}
+                    for name, rule in (("漢字\x1b[2J\x08\x08.py", "aws-key"), ("plain.py", "generic-key"))]
+        proposal = self.store.submit("web-1", TOOL_GITLEAKS_ALLOW, json.dumps({"findings": findings}), "fixture")
+        rows = [line for line in self.show(proposal.short_id) if line.startswith("  main  ")]
+        self.assertEqual(len(rows), 2)
+        starts = {widest_columns(row[: row.index(rule)] + "|") for row, rule in zip(rows, ("aws-key", "generic-key"),
+                                                                               strict=True)}
+        self.assertEqual(len(starts), 1, rows)
 
     def test_egress_allow_routes_over_public_suffixes_and_star_paths_are_warned(self) -> None:
         """An egress-allow of '*.co.uk' or a path of '/*' shows a widening warning."""

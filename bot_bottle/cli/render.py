@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 
+from bot_bottle import terminal_text
 from bot_bottle.cli.common import Shown, age
 from bot_bottle.errors import ValidationError
 from bot_bottle.records import (
@@ -55,12 +56,19 @@ def findings_report(payload: str) -> list[str]:
     lines = [f"pushed: {', '.join(refs)}" if refs else "pushed: (unknown)",
              f"{len(rows)} finding(s) marked '# gitleaks:allow' (secrets shown as ********):", ""]
     header = ("REF", "COMMIT", "FILE:LINE", "RULE")
-    widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(header)]
+    # Columns as they will be shown (an escape takes the columns of its visible form, a wide character two),
+    # so a file name with escapes or wide characters cannot shift the columns after it.
+    widths = [max([len(h)] + [_shown_width(r[i]) for r in rows]) for i, h in enumerate(header)]
     lines.append("  ".join(h.ljust(widths[i]) for i, h in enumerate(header)).rstrip())
     for row in rows:
-        lines.append("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row[:4])).rstrip())
+        lines.append("  ".join(cell + " " * (widths[i] - _shown_width(cell))
+                               for i, cell in enumerate(row[:4])).rstrip(" "))
         lines.append(f"    {row[4]}")
     return lines
+
+
+def _shown_width(text: str) -> int:
+    return terminal_text.width(terminal_text.line(text))
 
 
 def dlp_report(payload: str) -> list[str]:
