@@ -14,6 +14,7 @@ import sqlite3
 import sys
 import unicodedata
 
+from bot_bottle import migrate
 from bot_bottle.audit_store import AuditStore
 from bot_bottle.errors import AuditTampered, ValidationError
 from bot_bottle.queue_store import QueueStore
@@ -376,3 +377,31 @@ class SchemaNamesTest(SidecarTestCase):
                 output = result.stdout + result.stderr
                 self.assertFalse(any(ord(c) < 0x20 and c != "\n" for c in output), output)
                 self.assertNotIn("\nok     integrity: fine", output)
+
+
+class BackupPruningTest(SidecarTestCase):
+    def test_a_backup_with_an_entrys_original_text_is_not_pruned(self) -> None:
+        """The sidecar edits an entry's notes in place (hash column untouched); the backup with the original
+        text survives every later migration's pruning."""
+        self.store.close()
+        result = self.run_cli("db", "downgrade", "--to", "3", "--db", str(self.db))
+        self.assertEqual(result.returncode, 0, result.stderr)
+        self.assertEqual(self.run_cli("db", "upgrade", "--db", str(self.db)).returncode, 0)
+        # A careful sidecar puts the trigger back, so the schema looks as the migrations made it.
+        raw = sqlite3.connect(self.db, isolation_level=None)
+        self.addCleanup(raw.close)
+        trigger = raw.execute("SELECT sql FROM sqlite_master WHERE name = 'audit_log_no_update'").fetchone()[0]
+        raw.execute("DROP TRIGGER audit_log_no_update")
+        raw.execute("UPDATE audit_log SET notes = 'nothing to see' WHERE seq = 1")
+        raw.execute(trigger)
+        for _ in range(migrate.BACKUPS_KEPT + 1):
+            self.assertEqual(self.run_cli("db", "downgrade", "--to", "3", "--db", str(self.db)).returncode, 0)
+            self.assertEqual(self.run_cli("db", "upgrade", "--db", str(self.db)).returncode, 0)
+        originals = []
+        for backup in self.tmp.glob("attack.db.v*.bak"):
+            conn = sqlite3.connect(f"{backup.resolve().as_uri()}?mode=ro", uri=True)
+            try:
+                originals += conn.execute("SELECT notes FROM audit_log WHERE seq = 1 AND notes = 'ok 0'").fetchall()
+            finally:
+                conn.close()
+        self.assertTrue(originals, "every copy of entry 1's original text was pruned")
