@@ -222,11 +222,21 @@ def widening_lines(diff: str) -> dict[int, list[str]]:
     """For a unified diff, the added lines that widen access: {index of the line in the diff: reasons}."""
     found: dict[int, list[str]] = {}
     for index, text in enumerate(diff.split("\n")):
-        if text.startswith("+") and not text.startswith("+++"):
+        # Only the diff's own two header lines are "--- "/"+++ " headers: an added file line that starts
+        # with "++" is still an added line (a YAML flow sequence can go on in one: '++"x", {host: "*"}]').
+        if text.startswith("+") and not is_diff_header(diff, index):
             reasons = line_widening(text[1:])
             if reasons:
                 found[index] = reasons
     return found
+
+
+def is_diff_header(diff: str, index: int) -> bool:
+    """True for line ``index`` of a one-file unified diff when it is the ``---``/``+++`` header, not file text.
+
+    ``supervise.render_diff`` writes the header as the first two lines, and only there.
+    """
+    return index < 2 and diff.startswith("--- ") and diff.split("\n", 2)[index].startswith(("--- ", "+++ "))
 
 
 def validate_routes_text(text: str) -> None:

@@ -124,6 +124,7 @@ WIDENING_SPELLINGS = [
     '  - {host: a.example, paths: ["\\/"]}',
     "  - {host: a.example, paths: [/*]}",
     "  - *everything",                # a YAML alias to a value defined elsewhere
+    'more: [\n++"x", {host: "*"}]',  # a line starting "++": its diff line starts "+++" like a header
 ]
 
 

@@ -24,7 +24,7 @@ from bot_bottle.records import (
     Proposal,
     Response,
 )
-from bot_bottle.routes import file_widening, parse_route, validate_final_file, widening_lines
+from bot_bottle.routes import file_widening, is_diff_header, parse_route, validate_final_file, widening_lines
 from bot_bottle.supervise import decision_diff, render_diff
 
 WARNING = "WARNING:"
@@ -142,14 +142,12 @@ def marked_diff(diff: str, final: str | None = None) -> list[str]:
     if not body:
         return [*lines, "    (no change)"]
     for index, text in enumerate(body.split("\n")):
-        role = _diff_role(text)
+        role = "heading" if is_diff_header(body, index) else _diff_role(text)
         lines.append(Shown(("! " if index in widening else "  ") + text, "warning" if index in widening else role))
     return lines
 
 
 def _diff_role(text: str) -> str:
-    if text.startswith(("+++", "---")):
-        return "heading"
     if text.startswith("+"):
         return "added"
     if text.startswith("-"):
