@@ -36,6 +36,7 @@ from bot_bottle.records import (
     MAX_TEXT_BYTES,
     STATUSES,
     AuditEntry,
+    Response,
     parse_timestamp,
     utc_now,
     validate_optional_text,
@@ -451,6 +452,43 @@ class AuditStore(DatabaseUser):
             for _name, sql in triggers:
                 conn.execute(sql)
         return count, kept
+
+    def decision_problem(self, response: Response) -> str | None:
+        """Why ``response`` is not proven by this host's audit log, or None when it is (cheap: one entry).
+
+        Proven: its decision entry exists, matches it, matches its own hash,
+        and carries a seal that this host's key makes over that hash and the
+        seal before it. A sidecar can write a response (and an entry) into
+        the file, but not such a seal. ``audit verify`` checks the rest.
+        """
+        key = load_key(create=False)
+        with self.db.read() as conn:
+            row = conn.execute(
+                f"{_SELECT} WHERE proposal_id = :id AND action IN ("
+                + ", ".join(f"'{s}'" for s in STATUSES) + ") ORDER BY seq LIMIT 1",
+                {"id": response.proposal_id},
+            ).fetchone()
+            if row is None:
+                return "the audit log has no entry for it: it was not recorded by bot-bottle"
+            seq, ts, queue_key, action, tool, proposal_id, actor, notes, diff, details, link, digest, mac = row
+            recorded = json.loads(details)
+            final = hashlib.sha256(response.final_file.encode("utf-8")).hexdigest() if response.final_file else None
+            logged = (action, actor, notes, recorded.get("final_file_sha256"),
+                      recorded.get("decided_at", response.decided_at))
+            if logged != (response.status, response.decided_by, response.notes, final, response.decided_at):
+                return f"it differs from audit entry {seq}, which recorded the decision"
+            if self.compute_hash(seq, ts, queue_key, action, tool, proposal_id, actor, notes, diff, details,
+                                 link) != digest:
+                return f"audit entry {seq} was changed after it was written"
+            if key is None:
+                return f"the host's audit key {key_path()} is missing, so audit entry {seq}'s seal cannot be checked"
+            if mac is None:
+                return f"audit entry {seq} is not sealed yet ('bot-bottle audit verify' says whether that is expected)"
+            before = conn.execute("SELECT mac FROM audit_seal WHERE seq = :seq", {"seq": seq - 1}).fetchone()
+            previous = GENESIS_SEAL if seq == 1 else (str(before[0]) if before is not None else None)
+            if previous is None or seal_of(key, seq, previous, digest) != mac:
+                return f"audit entry {seq}'s seal was not made with this host's key"
+        return None
 
     def head(self) -> dict[str, Any]:
         """The newest entry's sequence, hash and seal, and the anchor: what to keep elsewhere."""

@@ -406,3 +406,36 @@ class BackupPruningTest(SidecarTestCase):
             finally:
                 conn.close()
         self.assertTrue(originals, "every copy of entry 1's original text was pruned")
+
+
+class ForgedDecisionShownTest(SidecarTestCase):
+    """The sidecar writes an 'approval by the operator' straight into responses (and an entry to match)."""
+
+    def show(self, proposal_id: str) -> str:
+        result = self.run_cli("proposals", "show", proposal_id, "--db", str(self.db))
+        self.assertEqual(result.returncode, 0, result.stderr)
+        return result.stdout
+
+    def test_a_forged_approval_is_shown_as_unproven(self) -> None:
+        proposal = self.store.submit("web-4", TOOL_EGRESS_BLOCK, 'routes:\n  - host: "*"\n', "please")
+        raw = self.raw()
+        raw.execute("INSERT INTO responses (proposal_id, status, notes, final_file, decided_by, decided_at) "
+                    "VALUES (?, 'approved', 'ok', NULL, 'op@host', '2026-01-01T00:00:00.000000Z')", (proposal.id,))
+        text = self.show(proposal.short_id)
+        self.assertIn("status    approved by op@host", text)
+        self.assertIn("WARNING: the audit log does not prove this decision: the audit log has no entry", text)
+        # ... and with an entry whose sha256 is right and whose seal is made up.
+        last = raw.execute("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1").fetchone()
+        details = json.dumps({"decided_at": "2026-01-01T00:00:00.000000Z"})
+        fields = (last[0] + 1, "2026-01-01T00:00:00.000000Z", "web-4", "approved", "egress-block", proposal.id,
+                  "op@host", "ok", "", details, last[1])
+        raw.execute("INSERT INTO audit_log VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                    (*fields, AuditStore.compute_hash(*fields)))
+        raw.execute("INSERT INTO audit_seal (seq, mac) VALUES (?, ?)", (last[0] + 1, "ef" * 32))
+        self.assertIn("seal was not made with this host's key", self.show(proposal.short_id))
+
+    def test_a_real_decision_is_not_flagged(self) -> None:
+        proposal_id = self.store.listing(None, include_decided=True)[0][0].short_id
+        text = self.show(proposal_id)
+        self.assertIn("status    approved by op@host", text)
+        self.assertNotIn("does not prove", text)

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from bot_bottle.audit_store import AuditStore
 from bot_bottle.cli.common import (
     add_db_option,
     add_json_option,
@@ -88,10 +89,12 @@ def cmd_proposals_show(args: argparse.Namespace) -> int:
     with QueueStore(db_path(args)) as store:
         proposal = store.find(args.id)
         response = store.response(proposal.id)
+        # A sidecar can write a response straight into the file: say when the audit log does not prove it.
+        unproven = AuditStore(database=store.db).decision_problem(response) if response is not None else None
     if args.json:
-        print_json(proposal_json(proposal, response))
+        print_json({**proposal_json(proposal, response), "unproven": unproven})
     else:
-        print_untrusted(describe(proposal, response), page=True)
+        print_untrusted(describe(proposal, response, unproven), page=True)
     return 0
 
 

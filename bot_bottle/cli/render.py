@@ -155,13 +155,14 @@ def _diff_role(text: str) -> str:
     return "hunk" if text.startswith("@@") else ""
 
 
-def describe(proposal: Proposal, response: Response | None) -> list[str]:
+def describe(proposal: Proposal, response: Response | None, unproven: str | None = None) -> list[str]:
     """What ``proposals show`` and the TUI's detail view print, one item a screen line.
 
     Items are raw (agent text included): show each with ``terminal_text.line``,
     so a newline inside a single-line field (a file name in a report, the
     decider) shows as an escape instead of starting a line that could pass
-    for one of ours.
+    for one of ours. ``unproven`` is why the audit log does not prove the
+    decision (``AuditStore.decision_problem``), shown as a warning under it.
     """
     lines = [
         f"proposal  {proposal.id}",
@@ -173,6 +174,9 @@ def describe(proposal: Proposal, response: Response | None) -> list[str]:
         lines.append(f"status    {STATUS_PENDING}")
     else:
         lines.append(f"status    {response.status} by {response.decided_by} at {response.decided_at}")
+        if unproven:
+            lines.append(Shown(f"{WARNING} the audit log does not prove this decision: {unproven}; it may have "
+                               "been written into the database by a sidecar ('bot-bottle audit verify')", "warning"))
         if response.notes:
             lines += ["notes:", *("  " + line for line in response.notes.split("\n"))]
     if proposal.archived_at:
