@@ -17,7 +17,9 @@ Every human-facing output passes its text through here first, so that:
   U+FE0F, flags) the widest count is taken, so a fitted row never
   overflows. A mark with nothing to combine with, or beyond
   ``MAX_COMBINING`` on one character, is shown as an escape instead, so a
-  flood of marks cannot smear a row;
+  flood of marks cannot smear a row; so is a variation selector after a
+  character that has no visible variants (``pypi.org\ufe00`` would look like
+  ``pypi.org``);
 - a line cut to fit ends with ``CUT_MARKER``; a wrapped line's continuation
   starts with ``CONTINUATION``, so it cannot pass for a line of its own (a
   diff line that seems to start with ``-``).
@@ -91,6 +93,19 @@ def needs_escape(char: str) -> bool:
     return category in _ESCAPED_CATEGORIES or category == "Zs" or char in _INVISIBLE
 
 
+def is_variation_selector(char: str) -> bool:
+    """True for U+FE00-U+FE0F and U+E0100-U+E01EF, which pick a glyph variant of the character before."""
+    code = ord(char)
+    return 0xFE00 <= code <= 0xFE0F or 0xE0100 <= code <= 0xE01EF
+
+
+def _takes_variants(base: str) -> bool:
+    # Emoji and other symbols (U+FE0F, U+FE0E) and wide ideographs (ideographic variants) have variants
+    # a reader can see; after anything else (an ASCII letter) a selector draws nothing and could tell two
+    # equal-looking strings apart, so it is shown as an escape.
+    return unicodedata.category(base) == "So" or unicodedata.east_asian_width(base) in ("W", "F")
+
+
 def char_width(char: str) -> int:
     """Display columns of a character that passed ``needs_escape``: 0, 1 or 2.
 
@@ -126,6 +141,8 @@ def _line(text: str) -> Line:
     column = 0
     marks = 0  # combining marks on the current base character
     has_base = False
+    base = ""  # the current base character (for variation selectors)
+    varied = False  # a variation selector was kept on it: a second one draws nothing
 
     def escape(shown: str) -> None:
         nonlocal column, has_base
@@ -146,7 +163,12 @@ def _line(text: str) -> Line:
             column += spaces
             has_base = False
             continue
-        if needs_escape(char):
+        if is_variation_selector(char):
+            if varied or not (has_base and _takes_variants(base)):
+                escape(escape_char(char))
+                continue
+            varied = True
+        elif needs_escape(char):
             escape(escape_char(char))
             continue
         width = char_width(char)
@@ -155,9 +177,10 @@ def _line(text: str) -> Line:
                 escape(escape_char(char))
                 continue
             marks += 1
-        else:
+        elif not is_variation_selector(char):
             marks = 0
             has_base = char != " "
+            base, varied = char, False
         plain.append(char)
         column += width
     if plain:
@@ -273,14 +296,16 @@ def unsafe_characters(text: str, *, allow: str = "\n\t") -> Iterator[tuple[int, 
     on screen would mean a file that differs from what it looks like.
     """
     line_number, column = 1, 0
+    previous = ""
     for char in text:
         column += 1
+        before, previous = previous, char
         if char == "\n":
             line_number, column = line_number + 1, 0
             continue
         if char in allow:
             continue
-        if needs_escape(char):
+        if needs_escape(char) or (is_variation_selector(char) and not (before and _takes_variants(before))):
             yield line_number, column, char
 
 

@@ -14,7 +14,7 @@ import sqlite3
 import sys
 import unicodedata
 
-from bot_bottle import migrate
+from bot_bottle import migrate, terminal_text
 from bot_bottle.audit_store import AuditStore
 from bot_bottle.errors import AuditTampered, ValidationError
 from bot_bottle.queue_store import QueueStore
@@ -439,3 +439,15 @@ class ForgedDecisionShownTest(SidecarTestCase):
         text = self.show(proposal_id)
         self.assertIn("status    approved by op@host", text)
         self.assertNotIn("does not prove", text)
+
+
+class VariationSelectorTest(TempDirTest):
+    def test_a_selector_that_draws_nothing_is_shown(self) -> None:
+        """'pypi.org' + U+FE00 looks like 'pypi.org' raw; shown, it carries a visible escape. Emoji keep theirs."""
+        self.assertEqual(terminal_text.clean_line("pypi.org\ufe00"), "pypi.org\\ufe00")
+        self.assertEqual(terminal_text.clean_line("a\U000e0100"), "a\\U000e0100")
+        self.assertEqual(terminal_text.clean_line("\u2764\ufe0f"), "\u2764\ufe0f")
+        self.assertEqual(terminal_text.clean_line("\u845b\U000e0100"), "\u845b\U000e0100")
+        self.assertEqual(terminal_text.clean_line("\u2764\ufe0f\ufe0f"), "\u2764\ufe0f\\ufe0f")
+        with self.assertRaises(ValidationError):
+            validate_final_file(TOOL_EGRESS_BLOCK, "routes:\n  - host: pypi.org\ufe00\n")
