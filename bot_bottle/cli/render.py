@@ -130,12 +130,12 @@ def marked_diff(diff: str, final: str | None = None) -> list[str]:
         # Even with no diff: "current" is what the sidecar filed as current, and a sidecar that lies about
         # it can make a widening file look unchanged.
         added = {text[1:] for index, text in enumerate(diff.split("\n")) if index in widening}
+        every = final.split("\n")  # once: a file of many such lines must not be split for each
         kept = {number: reasons for number, reasons in file_widening(final).items()
-                if final.split("\n")[number - 1] not in added}
+                if every[number - 1] not in added}
         if kept:
             lines.append(Shown(f"{WARNING} the file keeps {len(kept)} unchanged line(s) that widen access where "
                                "they are in effect (check the change does not put them in effect):", "warning"))
-            every = final.split("\n")
             lines += [Shown(f"  line {number}: {every[number - 1].strip()}  ({'; '.join(reasons)})", "warning")
                       for number, reasons in kept.items()]
     body = diff.rstrip("\n")
