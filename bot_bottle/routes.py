@@ -134,10 +134,11 @@ def parse_route(document: str) -> Route:
 def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     """A JSON object, refusing a key given twice: readers differ on which one wins, so what is shown
     (Python's: the last) could differ from what a proxy takes (the first)."""
-    keys = [key for key, _value in pairs]
-    for key in keys:
-        if keys.count(key) > 1:
-            raise ValueError(f"the key {key!r} is given twice")
+    seen: set[str] = set()
+    for key, _value in pairs:
+        if key in seen:
+            raise ValueError(f"the key {key[:80]!r} is given twice")
+        seen.add(key)
     return dict(pairs)
 
 
