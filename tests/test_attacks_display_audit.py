@@ -246,30 +246,29 @@ class EmojiWidthTest(TempDirTest):
 class DecidedProposalRewrittenTest(SidecarTestCase):
     """After the decision, the sidecar rewrites what was decided on: the proposal row itself."""
 
-    def rewrite(self, column: str, value: str, *, with_hash: bool = True) -> str:
+    def test_every_field_that_was_decided_on(self) -> None:
+        """Payload and current file (hashes redone), justification, bottle, filing time: verify names the proposal."""
+        self.assertEqual(self.verify(), (True, ""))
         proposal_id = str(self.store.listing(None, include_decided=True)[0][0].id)
+        columns = "payload, payload_sha256, current_file, current_file_hash, justification, queue_key, created_at"
         raw = self.raw()
         raw.execute("DROP TRIGGER IF EXISTS proposals_immutable")
-        raw.execute(f"UPDATE proposals SET {column} = ? WHERE id = ?", (value, proposal_id))
-        if with_hash and column == "payload":
-            raw.execute("UPDATE proposals SET payload_sha256 = ? WHERE id = ?",
-                        (hashlib.sha256(value.encode()).hexdigest(), proposal_id))
-        if with_hash and column == "current_file":
-            raw.execute("UPDATE proposals SET current_file_hash = ? WHERE id = ?",
-                        (hashlib.sha256(value.encode()).hexdigest(), proposal_id))
-        return proposal_id
-
-    def test_every_field_that_was_decided_on(self) -> None:
-        """Payload (hash redone), current file, justification, bottle, tool: verify names the proposal."""
-        for column, value in (("payload", 'routes:\n  - host: "*"\n'), ("current_file", "routes: [all]\n"),
-                              ("justification", "the operator asked for this"), ("queue_key", "web-7"),
-                              ("created_at", "2020-01-01T00:00:00.000000Z")):
-            with self.subTest(column):
-                self.setUp()
-                proposal_id = self.rewrite(column, value)
+        original = raw.execute(f"SELECT {columns} FROM proposals WHERE id = ?", (proposal_id,)).fetchone()
+        widened = 'routes:\n  - host: "*"\n'
+        for changes in ({"payload": widened, "payload_sha256": hashlib.sha256(widened.encode()).hexdigest()},
+                        {"current_file": "routes: [all]\n",
+                         "current_file_hash": hashlib.sha256(b"routes: [all]\n").hexdigest()},
+                        {"justification": "the operator asked for this"}, {"queue_key": "web-7"},
+                        {"created_at": "2020-01-01T00:00:00.000000Z"}):
+            with self.subTest(next(iter(changes))):
+                raw.execute(f"UPDATE proposals SET {', '.join(f'{c} = :{c}' for c in changes)} WHERE id = :id",
+                            {**changes, "id": proposal_id})
                 ok, problem = self.verify()
-                self.assertFalse(ok, column)
+                self.assertFalse(ok)
                 self.assertIn(proposal_id, problem)
+                raw.execute(f"UPDATE proposals SET ({columns}) = ({', '.join('?' * 7)}) WHERE id = ?",
+                            (*original, proposal_id))
+                self.assertEqual(self.verify(), (True, ""))
 
 
 class RewrittenWhileOnScreenTest(SidecarTestCase):
