@@ -24,8 +24,10 @@ Every human-facing output passes its text through here first, so that:
   starts with ``CONTINUATION``, so it cannot pass for a line of its own (a
   diff line that seems to start with ``-``).
 
-``--json`` output never comes here: JSON escapes everything already and must
-stay exact.
+``--json`` output does not come here to be shown: it must stay exact. It
+passes ``json_for_terminal`` instead, which writes the characters JSON itself
+leaves raw (DEL, C1 controls, bidi and invisible ones) as ``\\uXXXX`` escapes
+that decode to the same text.
 """
 
 from __future__ import annotations
@@ -307,6 +309,26 @@ def unsafe_characters(text: str, *, allow: str = "\n\t") -> Iterator[tuple[int, 
             continue
         if needs_escape(char) or (is_variation_selector(char) and not (before and _takes_variants(before))):
             yield line_number, column, char
+
+
+def json_for_terminal(text: str) -> str:
+    """JSON text with every character a terminal must not get raw written as a ``\\uXXXX`` escape.
+
+    JSON escapes only U+0000-U+001F itself; DEL, C1 controls (U+009B is a
+    CSI), bidirectional and invisible characters would reach the terminal
+    raw. Outside strings JSON text is ASCII, so every such character is in a
+    string, where the escape decodes to the very same character: the value
+    stays exact for scripts. Newlines (the indentation's) are kept.
+    """
+    def one(char: str) -> str:
+        code = ord(char)
+        if code < 0x10000:
+            return f"\\u{code:04x}"
+        code -= 0x10000
+        return f"\\u{0xD800 + (code >> 10):04x}\\u{0xDC00 + (code & 0x3FF):04x}"
+    if text.isascii() and "\x7f" not in text:
+        return text
+    return "".join(one(char) if char != "\n" and needs_escape(char) else char for char in text)
 
 
 def describe_char(char: str) -> str:

@@ -450,3 +450,24 @@ class VariationSelectorTest(TempDirTest):
         self.assertEqual(terminal_text.clean_line("\u2764\ufe0f\ufe0f"), "\u2764\ufe0f\\ufe0f")
         with self.assertRaises(ValidationError):
             validate_final_file(TOOL_EGRESS_BLOCK, "routes:\n  - host: pypi.org\ufe00\n")
+
+
+class JsonOutputTest(SidecarTestCase):
+    """--json and audit export on a terminal: JSON leaves DEL, C1 controls and bidi characters raw by itself."""
+
+    def test_json_escapes_what_json_leaves_raw_and_stays_exact(self) -> None:
+        hostile = "docs\u009b2J\u009d0;title\u009c\u202eevil\x7f\u2066\U000e0041"
+        proposal = self.store.submit("web-6", TOOL_EGRESS_BLOCK, "routes: [j]\n", hostile)
+        decide(proposal.id, STATUS_APPROVED, hostile, decided_by="op@host", store=self.store)
+        for args in (("proposals", "show", proposal.short_id, "--json"), ("proposals", "list", "--all", "--json"),
+                     ("audit", "list", "--json"), ("audit", "export")):
+            with self.subTest(args):
+                result = self.run_cli(*args, "--db", str(self.db))
+                self.assertEqual(result.returncode, 0, result.stderr)
+                raw = [c for c in result.stdout if c != "\n" and (ord(c) < 0x20 or 0x7F <= ord(c) <= 0x9F
+                                                                   or unicodedata.category(c) == "Cf")]
+                self.assertEqual(raw, [])
+                # Exact: the parsed values hold the text as it was filed.
+                documents = ([json.loads(line) for line in result.stdout.splitlines()] if args[1] == "export"
+                             else [json.loads(result.stdout)])
+                self.assertIn(hostile, json.dumps(documents, ensure_ascii=False))

@@ -146,7 +146,7 @@ def cmd_audit_export(args: argparse.Namespace) -> int:
     """Print every entry, oldest first, one JSON object per line."""
     with AuditStore(db_path(args)) as store:
         for entry in store.export():
-            sys.stdout.write(json.dumps(entry.to_dict(), ensure_ascii=False) + "\n")
+            sys.stdout.write(terminal_text.json_for_terminal(json.dumps(entry.to_dict(), ensure_ascii=False)) + "\n")
     return 0
 
 

@@ -88,8 +88,7 @@ def db_path(args: argparse.Namespace, *, create: bool = False) -> Path:
 
 def print_json(value: Any) -> None:
     """Print ``value`` as indented JSON on stdout."""
-    json.dump(value, sys.stdout, indent=2, ensure_ascii=False)
-    sys.stdout.write("\n")
+    sys.stdout.write(terminal_text.json_for_terminal(json.dumps(value, indent=2, ensure_ascii=False)) + "\n")
 
 
 def styled_output(stream: TextIO | None = None) -> bool:
