@@ -442,11 +442,12 @@ class AuditStore(DatabaseUser):
             count = export(conn, kept)
             if count != last - kept:
                 raise AuditTampered(f"wrote {count} entries but {last - kept} were to be set aside; nothing removed")
-            # The triggers refuse DELETE (that is their point); they are put back in this same transaction.
+            # The triggers refuse DELETE (that is their point); they are put back, as they are, in this same
+            # transaction. Names are quoted as identifiers: a sidecar may have named one of its own.
             triggers = conn.execute("SELECT name, sql FROM sqlite_master WHERE type = 'trigger' "
                                     "AND tbl_name IN ('audit_log', 'audit_seal')").fetchall()
             for name, _sql in triggers:
-                conn.execute(f'DROP TRIGGER "{name}"')
+                conn.execute("DROP TRIGGER \"{}\"".format(str(name).replace('"', '""')))
             conn.execute("DELETE FROM audit_seal WHERE seq > :kept", {"kept": kept})
             conn.execute("DELETE FROM audit_log WHERE seq > :kept", {"kept": kept})
             for _name, sql in triggers:

@@ -324,6 +324,8 @@ class DenialOfServiceTest(SidecarTestCase):
         export = self.tmp / "forged.jsonl"
         self.assert_clean_error(self.run_cli("audit", "set-aside", "--export", str(export), "--db", str(self.db)),
                                 2, "--yes")
+        # A trigger of the sidecar's own, its name holding a quote, is put back as it was too.
+        raw.execute('CREATE TRIGGER "x""; --" BEFORE DELETE ON audit_log BEGIN SELECT 1; END')
         triggers = "SELECT name FROM sqlite_master WHERE type = 'trigger' ORDER BY name"
         before = raw.execute(triggers).fetchall()
         result = self.run_cli("audit", "set-aside", "--export", str(export), "--yes", "--db", str(self.db))
