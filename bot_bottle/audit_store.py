@@ -33,6 +33,7 @@ from bot_bottle.records import (
     MAX_NAME_BYTES,
     STATUSES,
     AuditEntry,
+    Response,
     parse_timestamp,
     utc_now,
     validate_queue_key,
@@ -151,9 +152,14 @@ class AuditStore(DatabaseUser):
             raise AuditTampered(f"the audit log has seals past its last entry {last_seq}: entries were removed"
                                 + _REFUSED)
         if sealed_seq == last_seq:
+            cls._check_newest(conn, key, anchor, last_seq, newest)
             return newest
-        if anchor is not None and last_seq > max(anchor.seq, sealed_seq):
-            raise AuditTampered(f"audit entries {max(anchor.seq, sealed_seq) + 1}-{last_seq} have no seal: they "
+        # Past the anchor, or past a seal when there is no anchor (retired, or never written), an entry
+        # without a seal was written without the host: every host append seals in its own transaction,
+        # and a downgrade drops all the seals, never the newest ones alone.
+        proven = max(_seq(anchor) or 0, sealed_seq)
+        if (anchor is not None or sealed_seq) and last_seq > proven:
+            raise AuditTampered(f"audit entries {proven + 1}-{last_seq} have no seal: they "
                                 "were written without the host's key" + _REFUSED)
         problem, seals = cls._walk(conn, key, anchor)
         if problem is not None:
@@ -161,6 +167,28 @@ class AuditStore(DatabaseUser):
         for seq in range(sealed_seq + 1, last_seq + 1):
             conn.execute("INSERT INTO audit_seal (seq, mac) VALUES (:seq, :mac)", {"seq": seq, "mac": seals[seq]})
         return seals[last_seq] if last_seq else GENESIS_SEAL
+
+    @classmethod
+    def _check_newest(cls, conn: sqlite3.Connection, key: bytes, anchor: Anchor | None, seq: int, seal: str) -> None:
+        """Refuse to seal on top of a newest entry whose hash or seal the host did not make (one entry: cheap).
+
+        A sidecar cannot compute a seal, but it can append an entry with a
+        made-up one; the host's next seal would chain onto it. Such entries
+        are moved out by ``set_aside`` (``audit set-aside``).
+        """
+        if seq == 0 or (anchor is not None and seq <= anchor.seq):
+            # Anchored: the host wrote this seal. A change to the entry is for verify to report (it
+            # recomputes every seal from the key); refusing here would only stop every decision.
+            return
+        row = conn.execute(f"{_SELECT} WHERE seq = :seq", {"seq": seq}).fetchone()
+        before = conn.execute("SELECT mac FROM audit_seal WHERE seq = :seq", {"seq": seq - 1}).fetchone()
+        previous = GENESIS_SEAL if seq == 1 else (str(before[0]) if before is not None else None)
+        _, ts, queue_key, action, tool, proposal_id, actor, notes, diff, details, link, digest, _ = row
+        recomputed = cls.compute_hash(seq, ts, queue_key, action, tool, proposal_id, actor, notes, diff, details, link)
+        if (recomputed != digest or previous is None or seal_of(key, seq, previous, digest) != seal
+                or (anchor is not None and anchor.seq == seq and anchor.seal != seal)):
+            raise AuditTampered(f"the newest audit entry {seq} does not match its seal: it was written or "
+                                "rewritten without the host's key" + _REFUSED)
 
     @classmethod
     def _walk(
@@ -295,13 +323,12 @@ class AuditStore(DatabaseUser):
         return [cls.from_row(row) for row in rows]
 
     @classmethod
-    def export_lines(cls, conn: sqlite3.Connection, batch: int = 1000) -> Iterator[str]:
-        """Every entry on ``conn`` as a JSON line (the ``audit export`` form), oldest first.
+    def export_lines(cls, conn: sqlite3.Connection, batch: int = 1000, after: int = 0) -> Iterator[str]:
+        """Every entry on ``conn`` (past ``after``) as a JSON line (the ``audit export`` form), oldest first.
 
         Reads on the caller's connection, so a downgrade can write the log out
         inside the very transaction that drops it.
         """
-        after = 0
         while True:
             rows = cls._batch(conn, after, batch)
             if not rows:
@@ -342,14 +369,96 @@ class AuditStore(DatabaseUser):
                 return VerifyResult(False, count, count + 1, f"the log has seals for {sealed} entries but only "
                                     f"{count} entries: entries were removed", anchored=_seq(anchor))
             unsealed = count - sealed
-            if anchor is not None and unsealed and count > max(anchor.seq, sealed):
-                first = max(anchor.seq, sealed) + 1
+            if (anchor is not None or sealed) and unsealed and count > max(_seq(anchor) or 0, sealed):
+                first = max(_seq(anchor) or 0, sealed) + 1
                 return VerifyResult(False, count, first, f"entries {first}-{count} have no seal: they were "
-                                    "written without the host's key", anchored=anchor.seq)
+                                    "written without the host's key", anchored=_seq(anchor))
             binding = _binding_problem(conn)
             if binding is not None:
                 return VerifyResult(False, count, binding[0], binding[1], anchored=_seq(anchor))
         return VerifyResult(True, count, unsealed=unsealed, anchored=_seq(anchor))
+
+    def set_aside(self, export: Callable[[sqlite3.Connection, int], int]) -> tuple[int, int]:
+        """Move the entries past what the host can prove out of the log; (how many, the last one kept).
+
+        What the host proves: entries whose sha256 chain and seals verify with
+        its key, up to the newest valid seal or the anchor, whichever is
+        further. Entries past that (a sidecar's appended entries, with no
+        seal or a made-up one) make every append refuse; this is the way out.
+        ``export(conn, after)`` writes them (with hashes and seals) somewhere
+        new and returns how many, inside the transaction that then deletes
+        them, so none is lost. Entries up to the anchor that were changed are
+        never removed here (``AuditTampered``): restore a backup instead.
+        """
+        key = load_key(create=False)
+        if key is None:
+            raise AuditTampered(f"the host's audit key {key_path()} is missing: without it no entry can be told "
+                                "from a forgery (restore the key from your copy)")
+        anchor = read_anchor(self.db.path)
+        with self.db.write() as conn:
+            last = int(conn.execute("SELECT coalesce(max(seq), 0) FROM audit_log").fetchone()[0])
+            sealed = int(conn.execute("SELECT coalesce(max(seq), 0) FROM audit_seal").fetchone()[0])
+            problem, _ = self._walk(conn, key, anchor)
+            kept = last if problem is None or problem[0] is None else problem[0] - 1
+            if anchor is not None or sealed:
+                kept = min(kept, max(_seq(anchor) or 0, sealed))
+            if anchor is not None and kept < anchor.seq:
+                raise AuditTampered(f"entry {kept + 1} is at or before the host's anchor (entry {anchor.seq}) and "
+                                    "was changed: set-aside removes only entries written past the host's proof; "
+                                    "restore the database from a backup ('bot-bottle audit verify' names it)")
+            if kept >= last:
+                return 0, kept
+            count = export(conn, kept)
+            if count != last - kept:
+                raise AuditTampered(f"wrote {count} entries but {last - kept} were to be set aside; nothing removed")
+            # The triggers refuse DELETE (that is their point); they are put back, as they are, in this same
+            # transaction. Names are quoted as identifiers: a sidecar may have named one of its own.
+            triggers = conn.execute("SELECT name, sql FROM sqlite_master WHERE type = 'trigger' "
+                                    "AND tbl_name IN ('audit_log', 'audit_seal')").fetchall()
+            for name, _sql in triggers:
+                conn.execute("DROP TRIGGER \"{}\"".format(str(name).replace('"', '""')))
+            conn.execute("DELETE FROM audit_seal WHERE seq > :kept", {"kept": kept})
+            conn.execute("DELETE FROM audit_log WHERE seq > :kept", {"kept": kept})
+            for _name, sql in triggers:
+                conn.execute(sql)
+        return count, kept
+
+    def decision_problem(self, response: Response) -> str | None:
+        """Why ``response`` is not proven by this host's audit log, or None when it is (cheap: one entry).
+
+        Proven: its decision entry exists, matches it, matches its own hash,
+        and carries a seal that this host's key makes over that hash and the
+        seal before it. A sidecar can write a response (and an entry) into
+        the file, but not such a seal. ``audit verify`` checks the rest.
+        """
+        key = load_key(create=False)
+        with self.db.read() as conn:
+            row = conn.execute(
+                f"{_SELECT} WHERE proposal_id = :id AND action IN ("
+                + ", ".join(f"'{s}'" for s in STATUSES) + ") ORDER BY seq LIMIT 1",
+                {"id": response.proposal_id},
+            ).fetchone()
+            if row is None:
+                return "the audit log has no entry for it: it was not recorded by bot-bottle"
+            seq, ts, queue_key, action, tool, proposal_id, actor, notes, diff, details, link, digest, mac = row
+            recorded = json.loads(details)
+            final = hashlib.sha256(response.final_file.encode("utf-8")).hexdigest() if response.final_file else None
+            logged = (action, actor, notes, recorded.get("final_file_sha256"),
+                      recorded.get("decided_at", response.decided_at))
+            if logged != (response.status, response.decided_by, response.notes, final, response.decided_at):
+                return f"it differs from audit entry {seq}, which recorded the decision"
+            if self.compute_hash(seq, ts, queue_key, action, tool, proposal_id, actor, notes, diff, details,
+                                 link) != digest:
+                return f"audit entry {seq} was changed after it was written"
+            if key is None:
+                return f"the host's audit key {key_path()} is missing, so audit entry {seq}'s seal cannot be checked"
+            if mac is None:
+                return f"audit entry {seq} is not sealed yet ('bot-bottle audit verify' says whether that is expected)"
+            before = conn.execute("SELECT mac FROM audit_seal WHERE seq = :seq", {"seq": seq - 1}).fetchone()
+            previous = GENESIS_SEAL if seq == 1 else (str(before[0]) if before is not None else None)
+            if previous is None or seal_of(key, seq, previous, digest) != mac:
+                return f"audit entry {seq}'s seal was not made with this host's key"
+        return None
 
     def head(self) -> dict[str, Any]:
         """The newest entry's sequence, hash and seal, and the anchor: what to keep elsewhere."""
@@ -373,7 +482,8 @@ class AuditStore(DatabaseUser):
         return row is not None and row[0] == seal
 
 
-_REFUSED = ("; nothing more is recorded until this is looked at ('bot-bottle audit verify'; if you replaced "
+_REFUSED = ("; nothing more is recorded until this is looked at ('bot-bottle audit verify'; entries a sidecar "
+            "added past the host's seals: 'bot-bottle audit set-aside --export FILE --yes'; if you replaced "
             "the database on purpose, 'bot-bottle audit retire-anchor --yes')")
 
 
@@ -389,30 +499,54 @@ def _truncated(anchor: Anchor, count: int) -> str:
 _DECISION_ENTRY = "a.action IN (" + ", ".join(f"'{s}'" for s in STATUSES) + ")"
 
 
+def _sha256(text: str | None) -> str | None:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest() if text is not None else None
+
+
 def _binding_problem(conn: sqlite3.Connection) -> tuple[int | None, str] | None:
-    """The first response that differs from its decision entry, or decision entry without its response."""
+    """The first decided proposal or response that differs from its decision entry, or entry without response.
+
+    The proposal is held to the entry too (its bottle, tool, and the sha256 of
+    what was proposed, recomputed from the text): a rewritten proposal would
+    show an operator's decision next to something they never saw.
+    """
     rows = conn.execute(
         "SELECT r.proposal_id, r.status, r.notes, r.final_file, r.decided_by, r.decided_at, "
-        "a.seq, a.action, a.actor, a.notes, a.details FROM responses r "
+        "a.seq, a.action, a.actor, a.notes, a.details, a.queue_key, a.tool, "
+        "p.queue_key, p.tool, p.payload, p.justification, p.current_file, p.current_file_hash, p.created_at "
+        "FROM responses r JOIN proposals p ON p.id = r.proposal_id "
         f"LEFT JOIN audit_log a ON a.proposal_id = r.proposal_id AND {_DECISION_ENTRY} ORDER BY a.seq"
     )
     for row in rows:
-        proposal_id, status, notes, final_file, decided_by, decided_at, seq, action, actor, entry_notes, details = row
+        (proposal_id, status, notes, final_file, decided_by, decided_at, seq, action, actor, entry_notes, details,
+         entry_key, entry_tool, queue_key, tool, payload, justification, current_file, current_hash, created_at) = row
         if seq is None:
             return None, (f"proposal {proposal_id} was {status} but the audit log has no entry for that decision "
                           "(an entry was removed)")
         recorded = json.loads(details)
-        final_hash = hashlib.sha256(final_file.encode("utf-8")).hexdigest() if final_file is not None else None
         differences = [
             name for name, stored, logged in (
                 ("status", status, action), ("decided_by", decided_by, actor), ("notes", notes, entry_notes),
-                ("final_file", final_hash, recorded.get("final_file_sha256")),
+                ("final_file", _sha256(final_file), recorded.get("final_file_sha256")),
                 ("decided_at", decided_at, recorded.get("decided_at", decided_at)),
             ) if stored != logged
         ]
         if differences:
             return seq, (f"proposal {proposal_id}'s response differs from its audit entry {seq} in "
                          f"{', '.join(differences)}: it was changed after the decision")
+        current = _sha256(current_file) if current_file is not None else current_hash
+        changed = [
+            name for name, stored, logged in (
+                ("bottle", queue_key, entry_key), ("tool", tool, entry_tool),
+                ("payload", _sha256(payload), recorded.get("payload_sha256", _sha256(payload))),
+                ("justification", justification, recorded.get("justification", justification)),
+                ("current_file", current, recorded.get("current_file_hash", current)),
+                ("created_at", created_at, recorded.get("created_at", created_at)),
+            ) if stored != logged
+        ]
+        if changed:
+            return seq, (f"proposal {proposal_id} differs from what audit entry {seq} records was decided on, in "
+                         f"{', '.join(changed)}: it was rewritten after the decision")
     orphan = conn.execute(
         "SELECT a.seq, a.proposal_id, a.action FROM audit_log a WHERE a.proposal_id IS NOT NULL AND "
         f"{_DECISION_ENTRY} AND NOT EXISTS (SELECT 1 FROM responses r WHERE r.proposal_id = a.proposal_id) "

@@ -160,24 +160,34 @@ def backup_before_migration(conn: sqlite3.Connection, version: int) -> Path | No
     return path
 
 
+_AUDIT_ROW = ("SELECT seq, ts, queue_key, action, tool, proposal_id, actor, notes, diff, details, prev_hash, hash "
+              "FROM audit_log")
+
+
 def _holds_audit_entries_not_in(backup: Path, conn: sqlite3.Connection) -> bool:
-    """True when ``backup``'s audit log has an entry the live database's log lacks (or cannot be read)."""
+    """True when ``backup``'s audit log has an entry the live database's log lacks (or cannot be read).
+
+    Every entry is compared whole, not only the newest one's hash: a sidecar
+    can change an entry's text in the live file and leave its hash column
+    as it was, and then this backup may be the only copy of what it said.
+    """
     try:
         copy = sqlite3.connect(f"{backup.resolve().as_uri()}?mode=ro", uri=True)
     except sqlite3.Error:
         return True
     try:
-        head = copy.execute("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1").fetchone()
-    except sqlite3.Error as exc:
-        return "no such table" not in str(exc)  # no audit log at all: nothing to keep it for
-    finally:
-        copy.close()
-    if head is None:
-        return False
-    try:
-        live = conn.execute("SELECT hash FROM audit_log WHERE seq = :seq", {"seq": head[0]}).fetchone()
+        try:
+            kept = copy.execute(f"{_AUDIT_ROW} ORDER BY seq")
+            first = kept.fetchone()
+        except sqlite3.Error as exc:
+            return "no such table" not in str(exc)  # no audit log at all: nothing to keep it for
+        if first is None:
+            return False
+        live = conn.execute(f"{_AUDIT_ROW} ORDER BY seq")
+        # Both in sequence order: the live log must hold every backed-up entry, unchanged, in its place.
+        return live.fetchone() != first or any(live.fetchone() != row for row in kept)
     except sqlite3.Error:
         return True
-    # The log is a chain: the live log holds the backup's whole log if it holds its last entry.
-    return live is None or live[0] != head[1]
+    finally:
+        copy.close()
 

@@ -25,7 +25,15 @@ from typing import Any
 
 from bot_bottle.audit_store import AuditStore
 from bot_bottle.db import DatabaseUser
-from bot_bottle.errors import AlreadyDecided, AmbiguousId, NotFound, QuotaExceeded, StillPending, ValidationError
+from bot_bottle.errors import (
+    AlreadyDecided,
+    AmbiguousId,
+    AuditTampered,
+    NotFound,
+    QuotaExceeded,
+    StillPending,
+    ValidationError,
+)
 from bot_bottle.file_watch import FileWatch
 from bot_bottle.records import (
     DEFAULT_POLL_INTERVAL_SEC,
@@ -395,18 +403,34 @@ class QueueStore(DatabaseUser):
         return Proposal(**{**proposal.to_dict(), "archived_at": archived_at})
 
     def record_decision(
-        self, proposal_id: str, decision: Decision, *, diff: str, details: dict[str, Any]
+        self,
+        proposal_id: str,
+        decision: Decision,
+        *,
+        diff: str,
+        details: dict[str, Any],
+        expected: Proposal | None = None,
     ) -> tuple[Response, AuditEntry]:
         """Store the response and its audit entry in one transaction; the first decision wins.
 
         Raises ``AlreadyDecided`` (naming who decided what, and when) if the
         proposal has a response already. ``decision`` validated its own
         fields; which decisions a tool allows is ``supervise.check_decision``'s,
-        and the schema re-checks the basic ones.
+        and the schema re-checks the basic ones. With ``expected`` (the
+        proposal as it was shown, and as ``diff`` and ``details`` describe
+        it), a stored proposal that differs from it is refused with
+        ``AuditTampered`` inside the transaction: proposals are immutable, so
+        it was rewritten in the file, and the decision would record something
+        the operator never saw.
         """
         validate_proposal_id(proposal_id)
         with self.db.write() as conn:
             proposal = self._get_in(conn, proposal_id)
+            if expected is not None and _decided_on(proposal) != _decided_on(expected):
+                raise AuditTampered(
+                    f"proposal {proposal.short_id} is not what was shown: it was rewritten in the database after "
+                    "it was read (proposals are immutable); nothing recorded. Check 'bot-bottle audit verify'"
+                )
             earlier = self._response_in(conn, proposal_id)
             if earlier is not None:
                 raise AlreadyDecided(
@@ -443,6 +467,11 @@ class QueueStore(DatabaseUser):
     def for_bottle(self, queue_key: str, *, quota: Quota | None = DEFAULT_QUOTA) -> BottleQueue:
         """A handle that files (within ``quota``), reads, waits on and archives only ``queue_key``'s proposals."""
         return BottleQueue(self, validate_queue_key(queue_key), quota=quota)
+
+
+def _decided_on(proposal: Proposal) -> dict[str, Any]:
+    """What a decision is about: every field of the proposal but its archiving."""
+    return {**proposal.to_dict(), "archived_at": None}
 
 
 class BottleQueue:

@@ -9,9 +9,14 @@ this project treats as text. The supervise server builds routes with
 the operator could see in full.
 
 ``widening_lines`` is a reading aid, not a parser of the proxy's format: it
-flags lines that name a host wildcard over everything (``*``) or over a whole
-top-level domain (``*.com``), or a path of ``/``, so the operator's eye goes
-there first.
+flags lines that name a host wildcard over everything (``*``), over a whole
+top-level domain (``*.com``) or a public suffix where anyone can register a
+name (``*.co.uk``, ``*.github.io``), a path of ``/`` (or ``/*``), or a YAML
+alias (``*name``, which repeats a value from elsewhere), so the operator's eye
+goes there first. It reads each line as written and with its escapes decoded
+(``"\u002a"`` is ``*`` to a YAML or JSON reader), and finds a wildcard
+wherever it stands (a list item, a line of a multi-line value), not only
+after a ``host:`` key.
 """
 
 from __future__ import annotations
@@ -34,7 +39,22 @@ MAX_PATHS = 64
 _HOST_VALUE_RE = re.compile(r"""["']?\bhosts?\b["']?\s*[:=]\s*["']?([^\s"',}\]#]+)""", re.IGNORECASE)
 # A bare * or / standing alone as a value or list item ("- *", '["/"]', "path: /").
 _LONE_STAR_RE = re.compile(r"""(?:^|[\s:\[,"'=-])\*(?=$|[\s,\]"'}])""")
-_ROOT_PATH_RE = re.compile(r"""(?:^|[\s:\[,"'=-])/(?=$|[\s,\]"'}#])""")
+_ROOT_PATH_RE = re.compile(r"""(?:^|[\s:\[,"'=-])/\**(?=$|[\s,\]"'}#])""")
+# Any token that starts with * where a value starts: a wildcard host in a list item or on a line of its
+# own (a multi-line value), or a YAML alias (*name), whatever key, if any, is before it.
+_STAR_TOKEN_RE = re.compile(r"""(?:^|(?<=[\s:\[,"'=({<-]))\*[^\s"',}\]#)]*""")
+# Escapes a YAML double-quoted or JSON string decodes: "\u002a" is "*", "\/" is "/".
+_ESCAPE_RE = re.compile(r"\\(?:u([0-9a-fA-F]{4})|x([0-9a-fA-F]{2})|U([0-9a-fA-F]{8})|(/))")
+# Suffixes under which anyone can register a name: a wildcard over one is as wide as one over a TLD.
+# Not the whole public suffix list (that is not in the standard library): the common ones, and any
+# two-letter country domain under a generic second level (co.uk, com.au, ne.jp ...).
+_PUBLIC_SUFFIXES = frozenset({
+    "github.io", "githubusercontent.com", "gitlab.io", "herokuapp.com", "vercel.app", "netlify.app",
+    "pages.dev", "workers.dev", "web.app", "firebaseapp.com", "appspot.com", "blogspot.com",
+    "azurewebsites.net", "cloudfront.net", "amazonaws.com", "s3.amazonaws.com", "ngrok.io", "ngrok-free.app",
+    "glitch.me", "repl.co", "fly.dev", "onrender.com", "r2.dev", "trycloudflare.com", "duckdns.org",
+})
+_SECOND_LEVELS = frozenset({"co", "com", "net", "org", "gov", "edu", "ac", "ne", "or", "go", "gob", "nom"})
 
 
 @dataclass(frozen=True)
@@ -58,6 +78,8 @@ class Route:
             reasons.append(f"host {self.host!r} is a wildcard over {_what_wildcard_covers(self.host)}")
         if "/" in self.paths:
             reasons.append("path '/' allows every path of the host")
+        reasons += [f"path {path!r} may allow every path of the host (a proxy that reads it as a pattern)"
+                    for path in self.paths if path != "/" and not path.strip("/*")]
         return reasons
 
 
@@ -92,7 +114,7 @@ def parse_route(document: str) -> Route:
     nothing else.
     """
     try:
-        value = json.loads(document)
+        value = json.loads(document, object_pairs_hook=_no_duplicate_keys)
     except ValueError as exc:
         raise ValidationError("final_file", f"an egress-allow route must be JSON, like "
                               f'{{"host": "docs.python.org", "paths": ["/3/"]}}: {exc}') from None
@@ -109,13 +131,33 @@ def parse_route(document: str) -> Route:
         raise ValidationError("final_file", f"the route's {exc}") from None
 
 
+def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object, refusing a key given twice: readers differ on which one wins, so what is shown
+    (Python's: the last) could differ from what a proxy takes (the first)."""
+    seen: set[str] = set()
+    for key, _value in pairs:
+        if key in seen:
+            raise ValueError(f"the key {key[:80]!r} is given twice")
+        seen.add(key)
+    return dict(pairs)
+
+
 def host_is_wide(host: str) -> bool:
-    """True for a host pattern that covers everything or a whole top-level domain (``*``, ``*.com``)."""
+    """True for a host pattern that covers everything, a whole top-level domain or a public suffix.
+
+    ``*``, ``*.com``, ``*.co.uk``, ``*.github.io``; ``*.example.com`` (one
+    domain's subdomains) is an ordinary route.
+    """
     name = host.strip().lower().rstrip(".")
     if "*" not in name:
         return False
-    # *.example.com (one domain's subdomains) is an ordinary route; *, *.com, a*.b are not.
-    return not (name.startswith("*.") and "*" not in name[2:] and "." in name[2:])
+    return not (name.startswith("*.") and "*" not in name[2:] and "." in name[2:]
+                and not _is_public_suffix(name[2:]))
+
+
+def _is_public_suffix(name: str) -> bool:
+    labels = name.split(".")
+    return name in _PUBLIC_SUFFIXES or (len(labels) == 2 and labels[0] in _SECOND_LEVELS and len(labels[1]) == 2)
 
 
 def _what_wildcard_covers(host: str) -> str:
@@ -123,16 +165,43 @@ def _what_wildcard_covers(host: str) -> str:
     if name in ("*", "*."):
         return "every host"
     if name.startswith("*.") and "*" not in name[2:]:
+        if "." in name[2:]:
+            return f"the public suffix .{name[2:]} (anyone can register a name under it)"
         return f"the whole top-level domain .{name[2:]}"
     return "more than one domain"
 
 
+def _decoded(text: str) -> str:
+    """``text`` with the escapes a YAML or JSON reader decodes in a quoted string replaced by their characters."""
+    def one(match: re.Match[str]) -> str:
+        code = match.group(1) or match.group(2) or match.group(3)
+        return chr(int(code, 16)) if code and int(code, 16) < 0x110000 else "/" if match.group(4) else match.group(0)
+    return _ESCAPE_RE.sub(one, text)
+
+
 def line_widening(text: str) -> list[str]:
-    """Why one routes-file line widens access (empty: nothing seen)."""
+    """Why one routes-file line widens access (empty: nothing seen), read as written and with escapes decoded."""
+    reasons = _form_widening(text)
+    decoded = _decoded(text)
+    if decoded != text:
+        hidden = [reason for reason in _form_widening(decoded) if reason not in reasons]
+        if hidden:
+            shown = decoded.strip()
+            reasons += [*hidden, f"(read with its escapes decoded: {shown[:80]!r}{'...' if len(shown) > 80 else ''})"]
+    return reasons
+
+
+def _form_widening(text: str) -> list[str]:
     reasons = []
-    for match in _HOST_VALUE_RE.finditer(text):
-        if host_is_wide(match.group(1)):
-            reasons.append(f"host {match.group(1)!r} is a wildcard over {_what_wildcard_covers(match.group(1))}")
+    hosts = [match.group(1) for match in _HOST_VALUE_RE.finditer(text)]
+    hosts += [match.group(0) for match in _STAR_TOKEN_RE.finditer(text) if match.group(0) not in hosts]
+    for host in hosts:
+        if not host_is_wide(host):
+            continue
+        if re.fullmatch(r"\*[A-Za-z0-9_-][^.]*", host):
+            reasons.append(f"{host!r} is a YAML alias (it repeats a value set elsewhere in the file) or a wildcard")
+        else:
+            reasons.append(f"host {host!r} is a wildcard over {_what_wildcard_covers(host)}")
     if not reasons and _LONE_STAR_RE.search(text):
         reasons.append("a lone '*' matches everything")
     if _ROOT_PATH_RE.search(text):
@@ -140,15 +209,35 @@ def line_widening(text: str) -> list[str]:
     return reasons
 
 
+def file_widening(text: str) -> dict[int, list[str]]:
+    """Every line of a routes file that widens access: {line number (1-based): reasons}."""
+    found: dict[int, list[str]] = {}
+    for number, one in enumerate(text.split("\n"), start=1):
+        reasons = line_widening(one)
+        if reasons:
+            found[number] = reasons
+    return found
+
+
 def widening_lines(diff: str) -> dict[int, list[str]]:
     """For a unified diff, the added lines that widen access: {index of the line in the diff: reasons}."""
     found: dict[int, list[str]] = {}
     for index, text in enumerate(diff.split("\n")):
-        if text.startswith("+") and not text.startswith("+++"):
+        # Only the diff's own two header lines are "--- "/"+++ " headers: an added file line that starts
+        # with "++" is still an added line (a YAML flow sequence can go on in one: '++"x", {host: "*"}]').
+        if text.startswith("+") and not is_diff_header(diff, index):
             reasons = line_widening(text[1:])
             if reasons:
                 found[index] = reasons
     return found
+
+
+def is_diff_header(diff: str, index: int) -> bool:
+    """True for line ``index`` of a one-file unified diff when it is the ``---``/``+++`` header, not file text.
+
+    ``supervise.render_diff`` writes the header as the first two lines, and only there.
+    """
+    return index < 2 and diff.startswith("--- ") and diff.split("\n", 2)[index].startswith(("--- ", "+++ "))
 
 
 def validate_routes_text(text: str) -> None:

@@ -124,6 +124,7 @@ def decide(
     db_path: str | os.PathLike[str] | None = None,
     *,
     store: QueueStore | None = None,
+    shown: Proposal | None = None,
 ) -> Response:
     """Decide a proposal: write its response and audit entry in one transaction.
 
@@ -131,17 +132,22 @@ def decide(
     database at ``db_path`` (``None``: the host's). Raises
     ``ValidationError`` for a decision the rules do not allow, ``NotFound``
     for an unknown id and ``AlreadyDecided`` when someone decided first.
+    ``shown`` is the proposal as the operator saw it: the decision is
+    recorded only if the stored proposal is still exactly that, checked in
+    the deciding transaction (``AuditTampered`` otherwise). Without it, the
+    proposal as read here is the one held.
     """
     decision = Decision(status, notes, final_file, default_decider() if decided_by is None else decided_by)
     queue = store if store is not None else QueueStore(db_path)
     try:
-        proposal = queue.get(proposal_id)
+        proposal = shown if shown is not None and shown.id == proposal_id else queue.get(proposal_id)
         check_decision(proposal, decision)
         response, _ = queue.record_decision(
             proposal_id,
             decision,
             diff=decision_diff(proposal, status, final_file),
             details=_details(proposal, final_file),
+            expected=proposal,
         )
         return response
     finally:

@@ -190,13 +190,15 @@ class SuperviseHandler(BaseHTTPRequestHandler):
     # A request line without a version is not answered HTTP/0.9-style (a body without a status line).
     default_request_version = "HTTP/1.0"
     server_version = f"bot-bottle-supervise/{__version__}"
+    _headers_buffer: list[bytes]  # the base class's status line and headers, not yet written
 
     def setup(self) -> None:
         """Read the socket through a ``DeadlineReader``: one deadline per request, bounded headers."""
         super().setup()
         self.rfile.close()
         self.reader = DeadlineReader(self.connection)
-        self.rfile = io.BufferedReader(self.reader)
+        self.buffered = io.BufferedReader(self.reader)
+        self.rfile = self.buffered
         self.responded = False
         self.linger = False
 
@@ -236,9 +238,14 @@ class SuperviseHandler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(data)))
         for key, value in (extra or {}).items():
             self.send_header(key, value)
-        self.end_headers()
-        if data:
+        if self.request_version == "HTTP/0.9":  # no status line or headers: the body alone
+            self.flush_headers()
             self.wfile.write(data)
+        else:
+            # Status line, headers and body in one write: a client's single read gets the whole answer,
+            # never the headers alone.
+            self._headers_buffer.append(b"\r\n" + data)
+            self.flush_headers()
         self.wfile.flush()
 
     def _refuse(self, status: HTTPStatus, code: int, message: str, extra: dict[str, str] | None = None) -> None:
@@ -255,11 +262,15 @@ class SuperviseHandler(BaseHTTPRequestHandler):
         self.reader.start(self.server.request_timeout, MAX_HEADER_BYTES)
         self.responded = False
         self.close_connection = True
+        begun = False
         try:
+            # Bytes of this request may sit in the buffer already (sent in one go behind the last one),
+            # where the socket reader's count does not see them: peek tells them from an idle connection.
+            begun = bool(self.buffered.peek(1))
             self._one_request()
         except DeadlineExceeded:
             # Nothing of a next request arrived: an idle keep-alive connection, closed quietly.
-            if self.reader.received:
+            if begun or self.reader.received:
                 self._last_word(HTTPStatus.REQUEST_TIMEOUT,
                                 f"the request was not sent within {self.server.request_timeout:g} s")
         except HeadersTooLarge:

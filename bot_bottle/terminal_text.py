@@ -13,15 +13,21 @@ Every human-facing output passes its text through here first, so that:
   there, and what;
 - tab expands to spaces; newline ends a line (``\\r\\n`` counts as one);
 - widths are display columns: East Asian wide and fullwidth characters take
-  two, combining marks none. A mark with nothing to combine with, or beyond
+  two, combining marks none; where terminals differ (an emoji made wide by
+  U+FE0F, flags) the widest count is taken, so a fitted row never
+  overflows. A mark with nothing to combine with, or beyond
   ``MAX_COMBINING`` on one character, is shown as an escape instead, so a
-  flood of marks cannot smear a row;
+  flood of marks cannot smear a row; so is a variation selector after a
+  character that has no visible variants (``pypi.org\ufe00`` would look like
+  ``pypi.org``);
 - a line cut to fit ends with ``CUT_MARKER``; a wrapped line's continuation
   starts with ``CONTINUATION``, so it cannot pass for a line of its own (a
   diff line that seems to start with ``-``).
 
-``--json`` output never comes here: JSON escapes everything already and must
-stay exact.
+``--json`` output does not come here to be shown: it must stay exact. It
+passes ``json_for_terminal`` instead, which writes the characters JSON itself
+leaves raw (DEL, C1 controls, bidi and invisible ones) as ``\\uXXXX`` escapes
+that decode to the same text.
 """
 
 from __future__ import annotations
@@ -48,6 +54,9 @@ _INVISIBLE = frozenset("\u034f\u115f\u1160\u17b4\u17b5\u180e\u2800\u3164\uffa0")
 # paragraph separators that some terminals break lines on.
 _ESCAPED_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
 _PRINTABLE_ASCII = re.compile(r"[\x20-\x7e]*")
+# VARIATION SELECTOR-16: draw the character before it as a (wide) emoji.
+EMOJI_PRESENTATION = "\ufe0f"
+_REGIONAL_INDICATORS = (0x1F1E6, 0x1F1FF)
 
 
 @dataclass(frozen=True)
@@ -86,11 +95,34 @@ def needs_escape(char: str) -> bool:
     return category in _ESCAPED_CATEGORIES or category == "Zs" or char in _INVISIBLE
 
 
+def is_variation_selector(char: str) -> bool:
+    """True for U+FE00-U+FE0F and U+E0100-U+E01EF, which pick a glyph variant of the character before."""
+    code = ord(char)
+    return 0xFE00 <= code <= 0xFE0F or 0xE0100 <= code <= 0xE01EF
+
+
+def _takes_variants(base: str) -> bool:
+    # Emoji and other symbols (U+FE0F, U+FE0E) and wide ideographs (ideographic variants) have variants
+    # a reader can see; after anything else (an ASCII letter) a selector draws nothing and could tell two
+    # equal-looking strings apart, so it is shown as an escape.
+    return unicodedata.category(base) == "So" or unicodedata.east_asian_width(base) in ("W", "F")
+
+
 def char_width(char: str) -> int:
-    """Display columns of a character that passed ``needs_escape``: 0, 1 or 2."""
+    """Display columns of a character that passed ``needs_escape``: 0, 1 or 2.
+
+    Where terminals disagree, the widest count wins, so that a row cut or
+    wrapped to fit never runs past the edge of any of them (at worst it
+    falls short): U+FE0F (emoji presentation) turns the character before it
+    into a two-column emoji on most terminals, so it counts one column of
+    its own; a regional indicator (half of a flag) counts two.
+    """
+    if char == EMOJI_PRESENTATION:
+        return 1
     if unicodedata.combining(char) or unicodedata.category(char) in ("Mn", "Me"):
         return 0
-    return 2 if unicodedata.east_asian_width(char) in ("W", "F") else 1
+    regional = _REGIONAL_INDICATORS[0] <= ord(char) <= _REGIONAL_INDICATORS[1]
+    return 2 if regional or unicodedata.east_asian_width(char) in ("W", "F") else 1
 
 
 def lines(text: str) -> list[Line]:
@@ -111,6 +143,8 @@ def _line(text: str) -> Line:
     column = 0
     marks = 0  # combining marks on the current base character
     has_base = False
+    base = ""  # the current base character (for variation selectors)
+    varied = False  # a variation selector was kept on it: a second one draws nothing
 
     def escape(shown: str) -> None:
         nonlocal column, has_base
@@ -131,7 +165,12 @@ def _line(text: str) -> Line:
             column += spaces
             has_base = False
             continue
-        if needs_escape(char):
+        if is_variation_selector(char):
+            if varied or not (has_base and _takes_variants(base)):
+                escape(escape_char(char))
+                continue
+            varied = True
+        elif needs_escape(char):
             escape(escape_char(char))
             continue
         width = char_width(char)
@@ -140,9 +179,10 @@ def _line(text: str) -> Line:
                 escape(escape_char(char))
                 continue
             marks += 1
-        else:
+        elif not is_variation_selector(char):
             marks = 0
             has_base = char != " "
+            base, varied = char, False
         plain.append(char)
         column += width
     if plain:
@@ -258,15 +298,37 @@ def unsafe_characters(text: str, *, allow: str = "\n\t") -> Iterator[tuple[int, 
     on screen would mean a file that differs from what it looks like.
     """
     line_number, column = 1, 0
+    previous = ""
     for char in text:
         column += 1
+        before, previous = previous, char
         if char == "\n":
             line_number, column = line_number + 1, 0
             continue
         if char in allow:
             continue
-        if needs_escape(char):
+        if needs_escape(char) or (is_variation_selector(char) and not (before and _takes_variants(before))):
             yield line_number, column, char
+
+
+def json_for_terminal(text: str) -> str:
+    """JSON text with every character a terminal must not get raw written as a ``\\uXXXX`` escape.
+
+    JSON escapes only U+0000-U+001F itself; DEL, C1 controls (U+009B is a
+    CSI), bidirectional and invisible characters would reach the terminal
+    raw. Outside strings JSON text is ASCII, so every such character is in a
+    string, where the escape decodes to the very same character: the value
+    stays exact for scripts. Newlines (the indentation's) are kept.
+    """
+    def one(char: str) -> str:
+        code = ord(char)
+        if code < 0x10000:
+            return f"\\u{code:04x}"
+        code -= 0x10000
+        return f"\\u{0xD800 + (code >> 10):04x}\\u{0xDC00 + (code & 0x3FF):04x}"
+    if text.isascii() and "\x7f" not in text:
+        return text
+    return "".join(one(char) if char != "\n" and needs_escape(char) else char for char in text)
 
 
 def describe_char(char: str) -> str:

@@ -233,6 +233,19 @@ class SlowClientTest(HostileTestCase):
         self.assert_alive_and_clean()
 
 
+class PipelinedTest(HostileTestCase):
+    def test_a_partial_request_behind_a_whole_one_is_answered(self) -> None:
+        """A whole request and the start of the next in one send: the server's buffer holds the second; 408."""
+        self.serve("--request-timeout", "2")
+        partial = b"POST / HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
+        _answer, raw = exchange(self.port, request() + partial, half_close=False, timeout=15)
+        self.assertEqual(raw.count(b"HTTP/1.1 "), 2, raw)
+        second = parse_answer(raw[raw.index(b"HTTP/1.1 ", 1):])
+        assert second is not None, raw
+        self.assertEqual(second.status, 408)
+        self.assert_alive_and_clean()
+
+
 class FloodTest(HostileTestCase):
     def test_a_connection_flood_is_refused_cleanly_beyond_the_cap(self) -> None:
         """300 idle connections against a cap of 32: the rest get 503 with Retry-After at once; then it recovers."""

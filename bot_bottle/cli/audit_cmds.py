@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from bot_bottle import terminal_text
 from bot_bottle.audit_seal import retire_anchor
 from bot_bottle.audit_store import DEFAULT_LIST_LIMIT, AuditStore, VerifyResult
 from bot_bottle.cli.common import (
@@ -19,6 +20,7 @@ from bot_bottle.cli.common import (
     print_table,
     verb_parser,
 )
+from bot_bottle.cli.db_cmds import write_export
 from bot_bottle.cli.registry import summary
 from bot_bottle.errors import BotBottleError, ValidationError
 from bot_bottle.records import SHORT_ID_LENGTH
@@ -31,6 +33,7 @@ examples:
   bot-bottle audit head > head.json                the newest entry and seal, to keep elsewhere
   bot-bottle audit verify --head head.json         ... and later: the log still holds it
   bot-bottle audit export > audit.jsonl            every entry, oldest first, as JSON lines
+  bot-bottle audit set-aside --export forged.jsonl --yes   entries a sidecar added, out of the log
 """
 
 
@@ -115,6 +118,22 @@ def cmd_audit_retire_anchor(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_audit_set_aside(args: argparse.Namespace) -> int:
+    """Move entries the host cannot prove (a sidecar's, past the host's seals) to a new file, out of the log."""
+    path = db_path(args)
+    if not args.yes:
+        raise ValidationError("--yes", "set-aside removes the entries past the host's newest seal from the log "
+                              "(after writing them to --export); say --yes to do it")
+    with AuditStore(path) as store:
+        count, kept = store.set_aside(lambda conn, after: write_export(conn, args.export, after))
+    if count:
+        print(f"{count} audit entries past entry {kept} (not sealed by this host) written to {args.export} and "
+              "removed from the log; decisions are recorded again")
+    else:
+        print(f"every entry up to {kept} is the host's; nothing to set aside")
+    return 0
+
+
 def cmd_audit_head(args: argparse.Namespace) -> int:
     """Print the newest entry's sequence, hash and seal, and the anchor, as JSON to keep elsewhere."""
     with AuditStore(db_path(args)) as store:
@@ -126,7 +145,7 @@ def cmd_audit_export(args: argparse.Namespace) -> int:
     """Print every entry, oldest first, one JSON object per line."""
     with AuditStore(db_path(args)) as store:
         for entry in store.export():
-            sys.stdout.write(json.dumps(entry.to_dict(), ensure_ascii=False) + "\n")
+            sys.stdout.write(terminal_text.json_for_terminal(json.dumps(entry.to_dict(), ensure_ascii=False)) + "\n")
     return 0
 
 
@@ -167,6 +186,17 @@ def register(subparsers: Any) -> None:
                          "does that (the old anchor is kept beside it, renamed).")
     p.add_argument("--yes", action="store_true", help="yes, the database was replaced or emptied on purpose")
     p.set_defaults(handler=cmd_audit_retire_anchor)
+
+    p = verb_parser(verbs, "set-aside", help="move entries a sidecar added past the host's seals to a file",
+                    description="Entries past the host's newest seal (or anchor) that have no seal, or a "
+                    "made-up one, were written without the host's key, and every decision is refused while "
+                    "they are there. This writes them, with their hashes and seals, to a new --export file "
+                    "and removes them from the log, in one transaction. Entries up to the anchor that were "
+                    "changed are never removed: restore a backup for those.")
+    p.add_argument("--export", type=Path, required=True, metavar="FILE",
+                   help="a new file to write the entries to before they are removed")
+    p.add_argument("--yes", action="store_true", help="yes, move them out of the log")
+    p.set_defaults(handler=cmd_audit_set_aside)
 
     p = verb_parser(verbs, "head", help="the log's newest entry and seal, to keep elsewhere",
                          description="Print the newest entry's sequence number, hash and seal and the host's "

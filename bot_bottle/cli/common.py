@@ -111,14 +111,14 @@ def fail(message: str, status: int = 1) -> int:
     Every error line the CLI prints goes through here: messages can quote
     input, which never reaches the terminal raw.
     """
-    print(f"bot-bottle: error: {terminal_text.clean(message)}", file=sys.stderr)
+    # On one line too, so a stored field with a newline cannot add a line that reads as our own.
+    print(f"bot-bottle: error: {terminal_text.clean_line(message)}", file=sys.stderr)
     return status
 
 
 def print_json(value: Any) -> None:
     """Print ``value`` as indented JSON on stdout."""
-    json.dump(value, sys.stdout, indent=2, ensure_ascii=False)
-    sys.stdout.write("\n")
+    sys.stdout.write(terminal_text.json_for_terminal(json.dumps(value, indent=2, ensure_ascii=False)) + "\n")
 
 
 def styled_output(stream: TextIO | None = None) -> bool:

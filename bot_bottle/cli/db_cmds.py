@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bot_bottle import health, migrate
+from bot_bottle import health, migrate, terminal_text
 from bot_bottle.audit_seal import retire_anchor
 from bot_bottle.audit_store import AuditStore
 from bot_bottle.cli.common import db_path, fail, print_json, verb_parser, version_number
@@ -88,7 +88,8 @@ def cmd_db_status(args: argparse.Namespace) -> int:
     if args.json:
         print_json({**state.to_dict(), "too_new": state.too_new})
     else:
-        print("\n".join(_describe(state)))
+        # Names in the history come from the file, which every sidecar can write: one clean line each.
+        print("\n".join(terminal_text.clean_line(line) for line in _describe(state)))
     reason = _unusable_reason(state)
     if reason:
         return fail(reason)
@@ -150,8 +151,8 @@ def cmd_db_downgrade(args: argparse.Namespace) -> int:
     return 0
 
 
-def write_export(conn: sqlite3.Connection, destination: Path) -> int:
-    """Write every audit entry on ``conn`` to a new file (0600, synced); how many. Never overwrites."""
+def write_export(conn: sqlite3.Connection, destination: Path, after: int = 0) -> int:
+    """Write every audit entry on ``conn`` (past ``after``) to a new file (0600, synced); how many. Never overwrites."""
     try:
         fd = os.open(destination, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
@@ -161,7 +162,7 @@ def write_export(conn: sqlite3.Connection, destination: Path) -> int:
     count = 0
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            for line in AuditStore.export_lines(conn):
+            for line in AuditStore.export_lines(conn, after=after):
                 handle.write(line)
                 count += 1
             handle.flush()
@@ -202,7 +203,8 @@ def cmd_db_check(args: argparse.Namespace) -> int:
     else:
         print(f"database: {path}")
         for check in checks:
-            print(f"{'ok   ' if check.ok else 'ERROR'}  {check.check}: {check.detail}")
+            # A detail can name what a sidecar put in the file (a table, an index): never raw, one line.
+            print(f"{'ok   ' if check.ok else 'ERROR'}  {check.check}: {terminal_text.clean_line(check.detail)}")
     if not ok:
         return fail(f"{path} failed its checks")
     return 0

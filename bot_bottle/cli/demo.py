@@ -270,7 +270,8 @@ class Demo:
             problems += self.report()
             with AuditStore(self.db) as audit:
                 verified = audit.verify()
-            print(f"audit log: {verified.count} entries, " + ("chain whole" if verified.ok else verified.problem))
+            print(f"audit log: {verified.count} entries, "
+                  + ("chain whole" if verified.ok else terminal_text.clean_line(verified.problem)))
             if not verified.ok:
                 problems.append("the audit log does not verify")
         except (OSError, RuntimeError, KeyError) as exc:
@@ -282,7 +283,7 @@ class Demo:
             shutil.rmtree(self.scratch, ignore_errors=True)
         if problems:
             for problem in problems:
-                print(f"problem: {terminal_text.clean(problem)}", file=sys.stderr)
+                print(f"problem: {terminal_text.clean_line(problem)}", file=sys.stderr)
             return 1
         print("demo finished: every step worked")
         return 0
@@ -311,7 +312,7 @@ class Demo:
         for call in self.calls:
             final = call.final
             if call.error:
-                print_untrusted(f"  {call.label:<34} error: {call.error}")
+                print_untrusted([f"  {call.label:<34} error: {call.error}"])
                 problems.append(f"{call.label}: {call.error}")
                 continue
             if final is None:
@@ -321,7 +322,7 @@ class Demo:
                 continue
             lines = str(final.get("final_file") or "").count("\n")
             extra = f"; final file of {lines} lines" if final.get("final_file") else ""
-            print_untrusted(f"  {call.label:<34} {final['status']:<9} {final['notes']!r}{extra}")
+            print_untrusted([f"  {call.label:<34} {final['status']:<9} {final['notes']!r}{extra}"])
             expected = (call.auto_status, call.auto_notes, call.auto_final)
             if self.auto and (final["status"], final["notes"], final.get("final_file")) != expected:
                 problems.append(f"{call.label}: got {final['status']}, expected {call.auto_status}")

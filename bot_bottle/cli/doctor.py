@@ -16,7 +16,7 @@ from contextlib import closing
 from pathlib import Path
 from typing import Any
 
-from bot_bottle import health
+from bot_bottle import health, terminal_text
 from bot_bottle.cli.common import db_path, fail, print_json, verb_parser
 from bot_bottle.cli.registry import summary
 from bot_bottle.connection import (
@@ -123,7 +123,8 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         print_json({"path": str(path), "ok": not failed, "checks": checks})
     else:
         for check in checks:
-            print(f"{check['level']:<8} {check['check']:<13} {check['detail']}")
+            # A detail can name what a sidecar put in the database file: never raw, one line.
+            print(f"{check['level']:<8} {check['check']:<13} {terminal_text.clean_line(check['detail'])}")
     if failed:
         return fail(f"{path}: doctor found errors (see above)")
     return 0

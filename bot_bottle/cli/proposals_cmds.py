@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from bot_bottle.audit_store import AuditStore
 from bot_bottle.cli.common import (
     age,
     db_path,
@@ -73,10 +74,12 @@ def cmd_proposals_show(args: argparse.Namespace) -> int:
     with QueueStore(db_path(args)) as store:
         proposal = store.find(args.id)
         response = store.response(proposal.id)
+        # A sidecar can write a response straight into the file: say when the audit log does not prove it.
+        unproven = AuditStore(database=store.db).decision_problem(response) if response is not None else None
     if args.json:
-        print_json(proposal_json(proposal, response))
+        print_json({**proposal_json(proposal, response), "unproven": unproven})
     else:
-        print_untrusted(describe(proposal, response), page=True)
+        print_untrusted(describe(proposal, response, unproven), page=True)
     return 0
 
 
@@ -86,7 +89,7 @@ def _decide(args: argparse.Namespace, status: str, notes: str, final_file: str |
         if status == STATUS_MODIFIED and final_file is not None and not _confirmed(args, proposal, notes, final_file):
             print("modification cancelled: nothing recorded")
             return 1
-        response = decide(proposal.id, status, notes, final_file, store=store)
+        response = decide(proposal.id, status, notes, final_file, store=store, shown=proposal)
     print_untrusted(f"{response.status} {proposal.short_id} ({proposal.queue_key}, {proposal.tool}) "
                     f"as {response.decided_by}")
     return 0

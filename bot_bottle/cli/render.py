@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from bot_bottle import terminal_text
 from bot_bottle.cli.common import Shown, age
 from bot_bottle.errors import ValidationError
 from bot_bottle.records import (
@@ -25,7 +26,7 @@ from bot_bottle.records import (
     ProposalSummary,
     Response,
 )
-from bot_bottle.routes import parse_route, validate_final_file, widening_lines
+from bot_bottle.routes import file_widening, is_diff_header, parse_route, validate_final_file, widening_lines
 from bot_bottle.supervise import decision_diff, render_diff
 
 WARNING = "WARNING:"
@@ -57,12 +58,19 @@ def findings_report(payload: str) -> list[str]:
     lines = [f"pushed: {', '.join(refs)}" if refs else "pushed: (unknown)",
              f"{len(rows)} finding(s) marked '# gitleaks:allow' (secrets shown as ********):", ""]
     header = ("REF", "COMMIT", "FILE:LINE", "RULE")
-    widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(header)]
+    # Columns as they will be shown (an escape takes the columns of its visible form, a wide character two),
+    # so a file name with escapes or wide characters cannot shift the columns after it.
+    widths = [max([len(h)] + [_shown_width(r[i]) for r in rows]) for i, h in enumerate(header)]
     lines.append("  ".join(h.ljust(widths[i]) for i, h in enumerate(header)).rstrip())
     for row in rows:
-        lines.append("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row[:4])).rstrip())
+        lines.append("  ".join(cell + " " * (widths[i] - _shown_width(cell))
+                               for i, cell in enumerate(row[:4])).rstrip(" "))
         lines.append(f"    {row[4]}")
     return lines
+
+
+def _shown_width(text: str) -> int:
+    return terminal_text.width(terminal_text.line(text))
 
 
 def dlp_report(payload: str) -> list[str]:
@@ -104,29 +112,44 @@ def route_lines(payload: str) -> list[str]:
     return lines
 
 
-def marked_diff(diff: str) -> list[str]:
+def marked_diff(diff: str, final: str | None = None) -> list[str]:
     """A routes-file diff with a gutter: ``!`` marks an added line that widens access, with a warning above.
 
     The gutter is ours alone (every diff line is shifted right by two), so
-    file text cannot fake or hide a mark.
+    file text cannot fake or hide a mark. With ``final`` (the file the
+    decision puts in place), lines of it that widen access but are not added
+    (a change elsewhere, such as renaming the section they are in, can put
+    them in effect, and they may lie outside the diff's context, or the
+    "current" file the diff starts from may be a sidecar's lie) are named
+    too, with their line numbers and text.
     """
     widening = widening_lines(diff)
     lines: list[str] = []
     if widening:
         lines.append(Shown(f"{WARNING} {len(widening)} added line(s) widen access (marked !):", "warning"))
         lines += [Shown(f"  {'; '.join(reasons)}", "warning") for reasons in widening.values()]
+    if final is not None:
+        # Even with no diff: "current" is what the sidecar filed as current, and a sidecar that lies about
+        # it can make a widening file look unchanged.
+        added = {text[1:] for index, text in enumerate(diff.split("\n")) if index in widening}
+        every = final.split("\n")  # once: a file of many such lines must not be split for each
+        kept = {number: reasons for number, reasons in file_widening(final).items()
+                if every[number - 1] not in added}
+        if kept:
+            lines.append(Shown(f"{WARNING} the file keeps {len(kept)} unchanged line(s) that widen access where "
+                               "they are in effect (check the change does not put them in effect):", "warning"))
+            lines += [Shown(f"  line {number}: {every[number - 1].strip()}  ({'; '.join(reasons)})", "warning")
+                      for number, reasons in kept.items()]
     body = diff.rstrip("\n")
     if not body:
         return [*lines, "    (no change)"]
     for index, text in enumerate(body.split("\n")):
-        role = _diff_role(text)
+        role = "heading" if is_diff_header(body, index) else _diff_role(text)
         lines.append(Shown(("! " if index in widening else "  ") + text, "warning" if index in widening else role))
     return lines
 
 
 def _diff_role(text: str) -> str:
-    if text.startswith(("+++", "---")):
-        return "heading"
     if text.startswith("+"):
         return "added"
     if text.startswith("-"):
@@ -147,13 +170,14 @@ def proposal_json(proposal: Proposal | ProposalSummary, response: Response | Non
     }
 
 
-def describe(proposal: Proposal, response: Response | None) -> list[str]:
+def describe(proposal: Proposal, response: Response | None, unproven: str | None = None) -> list[str]:
     """What ``proposals show`` and the TUI's detail view print, one item a screen line.
 
     Items are raw (agent text included): show each with ``terminal_text.line``,
     so a newline inside a single-line field (a file name in a report, the
     decider) shows as an escape instead of starting a line that could pass
-    for one of ours.
+    for one of ours. ``unproven`` is why the audit log does not prove the
+    decision (``AuditStore.decision_problem``), shown as a warning under it.
     """
     lines = [
         f"proposal  {proposal.id}",
@@ -165,6 +189,9 @@ def describe(proposal: Proposal, response: Response | None) -> list[str]:
         lines.append(f"status    {STATUS_PENDING}")
     else:
         lines.append(f"status    {response.status} by {response.decided_by} at {response.decided_at}")
+        if unproven:
+            lines.append(Shown(f"{WARNING} the audit log does not prove this decision: {unproven}; it may have "
+                               "been written into the database by a sidecar ('bot-bottle audit verify')", "warning"))
         if response.notes:
             lines += ["notes:", *("  " + line for line in response.notes.split("\n"))]
     if proposal.archived_at:
@@ -181,7 +208,8 @@ def describe(proposal: Proposal, response: Response | None) -> list[str]:
                   *route_lines(final if modified and final is not None else proposal.payload)]
     diff = decision_diff(proposal, status, final)
     label = "current -> final" if status == STATUS_MODIFIED else "current -> proposed"
-    lines += ["", f"diff ({label}):", *marked_diff(diff)]
+    after = final if status == STATUS_MODIFIED and final is not None else proposal.payload
+    lines += ["", f"diff ({label}):", *marked_diff(diff, after if proposal.tool != TOOL_EGRESS_ALLOW else None)]
     return lines
 
 
@@ -196,12 +224,13 @@ def modification(proposal: Proposal, final_file: str) -> list[str]:
     if proposal.tool == TOOL_EGRESS_ALLOW:
         lines += ["", "route as modified:", *route_lines(final_file)]
     else:
-        allowed = decision_diff(proposal, STATUS_MODIFIED, final_file)
-        widening = widening_lines(allowed)
+        widening = file_widening(final_file)
         if widening:
-            lines += ["", Shown(f"{WARNING} the final file still has {len(widening)} line(s) that widen access:",
+            lines += ["", Shown(f"{WARNING} the final file has {len(widening)} line(s) that widen access:",
                                 "warning")]
-            lines += [Shown(f"  {'; '.join(reasons)}", "warning") for reasons in widening.values()]
+            every = final_file.split("\n")
+            lines += [Shown(f"  line {number}: {every[number - 1].strip()}  ({'; '.join(reasons)})", "warning")
+                      for number, reasons in widening.items()]
     own = render_diff(proposal.payload, final_file, before_name="proposed", after_name="final")
     lines += ["", "diff (proposed -> final):", *marked_diff(own)]
     return lines

@@ -405,7 +405,7 @@ class SuperviseTUI:
                 self.message = "reject cancelled: a reason is required"
                 return
         try:
-            decide(proposal.id, status, notes, final, store=self.store)
+            decide(proposal.id, status, notes, final, store=self.store, shown=proposal)
             self.message = f"{status} {label}"
         except (AlreadyDecided, NotFound) as exc:
             self.message = f"{exc}; moved on"
