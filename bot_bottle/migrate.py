@@ -311,6 +311,16 @@ def _rewrite_legacy_checksums(
 
 def _refuse_unusable(state: Status) -> None:
     if state.too_new:
+        recorded = max((version for version, _, _ in state.applied), default=0)
+        if recorded < state.current:
+            # A newer bot-bottle records each migration it applies; a version with no record behind it was
+            # set by something else (every sidecar can write the file).
+            raise SchemaTooNew(
+                f"database {state.path} says schema version {state.current}, but its migration history ends at "
+                f"{recorded}: no bot-bottle migrated it there, so the version was changed behind bot-bottle's "
+                "back (a sidecar can write the file); nothing was changed. Check it with 'bot-bottle db check' "
+                f"on a copy, and restore a backup or set 'PRAGMA user_version = {recorded}' with sqlite3"
+            )
         raise SchemaTooNew(
             f"database {state.path} is at schema version {state.current} but this bot-bottle "
             f"knows only up to {state.head}: upgrade the sidecar image or run a newer bot-bottle; "
@@ -324,7 +334,6 @@ def _refuse_unusable(state: Status) -> None:
             "nothing was changed. Run a bot-bottle whose migrations match this database "
             "('bot-bottle db status' lists the drift)"
         )
-
 
 
 def _is_empty(conn: sqlite3.Connection) -> bool:

@@ -412,3 +412,15 @@ class RetireAnchorTest(ProofTestCase):
             self.assertEqual(self.run_cli("audit", "retire-anchor", "--yes", "--db", str(self.db)).returncode, 0)
             decide(proposal.id, STATUS_APPROVED, store=store)
         self.assertTrue(self.verify()[0])
+
+
+class TamperedVersionTest(ProofTestCase):
+    def test_a_version_set_behind_our_back_is_named_as_such(self) -> None:
+        """user_version raised by a sidecar (no migration history behind it) is not blamed on an old bot-bottle."""
+        self.decide_some(1)
+        self.store.close()
+        raw = sqlite3.connect(self.db, isolation_level=None)
+        raw.execute("PRAGMA user_version = 99")
+        raw.close()
+        result = self.run_cli("proposals", "list", "--db", str(self.db))
+        self.assert_clean_error(result, 1, "says schema version 99", f"history ends at {HEAD}", "user_version")
