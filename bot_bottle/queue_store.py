@@ -64,6 +64,7 @@ def _columns(record: type, alias: str) -> str:
 
 
 _PROPOSAL_COLUMNS = _columns(Proposal, "p")
+_PROPOSAL_WIDTH = len(fields(Proposal))
 # What listings read: never the payload or the current file (up to 1 MiB each).
 _SUMMARY_COLUMNS = _columns(ProposalSummary, "p")
 _SUMMARY_WIDTH = len(fields(ProposalSummary))
@@ -265,18 +266,7 @@ class QueueStore(DatabaseUser):
                 (p, None) for p in self.pending_summaries(queue_key)
             ]
             return pending if limit is None else pending[-limit:]
-        params: dict[str, Any] = {"limit": -1 if limit is None else limit}
-        where = ""
-        if queue_key is not None:
-            params["queue_key"] = validate_queue_key(queue_key)
-            where = "WHERE p.queue_key = :queue_key "
-        with self.db.read() as conn:
-            rows = conn.execute(
-                f"SELECT {_SUMMARY_COLUMNS}, {_RESPONSE_COLUMNS} FROM proposals p "
-                f"LEFT JOIN responses r ON r.proposal_id = p.id {where}"
-                "ORDER BY p.created_at DESC, p.rowid DESC LIMIT :limit",
-                params,
-            ).fetchall()
+        rows = self._decided_rows(_SUMMARY_COLUMNS, queue_key, limit)
         result = [
             (self.summary_from_row(row[:_SUMMARY_WIDTH]),
              None if row[_SUMMARY_WIDTH] is None else self.response_from_row(row[_SUMMARY_WIDTH:]))
@@ -284,6 +274,21 @@ class QueueStore(DatabaseUser):
         ]
         result.reverse()
         return result
+
+    def _decided_rows(self, columns: str, queue_key: str | None, limit: int | None) -> list[tuple[Any, ...]]:
+        """Proposals (``columns``) with their responses, newest first, at most ``limit``."""
+        params: dict[str, Any] = {"limit": -1 if limit is None else limit}
+        where = ""
+        if queue_key is not None:
+            params["queue_key"] = validate_queue_key(queue_key)
+            where = "WHERE p.queue_key = :queue_key "
+        with self.db.read() as conn:
+            return conn.execute(
+                f"SELECT {columns}, {_RESPONSE_COLUMNS} FROM proposals p "
+                f"LEFT JOIN responses r ON r.proposal_id = p.id {where}"
+                "ORDER BY p.created_at DESC, p.rowid DESC LIMIT :limit",
+                params,
+            ).fetchall()
 
     def listing(
         self, queue_key: str | None = None, *, include_decided: bool = False, limit: int | None = None
@@ -298,20 +303,10 @@ class QueueStore(DatabaseUser):
         if not include_decided:
             pending: list[tuple[Proposal, Response | None]] = [(p, None) for p in self.pending(queue_key)]
             return pending if limit is None else pending[-limit:]
-        params: dict[str, Any] = {"limit": -1 if limit is None else limit}
-        where = ""
-        if queue_key is not None:
-            params["queue_key"] = validate_queue_key(queue_key)
-            where = "WHERE p.queue_key = :queue_key "
-        with self.db.read() as conn:
-            rows = conn.execute(
-                f"SELECT {_PROPOSAL_COLUMNS}, {_RESPONSE_COLUMNS} FROM proposals p "
-                f"LEFT JOIN responses r ON r.proposal_id = p.id {where}"
-                "ORDER BY p.created_at DESC, p.rowid DESC LIMIT :limit",
-                params,
-            ).fetchall()
+        rows = self._decided_rows(_PROPOSAL_COLUMNS, queue_key, limit)
         result = [
-            (self.proposal_from_row(row[:9]), None if row[9] is None else self.response_from_row(row[9:]))
+            (self.proposal_from_row(row[:_PROPOSAL_WIDTH]),
+             None if row[_PROPOSAL_WIDTH] is None else self.response_from_row(row[_PROPOSAL_WIDTH:]))
             for row in rows
         ]
         result.reverse()

@@ -58,6 +58,20 @@ class ProofTestCase(TempDirTest):
         return result.ok, result.problem
 
 
+def rechain(raw: sqlite3.Connection, seq: int, column: str, value: str) -> None:
+    """As a forger without the key: set one entry's ``column`` and recompute every sha256 and link after it."""
+    columns = ("seq", "ts", "queue_key", "action", "tool", "proposal_id", "actor", "notes", "diff", "details")
+    prev = GENESIS_HASH
+    for row in raw.execute(f"SELECT {', '.join(columns)} FROM audit_log ORDER BY seq").fetchall():
+        entry = dict(zip(columns, row, strict=True))
+        if entry["seq"] == seq:
+            entry[column] = value
+        new = AuditStore.compute_hash(*entry.values(), prev)
+        raw.execute(f"UPDATE audit_log SET {column} = :v, prev_hash = :p, hash = :h WHERE seq = :s",
+                    {"v": entry[column], "p": prev, "h": new, "s": entry["seq"]})
+        prev = new
+
+
 class SealTest(ProofTestCase):
     def test_whole_log_verifies_sealed_and_anchored(self) -> None:
         """Decisions and operator edits are sealed, and the anchor outside the database follows the head."""
@@ -127,16 +141,7 @@ class SealTest(ProofTestCase):
     def test_recomputed_plain_chain_without_the_key(self) -> None:
         """A forger rewrites entry 1 and recomputes every sha256 and link: the seals do not follow."""
         self.decide_some(3)
-        raw = self.raw()
-        prev = GENESIS_HASH
-        rows = raw.execute("SELECT seq, ts, queue_key, action, tool, proposal_id, actor, notes, diff, details "
-                           "FROM audit_log ORDER BY seq").fetchall()
-        for seq, ts, key, action, tool, pid, actor, notes, diff, details in rows:
-            notes = "approved, all fine" if seq == 1 else notes
-            new = AuditStore.compute_hash(seq, ts, key, action, tool, pid, actor, notes, diff, details, prev)
-            raw.execute("UPDATE audit_log SET notes = :n, prev_hash = :p, hash = :h WHERE seq = :s",
-                        {"n": notes, "p": prev, "h": new, "s": seq})
-            prev = new
+        rechain(self.raw(), 1, "notes", "approved, all fine")
         with AuditStore(self.db) as audit:
             result = audit.verify()
         self.assertEqual((result.ok, result.bad_seq), (False, 1))
@@ -259,15 +264,7 @@ class DowngradeTest(ProofTestCase):
         self.decide_some(3)
         raw = self.raw()
         raw.execute("DELETE FROM audit_seal")
-        prev = GENESIS_HASH
-        rows = raw.execute("SELECT seq, ts, queue_key, action, tool, proposal_id, actor, notes, diff, details "
-                           "FROM audit_log ORDER BY seq").fetchall()
-        for seq, ts, key, action, tool, pid, actor, notes, diff, details in rows:
-            diff = "+  - host: '*'\n" if seq == 2 else diff
-            new = AuditStore.compute_hash(seq, ts, key, action, tool, pid, actor, notes, diff, details, prev)
-            raw.execute("UPDATE audit_log SET diff = :d, prev_hash = :p, hash = :h WHERE seq = :s",
-                        {"d": diff, "p": prev, "h": new, "s": seq})
-            prev = new
+        rechain(raw, 2, "diff", "+  - host: '*'\n")
         ok, problem = self.verify()
         self.assertFalse(ok)
         self.assertIn("anchor", problem)
