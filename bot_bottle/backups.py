@@ -5,8 +5,9 @@ partial name and moves it into place without ever replacing a file (a hard
 link, or on a filesystem without them a reserved name renamed over). The
 migration runner backs up before it changes a database
 (``backup_before_migration``, keeping the last ``BACKUPS_KEPT`` and every
-older one that holds audit entries the database no longer has), and ``db
-backup`` uses the same copy. Partial files of a killed backup are removed by
+older one that holds audit entries the database no longer has; the host
+database's go outside the directory sidecars see), and ``db backup`` uses
+the same copy. Partial files of a killed backup are removed by
 the next one.
 """
 
@@ -21,6 +22,7 @@ from pathlib import Path
 
 from bot_bottle.connection import FILE_MODE, database_path
 from bot_bottle.errors import BotBottleError
+from bot_bottle.paths import host_backups_dir, host_db_path
 
 BACKUPS_KEPT = 3
 
@@ -136,8 +138,23 @@ def _backup_name_re(db_name: str) -> re.Pattern[str]:
 BACKUP_NAME_RE = re.compile(r".+\.v\d{4}\.\d{8}T\d{12}Z\.bak")
 
 
+def backups_dir(db_file: Path) -> Path:
+    """Where ``db_file``'s pre-migration backups go.
+
+    The host database's go to ``~/.bot-bottle/backups`` (0700), outside the
+    directory every sidecar has mounted read-write, so a sidecar that damages
+    the database cannot also delete its backups. Any other database's go
+    beside it.
+    """
+    if db_file.resolve() == host_db_path().resolve():
+        folder = host_backups_dir()
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        return folder
+    return db_file.parent
+
+
 def backup_before_migration(conn: sqlite3.Connection, version: int) -> Path | None:
-    """Back up the database beside itself as ``NAME.vNNNN.STAMP.bak``; keep the last few.
+    """Back up the database as ``NAME.vNNNN.STAMP.bak`` (``backups_dir``); keep the last few.
 
     Older backups are removed, except one that holds audit entries the
     database no longer has (after a downgrade): those are never pruned.
@@ -147,11 +164,12 @@ def backup_before_migration(conn: sqlite3.Connection, version: int) -> Path | No
     if not source:
         return None
     db_file = Path(source)
-    path = backup_to(conn, db_file.with_name(f"{db_file.name}.v{version:04d}.{_utc_stamp()}.bak"))
+    folder = backups_dir(db_file)
+    path = backup_to(conn, folder / f"{db_file.name}.v{version:04d}.{_utc_stamp()}.bak")
     pattern = _backup_name_re(db_file.name)
     ours = sorted(
         (match.group(2), entry)
-        for entry in db_file.parent.iterdir()
+        for entry in folder.iterdir()
         if (match := pattern.fullmatch(entry.name))
     )
     for _, old in ours[:-BACKUPS_KEPT]:

@@ -17,13 +17,13 @@ import sqlite3
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from types import TracebackType
 from typing import Self
 
 from bot_bottle import migrate
 from bot_bottle.connection import DEFAULT_BUSY_TIMEOUT_SEC, connect, transaction, translate_errors
 from bot_bottle.errors import CannotOpenDatabase
+from bot_bottle.paths import DB_FILENAME, bot_bottle_root, host_db_dir, host_db_path, resolve_db_path
 
 __all__ = [
     "DB_DIR_IN_CONTAINER",
@@ -40,29 +40,8 @@ __all__ = [
     "transaction",
 ]
 
-DB_FILENAME = "bot-bottle.db"
 DB_DIR_IN_CONTAINER = "/run/supervise"
 DB_PATH_IN_CONTAINER = "/run/supervise/bot-bottle.db"
-
-
-def bot_bottle_root() -> Path:
-    """``~/.bot-bottle``: everything bot-bottle keeps on the host (``HOME`` decides ``~``)."""
-    return Path.home() / ".bot-bottle"
-
-
-def host_db_dir() -> Path:
-    """The directory that holds only the database and its journal (mounted into sidecars)."""
-    return bot_bottle_root() / "db"
-
-
-def host_db_path() -> Path:
-    """The host database file, ``~/.bot-bottle/db/bot-bottle.db``."""
-    return host_db_dir() / DB_FILENAME
-
-
-def resolve_db_path(path: str | os.PathLike[str] | None) -> Path:
-    """``path`` as a ``Path``, or the host database's path when it is ``None``."""
-    return host_db_path() if path is None else Path(path)
 
 
 def open_db(

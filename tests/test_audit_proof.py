@@ -421,3 +421,22 @@ class TamperedVersionTest(ProofTestCase):
         raw.close()
         result = self.run_cli("proposals", "list", "--db", str(self.db))
         self.assert_clean_error(result, 1, "says schema version 99", f"history ends at {HEAD}", "user_version")
+
+
+class HostBackupsTest(TempDirTest):
+    def test_host_database_backups_live_outside_the_mounted_directory(self) -> None:
+        """The host database's pre-migration and manual backups go to ~/.bot-bottle/backups, not beside it."""
+        host = self.home / ".bot-bottle" / "db" / "bot-bottle.db"
+        conn = connect(host)
+        migrate.upgrade(conn, 3)
+        conn.close()
+        with QueueStore() as store:  # the host database: opening migrates it to the newest version
+            proposal = store.submit("web-1", TOOL_EGRESS_BLOCK, "routes: [a]\n", "why")
+            decide(proposal.id, STATUS_APPROVED, store=store)
+        backups = self.home / ".bot-bottle" / "backups"
+        self.assertEqual(len(list(backups.glob("bot-bottle.db.v0003.*.bak"))), 1)
+        self.assertEqual(list(host.parent.glob("*.bak")), [], "nothing a sidecar could delete")
+        self.assertEqual(backups.stat().st_mode & 0o777, 0o700)
+        manual = self.run_cli("db", "backup")
+        self.assertEqual(manual.returncode, 0, manual.stderr)
+        self.assertEqual(Path(manual.stdout.strip()).parent, backups)

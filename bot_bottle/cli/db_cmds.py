@@ -14,6 +14,7 @@ from typing import Any
 from bot_bottle import health, migrate, terminal_text
 from bot_bottle.audit_seal import retire_anchor
 from bot_bottle.audit_store import AuditStore
+from bot_bottle.backups import backups_dir
 from bot_bottle.cli.common import db_path, fail, print_json, verb_parser, version_number
 from bot_bottle.cli.registry import summary
 from bot_bottle.connection import connect, translate_errors
@@ -174,13 +175,13 @@ def write_export(conn: sqlite3.Connection, destination: Path, after: int = 0) ->
 
 
 def cmd_db_backup(args: argparse.Namespace) -> int:
-    """Write a consistent copy of the database to FILE (default: beside it, timestamped)."""
+    """Write a consistent copy of the database to FILE (default: with its other backups, timestamped)."""
     path = db_path(args)
     with _existing(path) as conn:
         if args.file is None:
             stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
             version = migrate.current_version(conn)
-            target = path.with_name(f"{path.name}.v{version:04d}.manual-{stamp}.bak")
+            target = backups_dir(path) / f"{path.name}.v{version:04d}.manual-{stamp}.bak"
         else:
             target = args.file
         written = migrate.backup_to(conn, target)
@@ -236,7 +237,8 @@ def register(subparsers: Any) -> None:
     p = verb_parser(verbs, "upgrade",
         help="apply pending migrations",
         description="Apply pending migrations, each in its own transaction. An existing database is "
-        "integrity-checked and backed up beside itself first (the last few backups are kept).",
+        "integrity-checked and backed up first (the last few backups are kept; the host database's in "
+        "~/.bot-bottle/backups, where sidecars cannot reach them; any other beside itself).",
         json=True,
     )
     p.add_argument("--to", type=version_number, metavar="N", help="stop at version N (default: the newest)")
@@ -245,7 +247,7 @@ def register(subparsers: Any) -> None:
     p = verb_parser(verbs, "downgrade",
         help="revert migrations down to a version",
         description="Revert migrations, newest first, down to version N. The database is backed up "
-        "beside itself first: a down migration usually drops tables and their rows. A downgrade that "
+        "first (as upgrade does): a down migration usually drops tables and their rows. A downgrade that "
         "would drop audit entries is refused unless --export FILE writes them all out first (JSON lines, "
         "as 'audit export', with hashes and seals), in the same transaction that drops them.",
         json=True,
@@ -261,7 +263,8 @@ def register(subparsers: Any) -> None:
         "sidecars use it. An existing FILE is never overwritten.",
     )
     p.add_argument("file", nargs="?", type=Path, metavar="FILE",
-                   help="where to write the copy (default: beside the database, named with version and time)")
+                   help="where to write the copy (default: with the database's other backups, named with "
+                   "version and time)")
     p.set_defaults(handler=cmd_db_backup)
 
     p = verb_parser(verbs, "check",
