@@ -164,11 +164,14 @@ class BadFilesTest(TempDirTest):
         self.assert_refused(path, "is a directory")
 
     def test_newer_than_code(self) -> None:
-        """A database migrated by a newer bot-bottle."""
+        """A database migrated by a newer bot-bottle (which recorded the migration it applied)."""
         path = self.tmp / "new.db"
         open_db(path).close()
         raw = sqlite3.connect(path)
+        raw.execute("INSERT INTO schema_history (version, name, sha256, applied_at) "
+                    "VALUES (99, 'from_the_future', :h, '2030-01-01T00:00:00.000000Z')", {"h": "a" * 64})
         raw.execute("PRAGMA user_version = 99")
+        raw.commit()
         raw.close()
         self.assert_refused(path, "version 99", f"up to {HEAD}")
 
