@@ -66,6 +66,7 @@ from bot_bottle.git_objects import (
     PushedObject,
     checkout_encodings,
     git_env,
+    last_error_line,
     pushed_objects,
     tree_blobs,
 )
@@ -417,8 +418,7 @@ class PushScan:
         except subprocess.TimeoutExpired:
             raise GitGateError(f"gitleaks did not finish within {GITLEAKS_TIMEOUT_SEC:g} s") from None
         if result.returncode != 0:
-            last = result.stderr.decode("utf-8", errors="replace").strip().splitlines()[-1:] or ["no message"]
-            raise GitGateError(f"gitleaks failed (exit {result.returncode}): {last[0][:200]}")
+            raise GitGateError(f"gitleaks failed (exit {result.returncode}): {last_error_line(result.stderr)}")
         items = parse_report(result.stdout.decode("utf-8", errors="replace"))
         where = [self._index(item) for item in items]  # each must be a place gitleaks was given
         scanned = {number for number, item in zip(where, items, strict=True) if item["Secret"] == self.canary}

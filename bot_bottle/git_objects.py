@@ -65,6 +65,12 @@ def _git(repo: Path, *args: str) -> list[str]:
     return ["git", "--no-replace-objects", "-C", str(repo), *args]
 
 
+def last_error_line(stderr: bytes) -> str:
+    """The last line a failed command wrote to stderr (at most 200 characters), for a one-line message."""
+    lines = stderr.decode("utf-8", errors="replace").strip().splitlines()
+    return lines[-1][:200] if lines else "no message"
+
+
 def _run(command: list[str], stdin: IO[bytes] | None = None, env: Mapping[str, str] | None = None) -> bytes:
     try:
         result = subprocess.run(command, stdin=stdin, capture_output=True, timeout=GIT_TIMEOUT_SEC,
@@ -74,8 +80,7 @@ def _run(command: list[str], stdin: IO[bytes] | None = None, env: Mapping[str, s
     except subprocess.TimeoutExpired:
         raise GitObjectsError(f"git did not finish within {GIT_TIMEOUT_SEC:g} s") from None
     if result.returncode != 0:
-        last = result.stderr.decode("utf-8", errors="replace").strip().splitlines()[-1:] or ["no message"]
-        raise GitObjectsError(f"git {command[4]} failed (exit {result.returncode}): {last[0][:200]}")
+        raise GitObjectsError(f"git {command[4]} failed (exit {result.returncode}): {last_error_line(result.stderr)}")
     return result.stdout
 
 

@@ -12,14 +12,12 @@ import binascii
 import json
 import re
 import subprocess
-import tempfile
 import unittest
 import urllib.parse
 from pathlib import Path
 
 from bot_bottle.queue_store import QueueStore
-from tests.support import require_tool
-from tests.test_git_gate import SharedRemote, github_token
+from tests.test_git_gate import SharedRemote, SharedRemoteTest, github_token
 
 # An AWS access key id (gitleaks' aws-access-token rule): 20 characters, so it
 # fits a SHA-1 object id exactly. Built at run time so this file carries none.
@@ -76,24 +74,14 @@ def recoverable(text: str, token: str) -> bool:
     return False
 
 
-class GateAttackTest(unittest.TestCase):
+class GateAttackTest(SharedRemoteTest):
     """Pushes that smuggle a token in a place git shows but the gate did not read as git shows it.
 
     Each test pushes to a branch of its own, so one attack that got through
     does not turn the next test's push into a non-fast-forward.
     """
 
-    shared: SharedRemote
-
-    @classmethod
-    def setUpClass(cls) -> None:
-        super().setUpClass()
-        cls._tmp = tempfile.TemporaryDirectory(prefix="bb-attack-")
-        cls.addClassCleanup(cls._tmp.cleanup)
-        probe = unittest.TestCase()
-        gitleaks = require_tool(probe, "gitleaks")
-        require_tool(probe, "git")
-        cls.shared = SharedRemote(Path(cls._tmp.name), gitleaks, timeout=0)
+    folder_prefix = "bb-attack-"
 
     def assert_refused(self, refspec: str, says: str) -> str:
         """The push fails with a git-gate line containing ``says``; the remote's refs stay as they were."""

@@ -376,20 +376,26 @@ class SharedRemote:
                               capture_output=True).returncode == 0
 
 
-class BypassTest(unittest.TestCase):
-    """Each way a token got past the old gate, tried with real git and gitleaks: every one refused."""
+class SharedRemoteTest(unittest.TestCase):
+    """Tests that share one remote with the gate installed (real git and gitleaks), made once per class."""
 
     shared: SharedRemote
+    folder_prefix = "bb-gate-"
 
     @classmethod
     def setUpClass(cls) -> None:
         super().setUpClass()
-        cls._tmp = tempfile.TemporaryDirectory(prefix="bb-gate-")
+        cls._tmp = tempfile.TemporaryDirectory(prefix=cls.folder_prefix)
         cls.addClassCleanup(cls._tmp.cleanup)
         probe = unittest.TestCase()
         gitleaks = require_tool(probe, "gitleaks")
         require_tool(probe, "git")
         cls.shared = SharedRemote(Path(cls._tmp.name), gitleaks, timeout=0)
+
+
+class BypassTest(SharedRemoteTest):
+    """Each way a token got past the old gate, tried with real git and gitleaks: every one refused."""
+
 
     def assert_refused(self, *refspecs: str, says: str, secret_oids: tuple[str, ...] = ()) -> str:
         """The push fails with a git-gate line containing ``says``; the remote's refs and objects stay."""
@@ -574,20 +580,9 @@ class BypassTest(unittest.TestCase):
         self.assertNotIn(token, proposal.payload + proposal.justification)
 
 
-class NothingStoredTest(unittest.TestCase):
+class NothingStoredTest(SharedRemoteTest):
     """Findings filed for the operator keep no token: not raw, not base64, in no file of the database's folder."""
 
-    shared: SharedRemote
-
-    @classmethod
-    def setUpClass(cls) -> None:
-        super().setUpClass()
-        cls._tmp = tempfile.TemporaryDirectory(prefix="bb-gate-")
-        cls.addClassCleanup(cls._tmp.cleanup)
-        probe = unittest.TestCase()
-        gitleaks = require_tool(probe, "gitleaks")
-        require_tool(probe, "git")
-        cls.shared = SharedRemote(Path(cls._tmp.name), gitleaks, timeout=0)
 
     def file_for_review(self, files: dict[str, bytes]) -> tuple[Proposal, list[dict[str, object]]]:
         """Push ``files`` (lines marked gitleaks:allow): held for the operator; reject it; the proposal's findings."""
