@@ -101,3 +101,7 @@ class QuotaExceeded(BotBottleError):
 
 class MissingMount(BotBottleError):
     """A sidecar's database is not the host's mounted one, so nothing may be filed there."""
+
+
+class Unauthorized(BotBottleError):
+    """A request to the relay carries no credential, or one that is unknown or revoked."""

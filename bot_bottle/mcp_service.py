@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
+from email.message import Message
 from pathlib import Path
 from typing import Any
 
@@ -167,8 +168,18 @@ class SuperviseService:
         self.routes_file = routes_file
         self.log = log
 
-    def handle(self, message: object) -> tuple[dict[str, Any] | None, Callable[[], None] | None]:
-        """Answer one parsed JSON-RPC message."""
+    def authorize(self, headers: Message) -> None:
+        """Every request is served: the sidecar is reached only from its own bottle's network."""
+        return None
+
+    def health(self) -> dict[str, Any]:
+        """The bottle this server files for, for ``GET /healthz``."""
+        return {"bottle": self.bottle.queue_key}
+
+    def handle(
+        self, message: object, principal: object = None
+    ) -> tuple[dict[str, Any] | None, Callable[[], None] | None]:
+        """Answer one parsed JSON-RPC message (``principal`` is unused: see ``authorize``)."""
         if not isinstance(message, dict) or message.get("jsonrpc") != "2.0":
             return rpc_error(None, INVALID_REQUEST, "not a JSON-RPC 2.0 message"), None
         message_id = message.get("id")

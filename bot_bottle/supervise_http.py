@@ -1,9 +1,13 @@
-"""The supervise server's HTTP transport: streamable HTTP around ``mcp_service.SuperviseService``.
+"""The hardened JSON-RPC-over-HTTP transport of the supervise server and the relay.
 
 Each POST carries one JSON-RPC 2.0 message and is answered with
 ``application/json`` (requests) or ``202 Accepted`` (notifications). The
 server keeps no session and opens no server-to-client stream (GET and DELETE
-answer 405), which the streamable-HTTP transport allows.
+answer 405), which MCP's streamable-HTTP transport allows. What the messages
+mean is the service's business (``JsonRpcService``): the sidecar's MCP tools
+(``mcp_service.SuperviseService``) or the host relay's queue operations
+(``relay.RelayService``), which also authorizes each request from its headers
+before its body is read.
 
 The agent is the party we do not trust, so every request gets a well-formed
 HTTP answer whatever its bytes, and no pace of requests holds the server's
@@ -20,13 +24,14 @@ import json
 import socket
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from email.message import Message
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Protocol
 
 from bot_bottle import __version__
-from bot_bottle.errors import BotBottleError, ValidationError
+from bot_bottle.errors import BotBottleError, Unauthorized, ValidationError
 from bot_bottle.http_guard import (
     ByteBudget,
     DeadlineExceeded,
@@ -43,7 +48,6 @@ from bot_bottle.mcp_service import (
     INVALID_REQUEST,
     PARSE_ERROR,
     SUPPORTED_PROTOCOL_VERSIONS,
-    SuperviseService,
     rpc_error,
 )
 
@@ -66,6 +70,22 @@ SIDECAR_HOSTNAME = "supervise"  # the name backends give the sidecar on the bott
 DEFAULT_ALLOWED_HOSTS = (SIDECAR_HOSTNAME, "localhost", "127.0.0.1", "::1")
 
 
+class JsonRpcService(Protocol):
+    """What the HTTP transport serves: one parsed JSON-RPC message in, one answer out."""
+
+    def log(self, line: str) -> None:
+        """Write one line to the server's log."""
+
+    def authorize(self, headers: Message) -> object:
+        """Who sent the request, from its headers, before its body is read; raises ``Unauthorized``."""
+
+    def handle(self, message: object, principal: object) -> tuple[dict[str, Any] | None, Callable[[], None] | None]:
+        """The answer to ``message`` (``None`` for a notification) and what to run once it is sent."""
+
+    def health(self) -> dict[str, Any]:
+        """What ``GET /healthz`` reports besides ``status: ok``."""
+
+
 def normalize_allowed_host(name: str) -> str:
     """An ``--allowed-host`` value as the Host check compares it; ``ValidationError`` if it is no host name."""
     text = name.strip()
@@ -86,7 +106,7 @@ def _response_bytes(status: int, body: dict[str, Any], extra: dict[str, str]) ->
 
 
 class SuperviseHTTPServer(ThreadingHTTPServer):
-    """A threaded HTTP server that carries a ``SuperviseService`` and bounds what clients can hold.
+    """A threaded HTTP server that carries a ``JsonRpcService`` and bounds what clients can hold.
 
     Open connections are capped (``max_connections``, one thread each; the
     next is answered 503 by the accept loop itself), requests in flight are
@@ -104,7 +124,7 @@ class SuperviseHTTPServer(ThreadingHTTPServer):
     def __init__(
         self,
         address: tuple[str, int],
-        service: SuperviseService,
+        service: JsonRpcService,
         *,
         request_timeout: float = REQUEST_TIMEOUT_SEC,
         write_timeout: float = WRITE_TIMEOUT_SEC,
@@ -112,9 +132,11 @@ class SuperviseHTTPServer(ThreadingHTTPServer):
         max_in_flight: int = MAX_CONCURRENT_REQUESTS,
         body_budget: int = BODY_BUDGET_BYTES,
         allowed_hosts: Sequence[str] = (),
+        software: str = "bot-bottle-supervise",
     ) -> None:
         super().__init__(address, SuperviseHandler)
         self.service = service
+        self.software = f"{software}/{__version__}"
         self.request_timeout = request_timeout
         self.write_timeout = write_timeout
         self.max_connections = max_connections
@@ -178,7 +200,7 @@ class SuperviseHTTPServer(ThreadingHTTPServer):
 
 
 class SuperviseHandler(BaseHTTPRequestHandler):
-    """HTTP framing of the streamable-HTTP transport around ``SuperviseService.handle``.
+    """HTTP framing of the streamable-HTTP transport around ``JsonRpcService.handle``.
 
     Whatever the bytes, each request gets one well-formed HTTP answer (a
     JSON-RPC error body for every refusal) or, past its deadline, 408; an
@@ -189,7 +211,6 @@ class SuperviseHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     # A request line without a version is not answered HTTP/0.9-style (a body without a status line).
     default_request_version = "HTTP/1.0"
-    server_version = f"bot-bottle-supervise/{__version__}"
     _headers_buffer: list[bytes]  # the base class's status line and headers, not yet written
 
     def setup(self) -> None:
@@ -210,6 +231,10 @@ class SuperviseHandler(BaseHTTPRequestHandler):
             if self.linger:
                 with contextlib.suppress(OSError):
                     self.server.lingerer.adopt(self.connection.dup())
+
+    def version_string(self) -> str:
+        """The Server header: which of bot-bottle's servers answers."""
+        return self.server.software
 
     def log_message(self, format: str, *args: Any) -> None:
         """Quiet: the service logs what matters (filings and decisions) itself."""
@@ -365,7 +390,7 @@ class SuperviseHandler(BaseHTTPRequestHandler):
         """Health check at /healthz; no server-to-client stream otherwise (405)."""
         self.close_connection = True  # a body we did not read must not be taken for the next request
         if self.path.split("?")[0] == "/healthz":
-            self._send_json(HTTPStatus.OK, {"status": "ok", "bottle": self.server.service.bottle.queue_key},
+            self._send_json(HTTPStatus.OK, {"status": "ok", **self.server.service.health()},
                             {"Connection": "close"})
             return
         self._refuse(HTTPStatus.METHOD_NOT_ALLOWED, INVALID_REQUEST, "no server-to-client stream: POST instead",
@@ -391,6 +416,12 @@ class SuperviseHandler(BaseHTTPRequestHandler):
             self._refuse(HTTPStatus.BAD_REQUEST, INVALID_REQUEST, f"unsupported MCP-Protocol-Version {version[:40]!r}")
             return
         try:
+            # Before anything of the body is read or counted: a caller without credentials holds nothing.
+            principal = self.server.service.authorize(self.headers)
+        except Unauthorized as exc:
+            self._refuse(HTTPStatus.UNAUTHORIZED, INVALID_REQUEST, str(exc), {"WWW-Authenticate": "Bearer"})
+            return
+        try:
             length = parse_content_length(self.headers.get_all("Content-Length") or [])
         except ValueError as exc:
             self._refuse(HTTPStatus.BAD_REQUEST, INVALID_REQUEST, str(exc))
@@ -414,7 +445,7 @@ class SuperviseHandler(BaseHTTPRequestHandler):
                              "too many request bytes in flight; retry", busy)
                 return
             try:
-                self._answer(length)
+                self._answer(length, principal)
             finally:
                 self.server.bodies.give(length)
         finally:
@@ -437,7 +468,7 @@ class SuperviseHandler(BaseHTTPRequestHandler):
         except (ValueError, RecursionError):
             return None, rpc_error(None, PARSE_ERROR, "parse error: the body is not JSON")
 
-    def _answer(self, length: int) -> None:
+    def _answer(self, length: int, principal: object) -> None:
         message, refusal = self._read_message(length)
         if refusal is not None:
             self.close_connection = True
@@ -446,7 +477,7 @@ class SuperviseHandler(BaseHTTPRequestHandler):
         if isinstance(message, list):
             self._send_json(HTTPStatus.BAD_REQUEST, rpc_error(None, INVALID_REQUEST, "batches are not supported"))
             return
-        response, after = self.server.service.handle(message)
+        response, after = self.server.service.handle(message, principal)
         if response is None:
             self._send_json(HTTPStatus.ACCEPTED, None)
             return
