@@ -134,6 +134,8 @@ class SuperviseHTTPServer(ThreadingHTTPServer):
         allowed_hosts: Sequence[str] = (),
         software: str = "bot-bottle-supervise",
     ) -> None:
+        # Before binding: socketserver calls server_close when the bind fails, which closes the lingerer.
+        self.lingerer = Lingerer()
         super().__init__(address, SuperviseHandler)
         self.service = service
         self.software = f"{software}/{__version__}"
@@ -143,7 +145,6 @@ class SuperviseHTTPServer(ThreadingHTTPServer):
         self.slots = threading.BoundedSemaphore(max_in_flight)
         self.bodies = ByteBudget(body_budget)
         self.allowed_hosts = frozenset(DEFAULT_ALLOWED_HOSTS) | {normalize_allowed_host(h) for h in allowed_hosts}
-        self.lingerer = Lingerer()
         self.connections = 0
         self._connections_lock = threading.Lock()
         self._refusal = _response_bytes(

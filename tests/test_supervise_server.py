@@ -304,6 +304,12 @@ class QuotaTest(ServerTestCase):
 class RobustnessTest(ServerTestCase):
     wait_seconds = 0.2
 
+    def test_a_port_in_use_is_an_os_error(self) -> None:
+        """Binding where another server listens raises OSError (what the CLI reports), nothing else."""
+        service = SuperviseService(self.store.for_bottle("web-1"))
+        with self.assertRaises(OSError):
+            SuperviseHTTPServer(("127.0.0.1", self.port), service)
+
     def test_fuzzed_requests_then_a_normal_call(self) -> None:
         """A bounded loop of malformed requests and stalled clients; the server answers each, then still works."""
         rng = random.Random(1234)
