@@ -499,9 +499,13 @@ class BottleQueue:
                                   quota=self._quota)
 
     def get(self, proposal_id: str) -> Proposal:
-        """This bottle's proposal with that id; ``NotFound`` for any other."""
-        proposal = self._store.get(proposal_id)
-        if proposal.queue_key != self._queue_key:
+        """This bottle's proposal with that id; ``NotFound`` for any other, worded as for an id nobody has."""
+        try:
+            proposal = self._store.get(proposal_id)
+        except NotFound:
+            proposal = None
+        if proposal is None or proposal.queue_key != self._queue_key:
+            # One message whether the id exists in another bottle or nowhere: nothing to learn from it.
             raise NotFound(f"no proposal {proposal_id} in bottle {self._queue_key}")
         return proposal
 

@@ -205,6 +205,12 @@ class BottleHandleTest(QueueTestCase):
             with self.assertRaisesRegex(NotFound, "web-1"):
                 call()
         self.assertIsNone(self.store.get(other.id).archived_at, "the other bottle's proposal is untouched")
+        messages = []
+        for proposal_id in ("0" * 32, other.id):
+            with self.assertRaises(NotFound) as caught:
+                mine.get(proposal_id)
+            messages.append(str(caught.exception).replace(proposal_id, "ID"))
+        self.assertEqual(messages[0], messages[1], "another bottle's id reads exactly as an id nobody has")
         self.assertFalse(hasattr(mine, "pending"))
         self.assertFalse(hasattr(mine, "record_decision"))
 
