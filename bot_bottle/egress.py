@@ -21,9 +21,10 @@ this process can recompute, and the approved set holds keyed fingerprints of
 A proxy's call looks like this::
 
     from bot_bottle.egress import ApprovedTokens, request_token_override
-    from bot_bottle.queue_store import QueueStore
+    from bot_bottle.sidecar_queue import find_transport
 
-    bottle = QueueStore(DB_PATH_IN_CONTAINER).for_bottle("web-1")
+    # What the backend mounted at /run/supervise: the host's database, or the relay file.
+    bottle = find_transport().open("web-1")
     approved = ApprovedTokens()          # one per proxy process
     ...
     if approved.allows(token, host="api.example.com", method="POST") or request_token_override(
@@ -50,6 +51,7 @@ from typing import Any
 from bot_bottle.queue_store import BottleQueue
 from bot_bottle.records import DEFAULT_POLL_INTERVAL_SEC, STATUS_APPROVED, TOOL_EGRESS_TOKEN_ALLOW
 from bot_bottle.redaction import REDACTED, Masker
+from bot_bottle.relay_client import RelayQueue
 
 DEFAULT_TIMEOUT_SEC = 300.0
 SNIPPET_RADIUS = 40  # characters of context kept on each side of the value
@@ -196,8 +198,8 @@ def _bad_arguments(
     bottle: object, approved: object, fields: dict[str, object], timeout: object, poll_interval: object
 ) -> str | None:
     """Which argument of ``request_token_override`` is unusable, or None. Never names a value (it may be the token)."""
-    if not isinstance(bottle, BottleQueue):
-        return f"bottle is a {type(bottle).__name__}, not a BottleQueue"
+    if not isinstance(bottle, BottleQueue | RelayQueue):
+        return f"bottle is a {type(bottle).__name__}, not a BottleQueue or RelayQueue"
     if not isinstance(approved, ApprovedTokens):
         return f"approved is a {type(approved).__name__}, not ApprovedTokens"
     for name, field in fields.items():
@@ -215,7 +217,7 @@ def _bad_arguments(
 
 
 def request_token_override(
-    bottle: BottleQueue,
+    bottle: BottleQueue | RelayQueue,
     approved: ApprovedTokens,
     *,
     host: str,
@@ -231,8 +233,9 @@ def request_token_override(
 
     A token approved earlier in this process for the same host and method is
     allowed at once, without a proposal. Rejection, the timeout, a bad
-    argument and any error (the database unavailable, ...) return False, and
-    the reason is logged (never the token).
+    argument and any error (the database unavailable, the relay unreachable
+    or refusing this bottle's token, ...) return False, and the reason is
+    logged (never the token).
     """
     try:
         problem = _bad_arguments(bottle, approved, {"host": host, "method": method, "path": path,

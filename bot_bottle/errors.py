@@ -105,3 +105,11 @@ class MissingMount(BotBottleError):
 
 class Unauthorized(BotBottleError):
     """A request to the relay carries no credential, or one that is unknown or revoked."""
+
+
+class RelayUnreachable(BotBottleError):
+    """A relay-backed sidecar could not reach the operator's relay (so nothing was filed or decided)."""
+
+
+class RelayError(BotBottleError):
+    """The relay answered, but not with what the sidecar asked for (a refusal it cannot map, a bad answer)."""

@@ -38,7 +38,10 @@ pushed content are deleted when the scan ends.
 
 git calls the hook with ``old new ref`` lines on stdin::
 
-    python -m bot_bottle.git_gate pre-receive --bottle SLUG [--db PATH] [--timeout S] [--gitleaks PATH]
+    python -m bot_bottle.git_gate pre-receive --bottle SLUG [--db PATH | --relay FILE] [--timeout S] [--gitleaks PATH]
+
+Without --db or --relay, the queue is what the backend mounted at /run/supervise
+(``sidecar_queue.find_transport``): the host's database, or the relay file.
 """
 
 from __future__ import annotations
@@ -60,7 +63,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from bot_bottle.db import DB_PATH_IN_CONTAINER
-from bot_bottle.errors import BotBottleError, MissingMount, ValidationError
+from bot_bottle.errors import BotBottleError, ValidationError
 from bot_bottle.git_objects import (
     REENCODED,
     PushedObject,
@@ -70,10 +73,10 @@ from bot_bottle.git_objects import (
     pushed_objects,
     tree_blobs,
 )
-from bot_bottle.mount_safety import require_sidecar_database
-from bot_bottle.queue_store import QueueStore
 from bot_bottle.records import STATUS_APPROVED, STATUS_REJECTED, TOOL_GITLEAKS_ALLOW, validate_queue_key
 from bot_bottle.redaction import REDACTED, Masker
+from bot_bottle.relay_credentials import RELAY_FILE_IN_CONTAINER
+from bot_bottle.sidecar_queue import Transport, find_transport
 
 DEFAULT_TIMEOUT_SEC = 300.0
 MAX_TIMEOUT_SEC = 24 * 3600.0
@@ -526,7 +529,7 @@ def pre_receive(
     lines: Iterable[str],
     *,
     bottle: str,
-    db_path: str | os.PathLike[str],
+    transport: Transport,
     repo: Path,
     gitleaks: str,
     timeout: float = DEFAULT_TIMEOUT_SEC,
@@ -570,9 +573,9 @@ def pre_receive(
             say(f"push refused: {len(suppressed)} findings marked gitleaks:allow is too many to review; split the push")
             return 1
         refs = _shown(", ".join(sorted({u.ref for u in updates})), masker, (), what="ref")
-        # In the sidecar (the mounted constant) the host's database is used as it is, never migrated.
-        with QueueStore(db_path, migrate_schema=str(db_path) != DB_PATH_IN_CONTAINER) as store:
-            queue = store.for_bottle(bottle)
+        # The host's database on its mount (used as it is, never migrated), or the relay.
+        queue = transport.open(bottle)
+        try:
             count = len(suppressed)
             proposal = queue.submit(
                 TOOL_GITLEAKS_ALLOW,
@@ -596,6 +599,8 @@ def pre_receive(
                 return 1
             say(f"push refused: unexpected decision {response.status!r} on a report-only proposal")
             return 1
+        finally:
+            queue.close()
     except BotBottleError as exc:
         say(f"push refused: {exc}")
         return 1
@@ -609,6 +614,7 @@ def render_hook(
     *,
     python: str = sys.executable,
     db_path: str | os.PathLike[str] | None = None,
+    relay_file: str | os.PathLike[str] | None = None,
     timeout: float | None = None,
     gitleaks: str | None = None,
     pythonpath: str | None = None,
@@ -618,6 +624,8 @@ def render_hook(
     command = [python, "-m", "bot_bottle.git_gate", "pre-receive", "--bottle", bottle]
     if db_path is not None:
         command += ["--db", os.fspath(db_path)]
+    if relay_file is not None:
+        command += ["--relay", os.fspath(relay_file)]
     if timeout is not None:
         command += ["--timeout", f"{timeout:g}"]
     if gitleaks is not None:
@@ -672,8 +680,10 @@ def build_parser() -> argparse.ArgumentParser:
             verb.add_argument("repo", type=Path, help="the repository (bare, as git-gate serves it)")
         verb.add_argument("--bottle", required=True, metavar="SLUG", help="the bottle that pushes here")
         verb.add_argument("--db", type=Path, metavar="PATH", default=None,
-                          help=f"database file (default: {DB_PATH_IN_CONTAINER}, the sidecar's mount; a push "
-                          "is refused at once when it is missing or not mounted)")
+                          help=f"database file (default: {DB_PATH_IN_CONTAINER} on the sidecar's mount, or the "
+                          f"relay file {RELAY_FILE_IN_CONTAINER}; a push is refused at once when neither is there)")
+        verb.add_argument("--relay", type=Path, metavar="FILE", default=None,
+                          help="a relay file ({url, token, bottle}): ask the operator through the host relay")
         verb.add_argument("--timeout", type=_timeout, metavar="SECONDS", default=None,
                           help=f"how long a push waits for the operator (default {DEFAULT_TIMEOUT_SEC:g})")
         verb.add_argument("--gitleaks", metavar="PATH", default=None, help="the gitleaks binary (default: on PATH)")
@@ -694,25 +704,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"git-gate: error: {exc}", file=sys.stderr)
         return 2
     if args.verb == "install-hook":
-        hook = install_hook(args.repo, args.bottle, db_path=args.db, timeout=args.timeout, gitleaks=args.gitleaks)
+        if args.db is not None and args.relay is not None:
+            print("git-gate: error: give either --db or --relay, not both", file=sys.stderr)
+            return 2
+        hook = install_hook(args.repo, args.bottle, db_path=args.db, relay_file=args.relay, timeout=args.timeout,
+                            gitleaks=args.gitleaks)
         print(hook)
         return 0
-    if args.db is None:
-        # The sidecar's database must be the host's, on its mount: refuse at
-        # once rather than create one and wait for a decision nobody can see.
-        try:
-            require_sidecar_database(DB_PATH_IN_CONTAINER)
-        except MissingMount as exc:
-            print(f"git-gate: push refused: {exc}", file=sys.stderr)
-            return 1
+    # The sidecar's queue must be the host's database on its mount, or the relay: refuse
+    # at once rather than create a database and wait for a decision nobody can see.
+    try:
+        transport = find_transport(args.db, args.relay)
+    except BotBottleError as exc:
+        print(f"git-gate: push refused: {exc}", file=sys.stderr)
+        return 1
     gitleaks = args.gitleaks or shutil.which("gitleaks") or "gitleaks"
     # Killed politely (the push abandoned, the server stopping), the hook unwinds
     # like on an error, so the copies of the pushed content are removed.
     for number in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(number, _exit_on_signal)
     return pre_receive(
-        sys.stdin, bottle=args.bottle, db_path=args.db if args.db is not None else DB_PATH_IN_CONTAINER,
-        repo=Path.cwd(), gitleaks=gitleaks,
+        sys.stdin, bottle=args.bottle, transport=transport, repo=Path.cwd(), gitleaks=gitleaks,
         timeout=DEFAULT_TIMEOUT_SEC if args.timeout is None else args.timeout,
     )
 

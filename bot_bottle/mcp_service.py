@@ -20,11 +20,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from email.message import Message
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bot_bottle import __version__
-from bot_bottle.errors import BotBottleError, NotFound, QuotaExceeded, ValidationError
-from bot_bottle.queue_store import BottleQueue
+from bot_bottle.errors import BotBottleError, NotFound, QuotaExceeded, RelayUnreachable, Unauthorized, ValidationError
 from bot_bottle.records import (
     DEFAULT_POLL_INTERVAL_SEC,
     MAX_TEXT_BYTES,
@@ -36,6 +35,9 @@ from bot_bottle.records import (
     validate_proposal_id,
 )
 from bot_bottle.routes import make_route
+
+if TYPE_CHECKING:
+    from bot_bottle.sidecar_queue import SidecarQueue
 
 DEFAULT_WAIT_SECONDS = 30.0
 TOOL_CHECK_PROPOSAL = "check-proposal"
@@ -155,7 +157,7 @@ class SuperviseService:
 
     def __init__(
         self,
-        bottle: BottleQueue,
+        bottle: SidecarQueue,
         *,
         wait_seconds: float = DEFAULT_WAIT_SECONDS,
         poll_interval: float = DEFAULT_POLL_INTERVAL_SEC,
@@ -250,6 +252,10 @@ class SuperviseService:
         try:
             return self._run_tool(tool, arguments)
         except (ToolInputError, ValidationError, QuotaExceeded) as exc:
+            return _tool_error(str(exc)), None
+        except (RelayUnreachable, Unauthorized) as exc:
+            # Nothing was filed or decided: the model is told so, and that it is the operator's to fix.
+            self.log(f"error: {exc}")
             return _tool_error(str(exc)), None
 
     def _run_tool(

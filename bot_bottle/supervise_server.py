@@ -4,9 +4,10 @@ An agent in a bottle registers this server as an MCP server (for Claude Code:
 ``claude mcp add --transport http supervise http://supervise:9100/``). The
 tools and protocol are ``mcp_service``; the HTTP transport and its bounds,
 ``supervise_http``. Run as the sidecar: ``python -m bot_bottle.supervise_server
---bottle SLUG``; the database is the constant ``DB_PATH_IN_CONTAINER``, which
-must be the host's file on its mount: the server refuses to start rather
-than create one.
+--bottle SLUG``; the queue is whatever the backend mounted at
+``/run/supervise`` (``sidecar_queue.find_transport``): the host's database on
+its mount, or the relay file of a sidecar in a VM. The server refuses to
+start when it finds neither, rather than create a database.
 """
 
 from __future__ import annotations
@@ -21,11 +22,13 @@ from pathlib import Path
 from types import FrameType
 
 from bot_bottle.db import DB_DIR_IN_CONTAINER, DB_PATH_IN_CONTAINER
-from bot_bottle.errors import BotBottleError, ValidationError
+from bot_bottle.errors import BotBottleError, RelayUnreachable, ValidationError
 from bot_bottle.mcp_service import DEFAULT_WAIT_SECONDS, SuperviseService
-from bot_bottle.mount_safety import check_mount, require_sidecar_database
-from bot_bottle.queue_store import QueueStore
+from bot_bottle.mount_safety import check_mount
 from bot_bottle.records import DEFAULT_MAX_PENDING, DEFAULT_MAX_PENDING_BYTES, Quota, validate_queue_key
+from bot_bottle.relay_client import RelayQueue
+from bot_bottle.relay_credentials import RELAY_FILE_IN_CONTAINER
+from bot_bottle.sidecar_queue import SidecarQueue, find_transport
 from bot_bottle.supervise_http import (
     DEFAULT_ALLOWED_HOSTS,
     MAX_CONNECTIONS,
@@ -69,7 +72,8 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def _seconds(text: str) -> float:
+def seconds_argument(text: str) -> float:
+    """argparse type: a number of seconds, more than 0 and at most ``MAX_WAIT_SECONDS``."""
     try:
         value = float(text)
     except ValueError:
@@ -92,16 +96,22 @@ def build_parser() -> argparse.ArgumentParser:
             "  python -m bot_bottle.supervise_server --bottle demo --db /tmp/demo.db --host 127.0.0.1 --port 0\n"
             "      on a workstation: any free port, printed as 'listening on http://H:N/'\n"
             "\nThe agent registers it with: claude mcp add --transport http supervise http://supervise:9100/\n"
-            "\nWithout --db the database must be the host's, bind-mounted at " + DB_DIR_IN_CONTAINER + " by the\n"
-            "backend (docker, smolmachines, macos-container): if " + DB_PATH_IN_CONTAINER + " is missing or\n"
-            "not on a mount, the server exits 1 instead of creating a database the operator never sees."
+            "\nWithout --db or --relay the backend must have mounted one of two things at " + DB_DIR_IN_CONTAINER
+            + ":\n"
+            "  " + DB_PATH_IN_CONTAINER + "  the host's database, on a mount (docker on Linux)\n"
+            "  " + RELAY_FILE_IN_CONTAINER + "    the host relay's URL and this bottle's token (sidecars in VMs)\n"
+            "With neither, or a database that is not on a mount, the server exits 1 instead of creating a\n"
+            "database the operator never sees."
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--bottle", required=True, metavar="SLUG", help="this bottle's slug (the queue key)")
     parser.add_argument("--db", type=Path, metavar="PATH", default=None,
-                        help=f"database file (default: {DB_PATH_IN_CONTAINER}, the sidecar's mount, which "
-                        "must exist); for tests and workstations")
+                        help=f"database file (default: {DB_PATH_IN_CONTAINER} on the sidecar's mount, or the "
+                        "relay); for tests and workstations")
+    parser.add_argument("--relay", type=Path, metavar="FILE", default=None,
+                        help=f"a relay file ({{url, token, bottle}}, default: {RELAY_FILE_IN_CONTAINER} when the "
+                        "backend mounted one): file and wait through the host relay, never opening a database")
     parser.add_argument("--host", default=DEFAULT_HOST, help=f"address to listen on (default: {DEFAULT_HOST})")
     parser.add_argument("--port", type=int, default=DEFAULT_PORT,
                         help=f"port, 0 for any free one (default: {DEFAULT_PORT})")
@@ -119,7 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-pending-bytes", type=_positive_int, default=DEFAULT_MAX_PENDING_BYTES, metavar="B",
                         help="bytes of payloads, justifications and current files this bottle may have waiting "
                         f"at once (default: {DEFAULT_MAX_PENDING_BYTES}, 16 MiB)")
-    parser.add_argument("--request-timeout", type=_seconds, default=REQUEST_TIMEOUT_SEC, metavar="S",
+    parser.add_argument("--request-timeout", type=seconds_argument, default=REQUEST_TIMEOUT_SEC, metavar="S",
                         help="deadline for a whole request's headers and body, and for an idle connection "
                         f"(default: {REQUEST_TIMEOUT_SEC:g}); a slower client is answered 408 and dropped")
     parser.add_argument("--max-connections", type=_positive_int, default=MAX_CONNECTIONS, metavar="N",
@@ -128,11 +138,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def start(args: argparse.Namespace, log: Callable[[str], None]) -> tuple[SuperviseHTTPServer, QueueStore]:
-    """Check the database (the host's, on its mount, unless ``--db``), open it, and bind the server (not yet serving).
+def start(args: argparse.Namespace, log: Callable[[str], None]) -> tuple[SuperviseHTTPServer, SidecarQueue]:
+    """Find the transport (``--db``, ``--relay`` or the sidecar's mount), open it, and bind the server (not serving).
 
     Raises ``BotBottleError`` (``ValidationError`` for bad arguments,
-    ``MissingMount`` for a sidecar without the host's database) or ``OSError`` (cannot listen).
+    ``MissingMount`` for a sidecar with neither the host's database nor a
+    relay file, ``Unauthorized`` for a relay that refuses its token) or
+    ``OSError`` (cannot listen).
     """
     validate_queue_key(args.bottle, "--bottle")
     wait = wait_seconds_from(args.wait_seconds, os.environ)
@@ -140,25 +152,26 @@ def start(args: argparse.Namespace, log: Callable[[str], None]) -> tuple[Supervi
         raise ValidationError("--port", "must be between 0 and 65535")
     allowed = [normalize_allowed_host(name) for name in args.allowed_host]
     quota = Quota(args.max_pending, args.max_pending_bytes)
-    if args.db is None:
-        # Never create the host's database: a fresh file here would collect
-        # proposals the operator never sees.
-        require_sidecar_database(DB_PATH_IN_CONTAINER)
-    db_file = Path(args.db if args.db is not None else DB_PATH_IN_CONTAINER)
-    # The host's database as the host left it: the sidecar never migrates it.
-    store = QueueStore(db_file, migrate_schema=args.db is not None)
+    transport = find_transport(args.db, args.relay)
+    queue = transport.open(args.bottle, quota=quota)
     try:
-        # SQLite's locks are only as good as the filesystem under the mount: say so once, at start.
-        warning = check_mount(db_file.parent).warning()
-        if warning:
-            log(f"warning: {warning}")
-        service = SuperviseService(store.for_bottle(args.bottle, quota=quota), wait_seconds=wait,
-                                   routes_file=args.routes_file, log=log)
+        if isinstance(queue, RelayQueue):
+            log(transport.describe())
+            try:
+                queue.hello(patient=False)  # a token the relay refuses stops the sidecar here, with its reason
+            except RelayUnreachable as exc:
+                log(f"warning: {exc}; each call fails until it is")
+        elif transport.database is not None:
+            # SQLite's locks are only as good as the filesystem under the mount: say so once, at start.
+            warning = check_mount(transport.database.parent).warning()
+            if warning:
+                log(f"warning: {warning}")
+        service = SuperviseService(queue, wait_seconds=wait, routes_file=args.routes_file, log=log)
         server = SuperviseHTTPServer((args.host, args.port), service, request_timeout=args.request_timeout,
                                      max_connections=args.max_connections, allowed_hosts=allowed)
-        return server, store
+        return server, queue
     except BaseException:
-        store.close()
+        queue.close()
         raise
 
 
@@ -170,7 +183,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"supervise[{args.bottle}]: {line}", file=sys.stderr, flush=True)
 
     try:
-        server, store = start(args, log)
+        server, queue = start(args, log)
     except BotBottleError as exc:
         print(f"supervise-server: error: {exc}", file=sys.stderr)
         return 2 if isinstance(exc, ValidationError) else 1
@@ -190,7 +203,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         pass
     finally:
         server.server_close()
-        store.close()
+        queue.close()
     return 0
 
 

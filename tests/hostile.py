@@ -197,13 +197,19 @@ class FuzzReport:
     tracebacks: int = 0
 
 
-def fuzz(port: int, count: int, seed: int = 1234, deadline: float | None = None) -> FuzzReport:
-    """Send up to ``count`` fuzz cases, one connection each; every one must get a well-formed answer."""
+def fuzz(port: int, count: int, seed: int = 1234, deadline: float | None = None,
+         transform: Callable[[bytes], bytes] | None = None) -> FuzzReport:
+    """Send up to ``count`` fuzz cases, one connection each; every one must get a well-formed answer.
+
+    ``transform`` rewrites each case before it is sent (adding a credential, say).
+    """
     rng = random.Random(seed)
     report = FuzzReport()
     for sent, (kind, data) in enumerate(fuzz_cases(rng)):
         if sent >= count or (deadline is not None and time.monotonic() > deadline):
             break
+        if transform is not None:
+            data = transform(data)
         report.sent[kind] = report.sent.get(kind, 0) + 1
         answer, raw = exchange(port, data)
         if answer is None:

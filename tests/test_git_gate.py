@@ -32,6 +32,7 @@ from bot_bottle.git_objects import GitObjectsError, render_tree
 from bot_bottle.queue_store import QueueStore
 from bot_bottle.records import STATUS_APPROVED, STATUS_REJECTED, TOOL_GITLEAKS_ALLOW, Proposal
 from bot_bottle.redaction import Masker, encoded_forms
+from bot_bottle.sidecar_queue import find_transport
 from bot_bottle.supervise import decide
 from tests.support import REPO, TempDirTest, require_tool, wait_until
 
@@ -686,7 +687,8 @@ class ScanMechanicsTest(TempDirTest):
 
     def gate(self, gitleaks: str, *lines: str) -> tuple[int, str]:
         err = io.StringIO()
-        code = pre_receive(list(lines), bottle="web-1", db_path=self.tmp / "db" / "x.db", repo=self.repo,
+        code = pre_receive(list(lines), bottle="web-1", transport=find_transport(self.tmp / "db" / "x.db"),
+                           repo=self.repo,
                            gitleaks=gitleaks, timeout=0, err=err)
         return code, err.getvalue()
 

@@ -29,7 +29,9 @@ from bot_bottle.records import (
     Proposal,
     Quota,
 )
+from bot_bottle.relay_credentials import RELAY_FILE_IN_CONTAINER
 from bot_bottle.server_launcher import spawn
+from bot_bottle.sidecar_queue import SidecarQueue
 from bot_bottle.supervise import decide
 from bot_bottle.supervise_http import MAX_BODY_BYTES, SuperviseHTTPServer
 from bot_bottle.supervise_server import wait_seconds_from
@@ -58,7 +60,7 @@ class ServerTestCase(TempDirTest):
         self.store = QueueStore(self.path)
         self.addCleanup(self.store.close)
         self.logged: list[str] = []
-        service = SuperviseService(self.store.for_bottle("web-1", quota=self.quota), wait_seconds=self.wait_seconds,
+        service = SuperviseService(self.bottle_queue(self.quota), wait_seconds=self.wait_seconds,
                                    poll_interval=0.02, log=self.logged.append,
                                    routes_file=self.tmp / "routes.yaml")
         self.server = SuperviseHTTPServer(("127.0.0.1", 0), service, request_timeout=1.0)
@@ -67,6 +69,10 @@ class ServerTestCase(TempDirTest):
         thread.start()
         self.addCleanup(self.server.server_close)
         self.addCleanup(self.server.shutdown)
+
+    def bottle_queue(self, quota: Quota) -> SidecarQueue:
+        """The queue handle the server files through: the database directly (here) or the relay (subclasses)."""
+        return self.store.for_bottle("web-1", quota=quota)
 
     def post(self, body: bytes | dict[str, Any], headers: dict[str, str] | None = None,
              timeout: float = 30) -> tuple[int, dict[str, Any] | None]:
@@ -428,7 +434,8 @@ class ProcessTest(TempDirTest):
             self.assertEqual(len(result.stderr.strip().splitlines()), 1)
 
     def test_without_its_mount_the_sidecar_refuses_to_start(self) -> None:
-        """No --db and no /run/supervise/bot-bottle.db: exit 1 with one line, never listening, nothing created."""
+        """No --db or --relay, and neither the database nor a relay file at /run/supervise: exit 1 with one line,
+        never listening, nothing created."""
         real = Path(DB_PATH_IN_CONTAINER)
         if real.exists():
             self.skipTest(f"{real} exists on this machine (a real sidecar?); not touching it")
@@ -438,8 +445,8 @@ class ProcessTest(TempDirTest):
         self.assertEqual(result.returncode, 1, result.stderr)
         lines = result.stderr.strip().splitlines()
         self.assertEqual(len(lines), 1, result.stderr)
-        self.assertIn(f"{DB_PATH_IN_CONTAINER} does not exist: the sidecar needs the host's database directory",
-                      lines[0])
+        self.assertIn(f"neither the host's database ({DB_PATH_IN_CONTAINER}) nor a relay file "
+                      f"({RELAY_FILE_IN_CONTAINER}) is at /run/supervise", lines[0])
         self.assertEqual(result.stdout, "", "it never listened")
         self.assertFalse(real.exists(), "and created nothing")
 
@@ -495,7 +502,7 @@ class ProcessTest(TempDirTest):
         check = connect(old_db / "bot-bottle.db")
         self.addCleanup(check.close)
         self.assertEqual(migrate.current_version(check), 3, "the sidecar never migrates the host's database")
-        self.assertIn("does not exist", errors[0])
+        self.assertIn("neither the host's database", errors[0])
         self.assertIn("is not on a mount of its own", errors[1])
         self.assertTrue(errors[2].startswith("git-gate: push refused: /run/supervise/bot-bottle.db is not on a mount"),
                         errors[2])

@@ -1,20 +1,37 @@
-"""The shape every backend shares: the mount, the plan the host prepares, and the backend interface."""
+"""The shape every backend shares: the mount, the plan the host prepares, and the backend interface.
+
+A bottle's sidecar reaches the queue by one of two transports
+(docs/architecture.md, "Transports"): ``mount``, the host's database
+directory bind-mounted read-write, where the sidecar shares the host's
+kernel (Docker on Linux); or ``relay``, a read-only directory holding only
+the host relay's URL and the bottle's token, where the sidecar runs in a VM
+whose file sharing does not carry SQLite's locks. Each backend says which it
+needs on this host (``Backend.transport``); ``Supervise.prepare`` builds the
+plan for either.
+"""
 
 from __future__ import annotations
 
 import os
 import stat
+import sys
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
 
 from bot_bottle.connection import DIR_MODE, FILE_MODE
 from bot_bottle.db import DB_DIR_IN_CONTAINER, host_db_dir, host_db_path, open_db
+from bot_bottle.errors import ValidationError
 from bot_bottle.records import validate_queue_key
+from bot_bottle.relay import DEFAULT_RELAY_HOST, DEFAULT_RELAY_PORT, ensure_relay
+from bot_bottle.relay_credentials import RelayCredentials, RelayEndpoint, bottle_relay_dir, write_endpoint_file
+from bot_bottle.sidecar_queue import MOUNT, RELAY
 from bot_bottle.supervise_http import SIDECAR_HOSTNAME
 from bot_bottle.supervise_server import DEFAULT_PORT
 
-__all__ = ["SIDECAR_HOSTNAME", "Backend", "Mount", "Supervise", "SupervisePlan"]
+__all__ = ["MOUNT", "RELAY", "SIDECAR_HOSTNAME", "TRANSPORTS", "Backend", "Mount", "Supervise", "SupervisePlan"]
+
+TRANSPORTS = (MOUNT, RELAY)
 
 
 @dataclass(frozen=True)
@@ -36,19 +53,46 @@ class SupervisePlan:
     mcp_url: str
     uid: int
     gid: int
+    transport: str = MOUNT
+    #: Why this transport (the backend's reason on this host, or that it was asked for).
+    transport_reason: str = "the default"
+    #: The relay's URL as the sidecar reaches it (relay transport only).
+    relay_url: str | None = None
 
 
 class Supervise:
     """The host side of a bottle's supervise plane."""
 
     @staticmethod
-    def prepare(slug: str) -> SupervisePlan:
+    def prepare(
+        slug: str,
+        *,
+        backend: Backend | None = None,
+        transport: str | None = None,
+        platform: str = sys.platform,
+        relay_port: int = DEFAULT_RELAY_PORT,
+    ) -> SupervisePlan:
         """Open and migrate the host database, tighten its modes, and return the bottle's plan.
+
+        The transport is ``transport`` when given, else what ``backend``
+        needs on ``platform`` (``Backend.transport``), else ``mount``. For
+        ``relay`` the host relay is started unless it runs
+        (``relay.ensure_relay``), a new token minted (replacing the bottle's
+        earlier one) and ``relay.json`` written into the bottle's own
+        directory, which is what the sidecar gets mounted, read-only.
 
         The database path comes from ``HOME`` alone (``~/.bot-bottle/db``),
         never from another environment variable.
         """
         validate_queue_key(slug, "bottle")
+        if transport is not None and transport not in TRANSPORTS:
+            raise ValidationError("transport", f"{transport[:40]!r} is not one of {', '.join(TRANSPORTS)}")
+        if transport is not None:
+            reason = "asked for with --transport"
+        elif backend is not None:
+            transport, reason = backend.transport(platform)
+        else:
+            transport, reason = MOUNT, "the default without a backend"
         open_db().close()
         directory, database = host_db_dir(), host_db_path()
         # The directory is shared with sidecars: nobody else may read it.
@@ -56,13 +100,29 @@ class Supervise:
             directory.chmod(DIR_MODE)
         if stat.S_IMODE(database.stat().st_mode) != FILE_MODE and database.stat().st_uid == os.getuid():
             database.chmod(FILE_MODE)
+        mount = Mount(source=directory, target=DB_DIR_IN_CONTAINER)
+        relay_url = None
+        if transport == RELAY:
+            listen, reached_as = backend.relay_address(platform) if backend is not None else \
+                (DEFAULT_RELAY_HOST, DEFAULT_RELAY_HOST)
+            info = ensure_relay(listen, relay_port)
+            relay_url = f"http://{reached_as}:{info.port}/"
+            with RelayCredentials() as credentials:
+                token = credentials.mint(slug)
+            folder = bottle_relay_dir(slug)
+            write_endpoint_file(folder, RelayEndpoint(url=relay_url, token=token, bottle=slug))
+            # Read-only: the sidecar cannot change where it files, nor keep a token after a revoke.
+            mount = Mount(source=folder, target=DB_DIR_IN_CONTAINER, read_only=True)
         return SupervisePlan(
             slug=slug,
-            mount=Mount(source=directory, target=DB_DIR_IN_CONTAINER),
+            mount=mount,
             sidecar_command=("python", "-m", "bot_bottle.supervise_server", "--bottle", slug),
             mcp_url=f"http://{SIDECAR_HOSTNAME}:{DEFAULT_PORT}/",
             uid=os.getuid(),
             gid=os.getgid(),
+            transport=transport,
+            transport_reason=reason,
+            relay_url=relay_url,
         )
 
 
@@ -72,6 +132,13 @@ class Backend(ABC):
     name: str
     #: How safe SQLite's locking is across this backend's mount, for docs and doctor.
     mount_safety: str
+    def relay_address(self, platform: str = sys.platform) -> tuple[str, str]:
+        """Where the relay listens for this backend's sidecars on ``platform``, and the name they reach it by."""
+        return DEFAULT_RELAY_HOST, DEFAULT_RELAY_HOST
+
+    @abstractmethod
+    def transport(self, platform: str = sys.platform) -> tuple[str, str]:
+        """The transport this backend's sidecars need on ``platform`` (``sys.platform``), and why."""
 
     @abstractmethod
     def sidecar_args(self, plan: SupervisePlan) -> list[str]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 from bot_bottle.backends.docker import DockerBackend
 
 
@@ -13,3 +15,8 @@ class SmolmachinesBackend(DockerBackend):
         "as docker: the sidecar runs in Docker, so safe on Linux and at risk under Docker Desktop; "
         "the agent's micro-VM never sees the database"
     )
+
+    def transport(self, platform: str = sys.platform) -> tuple[str, str]:
+        """As docker's: the sidecar runs in Docker (Docker Desktop's VM on macOS)."""
+        transport, reason = super().transport(platform)
+        return transport, f"the sidecar runs in Docker. {reason}"

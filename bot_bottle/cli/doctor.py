@@ -114,17 +114,33 @@ def diagnose(path: Path, *, named: bool = False) -> list[dict[str, str]]:
     return checks
 
 
+def transport_checks(platform: str = sys.platform) -> list[dict[str, str]]:
+    """Which transport each backend's sidecars would use on this host, and why; and whether the relay runs."""
+    from bot_bottle.backends import BACKENDS  # the backends import the server; only doctor needs them here
+    from bot_bottle.relay import running_relay
+
+    checks = []
+    for name, backend in BACKENDS.items():
+        transport, why = backend.transport(platform)
+        checks.append({"check": name, "level": OK, "detail": f"transport {transport} ({why})"})
+    info = running_relay()
+    checks.append({"check": "relay", "level": OK,
+                   "detail": f"running, pid {info.pid}, on {info.url}" if info is not None else
+                   "not running ('bot-bottle prepare' starts it for a bottle that needs it)"})
+    return checks
+
+
 def cmd_doctor(args: argparse.Namespace) -> int:
     """Print the checks; exit 1 if any is an error."""
     path = db_path(args, create=True)  # doctor reports a missing or wrong path as a finding
-    checks = diagnose(path, named=args.db is not None)
+    checks = diagnose(path, named=args.db is not None) + transport_checks()
     failed = any(c["level"] == ERROR for c in checks)
     if args.json:
         print_json({"path": str(path), "ok": not failed, "checks": checks})
     else:
         for check in checks:
             # A detail can name what a sidecar put in the database file: never raw, one line.
-            print(f"{check['level']:<8} {check['check']:<13} {terminal_text.clean_line(check['detail'])}")
+            print(f"{check['level']:<8} {check['check']:<15} {terminal_text.clean_line(check['detail'])}")
     if failed:
         return fail(f"{path}: doctor found errors (see above)")
     return 0
@@ -136,7 +152,9 @@ def register(subparsers: Any) -> None:
         help=summary("doctor"),
         description="Check the database read-only: path, modes, owner, journal mode, schema version and "
         "drift, integrity; the filesystem under it (local, or shared across a VM or network boundary) "
-        "and a lock probe from a second process; SQLite and Python versions. Exit 1 on any error.",
+        "and a lock probe from a second process; SQLite and Python versions; which transport (the database "
+        "directory on a mount, or the host relay) each backend's sidecars use on this host, and why; whether "
+        "the relay runs. Exit 1 on any error.",
         epilog="examples:\n  bot-bottle doctor\n  bot-bottle doctor --db /run/supervise/bot-bottle.db --json",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         json=True,

@@ -13,6 +13,9 @@ VERBS: dict[str, tuple[str, str]] = {
     "audit": ("bot_bottle.cli.audit_cmds", "read, verify and export the audit log"),
     "db": ("bot_bottle.cli.db_cmds", "the database: path, schema status, migrations, backups, checks"),
     "demo": ("bot_bottle.cli.demo", "see the whole flow: an agent files proposals, you decide them in the TUI"),
+    "prepare": ("bot_bottle.cli.prepare_cmd",
+                "prepare a bottle on this host: its transport (mount or relay), mount and run arguments"),
+    "relay": ("bot_bottle.cli.relay_cmds", "the host relay through which sidecars in VMs reach the database"),
     "doctor": ("bot_bottle.cli.doctor",
                "check the database, its modes, and whether SQLite's locks work where it lives"),
 }

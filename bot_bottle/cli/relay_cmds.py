@@ -1,0 +1,193 @@
+"""``bot-bottle relay ...``: the host relay through which sidecars in VMs reach the database."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import signal
+import sys
+import time
+from typing import Any
+
+from bot_bottle import terminal_text
+from bot_bottle.cli.common import fail, positive_int, print_json, print_table, verb_parser
+from bot_bottle.cli.registry import summary
+from bot_bottle.records import DEFAULT_MAX_PENDING, DEFAULT_MAX_PENDING_BYTES, Quota
+from bot_bottle.relay import (
+    DEFAULT_MAX_WAITS_PER_BOTTLE,
+    DEFAULT_RELAY_HOST,
+    DEFAULT_RELAY_PORT,
+    RELAY_MAX_CONNECTIONS,
+    VM_HOST_NAMES,
+    ensure_relay,
+    lock_path,
+    running_relay,
+    serve,
+)
+from bot_bottle.relay_credentials import RELAY_FILENAME, RelayCredentials, bottle_relay_dir
+from bot_bottle.supervise_http import REQUEST_TIMEOUT_SEC
+from bot_bottle.supervise_server import seconds_argument
+
+_RELAY_EPILOG = f"""\
+examples:
+  bot-bottle relay                        run the relay in the foreground on {DEFAULT_RELAY_HOST}:{DEFAULT_RELAY_PORT}
+  bot-bottle relay start                  start it in the background unless it runs (as 'prepare' does)
+  bot-bottle relay status                 is it running, where, and which bottles have credentials
+  bot-bottle relay revoke web-1           refuse web-1's sidecar from its next request on
+  bot-bottle relay stop                   stop the running relay (SIGTERM)
+
+Sidecars in VMs (Docker Desktop, Apple container, smolmachines on macOS) never
+open the database: they file and wait through this relay, which derives their
+bottle from the token in their relay.json. One relay runs per host (its lock:
+~/.bot-bottle/relay/relay.lock).
+"""
+
+
+def port_number(text: str) -> int:
+    """argparse type: a TCP port, 0 to 65535."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text[:20]!r} is not a port number") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError("must be between 0 and 65535")
+    return value
+
+
+def cmd_relay_serve(args: argparse.Namespace) -> int:
+    """Run the relay in the foreground until SIGTERM or Ctrl-C."""
+    def log(line: str) -> None:
+        print(f"relay: {terminal_text.clean_line(line)}", file=sys.stderr, flush=True)
+
+    def ready(url: str) -> None:
+        print(f"relay listening on {url}", flush=True)
+
+    try:
+        return serve(args.host, args.port, db_path=args.db, extra_hosts=args.allowed_host,
+                     quota=Quota(args.max_pending, args.max_pending_bytes),
+                     max_waits_per_bottle=args.max_waits_per_bottle, max_connections=args.max_connections,
+                     request_timeout=args.request_timeout, log=log, ready=ready)
+    except OSError as exc:
+        if exc.filename is None:
+            return fail(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}")
+        raise
+
+
+def cmd_relay_start(args: argparse.Namespace) -> int:
+    """Start the relay in the background unless one runs; print where it listens."""
+    info = ensure_relay(args.host, args.port, db_path=args.db)
+    print(f"relay running: pid {info.pid}, listening on {info.url}")
+    return 0
+
+
+def cmd_relay_stop(args: argparse.Namespace) -> int:
+    """Send SIGTERM to the running relay and wait for it to let its lock go."""
+    info = running_relay()
+    if info is None:
+        return fail("no relay runs on this host")
+    os.kill(info.pid, signal.SIGTERM)
+    deadline = time.monotonic() + args.timeout
+    while running_relay() is not None:
+        if time.monotonic() > deadline:
+            return fail(f"the relay (pid {info.pid}) did not stop within {args.timeout:g} s")
+        time.sleep(0.05)
+    print(f"relay stopped (pid {info.pid})")
+    return 0
+
+
+def cmd_relay_status(args: argparse.Namespace) -> int:
+    """Whether a relay runs and where; every bottle's credential (never a token)."""
+    info = running_relay()
+    with RelayCredentials(args.db) as credentials:
+        rows = credentials.listing()
+    if args.json:
+        print_json({
+            "running": info is not None,
+            "relay": None if info is None else {"pid": info.pid, "url": info.url, "database": info.database},
+            "lock": str(lock_path()),
+            "credentials": [{"bottle": r.queue_key, "created_at": r.created_at, "revoked_at": r.revoked_at}
+                            for r in rows],
+        })
+        return 0
+    if info is None:
+        print(f"relay: not running (start it with 'bot-bottle relay start'; lock {lock_path()})")
+    else:
+        print(f"relay: running, pid {info.pid}, listening on {info.url}, database {info.database}")
+    if rows:
+        print_table(["BOTTLE", "CREDENTIAL", "SINCE"],
+                    [[r.queue_key, "revoked" if r.revoked_at else "live", r.revoked_at or r.created_at]
+                     for r in rows])
+    else:
+        print("no bottle has a relay credential")
+    return 0
+
+
+def cmd_relay_revoke(args: argparse.Namespace) -> int:
+    """Revoke a bottle's relay credential and remove its relay file."""
+    with RelayCredentials(args.db) as credentials:
+        revoked = credentials.revoke(args.slug)
+    with contextlib.suppress(FileNotFoundError):
+        (bottle_relay_dir(args.slug) / RELAY_FILENAME).unlink()
+    if not revoked:
+        return fail(f"bottle {args.slug} has no live relay credential")
+    print(f"revoked {args.slug}'s relay credential: the relay refuses its sidecar from the next request; "
+          f"'bot-bottle prepare {args.slug} --backend NAME' mints a new one")
+    return 0
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``relay`` verb and its subcommands."""
+    parser = verb_parser(
+        subparsers, "relay", help=summary("relay"),
+        description="Run the host relay: the one process that opens the host database for sidecars that run "
+        "in VMs, serving each bottle's queue operations (file, read, wait, archive) over HTTP/JSON to the "
+        "holder of that bottle's token. Without a subcommand it runs in the foreground.",
+        epilog=_RELAY_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--host", default=DEFAULT_RELAY_HOST,
+                        help=f"address to listen on (default: {DEFAULT_RELAY_HOST}; Docker Desktop forwards "
+                        "host.docker.internal there; Apple container's VMs need 192.168.64.1)")
+    parser.add_argument("--port", type=port_number, default=DEFAULT_RELAY_PORT,
+                        help=f"port (default: {DEFAULT_RELAY_PORT}, fixed so bottles' relay files outlive a restart)")
+    parser.add_argument("--allowed-host", action="append", default=[], metavar="NAME",
+                        help=f"another name sidecars reach the relay by (repeatable; always: {', '.join(VM_HOST_NAMES)}"
+                        ", localhost and the listen address)")
+    parser.add_argument("--max-pending", type=positive_int, default=DEFAULT_MAX_PENDING, metavar="N",
+                        help=f"proposals each bottle may have waiting at once (default: {DEFAULT_MAX_PENDING})")
+    parser.add_argument("--max-pending-bytes", type=positive_int, default=DEFAULT_MAX_PENDING_BYTES, metavar="B",
+                        help=f"bytes each bottle may have pending at once (default: {DEFAULT_MAX_PENDING_BYTES})")
+    parser.add_argument("--max-waits-per-bottle", type=positive_int, default=DEFAULT_MAX_WAITS_PER_BOTTLE,
+                        metavar="N", help="calls one bottle may have waiting at the relay at once (default: "
+                        f"{DEFAULT_MAX_WAITS_PER_BOTTLE}); more are told to retry")
+    parser.add_argument("--max-connections", type=positive_int, default=RELAY_MAX_CONNECTIONS, metavar="N",
+                        help=f"open connections at once (default: {RELAY_MAX_CONNECTIONS}); more are answered 503")
+    parser.add_argument("--request-timeout", type=seconds_argument, default=REQUEST_TIMEOUT_SEC, metavar="S",
+                        help="deadline for a whole request's headers and body, and for an idle connection "
+                        f"(default: {REQUEST_TIMEOUT_SEC:g}); a slower client is answered 408 and dropped")
+    parser.set_defaults(handler=cmd_relay_serve)
+    verbs = parser.add_subparsers(dest="relay_verb", metavar="VERB")
+
+    p = verb_parser(verbs, "start", help="start the relay in the background unless it runs",
+                    description="Start the relay in the background (its log: ~/.bot-bottle/relay/relay.log) "
+                    "unless one runs; print its pid and address. 'prepare' does this for relay-backed bottles.")
+    p.add_argument("--host", default=DEFAULT_RELAY_HOST, help=f"address to listen on (default: {DEFAULT_RELAY_HOST})")
+    p.add_argument("--port", type=port_number, default=DEFAULT_RELAY_PORT, help=f"port (default: {DEFAULT_RELAY_PORT})")
+    p.set_defaults(handler=cmd_relay_start)
+
+    p = verb_parser(verbs, "stop", help="stop the running relay",
+                    description="Send SIGTERM to the running relay and wait until it has stopped. Waiting "
+                    "sidecars retry, and find their decisions when a relay runs again.")
+    p.add_argument("--timeout", type=float, default=15.0, metavar="S", help="how long to wait (default: 15)")
+    p.set_defaults(handler=cmd_relay_stop)
+
+    p = verb_parser(verbs, "status", json=True, help="whether the relay runs, and the bottles' credentials",
+                    description="Say whether a relay runs on this host and where, and list every bottle's relay "
+                    "credential (live or revoked; the tokens themselves are never stored).")
+    p.set_defaults(handler=cmd_relay_status)
+
+    p = verb_parser(verbs, "revoke", help="revoke a bottle's relay credential",
+                    description="Revoke a bottle's relay credential and delete its relay file: the relay refuses "
+                    "that bottle's sidecar from its next request. Preparing the bottle again mints a new token.")
+    p.add_argument("slug", metavar="SLUG", help="the bottle")
+    p.set_defaults(handler=cmd_relay_revoke)
