@@ -8,6 +8,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
 
+from bot_bottle.bottles import TRANSPORT_MOUNT, BottleStore
 from bot_bottle.connection import DIR_MODE, FILE_MODE
 from bot_bottle.db import DB_DIR_IN_CONTAINER, host_db_dir, host_db_path, open_db
 from bot_bottle.records import validate_queue_key
@@ -42,14 +43,18 @@ class Supervise:
     """The host side of a bottle's supervise plane."""
 
     @staticmethod
-    def prepare(slug: str) -> SupervisePlan:
-        """Open and migrate the host database, tighten its modes, and return the bottle's plan.
+    def prepare(slug: str, backend: str | None = None, transport: str = TRANSPORT_MOUNT) -> SupervisePlan:
+        """Open and migrate the host database, record the bottle, tighten the modes, and return its plan.
 
         The database path comes from ``HOME`` alone (``~/.bot-bottle/db``),
-        never from another environment variable.
+        never from another environment variable. The bottle is recorded as
+        prepared, with its ``backend`` and ``transport`` (``mount`` or
+        ``relay``), in the bottles table (``bottles.BottleStore``).
         """
         validate_queue_key(slug, "bottle")
         open_db().close()
+        with BottleStore() as bottles:
+            bottles.prepared(slug, backend, transport)
         directory, database = host_db_dir(), host_db_path()
         # The directory is shared with sidecars: nobody else may read it.
         if stat.S_IMODE(directory.stat().st_mode) != DIR_MODE and directory.stat().st_uid == os.getuid():
@@ -72,6 +77,10 @@ class Backend(ABC):
     name: str
     #: How safe SQLite's locking is across this backend's mount, for docs and doctor.
     mount_safety: str
+
+    def prepare(self, slug: str, transport: str = TRANSPORT_MOUNT) -> SupervisePlan:
+        """``Supervise.prepare`` for a bottle launched by this backend (recorded with its name)."""
+        return Supervise.prepare(slug, self.name, transport)
 
     @abstractmethod
     def sidecar_args(self, plan: SupervisePlan) -> list[str]:
