@@ -20,7 +20,7 @@ from typing import Any
 
 from bot_bottle.db import DatabaseUser
 from bot_bottle.errors import NotFound, ValidationError
-from bot_bottle.records import ProposalSummary, utc_now, validate_queue_key
+from bot_bottle.records import TIMESTAMP_FORMAT, TIMESTAMP_RE, ProposalSummary, utc_now, validate_queue_key
 
 STATE_PREPARED = "prepared"
 STATE_RUNNING = "running"
@@ -56,10 +56,10 @@ class Bottle:
         """True for a running bottle whose sidecar has not been seen for ``STALE_AFTER_SEC``."""
         if self.state != STATE_RUNNING:
             return False
-        if self.last_seen is None:
+        seen = moment_of(self.last_seen)
+        if seen is None:  # never seen, or a time no heartbeat writes (a sidecar wrote the row)
             return True
         moment = now if now is not None else datetime.now(UTC)
-        seen = datetime.fromisoformat(self.last_seen.replace("Z", "+00:00"))
         return (moment - seen).total_seconds() > STALE_AFTER_SEC
 
     def shown_state(self, now: datetime | None = None) -> str:
@@ -87,6 +87,20 @@ class BottleOverview:
 _BOTTLE_COLUMNS = ", ".join(f"b.{field.name}" for field in fields(Bottle))
 _BOTTLE_WIDTH = len(fields(Bottle))
 _SUMMARY_COLUMNS = ", ".join(f"p.{field.name}" for field in fields(ProposalSummary))
+
+
+def moment_of(timestamp: str | None) -> datetime | None:
+    """A stored UTC timestamp as a datetime; None for None or text that is not one.
+
+    Sidecars can write the bottles table, so a time read back is not trusted
+    to parse.
+    """
+    if timestamp is None or not TIMESTAMP_RE.fullmatch(timestamp):
+        return None
+    try:
+        return datetime.strptime(timestamp, TIMESTAMP_FORMAT).replace(tzinfo=UTC)
+    except ValueError:
+        return None
 
 
 def validate_backend(value: object) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import sqlite3
 import subprocess
 from datetime import UTC, datetime, timedelta
@@ -145,3 +146,46 @@ class SidecarHeartbeatTest(TempDirTest):
             stopped = store.get("web-1")
         self.assertEqual(stopped.state, "stopped")
         self.assertIsNotNone(stopped.stopped_at)
+
+
+class BottlesCliTest(TempDirTest):
+    def setUp(self) -> None:
+        super().setUp()
+        self.path = self.tmp / "cli.db"
+        with QueueStore(self.path) as store:
+            BottleStore(database=store.db).prepared("idle", "docker")
+            self.first = store.submit("web-1", "egress-allow", '{"host": "a.example"}', "first\x1b[2J")
+            store.for_bottle("web-1").heartbeat()
+
+    def test_list_and_show(self) -> None:
+        """list: state, pending count and oldest age, busy bottles first; show: the life and the pending list."""
+        listed = self.run_cli("bottles", "list", "--db", str(self.path))
+        self.assertEqual(listed.returncode, 0, listed.stderr)
+        rows = listed.stdout.splitlines()
+        self.assertEqual(rows[0].split(), ["BOTTLE", "STATE", "BACKEND", "TRANSPORT", "PENDING", "OLDEST", "LAST",
+                                           "SEEN"])
+        self.assertEqual(rows[1].split()[:5], ["web-1", "running", "-", "mount", "1"])
+        self.assertEqual(rows[2].split()[:5], ["idle", "prepared", "docker", "mount", "0"])
+        as_json = json.loads(self.run_cli("bottles", "list", "--json", "--db", str(self.path)).stdout)
+        self.assertEqual([b["slug"] for b in as_json], ["web-1", "idle"])
+        self.assertEqual((as_json[0]["pending"], as_json[0]["stale"]), (1, False))
+        self.assertEqual(as_json[0]["pending_proposals"][0]["justification"], "first\x1b[2J")
+        shown = self.run_cli("bottles", "show", "web-1", "--db", str(self.path))
+        self.assertEqual(shown.returncode, 0, shown.stderr)
+        self.assertIn(self.first.short_id, shown.stdout)
+        self.assertIn("first\\x1b[2J", shown.stdout)
+        self.assertNotIn("\x1b", shown.stdout)
+        self.assert_clean_error(self.run_cli("bottles", "show", "nope", "--db", str(self.path)), 1, "no bottle nope")
+        self.assert_clean_error(self.run_cli("bottles", "show", "../x", "--db", str(self.path)), 2)
+
+    def test_rows_a_sidecar_wrote_are_shown_escaped_and_stale(self) -> None:
+        """A last_seen that is no time (a sidecar wrote it) shows escaped, and the bottle as stale, never a crash."""
+        with QueueStore(self.path) as store, store.db.write() as conn:
+            conn.execute("UPDATE bottles SET last_seen = '\x1b]0;owned\x07' WHERE slug = 'web-1'")
+        listed = self.run_cli("bottles", "list", "--db", str(self.path))
+        self.assertEqual(listed.returncode, 0, listed.stderr)
+        self.assertIn("stale", listed.stdout.splitlines()[1])
+        shown = self.run_cli("bottles", "show", "web-1", "--db", str(self.path))
+        self.assertEqual(shown.returncode, 0, shown.stderr)
+        self.assertIn("\\x1b]0;owned\\x07", shown.stdout)
+        self.assertNotIn("\x1b", shown.stdout)

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 VERBS: dict[str, tuple[str, str]] = {
     "supervise": ("bot_bottle.cli.tui", "the operator's terminal UI over every bottle's pending proposals"),
+    "bottles": ("bot_bottle.cli.bottles_cmds",
+                "the bottles: state (stale when a sidecar went silent) and pending work"),
     "proposals": ("bot_bottle.cli.proposals_cmds", "list, show, approve, modify and reject proposals"),
     "audit": ("bot_bottle.cli.audit_cmds", "read, verify and export the audit log"),
     "db": ("bot_bottle.cli.db_cmds", "the database: path, schema status, migrations, backups, checks"),
