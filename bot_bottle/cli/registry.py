@@ -14,6 +14,8 @@ VERBS: dict[str, tuple[str, str]] = {
     "proposals": ("bot_bottle.cli.proposals_cmds", "list, show, approve, modify and reject proposals"),
     "audit": ("bot_bottle.cli.audit_cmds", "read, verify and export the audit log"),
     "db": ("bot_bottle.cli.db_cmds", "the database: path, schema status, migrations, backups, checks"),
+    "dashboard": ("bot_bottle.cli.dashboard",
+                  "a local web page: the bottles, their proposals, decisions and the audit log, in a browser"),
     "demo": ("bot_bottle.cli.demo", "see the whole flow: an agent files proposals, you decide them in the TUI"),
     "doctor": ("bot_bottle.cli.doctor",
                "check the database, its modes, and whether SQLite's locks work where it lives"),
