@@ -115,6 +115,11 @@ class AccessTest(DashboardCase):
         self.assertNotIn(self.dashboard.token, body)
         self.assertNotIn(self.dashboard.session, body)
         self.assertTrue(self.server.url.endswith(f"/?{token}"))
+        for sneaky in ("//evil.example/", "/\\evil.example/", "/%2F%2Fevil.example/"):
+            status, headers, _ = self.call("GET", f"{sneaky}?{token}", session=False)
+            # A path of ours at most (http.server already folds a leading "//" into "/"): never another site.
+            self.assertEqual(status, 303)
+            self.assertRegex(headers["location"], r"^/(?![/\\])[A-Za-z0-9/_.-]*$", sneaky)
 
     def test_foreign_host_and_origin_are_refused(self) -> None:
         """DNS rebinding (a foreign Host) and a foreign page (its Origin) get 403, even with the cookie."""

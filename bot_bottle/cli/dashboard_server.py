@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import hmac
 import json
+import re
 import secrets
 import threading
 from collections.abc import Callable
@@ -84,6 +85,7 @@ SECURITY_HEADERS = {
     "Cross-Origin-Resource-Policy": "same-origin",
 }
 HTML = "text/html; charset=utf-8"
+_LOCAL_PATH_RE = re.compile(r"/[A-Za-z0-9/_.-]*")
 STATIC = {"/static/app.js": ("app.js", "text/javascript; charset=utf-8"),
           "/static/style.css": ("style.css", "text/css; charset=utf-8")}
 
@@ -259,7 +261,10 @@ class DashboardHandler(GuardedHandler):
             raise Refused(HTTPStatus.FORBIDDEN, "Wrong token",
                           "This is not the token 'bot-bottle dashboard' printed: open the link it printed.")
         cookie = f"{SESSION_COOKIE}={self.dashboard.session}; HttpOnly; SameSite=Strict; Path=/"
-        self._redirect(path if path.startswith("/") and not path.startswith("//") else "/", {"Set-Cookie": cookie})
+        # Back to the page asked for, if its path is plainly one of ours: "//host" or "/\\host" in a
+        # Location would send the browser to another site (browsers read a backslash as a slash).
+        target = path if _LOCAL_PATH_RE.fullmatch(path) and not path.startswith("//") else "/"
+        self._redirect(target, {"Set-Cookie": cookie})
 
     def _proposal(self, proposal_id: str) -> Proposal:
         if not PROPOSAL_ID_RE.fullmatch(proposal_id):
