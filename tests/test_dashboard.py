@@ -11,6 +11,7 @@ from __future__ import annotations
 import http.client
 import os
 import re
+import socket
 import subprocess
 import sys
 import threading
@@ -18,7 +19,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from bot_bottle.audit_store import AuditStore
-from bot_bottle.cli.dashboard_server import SESSION_COOKIE, Dashboard, DashboardServer, shown_digest
+from bot_bottle.cli.dashboard_server import MAX_FORM_BYTES, SESSION_COOKIE, Dashboard, DashboardServer, shown_digest
 from bot_bottle.queue_store import QueueStore
 from bot_bottle.records import (
     TOOL_EGRESS_ALLOW,
@@ -268,3 +269,23 @@ class VerbTest(TempDirTest):
         """A port out of range is a usage error; a --db that does not exist is one clear line."""
         self.assert_clean_error(self.run_cli("dashboard", "--port", "70000"), 2, "--port")
         self.assert_clean_error(self.run_cli("dashboard", "--db", str(self.tmp / "nope.db")), 1, "no database there")
+
+
+class BoundsTest(DashboardCase):
+    def test_a_stalled_request_and_an_oversized_form_are_refused(self) -> None:
+        """The guarded base holds here too: a request trickled past its deadline gets 408, a huge form 413 unread."""
+        self.server.request_timeout = 0.5
+        with socket.create_connection(("127.0.0.1", self.port), timeout=10) as sock:
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+            answer = sock.recv(65536)
+        self.assertTrue(answer.startswith(b"HTTP/1.1 408 "), answer[:80])
+        self.assertIn(b"Content-Security-Policy:", answer)
+        proposal = self.store.submit("web-1", TOOL_EGRESS_ALLOW, '{"host": "a.example"}', "why")
+        with socket.create_connection(("127.0.0.1", self.port), timeout=10) as sock:
+            sock.sendall(f"POST /proposal/{proposal.id}/decide HTTP/1.1\r\nHost: 127.0.0.1:{self.port}\r\n"
+                         f"Cookie: {SESSION_COOKIE}={self.dashboard.session}\r\nOrigin: {self.origin}\r\n"
+                         "Content-Type: application/x-www-form-urlencoded\r\n"
+                         f"Content-Length: {MAX_FORM_BYTES + 1}\r\n\r\n".encode())
+            answer = sock.recv(65536)
+        self.assertTrue(answer.startswith(b"HTTP/1.1 413 "), answer[:80])
+        self.assert_unchanged(proposal)
