@@ -15,7 +15,12 @@ import time
 from typing import Any
 
 from selenium import webdriver
-from selenium.common.exceptions import NoAlertPresentException, WebDriverException
+from selenium.common.exceptions import (
+    NoAlertPresentException,
+    NoSuchElementException,
+    StaleElementReferenceException,
+    WebDriverException,
+)
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 
@@ -32,7 +37,24 @@ def start(chromium: str, chromedriver: str, profile: str) -> webdriver.Chrome:
     return driver
 
 
+# The dashboard reloads itself when the database changes: an element looked up just before a reload
+# is gone after it. Commands that look elements up retry for a while instead of failing on that race.
+RETRY_SECONDS = 20.0
+_RELOAD_RACES = (NoSuchElementException, StaleElementReferenceException)
+
+
 def run(driver: webdriver.Chrome, command: dict[str, Any]) -> Any:
+    deadline = time.monotonic() + RETRY_SECONDS
+    while True:
+        try:
+            return _run(driver, command)
+        except _RELOAD_RACES:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
+def _run(driver: webdriver.Chrome, command: dict[str, Any]) -> Any:
     action = command["do"]
     if action == "get":
         driver.get(command["url"])
@@ -54,9 +76,12 @@ def run(driver: webdriver.Chrome, command: dict[str, Any]) -> Any:
     if action == "source":
         return driver.page_source
     if action == "wait_text":
-        deadline = time.monotonic() + float(command.get("timeout", 20))
+        deadline = time.monotonic() + float(command.get("timeout", 30))
         while True:
-            text = driver.find_element(By.TAG_NAME, "body").text
+            try:
+                text = driver.find_element(By.TAG_NAME, "body").text
+            except _RELOAD_RACES:
+                text = ""
             if command["text"] in text:
                 return text
             if time.monotonic() > deadline:
