@@ -289,3 +289,26 @@ class BoundsTest(DashboardCase):
             answer = sock.recv(65536)
         self.assertTrue(answer.startswith(b"HTTP/1.1 413 "), answer[:80])
         self.assert_unchanged(proposal)
+
+
+class SidecarWrittenRowsTest(DashboardCase):
+    def test_rows_a_sidecar_wrote_are_shown_as_text_and_flagged(self) -> None:
+        """A made-up last_seen shows escaped (the bottle stale); a response written into the file is unproven."""
+        proposal = self.store.submit("web-1", TOOL_EGRESS_ALLOW, '{"host": "a.example"}', "why")
+        with self.store.db.write() as conn:
+            conn.execute("UPDATE bottles SET state = 'running', last_seen = ? WHERE slug = 'web-1'",
+                         ("<script>window.x=1</script>\x1b[2J",))
+            conn.execute("INSERT INTO responses (proposal_id, status, notes, decided_by, decided_at) "
+                         "VALUES (?, 'approved', '<b>ok</b>', 'alice@desk\x1b]0;t\x07', '2026-01-01T00:00:00.000000Z')",
+                         (proposal.id,))
+        status, _, body = self.call("GET", "/")
+        self.assertEqual(status, 200)
+        self.assertIn('<td class="state">stale</td>', body)
+        self.assertNotIn("<script>window", body)
+        self.assertNotIn("\x1b", body)
+        status, _, body = self.call("GET", f"/proposal/{proposal.id}")
+        self.assertEqual(status, 200)
+        self.assertIn("WARNING: the audit log does not prove this decision", body)
+        self.assertIn("&lt;b&gt;ok&lt;/b&gt;", body)
+        self.assertIn('alice@desk<span class="esc">\\x1b</span>]0;t<span class="esc">\\x07</span>', body)
+        self.assertNotIn('name="csrf"', body)  # decided: no form to decide it again
