@@ -30,7 +30,9 @@ def start(chromium: str, chromedriver: str, profile: str) -> webdriver.Chrome:
     options.binary_location = chromium
     for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--disable-dev-shm-usage", "--window-size=1280,900", f"--user-data-dir={profile}"):
+                 "--disable-dev-shm-usage", "--window-size=1280,900", f"--user-data-dir={profile}",
+                 # A DNS rebinding, simulated: this name resolves to the loopback, as an attacker's would.
+                 "--host-resolver-rules=MAP rebind.test 127.0.0.1"):
         options.add_argument(flag)
     driver = webdriver.Chrome(service=Service(executable_path=chromedriver), options=options)
     driver.set_page_load_timeout(30)

@@ -108,6 +108,22 @@ class BrowserTest(DashboardCase):
         self.assertIn("\\u202e", text)
         self.assertEqual(self.browser.script("return document.querySelectorAll('.esc').length > 0"), True)
 
+    def test_no_token_a_wrong_one_or_a_rebound_name_gets_nothing(self) -> None:
+        """In the browser: without the token, with a wrong one, or by a name rebound to 127.0.0.1, no page."""
+        self.store.submit("web-1", TOOL_EGRESS_ALLOW, '{"host": "a.example"}', "secret-justification")
+        token = urlsplit(self.server.url).query
+        for url, refusal in ((f"{self.origin}/", "needs the dashboard's token"),
+                             (f"{self.origin}/?token=wrong", "Wrong token"),
+                             (f"http://rebind.test:{self.port}/?{token}", "not a name this server answers to"),
+                             (f"http://rebind.test:{self.port}/", "not a name this server answers to")):
+            with self.subTest(url=url.split("?")[0]):
+                self.browser.get(url)
+                text = self.browser.text()
+                self.assertIn(refusal, text)
+                self.assertNotIn("secret-justification", text)
+        self.log_in()
+        self.assertIn("secret-justification", self.browser.text())
+
     def test_the_csp_forbids_inline_script(self) -> None:
         """Even markup that got into the page could run nothing: inline handlers, scripts and javascript: URLs."""
         self.log_in()
