@@ -24,6 +24,7 @@ from dataclasses import fields
 from typing import Any
 
 from bot_bottle.audit_store import AuditStore
+from bot_bottle.bottles import heartbeat_in
 from bot_bottle.db import DatabaseUser
 from bot_bottle.errors import (
     AlreadyDecided,
@@ -525,3 +526,18 @@ class BottleQueue:
         """Archive this bottle's decided proposal (see ``QueueStore.archive``)."""
         self.get(proposal_id)
         return self._store.archive(proposal_id)
+
+    def heartbeat(self) -> None:
+        """Say this bottle's sidecar is alive: the bottle is running and ``last_seen`` is now.
+
+        The sidecar calls it every ``bottles.HEARTBEAT_INTERVAL_SEC``; a
+        running bottle not seen for ``bottles.STALE_AFTER_SEC`` shows as stale.
+        """
+        with self._store.db.write() as conn:
+            heartbeat_in(conn, self._queue_key)
+
+    def stopped(self) -> None:
+        """Say this bottle's sidecar stopped (it exits cleanly); a bottle never recorded is left unrecorded."""
+        with self._store.db.write() as conn:
+            conn.execute("UPDATE bottles SET state = 'stopped', stopped_at = :now WHERE slug = :slug",
+                         {"slug": self._queue_key, "now": utc_now()})

@@ -49,9 +49,11 @@ from bot_bottle.relay_client import (
     ARCHIVE,
     BUSY_CODE,
     GET,
+    HEARTBEAT,
     HELLO,
     MAX_LONG_POLL_SEC,
     RESPONSE,
+    STOPPED,
     SUBMIT,
     VALIDATION_CODE,
     WAIT,
@@ -154,8 +156,12 @@ class RelayService:
     def _dispatch(self, caller: Caller, method: str, params: dict[str, Any]) -> Any:
         bottle_slug = caller.bottle
         bottle = self.store.for_bottle(bottle_slug, quota=self.quota)
-        if method == HELLO:
+        if method in (HELLO, HEARTBEAT, STOPPED):
             _only(params, (), ())
+            if method == HEARTBEAT:
+                bottle.heartbeat()
+            elif method == STOPPED:
+                bottle.stopped()
             return {"bottle": bottle_slug}
         if method == SUBMIT:
             _only(params, _SUBMIT_FIELDS, _REQUIRED_SUBMIT_FIELDS)

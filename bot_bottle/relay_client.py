@@ -38,6 +38,7 @@ from bot_bottle.relay_credentials import RelayEndpoint
 
 # Methods of the relay (each takes an object of params; none names a bottle).
 HELLO, SUBMIT, GET, RESPONSE, WAIT, ARCHIVE = "hello", "submit", "get", "response", "wait", "archive"
+HEARTBEAT, STOPPED = "heartbeat", "stopped"
 MAX_LONG_POLL_SEC = 25.0  # one wait request's bound; a longer wait is several of them
 # Application error codes (JSON-RPC leaves -32000..-32099 to the server), and the errors they carry.
 ERROR_CODES: dict[int, type[BotBottleError]] = {
@@ -163,6 +164,14 @@ class RelayQueue:
     def archive(self, proposal_id: str) -> Proposal:
         """Archive this bottle's decided proposal (idempotent; see ``QueueStore.archive``)."""
         return proposal_from(self._call(ARCHIVE, {"id": proposal_id}))
+
+    def heartbeat(self) -> None:
+        """Say this bottle's sidecar is alive (see ``BottleQueue.heartbeat``)."""
+        self._call(HEARTBEAT, {})
+
+    def stopped(self) -> None:
+        """Say this bottle's sidecar stopped (one attempt: it is on its way out)."""
+        self._call(STOPPED, {}, deadline=time.monotonic())
 
     def close(self) -> None:
         """Nothing to release: each call uses a connection of its own (calls may come from many threads)."""

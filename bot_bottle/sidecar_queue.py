@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from bot_bottle.bottles import TRANSPORT_MOUNT, TRANSPORT_RELAY
 from bot_bottle.db import DB_DIR_IN_CONTAINER, DB_PATH_IN_CONTAINER
 from bot_bottle.errors import MissingMount, ValidationError
 from bot_bottle.mount_safety import require_sidecar_database
@@ -32,7 +33,8 @@ from bot_bottle.records import DEFAULT_POLL_INTERVAL_SEC, DEFAULT_QUOTA, Proposa
 from bot_bottle.relay_client import RelayQueue
 from bot_bottle.relay_credentials import RELAY_FILE_IN_CONTAINER, RelayEndpoint, read_endpoint_file
 
-MOUNT, RELAY, FILE = "mount", "relay", "file"
+MOUNT, RELAY = TRANSPORT_MOUNT, TRANSPORT_RELAY
+FILE = "file"  # a --db file named on the command line: a test's or a workstation's
 
 
 class SidecarQueue(Protocol):
@@ -58,6 +60,12 @@ class SidecarQueue(Protocol):
 
     def archive(self, proposal_id: str) -> Proposal:
         """Archive a decided proposal."""
+
+    def heartbeat(self) -> None:
+        """Say this bottle's sidecar is alive (running, seen now)."""
+
+    def stopped(self) -> None:
+        """Say this bottle's sidecar stopped."""
 
     def close(self) -> None:
         """Release what the handle holds."""

@@ -11,38 +11,28 @@ before its body is read.
 
 The agent is the party we do not trust, so every request gets a well-formed
 HTTP answer whatever its bytes, and no pace of requests holds the server's
-threads or memory unbounded (``http_guard`` holds the pieces): one deadline
+threads or memory unbounded (``guarded_http`` and ``http_guard`` hold the pieces): one deadline
 per request, capped connections, requests in flight and body bytes, and only
 the allowed Host names served.
 """
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
-import socket
-import sys
-import threading
 from collections.abc import Callable, Sequence
 from email.message import Message
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Protocol
 
 from bot_bottle import __version__
 from bot_bottle.errors import BotBottleError, Unauthorized, ValidationError
-from bot_bottle.http_guard import (
-    ByteBudget,
-    DeadlineExceeded,
-    DeadlineReader,
-    HeadersTooLarge,
-    Lingerer,
-    nesting_exceeds,
-    parse_authority,
-    parse_content_length,
-    parse_origin,
+from bot_bottle.guarded_http import (
+    RETRY_AFTER_SEC,
+    GuardedHandler,
+    GuardedHTTPServer,
+    response_bytes,
 )
+from bot_bottle.http_guard import nesting_exceeds, parse_authority, parse_content_length
 from bot_bottle.mcp_service import (
     INTERNAL_ERROR,
     INVALID_REQUEST,
@@ -60,10 +50,6 @@ WRITE_TIMEOUT_SEC = 15.0  # for writing one answer to a client that does not rea
 MAX_CONNECTIONS = 256  # open connections, one thread each; more are answered 503 by the accept loop
 MAX_CONCURRENT_REQUESTS = 128  # requests read or waiting for a decision at once; more are answered 503
 BODY_BUDGET_BYTES = 32 * 1024 * 1024  # request bodies in memory at once (8 of the largest)
-RETRY_AFTER_SEC = 1
-MAX_REQUEST_LINE = 8192
-MAX_HEADER_BYTES = 64 * 1024  # the request line and every header together
-MAX_EMPTY_LINES = 8
 MAX_JSON_DEPTH = 32  # MCP messages nest a handful of levels; json.loads recurses once per level
 SIDECAR_HOSTNAME = "supervise"  # the name backends give the sidecar on the bottle's network
 # The names the server answers to unless --allowed-host adds more.
@@ -97,16 +83,8 @@ def normalize_allowed_host(name: str) -> str:
         raise ValidationError("--allowed-host", f"{name[:80]!r} is not a host name or IP address (no port)") from None
 
 
-def _response_bytes(status: int, body: dict[str, Any], extra: dict[str, str]) -> bytes:
-    """A whole HTTP/1.1 response with a JSON body, for the accept loop's refusals (no handler there)."""
-    data = json.dumps(body).encode("utf-8")
-    head = [f"HTTP/1.1 {status} {HTTPStatus(status).phrase}", "Content-Type: application/json",
-            f"Content-Length: {len(data)}", *(f"{k}: {v}" for k, v in extra.items()), "", ""]
-    return "\r\n".join(head).encode("ascii") + data
-
-
-class SuperviseHTTPServer(ThreadingHTTPServer):
-    """A threaded HTTP server that carries a ``JsonRpcService`` and bounds what clients can hold.
+class SuperviseHTTPServer(GuardedHTTPServer):
+    """The guarded threaded server (``guarded_http``) carrying a ``JsonRpcService``.
 
     Open connections are capped (``max_connections``, one thread each; the
     next is answered 503 by the accept loop itself), requests in flight are
@@ -114,12 +92,6 @@ class SuperviseHTTPServer(ThreadingHTTPServer):
     held in memory share a byte budget, and every request has one deadline
     for its headers and body (``request_timeout``).
     """
-
-    daemon_threads = True
-    allow_reuse_address = True
-    # socketserver's default backlog of 5 resets connections when many agents
-    # call at once; the connection cap, not the backlog, is what bounds us.
-    request_queue_size = 1024
 
     def __init__(
         self,
@@ -134,73 +106,23 @@ class SuperviseHTTPServer(ThreadingHTTPServer):
         allowed_hosts: Sequence[str] = (),
         software: str = "bot-bottle-supervise",
     ) -> None:
-        # Before binding: socketserver calls server_close when the bind fails, which closes the lingerer.
-        self.lingerer = Lingerer()
-        super().__init__(address, SuperviseHandler)
-        self.service = service
-        self.software = f"{software}/{__version__}"
-        self.request_timeout = request_timeout
-        self.write_timeout = write_timeout
-        self.max_connections = max_connections
-        self.slots = threading.BoundedSemaphore(max_in_flight)
-        self.bodies = ByteBudget(body_budget)
-        self.allowed_hosts = frozenset(DEFAULT_ALLOWED_HOSTS) | {normalize_allowed_host(h) for h in allowed_hosts}
-        self.connections = 0
-        self._connections_lock = threading.Lock()
-        self._refusal = _response_bytes(
-            HTTPStatus.SERVICE_UNAVAILABLE,
-            rpc_error(None, INTERNAL_ERROR, "too many open connections; retry"),
+        refusal = response_bytes(
+            HTTPStatus.SERVICE_UNAVAILABLE, "application/json",
+            json.dumps(rpc_error(None, INTERNAL_ERROR, "too many open connections; retry")).encode("utf-8"),
             {"Retry-After": str(RETRY_AFTER_SEC), "Connection": "close"},
         )
-
-    def process_request(self, request: Any, client_address: Any) -> None:
-        """Start a thread for the connection, or, at the cap, answer 503 from here and let it go."""
-        with self._connections_lock:
-            refuse = self.connections >= self.max_connections
-            if not refuse:
-                self.connections += 1
-        if refuse:
-            self._refuse_connection(request)
-            return
-        try:
-            super().process_request(request, client_address)
-        except BaseException:
-            with self._connections_lock:
-                self.connections -= 1
-            raise
-
-    def _refuse_connection(self, request: socket.socket) -> None:
-        # A fresh socket's send buffer takes these few hundred bytes at once;
-        # the timeout is only there so the accept loop can never block here.
-        try:
-            request.settimeout(1.0)
-            request.sendall(self._refusal)
-            request.shutdown(socket.SHUT_WR)
-        except OSError:
-            request.close()
-            return
-        self.lingerer.adopt(request)
-
-    def process_request_thread(self, request: Any, client_address: Any) -> None:
-        """As the base class; the connection's place under the cap is given back when it ends."""
-        try:
-            super().process_request_thread(request, client_address)
-        finally:
-            with self._connections_lock:
-                self.connections -= 1
-
-    def server_close(self) -> None:
-        """Close the listening socket and every connection still lingering."""
-        super().server_close()
-        self.lingerer.close()
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        """One log line instead of socketserver's traceback (a client that vanished mid-answer)."""
-        error = sys.exc_info()[1]
-        self.service.log(f"connection from {client_address[0]} failed: {error!r}")
+        super().__init__(
+            address, SuperviseHandler,
+            allowed_hosts=frozenset(DEFAULT_ALLOWED_HOSTS) | {normalize_allowed_host(h) for h in allowed_hosts},
+            connection_refusal=refusal, log=service.log, request_timeout=request_timeout,
+            write_timeout=write_timeout, max_connections=max_connections, max_in_flight=max_in_flight,
+            body_budget=body_budget,
+        )
+        self.service = service
+        self.software = f"{software}/{__version__}"
 
 
-class SuperviseHandler(BaseHTTPRequestHandler):
+class SuperviseHandler(GuardedHandler):
     """HTTP framing of the streamable-HTTP transport around ``JsonRpcService.handle``.
 
     Whatever the bytes, each request gets one well-formed HTTP answer (a
@@ -209,183 +131,25 @@ class SuperviseHandler(BaseHTTPRequestHandler):
     """
 
     server: SuperviseHTTPServer
-    protocol_version = "HTTP/1.1"
-    # A request line without a version is not answered HTTP/0.9-style (a body without a status line).
-    default_request_version = "HTTP/1.0"
-    _headers_buffer: list[bytes]  # the base class's status line and headers, not yet written
-
-    def setup(self) -> None:
-        """Read the socket through a ``DeadlineReader``: one deadline per request, bounded headers."""
-        super().setup()
-        self.rfile.close()
-        self.reader = DeadlineReader(self.connection)
-        self.buffered = io.BufferedReader(self.reader)
-        self.rfile = self.buffered
-        self.responded = False
-        self.linger = False
-
-    def finish(self) -> None:
-        """Close the streams; a connection refused with input unread lingers until the client has read why."""
-        try:
-            super().finish()
-        finally:
-            if self.linger:
-                with contextlib.suppress(OSError):
-                    self.server.lingerer.adopt(self.connection.dup())
+    allowed_methods = "GET, POST, DELETE"
 
     def version_string(self) -> str:
         """The Server header: which of bot-bottle's servers answers."""
         return self.server.software
 
-    def log_message(self, format: str, *args: Any) -> None:
-        """Quiet: the service logs what matters (filings and decisions) itself."""
-
-    def handle_expect_100(self) -> bool:
-        """Send ``100 Continue`` as the base class does; it is not yet the request's answer."""
-        result = super().handle_expect_100()
-        self.responded = False
-        return result
-
-    def flush_headers(self) -> None:
-        """Write the buffered status line and headers, under the write timeout (the read deadline is spent)."""
-        self.responded = True
-        self.connection.settimeout(self.server.write_timeout)
-        super().flush_headers()
+    def error_body(self, status: HTTPStatus, message: str, server_fault: bool) -> tuple[str, bytes]:
+        """A JSON-RPC error object: internal error for our side's failures, invalid request for the client's."""
+        body = rpc_error(None, INTERNAL_ERROR if server_fault else INVALID_REQUEST, message)
+        return "application/json", json.dumps(body, ensure_ascii=False).encode("utf-8")
 
     def _send_json(self, status: int, body: dict[str, Any] | None, extra: dict[str, str] | None = None) -> None:
-        if extra is not None and extra.get("Connection") == "close":
-            # Bytes the client sent beyond what we read (a body on a GET, more
-            # than the declared length) would turn our close into a reset.
-            self.linger = True
         data = b"" if body is None else json.dumps(body, ensure_ascii=False).encode("utf-8")
-        self.send_response(status)
-        if body is not None:
-            self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        for key, value in (extra or {}).items():
-            self.send_header(key, value)
-        if self.request_version == "HTTP/0.9":  # no status line or headers: the body alone
-            self.flush_headers()
-            self.wfile.write(data)
-        else:
-            # Status line, headers and body in one write: a client's single read gets the whole answer,
-            # never the headers alone.
-            self._headers_buffer.append(b"\r\n" + data)
-            self.flush_headers()
-        self.wfile.flush()
+        self.send_body(status, None if body is None else "application/json", data, extra)
 
     def _refuse(self, status: HTTPStatus, code: int, message: str, extra: dict[str, str] | None = None) -> None:
-        """Answer an error and close the connection, draining what the client may still be sending."""
+        """Answer a JSON-RPC error with ``code`` and close the connection, draining what the client still sends."""
         self.close_connection = True
         self._send_json(status, rpc_error(None, code, message), {**(extra or {}), "Connection": "close"})
-
-    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
-        """The base class's refusals (bad request line, headers too long, ...) as JSON, and close."""
-        self._refuse(HTTPStatus(code), INVALID_REQUEST, message or HTTPStatus(code).phrase)
-
-    def handle_one_request(self) -> None:
-        """Read and answer one request under its deadline; never leave a request unanswered by an exception."""
-        self.reader.start(self.server.request_timeout, MAX_HEADER_BYTES)
-        self.responded = False
-        self.close_connection = True
-        begun = False
-        try:
-            # Bytes of this request may sit in the buffer already (sent in one go behind the last one),
-            # where the socket reader's count does not see them: peek tells them from an idle connection.
-            begun = bool(self.buffered.peek(1))
-            self._one_request()
-        except DeadlineExceeded:
-            # Nothing of a next request arrived: an idle keep-alive connection, closed quietly.
-            if begun or self.reader.received:
-                self._last_word(HTTPStatus.REQUEST_TIMEOUT,
-                                f"the request was not sent within {self.server.request_timeout:g} s")
-        except HeadersTooLarge:
-            self._last_word(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE,
-                            f"the request line and headers are over {MAX_HEADER_BYTES} bytes")
-        except (ConnectionError, TimeoutError):
-            self.close_connection = True  # the client went away, or would not read our answer
-        except Exception as exc:  # never a traceback to the client, never a request without an answer
-            self.server.service.log(f"internal error answering a request: {exc!r}")
-            self._last_word(HTTPStatus.INTERNAL_SERVER_ERROR, "internal error")
-
-    def _last_word(self, status: HTTPStatus, message: str) -> None:
-        self.close_connection = True
-        if self.responded:
-            return  # part of an answer is out already: closing is all that is left
-        with contextlib.suppress(OSError):
-            self._refuse(status, INVALID_REQUEST if status < 500 else INTERNAL_ERROR, message)
-
-    def _one_request(self) -> None:
-        # What parse_request would have set: a refusal before it runs still logs and answers.
-        self.command, self.requestline, self.request_version = "", "", self.default_request_version
-        line = self.rfile.readline(MAX_REQUEST_LINE + 1)
-        # RFC 9112 2.2: a server should ignore empty lines before a request line; a few of them.
-        for _ in range(MAX_EMPTY_LINES):
-            if line not in (b"\r\n", b"\n"):
-                break
-            line = self.rfile.readline(MAX_REQUEST_LINE + 1)
-        if not line:
-            return  # the client closed without a (further) request
-        if len(line) > MAX_REQUEST_LINE:
-            self.send_error(HTTPStatus.REQUEST_URI_TOO_LONG, f"the request line is over {MAX_REQUEST_LINE} bytes")
-            return
-        if not line.endswith(b"\n"):
-            self.send_error(HTTPStatus.BAD_REQUEST, "the request ended before its request line did")
-            return
-        if not line.strip(b" \t\r\n"):
-            self.send_error(HTTPStatus.BAD_REQUEST, "no request line")
-            return
-        self.raw_requestline = line
-        if not self.parse_request():
-            return
-        self.reader.headers_done()
-        if not self.path.startswith("/"):
-            # The absolute form (http://host/...) would name a host beside the Host header.
-            self._refuse(HTTPStatus.BAD_REQUEST, INVALID_REQUEST, "the request target must be a path such as /")
-            return
-        method = getattr(self, f"do_{self.command}", None)
-        if method is None:
-            self._refuse(HTTPStatus.NOT_IMPLEMENTED, INVALID_REQUEST, f"method {self.command[:20]!r} is not supported",
-                         {"Allow": "GET, POST, DELETE"})
-            return
-        if not self._host_and_origin_allowed():
-            return
-        method()
-        self.wfile.flush()
-
-    def _host_and_origin_allowed(self) -> bool:
-        """Serve only the names the sidecar is reached by; a browser's Origin must be one of them too.
-
-        DNS rebinding lets a web page choose both the Host and the Origin it
-        sends (``Origin: http://evil.example:9100``, ``Host:
-        evil.example:9100``), so neither is compared with the other: both
-        are checked against the allowlist. Agents send no Origin.
-        """
-        hosts = self.headers.get_all("Host") or []
-        if len(hosts) != 1:
-            self._refuse(HTTPStatus.BAD_REQUEST, INVALID_REQUEST, "exactly one Host header is required")
-            return False
-        try:
-            host = parse_authority(hosts[0])
-        except ValueError as exc:
-            self._refuse(HTTPStatus.BAD_REQUEST, INVALID_REQUEST, f"unparsable Host header: {exc}")
-            return False
-        if host not in self.server.allowed_hosts:
-            self._refuse(HTTPStatus.FORBIDDEN, INVALID_REQUEST,
-                         f"Host {host[:80]!r} is not a name this server answers to")
-            return False
-        origins = self.headers.get_all("Origin") or []
-        if not origins:
-            return True
-        try:
-            origin = parse_origin(origins[0]) if len(origins) == 1 else None
-        except ValueError as exc:
-            self._refuse(HTTPStatus.BAD_REQUEST, INVALID_REQUEST, f"unparsable Origin header: {exc}")
-            return False
-        if origin is None or origin[0] not in ("http", "https") or origin[1] not in self.server.allowed_hosts:
-            self._refuse(HTTPStatus.FORBIDDEN, INVALID_REQUEST, "origin not allowed")
-            return False
-        return True
 
     def do_GET(self) -> None:
         """Health check at /healthz; no server-to-client stream otherwise (405)."""

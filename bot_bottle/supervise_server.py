@@ -21,6 +21,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import FrameType
 
+from bot_bottle.bottles import HEARTBEAT_INTERVAL_SEC
 from bot_bottle.db import DB_DIR_IN_CONTAINER, DB_PATH_IN_CONTAINER
 from bot_bottle.errors import BotBottleError, RelayUnreachable, ValidationError
 from bot_bottle.mcp_service import DEFAULT_WAIT_SECONDS, SuperviseService
@@ -132,6 +133,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--request-timeout", type=seconds_argument, default=REQUEST_TIMEOUT_SEC, metavar="S",
                         help="deadline for a whole request's headers and body, and for an idle connection "
                         f"(default: {REQUEST_TIMEOUT_SEC:g}); a slower client is answered 408 and dropped")
+    parser.add_argument("--heartbeat-seconds", type=seconds_argument, default=HEARTBEAT_INTERVAL_SEC, metavar="S",
+                        help="how often the server tells the host this bottle is alive (default: "
+                        f"{HEARTBEAT_INTERVAL_SEC:g}); a running bottle not seen for a few of these shows as stale")
     parser.add_argument("--max-connections", type=_positive_int, default=MAX_CONNECTIONS, metavar="N",
                         help=f"open connections at once, one thread each (default: {MAX_CONNECTIONS}); more are "
                         "answered 503 with Retry-After")
@@ -175,6 +179,25 @@ def start(args: argparse.Namespace, log: Callable[[str], None]) -> tuple[Supervi
         raise
 
 
+def keep_alive(queue: SidecarQueue, every: float, stop: threading.Event, log: Callable[[str], None]) -> None:
+    """Refresh the bottle's ``last_seen`` now and every ``every`` seconds until ``stop`` is set.
+
+    A database briefly unavailable is logged and tried again next time: the
+    server keeps serving, and the host sees the bottle as stale meanwhile.
+    """
+    failing = False
+    while True:
+        try:
+            queue.heartbeat()
+            failing = False
+        except BotBottleError as exc:
+            if not failing:  # once per outage, not every interval
+                log(f"cannot record this bottle as alive: {exc}")
+            failing = True
+        if stop.wait(every):
+            return
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the server until SIGTERM or Ctrl-C; returns the exit status."""
     args = build_parser().parse_args(argv)
@@ -196,13 +219,23 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, stop)
     host, port = str(server.server_address[0]), int(server.server_address[1])
+    stopping = threading.Event()
+    beat = threading.Thread(target=keep_alive, args=(queue, args.heartbeat_seconds, stopping, log),
+                            name="heartbeat", daemon=True)
+    beat.start()
     print(f"listening on http://{host}:{port}/", flush=True)
     try:
         server.serve_forever(poll_interval=0.2)
     except KeyboardInterrupt:
         pass
     finally:
+        stopping.set()
+        beat.join(10)
         server.server_close()
+        try:
+            queue.stopped()
+        except BotBottleError as exc:
+            log(f"cannot record this bottle as stopped: {exc}")
         queue.close()
     return 0
 

@@ -54,4 +54,16 @@ class WheelInstallTest(TempDirTest):
             cwd=elsewhere, env=env, capture_output=True, text=True, timeout=60,
         )
         self.assertIn(str(env_dir), located.stdout, "migrations come from the installed package")
+        static = subprocess.run(
+            [str(python), "-c", "from bot_bottle.cli.dashboard_server import _static_files; "
+             "print(sorted((path, len(data) > 100) for path, (data, _) in _static_files().items()))"],
+            cwd=elsewhere, env=env, capture_output=True, text=True, timeout=60,
+        )
+        self.assertEqual(static.stdout.strip(), "[('/static/app.js', True), ('/static/style.css', True)]",
+                         "the dashboard's script and stylesheet ship in the package: " + static.stderr[-2000:])
+        doctor = subprocess.run([str(python), "-m", "bot_bottle", "doctor", "--json"], cwd=elsewhere, env=env,
+                                capture_output=True, text=True, timeout=60)
+        checks = {c["check"] for c in json.loads(doctor.stdout)["checks"]}
+        self.assertTrue({"docker", "smolmachines", "macos-container", "relay"} <= checks,
+                        "the backends and the relay ship in the package: " + doctor.stderr[-2000:])
         self.assertNotEqual(sys.prefix, str(env_dir))

@@ -21,6 +21,7 @@ from typing import Any
 
 from bot_bottle.backends import BACKENDS
 from bot_bottle.backends.plan import Supervise
+from bot_bottle.bottles import BottleStore
 from bot_bottle.db import open_db
 from bot_bottle.errors import MissingMount, NotFound, RelayUnreachable, Unauthorized, ValidationError
 from bot_bottle.git_gate import install_hook
@@ -85,6 +86,21 @@ class CredentialTest(RelayTestCase):
         decide(mine.id, STATUS_APPROVED, "ok", store=self.store)
         self.assertEqual(a.response(mine.id).status, STATUS_APPROVED)  # type: ignore[union-attr]
         self.assertIsNone(b.response(theirs.id))
+
+    def test_a_heartbeat_through_the_relay_marks_only_its_own_bottle(self) -> None:
+        """heartbeat: the token's bottle is running and seen; stopped: stopped; the other bottle untouched."""
+        with BottleStore(database=self.store.db) as bottles:
+            bottles.prepared("bottle-a", "docker", "relay")
+            bottles.prepared("bottle-b", "docker", "relay")
+            queue = self.relay.queue("bottle-a")
+            queue.heartbeat()
+            self.assertEqual((bottles.get("bottle-a").state, bottles.get("bottle-b").state), ("running", "prepared"))
+            self.assertIsNotNone(bottles.get("bottle-a").last_seen)
+            queue.stopped()
+            self.assertEqual(bottles.get("bottle-a").state, "stopped")
+        token = self.relay.endpoint("bottle-b").token
+        _, body = call(self.relay.port, "heartbeat", {"bottle": "bottle-a"}, token)
+        self.assertIn("unknown parameter", body["error"]["message"])
 
     def test_no_request_can_name_a_bottle(self) -> None:
         """A bottle (queue_key, bottle) in the params is refused as an unknown parameter; nothing filed."""

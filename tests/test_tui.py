@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import subprocess
 import sys
@@ -167,6 +168,15 @@ class TuiTest(TempDirTest):
         self.term.wait_for(f"* {late.short_id}")
         self.quit()
 
+    def test_header_names_bottles_with_work_and_flags_stale_ones(self) -> None:
+        """The title row lists each bottle with pending work and its count; a silent running sidecar is STALE."""
+        self.term.wait_for("web-1 2, web-2 1")
+        with self.store.db.write() as conn:
+            conn.execute("UPDATE bottles SET state = 'running', last_seen = '2026-01-01T00:00:00.000000Z' "
+                         "WHERE slug = 'web-2'")
+        self.term.wait_for("web-2 1 STALE")
+        self.quit()
+
     def test_small_and_resized_terminal(self) -> None:
         """Tiny and changing window sizes never crash it; it redraws what fits."""
         for width, height in ((20, 4), (3, 1), (60, 8), (120, 30)):
@@ -257,7 +267,9 @@ class DemoHangupTest(TempDirTest):
                    f"{shlex.quote(sys.executable)} -m bot_bottle demo")
         term = Terminal(self, command)
         screen = term.wait_for("4 pending")
-        database = Path(screen.split("bottle(s)", 1)[1].split()[0])
+        found = re.search(r"\s(/\S+\.db)\s", screen.split("bottle(s)", 1)[1])
+        assert found is not None, screen
+        database = Path(found.group(1))
         self.assertTrue(database.exists())
         term.run("kill-server")
         wait_until(lambda: not database.parent.exists(), 15, what="removing the throwaway database")

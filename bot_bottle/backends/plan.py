@@ -19,6 +19,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
 
+from bot_bottle.bottles import BottleStore
 from bot_bottle.connection import DIR_MODE, FILE_MODE
 from bot_bottle.db import DB_DIR_IN_CONTAINER, host_db_dir, host_db_path, open_db
 from bot_bottle.errors import ValidationError
@@ -72,7 +73,7 @@ class Supervise:
         platform: str = sys.platform,
         relay_port: int = DEFAULT_RELAY_PORT,
     ) -> SupervisePlan:
-        """Open and migrate the host database, tighten its modes, and return the bottle's plan.
+        """Open and migrate the host database, record the bottle, tighten the modes, and return its plan.
 
         The transport is ``transport`` when given, else what ``backend``
         needs on ``platform`` (``Backend.transport``), else ``mount``. For
@@ -82,7 +83,9 @@ class Supervise:
         directory, which is what the sidecar gets mounted, read-only.
 
         The database path comes from ``HOME`` alone (``~/.bot-bottle/db``),
-        never from another environment variable.
+        never from another environment variable. The bottle is recorded as
+        prepared, with its ``backend`` and ``transport`` (``mount`` or
+        ``relay``), in the bottles table (``bottles.BottleStore``).
         """
         validate_queue_key(slug, "bottle")
         if transport is not None and transport not in TRANSPORTS:
@@ -113,6 +116,8 @@ class Supervise:
             write_endpoint_file(folder, RelayEndpoint(url=relay_url, token=token, bottle=slug))
             # Read-only: the sidecar cannot change where it files, nor keep a token after a revoke.
             mount = Mount(source=folder, target=DB_DIR_IN_CONTAINER, read_only=True)
+        with BottleStore() as bottles:  # once everything it needs is in place
+            bottles.prepared(slug, backend.name if backend is not None else None, transport)
         return SupervisePlan(
             slug=slug,
             mount=mount,
@@ -132,6 +137,7 @@ class Backend(ABC):
     name: str
     #: How safe SQLite's locking is across this backend's mount, for docs and doctor.
     mount_safety: str
+
     def relay_address(self, platform: str = sys.platform) -> tuple[str, str]:
         """Where the relay listens for this backend's sidecars on ``platform``, and the name they reach it by."""
         return DEFAULT_RELAY_HOST, DEFAULT_RELAY_HOST
@@ -139,6 +145,10 @@ class Backend(ABC):
     @abstractmethod
     def transport(self, platform: str = sys.platform) -> tuple[str, str]:
         """The transport this backend's sidecars need on ``platform`` (``sys.platform``), and why."""
+
+    def prepare(self, slug: str, transport: str | None = None) -> SupervisePlan:
+        """``Supervise.prepare`` for a bottle launched by this backend (its transport unless ``transport``)."""
+        return Supervise.prepare(slug, backend=self, transport=transport)
 
     @abstractmethod
     def sidecar_args(self, plan: SupervisePlan) -> list[str]:

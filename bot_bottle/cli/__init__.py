@@ -26,6 +26,8 @@ _EPILOG = """\
 examples:
   bot-bottle demo                     see the whole flow on a throwaway database
   bot-bottle supervise                review and decide, in a terminal UI
+  bot-bottle dashboard                the same in a browser (a local page; open the URL it prints)
+  bot-bottle bottles list             which bottles run, which went silent, what each waits for
   bot-bottle proposals list           what every bottle is waiting on
   bot-bottle proposals approve 3f2a   approve one (any unique id prefix)
   bot-bottle audit verify             check that the audit log is whole

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from bot_bottle import terminal_text
+from bot_bottle.bottles import BottleOverview, BottleStore
 from bot_bottle.cli.common import age, db_path, first_line, print_json, print_table, verb_parser
 from bot_bottle.cli.registry import summary
 from bot_bottle.cli.render import describe, modification, proposal_json
@@ -77,6 +78,8 @@ class SuperviseTUI:
         self.notify = shlex.split(notify) if notify else None
         self.loaded = False
         self.items: list[ProposalSummary] = []
+        self.bottles = BottleStore(database=store.db)
+        self.overview: list[BottleOverview] = []
         self.seen: set[str] = set()
         self.selected = 0
         self.detail: Proposal | None = None
@@ -100,6 +103,7 @@ class SuperviseTUI:
         # Summaries only: a payload is loaded when its proposal is opened or decided.
         before = {p.id for p in self.items}
         self.items = self.store.pending_summaries()
+        self.overview = self.bottles.overview()
         ids = [p.id for p in self.items]
         arrived = [p for p in self.items if p.id not in before]
         if arrived and self.loaded:  # not for what was already waiting when the UI opened
@@ -178,9 +182,7 @@ class SuperviseTUI:
         self.screen.erase()
         self.position = ""
         height, width = self.screen.getmaxyx()
-        bottles = len({p.queue_key for p in self.items})
-        title = f" bot-bottle supervise: {len(self.items)} pending from {bottles} bottle(s)  {self.store.db.path}"
-        self.put(0, 0, title.ljust(width), curses.A_REVERSE)
+        self.put(0, 0, self.header().ljust(width), curses.A_REVERSE)
         if self.detail is not None:
             self._draw_detail(height, width)
             keys = REPORT_KEYS if self.detail.report_only else DETAIL_KEYS
@@ -192,6 +194,18 @@ class SuperviseTUI:
             self.put(height - 2, max(0, width - len(self.position) - 1), self.position)
         self.put(height - 1, 0, keys.ljust(width), curses.A_REVERSE)
         self.screen.refresh()
+
+    def header(self) -> str:
+        """The title row: the pending count, then each bottle with pending work (its count) and stale ones flagged.
+
+        A running bottle whose sidecar went silent is ``STALE``: what it filed
+        waits for a caller who is gone.
+        """
+        bottles = len({p.queue_key for p in self.items})
+        shown = [f"{o.bottle.slug} {len(o.pending)}" + (" STALE" if o.bottle.stale() else "")
+                 for o in self.overview if o.pending or o.bottle.stale()]
+        title = f" bot-bottle supervise: {len(self.items)} pending from {bottles} bottle(s)"
+        return f"{title}: {', '.join(shown)}  {self.store.db.path}" if shown else f"{title}  {self.store.db.path}"
 
     def _draw_list(self, height: int, width: int) -> None:
         rows = max(0, height - 3)

@@ -1,0 +1,213 @@
+"""The bottles table: which bottles the host prepared, how their sidecars reach it, and whether they live.
+
+A bottle's slug is its queue key, so one query joins bottles with their
+pending proposals (``BottleStore.overview``): which bottles are running and
+what they are waiting for. The host records a bottle when it prepares one
+(``Supervise.prepare`` calls ``BottleStore.prepared``); the running sidecar
+refreshes ``last_seen`` every ``HEARTBEAT_INTERVAL_SEC``
+(``BottleQueue.heartbeat``) and marks it stopped when it exits cleanly. A
+running bottle whose sidecar was not seen for ``STALE_AFTER_SEC`` is
+*stale*: its sidecar died without saying so, and what it filed waits for a
+caller who is gone.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass, fields
+from datetime import UTC, datetime
+from typing import Any
+
+from bot_bottle.db import DatabaseUser
+from bot_bottle.errors import NotFound, ValidationError
+from bot_bottle.records import TIMESTAMP_FORMAT, TIMESTAMP_RE, ProposalSummary, utc_now, validate_queue_key
+
+STATE_PREPARED = "prepared"
+STATE_RUNNING = "running"
+STATE_STOPPED = "stopped"
+STATES = (STATE_PREPARED, STATE_RUNNING, STATE_STOPPED)
+TRANSPORT_MOUNT = "mount"
+TRANSPORT_RELAY = "relay"
+TRANSPORTS = (TRANSPORT_MOUNT, TRANSPORT_RELAY)
+HEARTBEAT_INTERVAL_SEC = 15.0
+# Four missed heartbeats: a busy host or a paused VM is not called dead at the first late one.
+STALE_AFTER_SEC = 4 * HEARTBEAT_INTERVAL_SEC
+_MAX_BACKEND_CHARS = 64
+
+# A pending proposal: not archived and without a response (as queue_store's listings say).
+_PENDING_JOIN = ("LEFT JOIN proposals p ON p.queue_key = b.slug AND p.archived_at IS NULL "
+                 "AND NOT EXISTS (SELECT 1 FROM responses r WHERE r.proposal_id = p.id)")
+
+
+@dataclass(frozen=True)
+class Bottle:
+    """One row of the bottles table."""
+
+    slug: str
+    backend: str | None
+    transport: str
+    state: str
+    prepared_at: str
+    started_at: str | None
+    stopped_at: str | None
+    last_seen: str | None
+
+    def stale(self, now: datetime | None = None) -> bool:
+        """True for a running bottle whose sidecar has not been seen for ``STALE_AFTER_SEC``."""
+        if self.state != STATE_RUNNING:
+            return False
+        seen = moment_of(self.last_seen)
+        if seen is None:  # never seen, or a time no heartbeat writes (a sidecar wrote the row)
+            return True
+        moment = now if now is not None else datetime.now(UTC)
+        return (moment - seen).total_seconds() > STALE_AFTER_SEC
+
+    def shown_state(self, now: datetime | None = None) -> str:
+        """The state as the operator reads it: ``stale`` for a running bottle not seen lately."""
+        return "stale" if self.stale(now) else self.state
+
+    def to_dict(self) -> dict[str, Any]:
+        """The row as a JSON-ready dict, its fields in order."""
+        return {field.name: getattr(self, field.name) for field in fields(self)}
+
+
+@dataclass(frozen=True)
+class BottleOverview:
+    """A bottle with its pending proposals (summaries, oldest first)."""
+
+    bottle: Bottle
+    pending: tuple[ProposalSummary, ...]
+
+    @property
+    def oldest_pending(self) -> str | None:
+        """When the oldest pending proposal was filed, or None."""
+        return self.pending[0].created_at if self.pending else None
+
+
+_BOTTLE_COLUMNS = ", ".join(f"b.{field.name}" for field in fields(Bottle))
+_BOTTLE_WIDTH = len(fields(Bottle))
+_SUMMARY_COLUMNS = ", ".join(f"p.{field.name}" for field in fields(ProposalSummary))
+
+
+def moment_of(timestamp: str | None) -> datetime | None:
+    """A stored UTC timestamp as a datetime; None for None or text that is not one.
+
+    Sidecars can write the bottles table, so a time read back is not trusted
+    to parse.
+    """
+    if timestamp is None or not TIMESTAMP_RE.fullmatch(timestamp):
+        return None
+    try:
+        return datetime.strptime(timestamp, TIMESTAMP_FORMAT).replace(tzinfo=UTC)
+    except ValueError:
+        return None
+
+
+def validate_backend(value: object) -> str:
+    """A backend's name: lower-case letters, digits and ``-`` (``ValidationError`` otherwise)."""
+    if (not isinstance(value, str) or not 1 <= len(value) <= _MAX_BACKEND_CHARS
+            or not all(c.isascii() and (c.islower() or c.isdigit() or c == "-") for c in value)):
+        raise ValidationError("backend", f"{str(value)[:80]!r} is not a backend name")
+    return value
+
+
+def validate_transport(value: object) -> str:
+    """``mount`` or ``relay`` (``ValidationError`` otherwise)."""
+    if value not in TRANSPORTS:
+        raise ValidationError("transport", f"{str(value)[:80]!r} is not one of {', '.join(TRANSPORTS)}")
+    return str(value)
+
+
+def heartbeat_in(conn: sqlite3.Connection, slug: str) -> None:
+    """Inside a write transaction: ``slug``'s sidecar is alive now (running, ``last_seen`` now).
+
+    A bottle that was not running starts now; a slug without a row (a
+    sidecar run by hand on a database nobody prepared) gets one.
+    """
+    now = utc_now()
+    conn.execute(
+        "INSERT INTO bottles (slug, state, prepared_at, started_at, last_seen) "
+        "VALUES (:slug, 'running', :now, :now, :now) "
+        "ON CONFLICT (slug) DO UPDATE SET state = 'running', last_seen = :now, stopped_at = NULL, "
+        "started_at = CASE WHEN state = 'running' AND started_at IS NOT NULL THEN started_at ELSE :now END",
+        {"slug": slug, "now": now},
+    )
+
+
+class BottleStore(DatabaseUser):
+    """The bottles table in the host database (``db_path=None``) or the database at ``db_path``."""
+
+    def prepared(self, slug: str, backend: str | None, transport: str = TRANSPORT_MOUNT) -> Bottle:
+        """Record that the host prepared ``slug`` (again): state prepared, its earlier run forgotten."""
+        validate_queue_key(slug, "bottle")
+        if backend is not None:
+            validate_backend(backend)
+        validate_transport(transport)
+        with self.db.write() as conn:
+            conn.execute(
+                "INSERT INTO bottles (slug, backend, transport, state, prepared_at) "
+                "VALUES (:slug, :backend, :transport, 'prepared', :now) "
+                "ON CONFLICT (slug) DO UPDATE SET backend = :backend, transport = :transport, state = 'prepared', "
+                "prepared_at = :now, started_at = NULL, stopped_at = NULL, last_seen = NULL",
+                {"slug": slug, "backend": backend, "transport": transport, "now": utc_now()},
+            )
+            return self._get_in(conn, slug)
+
+    def heartbeat(self, slug: str) -> None:
+        """``slug``'s sidecar is alive now (see ``heartbeat_in``)."""
+        validate_queue_key(slug, "bottle")
+        with self.db.write() as conn:
+            heartbeat_in(conn, slug)
+
+    def stopped(self, slug: str) -> Bottle:
+        """Record that ``slug``'s sidecar stopped; ``NotFound`` for a bottle never recorded."""
+        validate_queue_key(slug, "bottle")
+        with self.db.write() as conn:
+            changed = conn.execute(
+                "UPDATE bottles SET state = 'stopped', stopped_at = :now WHERE slug = :slug",
+                {"slug": slug, "now": utc_now()},
+            ).rowcount
+            if not changed:
+                raise NotFound(f"no bottle {slug}")
+            return self._get_in(conn, slug)
+
+    @staticmethod
+    def _get_in(conn: sqlite3.Connection, slug: str) -> Bottle:
+        row = conn.execute(f"SELECT {_BOTTLE_COLUMNS} FROM bottles b WHERE b.slug = :slug", {"slug": slug}).fetchone()
+        if row is None:
+            raise NotFound(f"no bottle {slug}")
+        return Bottle(*row)
+
+    def get(self, slug: str) -> Bottle:
+        """The bottle ``slug``; ``NotFound`` if the host never recorded it."""
+        validate_queue_key(slug, "bottle")
+        with self.db.read() as conn:
+            return self._get_in(conn, slug)
+
+    def overview(self, slug: str | None = None) -> list[BottleOverview]:
+        """Every bottle (or ``slug``'s) with its pending proposals, in one query.
+
+        Bottles with pending work first (oldest waiting first), then the
+        others by slug. Summaries only: no payload or current file is read.
+        """
+        params: dict[str, Any] = {}
+        where = ""
+        if slug is not None:
+            params["slug"] = validate_queue_key(slug, "bottle")
+            where = "WHERE b.slug = :slug "
+        with self.db.read() as conn:
+            rows = conn.execute(
+                f"SELECT {_BOTTLE_COLUMNS}, {_SUMMARY_COLUMNS} FROM bottles b {_PENDING_JOIN} {where}"
+                "ORDER BY b.slug, p.created_at, p.rowid",
+                params,
+            ).fetchall()
+        grouped: dict[str, tuple[Bottle, list[ProposalSummary]]] = {}
+        for row in rows:
+            bottle = Bottle(*row[:_BOTTLE_WIDTH])
+            entry = grouped.setdefault(bottle.slug, (bottle, []))
+            if row[_BOTTLE_WIDTH] is not None:
+                entry[1].append(ProposalSummary(*row[_BOTTLE_WIDTH:]))
+        result = [BottleOverview(bottle, tuple(pending)) for bottle, pending in grouped.values()]
+        # Waiting work first, the longest-waiting on top; idle bottles after, by name.
+        result.sort(key=lambda o: (o.oldest_pending is None, o.oldest_pending or "", o.bottle.slug))
+        return result

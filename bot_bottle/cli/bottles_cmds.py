@@ -1,0 +1,116 @@
+"""``bot-bottle bottles ...``: which bottles the host knows, whether they live, and what they wait for."""
+
+from __future__ import annotations
+
+import argparse
+from datetime import UTC, datetime
+from typing import Any
+
+from bot_bottle.bottles import BottleOverview, BottleStore, moment_of
+from bot_bottle.cli.common import age, db_path, first_line, print_json, print_table, print_untrusted, verb_parser
+from bot_bottle.cli.registry import summary
+from bot_bottle.cli.render import proposal_json
+from bot_bottle.errors import NotFound
+from bot_bottle.records import format_timestamp
+
+_EPILOG = """\
+examples:
+  bot-bottle bottles list            every bottle: state, pending proposals, the oldest one's age
+  bot-bottle bottles list --json     the same for scripts
+  bot-bottle bottles show web-1      one bottle's life and its pending proposals
+
+A running bottle whose sidecar has not been seen for a minute shows as
+'stale': its sidecar died without saying so, and what it filed waits for a
+caller who is gone.
+"""
+
+
+def ago(timestamp: str | None, now: datetime) -> str:
+    """``age`` of a stored time, ``-`` for none and ``?`` for text that is not a time."""
+    if timestamp is None:
+        return "-"
+    moment = moment_of(timestamp)
+    return "?" if moment is None else age(format_timestamp(moment), now)
+
+
+def overview_json(item: BottleOverview, now: datetime) -> dict[str, Any]:
+    """A bottle, its shown state and its pending proposals as one JSON object."""
+    return {
+        **item.bottle.to_dict(),
+        "stale": item.bottle.stale(now),
+        "shown_state": item.bottle.shown_state(now),
+        "pending": len(item.pending),
+        "oldest_pending": item.oldest_pending,
+        "pending_proposals": [proposal_json(p, None) for p in item.pending],
+    }
+
+
+def cmd_bottles_list(args: argparse.Namespace) -> int:
+    """Every bottle with its state, pending count and the oldest pending proposal's age (one query)."""
+    now = datetime.now(UTC)
+    with BottleStore(db_path(args)) as store:
+        items = store.overview()
+    if args.json:
+        print_json([overview_json(item, now) for item in items])
+        return 0
+    if not items:
+        print("no bottles")
+        return 0
+    print_table(
+        ["BOTTLE", "STATE", "BACKEND", "TRANSPORT", "PENDING", "OLDEST", "LAST SEEN"],
+        [[o.bottle.slug, o.bottle.shown_state(now), o.bottle.backend or "-", o.bottle.transport,
+          str(len(o.pending)), ago(o.oldest_pending, now), ago(o.bottle.last_seen, now)] for o in items],
+        page=True,
+    )
+    return 0
+
+
+def cmd_bottles_show(args: argparse.Namespace) -> int:
+    """One bottle: its life, and its pending proposals."""
+    now = datetime.now(UTC)
+    with BottleStore(db_path(args)) as store:
+        items = store.overview(args.slug)
+    if not items:
+        raise NotFound(f"no bottle {args.slug} (bot-bottle bottles list names them)")
+    item = items[0]
+    if args.json:
+        print_json(overview_json(item, now))
+        return 0
+    bottle = item.bottle
+    lines = [
+        f"bottle     {bottle.slug}",
+        f"state      {bottle.shown_state(now)}"
+        + (" (running, but its sidecar has not been seen for over a minute)" if bottle.stale(now) else ""),
+        f"backend    {bottle.backend or '-'}",
+        f"transport  {bottle.transport}",
+        f"prepared   {bottle.prepared_at}",
+        f"started    {bottle.started_at or '-'}",
+        f"stopped    {bottle.stopped_at or '-'}",
+        f"last seen  {bottle.last_seen or '-'} ({ago(bottle.last_seen, now)} ago)",
+        f"pending    {len(item.pending)}",
+    ]
+    print_untrusted(lines)
+    if item.pending:
+        print()
+        print_table(["ID", "TOOL", "AGE", "JUSTIFICATION"],
+                    [[p.short_id, p.tool, ago(p.created_at, now), first_line(p.justification)] for p in item.pending])
+    return 0
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``bottles`` verb and its subcommands."""
+    parser = subparsers.add_parser(
+        "bottles", help=summary("bottles"), description=summary("bottles"), epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    listing = verb_parser(commands, "list", json=True,
+                          help="every bottle: state (stale when its sidecar went silent), pending count, oldest age",
+                          description="Every bottle the host knows with its state, its pending proposals and how "
+                          "long the oldest has waited, from one query. Bottles with pending work come first.")
+    listing.set_defaults(handler=cmd_bottles_list)
+    show = verb_parser(commands, "show", json=True, help="one bottle's life and its pending proposals",
+                       description="One bottle: backend, transport, when it was prepared, started, stopped and "
+                       "last seen, and its pending proposals.")
+    show.add_argument("slug", metavar="SLUG", help="the bottle's slug (its queue key)")
+    show.set_defaults(handler=cmd_bottles_show)

@@ -1,0 +1,43 @@
+"""The HTML escaper: the terminal corpus and markup come out as text, escapes marked apart."""
+
+from __future__ import annotations
+
+import unittest
+
+from bot_bottle.html_text import editable, line_html
+from tests.test_display_integrity import HOSTILE, forbidden
+
+# What a hostile agent writes to run script in the operator's browser.
+HTML_ATTACKS = [
+    "<script>window.__pwned = 'script'</script>",
+    "<img src=x onerror=\"window.__pwned='onerror'\">",
+    "<svg onload=\"window.__pwned='svg'\"></svg>",
+    "<a href=\"javascript:window.__pwned='link'\">click me</a>",
+    "javascript:window.__pwned='url'",
+    "\"><script>window.__pwned='attribute'</script>",
+    "</textarea><script>window.__pwned='textarea'</script>",
+    "<iframe src=\"javascript:parent.__pwned='frame'\"></iframe>",
+    "<style>body{display:none}</style><meta http-equiv=refresh content=\"0;url=http://evil.example/\">",
+]
+ATTACK_TEXT = "\n".join(HTML_ATTACKS)
+
+
+class EscapingTest(unittest.TestCase):
+    def test_the_corpus_and_markup_come_out_as_text(self) -> None:
+        """Every hostile class: no raw forbidden character, no markup of the agent's, escapes marked apart."""
+        for name, text in {**HOSTILE, "html": ATTACK_TEXT}.items():
+            with self.subTest(name):
+                shown = line_html(text)
+                self.assertFalse([c for c in shown if forbidden(c)], name)
+                without_ours = shown.replace('<span class="esc">', "").replace("</span>", "")
+                self.assertNotIn("<", without_ours)
+                self.assertNotIn(">", without_ours)
+                self.assertNotIn('"', without_ours)
+        self.assertEqual(line_html("a\x1bb<"), 'a<span class="esc">\\x1b</span>b&lt;')
+
+    def test_an_editor_box_gets_the_escapes_spelled_out(self) -> None:
+        """Agent text for a textarea: unsafe characters as their escapes; newlines and tabs kept."""
+        self.assertEqual(editable("a\u202eb\n\tc\x1b"), "a\\u202eb\n\tc\\x1b")
+        for name, text in HOSTILE.items():
+            with self.subTest(name):
+                self.assertFalse([c for c in editable(text) if forbidden(c) and c not in "\n\t"])
