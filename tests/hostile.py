@@ -7,6 +7,7 @@ Nothing here asserts a timing.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import random
 import re
@@ -263,6 +264,64 @@ def concurrent_exchanges(port: int, requests: list[bytes], timeout: float) -> li
         key.fileobj.close()  # type: ignore[union-attr]
     selector.close()
     return [bytes(r) for r in received]
+
+
+def trickle(port: int, data: bytes, pace: float = 0.2) -> tuple[int, bytes]:
+    """Send ``data`` one byte every ``pace`` seconds until the server answers; bytes sent, and the whole answer."""
+    sent, reply = 0, b""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.settimeout(pace)
+        while sent < len(data):
+            try:
+                sock.send(data[sent : sent + 1])
+            except OSError:
+                break
+            sent += 1
+            try:
+                reply = sock.recv(4096)
+            except TimeoutError:
+                continue
+            break
+        # The answer may come in more than one segment (headers, then the body): read to its end.
+        sock.settimeout(5)
+        with contextlib.suppress(OSError):
+            while chunk := sock.recv(4096):
+                reply += chunk
+    return sent, reply
+
+
+def stall_bodies(port: int, head: bytes, clients: int, sent_bytes: int) -> list[int]:
+    """``clients`` connections send ``head`` (declaring a body), ``sent_bytes`` of it, then stall.
+
+    Returns each one's answer status (0 for none), once the server has
+    answered or dropped every one of them.
+    """
+    socks = []
+    for _ in range(clients):
+        sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+        sock.sendall(head)
+        socks.append(sock)
+    statuses: list[int] = []
+
+    def stall(sock: socket.socket) -> None:
+        received = bytearray()
+        try:
+            sock.sendall(b"x" * sent_bytes)  # then send nothing more
+            sock.settimeout(20)
+            while chunk := sock.recv(65536):
+                received += chunk
+        except OSError:
+            pass
+        answer = parse_answer(bytes(received))
+        statuses.append(answer.status if answer else 0)
+        sock.close()
+
+    threads = [threading.Thread(target=stall, args=(sock,)) for sock in socks]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    return statuses
 
 
 def proc_status(pid: int) -> dict[str, int]:

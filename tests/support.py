@@ -70,6 +70,26 @@ def require_tool(test: unittest.TestCase, name: str) -> str:
     raise unittest.SkipTest(message)
 
 
+def in_mount_namespace(test: unittest.TestCase, script: str, env: dict[str, str],
+                       timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """Run the shell ``script`` in a private mount namespace (as root, or mapped to root), from the checkout.
+
+    The script exits 90 or 91 when it cannot mount; then the test skips with
+    the reason, or fails under CI.
+    """
+    unshare = require_tool(test, "unshare")
+    prefix = [unshare, "--mount", "--propagation", "private"] if os.geteuid() == 0 else \
+        [unshare, "--mount", "--map-root-user", "--propagation", "private"]
+    result = subprocess.run([*prefix, "sh", "-c", script], cwd=REPO, capture_output=True, text=True,
+                            timeout=timeout, env={**os.environ, "PY": sys.executable, "PYTHONPATH": str(REPO), **env})
+    if result.returncode in (90, 91) or "unshare failed" in result.stderr:
+        message = f"cannot make a mount namespace here: {result.stderr.strip()[-300:]}"
+        if in_ci():
+            test.fail(message)
+        raise unittest.SkipTest(message)
+    return result
+
+
 def digest(path: Path) -> str:
     """sha256 of a file's bytes (or of a directory's listing of names), to prove it unchanged."""
     if path.is_dir():

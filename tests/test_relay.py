@@ -41,7 +41,7 @@ from bot_bottle.sidecar_queue import find_transport
 from bot_bottle.supervise import decide
 from tests.hostile import exchange, parse_answer, request
 from tests.relay_fixture import InProcessRelay, free_port, relay_env, start_relay_process, stop_process
-from tests.support import REPO, TempDirTest, in_ci, require_tool, wait_until
+from tests.support import REPO, TempDirTest, in_mount_namespace, require_tool, wait_until
 from tests.test_git_gate import SECRET_ALLOWED
 
 PAYLOAD = '{"host": "api.example.com"}'
@@ -460,7 +460,6 @@ runpy.run_module("bot_bottle.supervise_server", run_name="__main__")
     def test_the_sidecar_finds_the_relay_file_in_a_real_mount_namespace(self) -> None:
         """Only relay.json mounted (read-only) at /run/supervise: the server starts, through the relay; another
         bottle's file, refused; an empty /run/supervise, refused."""
-        unshare = require_tool(self, "unshare")
         relay = InProcessRelay(self.tmp / "host.db").register(self)
         mine = relay.relay_file("web-1", self.tmp / "mine")
         relay.relay_file("other", self.tmp / "theirs")
@@ -478,16 +477,8 @@ runpy.run_module("bot_bottle.supervise_server", run_name="__main__")
             umount /run/supervise && mount --bind -o ro "$THEIRS" /run/supervise || exit 91
             "$PY" -c "$START"; echo "theirs=$?"
         """
-        prefix = [unshare, "--mount", "--propagation", "private"] if os.geteuid() == 0 else \
-            [unshare, "--mount", "--map-root-user", "--propagation", "private"]
-        result = subprocess.run([*prefix, "sh", "-c", script], cwd=REPO, capture_output=True, text=True, timeout=120,
-                                env={**os.environ, "PY": sys.executable, "START": start, "MINE": str(mine.parent),
-                                     "THEIRS": str(self.tmp / "theirs"), "PYTHONPATH": str(REPO)})
-        if result.returncode in (90, 91) or "unshare failed" in result.stderr:
-            message = f"cannot make a mount namespace here: {result.stderr.strip()[-300:]}"
-            if in_ci():
-                self.fail(message)
-            self.skipTest(message)
+        result = in_mount_namespace(self, script, {"START": start, "MINE": str(mine.parent),
+                                                   "THEIRS": str(self.tmp / "theirs")})
         out = result.stdout.splitlines()
         self.assertIn("started RelayQueue", out, result.stderr)
         self.assertIn("mine=0", out)

@@ -24,7 +24,18 @@ from bot_bottle.records import STATUS_APPROVED, TOOL_EGRESS_ALLOW
 from bot_bottle.relay_client import BUSY_CODE
 from bot_bottle.relay_credentials import RelayCredentials
 from bot_bottle.supervise import decide
-from tests.hostile import Sampler, concurrent_exchanges, exchange, fuzz, parse_answer, proc_status, request, wait_until
+from tests.hostile import (
+    Sampler,
+    concurrent_exchanges,
+    exchange,
+    fuzz,
+    parse_answer,
+    proc_status,
+    request,
+    stall_bodies,
+    trickle,
+    wait_until,
+)
 from tests.relay_fixture import free_port, start_relay_process, stop_process
 from tests.support import TempDirTest
 
@@ -111,24 +122,7 @@ class RelaySlowClientTest(RelayHostileCase):
         """One byte every 0.2 s with a valid token: the request's deadline (2 s) ends it with 408."""
         self.serve("--request-timeout", "2")
         data = self.authed(b"{}", headers={"X-Padding": "p" * 100})
-        sent, reply = 0, b""
-        with socket.create_connection(("127.0.0.1", self.port), timeout=10) as sock:
-            sock.settimeout(0.2)
-            while sent < len(data):
-                try:
-                    sock.send(data[sent : sent + 1])
-                except OSError:
-                    break
-                sent += 1
-                try:
-                    reply = sock.recv(4096)
-                except TimeoutError:
-                    continue
-                break
-            sock.settimeout(5)
-            with contextlib.suppress(OSError):
-                while chunk := sock.recv(4096):
-                    reply += chunk
+        sent, reply = trickle(self.port, data)
         self.assertLess(sent, len(data))
         answer = parse_answer(reply)
         assert answer is not None, reply
@@ -139,32 +133,8 @@ class RelaySlowClientTest(RelayHostileCase):
         """40 clients with the token declare 4 MiB, send 1 MiB and stall: bounded, all answered, all released."""
         self.serve("--request-timeout", "3", "--max-connections", "48")
         idle = proc_status(self.server.pid)
-        clients = []
-        for _ in range(40):
-            sock = socket.create_connection(("127.0.0.1", self.port), timeout=10)
-            sock.sendall(self.authed(b"", length=str(4 * MiB)))
-            clients.append(sock)
-        results: list[int] = []
-
-        def stall(sock: socket.socket) -> None:
-            received = bytearray()
-            try:
-                sock.sendall(b"x" * MiB)
-                sock.settimeout(20)
-                while chunk := sock.recv(65536):
-                    received += chunk
-            except OSError:
-                pass
-            answer = parse_answer(bytes(received))
-            results.append(answer.status if answer else 0)
-            sock.close()
-
         with Sampler(self.server.pid) as sampler:
-            threads = [threading.Thread(target=stall, args=(sock,)) for sock in clients]
-            for thread in threads:
-                thread.start()
-            for thread in threads:
-                thread.join(60)
+            results = stall_bodies(self.port, self.authed(b"", length=str(4 * MiB)), 40, MiB)
         self.assertEqual(len(results), 40)
         self.assertEqual(set(results) - {408, 503}, set(), results)
         growth_mib = (sampler.peak["VmHWM"] - idle["VmHWM"]) / 1024

@@ -9,7 +9,6 @@ not be), never a timing; the figures of longer runs are bench/hostile.py's.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import random
 import socket
@@ -34,8 +33,10 @@ from tests.hostile import (
     parse_answer,
     proc_status,
     request,
+    stall_bodies,
     start_server,
     tool_call,
+    trickle,
     wait_until,
 )
 from tests.support import REPO, TempDirTest
@@ -164,26 +165,7 @@ class SlowClientTest(HostileTestCase):
         """One byte every 0.2 s keeps each read short, yet the whole request's deadline (2 s) ends it with 408."""
         self.serve("--request-timeout", "2")
         data = request(b"{}", headers={"X-Padding": "p" * 100})  # ~200 bytes: ~40 s at this pace
-        sent = 0
-        reply = b""
-        with socket.create_connection(("127.0.0.1", self.port), timeout=10) as sock:
-            sock.settimeout(0.2)
-            while sent < len(data):
-                try:
-                    sock.send(data[sent : sent + 1])
-                except OSError:
-                    break
-                sent += 1
-                try:
-                    reply = sock.recv(4096)
-                except TimeoutError:
-                    continue
-                break
-            # The answer may come in more than one segment (headers, then the body): read to its end.
-            sock.settimeout(5)
-            with contextlib.suppress(OSError):
-                while chunk := sock.recv(4096):
-                    reply += chunk
+        sent, reply = trickle(self.port, data)
         self.assertLess(sent, len(data), "cut off before it finished sending")
         answer = parse_answer(reply)
         assert answer is not None, reply
@@ -194,35 +176,10 @@ class SlowClientTest(HostileTestCase):
         """40 clients declare 4 MiB, send 1 MiB and stall: memory stays far below 160 MiB; all answered and freed."""
         self.serve("--request-timeout", "3", "--max-connections", "48")
         idle = proc_status(self.server.pid)
-        clients = []
-        for _ in range(40):
-            sock = socket.create_connection(("127.0.0.1", self.port), timeout=10)
-            sock.sendall(request(b"", length=str(4 * MiB)))
-            clients.append(sock)
-        results: list[tuple[int, bytes]] = []
-
-        def stall(sock: socket.socket) -> None:
-            received = bytearray()
-            try:
-                sock.sendall(b"x" * MiB)  # then send nothing more
-                sock.settimeout(20)
-                while chunk := sock.recv(65536):
-                    received += chunk
-            except OSError:
-                pass
-            answer = parse_answer(bytes(received))
-            results.append((answer.status if answer else 0, bytes(received[:200])))
-            sock.close()
-
         with Sampler(self.server.pid) as sampler:
-            threads = [threading.Thread(target=stall, args=(sock,)) for sock in clients]
-            for thread in threads:
-                thread.start()
-            for thread in threads:
-                thread.join(60)
-        statuses = sorted(status for status, _ in results)
-        self.assertEqual(len(results), 40)
-        self.assertNotIn(0, statuses, f"every stalled client got an answer: {results[:3]}")
+            statuses = sorted(stall_bodies(self.port, request(b"", length=str(4 * MiB)), 40, MiB))
+        self.assertEqual(len(statuses), 40)
+        self.assertNotIn(0, statuses, "every stalled client got an answer")
         self.assertEqual(set(statuses) - {408, 503}, set(), statuses)
         self.assertIn(408, statuses, "the ones let in are cut off at the deadline")
         growth_mib = (sampler.peak["VmHWM"] - idle["VmHWM"]) / 1024

@@ -35,7 +35,7 @@ from bot_bottle.sidecar_queue import SidecarQueue
 from bot_bottle.supervise import decide
 from bot_bottle.supervise_http import MAX_BODY_BYTES, SuperviseHTTPServer
 from bot_bottle.supervise_server import wait_seconds_from
-from tests.support import REPO, TempDirTest, decide_when_filed, in_ci, require_tool, wait_until
+from tests.support import REPO, TempDirTest, decide_when_filed, in_ci, in_mount_namespace, wait_until
 
 
 def mcp_python() -> str | None:
@@ -453,7 +453,6 @@ class ProcessTest(TempDirTest):
     def test_the_mount_decides_in_a_real_mount_namespace(self) -> None:
         """In a private mount namespace: no file, then a file not on a mount, refused (server and git-gate,
         at once); the host's database bind-mounted at /run/supervise, accepted."""
-        unshare = require_tool(self, "unshare")
         host_db = self.tmp / "host-db"
         open_db(host_db / "bot-bottle.db").close()
         old_db = self.tmp / "old-host-db"  # the host's database at an older schema than the sidecar's
@@ -477,17 +476,8 @@ class ProcessTest(TempDirTest):
             umount /run/supervise && mount --bind "$OLDDB" /run/supervise || exit 91
             "$PY" -m bot_bottle.supervise_server --bottle web-1 --host 127.0.0.1 --port 0; echo "old-schema=$?"
         """
-        prefix = [unshare, "--mount", "--propagation", "private"] if os.geteuid() == 0 else \
-            [unshare, "--mount", "--map-root-user", "--propagation", "private"]
-        result = subprocess.run([*prefix, "sh", "-c", script], cwd=REPO, capture_output=True, text=True, timeout=120,
-                                env={**os.environ, "PY": sys.executable, "HOSTDB": str(host_db), "START": start,
-                                     "OLDDB": str(old_db),
-                                     "PYTHONPATH": str(REPO)})
-        if result.returncode in (90, 91) or "unshare failed" in result.stderr:
-            message = f"cannot make a mount namespace here: {result.stderr.strip()[-300:]}"
-            if in_ci():
-                self.fail(message)
-            self.skipTest(message)
+        result = in_mount_namespace(self, script, {"HOSTDB": str(host_db), "START": start,
+                                                   "OLDDB": str(old_db)})
         out = result.stdout.splitlines()
         self.assertIn("no-file=1", out, result.stderr)
         self.assertNotIn("created", out)

@@ -75,6 +75,11 @@ def _whole_number(text: str, minimum: int, maximum: int, what: str) -> int:
     return value
 
 
+def port_number(text: str) -> int:
+    """argparse type: a TCP port, 0 (any free one) to 65535."""
+    return _whole_number(text, 0, 65535, "a port number")
+
+
 def positive_int(text: str) -> int:
     """argparse type: a whole number from 1 to ``MAX_COUNT``."""
     return _whole_number(text, 1, MAX_COUNT, "a whole number")

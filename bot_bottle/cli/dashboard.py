@@ -14,7 +14,7 @@ import threading
 from types import FrameType
 from typing import Any
 
-from bot_bottle.cli.common import db_path, verb_parser
+from bot_bottle.cli.common import db_path, port_number, verb_parser
 from bot_bottle.cli.dashboard_server import DashboardServer, serve
 from bot_bottle.cli.registry import summary
 from bot_bottle.errors import BotBottleError
@@ -28,16 +28,6 @@ The URL carries a random token, new each start: the first visit swaps it for
 a session cookie, and the page drops it from the address bar. Nothing else
 on this machine can use the dashboard without that token. Ctrl-C stops it.
 """
-
-
-def _port(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError("must be between 0 and 65535")
-    return value
 
 
 def cmd_dashboard(args: argparse.Namespace) -> int:
@@ -73,6 +63,6 @@ def register(subparsers: Any) -> None:
         "itself when anything changes.",
         epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--port", type=_port, default=0, metavar="N",
+    parser.add_argument("--port", type=port_number, default=0, metavar="N",
                         help="port on 127.0.0.1 (default: 0, a random free one)")
     parser.set_defaults(handler=cmd_dashboard)

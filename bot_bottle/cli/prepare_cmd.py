@@ -8,9 +8,8 @@ from typing import Any
 from bot_bottle import terminal_text
 from bot_bottle.backends import BACKENDS, backend
 from bot_bottle.backends.plan import TRANSPORTS, Supervise
-from bot_bottle.cli.common import fail, print_json, verb_parser
+from bot_bottle.cli.common import fail, port_number, print_json, verb_parser
 from bot_bottle.cli.registry import summary
-from bot_bottle.cli.relay_cmds import port_number
 from bot_bottle.relay import DEFAULT_RELAY_PORT
 
 

@@ -11,7 +11,7 @@ import time
 from typing import Any
 
 from bot_bottle import terminal_text
-from bot_bottle.cli.common import fail, positive_int, print_json, print_table, verb_parser
+from bot_bottle.cli.common import fail, port_number, positive_int, print_json, print_table, verb_parser
 from bot_bottle.cli.registry import summary
 from bot_bottle.records import DEFAULT_MAX_PENDING, DEFAULT_MAX_PENDING_BYTES, Quota
 from bot_bottle.relay import (
@@ -42,17 +42,6 @@ open the database: they file and wait through this relay, which derives their
 bottle from the token in their relay.json. One relay runs per host (its lock:
 ~/.bot-bottle/relay/relay.lock).
 """
-
-
-def port_number(text: str) -> int:
-    """argparse type: a TCP port, 0 to 65535."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text[:20]!r} is not a port number") from None
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError("must be between 0 and 65535")
-    return value
 
 
 def cmd_relay_serve(args: argparse.Namespace) -> int:
