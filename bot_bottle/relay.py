@@ -13,8 +13,9 @@ host database on those sidecars' behalf (docs/architecture.md, "The relay").
   ``ensure_relay`` is what launch code calls: it starts one in the
   background unless one runs.
 - Each request is authorized by its bearer token before its body is read
-  (``RelayService.authorize``); the bottle is the token's, never a request
-  field. Waits are long polls of at most ``MAX_LONG_POLL_SEC``, woken as a
+  (``RelayService.authorize``), and again once the body is in (a token
+  revoked while its body trickled in is served nothing); the bottle is the
+  token's, never a request field. Waits are long polls of at most ``MAX_LONG_POLL_SEC``, woken as a
   direct waiter is, and each bottle may hold at most
   ``max_waits_per_bottle`` of them at once.
 - The HTTP side is the sidecar server's (``supervise_http``): one deadline
@@ -153,7 +154,15 @@ class RelayService:
             return rpc_error(message_id, INTERNAL_ERROR, "internal error"), None
         return {"jsonrpc": "2.0", "id": message_id, "result": result}, None
 
+    def _still_valid(self, caller: Caller) -> None:
+        """Raise ``Unauthorized`` unless the caller's token is still its bottle's live credential."""
+        if self.credentials.bottle_of(caller.token) != caller.bottle:
+            raise Unauthorized(f"bottle {caller.bottle}'s relay credential changed during the request")
+
     def _dispatch(self, caller: Caller, method: str, params: dict[str, Any]) -> Any:
+        # The token was checked on the headers; its body may have arrived long after (up to the request
+        # deadline), so it is checked again once the body is in: a revocation meanwhile serves nothing.
+        self._still_valid(caller)
         bottle_slug = caller.bottle
         bottle = self.store.for_bottle(bottle_slug, quota=self.quota)
         if method in (HELLO, HEARTBEAT, STOPPED):
@@ -187,7 +196,7 @@ class RelayService:
             with self._wait_slot(bottle_slug):
                 response = bottle.wait_for_response(params["id"], float(timeout), self.poll_interval)
             # A credential revoked while the call waited gets nothing more, not even the decision.
-            self.credentials.bottle_of(caller.token)
+            self._still_valid(caller)
             return None if response is None else response.to_dict()
         raise _RequestError(METHOD_NOT_FOUND, f"method not found: {method[:100]}")
 
