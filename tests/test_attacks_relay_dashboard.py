@@ -11,19 +11,26 @@ from __future__ import annotations
 
 import json
 import socket
+import subprocess
+import sys
 import threading
 from email.message import Message
-from typing import Any
+from typing import IO, Any
 
-from bot_bottle.queue_store import QueueStore
-from bot_bottle.records import STATUS_APPROVED, TOOL_EGRESS_ALLOW
+from bot_bottle.audit_store import AuditStore
+from bot_bottle.db import open_db
+from bot_bottle.queue_store import QueueStore, sha256_text
+from bot_bottle.records import STATUS_APPROVED, TOOL_EGRESS_ALLOW, TOOL_GITLEAKS_ALLOW
 from bot_bottle.relay import Caller
+from bot_bottle.relay_credentials import RelayCredentials
 from bot_bottle.supervise import decide
-from tests.hostile import parse_answer, request
-from tests.relay_fixture import InProcessRelay
-from tests.support import TempDirTest
+from tests.hostile import exchange, parse_answer, request
+from tests.relay_fixture import InProcessRelay, free_port, relay_env, start_relay_process, stop_process
+from tests.support import REPO, TempDirTest
+from tests.test_dashboard import DashboardCase
 
 PAYLOAD = '{"host": "api.example.com"}'
+RELAY_CLI = [sys.executable, "-m", "bot_bottle", "relay"]
 
 
 def relay_message(method: str, params: dict[str, Any]) -> bytes:
@@ -111,3 +118,86 @@ class RevokedMidRequestTest(RelayAttackCase):
         self.assertNotIn("result", document)
         self.assertEqual(document["error"]["code"], -32008, document)
         self.assertEqual(self.store.pending(), [])
+
+
+class OtherBottleTest(RelayAttackCase):
+    def test_another_bottles_decided_proposal_cannot_be_waited_on_read_or_archived(self) -> None:
+        """web-2's token names web-1's decided proposal in every method: each answers as for no id; nothing moves."""
+        filed = self.store.submit("web-1", TOOL_EGRESS_ALLOW, PAYLOAD, "mine")
+        decide(filed.id, STATUS_APPROVED, "ok", store=self.store)
+        answers = []
+        for method, params in (("get", {"id": filed.id}), ("response", {"id": filed.id}),
+                               ("wait", {"id": filed.id, "timeout": 0}), ("archive", {"id": filed.id})):
+            answer, raw = exchange(self.relay.port, request(relay_message(method, params), host="127.0.0.1",
+                                                            headers={"Authorization": f"Bearer {self.other.token}"}))
+            assert answer is not None, raw[:200]
+            document = answer.json()
+            assert isinstance(document, dict)
+            self.assertNotIn("result", document, method)
+            answers.append(document["error"]["message"])
+            self.assertNotIn("approved", json.dumps(document))
+        # One wording for all: nothing tells web-2 the id exists elsewhere.
+        self.assertEqual(len({a.replace(filed.id, "ID") for a in answers}), 1, answers)
+        self.assertIsNone(self.store.get(filed.id).archived_at)
+
+
+class RelayLogTest(TempDirTest):
+    def test_agent_bytes_never_reach_the_operators_terminal_raw(self) -> None:
+        """ESC, bidi and CSI bytes in every field a sidecar controls: the relay's log and status stay clean."""
+        db = self.home / ".bot-bottle" / "db" / "bot-bottle.db"
+        open_db(db).close()
+        with RelayCredentials(db) as credentials:
+            token = credentials.mint("web-1")
+        stderr_path = self.tmp / "relay.stderr"
+        stderr: IO[str] = open(stderr_path, "w")  # noqa: SIM115 - closed by cleanup
+        self.addCleanup(stderr.close)
+        port = free_port()
+        server = start_relay_process(self.home, port, "--request-timeout", "2", stderr=stderr)
+        self.addCleanup(stop_process, server)
+        evil = "\x1b]0;pwned\x07\x1b[2J\u202egnp.exe\x9b31m"
+        attempts = [
+            request(relay_message(evil, {}), host="127.0.0.1", headers={"Authorization": f"Bearer {token}"}),
+            request(relay_message("submit", {"tool": evil, "payload": evil, "justification": evil}),
+                    host="127.0.0.1", headers={"Authorization": f"Bearer {token}"}),
+            request(relay_message("get", {"id": evil, evil: 1}), host="127.0.0.1",
+                    headers={"Authorization": f"Bearer {token}"}),
+            request(relay_message("hello", {}), host=evil, headers={"Authorization": f"Bearer {token}"}),
+            request(relay_message("hello", {}), host="127.0.0.1", headers={"Authorization": f"Bearer {evil}"}),
+            request(relay_message("hello", {}), host="127.0.0.1", method=evil),
+            evil.encode("utf-8") + b"\r\n\r\n",
+        ]
+        for data in attempts:
+            exchange(port, data, timeout=10)
+        stop_process(server)
+        status = subprocess.run([*RELAY_CLI, "status"], capture_output=True, text=True, env=relay_env(self.home),
+                                cwd=REPO, timeout=60)
+        for text in (stderr_path.read_text(encoding="utf-8", errors="replace"), status.stdout, status.stderr):
+            for raw in ("\x1b", "\x07", "\u202e", "\x9b"):
+                self.assertNotIn(raw, text)
+            self.assertNotIn("Traceback", text)
+
+
+class DashboardRulesAttackTest(DashboardCase):
+    def test_a_report_only_proposal_cannot_be_modified_by_a_hand_made_decide(self) -> None:
+        """Skip the preview: post status=modified with a file and its matching digest straight to decide."""
+        report = self.store.submit("web-1", TOOL_GITLEAKS_ALLOW, '{"findings": []}', "fixture")
+        final = '{"findings": ["everything"]}'
+        status, _, body = self.post(report, "decide", {"status": "modified", "final": final,
+                                                       "final_sha256": sha256_text(final), "notes": "x"})
+        self.assertEqual(status, 400)
+        self.assertIn("report-only", body)
+        self.assert_unchanged(report)
+
+    def test_a_second_decision_and_a_file_on_an_approval_change_nothing(self) -> None:
+        """An approval carrying a file records no file; a second decision of any kind is refused."""
+        route = self.store.submit("web-1", TOOL_EGRESS_ALLOW, PAYLOAD, "why")
+        status, _, _ = self.post(route, "decide", {"status": "approved", "final": '{"host": "*"}',
+                                                   "final_sha256": sha256_text('{"host": "*"}')})
+        self.assertEqual(status, 303)
+        for fields in ({"status": "rejected", "notes": "no"}, {"status": "approved"}):
+            status, _, _ = self.post(route, "decide", fields)
+            self.assertEqual(status, 409, fields)
+        response = self.store.response(route.id)
+        assert response is not None
+        self.assertEqual((response.status, response.final_file), ("approved", None))
+        self.assertEqual(AuditStore(database=self.store.db).count(), 1)
