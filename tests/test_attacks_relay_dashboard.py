@@ -15,7 +15,9 @@ import subprocess
 import sys
 import threading
 from email.message import Message
-from typing import IO, Any
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import IO, Any, ClassVar
+from urllib.parse import urlencode
 
 from bot_bottle.audit_store import AuditStore
 from bot_bottle.db import open_db
@@ -201,3 +203,69 @@ class DashboardRulesAttackTest(DashboardCase):
         assert response is not None
         self.assertEqual((response.status, response.final_file), ("approved", None))
         self.assertEqual(AuditStore(database=self.store.db).count(), 1)
+
+
+class _AgentApp(BaseHTTPRequestHandler):
+    """The agent's own web app, published on another port of 127.0.0.1: it keeps every Cookie it is sent."""
+
+    cookies: ClassVar[list[str]] = []
+
+    def do_GET(self) -> None:
+        _AgentApp.cookies.extend(self.headers.get_all("Cookie") or [])
+        page = b"<p>the agent's app</p>"
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html")
+        self.send_header("Content-Length", str(len(page)))
+        self.end_headers()
+        self.wfile.write(page)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Quiet."""
+
+
+class SessionCookieScopeTest(DashboardCase):
+    """BROKE before the fix: the session cookie (Path=/) went to every server on 127.0.0.1, whatever its port.
+
+    Browsers scope cookies by host, not port (SameSite too), so the operator's
+    visit to an agent's app published at 127.0.0.1:OTHER handed the agent the
+    session; a VM reaches the host's loopback (Docker Desktop's
+    host.docker.internal), where the agent could then read the CSRF token from
+    a page and post a decision with our Origin header forged.
+    """
+
+    def test_the_cookie_is_scoped_to_the_secret_root(self) -> None:
+        """The cookie's Path is the root; outside the root even the session gets 404; refusals never name it."""
+        self.store.submit("web-1", TOOL_EGRESS_ALLOW, PAYLOAD, "secret-justification")
+        token = urlencode({"token": self.dashboard.token})
+        status, headers, _ = self.call("GET", f"/?{token}")
+        self.assertEqual(status, 303)
+        self.assertIn(f"Path={self.dashboard.root};", headers["set-cookie"] + ";")
+        self.assertNotIn("Path=/;", headers["set-cookie"] + ";")
+        for path in ("/", "/audit", "/static/app.js", "/api/changes", f"/?{token}", self.dashboard.root[:-1] + "/"):
+            with self.subTest(path=path):
+                status, _, body = self.call("GET", path, rooted=False)
+                self.assertEqual(status, 404)
+                self.assertNotIn("secret-justification", body)
+                self.assertNotIn(self.dashboard.root, body)
+        for path, session in (("/", False), ("/?token=wrong", False), ("/nope", True)):
+            status, _, body = self.call("GET", path, session=session)
+            self.assertIn(status, (403, 404))
+            self.assertNotIn(self.dashboard.root, body)
+
+    def test_an_agents_app_on_another_port_is_never_sent_the_session(self) -> None:
+        """In Chromium: log in, then open the agent's app at 127.0.0.1:OTHER: it receives no session cookie."""
+        from tests.browser import Browser  # only this test needs the browser
+
+        browser = Browser()
+        self.addCleanup(browser.close)
+        app = ThreadingHTTPServer(("127.0.0.1", 0), _AgentApp)
+        self.addCleanup(app.server_close)
+        threading.Thread(target=app.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+        self.addCleanup(app.shutdown)
+        _AgentApp.cookies.clear()
+        browser.get(self.server.url)
+        self.assertIn("Bottles", browser.text())
+        for path in ("/", "/anything"):
+            browser.get(f"http://127.0.0.1:{app.server_address[1]}{path}")
+            self.assertIn("the agent's app", browser.text())
+        self.assertFalse([c for c in _AgentApp.cookies if self.dashboard.session in c], _AgentApp.cookies)
