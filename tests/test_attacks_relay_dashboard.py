@@ -10,6 +10,7 @@ broke the product before its fix say so in their docstring.
 from __future__ import annotations
 
 import json
+import select
 import socket
 import subprocess
 import sys
@@ -26,6 +27,7 @@ from bot_bottle.records import STATUS_APPROVED, TOOL_EGRESS_ALLOW, TOOL_GITLEAKS
 from bot_bottle.relay import Caller
 from bot_bottle.relay_credentials import RelayCredentials
 from bot_bottle.supervise import decide
+from bot_bottle.supervise_http import MAX_CONCURRENT_REQUESTS
 from tests.hostile import exchange, parse_answer, request
 from tests.relay_fixture import InProcessRelay, free_port, relay_env, start_relay_process, stop_process
 from tests.support import REPO, TempDirTest
@@ -68,11 +70,13 @@ class RelayAttackCase(TempDirTest):
         self.other = self.relay.endpoint("web-2")
         # Set once the relay has authorized a request from its headers (before it reads the body).
         self.authorized = threading.Event()
+        self.authorizations = threading.Semaphore(0)  # one release per request authorized
         authorize = self.relay.service.authorize
 
         def noting(headers: Message) -> Caller:
             caller = authorize(headers)
             self.authorized.set()
+            self.authorizations.release()
             return caller
 
         self.relay.service.authorize = noting  # type: ignore[method-assign]
@@ -141,6 +145,34 @@ class OtherBottleTest(RelayAttackCase):
         # One wording for all: nothing tells web-2 the id exists elsewhere.
         self.assertEqual(len({a.replace(filed.id, "ID") for a in answers}), 1, answers)
         self.assertIsNone(self.store.get(filed.id).archived_at)
+
+
+class OneBottleHoldsEveryPlaceTest(RelayAttackCase):
+    """BROKE before the fix: one bottle trickling bodies held every place in flight; other bottles got only 503."""
+
+    def test_a_bottle_trickling_bodies_leaves_room_for_the_others(self) -> None:
+        """web-1 opens as many requests as the relay has places, each stalled mid-body: web-2 is still served."""
+        places = MAX_CONCURRENT_REQUESTS
+        stalled: list[socket.socket] = []
+        head = request(b"", host="127.0.0.1", length="100",
+                       headers={"Authorization": f"Bearer {self.endpoint.token}"})
+        for _ in range(places):
+            sock = socket.create_connection(("127.0.0.1", self.relay.port), timeout=20)
+            self.addCleanup(sock.close)
+            sock.sendall(head + b"{")
+            stalled.append(sock)
+        for _ in range(places):
+            self.assertTrue(self.authorizations.acquire(timeout=20), "the relay never authorized web-1's requests")
+        answer, raw = exchange(self.relay.port, request(relay_message("hello", {}), host="127.0.0.1",
+                                                        headers={"Authorization": f"Bearer {self.other.token}"}))
+        assert answer is not None, raw[:200]
+        document = answer.json()
+        assert isinstance(document, dict)
+        self.assertEqual((answer.status, document.get("result")), (200, {"bottle": "web-2"}), document)
+        # web-1's requests beyond its share were told to retry, before their bodies were read.
+        answered, _, _ = select.select(stalled, [], [], 20)
+        self.assertTrue(answered)
+        self.assertTrue(all(sock.recv(65536).startswith(b"HTTP/1.1 503 ") for sock in answered))
 
 
 class RelayLogTest(TempDirTest):
