@@ -301,3 +301,46 @@ class SessionCookieScopeTest(DashboardCase):
             browser.get(f"http://127.0.0.1:{app.server_address[1]}{path}")
             self.assertIn("the agent's app", browser.text())
         self.assertFalse([c for c in _AgentApp.cookies if self.dashboard.session in c], _AgentApp.cookies)
+
+
+_RIVAL = """
+import sys
+from bot_bottle.errors import AlreadyDecided
+from bot_bottle.supervise import decide
+print("ready", flush=True)
+sys.stdin.readline()
+for proposal_id in reversed(sys.argv[2:]):  # from the other end: the two meet somewhere
+    try:
+        decide(proposal_id, "rejected", "the TUI said no", None, "rival (tui)", sys.argv[1])
+    except AlreadyDecided:
+        pass
+"""
+
+
+class FirstDecisionWinsTest(DashboardCase):
+    def test_the_dashboard_and_another_process_deciding_at_once_record_one_decision_each(self) -> None:
+        """Another process rejects 30 proposals from the other end while the page approves them: one decision each."""
+        filed = [self.store.submit("web-1", TOOL_EGRESS_ALLOW, f'{{"host": "h{i}.example"}}', "why")
+                 for i in range(30)]
+        rival = subprocess.Popen([sys.executable, "-c", _RIVAL, str(self.path), *(p.id for p in filed)],
+                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=REPO,
+                                 env=relay_env(self.home))
+        self.addCleanup(lambda: rival.poll() is None and rival.kill())
+        assert rival.stdin is not None and rival.stdout is not None
+        self.assertEqual(rival.stdout.readline().strip(), "ready")
+        rival.stdin.write("go\n")
+        rival.stdin.flush()
+        statuses = [self.post(p, "decide", {"status": "approved", "notes": "page"})[0] for p in filed]
+        rival.communicate(timeout=120)
+        self.assertEqual(rival.returncode, 0)
+        self.assertTrue(set(statuses) <= {303, 409}, statuses)
+        audit = AuditStore(database=self.store.db)
+        entries = {e.proposal_id: e for e in audit.entries(limit=100)}
+        self.assertEqual(audit.count(), len(filed))
+        for proposal, status in zip(filed, statuses, strict=True):
+            response = self.store.response(proposal.id)
+            assert response is not None
+            # What the page was told is what was recorded, and the audit entry says the same.
+            self.assertEqual(response.status == "approved", status == 303)
+            self.assertEqual(entries[proposal.id].action, response.status)
+        self.assertTrue(audit.verify().ok)
