@@ -22,15 +22,17 @@ from urllib.parse import urlencode
 
 from bot_bottle.audit_store import AuditStore
 from bot_bottle.db import open_db
+from bot_bottle.errors import RelayUnreachable
 from bot_bottle.queue_store import QueueStore, sha256_text
 from bot_bottle.records import STATUS_APPROVED, TOOL_EGRESS_ALLOW, TOOL_GITLEAKS_ALLOW
 from bot_bottle.relay import Caller
+from bot_bottle.relay_client import RelayQueue
 from bot_bottle.relay_credentials import RelayCredentials
 from bot_bottle.supervise import decide
 from bot_bottle.supervise_http import MAX_CONCURRENT_REQUESTS
 from tests.hostile import exchange, parse_answer, request
 from tests.relay_fixture import InProcessRelay, free_port, relay_env, start_relay_process, stop_process
-from tests.support import REPO, TempDirTest
+from tests.support import REPO, TempDirTest, wait_until
 from tests.test_dashboard import DashboardCase
 
 PAYLOAD = '{"host": "api.example.com"}'
@@ -173,6 +175,35 @@ class OneBottleHoldsEveryPlaceTest(RelayAttackCase):
         answered, _, _ = select.select(stalled, [], [], 20)
         self.assertTrue(answered)
         self.assertTrue(all(sock.recv(65536).startswith(b"HTTP/1.1 503 ") for sock in answered))
+
+
+class ConnectionFloodTest(RelayAttackCase):
+    def test_a_flood_without_a_token_fails_other_bottles_closed_never_open(self) -> None:
+        """Idle connections fill the relay's cap: web-2's calls are refused (RelayUnreachable), then served again.
+
+        Availability is not what holds here (anything that reaches the relay can
+        fill its connections for a request deadline at a time); what holds is
+        that a refused sidecar gets an error, never a decision or a filing.
+        """
+        self.relay.server.max_connections = 8
+        filed = self.store.submit("web-2", TOOL_EGRESS_ALLOW, PAYLOAD, "mine")
+        decide(filed.id, STATUS_APPROVED, "ok", store=self.store)
+        flood = [socket.create_connection(("127.0.0.1", self.relay.port), timeout=20) for _ in range(8)]
+        for sock in flood:
+            self.addCleanup(sock.close)
+        queue = RelayQueue(self.other, retry_for=0.5)
+        wait_until(lambda: self.relay.server.connections >= 8, 20, what="the flood to take every connection")
+        with self.assertRaises(RelayUnreachable):
+            queue.response(filed.id)
+        with self.assertRaises(RelayUnreachable):
+            queue.submit(TOOL_EGRESS_ALLOW, '{"host": "other.example"}', "during the flood")
+        for sock in flood:
+            sock.close()
+        wait_until(lambda: self.relay.server.connections == 0, 20, what="the flood's connections to close")
+        response = queue.response(filed.id)
+        assert response is not None
+        self.assertEqual(response.status, STATUS_APPROVED)
+        self.assertEqual([p.id for p in self.store.pending("web-2")], [])
 
 
 class RelayLogTest(TempDirTest):
