@@ -174,6 +174,13 @@ class SuperviseService:
         """Every request is served: the sidecar is reached only from its own bottle's network."""
         return None
 
+    def admit(self, principal: object) -> str | None:
+        """Every request may take a place (only the server's own caps apply: there is one caller)."""
+        return None
+
+    def leave(self, principal: object) -> None:
+        """Nothing was taken."""
+
     def health(self) -> dict[str, Any]:
         """The bottle this server files for, for ``GET /healthz``."""
         return {"bottle": self.bottle.queue_key}

@@ -13,10 +13,13 @@ host database on those sidecars' behalf (docs/architecture.md, "The relay").
   ``ensure_relay`` is what launch code calls: it starts one in the
   background unless one runs.
 - Each request is authorized by its bearer token before its body is read
-  (``RelayService.authorize``); the bottle is the token's, never a request
-  field. Waits are long polls of at most ``MAX_LONG_POLL_SEC``, woken as a
+  (``RelayService.authorize``), and again once the body is in (a token
+  revoked while its body trickled in is served nothing); the bottle is the
+  token's, never a request field. Waits are long polls of at most ``MAX_LONG_POLL_SEC``, woken as a
   direct waiter is, and each bottle may hold at most
-  ``max_waits_per_bottle`` of them at once.
+  ``max_waits_per_bottle`` of them at once, and twice that many requests in
+  flight of any kind (``admit``, before a body is read): one bottle
+  trickling bodies cannot hold every place the relay has for all.
 - The HTTP side is the sidecar server's (``supervise_http``): one deadline
   per request, capped connections, requests in flight and body bytes, the
   Host allowlist, an answer to every request and no traceback.
@@ -100,6 +103,9 @@ class RelayService:
         self._log = log
         self._waits: dict[str, int] = {}
         self._waits_lock = threading.Lock()
+        # Requests in flight per bottle (a wait is one of them), so that the waits always leave room.
+        self.max_requests_per_bottle = 2 * max_waits_per_bottle
+        self._requests: dict[str, int] = {}
 
     def log(self, line: str) -> None:
         """One line to the relay's log."""
@@ -115,6 +121,25 @@ class RelayService:
         if scheme.lower() != "bearer" or not token.strip():
             raise Unauthorized("the relay takes only 'Authorization: Bearer TOKEN'")
         return Caller(bottle=self.credentials.bottle_of(token.strip()), token=token.strip())
+
+    def admit(self, principal: object) -> str | None:
+        """Take one of the caller's bottle's places in flight; why it must retry when it holds them all."""
+        assert isinstance(principal, Caller)
+        with self._waits_lock:
+            held = self._requests.get(principal.bottle, 0)
+            if held >= self.max_requests_per_bottle:
+                return (f"bottle {principal.bottle} has {held} requests in flight at the relay, the most it may "
+                        "have at once; retry")
+            self._requests[principal.bottle] = held + 1
+        return None
+
+    def leave(self, principal: object) -> None:
+        """Give back the place ``admit`` took."""
+        assert isinstance(principal, Caller)
+        with self._waits_lock:
+            self._requests[principal.bottle] -= 1
+            if not self._requests[principal.bottle]:
+                del self._requests[principal.bottle]
 
     def health(self) -> dict[str, Any]:
         """What ``GET /healthz`` says: that this is the relay (nothing of any bottle)."""
@@ -153,7 +178,15 @@ class RelayService:
             return rpc_error(message_id, INTERNAL_ERROR, "internal error"), None
         return {"jsonrpc": "2.0", "id": message_id, "result": result}, None
 
+    def _still_valid(self, caller: Caller) -> None:
+        """Raise ``Unauthorized`` unless the caller's token is still its bottle's live credential."""
+        if self.credentials.bottle_of(caller.token) != caller.bottle:
+            raise Unauthorized(f"bottle {caller.bottle}'s relay credential changed during the request")
+
     def _dispatch(self, caller: Caller, method: str, params: dict[str, Any]) -> Any:
+        # The token was checked on the headers; its body may have arrived long after (up to the request
+        # deadline), so it is checked again once the body is in: a revocation meanwhile serves nothing.
+        self._still_valid(caller)
         bottle_slug = caller.bottle
         bottle = self.store.for_bottle(bottle_slug, quota=self.quota)
         if method in (HELLO, HEARTBEAT, STOPPED):
@@ -187,7 +220,7 @@ class RelayService:
             with self._wait_slot(bottle_slug):
                 response = bottle.wait_for_response(params["id"], float(timeout), self.poll_interval)
             # A credential revoked while the call waited gets nothing more, not even the decision.
-            self.credentials.bottle_of(caller.token)
+            self._still_valid(caller)
             return None if response is None else response.to_dict()
         raise _RequestError(METHOD_NOT_FOUND, f"method not found: {method[:100]}")
 

@@ -65,6 +65,12 @@ class JsonRpcService(Protocol):
     def authorize(self, headers: Message) -> object:
         """Who sent the request, from its headers, before its body is read; raises ``Unauthorized``."""
 
+    def admit(self, principal: object) -> str | None:
+        """Take one of ``principal``'s places for a request in flight: ``None``, or why it must retry (503)."""
+
+    def leave(self, principal: object) -> None:
+        """Give back the place ``admit`` took."""
+
     def handle(self, message: object, principal: object) -> tuple[dict[str, Any] | None, Callable[[], None] | None]:
         """The answer to ``message`` (``None`` for a notification) and what to run once it is sent."""
 
@@ -199,8 +205,19 @@ class SuperviseHandler(GuardedHandler):
             self._refuse(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, INVALID_REQUEST,
                          f"body of {length} bytes is over the limit of {MAX_BODY_BYTES}")
             return
-        # Both limits are taken before the body is read, so refused bodies never reach memory.
+        # Every limit is taken before the body is read, so refused bodies never reach memory. The
+        # principal's own first: one caller trickling bodies cannot hold every place in flight.
         busy = {"Retry-After": str(RETRY_AFTER_SEC)}
+        why = self.server.service.admit(principal)
+        if why is not None:
+            self._refuse(HTTPStatus.SERVICE_UNAVAILABLE, INTERNAL_ERROR, why, busy)
+            return
+        try:
+            self._within_slots(length, principal, busy)
+        finally:
+            self.server.service.leave(principal)
+
+    def _within_slots(self, length: int, principal: object, busy: dict[str, str]) -> None:
         if not self.server.slots.acquire(blocking=False):
             self._refuse(HTTPStatus.SERVICE_UNAVAILABLE, INTERNAL_ERROR, "too many requests in flight; retry", busy)
             return

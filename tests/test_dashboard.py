@@ -53,8 +53,11 @@ class DashboardCase(TempDirTest):
         self.dashboard.close()
 
     def call(self, method: str, path: str, *, headers: dict[str, str | None] | None = None, body: bytes = b"",
-             session: bool = True) -> tuple[int, dict[str, str], str]:
-        """One request with our Host (and session cookie); a header given as None is left out."""
+             session: bool = True, rooted: bool = True) -> tuple[int, dict[str, str], str]:
+        """One request with our Host (and session cookie) for ``path`` under the dashboard's root (unless not
+        ``rooted``); a header given as None is left out."""
+        if rooted:
+            path = self.dashboard.root + path
         sent: dict[str, str | None] = {"Host": f"127.0.0.1:{self.port}"}
         if session:
             sent["Cookie"] = f"{SESSION_COOKIE}={self.dashboard.session}"
@@ -104,10 +107,10 @@ class AccessTest(DashboardCase):
         token = urlencode({"token": self.dashboard.token})
         status, headers, _ = self.call("GET", f"/audit?{token}", session=False)
         self.assertEqual(status, 303)
-        self.assertEqual(headers["location"], "/audit")
+        self.assertEqual(headers["location"], f"{self.dashboard.root}/audit")
         cookie = headers["set-cookie"]
         self.assertIn(f"{SESSION_COOKIE}={self.dashboard.session}", cookie)
-        for flag in ("HttpOnly", "SameSite=Strict", "Path=/"):
+        for flag in ("HttpOnly", "SameSite=Strict", f"Path={self.dashboard.root}"):
             self.assertIn(flag, cookie)
         self.assertNotIn(self.dashboard.token, cookie)
         status, _, body = self.call("GET", "/")
@@ -115,12 +118,13 @@ class AccessTest(DashboardCase):
         self.assertIn("secret-justification", body)
         self.assertNotIn(self.dashboard.token, body)
         self.assertNotIn(self.dashboard.session, body)
-        self.assertTrue(self.server.url.endswith(f"/?{token}"))
+        self.assertTrue(self.server.url.endswith(f"{self.dashboard.root}/?{token}"))
         for sneaky in ("//evil.example/", "/\\evil.example/", "/%2F%2Fevil.example/"):
             status, headers, _ = self.call("GET", f"{sneaky}?{token}", session=False)
             # A path of ours at most (http.server already folds a leading "//" into "/"): never another site.
             self.assertEqual(status, 303)
             self.assertRegex(headers["location"], r"^/(?![/\\])[A-Za-z0-9/_.-]*$", sneaky)
+            self.assertTrue(headers["location"].startswith(self.dashboard.root + "/"), sneaky)
 
     def test_foreign_host_and_origin_are_refused(self) -> None:
         """DNS rebinding (a foreign Host) and a foreign page (its Origin) get 403, even with the cookie."""
@@ -181,7 +185,7 @@ class ForgedPostTest(DashboardCase):
                 self.assertEqual(status, expected)
                 self.assert_unchanged(proposal)
         status, headers, _ = self.post(proposal, "decide", approve)
-        self.assertEqual((status, headers["location"]), (303, f"/proposal/{proposal.id}"))
+        self.assertEqual((status, headers["location"]), (303, f"{self.dashboard.root}/proposal/{proposal.id}"))
         response = self.store.response(proposal.id)
         assert response is not None
         self.assertEqual((response.status, response.notes), ("approved", "forged"))
@@ -253,7 +257,8 @@ class VerbTest(TempDirTest):
         self.addCleanup(lambda: process.poll() is None and process.kill())
         assert process.stdout is not None
         first = process.stdout.readline()
-        found = re.fullmatch(r"dashboard at (http://127\.0\.0\.1:(\d+)/\?token=[A-Za-z0-9_-]{43})\n", first)
+        found = re.fullmatch(r"dashboard at (http://127\.0\.0\.1:(\d+)/[A-Za-z0-9_-]{32}/\?token=[A-Za-z0-9_-]{43})\n",
+                             first)
         assert found is not None, first
         conn = http.client.HTTPConnection("127.0.0.1", int(found.group(2)), timeout=10)
         conn.request("GET", found.group(1).split(found.group(2), 1)[1])
@@ -282,7 +287,8 @@ class BoundsTest(DashboardCase):
         self.assertIn(b"Content-Security-Policy:", answer)
         proposal = self.store.submit("web-1", TOOL_EGRESS_ALLOW, '{"host": "a.example"}', "why")
         with socket.create_connection(("127.0.0.1", self.port), timeout=10) as sock:
-            sock.sendall(f"POST /proposal/{proposal.id}/decide HTTP/1.1\r\nHost: 127.0.0.1:{self.port}\r\n"
+            sock.sendall(f"POST {self.dashboard.root}/proposal/{proposal.id}/decide HTTP/1.1\r\n"
+                         f"Host: 127.0.0.1:{self.port}\r\n"
                          f"Cookie: {SESSION_COOKIE}={self.dashboard.session}\r\nOrigin: {self.origin}\r\n"
                          "Content-Type: application/x-www-form-urlencoded\r\n"
                          f"Content-Length: {MAX_FORM_BYTES + 1}\r\n\r\n".encode())

@@ -62,7 +62,7 @@ class BrowserTest(DashboardCase):
 
     def log_in(self) -> None:
         landed = self.browser.get(self.server.url)
-        self.assertEqual(landed, f"{self.origin}/")
+        self.assertEqual(landed, f"{self.origin}{self.dashboard.root}/")
 
     def test_hostile_text_renders_as_text(self) -> None:
         """Script tags, event attributes, javascript: URLs and the terminal corpus: shown, never run or obeyed."""
@@ -75,7 +75,7 @@ class BrowserTest(DashboardCase):
         pages = ["/", "/audit"] + [f"/proposal/{p.id}" for p in filed]
         for path in pages:
             with self.subTest(path):
-                self.browser.get(self.origin + path)
+                self.browser.get(self.origin + self.dashboard.root + path)
                 state = self.browser.script(
                     "return {pwned: window.__pwned === undefined ? null : String(window.__pwned),"
                     " scripts: Array.from(document.scripts).map(s => s.getAttribute('src')),"
@@ -88,19 +88,19 @@ class BrowserTest(DashboardCase):
                     " text: document.body.innerText, url: location.href}")
                 self.assertIsNone(self.browser.do("alert"))
                 self.assertIsNone(state["pwned"])
-                self.assertEqual(state["scripts"], ["/static/app.js"])
+                self.assertEqual(state["scripts"], [f"{self.dashboard.root}/static/app.js"])
                 self.assertEqual(state["handlers"], [])
                 self.assertEqual((state["frames"], state["styles"]), (0, 0))
-                self.assertTrue(all(link.startswith("/") and not link.startswith("//") for link in state["links"]),
+                self.assertTrue(all(link.startswith(self.dashboard.root + "/") for link in state["links"]),
                                 state["links"])
-                self.assertEqual(state["url"], self.origin + path)
+                self.assertEqual(state["url"], self.origin + self.dashboard.root + path)
                 self.assertFalse([c for c in state["text"] if forbidden(c) and c != "\t"], path)
         # The attacks themselves are on the page, as text; the corpus's characters as escapes.
-        self.browser.get(f"{self.origin}/proposal/{filed[0].id}")
+        self.browser.get(f"{self.origin}{self.dashboard.root}/proposal/{filed[0].id}")
         text = self.browser.text()
         for attack in HTML_ATTACKS:
             self.assertIn(attack, text)
-        self.browser.get(f"{self.origin}/proposal/{mix.id}")
+        self.browser.get(f"{self.origin}{self.dashboard.root}/proposal/{mix.id}")
         text = self.browser.text()
         # Selenium's text includes the editor box's: agent text is spelled out there too.
         self.assertFalse([c for c in text if forbidden(c) and c != "\t"])
@@ -112,8 +112,10 @@ class BrowserTest(DashboardCase):
         """In the browser: without the token, with a wrong one, or by a name rebound to 127.0.0.1, no page."""
         self.store.submit("web-1", TOOL_EGRESS_ALLOW, '{"host": "a.example"}', "secret-justification")
         token = urlsplit(self.server.url).query
-        for url, refusal in ((f"{self.origin}/", "needs the dashboard's token"),
-                             (f"{self.origin}/?token=wrong", "Wrong token"),
+        root = self.dashboard.root
+        for url, refusal in ((f"{self.origin}{root}/", "needs the dashboard's token"),
+                             (f"{self.origin}{root}/?token=wrong", "Wrong token"),
+                             (f"{self.origin}/?{token}", "no such page"),
                              (f"http://rebind.test:{self.port}/?{token}", "not a name this server answers to"),
                              (f"http://rebind.test:{self.port}/", "not a name this server answers to")):
             with self.subTest(url=url.split("?")[0]):
@@ -149,7 +151,8 @@ class BrowserTest(DashboardCase):
         self.addCleanup(evil.shutdown)
         for target_host, page_host in (("127.0.0.1", "127.0.0.1"), ("127.0.0.1", "localhost")):
             with self.subTest(page=page_host):
-                _EvilPage.page = (f'<form id=f method=post action="http://{target_host}:{self.port}/proposal/'
+                _EvilPage.page = (f'<form id=f method=post action="http://{target_host}:{self.port}'
+                                  f'{self.dashboard.root}/proposal/'
                                   f'{proposal.id}/decide">{fields}</form>'
                                   "<script>document.getElementById('f').submit()</script>").encode()
                 self.browser.get(f"http://{page_host}:{evil.server_address[1]}/")
@@ -189,7 +192,7 @@ class BrowserTest(DashboardCase):
         self.browser.do("screenshot", path=str(screenshot))
         print(f"\ndashboard screenshot: {screenshot}", flush=True)
         filed = self.store.pending("web-1")[0]
-        self.browser.do("click", css=f'a[href="/proposal/{filed.id}"]')
+        self.browser.do("click", css=f'a[href="{self.dashboard.root}/proposal/{filed.id}"]')
         self.browser.do("wait_text", text="route (what approving allows)")
         self.browser.do("type", css='form[action$="/decide"] input[name="notes"]', text="docs are fine")
         self.browser.do("click", css='button[value="approve"]')
@@ -205,7 +208,7 @@ class BrowserTest(DashboardCase):
         proposal = self.store.submit("web-1", TOOL_EGRESS_BLOCK, "routes:\n- a.com\n- b.com\n", "need b.com",
                                      current_file="routes:\n- a.com\n")
         self.log_in()
-        self.browser.get(f"{self.origin}/proposal/{proposal.id}")
+        self.browser.get(f"{self.origin}{self.dashboard.root}/proposal/{proposal.id}")
         self.browser.do("type", css='textarea[name="final"]', text="routes:\n- a.com\n- c.com\n")
         self.browser.do("click", css='button[value="modify"]')
         page = self.browser.do("wait_text", text="diff (proposed -> final)")

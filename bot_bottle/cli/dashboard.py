@@ -25,8 +25,10 @@ examples:
   bot-bottle dashboard --port 8765   a port of your choice (still 127.0.0.1 only)
 
 The URL carries a random token, new each start: the first visit swaps it for
-a session cookie, and the page drops it from the address bar. Nothing else
-on this machine can use the dashboard without that token. Ctrl-C stops it.
+a session cookie, and the page drops it from the address bar. Its path is a
+random root too, the only path the cookie is sent to (browsers send cookies
+to every port of a host). Nothing else on this machine can use the dashboard
+without them. Ctrl-C stops it.
 """
 
 

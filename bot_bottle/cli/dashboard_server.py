@@ -10,6 +10,14 @@ Origin refused). A page is served only to whoever holds the secret:
   (``HttpOnly; SameSite=Strict``) and redirects to the same page without
   the token, so it leaves the address bar; every other request must carry
   the cookie. Both are compared in constant time.
+- **The root.** Every page lives under a random path (``Dashboard.root``,
+  in the printed URL), and the cookie's ``Path`` is that root. Browsers
+  send a cookie to every port of its host, so without it a server on
+  another port of 127.0.0.1 (an agent's app, published from its bottle)
+  would be sent the session on the operator's visit, and a VM reaches the
+  host's loopback (Docker Desktop's ``host.docker.internal``); with it the
+  cookie goes only to paths under a root nobody else knows. A path outside
+  the root is answered 404 before anything else is looked at.
 - **Posts are the operator's own.** A decision is a POST with a form token
   (CSRF) only our pages carry, an ``Origin`` that is exactly this server's
   (port included: another local server's page is another origin), and
@@ -109,6 +117,8 @@ class Dashboard:
         self.audit = AuditStore(database=self.queue.db)
         self.log = log
         self.token = secrets.token_urlsafe(32)
+        #: The secret path every page lives under (and the session cookie's Path), without a trailing slash.
+        self.root = "/" + secrets.token_urlsafe(24)
         self.session = secrets.token_urlsafe(32)
         self.csrf = secrets.token_urlsafe(32)
         self.decided_by = f"{default_decider()} (dashboard)"
@@ -154,7 +164,7 @@ class DashboardServer(GuardedHTTPServer):
     def url(self) -> str:
         """The URL to open, with the token."""
         host, port = str(self.server_address[0]), int(self.server_address[1])
-        return f"http://{host}:{port}/?{urlencode({'token': self.dashboard.token})}"
+        return f"http://{host}:{port}{self.dashboard.root}/?{urlencode({'token': self.dashboard.token})}"
 
 
 class Refused(Exception):
@@ -223,34 +233,45 @@ class DashboardHandler(GuardedHandler):
             self._page(refused.status, pages.refusal_page(refused.title, refused.explanation),
                        {"Connection": "close"})
 
+    def _inner_path(self, path: str) -> str:
+        """``path`` below the dashboard's root (``/`` at least); 404, learning nothing, for any path outside it."""
+        first, _, rest = path[1:].partition("/")
+        # In constant time, as the token: the root is a secret too.
+        if not hmac.compare_digest(first.encode("utf-8", "replace"), self.dashboard.root[1:].encode()):
+            raise Refused(HTTPStatus.NOT_FOUND, "Not found",
+                          "there is no such page: open the link 'bot-bottle dashboard' printed")
+        return "/" + rest
+
     def _get(self) -> None:
         url = urlsplit(self.path)
+        path = self._inner_path(url.path)
         try:
             query = parse_qsl(url.query, keep_blank_values=True, max_num_fields=MAX_FORM_FIELDS)
         except ValueError:
             raise Refused(HTTPStatus.BAD_REQUEST, "Bad request", "too many query parameters") from None
         tokens = [value for name, value in query if name == "token"]
         if tokens:
-            self._log_in(url.path, tokens)
+            self._log_in(path, tokens)
             return
         self._require_session()
         dashboard = self.dashboard
-        if url.path in STATIC:
-            data, kind = dashboard.static[url.path]
+        if path in STATIC:
+            data, kind = dashboard.static[path]
             self.send_body(HTTPStatus.OK, kind, data)
-        elif url.path == "/":
+        elif path == "/":
             now = datetime.now(UTC)
             marker = dashboard.marker()
-            self._page(HTTPStatus.OK, pages.overview(dashboard.bottles.overview(), now, marker))
-        elif url.path == "/audit":
+            self._page(HTTPStatus.OK, pages.overview(dashboard.bottles.overview(), now, marker, root=dashboard.root))
+        elif path == "/audit":
             marker = dashboard.marker()
             result = dashboard.verified()
-            self._page(HTTPStatus.OK, pages.audit_page(dashboard.audit.entries(limit=AUDIT_SHOWN), result, marker))
-        elif url.path == "/api/changes":
+            self._page(HTTPStatus.OK, pages.audit_page(dashboard.audit.entries(limit=AUDIT_SHOWN), result, marker,
+                                                       root=dashboard.root))
+        elif path == "/api/changes":
             body = json.dumps({"marker": dashboard.marker()}).encode("utf-8")
             self.send_body(HTTPStatus.OK, "application/json", body)
-        elif url.path.startswith("/proposal/"):
-            self._show(self._proposal(url.path.removeprefix("/proposal/")))
+        elif path.startswith("/proposal/"):
+            self._show(self._proposal(path.removeprefix("/proposal/")))
         else:
             raise Refused(HTTPStatus.NOT_FOUND, "Not found", "there is no such page")
 
@@ -260,11 +281,12 @@ class DashboardHandler(GuardedHandler):
         if len(tokens) != 1 or not hmac.compare_digest(tokens[0].encode("utf-8", "replace"), expected):
             raise Refused(HTTPStatus.FORBIDDEN, "Wrong token",
                           "This is not the token 'bot-bottle dashboard' printed: open the link it printed.")
-        cookie = f"{SESSION_COOKIE}={self.dashboard.session}; HttpOnly; SameSite=Strict; Path=/"
+        # Path: sent only under our secret root, never to another server on this host (cookies ignore ports).
+        cookie = f"{SESSION_COOKIE}={self.dashboard.session}; HttpOnly; SameSite=Strict; Path={self.dashboard.root}"
         # Back to the page asked for, if its path is plainly one of ours: "//host" or "/\\host" in a
         # Location would send the browser to another site (browsers read a backslash as a slash).
         target = path if _LOCAL_PATH_RE.fullmatch(path) and not path.startswith("//") else "/"
-        self._redirect(target, {"Set-Cookie": cookie})
+        self._redirect(self.dashboard.root + target, {"Set-Cookie": cookie})
 
     def _proposal(self, proposal_id: str) -> Proposal:
         if not PROPOSAL_ID_RE.fullmatch(proposal_id):
@@ -279,7 +301,7 @@ class DashboardHandler(GuardedHandler):
         response = dashboard.queue.response(proposal.id)
         unproven = dashboard.audit.decision_problem(response) if response is not None else None
         marker = dashboard.marker()
-        self._page(status, pages.proposal_page(proposal, response, unproven, csrf=dashboard.csrf,
+        self._page(status, pages.proposal_page(proposal, response, unproven, root=dashboard.root, csrf=dashboard.csrf,
                                                shown=shown_digest(proposal), marker=marker, message=message))
 
     # POST --------------------------------------------------------------------------
@@ -287,8 +309,8 @@ class DashboardHandler(GuardedHandler):
     def do_POST(self) -> None:
         """Decide (``/proposal/ID/decide``) or preview a modification (``/proposal/ID/preview``)."""
         url = urlsplit(self.path)
-        parts = url.path.split("/")
         try:
+            parts = self._inner_path(url.path).split("/")
             self._require_session()
             self._require_same_origin()
             if len(parts) != 4 or parts[1] != "proposal" or parts[3] not in ("decide", "preview"):
@@ -388,7 +410,8 @@ class DashboardHandler(GuardedHandler):
         if self.dashboard.queue.response(proposal.id) is not None:
             self._show(proposal, HTTPStatus.CONFLICT, "this proposal was decided meanwhile: nothing recorded")
             return
-        html = pages.confirm_page(proposal, final, csrf=self.dashboard.csrf, shown=shown_digest(proposal),
+        html = pages.confirm_page(proposal, final, root=self.dashboard.root, csrf=self.dashboard.csrf,
+                                  shown=shown_digest(proposal),
                                   final_sha256=sha256_text(final), problem=problem)
         self._page(HTTPStatus.OK if problem is None else HTTPStatus.BAD_REQUEST, html)
 
@@ -421,7 +444,7 @@ class DashboardHandler(GuardedHandler):
             self._show(proposal, HTTPStatus.SERVICE_UNAVAILABLE, f"not recorded: {exc}")
             return
         self.dashboard.log(f"{status} {proposal.short_id} ({proposal.queue_key}, {proposal.tool})")
-        self._redirect(f"/proposal/{proposal.id}")
+        self._redirect(f"{self.dashboard.root}/proposal/{proposal.id}")
 
 
 def serve(db_path: str | Path | None, port: int, *, log: Callable[[str], None],

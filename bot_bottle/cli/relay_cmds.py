@@ -148,7 +148,8 @@ def register(subparsers: Any) -> None:
                         help=f"bytes each bottle may have pending at once (default: {DEFAULT_MAX_PENDING_BYTES})")
     parser.add_argument("--max-waits-per-bottle", type=positive_int, default=DEFAULT_MAX_WAITS_PER_BOTTLE,
                         metavar="N", help="calls one bottle may have waiting at the relay at once (default: "
-                        f"{DEFAULT_MAX_WAITS_PER_BOTTLE}); more are told to retry")
+                        f"{DEFAULT_MAX_WAITS_PER_BOTTLE}), and half the requests of any kind it may have in flight; "
+                        "more are told to retry")
     parser.add_argument("--max-connections", type=positive_int, default=RELAY_MAX_CONNECTIONS, metavar="N",
                         help=f"open connections at once (default: {RELAY_MAX_CONNECTIONS}); more are answered 503")
     parser.add_argument("--request-timeout", type=seconds_argument, default=REQUEST_TIMEOUT_SEC, metavar="S",

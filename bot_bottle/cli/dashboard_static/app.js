@@ -6,6 +6,8 @@
 (function () {
   var body = document.body;
   var marker = body.getAttribute("data-marker");
+  // Under the dashboard's secret root, which the page names (the session cookie goes nowhere else).
+  var changes = body.getAttribute("data-changes");
   var live = document.getElementById("live");
   var INTERVAL_MS = 2000;
 
@@ -31,7 +33,7 @@
   }
 
   function poll() {
-    fetch("/api/changes", { cache: "no-store", credentials: "same-origin" })
+    fetch(changes, { cache: "no-store", credentials: "same-origin" })
       .then(function (answer) {
         if (!answer.ok) {
           throw new Error("HTTP " + answer.status);
@@ -52,7 +54,7 @@
       });
   }
 
-  if (marker !== null) {
+  if (marker !== null && changes !== null) {
     say("live");
     window.setTimeout(poll, INTERVAL_MS);
   }
