@@ -181,6 +181,13 @@ class SuperviseService:
     def leave(self, principal: object) -> None:
         """Nothing was taken."""
 
+    def check_body(self, principal: object, body: bytes) -> None:
+        """Every body is accepted as sent (nothing was signed)."""
+
+    def sign(self, principal: object, status: int, body: bytes) -> dict[str, str]:
+        """No signature: the agent reaches its own sidecar, on its own network."""
+        return {}
+
     def health(self) -> dict[str, Any]:
         """The bottle this server files for, for ``GET /healthz``."""
         return {"bottle": self.bottle.queue_key}

@@ -12,10 +12,14 @@ host database on those sidecars' behalf (docs/architecture.md, "The relay").
   who holds it (pid, address), so a second relay says which one runs.
   ``ensure_relay`` is what launch code calls: it starts one in the
   background unless one runs.
-- Each request is authorized by its bearer token before its body is read
-  (``RelayService.authorize``), and again once the body is in (a token
-  revoked while its body trickled in is served nothing); the bottle is the
-  token's, never a request field. Waits are long polls of at most ``MAX_LONG_POLL_SEC``, woken as a
+- Each request is authorized by its signature before its body is read
+  (``RelayService.authorize``: a MAC keyed with the bottle's credential over
+  its bottle, time, nonce and body digest; ``relay_credentials``), its body
+  checked against that digest once it is in, and the credential checked
+  again then (one revoked while its body trickled in is served nothing); a
+  nonce is served once. Every answer is signed for the request's nonce, so a
+  sidecar believes no one but the relay. The bottle is the credential's.
+  Waits are long polls of at most ``MAX_LONG_POLL_SEC``, woken as a
   direct waiter is, and each bottle may hold at most
   ``max_waits_per_bottle`` of them at once, and twice that many requests in
   flight of any kind (``admit``, before a body is read): one bottle
@@ -29,6 +33,8 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
+import hmac
 import json
 import os
 import signal
@@ -62,7 +68,15 @@ from bot_bottle.relay_client import (
     WAIT,
     code_of,
 )
-from bot_bottle.relay_credentials import RelayCredentials, relay_root
+from bot_bottle.relay_credentials import (
+    AUTH_SCHEME,
+    CLOCK_SKEW_SEC,
+    SIGNATURE_HEADER,
+    RelayCredentials,
+    SignedRequest,
+    relay_root,
+    sign_answer,
+)
 from bot_bottle.supervise_http import REQUEST_TIMEOUT_SEC, SuperviseHTTPServer, normalize_allowed_host
 
 DEFAULT_RELAY_HOST = "127.0.0.1"
@@ -103,6 +117,7 @@ class RelayService:
         self._log = log
         self._waits: dict[str, int] = {}
         self._waits_lock = threading.Lock()
+        self._nonces = NonceLedger()
         # Requests in flight per bottle (a wait is one of them), so that the waits always leave room.
         self.max_requests_per_bottle = 2 * max_waits_per_bottle
         self._requests: dict[str, int] = {}
@@ -112,15 +127,26 @@ class RelayService:
         self._log(line)
 
     def authorize(self, headers: Message) -> Caller:
-        """The caller (its bottle and token) of the request's ``Authorization: Bearer``; ``Unauthorized`` otherwise."""
+        """The caller of a request signed with its bottle's live credential; ``Unauthorized`` otherwise."""
         values = headers.get_all("Authorization") or []
         if len(values) != 1:
-            raise Unauthorized("a relay request needs exactly one 'Authorization: Bearer TOKEN' header, with "
-                               "the token in the bottle's relay.json")
-        scheme, _, token = values[0].strip().partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
-            raise Unauthorized("the relay takes only 'Authorization: Bearer TOKEN'")
-        return Caller(bottle=self.credentials.bottle_of(token.strip()), token=token.strip())
+            raise Unauthorized(f"a relay request needs exactly one 'Authorization: {AUTH_SCHEME} ...' header, "
+                               "signed with the key of the bottle's relay.json")
+        request = SignedRequest.parse(values[0])
+        key = self.credentials.verify(request)
+        self._nonces.spend(request.nonce)  # after the MAC: only a credential's holder can use up nonces
+        return Caller(bottle=request.bottle, key=key, nonce=request.nonce, body_sha256=request.body_sha256)
+
+    def check_body(self, principal: object, body: bytes) -> None:
+        """The body must be the one the signature covers; ``Unauthorized`` otherwise."""
+        assert isinstance(principal, Caller)
+        if not hmac.compare_digest(hashlib.sha256(body).hexdigest(), principal.body_sha256):
+            raise Unauthorized("the request's body is not the one its signature covers")
+
+    def sign(self, principal: object, status: int, body: bytes) -> dict[str, str]:
+        """The answer's signature, for the request's nonce, so the sidecar knows the relay sent it."""
+        assert isinstance(principal, Caller)
+        return {SIGNATURE_HEADER: sign_answer(principal.key, principal.nonce, status, body)}
 
     def admit(self, principal: object) -> str | None:
         """Take one of the caller's bottle's places in flight; why it must retry when it holds them all."""
@@ -179,12 +205,13 @@ class RelayService:
         return {"jsonrpc": "2.0", "id": message_id, "result": result}, None
 
     def _still_valid(self, caller: Caller) -> None:
-        """Raise ``Unauthorized`` unless the caller's token is still its bottle's live credential."""
-        if self.credentials.bottle_of(caller.token) != caller.bottle:
-            raise Unauthorized(f"bottle {caller.bottle}'s relay credential changed during the request")
+        """Raise ``Unauthorized`` unless the caller's key is still its bottle's live credential."""
+        if not self.credentials.is_live(caller.bottle, caller.key):
+            raise Unauthorized(f"bottle {caller.bottle}'s relay credential was revoked or replaced during the "
+                               "request: prepare the bottle again")
 
     def _dispatch(self, caller: Caller, method: str, params: dict[str, Any]) -> Any:
-        # The token was checked on the headers; its body may have arrived long after (up to the request
+        # The signature was checked on the headers; its body may have arrived long after (up to the request
         # deadline), so it is checked again once the body is in: a revocation meanwhile serves nothing.
         self._still_valid(caller)
         bottle_slug = caller.bottle
@@ -244,10 +271,34 @@ class RelayService:
 
 @dataclass(frozen=True)
 class Caller:
-    """Who sent a relay request: the bottle its token belongs to, and the token (checked again after a wait)."""
+    """Who sent a relay request: its bottle, the credential's key it signed with, its nonce and body digest."""
 
     bottle: str
-    token: str = field(repr=False)
+    key: str = field(repr=False)
+    nonce: str = ""
+    body_sha256: str = ""
+
+
+class NonceLedger:
+    """Nonces served within the clock-skew window, so a captured request cannot be played again."""
+
+    def __init__(self, window: float = 2 * CLOCK_SKEW_SEC, limit: int = 1_000_000) -> None:
+        self.window = window
+        self.limit = limit
+        self._seen: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def spend(self, nonce: str) -> None:
+        """Record ``nonce``; ``Unauthorized`` if it was served already."""
+        now = time.monotonic()
+        with self._lock:
+            if len(self._seen) >= self.limit or next(iter(self._seen.values()), now) < now - self.window:
+                self._seen = {n: t for n, t in self._seen.items() if t >= now - self.window}
+            if nonce in self._seen:
+                raise Unauthorized("this request was served already (its nonce is spent): a replay is refused")
+            if len(self._seen) >= self.limit:
+                raise Unauthorized("the relay has seen too many requests in the last minutes; retry")
+            self._seen[nonce] = now
 
 
 class _RequestError(Exception):

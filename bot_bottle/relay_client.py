@@ -3,8 +3,13 @@
 A sidecar in a VM must not open the host database (SQLite's locks do not
 cross the VM's file sharing), so its queue handle sends each operation to
 ``bot-bottle relay`` on the host instead: one JSON-RPC 2.0 request per POST,
-``Authorization: Bearer TOKEN``. The relay derives the bottle from the token;
-no request names a bottle. ``RelayQueue`` has ``BottleQueue``'s interface, so
+signed with the bottle's credential (``relay_credentials.sign_request``; the
+token itself never crosses the wire). The relay derives the bottle from the
+credential; no request names a bottle in its params. An answer counts only
+when it carries the relay's signature for that very request
+(``answer_is_genuine``): whatever else answers at the relay's address (an
+agent intercepting the VM's traffic) cannot make the sidecar believe a
+decision. ``RelayQueue`` has ``BottleQueue``'s interface, so
 the supervise server, git-gate and egress use either without knowing which.
 
 Failing closed: an operation the relay does not answer is retried for a
@@ -34,7 +39,7 @@ from bot_bottle.errors import (
     ValidationError,
 )
 from bot_bottle.records import DEFAULT_POLL_INTERVAL_SEC, Proposal, Response
-from bot_bottle.relay_credentials import RelayEndpoint
+from bot_bottle.relay_credentials import SIGNATURE_HEADER, RelayEndpoint, answer_is_genuine, sign_request
 
 # Methods of the relay (each takes an object of params; none names a bottle).
 HELLO, SUBMIT, GET, RESPONSE, WAIT, ARCHIVE = "hello", "submit", "get", "response", "wait", "archive"
@@ -204,9 +209,10 @@ class RelayQueue:
                 connection.connect()
                 assert connection.sock is not None
                 connection.sock.settimeout(answer_within)
+                authorization, nonce = sign_request(self.endpoint, body)
                 connection.request("POST", "/", body=body, headers={
                     "Content-Type": "application/json",
-                    "Authorization": f"Bearer {self.endpoint.token}",
+                    "Authorization": authorization,
                     "Connection": "close",
                 })
                 answer = connection.getresponse()
@@ -216,6 +222,11 @@ class RelayQueue:
                 raise _Retry(_describe(exc)) from None
         finally:
             connection.close()
+        if answer.status == 200 and not answer_is_genuine(self.endpoint, nonce, 200, data,
+                                                          answer.getheader(SIGNATURE_HEADER)):
+            # Fail closed: something other than the operator's relay answered (or the answer was changed).
+            raise RelayError(f"the answer from {self.endpoint.url} does not carry the relay's signature for this "
+                             "request: something else answered at the relay's address; nothing was taken from it")
         return _result(answer.status, data)
 
 

@@ -40,6 +40,7 @@ from bot_bottle.mcp_service import (
     SUPPORTED_PROTOCOL_VERSIONS,
     rpc_error,
 )
+from bot_bottle.relay_credentials import AUTH_SCHEME
 
 MAX_BODY_BYTES = 4 * 1024 * 1024  # a 1 MiB routes file, JSON-escaped, with room to spare
 # One deadline for a request's line, headers and body (and for an idle
@@ -64,6 +65,12 @@ class JsonRpcService(Protocol):
 
     def authorize(self, headers: Message) -> object:
         """Who sent the request, from its headers, before its body is read; raises ``Unauthorized``."""
+
+    def check_body(self, principal: object, body: bytes) -> None:
+        """Accept the request's body as sent, or raise ``Unauthorized`` (it is not what was authorized)."""
+
+    def sign(self, principal: object, status: int, body: bytes) -> dict[str, str]:
+        """Headers that prove the answer comes from this server (none where nothing needs proving)."""
 
     def admit(self, principal: object) -> str | None:
         """Take one of ``principal``'s places for a request in flight: ``None``, or why it must retry (503)."""
@@ -190,7 +197,7 @@ class SuperviseHandler(GuardedHandler):
             # Before anything of the body is read or counted: a caller without credentials holds nothing.
             principal = self.server.service.authorize(self.headers)
         except Unauthorized as exc:
-            self._refuse(HTTPStatus.UNAUTHORIZED, INVALID_REQUEST, str(exc), {"WWW-Authenticate": "Bearer"})
+            self._refuse(HTTPStatus.UNAUTHORIZED, INVALID_REQUEST, str(exc), {"WWW-Authenticate": AUTH_SCHEME})
             return
         try:
             length = parse_content_length(self.headers.get_all("Content-Length") or [])
@@ -233,11 +240,12 @@ class SuperviseHandler(GuardedHandler):
         finally:
             self.server.slots.release()
 
-    def _read_message(self, length: int) -> tuple[object, dict[str, Any] | None]:
-        """The body parsed as JSON, or the JSON-RPC error to answer instead."""
+    def _read_message(self, length: int, principal: object) -> tuple[object, dict[str, Any] | None]:
+        """The body parsed as JSON, or the JSON-RPC error to answer instead (``Unauthorized`` is raised)."""
         body = self.rfile.read(length)
         if len(body) < length:
             return None, rpc_error(None, INVALID_REQUEST, f"the body ended after {len(body)} of {length} bytes")
+        self.server.service.check_body(principal, body)
         try:
             text = body.decode("utf-8")
         except UnicodeDecodeError:
@@ -251,7 +259,11 @@ class SuperviseHandler(GuardedHandler):
             return None, rpc_error(None, PARSE_ERROR, "parse error: the body is not JSON")
 
     def _answer(self, length: int, principal: object) -> None:
-        message, refusal = self._read_message(length)
+        try:
+            message, refusal = self._read_message(length, principal)
+        except Unauthorized as exc:
+            self._refuse(HTTPStatus.UNAUTHORIZED, INVALID_REQUEST, str(exc))
+            return
         if refusal is not None:
             self.close_connection = True
             self._send_json(HTTPStatus.BAD_REQUEST, refusal, {"Connection": "close"})
@@ -264,7 +276,8 @@ class SuperviseHandler(GuardedHandler):
             self._send_json(HTTPStatus.ACCEPTED, None)
             return
         status = HTTPStatus.BAD_REQUEST if response.get("id") is None and "error" in response else HTTPStatus.OK
-        self._send_json(status, response)
+        data = json.dumps(response, ensure_ascii=False).encode("utf-8")
+        self.send_body(status, "application/json", data, self.server.service.sign(principal, status, data) or None)
         if after is not None:
             try:
                 after()

@@ -290,8 +290,9 @@ def trickle(port: int, data: bytes, pace: float = 0.2) -> tuple[int, bytes]:
     return sent, reply
 
 
-def stall_bodies(port: int, head: bytes, clients: int, sent_bytes: int) -> list[int]:
-    """``clients`` connections send ``head`` (declaring a body), ``sent_bytes`` of it, then stall.
+def stall_bodies(port: int, head: bytes | Callable[[], bytes], clients: int, sent_bytes: int) -> list[int]:
+    """``clients`` connections send ``head`` (declaring a body; a callable gives each its own), ``sent_bytes``
+    of the body, then stall.
 
     Returns each one's answer status (0 for none), once the server has
     answered or dropped every one of them.
@@ -299,7 +300,7 @@ def stall_bodies(port: int, head: bytes, clients: int, sent_bytes: int) -> list[
     socks = []
     for _ in range(clients):
         sock = socket.create_connection(("127.0.0.1", port), timeout=10)
-        sock.sendall(head)
+        sock.sendall(head() if callable(head) else head)
         socks.append(sock)
     statuses: list[int] = []
 

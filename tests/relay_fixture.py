@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -9,14 +10,15 @@ import sys
 import threading
 import unittest
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from bot_bottle.queue_store import QueueStore
 from bot_bottle.records import DEFAULT_QUOTA, Quota
 from bot_bottle.relay import DEFAULT_MAX_WAITS_PER_BOTTLE, RelayService, allowed_hosts
 from bot_bottle.relay_client import RelayQueue
-from bot_bottle.relay_credentials import RelayCredentials, RelayEndpoint, write_endpoint_file
+from bot_bottle.relay_credentials import RelayCredentials, RelayEndpoint, sign_request, write_endpoint_file
 from bot_bottle.supervise_http import SuperviseHTTPServer
+from tests.hostile import request
 from tests.support import REPO, wait_until
 
 
@@ -63,6 +65,18 @@ class InProcessRelay:
         """Stop this relay when ``test`` ends; returns it."""
         test.addCleanup(self.stop)
         return self
+
+
+def signed(endpoint: RelayEndpoint, body: bytes, **headers: str) -> dict[str, str]:
+    """Headers for a raw relay request with ``body``: its fresh signature (and ``headers``)."""
+    return {"Authorization": sign_request(endpoint, body)[0], **headers}
+
+
+def signed_request(endpoint: RelayEndpoint, message: dict[str, Any] | bytes, *, host: str = "127.0.0.1",
+                   **headers: str) -> bytes:
+    """A whole raw relay request for ``message``, signed with ``endpoint``'s credential."""
+    body = message if isinstance(message, bytes) else json.dumps(message).encode()
+    return request(body, host=host, headers=signed(endpoint, body, **headers))
 
 
 def free_port() -> int:

@@ -27,11 +27,19 @@ from bot_bottle.queue_store import QueueStore, sha256_text
 from bot_bottle.records import STATUS_APPROVED, TOOL_EGRESS_ALLOW, TOOL_GITLEAKS_ALLOW
 from bot_bottle.relay import Caller
 from bot_bottle.relay_client import RelayQueue
-from bot_bottle.relay_credentials import RelayCredentials
+from bot_bottle.relay_credentials import RelayCredentials, RelayEndpoint
 from bot_bottle.supervise import decide
 from bot_bottle.supervise_http import MAX_CONCURRENT_REQUESTS
 from tests.hostile import exchange, parse_answer, request
-from tests.relay_fixture import InProcessRelay, free_port, relay_env, start_relay_process, stop_process
+from tests.relay_fixture import (
+    InProcessRelay,
+    free_port,
+    relay_env,
+    signed,
+    signed_request,
+    start_relay_process,
+    stop_process,
+)
 from tests.support import REPO, TempDirTest, wait_until
 from tests.test_dashboard import DashboardCase
 
@@ -83,11 +91,11 @@ class RelayAttackCase(TempDirTest):
 
         self.relay.service.authorize = noting  # type: ignore[method-assign]
 
-    def split_request(self, method: str, params: dict[str, Any], token: str) -> tuple[socket.socket, bytes]:
+    def split_request(self, method: str, params: dict[str, Any],
+                      endpoint: RelayEndpoint) -> tuple[socket.socket, bytes]:
         """A connection that has sent a request's headers only (and been authorized), and the body still to send."""
         body = relay_message(method, params)
-        whole = request(body, host="127.0.0.1", headers={"Authorization": f"Bearer {token}",
-                                                                 "Connection": "close"})
+        whole = request(body, host="127.0.0.1", headers=signed(endpoint, body, Connection="close"))
         head = whole[: len(whole) - len(body)]
         sock = socket.create_connection(("127.0.0.1", self.relay.port), timeout=20)
         self.addCleanup(sock.close)
@@ -103,7 +111,7 @@ class RevokedMidRequestTest(RelayAttackCase):
         """Headers sent (authorized), the operator revokes, then the body asks for the decision: refused."""
         filed = self.store.submit("web-1", TOOL_EGRESS_ALLOW, PAYLOAD, "why")
         decide(filed.id, STATUS_APPROVED, "fine", store=self.store)
-        sock, body = self.split_request("response", {"id": filed.id}, self.endpoint.token)
+        sock, body = self.split_request("response", {"id": filed.id}, self.endpoint)
         self.assertTrue(self.relay.credentials.revoke("web-1"))
         sock.sendall(body)
         answer = parse_answer(read_answer(sock))
@@ -116,7 +124,7 @@ class RevokedMidRequestTest(RelayAttackCase):
     def test_a_token_replaced_between_headers_and_body_files_nothing(self) -> None:
         """The bottle is prepared again (new token) while the old token's filing is in flight: nothing filed."""
         sock, body = self.split_request("submit", {"tool": TOOL_EGRESS_ALLOW, "payload": PAYLOAD,
-                                                   "justification": "late"}, self.endpoint.token)
+                                                   "justification": "late"}, self.endpoint)
         self.relay.endpoint("web-1")  # minted again: the old token is replaced
         sock.sendall(body)
         answer = parse_answer(read_answer(sock))
@@ -136,8 +144,7 @@ class OtherBottleTest(RelayAttackCase):
         answers = []
         for method, params in (("get", {"id": filed.id}), ("response", {"id": filed.id}),
                                ("wait", {"id": filed.id, "timeout": 0}), ("archive", {"id": filed.id})):
-            answer, raw = exchange(self.relay.port, request(relay_message(method, params), host="127.0.0.1",
-                                                            headers={"Authorization": f"Bearer {self.other.token}"}))
+            answer, raw = exchange(self.relay.port, signed_request(self.other, relay_message(method, params)))
             assert answer is not None, raw[:200]
             document = answer.json()
             assert isinstance(document, dict)
@@ -156,17 +163,16 @@ class OneBottleHoldsEveryPlaceTest(RelayAttackCase):
         """web-1 opens as many requests as the relay has places, each stalled mid-body: web-2 is still served."""
         places = MAX_CONCURRENT_REQUESTS
         stalled: list[socket.socket] = []
-        head = request(b"", host="127.0.0.1", length="100",
-                       headers={"Authorization": f"Bearer {self.endpoint.token}"})
         for _ in range(places):
+            # Each with a signature of its own (a nonce is served once), for a body that never comes whole.
+            head = request(b"", host="127.0.0.1", length="100", headers=signed(self.endpoint, b"{" * 100))
             sock = socket.create_connection(("127.0.0.1", self.relay.port), timeout=20)
             self.addCleanup(sock.close)
             sock.sendall(head + b"{")
             stalled.append(sock)
         for _ in range(places):
             self.assertTrue(self.authorizations.acquire(timeout=20), "the relay never authorized web-1's requests")
-        answer, raw = exchange(self.relay.port, request(relay_message("hello", {}), host="127.0.0.1",
-                                                        headers={"Authorization": f"Bearer {self.other.token}"}))
+        answer, raw = exchange(self.relay.port, signed_request(self.other, relay_message("hello", {})))
         assert answer is not None, raw[:200]
         document = answer.json()
         assert isinstance(document, dict)
@@ -220,14 +226,13 @@ class RelayLogTest(TempDirTest):
         server = start_relay_process(self.home, port, "--request-timeout", "2", stderr=stderr)
         self.addCleanup(stop_process, server)
         evil = "\x1b]0;pwned\x07\x1b[2J\u202egnp.exe\x9b31m"
+        endpoint = RelayEndpoint(url=f"http://127.0.0.1:{port}/", token=token, bottle="web-1")
         attempts = [
-            request(relay_message(evil, {}), host="127.0.0.1", headers={"Authorization": f"Bearer {token}"}),
-            request(relay_message("submit", {"tool": evil, "payload": evil, "justification": evil}),
-                    host="127.0.0.1", headers={"Authorization": f"Bearer {token}"}),
-            request(relay_message("get", {"id": evil, evil: 1}), host="127.0.0.1",
-                    headers={"Authorization": f"Bearer {token}"}),
-            request(relay_message("hello", {}), host=evil, headers={"Authorization": f"Bearer {token}"}),
-            request(relay_message("hello", {}), host="127.0.0.1", headers={"Authorization": f"Bearer {evil}"}),
+            signed_request(endpoint, relay_message(evil, {})),
+            signed_request(endpoint, relay_message("submit", {"tool": evil, "payload": evil, "justification": evil})),
+            signed_request(endpoint, relay_message("get", {"id": evil, evil: 1})),
+            signed_request(endpoint, relay_message("hello", {}), host=evil),
+            request(relay_message("hello", {}), host="127.0.0.1", headers={"Authorization": f"BotBottle-HMAC {evil}"}),
             request(relay_message("hello", {}), host="127.0.0.1", method=evil),
             evil.encode("utf-8") + b"\r\n\r\n",
         ]

@@ -17,13 +17,13 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from bot_bottle.backends import BACKENDS
 from bot_bottle.backends.plan import Supervise
 from bot_bottle.bottles import BottleStore
 from bot_bottle.db import open_db
-from bot_bottle.errors import MissingMount, NotFound, RelayUnreachable, Unauthorized, ValidationError
+from bot_bottle.errors import MissingMount, NotFound, RelayError, RelayUnreachable, Unauthorized, ValidationError
 from bot_bottle.git_gate import install_hook
 from bot_bottle.queue_store import QueueStore
 from bot_bottle.records import STATUS_APPROVED, STATUS_REJECTED, TOOL_EGRESS_ALLOW, Response
@@ -34,25 +34,31 @@ from bot_bottle.relay_credentials import (
     RelayEndpoint,
     bottle_relay_dir,
     read_endpoint_file,
+    sign_request,
     write_endpoint_file,
 )
 from bot_bottle.server_launcher import spawn
 from bot_bottle.sidecar_queue import find_transport
 from bot_bottle.supervise import decide
 from tests.hostile import exchange, parse_answer, request
-from tests.relay_fixture import InProcessRelay, free_port, relay_env, start_relay_process, stop_process
+from tests.relay_fixture import (
+    InProcessRelay,
+    free_port,
+    relay_env,
+    signed_request,
+    start_relay_process,
+    stop_process,
+)
 from tests.support import REPO, TempDirTest, in_mount_namespace, require_tool, wait_until
 from tests.test_git_gate import SECRET_ALLOWED
 
 PAYLOAD = '{"host": "api.example.com"}'
 
 
-def call(port: int, method: str, params: dict[str, Any], token: str | None, *,
-         extra: dict[str, str] | None = None) -> tuple[int, dict[str, Any]]:
-    """One raw relay request; its HTTP status and JSON body."""
-    headers = {**({"Authorization": f"Bearer {token}"} if token is not None else {}), **(extra or {})}
-    answer, raw = exchange(port, request({"jsonrpc": "2.0", "id": 7, "method": method, "params": params},
-                                         host="127.0.0.1", headers=headers))
+def call(port: int, method: str, params: dict[str, Any], endpoint: RelayEndpoint) -> tuple[int, dict[str, Any]]:
+    """One raw relay request, signed with ``endpoint``'s credential; its HTTP status and JSON body."""
+    answer, raw = exchange(port, signed_request(endpoint, {"jsonrpc": "2.0", "id": 7, "method": method,
+                                                           "params": params}))
     assert answer is not None, raw[:300]
     return answer.status, answer.json()
 
@@ -98,13 +104,12 @@ class CredentialTest(RelayTestCase):
             self.assertIsNotNone(bottles.get("bottle-a").last_seen)
             queue.stopped()
             self.assertEqual(bottles.get("bottle-a").state, "stopped")
-        token = self.relay.endpoint("bottle-b").token
-        _, body = call(self.relay.port, "heartbeat", {"bottle": "bottle-a"}, token)
+        _, body = call(self.relay.port, "heartbeat", {"bottle": "bottle-a"}, self.relay.endpoint("bottle-b"))
         self.assertIn("unknown parameter", body["error"]["message"])
 
     def test_no_request_can_name_a_bottle(self) -> None:
         """A bottle (queue_key, bottle) in the params is refused as an unknown parameter; nothing filed."""
-        token = self.relay.endpoint("bottle-b").token
+        token = self.relay.endpoint("bottle-b")
         for name in ("queue_key", "bottle", "slug"):
             status, body = call(self.relay.port, "submit", {"tool": TOOL_EGRESS_ALLOW, "payload": PAYLOAD,
                                                             "justification": "j", name: "bottle-a"}, token)
@@ -112,20 +117,27 @@ class CredentialTest(RelayTestCase):
             self.assertIn("unknown parameter", body["error"]["message"])
         self.assertEqual(self.store.pending(), [])
 
-    def test_missing_wrong_malformed_and_foreign_credentials_are_refused_before_the_body(self) -> None:
+    def test_unsigned_wrongly_signed_stale_and_replayed_requests_are_refused_before_the_body(self) -> None:
         """401 for each, answered without reading a body that never comes; nothing filed."""
-        real = self.relay.endpoint("bottle-a").token
-        forged = ("A" if real[0] != "A" else "B") + real[1:]
+        real = self.relay.endpoint("bottle-a")
+        forged = RelayEndpoint(url=real.url, token=("A" if real.token[0] != "A" else "B") + real.token[1:],
+                               bottle="bottle-a")
+        body = b"{}" * 10
+        replayed = sign_request(real, body)[0]
+        self.assertEqual(self.relay_answer(replayed, body).status, 400, "the first use is served (not JSON-RPC)")
         cases = {
-            "missing": {},
-            "wrong": {"Authorization": f"Bearer {forged}"},
-            "malformed": {"Authorization": "Bearer ../../etc/passwd"},
-            "basic": {"Authorization": f"Basic {real}"},
-            "empty": {"Authorization": "Bearer "},
+            "missing": None,
+            "the token itself (a bearer)": f"Bearer {real.token}",
+            "signed with another key": sign_request(forged, body)[0],
+            "another bottle named": sign_request(real, body)[0].replace("bottle=bottle-a", "bottle=bottle-b"),
+            "malformed": "BotBottle-HMAC bottle=../../etc,ts=1,nonce=x,body=y,mac=z",
+            "an hour old": sign_request(real, body, ts=int(time.time()) - 3600)[0],
+            "replayed": replayed,
+            "empty": "BotBottle-HMAC ",
         }
-        for name, headers in cases.items():
+        for name, authorization in cases.items():
             with self.subTest(name), socket.create_connection(("127.0.0.1", self.relay.port), timeout=10) as sock:
-                head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+                head = f"Authorization: {authorization}\r\n" if authorization is not None else ""
                 # Declares a 4 MiB body and sends none: the refusal must not wait for it.
                 sock.sendall(f"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n{head}"
                              "Content-Length: 4000000\r\n\r\n".encode())
@@ -137,15 +149,52 @@ class CredentialTest(RelayTestCase):
                     raw += chunk
                 answer = parse_answer(raw)
                 assert answer is not None, raw
-                self.assertEqual(answer.status, 401)
-                self.assertIn("WWW-Authenticate: Bearer", raw.decode())
-        duplicate = request({"jsonrpc": "2.0", "id": 1, "method": "hello", "params": {}}, host="127.0.0.1",
-                            headers={"Authorization": f"Bearer {real}"})
-        duplicate = duplicate.replace(b"\r\n\r\n", f"\r\nAuthorization: Bearer {forged}\r\n\r\n".encode(), 1)
+                self.assertEqual(answer.status, 401, answer.body)
+                self.assertIn("WWW-Authenticate: BotBottle-HMAC", raw.decode())
+        hello = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "hello", "params": {}}).encode()
+        duplicate = signed_request(real, hello)
+        duplicate = duplicate.replace(b"\r\n\r\n", f"\r\nAuthorization: {sign_request(forged, hello)[0]}\r\n\r\n"
+                                      .encode(), 1)
         answer, _ = exchange(self.relay.port, duplicate)
         assert answer is not None
         self.assertEqual(answer.status, 401, "two Authorization headers are refused, whichever is real")
         self.assertEqual(self.store.pending(), [])
+
+    def relay_answer(self, authorization: str, body: bytes) -> Any:
+        answer, raw = exchange(self.relay.port, request(body, host="127.0.0.1",
+                                                        headers={"Authorization": authorization}))
+        assert answer is not None, raw
+        return answer
+
+    def test_a_body_other_than_the_signed_one_is_refused(self) -> None:
+        """Headers signed for one filing, another body sent: 401 once the body is in, nothing filed."""
+        real = self.relay.endpoint("bottle-a")
+        signed_for = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "hello", "params": {}}).encode()
+        sent = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "submit", "params": {
+            "tool": TOOL_EGRESS_ALLOW, "payload": PAYLOAD, "justification": "swapped"}}).encode()
+        answer = self.relay_answer(sign_request(real, signed_for)[0], sent)
+        self.assertEqual(answer.status, 401)
+        self.assertIn("not the one its signature covers", answer.body.decode())
+        self.assertEqual(self.store.pending(), [])
+
+    def test_the_token_never_crosses_the_wire_and_a_forged_answer_is_not_believed(self) -> None:
+        """Through a man in the middle: the token is in no byte it sees; a changed or made-up answer fails closed."""
+        endpoint = self.relay.endpoint("bottle-a")
+        filed = RelayQueue(endpoint).submit(TOOL_EGRESS_ALLOW, PAYLOAD, "watched")
+        decide(filed.id, STATUS_REJECTED, "no", store=self.store)
+        for mode in ("watch", "rewrite", "impostor"):
+            with self.subTest(mode):
+                middle = _Middle(self.relay.port, mode).register(self)
+                queue = RelayQueue(RelayEndpoint(url=middle.url, token=endpoint.token, bottle="bottle-a"),
+                                   retry_for=0.3)
+                if mode == "watch":
+                    self.assertEqual(queue.response(filed.id).status, STATUS_REJECTED)  # type: ignore[union-attr]
+                else:
+                    with self.assertRaises(RelayError) as caught:
+                        queue.response(filed.id)
+                    self.assertIn("does not carry the relay's signature", str(caught.exception))
+                self.assertTrue(middle.seen)
+                self.assertNotIn(endpoint.token.encode(), b"".join(middle.seen))
 
     def test_a_revoked_or_replaced_token_is_refused_from_the_next_request(self) -> None:
         """Revoke: the next call raises Unauthorized naming the revocation; re-preparing mints a new token."""
@@ -160,7 +209,7 @@ class CredentialTest(RelayTestCase):
         self.assertEqual(RelayQueue(fresh).get(filed.id).id, filed.id)
         with self.assertRaises(Unauthorized) as old:
             queue.get(filed.id)
-        self.assertIn("no such credential", str(old.exception))
+        self.assertIn("it was replaced", str(old.exception))
 
     def test_a_token_revoked_while_its_call_waits_gets_no_decision(self) -> None:
         """The wait ends with Unauthorized, never with the operator's answer, once the token is revoked."""
@@ -216,7 +265,7 @@ class CredentialTest(RelayTestCase):
 
     def test_params_are_checked_and_each_refusal_is_an_answer(self) -> None:
         """Unknown method, missing or bad params, a wait past the long-poll bound: JSON-RPC errors, no 500."""
-        token = self.relay.endpoint("bottle-a").token
+        token = self.relay.endpoint("bottle-a")
         for method, params, needle in (
             ("drop_table", {}, "method not found"),
             ("get", {}, "missing parameter"),
@@ -231,6 +280,62 @@ class CredentialTest(RelayTestCase):
                 self.assertEqual(status, 200)
                 self.assertIn(needle, body["error"]["message"])
         self.assertEqual(self.relay.logged, [], "no internal error was logged")
+
+
+class _Middle:
+    """A man in the middle between a sidecar and the relay, on its own port: it records every byte the sidecar
+    sends; ``rewrite`` turns the relay's answer into an approval, ``impostor`` answers an approval itself."""
+
+    FORGED: ClassVar[dict[str, object]] = {
+        "proposal_id": "0" * 32, "status": "approved", "notes": "forged", "final_file": None,
+        "decided_by": "mallory", "decided_at": "2026-11-30T00:00:00.000000Z"}
+
+    def __init__(self, relay_port: int, mode: str) -> None:
+        self.relay_port, self.mode = relay_port, mode
+        self.seen: list[bytes] = []
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}/"
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def register(self, test: TempDirTest) -> _Middle:
+        test.addCleanup(self.listener.close)
+        return self
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            with client:
+                client.settimeout(10)
+                data = b""
+                while b"\r\n\r\n" not in data:
+                    data += client.recv(65536)
+                head, _, body = data.partition(b"\r\n\r\n")
+                length = int(next(line.split(b":")[1] for line in head.split(b"\r\n")
+                                  if line.lower().startswith(b"content-length")))
+                while len(body) < length:
+                    body += client.recv(65536)
+                self.seen.append(data + body)
+                if self.mode == "impostor":
+                    answer = json.dumps({"jsonrpc": "2.0", "id": 1, "result": {
+                        **self.FORGED, "proposal_id": json.loads(body)["params"]["id"]}}).encode()
+                    reply = (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nX-Bot-Bottle-Signature: "
+                             + b"0" * 64 + f"\r\nContent-Length: {len(answer)}\r\n\r\n".encode() + answer)
+                else:
+                    reply = self._forward(head + b"\r\n\r\n" + body)
+                    if self.mode == "rewrite":
+                        reply = reply.replace(b'"rejected"', b'"approved"')
+                client.sendall(reply)
+
+    def _forward(self, data: bytes) -> bytes:
+        with socket.create_connection(("127.0.0.1", self.relay_port), timeout=10) as upstream:
+            upstream.sendall(data)
+            reply = b""
+            while chunk := upstream.recv(65536):
+                reply += chunk
+        return reply
 
 
 class WaitBoundTest(TempDirTest):

@@ -22,7 +22,7 @@ from bot_bottle.db import open_db
 from bot_bottle.queue_store import QueueStore
 from bot_bottle.records import STATUS_APPROVED, TOOL_EGRESS_ALLOW
 from bot_bottle.relay_client import BUSY_CODE
-from bot_bottle.relay_credentials import RelayCredentials
+from bot_bottle.relay_credentials import RelayCredentials, RelayEndpoint, sign_request
 from bot_bottle.supervise import decide
 from tests.hostile import (
     Sampler,
@@ -42,12 +42,14 @@ from tests.support import TempDirTest
 MiB = 1024 * 1024
 
 
-def with_token(data: bytes, token: str) -> bytes:
-    """``data`` with an Authorization header after its request line (when it has one)."""
+def with_signature(data: bytes, endpoint: RelayEndpoint) -> bytes:
+    """``data`` with an Authorization header after its request line (when it has one), signing what follows
+    its headers as the body (whatever its Content-Length says)."""
     line_end = data.find(b"\r\n")
     if line_end < 0:
         return data
-    return data[:line_end] + f"\r\nAuthorization: Bearer {token}".encode() + data[line_end:]
+    _, _, body = data.partition(b"\r\n\r\n")
+    return data[:line_end] + f"\r\nAuthorization: {sign_request(endpoint, body)[0]}".encode() + data[line_end:]
 
 
 def relay_call(method: str, params: dict[str, Any], request_id: int = 1) -> dict[str, Any]:
@@ -63,8 +65,8 @@ class RelayHostileCase(TempDirTest):
         self.db = self.home / ".bot-bottle" / "db" / "bot-bottle.db"
         open_db(self.db).close()
         with RelayCredentials(self.db) as credentials:
-            self.token = credentials.mint("web-1")
-            self.other_token = credentials.mint("web-2")
+            self.endpoint = RelayEndpoint(url="http://127.0.0.1:1/", token=credentials.mint("web-1"), bottle="web-1")
+            self.other = RelayEndpoint(url="http://127.0.0.1:1/", token=credentials.mint("web-2"), bottle="web-2")
         self.stderr_path = self.tmp / "relay.stderr"
         stderr: IO[str] = open(self.stderr_path, "w")  # noqa: SIM115 - closed by cleanup
         self.addCleanup(stderr.close)
@@ -73,7 +75,7 @@ class RelayHostileCase(TempDirTest):
         self.addCleanup(stop_process, self.server)
 
     def authed(self, body: bytes | dict[str, Any], **kwargs: Any) -> bytes:
-        return with_token(request(body, host="127.0.0.1", **kwargs), self.token)
+        return with_signature(request(body, host="127.0.0.1", **kwargs), self.endpoint)
 
     def assert_alive_and_clean(self) -> None:
         """The relay still runs, answers its bottle's hello, and never printed a traceback."""
@@ -88,11 +90,11 @@ class RelayHostileCase(TempDirTest):
 
 class RelayFuzzTest(RelayHostileCase):
     def test_fuzzed_requests_with_and_without_a_credential_are_each_answered(self) -> None:
-        """600 malformed requests carrying the bottle's token, 300 carrying none: each gets a well-formed answer."""
+        """600 malformed requests signed with the bottle's credential, 300 unsigned: each gets a well-formed answer."""
         self.serve("--request-timeout", "2")
         with Sampler(self.server.pid) as sampler:
             signed = fuzz(self.port, 600, seed=20261130, deadline=time.monotonic() + 120,
-                          transform=lambda data: with_token(data, self.token))
+                          transform=lambda data: with_signature(data, self.endpoint))
             bare = fuzz(self.port, 300, seed=7, deadline=time.monotonic() + 60)
         for report in (signed, bare):
             self.assertEqual(report.unanswered, [])
@@ -103,23 +105,24 @@ class RelayFuzzTest(RelayHostileCase):
         self.assert_alive_and_clean()
 
     def test_foreign_hosts_and_origins_are_refused(self) -> None:
-        """A rebinding page's Host and Origin get 403 even with a valid token; the VM names are served."""
+        """A rebinding page's Host and Origin get 403 even when signed; the VM names are served."""
         self.serve()
         hello = relay_call("hello", {})
         for headers in ({"Origin": "http://evil.example"}, {"Origin": "null"}):
-            answer, _ = exchange(self.port, with_token(request(hello, host="127.0.0.1", headers=headers), self.token))
+            signed = with_signature(request(hello, host="127.0.0.1", headers=headers), self.endpoint)
+            answer, _ = exchange(self.port, signed)
             self.assertEqual(answer.status if answer else None, 403, headers)
-        answer, _ = exchange(self.port, with_token(request(hello, host="evil.example:9110"), self.token))
+        answer, _ = exchange(self.port, with_signature(request(hello, host="evil.example:9110"), self.endpoint))
         self.assertEqual(answer.status if answer else None, 403)
         for name in ("host.docker.internal", "192.168.64.1", "localhost"):
-            answer, _ = exchange(self.port, with_token(request(hello, host=f"{name}:{self.port}"), self.token))
+            answer, _ = exchange(self.port, with_signature(request(hello, host=f"{name}:{self.port}"), self.endpoint))
             self.assertEqual(answer.status if answer else None, 200, name)
         self.assert_alive_and_clean()
 
 
 class RelaySlowClientTest(RelayHostileCase):
     def test_a_client_trickling_bytes_is_cut_off_at_the_deadline(self) -> None:
-        """One byte every 0.2 s with a valid token: the request's deadline (2 s) ends it with 408."""
+        """One byte every 0.2 s, signed: the request's deadline (2 s) ends it with 408."""
         self.serve("--request-timeout", "2")
         data = self.authed(b"{}", headers={"X-Padding": "p" * 100})
         sent, reply = trickle(self.port, data)
@@ -130,11 +133,12 @@ class RelaySlowClientTest(RelayHostileCase):
         self.assert_alive_and_clean()
 
     def test_stalled_bodies_hold_bounded_memory_and_threads(self) -> None:
-        """40 clients with the token declare 4 MiB, send 1 MiB and stall: bounded, all answered, all released."""
+        """40 signed clients declare 4 MiB, send 1 MiB and stall: bounded, all answered, all released."""
         self.serve("--request-timeout", "3", "--max-connections", "48")
         idle = proc_status(self.server.pid)
         with Sampler(self.server.pid) as sampler:
-            results = stall_bodies(self.port, self.authed(b"", length=str(4 * MiB)), 40, MiB)
+            # Each with a signature of its own: a nonce is served once.
+            results = stall_bodies(self.port, lambda: self.authed(b"", length=str(4 * MiB)), 40, MiB)
         self.assertEqual(len(results), 40)
         self.assertEqual(set(results) - {408, 503}, set(), results)
         growth_mib = (sampler.peak["VmHWM"] - idle["VmHWM"]) / 1024
@@ -206,16 +210,15 @@ class RelayLoadTest(RelayHostileCase):
         hog = threading.Thread(target=lambda: outcome.append(concurrent_exchanges(self.port, waits, timeout=60)))
         hog.start()
         time.sleep(1.0)
-        other = with_token(request(relay_call("submit", {"tool": TOOL_EGRESS_ALLOW, "payload": '{"host": "b"}',
-                                                         "justification": "mine"}), host="127.0.0.1"),
-                           self.other_token)
+        other = with_signature(request(relay_call("submit", {"tool": TOOL_EGRESS_ALLOW, "payload": '{"host": "b"}',
+                                                             "justification": "mine"}), host="127.0.0.1"), self.other)
         answer, _ = exchange(self.port, other)
         assert answer is not None
         mine = answer.json()["result"]["id"]
         with QueueStore(self.db) as store:
             decide(mine, STATUS_APPROVED, "ok", store=store)
-        answer, _ = exchange(self.port, with_token(request(relay_call("wait", {"id": mine, "timeout": 5}),
-                                                           host="127.0.0.1"), self.other_token))
+        answer, _ = exchange(self.port, with_signature(request(relay_call("wait", {"id": mine, "timeout": 5}),
+                                                               host="127.0.0.1"), self.other))
         assert answer is not None
         self.assertEqual(answer.json()["result"]["status"], STATUS_APPROVED)
         hog.join(60)
