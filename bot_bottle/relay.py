@@ -85,6 +85,7 @@ DEFAULT_RELAY_PORT = 9110  # fixed, so the URL in a bottle's relay.json outlives
 # gateway); a Host header must name one of these, the listen address or an --allowed-host.
 VM_HOST_NAMES = ("host.docker.internal", "host.containers.internal", "192.168.64.1")
 DEFAULT_MAX_WAITS_PER_BOTTLE = 32
+MIN_HEARTBEAT_GAP_SEC = 5.0  # a third of the sidecar's interval: a late beat is never dropped
 RELAY_MAX_CONNECTIONS = 512
 RELAY_MAX_IN_FLIGHT = 256
 LOCK_FILENAME = "relay.lock"
@@ -118,6 +119,7 @@ class RelayService:
         self._waits: dict[str, int] = {}
         self._waits_lock = threading.Lock()
         self._nonces = NonceLedger()
+        self._beats: dict[str, float] = {}
         # Requests in flight per bottle (a wait is one of them), so that the waits always leave room.
         self.max_requests_per_bottle = 2 * max_waits_per_bottle
         self._requests: dict[str, int] = {}
@@ -218,7 +220,7 @@ class RelayService:
         bottle = self.store.for_bottle(bottle_slug, quota=self.quota)
         if method in (HELLO, HEARTBEAT, STOPPED):
             _only(params, (), ())
-            if method == HEARTBEAT:
+            if method == HEARTBEAT and self._heartbeat_due(bottle_slug):
                 bottle.heartbeat()
             elif method == STOPPED:
                 bottle.stopped()
@@ -250,6 +252,21 @@ class RelayService:
             self._still_valid(caller)
             return None if response is None else response.to_dict()
         raise _RequestError(METHOD_NOT_FOUND, f"method not found: {method[:100]}")
+
+    def _heartbeat_due(self, bottle_slug: str) -> bool:
+        """Whether to record this bottle's heartbeat: at most one write per ``MIN_HEARTBEAT_GAP_SEC``.
+
+        A sidecar that beats as fast as it can would otherwise turn each beat
+        into a database write, and every open dashboard into a page reloading
+        under the operator's pointer.
+        """
+        now = time.monotonic()
+        with self._waits_lock:
+            last = self._beats.get(bottle_slug)
+            if last is not None and now - last < MIN_HEARTBEAT_GAP_SEC:
+                return False
+            self._beats[bottle_slug] = now
+        return True
 
     @contextlib.contextmanager
     def _wait_slot(self, bottle_slug: str) -> Any:

@@ -102,6 +102,10 @@ class CredentialTest(RelayTestCase):
             queue.heartbeat()
             self.assertEqual((bottles.get("bottle-a").state, bottles.get("bottle-b").state), ("running", "prepared"))
             self.assertIsNotNone(bottles.get("bottle-a").last_seen)
+            seen = bottles.get("bottle-a").last_seen
+            for _ in range(50):  # a sidecar beating as fast as it can: no write per beat
+                queue.heartbeat()
+            self.assertEqual(bottles.get("bottle-a").last_seen, seen)
             queue.stopped()
             self.assertEqual(bottles.get("bottle-a").state, "stopped")
         _, body = call(self.relay.port, "heartbeat", {"bottle": "bottle-a"}, self.relay.endpoint("bottle-b"))
