@@ -86,7 +86,7 @@ def cmd_bottles_show(args: argparse.Namespace) -> int:
         f"prepared   {bottle.prepared_at}",
         f"started    {bottle.started_at or '-'}",
         f"stopped    {bottle.stopped_at or '-'}",
-        f"last seen  {bottle.last_seen or '-'} ({ago(bottle.last_seen, now)} ago)",
+        f"last seen  {bottle.last_seen} ({ago(bottle.last_seen, now)} ago)" if bottle.last_seen else "last seen  never",
         f"pending    {len(item.pending)}",
     ]
     print_untrusted(lines)
