@@ -138,7 +138,7 @@ class RelayService:
         request = SignedRequest.parse(values[0])
         key = self.credentials.verify(request)
         # After the MAC: only a credential's holder can use up nonces.
-        self._nonces.spend(request.nonce, int(request.ts))
+        self._nonces.spend(request.nonce, int(request.ts), request.bottle)
         return Caller(bottle=request.bottle, key=key, nonce=request.nonce, body_sha256=request.body_sha256)
 
     def check_body(self, principal: object, body: bytes) -> None:
@@ -299,12 +299,15 @@ class NonceLedger:
     """
 
     def __init__(self, window: float = 2 * CLOCK_SKEW_SEC, limit: int = 1_000_000,
-                 journal: Path | None = None) -> None:
+                 journal: Path | None = None, per_bottle: int = 100_000) -> None:
         self.window = window
         self.limit = limit
+        # One bottle's share: a bottle spending nonces as fast as it can fills its own, not the ledger for all.
+        self.per_bottle = per_bottle
         self.journal = journal
-        # nonce -> (when it was spent, monotonic; the wall-clock time after which its request is stale)
-        self._seen: dict[str, tuple[float, int]] = {}
+        # nonce -> (when it was spent, monotonic; the wall-clock time after which its request is stale; bottle)
+        self._seen: dict[str, tuple[float, int, str]] = {}
+        self._held: dict[str, int] = {}  # nonces in the ledger per bottle
         self._lock = threading.Lock()
         self._journal_lines = 0
         self._journal_fd: int | None = None
@@ -315,9 +318,12 @@ class NonceLedger:
         now_wall, now = time.time(), time.monotonic()
         with contextlib.suppress(FileNotFoundError), open(journal, encoding="ascii", errors="replace") as handle:
             for text in handle:
-                nonce, _, expiry = text.strip().partition(" ")
-                if _NONCE_LINE.fullmatch(text.strip()) and int(expiry) >= now_wall:
-                    self._seen[nonce] = (now, int(expiry))
+                if not _NONCE_LINE.fullmatch(text.strip()):
+                    continue
+                nonce, expiry, bottle = text.split()
+                if int(expiry) >= now_wall and nonce not in self._seen:
+                    self._seen[nonce] = (now, int(expiry), bottle)
+                    self._held[bottle] = self._held.get(bottle, 0) + 1
         self._rewrite()
 
     def _rewrite(self) -> None:
@@ -327,7 +333,8 @@ class NonceLedger:
         temporary = self.journal.with_name(f".{self.journal.name}.new")
         fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, FILE_MODE)
         try:
-            data = "".join(f"{nonce} {expiry}\n" for nonce, (_, expiry) in self._seen.items()).encode("ascii")
+            data = "".join(f"{nonce} {expiry} {bottle}\n"
+                           for nonce, (_, expiry, bottle) in self._seen.items()).encode("ascii")
             os.write(fd, data)
         finally:
             os.close(fd)
@@ -337,8 +344,8 @@ class NonceLedger:
         self._journal_fd = os.open(self.journal, os.O_WRONLY | os.O_APPEND | os.O_NOFOLLOW)
         self._journal_lines = len(self._seen)
 
-    def spend(self, nonce: str, ts: int | None = None) -> None:
-        """Record ``nonce`` of a request stamped ``ts``; ``Unauthorized`` if it was served already."""
+    def spend(self, nonce: str, ts: int | None = None, bottle: str = "-") -> None:
+        """Record ``bottle``'s ``nonce`` of a request stamped ``ts``; ``Unauthorized`` if it was served already."""
         now = time.monotonic()
         expiry = (int(time.time()) if ts is None else ts) + CLOCK_SKEW_SEC + 1
         with self._lock:
@@ -347,15 +354,19 @@ class NonceLedger:
                 oldest = next(iter(self._seen))
                 if self._seen[oldest][0] >= now - self.window:
                     break
-                del self._seen[oldest]
+                owner = self._seen.pop(oldest)[2]
+                self._held[owner] -= 1
+                if not self._held[owner]:
+                    del self._held[owner]
             if nonce in self._seen:
                 raise Unauthorized("this request was served already (its nonce is spent): a replay is refused")
-            if len(self._seen) >= self.limit:
+            if len(self._seen) >= self.limit or self._held.get(bottle, 0) >= self.per_bottle:
                 raise Unauthorized("the relay has seen too many requests in the last minutes; retry")
-            self._seen[nonce] = (now, expiry)
+            self._seen[nonce] = (now, expiry, bottle)
+            self._held[bottle] = self._held.get(bottle, 0) + 1
             if self._journal_fd is not None:
                 # Written before the request is served; a process crash keeps it (the kernel holds the page).
-                os.write(self._journal_fd, f"{nonce} {expiry}\n".encode("ascii"))
+                os.write(self._journal_fd, f"{nonce} {expiry} {bottle}\n".encode("ascii"))
                 self._journal_lines += 1
                 if self._journal_lines > 2 * len(self._seen) + 1024:
                     self._rewrite()
@@ -368,7 +379,7 @@ class NonceLedger:
                 self._journal_fd = None
 
 
-_NONCE_LINE = re.compile(r"[0-9a-f]{32} [0-9]{1,13}")
+_NONCE_LINE = re.compile(r"[0-9a-f]{32} [0-9]{1,13} [A-Za-z0-9._-]{1,128}")
 
 
 class _RequestError(Exception):

@@ -260,6 +260,19 @@ class NonceLedgerTest(TempDirTest):
             ledger.spend(secrets.token_hex(16))
         self.assertEqual(len(ledger._seen), 100)
 
+    def test_one_bottle_spending_nonces_fast_fills_only_its_own_share(self) -> None:
+        """BROKE before the fix: the ledger's limit was one for all bottles, so one bottle's sidecar (or an
+        agent holding its key) sending requests as fast as it could filled it, and every other bottle's
+        requests were refused until the window passed. Now each bottle has its share."""
+        ledger = NonceLedger(limit=100, per_bottle=40)
+        for _ in range(40):
+            ledger.spend(secrets.token_hex(16), bottle="greedy-1")
+        with self.assertRaises(Unauthorized):
+            ledger.spend(secrets.token_hex(16), bottle="greedy-1")
+        for bottle in ("web-1", "web-2"):
+            for _ in range(30):
+                ledger.spend(secrets.token_hex(16), bottle=bottle)
+
     def test_the_journal_stays_bounded_and_a_garbled_one_is_no_fault(self) -> None:
         """Fix's own checks: the journal is compacted as the ledger forgets; garbage lines in it are skipped."""
         journal = self.tmp / "relay" / NONCES_FILENAME
@@ -272,7 +285,7 @@ class NonceLedgerTest(TempDirTest):
         self.assertLessEqual(len(lines), 2 * len(ledger._seen) + 1025)
         kept = secrets.token_hex(16)
         with open(journal, "a", encoding="utf-8") as handle:
-            handle.write(f"{kept} {int(time.time()) + 60}\nnot a line\n\x1b[2J 99\n{'f' * 32} 12\n")
+            handle.write(f"{kept} {int(time.time()) + 60} web-1\nnot a line\n\x1b[2J 99 x\n{'f' * 32} 12 web-1\n")
         again = NonceLedger(journal=journal)
         with self.assertRaises(Unauthorized):
             again.spend(kept)
