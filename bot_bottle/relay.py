@@ -37,6 +37,7 @@ import hashlib
 import hmac
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -90,6 +91,7 @@ RELAY_MAX_CONNECTIONS = 512
 RELAY_MAX_IN_FLIGHT = 256
 LOCK_FILENAME = "relay.lock"
 LOG_FILENAME = "relay.log"
+NONCES_FILENAME = "nonces"  # the spent nonces still in their window, so a restart does not reopen replays
 START_TIMEOUT_SEC = 15.0
 # Relays this process started and never waits on (they outlive it): kept so no Popen is collected while it runs.
 _STARTED: list[subprocess.Popen[bytes]] = []
@@ -109,6 +111,7 @@ class RelayService:
         poll_interval: float = DEFAULT_POLL_INTERVAL_SEC,
         max_waits_per_bottle: int = DEFAULT_MAX_WAITS_PER_BOTTLE,
         log: Callable[[str], None] = lambda line: None,
+        nonce_journal: Path | None = None,
     ) -> None:
         self.store = store
         self.credentials = credentials
@@ -118,7 +121,7 @@ class RelayService:
         self._log = log
         self._waits: dict[str, int] = {}
         self._waits_lock = threading.Lock()
-        self._nonces = NonceLedger()
+        self._nonces = NonceLedger(journal=nonce_journal)
         self._beats: dict[str, float] = {}
         # Requests in flight per bottle (a wait is one of them), so that the waits always leave room.
         self.max_requests_per_bottle = 2 * max_waits_per_bottle
@@ -136,7 +139,8 @@ class RelayService:
                                "signed with the key of the bottle's relay.json")
         request = SignedRequest.parse(values[0])
         key = self.credentials.verify(request)
-        self._nonces.spend(request.nonce)  # after the MAC: only a credential's holder can use up nonces
+        # After the MAC: only a credential's holder can use up nonces.
+        self._nonces.spend(request.nonce, int(request.ts), request.bottle)
         return Caller(bottle=request.bottle, key=key, nonce=request.nonce, body_sha256=request.body_sha256)
 
     def check_body(self, principal: object, body: bytes) -> None:
@@ -168,6 +172,10 @@ class RelayService:
             self._requests[principal.bottle] -= 1
             if not self._requests[principal.bottle]:
                 del self._requests[principal.bottle]
+
+    def close(self) -> None:
+        """Close the nonce journal (the relay is stopping)."""
+        self._nonces.close()
 
     def health(self) -> dict[str, Any]:
         """What ``GET /healthz`` says: that this is the relay (nothing of any bottle)."""
@@ -297,25 +305,98 @@ class Caller:
 
 
 class NonceLedger:
-    """Nonces served within the clock-skew window, so a captured request cannot be played again."""
+    """Nonces served within the clock-skew window, so a captured request cannot be played again.
 
-    def __init__(self, window: float = 2 * CLOCK_SKEW_SEC, limit: int = 1_000_000) -> None:
+    With a ``journal`` (``~/.bot-bottle/relay/nonces``, beside the lock) each
+    spent nonce is also appended there with the wall-clock time after which
+    its request is stale anyway, and a new ledger reads the journal back: a
+    request captured before a relay restart is refused after it too. The
+    journal is rewritten with only the live nonces when it is read and when
+    it has grown to twice what the ledger holds.
+    """
+
+    def __init__(self, window: float = 2 * CLOCK_SKEW_SEC, limit: int = 1_000_000,
+                 journal: Path | None = None, per_bottle: int = 100_000) -> None:
         self.window = window
         self.limit = limit
-        self._seen: dict[str, float] = {}
+        # One bottle's share: a bottle spending nonces as fast as it can fills its own, not the ledger for all.
+        self.per_bottle = per_bottle
+        self.journal = journal
+        # nonce -> (when it was spent, monotonic; the wall-clock time after which its request is stale; bottle)
+        self._seen: dict[str, tuple[float, int, str]] = {}
+        self._held: dict[str, int] = {}  # nonces in the ledger per bottle
         self._lock = threading.Lock()
+        self._journal_lines = 0
+        self._journal_fd: int | None = None
+        if journal is not None:
+            self._load(journal)
 
-    def spend(self, nonce: str) -> None:
-        """Record ``nonce``; ``Unauthorized`` if it was served already."""
+    def _load(self, journal: Path) -> None:
+        now_wall, now = time.time(), time.monotonic()
+        with contextlib.suppress(FileNotFoundError), open(journal, encoding="ascii", errors="replace") as handle:
+            for text in handle:
+                if not _NONCE_LINE.fullmatch(text.strip()):
+                    continue
+                nonce, expiry, bottle = text.split()
+                if int(expiry) >= now_wall and nonce not in self._seen:
+                    self._seen[nonce] = (now, int(expiry), bottle)
+                    self._held[bottle] = self._held.get(bottle, 0) + 1
+        self._rewrite()
+
+    def _rewrite(self) -> None:
+        """Replace the journal with the live nonces (whole or not at all), and append to it from now on."""
+        assert self.journal is not None
+        self.journal.parent.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
+        temporary = self.journal.with_name(f".{self.journal.name}.new")
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, FILE_MODE)
+        try:
+            data = "".join(f"{nonce} {expiry} {bottle}\n"
+                           for nonce, (_, expiry, bottle) in self._seen.items()).encode("ascii")
+            os.write(fd, data)
+        finally:
+            os.close(fd)
+        os.replace(temporary, self.journal)
+        if self._journal_fd is not None:
+            os.close(self._journal_fd)
+        self._journal_fd = os.open(self.journal, os.O_WRONLY | os.O_APPEND | os.O_NOFOLLOW)
+        self._journal_lines = len(self._seen)
+
+    def spend(self, nonce: str, ts: int | None = None, bottle: str = "-") -> None:
+        """Record ``bottle``'s ``nonce`` of a request stamped ``ts``; ``Unauthorized`` if it was served already."""
         now = time.monotonic()
+        expiry = (int(time.time()) if ts is None else ts) + CLOCK_SKEW_SEC + 1
         with self._lock:
-            if len(self._seen) >= self.limit or next(iter(self._seen.values()), now) < now - self.window:
-                self._seen = {n: t for n, t in self._seen.items() if t >= now - self.window}
+            # Oldest first (a dict keeps insertion order): each nonce is dropped once, never the whole ledger rebuilt.
+            while self._seen:
+                oldest = next(iter(self._seen))
+                if self._seen[oldest][0] >= now - self.window:
+                    break
+                owner = self._seen.pop(oldest)[2]
+                self._held[owner] -= 1
+                if not self._held[owner]:
+                    del self._held[owner]
             if nonce in self._seen:
                 raise Unauthorized("this request was served already (its nonce is spent): a replay is refused")
-            if len(self._seen) >= self.limit:
+            if len(self._seen) >= self.limit or self._held.get(bottle, 0) >= self.per_bottle:
                 raise Unauthorized("the relay has seen too many requests in the last minutes; retry")
-            self._seen[nonce] = now
+            self._seen[nonce] = (now, expiry, bottle)
+            self._held[bottle] = self._held.get(bottle, 0) + 1
+            if self._journal_fd is not None:
+                # Written before the request is served; a process crash keeps it (the kernel holds the page).
+                os.write(self._journal_fd, f"{nonce} {expiry} {bottle}\n".encode("ascii"))
+                self._journal_lines += 1
+                if self._journal_lines > 2 * len(self._seen) + 1024:
+                    self._rewrite()
+
+    def close(self) -> None:
+        """Close the journal (the ledger records nothing more in it)."""
+        with self._lock:
+            if self._journal_fd is not None:
+                os.close(self._journal_fd)
+                self._journal_fd = None
+
+
+_NONCE_LINE = re.compile(r"[0-9a-f]{32} [0-9]{1,13} [A-Za-z0-9._-]{1,128}")
 
 
 class _RequestError(Exception):
@@ -510,7 +591,8 @@ def serve(
     try:
         with QueueStore(db_path) as store:
             service = RelayService(store, RelayCredentials(database=store.db), quota=quota,
-                                   max_waits_per_bottle=max_waits_per_bottle, log=log)
+                                   max_waits_per_bottle=max_waits_per_bottle, log=log,
+                                   nonce_journal=relay_root() / NONCES_FILENAME)
             server = SuperviseHTTPServer((host, port), service, allowed_hosts=names, software="bot-bottle-relay",
                                          max_connections=max_connections, max_in_flight=RELAY_MAX_IN_FLIGHT,
                                          request_timeout=request_timeout)
@@ -529,6 +611,7 @@ def serve(
                 server.serve_forever(poll_interval=0.2)
             finally:
                 server.server_close()
+                service.close()
     finally:
         lock.release()
     log("stopped")

@@ -40,6 +40,7 @@ from bot_bottle.errors import (
 )
 from bot_bottle.records import DEFAULT_POLL_INTERVAL_SEC, Proposal, Response
 from bot_bottle.relay_credentials import SIGNATURE_HEADER, RelayEndpoint, answer_is_genuine, sign_request
+from bot_bottle.terminal_text import clean_line
 
 # Methods of the relay (each takes an object of params; none names a bottle).
 HELLO, SUBMIT, GET, RESPONSE, WAIT, ARCHIVE = "hello", "submit", "get", "response", "wait", "archive"
@@ -60,6 +61,8 @@ RETRY_SEC = 10.0  # how long an operation other than a wait keeps trying an unre
 CONNECT_TIMEOUT_SEC = 5.0
 ANSWER_MARGIN_SEC = 15.0  # beyond a request's own wait, for the relay to answer
 MAX_ANSWER_BYTES = 32 * 1024 * 1024
+MAX_UNSIGNED_BYTES = 64 * 1024  # an unsigned answer is only ever a short refusal
+MAX_UNSIGNED_REASON = 300
 _BACKOFF_SEC = (0.05, 0.1, 0.2, 0.5, 1.0)
 
 
@@ -222,8 +225,12 @@ class RelayQueue:
                 raise _Retry(_describe(exc)) from None
         finally:
             connection.close()
-        if answer.status == 200 and not answer_is_genuine(self.endpoint, nonce, 200, data,
-                                                          answer.getheader(SIGNATURE_HEADER)):
+        signature = answer.getheader(SIGNATURE_HEADER)
+        if signature is None and answer.status != 200:
+            # The relay signs every answer to a request it authorized; an unsigned one is a refusal before that
+            # (or made up by whatever sits between): it may say only "retry" or "refused", never what happened.
+            return _unsigned(answer.status, data)
+        if not answer_is_genuine(self.endpoint, nonce, answer.status, data, signature):
             # Fail closed: something other than the operator's relay answered (or the answer was changed).
             raise RelayError(f"the answer from {self.endpoint.url} does not carry the relay's signature for this "
                              "request: something else answered at the relay's address; nothing was taken from it")
@@ -236,6 +243,27 @@ def _describe(exc: BaseException) -> str:
     if isinstance(exc, OSError) and exc.strerror:
         return exc.strerror
     return type(exc).__name__
+
+
+def _unsigned(status: int, data: bytes) -> Any:
+    """What an unsigned answer may mean: busy (retry), the credential refused, or nothing (``RelayError``).
+
+    Its words are anyone's: they are shown only escaped and cut short, as a
+    reason quoted, and never raise one of the relay's errors (already
+    decided, not found, over quota...) that only a signed answer may carry.
+    """
+    if status == 503:
+        raise _Retry("the relay is busy")
+    try:
+        document = json.loads(data[:MAX_UNSIGNED_BYTES])
+        error = document.get("error") if isinstance(document, dict) else None
+        message = error.get("message") if isinstance(error, dict) else None
+    except (ValueError, RecursionError):
+        message = None
+    said = f" (it said, unsigned: '{clean_line(message)[:MAX_UNSIGNED_REASON]}')" if isinstance(message, str) else ""
+    if status == 401:
+        raise Unauthorized(f"the relay refused this bottle's credential{said}")
+    raise RelayError(f"the relay answered HTTP {status} without its signature{said}; nothing was taken from it")
 
 
 def _result(status: int, data: bytes) -> Any:

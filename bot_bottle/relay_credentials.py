@@ -67,6 +67,7 @@ CLOCK_SKEW_SEC = 300  # how far a request's time may be from the relay's
 _AUTH_FIELDS = ("bottle", "ts", "nonce", "body", "mac")
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 _HEX32 = re.compile(r"[0-9a-f]{32}")
+_DIGITS = re.compile(r"[0-9]{1,12}")
 
 
 def _mac(key_hex: str, *parts: str) -> str:
@@ -133,7 +134,8 @@ class SignedRequest:
             raise Unauthorized("malformed relay authorization")
         try:
             validate_queue_key(fields["bottle"], "bottle")
-            stamp = int(fields["ts"]) if fields["ts"].isdigit() and len(fields["ts"]) <= 12 else None
+            # ASCII digits only: str.isdigit() also takes '²' (one latin-1 byte), which int() refuses.
+            stamp = int(fields["ts"]) if _DIGITS.fullmatch(fields["ts"]) else None
         except ValidationError:
             stamp = None
         if stamp is None or not _HEX32.fullmatch(fields["nonce"]) or not _HEX64.fullmatch(fields["body"]) \
