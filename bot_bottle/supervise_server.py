@@ -21,6 +21,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import FrameType
 
+from bot_bottle import terminal_text
 from bot_bottle.bottles import HEARTBEAT_INTERVAL_SEC
 from bot_bottle.db import DB_DIR_IN_CONTAINER, DB_PATH_IN_CONTAINER
 from bot_bottle.errors import BotBottleError, RelayUnreachable, ValidationError
@@ -203,12 +204,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
 
     def log(line: str) -> None:
-        print(f"supervise[{args.bottle}]: {line}", file=sys.stderr, flush=True)
+        # Lines can quote what an agent or a relay sent: one line, escaped, whatever reads the log.
+        print(f"supervise[{args.bottle}]: {terminal_text.clean_line(line)}", file=sys.stderr, flush=True)
 
     try:
         server, queue = start(args, log)
     except BotBottleError as exc:
-        print(f"supervise-server: error: {exc}", file=sys.stderr)
+        print(f"supervise-server: error: {terminal_text.clean_line(str(exc))}", file=sys.stderr)
         return 2 if isinstance(exc, ValidationError) else 1
     except OSError as exc:
         print(f"supervise-server: error: cannot listen on {args.host}:{args.port}: {exc.strerror}", file=sys.stderr)

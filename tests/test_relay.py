@@ -8,6 +8,7 @@ mount namespace and Python's audit hooks.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -473,6 +474,34 @@ class RelayProcessTest(TempDirTest):
         self.assertEqual(result.returncode, 1, result.stderr)
         self.assertEqual(result.stdout, "")
         self.assertIn("revoked", result.stderr.strip().splitlines()[-1])
+
+    def test_an_impostors_refusal_reaches_the_sidecars_stderr_escaped(self) -> None:
+        """Something else answering at the relay's address refuses with escape sequences: one escaped line, exit 1."""
+        evil = "\x1b]0;pwned\x07\x1b[2J\u202e\nsupervise[web-1]: approved"
+        body = json.dumps({"jsonrpc": "2.0", "id": 1, "error": {"code": -32600, "message": evil}}).encode()
+        impostor = socket.create_server(("127.0.0.1", 0))
+        self.addCleanup(impostor.close)
+
+        def answer() -> None:
+            with contextlib.suppress(OSError):
+                while True:
+                    client, _ = impostor.accept()
+                    with client:
+                        client.recv(65536)
+                        client.sendall(b"HTTP/1.1 401 Unauthorized\r\nContent-Type: application/json\r\n"
+                                       + f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
+
+        threading.Thread(target=answer, daemon=True).start()
+        endpoint = RelayEndpoint(url=f"http://127.0.0.1:{impostor.getsockname()[1]}/",
+                                 token=self.endpoint("web-1").token, bottle="web-1")
+        relay_file = write_endpoint_file(self.tmp / "web-1", endpoint)
+        result = subprocess.run([sys.executable, "-m", "bot_bottle.supervise_server", "--bottle", "web-1", "--relay",
+                                 str(relay_file), "--host", "127.0.0.1", "--port", "0"], capture_output=True,
+                                text=True, cwd=REPO, timeout=60)
+        self.assertEqual(result.returncode, 1, result.stderr)
+        self.assertEqual(len(result.stderr.strip().splitlines()), 2, result.stderr)  # where it files; why it stops
+        for raw in ("\x1b", "\x07", "\u202e"):
+            self.assertNotIn(raw, result.stderr)
 
     def test_two_launches_at_once_start_one_relay(self) -> None:
         """Two ensure_relay calls racing from two processes: both get the same relay, and one runs."""
