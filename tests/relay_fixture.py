@@ -19,7 +19,7 @@ from bot_bottle.relay_client import RelayQueue
 from bot_bottle.relay_credentials import RelayCredentials, RelayEndpoint, sign_request, write_endpoint_file
 from bot_bottle.supervise_http import SuperviseHTTPServer
 from tests.hostile import request
-from tests.support import REPO, wait_until
+from tests.support import REPO, TempDirTest, wait_until
 
 
 class InProcessRelay:
@@ -65,6 +65,17 @@ class InProcessRelay:
         """Stop this relay when ``test`` ends; returns it."""
         test.addCleanup(self.stop)
         return self
+
+
+class RelayCase(TempDirTest):
+    """An in-process relay over this test's database (``self.relay``), and a store to look with (``self.store``)."""
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.db = self.tmp / "relay.db"
+        self.relay = InProcessRelay(self.db).register(self)
+        self.store = QueueStore(self.db)
+        self.addCleanup(self.store.close)
 
 
 def signed(endpoint: RelayEndpoint, body: bytes, **headers: str) -> dict[str, str]:

@@ -23,7 +23,7 @@ from urllib.parse import urlencode
 from bot_bottle.audit_store import AuditStore
 from bot_bottle.db import open_db
 from bot_bottle.errors import RelayUnreachable
-from bot_bottle.queue_store import QueueStore, sha256_text
+from bot_bottle.queue_store import sha256_text
 from bot_bottle.records import STATUS_APPROVED, TOOL_EGRESS_ALLOW, TOOL_GITLEAKS_ALLOW
 from bot_bottle.relay import Caller
 from bot_bottle.relay_client import RelayQueue
@@ -32,7 +32,7 @@ from bot_bottle.supervise import decide
 from bot_bottle.supervise_http import MAX_CONCURRENT_REQUESTS
 from tests.hostile import exchange, parse_answer, request
 from tests.relay_fixture import (
-    InProcessRelay,
+    RelayCase,
     free_port,
     relay_env,
     signed,
@@ -67,15 +67,11 @@ def read_answer(sock: socket.socket) -> bytes:
     return bytes(received)
 
 
-class RelayAttackCase(TempDirTest):
+class RelayAttackCase(RelayCase):
     """An in-process relay over this test's database, with web-1 and web-2 credentialed."""
 
     def setUp(self) -> None:
         super().setUp()
-        self.db = self.tmp / "relay.db"
-        self.relay = InProcessRelay(self.db).register(self)
-        self.store = QueueStore(self.db)
-        self.addCleanup(self.store.close)
         self.endpoint = self.relay.endpoint("web-1")
         self.other = self.relay.endpoint("web-2")
         # Set once the relay has authorized a request from its headers (before it reads the body).

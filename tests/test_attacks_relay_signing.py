@@ -22,7 +22,6 @@ from typing import Any, ClassVar
 
 from bot_bottle.db import open_db
 from bot_bottle.errors import AlreadyDecided, RelayError, RelayUnreachable, Unauthorized
-from bot_bottle.queue_store import QueueStore
 from bot_bottle.records import TOOL_EGRESS_ALLOW
 from bot_bottle.relay import NONCES_FILENAME, NonceLedger
 from bot_bottle.relay_client import RelayQueue
@@ -37,7 +36,7 @@ from bot_bottle.relay_credentials import (
     token_sha256,
 )
 from tests.hostile import exchange, parse_answer, request
-from tests.relay_fixture import InProcessRelay, free_port, start_relay_process, stop_process
+from tests.relay_fixture import RelayCase, free_port, start_relay_process, stop_process
 from tests.support import TempDirTest
 
 PAYLOAD = '{"host": "api.example.com"}'
@@ -60,15 +59,11 @@ def hand_signed(endpoint: RelayEndpoint, body: bytes, *, ts: str | None = None, 
     return f"{AUTH_SCHEME} bottle={bottle},ts={ts},nonce={nonce},body={digest},mac={mac}"
 
 
-class SigningCase(TempDirTest):
+class SigningCase(RelayCase):
     """An in-process relay over this test's database, with web-1 and web-2 credentialed."""
 
     def setUp(self) -> None:
         super().setUp()
-        self.db = self.tmp / "relay.db"
-        self.relay = InProcessRelay(self.db).register(self)
-        self.store = QueueStore(self.db)
-        self.addCleanup(self.store.close)
         self.endpoint = self.relay.endpoint("web-1")
         self.other = self.relay.endpoint("web-2")
 

@@ -44,6 +44,7 @@ from bot_bottle.supervise import decide
 from tests.hostile import exchange, parse_answer, request
 from tests.relay_fixture import (
     InProcessRelay,
+    RelayCase,
     free_port,
     relay_env,
     signed_request,
@@ -64,16 +65,7 @@ def call(port: int, method: str, params: dict[str, Any], endpoint: RelayEndpoint
     return answer.status, answer.json()
 
 
-class RelayTestCase(TempDirTest):
-    def setUp(self) -> None:
-        super().setUp()
-        self.db = self.tmp / "relay.db"
-        self.relay = InProcessRelay(self.db).register(self)
-        self.store = QueueStore(self.db)
-        self.addCleanup(self.store.close)
-
-
-class CredentialTest(RelayTestCase):
+class CredentialTest(RelayCase):
     def test_a_token_reaches_only_its_own_bottle(self) -> None:
         """B's token cannot read, wait on, archive or learn of A's proposals; B's filing lands in B."""
         a, b = self.relay.queue("bottle-a"), self.relay.queue("bottle-b")
