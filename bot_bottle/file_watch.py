@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import os
 import select
 import sys
@@ -34,7 +35,10 @@ _IN_CLOEXEC = os.O_CLOEXEC
 _EVENTS = _IN_MODIFY | _IN_ATTRIB | _IN_CLOSE_WRITE | _IN_MOVE_SELF | _IN_DELETE_SELF
 
 
+@functools.cache
 def _libc() -> ctypes.CDLL | None:
+    # Once per process: find_library runs ldconfig in a child process (milliseconds), and every
+    # wait opens a watch (docs/benchmarks.md, "Throughput").
     if not sys.platform.startswith("linux"):
         return None
     try:
