@@ -21,6 +21,9 @@ import functools
 import os
 import select
 import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Self
 
@@ -87,6 +90,14 @@ class FileWatch:
             return True
         return True
 
+    def drain(self) -> None:
+        """Forget the events queued so far (without waiting): a watch taken from a pool starts fresh."""
+        try:
+            while os.read(self.fd, 4096):
+                pass
+        except OSError:  # BlockingIOError: nothing (more) queued; anything else: wait() will say "look"
+            pass
+
     def close(self) -> None:
         """Stop watching."""
         if self.fd >= 0:
@@ -98,3 +109,51 @@ class FileWatch:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class WatchPool:
+    """Watches of one file, kept open between waits and lent to one waiter at a time.
+
+    Closing an inotify descriptor waits for the kernel's SRCU grace period
+    (about a millisecond, more on a busy machine) and opening one takes a
+    library call and three system calls: a waiter that opened and closed a
+    watch of its own on every wait paid that for every proposal
+    (docs/benchmarks.md, "Throughput"). Each waiter still has a watch to
+    itself while it waits, so events one drains are never lost to another;
+    a watch comes back drained, and at most ``keep`` stay open.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], keep: int = 8) -> None:
+        self._path = path
+        self._keep = keep
+        self._idle: list[FileWatch] = []
+        self._lock = threading.Lock()
+        self._closed = False
+
+    @contextmanager
+    def watch(self) -> Iterator[FileWatch | None]:
+        """A watch of the file for the block (None where there is none: poll instead)."""
+        with self._lock:
+            watch = self._idle.pop() if self._idle else None
+        if watch is None:
+            watch = FileWatch.open(self._path)
+        else:
+            watch.drain()
+        try:
+            yield watch
+        finally:
+            if watch is not None:
+                with self._lock:
+                    kept = not self._closed and len(self._idle) < self._keep
+                    if kept:
+                        self._idle.append(watch)
+                if not kept:
+                    watch.close()
+
+    def close(self) -> None:
+        """Close the idle watches; a watch lent out is closed when it comes back."""
+        with self._lock:
+            self._closed = True
+            idle, self._idle = self._idle, []
+        for watch in idle:
+            watch.close()

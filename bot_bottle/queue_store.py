@@ -24,7 +24,7 @@ from dataclasses import fields
 from typing import Any
 
 from bot_bottle.audit_store import AuditStore
-from bot_bottle.db import DatabaseUser
+from bot_bottle.db import Database, DatabaseUser
 from bot_bottle.errors import (
     AlreadyDecided,
     AmbiguousId,
@@ -34,7 +34,7 @@ from bot_bottle.errors import (
     StillPending,
     ValidationError,
 )
-from bot_bottle.file_watch import FileWatch
+from bot_bottle.file_watch import WatchPool
 from bot_bottle.records import (
     DEFAULT_POLL_INTERVAL_SEC,
     DEFAULT_QUOTA,
@@ -92,6 +92,22 @@ class QueueStore(DatabaseUser):
 
     Safe to share between threads; open one per process (or per thread) as you like.
     """
+
+    def __init__(
+        self,
+        db_path: str | os.PathLike[str] | None = None,
+        *,
+        database: Database | None = None,
+        migrate_schema: bool = True,
+    ) -> None:
+        super().__init__(db_path, database=database, migrate_schema=migrate_schema)
+        # Waiters borrow watches of the database file from here, so a wait neither opens nor closes one.
+        self._watches = WatchPool(self.db.path)
+
+    def close(self) -> None:
+        """Close the store's watches and its connection (unless it was handed a ``Database`` to share)."""
+        self._watches.close()
+        super().close()
 
     # Row mapping -----------------------------------------------------------
 
@@ -354,8 +370,7 @@ class QueueStore(DatabaseUser):
         validate_proposal_id(proposal_id)
         deadline = time.monotonic() + timeout
         seen: tuple[int, int] | None = None
-        watch = FileWatch.open(self.db.path)
-        try:
+        with self._watches.watch() as watch:
             while True:
                 marker = self.changes_marker()
                 if marker != seen:
@@ -370,9 +385,6 @@ class QueueStore(DatabaseUser):
                     watch.wait(min(poll_interval, remaining))
                 else:
                     time.sleep(min(poll_interval, remaining))
-        finally:
-            if watch is not None:
-                watch.close()
 
     # Changing ----------------------------------------------------------------
 
