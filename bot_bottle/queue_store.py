@@ -331,8 +331,24 @@ class QueueStore(DatabaseUser):
     def response(self, proposal_id: str) -> Response | None:
         """The decision on this proposal, or ``None`` while it is pending."""
         validate_proposal_id(proposal_id)
+        return self._decision_of(proposal_id, None)
+
+    def _decision_of(self, proposal_id: str, queue_key: str | None) -> Response | None:
+        """The response, in one read; with ``queue_key``, ``NotFound`` unless the proposal is that bottle's.
+
+        One statement, so one shared lock: a bottle's look at its decision
+        checks whose proposal it is in the same read (docs/benchmarks.md, "Throughput").
+        """
         with self.db.read() as conn:
-            return self._response_in(conn, proposal_id)
+            if queue_key is None:
+                return self._response_in(conn, proposal_id)
+            row = conn.execute(
+                f"SELECT p.queue_key, {_RESPONSE_COLUMNS} FROM proposals p "
+                "LEFT JOIN responses r ON r.proposal_id = p.id WHERE p.id = :id",
+                {"id": proposal_id},
+            ).fetchone()
+        _check_bottle(proposal_id, None if row is None else str(row[0]), queue_key)
+        return None if row[1] is None else self.response_from_row(row[1:])
 
     def changes_marker(self) -> tuple[int, int]:
         """A value that changes whenever anyone commits to the database (cheap: no table is read)."""
@@ -368,14 +384,20 @@ class QueueStore(DatabaseUser):
         """
         timeout, poll_interval = _check_wait(timeout, poll_interval)
         validate_proposal_id(proposal_id)
+        return self._wait(proposal_id, timeout, poll_interval, None)
+
+    def _wait(self, proposal_id: str, timeout: float, poll_interval: float, queue_key: str | None) -> Response | None:
+        """``wait_for_response``; with ``queue_key``, the first look also checks the proposal is that bottle's."""
         deadline = time.monotonic() + timeout
         seen: tuple[int, int] | None = None
+        owner = queue_key
         with self._watches.watch() as watch:
             while True:
                 marker = self.changes_marker()
                 if marker != seen:
                     seen = marker
-                    found = self.response(proposal_id)
+                    found = self._decision_of(proposal_id, owner)
+                    owner = None  # checked once: a proposal never changes bottles
                     if found is not None:
                         return found
                 remaining = deadline - time.monotonic()
@@ -395,8 +417,19 @@ class QueueStore(DatabaseUser):
         must see it first.
         """
         validate_proposal_id(proposal_id)
+        return self._archive(proposal_id, None)
+
+    def _archive(self, proposal_id: str, queue_key: str | None) -> Proposal:
+        """``archive``; with ``queue_key``, ``NotFound`` (nothing written) unless the proposal is that bottle's."""
         with self.db.write() as conn:
-            proposal = self._get_in(conn, proposal_id)
+            if queue_key is None:
+                proposal = self._get_in(conn, proposal_id)
+            else:
+                row = conn.execute(
+                    f"SELECT {_PROPOSAL_COLUMNS} FROM proposals p WHERE p.id = :id", {"id": proposal_id}
+                ).fetchone()
+                _check_bottle(proposal_id, None if row is None else str(row[1]), queue_key)
+                proposal = self.proposal_from_row(row)
             if proposal.archived_at is not None:
                 return proposal
             if self._response_in(conn, proposal_id) is None:
@@ -476,6 +509,14 @@ class QueueStore(DatabaseUser):
         return BottleQueue(self, validate_queue_key(queue_key), quota=quota)
 
 
+def _check_bottle(proposal_id: str, owner: str | None, queue_key: str) -> None:
+    """``NotFound`` as ``BottleQueue.get`` words it, unless the proposal (owned by ``owner``) is ``queue_key``'s."""
+    if owner is None:
+        raise NotFound(f"no proposal {proposal_id}")
+    if owner != queue_key:
+        raise NotFound(f"no proposal {proposal_id} in bottle {queue_key}")
+
+
 def _decided_on(proposal: Proposal) -> dict[str, Any]:
     """What a decision is about: every field of the proposal but its archiving."""
     return {**proposal.to_dict(), "archived_at": None}
@@ -513,23 +554,23 @@ class BottleQueue:
     def get(self, proposal_id: str) -> Proposal:
         """This bottle's proposal with that id; ``NotFound`` for any other."""
         proposal = self._store.get(proposal_id)
-        if proposal.queue_key != self._queue_key:
-            raise NotFound(f"no proposal {proposal_id} in bottle {self._queue_key}")
+        _check_bottle(proposal_id, proposal.queue_key, self._queue_key)
         return proposal
 
     def response(self, proposal_id: str) -> Response | None:
         """The decision on this bottle's proposal, or ``None`` while pending."""
-        self.get(proposal_id)
-        return self._store.response(proposal_id)
+        validate_proposal_id(proposal_id)
+        return self._store._decision_of(proposal_id, self._queue_key)
 
     def wait_for_response(
         self, proposal_id: str, timeout: float, poll_interval: float = DEFAULT_POLL_INTERVAL_SEC
     ) -> Response | None:
         """Wait for the decision on this bottle's proposal (see ``QueueStore.wait_for_response``)."""
-        self.get(proposal_id)
-        return self._store.wait_for_response(proposal_id, timeout, poll_interval)
+        validate_proposal_id(proposal_id)
+        timeout, poll_interval = _check_wait(timeout, poll_interval)
+        return self._store._wait(proposal_id, timeout, poll_interval, self._queue_key)
 
     def archive(self, proposal_id: str) -> Proposal:
         """Archive this bottle's decided proposal (see ``QueueStore.archive``)."""
-        self.get(proposal_id)
-        return self._store.archive(proposal_id)
+        validate_proposal_id(proposal_id)
+        return self._store._archive(proposal_id, self._queue_key)
