@@ -8,8 +8,9 @@ import json
 import random
 import sqlite3
 import unittest
+from unittest import mock
 
-from bot_bottle.audit_seal import seal_of
+from bot_bottle.audit_seal import Sealer, seal_of
 from bot_bottle.audit_store import GENESIS_HASH, AuditStore, hash_material
 from bot_bottle.errors import ValidationError
 from bot_bottle.queue_store import QueueStore
@@ -136,6 +137,19 @@ class VerifyTest(AuditTestCase):
         self.assertEqual(result.bad_seq, 3)
         self.assertIn("changed", result.problem)
 
+    def test_an_entry_is_reported_only_after_the_definition_agrees(self) -> None:
+        """The fast text (SQLite's json_array) only ever accepts; a mismatch is recomputed by compute_hash first."""
+        self.fill()
+        with mock.patch.object(AuditStore, "_hash_of", wraps=AuditStore._hash_of) as definition:
+            self.assertTrue(self.audit.verify().ok)
+            self.assertEqual(definition.call_count, 0, "a whole log never needs the slow path")
+            raw = self.raw()
+            raw.execute("DROP TRIGGER audit_log_no_update")
+            raw.execute("UPDATE audit_log SET notes = 'nothing to see' WHERE seq = 4")
+            result = self.audit.verify()
+        self.assertEqual((result.ok, result.bad_seq), (False, 4))
+        self.assertEqual([c.args[1] for c in definition.call_args_list], [4])
+
     def test_rehashed_entry_fails_its_seal(self) -> None:
         """A forger who also recomputes the changed entry's hash is caught by its seal (no key to redo it)."""
         self.fill()
@@ -231,3 +245,28 @@ class HashTextTest(unittest.TestCase):
             self.assertEqual(hash_material(*odd), self.dumps(odd))  # type: ignore[arg-type]
         with self.assertRaises(TypeError):
             hash_material(*self.FIELDS[:2], b"bytes", *self.FIELDS[3:])  # type: ignore[arg-type]
+
+    def test_sealer_is_hmac_sha256(self) -> None:
+        rng = random.Random(12)
+        for length in (0, 1, 31, 32, 33, 63, 64, 65, 100, 200):
+            key = rng.randbytes(length)
+            sealer = Sealer(key)
+            for seq in (1, 2, 10**9):
+                previous, entry = rng.randbytes(32).hex(), rng.randbytes(32).hex()
+                want = hmac.new(key, f"{seq}:{previous}:{entry}".encode("ascii"), hashlib.sha256).hexdigest()
+                self.assertEqual(sealer.seal(seq, previous, entry), want)
+                self.assertEqual(seal_of(key, seq, previous, entry), want)
+
+    def test_sqlite_json_array_writes_the_same_text_for_every_character(self) -> None:
+        """verify takes each entry's text from SQLite's json_array: the same as hash_material, for every character."""
+        conn = sqlite3.connect(":memory:")
+        self.addCleanup(conn.close)
+        points = [*range(0, 0xD800), *range(0xE000, 0x10000), 0x10000, 0x1F600, 0x10FFFF]
+        for start in range(0, len(points), 4096):
+            text = "".join(chr(p) for p in points[start:start + 4096])
+            fields = (start + 1, text, "q", "a", None, text[::-1], "x", "", text[:7], "{}", "0" * 64)
+            row = conn.execute("SELECT json_array(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", fields).fetchone()
+            self.assertEqual(row[0], hash_material(*fields))  # type: ignore[arg-type]
+        for single in ("\x00", "\x1f", "\x7f", "\u2028", '"', "\\", "a\x00b"):
+            row = conn.execute("SELECT json_quote(?)", (single,)).fetchone()
+            self.assertEqual(row[0], json.dumps(single, ensure_ascii=False))
