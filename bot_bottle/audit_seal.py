@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import hashlib
 import hmac
 import json
@@ -96,10 +97,23 @@ def key_path() -> Path:
     return bot_bottle_root() / KEY_FILE
 
 
+# The key as last read, by file and what stat said of it then: every decision needs the key inside its
+# write transaction, and a stat is a tenth of opening and reading the file (docs/benchmarks.md).
+_loaded_keys: dict[str, tuple[tuple[int, int, int, int], bytes]] = {}
+
+
 def load_key(create: bool = True) -> bytes | None:
-    """The host's audit key, created (0600) on first use when ``create``; None if missing and not created."""
+    """The host's audit key, created (0600) on first use when ``create``; None if missing and not created.
+
+    Read again whenever the file's device, inode, size or mtime differ from the last read.
+    """
     path = key_path()
     try:
+        info = os.stat(path)
+        seen = (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns)
+        cached = _loaded_keys.get(str(path))
+        if cached is not None and cached[0] == seen:
+            return cached[1]
         text = path.read_text(encoding="ascii").strip()
     except FileNotFoundError:
         if not create:
@@ -114,6 +128,7 @@ def load_key(create: bool = True) -> bytes | None:
     if len(key) != KEY_BYTES:
         raise BotBottleError(f"the audit key {path} is damaged (not {KEY_BYTES} bytes of hex); restore it from "
                              "your own copy: without it the audit log's seals cannot be checked")
+    _loaded_keys[str(path)] = (seen, key)
     return key
 
 
@@ -152,8 +167,20 @@ def _write_synced(path: Path, text: str) -> None:
 
 def anchor_path(database: Path) -> Path:
     """Where the anchor of the database file ``database`` lives (one file per database path)."""
-    name = hashlib.sha256(str(database.resolve()).encode("utf-8")).hexdigest()[:32]
+    name = hashlib.sha256(_resolved(database).encode("utf-8")).hexdigest()[:32]
     return bot_bottle_root() / ANCHOR_DIR / f"{name}.json"
+
+
+def _resolved(database: Path) -> str:
+    """``database``'s real path, as ``Path.resolve`` gives it."""
+    return _real_path(os.path.abspath(database))
+
+
+@functools.lru_cache(maxsize=64)
+def _real_path(absolute: str) -> str:
+    # Resolved once per path in a process (a realpath is an lstat per component, and every decision needs
+    # it twice): the process's open connection stays on that file even if a link in the path is moved.
+    return os.path.realpath(absolute)
 
 
 def _anchor_check(anchor: Anchor) -> str:
@@ -234,7 +261,7 @@ def advance_anchor(database: Path, seq: int, seal: str) -> None:
     leaves a slot that fails its check, and the record before it is read.
     """
     path = anchor_path(database)
-    record = _anchor_record(Anchor(str(database.resolve()), seq, seal, utc_now()))
+    record = _anchor_record(Anchor(_resolved(database), seq, seal, utc_now()))
     if len(record) > ANCHOR_SLOT:
         raise BotBottleError(f"the database path {database} is too long to anchor its audit log")
     with _anchor_lock(path):

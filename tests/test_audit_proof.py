@@ -13,10 +13,10 @@ from pathlib import Path
 from unittest import mock
 
 from bot_bottle import migrate
-from bot_bottle.audit_seal import ANCHOR_SLOT, advance_anchor, anchor_path, key_path, read_anchor
+from bot_bottle.audit_seal import ANCHOR_SLOT, advance_anchor, anchor_path, key_path, load_key, read_anchor
 from bot_bottle.audit_store import GENESIS_HASH, AuditStore
 from bot_bottle.connection import connect
-from bot_bottle.errors import AuditTampered
+from bot_bottle.errors import AuditTampered, BotBottleError
 from bot_bottle.queue_store import QueueStore
 from bot_bottle.records import STATUS_APPROVED, STATUS_MODIFIED, STATUS_REJECTED, TOOL_EGRESS_BLOCK
 from bot_bottle.supervise import decide, operator_edit
@@ -494,6 +494,25 @@ class AnchorFileTest(ProofTestCase):
         ok, problem = self.verify()
         self.assertFalse(ok)
         self.assertIn("entries 3-3 were removed", problem)
+
+
+class KeyReadTest(ProofTestCase):
+    """The key is kept between decisions, and read again when the file is replaced or removed."""
+
+    def test_a_replaced_or_removed_key_is_seen(self) -> None:
+        first = load_key()
+        self.assertEqual(load_key(), first)
+        replacement = key_path().with_name("new.key")
+        replacement.write_text(os.urandom(32).hex() + "\n")
+        replacement.replace(key_path())
+        second = load_key(create=False)
+        self.assertNotEqual(second, first)
+        self.assertEqual(second, bytes.fromhex(key_path().read_text().strip()))
+        key_path().unlink()
+        self.assertIsNone(load_key(create=False))
+        key_path().write_text("not hex\n")
+        with self.assertRaisesRegex(BotBottleError, "damaged"):
+            load_key(create=False)
 
 
 class TamperedVersionTest(ProofTestCase):
