@@ -102,7 +102,7 @@ def main() -> None:
     print(f"{samples} samples each; milliseconds from the decision's commit to the caller's return\n")
     rows = []
     for label, values in (
-        (f"direct, defaults (file watch, poll {DEFAULT_POLL_INTERVAL_SEC} s)",
+        (f"direct, defaults (commit watch, poll {DEFAULT_POLL_INTERVAL_SEC} s)",
          direct(folder, DEFAULT_POLL_INTERVAL_SEC, samples)),
         ("direct, poll 0.05 s", direct(folder, 0.05, samples)),
         ("HTTP tool call, defaults", through_http(folder, samples)),
