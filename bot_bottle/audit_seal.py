@@ -64,8 +64,8 @@ class Anchor:
 
 def seal_of(key: bytes, seq: int, previous: str, entry_hash: str) -> str:
     """The seal of entry ``seq``: keyed over its place, its hash and the seal before it."""
-    # hmac.digest is OpenSSL's one-shot HMAC: the same value as hmac.new(...).hexdigest(), without building
-    # an HMAC object per entry (verify seals a million of them).
+    # hmac.digest is OpenSSL's one-shot HMAC, the same value as hmac.new(...).hexdigest(); a walk over many
+    # entries uses Sealer instead.
     return hmac.digest(key, f"{seq}:{previous}:{entry_hash}".encode("ascii"), "sha256").hex()
 
 

@@ -101,7 +101,7 @@ class QueueStore(DatabaseUser):
         migrate_schema: bool = True,
     ) -> None:
         super().__init__(db_path, database=database, migrate_schema=migrate_schema)
-        # Waiters borrow watches of the database file from here, so a wait neither opens nor closes one.
+        # Waiters borrow watches of the database's commits from here: a wait neither opens nor closes one.
         self._watches = WatchPool(self.db.path)
 
     def close(self) -> None:
@@ -375,9 +375,10 @@ class QueueStore(DatabaseUser):
     ) -> Response | None:
         """Block until the proposal has a response, or ``timeout`` seconds pass (then ``None``).
 
-        Sleeps on a watch of the database file (``FileWatch``: inotify, where
-        there is one) and looks as soon as someone commits, and in any case
-        every ``poll_interval`` seconds. A look is one query by primary key:
+        Sleeps on a watch of the database's commits (``FileWatch.commits``:
+        inotify, where there is one), borrowed from the store's pool, and
+        looks as soon as a commit has ended, and in any case every
+        ``poll_interval`` seconds. A look is one query by primary key:
         one shared lock, where asking ``PRAGMA data_version`` first took a
         second one whenever anything had been committed, which under load is
         nearly every look (docs/benchmarks.md, "Throughput"). Without a watch
