@@ -57,7 +57,13 @@ def machine(where: Path) -> str:
     entry = filesystem_of(where)
     fs = f"{entry.fstype} ({entry.source})" if entry else "unknown"
     return (f"machine: {cpu_model()}, {os.cpu_count()} cores; Python {platform.python_version()}; "
-            f"SQLite {sqlite3.sqlite_version}; filesystem {fs} at {where}")
+            f"SQLite {sqlite3.sqlite_version}; filesystem {fs} at {where}\n{load()} at the start")
+
+
+def load() -> str:
+    """The load averages now: the machine is shared, so every run says how busy it was."""
+    one, five, fifteen = os.getloadavg()
+    return f"load average {one:.2f} / {five:.2f} / {fifteen:.2f} (1 / 5 / 15 min, {os.cpu_count()} cores)"
 
 
 def median(values: Sequence[float]) -> float:

@@ -25,7 +25,7 @@ from typing import Any
 
 from bot_bottle.audit_store import AuditStore
 from bot_bottle.bottles import heartbeat_in
-from bot_bottle.db import DatabaseUser
+from bot_bottle.db import Database, DatabaseUser
 from bot_bottle.errors import (
     AlreadyDecided,
     AmbiguousId,
@@ -35,7 +35,7 @@ from bot_bottle.errors import (
     StillPending,
     ValidationError,
 )
-from bot_bottle.file_watch import FileWatch
+from bot_bottle.file_watch import WatchPool
 from bot_bottle.records import (
     DEFAULT_POLL_INTERVAL_SEC,
     DEFAULT_QUOTA,
@@ -93,6 +93,22 @@ class QueueStore(DatabaseUser):
 
     Safe to share between threads; open one per process (or per thread) as you like.
     """
+
+    def __init__(
+        self,
+        db_path: str | os.PathLike[str] | None = None,
+        *,
+        database: Database | None = None,
+        migrate_schema: bool = True,
+    ) -> None:
+        super().__init__(db_path, database=database, migrate_schema=migrate_schema)
+        # Waiters borrow watches of the database's commits from here: a wait neither opens nor closes one.
+        self._watches = WatchPool(self.db.path)
+
+    def close(self) -> None:
+        """Close the store's watches and its connection (unless it was handed a ``Database`` to share)."""
+        self._watches.close()
+        super().close()
 
     # Row mapping -----------------------------------------------------------
 
@@ -316,8 +332,24 @@ class QueueStore(DatabaseUser):
     def response(self, proposal_id: str) -> Response | None:
         """The decision on this proposal, or ``None`` while it is pending."""
         validate_proposal_id(proposal_id)
+        return self._decision_of(proposal_id, None)
+
+    def _decision_of(self, proposal_id: str, queue_key: str | None) -> Response | None:
+        """The response, in one read; with ``queue_key``, ``NotFound`` unless the proposal is that bottle's.
+
+        One statement, so one shared lock: a bottle's look at its decision
+        checks whose proposal it is in the same read (docs/benchmarks.md, "Throughput").
+        """
         with self.db.read() as conn:
-            return self._response_in(conn, proposal_id)
+            if queue_key is None:
+                return self._response_in(conn, proposal_id)
+            row = conn.execute(
+                f"SELECT p.queue_key, {_RESPONSE_COLUMNS} FROM proposals p "
+                "LEFT JOIN responses r ON r.proposal_id = p.id WHERE p.id = :id",
+                {"id": proposal_id},
+            ).fetchone()
+        _check_bottle(proposal_id, None if row is None else str(row[0]), queue_key)
+        return None if row[1] is None else self.response_from_row(row[1:])
 
     def changes_marker(self) -> tuple[int, int]:
         """A value that changes whenever anyone commits to the database (cheap: no table is read)."""
@@ -344,26 +376,30 @@ class QueueStore(DatabaseUser):
     ) -> Response | None:
         """Block until the proposal has a response, or ``timeout`` seconds pass (then ``None``).
 
-        Sleeps on a watch of the database file (``FileWatch``: inotify, where
-        there is one) and looks as soon as someone commits, and in any case
-        every ``poll_interval`` seconds; a look that finds no commit since the
-        last one costs one ``PRAGMA data_version``, not a query. Without a
-        watch it looks every ``poll_interval``. Giving up leaves the proposal
+        Sleeps on a watch of the database's commits (``FileWatch.commits``:
+        inotify, where there is one), borrowed from the store's pool, and
+        looks as soon as a commit has ended, and in any case every
+        ``poll_interval`` seconds. A look is one query by primary key:
+        one shared lock, where asking ``PRAGMA data_version`` first took a
+        second one whenever anything had been committed, which under load is
+        nearly every look (docs/benchmarks.md, "Throughput"). Without a watch
+        it looks every ``poll_interval``. Giving up leaves the proposal
         pending for the operator.
         """
         timeout, poll_interval = _check_wait(timeout, poll_interval)
         validate_proposal_id(proposal_id)
+        return self._wait(proposal_id, timeout, poll_interval, None)
+
+    def _wait(self, proposal_id: str, timeout: float, poll_interval: float, queue_key: str | None) -> Response | None:
+        """``wait_for_response``; with ``queue_key``, the first look also checks the proposal is that bottle's."""
         deadline = time.monotonic() + timeout
-        seen: tuple[int, int] | None = None
-        watch = FileWatch.open(self.db.path)
-        try:
+        owner = queue_key
+        with self._watches.watch() as watch:
             while True:
-                marker = self.changes_marker()
-                if marker != seen:
-                    seen = marker
-                    found = self.response(proposal_id)
-                    if found is not None:
-                        return found
+                found = self._decision_of(proposal_id, owner)
+                owner = None  # checked once: a proposal never changes bottles
+                if found is not None:
+                    return found
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     return None
@@ -371,9 +407,6 @@ class QueueStore(DatabaseUser):
                     watch.wait(min(poll_interval, remaining))
                 else:
                     time.sleep(min(poll_interval, remaining))
-        finally:
-            if watch is not None:
-                watch.close()
 
     # Changing ----------------------------------------------------------------
 
@@ -384,8 +417,19 @@ class QueueStore(DatabaseUser):
         must see it first.
         """
         validate_proposal_id(proposal_id)
+        return self._archive(proposal_id, None)
+
+    def _archive(self, proposal_id: str, queue_key: str | None) -> Proposal:
+        """``archive``; with ``queue_key``, ``NotFound`` (nothing written) unless the proposal is that bottle's."""
         with self.db.write() as conn:
-            proposal = self._get_in(conn, proposal_id)
+            if queue_key is None:
+                proposal = self._get_in(conn, proposal_id)
+            else:
+                row = conn.execute(
+                    f"SELECT {_PROPOSAL_COLUMNS} FROM proposals p WHERE p.id = :id", {"id": proposal_id}
+                ).fetchone()
+                _check_bottle(proposal_id, None if row is None else str(row[1]), queue_key)
+                proposal = self.proposal_from_row(row)
             if proposal.archived_at is not None:
                 return proposal
             if self._response_in(conn, proposal_id) is None:
@@ -465,6 +509,16 @@ class QueueStore(DatabaseUser):
         return BottleQueue(self, validate_queue_key(queue_key), quota=quota)
 
 
+def _check_bottle(proposal_id: str, owner: str | None, queue_key: str) -> None:
+    """``NotFound`` unless the proposal (owned by ``owner``, ``None`` when there is none) is ``queue_key``'s.
+
+    One message whether the id exists in another bottle or nowhere: a
+    bottle learns nothing of the others' ids from it.
+    """
+    if owner != queue_key:
+        raise NotFound(f"no proposal {proposal_id} in bottle {queue_key}")
+
+
 def _decided_on(proposal: Proposal) -> dict[str, Any]:
     """What a decision is about: every field of the proposal but its archiving."""
     return {**proposal.to_dict(), "archived_at": None}
@@ -502,30 +556,30 @@ class BottleQueue:
     def get(self, proposal_id: str) -> Proposal:
         """This bottle's proposal with that id; ``NotFound`` for any other, worded as for an id nobody has."""
         try:
-            proposal = self._store.get(proposal_id)
+            proposal: Proposal | None = self._store.get(proposal_id)
         except NotFound:
             proposal = None
-        if proposal is None or proposal.queue_key != self._queue_key:
-            # One message whether the id exists in another bottle or nowhere: nothing to learn from it.
-            raise NotFound(f"no proposal {proposal_id} in bottle {self._queue_key}")
+        _check_bottle(proposal_id, proposal.queue_key if proposal is not None else None, self._queue_key)
+        assert proposal is not None
         return proposal
 
     def response(self, proposal_id: str) -> Response | None:
         """The decision on this bottle's proposal, or ``None`` while pending."""
-        self.get(proposal_id)
-        return self._store.response(proposal_id)
+        validate_proposal_id(proposal_id)
+        return self._store._decision_of(proposal_id, self._queue_key)
 
     def wait_for_response(
         self, proposal_id: str, timeout: float, poll_interval: float = DEFAULT_POLL_INTERVAL_SEC
     ) -> Response | None:
         """Wait for the decision on this bottle's proposal (see ``QueueStore.wait_for_response``)."""
-        self.get(proposal_id)
-        return self._store.wait_for_response(proposal_id, timeout, poll_interval)
+        validate_proposal_id(proposal_id)
+        timeout, poll_interval = _check_wait(timeout, poll_interval)
+        return self._store._wait(proposal_id, timeout, poll_interval, self._queue_key)
 
     def archive(self, proposal_id: str) -> Proposal:
         """Archive this bottle's decided proposal (see ``QueueStore.archive``)."""
-        self.get(proposal_id)
-        return self._store.archive(proposal_id)
+        validate_proposal_id(proposal_id)
+        return self._store._archive(proposal_id, self._queue_key)
 
     def heartbeat(self) -> None:
         """Say this bottle's sidecar is alive: the bottle is running and ``last_seen`` is now.

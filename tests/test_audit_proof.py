@@ -13,10 +13,10 @@ from pathlib import Path
 from unittest import mock
 
 from bot_bottle import migrate
-from bot_bottle.audit_seal import key_path, read_anchor
+from bot_bottle.audit_seal import ANCHOR_SLOT, advance_anchor, anchor_path, key_path, load_key, read_anchor
 from bot_bottle.audit_store import GENESIS_HASH, AuditStore
 from bot_bottle.connection import connect
-from bot_bottle.errors import AuditTampered
+from bot_bottle.errors import AuditTampered, BotBottleError
 from bot_bottle.queue_store import QueueStore
 from bot_bottle.records import STATUS_APPROVED, STATUS_MODIFIED, STATUS_REJECTED, TOOL_EGRESS_BLOCK
 from bot_bottle.supervise import decide, operator_edit
@@ -409,6 +409,110 @@ class RetireAnchorTest(ProofTestCase):
             self.assertEqual(self.run_cli("audit", "retire-anchor", "--yes", "--db", str(self.db)).returncode, 0)
             decide(proposal.id, STATUS_APPROVED, store=store)
         self.assertTrue(self.verify()[0])
+
+
+class AnchorFileTest(ProofTestCase):
+    """The anchor's two slots: written in place, never backwards, and a torn write leaves the one before."""
+
+    def decide_more(self, count: int) -> None:
+        for _ in range(count):
+            proposal = self.store.submit("web-more", TOOL_EGRESS_BLOCK, f"routes: [{os.urandom(4).hex()}]\n", "why")
+            decide(proposal.id, STATUS_APPROVED, "", decided_by="op@host", store=self.store)
+
+    def test_decisions_alternate_slots_and_the_newest_is_read(self) -> None:
+        self.decide_some(3)
+        content = anchor_path(self.db).read_bytes()
+        seqs = sorted(json.loads(content[i * ANCHOR_SLOT:].split(b"\n", 1)[0])["seq"] for i in (0, 1))
+        self.assertEqual(seqs, [2, 3], "the two newest anchors, one per slot")
+        anchor = read_anchor(self.db)
+        assert anchor is not None
+        self.assertEqual(anchor.seq, 3)
+        self.assertEqual(self.verify(), (True, ""))
+
+    def test_never_moved_backwards(self) -> None:
+        self.decide_some(3)
+        anchor = read_anchor(self.db)
+        assert anchor is not None
+        advance_anchor(self.db, 2, "0" * 64)
+        advance_anchor(self.db, 3, "1" * 64)
+        self.assertEqual(read_anchor(self.db), anchor)
+
+    def test_a_torn_write_leaves_the_anchor_before_it(self) -> None:
+        """A crash mid-write: the slot being written fails its check; the previous anchor is read, and verifies."""
+        self.decide_some(3)
+        path = anchor_path(self.db)
+        content = bytearray(path.read_bytes())
+        newest = 0 if json.loads(bytes(content).split(b"\n", 1)[0])["seq"] == 3 else 1
+        start = newest * ANCHOR_SLOT
+        torn = content[start:start + 60] + b"\0" * 40  # the first sector made it, the rest did not
+        for cut in (torn, content[start:start + 90] + b'"}\n'):  # ... or a cut that still parses as JSON
+            content[start:start + len(cut)] = cut
+            path.write_bytes(bytes(content))
+            anchor = read_anchor(self.db)
+            assert anchor is not None
+            self.assertEqual(anchor.seq, 2, "the record before the torn one")
+            self.assertEqual(self.verify(), (True, ""))
+        self.decide_more(1)  # the next decision writes over the torn slot, never over the good one
+        anchor = read_anchor(self.db)
+        assert anchor is not None
+        self.assertEqual(anchor.seq, 4)
+        self.assertEqual(self.verify(), (True, ""))
+
+    def test_no_whole_record_is_damage(self) -> None:
+        self.decide_some(2)
+        path = anchor_path(self.db)
+        for content in (b"", b"garbage", b"\0" * (2 * ANCHOR_SLOT)):
+            path.write_bytes(content)
+            with self.assertRaisesRegex(AuditTampered, "cannot be read"):
+                read_anchor(self.db)
+            with self.assertRaisesRegex(AuditTampered, "cannot be read"):
+                self.verify()
+            with self.assertRaisesRegex(AuditTampered, "cannot be read"):
+                self.decide_more(1)
+
+    def test_an_anchor_written_by_an_earlier_version_is_read_and_advanced(self) -> None:
+        """One JSON record, no check, renamed into place: read as it is; the next decision writes the other slot."""
+        self.decide_some(2)
+        anchor = read_anchor(self.db)
+        assert anchor is not None
+        path = anchor_path(self.db)
+        path.write_text(json.dumps(anchor.to_dict()) + "\n")
+        self.assertEqual(read_anchor(self.db), anchor)
+        self.decide_more(1)
+        newer = read_anchor(self.db)
+        assert newer is not None
+        self.assertEqual(newer.seq, 3)
+        self.assertEqual(json.loads(path.read_text().split("\n", 1)[0]), anchor.to_dict(), "the old record stays")
+        self.assertEqual(self.verify(), (True, ""))
+
+    def test_truncation_past_an_old_slot_is_still_caught(self) -> None:
+        """The log cut back to the older slot's entry: the newest slot says more existed."""
+        self.decide_some(3)
+        raw = self.raw()
+        raw.execute("DELETE FROM audit_seal WHERE seq = 3")
+        raw.execute("DELETE FROM audit_log WHERE seq = 3")
+        ok, problem = self.verify()
+        self.assertFalse(ok)
+        self.assertIn("entries 3-3 were removed", problem)
+
+
+class KeyReadTest(ProofTestCase):
+    """The key is kept between decisions, and read again when the file is replaced or removed."""
+
+    def test_a_replaced_or_removed_key_is_seen(self) -> None:
+        first = load_key()
+        self.assertEqual(load_key(), first)
+        replacement = key_path().with_name("new.key")
+        replacement.write_text(os.urandom(32).hex() + "\n")
+        replacement.replace(key_path())
+        second = load_key(create=False)
+        self.assertNotEqual(second, first)
+        self.assertEqual(second, bytes.fromhex(key_path().read_text().strip()))
+        key_path().unlink()
+        self.assertIsNone(load_key(create=False))
+        key_path().write_text("not hex\n")
+        with self.assertRaisesRegex(BotBottleError, "damaged"):
+            load_key(create=False)
 
 
 class TamperedVersionTest(ProofTestCase):

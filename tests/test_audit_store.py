@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import json
+import random
 import sqlite3
+import unittest
+from unittest import mock
 
-from bot_bottle.audit_store import GENESIS_HASH, AuditStore
+from bot_bottle.audit_seal import Sealer, seal_of
+from bot_bottle.audit_store import GENESIS_HASH, AuditStore, hash_material
 from bot_bottle.errors import ValidationError
 from bot_bottle.queue_store import QueueStore
 from bot_bottle.records import STATUS_APPROVED, STATUS_REJECTED, TOOL_EGRESS_ALLOW, AuditEntry
@@ -130,6 +137,19 @@ class VerifyTest(AuditTestCase):
         self.assertEqual(result.bad_seq, 3)
         self.assertIn("changed", result.problem)
 
+    def test_an_entry_is_reported_only_after_the_definition_agrees(self) -> None:
+        """The fast text (SQLite's json_array) only ever accepts; a mismatch is recomputed by compute_hash first."""
+        self.fill()
+        with mock.patch.object(AuditStore, "_hash_of", wraps=AuditStore._hash_of) as definition:
+            self.assertTrue(self.audit.verify().ok)
+            self.assertEqual(definition.call_count, 0, "a whole log never needs the slow path")
+            raw = self.raw()
+            raw.execute("DROP TRIGGER audit_log_no_update")
+            raw.execute("UPDATE audit_log SET notes = 'nothing to see' WHERE seq = 4")
+            result = self.audit.verify()
+        self.assertEqual((result.ok, result.bad_seq), (False, 4))
+        self.assertEqual([c.args[1] for c in definition.call_args_list], [4])
+
     def test_rehashed_entry_fails_its_seal(self) -> None:
         """A forger who also recomputes the changed entry's hash is caught by its seal (no key to redo it)."""
         self.fill()
@@ -183,3 +203,70 @@ class VerifyTest(AuditTestCase):
                 decide(proposal.id, STATUS_APPROVED, store=queue)
         self.assertEqual(self.audit.count(), 3)
         self.assertTrue(self.audit.verify().ok)
+
+
+class HashTextTest(unittest.TestCase):
+    """The faster hash material and seal are byte for byte what the entries were hashed and sealed with."""
+
+    FIELDS = (7, "2026-11-30T06:00:00.000000Z", "web-1", "modified", "egress-block",
+              "0123456789abcdef0123456789abcdef", "op@host", 'n\u00f6tes "q" \\ \x1b[31m \u2028 \U0001F600',
+              "--- a\n+++ b\n", '{"decided_at": "x"}', "0" * 64)
+
+    @staticmethod
+    def dumps(fields: tuple[object, ...]) -> str:
+        """The definition: what compute_hash hashed before hash_material existed."""
+        return json.dumps(list(fields), separators=(",", ":"), ensure_ascii=False)
+
+    def test_known_answers(self) -> None:
+        """Computed with json.dumps and hmac.new: entries already written keep verifying."""
+        self.assertEqual(AuditStore.compute_hash(*self.FIELDS),
+                         "77842d047c1725010a2553bf12fcc398722698d480003b0f9745353da961262d")
+        self.assertEqual(seal_of(b"k" * 32, 7, "1" * 64, "2" * 64),
+                         "4aafd9e61145f3a617578a1d45bff46747657ec91350499673c036c00062c5fc")
+
+    def test_material_is_json_dumps_for_any_text(self) -> None:
+        rng = random.Random(16)
+        alphabet = ['"', "\\", "/", "\b", "\f", "\n", "\r", "\t", "\x00", "\x1f", "\x7f", "\x80", "\u00e9",
+                    "\u2028", "\u2029", "\ufeff", "\u202e", "\U0001F600", "a", " ", "{", "}", "[", "]", ",", ":"]
+        for _ in range(3000):
+            texts = ["".join(rng.choice(alphabet) for _ in range(rng.randrange(0, 12))) for _ in range(9)]
+            fields = (rng.randrange(1, 10**12), texts[0], texts[1], texts[2],
+                      rng.choice([None, texts[3]]), rng.choice([None, texts[4]]),
+                      texts[5], texts[6], texts[7], texts[8], "f" * 64)
+            self.assertEqual(hash_material(*fields), self.dumps(fields), fields)  # type: ignore[arg-type]
+            key = rng.randbytes(32)
+            self.assertEqual(seal_of(key, fields[0], "a" * 64, "b" * 64),  # type: ignore[arg-type]
+                             hmac.new(key, f"{fields[0]}:{'a' * 64}:{'b' * 64}".encode(), hashlib.sha256).hexdigest())
+
+    def test_other_types_take_json_dumps(self) -> None:
+        """Not what a row holds, but never a different text: a bool, a float, a number where text belongs, bytes."""
+        for odd in ((True, *self.FIELDS[1:]), (7.0, *self.FIELDS[1:]), (*self.FIELDS[:2], 3, *self.FIELDS[3:]),
+                    (*self.FIELDS[:4], 1.5, *self.FIELDS[5:])):
+            self.assertEqual(hash_material(*odd), self.dumps(odd))  # type: ignore[arg-type]
+        with self.assertRaises(TypeError):
+            hash_material(*self.FIELDS[:2], b"bytes", *self.FIELDS[3:])  # type: ignore[arg-type]
+
+    def test_sealer_is_hmac_sha256(self) -> None:
+        rng = random.Random(12)
+        for length in (0, 1, 31, 32, 33, 63, 64, 65, 100, 200):
+            key = rng.randbytes(length)
+            sealer = Sealer(key)
+            for seq in (1, 2, 10**9):
+                previous, entry = rng.randbytes(32).hex(), rng.randbytes(32).hex()
+                want = hmac.new(key, f"{seq}:{previous}:{entry}".encode("ascii"), hashlib.sha256).hexdigest()
+                self.assertEqual(sealer.seal(seq, previous, entry), want)
+                self.assertEqual(seal_of(key, seq, previous, entry), want)
+
+    def test_sqlite_json_array_writes_the_same_text_for_every_character(self) -> None:
+        """verify takes each entry's text from SQLite's json_array: the same as hash_material, for every character."""
+        conn = sqlite3.connect(":memory:")
+        self.addCleanup(conn.close)
+        points = [*range(0, 0xD800), *range(0xE000, 0x10000), 0x10000, 0x1F600, 0x10FFFF]
+        for start in range(0, len(points), 4096):
+            text = "".join(chr(p) for p in points[start:start + 4096])
+            fields = (start + 1, text, "q", "a", None, text[::-1], "x", "", text[:7], "{}", "0" * 64)
+            row = conn.execute("SELECT json_array(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", fields).fetchone()
+            self.assertEqual(row[0], hash_material(*fields))  # type: ignore[arg-type]
+        for single in ("\x00", "\x1f", "\x7f", "\u2028", '"', "\\", "a\x00b"):
+            row = conn.execute("SELECT json_quote(?)", (single,)).fetchone()
+            self.assertEqual(row[0], json.dumps(single, ensure_ascii=False))

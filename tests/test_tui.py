@@ -98,8 +98,9 @@ class TuiTest(TempDirTest):
             self.assertIn(needle, screen)
         # The first row: open it, read the diff, go back.
         self.term.send("Enter")
-        detail = self.term.wait_for("diff (current -> proposed)")
-        self.assertIn("+- b.com", detail)
+        # Wait for the diff's own line: curses draws the header first, and a capture can fall between the two.
+        detail = self.term.wait_for("+- b.com")
+        self.assertIn("diff (current -> proposed)", detail)
         self.term.send("Escape")
         self.term.wait_for("Enter open")
         # Modify the routes file: the editor turns b.com into c.com; the operator confirms their own diff.

@@ -1,0 +1,118 @@
+"""The file watch and the pool of watches a store lends its waiters."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+
+from bot_bottle.file_watch import FileWatch, WatchPool
+from tests.support import TempDirTest, wait_until
+
+
+class WatchPoolTest(TempDirTest):
+    def setUp(self) -> None:
+        super().setUp()
+        self.path = self.tmp / "watched"
+        self.path.write_text("0")
+        probe = FileWatch.open(self.path)
+        if probe is None:
+            self.skipTest("no inotify here: waiters poll, and there is nothing to pool")
+        probe.close()
+
+    def test_a_returned_watch_is_lent_again_drained(self) -> None:
+        pool = WatchPool(self.path, opener=FileWatch.open)
+        self.addCleanup(pool.close)
+        with pool.watch() as first:
+            assert first is not None
+            fd = first.fd
+        self.path.write_text("1")  # an event queued while nobody waits
+        with pool.watch() as again:
+            assert again is not None
+            self.assertEqual(again.fd, fd, "the same watch, not a new one")
+            self.assertFalse(again.wait(0.05), "events from before the wait were drained")
+            self.path.write_text("2")
+            self.assertTrue(again.wait(5), "a change during the wait wakes it")
+
+    def test_concurrent_waiters_each_have_their_own_watch(self) -> None:
+        pool = WatchPool(self.path, opener=FileWatch.open)
+        self.addCleanup(pool.close)
+        inside = threading.Barrier(2)
+        fds: list[int] = []
+        woke: list[bool] = []
+
+        def wait() -> None:
+            with pool.watch() as watch:
+                assert watch is not None
+                fds.append(watch.fd)
+                inside.wait(5)
+                woke.append(watch.wait(5))
+
+        threads = [threading.Thread(target=wait) for _ in range(2)]
+        for thread in threads:
+            thread.start()
+        wait_until(lambda: len(fds) == 2, what="both waiters holding a watch")
+        self.path.write_text("3")
+        for thread in threads:
+            thread.join(10)
+        self.assertEqual(len(set(fds)), 2)
+        self.assertEqual(woke, [True, True], "one waiter draining its events does not steal the other's")
+
+    def test_closing_the_pool_closes_idle_and_returned_watches(self) -> None:
+        pool = WatchPool(self.path, keep=1, opener=FileWatch.open)
+        with pool.watch() as lent, pool.watch() as second:
+            assert lent is not None and second is not None
+        # keep=1: one went back to the pool, the other was closed on return.
+        self.assertEqual(sorted(w.fd >= 0 for w in (lent, second)), [False, True])
+        with pool.watch() as during:
+            assert during is not None
+            pool.close()
+            self.assertGreaterEqual(during.fd, 0, "a lent watch stays usable until it comes back")
+        self.assertEqual((lent.fd, second.fd, during.fd), (-1, -1, -1))
+
+
+class CommitWatchTest(TempDirTest):
+    """``FileWatch.commits`` wakes when a write transaction has ended, not while it is under way, nor for reads."""
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.db = self.tmp / "queue.db"
+        self.writer = sqlite3.connect(self.db, isolation_level=None)
+        self.addCleanup(self.writer.close)
+        self.writer.execute("PRAGMA journal_mode = DELETE")
+        self.writer.execute("CREATE TABLE t (x)")
+        watch = FileWatch.commits(self.db)
+        if watch is None:
+            self.skipTest("no inotify here: waiters poll")
+        self.watch = watch
+        self.addCleanup(watch.close)
+
+    def test_a_commit_wakes_it_once_it_is_over(self) -> None:
+        self.writer.execute("BEGIN IMMEDIATE")
+        self.writer.execute("INSERT INTO t VALUES (1)")
+        self.writer.execute("SELECT * FROM t").fetchall()
+        self.assertFalse(self.watch.wait(0.05), "nothing has been committed yet")
+        self.writer.execute("COMMIT")
+        self.assertTrue(self.watch.wait(5))
+        reader = sqlite3.connect(self.db, isolation_level=None, timeout=0)
+        self.addCleanup(reader.close)
+        self.assertEqual(reader.execute("SELECT x FROM t").fetchall(), [(1,)], "readable at once, no lock held")
+
+    def test_a_rollback_wakes_it_too(self) -> None:
+        self.writer.execute("BEGIN IMMEDIATE")
+        self.writer.execute("INSERT INTO t VALUES (1)")
+        self.writer.execute("ROLLBACK")
+        self.assertTrue(self.watch.wait(5), "the journal was removed: look (and find nothing new)")
+
+    def test_reads_and_other_files_do_not_wake_it(self) -> None:
+        self.writer.execute("SELECT * FROM t").fetchall()
+        other = self.tmp / "other.txt"
+        other.write_text("x")
+        other.rename(self.tmp / "moved.txt")
+        (self.tmp / "moved.txt").unlink()
+        self.assertFalse(self.watch.wait(0.1))
+
+    def test_the_database_replaced_wakes_it(self) -> None:
+        replacement = self.tmp / "new.db"
+        replacement.write_bytes(self.db.read_bytes())
+        replacement.rename(self.db)
+        self.assertTrue(self.watch.wait(5))
