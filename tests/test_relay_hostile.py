@@ -222,9 +222,19 @@ class RelayLoadTest(RelayHostileCase):
         assert answer is not None
         self.assertEqual(answer.json()["result"]["status"], STATUS_APPROVED)
         hog.join(60)
-        codes = [json.loads(parse_answer(raw).body).get("error", {}).get("code")  # type: ignore[union-attr]
-                 for raw in outcome[0]]
-        self.assertEqual(codes.count(BUSY_CODE), 100 - 32, codes)
-        self.assertEqual(codes.count(None), 32)
+        answers = [parse_answer(raw) for raw in outcome[0]]
+        self.assertNotIn(None, answers, "every wait was answered")
+        outcomes = []
+        for each in answers:
+            assert each is not None
+            error = json.loads(each.body).get("error")
+            if error is None:
+                outcomes.append("waited")
+            elif error["code"] == BUSY_CODE or (each.status == 503 and each.headers.get("retry-after") == "1"):
+                # Over the bottle's 32 waits, or over its 64 requests in flight (which one depends on timing).
+                outcomes.append("retry")
+            else:
+                outcomes.append(f"{each.status} {error}")
+        self.assertEqual((outcomes.count("waited"), outcomes.count("retry")), (32, 100 - 32), outcomes)
         self.assert_alive_and_clean()
 
