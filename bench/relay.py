@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from common import REPO, machine, median, parser, percentile, table, work_dir
+from latency import decide_and_time
 
 from bot_bottle.db import open_db
 from bot_bottle.queue_store import QueueStore
@@ -105,8 +106,7 @@ def wake_up(folder: Path, samples: int, through_relay: bool) -> list[float]:
                 ready.wait(60)
                 ready.clear()
                 time.sleep(rng.uniform(0.01, DEFAULT_POLL_INTERVAL_SEC + 0.01))
-                decide(proposal_id, "approved", decided_by="bench@host", store=store)
-                committed = time.time()
+                committed = decide_and_time(proposal_id, store)  # from the COMMIT, as latency.py measures
                 latencies.append(out.get(timeout=60) - committed)
             process.join(30)
     finally:
