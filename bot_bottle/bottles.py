@@ -134,6 +134,14 @@ def heartbeat_in(conn: sqlite3.Connection, slug: str) -> None:
     )
 
 
+def stopped_in(conn: sqlite3.Connection, slug: str) -> bool:
+    """Inside a write transaction: ``slug``'s sidecar stopped now; False for a bottle never recorded."""
+    return conn.execute(
+        "UPDATE bottles SET state = 'stopped', stopped_at = :now WHERE slug = :slug",
+        {"slug": slug, "now": utc_now()},
+    ).rowcount > 0
+
+
 class BottleStore(DatabaseUser):
     """The bottles table in the host database (``db_path=None``) or the database at ``db_path``."""
 
@@ -163,11 +171,7 @@ class BottleStore(DatabaseUser):
         """Record that ``slug``'s sidecar stopped; ``NotFound`` for a bottle never recorded."""
         validate_queue_key(slug, "bottle")
         with self.db.write() as conn:
-            changed = conn.execute(
-                "UPDATE bottles SET state = 'stopped', stopped_at = :now WHERE slug = :slug",
-                {"slug": slug, "now": utc_now()},
-            ).rowcount
-            if not changed:
+            if not stopped_in(conn, slug):
                 raise NotFound(f"no bottle {slug}")
             return self._get_in(conn, slug)
 

@@ -24,7 +24,7 @@ from dataclasses import fields
 from typing import Any
 
 from bot_bottle.audit_store import AuditStore
-from bot_bottle.bottles import heartbeat_in
+from bot_bottle.bottles import heartbeat_in, stopped_in
 from bot_bottle.db import Database, DatabaseUser
 from bot_bottle.errors import (
     AlreadyDecided,
@@ -593,5 +593,4 @@ class BottleQueue:
     def stopped(self) -> None:
         """Say this bottle's sidecar stopped (it exits cleanly); a bottle never recorded is left unrecorded."""
         with self._store.db.write() as conn:
-            conn.execute("UPDATE bottles SET state = 'stopped', stopped_at = :now WHERE slug = :slug",
-                         {"slug": self._queue_key, "now": utc_now()})
+            stopped_in(conn, self._queue_key)

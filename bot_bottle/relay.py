@@ -58,6 +58,7 @@ from bot_bottle.records import DEFAULT_POLL_INTERVAL_SEC, DEFAULT_QUOTA, Quota
 from bot_bottle.relay_client import (
     ARCHIVE,
     BUSY_CODE,
+    DATABASE_UNAVAILABLE_CODE,
     GET,
     HEARTBEAT,
     HELLO,
@@ -205,7 +206,7 @@ class RelayService:
             return answer, None
         except BotBottleError as exc:
             code = code_of(exc)
-            if code == -32005:
+            if code == DATABASE_UNAVAILABLE_CODE:
                 self.log(f"error for {principal.bottle}: {exc}")
                 return rpc_error(message_id, code, f"the host database is unavailable: {exc}"), None
             return rpc_error(message_id, code, str(exc)), None

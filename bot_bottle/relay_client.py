@@ -46,16 +46,18 @@ from bot_bottle.terminal_text import clean_line
 HELLO, SUBMIT, GET, RESPONSE, WAIT, ARCHIVE = "hello", "submit", "get", "response", "wait", "archive"
 HEARTBEAT, STOPPED = "heartbeat", "stopped"
 MAX_LONG_POLL_SEC = 25.0  # one wait request's bound; a longer wait is several of them
+DATABASE_UNAVAILABLE_CODE = -32005  # the host database is unavailable to the relay
 # Application error codes (JSON-RPC leaves -32000..-32099 to the server), and the errors they carry.
 ERROR_CODES: dict[int, type[BotBottleError]] = {
     -32001: NotFound,
     -32002: QuotaExceeded,
     -32003: StillPending,
     -32004: AlreadyDecided,
-    -32005: RelayError,  # the host database is unavailable; the message says why
+    DATABASE_UNAVAILABLE_CODE: RelayError,  # the message says why
     -32008: Unauthorized,  # the credential was revoked or replaced while the call waited
 }
 VALIDATION_CODE = -32006
+
 BUSY_CODE = -32007  # too many calls of this bottle at the relay at once
 RETRY_SEC = 10.0  # how long an operation other than a wait keeps trying an unreachable relay
 CONNECT_TIMEOUT_SEC = 5.0
@@ -73,7 +75,7 @@ def code_of(error: BotBottleError) -> int:
     for code, kind in ERROR_CODES.items():
         if type(error) is kind:
             return code
-    return -32005
+    return DATABASE_UNAVAILABLE_CODE
 
 
 class _Retry(Exception):
