@@ -18,9 +18,9 @@ from pathlib import Path
 
 from common import REPO, machine, parser, table, work_dir
 
+from bot_bottle.decisions import decide
 from bot_bottle.queue_store import QueueStore
 from bot_bottle.records import STATUS_APPROVED
-from bot_bottle.supervise import decide
 from tests.hostile import (
     Sampler,
     concurrent_exchanges,

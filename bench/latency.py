@@ -20,10 +20,10 @@ from common import machine, parser, percentile, table, work_dir
 
 from bot_bottle.audit_store import AuditStore
 from bot_bottle.cli.demo import McpHttpAgent
+from bot_bottle.decisions import decide
 from bot_bottle.queue_store import QueueStore
 from bot_bottle.records import DEFAULT_POLL_INTERVAL_SEC
-from bot_bottle.server_launcher import spawn
-from bot_bottle.supervise import decide
+from bot_bottle.sidecar.launcher import spawn
 
 _SPAWN = multiprocessing.get_context("spawn")
 
@@ -43,22 +43,22 @@ TARGET_P99_MS = 60
 def decide_and_time(proposal_id: str, store: QueueStore) -> float:
     """Decide the proposal; the time its transaction committed.
 
-    Taken when ``record_decision`` moves the anchor, which it does right
+    Taken when ``AuditStore.recording`` moves the anchor, which it does right
     after its COMMIT: waiters wake at the commit, and the anchor's write
     (a synced write of its own) is not part of what they wait for.
     """
     committed: list[float] = []
-    anchor = AuditStore.anchor
+    anchor = AuditStore._anchor
 
     def timed_anchor(database: Any, entry: Any) -> None:
         committed.append(time.time())
         anchor(database, entry)
 
-    AuditStore.anchor = staticmethod(timed_anchor)  # type: ignore[method-assign]
+    AuditStore._anchor = staticmethod(timed_anchor)  # type: ignore[method-assign]
     try:
         decide(proposal_id, "approved", decided_by="bench@host", store=store)
     finally:
-        AuditStore.anchor = staticmethod(anchor)  # type: ignore[method-assign]
+        AuditStore._anchor = staticmethod(anchor)  # type: ignore[method-assign]
     return committed[0]
 
 

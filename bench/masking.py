@@ -7,8 +7,8 @@ import time
 
 from common import machine, median, parser, table, work_dir
 
-from bot_bottle.egress import ApprovedTokens, _token_allow_payload
-from bot_bottle.redaction import REDACTED, Masker
+from bot_bottle.sidecar.egress import ApprovedTokens, _token_allow_payload
+from bot_bottle.text.redaction import REDACTED, Masker
 
 
 def old_mask_fragments(text: str, value: str, shortest: int = 6) -> str:

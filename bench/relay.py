@@ -27,11 +27,12 @@ from common import REPO, machine, median, parser, percentile, table, work_dir
 from latency import decide_and_time
 
 from bot_bottle.db import open_db
+from bot_bottle.decisions import decide
 from bot_bottle.queue_store import QueueStore
 from bot_bottle.records import DEFAULT_POLL_INTERVAL_SEC
-from bot_bottle.relay_client import RelayQueue
-from bot_bottle.relay_credentials import RelayCredentials, RelayEndpoint
-from bot_bottle.supervise import decide
+from bot_bottle.relay.credentials import RelayCredentials
+from bot_bottle.sidecar.relay_queue import RelayQueue
+from bot_bottle.wire.relay_file import RelayEndpoint
 
 _SPAWN = multiprocessing.get_context("spawn")
 TARGET_P50_MS = 30

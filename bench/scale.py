@@ -19,12 +19,14 @@ from pathlib import Path
 
 from common import machine, median, parser, table, work_dir
 
-from bot_bottle import migrate
-from bot_bottle.audit_seal import GENESIS_SEAL, advance_anchor, load_key, seal_of
-from bot_bottle.audit_store import GENESIS_HASH, AuditStore
+from bot_bottle.audit.anchor import advance_anchor
+from bot_bottle.audit.chain import GENESIS_HASH, compute_hash
+from bot_bottle.audit.seal import GENESIS_SEAL, load_key, seal_of
+from bot_bottle.audit_store import AuditStore
 from bot_bottle.connection import connect, transaction
 from bot_bottle.db import open_db
 from bot_bottle.queue_store import QueueStore
+from bot_bottle.schema import migrate
 
 BOTTLES = 50
 BATCH = 10_000
@@ -63,7 +65,7 @@ def populate(path: Path, proposals: int, entries: int) -> None:
                                       "current_file_hash": None,
                                       "payload_sha256": hashlib.sha256(payload.encode()).hexdigest()})
             diff = "--- current\n+++ proposed\n@@ -1 +1,2 @@\n routes:\n+- h.example\n"
-            digest = AuditStore.compute_hash(seq, stamp, key, action, tool, proposal_id, "bench@host", "", diff,
+            digest = compute_hash(seq, stamp, key, action, tool, proposal_id, "bench@host", "", diff,
                                              details, prev)
             rows.append((seq, stamp, key, action, tool, proposal_id, "bench@host", "", diff, details, prev, digest))
             seal = seal_of(audit_key, seq, seal, digest)

@@ -10,7 +10,7 @@ from pathlib import Path
 from common import REPO, machine, median, parser, table, work_dir
 
 from bot_bottle.db import open_db
-from bot_bottle.server_launcher import spawn
+from bot_bottle.sidecar.launcher import spawn
 
 
 def run_once(command: list[str]) -> float:

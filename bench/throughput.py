@@ -37,10 +37,10 @@ from persistqueue import SQLiteAckQueue
 from persistqueue.sqlackqueue import AckStatus
 
 from bot_bottle.db import open_db
+from bot_bottle.decisions import decide
 from bot_bottle.file_watch import FileWatch
 from bot_bottle.queue_store import QueueStore
 from bot_bottle.records import DEFAULT_POLL_INTERVAL_SEC
-from bot_bottle.supervise import decide
 
 _SPAWN = multiprocessing.get_context("spawn")
 POLL = 0.001  # the peers' waiters (and bot-bottle's in its "poll every 1 ms" row) look this often

@@ -20,8 +20,8 @@ import time
 
 from common import REPO, machine, parser, percentile, table, work_dir
 
+from bot_bottle.decisions import decide
 from bot_bottle.queue_store import QueueStore
-from bot_bottle.supervise import decide
 
 TARGET_P99_MS = 100
 

@@ -20,10 +20,18 @@ from contextlib import contextmanager
 from types import TracebackType
 from typing import Self
 
-from bot_bottle import migrate
 from bot_bottle.connection import DEFAULT_BUSY_TIMEOUT_SEC, connect, transaction, translate_errors
 from bot_bottle.errors import CannotOpenDatabase
-from bot_bottle.paths import DB_FILENAME, bot_bottle_root, host_db_dir, host_db_path, resolve_db_path
+from bot_bottle.paths import (
+    DB_DIR_IN_CONTAINER,
+    DB_FILENAME,
+    DB_PATH_IN_CONTAINER,
+    bot_bottle_root,
+    host_db_dir,
+    host_db_path,
+    resolve_db_path,
+)
+from bot_bottle.schema import migrate
 
 __all__ = [
     "DB_DIR_IN_CONTAINER",
@@ -39,9 +47,6 @@ __all__ = [
     "resolve_db_path",
     "transaction",
 ]
-
-DB_DIR_IN_CONTAINER = "/run/supervise"
-DB_PATH_IN_CONTAINER = "/run/supervise/bot-bottle.db"
 
 
 def open_db(

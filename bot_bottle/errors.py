@@ -1,8 +1,49 @@
-"""The package's exceptions: one base class and a few named kinds.
+"""Every exception bot-bottle defines, in one tree.
 
-This module imports nothing from the project, so every layer (records, the
-connection, the migration runner, the stores, the CLI) can raise and catch the
-same classes. The CLI turns any ``BotBottleError`` into one line on stderr.
+This module imports nothing from the project, so every layer can raise and
+catch the same classes. ``BotBottleError`` is what bot-bottle raises on
+purpose, with a message for a person (what happened, what to do); the CLI
+turns any of them into one line on stderr. The few exceptions outside it are
+signals between the parts of one server, caught where they are raised and
+never shown as they are::
+
+    BotBottleError                    raised on purpose; the message is for a person
+    ├── ValidationError (ValueError)  a value refused before anything was written; .field names it
+    ├── DatabaseError                 the database file cannot be used as it is (left untouched)
+    │   ├── SQLiteTooOld              Python's SQLite is older than bot-bottle needs
+    │   ├── NotADatabase              the path holds something else
+    │   ├── CorruptDatabase           SQLite reports it malformed
+    │   ├── ReadOnlyDatabase          the file, or the directory its journal needs, is not writable
+    │   ├── CannotOpenDatabase        the path cannot be opened or created
+    │   └── DatabaseBusy              another process held the lock past the busy timeout
+    ├── MigrationError                a migration could not be discovered, applied or reverted
+    │   ├── MigrationFilesError       the migration files themselves are wrong
+    │   ├── MigrationDrift            an applied migration's file changed since
+    │   ├── SchemaTooNew              a newer bot-bottle migrated the database
+    │   ├── SchemaTooOld              a sidecar met an older schema (migrating is the host's job)
+    │   └── WouldDropProtected        a downgrade would drop audit entries nobody wrote out
+    ├── BackupError                   a backup could not be written
+    ├── AuditTampered                 the audit log shows a change made without the host's key
+    ├── NotFound                      no record has that id (or prefix)
+    ├── AmbiguousId                   an id prefix matches several records
+    ├── AlreadyDecided                the proposal has a decision; the first one stands
+    ├── StillPending                  the operation needs a decided proposal
+    ├── QuotaExceeded                 the bottle has as much pending as it may
+    ├── MissingMount                  a sidecar finds neither the host's database nor a relay file
+    ├── Unauthorized                  a relay request without a live credential of its bottle
+    ├── RelayUnreachable              the sidecar could not reach the operator's relay
+    ├── RelayError                    the relay answered, but not with what was asked
+    ├── RelayAlreadyRunning           another relay holds this host's relay lock
+    ├── GitGateError                  git-gate could not scan a push (so it refuses it)
+    └── GitObjectsError               git could not list or read a push's objects
+
+    Signals inside one server (never shown as they are):
+    RpcError              a JSON-RPC error to answer with: its code and message
+    ToolInputError        an MCP tool call whose arguments the model must correct (an isError result)
+    RetryLater            the relay was not reached, or asked to be asked again: retry until the deadline
+    Refused               a dashboard request answered with a status and a page saying why
+    DeadlineExceeded      (a TimeoutError) a request was not sent within its deadline
+    HeadersTooLarge       a request's line and headers went past their byte limit
 """
 
 from __future__ import annotations
@@ -71,12 +112,25 @@ class SchemaTooNew(MigrationError):
     """The database was migrated by a newer bot-bottle than this one."""
 
 
-class AuditTampered(BotBottleError):
-    """The audit log holds a change made without the host's key; nothing more is appended to it."""
-
-
 class SchemaTooOld(MigrationError):
     """A sidecar met the host's database at an older schema than its own: migrating is the host's job."""
+
+
+class WouldDropProtected(MigrationError):
+    """A down migration would drop rows of a protected table that nobody wrote out; ``table``, ``count``."""
+
+    def __init__(self, message: str, table: str, count: int) -> None:
+        super().__init__(message)
+        self.table = table
+        self.count = count
+
+
+class BackupError(BotBottleError):
+    """A backup could not be written (the database itself was not changed)."""
+
+
+class AuditTampered(BotBottleError):
+    """The audit log holds a change made without the host's key; nothing more is appended to it."""
 
 
 class NotFound(BotBottleError):
@@ -113,3 +167,55 @@ class RelayUnreachable(BotBottleError):
 
 class RelayError(BotBottleError):
     """The relay answered, but not with what the sidecar asked for (a refusal it cannot map, a bad answer)."""
+
+
+class RelayAlreadyRunning(BotBottleError):
+    """Another relay holds this host's relay lock."""
+
+
+class GitGateError(BotBottleError):
+    """Scanning could not be done (gitleaks missing or failing, a bad report, bad hook input)."""
+
+
+class GitObjectsError(BotBottleError):
+    """git could not list or read the pushed objects; the push cannot be scanned completely."""
+
+
+# Signals inside one server ------------------------------------------------------------------------
+
+
+class RpcError(Exception):
+    """A JSON-RPC error to answer with: its code (``wire.jsonrpc``) and a message for the client."""
+
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+class ToolInputError(Exception):
+    """A tool call whose arguments cannot be acted on: answered as a tool result with ``isError``.
+
+    The message is for the agent's model, which reads it and tries again, so
+    it says what was wrong and what is expected.
+    """
+
+
+class RetryLater(Exception):
+    """The relay could not be reached, or asked to be asked again: the client retries until its deadline."""
+
+
+class Refused(Exception):
+    """A dashboard request answered with ``status`` (an HTTP status) and a page saying why."""
+
+    def __init__(self, status: int, title: str, explanation: str) -> None:
+        super().__init__(explanation)
+        self.status, self.title, self.explanation = status, title, explanation
+
+
+class DeadlineExceeded(TimeoutError):
+    """The request's deadline passed before the client sent all of it."""
+
+
+class HeadersTooLarge(Exception):
+    """The request line and headers went past their byte limit."""

@@ -13,6 +13,10 @@ import os
 from pathlib import Path
 
 DB_FILENAME = "bot-bottle.db"
+# Inside a sidecar: where the backend mounts what the sidecar may reach (the database's directory, or a
+# directory holding only its relay file). A constant: never taken from the environment.
+DB_DIR_IN_CONTAINER = "/run/supervise"
+DB_PATH_IN_CONTAINER = f"{DB_DIR_IN_CONTAINER}/{DB_FILENAME}"
 
 
 def bot_bottle_root() -> Path:

@@ -15,20 +15,18 @@ file); ``get`` loads one proposal whole.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import secrets
 import sqlite3
 import time
-from dataclasses import fields
+from collections.abc import Callable
 from typing import Any
 
 from bot_bottle.audit_store import AuditStore
 from bot_bottle.bottles import heartbeat_in, stopped_in
-from bot_bottle.db import Database, DatabaseUser
+from bot_bottle.db import Database
 from bot_bottle.errors import (
     AlreadyDecided,
-    AmbiguousId,
     AuditTampered,
     NotFound,
     QuotaExceeded,
@@ -36,6 +34,7 @@ from bot_bottle.errors import (
     ValidationError,
 )
 from bot_bottle.file_watch import WatchPool
+from bot_bottle.queue_reads import PENDING, PROPOSAL_COLUMNS, QueueReads, check_bottle, decided_on
 from bot_bottle.records import (
     DEFAULT_POLL_INTERVAL_SEC,
     DEFAULT_QUOTA,
@@ -45,11 +44,10 @@ from bot_bottle.records import (
     AuditEntry,
     Decision,
     Proposal,
-    ProposalSummary,
     Quota,
     Response,
+    sha256_text,
     utc_now,
-    validate_id_prefix,
     validate_optional_text,
     validate_proposal_id,
     validate_queue_key,
@@ -57,26 +55,6 @@ from bot_bottle.records import (
     validate_text,
     validate_tool,
 )
-
-
-def _columns(record: type, alias: str) -> str:
-    """The table's columns named as ``record``'s fields, in their order, so rows map by construction."""
-    return ", ".join(f"{alias}.{field.name}" for field in fields(record))
-
-
-_PROPOSAL_COLUMNS = _columns(Proposal, "p")
-_PROPOSAL_WIDTH = len(fields(Proposal))
-# What listings read: never the payload or the current file (up to 1 MiB each).
-_SUMMARY_COLUMNS = _columns(ProposalSummary, "p")
-_SUMMARY_WIDTH = len(fields(ProposalSummary))
-_PENDING = "p.archived_at IS NULL AND NOT EXISTS (SELECT 1 FROM responses r WHERE r.proposal_id = p.id)"
-_RESPONSE_COLUMNS = _columns(Response, "r")
-_AMBIGUOUS_SHOWN = 5
-
-
-def sha256_text(text: str) -> str:
-    """The sha256 hex digest of ``text`` encoded as UTF-8."""
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def _check_wait(timeout: object, poll_interval: object) -> tuple[float, float]:
@@ -88,7 +66,7 @@ def _check_wait(timeout: object, poll_interval: object) -> tuple[float, float]:
     return float(timeout), float(poll_interval)  # type: ignore[arg-type]
 
 
-class QueueStore(DatabaseUser):
+class QueueStore(QueueReads):
     """The supervise queue in the host database (``db_path=None``) or the database at ``db_path``.
 
     Safe to share between threads; open one per process (or per thread) as you like.
@@ -109,23 +87,6 @@ class QueueStore(DatabaseUser):
         """Close the store's watches and its connection (unless it was handed a ``Database`` to share)."""
         self._watches.close()
         super().close()
-
-    # Row mapping -----------------------------------------------------------
-
-    @staticmethod
-    def proposal_from_row(row: tuple[Any, ...]) -> Proposal:
-        """Map a row of ``_PROPOSAL_COLUMNS`` (the dataclass's fields, in order) to a ``Proposal``."""
-        return Proposal(*row)
-
-    @staticmethod
-    def summary_from_row(row: tuple[Any, ...]) -> ProposalSummary:
-        """Map a row of ``_SUMMARY_COLUMNS`` to a ``ProposalSummary``."""
-        return ProposalSummary(*row)
-
-    @staticmethod
-    def response_from_row(row: tuple[Any, ...]) -> Response:
-        """Map a row of ``_RESPONSE_COLUMNS`` to a ``Response``."""
-        return Response(*row)
 
     # Filing ------------------------------------------------------------------
 
@@ -163,7 +124,7 @@ class QueueStore(DatabaseUser):
         payload_sha256 = sha256_text(payload)
         with self.db.write() as conn:
             existing = conn.execute(
-                f"SELECT {_PROPOSAL_COLUMNS} FROM proposals p WHERE p.queue_key = :queue_key "
+                f"SELECT {PROPOSAL_COLUMNS} FROM proposals p WHERE p.queue_key = :queue_key "
                 "AND p.tool = :tool AND p.payload_sha256 = :sha AND p.archived_at IS NULL",
                 {"queue_key": queue_key, "tool": tool, "sha": payload_sha256},
             ).fetchone()
@@ -197,7 +158,7 @@ class QueueStore(DatabaseUser):
         count, used = conn.execute(
             "SELECT count(*), coalesce(sum(length(CAST(p.payload AS BLOB)) + length(CAST(p.justification AS BLOB)) "
             f"+ coalesce(length(CAST(p.current_file AS BLOB)), 0)), 0) FROM proposals p "
-            f"WHERE p.queue_key = :queue_key AND {_PENDING}",
+            f"WHERE p.queue_key = :queue_key AND {PENDING}",
             {"queue_key": queue_key},
         ).fetchone()
         if count >= quota.max_pending:
@@ -212,164 +173,7 @@ class QueueStore(DatabaseUser):
                 "(check-proposal) or file something smaller"
             )
 
-    # Reading -----------------------------------------------------------------
-
-    def _get_in(self, conn: sqlite3.Connection, proposal_id: str) -> Proposal:
-        row = conn.execute(
-            f"SELECT {_PROPOSAL_COLUMNS} FROM proposals p WHERE p.id = :id", {"id": proposal_id}
-        ).fetchone()
-        if row is None:
-            raise NotFound(f"no proposal {proposal_id}")
-        return self.proposal_from_row(row)
-
-    @staticmethod
-    def _response_in(conn: sqlite3.Connection, proposal_id: str) -> Response | None:
-        row = conn.execute(
-            f"SELECT {_RESPONSE_COLUMNS} FROM responses r WHERE r.proposal_id = :id", {"id": proposal_id}
-        ).fetchone()
-        return None if row is None else QueueStore.response_from_row(row)
-
-    def get(self, proposal_id: str) -> Proposal:
-        """The proposal with this whole id; ``NotFound`` if there is none."""
-        validate_proposal_id(proposal_id)
-        with self.db.read() as conn:
-            return self._get_in(conn, proposal_id)
-
-    def find(self, prefix: str) -> Proposal:
-        """The one proposal whose id starts with ``prefix`` (any case); ``NotFound`` or ``AmbiguousId``."""
-        prefix = validate_id_prefix(prefix)
-        with self.db.read() as conn:
-            # Ids are lower-case hex, so every id with this prefix sorts in
-            # [prefix, prefix + 'g'): an index range, not a scan.
-            rows = conn.execute(
-                "SELECT id FROM proposals WHERE id >= :low AND id < :high ORDER BY id LIMIT :n",
-                {"low": prefix, "high": prefix + "g", "n": _AMBIGUOUS_SHOWN + 1},
-            ).fetchall()
-            if not rows:
-                raise NotFound(f"no proposal id starts with {prefix!r}")
-            if len(rows) > 1:
-                shown = ", ".join(str(r[0])[: len(prefix) + 4] for r in rows[:_AMBIGUOUS_SHOWN])
-                more = " and more" if len(rows) > _AMBIGUOUS_SHOWN else ""
-                raise AmbiguousId(f"{prefix!r} matches several proposals ({shown}{more}): give more digits")
-            return self._get_in(conn, str(rows[0][0]))
-
-    def pending(self, queue_key: str | None = None) -> list[Proposal]:
-        """Undecided, unarchived proposals, oldest first; of one bottle, or of all (``None``)."""
-        return [self.proposal_from_row(row) for row in self._pending_rows(_PROPOSAL_COLUMNS, queue_key)]
-
-    def pending_summaries(self, queue_key: str | None = None) -> list[ProposalSummary]:
-        """``pending`` without payloads or current files: what a listing shows, cheap at any size."""
-        return [self.summary_from_row(row) for row in self._pending_rows(_SUMMARY_COLUMNS, queue_key)]
-
-    def _pending_rows(self, columns: str, queue_key: str | None) -> list[tuple[Any, ...]]:
-        params: dict[str, Any] = {}
-        where = ""
-        if queue_key is not None:
-            params["queue_key"] = validate_queue_key(queue_key)
-            where = " AND p.queue_key = :queue_key"
-        with self.db.read() as conn:
-            return conn.execute(
-                f"SELECT {columns} FROM proposals p WHERE {_PENDING}{where} ORDER BY p.created_at, p.rowid", params
-            ).fetchall()
-
-    def summaries(
-        self, queue_key: str | None = None, *, include_decided: bool = False, limit: int | None = None
-    ) -> list[tuple[ProposalSummary, Response | None]]:
-        """``listing`` without payloads or current files (the CLI's list reads this)."""
-        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
-            raise ValidationError("limit", "must be a whole number of at least 1")
-        if not include_decided:
-            pending: list[tuple[ProposalSummary, Response | None]] = [
-                (p, None) for p in self.pending_summaries(queue_key)
-            ]
-            return pending if limit is None else pending[-limit:]
-        rows = self._decided_rows(_SUMMARY_COLUMNS, queue_key, limit)
-        result = [
-            (self.summary_from_row(row[:_SUMMARY_WIDTH]),
-             None if row[_SUMMARY_WIDTH] is None else self.response_from_row(row[_SUMMARY_WIDTH:]))
-            for row in rows
-        ]
-        result.reverse()
-        return result
-
-    def _decided_rows(self, columns: str, queue_key: str | None, limit: int | None) -> list[tuple[Any, ...]]:
-        """Proposals (``columns``) with their responses, newest first, at most ``limit``."""
-        params: dict[str, Any] = {"limit": -1 if limit is None else limit}
-        where = ""
-        if queue_key is not None:
-            params["queue_key"] = validate_queue_key(queue_key)
-            where = "WHERE p.queue_key = :queue_key "
-        with self.db.read() as conn:
-            return conn.execute(
-                f"SELECT {columns}, {_RESPONSE_COLUMNS} FROM proposals p "
-                f"LEFT JOIN responses r ON r.proposal_id = p.id {where}"
-                "ORDER BY p.created_at DESC, p.rowid DESC LIMIT :limit",
-                params,
-            ).fetchall()
-
-    def listing(
-        self, queue_key: str | None = None, *, include_decided: bool = False, limit: int | None = None
-    ) -> list[tuple[Proposal, Response | None]]:
-        """Proposals with their responses, oldest first.
-
-        By default only pending ones (as ``pending``); ``include_decided``
-        lists every proposal, archived ones too, and ``limit`` keeps the newest.
-        """
-        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
-            raise ValidationError("limit", "must be a whole number of at least 1")
-        if not include_decided:
-            pending: list[tuple[Proposal, Response | None]] = [(p, None) for p in self.pending(queue_key)]
-            return pending if limit is None else pending[-limit:]
-        rows = self._decided_rows(_PROPOSAL_COLUMNS, queue_key, limit)
-        result = [
-            (self.proposal_from_row(row[:_PROPOSAL_WIDTH]),
-             None if row[_PROPOSAL_WIDTH] is None else self.response_from_row(row[_PROPOSAL_WIDTH:]))
-            for row in rows
-        ]
-        result.reverse()
-        return result
-
-    def response(self, proposal_id: str) -> Response | None:
-        """The decision on this proposal, or ``None`` while it is pending."""
-        validate_proposal_id(proposal_id)
-        return self._decision_of(proposal_id, None)
-
-    def _decision_of(self, proposal_id: str, queue_key: str | None) -> Response | None:
-        """The response, in one read; with ``queue_key``, ``NotFound`` unless the proposal is that bottle's.
-
-        One statement, so one shared lock: a bottle's look at its decision
-        checks whose proposal it is in the same read (docs/benchmarks.md, "Throughput").
-        """
-        with self.db.read() as conn:
-            if queue_key is None:
-                return self._response_in(conn, proposal_id)
-            row = conn.execute(
-                f"SELECT p.queue_key, {_RESPONSE_COLUMNS} FROM proposals p "
-                "LEFT JOIN responses r ON r.proposal_id = p.id WHERE p.id = :id",
-                {"id": proposal_id},
-            ).fetchone()
-        _check_bottle(proposal_id, None if row is None else str(row[0]), queue_key)
-        return None if row[1] is None else self.response_from_row(row[1:])
-
-    def changes_marker(self) -> tuple[int, int]:
-        """A value that changes whenever anyone commits to the database (cheap: no table is read)."""
-        # data_version moves when another connection commits; total_changes
-        # when this one writes (a thread of this process deciding).
-        with self.db.read() as conn:
-            return int(conn.execute("PRAGMA data_version").fetchone()[0]), conn.total_changes
-
-    def file_marker(self) -> tuple[int, int, int] | None:
-        """The database file's (mtime, size, inode): it changes when anyone commits. One ``stat``, no lock.
-
-        A hint, not a proof: two commits within one tick of the filesystem's
-        clock can leave it unchanged, so waiters still look properly every
-        poll interval. None when the file cannot be stat'ed.
-        """
-        try:
-            info = os.stat(self.db.path)
-        except OSError:
-            return None
-        return info.st_mtime_ns, info.st_size, info.st_ino
+    # Waiting -----------------------------------------------------------------
 
     def wait_for_response(
         self, proposal_id: str, timeout: float, poll_interval: float = DEFAULT_POLL_INTERVAL_SEC
@@ -426,9 +230,9 @@ class QueueStore(DatabaseUser):
                 proposal = self._get_in(conn, proposal_id)
             else:
                 row = conn.execute(
-                    f"SELECT {_PROPOSAL_COLUMNS} FROM proposals p WHERE p.id = :id", {"id": proposal_id}
+                    f"SELECT {PROPOSAL_COLUMNS} FROM proposals p WHERE p.id = :id", {"id": proposal_id}
                 ).fetchone()
-                _check_bottle(proposal_id, None if row is None else str(row[1]), queue_key)
+                check_bottle(proposal_id, None if row is None else str(row[1]), queue_key)
                 proposal = self.proposal_from_row(row)
             if proposal.archived_at is not None:
                 return proposal
@@ -447,31 +251,32 @@ class QueueStore(DatabaseUser):
         proposal_id: str,
         decision: Decision,
         *,
-        diff: str,
-        details: dict[str, Any],
-        expected: Proposal | None = None,
+        describe: Callable[[Proposal, Decision], tuple[str, dict[str, Any]]],
+        shown: Proposal | None = None,
     ) -> tuple[Response, AuditEntry]:
         """Store the response and its audit entry in one transaction; the first decision wins.
 
-        Raises ``AlreadyDecided`` (naming who decided what, and when) if the
-        proposal has a response already. ``decision`` validated its own
-        fields; which decisions a tool allows is ``supervise.check_decision``'s,
-        and the schema re-checks the basic ones. With ``expected`` (the
-        proposal as it was shown, and as ``diff`` and ``details`` describe
-        it), a stored proposal that differs from it is refused with
-        ``AuditTampered`` inside the transaction: proposals are immutable, so
-        it was rewritten in the file, and the decision would record something
-        the operator never saw.
+        The proposal is validated and read once, inside the transaction.
+        ``describe(proposal, decision)`` holds the decision to the queue's
+        rules for that proposal (``ValidationError``) and returns the diff and
+        details its audit entry records (``decisions.describe_decision``).
+        With ``shown`` (the proposal as the operator saw it), a stored
+        proposal that differs from it is refused with ``AuditTampered``:
+        proposals are immutable, so it was rewritten in the file, and the
+        decision would record something the operator never saw. A proposal
+        decided already raises ``AlreadyDecided``, naming who decided what,
+        and when.
         """
         validate_proposal_id(proposal_id)
-        with self.db.write() as conn:
-            proposal = self._get_in(conn, proposal_id)
-            if expected is not None and _decided_on(proposal) != _decided_on(expected):
+        with AuditStore.recording(self.db) as log:
+            proposal = self._get_in(log.conn, proposal_id)
+            if shown is not None and decided_on(proposal) != decided_on(shown):
                 raise AuditTampered(
                     f"proposal {proposal.short_id} is not what was shown: it was rewritten in the database after "
                     "it was read (proposals are immutable); nothing recorded. Check 'bot-bottle audit verify'"
                 )
-            earlier = self._response_in(conn, proposal_id)
+            diff, details = describe(proposal, decision)
+            earlier = self._response_in(log.conn, proposal_id)
             if earlier is not None:
                 raise AlreadyDecided(
                     f"proposal {proposal.short_id} was already {earlier.status} by {earlier.decided_by} "
@@ -481,13 +286,12 @@ class QueueStore(DatabaseUser):
             response = Response(proposal_id, status, notes, decision.final_file, decided_by, utc_now())
             # The entry records the response whole, so audit verify can hold one against the other.
             details = {**details, "decided_at": response.decided_at}
-            conn.execute(
+            log.conn.execute(
                 "INSERT INTO responses (proposal_id, status, notes, final_file, decided_by, decided_at) "
                 "VALUES (:proposal_id, :status, :notes, :final_file, :decided_by, :decided_at)",
                 response.to_dict(),
             )
-            entry = AuditStore.append_in(
-                conn,
+            entry = log.append(
                 AuditEntry(
                     queue_key=proposal.queue_key,
                     action=status,
@@ -498,30 +302,13 @@ class QueueStore(DatabaseUser):
                     diff=diff,
                     details=details,
                 ),
-                database=self.db.path,
                 ts=response.decided_at,
             )
-        AuditStore.anchor(self.db.path, entry)
         return response, entry
 
     def for_bottle(self, queue_key: str, *, quota: Quota | None = DEFAULT_QUOTA) -> BottleQueue:
         """A handle that files (within ``quota``), reads, waits on and archives only ``queue_key``'s proposals."""
         return BottleQueue(self, validate_queue_key(queue_key), quota=quota)
-
-
-def _check_bottle(proposal_id: str, owner: str | None, queue_key: str) -> None:
-    """``NotFound`` unless the proposal (owned by ``owner``, ``None`` when there is none) is ``queue_key``'s.
-
-    One message whether the id exists in another bottle or nowhere: a
-    bottle learns nothing of the others' ids from it.
-    """
-    if owner != queue_key:
-        raise NotFound(f"no proposal {proposal_id} in bottle {queue_key}")
-
-
-def _decided_on(proposal: Proposal) -> dict[str, Any]:
-    """What a decision is about: every field of the proposal but its archiving."""
-    return {**proposal.to_dict(), "archived_at": None}
 
 
 class BottleQueue:
@@ -559,7 +346,7 @@ class BottleQueue:
             proposal: Proposal | None = self._store.get(proposal_id)
         except NotFound:
             proposal = None
-        _check_bottle(proposal_id, proposal.queue_key if proposal is not None else None, self._queue_key)
+        check_bottle(proposal_id, proposal.queue_key if proposal is not None else None, self._queue_key)
         assert proposal is not None
         return proposal
 

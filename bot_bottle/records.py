@@ -9,6 +9,7 @@ second time.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from dataclasses import dataclass, field
@@ -263,7 +264,7 @@ class Decision:
 
     The fields' own rules are checked here (a known status, UTF-8 text within
     its limits, a decider); which decisions a proposal allows is
-    ``supervise.check_decision``'s, and the schema holds the basic rules a
+    ``decisions.check_decision``'s, and the schema holds the basic rules a
     second time.
     """
 
@@ -322,7 +323,7 @@ class AuditEntry:
     ts: str | None = None
     prev_hash: str | None = None
     hash: str | None = None
-    seal: str | None = None  # the host's keyed seal (audit_seal), None until sealed
+    seal: str | None = None  # the host's keyed seal (audit.seal), None until sealed
 
     def to_dict(self) -> dict[str, Any]:
         """The record as a JSON-ready dict (the form ``audit export`` writes)."""
@@ -341,6 +342,11 @@ class AuditEntry:
             "hash": self.hash,
             "seal": self.seal,
         }
+
+
+def sha256_text(text: str) -> str:
+    """The sha256 hex digest of ``text`` encoded as UTF-8."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def canonical_json(value: dict[str, Any]) -> str:

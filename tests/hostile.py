@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-from bot_bottle.server_launcher import spawn
+from bot_bottle.sidecar.launcher import spawn
 
 REPO = Path(__file__).resolve().parent.parent
 _STATUS_RE = re.compile(rb"HTTP/1\.[01] ([1-5][0-9]{2}) [^\r\n]*")

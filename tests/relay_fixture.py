@@ -14,10 +14,13 @@ from typing import IO, Any
 
 from bot_bottle.queue_store import QueueStore
 from bot_bottle.records import DEFAULT_QUOTA, Quota
-from bot_bottle.relay import DEFAULT_MAX_WAITS_PER_BOTTLE, RelayService, allowed_hosts
-from bot_bottle.relay_client import RelayQueue
-from bot_bottle.relay_credentials import RelayCredentials, RelayEndpoint, sign_request, write_endpoint_file
-from bot_bottle.supervise_http import SuperviseHTTPServer
+from bot_bottle.relay.credentials import RelayCredentials
+from bot_bottle.relay.process import allowed_hosts
+from bot_bottle.relay.service import DEFAULT_MAX_WAITS_PER_BOTTLE, RelayService
+from bot_bottle.sidecar.relay_queue import RelayQueue
+from bot_bottle.wire.jsonrpc_server import SuperviseHTTPServer
+from bot_bottle.wire.relay_file import RelayEndpoint, write_endpoint_file
+from bot_bottle.wire.signing import sign_request
 from tests.hostile import request
 from tests.support import REPO, TempDirTest, wait_until
 

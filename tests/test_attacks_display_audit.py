@@ -14,13 +14,15 @@ import sqlite3
 import sys
 import unicodedata
 
-from bot_bottle import migrate, terminal_text
+from bot_bottle.audit.chain import compute_hash
 from bot_bottle.audit_store import AuditStore
+from bot_bottle.decisions import decide
 from bot_bottle.errors import AuditTampered, ValidationError
+from bot_bottle.policy.routes import validate_final_file
 from bot_bottle.queue_store import QueueStore
 from bot_bottle.records import STATUS_APPROVED, TOOL_EGRESS_ALLOW, TOOL_EGRESS_BLOCK, TOOL_GITLEAKS_ALLOW
-from bot_bottle.routes import validate_final_file
-from bot_bottle.supervise import decide
+from bot_bottle.schema import migrate
+from bot_bottle.text import terminal
 from tests.support import REPO, TempDirTest
 from tests.test_tui import Terminal
 
@@ -50,7 +52,7 @@ class SidecarTestCase(TempDirTest):
         fields = (last[0] + 1, "2026-01-01T00:00:00.000000Z", "web-1", "operator-edit", "routes", None, "op@host",
                   "widened on purpose", "+  - host: '*'\n", "{}", last[1])
         raw.execute("INSERT INTO audit_log VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-                    (*fields, AuditStore.compute_hash(*fields)))
+                    (*fields, compute_hash(*fields)))
         if seal is not None:
             raw.execute("INSERT INTO audit_seal (seq, mac) VALUES (?, ?)", (last[0] + 1, seal))
 
@@ -431,7 +433,7 @@ class ForgedDecisionShownTest(SidecarTestCase):
         fields = (last[0] + 1, "2026-01-01T00:00:00.000000Z", "web-4", "approved", "egress-block", proposal.id,
                   "op@host", "ok", "", details, last[1])
         raw.execute("INSERT INTO audit_log VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-                    (*fields, AuditStore.compute_hash(*fields)))
+                    (*fields, compute_hash(*fields)))
         raw.execute("INSERT INTO audit_seal (seq, mac) VALUES (?, ?)", (last[0] + 1, "ef" * 32))
         self.assertIn("seal was not made with this host's key", self.show(proposal.short_id))
 
@@ -445,11 +447,11 @@ class ForgedDecisionShownTest(SidecarTestCase):
 class VariationSelectorTest(TempDirTest):
     def test_a_selector_that_draws_nothing_is_shown(self) -> None:
         """'pypi.org' + U+FE00 looks like 'pypi.org' raw; shown, it carries a visible escape. Emoji keep theirs."""
-        self.assertEqual(terminal_text.clean_line("pypi.org\ufe00"), "pypi.org\\ufe00")
-        self.assertEqual(terminal_text.clean_line("a\U000e0100"), "a\\U000e0100")
-        self.assertEqual(terminal_text.clean_line("\u2764\ufe0f"), "\u2764\ufe0f")
-        self.assertEqual(terminal_text.clean_line("\u845b\U000e0100"), "\u845b\U000e0100")
-        self.assertEqual(terminal_text.clean_line("\u2764\ufe0f\ufe0f"), "\u2764\ufe0f\\ufe0f")
+        self.assertEqual(terminal.clean_line("pypi.org\ufe00"), "pypi.org\\ufe00")
+        self.assertEqual(terminal.clean_line("a\U000e0100"), "a\\U000e0100")
+        self.assertEqual(terminal.clean_line("\u2764\ufe0f"), "\u2764\ufe0f")
+        self.assertEqual(terminal.clean_line("\u845b\U000e0100"), "\u845b\U000e0100")
+        self.assertEqual(terminal.clean_line("\u2764\ufe0f\ufe0f"), "\u2764\ufe0f\\ufe0f")
         with self.assertRaises(ValidationError):
             validate_final_file(TOOL_EGRESS_BLOCK, "routes:\n  - host: pypi.org\ufe00\n")
 

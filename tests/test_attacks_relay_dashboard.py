@@ -22,14 +22,14 @@ from urllib.parse import urlencode
 
 from bot_bottle.audit_store import AuditStore
 from bot_bottle.db import open_db
+from bot_bottle.decisions import decide
 from bot_bottle.errors import RelayUnreachable
-from bot_bottle.queue_store import sha256_text
-from bot_bottle.records import STATUS_APPROVED, TOOL_EGRESS_ALLOW, TOOL_GITLEAKS_ALLOW
-from bot_bottle.relay import Caller
-from bot_bottle.relay_client import RelayQueue
-from bot_bottle.relay_credentials import RelayCredentials, RelayEndpoint
-from bot_bottle.supervise import decide
-from bot_bottle.supervise_http import MAX_CONCURRENT_REQUESTS
+from bot_bottle.records import STATUS_APPROVED, TOOL_EGRESS_ALLOW, TOOL_GITLEAKS_ALLOW, sha256_text
+from bot_bottle.relay.credentials import RelayCredentials
+from bot_bottle.relay.service import Caller
+from bot_bottle.sidecar.relay_queue import RelayQueue
+from bot_bottle.wire.jsonrpc_server import MAX_CONCURRENT_REQUESTS
+from bot_bottle.wire.relay_file import RelayEndpoint
 from tests.hostile import exchange, parse_answer, request
 from tests.relay_fixture import (
     RelayCase,
@@ -338,7 +338,7 @@ class SessionCookieScopeTest(DashboardCase):
 _RIVAL = """
 import sys
 from bot_bottle.errors import AlreadyDecided
-from bot_bottle.supervise import decide
+from bot_bottle.decisions import decide
 print("ready", flush=True)
 sys.stdin.readline()
 for proposal_id in reversed(sys.argv[2:]):  # from the other end: the two meet somewhere

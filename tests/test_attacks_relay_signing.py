@@ -23,18 +23,12 @@ from typing import Any, ClassVar
 from bot_bottle.db import open_db
 from bot_bottle.errors import AlreadyDecided, RelayError, RelayUnreachable, Unauthorized
 from bot_bottle.records import TOOL_EGRESS_ALLOW
-from bot_bottle.relay import NONCES_FILENAME, NonceLedger
-from bot_bottle.relay_client import RelayQueue
-from bot_bottle.relay_credentials import (
-    AUTH_SCHEME,
-    SIGNATURE_HEADER,
-    RelayCredentials,
-    RelayEndpoint,
-    request_mac,
-    sign_answer,
-    sign_request,
-    token_sha256,
-)
+from bot_bottle.relay.credentials import RelayCredentials
+from bot_bottle.relay.nonces import NonceLedger
+from bot_bottle.relay.process import NONCES_FILENAME
+from bot_bottle.sidecar.relay_queue import RelayQueue
+from bot_bottle.wire.relay_file import RelayEndpoint
+from bot_bottle.wire.signing import AUTH_SCHEME, SIGNATURE_HEADER, request_mac, sign_answer, sign_request, token_sha256
 from tests.hostile import exchange, parse_answer, request
 from tests.relay_fixture import RelayCase, free_port, start_relay_process, stop_process
 from tests.support import TempDirTest

@@ -12,14 +12,16 @@ import time
 from pathlib import Path
 from unittest import mock
 
-from bot_bottle import migrate
-from bot_bottle.audit_seal import ANCHOR_SLOT, advance_anchor, anchor_path, key_path, load_key, read_anchor
-from bot_bottle.audit_store import GENESIS_HASH, AuditStore
+from bot_bottle.audit.anchor import ANCHOR_SLOT, advance_anchor, anchor_path, read_anchor
+from bot_bottle.audit.chain import GENESIS_HASH, compute_hash
+from bot_bottle.audit.seal import key_path, load_key
+from bot_bottle.audit_store import AuditStore
 from bot_bottle.connection import connect
+from bot_bottle.decisions import decide, operator_edit
 from bot_bottle.errors import AuditTampered, BotBottleError
 from bot_bottle.queue_store import QueueStore
 from bot_bottle.records import STATUS_APPROVED, STATUS_MODIFIED, STATUS_REJECTED, TOOL_EGRESS_BLOCK
-from bot_bottle.supervise import decide, operator_edit
+from bot_bottle.schema import migrate
 from tests.support import REPO, TempDirTest, digest, wait_until
 
 HEAD = len(migrate.discover())
@@ -66,7 +68,7 @@ def rechain(raw: sqlite3.Connection, seq: int, column: str, value: str) -> None:
         entry = dict(zip(columns, row, strict=True))
         if entry["seq"] == seq:
             entry[column] = value
-        new = AuditStore.compute_hash(*entry.values(), prev)
+        new = compute_hash(*entry.values(), prev)
         raw.execute(f"UPDATE audit_log SET {column} = :v, prev_hash = :p, hash = :h WHERE seq = :s",
                     {"v": entry[column], "p": prev, "h": new, "s": entry["seq"]})
         prev = new
@@ -155,7 +157,7 @@ class SealTest(ProofTestCase):
         args = (last[0] + 1, "2026-01-01T00:00:00.000000Z", "web-1", "approved", "egress-block", None, "op",
                 "ok", "", "{}", last[1])
         raw.execute("INSERT INTO audit_log VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-                    (*args, AuditStore.compute_hash(*args)))
+                    (*args, compute_hash(*args)))
         ok, problem = self.verify()
         self.assertFalse(ok)
         self.assertIn("written without the host's key", problem)
@@ -321,7 +323,7 @@ class BackupFailuresTest(ProofTestCase):
             big.execute("INSERT INTO filler VALUES (randomblob(100000))")
         big.execute("COMMIT")
         big.close()
-        code = ("import sqlite3, sys, time\nfrom pathlib import Path\nfrom bot_bottle import migrate\n"
+        code = ("import sqlite3, sys, time\nfrom pathlib import Path\nfrom bot_bottle.schema import migrate\n"
                 "conn = sqlite3.connect(sys.argv[1])\n"
                 "real = conn.backup\n"
                 "def slow(target, **kw):\n"

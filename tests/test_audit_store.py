@@ -10,12 +10,14 @@ import sqlite3
 import unittest
 from unittest import mock
 
-from bot_bottle.audit_seal import Sealer, seal_of
-from bot_bottle.audit_store import GENESIS_HASH, AuditStore, hash_material
+from bot_bottle.audit import forensics
+from bot_bottle.audit.chain import GENESIS_HASH, compute_hash, hash_material
+from bot_bottle.audit.seal import Sealer, seal_of
+from bot_bottle.audit_store import AuditStore
+from bot_bottle.decisions import decide, operator_edit
 from bot_bottle.errors import ValidationError
 from bot_bottle.queue_store import QueueStore
 from bot_bottle.records import STATUS_APPROVED, STATUS_REJECTED, TOOL_EGRESS_ALLOW, AuditEntry
-from bot_bottle.supervise import decide, operator_edit
 from tests.support import TempDirTest, digest, query_plans
 
 
@@ -140,7 +142,7 @@ class VerifyTest(AuditTestCase):
     def test_an_entry_is_reported_only_after_the_definition_agrees(self) -> None:
         """The fast text (SQLite's json_array) only ever accepts; a mismatch is recomputed by compute_hash first."""
         self.fill()
-        with mock.patch.object(AuditStore, "_hash_of", wraps=AuditStore._hash_of) as definition:
+        with mock.patch.object(forensics, "hash_of", wraps=forensics.hash_of) as definition:
             self.assertTrue(self.audit.verify().ok)
             self.assertEqual(definition.call_count, 0, "a whole log never needs the slow path")
             raw = self.raw()
@@ -156,7 +158,7 @@ class VerifyTest(AuditTestCase):
         raw = self.raw()
         raw.execute("DROP TRIGGER audit_log_no_update")
         row = raw.execute("SELECT * FROM audit_log WHERE seq = 2").fetchone()
-        forged = AuditStore.compute_hash(2, row[1], row[2], row[3], row[4], row[5], row[6], "forged", row[8],
+        forged = compute_hash(2, row[1], row[2], row[3], row[4], row[5], row[6], "forged", row[8],
                                          row[9], row[10])
         raw.execute("UPDATE audit_log SET notes = 'forged', hash = :h WHERE seq = 2", {"h": forged})
         result = self.audit.verify()
@@ -219,7 +221,7 @@ class HashTextTest(unittest.TestCase):
 
     def test_known_answers(self) -> None:
         """Computed with json.dumps and hmac.new: entries already written keep verifying."""
-        self.assertEqual(AuditStore.compute_hash(*self.FIELDS),
+        self.assertEqual(compute_hash(*self.FIELDS),
                          "77842d047c1725010a2553bf12fcc398722698d480003b0f9745353da961262d")
         self.assertEqual(seal_of(b"k" * 32, 7, "1" * 64, "2" * 64),
                          "4aafd9e61145f3a617578a1d45bff46747657ec91350499673c036c00062c5fc")

@@ -5,10 +5,10 @@ from __future__ import annotations
 import os
 import stat
 
-from bot_bottle import migrate
 from bot_bottle.backends import BACKENDS, Supervise, backend
 from bot_bottle.db import host_db_dir, host_db_path, open_db
 from bot_bottle.errors import ValidationError
+from bot_bottle.schema import migrate
 from tests.support import TempDirTest
 
 

@@ -8,15 +8,15 @@ import sqlite3
 import subprocess
 from datetime import UTC, datetime, timedelta
 
-from bot_bottle import migrate
 from bot_bottle.backends import Supervise, backend
 from bot_bottle.bottles import STALE_AFTER_SEC, BottleStore
 from bot_bottle.connection import connect
 from bot_bottle.db import host_db_path
+from bot_bottle.decisions import decide
 from bot_bottle.errors import NotFound, ValidationError
 from bot_bottle.queue_store import QueueStore
-from bot_bottle.server_launcher import spawn
-from bot_bottle.supervise import decide
+from bot_bottle.schema import migrate
+from bot_bottle.sidecar.launcher import spawn
 from tests.relay_fixture import free_port
 from tests.support import TempDirTest, wait_until
 

@@ -11,8 +11,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from bot_bottle import migrate
 from bot_bottle.db import open_db
+from bot_bottle.schema import migrate
 from tests.support import MIGRATIONS, REPO, TempDirTest, digest, require_tool, write_migration
 
 HEAD = len(migrate.discover())

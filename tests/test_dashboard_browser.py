@@ -20,9 +20,9 @@ from urllib.parse import urlsplit
 
 from bot_bottle.audit_store import AuditStore
 from bot_bottle.bottles import BottleStore
-from bot_bottle.cli.dashboard_server import shown_digest
+from bot_bottle.cli.dashboard.state import shown_digest
 from bot_bottle.records import TOOL_EGRESS_ALLOW, TOOL_EGRESS_BLOCK, TOOL_GITLEAKS_ALLOW, format_timestamp
-from bot_bottle.server_launcher import spawn
+from bot_bottle.sidecar.launcher import spawn
 from tests.browser import Browser
 from tests.test_dashboard import DashboardCase
 from tests.test_display_integrity import HOSTILE, forbidden

@@ -8,9 +8,10 @@ import stat
 import threading
 from pathlib import Path
 
-from bot_bottle import db, migrate
+from bot_bottle import db
 from bot_bottle.connection import check_sqlite_version, connect, transaction
 from bot_bottle.errors import CannotOpenDatabase, SQLiteTooOld
+from bot_bottle.schema import migrate
 from tests.support import TempDirTest
 
 

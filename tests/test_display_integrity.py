@@ -13,10 +13,11 @@ import time
 import unicodedata
 import unittest
 
-from bot_bottle import terminal_text
 from bot_bottle.audit_store import AuditStore
 from bot_bottle.cli.render import describe, modification
+from bot_bottle.decisions import decide, render_diff
 from bot_bottle.errors import ValidationError
+from bot_bottle.policy.routes import make_route, parse_route, validate_final_file, widening_lines
 from bot_bottle.queue_store import QueueStore
 from bot_bottle.records import (
     STATUS_MODIFIED,
@@ -26,8 +27,7 @@ from bot_bottle.records import (
     TOOL_EGRESS_TOKEN_ALLOW,
     TOOL_GITLEAKS_ALLOW,
 )
-from bot_bottle.routes import make_route, parse_route, validate_final_file, widening_lines
-from bot_bottle.supervise import decide, render_diff
+from bot_bottle.text import terminal
 from tests.support import REPO, TempDirTest, wait_until
 from tests.test_tui import Terminal
 
@@ -73,44 +73,44 @@ class SanitizerTest(unittest.TestCase):
         """Each hostile class comes out with no forbidden character, and with an escape where one was."""
         for name, text in HOSTILE.items():
             with self.subTest(name):
-                shown = terminal_text.clean(text)
+                shown = terminal.clean(text)
                 self.assertFalse([c for c in shown if forbidden(c)], name)
                 if any(forbidden(c) for c in text if c != "\n"):
-                    self.assertTrue(any(s.escaped for line in terminal_text.lines(text) for s in line), name)
+                    self.assertTrue(any(s.escaped for line in terminal.lines(text) for s in line), name)
 
     def test_named_escapes(self) -> None:
         """Escapes say which character was there."""
-        self.assertEqual(terminal_text.clean_line("a\x1b[2Jb"), "a\\x1b[2Jb")
-        self.assertEqual(terminal_text.clean_line("\u202eabc"), "\\u202eabc")
-        self.assertEqual(terminal_text.clean_line("x\U000e0041"), "x\\U000e0041")
-        self.assertEqual(terminal_text.clean_line("a\rb"), "a\\x0db")
-        self.assertEqual(terminal_text.clean("a\r\nb"), "a\nb")
-        self.assertEqual(terminal_text.clean_line("a\nb"), "a\\x0ab")
-        self.assertEqual(terminal_text.clean("\tx"), " " * 8 + "x")
+        self.assertEqual(terminal.clean_line("a\x1b[2Jb"), "a\\x1b[2Jb")
+        self.assertEqual(terminal.clean_line("\u202eabc"), "\\u202eabc")
+        self.assertEqual(terminal.clean_line("x\U000e0041"), "x\\U000e0041")
+        self.assertEqual(terminal.clean_line("a\rb"), "a\\x0db")
+        self.assertEqual(terminal.clean("a\r\nb"), "a\nb")
+        self.assertEqual(terminal.clean_line("a\nb"), "a\\x0ab")
+        self.assertEqual(terminal.clean("\tx"), " " * 8 + "x")
 
     def test_widths_are_display_columns(self) -> None:
         """Wide characters take two columns, combining marks none; floods of marks are capped."""
-        self.assertEqual(terminal_text.width(terminal_text.line("漢字ab")), 6)
-        self.assertEqual(terminal_text.width(terminal_text.line("e\u0301")), 1)
-        flood = terminal_text.line("Z" + "\u0301" * 500)
+        self.assertEqual(terminal.width(terminal.line("漢字ab")), 6)
+        self.assertEqual(terminal.width(terminal.line("e\u0301")), 1)
+        flood = terminal.line("Z" + "\u0301" * 500)
         self.assertLessEqual(sum(1 for s in flood if not s.escaped for c in s.text if unicodedata.combining(c)),
-                             terminal_text.MAX_COMBINING)
-        self.assertTrue(terminal_text.line("\u0301x")[0].escaped, "a mark with nothing to combine with")
+                             terminal.MAX_COMBINING)
+        self.assertTrue(terminal.line("\u0301x")[0].escaped, "a mark with nothing to combine with")
 
     def test_cuts_and_wraps_are_marked(self) -> None:
         """A cut ends with the marker; a wrap never splits a wide character and marks continuations."""
-        text = terminal_text.line("漢字" * 30)
+        text = terminal.line("漢字" * 30)
         for columns in (5, 10, 39, 40, 80):
-            cut = terminal_text.fit(text, columns)
-            self.assertLessEqual(terminal_text.width(cut), columns)
-            self.assertEqual(cut[-1].text, terminal_text.CUT_MARKER)
-            rows = terminal_text.wrap(text, columns)
-            self.assertEqual("".join(terminal_text.plain(r).removeprefix(terminal_text.CONTINUATION) for r in rows),
+            cut = terminal.fit(text, columns)
+            self.assertLessEqual(terminal.width(cut), columns)
+            self.assertEqual(cut[-1].text, terminal.CUT_MARKER)
+            rows = terminal.wrap(text, columns)
+            self.assertEqual("".join(terminal.plain(r).removeprefix(terminal.CONTINUATION) for r in rows),
                              "漢字" * 30)
             for index, row in enumerate(rows):
-                self.assertLessEqual(terminal_text.width(row), columns)
-                self.assertEqual(terminal_text.plain(row).startswith(terminal_text.CONTINUATION), index > 0)
-        self.assertEqual(terminal_text.plain(terminal_text.fit(terminal_text.line("short"), 10)), "short")
+                self.assertLessEqual(terminal.width(row), columns)
+                self.assertEqual(terminal.plain(row).startswith(terminal.CONTINUATION), index > 0)
+        self.assertEqual(terminal.plain(terminal.fit(terminal.line("short"), 10)), "short")
 
 
 class RoutesTest(unittest.TestCase):
@@ -410,12 +410,12 @@ class TuiHostileTest(TempDirTest):
                     self.assertIn(proposal_id, rows[line_number])
                     self.assertLessEqual(_columns(rows[line_number]), width)
                 if width < 200:
-                    self.assertTrue(rows[2].rstrip().endswith(terminal_text.CUT_MARKER), rows[2])
+                    self.assertTrue(rows[2].rstrip().endswith(terminal.CUT_MARKER), rows[2])
                 # The detail view: wrapped, continuations marked, nothing past the edge.
                 term.send("j", "Enter")
                 detail = term.wait_for("justification:").split("\n")
                 self.assertTrue(all(_columns(line) <= width for line in detail))
-                wrapped = [line for line in detail if line.startswith(terminal_text.CONTINUATION)]
+                wrapped = [line for line in detail if line.startswith(terminal.CONTINUATION)]
                 self.assertTrue(wrapped, "the long justification wraps with continuation marks")
                 term.send("q")
 

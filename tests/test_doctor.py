@@ -6,9 +6,9 @@ import json
 import sqlite3
 from unittest import mock
 
-from bot_bottle import supervise_server
 from bot_bottle.db import open_db
-from bot_bottle.mount_safety import SHARED, LockProbe, MountReport
+from bot_bottle.sidecar import server as supervise_server
+from bot_bottle.sidecar.mount_check import SHARED, LockProbe, MountReport
 from tests.support import TempDirTest, digest
 
 

@@ -12,16 +12,10 @@ import sys
 from bot_bottle.audit_store import AuditStore
 from bot_bottle.cli.render import describe
 from bot_bottle.db import Database
-from bot_bottle.egress import (
-    REDACTED,
-    ApprovedTokens,
-    _token_allow_payload,
-    redact_snippet,
-    request_token_override,
-)
 from bot_bottle.queue_store import QueueStore
 from bot_bottle.records import STATUS_APPROVED, STATUS_REJECTED, TOOL_EGRESS_TOKEN_ALLOW
-from bot_bottle.redaction import Masker, encoded_forms
+from bot_bottle.sidecar.egress import ApprovedTokens, _token_allow_payload, redact_snippet, request_token_override
+from bot_bottle.text.redaction import REDACTED, Masker, encoded_forms
 from tests.support import REPO, TempDirTest, decide_when_filed
 from tests.test_gate_attacks import recoverable, spellings
 

@@ -15,25 +15,17 @@ from pathlib import Path
 
 from bot_bottle.audit_store import AuditStore
 from bot_bottle.cli.render import describe
-from bot_bottle.git_gate import (
-    Finding,
-    GitGateError,
-    RefUpdate,
-    install_hook,
-    parse_hook_input,
-    parse_report,
-    pre_receive,
-    redact_line,
-    refused_ref,
-    render_hook,
-    report_payload,
-)
-from bot_bottle.git_objects import GitObjectsError, render_tree
+from bot_bottle.decisions import decide
+from bot_bottle.errors import GitGateError, GitObjectsError
 from bot_bottle.queue_store import QueueStore
 from bot_bottle.records import STATUS_APPROVED, STATUS_REJECTED, TOOL_GITLEAKS_ALLOW, Proposal
-from bot_bottle.redaction import Masker, encoded_forms
-from bot_bottle.sidecar_queue import find_transport
-from bot_bottle.supervise import decide
+from bot_bottle.sidecar.git_gate.findings import Finding, parse_report, redact_line, report_payload
+from bot_bottle.sidecar.git_gate.hook import pre_receive
+from bot_bottle.sidecar.git_gate.install import install_hook, render_hook
+from bot_bottle.sidecar.git_gate.objects import render_tree
+from bot_bottle.sidecar.git_gate.refs import RefUpdate, parse_hook_input, refused_ref
+from bot_bottle.sidecar.transport import find_transport
+from bot_bottle.text.redaction import Masker, encoded_forms
 from tests.support import REPO, TempDirTest, require_tool, wait_until
 
 # Test secrets in gitleaks' aws-access-token shape. Built at run time so this

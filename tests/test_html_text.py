@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import unittest
 
-from bot_bottle.html_text import editable, line_html
+from bot_bottle.text.html import editable, line_html
 from tests.test_display_integrity import HOSTILE, forbidden
 
 # What a hostile agent writes to run script in the operator's browser.

@@ -7,7 +7,6 @@ import sqlite3
 import stat
 from pathlib import Path
 
-from bot_bottle import migrate
 from bot_bottle.connection import connect
 from bot_bottle.db import open_db
 from bot_bottle.errors import (
@@ -17,6 +16,7 @@ from bot_bottle.errors import (
     MigrationFilesError,
     SchemaTooNew,
 )
+from bot_bottle.schema import migrate
 from tests.support import MIGRATIONS, TempDirTest, digest, schema_of, write_migration
 
 

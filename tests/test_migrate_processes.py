@@ -13,9 +13,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bot_bottle import migrate
 from bot_bottle.connection import connect
 from bot_bottle.db import open_db
+from bot_bottle.schema import migrate
 from tests.support import MIGRATIONS, REPO, TempDirTest, write_migration
 
 _SPAWN = multiprocessing.get_context("spawn")
@@ -96,7 +96,7 @@ class RacingMigratorsTest(TempDirTest):
 _SLOW_MIGRATOR = """
 import sys
 from pathlib import Path
-from bot_bottle import migrate
+from bot_bottle.schema import migrate
 from bot_bottle.connection import connect
 conn = connect(sys.argv[1])
 migrate.upgrade(conn, migrations=migrate.discover(Path(sys.argv[2])))

@@ -7,7 +7,7 @@ import unittest
 from pathlib import Path
 
 from bot_bottle.errors import MissingMount
-from bot_bottle.mount_safety import (
+from bot_bottle.sidecar.mount_check import (
     LOCAL,
     SHARED,
     UNKNOWN,

@@ -11,11 +11,11 @@ import sys
 import time
 import unittest
 
-from bot_bottle import migrate
 from bot_bottle.audit_store import AuditStore
+from bot_bottle.decisions import decide
 from bot_bottle.queue_store import QueueStore
 from bot_bottle.records import STATUS_APPROVED, TOOL_EGRESS_BLOCK
-from bot_bottle.supervise import decide
+from bot_bottle.schema import migrate
 from tests.support import REPO, TempDirTest, wait_until
 from tests.test_tui import Terminal
 

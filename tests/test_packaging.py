@@ -9,7 +9,7 @@ import subprocess
 import sys
 import venv
 
-from bot_bottle import migrate
+from bot_bottle.schema import migrate
 from tests.support import REPO, TempDirTest
 
 
@@ -50,13 +50,13 @@ class WheelInstallTest(TempDirTest):
         self.assertEqual(script.returncode, 0, script.stderr)
         self.assertIn("proposals", script.stdout)
         located = subprocess.run(
-            [str(python), "-c", "from bot_bottle import migrate; print(migrate.migrations_dir())"],
+            [str(python), "-c", "from bot_bottle.schema import migrate; print(migrate.migrations_dir())"],
             cwd=elsewhere, env=env, capture_output=True, text=True, timeout=60,
         )
         self.assertIn(str(env_dir), located.stdout, "migrations come from the installed package")
         static = subprocess.run(
-            [str(python), "-c", "from bot_bottle.cli.dashboard_server import _static_files; "
-             "print(sorted((path, len(data) > 100) for path, (data, _) in _static_files().items()))"],
+            [str(python), "-c", "from bot_bottle.cli.dashboard.state import static_files; "
+             "print(sorted((path, len(data) > 100) for path, (data, _) in static_files().items()))"],
             cwd=elsewhere, env=env, capture_output=True, text=True, timeout=60,
         )
         self.assertEqual(static.stdout.strip(), "[('/static/app.js', True), ('/static/style.css', True)]",

@@ -9,6 +9,7 @@ from typing import Any
 
 from bot_bottle.audit_store import AuditStore
 from bot_bottle.db import open_db
+from bot_bottle.decisions import decide
 from bot_bottle.errors import AlreadyDecided, QuotaExceeded
 from bot_bottle.queue_store import QueueStore
 from bot_bottle.records import (
@@ -20,7 +21,6 @@ from bot_bottle.records import (
     TOOL_EGRESS_BLOCK,
     Quota,
 )
-from bot_bottle.supervise import decide
 from tests.support import TempDirTest
 
 _SPAWN = multiprocessing.get_context("spawn")

@@ -7,6 +7,7 @@ import sqlite3
 import threading
 import time
 
+from bot_bottle.decisions import decide
 from bot_bottle.errors import AmbiguousId, NotFound, QuotaExceeded, StillPending, ValidationError
 from bot_bottle.queue_store import QueueStore
 from bot_bottle.records import (
@@ -22,7 +23,6 @@ from bot_bottle.records import (
     Quota,
     Response,
 )
-from bot_bottle.supervise import decide
 from tests.support import TempDirTest, digest, query_plans
 
 

@@ -24,23 +24,19 @@ from bot_bottle.backends import BACKENDS
 from bot_bottle.backends.plan import Supervise
 from bot_bottle.bottles import BottleStore
 from bot_bottle.db import open_db
+from bot_bottle.decisions import decide
 from bot_bottle.errors import MissingMount, NotFound, RelayError, RelayUnreachable, Unauthorized, ValidationError
-from bot_bottle.git_gate import install_hook
 from bot_bottle.queue_store import QueueStore
 from bot_bottle.records import STATUS_APPROVED, STATUS_REJECTED, TOOL_EGRESS_ALLOW, Response
-from bot_bottle.relay import RelayInfo, ensure_relay, running_relay
-from bot_bottle.relay_client import RelayQueue
-from bot_bottle.relay_credentials import (
-    RelayCredentials,
-    RelayEndpoint,
-    bottle_relay_dir,
-    read_endpoint_file,
-    sign_request,
-    write_endpoint_file,
-)
-from bot_bottle.server_launcher import spawn
-from bot_bottle.sidecar_queue import find_transport
-from bot_bottle.supervise import decide
+from bot_bottle.relay.credentials import RelayCredentials, bottle_relay_dir
+from bot_bottle.relay.lock import RelayInfo, running_relay
+from bot_bottle.relay.process import ensure_relay
+from bot_bottle.sidecar.git_gate.install import install_hook
+from bot_bottle.sidecar.launcher import spawn
+from bot_bottle.sidecar.relay_queue import RelayQueue
+from bot_bottle.sidecar.transport import find_transport
+from bot_bottle.wire.relay_file import RelayEndpoint, read_endpoint_file, write_endpoint_file
+from bot_bottle.wire.signing import sign_request
 from tests.hostile import exchange, parse_answer, request
 from tests.relay_fixture import (
     InProcessRelay,
@@ -497,7 +493,7 @@ class RelayProcessTest(TempDirTest):
 
     def test_two_launches_at_once_start_one_relay(self) -> None:
         """Two ensure_relay calls racing from two processes: both get the same relay, and one runs."""
-        script = ("import sys; from bot_bottle.relay import ensure_relay; "
+        script = ("import sys; from bot_bottle.relay.process import ensure_relay; "
                   f"print(ensure_relay('127.0.0.1', {self.port}).pid)")
         launches = [subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                      text=True, env=relay_env(self.home), cwd=REPO) for _ in range(2)]
@@ -593,7 +589,7 @@ runpy.run_module("bot_bottle.supervise_server", run_name="__main__")
         relay = InProcessRelay(self.tmp / "host.db").register(self)
         mine = relay.relay_file("web-1", self.tmp / "mine")
         relay.relay_file("other", self.tmp / "theirs")
-        start = ("from bot_bottle import supervise_server as s; "
+        start = ("from bot_bottle.sidecar import server as s; "
                  "server, queue = s.start(s.build_parser().parse_args(['--bottle', 'web-1', '--host', '127.0.0.1', "
                  "'--port', '0']), print); print('started', type(queue).__name__); server.server_close(); "
                  "queue.close()")

@@ -19,11 +19,13 @@ import unittest
 from typing import IO, Any
 
 from bot_bottle.db import open_db
+from bot_bottle.decisions import decide
 from bot_bottle.queue_store import QueueStore
 from bot_bottle.records import STATUS_APPROVED, TOOL_EGRESS_ALLOW
-from bot_bottle.relay_client import BUSY_CODE
-from bot_bottle.relay_credentials import RelayCredentials, RelayEndpoint, sign_request
-from bot_bottle.supervise import decide
+from bot_bottle.relay.credentials import RelayCredentials
+from bot_bottle.wire.jsonrpc import BUSY
+from bot_bottle.wire.relay_file import RelayEndpoint
+from bot_bottle.wire.signing import sign_request
 from tests.hostile import (
     Sampler,
     concurrent_exchanges,
@@ -230,7 +232,7 @@ class RelayLoadTest(RelayHostileCase):
             error = json.loads(each.body).get("error")
             if error is None:
                 outcomes.append("waited")
-            elif error["code"] == BUSY_CODE or (each.status == 503 and each.headers.get("retry-after") == "1"):
+            elif error["code"] == BUSY or (each.status == 503 and each.headers.get("retry-after") == "1"):
                 # Over the bottle's 32 waits, or over its 64 requests in flight (which one depends on timing).
                 outcomes.append("retry")
             else:

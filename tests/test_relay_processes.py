@@ -12,12 +12,13 @@ from typing import Any
 
 from bot_bottle.audit_store import AuditStore
 from bot_bottle.db import open_db
+from bot_bottle.decisions import decide
 from bot_bottle.errors import AlreadyDecided
 from bot_bottle.queue_store import QueueStore
 from bot_bottle.records import TOOL_EGRESS_BLOCK
-from bot_bottle.relay_client import RelayQueue
-from bot_bottle.relay_credentials import RelayCredentials, RelayEndpoint
-from bot_bottle.supervise import decide
+from bot_bottle.relay.credentials import RelayCredentials
+from bot_bottle.sidecar.relay_queue import RelayQueue
+from bot_bottle.wire.relay_file import RelayEndpoint
 from tests.relay_fixture import free_port, start_relay_process, stop_process
 from tests.support import TempDirTest
 from tests.test_queue_processes import _SPAWN, expected_decision

@@ -7,6 +7,7 @@ import socket
 import sqlite3
 
 from bot_bottle.audit_store import AuditStore
+from bot_bottle.decisions import decide, default_decider, render_diff
 from bot_bottle.errors import AlreadyDecided, DatabaseError, NotFound, ValidationError
 from bot_bottle.queue_store import QueueStore
 from bot_bottle.records import (
@@ -18,7 +19,6 @@ from bot_bottle.records import (
     TOOL_GITLEAKS_ALLOW,
     Proposal,
 )
-from bot_bottle.supervise import decide, default_decider, render_diff
 from tests.support import TempDirTest, digest
 
 

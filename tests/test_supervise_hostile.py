@@ -20,10 +20,10 @@ import tracemalloc
 import unittest
 from typing import IO, Any
 
-from bot_bottle.cli.tui import SuperviseTUI
+from bot_bottle.cli.tui.app import SuperviseTUI
+from bot_bottle.decisions import decide
 from bot_bottle.queue_store import QueueStore
 from bot_bottle.records import STATUS_APPROVED, STATUS_REJECTED
-from bot_bottle.supervise import decide
 from tests.hostile import (
     Sampler,
     concurrent_exchanges,

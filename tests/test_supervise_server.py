@@ -14,11 +14,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bot_bottle import migrate
 from bot_bottle.connection import connect
 from bot_bottle.db import DB_PATH_IN_CONTAINER, open_db
+from bot_bottle.decisions import decide
 from bot_bottle.errors import ValidationError
-from bot_bottle.mcp_service import SuperviseService, route_payload
 from bot_bottle.queue_store import QueueStore
 from bot_bottle.records import (
     DEFAULT_QUOTA,
@@ -29,12 +28,13 @@ from bot_bottle.records import (
     Proposal,
     Quota,
 )
-from bot_bottle.relay_credentials import RELAY_FILE_IN_CONTAINER
-from bot_bottle.server_launcher import spawn
-from bot_bottle.sidecar_queue import SidecarQueue
-from bot_bottle.supervise import decide
-from bot_bottle.supervise_http import MAX_BODY_BYTES, SuperviseHTTPServer
-from bot_bottle.supervise_server import wait_seconds_from
+from bot_bottle.schema import migrate
+from bot_bottle.sidecar.launcher import spawn
+from bot_bottle.sidecar.mcp import SuperviseService, route_payload
+from bot_bottle.sidecar.server import wait_seconds_from
+from bot_bottle.sidecar.transport import SidecarQueue
+from bot_bottle.wire.jsonrpc_server import MAX_BODY_BYTES, SuperviseHTTPServer
+from bot_bottle.wire.relay_file import RELAY_FILE_IN_CONTAINER
 from tests.support import REPO, TempDirTest, decide_when_filed, in_ci, in_mount_namespace, wait_until
 
 
@@ -459,7 +459,7 @@ class ProcessTest(TempDirTest):
         conn = open_db(old_db / "bot-bottle.db")
         migrate.downgrade(conn, 3, backup=False)
         conn.close()
-        start = ("from bot_bottle import supervise_server as s; "
+        start = ("from bot_bottle.sidecar import server as s; "
                  "server, store = s.start(s.build_parser().parse_args(['--bottle', 'web-1', '--host', '127.0.0.1', "
                  "'--port', '0']), print); print('started'); server.server_close(); store.close()")
         script = f"""

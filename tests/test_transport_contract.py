@@ -11,11 +11,11 @@ helper's overrides) must hold through the relay too.
 
 from __future__ import annotations
 
-from bot_bottle.egress import request_token_override
-from bot_bottle.git_gate import install_hook
 from bot_bottle.records import Quota
-from bot_bottle.relay_client import RelayQueue
-from bot_bottle.sidecar_queue import SidecarQueue
+from bot_bottle.sidecar.egress import request_token_override
+from bot_bottle.sidecar.git_gate.install import install_hook
+from bot_bottle.sidecar.relay_queue import RelayQueue
+from bot_bottle.sidecar.transport import SidecarQueue
 from tests import test_egress, test_git_gate
 from tests import test_supervise_server as direct
 from tests.relay_fixture import InProcessRelay

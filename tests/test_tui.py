@@ -13,7 +13,8 @@ from pathlib import Path
 from unittest import mock
 
 from bot_bottle.audit_store import AuditStore
-from bot_bottle.cli.tui import SuperviseTUI
+from bot_bottle.cli.tui.app import SuperviseTUI
+from bot_bottle.decisions import decide
 from bot_bottle.errors import DatabaseBusy
 from bot_bottle.queue_store import QueueStore
 from bot_bottle.records import (
@@ -24,7 +25,6 @@ from bot_bottle.records import (
     TOOL_EGRESS_BLOCK,
     TOOL_GITLEAKS_ALLOW,
 )
-from bot_bottle.supervise import decide
 from tests.support import REPO, TempDirTest, require_tool, wait_until
 
 

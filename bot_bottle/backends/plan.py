@@ -21,14 +21,16 @@ from pathlib import Path
 
 from bot_bottle.bottles import BottleStore
 from bot_bottle.connection import DIR_MODE, FILE_MODE
-from bot_bottle.db import DB_DIR_IN_CONTAINER, host_db_dir, host_db_path, open_db
+from bot_bottle.db import open_db
 from bot_bottle.errors import ValidationError
+from bot_bottle.paths import DB_DIR_IN_CONTAINER, host_db_dir, host_db_path
 from bot_bottle.records import validate_queue_key
-from bot_bottle.relay import DEFAULT_RELAY_HOST, DEFAULT_RELAY_PORT, ensure_relay
-from bot_bottle.relay_credentials import RelayCredentials, RelayEndpoint, bottle_relay_dir, write_endpoint_file
-from bot_bottle.sidecar_queue import MOUNT, RELAY
-from bot_bottle.supervise_http import SIDECAR_HOSTNAME
-from bot_bottle.supervise_server import DEFAULT_PORT
+from bot_bottle.relay.credentials import RelayCredentials, bottle_relay_dir
+from bot_bottle.relay.process import DEFAULT_RELAY_HOST, DEFAULT_RELAY_PORT, ensure_relay
+from bot_bottle.sidecar.server import DEFAULT_PORT
+from bot_bottle.sidecar.transport import MOUNT, RELAY
+from bot_bottle.wire.jsonrpc_server import SIDECAR_HOSTNAME
+from bot_bottle.wire.relay_file import RelayEndpoint, write_endpoint_file
 
 __all__ = ["MOUNT", "RELAY", "SIDECAR_HOSTNAME", "TRANSPORTS", "Backend", "Mount", "Supervise", "SupervisePlan"]
 

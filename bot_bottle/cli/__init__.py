@@ -15,12 +15,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
 
-from bot_bottle import __version__, terminal_text
+from bot_bottle import __version__
 from bot_bottle.cli.common import fail
 from bot_bottle.cli.registry import VERBS
 from bot_bottle.connection import translate
 from bot_bottle.db import resolve_db_path
 from bot_bottle.errors import BotBottleError, ValidationError
+from bot_bottle.text import terminal
 
 _EPILOG = """\
 examples:
@@ -43,7 +44,7 @@ class OneLineErrorParser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         """Print ``prog: error: message`` and exit 2."""
-        text = terminal_text.clean_line(f"{self.prog}: error: {message} (see '{self.prog} --help')")
+        text = terminal.clean_line(f"{self.prog}: error: {message} (see '{self.prog} --help')")
         self.exit(2, text + "\n")
 
 

@@ -8,9 +8,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from bot_bottle import terminal_text
-from bot_bottle.audit_seal import retire_anchor
-from bot_bottle.audit_store import DEFAULT_LIST_LIMIT, AuditStore, VerifyResult
+from bot_bottle.audit.anchor import retire_anchor
+from bot_bottle.audit.forensics import VerifyResult
+from bot_bottle.audit_store import DEFAULT_LIST_LIMIT, AuditStore
 from bot_bottle.cli.common import (
     db_path,
     fail,
@@ -24,6 +24,7 @@ from bot_bottle.cli.db_cmds import write_export
 from bot_bottle.cli.registry import summary
 from bot_bottle.errors import BotBottleError, ValidationError
 from bot_bottle.records import SHORT_ID_LENGTH
+from bot_bottle.text import terminal
 
 _EPILOG = """\
 examples:
@@ -145,7 +146,7 @@ def cmd_audit_export(args: argparse.Namespace) -> int:
     """Print every entry, oldest first, one JSON object per line."""
     with AuditStore(db_path(args)) as store:
         for entry in store.export():
-            sys.stdout.write(terminal_text.json_for_terminal(json.dumps(entry.to_dict(), ensure_ascii=False)) + "\n")
+            sys.stdout.write(terminal.json_for_terminal(json.dumps(entry.to_dict(), ensure_ascii=False)) + "\n")
     return 0
 
 

@@ -15,10 +15,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
-from bot_bottle import terminal_text
 from bot_bottle.db import resolve_db_path
 from bot_bottle.errors import CannotOpenDatabase
 from bot_bottle.records import TIMESTAMP_FORMAT
+from bot_bottle.text import terminal
 
 
 def add_db_option(parser: argparse.ArgumentParser, help: str | None = None) -> None:
@@ -117,13 +117,13 @@ def fail(message: str, status: int = 1) -> int:
     input, which never reaches the terminal raw.
     """
     # On one line too, so a stored field with a newline cannot add a line that reads as our own.
-    print(f"bot-bottle: error: {terminal_text.clean_line(message)}", file=sys.stderr)
+    print(f"bot-bottle: error: {terminal.clean_line(message)}", file=sys.stderr)
     return status
 
 
 def print_json(value: Any) -> None:
     """Print ``value`` as indented JSON on stdout."""
-    sys.stdout.write(terminal_text.json_for_terminal(json.dumps(value, indent=2, ensure_ascii=False)) + "\n")
+    sys.stdout.write(terminal.json_for_terminal(json.dumps(value, indent=2, ensure_ascii=False)) + "\n")
 
 
 def styled_output(stream: TextIO | None = None) -> bool:
@@ -176,12 +176,12 @@ def print_untrusted(text: str | Sequence[str], *, page: bool = False) -> None:
     items: Sequence[str] = text.replace("\r\n", "\n").split("\n") if isinstance(text, str) else text
     rows: list[str] = []
     for item in items:
-        one = terminal_text.line(item)
+        one = terminal.line(item)
         style = ROLE_STYLES.get(getattr(item, "role", ""), "")
         if style:
-            one = terminal_text.coloured(one, style)
-        for row in terminal_text.wrap(one, columns) if columns else [one]:
-            rows.append(terminal_text.ansi(row, styled))
+            one = terminal.coloured(one, style)
+        for row in terminal.wrap(one, columns) if columns else [one]:
+            rows.append(terminal.ansi(row, styled))
     emit(rows, page=page)
 
 
@@ -220,34 +220,34 @@ def print_table(
     the screen's width with a marker, so no row wraps into something that
     looks like another row; the ``status_column`` is coloured by its value.
     """
-    table = [[terminal_text.line(h) for h in headers]]
-    table += [[terminal_text.line(cell) for cell in row] for row in rows]
+    table = [[terminal.line(h) for h in headers]]
+    table += [[terminal.line(cell) for cell in row] for row in rows]
     for row in table:
-        row[-1] = terminal_text.fit(row[-1], last_width)
-    widths = [max(terminal_text.width(row[i]) for row in table) for i in range(len(headers))]
+        row[-1] = terminal.fit(row[-1], last_width)
+    widths = [max(terminal.width(row[i]) for row in table) for i in range(len(headers))]
     styled = styled_output()
     columns = terminal_columns()
     lines = []
     for number, row in enumerate(table):
-        cells: terminal_text.Line = []
+        cells: terminal.Line = []
         for index, cell in enumerate(row):
             if index:
-                cells.append(terminal_text.Segment("  "))
-            shown = cell if index == len(row) - 1 else terminal_text.pad(cell, widths[index])
-            if number and index == status_column and terminal_text.plain(cell) in STATUS_STYLES:
-                shown = terminal_text.coloured(shown, STATUS_STYLES[terminal_text.plain(cell)])
+                cells.append(terminal.Segment("  "))
+            shown = cell if index == len(row) - 1 else terminal.pad(cell, widths[index])
+            if number and index == status_column and terminal.plain(cell) in STATUS_STYLES:
+                shown = terminal.coloured(shown, STATUS_STYLES[terminal.plain(cell)])
             cells += shown
         line = _rstrip(cells)
-        lines.append(terminal_text.ansi(terminal_text.fit(line, columns) if columns else line, styled))
+        lines.append(terminal.ansi(terminal.fit(line, columns) if columns else line, styled))
     emit(lines, page=page)
 
 
-def _rstrip(cells: terminal_text.Line) -> terminal_text.Line:
+def _rstrip(cells: terminal.Line) -> terminal.Line:
     while cells and not cells[-1].escaped and not cells[-1].text.strip():
         cells = cells[:-1]
     if cells and not cells[-1].escaped:
         last = cells[-1]
-        cells = [*cells[:-1], terminal_text.Segment(last.text.rstrip(), False, last.style)]
+        cells = [*cells[:-1], terminal.Segment(last.text.rstrip(), False, last.style)]
     return cells
 
 

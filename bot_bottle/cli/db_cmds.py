@@ -11,15 +11,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bot_bottle import health, migrate, terminal_text
-from bot_bottle.audit_seal import retire_anchor
+from bot_bottle.audit.anchor import retire_anchor
 from bot_bottle.audit_store import AuditStore
-from bot_bottle.backups import backups_dir
 from bot_bottle.cli.common import db_path, fail, print_json, verb_parser, version_number
 from bot_bottle.cli.registry import summary
 from bot_bottle.connection import connect, translate_errors
 from bot_bottle.db import open_db
 from bot_bottle.errors import BotBottleError, CannotOpenDatabase
+from bot_bottle.schema import health, migrate
+from bot_bottle.schema.backups import backups_dir
+from bot_bottle.text import terminal
 
 _DB_EPILOG = """\
 examples:
@@ -90,7 +91,7 @@ def cmd_db_status(args: argparse.Namespace) -> int:
         print_json({**state.to_dict(), "too_new": state.too_new})
     else:
         # Names in the history come from the file, which every sidecar can write: one clean line each.
-        print("\n".join(terminal_text.clean_line(line) for line in _describe(state)))
+        print("\n".join(terminal.clean_line(line) for line in _describe(state)))
     reason = _unusable_reason(state)
     if reason:
         return fail(reason)
@@ -205,7 +206,7 @@ def cmd_db_check(args: argparse.Namespace) -> int:
         print(f"database: {path}")
         for check in checks:
             # A detail can name what a sidecar put in the file (a table, an index): never raw, one line.
-            print(f"{'ok   ' if check.ok else 'ERROR'}  {check.check}: {terminal_text.clean_line(check.detail)}")
+            print(f"{'ok   ' if check.ok else 'ERROR'}  {check.check}: {terminal.clean_line(check.detail)}")
     if not ok:
         return fail(f"{path} failed its checks")
     return 0

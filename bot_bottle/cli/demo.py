@@ -28,13 +28,13 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from bot_bottle import terminal_text
-from bot_bottle.audit_seal import forget_anchor
+from bot_bottle.audit.anchor import forget_anchor
 from bot_bottle.audit_store import AuditStore
 from bot_bottle.cli.common import add_db_option, print_untrusted
 from bot_bottle.cli.registry import summary
-from bot_bottle.cli.tui import SuperviseTUI, check_terminal
-from bot_bottle.egress import ApprovedTokens, request_token_override
+from bot_bottle.cli.tui.app import SuperviseTUI
+from bot_bottle.cli.tui.verb import check_terminal
+from bot_bottle.decisions import decide
 from bot_bottle.errors import BotBottleError, ValidationError
 from bot_bottle.queue_store import QueueStore
 from bot_bottle.records import (
@@ -44,8 +44,9 @@ from bot_bottle.records import (
     STATUS_REJECTED,
     TOOL_EGRESS_TOKEN_ALLOW,
 )
-from bot_bottle.server_launcher import spawn
-from bot_bottle.supervise import decide
+from bot_bottle.sidecar.egress import ApprovedTokens, request_token_override
+from bot_bottle.sidecar.launcher import spawn
+from bot_bottle.text import terminal
 
 DEMO_BOTTLE = "demo-bottle"
 SERVER_START_TIMEOUT_SEC = 20.0
@@ -271,7 +272,7 @@ class Demo:
             with AuditStore(self.db) as audit:
                 verified = audit.verify()
             print(f"audit log: {verified.count} entries, "
-                  + ("chain whole" if verified.ok else terminal_text.clean_line(verified.problem)))
+                  + ("chain whole" if verified.ok else terminal.clean_line(verified.problem)))
             if not verified.ok:
                 problems.append("the audit log does not verify")
         except (OSError, RuntimeError, KeyError) as exc:
@@ -283,7 +284,7 @@ class Demo:
             shutil.rmtree(self.scratch, ignore_errors=True)
         if problems:
             for problem in problems:
-                print(f"problem: {terminal_text.clean_line(problem)}", file=sys.stderr)
+                print(f"problem: {terminal.clean_line(problem)}", file=sys.stderr)
             return 1
         print("demo finished: every step worked")
         return 0

@@ -16,7 +16,7 @@ from contextlib import closing
 from pathlib import Path
 from typing import Any
 
-from bot_bottle import health, terminal_text
+from bot_bottle.backends import BACKENDS
 from bot_bottle.cli.common import db_path, fail, print_json, verb_parser
 from bot_bottle.cli.registry import summary
 from bot_bottle.connection import (
@@ -24,8 +24,11 @@ from bot_bottle.connection import (
     FILE_MODE,
     MIN_SQLITE_VERSION,
 )
-from bot_bottle.health import ERROR, OK, WARNING
-from bot_bottle.mount_safety import LOCAL, check_mount
+from bot_bottle.relay.lock import running_relay
+from bot_bottle.schema import health
+from bot_bottle.schema.health import ERROR, OK, WARNING
+from bot_bottle.sidecar.mount_check import LOCAL, check_mount
+from bot_bottle.text import terminal
 
 
 def _version(parts: tuple[int, ...]) -> str:
@@ -116,9 +119,6 @@ def diagnose(path: Path, *, named: bool = False) -> list[dict[str, str]]:
 
 def transport_checks(platform: str = sys.platform) -> list[dict[str, str]]:
     """Which transport each backend's sidecars would use on this host, and why; and whether the relay runs."""
-    from bot_bottle.backends import BACKENDS  # the backends import the server; only doctor needs them here
-    from bot_bottle.relay import running_relay
-
     checks = []
     for name, backend in BACKENDS.items():
         transport, why = backend.transport(platform)
@@ -140,7 +140,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     else:
         for check in checks:
             # A detail can name what a sidecar put in the database file: never raw, one line.
-            print(f"{check['level']:<8} {check['check']:<15} {terminal_text.clean_line(check['detail'])}")
+            print(f"{check['level']:<8} {check['check']:<15} {terminal.clean_line(check['detail'])}")
     if failed:
         return fail(f"{path}: doctor found errors (see above)")
     return 0

@@ -5,12 +5,12 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from bot_bottle import terminal_text
 from bot_bottle.backends import BACKENDS, backend
 from bot_bottle.backends.plan import TRANSPORTS, Supervise
 from bot_bottle.cli.common import fail, port_number, print_json, verb_parser
 from bot_bottle.cli.registry import summary
-from bot_bottle.relay import DEFAULT_RELAY_PORT
+from bot_bottle.relay.process import DEFAULT_RELAY_PORT
+from bot_bottle.text import terminal
 
 
 def cmd_prepare(args: argparse.Namespace) -> int:
@@ -47,7 +47,7 @@ def cmd_prepare(args: argparse.Namespace) -> int:
         f"agent:      {' '.join(agent)}",
     ]
     for line in lines:
-        print(terminal_text.clean_line(line))
+        print(terminal.clean_line(line))
     return 0
 
 

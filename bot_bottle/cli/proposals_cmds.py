@@ -20,6 +20,7 @@ from bot_bottle.cli.common import (
 )
 from bot_bottle.cli.registry import summary
 from bot_bottle.cli.render import describe, modification, proposal_json
+from bot_bottle.decisions import check_decision, decide, default_decider
 from bot_bottle.errors import BotBottleError, ValidationError
 from bot_bottle.queue_store import QueueStore
 from bot_bottle.records import (
@@ -30,7 +31,6 @@ from bot_bottle.records import (
     Decision,
     Proposal,
 )
-from bot_bottle.supervise import check_decision, decide, default_decider
 
 _EPILOG = """\
 examples:

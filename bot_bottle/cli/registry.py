@@ -8,13 +8,13 @@ or the demo. Each module's ``register`` takes its help line from here.
 from __future__ import annotations
 
 VERBS: dict[str, tuple[str, str]] = {
-    "supervise": ("bot_bottle.cli.tui", "the operator's terminal UI over every bottle's pending proposals"),
+    "supervise": ("bot_bottle.cli.tui.verb", "the operator's terminal UI over every bottle's pending proposals"),
     "bottles": ("bot_bottle.cli.bottles_cmds",
                 "the bottles: state (stale when a sidecar went silent) and pending work"),
     "proposals": ("bot_bottle.cli.proposals_cmds", "list, show, approve, modify and reject proposals"),
     "audit": ("bot_bottle.cli.audit_cmds", "read, verify and export the audit log"),
     "db": ("bot_bottle.cli.db_cmds", "the database: path, schema status, migrations, backups, checks"),
-    "dashboard": ("bot_bottle.cli.dashboard",
+    "dashboard": ("bot_bottle.cli.dashboard.verb",
                   "a local web page: the bottles, their proposals, decisions and the audit log, in a browser"),
     "demo": ("bot_bottle.cli.demo", "see the whole flow: an agent files proposals, you decide them in the TUI"),
     "prepare": ("bot_bottle.cli.prepare_cmd",

@@ -10,24 +10,24 @@ import sys
 import time
 from typing import Any
 
-from bot_bottle import terminal_text
 from bot_bottle.cli.common import fail, port_number, positive_int, print_json, print_table, verb_parser
 from bot_bottle.cli.registry import summary
 from bot_bottle.records import DEFAULT_MAX_PENDING, DEFAULT_MAX_PENDING_BYTES, Quota
-from bot_bottle.relay import (
-    DEFAULT_MAX_WAITS_PER_BOTTLE,
+from bot_bottle.relay.credentials import RelayCredentials, bottle_relay_dir
+from bot_bottle.relay.lock import lock_path, running_relay
+from bot_bottle.relay.process import (
     DEFAULT_RELAY_HOST,
     DEFAULT_RELAY_PORT,
     RELAY_MAX_CONNECTIONS,
     VM_HOST_NAMES,
     ensure_relay,
-    lock_path,
-    running_relay,
     serve,
 )
-from bot_bottle.relay_credentials import RELAY_FILENAME, RelayCredentials, bottle_relay_dir
-from bot_bottle.supervise_http import REQUEST_TIMEOUT_SEC
-from bot_bottle.supervise_server import seconds_argument
+from bot_bottle.relay.service import DEFAULT_MAX_WAITS_PER_BOTTLE
+from bot_bottle.sidecar.server import seconds_argument
+from bot_bottle.text import terminal
+from bot_bottle.wire.jsonrpc_server import REQUEST_TIMEOUT_SEC
+from bot_bottle.wire.relay_file import RELAY_FILENAME
 
 _RELAY_EPILOG = f"""\
 examples:
@@ -47,7 +47,7 @@ bottle from the token in their relay.json. One relay runs per host (its lock:
 def cmd_relay_serve(args: argparse.Namespace) -> int:
     """Run the relay in the foreground until SIGTERM or Ctrl-C."""
     def log(line: str) -> None:
-        print(f"relay: {terminal_text.clean_line(line)}", file=sys.stderr, flush=True)
+        print(f"relay: {terminal.clean_line(line)}", file=sys.stderr, flush=True)
 
     def ready(url: str) -> None:
         print(f"relay listening on {url}", flush=True)

@@ -1,7 +1,7 @@
 """How a proposal reads to a person: the text ``proposals show`` prints and the TUI's detail view.
 
 Everything here builds raw text, agent text included; what shows it passes
-it through ``terminal_text`` (``print_untrusted`` in the CLI, the TUI's
+it through ``text.terminal`` (``print_untrusted`` in the CLI, the TUI's
 drawing). The operator decides on meaning as well as text: an egress-allow
 shows its parsed host and paths, and a routes-file diff marks the added lines
 that widen access.
@@ -12,9 +12,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from bot_bottle import terminal_text
 from bot_bottle.cli.common import Shown, age
+from bot_bottle.decisions import decision_diff, render_diff
 from bot_bottle.errors import ValidationError
+from bot_bottle.policy.routes import file_widening, is_diff_header, parse_route, validate_final_file, widening_lines
 from bot_bottle.records import (
     STATUS_APPROVED,
     STATUS_MODIFIED,
@@ -26,8 +27,7 @@ from bot_bottle.records import (
     ProposalSummary,
     Response,
 )
-from bot_bottle.routes import file_widening, is_diff_header, parse_route, validate_final_file, widening_lines
-from bot_bottle.supervise import decision_diff, render_diff
+from bot_bottle.text import terminal
 
 WARNING = "WARNING:"
 
@@ -70,7 +70,7 @@ def findings_report(payload: str) -> list[str]:
 
 
 def _shown_width(text: str) -> int:
-    return terminal_text.width(terminal_text.line(text))
+    return terminal.width(terminal.line(text))
 
 
 def dlp_report(payload: str) -> list[str]:
@@ -173,7 +173,7 @@ def proposal_json(proposal: Proposal | ProposalSummary, response: Response | Non
 def describe(proposal: Proposal, response: Response | None, unproven: str | None = None) -> list[str]:
     """What ``proposals show`` and the TUI's detail view print, one item a screen line.
 
-    Items are raw (agent text included): show each with ``terminal_text.line``,
+    Items are raw (agent text included): show each with ``terminal.line``,
     so a newline inside a single-line field (a file name in a report, the
     decider) shows as an escape instead of starting a line that could pass
     for one of ours. ``unproven`` is why the audit log does not prove the

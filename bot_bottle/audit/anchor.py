@@ -1,0 +1,189 @@
+"""The audit log's anchor: its newest seal, kept by the host outside the database.
+
+After each append the host writes the newest sequence number and seal to
+``~/.bot-bottle/audit-anchors/<id>.json`` (one per database file), so
+removing entries from the end, seals and all, is caught: the log must still
+reach the anchor's entry, with the same seal. The file holds two slots,
+each one JSON line with a checksum; a write goes in place (and is synced)
+into the slot that does not hold the newest record, so a write torn by a
+crash leaves the one before it to read.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import functools
+import hashlib
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from bot_bottle.audit.seal import (
+    write_synced,
+)
+from bot_bottle.errors import AuditTampered, BotBottleError
+from bot_bottle.paths import bot_bottle_root
+from bot_bottle.records import utc_now
+
+ANCHOR_DIR = "audit-anchors"
+
+
+# Bytes per record slot in the anchor file: room for the JSON of any path (4096 bytes, every one escaped).
+ANCHOR_SLOT = 32768
+
+
+@dataclass(frozen=True)
+class Anchor:
+    """The newest sealed entry of one database's log, as the host last wrote it."""
+
+    database: str
+    seq: int
+    seal: str
+    written_at: str
+
+    def to_dict(self) -> dict[str, object]:
+        """JSON-ready form, as the anchor file and ``audit head`` hold it."""
+        return {"database": self.database, "seq": self.seq, "seal": self.seal, "written_at": self.written_at}
+
+
+def anchor_path(database: Path) -> Path:
+    """Where the anchor of the database file ``database`` lives (one file per database path)."""
+    name = hashlib.sha256(_resolved(database).encode("utf-8")).hexdigest()[:32]
+    return bot_bottle_root() / ANCHOR_DIR / f"{name}.json"
+
+
+def _resolved(database: Path) -> str:
+    """``database``'s real path, as ``Path.resolve`` gives it."""
+    return _real_path(os.path.abspath(database))
+
+
+@functools.lru_cache(maxsize=64)
+def _real_path(absolute: str) -> str:
+    # Resolved once per path in a process (a realpath is an lstat per component, and every decision needs
+    # it twice): the process's open connection stays on that file even if a link in the path is moved.
+    return os.path.realpath(absolute)
+
+
+def _anchor_check(anchor: Anchor) -> str:
+    """What a slot's ``check`` must be: the sha256 of the record's four fields (a torn write fails it)."""
+    fields = json.dumps([anchor.database, anchor.seq, anchor.seal, anchor.written_at])
+    return hashlib.sha256(fields.encode("ascii")).hexdigest()
+
+
+def _anchor_record(anchor: Anchor) -> bytes:
+    # "check" first: a record cut short keeps it and fails it. ASCII only, so the length is known.
+    return (json.dumps({"check": _anchor_check(anchor), **anchor.to_dict()}) + "\n").encode("ascii")
+
+
+def _parse_slot(content: bytes, index: int) -> Anchor | None:
+    """The anchor in slot ``index`` of the file's content, or None for an empty, torn or damaged slot.
+
+    A record ends at its newline (the rest of the slot is an older, longer
+    record's tail). A record without ``check`` is the single record that
+    earlier versions wrote (by rename, so never torn).
+    """
+    start = index * ANCHOR_SLOT
+    end = content.find(b"\n", start, start + ANCHOR_SLOT)
+    if end < 0:
+        return None
+    try:
+        data = json.loads(content[start:end])
+        anchor = Anchor(str(data["database"]), int(data["seq"]), str(data["seal"]), str(data["written_at"]))
+    except (ValueError, KeyError, TypeError):
+        return None
+    if "check" in data and data["check"] != _anchor_check(anchor):
+        return None
+    return anchor
+
+
+def _newest_slot(content: bytes) -> tuple[int, Anchor] | None:
+    """(slot, anchor) of the newest readable record in the file's content; None if no slot has one."""
+    found = [(index, anchor) for index in (0, 1) if (anchor := _parse_slot(content, index)) is not None]
+    return max(found, key=lambda item: item[1].seq) if found else None
+
+
+def read_anchor(database: Path) -> Anchor | None:
+    """The database's anchor, or None where none was written; ``AuditTampered`` for an unreadable one."""
+    path = anchor_path(database)
+    try:
+        content = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise AuditTampered(f"the audit anchor {path} cannot be read ({exc.strerror}): it was damaged or "
+                            "replaced") from None
+    newest = _newest_slot(content)
+    if newest is None:
+        raise AuditTampered(f"the audit anchor {path} cannot be read (no whole record in it): it was damaged or "
+                            "replaced")
+    return newest[1]
+
+
+@contextlib.contextmanager
+def _anchor_lock(path: Path) -> Iterator[None]:
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    fd = os.open(path.with_suffix(".lock"), os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def advance_anchor(database: Path, seq: int, seal: str) -> None:
+    """Record ``(seq, seal)`` as the database's anchor, unless the anchor is already further on.
+
+    Written after the entry's transaction committed (an anchor ahead of the
+    log would be a false alarm), under a lock so that concurrent deciders
+    never move it backwards, in place into the slot that does not hold the
+    newest record, then synced (``fdatasync``): overwriting a block the file
+    already has costs one flush, where a new file renamed into place cost a
+    journal commit too (docs/benchmarks.md, "Throughput"). A crash mid-write
+    leaves a slot that fails its check, and the record before it is read.
+    """
+    path = anchor_path(database)
+    record = _anchor_record(Anchor(_resolved(database), seq, seal, utc_now()))
+    if len(record) > ANCHOR_SLOT:
+        raise BotBottleError(f"the database path {database} is too long to anchor its audit log")
+    with _anchor_lock(path):
+        # Opened by name under the lock: a retired anchor (renamed aside under the same lock) is never written.
+        try:
+            fd = os.open(path, os.O_RDWR)
+        except FileNotFoundError:
+            # The first anchor of this database: a whole file renamed into place, so it is never seen empty.
+            temporary = path.with_name(f".{path.name}.{os.getpid()}.new")
+            write_synced(temporary, record.decode("ascii"))
+            os.replace(temporary, path)
+            return
+        try:
+            newest = _newest_slot(os.pread(fd, 2 * ANCHOR_SLOT, 0))
+            if newest is None:
+                raise AuditTampered(f"the audit anchor {path} cannot be read (no whole record in it): it was "
+                                    "damaged or replaced")
+            if newest[1].seq >= seq:
+                return
+            os.pwrite(fd, record, (1 - newest[0]) * ANCHOR_SLOT)
+            os.fdatasync(fd)
+        finally:
+            os.close(fd)
+
+
+def retire_anchor(database: Path) -> Path | None:
+    """Move the database's anchor aside (its log was exported and dropped on purpose); the new name."""
+    path = anchor_path(database)
+    with _anchor_lock(path):
+        if not path.exists():
+            return None
+        retired = path.with_name(f"{path.stem}.retired-{utc_now().replace(':', '')}.json")
+        os.replace(path, retired)
+        return retired
+
+
+def forget_anchor(database: Path) -> None:
+    """Remove the anchor (and its lock file) of a database that was thrown away with its log (the demo's)."""
+    path = anchor_path(database)
+    for leftover in (path, path.with_suffix(".lock")):
+        leftover.unlink(missing_ok=True)

@@ -1,0 +1,314 @@
+"""The audit log examined: the whole chain and its seals walked, decisions held to their entries.
+
+What runs on a log the host must prove: ``verify`` recomputes every hash
+and (with the host's key) every seal, checks the log still reaches its
+anchor, and checks every response against the entry that recorded it;
+``set_aside`` moves entries past what the host can prove out of the log;
+``decision_problem`` proves one decision cheaply. Reading a million entries
+is the common case here, so ``walk`` takes each entry's text from SQLite.
+The write path (append, seal, anchor) is ``bot_bottle.audit_store``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from bot_bottle.audit.anchor import Anchor, read_anchor
+from bot_bottle.audit.chain import GENESIS_HASH, HASHED_COLUMNS, SELECT, compute_hash, hash_of
+from bot_bottle.audit.seal import GENESIS_SEAL, Sealer, key_path, load_key, seal_of
+from bot_bottle.connection import read_snapshot
+from bot_bottle.db import Database
+from bot_bottle.errors import AuditTampered
+from bot_bottle.records import STATUSES, Response
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    """The outcome of ``AuditStore.verify``: whole, or the first entry found wrong.
+
+    ``unsealed`` counts entries at the end of the log that have no seal yet
+    (written before sealing began, or whose seals a downgrade dropped); they
+    are proven by the anchor where one covers them, and sealed by the next
+    decision. ``anchored`` is the anchor's sequence number (None: no anchor).
+    """
+
+    ok: bool
+    count: int
+    bad_seq: int | None = None
+    problem: str = ""
+    unsealed: int = 0
+    anchored: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {"ok": self.ok, "count": self.count, "bad_seq": self.bad_seq, "problem": self.problem,
+                "unsealed": self.unsealed, "anchored": self.anchored}
+
+
+def walk(
+    conn: sqlite3.Connection, key: bytes | None, anchor: Anchor | None, batch: int = 10_000,
+    progress: Callable[[int], None] | None = None, keep_after: int | None = None,
+) -> tuple[tuple[int | None, str] | None, dict[int, str]]:
+    """Recompute the chain and the seals: ((bad seq, problem) or None, {seq: seal} recomputed past ``keep_after``).
+
+    Seals are recomputed only with a key; stored seals must match them, a
+    missing seal may only be followed by missing ones, and the anchor's
+    entry must carry the anchor's seal.
+
+    Verify walks a million entries here, so the text each hash is taken
+    over comes from SQLite's ``json_array`` (in C, one column instead of
+    eleven to fetch), which writes what ``hash_material`` writes (the
+    same escapes, checked for every character in the tests). Only a
+    match is taken from it: a hash that does not match that text is
+    recomputed from the row with ``hash_material`` before anything is
+    reported, so no entry is ever judged by SQLite's encoding alone. And
+    a match is a proof: two JSON texts that are equal decode to the same
+    row, so a forged row cannot match a hash made over another row's text.
+    """
+    seals: dict[int, str] = {}
+    keep = -1 if keep_after is None else keep_after
+    keep_none = keep_after is None
+    expected_seq, prev_hash, prev_seal = 1, GENESIS_HASH, GENESIS_SEAL
+    unsealed_from: int | None = None
+    anchor_seq, anchor_seal, anchor_written = (None, "", "") if anchor is None else (
+        anchor.seq, anchor.seal, anchor.written_at)
+    sha256 = hashlib.sha256
+    seal = Sealer(key).seal if key is not None else None
+    cursor = conn.execute(
+        f"SELECT json_array({HASHED_COLUMNS}), seq, prev_hash, hash, s.mac "
+        "FROM audit_log LEFT JOIN audit_seal s USING (seq) ORDER BY seq"
+    )
+    try:
+        while rows := cursor.fetchmany(batch):
+            for material, seq, link, digest, mac in rows:
+                if seq != expected_seq:
+                    return (expected_seq, f"entry {expected_seq} is missing (the log jumps from "
+                            f"{expected_seq - 1} to {seq})"), seals
+                if link != prev_hash:
+                    return (seq, f"entry {seq} does not link to entry {seq - 1}'s hash "
+                            f"(entry {seq - 1} was changed or removed)"), seals
+                if sha256(material.encode("utf-8")).hexdigest() != digest and hash_of(conn, seq) != digest:
+                    return (seq, f"entry {seq} does not match its hash (it was changed after it was "
+                            "written)"), seals
+                if seal is not None:
+                    prev_seal = seal(seq, prev_seal, digest)
+                    if not keep_none and seq > keep:
+                        seals[seq] = prev_seal
+                    if mac is not None and mac != prev_seal:
+                        return (seq, f"entry {seq} does not match its seal: it, or an entry before it, was "
+                                "rewritten without the host's key"), seals
+                    if seq == anchor_seq and prev_seal != anchor_seal:
+                        return (seq, f"entries up to {seq} do not match the host's anchor written at "
+                                f"{anchor_written}: they were rewritten"), seals
+                if mac is None:
+                    if unsealed_from is None:
+                        unsealed_from = seq
+                elif unsealed_from is not None:
+                    return (unsealed_from, f"entry {unsealed_from} lost its seal (entries after it have "
+                            "theirs)"), seals
+                prev_hash = digest
+                expected_seq += 1
+            if progress is not None:
+                progress(expected_seq - 1)
+    finally:
+        cursor.close()
+    return None, seals
+
+def verify(
+    db: Database, batch: int = 10_000, progress: Callable[[int, int], None] | None = None) -> VerifyResult:
+    """Check the whole log; report the first thing found wrong.
+
+    Recomputes every hash and (with the host's key) every seal, checks the
+    log still reaches the anchor with the anchor's seal, and checks every
+    response against its decision entry and every decision entry against
+    its response. Reads only, in one snapshot. ``progress(done, total)``
+    is called after each batch of entries.
+    """
+    key = load_key(create=False)
+    anchor = read_anchor(db.path)
+    with db.read() as conn, read_snapshot(conn):
+        count = int(conn.execute("SELECT coalesce(max(seq), 0) FROM audit_log").fetchone()[0])
+        sealed = int(conn.execute("SELECT count(*) FROM audit_seal").fetchone()[0])
+        if key is None and (sealed or anchor is not None):
+            return VerifyResult(False, count, None, f"the host's audit key {key_path()} is missing: the seals "
+                                "cannot be checked (restore the key from your copy)", anchored=anchored_seq(anchor))
+        step = (lambda done: progress(done, count)) if progress is not None else None
+        problem, _ = walk(conn, key, anchor, batch, step)
+        if problem is not None:
+            return VerifyResult(False, count, problem[0], problem[1], anchored=anchored_seq(anchor))
+        if anchor is not None and count < anchor.seq:
+            return VerifyResult(False, count, count + 1, truncated(anchor, count), anchored=anchor.seq)
+        if sealed > count:
+            return VerifyResult(False, count, count + 1, f"the log has seals for {sealed} entries but only "
+                                f"{count} entries: entries were removed", anchored=anchored_seq(anchor))
+        unsealed = count - sealed
+        if (anchor is not None or sealed) and unsealed and count > max(anchored_seq(anchor) or 0, sealed):
+            first = max(anchored_seq(anchor) or 0, sealed) + 1
+            return VerifyResult(False, count, first, f"entries {first}-{count} have no seal: they were "
+                                "written without the host's key", anchored=anchored_seq(anchor))
+        binding = binding_problem(conn)
+        if binding is not None:
+            return VerifyResult(False, count, binding[0], binding[1], anchored=anchored_seq(anchor))
+    return VerifyResult(True, count, unsealed=unsealed, anchored=anchored_seq(anchor))
+
+def set_aside(db: Database, export: Callable[[sqlite3.Connection, int], int]) -> tuple[int, int]:
+    """Move the entries past what the host can prove out of the log; (how many, the last one kept).
+
+    What the host proves: entries whose sha256 chain and seals verify with
+    its key, up to the newest valid seal or the anchor, whichever is
+    further. Entries past that (a sidecar's appended entries, with no
+    seal or a made-up one) make every append refuse; this is the way out.
+    ``export(conn, after)`` writes them (with hashes and seals) somewhere
+    new and returns how many, inside the transaction that then deletes
+    them, so none is lost. Entries up to the anchor that were changed are
+    never removed here (``AuditTampered``): restore a backup instead.
+    """
+    key = load_key(create=False)
+    if key is None:
+        raise AuditTampered(f"the host's audit key {key_path()} is missing: without it no entry can be told "
+                            "from a forgery (restore the key from your copy)")
+    anchor = read_anchor(db.path)
+    with db.write() as conn:
+        last = int(conn.execute("SELECT coalesce(max(seq), 0) FROM audit_log").fetchone()[0])
+        sealed = int(conn.execute("SELECT coalesce(max(seq), 0) FROM audit_seal").fetchone()[0])
+        problem, _ = walk(conn, key, anchor)
+        kept = last if problem is None or problem[0] is None else problem[0] - 1
+        if anchor is not None or sealed:
+            kept = min(kept, max(anchored_seq(anchor) or 0, sealed))
+        if anchor is not None and kept < anchor.seq:
+            raise AuditTampered(f"entry {kept + 1} is at or before the host's anchor (entry {anchor.seq}) and "
+                                "was changed: set-aside removes only entries written past the host's proof; "
+                                "restore the database from a backup ('bot-bottle audit verify' names it)")
+        if kept >= last:
+            return 0, kept
+        count = export(conn, kept)
+        if count != last - kept:
+            raise AuditTampered(f"wrote {count} entries but {last - kept} were to be set aside; nothing removed")
+        # The triggers refuse DELETE (that is their point); they are put back, as they are, in this same
+        # transaction. Names are quoted as identifiers: a sidecar may have named one of its own.
+        triggers = conn.execute("SELECT name, sql FROM sqlite_master WHERE type = 'trigger' "
+                                "AND tbl_name IN ('audit_log', 'audit_seal')").fetchall()
+        for name, _sql in triggers:
+            conn.execute("DROP TRIGGER \"{}\"".format(str(name).replace('"', '""')))
+        conn.execute("DELETE FROM audit_seal WHERE seq > :kept", {"kept": kept})
+        conn.execute("DELETE FROM audit_log WHERE seq > :kept", {"kept": kept})
+        for _name, sql in triggers:
+            conn.execute(sql)
+    return count, kept
+
+def decision_problem(db: Database, response: Response) -> str | None:
+    """Why ``response`` is not proven by this host's audit log, or None when it is (cheap: one entry).
+
+    Proven: its decision entry exists, matches it, matches its own hash,
+    and carries a seal that this host's key makes over that hash and the
+    seal before it. A sidecar can write a response (and an entry) into
+    the file, but not such a seal. ``audit verify`` checks the rest.
+    """
+    key = load_key(create=False)
+    with db.read() as conn:
+        row = conn.execute(
+            f"{SELECT} WHERE proposal_id = :id AND action IN ("
+            + ", ".join(f"'{s}'" for s in STATUSES) + ") ORDER BY seq LIMIT 1",
+            {"id": response.proposal_id},
+        ).fetchone()
+        if row is None:
+            return "the audit log has no entry for it: it was not recorded by bot-bottle"
+        seq, ts, queue_key, action, tool, proposal_id, actor, notes, diff, details, link, digest, mac = row
+        recorded = json.loads(details)
+        final = hashlib.sha256(response.final_file.encode("utf-8")).hexdigest() if response.final_file else None
+        logged = (action, actor, notes, recorded.get("final_file_sha256"),
+                  recorded.get("decided_at", response.decided_at))
+        if logged != (response.status, response.decided_by, response.notes, final, response.decided_at):
+            return f"it differs from audit entry {seq}, which recorded the decision"
+        if compute_hash(seq, ts, queue_key, action, tool, proposal_id, actor, notes, diff, details,
+                             link) != digest:
+            return f"audit entry {seq} was changed after it was written"
+        if key is None:
+            return f"the host's audit key {key_path()} is missing, so audit entry {seq}'s seal cannot be checked"
+        if mac is None:
+            return f"audit entry {seq} is not sealed yet ('bot-bottle audit verify' says whether that is expected)"
+        before = conn.execute("SELECT mac FROM audit_seal WHERE seq = :seq", {"seq": seq - 1}).fetchone()
+        previous = GENESIS_SEAL if seq == 1 else (str(before[0]) if before is not None else None)
+        if previous is None or seal_of(key, seq, previous, digest) != mac:
+            return f"audit entry {seq}'s seal was not made with this host's key"
+    return None
+
+REFUSED = ("; nothing more is recorded until this is looked at ('bot-bottle audit verify'; entries a sidecar "
+            "added past the host's seals: 'bot-bottle audit set-aside --export FILE --yes'; if you replaced "
+            "the database on purpose, 'bot-bottle audit retire-anchor --yes')")
+
+
+def anchored_seq(anchor: Anchor | None) -> int | None:
+    return anchor.seq if anchor is not None else None
+
+
+def truncated(anchor: Anchor, count: int) -> str:
+    return (f"the log ends at entry {count}, but the host's anchor written at {anchor.written_at} says entry "
+            f"{anchor.seq} existed: entries {count + 1}-{anchor.seq} were removed")
+
+
+_DECISION_ENTRY = "a.action IN (" + ", ".join(f"'{s}'" for s in STATUSES) + ")"
+
+
+def _sha256(text: str | None) -> str | None:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest() if text is not None else None
+
+
+def binding_problem(conn: sqlite3.Connection) -> tuple[int | None, str] | None:
+    """The first decided proposal or response that differs from its decision entry, or entry without response.
+
+    The proposal is held to the entry too (its bottle, tool, and the sha256 of
+    what was proposed, recomputed from the text): a rewritten proposal would
+    show an operator's decision next to something they never saw.
+    """
+    rows = conn.execute(
+        "SELECT r.proposal_id, r.status, r.notes, r.final_file, r.decided_by, r.decided_at, "
+        "a.seq, a.action, a.actor, a.notes, a.details, a.queue_key, a.tool, "
+        "p.queue_key, p.tool, p.payload, p.justification, p.current_file, p.current_file_hash, p.created_at "
+        "FROM responses r JOIN proposals p ON p.id = r.proposal_id "
+        f"LEFT JOIN audit_log a ON a.proposal_id = r.proposal_id AND {_DECISION_ENTRY} ORDER BY a.seq"
+    )
+    for row in rows:
+        (proposal_id, status, notes, final_file, decided_by, decided_at, seq, action, actor, entry_notes, details,
+         entry_key, entry_tool, queue_key, tool, payload, justification, current_file, current_hash, created_at) = row
+        if seq is None:
+            return None, (f"proposal {proposal_id} was {status} but the audit log has no entry for that decision "
+                          "(an entry was removed)")
+        recorded = json.loads(details)
+        differences = [
+            name for name, stored, logged in (
+                ("status", status, action), ("decided_by", decided_by, actor), ("notes", notes, entry_notes),
+                ("final_file", _sha256(final_file), recorded.get("final_file_sha256")),
+                ("decided_at", decided_at, recorded.get("decided_at", decided_at)),
+            ) if stored != logged
+        ]
+        if differences:
+            return seq, (f"proposal {proposal_id}'s response differs from its audit entry {seq} in "
+                         f"{', '.join(differences)}: it was changed after the decision")
+        current = _sha256(current_file) if current_file is not None else current_hash
+        changed = [
+            name for name, stored, logged in (
+                ("bottle", queue_key, entry_key), ("tool", tool, entry_tool),
+                ("payload", _sha256(payload), recorded.get("payload_sha256", _sha256(payload))),
+                ("justification", justification, recorded.get("justification", justification)),
+                ("current_file", current, recorded.get("current_file_hash", current)),
+                ("created_at", created_at, recorded.get("created_at", created_at)),
+            ) if stored != logged
+        ]
+        if changed:
+            return seq, (f"proposal {proposal_id} differs from what audit entry {seq} records was decided on, in "
+                         f"{', '.join(changed)}: it was rewritten after the decision")
+    orphan = conn.execute(
+        "SELECT a.seq, a.proposal_id, a.action FROM audit_log a WHERE a.proposal_id IS NOT NULL AND "
+        f"{_DECISION_ENTRY} AND NOT EXISTS (SELECT 1 FROM responses r WHERE r.proposal_id = a.proposal_id) "
+        "ORDER BY a.seq LIMIT 1"
+    ).fetchone()
+    if orphan is not None:
+        return int(orphan[0]), (f"entry {orphan[0]} records that proposal {orphan[1]} was {orphan[2]}, but the "
+                                "response is gone (it was removed)")
+    return None

@@ -1,0 +1,192 @@
+"""The terminal under the operator's review: drawing sanitized text, reading keys, a prompt, a modal.
+
+``TerminalScreen`` is what ``SuperviseTUI`` draws and reads with: every
+string goes through the one sanitizer (``text.terminal``) before curses sees
+it, so a backspace or an ESC an agent wrote is drawn as an escape, never
+acted on; cuts are marked. It knows nothing of proposals.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import curses
+import os
+import select
+import sys
+from typing import Any
+
+from bot_bottle.file_watch import FileWatch
+from bot_bottle.text import terminal
+
+REFRESH_MS = 1000  # a full look (and a redraw, so ages stay right) at least this often
+CHECK_MS = 50  # how often the database file is stat'ed for a commit (a new proposal shows within this)
+# get_wch() gives characters as str and function keys as int.
+ENTER_KEYS = ("\n", "\r", curses.KEY_ENTER)
+ESCAPE = "\x1b"
+BACKSPACE_KEYS = ("\b", "\x7f", curses.KEY_BACKSPACE)
+LIST_KEYS = " ↑↓/jk move  g/G first/last  Enter open  a approve  m modify  r reject  q quit"
+DETAIL_KEYS = " ↑↓/jk scroll  g/G top/end  / search  n next  a approve  m modify  r reject  Esc/b back  q quit"
+UNAVAILABLE = "database unavailable: "
+REPORT_KEYS = " ↑↓/jk scroll  g/G  / search  a approve (with a reason)  r reject  Esc/b back  q quit"
+FIRST_KEYS = ("g", curses.KEY_HOME)
+LAST_KEYS = ("G", curses.KEY_END)
+CONFIRM_KEYS = " ↑↓/jk scroll  y record this modification  e edit again  n/Esc cancel"
+INVALID_KEYS = " ↑↓/jk scroll  e edit again  n/Esc cancel"
+PROMPT_KEYS = " Enter confirm  Esc cancel"
+# Escapes (text an agent wrote that the terminal must not act on) stand apart from the text around them.
+ESCAPE_ATTR = curses.A_UNDERLINE | curses.A_BOLD
+Line = terminal.Line
+
+
+def scroll_moves(height: int) -> dict[str | int, int]:
+    """The keys that scroll a text view, and by how many lines, on a screen ``height`` rows tall."""
+    page = max(1, height - 4)
+    return {curses.KEY_UP: -1, "k": -1, curses.KEY_DOWN: 1, "j": 1, curses.KEY_PPAGE: -page,
+            curses.KEY_NPAGE: page, " ": page}
+
+
+
+class TerminalScreen:
+    """A curses screen with the operator's review's ways of drawing and reading."""
+
+    def __init__(self, screen: Any) -> None:
+        self.screen = screen
+        self.scroll = 0
+        self.position = ""
+        self.role_attrs: dict[str, int] = {"warning": curses.A_BOLD, "heading": curses.A_BOLD}
+
+    def draw(self) -> None:
+        """Redraw the whole screen (what a resize during a prompt asks for)."""
+
+    def put(self, row: int, col: int, text: str | Line, attr: int = 0) -> None:
+        """Write what fits of ``text`` at (row, col), sanitized; escapes underlined. Never raises.
+
+        A string is untrusted until proven otherwise: it goes through
+        ``text.terminal`` here, so a backspace or ESC in it is drawn as an
+        escape, never acted on. A cut is marked.
+        """
+        height, width = self.screen.getmaxyx()
+        if row < 0 or row >= height or col >= width:
+            return
+        room = width - col - (1 if row == height - 1 else 0)  # the last cell of the screen cannot be written
+        if room <= 0:
+            return
+        segments = terminal.line(text) if isinstance(text, str) else text
+        for segment in terminal.fit(segments, room):
+            style = attr | (ESCAPE_ATTR if segment.escaped else 0)
+            with contextlib.suppress(curses.error):
+                self.screen.addstr(row, col, segment.text, style)
+            col += terminal.segment_width(segment)
+
+    def _draw_text(self, lines: list[tuple[Line, int]], height: int) -> None:
+        rows = max(0, height - 3)
+        self.scroll = max(0, min(self.scroll, len(lines) - rows))
+        for line, (text, attr) in enumerate(lines[self.scroll : self.scroll + rows], start=1):
+            self.put(line, 0, text, attr)
+        if len(lines) > rows:
+            self.position = f"lines {self.scroll + 1}-{min(len(lines), self.scroll + rows)} of {len(lines)}"
+
+    def wrapped(self, screen_lines: list[str], width: int) -> list[tuple[Line, int]]:
+        """Raw screen lines, each sanitized as one line, wrapped to ``width - 1`` columns, with its attribute."""
+        rows: list[tuple[Line, int]] = []
+        for one in screen_lines:
+            attr = self.role_attrs.get(getattr(one, "role", ""), 0)
+            rows += [(row, attr) for row in terminal.wrap(terminal.line(one), max(10, width - 1))]
+        return rows
+
+    def prompt(self, label: str) -> str | None:
+        """Read a line at the bottom of the screen; Enter ends it, Esc cancels (None)."""
+        text = ""
+        self.screen.timeout(-1)
+        with contextlib.suppress(curses.error):
+            curses.curs_set(1)
+        try:
+            while True:
+                height, width = self.screen.getmaxyx()
+                self.put(height - 2, 0, " " * width)
+                shown = (label + text)[-(width - 2):] if width > 2 else ""
+                self.put(height - 2, 0, shown)
+                self.put(height - 1, 0, PROMPT_KEYS.ljust(width), curses.A_REVERSE)
+                self.screen.refresh()
+                key = self.screen.get_wch()
+                if key in ENTER_KEYS:
+                    return text
+                if key == ESCAPE:
+                    return None
+                if key in BACKSPACE_KEYS:
+                    text = text[:-1]
+                elif key == curses.KEY_RESIZE:
+                    self.draw()
+                elif isinstance(key, str) and key.isprintable():
+                    text += key
+        finally:
+            with contextlib.suppress(curses.error):
+                curses.curs_set(0)
+            self.screen.timeout(CHECK_MS)
+
+    def modal(self, text: list[str], keys: str, accept: tuple[str, ...]) -> str:
+        """Show raw screen lines (sanitized, scrollable) with ``keys``; the accepted key pressed, or 'n' to cancel."""
+        self.screen.timeout(-1)
+        try:
+            while True:
+                height, width = self.screen.getmaxyx()
+                self.screen.erase()
+                self.put(0, 0, " bot-bottle supervise: confirm".ljust(width), curses.A_REVERSE)
+                self._draw_text(self.wrapped(text, width), height)
+                self.put(height - 1, 0, keys.ljust(width), curses.A_REVERSE)
+                self.screen.refresh()
+                key = self.screen.get_wch()
+                moves = scroll_moves(height)
+                if key in moves:
+                    self.scroll = max(0, self.scroll + moves[key])
+                elif key in accept:
+                    return str(key)
+                elif key in ("n", "N", ESCAPE, "q"):
+                    return "n"
+        finally:
+            self.scroll = 0
+            self.screen.timeout(CHECK_MS)
+
+    def next_key(self, watch: FileWatch | None, patience: float) -> str | int:
+        """The next key, or -1 after a commit (seen by ``watch``) or ``patience`` seconds, whichever is first.
+
+        Without a watch, curses waits ``CHECK_MS`` for a key and the caller
+        stats the file. With one, a key already read into curses' buffer is
+        taken first (``select`` cannot see it); otherwise the process sleeps
+        in ``select`` on the terminal and the watch together, for at most a
+        quarter of a second, so a resize is redrawn promptly too.
+        """
+        if watch is None:
+            return self._get_key(CHECK_MS)
+        key = self._get_key(0)
+        if key != -1:
+            return key
+        try:
+            select.select([sys.stdin.fileno(), watch.fd], [], [], min(patience, 0.25))
+        except (OSError, ValueError):
+            return self._get_key(CHECK_MS)
+        watch.wait(0)  # drain the events that woke us: the file's stat tells the caller what changed
+        return self._get_key(0)
+
+    def _get_key(self, wait_ms: int) -> str | int:
+        self.screen.timeout(wait_ms)
+        try:
+            return self.screen.get_wch()  # type: ignore[no-any-return]
+        except curses.error:  # the timeout: no key
+            return -1
+        finally:
+            self.screen.timeout(CHECK_MS)
+
+    def start_colours(self) -> None:
+        """Colour diff lines where the terminal has colours and ``NO_COLOR`` is not set."""
+        if "NO_COLOR" in os.environ or not curses.has_colors():
+            return
+        with contextlib.suppress(curses.error):
+            curses.start_color()
+            curses.use_default_colors()
+            for number, colour in enumerate((curses.COLOR_GREEN, curses.COLOR_RED, curses.COLOR_CYAN,
+                                             curses.COLOR_YELLOW), start=1):
+                curses.init_pair(number, colour, -1)
+            self.role_attrs.update({"added": curses.color_pair(1), "removed": curses.color_pair(2),
+                                    "hunk": curses.color_pair(3),
+                                    "warning": curses.color_pair(4) | curses.A_BOLD})

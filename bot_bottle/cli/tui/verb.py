@@ -1,0 +1,72 @@
+"""``bot-bottle supervise``: the verb that opens the terminal UI, or prints the pending list (``--once``)."""
+
+from __future__ import annotations
+
+import argparse
+import curses
+import os
+from typing import Any
+
+from bot_bottle.cli.common import age, db_path, first_line, print_json, print_table, verb_parser
+from bot_bottle.cli.registry import summary
+from bot_bottle.cli.render import proposal_json
+from bot_bottle.cli.tui.app import SuperviseTUI
+from bot_bottle.errors import BotBottleError
+from bot_bottle.queue_store import QueueStore
+
+
+def check_terminal() -> None:
+    """Refuse, in one line, a terminal type curses cannot draw on (no terminfo entry here)."""
+    term = os.environ.get("TERM", "")
+    try:
+        curses.setupterm(term or None, 1)
+    except curses.error:
+        raise BotBottleError(
+            f"this terminal type ({term or 'TERM is not set'}) has no terminfo entry on this machine, so the UI "
+            "cannot draw: run with TERM=xterm-256color (or install its terminfo), or use --once"
+        ) from None
+
+
+def print_pending(store: QueueStore, as_json: bool) -> None:
+    """The ``--once`` output: the pending list without curses."""
+    items = store.pending_summaries()
+    if as_json:
+        print_json([proposal_json(p, None) for p in items])
+        return
+    if not items:
+        print("no pending proposals")
+        return
+    print_table(["ID", "BOTTLE", "TOOL", "AGE", "JUSTIFICATION"],
+                [[p.short_id, p.queue_key, p.tool, age(p.created_at), first_line(p.justification)] for p in items])
+
+
+def cmd_supervise(args: argparse.Namespace) -> int:
+    """Open the TUI (or, with --once, print the pending list and exit)."""
+    with QueueStore(db_path(args)) as store:
+        if args.once or args.json:
+            print_pending(store, args.json)
+            return 0
+        if not (os.isatty(0) and os.isatty(1)):
+            raise BotBottleError("the supervise UI needs a terminal; use --once (or 'proposals list') in scripts")
+        check_terminal()
+        os.environ.setdefault("ESCDELAY", "25")  # Esc should go back at once, not after curses' 1 s
+        curses.wrapper(lambda screen: SuperviseTUI(screen, store, bell=args.bell, notify=args.notify).run())
+    return 0
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``supervise`` verb."""
+    parser = verb_parser(subparsers, "supervise", json=True,
+        help=summary("supervise"),
+        description="Review pending proposals from every bottle and decide them: a list that refreshes "
+        "itself (* marks what arrived since your last keypress), a detail view with the diff or report, "
+        "and keys to approve (a), modify in $EDITOR (m) or reject (r). Esc or b goes back, q quits.",
+        epilog="examples:\n  bot-bottle supervise\n  bot-bottle supervise --once --json   (for scripts)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--once", action="store_true", help="print the pending list and exit, without the UI")
+    parser.add_argument("--bell", action="store_true", help="ring the terminal bell when a new proposal arrives")
+    parser.add_argument("--notify", metavar="CMD",
+                        help="run CMD when new proposals arrive (it gets BOT_BOTTLE_NEW_PROPOSALS, the count, and "
+                        "BOT_BOTTLE_NEW_BOTTLES, their bottles, in its environment), e.g. \"notify-send bot-bottle\"")
+    parser.set_defaults(handler=cmd_supervise)

@@ -1,0 +1,259 @@
+"""Egress routes as the operator decides on them: one route's rules, and what widens access.
+
+An ``egress-allow`` proposal carries one route as a small JSON document,
+``{"host": "docs.python.org", "paths": ["/3/"]}``; an ``egress-block``
+proposal carries a whole routes file in the egress proxy's own format, which
+this project treats as text. The supervise server builds routes with
+``route_document``; the operator's modified file passes ``validate_final_file``
+(the same rules), so what is approved is always a file the proxy can read and
+the operator could see in full.
+
+``widening_lines`` is a reading aid, not a parser of the proxy's format: it
+flags lines that name a host wildcard over everything (``*``), over a whole
+top-level domain (``*.com``) or a public suffix where anyone can register a
+name (``*.co.uk``, ``*.github.io``), a path of ``/`` (or ``/*``), or a YAML
+alias (``*name``, which repeats a value from elsewhere), so the operator's eye
+goes there first. It reads each line as written and with its escapes decoded
+(``"\u002a"`` is ``*`` to a YAML or JSON reader), and finds a wildcard
+wherever it stands (a list item, a line of a multi-line value), not only
+after a ``host:`` key.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from bot_bottle.errors import ValidationError
+from bot_bottle.records import TOOL_EGRESS_ALLOW, TOOL_EGRESS_BLOCK
+from bot_bottle.text.terminal import describe_char, unsafe_characters
+
+HOST_RE = re.compile(r"(\*\.)?([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*")
+PATH_RE = re.compile(r"/[\x21-\x7e]{0,1023}")
+MAX_HOST_CHARS = 253
+MAX_PATHS = 64
+
+# "host: X", '"host": "X"', "host = X": the value a routes-file line gives a host.
+_HOST_VALUE_RE = re.compile(r"""["']?\bhosts?\b["']?\s*[:=]\s*["']?([^\s"',}\]#]+)""", re.IGNORECASE)
+# A bare * or / standing alone as a value or list item ("- *", '["/"]', "path: /").
+_LONE_STAR_RE = re.compile(r"""(?:^|[\s:\[,"'=-])\*(?=$|[\s,\]"'}])""")
+_ROOT_PATH_RE = re.compile(r"""(?:^|[\s:\[,"'=-])/\**(?=$|[\s,\]"'}#])""")
+# Any token that starts with * where a value starts: a wildcard host in a list item or on a line of its
+# own (a multi-line value), or a YAML alias (*name), whatever key, if any, is before it.
+_STAR_TOKEN_RE = re.compile(r"""(?:^|(?<=[\s:\[,"'=({<-]))\*[^\s"',}\]#)]*""")
+# Escapes a YAML double-quoted or JSON string decodes: "\u002a" is "*", "\/" is "/".
+_ESCAPE_RE = re.compile(r"\\(?:u([0-9a-fA-F]{4})|x([0-9a-fA-F]{2})|U([0-9a-fA-F]{8})|(/))")
+# Suffixes under which anyone can register a name: a wildcard over one is as wide as one over a TLD.
+# Not the whole public suffix list (that is not in the standard library): the common ones, and any
+# two-letter country domain under a generic second level (co.uk, com.au, ne.jp ...).
+_PUBLIC_SUFFIXES = frozenset({
+    "github.io", "githubusercontent.com", "gitlab.io", "herokuapp.com", "vercel.app", "netlify.app",
+    "pages.dev", "workers.dev", "web.app", "firebaseapp.com", "appspot.com", "blogspot.com",
+    "azurewebsites.net", "cloudfront.net", "amazonaws.com", "s3.amazonaws.com", "ngrok.io", "ngrok-free.app",
+    "glitch.me", "repl.co", "fly.dev", "onrender.com", "r2.dev", "trycloudflare.com", "duckdns.org",
+})
+_SECOND_LEVELS = frozenset({"co", "com", "net", "org", "gov", "edu", "ac", "ne", "or", "go", "gob", "nom"})
+
+
+@dataclass(frozen=True)
+class Route:
+    """One egress route: a host (``*.`` may lead) and the path prefixes allowed (empty: every path)."""
+
+    host: str
+    paths: tuple[str, ...] = ()
+
+    def to_document(self) -> str:
+        """The route as the stable JSON document an ``egress-allow`` proposal carries."""
+        route: dict[str, Any] = {"host": self.host}
+        if self.paths:
+            route["paths"] = list(self.paths)
+        return json.dumps(route, indent=2, sort_keys=True) + "\n"
+
+    def widening(self) -> list[str]:
+        """Why this route widens access more than a route should (empty: it does not)."""
+        reasons = []
+        if host_is_wide(self.host):
+            reasons.append(f"host {self.host!r} is a wildcard over {_what_wildcard_covers(self.host)}")
+        if "/" in self.paths:
+            reasons.append("path '/' allows every path of the host")
+        reasons += [f"path {path!r} may allow every path of the host (a proxy that reads it as a pattern)"
+                    for path in self.paths if path != "/" and not path.strip("/*")]
+        return reasons
+
+
+def make_route(host: object, paths: object = None) -> Route:
+    """A validated route from a host and optional path prefixes; ``ValidationError`` names what is wrong.
+
+    The host is lower-cased and stripped; paths are sorted and de-duplicated.
+    """
+    if not isinstance(host, str):
+        raise ValidationError("host", "must be a string")
+    name = host.strip().lower()
+    if len(name) > MAX_HOST_CHARS or not HOST_RE.fullmatch(name):
+        raise ValidationError("host", f"{name[:80]!r} is not a host name; give one such as docs.python.org or "
+                              "*.pythonhosted.org, without scheme, port or path")
+    if paths is None:
+        return Route(name)
+    if not isinstance(paths, list):
+        raise ValidationError("paths", "must be a list of path prefixes")
+    if len(paths) > MAX_PATHS:
+        raise ValidationError("paths", f"at most {MAX_PATHS} paths, not {len(paths)}")
+    for path in paths:
+        if not isinstance(path, str) or not PATH_RE.fullmatch(path):
+            raise ValidationError("paths", f"{str(path)[:80]!r} is not a path prefix; give ones such as /simple/ "
+                                  "(starting with /, printable ASCII, no spaces)")
+    return Route(name, tuple(sorted(set(paths))))
+
+
+def parse_route(document: str) -> Route:
+    """The route an ``egress-allow`` document holds, by the same rules as ``make_route``.
+
+    The document must be a JSON object with ``host`` and optionally ``paths``,
+    nothing else.
+    """
+    try:
+        value = json.loads(document, object_pairs_hook=_no_duplicate_keys)
+    except ValueError as exc:
+        raise ValidationError("final_file", f"an egress-allow route must be JSON, like "
+                              f'{{"host": "docs.python.org", "paths": ["/3/"]}}: {exc}') from None
+    if not isinstance(value, dict):
+        raise ValidationError("final_file", "an egress-allow route must be a JSON object with host and paths")
+    unknown = sorted(set(value) - {"host", "paths"})
+    if unknown:
+        raise ValidationError("final_file", f"an egress-allow route has only host and paths, not {unknown[0]!r}")
+    if "host" not in value:
+        raise ValidationError("final_file", "an egress-allow route needs a host")
+    try:
+        return make_route(value["host"], value.get("paths"))
+    except ValidationError as exc:
+        raise ValidationError("final_file", f"the route's {exc}") from None
+
+
+def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object, refusing a key given twice: readers differ on which one wins, so what is shown
+    (Python's: the last) could differ from what a proxy takes (the first)."""
+    seen: set[str] = set()
+    for key, _value in pairs:
+        if key in seen:
+            raise ValueError(f"the key {key[:80]!r} is given twice")
+        seen.add(key)
+    return dict(pairs)
+
+
+def host_is_wide(host: str) -> bool:
+    """True for a host pattern that covers everything, a whole top-level domain or a public suffix.
+
+    ``*``, ``*.com``, ``*.co.uk``, ``*.github.io``; ``*.example.com`` (one
+    domain's subdomains) is an ordinary route.
+    """
+    name = host.strip().lower().rstrip(".")
+    if "*" not in name:
+        return False
+    return not (name.startswith("*.") and "*" not in name[2:] and "." in name[2:]
+                and not _is_public_suffix(name[2:]))
+
+
+def _is_public_suffix(name: str) -> bool:
+    labels = name.split(".")
+    return name in _PUBLIC_SUFFIXES or (len(labels) == 2 and labels[0] in _SECOND_LEVELS and len(labels[1]) == 2)
+
+
+def _what_wildcard_covers(host: str) -> str:
+    name = host.strip().lower().rstrip(".")
+    if name in ("*", "*."):
+        return "every host"
+    if name.startswith("*.") and "*" not in name[2:]:
+        if "." in name[2:]:
+            return f"the public suffix .{name[2:]} (anyone can register a name under it)"
+        return f"the whole top-level domain .{name[2:]}"
+    return "more than one domain"
+
+
+def _decoded(text: str) -> str:
+    """``text`` with the escapes a YAML or JSON reader decodes in a quoted string replaced by their characters."""
+    def one(match: re.Match[str]) -> str:
+        code = match.group(1) or match.group(2) or match.group(3)
+        return chr(int(code, 16)) if code and int(code, 16) < 0x110000 else "/" if match.group(4) else match.group(0)
+    return _ESCAPE_RE.sub(one, text)
+
+
+def line_widening(text: str) -> list[str]:
+    """Why one routes-file line widens access (empty: nothing seen), read as written and with escapes decoded."""
+    reasons = _form_widening(text)
+    decoded = _decoded(text)
+    if decoded != text:
+        hidden = [reason for reason in _form_widening(decoded) if reason not in reasons]
+        if hidden:
+            shown = decoded.strip()
+            reasons += [*hidden, f"(read with its escapes decoded: {shown[:80]!r}{'...' if len(shown) > 80 else ''})"]
+    return reasons
+
+
+def _form_widening(text: str) -> list[str]:
+    reasons = []
+    hosts = [match.group(1) for match in _HOST_VALUE_RE.finditer(text)]
+    hosts += [match.group(0) for match in _STAR_TOKEN_RE.finditer(text) if match.group(0) not in hosts]
+    for host in hosts:
+        if not host_is_wide(host):
+            continue
+        if re.fullmatch(r"\*[A-Za-z0-9_-][^.]*", host):
+            reasons.append(f"{host!r} is a YAML alias (it repeats a value set elsewhere in the file) or a wildcard")
+        else:
+            reasons.append(f"host {host!r} is a wildcard over {_what_wildcard_covers(host)}")
+    if not reasons and _LONE_STAR_RE.search(text):
+        reasons.append("a lone '*' matches everything")
+    if _ROOT_PATH_RE.search(text):
+        reasons.append("a path of '/' allows every path")
+    return reasons
+
+
+def file_widening(text: str) -> dict[int, list[str]]:
+    """Every line of a routes file that widens access: {line number (1-based): reasons}."""
+    found: dict[int, list[str]] = {}
+    for number, one in enumerate(text.split("\n"), start=1):
+        reasons = line_widening(one)
+        if reasons:
+            found[number] = reasons
+    return found
+
+
+def widening_lines(diff: str) -> dict[int, list[str]]:
+    """For a unified diff, the added lines that widen access: {index of the line in the diff: reasons}."""
+    found: dict[int, list[str]] = {}
+    for index, text in enumerate(diff.split("\n")):
+        # Only the diff's own two header lines are "--- "/"+++ " headers: an added file line that starts
+        # with "++" is still an added line (a YAML flow sequence can go on in one: '++"x", {host: "*"}]').
+        if text.startswith("+") and not is_diff_header(diff, index):
+            reasons = line_widening(text[1:])
+            if reasons:
+                found[index] = reasons
+    return found
+
+
+def is_diff_header(diff: str, index: int) -> bool:
+    """True for line ``index`` of a one-file unified diff when it is the ``---``/``+++`` header, not file text.
+
+    ``decisions.render_diff`` writes the header as the first two lines, and only there.
+    """
+    return index < 2 and diff.startswith("--- ") and diff.split("\n", 2)[index].startswith(("--- ", "+++ "))
+
+
+def validate_routes_text(text: str) -> None:
+    """Refuse a routes file a terminal could not show as it is: control, bidi or invisible characters."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValidationError("final_file", "a routes file must be UTF-8 text") from None
+    for line_number, column, char in unsafe_characters(text):
+        raise ValidationError("final_file", f"line {line_number} column {column} holds {describe_char(char)}: a "
+                              "routes file may not contain control, bidirectional or invisible characters")
+
+
+def validate_final_file(tool: str, final_file: str) -> None:
+    """Raise ``ValidationError`` unless ``final_file`` is a file ``tool``'s consumer can take as it is."""
+    if tool == TOOL_EGRESS_ALLOW:
+        parse_route(final_file)
+    elif tool == TOOL_EGRESS_BLOCK:
+        validate_routes_text(final_file)

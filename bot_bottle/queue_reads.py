@@ -1,0 +1,236 @@
+"""The queue's read side: proposals and decisions as the operator's screens and the sidecars read them.
+
+``QueueReads`` is the base of ``queue_store.QueueStore``: every query that
+only reads, and the mapping of rows to records (the records' fields are the
+tables' columns, in order, so rows map by construction). Listings read
+``ProposalSummary`` rows (no payload, no current file); ``get`` loads one
+proposal whole.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from dataclasses import fields
+from typing import Any
+
+from bot_bottle.db import DatabaseUser
+from bot_bottle.errors import AmbiguousId, NotFound, ValidationError
+from bot_bottle.records import (
+    Proposal,
+    ProposalSummary,
+    Response,
+    validate_id_prefix,
+    validate_proposal_id,
+    validate_queue_key,
+)
+
+
+def _columns(record: type, alias: str) -> str:
+    """The table's columns named as ``record``'s fields, in their order, so rows map by construction."""
+    return ", ".join(f"{alias}.{field.name}" for field in fields(record))
+
+
+PROPOSAL_COLUMNS = _columns(Proposal, "p")
+_PROPOSAL_WIDTH = len(fields(Proposal))
+# What listings read: never the payload or the current file (up to 1 MiB each).
+_SUMMARY_COLUMNS = _columns(ProposalSummary, "p")
+_SUMMARY_WIDTH = len(fields(ProposalSummary))
+PENDING = "p.archived_at IS NULL AND NOT EXISTS (SELECT 1 FROM responses r WHERE r.proposal_id = p.id)"
+_RESPONSE_COLUMNS = _columns(Response, "r")
+_AMBIGUOUS_SHOWN = 5
+
+
+
+
+def check_bottle(proposal_id: str, owner: str | None, queue_key: str) -> None:
+    """``NotFound`` unless the proposal (owned by ``owner``, ``None`` when there is none) is ``queue_key``'s.
+
+    One message whether the id exists in another bottle or nowhere: a
+    bottle learns nothing of the others' ids from it.
+    """
+    if owner != queue_key:
+        raise NotFound(f"no proposal {proposal_id} in bottle {queue_key}")
+
+
+def decided_on(proposal: Proposal) -> dict[str, Any]:
+    """What a decision is about: every field of the proposal but its archiving."""
+    return {**proposal.to_dict(), "archived_at": None}
+
+
+class QueueReads(DatabaseUser):
+    """The queue's queries over one database; ``QueueStore`` adds filing, waiting, archiving and deciding."""
+
+    @staticmethod
+    def proposal_from_row(row: tuple[Any, ...]) -> Proposal:
+        """Map a row of ``PROPOSAL_COLUMNS`` (the dataclass's fields, in order) to a ``Proposal``."""
+        return Proposal(*row)
+
+    @staticmethod
+    def summary_from_row(row: tuple[Any, ...]) -> ProposalSummary:
+        """Map a row of ``_SUMMARY_COLUMNS`` to a ``ProposalSummary``."""
+        return ProposalSummary(*row)
+
+    @staticmethod
+    def response_from_row(row: tuple[Any, ...]) -> Response:
+        """Map a row of ``_RESPONSE_COLUMNS`` to a ``Response``."""
+        return Response(*row)
+
+    # Filing ------------------------------------------------------------------
+
+    def _get_in(self, conn: sqlite3.Connection, proposal_id: str) -> Proposal:
+        row = conn.execute(
+            f"SELECT {PROPOSAL_COLUMNS} FROM proposals p WHERE p.id = :id", {"id": proposal_id}
+        ).fetchone()
+        if row is None:
+            raise NotFound(f"no proposal {proposal_id}")
+        return self.proposal_from_row(row)
+
+    @staticmethod
+    def _response_in(conn: sqlite3.Connection, proposal_id: str) -> Response | None:
+        row = conn.execute(
+            f"SELECT {_RESPONSE_COLUMNS} FROM responses r WHERE r.proposal_id = :id", {"id": proposal_id}
+        ).fetchone()
+        return None if row is None else QueueReads.response_from_row(row)
+
+    def get(self, proposal_id: str) -> Proposal:
+        """The proposal with this whole id; ``NotFound`` if there is none."""
+        validate_proposal_id(proposal_id)
+        with self.db.read() as conn:
+            return self._get_in(conn, proposal_id)
+
+    def find(self, prefix: str) -> Proposal:
+        """The one proposal whose id starts with ``prefix`` (any case); ``NotFound`` or ``AmbiguousId``."""
+        prefix = validate_id_prefix(prefix)
+        with self.db.read() as conn:
+            # Ids are lower-case hex, so every id with this prefix sorts in
+            # [prefix, prefix + 'g'): an index range, not a scan.
+            rows = conn.execute(
+                "SELECT id FROM proposals WHERE id >= :low AND id < :high ORDER BY id LIMIT :n",
+                {"low": prefix, "high": prefix + "g", "n": _AMBIGUOUS_SHOWN + 1},
+            ).fetchall()
+            if not rows:
+                raise NotFound(f"no proposal id starts with {prefix!r}")
+            if len(rows) > 1:
+                shown = ", ".join(str(r[0])[: len(prefix) + 4] for r in rows[:_AMBIGUOUS_SHOWN])
+                more = " and more" if len(rows) > _AMBIGUOUS_SHOWN else ""
+                raise AmbiguousId(f"{prefix!r} matches several proposals ({shown}{more}): give more digits")
+            return self._get_in(conn, str(rows[0][0]))
+
+    def pending(self, queue_key: str | None = None) -> list[Proposal]:
+        """Undecided, unarchived proposals, oldest first; of one bottle, or of all (``None``)."""
+        return [self.proposal_from_row(row) for row in self._pending_rows(PROPOSAL_COLUMNS, queue_key)]
+
+    def pending_summaries(self, queue_key: str | None = None) -> list[ProposalSummary]:
+        """``pending`` without payloads or current files: what a listing shows, cheap at any size."""
+        return [self.summary_from_row(row) for row in self._pending_rows(_SUMMARY_COLUMNS, queue_key)]
+
+    def _pending_rows(self, columns: str, queue_key: str | None) -> list[tuple[Any, ...]]:
+        params: dict[str, Any] = {}
+        where = ""
+        if queue_key is not None:
+            params["queue_key"] = validate_queue_key(queue_key)
+            where = " AND p.queue_key = :queue_key"
+        with self.db.read() as conn:
+            return conn.execute(
+                f"SELECT {columns} FROM proposals p WHERE {PENDING}{where} ORDER BY p.created_at, p.rowid", params
+            ).fetchall()
+
+    def summaries(
+        self, queue_key: str | None = None, *, include_decided: bool = False, limit: int | None = None
+    ) -> list[tuple[ProposalSummary, Response | None]]:
+        """``listing`` without payloads or current files (the CLI's list reads this)."""
+        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+            raise ValidationError("limit", "must be a whole number of at least 1")
+        if not include_decided:
+            pending: list[tuple[ProposalSummary, Response | None]] = [
+                (p, None) for p in self.pending_summaries(queue_key)
+            ]
+            return pending if limit is None else pending[-limit:]
+        rows = self._decided_rows(_SUMMARY_COLUMNS, queue_key, limit)
+        result = [
+            (self.summary_from_row(row[:_SUMMARY_WIDTH]),
+             None if row[_SUMMARY_WIDTH] is None else self.response_from_row(row[_SUMMARY_WIDTH:]))
+            for row in rows
+        ]
+        result.reverse()
+        return result
+
+    def _decided_rows(self, columns: str, queue_key: str | None, limit: int | None) -> list[tuple[Any, ...]]:
+        """Proposals (``columns``) with their responses, newest first, at most ``limit``."""
+        params: dict[str, Any] = {"limit": -1 if limit is None else limit}
+        where = ""
+        if queue_key is not None:
+            params["queue_key"] = validate_queue_key(queue_key)
+            where = "WHERE p.queue_key = :queue_key "
+        with self.db.read() as conn:
+            return conn.execute(
+                f"SELECT {columns}, {_RESPONSE_COLUMNS} FROM proposals p "
+                f"LEFT JOIN responses r ON r.proposal_id = p.id {where}"
+                "ORDER BY p.created_at DESC, p.rowid DESC LIMIT :limit",
+                params,
+            ).fetchall()
+
+    def listing(
+        self, queue_key: str | None = None, *, include_decided: bool = False, limit: int | None = None
+    ) -> list[tuple[Proposal, Response | None]]:
+        """Proposals with their responses, oldest first.
+
+        By default only pending ones (as ``pending``); ``include_decided``
+        lists every proposal, archived ones too, and ``limit`` keeps the newest.
+        """
+        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+            raise ValidationError("limit", "must be a whole number of at least 1")
+        if not include_decided:
+            pending: list[tuple[Proposal, Response | None]] = [(p, None) for p in self.pending(queue_key)]
+            return pending if limit is None else pending[-limit:]
+        rows = self._decided_rows(PROPOSAL_COLUMNS, queue_key, limit)
+        result = [
+            (self.proposal_from_row(row[:_PROPOSAL_WIDTH]),
+             None if row[_PROPOSAL_WIDTH] is None else self.response_from_row(row[_PROPOSAL_WIDTH:]))
+            for row in rows
+        ]
+        result.reverse()
+        return result
+
+    def response(self, proposal_id: str) -> Response | None:
+        """The decision on this proposal, or ``None`` while it is pending."""
+        validate_proposal_id(proposal_id)
+        return self._decision_of(proposal_id, None)
+
+    def _decision_of(self, proposal_id: str, queue_key: str | None) -> Response | None:
+        """The response, in one read; with ``queue_key``, ``NotFound`` unless the proposal is that bottle's.
+
+        One statement, so one shared lock: a bottle's look at its decision
+        checks whose proposal it is in the same read (docs/benchmarks.md, "Throughput").
+        """
+        with self.db.read() as conn:
+            if queue_key is None:
+                return self._response_in(conn, proposal_id)
+            row = conn.execute(
+                f"SELECT p.queue_key, {_RESPONSE_COLUMNS} FROM proposals p "
+                "LEFT JOIN responses r ON r.proposal_id = p.id WHERE p.id = :id",
+                {"id": proposal_id},
+            ).fetchone()
+        check_bottle(proposal_id, None if row is None else str(row[0]), queue_key)
+        return None if row[1] is None else self.response_from_row(row[1:])
+
+    def changes_marker(self) -> tuple[int, int]:
+        """A value that changes whenever anyone commits to the database (cheap: no table is read)."""
+        # data_version moves when another connection commits; total_changes
+        # when this one writes (a thread of this process deciding).
+        with self.db.read() as conn:
+            return int(conn.execute("PRAGMA data_version").fetchone()[0]), conn.total_changes
+
+    def file_marker(self) -> tuple[int, int, int] | None:
+        """The database file's (mtime, size, inode): it changes when anyone commits. One ``stat``, no lock.
+
+        A hint, not a proof: two commits within one tick of the filesystem's
+        clock can leave it unchanged, so waiters still look properly every
+        poll interval. None when the file cannot be stat'ed.
+        """
+        try:
+            info = os.stat(self.db.path)
+        except OSError:
+            return None
+        return info.st_mtime_ns, info.st_size, info.st_ino

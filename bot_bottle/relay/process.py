@@ -1,0 +1,164 @@
+"""``bot-bottle relay`` as a process: started in the background by launch code, or served in the foreground.
+
+``ensure_relay`` is what launch code calls: it starts one in the background
+unless one runs. ``serve`` takes the host's relay lock, opens the database,
+listens and serves until SIGTERM. The HTTP side is the sidecar server's
+(``wire.jsonrpc_server``): one deadline per request, capped connections,
+requests in flight and body bytes, the Host allowlist, an answer to every
+request and no traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from types import FrameType
+
+from bot_bottle.connection import DIR_MODE, FILE_MODE
+from bot_bottle.errors import BotBottleError
+from bot_bottle.queue_store import QueueStore
+from bot_bottle.records import DEFAULT_QUOTA, Quota
+from bot_bottle.relay.credentials import RelayCredentials, relay_root
+from bot_bottle.relay.lock import RelayInfo, RelayLock, lock_state, running_relay
+from bot_bottle.relay.service import (
+    DEFAULT_MAX_WAITS_PER_BOTTLE,
+    RelayService,
+)
+from bot_bottle.wire.jsonrpc_server import REQUEST_TIMEOUT_SEC, SuperviseHTTPServer, normalize_allowed_host
+
+DEFAULT_RELAY_HOST = "127.0.0.1"
+
+
+DEFAULT_RELAY_PORT = 9110  # fixed, so the URL in a bottle's relay.json outlives a restart of the relay
+
+
+# The names VMs reach the host by (Docker Desktop, Podman, Apple container's default vmnet
+# gateway); a Host header must name one of these, the listen address or an --allowed-host.
+VM_HOST_NAMES = ("host.docker.internal", "host.containers.internal", "192.168.64.1")
+
+
+RELAY_MAX_CONNECTIONS = 512
+
+
+RELAY_MAX_IN_FLIGHT = 256
+
+
+LOG_FILENAME = "relay.log"
+
+
+NONCES_FILENAME = "nonces"  # the spent nonces still in their window, so a restart does not reopen replays
+
+
+START_TIMEOUT_SEC = 15.0
+
+
+# Relays this process started and never waits on (they outlive it): kept so no Popen is collected while it runs.
+_STARTED: list[subprocess.Popen[bytes]] = []
+
+
+def ensure_relay(host: str = DEFAULT_RELAY_HOST, port: int = DEFAULT_RELAY_PORT, *,
+                 db_path: str | os.PathLike[str] | None = None, timeout: float = START_TIMEOUT_SEC) -> RelayInfo:
+    """The running relay, started in the background (logging to ``~/.bot-bottle/relay/relay.log``) if none runs.
+
+    Raises ``BotBottleError`` when the relay that runs listens elsewhere than
+    ``host:port``, or when a new one does not start in ``timeout`` seconds
+    (with the last line it logged).
+    """
+    info = running_relay()
+    if info is None:
+        log = relay_root() / LOG_FILENAME
+        log.parent.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
+        command = [sys.executable, "-m", "bot_bottle", "relay", "--host", host, "--port", str(port)]
+        if db_path is not None:
+            command += ["--db", os.fspath(db_path)]
+        with open(log, "a", encoding="utf-8") as output:
+            os.chmod(log, FILE_MODE)
+            process = subprocess.Popen(
+                command, stdin=subprocess.DEVNULL, stdout=output, stderr=output, start_new_session=True,
+                env={**os.environ, "PYTHONPATH": os.pathsep.join(p or os.getcwd() for p in sys.path)},
+            )
+        _STARTED.append(process)
+        deadline = time.monotonic() + timeout
+        while (info := running_relay()) is None:
+            # Ours may have exited because another (started at the same moment) took the lock: wait for that one.
+            ended = process.poll() is not None and not lock_state()[0]
+            if ended or time.monotonic() > deadline:
+                if process.poll() is None:
+                    process.kill()
+                process.wait()
+                lines = log.read_text(encoding="utf-8", errors="replace").strip().splitlines()
+                raise BotBottleError("the relay did not start" + (f": {lines[-1]}" if lines else "")
+                                     + f" (its log: {log})")
+            time.sleep(0.05)
+    if info.port != port or info.host not in (host, "0.0.0.0", "::"):
+        raise BotBottleError(f"the relay that runs (pid {info.pid}) listens on {info.url}, but this backend's "
+                             f"sidecars need {host}:{port}: stop it (kill {info.pid}) and prepare again")
+    return info
+
+
+# The process ---------------------------------------------------------------------
+
+
+def allowed_hosts(listen: str, extra: Sequence[str]) -> list[str]:
+    """The Host names the relay answers to: the VM names, the listen address and ``extra``."""
+    names = [*VM_HOST_NAMES, *extra]
+    if listen not in ("0.0.0.0", "::", ""):
+        names.append(listen)
+    return [normalize_allowed_host(name) for name in names]
+
+
+def serve(
+    host: str,
+    port: int,
+    *,
+    db_path: str | os.PathLike[str] | None = None,
+    extra_hosts: Sequence[str] = (),
+    quota: Quota = DEFAULT_QUOTA,
+    max_waits_per_bottle: int = DEFAULT_MAX_WAITS_PER_BOTTLE,
+    max_connections: int = RELAY_MAX_CONNECTIONS,
+    request_timeout: float = REQUEST_TIMEOUT_SEC,
+    log: Callable[[str], None],
+    ready: Callable[[str], None],
+) -> int:
+    """Run the relay until SIGTERM or SIGINT; returns the exit status.
+
+    Takes the host's relay lock first (``RelayAlreadyRunning`` if another
+    holds it), opens (and migrates) the database, listens, publishes where,
+    and calls ``ready`` with the URL.
+    """
+    names = allowed_hosts(host, extra_hosts)
+    lock = RelayLock.acquire()
+    try:
+        with QueueStore(db_path) as store:
+            service = RelayService(store, RelayCredentials(database=store.db), quota=quota,
+                                   max_waits_per_bottle=max_waits_per_bottle, log=log,
+                                   nonce_journal=relay_root() / NONCES_FILENAME)
+            server = SuperviseHTTPServer((host, port), service, allowed_hosts=names, software="bot-bottle-relay",
+                                         max_connections=max_connections, max_in_flight=RELAY_MAX_IN_FLIGHT,
+                                         request_timeout=request_timeout)
+            try:
+                bound_host, bound_port = str(server.server_address[0]), int(server.server_address[1])
+                info = RelayInfo(pid=os.getpid(), host=bound_host, port=bound_port, database=str(store.db.path))
+                lock.publish(info)
+
+                def stop(signum: int, frame: FrameType | None) -> None:
+                    log(f"stopping on signal {signum}")
+                    threading.Thread(target=server.shutdown, daemon=True).start()
+
+                signal.signal(signal.SIGTERM, stop)
+                signal.signal(signal.SIGINT, stop)
+                ready(info.url)
+                server.serve_forever(poll_interval=0.2)
+            finally:
+                server.server_close()
+                service.close()
+    finally:
+        lock.release()
+    log("stopped")
+    return 0
+

@@ -1,0 +1,284 @@
+"""The relay's JSON-RPC methods, each served for the bottle whose credential signed the request.
+
+Each request is authorized by its signature before its body is read
+(``RelayService.authorize``: a MAC keyed with the bottle's credential over
+its bottle, time, nonce and body digest; ``wire.signing``), its body checked
+against that digest once it is in, and the credential checked again then
+(one revoked while its body trickled in is served nothing); a nonce is served
+once (``nonces``). Every answer is signed for the request's nonce, so a
+sidecar believes no one but the relay. The bottle is the credential's.
+Waits are long polls of at most ``MAX_LONG_POLL_SEC``, woken as a direct
+waiter is, and each bottle may hold at most ``max_waits_per_bottle`` of them
+at once, and twice that many requests in flight of any kind (``admit``,
+before a body is read): one bottle trickling bodies cannot hold every place
+the relay has for all.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import hmac
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from email.message import Message
+from pathlib import Path
+from typing import Any
+
+from bot_bottle.errors import BotBottleError, RpcError, Unauthorized, ValidationError
+from bot_bottle.queue_store import QueueStore
+from bot_bottle.records import DEFAULT_POLL_INTERVAL_SEC, DEFAULT_QUOTA, Quota
+from bot_bottle.relay.credentials import RelayCredentials
+from bot_bottle.relay.nonces import NonceLedger
+from bot_bottle.wire.jsonrpc import (
+    BUSY,
+    DATABASE_UNAVAILABLE,
+    INTERNAL_ERROR,
+    INVALID_FIELD,
+    INVALID_PARAMS,
+    INVALID_REQUEST,
+    METHOD_NOT_FOUND,
+    rpc_error,
+    safe_id,
+)
+from bot_bottle.wire.relay_protocol import (
+    ARCHIVE,
+    GET,
+    HEARTBEAT,
+    HELLO,
+    MAX_LONG_POLL_SEC,
+    RESPONSE,
+    STOPPED,
+    SUBMIT,
+    WAIT,
+    code_of,
+)
+from bot_bottle.wire.signing import AUTH_SCHEME, SIGNATURE_HEADER, SignedRequest, sign_answer
+
+DEFAULT_MAX_WAITS_PER_BOTTLE = 32
+
+
+MIN_HEARTBEAT_GAP_SEC = 5.0  # a third of the sidecar's interval: a late beat is never dropped
+
+
+_SUBMIT_FIELDS = ("tool", "payload", "justification", "current_file", "current_file_hash")
+
+
+_REQUIRED_SUBMIT_FIELDS = ("tool", "payload", "justification")
+
+
+class RelayService:
+    """The relay's JSON-RPC methods over one host ``QueueStore``, each for the bottle of the caller's token."""
+
+    def __init__(
+        self,
+        store: QueueStore,
+        credentials: RelayCredentials,
+        *,
+        quota: Quota = DEFAULT_QUOTA,
+        poll_interval: float = DEFAULT_POLL_INTERVAL_SEC,
+        max_waits_per_bottle: int = DEFAULT_MAX_WAITS_PER_BOTTLE,
+        log: Callable[[str], None] = lambda line: None,
+        nonce_journal: Path | None = None,
+    ) -> None:
+        self.store = store
+        self.credentials = credentials
+        self.quota = quota
+        self.poll_interval = poll_interval
+        self.max_waits_per_bottle = max_waits_per_bottle
+        self._log = log
+        self._waits: dict[str, int] = {}
+        self._waits_lock = threading.Lock()
+        self._nonces = NonceLedger(journal=nonce_journal)
+        self._beats: dict[str, float] = {}
+        # Requests in flight per bottle (a wait is one of them), so that the waits always leave room.
+        self.max_requests_per_bottle = 2 * max_waits_per_bottle
+        self._requests: dict[str, int] = {}
+
+    def log(self, line: str) -> None:
+        """One line to the relay's log."""
+        self._log(line)
+
+    def authorize(self, headers: Message) -> Caller:
+        """The caller of a request signed with its bottle's live credential; ``Unauthorized`` otherwise."""
+        values = headers.get_all("Authorization") or []
+        if len(values) != 1:
+            raise Unauthorized(f"a relay request needs exactly one 'Authorization: {AUTH_SCHEME} ...' header, "
+                               "signed with the key of the bottle's relay.json")
+        request = SignedRequest.parse(values[0])
+        key = self.credentials.verify(request)
+        # After the MAC: only a credential's holder can use up nonces.
+        self._nonces.spend(request.nonce, int(request.ts), request.bottle)
+        return Caller(bottle=request.bottle, key=key, nonce=request.nonce, body_sha256=request.body_sha256)
+
+    def check_body(self, principal: object, body: bytes) -> None:
+        """The body must be the one the signature covers; ``Unauthorized`` otherwise."""
+        assert isinstance(principal, Caller)
+        if not hmac.compare_digest(hashlib.sha256(body).hexdigest(), principal.body_sha256):
+            raise Unauthorized("the request's body is not the one its signature covers")
+
+    def sign(self, principal: object, status: int, body: bytes) -> dict[str, str]:
+        """The answer's signature, for the request's nonce, so the sidecar knows the relay sent it."""
+        assert isinstance(principal, Caller)
+        return {SIGNATURE_HEADER: sign_answer(principal.key, principal.nonce, status, body)}
+
+    def admit(self, principal: object) -> str | None:
+        """Take one of the caller's bottle's places in flight; why it must retry when it holds them all."""
+        assert isinstance(principal, Caller)
+        with self._waits_lock:
+            held = self._requests.get(principal.bottle, 0)
+            if held >= self.max_requests_per_bottle:
+                return (f"bottle {principal.bottle} has {held} requests in flight at the relay, the most it may "
+                        "have at once; retry")
+            self._requests[principal.bottle] = held + 1
+        return None
+
+    def leave(self, principal: object) -> None:
+        """Give back the place ``admit`` took."""
+        assert isinstance(principal, Caller)
+        with self._waits_lock:
+            self._requests[principal.bottle] -= 1
+            if not self._requests[principal.bottle]:
+                del self._requests[principal.bottle]
+
+    def close(self) -> None:
+        """Close the nonce journal (the relay is stopping)."""
+        self._nonces.close()
+
+    def health(self) -> dict[str, Any]:
+        """What ``GET /healthz`` says: that this is the relay (nothing of any bottle)."""
+        return {"service": "relay"}
+
+    def handle(self, message: object, principal: object) -> tuple[dict[str, Any] | None, Callable[[], None] | None]:
+        """Answer one relay request for ``principal``, the ``Caller`` that ``authorize`` found."""
+        if not isinstance(message, dict) or message.get("jsonrpc") != "2.0":
+            return rpc_error(None, INVALID_REQUEST, "not a JSON-RPC 2.0 message"), None
+        message_id = message.get("id")
+        method, params = message.get("method"), message.get("params", {})
+        if isinstance(message_id, bool) or not isinstance(message_id, str | int):
+            return rpc_error(safe_id(message_id), INVALID_REQUEST, "a relay request needs an id "
+                             "(a string or an integer)"), None
+        if not isinstance(method, str):
+            return rpc_error(message_id, INVALID_REQUEST, "method must be a string"), None
+        if not isinstance(params, dict):
+            return rpc_error(message_id, INVALID_PARAMS, "params must be an object"), None
+        assert isinstance(principal, Caller)
+        try:
+            result = self._dispatch(principal, method, params)
+        except RpcError as exc:
+            return rpc_error(message_id, exc.code, exc.message), None
+        except ValidationError as exc:
+            answer = rpc_error(message_id, INVALID_FIELD, str(exc))
+            answer["error"]["data"] = {"field": exc.field}
+            return answer, None
+        except BotBottleError as exc:
+            code = code_of(exc)
+            if code == DATABASE_UNAVAILABLE:
+                self.log(f"error for {principal.bottle}: {exc}")
+                return rpc_error(message_id, code, f"the host database is unavailable: {exc}"), None
+            return rpc_error(message_id, code, str(exc)), None
+        except Exception as exc:  # never a traceback to the client, never a dead thread
+            self.log(f"internal error in {method[:40]!r} for {principal.bottle}: {exc!r}")
+            return rpc_error(message_id, INTERNAL_ERROR, "internal error"), None
+        return {"jsonrpc": "2.0", "id": message_id, "result": result}, None
+
+    def _still_valid(self, caller: Caller) -> None:
+        """Raise ``Unauthorized`` unless the caller's key is still its bottle's live credential."""
+        if not self.credentials.is_live(caller.bottle, caller.key):
+            raise Unauthorized(f"bottle {caller.bottle}'s relay credential was revoked or replaced during the "
+                               "request: prepare the bottle again")
+
+    def _dispatch(self, caller: Caller, method: str, params: dict[str, Any]) -> Any:
+        # The signature was checked on the headers; its body may have arrived long after (up to the request
+        # deadline), so it is checked again once the body is in: a revocation meanwhile serves nothing.
+        self._still_valid(caller)
+        bottle_slug = caller.bottle
+        bottle = self.store.for_bottle(bottle_slug, quota=self.quota)
+        if method in (HELLO, HEARTBEAT, STOPPED):
+            _only(params, (), ())
+            if method == HEARTBEAT and self._heartbeat_due(bottle_slug):
+                bottle.heartbeat()
+            elif method == STOPPED:
+                bottle.stopped()
+            return {"bottle": bottle_slug}
+        if method == SUBMIT:
+            _only(params, _SUBMIT_FIELDS, _REQUIRED_SUBMIT_FIELDS)
+            # The store validates every field's type and size before anything is written.
+            proposal = bottle.submit(params["tool"], params["payload"], params["justification"],
+                                     params.get("current_file"), params.get("current_file_hash"))
+            self.log(f"{bottle_slug}: filed {proposal.tool} {proposal.short_id}")
+            return proposal.to_dict()
+        if method in (GET, RESPONSE, ARCHIVE):
+            _only(params, ("id",), ("id",))
+            if method == GET:
+                return bottle.get(params["id"]).to_dict()
+            if method == ARCHIVE:
+                return bottle.archive(params["id"]).to_dict()
+            response = bottle.response(params["id"])
+            return None if response is None else response.to_dict()
+        if method == WAIT:
+            _only(params, ("id", "timeout"), ("id", "timeout"))
+            timeout = params["timeout"]
+            if (isinstance(timeout, bool) or not isinstance(timeout, int | float)
+                    or not 0 <= timeout <= MAX_LONG_POLL_SEC):
+                raise ValidationError("timeout", f"must be a number of seconds from 0 to {MAX_LONG_POLL_SEC:g}")
+            with self._wait_slot(bottle_slug):
+                response = bottle.wait_for_response(params["id"], float(timeout), self.poll_interval)
+            # A credential revoked while the call waited gets nothing more, not even the decision.
+            self._still_valid(caller)
+            return None if response is None else response.to_dict()
+        raise RpcError(METHOD_NOT_FOUND, f"method not found: {method[:100]}")
+
+    def _heartbeat_due(self, bottle_slug: str) -> bool:
+        """Whether to record this bottle's heartbeat: at most one write per ``MIN_HEARTBEAT_GAP_SEC``.
+
+        A sidecar that beats as fast as it can would otherwise turn each beat
+        into a database write, and every open dashboard into a page reloading
+        under the operator's pointer.
+        """
+        now = time.monotonic()
+        with self._waits_lock:
+            last = self._beats.get(bottle_slug)
+            if last is not None and now - last < MIN_HEARTBEAT_GAP_SEC:
+                return False
+            self._beats[bottle_slug] = now
+        return True
+
+    @contextlib.contextmanager
+    def _wait_slot(self, bottle_slug: str) -> Any:
+        """Hold one of the bottle's wait places (so one bottle cannot hold the relay's threads for all)."""
+        with self._waits_lock:
+            held = self._waits.get(bottle_slug, 0)
+            if held >= self.max_waits_per_bottle:
+                raise RpcError(BUSY, f"bottle {bottle_slug} has {held} calls waiting at the relay, "
+                                    "the most it may have at once; retry")
+            self._waits[bottle_slug] = held + 1
+        try:
+            yield
+        finally:
+            with self._waits_lock:
+                self._waits[bottle_slug] -= 1
+                if not self._waits[bottle_slug]:
+                    del self._waits[bottle_slug]
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who sent a relay request: its bottle, the credential's key it signed with, its nonce and body digest."""
+
+    bottle: str
+    key: str = field(repr=False)
+    nonce: str = ""
+    body_sha256: str = ""
+
+
+def _only(params: dict[str, Any], allowed: tuple[str, ...], required: tuple[str, ...]) -> None:
+    unknown = sorted(set(params) - set(allowed))
+    if unknown:
+        # A bottle is never a parameter: the token names it.
+        raise RpcError(INVALID_PARAMS, f"unknown parameter(s): {', '.join(unknown)[:200]}")
+    missing = [name for name in required if name not in params]
+    if missing:
+        raise RpcError(INVALID_PARAMS, f"missing parameter(s): {', '.join(missing)}")

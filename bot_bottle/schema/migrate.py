@@ -1,0 +1,265 @@
+"""The migration runner: the schema's history, applied and reverted one version at a time.
+
+Migrations are SQL files ``NNNN_name.up.sql`` / ``NNNN_name.down.sql`` in the
+top-level ``migrations/`` folder, numbered from 0001 without gaps
+(docs/decisions.md). ``PRAGMA user_version`` is the number of the last applied
+migration; the ``schema_history`` table (created by migration 0001) records
+each applied migration's name and the sha256 of its statements (comments and
+layout aside, ``normalized``) for its up file and, from migration 0004 on, its
+down file, so an applied migration whose SQL was edited later is reported as
+drift instead of skipped, while a corrected comment is not.
+
+Each migration runs in its own transaction (``steps``); where a database
+stands is ``state``. ``upgrade`` and ``downgrade`` refuse a database newer
+than the code or one with drift before writing anything, and back up an
+existing one first (``backups``).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+from bot_bottle.connection import (
+    database_path,
+    integrity_problems,
+    read_snapshot,
+    transaction,
+)
+from bot_bottle.errors import (
+    BackupError,
+    CorruptDatabase,
+    MigrationError,
+    WouldDropProtected,
+)
+from bot_bottle.schema.backups import BACKUP_NAME_RE, BACKUPS_KEPT, backup_before_migration, backup_to
+from bot_bottle.schema.files import (
+    LEGACY_FILE_SHA256,
+    Migration,
+    discover,
+    migrations_dir,
+    normalized,
+    split_statements,
+    statements_sha256,
+)
+from bot_bottle.schema.state import (
+    HISTORY_TABLE,
+    Drift,
+    RunResult,
+    Status,
+    current_version,
+    refuse_unusable,
+    require_current,
+    status,
+    translated,
+)
+from bot_bottle.schema.steps import (
+    PROTECTED_TABLES,
+    Exporter,
+    protected_counts,
+    step,
+    tables_dropped_by,
+    would_drop,
+)
+
+# The runner's API, including what it uses from its two helpers, so callers
+# keep one import: migrate.discover, migrate.backup_to, ...
+__all__ = [
+    "BACKUPS_KEPT",
+    "BACKUP_NAME_RE",
+    "HISTORY_TABLE",
+    "LEGACY_FILE_SHA256",
+    "PROTECTED_TABLES",
+    "BackupError",
+    "Drift",
+    "Exporter",
+    "Migration",
+    "RunResult",
+    "Status",
+    "WouldDropProtected",
+    "backup_before_migration",
+    "backup_to",
+    "current_version",
+    "database_path",
+    "discover",
+    "downgrade",
+    "live_schema_drift",
+    "migrations_dir",
+    "normalized",
+    "require_current",
+    "split_statements",
+    "statements_sha256",
+    "status",
+    "upgrade",
+]
+
+
+def live_schema_drift(conn: sqlite3.Connection, migrations: tuple[Migration, ...] | None = None) -> list[str]:
+    """How the live schema differs from what the applied migrations build (empty: it does not).
+
+    The expected schema is built in memory from the migration files up to the
+    database's version; tables, indexes, triggers and views are compared by
+    name and SQL, so a dropped trigger, an added index or an edited trigger
+    shows here even where the migration files themselves are unchanged.
+    Reads only.
+    """
+    known = migrations if migrations is not None else discover()
+    with translated(conn), read_snapshot(conn):
+        version = current_version(conn)
+        live = _schema_objects(conn)
+    if version > len(known):
+        return []  # a newer schema than the code knows: status() reports that
+    expected_conn = sqlite3.connect(":memory:", isolation_level=None)
+    try:
+        for migration in known[:version]:
+            step(expected_conn, migration, up=True, known=known)
+        expected = _schema_objects(expected_conn)
+    finally:
+        expected_conn.close()
+    problems = []
+    for key in sorted(expected.keys() - live.keys()):
+        problems.append(f"{key[0]} {key[1]} is missing")
+    for key in sorted(live.keys() - expected.keys()):
+        problems.append(f"{key[0]} {key[1]} is not made by any migration")
+    for key in sorted(expected.keys() & live.keys()):
+        if expected[key] != live[key]:
+            problems.append(f"{key[0]} {key[1]} differs from what its migration made")
+    return problems
+
+
+def _schema_objects(conn: sqlite3.Connection) -> dict[tuple[str, str], str]:
+    rows = conn.execute(
+        "SELECT type, name, sql FROM sqlite_master WHERE name NOT LIKE 'sqlite_%' AND sql IS NOT NULL"
+    )
+    return {(str(kind), str(name)): " ".join(str(sql).split()) for kind, name, sql in rows}
+
+
+def _rewrite_legacy_checksums(
+    conn: sqlite3.Connection, known: tuple[Migration, ...], versions: tuple[int, ...]
+) -> None:
+    """Replace whole-file checksums from before statement checksums with the statement checksums."""
+    with transaction(conn):
+        for version in versions:
+            conn.execute(
+                f"UPDATE {HISTORY_TABLE} SET sha256 = :new WHERE version = :version AND sha256 = :old",
+                {"new": known[version - 1].up_sha256, "version": version, "old": LEGACY_FILE_SHA256[version]},
+            )
+
+
+def _is_empty(conn: sqlite3.Connection) -> bool:
+    return int(conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]) == 0
+
+
+def _checked_backup(conn: sqlite3.Connection, state: Status) -> Path | None:
+    """Before a migration changes a database that holds anything: check its integrity, then back it up."""
+    if _is_empty(conn):
+        return None
+    _check_integrity(conn, state.path)
+    return backup_before_migration(conn, state.current)
+
+
+def _check_integrity(conn: sqlite3.Connection, path: str) -> None:
+    problems = integrity_problems(conn, quick=True)
+    if problems:
+        raise CorruptDatabase(
+            f"database {path} fails its integrity check ({problems[0]}); it was not migrated. "
+            "Run 'bot-bottle db check' and restore the newest backup (*.bak beside it)"
+        )
+
+
+def upgrade(
+    conn: sqlite3.Connection,
+    to: int | None = None,
+    *,
+    migrations: tuple[Migration, ...] | None = None,
+    backup: bool = True,
+) -> RunResult:
+    """Apply pending migrations up to ``to`` (default: the newest), one transaction each.
+
+    Refuses a database newer than the code and one with drift, before writing
+    anything. An existing non-empty database is integrity-checked and backed
+    up beside itself first. Safe to call from many processes at once.
+    """
+    known = migrations if migrations is not None else discover()
+    target = len(known) if to is None else to
+    if not 0 <= target <= len(known):
+        raise MigrationError(f"cannot upgrade to version {target}: the migrations go from 0 to {len(known)}")
+    with translated(conn):
+        return _upgrade(conn, target, known, backup)
+
+
+def _upgrade(conn: sqlite3.Connection, target: int, known: tuple[Migration, ...], backup: bool) -> RunResult:
+    state = status(conn, known)
+    refuse_unusable(state)
+    if target < state.current:
+        raise MigrationError(
+            f"the database is at version {state.current}, past {target}: use 'db downgrade --to {target}'"
+        )
+    if state.legacy_checksums:
+        _rewrite_legacy_checksums(conn, known, state.legacy_checksums)
+    if target == state.current:
+        return RunResult((), None, state.current)
+    saved = _checked_backup(conn, state) if backup else None
+    applied = tuple(m.version for m in known[state.current : target] if step(conn, m, up=True, known=known))
+    return RunResult(applied, saved, current_version(conn))
+
+
+def downgrade(
+    conn: sqlite3.Connection,
+    to: int,
+    *,
+    migrations: tuple[Migration, ...] | None = None,
+    backup: bool = True,
+    export: Exporter | None = None,
+) -> RunResult:
+    """Revert applied migrations down to version ``to``, newest first, one transaction each.
+
+    The database is backed up beside itself first (unless ``backup`` is
+    False), because a down migration usually drops data. A step that would
+    drop audit entries is refused (``WouldDropProtected``, nothing changed
+    by that step) unless ``export`` writes them out in its transaction.
+    """
+    known = migrations if migrations is not None else discover()
+    with translated(conn):
+        return _downgrade(conn, to, known, backup, export)
+
+
+def _downgrade(
+    conn: sqlite3.Connection, to: int, known: tuple[Migration, ...], backup: bool, export: Exporter | None
+) -> RunResult:
+    state = status(conn, known)
+    refuse_unusable(state)
+    if not 0 <= to <= state.current:
+        raise MigrationError(
+            f"cannot downgrade to version {to}: the database is at version {state.current}"
+        )
+    if to == state.current:
+        return RunResult((), None, state.current)
+    # Refuse before the backup and before any step: a refused downgrade changes nothing at all.
+    if export is None:
+        with read_snapshot(conn):
+            counts = protected_counts(conn)
+        for migration in reversed(known[to : state.current]):
+            for table in tables_dropped_by(migration):
+                if counts.get(table):
+                    raise would_drop(migration, table, counts[table])
+    saved = _checked_backup(conn, state) if backup else None
+    steps = list(reversed(known[to : state.current]))
+    once = _once(export) if export is not None and any(tables_dropped_by(m) for m in steps) else None
+    reverted = tuple(
+        m.version for index, m in enumerate(steps)
+        if step(conn, m, up=False, known=known, export=once, export_first=index == 0)
+    )
+    return RunResult(reverted, saved, current_version(conn))
+
+
+def _once(export: Exporter) -> Exporter:
+    """``export`` run the first time only; later calls return the first count, for the drop to check."""
+    counts: list[int] = []
+
+    def run(conn: sqlite3.Connection) -> int:
+        if not counts:
+            counts.append(export(conn))
+        return counts[0]
+
+    return run

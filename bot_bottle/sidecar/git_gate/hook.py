@@ -1,0 +1,122 @@
+"""The pre-receive decision: scan the push, and ask the operator about what the agent marked allowed.
+
+A finding blocks the push outright. A line the agent marked ``# gitleaks:allow``
+is suppressed by gitleaks, so the hook scans with ``--ignore-gitleaks-allow``
+and, if that finds anything, again without it: if the second scan finds
+nothing, what the first found (every finding marked) is filed as a
+``gitleaks-allow`` proposal and the push waits for the operator. Only an
+approval lets it through. Everything else fails closed: a rejection, the wait
+running out, a malformed response, gitleaks missing or failing, git failing,
+the database unavailable.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterable
+from pathlib import Path
+from typing import TextIO
+
+from bot_bottle.errors import BotBottleError
+from bot_bottle.records import STATUS_APPROVED, STATUS_REJECTED, TOOL_GITLEAKS_ALLOW
+from bot_bottle.sidecar.git_gate.findings import (
+    MAX_FINDINGS,
+    describe_finding,
+    report_payload,
+    secrets_of,
+    shown,
+)
+from bot_bottle.sidecar.git_gate.refs import (
+    parse_hook_input,
+    refused_ref,
+)
+from bot_bottle.sidecar.git_gate.scan import (
+    PushScan,
+)
+from bot_bottle.sidecar.transport import Transport
+
+DEFAULT_TIMEOUT_SEC = 300.0
+
+
+def pre_receive(
+    lines: Iterable[str],
+    *,
+    bottle: str,
+    transport: Transport,
+    repo: Path,
+    gitleaks: str,
+    timeout: float = DEFAULT_TIMEOUT_SEC,
+    poll_interval: float = 0.5,
+    err: TextIO = sys.stderr,
+) -> int:
+    """Decide a push: 0 lets it through, 1 refuses it. Every path prints one line on ``err``.
+
+    Fails closed: any error, timeout or anything but an approval refuses the push.
+    """
+    def say(message: str) -> None:
+        print(f"git-gate: {message}", file=err, flush=True)
+
+    try:
+        updates = parse_hook_input(lines)
+        problem = refused_ref(updates)
+        if problem:
+            say(f"push refused: {problem}")
+            return 1
+        # The copies of the pushed content live only while they are scanned: the
+        # directory is gone before the push waits for the operator.
+        with PushScan(repo, gitleaks) as scan:
+            scan.add(updates)
+            # Everything, marked lines included, first: a clean push (the usual one) needs one
+            # gitleaks run. Only when that finds something does a second run tell the unmarked apart.
+            everything = scan.run(ignore_allow=True)
+            unmarked = scan.run(ignore_allow=False) if everything else []
+            masker, matches = secrets_of(everything + unmarked)
+            blocking = bool(unmarked)
+            findings = scan.findings(unmarked if blocking else everything, masker, matches)
+        if blocking:
+            more = f" and {len(findings) - 1} more" if len(findings) > 1 else ""
+            say(f"push refused: gitleaks found a secret: {describe_finding(findings[0])}{more}; "
+                "remove it from the commits (rewrite them) and push again")
+            return 1
+        suppressed = findings
+        if not suppressed:
+            say("push accepted: gitleaks found no secrets")
+            return 0
+        if len(suppressed) > MAX_FINDINGS:
+            say(f"push refused: {len(suppressed)} findings marked gitleaks:allow is too many to review; split the push")
+            return 1
+        refs = shown(", ".join(sorted({u.ref for u in updates})), masker, (), what="ref")
+        # The host's database on its mount (used as it is, never migrated), or the relay.
+        queue = transport.open(bottle)
+        try:
+            count = len(suppressed)
+            proposal = queue.submit(
+                TOOL_GITLEAKS_ALLOW,
+                report_payload(updates, suppressed, masker),
+                f"push to {refs}: {count} gitleaks finding(s) "
+                "marked '# gitleaks:allow'; the push waits for your approval",
+            )
+            say(f"{count} finding(s) marked gitleaks:allow (first: {describe_finding(suppressed[0])}); "
+                f"waiting up to {timeout:g} s for the operator (proposal {proposal.short_id})")
+            response = queue.wait_for_response(proposal.id, timeout, poll_interval)
+            if response is None:
+                say(f"push refused: no decision within {timeout:g} s; proposal {proposal.short_id} stays "
+                    "pending: push again once the operator has approved it")
+                return 1
+            if response.status == STATUS_APPROVED:
+                queue.archive(proposal.id)  # the approval is spent on this push
+                say(f"push accepted: the operator approved ({response.notes})")
+                return 0
+            if response.status == STATUS_REJECTED:
+                say(f"push refused: the operator rejected it: {response.notes}")
+                return 1
+            say(f"push refused: unexpected decision {response.status!r} on a report-only proposal")
+            return 1
+        finally:
+            queue.close()
+    except BotBottleError as exc:
+        say(f"push refused: {exc}")
+        return 1
+    except Exception as exc:  # fail closed on anything unforeseen, with a line the agent can read
+        say(f"push refused: internal error in git-gate: {exc!r}")
+        return 1

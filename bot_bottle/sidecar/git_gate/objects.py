@@ -1,0 +1,319 @@
+"""What a push would add to a repository: every new object, listed and read with replace objects off.
+
+git-gate must scan exactly what the remote would serve after the push and
+does not have yet. During pre-receive the pushed objects sit in a quarantine
+that git's environment already points at, and the refs still hold their old
+values, so ``git rev-list --objects NEW --not --all`` lists every object the
+push makes reachable that no existing ref reaches: commits (merges included),
+annotated tags, and every tree and blob that is new, also when a ref points
+straight at a blob or a tree. Paths are rebuilt from the pushed trees (whole
+names), a gitlink's id is rendered in hex with its tree entry, and a commit
+with an ``encoding`` header is read a second time as ``git log`` shows it.
+
+Every git call runs with replace objects disabled (``--no-replace-objects``
+and ``GIT_NO_REPLACE_OBJECTS=1``) and grafts off: a ``refs/replace/`` ref, or
+a graft, would make git show one object in place of another, so the scan
+would read something other than what is stored.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import tempfile
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+from bot_bottle.errors import GitObjectsError
+
+GIT_TIMEOUT_SEC = 600.0
+KINDS = ("commit", "tree", "blob", "tag")
+# Not a kind of object: a commit with an ``encoding`` header, as ``git log`` shows it (re-encoded).
+REENCODED = "commit as shown"
+_UTF8_NAMES = frozenset({b"utf-8", b"utf8"})
+
+
+@dataclass(frozen=True)
+class PushedObject:
+    """One object a push adds: where the operator finds it, and its raw content."""
+
+    oid: str
+    kind: str
+    ref: str  # the pushed ref that first brings it
+    commit: str  # the commit that first references it; else the ref's own tip (a tag, blob or tree)
+    path: str  # its path in that commit's (or the tipped tree's) tree; "" for commits, tags and tips
+    data: bytes
+    reached: bool = True  # False: the push carries it, but none of its refs reaches it
+
+
+def git_env(base: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment for every git call: the caller's (git's quarantine included), replace objects off."""
+    env = dict(os.environ if base is None else base)
+    env["GIT_NO_REPLACE_OBJECTS"] = "1"
+    env["GIT_GRAFT_FILE"] = os.devnull  # no grafts either: they rewrite parents the same way
+    return env
+
+
+def _git(repo: Path, *args: str) -> list[str]:
+    return ["git", "--no-replace-objects", "-C", str(repo), *args]
+
+
+def last_error_line(stderr: bytes) -> str:
+    """The last line a failed command wrote to stderr (at most 200 characters), for a one-line message."""
+    lines = stderr.decode("utf-8", errors="replace").strip().splitlines()
+    return lines[-1][:200] if lines else "no message"
+
+
+def _run(command: list[str], stdin: IO[bytes] | None = None, env: Mapping[str, str] | None = None) -> bytes:
+    try:
+        result = subprocess.run(command, stdin=stdin, capture_output=True, timeout=GIT_TIMEOUT_SEC,
+                                env=git_env(env))
+    except OSError as exc:
+        raise GitObjectsError(f"cannot run git: {exc.strerror}") from None
+    except subprocess.TimeoutExpired:
+        raise GitObjectsError(f"git did not finish within {GIT_TIMEOUT_SEC:g} s") from None
+    if result.returncode != 0:
+        raise GitObjectsError(f"git {command[4]} failed (exit {result.returncode}): {last_error_line(result.stderr)}")
+    return result.stdout
+
+
+def list_new_objects(repo: Path, tip: str) -> list[tuple[str, str]]:
+    """``(oid, path)`` of every object reachable from ``tip`` that no existing ref reaches.
+
+    Oldest commit first (parents before children), each commit followed by
+    the trees and blobs it is the first to reference, so a blob is listed
+    after the commit that introduced it. git prints a path only up to its
+    first newline, so each output line is one object.
+    """
+    with tempfile.TemporaryFile() as tips:
+        tips.write(tip.encode("ascii") + b"\n")
+        tips.seek(0)
+        out = _run(_git(repo, "rev-list", "--objects", "--in-commit-order", "--topo-order", "--reverse",
+                        "--stdin", "--not", "--all"), stdin=tips)
+    listed = []
+    for line in out.split(b"\n"):
+        if not line:
+            continue
+        oid, _, path = line.partition(b" ")
+        listed.append((oid.decode("ascii", errors="replace"), path.decode("utf-8", errors="replace")))
+    return listed
+
+
+def read_objects(repo: Path, oids: Sequence[str]) -> Iterator[tuple[str, str, bytes]]:
+    """``(oid, kind, raw content)`` of each object, in order, streamed from one ``git cat-file --batch``."""
+    if not oids:
+        return
+    with tempfile.TemporaryFile() as wanted:
+        wanted.write("".join(f"{oid}\n" for oid in oids).encode("ascii"))
+        wanted.seek(0)
+        try:
+            process = subprocess.Popen(_git(repo, "cat-file", "--batch"), stdin=wanted, stdout=subprocess.PIPE,
+                                       stderr=subprocess.DEVNULL, env=git_env())
+        except OSError as exc:
+            raise GitObjectsError(f"cannot run git: {exc.strerror}") from None
+        assert process.stdout is not None
+        try:
+            for oid in oids:
+                header = process.stdout.readline().decode("ascii", errors="replace").split()
+                if len(header) != 3 or header[0] != oid or header[1] not in KINDS or not header[2].isdigit():
+                    raise GitObjectsError(f"git cannot read object {oid}: {' '.join(header)[:100] or 'no answer'}")
+                size = int(header[2])
+                data = process.stdout.read(size)
+                if len(data) != size or process.stdout.read(1) != b"\n":
+                    raise GitObjectsError(f"git's answer for object {oid} is cut short")
+                yield oid, header[1], data
+        finally:
+            process.stdout.close()
+            process.kill()
+            process.wait()
+
+
+# The modes of entries whose object git checks exists (a file, an executable, a symlink, a tree).
+CHECKED_MODES = frozenset({b"100644", b"100755", b"120000", b"40000"})
+
+
+def tree_entries(data: bytes, hash_bytes: int) -> list[tuple[bytes, bytes, bytes]]:
+    """A raw tree's ``(mode, name, raw oid)`` entries; ``GitObjectsError`` if it is malformed."""
+    entries = []
+    index = 0
+    while index < len(data):
+        space = data.find(b" ", index)
+        nul = data.find(b"\0", space + 1)
+        if space < 0 or nul < 0 or nul + 1 + hash_bytes > len(data):
+            raise GitObjectsError("a pushed tree is malformed")
+        entries.append((data[index:space], data[space + 1 : nul], data[nul + 1 : nul + 1 + hash_bytes]))
+        index = nul + 1 + hash_bytes
+    return entries
+
+
+def render_tree(data: bytes, hash_bytes: int) -> bytes:
+    """A raw tree as text, one ``mode name`` line per entry, so the entry names are scanned too.
+
+    A submodule entry (a gitlink, mode ``160000`` or any mode git reads as
+    one) also shows its id in hex: git checks that a file's, a symlink's or a
+    tree's object exists, so those ids are hashes nobody chooses, but a
+    gitlink's 20 (or 32) bytes are whatever the pusher wrote: an AWS key id
+    fits, and ``git ls-tree`` on the remote shows it as hex, which gitleaks
+    decodes. So does every entry with a mode other than those four.
+    """
+    return _render(tree_entries(data, hash_bytes))
+
+
+def _render(entries: Sequence[tuple[bytes, bytes, bytes]]) -> bytes:
+    return b"".join(mode + b" " + name + (b"" if mode in CHECKED_MODES else b" " + oid.hex().encode("ascii")) + b"\n"
+                    for mode, name, oid in entries)
+
+
+def declared_encoding(commit: bytes) -> bytes | None:
+    """The ``encoding`` header of a raw commit, if it names something other than UTF-8."""
+    for line in commit.split(b"\n\n", 1)[0].split(b"\n"):
+        if line.startswith(b"encoding "):
+            name = line[len(b"encoding ") :].strip()
+            return None if name.lower() in _UTF8_NAMES else name
+    return None
+
+
+def reencoded_commits(repo: Path, oids: Sequence[str]) -> dict[str, bytes]:
+    """Each commit's headers and message as ``git log`` shows them, re-encoded to UTF-8 from its ``encoding``.
+
+    git re-encodes the whole commit before showing it, so a message (or an
+    author) written in UTF-7 or another encoding gitleaks does not decode
+    reads as plain text in ``git log`` on the remote; this is that text.
+    """
+    if not oids:
+        return {}
+    with tempfile.TemporaryFile() as wanted:
+        wanted.write("".join(f"{oid}\n" for oid in oids).encode("ascii"))
+        wanted.seek(0)
+        out = _run(_git(repo, "log", "-z", "--no-walk=unsorted", "--stdin", "--no-mailmap", "--no-show-signature",
+                        "--format=raw", "--encoding=UTF-8"), stdin=wanted)
+    records = out[:-1].split(b"\0") if out.endswith(b"\0") else out.split(b"\0")
+    # One record per commit, in the order asked; anything else (a NUL the re-encoding
+    # put in a message splits its record) cannot be mapped back, and is not scanned half.
+    if len(records) != len(oids) or any(not record.startswith(f"commit {oid}\n".encode("ascii"))
+                                        for oid, record in zip(oids, records, strict=False)):
+        raise GitObjectsError("git log's re-encoded commits cannot be told apart (a NUL in a message?)")
+    return dict(zip(oids, records, strict=True))
+
+
+_OBJECT_PLACES = ("GIT_QUARANTINE_PATH", "GIT_OBJECT_DIRECTORY", "GIT_ALTERNATE_OBJECT_DIRECTORIES")
+
+
+def unreached_objects(repo: Path, reached: set[str]) -> list[str]:
+    """Objects the push carries that no pushed ref reaches (not in ``reached``) and the remote lacks.
+
+    git keeps every object of an accepted push's pack, reachable or not, and
+    serves one by its id to whoever asks for it (``git fetch origin <id>``):
+    a blob sent alongside a clean commit would land unscanned. During
+    pre-receive the pushed objects sit in ``GIT_QUARANTINE_PATH``; this lists
+    them, then drops those the repository already had (a thin pack's bases).
+    Outside a quarantine (no such variable) there is nothing to list.
+    """
+    quarantine = os.environ.get("GIT_QUARANTINE_PATH")
+    if not quarantine:
+        return []
+    outside = {k: v for k, v in os.environ.items() if k not in _OBJECT_PLACES}
+    inside = {**outside, "GIT_OBJECT_DIRECTORY": quarantine}
+    listed = _run(_git(repo, "cat-file", "--batch-all-objects", "--batch-check=%(objectname)", "--unordered"),
+                  env=inside)
+    carried = [oid for oid in listed.decode("ascii", errors="replace").split() if oid not in reached]
+    if not carried:
+        return []
+    with tempfile.TemporaryFile() as wanted:
+        wanted.write("".join(f"{oid}\n" for oid in carried).encode("ascii"))
+        wanted.seek(0)
+        answer = _run(_git(repo, "cat-file", "--batch-check=%(objectname)"), stdin=wanted, env=outside)
+    had = {line.split()[0] for line in answer.decode("ascii", errors="replace").splitlines()
+           if line and not line.endswith(" missing")}
+    return [oid for oid in carried if oid not in had]
+
+
+_ENCODING_ATTR_RE = re.compile(rb"working-tree-encoding=(\S+)", re.IGNORECASE)
+
+
+def tree_blobs(repo: Path, commits: Sequence[str], skip: set[str]) -> Iterator[tuple[str, str, bytes]]:
+    """``(oid, path, content)`` of every blob in these commits' trees (new or not) that is not in ``skip``."""
+    if not commits:
+        return
+    with tempfile.TemporaryFile() as wanted:
+        wanted.write("".join(f"{oid}\n" for oid in commits).encode("ascii"))
+        wanted.seek(0)
+        out = _run(_git(repo, "rev-list", "--objects", "--no-walk", "--stdin"), stdin=wanted)
+    listed: dict[str, str] = {}
+    for line in out.split(b"\n"):
+        raw_oid, _, path = line.partition(b" ")
+        name = raw_oid.decode("ascii", errors="replace")
+        if path and name not in skip:
+            listed.setdefault(name, path.decode("utf-8", errors="replace"))
+    for oid, kind, content in read_objects(repo, list(listed)):
+        if kind == "blob":
+            yield oid, listed[oid], content
+
+
+def checkout_encodings(repo: Path, commits: Sequence[str]) -> set[str]:
+    """Every encoding a ``.gitattributes`` in these commits' trees names as a ``working-tree-encoding``.
+
+    git checks a file with that attribute out converted from UTF-8 into the
+    encoding: a blob of CJK characters is ``ghp_...`` in UTF-16BE, Latin
+    letters are one in IBM037. Which files it applies to is not worked out:
+    every new UTF-8 blob is converted into each encoding named (the safe side).
+    """
+    names: set[str] = set()
+    for start in range(0, len(commits), 200):
+        command = _git(repo, "grep", "-h", "-o", "-i", "-E", "working-tree-encoding=[^[:space:]]+",
+                       *commits[start : start + 200], "--", ":(glob)**/.gitattributes")
+        try:
+            result = subprocess.run(command, capture_output=True, timeout=GIT_TIMEOUT_SEC, env=git_env())
+        except OSError as exc:
+            raise GitObjectsError(f"cannot run git: {exc.strerror}") from None
+        except subprocess.TimeoutExpired:
+            raise GitObjectsError(f"git did not finish within {GIT_TIMEOUT_SEC:g} s") from None
+        if result.returncode not in (0, 1):  # 1: nothing found
+            raise GitObjectsError(f"git grep failed (exit {result.returncode})")
+        names.update(m[1].decode("ascii", errors="replace") for m in _ENCODING_ATTR_RE.finditer(result.stdout))
+    return names
+
+
+def pushed_objects(repo: Path, tips: Sequence[tuple[str, str]]) -> Iterator[PushedObject]:
+    """Every object the pushed ``(ref, new tip)`` pairs add, each once (under the first ref that brings it).
+
+    Paths come from the pushed trees themselves, whole: ``rev-list`` cuts a
+    name at its first newline, and ``report\\nprod-credentials.env`` must not
+    be shown as ``report``. (A new blob or tree only sits in new trees, which
+    are listed, and read, before what they hold.)
+    """
+    seen: set[str] = set()
+    for ref, tip in tips:
+        listed = [(oid, path) for oid, path in list_new_objects(repo, tip) if oid not in seen]
+        seen.update(oid for oid, _ in listed)
+        paths = dict(listed)
+        named: dict[str, str] = {}  # oid -> its whole path, from the first new tree that holds it
+        commit = ""
+        encoded: list[str] = []  # commits with an encoding header: scanned once more, as git log shows them
+        for oid, kind, data in read_objects(repo, [oid for oid, _ in listed]):
+            path = "" if kind in ("commit", "tag") else named.get(oid, paths.get(oid, ""))
+            if kind == "commit":
+                commit = oid
+                if declared_encoding(data) is not None:
+                    encoded.append(oid)
+            elif kind == "tree":
+                entries = tree_entries(data, len(oid) // 2)
+                for _, name, child in entries:
+                    text = name.decode("utf-8", errors="replace")
+                    named.setdefault(child.hex(), f"{path}/{text}" if path else text)
+                data = _render(entries)
+            yield PushedObject(oid=oid, kind=kind, ref=ref, commit=oid if kind == "tag" else commit or tip,
+                               path=path, data=data)
+        for oid, data in reencoded_commits(repo, encoded).items():
+            yield PushedObject(oid=oid, kind=REENCODED, ref=ref, commit=oid, path="", data=data)
+    encoded = []
+    for oid, kind, data in read_objects(repo, unreached_objects(repo, seen)):
+        if kind == "commit" and declared_encoding(data) is not None:
+            encoded.append(oid)
+        data = render_tree(data, len(oid) // 2) if kind == "tree" else data
+        yield PushedObject(oid=oid, kind=kind, ref="", commit=oid, path="", data=data, reached=False)
+    for oid, data in reencoded_commits(repo, encoded).items():
+        yield PushedObject(oid=oid, kind=REENCODED, ref="", commit=oid, path="", data=data, reached=False)

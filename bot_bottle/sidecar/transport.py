@@ -1,0 +1,141 @@
+"""How a sidecar process reaches its bottle's queue: the host's database on a safe mount, or the relay.
+
+The backend mounts one of two things at the constant ``/run/supervise``
+(docs/architecture.md, "Transports"):
+
+- ``mount``: the host's database directory, where the host and the sidecar
+  share a kernel (Docker on Linux), so SQLite's locks hold. The sidecar opens
+  ``/run/supervise/bot-bottle.db`` as it is (never creating or migrating it).
+- ``relay``: a directory holding only ``relay.json`` (the host relay's URL and
+  this bottle's token), read-only, where the sidecar runs in a VM. The
+  sidecar then never opens a SQLite file: every operation goes to
+  ``bot-bottle relay`` (``relay_client.RelayQueue``).
+
+``find_transport`` looks at the constant path (or at what ``--db`` or
+``--relay`` name, for tests and workstations) and refuses, in one line, when
+it finds neither; ``Transport.open`` gives the supervise server, git-gate and
+egress one queue handle with ``BottleQueue``'s interface either way.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from bot_bottle.bottles import TRANSPORT_MOUNT, TRANSPORT_RELAY
+from bot_bottle.errors import MissingMount, ValidationError
+from bot_bottle.paths import DB_DIR_IN_CONTAINER, DB_PATH_IN_CONTAINER
+from bot_bottle.queue_store import BottleQueue, QueueStore
+from bot_bottle.records import DEFAULT_POLL_INTERVAL_SEC, DEFAULT_QUOTA, Proposal, Quota, Response
+from bot_bottle.sidecar.mount_check import require_sidecar_database
+from bot_bottle.sidecar.relay_queue import RelayQueue
+from bot_bottle.wire.relay_file import RELAY_FILE_IN_CONTAINER, RelayEndpoint, read_endpoint_file
+
+MOUNT, RELAY = TRANSPORT_MOUNT, TRANSPORT_RELAY
+FILE = "file"  # a --db file named on the command line: a test's or a workstation's
+
+
+class SidecarQueue(Protocol):
+    """One bottle's queue as a sidecar uses it (``BottleQueue`` directly, ``RelayQueue`` through the relay)."""
+
+    @property
+    def queue_key(self) -> str:
+        """The bottle slug."""
+
+    def submit(self, tool: str, payload: str, justification: str, current_file: str | None = None,
+               current_file_hash: str | None = None) -> Proposal:
+        """File a proposal for this bottle."""
+
+    def get(self, proposal_id: str) -> Proposal:
+        """This bottle's proposal; ``NotFound`` for any other."""
+
+    def response(self, proposal_id: str) -> Response | None:
+        """The decision, or ``None`` while pending."""
+
+    def wait_for_response(self, proposal_id: str, timeout: float,
+                          poll_interval: float = DEFAULT_POLL_INTERVAL_SEC) -> Response | None:
+        """Wait for the decision, at most ``timeout`` seconds."""
+
+    def archive(self, proposal_id: str) -> Proposal:
+        """Archive a decided proposal."""
+
+    def heartbeat(self) -> None:
+        """Say this bottle's sidecar is alive (running, seen now)."""
+
+    def stopped(self) -> None:
+        """Say this bottle's sidecar stopped."""
+
+    def close(self) -> None:
+        """Release what the handle holds."""
+
+
+class OwnedBottleQueue(BottleQueue):
+    """A ``BottleQueue`` over a store of its own, closed with it."""
+
+    def __init__(self, store: QueueStore, queue_key: str, *, quota: Quota | None) -> None:
+        super().__init__(store, queue_key, quota=quota)
+        self._owned = store
+
+    def close(self) -> None:
+        """Close the store's connection."""
+        self._owned.close()
+
+
+@dataclass(frozen=True)
+class Transport:
+    """Which way this sidecar reaches the queue, found before anything is opened."""
+
+    kind: str  # MOUNT, RELAY, or FILE (a --db file of a test or workstation, migrated as the host would)
+    database: Path | None = None
+    endpoint: RelayEndpoint | None = None
+
+    def describe(self) -> str:
+        """One line for the sidecar's log."""
+        if self.endpoint is not None:
+            return f"filing through the operator's relay at {self.endpoint.url}"
+        return f"filing into the database at {self.database}"
+
+    def open(self, bottle: str, *, quota: Quota | None = DEFAULT_QUOTA) -> SidecarQueue:
+        """The bottle's queue handle (``quota`` applies on a mount; the relay applies its own)."""
+        if self.endpoint is not None:
+            if self.endpoint.bottle != bottle:
+                raise MissingMount(f"the relay file at {DB_DIR_IN_CONTAINER} is bottle {self.endpoint.bottle}'s, "
+                                   f"not {bottle}'s: the backend mounted another bottle's directory")
+            return RelayQueue(self.endpoint)
+        assert self.database is not None
+        # The host's database as the host left it: a sidecar never migrates it.
+        store = QueueStore(self.database, migrate_schema=self.kind == FILE)
+        try:
+            return OwnedBottleQueue(store, bottle, quota=quota)
+        except BaseException:
+            store.close()
+            raise
+
+
+def find_transport(db: str | os.PathLike[str] | None = None,
+                   relay_file: str | os.PathLike[str] | None = None) -> Transport:
+    """The transport at the constant path, or the one ``db`` / ``relay_file`` names.
+
+    Raises ``MissingMount`` (one line) when the constant path holds neither
+    the mounted database nor a relay file, and ``ValidationError`` when both
+    ``db`` and ``relay_file`` are given.
+    """
+    if db is not None and relay_file is not None:
+        raise ValidationError("--relay", "give either --db or --relay, not both")
+    if db is not None:
+        return Transport(FILE, database=Path(db))
+    if relay_file is not None:
+        return Transport(RELAY, endpoint=read_endpoint_file(relay_file))
+    if os.path.lexists(DB_PATH_IN_CONTAINER):
+        # Never create the host's database: a fresh file here would collect
+        # proposals the operator never sees.
+        require_sidecar_database(DB_PATH_IN_CONTAINER)
+        return Transport(MOUNT, database=Path(DB_PATH_IN_CONTAINER))
+    if os.path.lexists(RELAY_FILE_IN_CONTAINER):
+        return Transport(RELAY, endpoint=read_endpoint_file(RELAY_FILE_IN_CONTAINER))
+    raise MissingMount(
+        f"neither the host's database ({DB_PATH_IN_CONTAINER}) nor a relay file ({RELAY_FILE_IN_CONTAINER}) is "
+        f"at {DB_DIR_IN_CONTAINER}: the backend mounts one of them there ('bot-bottle prepare SLUG --backend "
+        "NAME' shows which); the sidecar never creates a database of its own")
