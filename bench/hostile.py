@@ -2,8 +2,8 @@
 
 The server runs as its own process (as in the sidecar); its threads and peak
 memory are read from /proc while each attack runs. Figures, not assertions:
-tests/test_supervise_hostile.py asserts the behaviour with smaller runs of
-the same attacks (tests/hostile.py holds both's hostile client).
+tests/attacks/test_sidecar_server.py asserts the behaviour with smaller runs of
+the same attacks (tests/helpers/hostile.py holds both's hostile client).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from common import REPO, machine, parser, table, work_dir
 from bot_bottle.decisions import decide
 from bot_bottle.queue_store import QueueStore
 from bot_bottle.records import STATUS_APPROVED
-from tests.hostile import (
+from tests.helpers.hostile import (
     Sampler,
     concurrent_exchanges,
     exchange,

@@ -18,7 +18,7 @@ from bot_bottle.decisions import decide, operator_edit
 from bot_bottle.errors import ValidationError
 from bot_bottle.queue_store import QueueStore
 from bot_bottle.records import STATUS_APPROVED, STATUS_REJECTED, TOOL_EGRESS_ALLOW, AuditEntry
-from tests.support import TempDirTest, digest, query_plans
+from tests.helpers.support import TempDirTest, digest, query_plans
 
 
 class AuditTestCase(TempDirTest):

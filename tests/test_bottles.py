@@ -17,8 +17,8 @@ from bot_bottle.errors import NotFound, ValidationError
 from bot_bottle.queue_store import QueueStore
 from bot_bottle.schema import migrate
 from bot_bottle.sidecar.launcher import spawn
-from tests.relay_fixture import free_port
-from tests.support import TempDirTest, wait_until
+from tests.helpers.relay_fixture import free_port
+from tests.helpers.support import TempDirTest, wait_until
 
 BOTTLES_VERSION = 6
 

@@ -12,7 +12,7 @@ from bot_bottle import db
 from bot_bottle.connection import check_sqlite_version, connect, transaction
 from bot_bottle.errors import CannotOpenDatabase, SQLiteTooOld
 from bot_bottle.schema import migrate
-from tests.support import TempDirTest
+from tests.helpers.support import TempDirTest
 
 
 class PathsTest(TempDirTest):

@@ -6,7 +6,7 @@ import sqlite3
 import threading
 
 from bot_bottle.file_watch import FileWatch, WatchPool
-from tests.support import TempDirTest, wait_until
+from tests.helpers.support import TempDirTest, wait_until
 
 
 class WatchPoolTest(TempDirTest):

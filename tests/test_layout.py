@@ -17,7 +17,7 @@ import re
 import unittest
 from pathlib import Path
 
-from tests.support import REPO
+from tests.helpers.support import REPO
 
 PACKAGE = REPO / "bot_bottle"
 MAP_HEADING = "### Who imports whom"
@@ -176,6 +176,24 @@ class RoomsTest(unittest.TestCase):
             name = ".".join(init.parent.relative_to(REPO).parts)
             with self.subTest(package=name):
                 self.assertIn(name, listed)
+
+
+class TestTreeTest(unittest.TestCase):
+    def test_tests_mirror_the_packages(self) -> None:
+        """Each folder of tests/ is a package's (attacks/ and helpers/ aside), and only helpers/ holds helpers."""
+        tests = REPO / "tests"
+        for folder in sorted(p for p in tests.rglob("*") if p.is_dir() and p.name != "__pycache__"):
+            relative = folder.relative_to(tests)
+            with self.subTest(folder=str(relative)):
+                self.assertTrue((folder / "__init__.py").is_file(), "a folder without __init__.py is not discovered")
+                if relative.parts[0] not in ("attacks", "helpers"):
+                    self.assertTrue((PACKAGE / relative / "__init__.py").is_file(),
+                                    f"tests/{relative} mirrors no package of bot_bottle")
+        for module in tests.rglob("*.py"):
+            relative = module.relative_to(tests)
+            with self.subTest(module=str(relative)):
+                if relative.parts[0] != "helpers" and module.name != "__init__.py":
+                    self.assertTrue(module.name.startswith("test_"), "a helper outside tests/helpers")
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ import sys
 import venv
 
 from bot_bottle.schema import migrate
-from tests.support import REPO, TempDirTest
+from tests.helpers.support import REPO, TempDirTest
 
 
 class WheelInstallTest(TempDirTest):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import multiprocessing
 import statistics
 import time
 from typing import Any
@@ -15,26 +14,17 @@ from bot_bottle.queue_store import QueueStore
 from bot_bottle.records import (
     DEFAULT_POLL_INTERVAL_SEC,
     STATUS_APPROVED,
-    STATUS_MODIFIED,
     STATUS_REJECTED,
     TOOL_EGRESS_ALLOW,
     TOOL_EGRESS_BLOCK,
     Quota,
 )
-from tests.support import TempDirTest
+from tests.helpers.processes import SPAWN, expected_decision
+from tests.helpers.support import TempDirTest
 
-_SPAWN = multiprocessing.get_context("spawn")
 SUBMITTERS = 8
 PER_SUBMITTER = 200
 QUOTA_TRIES = 40
-
-
-def expected_decision(payload: str) -> tuple[str, str, str | None]:
-    """The operator's deterministic answer for a payload, so each waiter can check it got its own."""
-    number = int(payload.rsplit("-", 1)[1])
-    status = (STATUS_APPROVED, STATUS_MODIFIED, STATUS_REJECTED)[number % 3]
-    final = f"final for {payload}" if status == STATUS_MODIFIED else None
-    return status, f"decided {payload}", final
 
 
 def _submitter(path: str, index: int, barrier: Any, results: Any) -> None:
@@ -127,10 +117,10 @@ class ConcurrentQueueTest(TempDirTest):
         path = str(self.tmp / "load.db")
         open_db(path).close()
         total = SUBMITTERS * PER_SUBMITTER
-        barrier = _SPAWN.Barrier(SUBMITTERS + 1)
-        results = _SPAWN.Queue()
-        processes = [_SPAWN.Process(target=_submitter, args=(path, i, barrier, results)) for i in range(SUBMITTERS)]
-        processes.append(_SPAWN.Process(target=_operator, args=(path, total, barrier, results)))
+        barrier = SPAWN.Barrier(SUBMITTERS + 1)
+        results = SPAWN.Queue()
+        processes = [SPAWN.Process(target=_submitter, args=(path, i, barrier, results)) for i in range(SUBMITTERS)]
+        processes.append(SPAWN.Process(target=_operator, args=(path, total, barrier, results)))
         for process in processes:
             process.start()
         reports = [results.get(timeout=400) for _ in processes]
@@ -156,9 +146,9 @@ class ConcurrentQueueTest(TempDirTest):
         path = str(self.tmp / "race.db")
         with QueueStore(path) as store:
             ids = [store.submit("web", TOOL_EGRESS_ALLOW, f'{{"host": "h{i}"}}', "j").id for i in range(30)]
-        barrier = _SPAWN.Barrier(2)
-        results = _SPAWN.Queue()
-        deciders = [_SPAWN.Process(target=_racing_decider, args=(path, ids, name, barrier, results))
+        barrier = SPAWN.Barrier(2)
+        results = SPAWN.Queue()
+        deciders = [SPAWN.Process(target=_racing_decider, args=(path, ids, name, barrier, results))
                     for name in ("ann", "bob")]
         for process in deciders:
             process.start()
@@ -183,9 +173,9 @@ class ConcurrentQueueTest(TempDirTest):
         samples = 6
         with QueueStore(path) as store:
             ids = [store.submit("web", TOOL_EGRESS_ALLOW, f'{{"host": "w{i}"}}', "j").id for i in range(samples)]
-            ready = _SPAWN.Event()
-            results = _SPAWN.Queue()
-            waiter = _SPAWN.Process(target=_waiter, args=(path, ids, ready, results))
+            ready = SPAWN.Event()
+            results = SPAWN.Queue()
+            waiter = SPAWN.Process(target=_waiter, args=(path, ids, ready, results))
             waiter.start()
             latencies = []
             for index, proposal_id in enumerate(ids):
@@ -209,9 +199,9 @@ class ConcurrentQueueTest(TempDirTest):
         open_db(path).close()
         quota = Quota(max_pending=25, max_pending_bytes=1024 * 1024)
         count = 6
-        barrier = _SPAWN.Barrier(count)
-        results = _SPAWN.Queue()
-        processes = [_SPAWN.Process(target=_quota_submitter, args=(path, i, quota, barrier, results))
+        barrier = SPAWN.Barrier(count)
+        results = SPAWN.Queue()
+        processes = [SPAWN.Process(target=_quota_submitter, args=(path, i, quota, barrier, results))
                      for i in range(count)]
         for process in processes:
             process.start()

@@ -23,7 +23,7 @@ from bot_bottle.records import (
     Quota,
     Response,
 )
-from tests.support import TempDirTest, digest, query_plans
+from tests.helpers.support import TempDirTest, digest, query_plans
 
 
 class QueueTestCase(TempDirTest):

@@ -1,0 +1,1 @@
+"""Tests of bot_bottle.audit: the host's proof."""

@@ -1,0 +1,1 @@
+"""Tests of the launch backends and the sidecar image."""

@@ -1,0 +1,1 @@
+"""Tests of the operator's command line and terminal UI."""

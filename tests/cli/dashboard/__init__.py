@@ -1,0 +1,1 @@
+"""Tests of the dashboard, in process and in a real browser."""

@@ -1,0 +1,256 @@
+"""The dashboard: who may use it, what it shows, and that it decides as the TUI does.
+
+HTTP-level attacks (no token, a foreign Host or Origin, forged posts) run with
+http.client against the real server; what the page does with hostile text,
+and the whole flow from a sidecar's call to its decision, run in a real
+headless Chromium (tests/helpers/browser.py).
+"""
+
+from __future__ import annotations
+
+import http.client
+import os
+import re
+import socket
+import subprocess
+import sys
+from typing import Any
+from urllib.parse import urlencode
+
+from bot_bottle.audit_store import AuditStore
+from bot_bottle.cli.dashboard.state import MAX_FORM_BYTES, SESSION_COOKIE, shown_digest
+from bot_bottle.queue_store import QueueStore
+from bot_bottle.records import (
+    TOOL_EGRESS_ALLOW,
+    TOOL_GITLEAKS_ALLOW,
+)
+from tests.helpers.dashboard import DashboardCase
+from tests.helpers.support import REPO, TempDirTest
+
+
+class AccessTest(DashboardCase):
+    def test_the_token_becomes_a_session_cookie(self) -> None:
+        """No token, a wrong one, a wrong cookie: refused. The right token: a cookie, and the URL without it."""
+        self.store.submit("web-1", TOOL_EGRESS_ALLOW, '{"host": "a.example"}', "secret-justification")
+        for path, session in (("/", False), ("/static/app.js", False), ("/api/changes", False),
+                              ("/?token=wrong", False), ("/?token=", False)):
+            status, headers, body = self.call("GET", path, session=session)
+            self.assertEqual(status, 403, path)
+            self.assertNotIn("secret-justification", body)
+            self.assertNotIn("set-cookie", headers)
+        status, _, body = self.call("GET", "/", headers={"Cookie": f"{SESSION_COOKIE}=guess"}, session=False)
+        self.assertEqual(status, 403)
+        token = urlencode({"token": self.dashboard.token})
+        status, headers, _ = self.call("GET", f"/audit?{token}", session=False)
+        self.assertEqual(status, 303)
+        self.assertEqual(headers["location"], f"{self.dashboard.root}/audit")
+        cookie = headers["set-cookie"]
+        self.assertIn(f"{SESSION_COOKIE}={self.dashboard.session}", cookie)
+        for flag in ("HttpOnly", "SameSite=Strict", f"Path={self.dashboard.root}"):
+            self.assertIn(flag, cookie)
+        self.assertNotIn(self.dashboard.token, cookie)
+        status, _, body = self.call("GET", "/")
+        self.assertEqual(status, 200)
+        self.assertIn("secret-justification", body)
+        self.assertNotIn(self.dashboard.token, body)
+        self.assertNotIn(self.dashboard.session, body)
+        self.assertTrue(self.server.url.endswith(f"{self.dashboard.root}/?{token}"))
+        for sneaky in ("//evil.example/", "/\\evil.example/", "/%2F%2Fevil.example/"):
+            status, headers, _ = self.call("GET", f"{sneaky}?{token}", session=False)
+            # A path of ours at most (http.server already folds a leading "//" into "/"): never another site.
+            self.assertEqual(status, 303)
+            self.assertRegex(headers["location"], r"^/(?![/\\])[A-Za-z0-9/_.-]*$", sneaky)
+            self.assertTrue(headers["location"].startswith(self.dashboard.root + "/"), sneaky)
+
+    def test_foreign_host_and_origin_are_refused(self) -> None:
+        """DNS rebinding (a foreign Host) and a foreign page (its Origin) get 403, even with the cookie."""
+        self.store.submit("web-1", TOOL_EGRESS_ALLOW, '{"host": "a.example"}', "secret-justification")
+        for headers in ({"Host": f"evil.example:{self.port}"}, {"Host": "evil.example"},
+                        {"Origin": "http://evil.example"}, {"Origin": "null"},
+                        {"Host": f"evil.example:{self.port}", "Origin": f"http://evil.example:{self.port}"}):
+            status, _, body = self.call("GET", "/", headers=dict(headers))
+            self.assertEqual(status, 403, headers)
+            self.assertNotIn("secret-justification", body)
+
+    def test_every_answer_carries_the_security_headers(self) -> None:
+        """CSP without inline script, no framing, no caching, no sniffing, referrers kept to ourselves."""
+        proposal = self.store.submit("web-1", TOOL_EGRESS_ALLOW, '{"host": "a.example"}', "why")
+        answers = [self.call("GET", "/"), self.call("GET", f"/proposal/{proposal.id}"), self.call("GET", "/audit"),
+                   self.call("GET", "/static/app.js"), self.call("GET", "/nope"), self.call("GET", "/", session=False),
+                   self.call("GET", "/", headers={"Host": "evil.example"}),
+                   self.post(proposal, "decide", {"csrf": "forged"})]
+        for status, headers, _ in answers:
+            with self.subTest(status=status):
+                policy = headers["content-security-policy"]
+                self.assertIn("script-src 'self'", policy)
+                self.assertIn("default-src 'none'", policy)
+                self.assertIn("frame-ancestors 'none'", policy)
+                self.assertIn("form-action 'self'", policy)
+                self.assertNotIn("unsafe", policy)
+                self.assertEqual(headers["x-frame-options"], "DENY")
+                self.assertEqual(headers["cache-control"], "no-store")
+                self.assertEqual(headers["x-content-type-options"], "nosniff")
+                self.assertEqual(headers["referrer-policy"], "same-origin")
+
+
+class ForgedPostTest(DashboardCase):
+    def test_forged_posts_change_nothing(self) -> None:
+        """Without the CSRF token, the cookie, our exact Origin or a same-origin fetch, a post records nothing."""
+        proposal = self.store.submit("web-1", TOOL_EGRESS_ALLOW, '{"host": "a.example"}', "why")
+        approve = {"status": "approved", "notes": "forged"}
+        forged: list[tuple[str, dict[str, Any], int]] = [
+            ("no csrf", {"fields": {**approve, "csrf": None}}, 403),
+            ("wrong csrf", {"fields": {**approve, "csrf": "x" * 43}}, 403),
+            ("no cookie", {"fields": approve, "session": False}, 403),
+            ("no origin", {"fields": approve, "headers": {"Origin": None}}, 403),
+            ("foreign origin", {"fields": approve, "headers": {"Origin": "http://evil.example"}}, 403),
+            ("null origin", {"fields": approve, "headers": {"Origin": "null"}}, 403),
+            ("another local port", {"fields": approve, "headers": {"Origin": "http://127.0.0.1:1"}}, 403),
+            ("cross-site fetch", {"fields": approve, "headers": {"Sec-Fetch-Site": "cross-site"}}, 403),
+            ("same-site fetch", {"fields": approve, "headers": {"Sec-Fetch-Site": "same-site"}}, 403),
+            ("not form data", {"fields": approve, "headers": {"Content-Type": "text/plain"}}, 415),
+            ("an unknown field", {"fields": {**approve, "decided_by": "mallory"}}, 400),
+            ("a field twice", {"fields": approve, "raw": f"csrf={self.dashboard.csrf}&shown="
+                               f"{shown_digest(proposal)}&status=approved&status=rejected".encode()}, 400),
+            ("not UTF-8", {"fields": approve, "raw": b"csrf=\xff\xfe&status=approved"}, 400),
+            ("another proposal's digest", {"fields": {**approve, "shown": "0" * 64}}, 409),
+        ]
+        for name, arguments, expected in forged:
+            with self.subTest(name):
+                status, _, _ = self.post(proposal, "decide", **arguments)
+                self.assertEqual(status, expected)
+                self.assert_unchanged(proposal)
+        status, headers, _ = self.post(proposal, "decide", approve)
+        self.assertEqual((status, headers["location"]), (303, f"{self.dashboard.root}/proposal/{proposal.id}"))
+        response = self.store.response(proposal.id)
+        assert response is not None
+        self.assertEqual((response.status, response.notes), ("approved", "forged"))
+        self.assertTrue(response.decided_by.endswith("(dashboard)"))
+        self.assertTrue(AuditStore(database=self.store.db).verify().ok)
+
+    def test_a_proposal_rewritten_in_the_file_is_not_decided(self) -> None:
+        """The page's digest no longer matches a proposal a sidecar rewrote: 409, nothing recorded."""
+        proposal = self.store.submit("web-1", TOOL_EGRESS_ALLOW, '{"host": "a.example"}', "why")
+        with self.store.db.write() as conn:
+            conn.execute("DROP TRIGGER proposals_immutable")
+            conn.execute("UPDATE proposals SET payload = '{\"host\": \"*\"}' WHERE id = ?", (proposal.id,))
+        status, _, body = self.post(proposal, "decide", {"status": "approved"})
+        self.assertEqual(status, 409)
+        self.assertIn("not what the page showed", body)
+        self.assert_unchanged(proposal)
+
+
+class RulesTest(DashboardCase):
+    def test_the_tui_rules_and_its_confirmation(self) -> None:
+        """Reasons where the TUI needs them; a modification is confirmed on its own diff and recorded as shown."""
+        route = self.store.submit("web-1", TOOL_EGRESS_ALLOW, '{"host": "pypi.org"}', "pip")
+        report = self.store.submit("web-1", TOOL_GITLEAKS_ALLOW, '{"findings": []}', "fixture")
+        status, _, body = self.post(route, "decide", {"status": "rejected", "notes": "  "})
+        self.assertEqual(status, 400)
+        self.assertIn("rejecting a proposal needs a reason", body)
+        status, _, body = self.post(report, "decide", {"status": "approved", "notes": ""})
+        self.assertEqual(status, 400)
+        self.assertIn("needs a reason", body)
+        status, _, body = self.post(report, "preview", {"final": "anything"})
+        self.assertEqual(status, 400)
+        self.assertIn("report-only", body)
+        for bad in ('{"host": "*"', '{"host": "pypi.org"}', '{"host": "a.example", "host": "b.example"}'):
+            status, _, body = self.post(route, "preview", {"final": bad})
+            self.assertEqual(status, 400, bad)
+            self.assertIn("cannot record this file", body)
+        self.assert_unchanged(route)
+        final = '{"host": "pypi.org", "paths": ["/simple/"]}'
+        status, _, body = self.post(route, "preview", {"final": final.replace("\n", "\r\n")})
+        self.assertEqual(status, 200)
+        self.assertIn("diff (proposed -&gt; final)", body)
+        self.assertIn("record this modification", body)
+        self.assertNotIn("data-marker", body)  # a confirmation never refreshes under the operator
+        digest = re.search(r'name="final_sha256" value="([0-9a-f]{64})"', body)
+        assert digest is not None
+        status, _, _ = self.post(route, "decide", {"status": "modified", "final": final + " ",
+                                                   "final_sha256": digest.group(1)})
+        self.assertEqual(status, 409)
+        self.assert_unchanged(route)
+        status, _, _ = self.post(route, "decide", {"status": "modified", "final": final,
+                                                   "final_sha256": digest.group(1), "notes": "narrowed"})
+        self.assertEqual(status, 303)
+        response = self.store.response(route.id)
+        assert response is not None
+        self.assertEqual((response.status, response.final_file, response.notes), ("modified", final, "narrowed"))
+        status, _, body = self.post(route, "decide", {"status": "approved"})
+        self.assertEqual(status, 409)
+        self.assertIn("already modified", body)
+
+
+class VerbTest(TempDirTest):
+    def test_the_verb_prints_its_url_serves_and_stops(self) -> None:
+        """bot-bottle dashboard: one URL with a token on 127.0.0.1, served, and exit 0 on SIGTERM."""
+        path = self.tmp / "verb.db"
+        QueueStore(path).close()
+        process = subprocess.Popen([sys.executable, "-m", "bot_bottle", "dashboard", "--db", str(path)], cwd=REPO,
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                   env={**os.environ, "HOME": str(self.home)})
+        self.addCleanup(lambda: process.poll() is None and process.kill())
+        assert process.stdout is not None
+        first = process.stdout.readline()
+        found = re.fullmatch(r"dashboard at (http://127\.0\.0\.1:(\d+)/[A-Za-z0-9_-]{32}/\?token=[A-Za-z0-9_-]{43})\n",
+                             first)
+        assert found is not None, first
+        conn = http.client.HTTPConnection("127.0.0.1", int(found.group(2)), timeout=10)
+        conn.request("GET", found.group(1).split(found.group(2), 1)[1])
+        answer = conn.getresponse()
+        self.assertEqual(answer.status, 303)
+        self.assertIn("HttpOnly", answer.getheader("Set-Cookie") or "")
+        conn.close()
+        process.terminate()
+        _, errors = process.communicate(timeout=15)
+        self.assertEqual(process.returncode, 0, errors)
+
+    def test_bad_arguments(self) -> None:
+        """A port out of range is a usage error; a --db that does not exist is one clear line."""
+        self.assert_clean_error(self.run_cli("dashboard", "--port", "70000"), 2, "--port")
+        self.assert_clean_error(self.run_cli("dashboard", "--db", str(self.tmp / "nope.db")), 1, "no database there")
+
+
+class BoundsTest(DashboardCase):
+    def test_a_stalled_request_and_an_oversized_form_are_refused(self) -> None:
+        """The guarded base holds here too: a request trickled past its deadline gets 408, a huge form 413 unread."""
+        self.server.request_timeout = 0.5
+        with socket.create_connection(("127.0.0.1", self.port), timeout=10) as sock:
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+            answer = sock.recv(65536)
+        self.assertTrue(answer.startswith(b"HTTP/1.1 408 "), answer[:80])
+        self.assertIn(b"Content-Security-Policy:", answer)
+        proposal = self.store.submit("web-1", TOOL_EGRESS_ALLOW, '{"host": "a.example"}', "why")
+        with socket.create_connection(("127.0.0.1", self.port), timeout=10) as sock:
+            sock.sendall(f"POST {self.dashboard.root}/proposal/{proposal.id}/decide HTTP/1.1\r\n"
+                         f"Host: 127.0.0.1:{self.port}\r\n"
+                         f"Cookie: {SESSION_COOKIE}={self.dashboard.session}\r\nOrigin: {self.origin}\r\n"
+                         "Content-Type: application/x-www-form-urlencoded\r\n"
+                         f"Content-Length: {MAX_FORM_BYTES + 1}\r\n\r\n".encode())
+            answer = sock.recv(65536)
+        self.assertTrue(answer.startswith(b"HTTP/1.1 413 "), answer[:80])
+        self.assert_unchanged(proposal)
+
+
+class SidecarWrittenRowsTest(DashboardCase):
+    def test_rows_a_sidecar_wrote_are_shown_as_text_and_flagged(self) -> None:
+        """A made-up last_seen shows escaped (the bottle stale); a response written into the file is unproven."""
+        proposal = self.store.submit("web-1", TOOL_EGRESS_ALLOW, '{"host": "a.example"}', "why")
+        with self.store.db.write() as conn:
+            conn.execute("UPDATE bottles SET state = 'running', last_seen = ? WHERE slug = 'web-1'",
+                         ("<script>window.x=1</script>\x1b[2J",))
+            conn.execute("INSERT INTO responses (proposal_id, status, notes, decided_by, decided_at) "
+                         "VALUES (?, 'approved', '<b>ok</b>', 'alice@desk\x1b]0;t\x07', '2026-01-01T00:00:00.000000Z')",
+                         (proposal.id,))
+        status, _, body = self.call("GET", "/")
+        self.assertEqual(status, 200)
+        self.assertIn('<td class="state">stale</td>', body)
+        self.assertNotIn("<script>window", body)
+        self.assertNotIn("\x1b", body)
+        status, _, body = self.call("GET", f"/proposal/{proposal.id}")
+        self.assertEqual(status, 200)
+        self.assertIn("WARNING: the audit log does not prove this decision", body)
+        self.assertIn("&lt;b&gt;ok&lt;/b&gt;", body)
+        self.assertIn('alice@desk<span class="esc">\\x1b</span>]0;t<span class="esc">\\x07</span>', body)
+        self.assertNotIn('name="csrf"', body)  # decided: no form to decide it again

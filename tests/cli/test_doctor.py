@@ -1,0 +1,124 @@
+"""``bot-bottle doctor`` and the sidecar's mount warning at start."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from unittest import mock
+
+from bot_bottle.db import open_db
+from bot_bottle.sidecar import server as supervise_server
+from bot_bottle.sidecar.mount_check import SHARED, LockProbe, MountReport
+from tests.helpers.support import TempDirTest, digest
+
+
+class DoctorTest(TempDirTest):
+    def doctor(self, path: str, cwd: object = None) -> tuple[int, dict[str, object]]:
+        kwargs = {"cwd": cwd} if cwd is not None else {}
+        result = self.run_cli("doctor", "--db", path, "--json", **kwargs)  # type: ignore[arg-type]
+        return result.returncode, json.loads(result.stdout)
+
+    def levels(self, report: dict[str, object]) -> dict[str, str]:
+        return {c["check"]: c["level"] for c in report["checks"]}  # type: ignore[attr-defined]
+
+    def test_healthy(self) -> None:
+        """A fresh database on a local disk: every line ok, exit 0, and the file untouched."""
+        path = self.tmp / "db" / "ok.db"
+        open_db(path).close()
+        before = digest(path)
+        code, report = self.doctor(str(path))
+        self.assertEqual(code, 0, report)
+        levels = self.levels(report)
+        for check in ("python", "sqlite", "database", "directory", "file", "journal_mode", "schema_version", "drift",
+                      "integrity", "foreign_keys", "filesystem", "locking"):
+            self.assertEqual(levels[check], "ok", check)
+        self.assertEqual(digest(path), before)
+        text = self.run_cli("doctor", "--db", str(path)).stdout
+        self.assertIn("ok       locking", text)
+
+    def test_corrupt(self) -> None:
+        """A damaged database: an error line and exit 1."""
+        path = self.tmp / "bad.db"
+        open_db(path).close()
+        data = bytearray(path.read_bytes())
+        data[2 * 4096 : 2 * 4096 + 64] = b"\xff" * 64
+        path.write_bytes(bytes(data))
+        code, report = self.doctor(str(path))
+        self.assertEqual(code, 1)
+        self.assertIn("error", self.levels(report).values())
+
+    def test_drift(self) -> None:
+        """A checkout whose applied migration's SQL was edited: drift is an error."""
+        path = self.tmp / "drift.db"
+        open_db(path).close()
+        root = self.copy_package()
+        edited = root / "migrations" / "0003_audit_log.up.sql"
+        edited.write_text(edited.read_text() + "\nCREATE INDEX edited ON audit_log (actor);\n")
+        code, report = self.doctor(str(path), cwd=root)
+        self.assertEqual(code, 1)
+        self.assertEqual(self.levels(report)["drift"], "error")
+
+    def test_loose_modes_and_wal_are_warnings(self) -> None:
+        """A world-readable file and a WAL journal are warnings, not errors."""
+        path = self.tmp / "loose.db"
+        open_db(path).close()
+        path.chmod(0o644)
+        raw = sqlite3.connect(path)
+        raw.execute("PRAGMA journal_mode=WAL")
+        raw.close()
+        code, report = self.doctor(str(path))
+        self.assertEqual(code, 0)
+        levels = self.levels(report)
+        self.assertEqual((levels["file"], levels["journal_mode"]), ("warning", "warning"))
+
+    def test_named_missing_database(self) -> None:
+        """A --db that names no file is an error; the place is still checked, and nothing is created."""
+        code, report = self.doctor(str(self.tmp / "none" / "x.db"))
+        self.assertEqual(code, 1)
+        levels = self.levels(report)
+        self.assertEqual(levels["database"], "error")
+        self.assertEqual((levels["filesystem"], levels["locking"]), ("ok", "ok"))
+        self.assertFalse((self.tmp / "none").exists())
+        self.assertEqual(sorted(p.name for p in self.tmp.iterdir()), ["home"])
+
+    def test_fresh_home_checks_the_place(self) -> None:
+        """On a fresh HOME the host database is still to come: a warning, and the filesystem and lock
+        probe run in the nearest directory that exists, leaving nothing behind."""
+        result = self.run_cli("doctor", "--json")
+        self.assertEqual(result.returncode, 0, result.stderr)
+        report = json.loads(result.stdout)
+        levels = self.levels(report)
+        self.assertEqual(levels["database"], "warning")
+        self.assertEqual((levels["filesystem"], levels["locking"]), ("ok", "ok"))
+        self.assertEqual(list(self.home.iterdir()), [])
+
+    def test_a_directory_as_the_database(self) -> None:
+        """doctor --db DIR is an error, exit 1."""
+        code, report = self.doctor(str(self.tmp))
+        self.assertEqual(code, 1)
+        self.assertEqual(self.levels(report)["database"], "error")
+
+
+class SidecarWarningTest(TempDirTest):
+    def start(self) -> list[str]:
+        lines: list[str] = []
+        args = supervise_server.build_parser().parse_args(
+            ["--bottle", "web-1", "--db", str(self.tmp / "s.db"), "--host", "127.0.0.1", "--port", "0"])
+        server, store = supervise_server.start(args, lines.append)
+        server.server_close()
+        store.close()
+        return lines
+
+    def test_local_mount_is_quiet(self) -> None:
+        """On a local filesystem the sidecar starts without a warning."""
+        self.assertEqual(self.start(), [])
+
+    def test_shared_mount_is_named(self) -> None:
+        """On a shared filesystem the sidecar logs one warning naming the type and the risk."""
+        shared = MountReport(str(self.tmp), "virtiofs", "/run/supervise", SHARED, LockProbe(True, "seen"))
+        with mock.patch.object(supervise_server, "check_mount", return_value=shared):
+            lines = self.start()
+        self.assertEqual(len(lines), 1)
+        self.assertIn("warning:", lines[0])
+        self.assertIn("virtiofs", lines[0])
+        self.assertIn("corrupt", lines[0])

@@ -1,0 +1,48 @@
+"""Every verb has --help text and is documented in the README."""
+
+from __future__ import annotations
+
+import argparse
+import io
+import unittest
+from contextlib import redirect_stdout
+
+from bot_bottle.cli import build_parser, main
+from tests.helpers.support import REPO
+
+
+def leaf_verbs(parser: argparse.ArgumentParser, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    """Every full verb path (``('db', 'status')``, ...) of the parser tree."""
+    found: list[tuple[str, ...]] = []
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, child in action.choices.items():
+                found.extend(leaf_verbs(child, (*prefix, name)))
+    return found or [prefix]
+
+
+class HelpTest(unittest.TestCase):
+    def test_every_verb_has_help_and_a_readme_entry(self) -> None:
+        """Each leaf verb prints --help with a description, and the README names it."""
+        readme = (REPO / "README.md").read_text()
+        verbs = leaf_verbs(build_parser())
+        self.assertGreaterEqual(len(verbs), 11)
+        for verb in verbs:
+            with self.subTest(verb=" ".join(verb)):
+                out = io.StringIO()
+                with redirect_stdout(out):
+                    code = main([*verb, "--help"])
+                self.assertEqual(code, 0)
+                text = out.getvalue()
+                self.assertIn("usage: bot-bottle " + " ".join(verb), text)
+                self.assertGreater(len(text.split("options:")[0].splitlines()), 2, "a description")
+                self.assertIn(f"`{' '.join(verb)}", readme)
+
+    def test_top_level_help_has_examples(self) -> None:
+        """bot-bottle --help lists the verbs and shows examples."""
+        out = io.StringIO()
+        with redirect_stdout(out):
+            self.assertEqual(main(["--help"]), 0)
+        self.assertIn("examples:", out.getvalue())
+        for verb in ("proposals", "audit", "db"):
+            self.assertIn(verb, out.getvalue())

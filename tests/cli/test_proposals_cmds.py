@@ -1,0 +1,142 @@
+"""``bot-bottle proposals`` and ``audit`` verbs, as an operator uses them from a shell."""
+
+from __future__ import annotations
+
+import io
+import json
+from contextlib import redirect_stderr, redirect_stdout
+
+from bot_bottle.cli import main
+from bot_bottle.queue_store import QueueStore
+from bot_bottle.records import TOOL_EGRESS_BLOCK, TOOL_GITLEAKS_ALLOW, Proposal
+from tests.helpers.support import TempDirTest
+
+
+class CliTestCase(TempDirTest):
+    def setUp(self) -> None:
+        super().setUp()
+        self.store = QueueStore()  # the host database under this test's HOME
+        self.addCleanup(self.store.close)
+
+    def cli(self, *argv: str) -> tuple[int, str, str]:
+        out, err = io.StringIO(), io.StringIO()
+        with redirect_stdout(out), redirect_stderr(err):
+            code = main(list(argv))
+        return code, out.getvalue(), err.getvalue()
+
+    def routes(self, bottle: str = "web-1", payload: str = "routes:\n- a.com\n- b.com\n") -> Proposal:
+        return self.store.submit(bottle, TOOL_EGRESS_BLOCK, payload, "need b.com\nfor the docs",
+                                 current_file="routes:\n- a.com\n")
+
+
+class ProposalsVerbsTest(CliTestCase):
+    def test_list_json_and_text(self) -> None:
+        """list shows every bottle's pending proposals oldest first, with the fields scripts need."""
+        first = self.routes("web-1")
+        second = self.routes("web-2")
+        code, out, _ = self.cli("proposals", "list", "--json")
+        self.assertEqual(code, 0)
+        listed = json.loads(out)
+        self.assertEqual([p["id"] for p in listed], [first.id, second.id])
+        for key in ("id", "queue_key", "tool", "created_at", "status"):
+            self.assertIn(key, listed[0])
+        self.assertEqual(listed[0]["status"], "pending")
+        code, out, _ = self.cli("proposals", "list")
+        self.assertIn(first.short_id, out)
+        self.assertIn("need b.com", out)
+        self.assertNotIn("for the docs", out, "only the justification's first line")
+        code, out, _ = self.cli("proposals", "list", "--bottle", "web-2", "--json")
+        self.assertEqual([p["id"] for p in json.loads(out)], [second.id])
+
+    def test_decide_from_the_shell(self) -> None:
+        """approve, modify and reject by id prefix; list --all shows each decision."""
+        approve, modify, reject = (self.routes(payload=f"routes: [{n}]\n") for n in "abc")
+        self.assertEqual(self.cli("proposals", "approve", approve.short_id, "--notes", "ok")[0], 0)
+        final = self.tmp / "final.yaml"
+        final.write_text("routes: [narrow]\n")
+        self.assertEqual(self.cli("proposals", "modify", modify.id[:10], "--file", str(final))[0], 0)
+        code, out, _ = self.cli("proposals", "reject", reject.short_id, "--reason", "not this week")
+        self.assertEqual(code, 0)
+        self.assertIn("rejected", out)
+        self.assertEqual(json.loads(self.cli("proposals", "list", "--json")[1]), [])
+        listed = json.loads(self.cli("proposals", "list", "--all", "--json")[1])
+        self.assertEqual([p["status"] for p in listed], ["approved", "modified", "rejected"])
+        self.assertEqual(listed[1]["response"]["final_file"], "routes: [narrow]\n")
+
+    def test_show(self) -> None:
+        """show prints the justification and the diff; --json the whole record."""
+        proposal = self.routes()
+        code, out, _ = self.cli("proposals", "show", proposal.short_id)
+        self.assertEqual(code, 0)
+        self.assertIn("for the docs", out)
+        self.assertIn("+- b.com", out)
+        self.assertEqual(json.loads(self.cli("proposals", "show", proposal.id, "--json")[1])["id"], proposal.id)
+
+    def test_errors_are_one_line(self) -> None:
+        """Rule violations and unknown ids: one line on stderr, the right exit code, no traceback."""
+        proposal = self.routes()
+        report = self.store.submit("web-1", TOOL_GITLEAKS_ALLOW, '{"findings": []}', "fixture")
+        cases = [
+            (("proposals", "reject", proposal.short_id, "--reason", " "), 2, "reason"),
+            (("proposals", "approve", report.short_id), 2, "needs a reason"),
+            (("proposals", "modify", report.short_id, "--file", __file__), 2, "report-only"),
+            (("proposals", "show", "ffffffffff"), 1, "no proposal"),
+            (("proposals", "approve", "xyz"), 2, "not a proposal id"),
+            (("proposals", "list", "--bottle", "../etc"), 2, "bottle slug"),
+            (("proposals", "modify", proposal.short_id, "--file", str(self.tmp / "missing")), 1, "cannot read"),
+        ]
+        for argv, want, needle in cases:
+            with self.subTest(argv=argv):
+                code, _, err = self.cli(*argv)
+                self.assertEqual(code, want, err)
+                self.assertEqual(len(err.strip().splitlines()), 1, err)
+                self.assertIn(needle, err)
+        self.cli("proposals", "approve", proposal.short_id)
+        code, _, err = self.cli("proposals", "reject", proposal.short_id, "--reason", "late")
+        self.assertEqual(code, 1)
+        self.assertIn("already approved", err)
+
+    def test_exit_codes_in_a_real_process(self) -> None:
+        """Through the real entry point: 0, 1 and 2, and no traceback."""
+        proposal = self.routes()
+        self.assertEqual(self.run_cli("proposals", "approve", proposal.short_id).returncode, 0)
+        self.assert_clean_error(self.run_cli("proposals", "approve", proposal.short_id), 1, "already approved")
+        self.assertEqual(self.run_cli("proposals", "approve").returncode, 2)
+
+
+class AuditVerbsTest(CliTestCase):
+    def test_list_verify_export(self) -> None:
+        """After decisions, audit list, verify and export agree."""
+        for n in "ab":
+            proposal = self.routes(payload=f"routes: [{n}]\n")
+            self.cli("proposals", "approve", proposal.short_id)
+        other = self.routes("web-2")
+        self.cli("proposals", "reject", other.short_id, "--reason", "no")
+        code, out, _ = self.cli("audit", "list", "--json")
+        self.assertEqual(code, 0)
+        self.assertEqual([e["seq"] for e in json.loads(out)], [3, 2, 1])
+        self.assertEqual(len(json.loads(self.cli("audit", "list", "--bottle", "web-2", "--json")[1])), 1)
+        self.assertEqual(len(json.loads(self.cli("audit", "list", "--limit", "1", "--json")[1])), 1)
+        self.assertEqual(json.loads(self.cli("audit", "list", "--since", "2999-01-01", "--json")[1]), [])
+        code, out, _ = self.cli("audit", "verify")
+        self.assertEqual(code, 0)
+        self.assertTrue(out.startswith("audit log whole: 3 entries, 3 sealed"), out)
+        code, out, _ = self.cli("audit", "export")
+        lines = [json.loads(line) for line in out.splitlines()]
+        self.assertEqual([e["seq"] for e in lines], [1, 2, 3])
+        self.assertEqual(lines[1]["prev_hash"], lines[0]["hash"])
+        code, out, _ = self.cli("audit", "list")
+        self.assertIn("rejected", out)
+
+    def test_verify_names_the_bad_entry(self) -> None:
+        """A tampered entry makes verify exit 1 naming it."""
+        for n in "abc":
+            self.cli("proposals", "approve", self.routes(payload=n).short_id)
+        with self.store.db.read() as conn:
+            conn.execute("DROP TRIGGER audit_log_no_update")
+            conn.execute("UPDATE audit_log SET actor = 'mallory' WHERE seq = 2")
+        code, _, err = self.cli("audit", "verify")
+        self.assertEqual(code, 1)
+        self.assertIn("entry 2", err)
+        code, out, _ = self.cli("audit", "verify", "--json")
+        self.assertEqual(json.loads(out)["bad_seq"], 2)

@@ -1,0 +1,254 @@
+"""The operator's TUI in a real terminal (tmux), its --once mode, and the demo end to end."""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+import sys
+import time
+from pathlib import Path
+from unittest import mock
+
+from bot_bottle.audit_store import AuditStore
+from bot_bottle.cli.tui.app import SuperviseTUI
+from bot_bottle.decisions import decide
+from bot_bottle.errors import DatabaseBusy
+from bot_bottle.queue_store import QueueStore
+from bot_bottle.records import (
+    STATUS_APPROVED,
+    STATUS_MODIFIED,
+    STATUS_REJECTED,
+    TOOL_EGRESS_ALLOW,
+    TOOL_EGRESS_BLOCK,
+    TOOL_GITLEAKS_ALLOW,
+)
+from tests.helpers.support import REPO, TempDirTest, wait_until
+from tests.helpers.terminal import Terminal
+
+
+class TuiTest(TempDirTest):
+    def setUp(self) -> None:
+        super().setUp()
+        self.db = self.tmp / "tui.db"
+        self.store = QueueStore(self.db)
+        self.addCleanup(self.store.close)
+        self.routes = self.store.submit("web-1", TOOL_EGRESS_BLOCK, "routes:\n- a.com\n- b.com\n",
+                                        "need b.com for the docs", current_file="routes:\n- a.com\n")
+        self.route = self.store.submit("web-2", TOOL_EGRESS_ALLOW, '{"host": "pypi.org"}\n', "pip install")
+        self.report = self.store.submit("web-1", TOOL_GITLEAKS_ALLOW, '{"findings": [{"rule": "aws-key"}]}',
+                                        "a test fixture")
+        editor = self.tmp / "editor.sh"
+        editor.write_text("#!/bin/sh\nsed -i 's/b\\.com/c.com/' \"$1\"\n")
+        editor.chmod(0o755)
+        self.exit_file = self.tmp / "exit-status"
+        command = (f"cd {shlex.quote(str(REPO))} && env HOME={shlex.quote(str(self.home))} "
+                   f"EDITOR={shlex.quote(str(editor))} {shlex.quote(sys.executable)} -m bot_bottle supervise "
+                   f"--db {shlex.quote(str(self.db))}; echo $? > {shlex.quote(str(self.exit_file))}; sleep 30")
+        self.term = Terminal(self, command)
+        self.term.wait_for("3 pending")
+
+    def quit(self) -> None:
+        self.term.send("q")
+        # The shell creates the file before it writes the status into it: wait for the status.
+        wait_until(lambda: self.exit_file.exists() and self.exit_file.read_text().strip(), 10,
+                   what="the TUI's exit status")
+        self.assertEqual(self.exit_file.read_text().strip(), "0")
+
+    def test_approve_modify_reject(self) -> None:
+        """Approve, modify with a scripted EDITOR and reject with a reason; the database and audit agree."""
+        screen = self.term.screen()
+        for needle in (self.routes.short_id, "web-1", "egress-block", "need b.com", "* ", "a approve", "q quit"):
+            self.assertIn(needle, screen)
+        # The first row: open it, read the diff, go back.
+        self.term.send("Enter")
+        # Wait for the diff's own line: curses draws the header first, and a capture can fall between the two.
+        detail = self.term.wait_for("+- b.com")
+        self.assertIn("diff (current -> proposed)", detail)
+        self.term.send("Escape")
+        self.term.wait_for("Enter open")
+        # Modify the routes file: the editor turns b.com into c.com; the operator confirms their own diff.
+        self.term.send("m")
+        confirm = self.term.wait_for("y record this modification")
+        for needle in ("diff (proposed -> final)", "  -- b.com", "  +- c.com", "n/Esc cancel"):
+            self.assertIn(needle, confirm)
+        self.term.send("y")
+        self.term.wait_for("note (optional)")
+        self.term.send("narrowed to c", "Enter")
+        self.term.wait_for("2 pending")
+        # Reject the route (now first), with a reason.
+        self.term.send("r")
+        self.term.wait_for("reason for rejecting")
+        self.term.send("no pypi today", "Enter")
+        self.term.wait_for("1 pending")
+        # The report-only proposal: no modify; approving wants a reason.
+        self.term.send("m")
+        self.term.wait_for("report-only")
+        self.term.send("a")
+        self.term.wait_for("reason for approving")
+        self.term.send("Enter")
+        self.term.wait_for("a reason is required")
+        self.term.send("a")
+        self.term.wait_for("reason for approving")
+        self.term.send("fixture key, not real", "Enter")
+        self.term.wait_for("no pending proposals")
+        self.quit()
+        decided = {p: self.store.response(p) for p in (self.routes.id, self.route.id, self.report.id)}
+        self.assertEqual(decided[self.routes.id].status, STATUS_MODIFIED)  # type: ignore[union-attr]
+        self.assertEqual(decided[self.routes.id].final_file, "routes:\n- a.com\n- c.com\n")  # type: ignore[union-attr]
+        self.assertEqual(decided[self.routes.id].notes, "narrowed to c")  # type: ignore[union-attr]
+        self.assertEqual((decided[self.route.id].status, decided[self.route.id].notes),  # type: ignore[union-attr]
+                         (STATUS_REJECTED, "no pypi today"))
+        self.assertEqual((decided[self.report.id].status, decided[self.report.id].notes),  # type: ignore[union-attr]
+                         (STATUS_APPROVED, "fixture key, not real"))
+        with AuditStore(self.db) as audit:
+            self.assertEqual([e.action for e in audit.entries()], ["approved", "rejected", "modified"])
+            self.assertTrue(audit.verify().ok)
+
+    def test_unchanged_edit_and_empty_reason_cancel(self) -> None:
+        """An editor that changes nothing cancels modify; an empty reason cancels reject."""
+        self.term.send("j")  # the egress-allow route: the scripted editor finds no b.com to change
+        self.term.send("m")
+        self.term.wait_for("modify cancelled: the file was empty or unchanged")
+        self.term.send("r")
+        self.term.wait_for("reason for rejecting")
+        self.term.send("Enter")
+        self.term.wait_for("reject cancelled")
+        self.term.send("r")
+        self.term.send("Escape")
+        self.term.wait_for("reject cancelled")
+        self.assertEqual(len(self.store.pending()), 3)
+        self.quit()
+
+    def test_decided_elsewhere_and_new_arrivals(self) -> None:
+        """A proposal decided elsewhere while open is reported; new ones appear by themselves, marked."""
+        self.term.send("Enter")
+        self.term.wait_for("diff (current -> proposed)")
+        decide(self.routes.id, STATUS_APPROVED, decided_by="bob@desk", store=self.store)
+        self.term.wait_for("decided elsewhere: approved by bob@desk")
+        self.term.send("j")  # a keypress: everything on screen is now seen
+        time.sleep(0.3)
+        self.assertNotIn(f"* {self.route.short_id}", self.term.screen())
+        late = self.store.submit("web-3", TOOL_EGRESS_ALLOW, '{"host": "late.example"}\n', "arrived later")
+        self.term.wait_for(f"* {late.short_id}")
+        self.quit()
+
+    def test_header_names_bottles_with_work_and_flags_stale_ones(self) -> None:
+        """The title row lists each bottle with pending work and its count; a silent running sidecar is STALE."""
+        self.term.wait_for("web-1 2, web-2 1")
+        with self.store.db.write() as conn:
+            conn.execute("UPDATE bottles SET state = 'running', last_seen = '2026-01-01T00:00:00.000000Z' "
+                         "WHERE slug = 'web-2'")
+        self.term.wait_for("web-2 1 STALE")
+        self.quit()
+
+    def test_small_and_resized_terminal(self) -> None:
+        """Tiny and changing window sizes never crash it; it redraws what fits."""
+        for width, height in ((20, 4), (3, 1), (60, 8), (120, 30)):
+            self.term.run("resize-window", "-t", "t", "-x", str(width), "-y", str(height))
+            time.sleep(0.4)
+        self.term.send("Enter")
+        self.term.run("resize-window", "-t", "t", "-x", "15", "-y", "3")
+        time.sleep(0.4)
+        self.term.run("resize-window", "-t", "t", "-x", "120", "-y", "30")
+        self.term.wait_for("proposal ")
+        self.assertFalse(self.exit_file.exists(), "still running")
+        self.term.send("Escape")
+        self.quit()
+
+
+class OnceTest(TempDirTest):
+    def test_once_prints_the_list(self) -> None:
+        """--once prints pending proposals (or says there are none) and exits 0; --json is JSON."""
+        db = str(self.tmp / "once.db")
+        self.assertEqual(self.run_cli("db", "upgrade", "--db", db).returncode, 0)
+        empty = self.run_cli("supervise", "--once", "--db", db)
+        self.assertEqual((empty.returncode, empty.stdout.strip()), (0, "no pending proposals"))
+        with QueueStore(db) as store:
+            proposal = store.submit("web-1", TOOL_EGRESS_ALLOW, '{"host": "a"}', "why")
+        listed = self.run_cli("supervise", "--once", "--db", db)
+        self.assertEqual(listed.returncode, 0)
+        self.assertIn(proposal.short_id, listed.stdout)
+        as_json = json.loads(self.run_cli("supervise", "--once", "--json", "--db", db).stdout)
+        self.assertEqual([(p["id"], p["status"]) for p in as_json], [(proposal.id, "pending")])
+
+    def test_without_a_terminal(self) -> None:
+        """The UI itself needs a terminal and says so."""
+        self.assertEqual(self.run_cli("db", "upgrade", "--db", str(self.tmp / "x.db")).returncode, 0)
+        result = self.run_cli("supervise", "--db", str(self.tmp / "x.db"))
+        self.assert_clean_error(result, 1, "needs a terminal")
+
+
+class DemoTest(TempDirTest):
+    def test_demo_auto_end_to_end(self) -> None:
+        """demo --auto: server, agent over HTTP, scripted decisions, answers checked; exit 0."""
+        result = self.run_cli("demo", "--auto", timeout=120)
+        self.assertEqual(result.returncode, 0, result.stdout + result.stderr)
+        out = result.stdout
+        self.assertRegex(out, r"supervise server: http://127\.0\.0\.1:\d+/")
+        for needle in ("approved  'fine for pip'", "modified  'npm yes; example.com no'",
+                       "rejected  'no paste sites from bottles'", "egress proxy: POST api.github.com  token allowed",
+                       "audit log: 4 entries, chain whole",
+                       "every step worked"):
+            self.assertIn(needle, out)
+
+    def test_demo_leaves_no_anchor_behind(self) -> None:
+        """The throwaway demo removes its database's anchor with it; only the host's key stays."""
+        self.assertEqual(self.run_cli("demo", "--auto", timeout=120).returncode, 0)
+        anchors = self.home / ".bot-bottle" / "audit-anchors"
+        self.assertEqual(sorted(p.name for p in anchors.iterdir()) if anchors.exists() else [], [])
+
+    def test_demo_keeps_a_given_database(self) -> None:
+        """With --db the demo's proposals and audit entries stay for inspection."""
+        db = self.tmp / "kept.db"
+        result = self.run_cli("demo", "--auto", "--db", str(db), timeout=120)
+        self.assertEqual(result.returncode, 0, result.stderr)
+        with AuditStore(db) as audit:
+            self.assertEqual(audit.count(), 4)
+
+    def test_demo_in_a_terminal(self) -> None:
+        """The interactive demo opens the TUI; deciding there reaches the agent."""
+        command = (f"cd {shlex.quote(str(REPO))} && env HOME={shlex.quote(str(self.home))} "
+                   f"{shlex.quote(sys.executable)} -m bot_bottle demo; echo DEMO-EXIT=$?; sleep 30")
+        term = Terminal(self, command)
+        term.wait_for("4 pending")
+        self.assertIn("wait on these", term.screen())
+        for _ in range(4):
+            term.send("r")
+            term.wait_for("reason for rejecting")
+            term.send("not in this demo", "Enter")
+            time.sleep(0.3)
+        term.wait_for("0 pending")
+        term.send("q")
+        screen = term.wait_for("DEMO-EXIT=0", timeout=30)
+        self.assertEqual(screen.count("rejected  'not in this demo'"), 3, screen)
+        self.assertIn("request stays blocked", screen)
+
+
+class DemoHangupTest(TempDirTest):
+    def test_closing_the_terminal_removes_the_throwaway_database(self) -> None:
+        """A demo whose terminal goes away (SIGHUP) still stops its server and removes its files."""
+        command = (f"cd {shlex.quote(str(REPO))} && env HOME={shlex.quote(str(self.home))} "
+                   f"{shlex.quote(sys.executable)} -m bot_bottle demo")
+        term = Terminal(self, command)
+        screen = term.wait_for("4 pending")
+        found = re.search(r"\s(/\S+\.db)\s", screen.split("bottle(s)", 1)[1])
+        assert found is not None, screen
+        database = Path(found.group(1))
+        self.assertTrue(database.exists())
+        term.run("kill-server")
+        wait_until(lambda: not database.parent.exists(), 15, what="removing the throwaway database")
+
+
+class RefreshTest(TempDirTest):
+    def test_an_unavailable_database_is_reported_not_fatal(self) -> None:
+        """A refresh that meets a locked database says so on screen and recovers on the next one."""
+        with QueueStore(self.tmp / "r.db") as store:
+            proposal = store.submit("web-1", TOOL_EGRESS_ALLOW, '{"host": "a"}', "why")
+            tui = SuperviseTUI(screen=None, store=store)
+            with mock.patch.object(store, "changes_marker", side_effect=DatabaseBusy("r.db stayed locked")):
+                tui.refresh()
+            self.assertIn("database unavailable: r.db stayed locked (retrying)", tui.message)
+            tui.refresh()
+            self.assertEqual(tui.message, "")
+            self.assertEqual([p.id for p in tui.items], [proposal.id])

@@ -1,0 +1,79 @@
+"""A dashboard served in process for the tests, logged in with its token."""
+
+from __future__ import annotations
+
+import http.client
+import threading
+from urllib.parse import urlencode
+
+from bot_bottle.audit_store import AuditStore
+from bot_bottle.cli.dashboard.server import DashboardServer
+from bot_bottle.cli.dashboard.state import SESSION_COOKIE, Dashboard, shown_digest
+from bot_bottle.queue_store import QueueStore
+from bot_bottle.records import (
+    Proposal,
+)
+from tests.helpers.support import TempDirTest
+
+
+class DashboardCase(TempDirTest):
+    """A dashboard server in this process over a database of this test's."""
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.path = self.tmp / "dash.db"
+        self.store = QueueStore(self.path)
+        self.addCleanup(self.store.close)
+        self.logged: list[str] = []
+        self.dashboard = Dashboard(self.path, self.logged.append)
+        self.server = DashboardServer(("127.0.0.1", 0), self.dashboard)
+        thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        thread.start()
+        self.addCleanup(self._stop, thread)
+        self.port = int(self.server.server_address[1])
+        self.origin = f"http://127.0.0.1:{self.port}"
+
+    def _stop(self, thread: threading.Thread) -> None:
+        self.server.shutdown()
+        thread.join(10)
+        self.server.server_close()
+        self.dashboard.close()
+
+    def call(self, method: str, path: str, *, headers: dict[str, str | None] | None = None, body: bytes = b"",
+             session: bool = True, rooted: bool = True) -> tuple[int, dict[str, str], str]:
+        """One request with our Host (and session cookie) for ``path`` under the dashboard's root (unless not
+        ``rooted``); a header given as None is left out."""
+        if rooted:
+            path = self.dashboard.root + path
+        sent: dict[str, str | None] = {"Host": f"127.0.0.1:{self.port}"}
+        if session:
+            sent["Cookie"] = f"{SESSION_COOKIE}={self.dashboard.session}"
+        sent.update(headers or {})
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=20)
+        try:
+            conn.putrequest(method, path, skip_host=True, skip_accept_encoding=True)
+            for name, value in sent.items():
+                if value is not None:
+                    conn.putheader(name, value)
+            if method == "POST":
+                conn.putheader("Content-Length", str(len(body)))
+            conn.endheaders(body or None)
+            answer = conn.getresponse()
+            data = answer.read().decode("utf-8")
+            return answer.status, {k.lower(): v for k, v in answer.getheaders()}, data
+        finally:
+            conn.close()
+
+    def post(self, proposal: Proposal, action: str, fields: dict[str, str], *,
+             headers: dict[str, str | None] | None = None, session: bool = True,
+             raw: bytes | None = None) -> tuple[int, dict[str, str], str]:
+        """A form post as our page sends it (override any field or header to forge one)."""
+        form = {"csrf": self.dashboard.csrf, "shown": shown_digest(proposal), **fields}
+        body = raw if raw is not None else urlencode({k: v for k, v in form.items() if v is not None}).encode()
+        sent: dict[str, str | None] = {"Origin": self.origin, "Sec-Fetch-Site": "same-origin",
+                                       "Content-Type": "application/x-www-form-urlencoded", **(headers or {})}
+        return self.call("POST", f"/proposal/{proposal.id}/{action}", headers=sent, body=body, session=session)
+
+    def assert_unchanged(self, proposal: Proposal) -> None:
+        self.assertIsNone(self.store.response(proposal.id))
+        self.assertEqual(AuditStore(database=self.store.db).count(), 0)

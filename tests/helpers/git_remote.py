@@ -1,0 +1,126 @@
+"""A bare remote with git-gate installed as its pre-receive hook, pushed to by real git."""
+
+from __future__ import annotations
+
+import subprocess
+import tempfile
+import unittest
+from pathlib import Path
+
+from bot_bottle.sidecar.git_gate.install import install_hook
+from bot_bottle.text.redaction import encoded_forms
+from tests.helpers.support import REPO, require_tool
+
+# Test secrets in gitleaks' aws-access-token shape. Built at run time so this
+# file itself carries no finding.
+SECRET_ALLOWED = "AKIA" + "Z7QWERTYUIOP3XYZ"
+SECRET_BLOCKED = "AKIA" + "Z7QWERTYUIOP4XYZ"
+SHA_A = "a" * 40
+SHA_B = "b" * 40
+ZERO = "0" * 40
+
+
+def github_token(n: int) -> str:
+    """A realistic GitHub personal access token (gitleaks' github-pat rule), unique per ``n``.
+
+    Built at run time so this file carries no literal token.
+    """
+    return "ghp_" + "Q7wErT9yUi0pAs5DfG3hJk2Lz8XcVb" + f"{n:06d}"
+
+
+def b64_forms(token: str) -> list[bytes]:
+    """The token and its base64 forms (as they would sit in a text), as bytes to look for."""
+    return [form.encode() for form in encoded_forms(token) if form == token or "%" not in form]
+
+
+class SharedRemote:
+    """One bare remote with the gate, one work clone and one database, shared by a test class.
+
+    A refused push changes nothing on the remote, so the tests that expect a
+    refusal can share it; building one per test would cost a clone and a
+    first push each.
+    """
+
+    def __init__(self, root: Path, gitleaks: str, timeout: float) -> None:
+        self.root = root
+        self.home = root / "home"
+        self.home.mkdir()
+        self.dbdir = root / "db"
+        self.dbdir.mkdir(mode=0o700)
+        self.db = self.dbdir / "gate.db"
+        self.remote = root / "remote.git"
+        self.work = root / "work"
+        self.env = {"HOME": str(self.home), "PATH": "/usr/bin:/bin", "GIT_CONFIG_NOSYSTEM": "1",
+                    "GIT_AUTHOR_DATE": "2026-11-27T08:00:00Z", "GIT_COMMITTER_DATE": "2026-11-27T08:00:00Z"}
+        self.git("init", "-q", "--bare", str(self.remote), cwd=root)
+        install_hook(self.remote, "web-1", db_path=self.db, gitleaks=gitleaks, pythonpath=str(REPO), timeout=timeout)
+        self.git("clone", "-q", str(self.remote), str(self.work), cwd=root)
+        for key, value in (("user.email", "agent@bottle"), ("user.name", "agent"), ("commit.gpgsign", "false"),
+                           ("advice.nestedTag", "false")):
+            self.git("config", key, value)
+        self.clean_blob = self.blob(b"hello\n")
+        self.base = self.commit_tree(self.tree([("100644", "README.md", self.clean_blob)]), [], "base")
+        result = self.push(f"{self.base}:refs/heads/main")
+        if result.returncode != 0:
+            raise AssertionError(f"the first clean push failed: {result.stderr}")
+
+    def git(self, *args: str, cwd: Path | None = None, data: bytes | None = None) -> str:
+        result = subprocess.run(["git", *args], cwd=cwd or self.work, input=data, capture_output=True, timeout=120,
+                                env=self.env)
+        if result.returncode != 0:
+            raise AssertionError(f"git {args[0]} failed: {result.stderr.decode(errors='replace')}")
+        return result.stdout.decode()
+
+    def blob(self, data: bytes) -> str:
+        return self.git("hash-object", "-w", "--stdin", data=data).strip()
+
+    def tree(self, entries: list[tuple[str, str, str]]) -> str:
+        kinds = {"040000": "tree", "100644": "blob", "100755": "blob"}
+        lines = b"".join(f"{mode} {kinds[mode]} {oid}\t{name}".encode() + b"\0" for mode, name, oid in entries)
+        return self.git("mktree", "-z", data=lines).strip()
+
+    def commit_tree(self, tree: str, parents: list[str], message: str) -> str:
+        args = ["commit-tree", tree, *(arg for parent in parents for arg in ("-p", parent))]
+        return self.git(*args, data=message.encode()).strip()
+
+    def commit_with(self, files: dict[str, bytes], message: str = "add files", parents: list[str] | None = None) -> str:
+        """A child of ``base`` (or of ``parents``) whose tree is README.md plus ``files`` (paths may nest once)."""
+        top: dict[str, str] = {"README.md": self.clean_blob}
+        folders: dict[str, list[tuple[str, str, str]]] = {}
+        for path, data in files.items():
+            folder, _, name = path.rpartition("/")
+            if folder:
+                folders.setdefault(folder, []).append(("100644", name, self.blob(data)))
+            else:
+                top[name] = self.blob(data)
+        entries = [("100644", name, oid) for name, oid in top.items()]
+        entries += [("040000", folder, self.tree(items)) for folder, items in folders.items()]
+        return self.commit_tree(self.tree(entries), [self.base] if parents is None else parents, message)
+
+    def push(self, *refspecs: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["git", "push", "--porcelain", str(self.remote), *refspecs], cwd=self.work,
+                              capture_output=True, text=True, timeout=180, env=self.env)
+
+    def remote_refs(self) -> str:
+        return self.git("for-each-ref", "--format=%(objectname) %(refname)", cwd=self.remote)
+
+    def remote_has(self, oid: str) -> bool:
+        return subprocess.run(["git", "cat-file", "-e", oid], cwd=self.remote, env=self.env,
+                              capture_output=True).returncode == 0
+
+
+class SharedRemoteTest(unittest.TestCase):
+    """Tests that share one remote with the gate installed (real git and gitleaks), made once per class."""
+
+    shared: SharedRemote
+    folder_prefix = "bb-gate-"
+
+    @classmethod
+    def setUpClass(cls) -> None:
+        super().setUpClass()
+        cls._tmp = tempfile.TemporaryDirectory(prefix=cls.folder_prefix)
+        cls.addClassCleanup(cls._tmp.cleanup)
+        probe = unittest.TestCase()
+        gitleaks = require_tool(probe, "gitleaks")
+        require_tool(probe, "git")
+        cls.shared = SharedRemote(Path(cls._tmp.name), gitleaks, timeout=0)

@@ -1,0 +1,1 @@
+"""Tests of bot_bottle.relay, with real relay processes."""

@@ -1,0 +1,1 @@
+"""Tests of bot_bottle.schema: migrations, their runner, backups."""

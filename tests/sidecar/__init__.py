@@ -1,0 +1,1 @@
+"""Tests of bot_bottle.sidecar: the server, egress, the transports."""

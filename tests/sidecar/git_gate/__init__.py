@@ -1,0 +1,1 @@
+"""Tests of git-gate, with real git and gitleaks."""

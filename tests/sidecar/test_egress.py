@@ -1,0 +1,308 @@
+"""The egress proxy's token-override helpers: redaction, the approved set, and fail-closed waiting."""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+import sqlite3
+import subprocess
+import sys
+
+from bot_bottle.audit_store import AuditStore
+from bot_bottle.cli.render import describe
+from bot_bottle.db import Database
+from bot_bottle.queue_store import QueueStore
+from bot_bottle.records import STATUS_APPROVED, STATUS_REJECTED, TOOL_EGRESS_TOKEN_ALLOW
+from bot_bottle.sidecar.egress import ApprovedTokens, _token_allow_payload, redact_snippet, request_token_override
+from bot_bottle.text.redaction import REDACTED, Masker, encoded_forms
+from tests.helpers.corpus import recoverable, spellings
+from tests.helpers.support import REPO, TempDirTest, decide_when_filed
+
+TOKEN = "ghp_" + "Zx9Qw8Er7Ty6Ui5Op4As3Df2Gh1Jk0LzXcVb"
+BODY = f'{{"message": "deploy", "auth": "{TOKEN}", "repo": "acme/app"}}'
+
+
+class RedactionTest(TempDirTest):
+    def test_snippet_masks_the_value_and_is_bounded(self) -> None:
+        """The snippet keeps context on each side, masks every copy, and stays short and on one line."""
+        snippet = redact_snippet("x" * 500 + f"line1\nkey={TOKEN} and again {TOKEN[:20]}" + "y" * 500, TOKEN)
+        self.assertNotIn(TOKEN, snippet)
+        self.assertNotIn(TOKEN[:20], snippet)
+        self.assertIn(f"key={REDACTED}", snippet)
+        self.assertIn("\\n", snippet)
+        self.assertLess(len(snippet), 200)
+        self.assertEqual(redact_snippet("nothing here", TOKEN), REDACTED)
+        self.assertEqual(redact_snippet("pin=4821;", "4821"), f"pin={REDACTED};")
+
+    def test_payload_has_no_token(self) -> None:
+        """The DLP report names host, method, path and detector, and never the token."""
+        approved = ApprovedTokens()
+        payload = _token_allow_payload(Masker([TOKEN]), host="api.github.com", method="post", path="/repos",
+                                       detector="github-pat", context=BODY, value=TOKEN,
+                                       fingerprint=approved._fingerprint(TOKEN))
+        self.assertNotIn(TOKEN, payload)
+        report = json.loads(payload)
+        self.assertEqual((report["host"], report["method"], report["path"], report["detector"]),
+                         ("api.github.com", "POST", "/repos", "github-pat"))
+        self.assertIn(REDACTED, report["snippet"])
+        self.assertEqual(report["value_length"], len(TOKEN))
+
+    def test_approved_set_keeps_no_value(self) -> None:
+        """Approved tokens are kept as keyed hashes: another process's set cannot match them."""
+        approved = ApprovedTokens()
+        self.assertFalse(approved.allows(TOKEN, host="api.github.com", method="POST"))
+        self.assertTrue(approved.add(TOKEN, host="api.github.com", method="POST"))
+        self.assertTrue(approved.allows(TOKEN, host="api.github.com", method="POST"))
+        self.assertFalse(approved.allows(TOKEN + "x", host="api.github.com", method="POST"))
+        self.assertEqual(len(approved), 1)
+        self.assertNotIn(TOKEN, repr(vars(approved)))
+        self.assertNotEqual(ApprovedTokens()._fingerprint(TOKEN), approved._fingerprint(TOKEN))
+
+    def test_approval_is_for_one_host_and_method(self) -> None:
+        """An approval holds for the host and method approved (as DNS and HTTP compare them), nothing else."""
+        approved = ApprovedTokens()
+        approved.add(TOKEN, host="api.github.com", method="post")
+        self.assertTrue(approved.allows(TOKEN, host="API.GitHub.com.", method="POST"))
+        for host, method in (("evil.example", "POST"), ("api.github.com.evil.example", "POST"),
+                             ("github.com", "POST"), ("api.github.com", "PUT"), ("api.github.com", "GET")):
+            with self.subTest(host=host, method=method):
+                self.assertFalse(approved.allows(TOKEN, host=host, method=method))
+        self.assertFalse(approved.allows(TOKEN), "without a host and method nothing is allowed")
+        # Only ASCII folds: the Kelvin sign lower-cases to "k" in Python, but it is another host.
+        approved.add(TOKEN, host="kube.example", method="GET")
+        self.assertTrue(approved.allows(TOKEN, host="KUBE.example", method="get"))
+        for host in ("\u212aube.example", "kube.example..", " kube.example", "kube.example ", "kube.example:443"):
+            with self.subTest(host=host):
+                self.assertFalse(approved.allows(TOKEN, host=host, method="GET"))
+        self.assertFalse(approved.allows(TOKEN, host="kube.example", method="G\u0130T".lower()))
+
+    def test_token_spelt_to_slip_past_masking(self) -> None:
+        """Upper-case hex, %6a escapes, a few characters escaped, zero-width spaces: masked in every field."""
+        for name, spelt in spellings(TOKEN).items():
+            with self.subTest(spelling=name):
+                payload = _token_allow_payload(Masker([TOKEN]), host="api.github.com", method="post",
+                                               path=f"/upload/{spelt}?t={spelt}", detector=f"github-pat {spelt}",
+                                               context=f"{TOKEN} {spelt}", value=TOKEN, fingerprint="f" * 64)
+                self.assertTrue(recoverable(spelt, TOKEN))
+                self.assertFalse(recoverable(payload, TOKEN), payload)
+        # Two encodings deep, which no window of a form matches: the field is left out.
+        twice = base64.b64encode(base64.b64encode(TOKEN.encode()).hex().encode()).decode()
+        payload = _token_allow_payload(Masker([TOKEN]), host="api.github.com", method="post", path=f"/u/{twice}",
+                                       detector="d", context=f"{TOKEN} {twice}", value=TOKEN, fingerprint="f" * 64)
+        self.assertNotIn(twice[:24], payload)
+        self.assertEqual(json.loads(payload)["path"], "(not shown: it holds the token in an encoded form)")
+
+    def test_a_host_that_reads_as_another_is_no_scope(self) -> None:
+        """A look-alike host (Cyrillic, full-width, bidi) or one that reads as a URL naming another host: refused."""
+        approved = ApprovedTokens()
+        for host in ("\u0430pi.github.com", "api.gith\u00fcb.com", "\uff41pi.github.com", "api.github.com\u202e",
+                     "api.github.com@evil.example", "api.github.com/.evil.example", "api.github.com#x",
+                     "api.github.com?x", "api..github.com", "-api.github.com", "api.github.com:", "x" * 300,
+                     "api.github.com:443:80", "[::1", "api.github.com\n", "api.github.com\\evil.example"):
+            with self.subTest(host=host), self.assertLogs("bot_bottle.egress", "ERROR"):
+                self.assertFalse(approved.add(TOKEN, host=host, method="POST"))
+        for method in ("P OST", "POST\r\nX-Evil: 1", "P\u041eST", "", "G" * 101):
+            with self.subTest(method=method), self.assertLogs("bot_bottle.egress", "ERROR"):
+                self.assertFalse(approved.add(TOKEN, host="api.github.com", method=method))
+        self.assertEqual(len(approved), 0)
+        for host in ("api.github.com", "API.GitHub.com.", "xn--80ak6aa92e.com", "127.0.0.1:8080", "[2001:db8::1]:443",
+                     "my_service.internal"):
+            with self.subTest(host=host):
+                self.assertTrue(approved.add(TOKEN, host=host, method="post"))
+                self.assertTrue(approved.allows(TOKEN, host=host.upper(), method="POST"))
+
+    def test_a_huge_field_is_masked_where_it_is_shown(self) -> None:
+        """A ten-million-character path: the report's field is bounded, the token masked also across the cut."""
+        for before in (0, 300, 505, 511, 600):
+            with self.subTest(before=before):
+                path = "/" + "a" * before + TOKEN + "/b" * 5_000_000
+                payload = json.loads(_token_allow_payload(Masker([TOKEN]), host="api.github.com", method="POST",
+                                                          path=path, detector="d", context=TOKEN, value=TOKEN,
+                                                          fingerprint="f" * 64))
+                self.assertLessEqual(len(payload["path"]), 512)
+                self.assertFalse(recoverable(payload["path"], TOKEN[:12]), payload["path"])
+                self.assertNotIn(TOKEN[:6], payload["path"])
+
+    def test_masking_is_linear_and_complete_for_a_long_value(self) -> None:
+        """A 32,000-character value is masked in one pass wherever it (or a piece, or its base64) appears."""
+        value = "".join(chr(ord("a") + (i * 7919) % 26) + str(i % 10) for i in range(16000))
+        encoded = base64.b64encode(value.encode()).decode()
+        text = f"GET /x/{value[:100]}?q={value} Authorization: Basic {encoded} tail"
+        masked = Masker([value]).mask(text)
+        self.assertTrue(masked.startswith(f"GET /x/{REDACTED}?q={REDACTED} Authorization: Basic {REDACTED}"), masked)
+        self.assertTrue(masked.endswith(" tail"), masked)
+        self.assertLess(len(masked), 80, "at most the last base64 group (two bytes of the value) is left")
+
+
+class OverrideTest(TempDirTest):
+    def setUp(self) -> None:
+        super().setUp()
+        self.path = self.tmp / "egress.db"
+        self.store = QueueStore(self.path)
+        self.addCleanup(self.store.close)
+        self.bottle = self.store.for_bottle("web-1")
+        self.approved = ApprovedTokens()
+
+    def ask(self, timeout: float = 30, value: str = TOKEN, host: str = "api.github.com", method: str = "POST") -> bool:
+        return request_token_override(self.bottle, self.approved, host=host, method=method,
+                                      path="/repos/acme/app/dispatches", detector="github-pat",
+                                      context=BODY.replace(TOKEN, value), value=value, timeout=timeout,
+                                      poll_interval=0.02)
+
+    def decide_when_filed(self, status: str, notes: str) -> None:
+        decide_when_filed(self, self.store, "web-1", status, notes)
+
+    def assert_no_token_stored(self) -> None:
+        self.assertNotIn(TOKEN.encode(), self.path.read_bytes())
+        with AuditStore(database=self.store.db) as audit:
+            self.assertNotIn(TOKEN, "\n".join(json.dumps(e.to_dict()) for e in audit.export()))
+
+    def test_approve(self) -> None:
+        """Approval: True, the token remembered for the proxy's life (no second proposal)."""
+        self.decide_when_filed(STATUS_APPROVED, "deploy token, expected")
+        self.assertTrue(self.ask())
+        self.assertTrue(self.approved.allows(TOKEN, host="api.github.com", method="POST"))
+        self.assertTrue(self.ask(timeout=0))
+        proposals = self.store.listing("web-1", include_decided=True)
+        self.assertEqual(len(proposals), 1)
+        self.assertEqual(proposals[0][0].tool, TOOL_EGRESS_TOKEN_ALLOW)
+        self.assertIsNotNone(proposals[0][0].archived_at)
+        self.assert_no_token_stored()
+
+    def test_reject(self) -> None:
+        """Rejection: False, and nothing remembered."""
+        self.decide_when_filed(STATUS_REJECTED, "never send this token there")
+        with self.assertLogs("bot_bottle.egress", "WARNING") as logs:
+            self.assertFalse(self.ask())
+        self.assertIn("rejected", "\n".join(logs.output))
+        self.assertFalse(self.approved.allows(TOKEN, host="api.github.com", method="POST"))
+        self.assert_no_token_stored()
+
+    def test_timeout(self) -> None:
+        """No decision in time: False; the proposal stays for the operator."""
+        with self.assertLogs("bot_bottle.egress", "WARNING") as logs:
+            self.assertFalse(self.ask(timeout=0.2))
+        self.assertIn("no decision", "\n".join(logs.output))
+        self.assertEqual(len(self.store.pending("web-1")), 1)
+
+    def test_database_unavailable(self) -> None:
+        """A locked database (past the busy timeout) or a closed one: False, never an exception."""
+        locked_store = QueueStore(database=Database(self.path, busy_timeout=0.2))
+        self.addCleanup(locked_store.close)
+        self.addCleanup(locked_store.db.close)
+        holder = sqlite3.connect(self.path, isolation_level=None)
+        self.addCleanup(holder.close)
+        holder.execute("BEGIN EXCLUSIVE")
+        try:
+            with self.assertLogs("bot_bottle.egress", "ERROR"):
+                self.assertFalse(request_token_override(
+                    locked_store.for_bottle("web-1"), self.approved, host="h", method="GET", path="/",
+                    detector="d", context=TOKEN, value=TOKEN, timeout=5))
+        finally:
+            holder.execute("ROLLBACK")
+        self.store.close()
+        with self.assertLogs("bot_bottle.egress", "ERROR"):
+            self.assertFalse(self.ask())
+
+    def test_dlp_report_renders(self) -> None:
+        """proposals show / the TUI render the DLP report, not raw JSON."""
+        with self.assertLogs("bot_bottle.egress", "WARNING"):
+            self.assertFalse(self.ask(timeout=0))
+        proposal = self.store.pending("web-1")[0]
+        text = "\n".join(describe(proposal, None))
+        self.assertIn("request:   POST https://api.github.com/repos/acme/app/dispatches", text)
+        self.assertIn("detector:  github-pat", text)
+        self.assertIn(REDACTED, text)
+        self.assertNotIn(TOKEN, text)
+
+    def test_approval_does_not_carry_to_another_host_or_method(self) -> None:
+        """Approved for POST api.github.com: the same token to evil.example, or as a PUT, files a new proposal."""
+        self.decide_when_filed(STATUS_APPROVED, "deploy token, to GitHub")
+        self.assertTrue(self.ask())
+        with self.assertLogs("bot_bottle.egress", "WARNING"):
+            self.assertFalse(self.ask(timeout=0, host="evil.example"))
+        with self.assertLogs("bot_bottle.egress", "WARNING"):
+            self.assertFalse(self.ask(timeout=0, method="PUT"))
+        self.assertTrue(self.ask(timeout=0, host="API.GITHUB.COM"), "the approved host, as DNS compares it")
+        pending = self.store.pending("web-1")
+        self.assertEqual(len(pending), 2)
+        reports = sorted((json.loads(p.payload)["method"], json.loads(p.payload)["host"]) for p in pending)
+        self.assertEqual(reports, [("POST", "evil.example"), ("PUT", "api.github.com")])
+        self.assertTrue(all("let this token through to this host" in p.justification for p in pending))
+
+    def test_bad_arguments_fail_closed(self) -> None:
+        """None, bytes or another wrong type anywhere: False, logged, nothing filed, never an exception."""
+        good: dict[str, object] = {"host": "api.github.com", "method": "POST", "path": "/x", "detector": "github-pat",
+                                   "context": BODY, "value": TOKEN, "timeout": 0, "poll_interval": 0.02}
+        bad_values: dict[str, list[object]] = {
+            "host": [None, b"api.github.com", 7, "", "  "], "method": [None, b"POST", ["POST"], ""],
+            "path": [None, b"/x", 1.5], "detector": [None, b"d"], "context": [None, BODY.encode(), {"a": 1}],
+            "value": [None, TOKEN.encode(), "", 12345], "timeout": [None, "5", math.nan, math.inf, -1, True],
+            "poll_interval": [None, 0, -0.5, "0.1", math.nan],
+        }
+        bad_values["host"] += ["\u0430pi.github.com", "api.github.com@evil.example"]
+        for name, values in bad_values.items():
+            for bad in values:
+                with self.subTest(argument=name, value=bad), self.assertLogs("bot_bottle.egress", "ERROR") as logs:
+                    self.assertFalse(request_token_override(self.bottle, self.approved, **{**good, name: bad}))
+                self.assertIn("bad argument", "\n".join(logs.output))
+                self.assertNotIn(TOKEN, "\n".join(logs.output))
+        for bottle, approved in ((None, self.approved), ("web-1", self.approved), (self.bottle, None),
+                                 (self.bottle, set())):
+            with self.subTest(bottle=bottle, approved=approved), self.assertLogs("bot_bottle.egress", "ERROR"):
+                self.assertFalse(request_token_override(bottle, approved, **good))  # type: ignore[arg-type]
+        self.assertEqual(self.store.listing("web-1", include_decided=True), [])
+        approved = ApprovedTokens()
+        for value, host, method in ((None, "h", "GET"), (TOKEN.encode(), "h", "GET"), (TOKEN, None, "GET"),
+                                    (TOKEN, b"h", "GET"), (TOKEN, "h", None), (TOKEN, "h", 1), ("", "h", "GET")):
+            with self.subTest(value=value, host=host, method=method):
+                self.assertFalse(approved.allows(value, host=host, method=method))  # type: ignore[arg-type]
+                with self.assertLogs("bot_bottle.egress", "ERROR"):
+                    self.assertFalse(approved.add(value, host=host, method=method))  # type: ignore[arg-type]
+        self.assertEqual(len(approved), 0)
+        for context, value, radius in ((None, TOKEN, 5), (BODY, None, 5), (BODY.encode(), TOKEN, 5),
+                                       (BODY, TOKEN.encode(), 5), (BODY, "", 5), (BODY, TOKEN, None),
+                                       (BODY, TOKEN, -1), (BODY, TOKEN, 2.5)):
+            with self.subTest(context=type(context), value=type(value), radius=radius):
+                self.assertEqual(redact_snippet(context, value, radius), REDACTED)  # type: ignore[arg-type]
+
+
+class NothingStoredTest(TempDirTest):
+    """A token in the host, the URL path or query, a header or base64 in the body: in no stored byte."""
+
+    def test_token_in_host_path_query_headers_and_base64(self) -> None:
+        dbdir = self.tmp / "db"
+        dbdir.mkdir(mode=0o700)
+        path = dbdir / "bot-bottle.db"
+        store = QueueStore(path)
+        self.addCleanup(store.close)
+        basic = base64.b64encode(f"x-access-token:{TOKEN}".encode()).decode()
+        context = (f"POST /upload/{TOKEN}?token={TOKEN} HTTP/1.1\r\nHost: {TOKEN}.evil.example\r\n"
+                   f"Authorization: Basic {basic}\r\nX-Token: {TOKEN[:20]}\r\n\r\n{{\"t\": \"{TOKEN}\"}}")
+        decide_when_filed(self, store, "web-1", STATUS_REJECTED, "not to that host")
+        with self.assertLogs("bot_bottle.egress", "WARNING"):
+            self.assertFalse(request_token_override(
+                store.for_bottle("web-1"), ApprovedTokens(), host=f"{TOKEN}.evil.example", method=f"post{TOKEN}",
+                path=f"/upload/{TOKEN}?token={TOKEN}&b={basic}", detector=f"github-pat {TOKEN[4:30]}",
+                context=context, value=TOKEN, timeout=30, poll_interval=0.02))
+        (proposal, response) = store.listing("web-1", include_decided=True)[0]
+        self.assertIsNotNone(response)
+        report = json.loads(proposal.payload)
+        self.assertEqual(report["host"], f"{REDACTED}.evil.example")
+        # The base64 keeps its prefix ("x-access-token:") and at most its last group (one byte of the token).
+        self.assertRegex(report["path"], r"^/upload/\*{8}\?token=\*{8}&b=eC1hY2Nlc3MtdG9rZW46\*{8}.{0,4}$")
+        self.assertIn(REDACTED, report["snippet"])
+        self.assertIn(f"to {REDACTED}.evil.example/upload/{REDACTED}", proposal.justification)
+        store.close()
+        export = subprocess.run([sys.executable, "-m", "bot_bottle", "audit", "export", "--db", str(path)],
+                                cwd=REPO, capture_output=True, timeout=60)
+        self.assertEqual(export.returncode, 0, export.stderr)
+        self.assertIn(b"not to that host", export.stdout)
+        forms = [f.encode() for f in encoded_forms(TOKEN)] + [basic.encode(), TOKEN[:20].encode(), TOKEN[4:30].encode()]
+        files = [p for p in dbdir.rglob("*") if p.is_file()]
+        self.assertIn(path, files)
+        for form in forms:
+            for stored in files:
+                self.assertNotIn(form, stored.read_bytes(), f"{form!r} in {stored.name}")
+            self.assertNotIn(form, export.stdout)

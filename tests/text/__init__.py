@@ -1,0 +1,1 @@
+"""Tests of bot_bottle.text: the terminal sanitizer and the HTML escaper."""
