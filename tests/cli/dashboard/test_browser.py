@@ -1,4 +1,4 @@
-"""The dashboard in a real browser (headless Chromium, tests/helpers/browser.py): hostile text, CSP, CSRF, the whole flow.
+"""The dashboard in a real browser (headless Chromium, tests/helpers/browser.py): hostile text, CSP, CSRF, the flow.
 
 One browser serves the whole class; each test has its own dashboard server
 (tests/cli/dashboard/test_dashboard.py's ``DashboardCase``) and logs in with its token.
