@@ -35,12 +35,11 @@ from bot_bottle.records import (
     MAX_NAME_BYTES,
     AuditEntry,
     Response,
-    parse_timestamp,
-    utc_now,
     validate_queue_key,
     validate_text,
     validated_details,
 )
+from bot_bottle.timestamps import parse_timestamp, utc_now
 
 DEFAULT_LIST_LIMIT = 50
 

@@ -20,7 +20,8 @@ from typing import Any
 
 from bot_bottle.db import DatabaseUser
 from bot_bottle.errors import NotFound, ValidationError
-from bot_bottle.records import TIMESTAMP_FORMAT, TIMESTAMP_RE, ProposalSummary, utc_now, validate_queue_key
+from bot_bottle.records import ProposalSummary, validate_queue_key
+from bot_bottle.timestamps import TIMESTAMP_FORMAT, TIMESTAMP_RE, utc_now
 
 STATE_PREPARED = "prepared"
 STATE_RUNNING = "running"

@@ -47,7 +47,6 @@ from bot_bottle.records import (
     Quota,
     Response,
     sha256_text,
-    utc_now,
     validate_optional_text,
     validate_proposal_id,
     validate_queue_key,
@@ -55,6 +54,7 @@ from bot_bottle.records import (
     validate_text,
     validate_tool,
 )
+from bot_bottle.timestamps import utc_now
 
 
 def _check_wait(timeout: object, poll_interval: object) -> tuple[float, float]:

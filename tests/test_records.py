@@ -5,7 +5,7 @@ from __future__ import annotations
 import unittest
 from datetime import UTC, datetime
 
-from bot_bottle import records
+from bot_bottle import records, timestamps
 from bot_bottle.errors import ValidationError
 
 
@@ -64,14 +64,14 @@ class ValidationTest(unittest.TestCase):
 
     def test_timestamps(self) -> None:
         """Stored times are fixed-width UTC; people's dates and times parse into that form."""
-        now = records.utc_now()
-        self.assertRegex(now, records.TIMESTAMP_RE)
-        self.assertEqual(records.parse_timestamp("since", "2026-11-01"), "2026-11-01T00:00:00.000000Z")
-        self.assertEqual(records.parse_timestamp("since", "2026-11-01T10:00:00+02:00"), "2026-11-01T08:00:00.000000Z")
-        self.assertEqual(records.parse_timestamp("since", "2026-11-01T10:00:00Z"), "2026-11-01T10:00:00.000000Z")
-        self.assert_invalid("since", records.parse_timestamp, "since", "yesterday")
-        self.assert_invalid("timestamp", records.format_timestamp, datetime(2026, 1, 1))
-        self.assertEqual(records.format_timestamp(datetime(2026, 1, 1, tzinfo=UTC)),
+        now = timestamps.utc_now()
+        self.assertRegex(now, timestamps.TIMESTAMP_RE)
+        self.assertEqual(timestamps.parse_timestamp("since", "2026-11-01"), "2026-11-01T00:00:00.000000Z")
+        self.assertEqual(timestamps.parse_timestamp("since", "2026-11-01T10:00:00+02:00"), "2026-11-01T08:00:00.000000Z")
+        self.assertEqual(timestamps.parse_timestamp("since", "2026-11-01T10:00:00Z"), "2026-11-01T10:00:00.000000Z")
+        self.assert_invalid("since", timestamps.parse_timestamp, "since", "yesterday")
+        self.assert_invalid("timestamp", timestamps.format_timestamp, datetime(2026, 1, 1))
+        self.assertEqual(timestamps.format_timestamp(datetime(2026, 1, 1, tzinfo=UTC)),
                          "2026-01-01T00:00:00.000000Z")
 
 

@@ -26,7 +26,7 @@ from bot_bottle.audit.seal import (
 )
 from bot_bottle.errors import AuditTampered, BotBottleError
 from bot_bottle.paths import bot_bottle_root
-from bot_bottle.records import utc_now
+from bot_bottle.timestamps import utc_now
 
 ANCHOR_DIR = "audit-anchors"
 

@@ -11,7 +11,7 @@ from bot_bottle.cli.common import age, db_path, first_line, print_json, print_ta
 from bot_bottle.cli.registry import summary
 from bot_bottle.cli.render import proposal_json
 from bot_bottle.errors import NotFound
-from bot_bottle.records import format_timestamp
+from bot_bottle.timestamps import format_timestamp
 
 _EPILOG = """\
 examples:

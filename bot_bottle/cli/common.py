@@ -17,8 +17,8 @@ from typing import Any, TextIO
 
 from bot_bottle.db import resolve_db_path
 from bot_bottle.errors import CannotOpenDatabase
-from bot_bottle.records import TIMESTAMP_FORMAT
 from bot_bottle.text import terminal
+from bot_bottle.timestamps import TIMESTAMP_FORMAT
 
 
 def add_db_option(parser: argparse.ArgumentParser, help: str | None = None) -> None:

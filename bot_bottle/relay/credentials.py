@@ -21,7 +21,8 @@ from pathlib import Path
 from bot_bottle.db import DatabaseUser
 from bot_bottle.errors import Unauthorized
 from bot_bottle.paths import bot_bottle_root
-from bot_bottle.records import utc_now, validate_queue_key
+from bot_bottle.records import validate_queue_key
+from bot_bottle.timestamps import utc_now
 from bot_bottle.wire.relay_file import (
     TOKEN_BYTES,
 )
