@@ -31,6 +31,7 @@ never shown as they are::
     ├── StillPending                  the operation needs a decided proposal
     ├── QuotaExceeded                 the bottle has as much pending as it may
     ├── MissingMount                  a sidecar finds neither the host's database nor a relay file
+    │   └── MountAccessDenied         it is mounted, but the sidecar's user may not use it
     ├── Unauthorized                  a relay request without a live credential of its bottle
     ├── RelayUnreachable              the sidecar could not reach the operator's relay
     ├── RelayError                    the relay answered, but not with what was asked
@@ -160,6 +161,10 @@ class QuotaExceeded(BotBottleError):
 
 class MissingMount(BotBottleError):
     """A sidecar's database is not the host's mounted one, so nothing may be filed there."""
+
+
+class MountAccessDenied(MissingMount):
+    """What the backend mounted for the sidecar is there, but the user the sidecar runs as may not use it."""
 
 
 class Unauthorized(BotBottleError):

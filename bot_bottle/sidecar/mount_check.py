@@ -11,6 +11,9 @@ from a second process, that a lock SQLite holds there is actually seen.
 ``require_sidecar_database`` is the sidecar's check before it opens the
 database at all: the file must exist and sit on a mount (the host's
 directory, bind-mounted by the backend), never be created in the container.
+``access_denied`` says why a sidecar cannot use what is there: the mount
+belongs to another user than the one the container runs as (or nothing is
+mounted and the image's own directory is closed to it).
 """
 
 from __future__ import annotations
@@ -18,12 +21,13 @@ from __future__ import annotations
 import os
 import re
 import sqlite3
+import stat
 import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from bot_bottle.errors import MissingMount
+from bot_bottle.errors import MissingMount, MountAccessDenied
 
 MOUNTINFO = Path("/proc/self/mountinfo")
 LOCAL = "local"
@@ -40,6 +44,8 @@ SHARED_TYPES = frozenset({
     "ceph", "glusterfs", "lustre", "afs", "osxfs", "vmhgfs", "davfs", "sshfs",
 })
 _ESCAPE_RE = re.compile(r"\\([0-7]{3})")
+# The kernel's overflow uid: how a file's owner shows inside a user namespace that does not map it.
+OVERFLOW_UID = 65534
 
 
 @dataclass(frozen=True)
@@ -224,3 +230,46 @@ def require_sidecar_database(path: str | os.PathLike[str], mountinfo: str | None
     if point not in (target, directory):
         where = f"on {entry.mount_point} ({entry.fstype})" if entry else "on no mount"
         raise MissingMount(f"{os.fspath(path)} is not on a mount of its own (it is {where}): {how}")
+
+
+def access_denied(mount_point: str, path: str, doing: str, mountinfo: str | None = None) -> MissingMount:
+    """The error for a sidecar whose user may not ``doing`` ``path``, under ``mount_point``: one line.
+
+    ``MountAccessDenied`` when something is mounted at ``mount_point``,
+    naming the mode and owner of ``path`` (or of the mount point, where
+    ``path`` cannot be looked at), the uid:gid the sidecar runs as and the
+    ``--user`` that would work; ``MissingMount`` when nothing is mounted there
+    (the image's own directory is what is closed). ``mountinfo`` replaces
+    ``/proc/self/mountinfo`` (for tests).
+    """
+    if mountinfo is None:
+        try:
+            mountinfo = MOUNTINFO.read_text()
+        except OSError:
+            mountinfo = ""
+    entry = filesystem_of(mount_point, mountinfo)
+    me = f"uid {os.getuid()} gid {os.getgid()}"
+    if entry is None or entry.mount_point.rstrip("/") != mount_point.rstrip("/"):
+        return MissingMount(f"nothing is mounted at {mount_point}, and this sidecar ({me}) may not look into the "
+                            "image's own directory there: the backend mounts the host's database directory or the "
+                            "relay file at it ('bot-bottle prepare SLUG --backend NAME' prints the command)")
+    for target in (path, mount_point):
+        try:
+            info = os.stat(target)
+            break
+        except OSError:
+            continue
+    else:
+        return MountAccessDenied(f"this sidecar ({me}) may not {doing} {path} on the mount at {mount_point}: run it "
+                                 "as the user who owns the mounted directory ('bot-bottle prepare' prints the --user)")
+    owner = ("" if target == path else f"{target} is ") + \
+        f"mode {stat.S_IMODE(info.st_mode):04o}, owner uid {info.st_uid} gid {info.st_gid}"
+    if info.st_uid == OVERFLOW_UID:
+        fix = ("its owner is not mapped into this container's user namespace (uid 65534 stands for that): with "
+               "rootless podman, run the sidecar with --userns=keep-id --user UID:GID, as 'bot-bottle prepare "
+               "SLUG --backend docker --engine podman' prints")
+    else:
+        fix = (f"run the sidecar as that owner, --user {info.st_uid}:{info.st_gid}, as the command 'bot-bottle "
+               "prepare SLUG --backend NAME' prints does")
+    return MountAccessDenied(f"{mount_point} is mounted, but this sidecar ({me}) may not {doing} {path} ({owner}): "
+                             f"{fix}")

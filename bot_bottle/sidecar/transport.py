@@ -29,7 +29,7 @@ from bot_bottle.errors import MissingMount, ValidationError
 from bot_bottle.paths import DB_DIR_IN_CONTAINER, DB_PATH_IN_CONTAINER
 from bot_bottle.queue_store import BottleQueue, QueueStore
 from bot_bottle.records import DEFAULT_POLL_INTERVAL_SEC, DEFAULT_QUOTA, Grant, Proposal, Quota, Response
-from bot_bottle.sidecar.mount_check import require_sidecar_database
+from bot_bottle.sidecar.mount_check import access_denied, require_sidecar_database
 from bot_bottle.sidecar.relay_queue import RelayQueue
 from bot_bottle.wire.relay_file import RELAY_FILE_IN_CONTAINER, RelayEndpoint, read_endpoint_file
 
@@ -117,12 +117,26 @@ class Transport:
             raise
 
 
+def _present(path: str) -> bool:
+    """Whether ``path`` exists; an error saying so when this process may not even look (``os.path.lexists``
+    would answer False, and the sidecar would report a missing mount that is there)."""
+    try:
+        os.lstat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+    except PermissionError:
+        raise access_denied(DB_DIR_IN_CONTAINER, DB_DIR_IN_CONTAINER, "look into") from None
+    return True
+
+
 def find_transport(db: str | os.PathLike[str] | None = None,
                    relay_file: str | os.PathLike[str] | None = None) -> Transport:
     """The transport at the constant path, or the one ``db`` / ``relay_file`` names.
 
     Raises ``MissingMount`` (one line) when the constant path holds neither
-    the mounted database nor a relay file, and ``ValidationError`` when both
+    the mounted database nor a relay file, ``MountAccessDenied`` when one is
+    mounted but this process's user may not use it (the message names its
+    owner and the ``--user`` that would), and ``ValidationError`` when both
     ``db`` and ``relay_file`` are given.
     """
     if db is not None and relay_file is not None:
@@ -131,12 +145,23 @@ def find_transport(db: str | os.PathLike[str] | None = None,
         return Transport(FILE, database=Path(db))
     if relay_file is not None:
         return Transport(RELAY, endpoint=read_endpoint_file(relay_file))
-    if os.path.lexists(DB_PATH_IN_CONTAINER):
+    if _present(DB_PATH_IN_CONTAINER):
         # Never create the host's database: a fresh file here would collect
         # proposals the operator never sees.
         require_sidecar_database(DB_PATH_IN_CONTAINER)
+        # SQLite writes its journal beside the file: the directory must be writable too.
+        if not os.access(DB_DIR_IN_CONTAINER, os.W_OK | os.X_OK):
+            if os.statvfs(DB_DIR_IN_CONTAINER).f_flag & os.ST_RDONLY:
+                raise MissingMount(f"{DB_DIR_IN_CONTAINER} is mounted read-only, but SQLite writes the database's "
+                                   "journal beside it: mount the host's database directory read-write, as the "
+                                   "command 'bot-bottle prepare SLUG --backend NAME' prints does")
+            raise access_denied(DB_DIR_IN_CONTAINER, DB_DIR_IN_CONTAINER, "write the database's journal into")
+        if not os.access(DB_PATH_IN_CONTAINER, os.R_OK | os.W_OK):
+            raise access_denied(DB_DIR_IN_CONTAINER, DB_PATH_IN_CONTAINER, "read and write")
         return Transport(MOUNT, database=Path(DB_PATH_IN_CONTAINER))
-    if os.path.lexists(RELAY_FILE_IN_CONTAINER):
+    if _present(RELAY_FILE_IN_CONTAINER):
+        if not os.access(RELAY_FILE_IN_CONTAINER, os.R_OK):
+            raise access_denied(DB_DIR_IN_CONTAINER, RELAY_FILE_IN_CONTAINER, "read")
         return Transport(RELAY, endpoint=read_endpoint_file(RELAY_FILE_IN_CONTAINER))
     raise MissingMount(
         f"neither the host's database ({DB_PATH_IN_CONTAINER}) nor a relay file ({RELAY_FILE_IN_CONTAINER}) is "
