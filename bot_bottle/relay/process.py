@@ -11,12 +11,14 @@ request and no traceback.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from types import FrameType
 
 from bot_bottle.connection import DIR_MODE, FILE_MODE
@@ -58,6 +60,9 @@ NONCES_FILENAME = "nonces"  # the spent nonces still in their window, so a resta
 START_TIMEOUT_SEC = 15.0
 
 
+_CLI_ERROR_PREFIX = re.compile(r"^(bot-bottle: error: )+")
+
+
 # Relays this process started and never waits on (they outlive it): kept so no Popen is collected while it runs.
 _STARTED: list[subprocess.Popen[bytes]] = []
 
@@ -92,14 +97,21 @@ def ensure_relay(host: str = DEFAULT_RELAY_HOST, port: int = DEFAULT_RELAY_PORT,
                 if process.poll() is None:
                     process.kill()
                 process.wait()
-                lines = log.read_text(encoding="utf-8", errors="replace").strip().splitlines()
-                raise BotBottleError("the relay did not start" + (f": {lines[-1]}" if lines else "")
-                                     + f" (its log: {log})")
+                raise BotBottleError("the relay did not start" + _last_reason(log) + f" (its log: {log})")
             time.sleep(0.05)
     if info.port != port or info.host not in (host, "0.0.0.0", "::"):
         raise BotBottleError(f"the relay that runs (pid {info.pid}) listens on {info.url}, but this backend's "
                              f"sidecars need {host}:{port}: stop it (kill {info.pid}) and prepare again")
     return info
+
+
+def _last_reason(log: Path) -> str:
+    """``": REASON"`` from the log's last line, without the ``bot-bottle: error:`` the relay's CLI put before it
+    (whoever reports it adds its own)."""
+    lines = log.read_text(encoding="utf-8", errors="replace").strip().splitlines()
+    if not lines:
+        return ""
+    return ": " + _CLI_ERROR_PREFIX.sub("", lines[-1], count=1)
 
 
 # The process ---------------------------------------------------------------------
