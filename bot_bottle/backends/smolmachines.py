@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 
 from bot_bottle.backends.docker import DockerBackend
+from bot_bottle.backends.plan import Backend, SupervisePlan
 
 
 class SmolmachinesBackend(DockerBackend):
@@ -20,3 +21,7 @@ class SmolmachinesBackend(DockerBackend):
         """As docker's: the sidecar runs in Docker (Docker Desktop's VM on macOS)."""
         transport, reason = super().transport(platform)
         return transport, f"the sidecar runs in Docker. {reason}"
+
+    def agent_args(self, plan: SupervisePlan) -> list[str]:
+        """The micro-VM agent gets its MCP server's URL only: it is not a container on the bottle's network."""
+        return Backend.agent_args(self, plan)

@@ -1,4 +1,4 @@
-"""``bot-bottle prepare``: a bottle's supervise plane on this host, and the plan its backend launches."""
+"""``bot-bottle prepare``: a bottle's supervise plane on this host, and the commands that start its sidecar."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import argparse
 from typing import Any
 
 from bot_bottle.backends import BACKENDS, backend
+from bot_bottle.backends.launch import APPLE_CONTAINER, DEFAULT_IMAGE, DOCKER, PODMAN
 from bot_bottle.backends.plan import TRANSPORTS, Supervise
 from bot_bottle.cli.common import fail, port_number, print_json, verb_parser
 from bot_bottle.cli.registry import summary
@@ -14,38 +15,51 @@ from bot_bottle.text import terminal
 
 
 def cmd_prepare(args: argparse.Namespace) -> int:
-    """Prepare a bottle's supervise plane and print its plan."""
+    """Prepare a bottle's supervise plane and print the commands that start its sidecar."""
     if getattr(args, "db", None) is not None:
         # The plan mounts the host's database directory (or the relay that opens the host's database).
         return fail("prepare works on the host database (~/.bot-bottle/db), the one sidecars reach; "
                     "it takes no --db", 2)
     chosen = backend(args.backend)
-    plan = Supervise.prepare(args.slug, backend=chosen, transport=args.transport, relay_port=args.relay_port)
-    sidecar = chosen.sidecar_args(plan)
+    options = chosen.launch_options(args.engine, args.image, args.publish)  # checked before anything is made
+    plan = Supervise.prepare(args.slug, backend=chosen, transport=args.transport, relay_port=args.relay_port,
+                             relay_address=args.relay_address, engine=options.engine)
+    launch = chosen.launch(plan, options)
+    sidecar = chosen.sidecar_args(plan, options.engine)
     agent = chosen.agent_args(plan)
     if args.json:
         print_json({
-            "bottle": plan.slug, "backend": chosen.name, "transport": plan.transport,
+            "bottle": plan.slug, "backend": chosen.name, "engine": launch.engine, "transport": plan.transport,
             "why": plan.transport_reason, "relay_url": plan.relay_url,
             "mount": {"source": str(plan.mount.source), "target": plan.mount.target,
                       "read_only": plan.mount.read_only},
-            "sidecar_args": sidecar, "sidecar_command": list(plan.sidecar_command),
+            "image": launch.image, "container": launch.container, "network": launch.network,
+            "sidecar_args": sidecar, "entrypoint_args": list(plan.entrypoint_args),
+            "commands": {"start": [list(command) for command in launch.start], "stop": list(launch.stop)},
             "agent_args": agent, "mcp_url": plan.mcp_url,
         })
         return 0
     mode = "read-only" if plan.mount.read_only else "read-write"
     lines = [
         f"bottle:     {plan.slug}",
-        f"backend:    {chosen.name}",
+        f"backend:    {chosen.name}, with {launch.engine}",
         f"transport:  {plan.transport} ({plan.transport_reason})",
         f"mount:      {plan.mount.source} -> {plan.mount.target} ({mode})",
     ]
     if plan.relay_url:
         lines.append(f"relay:      {plan.relay_url}")
     lines += [
-        f"sidecar:    {' '.join(sidecar)} ... {' '.join(plan.sidecar_command)}",
+        f"image:      {launch.image}" + (" (built from Dockerfile.sidecars; --image names another)"
+                                         if launch.image == DEFAULT_IMAGE else ""),
         f"agent:      {' '.join(agent)}",
+        "",
+        "start the sidecar (paste into a shell):",
     ]
+    shell = launch.shell_lines()
+    if launch.network is not None:
+        shell[0] += "   # once; after that it says the network exists"
+    lines += [f"  {line}" for line in shell]
+    lines += ["stop it:", f"  {' '.join(launch.stop)}"]
     for line in lines:
         print(terminal.clean_line(line))
     return 0
@@ -57,17 +71,32 @@ def register(subparsers: Any) -> None:
         subparsers, "prepare", json=True, help=summary("prepare"),
         description="Prepare a bottle's supervise plane on this host: create and migrate the database, choose "
         "the transport (the backend's on this host, or --transport), and for the relay start it unless it runs, "
-        "mint the bottle's token and write its relay file. Prints the plan: the transport and why, the mount, "
-        "the sidecar's and the agent's run arguments.",
+        "mint the bottle's token and write its relay file. Prints the commands that start the bottle's sidecar "
+        "(copied into a shell, they run it: the image, the mount, the user, the network, the arguments after the "
+        "image), the one that stops it, and the agent's run arguments.",
         epilog="examples:\n  bot-bottle prepare web-1 --backend docker\n"
+        "  bot-bottle prepare web-1 --backend docker --engine podman --publish 9100\n"
         "  bot-bottle prepare web-1 --backend macos-container --json\n"
-        "  bot-bottle prepare web-1 --backend docker --transport relay",
+        "  bot-bottle prepare web-1 --backend docker --transport relay --relay-address 192.0.2.2",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("slug", metavar="SLUG", help="the bottle's slug (its queue key)")
     p.add_argument("--backend", required=True, choices=sorted(BACKENDS), help="how the bottle is launched")
+    p.add_argument("--engine", choices=(DOCKER, PODMAN, APPLE_CONTAINER), default=None,
+                   help="the container command that runs the sidecar: docker (the default) or podman for the "
+                   "docker and smolmachines backends, Apple's container for macos-container")
+    p.add_argument("--image", default=DEFAULT_IMAGE, metavar="NAME",
+                   help=f"the sidecar image, built from Dockerfile.sidecars (default: {DEFAULT_IMAGE})")
+    p.add_argument("--publish", type=port_number, default=None, metavar="PORT",
+                   help="also publish the sidecar's MCP port on this host's 127.0.0.1:PORT, to reach it from the "
+                   "host (whoever can connect there files proposals as this bottle); default: only the bottle's "
+                   "network reaches it")
     p.add_argument("--transport", choices=TRANSPORTS, default=None,
                    help="override the backend's choice: mount (the database directory) or relay")
     p.add_argument("--relay-port", type=port_number, default=DEFAULT_RELAY_PORT, metavar="N",
                    help=f"the relay's port (default: {DEFAULT_RELAY_PORT})")
+    p.add_argument("--relay-address", default=None, metavar="ADDRESS",
+                   help="for the relay: the IPv4 address of this host where the relay listens and sidecars reach it, "
+                   "when the backend's default is wrong here (docker on Linux: 172.17.0.1, docker0's address; "
+                   "macos-container: 192.168.64.1; podman has none)")
     p.set_defaults(handler=cmd_prepare)

@@ -25,7 +25,7 @@ class PrepareTest(TempDirTest):
         conn = open_db()
         self.addCleanup(conn.close)
         self.assertEqual(migrate.current_version(conn), len(migrate.discover()))
-        self.assertEqual(plan.sidecar_command, ("python", "-m", "bot_bottle.supervise_server", "--bottle", "web-1"))
+        self.assertEqual(plan.entrypoint_args, ("--bottle", "web-1"), "only what follows the image's ENTRYPOINT")
         self.assertEqual(plan.mcp_url, "http://supervise:9100/")
         self.assertEqual((plan.uid, plan.gid), (os.getuid(), os.getgid()))
 

@@ -652,8 +652,8 @@ class PrepareTest(TempDirTest):
         self.assertNotIn(endpoint.token.encode(), database.read_bytes())
 
     def test_prepare_on_the_command_line(self) -> None:
-        """Mount for docker on Linux (text and JSON); a relay that cannot listen is one clear error (its prefix once),
-        nothing minted."""
+        """Mount for docker on Linux (text and JSON); a relay that cannot listen is one clear error (its prefix once,
+        and how to name another address), nothing minted."""
         run = lambda *a: subprocess.run([sys.executable, "-m", "bot_bottle", "prepare", *a],  # noqa: E731
                                         capture_output=True, text=True, env=relay_env(self.home), cwd=REPO, timeout=60)
         if sys.platform.startswith("linux"):
@@ -669,6 +669,7 @@ class PrepareTest(TempDirTest):
         self.assertEqual(len(bad.stderr.strip().splitlines()), 1, bad.stderr)
         self.assertIn("the relay did not start: cannot listen on 192.168.64.1:", bad.stderr)
         self.assertEqual(bad.stderr.count("error:"), 1, "the relay's own 'bot-bottle: error:' is not repeated")
+        self.assertIn("name it with --relay-address ADDRESS", bad.stderr)
         self.assertFalse((self.home / ".bot-bottle" / "relay" / "bottles").exists(), "no token was written")
         with self.assertRaises(ValidationError), _home(self.home):
             Supervise.prepare("web-1", transport="carrier-pigeon")
