@@ -22,6 +22,7 @@ import threading
 from pathlib import Path
 from typing import Any, ClassVar
 
+from tests.helpers.conformance import assert_conformant
 from tests.helpers.podman import SIDECAR_REPOSITORY, Podman, post_json, wait_healthy
 from tests.helpers.relay_fixture import free_port
 from tests.helpers.support import REPO, TempDirTest, in_ci, wait_until
@@ -287,3 +288,12 @@ class SidecarContainerTest(TempDirTest):
         self.assertIn(f"filing through the operator's relay at http://{address}:{relay_port}/", self.logs(container))
         self.stop_and_check(plan)
 
+    def test_the_official_conformance_suite_against_the_container(self) -> None:
+        """The MCP conformance suite through the container's published port: the applicable scenarios pass."""
+        port = free_port()
+        slug = f"web-mcp-{os.getpid()}"  # unique, as two runs may share the machine
+        plan = self.prepare(slug, "--backend", "docker", "--engine", "podman", "--publish", str(port))
+        self.start(plan)
+        url = f"http://127.0.0.1:{port}/"
+        wait_healthy(url)
+        assert_conformant(self, url, self.tmp / "results")
