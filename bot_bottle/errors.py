@@ -37,7 +37,8 @@ never shown as they are::
     ├── RelayError                    the relay answered, but not with what was asked
     ├── RelayAlreadyRunning           another relay holds this host's relay lock
     ├── GitGateError                  git-gate could not scan a push (so it refuses it)
-    └── GitObjectsError               git could not list or read a push's objects
+    ├── GitObjectsError               git could not list or read a push's objects
+    └── UnsafePath                    a private file or directory is a link, or not what it should be
 
     Signals inside one server (never shown as they are):
     RpcError              a JSON-RPC error to answer with: its code and message
@@ -192,6 +193,10 @@ class GitObjectsError(BotBottleError):
 
 
 # Signals inside one server ------------------------------------------------------------------------
+
+
+class UnsafePath(BotBottleError):
+    """A file or directory bot-bottle keeps private is a link, or not what it should be: nothing is done."""
 
 
 class RpcError(Exception):

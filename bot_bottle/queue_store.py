@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 import secrets
 import sqlite3
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -216,8 +217,10 @@ class QueueStore(QueueReads):
         validate_proposal_id(proposal_id)
         return self._wait(proposal_id, timeout, poll_interval, None)
 
-    def _wait(self, proposal_id: str, timeout: float, poll_interval: float, queue_key: str | None) -> Response | None:
-        """``wait_for_response``; with ``queue_key``, the first look also checks the proposal is that bottle's."""
+    def _wait(self, proposal_id: str, timeout: float, poll_interval: float, queue_key: str | None,
+              cancelled: threading.Event | None = None) -> Response | None:
+        """``wait_for_response``; with ``queue_key``, the first look also checks the proposal is that bottle's;
+        a ``cancelled`` event that is set ends the wait (``None``) at its next look."""
         deadline = time.monotonic() + timeout
         owner = queue_key
         with self._watches.watch() as watch:
@@ -227,7 +230,7 @@ class QueueStore(QueueReads):
                 if found is not None:
                     return found
                 remaining = deadline - time.monotonic()
-                if remaining <= 0:
+                if remaining <= 0 or (cancelled is not None and cancelled.is_set()):
                     return None
                 if watch is not None:
                     watch.wait(min(poll_interval, remaining))
@@ -325,12 +328,17 @@ class BottleQueue:
         return self._store._decision_of(proposal_id, self._queue_key)
 
     def wait_for_response(
-        self, proposal_id: str, timeout: float, poll_interval: float = DEFAULT_POLL_INTERVAL_SEC
+        self, proposal_id: str, timeout: float, poll_interval: float = DEFAULT_POLL_INTERVAL_SEC, *,
+        cancelled: threading.Event | None = None,
     ) -> Response | None:
-        """Wait for the decision on this bottle's proposal (see ``QueueStore.wait_for_response``)."""
+        """Wait for the decision on this bottle's proposal (see ``QueueStore.wait_for_response``).
+
+        ``cancelled``, when set, ends the wait early with ``None`` (the relay
+        sets it when the bottle's credential is revoked).
+        """
         validate_proposal_id(proposal_id)
         timeout, poll_interval = _check_wait(timeout, poll_interval)
-        return self._store._wait(proposal_id, timeout, poll_interval, self._queue_key)
+        return self._store._wait(proposal_id, timeout, poll_interval, self._queue_key, cancelled)
 
     def archive(self, proposal_id: str) -> Proposal:
         """Archive this bottle's decided proposal (see ``QueueStore.archive``)."""

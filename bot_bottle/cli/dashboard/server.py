@@ -102,7 +102,8 @@ class DashboardHandler(GuardedHandler):
         """The served ``Dashboard``."""
         return self.server.dashboard
 
-    def error_body(self, status: HTTPStatus, message: str, server_fault: bool) -> tuple[str, bytes]:
+    @classmethod
+    def error_body(cls, status: HTTPStatus, message: str, server_fault: bool) -> tuple[str, bytes]:
         """A small page saying why."""
         return HTML, pages.refusal_page(f"{status.value} {status.phrase}", message).encode("utf-8")
 
@@ -290,17 +291,19 @@ class DashboardHandler(GuardedHandler):
         if length > MAX_FORM_BYTES:
             raise Refused(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, "Refused",
                           f"a form of {length} bytes is over the limit of {MAX_FORM_BYTES}")
-        if not self.server.slots.acquire(blocking=False):
+        slots, bodies = self.server.slots, self.server.bodies
+        assert slots is not None and bodies is not None  # the dashboard has one budget for all (see serve)
+        if not slots.acquire(blocking=False):
             raise Refused(HTTPStatus.SERVICE_UNAVAILABLE, "Busy", "too many requests at once; retry")
         try:
-            if not self.server.bodies.take(length):
+            if not bodies.take(length):
                 raise Refused(HTTPStatus.SERVICE_UNAVAILABLE, "Busy", "too many request bytes at once; retry")
             try:
                 body = self.rfile.read(length)
             finally:
-                self.server.bodies.give(length)
+                bodies.give(length)
         finally:
-            self.server.slots.release()
+            slots.release()
         if len(body) < length:
             raise Refused(HTTPStatus.BAD_REQUEST, "Bad request", f"the body ended after {len(body)} of {length} bytes")
         try:
