@@ -35,6 +35,7 @@ never shown as they are::
     ├── RelayError                    the relay answered, but not with what was asked
     ├── RelayAlreadyRunning           another relay holds this host's relay lock
     ├── GitGateError                  git-gate could not scan a push (so it refuses it)
+    │   └── ScanLimitExceeded         the push asks more of git-gate than its limits allow
     └── GitObjectsError               git could not list or read a push's objects
 
     Signals inside one server (never shown as they are):
@@ -175,6 +176,10 @@ class RelayAlreadyRunning(BotBottleError):
 
 class GitGateError(BotBottleError):
     """Scanning could not be done (gitleaks missing or failing, a bad report, bad hook input)."""
+
+
+class ScanLimitExceeded(GitGateError):
+    """A push asks more of git-gate than its limits allow (refs, sizes, archive layers, time, memory)."""
 
 
 class GitObjectsError(BotBottleError):
