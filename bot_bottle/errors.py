@@ -24,6 +24,8 @@ never shown as they are::
     │   └── WouldDropProtected        a downgrade would drop audit entries nobody wrote out
     ├── BackupError                   a backup could not be written
     ├── AuditTampered                 the audit log shows a change made without the host's key
+    ├── AuditKeyError                 the host's audit key is missing, damaged or not the one that sealed the log
+    ├── AnchorNotWritten              recorded and committed, but the audit anchor could not be moved past it
     ├── NotFound                      no record has that id (or prefix)
     ├── AmbiguousId                   an id prefix matches several records
     ├── AlreadyDecided                the proposal has a decision; the first one stands
@@ -132,6 +134,26 @@ class BackupError(BotBottleError):
 
 class AuditTampered(BotBottleError):
     """The audit log holds a change made without the host's key; nothing more is appended to it."""
+
+
+class AuditKeyError(BotBottleError):
+    """The host's audit key is missing, unreadable, damaged or another than the one that sealed the log.
+
+    Nothing is recorded until it is restored, or a new key is started on
+    purpose (``bot-bottle audit new-key``).
+    """
+
+
+class AnchorNotWritten(BotBottleError):
+    """What was recorded is committed and stands, but the audit anchor could not be moved to it (a full disk).
+
+    ``result`` is what the call would have returned (a decision's ``Response``),
+    so the caller can say what was recorded.
+    """
+
+    def __init__(self, message: str, result: object = None) -> None:
+        super().__init__(message)
+        self.result = result
 
 
 class NotFound(BotBottleError):

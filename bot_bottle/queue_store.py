@@ -27,6 +27,7 @@ from bot_bottle.bottles import heartbeat_in, stopped_in
 from bot_bottle.db import Database
 from bot_bottle.errors import (
     AlreadyDecided,
+    AnchorNotWritten,
     AuditTampered,
     NotFound,
     QuotaExceeded,
@@ -265,45 +266,49 @@ class QueueStore(QueueReads):
         proposals are immutable, so it was rewritten in the file, and the
         decision would record something the operator never saw. A proposal
         decided already raises ``AlreadyDecided``, naming who decided what,
-        and when.
+        and when. An anchor that could not be written after the commit raises
+        ``AnchorNotWritten`` carrying the response, which stands.
         """
         validate_proposal_id(proposal_id)
-        with AuditStore.recording(self.db) as log:
-            proposal = self._get_in(log.conn, proposal_id)
-            if shown is not None and decided_on(proposal) != decided_on(shown):
-                raise AuditTampered(
-                    f"proposal {proposal.short_id} is not what was shown: it was rewritten in the database after "
-                    "it was read (proposals are immutable); nothing recorded. Check 'bot-bottle audit verify'"
+        try:
+            with AuditStore.recording(self.db) as log:
+                proposal = self._get_in(log.conn, proposal_id)
+                if shown is not None and decided_on(proposal) != decided_on(shown):
+                    raise AuditTampered(
+                        f"proposal {proposal.short_id} is not what was shown: it was rewritten in the database after "
+                        "it was read (proposals are immutable); nothing recorded. Check 'bot-bottle audit verify'"
+                    )
+                diff, details = describe(proposal, decision)
+                earlier = self._response_in(log.conn, proposal_id)
+                if earlier is not None:
+                    raise AlreadyDecided(
+                        f"proposal {proposal.short_id} was already {earlier.status} by {earlier.decided_by} "
+                        f"at {earlier.decided_at}; the first decision stands"
+                    )
+                status, notes, decided_by = decision.status, decision.notes, decision.decided_by
+                response = Response(proposal_id, status, notes, decision.final_file, decided_by, utc_now())
+                # The entry records the response whole, so audit verify can hold one against the other.
+                details = {**details, "decided_at": response.decided_at}
+                log.conn.execute(
+                    "INSERT INTO responses (proposal_id, status, notes, final_file, decided_by, decided_at) "
+                    "VALUES (:proposal_id, :status, :notes, :final_file, :decided_by, :decided_at)",
+                    response.to_dict(),
                 )
-            diff, details = describe(proposal, decision)
-            earlier = self._response_in(log.conn, proposal_id)
-            if earlier is not None:
-                raise AlreadyDecided(
-                    f"proposal {proposal.short_id} was already {earlier.status} by {earlier.decided_by} "
-                    f"at {earlier.decided_at}; the first decision stands"
+                entry = log.append(
+                    AuditEntry(
+                        queue_key=proposal.queue_key,
+                        action=status,
+                        actor=decided_by,
+                        tool=proposal.tool,
+                        proposal_id=proposal_id,
+                        notes=notes,
+                        diff=diff,
+                        details=details,
+                    ),
+                    ts=response.decided_at,
                 )
-            status, notes, decided_by = decision.status, decision.notes, decision.decided_by
-            response = Response(proposal_id, status, notes, decision.final_file, decided_by, utc_now())
-            # The entry records the response whole, so audit verify can hold one against the other.
-            details = {**details, "decided_at": response.decided_at}
-            log.conn.execute(
-                "INSERT INTO responses (proposal_id, status, notes, final_file, decided_by, decided_at) "
-                "VALUES (:proposal_id, :status, :notes, :final_file, :decided_by, :decided_at)",
-                response.to_dict(),
-            )
-            entry = log.append(
-                AuditEntry(
-                    queue_key=proposal.queue_key,
-                    action=status,
-                    actor=decided_by,
-                    tool=proposal.tool,
-                    proposal_id=proposal_id,
-                    notes=notes,
-                    diff=diff,
-                    details=details,
-                ),
-                ts=response.decided_at,
-            )
+        except AnchorNotWritten as exc:  # committed: the decision stands, and the caller can say which
+            raise AnchorNotWritten(str(exc), response) from None
         return response, entry
 
     def for_bottle(self, queue_key: str, *, quota: Quota | None = DEFAULT_QUOTA) -> BottleQueue:

@@ -56,3 +56,17 @@ def parse_timestamp(field_name: str, text: str) -> str:
         return format_timestamp(moment)
     except ValidationError:
         raise ValidationError(field_name, f"{text!r} is outside the years 0001-9999 in UTC") from None
+
+
+def moment_of(timestamp: object) -> datetime | None:
+    """A stored UTC timestamp as a datetime; None for None or anything that is not one.
+
+    Sidecars can write the database file, so a time read back is not trusted
+    to parse: a screen shows what this cannot read as unreadable.
+    """
+    if not isinstance(timestamp, str) or not TIMESTAMP_RE.fullmatch(timestamp):
+        return None
+    try:
+        return datetime.strptime(timestamp, TIMESTAMP_FORMAT).replace(tzinfo=UTC)
+    except ValueError:
+        return None

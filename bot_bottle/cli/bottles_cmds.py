@@ -6,12 +6,12 @@ import argparse
 from datetime import UTC, datetime
 from typing import Any
 
-from bot_bottle.bottles import BottleOverview, BottleStore, moment_of
+from bot_bottle.bottles import BottleOverview, BottleStore
 from bot_bottle.cli.common import age, db_path, first_line, print_json, print_table, print_untrusted, verb_parser
 from bot_bottle.cli.registry import summary
 from bot_bottle.cli.render import proposal_json
 from bot_bottle.errors import NotFound
-from bot_bottle.timestamps import format_timestamp
+from bot_bottle.timestamps import format_timestamp, moment_of
 
 _EPILOG = """\
 examples:

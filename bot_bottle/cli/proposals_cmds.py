@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import hmac
 import sys
 from pathlib import Path
 from typing import Any
@@ -20,8 +21,8 @@ from bot_bottle.cli.common import (
 )
 from bot_bottle.cli.registry import summary
 from bot_bottle.cli.render import describe, modification, proposal_json
-from bot_bottle.decisions import check_decision, decide, default_decider
-from bot_bottle.errors import BotBottleError, ValidationError
+from bot_bottle.decisions import check_decision, decide, default_decider, shown_digest
+from bot_bottle.errors import AnchorNotWritten, AuditTampered, BotBottleError, ValidationError
 from bot_bottle.queue_store import QueueStore
 from bot_bottle.records import (
     STATUS_APPROVED,
@@ -30,18 +31,24 @@ from bot_bottle.records import (
     STATUS_REJECTED,
     Decision,
     Proposal,
+    Response,
 )
+from bot_bottle.text import terminal
 
 _EPILOG = """\
 examples:
   bot-bottle proposals list                       what every bottle has pending
   bot-bottle proposals list --bottle web-1 --all  everything bottle web-1 ever filed
-  bot-bottle proposals show 3f2a9c1e              one proposal, its diff and its decision
-  bot-bottle proposals approve 3f2a --notes "ok for the docs mirror"
+  bot-bottle proposals show 3f2a9c1e              one proposal, its diff and its decision (and its digest)
+  bot-bottle proposals approve 3f2a --notes "ok for the docs mirror"   on a terminal: shows it, then asks
+  bot-bottle proposals approve 3f2a --digest 9b1c...   from a script: only what 'show' printed
   bot-bottle proposals modify 3f2a --file routes.json --notes "narrowed the path"
   bot-bottle proposals reject 3f2a --reason "no new hosts this week"
 
-An ID is any unique prefix of a proposal's id (list shows the first 8 digits).
+An ID is any unique prefix of a proposal's id (list shows the first 8 digits). A decision holds
+only for the proposal as you saw it: 'approve' on a terminal shows it and asks, and a script passes
+the digest 'show' printed (--digest, also taken by modify and reject); a proposal rewritten in the
+database since is refused.
 """
 
 
@@ -76,23 +83,69 @@ def cmd_proposals_show(args: argparse.Namespace) -> int:
         response = store.response(proposal.id)
         # A sidecar can write a response straight into the file: say when the audit log does not prove it.
         unproven = AuditStore(database=store.db).decision_problem(response) if response is not None else None
+    digest = shown_digest(proposal)
     if args.json:
-        print_json({**proposal_json(proposal, response), "unproven": unproven})
-    else:
-        print_untrusted(describe(proposal, response, unproven), page=True)
+        print_json({**proposal_json(proposal, response), "unproven": unproven, "digest": digest})
+        return 0
+    lines = describe(proposal, response, unproven)
+    if response is None:
+        lines += ["", f"digest    {digest}",
+                  f"to approve exactly this: bot-bottle proposals approve {proposal.short_id} --digest {digest}"]
+    print_untrusted(lines, page=True)
     return 0
 
 
 def _decide(args: argparse.Namespace, status: str, notes: str, final_file: str | None) -> int:
     with QueueStore(db_path(args)) as store:
         proposal = store.find(args.id)
+        if args.digest is not None:
+            _check_digest(proposal, args.digest)
+        elif status == STATUS_APPROVED and store.response(proposal.id) is None \
+                and not _approval_confirmed(proposal, notes):  # (decided already: decide() says by whom)
+            print("approval cancelled: nothing recorded")
+            return 1
         if status == STATUS_MODIFIED and final_file is not None and not _confirmed(args, proposal, notes, final_file):
             print("modification cancelled: nothing recorded")
             return 1
-        response = decide(proposal.id, status, notes, final_file, store=store, shown=proposal)
+        # What was shown (or named by its digest) is held in the deciding transaction.
+        try:
+            response = decide(proposal.id, status, notes, final_file, store=store, shown=proposal)
+        except AnchorNotWritten as exc:
+            if not isinstance(exc.result, Response):
+                raise
+            _print_decided(proposal, exc.result)
+            print(f"bot-bottle: warning: {terminal.clean_line(str(exc))}", file=sys.stderr)
+            return 0
+    _print_decided(proposal, response)
+    return 0
+
+
+def _print_decided(proposal: Proposal, response: Response) -> None:
     print_untrusted(f"{response.status} {proposal.short_id} ({proposal.queue_key}, {proposal.tool}) "
                     f"as {response.decided_by}")
-    return 0
+
+
+def _check_digest(proposal: Proposal, digest: str) -> None:
+    """Refuse unless ``proposal`` is still the one whose ``proposals show`` printed ``digest``."""
+    if not hmac.compare_digest(digest.strip().lower().encode("utf-8", "replace"), shown_digest(proposal).encode()):
+        raise AuditTampered(f"proposal {proposal.short_id} is not the one whose digest you gave: it was rewritten in "
+                            "the database since 'proposals show' printed it, or the digest is another's; nothing "
+                            "recorded. Show it again")
+
+
+def _approval_confirmed(proposal: Proposal, notes: str) -> bool:
+    """On a terminal: show what approving grants and ask; True to record. Elsewhere: ``--digest`` is needed."""
+    check_decision(proposal, Decision(STATUS_APPROVED, notes, None, default_decider()))
+    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+        raise ValidationError("digest", "approving without a terminal needs --digest D, the digest 'bot-bottle "
+                              "proposals show ID' printed, so the approval holds only for what you saw")
+    print_untrusted(describe(proposal, None), page=True)
+    try:
+        answer = input("\napprove this? type 'yes' to record; anything else, or Ctrl-C, cancels: ")
+    except (EOFError, KeyboardInterrupt):
+        print()
+        return False
+    return answer.strip().lower() in ("y", "yes")
 
 
 def _confirmed(args: argparse.Namespace, proposal: Proposal, notes: str, final_file: str) -> bool:
@@ -145,6 +198,11 @@ def cmd_proposals_reject(args: argparse.Namespace) -> int:
     return _decide(args, STATUS_REJECTED, args.reason, None)
 
 
+def _add_digest(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--digest", metavar="D", default=None,
+                        help="the digest 'proposals show' printed: decide only if the proposal is still that one")
+
+
 def register(subparsers: Any) -> None:
     """Add the ``proposals`` verb and its subcommands."""
     parser = subparsers.add_parser(
@@ -174,10 +232,13 @@ def register(subparsers: Any) -> None:
     p.set_defaults(handler=cmd_proposals_show)
 
     p = verb_parser(verbs, "approve", help="approve a proposal as filed",
-                         description="Approve a proposal as filed. gitleaks-allow and egress-token-allow "
-                         "proposals need a reason (--notes).")
+                         description="Approve a proposal as filed. On a terminal it shows the proposal (what "
+                         "approving grants) and asks; without one (a script), --digest is required: the digest "
+                         "'proposals show' printed, so only the proposal you saw is approved. gitleaks-allow and "
+                         "egress-token-allow proposals need a reason (--notes).")
     p.add_argument("id", metavar="ID", help="the proposal's id or a unique prefix of it")
     p.add_argument("--notes", default="", metavar="TEXT", help="why (required for report-only tools)")
+    _add_digest(p)
     p.set_defaults(handler=cmd_proposals_approve, field_options={"notes": "--notes"})
 
     p = verb_parser(verbs, "modify", help="approve an edited version of a proposal",
@@ -191,10 +252,12 @@ def register(subparsers: Any) -> None:
     p.add_argument("--file", type=Path, required=True, metavar="F", help="the final file ('-' reads stdin)")
     p.add_argument("--notes", default="", metavar="TEXT", help="what you changed and why")
     p.add_argument("--yes", action="store_true", help="record without showing the diff and asking")
+    _add_digest(p)
     p.set_defaults(handler=cmd_proposals_modify, field_options={"notes": "--notes", "final_file": "--file"})
 
     p = verb_parser(verbs, "reject", help="reject a proposal, with a reason",
                          description="Reject a proposal. The reason goes back to the bottle and into the audit log.")
     p.add_argument("id", metavar="ID", help="the proposal's id or a unique prefix of it")
     p.add_argument("--reason", required=True, metavar="TEXT", help="why (sent back to the bottle)")
+    _add_digest(p)
     p.set_defaults(handler=cmd_proposals_reject, field_options={"notes": "--reason"})

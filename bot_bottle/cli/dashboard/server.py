@@ -58,10 +58,17 @@ from bot_bottle.cli.dashboard.state import (
     SESSION_COOKIE,
     STATIC,
     Dashboard,
-    shown_digest,
 )
-from bot_bottle.decisions import decide
-from bot_bottle.errors import AlreadyDecided, AuditTampered, BotBottleError, NotFound, Refused, ValidationError
+from bot_bottle.decisions import decide, shown_digest
+from bot_bottle.errors import (
+    AlreadyDecided,
+    AnchorNotWritten,
+    AuditTampered,
+    BotBottleError,
+    NotFound,
+    Refused,
+    ValidationError,
+)
 from bot_bottle.policy.routes import validate_final_file
 from bot_bottle.records import (
     PROPOSAL_ID_RE,
@@ -341,6 +348,10 @@ class DashboardHandler(GuardedHandler):
         try:
             decide(proposal.id, status, notes, final, self.dashboard.decided_by, store=self.dashboard.queue,
                    shown=proposal)
+        except AnchorNotWritten as exc:  # committed: the decision stands, with a warning about its proof
+            self.dashboard.log(f"{status} {proposal.short_id} ({proposal.queue_key}, {proposal.tool}); {exc}")
+            self._show(proposal, HTTPStatus.OK, f"{status}; but {exc}")
+            return
         except ValidationError as exc:
             self._show(proposal, HTTPStatus.BAD_REQUEST, f"not recorded: {exc}")
             return

@@ -14,11 +14,6 @@ from bot_bottle.audit_store import AuditStore
 from bot_bottle.bottles import BottleStore
 from bot_bottle.decisions import default_decider
 from bot_bottle.queue_store import QueueStore
-from bot_bottle.records import (
-    Proposal,
-    canonical_json,
-    sha256_text,
-)
 
 SESSION_COOKIE = "bot_bottle_dashboard"
 
@@ -61,11 +56,6 @@ LOCAL_PATH_RE = re.compile(r"/[A-Za-z0-9/_.-]*")
 
 STATIC = {"/static/app.js": ("app.js", "text/javascript; charset=utf-8"),
           "/static/style.css": ("style.css", "text/css; charset=utf-8")}
-
-
-def shown_digest(proposal: Proposal) -> str:
-    """The digest of a proposal as a page shows it: every field but its archiving (as a decision holds it)."""
-    return sha256_text(canonical_json({**proposal.to_dict(), "archived_at": None}))
 
 
 def static_files() -> dict[str, tuple[bytes, str]]:

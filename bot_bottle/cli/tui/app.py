@@ -39,7 +39,7 @@ from bot_bottle.cli.tui.screen import (
     scroll_moves,
 )
 from bot_bottle.decisions import decide
-from bot_bottle.errors import AlreadyDecided, BotBottleError, NotFound, ValidationError
+from bot_bottle.errors import AlreadyDecided, AnchorNotWritten, BotBottleError, NotFound, ValidationError
 from bot_bottle.file_watch import FileWatch
 from bot_bottle.queue_store import QueueStore
 from bot_bottle.records import (
@@ -321,6 +321,8 @@ class SuperviseTUI(TerminalScreen):
         try:
             decide(proposal.id, status, notes, final, store=self.store, shown=proposal)
             self.message = f"{status} {label}"
+        except AnchorNotWritten as exc:  # committed: the decision stands, with a warning about its proof
+            self.message = f"{status} {label}; but {exc}"
         except (AlreadyDecided, NotFound) as exc:
             self.message = f"{exc}; moved on"
         except (ValidationError, BotBottleError) as exc:

@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 
 from bot_bottle.audit_store import AuditStore
 from bot_bottle.bottles import BottleStore
-from bot_bottle.cli.dashboard.state import shown_digest
+from bot_bottle.decisions import shown_digest
 from bot_bottle.records import TOOL_EGRESS_ALLOW, TOOL_EGRESS_BLOCK, TOOL_GITLEAKS_ALLOW
 from bot_bottle.sidecar.launcher import spawn
 from bot_bottle.timestamps import format_timestamp
