@@ -5,13 +5,16 @@ Where the route's policy is ``supervise``, the proxy files an
 and a short context snippet) and holds the request. An approval lets that
 token through to that host with that method for the rest of the proxy's life:
 the same token to another host, or with another method, files a new proposal,
-because the operator's report named one. Anything else keeps it blocked (fail
+because the operator's report named one. Methods are compared exactly, as
+HTTP compares them (RFC 9110, section 9.1: method names are case-sensitive):
+an approval for ``POST`` does not cover ``post``, which a server may route
+elsewhere, and the report shows the method as the request spelt it. Anything else keeps it blocked (fail
 closed), and so does any bad argument: every helper here that answers yes or
 no answers False (and logs why) for ``None``, bytes or any other wrong type,
 and never raises.
 
 The token itself is never stored: every piece of it (six or more of its
-characters, raw or base64-, hex- or percent-encoded) is replaced by
+characters, raw or base64-, base32-, hex- or percent-encoded) is replaced by
 ``********`` wherever it appears in what is filed (host, method, path and
 query, detector, the snippet of headers or body, the justification), in time
 linear in their length. The proposal carries a keyed fingerprint that only
@@ -85,13 +88,15 @@ def _scope(host: str, method: str) -> tuple[str, str] | None:
     address, an optional port. Anything else is no usable scope, because the
     operator reads the host to decide: a Cyrillic a (U+0430) in ``api.github.com``
     looks like the real host, ``api.github.com@evil.example`` reads like a
-    URL whose host is another one. A method must be an HTTP token.
+    URL whose host is another one. A method must be an HTTP token, and is
+    kept as it is: HTTP methods are case-sensitive (RFC 9110, section 9.1),
+    so ``post`` is another method than the ``POST`` the operator approved.
     """
     if len(host) > MAX_HOST_CHARS + 7 or not _HOST_RE.fullmatch(host) or not _METHOD_RE.fullmatch(method):
         return None
     host_key = host.translate(_ASCII_LOWER)
     host_key = host_key[:-1] if host_key.endswith(".") else host_key
-    return host_key, method.upper()
+    return host_key, method
 
 
 class ApprovedTokens:
@@ -184,7 +189,7 @@ def _token_allow_payload(
     """The ``egress-token-allow`` report as JSON: where the request went, what matched, a masked snippet."""
     document: dict[str, Any] = {
         "host": _field(masker, host),
-        "method": _field(masker, method.upper()),
+        "method": _field(masker, method),  # as the request spelt it: that is what an approval covers
         "path": _field(masker, path),
         "detector": _field(masker, detector),
         "snippet": redact_snippet(context, value),
@@ -251,7 +256,7 @@ def request_token_override(
             masker, host=host, method=method, path=path, detector=detector, context=context, value=value,
             fingerprint=approved._fingerprint(value),
         )
-        where = f"{_field(masker, method.upper())} to {_field(masker, host)}{_field(masker, path)}"
+        where = f"{_field(masker, method)} to {_field(masker, host)}{_field(masker, path)}"
         proposal = bottle.submit(
             TOOL_EGRESS_TOKEN_ALLOW, payload,
             f"the egress DLP ({_field(masker, detector)}) blocked a {where}: let this token through to this host?",

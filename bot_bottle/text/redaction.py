@@ -68,12 +68,15 @@ def skeleton(text: str) -> tuple[str, list[tuple[int, int]]]:
 
 
 def encoded_forms(secret: str) -> set[str]:
-    """``secret`` raw and as base64 (standard and URL-safe), lower-case hex and percent-encoding show it.
+    """``secret`` raw and as base64 (standard and URL-safe), base32 (standard and extended hex), lower-case hex
+    and percent-encoding show it.
 
     Base64 packs 3 bytes into 4 characters, so a secret embedded in a longer
     base64 text looks different depending on where it starts: each of the
     three alignments is listed (only its whole 4-character groups, which do
-    not depend on the surrounding bytes).
+    not depend on the surrounding bytes). Base32 packs 5 bytes into 8
+    characters: each of its five alignments is listed the same way (the
+    skeleton comparison lower-cases it, so lower-case base32 is masked too).
     """
     if not secret:
         return set()
@@ -85,6 +88,12 @@ def encoded_forms(secret: str) -> set[str]:
         if whole:
             forms.add(base64.b64encode(whole).decode("ascii"))
             forms.add(base64.urlsafe_b64encode(whole).decode("ascii"))
+    for skip in range(5):
+        part = raw[skip:]
+        whole = part[: len(part) - len(part) % 5]
+        if whole:
+            forms.add(base64.b32encode(whole).decode("ascii"))
+            forms.add(base64.b32hexencode(whole).decode("ascii"))
     forms.add(binascii.hexlify(raw).decode("ascii"))
     # As a URL carries it (only what needs escaping), and with every byte escaped.
     forms.update({urllib.parse.quote(raw, safe=""), "".join(f"%{byte:02X}" for byte in raw)})

@@ -44,7 +44,7 @@ class RedactionTest(TempDirTest):
         self.assertNotIn(TOKEN, payload)
         report = json.loads(payload)
         self.assertEqual((report["host"], report["method"], report["path"], report["detector"]),
-                         ("api.github.com", "POST", "/repos", "github-pat"))
+                         ("api.github.com", "post", "/repos", "github-pat"), "the method as the request spelt it")
         self.assertIn(REDACTED, report["snippet"])
         self.assertEqual(report["value_length"], len(TOKEN))
 
@@ -62,16 +62,18 @@ class RedactionTest(TempDirTest):
     def test_approval_is_for_one_host_and_method(self) -> None:
         """An approval holds for the host and method approved (as DNS and HTTP compare them), nothing else."""
         approved = ApprovedTokens()
-        approved.add(TOKEN, host="api.github.com", method="post")
+        approved.add(TOKEN, host="api.github.com", method="POST")
         self.assertTrue(approved.allows(TOKEN, host="API.GitHub.com.", method="POST"))
+        # HTTP methods are case-sensitive (RFC 9110, 9.1): an approval for POST is not one for post or Post.
         for host, method in (("evil.example", "POST"), ("api.github.com.evil.example", "POST"),
-                             ("github.com", "POST"), ("api.github.com", "PUT"), ("api.github.com", "GET")):
+                             ("github.com", "POST"), ("api.github.com", "PUT"), ("api.github.com", "GET"),
+                             ("api.github.com", "post"), ("api.github.com", "Post")):
             with self.subTest(host=host, method=method):
                 self.assertFalse(approved.allows(TOKEN, host=host, method=method))
         self.assertFalse(approved.allows(TOKEN), "without a host and method nothing is allowed")
         # Only ASCII folds: the Kelvin sign lower-cases to "k" in Python, but it is another host.
         approved.add(TOKEN, host="kube.example", method="GET")
-        self.assertTrue(approved.allows(TOKEN, host="KUBE.example", method="get"))
+        self.assertTrue(approved.allows(TOKEN, host="KUBE.example", method="GET"))
         for host in ("\u212aube.example", "kube.example..", " kube.example", "kube.example ", "kube.example:443"):
             with self.subTest(host=host):
                 self.assertFalse(approved.allows(TOKEN, host=host, method="GET"))
@@ -109,7 +111,7 @@ class RedactionTest(TempDirTest):
         for host in ("api.github.com", "API.GitHub.com.", "xn--80ak6aa92e.com", "127.0.0.1:8080", "[2001:db8::1]:443",
                      "my_service.internal"):
             with self.subTest(host=host):
-                self.assertTrue(approved.add(TOKEN, host=host, method="post"))
+                self.assertTrue(approved.add(TOKEN, host=host, method="POST"))
                 self.assertTrue(approved.allows(TOKEN, host=host.upper(), method="POST"))
 
     def test_a_huge_field_is_masked_where_it_is_shown(self) -> None:
