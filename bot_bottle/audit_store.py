@@ -31,11 +31,12 @@ from bot_bottle.audit.forensics import REFUSED, VerifyResult, anchored_seq, trun
 from bot_bottle.audit.keys import host_key
 from bot_bottle.audit.seal import GENESIS_SEAL, key_id, seal_of
 from bot_bottle.db import Database, DatabaseUser
-from bot_bottle.errors import AnchorNotWritten, AuditTampered, ValidationError
+from bot_bottle.errors import AnchorNotWritten, AuditTampered
 from bot_bottle.records import (
     MAX_NAME_BYTES,
     AuditEntry,
     Response,
+    validate_limit,
     validate_queue_key,
     validate_text,
     validated_details,
@@ -222,8 +223,7 @@ class AuditStore(DatabaseUser):
         is given); ``since`` is inclusive, ``until`` exclusive.
         """
         clauses, params = self._filters(queue_key, since, until, tool)
-        if limit is not None and (not isinstance(limit, int) or limit < 1):
-            raise ValidationError("limit", "must be a whole number of at least 1")
+        validate_limit(limit)
         sql = f"{SELECT}{clauses} ORDER BY seq DESC"
         if limit is not None:
             sql += " LIMIT :limit"

@@ -35,6 +35,7 @@ from bot_bottle.errors import (
     ValidationError,
 )
 from bot_bottle.file_watch import WatchPool
+from bot_bottle.policy.routes import parse_route
 from bot_bottle.queue_reads import PENDING, PROPOSAL_COLUMNS, QueueReads, check_bottle, decided_on
 from bot_bottle.records import (
     DEFAULT_POLL_INTERVAL_SEC,
@@ -42,6 +43,7 @@ from bot_bottle.records import (
     MAX_FILE_BYTES,
     MAX_PAYLOAD_BYTES,
     MAX_TEXT_BYTES,
+    TOOL_EGRESS_ALLOW,
     AuditEntry,
     Decision,
     Proposal,
@@ -105,15 +107,22 @@ class QueueStore(QueueReads):
         """File a proposal, or return the identical unarchived one already filed.
 
         Every field is validated first (``ValidationError`` names the field and
-        nothing is written). When ``current_file`` is given its sha256 is
-        recorded; a ``current_file_hash`` given with it must match. A new
-        proposal that would take the bottle past ``quota`` (``None``: no
-        limit) is refused with ``QuotaExceeded``; the count and the insert
+        nothing is written); an ``egress-allow`` payload must be the JSON route
+        the operator will be asked about (``policy.routes.parse_route``), not
+        text only a screen's warning could describe. When ``current_file`` is
+        given its sha256 is recorded; a ``current_file_hash`` given with it
+        must match. A new proposal that would take the bottle past ``quota``
+        (``None``: no limit) is refused with ``QuotaExceeded``; the count and the insert
         share one write transaction, so concurrent submitters cannot overshoot.
         """
         validate_queue_key(queue_key)
         validate_tool(tool)
         validate_text("payload", payload, max_bytes=MAX_PAYLOAD_BYTES, required=True)
+        if tool == TOOL_EGRESS_ALLOW:
+            try:
+                parse_route(payload)
+            except ValidationError as exc:
+                raise ValidationError("payload", str(exc).removeprefix("final_file: ")) from None
         validate_text("justification", justification, max_bytes=MAX_TEXT_BYTES, required=True)
         validate_optional_text("current_file", current_file, max_bytes=MAX_FILE_BYTES)
         validate_sha256("current_file_hash", current_file_hash)

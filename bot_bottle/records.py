@@ -137,6 +137,18 @@ def validate_sha256(field_name: str, value: object) -> str | None:
     return value
 
 
+MAX_LIMIT = 2**63 - 1  # SQLite's largest integer: a LIMIT past it cannot even be bound
+
+
+def validate_limit(value: object) -> int | None:
+    """``None`` (no limit) or a whole number from 1 to ``MAX_LIMIT``, as a listing's ``limit``."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_LIMIT:
+        raise ValidationError("limit", f"must be a whole number from 1 to {MAX_LIMIT}")
+    return value
+
+
 class _ProposalView:
     """What a whole proposal and a listing's summary of it have in common."""
 

@@ -67,7 +67,8 @@ class ValidationTest(unittest.TestCase):
         now = timestamps.utc_now()
         self.assertRegex(now, timestamps.TIMESTAMP_RE)
         self.assertEqual(timestamps.parse_timestamp("since", "2026-11-01"), "2026-11-01T00:00:00.000000Z")
-        self.assertEqual(timestamps.parse_timestamp("since", "2026-11-01T10:00:00+02:00"), "2026-11-01T08:00:00.000000Z")
+        self.assertEqual(timestamps.parse_timestamp("since", "2026-11-01T10:00:00+02:00"),
+                         "2026-11-01T08:00:00.000000Z")
         self.assertEqual(timestamps.parse_timestamp("since", "2026-11-01T10:00:00Z"), "2026-11-01T10:00:00.000000Z")
         self.assert_invalid("since", timestamps.parse_timestamp, "since", "yesterday")
         self.assert_invalid("timestamp", timestamps.format_timestamp, datetime(2026, 1, 1))

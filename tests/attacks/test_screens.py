@@ -16,7 +16,7 @@ import json
 import shlex
 import sqlite3
 import sys
-import uuid
+from pathlib import Path
 
 from bot_bottle.decisions import shown_digest
 from bot_bottle.queue_store import QueueStore
@@ -27,7 +27,7 @@ from bot_bottle.records import (
     TOOL_GITLEAKS_ALLOW,
 )
 from tests.helpers.dashboard import DashboardCase
-from tests.helpers.support import REPO, TempDirTest
+from tests.helpers.support import REPO, TempDirTest, file_as_a_sidecar
 from tests.helpers.terminal import Terminal
 
 # created_at as a sidecar may write it: each must show as "unreadable", never as a traceback.
@@ -43,19 +43,10 @@ ODD_TIMES = {
 }
 
 
-def write_rows(db: str, rows: list[tuple[str, str, str, str]]) -> list[str]:
-    """Insert proposals straight into the file, as a sidecar can: (bottle, tool, payload, created_at); their ids."""
-    ids = []
-    with sqlite3.connect(db, isolation_level=None) as raw:
-        for bottle, tool, payload, created_at in rows:
-            proposal_id = uuid.uuid4().hex
-            raw.execute("INSERT INTO proposals (id, queue_key, tool, payload, payload_sha256, justification, "
-                        "current_file, current_file_hash, created_at) VALUES (?, ?, ?, ?, ?, ?, NULL, NULL, ?)",
-                        (proposal_id, bottle, tool, payload, hashlib.sha256(payload.encode()).hexdigest(),
-                         f"filed at {created_at[:20]!r}", created_at))
-            ids.append(proposal_id)
-    raw.close()
-    return ids
+def write_rows(db: Path, rows: list[tuple[str, str, str, str]]) -> list[str]:
+    """Proposals written straight into the file, as a sidecar can: (bottle, tool, payload, created_at); their ids."""
+    return [file_as_a_sidecar(db, bottle, tool, payload, f"filed at {created_at[:20]!r}", created_at).id
+            for bottle, tool, payload, created_at in rows]
 
 
 class RewrittenBetweenShowAndApproveTest(TempDirTest):
@@ -125,7 +116,7 @@ class OddRowsTest(TempDirTest):
         super().setUp()
         self.db = self.tmp / "host.db"
         QueueStore(self.db).close()
-        self.ids = write_rows(str(self.db), [(f"odd-{n}", TOOL_EGRESS_BLOCK, "routes: [x]\n", created_at)
+        self.ids = write_rows(self.db, [(f"odd-{n}", TOOL_EGRESS_BLOCK, "routes: [x]\n", created_at)
                                              for n, created_at in enumerate(ODD_TIMES.values())])
 
     def cli_ok(self, *args: str) -> str:
@@ -172,7 +163,7 @@ class OddRowsTest(TempDirTest):
     def test_odd_payloads_and_audit_details(self) -> None:
         """Reports that are not JSON, or JSON of another shape, and an audit entry whose details are no object."""
         nested = "[" * 100_000 + "]" * 100_000
-        ids = write_rows(str(self.db), [("pay-1", TOOL_GITLEAKS_ALLOW, "not json {", "2026-11-27T08:00:00Z"),
+        ids = write_rows(self.db, [("pay-1", TOOL_GITLEAKS_ALLOW, "not json {", "2026-11-27T08:00:00Z"),
                                         ("pay-2", TOOL_EGRESS_TOKEN_ALLOW, '["a", 1]', "2026-11-27T08:00:00Z"),
                                         ("pay-3", TOOL_EGRESS_ALLOW, nested, "2026-11-27T08:00:00Z"),
                                         ("pay-4", TOOL_GITLEAKS_ALLOW, '{"findings": [1]}', "x")])
@@ -199,7 +190,7 @@ class OddRowsTest(TempDirTest):
 
 class OddRowsDashboardTest(DashboardCase):
     def test_every_page_is_served(self) -> None:
-        ids = write_rows(str(self.path), [(f"odd-{n}", TOOL_EGRESS_BLOCK, "routes: [x]\n", created_at)
+        ids = write_rows(self.path, [(f"odd-{n}", TOOL_EGRESS_BLOCK, "routes: [x]\n", created_at)
                                           for n, created_at in enumerate(ODD_TIMES.values())]
                          + [("pay-1", TOOL_GITLEAKS_ALLOW, "not json {", "")])
         status, _, body = self.call("GET", "/")

@@ -286,6 +286,16 @@ class GitGateTest(TempDirTest):
         self.assertNotEqual(result.returncode, 0)
         self.assertIn("gitleaks failed (exit 3): config broken", result.stderr)
 
+    def test_a_db_in_a_missing_directory_is_not_created(self) -> None:
+        """--db naming a directory that does not exist: every push refused at once, nothing created."""
+        missing = self.tmp / "no-such-dir" / "sub" / "gate.db"
+        self.hook(timeout=5, db_path=missing)
+        self.commit("app.py", "print('hi')\n")
+        result = self.push()
+        self.assertNotEqual(result.returncode, 0)
+        self.assertIn(f"push refused: --db {missing}: the directory {missing.parent} does not exist", result.stderr)
+        self.assertFalse((self.tmp / "no-such-dir").exists())
+
     def test_database_unavailable_refuses(self) -> None:
         """If the queue cannot be reached, a push that needs the operator is refused."""
         self.hook(timeout=5, db_path=self.tmp / "not-a-dir" / "x.db")
@@ -574,6 +584,7 @@ class ScanMechanicsTest(TempDirTest):
                                                       "GIT_COMMITTER_NAME": "a", "GIT_COMMITTER_EMAIL": "a@b"},
                                      ).stdout.decode().strip()
         self.log = self.tmp / "seen.json"
+        (self.tmp / "db").mkdir()
 
     def fake_gitleaks(self, report: str | None = None, skip: str = "") -> str:
         """A gitleaks stand-in that records what it was given (folder mode, files, contents, arguments).
