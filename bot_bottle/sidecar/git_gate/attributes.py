@@ -18,7 +18,9 @@ case-insensitive file system (macOS, Windows) matches ``*.TXT`` to
 the agent's to choose).
 
 Only trees holding a ``.gitattributes`` that mentions the attribute at all
-are read so (found by walking the trees once, each tree once per push).
+are read so (found by walking the trees once, each tree once per push), and
+git is asked about a path once per set of ``.gitattributes`` files: a later
+commit with the same ones is asked only about its new paths.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from bot_bottle.errors import GitObjectsError
+from bot_bottle.errors import GitObjectsError, ScanLimitExceeded
 from bot_bottle.sidecar.git_gate.limits import Deadline, Limits, child_limits, mib
 from bot_bottle.sidecar.git_gate.objects import git_command, git_env, last_error_line, tree_entries
 
@@ -38,6 +40,7 @@ ATTRIBUTE = "working-tree-encoding"
 ATTRIBUTES_FILE = b".gitattributes"
 _REGULAR = frozenset({"100644", "100755"})
 _DIRECTORY, _GITLINK = 0o040000, 0o160000
+_NONE: frozenset[tuple[str, str]] = frozenset()
 
 
 def _file_type(mode: bytes) -> int:
@@ -70,7 +73,9 @@ class _Trees:
                                             preexec_fn=child_limits)
         except OSError as exc:
             raise GitObjectsError(f"cannot run git: {exc.strerror}") from None
-        self.mentions: dict[str, bool] = {}
+        self.files: dict[str, frozenset[tuple[str, str]]] = {}  # tree -> its .gitattributes files, all levels
+        self.entries: dict[str, tuple[list[tuple[str, str]], list[tuple[str, str]]]] = {}
+        self.mentions: dict[str, bool] = {}  # .gitattributes blob -> holds the attribute's name
 
     def close(self) -> None:
         for pipe in (self.process.stdin, self.process.stdout):
@@ -90,30 +95,65 @@ class _Trees:
             raise GitObjectsError(f"git cannot read object {oid}: {' '.join(header)[:100] or 'no answer'}")
         size = int(header[2])
         if size > self.limits.max_object_bytes:
-            raise GitObjectsError(f"object {oid} is {mib(size)}, over the {mib(self.limits.max_object_bytes)} one "
-                                  "object may be (--max-object-size)")
+            raise ScanLimitExceeded(f"object {oid[:12]} is {mib(size)}, over the {mib(self.limits.max_object_bytes)} "
+                                    "one object may be (--max-object-size)")
         data = stdout.read(size)
         if len(data) != size or stdout.read(1) != b"\n":
             raise GitObjectsError(f"git's answer for object {oid} is cut short")
         return header[1], data
 
-    def mention_encoding(self, tree: str) -> bool:
-        """True if a ``.gitattributes`` anywhere in ``tree`` holds the attribute's name (each tree read once)."""
-        known = self.mentions.get(tree)
+    def attribute_files(self, root: str) -> frozenset[tuple[str, str]]:
+        """``(path, blob)`` of every ``.gitattributes`` in ``root``'s trees (each tree read once per push).
+
+        Walked without recursion (a pushed tree can nest deeper than Python's
+        stack): a tree's answer is known once its subtrees' are.
+        """
+        pending = [root]
+        while pending:
+            tree = pending[-1]
+            if tree in self.files:
+                pending.pop()
+                continue
+            entries = self._entries(tree)
+            waiting = [child for _, child in entries[0] if child not in self.files and child not in pending]
+            if waiting:
+                pending.extend(waiting)
+                continue
+            pending.pop()
+            found = set(entries[1])
+            for name, child in entries[0]:
+                found.update((f"{name}/{path}", blob) for path, blob in self.files[child])
+            self.files[tree] = frozenset(found) if found else _NONE
+        return self.files[root]
+
+    def _entries(self, tree: str) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+        """A tree's subtrees ``(name, oid)`` and its own ``.gitattributes`` ``(name, blob)`` (a file or a link:
+        git reads both); a gitlink, or an object that is no tree, has none."""
+        known = self.entries.get(tree)
         if known is not None:
             return known
-        self.mentions[tree] = False  # a tree cannot hold itself; this also ends a cycle a forged tree could make
         kind, data = self.read(tree)
-        found = False
+        subtrees: list[tuple[str, str]] = []
+        attributes: list[tuple[str, str]] = []
         if kind == "tree":
             for mode, name, raw in tree_entries(data, len(tree) // 2):
                 file_type = _file_type(mode)
+                text = name.decode("utf-8", errors="surrogateescape")
                 if file_type == _DIRECTORY:
-                    found = self.mention_encoding(raw.hex()) or found
-                elif name == ATTRIBUTES_FILE and file_type != _GITLINK:  # a file or a symbolic link: git reads both
-                    found = ATTRIBUTE.encode("ascii") in self.read(raw.hex())[1] or found
-        self.mentions[tree] = found
-        return found
+                    subtrees.append((text, raw.hex()))
+                elif name == ATTRIBUTES_FILE and file_type != _GITLINK:
+                    attributes.append((text, raw.hex()))
+        self.entries[tree] = (subtrees, attributes)
+        return subtrees, attributes
+
+    def mention(self, files: frozenset[tuple[str, str]]) -> bool:
+        """True if one of these ``.gitattributes`` holds the attribute's name at all."""
+        for _, blob in files:
+            if blob not in self.mentions:
+                self.mentions[blob] = ATTRIBUTE.encode("ascii") in self.read(blob)[1]
+            if self.mentions[blob]:
+                return True
+        return False
 
 
 def _run(repo: Path, args: Iterable[str], env: Mapping[str, str], deadline: Deadline,
@@ -132,22 +172,28 @@ def _run(repo: Path, args: Iterable[str], env: Mapping[str, str], deadline: Dead
     return result.stdout
 
 
-def _attributes(repo: Path, tree: str, folder: Path, deadline: Deadline) -> Iterator[tuple[str, str, str]]:
-    """``(oid, path, value)`` of each regular file of ``tree`` whose attribute is set to something, per git."""
+def _attributes(repo: Path, tree: str, folder: Path, deadline: Deadline,
+                known: dict[str, set[str]]) -> Iterator[tuple[str, str, str]]:
+    """``(oid, path, value)`` of each regular file of ``tree`` whose attribute is set to something, per git.
+
+    ``known`` holds what git said of paths before, under the very same
+    ``.gitattributes`` files (a path's attributes depend on nothing else):
+    only paths it does not hold yet are asked about, and their answers added.
+    """
     env = {**git_env(), "GIT_INDEX_FILE": str(folder / "index"), "GIT_ATTR_NOSYSTEM": "1"}
     _run(repo, ["read-tree", tree], env, deadline)
     files: dict[str, str] = {}
     for record in _run(repo, ["ls-files", "-s", "-z"], env, deadline).split(b"\0"):
-        info, _, path = record.partition(b"\t")
+        info, _, raw_path = record.partition(b"\t")
         mode_oid_stage = info.decode("ascii", errors="replace").split()
         if len(mode_oid_stage) == 3 and mode_oid_stage[0] in _REGULAR:
-            files[path.decode("utf-8", errors="surrogateescape")] = mode_oid_stage[1]
-    if not files:
-        return
-    seen: set[tuple[str, str]] = set()
-    for ignorecase in ("false", "true"):
+            files[raw_path.decode("utf-8", errors="surrogateescape")] = mode_oid_stage[1]
+    asked = [path for path in files if path not in known]
+    for path in asked:
+        known[path] = set()
+    for ignorecase in ("false", "true") if asked else ():
         with tempfile.TemporaryFile() as paths:
-            paths.write(b"".join(path.encode("utf-8", errors="surrogateescape") + b"\0" for path in files))
+            paths.write(b"".join(path.encode("utf-8", errors="surrogateescape") + b"\0" for path in asked))
             paths.seek(0)
             out = _run(repo, ["-c", f"core.ignorecase={ignorecase}", "-c", "core.attributesFile=/dev/null",
                               "check-attr", "--cached", "--stdin", "-z", ATTRIBUTE], env, deadline, stdin=paths)
@@ -155,9 +201,11 @@ def _attributes(repo: Path, tree: str, folder: Path, deadline: Deadline) -> Iter
         for index in range(0, len(answer) - 2, 3):
             name = answer[index].decode("utf-8", errors="surrogateescape")
             value = answer[index + 2].decode("utf-8", errors="replace")
-            if value not in ("unspecified", "unset") and name in files and (name, value) not in seen:
-                seen.add((name, value))
-                yield files[name], name, value
+            if value not in ("unspecified", "unset") and name in known:
+                known[name].add(value)
+    for path, oid in files.items():
+        for value in sorted(known.get(path, ())):
+            yield oid, path, value
 
 
 def encoded_files(repo: Path, roots: Iterable[str], limits: Limits, deadline: Deadline) -> list[EncodedFile]:
@@ -165,11 +213,13 @@ def encoded_files(repo: Path, roots: Iterable[str], limits: Limits, deadline: De
     found: dict[tuple[str, str], EncodedFile] = {}
     trees = _Trees(repo, limits, deadline)
     try:
-        candidates = [root for root in dict.fromkeys(roots) if trees.mention_encoding(root)]
+        keyed = [(root, files) for root in dict.fromkeys(roots)
+                 if trees.mention(files := trees.attribute_files(root))]
     finally:
         trees.close()
-    for root in candidates:
+    answers: dict[frozenset[tuple[str, str]], dict[str, set[str]]] = {}  # per set of .gitattributes files
+    for root, files in keyed:
         with tempfile.TemporaryDirectory(prefix="git-gate-index-") as folder:
-            for oid, path, value in _attributes(repo, root, Path(folder), deadline):
+            for oid, path, value in _attributes(repo, root, Path(folder), deadline, answers.setdefault(files, {})):
                 found.setdefault((oid, value), EncodedFile(oid, path, value, root))
     return list(found.values())

@@ -35,6 +35,7 @@ from tests.helpers.git_remote import (
     SHA_A,
     SHA_B,
     ZERO,
+    GateAttackCase,
     SharedRemoteTest,
     b64_forms,
     github_token,
@@ -306,23 +307,8 @@ class GitGateTest(TempDirTest):
         self.assertIn("push refused", result.stderr)
 
 
-class BypassTest(SharedRemoteTest):
+class BypassTest(GateAttackCase):
     """Each way a token got past the old gate, tried with real git and gitleaks: every one refused."""
-
-
-    def assert_refused(self, *refspecs: str, says: str, secret_oids: tuple[str, ...] = ()) -> str:
-        """The push fails with a git-gate line containing ``says``; the remote's refs and objects stay."""
-        before = self.shared.remote_refs()
-        result = self.shared.push(*refspecs)
-        self.assertNotEqual(result.returncode, 0, result.stderr)
-        gate = [line for line in result.stderr.splitlines() if "git-gate:" in line]
-        self.assertTrue(gate, result.stderr)
-        self.assertIn("push refused", gate[-1])
-        self.assertIn(says, gate[-1])
-        self.assertEqual(self.shared.remote_refs(), before)
-        for oid in secret_oids:
-            self.assertFalse(self.shared.remote_has(oid), f"{oid} reached the remote")
-        return gate[-1]
 
     def test_replace_ref_pushed_with_the_secret_commit(self) -> None:
         """refs/replace/<S> -> a clean commit, and main -> S, in one push: refused for the replace ref."""
