@@ -54,6 +54,11 @@ def host_key(conn: sqlite3.Connection, anchor: Anchor | None) -> bytes:
         key = create_key()
     if anchor is not None and anchor.key is not None and anchor.key != key_id(key):
         raise AuditKeyError(key_replaced(key_path(), anchor.key, key_id(key)))
+    if anchor is not None and anchor.key is None and not _proves(conn, key, anchor):
+        # An anchor from before keys were named: its entry's seal says whether this key made it (once; the
+        # anchor names the key from the next decision on).
+        raise AuditKeyError(key_replaced(key_path(), "unnamed", key_id(key))
+                            + f" (or audit entry {anchor.seq} was rewritten: 'bot-bottle audit verify' says which)")
     return key
 
 

@@ -158,6 +158,22 @@ class ReplacedKeyTest(KeyProcessCase):
         self.assert_approved()
         self.assertEqual(self.verify().returncode, 0, self.verify().stderr)
 
+    def test_an_anchor_from_before_keys_were_named(self) -> None:
+        """An anchor an earlier version wrote names no key: its entry's seal tells a replaced key apart."""
+        self.assert_approved()
+        anchor = read_anchor(self.db)
+        assert anchor is not None
+        legacy = {"database": anchor.database, "seq": anchor.seq, "seal": anchor.seal,
+                  "written_at": anchor.written_at}
+        anchor_path(self.db).write_text(json.dumps(legacy) + "\n")
+        original = key_path().read_text()
+        key_path().write_text(os.urandom(32).hex() + "\n")
+        self.assert_refused("is not the key that sealed this audit log (key unnamed)")
+        key_path().write_text(original)
+        self.assert_approved()
+        renewed = read_anchor(self.db)
+        self.assertEqual(renewed.key if renewed else None, key_id(bytes.fromhex(original.strip())))
+
     def test_a_damaged_key(self) -> None:
         self.assert_approved()
         key_path().write_text("not a key\n")
