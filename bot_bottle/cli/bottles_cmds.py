@@ -11,7 +11,6 @@ from bot_bottle.cli.common import age, db_path, first_line, print_json, print_ta
 from bot_bottle.cli.registry import summary
 from bot_bottle.cli.render import proposal_json
 from bot_bottle.errors import NotFound
-from bot_bottle.timestamps import format_timestamp, moment_of
 
 _EPILOG = """\
 examples:
@@ -26,11 +25,8 @@ caller who is gone.
 
 
 def ago(timestamp: str | None, now: datetime) -> str:
-    """``age`` of a stored time, ``-`` for none and ``?`` for text that is not a time."""
-    if timestamp is None:
-        return "-"
-    moment = moment_of(timestamp)
-    return "?" if moment is None else age(format_timestamp(moment), now)
+    """``age`` of a stored time, ``-`` for none and ``unreadable`` for text that is not a time."""
+    return "-" if timestamp is None else age(timestamp, now)
 
 
 def overview_json(item: BottleOverview, now: datetime) -> dict[str, Any]:

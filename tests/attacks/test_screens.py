@@ -138,7 +138,7 @@ class OddRowsTest(TempDirTest):
                 self.assertNotIn("\x1b", shown)
                 self.assertEqual(json.loads(self.cli_ok("proposals", "show", proposal_id, "--json"))["created_at"],
                                  created_at)
-        self.cli_ok("bottles", "list")
+        self.assertIn("unreadable", self.cli_ok("bottles", "list"))  # the oldest pending proposal's age
         self.cli_ok("proposals", "list", "--json")
 
     def test_the_tui_in_a_terminal(self) -> None:
@@ -195,6 +195,7 @@ class OddRowsDashboardTest(DashboardCase):
                          + [("pay-1", TOOL_GITLEAKS_ALLOW, "not json {", "")])
         status, _, body = self.call("GET", "/")
         self.assertEqual(status, 200)
+        self.assertIn("unreadable", body)
         for proposal_id in ids:
             status, _, body = self.call("GET", f"/proposal/{proposal_id}")
             self.assertEqual(status, 200, body[:300])
