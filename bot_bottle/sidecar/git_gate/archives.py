@@ -182,6 +182,8 @@ def _open(data: bytes, run: _Expansion, what: str, depth: int) -> Iterator[Leaf]
         return
     if depth >= run.limits.max_archive_depth:
         raise run.over(what, f"archives nested more than {run.limits.max_archive_depth} deep (--max-archive-depth)")
+    if found == ["zip", "tar"] and _zip_inside_a_tar_member(data):
+        found = ["tar"]  # a tar holding a zip (a release with jars): the zip is opened as the member it is
     for kind in found:
         if kind in ("zlib?", "lzma?"):
             try:
@@ -309,6 +311,25 @@ def _check_layout(data: bytes, archive: zipfile.ZipFile, entries: list[zipfile.Z
             raise run.refuse(what, "zip entries that overlap (a decompression bomb?)")
         if gap > (DESCRIPTOR_ROOM if info.flag_bits & 0x8 else 0):
             raise run.refuse(what, f"{gap} bytes between zip entries that no listed entry holds")
+
+
+def _zip_inside_a_tar_member(data: bytes) -> bool:
+    """True if the zip a tar's tail shows (its end record) lies whole inside one of the tar's members.
+
+    Then that member is the zip, opened in its turn. A zip that does not
+    (entries spread over several members, or in the tar's headers) is opened
+    over the whole tar: an unzip reads it so.
+    """
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            starts = [info.header_offset for info in archive.infolist()]
+            first, directory = min(starts, default=archive.start_dir), archive.start_dir
+        with tarfile.open(fileobj=io.BytesIO(data), mode="r:", ignore_zeros=True) as tar:
+            spans = [(info.offset_data, info.offset_data + info.size) for info in tar.getmembers() if info.isreg()]
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, tarfile.TarError, OSError, EOFError, ValueError,
+            NotImplementedError):
+        return False  # opened over the whole tar, where what is wrong is reported
+    return any(start <= first and directory <= end for start, end in spans)
 
 
 def _tar_members(data: bytes, run: _Expansion, what: str) -> Iterator[tuple[str, bytes]]:

@@ -108,6 +108,14 @@ class FormatsTest(ExpansionTest):
             with self.subTest(data=data[:12]):
                 self.assertEqual(leaves(data), {})
 
+    def test_a_tar_of_several_zips(self) -> None:
+        """A release tarball with two jars (each a zip in a member): each opened as the member it is, not refused
+        for the first zip's entries showing before the second's."""
+        jars = [("lib/a.jar", zip_bytes([("A.class", b"a")])), ("lib/b.jar", zip_bytes([("B.class", LINE)]))]
+        for name, data in (("tar", tar_bytes(jars)), ("tar.gz", gzip.compress(tar_bytes(jars)))):
+            with self.subTest(name):
+                self.assertTrue(any(label.endswith("lib/b.jar!B.class") for label in found(data)))
+
     def test_tar_concatenated_after_its_end_is_read(self) -> None:
         """A second archive after the end marker (what tar -i reads) is scanned, as are zeros before it."""
         data = tar_bytes([("a.txt", b"x\n")]) + b"\0" * 10240 + tar_bytes([("b.txt", LINE)])
