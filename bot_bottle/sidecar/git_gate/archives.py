@@ -47,8 +47,6 @@ RATIO_SLACK = MIB  # a small expansion may have any ratio: the ratio is checked 
 ZIP_METHODS = frozenset({zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA})
 # Zip flag bits of encryption: traditional or AES (bit 0), strong encryption (6), masked central directory (13).
 ZIP_ENCRYPTED = 0x1 | 0x40 | 0x2000
-# A data descriptor may follow an entry's data (flag bit 3): up to 24 bytes (zip64, with its signature).
-DESCRIPTOR_ROOM = 24
 
 
 @dataclass(frozen=True)
@@ -290,11 +288,15 @@ def _zip_members(data: bytes, run: _Expansion, what: str) -> Iterator[tuple[str,
 
 def _check_layout(data: bytes, archive: zipfile.ZipFile, entries: list[zipfile.ZipInfo], run: _Expansion,
                   what: str) -> None:
-    """Every byte from the first entry to the central directory belongs to exactly one listed entry.
+    """No two listed entries overlap, and no local entry hides where the central directory lists none.
 
     Entries that overlap are the "better zip bomb" (Python before 3.11.8
-    does not check it), and bytes no entry lists can hold a local entry the
-    central directory hides, which a streaming unzip extracts all the same.
+    does not check it). Bytes no entry lists, before the first entry or
+    between two, are scanned raw with the blob; they are refused only when
+    they hold a local header, whose compressed data a streaming unzip (which
+    reads local headers, not the directory) extracts all the same. Other
+    bytes there are allowed: a signed APK keeps its signing block between
+    the last entry and the directory.
     """
     spans = sorted((info.header_offset, index) for index, info in enumerate(entries))
     if spans and b"PK\x03\x04" in data[: spans[0][0]]:
@@ -306,11 +308,12 @@ def _check_layout(data: bytes, archive: zipfile.ZipFile, entries: list[zipfile.Z
         if len(local) < 30 or local[:4] != b"PK\x03\x04":
             raise run.refuse(what, f"a corrupt zip (no local header for {info.filename!r})")
         name_length, extra_length = struct.unpack("<HH", local[26:30])
-        gap = following - (start + 30 + name_length + extra_length + info.compress_size)
-        if gap < 0:
+        end = start + 30 + name_length + extra_length + info.compress_size
+        if following < end:
             raise run.refuse(what, "zip entries that overlap (a decompression bomb?)")
-        if gap > (DESCRIPTOR_ROOM if info.flag_bits & 0x8 else 0):
-            raise run.refuse(what, f"{gap} bytes between zip entries that no listed entry holds")
+        if b"PK\x03\x04" in data[end:following]:
+            raise run.refuse(what, f"a zip entry between listed ones that the directory does not list "
+                             f"({following - end} bytes after {info.filename!r})")
 
 
 def _zip_inside_a_tar_member(data: bytes) -> bool:

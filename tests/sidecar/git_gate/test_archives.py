@@ -191,7 +191,15 @@ class RefusedTest(ExpansionTest):
         struct.pack_into("<I", fixed, second + 42, first_end + len(local))
         record_at = fixed.rfind(b"PK\x05\x06")
         struct.pack_into("<I", fixed, record_at + 16, directory_at)
-        self.assert_refused(bytes(fixed), "bytes between zip entries that no listed entry holds")
+        self.assert_refused(bytes(fixed), "a zip entry between listed ones that the directory does not list")
+        # Other bytes there (a signed APK's signing block before the directory) are scanned raw, and allowed.
+        signed = zip_bytes([("classes.dex", b"dex\n"), ("AndroidManifest.xml", LINE)])
+        directory_at = signed.find(b"PK\x01\x02")
+        block = b"\x18\x00\x00\x00\x00\x00\x00\x00" + b"\0" * 8 + b"APK Sig Block 42"
+        apk = bytearray(signed[:directory_at] + block + signed[directory_at:])
+        record_at = apk.rfind(b"PK\x05\x06")
+        struct.pack_into("<I", apk, record_at + 16, directory_at + len(block))
+        self.assertIn("x!AndroidManifest.xml", found(bytes(apk)))
         self.assert_refused(overlapping_zip(50), "zip entries that overlap", error=GitGateError)
 
     def test_sparse_tar_member(self) -> None:
