@@ -88,6 +88,10 @@ def key_checks(database: Path) -> list[dict[str, str]]:
     if info.st_uid != os.getuid():
         problems.append(f"{path} is owned by uid {info.st_uid}, not you ({os.getuid()}): that user can replace it "
                         f"('chown {os.getuid()} {path}')")
+    folder = path.parent.stat()
+    if stat.S_IMODE(folder.st_mode) & 0o022 or folder.st_uid != os.getuid():
+        problems.append(f"{path.parent} is writable by others or not yours: whoever can write it can replace the "
+                        f"key ('chmod 700 {path.parent}')")
     checks = [{"check": "audit key", "level": WARNING if problems else OK,
                "detail": "; ".join(problems) or f"{path} (600, yours; key {key_id(key)})"}]
     try:

@@ -194,6 +194,9 @@ class KeyModeTest(KeyProcessCase):
         self.assertEqual(result.returncode, 0, "a warning, not an error")
         self.assertRegex(result.stdout, r"warning +audit key +.*mode 644")
         key_path().chmod(0o600)
+        key_path().parent.chmod(0o777)
+        self.assertIn("is writable by others or not yours", self.doctor()["warning"][0])
+        key_path().parent.chmod(0o700)
         if os.geteuid() == 0:  # only root can give a file away
             os.chown(key_path(), 4321, -1)
             self.assertIn("is owned by uid 4321, not you", self.doctor()["warning"][0])
