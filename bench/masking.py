@@ -7,7 +7,7 @@ import time
 
 from common import machine, median, parser, table, work_dir
 
-from bot_bottle.sidecar.egress import ApprovedTokens, _token_allow_payload
+from bot_bottle.sidecar.egress import _token_allow_payload
 from bot_bottle.text.redaction import REDACTED, Masker
 
 
@@ -53,7 +53,6 @@ def main() -> None:
     lengths = (1_000, 4_000) if args.smoke else (1_000, 4_000, 16_000, 32_000)
     print(machine(work_dir(args)))
     print(f"median milliseconds of {runs} run(s); the value sits in the URL path and the body around it\n")
-    approved = ApprovedTokens()
     rows = []
     for length in lengths:
         value = token(length)
@@ -63,7 +62,7 @@ def main() -> None:
         def payload(value: str = value, context: str = context) -> None:
             _token_allow_payload(Masker([value]), host="api.example", method="POST", path=f"/upload/{value}",
                                  detector="github-pat", context=context, value=value,
-                                 fingerprint=approved._fingerprint(value))
+                                 fingerprint="f" * 64)  # the fingerprint is the helper's, not the report's, cost
 
         rows.append([f"{length:,}", f"{timed(lambda v=value, s=snippet: old_mask_fragments(s, v), runs) * 1000:.0f}",
                      f"{timed(lambda v=value, s=snippet: Masker([v]).mask(s), runs) * 1000:.0f}",

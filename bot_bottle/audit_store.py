@@ -30,13 +30,12 @@ from bot_bottle.audit.chain import COLUMNS, GENESIS_HASH, SELECT, compute_hash, 
 from bot_bottle.audit.forensics import REFUSED, VerifyResult, anchored_seq, truncated, walk
 from bot_bottle.audit.keys import host_key
 from bot_bottle.audit.seal import GENESIS_SEAL, key_id, seal_of
-from bot_bottle.db import Database, DatabaseUser
+from bot_bottle.db import Database, DatabaseUser, validate_limit
 from bot_bottle.errors import AnchorNotWritten, AuditTampered
 from bot_bottle.records import (
     MAX_NAME_BYTES,
     AuditEntry,
     Response,
-    validate_limit,
     validate_queue_key,
     validate_text,
     validated_details,

@@ -2,8 +2,9 @@
 
 ``connect`` holds every connection setting (docs/decisions.md): autocommit mode,
 rollback journal, ``synchronous=FULL``, foreign keys, a busy timeout.
-``transaction`` (writes) and ``read_snapshot`` (consistent reads) are the only
-places in the package that say BEGIN, COMMIT or ROLLBACK. ``translate_errors``
+``transaction`` (writes), ``rolled_back`` (dry runs) and ``read_snapshot``
+(consistent reads) are the only places in the package that say BEGIN, COMMIT
+or ROLLBACK. ``translate_errors``
 turns SQLite's exceptions into the package's own, each with a message that
 names the file and what to do.
 
@@ -220,6 +221,17 @@ def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
         if conn.in_transaction:
             conn.execute("ROLLBACK")
         raise
+
+
+@contextmanager
+def rolled_back(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """A write transaction that is always rolled back: a dry run of writes, to see what they would do."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield conn
+    finally:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
 
 
 @contextmanager

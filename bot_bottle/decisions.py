@@ -14,18 +14,27 @@ from __future__ import annotations
 import difflib
 import getpass
 import os
+import secrets
 import socket
 from typing import Any
 
-from bot_bottle.audit_store import AuditStore
-from bot_bottle.errors import ValidationError
+from bot_bottle.audit_store import AuditRecorder, AuditStore
+from bot_bottle.errors import AlreadyDecided, AnchorNotWritten, AuditTampered, ProposalExpired, ValidationError
+from bot_bottle.grants import add_rule_in, grant_record, insert_grant_in
+from bot_bottle.policy.lifetimes import MAX_REJECT_RULE_SECONDS, grant_seconds
 from bot_bottle.policy.routes import validate_final_file
+from bot_bottle.policy.subjects import subject_of
+from bot_bottle.queue_reads import PROPOSAL_COLUMNS, decided_on, expired_response
 from bot_bottle.queue_store import QueueStore
 from bot_bottle.records import (
+    ACTION_EXPIRED,
     ACTION_OPERATOR_EDIT,
+    EFFECT_APPROVE,
+    EFFECT_REJECT,
     MAX_FILE_BYTES,
     MAX_NAME_BYTES,
     MAX_TEXT_BYTES,
+    REMEMBER_BOTTLE,
     STATUS_APPROVED,
     STATUS_MODIFIED,
     STATUS_REJECTED,
@@ -35,9 +44,11 @@ from bot_bottle.records import (
     Response,
     canonical_json,
     sha256_text,
+    validate_proposal_id,
     validate_queue_key,
     validate_text,
 )
+from bot_bottle.timestamps import later, spell_duration, utc_now
 
 
 def default_decider() -> str:
@@ -149,8 +160,10 @@ def decide(
     *,
     store: QueueStore | None = None,
     shown: Proposal | None = None,
+    grant_for: int | None = None,
+    remember: str | None = None,
 ) -> Response:
-    """Decide a proposal: write its response and audit entry in one transaction.
+    """Decide a proposal: write its response and audit entry (and a grant, and a rule) in one transaction.
 
     ``proposal_id`` is the whole id. Uses ``store`` if given, else opens the
     database at ``db_path`` (``None``: the host's). Raises
@@ -159,17 +172,168 @@ def decide(
     ``shown`` is the proposal as the operator saw it: the decision is
     recorded only if the stored proposal is still exactly that, checked in
     the deciding transaction (``AuditTampered`` otherwise). Without it, the
-    proposal as read there is the one held.
+    proposal as read there is the one held. ``grant_for`` (seconds) is how
+    long an approval's grant lasts (default: the tool's); ``remember``
+    (``bottle`` or ``all``) makes the decision a standing rule too.
     """
-    decision = Decision(status, notes, final_file, default_decider() if decided_by is None else decided_by)
+    decision = Decision(status, notes, final_file, default_decider() if decided_by is None else decided_by,
+                        grant_seconds=grant_for, remember=remember)
     queue = store if store is not None else QueueStore(db_path)
     try:
         held = shown if shown is not None and shown.id == proposal_id else None
-        response, _ = queue.record_decision(proposal_id, decision, describe=describe_decision, shown=held)
+        response, _ = record_decision(queue, proposal_id, decision, shown=held)
         return response
     finally:
         if store is None:
             queue.close()
+
+
+def record_decision(
+    store: QueueStore, proposal_id: str, decision: Decision, *, shown: Proposal | None = None,
+) -> tuple[Response, AuditEntry]:
+    """Record ``decision`` on the proposal, in one transaction with its audit entry (and grant, and rule).
+
+    The proposal is validated and read once, inside the transaction. With
+    ``shown`` (the proposal as the operator saw it), a stored proposal that
+    differs from it is refused with ``AuditTampered``: proposals are
+    immutable, so it was rewritten in the file, and the decision would record
+    something the operator never saw. An anchor that could not be written
+    after the commit raises ``AnchorNotWritten`` carrying the response, which
+    stands. See ``record_decision_in`` for the rest.
+    """
+    validate_proposal_id(proposal_id)
+    recorded: tuple[Response, AuditEntry] | None = None
+    try:
+        with AuditStore.recording(store.db) as log:
+            proposal = store.get_in(log.conn, proposal_id)
+            if shown is not None and decided_on(proposal) != decided_on(shown):
+                raise AuditTampered(
+                    f"proposal {proposal.short_id} is not what was shown: it was rewritten in the database after "
+                    "it was read (proposals are immutable); nothing recorded. Check 'bot-bottle audit verify'"
+                )
+            recorded = record_decision_in(log, proposal, decision)
+    except AnchorNotWritten as exc:  # committed: the decision stands, and the caller can say which
+        raise AnchorNotWritten(str(exc), recorded[0] if recorded is not None else None) from None
+    assert recorded is not None
+    return recorded
+
+
+def record_decision_in(
+    log: AuditRecorder, proposal: Proposal, decision: Decision, *, rule_id: str | None = None,
+) -> tuple[Response, AuditEntry]:
+    """Record ``decision`` on ``proposal`` inside ``log``'s transaction; the first decision wins.
+
+    The decision is held to the queue's rules first (``check_decision``:
+    ``ValidationError``). A proposal decided already raises
+    ``AlreadyDecided`` (who decided what, and when); one past its end,
+    ``ProposalExpired``. An approval makes a grant of what the operator saw
+    (the payload, or the modification), ending after ``decision.grant_seconds``
+    or the tool's default, within its maximum; ``decision.remember`` adds a
+    standing rule for the same subject. ``rule_id`` names the rule deciding
+    in the operator's place. The response, the entry, the grant and the rule
+    commit together or not at all.
+    """
+    now = utc_now()
+    diff, details = describe_decision(proposal, decision)
+    earlier = QueueStore.response_in(log.conn, proposal.id)
+    if earlier is not None:
+        raise AlreadyDecided(f"proposal {proposal.short_id} was already {earlier.status} by {earlier.decided_by} "
+                             f"at {earlier.decided_at}; the first decision stands")
+    if proposal.expires_at is not None and proposal.expires_at <= now:
+        raise ProposalExpired(f"proposal {proposal.short_id} expired at {proposal.expires_at}: nobody decided in "
+                              "time, so it can no longer be decided; nothing recorded (the agent files it again to "
+                              "ask again)")
+    granted = decision.status in (STATUS_APPROVED, STATUS_MODIFIED)
+    subject: dict[str, Any] | None = None
+    if granted or decision.remember is not None:
+        shown_file = decision.final_file if decision.status == STATUS_MODIFIED else proposal.payload
+        try:
+            subject = subject_of(proposal.tool, shown_file or proposal.payload)
+        except ValidationError as exc:
+            # A report this version cannot read (filed by an older sidecar): the approval answers the waiting
+            # caller only; nothing stands for later, so asking for a grant's time or a rule is refused.
+            if decision.grant_seconds is not None or decision.remember is not None:
+                raise ValidationError("for" if decision.remember is None else "remember",
+                                      f"this proposal does not say what it would grant ({exc}): decide it "
+                                      "without --for or --remember") from None
+            details["grant"] = None
+    grant_id, ends_at = secrets.token_hex(16), ""
+    if granted and subject is not None:
+        ends_at = later(now, grant_seconds(proposal.tool, decision.grant_seconds))
+        details["grant"] = grant_record(grant_id, proposal.tool, subject, now, ends_at, rule_id)
+    if rule_id is not None:
+        details["rule_id"] = rule_id
+    response = Response(proposal.id, decision.status, decision.notes, decision.final_file, decision.decided_by, now)
+    # The entry records the response whole, so audit verify can hold one against the other.
+    details["decided_at"] = now
+    log.conn.execute(
+        "INSERT INTO responses (proposal_id, status, notes, final_file, decided_by, decided_at) "
+        "VALUES (:proposal_id, :status, :notes, :final_file, :decided_by, :decided_at)", response.to_dict())
+    entry = log.append(AuditEntry(
+        queue_key=proposal.queue_key, action=decision.status, actor=decision.decided_by, tool=proposal.tool,
+        proposal_id=proposal.id, notes=decision.notes, diff=diff, details=details), ts=now)
+    assert entry.seq is not None
+    if granted and subject is not None:
+        insert_grant_in(log, proposal, subject, grant_id=grant_id, starts_at=now, ends_at=ends_at,
+                        decided_by=decision.decided_by, audit_seq=entry.seq, rule_id=rule_id)
+    if decision.remember is not None and subject is not None:
+        _remember(log, proposal, decision, subject, ends_at or None, now)
+    return response, entry
+
+
+def _remember(log: AuditRecorder, proposal: Proposal, decision: Decision, subject: dict[str, Any],
+              grant_ends: str | None, now: str) -> None:
+    """The standing rule a decision ``--remember``s: the same answer for the same subject, until the grant's end."""
+    approve = decision.status in (STATUS_APPROVED, STATUS_MODIFIED)
+    if approve:
+        ends_at: str | None = grant_ends
+    elif decision.grant_seconds is None:
+        ends_at = None  # "always reject this"
+    elif decision.grant_seconds > MAX_REJECT_RULE_SECONDS:
+        raise ValidationError("for", f"a standing rejection may last at most {spell_duration(MAX_REJECT_RULE_SECONDS)}"
+                              " or stand for good (no --for)")
+    else:
+        ends_at = later(now, decision.grant_seconds)
+    add_rule_in(log, queue_key=proposal.queue_key if decision.remember == REMEMBER_BOTTLE else None,
+                tool=proposal.tool, subject=subject, pattern=False,
+                effect=EFFECT_APPROVE if approve else EFFECT_REJECT, notes=decision.notes or decision.status,
+                ends_at=ends_at, created_by=decision.decided_by, proposal_id=proposal.id, now=now)
+
+
+def expire_in(log: AuditRecorder, now: str) -> int:
+    """Close every proposal still pending past its end, in ``log``'s transaction: how many.
+
+    Each gets an ``expired`` response and audit entry and is archived, so
+    the same request filed again asks the operator again.
+    """
+    rows = log.conn.execute(
+        f"SELECT {PROPOSAL_COLUMNS} FROM proposals p WHERE p.archived_at IS NULL AND p.expires_at <= :now "
+        "AND NOT EXISTS (SELECT 1 FROM responses r WHERE r.proposal_id = p.id) ORDER BY p.expires_at",
+        {"now": now},
+    ).fetchall()
+    for row in rows:
+        proposal = QueueStore.proposal_from_row(row)
+        assert proposal.expires_at is not None
+        response = expired_response(proposal.id, proposal.expires_at)
+        response = Response(**{**response.to_dict(), "decided_at": now})
+        log.conn.execute(
+            "INSERT INTO responses (proposal_id, status, notes, final_file, decided_by, decided_at) "
+            "VALUES (:proposal_id, :status, :notes, :final_file, :decided_by, :decided_at)", response.to_dict())
+        log.append(AuditEntry(
+            queue_key=proposal.queue_key, action=ACTION_EXPIRED, actor=response.decided_by, tool=proposal.tool,
+            proposal_id=proposal.id, notes=response.notes,
+            details={**_details(proposal, None), "expires_at": proposal.expires_at, "decided_at": now}), ts=now)
+        log.conn.execute("UPDATE proposals SET archived_at = :now WHERE id = :id", {"now": now, "id": proposal.id})
+    return len(rows)
+
+
+def expired_due(store: QueueStore, now: str) -> bool:
+    """Whether any pending proposal is past its end (one indexed read: the write is taken only when one is)."""
+    with store.db.read() as conn:
+        return conn.execute(
+            "SELECT 1 FROM proposals p WHERE p.archived_at IS NULL AND p.expires_at <= :now "
+            "AND NOT EXISTS (SELECT 1 FROM responses r WHERE r.proposal_id = p.id) LIMIT 1", {"now": now},
+        ).fetchone() is not None
 
 
 def operator_edit(

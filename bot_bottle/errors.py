@@ -29,6 +29,7 @@ never shown as they are::
     ├── NotFound                      no record has that id (or prefix)
     ├── AmbiguousId                   an id prefix matches several records
     ├── AlreadyDecided                the proposal has a decision; the first one stands
+    ├── ProposalExpired               the proposal's end passed: it can no longer be decided
     ├── StillPending                  the operation needs a decided proposal
     ├── QuotaExceeded                 the bottle has as much pending as it may
     ├── MissingMount                  a sidecar finds neither the host's database nor a relay file
@@ -166,6 +167,10 @@ class AmbiguousId(BotBottleError):
 
 class AlreadyDecided(BotBottleError):
     """A decision was asked for a proposal that has one already (the first wins)."""
+
+
+class ProposalExpired(BotBottleError):
+    """A decision was asked for a proposal past its end (``expires_at``): silence is not consent."""
 
 
 class StillPending(BotBottleError):

@@ -14,17 +14,18 @@ import sqlite3
 from dataclasses import fields
 from typing import Any
 
-from bot_bottle.db import DatabaseUser
+from bot_bottle.db import DatabaseUser, validate_limit
 from bot_bottle.errors import AmbiguousId, NotFound
 from bot_bottle.records import (
+    STATUS_EXPIRED,
     Proposal,
     ProposalSummary,
     Response,
     validate_id_prefix,
-    validate_limit,
     validate_proposal_id,
     validate_queue_key,
 )
+from bot_bottle.timestamps import utc_now
 
 
 def _columns(record: type, alias: str) -> str:
@@ -59,6 +60,21 @@ def decided_on(proposal: Proposal) -> dict[str, Any]:
     return {**proposal.to_dict(), "archived_at": None}
 
 
+def expired_response(proposal_id: str, expires_at: str) -> Response:
+    """What a proposal past its end says until the host closes it: ``expired``, as the host will record it."""
+    return Response(proposal_id, STATUS_EXPIRED, expired_notes(expires_at), None, EXPIRY_DECIDER, expires_at)
+
+
+def expired_notes(expires_at: str) -> str:
+    """The reason an expired proposal gives: nobody decided in time."""
+    return (f"nobody decided before {expires_at} (the host's pending-ttl): it can no longer be approved; "
+            "file the request again to ask again")
+
+
+# Who closes an expired proposal: the host, on nobody's word.
+EXPIRY_DECIDER = "bot-bottle (pending-ttl)"
+
+
 class QueueReads(DatabaseUser):
     """The queue's queries over one database; ``QueueStore`` adds filing, waiting, archiving and deciding."""
 
@@ -79,7 +95,7 @@ class QueueReads(DatabaseUser):
 
     # Filing ------------------------------------------------------------------
 
-    def _get_in(self, conn: sqlite3.Connection, proposal_id: str) -> Proposal:
+    def get_in(self, conn: sqlite3.Connection, proposal_id: str) -> Proposal:
         row = conn.execute(
             f"SELECT {PROPOSAL_COLUMNS} FROM proposals p WHERE p.id = :id", {"id": proposal_id}
         ).fetchone()
@@ -88,7 +104,7 @@ class QueueReads(DatabaseUser):
         return self.proposal_from_row(row)
 
     @staticmethod
-    def _response_in(conn: sqlite3.Connection, proposal_id: str) -> Response | None:
+    def response_in(conn: sqlite3.Connection, proposal_id: str) -> Response | None:
         row = conn.execute(
             f"SELECT {_RESPONSE_COLUMNS} FROM responses r WHERE r.proposal_id = :id", {"id": proposal_id}
         ).fetchone()
@@ -98,7 +114,7 @@ class QueueReads(DatabaseUser):
         """The proposal with this whole id; ``NotFound`` if there is none."""
         validate_proposal_id(proposal_id)
         with self.db.read() as conn:
-            return self._get_in(conn, proposal_id)
+            return self.get_in(conn, proposal_id)
 
     def find(self, prefix: str) -> Proposal:
         """The one proposal whose id starts with ``prefix`` (any case); ``NotFound`` or ``AmbiguousId``."""
@@ -116,7 +132,7 @@ class QueueReads(DatabaseUser):
                 shown = ", ".join(str(r[0])[: len(prefix) + 4] for r in rows[:_AMBIGUOUS_SHOWN])
                 more = " and more" if len(rows) > _AMBIGUOUS_SHOWN else ""
                 raise AmbiguousId(f"{prefix!r} matches several proposals ({shown}{more}): give more digits")
-            return self._get_in(conn, str(rows[0][0]))
+            return self.get_in(conn, str(rows[0][0]))
 
     def pending(self, queue_key: str | None = None) -> list[Proposal]:
         """Undecided, unarchived proposals, oldest first; of one bottle, or of all (``None``)."""
@@ -202,17 +218,25 @@ class QueueReads(DatabaseUser):
 
         One statement, so one shared lock: a bottle's look at its decision
         checks whose proposal it is in the same read (docs/benchmarks.md, "Throughput").
+        A proposal past its end without a response reads as ``expired``
+        (``expired_response``) before the host has closed it: a waiting
+        caller is told at once, and nothing is written here.
         """
         with self.db.read() as conn:
-            if queue_key is None:
-                return self._response_in(conn, proposal_id)
             row = conn.execute(
-                f"SELECT p.queue_key, {_RESPONSE_COLUMNS} FROM proposals p "
+                f"SELECT p.queue_key, p.expires_at, {_RESPONSE_COLUMNS} FROM proposals p "
                 "LEFT JOIN responses r ON r.proposal_id = p.id WHERE p.id = :id",
                 {"id": proposal_id},
             ).fetchone()
-        check_bottle(proposal_id, None if row is None else str(row[0]), queue_key)
-        return None if row[1] is None else self.response_from_row(row[1:])
+        if queue_key is not None:
+            check_bottle(proposal_id, None if row is None else str(row[0]), queue_key)
+        if row is None:
+            return None
+        if row[2] is not None:
+            return self.response_from_row(row[2:])
+        expires_at = row[1]
+        return expired_response(proposal_id, expires_at) if isinstance(expires_at, str) and expires_at <= utc_now() \
+            else None
 
     def changes_marker(self) -> tuple[int, int]:
         """A value that changes whenever anyone commits to the database (cheap: no table is read)."""

@@ -22,21 +22,19 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from bot_bottle.audit_store import AuditStore
+from bot_bottle.audit_store import AuditRecorder, AuditStore
 from bot_bottle.bottles import heartbeat_in, stopped_in
 from bot_bottle.db import Database
 from bot_bottle.errors import (
-    AlreadyDecided,
-    AnchorNotWritten,
-    AuditTampered,
     NotFound,
     QuotaExceeded,
     StillPending,
     ValidationError,
 )
 from bot_bottle.file_watch import WatchPool
+from bot_bottle.grants import live_grants_in, pending_ttl_in
 from bot_bottle.policy.routes import parse_route
-from bot_bottle.queue_reads import PENDING, PROPOSAL_COLUMNS, QueueReads, check_bottle, decided_on
+from bot_bottle.queue_reads import PENDING, PROPOSAL_COLUMNS, QueueReads, check_bottle
 from bot_bottle.records import (
     DEFAULT_POLL_INTERVAL_SEC,
     DEFAULT_QUOTA,
@@ -44,8 +42,7 @@ from bot_bottle.records import (
     MAX_PAYLOAD_BYTES,
     MAX_TEXT_BYTES,
     TOOL_EGRESS_ALLOW,
-    AuditEntry,
-    Decision,
+    Grant,
     Proposal,
     Quota,
     Response,
@@ -57,7 +54,10 @@ from bot_bottle.records import (
     validate_text,
     validate_tool,
 )
-from bot_bottle.timestamps import utc_now
+from bot_bottle.timestamps import later, utc_now
+
+# What a host process runs in a filing transaction on a new proposal (see ``QueueStore.submit``).
+Standing = Callable[[AuditRecorder, Proposal], object]
 
 
 def _check_wait(timeout: object, poll_interval: object) -> tuple[float, float]:
@@ -103,8 +103,9 @@ class QueueStore(QueueReads):
         current_file_hash: str | None = None,
         *,
         quota: Quota | None = DEFAULT_QUOTA,
+        standing: Standing | None = None,
     ) -> Proposal:
-        """File a proposal, or return the identical unarchived one already filed.
+        """File a proposal, or return the identical unarchived one already filed (unless that one expired).
 
         Every field is validated first (``ValidationError`` names the field and
         nothing is written); an ``egress-allow`` payload must be the JSON route
@@ -114,6 +115,10 @@ class QueueStore(QueueReads):
         must match. A new proposal that would take the bottle past ``quota``
         (``None``: no limit) is refused with ``QuotaExceeded``; the count and the insert
         share one write transaction, so concurrent submitters cannot overshoot.
+        A new proposal expires after the host's ``pending-ttl``. ``standing``
+        (host processes only: it needs the audit key) runs in the filing
+        transaction on a new proposal, so a standing rule decides it there
+        (``standing.rule_decision_in``); the returned proposal is as filed.
         """
         validate_queue_key(queue_key)
         validate_tool(tool)
@@ -132,34 +137,50 @@ class QueueStore(QueueReads):
                 raise ValidationError("current_file_hash", "does not match the sha256 of current_file")
             current_file_hash = actual
         payload_sha256 = sha256_text(payload)
-        with self.db.write() as conn:
-            existing = conn.execute(
-                f"SELECT {PROPOSAL_COLUMNS} FROM proposals p WHERE p.queue_key = :queue_key "
-                "AND p.tool = :tool AND p.payload_sha256 = :sha AND p.archived_at IS NULL",
-                {"queue_key": queue_key, "tool": tool, "sha": payload_sha256},
-            ).fetchone()
-            if existing is not None:
-                return self.proposal_from_row(existing)
-            if quota is not None:
-                size = sum(len(text.encode("utf-8")) for text in (payload, justification, current_file or ""))
-                self._check_quota(conn, queue_key, size, quota)
-            proposal = Proposal(
-                id=secrets.token_hex(16),
-                queue_key=queue_key,
-                tool=tool,
-                payload=payload,
-                justification=justification,
-                current_file=current_file,
-                current_file_hash=current_file_hash,
-                created_at=utc_now(),
-            )
-            conn.execute(
-                "INSERT INTO proposals (id, queue_key, tool, payload, payload_sha256, justification, "
-                "current_file, current_file_hash, created_at) VALUES (:id, :queue_key, :tool, :payload, "
-                ":payload_sha256, :justification, :current_file, :current_file_hash, :created_at)",
-                {**proposal.to_dict(), "payload_sha256": payload_sha256},
-            )
+        fields = {"queue_key": queue_key, "tool": tool, "payload": payload, "justification": justification,
+                  "current_file": current_file, "current_file_hash": current_file_hash, "sha": payload_sha256}
+        if standing is None:
+            with self.db.write() as conn:
+                return self._file_in(conn, fields, quota)[0]
+        with AuditStore.recording(self.db) as log:
+            proposal, new = self._file_in(log.conn, fields, quota)
+            if new:
+                standing(log, proposal)
         return proposal
+
+    def _file_in(self, conn: sqlite3.Connection, fields: dict[str, Any], quota: Quota | None) -> tuple[Proposal, bool]:
+        """The proposal filed (True) or found (False) inside the caller's write transaction."""
+        now = utc_now()
+        existing = conn.execute(
+            f"SELECT {PROPOSAL_COLUMNS} FROM proposals p WHERE p.queue_key = :queue_key AND p.tool = :tool "
+            "AND p.payload_sha256 = :sha AND p.archived_at IS NULL AND (p.expires_at IS NULL OR p.expires_at > :now "
+            "OR EXISTS (SELECT 1 FROM responses r WHERE r.proposal_id = p.id)) ORDER BY p.created_at DESC LIMIT 1",
+            {"queue_key": fields["queue_key"], "tool": fields["tool"], "sha": fields["sha"], "now": now},
+        ).fetchone()
+        if existing is not None:
+            return self.proposal_from_row(existing), False
+        if quota is not None:
+            size = sum(len(text.encode("utf-8"))
+                       for text in (fields["payload"], fields["justification"], fields["current_file"] or ""))
+            self._check_quota(conn, fields["queue_key"], size, quota)
+        proposal = Proposal(
+            id=secrets.token_hex(16),
+            queue_key=fields["queue_key"],
+            tool=fields["tool"],
+            payload=fields["payload"],
+            justification=fields["justification"],
+            current_file=fields["current_file"],
+            current_file_hash=fields["current_file_hash"],
+            created_at=now,
+            expires_at=later(now, pending_ttl_in(conn)),
+        )
+        conn.execute(
+            "INSERT INTO proposals (id, queue_key, tool, payload, payload_sha256, justification, current_file, "
+            "current_file_hash, created_at, expires_at) VALUES (:id, :queue_key, :tool, :payload, :payload_sha256, "
+            ":justification, :current_file, :current_file_hash, :created_at, :expires_at)",
+            {**proposal.to_dict(), "payload_sha256": fields["sha"]},
+        )
+        return proposal, True
 
     @staticmethod
     def _check_quota(conn: sqlite3.Connection, queue_key: str, size: int, quota: Quota) -> None:
@@ -237,7 +258,7 @@ class QueueStore(QueueReads):
         """``archive``; with ``queue_key``, ``NotFound`` (nothing written) unless the proposal is that bottle's."""
         with self.db.write() as conn:
             if queue_key is None:
-                proposal = self._get_in(conn, proposal_id)
+                proposal = self.get_in(conn, proposal_id)
             else:
                 row = conn.execute(
                     f"SELECT {PROPOSAL_COLUMNS} FROM proposals p WHERE p.id = :id", {"id": proposal_id}
@@ -246,7 +267,7 @@ class QueueStore(QueueReads):
                 proposal = self.proposal_from_row(row)
             if proposal.archived_at is not None:
                 return proposal
-            if self._response_in(conn, proposal_id) is None:
+            if self.response_in(conn, proposal_id) is None:
                 raise StillPending(
                     f"proposal {proposal.short_id} has no decision yet; only decided proposals are archived"
                 )
@@ -256,73 +277,14 @@ class QueueStore(QueueReads):
             )
         return Proposal(**{**proposal.to_dict(), "archived_at": archived_at})
 
-    def record_decision(
-        self,
-        proposal_id: str,
-        decision: Decision,
-        *,
-        describe: Callable[[Proposal, Decision], tuple[str, dict[str, Any]]],
-        shown: Proposal | None = None,
-    ) -> tuple[Response, AuditEntry]:
-        """Store the response and its audit entry in one transaction; the first decision wins.
+    def for_bottle(self, queue_key: str, *, quota: Quota | None = DEFAULT_QUOTA,
+                   standing: Standing | None = None) -> BottleQueue:
+        """A handle that files (within ``quota``), reads, waits on and archives only ``queue_key``'s proposals.
 
-        The proposal is validated and read once, inside the transaction.
-        ``describe(proposal, decision)`` holds the decision to the queue's
-        rules for that proposal (``ValidationError``) and returns the diff and
-        details its audit entry records (``decisions.describe_decision``).
-        With ``shown`` (the proposal as the operator saw it), a stored
-        proposal that differs from it is refused with ``AuditTampered``:
-        proposals are immutable, so it was rewritten in the file, and the
-        decision would record something the operator never saw. A proposal
-        decided already raises ``AlreadyDecided``, naming who decided what,
-        and when. An anchor that could not be written after the commit raises
-        ``AnchorNotWritten`` carrying the response, which stands.
+        ``standing`` is for a host process that files for the bottle (the
+        relay): it runs in each filing transaction (see ``submit``).
         """
-        validate_proposal_id(proposal_id)
-        try:
-            with AuditStore.recording(self.db) as log:
-                proposal = self._get_in(log.conn, proposal_id)
-                if shown is not None and decided_on(proposal) != decided_on(shown):
-                    raise AuditTampered(
-                        f"proposal {proposal.short_id} is not what was shown: it was rewritten in the database after "
-                        "it was read (proposals are immutable); nothing recorded. Check 'bot-bottle audit verify'"
-                    )
-                diff, details = describe(proposal, decision)
-                earlier = self._response_in(log.conn, proposal_id)
-                if earlier is not None:
-                    raise AlreadyDecided(
-                        f"proposal {proposal.short_id} was already {earlier.status} by {earlier.decided_by} "
-                        f"at {earlier.decided_at}; the first decision stands"
-                    )
-                status, notes, decided_by = decision.status, decision.notes, decision.decided_by
-                response = Response(proposal_id, status, notes, decision.final_file, decided_by, utc_now())
-                # The entry records the response whole, so audit verify can hold one against the other.
-                details = {**details, "decided_at": response.decided_at}
-                log.conn.execute(
-                    "INSERT INTO responses (proposal_id, status, notes, final_file, decided_by, decided_at) "
-                    "VALUES (:proposal_id, :status, :notes, :final_file, :decided_by, :decided_at)",
-                    response.to_dict(),
-                )
-                entry = log.append(
-                    AuditEntry(
-                        queue_key=proposal.queue_key,
-                        action=status,
-                        actor=decided_by,
-                        tool=proposal.tool,
-                        proposal_id=proposal_id,
-                        notes=notes,
-                        diff=diff,
-                        details=details,
-                    ),
-                    ts=response.decided_at,
-                )
-        except AnchorNotWritten as exc:  # committed: the decision stands, and the caller can say which
-            raise AnchorNotWritten(str(exc), response) from None
-        return response, entry
-
-    def for_bottle(self, queue_key: str, *, quota: Quota | None = DEFAULT_QUOTA) -> BottleQueue:
-        """A handle that files (within ``quota``), reads, waits on and archives only ``queue_key``'s proposals."""
-        return BottleQueue(self, validate_queue_key(queue_key), quota=quota)
+        return BottleQueue(self, validate_queue_key(queue_key), quota=quota, standing=standing)
 
 
 class BottleQueue:
@@ -332,10 +294,12 @@ class BottleQueue:
     a sidecar can neither read, wait on nor archive them, nor learn that they exist.
     """
 
-    def __init__(self, store: QueueStore, queue_key: str, *, quota: Quota | None = DEFAULT_QUOTA) -> None:
+    def __init__(self, store: QueueStore, queue_key: str, *, quota: Quota | None = DEFAULT_QUOTA,
+                 standing: Standing | None = None) -> None:
         self._store = store
         self._queue_key = queue_key
         self._quota = quota
+        self._standing = standing
 
     @property
     def queue_key(self) -> str:
@@ -352,7 +316,7 @@ class BottleQueue:
     ) -> Proposal:
         """File a proposal for this bottle within its quota (see ``QueueStore.submit``)."""
         return self._store.submit(self._queue_key, tool, payload, justification, current_file, current_file_hash,
-                                  quota=self._quota)
+                                  quota=self._quota, standing=self._standing)
 
     def get(self, proposal_id: str) -> Proposal:
         """This bottle's proposal with that id; ``NotFound`` for any other, worded as for an id nobody has."""
@@ -381,6 +345,12 @@ class BottleQueue:
         """Archive this bottle's decided proposal (see ``QueueStore.archive``)."""
         validate_proposal_id(proposal_id)
         return self._store._archive(proposal_id, self._queue_key)
+
+    def live_grants(self, tool: str) -> list[Grant]:
+        """This bottle's grants of ``tool`` in force now: what its sidecar may let through without asking."""
+        validate_tool(tool)
+        with self._store.db.read() as conn:
+            return live_grants_in(conn, self._queue_key, tool, utc_now())
 
     def heartbeat(self) -> None:
         """Say this bottle's sidecar is alive: the bottle is running and ``last_seen`` is now.

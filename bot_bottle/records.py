@@ -29,12 +29,30 @@ REPORT_ONLY_TOOLS = frozenset({TOOL_GITLEAKS_ALLOW, TOOL_EGRESS_TOKEN_ALLOW})
 STATUS_APPROVED = "approved"
 STATUS_MODIFIED = "modified"
 STATUS_REJECTED = "rejected"
+# What the operator (or a standing rule on the operator's behalf) may decide.
 STATUSES = (STATUS_APPROVED, STATUS_MODIFIED, STATUS_REJECTED)
+# Nobody decided before the proposal's end: closed by the host, fail closed.
+STATUS_EXPIRED = "expired"
+RESPONSE_STATUSES = (*STATUSES, STATUS_EXPIRED)
 # Not a stored status: how listings describe a proposal without a response.
 STATUS_PENDING = "pending"
 
 ACTION_OPERATOR_EDIT = "operator-edit"
-AUDIT_ACTIONS = (*STATUSES, ACTION_OPERATOR_EDIT)
+ACTION_EXPIRED = STATUS_EXPIRED
+ACTION_GRANT_REVOKED = "grant-revoked"
+ACTION_RULE_ADDED = "rule-added"
+ACTION_RULE_REVOKED = "rule-revoked"
+ACTION_SETTING_CHANGED = "setting-changed"
+AUDIT_ACTIONS = (*RESPONSE_STATUSES, ACTION_OPERATOR_EDIT, ACTION_GRANT_REVOKED, ACTION_RULE_ADDED,
+                 ACTION_RULE_REVOKED, ACTION_SETTING_CHANGED)
+# How a standing rule answers a matching proposal.
+EFFECT_APPROVE = "approve"
+EFFECT_REJECT = "reject"
+EFFECTS = (EFFECT_APPROVE, EFFECT_REJECT)
+# --remember: the same decision for this bottle's matching proposals, or for every bottle's.
+REMEMBER_BOTTLE = "bottle"
+REMEMBER_ALL = "all"
+REMEMBER_SCOPES = (REMEMBER_BOTTLE, REMEMBER_ALL)
 
 DEFAULT_POLL_INTERVAL_SEC = 0.5
 
@@ -137,18 +155,6 @@ def validate_sha256(field_name: str, value: object) -> str | None:
     return value
 
 
-MAX_LIMIT = 2**63 - 1  # SQLite's largest integer: a LIMIT past it cannot even be bound
-
-
-def validate_limit(value: object) -> int | None:
-    """``None`` (no limit) or a whole number from 1 to ``MAX_LIMIT``, as a listing's ``limit``."""
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_LIMIT:
-        raise ValidationError("limit", f"must be a whole number from 1 to {MAX_LIMIT}")
-    return value
-
-
 class _ProposalView:
     """What a whole proposal and a listing's summary of it have in common."""
 
@@ -183,6 +189,8 @@ class Proposal(_ProposalView):
     current_file_hash: str | None
     created_at: str
     archived_at: str | None = None
+    # After this the proposal can no longer be approved (None: filed before proposals expired).
+    expires_at: str | None = None
 
 
 @dataclass(frozen=True)
@@ -200,6 +208,7 @@ class ProposalSummary(_ProposalView):
     current_file_hash: str | None
     created_at: str
     archived_at: str | None = None
+    expires_at: str | None = None
 
 
 @dataclass(frozen=True)
@@ -238,12 +247,22 @@ class Decision:
     notes: str
     final_file: str | None
     decided_by: str
+    # How long what an approval grants lasts, in seconds (None: the tool's default); for a rejection
+    # remembered, how long the rule stands (None: for good). Held to the tool's maximum when recorded.
+    grant_seconds: int | None = None
+    # None, or REMEMBER_BOTTLE / REMEMBER_ALL: the same decision for matching proposals, as a standing rule.
+    remember: str | None = None
 
     def __post_init__(self) -> None:
         validate_status(self.status)
         validate_text("notes", self.notes, max_bytes=MAX_TEXT_BYTES)
         validate_optional_text("final_file", self.final_file, max_bytes=MAX_FILE_BYTES)
         validate_text("decided_by", self.decided_by, max_bytes=MAX_NAME_BYTES, required=True)
+        if self.grant_seconds is not None and (isinstance(self.grant_seconds, bool)
+                                               or not isinstance(self.grant_seconds, int) or self.grant_seconds < 1):
+            raise ValidationError("for", "must be a whole number of seconds, at least 1")
+        if self.remember is not None and self.remember not in REMEMBER_SCOPES:
+            raise ValidationError("remember", f"{self.remember!r} is not one of {', '.join(REMEMBER_SCOPES)}")
 
 
 @dataclass(frozen=True)
@@ -268,6 +287,89 @@ class Response:
             "decided_at": self.decided_at,
         }
 
+
+
+class _Standing:
+    """What a grant and a rule have in common: a subject, an end, a revocation."""
+
+    id: str
+    subject: str
+    ends_at: str | None
+    revoked_at: str | None
+
+    @property
+    def short_id(self) -> str:
+        """The first 8 hex digits, as listings show the id."""
+        return self.id[:SHORT_ID_LENGTH]
+
+    @property
+    def subject_value(self) -> dict[str, Any]:
+        """The subject as a dict (it is stored as canonical JSON)."""
+        value = json.loads(self.subject)
+        return value if isinstance(value, dict) else {}
+
+    def live(self, now: str) -> bool:
+        """In force at ``now`` (stored form): not revoked and not past its end."""
+        return self.revoked_at is None and (self.ends_at is None or now < self.ends_at)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The record as a JSON-ready dict, its fields in order (the subject as an object)."""
+        data = {name: getattr(self, name) for name in self.__dataclass_fields__}  # type: ignore[attr-defined]
+        data["subject"] = self.subject_value
+        return data
+
+
+@dataclass(frozen=True)
+class Grant(_Standing):
+    """What one bottle may do because a proposal was approved: a subject, from ``starts_at`` until ``ends_at``.
+
+    ``rule_id`` names the standing rule that approved it (None: the
+    operator did); ``audit_seq`` is the audit entry that recorded it.
+    """
+
+    id: str
+    queue_key: str
+    tool: str
+    subject: str
+    subject_sha256: str
+    starts_at: str
+    ends_at: str
+    proposal_id: str
+    rule_id: str | None
+    decided_by: str
+    audit_seq: int
+    revoked_at: str | None = None
+    revoked_by: str | None = None
+    revoke_reason: str | None = None
+    revoke_seq: int | None = None
+
+
+@dataclass(frozen=True)
+class Rule(_Standing):
+    """A standing decision: ``effect`` for every matching proposal of ``queue_key`` (None: every bottle).
+
+    An approving rule ends (``ends_at``); a rejecting one may stand for good.
+    ``pattern`` is 1 when the operator typed a wildcard host; a subject an
+    agent proposed is matched exactly.
+    """
+
+    id: str
+    queue_key: str | None
+    tool: str
+    subject: str
+    subject_sha256: str
+    pattern: int
+    effect: str
+    notes: str
+    created_at: str
+    ends_at: str | None
+    created_by: str
+    proposal_id: str | None
+    audit_seq: int
+    revoked_at: str | None = None
+    revoked_by: str | None = None
+    revoke_reason: str | None = None
+    revoke_seq: int | None = None
 
 @dataclass(frozen=True)
 class AuditEntry:

@@ -9,7 +9,7 @@ duration as ``90m``, ``8h``, ``7d``, ``2w`` or a mix (``1d12h``).
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from bot_bottle.errors import ValidationError
 
@@ -56,6 +56,69 @@ def parse_timestamp(field_name: str, text: str) -> str:
         return format_timestamp(moment)
     except ValidationError:
         raise ValidationError(field_name, f"{text!r} is outside the years 0001-9999 in UTC") from None
+
+
+_DURATION_RE = re.compile(r"(?:(\d{1,6})w)?(?:(\d{1,7})d)?(?:(\d{1,8})h)?(?:(\d{1,9})m)?(?:(\d{1,10})s)?")
+_UNITS = (("w", 7 * 86400), ("d", 86400), ("h", 3600), ("m", 60), ("s", 1))
+
+
+def parse_duration(field_name: str, text: str, *, now: str | None = None) -> int:
+    """Seconds from ``now`` (default: the present) to what a person wrote: a duration or a later time.
+
+    A duration is whole units, largest first: ``90m``, ``8h``, ``7d``, ``2w``,
+    ``1d12h``. A time is ISO 8601 (UTC when it has no zone), and must lie in
+    the future. ``ValidationError`` (naming ``field_name``) for anything else,
+    a duration of nothing, or a time that has passed.
+    """
+    spelled = text.strip().lower()
+    match = _DURATION_RE.fullmatch(spelled)
+    if spelled and match is not None and any(match.groups()):
+        seconds = sum(int(part) * size for part, (_, size) in zip(match.groups(), _UNITS, strict=True) if part)
+        if seconds < 1:
+            raise ValidationError(field_name, f"{text.strip()[:40]!r} is no time at all: give one, such as 8h or 7d")
+        return seconds
+    if not re.fullmatch(r"\d{4}-\d{2}-\d{2}.*", spelled):
+        raise ValidationError(field_name, f"{text.strip()[:40]!r} is neither a duration (90m, 8h, 7d, 2w, 1d12h) "
+                              "nor a time (2026-12-31T18:00Z)")
+    until = parse_timestamp(field_name, text)
+    start = now if now is not None else utc_now()
+    seconds = int((as_datetime(until) - as_datetime(start)).total_seconds())
+    if seconds < 1:
+        raise ValidationError(field_name, f"{until} has passed (it is {start} now): give a later time")
+    return seconds
+
+
+def as_datetime(timestamp: str) -> datetime:
+    """A stored timestamp as an aware datetime; ``ValidationError`` for anything not in the stored form."""
+    if not isinstance(timestamp, str) or not TIMESTAMP_RE.fullmatch(timestamp):
+        raise ValidationError("timestamp", f"{str(timestamp)[:40]!r} is not a stored UTC time")
+    return datetime.strptime(timestamp, TIMESTAMP_FORMAT).replace(tzinfo=UTC)
+
+
+def later(timestamp: str, seconds: float) -> str:
+    """The stored time ``seconds`` after ``timestamp`` (capped at the year 9999)."""
+    try:
+        return format_timestamp(as_datetime(timestamp) + timedelta(seconds=seconds))
+    except (OverflowError, ValidationError):
+        return "9999-12-31T23:59:59.999999Z"
+
+
+def spell_duration(seconds: float) -> str:
+    """``seconds`` as a person reads a duration: ``7d``, ``8h``, ``1d12h``, ``45m``, ``20s`` (the two largest units)."""
+    left = max(0, int(seconds))
+    parts: list[str] = []
+    for unit, size in _UNITS[1:]:
+        if left >= size or (unit == "s" and not parts):
+            parts.append(f"{left // size}{unit}")
+            left %= size
+        if len(parts) == 2:
+            break
+    return "".join(parts)
+
+
+def seconds_between(start: str, end: str) -> float:
+    """How many seconds after ``start`` ``end`` is (negative when it is before), both stored times."""
+    return (as_datetime(end) - as_datetime(start)).total_seconds()
 
 
 def moment_of(timestamp: object) -> datetime | None:

@@ -84,7 +84,7 @@ class RecordTest(unittest.TestCase):
         self.assertTrue(proposal.report_only)
         self.assertEqual(set(proposal.to_dict()), {
             "id", "queue_key", "tool", "payload", "justification", "current_file",
-            "current_file_hash", "created_at", "archived_at"})
+            "current_file_hash", "created_at", "archived_at", "expires_at"})
 
     def test_records_are_frozen(self) -> None:
         """Records cannot be changed after they are made."""

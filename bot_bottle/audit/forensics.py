@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bot_bottle.audit.anchor import Anchor, read_anchor
+from bot_bottle.audit.bindings import binding_problem, standing_problem
 from bot_bottle.audit.chain import GENESIS_HASH, HASHED_COLUMNS, SELECT, compute_hash, hash_of, stored_details
 from bot_bottle.audit.seal import (
     GENESIS_SEAL,
@@ -32,7 +33,7 @@ from bot_bottle.audit.seal import (
 from bot_bottle.connection import read_snapshot
 from bot_bottle.db import Database
 from bot_bottle.errors import AuditKeyError, AuditTampered
-from bot_bottle.records import STATUSES, Response
+from bot_bottle.records import RESPONSE_STATUSES, Response
 
 
 @dataclass(frozen=True)
@@ -177,7 +178,7 @@ def verify(
             first = max(anchored_seq(anchor) or 0, sealed) + 1
             return VerifyResult(False, count, first, f"entries {first}-{count} have no seal: they were "
                                 "written without the host's key", anchored=anchored_seq(anchor))
-        binding = binding_problem(conn)
+        binding = binding_problem(conn) or standing_problem(conn)
         if binding is not None:
             return VerifyResult(False, count, binding[0], binding[1], anchored=anchored_seq(anchor))
     return VerifyResult(True, count, unsealed=unsealed, anchored=anchored_seq(anchor))
@@ -241,7 +242,7 @@ def decision_problem(db: Database, response: Response) -> str | None:
     with db.read() as conn:
         row = conn.execute(
             f"{SELECT} WHERE proposal_id = :id AND action IN ("
-            + ", ".join(f"'{s}'" for s in STATUSES) + ") ORDER BY seq LIMIT 1",
+            + ", ".join(f"'{s}'" for s in RESPONSE_STATUSES) + ") ORDER BY seq LIMIT 1",
             {"id": response.proposal_id},
         ).fetchone()
         if row is None:
@@ -286,67 +287,3 @@ def anchored_seq(anchor: Anchor | None) -> int | None:
 def truncated(anchor: Anchor, count: int) -> str:
     return (f"the log ends at entry {count}, but the host's anchor written at {anchor.written_at} says entry "
             f"{anchor.seq} existed: entries {count + 1}-{anchor.seq} were removed")
-
-
-_DECISION_ENTRY = "a.action IN (" + ", ".join(f"'{s}'" for s in STATUSES) + ")"
-
-
-def _sha256(text: str | None) -> str | None:
-    return hashlib.sha256(text.encode("utf-8")).hexdigest() if text is not None else None
-
-
-def binding_problem(conn: sqlite3.Connection) -> tuple[int | None, str] | None:
-    """The first decided proposal or response that differs from its decision entry, or entry without response.
-
-    The proposal is held to the entry too (its bottle, tool, and the sha256 of
-    what was proposed, recomputed from the text): a rewritten proposal would
-    show an operator's decision next to something they never saw.
-    """
-    rows = conn.execute(
-        "SELECT r.proposal_id, r.status, r.notes, r.final_file, r.decided_by, r.decided_at, "
-        "a.seq, a.action, a.actor, a.notes, a.details, a.queue_key, a.tool, "
-        "p.queue_key, p.tool, p.payload, p.justification, p.current_file, p.current_file_hash, p.created_at "
-        "FROM responses r JOIN proposals p ON p.id = r.proposal_id "
-        f"LEFT JOIN audit_log a ON a.proposal_id = r.proposal_id AND {_DECISION_ENTRY} ORDER BY a.seq"
-    )
-    for row in rows:
-        (proposal_id, status, notes, final_file, decided_by, decided_at, seq, action, actor, entry_notes, details,
-         entry_key, entry_tool, queue_key, tool, payload, justification, current_file, current_hash, created_at) = row
-        if seq is None:
-            return None, (f"proposal {proposal_id} was {status} but the audit log has no entry for that decision "
-                          "(an entry was removed)")
-        recorded = stored_details(details)
-        if recorded is None:
-            return seq, f"entry {seq}'s details are unreadable (not what bot-bottle writes): it was written without it"
-        differences = [
-            name for name, stored, logged in (
-                ("status", status, action), ("decided_by", decided_by, actor), ("notes", notes, entry_notes),
-                ("final_file", _sha256(final_file), recorded.get("final_file_sha256")),
-                ("decided_at", decided_at, recorded.get("decided_at", decided_at)),
-            ) if stored != logged
-        ]
-        if differences:
-            return seq, (f"proposal {proposal_id}'s response differs from its audit entry {seq} in "
-                         f"{', '.join(differences)}: it was changed after the decision")
-        current = _sha256(current_file) if current_file is not None else current_hash
-        changed = [
-            name for name, stored, logged in (
-                ("bottle", queue_key, entry_key), ("tool", tool, entry_tool),
-                ("payload", _sha256(payload), recorded.get("payload_sha256", _sha256(payload))),
-                ("justification", justification, recorded.get("justification", justification)),
-                ("current_file", current, recorded.get("current_file_hash", current)),
-                ("created_at", created_at, recorded.get("created_at", created_at)),
-            ) if stored != logged
-        ]
-        if changed:
-            return seq, (f"proposal {proposal_id} differs from what audit entry {seq} records was decided on, in "
-                         f"{', '.join(changed)}: it was rewritten after the decision")
-    orphan = conn.execute(
-        "SELECT a.seq, a.proposal_id, a.action FROM audit_log a WHERE a.proposal_id IS NOT NULL AND "
-        f"{_DECISION_ENTRY} AND NOT EXISTS (SELECT 1 FROM responses r WHERE r.proposal_id = a.proposal_id) "
-        "ORDER BY a.seq LIMIT 1"
-    ).fetchone()
-    if orphan is not None:
-        return int(orphan[0]), (f"entry {orphan[0]} records that proposal {orphan[1]} was {orphan[2]}, but the "
-                                "response is gone (it was removed)")
-    return None

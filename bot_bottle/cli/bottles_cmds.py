@@ -8,9 +8,13 @@ from typing import Any
 
 from bot_bottle.bottles import BottleOverview, BottleStore
 from bot_bottle.cli.common import age, db_path, first_line, print_json, print_table, print_untrusted, verb_parser
+from bot_bottle.cli.grants_cmds import grant_json, time_left
 from bot_bottle.cli.registry import summary
 from bot_bottle.cli.render import proposal_json
 from bot_bottle.errors import NotFound
+from bot_bottle.grants import GrantStore
+from bot_bottle.policy.subjects import describe_subject
+from bot_bottle.timestamps import format_timestamp
 
 _EPILOG = """\
 examples:
@@ -66,11 +70,13 @@ def cmd_bottles_show(args: argparse.Namespace) -> int:
     now = datetime.now(UTC)
     with BottleStore(db_path(args)) as store:
         items = store.overview(args.slug)
+        grants = GrantStore(database=store.db).listing(args.slug) if items else []
     if not items:
         raise NotFound(f"no bottle {args.slug} (bot-bottle bottles list names them)")
     item = items[0]
+    stamp = format_timestamp(now)
     if args.json:
-        print_json(overview_json(item, now))
+        print_json({**overview_json(item, now), "grants": [grant_json(g, stamp) for g in grants]})
         return 0
     bottle = item.bottle
     lines = [
@@ -84,12 +90,18 @@ def cmd_bottles_show(args: argparse.Namespace) -> int:
         f"stopped    {bottle.stopped_at or '-'}",
         f"last seen  {bottle.last_seen} ({ago(bottle.last_seen, now)} ago)" if bottle.last_seen else "last seen  never",
         f"pending    {len(item.pending)}",
+        f"grants     {len(grants)} in force",
     ]
     print_untrusted(lines)
     if item.pending:
         print()
         print_table(["ID", "TOOL", "AGE", "JUSTIFICATION"],
                     [[p.short_id, p.tool, ago(p.created_at, now), first_line(p.justification)] for p in item.pending])
+    if grants:
+        print()
+        print_table(["GRANT", "TOOL", "GRANTS", "LEFT", "BY"],
+                    [[g.short_id, g.tool, describe_subject(g.tool, g.subject_value), time_left(g.ends_at, stamp),
+                      f"rule {g.rule_id[:8]}" if g.rule_id else g.decided_by] for g in grants])
     return 0
 
 

@@ -44,7 +44,7 @@ from bot_bottle.records import (
     STATUS_REJECTED,
     TOOL_EGRESS_TOKEN_ALLOW,
 )
-from bot_bottle.sidecar.egress import ApprovedTokens, request_token_override
+from bot_bottle.sidecar.egress import EgressGrants, request_token_override
 from bot_bottle.sidecar.launcher import spawn
 from bot_bottle.text import terminal
 
@@ -197,8 +197,9 @@ class Demo:
         logger.setLevel(logging.INFO)
         logger.addHandler(_SayHandler(self.say))
         with QueueStore(self.db) as store:
+            bottle = store.for_bottle(DEMO_BOTTLE)
             self.proxy_verdict = request_token_override(
-                store.for_bottle(DEMO_BOTTLE), ApprovedTokens(), host="api.github.com", method="POST",
+                bottle, EgressGrants(bottle), host="api.github.com", method="POST",
                 path="/repos/acme/app/dispatches", detector="github-pat",
                 context=f'{{"event_type": "deploy", "token": "{DEMO_TOKEN}"}}', value=DEMO_TOKEN,
                 timeout=self.wait_seconds * 6, poll_interval=0.1,

@@ -19,21 +19,25 @@ from bot_bottle.cli.common import (
     print_untrusted,
     verb_parser,
 )
+from bot_bottle.cli.grants_cmds import time_left
 from bot_bottle.cli.registry import summary
-from bot_bottle.cli.render import describe, modification, proposal_json
+from bot_bottle.cli.render import describe, modification, proposal_json, shown_status
 from bot_bottle.decisions import check_decision, decide, default_decider, shown_digest
 from bot_bottle.errors import AnchorNotWritten, AuditTampered, BotBottleError, ValidationError
+from bot_bottle.grants import GrantStore
+from bot_bottle.policy.subjects import describe_subject
 from bot_bottle.queue_store import QueueStore
 from bot_bottle.records import (
+    REMEMBER_SCOPES,
     STATUS_APPROVED,
     STATUS_MODIFIED,
-    STATUS_PENDING,
     STATUS_REJECTED,
     Decision,
     Proposal,
     Response,
 )
 from bot_bottle.text import terminal
+from bot_bottle.timestamps import parse_duration
 
 _EPILOG = """\
 examples:
@@ -42,6 +46,7 @@ examples:
   bot-bottle proposals show 3f2a9c1e              one proposal, its diff and its decision (and its digest)
   bot-bottle proposals approve 3f2a --notes "ok for the docs mirror"   on a terminal: shows it, then asks
   bot-bottle proposals approve 3f2a --digest 9b1c...   from a script: only what 'show' printed
+  bot-bottle proposals approve 3f2a --for 30d --remember bottle   the same for this bottle's next asks
   bot-bottle proposals modify 3f2a --file routes.json --notes "narrowed the path"
   bot-bottle proposals reject 3f2a --reason "no new hosts this week"
 
@@ -66,7 +71,7 @@ def cmd_proposals_list(args: argparse.Namespace) -> int:
     print_table(
         ["ID", "BOTTLE", "TOOL", "AGE", "STATUS", "JUSTIFICATION"],
         [
-            [p.short_id, p.queue_key, p.tool, age(p.created_at), r.status if r else STATUS_PENDING,
+            [p.short_id, p.queue_key, p.tool, age(p.created_at), shown_status(p, r),
              first_line(p.justification)]
             for p, r in rows
         ],
@@ -96,6 +101,8 @@ def cmd_proposals_show(args: argparse.Namespace) -> int:
 
 
 def _decide(args: argparse.Namespace, status: str, notes: str, final_file: str | None) -> int:
+    grant_for = parse_duration("for", args.duration) if getattr(args, "duration", None) is not None else None
+    remember = getattr(args, "remember", None)
     with QueueStore(db_path(args)) as store:
         proposal = store.find(args.id)
         if args.digest is not None:
@@ -109,20 +116,24 @@ def _decide(args: argparse.Namespace, status: str, notes: str, final_file: str |
             return 1
         # What was shown (or named by its digest) is held in the deciding transaction.
         try:
-            response = decide(proposal.id, status, notes, final_file, store=store, shown=proposal)
+            response = decide(proposal.id, status, notes, final_file, store=store, shown=proposal,
+                              grant_for=grant_for, remember=remember)
         except AnchorNotWritten as exc:
             if not isinstance(exc.result, Response):
                 raise
-            _print_decided(proposal, exc.result)
-            print(f"bot-bottle: warning: {terminal.clean_line(str(exc))}", file=sys.stderr)
-            return 0
-    _print_decided(proposal, response)
-    return 0
-
-
-def _print_decided(proposal: Proposal, response: Response) -> None:
+            response = exc.result
+            warning = f"bot-bottle: warning: {terminal.clean_line(str(exc))}"
+        else:
+            warning = ""
+        made = GrantStore(database=store.db).for_proposal(proposal.id)
     print_untrusted(f"{response.status} {proposal.short_id} ({proposal.queue_key}, {proposal.tool}) "
                     f"as {response.decided_by}")
+    if made is not None:
+        print_untrusted(f"grant {made.short_id}: {describe_subject(made.tool, made.subject_value)} until "
+                        f"{made.ends_at} ({time_left(made.ends_at, made.starts_at)})")
+    if warning:
+        print(warning, file=sys.stderr)
+    return 0
 
 
 def _check_digest(proposal: Proposal, digest: str) -> None:
@@ -198,9 +209,22 @@ def cmd_proposals_reject(args: argparse.Namespace) -> int:
     return _decide(args, STATUS_REJECTED, args.reason, None)
 
 
+_FIELD_OPTIONS = {"notes": "--notes", "for": "--for", "remember": "--remember"}
+
+
 def _add_digest(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--digest", metavar="D", default=None,
                         help="the digest 'proposals show' printed: decide only if the proposal is still that one")
+
+
+def _grant_options(parser: argparse.ArgumentParser) -> None:
+    """``--for`` and ``--remember``, on approve and modify."""
+    parser.add_argument("--for", dest="duration", metavar="DURATION",
+                        help="how long what this approves lasts: 8h, 7d, 2w or a time (default and maximum by tool: "
+                        "egress routes 7d/90d, a token 8h/7d, a push's findings 7d/90d)")
+    parser.add_argument("--remember", choices=REMEMBER_SCOPES, default=None,
+                        help="approve matching proposals the same way until then: this bottle's, or every "
+                        "bottle's (a standing rule; 'rules list' shows it)")
 
 
 def register(subparsers: Any) -> None:
@@ -238,8 +262,9 @@ def register(subparsers: Any) -> None:
                          "egress-token-allow proposals need a reason (--notes).")
     p.add_argument("id", metavar="ID", help="the proposal's id or a unique prefix of it")
     p.add_argument("--notes", default="", metavar="TEXT", help="why (required for report-only tools)")
+    _grant_options(p)
     _add_digest(p)
-    p.set_defaults(handler=cmd_proposals_approve, field_options={"notes": "--notes"})
+    p.set_defaults(handler=cmd_proposals_approve, field_options=_FIELD_OPTIONS)
 
     p = verb_parser(verbs, "modify", help="approve an edited version of a proposal",
                          description="Approve an edited version of a proposal: the file you give replaces "
@@ -252,12 +277,18 @@ def register(subparsers: Any) -> None:
     p.add_argument("--file", type=Path, required=True, metavar="F", help="the final file ('-' reads stdin)")
     p.add_argument("--notes", default="", metavar="TEXT", help="what you changed and why")
     p.add_argument("--yes", action="store_true", help="record without showing the diff and asking")
+    _grant_options(p)
     _add_digest(p)
-    p.set_defaults(handler=cmd_proposals_modify, field_options={"notes": "--notes", "final_file": "--file"})
+    p.set_defaults(handler=cmd_proposals_modify, field_options={**_FIELD_OPTIONS, "final_file": "--file"})
 
     p = verb_parser(verbs, "reject", help="reject a proposal, with a reason",
                          description="Reject a proposal. The reason goes back to the bottle and into the audit log.")
     p.add_argument("id", metavar="ID", help="the proposal's id or a unique prefix of it")
     p.add_argument("--reason", required=True, metavar="TEXT", help="why (sent back to the bottle)")
+    p.add_argument("--remember", choices=REMEMBER_SCOPES, default=None,
+                   help="reject matching proposals the same way from now on: this bottle's, or every bottle's "
+                   "(a standing rule; for good unless --for)")
+    p.add_argument("--for", dest="duration", metavar="DURATION",
+                   help="with --remember: how long the rule stands (8h, 7d, 2w, or a time)")
     _add_digest(p)
-    p.set_defaults(handler=cmd_proposals_reject, field_options={"notes": "--reason"})
+    p.set_defaults(handler=cmd_proposals_reject, field_options={**_FIELD_OPTIONS, "notes": "--reason"})

@@ -18,6 +18,7 @@ from bot_bottle.errors import ValidationError
 from bot_bottle.policy.routes import file_widening, is_diff_header, parse_route, validate_final_file, widening_lines
 from bot_bottle.records import (
     STATUS_APPROVED,
+    STATUS_EXPIRED,
     STATUS_MODIFIED,
     STATUS_PENDING,
     TOOL_EGRESS_ALLOW,
@@ -28,6 +29,7 @@ from bot_bottle.records import (
     Response,
 )
 from bot_bottle.text import terminal
+from bot_bottle.timestamps import utc_now
 
 WARNING = "WARNING:"
 
@@ -157,15 +159,23 @@ def _diff_role(text: str) -> str:
     return "hunk" if text.startswith("@@") else ""
 
 
+def shown_status(proposal: Proposal | ProposalSummary, response: Response | None) -> str:
+    """What a listing calls a proposal's state: its decision, ``expired`` once past its end, else ``pending``."""
+    if response is not None:
+        return response.status
+    expires_at = proposal.expires_at
+    return STATUS_EXPIRED if isinstance(expires_at, str) and expires_at <= utc_now() else STATUS_PENDING
+
+
 def proposal_json(proposal: Proposal | ProposalSummary, response: Response | None) -> dict[str, Any]:
     """A proposal (whole, or a listing's summary) and its decision as one JSON object.
 
-    ``status`` is ``pending`` or the decision.
+    ``status`` is ``pending``, ``expired`` (past its end, not closed yet) or the decision.
     """
     return {
         **proposal.to_dict(),
         "short_id": proposal.short_id,
-        "status": response.status if response else STATUS_PENDING,
+        "status": shown_status(proposal, response),
         "response": response.to_dict() if response else None,
     }
 
@@ -191,7 +201,10 @@ def describe(proposal: Proposal, response: Response | None, unproven: str | None
         f"filed     {proposal.created_at} ({_ago(proposal.created_at)})",
     ]
     if response is None:
-        lines.append(f"status    {STATUS_PENDING}")
+        state = shown_status(proposal, None)
+        lines.append(f"status    {state}" + (f" (at {proposal.expires_at}: it can no longer be approved)"
+                                                 if state == STATUS_EXPIRED else
+                                                 f" (expires {proposal.expires_at})" if proposal.expires_at else ""))
     else:
         lines.append(f"status    {response.status} by {response.decided_by} at {response.decided_at}")
         if unproven:

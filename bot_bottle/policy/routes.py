@@ -1,7 +1,8 @@
 """Egress routes as the operator decides on them: one route's rules, and what widens access.
 
 An ``egress-allow`` proposal carries one route as a small JSON document,
-``{"host": "docs.python.org", "paths": ["/3/"]}``; an ``egress-block``
+``{"host": "docs.python.org", "methods": ["GET"], "paths": ["/3/"]}`` (no
+methods, or no paths: every one); an ``egress-block``
 proposal carries a whole routes file in the egress proxy's own format, which
 this project treats as text. The supervise server builds routes with
 ``route_document``; the operator's modified file passes ``validate_final_file``
@@ -34,6 +35,9 @@ HOST_RE = re.compile(r"(\*\.)?([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a
 PATH_RE = re.compile(r"/[\x21-\x7e]{0,1023}")
 MAX_HOST_CHARS = 253
 MAX_PATHS = 64
+# The methods a route may name (RFC 9110's, upper case: HTTP methods are case-sensitive, and a proxy
+# must not take an approval of POST as one of "post").
+METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 
 # "host: X", '"host": "X"', "host = X": the value a routes-file line gives a host.
 _HOST_VALUE_RE = re.compile(r"""["']?\bhosts?\b["']?\s*[:=]\s*["']?([^\s"',}\]#]+)""", re.IGNORECASE)
@@ -59,16 +63,19 @@ _SECOND_LEVELS = frozenset({"co", "com", "net", "org", "gov", "edu", "ac", "ne",
 
 @dataclass(frozen=True)
 class Route:
-    """One egress route: a host (``*.`` may lead) and the path prefixes allowed (empty: every path)."""
+    """One egress route: a host (``*.`` may lead), the path prefixes and methods allowed (empty: every one)."""
 
     host: str
     paths: tuple[str, ...] = ()
+    methods: tuple[str, ...] = ()
 
     def to_document(self) -> str:
         """The route as the stable JSON document an ``egress-allow`` proposal carries."""
         route: dict[str, Any] = {"host": self.host}
         if self.paths:
             route["paths"] = list(self.paths)
+        if self.methods:
+            route["methods"] = list(self.methods)
         return json.dumps(route, indent=2, sort_keys=True) + "\n"
 
     def widening(self) -> list[str]:
@@ -83,10 +90,11 @@ class Route:
         return reasons
 
 
-def make_route(host: object, paths: object = None) -> Route:
-    """A validated route from a host and optional path prefixes; ``ValidationError`` names what is wrong.
+def make_route(host: object, paths: object = None, methods: object = None) -> Route:
+    """A validated route from a host and optional path prefixes and methods; ``ValidationError`` names what is wrong.
 
-    The host is lower-cased and stripped; paths are sorted and de-duplicated.
+    The host is lower-cased and stripped; paths and methods are sorted and
+    de-duplicated; a method must be one of ``METHODS`` as written there.
     """
     if not isinstance(host, str):
         raise ValidationError("host", "must be a string")
@@ -94,8 +102,9 @@ def make_route(host: object, paths: object = None) -> Route:
     if len(name) > MAX_HOST_CHARS or not HOST_RE.fullmatch(name):
         raise ValidationError("host", f"{name[:80]!r} is not a host name; give one such as docs.python.org or "
                               "*.pythonhosted.org, without scheme, port or path")
+    chosen = _methods(methods)
     if paths is None:
-        return Route(name)
+        return Route(name, (), chosen)
     if not isinstance(paths, list):
         raise ValidationError("paths", "must be a list of path prefixes")
     if len(paths) > MAX_PATHS:
@@ -104,14 +113,26 @@ def make_route(host: object, paths: object = None) -> Route:
         if not isinstance(path, str) or not PATH_RE.fullmatch(path):
             raise ValidationError("paths", f"{str(path)[:80]!r} is not a path prefix; give ones such as /simple/ "
                                   "(starting with /, printable ASCII, no spaces)")
-    return Route(name, tuple(sorted(set(paths))))
+    return Route(name, tuple(sorted(set(paths))), chosen)
+
+
+def _methods(methods: object) -> tuple[str, ...]:
+    if methods is None:
+        return ()
+    if not isinstance(methods, list) or not methods:
+        raise ValidationError("methods", f"must be a list of HTTP methods ({', '.join(METHODS)}), or left out")
+    for method in methods:
+        if not isinstance(method, str) or method not in METHODS:
+            raise ValidationError("methods", f"{str(method)[:20]!r} is not one of {', '.join(METHODS)} (upper case: "
+                                  "HTTP methods are case-sensitive)")
+    return tuple(sorted(set(methods)))
 
 
 def parse_route(document: str) -> Route:
     """The route an ``egress-allow`` document holds, by the same rules as ``make_route``.
 
-    The document must be a JSON object with ``host`` and optionally ``paths``,
-    nothing else.
+    The document must be a JSON object with ``host`` and optionally ``paths``
+    and ``methods``, nothing else.
     """
     try:
         value = json.loads(document, object_pairs_hook=_no_duplicate_keys)
@@ -121,13 +142,14 @@ def parse_route(document: str) -> Route:
                               f'{{"host": "docs.python.org", "paths": ["/3/"]}}: {reason}') from None
     if not isinstance(value, dict):
         raise ValidationError("final_file", "an egress-allow route must be a JSON object with host and paths")
-    unknown = sorted(set(value) - {"host", "paths"})
+    unknown = sorted(set(value) - {"host", "paths", "methods"})
     if unknown:
-        raise ValidationError("final_file", f"an egress-allow route has only host and paths, not {unknown[0]!r}")
+        raise ValidationError("final_file", f"an egress-allow route has only host, paths and methods, not "
+                              f"{unknown[0]!r}")
     if "host" not in value:
         raise ValidationError("final_file", "an egress-allow route needs a host")
     try:
-        return make_route(value["host"], value.get("paths"))
+        return make_route(value["host"], value.get("paths"), value.get("methods"))
     except ValidationError as exc:
         raise ValidationError("final_file", f"the route's {exc}") from None
 

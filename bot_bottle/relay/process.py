@@ -29,6 +29,7 @@ from bot_bottle.relay.service import (
     DEFAULT_MAX_WAITS_PER_BOTTLE,
     RelayService,
 )
+from bot_bottle.standing import Keeper
 from bot_bottle.wire.jsonrpc_server import REQUEST_TIMEOUT_SEC, SuperviseHTTPServer, normalize_allowed_host
 
 DEFAULT_RELAY_HOST = "127.0.0.1"
@@ -141,6 +142,8 @@ def serve(
             server = SuperviseHTTPServer((host, port), service, allowed_hosts=names, software="bot-bottle-relay",
                                          max_connections=max_connections, max_in_flight=RELAY_MAX_IN_FLIGHT,
                                          request_timeout=request_timeout)
+            # The host's standing decisions for every bottle (a mount's sidecar files without the key).
+            keeper = Keeper(store, log).start()
             try:
                 bound_host, bound_port = str(server.server_address[0]), int(server.server_address[1])
                 info = RelayInfo(pid=os.getpid(), host=bound_host, port=bound_port, database=str(store.db.path))
@@ -155,6 +158,7 @@ def serve(
                 ready(info.url)
                 server.serve_forever(poll_interval=0.2)
             finally:
+                keeper.stop()
                 server.server_close()
                 service.close()
     finally:

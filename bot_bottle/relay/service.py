@@ -32,6 +32,7 @@ from bot_bottle.queue_store import QueueStore
 from bot_bottle.records import DEFAULT_POLL_INTERVAL_SEC, DEFAULT_QUOTA, Quota
 from bot_bottle.relay.credentials import RelayCredentials
 from bot_bottle.relay.nonces import NonceLedger
+from bot_bottle.standing import rule_decision_in
 from bot_bottle.wire.jsonrpc import (
     BUSY,
     DATABASE_UNAVAILABLE,
@@ -46,6 +47,7 @@ from bot_bottle.wire.jsonrpc import (
 from bot_bottle.wire.relay_protocol import (
     ARCHIVE,
     GET,
+    GRANTS,
     HEARTBEAT,
     HELLO,
     MAX_LONG_POLL_SEC,
@@ -195,7 +197,8 @@ class RelayService:
         # deadline), so it is checked again once the body is in: a revocation meanwhile serves nothing.
         self._still_valid(caller)
         bottle_slug = caller.bottle
-        bottle = self.store.for_bottle(bottle_slug, quota=self.quota)
+        # The relay holds the host's key: a standing rule decides a new proposal in its filing transaction.
+        bottle = self.store.for_bottle(bottle_slug, quota=self.quota, standing=rule_decision_in)
         if method in (HELLO, HEARTBEAT, STOPPED):
             _only(params, (), ())
             if method == HEARTBEAT and self._heartbeat_due(bottle_slug):
@@ -210,6 +213,9 @@ class RelayService:
                                      params.get("current_file"), params.get("current_file_hash"))
             self.log(f"{bottle_slug}: filed {proposal.tool} {proposal.short_id}")
             return proposal.to_dict()
+        if method == GRANTS:
+            _only(params, ("tool",), ("tool",))
+            return [grant.to_dict() for grant in bottle.live_grants(params["tool"])]
         if method in (GET, RESPONSE, ARCHIVE):
             _only(params, ("id",), ("id",))
             if method == GET:

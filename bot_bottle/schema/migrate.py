@@ -56,10 +56,9 @@ from bot_bottle.schema.state import (
 from bot_bottle.schema.steps import (
     PROTECTED_TABLES,
     Exporter,
-    protected_counts,
+    rows_lost_by,
     step,
     tables_dropped_by,
-    would_drop,
 )
 
 # The runner's API, including what it uses from its two helpers, so callers
@@ -237,12 +236,9 @@ def _downgrade(
         return RunResult((), None, state.current)
     # Refuse before the backup and before any step: a refused downgrade changes nothing at all.
     if export is None:
-        with read_snapshot(conn):
-            counts = protected_counts(conn)
-        for migration in reversed(known[to : state.current]):
-            for table in tables_dropped_by(migration):
-                if counts.get(table):
-                    raise would_drop(migration, table, counts[table])
+        refusal = rows_lost_by(conn, list(reversed(known[to : state.current])))
+        if refusal is not None:
+            raise refusal
     saved = _checked_backup(conn, state) if backup else None
     steps = list(reversed(known[to : state.current]))
     once = _once(export) if export is not None and any(tables_dropped_by(m) for m in steps) else None

@@ -17,10 +17,7 @@ import sqlite3
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from bot_bottle.connection import (
-    foreign_key_problems,
-    transaction,
-)
+from bot_bottle.connection import foreign_key_problems, rolled_back, transaction
 from bot_bottle.errors import (
     MigrationError,
     WouldDropProtected,
@@ -149,6 +146,33 @@ def step(
                     f"the database is still at version {before}"
                 )
         return True
+    finally:
+        conn.execute("PRAGMA foreign_keys = ON")
+
+
+def rows_lost_by(conn: sqlite3.Connection, steps: list[Migration]) -> WouldDropProtected | None:
+    """What reverting ``steps`` (newest first) would lose of a protected table, found by doing it and rolling back.
+
+    Measured, not guessed from the SQL: a down migration that rebuilds the
+    audit log keeps what the older table can hold, and only what it drops
+    needs writing out. None when nothing protected would be lost.
+    """
+    conn.execute("PRAGMA foreign_keys = OFF")
+    try:
+        with rolled_back(conn):
+            for migration in steps:
+                before = protected_counts(conn)
+                for number, statement in enumerate(migration.down_statements, 1):
+                    try:
+                        conn.execute(statement)
+                    except sqlite3.Error as exc:
+                        raise MigrationError(f"migration {migration.label}.down.sql fails at statement {number} "
+                                             f"({exc}); nothing was changed") from exc
+                after = protected_counts(conn)
+                for table, count in before.items():
+                    if count > after[table]:
+                        return would_drop(migration, table, count - after[table])
+        return None
     finally:
         conn.execute("PRAGMA foreign_keys = ON")
 

@@ -1,42 +1,49 @@
-"""Helpers the egress proxy calls when its DLP scanner blocks a request that carries a token.
+"""Helpers the egress proxy calls: what this bottle's grants let through, and asking for a token to pass.
 
-Where the route's policy is ``supervise``, the proxy files an
+Where the route's policy is ``supervise``, the proxy asks ``EgressGrants``
+before it forwards: ``allows_route(host, method, path)`` (an approved
+``egress-allow``) and ``allows_token(token, host=..., method=...)`` (an
+approved ``egress-token-allow``). Grants are the bottle's, read through its
+queue handle (the mounted database or the relay) and kept at most 5 seconds,
+so a grant the operator revokes, or one that ends, stops being honoured
+within 5 seconds; a lookup that fails answers no (fail closed).
+
+When its DLP scanner blocks a request that carries a token and no grant
+covers it, the proxy calls ``request_token_override``: it files an
 ``egress-token-allow`` proposal (host, method, path, which detector matched,
-and a short context snippet) and holds the request. An approval lets that
-token through to that host with that method for the rest of the proxy's life:
-the same token to another host, or with another method, files a new proposal,
-because the operator's report named one. Methods are compared exactly, as
-HTTP compares them (RFC 9110, section 9.1: method names are case-sensitive):
-an approval for ``POST`` does not cover ``post``, which a server may route
-elsewhere, and the report shows the method as the request spelt it. Anything else keeps it blocked (fail
-closed), and so does any bad argument: every helper here that answers yes or
-no answers False (and logs why) for ``None``, bytes or any other wrong type,
-and never raises.
+a short context snippet and the token's fingerprint) and holds the request.
+An approval answers this request, and its grant (that token, to that host,
+with that method: HTTP methods are case-sensitive, so ``post`` is not
+``POST``) lets the next ones through until it ends. Anything else keeps it
+blocked (fail closed), and so does any bad argument: every helper here that
+answers yes or no answers False (and logs why) for ``None``, bytes or any
+other wrong type, and never raises.
 
 The token itself is never stored: every piece of it (six or more of its
 characters, raw or base64-, base32-, hex- or percent-encoded) is replaced by
 ``********`` wherever it appears in what is filed (host, method, path and
 query, detector, the snippet of headers or body, the justification), in time
-linear in their length. The proposal carries a keyed fingerprint that only
-this process can recompute, and the approved set holds keyed fingerprints of
-(host, method, token).
+linear in their length. What is stored is its fingerprint, a slow salted hash
+(``policy.subjects.token_fingerprint``).
 
 A proxy's call looks like this::
 
-    from bot_bottle.sidecar.egress import ApprovedTokens, request_token_override
+    from bot_bottle.sidecar.egress import EgressGrants, request_token_override
     from bot_bottle.sidecar.transport import find_transport
 
     # What the backend mounted at /run/supervise: the host's database, or the relay file.
     bottle = find_transport().open("web-1")
-    approved = ApprovedTokens()          # one per proxy process
+    grants = EgressGrants(bottle)        # one per proxy process
     ...
-    if approved.allows(token, host="api.example.com", method="POST") or request_token_override(
-        bottle, approved, host="api.example.com", method="POST", path="/v1/upload?x=1",
+    if grants.allows_token(token, host="api.example.com", method="POST") or request_token_override(
+        bottle, grants, host="api.example.com", method="POST", path="/v1/upload?x=1",
         detector="github-pat", context=request_headers_and_body_text, value=token,
     ):
         forward(request)
     else:
         refuse(request)
+
+The logger is ``bot_bottle.egress`` (a proxy configures it by that name).
 """
 
 from __future__ import annotations
@@ -49,14 +56,24 @@ import math
 import re
 import secrets
 import threading
+import time
 from typing import Any
 
+from bot_bottle.policy.subjects import normal_host, route_covers, token_covers, token_fingerprint
 from bot_bottle.queue_store import BottleQueue
-from bot_bottle.records import DEFAULT_POLL_INTERVAL_SEC, STATUS_APPROVED, TOOL_EGRESS_TOKEN_ALLOW
+from bot_bottle.records import (
+    DEFAULT_POLL_INTERVAL_SEC,
+    STATUS_APPROVED,
+    TOOL_EGRESS_ALLOW,
+    TOOL_EGRESS_TOKEN_ALLOW,
+    Grant,
+)
 from bot_bottle.sidecar.relay_queue import RelayQueue
 from bot_bottle.text.redaction import REDACTED, Masker
 
 DEFAULT_TIMEOUT_SEC = 300.0
+GRANT_CACHE_SEC = 5.0  # how long a lookup of the grants stands: a revocation or an end is honoured within this
+MAX_FINGERPRINTS = 4096
 SNIPPET_RADIUS = 40  # characters of context kept on each side of the value
 MAX_FIELD_CHARS = 512
 MASK_MARGIN_CHARS = 4096  # masked past what a field shows, so a piece crossing the cut is seen whole
@@ -68,7 +85,6 @@ def _is_text(*values: object) -> bool:
     return all(isinstance(v, str) for v in values)
 
 
-_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
 MAX_HOST_CHARS = 253  # DNS's limit on a whole name
 # A host as a proxy sees it on the wire: ASCII DNS labels (internationalized names travel as
 # xn-- A-labels), or an IPv4 or bracketed IPv6 address; an optional port.
@@ -89,61 +105,91 @@ def _scope(host: str, method: str) -> tuple[str, str] | None:
     operator reads the host to decide: a Cyrillic a (U+0430) in ``api.github.com``
     looks like the real host, ``api.github.com@evil.example`` reads like a
     URL whose host is another one. A method must be an HTTP token, and is
-    kept as it is: HTTP methods are case-sensitive (RFC 9110, section 9.1),
-    so ``post`` is another method than the ``POST`` the operator approved.
+    kept as written: HTTP methods are case-sensitive.
     """
     if len(host) > MAX_HOST_CHARS + 7 or not _HOST_RE.fullmatch(host) or not _METHOD_RE.fullmatch(method):
         return None
-    host_key = host.translate(_ASCII_LOWER)
-    host_key = host_key[:-1] if host_key.endswith(".") else host_key
-    return host_key, method
+    return normal_host(host), method
 
 
-class ApprovedTokens:
-    """The tokens approved during this proxy's life, each for one host and method, held as keyed hashes.
+class EgressGrants:
+    """What this bottle may let through now: its live grants, asked for through its queue handle.
 
-    The key is random and lives only in this object, so the fingerprints in
-    memory and in the database cannot be brute-forced back into tokens
-    elsewhere. Safe to share between threads.
+    Each tool's grants are kept at most ``ttl`` seconds (``GRANT_CACHE_SEC``),
+    then asked for again; a failed lookup keeps nothing and answers no.
+    Token fingerprints (slow by design) are kept per token, host and method.
+    Safe to share between threads.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, bottle: object, *, ttl: float = GRANT_CACHE_SEC) -> None:
+        self.bottle = bottle
+        self.ttl = ttl
+        self._cached: dict[str, tuple[float, list[Grant]]] = {}
+        # Fingerprints by a keyed hash of (token, host, method): this object never holds a token itself.
+        self._fingerprints: dict[str, str] = {}
         self._key = secrets.token_bytes(32)
-        self._approved: set[str] = set()
         self._lock = threading.Lock()
 
-    def _fingerprint(self, *parts: str) -> str:
-        """The keyed sha256 (HMAC) of ``parts`` (unambiguously joined), as hex."""
-        message = json.dumps(list(parts), ensure_ascii=False)
-        return hmac.new(self._key, message.encode("utf-8", errors="surrogatepass"), hashlib.sha256).hexdigest()
+    def grants(self, tool: str) -> list[Grant]:
+        """The bottle's live grants of ``tool``, as looked up at most ``ttl`` seconds ago; [] when the lookup fails."""
+        now = time.monotonic()
+        with self._lock:
+            cached = self._cached.get(tool)
+            if cached is not None and now - cached[0] < self.ttl:
+                return cached[1]
+        if not isinstance(self.bottle, BottleQueue | RelayQueue):
+            log.error("egress grants: the bottle is a %s, not a BottleQueue or RelayQueue", type(self.bottle).__name__)
+            return []
+        try:
+            found = self.bottle.live_grants(tool)
+        except Exception as exc:  # fail closed: no grant is honoured that could not be looked up
+            log.error("egress grants: cannot look up %s grants (%s); nothing is let through on a grant", tool, exc)
+            with self._lock:
+                self._cached.pop(tool, None)
+            return []
+        with self._lock:
+            self._cached[tool] = (time.monotonic(), found)
+        return found
 
-    def _scoped(self, value: object, host: object, method: object) -> str | None:
-        if not (isinstance(value, str) and isinstance(host, str) and isinstance(method, str)) or not value:
-            return None
-        scope = _scope(host, method)
-        return None if scope is None else self._fingerprint(*scope, value)
+    def refresh(self) -> None:
+        """Forget what was looked up: the next question asks the bottle's grants again."""
+        with self._lock:
+            self._cached.clear()
 
-    def add(self, value: str, *, host: str | None = None, method: str | None = None) -> bool:
-        """Remember ``value`` as approved for ``host`` and ``method``; False (nothing kept) on a bad argument."""
-        key = self._scoped(value, host, method)
-        if key is None:
-            log.error("egress approved tokens: add() needs a token, a host and a method as text; nothing kept")
+    def fingerprint(self, value: str, host: str, method: str) -> str:
+        """``value``'s fingerprint for ``host`` and ``method`` (computed once, then kept)."""
+        key = hmac.new(self._key, json.dumps([value, host, method]).encode("utf-8", errors="surrogatepass"),
+                       hashlib.sha256).hexdigest()
+        with self._lock:
+            known = self._fingerprints.get(key)
+        if known is not None:
+            return known
+        queue_key = getattr(self.bottle, "queue_key", "")
+        found = token_fingerprint(str(queue_key), host, method, value)
+        with self._lock:
+            if len(self._fingerprints) >= MAX_FINGERPRINTS:
+                self._fingerprints.pop(next(iter(self._fingerprints)))
+            self._fingerprints[key] = found
+        return found
+
+    def allows_token(self, value: str, *, host: str | None = None, method: str | None = None) -> bool:
+        """True if a live grant lets ``value`` through to ``host`` with ``method``; False for a bad argument."""
+        if not (isinstance(value, str) and isinstance(host, str) and isinstance(method, str)) or not value \
+                or _scope(host, method) is None:
             return False
-        with self._lock:
-            self._approved.add(key)
-        return True
+        fingerprint = self.fingerprint(value, host, method)
+        return any(token_covers(grant.subject_value, host, method, fingerprint)
+                   for grant in self.grants(TOOL_EGRESS_TOKEN_ALLOW))
 
-    def allows(self, value: str, *, host: str | None = None, method: str | None = None) -> bool:
-        """True if ``value`` was approved earlier in this process's life for this ``host`` and ``method``."""
-        key = self._scoped(value, host, method)
-        if key is None:
+    def allows_route(self, host: str, method: str, path: str) -> bool:
+        """True if a live ``egress-allow`` grant covers a request to ``host`` (a port is ignored) with ``method``
+        for ``path``; False for a bad argument."""
+        if not (isinstance(host, str) and isinstance(method, str) and isinstance(path, str)):
             return False
-        with self._lock:
-            return key in self._approved
-
-    def __len__(self) -> int:
-        with self._lock:
-            return len(self._approved)
+        name = host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+        if _scope(name, method) is None or not path.startswith("/"):
+            return False
+        return any(route_covers(grant.subject_value, name, method, path) for grant in self.grants(TOOL_EGRESS_ALLOW))
 
 
 def _field(masker: Masker, text: str) -> str:
@@ -189,24 +235,26 @@ def _token_allow_payload(
     """The ``egress-token-allow`` report as JSON: where the request went, what matched, a masked snippet."""
     document: dict[str, Any] = {
         "host": _field(masker, host),
-        "method": _field(masker, method),  # as the request spelt it: that is what an approval covers
+        "method": _field(masker, method),
         "path": _field(masker, path),
         "detector": _field(masker, detector),
         "snippet": redact_snippet(context, value),
         "value_length": len(value),
-        "value_fingerprint": fingerprint[:32],
+        "fingerprint": fingerprint,
     }
     return json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
 
 
 def _bad_arguments(
-    bottle: object, approved: object, fields: dict[str, object], timeout: object, poll_interval: object
+    bottle: object, grants: object, fields: dict[str, object], timeout: object, poll_interval: object
 ) -> str | None:
     """Which argument of ``request_token_override`` is unusable, or None. Never names a value (it may be the token)."""
     if not isinstance(bottle, BottleQueue | RelayQueue):
         return f"bottle is a {type(bottle).__name__}, not a BottleQueue or RelayQueue"
-    if not isinstance(approved, ApprovedTokens):
-        return f"approved is a {type(approved).__name__}, not ApprovedTokens"
+    if not isinstance(grants, EgressGrants):
+        return f"grants is a {type(grants).__name__}, not EgressGrants"
+    if grants.bottle is not bottle:
+        return "grants are another bottle handle's (give the EgressGrants made for this bottle)"
     for name, field in fields.items():
         if not isinstance(field, str):
             return f"{name} is a {type(field).__name__}, not text"
@@ -223,7 +271,7 @@ def _bad_arguments(
 
 def request_token_override(
     bottle: BottleQueue | RelayQueue,
-    approved: ApprovedTokens,
+    grants: EgressGrants,
     *,
     host: str,
     method: str,
@@ -236,25 +284,27 @@ def request_token_override(
 ) -> bool:
     """Ask the operator to let ``value`` through to ``host`` with ``method``; True only on approval.
 
-    A token approved earlier in this process for the same host and method is
-    allowed at once, without a proposal. Rejection, the timeout, a bad
-    argument and any error (the database unavailable, the relay unreachable
-    or refusing this bottle's token, ...) return False, and the reason is
-    logged (never the token).
+    A token a live grant lets through to this host with this method is
+    allowed at once, without a proposal. Otherwise a proposal is filed and
+    the request waits: an approval answers it (and its grant covers the next
+    ones until it ends). Rejection, expiry, the timeout, a bad argument and
+    any error (the database unavailable, the relay unreachable or refusing
+    this bottle's token, ...) return False, and the reason is logged (never
+    the token).
     """
     try:
-        problem = _bad_arguments(bottle, approved, {"host": host, "method": method, "path": path,
+        problem = _bad_arguments(bottle, grants, {"host": host, "method": method, "path": path,
                                                     "detector": detector, "context": context, "value": value},
                                  timeout, poll_interval)
         if problem:
             log.error("egress token override: bad argument (%s); request blocked", problem)
             return False
-        if approved.allows(value, host=host, method=method):
+        if grants.allows_token(value, host=host, method=method):
             return True
         masker = Masker([value])
         payload = _token_allow_payload(
             masker, host=host, method=method, path=path, detector=detector, context=context, value=value,
-            fingerprint=approved._fingerprint(value),
+            fingerprint=grants.fingerprint(value, host, method),
         )
         where = f"{_field(masker, method)} to {_field(masker, host)}{_field(masker, path)}"
         proposal = bottle.submit(
@@ -271,7 +321,7 @@ def request_token_override(
                         response.notes)
             bottle.archive(proposal.id)
             return False
-        approved.add(value, host=host, method=method)
+        grants.refresh()  # its grant covers the next requests: look it up afresh
         bottle.archive(proposal.id)
         log.info("egress token override: %s approved (%s)", proposal.short_id, response.notes)
         return True

@@ -33,7 +33,7 @@ from bot_bottle.errors import (
     Unauthorized,
     ValidationError,
 )
-from bot_bottle.policy.routes import make_route
+from bot_bottle.policy.routes import METHODS, make_route
 from bot_bottle.records import (
     DEFAULT_POLL_INTERVAL_SEC,
     MAX_TEXT_BYTES,
@@ -96,6 +96,11 @@ _TOOL_LISTINGS: list[dict[str, Any]] = [
                     "items": {**_TEXT, "description": "a path prefix starting with /"},
                     "description": "optional allowlist of path prefixes (default: the whole host)",
                 },
+                "methods": {
+                    "type": "array",
+                    "items": {"type": "string", "enum": list(METHODS)},
+                    "description": "optional HTTP methods (default: every method)",
+                },
                 "justification": {**_TEXT, "description": "why the agent needs this, for the operator"},
             },
             "required": ["host", "justification"],
@@ -135,10 +140,10 @@ def _argument(arguments: dict[str, Any], name: str, kind: type, required: bool =
     return value
 
 
-def route_payload(host: str, paths: list[str] | None) -> str:
+def route_payload(host: str, paths: list[str] | None, methods: list[str] | None = None) -> str:
     """The ``egress-allow`` payload: one route as a small, stable JSON document (``policy.routes.make_route``)."""
     try:
-        return make_route(host, paths or None).to_document()
+        return make_route(host, paths or None, methods or None).to_document()
     except ValidationError as exc:
         raise ToolInputError(f"argument {exc}") from None
 
@@ -336,7 +341,8 @@ def _file_route(service: SuperviseService, arguments: dict[str, Any]) -> str:
     """egress-allow: file one route, built and checked by ``policy.routes.make_route``."""
     justification = _argument(arguments, "justification", str)
     paths = _argument(arguments, "paths", list, required=False)
-    payload = route_payload(_argument(arguments, "host", str), paths)
+    methods = _argument(arguments, "methods", list, required=False)
+    payload = route_payload(_argument(arguments, "host", str), paths, methods)
     return service.file(TOOL_EGRESS_ALLOW, payload, justification, None)
 
 

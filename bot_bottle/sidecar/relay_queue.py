@@ -34,7 +34,7 @@ from bot_bottle.errors import (
     Unauthorized,
     ValidationError,
 )
-from bot_bottle.records import DEFAULT_POLL_INTERVAL_SEC, Proposal, Response
+from bot_bottle.records import DEFAULT_POLL_INTERVAL_SEC, Grant, Proposal, Response, canonical_json
 from bot_bottle.text.terminal import clean_line
 from bot_bottle.wire.jsonrpc import BUSY, INVALID_FIELD
 from bot_bottle.wire.relay_file import RelayEndpoint
@@ -42,6 +42,7 @@ from bot_bottle.wire.relay_protocol import (
     ARCHIVE,
     ERROR_CODES,
     GET,
+    GRANTS,
     HEARTBEAT,
     HELLO,
     MAX_LONG_POLL_SEC,
@@ -82,6 +83,23 @@ def response_from(document: object) -> Response | None:
     if document is None:
         return None
     return Response(**_fields(document, tuple(Response.__dataclass_fields__), "decision"))
+
+
+_GRANT_FIELD_TYPES: dict[str, tuple[type, ...]] = {"audit_seq": (int,), "revoke_seq": (int, type(None))}
+
+
+def grant_from(document: object) -> Grant:
+    """A ``Grant`` from the relay's answer, every field checked (its subject is kept as canonical JSON)."""
+    names = tuple(Grant.__dataclass_fields__)
+    if not isinstance(document, dict) or set(document) != set(names) or not isinstance(document.get("subject"), dict):
+        raise RelayError("the relay answered a malformed grant")
+    fields = {**document, "subject": canonical_json(document["subject"])}
+    for name in names:
+        value = fields[name]
+        expected = _GRANT_FIELD_TYPES.get(name, (str, type(None)))
+        if isinstance(value, bool) or not isinstance(value, expected):
+            raise RelayError(f"the relay answered a malformed grant ({name})")
+    return Grant(**fields)
 
 
 class RelayQueue:
@@ -155,6 +173,13 @@ class RelayQueue:
     def archive(self, proposal_id: str) -> Proposal:
         """Archive this bottle's decided proposal (idempotent; see ``QueueStore.archive``)."""
         return proposal_from(self._call(ARCHIVE, {"id": proposal_id}))
+
+    def live_grants(self, tool: str) -> list[Grant]:
+        """This bottle's grants of ``tool`` in force now (see ``BottleQueue.live_grants``)."""
+        answer = self._call(GRANTS, {"tool": tool})
+        if not isinstance(answer, list):
+            raise RelayError("the relay answered a malformed list of grants")
+        return [grant_from(item) for item in answer]
 
     def heartbeat(self) -> None:
         """Say this bottle's sidecar is alive (see ``BottleQueue.heartbeat``)."""

@@ -28,7 +28,7 @@ from bot_bottle.bottles import TRANSPORT_MOUNT, TRANSPORT_RELAY
 from bot_bottle.errors import CannotOpenDatabase, MissingMount, ValidationError
 from bot_bottle.paths import DB_DIR_IN_CONTAINER, DB_PATH_IN_CONTAINER
 from bot_bottle.queue_store import BottleQueue, QueueStore
-from bot_bottle.records import DEFAULT_POLL_INTERVAL_SEC, DEFAULT_QUOTA, Proposal, Quota, Response
+from bot_bottle.records import DEFAULT_POLL_INTERVAL_SEC, DEFAULT_QUOTA, Grant, Proposal, Quota, Response
 from bot_bottle.sidecar.mount_check import require_sidecar_database
 from bot_bottle.sidecar.relay_queue import RelayQueue
 from bot_bottle.wire.relay_file import RELAY_FILE_IN_CONTAINER, RelayEndpoint, read_endpoint_file
@@ -60,6 +60,9 @@ class SidecarQueue(Protocol):
 
     def archive(self, proposal_id: str) -> Proposal:
         """Archive a decided proposal."""
+
+    def live_grants(self, tool: str) -> list[Grant]:
+        """This bottle's grants of ``tool`` in force now."""
 
     def heartbeat(self) -> None:
         """Say this bottle's sidecar is alive (running, seen now)."""

@@ -32,6 +32,7 @@ from bot_bottle.wire.jsonrpc import (
 # Methods of the relay (each takes an object of params; none names a bottle).
 HELLO, SUBMIT, GET, RESPONSE, WAIT, ARCHIVE = "hello", "submit", "get", "response", "wait", "archive"
 HEARTBEAT, STOPPED = "heartbeat", "stopped"
+GRANTS = "grants"  # the bottle's grants of one tool in force now
 MAX_LONG_POLL_SEC = 25.0  # one wait request's bound; a longer wait is several of them
 # The errors each code carries (INVALID_FIELD carries a ValidationError with its field; BUSY means retry).
 ERROR_CODES: dict[int, type[BotBottleError]] = {

@@ -296,6 +296,8 @@ class RewrittenWhileOnScreenTest(SidecarTestCase):
         term.send("a")
         term.wait_for("note (optional)")
         term.send("looks fine", "Enter")
+        term.wait_for("for how long?")
+        term.send("Enter")
         screen = term.wait_for("not what was shown")
         self.assertIn(proposal.short_id, screen)
         self.assertIsNone(self.store.response(proposal.id))

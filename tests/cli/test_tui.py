@@ -75,6 +75,8 @@ class TuiTest(TempDirTest):
         self.term.send("y")
         self.term.wait_for("note (optional)")
         self.term.send("narrowed to c", "Enter")
+        self.term.wait_for("for how long? Enter: 7d")
+        self.term.send("Enter")
         self.term.wait_for("2 pending")
         # Reject the route (now first), with a reason.
         self.term.send("r")
@@ -91,6 +93,8 @@ class TuiTest(TempDirTest):
         self.term.send("a")
         self.term.wait_for("reason for approving")
         self.term.send("fixture key, not real", "Enter")
+        self.term.wait_for("for how long? Enter: 7d")
+        self.term.send("Enter")
         self.term.wait_for("no pending proposals")
         self.quit()
         decided = {p: self.store.response(p) for p in (self.routes.id, self.route.id, self.report.id)}

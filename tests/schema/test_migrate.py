@@ -279,7 +279,7 @@ class RefusalTest(TempDirTest):
         with self.assertRaisesRegex(MigrationError, "downgrade --to 1"):
             migrate.upgrade(conn, 1, migrations=known)
         with self.assertRaisesRegex(MigrationError, f"at version {len(known)}"):
-            migrate.downgrade(conn, 7, migrations=known)
+            migrate.downgrade(conn, len(known) + 1, migrations=known)
 
     def test_corrupt_database_is_not_migrated(self) -> None:
         """An existing database that fails quick_check is not touched by a migration."""

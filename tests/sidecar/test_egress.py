@@ -1,4 +1,4 @@
-"""The egress proxy's token-override helpers: redaction, the approved set, and fail-closed waiting."""
+"""The egress proxy's helpers: redaction, what grants let through, and fail-closed waiting."""
 
 from __future__ import annotations
 
@@ -12,9 +12,10 @@ import sys
 from bot_bottle.audit_store import AuditStore
 from bot_bottle.cli.render import describe
 from bot_bottle.db import Database
+from bot_bottle.grants import GrantStore
 from bot_bottle.queue_store import QueueStore
 from bot_bottle.records import STATUS_APPROVED, STATUS_REJECTED, TOOL_EGRESS_TOKEN_ALLOW
-from bot_bottle.sidecar.egress import ApprovedTokens, _token_allow_payload, redact_snippet, request_token_override
+from bot_bottle.sidecar.egress import EgressGrants, _token_allow_payload, redact_snippet, request_token_override
 from bot_bottle.text.redaction import REDACTED, Masker, encoded_forms
 from tests.helpers.corpus import recoverable, spellings
 from tests.helpers.support import REPO, TempDirTest, decide_when_filed
@@ -36,48 +37,20 @@ class RedactionTest(TempDirTest):
         self.assertEqual(redact_snippet("pin=4821;", "4821"), f"pin={REDACTED};")
 
     def test_payload_has_no_token(self) -> None:
-        """The DLP report names host, method, path and detector, and never the token."""
-        approved = ApprovedTokens()
+        """The DLP report names host, method (as written), path, detector and a fingerprint, and never the token."""
+        with QueueStore(self.tmp / "p.db") as store:
+            grants = EgressGrants(store.for_bottle("web-1"))
+            fingerprint = grants.fingerprint(TOKEN, "api.github.com", "post")
         payload = _token_allow_payload(Masker([TOKEN]), host="api.github.com", method="post", path="/repos",
-                                       detector="github-pat", context=BODY, value=TOKEN,
-                                       fingerprint=approved._fingerprint(TOKEN))
+                                       detector="github-pat", context=BODY, value=TOKEN, fingerprint=fingerprint)
         self.assertNotIn(TOKEN, payload)
         report = json.loads(payload)
         self.assertEqual((report["host"], report["method"], report["path"], report["detector"]),
-                         ("api.github.com", "post", "/repos", "github-pat"), "the method as the request spelt it")
+                         ("api.github.com", "post", "/repos", "github-pat"))
         self.assertIn(REDACTED, report["snippet"])
         self.assertEqual(report["value_length"], len(TOKEN))
-
-    def test_approved_set_keeps_no_value(self) -> None:
-        """Approved tokens are kept as keyed hashes: another process's set cannot match them."""
-        approved = ApprovedTokens()
-        self.assertFalse(approved.allows(TOKEN, host="api.github.com", method="POST"))
-        self.assertTrue(approved.add(TOKEN, host="api.github.com", method="POST"))
-        self.assertTrue(approved.allows(TOKEN, host="api.github.com", method="POST"))
-        self.assertFalse(approved.allows(TOKEN + "x", host="api.github.com", method="POST"))
-        self.assertEqual(len(approved), 1)
-        self.assertNotIn(TOKEN, repr(vars(approved)))
-        self.assertNotEqual(ApprovedTokens()._fingerprint(TOKEN), approved._fingerprint(TOKEN))
-
-    def test_approval_is_for_one_host_and_method(self) -> None:
-        """An approval holds for the host and method approved (as DNS and HTTP compare them), nothing else."""
-        approved = ApprovedTokens()
-        approved.add(TOKEN, host="api.github.com", method="POST")
-        self.assertTrue(approved.allows(TOKEN, host="API.GitHub.com.", method="POST"))
-        # HTTP methods are case-sensitive (RFC 9110, 9.1): an approval for POST is not one for post or Post.
-        for host, method in (("evil.example", "POST"), ("api.github.com.evil.example", "POST"),
-                             ("github.com", "POST"), ("api.github.com", "PUT"), ("api.github.com", "GET"),
-                             ("api.github.com", "post"), ("api.github.com", "Post")):
-            with self.subTest(host=host, method=method):
-                self.assertFalse(approved.allows(TOKEN, host=host, method=method))
-        self.assertFalse(approved.allows(TOKEN), "without a host and method nothing is allowed")
-        # Only ASCII folds: the Kelvin sign lower-cases to "k" in Python, but it is another host.
-        approved.add(TOKEN, host="kube.example", method="GET")
-        self.assertTrue(approved.allows(TOKEN, host="KUBE.example", method="GET"))
-        for host in ("\u212aube.example", "kube.example..", " kube.example", "kube.example ", "kube.example:443"):
-            with self.subTest(host=host):
-                self.assertFalse(approved.allows(TOKEN, host=host, method="GET"))
-        self.assertFalse(approved.allows(TOKEN, host="kube.example", method="G\u0130T".lower()))
+        self.assertEqual(report["fingerprint"], fingerprint)
+        self.assertRegex(fingerprint, "^[0-9a-f]{64}$")
 
     def test_token_spelt_to_slip_past_masking(self) -> None:
         """Upper-case hex, %6a escapes, a few characters escaped, zero-width spaces: masked in every field."""
@@ -97,22 +70,27 @@ class RedactionTest(TempDirTest):
 
     def test_a_host_that_reads_as_another_is_no_scope(self) -> None:
         """A look-alike host (Cyrillic, full-width, bidi) or one that reads as a URL naming another host: refused."""
-        approved = ApprovedTokens()
-        for host in ("\u0430pi.github.com", "api.gith\u00fcb.com", "\uff41pi.github.com", "api.github.com\u202e",
-                     "api.github.com@evil.example", "api.github.com/.evil.example", "api.github.com#x",
-                     "api.github.com?x", "api..github.com", "-api.github.com", "api.github.com:", "x" * 300,
-                     "api.github.com:443:80", "[::1", "api.github.com\n", "api.github.com\\evil.example"):
-            with self.subTest(host=host), self.assertLogs("bot_bottle.egress", "ERROR"):
-                self.assertFalse(approved.add(TOKEN, host=host, method="POST"))
-        for method in ("P OST", "POST\r\nX-Evil: 1", "P\u041eST", "", "G" * 101):
-            with self.subTest(method=method), self.assertLogs("bot_bottle.egress", "ERROR"):
-                self.assertFalse(approved.add(TOKEN, host="api.github.com", method=method))
-        self.assertEqual(len(approved), 0)
-        for host in ("api.github.com", "API.GitHub.com.", "xn--80ak6aa92e.com", "127.0.0.1:8080", "[2001:db8::1]:443",
-                     "my_service.internal"):
-            with self.subTest(host=host):
-                self.assertTrue(approved.add(TOKEN, host=host, method="POST"))
-                self.assertTrue(approved.allows(TOKEN, host=host.upper(), method="POST"))
+        with QueueStore(self.tmp / "s.db") as store:
+            bottle = store.for_bottle("web-1")
+            grants = EgressGrants(bottle)
+            ask: dict[str, object] = {"path": "/x", "detector": "d", "context": TOKEN, "value": TOKEN, "timeout": 0}
+            for host in ("\u0430pi.github.com", "api.gith\u00fcb.com", "\uff41pi.github.com", "api.github.com\u202e",
+                         "api.github.com@evil.example", "api.github.com/.evil.example", "api.github.com#x",
+                         "api.github.com?x", "api..github.com", "-api.github.com", "api.github.com:", "x" * 300,
+                         "api.github.com:443:80", "[::1", "api.github.com\n", "api.github.com\\evil.example"):
+                with self.subTest(host=host), self.assertLogs("bot_bottle.egress", "ERROR"):
+                    self.assertFalse(request_token_override(bottle, grants, host=host, method="POST", **ask))
+                self.assertFalse(grants.allows_token(TOKEN, host=host, method="POST"))
+            for method in ("P OST", "POST\r\nX-Evil: 1", "P\u041eST", "", "G" * 101):
+                with self.subTest(method=method), self.assertLogs("bot_bottle.egress", "ERROR"):
+                    self.assertFalse(request_token_override(bottle, grants, host="api.github.com", method=method,
+                                                            **ask))
+            self.assertEqual(store.listing("web-1", include_decided=True), [], "nothing filed for any of them")
+            for host in ("api.github.com", "xn--80ak6aa92e.com", "127.0.0.1:8080", "[2001:db8::1]:443",
+                         "my_service.internal"):
+                with self.subTest(host=host), self.assertLogs("bot_bottle.egress", "WARNING") as logs:
+                    self.assertFalse(request_token_override(bottle, grants, host=host, method="POST", **ask))
+                self.assertIn("no decision", "\n".join(logs.output))
 
     def test_a_huge_field_is_masked_where_it_is_shown(self) -> None:
         """A ten-million-character path: the report's field is bounded, the token masked also across the cut."""
@@ -144,10 +122,10 @@ class OverrideTest(TempDirTest):
         self.store = QueueStore(self.path)
         self.addCleanup(self.store.close)
         self.bottle = self.store.for_bottle("web-1")
-        self.approved = ApprovedTokens()
+        self.grants = EgressGrants(self.bottle)
 
     def ask(self, timeout: float = 30, value: str = TOKEN, host: str = "api.github.com", method: str = "POST") -> bool:
-        return request_token_override(self.bottle, self.approved, host=host, method=method,
+        return request_token_override(self.bottle, self.grants, host=host, method=method,
                                       path="/repos/acme/app/dispatches", detector="github-pat",
                                       context=BODY.replace(TOKEN, value), value=value, timeout=timeout,
                                       poll_interval=0.02)
@@ -161,11 +139,17 @@ class OverrideTest(TempDirTest):
             self.assertNotIn(TOKEN, "\n".join(json.dumps(e.to_dict()) for e in audit.export()))
 
     def test_approve(self) -> None:
-        """Approval: True, the token remembered for the proxy's life (no second proposal)."""
+        """Approval: True, and a grant (8 h by default) lets the same token through after (no second proposal)."""
         self.decide_when_filed(STATUS_APPROVED, "deploy token, expected")
         self.assertTrue(self.ask())
-        self.assertTrue(self.approved.allows(TOKEN, host="api.github.com", method="POST"))
+        self.assertTrue(self.grants.allows_token(TOKEN, host="api.github.com", method="POST"))
         self.assertTrue(self.ask(timeout=0))
+        self.assertTrue(EgressGrants(self.bottle).allows_token(TOKEN, host="api.github.com", method="POST"),
+                        "a proxy restarted (a new EgressGrants) finds the same grant")
+        (grant,) = GrantStore(database=self.store.db).listing("web-1")
+        self.assertEqual((grant.tool, grant.subject_value["host"], grant.subject_value["method"]),
+                         (TOOL_EGRESS_TOKEN_ALLOW, "api.github.com", "POST"))
+        self.assertNotIn(TOKEN, repr(vars(self.grants)))
         proposals = self.store.listing("web-1", include_decided=True)
         self.assertEqual(len(proposals), 1)
         self.assertEqual(proposals[0][0].tool, TOOL_EGRESS_TOKEN_ALLOW)
@@ -178,7 +162,7 @@ class OverrideTest(TempDirTest):
         with self.assertLogs("bot_bottle.egress", "WARNING") as logs:
             self.assertFalse(self.ask())
         self.assertIn("rejected", "\n".join(logs.output))
-        self.assertFalse(self.approved.allows(TOKEN, host="api.github.com", method="POST"))
+        self.assertFalse(self.grants.allows_token(TOKEN, host="api.github.com", method="POST"))
         self.assert_no_token_stored()
 
     def test_timeout(self) -> None:
@@ -196,10 +180,11 @@ class OverrideTest(TempDirTest):
         holder = sqlite3.connect(self.path, isolation_level=None)
         self.addCleanup(holder.close)
         holder.execute("BEGIN EXCLUSIVE")
+        locked_bottle = locked_store.for_bottle("web-1")
         try:
             with self.assertLogs("bot_bottle.egress", "ERROR"):
                 self.assertFalse(request_token_override(
-                    locked_store.for_bottle("web-1"), self.approved, host="h", method="GET", path="/",
+                    locked_bottle, EgressGrants(locked_bottle), host="h", method="GET", path="/",
                     detector="d", context=TOKEN, value=TOKEN, timeout=5))
         finally:
             holder.execute("ROLLBACK")
@@ -219,18 +204,23 @@ class OverrideTest(TempDirTest):
         self.assertNotIn(TOKEN, text)
 
     def test_approval_does_not_carry_to_another_host_or_method(self) -> None:
-        """Approved for POST api.github.com: the same token to evil.example, or as a PUT, files a new proposal."""
+        """Approved for POST api.github.com: to evil.example, as a PUT or as 'post' (methods are case-sensitive),
+        a new proposal; only ASCII letters fold in the host (the Kelvin sign is another host)."""
         self.decide_when_filed(STATUS_APPROVED, "deploy token, to GitHub")
         self.assertTrue(self.ask())
-        with self.assertLogs("bot_bottle.egress", "WARNING"):
-            self.assertFalse(self.ask(timeout=0, host="evil.example"))
-        with self.assertLogs("bot_bottle.egress", "WARNING"):
-            self.assertFalse(self.ask(timeout=0, method="PUT"))
+        for host, method in (("evil.example", "POST"), ("api.github.com", "PUT"), ("api.github.com", "post")):
+            with self.subTest(host=host, method=method), self.assertLogs("bot_bottle.egress", "WARNING"):
+                self.assertFalse(self.ask(timeout=0, host=host, method=method))
         self.assertTrue(self.ask(timeout=0, host="API.GITHUB.COM"), "the approved host, as DNS compares it")
+        self.assertTrue(self.grants.allows_token(TOKEN, host="api.github.com.", method="POST"))
+        for host in ("api.github.com.evil.example", "github.com", "\u212api.github.com", "api.github.com:443"):
+            with self.subTest(host=host):
+                self.assertFalse(self.grants.allows_token(TOKEN, host=host, method="POST"))
+        self.assertFalse(self.grants.allows_token(TOKEN + "x", host="api.github.com", method="POST"))
         pending = self.store.pending("web-1")
-        self.assertEqual(len(pending), 2)
+        self.assertEqual(len(pending), 3)
         reports = sorted((json.loads(p.payload)["method"], json.loads(p.payload)["host"]) for p in pending)
-        self.assertEqual(reports, [("POST", "evil.example"), ("PUT", "api.github.com")])
+        self.assertEqual(reports, [("POST", "evil.example"), ("PUT", "api.github.com"), ("post", "api.github.com")])
         self.assertTrue(all("let this token through to this host" in p.justification for p in pending))
 
     def test_bad_arguments_fail_closed(self) -> None:
@@ -247,22 +237,23 @@ class OverrideTest(TempDirTest):
         for name, values in bad_values.items():
             for bad in values:
                 with self.subTest(argument=name, value=bad), self.assertLogs("bot_bottle.egress", "ERROR") as logs:
-                    self.assertFalse(request_token_override(self.bottle, self.approved, **{**good, name: bad}))
+                    self.assertFalse(request_token_override(self.bottle, self.grants, **{**good, name: bad}))
                 self.assertIn("bad argument", "\n".join(logs.output))
                 self.assertNotIn(TOKEN, "\n".join(logs.output))
-        for bottle, approved in ((None, self.approved), ("web-1", self.approved), (self.bottle, None),
-                                 (self.bottle, set())):
-            with self.subTest(bottle=bottle, approved=approved), self.assertLogs("bot_bottle.egress", "ERROR"):
-                self.assertFalse(request_token_override(bottle, approved, **good))  # type: ignore[arg-type]
+        other = EgressGrants(self.store.for_bottle("web-1"))
+        for bottle, grants in ((None, self.grants), ("web-1", self.grants), (self.bottle, None),
+                               (self.bottle, set()), (self.bottle, other)):
+            with self.subTest(bottle=bottle, grants=grants), self.assertLogs("bot_bottle.egress", "ERROR"):
+                self.assertFalse(request_token_override(bottle, grants, **good))  # type: ignore[arg-type]
         self.assertEqual(self.store.listing("web-1", include_decided=True), [])
-        approved = ApprovedTokens()
         for value, host, method in ((None, "h", "GET"), (TOKEN.encode(), "h", "GET"), (TOKEN, None, "GET"),
                                     (TOKEN, b"h", "GET"), (TOKEN, "h", None), (TOKEN, "h", 1), ("", "h", "GET")):
             with self.subTest(value=value, host=host, method=method):
-                self.assertFalse(approved.allows(value, host=host, method=method))  # type: ignore[arg-type]
-                with self.assertLogs("bot_bottle.egress", "ERROR"):
-                    self.assertFalse(approved.add(value, host=host, method=method))  # type: ignore[arg-type]
-        self.assertEqual(len(approved), 0)
+                self.assertFalse(self.grants.allows_token(value, host=host, method=method))  # type: ignore[arg-type]
+        for host, method, path in ((None, "GET", "/"), ("h", None, "/"), ("h", "GET", None), (b"h", "GET", "/"),
+                                   ("h", "GET", "no-slash")):
+            with self.subTest(host=host, method=method, path=path):
+                self.assertFalse(self.grants.allows_route(host, method, path))  # type: ignore[arg-type]
         for context, value, radius in ((None, TOKEN, 5), (BODY, None, 5), (BODY.encode(), TOKEN, 5),
                                        (BODY, TOKEN.encode(), 5), (BODY, "", 5), (BODY, TOKEN, None),
                                        (BODY, TOKEN, -1), (BODY, TOKEN, 2.5)):
@@ -283,9 +274,10 @@ class NothingStoredTest(TempDirTest):
         context = (f"POST /upload/{TOKEN}?token={TOKEN} HTTP/1.1\r\nHost: {TOKEN}.evil.example\r\n"
                    f"Authorization: Basic {basic}\r\nX-Token: {TOKEN[:20]}\r\n\r\n{{\"t\": \"{TOKEN}\"}}")
         decide_when_filed(self, store, "web-1", STATUS_REJECTED, "not to that host")
+        bottle = store.for_bottle("web-1")
         with self.assertLogs("bot_bottle.egress", "WARNING"):
             self.assertFalse(request_token_override(
-                store.for_bottle("web-1"), ApprovedTokens(), host=f"{TOKEN}.evil.example", method=f"post{TOKEN}",
+                bottle, EgressGrants(bottle), host=f"{TOKEN}.evil.example", method=f"post{TOKEN}",
                 path=f"/upload/{TOKEN}?token={TOKEN}&b={basic}", detector=f"github-pat {TOKEN[4:30]}",
                 context=context, value=TOKEN, timeout=30, poll_interval=0.02))
         (proposal, response) = store.listing("web-1", include_decided=True)[0]

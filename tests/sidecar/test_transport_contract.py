@@ -12,7 +12,7 @@ helper's overrides) must hold through the relay too.
 from __future__ import annotations
 
 from bot_bottle.records import Quota
-from bot_bottle.sidecar.egress import request_token_override
+from bot_bottle.sidecar.egress import EgressGrants, request_token_override
 from bot_bottle.sidecar.git_gate.install import install_hook
 from bot_bottle.sidecar.relay_queue import RelayQueue
 from bot_bottle.sidecar.transport import SidecarQueue
@@ -84,6 +84,7 @@ class RelayOverrideTest(test_egress.OverrideTest):
         super().setUp()
         self.relay = InProcessRelay(self.path).register(self)
         self.bottle = self.relay.queue("web-1")  # type: ignore[assignment]
+        self.grants = EgressGrants(self.bottle)
 
     def test_database_unavailable(self) -> None:
         """Through the relay, the relay gone is what a database gone is directly: False and the reason logged."""
@@ -91,7 +92,7 @@ class RelayOverrideTest(test_egress.OverrideTest):
         impatient = RelayQueue(self.bottle.endpoint, retry_for=0.3)
         with self.assertLogs("bot_bottle.egress", "ERROR") as logs:
             self.assertFalse(request_token_override(
-                impatient, self.approved, host="h", method="GET", path="/", detector="d", context=TOKEN,
+                impatient, EgressGrants(impatient), host="h", method="GET", path="/", detector="d", context=TOKEN,
                 value=TOKEN, timeout=5))
         self.assertIn("relay", "\n".join(logs.output))
         self.assertNotIn(TOKEN, "\n".join(logs.output))

@@ -23,16 +23,20 @@ from bot_bottle.bottles import BottleOverview
 from bot_bottle.cli.bottles_cmds import ago
 from bot_bottle.cli.common import first_line
 from bot_bottle.cli.render import describe, modification
+from bot_bottle.policy.lifetimes import LIFETIMES
+from bot_bottle.policy.subjects import describe_subject
 from bot_bottle.records import (
     SHORT_ID_LENGTH,
     STATUS_APPROVED,
     STATUS_MODIFIED,
     STATUS_REJECTED,
     AuditEntry,
+    Grant,
     Proposal,
     Response,
 )
 from bot_bottle.text.html import attribute, editable, line_html
+from bot_bottle.timestamps import format_timestamp, seconds_between, spell_duration
 
 TITLE = "bot-bottle dashboard"
 
@@ -80,8 +84,9 @@ def _proposal_link(root: str, proposal_id: str, text: str) -> str:
     return f'<a href="{attribute(root)}/proposal/{attribute(proposal_id)}">{line_html(text)}</a>'
 
 
-def overview(items: Sequence[BottleOverview], now: datetime, marker: str, *, root: str) -> str:
-    """The bottles with their state and their pending proposals."""
+def overview(items: Sequence[BottleOverview], now: datetime, marker: str, *, root: str,
+             grants: Sequence[Grant] = (), csrf: str = "") -> str:
+    """The bottles with their state, their pending proposals, and what each may do now (with a revoke form)."""
     pending = sum(len(item.pending) for item in items)
     waiting = sum(1 for item in items if item.pending)
     head = f"<h1>Bottles</h1><p>{pending} pending from {waiting} bottle(s)</p>"
@@ -114,7 +119,27 @@ def overview(items: Sequence[BottleOverview], now: datetime, marker: str, *, roo
         sections.append(f'<section class="pending"><h2>{line_html(item.bottle.slug)}{stale}</h2>'
                         '<table><thead><tr><th>id</th><th>tool</th><th>age</th><th>justification</th></tr></thead>'
                         f"<tbody>{entries}</tbody></table></section>")
-    return page("bottles", head + table + "".join(sections), root=root, marker=marker)
+    return page("bottles", head + table + "".join(sections) + grants_section(grants, now, root=root, csrf=csrf),
+                root=root, marker=marker)
+
+
+def grants_section(grants: Sequence[Grant], now: datetime, *, root: str, csrf: str) -> str:
+    """What every bottle may do now (its live grants, soonest ending first), each with a form that revokes it."""
+    if not grants:
+        return '<section class="grants"><h2>Grants</h2><p>no grants in force</p></section>'
+    stamp = format_timestamp(now)
+    rows = []
+    for grant in grants:
+        revoke = (f'<form method="post" action="{attribute(root)}/grant/{attribute(grant.id)}/revoke" class="revoke">'
+                  f'{_hidden("csrf", csrf)}<label>reason <input type="text" name="reason" size="24" required></label>'
+                  '<button type="submit" name="decision" value="revoke">revoke</button></form>')
+        by = f"rule {grant.rule_id[:SHORT_ID_LENGTH]}" if grant.rule_id else grant.decided_by
+        rows.append(f'<tr><td>{line_html(grant.queue_key)}</td><td>{line_html(grant.tool)}</td>'
+                    f'<td class="grants">{line_html(describe_subject(grant.tool, grant.subject_value))}</td>'
+                    f"<td>{line_html(spell_duration(seconds_between(stamp, grant.ends_at)))}</td>"
+                    f"<td>{line_html(by)}</td><td>{revoke}</td></tr>")
+    return ('<section class="grants"><h2>Grants</h2><table><thead><tr><th>bottle</th><th>tool</th><th>grants</th>'
+            "<th>left</th><th>by</th><th></th></tr></thead><tbody>" + "".join(rows) + "</tbody></table></section>")
 
 
 def _hidden(name: str, value: str) -> str:
@@ -126,6 +151,13 @@ def _form(root: str, proposal: Proposal, csrf: str, shown: str, action: str, fie
             'class="decide">'
             f'{_hidden("csrf", csrf)}{_hidden("shown", shown)}{fields}'
             f'<button type="submit" name="decision" value="{attribute(button)}">{line_html(button)}</button></form>')
+
+
+def _remember(what: str, until: str) -> str:
+    """The choice to make a decision a standing rule: just this proposal, this bottle's, or every bottle's."""
+    return ('<label>remember <select name="remember"><option value="">no: just this proposal</option>'
+            f'<option value="bottle">{line_html(what)} for this bottle, {line_html(until)}</option>'
+            f'<option value="all">{line_html(what)} for every bottle, {line_html(until)}</option></select></label>')
 
 
 def editor(text: str) -> str:
@@ -145,12 +177,17 @@ def proposal_page(proposal: Proposal, response: Response | None, unproven: str |
     if response is None:
         approve_label = "reason for approving (required)" if proposal.report_only else "note (optional)"
         body.append('<section class="decisions"><h2>Decide</h2>')
+        life = LIFETIMES[proposal.tool]
         body.append(_form(root, proposal, csrf, shown, "decide",
                           f'<label>{approve_label} <input type="text" name="notes" size="60"></label>'
+                          f'<label>for <input type="text" name="for" size="8" placeholder="'
+                          f'{spell_duration(life.default)}"> (default {spell_duration(life.default)}, at most '
+                          f"{spell_duration(life.maximum)})</label>" + _remember("the same", "until then")
                           + _hidden("status", STATUS_APPROVED), "approve"))
         body.append(_form(root, proposal, csrf, shown, "decide",
                           '<label>reason for rejecting (required) <input type="text" name="notes" size="60">'
-                          "</label>" + _hidden("status", STATUS_REJECTED), "reject"))
+                          "</label>" + _remember("always reject this", "for good")
+                          + _hidden("status", STATUS_REJECTED), "reject"))
         if proposal.report_only:
             body.append(f"<p>{line_html(proposal.tool)} is report-only: approve it with a reason or reject it.</p>")
         else:

@@ -66,6 +66,7 @@ from bot_bottle.errors import (
     AuditTampered,
     BotBottleError,
     NotFound,
+    ProposalExpired,
     Refused,
     ValidationError,
 )
@@ -77,6 +78,7 @@ from bot_bottle.records import (
     Proposal,
     sha256_text,
 )
+from bot_bottle.timestamps import parse_duration
 from bot_bottle.wire.guarded_server import RETRY_AFTER_SEC, GuardedHandler, GuardedHTTPServer, response_bytes
 from bot_bottle.wire.http_bounds import parse_content_length
 
@@ -174,8 +176,10 @@ class DashboardHandler(GuardedHandler):
             self.send_body(HTTPStatus.OK, kind, data)
         elif path == "/":
             now = datetime.now(UTC)
+            dashboard.keep()
             marker = dashboard.marker()
-            self._page(HTTPStatus.OK, pages.overview(dashboard.bottles.overview(), now, marker, root=dashboard.root))
+            self._page(HTTPStatus.OK, pages.overview(dashboard.bottles.overview(), now, marker, root=dashboard.root,
+                                                     grants=dashboard.grants.listing(), csrf=dashboard.csrf))
         elif path == "/audit":
             marker = dashboard.marker()
             result = dashboard.verified()
@@ -227,12 +231,16 @@ class DashboardHandler(GuardedHandler):
             parts = self._inner_path(url.path).split("/")
             self._require_session()
             self._require_same_origin()
-            if len(parts) != 4 or parts[1] != "proposal" or parts[3] not in ("decide", "preview"):
+            revoking = len(parts) == 4 and parts[1] == "grant" and parts[3] == "revoke"
+            if not revoking and (len(parts) != 4 or parts[1] != "proposal" or parts[3] not in ("decide", "preview")):
                 raise Refused(HTTPStatus.NOT_FOUND, "Not found", "there is no such form")
             form = self._read_form()
             if not hmac.compare_digest(form.get("csrf", "").encode("utf-8", "replace"), self.dashboard.csrf.encode()):
                 raise Refused(HTTPStatus.FORBIDDEN, "Refused",
                               "the form's CSRF token is missing or wrong: decide from the dashboard's own page")
+            if revoking:
+                self._revoke(parts[2], form)
+                return
             proposal = self._proposal(parts[2])
             if not hmac.compare_digest(form.get("shown", "").encode("utf-8", "replace"),
                                        shown_digest(proposal).encode()):
@@ -346,8 +354,11 @@ class DashboardHandler(GuardedHandler):
                 return
         notes = form.get("notes", "")
         try:
+            duration = form.get("for", "").strip()
+            grant_for = parse_duration("for", duration) if duration else None
+            remember = form.get("remember", "") or None
             decide(proposal.id, status, notes, final, self.dashboard.decided_by, store=self.dashboard.queue,
-                   shown=proposal)
+                   shown=proposal, grant_for=grant_for, remember=remember)
         except AnchorNotWritten as exc:  # committed: the decision stands, with a warning about its proof
             self.dashboard.log(f"{status} {proposal.short_id} ({proposal.queue_key}, {proposal.tool}); {exc}")
             self._show(proposal, HTTPStatus.OK, f"{status}; but {exc}")
@@ -355,7 +366,7 @@ class DashboardHandler(GuardedHandler):
         except ValidationError as exc:
             self._show(proposal, HTTPStatus.BAD_REQUEST, f"not recorded: {exc}")
             return
-        except (AlreadyDecided, AuditTampered) as exc:
+        except (AlreadyDecided, AuditTampered, ProposalExpired) as exc:
             self._show(proposal, HTTPStatus.CONFLICT, f"not recorded: {exc}")
             return
         except BotBottleError as exc:
@@ -363,6 +374,19 @@ class DashboardHandler(GuardedHandler):
             return
         self.dashboard.log(f"{status} {proposal.short_id} ({proposal.queue_key}, {proposal.tool})")
         self._redirect(f"{self.dashboard.root}/proposal/{proposal.id}")
+
+
+    def _revoke(self, grant_prefix: str, form: dict[str, str]) -> None:
+        """End a grant now, with the reason the form carries; back to the bottles."""
+        if not PROPOSAL_ID_RE.fullmatch(grant_prefix):  # a grant id has the same form
+            raise Refused(HTTPStatus.NOT_FOUND, "Not found", "there is no such grant")
+        try:
+            grant = self.dashboard.grants.revoke(grant_prefix, form.get("reason", ""),
+                                                 revoked_by=self.dashboard.decided_by)
+        except BotBottleError as exc:
+            raise Refused(HTTPStatus.CONFLICT, "Not revoked", f"not revoked: {exc}") from None
+        self.dashboard.log(f"revoked grant {grant.short_id} ({grant.queue_key}, {grant.tool})")
+        self._redirect(f"{self.dashboard.root}/")
 
 
 class DashboardServer(GuardedHTTPServer):

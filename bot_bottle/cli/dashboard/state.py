@@ -13,7 +13,10 @@ from bot_bottle.audit.forensics import VerifyResult
 from bot_bottle.audit_store import AuditStore
 from bot_bottle.bottles import BottleStore
 from bot_bottle.decisions import default_decider
+from bot_bottle.errors import BotBottleError
+from bot_bottle.grants import GrantStore
 from bot_bottle.queue_store import QueueStore
+from bot_bottle.standing import keep
 
 SESSION_COOKIE = "bot_bottle_dashboard"
 
@@ -25,7 +28,8 @@ MAX_FORM_BYTES = 4 * 1024 * 1024
 MAX_FORM_FIELDS = 16
 
 
-FORM_FIELDS = frozenset({"csrf", "shown", "status", "notes", "final", "final_sha256", "decision"})
+FORM_FIELDS = frozenset({"csrf", "shown", "status", "notes", "final", "final_sha256", "decision", "for",
+                         "remember", "reason"})
 
 
 AUDIT_SHOWN = 50
@@ -70,6 +74,8 @@ class Dashboard:
         self.queue = QueueStore(db_path)
         self.bottles = BottleStore(database=self.queue.db)
         self.audit = AuditStore(database=self.queue.db)
+        self.grants = GrantStore(database=self.queue.db)
+        self._kept = 0
         self.log = log
         self.token = secrets.token_urlsafe(32)
         #: The secret path every page lives under (and the session cookie's Path), without a trailing slash.
@@ -84,6 +90,17 @@ class Dashboard:
     def close(self) -> None:
         """Close the database."""
         self.queue.close()
+
+    def keep(self) -> None:
+        """Apply standing rules and close expired proposals before a page shows them (``standing.keep``).
+
+        A problem here (the audit key missing, the database busy) is logged,
+        never shown as a page's failure: the page shows what is there.
+        """
+        try:
+            self._kept = keep(self.queue, after=self._kept)
+        except BotBottleError as exc:
+            self.log(f"standing rules and expiry not applied: {exc}")
 
     def marker(self) -> str:
         """Changes whenever anyone commits to the database (the pages reload on it)."""

@@ -22,6 +22,7 @@ from typing import Any
 from bot_bottle.bottles import BottleOverview, BottleStore
 from bot_bottle.cli.common import age, first_line
 from bot_bottle.cli.render import describe, modification
+from bot_bottle.cli.tui.grants_view import GrantsView, grant_question, parse_grant_choice
 from bot_bottle.cli.tui.screen import (
     CHECK_MS,
     CONFIRM_KEYS,
@@ -38,9 +39,10 @@ from bot_bottle.cli.tui.screen import (
     TerminalScreen,
     scroll_moves,
 )
-from bot_bottle.decisions import decide
+from bot_bottle.decisions import decide, default_decider
 from bot_bottle.errors import AlreadyDecided, AnchorNotWritten, BotBottleError, NotFound, ValidationError
 from bot_bottle.file_watch import FileWatch
+from bot_bottle.grants import GrantStore
 from bot_bottle.queue_store import QueueStore
 from bot_bottle.records import (
     STATUS_APPROVED,
@@ -49,8 +51,11 @@ from bot_bottle.records import (
     Proposal,
     ProposalSummary,
 )
+from bot_bottle.standing import keep
 from bot_bottle.text import terminal
 from bot_bottle.text.terminal import Line
+
+_VERB = {STATUS_APPROVED: "approve", STATUS_MODIFIED: "modify", STATUS_REJECTED: "reject"}
 
 
 class SuperviseTUI(TerminalScreen):
@@ -74,6 +79,7 @@ class SuperviseTUI(TerminalScreen):
         self.marker: tuple[int, int] | None = None
         self._detail_cache: tuple[tuple[str, int], list[tuple[Line, int]]] | None = None
         self.last_search = ""
+        self._kept = 0
 
     # Data ---------------------------------------------------------------------
 
@@ -118,6 +124,10 @@ class SuperviseTUI(TerminalScreen):
         A long migration or a stuck writer can hold the lock past the busy
         timeout; the operator keeps the screen and the next refresh retries.
         """
+        try:
+            self._kept = keep(self.store, after=self._kept)  # standing rules and expiry, before the list shows
+        except BotBottleError as exc:
+            self.message = f"standing rules and expiry not applied: {exc}"
         try:
             self.reload()
             if self.message.startswith(UNAVAILABLE):
@@ -314,13 +324,20 @@ class SuperviseTUI(TerminalScreen):
                 return
         else:
             status = STATUS_REJECTED
-            notes = self.prompt("reason for rejecting: ")
+            notes = self.prompt(f"reason for rejecting {label}: ")
             if not notes or not notes.strip():
                 self.message = "reject cancelled: a reason is required"
                 return
+        # An approval says what it grants and asks for how long; 'R' asks whether a rejection stands for good.
+        answer = self.prompt(grant_question(proposal, status != STATUS_REJECTED)) if key != "r" else ""
+        if answer is None:
+            self.message = f"{_VERB[status]} cancelled: nothing recorded"
+            return
         try:
-            decide(proposal.id, status, notes, final, store=self.store, shown=proposal)
-            self.message = f"{status} {label}"
+            choice = parse_grant_choice(answer)
+            decide(proposal.id, status, notes, final, store=self.store, shown=proposal, grant_for=choice.seconds,
+                   remember=choice.remember)
+            self.message = f"{status} {label}" + (f", remembered for {choice.remember}" if choice.remember else "")
         except AnchorNotWritten as exc:  # committed: the decision stands, with a warning about its proof
             self.message = f"{status} {label}; but {exc}"
         except (AlreadyDecided, NotFound) as exc:
@@ -357,7 +374,7 @@ class SuperviseTUI(TerminalScreen):
                 self.search(again=True)
             elif key in (ESCAPE, "b", curses.KEY_LEFT):
                 self.detail = None
-            elif key in ("a", "m", "r"):
+            elif key in ("a", "m", "r", "R"):
                 self.act(str(key))
             return True
         if key in (curses.KEY_UP, "k"):
@@ -371,8 +388,12 @@ class SuperviseTUI(TerminalScreen):
         elif key in ENTER_KEYS and self.items:
             self.detail = self.load(self.items[self.selected])
             self.scroll = 0
-        elif key in ("a", "m", "r"):
+        elif key in ("a", "m", "r", "R"):
             self.act(str(key))
+        elif key == "G":
+            keep_going = GrantsView(self, GrantStore(database=self.store.db), default_decider()).run()
+            self.reload(force=True)
+            return keep_going
         return True
 
 

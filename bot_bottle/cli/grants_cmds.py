@@ -1,0 +1,101 @@
+"""``bot-bottle grants``: what every bottle may do, until when, and on whose word; revoking a grant."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from bot_bottle.cli.common import db_path, print_json, print_table, print_untrusted, verb_parser
+from bot_bottle.cli.registry import summary
+from bot_bottle.decisions import default_decider
+from bot_bottle.grants import GrantStore
+from bot_bottle.policy.subjects import describe_subject
+from bot_bottle.records import Grant, Rule
+from bot_bottle.timestamps import seconds_between, spell_duration, utc_now
+
+_GRANTS_EPILOG = """\
+examples:
+  bot-bottle grants list                        what every bottle may do now, and for how long
+  bot-bottle grants list --bottle web-1 --all   everything bottle web-1 was ever granted
+  bot-bottle grants revoke 7c1e --reason "the mirror is down"
+
+A grant is what an approval made: a subject (a host and its paths, a token
+to one host, a push's findings), from when, until when. It ends by itself;
+revoking ends it now. A running sidecar notices within 5 seconds.
+"""
+
+def time_left(ends_at: str | None, now: str) -> str:
+    """How long until ``ends_at`` (``for good`` for none, ``ended`` when past), as ``7d``, ``3h20m``."""
+    if ends_at is None:
+        return "for good"
+    seconds = seconds_between(now, ends_at)
+    return spell_duration(seconds) if seconds > 0 else "ended"
+
+
+def grant_json(grant: Grant, now: str) -> dict[str, Any]:
+    """A grant as JSON, with whether it is live now and the seconds it has left."""
+    left = max(0, int(seconds_between(now, grant.ends_at)))
+    return {**grant.to_dict(), "live": grant.live(now), "seconds_left": left if grant.live(now) else 0}
+
+
+def rule_json(rule: Rule, now: str) -> dict[str, Any]:
+    """A rule as JSON, with whether it is in force now."""
+    return {**rule.to_dict(), "live": rule.live(now), "pattern": bool(rule.pattern)}
+
+
+def _grant_state(grant: Grant, now: str) -> str:
+    if grant.revoked_at is not None:
+        return "revoked"
+    return "live" if grant.live(now) else "ended"
+
+
+def cmd_grants_list(args: argparse.Namespace) -> int:
+    """Grants in force now (every one ever made with ``--all``), soonest ending first."""
+    now = utc_now()
+    with GrantStore(db_path(args)) as store:
+        grants = store.listing(args.bottle, include_ended=args.all)
+    if args.json:
+        print_json([grant_json(g, now) for g in grants])
+        return 0
+    if not grants:
+        print("no grants" + ("" if args.all else " in force"))
+        return 0
+    print_table(["ID", "BOTTLE", "TOOL", "GRANTS", "LEFT", "STATE", "BY"],
+                [[g.short_id, g.queue_key, g.tool, describe_subject(g.tool, g.subject_value),
+                  time_left(g.ends_at, now) if g.live(now) else "-", _grant_state(g, now),
+                  f"rule {g.rule_id[:8]}" if g.rule_id else g.decided_by] for g in grants],
+                page=True)
+    return 0
+
+
+def cmd_grants_revoke(args: argparse.Namespace) -> int:
+    """End a grant now, with a reason (audited)."""
+    with GrantStore(db_path(args)) as store:
+        grant = store.revoke(args.id, args.reason, revoked_by=default_decider())
+    if args.json:
+        print_json(grant_json(grant, utc_now()))
+    else:
+        print_untrusted(f"revoked {grant.short_id} ({grant.queue_key}, {grant.tool}: "
+                        f"{describe_subject(grant.tool, grant.subject_value)})")
+    return 0
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``grants`` verb."""
+    grants = subparsers.add_parser("grants", help=summary("grants"), epilog=_GRANTS_EPILOG,
+                                   description="What every bottle may do, until when, and on whose word.",
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+    verbs = grants.add_subparsers(dest="grants_verb", metavar="VERB", required=True)
+    p = verb_parser(verbs, "list", json=True, help="grants in force (every one with --all)",
+                    description="List grants in force, soonest ending first: the bottle, the tool, what it "
+                    "grants, the time left, and who decided (the operator, or a standing rule).")
+    p.add_argument("--bottle", metavar="SLUG", help="only this bottle's grants")
+    p.add_argument("--all", action="store_true", help="ended and revoked grants too")
+    p.set_defaults(handler=cmd_grants_list)
+    p = verb_parser(verbs, "revoke", json=True, help="end a grant now",
+                    description="End a grant now. Its bottle's sidecar refuses what it granted within 5 s; "
+                    "the next request asks the operator again. Recorded in the audit log with the reason.")
+    p.add_argument("id", metavar="ID", help="the grant's id or a unique prefix of it")
+    p.add_argument("--reason", required=True, metavar="TEXT", help="why (kept in the audit log)")
+    p.set_defaults(handler=cmd_grants_revoke, field_options={"reason": "--reason"})
+

@@ -1,0 +1,130 @@
+"""``bot-bottle rules``: standing rules, the operator's decision made again for matching proposals."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from bot_bottle.cli.common import db_path, print_json, print_table, print_untrusted, verb_parser
+from bot_bottle.cli.grants_cmds import rule_json, time_left
+from bot_bottle.cli.registry import summary
+from bot_bottle.decisions import default_decider
+from bot_bottle.errors import ValidationError
+from bot_bottle.grants import GrantStore
+from bot_bottle.policy.lifetimes import LIFETIMES, MAX_REJECT_RULE_SECONDS, grant_seconds
+from bot_bottle.policy.routes import host_is_wide, make_route
+from bot_bottle.policy.subjects import describe_subject
+from bot_bottle.records import EFFECT_APPROVE, EFFECT_REJECT, TOOL_EGRESS_ALLOW
+from bot_bottle.timestamps import later, parse_duration, spell_duration, utc_now
+
+_RULES_EPILOG = """\
+examples:
+  bot-bottle rules list
+  bot-bottle rules add --bottle web-1 --host docs.python.org --for 7d --notes "the docs"
+  bot-bottle rules add --all-bottles --host '*.pythonhosted.org' --for 30d --notes "pip's files"
+  bot-bottle rules add --all-bottles --host pastebin.com --reject --notes "no paste sites"
+  bot-bottle rules revoke 4b0d --reason "done with the migration"
+
+A rule decides matching proposals the way you would: approving ones end
+(--for), rejecting ones may stand for good. A rule matches what you typed
+exactly; a host pattern (*.example.com) is one only when you type it. Also
+made when deciding: 'proposals approve ID --remember bottle|all'.
+"""
+
+def cmd_rules_list(args: argparse.Namespace) -> int:
+    """Rules in force (every one with ``--all``), newest first."""
+    now = utc_now()
+    with GrantStore(db_path(args)) as store:
+        rules = store.rules(include_ended=args.all)
+    if args.json:
+        print_json([rule_json(r, now) for r in rules])
+        return 0
+    if not rules:
+        print("no rules" + ("" if args.all else " in force"))
+        return 0
+    print_table(["ID", "BOTTLE", "TOOL", "EFFECT", "SUBJECT", "LEFT", "NOTES"],
+                [[r.short_id, r.queue_key or "(every bottle)", r.tool, r.effect,
+                  describe_subject(r.tool, r.subject_value) + (" (pattern)" if r.pattern else ""),
+                  time_left(r.ends_at, now) if r.live(now) else ("revoked" if r.revoked_at else "ended"), r.notes]
+                 for r in rules], page=True)
+    return 0
+
+
+def cmd_rules_add(args: argparse.Namespace) -> int:
+    """Add a standing rule the operator typed: one host (or a pattern) of egress-allow, for a bottle or all."""
+    if (args.bottle is None) == (not args.all_bottles):
+        raise ValidationError("bottle", "give either --bottle SLUG or --all-bottles")
+    route = make_route(args.host, args.path or None, args.method or None)
+    subject = {"host": route.host, "methods": list(route.methods), "paths": list(route.paths)}
+    effect = EFFECT_REJECT if args.reject else EFFECT_APPROVE
+    now = utc_now()
+    if args.duration is None:
+        if effect == EFFECT_APPROVE:
+            raise ValidationError("for", "a rule that approves must end: give --for (for example 7d)")
+        ends_at = None
+    else:
+        seconds = parse_duration("for", args.duration, now=now)
+        limit = LIFETIMES[TOOL_EGRESS_ALLOW].maximum if effect == EFFECT_APPROVE else MAX_REJECT_RULE_SECONDS
+        if seconds > limit:
+            raise ValidationError("for", f"{spell_duration(seconds)} is longer than such a rule may last "
+                                  f"({spell_duration(limit)})")
+        ends_at = later(now, grant_seconds(TOOL_EGRESS_ALLOW, seconds) if effect == EFFECT_APPROVE else seconds)
+    with GrantStore(db_path(args)) as store:
+        rule = store.add_rule(queue_key=args.bottle, tool=TOOL_EGRESS_ALLOW, subject=subject,
+                              pattern="*" in route.host, effect=effect, notes=args.notes, ends_at=ends_at,
+                              created_by=default_decider(), now=now)
+    if args.json:
+        print_json(rule_json(rule, utc_now()))
+        return 0
+    scope = rule.queue_key or "every bottle"
+    print_untrusted(f"rule {rule.short_id}: {rule.effect} {describe_subject(rule.tool, rule.subject_value)} for "
+                    f"{scope}, {time_left(rule.ends_at, now)}")
+    if host_is_wide(route.host):
+        print_untrusted(f"WARNING: {route.host} is a wildcard over more than one organisation's hosts")
+    return 0
+
+
+def cmd_rules_revoke(args: argparse.Namespace) -> int:
+    """End a rule now, with a reason (audited)."""
+    with GrantStore(db_path(args)) as store:
+        rule = store.revoke_rule(args.id, args.reason, revoked_by=default_decider())
+    if args.json:
+        print_json(rule_json(rule, utc_now()))
+    else:
+        print_untrusted(f"revoked rule {rule.short_id}; the grants it made stay until they end "
+                        "('grants list', 'grants revoke')")
+    return 0
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``rules`` verb."""
+    rules = subparsers.add_parser("rules", help=summary("rules"), epilog=_RULES_EPILOG,
+                                  description="Standing rules: your decision, made again for matching proposals.",
+                                  formatter_class=argparse.RawDescriptionHelpFormatter)
+    verbs = rules.add_subparsers(dest="rules_verb", metavar="VERB", required=True)
+    p = verb_parser(verbs, "list", json=True, help="rules in force (every one with --all)",
+                    description="List standing rules in force, newest first.")
+    p.add_argument("--all", action="store_true", help="ended and revoked rules too")
+    p.set_defaults(handler=cmd_rules_list)
+    p = verb_parser(verbs, "add", json=True, help="add a rule for egress-allow proposals",
+                    description="Add a standing rule for egress-allow proposals: approve (until --for) or "
+                    "reject (--reject; for good unless --for) every proposal of one bottle (--bottle) or of all "
+                    "(--all-bottles) that asks for this host, within these methods and paths. A host pattern "
+                    "(*.example.com) matches the names under it; a wildcard over a public suffix is warned of.")
+    p.add_argument("--bottle", metavar="SLUG", help="the bottle whose proposals it decides")
+    p.add_argument("--all-bottles", action="store_true", help="decide every bottle's matching proposals")
+    p.add_argument("--host", required=True, metavar="HOST", help="the host, or a pattern such as *.example.com")
+    p.add_argument("--path", action="append", metavar="PREFIX", help="a path prefix (repeatable; default: any)")
+    p.add_argument("--method", action="append", metavar="METHOD", help="an HTTP method (repeatable; default: any)")
+    p.add_argument("--reject", action="store_true", help="reject matching proposals instead of approving them")
+    p.add_argument("--for", dest="duration", metavar="DURATION",
+                   help="how long the rule stands: 8h, 7d, 2w or a time (approving rules must end)")
+    p.add_argument("--notes", default="", metavar="TEXT", help="why (shown with each decision it makes)")
+    p.set_defaults(handler=cmd_rules_add, field_options={"for": "--for"})
+    p = verb_parser(verbs, "revoke", json=True, help="end a rule now",
+                    description="End a standing rule now (audited). The grants it made stay until they end; "
+                    "revoke those with 'grants revoke'.")
+    p.add_argument("id", metavar="ID", help="the rule's id or a unique prefix of it")
+    p.add_argument("--reason", required=True, metavar="TEXT", help="why (kept in the audit log)")
+    p.set_defaults(handler=cmd_rules_revoke, field_options={"reason": "--reason"})
+

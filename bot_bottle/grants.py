@@ -1,0 +1,301 @@
+"""Grants, standing rules and the host's settings: what each bottle may do, until when, and on whose word.
+
+A grant is made only where a decision is recorded (``QueueStore.record_decision``,
+or a standing rule in ``standing``), in the same transaction as its audit
+entry, and holds that entry's sequence number; a rule, a revocation and a
+setting each have an entry of their own. Nothing here takes a subject from
+an agent: a grant's subject is built from the proposal the operator saw
+(``policy.subjects``), and a rule's from that or from what the operator typed.
+
+``GrantStore`` is the host's view (listing, revoking, rules, settings); the
+``*_in`` functions work inside a caller's open transaction, and
+``live_grants_in`` is what a sidecar's queue handle answers "does this
+bottle hold a live grant?" with.
+"""
+
+from __future__ import annotations
+
+import secrets
+import sqlite3
+from dataclasses import fields
+from typing import Any
+
+from bot_bottle.audit_store import AuditRecorder, AuditStore
+from bot_bottle.db import DatabaseUser
+from bot_bottle.errors import AmbiguousId, NotFound, ValidationError
+from bot_bottle.policy.lifetimes import DEFAULT_PENDING_TTL, MAX_PENDING_TTL, MIN_PENDING_TTL, pending_ttl_seconds
+from bot_bottle.policy.subjects import subject_sha256
+from bot_bottle.records import (
+    ACTION_GRANT_REVOKED,
+    ACTION_RULE_ADDED,
+    ACTION_RULE_REVOKED,
+    ACTION_SETTING_CHANGED,
+    EFFECT_APPROVE,
+    EFFECTS,
+    MAX_TEXT_BYTES,
+    AuditEntry,
+    Grant,
+    Proposal,
+    Rule,
+    canonical_json,
+    validate_id_prefix,
+    validate_queue_key,
+    validate_text,
+    validate_tool,
+)
+from bot_bottle.timestamps import spell_duration, utc_now
+
+_GRANT_COLUMNS = ", ".join(f"g.{f.name}" for f in fields(Grant))
+_RULE_COLUMNS = ", ".join(f"r.{f.name}" for f in fields(Rule))
+# Rules and grants for every bottle are audited under this queue key (the audit log names one bottle per entry).
+ALL_BOTTLES = "all-bottles"
+SETTING_PENDING_TTL = "pending-ttl"
+_SHOWN = 5
+
+
+def grant_from_row(row: tuple[Any, ...]) -> Grant:
+    """Map a row of the grants table (its columns in the dataclass's order) to a ``Grant``."""
+    return Grant(*row)
+
+
+def rule_from_row(row: tuple[Any, ...]) -> Rule:
+    """Map a row of the rules table (its columns in the dataclass's order) to a ``Rule``."""
+    return Rule(*row)
+
+
+def insert_grant_in(
+    log: AuditRecorder, proposal: Proposal, subject: dict[str, Any], *, grant_id: str, starts_at: str, ends_at: str,
+    decided_by: str, audit_seq: int, rule_id: str | None = None,
+) -> Grant:
+    """Record the grant ``proposal``'s approval made, bound to its audit entry, in ``log``'s transaction."""
+    grant = Grant(
+        id=grant_id, queue_key=proposal.queue_key, tool=proposal.tool,
+        subject=canonical_json(subject), subject_sha256=subject_sha256(proposal.tool, subject),
+        starts_at=starts_at, ends_at=ends_at, proposal_id=proposal.id, rule_id=rule_id, decided_by=decided_by,
+        audit_seq=audit_seq,
+    )
+    log.conn.execute(
+        "INSERT INTO grants (id, queue_key, tool, subject, subject_sha256, starts_at, ends_at, proposal_id, rule_id, "
+        "decided_by, audit_seq) VALUES (:id, :queue_key, :tool, :subject, :subject_sha256, :starts_at, :ends_at, "
+        ":proposal_id, :rule_id, :decided_by, :audit_seq)",
+        {name: getattr(grant, name) for name in ("id", "queue_key", "tool", "subject", "subject_sha256", "starts_at",
+                                                 "ends_at", "proposal_id", "rule_id", "decided_by", "audit_seq")},
+    )
+    return grant
+
+
+def grant_record(grant_id: str, tool: str, subject: dict[str, Any], starts_at: str, ends_at: str,
+                 rule_id: str | None = None) -> dict[str, Any]:
+    """What a decision's audit entry records of the grant it made (``audit verify`` holds the row to it)."""
+    return {"id": grant_id, "tool": tool, "subject": subject, "starts_at": starts_at, "ends_at": ends_at,
+            "rule_id": rule_id}
+
+
+def live_grants_in(conn: sqlite3.Connection, queue_key: str, tool: str, now: str) -> list[Grant]:
+    """``queue_key``'s grants of ``tool`` in force at ``now``: not revoked, started, not ended."""
+    rows = conn.execute(
+        f"SELECT {_GRANT_COLUMNS} FROM grants g WHERE g.queue_key = :queue_key AND g.tool = :tool "
+        "AND g.revoked_at IS NULL AND g.ends_at > :now AND g.starts_at <= :now ORDER BY g.ends_at",
+        {"queue_key": queue_key, "tool": tool, "now": now},
+    ).fetchall()
+    return [grant_from_row(row) for row in rows]
+
+
+def live_rules_in(conn: sqlite3.Connection, queue_key: str, tool: str, now: str) -> list[Rule]:
+    """Rules in force at ``now`` for ``queue_key``'s proposals of ``tool`` (the bottle's own, and every bottle's)."""
+    rows = conn.execute(
+        f"SELECT {_RULE_COLUMNS} FROM rules r WHERE r.tool = :tool AND r.revoked_at IS NULL "
+        "AND (r.queue_key = :queue_key OR r.queue_key IS NULL) AND (r.ends_at IS NULL OR r.ends_at > :now) "
+        "AND r.created_at <= :now ORDER BY r.created_at",
+        {"queue_key": queue_key, "tool": tool, "now": now},
+    ).fetchall()
+    return [rule_from_row(row) for row in rows]
+
+
+def add_rule_in(
+    log: AuditRecorder, *, queue_key: str | None, tool: str, subject: dict[str, Any], pattern: bool, effect: str,
+    notes: str, ends_at: str | None, created_by: str, proposal_id: str | None = None, now: str | None = None,
+) -> Rule:
+    """Record a standing rule and its ``rule-added`` audit entry, in ``log``'s transaction."""
+    if queue_key is not None:
+        validate_queue_key(queue_key, "bottle")
+    validate_tool(tool)
+    if effect not in EFFECTS:
+        raise ValidationError("effect", f"{effect!r} is not one of {', '.join(EFFECTS)}")
+    validate_text("notes", notes, max_bytes=MAX_TEXT_BYTES)
+    if effect == EFFECT_APPROVE and ends_at is None:
+        raise ValidationError("for", "a rule that approves must end: give --for")
+    created_at = now or utc_now()
+    rule_id = secrets.token_hex(16)
+    subject_json, digest = canonical_json(subject), subject_sha256(tool, subject)
+    record = {"id": rule_id, "bottle": queue_key, "tool": tool, "subject": subject, "pattern": bool(pattern),
+              "effect": effect, "created_at": created_at, "ends_at": ends_at, "proposal_id": proposal_id}
+    entry = log.append(AuditEntry(
+        queue_key=queue_key or ALL_BOTTLES, action=ACTION_RULE_ADDED, actor=created_by, tool=tool,
+        proposal_id=proposal_id, notes=notes, details={"rule": record}), ts=created_at)
+    assert entry.seq is not None
+    rule = Rule(id=rule_id, queue_key=queue_key, tool=tool, subject=subject_json, subject_sha256=digest,
+                pattern=int(bool(pattern)), effect=effect, notes=notes, created_at=created_at, ends_at=ends_at,
+                created_by=created_by, proposal_id=proposal_id, audit_seq=entry.seq)
+    log.conn.execute(
+        "INSERT INTO rules (id, queue_key, tool, subject, subject_sha256, pattern, effect, notes, created_at, "
+        "ends_at, created_by, proposal_id, audit_seq) VALUES (:id, :queue_key, :tool, :subject, :subject_sha256, "
+        ":pattern, :effect, :notes, :created_at, :ends_at, :created_by, :proposal_id, :audit_seq)",
+        {name: getattr(rule, name) for name in ("id", "queue_key", "tool", "subject", "subject_sha256", "pattern",
+                                                "effect", "notes", "created_at", "ends_at", "created_by",
+                                                "proposal_id", "audit_seq")},
+    )
+    return rule
+
+
+def rule_record(rule: Rule) -> dict[str, Any]:
+    """What a ``rule-added`` entry records of the rule (``audit verify`` holds the row to it)."""
+    return {"id": rule.id, "bottle": rule.queue_key, "tool": rule.tool, "subject": rule.subject_value,
+            "pattern": bool(rule.pattern), "effect": rule.effect, "created_at": rule.created_at,
+            "ends_at": rule.ends_at, "proposal_id": rule.proposal_id}
+
+
+def pending_ttl_in(conn: sqlite3.Connection) -> int:
+    """How long a proposal filed now may wait, in seconds: the host's setting, held to its bounds."""
+    row = conn.execute("SELECT value FROM settings WHERE name = :name", {"name": SETTING_PENDING_TTL}).fetchone()
+    try:
+        value = int(row[0]) if row is not None else DEFAULT_PENDING_TTL
+    except (TypeError, ValueError):
+        value = DEFAULT_PENDING_TTL  # a row a sidecar wrote: the default, not whatever it says
+    return min(MAX_PENDING_TTL, max(MIN_PENDING_TTL, value))
+
+
+class GrantStore(DatabaseUser):
+    """The host's view of grants, rules and settings in the host database (``db_path=None``) or another."""
+
+    def listing(self, queue_key: str | None = None, *, include_ended: bool = False) -> list[Grant]:
+        """Grants, soonest ending first: live ones (by default), or every one ever made."""
+        params: dict[str, Any] = {"now": utc_now()}
+        where = [] if include_ended else ["g.revoked_at IS NULL AND g.ends_at > :now"]
+        if queue_key is not None:
+            params["queue_key"] = validate_queue_key(queue_key, "bottle")
+            where.append("g.queue_key = :queue_key")
+        clause = f" WHERE {' AND '.join(where)}" if where else ""
+        with self.db.read() as conn:
+            rows = conn.execute(f"SELECT {_GRANT_COLUMNS} FROM grants g{clause} ORDER BY g.ends_at, g.id",
+                                params).fetchall()
+        return [grant_from_row(row) for row in rows]
+
+    def live(self, queue_key: str, tool: str) -> list[Grant]:
+        """``queue_key``'s grants of ``tool`` in force now."""
+        validate_queue_key(queue_key, "bottle")
+        validate_tool(tool)
+        with self.db.read() as conn:
+            return live_grants_in(conn, queue_key, tool, utc_now())
+
+    def for_proposal(self, proposal_id: str) -> Grant | None:
+        """The grant ``proposal_id``'s approval made, or None (a rejection, or a report that names nothing)."""
+        with self.db.read() as conn:
+            row = conn.execute(f"SELECT {_GRANT_COLUMNS} FROM grants g WHERE g.proposal_id = :id",
+                               {"id": proposal_id}).fetchone()
+        return None if row is None else grant_from_row(row)
+
+    def find(self, prefix: str) -> Grant:
+        """The one grant whose id starts with ``prefix``; ``NotFound`` or ``AmbiguousId``."""
+        with self.db.read() as conn:
+            return grant_from_row(_one(conn, "grants", _GRANT_COLUMNS.replace("g.", "t."), prefix, "grant"))
+
+    def revoke(self, prefix: str, reason: str, *, revoked_by: str) -> Grant:
+        """End a live grant now, with the reason, and its ``grant-revoked`` audit entry; the revoked grant.
+
+        A grant already revoked or ended is refused in one line, nothing written.
+        """
+        validate_text("reason", reason, max_bytes=MAX_TEXT_BYTES, required=True)
+        with AuditStore.recording(self.db) as log:
+            grant = grant_from_row(_one(log.conn, "grants", _GRANT_COLUMNS.replace("g.", "t."), prefix, "grant"))
+            now = utc_now()
+            if grant.revoked_at is not None:
+                raise ValidationError("id", f"grant {grant.short_id} was revoked already, at {grant.revoked_at} by "
+                                      f"{grant.revoked_by}")
+            if grant.ends_at <= now:
+                raise ValidationError("id", f"grant {grant.short_id} ended at {grant.ends_at}: nothing to revoke")
+            entry = log.append(AuditEntry(
+                queue_key=grant.queue_key, action=ACTION_GRANT_REVOKED, actor=revoked_by, tool=grant.tool,
+                proposal_id=grant.proposal_id, notes=reason,
+                details={"grant": grant.id, "subject": grant.subject_value, "ends_at": grant.ends_at,
+                         "revoked_at": now}), ts=now)
+            log.conn.execute(
+                "UPDATE grants SET revoked_at = :now, revoked_by = :by, revoke_reason = :reason, revoke_seq = :seq "
+                "WHERE id = :id", {"now": now, "by": revoked_by, "reason": reason, "seq": entry.seq, "id": grant.id})
+        return Grant(**{**grant.__dict__, "revoked_at": now, "revoked_by": revoked_by, "revoke_reason": reason,
+                        "revoke_seq": entry.seq})
+
+    def rules(self, *, include_ended: bool = False) -> list[Rule]:
+        """Standing rules, newest first: those in force (by default), or every one ever made."""
+        params = {"now": utc_now()}
+        where = "" if include_ended else " WHERE r.revoked_at IS NULL AND (r.ends_at IS NULL OR r.ends_at > :now)"
+        with self.db.read() as conn:
+            rows = conn.execute(f"SELECT {_RULE_COLUMNS} FROM rules r{where} ORDER BY r.created_at DESC, r.id",
+                                params).fetchall()
+        return [rule_from_row(row) for row in rows]
+
+    def add_rule(self, **rule: Any) -> Rule:
+        """Record a standing rule (see ``add_rule_in``) in a transaction of its own."""
+        with AuditStore.recording(self.db) as log:
+            return add_rule_in(log, **rule)
+
+    def find_rule(self, prefix: str) -> Rule:
+        """The one rule whose id starts with ``prefix``; ``NotFound`` or ``AmbiguousId``."""
+        with self.db.read() as conn:
+            return rule_from_row(_one(conn, "rules", _RULE_COLUMNS.replace("r.", "t."), prefix, "rule"))
+
+    def revoke_rule(self, prefix: str, reason: str, *, revoked_by: str) -> Rule:
+        """End a rule now, with the reason and a ``rule-revoked`` entry; the grants it made stay (revoke those too)."""
+        validate_text("reason", reason, max_bytes=MAX_TEXT_BYTES, required=True)
+        with AuditStore.recording(self.db) as log:
+            rule = rule_from_row(_one(log.conn, "rules", _RULE_COLUMNS.replace("r.", "t."), prefix, "rule"))
+            now = utc_now()
+            if not rule.live(now):
+                raise ValidationError("id", f"rule {rule.short_id} is not in force (revoked or ended): nothing to "
+                                      "revoke")
+            entry = log.append(AuditEntry(
+                queue_key=rule.queue_key or ALL_BOTTLES, action=ACTION_RULE_REVOKED, actor=revoked_by, tool=rule.tool,
+                notes=reason, details={"rule": rule.id, "revoked_at": now}), ts=now)
+            log.conn.execute(
+                "UPDATE rules SET revoked_at = :now, revoked_by = :by, revoke_reason = :reason, revoke_seq = :seq "
+                "WHERE id = :id", {"now": now, "by": revoked_by, "reason": reason, "seq": entry.seq, "id": rule.id})
+        return Rule(**{**rule.__dict__, "revoked_at": now, "revoked_by": revoked_by, "revoke_reason": reason,
+                       "revoke_seq": entry.seq})
+
+    def pending_ttl(self) -> int:
+        """How long a proposal filed now may wait for the operator, in seconds."""
+        with self.db.read() as conn:
+            return pending_ttl_in(conn)
+
+    def set_pending_ttl(self, seconds: int, *, set_by: str) -> int:
+        """Set ``pending-ttl`` (``ValidationError`` outside its bounds), with a ``setting-changed`` entry."""
+        seconds = pending_ttl_seconds(seconds)
+        with AuditStore.recording(self.db) as log:
+            before = pending_ttl_in(log.conn)
+            now = utc_now()
+            entry = log.append(AuditEntry(
+                queue_key=ALL_BOTTLES, action=ACTION_SETTING_CHANGED, actor=set_by, tool=SETTING_PENDING_TTL,
+                notes=f"{spell_duration(before)} -> {spell_duration(seconds)}",
+                details={"name": SETTING_PENDING_TTL, "before": before, "after": seconds}), ts=now)
+            log.conn.execute(
+                "INSERT INTO settings (name, value, set_at, set_by, audit_seq) VALUES (:name, :value, :now, :by, :seq) "
+                "ON CONFLICT (name) DO UPDATE SET value = excluded.value, set_at = excluded.set_at, "
+                "set_by = excluded.set_by, audit_seq = excluded.audit_seq",
+                {"name": SETTING_PENDING_TTL, "value": str(seconds), "now": now, "by": set_by, "seq": entry.seq})
+        return seconds
+
+
+def _one(conn: sqlite3.Connection, table: str, columns: str, prefix: str, what: str) -> tuple[Any, ...]:
+    prefix = validate_id_prefix(prefix)
+    rows = conn.execute(
+        f"SELECT {columns} FROM {table} t WHERE t.id >= :low AND t.id < :high ORDER BY t.id LIMIT :n",
+        {"low": prefix, "high": prefix + "g", "n": _SHOWN + 1},
+    ).fetchall()
+    if not rows:
+        raise NotFound(f"no {what} id starts with {prefix!r}")
+    if len(rows) > 1:
+        shown = ", ".join(str(row[0])[: len(prefix) + 4] for row in rows[:_SHOWN])
+        raise AmbiguousId(f"{prefix!r} matches several {what}s ({shown}): give more digits")
+    return tuple(rows[0])
+
+

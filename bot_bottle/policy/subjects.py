@@ -1,0 +1,165 @@
+"""What an approval grants, as a subject in canonical form, and what a subject covers.
+
+A grant and a standing rule hold a subject: the exact thing the operator
+approved, built from what the operator was shown (the proposal's payload, or
+the operator's own modification), never from the agent's words around it:
+
+- ``egress-allow``: ``{"host", "methods", "paths"}``: the route's host as
+  shown (a ``*.`` pattern only where the route had one), its methods and
+  path prefixes (empty: every one).
+- ``egress-block``: ``{"file_sha256"}``: the routes file, exactly.
+- ``egress-token-allow``: ``{"host", "method", "detector", "fingerprint"}``:
+  one token (by its fingerprint) to one host with one method.
+- ``gitleaks-allow``: ``{"findings"}``: the fingerprints of the findings the
+  push carried (commit, file, line and rule: a commit fixes the content).
+
+The token's fingerprint is a slow, salted hash (scrypt, salted with the
+bottle, host and method): it is stored, so it must not give the token back
+to whoever reads the database, and every sidecar of the bottle must compute
+the same one after a restart, so it cannot use a key one process holds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from bot_bottle.errors import ValidationError
+from bot_bottle.policy.routes import parse_route
+from bot_bottle.records import (
+    TOOL_EGRESS_ALLOW,
+    TOOL_EGRESS_BLOCK,
+    TOOL_EGRESS_TOKEN_ALLOW,
+    TOOL_GITLEAKS_ALLOW,
+    canonical_json,
+    sha256_text,
+)
+
+FINGERPRINT_HEX = 64
+# scrypt's cost: about 50 ms and 16 MiB a token on a laptop, paid once per token by a sidecar (it caches).
+_SCRYPT = {"n": 2**14, "r": 8, "p": 1, "dklen": 32}
+
+
+def subject_of(tool: str, document: str) -> dict[str, Any]:
+    """The subject an approval of ``document`` (a payload, or the operator's final file) grants.
+
+    ``ValidationError`` for a document the tool's subject cannot be read from
+    (nothing is granted then).
+    """
+    if tool == TOOL_EGRESS_ALLOW:
+        route = parse_route(document)
+        return {"host": route.host, "methods": list(route.methods), "paths": list(route.paths)}
+    if tool == TOOL_EGRESS_BLOCK:
+        return {"file_sha256": sha256_text(document)}
+    report = _report(tool, document)
+    if tool == TOOL_EGRESS_TOKEN_ALLOW:
+        fields = {name: report.get(name) for name in ("host", "method", "detector", "fingerprint")}
+        if not all(isinstance(value, str) and value for value in fields.values()):
+            raise ValidationError("payload", "an egress-token-allow report needs host, method, detector and "
+                                  "fingerprint")
+        fields["host"] = normal_host(str(fields["host"]))
+        return fields
+    if tool == TOOL_GITLEAKS_ALLOW:
+        findings = report.get("findings")
+        if not isinstance(findings, list) or not findings or not all(isinstance(f, dict) for f in findings):
+            raise ValidationError("payload", "a gitleaks-allow report needs its findings")
+        return {"findings": sorted({finding_fingerprint(f) for f in findings})}
+    raise ValidationError("tool", f"{tool!r} grants nothing")
+
+
+def _report(tool: str, document: str) -> dict[str, Any]:
+    try:
+        report = json.loads(document)
+    except ValueError:
+        raise ValidationError("payload", f"a {tool} report must be JSON") from None
+    if not isinstance(report, dict):
+        raise ValidationError("payload", f"a {tool} report must be a JSON object")
+    return report
+
+
+def subject_sha256(tool: str, subject: dict[str, Any]) -> str:
+    """The digest a grant's or a rule's subject is looked up by: over the tool and the canonical subject."""
+    return sha256_text(canonical_json({"subject": subject, "tool": tool}))
+
+
+def finding_fingerprint(finding: dict[str, Any]) -> str:
+    """One gitleaks finding, by what fixes it: its commit, file, line and rule (a commit fixes the content)."""
+    key = [str(finding.get(name, "")) for name in ("commit", "file", "line", "rule")]
+    return sha256_text(json.dumps(key))
+
+
+def token_fingerprint(bottle: str, host: str, method: str, token: str) -> str:
+    """The stored fingerprint of ``token`` sent to ``host`` with ``method`` by ``bottle``: slow, salted, hex."""
+    salt = hashlib.sha256(json.dumps(["bot-bottle token", bottle, normal_host(host), method]).encode()).digest()
+    return hashlib.scrypt(token.encode("utf-8", errors="surrogatepass"), salt=salt, **_SCRYPT).hex()
+
+
+def normal_host(host: str) -> str:
+    """A host as compared: ASCII letters folded (only those: the Kelvin sign is not ``k``), one trailing dot off."""
+    folded = host.translate(_ASCII_LOWER)
+    return folded[:-1] if folded.endswith(".") else folded
+
+
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+
+
+def host_covers(granted: str, host: str) -> bool:
+    """Whether a granted host (``*.example.com`` covers every name under example.com, not itself) covers ``host``."""
+    name = normal_host(host)
+    if granted.startswith("*."):
+        return name.endswith(granted[1:]) and len(name) > len(granted) - 1
+    return name == granted
+
+
+def route_covers(subject: dict[str, Any], host: str, method: str, path: str) -> bool:
+    """Whether an ``egress-allow`` subject covers a request to ``host`` (no port) with ``method`` for ``path``."""
+    methods = subject.get("methods") or []
+    paths = subject.get("paths") or []
+    return (host_covers(str(subject.get("host", "")), host)
+            and (not methods or method in methods)
+            and (not paths or any(path.startswith(prefix) for prefix in paths)))
+
+
+def token_covers(subject: dict[str, Any], host: str, method: str, fingerprint: str) -> bool:
+    """Whether an ``egress-token-allow`` subject covers this token (by fingerprint) to ``host`` with ``method``."""
+    return (subject.get("fingerprint") == fingerprint and subject.get("method") == method
+            and subject.get("host") == normal_host(host))
+
+
+def rule_matches(rule_subject: dict[str, Any], pattern: bool, tool: str, subject: dict[str, Any]) -> bool:
+    """Whether a rule's subject matches a proposal's subject.
+
+    Exactly, unless the operator typed a pattern (``pattern``): then an
+    ``egress-allow`` rule's wildcard host covers the proposal's host, and the
+    proposal asks for no more methods and paths than the rule names.
+    """
+    if not pattern:
+        return rule_subject == subject
+    if tool != TOOL_EGRESS_ALLOW:
+        return False
+    host = str(subject.get("host", ""))
+    if "*" in host and host != rule_subject.get("host"):
+        return False  # an agent's own wildcard is matched only as written
+    rule_methods, rule_paths = rule_subject.get("methods") or [], rule_subject.get("paths") or []
+    methods, paths = subject.get("methods") or [], subject.get("paths") or []
+    return (host_covers(str(rule_subject.get("host", "")), host) or host == rule_subject.get("host")) \
+        and (not rule_methods or (bool(methods) and set(methods) <= set(rule_methods))) \
+        and (not rule_paths or (bool(paths) and all(any(p.startswith(r) for r in rule_paths) for p in paths)))
+
+
+def describe_subject(tool: str, subject: dict[str, Any]) -> str:
+    """One line saying what a subject grants, for listings (the caller sanitizes it for a terminal)."""
+    if tool == TOOL_EGRESS_ALLOW:
+        methods = ",".join(subject.get("methods") or []) or "any method"
+        paths = " ".join(subject.get("paths") or []) or "every path"
+        return f"{subject.get('host')} ({methods}; {paths})"
+    if tool == TOOL_EGRESS_BLOCK:
+        return f"routes file sha256 {str(subject.get('file_sha256', ''))[:12]}"
+    if tool == TOOL_EGRESS_TOKEN_ALLOW:
+        return (f"token {str(subject.get('fingerprint', ''))[:12]} ({subject.get('detector')}) to "
+                f"{subject.get('method')} {subject.get('host')}")
+    if tool == TOOL_GITLEAKS_ALLOW:
+        count = len(subject.get("findings") or [])
+        return f"{count} gitleaks finding{'s' if count != 1 else ''} marked allowed"
+    return canonical_json(subject)

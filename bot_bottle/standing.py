@@ -1,0 +1,150 @@
+"""Decisions the host makes without the operator: standing rules applied, pending proposals expired.
+
+Both need the host's audit key (every decision is sealed), so only host
+processes make them: the relay, in the very transaction that files a
+relay-backed bottle's proposal, and for every other proposal as soon as it
+is committed (``Keeper``, a thread of the relay); and the operator's screens
+and commands, which look before they show (``keep``). Several may look at
+once: the first decision wins, as for the operator.
+
+- A proposal whose subject a live rule matches is decided by it: approved
+  (with a grant that ends when the rule does, or sooner, by the tool's
+  default) or rejected, a response naming the rule, and an audit entry. A
+  rejecting rule wins over an approving one.
+- A proposal still pending at its ``expires_at`` is closed as ``expired``:
+  a response, an audit entry, archived; the waiting caller is told, and
+  filing the same request again asks the operator again. Silence is not
+  consent.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+
+from bot_bottle.audit_store import AuditRecorder, AuditStore
+from bot_bottle.decisions import expire_in, expired_due, record_decision_in
+from bot_bottle.errors import AlreadyDecided, BotBottleError, ProposalExpired, ValidationError
+from bot_bottle.file_watch import FileWatch
+from bot_bottle.grants import live_rules_in
+from bot_bottle.policy.lifetimes import grant_seconds
+from bot_bottle.policy.subjects import rule_matches, subject_of
+from bot_bottle.queue_reads import PENDING, PROPOSAL_COLUMNS
+from bot_bottle.queue_store import QueueStore
+from bot_bottle.records import EFFECT_REJECT, STATUS_APPROVED, STATUS_REJECTED, Decision, Proposal, Response, Rule
+from bot_bottle.timestamps import seconds_between, utc_now
+
+KEEP_EVERY_SEC = 5.0  # the keeper's look when nothing wakes it: expiries are due whether or not anyone commits
+_NAP_SEC = 0.5
+
+
+def matching_rule(conn: sqlite3.Connection, proposal: Proposal, now: str) -> Rule | None:
+    """The first live rule that decides ``proposal`` (a rejecting one before an approving one), or None."""
+    try:
+        subject = subject_of(proposal.tool, proposal.payload)
+    except ValidationError:
+        return None  # nothing a rule could match: the operator sees it
+    rules = live_rules_in(conn, proposal.queue_key, proposal.tool, now)
+    for rule in sorted(rules, key=lambda r: r.effect != EFFECT_REJECT):  # a standing rejection wins
+        if rule_matches(rule.subject_value, bool(rule.pattern), proposal.tool, subject):
+            return rule
+    return None
+
+
+def rule_decision_in(log: AuditRecorder, proposal: Proposal) -> Response | None:
+    """Decide ``proposal`` by the first live rule that matches it, in ``log``'s transaction; None when none does."""
+    now = utc_now()
+    rule = matching_rule(log.conn, proposal, now)
+    if rule is None:
+        return None
+    if rule.effect == EFFECT_REJECT:
+        decision = Decision(STATUS_REJECTED, f"standing rule {rule.short_id}: {rule.notes or 'always reject'}",
+                            None, f"rule {rule.id}")
+    else:
+        assert rule.ends_at is not None
+        seconds = min(grant_seconds(proposal.tool, None), int(seconds_between(now, rule.ends_at)))
+        if seconds < 1:
+            return None
+        decision = Decision(STATUS_APPROVED, f"standing rule {rule.short_id}: {rule.notes or 'approved before'}",
+                            None, f"rule {rule.id}", grant_seconds=seconds)
+    response: Response = record_decision_in(log, proposal, decision, rule_id=rule.id)[0]
+    return response
+
+
+def keep(store: QueueStore, *, after: int = 0) -> int:
+    """One look: rules applied to pending proposals filed after rowid ``after``, and expired ones closed.
+
+    Returns the newest rowid looked at (the next ``after``). Reads first,
+    and takes the write lock only where there is something to record.
+    """
+    newest = after
+    now = utc_now()
+    with store.db.read() as conn:
+        rows = conn.execute(
+            f"SELECT p.rowid, {PROPOSAL_COLUMNS} FROM proposals p WHERE p.rowid > :after AND {PENDING} "
+            "ORDER BY p.rowid", {"after": after},
+        ).fetchall()
+        decided = [proposal for proposal in (store.proposal_from_row(row[1:]) for row in rows)
+                   if matching_rule(conn, proposal, now) is not None]
+    newest = max([newest, *(int(row[0]) for row in rows)])
+    for proposal in decided:
+        # Decided meanwhile by someone else (the first wins), or expired: left as it is.
+        with contextlib.suppress(AlreadyDecided, ProposalExpired), AuditStore.recording(store.db) as log:
+            rule_decision_in(log, proposal)
+    if expired_due(store, now):
+        with AuditStore.recording(store.db) as log:
+            expire_in(log, utc_now())
+    return newest
+
+
+class Keeper:
+    """A thread that keeps the standing decisions: ``keep`` after every commit, and every few seconds."""
+
+    def __init__(self, store: QueueStore, log: Callable[[str], None] = lambda line: None) -> None:
+        self.store = store
+        self._log = log
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="keeper", daemon=True)
+        self._rules_seen: int | None = None
+
+    def start(self) -> Keeper:
+        """Start looking (returns self)."""
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop looking and wait for the thread."""
+        self._stop.set()
+        self._thread.join(10)
+
+    def _rules_version(self) -> int:
+        with self.store.db.read() as conn:
+            return int(conn.execute("SELECT coalesce(max(audit_seq), 0) + coalesce(max(revoke_seq), 0) FROM rules")
+                       .fetchone()[0])
+
+    def _run(self) -> None:
+        after, woke, next_look = 0, True, 0.0
+        watch = FileWatch.commits(self.store.db.path) if self.store.db.path.exists() else None
+        failing = False
+        try:
+            while not self._stop.is_set():
+                if woke or time.monotonic() >= next_look:
+                    next_look = time.monotonic() + KEEP_EVERY_SEC
+                    try:
+                        version = self._rules_version()
+                        if version != self._rules_seen:  # a rule came or went: every pending proposal again
+                            self._rules_seen, after = version, 0
+                        after = keep(self.store, after=after)
+                        failing = False
+                    except BotBottleError as exc:
+                        if not failing:
+                            self._log(f"standing rules and expiry paused: {exc}")
+                        failing = True
+                # Short sleeps, so that stop() is prompt; a commit wakes the look at once.
+                woke = watch.wait(_NAP_SEC) if watch is not None else self._stop.wait(_NAP_SEC) and False
+        finally:
+            if watch is not None:
+                watch.close()
