@@ -141,6 +141,19 @@ class OddRowsTest(TempDirTest):
         self.assertIn("unreadable", self.cli_ok("bottles", "list"))  # the oldest pending proposal's age
         self.cli_ok("proposals", "list", "--json")
 
+    def test_grants_with_odd_times(self) -> None:
+        """A grant row a sidecar wrote, its end no time at all: grants list, bottles show and --json still answer."""
+        with sqlite3.connect(self.db, isolation_level=None) as raw:
+            for n, ends_at in enumerate(("zzz-not-a-time", "2026-13-45T25:61:61.000000Z")):
+                raw.execute("INSERT INTO grants (id, queue_key, tool, subject, subject_sha256, starts_at, ends_at, "
+                            "proposal_id, rule_id, decided_by, audit_seq) VALUES (?, 'odd-0', 'egress-allow', "
+                            "'{\"host\": \"a.example\"}', ?, '2026-01-01', ?, ?, NULL, 'op@host', ?)",
+                            (f"{n:032x}", "0" * 64, ends_at, self.ids[n], 900 + n))
+        raw.close()
+        self.assertIn("unreadable", self.cli_ok("grants", "list"))
+        self.cli_ok("grants", "list", "--json")
+        self.cli_ok("bottles", "show", "odd-0")
+
     def test_the_tui_in_a_terminal(self) -> None:
         command = (f"cd {shlex.quote(str(REPO))} && env HOME={shlex.quote(str(self.home))} "
                    f"{shlex.quote(sys.executable)} -m bot_bottle supervise --db {shlex.quote(str(self.db))}; "
