@@ -19,7 +19,7 @@ import socket
 from typing import Any
 
 from bot_bottle.audit_store import AuditRecorder, AuditStore
-from bot_bottle.errors import AlreadyDecided, AuditTampered, ProposalExpired, ValidationError
+from bot_bottle.errors import AlreadyDecided, AnchorNotWritten, AuditTampered, ProposalExpired, ValidationError
 from bot_bottle.grants import add_rule_in, grant_record, insert_grant_in
 from bot_bottle.policy.lifetimes import MAX_REJECT_RULE_SECONDS, grant_seconds
 from bot_bottle.policy.routes import validate_final_file
@@ -42,6 +42,7 @@ from bot_bottle.records import (
     Decision,
     Proposal,
     Response,
+    canonical_json,
     sha256_text,
     validate_proposal_id,
     validate_queue_key,
@@ -75,6 +76,17 @@ def _lines(text: str) -> list[str]:
     """
     parts = text.split("\n")
     return [part + "\n" for part in parts[:-1]] + ([parts[-1]] if parts[-1] else [])
+
+
+def shown_digest(proposal: Proposal) -> str:
+    """The digest of a proposal as a screen shows it: every field but its archiving (as a decision holds it).
+
+    ``proposals show`` prints it and ``approve --digest`` takes it back, the
+    dashboard's forms carry it: a decision is recorded only for a proposal
+    that still has it, so one rewritten in the file since it was shown is
+    refused.
+    """
+    return sha256_text(canonical_json({**proposal.to_dict(), "archived_at": None}))
 
 
 def check_decision(proposal: Proposal, decision: Decision) -> None:
@@ -185,17 +197,25 @@ def record_decision(
     ``shown`` (the proposal as the operator saw it), a stored proposal that
     differs from it is refused with ``AuditTampered``: proposals are
     immutable, so it was rewritten in the file, and the decision would record
-    something the operator never saw. See ``record_decision_in`` for the rest.
+    something the operator never saw. An anchor that could not be written
+    after the commit raises ``AnchorNotWritten`` carrying the response, which
+    stands. See ``record_decision_in`` for the rest.
     """
     validate_proposal_id(proposal_id)
-    with AuditStore.recording(store.db) as log:
-        proposal = store.get_in(log.conn, proposal_id)
-        if shown is not None and decided_on(proposal) != decided_on(shown):
-            raise AuditTampered(
-                f"proposal {proposal.short_id} is not what was shown: it was rewritten in the database after "
-                "it was read (proposals are immutable); nothing recorded. Check 'bot-bottle audit verify'"
-            )
-        return record_decision_in(log, proposal, decision)
+    recorded: tuple[Response, AuditEntry] | None = None
+    try:
+        with AuditStore.recording(store.db) as log:
+            proposal = store.get_in(log.conn, proposal_id)
+            if shown is not None and decided_on(proposal) != decided_on(shown):
+                raise AuditTampered(
+                    f"proposal {proposal.short_id} is not what was shown: it was rewritten in the database after "
+                    "it was read (proposals are immutable); nothing recorded. Check 'bot-bottle audit verify'"
+                )
+            recorded = record_decision_in(log, proposal, decision)
+    except AnchorNotWritten as exc:  # committed: the decision stands, and the caller can say which
+        raise AnchorNotWritten(str(exc), recorded[0] if recorded is not None else None) from None
+    assert recorded is not None
+    return recorded
 
 
 def record_decision_in(

@@ -34,6 +34,7 @@ from bot_bottle.errors import (
 )
 from bot_bottle.file_watch import WatchPool
 from bot_bottle.grants import live_grants_in, pending_ttl_in
+from bot_bottle.policy.routes import parse_route
 from bot_bottle.queue_reads import PENDING, PROPOSAL_COLUMNS, QueueReads, check_bottle
 from bot_bottle.records import (
     DEFAULT_POLL_INTERVAL_SEC,
@@ -41,6 +42,7 @@ from bot_bottle.records import (
     MAX_FILE_BYTES,
     MAX_PAYLOAD_BYTES,
     MAX_TEXT_BYTES,
+    TOOL_EGRESS_ALLOW,
     Grant,
     Proposal,
     Quota,
@@ -107,10 +109,12 @@ class QueueStore(QueueReads):
         """File a proposal, or return the identical unarchived one already filed (unless that one expired).
 
         Every field is validated first (``ValidationError`` names the field and
-        nothing is written). When ``current_file`` is given its sha256 is
-        recorded; a ``current_file_hash`` given with it must match. A new
-        proposal that would take the bottle past ``quota`` (``None``: no
-        limit) is refused with ``QuotaExceeded``; the count and the insert
+        nothing is written); an ``egress-allow`` payload must be the JSON route
+        the operator will be asked about (``policy.routes.parse_route``), not
+        text only a screen's warning could describe. When ``current_file`` is
+        given its sha256 is recorded; a ``current_file_hash`` given with it
+        must match. A new proposal that would take the bottle past ``quota``
+        (``None``: no limit) is refused with ``QuotaExceeded``; the count and the insert
         share one write transaction, so concurrent submitters cannot overshoot.
         A new proposal expires after the host's ``pending-ttl``. ``standing``
         (host processes only: it needs the audit key) runs in the filing
@@ -120,6 +124,11 @@ class QueueStore(QueueReads):
         validate_queue_key(queue_key)
         validate_tool(tool)
         validate_text("payload", payload, max_bytes=MAX_PAYLOAD_BYTES, required=True)
+        if tool == TOOL_EGRESS_ALLOW:
+            try:
+                parse_route(payload)
+            except ValidationError as exc:
+                raise ValidationError("payload", str(exc).removeprefix("final_file: ")) from None
         validate_text("justification", justification, max_bytes=MAX_TEXT_BYTES, required=True)
         validate_optional_text("current_file", current_file, max_bytes=MAX_FILE_BYTES)
         validate_sha256("current_file_hash", current_file_hash)

@@ -22,7 +22,7 @@ from bot_bottle.records import (
 )
 from bot_bottle.standing import keep
 from bot_bottle.timestamps import seconds_between, utc_now
-from tests.helpers.support import TempDirTest
+from tests.helpers.support import TempDirTest, file_as_a_sidecar
 
 DOCS = '{"host": "docs.python.org", "paths": ["/3/"]}'
 
@@ -227,7 +227,10 @@ class RuleTest(GrantCase):
         self.assertEqual(self.grants.rules(include_ended=True), [])
         (grant,) = self.grants.listing()
         self.assertEqual(round(seconds_between(grant.starts_at, grant.ends_at)), 7 * 86400)
-        sneaky = self.file('{"host": "docs.python.org", "for": "90d", "remember": "all"}')
+        payload = '{"host": "docs.python.org", "for": "90d", "remember": "all"}'
+        with self.assertRaises(ValidationError):  # submit() takes no payload that is not a route
+            self.file(payload)
+        sneaky = file_as_a_sidecar(self.db, "web-1", TOOL_EGRESS_ALLOW, payload, "the docs").id  # a sidecar can
         decide(sneaky, STATUS_APPROVED, store=self.store)
         self.assertIsNone(self.grants.for_proposal(sneaky), "a payload that is not a route grants nothing")
         self.assertEqual(self.grants.rules(include_ended=True), [])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import hmac
 import sys
 from pathlib import Path
 from typing import Any
@@ -21,8 +22,8 @@ from bot_bottle.cli.common import (
 from bot_bottle.cli.grants_cmds import time_left
 from bot_bottle.cli.registry import summary
 from bot_bottle.cli.render import describe, modification, proposal_json, shown_status
-from bot_bottle.decisions import check_decision, decide, default_decider
-from bot_bottle.errors import BotBottleError, ValidationError
+from bot_bottle.decisions import check_decision, decide, default_decider, shown_digest
+from bot_bottle.errors import AnchorNotWritten, AuditTampered, BotBottleError, ValidationError
 from bot_bottle.grants import GrantStore
 from bot_bottle.policy.subjects import describe_subject
 from bot_bottle.queue_store import QueueStore
@@ -33,20 +34,26 @@ from bot_bottle.records import (
     STATUS_REJECTED,
     Decision,
     Proposal,
+    Response,
 )
+from bot_bottle.text import terminal
 from bot_bottle.timestamps import parse_duration
 
 _EPILOG = """\
 examples:
   bot-bottle proposals list                       what every bottle has pending
   bot-bottle proposals list --bottle web-1 --all  everything bottle web-1 ever filed
-  bot-bottle proposals show 3f2a9c1e              one proposal, its diff and its decision
-  bot-bottle proposals approve 3f2a --notes "ok for the docs mirror"
+  bot-bottle proposals show 3f2a9c1e              one proposal, its diff and its decision (and its digest)
+  bot-bottle proposals approve 3f2a --notes "ok for the docs mirror"   on a terminal: shows it, then asks
+  bot-bottle proposals approve 3f2a --digest 9b1c...   from a script: only what 'show' printed
   bot-bottle proposals approve 3f2a --for 30d --remember bottle   the same for this bottle's next asks
   bot-bottle proposals modify 3f2a --file routes.json --notes "narrowed the path"
   bot-bottle proposals reject 3f2a --reason "no new hosts this week"
 
-An ID is any unique prefix of a proposal's id (list shows the first 8 digits).
+An ID is any unique prefix of a proposal's id (list shows the first 8 digits). A decision holds
+only for the proposal as you saw it: 'approve' on a terminal shows it and asks, and a script passes
+the digest 'show' printed (--digest, also taken by modify and reject); a proposal rewritten in the
+database since is refused.
 """
 
 
@@ -81,10 +88,15 @@ def cmd_proposals_show(args: argparse.Namespace) -> int:
         response = store.response(proposal.id)
         # A sidecar can write a response straight into the file: say when the audit log does not prove it.
         unproven = AuditStore(database=store.db).decision_problem(response) if response is not None else None
+    digest = shown_digest(proposal)
     if args.json:
-        print_json({**proposal_json(proposal, response), "unproven": unproven})
-    else:
-        print_untrusted(describe(proposal, response, unproven), page=True)
+        print_json({**proposal_json(proposal, response), "unproven": unproven, "digest": digest})
+        return 0
+    lines = describe(proposal, response, unproven)
+    if response is None:
+        lines += ["", f"digest    {digest}",
+                  f"to approve exactly this: bot-bottle proposals approve {proposal.short_id} --digest {digest}"]
+    print_untrusted(lines, page=True)
     return 0
 
 
@@ -93,18 +105,58 @@ def _decide(args: argparse.Namespace, status: str, notes: str, final_file: str |
     remember = getattr(args, "remember", None)
     with QueueStore(db_path(args)) as store:
         proposal = store.find(args.id)
+        if args.digest is not None:
+            _check_digest(proposal, args.digest)
+        elif status == STATUS_APPROVED and store.response(proposal.id) is None \
+                and not _approval_confirmed(proposal, notes):  # (decided already: decide() says by whom)
+            print("approval cancelled: nothing recorded")
+            return 1
         if status == STATUS_MODIFIED and final_file is not None and not _confirmed(args, proposal, notes, final_file):
             print("modification cancelled: nothing recorded")
             return 1
-        response = decide(proposal.id, status, notes, final_file, store=store, shown=proposal, grant_for=grant_for,
-                          remember=remember)
+        # What was shown (or named by its digest) is held in the deciding transaction.
+        try:
+            response = decide(proposal.id, status, notes, final_file, store=store, shown=proposal,
+                              grant_for=grant_for, remember=remember)
+        except AnchorNotWritten as exc:
+            if not isinstance(exc.result, Response):
+                raise
+            response = exc.result
+            warning = f"bot-bottle: warning: {terminal.clean_line(str(exc))}"
+        else:
+            warning = ""
         made = GrantStore(database=store.db).for_proposal(proposal.id)
     print_untrusted(f"{response.status} {proposal.short_id} ({proposal.queue_key}, {proposal.tool}) "
                     f"as {response.decided_by}")
     if made is not None:
         print_untrusted(f"grant {made.short_id}: {describe_subject(made.tool, made.subject_value)} until "
                         f"{made.ends_at} ({time_left(made.ends_at, made.starts_at)})")
+    if warning:
+        print(warning, file=sys.stderr)
     return 0
+
+
+def _check_digest(proposal: Proposal, digest: str) -> None:
+    """Refuse unless ``proposal`` is still the one whose ``proposals show`` printed ``digest``."""
+    if not hmac.compare_digest(digest.strip().lower().encode("utf-8", "replace"), shown_digest(proposal).encode()):
+        raise AuditTampered(f"proposal {proposal.short_id} is not the one whose digest you gave: it was rewritten in "
+                            "the database since 'proposals show' printed it, or the digest is another's; nothing "
+                            "recorded. Show it again")
+
+
+def _approval_confirmed(proposal: Proposal, notes: str) -> bool:
+    """On a terminal: show what approving grants and ask; True to record. Elsewhere: ``--digest`` is needed."""
+    check_decision(proposal, Decision(STATUS_APPROVED, notes, None, default_decider()))
+    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+        raise ValidationError("digest", "approving without a terminal needs --digest D, the digest 'bot-bottle "
+                              "proposals show ID' printed, so the approval holds only for what you saw")
+    print_untrusted(describe(proposal, None), page=True)
+    try:
+        answer = input("\napprove this? type 'yes' to record; anything else, or Ctrl-C, cancels: ")
+    except (EOFError, KeyboardInterrupt):
+        print()
+        return False
+    return answer.strip().lower() in ("y", "yes")
 
 
 def _confirmed(args: argparse.Namespace, proposal: Proposal, notes: str, final_file: str) -> bool:
@@ -160,6 +212,11 @@ def cmd_proposals_reject(args: argparse.Namespace) -> int:
 _FIELD_OPTIONS = {"notes": "--notes", "for": "--for", "remember": "--remember"}
 
 
+def _add_digest(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--digest", metavar="D", default=None,
+                        help="the digest 'proposals show' printed: decide only if the proposal is still that one")
+
+
 def _grant_options(parser: argparse.ArgumentParser) -> None:
     """``--for`` and ``--remember``, on approve and modify."""
     parser.add_argument("--for", dest="duration", metavar="DURATION",
@@ -199,11 +256,14 @@ def register(subparsers: Any) -> None:
     p.set_defaults(handler=cmd_proposals_show)
 
     p = verb_parser(verbs, "approve", help="approve a proposal as filed",
-                         description="Approve a proposal as filed. gitleaks-allow and egress-token-allow "
-                         "proposals need a reason (--notes).")
+                         description="Approve a proposal as filed. On a terminal it shows the proposal (what "
+                         "approving grants) and asks; without one (a script), --digest is required: the digest "
+                         "'proposals show' printed, so only the proposal you saw is approved. gitleaks-allow and "
+                         "egress-token-allow proposals need a reason (--notes).")
     p.add_argument("id", metavar="ID", help="the proposal's id or a unique prefix of it")
     p.add_argument("--notes", default="", metavar="TEXT", help="why (required for report-only tools)")
     _grant_options(p)
+    _add_digest(p)
     p.set_defaults(handler=cmd_proposals_approve, field_options=_FIELD_OPTIONS)
 
     p = verb_parser(verbs, "modify", help="approve an edited version of a proposal",
@@ -218,6 +278,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--notes", default="", metavar="TEXT", help="what you changed and why")
     p.add_argument("--yes", action="store_true", help="record without showing the diff and asking")
     _grant_options(p)
+    _add_digest(p)
     p.set_defaults(handler=cmd_proposals_modify, field_options={**_FIELD_OPTIONS, "final_file": "--file"})
 
     p = verb_parser(verbs, "reject", help="reject a proposal, with a reason",
@@ -229,4 +290,5 @@ def register(subparsers: Any) -> None:
                    "(a standing rule; for good unless --for)")
     p.add_argument("--for", dest="duration", metavar="DURATION",
                    help="with --remember: how long the rule stands (8h, 7d, 2w, or a time)")
+    _add_digest(p)
     p.set_defaults(handler=cmd_proposals_reject, field_options={**_FIELD_OPTIONS, "notes": "--reason"})

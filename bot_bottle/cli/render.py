@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from bot_bottle.cli.common import Shown, age
+from bot_bottle.cli.common import UNREADABLE, Shown, age
 from bot_bottle.decisions import decision_diff, render_diff
 from bot_bottle.errors import ValidationError
 from bot_bottle.policy.routes import file_widening, is_diff_header, parse_route, validate_final_file, widening_lines
@@ -180,6 +180,11 @@ def proposal_json(proposal: Proposal | ProposalSummary, response: Response | Non
     }
 
 
+def _ago(timestamp: str) -> str:
+    shown = age(timestamp)
+    return shown if shown == UNREADABLE else f"{shown} ago"
+
+
 def describe(proposal: Proposal, response: Response | None, unproven: str | None = None) -> list[str]:
     """What ``proposals show`` and the TUI's detail view print, one item a screen line.
 
@@ -193,7 +198,7 @@ def describe(proposal: Proposal, response: Response | None, unproven: str | None
         f"proposal  {proposal.id}",
         f"bottle    {proposal.queue_key}",
         f"tool      {proposal.tool}",
-        f"filed     {proposal.created_at} ({age(proposal.created_at)} ago)",
+        f"filed     {proposal.created_at} ({_ago(proposal.created_at)})",
     ]
     if response is None:
         state = shown_status(proposal, None)

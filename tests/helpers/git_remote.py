@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import tempfile
 import unittest
 from pathlib import Path
 
+from bot_bottle.queue_store import QueueStore
 from bot_bottle.sidecar.git_gate.install import install_hook
+from bot_bottle.sidecar.git_gate.limits import Limits
 from bot_bottle.text.redaction import encoded_forms
 from tests.helpers.support import REPO, require_tool
 
@@ -43,6 +46,8 @@ class SharedRemote:
 
     def __init__(self, root: Path, gitleaks: str, timeout: float) -> None:
         self.root = root
+        self.gitleaks = gitleaks
+        self.timeout = timeout
         self.home = root / "home"
         self.home.mkdir()
         self.dbdir = root / "db"
@@ -53,7 +58,7 @@ class SharedRemote:
         self.env = {"HOME": str(self.home), "PATH": "/usr/bin:/bin", "GIT_CONFIG_NOSYSTEM": "1",
                     "GIT_AUTHOR_DATE": "2026-11-27T08:00:00Z", "GIT_COMMITTER_DATE": "2026-11-27T08:00:00Z"}
         self.git("init", "-q", "--bare", str(self.remote), cwd=root)
-        install_hook(self.remote, "web-1", db_path=self.db, gitleaks=gitleaks, pythonpath=str(REPO), timeout=timeout)
+        self.install()
         self.git("clone", "-q", str(self.remote), str(self.work), cwd=root)
         for key, value in (("user.email", "agent@bottle"), ("user.name", "agent"), ("commit.gpgsign", "false"),
                            ("advice.nestedTag", "false")):
@@ -63,6 +68,11 @@ class SharedRemote:
         result = self.push(f"{self.base}:refs/heads/main")
         if result.returncode != 0:
             raise AssertionError(f"the first clean push failed: {result.stderr}")
+
+    def install(self, limits: Limits | None = None) -> None:
+        """(Re)write the remote's hook, with ``limits`` (default: git-gate's own)."""
+        install_hook(self.remote, "web-1", db_path=self.db, gitleaks=self.gitleaks, pythonpath=str(REPO),
+                     timeout=self.timeout, limits=limits)
 
     def git(self, *args: str, cwd: Path | None = None, data: bytes | None = None) -> str:
         result = subprocess.run(["git", *args], cwd=cwd or self.work, input=data, capture_output=True, timeout=120,
@@ -75,7 +85,7 @@ class SharedRemote:
         return self.git("hash-object", "-w", "--stdin", data=data).strip()
 
     def tree(self, entries: list[tuple[str, str, str]]) -> str:
-        kinds = {"040000": "tree", "100644": "blob", "100755": "blob"}
+        kinds = {"040000": "tree", "100644": "blob", "100755": "blob", "120000": "blob"}
         lines = b"".join(f"{mode} {kinds[mode]} {oid}\t{name}".encode() + b"\0" for mode, name, oid in entries)
         return self.git("mktree", "-z", data=lines).strip()
 
@@ -96,6 +106,12 @@ class SharedRemote:
         entries = [("100644", name, oid) for name, oid in top.items()]
         entries += [("040000", folder, self.tree(items)) for folder, items in folders.items()]
         return self.commit_tree(self.tree(entries), [self.base] if parents is None else parents, message)
+
+    def clone(self, head: str, into: Path) -> Path:
+        """A real clone (checkout) of commit ``head`` from the work repository, as a cloner would get it."""
+        self.git("update-ref", "refs/heads/to-clone", head)
+        self.git("clone", "-q", "-b", "to-clone", str(self.work), str(into))
+        return into
 
     def push(self, *refspecs: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(["git", "push", "--porcelain", str(self.remote), *refspecs], cwd=self.work,
@@ -124,3 +140,37 @@ class SharedRemoteTest(unittest.TestCase):
         gitleaks = require_tool(probe, "gitleaks")
         require_tool(probe, "git")
         cls.shared = SharedRemote(Path(cls._tmp.name), gitleaks, timeout=0)
+
+
+class GateAttackCase(SharedRemoteTest):
+    """An attack suite's base: pushes that must be refused, and the findings a held push filed."""
+
+    def assert_refused(self, *refspecs: str, says: str, secret_oids: tuple[str, ...] = ()) -> str:
+        """The push fails with a git-gate line containing ``says``; the remote's refs (and these objects) stay."""
+        before = self.shared.remote_refs()
+        result = self.shared.push(*refspecs)
+        gate = [line for line in result.stderr.splitlines() if "git-gate:" in line]
+        self.assertNotEqual(result.returncode, 0, result.stderr)
+        self.assertTrue(gate, result.stderr)
+        self.assertIn("push refused", gate[-1])
+        self.assertIn(says, gate[-1])
+        self.assertEqual(self.shared.remote_refs(), before)
+        for oid in secret_oids:
+            self.assertFalse(self.shared.remote_has(oid), f"{oid} reached the remote")
+        return gate[-1]
+
+    def assert_accepted(self, *refspecs: str) -> str:
+        """The push is accepted; git-gate's last line."""
+        result = self.shared.push(*refspecs)
+        self.assertEqual(result.returncode, 0, result.stderr)
+        gate = [line for line in result.stderr.splitlines() if "git-gate:" in line]
+        self.assertIn("push accepted", gate[-1])
+        return gate[-1]
+
+    def filed_findings(self, head: str, branch: str) -> list[dict[str, object]]:
+        """Push ``head`` (its tokens marked gitleaks:allow): held for the operator; the proposal's findings."""
+        self.assert_refused(f"{head}:refs/heads/{branch}", says="no decision within 0 s")
+        with QueueStore(self.shared.db) as store:
+            (proposal,) = [p for p in store.pending("web-1") if head in p.payload]
+        findings: list[dict[str, object]] = json.loads(proposal.payload)["findings"]
+        return findings

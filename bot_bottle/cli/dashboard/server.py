@@ -58,11 +58,11 @@ from bot_bottle.cli.dashboard.state import (
     SESSION_COOKIE,
     STATIC,
     Dashboard,
-    shown_digest,
 )
-from bot_bottle.decisions import decide
+from bot_bottle.decisions import decide, shown_digest
 from bot_bottle.errors import (
     AlreadyDecided,
+    AnchorNotWritten,
     AuditTampered,
     BotBottleError,
     NotFound,
@@ -362,6 +362,10 @@ class DashboardHandler(GuardedHandler):
             remember = form.get("remember", "") or None
             decide(proposal.id, status, notes, final, self.dashboard.decided_by, store=self.dashboard.queue,
                    shown=proposal, grant_for=grant_for, remember=remember)
+        except AnchorNotWritten as exc:  # committed: the decision stands, with a warning about its proof
+            self.dashboard.log(f"{status} {proposal.short_id} ({proposal.queue_key}, {proposal.tool}); {exc}")
+            self._show(proposal, HTTPStatus.OK, f"{status}; but {exc}")
+            return
         except ValidationError as exc:
             self._show(proposal, HTTPStatus.BAD_REQUEST, f"not recorded: {exc}")
             return

@@ -40,7 +40,7 @@ from bot_bottle.cli.tui.screen import (
     scroll_moves,
 )
 from bot_bottle.decisions import decide, default_decider
-from bot_bottle.errors import AlreadyDecided, BotBottleError, NotFound, ValidationError
+from bot_bottle.errors import AlreadyDecided, AnchorNotWritten, BotBottleError, NotFound, ValidationError
 from bot_bottle.file_watch import FileWatch
 from bot_bottle.grants import GrantStore
 from bot_bottle.queue_store import QueueStore
@@ -338,6 +338,8 @@ class SuperviseTUI(TerminalScreen):
             decide(proposal.id, status, notes, final, store=self.store, shown=proposal, grant_for=choice.seconds,
                    remember=choice.remember)
             self.message = f"{status} {label}" + (f", remembered for {choice.remember}" if choice.remember else "")
+        except AnchorNotWritten as exc:  # committed: the decision stands, with a warning about its proof
+            self.message = f"{status} {label}; but {exc}"
         except (AlreadyDecided, NotFound) as exc:
             self.message = f"{exc}; moved on"
         except (ValidationError, BotBottleError) as exc:

@@ -26,6 +26,7 @@ from bot_bottle.sidecar.git_gate.findings import (
     secrets_of,
     shown,
 )
+from bot_bottle.sidecar.git_gate.limits import Deadline, Limits, mib
 from bot_bottle.sidecar.git_gate.refs import (
     parse_hook_input,
     refused_ref,
@@ -48,23 +49,32 @@ def pre_receive(
     timeout: float = DEFAULT_TIMEOUT_SEC,
     poll_interval: float = 0.5,
     err: TextIO = sys.stderr,
+    limits: Limits | None = None,
 ) -> int:
     """Decide a push: 0 lets it through, 1 refuses it. Every path prints one line on ``err``.
 
-    Fails closed: any error, timeout or anything but an approval refuses the push.
+    Fails closed: any error, timeout or anything but an approval refuses the
+    push, and so does a push past one of ``limits`` (the scan's time counts
+    from here; the operator's ``timeout`` comes after it).
     """
     def say(message: str) -> None:
         print(f"git-gate: {message}", file=err, flush=True)
 
+    limits = limits or Limits()
+    deadline = Deadline(limits.max_seconds)
     try:
         updates = parse_hook_input(lines)
         problem = refused_ref(updates)
         if problem:
             say(f"push refused: {problem}")
             return 1
+        if len(updates) > limits.max_refs:
+            say(f"push refused: it updates {len(updates)} refs, more than the {limits.max_refs} one push may "
+                "(--max-refs): push them in parts")
+            return 1
         # The copies of the pushed content live only while they are scanned: the
         # directory is gone before the push waits for the operator.
-        with PushScan(repo, gitleaks) as scan:
+        with PushScan(repo, gitleaks, limits, deadline) as scan:
             scan.add(updates)
             # Everything, marked lines included, first: a clean push (the usual one) needs one
             # gitleaks run. Only when that finds something does a second run tell the unmarked apart.
@@ -116,6 +126,10 @@ def pre_receive(
             queue.close()
     except BotBottleError as exc:
         say(f"push refused: {exc}")
+        return 1
+    except MemoryError:
+        say(f"push refused: scanning it needs more than {mib(limits.max_memory_bytes)} of memory (--max-memory): "
+            "push fewer or smaller objects at a time")
         return 1
     except Exception as exc:  # fail closed on anything unforeseen, with a line the agent can read
         say(f"push refused: internal error in git-gate: {exc!r}")
