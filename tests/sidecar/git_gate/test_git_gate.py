@@ -10,11 +10,9 @@ import os
 import subprocess
 import sys
 import tempfile
-import threading
 import unittest
 from pathlib import Path
 
-from bot_bottle.audit_store import AuditStore
 from bot_bottle.cli.render import describe
 from bot_bottle.decisions import decide
 from bot_bottle.errors import GitGateError, GitObjectsError
@@ -36,6 +34,7 @@ from tests.helpers.git_remote import (
     SHA_B,
     ZERO,
     GateAttackCase,
+    GateCase,
     SharedRemoteTest,
     b64_forms,
     github_token,
@@ -121,77 +120,8 @@ class UnitTest(unittest.TestCase):
         self.assertIn('k = "********"', text)
 
 
-class GitGateTest(TempDirTest):
+class GitGateTest(GateCase):
     """Pushes through a bare repository whose pre-receive hook is git-gate."""
-
-    def setUp(self) -> None:
-        super().setUp()
-        self.gitleaks = require_tool(self, "gitleaks")
-        require_tool(self, "git")
-        self.db = self.tmp / "gate.db"
-        self.store = QueueStore(self.db)
-        self.addCleanup(self.store.close)
-        self.remote = self.tmp / "remote.git"
-        self.git("init", "-q", "--bare", str(self.remote), cwd=self.tmp)
-        self.work = self.tmp / "work"
-        self.git("clone", "-q", str(self.remote), str(self.work), cwd=self.tmp)
-        for key, value in (("user.email", "agent@bottle"), ("user.name", "agent"), ("commit.gpgsign", "false")):
-            self.git("config", key, value)
-        self.commit("README.md", "hello\n")
-        self.assertEqual(self.push().returncode, 0)  # the remote's first commit, before the gate (faster)
-        self.hook(timeout=30)
-
-    def hook(self, **options: object) -> None:
-        settings: dict[str, object] = {"db_path": self.db, "gitleaks": self.gitleaks, "pythonpath": str(REPO)}
-        install_hook(self.remote, "web-1", **{**settings, **options})
-
-    def git(self, *args: str, cwd: Path | None = None) -> str:
-        result = subprocess.run(["git", *args], cwd=cwd or self.work, capture_output=True, text=True, timeout=60,
-                                env={"HOME": str(self.home), "PATH": "/usr/bin:/bin", "GIT_CONFIG_NOSYSTEM": "1"})
-        if result.returncode != 0:
-            raise AssertionError(f"git {args[0]} failed: {result.stderr}")
-        return result.stdout
-
-    def commit(self, name: str, text: str) -> str:
-        (self.work / name).write_text(text)
-        self.git("add", name)
-        self.git("commit", "-q", "-m", f"add {name}")
-        return self.git("rev-parse", "HEAD").strip()
-
-    def start_push(self, *refspec: str) -> subprocess.Popen[str]:
-        return subprocess.Popen(["git", "push", "origin", *(refspec or ("HEAD:main",))], cwd=self.work,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                env={"HOME": str(self.home), "PATH": "/usr/bin:/bin", "GIT_CONFIG_NOSYSTEM": "1"})
-
-    def push(self, *refspec: str) -> subprocess.CompletedProcess[str]:
-        process = self.start_push(*refspec)
-        out, err = process.communicate(timeout=120)
-        return subprocess.CompletedProcess(process.args, process.returncode, out, err)
-
-    def remote_head(self, branch: str = "main") -> str:
-        return self.git("rev-parse", branch, cwd=self.remote).strip()
-
-    def proposals(self) -> list[str]:
-        return [p.id for p, _ in self.store.listing("web-1", include_decided=True)]
-
-    def wait_for_proposal(self) -> str:
-        pending = wait_until(lambda: self.store.pending("web-1"), 60, what="git-gate filing a proposal")
-        return str(pending[0].id)
-
-    def decide_later(self, status: str, notes: str) -> threading.Thread:
-        thread = threading.Thread(target=lambda: decide(self.wait_for_proposal(), status, notes, store=self.store))
-        thread.start()
-        self.addCleanup(thread.join)
-        return thread
-
-    def assert_no_secret_stored(self) -> None:
-        raw = self.db.read_bytes()
-        for secret in (SECRET_ALLOWED, SECRET_BLOCKED):
-            self.assertNotIn(secret.encode(), raw)
-        with AuditStore(self.db) as audit:
-            exported = "\n".join(json.dumps(e.to_dict()) for e in audit.export())
-        for secret in (SECRET_ALLOWED, SECRET_BLOCKED):
-            self.assertNotIn(secret, exported)
 
     def test_clean_push_passes(self) -> None:
         """A push without secrets is accepted and files nothing."""
