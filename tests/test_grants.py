@@ -319,6 +319,18 @@ class ProofTest(GrantCase):
                               "rules_immutable")
         self.assertIn("rule", problem)
 
+    def test_a_rule_whose_end_is_no_time_decides_nothing_and_filing_goes_on(self) -> None:
+        """A rule row whose end is no stored time (written past the CLI): it decides nothing, every bottle still
+        files (the proposal waits for the operator), and 'audit verify' names the row."""
+        problem = self.tamper("UPDATE rules SET ends_at = 'soon', queue_key = NULL", "rules_immutable")
+        self.assertIn("rule", problem)
+        from bot_bottle.standing import rule_decision_in
+        for bottle in ("web-2", "web-3"):  # (web-1's approved proposal of the same route is still pending pickup)
+            proposal = self.store.for_bottle(bottle, standing=rule_decision_in).submit(
+                TOOL_EGRESS_ALLOW, DOCS, f"{bottle} after the row was changed")
+            keep(self.store)
+            self.assertIsNone(self.store.response(proposal.id))
+
     def test_a_revocation_undone_in_the_file(self) -> None:
         (grant,) = self.grants.listing()
         self.grants.revoke(grant.id, "done", revoked_by="op")
