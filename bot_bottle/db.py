@@ -79,7 +79,7 @@ def open_db(
     database newer than this code, or migrations that drifted.
     """
     target = resolve_db_path(path)
-    if migrate.BACKUP_NAME_RE.fullmatch(target.name):
+    if migrate.is_backup(target):
         # Opening migrates: a backup opened in place would stop being the copy it was made to be.
         raise CannotOpenDatabase(
             f"{target} is a backup: bot-bottle never opens one in place, because opening migrates it. "

@@ -13,6 +13,7 @@ import contextlib
 import errno
 import os
 import stat
+from collections.abc import Iterator
 from pathlib import Path
 
 from bot_bottle.errors import UnsafePath
@@ -24,9 +25,24 @@ DB_DIR_IN_CONTAINER = "/run/supervise"
 DB_PATH_IN_CONTAINER = f"{DB_DIR_IN_CONTAINER}/{DB_FILENAME}"
 
 
+# A stand-in for ~/.bot-bottle in this process (root_in): the throwaway demo keeps everything in its folder.
+_ROOT_INSTEAD: list[Path] = []
+
+
 def bot_bottle_root() -> Path:
     """``~/.bot-bottle``: everything bot-bottle keeps on the host (``HOME`` decides ``~``)."""
-    return Path.home() / ".bot-bottle"
+    return _ROOT_INSTEAD[-1] if _ROOT_INSTEAD else Path.home() / ".bot-bottle"
+
+
+@contextlib.contextmanager
+def root_in(folder: Path) -> Iterator[Path]:
+    """Within the block, this process keeps everything under ``folder`` instead of ``~/.bot-bottle`` (its
+    audit key and anchors, its relay files): the throwaway demo touches nothing outside its folder."""
+    _ROOT_INSTEAD.append(folder)
+    try:
+        yield folder
+    finally:
+        _ROOT_INSTEAD.pop()
 
 
 def host_db_dir() -> Path:

@@ -14,9 +14,9 @@ from bot_bottle.audit.keys import restart_proof
 from bot_bottle.audit.seal import key_path
 from bot_bottle.audit_store import DEFAULT_LIST_LIMIT, AuditStore
 from bot_bottle.cli.common import (
+    cell_text,
     db_path,
     fail,
-    first_line,
     positive_int,
     print_json,
     print_table,
@@ -55,7 +55,7 @@ def cmd_audit_list(args: argparse.Namespace) -> int:
         ["SEQ", "TIME", "BOTTLE", "ACTION", "TOOL", "PROPOSAL", "BY", "NOTES"],
         [
             [str(e.seq), (e.ts or "")[:19] + "Z", e.queue_key, e.action, e.tool or "",
-             (e.proposal_id or "")[:SHORT_ID_LENGTH], e.actor, first_line(e.notes)]
+             (e.proposal_id or "")[:SHORT_ID_LENGTH], e.actor, cell_text(e.notes)]
             for e in entries
         ],
         last_width=40,

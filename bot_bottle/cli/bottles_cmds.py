@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from bot_bottle.bottles import BottleOverview, BottleStore
-from bot_bottle.cli.common import age, db_path, first_line, print_json, print_table, print_untrusted, verb_parser
+from bot_bottle.cli.common import age, cell_text, db_path, print_json, print_table, print_untrusted, verb_parser
 from bot_bottle.cli.grants_cmds import grant_json, time_left
 from bot_bottle.cli.registry import summary
 from bot_bottle.cli.render import proposal_json
@@ -96,7 +96,7 @@ def cmd_bottles_show(args: argparse.Namespace) -> int:
     if item.pending:
         print()
         print_table(["ID", "TOOL", "AGE", "JUSTIFICATION"],
-                    [[p.short_id, p.tool, ago(p.created_at, now), first_line(p.justification)] for p in item.pending])
+                    [[p.short_id, p.tool, ago(p.created_at, now), cell_text(p.justification)] for p in item.pending])
     if grants:
         print()
         print_table(["GRANT", "TOOL", "GRANTS", "LEFT", "BY"],

@@ -8,8 +8,8 @@ from typing import Any
 from bot_bottle.audit_store import AuditStore
 from bot_bottle.cli.common import (
     age,
+    cell_text,
     db_path,
-    first_line,
     positive_int,
     print_json,
     print_table,
@@ -55,7 +55,7 @@ def cmd_proposals_list(args: argparse.Namespace) -> int:
         ["ID", "BOTTLE", "TOOL", "AGE", "STATUS", "JUSTIFICATION"],
         [
             [p.short_id, p.queue_key, p.tool, age(p.created_at), shown_status(p, r),
-             first_line(p.justification)]
+             cell_text(p.justification)]
             for p, r in rows
         ],
         status_column=4,

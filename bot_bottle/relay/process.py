@@ -174,13 +174,14 @@ def serve(
     log: Callable[[str], None],
     ready: Callable[[str], None],
 ) -> int:
-    """Run the relay until SIGTERM or SIGINT; returns the exit status.
+    """Run the relay until SIGTERM (then 0) or SIGINT (then 130); returns the exit status.
 
     Takes the host's relay lock first (``RelayAlreadyRunning`` if another
     holds it), opens (and migrates) the database, listens, publishes where,
     and calls ``ready`` with the URL.
     """
     names = allowed_hosts(host, extra_hosts)
+    stopped_by: list[int] = []
     raise_open_files_limit()
     lock = RelayLock.acquire()
     try:
@@ -199,6 +200,7 @@ def serve(
 
                 def stop(signum: int, frame: FrameType | None) -> None:
                     log(f"stopping on signal {signum}")
+                    stopped_by.append(signum)
                     threading.Thread(target=server.shutdown, daemon=True).start()
 
                 signal.signal(signal.SIGTERM, stop)
@@ -213,5 +215,6 @@ def serve(
     finally:
         lock.release()
     log("stopped")
-    return 0
+    # SIGTERM ('relay stop') is a clean stop; Ctrl-C in the foreground is reported as every verb does.
+    return 130 if signal.SIGINT in stopped_by else 0
 

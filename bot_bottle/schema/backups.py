@@ -107,6 +107,13 @@ def _backup_name_re(db_name: str) -> re.Pattern[str]:
 BACKUP_NAME_RE = re.compile(r".+\.v\d{4}\.\d{8}T\d{12}Z\.bak")
 
 
+def is_backup(path: Path) -> bool:
+    """Whether ``path`` is one of bot-bottle's backups, which are never opened in place: any ``.bak`` (the
+    ones taken before a migration and ``db backup``'s ``manual-`` ones alike), or a file in the host's
+    backups directory."""
+    return path.name.endswith(".bak") or path.resolve().parent == host_backups_dir().resolve()
+
+
 def backups_dir(db_file: Path) -> Path:
     """Where ``db_file``'s pre-migration backups go.
 

@@ -226,10 +226,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                             name="heartbeat", daemon=True)
     beat.start()
     print(f"listening on http://{host}:{port}/", flush=True)
+    status = 0  # stopped by SIGTERM (how a container is stopped)
     try:
         server.serve_forever(poll_interval=0.2)
     except KeyboardInterrupt:
-        pass
+        status = 130  # Ctrl-C, as every bot-bottle command reports it
     finally:
         stopping.set()
         beat.join(10)
@@ -239,7 +240,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         except BotBottleError as exc:
             log(f"cannot record this bottle as stopped: {exc}")
         queue.close()
-    return 0
+    return status
 
 
 if __name__ == "__main__":

@@ -181,7 +181,7 @@ class WideningSpellingsTest(TempDirTest):
         proposal = file_as_a_sidecar(self.db, "web-1", TOOL_EGRESS_ALLOW, route, "docs")
         lines = self.show(proposal.short_id)
         self.assertIn("WARNING: this is not a valid route", "\n".join(lines))
-        self.assertNotIn("  paths  /x", lines)
+        self.assertNotIn("  paths   /x", lines)
         with self.assertRaises(ValidationError):
             validate_final_file(TOOL_EGRESS_ALLOW, route)
 

@@ -12,6 +12,12 @@ from bot_bottle.records import TOOL_EGRESS_BLOCK, TOOL_GITLEAKS_ALLOW, Proposal
 from tests.helpers.support import TempDirTest
 
 
+class TerminalOutput(io.StringIO):
+    """Captured output that says it is a terminal (the CLI then prints for a person, not a program)."""
+
+    def isatty(self) -> bool:
+        return True
+
 class CliTestCase(TempDirTest):
     def setUp(self) -> None:
         super().setUp()
@@ -46,10 +52,14 @@ class ProposalsVerbsTest(CliTestCase):
         for key in ("id", "queue_key", "tool", "created_at", "status"):
             self.assertIn(key, listed[0])
         self.assertEqual(listed[0]["status"], "pending")
-        code, out, _ = self.cli("proposals", "list")
-        self.assertIn(first.short_id, out)
-        self.assertIn("need b.com", out)
-        self.assertNotIn("for the docs", out, "only the justification's first line")
+        code, out, _ = self.cli("proposals", "list")  # piped: for a program, tab-separated and whole
+        self.assertEqual(out.splitlines()[1].split("\t")[0], first.short_id)
+        self.assertIn("need b.com\\x0afor the docs", out, "the whole justification, its newline escaped")
+        terminal = TerminalOutput()
+        with redirect_stdout(terminal), redirect_stderr(io.StringIO()):
+            main(["proposals", "list"])
+        self.assertIn("need b.com", terminal.getvalue())
+        self.assertNotIn("for the docs", terminal.getvalue(), "on a terminal, only the justification's first line")
         code, out, _ = self.cli("proposals", "list", "--bottle", "web-2", "--json")
         self.assertEqual([p["id"] for p in json.loads(out)], [second.id])
 
