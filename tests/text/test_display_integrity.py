@@ -113,8 +113,8 @@ class DetailMeaningTest(TempDirTest):
         text = "\n".join(describe(proposal, None))
         self.assertIn("  host   *.com", text)
         self.assertIn("  paths  /", text)
-        self.assertIn("WARNING: this route widens access: host '*.com' is a wildcard over the whole top-level "
-                      "domain .com", text)
+        self.assertIn("WARNING: this route widens access: host '*.com' is a wildcard over every name under .com, a "
+                      "top-level domain", text)
 
     def test_egress_block_marks_widening_lines(self) -> None:
         """The added '*' line is marked in the gutter, under a warning that names it."""
