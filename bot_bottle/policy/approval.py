@@ -149,7 +149,8 @@ def _routes_file(payload: str, current_file: str | None) -> Approval:
     cautions = [Caution(WIDENS, f"line {number} ({'unchanged' if lines[number - 1] in kept else 'new'}) widens "
                         f"access: {'; '.join(reasons)}") for number, reasons in file_widening(payload).items()]
     for number, line in enumerate(lines, start=1):
-        cautions += _look_alikes(hosts_in_text(line), f"line {number}: ")
+        if not line.isascii() or "xn--" in line.lower():  # only these can hold a look-alike host
+            cautions += _look_alikes(hosts_in_text(line), f"line {number}: ")
     return Approval(TOOL_EGRESS_BLOCK, tuple(grants), tuple(_bounded(cautions)))
 
 

@@ -102,6 +102,8 @@ def hosts_in_text(text: str) -> list[str]:
     one) and a letter: ``pypi.org``, ``*.com``, ``pyp\\u0456.org``, ``caf\\u00e9.txt``
     too (a reading aid errs towards showing more).
     """
+    if "." not in text and (text.isascii() or not _HAS_DOT_RE.search(text)):
+        return []  # no dot, no host: most text is read no further
     found: dict[str, None] = {}
     for match in _TOKEN_RE.finditer(text):
         token = match.group(0).strip(".-")

@@ -190,6 +190,8 @@ def _decoded(text: str) -> str:
 
 def line_widening(text: str) -> list[str]:
     """Why one routes-file line widens access (empty: nothing seen), read as written and with escapes decoded."""
+    if "*" not in text and "/" not in text and "\\" not in text:
+        return []  # every reason needs a '*', a '/' or an escape that spells one: most lines are read no further
     reasons = _form_widening(text)
     decoded = _decoded(text)
     if decoded != text:

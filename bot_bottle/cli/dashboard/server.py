@@ -58,7 +58,6 @@ from bot_bottle.cli.dashboard.state import (
     SESSION_COOKIE,
     STATIC,
     Dashboard,
-    shown_digest,
 )
 from bot_bottle.decisions import decide
 from bot_bottle.errors import (
@@ -71,6 +70,7 @@ from bot_bottle.errors import (
     ValidationError,
 )
 from bot_bottle.policy.routes import validate_final_file
+from bot_bottle.queue_reads import shown_digest
 from bot_bottle.records import (
     PROPOSAL_ID_RE,
     STATUS_MODIFIED,

@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 
 from bot_bottle.audit_store import AuditStore
 from bot_bottle.bottles import BottleStore
-from bot_bottle.cli.dashboard.state import shown_digest
+from bot_bottle.queue_reads import shown_digest
 from bot_bottle.records import TOOL_EGRESS_ALLOW, TOOL_EGRESS_BLOCK, TOOL_GITLEAKS_ALLOW
 from bot_bottle.sidecar.launcher import spawn
 from bot_bottle.timestamps import format_timestamp
@@ -193,7 +193,7 @@ class BrowserTest(DashboardCase):
         print(f"\ndashboard screenshot: {screenshot}", flush=True)
         filed = self.store.pending("web-1")[0]
         self.browser.do("click", css=f'a[href="{self.dashboard.root}/proposal/{filed.id}"]')
-        self.browser.do("wait_text", text="route (what approving allows)")
+        self.browser.do("wait_text", text="approving grants:")
         self.browser.do("type", css='form[action$="/decide"] input[name="notes"]', text="docs are fine")
         self.browser.do("click", css='button[value="approve"]')
         self.browser.do("wait_text", text="status    approved by")

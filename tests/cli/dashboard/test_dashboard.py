@@ -18,7 +18,8 @@ from typing import Any
 from urllib.parse import urlencode
 
 from bot_bottle.audit_store import AuditStore
-from bot_bottle.cli.dashboard.state import MAX_FORM_BYTES, SESSION_COOKIE, shown_digest
+from bot_bottle.cli.dashboard.state import MAX_FORM_BYTES, SESSION_COOKIE
+from bot_bottle.queue_reads import shown_digest
 from bot_bottle.queue_store import QueueStore
 from bot_bottle.records import (
     TOOL_EGRESS_ALLOW,
