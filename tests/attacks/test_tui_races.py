@@ -84,7 +84,7 @@ class DecidedUnderTheKeysTest(TempDirTest):
             elsewhere()
             timer.start()
             timer.join()
-        time.sleep(GUARD_SEC + 1.0)  # whatever the burst was going to do, it has done
+        time.sleep(GUARD_SEC + 0.6)  # whatever the burst was going to do, it has done
         self.term.send("Escape", "Escape")  # close any prompt still open, and the detail view
         time.sleep(0.3)
         for proposal_id in before:
