@@ -39,7 +39,7 @@ MAX_FORM_FIELDS = 16
 FORM_FIELDS = frozenset({"csrf", "shown", "status", "notes", "final", "final_sha256", "decision", "for",
                          "remember", "reason", "confirm"})
 # The proposals pages showed, by digest, to say how one changed since (each up to 2 MiB).
-SHOWN_KEPT = 32
+SHOWN_KEPT = 16
 
 
 AUDIT_SHOWN = 50

@@ -180,6 +180,9 @@ class InboxTest(BrowserCase):
         self.settle()
         self.browser.do("click", css='#modify button[name="decision"]')
         self.browser.do("wait_text", text="your version grants")
+        # The file it confirms is a hidden field: nothing on the page to edit by mistake.
+        self.assertEqual(self.browser.script("const final = document.querySelector('#confirm [name=final]');"
+                                             "return [final.type, final.offsetParent === null]"), ["hidden", True])
         self.settle()
         self.browser.do("click", css='#confirm button[name="decision"]')
         page = self.browser.do("wait_text", text="It reaches more than it reads as")
@@ -236,10 +239,14 @@ class InboxTest(BrowserCase):
             "const cell = document.querySelector('td.agent');"
             "const range = document.createRange(); range.selectNodeContents(cell);"
             "getSelection().removeAllRanges(); getSelection().addRange(range);")
-        selected = self.browser.script("return getSelection().toString()")
+        selected = self.browser.script("window.__sameDocument = true; return getSelection().toString()")
         later = self.store.submit("web-2", TOOL_EGRESS_ALLOW, '{"host": "pypi.org"}', "pip install")
         self.browser.do("wait_text", text="pip install")
+        for _ in range(2):  # heartbeats: commits that change nothing the page shows
+            BottleStore(database=self.store.db).heartbeat("web-1")
+            self.browser.script("return new Promise(done => setTimeout(done, 2200))")
         self.assertEqual(self.browser.script("return getSelection().toString()"), selected)
+        self.assertTrue(self.browser.script("return window.__sameDocument === true"), "the page was reloaded")
         self.assertEqual(self.browser.script("return document.title"), "(2) inbox - bot-bottle dashboard")
         # On a proposal's page, the note being typed survives a refresh and a heartbeat.
         self.open(f"/proposal/{first.id}")

@@ -240,10 +240,10 @@
 
   // ---- Live: parts updated in place ----------------------------------------------------------------------
 
-  // What a part shows, without what changes by itself (ages) or by this script (the selection).
+  // What a part shows, without what changes by itself (ages: "42s", "(3m ago)").
   function shape(element) {
     return element.innerHTML.replace(/<time([^>]*)>[^<]*<\/time>/g, "<time$1></time>")
-      .replace(/ class="selected"| selected(?=")/g, "");
+      .replace(/\(\d+[smhd] ago\)/g, "");
   }
 
   function worked(part) {
@@ -328,8 +328,8 @@
         return;
       }
       old.replaceWith(document.importNode(fresh, true));
-      if (name === "decide" || name === "header" || name === "grant") {
-        changedAt = Date.now();
+      if (name === "decide") {
+        changedAt = Date.now(); // its forms came or went: what a key or click would do changed
       }
     });
   }
