@@ -92,17 +92,24 @@ def approval_of(tool: str, payload: str, current_file: str | None = None) -> App
 
     ``current_file`` is the routes file an ``egress-block`` replaces, to
     tell the hosts it adds from the ones it keeps. Never raises: a payload
-    that does not read as its tool's is an ``unreadable`` caution.
+    that does not read as its tool's is an ``unreadable`` caution. Every
+    item and caution is ASCII (``hosts.shown_host``): the text of a parse
+    error or a finding's file name quotes the payload, and a look-alike host
+    quoted there must not read as the host it imitates either.
     """
     if tool == TOOL_EGRESS_ALLOW:
-        return _route(payload)
-    if tool == TOOL_EGRESS_BLOCK:
-        return _routes_file(payload, current_file)
-    if tool == TOOL_GITLEAKS_ALLOW:
-        return _findings(payload)
-    if tool == TOOL_EGRESS_TOKEN_ALLOW:
-        return _token(payload)
-    return Approval(tool, ("nothing this version knows of",), (Caution(UNREADABLE, f"{tool!r} is no known tool"),))
+        approval = _route(payload)
+    elif tool == TOOL_EGRESS_BLOCK:
+        approval = _routes_file(payload, current_file)
+    elif tool == TOOL_GITLEAKS_ALLOW:
+        approval = _findings(payload)
+    elif tool == TOOL_EGRESS_TOKEN_ALLOW:
+        approval = _token(payload)
+    else:
+        approval = Approval(tool, ("nothing this version knows of",),
+                            (Caution(UNREADABLE, f"{tool!r} is no known tool"),))
+    return Approval(approval.tool, tuple(shown_host(item) for item in approval.grants),
+                    tuple(Caution(caution.kind, shown_host(caution.text)) for caution in approval.cautions))
 
 
 def _look_alikes(hosts: list[str], where: str = "") -> list[Caution]:

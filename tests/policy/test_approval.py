@@ -71,6 +71,27 @@ class ApprovalTest(unittest.TestCase):
         self.assertEqual(approval.kinds, (LOOK_ALIKE, UNREADABLE))
         self.assertIn("nothing", approval.summary)
         self.assertIn("pyp\\u0456.org", " ".join(c.text for c in approval.cautions))
+        # The parse error quotes the host too: escaped there as well, never the look-alike as it reads.
+        self.assertTrue(all(c.text.isascii() for c in approval.cautions), approval.cautions)
+
+    def test_every_item_and_caution_is_ascii_whatever_the_payload_quotes(self) -> None:
+        """A finding's file, a token's detector, a wildcard over a non-ASCII suffix: escaped wherever quoted."""
+        cases = {  # the payload, and an escape that must be somewhere in what is shown
+            TOOL_GITLEAKS_ALLOW: (json.dumps({"findings": [{"rule": "aws-key", "file": "p\u0430th.py", "line": 1}]},
+                                             ensure_ascii=False), "p\\u0430th.py"),
+            TOOL_EGRESS_TOKEN_ALLOW: (json.dumps({"host": "api.github.com", "method": "POST",
+                                                  "detector": "github\u2024pat"}, ensure_ascii=False),
+                                      "github\\u2024pat"),
+            TOOL_EGRESS_ALLOW: (json.dumps({"host": "*.\u0440\u0444"}, ensure_ascii=False), "\\u0440\\u0444"),
+            TOOL_EGRESS_BLOCK: ("routes:\n- '*.\u0440\u0444'\n- pyp\u0456.org\n", "pyp\\u0456.org"),
+        }
+        for tool, (payload, escape) in cases.items():
+            with self.subTest(tool):
+                approval = approval_of(tool, payload)
+                shown = (*approval.grants, *(c.text for c in approval.cautions))
+                for text in shown:
+                    self.assertTrue(text.isascii() and text.isprintable(), text)
+                self.assertIn(escape, " ".join(shown))
 
     def test_a_routes_file_names_what_it_adds_and_drops_and_every_look_alike(self) -> None:
         current = "routes:\n- a.example\n- old.example\n"
