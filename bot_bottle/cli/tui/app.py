@@ -107,8 +107,13 @@ class SuperviseTUI(TerminalScreen):
             return self.detail.id
         return self.items[self.selected].id if self.items and self.armed else None
 
-    def reload(self, force: bool = False) -> None:
-        """Re-read the pending list if anyone committed since the last look."""
+    def reload(self, force: bool = False, *, refiltered: bool = False) -> None:
+        """Re-read the pending list if anyone committed since the last look.
+
+        ``refiltered``: the operator changed the filters, a move of their own
+        like ``j``: a selected row the filter hides did not leave the queue,
+        and the list starts again at its first row, keys not held back.
+        """
         marker = self.store.changes_marker()
         if not force and marker == self.marker:
             return
@@ -125,6 +130,8 @@ class SuperviseTUI(TerminalScreen):
         decided, self._decided = self._decided, None
         if current in ids:
             self.selected = ids.index(current)
+        elif refiltered:
+            self.selected, self.armed = 0, True
         else:
             self.selected = min(self.selected, max(0, len(ids) - 1))
             if current is None or not ids:
@@ -140,7 +147,8 @@ class SuperviseTUI(TerminalScreen):
                 self.message = f"{self._gone_message(self.detail.id)}; back to the list, nothing selected"
                 self.armed = False
             self.detail = None
-        if self.loaded and self.target() != before and self.items:  # (an empty list has nothing to act on)
+        # (An empty list has nothing to act on.)
+        if self.loaded and not refiltered and self.target() != before and self.items:
             self.changed_at = time.monotonic()
         self.loaded = True
 
@@ -231,7 +239,8 @@ class SuperviseTUI(TerminalScreen):
         kept = " shown" if self.filters.active else ""
         title = f" bot-bottle supervise: {len(self.items)} pending{kept} from {bottles} bottle(s)"
         if self.filters.active:
-            title += f" (filter: {self.filters.words or ''}{' +warnings' if self.filters.caution else ''})"
+            named = [self.filters.words or "", "+warnings" if self.filters.caution else ""]
+            title += f" (filter: {' '.join(part for part in named if part)})"
         return f"{title}: {', '.join(shown)}  {self.store.db.path}" if shown else f"{title}  {self.store.db.path}"
 
     def _draw_list(self, height: int, width: int) -> None:
@@ -374,10 +383,10 @@ class SuperviseTUI(TerminalScreen):
             words = self.prompt("show only proposals whose row holds (Enter with nothing: all): ")
             if words is not None:
                 self.filters = Filters(caution=self.filters.caution, words=words.strip() or None)
-                self.reload(force=True)
+                self.reload(force=True, refiltered=True)
         elif key == "w":
             self.filters = Filters(caution=None if self.filters.caution else ANY_CAUTION, words=self.filters.words)
-            self.reload(force=True)
+            self.reload(force=True, refiltered=True)
         elif key == GRANTS_KEY:
             keep_going = GrantsView(self, GrantStore(database=self.store.db), default_decider()).run()
             self.reload(force=True)
