@@ -5,12 +5,16 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import sqlite3
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 
 from bot_bottle.audit_store import AuditStore
 from bot_bottle.bottles import BottleStore
 from bot_bottle.grants import GrantStore
+from bot_bottle.queue_store import QueueStore
 from bot_bottle.records import (
     TOOL_EGRESS_ALLOW,
     TOOL_EGRESS_BLOCK,
@@ -293,6 +297,92 @@ class InboxTest(BrowserCase):
         self.browser.keys("Escape", "u")
         self.browser.do("wait_text", text="2 pending from 2 bottle(s)")
         self.assertEqual(self.browser.script("return document.title"), "(2) inbox - bot-bottle dashboard")
+
+    def test_filters_and_search_narrow_the_inbox_and_decide_nothing(self) -> None:
+        """'/' focuses the search; Enter there searches (a GET); bottle, tool and warning narrow; a bad one is 400."""
+        wide = self.store.submit("web-1", TOOL_EGRESS_ALLOW, '{"host": "*.readthedocs.io"}', "docs")
+        look = self.store.submit("web-2", TOOL_EGRESS_BLOCK, "routes:\n- a.example\n- pypi\u2024org\n", "mirrors",
+                                 current_file="routes:\n- a.example\n")
+        plain = self.store.submit("web-2", TOOL_EGRESS_ALLOW, '{"host": "files.pythonhosted.org"}', "wheels")
+        self.log_in()
+        self.browser.do("wait_text", text="3 pending from 2 bottle(s)")
+        self.settle()
+        self.browser.keys("/")
+        self.assertEqual(self.browser.script("return document.activeElement.id"), "search")
+        self.browser.keys("READTHEDOCS", "Enter")
+        self.browser.do("wait_text", text="1 shown")
+        self.assertEqual(list(self.rows()), [wide.id])
+        self.assertIn("q=READTHEDOCS", self.browser.do("url"))
+        self.open("/?warning=look-alike")
+        self.assertEqual(list(self.rows()), [look.id])
+        self.open("/?bottle=web-2&tool=egress-allow")
+        self.assertEqual(list(self.rows()), [plain.id])
+        self.open("/?warning=any")
+        self.assertEqual(list(self.rows()), [wide.id, look.id])
+        # The form itself, as an operator uses it: pick a kind of warning, press show.
+        self.open("/")
+        self.browser.script("document.querySelector('select[name=warning]').value = 'widens'")
+        self.browser.do("click", css="form.filters button[type=submit]")
+        self.browser.do("wait_text", text="1 shown")
+        self.assertEqual(list(self.rows()), [wide.id])
+        self.open("/?q=zebra")
+        self.assertIn("no pending proposals match", self.browser.text())
+        for query in ("warning=scary", "tool=rm-rf", "bottle=..%2Fetc"):
+            with self.subTest(query):
+                status, _, body = self.call("GET", f"/?{query}")
+                self.assertEqual(status, 400)
+                self.assertIn("Bad request", body)
+        self.unchanged(wide, look, plain)
+
+    def test_a_database_locked_by_another_process_is_a_styled_page_and_records_nothing(self) -> None:
+        """Another process holds the write lock past the busy timeout while the operator approves: a styled page
+        saying so, nothing recorded; once the lock goes, the same page decides normally."""
+        proposal = self.store.submit("web-1", TOOL_EGRESS_ALLOW, '{"host": "docs.python.org"}', "docs")
+        self.log_in()
+        self.open(f"/proposal/{proposal.id}")
+        self.browser.do("type", css='#approve input[name="notes"]', text="ok")
+        self.settle()
+        holder = subprocess.Popen(
+            [sys.executable, "-c", "import sqlite3, sys, time\n"
+             "conn = sqlite3.connect(sys.argv[1], isolation_level=None)\n"
+             "conn.execute('BEGIN IMMEDIATE'); print('locked', flush=True); sys.stdin.read()",
+             str(self.path)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        self.addCleanup(holder.wait, 10)
+        self.addCleanup(holder.kill)
+        assert holder.stdout is not None
+        self.assertEqual(holder.stdout.readline().strip(), "locked")
+        self.browser.do("click", css='#approve button[name="decision"]')
+        page = self.browser.do("wait_text", text="The database is busy", timeout=20)
+        self.assertIn("Nothing was recorded", page)
+        self.assertTrue(self.browser.script(
+            "return getComputedStyle(document.body).fontFamily !== '' && !!document.querySelector('.problem')"))
+        holder.communicate("", timeout=10)  # the lock goes with the process
+        self.assertIsNone(self.store.response(proposal.id))
+        self.open(f"/proposal/{proposal.id}")
+        self.browser.do("type", css='#approve input[name="notes"]', text="ok")
+        self.settle()
+        self.browser.do("click", css='#approve button[name="decision"]')
+        self.browser.do("wait_text", text=f"approved {proposal.short_id} (web-1, egress-allow) by")
+
+    def test_a_database_replaced_under_an_open_page_disables_its_forms(self) -> None:
+        """A backup restored over the file while a proposal's page is open: the page says so and its forms go."""
+        proposal = self.store.submit("web-1", TOOL_EGRESS_ALLOW, '{"host": "docs.python.org"}', "docs")
+        self.log_in()
+        self.open(f"/proposal/{proposal.id}")
+        self.browser.do("type", css='#approve input[name="notes"]', text="ok")
+        moved = self.tmp / "moved.db"
+        os.rename(self.path, moved)
+        with QueueStore(self.path) as other:
+            stranger = other.submit("web-9", TOOL_EGRESS_ALLOW, '{"host": "b.example"}', "a stranger")
+        page = self.browser.do("wait_text", text="The database file was replaced", timeout=20)
+        self.assertNotIn("a stranger", page)
+        self.assertEqual(self.browser.script(
+            "return Array.from(document.querySelectorAll('form.decide button[name=decision]'))"
+            ".filter(b => !b.disabled).length"), 0)
+        self.assertIn("not live", self.browser.script("return document.getElementById('live').textContent"))
+        with QueueStore(moved) as old, QueueStore(self.path) as new:
+            self.assertIsNone(old.response(proposal.id))
+            self.assertIsNone(new.response(stranger.id))
 
     def test_a_notification_when_one_arrives_off_by_default(self) -> None:
         """Switched on (permission given), a new proposal is announced with its bottle; off, nothing."""
