@@ -21,7 +21,7 @@ from types import TracebackType
 from typing import Self
 
 from bot_bottle.connection import DEFAULT_BUSY_TIMEOUT_SEC, connect, transaction, translate_errors
-from bot_bottle.errors import CannotOpenDatabase
+from bot_bottle.errors import CannotOpenDatabase, ValidationError
 from bot_bottle.paths import (
     DB_DIR_IN_CONTAINER,
     DB_FILENAME,
@@ -47,6 +47,18 @@ __all__ = [
     "resolve_db_path",
     "transaction",
 ]
+
+
+MAX_LIMIT = 2**63 - 1  # SQLite's largest integer: a LIMIT past it cannot even be bound
+
+
+def validate_limit(value: object) -> int | None:
+    """``None`` (no limit) or a whole number from 1 to ``MAX_LIMIT``, as a listing's ``limit``."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_LIMIT:
+        raise ValidationError("limit", f"must be a whole number from 1 to {MAX_LIMIT}")
+    return value
 
 
 def open_db(

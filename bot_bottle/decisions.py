@@ -19,7 +19,7 @@ import socket
 from typing import Any
 
 from bot_bottle.audit_store import AuditRecorder, AuditStore
-from bot_bottle.errors import AlreadyDecided, AuditTampered, ProposalExpired, ValidationError
+from bot_bottle.errors import AlreadyDecided, AnchorNotWritten, AuditTampered, ProposalExpired, ValidationError
 from bot_bottle.grants import add_rule_in, grant_record, insert_grant_in
 from bot_bottle.policy.lifetimes import MAX_REJECT_RULE_SECONDS, grant_seconds
 from bot_bottle.policy.routes import validate_final_file
@@ -185,17 +185,25 @@ def record_decision(
     ``shown`` (the proposal as the operator saw it), a stored proposal that
     differs from it is refused with ``AuditTampered``: proposals are
     immutable, so it was rewritten in the file, and the decision would record
-    something the operator never saw. See ``record_decision_in`` for the rest.
+    something the operator never saw. An anchor that could not be written
+    after the commit raises ``AnchorNotWritten`` carrying the response, which
+    stands. See ``record_decision_in`` for the rest.
     """
     validate_proposal_id(proposal_id)
-    with AuditStore.recording(store.db) as log:
-        proposal = store.get_in(log.conn, proposal_id)
-        if shown is not None and decided_on(proposal) != decided_on(shown):
-            raise AuditTampered(
-                f"proposal {proposal.short_id} is not what was shown: it was rewritten in the database after "
-                "it was read (proposals are immutable); nothing recorded. Check 'bot-bottle audit verify'"
-            )
-        return record_decision_in(log, proposal, decision)
+    recorded: tuple[Response, AuditEntry] | None = None
+    try:
+        with AuditStore.recording(store.db) as log:
+            proposal = store.get_in(log.conn, proposal_id)
+            if shown is not None and decided_on(proposal) != decided_on(shown):
+                raise AuditTampered(
+                    f"proposal {proposal.short_id} is not what was shown: it was rewritten in the database after "
+                    "it was read (proposals are immutable); nothing recorded. Check 'bot-bottle audit verify'"
+                )
+            recorded = record_decision_in(log, proposal, decision)
+    except AnchorNotWritten as exc:  # committed: the decision stands, and the caller can say which
+        raise AnchorNotWritten(str(exc), recorded[0] if recorded is not None else None) from None
+    assert recorded is not None
+    return recorded
 
 
 def record_decision_in(

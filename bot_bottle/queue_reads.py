@@ -15,8 +15,8 @@ from collections.abc import Iterator
 from dataclasses import fields
 from typing import Any
 
-from bot_bottle.db import DatabaseUser
-from bot_bottle.errors import AmbiguousId, NotFound, ValidationError
+from bot_bottle.db import DatabaseUser, validate_limit
+from bot_bottle.errors import AmbiguousId, NotFound
 from bot_bottle.records import (
     STATUS_EXPIRED,
     Proposal,
@@ -66,7 +66,13 @@ def decided_on(proposal: Proposal) -> dict[str, Any]:
 
 
 def shown_digest(proposal: Proposal) -> str:
-    """The digest of a proposal as a screen showed it (``decided_on``): what a decision later holds it to."""
+    """The digest of a proposal as a screen showed it (``decided_on``): what a decision later holds it to.
+
+    ``proposals show`` prints it and ``approve --digest`` takes it back, the
+    dashboard's forms carry it, the TUI's lists keep it: a decision is
+    recorded only for a proposal that still has it, so one rewritten in the
+    file since it was shown is refused.
+    """
     return sha256_text(canonical_json(decided_on(proposal)))
 
 
@@ -181,8 +187,7 @@ class QueueReads(DatabaseUser):
         self, queue_key: str | None = None, *, include_decided: bool = False, limit: int | None = None
     ) -> list[tuple[ProposalSummary, Response | None]]:
         """``listing`` without payloads or current files (the CLI's list reads this)."""
-        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
-            raise ValidationError("limit", "must be a whole number of at least 1")
+        validate_limit(limit)
         if not include_decided:
             pending: list[tuple[ProposalSummary, Response | None]] = [
                 (p, None) for p in self.pending_summaries(queue_key)
@@ -220,8 +225,7 @@ class QueueReads(DatabaseUser):
         By default only pending ones (as ``pending``); ``include_decided``
         lists every proposal, archived ones too, and ``limit`` keeps the newest.
         """
-        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
-            raise ValidationError("limit", "must be a whole number of at least 1")
+        validate_limit(limit)
         if not include_decided:
             pending: list[tuple[Proposal, Response | None]] = [(p, None) for p in self.pending(queue_key)]
             return pending if limit is None else pending[-limit:]

@@ -18,7 +18,7 @@ from typing import Any, TextIO
 from bot_bottle.db import resolve_db_path
 from bot_bottle.errors import CannotOpenDatabase
 from bot_bottle.text import terminal
-from bot_bottle.timestamps import TIMESTAMP_FORMAT
+from bot_bottle.timestamps import moment_of
 
 
 def add_db_option(parser: argparse.ArgumentParser, help: str | None = None) -> None:
@@ -262,9 +262,18 @@ def first_line(text: str) -> str:
     return ""
 
 
+UNREADABLE = "unreadable"
+
+
 def age(timestamp: str, now: datetime | None = None) -> str:
-    """How long ago a stored UTC timestamp was, shortly: ``42s``, ``7m``, ``3h``, ``2d``."""
-    moment = datetime.strptime(timestamp, TIMESTAMP_FORMAT).replace(tzinfo=UTC)
+    """How long ago a stored UTC timestamp was, shortly: ``42s``, ``7m``, ``3h``, ``2d``.
+
+    ``unreadable`` for text that is not a stored time: a sidecar can write
+    any text into the file, and every screen must still show the row.
+    """
+    moment = moment_of(timestamp)
+    if moment is None:
+        return UNREADABLE
     seconds = max(0, int(((now or datetime.now(UTC)) - moment).total_seconds()))
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
         if seconds >= size:

@@ -151,7 +151,9 @@ def register(subparsers: Any) -> None:
                         f"{DEFAULT_MAX_WAITS_PER_BOTTLE}), and half the requests of any kind it may have in flight; "
                         "more are told to retry")
     parser.add_argument("--max-connections", type=positive_int, default=RELAY_MAX_CONNECTIONS, metavar="N",
-                        help=f"open connections at once (default: {RELAY_MAX_CONNECTIONS}); more are answered 503")
+                        help=f"connections waiting to be authenticated at once (default: {RELAY_MAX_CONNECTIONS}, a "
+                        "quarter of them per peer); a new one past that cuts the oldest waiting one, which is told to "
+                        "retry. A bottle's authenticated requests count in its own share, never here")
     parser.add_argument("--request-timeout", type=seconds_argument, default=REQUEST_TIMEOUT_SEC, metavar="S",
                         help="deadline for a whole request's headers and body, and for an idle connection "
                         f"(default: {REQUEST_TIMEOUT_SEC:g}); a slower client is answered 408 and dropped")

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from bot_bottle.cli.common import ROLE_STYLES, Shown, age
+from bot_bottle.cli.common import ROLE_STYLES, UNREADABLE, Shown, age
 from bot_bottle.cli.inbox import approval_for
 from bot_bottle.decisions import decision_diff, render_diff
 from bot_bottle.policy.approval import Approval, approval_of
@@ -186,6 +186,11 @@ def grant_cell(approval: Approval, width: int = GRANTS_WIDTH) -> terminal.Line:
     return terminal.fit([*badge, *terminal.line(approval.summary)], width)
 
 
+def _ago(timestamp: str) -> str:
+    shown = age(timestamp)
+    return shown if shown == UNREADABLE else f"{shown} ago"
+
+
 def describe(proposal: Proposal, response: Response | None, unproven: str | None = None, *, full: bool = False,
              more: str = "") -> list[str]:
     """What ``proposals show`` and the TUI's detail view print, one item a screen line.
@@ -210,7 +215,7 @@ def header_lines(proposal: Proposal, response: Response | None, unproven: str | 
         f"proposal  {proposal.id}",
         f"bottle    {proposal.queue_key}",
         f"tool      {proposal.tool}",
-        f"filed     {proposal.created_at} ({age(proposal.created_at)} ago)",
+        f"filed     {proposal.created_at} ({_ago(proposal.created_at)})",
     ]
     if response is None:
         state = shown_status(proposal, None)

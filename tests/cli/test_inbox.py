@@ -6,7 +6,9 @@ from __future__ import annotations
 import json
 
 from bot_bottle.records import TOOL_EGRESS_ALLOW, TOOL_EGRESS_BLOCK, TOOL_EGRESS_TOKEN_ALLOW, Proposal
+from bot_bottle.timestamps import utc_now
 from tests.cli.test_proposals_cmds import CliTestCase
+from tests.helpers.support import file_as_a_sidecar
 
 # A justification that draws a route of its own (a harmless one), then pushes what follows out of sight.
 FAKE_ROUTE = ("Read-only access to the Python docs\nroute:\n  host: docs.python.org\n  paths: [/3/]\n"
@@ -17,8 +19,9 @@ class InboxListTest(CliTestCase):
     def setUp(self) -> None:
         super().setUp()
         self.filed: dict[str, Proposal] = {
-            "cyrillic": self.store.submit("web-1", TOOL_EGRESS_ALLOW, '{"host": "pyp\u0456.org"}',
-                                          "Read-only access to pypi"),
+            # An invalid route, as only a sidecar writing past submit's checks can file one.
+            "cyrillic": file_as_a_sidecar(self.store.db.path, "web-1", TOOL_EGRESS_ALLOW, '{"host": "pyp\u0456.org"}',
+                                          "Read-only access to pypi", created_at=utc_now()),
             "routes": self.store.submit("web-2", TOOL_EGRESS_BLOCK,
                                         "routes:\n- a.example\n- pypi\u2024org\n- '*.compute.amazonaws.com'\n",
                                         "the usual mirrors", current_file="routes:\n- a.example\n"),
@@ -93,10 +96,12 @@ class InboxListTest(CliTestCase):
         agent = lines.index("the agent's justification (its own words, not checked):")
         self.assertGreater(agent, grant)
         self.assertNotIn("  the end", lines)
-        self.assertIn(f"'bot-bottle proposals show {proposal.short_id} --full' shows them", lines[-1])
+        cut = next(number for number, line in enumerate(lines) if "--full' shows them" in line)
+        self.assertIn(f"'bot-bottle proposals show {proposal.short_id} --full' shows them", lines[cut])
+        self.assertTrue(lines[cut + 2].startswith("digest    "), lines[cut:])  # then what approves exactly it
         code, out, _ = self.cli("proposals", "show", proposal.short_id, "--full")
         self.assertEqual(code, 0)
-        self.assertEqual(out.splitlines()[-1], "  the end")
+        self.assertIn("  the end", out.splitlines())
         # The look-alike: every host it quotes escaped, its code point named with the IDNA form.
         code, out, _ = self.cli("proposals", "show", self.filed["cyrillic"].short_id)
         warnings = [line for line in out.splitlines() if line.startswith("WARNING: ")]

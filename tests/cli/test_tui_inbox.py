@@ -13,7 +13,8 @@ import time
 from bot_bottle.cli.tui.app import GUARD_SEC
 from bot_bottle.queue_store import QueueStore
 from bot_bottle.records import TOOL_EGRESS_ALLOW, TOOL_EGRESS_BLOCK, TOOL_EGRESS_TOKEN_ALLOW
-from tests.helpers.support import REPO, TempDirTest
+from bot_bottle.timestamps import utc_now
+from tests.helpers.support import REPO, TempDirTest, file_as_a_sidecar
 from tests.helpers.terminal import Terminal
 
 FAKE_ROUTE = ("Read-only access to the Python docs\nroute:\n  host: docs.python.org\n  paths: [/3/]\n"
@@ -27,7 +28,8 @@ class TuiInboxTest(TempDirTest):
         self.store = QueueStore(self.db)
         self.addCleanup(self.store.close)
         submit = self.store.submit
-        self.cyrillic = submit("web-1", TOOL_EGRESS_ALLOW, '{"host": "pyp\u0456.org"}', "Read-only access to pypi")
+        self.cyrillic = file_as_a_sidecar(self.db, "web-1", TOOL_EGRESS_ALLOW, '{"host": "pyp\u0456.org"}',
+                                          "Read-only access to pypi", created_at=utc_now())
         self.routes = submit("web-2", TOOL_EGRESS_BLOCK, "routes:\n- a.example\n- pypi\u2024org\n", "the mirrors",
                              current_file="routes:\n- a.example\n")
         self.fake = submit("web-3", TOOL_EGRESS_ALLOW, '{"host": "*.readthedocs.io"}', FAKE_ROUTE)

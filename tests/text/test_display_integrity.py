@@ -29,7 +29,7 @@ from bot_bottle.records import (
 )
 from bot_bottle.text import terminal
 from tests.helpers.corpus import HOSTILE, forbidden
-from tests.helpers.support import REPO, TempDirTest, wait_until
+from tests.helpers.support import REPO, TempDirTest, file_as_a_sidecar, wait_until
 from tests.helpers.terminal import Terminal
 
 
@@ -151,7 +151,8 @@ class HostileOutputsTest(TempDirTest):
             routes = 'routes:\n  - host: docs.python.org\n  - {"host": "*"}' + text + "\n  - host: pypi.org\n"
             block = self.store.submit(bottle, TOOL_EGRESS_BLOCK, routes, f"{name}: {text}\nsecond {text}",
                                       current_file="routes:\n  - host: docs.python.org\n" + text)
-            allow = self.store.submit(bottle, TOOL_EGRESS_ALLOW, '{"host": "' + text + '"}', text)
+            # No route submit() takes (it refuses them): a sidecar writes such a row into the file itself.
+            allow = file_as_a_sidecar(self.db, bottle, TOOL_EGRESS_ALLOW, '{"host": "' + text + '"}', text)
             findings = {"pushed": [{"ref": "refs/heads/" + text}], "findings": [
                 {"ref": "refs/heads/" + text, "commit": text, "file": text, "line": 1, "rule": text,
                  "line_text": text}]}

@@ -42,7 +42,8 @@ class DashboardBase(GuardedHandler):
         """The served ``Dashboard``."""
         return self.server.dashboard
 
-    def error_body(self, status: HTTPStatus, message: str, server_fault: bool) -> tuple[str, bytes]:
+    @classmethod
+    def error_body(cls, status: HTTPStatus, message: str, server_fault: bool) -> tuple[str, bytes]:
         """A small page saying why."""
         return HTML, pages.refusal_page(f"{status.value} {status.phrase}", message).encode("utf-8")
 

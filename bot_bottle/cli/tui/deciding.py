@@ -25,7 +25,7 @@ from bot_bottle.cli.render import modification
 from bot_bottle.cli.tui.grants_view import grant_question, parse_grant_choice
 from bot_bottle.cli.tui.screen import CONFIRM_KEYS, INVALID_KEYS, TerminalScreen
 from bot_bottle.decisions import decide
-from bot_bottle.errors import AlreadyDecided, BotBottleError, NotFound, ValidationError
+from bot_bottle.errors import AlreadyDecided, AnchorNotWritten, BotBottleError, NotFound, ValidationError
 from bot_bottle.policy.approval import Approval, approval_of
 from bot_bottle.queue_store import QueueStore
 from bot_bottle.records import STATUS_APPROVED, STATUS_MODIFIED, STATUS_REJECTED, Proposal
@@ -104,6 +104,8 @@ class Deciding:
             choice = parse_grant_choice(answer)
             decide(proposal.id, status, notes, final, self.decided_by, store=self.store, shown=proposal,
                    grant_for=choice.seconds, remember=choice.remember)
+        except AnchorNotWritten as exc:  # committed: the decision stands, with a warning about its proof
+            return f"{status} {label}; but {exc}"
         except (AlreadyDecided, NotFound, ValidationError, BotBottleError) as exc:
             return f"{exc}; nothing recorded"
         return f"{status} {label}" + (f", remembered for {choice.remember}" if choice.remember else "")

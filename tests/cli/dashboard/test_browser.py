@@ -23,6 +23,7 @@ from bot_bottle.sidecar.launcher import spawn
 from bot_bottle.timestamps import format_timestamp
 from tests.helpers.corpus import ATTACK_TEXT, HOSTILE, HTML_ATTACKS, forbidden
 from tests.helpers.dashboard import BrowserCase, artifact_dir
+from tests.helpers.support import file_as_a_sidecar
 
 
 class _EvilPage(BaseHTTPRequestHandler):
@@ -48,7 +49,8 @@ class BrowserTest(BrowserCase):
         """Script tags, event attributes, javascript: URLs and the terminal corpus: shown, never run or obeyed."""
         filed = [self.store.submit("web-1", TOOL_EGRESS_BLOCK, f"routes:\n- a.com\n{ATTACK_TEXT}\n",
                                    ATTACK_TEXT, current_file="routes:\n- a.com\n")]
-        filed += [self.store.submit(f"web-{i}", TOOL_EGRESS_ALLOW, '{"host": "' + text + '"}', f"{name}: {text}")
+        filed += [file_as_a_sidecar(self.path, f"web-{i}", TOOL_EGRESS_ALLOW, '{"host": "' + text + '"}',
+                                    f"{name}: {text}")
                   for i, (name, text) in enumerate(HOSTILE.items()) if name in ("mix", "bidi", "title", "lone-cr")]
         mix = next(p for p in filed if p.justification.startswith("mix: "))
         self.log_in()
