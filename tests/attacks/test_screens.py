@@ -89,7 +89,7 @@ class RewrittenBetweenShowAndApproveTest(TempDirTest):
                    f"--db {shlex.quote(str(self.db))}; echo EXIT=$?; sleep 30")
         term = Terminal(self, command.format(proposal.short_id), width=120, height=40)
         screen = term.wait_for("approve this?")
-        self.assertIn("host   docs.python.org", screen)
+        self.assertIn("approving grants:\n  docs.python.org  any method  every path", screen)
         self.rewrite(proposal.id, '{"host": "*"}')
         term.send("yes", "Enter")
         screen = term.wait_for("EXIT=")
@@ -164,7 +164,7 @@ class OddRowsTest(TempDirTest):
         for index in range(len(self.ids)):
             with self.subTest(index):
                 term.send("Enter")
-                screen = term.wait_for("justification:")
+                screen = term.wait_for("the agent's justification (its own words")
                 self.assertIn("filed", screen)
                 self.assertIn("(unreadable)", screen)
                 term.send("Escape")
