@@ -43,7 +43,6 @@ from bot_bottle.records import (
     Decision,
     Proposal,
     Response,
-    canonical_json,
     sha256_text,
     validate_proposal_id,
     validate_queue_key,
@@ -105,17 +104,6 @@ def _lines(text: str) -> list[str]:
     """
     parts = text.split("\n")
     return [part + "\n" for part in parts[:-1]] + ([parts[-1]] if parts[-1] else [])
-
-
-def shown_digest(proposal: Proposal) -> str:
-    """The digest of a proposal as a screen shows it: every field but its archiving (as a decision holds it).
-
-    ``proposals show`` prints it and ``approve --digest`` takes it back, the
-    dashboard's forms carry it: a decision is recorded only for a proposal
-    that still has it, so one rewritten in the file since it was shown is
-    refused.
-    """
-    return sha256_text(canonical_json({**proposal.to_dict(), "archived_at": None}))
 
 
 def check_decision(proposal: Proposal, decision: Decision) -> None:

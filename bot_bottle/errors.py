@@ -15,7 +15,8 @@ never shown as they are::
     │   ├── CorruptDatabase           SQLite reports it malformed
     │   ├── ReadOnlyDatabase          the file, or the directory its journal needs, is not writable
     │   ├── CannotOpenDatabase        the path cannot be opened or created
-    │   └── DatabaseBusy              another process held the lock past the busy timeout
+    │   ├── DatabaseBusy              another process held the lock past the busy timeout
+    │   └── DatabaseReplaced          the file at the path is not the one this process opened
     ├── MigrationError                a migration could not be discovered, applied or reverted
     │   ├── MigrationFilesError       the migration files themselves are wrong
     │   ├── MigrationDrift            an applied migration's file changed since
@@ -100,6 +101,17 @@ class CannotOpenDatabase(DatabaseError):
 
 class DatabaseBusy(DatabaseError):
     """Another process held the database lock for longer than the busy timeout."""
+
+
+class DatabaseReplaced(DatabaseError):
+    """The file at the database's path is not the one this process opened: removed, or another put there.
+
+    ``title``, ``explanation`` and ``todo`` say it for a page: what, how, and what to do.
+    """
+
+    def __init__(self, title: str, explanation: str, todo: str) -> None:
+        super().__init__(f"{explanation} {todo}")
+        self.title, self.explanation, self.todo = title, explanation, todo
 
 
 class MigrationError(BotBottleError):

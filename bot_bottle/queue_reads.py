@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+from collections.abc import Iterator
 from dataclasses import fields
 from typing import Any
 
@@ -21,6 +22,8 @@ from bot_bottle.records import (
     Proposal,
     ProposalSummary,
     Response,
+    canonical_json,
+    sha256_text,
     validate_id_prefix,
     validate_proposal_id,
     validate_queue_key,
@@ -41,6 +44,8 @@ _SUMMARY_WIDTH = len(fields(ProposalSummary))
 PENDING = "p.archived_at IS NULL AND NOT EXISTS (SELECT 1 FROM responses r WHERE r.proposal_id = p.id)"
 _RESPONSE_COLUMNS = _columns(Response, "r")
 _AMBIGUOUS_SHOWN = 5
+# Proposals a list reads at once: up to 1 MiB of payload and 1 MiB of current file each.
+_MANY = 4
 
 
 
@@ -58,6 +63,17 @@ def check_bottle(proposal_id: str, owner: str | None, queue_key: str) -> None:
 def decided_on(proposal: Proposal) -> dict[str, Any]:
     """What a decision is about: every field of the proposal but its archiving."""
     return {**proposal.to_dict(), "archived_at": None}
+
+
+def shown_digest(proposal: Proposal) -> str:
+    """The digest of a proposal as a screen showed it (``decided_on``): what a decision later holds it to.
+
+    ``proposals show`` prints it and ``approve --digest`` takes it back, the
+    dashboard's forms carry it, the TUI's lists keep it: a decision is
+    recorded only for a proposal that still has it, so one rewritten in the
+    file since it was shown is refused.
+    """
+    return sha256_text(canonical_json(decided_on(proposal)))
 
 
 def expired_response(proposal_id: str, expires_at: str) -> Response:
@@ -115,6 +131,20 @@ class QueueReads(DatabaseUser):
         validate_proposal_id(proposal_id)
         with self.db.read() as conn:
             return self.get_in(conn, proposal_id)
+
+    def get_many(self, proposal_ids: list[str]) -> Iterator[Proposal]:
+        """The proposals with these whole ids that exist, a few per read: a list reads each payload once, and
+        holds a few at a time (each read is short, so writers are not kept waiting)."""
+        for proposal_id in proposal_ids:
+            validate_proposal_id(proposal_id)
+        for start in range(0, len(proposal_ids), _MANY):
+            chunk = proposal_ids[start:start + _MANY]
+            marks = ", ".join("?" * len(chunk))
+            with self.db.read() as conn:
+                rows = conn.execute(f"SELECT {PROPOSAL_COLUMNS} FROM proposals p WHERE p.id IN ({marks})",
+                                    chunk).fetchall()
+            for row in rows:
+                yield self.proposal_from_row(row)
 
     def find(self, prefix: str) -> Proposal:
         """The one proposal whose id starts with ``prefix`` (any case); ``NotFound`` or ``AmbiguousId``."""

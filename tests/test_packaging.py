@@ -61,6 +61,13 @@ class WheelInstallTest(TempDirTest):
         )
         self.assertEqual(static.stdout.strip(), "[('/static/app.js', True), ('/static/style.css', True)]",
                          "the dashboard's script and stylesheet ship in the package: " + static.stderr[-2000:])
+        suffixes = subprocess.run(
+            [str(python), "-c", "from bot_bottle.policy.suffixes import shipped; "
+             "print(shipped().is_public_suffix('readthedocs.io'), len(shipped().rules) > 5000)"],
+            cwd=elsewhere, env=env, capture_output=True, text=True, timeout=60,
+        )
+        self.assertEqual(suffixes.stdout.strip(), "True True",
+                         "the Public Suffix List ships in the package: " + suffixes.stderr[-2000:])
         doctor = subprocess.run([str(python), "-m", "bot_bottle", "doctor", "--json"], cwd=elsewhere, env=env,
                                 capture_output=True, text=True, timeout=60)
         checks = {c["check"] for c in json.loads(doctor.stdout)["checks"]}

@@ -9,11 +9,13 @@ from typing import Any
 from bot_bottle.bottles import BottleOverview, BottleStore
 from bot_bottle.cli.common import age, cell_text, db_path, print_json, print_table, print_untrusted, verb_parser
 from bot_bottle.cli.grants_cmds import grant_json, time_left
+from bot_bottle.cli.inbox import Inbox
 from bot_bottle.cli.registry import summary
-from bot_bottle.cli.render import proposal_json
+from bot_bottle.cli.render import grant_cell, proposal_json
 from bot_bottle.errors import NotFound
 from bot_bottle.grants import GrantStore
 from bot_bottle.policy.subjects import describe_subject
+from bot_bottle.queue_store import QueueStore
 from bot_bottle.timestamps import format_timestamp
 
 _EPILOG = """\
@@ -68,9 +70,11 @@ def cmd_bottles_list(args: argparse.Namespace) -> int:
 def cmd_bottles_show(args: argparse.Namespace) -> int:
     """One bottle: its life, and its pending proposals."""
     now = datetime.now(UTC)
-    with BottleStore(db_path(args)) as store:
+    with QueueStore(db_path(args)) as queue:
+        store = BottleStore(database=queue.db)
         items = store.overview(args.slug)
         grants = GrantStore(database=store.db).listing(args.slug) if items else []
+        entries = Inbox(queue).entries(items[0].pending) if items else []
     if not items:
         raise NotFound(f"no bottle {args.slug} (bot-bottle bottles list names them)")
     item = items[0]
@@ -95,8 +99,9 @@ def cmd_bottles_show(args: argparse.Namespace) -> int:
     print_untrusted(lines)
     if item.pending:
         print()
-        print_table(["ID", "TOOL", "AGE", "JUSTIFICATION"],
-                    [[p.short_id, p.tool, ago(p.created_at, now), cell_text(p.justification)] for p in item.pending])
+        print_table(["ID", "TOOL", "AGE", "GRANTS", "AGENT SAYS"],
+                    [[e.proposal.short_id, e.proposal.tool, ago(e.proposal.created_at, now), grant_cell(e.approval),
+                      cell_text(e.proposal.justification)] for e in entries])
     if grants:
         print()
         print_table(["GRANT", "TOOL", "GRANTS", "LEFT", "BY"],

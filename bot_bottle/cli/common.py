@@ -255,26 +255,24 @@ def cell_text(text: str) -> str:
 
 
 def print_table(
-    headers: Sequence[str], rows: Sequence[Sequence[str]], *, last_width: int = 60, status_column: int | None = None,
-    page: bool = False,
+    headers: Sequence[str], rows: Sequence[Sequence[str | terminal.Line]], *, last_width: int = 60,
+    status_column: int | None = None, page: bool = False,
 ) -> None:
     """Print rows of untrusted text under headers in aligned display columns.
 
-    Cells are sanitized (one line each); the last column is cut to
-    ``last_width`` columns and not padded. On a terminal each row is cut to
-    the screen's width with a marker, so no row wraps into something that
-    looks like another row; the ``status_column`` is coloured by its value.
-    Piped (stdout not a terminal), the table is for a program, as ``gh``
-    prints one: tab-separated cells, nothing cut, no header padding
-    (``cut -f``, ``awk -F'\t'``); inside a cell a tab shows as spaces and a
-    newline or other control character as its escape, so a row stays one line.
+    Cells are sanitized (one line each); a cell given as a ``terminal.Line``
+    was built (and sanitized) by the caller, with its own styles. The last
+    column is cut to ``last_width`` columns and not padded. On a terminal
+    each row is cut to the screen's width with a marker, so no row wraps into
+    something that looks like another row; the ``status_column`` is coloured
+    by its value.
     """
     if piped():
         for texts in [headers, *rows]:
-            print("\t".join(terminal.plain(terminal.line(text)) for text in texts))
+            print("\t".join(terminal.plain(terminal.line(text) if isinstance(text, str) else text) for text in texts))
         return
     table = [[terminal.line(h) for h in headers]]
-    table += [[terminal.line(cell) for cell in row] for row in rows]
+    table += [[terminal.line(cell) if isinstance(cell, str) else cell for cell in row] for row in rows]
     for row in table:
         row[-1] = terminal.fit(row[-1], last_width)
     widths = [max(terminal.width(row[i]) for row in table) for i in range(len(headers))]

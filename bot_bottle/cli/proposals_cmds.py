@@ -16,11 +16,14 @@ from bot_bottle.cli.common import (
     print_untrusted,
     verb_parser,
 )
+from bot_bottle.cli.inbox import ANY_CAUTION, Filters, Inbox, approval_for
 from bot_bottle.cli.proposals_decide import register_decisions
 from bot_bottle.cli.registry import summary
-from bot_bottle.cli.render import describe, proposal_json, shown_status
-from bot_bottle.decisions import shown_digest
+from bot_bottle.cli.render import describe, grant_cell, proposal_json, shown_status
+from bot_bottle.policy.approval import KINDS
+from bot_bottle.queue_reads import shown_digest
 from bot_bottle.queue_store import QueueStore
+from bot_bottle.records import TOOLS
 
 _EPILOG = """\
 examples:
@@ -41,22 +44,31 @@ database since is refused.
 
 
 def cmd_proposals_list(args: argparse.Namespace) -> int:
-    """List pending proposals (all of them with ``--all``), oldest first."""
+    """List pending proposals (all of them with ``--all``), oldest first, each with what approving it grants."""
+    filters = Filters(args.bottle, args.tool, args.warning, args.search)
     with QueueStore(db_path(args)) as store:
-        # Summaries: a bottle's megabytes of payloads stay on disk until one is shown.
-        rows = store.summaries(args.bottle, include_decided=args.all, limit=args.limit)
+        inbox = Inbox(store)
+        if args.all:
+            # Summaries: only what the list shows of each payload is kept once it is read.
+            rows = store.summaries(args.bottle, include_decided=True, limit=args.limit)
+            entries = inbox.entries([p for p, _ in rows], [r for _, r in rows])
+            listed = [(entry, response) for entry, (_, response) in zip(entries, rows, strict=True)
+                      if filters.keep(entry)]
+        else:
+            pending = inbox.pending(filters)
+            listed = [(entry, None) for entry in (pending[-args.limit:] if args.limit else pending)]
     if args.json:
-        print_json([proposal_json(p, r) for p, r in rows])
+        print_json([proposal_json(e.proposal, r, e.approval) for e, r in listed])
         return 0
-    if not rows:
-        print("no proposals" if args.all else "no pending proposals")
+    if not listed:
+        print(("no proposals" if args.all else "no pending proposals") + (" match" if filters.active else ""))
         return 0
     print_table(
-        ["ID", "BOTTLE", "TOOL", "AGE", "STATUS", "JUSTIFICATION"],
+        ["ID", "BOTTLE", "TOOL", "AGE", "STATUS", "GRANTS", "AGENT SAYS"],
         [
-            [p.short_id, p.queue_key, p.tool, age(p.created_at), shown_status(p, r),
-             cell_text(p.justification)]
-            for p, r in rows
+            [e.proposal.short_id, e.proposal.queue_key, e.proposal.tool, age(e.proposal.created_at),
+             shown_status(e.proposal, r), grant_cell(e.approval), cell_text(e.proposal.justification)]
+            for e, r in listed
         ],
         status_column=4,
         page=True,
@@ -73,9 +85,11 @@ def cmd_proposals_show(args: argparse.Namespace) -> int:
         unproven = AuditStore(database=store.db).decision_problem(response) if response is not None else None
     digest = shown_digest(proposal)
     if args.json:
-        print_json({**proposal_json(proposal, response), "unproven": unproven, "digest": digest})
+        print_json({**proposal_json(proposal, response, approval_for(proposal, response)), "unproven": unproven,
+                    "digest": digest})
         return 0
-    lines = describe(proposal, response, unproven)
+    lines = describe(proposal, response, unproven, full=args.full,
+                     more=f"'bot-bottle proposals show {proposal.short_id} --full' shows them")
     if response is None:
         lines += ["", f"digest    {digest}",
                   f"to approve exactly this: bot-bottle proposals approve {proposal.short_id} --digest {digest}"]
@@ -96,19 +110,27 @@ def register(subparsers: Any) -> None:
 
     p = verb_parser(verbs, "list",
         help="pending proposals of every bottle, oldest first",
-        description="List pending proposals of every bottle (or one), oldest first. "
-        "--json prints objects with id, queue_key, tool, created_at and status "
-        "(no payload: 'show' prints one whole).",
+        description="List pending proposals of every bottle (or one), oldest first: what approving each grants "
+        "(a [widens], [look-alike] or [unreadable] badge first where it warrants a second look), then the agent's "
+        "own first line. --json prints objects with id, queue_key, tool, created_at, status and grants "
+        "(summary, grants, warnings); no payload: 'show' prints one whole.",
         json=True,
     )
     p.add_argument("--bottle", metavar="SLUG", help="only this bottle's proposals")
     p.add_argument("--all", action="store_true", help="decided and archived proposals too")
+    p.add_argument("--tool", choices=TOOLS, help="only this tool's proposals")
+    p.add_argument("--warning", nargs="?", const=ANY_CAUTION, choices=(ANY_CAUTION, *KINDS), metavar="KIND",
+                   help="only proposals with a warning (of KIND: widens, look-alike or unreadable)")
+    p.add_argument("--search", metavar="WORDS", help="only proposals whose row holds every word (case ignored)")
     p.add_argument("--limit", type=positive_int, metavar="N", help="only the newest N")
     p.set_defaults(handler=cmd_proposals_list)
 
     p = verb_parser(verbs, "show", help="one proposal in full",
-                         description="Show a proposal: justification, diff (or report) and decision.", json=True)
+                         description="Show a proposal: what approving it grants (with warnings), its diff (or "
+                         "report), its decision, and last the agent's justification (its first lines; --full for "
+                         "all). --json adds 'grants' to the proposal's fields.", json=True)
     p.add_argument("id", metavar="ID", help="the proposal's id or a unique prefix of it")
+    p.add_argument("--full", action="store_true", help="the agent's whole justification, however long")
     p.set_defaults(handler=cmd_proposals_show)
 
     register_decisions(verbs)

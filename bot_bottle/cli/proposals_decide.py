@@ -20,10 +20,11 @@ from bot_bottle.cli.common import (
 )
 from bot_bottle.cli.grants_cmds import time_left
 from bot_bottle.cli.render import describe, modification
-from bot_bottle.decisions import check_decision, decide, default_decider, shown_digest
+from bot_bottle.decisions import check_decision, decide, default_decider
 from bot_bottle.errors import AnchorNotWritten, AuditTampered, BotBottleError, ValidationError
 from bot_bottle.grants import GrantStore
 from bot_bottle.policy.subjects import describe_subject
+from bot_bottle.queue_reads import shown_digest
 from bot_bottle.queue_store import QueueStore
 from bot_bottle.records import (
     REMEMBER_SCOPES,

@@ -1,10 +1,12 @@
-"""How a proposal reads to a person: the text ``proposals show`` prints and the TUI's detail view.
+"""How a proposal reads to a person: the text ``proposals show`` prints, the TUI's detail view and the lists' cells.
 
 Everything here builds raw text, agent text included; what shows it passes
 it through ``text.terminal`` (``print_untrusted`` in the CLI, the TUI's
-drawing). The operator decides on meaning as well as text: an egress-allow
-shows its parsed host and paths, and a routes-file diff marks the added lines
-that widen access.
+drawing, ``text.html`` in the dashboard). The operator decides on meaning as
+well as text: what approving grants comes first (``policy.approval``, with
+its warnings), then the route's document, the routes-file diff with its
+added lines that widen access marked, or the report; the agent's
+justification comes last, under its own heading and cut to a bounded height.
 """
 
 from __future__ import annotations
@@ -12,10 +14,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from bot_bottle.cli.common import UNREADABLE, Shown, age
+from bot_bottle.cli.common import ROLE_STYLES, UNREADABLE, Shown, age, piped
+from bot_bottle.cli.inbox import approval_for
 from bot_bottle.decisions import decision_diff, normal_json, render_diff
-from bot_bottle.errors import ValidationError
-from bot_bottle.policy.routes import file_widening, is_diff_header, parse_route, validate_final_file, widening_lines
+from bot_bottle.policy.approval import Approval, approval_of
+from bot_bottle.policy.routes import file_widening, is_diff_header, validate_final_file, widening_lines
 from bot_bottle.records import (
     STATUS_APPROVED,
     STATUS_EXPIRED,
@@ -32,6 +35,12 @@ from bot_bottle.text import terminal
 from bot_bottle.timestamps import utc_now
 
 WARNING = "WARNING:"
+# How much of the agent's justification a detail shows before "show all": its words come last, bounded, so a
+# justification cannot push what approving grants (or a warning) out of sight.
+JUSTIFICATION_LINES = 12
+JUSTIFICATION_CHARS = 2000
+# The grants column of a list, in display columns.
+GRANTS_WIDTH = 56
 
 
 def _report_text(payload: str) -> list[str]:
@@ -98,23 +107,6 @@ def report_lines(proposal: Proposal) -> list[str]:
     return _report_text(proposal.payload)
 
 
-def route_lines(payload: str) -> list[str]:
-    """An egress-allow payload as what approving it allows: the parsed host, methods and paths, and warnings."""
-    try:
-        route = parse_route(payload)
-    except ValidationError as exc:
-        return [Shown(f"{WARNING} this is not a valid route ({exc}); the raw text:", "warning"),
-                *payload.split("\n")]
-    lines: list[str] = [Shown(f"{WARNING} this route widens access: {why}", "warning") for why in route.widening()]
-    lines.append(f"  host    {route.host}")
-    lines.append(f"  methods {', '.join(route.methods)}" if route.methods else "  methods (every method)")
-    if route.paths:
-        lines += [f"  {'paths' if i == 0 else '':<7} {path}" for i, path in enumerate(route.paths)]
-    else:
-        lines.append("  paths   (every path of the host)")
-    return lines
-
-
 def marked_diff(diff: str, final: str | None = None) -> list[str]:
     """A routes-file diff with a gutter: ``!`` marks an added line that widens access, with a warning above.
 
@@ -168,17 +160,31 @@ def shown_status(proposal: Proposal | ProposalSummary, response: Response | None
     return STATUS_EXPIRED if isinstance(expires_at, str) and expires_at <= utc_now() else STATUS_PENDING
 
 
-def proposal_json(proposal: Proposal | ProposalSummary, response: Response | None) -> dict[str, Any]:
+def proposal_json(proposal: Proposal | ProposalSummary, response: Response | None,
+                  approval: Approval | None = None) -> dict[str, Any]:
     """A proposal (whole, or a listing's summary) and its decision as one JSON object.
 
-    ``status`` is ``pending``, ``expired`` (past its end, not closed yet) or the decision.
+    ``status`` is ``pending``, ``expired`` (past its end, not closed yet) or the decision; with
+    ``approval``, ``grants`` says what approving grants (``Approval.to_dict``).
     """
-    return {
+    shown = {
         **proposal.to_dict(),
         "short_id": proposal.short_id,
         "status": shown_status(proposal, response),
         "response": response.to_dict() if response else None,
     }
+    if approval is not None:
+        shown["grants"] = approval.to_dict()
+    return shown
+
+
+def grant_cell(approval: Approval, width: int = GRANTS_WIDTH) -> terminal.Line:
+    """A list's grants column: the cautions' kinds as a badge (``[widens]``, in the warning colour), then what
+    approving grants, cut to ``width`` columns on a terminal (piped, a script gets all of it)."""
+    badge = terminal.coloured(terminal.line(f"[{','.join(approval.kinds)}] "), ROLE_STYLES["warning"]) \
+        if approval.kinds else []
+    cell = [*badge, *terminal.line(approval.summary)]
+    return cell if piped() else terminal.fit(cell, width)
 
 
 def _ago(timestamp: str) -> str:
@@ -186,15 +192,26 @@ def _ago(timestamp: str) -> str:
     return shown if shown == UNREADABLE else f"{shown} ago"
 
 
-def describe(proposal: Proposal, response: Response | None, unproven: str | None = None) -> list[str]:
+def describe(proposal: Proposal, response: Response | None, unproven: str | None = None, *, full: bool = False,
+             more: str = "") -> list[str]:
     """What ``proposals show`` and the TUI's detail view print, one item a screen line.
 
-    Items are raw (agent text included): show each with ``terminal.line``,
-    so a newline inside a single-line field (a file name in a report, the
-    decider) shows as an escape instead of starting a line that could pass
-    for one of ours. ``unproven`` is why the audit log does not prove the
-    decision (``AuditStore.decision_problem``), shown as a warning under it.
+    What approving grants comes first, then the route, diff or report, and
+    the agent's justification last, cut to ``JUSTIFICATION_LINES`` unless
+    ``full`` (``more`` says how to see the rest). Items are raw (agent text
+    included): show each with ``terminal.line``, so a newline inside a
+    single-line field (a file name in a report, the decider) shows as an
+    escape instead of starting a line that could pass for one of ours.
+    ``unproven`` is why the audit log does not prove the decision
+    (``AuditStore.decision_problem``), shown as a warning under it.
     """
+    return [*header_lines(proposal, response, unproven), "", *approval_lines(approval_for(proposal, response),
+                                                                             approval_heading(response)),
+            "", *body_lines(proposal, response), "", *agent_lines(proposal.justification, full=full, more=more)]
+
+
+def header_lines(proposal: Proposal, response: Response | None, unproven: str | None = None) -> list[str]:
+    """Which proposal this is and its state: id, bottle, tool, when filed, its decision (or when it expires)."""
     lines = [
         f"proposal  {proposal.id}",
         f"bottle    {proposal.queue_key}",
@@ -215,41 +232,79 @@ def describe(proposal: Proposal, response: Response | None, unproven: str | None
             lines += ["notes:", *("  " + line for line in response.notes.split("\n"))]
     if proposal.archived_at:
         lines.append(f"archived  {proposal.archived_at}")
-    lines += ["", "justification:", *("  " + line for line in proposal.justification.split("\n"))]
-    if proposal.report_only:
-        lines += ["", "report:", *("  " + line for line in report_lines(proposal))]
-        return lines
-    status = response.status if response else STATUS_APPROVED
-    final = response.final_file if response else None
-    if proposal.tool == TOOL_EGRESS_ALLOW:
-        modified = status == STATUS_MODIFIED and final is not None
-        lines += ["", "route as modified:" if modified else "route (what approving allows):",
-                  *route_lines(final if modified and final is not None else proposal.payload)]
-    diff = decision_diff(proposal, status, final)
-    label = "current -> final" if status == STATUS_MODIFIED else "current -> proposed"
-    after = final if status == STATUS_MODIFIED and final is not None else proposal.payload
-    lines += ["", f"diff ({label}):", *marked_diff(diff, after if proposal.tool != TOOL_EGRESS_ALLOW else None)]
     return lines
 
 
+def approval_heading(response: Response | None) -> str:
+    """The title over what approving grants: it grants, it granted, or it would have."""
+    if response is None:
+        return "approving grants:"
+    return {STATUS_APPROVED: "the approval granted:", STATUS_MODIFIED: "the modification granted:"}.get(
+        response.status, "approving would have granted:")
+
+
+def approval_lines(approval: Approval, heading: str) -> list[str]:
+    """What an approval grants, one item a line under ``heading``, then each caution as a ``WARNING:`` line."""
+    return [Shown(heading, "heading"), *("  " + item for item in approval.grants),
+            *(Shown(f"{WARNING} {caution.kind}: {caution.text}", "warning") for caution in approval.cautions)]
+
+
+def body_lines(proposal: Proposal, response: Response | None) -> list[str]:
+    """What the proposal holds: the report of a report-only tool, else the diff of its file, marked."""
+    if proposal.report_only:
+        return ["report:", *("  " + line for line in report_lines(proposal))]
+    status = response.status if response else STATUS_APPROVED
+    final = response.final_file if response else None
+    diff = decision_diff(proposal, status, final)
+    label = "current -> final" if status == STATUS_MODIFIED else "current -> proposed"
+    after = final if status == STATUS_MODIFIED and final is not None else proposal.payload
+    return [f"diff ({label}):", *marked_diff(diff, after if proposal.tool != TOOL_EGRESS_ALLOW else None)]
+
+
+def agent_lines(justification: str, *, full: bool = False, more: str = "") -> list[str]:
+    """The agent's justification, under a heading that says whose words they are, cut to a bounded height.
+
+    At most ``JUSTIFICATION_LINES`` lines and ``JUSTIFICATION_CHARS``
+    characters unless ``full``; a cut ends with a line of ours (not indented,
+    as every line of the agent's is) saying how much is hidden and ``more``:
+    how to see it.
+    """
+    shown, hidden = bounded(justification, full=full)
+    lines = [Shown("the agent's justification (its own words, not checked):", "heading"),
+             *("  " + line for line in shown)]
+    if hidden:
+        lines.append(Shown(f"... {hidden} more line(s) of the agent's words not shown" + (f": {more}" if more else ""),
+                           "heading"))
+    return lines
+
+
+def bounded(text: str, *, full: bool = False) -> tuple[list[str], int]:
+    """``text``'s first lines within the bounds (all of them if ``full``), and how many lines are left out."""
+    lines = text.split("\n")
+    if full:
+        return lines, 0
+    shown: list[str] = []
+    room = JUSTIFICATION_CHARS
+    cut = False
+    for line in lines[:JUSTIFICATION_LINES]:
+        if len(line) > room:
+            shown.append(line[:room])  # the rest of this line is hidden too, and counted
+            cut = True
+            break
+        shown.append(line)
+        room -= len(line)
+    return shown, len(lines) - len(shown) + (1 if cut else 0)
+
+
 def modification(proposal: Proposal, final_file: str) -> list[str]:
-    """What the operator confirms before a modification is recorded: their own diff, and what it allows.
+    """What the operator confirms before a modification is recorded: what it grants, and their own diff.
 
     One raw item a screen line, as ``describe``. Raises ``ValidationError`` when ``final_file``
     is not a file the tool can take, before anything is shown.
     """
     validate_final_file(proposal.tool, final_file)
-    lines = [f"your modification of {proposal.short_id} ({proposal.queue_key}, {proposal.tool})"]
-    if proposal.tool == TOOL_EGRESS_ALLOW:
-        lines += ["", "route as modified:", *route_lines(final_file)]
-    else:
-        widening = file_widening(final_file)
-        if widening:
-            lines += ["", Shown(f"{WARNING} the final file has {len(widening)} line(s) that widen access:",
-                                "warning")]
-            every = final_file.split("\n")
-            lines += [Shown(f"  line {number}: {every[number - 1].strip()}  ({'; '.join(reasons)})", "warning")
-                      for number, reasons in widening.items()]
+    lines = [f"your modification of {proposal.short_id} ({proposal.queue_key}, {proposal.tool})", "",
+             *approval_lines(approval_of(proposal.tool, final_file, proposal.current_file), "your version grants:")]
     own = render_diff(proposal.payload, final_file, before_name="proposed", after_name="final", json_aware=True)
     as_json = normal_json(proposal.payload) is not None and normal_json(final_file) is not None
     lines += ["", "diff (proposed -> final" + (", both as JSON: keys sorted, indented" if as_json else "") + "):",

@@ -11,8 +11,9 @@ the operator could see in full.
 
 ``widening_lines`` is a reading aid, not a parser of the proxy's format: it
 flags lines that name a host wildcard over everything (``*``), over a whole
-top-level domain (``*.com``) or a public suffix where anyone can register a
-name (``*.co.uk``, ``*.github.io``), a path of ``/`` (or ``/*``), or a YAML
+top-level domain (``*.com``) or any name the Public Suffix List says holds
+names of many owners (``*.co.uk``, ``*.github.io``, ``*.compute.amazonaws.com``:
+``policy.suffixes``), a path of ``/`` (or ``/*``), or a YAML
 alias (``*name``, which repeats a value from elsewhere), so the operator's eye
 goes there first. It reads each line as written and with its escapes decoded
 (``"\u002a"`` is ``*`` to a YAML or JSON reader), and finds a wildcard
@@ -28,6 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bot_bottle.errors import ValidationError
+from bot_bottle.policy.suffixes import shipped
 from bot_bottle.records import TOOL_EGRESS_ALLOW, TOOL_EGRESS_BLOCK
 from bot_bottle.text.terminal import describe_char, unsafe_characters
 
@@ -49,16 +51,6 @@ _ROOT_PATH_RE = re.compile(r"""(?:^|[\s:\[,"'=-])/\**(?=$|[\s,\]"'}#])""")
 _STAR_TOKEN_RE = re.compile(r"""(?:^|(?<=[\s:\[,"'=({<-]))\*[^\s"',}\]#)]*""")
 # Escapes a YAML double-quoted or JSON string decodes: "\u002a" is "*", "\/" is "/".
 _ESCAPE_RE = re.compile(r"\\(?:u([0-9a-fA-F]{4})|x([0-9a-fA-F]{2})|U([0-9a-fA-F]{8})|(/))")
-# Suffixes under which anyone can register a name: a wildcard over one is as wide as one over a TLD.
-# Not the whole public suffix list (that is not in the standard library): the common ones, and any
-# two-letter country domain under a generic second level (co.uk, com.au, ne.jp ...).
-_PUBLIC_SUFFIXES = frozenset({
-    "github.io", "githubusercontent.com", "gitlab.io", "herokuapp.com", "vercel.app", "netlify.app",
-    "pages.dev", "workers.dev", "web.app", "firebaseapp.com", "appspot.com", "blogspot.com",
-    "azurewebsites.net", "cloudfront.net", "amazonaws.com", "s3.amazonaws.com", "ngrok.io", "ngrok-free.app",
-    "glitch.me", "repl.co", "fly.dev", "onrender.com", "r2.dev", "trycloudflare.com", "duckdns.org",
-})
-_SECOND_LEVELS = frozenset({"co", "com", "net", "org", "gov", "edu", "ac", "ne", "or", "go", "gob", "nom"})
 
 
 @dataclass(frozen=True)
@@ -166,21 +158,16 @@ def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 
 def host_is_wide(host: str) -> bool:
-    """True for a host pattern that covers everything, a whole top-level domain or a public suffix.
+    """True for a host pattern that covers everything, a whole top-level domain or names of many owners.
 
-    ``*``, ``*.com``, ``*.co.uk``, ``*.github.io``; ``*.example.com`` (one
+    ``*``, ``*.com``, ``*.co.uk``, ``*.github.io``, ``*.amazonaws.com`` (the
+    Public Suffix List names suffixes under it); ``*.example.com`` (one
     domain's subdomains) is an ordinary route.
     """
     name = host.strip().lower().rstrip(".")
     if "*" not in name:
         return False
-    return not (name.startswith("*.") and "*" not in name[2:] and "." in name[2:]
-                and not _is_public_suffix(name[2:]))
-
-
-def _is_public_suffix(name: str) -> bool:
-    labels = name.split(".")
-    return name in _PUBLIC_SUFFIXES or (len(labels) == 2 and labels[0] in _SECOND_LEVELS and len(labels[1]) == 2)
+    return not (name.startswith("*.") and "*" not in name[2:] and shipped().why_shared(name[2:]) is None)
 
 
 def _what_wildcard_covers(host: str) -> str:
@@ -188,9 +175,9 @@ def _what_wildcard_covers(host: str) -> str:
     if name in ("*", "*."):
         return "every host"
     if name.startswith("*.") and "*" not in name[2:]:
-        if "." in name[2:]:
-            return f"the public suffix .{name[2:]} (anyone can register a name under it)"
-        return f"the whole top-level domain .{name[2:]}"
+        why = shipped().why_shared(name[2:])
+        if why is not None:
+            return f"every name under .{name[2:]}, {why}"
     return "more than one domain"
 
 
@@ -204,6 +191,8 @@ def _decoded(text: str) -> str:
 
 def line_widening(text: str) -> list[str]:
     """Why one routes-file line widens access (empty: nothing seen), read as written and with escapes decoded."""
+    if "*" not in text and "/" not in text and "\\" not in text:
+        return []  # every reason needs a '*', a '/' or an escape that spells one: most lines are read no further
     reasons = _form_widening(text)
     decoded = _decoded(text)
     if decoded != text:

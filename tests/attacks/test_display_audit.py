@@ -180,8 +180,8 @@ class WideningSpellingsTest(TempDirTest):
             self.store.submit("web-1", TOOL_EGRESS_ALLOW, route, "docs")
         proposal = file_as_a_sidecar(self.db, "web-1", TOOL_EGRESS_ALLOW, route, "docs")
         lines = self.show(proposal.short_id)
-        self.assertIn("WARNING: this is not a valid route", "\n".join(lines))
-        self.assertNotIn("  paths   /x", lines)
+        self.assertIn("WARNING: unreadable: not a valid route", "\n".join(lines))
+        self.assertIn("  nothing: the route does not parse", lines)
         with self.assertRaises(ValidationError):
             validate_final_file(TOOL_EGRESS_ALLOW, route)
 
@@ -203,8 +203,8 @@ class WideningSpellingsTest(TempDirTest):
             with self.subTest(route):
                 proposal = self.store.submit("web-1", TOOL_EGRESS_ALLOW, route + "\n", "docs")
                 lines = self.show(proposal.short_id)
-                self.assertTrue(any(line.startswith("WARNING: this route widens access") for line in lines),
-                                "\n".join(lines))
+                self.assertTrue(any(line.startswith("WARNING: widens: ") for line in lines), "\n".join(lines))
+                self.assertLess(lines.index("approving grants:"), lines.index("diff (current -> proposed):"))
 
 
 def widest_columns(text: str) -> int:

@@ -325,7 +325,7 @@ class SessionCookieScopeTest(DashboardCase):
         self.addCleanup(app.shutdown)
         _AgentApp.cookies.clear()
         browser.get(self.server.url)
-        self.assertIn("Bottles", browser.text())
+        self.assertIn("Inbox", browser.text())
         for path in ("/", "/anything"):
             browser.get(f"http://127.0.0.1:{app.server_address[1]}{path}")
             self.assertIn("the agent's app", browser.text())

@@ -18,7 +18,7 @@ import sqlite3
 import sys
 from pathlib import Path
 
-from bot_bottle.decisions import shown_digest
+from bot_bottle.queue_reads import shown_digest
 from bot_bottle.queue_store import QueueStore
 from bot_bottle.records import (
     TOOL_EGRESS_ALLOW,
@@ -89,7 +89,7 @@ class RewrittenBetweenShowAndApproveTest(TempDirTest):
                    f"--db {shlex.quote(str(self.db))}; echo EXIT=$?; sleep 30")
         term = Terminal(self, command.format(proposal.short_id), width=120, height=40)
         screen = term.wait_for(f"approve {proposal.short_id} (web-1, egress-allow)?")
-        self.assertIn("host    docs.python.org", screen)
+        self.assertIn("approving grants:\n  docs.python.org  any method  every path", screen)
         self.rewrite(proposal.id, '{"host": "*"}')
         term.send("yes", "Enter")
         screen = term.wait_for("EXIT=")
@@ -166,7 +166,7 @@ class OddRowsTest(TempDirTest):
         for index in range(len(self.ids)):
             with self.subTest(index):
                 term.send("Enter")
-                screen = term.wait_for("justification:")
+                screen = term.wait_for("the agent's justification (its own words")
                 self.assertIn("filed", screen)
                 self.assertIn("(unreadable)", screen)
                 term.send("Escape")

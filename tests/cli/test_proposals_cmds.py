@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import io
 import json
+import os
 from contextlib import redirect_stderr, redirect_stdout
+from unittest import mock
 
 from bot_bottle.cli import main
 from bot_bottle.queue_store import QueueStore
@@ -17,6 +19,7 @@ class TerminalOutput(io.StringIO):
 
     def isatty(self) -> bool:
         return True
+
 
 class CliTestCase(TempDirTest):
     def setUp(self) -> None:
@@ -56,7 +59,8 @@ class ProposalsVerbsTest(CliTestCase):
         self.assertEqual(out.splitlines()[1].split("\t")[0], first.short_id)
         self.assertIn("need b.com\\x0afor the docs", out, "the whole justification, its newline escaped")
         terminal = TerminalOutput()
-        with redirect_stdout(terminal), redirect_stderr(io.StringIO()):
+        with redirect_stdout(terminal), redirect_stderr(io.StringIO()), \
+                mock.patch.dict(os.environ, {"COLUMNS": "160"}):
             main(["proposals", "list"])
         self.assertIn("need b.com", terminal.getvalue())
         self.assertNotIn("for the docs", terminal.getvalue(), "on a terminal, only the justification's first line")

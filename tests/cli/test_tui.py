@@ -11,7 +11,7 @@ from pathlib import Path
 from unittest import mock
 
 from bot_bottle.audit_store import AuditStore
-from bot_bottle.cli.tui.app import SuperviseTUI
+from bot_bottle.cli.tui.app import GUARD_SEC, SuperviseTUI
 from bot_bottle.decisions import decide
 from bot_bottle.errors import DatabaseBusy
 from bot_bottle.queue_store import QueueStore
@@ -48,6 +48,10 @@ class TuiTest(TempDirTest):
         self.term = Terminal(self, command)
         self.term.wait_for("3 pending")
 
+    def settle(self) -> None:
+        """Wait out the TUI's guard: keys typed just after the row under the cursor changed are dropped."""
+        time.sleep(GUARD_SEC + 0.3)
+
     def quit(self) -> None:
         self.term.send("q")
         # The shell creates the file before it writes the status into it: wait for the status.
@@ -58,7 +62,8 @@ class TuiTest(TempDirTest):
     def test_approve_modify_reject(self) -> None:
         """Approve, modify with a scripted EDITOR and reject with a reason; the database and audit agree."""
         screen = self.term.screen()
-        for needle in (self.routes.short_id, "web-1", "egress-block", "need b.com", "* ", "a approve", "q quit"):
+        for needle in (self.routes.short_id, "web-1", "egress-block", "routes file: adds b.com", "agent: need b.com",
+                       "* ", "a approve", "v grants"):
             self.assertIn(needle, screen)
         # The first row: open it, read the diff, go back.
         self.term.send("Enter")
@@ -78,11 +83,13 @@ class TuiTest(TempDirTest):
         self.term.wait_for("for how long? Enter: 7d")
         self.term.send("Enter")
         self.term.wait_for("2 pending")
+        self.settle()
         # Reject the route (now first), with a reason.
         self.term.send("r")
         self.term.wait_for("reason for rejecting")
         self.term.send("no pypi today", "Enter")
         self.term.wait_for("1 pending")
+        self.settle()
         # The report-only proposal: no modify; approving wants a reason.
         self.term.send("m")
         self.term.wait_for("report-only")
@@ -125,13 +132,17 @@ class TuiTest(TempDirTest):
         self.quit()
 
     def test_decided_elsewhere_and_new_arrivals(self) -> None:
-        """A proposal decided elsewhere while open is reported; new ones appear by themselves, marked."""
+        """A proposal decided elsewhere while open is reported, and nothing is selected; new ones appear, marked."""
         self.term.send("Enter")
         self.term.wait_for("diff (current -> proposed)")
         decide(self.routes.id, STATUS_APPROVED, decided_by="bob@desk", store=self.store)
-        self.term.wait_for("decided elsewhere: approved by bob@desk")
-        self.term.send("j")  # a keypress: everything on screen is now seen
-        time.sleep(0.3)
+        screen = self.term.wait_for("decided elsewhere: approved by bob@desk")
+        self.assertIn("nothing selected", screen)
+        self.settle()
+        self.term.send("a")  # nothing is selected: nothing to approve
+        self.term.wait_for("no proposal is selected")
+        self.term.send("j")  # a keypress: everything on screen is now seen, and the row where it was is selected
+        self.term.wait_for("1 of 2")
         self.assertNotIn(f"* {self.route.short_id}", self.term.screen())
         late = self.store.submit("web-3", TOOL_EGRESS_ALLOW, '{"host": "late.example"}\n', "arrived later")
         self.term.wait_for(f"* {late.short_id}")
@@ -221,7 +232,7 @@ class DemoTest(TempDirTest):
             term.send("r")
             term.wait_for("reason for rejecting")
             term.send("not in this demo", "Enter")
-            time.sleep(0.3)
+            time.sleep(GUARD_SEC + 0.3)  # the next proposal moved under the cursor: keys just after it are dropped
         term.wait_for("0 pending")
         term.send("q")
         screen = term.wait_for("DEMO-EXIT=0", timeout=30)

@@ -93,6 +93,10 @@ class Browser:
         """Run ``js`` in the page (as a function body: ``return`` gives its value)."""
         return self.do("script", js=js, args=list(args))
 
+    def keys(self, *keys: str) -> None:
+        """Type to whatever has the focus: text, or named keys ("Enter", "Ctrl+Enter", "Escape", "Tab")."""
+        self.do("keys", keys=list(keys))
+
     def text(self) -> str:
         """The page's visible text."""
         return str(self.do("text"))

@@ -22,7 +22,9 @@ from selenium.common.exceptions import (
     WebDriverException,
 )
 from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
 
 
 def start(chromium: str, chromedriver: str, profile: str) -> webdriver.Chrome:
@@ -38,6 +40,9 @@ def start(chromium: str, chromedriver: str, profile: str) -> webdriver.Chrome:
     driver.set_page_load_timeout(30)
     return driver
 
+
+_KEYS = {"Enter": Keys.ENTER, "Escape": Keys.ESCAPE, "Tab": Keys.TAB, "Space": Keys.SPACE,
+         "ArrowDown": Keys.ARROW_DOWN, "ArrowUp": Keys.ARROW_UP}
 
 # The dashboard reloads itself when the database changes: an element looked up just before a reload
 # is gone after it. Commands that look elements up retry for a while instead of failing on that race.
@@ -72,6 +77,16 @@ def _run(driver: webdriver.Chrome, command: dict[str, Any]) -> Any:
         element = driver.find_element(By.CSS_SELECTOR, command["css"])
         element.clear()
         element.send_keys(command["text"])
+        return True
+    if action == "keys":
+        # Keys as a person types them, to whatever has the focus: text, or named keys ("Enter", "Ctrl+Enter").
+        chain = ActionChains(driver)
+        for token in command["keys"]:
+            if token.startswith("Ctrl+"):
+                chain.key_down(Keys.CONTROL).send_keys(_KEYS[token[5:]]).key_up(Keys.CONTROL)
+            else:
+                chain.send_keys(_KEYS.get(token, token))
+        chain.perform()
         return True
     if action == "text":
         return driver.find_element(By.TAG_NAME, "body").text

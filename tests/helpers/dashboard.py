@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import http.client
+import os
+import tempfile
 import threading
+from pathlib import Path
+from typing import ClassVar
 from urllib.parse import urlencode
 
 from bot_bottle.audit_store import AuditStore
 from bot_bottle.cli.dashboard.server import DashboardServer
 from bot_bottle.cli.dashboard.state import SESSION_COOKIE, Dashboard
-from bot_bottle.decisions import shown_digest
+from bot_bottle.queue_reads import shown_digest
 from bot_bottle.queue_store import QueueStore
 from bot_bottle.records import (
     Proposal,
 )
+from tests.helpers.browser import Browser
 from tests.helpers.support import TempDirTest
 
 
@@ -68,8 +73,10 @@ class DashboardCase(TempDirTest):
     def post(self, proposal: Proposal, action: str, fields: dict[str, str], *,
              headers: dict[str, str | None] | None = None, session: bool = True,
              raw: bytes | None = None) -> tuple[int, dict[str, str], str]:
-        """A form post as our page sends it (override any field or header to forge one)."""
-        form = {"csrf": self.dashboard.csrf, "shown": shown_digest(proposal), **fields}
+        """A form post as our page sends it, with its button (override any field or header to forge one)."""
+        button = {"approved": "approve", "rejected": "reject", "modified": "record this modification"}.get(
+            fields.get("status") or "")
+        form = {"csrf": self.dashboard.csrf, "shown": shown_digest(proposal), "decision": button, **fields}
         body = raw if raw is not None else urlencode({k: v for k, v in form.items() if v is not None}).encode()
         sent: dict[str, str | None] = {"Origin": self.origin, "Sec-Fetch-Site": "same-origin",
                                        "Content-Type": "application/x-www-form-urlencoded", **(headers or {})}
@@ -78,3 +85,42 @@ class DashboardCase(TempDirTest):
     def assert_unchanged(self, proposal: Proposal) -> None:
         self.assertIsNone(self.store.response(proposal.id))
         self.assertEqual(AuditStore(database=self.store.db).count(), 0)
+
+
+class BrowserCase(DashboardCase):
+    """A dashboard in headless Chromium (tests/helpers/browser.py): one browser for the whole class."""
+
+    browser: ClassVar[Browser]
+
+    @classmethod
+    def setUpClass(cls) -> None:
+        super().setUpClass()
+        cls.browser = Browser()
+
+    @classmethod
+    def tearDownClass(cls) -> None:
+        cls.browser.close()
+        super().tearDownClass()
+
+    def log_in(self) -> None:
+        """Open the URL the dashboard printed: the token becomes the session, the inbox opens."""
+        landed = self.browser.get(self.server.url)
+        self.assertEqual(landed, f"{self.origin}{self.dashboard.root}/")
+
+    def open(self, path: str) -> str:
+        """Open a page of the dashboard (``path`` under its root); the URL the browser ends at."""
+        return self.browser.get(f"{self.origin}{self.dashboard.root}{path}")
+
+    def settle(self) -> None:
+        """Wait out the page's guard: a click or key within it of a change is dropped, as meant for what was
+        there before."""
+        self.browser.script("return new Promise(done => setTimeout(done, 1000))")
+
+
+def artifact_dir() -> Path:
+    """Where tests keep what a person looks at afterwards (screenshots): $BOT_BOTTLE_ARTIFACTS, else a temporary
+    folder. ``scripts/dashboard-screenshots`` points it at docs/."""
+    chosen = os.environ.get("BOT_BOTTLE_ARTIFACTS")
+    folder = Path(chosen) if chosen else Path(tempfile.gettempdir()) / "bot-bottle-artifacts"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import time
 
 from tests.helpers.support import TempDirTest, require_tool
+
+_SGR_RE = re.compile(r"\x1b\[([0-9;]*)m")
+_ROW_RE = re.compile(r"[* ] ([0-9a-f]{8})  ")
 
 
 class Terminal:
@@ -27,6 +31,30 @@ class Terminal:
     def screen(self) -> str:
         """The visible text of the pane."""
         return self.run("capture-pane", "-p", "-t", "t")
+
+    def selected(self) -> str | None:
+        """The short id of the TUI's list row drawn in reverse video (the cursor's), or None when none is.
+
+        tmux writes a style where it changes, so a row's reverse video may
+        carry over from the line before it (the reverse title): the style is
+        followed from the top of the pane.
+        """
+        lines = self.run("capture-pane", "-e", "-p", "-t", "t").split("\n")
+        reverse = False
+        for number, raw in enumerate(lines):
+            position, first = 0, None
+            for match in _SGR_RE.finditer(raw):
+                if first is None and match.start() > position:
+                    first = reverse  # the style of the line's first character
+                for code in (match.group(1) or "0").split(";"):
+                    reverse = True if code == "7" else False if code in ("0", "", "27") else reverse
+                position = match.end()
+            if first is None:
+                first = reverse if position < len(raw) else False
+            found = _ROW_RE.match(_SGR_RE.sub("", raw))
+            if found and first and 0 < number < len(lines) - 3:  # not the title or the key line
+                return found.group(1)
+        return None
 
     def send(self, *keys: str) -> None:
         """Type keys (tmux key names such as Enter and Escape, or literal text)."""

@@ -111,10 +111,9 @@ class DetailMeaningTest(TempDirTest):
         """An egress-allow reads as host and paths, with a warning for a TLD wildcard."""
         proposal = self.store.submit("web-1", TOOL_EGRESS_ALLOW, make_route("*.com", ["/"]).to_document(), "x")
         text = "\n".join(describe(proposal, None))
-        self.assertIn("  host    *.com", text)
-        self.assertIn("  paths   /", text)
-        self.assertIn("WARNING: this route widens access: host '*.com' is a wildcard over the whole top-level "
-                      "domain .com", text)
+        self.assertIn("approving grants:\n  *.com  any method  /\n", text)
+        self.assertIn("WARNING: widens: host '*.com' is a wildcard over every name under .com, a top-level domain",
+                      text)
 
     def test_egress_block_marks_widening_lines(self) -> None:
         """The added '*' line is marked in the gutter, under a warning that names it."""
@@ -343,7 +342,7 @@ class TuiHostileTest(TempDirTest):
                    f"{shlex.quote(sys.executable)} -m bot_bottle supervise --db {shlex.quote(str(self.db))}; "
                    "sleep 30")
         term = Terminal(self, command, width=width, height=30)
-        term.wait_for("pending")
+        term.wait_for(self.marks.short_id)  # the last row: the whole list is drawn
         return term
 
     def setUp(self) -> None:
@@ -386,7 +385,10 @@ class TuiHostileTest(TempDirTest):
                     self.assertTrue(rows[2].rstrip().endswith(terminal.CUT_MARKER), rows[2])
                 # The detail view: wrapped, continuations marked, nothing past the edge.
                 term.send("j", "Enter")
-                detail = term.wait_for("justification:").split("\n")
+                detail = term.wait_for("approving grants:").split("\n")
+                self.assertTrue(all(_columns(line) <= width for line in detail))
+                term.send("G")  # the agent's words come last
+                detail = term.wait_for("the agent's justification").split("\n")
                 self.assertTrue(all(_columns(line) <= width for line in detail))
                 wrapped = [line for line in detail if line.startswith(terminal.CONTINUATION)]
                 self.assertTrue(wrapped, "the long justification wraps with continuation marks")

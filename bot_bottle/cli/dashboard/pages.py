@@ -1,16 +1,17 @@
-"""The dashboard's pages as HTML: what the browser shows, built from what the CLI and the TUI show.
+"""The dashboard's page shell and its plainer pages: bottles and grants, the audit log, refusals and problems.
 
-Every line of a proposal's detail is ``cli.render.describe``'s (the same
-parsed route, the same diff with its ``!`` gutter and warnings), and a
-modification's confirmation is ``cli.render.modification``'s; each line
-reaches the page through ``text.html`` alone, one ``<div>`` a line, never
-wrapped (a wrapped tail could pass for a diff line of its own), so the page
-shows exactly what the terminal shows. Links and form targets are built
-from the dashboard's secret root path and proposal ids (32 hex digits,
-checked by the schema), never from agent text; a refusal page names no
-address of ours (its client may not know the root). No inline script or style: the page's one script and one stylesheet
-are files of the package (``static/``), which the
-Content-Security-Policy allows alone.
+Every page is built here around its body: the navigation (with the pending
+count, also in the tab's title), the live status line, the notification
+switch and the keyboard help, and the ``data-*`` attributes the page's one
+script reads. Agent text reaches a page through ``text.html`` alone, one
+``<div>`` a line in text blocks, never wrapped (a wrapped tail could pass for
+a diff line of its own), so the page shows exactly what the terminal shows.
+Links and form targets are built from the dashboard's secret root path and
+ids (32 hex digits, checked by the schema), never from agent text; a
+refusal page names no address of ours (its client may not know the root).
+No inline script or style: the page's script and stylesheet are files of
+the package (``static/``), which the Content-Security-Policy allows alone.
+The inbox and a proposal's pages are ``inbox_page`` and ``proposal_page``.
 """
 
 from __future__ import annotations
@@ -22,76 +23,99 @@ from bot_bottle.audit.forensics import VerifyResult
 from bot_bottle.bottles import BottleOverview
 from bot_bottle.cli.bottles_cmds import ago
 from bot_bottle.cli.common import first_line
-from bot_bottle.cli.render import describe, modification
-from bot_bottle.policy.lifetimes import LIFETIMES
 from bot_bottle.policy.subjects import describe_subject
-from bot_bottle.records import (
-    SHORT_ID_LENGTH,
-    STATUS_APPROVED,
-    STATUS_MODIFIED,
-    STATUS_REJECTED,
-    AuditEntry,
-    Grant,
-    Proposal,
-    Response,
-)
-from bot_bottle.text.html import attribute, editable, line_html
-from bot_bottle.timestamps import format_timestamp, spell_duration, time_left
+from bot_bottle.records import SHORT_ID_LENGTH, AuditEntry, Grant
+from bot_bottle.text.html import attribute, line_html
+from bot_bottle.timestamps import format_timestamp, time_left
 
 TITLE = "bot-bottle dashboard"
+# The keyboard, as the help (?) lists it: keys, then what they do.
+KEYS = (
+    ("j / k", "next / previous proposal (in the inbox: move the selection)"),
+    ("Enter or o", "open the selected proposal (inbox)"),
+    ("a", "approve: to the note of the approve form (from the inbox: open the selected one there; on a "
+          "confirmation: to its button)"),
+    ("r", "reject: to the reason of the reject form"),
+    ("m", "modify: to the editor box"),
+    ("Ctrl+Enter", "send the form you are in (Enter alone never decides)"),
+    ("/", "search the inbox"),
+    ("u or Esc", "back to the inbox"),
+    ("?", "this help"),
+)
 
 
-def page(title: str, body: str, *, root: str | None, marker: str | None = None, message: str = "") -> str:
+def page(title: str, body: str, *, root: str | None, marker: str | None = None, message: str = "",
+         pending: int | None = None, data: dict[str, str] | None = None) -> str:
     """A whole page: ``body`` (HTML built here) under the navigation.
 
     ``root`` is the dashboard's secret path (every address of ours starts
     with it); ``None`` for a page that may reach a client who does not know
     it (a refusal), which then names no address of ours at all. ``marker``
     (the database's change marker when the page was built) lets the page's
-    script reload it when anyone commits; pages that hold a form to confirm
-    are built without one, so they never refresh under the operator.
+    script update it when anyone commits; pages that hold a form to confirm
+    are built without one, so they never change under the operator.
+    ``pending`` is the count the tab's title and the navigation show;
+    ``data`` more ``data-*`` attributes of the body for the script.
     """
-    live = (f' data-marker="{attribute(marker)}" data-changes="{attribute(root)}/api/changes"'
-            if marker is not None and root is not None else "")
-    note = f'<p class="message" role="status">{line_html(message)}</p>' if message else ""
-    head = nav = ""
+    attributes = dict(data or {})
+    if marker is not None and root is not None:
+        attributes.update({"marker": marker, "changes": f"{root}/api/changes"})
+    if root is not None:
+        attributes["root"] = root
+    live = "".join(f' data-{name}="{attribute(value)}"' for name, value in sorted(attributes.items()))
+    note = f'<p class="message" role="status" data-part="message">{line_html(message)}</p>' if message else ""
+    head = nav = keys = ""
+    count = f"({pending}) " if pending else ""
     if root is not None:
         home = attribute(root)
         head = (f'<link rel="stylesheet" href="{home}/static/style.css">'
                 f'<script src="{home}/static/app.js" defer></script>')
-        nav = f' <a href="{home}/">bottles</a> <a href="{home}/audit">audit log</a><span id="live"></span>'
+        shown = f' <span class="count" data-part="count">{pending}</span>' if pending is not None else ""
+        nav = (f' <a href="{home}/">inbox{shown}</a> <a href="{home}/bottles">bottles and grants</a>'
+               f' <a href="{home}/audit">audit log</a><span id="live" role="status"></span>'
+               '<button type="button" id="notify" hidden>notifications: off</button>'
+               '<button type="button" id="help-button" aria-controls="keys">keys (?)</button>')
+        keys = ('<section id="keys" hidden><h2>Keys</h2><table>'
+                + "".join(f"<tr><th>{line_html(k)}</th><td>{line_html(what)}</td></tr>" for k, what in KEYS)
+                + "</table></section>")
     return (
         "<!DOCTYPE html>\n"
         '<html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"<title>{line_html(title)} - {TITLE}</title>{head}</head><body{live}>"
+        f"<title>{count}{line_html(title)} - {TITLE}</title>{head}</head><body{live}>"
         f'<nav><span class="brand">{TITLE}</span>{nav}</nav>'
-        f"<main>{note}{body}</main></body></html>\n"
+        f'<main>{keys}<p id="notice" role="alert" hidden></p>{note}{body}</main></body></html>\n'
     )
 
 
-def text_block(lines: Sequence[str]) -> str:
+def text_block(lines: Sequence[str], part: str = "") -> str:
     """Raw screen lines (``Shown`` with their roles) as a block of one ``<div>`` a line, sanitized."""
     rows = []
     for one in lines:
         role = getattr(one, "role", "")
         css = f"line {role}" if role else "line"
         rows.append(f'<div class="{css}">{line_html(one) or " "}</div>')
-    return f'<div class="text">{"".join(rows)}</div>'
+    marked = f' data-part="{attribute(part)}"' if part else ""
+    return f'<div class="text"{marked}>{"".join(rows)}</div>'
 
 
-def _proposal_link(root: str, proposal_id: str, text: str) -> str:
+def proposal_link(root: str, proposal_id: str, text: str) -> str:
+    """A link to a proposal's page (its id checked by the schema: 32 hex digits)."""
     return f'<a href="{attribute(root)}/proposal/{attribute(proposal_id)}">{line_html(text)}</a>'
 
 
-def overview(items: Sequence[BottleOverview], now: datetime, marker: str, *, root: str,
-             grants: Sequence[Grant] = (), csrf: str = "") -> str:
-    """The bottles with their state, their pending proposals, and what each may do now (with a revoke form)."""
-    pending = sum(len(item.pending) for item in items)
-    waiting = sum(1 for item in items if item.pending)
-    head = f"<h1>Bottles</h1><p>{pending} pending from {waiting} bottle(s)</p>"
-    if not items:
-        return page("bottles", head + "<p>no bottles yet</p>", root=root, marker=marker)
+def hidden(name: str, value: str) -> str:
+    """A hidden form field of ours."""
+    return f'<input type="hidden" name="{name}" value="{attribute(value)}">'
+
+
+# The first submit button of a form is the one a browser presses when Enter is typed in one of its text boxes
+# (HTML's implicit submission); disabled, it makes Enter do nothing. No decision is ever taken by Enter.
+NO_ENTER = '<button type="submit" class="no-enter" disabled hidden aria-hidden="true" tabindex="-1"></button>'
+
+
+def bottles_table(items: Sequence[BottleOverview], now: datetime) -> str:
+    """The bottles with their state (``stale`` for a running one gone silent), backend, transport and queue."""
     rows = []
     for item in items:
         bottle = item.bottle
@@ -102,132 +126,42 @@ def overview(items: Sequence[BottleOverview], now: datetime, marker: str, *, roo
             f"<td>{line_html(bottle.transport)}</td><td>{len(item.pending)}</td>"
             f"<td>{line_html(ago(item.oldest_pending, now))}</td><td>{line_html(ago(bottle.last_seen, now))}</td></tr>"
         )
-    table = ("<table class=\"bottles\"><thead><tr><th>bottle</th><th>state</th><th>backend</th><th>transport</th>"
-             "<th>pending</th><th>oldest</th><th>last seen</th></tr></thead><tbody>" + "".join(rows)
-             + "</tbody></table>")
-    sections = []
-    for item in items:
-        if not item.pending:
-            continue
-        stale = ' <span class="stale-flag">stale: its sidecar went silent</span>' if item.bottle.stale(now) else ""
-        entries = "".join(
-            f'<tr><td class="id">{_proposal_link(root, p.id, p.short_id)}</td><td>{line_html(p.tool)}</td>'
-            f"<td>{line_html(ago(p.created_at, now))}</td>"
-            f'<td class="justification">{line_html(first_line(p.justification))}</td></tr>'
-            for p in item.pending
-        )
-        sections.append(f'<section class="pending"><h2>{line_html(item.bottle.slug)}{stale}</h2>'
-                        '<table><thead><tr><th>id</th><th>tool</th><th>age</th><th>justification</th></tr></thead>'
-                        f"<tbody>{entries}</tbody></table></section>")
-    return page("bottles", head + table + "".join(sections) + grants_section(grants, now, root=root, csrf=csrf),
-                root=root, marker=marker)
+    return ('<table class="bottles" data-part="bottles"><thead><tr><th>bottle</th><th>state</th><th>backend</th>'
+            "<th>transport</th><th>pending</th><th>oldest</th><th>last seen</th></tr></thead><tbody>"
+            + "".join(rows) + "</tbody></table>")
+
+
+def bottles_page(items: Sequence[BottleOverview], now: datetime, marker: str, *, root: str,
+                 grants: Sequence[Grant] = (), csrf: str = "") -> str:
+    """The bottles with their state and queue, and what each may do now (with a form that revokes each)."""
+    pending = sum(len(item.pending) for item in items)
+    body = "<h1>Bottles</h1>" + (bottles_table(items, now) if items else "<p>no bottles yet</p>")
+    return page("bottles", body + grants_section(grants, now, root=root, csrf=csrf), root=root, marker=marker,
+                pending=pending, data={"page": "bottles"})
 
 
 def grants_section(grants: Sequence[Grant], now: datetime, *, root: str, csrf: str) -> str:
     """What every bottle may do now (its live grants, soonest ending first), each with a form that revokes it."""
     if not grants:
-        return '<section class="grants"><h2>Grants</h2><p>no grants in force</p></section>'
+        return '<section class="grants" data-part="grants"><h2>Grants</h2><p>no grants in force</p></section>'
     stamp = format_timestamp(now)
     rows = []
     for grant in grants:
         revoke = (f'<form method="post" action="{attribute(root)}/grant/{attribute(grant.id)}/revoke" class="revoke">'
-                  f'{_hidden("csrf", csrf)}<label>reason <input type="text" name="reason" size="24" required></label>'
-                  '<button type="submit" name="decision" value="revoke">revoke</button></form>')
+                  f'{NO_ENTER}{hidden("csrf", csrf)}<label>reason <input type="text" name="reason" size="24" '
+                  'required></label><button type="submit" name="decision" value="revoke">revoke</button></form>')
         by = f"rule {grant.rule_id[:SHORT_ID_LENGTH]}" if grant.rule_id else grant.decided_by
         rows.append(f'<tr><td>{line_html(grant.queue_key)}</td><td>{line_html(grant.tool)}</td>'
                     f'<td class="grants">{line_html(describe_subject(grant.tool, grant.subject_value))}</td>'
                     f"<td>{line_html(time_left(stamp, grant.ends_at))}</td>"
                     f"<td>{line_html(by)}</td><td>{revoke}</td></tr>")
-    return ('<section class="grants"><h2>Grants</h2><table><thead><tr><th>bottle</th><th>tool</th><th>grants</th>'
-            "<th>left</th><th>by</th><th></th></tr></thead><tbody>" + "".join(rows) + "</tbody></table></section>")
+    return ('<section class="grants" data-part="grants"><h2>Grants</h2><table><thead><tr><th>bottle</th>'
+            "<th>tool</th><th>grants</th><th>left</th><th>by</th><th></th></tr></thead><tbody>" + "".join(rows)
+            + "</tbody></table></section>")
 
 
-def _hidden(name: str, value: str) -> str:
-    return f'<input type="hidden" name="{name}" value="{attribute(value)}">'
-
-
-def _form(root: str, proposal: Proposal, csrf: str, shown: str, action: str, fields: str, button: str) -> str:
-    return (f'<form method="post" action="{attribute(root)}/proposal/{attribute(proposal.id)}/{action}" '
-            'class="decide">'
-            f'{_hidden("csrf", csrf)}{_hidden("shown", shown)}{fields}'
-            f'<button type="submit" name="decision" value="{attribute(button)}">{line_html(button)}</button></form>')
-
-
-def _remember(what: str, until: str) -> str:
-    """The choice to make a decision a standing rule: just this proposal, this bottle's, or every bottle's."""
-    return ('<label>remember <select name="remember"><option value="">no: just this proposal</option>'
-            f'<option value="bottle">{line_html(what)} for this bottle, {line_html(until)}</option>'
-            f'<option value="all">{line_html(what)} for every bottle, {line_html(until)}</option></select></label>')
-
-
-def editor(text: str) -> str:
-    """A textarea holding ``text``; the newline after the tag keeps a leading newline of the text (HTML drops one)."""
-    return f'<textarea name="final" rows="16" cols="100" spellcheck="false">\n{attribute(text)}</textarea>'
-
-
-def proposal_page(proposal: Proposal, response: Response | None, unproven: str | None, *, root: str, csrf: str,
-                  shown: str, marker: str | None, message: str = "") -> str:
-    """A proposal's detail (``describe``'s lines), and while it is pending the forms that decide it.
-
-    ``shown`` is the digest of the proposal as this page shows it: the
-    decision is recorded only for exactly that proposal.
-    """
-    body = [f"<h1>Proposal {line_html(proposal.id[:SHORT_ID_LENGTH])}</h1>",
-            text_block(describe(proposal, response, unproven))]
-    if response is None:
-        approve_label = "reason for approving (required)" if proposal.report_only else "note (optional)"
-        body.append('<section class="decisions"><h2>Decide</h2>')
-        life = LIFETIMES[proposal.tool]
-        body.append(_form(root, proposal, csrf, shown, "decide",
-                          f'<label>{approve_label} <input type="text" name="notes" size="60"></label>'
-                          f'<label>for <input type="text" name="for" size="8" placeholder="'
-                          f'{spell_duration(life.default)}"> (default {spell_duration(life.default)}, at most '
-                          f"{spell_duration(life.maximum)})</label>" + _remember("the same", "until then")
-                          + _hidden("status", STATUS_APPROVED), "approve"))
-        body.append(_form(root, proposal, csrf, shown, "decide",
-                          '<label>reason for rejecting (required) <input type="text" name="notes" size="60">'
-                          "</label>" + _remember("always reject this", "for good")
-                          + _hidden("status", STATUS_REJECTED), "reject"))
-        if proposal.report_only:
-            body.append(f"<p>{line_html(proposal.tool)} is report-only: approve it with a reason or reject it.</p>")
-        else:
-            start = editable(proposal.payload)
-            note = (" (characters a terminal would not show raw are written as escapes here: a file that holds "
-                    "them cannot be recorded)" if start != proposal.payload else "")
-            body.append(_form(root, proposal, csrf, shown, "preview",
-                              f"<label>your version of the file (you confirm your diff next){note}</label>"
-                              + editor(start), "modify"))
-        body.append("</section>")
-    return page(f"proposal {proposal.short_id}", "".join(body), root=root, marker=marker, message=message)
-
-
-def confirm_page(proposal: Proposal, final_file: str, *, root: str, csrf: str, shown: str, final_sha256: str,
-                 problem: str | None) -> str:
-    """The operator's own diff and what it allows (``modification``'s lines), to confirm before anything is recorded.
-
-    A file its tool cannot take is shown with the reason, and can only be
-    edited again (as in the TUI). The confirming form carries the file and
-    its digest as shown here: the server records it only if they still match.
-    """
-    if problem is not None:
-        lines = [f"cannot record this file: {problem}", "", "your file:", *final_file.split("\n")]
-        body = [f"<h1>Modify {line_html(proposal.short_id)}</h1>", text_block(lines),
-                _form(root, proposal, csrf, shown, "preview", "<label>edit again</label>" + editor(final_file),
-                      "modify")]
-        return page(f"modify {proposal.short_id}", "".join(body), root=root)
-    confirm_fields = (_hidden("status", STATUS_MODIFIED) + _hidden("final_sha256", final_sha256)
-                      + '<label>note (optional) <input type="text" name="notes" size="60"></label>'
-                      + f'<textarea name="final" hidden>\n{attribute(final_file)}</textarea>')
-    body = [f"<h1>Confirm your modification of {line_html(proposal.short_id)}</h1>",
-            text_block(modification(proposal, final_file)),
-            _form(root, proposal, csrf, shown, "decide", confirm_fields, "record this modification"),
-            _form(root, proposal, csrf, shown, "preview", "<label>or edit again</label>" + editor(final_file),
-                  "modify"),
-            f'<p><a href="{attribute(root)}/proposal/{attribute(proposal.id)}">cancel: nothing recorded</a></p>']
-    return page(f"confirm {proposal.short_id}", "".join(body), root=root)
-
-
-def audit_page(entries: Sequence[AuditEntry], result: VerifyResult, marker: str, *, root: str) -> str:
+def audit_page(entries: Sequence[AuditEntry], result: VerifyResult, marker: str, *, root: str,
+               pending: int | None = None) -> str:
     """The newest audit entries, under the log's verify status."""
     if result.ok:
         sealed = result.count - result.unsealed
@@ -245,10 +179,21 @@ def audit_page(entries: Sequence[AuditEntry], result: VerifyResult, marker: str,
     )
     table = ("<table><thead><tr><th>seq</th><th>time (UTC)</th><th>bottle</th><th>action</th><th>tool</th>"
              f"<th>proposal</th><th>by</th><th>notes</th></tr></thead><tbody>{rows}</tbody></table>")
-    return page("audit log", f"<h1>Audit log</h1>{status}<p>the newest {len(entries)} entries</p>{table}",
-                root=root, marker=marker)
+    body = f'<h1>Audit log</h1><div data-part="audit">{status}<p>the newest {len(entries)} entries</p>{table}</div>'
+    return page("audit log", body, root=root, marker=marker, pending=pending, data={"page": "audit"})
 
 
 def refusal_page(title: str, explanation: str) -> str:
     """A page that says why a request was refused (no token, a foreign page's post, ...), naming no address of ours."""
     return page(title, f"<h1>{line_html(title)}</h1><p>{line_html(explanation)}</p>", root=None)
+
+
+def problem_page(title: str, explanation: str, todo: str, *, root: str, marker: str | None = None) -> str:
+    """A styled page for the operator when the database cannot be used: what happened, and what to do.
+
+    With ``marker`` the page's script keeps looking and comes back by
+    itself when the problem passes (a lock released).
+    """
+    body = (f'<section class="problem" data-part="problem"><h1>{line_html(title)}</h1><p>{line_html(explanation)}'
+            f'</p><p class="todo">{line_html(todo)}</p></section>')
+    return page(title, body, root=root, marker=marker, data={"page": "problem"})

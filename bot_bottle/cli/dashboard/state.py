@@ -1,10 +1,14 @@
-"""What one running dashboard holds: its stores, its secrets (token, root, form key) and its fixed texts."""
+"""What one running dashboard holds: its stores, its secrets (token, root, form key), its fixed texts, and what
+it remembers between requests: the inbox's reading of each proposal, the proposals its pages showed (to say
+how one changed), and which database file it opened (to tell when it was removed or replaced)."""
 
 from __future__ import annotations
 
+import os
 import re
 import secrets
 import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
@@ -12,10 +16,14 @@ from pathlib import Path
 from bot_bottle.audit.forensics import VerifyResult
 from bot_bottle.audit_store import AuditStore
 from bot_bottle.bottles import BottleStore
+from bot_bottle.cli.inbox import Entry, Filters, Inbox
 from bot_bottle.decisions import default_decider
 from bot_bottle.errors import BotBottleError
 from bot_bottle.grants import GrantStore
+from bot_bottle.policy.approval import Approval
+from bot_bottle.queue_reads import shown_digest
 from bot_bottle.queue_store import QueueStore
+from bot_bottle.records import Proposal, canonical_json, sha256_text
 from bot_bottle.standing import keep
 
 SESSION_COOKIE = "bot_bottle_dashboard"
@@ -29,7 +37,9 @@ MAX_FORM_FIELDS = 16
 
 
 FORM_FIELDS = frozenset({"csrf", "shown", "status", "notes", "final", "final_sha256", "decision", "for",
-                         "remember", "reason"})
+                         "remember", "reason", "confirm"})
+# The proposals pages showed, by digest, to say how one changed since (each up to 2 MiB).
+SHOWN_KEPT = 16
 
 
 AUDIT_SHOWN = 50
@@ -67,11 +77,30 @@ def static_files() -> dict[str, tuple[bytes, str]]:
     return {path: ((folder / name).read_bytes(), kind) for path, (name, kind) in STATIC.items()}
 
 
+def file_identity(path: Path) -> tuple[int, int] | None:
+    """The (device, inode) of the file at ``path``; None when there is none."""
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None
+    return info.st_dev, info.st_ino
+
+
+def confirm_token(shown: str, approval: Approval) -> str:
+    """What the second ask of a widening approval carries: the proposal as shown and the grant it named."""
+    return sha256_text(canonical_json({"shown": shown, "grants": approval.to_dict()}))
+
+
 class Dashboard:
     """What the server serves: the stores, the secrets, and the decisions' rules."""
 
     def __init__(self, db_path: str | Path | None, log: Callable[[str], None]) -> None:
         self.queue = QueueStore(db_path)
+        #: The file the connection opened: a file at the path that is not this one was put there since.
+        self.opened = file_identity(self.queue.db.path)
+        self.inbox = Inbox(self.queue)
+        self._inbox_lock = threading.Lock()
+        self._shown: OrderedDict[str, Proposal] = OrderedDict()
         self.bottles = BottleStore(database=self.queue.db)
         self.audit = AuditStore(database=self.queue.db)
         self.grants = GrantStore(database=self.queue.db)
@@ -106,6 +135,57 @@ class Dashboard:
         """Changes whenever anyone commits to the database (the pages reload on it)."""
         version, changes = self.queue.changes_marker()
         return f"{version}.{changes}"
+
+    def file_problem(self) -> tuple[str, str, str] | None:
+        """Why this dashboard's database cannot be trusted to be the one at its path: (title, what, what to do).
+
+        A connection keeps the file it opened: removed or replaced at its
+        path (a backup restored, ``mv``), the dashboard would go on showing
+        and deciding on the old one, which no sidecar sees any more.
+        """
+        path = self.queue.db.path
+        now = file_identity(path)
+        if now == self.opened:
+            return None
+        if now is None:
+            return ("The database file is gone",
+                    f"{path} was removed or moved while this dashboard ran; it still has the old file open, which no "
+                    "sidecar sees, so it shows nothing and decides nothing.",
+                    f"Put the database back (or run 'bot-bottle db upgrade --db {path}' for a new one), then stop "
+                    "this dashboard (Ctrl-C) and start 'bot-bottle dashboard' again.")
+        return ("The database file was replaced",
+                f"{path} is another file than the one this dashboard opened (a backup restored, a copy moved in): "
+                "it shows nothing and decides nothing from the old one.",
+                "Stop this dashboard (Ctrl-C) and start 'bot-bottle dashboard' again to open the file there now.")
+
+    def pending(self, filters: Filters | None = None) -> list[Entry]:
+        """The inbox: every bottle's pending proposals, oldest first, with what each grants (``cli.inbox``)."""
+        with self._inbox_lock:
+            return self.inbox.pending(filters)
+
+    def neighbours(self, proposal_id: str) -> tuple[str | None, str | None]:
+        """The pending proposals before and after this one in the queue (after: the first after it filed, or
+        the oldest when it is not pending)."""
+        ids = [summary.id for summary in self.queue.pending_summaries()]
+        if proposal_id not in ids:
+            return None, ids[0] if ids else None
+        at = ids.index(proposal_id)
+        return ids[at - 1] if at else None, ids[at + 1] if at + 1 < len(ids) else None
+
+    def remember_shown(self, proposal: Proposal) -> str:
+        """Keep the proposal a page shows, by its digest (the newest ``SHOWN_KEPT``); the digest."""
+        digest = shown_digest(proposal)
+        with self._inbox_lock:
+            self._shown[digest] = proposal
+            self._shown.move_to_end(digest)
+            while len(self._shown) > SHOWN_KEPT:
+                self._shown.popitem(last=False)
+        return digest
+
+    def shown_before(self, digest: str) -> Proposal | None:
+        """The proposal a page showed with this digest, if this dashboard still has it."""
+        with self._inbox_lock:
+            return self._shown.get(digest)
 
     def verified(self) -> VerifyResult:
         """``audit verify``'s result, recomputed only when the database changed since the last one."""

@@ -1,37 +1,43 @@
 """``bot-bottle supervise``: the operator's terminal UI over every bottle's pending proposals.
 
-A list (oldest first) that refreshes itself about once a second and marks
-with ``*`` what arrived since your last keypress; a detail view with the
-justification and the diff (or the report); and the keys to decide: ``a``
-approve, ``m`` modify in ``$EDITOR``, ``r`` reject. A proposal decided
-elsewhere while it is on screen is reported and the view moves on.
+A list (oldest first, ``cli.inbox``) that refreshes itself about once a
+second and marks with ``*`` what arrived since your last keypress; each row
+says what approving grants, with a badge when it warrants a second look,
+before the agent's words. A detail view shows the same first, then the diff
+(or the report), then the justification (bounded; ``J`` shows all). The keys
+to decide, ``a`` approve, ``m`` modify in ``$EDITOR``, ``r`` reject, ask
+through ``tui.deciding``, whose prompts name the proposal.
+
+No key decides by accident: keys typed within ``GUARD_SEC`` after the
+proposal under the cursor changed by anything but the operator's own move
+(decided elsewhere, a new one where the list was empty, the next one after
+a decision) are dropped with a message, and more are dropped until the
+operator pauses; when the selected proposal is decided elsewhere the cursor
+selects nothing until ``j``/``k``; a decision holds the proposal to what
+was listed (``Inbox.current``).
 """
 
 from __future__ import annotations
 
 import contextlib
 import curses
-import os
-import shlex
-import subprocess
-import tempfile
-import threading
 import time
-from pathlib import Path
 from typing import Any
 
 from bot_bottle.bottles import BottleOverview, BottleStore
 from bot_bottle.cli.common import age, first_line
-from bot_bottle.cli.render import describe, modification
-from bot_bottle.cli.tui.grants_view import GrantsView, grant_question, parse_grant_choice
+from bot_bottle.cli.inbox import ANY_CAUTION, Entry, Filters, Inbox
+from bot_bottle.cli.render import describe, grant_cell
+from bot_bottle.cli.tui.deciding import Deciding
+from bot_bottle.cli.tui.grants_view import GrantsView
+from bot_bottle.cli.tui.notify import notify_environment, start_notify
 from bot_bottle.cli.tui.screen import (
     CHECK_MS,
-    CONFIRM_KEYS,
     DETAIL_KEYS,
+    DIM,
     ENTER_KEYS,
     ESCAPE,
     FIRST_KEYS,
-    INVALID_KEYS,
     LAST_KEYS,
     LIST_KEYS,
     REFRESH_MS,
@@ -40,24 +46,22 @@ from bot_bottle.cli.tui.screen import (
     TerminalScreen,
     scroll_moves,
 )
-from bot_bottle.decisions import decide, default_decider
-from bot_bottle.errors import AlreadyDecided, AnchorNotWritten, BotBottleError, NotFound, ValidationError
+from bot_bottle.decisions import default_decider
+from bot_bottle.errors import BotBottleError, NotFound
 from bot_bottle.file_watch import FileWatch
 from bot_bottle.grants import GrantStore
+from bot_bottle.policy.approval import Approval
 from bot_bottle.queue_store import QueueStore
-from bot_bottle.records import (
-    STATUS_APPROVED,
-    STATUS_MODIFIED,
-    STATUS_REJECTED,
-    Proposal,
-    ProposalSummary,
-)
+from bot_bottle.records import Proposal
 from bot_bottle.standing import keep
 from bot_bottle.text import terminal
 from bot_bottle.text.terminal import Line
 
-NOTIFY_TIMEOUT_SEC = 30.0  # a notify command still running then is left behind, and said to be
-_VERB = {STATUS_APPROVED: "approve", STATUS_MODIFIED: "modify", STATUS_REJECTED: "reject"}
+# Keys typed this soon after the proposal under the cursor changed (not by the operator's own move) are dropped:
+# longer than a keystroke already on its way, shorter than reading a row.
+GUARD_SEC = 0.8
+DECISION_KEYS = ("a", "m", "r", "R")
+GRANTS_KEY = "v"
 
 
 class SuperviseTUI(TerminalScreen):
@@ -71,65 +75,93 @@ class SuperviseTUI(TerminalScreen):
         self.bell = bell
         self.notify = notify or None
         self.loaded = False
-        self.items: list[ProposalSummary] = []
+        self.inbox = Inbox(store)
+        self.filters = Filters()
+        self.items: list[Entry] = []
         self.bottles = BottleStore(database=store.db)
         self.overview: list[BottleOverview] = []
         self.seen: set[str] = set()
         self.selected = 0
+        #: False after the selected proposal left the queue: nothing is selected until j/k.
+        self.armed = True
         self.detail: Proposal | None = None
+        self.detail_approval: Approval | None = None
+        self.full = False
         self.message = message
         self.marker: tuple[int, int] | None = None
-        self._detail_cache: tuple[tuple[str, int], list[tuple[Line, int]]] | None = None
+        self._detail_cache: tuple[tuple[str, int, bool], list[tuple[Line, int]]] | None = None
         self.last_search = ""
         self._kept = 0
+        #: When the proposal under the cursor last changed by itself (time.monotonic); keys soon after are dropped.
+        self.changed_at = float("-inf")
+        self._decided: str | None = None
+        self.deciding = Deciding(self, store)
 
     # Data ---------------------------------------------------------------------
 
-    def reload(self, force: bool = False) -> None:
-        """Re-read the pending list if anyone committed since the last look."""
+    def target(self) -> str | None:
+        """The id of the proposal a key would act on: the one open, or the selected row (None: nothing selected)."""
+        if self.detail is not None:
+            return self.detail.id
+        return self.items[self.selected].id if self.items and self.armed else None
+
+    def reload(self, force: bool = False, *, refiltered: bool = False) -> None:
+        """Re-read the pending list if anyone committed since the last look.
+
+        ``refiltered``: the operator changed the filters, a move of their own
+        like ``j``: a selected row the filter hides did not leave the queue,
+        and the list starts again at its first row, keys not held back.
+        """
         marker = self.store.changes_marker()
         if not force and marker == self.marker:
             return
         self.marker = marker
+        before = self.target()
         current = self.items[self.selected].id if self.items else None
-        # Summaries only: a payload is loaded when its proposal is opened or decided.
-        before = {p.id for p in self.items}
-        self.items = self.store.pending_summaries()
+        known = {entry.id for entry in self.items}
+        self.items = self.inbox.pending(self.filters)
         self.overview = self.bottles.overview()
-        ids = [p.id for p in self.items]
-        arrived = [p for p in self.items if p.id not in before]
+        ids = [entry.id for entry in self.items]
+        arrived = [entry for entry in self.items if entry.id not in known]
         if arrived and self.loaded:  # not for what was already waiting when the UI opened
             self.announce(arrived)
-        self.loaded = True
-        self.selected = ids.index(current) if current in ids else min(self.selected, max(0, len(ids) - 1))
+        decided, self._decided = self._decided, None
+        if current in ids:
+            self.selected = ids.index(current)
+        elif refiltered:
+            self.selected, self.armed = 0, True
+        else:
+            self.selected = min(self.selected, max(0, len(ids) - 1))
+            if current is None or not ids:
+                self.armed = True
+            elif current == decided:  # the operator's own decision: the next one, named
+                following = self.items[self.selected].proposal
+                self.message += f"; next: {following.short_id} ({following.queue_key}, {following.tool})"
+            elif self.loaded and self.armed:
+                self.armed = False
+                self.message = f"{self._gone_message(current)}; nothing is selected: j/k selects a proposal"
         if self.detail is not None and self.detail.id not in ids:
-            self.message = self._gone_message(self.detail)
+            if self.detail.id != decided:
+                self.message = f"{self._gone_message(self.detail.id)}; back to the list, nothing selected"
+                self.armed = False
             self.detail = None
+        # (An empty list has nothing to act on.)
+        if self.loaded and not refiltered and self.target() != before and self.items:
+            self.changed_at = time.monotonic()
+        self.loaded = True
 
-    def announce(self, arrived: list[ProposalSummary]) -> None:
+    def announce(self, arrived: list[Entry]) -> None:
         """New proposals: ring the terminal bell and run the notify command, if asked (for an operator elsewhere)."""
         if self.bell:
             with contextlib.suppress(curses.error):
                 curses.beep()
         if self.notify:
-            # What the agents wrote reaches the command only as environment values, never as shell text.
-            env = {**os.environ, "BOT_BOTTLE_NEW_PROPOSALS": str(len(arrived)),
-                   "BOT_BOTTLE_NEW_BOTTLES": ",".join(sorted({p.queue_key for p in arrived}))}
-            threading.Thread(target=self._run_notify, args=(self.notify, env), daemon=True).start()
+            start_notify(self.notify, notify_environment(len(arrived), [e.proposal.queue_key for e in arrived]),
+                         self.say)
 
-    def _run_notify(self, command: str, env: dict[str, str]) -> None:
-        """Run the operator's notify command through the shell (as --help says); a failure is said on the
-        status line, with the last line it wrote on stderr, instead of passing in silence."""
-        try:
-            done = subprocess.run(["/bin/sh", "-c", command], env=env, stdin=subprocess.DEVNULL,
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=NOTIFY_TIMEOUT_SEC,
-                                  start_new_session=True, check=False)
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            self.message = f"the notify command did not run to its end: {exc}"
-            return
-        if done.returncode != 0:
-            said = done.stderr.decode("utf-8", "replace").strip().splitlines()
-            self.message = f"the notify command exited {done.returncode}" + (f": {said[-1]}" if said else "")
+    def say(self, line: str) -> None:
+        """Put ``line`` on the status line (from any thread: the next redraw shows it)."""
+        self.message = line
 
     def refresh(self) -> None:
         """``reload``, but a database that is briefly unavailable is reported, not fatal.
@@ -148,22 +180,31 @@ class SuperviseTUI(TerminalScreen):
         except BotBottleError as exc:
             self.message = f"{UNAVAILABLE}{exc} (retrying)"
 
-    def load(self, summary: ProposalSummary) -> Proposal | None:
-        """The whole proposal behind a listed summary; None (and a message) if the database is unavailable."""
+    def load(self, entry: Entry) -> Proposal | None:
+        """The whole proposal behind a listed entry, exactly as it was listed; None (and a message) if not."""
         try:
-            return self.store.get(summary.id)
+            proposal = self.inbox.current(entry)
+        except NotFound:
+            self.message = f"{entry.proposal.short_id} is gone from the database"
+            return None
         except BotBottleError as exc:
             self.message = f"{UNAVAILABLE}{exc} (retrying)"
             return None
+        if proposal is None:
+            self.message = (f"{entry.proposal.short_id} changed in the database since it was listed (proposals are "
+                            "immutable: it was rewritten); nothing done: look at it again")
+            self.reload(force=True)
+            self.changed_at = time.monotonic()
+        return proposal
 
-    def _gone_message(self, proposal: Proposal) -> str:
-        response = self.store.response(proposal.id)
+    def _gone_message(self, proposal_id: str) -> str:
+        short = proposal_id[:8]
+        response = self.store.response(proposal_id)
         if response is None:
-            return f"{proposal.short_id} left the queue"
-        return f"{proposal.short_id} was decided elsewhere: {response.status} by {response.decided_by}"
+            return f"{short} left the queue"
+        return f"{short} was decided elsewhere: {response.status} by {response.decided_by}"
 
     # Drawing --------------------------------------------------------------------
-
 
     def draw(self) -> None:
         """Draw the list or the detail view, then the message, position and key lines."""
@@ -180,57 +221,64 @@ class SuperviseTUI(TerminalScreen):
         self.put(height - 2, 0, self.message)
         if self.position:
             self.put(height - 2, max(0, width - len(self.position) - 1), self.position)
-        self.put(height - 1, 0, keys.ljust(width), curses.A_REVERSE)
+        self.put(height - 1, 0, keys.ljust(width - 1), curses.A_REVERSE)
         self.screen.refresh()
 
     def header(self) -> str:
         """The title row: the pending count, then each bottle with pending work (its count) and stale ones flagged.
 
         A running bottle whose sidecar went silent is ``STALE``: what it filed
-        waits for a caller who is gone.
+        waits for a caller who is gone. A filter in force is named.
         """
-        bottles = len({p.queue_key for p in self.items})
+        bottles = len({e.proposal.queue_key for e in self.items})
         shown = [f"{o.bottle.slug} {len(o.pending)}" + (" STALE" if o.bottle.stale() else "")
                  for o in self.overview if o.pending or o.bottle.stale()]
-        title = f" bot-bottle supervise: {len(self.items)} pending from {bottles} bottle(s)"
+        kept = " shown" if self.filters.active else ""
+        title = f" bot-bottle supervise: {len(self.items)} pending{kept} from {bottles} bottle(s)"
+        if self.filters.active:
+            named = [self.filters.words or "", "+warnings" if self.filters.caution else ""]
+            title += f" (filter: {' '.join(part for part in named if part)})"
         return f"{title}: {', '.join(shown)}  {self.store.db.path}" if shown else f"{title}  {self.store.db.path}"
 
     def _draw_list(self, height: int, width: int) -> None:
         rows = max(0, height - 3)
         if not self.items:
-            self.put(2, 2, "no pending proposals; waiting for the bottles...")
+            self.put(2, 2, "no pending proposals match the filter (/ changes it)" if self.filters.active
+                     else "no pending proposals; waiting for the bottles...")
             return
         top = max(0, self.selected - rows + 1)
         if len(self.items) > 1:
-            self.position = f"{self.selected + 1} of {len(self.items)}"
-        for line, proposal in enumerate(self.items[top : top + rows], start=1):
+            self.position = f"{self.selected + 1} of {len(self.items)}" + ("" if self.armed else ", none selected")
+        for line, entry in enumerate(self.items[top : top + rows], start=1):
             index = top + line - 1
-            self.put(line, 0, terminal.pad(self.list_row(proposal, width), width),
-                     curses.A_REVERSE if index == self.selected else 0)
+            chosen = index == self.selected and self.armed
+            self.put(line, 0, terminal.pad(self.list_row(entry, width), width), curses.A_REVERSE if chosen else 0)
 
-    def list_row(self, proposal: Proposal | ProposalSummary, width: int) -> Line:
-        """One list row: every field sanitized and cut to its column, the whole cut to ``width``."""
+    def list_row(self, entry: Entry, width: int) -> Line:
+        """One list row: id, bottle, tool, age, what approving grants (badge first), then the agent's words."""
         Segment = terminal.Segment
+        proposal = entry.proposal
         new = "*" if proposal.id not in self.seen else " "
         row: Line = [Segment(f"{new} {proposal.short_id}  ")]
-        row += terminal.pad(terminal.fit(terminal.line(proposal.queue_key), 16), 17)
+        row += terminal.pad(terminal.fit(terminal.line(proposal.queue_key), 12), 13)
         row += terminal.pad(terminal.fit(terminal.line(proposal.tool), 18), 19)
         row.append(Segment(f"{age(proposal.created_at):>4}  "))
-        row += terminal.line(first_line(proposal.justification))
+        room = max(20, (width - terminal.width(row)) * 3 // 5)
+        row += terminal.pad(grant_cell(entry.approval, room), room + 2)
+        row += [Segment("agent: ", False, DIM), *terminal.line(first_line(proposal.justification))]
         return terminal.fit(row, width)
 
     def detail_lines(self, width: int) -> list[tuple[Line, int]]:
         """The detail view's lines, sanitized and wrapped to the screen (continuations marked)."""
         assert self.detail is not None
-        key = (self.detail.id, width)
+        key = (self.detail.id, width, self.full)
         if self._detail_cache is None or self._detail_cache[0] != key:
-            self._detail_cache = (key, self.wrapped(describe(self.detail, None), width))
+            self._detail_cache = (key, self.wrapped(describe(self.detail, None, full=self.full, more="J shows them"),
+                                                    width))
         return self._detail_cache[1]
-
 
     def _draw_detail(self, height: int, width: int) -> None:
         self._draw_text(self.detail_lines(width), height)
-
 
     def search(self, again: bool = False) -> None:
         """``/``: ask for text and scroll to the next line holding it (``n``: the next one again)."""
@@ -251,164 +299,117 @@ class SuperviseTUI(TerminalScreen):
 
     # Input ------------------------------------------------------------------------
 
-
-    def edit(self, proposal: Proposal, text: str) -> str | None:
-        """Open ``text`` in $EDITOR (default vi); the edited text, or None if it is empty or the proposal's own."""
-        editor = shlex.split(os.environ.get("VISUAL") or os.environ.get("EDITOR") or "vi")
-        with tempfile.TemporaryDirectory(prefix="bot-bottle-edit-") as folder:
-            path = Path(folder) / f"{proposal.short_id}-{proposal.tool}.txt"
-            path.write_text(text, encoding="utf-8")
-            curses.def_prog_mode()
-            curses.endwin()
-            try:
-                result = subprocess.run([*editor, str(path)], check=False)
-            except OSError as exc:
-                self.message = f"cannot run the editor {editor[0]!r}: {exc.strerror}"
-                return None
-            finally:
-                curses.reset_prog_mode()
-                self.screen.refresh()
-            if result.returncode != 0:
-                self.message = f"the editor exited with {result.returncode}: modify cancelled"
-                return None
-            try:
-                with path.open(encoding="utf-8", newline="") as handle:  # the bytes as written: no newline translation
-                    edited = handle.read()
-            except (OSError, UnicodeDecodeError) as exc:
-                self.message = f"cannot read the edited file: {exc}"
-                return None
-        if not edited.strip() or edited == proposal.payload:
-            self.message = "modify cancelled: the file was empty or unchanged"
-            return None
-        return edited
-
-    def confirm_modification(self, proposal: Proposal) -> str | None:
-        """Edit, then show the operator their own diff (proposed -> final) to confirm; the final text or None.
-
-        A file its tool cannot take is shown with the reason and can only be
-        edited again or cancelled. What is returned is exactly what was shown.
-        """
-        text = proposal.payload
-        while True:
-            edited = self.edit(proposal, text)
-            if edited is None:
-                return None
-            text = edited
-            accept: tuple[str, ...] = ("y", "e")
-            try:
-                shown, keys = modification(proposal, text), CONFIRM_KEYS
-            except ValidationError as exc:
-                shown = [f"cannot record this file: {exc}", "", "your file:", *text.split("\n")]
-                keys, accept = INVALID_KEYS, ("e",)
-            self.scroll = 0
-            answer = self.modal(shown, keys, accept)
-            if answer == "y":
-                return text
-            if answer != "e":
-                self.message = "modify cancelled: nothing recorded"
-                return None
-
-
     def act(self, key: str) -> None:
-        """Approve, modify or reject the proposal under the cursor (or on screen)."""
-        proposal = self.detail or (self.load(self.items[self.selected]) if self.items else None)
-        if proposal is None:
+        """Approve, modify or reject the proposal on screen or under the cursor, as it was shown."""
+        proposal: Proposal | None
+        approval: Approval | None
+        if self.detail is not None:
+            proposal, approval = self.detail, self.detail_approval
+        elif not self.items:
             return
-        label = f"{proposal.short_id} ({proposal.queue_key}, {proposal.tool})"
-        final: str | None = None
-        if key == "a":
-            status = STATUS_APPROVED
-            ask = "reason for approving (required): " if proposal.report_only else "approve; note (optional): "
-            notes = self.prompt(ask)
-            if notes is None or (proposal.report_only and not notes.strip()):
-                self.message = "approve cancelled" + (": a reason is required" if notes is not None else "")
-                return
-        elif key == "m":
-            if proposal.report_only:
-                self.message = f"{proposal.tool} is report-only: approve it with a reason or reject it"
-                return
-            status = STATUS_MODIFIED
-            final = self.confirm_modification(proposal)
-            if final is None:
-                return
-            notes = self.prompt("modified; note (optional): ")
-            if notes is None:
-                self.message = "modify cancelled"
-                return
+        elif not self.armed:
+            self.message = "no proposal is selected: j/k selects one"
+            return
         else:
-            status = STATUS_REJECTED
-            notes = self.prompt(f"reason for rejecting {label}: ")
-            if not notes or not notes.strip():
-                self.message = "reject cancelled: a reason is required"
-                return
-        # An approval says what it grants and asks for how long; 'R' asks whether a rejection stands for good.
-        answer = self.prompt(grant_question(proposal, status != STATUS_REJECTED)) if key != "r" else ""
-        if answer is None:
-            self.message = f"{_VERB[status]} cancelled: nothing recorded"
+            entry = self.items[self.selected]
+            proposal, approval = self.load(entry), entry.approval
+        if proposal is None or approval is None:
             return
-        try:
-            choice = parse_grant_choice(answer)
-            decide(proposal.id, status, notes, final, store=self.store, shown=proposal, grant_for=choice.seconds,
-                   remember=choice.remember)
-            self.message = f"{status} {label}" + (f", remembered for {choice.remember}" if choice.remember else "")
-        except AnchorNotWritten as exc:  # committed: the decision stands, with a warning about its proof
-            self.message = f"{status} {label}; but {exc}"
-        except (AlreadyDecided, NotFound) as exc:
-            self.message = f"{exc}; moved on"
-        except (ValidationError, BotBottleError) as exc:
-            self.message = str(exc)
+        if self.store.response(proposal.id) is not None:
+            self.message = f"{self._gone_message(proposal.id)}; nothing recorded"
+            self.reload(force=True)
             return
-        self.detail = None
+        message = self.deciding.decide(proposal, approval, key)
+        if message.startswith(("approved ", "modified ", "rejected ")):
+            self._decided = proposal.id
+        self.message = message
         self.reload(force=True)
+
+    def guarded(self, key: str | int) -> bool:
+        """True (and a message) when ``key`` came too soon after the proposal under the cursor changed by itself.
+
+        Each dropped key extends the window: a burst typed for what was
+        there before is dropped whole, not cut in two.
+        """
+        now = time.monotonic()
+        if now - self.changed_at >= GUARD_SEC:
+            return False
+        self.changed_at = now
+        name = key if isinstance(key, str) and key.isprintable() else "a key"
+        note = self.message.split(" - ", 1)[0] if self.message else "the proposal under the cursor changed"
+        self.message = f"{note} - {name!r} ignored: look, then press it again"
+        return True
 
     def handle(self, key: str | int) -> bool:
         """React to one key; False to quit."""
-        self.seen.update(p.id for p in self.items)
-        if key in ("q", "Q"):
-            return False
         if key == curses.KEY_RESIZE:
             # Repaint everything: the terminal may have reflowed what was on it, and after two quick
             # resizes curses can believe the size (and so the screen) unchanged.
             self.screen.clear()
             return True
+        if self.guarded(key):
+            return True
+        self.seen.update(e.id for e in self.items)
+        if key in ("q", "Q"):
+            return False
         self.message = ""
         if self.detail is not None:
-            height, _width = self.screen.getmaxyx()
-            moves = scroll_moves(height)
-            if key in moves:
-                self.scroll = max(0, self.scroll + moves[key])
-            elif key in FIRST_KEYS:
-                self.scroll = 0
-            elif key in LAST_KEYS:
-                self.scroll = len(self.detail_lines(_width))
-            elif key == "/":
-                self.search()
-            elif key == "n":
-                self.search(again=True)
-            elif key in (ESCAPE, "b", curses.KEY_LEFT):
-                self.detail = None
-            elif key in ("a", "m", "r", "R"):
-                self.act(str(key))
-            return True
+            return self._detail_key(key)
         if key in (curses.KEY_UP, "k"):
-            self.selected = max(0, self.selected - 1)
+            self.selected = self.selected if not self.armed and self.selected == 0 else max(0, self.selected - 1)
+            self.armed = True
         elif key in (curses.KEY_DOWN, "j"):
-            self.selected = min(max(0, len(self.items) - 1), self.selected + 1)
+            if self.armed:
+                self.selected = min(max(0, len(self.items) - 1), self.selected + 1)
+            self.armed = True  # unarmed, j selects the row now where the gone one was: the one after it
         elif key in FIRST_KEYS:
-            self.selected = 0
+            self.selected, self.armed = 0, True
         elif key in LAST_KEYS:
-            self.selected = max(0, len(self.items) - 1)
+            self.selected, self.armed = max(0, len(self.items) - 1), True
         elif key in ENTER_KEYS and self.items:
-            self.detail = self.load(self.items[self.selected])
-            self.scroll = 0
-        elif key in ("a", "m", "r", "R"):
+            if not self.armed:
+                self.message = "no proposal is selected: j/k selects one"
+                return True
+            entry = self.items[self.selected]
+            self.detail = self.load(entry)
+            self.detail_approval = entry.approval
+            self.scroll, self.full = 0, False
+        elif key in DECISION_KEYS:
             self.act(str(key))
-        elif key == "G":
+        elif key == "/":
+            words = self.prompt("show only proposals whose row holds (Enter with nothing: all): ")
+            if words is not None:
+                self.filters = Filters(caution=self.filters.caution, words=words.strip() or None)
+                self.reload(force=True, refiltered=True)
+        elif key == "w":
+            self.filters = Filters(caution=None if self.filters.caution else ANY_CAUTION, words=self.filters.words)
+            self.reload(force=True, refiltered=True)
+        elif key == GRANTS_KEY:
             keep_going = GrantsView(self, GrantStore(database=self.store.db), default_decider()).run()
             self.reload(force=True)
             return keep_going
         return True
 
+    def _detail_key(self, key: str | int) -> bool:
+        height, width = self.screen.getmaxyx()
+        moves = scroll_moves(height)
+        if key in moves:
+            self.scroll = max(0, self.scroll + moves[key])
+        elif key in FIRST_KEYS:
+            self.scroll = 0
+        elif key in LAST_KEYS:
+            self.scroll = len(self.detail_lines(width))
+        elif key == "/":
+            self.search()
+        elif key == "n":
+            self.search(again=True)
+        elif key == "J":
+            self.full = not self.full
+        elif key in (ESCAPE, "b", curses.KEY_LEFT):
+            self.detail = None
+        elif key in DECISION_KEYS:
+            self.act(str(key))
+        return True
 
     def run(self) -> None:
         """The main loop: draw, sleep until a key, a commit or the next full look, redraw what changed."""

@@ -99,7 +99,7 @@ class GrantsView:
             tui.put(row, 0, terminal.pad(terminal.fit(line, width), width),
                     curses.A_REVERSE if row - 1 == self.selected else 0)
         tui.put(height - 2, 0, self.message)
-        tui.put(height - 1, 0, GRANTS_KEYS.ljust(width), curses.A_REVERSE)
+        tui.put(height - 1, 0, GRANTS_KEYS.ljust(width - 1), curses.A_REVERSE)
         screen.refresh()
 
     def run(self) -> bool:
@@ -128,7 +128,7 @@ class GrantsView:
         """Ask for a reason, naming the grant; revoke it (audited), or say why not."""
         reason = self.tui.prompt(
             f"revoke {grant.short_id} ({grant.queue_key}, {describe_subject(grant.tool, grant.subject_value)}); "
-            "reason: ")
+            "reason: ", backdrop=self.draw)
         if not reason or not reason.strip():
             self.message = "revoke cancelled: a reason is required"
             return

@@ -13,8 +13,10 @@ import curses
 import os
 import select
 import sys
+from collections.abc import Callable, Sequence
 from typing import Any
 
+from bot_bottle.cli.common import ROLE_STYLES
 from bot_bottle.file_watch import FileWatch
 from bot_bottle.text import terminal
 
@@ -24,10 +26,13 @@ CHECK_MS = 50  # how often the database file is stat'ed for a commit (a new prop
 ENTER_KEYS = ("\n", "\r", curses.KEY_ENTER)
 ESCAPE = "\x1b"
 BACKSPACE_KEYS = ("\b", "\x7f", curses.KEY_BACKSPACE)
-LIST_KEYS = " ↑↓/jk move  g/G first/last  Enter open  a approve  m modify  r/R reject (R: always)  G grants  q quit"
-DETAIL_KEYS = " ↑↓/jk scroll  g/G top/end  / search  n next  a approve  m modify  r reject  Esc/b back  q quit"
+LIST_KEYS = (" ↑↓/jk move  g/G first/last  Enter open  a approve  m modify  r/R reject (R: always)  / filter  "
+             "w warned  v grants  q")
+DETAIL_KEYS = (" ↑↓/jk scroll  g/G top/end  / search  n next  J all the agent wrote  a approve  m modify  r reject  "
+               "Esc/b back  q quit")
 UNAVAILABLE = "database unavailable: "
-REPORT_KEYS = " ↑↓/jk scroll  g/G  / search  a approve (with a reason)  r reject  Esc/b back  q quit"
+REPORT_KEYS = (" ↑↓/jk scroll  g/G  / search  J all the agent wrote  a approve (with a reason)  r reject  Esc/b back  "
+               "q quit")
 FIRST_KEYS = ("g", curses.KEY_HOME)
 LAST_KEYS = ("G", curses.KEY_END)
 CONFIRM_KEYS = " ↑↓/jk scroll  y record this modification  e edit again  n/Esc cancel"
@@ -36,6 +41,8 @@ PROMPT_KEYS = " Enter confirm  Esc cancel"
 # Escapes (text an agent wrote that the terminal must not act on) stand apart from the text around them.
 ESCAPE_ATTR = curses.A_UNDERLINE | curses.A_BOLD
 Line = terminal.Line
+# The ANSI style of text that is the agent's, drawn dim beside ours (its label says whose it is).
+DIM = "2"
 
 
 def scroll_moves(height: int) -> dict[str | int, int]:
@@ -54,6 +61,8 @@ class TerminalScreen:
         self.scroll = 0
         self.position = ""
         self.role_attrs: dict[str, int] = {"warning": curses.A_BOLD, "heading": curses.A_BOLD}
+        # Our own styles on a segment (cli.common.ROLE_STYLES' ANSI codes), as curses draws them.
+        self.style_attrs: dict[str, int] = {ROLE_STYLES["warning"]: curses.A_BOLD, DIM: curses.A_DIM}
 
     def draw(self) -> None:
         """Redraw the whole screen (what a resize during a prompt asks for)."""
@@ -73,7 +82,7 @@ class TerminalScreen:
             return
         segments = terminal.line(text) if isinstance(text, str) else text
         for segment in terminal.fit(segments, room):
-            style = attr | (ESCAPE_ATTR if segment.escaped else 0)
+            style = attr | (ESCAPE_ATTR if segment.escaped else self.style_attrs.get(segment.style, 0))
             with contextlib.suppress(curses.error):
                 self.screen.addstr(row, col, segment.text, style)
             col += terminal.segment_width(segment)
@@ -94,19 +103,28 @@ class TerminalScreen:
             rows += [(row, attr) for row in terminal.wrap(terminal.line(one), max(10, width - 1))]
         return rows
 
-    def prompt(self, label: str) -> str | None:
-        """Read a line at the bottom of the screen; Enter ends it, Esc cancels (None)."""
+    def prompt(self, label: str, about: Sequence[str] = (), backdrop: Callable[[], None] | None = None) -> str | None:
+        """Read a line at the bottom of the screen; Enter ends it, Esc cancels (None).
+
+        ``about`` are raw lines (``Shown`` with their roles) drawn above the
+        prompt while it is open: what the answer is for. ``backdrop`` draws
+        what the prompt stands over (default: ``draw``).
+        """
         text = ""
         self.screen.timeout(-1)
         with contextlib.suppress(curses.error):
             curses.curs_set(1)
+        (backdrop or self.draw)()  # what the prompt stands over, without what an earlier prompt left
         try:
             while True:
                 height, width = self.screen.getmaxyx()
+                rows = self.wrapped(list(about), width)[-max(0, height - 3):] if height > 3 else []
+                for offset, (row, attr) in enumerate(rows):
+                    self.put(height - 2 - len(rows) + offset, 0, terminal.pad(row, width), attr | curses.A_REVERSE)
                 self.put(height - 2, 0, " " * width)
                 shown = (label + text)[-(width - 2):] if width > 2 else ""
                 self.put(height - 2, 0, shown)
-                self.put(height - 1, 0, PROMPT_KEYS.ljust(width), curses.A_REVERSE)
+                self.put(height - 1, 0, PROMPT_KEYS.ljust(width - 1), curses.A_REVERSE)
                 self.screen.refresh()
                 key = self.screen.get_wch()
                 if key in ENTER_KEYS:
@@ -116,7 +134,7 @@ class TerminalScreen:
                 if key in BACKSPACE_KEYS:
                     text = text[:-1]
                 elif key == curses.KEY_RESIZE:
-                    self.draw()
+                    (backdrop or self.draw)()
                 elif isinstance(key, str) and key.isprintable():
                     text += key
         finally:
@@ -133,7 +151,7 @@ class TerminalScreen:
                 self.screen.erase()
                 self.put(0, 0, " bot-bottle supervise: confirm".ljust(width), curses.A_REVERSE)
                 self._draw_text(self.wrapped(text, width), height)
-                self.put(height - 1, 0, keys.ljust(width), curses.A_REVERSE)
+                self.put(height - 1, 0, keys.ljust(width - 1), curses.A_REVERSE)
                 self.screen.refresh()
                 key = self.screen.get_wch()
                 moves = scroll_moves(height)
@@ -199,3 +217,4 @@ class TerminalScreen:
             self.role_attrs.update({"added": curses.color_pair(1), "removed": curses.color_pair(2),
                                     "hunk": curses.color_pair(3),
                                     "warning": curses.color_pair(4) | curses.A_BOLD})
+            self.style_attrs[ROLE_STYLES["warning"]] = curses.color_pair(4) | curses.A_BOLD

@@ -8,8 +8,9 @@ import os
 from typing import Any
 
 from bot_bottle.cli.common import age, cell_text, db_path, print_json, print_table, verb_parser
+from bot_bottle.cli.inbox import Inbox
 from bot_bottle.cli.registry import summary
-from bot_bottle.cli.render import proposal_json
+from bot_bottle.cli.render import grant_cell, proposal_json
 from bot_bottle.cli.tui.app import SuperviseTUI
 from bot_bottle.errors import BotBottleError
 from bot_bottle.queue_store import QueueStore
@@ -28,16 +29,17 @@ def check_terminal() -> None:
 
 
 def print_pending(store: QueueStore, as_json: bool) -> None:
-    """The ``--once`` output: the pending list without curses."""
-    items = store.pending_summaries()
+    """The ``--once`` output: the pending list without curses, each with what approving it grants."""
+    entries = Inbox(store).pending()
     if as_json:
-        print_json([proposal_json(p, None) for p in items])
+        print_json([proposal_json(e.proposal, None, e.approval) for e in entries])
         return
-    if not items:
+    if not entries:
         print("no pending proposals")
         return
-    print_table(["ID", "BOTTLE", "TOOL", "AGE", "JUSTIFICATION"],
-                [[p.short_id, p.queue_key, p.tool, age(p.created_at), cell_text(p.justification)] for p in items])
+    print_table(["ID", "BOTTLE", "TOOL", "AGE", "GRANTS", "AGENT SAYS"],
+                [[e.proposal.short_id, e.proposal.queue_key, e.proposal.tool, age(e.proposal.created_at),
+                  grant_cell(e.approval), cell_text(e.proposal.justification)] for e in entries])
 
 
 def cmd_supervise(args: argparse.Namespace) -> int:

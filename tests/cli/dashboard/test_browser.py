@@ -8,25 +8,21 @@ from __future__ import annotations
 
 import http.client
 import json
-import os
 import subprocess
-import tempfile
 import threading
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 from urllib.parse import urlsplit
 
 from bot_bottle.audit_store import AuditStore
 from bot_bottle.bottles import BottleStore
-from bot_bottle.decisions import shown_digest
+from bot_bottle.queue_reads import shown_digest
 from bot_bottle.records import TOOL_EGRESS_ALLOW, TOOL_EGRESS_BLOCK, TOOL_GITLEAKS_ALLOW
 from bot_bottle.sidecar.launcher import spawn
 from bot_bottle.timestamps import format_timestamp
-from tests.helpers.browser import Browser
 from tests.helpers.corpus import ATTACK_TEXT, HOSTILE, HTML_ATTACKS, forbidden
-from tests.helpers.dashboard import DashboardCase
+from tests.helpers.dashboard import BrowserCase, artifact_dir
 from tests.helpers.support import file_as_a_sidecar
 
 
@@ -46,24 +42,8 @@ class _EvilPage(BaseHTTPRequestHandler):
         """Quiet."""
 
 
-class BrowserTest(DashboardCase):
+class BrowserTest(BrowserCase):
     """The dashboard in headless Chromium: one browser for the whole class."""
-
-    browser: ClassVar[Browser]
-
-    @classmethod
-    def setUpClass(cls) -> None:
-        super().setUpClass()
-        cls.browser = Browser()
-
-    @classmethod
-    def tearDownClass(cls) -> None:
-        cls.browser.close()
-        super().tearDownClass()
-
-    def log_in(self) -> None:
-        landed = self.browser.get(self.server.url)
-        self.assertEqual(landed, f"{self.origin}{self.dashboard.root}/")
 
     def test_hostile_text_renders_as_text(self) -> None:
         """Script tags, event attributes, javascript: URLs and the terminal corpus: shown, never run or obeyed."""
@@ -195,10 +175,11 @@ class BrowserTest(DashboardCase):
         print(f"\ndashboard screenshot: {screenshot}", flush=True)
         filed = self.store.pending("web-1")[0]
         self.browser.do("click", css=f'a[href="{self.dashboard.root}/proposal/{filed.id}"]')
-        self.browser.do("wait_text", text="route (what approving allows)")
+        self.browser.do("wait_text", text="approving grants")
         self.browser.do("type", css='form[action$="/decide"] input[name="notes"]', text="docs are fine")
+        self.settle()
         self.browser.do("click", css='button[value="approve"]')
-        self.browser.do("wait_text", text="status    approved by")
+        self.browser.do("wait_text", text=f"approved {filed.short_id} (web-1, egress-allow) by")
         caller.join(30)
         self.assertFalse(caller.is_alive(), "the sidecar's caller never got its answer")
         result = answers[0]["result"]["structuredContent"]
@@ -212,22 +193,14 @@ class BrowserTest(DashboardCase):
         self.log_in()
         self.browser.get(f"{self.origin}{self.dashboard.root}/proposal/{proposal.id}")
         self.browser.do("type", css='textarea[name="final"]', text="routes:\n- a.com\n- c.com\n")
+        self.settle()
         self.browser.do("click", css='button[value="modify"]')
         page = self.browser.do("wait_text", text="diff (proposed -> final)")
         self.assertIn("+-c.com", page.replace(" ", ""))
         self.assertIsNone(self.store.response(proposal.id))  # nothing recorded before the confirmation
+        self.settle()
         self.browser.do("click", css='button[value="record this modification"]')
-        self.browser.do("wait_text", text="status    modified by")
+        self.browser.do("wait_text", text=f"modified {proposal.short_id} (web-1, egress-block) by")
         response = self.store.response(proposal.id)
         assert response is not None
         self.assertEqual(response.final_file, "routes:\n- a.com\n- c.com\n")
-
-
-def artifact_dir() -> Path:
-    """Where tests keep what a person looks at afterwards: $BOT_BOTTLE_ARTIFACTS, else a temporary folder."""
-    chosen = os.environ.get("BOT_BOTTLE_ARTIFACTS")
-    folder = Path(chosen) if chosen else Path(tempfile.gettempdir()) / "bot-bottle-artifacts"
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
-
-

@@ -9,17 +9,20 @@ headless Chromium (tests/helpers/browser.py).
 from __future__ import annotations
 
 import http.client
+import json
 import os
 import re
 import socket
 import subprocess
 import sys
 from typing import Any
+from unittest import mock
 from urllib.parse import urlencode
 
 from bot_bottle.audit_store import AuditStore
-from bot_bottle.cli.dashboard.state import MAX_FORM_BYTES, SESSION_COOKIE
-from bot_bottle.decisions import shown_digest
+from bot_bottle.cli.dashboard.state import MAX_FORM_BYTES, SECURITY_HEADERS, SESSION_COOKIE
+from bot_bottle.errors import DatabaseBusy
+from bot_bottle.queue_reads import shown_digest
 from bot_bottle.queue_store import QueueStore
 from bot_bottle.records import (
     TOOL_EGRESS_ALLOW,
@@ -115,6 +118,8 @@ class ForgedPostTest(DashboardCase):
                                f"{shown_digest(proposal)}&status=approved&status=rejected".encode()}, 400),
             ("not UTF-8", {"fields": approve, "raw": b"csrf=\xff\xfe&status=approved"}, 400),
             ("another proposal's digest", {"fields": {**approve, "shown": "0" * 64}}, 409),
+            ("no button (Enter in a text box)", {"fields": {**approve, "decision": None}}, 400),
+            ("another decision's button", {"fields": {**approve, "decision": "reject"}}, 400),
         ]
         for name, arguments, expected in forged:
             with self.subTest(name):
@@ -122,7 +127,8 @@ class ForgedPostTest(DashboardCase):
                 self.assertEqual(status, expected)
                 self.assert_unchanged(proposal)
         status, headers, _ = self.post(proposal, "decide", approve)
-        self.assertEqual((status, headers["location"]), (303, f"{self.dashboard.root}/proposal/{proposal.id}"))
+        # On to the next pending proposal; none is left, so the inbox, which says what was recorded.
+        self.assertEqual((status, headers["location"]), (303, f"{self.dashboard.root}/?after={proposal.id}"))
         response = self.store.response(proposal.id)
         assert response is not None
         self.assertEqual((response.status, response.notes), ("approved", "forged"))
@@ -244,7 +250,7 @@ class SidecarWrittenRowsTest(DashboardCase):
             conn.execute("INSERT INTO responses (proposal_id, status, notes, decided_by, decided_at) "
                          "VALUES (?, 'approved', '<b>ok</b>', 'alice@desk\x1b]0;t\x07', '2026-01-01T00:00:00.000000Z')",
                          (proposal.id,))
-        status, _, body = self.call("GET", "/")
+        status, _, body = self.call("GET", "/bottles")
         self.assertEqual(status, 200)
         self.assertIn('<td class="state">stale</td>', body)
         self.assertNotIn("<script>window", body)
@@ -255,3 +261,58 @@ class SidecarWrittenRowsTest(DashboardCase):
         self.assertIn("&lt;b&gt;ok&lt;/b&gt;", body)
         self.assertIn('alice@desk<span class="esc">\\x1b</span>]0;t<span class="esc">\\x07</span>', body)
         self.assertNotIn('name="csrf"', body)  # decided: no form to decide it again
+
+
+class UnusableDatabaseTest(DashboardCase):
+    """A locked, missing or replaced database: a styled page that says what happened and what to do."""
+
+    def assert_styled(self, path: str, *needles: str) -> str:
+        status, headers, body = self.call("GET", path)
+        self.assertEqual(status, 503)
+        self.assertIn(f'<link rel="stylesheet" href="{self.dashboard.root}/static/style.css">', body)
+        self.assertIn('class="problem"', body)
+        self.assertEqual(headers["content-security-policy"], SECURITY_HEADERS["Content-Security-Policy"])
+        for needle in needles:
+            self.assertIn(needle, body)
+        self.assertNotIn("internal error", body)
+        return body
+
+    def test_a_locked_database_is_a_styled_page_that_comes_back_by_itself(self) -> None:
+        proposal = self.store.submit("web-1", TOOL_EGRESS_ALLOW, '{"host": "a.example"}', "why")
+        busy = DatabaseBusy("dash.db stayed locked for 5 s")
+        with mock.patch.object(self.dashboard.queue, "get", side_effect=busy), \
+                mock.patch.object(self.dashboard.queue, "pending_summaries", side_effect=busy):
+            for path in ("/", f"/proposal/{proposal.id}"):
+                with self.subTest(path):
+                    body = self.assert_styled(path, "The database is busy", "looks again by itself",
+                                              "bot-bottle doctor")
+                    self.assertIn('data-page="problem"', body)
+            status, _, body = self.call("GET", "/api/changes")
+            self.assertEqual((status, "the database cannot be used now" in body), (503, True))
+            status, _, body = self.post(proposal, "decide", {"status": "approved"})
+            self.assertEqual(status, 503)
+            self.assertIn("Nothing was recorded", body)
+        self.assertIsNone(self.store.response(proposal.id))
+        status, _, _ = self.call("GET", "/")
+        self.assertEqual(status, 200)
+
+    def test_a_removed_or_replaced_database_is_said_so_and_decides_nothing(self) -> None:
+        proposal = self.store.submit("web-1", TOOL_EGRESS_ALLOW, '{"host": "a.example"}', "why")
+        moved = self.tmp / "moved.db"
+        os.rename(self.path, moved)
+        self.assert_styled("/", "The database file is gone", "stop this dashboard (Ctrl-C)")
+        status, _, body = self.post(proposal, "decide", {"status": "approved"})
+        self.assertEqual(status, 503)
+        self.assertIn("The database file is gone", body)
+        status, _, body = self.call("GET", "/api/changes")
+        self.assertEqual(status, 503)
+        self.assertIn("The database file is gone", json.loads(body)["problem"])
+        # Another database put at the path (a backup restored, a copy moved in).
+        with QueueStore(self.path) as other:
+            other.submit("web-9", TOOL_EGRESS_ALLOW, '{"host": "b.example"}', "a stranger")
+        body = self.assert_styled(f"/proposal/{proposal.id}", "The database file was replaced")
+        self.assertNotIn("a stranger", body)
+        status, _, _ = self.post(proposal, "decide", {"status": "approved"})
+        self.assertEqual(status, 503)
+        with QueueStore(moved) as old:
+            self.assertIsNone(old.response(proposal.id))

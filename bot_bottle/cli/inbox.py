@@ -1,0 +1,134 @@
+"""The operator's inbox: every bottle's pending proposals, oldest first, each with what approving it grants.
+
+The TUI's list, ``proposals list``, ``supervise --once`` and the dashboard
+read the queue through here, so every list shows the same thing first: what
+approving grants and its cautions (``policy.approval``), then the agent's
+words. Listings read summaries (no payload); an ``Inbox`` then loads each
+proposal it has not seen once, in one query, and keeps its approval and the
+digest of what it read (``queue_reads.shown_digest``). Proposals are
+immutable, so that is read once per proposal; one rewritten in the file
+afterwards is caught when it is decided, which holds the proposal to that
+digest (``Inbox.current``, then ``decide(shown=...)``).
+
+Filters are the inbox's: by bottle, tool, caution kind, and words anywhere
+in what a row shows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from bot_bottle.errors import ValidationError
+from bot_bottle.policy.approval import KINDS, Approval, approval_of
+from bot_bottle.queue_reads import shown_digest
+from bot_bottle.queue_store import QueueStore
+from bot_bottle.records import STATUS_MODIFIED, TOOLS, Proposal, ProposalSummary, Response
+
+# A filter on cautions: any kind at all, or one of policy.approval.KINDS.
+ANY_CAUTION = "any"
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One listed proposal: its summary, what approving it grants, and the digest of what was read."""
+
+    proposal: ProposalSummary | Proposal
+    approval: Approval
+    digest: str
+
+    @property
+    def id(self) -> str:
+        """The proposal's id."""
+        return self.proposal.id
+
+    def matches(self, words: str) -> bool:
+        """Whether every word of ``words`` is in what the row shows (case ignored)."""
+        shown = " ".join([self.proposal.id, self.proposal.queue_key, self.proposal.tool, *self.approval.grants,
+                          *(caution.text for caution in self.approval.cautions), *self.approval.kinds,
+                          self.proposal.justification]).casefold()
+        return all(word in shown for word in words.casefold().split())
+
+
+@dataclass(frozen=True)
+class Filters:
+    """What the operator narrowed the inbox to (None: everything)."""
+
+    bottle: str | None = None
+    tool: str | None = None
+    caution: str | None = None
+    words: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.tool is not None and self.tool not in TOOLS:
+            raise ValidationError("tool", f"{self.tool!r} is not one of {', '.join(TOOLS)}")
+        if self.caution is not None and self.caution not in (ANY_CAUTION, *KINDS):
+            raise ValidationError("warning", f"{self.caution!r} is not one of {', '.join((ANY_CAUTION, *KINDS))}")
+
+    def keep(self, entry: Entry) -> bool:
+        """Whether ``entry`` passes every filter."""
+        kinds = entry.approval.kinds
+        return ((self.bottle is None or entry.proposal.queue_key == self.bottle)
+                and (self.tool is None or entry.proposal.tool == self.tool)
+                and (self.caution is None or (bool(kinds) if self.caution == ANY_CAUTION else self.caution in kinds))
+                and (not self.words or entry.matches(self.words)))
+
+    @property
+    def active(self) -> bool:
+        """True when anything is filtered out."""
+        return any(value for value in (self.bottle, self.tool, self.caution, self.words))
+
+
+def approval_for(proposal: Proposal, response: Response | None = None) -> Approval:
+    """What approving ``proposal`` grants; for a modification, what the operator's file granted."""
+    if response is not None and response.status == STATUS_MODIFIED and response.final_file is not None:
+        return approval_of(proposal.tool, response.final_file, proposal.current_file)
+    return approval_of(proposal.tool, proposal.payload, proposal.current_file)
+
+
+class Inbox:
+    """The pending queue with approvals, over one store; what it read of each proposal is kept by id.
+
+    Only the approval and the digest are kept, never a payload: a list of
+    a thousand proposals of a megabyte holds a few of them at a time.
+    """
+
+    def __init__(self, store: QueueStore) -> None:
+        self.store = store
+        self._read: dict[str, tuple[Approval, str]] = {}
+
+    def entries(self, summaries: Sequence[ProposalSummary], responses: Sequence[Response | None] = ()) -> list[Entry]:
+        """An entry for each summary, in order: proposals not read before are loaded, a few at a time."""
+        decided = {response.proposal_id: response for response in responses if response is not None}
+        missing = [summary.id for summary in summaries if summary.id not in self._read]
+        for proposal in self.store.get_many(missing):
+            self.remember(proposal, decided.get(proposal.id))
+        return [Entry(summary, *self._read[summary.id]) for summary in summaries if summary.id in self._read]
+
+    def pending(self, filters: Filters | None = None) -> list[Entry]:
+        """Every bottle's pending proposals (oldest first) that pass ``filters``; entries not read are loaded."""
+        chosen = filters or Filters()
+        listed = self.entries(self.store.pending_summaries(chosen.bottle))
+        if chosen.bottle is None:
+            alive = {entry.id for entry in listed}
+            for gone in [proposal_id for proposal_id in self._read if proposal_id not in alive]:
+                del self._read[gone]  # decided or archived: nothing to keep
+        return [entry for entry in listed if chosen.keep(entry)]
+
+    def remember(self, proposal: Proposal, response: Response | None = None) -> Entry:
+        """The entry for a proposal read whole (``store.get``), kept in place of what was read before."""
+        entry = Entry(proposal, approval_for(proposal, response), shown_digest(proposal))
+        self._read[proposal.id] = (entry.approval, entry.digest)
+        return entry
+
+    def current(self, entry: Entry) -> Proposal | None:
+        """The proposal behind ``entry`` read again, if it is still exactly what the entry was read from.
+
+        None when it changed in the file since (proposals are immutable: it
+        was rewritten); the entry is then read afresh for the next look.
+        """
+        proposal = self.store.get(entry.id)
+        if shown_digest(proposal) != entry.digest:
+            self.remember(proposal)
+            return None
+        return proposal

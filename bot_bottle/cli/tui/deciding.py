@@ -1,0 +1,168 @@
+"""One decision in the TUI, asked for deliberately: every prompt names its proposal and what approving it grants.
+
+``Deciding.decide`` runs the questions of ``a`` (approve: a note, or a
+reason for a report-only tool), ``m`` (modify in ``$EDITOR``, then confirm
+your own diff) and ``r``/``R`` (reject, with a reason; ``R`` asks whether to
+reject the same from now on). Above each prompt stand the proposal's short
+id, bottle and tool and what approving it grants, with its badge, so no
+answer is typed for a proposal the operator is not looking at. Approving
+what widens access (or names a look-alike host) asks once more, naming the
+grant and why, and only ``yes`` records it. The decision is recorded for
+the proposal exactly as it was shown (``decide(shown=...)``).
+"""
+
+from __future__ import annotations
+
+import curses
+import os
+import shlex
+import subprocess
+import tempfile
+from pathlib import Path
+
+from bot_bottle.cli.common import Shown
+from bot_bottle.cli.render import modification
+from bot_bottle.cli.tui.grants_view import grant_question, parse_grant_choice
+from bot_bottle.cli.tui.screen import CONFIRM_KEYS, INVALID_KEYS, TerminalScreen
+from bot_bottle.decisions import decide
+from bot_bottle.errors import AlreadyDecided, AnchorNotWritten, BotBottleError, NotFound, ValidationError
+from bot_bottle.policy.approval import Approval, approval_of
+from bot_bottle.queue_store import QueueStore
+from bot_bottle.records import STATUS_APPROVED, STATUS_MODIFIED, STATUS_REJECTED, Proposal
+
+_VERB = {STATUS_APPROVED: "approve", STATUS_MODIFIED: "modify", STATUS_REJECTED: "reject"}
+# How many of an approval's cautions stand above its prompts (the detail view has them all).
+SHOWN_CAUTIONS = 3
+CONFIRM_WORD = "yes"
+
+
+def target_lines(proposal: Proposal, approval: Approval, verb: str, cautions: bool = False) -> list[str]:
+    """What a prompt is about: ``approve 3f2a9c1e  bottle web-1  egress-allow`` and what approving grants."""
+    badge = f"[{','.join(approval.kinds)}] " if approval.kinds else ""
+    lines: list[str] = [Shown(f" {verb} {proposal.short_id}  bottle {proposal.queue_key}  {proposal.tool}", "heading"),
+                        Shown(f" grants: {badge}{approval.summary}", "warning" if approval.kinds else "heading")]
+    if cautions:
+        lines += [Shown(f" {caution.kind}: {caution.text}", "warning")
+                  for caution in approval.cautions[:SHOWN_CAUTIONS]]
+    return lines
+
+
+class Deciding:
+    """Asks for one decision on a terminal screen and records it; says what happened in one line."""
+
+    def __init__(self, screen: TerminalScreen, store: QueueStore, decided_by: str | None = None) -> None:
+        self.screen = screen
+        self.store = store
+        self.decided_by = decided_by
+        #: Why the last modification ended without a file (the editor failed, the file was unchanged ...).
+        self.screen_message = ""
+
+    def decide(self, proposal: Proposal, approval: Approval, key: str) -> str:
+        """Ask for the decision ``key`` starts on ``proposal`` (shown with ``approval``); record it; the message."""
+        final: str | None = None
+        if key == "a":
+            status = STATUS_APPROVED
+            ask = (f"reason for approving {proposal.short_id} (required): " if proposal.report_only
+                   else f"approve {proposal.short_id}; note (optional): ")
+            notes = self.screen.prompt(ask, target_lines(proposal, approval, "approve", cautions=True))
+            if notes is None or (proposal.report_only and not notes.strip()):
+                return "approve cancelled" + (": a reason is required" if notes is not None else "")
+        elif key == "m":
+            if proposal.report_only:
+                return f"{proposal.tool} is report-only: approve it with a reason or reject it"
+            status = STATUS_MODIFIED
+            final = self.confirm_modification(proposal)
+            if final is None:
+                return self.screen_message or "modify cancelled: nothing recorded"
+            approval = approval_of(proposal.tool, final, proposal.current_file)
+            notes = self.screen.prompt(f"modify {proposal.short_id}; note (optional): ",
+                                       target_lines(proposal, approval, "modify", cautions=True))
+            if notes is None:
+                return "modify cancelled"
+        else:
+            status = STATUS_REJECTED
+            notes = self.screen.prompt(f"reason for rejecting {proposal.short_id}: ",
+                                       target_lines(proposal, approval, "reject"))
+            if not notes or not notes.strip():
+                return "reject cancelled: a reason is required"
+        verb = _VERB[status]
+        approving = status != STATUS_REJECTED
+        # An approval says what it grants and asks for how long; 'R' asks whether a rejection stands for good.
+        answer = self.screen.prompt(grant_question(proposal, approving), target_lines(proposal, approval, verb)) \
+            if key != "r" else ""
+        if answer is None:
+            return f"{verb} cancelled: nothing recorded"
+        if approving and approval.needs_confirmation:
+            what = "approval" if status == STATUS_APPROVED else "modification"
+            sure = self.screen.prompt(f"this {what} reaches more than it reads as: type {CONFIRM_WORD} to {verb} "
+                                      f"{proposal.short_id}, anything else cancels: ",
+                                      target_lines(proposal, approval, verb, cautions=True))
+            if sure is None or sure.strip().lower() != CONFIRM_WORD:
+                return f"{verb} cancelled: nothing recorded"
+        label = f"{proposal.short_id} ({proposal.queue_key}, {proposal.tool})"
+        try:
+            choice = parse_grant_choice(answer)
+            decide(proposal.id, status, notes, final, self.decided_by, store=self.store, shown=proposal,
+                   grant_for=choice.seconds, remember=choice.remember)
+        except AnchorNotWritten as exc:  # committed: the decision stands, with a warning about its proof
+            return f"{status} {label}; but {exc}"
+        except (AlreadyDecided, NotFound, ValidationError, BotBottleError) as exc:
+            return f"{exc}; nothing recorded"
+        return f"{status} {label}" + (f", remembered for {choice.remember}" if choice.remember else "")
+
+    def edit(self, proposal: Proposal, text: str) -> str | None:
+        """Open ``text`` in $EDITOR (default vi); the edited text, or None if it is empty or the proposal's own."""
+        editor = shlex.split(os.environ.get("VISUAL") or os.environ.get("EDITOR") or "vi")
+        with tempfile.TemporaryDirectory(prefix="bot-bottle-edit-") as folder:
+            path = Path(folder) / f"{proposal.short_id}-{proposal.tool}.txt"
+            path.write_text(text, encoding="utf-8")
+            curses.def_prog_mode()
+            curses.endwin()
+            try:
+                result = subprocess.run([*editor, str(path)], check=False)
+            except OSError as exc:
+                self.screen_message = f"cannot run the editor {editor[0]!r}: {exc.strerror}"
+                return None
+            finally:
+                curses.reset_prog_mode()
+                self.screen.screen.refresh()
+            if result.returncode != 0:
+                self.screen_message = f"the editor exited with {result.returncode}: modify cancelled"
+                return None
+            try:
+                with path.open(encoding="utf-8", newline="") as handle:  # the bytes as written: no newline translation
+                    edited = handle.read()
+            except (OSError, UnicodeDecodeError) as exc:
+                self.screen_message = f"cannot read the edited file: {exc}"
+                return None
+        if not edited.strip() or edited == proposal.payload:
+            self.screen_message = "modify cancelled: the file was empty or unchanged"
+            return None
+        return edited
+
+    def confirm_modification(self, proposal: Proposal) -> str | None:
+        """Edit, then show the operator their own diff (proposed -> final) to confirm; the final text or None.
+
+        A file its tool cannot take is shown with the reason and can only be
+        edited again or cancelled. What is returned is exactly what was shown.
+        """
+        self.screen_message = ""
+        text = proposal.payload
+        while True:
+            edited = self.edit(proposal, text)
+            if edited is None:
+                return None
+            text = edited
+            accept: tuple[str, ...] = ("y", "e")
+            try:
+                shown, keys = modification(proposal, text), CONFIRM_KEYS
+            except ValidationError as exc:
+                shown = [f"cannot record this file: {exc}", "", "your file:", *text.split("\n")]
+                keys, accept = INVALID_KEYS, ("e",)
+            self.screen.scroll = 0
+            answer = self.screen.modal(shown, keys, accept)
+            if answer == "y":
+                return text
+            if answer != "e":
+                self.screen_message = "modify cancelled: nothing recorded"
+                return None

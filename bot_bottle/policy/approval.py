@@ -1,0 +1,217 @@
+"""What approving a proposal grants, in a few lines, and why to look twice: what every screen shows first.
+
+An operator decides on what an approval grants, not on what the agent says
+it is for. ``approval_of`` reads it from the proposal's payload alone (the
+justification never), the way the grant itself is built
+(``policy.subjects``):
+
+- ``egress-allow``: the route's host, methods and path prefixes;
+- ``egress-block``: the routes file, with the hosts its new lines name and
+  the ones its dropped lines named;
+- ``gitleaks-allow``: each finding's rule, file and line;
+- ``egress-token-allow``: the token's detector, host and method.
+
+With it come warnings, each of a kind a list can show as a badge:
+``widens`` (a wildcard over names of many owners, judged against the Public
+Suffix List, ``*``, a path of ``/``: ``policy.routes``), ``look-alike`` (a
+host with characters that are not what they look like: ``policy.hosts``)
+and ``unreadable`` (a payload its tool's subject cannot be read from:
+approving answers the waiting caller and grants nothing that lasts).
+Hosts are written with ``hosts.shown_host``: a look-alike never reads as
+the host it imitates. The TUI, the command line and the dashboard all show
+this, before anything the agent wrote.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from bot_bottle.errors import ValidationError
+from bot_bottle.policy.hosts import host_problems, hosts_in_text, shown_host
+from bot_bottle.policy.routes import file_widening, parse_route
+from bot_bottle.records import (
+    TOOL_EGRESS_ALLOW,
+    TOOL_EGRESS_BLOCK,
+    TOOL_EGRESS_TOKEN_ALLOW,
+    TOOL_GITLEAKS_ALLOW,
+    sha256_text,
+)
+
+WIDENS = "widens"
+LOOK_ALIKE = "look-alike"
+UNREADABLE = "unreadable"
+KINDS = (WIDENS, LOOK_ALIKE, UNREADABLE)
+# Kinds an approval is asked for a second time for: it reaches more, or other hosts, than it reads as.
+CONFIRM_KINDS = frozenset({WIDENS, LOOK_ALIKE})
+# A routes file can name thousands of hosts and lines: the first ones are listed, and how many more.
+MAX_LISTED = 12
+
+
+@dataclass(frozen=True)
+class Caution:
+    """One reason to look twice at an approval: its kind (a badge) and what it says."""
+
+    kind: str
+    text: str
+
+
+@dataclass(frozen=True)
+class Approval:
+    """What approving a proposal grants (one item a line) and its cautions, first ones first."""
+
+    tool: str
+    grants: tuple[str, ...]
+    cautions: tuple[Caution, ...] = ()
+
+    @property
+    def summary(self) -> str:
+        """One line for a list: what is granted, shortly."""
+        return self.grants[0] if self.grants else "nothing"
+
+    @property
+    def kinds(self) -> tuple[str, ...]:
+        """The kinds of its cautions, each once, in ``KINDS`` order (a list's badges)."""
+        present = {caution.kind for caution in self.cautions}
+        return tuple(kind for kind in KINDS if kind in present)
+
+    @property
+    def needs_confirmation(self) -> bool:
+        """True when approving reaches more than it reads as: the dashboard asks once more, naming it."""
+        return any(kind in CONFIRM_KINDS for kind in self.kinds)
+
+    def to_dict(self) -> dict[str, Any]:
+        """As JSON for ``--json`` listings: the summary, the items and the cautions."""
+        return {"summary": self.summary, "grants": list(self.grants),
+                "warnings": [{"kind": caution.kind, "text": caution.text} for caution in self.cautions]}
+
+
+def approval_of(tool: str, payload: str, current_file: str | None = None) -> Approval:
+    """What approving ``payload`` (as filed, or as the operator modified it) grants, with its cautions.
+
+    ``current_file`` is the routes file an ``egress-block`` replaces, to
+    tell the hosts it adds from the ones it keeps. Never raises: a payload
+    that does not read as its tool's is an ``unreadable`` caution. Every
+    item and caution is ASCII (``hosts.shown_host``): the text of a parse
+    error or a finding's file name quotes the payload, and a look-alike host
+    quoted there must not read as the host it imitates either.
+    """
+    if tool == TOOL_EGRESS_ALLOW:
+        approval = _route(payload)
+    elif tool == TOOL_EGRESS_BLOCK:
+        approval = _routes_file(payload, current_file)
+    elif tool == TOOL_GITLEAKS_ALLOW:
+        approval = _findings(payload)
+    elif tool == TOOL_EGRESS_TOKEN_ALLOW:
+        approval = _token(payload)
+    else:
+        approval = Approval(tool, ("nothing this version knows of",),
+                            (Caution(UNREADABLE, f"{tool!r} is no known tool"),))
+    return Approval(approval.tool, tuple(shown_host(item) for item in approval.grants),
+                    tuple(Caution(caution.kind, shown_host(caution.text)) for caution in approval.cautions))
+
+
+def _look_alikes(hosts: list[str], where: str = "") -> list[Caution]:
+    cautions = []
+    for host in hosts:
+        for problem in host_problems(host):
+            cautions.append(Caution(LOOK_ALIKE, f"{where}host {shown_host(host)} is not what it looks like: {problem}"))
+    return cautions
+
+
+def _route(payload: str) -> Approval:
+    try:
+        route = parse_route(payload)
+    except ValidationError as exc:
+        return Approval(TOOL_EGRESS_ALLOW, ("nothing: the route does not parse",),
+                        (Caution(UNREADABLE, f"not a valid route ({exc}): approving answers the caller and grants "
+                                 "nothing"), *_look_alikes(hosts_in_text(payload))))
+    methods = ",".join(route.methods) or "any method"
+    paths = " ".join(route.paths) or "every path"
+    return Approval(TOOL_EGRESS_ALLOW, (f"{shown_host(route.host)}  {methods}  {paths}",),
+                    (*(Caution(WIDENS, reason) for reason in route.widening()), *_look_alikes([route.host])))
+
+
+def _listed(names: list[str]) -> str:
+    shown = ", ".join(shown_host(name) for name in names[:MAX_LISTED])
+    return shown + (f" and {len(names) - MAX_LISTED} more" if len(names) > MAX_LISTED else "")
+
+
+def _routes_file(payload: str, current_file: str | None) -> Approval:
+    lines = payload.split("\n")
+    before = (current_file or "").split("\n") if current_file else []
+    kept, gone = set(before), set(lines)
+    added_hosts = _hosts_of(line for line in lines if line not in kept)
+    dropped_hosts = [host for host in _hosts_of(line for line in before if line not in gone)
+                     if host not in added_hosts]
+    if added_hosts:
+        head = f"routes file: adds {_listed(added_hosts)}"
+    elif payload == (current_file or ""):
+        head = "routes file: unchanged"
+    else:
+        head = "routes file: names no new host"
+    grants = [head + (f"; drops {_listed(dropped_hosts)}" if dropped_hosts else "")]
+    grants.append(f"the whole file as filed: {len(lines)} line(s), sha256 {sha256_text(payload)[:16]}")
+    cautions = [Caution(WIDENS, f"line {number} ({'unchanged' if lines[number - 1] in kept else 'new'}) widens "
+                        f"access: {'; '.join(reasons)}") for number, reasons in file_widening(payload).items()]
+    for number, line in enumerate(lines, start=1):
+        if not line.isascii() or "xn--" in line.lower():  # only these can hold a look-alike host
+            cautions += _look_alikes(hosts_in_text(line), f"line {number}: ")
+    return Approval(TOOL_EGRESS_BLOCK, tuple(grants), tuple(_bounded(cautions)))
+
+
+def _hosts_of(lines: Any) -> list[str]:
+    found: dict[str, None] = {}
+    for line in lines:
+        for host in hosts_in_text(line):
+            found.setdefault(host, None)
+    return list(found)
+
+
+def _bounded(cautions: list[Caution]) -> list[Caution]:
+    """At most ``MAX_LISTED`` cautions of each kind, then one that says how many more."""
+    kept: list[Caution] = []
+    for kind in KINDS:
+        mine = [caution for caution in cautions if caution.kind == kind]
+        kept += mine[:MAX_LISTED]
+        if len(mine) > MAX_LISTED:
+            kept.append(Caution(kind, f"and {len(mine) - MAX_LISTED} more line(s) like these"))
+    return kept
+
+
+def _report(tool: str, payload: str) -> dict[str, Any] | None:
+    try:
+        report = json.loads(payload)
+    except (ValueError, RecursionError):
+        return None
+    return report if isinstance(report, dict) else None
+
+
+def _unreadable_report(tool: str, why: str) -> Approval:
+    return Approval(tool, ("nothing: the report does not read as its tool's",),
+                    (Caution(UNREADABLE, f"{why}: approving answers the caller and grants nothing that lasts"),))
+
+
+def _findings(payload: str) -> Approval:
+    report = _report(TOOL_GITLEAKS_ALLOW, payload)
+    findings = report.get("findings") if report is not None else None
+    if not isinstance(findings, list) or not findings or not all(isinstance(f, dict) for f in findings):
+        return _unreadable_report(TOOL_GITLEAKS_ALLOW, "not a gitleaks report with findings")
+    items = [f"{finding.get('rule', '?')} in {finding.get('file', '?')}:{finding.get('line', '?')}"
+             + (f" (commit {str(finding['commit'])[:8]})" if finding.get("commit") else "") for finding in findings]
+    count = len(items)
+    head = f"{count} finding{'s' if count != 1 else ''} let into the repository: {items[0]}" + (
+        f" and {count - 1} more" if count > 1 else "")
+    return Approval(TOOL_GITLEAKS_ALLOW, (head, *items[1:MAX_LISTED + 1]))
+
+
+def _token(payload: str) -> Approval:
+    report = _report(TOOL_EGRESS_TOKEN_ALLOW, payload)
+    fields = {name: report.get(name) for name in ("host", "method", "detector")} if report is not None else {}
+    if not fields or not all(isinstance(value, str) and value for value in fields.values()):
+        return _unreadable_report(TOOL_EGRESS_TOKEN_ALLOW, "not a DLP report with host, method and detector")
+    host = str(fields["host"])
+    return Approval(TOOL_EGRESS_TOKEN_ALLOW,
+                    (f"a {fields['detector']} token, sent to {fields['method']} {shown_host(host)} (any path)",),
+                    tuple(_look_alikes([host])))

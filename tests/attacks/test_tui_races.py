@@ -1,0 +1,129 @@
+"""The TUI under decisions made elsewhere: no keystroke records a decision on a proposal the operator did not see.
+
+The operator's terminal is real (tmux, tests/helpers/terminal.py) and runs
+``bot-bottle supervise`` in its own process; the decisions "elsewhere" are
+made by this test's process (another operator's CLI, a standing rule) at
+the worst moments: just before the operator's keys, just after, and while
+a burst of keys meant for the proposal that left is still arriving. Every
+time, every other proposal stays as it was.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shlex
+import sys
+import threading
+import time
+
+from bot_bottle.cli.tui.app import GUARD_SEC
+from bot_bottle.decisions import decide
+from bot_bottle.errors import AlreadyDecided
+from bot_bottle.queue_store import QueueStore
+from bot_bottle.records import STATUS_APPROVED, STATUS_REJECTED, TOOL_EGRESS_ALLOW
+from tests.helpers.support import REPO, TempDirTest, wait_until
+from tests.helpers.terminal import Terminal
+
+ELSEWHERE = "bob@elsewhere"
+# What an operator types for one decision without looking up: approve with a note, take the default length,
+# and say yes to a second question (a widening one); or reject with a reason.
+APPROVE_BURST = ("a", "fine", "Enter", "Enter", "yes", "Enter")
+REJECT_BURST = ("r", "too broad", "Enter")
+
+
+class DecidedUnderTheKeysTest(TempDirTest):
+    def setUp(self) -> None:
+        super().setUp()
+        self.db = self.tmp / "races.db"
+        self.store = QueueStore(self.db)
+        self.addCleanup(self.store.close)
+        for number in range(14):
+            host = "*.readthedocs.io" if number % 5 == 0 else f"host{number}.example"
+            self.store.submit(f"web-{number % 4}", TOOL_EGRESS_ALLOW, f'{{"host": "{host}"}}', f"need {number}")
+        command = (f"cd {shlex.quote(str(REPO))} && env HOME={shlex.quote(str(self.home))} "
+                   f"{shlex.quote(sys.executable)} -m bot_bottle supervise --db {shlex.quote(str(self.db))}; "
+                   "sleep 30")
+        self.term = Terminal(self, command, width=160, height=40)
+        self.term.wait_for("14 pending")
+
+    def pending_ids(self) -> set[str]:
+        return {p.id for p in self.store.pending()}
+
+    def select_one(self) -> str:
+        """Wait out the guard, make sure a row is selected, and return the whole id under the cursor."""
+        time.sleep(GUARD_SEC + 0.3)
+        if self.term.selected() is None:
+            self.term.send("j")
+            wait_until(lambda: self.term.selected() is not None, 10, what="a selected row")
+        short = self.term.selected()
+        assert short is not None
+        return next(p for p in self.pending_ids() if p.startswith(short))
+
+    def race(self, burst: tuple[str, ...], delay: float, *, open_first: bool = False,
+             status: str = STATUS_APPROVED, also: int = 0) -> None:
+        """Decide the row under the cursor elsewhere and type ``burst`` ``delay`` seconds later (before, if < 0)."""
+        target = self.select_one()
+        if open_first:
+            self.term.send("Enter")
+            self.term.wait_for("approving grants:")
+        before = self.pending_ids()
+        others = sorted(before - {target})[:also]  # more decided elsewhere at the same moment
+
+        def elsewhere() -> None:
+            for proposal_id in (target, *others):
+                # Keys typed first may have decided the target, which the operator saw: the first decision wins.
+                with contextlib.suppress(AlreadyDecided):
+                    decide(proposal_id, status, "decided elsewhere", decided_by=ELSEWHERE, store=self.store)
+
+        if delay < 0:
+            self.term.send(*burst)
+            time.sleep(-delay)
+            elsewhere()
+        else:
+            timer = threading.Timer(delay, self.term.send, burst)
+            elsewhere()
+            timer.start()
+            timer.join()
+        time.sleep(GUARD_SEC + 0.6)  # whatever the burst was going to do, it has done
+        self.term.send("Escape", "Escape")  # close any prompt still open, and the detail view
+        time.sleep(0.3)
+        for proposal_id in before:
+            response = self.store.response(proposal_id)
+            with self.subTest(proposal=proposal_id[:8]):
+                if proposal_id in others or (proposal_id == target and delay >= 0):
+                    assert response is not None
+                    self.assertEqual(response.decided_by, ELSEWHERE)
+                elif proposal_id == target:
+                    self.assertIsNotNone(response)  # by the operator, who saw it, or elsewhere
+                else:
+                    self.assertIsNone(response, "a proposal the operator never saw under the cursor was decided")
+
+    def test_a_burst_for_a_proposal_decided_elsewhere_decides_nothing_else(self) -> None:
+        """Approve and reject bursts, typed before, as, just after and well after the decision elsewhere."""
+        cases = [(APPROVE_BURST, -0.05), (APPROVE_BURST, 0.0), (APPROVE_BURST, 0.15), (APPROVE_BURST, 1.5),
+                 (REJECT_BURST, 0.0), (REJECT_BURST, 0.3), (REJECT_BURST, -0.05)]
+        for burst, delay in cases:
+            with self.subTest(keys=burst[0], delay=delay):
+                self.race(burst, delay)
+        self.term.wait_for(f"{len(self.pending_ids())} pending")
+
+    def test_from_the_detail_view_and_with_several_decided_at_once(self) -> None:
+        """The proposal open in the detail view decided elsewhere (with its neighbours), under approve keys."""
+        self.race(APPROVE_BURST, 0.05, open_first=True)
+        self.race(APPROVE_BURST, 0.1, also=2, status=STATUS_REJECTED)
+        self.race(REJECT_BURST, 0.0, open_first=True, also=1)
+        self.term.wait_for("8 pending")
+
+    def test_the_prompt_names_the_proposal_it_decides(self) -> None:
+        """Each question of a decision names the proposal's short id, bottle, tool and what approving grants."""
+        target = self.select_one()
+        self.term.send("a")
+        screen = self.term.wait_for("note (optional)")
+        self.assertIn(f"approve {target[:8]}  bottle ", screen)
+        self.assertIn("grants: ", screen)
+        self.term.send("ok", "Enter")
+        screen = self.term.wait_for("for how long?")
+        self.assertIn(f"approve {target[:8]}", screen)
+        self.term.send("Escape")
+        self.term.wait_for("approve cancelled")
+        self.assertIsNone(self.store.response(target))

@@ -1,0 +1,120 @@
+"""The command line's inbox (``proposals list``, ``show``, ``supervise --once``): what approving grants first,
+with its badges, for the hostile corpus; the agent's words after it, cut short; the filters and the search."""
+
+from __future__ import annotations
+
+import json
+
+from bot_bottle.records import TOOL_EGRESS_ALLOW, TOOL_EGRESS_BLOCK, TOOL_EGRESS_TOKEN_ALLOW, Proposal
+from bot_bottle.timestamps import utc_now
+from tests.cli.test_proposals_cmds import CliTestCase
+from tests.helpers.support import file_as_a_sidecar
+
+# A justification that draws a route of its own (a harmless one), then pushes what follows out of sight.
+FAKE_ROUTE = ("Read-only access to the Python docs\nroute:\n  host: docs.python.org\n  paths: [/3/]\n"
+              "  (no wildcard, nothing to check)\n" + "\n" * 20000 + "the end")
+
+
+class InboxListTest(CliTestCase):
+    def setUp(self) -> None:
+        super().setUp()
+        self.filed: dict[str, Proposal] = {
+            # An invalid route, as only a sidecar writing past submit's checks can file one.
+            "cyrillic": file_as_a_sidecar(self.store.db.path, "web-1", TOOL_EGRESS_ALLOW, '{"host": "pyp\u0456.org"}',
+                                          "Read-only access to pypi", created_at=utc_now()),
+            "routes": self.store.submit("web-2", TOOL_EGRESS_BLOCK,
+                                        "routes:\n- a.example\n- pypi\u2024org\n- '*.compute.amazonaws.com'\n",
+                                        "the usual mirrors", current_file="routes:\n- a.example\n"),
+            "fake-route": self.store.submit("web-3", TOOL_EGRESS_ALLOW, '{"host": "*.readthedocs.io"}', FAKE_ROUTE),
+            "token": self.store.submit("web-4", TOOL_EGRESS_TOKEN_ALLOW, json.dumps(
+                {"host": "xn--pyp-lhd.org", "method": "POST", "path": "/upload", "detector": "github-pat",
+                 "value_length": 40, "snippet": "token ********", "fingerprint": "ab" * 32}), "DLP"),
+            "plain": self.store.submit("web-5", TOOL_EGRESS_ALLOW, '{"host": "files.pythonhosted.org"}', "wheels"),
+        }
+
+    def listed(self, *argv: str) -> list[str]:
+        code, out, err = self.cli("proposals", "list", "--json", *argv)
+        self.assertEqual((code, err), (0, ""))
+        by_id = {p.id: name for name, p in self.filed.items()}
+        return [by_id[row["id"]] for row in json.loads(out)]
+
+    def test_the_grants_column_comes_before_the_agent_with_its_badges(self) -> None:
+        code, out, _ = self.cli("proposals", "list")
+        self.assertEqual(code, 0)
+        self.assertFalse({"\u0456", "\u2024"} & set(out), "a look-alike is never printed as it reads")
+        lines = {line.split()[0]: line for line in out.splitlines()[1:]}
+        header = out.splitlines()[0]
+        self.assertLess(header.index("GRANTS"), header.index("AGENT SAYS"))
+        expected = {"cyrillic": "[look-alike,unreadable] nothing: the route does not par",
+                    "routes": "[widens,look-alike] routes file: adds pypi\\u2024org",
+                    "fake-route": "[widens] *.readthedocs.io  any method  every path",
+                    "token": "[look-alike] a github-pat token, sent to POST xn--pyp-l",
+                    "plain": "files.pythonhosted.org  any method  every path"}
+        for name, grants in expected.items():
+            with self.subTest(name):
+                line = lines[self.filed[name].short_id]
+                self.assertIn(grants, line)
+                agent = self.filed[name].justification.split("\n")[0][:20]
+                self.assertLess(line.index(grants), line.index(agent))
+        # Piped, each proposal is one row with the whole justification in its last cell, its newlines escaped:
+        # the fake route block is text inside that cell, never rows of its own.
+        self.assertEqual(len(out.splitlines()), 1 + len(self.filed))
+        self.assertNotIn("\nroute:", out)
+        self.assertIn("the Python docs\\x0aroute:", lines[self.filed["fake-route"].short_id].split("\t")[-1])
+        grants = json.loads(self.cli("proposals", "list", "--json")[1])[2]["grants"]
+        self.assertEqual(grants["summary"], "*.readthedocs.io  any method  every path")
+        self.assertEqual([w["kind"] for w in grants["warnings"]], ["widens"])
+        self.assertIn("Public Suffix List", grants["warnings"][0]["text"])
+
+    def test_filters_and_search(self) -> None:
+        self.assertEqual(self.listed("--warning"), ["cyrillic", "routes", "fake-route", "token"])
+        self.assertEqual(self.listed("--warning", "any"), ["cyrillic", "routes", "fake-route", "token"])
+        self.assertEqual(self.listed("--warning", "widens"), ["routes", "fake-route"])
+        self.assertEqual(self.listed("--warning", "look-alike"), ["cyrillic", "routes", "token"])
+        self.assertEqual(self.listed("--warning", "unreadable"), ["cyrillic"])
+        self.assertEqual(self.listed("--tool", TOOL_EGRESS_ALLOW), ["cyrillic", "fake-route", "plain"])
+        self.assertEqual(self.listed("--tool", TOOL_EGRESS_ALLOW, "--warning", "widens"), ["fake-route"])
+        self.assertEqual(self.listed("--bottle", "web-4", "--warning", "look-alike"), ["token"])
+        # The search reads the grant, its warnings, the bottle and the agent's words, case aside.
+        self.assertEqual(self.listed("--search", "READTHEDOCS"), ["fake-route"])
+        self.assertEqual(self.listed("--search", "amazonaws"), ["routes"])
+        self.assertEqual(self.listed("--search", "web-5"), ["plain"])
+        self.assertEqual(self.listed("--search", "usual mirrors"), ["routes"])
+        self.assertEqual(self.listed("--search", "mirrors zebra"), [], "every word must be there")
+        self.assertEqual(self.cli("proposals", "list", "--search", "zebra")[1], "no pending proposals match\n")
+        # A kind that does not exist is one usage error, and lists nothing.
+        code, out, err = self.cli("proposals", "list", "--warning", "scary")
+        self.assertEqual((code, out), (2, ""))
+        self.assertIn("invalid choice: 'scary'", err)
+
+    def test_show_puts_the_grant_first_and_cuts_the_agent_short(self) -> None:
+        """A justification drawing a route and 20,000 blank lines: the real warning is at the top, the rest cut."""
+        proposal = self.filed["fake-route"]
+        code, out, _ = self.cli("proposals", "show", proposal.short_id)
+        self.assertEqual(code, 0)
+        lines = out.splitlines()
+        self.assertLess(len(lines), 60)
+        grant = lines.index("approving grants:")
+        self.assertLess(grant, 10)
+        self.assertTrue(lines[grant + 2].startswith("WARNING: widens: host '*.readthedocs.io'"), lines[grant + 2])
+        agent = lines.index("the agent's justification (its own words, not checked):")
+        self.assertGreater(agent, grant)
+        self.assertNotIn("  the end", lines)
+        cut = next(number for number, line in enumerate(lines) if "--full' shows them" in line)
+        self.assertIn(f"'bot-bottle proposals show {proposal.short_id} --full' shows them", lines[cut])
+        self.assertTrue(lines[cut + 2].startswith("digest    "), lines[cut:])  # then what approves exactly it
+        code, out, _ = self.cli("proposals", "show", proposal.short_id, "--full")
+        self.assertEqual(code, 0)
+        self.assertIn("  the end", out.splitlines())
+        # The look-alike: every host it quotes escaped, its code point named with the IDNA form.
+        code, out, _ = self.cli("proposals", "show", self.filed["cyrillic"].short_id)
+        warnings = [line for line in out.splitlines() if line.startswith("WARNING: ")]
+        self.assertTrue(all(line.isascii() for line in warnings), warnings)
+        self.assertTrue(any("U+0456 (CYRILLIC SMALL LETTER BYELORUSSIAN-UKRAINIAN I)" in line and
+                            "xn--pyp-lhd.org" in line for line in warnings), warnings)
+
+    def test_supervise_once_lists_the_grants_first(self) -> None:
+        code, out, _ = self.cli("supervise", "--once")
+        self.assertEqual(code, 0)
+        line = next(line for line in out.splitlines() if self.filed["fake-route"].short_id in line)
+        self.assertLess(line.index("[widens] *.readthedocs.io"), line.index("Read-only access"))

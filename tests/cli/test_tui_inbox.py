@@ -1,0 +1,115 @@
+"""The TUI's inbox in a real terminal (tmux) over the hostile corpus: each row says what approving grants, with
+its badge, before the agent's words; look-alike hosts never read as what they imitate; the warnings filter and
+the search narrow it; a proposal's view shows the grant and its warning before a justification that draws a
+route of its own, cut short until J."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+import time
+
+from bot_bottle.cli.tui.app import GUARD_SEC
+from bot_bottle.queue_store import QueueStore
+from bot_bottle.records import TOOL_EGRESS_ALLOW, TOOL_EGRESS_BLOCK, TOOL_EGRESS_TOKEN_ALLOW
+from bot_bottle.timestamps import utc_now
+from tests.helpers.support import REPO, TempDirTest, file_as_a_sidecar
+from tests.helpers.terminal import Terminal
+
+FAKE_ROUTE = ("Read-only access to the Python docs\nroute:\n  host: docs.python.org\n  paths: [/3/]\n"
+              "  (no wildcard, nothing to check)\n" + "\n" * 20000 + "THE LAST LINE")
+
+
+class TuiInboxTest(TempDirTest):
+    def setUp(self) -> None:
+        super().setUp()
+        self.db = self.tmp / "inbox.db"
+        self.store = QueueStore(self.db)
+        self.addCleanup(self.store.close)
+        submit = self.store.submit
+        self.cyrillic = file_as_a_sidecar(self.db, "web-1", TOOL_EGRESS_ALLOW, '{"host": "pyp\u0456.org"}',
+                                          "Read-only access to pypi", created_at=utc_now())
+        self.routes = submit("web-2", TOOL_EGRESS_BLOCK, "routes:\n- a.example\n- pypi\u2024org\n", "the mirrors",
+                             current_file="routes:\n- a.example\n")
+        self.fake = submit("web-3", TOOL_EGRESS_ALLOW, '{"host": "*.readthedocs.io"}', FAKE_ROUTE)
+        self.token = submit("web-4", TOOL_EGRESS_TOKEN_ALLOW, json.dumps(
+            {"host": "xn--pyp-lhd.org", "method": "POST", "path": "/upload", "detector": "github-pat",
+             "value_length": 40, "snippet": "token ********", "fingerprint": "ab" * 32}), "DLP")
+        self.plain = submit("web-5", TOOL_EGRESS_ALLOW, '{"host": "files.pythonhosted.org"}', "wheels")
+        command = (f"cd {shlex.quote(str(REPO))} && env HOME={shlex.quote(str(self.home))} "
+                   f"{shlex.quote(sys.executable)} -m bot_bottle supervise --db {shlex.quote(str(self.db))}; "
+                   "sleep 30")
+        self.term = Terminal(self, command, width=180, height=40)
+        self.term.wait_for("5 pending")
+
+    def row(self, screen: str, short_id: str) -> str:
+        return next(line for line in screen.splitlines() if f" {short_id}  " in line)
+
+    def test_each_row_says_what_approving_grants_before_the_agent(self) -> None:
+        screen = self.term.wait_for("5 pending")
+        self.assertNotIn("\u0456", screen)
+        self.assertNotIn("\u2024", screen)
+        expected = {self.cyrillic: "[look-alike,unreadable] nothing: the route does not parse",
+                    self.routes: "[look-alike] routes file: adds pypi\\u2024org",
+                    self.fake: "[widens] *.readthedocs.io  any method  every path",
+                    self.token: "[look-alike] a github-pat token, sent to POST xn--pyp-lhd.org",
+                    self.plain: "files.pythonhosted.org  any method  every path"}
+        for proposal, grants in expected.items():
+            with self.subTest(proposal.queue_key):
+                row = self.row(screen, proposal.short_id)
+                self.assertIn(grants, row)
+                self.assertLess(row.index(grants), row.index("agent: "))
+        self.assertIn("agent: Read-only access to the Python docs", self.row(screen, self.fake.short_id))
+        self.assertNotIn("route:", screen)
+
+    def test_the_warnings_filter_and_the_search(self) -> None:
+        time.sleep(GUARD_SEC + 0.3)
+        self.term.send("G")  # the last row, which the warnings filter hides
+        self.term.wait_for("5 of 5")
+        self.assertEqual(self.term.selected(), self.plain.short_id)
+        self.term.send("w")
+        screen = self.term.wait_for("4 pending shown")
+        self.assertNotIn(self.plain.short_id, screen)
+        # Filtered out by the operator's own key, it did not leave the queue: the first row is selected, no alarm.
+        self.assertNotIn("left the queue", screen)
+        self.assertEqual(self.term.selected(), self.cyrillic.short_id)
+        self.term.send("/")
+        self.term.wait_for("show only proposals whose row holds")
+        self.term.send("readthedocs", "Enter")
+        screen = self.term.wait_for("1 pending shown")
+        self.assertIn(self.fake.short_id, screen)
+        self.assertIn("(filter: readthedocs +warnings)", screen)
+        self.term.send("w")  # warnings off, the search stays: still the one
+        screen = self.term.wait_for("(filter: readthedocs)")
+        self.assertIn("1 pending shown", screen)
+        self.term.send("/")
+        self.term.wait_for("show only proposals whose row holds")
+        self.term.send("zebra", "Enter")
+        self.term.wait_for("no pending proposals match the filter")
+        self.term.send("/")
+        self.term.wait_for("show only proposals whose row holds")
+        self.term.send("Enter")  # nothing: everything again
+        self.term.wait_for("5 pending from 5 bottle(s)")
+        for proposal in (self.cyrillic, self.routes, self.fake, self.token, self.plain):
+            self.assertIsNone(self.store.response(proposal.id))
+
+    def test_the_detail_view_shows_the_grant_before_a_fake_route(self) -> None:
+        """The justification draws a route and 20,000 blank lines: the real warning is on the first screen."""
+        time.sleep(GUARD_SEC + 0.3)
+        self.term.send("g", "j", "j")
+        self.term.wait_for("3 of 5")
+        self.assertEqual(self.term.selected(), self.fake.short_id)
+        self.term.send("Enter")
+        screen = self.term.wait_for("approving grants:")
+        lines = screen.splitlines()
+        grant = next(number for number, line in enumerate(lines) if "approving grants:" in line)
+        warning = next(number for number, line in enumerate(lines) if "WARNING: widens: host '*.readthedocs.io'"
+                       in line)
+        self.assertLess(grant, warning)
+        self.term.send("G")  # the end of what is shown: the justification, cut short
+        screen = self.term.wait_for("J shows them")
+        self.assertNotIn("THE LAST LINE", screen)
+        self.term.send("J", "G")
+        self.term.wait_for("THE LAST LINE")
+        self.assertIsNone(self.store.response(self.fake.id))

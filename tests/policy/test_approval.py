@@ -1,0 +1,133 @@
+"""What approving grants and its cautions (policy.approval), and hosts read as they are (policy.hosts)."""
+
+from __future__ import annotations
+
+import json
+import unittest
+
+from bot_bottle.policy.approval import LOOK_ALIKE, UNREADABLE, WIDENS, approval_of
+from bot_bottle.policy.hosts import host_problems, hosts_in_text, idna_form, shown_host
+from bot_bottle.records import TOOL_EGRESS_ALLOW, TOOL_EGRESS_BLOCK, TOOL_EGRESS_TOKEN_ALLOW, TOOL_GITLEAKS_ALLOW
+from tests.helpers.corpus import HOSTILE
+
+# Hosts that read as pypi.org, and what each must be flagged with.
+LOOK_ALIKE_HOSTS = {
+    "pyp\u0456.org": ("U+0456 (CYRILLIC SMALL LETTER BYELORUSSIAN-UKRAINIAN I) at character 4", "xn--pyp-lhd.org"),
+    "pypi\u2024org": ("U+2024 (ONE DOT LEADER) at character 5, which reads as '.'", "IDNA form (the name a client "
+                      "that applies IDNA connects to) is pypi.org"),
+    "\u0440ypi.org": ("U+0440 (CYRILLIC SMALL LETTER ER) at character 1", "xn--ypi-"),
+    "\uff50ypi.org": ("U+FF50 (FULLWIDTH LATIN SMALL LETTER P) at character 1, which reads as 'p'", "is pypi.org"),
+    "pypi.org\u200b": ("U+200B (ZERO WIDTH SPACE) at character 9", "is pypi.org"),
+    "pypi\u3002org": ("U+3002 (IDEOGRAPHIC FULL STOP)", "is pypi.org"),
+    "xn--pyp-lhd.org": ("its label xn--pyp-lhd is the internationalized name 'pyp\\u0456'", "U+0456"),
+}
+
+
+class HostsTest(unittest.TestCase):
+    def test_look_alikes_are_named_with_code_point_and_idna_form(self) -> None:
+        """Every look-alike of pypi.org: its odd character by code point and name, and what IDNA makes of it."""
+        for host, needles in LOOK_ALIKE_HOSTS.items():
+            with self.subTest(host=host.encode("unicode_escape")):
+                problems = " ".join(host_problems(host))
+                for needle in needles:
+                    self.assertIn(needle, problems)
+                self.assertTrue(shown_host(host).isascii())
+                self.assertNotEqual(shown_host(host), "pypi.org")
+
+    def test_plain_hosts_have_no_problems(self) -> None:
+        for host in ("pypi.org", "*.python.org", "files.pythonhosted.org", "a-b_c.example", "10.0.0.1"):
+            with self.subTest(host):
+                self.assertEqual(host_problems(host), [])
+                self.assertEqual(shown_host(host), host)
+
+    def test_an_xn_label_that_does_not_decode_and_one_idna_cannot_encode(self) -> None:
+        self.assertIn("not a valid internationalized name", " ".join(host_problems("xn--a.org")))
+        self.assertTrue(idna_form("a" * 70 + "\u0456.org").startswith("none (IDNA cannot encode it"))
+
+    def test_hosts_are_found_wherever_a_routes_file_writes_them(self) -> None:
+        """YAML, JSON, URLs, ports, lists: each host is a token of its own, the look-alike included."""
+        text = ('  - host: "pyp\u0456.org"\n{"hosts": ["*.com", "a.example:443"]}\n'
+                "- https://docs.python.org/3/ # version 3.11\n")
+        self.assertEqual(hosts_in_text(text), ["pyp\u0456.org", "*.com", "a.example", "docs.python.org"])
+
+
+class ApprovalTest(unittest.TestCase):
+    def test_a_route_grants_its_host_methods_and_paths(self) -> None:
+        approval = approval_of(TOOL_EGRESS_ALLOW, '{"host": "pypi.org", "methods": ["GET"], "paths": ["/simple/"]}')
+        self.assertEqual(approval.grants, ("pypi.org  GET  /simple/",))
+        self.assertEqual((approval.cautions, approval.needs_confirmation), ((), False))
+
+    def test_wildcards_over_many_owners_widen_and_ask_twice(self) -> None:
+        for host in ("*.com", "*.readthedocs.io", "*.compute.amazonaws.com", "*.co.uk"):
+            with self.subTest(host):
+                approval = approval_of(TOOL_EGRESS_ALLOW, json.dumps({"host": host}))
+                self.assertEqual(approval.kinds, (WIDENS,))
+                self.assertTrue(approval.needs_confirmation)
+                self.assertIn(f"every name under .{host[2:]}", approval.cautions[0].text)
+
+    def test_a_look_alike_route_grants_nothing_and_says_why(self) -> None:
+        """The route's own rules refuse a non-ASCII host: approving grants nothing; the host is still named."""
+        approval = approval_of(TOOL_EGRESS_ALLOW, '{"host": "pyp\u0456.org"}')
+        self.assertEqual(approval.kinds, (LOOK_ALIKE, UNREADABLE))
+        self.assertIn("nothing", approval.summary)
+        self.assertIn("pyp\\u0456.org", " ".join(c.text for c in approval.cautions))
+        # The parse error quotes the host too: escaped there as well, never the look-alike as it reads.
+        self.assertTrue(all(c.text.isascii() for c in approval.cautions), approval.cautions)
+
+    def test_every_item_and_caution_is_ascii_whatever_the_payload_quotes(self) -> None:
+        """A finding's file, a token's detector, a wildcard over a non-ASCII suffix: escaped wherever quoted."""
+        cases = {  # the payload, and an escape that must be somewhere in what is shown
+            TOOL_GITLEAKS_ALLOW: (json.dumps({"findings": [{"rule": "aws-key", "file": "p\u0430th.py", "line": 1}]},
+                                             ensure_ascii=False), "p\\u0430th.py"),
+            TOOL_EGRESS_TOKEN_ALLOW: (json.dumps({"host": "api.github.com", "method": "POST",
+                                                  "detector": "github\u2024pat"}, ensure_ascii=False),
+                                      "github\\u2024pat"),
+            TOOL_EGRESS_ALLOW: (json.dumps({"host": "*.\u0440\u0444"}, ensure_ascii=False), "\\u0440\\u0444"),
+            TOOL_EGRESS_BLOCK: ("routes:\n- '*.\u0440\u0444'\n- pyp\u0456.org\n", "pyp\\u0456.org"),
+        }
+        for tool, (payload, escape) in cases.items():
+            with self.subTest(tool):
+                approval = approval_of(tool, payload)
+                shown = (*approval.grants, *(c.text for c in approval.cautions))
+                for text in shown:
+                    self.assertTrue(text.isascii() and text.isprintable(), text)
+                self.assertIn(escape, " ".join(shown))
+
+    def test_a_routes_file_names_what_it_adds_and_drops_and_every_look_alike(self) -> None:
+        current = "routes:\n- a.example\n- old.example\n"
+        payload = "routes:\n- a.example\n- pypi\u2024org\n- \"*.readthedocs.io\"\n- new.example\n"
+        approval = approval_of(TOOL_EGRESS_BLOCK, payload, current)
+        self.assertEqual(approval.summary,
+                         "routes file: adds pypi\\u2024org, *.readthedocs.io, new.example; drops old.example")
+        texts = [c.text for c in approval.cautions]
+        self.assertTrue(any(t.startswith("line 4 (new) widens access: host '*.readthedocs.io'") for t in texts), texts)
+        self.assertTrue(any(t.startswith("line 3: host pypi\\u2024org is not what it looks like") for t in texts))
+
+    def test_a_huge_routes_file_is_summed_up_boundedly(self) -> None:
+        payload = "".join(f'- host: "*.h{i}.co.uk"\n- pyp\u0456{i}.org\n' for i in range(3000))
+        approval = approval_of(TOOL_EGRESS_BLOCK, payload, None)
+        self.assertLess(len(approval.cautions), 30)
+        self.assertIn("and 2988 more", approval.cautions[-1].text + approval.cautions[12].text)
+        self.assertIn("and 5988 more", approval.summary)
+
+    def test_reports_grant_findings_and_tokens(self) -> None:
+        findings = {"findings": [{"rule": "aws-access-token", "file": "conf/keys.py", "line": 12,
+                                  "commit": "0123456789abcdef"}, {"rule": "generic-api-key", "file": "x.env",
+                                                                  "line": 1}]}
+        approval = approval_of(TOOL_GITLEAKS_ALLOW, json.dumps(findings))
+        self.assertEqual(approval.summary, "2 findings let into the repository: aws-access-token in conf/keys.py:12 "
+                                           "(commit 01234567) and 1 more")
+        token = approval_of(TOOL_EGRESS_TOKEN_ALLOW, json.dumps({"host": "api.github.com", "method": "POST",
+                                                                 "detector": "github-pat"}))
+        self.assertEqual(token.summary, "a github-pat token, sent to POST api.github.com (any path)")
+        for tool in (TOOL_GITLEAKS_ALLOW, TOOL_EGRESS_TOKEN_ALLOW):
+            with self.subTest(tool):
+                self.assertEqual(approval_of(tool, "[1, 2]").kinds, (UNREADABLE,))
+
+    def test_hostile_payloads_never_raise(self) -> None:
+        """Every corpus text as every tool's payload: an approval, never an exception."""
+        for name, text in HOSTILE.items():
+            for tool in (TOOL_EGRESS_ALLOW, TOOL_EGRESS_BLOCK, TOOL_GITLEAKS_ALLOW, TOOL_EGRESS_TOKEN_ALLOW):
+                with self.subTest(name=name, tool=tool):
+                    approval = approval_of(tool, text, text)
+                    self.assertTrue(approval.grants)
