@@ -1,0 +1,137 @@
+"""Grants against an agent that wants one to last longer than the operator said: each way found in review.
+
+Every test here is an attack that got past a revocation or a grant's end
+before the fix next to it, done with the real tools: git and gitleaks pushing
+through a git-gate remote, and an egress helper in a process of its own
+asking through a relay process.
+
+The hole they share: filing a proposal identical to one still in the queue
+returns that one (the dedupe rule), and that included one decided long ago
+but never archived (the sidecar's wait ran out before the operator answered).
+Its old approval then answered the new request, after the grant it made was
+revoked or had ended.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+from bot_bottle.decisions import decide
+from bot_bottle.grants import GrantStore
+from bot_bottle.paths import host_db_path
+from bot_bottle.queue_store import QueueStore
+from bot_bottle.records import STATUS_APPROVED, TOOL_EGRESS_TOKEN_ALLOW, TOOL_GITLEAKS_ALLOW
+from bot_bottle.relay.credentials import RelayCredentials, bottle_relay_dir
+from bot_bottle.wire.relay_file import RelayEndpoint, write_endpoint_file
+from tests.helpers.git_remote import SECRET_ALLOWED, GateCase
+from tests.helpers.relay_fixture import free_port, relay_env, start_relay_process, stop_process
+from tests.helpers.support import REPO, TempDirTest, wait_until
+
+
+class StaleApprovalAtTheGateTest(GateCase):
+    """A push whose wait ran out, approved later: its grant revoked or ended, the same push asks again."""
+
+    def approved_after_the_wait(self, grant_for: int | None = None) -> str:
+        """Push a marked secret with a 1 s wait (refused, left pending), then approve it; the proposal's id."""
+        self.commit("fixture.py", f'key = "{SECRET_ALLOWED}"  # gitleaks:allow\n')
+        self.hook(timeout=1)
+        first = self.push()
+        self.assertNotEqual(first.returncode, 0)
+        self.assertIn("no decision within 1 s", first.stderr)
+        (pending,) = self.store.pending("web-1")
+        decide(pending.id, STATUS_APPROVED, "a test fixture", store=self.store, grant_for=grant_for)
+        return str(pending.id)
+
+    def assert_asks_again(self, stale: str) -> None:
+        again = self.push()
+        self.assertNotEqual(again.returncode, 0, f"the old approval let the push through: {again.stderr}")
+        self.assertIn("no decision within 1 s", again.stderr)
+        fresh = [p.id for p in self.store.pending("web-1")]
+        self.assertEqual(len(fresh), 1, "the push filed a new proposal for the operator")
+        self.assertNotEqual(fresh[0], stale)
+
+    def test_the_same_push_after_its_grant_was_revoked(self) -> None:
+        """Revoked: pushing the same commits again is not answered by the old approval."""
+        stale = self.approved_after_the_wait()
+        with GrantStore(self.db) as grants:
+            (grant,) = grants.live("web-1", TOOL_GITLEAKS_ALLOW)
+            grants.revoke(grant.id, "that was no fixture", revoked_by="operator")
+        self.assert_asks_again(stale)
+
+    def test_the_same_push_after_its_grant_ended(self) -> None:
+        """Approved for 2 s: pushed again after that, the old approval answers nothing."""
+        stale = self.approved_after_the_wait(grant_for=2)
+        with GrantStore(self.db) as grants:
+            wait_until(lambda: not grants.live("web-1", TOOL_GITLEAKS_ALLOW), 10, what="the grant's end")
+        self.assert_asks_again(stale)
+
+    def test_the_same_push_while_its_grant_stands_passes(self) -> None:
+        """The other side: while the grant stands, the same push passes (on the grant), asking nothing."""
+        stale = self.approved_after_the_wait()
+        again = self.push()
+        self.assertEqual(again.returncode, 0, again.stderr)
+        self.assertIn("covered by the operator's grant", again.stderr)
+        self.assertEqual([p.id for p, _ in self.store.listing("web-1", include_decided=True)], [stale])
+        self.assertEqual(self.store.pending("web-1"), [])
+
+
+TOKEN = "ghp_" + "Qw9Er8Ty7Ui6Op5As4Df3Gh2Jk1Lz0XcVbNm"
+# One token override per line of stdin, through the relay, with a 1 s wait; prints True or False.
+HELPER = """
+import sys
+from bot_bottle.sidecar.egress import EgressGrants, request_token_override
+from bot_bottle.sidecar.transport import find_transport
+bottle = find_transport(None, sys.argv[1]).open("web-1")
+grants = EgressGrants(bottle, ttl=0)
+token = sys.argv[2]
+for _ in sys.stdin:
+    print(request_token_override(bottle, grants, host="api.github.com", method="POST", path="/repos/a/b",
+                                 detector="github-pat", context="auth: " + token, value=token, timeout=1,
+                                 poll_interval=0.05), flush=True)
+"""
+
+
+class StaleApprovalAtTheProxyTest(TempDirTest):
+    """An egress helper in its own process, through a relay process: a token override approved after its wait."""
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.db = host_db_path()
+        QueueStore(self.db).close()
+        self.port = free_port()
+        relay = start_relay_process(self.home, self.port)
+        self.addCleanup(stop_process, relay)
+        with RelayCredentials(self.db) as credentials:
+            token = credentials.mint("web-1")
+        endpoint = RelayEndpoint(url=f"http://127.0.0.1:{self.port}/", token=token, bottle="web-1")
+        relay_file = write_endpoint_file(bottle_relay_dir("web-1"), endpoint)
+        self.helper = subprocess.Popen([sys.executable, "-c", HELPER, str(relay_file), TOKEN], env=relay_env(self.home),
+                                       cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                       stderr=subprocess.DEVNULL, text=True)
+        self.addCleanup(stop_process, self.helper)  # type: ignore[arg-type]
+        self.store = QueueStore(self.db)
+        self.addCleanup(self.store.close)
+
+    def ask(self) -> bool:
+        assert self.helper.stdin is not None and self.helper.stdout is not None
+        self.helper.stdin.write("go\n")
+        self.helper.stdin.flush()
+        return self.helper.stdout.readline().strip() == "True"
+
+    def test_the_same_token_after_its_grant_was_revoked(self) -> None:
+        """Approved after the wait ran out, then revoked: the token is blocked and the operator asked again."""
+        self.assertFalse(self.ask())  # the wait runs out: blocked, the proposal left for the operator
+        (pending,) = self.store.pending("web-1")
+        decide(pending.id, STATUS_APPROVED, "deploy token", store=self.store)
+        self.assertTrue(self.ask(), "on the grant")
+        with GrantStore(self.db) as grants:
+            (grant,) = grants.live("web-1", TOOL_EGRESS_TOKEN_ALLOW)
+            started = time.monotonic()
+            grants.revoke(grant.id, "leaked", revoked_by="operator")
+        self.assertFalse(self.ask(), "the old approval let the token through after its grant was revoked")
+        self.assertLess(time.monotonic() - started, 30)
+        fresh = self.store.pending("web-1")
+        self.assertEqual(len(fresh), 1, "a new proposal for the operator")
+        self.assertNotEqual(fresh[0].id, pending.id)
