@@ -21,9 +21,11 @@ import time
 from bot_bottle.decisions import decide
 from bot_bottle.grants import GrantStore
 from bot_bottle.paths import host_db_path
+from bot_bottle.policy.subjects import rule_matches
 from bot_bottle.queue_store import QueueStore
-from bot_bottle.records import STATUS_APPROVED, TOOL_EGRESS_TOKEN_ALLOW, TOOL_GITLEAKS_ALLOW
+from bot_bottle.records import STATUS_APPROVED, TOOL_EGRESS_ALLOW, TOOL_EGRESS_TOKEN_ALLOW, TOOL_GITLEAKS_ALLOW
 from bot_bottle.relay.credentials import RelayCredentials, bottle_relay_dir
+from bot_bottle.sidecar.egress import EgressGrants
 from bot_bottle.wire.relay_file import RelayEndpoint, write_endpoint_file
 from tests.helpers.git_remote import SECRET_ALLOWED, GateCase
 from tests.helpers.relay_fixture import free_port, relay_env, start_relay_process, stop_process
@@ -135,3 +137,48 @@ class StaleApprovalAtTheProxyTest(TempDirTest):
         fresh = self.store.pending("web-1")
         self.assertEqual(len(fresh), 1, "a new proposal for the operator")
         self.assertNotEqual(fresh[0].id, pending.id)
+
+
+class PathOutsideTheGrantTest(TempDirTest):
+    """A route approved for the path prefix /3/ of docs.python.org: a path that starts with /3/ as text but that
+    the server resolves outside it (dot segments, raw or encoded, as servers and proxies decode them)."""
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.store = QueueStore(self.tmp / "paths.db")
+        self.addCleanup(self.store.close)
+        bottle = self.store.for_bottle("web-1")
+        proposal = bottle.submit(TOOL_EGRESS_ALLOW, '{"host": "docs.python.org", "methods": ["GET"], '
+                                 '"paths": ["/3/"]}', "the docs")
+        decide(proposal.id, STATUS_APPROVED, "the docs", store=self.store)
+        self.grants = EgressGrants(bottle, ttl=0)
+
+    def test_dot_segments_leave_the_prefix(self) -> None:
+        """/3/../admin is /admin to the server (RFC 3986's remove_dot_segments): not covered, whatever its spelling."""
+        for path in ("/3/../admin", "/3/./../admin", "/3/..", "/3/%2e%2e/admin", "/3/%2E%2e/admin", "/3/.%2e/admin",
+                     "/3/%252e%252e/admin", "/3/..;/admin", "/3/..;x=1/admin", "/3/..%2fadmin", "/3/%2e%2e%2fadmin",
+                     "/3/..\\admin", "/3/%5c..%5cadmin", "/3/..%00/admin", "/3/library/../../admin"):
+            with self.subTest(path=path):
+                self.assertFalse(self.grants.allows_route("docs.python.org", "GET", path))
+
+    def test_what_stays_inside_the_prefix_is_covered(self) -> None:
+        """The other side: plain paths under /3/, a query holding dots, a file name with dots."""
+        for path in ("/3/", "/3/library/os.html", "/3/library/?q=../x", "/3/a..b/", "/3/.well-known.txt",
+                     "/3/library/os.html#../x"):
+            with self.subTest(path=path):
+                self.assertTrue(self.grants.allows_route("docs.python.org", "GET", path))
+        for host, method, path in (("docs.python.org", "POST", "/3/"), ("docs.python.org", "GET", "/2/"),
+                                   ("www.docs.python.org", "GET", "/3/"),
+                                   ("docs.python.org.evil.example", "GET", "/3/")):
+            with self.subTest(host=host, method=method, path=path):
+                self.assertFalse(self.grants.allows_route(host, method, path))
+
+    def test_a_pattern_rule_does_not_approve_a_path_that_leaves_its_prefix(self) -> None:
+        """A rule the operator typed as a pattern for /3/ on *.python.org decides nothing for /3/../admin."""
+        rule = {"host": "*.python.org", "methods": [], "paths": ["/3/"]}
+        self.assertTrue(rule_matches(rule, True, TOOL_EGRESS_ALLOW,
+                                     {"host": "docs.python.org", "methods": ["GET"], "paths": ["/3/library/"]}))
+        for path in ("/3/../admin/", "/3/%2e%2e/admin/", "/3/..;/admin/"):
+            with self.subTest(path=path):
+                self.assertFalse(rule_matches(rule, True, TOOL_EGRESS_ALLOW,
+                                              {"host": "docs.python.org", "methods": ["GET"], "paths": [path]}))
