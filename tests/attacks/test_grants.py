@@ -22,8 +22,8 @@ from bot_bottle.decisions import decide
 from bot_bottle.grants import GrantStore
 from bot_bottle.paths import host_db_path
 from bot_bottle.policy.subjects import rule_matches
-from bot_bottle.queue_store import QueueStore
-from bot_bottle.records import STATUS_APPROVED, TOOL_EGRESS_ALLOW, TOOL_EGRESS_TOKEN_ALLOW, TOOL_GITLEAKS_ALLOW
+from bot_bottle.queue_store import BottleQueue, QueueStore
+from bot_bottle.records import STATUS_APPROVED, TOOL_EGRESS_ALLOW, TOOL_EGRESS_TOKEN_ALLOW, TOOL_GITLEAKS_ALLOW, Grant
 from bot_bottle.relay.credentials import RelayCredentials, bottle_relay_dir
 from bot_bottle.sidecar.egress import EgressGrants
 from bot_bottle.wire.relay_file import RelayEndpoint, write_endpoint_file
@@ -182,3 +182,39 @@ class PathOutsideTheGrantTest(TempDirTest):
             with self.subTest(path=path):
                 self.assertFalse(rule_matches(rule, True, TOOL_EGRESS_ALLOW,
                                               {"host": "docs.python.org", "methods": ["GET"], "paths": [path]}))
+
+
+class SlowAnswer(BottleQueue):
+    """A queue handle whose answer arrives ``delay`` seconds after the grants were read (a relay slowed down)."""
+
+    delay = 0.0
+
+    def live_grants(self, tool: str) -> list[Grant]:
+        found = super().live_grants(tool)
+        time.sleep(self.delay)
+        return found
+
+
+class SlowLookupTest(TempDirTest):
+    """The helper's 5 s cache counts from when the grants were asked for, not from when the answer came."""
+
+    def test_a_late_answer_is_not_kept_past_5_s_from_the_question(self) -> None:
+        """A lookup answered 2 s late is kept at most the rest of the 5 s: a grant revoked just after it was
+        read is honoured no longer than 5 s (it was kept 5 s from the answer, 7 s in all)."""
+        store = QueueStore(self.tmp / "slow.db")
+        self.addCleanup(store.close)
+        bottle = SlowAnswer(store, "web-1")
+        proposal = bottle.submit(TOOL_EGRESS_ALLOW, '{"host": "docs.python.org"}', "the docs")
+        decide(proposal.id, STATUS_APPROVED, "the docs", store=store)
+        grants = EgressGrants(bottle)
+        bottle.delay = 2.0
+        asked = time.monotonic()
+        self.assertTrue(grants.allows_route("docs.python.org", "GET", "/"))
+        with GrantStore(database=store.db) as granted:
+            (grant,) = granted.live("web-1", TOOL_EGRESS_ALLOW)
+            granted.revoke(grant.id, "revoked while the answer travelled", revoked_by="operator")
+        bottle.delay = 0.0
+        while time.monotonic() - asked < 5.5:
+            time.sleep(0.1)
+        self.assertFalse(grants.allows_route("docs.python.org", "GET", "/"),
+                         "the revoked grant was still honoured more than 5 s after it was read")
