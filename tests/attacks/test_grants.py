@@ -14,6 +14,7 @@ revoked or had ended.
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
@@ -26,8 +27,9 @@ from bot_bottle.queue_store import BottleQueue, QueueStore
 from bot_bottle.records import STATUS_APPROVED, TOOL_EGRESS_ALLOW, TOOL_EGRESS_TOKEN_ALLOW, TOOL_GITLEAKS_ALLOW, Grant
 from bot_bottle.relay.credentials import RelayCredentials, bottle_relay_dir
 from bot_bottle.sidecar.egress import EgressGrants
+from bot_bottle.sidecar.git_gate.install import install_hook
 from bot_bottle.wire.relay_file import RelayEndpoint, write_endpoint_file
-from tests.helpers.git_remote import SECRET_ALLOWED, GateCase
+from tests.helpers.git_remote import SECRET_ALLOWED, GateCase, github_token
 from tests.helpers.relay_fixture import free_port, relay_env, start_relay_process, stop_process
 from tests.helpers.support import REPO, TempDirTest, wait_until
 
@@ -218,3 +220,40 @@ class SlowLookupTest(TempDirTest):
             time.sleep(0.1)
         self.assertFalse(grants.allows_route("docs.python.org", "GET", "/"),
                          "the revoked grant was still honoured more than 5 s after it was read")
+
+
+class FindingThatLooksLikeAGrantedOneTest(GateCase):
+    """Two files whose names read the same once made printable (a real newline, and a backslash and an n): a
+    grant for the one the operator was shown must not cover the other, pushed to another remote later."""
+
+    def test_a_secret_already_on_one_remote_rides_a_grant_to_another(self) -> None:
+        """The origin already holds a real token at 'a\\nb.py' (a push there does not scan it again). The agent
+        adds a fake one at 'a<newline>b.py': the origin's gate shows only that, and the operator approves it.
+        Pushed to a second remote, the real one is asked about: a finding is known by the commit that brought
+        it there (here the origin's), not only by a name that reads the same. Held."""
+        real, fake = github_token(11), github_token(12)
+        second = self.tmp / "second.git"
+        self.git("init", "-q", "--bare", str(second), cwd=self.tmp)
+        self.git("push", "-q", str(second), "HEAD:refs/heads/main")
+        install_hook(second, "web-1", db_path=self.db, gitleaks=self.gitleaks, pythonpath=str(REPO), timeout=1)
+        (self.work / "a\\nb.py").write_text(f'token = "{real}"  # gitleaks:allow\n')
+        self.git("add", "a\\nb.py")
+        self.git("commit", "-q", "-m", "the origin's history")
+        self.git("fetch", "-q", str(self.work), "HEAD:refs/heads/main", cwd=self.remote)  # past its gate
+        (self.work / "a\nb.py").write_text(f'token = "{fake}"  # gitleaks:allow\n')
+        self.git("add", "a\nb.py")
+        self.git("commit", "-q", "-m", "a fixture")
+        decider = self.decide_later(STATUS_APPROVED, "a fake token for the tests")
+        first = self.push()
+        decider.join(60)
+        self.assertEqual(first.returncode, 0, first.stderr)
+        (shown,) = [p for p, _ in self.store.listing("web-1", include_decided=True)]
+        self.assertEqual(len(json.loads(shown.payload)["findings"]), 1, "the origin's gate showed one finding")
+        again = subprocess.run(["git", "push", str(second), "HEAD:main"], cwd=self.work, capture_output=True,
+                               text=True, timeout=120, env={"HOME": str(self.home), "PATH": "/usr/bin:/bin",
+                                                            "GIT_CONFIG_NOSYSTEM": "1"})
+        self.assertNotEqual(again.returncode, 0, f"the real token rode the fake one's grant: {again.stderr}")
+        self.assertIn("no decision within 1 s", again.stderr)
+        (asked,) = self.store.pending("web-1")
+        self.assertEqual(len(json.loads(asked.payload)["findings"]), 1, "only the real token is asked about")
+        self.assertIn("1 more are covered by a grant", asked.justification)
