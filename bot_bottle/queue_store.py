@@ -42,6 +42,7 @@ from bot_bottle.records import (
     MAX_FILE_BYTES,
     MAX_PAYLOAD_BYTES,
     MAX_TEXT_BYTES,
+    STATUS_REJECTED,
     TOOL_EGRESS_ALLOW,
     Grant,
     Proposal,
@@ -59,6 +60,16 @@ from bot_bottle.timestamps import later, utc_now
 
 # What a host process runs in a filing transaction on a new proposal (see ``QueueStore.submit``).
 Standing = Callable[[AuditRecorder, Proposal], object]
+# Which unarchived proposal a filing of the same request returns: one still waiting for the operator, or one
+# whose decision still stands: a rejection, or an approval whose grant is in force now. An approval whose grant
+# was revoked or has ended (or that made none) answers nothing more: the caller's sidecar acts on the answer it
+# is given, so returning that old approval would let the request through past the grant's end.
+_STILL_ANSWERS = (
+    "((p.expires_at IS NULL OR p.expires_at > :now) AND NOT EXISTS (SELECT 1 FROM responses r WHERE r.proposal_id "
+    "= p.id) OR EXISTS (SELECT 1 FROM responses r WHERE r.proposal_id = p.id AND r.status = :rejected) "
+    "OR EXISTS (SELECT 1 FROM grants g WHERE g.proposal_id = p.id AND g.revoked_at IS NULL AND g.starts_at <= :now "
+    "AND g.ends_at > :now))"
+)
 
 
 def _check_wait(timeout: object, poll_interval: object) -> tuple[float, float]:
@@ -106,7 +117,13 @@ class QueueStore(QueueReads):
         quota: Quota | None = DEFAULT_QUOTA,
         standing: Standing | None = None,
     ) -> Proposal:
-        """File a proposal, or return the identical unarchived one already filed (unless that one expired).
+        """File a proposal, or return the identical unarchived one already filed while its answer stands.
+
+        The one already filed is returned while it waits for the operator (and
+        has not expired), or once decided while that decision still stands: a
+        rejection, or an approval whose grant is in force. An approval whose
+        grant was revoked or has ended is no answer to a new filing: a new
+        proposal asks the operator again.
 
         Every field is validated first (``ValidationError`` names the field and
         nothing is written); an ``egress-allow`` payload must be the JSON route
@@ -154,9 +171,10 @@ class QueueStore(QueueReads):
         now = utc_now()
         existing = conn.execute(
             f"SELECT {PROPOSAL_COLUMNS} FROM proposals p WHERE p.queue_key = :queue_key AND p.tool = :tool "
-            "AND p.payload_sha256 = :sha AND p.archived_at IS NULL AND (p.expires_at IS NULL OR p.expires_at > :now "
-            "OR EXISTS (SELECT 1 FROM responses r WHERE r.proposal_id = p.id)) ORDER BY p.created_at DESC LIMIT 1",
-            {"queue_key": fields["queue_key"], "tool": fields["tool"], "sha": fields["sha"], "now": now},
+            f"AND p.payload_sha256 = :sha AND p.archived_at IS NULL AND {_STILL_ANSWERS} "
+            "ORDER BY p.created_at DESC LIMIT 1",
+            {"queue_key": fields["queue_key"], "tool": fields["tool"], "sha": fields["sha"], "now": now,
+             "rejected": STATUS_REJECTED},
         ).fetchone()
         if existing is not None:
             return self.proposal_from_row(existing), False

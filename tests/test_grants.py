@@ -304,12 +304,12 @@ class ProofTest(GrantCase):
         self.assertIn("grant", problem)
 
     def test_a_grant_forged_in_the_file(self) -> None:
+        # Another id (and proposal) than the real grant's: its first digit changed, whatever it was.
+        other = "(CASE substr({0}, 1, 1) WHEN 'b' THEN 'c' ELSE 'b' END || substr({0}, 2))"
         problem = self.tamper(
             "INSERT INTO grants (id, queue_key, tool, subject, subject_sha256, starts_at, ends_at, proposal_id, "
-            "decided_by, audit_seq) SELECT (CASE WHEN id LIKE 'b%' THEN 'd' ELSE 'b' END) || substr(id, 2), "
-            "'web-2', tool, subject, subject_sha256, starts_at, ends_at, "
-            "(CASE WHEN proposal_id LIKE 'c%' THEN 'e' ELSE 'c' END) || substr(proposal_id, 2), decided_by, "
-            "audit_seq + 1 FROM grants")
+            f"decided_by, audit_seq) SELECT {other.format('id')}, 'web-2', tool, subject, subject_sha256, starts_at, "
+            f"ends_at, {other.format('proposal_id')}, decided_by, audit_seq + 1 FROM grants")
         self.assertIn("grant", problem)
 
     def test_a_grant_removed_from_the_file(self) -> None:

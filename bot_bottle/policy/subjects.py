@@ -23,7 +23,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from typing import Any
+from urllib.parse import unquote
 
 from bot_bottle.errors import ValidationError
 from bot_bottle.policy.routes import parse_route
@@ -128,12 +130,46 @@ def host_covers(granted: str, host: str) -> bool:
 
 
 def route_covers(subject: dict[str, Any], host: str, method: str, path: str) -> bool:
-    """Whether an ``egress-allow`` subject covers a request to ``host`` (no port) with ``method`` for ``path``."""
+    """Whether an ``egress-allow`` subject covers a request to ``host`` (no port) with ``method`` for ``path``.
+
+    A path prefix covers only a plain path (``path_is_plain``): ``/3/../admin``
+    starts with ``/3/`` as text, but the server serves ``/admin``.
+    """
     methods = subject.get("methods") or []
     paths = subject.get("paths") or []
     return (host_covers(str(subject.get("host", "")), host)
             and (not methods or method in methods)
-            and (not paths or any(path.startswith(prefix) for prefix in paths)))
+            and (not paths or (path_is_plain(path) and any(path.startswith(prefix) for prefix in paths))))
+
+
+_MAX_DECODES = 4  # layers of percent-encoding undone looking for a dot segment; a path with more is not plain
+_UNPLAIN_RE = re.compile(r"[\\\x00-\x1f\x7f]")  # a backslash (a separator to some servers) or a control character
+_DOTS = frozenset({".", ".."})
+
+
+def path_is_plain(path: str) -> bool:
+    """Whether a request path (its query and fragment aside) names the same place to every reader.
+
+    Not plain: a dot segment (``.`` or ``..``, which a server removes with
+    the segment before it), spelt raw, percent-encoded (once or several
+    times over: ``%2e%2e``, ``%252e``) or with parameters (``..;x``, a
+    Java server's ``..``); an encoded ``/``; a backslash or a control
+    character, raw or encoded. Readers differ on each, so a path prefix the
+    operator approved is held only to a path none of them can read as
+    another.
+    """
+    part = re.split(r"[?#]", path, maxsplit=1)[0]
+    slashes = part.count("/")
+    for _ in range(_MAX_DECODES):
+        if _UNPLAIN_RE.search(part) or part.count("/") != slashes:
+            return False
+        if any(segment.split(";", 1)[0] in _DOTS for segment in part.split("/")):
+            return False
+        decoded = unquote(part, encoding="latin-1")
+        if decoded == part:
+            return True
+        part = decoded
+    return False
 
 
 def token_covers(subject: dict[str, Any], host: str, method: str, fingerprint: str) -> bool:
@@ -160,7 +196,8 @@ def rule_matches(rule_subject: dict[str, Any], pattern: bool, tool: str, subject
     methods, paths = subject.get("methods") or [], subject.get("paths") or []
     return (host_covers(str(rule_subject.get("host", "")), host) or host == rule_subject.get("host")) \
         and (not rule_methods or (bool(methods) and set(methods) <= set(rule_methods))) \
-        and (not rule_paths or (bool(paths) and all(any(p.startswith(r) for r in rule_paths) for p in paths)))
+        and (not rule_paths or (bool(paths) and all(path_is_plain(p) and any(p.startswith(r) for r in rule_paths)
+                                                    for p in paths)))
 
 
 def describe_subject(tool: str, subject: dict[str, Any]) -> str:

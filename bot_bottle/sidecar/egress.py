@@ -148,7 +148,9 @@ class EgressGrants:
                 self._cached.pop(tool, None)
             return []
         with self._lock:
-            self._cached[tool] = (time.monotonic(), found)
+            # Kept from when it was asked, not answered: the grants were read in between, so an answer that
+            # came late (a slow relay) is not honoured past ``ttl`` after a revocation that followed the read.
+            self._cached[tool] = (now, found)
         return found
 
     def refresh(self) -> None:
