@@ -24,10 +24,11 @@ from bot_bottle.connection import (
     FILE_MODE,
     MIN_SQLITE_VERSION,
 )
+from bot_bottle.filesystems import LOCAL
 from bot_bottle.relay.lock import running_relay
 from bot_bottle.schema import health
 from bot_bottle.schema.health import ERROR, OK, WARNING
-from bot_bottle.sidecar.mount_check import LOCAL, check_mount
+from bot_bottle.sidecar.mount_check import check_mount
 from bot_bottle.text import terminal
 
 

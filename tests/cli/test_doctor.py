@@ -7,8 +7,9 @@ import sqlite3
 from unittest import mock
 
 from bot_bottle.db import open_db
+from bot_bottle.filesystems import SHARED
 from bot_bottle.sidecar import server as supervise_server
-from bot_bottle.sidecar.mount_check import SHARED, LockProbe, MountReport
+from bot_bottle.sidecar.mount_check import LockProbe, MountReport
 from tests.helpers.support import TempDirTest, digest
 
 
