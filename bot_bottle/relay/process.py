@@ -22,6 +22,7 @@ from pathlib import Path
 from types import FrameType
 
 from bot_bottle.connection import DIR_MODE, FILE_MODE
+from bot_bottle.db import IdleCheckpointer
 from bot_bottle.errors import BotBottleError
 from bot_bottle.queue_store import QueueStore
 from bot_bottle.records import DEFAULT_QUOTA, Quota
@@ -156,6 +157,8 @@ def serve(
                                          request_timeout=request_timeout)
             # The host's standing decisions for every bottle (a mount's sidecar files without the key).
             keeper = Keeper(store, log).start()
+            # The WAL copied into the file when commits pause, so that a sidecar's commit seldom has to.
+            checkpointer = IdleCheckpointer(store.db.path, log=log).start()
             try:
                 bound_host, bound_port = str(server.server_address[0]), int(server.server_address[1])
                 info = RelayInfo(pid=os.getpid(), host=bound_host, port=bound_port, database=str(store.db.path))
@@ -171,6 +174,7 @@ def serve(
                 server.serve_forever(poll_interval=0.2)
             finally:
                 keeper.stop()
+                checkpointer.stop()
                 server.server_close()
                 service.close()
     finally:

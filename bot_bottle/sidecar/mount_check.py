@@ -26,8 +26,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from bot_bottle.errors import MissingMount, MountAccessDenied
-from bot_bottle.filesystems import LOCAL, MOUNTINFO, UNKNOWN, classify, filesystem_of
+from bot_bottle.errors import MissingMount, MountAccessDenied, UnsafeMount
+from bot_bottle.filesystems import LOCAL, MOUNTINFO, SHARED, UNKNOWN, classify, filesystem_of
 
 PROBE_NAME = ".bot-bottle-lock-probe.db"
 # The kernel's overflow uid: how a file's owner shows inside a user namespace that does not map it.
@@ -107,6 +107,20 @@ class MountReport:
         """True when the filesystem is local and the probe saw the lock."""
         return self.kind == LOCAL and self.probe.works
 
+    def refusal(self) -> UnsafeMount | None:
+        """Why a sidecar must not open the database here, or None: a failed lock probe, or a shared filesystem.
+
+        Either way the host and the sidecar may not share one kernel's locks
+        and memory, which both of SQLite's journals need (WAL's index is a
+        file every opener maps); an unknown filesystem is only warned of.
+        """
+        if not self.probe.works:
+            return UnsafeMount(f"SQLite's locks do not work in {self.directory} ({self.fstype}): "
+                               f"{self.probe.detail}; the sidecar will not open the database there")
+        if self.kind == SHARED:
+            return UnsafeMount(unsafe_message(self.directory, self.fstype))
+        return None
+
     def warning(self) -> str | None:
         """One line naming the filesystem and the risk, or None when it is safe."""
         if self.safe:
@@ -139,6 +153,8 @@ def require_sidecar_database(path: str | os.PathLike[str], mountinfo: str | None
     bind-mounted by the backend; without the mount, opening the path would
     create a fresh database inside the container that no operator sees. The
     message is one line naming the missing mount and how backends provide it.
+    A mount of a filesystem that may cross a VM or network boundary is
+    ``UnsafeMount``: the file is opened only where the host's kernel is shared.
     ``mountinfo`` replaces ``/proc/self/mountinfo`` (for tests).
     """
     target = os.path.realpath(path)
@@ -159,6 +175,17 @@ def require_sidecar_database(path: str | os.PathLike[str], mountinfo: str | None
     if point not in (target, directory):
         where = f"on {entry.mount_point} ({entry.fstype})" if entry else "on no mount"
         raise MissingMount(f"{os.fspath(path)} is not on a mount of its own (it is {where}): {how}")
+    assert entry is not None
+    if classify(entry.fstype) == SHARED:
+        raise UnsafeMount(unsafe_message(os.fspath(path), entry.fstype))
+
+
+def unsafe_message(where: str, fstype: str) -> str:
+    """Why a sidecar refuses the database at ``where`` on a ``fstype`` mount that may cross a VM boundary."""
+    return (f"{where} is on {fstype}, which may cross a VM or network boundary: SQLite's locks and WAL's "
+            "shared-memory index may not reach the host there, and two writers could corrupt the database. "
+            "The sidecar will not open it; a sidecar in a VM files through the host relay ('bot-bottle prepare "
+            "SLUG --backend NAME' sets that up)")
 
 
 def access_denied(mount_point: str, path: str, doing: str, mountinfo: str | None = None) -> MissingMount:

@@ -6,7 +6,7 @@ import os
 import unittest
 from pathlib import Path
 
-from bot_bottle.errors import MissingMount
+from bot_bottle.errors import MissingMount, UnsafeMount
 from bot_bottle.filesystems import LOCAL, SHARED
 from bot_bottle.sidecar.mount_check import LockProbe, MountReport, probe_locking, require_sidecar_database
 from tests.helpers.support import TempDirTest
@@ -76,3 +76,14 @@ class SidecarDatabaseTest(TempDirTest):
             self.assertIn("bind-mounted read-write at", message)
             self.assertIn("docker, smolmachines and macos-container", message)
             self.assertEqual(len(message.splitlines()), 1)
+
+    def test_a_mount_that_may_cross_a_vm_boundary_is_refused(self) -> None:
+        """The host's database on virtiofs, 9p or a FUSE share: UnsafeMount, one line, before anything opens it."""
+        self.database.write_bytes(b"")
+        for fstype in ("virtiofs", "9p", "fuse.grpcfuse", "nfs4"):
+            info = f"589 510 0:52 / / rw - overlay overlay rw\n650 589 0:120 /db {self.directory} rw - {fstype} m rw\n"
+            with self.subTest(fstype), self.assertRaises(UnsafeMount) as caught:
+                require_sidecar_database(self.database, info)
+            self.assertIn(f"is on {fstype}, which may cross a VM or network boundary", str(caught.exception))
+            self.assertIn("host relay", str(caught.exception))
+            self.assertEqual(len(str(caught.exception).splitlines()), 1)
