@@ -18,7 +18,7 @@ from typing import Any
 
 from common import machine, parser, percentile, table, work_dir
 
-from bot_bottle.audit_store import AuditStore
+from bot_bottle import audit_store
 from bot_bottle.cli.demo import McpHttpAgent
 from bot_bottle.decisions import decide
 from bot_bottle.queue_store import QueueStore
@@ -48,17 +48,19 @@ def decide_and_time(proposal_id: str, store: QueueStore) -> float:
     (a synced write of its own) is not part of what they wait for.
     """
     committed: list[float] = []
-    anchor = AuditStore._anchor
+    advance = audit_store.advance_anchor
 
-    def timed_anchor(database: Any, entry: Any) -> None:
+    def timed_advance(*args: Any) -> None:
         committed.append(time.time())
-        anchor(database, entry)
+        advance(*args)
 
-    AuditStore._anchor = staticmethod(timed_anchor)  # type: ignore[method-assign]
+    audit_store.advance_anchor = timed_advance
     try:
         decide(proposal_id, "approved", decided_by="bench@host", store=store)
     finally:
-        AuditStore._anchor = staticmethod(anchor)  # type: ignore[method-assign]
+        audit_store.advance_anchor = advance
+    if not committed:
+        raise SystemExit("latency: the decision moved no audit anchor, so its commit could not be timed")
     return committed[0]
 
 

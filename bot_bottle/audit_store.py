@@ -26,11 +26,12 @@ from typing import Any
 
 from bot_bottle.audit import forensics
 from bot_bottle.audit.anchor import Anchor, advance_anchor, read_anchor
-from bot_bottle.audit.chain import COLUMNS, GENESIS_HASH, SELECT, compute_hash
+from bot_bottle.audit.chain import COLUMNS, GENESIS_HASH, SELECT, compute_hash, stored_details
 from bot_bottle.audit.forensics import REFUSED, VerifyResult, anchored_seq, truncated, walk
-from bot_bottle.audit.seal import GENESIS_SEAL, load_key, seal_of
-from bot_bottle.db import Database, DatabaseUser
-from bot_bottle.errors import AuditTampered, ValidationError
+from bot_bottle.audit.keys import host_key
+from bot_bottle.audit.seal import GENESIS_SEAL, key_id, seal_of
+from bot_bottle.db import Database, DatabaseUser, validate_limit
+from bot_bottle.errors import AnchorNotWritten, AuditTampered
 from bot_bottle.records import (
     MAX_NAME_BYTES,
     AuditEntry,
@@ -54,10 +55,11 @@ class AuditRecorder:
     conn: sqlite3.Connection
     database: Path | None
     last: AuditEntry | None = None
+    key: str = ""  # the name (key_id) of the key that sealed ``last``
 
     def append(self, entry: AuditEntry, *, ts: str | None = None) -> AuditEntry:
         """Append and seal ``entry`` (at ``ts``, default now); returns it as stored."""
-        self.last = AuditStore._append_in(self.conn, entry, database=self.database, ts=ts)
+        self.last, self.key = AuditStore._append_in(self.conn, entry, database=self.database, ts=ts)
         return self.last
 
 
@@ -71,41 +73,56 @@ class AuditStore(DatabaseUser):
 
         The only way entries are appended: the caller cannot forget the
         anchor, and an anchor is never ahead of the log (nothing moves it
-        when the transaction rolls back).
+        when the transaction rolls back). An anchor that cannot be written
+        then (a full disk) raises ``AnchorNotWritten``: what was recorded
+        stands, and the message says so.
         """
         with db.write() as conn:
             recorder = AuditRecorder(conn, db.path)
             yield recorder
-        if recorder.last is not None:
-            AuditStore._anchor(db.path, recorder.last)
+        entry = recorder.last
+        if db.path is not None and entry is not None and entry.seq is not None and entry.seal is not None:
+            try:
+                advance_anchor(db.path, entry.seq, entry.seal, recorder.key)
+            except (OSError, AuditTampered) as exc:
+                reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+                raise AnchorNotWritten(
+                    f"audit entry {entry.seq} is recorded and stands, but the audit anchor could not be moved to it "
+                    f"({reason}): the anchor stays behind, which proves less but accuses nothing; the next "
+                    "decision moves it once that is fixed ('bot-bottle audit verify' checks the log meanwhile)",
+                    entry,
+                ) from None
 
     @staticmethod
     def from_row(row: tuple[Any, ...]) -> AuditEntry:
         """Map an ``audit_log`` row (``_COLUMNS`` order, then the seal) to an ``AuditEntry``."""
         seq, ts, queue_key, action, tool, proposal_id, actor, notes, diff, details, prev_hash, digest, seal = row
+        # Any text a sidecar wrote there reads back as something to show, never as an exception.
+        readable = stored_details(details)
         return AuditEntry(
-            queue_key=queue_key, action=action, actor=actor, tool=tool, proposal_id=proposal_id,
-            notes=notes, diff=diff, details=json.loads(details), seq=seq, ts=ts,
+            queue_key=queue_key, action=action, actor=actor, tool=tool, proposal_id=proposal_id, notes=notes,
+            diff=diff, details=readable if readable is not None else {"unreadable": str(details)[:200]}, seq=seq, ts=ts,
             prev_hash=prev_hash, hash=digest, seal=seal,
         )
 
     @classmethod
     def _append_in(
         cls, conn: sqlite3.Connection, entry: AuditEntry, *, database: Path | None, ts: str | None = None
-    ) -> AuditEntry:
-        """Append and seal ``entry`` inside the caller's open write transaction; returns it as stored.
+    ) -> tuple[AuditEntry, str]:
+        """Append and seal ``entry`` inside the caller's open write transaction; it as stored, and the key's name.
 
         Only ``AuditRecorder.append`` calls this, inside ``recording``, which
         moves the anchor once the transaction has committed. ``database`` is
         the file whose anchor applies (None: no anchor, an in-memory
         database). Entries not sealed yet are sealed first, if their chain
         verifies and the anchor allows; otherwise ``AuditTampered`` and
-        nothing is written.
+        nothing is written. Without the key that sealed the log
+        (``AuditKeyError``), nothing is written either.
         """
         details_json = validated_details(entry)
-        key = load_key()
-        assert key is not None
-        previous_seal = cls._seal_pending(conn, key, database)
+        anchor = read_anchor(database) if database is not None else None
+        key = host_key(conn, anchor)
+        previous_seal = cls._seal_pending(conn, key, anchor)
         last = conn.execute("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1").fetchone()
         seq, prev_hash = (1, GENESIS_HASH) if last is None else (int(last[0]) + 1, str(last[1]))
         when = ts or utc_now()
@@ -125,17 +142,12 @@ class AuditStore(DatabaseUser):
         )
         seal = seal_of(key, seq, previous_seal, digest)
         conn.execute("INSERT INTO audit_seal (seq, mac) VALUES (:seq, :mac)", {"seq": seq, "mac": seal})
-        return replace(entry, seq=seq, ts=when, prev_hash=prev_hash, hash=digest, seal=seal,
-                       details=json.loads(details_json))
-
-    @staticmethod
-    def _anchor(database: Path | None, entry: AuditEntry) -> None:
-        """Move the database's anchor to ``entry`` (call after its transaction committed)."""
-        if database is not None and entry.seq is not None and entry.seal is not None:
-            advance_anchor(database, entry.seq, entry.seal)
+        stored = replace(entry, seq=seq, ts=when, prev_hash=prev_hash, hash=digest, seal=seal,
+                         details=json.loads(details_json))
+        return stored, key_id(key)
 
     @classmethod
-    def _seal_pending(cls, conn: sqlite3.Connection, key: bytes, database: Path | None) -> str:
+    def _seal_pending(cls, conn: sqlite3.Connection, key: bytes, anchor: Anchor | None) -> str:
         """Seal entries that have no seal yet, where that is safe; the newest seal.
 
         Safe means: their sha256 chain verifies, every existing seal matches,
@@ -147,7 +159,6 @@ class AuditStore(DatabaseUser):
         last_seq = int(conn.execute("SELECT coalesce(max(seq), 0) FROM audit_log").fetchone()[0])
         sealed = conn.execute("SELECT seq, mac FROM audit_seal ORDER BY seq DESC LIMIT 1").fetchone()
         sealed_seq, newest = (0, GENESIS_SEAL) if sealed is None else (int(sealed[0]), str(sealed[1]))
-        anchor = read_anchor(database) if database is not None else None
         if anchor is not None and last_seq < anchor.seq:
             raise AuditTampered(truncated(anchor, last_seq) + REFUSED)
         if sealed_seq > last_seq:
@@ -211,8 +222,7 @@ class AuditStore(DatabaseUser):
         is given); ``since`` is inclusive, ``until`` exclusive.
         """
         clauses, params = self._filters(queue_key, since, until, tool)
-        if limit is not None and (not isinstance(limit, int) or limit < 1):
-            raise ValidationError("limit", "must be a whole number of at least 1")
+        validate_limit(limit)
         sql = f"{SELECT}{clauses} ORDER BY seq DESC"
         if limit is not None:
             sql += " LIMIT :limit"

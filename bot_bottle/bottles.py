@@ -21,7 +21,7 @@ from typing import Any
 from bot_bottle.db import DatabaseUser
 from bot_bottle.errors import NotFound, ValidationError
 from bot_bottle.records import ProposalSummary, validate_queue_key
-from bot_bottle.timestamps import TIMESTAMP_FORMAT, TIMESTAMP_RE, utc_now
+from bot_bottle.timestamps import moment_of, utc_now
 
 STATE_PREPARED = "prepared"
 STATE_RUNNING = "running"
@@ -88,20 +88,6 @@ class BottleOverview:
 _BOTTLE_COLUMNS = ", ".join(f"b.{field.name}" for field in fields(Bottle))
 _BOTTLE_WIDTH = len(fields(Bottle))
 _SUMMARY_COLUMNS = ", ".join(f"p.{field.name}" for field in fields(ProposalSummary))
-
-
-def moment_of(timestamp: str | None) -> datetime | None:
-    """A stored UTC timestamp as a datetime; None for None or text that is not one.
-
-    Sidecars can write the bottles table, so a time read back is not trusted
-    to parse.
-    """
-    if timestamp is None or not TIMESTAMP_RE.fullmatch(timestamp):
-        return None
-    try:
-        return datetime.strptime(timestamp, TIMESTAMP_FORMAT).replace(tzinfo=UTC)
-    except ValueError:
-        return None
 
 
 def validate_backend(value: object) -> str:

@@ -31,7 +31,7 @@ from bot_bottle.connection import (
     transaction,
     translate_errors,
 )
-from bot_bottle.errors import BotBottleError, CannotOpenDatabase
+from bot_bottle.errors import BotBottleError, CannotOpenDatabase, ValidationError
 from bot_bottle.file_watch import FileWatch
 from bot_bottle.paths import (
     DB_DIR_IN_CONTAINER,
@@ -61,6 +61,18 @@ __all__ = [
 ]
 
 
+MAX_LIMIT = 2**63 - 1  # SQLite's largest integer: a LIMIT past it cannot even be bound
+
+
+def validate_limit(value: object) -> int | None:
+    """``None`` (no limit) or a whole number from 1 to ``MAX_LIMIT``, as a listing's ``limit``."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_LIMIT:
+        raise ValidationError("limit", f"must be a whole number from 1 to {MAX_LIMIT}")
+    return value
+
+
 def open_db(
     path: str | os.PathLike[str] | None = None,
     *,
@@ -80,7 +92,7 @@ def open_db(
     database newer than this code, or migrations that drifted.
     """
     target = resolve_db_path(path)
-    if migrate.BACKUP_NAME_RE.fullmatch(target.name):
+    if migrate.is_backup(target):
         # Opening migrates: a backup opened in place would stop being the copy it was made to be.
         raise CannotOpenDatabase(
             f"{target} is a backup: bot-bottle never opens one in place, because opening migrates it. "

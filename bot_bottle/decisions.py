@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import difflib
 import getpass
+import json
 import os
 import secrets
 import socket
 from typing import Any
 
 from bot_bottle.audit_store import AuditRecorder, AuditStore
-from bot_bottle.errors import AlreadyDecided, AuditTampered, ProposalExpired, ValidationError
+from bot_bottle.errors import AlreadyDecided, AnchorNotWritten, AuditTampered, ProposalExpired, ValidationError
 from bot_bottle.grants import add_rule_in, grant_record, insert_grant_in
 from bot_bottle.policy.lifetimes import MAX_REJECT_RULE_SECONDS, grant_seconds
 from bot_bottle.policy.routes import validate_final_file
@@ -42,6 +43,7 @@ from bot_bottle.records import (
     Decision,
     Proposal,
     Response,
+    canonical_json,
     sha256_text,
     validate_proposal_id,
     validate_queue_key,
@@ -59,11 +61,39 @@ def default_decider() -> str:
     return f"{user}@{socket.gethostname()}"
 
 
-def render_diff(before: str, after: str, *, before_name: str = "current", after_name: str = "proposed") -> str:
-    """A unified diff of two texts ('' when they are equal), as the CLI, TUI and audit log show it."""
+def render_diff(before: str, after: str, *, before_name: str = "current", after_name: str = "proposed",
+                json_aware: bool = False) -> str:
+    """A unified diff of two texts ('' when they are equal), as the CLI, TUI and audit log show it.
+
+    With ``json_aware``, two JSON documents are compared as their normal
+    form (``normal_json``), so a route written on one line against the same
+    route pretty-printed shows only what changed, not a whole replacement.
+    """
+    if json_aware:
+        normal = normal_json(before), normal_json(after)
+        if normal[0] is not None and normal[1] is not None:
+            before, after = normal[0], normal[1]
     lines = difflib.unified_diff(_lines(before), _lines(after), before_name, after_name)
     # A last line without a newline would run into the next diff line.
     return "".join(line if line.endswith("\n") else line + "\n\\ No newline at end of file\n" for line in lines)
+
+
+def normal_json(text: str) -> str | None:
+    """``text``'s JSON object or array, indented with sorted keys; ``None`` when it is not one, or names a key
+    twice (then only the text as written tells the whole story, and it is what is compared)."""
+    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
+        keys = [key for key, _ in items]
+        if len(set(keys)) != len(keys):
+            raise ValueError("a key twice")
+        return dict(items)
+
+    try:
+        value = json.loads(text, object_pairs_hook=pairs)
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(value, dict | list):
+        return None
+    return json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
 
 
 def _lines(text: str) -> list[str]:
@@ -75,6 +105,17 @@ def _lines(text: str) -> list[str]:
     """
     parts = text.split("\n")
     return [part + "\n" for part in parts[:-1]] + ([parts[-1]] if parts[-1] else [])
+
+
+def shown_digest(proposal: Proposal) -> str:
+    """The digest of a proposal as a screen shows it: every field but its archiving (as a decision holds it).
+
+    ``proposals show`` prints it and ``approve --digest`` takes it back, the
+    dashboard's forms carry it: a decision is recorded only for a proposal
+    that still has it, so one rewritten in the file since it was shown is
+    refused.
+    """
+    return sha256_text(canonical_json({**proposal.to_dict(), "archived_at": None}))
 
 
 def check_decision(proposal: Proposal, decision: Decision) -> None:
@@ -185,17 +226,25 @@ def record_decision(
     ``shown`` (the proposal as the operator saw it), a stored proposal that
     differs from it is refused with ``AuditTampered``: proposals are
     immutable, so it was rewritten in the file, and the decision would record
-    something the operator never saw. See ``record_decision_in`` for the rest.
+    something the operator never saw. An anchor that could not be written
+    after the commit raises ``AnchorNotWritten`` carrying the response, which
+    stands. See ``record_decision_in`` for the rest.
     """
     validate_proposal_id(proposal_id)
-    with AuditStore.recording(store.db) as log:
-        proposal = store.get_in(log.conn, proposal_id)
-        if shown is not None and decided_on(proposal) != decided_on(shown):
-            raise AuditTampered(
-                f"proposal {proposal.short_id} is not what was shown: it was rewritten in the database after "
-                "it was read (proposals are immutable); nothing recorded. Check 'bot-bottle audit verify'"
-            )
-        return record_decision_in(log, proposal, decision)
+    recorded: tuple[Response, AuditEntry] | None = None
+    try:
+        with AuditStore.recording(store.db) as log:
+            proposal = store.get_in(log.conn, proposal_id)
+            if shown is not None and decided_on(proposal) != decided_on(shown):
+                raise AuditTampered(
+                    f"proposal {proposal.short_id} is not what was shown: it was rewritten in the database after "
+                    "it was read (proposals are immutable); nothing recorded. Check 'bot-bottle audit verify'"
+                )
+            recorded = record_decision_in(log, proposal, decision)
+    except AnchorNotWritten as exc:  # committed: the decision stands, and the caller can say which
+        raise AnchorNotWritten(str(exc), recorded[0] if recorded is not None else None) from None
+    assert recorded is not None
+    return recorded
 
 
 def record_decision_in(

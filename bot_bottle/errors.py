@@ -24,6 +24,8 @@ never shown as they are::
     │   └── WouldDropProtected        a downgrade would drop audit entries nobody wrote out
     ├── BackupError                   a backup could not be written
     ├── AuditTampered                 the audit log shows a change made without the host's key
+    ├── AuditKeyError                 the host's audit key is missing, damaged or not the one that sealed the log
+    ├── AnchorNotWritten              recorded and committed, but the audit anchor could not be moved past it
     ├── NotFound                      no record has that id (or prefix)
     ├── AmbiguousId                   an id prefix matches several records
     ├── AlreadyDecided                the proposal has a decision; the first one stands
@@ -38,7 +40,9 @@ never shown as they are::
     ├── RelayError                    the relay answered, but not with what was asked
     ├── RelayAlreadyRunning           another relay holds this host's relay lock
     ├── GitGateError                  git-gate could not scan a push (so it refuses it)
-    └── GitObjectsError               git could not list or read a push's objects
+    │   └── ScanLimitExceeded         the push asks more of git-gate than its limits allow
+    ├── GitObjectsError               git could not list or read a push's objects
+    └── UnsafePath                    a private file or directory is a link, or not what it should be
 
     Signals inside one server (never shown as they are):
     RpcError              a JSON-RPC error to answer with: its code and message
@@ -136,6 +140,26 @@ class AuditTampered(BotBottleError):
     """The audit log holds a change made without the host's key; nothing more is appended to it."""
 
 
+class AuditKeyError(BotBottleError):
+    """The host's audit key is missing, unreadable, damaged or another than the one that sealed the log.
+
+    Nothing is recorded until it is restored, or a new key is started on
+    purpose (``bot-bottle audit new-key``).
+    """
+
+
+class AnchorNotWritten(BotBottleError):
+    """What was recorded is committed and stands, but the audit anchor could not be moved to it (a full disk).
+
+    ``result`` is what the call would have returned (a decision's ``Response``),
+    so the caller can say what was recorded.
+    """
+
+    def __init__(self, message: str, result: object = None) -> None:
+        super().__init__(message)
+        self.result = result
+
+
 class NotFound(BotBottleError):
     """No record matches the id (or id prefix) that was asked for."""
 
@@ -192,11 +216,19 @@ class GitGateError(BotBottleError):
     """Scanning could not be done (gitleaks missing or failing, a bad report, bad hook input)."""
 
 
+class ScanLimitExceeded(GitGateError):
+    """A push asks more of git-gate than its limits allow (refs, sizes, archive layers, time, memory)."""
+
+
 class GitObjectsError(BotBottleError):
     """git could not list or read the pushed objects; the push cannot be scanned completely."""
 
 
 # Signals inside one server ------------------------------------------------------------------------
+
+
+class UnsafePath(BotBottleError):
+    """A file or directory bot-bottle keeps private is a link, or not what it should be: nothing is done."""
 
 
 class RpcError(Exception):

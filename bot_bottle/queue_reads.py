@@ -14,8 +14,8 @@ import sqlite3
 from dataclasses import fields
 from typing import Any
 
-from bot_bottle.db import DatabaseUser
-from bot_bottle.errors import AmbiguousId, NotFound, ValidationError
+from bot_bottle.db import DatabaseUser, validate_limit
+from bot_bottle.errors import AmbiguousId, NotFound
 from bot_bottle.records import (
     STATUS_EXPIRED,
     Proposal,
@@ -157,8 +157,7 @@ class QueueReads(DatabaseUser):
         self, queue_key: str | None = None, *, include_decided: bool = False, limit: int | None = None
     ) -> list[tuple[ProposalSummary, Response | None]]:
         """``listing`` without payloads or current files (the CLI's list reads this)."""
-        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
-            raise ValidationError("limit", "must be a whole number of at least 1")
+        validate_limit(limit)
         if not include_decided:
             pending: list[tuple[ProposalSummary, Response | None]] = [
                 (p, None) for p in self.pending_summaries(queue_key)
@@ -196,8 +195,7 @@ class QueueReads(DatabaseUser):
         By default only pending ones (as ``pending``); ``include_decided``
         lists every proposal, archived ones too, and ``limit`` keeps the newest.
         """
-        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
-            raise ValidationError("limit", "must be a whole number of at least 1")
+        validate_limit(limit)
         if not include_decided:
             pending: list[tuple[Proposal, Response | None]] = [(p, None) for p in self.pending(queue_key)]
             return pending if limit is None else pending[-limit:]

@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 import secrets
 import sqlite3
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -34,6 +35,7 @@ from bot_bottle.errors import (
 )
 from bot_bottle.file_watch import WatchPool
 from bot_bottle.grants import live_grants_in, pending_ttl_in
+from bot_bottle.policy.routes import parse_route
 from bot_bottle.queue_reads import PENDING, PROPOSAL_COLUMNS, QueueReads, check_bottle
 from bot_bottle.records import (
     DEFAULT_POLL_INTERVAL_SEC,
@@ -41,6 +43,7 @@ from bot_bottle.records import (
     MAX_FILE_BYTES,
     MAX_PAYLOAD_BYTES,
     MAX_TEXT_BYTES,
+    TOOL_EGRESS_ALLOW,
     Grant,
     Proposal,
     Quota,
@@ -107,10 +110,12 @@ class QueueStore(QueueReads):
         """File a proposal, or return the identical unarchived one already filed (unless that one expired).
 
         Every field is validated first (``ValidationError`` names the field and
-        nothing is written). When ``current_file`` is given its sha256 is
-        recorded; a ``current_file_hash`` given with it must match. A new
-        proposal that would take the bottle past ``quota`` (``None``: no
-        limit) is refused with ``QuotaExceeded``; the count and the insert
+        nothing is written); an ``egress-allow`` payload must be the JSON route
+        the operator will be asked about (``policy.routes.parse_route``), not
+        text only a screen's warning could describe. When ``current_file`` is
+        given its sha256 is recorded; a ``current_file_hash`` given with it
+        must match. A new proposal that would take the bottle past ``quota``
+        (``None``: no limit) is refused with ``QuotaExceeded``; the count and the insert
         share one write transaction, so concurrent submitters cannot overshoot.
         A new proposal expires after the host's ``pending-ttl``. ``standing``
         (host processes only: it needs the audit key) runs in the filing
@@ -120,6 +125,11 @@ class QueueStore(QueueReads):
         validate_queue_key(queue_key)
         validate_tool(tool)
         validate_text("payload", payload, max_bytes=MAX_PAYLOAD_BYTES, required=True)
+        if tool == TOOL_EGRESS_ALLOW:
+            try:
+                parse_route(payload)
+            except ValidationError as exc:
+                raise ValidationError("payload", str(exc).removeprefix("final_file: ")) from None
         validate_text("justification", justification, max_bytes=MAX_TEXT_BYTES, required=True)
         validate_optional_text("current_file", current_file, max_bytes=MAX_FILE_BYTES)
         validate_sha256("current_file_hash", current_file_hash)
@@ -217,8 +227,10 @@ class QueueStore(QueueReads):
         validate_proposal_id(proposal_id)
         return self._wait(proposal_id, timeout, poll_interval, None)
 
-    def _wait(self, proposal_id: str, timeout: float, poll_interval: float, queue_key: str | None) -> Response | None:
-        """``wait_for_response``; with ``queue_key``, the first look also checks the proposal is that bottle's."""
+    def _wait(self, proposal_id: str, timeout: float, poll_interval: float, queue_key: str | None,
+              cancelled: threading.Event | None = None) -> Response | None:
+        """``wait_for_response``; with ``queue_key``, the first look also checks the proposal is that bottle's;
+        a ``cancelled`` event that is set ends the wait (``None``) at its next look."""
         deadline = time.monotonic() + timeout
         owner = queue_key
         with self._watches.watch() as watch:
@@ -228,7 +240,7 @@ class QueueStore(QueueReads):
                 if found is not None:
                     return found
                 remaining = deadline - time.monotonic()
-                if remaining <= 0:
+                if remaining <= 0 or (cancelled is not None and cancelled.is_set()):
                     return None
                 if watch is not None:
                     watch.wait(min(poll_interval, remaining))
@@ -331,12 +343,17 @@ class BottleQueue:
         return self._store._decision_of(proposal_id, self._queue_key)
 
     def wait_for_response(
-        self, proposal_id: str, timeout: float, poll_interval: float = DEFAULT_POLL_INTERVAL_SEC
+        self, proposal_id: str, timeout: float, poll_interval: float = DEFAULT_POLL_INTERVAL_SEC, *,
+        cancelled: threading.Event | None = None,
     ) -> Response | None:
-        """Wait for the decision on this bottle's proposal (see ``QueueStore.wait_for_response``)."""
+        """Wait for the decision on this bottle's proposal (see ``QueueStore.wait_for_response``).
+
+        ``cancelled``, when set, ends the wait early with ``None`` (the relay
+        sets it when the bottle's credential is revoked).
+        """
         validate_proposal_id(proposal_id)
         timeout, poll_interval = _check_wait(timeout, poll_interval)
-        return self._store._wait(proposal_id, timeout, poll_interval, self._queue_key)
+        return self._store._wait(proposal_id, timeout, poll_interval, self._queue_key, cancelled)
 
     def archive(self, proposal_id: str) -> Proposal:
         """Archive this bottle's decided proposal (see ``QueueStore.archive``)."""

@@ -65,7 +65,13 @@ def rule_decision_in(log: AuditRecorder, proposal: Proposal) -> Response | None:
                             None, f"rule {rule.id}")
     else:
         assert rule.ends_at is not None
-        seconds = min(grant_seconds(proposal.tool, None), int(seconds_between(now, rule.ends_at)))
+        try:
+            left = seconds_between(now, rule.ends_at)
+        except ValidationError:
+            # No stored time (a row written past the CLI: 'audit verify' names it): the rule decides nothing,
+            # and the proposal waits for the operator.
+            return None
+        seconds = min(grant_seconds(proposal.tool, None), int(left))
         if seconds < 1:
             return None
         decision = Decision(STATUS_APPROVED, f"standing rule {rule.short_id}: {rule.notes or 'approved before'}",

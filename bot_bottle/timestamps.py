@@ -90,9 +90,10 @@ def parse_duration(field_name: str, text: str, *, now: str | None = None) -> int
 
 def as_datetime(timestamp: str) -> datetime:
     """A stored timestamp as an aware datetime; ``ValidationError`` for anything not in the stored form."""
-    if not isinstance(timestamp, str) or not TIMESTAMP_RE.fullmatch(timestamp):
+    moment = moment_of(timestamp)
+    if moment is None:
         raise ValidationError("timestamp", f"{str(timestamp)[:40]!r} is not a stored UTC time")
-    return datetime.strptime(timestamp, TIMESTAMP_FORMAT).replace(tzinfo=UTC)
+    return moment
 
 
 def later(timestamp: str, seconds: float) -> str:
@@ -119,3 +120,24 @@ def spell_duration(seconds: float) -> str:
 def seconds_between(start: str, end: str) -> float:
     """How many seconds after ``start`` ``end`` is (negative when it is before), both stored times."""
     return (as_datetime(end) - as_datetime(start)).total_seconds()
+
+
+def time_left(now: str, ends_at: str) -> str:
+    """``spell_duration`` of the time from ``now`` to ``ends_at`` for a screen; ``unreadable`` where either is
+    not a stored time (a sidecar can write any text into the file: the screen still shows the row)."""
+    start, end = moment_of(now), moment_of(ends_at)
+    return "unreadable" if start is None or end is None else spell_duration((end - start).total_seconds())
+
+
+def moment_of(timestamp: object) -> datetime | None:
+    """A stored UTC timestamp as a datetime; None for None or anything that is not one.
+
+    Sidecars can write the database file, so a time read back is not trusted
+    to parse: a screen shows what this cannot read as unreadable.
+    """
+    if not isinstance(timestamp, str) or not TIMESTAMP_RE.fullmatch(timestamp):
+        return None
+    try:
+        return datetime.strptime(timestamp, TIMESTAMP_FORMAT).replace(tzinfo=UTC)
+    except ValueError:
+        return None

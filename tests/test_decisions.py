@@ -141,6 +141,21 @@ class RenderDiffTest(TempDirTest):
         self.assertIn("-b\n+c\n", diff)
         self.assertEqual(render_diff("same\n", "same\n"), "")
 
+    def test_json_is_compared_as_json(self) -> None:
+        """BROKE before: a one-line route edited as a pretty-printed one showed as a whole replacement. Compared
+        as JSON (keys sorted, indented), only the changed value is a changed line; text that is not JSON, or
+        JSON naming a key twice, is compared as written."""
+        one_line = '{"host": "docs.python.org", "methods": ["GET"], "paths": ["/3/"]}'
+        edited = '{\n  "paths": ["/3/"],\n  "host": "docs.python.org",\n  "methods": ["GET", "HEAD"]\n}\n'
+        diff = render_diff(one_line, edited, json_aware=True)
+        changed = [line for line in diff.splitlines()[2:] if line[:1] in "+-"]
+        self.assertEqual(changed, ['-    "GET"', '+    "GET",', '+    "HEAD"'])
+        self.assertEqual(render_diff(one_line, one_line.replace(", ", ",  "), json_aware=True), "")
+        self.assertIn("-" + one_line, render_diff(one_line, edited))
+        twice = '{"host": "a.example", "host": "b.example"}'
+        self.assertIn("+" + twice, render_diff(one_line, twice, json_aware=True))
+        self.assertIn("+not json", render_diff(one_line, "not json", json_aware=True))
+
     def test_missing_final_newline_is_marked(self) -> None:
         """A last line without a newline does not run into the next diff line."""
         diff = render_diff("a", "b")

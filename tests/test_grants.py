@@ -22,7 +22,7 @@ from bot_bottle.records import (
 )
 from bot_bottle.standing import keep
 from bot_bottle.timestamps import seconds_between, utc_now
-from tests.helpers.support import TempDirTest
+from tests.helpers.support import TempDirTest, file_as_a_sidecar
 
 DOCS = '{"host": "docs.python.org", "paths": ["/3/"]}'
 
@@ -227,7 +227,10 @@ class RuleTest(GrantCase):
         self.assertEqual(self.grants.rules(include_ended=True), [])
         (grant,) = self.grants.listing()
         self.assertEqual(round(seconds_between(grant.starts_at, grant.ends_at)), 7 * 86400)
-        sneaky = self.file('{"host": "docs.python.org", "for": "90d", "remember": "all"}')
+        payload = '{"host": "docs.python.org", "for": "90d", "remember": "all"}'
+        with self.assertRaises(ValidationError):  # submit() takes no payload that is not a route
+            self.file(payload)
+        sneaky = file_as_a_sidecar(self.db, "web-1", TOOL_EGRESS_ALLOW, payload, "the docs").id  # a sidecar can
         decide(sneaky, STATUS_APPROVED, store=self.store)
         self.assertIsNone(self.grants.for_proposal(sneaky), "a payload that is not a route grants nothing")
         self.assertEqual(self.grants.rules(include_ended=True), [])
@@ -315,6 +318,18 @@ class ProofTest(GrantCase):
         problem = self.tamper("UPDATE rules SET ends_at = '2099-01-01T00:00:00.000000Z', queue_key = NULL",
                               "rules_immutable")
         self.assertIn("rule", problem)
+
+    def test_a_rule_whose_end_is_no_time_decides_nothing_and_filing_goes_on(self) -> None:
+        """A rule row whose end is no stored time (written past the CLI): it decides nothing, every bottle still
+        files (the proposal waits for the operator), and 'audit verify' names the row."""
+        problem = self.tamper("UPDATE rules SET ends_at = 'soon', queue_key = NULL", "rules_immutable")
+        self.assertIn("rule", problem)
+        from bot_bottle.standing import rule_decision_in
+        for bottle in ("web-2", "web-3"):  # (web-1's approved proposal of the same route is still pending pickup)
+            proposal = self.store.for_bottle(bottle, standing=rule_decision_in).submit(
+                TOOL_EGRESS_ALLOW, DOCS, f"{bottle} after the row was changed")
+            keep(self.store)
+            self.assertIsNone(self.store.response(proposal.id))
 
     def test_a_revocation_undone_in_the_file(self) -> None:
         (grant,) = self.grants.listing()

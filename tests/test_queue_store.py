@@ -81,7 +81,7 @@ class DedupeTest(QueueTestCase):
         """Another bottle, tool or payload is a new proposal."""
         first = self.file()
         self.assertNotEqual(self.file(queue_key="web-2").id, first.id)
-        self.assertNotEqual(self.file(tool=TOOL_EGRESS_ALLOW).id, first.id)
+        self.assertNotEqual(self.file(tool=TOOL_EGRESS_ALLOW, payload='{"host": "b.com"}').id, first.id)
         self.assertNotEqual(self.file(payload="routes: [c.com]\n").id, first.id)
 
     def test_archiving_ends_the_dedupe(self) -> None:
@@ -132,6 +132,12 @@ class LookupTest(QueueTestCase):
                          [(a1.id, STATUS_APPROVED), (b1.id, None), (a2.id, None)])
         self.assertEqual([p.id for p, _ in self.store.listing(include_decided=True, limit=2)], [b1.id, a2.id])
         self.assertEqual([p.id for p, _ in self.store.listing("b")], [b1.id])
+        # Past what SQLite can bind (it raised OverflowError): refused as any bad limit is.
+        for limit in (2**63, 2**70, 0, True, 1.5):
+            with self.subTest(limit=limit), self.assertRaises(ValidationError) as caught:
+                self.store.listing(include_decided=True, limit=limit)  # type: ignore[arg-type]
+            self.assertEqual(caught.exception.field, "limit")
+        self.assertEqual(len(self.store.listing(include_decided=True, limit=2**63 - 1)), 3)
 
     def test_pending_query_uses_the_partial_index(self) -> None:
         """The pending lists the code really runs are served by the unarchived-only index, not a scan of history."""
@@ -233,6 +239,12 @@ class HostileInputTest(QueueTestCase):
             "current_file": [("\ud800",), ("f\x00",)],
             "current_file_hash": [("not-a-hash",), ("A" * 64,)],
         }
+        # An egress-allow payload is the route the operator is asked about: JSON, in its shape, or nothing.
+        for payload in ("docs.python.org", '{"host": "docs.python.org"', '["docs.python.org"]', '{"hots": "x.org"}',
+                        '{"host": "a.org", "host": "b.org"}', "[" * 100_000):
+            with self.subTest(egress_allow=payload[:30]), self.assertRaises(ValidationError) as caught:
+                self.store.submit("web-1", TOOL_EGRESS_ALLOW, payload, "j")
+            self.assertEqual(caught.exception.field, "payload")
         good = {"queue_key": "web-1", "tool": TOOL_EGRESS_BLOCK, "payload": "p", "justification": "j"}
         for field, values in cases.items():
             for (value,) in values:
@@ -301,16 +313,16 @@ class QuotaTest(QueueTestCase):
             bottle.submit(TOOL_EGRESS_BLOCK, "x" * 400, "j")
         bottle.submit(TOOL_EGRESS_BLOCK, "x" * 399, "j")  # exactly 1000
         with self.assertRaises(QuotaExceeded):
-            bottle.submit(TOOL_EGRESS_ALLOW, "y", "j")
+            bottle.submit(TOOL_EGRESS_ALLOW, '{"host": "y.org"}', "j")
 
     def test_default_quota_and_none(self) -> None:
         """The handle applies DEFAULT_QUOTA unless told otherwise; quota=None is unlimited (host tools)."""
         self.assertEqual(DEFAULT_QUOTA, Quota(50, 16 * 1024 * 1024))
         for i in range(DEFAULT_QUOTA.max_pending):
-            self.store.for_bottle("web-1").submit(TOOL_EGRESS_ALLOW, f"h{i}", "j")
+            self.store.for_bottle("web-1").submit(TOOL_EGRESS_ALLOW, f'{{"host": "h{i}.org"}}', "j")
         with self.assertRaises(QuotaExceeded):
-            self.store.for_bottle("web-1").submit(TOOL_EGRESS_ALLOW, "one more", "j")
-        self.store.submit("web-1", TOOL_EGRESS_ALLOW, "one more", "j", quota=None)
+            self.store.for_bottle("web-1").submit(TOOL_EGRESS_ALLOW, '{"host": "one-more.org"}', "j")
+        self.store.submit("web-1", TOOL_EGRESS_ALLOW, '{"host": "one-more.org"}', "j", quota=None)
         for bad in (0, -1, True, 1.5):
             with self.subTest(bad=bad), self.assertRaises(ValidationError):
                 Quota(max_pending=bad)  # type: ignore[arg-type]

@@ -17,7 +17,7 @@ import functools
 import hashlib
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +25,7 @@ from bot_bottle.audit.seal import (
     write_synced,
 )
 from bot_bottle.errors import AuditTampered, BotBottleError
+from bot_bottle.leftovers import hidden_name, remove_stale
 from bot_bottle.paths import bot_bottle_root
 from bot_bottle.timestamps import utc_now
 
@@ -36,17 +37,57 @@ ANCHOR_SLOT = 32768
 
 
 @dataclass(frozen=True)
+class Restart:
+    """Where a new audit key took over a log (``bot-bottle audit new-key``): the old proof's last entry.
+
+    Entries up to ``seq`` were sealed with the key ``previous_key`` (None:
+    not known); their seals cannot be checked without it, but their chain
+    must still end in ``hash`` with ``seal`` stored for entry ``seq``, and
+    the seals after it are made with ``key`` over that one.
+    """
+
+    seq: int
+    seal: str
+    hash: str
+    key: str
+    previous_key: str | None
+    at: str
+
+    def to_dict(self) -> dict[str, object]:
+        """JSON-ready form, as the anchor file and ``audit head`` hold it."""
+        return {"seq": self.seq, "seal": self.seal, "hash": self.hash, "key": self.key,
+                "previous_key": self.previous_key, "at": self.at}
+
+
+@dataclass(frozen=True)
 class Anchor:
-    """The newest sealed entry of one database's log, as the host last wrote it."""
+    """The newest sealed entry of one database's log, as the host last wrote it.
+
+    ``key`` names the key that made ``seal`` (``audit.seal.key_id``; None in
+    an anchor written before keys were named), ``restarts`` where a new key
+    took over, oldest first.
+    """
 
     database: str
     seq: int
     seal: str
     written_at: str
+    key: str | None = None
+    restarts: tuple[Restart, ...] = ()
 
     def to_dict(self) -> dict[str, object]:
         """JSON-ready form, as the anchor file and ``audit head`` hold it."""
-        return {"database": self.database, "seq": self.seq, "seal": self.seal, "written_at": self.written_at}
+        document: dict[str, object] = {"database": self.database, "seq": self.seq, "seal": self.seal,
+                                       "written_at": self.written_at}
+        if self.key is not None:
+            document["key"] = self.key
+            document["restarts"] = [restart.to_dict() for restart in self.restarts]
+        return document
+
+    @property
+    def restarted_at(self) -> int:
+        """The last entry sealed with an earlier key (0: the whole log is this key's)."""
+        return self.restarts[-1].seq if self.restarts else 0
 
 
 def anchor_path(database: Path) -> Path:
@@ -68,9 +109,11 @@ def _real_path(absolute: str) -> str:
 
 
 def _anchor_check(anchor: Anchor) -> str:
-    """What a slot's ``check`` must be: the sha256 of the record's four fields (a torn write fails it)."""
-    fields = json.dumps([anchor.database, anchor.seq, anchor.seal, anchor.written_at])
-    return hashlib.sha256(fields.encode("ascii")).hexdigest()
+    """What a slot's ``check`` must be: the sha256 of the record's fields (a torn write fails it)."""
+    fields: list[object] = [anchor.database, anchor.seq, anchor.seal, anchor.written_at]
+    if anchor.key is not None:
+        fields += [anchor.key, [restart.to_dict() for restart in anchor.restarts]]
+    return hashlib.sha256(json.dumps(fields, sort_keys=True).encode("ascii")).hexdigest()
 
 
 def _anchor_record(anchor: Anchor) -> bytes:
@@ -91,8 +134,13 @@ def _parse_slot(content: bytes, index: int) -> Anchor | None:
         return None
     try:
         data = json.loads(content[start:end])
-        anchor = Anchor(str(data["database"]), int(data["seq"]), str(data["seal"]), str(data["written_at"]))
-    except (ValueError, KeyError, TypeError):
+        key = data.get("key")
+        restarts = tuple(Restart(int(r["seq"]), str(r["seal"]), str(r["hash"]), str(r["key"]),
+                                 None if r["previous_key"] is None else str(r["previous_key"]), str(r["at"]))
+                         for r in data.get("restarts") or ())
+        anchor = Anchor(str(data["database"]), int(data["seq"]), str(data["seal"]), str(data["written_at"]),
+                        None if key is None else str(key), restarts)
+    except (ValueError, KeyError, TypeError, AttributeError):
         return None
     if "check" in data and data["check"] != _anchor_check(anchor):
         return None
@@ -102,7 +150,8 @@ def _parse_slot(content: bytes, index: int) -> Anchor | None:
 def _newest_slot(content: bytes) -> tuple[int, Anchor] | None:
     """(slot, anchor) of the newest readable record in the file's content; None if no slot has one."""
     found = [(index, anchor) for index in (0, 1) if (anchor := _parse_slot(content, index)) is not None]
-    return max(found, key=lambda item: item[1].seq) if found else None
+    # A restart keeps the anchor's entry: of two records for one entry, the one with more restarts is newer.
+    return max(found, key=lambda item: (item[1].seq, len(item[1].restarts))) if found else None
 
 
 def read_anchor(database: Path) -> Anchor | None:
@@ -133,8 +182,8 @@ def _anchor_lock(path: Path) -> Iterator[None]:
         os.close(fd)
 
 
-def advance_anchor(database: Path, seq: int, seal: str) -> None:
-    """Record ``(seq, seal)`` as the database's anchor, unless the anchor is already further on.
+def advance_anchor(database: Path, seq: int, seal: str, key: str) -> None:
+    """Record ``(seq, seal)``, made with the key named ``key``, as the database's anchor, unless it is further on.
 
     Written after the entry's transaction committed (an anchor ahead of the
     log would be a false alarm), under a lock so that concurrent deciders
@@ -143,19 +192,46 @@ def advance_anchor(database: Path, seq: int, seal: str) -> None:
     already has costs one flush, where a new file renamed into place cost a
     journal commit too (docs/benchmarks.md, "Throughput"). A crash mid-write
     leaves a slot that fails its check, and the record before it is read.
+    The restarts the anchor holds are carried over.
     """
+    _write_anchor(database, lambda old: None if old is not None and old.seq >= seq else
+                  Anchor(_resolved(database), seq, seal, utc_now(), key, old.restarts if old is not None else ()))
+
+
+def restart_anchor(database: Path, restart: Restart) -> Anchor:
+    """Record that a new key takes over the database's log after ``restart.seq`` (``audit new-key``); the anchor.
+
+    The anchor keeps its entry (the old proof's end, which ``restart``
+    names), now made with ``restart.key`` from there on.
+    """
+    written: list[Anchor] = []
+
+    def restarted(old: Anchor | None) -> Anchor:
+        seq, seal = (old.seq, old.seal) if old is not None else (restart.seq, restart.seal)
+        anchor = Anchor(_resolved(database), seq, seal, utc_now(), restart.key,
+                        (*(old.restarts if old is not None else ()), restart))
+        written.append(anchor)
+        return anchor
+
+    _write_anchor(database, restarted)
+    return written[0]
+
+
+def _write_anchor(database: Path, update: Callable[[Anchor | None], Anchor | None]) -> None:
+    """Write ``update(newest record)`` as the database's anchor (nothing when it returns None), under the lock."""
     path = anchor_path(database)
-    record = _anchor_record(Anchor(_resolved(database), seq, seal, utc_now()))
-    if len(record) > ANCHOR_SLOT:
-        raise BotBottleError(f"the database path {database} is too long to anchor its audit log")
     with _anchor_lock(path):
         # Opened by name under the lock: a retired anchor (renamed aside under the same lock) is never written.
         try:
             fd = os.open(path, os.O_RDWR)
         except FileNotFoundError:
+            anchor = update(None)
+            if anchor is None:
+                return
             # The first anchor of this database: a whole file renamed into place, so it is never seen empty.
-            temporary = path.with_name(f".{path.name}.{os.getpid()}.new")
-            write_synced(temporary, record.decode("ascii"))
+            remove_stale(path.parent, "new", path.name)  # what a writer killed before its rename left
+            temporary = hidden_name(path, "new")
+            write_synced(temporary, _record(anchor, database).decode("ascii"))
             os.replace(temporary, path)
             return
         try:
@@ -163,12 +239,29 @@ def advance_anchor(database: Path, seq: int, seal: str) -> None:
             if newest is None:
                 raise AuditTampered(f"the audit anchor {path} cannot be read (no whole record in it): it was "
                                     "damaged or replaced")
-            if newest[1].seq >= seq:
+            anchor = update(newest[1])
+            if anchor is None:
                 return
-            os.pwrite(fd, record, (1 - newest[0]) * ANCHOR_SLOT)
+            os.pwrite(fd, _record(anchor, database), (1 - newest[0]) * ANCHOR_SLOT)
             os.fdatasync(fd)
         finally:
             os.close(fd)
+
+
+def _record(anchor: Anchor, database: Path) -> bytes:
+    record = _anchor_record(anchor)
+    if len(record) > ANCHOR_SLOT:
+        raise BotBottleError(f"the database path {database} is too long to anchor its audit log")
+    return record
+
+
+def any_anchor() -> bool:
+    """True if this host has anchored any audit log (kept or retired): its key sealed something."""
+    try:
+        return any(entry.suffix == ".json" and not entry.name.startswith(".")
+                   for entry in (bot_bottle_root() / ANCHOR_DIR).iterdir())
+    except OSError:
+        return False
 
 
 def retire_anchor(database: Path) -> Path | None:

@@ -14,6 +14,7 @@ import json
 import sqlite3
 from typing import Any
 
+from bot_bottle.audit.chain import stored_details
 from bot_bottle.records import (
     ACTION_GRANT_REVOKED,
     ACTION_RULE_ADDED,
@@ -25,6 +26,22 @@ from bot_bottle.records import (
 )
 
 _DECISION_ENTRY = "a.action IN (" + ", ".join(f"'{s}'" for s in RESPONSE_STATUSES) + ")"
+
+
+def _named(details: object, *keys: str) -> str:
+    """What an entry's details hold under ``keys``, for a message ("?" where they hold nothing readable there)."""
+    value: object = stored_details(details)
+    for key in keys:
+        value = value.get(key) if isinstance(value, dict) else None
+    return "?" if value is None else str(value)[:80]
+
+
+def _loads(text: object) -> object:
+    """A JSON column as its value; the text itself where it does not read (so it differs from any entry)."""
+    try:
+        return json.loads(text) if isinstance(text, str) else text
+    except (ValueError, RecursionError):
+        return text
 
 
 def _sha256(text: str | None) -> str | None:
@@ -51,7 +68,9 @@ def binding_problem(conn: sqlite3.Connection) -> tuple[int | None, str] | None:
         if seq is None:
             return None, (f"proposal {proposal_id} was {status} but the audit log has no entry for that decision "
                           "(an entry was removed)")
-        recorded = json.loads(details)
+        recorded = stored_details(details)
+        if recorded is None:
+            return seq, f"entry {seq}'s details are unreadable (not what bot-bottle writes): it was written without it"
         differences = [
             name for name, stored, logged in (
                 ("status", status, action), ("decided_by", decided_by, actor), ("notes", notes, entry_notes),
@@ -100,8 +119,7 @@ def _entry(conn: sqlite3.Connection, seq: int | None) -> tuple[str, str, str, st
                        {"seq": seq}).fetchone()
     if row is None:
         return None
-    details = json.loads(row[4])
-    return str(row[0]), str(row[1]), str(row[2]), row[3], details if isinstance(details, dict) else {}
+    return str(row[0]), str(row[1]), str(row[2]), row[3], stored_details(row[4]) or {}
 
 
 def standing_problem(conn: sqlite3.Connection) -> tuple[int | None, str] | None:
@@ -129,7 +147,7 @@ def _grant_problem(conn: sqlite3.Connection) -> tuple[int | None, str] | None:
     for (grant_id, tool, subject, starts_at, ends_at, proposal_id, rule_id, decided_by, seq,
          *revoked) in rows:
         entry = _entry(conn, seq)
-        recorded = {"id": grant_id, "tool": tool, "subject": json.loads(subject), "starts_at": starts_at,
+        recorded = {"id": grant_id, "tool": tool, "subject": _loads(subject), "starts_at": starts_at,
                     "ends_at": ends_at, "rule_id": rule_id}
         if entry is None or entry[0] not in (STATUS_APPROVED, STATUS_MODIFIED) or entry[1] != decided_by \
                 or entry[3] != proposal_id or entry[4].get("grant") != recorded:
@@ -143,7 +161,7 @@ def _grant_problem(conn: sqlite3.Connection) -> tuple[int | None, str] | None:
             f"IS NOT NULL AND {_SINCE_THE_TABLE} AND NOT EXISTS (SELECT 1 FROM grants g "
             "WHERE g.id = json_extract(details, '$.grant.id')) ORDER BY seq LIMIT 1",
             {"a": STATUS_APPROVED, "m": STATUS_MODIFIED}):
-        return int(seq), (f"entry {seq} records grant {json.loads(details)['grant']['id']}, but the grant is gone "
+        return int(seq), (f"entry {seq} records grant {_named(details, 'grant', 'id')}, but the grant is gone "
                           "(it was removed)")
     return _revocations_kept(conn, "grants", ACTION_GRANT_REVOKED, "grant")
 
@@ -155,7 +173,7 @@ def _revocations_kept(conn: sqlite3.Connection, table: str, action: str, key: st
             f"(SELECT 1 FROM {table} t WHERE t.id = json_extract(a.details, '$.{key}') AND t.revoke_seq = a.seq) "
             "ORDER BY a.seq LIMIT 1",
             {"action": action}):
-        return int(seq), (f"entry {seq} records that {key} {json.loads(details).get(key)} was revoked, but the "
+        return int(seq), (f"entry {seq} records that {key} {_named(details, key)} was revoked, but the "
                           f"{key} no longer says so (the revocation was undone in the file)")
     return None
 
@@ -167,7 +185,7 @@ def _rule_problem(conn: sqlite3.Connection) -> tuple[int | None, str] | None:
     for (rule_id, queue_key, tool, subject, pattern, effect, notes, created_at, ends_at, created_by, proposal_id,
          seq, *revoked) in rows:
         entry = _entry(conn, seq)
-        recorded = {"id": rule_id, "bottle": queue_key, "tool": tool, "subject": json.loads(subject),
+        recorded = {"id": rule_id, "bottle": queue_key, "tool": tool, "subject": _loads(subject),
                     "pattern": bool(pattern), "effect": effect, "created_at": created_at, "ends_at": ends_at,
                     "proposal_id": proposal_id}
         if entry is None or entry[0] != ACTION_RULE_ADDED or (entry[1], entry[2]) != (created_by, notes) \
@@ -181,7 +199,7 @@ def _rule_problem(conn: sqlite3.Connection) -> tuple[int | None, str] | None:
             f"SELECT seq, details FROM audit_log WHERE action = :added AND {_SINCE_THE_TABLE} AND NOT EXISTS "
             "(SELECT 1 FROM rules r WHERE r.id = json_extract(details, '$.rule.id')) ORDER BY seq LIMIT 1",
             {"added": ACTION_RULE_ADDED}):
-        return int(seq), (f"entry {seq} records rule {json.loads(details)['rule']['id']}, but the rule is gone "
+        return int(seq), (f"entry {seq} records rule {_named(details, 'rule', 'id')}, but the rule is gone "
                           "(it was removed)")
     return _revocations_kept(conn, "rules", ACTION_RULE_REVOKED, "rule")
 

@@ -12,6 +12,7 @@ import hashlib
 import json
 import sqlite3
 from json.encoder import encode_basestring as _json_string  # what json.dumps writes for a str
+from typing import Any
 
 GENESIS_HASH = "0" * 64
 # What each entry's hash is taken over, in order (hash_material), then the hash.
@@ -55,6 +56,19 @@ def compute_hash(
     material = hash_material(seq, ts, queue_key, action, tool, proposal_id, actor, notes, diff, details_json,
                              prev_hash)
     return hashlib.sha256(material.encode("utf-8")).hexdigest()
+
+def stored_details(text: object) -> dict[str, Any] | None:
+    """An entry's ``details`` column as the object bot-bottle writes; None when it is not one.
+
+    A sidecar can write any text there (the hash and the seal say whether the
+    host did): whatever reads it back must not fail on it.
+    """
+    try:
+        value = json.loads(text) if isinstance(text, str | bytes) else None
+    except (ValueError, RecursionError):
+        return None
+    return value if isinstance(value, dict) else None
+
 
 def hash_of(conn: sqlite3.Connection, seq: int) -> str:
     """Entry ``seq``'s hash recomputed from its row by ``compute_hash`` (the definition)."""

@@ -12,7 +12,6 @@ The write path (append, seal, anchor) is ``bot_bottle.audit_store``.
 from __future__ import annotations
 
 import hashlib
-import json
 import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,11 +19,20 @@ from typing import Any
 
 from bot_bottle.audit.anchor import Anchor, read_anchor
 from bot_bottle.audit.bindings import binding_problem, standing_problem
-from bot_bottle.audit.chain import GENESIS_HASH, HASHED_COLUMNS, SELECT, compute_hash, hash_of
-from bot_bottle.audit.seal import GENESIS_SEAL, Sealer, key_path, load_key, seal_of
+from bot_bottle.audit.chain import GENESIS_HASH, HASHED_COLUMNS, SELECT, compute_hash, hash_of, stored_details
+from bot_bottle.audit.seal import (
+    GENESIS_SEAL,
+    Sealer,
+    key_id,
+    key_missing,
+    key_path,
+    key_replaced,
+    load_key,
+    seal_of,
+)
 from bot_bottle.connection import read_snapshot
 from bot_bottle.db import Database
-from bot_bottle.errors import AuditTampered
+from bot_bottle.errors import AuditKeyError, AuditTampered
 from bot_bottle.records import RESPONSE_STATUSES, Response
 
 
@@ -78,6 +86,11 @@ def walk(
     unsealed_from: int | None = None
     anchor_seq, anchor_seal, anchor_written = (None, "", "") if anchor is None else (
         anchor.seq, anchor.seal, anchor.written_at)
+    # Where a new key took over (audit new-key): seals up to the last such entry were made with a key this
+    # host no longer has. They are taken as stored, the chain must end there as the anchor recorded it, and
+    # the seals after it are recomputed over the stored one.
+    restarts = {restart.seq: restart for restart in anchor.restarts} if anchor is not None else {}
+    restarted_at = anchor.restarted_at if anchor is not None else 0
     sha256 = hashlib.sha256
     seal = Sealer(key).seal if key is not None else None
     cursor = conn.execute(
@@ -96,7 +109,18 @@ def walk(
                 if sha256(material.encode("utf-8")).hexdigest() != digest and hash_of(conn, seq) != digest:
                     return (seq, f"entry {seq} does not match its hash (it was changed after it was "
                             "written)"), seals
-                if seal is not None:
+                if seal is not None and seq <= restarted_at:
+                    restart = restarts.get(seq)
+                    if restart is not None and (mac != restart.seal or digest != restart.hash):
+                        return (seq, f"entries up to {seq} do not match the log as it was when a new audit key "
+                                f"took over at {restart.at}: they were rewritten"), seals
+                    if seq == anchor_seq and mac != anchor_seal:
+                        return (seq, f"entries up to {seq} do not match the host's anchor written at "
+                                f"{anchor_written}: they were rewritten"), seals
+                    prev_seal = mac if mac is not None else prev_seal
+                    if not keep_none and seq > keep and mac is not None:
+                        seals[seq] = mac
+                elif seal is not None:
                     prev_seal = seal(seq, prev_seal, digest)
                     if not keep_none and seq > keep:
                         seals[seq] = prev_seal
@@ -130,14 +154,16 @@ def verify(
     its response. Reads only, in one snapshot. ``progress(done, total)``
     is called after each batch of entries.
     """
-    key = load_key(create=False)
+    key = load_key()
     anchor = read_anchor(db.path)
     with db.read() as conn, read_snapshot(conn):
         count = int(conn.execute("SELECT coalesce(max(seq), 0) FROM audit_log").fetchone()[0])
         sealed = int(conn.execute("SELECT count(*) FROM audit_seal").fetchone()[0])
         if key is None and (sealed or anchor is not None):
-            return VerifyResult(False, count, None, f"the host's audit key {key_path()} is missing: the seals "
-                                "cannot be checked (restore the key from your copy)", anchored=anchored_seq(anchor))
+            return VerifyResult(False, count, None, key_missing(key_path()), anchored=anchored_seq(anchor))
+        if key is not None and anchor is not None and anchor.key is not None and anchor.key != key_id(key):
+            return VerifyResult(False, count, None, key_replaced(key_path(), anchor.key, key_id(key)),
+                                anchored=anchored_seq(anchor))
         step = (lambda done: progress(done, count)) if progress is not None else None
         problem, _ = walk(conn, key, anchor, batch, step)
         if problem is not None:
@@ -169,11 +195,12 @@ def set_aside(db: Database, export: Callable[[sqlite3.Connection, int], int]) ->
     them, so none is lost. Entries up to the anchor that were changed are
     never removed here (``AuditTampered``): restore a backup instead.
     """
-    key = load_key(create=False)
+    key = load_key()
     if key is None:
-        raise AuditTampered(f"the host's audit key {key_path()} is missing: without it no entry can be told "
-                            "from a forgery (restore the key from your copy)")
+        raise AuditKeyError(key_missing(key_path()))
     anchor = read_anchor(db.path)
+    if anchor is not None and anchor.key is not None and anchor.key != key_id(key):
+        raise AuditKeyError(key_replaced(key_path(), anchor.key, key_id(key)))
     with db.write() as conn:
         last = int(conn.execute("SELECT coalesce(max(seq), 0) FROM audit_log").fetchone()[0])
         sealed = int(conn.execute("SELECT coalesce(max(seq), 0) FROM audit_seal").fetchone()[0])
@@ -210,7 +237,8 @@ def decision_problem(db: Database, response: Response) -> str | None:
     seal before it. A sidecar can write a response (and an entry) into
     the file, but not such a seal. ``audit verify`` checks the rest.
     """
-    key = load_key(create=False)
+    key = load_key()
+    anchor = read_anchor(db.path)
     with db.read() as conn:
         row = conn.execute(
             f"{SELECT} WHERE proposal_id = :id AND action IN ("
@@ -220,7 +248,9 @@ def decision_problem(db: Database, response: Response) -> str | None:
         if row is None:
             return "the audit log has no entry for it: it was not recorded by bot-bottle"
         seq, ts, queue_key, action, tool, proposal_id, actor, notes, diff, details, link, digest, mac = row
-        recorded = json.loads(details)
+        recorded = stored_details(details)
+        if recorded is None:
+            return f"audit entry {seq} is unreadable (its details are not what bot-bottle writes)"
         final = hashlib.sha256(response.final_file.encode("utf-8")).hexdigest() if response.final_file else None
         logged = (action, actor, notes, recorded.get("final_file_sha256"),
                   recorded.get("decided_at", response.decided_at))
@@ -231,6 +261,12 @@ def decision_problem(db: Database, response: Response) -> str | None:
             return f"audit entry {seq} was changed after it was written"
         if key is None:
             return f"the host's audit key {key_path()} is missing, so audit entry {seq}'s seal cannot be checked"
+        if anchor is not None and anchor.key is not None and anchor.key != key_id(key):
+            return f"the host's audit key is not the one that sealed this log, so audit entry {seq} cannot be checked"
+        if anchor is not None and seq <= anchor.restarted_at:
+            return (f"audit entry {seq} was sealed with an earlier audit key, which this host no longer has (a new "
+                    f"key took over after entry {anchor.restarted_at}): 'bot-bottle audit verify' proves it by the "
+                    "chain up to there")
         if mac is None:
             return f"audit entry {seq} is not sealed yet ('bot-bottle audit verify' says whether that is expected)"
         before = conn.execute("SELECT mac FROM audit_seal WHERE seq = :seq", {"seq": seq - 1}).fetchone()

@@ -6,7 +6,11 @@ from going unnoticed: 32 random bytes in ``~/.bot-bottle/audit.key`` (0600,
 created on first use), outside ``~/.bot-bottle/db``, the only directory
 sidecars see. Each entry's seal is ``HMAC-SHA256(key, seq:previous seal:entry
 hash)``; without the key no seal can be made, so a rewritten chain fails
-(docs/architecture.md, "The audit log proves itself").
+(docs/architecture.md, "The audit log proves itself"). The proof never
+restarts by itself: once a log was sealed, a missing key, or another key in
+its place (told apart by ``key_id``, which the anchor keeps), stops every
+decision with one line saying how to restore it; a new key is only ever
+started by ``bot-bottle audit new-key``.
 
 What this does not prove: a host user who can read the key can still forge
 seals; entries sealed for the first time (a log older than sealing, or one
@@ -23,7 +27,8 @@ import os
 import secrets
 from pathlib import Path
 
-from bot_bottle.errors import BotBottleError
+from bot_bottle.errors import AuditKeyError
+from bot_bottle.leftovers import hidden_name, remove_stale
 from bot_bottle.paths import bot_bottle_root
 
 KEY_FILE = "audit.key"
@@ -70,15 +75,38 @@ def key_path() -> Path:
     return bot_bottle_root() / KEY_FILE
 
 
+def key_id(key: bytes) -> str:
+    """A name for ``key`` that does not give it away: which key sealed a log (the anchor keeps it)."""
+    return hmac.digest(key, b"bot-bottle audit key id", "sha256").hex()[:16]
+
+
+NEW_KEY_HINT = ("if it is lost for good, start a new one with 'bot-bottle audit new-key --yes' (the log so far stays "
+                "checkable by its hash chain, up to where the new key takes over)")
+
+
+def key_missing(path: Path) -> str:
+    """Why nothing is recorded while the key is missing, and how to restore it: one line."""
+    return (f"the host's audit key {path} is missing, and this host's audit logs were sealed with it: nothing more "
+            f"is recorded until it is back. Restore the file from your copy (0600, 64 hex digits), or, {NEW_KEY_HINT}")
+
+
+def key_replaced(path: Path, sealed_with: str, current: str) -> str:
+    """Why nothing is recorded while another key is in the key's place, and how to restore it: one line."""
+    return (f"the host's audit key {path} (key {current}) is not the key that sealed this audit log (key "
+            f"{sealed_with}): nothing more is recorded with it. Put the right key back from your copy, or, "
+            f"{NEW_KEY_HINT}")
+
+
 # The key as last read, by file and what stat said of it then: every decision needs the key inside its
 # write transaction, and a stat is a tenth of opening and reading the file (docs/benchmarks.md).
 _loaded_keys: dict[str, tuple[tuple[int, int, int, int], bytes]] = {}
 
 
-def load_key(create: bool = True) -> bytes | None:
-    """The host's audit key, created (0600) on first use when ``create``; None if missing and not created.
+def load_key() -> bytes | None:
+    """The host's audit key, or None if there is none; ``AuditKeyError`` if it cannot be read or is damaged.
 
-    Read again whenever the file's device, inode, size or mtime differ from the last read.
+    Read again whenever the file's device, inode, size or mtime differ from
+    the last read. Never creates it: ``create_key`` does, on first use.
     """
     path = key_path()
     try:
@@ -87,28 +115,31 @@ def load_key(create: bool = True) -> bytes | None:
         cached = _loaded_keys.get(str(path))
         if cached is not None and cached[0] == seen:
             return cached[1]
+        # A key file (or its hard link) left by a creator killed mid-way is removed on the first read.
+        remove_stale(path.parent, "new", path.name)
         text = path.read_text(encoding="ascii").strip()
     except FileNotFoundError:
-        if not create:
-            return None
-        return _create_key(path)
+        return None
     except (OSError, UnicodeDecodeError) as exc:
-        raise BotBottleError(f"cannot read the audit key {path}: {exc}") from None
+        raise AuditKeyError(f"cannot read the audit key {path}: {exc}") from None
     try:
         key = bytes.fromhex(text)
     except ValueError:
         key = b""
     if len(key) != KEY_BYTES:
-        raise BotBottleError(f"the audit key {path} is damaged (not {KEY_BYTES} bytes of hex); restore it from "
-                             "your own copy: without it the audit log's seals cannot be checked")
+        raise AuditKeyError(f"the audit key {path} is damaged (not {KEY_BYTES} bytes of hex): nothing more is "
+                            f"recorded until it is restored from your copy, or, {NEW_KEY_HINT}")
     _loaded_keys[str(path)] = (seen, key)
     return key
 
 
-def _create_key(path: Path) -> bytes:
+def create_key() -> bytes:
+    """A new key in ``key_path()`` (0600), unless another process made one first (then that one)."""
+    path = key_path()
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    remove_stale(path.parent, "new", path.name)
     key = secrets.token_bytes(KEY_BYTES)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.new")
+    temporary = hidden_name(path, "new")
     try:
         write_synced(temporary, key.hex() + "\n")
         try:
@@ -124,13 +155,14 @@ def _create_key(path: Path) -> bytes:
                     handle.flush()
                     os.fsync(handle.fileno())
     except OSError as exc:
-        raise BotBottleError(f"cannot create the audit key {path}: {exc.strerror}") from None
+        raise AuditKeyError(f"cannot create the audit key {path}: {exc.strerror}") from None
     finally:
         temporary.unlink(missing_ok=True)
-    return load_key(create=False) or key
+    return load_key() or key
 
 
 def write_synced(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` (created 0600, or truncated) and fsync it."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as handle:
         handle.write(text)

@@ -1,14 +1,20 @@
 """The ``bot-bottle`` command line: argparse verbs over the database, the queue and the audit log.
 
-``main(argv)`` returns the exit status: 0 on success, 1 on an operational
-failure, 2 on a usage error. An expected failure prints one line on stderr,
-never a traceback.
+``main(argv)`` returns the exit status (``cli.common``: 0 done, 1 failed, 2
+usage, 3 cancelled at a confirmation, 130 interrupted). An expected failure
+prints one line on stderr, never a traceback; a usage error names the verb
+whose ``--help`` says more and, for a mistyped verb or option, the nearest
+one. A reader that goes away (``| head``) ends the command quietly, with 0.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import difflib
 import importlib
+import os
+import re
 import sqlite3
 import sys
 from collections.abc import Sequence
@@ -16,7 +22,8 @@ from pathlib import Path
 from typing import NoReturn
 
 from bot_bottle import __version__
-from bot_bottle.cli.common import fail
+from bot_bottle.cli.common import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, fail
+from bot_bottle.cli.examples import finish_help
 from bot_bottle.cli.registry import VERBS
 from bot_bottle.connection import translate
 from bot_bottle.db import resolve_db_path
@@ -40,12 +47,52 @@ Every verb takes --db PATH (default: ~/.bot-bottle/db/bot-bottle.db) and --help.
 
 
 class OneLineErrorParser(argparse.ArgumentParser):
-    """argparse, but a usage error is one line on stderr (exit 2), pointing at ``--help``."""
+    """argparse, but a usage error is one line on stderr (exit 2), pointing at ``--help``, with the nearest
+    verb or option when one was mistyped."""
 
     def error(self, message: str) -> NoReturn:
         """Print ``prog: error: message`` and exit 2."""
-        text = terminal.clean_line(f"{self.prog}: error: {message} (see '{self.prog} --help')")
-        self.exit(2, text + "\n")
+        text = terminal.clean_line(f"{self.prog}: error: {message}{self._nearest(message)} "
+                                   f"(see '{self.prog} --help')")
+        self.exit(EXIT_USAGE, text + "\n")
+
+    def _nearest(self, message: str) -> str:
+        """``; did you mean 'X'?`` for an unknown choice or option close to a real one."""
+        choice = re.match(r"argument \S+: invalid choice: '([^']*)' \(choose from (.*)\)", message)
+        if choice:
+            known = re.findall(r"'([^']*)'", choice.group(2))
+            close = difflib.get_close_matches(choice.group(1), known, n=1, cutoff=0.6)
+        else:
+            unknown = re.match(r"unrecognized arguments: (\S+)", message)
+            known = [option for action in self._actions for option in action.option_strings]
+            close = difflib.get_close_matches(unknown.group(1).split("=")[0], known, n=1, cutoff=0.6) \
+                if unknown else []
+        return f"; did you mean '{close[0]}'?" if close else ""
+
+    def parse_args(self, args: Sequence[str] | None = None,  # type: ignore[override]
+                   namespace: argparse.Namespace | None = None) -> argparse.Namespace:
+        """As argparse's, but words left over are refused by the verb that was given them (its --help, its
+        options), not by the top-level parser."""
+        parsed, extras = self.parse_known_args(args, namespace)
+        if extras:
+            _leaf(self, list(args or []), parsed).error(f"unrecognized arguments: {' '.join(extras)}")
+        return parsed
+
+
+def _leaf(parser: argparse.ArgumentParser, words: list[str], parsed: argparse.Namespace) -> OneLineErrorParser:
+    """The innermost (sub)parser the command line reached (``bot-bottle proposals list``)."""
+    current = parser
+    while True:
+        subparsers = [a for a in current._actions if isinstance(a, argparse._SubParsersAction)]
+        chosen = None
+        if subparsers:
+            value = getattr(parsed, subparsers[0].dest or "", None)
+            if isinstance(value, str) and value in subparsers[0].choices:
+                chosen = subparsers[0].choices[value]
+        if chosen is None:
+            assert isinstance(current, OneLineErrorParser)
+            return current
+        current = chosen
 
 
 def build_parser(verb: str | None = None, *, every: bool = True) -> argparse.ArgumentParser:
@@ -65,6 +112,7 @@ def build_parser(verb: str | None = None, *, every: bool = True) -> argparse.Arg
             importlib.import_module(module).register(verbs)
         else:
             verbs.add_parser(name, help=summary)
+    finish_help(parser)
     return parser
 
 
@@ -81,11 +129,12 @@ def _verb_in(argv: Sequence[str]) -> str | None:
     return None
 
 
-def _with_option_names(exc: ValidationError, args: argparse.Namespace) -> str:
-    """The message with the field named as the option the user typed (``notes`` -> ``--reason``)."""
+def _with_option_names(exc: ValidationError, args: argparse.Namespace, positionals: set[str]) -> str:
+    """The message with the field named as the user typed it (``notes`` -> ``--reason``; a positional
+    argument by its name in the usage line: ``ID``)."""
     option = getattr(args, "field_options", {}).get(exc.field)
     if option is None and exc.field in vars(args) and exc.field not in ("db", "verb", "handler"):
-        option = "--" + exc.field.replace("_", "-")
+        option = exc.field.upper() if exc.field in positionals else "--" + exc.field.replace("_", "-")
     message = str(exc)
     if option and message.startswith(f"{exc.field}: "):
         return f"{option}: {message[len(exc.field) + 2:]}"
@@ -99,26 +148,44 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = parser.parse_args(words)
     except SystemExit as exc:  # argparse: --help, --version, usage errors
-        return int(exc.code) if isinstance(exc.code, int) else 2
+        return int(exc.code) if isinstance(exc.code, int) else EXIT_USAGE
     if args.verb is None:
         parser.print_help()
-        return 0
+        return EXIT_OK
     try:
-        return int(args.handler(args))
+        return _flushed(int(args.handler(args)))
     except ValidationError as exc:
-        return fail(_with_option_names(exc, args), 2)
+        leaf = _leaf(parser, words, args)
+        positionals = {action.dest for action in leaf._actions if not action.option_strings}
+        return fail(_with_option_names(exc, args, positionals), EXIT_USAGE)
     except BotBottleError as exc:
         return fail(str(exc), 1)
     except sqlite3.Error as exc:
         return fail(str(translate(exc, resolve_db_path(args.db))), 1)
+    except BrokenPipeError:
+        # Before OSError, whose subclass it is: the reader went away (| head, | true). That is how a pipeline
+        # ends, not a failure: quiet, and 0, as a shell's own tools (and gh) do.
+        return _reader_gone()
     except PermissionError as exc:
         return fail(f"permission denied: {exc.filename or exc.strerror} (this user cannot reach it: run as the "
                      "user who owns it, or choose another --db)", 1)
     except OSError as exc:
         return fail(f"{exc.filename or 'the system'}: {exc.strerror or exc}", 1)
     except KeyboardInterrupt:
-        return fail("interrupted", 130)
-    except BrokenPipeError:
-        # The reader went away (| head): not an error worth a traceback.
-        sys.stderr.close()
-        return 1
+        return fail("interrupted", EXIT_INTERRUPTED)
+
+
+def _flushed(status: int) -> int:
+    """``status``, once what was printed is out (a closed pipe shows here, not at the interpreter's exit)."""
+    sys.stdout.flush()
+    return status
+
+
+def _reader_gone() -> int:
+    """stdout's reader went away: point stdout at /dev/null (so the interpreter's last flush cannot fail
+    again and print a traceback) and end quietly."""
+    with contextlib.suppress(OSError, ValueError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    return EXIT_OK

@@ -10,11 +10,13 @@ from typing import Any
 
 from bot_bottle.audit.anchor import retire_anchor
 from bot_bottle.audit.forensics import VerifyResult
+from bot_bottle.audit.keys import restart_proof
+from bot_bottle.audit.seal import key_path
 from bot_bottle.audit_store import DEFAULT_LIST_LIMIT, AuditStore
 from bot_bottle.cli.common import (
+    cell_text,
     db_path,
     fail,
-    first_line,
     positive_int,
     print_json,
     print_table,
@@ -35,6 +37,7 @@ examples:
   bot-bottle audit verify --head head.json         ... and later: the log still holds it
   bot-bottle audit export > audit.jsonl            every entry, oldest first, as JSON lines
   bot-bottle audit set-aside --export forged.jsonl --yes   entries a sidecar added, out of the log
+  bot-bottle audit new-key --yes                   the key is lost for good: a new one, from where its proof ends
 """
 
 
@@ -52,7 +55,7 @@ def cmd_audit_list(args: argparse.Namespace) -> int:
         ["SEQ", "TIME", "BOTTLE", "ACTION", "TOOL", "PROPOSAL", "BY", "NOTES"],
         [
             [str(e.seq), (e.ts or "")[:19] + "Z", e.queue_key, e.action, e.tool or "",
-             (e.proposal_id or "")[:SHORT_ID_LENGTH], e.actor, first_line(e.notes)]
+             (e.proposal_id or "")[:SHORT_ID_LENGTH], e.actor, cell_text(e.notes)]
             for e in entries
         ],
         last_width=40,
@@ -116,6 +119,24 @@ def cmd_audit_retire_anchor(args: argparse.Namespace) -> int:
                               "so far; say --yes if this database was replaced or emptied on purpose")
     retired = retire_anchor(path)
     print(f"anchor of {path} moved to {retired}" if retired else f"{path} has no anchor; nothing to do")
+    return 0
+
+
+def cmd_audit_new_key(args: argparse.Namespace) -> int:
+    """Start sealing with a new key where the old key's proof ends (the key lost, or another in its place)."""
+    path = db_path(args)
+    if not args.yes:
+        raise ValidationError("--yes", "a new key means the seals so far can no longer be checked (their chain "
+                              "still is): restore the key from your copy if you can; say --yes if it is lost "
+                              "for good")
+    with AuditStore(path) as store:
+        anchor, created = restart_proof(store.db)
+    restart = anchor.restarts[-1]
+    made = f"a new audit key {key_path()} (key {restart.key})" if created else \
+        f"the audit key now in {key_path()} (key {restart.key})"
+    print(f"{path}: entries 1-{restart.seq} keep the proof of the earlier key (key {restart.previous_key or 'unnamed'}"
+          f", checked by their chain from now on); from entry {restart.seq + 1} they are sealed with {made}. Back "
+          "the key up with your other secrets")
     return 0
 
 
@@ -187,6 +208,18 @@ def register(subparsers: Any) -> None:
                          "does that (the old anchor is kept beside it, renamed).")
     p.add_argument("--yes", action="store_true", help="yes, the database was replaced or emptied on purpose")
     p.set_defaults(handler=cmd_audit_retire_anchor)
+
+    p = verb_parser(verbs, "new-key", help="start a new audit key where the lost one's proof ends",
+                    description="When the host's audit key (~/.bot-bottle/audit.key) is lost for good, or another "
+                    "key is in its place, nothing is recorded: the proof never restarts by itself. Restore the "
+                    "key from your copy if you can. Otherwise this starts a new key (or takes on the one in its "
+                    "place) and records, in the database's anchor, where the old key's proof ends: the "
+                    "anchored entry. Entries up to it keep being checked by their hash chain (their seals cannot "
+                    "be, without the old key); from the next entry on, seals are made with the new key. Refused "
+                    "when the key in place is the one that sealed the log, or when the log does not reach its "
+                    "anchor whole (restore a backup first). Run it for each database whose decisions are refused.")
+    p.add_argument("--yes", action="store_true", help="yes, the old key is lost for good")
+    p.set_defaults(handler=cmd_audit_new_key)
 
     p = verb_parser(verbs, "set-aside", help="move entries a sidecar added past the host's seals to a file",
                     description="Entries past the host's newest seal (or anchor) that have no seal, or a "

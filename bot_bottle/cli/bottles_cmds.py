@@ -6,8 +6,8 @@ import argparse
 from datetime import UTC, datetime
 from typing import Any
 
-from bot_bottle.bottles import BottleOverview, BottleStore, moment_of
-from bot_bottle.cli.common import age, db_path, first_line, print_json, print_table, print_untrusted, verb_parser
+from bot_bottle.bottles import BottleOverview, BottleStore
+from bot_bottle.cli.common import age, cell_text, db_path, print_json, print_table, print_untrusted, verb_parser
 from bot_bottle.cli.grants_cmds import grant_json, time_left
 from bot_bottle.cli.registry import summary
 from bot_bottle.cli.render import proposal_json
@@ -29,11 +29,8 @@ caller who is gone.
 
 
 def ago(timestamp: str | None, now: datetime) -> str:
-    """``age`` of a stored time, ``-`` for none and ``?`` for text that is not a time."""
-    if timestamp is None:
-        return "-"
-    moment = moment_of(timestamp)
-    return "?" if moment is None else age(format_timestamp(moment), now)
+    """``age`` of a stored time, ``-`` for none and ``unreadable`` for text that is not a time."""
+    return "-" if timestamp is None else age(timestamp, now)
 
 
 def overview_json(item: BottleOverview, now: datetime) -> dict[str, Any]:
@@ -99,7 +96,7 @@ def cmd_bottles_show(args: argparse.Namespace) -> int:
     if item.pending:
         print()
         print_table(["ID", "TOOL", "AGE", "JUSTIFICATION"],
-                    [[p.short_id, p.tool, ago(p.created_at, now), first_line(p.justification)] for p in item.pending])
+                    [[p.short_id, p.tool, ago(p.created_at, now), cell_text(p.justification)] for p in item.pending])
     if grants:
         print()
         print_table(["GRANT", "TOOL", "GRANTS", "LEFT", "BY"],

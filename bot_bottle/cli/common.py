@@ -18,7 +18,41 @@ from typing import Any, TextIO
 from bot_bottle.db import resolve_db_path
 from bot_bottle.errors import CannotOpenDatabase
 from bot_bottle.text import terminal
-from bot_bottle.timestamps import TIMESTAMP_FORMAT
+from bot_bottle.timestamps import moment_of
+
+# Exit statuses, the same for every verb (README, "Exit status"; each leaf verb's --help lists them).
+EXIT_OK = 0
+EXIT_FAILED = 1  # it did not happen: the error line says why
+EXIT_USAGE = 2  # the command line was wrong: nothing was done
+EXIT_CANCELLED = 3  # you answered no (or nothing) at a confirmation: nothing was done
+EXIT_INTERRUPTED = 130  # Ctrl-C (128 + SIGINT, as shells report it): nothing more was done
+
+EXIT_STATUS_HELP = """\
+exit status:
+  0    done
+  1    failed: one line on stderr says why
+  2    usage error: the command line was wrong, nothing was done
+  3    cancelled at a confirmation: nothing was done
+  130  interrupted (Ctrl-C)"""
+
+
+def leaf_epilog(*examples: tuple[str, str]) -> str:
+    """A leaf verb's --help ending: its examples (command, what it does), then the exit statuses."""
+    width = max(len(command) for command, _ in examples)
+    lines = ["examples:", *(f"  {command.ljust(width)}  {what}" for command, what in examples), "", EXIT_STATUS_HELP]
+    return "\n".join(lines) + "\n"
+
+
+def confirm(question: str) -> bool:
+    """Ask ``question`` on a terminal; True for ``y`` or ``yes`` (the one confirmation word everywhere).
+
+    EOF is no; Ctrl-C propagates (the verb exits 130).
+    """
+    try:
+        answer = input(f"{question} [y/N] ")
+    except EOFError:
+        return False
+    return answer.strip().lower() in ("y", "yes")
 
 
 def add_db_option(parser: argparse.ArgumentParser, help: str | None = None) -> None:
@@ -209,6 +243,17 @@ def emit(rows: Sequence[str], *, page: bool = False) -> None:
         print(row)
 
 
+def piped() -> bool:
+    """True when stdout is not a terminal (a pipe or a file): output is for a program, whole and plain."""
+    return not sys.stdout.isatty()
+
+
+def cell_text(text: str) -> str:
+    """What a table shows of a free text (a justification, a note): its first line on a terminal, all of it
+    when piped (a script wants the whole text; the table escapes its newlines)."""
+    return text if piped() else first_line(text)
+
+
 def print_table(
     headers: Sequence[str], rows: Sequence[Sequence[str]], *, last_width: int = 60, status_column: int | None = None,
     page: bool = False,
@@ -219,7 +264,15 @@ def print_table(
     ``last_width`` columns and not padded. On a terminal each row is cut to
     the screen's width with a marker, so no row wraps into something that
     looks like another row; the ``status_column`` is coloured by its value.
+    Piped (stdout not a terminal), the table is for a program, as ``gh``
+    prints one: tab-separated cells, nothing cut, no header padding
+    (``cut -f``, ``awk -F'\t'``); inside a cell a tab shows as spaces and a
+    newline or other control character as its escape, so a row stays one line.
     """
+    if piped():
+        for texts in [headers, *rows]:
+            print("\t".join(terminal.plain(terminal.line(text)) for text in texts))
+        return
     table = [[terminal.line(h) for h in headers]]
     table += [[terminal.line(cell) for cell in row] for row in rows]
     for row in table:
@@ -260,9 +313,18 @@ def first_line(text: str) -> str:
     return ""
 
 
+UNREADABLE = "unreadable"
+
+
 def age(timestamp: str, now: datetime | None = None) -> str:
-    """How long ago a stored UTC timestamp was, shortly: ``42s``, ``7m``, ``3h``, ``2d``."""
-    moment = datetime.strptime(timestamp, TIMESTAMP_FORMAT).replace(tzinfo=UTC)
+    """How long ago a stored UTC timestamp was, shortly: ``42s``, ``7m``, ``3h``, ``2d``.
+
+    ``unreadable`` for text that is not a stored time: a sidecar can write
+    any text into the file, and every screen must still show the row.
+    """
+    moment = moment_of(timestamp)
+    if moment is None:
+        return UNREADABLE
     seconds = max(0, int(((now or datetime.now(UTC)) - moment).total_seconds()))
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
         if seconds >= size:

@@ -35,12 +35,26 @@ examples:
 
 
 @contextmanager
-def _existing(path: Path) -> Iterator[sqlite3.Connection]:
-    """A connection to an existing database, without migrating it."""
+def _existing(path: Path, *, writes: bool = False) -> Iterator[sqlite3.Connection]:
+    """A connection to an existing database, without migrating it; a backup only to read (``writes`` refuses
+    one: a backup changed in place would stop being the copy it was made to be)."""
     if not path.exists():
         raise CannotOpenDatabase(f"there is no database at {path} (run 'bot-bottle db upgrade' to create it)")
+    if migrate.is_backup(path):
+        if writes:
+            _refuse_backup(path)
+        with closing(sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)) as conn, \
+                translate_errors(path):
+            yield conn
+        return
     with closing(connect(path)) as conn, translate_errors(path):
         yield conn
+
+
+def _refuse_backup(path: Path) -> None:
+    """``CannotOpenDatabase``: a backup changed in place would stop being the copy it was made to be."""
+    raise CannotOpenDatabase(f"{path} is a backup: bot-bottle never changes one in place. Copy it and "
+                             f"use the copy (cp {path.name} restored.db; --db restored.db)")
 
 
 def _describe(state: migrate.Status) -> list[str]:
@@ -122,6 +136,8 @@ def _run_result(path: Path, verb: str, before: int, result: migrate.RunResult, a
 def cmd_db_upgrade(args: argparse.Namespace) -> int:
     """Apply pending migrations up to ``--to`` (default: all); creates a database that is not there yet."""
     path = db_path(args, create=True)
+    if path.exists() and migrate.is_backup(path):
+        _refuse_backup(path)
     known = migrate.discover()
     with closing(connect(path)) as conn, translate_errors(path):
         before = migrate.current_version(conn)
@@ -141,7 +157,7 @@ def cmd_db_downgrade(args: argparse.Namespace) -> int:
             count = write_export(conn, args.export)
             exported.append(count)
             return count
-    with _existing(path) as conn:
+    with _existing(path, writes=True) as conn:
         before = migrate.current_version(conn)
         result = migrate.downgrade(conn, args.to, migrations=known, export=exporter)
     if exported:
@@ -186,7 +202,10 @@ def cmd_db_backup(args: argparse.Namespace) -> int:
         else:
             target = args.file
         written = migrate.backup_to(conn, target)
-    print(written)
+    if args.json:
+        print_json({"database": str(path), "backup": str(written), "bytes": written.stat().st_size})
+    else:
+        print(written)
     return 0
 
 
@@ -258,7 +277,7 @@ def register(subparsers: Any) -> None:
                    help="write the audit entries to this new file before a downgrade drops them")
     p.set_defaults(handler=cmd_db_downgrade)
 
-    p = verb_parser(verbs, "backup",
+    p = verb_parser(verbs, "backup", json=True,
         help="write a consistent copy of the database",
         description="Write a consistent copy of the database (SQLite's online backup), safe while "
         "sidecars use it. An existing FILE is never overwritten.",

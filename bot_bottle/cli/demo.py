@@ -28,7 +28,6 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from bot_bottle.audit.anchor import forget_anchor
 from bot_bottle.audit_store import AuditStore
 from bot_bottle.cli.common import add_db_option, print_untrusted
 from bot_bottle.cli.registry import summary
@@ -36,6 +35,7 @@ from bot_bottle.cli.tui.app import SuperviseTUI
 from bot_bottle.cli.tui.verb import check_terminal
 from bot_bottle.decisions import decide
 from bot_bottle.errors import BotBottleError, ValidationError
+from bot_bottle.paths import root_in
 from bot_bottle.queue_store import QueueStore
 from bot_bottle.records import (
     STATUS_APPROVED,
@@ -363,10 +363,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
         return Demo(args.db, auto, args.wait_seconds).run()
     folder = Path(tempfile.mkdtemp(prefix="bot-bottle-demo-"))
     try:
-        return Demo(folder / "demo.db", auto, args.wait_seconds).run()
+        # Its audit key and anchor too: nothing of a throwaway demo is ever written in ~/.bot-bottle.
+        with root_in(folder / ".bot-bottle"):
+            return Demo(folder / "demo.db", auto, args.wait_seconds).run()
     finally:
-        # The throwaway log goes, and so does its anchor: nothing of it is left in ~/.bot-bottle.
-        forget_anchor(folder / "demo.db")
         shutil.rmtree(folder, ignore_errors=True)
 
 
@@ -377,7 +377,9 @@ def register(subparsers: Any) -> None:
         help=summary("demo"),
         description="Start the sidecar's supervise server on loopback, play an agent that files proposals "
         "over real HTTP (MCP), open the supervise TUI so you can decide them, and print what the agent "
-        "received. Uses a throwaway database unless --db is given. Without a terminal, or with --auto, a "
+        "received. Uses a throwaway database unless --db is given, and then writes nothing outside a "
+        "temporary folder (its audit key and anchor included), removed afterwards. Without a terminal, or with "
+        "--auto, a "
         "script decides and the exit status tells whether every step worked.",
         epilog="examples:\n  bot-bottle demo\n  bot-bottle demo --auto",
         formatter_class=argparse.RawDescriptionHelpFormatter,

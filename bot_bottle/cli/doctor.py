@@ -18,6 +18,8 @@ from contextlib import closing
 from pathlib import Path
 from typing import Any
 
+from bot_bottle.audit.anchor import any_anchor, read_anchor
+from bot_bottle.audit.seal import key_id, key_missing, key_path, key_replaced, load_key
 from bot_bottle.backends import BACKENDS
 from bot_bottle.cli.common import db_path, fail, print_json, verb_parser
 from bot_bottle.cli.registry import summary
@@ -29,6 +31,7 @@ from bot_bottle.connection import (
     MIN_SQLITE_VERSION,
     journal_mode_for,
 )
+from bot_bottle.errors import BotBottleError
 from bot_bottle.filesystems import LOCAL
 from bot_bottle.relay.lock import running_relay
 from bot_bottle.schema import health
@@ -91,6 +94,42 @@ def _database_checks(path: Path, report: MountReport | None) -> list[dict[str, s
     return checks
 
 
+def key_checks(database: Path) -> list[dict[str, str]]:
+    """The host's audit key: there (or not needed yet), readable only by you, and the one that sealed this log."""
+    path = key_path()
+    try:
+        key = load_key()
+    except BotBottleError as exc:
+        return [{"check": "audit key", "level": ERROR, "detail": str(exc)}]
+    if key is None:
+        if any_anchor():
+            return [{"check": "audit key", "level": ERROR, "detail": key_missing(path)}]
+        return [{"check": "audit key", "level": OK, "detail": f"{path} is not there yet (the first decision "
+                 "creates it)"}]
+    info = path.stat()
+    mode = stat.S_IMODE(info.st_mode)
+    problems = []
+    if mode & 0o077:
+        problems.append(f"{path} has mode {mode:o}, wanted 600: other users can read it, and whoever reads it can "
+                        f"forge seals ('chmod 600 {path}', and start a new key if it may have been read)")
+    if info.st_uid != os.getuid():
+        problems.append(f"{path} is owned by uid {info.st_uid}, not you ({os.getuid()}): that user can replace it "
+                        f"('chown {os.getuid()} {path}')")
+    folder = path.parent.stat()
+    if stat.S_IMODE(folder.st_mode) & 0o022 or folder.st_uid != os.getuid():
+        problems.append(f"{path.parent} is writable by others or not yours: whoever can write it can replace the "
+                        f"key ('chmod 700 {path.parent}')")
+    checks = [{"check": "audit key", "level": WARNING if problems else OK,
+               "detail": "; ".join(problems) or f"{path} (600, yours; key {key_id(key)})"}]
+    try:
+        anchor = read_anchor(database) if database.is_file() else None
+    except BotBottleError as exc:
+        return [*checks, {"check": "audit anchor", "level": ERROR, "detail": str(exc)}]
+    if anchor is not None and anchor.key is not None and anchor.key != key_id(key):
+        checks.append({"check": "audit key", "level": ERROR, "detail": key_replaced(path, anchor.key, key_id(key))})
+    return checks
+
+
 def _database_line(path: Path, named: bool) -> dict[str, str]:
     if path.is_file():
         return {"check": "database", "level": OK, "detail": str(path)}
@@ -132,6 +171,7 @@ def diagnose(path: Path, *, named: bool = False) -> list[dict[str, str]]:
     report = check_mount(directory) if directory is not None and writable else None
     if path.is_file():
         checks += _database_checks(path, report)
+    checks += key_checks(path)
     if report is not None:
         checks.append({"check": "filesystem", "level": OK if report.kind == LOCAL else WARNING,
                        "detail": f"{report.fstype} at {report.mount_point} ({report.kind})"
@@ -181,7 +221,8 @@ def register(subparsers: Any) -> None:
         description="Check the database read-only: path, modes, owner, journal mode (WAL where every process "
         "that opens the file shares this kernel, the rollback journal elsewhere; WAL on a filesystem that may "
         "cross a VM or network boundary, or where the lock probe fails, is an error), schema version and "
-        "drift, integrity; the filesystem under it (local, or shared across a VM or network boundary) "
+        "drift, integrity; the host's audit key (there, 0600 and yours, and the key that sealed this log); "
+        "the filesystem under it (local, or shared across a VM or network boundary) "
         "and a lock probe from a second process; SQLite and Python versions; which transport (the database "
         "directory on a mount, or the host relay) each backend's sidecars use on this host, and why; whether "
         "the relay runs. Exit 1 on any error.",

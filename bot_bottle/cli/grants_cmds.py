@@ -5,13 +5,13 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from bot_bottle.cli.common import db_path, print_json, print_table, print_untrusted, verb_parser
+from bot_bottle.cli.common import UNREADABLE, db_path, print_json, print_table, print_untrusted, verb_parser
 from bot_bottle.cli.registry import summary
 from bot_bottle.decisions import default_decider
 from bot_bottle.grants import GrantStore
 from bot_bottle.policy.subjects import describe_subject
 from bot_bottle.records import Grant, Rule
-from bot_bottle.timestamps import seconds_between, spell_duration, utc_now
+from bot_bottle.timestamps import moment_of, seconds_between, spell_duration, utc_now
 
 _GRANTS_EPILOG = """\
 examples:
@@ -28,13 +28,15 @@ def time_left(ends_at: str | None, now: str) -> str:
     """How long until ``ends_at`` (``for good`` for none, ``ended`` when past), as ``7d``, ``3h20m``."""
     if ends_at is None:
         return "for good"
+    if moment_of(now) is None or moment_of(ends_at) is None:
+        return UNREADABLE  # a sidecar can write any text into the file: the row is still shown
     seconds = seconds_between(now, ends_at)
     return spell_duration(seconds) if seconds > 0 else "ended"
 
 
 def grant_json(grant: Grant, now: str) -> dict[str, Any]:
     """A grant as JSON, with whether it is live now and the seconds it has left."""
-    left = max(0, int(seconds_between(now, grant.ends_at)))
+    left = max(0, int(seconds_between(now, grant.ends_at))) if moment_of(grant.ends_at) is not None else 0
     return {**grant.to_dict(), "live": grant.live(now), "seconds_left": left if grant.live(now) else 0}
 
 

@@ -3,50 +3,40 @@
 from __future__ import annotations
 
 import argparse
-import sys
-from pathlib import Path
 from typing import Any
 
 from bot_bottle.audit_store import AuditStore
 from bot_bottle.cli.common import (
     age,
+    cell_text,
     db_path,
-    first_line,
     positive_int,
     print_json,
     print_table,
     print_untrusted,
     verb_parser,
 )
-from bot_bottle.cli.grants_cmds import time_left
+from bot_bottle.cli.proposals_decide import register_decisions
 from bot_bottle.cli.registry import summary
-from bot_bottle.cli.render import describe, modification, proposal_json, shown_status
-from bot_bottle.decisions import check_decision, decide, default_decider
-from bot_bottle.errors import BotBottleError, ValidationError
-from bot_bottle.grants import GrantStore
-from bot_bottle.policy.subjects import describe_subject
+from bot_bottle.cli.render import describe, proposal_json, shown_status
+from bot_bottle.decisions import shown_digest
 from bot_bottle.queue_store import QueueStore
-from bot_bottle.records import (
-    REMEMBER_SCOPES,
-    STATUS_APPROVED,
-    STATUS_MODIFIED,
-    STATUS_REJECTED,
-    Decision,
-    Proposal,
-)
-from bot_bottle.timestamps import parse_duration
 
 _EPILOG = """\
 examples:
   bot-bottle proposals list                       what every bottle has pending
   bot-bottle proposals list --bottle web-1 --all  everything bottle web-1 ever filed
-  bot-bottle proposals show 3f2a9c1e              one proposal, its diff and its decision
-  bot-bottle proposals approve 3f2a --notes "ok for the docs mirror"
+  bot-bottle proposals show 3f2a9c1e              one proposal, its diff and its decision (and its digest)
+  bot-bottle proposals approve 3f2a --notes "ok for the docs mirror"   on a terminal: shows it, then asks
+  bot-bottle proposals approve 3f2a --digest 9b1c...   from a script: only what 'show' printed
   bot-bottle proposals approve 3f2a --for 30d --remember bottle   the same for this bottle's next asks
   bot-bottle proposals modify 3f2a --file routes.json --notes "narrowed the path"
   bot-bottle proposals reject 3f2a --reason "no new hosts this week"
 
-An ID is any unique prefix of a proposal's id (list shows the first 8 digits).
+An ID is any unique prefix of a proposal's id (list shows the first 8 digits). A decision holds
+only for the proposal as you saw it: 'approve' on a terminal shows it and asks, and a script passes
+the digest 'show' printed (--digest, also taken by modify and reject); a proposal rewritten in the
+database since is refused.
 """
 
 
@@ -65,7 +55,7 @@ def cmd_proposals_list(args: argparse.Namespace) -> int:
         ["ID", "BOTTLE", "TOOL", "AGE", "STATUS", "JUSTIFICATION"],
         [
             [p.short_id, p.queue_key, p.tool, age(p.created_at), shown_status(p, r),
-             first_line(p.justification)]
+             cell_text(p.justification)]
             for p, r in rows
         ],
         status_column=4,
@@ -81,93 +71,16 @@ def cmd_proposals_show(args: argparse.Namespace) -> int:
         response = store.response(proposal.id)
         # A sidecar can write a response straight into the file: say when the audit log does not prove it.
         unproven = AuditStore(database=store.db).decision_problem(response) if response is not None else None
+    digest = shown_digest(proposal)
     if args.json:
-        print_json({**proposal_json(proposal, response), "unproven": unproven})
-    else:
-        print_untrusted(describe(proposal, response, unproven), page=True)
+        print_json({**proposal_json(proposal, response), "unproven": unproven, "digest": digest})
+        return 0
+    lines = describe(proposal, response, unproven)
+    if response is None:
+        lines += ["", f"digest    {digest}",
+                  f"to approve exactly this: bot-bottle proposals approve {proposal.short_id} --digest {digest}"]
+    print_untrusted(lines, page=True)
     return 0
-
-
-def _decide(args: argparse.Namespace, status: str, notes: str, final_file: str | None) -> int:
-    grant_for = parse_duration("for", args.duration) if getattr(args, "duration", None) is not None else None
-    remember = getattr(args, "remember", None)
-    with QueueStore(db_path(args)) as store:
-        proposal = store.find(args.id)
-        if status == STATUS_MODIFIED and final_file is not None and not _confirmed(args, proposal, notes, final_file):
-            print("modification cancelled: nothing recorded")
-            return 1
-        response = decide(proposal.id, status, notes, final_file, store=store, shown=proposal, grant_for=grant_for,
-                          remember=remember)
-        made = GrantStore(database=store.db).for_proposal(proposal.id)
-    print_untrusted(f"{response.status} {proposal.short_id} ({proposal.queue_key}, {proposal.tool}) "
-                    f"as {response.decided_by}")
-    if made is not None:
-        print_untrusted(f"grant {made.short_id}: {describe_subject(made.tool, made.subject_value)} until "
-                        f"{made.ends_at} ({time_left(made.ends_at, made.starts_at)})")
-    return 0
-
-
-def _confirmed(args: argparse.Namespace, proposal: Proposal, notes: str, final_file: str) -> bool:
-    """Show the operator their own diff and ask, on a terminal without ``--yes``; True to record.
-
-    The file is checked first (``check_decision``), so an invalid one is one
-    error before any question. What is recorded is the very text shown.
-    """
-    check_decision(proposal, Decision(STATUS_MODIFIED, notes, final_file, default_decider()))
-    if args.yes or not (sys.stdin.isatty() and sys.stdout.isatty()):
-        return True
-    print_untrusted(modification(proposal, final_file))
-    question = "\nrecord this modification? type 'yes' to record; anything else, or Ctrl-C, cancels: "
-    try:
-        if str(args.file) == "-":  # stdin held the file: ask on the terminal itself
-            with open("/dev/tty", encoding="utf-8") as tty:
-                print(question, end="", flush=True)
-                answer = tty.readline()
-        else:
-            answer = input(question)
-    except (EOFError, KeyboardInterrupt, OSError):
-        print()
-        return False
-    return answer.strip().lower() in ("y", "yes")
-
-
-def cmd_proposals_approve(args: argparse.Namespace) -> int:
-    """Approve a proposal as filed."""
-    return _decide(args, STATUS_APPROVED, args.notes, None)
-
-
-def _read_file(path: Path) -> str:
-    try:
-        data = sys.stdin.buffer.read() if str(path) == "-" else path.read_bytes()
-    except OSError as exc:
-        raise BotBottleError(f"cannot read {path}: {exc.strerror}") from None
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError:
-        raise ValidationError("file", f"{path} is not UTF-8 text") from None
-
-
-def cmd_proposals_modify(args: argparse.Namespace) -> int:
-    """Approve an edited version of a proposal, read from ``--file``."""
-    return _decide(args, STATUS_MODIFIED, args.notes, _read_file(args.file))
-
-
-def cmd_proposals_reject(args: argparse.Namespace) -> int:
-    """Reject a proposal, with a reason."""
-    return _decide(args, STATUS_REJECTED, args.reason, None)
-
-
-_FIELD_OPTIONS = {"notes": "--notes", "for": "--for", "remember": "--remember"}
-
-
-def _grant_options(parser: argparse.ArgumentParser) -> None:
-    """``--for`` and ``--remember``, on approve and modify."""
-    parser.add_argument("--for", dest="duration", metavar="DURATION",
-                        help="how long what this approves lasts: 8h, 7d, 2w or a time (default and maximum by tool: "
-                        "egress routes 7d/90d, a token 8h/7d, a push's findings 7d/90d)")
-    parser.add_argument("--remember", choices=REMEMBER_SCOPES, default=None,
-                        help="approve matching proposals the same way until then: this bottle's, or every "
-                        "bottle's (a standing rule; 'rules list' shows it)")
 
 
 def register(subparsers: Any) -> None:
@@ -198,35 +111,4 @@ def register(subparsers: Any) -> None:
     p.add_argument("id", metavar="ID", help="the proposal's id or a unique prefix of it")
     p.set_defaults(handler=cmd_proposals_show)
 
-    p = verb_parser(verbs, "approve", help="approve a proposal as filed",
-                         description="Approve a proposal as filed. gitleaks-allow and egress-token-allow "
-                         "proposals need a reason (--notes).")
-    p.add_argument("id", metavar="ID", help="the proposal's id or a unique prefix of it")
-    p.add_argument("--notes", default="", metavar="TEXT", help="why (required for report-only tools)")
-    _grant_options(p)
-    p.set_defaults(handler=cmd_proposals_approve, field_options=_FIELD_OPTIONS)
-
-    p = verb_parser(verbs, "modify", help="approve an edited version of a proposal",
-                         description="Approve an edited version of a proposal: the file you give replaces "
-                         "what the bottle proposed. Not offered for report-only tools. The file must be one "
-                         "its tool can take (an egress-allow: a JSON route with host and optional paths; an "
-                         "egress-block: text without control, bidirectional or invisible characters). On a "
-                         "terminal you see your own diff (proposed -> final) and confirm it first; --yes skips "
-                         "the question, as do scripts, whose stdin or stdout is not a terminal.")
-    p.add_argument("id", metavar="ID", help="the proposal's id or a unique prefix of it")
-    p.add_argument("--file", type=Path, required=True, metavar="F", help="the final file ('-' reads stdin)")
-    p.add_argument("--notes", default="", metavar="TEXT", help="what you changed and why")
-    p.add_argument("--yes", action="store_true", help="record without showing the diff and asking")
-    _grant_options(p)
-    p.set_defaults(handler=cmd_proposals_modify, field_options={**_FIELD_OPTIONS, "final_file": "--file"})
-
-    p = verb_parser(verbs, "reject", help="reject a proposal, with a reason",
-                         description="Reject a proposal. The reason goes back to the bottle and into the audit log.")
-    p.add_argument("id", metavar="ID", help="the proposal's id or a unique prefix of it")
-    p.add_argument("--reason", required=True, metavar="TEXT", help="why (sent back to the bottle)")
-    p.add_argument("--remember", choices=REMEMBER_SCOPES, default=None,
-                   help="reject matching proposals the same way from now on: this bottle's, or every bottle's "
-                   "(a standing rule; for good unless --for)")
-    p.add_argument("--for", dest="duration", metavar="DURATION",
-                   help="with --remember: how long the rule stands (8h, 7d, 2w, or a time)")
-    p.set_defaults(handler=cmd_proposals_reject, field_options={**_FIELD_OPTIONS, "notes": "--reason"})
+    register_decisions(verbs)

@@ -66,7 +66,10 @@ def cmd_relay_serve(args: argparse.Namespace) -> int:
 def cmd_relay_start(args: argparse.Namespace) -> int:
     """Start the relay in the background unless one runs; print where it listens."""
     info = ensure_relay(args.host, args.port, db_path=args.db)
-    print(f"relay running: pid {info.pid}, listening on {info.url}")
+    if args.json:
+        print_json({"running": True, "pid": info.pid, "url": info.url, "database": info.database})
+    else:
+        print(f"relay running: pid {info.pid}, listening on {info.url}")
     return 0
 
 
@@ -81,7 +84,10 @@ def cmd_relay_stop(args: argparse.Namespace) -> int:
         if time.monotonic() > deadline:
             return fail(f"the relay (pid {info.pid}) did not stop within {args.timeout:g} s")
         time.sleep(0.05)
-    print(f"relay stopped (pid {info.pid})")
+    if args.json:
+        print_json({"running": False, "stopped_pid": info.pid})
+    else:
+        print(f"relay stopped (pid {info.pid})")
     return 0
 
 
@@ -120,8 +126,11 @@ def cmd_relay_revoke(args: argparse.Namespace) -> int:
         (bottle_relay_dir(args.slug) / RELAY_FILENAME).unlink()
     if not revoked:
         return fail(f"bottle {args.slug} has no live relay credential")
-    print(f"revoked {args.slug}'s relay credential: the relay refuses its sidecar from the next request; "
-          f"'bot-bottle prepare {args.slug} --backend NAME' mints a new one")
+    if args.json:
+        print_json({"bottle": args.slug, "revoked": True})
+    else:
+        print(f"revoked {args.slug}'s relay credential: the relay refuses its sidecar from the next request; "
+              f"'bot-bottle prepare {args.slug} --backend NAME' mints a new one")
     return 0
 
 
@@ -151,21 +160,23 @@ def register(subparsers: Any) -> None:
                         f"{DEFAULT_MAX_WAITS_PER_BOTTLE}), and half the requests of any kind it may have in flight; "
                         "more are told to retry")
     parser.add_argument("--max-connections", type=positive_int, default=RELAY_MAX_CONNECTIONS, metavar="N",
-                        help=f"open connections at once (default: {RELAY_MAX_CONNECTIONS}); more are answered 503")
+                        help=f"connections waiting to be authenticated at once (default: {RELAY_MAX_CONNECTIONS}, a "
+                        "quarter of them per peer); a new one past that cuts the oldest waiting one, which is told to "
+                        "retry. A bottle's authenticated requests count in its own share, never here")
     parser.add_argument("--request-timeout", type=seconds_argument, default=REQUEST_TIMEOUT_SEC, metavar="S",
                         help="deadline for a whole request's headers and body, and for an idle connection "
                         f"(default: {REQUEST_TIMEOUT_SEC:g}); a slower client is answered 408 and dropped")
     parser.set_defaults(handler=cmd_relay_serve)
     verbs = parser.add_subparsers(dest="relay_verb", metavar="VERB")
 
-    p = verb_parser(verbs, "start", help="start the relay in the background unless it runs",
+    p = verb_parser(verbs, "start", json=True, help="start the relay in the background unless it runs",
                     description="Start the relay in the background (its log: ~/.bot-bottle/relay/relay.log) "
                     "unless one runs; print its pid and address. 'prepare' does this for relay-backed bottles.")
     p.add_argument("--host", default=DEFAULT_RELAY_HOST, help=f"address to listen on (default: {DEFAULT_RELAY_HOST})")
     p.add_argument("--port", type=port_number, default=DEFAULT_RELAY_PORT, help=f"port (default: {DEFAULT_RELAY_PORT})")
     p.set_defaults(handler=cmd_relay_start)
 
-    p = verb_parser(verbs, "stop", help="stop the running relay",
+    p = verb_parser(verbs, "stop", json=True, help="stop the running relay",
                     description="Send SIGTERM to the running relay and wait until it has stopped. Waiting "
                     "sidecars retry, and find their decisions when a relay runs again.")
     p.add_argument("--timeout", type=float, default=15.0, metavar="S", help="how long to wait (default: 15)")
@@ -176,7 +187,7 @@ def register(subparsers: Any) -> None:
                     "credential (live or revoked; the tokens themselves are never stored).")
     p.set_defaults(handler=cmd_relay_status)
 
-    p = verb_parser(verbs, "revoke", help="revoke a bottle's relay credential",
+    p = verb_parser(verbs, "revoke", json=True, help="revoke a bottle's relay credential",
                     description="Revoke a bottle's relay credential and delete its relay file: the relay refuses "
                     "that bottle's sidecar from its next request. Preparing the bottle again mints a new token.")
     p.add_argument("slug", metavar="SLUG", help="the bottle")

@@ -12,8 +12,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from bot_bottle.cli.common import Shown, age
-from bot_bottle.decisions import decision_diff, render_diff
+from bot_bottle.cli.common import UNREADABLE, Shown, age
+from bot_bottle.decisions import decision_diff, normal_json, render_diff
 from bot_bottle.errors import ValidationError
 from bot_bottle.policy.routes import file_widening, is_diff_header, parse_route, validate_final_file, widening_lines
 from bot_bottle.records import (
@@ -99,18 +99,19 @@ def report_lines(proposal: Proposal) -> list[str]:
 
 
 def route_lines(payload: str) -> list[str]:
-    """An egress-allow payload as what approving it allows: the parsed host and paths, and warnings."""
+    """An egress-allow payload as what approving it allows: the parsed host, methods and paths, and warnings."""
     try:
         route = parse_route(payload)
     except ValidationError as exc:
         return [Shown(f"{WARNING} this is not a valid route ({exc}); the raw text:", "warning"),
                 *payload.split("\n")]
     lines: list[str] = [Shown(f"{WARNING} this route widens access: {why}", "warning") for why in route.widening()]
-    lines.append(f"  host   {route.host}")
+    lines.append(f"  host    {route.host}")
+    lines.append(f"  methods {', '.join(route.methods)}" if route.methods else "  methods (every method)")
     if route.paths:
-        lines += [f"  {'paths' if i == 0 else '':<6} {path}" for i, path in enumerate(route.paths)]
+        lines += [f"  {'paths' if i == 0 else '':<7} {path}" for i, path in enumerate(route.paths)]
     else:
-        lines.append("  paths  (every path of the host)")
+        lines.append("  paths   (every path of the host)")
     return lines
 
 
@@ -180,6 +181,11 @@ def proposal_json(proposal: Proposal | ProposalSummary, response: Response | Non
     }
 
 
+def _ago(timestamp: str) -> str:
+    shown = age(timestamp)
+    return shown if shown == UNREADABLE else f"{shown} ago"
+
+
 def describe(proposal: Proposal, response: Response | None, unproven: str | None = None) -> list[str]:
     """What ``proposals show`` and the TUI's detail view print, one item a screen line.
 
@@ -193,7 +199,7 @@ def describe(proposal: Proposal, response: Response | None, unproven: str | None
         f"proposal  {proposal.id}",
         f"bottle    {proposal.queue_key}",
         f"tool      {proposal.tool}",
-        f"filed     {proposal.created_at} ({age(proposal.created_at)} ago)",
+        f"filed     {proposal.created_at} ({_ago(proposal.created_at)})",
     ]
     if response is None:
         state = shown_status(proposal, None)
@@ -244,6 +250,8 @@ def modification(proposal: Proposal, final_file: str) -> list[str]:
             every = final_file.split("\n")
             lines += [Shown(f"  line {number}: {every[number - 1].strip()}  ({'; '.join(reasons)})", "warning")
                       for number, reasons in widening.items()]
-    own = render_diff(proposal.payload, final_file, before_name="proposed", after_name="final")
-    lines += ["", "diff (proposed -> final):", *marked_diff(own)]
+    own = render_diff(proposal.payload, final_file, before_name="proposed", after_name="final", json_aware=True)
+    as_json = normal_json(proposal.payload) is not None and normal_json(final_file) is not None
+    lines += ["", "diff (proposed -> final" + (", both as JSON: keys sorted, indented" if as_json else "") + "):",
+              *marked_diff(own)]
     return lines

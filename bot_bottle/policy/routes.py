@@ -136,9 +136,10 @@ def parse_route(document: str) -> Route:
     """
     try:
         value = json.loads(document, object_pairs_hook=_no_duplicate_keys)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:  # nested past Python's recursion limit is no route either
+        reason = exc if isinstance(exc, ValueError) else "nested too deep"
         raise ValidationError("final_file", f"an egress-allow route must be JSON, like "
-                              f'{{"host": "docs.python.org", "paths": ["/3/"]}}: {exc}') from None
+                              f'{{"host": "docs.python.org", "paths": ["/3/"]}}: {reason}') from None
     if not isinstance(value, dict):
         raise ValidationError("final_file", "an egress-allow route must be a JSON object with host and paths")
     unknown = sorted(set(value) - {"host", "paths", "methods"})

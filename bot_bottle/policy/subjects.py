@@ -89,6 +89,21 @@ def finding_fingerprint(finding: dict[str, Any]) -> str:
     return sha256_text(json.dumps(key))
 
 
+def granted_findings(subjects: list[str]) -> set[str]:
+    """The fingerprints of the findings the live ``gitleaks-allow`` grants with these (canonical JSON) subjects
+    cover; a subject that is not one is skipped (it covers nothing)."""
+    covered: set[str] = set()
+    for text in subjects:
+        try:
+            subject = json.loads(text)
+        except ValueError:
+            continue
+        findings = subject.get("findings") if isinstance(subject, dict) else None
+        if isinstance(findings, list):
+            covered.update(item for item in findings if isinstance(item, str))
+    return covered
+
+
 def token_fingerprint(bottle: str, host: str, method: str, token: str) -> str:
     """The stored fingerprint of ``token`` sent to ``host`` with ``method`` by ``bottle``: slow, salted, hex."""
     salt = hashlib.sha256(json.dumps(["bot-bottle token", bottle, normal_host(host), method]).encode()).digest()

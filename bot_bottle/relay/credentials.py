@@ -108,6 +108,18 @@ class RelayCredentials(DatabaseUser):
             ).fetchone()
         return row is not None and hmac.compare_digest(str(row[0]), key)
 
+    def live_keys(self, slugs: list[str]) -> dict[str, str]:
+        """The live credential's key of each of ``slugs`` that has one (one query, for the revocation watch)."""
+        if not slugs:
+            return {}
+        marks = ", ".join("?" * len(slugs))
+        with self.db.read() as conn:
+            rows = conn.execute(
+                f"SELECT queue_key, token_sha256 FROM relay_credentials WHERE revoked_at IS NULL "
+                f"AND queue_key IN ({marks})", slugs,
+            ).fetchall()
+        return {str(slug): str(key) for slug, key in rows}
+
     def listing(self) -> list[Credential]:
         """Every bottle that has (or had) a credential, by slug."""
         with self.db.read() as conn:

@@ -15,8 +15,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from bot_bottle.connection import DIR_MODE, FILE_MODE
 from bot_bottle.errors import RelayAlreadyRunning
+from bot_bottle.paths import open_private_file, private_dir
 from bot_bottle.relay.credentials import relay_root
 
 LOCK_FILENAME = "relay.lock"
@@ -66,8 +66,9 @@ class RelayLock:
     def acquire(cls, path: Path | None = None) -> RelayLock:
         """Take the lock, or raise ``RelayAlreadyRunning`` naming the relay that holds it."""
         path = path or lock_path()
-        path.parent.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, FILE_MODE)
+        private_dir(path.parent)
+        # Never through a link: one planted here would have us overwrite, then empty, what it points to.
+        fd = open_private_file(path, os.O_RDWR | os.O_CREAT)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -99,7 +100,7 @@ def lock_state(path: Path | None = None) -> tuple[bool, RelayInfo | None]:
     """Whether a relay holds this host's lock, and what it wrote there (``None`` while it is starting)."""
     path = path or lock_path()
     try:
-        fd = os.open(path, os.O_RDONLY)
+        fd = open_private_file(path, os.O_RDONLY)
     except FileNotFoundError:
         return False, None
     try:

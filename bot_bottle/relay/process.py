@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import re
+import resource
 import signal
 import subprocess
 import sys
@@ -21,13 +22,15 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import FrameType
 
-from bot_bottle.connection import DIR_MODE, FILE_MODE
+from bot_bottle.connection import FILE_MODE
 from bot_bottle.db import IdleCheckpointer
 from bot_bottle.errors import BotBottleError
+from bot_bottle.paths import open_private_file, private_dir
 from bot_bottle.queue_store import QueueStore
 from bot_bottle.records import DEFAULT_QUOTA, Quota
 from bot_bottle.relay.credentials import RelayCredentials, relay_root
 from bot_bottle.relay.lock import RelayInfo, RelayLock, lock_state, running_relay
+from bot_bottle.relay.revocations import RevocationWatch
 from bot_bottle.relay.service import (
     DEFAULT_MAX_WAITS_PER_BOTTLE,
     RelayService,
@@ -46,10 +49,15 @@ DEFAULT_RELAY_PORT = 9110  # fixed, so the URL in a bottle's relay.json outlives
 VM_HOST_NAMES = ("host.docker.internal", "host.containers.internal", "192.168.64.1")
 
 
-RELAY_MAX_CONNECTIONS = 512
+# Connections waiting to be authenticated (reading a request's headers), in all and from one peer: all that
+# a client without a credential can hold. A bottle's authenticated requests are counted in its own share
+# (relay.shares), never here.
+RELAY_MAX_CONNECTIONS = 128
 
 
-RELAY_MAX_IN_FLIGHT = 256
+def per_peer(max_connections: int) -> int:
+    """How many of ``max_connections`` waiting connections one peer may hold: a quarter."""
+    return max(1, max_connections // 4)
 
 
 LOG_FILENAME = "relay.log"
@@ -79,12 +87,13 @@ def ensure_relay(host: str = DEFAULT_RELAY_HOST, port: int = DEFAULT_RELAY_PORT,
     info = running_relay()
     if info is None:
         log = relay_root() / LOG_FILENAME
-        log.parent.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
+        private_dir(log.parent)
         command = [sys.executable, "-m", "bot_bottle", "relay", "--host", host, "--port", str(port)]
         if db_path is not None:
             command += ["--db", os.fspath(db_path)]
-        with open(log, "a", encoding="utf-8") as output:
-            os.chmod(log, FILE_MODE)
+        with os.fdopen(open_private_file(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT), "a",
+                       encoding="utf-8") as output:
+            os.fchmod(output.fileno(), FILE_MODE)
             process = subprocess.Popen(
                 command, stdin=subprocess.DEVNULL, stdout=output, stderr=output, start_new_session=True,
                 env={**os.environ, "PYTHONPATH": os.pathsep.join(p or os.getcwd() for p in sys.path)},
@@ -126,6 +135,33 @@ def allowed_hosts(listen: str, extra: Sequence[str]) -> list[str]:
     return [normalize_allowed_host(name) for name in names]
 
 
+def relay_server(address: tuple[str, int], service: RelayService, names: Sequence[str], max_connections: int,
+                 request_timeout: float) -> SuperviseHTTPServer:
+    """The relay's HTTP server: no budget shared by all bottles (each has its own, ``relay.shares``) and a
+    pool of connections waiting to be authenticated that makes room by cutting its oldest."""
+    return SuperviseHTTPServer(address, service, allowed_hosts=names, software="bot-bottle-relay",
+                               max_connections=max_connections, max_per_peer=per_peer(max_connections), evict=True,
+                               max_in_flight=None, body_budget=None, request_timeout=request_timeout)
+
+
+def raise_open_files_limit(wanted: int = 16384) -> int:
+    """Raise this process's soft limit of open files towards ``wanted`` (within the hard limit); the limit now.
+
+    Every connection the relay holds, parked ones included, is a descriptor;
+    macOS starts processes with 256, which a few bottles' waits would use up.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        for attempt in (target, 10240):  # macOS refuses more than OPEN_MAX (10240) whatever the hard limit
+            try:
+                resource.setrlimit(resource.RLIMIT_NOFILE, (min(attempt, target), hard))
+                break
+            except (ValueError, OSError):
+                continue
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
 def serve(
     host: str,
     port: int,
@@ -139,24 +175,25 @@ def serve(
     log: Callable[[str], None],
     ready: Callable[[str], None],
 ) -> int:
-    """Run the relay until SIGTERM or SIGINT; returns the exit status.
+    """Run the relay until SIGTERM (then 0) or SIGINT (then 130); returns the exit status.
 
     Takes the host's relay lock first (``RelayAlreadyRunning`` if another
     holds it), opens (and migrates) the database, listens, publishes where,
     and calls ``ready`` with the URL.
     """
     names = allowed_hosts(host, extra_hosts)
+    stopped_by: list[int] = []
+    raise_open_files_limit()
     lock = RelayLock.acquire()
     try:
         with QueueStore(db_path) as store:
             service = RelayService(store, RelayCredentials(database=store.db), quota=quota,
                                    max_waits_per_bottle=max_waits_per_bottle, log=log,
                                    nonce_journal=relay_root() / NONCES_FILENAME)
-            server = SuperviseHTTPServer((host, port), service, allowed_hosts=names, software="bot-bottle-relay",
-                                         max_connections=max_connections, max_in_flight=RELAY_MAX_IN_FLIGHT,
-                                         request_timeout=request_timeout)
+            server = relay_server((host, port), service, names, max_connections, request_timeout)
             # The host's standing decisions for every bottle (a mount's sidecar files without the key).
             keeper = Keeper(store, log).start()
+            watch = RevocationWatch(service, server.pool).start()
             # The WAL copied into the file when commits pause, so that a sidecar's commit seldom has to.
             checkpointer = IdleCheckpointer(store.db.path, log=log).start()
             try:
@@ -166,6 +203,7 @@ def serve(
 
                 def stop(signum: int, frame: FrameType | None) -> None:
                     log(f"stopping on signal {signum}")
+                    stopped_by.append(signum)
                     threading.Thread(target=server.shutdown, daemon=True).start()
 
                 signal.signal(signal.SIGTERM, stop)
@@ -173,6 +211,7 @@ def serve(
                 ready(info.url)
                 server.serve_forever(poll_interval=0.2)
             finally:
+                watch.stop()
                 keeper.stop()
                 checkpointer.stop()
                 server.server_close()
@@ -180,5 +219,6 @@ def serve(
     finally:
         lock.release()
     log("stopped")
-    return 0
+    # SIGTERM ('relay stop') is a clean stop; Ctrl-C in the foreground is reported as every verb does.
+    return 130 if signal.SIGINT in stopped_by else 0
 

@@ -4,19 +4,18 @@ Each request is authorized by its signature before its body is read
 (``RelayService.authorize``: a MAC keyed with the bottle's credential over
 its bottle, time, nonce and body digest; ``wire.signing``), its body checked
 against that digest once it is in, and the credential checked again then
-(one revoked while its body trickled in is served nothing); a nonce is served
-once (``nonces``). Every answer is signed for the request's nonce, so a
-sidecar believes no one but the relay. The bottle is the credential's.
+(one revoked while its body trickled in is served nothing); a bottle's nonce
+is served once (``nonces``). Every answer is signed for the request's nonce,
+so a sidecar believes no one but the relay. The bottle is the credential's.
 Waits are long polls of at most ``MAX_LONG_POLL_SEC``, woken as a direct
-waiter is, and each bottle may hold at most ``max_waits_per_bottle`` of them
-at once, and twice that many requests in flight of any kind (``admit``,
-before a body is read): one bottle trickling bodies cannot hold every place
-the relay has for all.
+waiter is. Every budget a request takes after its signature is checked is
+its bottle's own (``shares``: requests and body bytes in flight, waits,
+writes per second), so no bottle can shut another out; a revoked
+credential's waits and places are released at once (``revocations``).
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import hmac
 import threading
@@ -32,9 +31,9 @@ from bot_bottle.queue_store import QueueStore
 from bot_bottle.records import DEFAULT_POLL_INTERVAL_SEC, DEFAULT_QUOTA, Quota
 from bot_bottle.relay.credentials import RelayCredentials
 from bot_bottle.relay.nonces import NonceLedger
+from bot_bottle.relay.shares import Share, Shares
 from bot_bottle.standing import rule_decision_in
 from bot_bottle.wire.jsonrpc import (
-    BUSY,
     DATABASE_UNAVAILABLE,
     INTERNAL_ERROR,
     INVALID_FIELD,
@@ -82,6 +81,7 @@ class RelayService:
         quota: Quota = DEFAULT_QUOTA,
         poll_interval: float = DEFAULT_POLL_INTERVAL_SEC,
         max_waits_per_bottle: int = DEFAULT_MAX_WAITS_PER_BOTTLE,
+        share: Share | None = None,
         log: Callable[[str], None] = lambda line: None,
         nonce_journal: Path | None = None,
     ) -> None:
@@ -89,31 +89,40 @@ class RelayService:
         self.credentials = credentials
         self.quota = quota
         self.poll_interval = poll_interval
-        self.max_waits_per_bottle = max_waits_per_bottle
+        self.share = share if share is not None else Share.for_waits(max_waits_per_bottle)
+        self.shares = Shares(self.share)
         self._log = log
-        self._waits: dict[str, int] = {}
-        self._waits_lock = threading.Lock()
+        self._lock = threading.Lock()
         self._nonces = NonceLedger(journal=nonce_journal)
         self._beats: dict[str, float] = {}
-        # Requests in flight per bottle (a wait is one of them), so that the waits always leave room.
-        self.max_requests_per_bottle = 2 * max_waits_per_bottle
-        self._requests: dict[str, int] = {}
+        # The requests in flight, each with the event that ends its wait when its credential is revoked.
+        self._in_flight: dict[Caller, threading.Event] = {}
 
     def log(self, line: str) -> None:
         """One line to the relay's log."""
         self._log(line)
 
     def authorize(self, headers: Message) -> Caller:
-        """The caller of a request signed with its bottle's live credential; ``Unauthorized`` otherwise."""
+        """The caller of a request signed with its bottle's live credential; ``Unauthorized`` otherwise.
+
+        ``RetryLater`` when its nonce was spent already (or the bottle's
+        share of the ledger is full): the sidecar signs its next attempt
+        afresh.
+        """
         values = headers.get_all("Authorization") or []
         if len(values) != 1:
             raise Unauthorized(f"a relay request needs exactly one 'Authorization: {AUTH_SCHEME} ...' header, "
                                "signed with the key of the bottle's relay.json")
         request = SignedRequest.parse(values[0])
         key = self.credentials.verify(request)
-        # After the MAC: only a credential's holder can use up nonces.
-        self._nonces.spend(request.nonce, int(request.ts), request.bottle)
+        # After the MAC, and the bottle's own: only B's signature can spend B's nonces.
+        self._nonces.spend(request.bottle, request.nonce, int(request.ts))
         return Caller(bottle=request.bottle, key=key, nonce=request.nonce, body_sha256=request.body_sha256)
+
+    def name(self, principal: object) -> str | None:
+        """The caller's bottle, for the log."""
+        assert isinstance(principal, Caller)
+        return f"bottle {principal.bottle}"
 
     def check_body(self, principal: object, body: bytes) -> None:
         """The body must be the one the signature covers; ``Unauthorized`` otherwise."""
@@ -126,24 +135,35 @@ class RelayService:
         assert isinstance(principal, Caller)
         return {SIGNATURE_HEADER: sign_answer(principal.key, principal.nonce, status, body)}
 
-    def admit(self, principal: object) -> str | None:
-        """Take one of the caller's bottle's places in flight; why it must retry when it holds them all."""
+    def admit(self, principal: object, length: int) -> str | None:
+        """Take a place in flight and ``length`` body bytes of the caller's bottle's share; why it must retry
+        when it has no room (its own requests fill it: other bottles' never do)."""
         assert isinstance(principal, Caller)
-        with self._waits_lock:
-            held = self._requests.get(principal.bottle, 0)
-            if held >= self.max_requests_per_bottle:
-                return (f"bottle {principal.bottle} has {held} requests in flight at the relay, the most it may "
-                        "have at once; retry")
-            self._requests[principal.bottle] = held + 1
-        return None
+        why = self.shares.admit(principal.bottle, length)
+        if why is None:
+            with self._lock:
+                self._in_flight[principal] = threading.Event()
+        return why
 
-    def leave(self, principal: object) -> None:
-        """Give back the place ``admit`` took."""
+    def leave(self, principal: object, length: int) -> None:
+        """Give back what ``admit`` took."""
         assert isinstance(principal, Caller)
-        with self._waits_lock:
-            self._requests[principal.bottle] -= 1
-            if not self._requests[principal.bottle]:
-                del self._requests[principal.bottle]
+        with self._lock:
+            self._in_flight.pop(principal, None)
+        self.shares.leave(principal.bottle, length)
+
+    def in_flight(self) -> list[Caller]:
+        """The callers with a request in flight now."""
+        with self._lock:
+            return list(self._in_flight)
+
+    def revoked(self, callers: list[Caller]) -> None:
+        """These callers' credentials were revoked: end their waits now (their answer says so)."""
+        with self._lock:
+            for caller in callers:
+                event = self._in_flight.get(caller)
+                if event is not None:
+                    event.set()
 
     def close(self) -> None:
         """Close the nonce journal (the relay is stopping)."""
@@ -202,12 +222,15 @@ class RelayService:
         if method in (HELLO, HEARTBEAT, STOPPED):
             _only(params, (), ())
             if method == HEARTBEAT and self._heartbeat_due(bottle_slug):
+                self.shares.write(bottle_slug)
                 bottle.heartbeat()
             elif method == STOPPED:
+                self.shares.write(bottle_slug)
                 bottle.stopped()
             return {"bottle": bottle_slug}
         if method == SUBMIT:
             _only(params, _SUBMIT_FIELDS, _REQUIRED_SUBMIT_FIELDS)
+            self.shares.write(bottle_slug)
             # The store validates every field's type and size before anything is written.
             proposal = bottle.submit(params["tool"], params["payload"], params["justification"],
                                      params.get("current_file"), params.get("current_file_hash"))
@@ -221,6 +244,7 @@ class RelayService:
             if method == GET:
                 return bottle.get(params["id"]).to_dict()
             if method == ARCHIVE:
+                self.shares.write(bottle_slug)
                 return bottle.archive(params["id"]).to_dict()
             response = bottle.response(params["id"])
             return None if response is None else response.to_dict()
@@ -230,8 +254,9 @@ class RelayService:
             if (isinstance(timeout, bool) or not isinstance(timeout, int | float)
                     or not 0 <= timeout <= MAX_LONG_POLL_SEC):
                 raise ValidationError("timeout", f"must be a number of seconds from 0 to {MAX_LONG_POLL_SEC:g}")
-            with self._wait_slot(bottle_slug):
-                response = bottle.wait_for_response(params["id"], float(timeout), self.poll_interval)
+            with self.shares.waiting(bottle_slug):
+                response = bottle.wait_for_response(params["id"], float(timeout), self.poll_interval,
+                                                    cancelled=self._in_flight.get(caller))
             # A credential revoked while the call waited gets nothing more, not even the decision.
             self._still_valid(caller)
             return None if response is None else response.to_dict()
@@ -245,29 +270,12 @@ class RelayService:
         under the operator's pointer.
         """
         now = time.monotonic()
-        with self._waits_lock:
+        with self._lock:
             last = self._beats.get(bottle_slug)
             if last is not None and now - last < MIN_HEARTBEAT_GAP_SEC:
                 return False
             self._beats[bottle_slug] = now
         return True
-
-    @contextlib.contextmanager
-    def _wait_slot(self, bottle_slug: str) -> Any:
-        """Hold one of the bottle's wait places (so one bottle cannot hold the relay's threads for all)."""
-        with self._waits_lock:
-            held = self._waits.get(bottle_slug, 0)
-            if held >= self.max_waits_per_bottle:
-                raise RpcError(BUSY, f"bottle {bottle_slug} has {held} calls waiting at the relay, "
-                                    "the most it may have at once; retry")
-            self._waits[bottle_slug] = held + 1
-        try:
-            yield
-        finally:
-            with self._waits_lock:
-                self._waits[bottle_slug] -= 1
-                if not self._waits[bottle_slug]:
-                    del self._waits[bottle_slug]
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,6 @@ the next one.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 import sqlite3
@@ -22,6 +21,7 @@ from pathlib import Path
 
 from bot_bottle.connection import FILE_MODE, database_path
 from bot_bottle.errors import BackupError
+from bot_bottle.leftovers import hidden_name, remove_stale
 from bot_bottle.paths import host_backups_dir, host_db_path
 
 BACKUPS_KEPT = 3
@@ -48,7 +48,7 @@ def backup_to(conn: sqlite3.Connection, destination: Path) -> Path:
     if database_path(conn) and Path(database_path(conn)).resolve() == destination:
         raise BackupError("the backup file cannot be the database itself")
     remove_stale_partials(destination.parent)
-    partial = destination.with_name(f".{destination.name}.{os.getpid()}.partial")
+    partial = hidden_name(destination, "partial")
     try:
         fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
     except OSError as exc:
@@ -99,36 +99,9 @@ def _publish(partial: Path, destination: Path) -> None:
         raise BackupError(f"cannot write the backup {destination}: {exc.strerror}") from None
 
 
-_PARTIAL_RE = re.compile(r"\..+\.(\d+)\.partial")
-
-
 def remove_stale_partials(folder: Path) -> list[Path]:
     """Remove partial backup files whose writer process is gone (killed mid-backup); the ones removed."""
-    removed: list[Path] = []
-    try:
-        entries = list(folder.iterdir())
-    except OSError:
-        return removed
-    for entry in entries:
-        match = _PARTIAL_RE.fullmatch(entry.name)
-        if match is None or _process_alive(int(match.group(1))):
-            continue
-        with contextlib.suppress(OSError):
-            entry.unlink()
-            removed.append(entry)
-    return removed
-
-
-def _process_alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, OverflowError):
-        return True  # someone else's process, or a number we cannot ask about: leave its file alone
-    return True
+    return remove_stale(folder, "partial")
 
 
 def _backup_name_re(db_name: str) -> re.Pattern[str]:
@@ -136,6 +109,13 @@ def _backup_name_re(db_name: str) -> re.Pattern[str]:
 
 
 BACKUP_NAME_RE = re.compile(r".+\.v\d{4}\.\d{8}T\d{12}Z\.bak")
+
+
+def is_backup(path: Path) -> bool:
+    """Whether ``path`` is one of bot-bottle's backups, which are never opened in place: any ``.bak`` (the
+    ones taken before a migration and ``db backup``'s ``manual-`` ones alike), or a file in the host's
+    backups directory."""
+    return path.name.endswith(".bak") or path.resolve().parent == host_backups_dir().resolve()
 
 
 def backups_dir(db_file: Path) -> Path:

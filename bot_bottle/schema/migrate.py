@@ -32,7 +32,7 @@ from bot_bottle.errors import (
     MigrationError,
     WouldDropProtected,
 )
-from bot_bottle.schema.backups import BACKUP_NAME_RE, BACKUPS_KEPT, backup_before_migration, backup_to
+from bot_bottle.schema.backups import BACKUP_NAME_RE, BACKUPS_KEPT, backup_before_migration, backup_to, is_backup
 from bot_bottle.schema.files import (
     LEGACY_FILE_SHA256,
     Migration,
@@ -82,6 +82,7 @@ __all__ = [
     "database_path",
     "discover",
     "downgrade",
+    "is_backup",
     "live_schema_drift",
     "migrations_dir",
     "normalized",

@@ -20,7 +20,7 @@ answers yes or no answers False (and logs why) for ``None``, bytes or any
 other wrong type, and never raises.
 
 The token itself is never stored: every piece of it (six or more of its
-characters, raw or base64-, hex- or percent-encoded) is replaced by
+characters, raw or base64-, base32-, hex- or percent-encoded) is replaced by
 ``********`` wherever it appears in what is filed (host, method, path and
 query, detector, the snippet of headers or body, the justification), in time
 linear in their length. What is stored is its fingerprint, a slow salted hash

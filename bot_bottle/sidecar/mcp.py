@@ -175,11 +175,15 @@ class SuperviseService:
         """Every request is served: the sidecar is reached only from its own bottle's network."""
         return None
 
-    def admit(self, principal: object) -> str | None:
+    def name(self, principal: object) -> str | None:
+        """No name: the agent is the one caller, known by its address."""
+        return None
+
+    def admit(self, principal: object, length: int) -> str | None:
         """Every request may take a place (only the server's own caps apply: there is one caller)."""
         return None
 
-    def leave(self, principal: object) -> None:
+    def leave(self, principal: object, length: int) -> None:
         """Nothing was taken."""
 
     def check_body(self, principal: object, body: bytes) -> None:

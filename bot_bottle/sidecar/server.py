@@ -236,10 +236,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     # On the mount, the WAL is copied into the file when commits pause, so that a filing seldom has to.
     checkpointer = IdleCheckpointer(queue.database_path, log=log).start() if isinstance(queue, BottleQueue) else None
     print(f"listening on http://{host}:{port}/", flush=True)
+    status = 0  # stopped by SIGTERM (how a container is stopped)
     try:
         server.serve_forever(poll_interval=0.2)
     except KeyboardInterrupt:
-        pass
+        status = 130  # Ctrl-C, as every bot-bottle command reports it
     finally:
         stopping.set()
         beat.join(10)
@@ -251,7 +252,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         except BotBottleError as exc:
             log(f"cannot record this bottle as stopped: {exc}")
         queue.close()
-    return 0
+    return status
 
 
 if __name__ == "__main__":

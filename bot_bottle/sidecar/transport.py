@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Protocol
 
 from bot_bottle.bottles import TRANSPORT_MOUNT, TRANSPORT_RELAY
-from bot_bottle.errors import MissingMount, ValidationError
+from bot_bottle.errors import CannotOpenDatabase, MissingMount, ValidationError
 from bot_bottle.paths import DB_DIR_IN_CONTAINER, DB_PATH_IN_CONTAINER
 from bot_bottle.queue_store import BottleQueue, QueueStore
 from bot_bottle.records import DEFAULT_POLL_INTERVAL_SEC, DEFAULT_QUOTA, Grant, Proposal, Quota, Response
@@ -108,6 +108,8 @@ class Transport:
                                    f"not {bottle}'s: the backend mounted another bottle's directory")
             return RelayQueue(self.endpoint)
         assert self.database is not None
+        if self.kind == FILE:
+            _require_directory(self.database)
         # The host's database as the host left it: a sidecar never migrates it.
         store = QueueStore(self.database, migrate_schema=self.kind == FILE)
         try:
@@ -129,6 +131,16 @@ def _present(path: str) -> bool:
     return True
 
 
+def _require_directory(database: Path) -> Path:
+    """``database``, if the directory it names exists: a sidecar never creates one (a mistyped --db would
+    otherwise collect proposals in a new tree nobody looks at)."""
+    if not database.parent.is_dir():
+        raise CannotOpenDatabase(f"--db {database}: the directory {database.parent} does not exist, and a sidecar "
+                                 "never creates one (create the database on the host: 'bot-bottle db upgrade --db "
+                                 "PATH', or name the right path)")
+    return database
+
+
 def find_transport(db: str | os.PathLike[str] | None = None,
                    relay_file: str | os.PathLike[str] | None = None) -> Transport:
     """The transport at the constant path, or the one ``db`` / ``relay_file`` names.
@@ -136,13 +148,14 @@ def find_transport(db: str | os.PathLike[str] | None = None,
     Raises ``MissingMount`` (one line) when the constant path holds neither
     the mounted database nor a relay file, ``MountAccessDenied`` when one is
     mounted but this process's user may not use it (the message names its
-    owner and the ``--user`` that would), and ``ValidationError`` when both
-    ``db`` and ``relay_file`` are given.
+    owner and the ``--user`` that would), ``ValidationError`` when both
+    ``db`` and ``relay_file`` are given, and ``CannotOpenDatabase`` when
+    ``db`` is in a directory that does not exist (nothing is created).
     """
     if db is not None and relay_file is not None:
         raise ValidationError("--relay", "give either --db or --relay, not both")
     if db is not None:
-        return Transport(FILE, database=Path(db))
+        return Transport(FILE, database=_require_directory(Path(db)))
     if relay_file is not None:
         return Transport(RELAY, endpoint=read_endpoint_file(relay_file))
     if _present(DB_PATH_IN_CONTAINER):

@@ -23,7 +23,7 @@ import base64
 import binascii
 import re
 import urllib.parse
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 REDACTED = "********"
 MIN_FRAGMENT = 6  # runs this long or longer that also occur in a secret are masked
@@ -67,24 +67,34 @@ def skeleton(text: str) -> tuple[str, list[tuple[int, int]]]:
     return "".join(chars), spans
 
 
+# Encodings that pack a group of bytes into a group of characters: (bytes a group, the encoders).
+_GROUPED_ENCODINGS: tuple[tuple[int, tuple[Callable[[bytes], bytes], ...]], ...] = (
+    (3, (base64.b64encode, base64.urlsafe_b64encode)),
+    (5, (base64.b32encode, base64.b32hexencode)),
+)
+
+
 def encoded_forms(secret: str) -> set[str]:
-    """``secret`` raw and as base64 (standard and URL-safe), lower-case hex and percent-encoding show it.
+    """``secret`` raw and as base64 (standard and URL-safe), base32 (standard and extended hex), lower-case hex
+    and percent-encoding show it.
 
     Base64 packs 3 bytes into 4 characters, so a secret embedded in a longer
     base64 text looks different depending on where it starts: each of the
     three alignments is listed (only its whole 4-character groups, which do
-    not depend on the surrounding bytes).
+    not depend on the surrounding bytes). Base32 packs 5 bytes into 8
+    characters: each of its five alignments is listed the same way (the
+    skeleton comparison lower-cases it, so lower-case base32 is masked too).
     """
     if not secret:
         return set()
     raw = secret.encode("utf-8", errors="surrogatepass")
     forms = {secret}
-    for skip in range(3):
-        part = raw[skip:]
-        whole = part[: len(part) - len(part) % 3]
-        if whole:
-            forms.add(base64.b64encode(whole).decode("ascii"))
-            forms.add(base64.urlsafe_b64encode(whole).decode("ascii"))
+    for group, encoders in _GROUPED_ENCODINGS:
+        for skip in range(group):
+            part = raw[skip:]
+            whole = part[: len(part) - len(part) % group]
+            if whole:
+                forms.update(encode(whole).decode("ascii") for encode in encoders)
     forms.add(binascii.hexlify(raw).decode("ascii"))
     # As a URL carries it (only what needs escaping), and with every byte escaped.
     forms.update({urllib.parse.quote(raw, safe=""), "".join(f"%{byte:02X}" for byte in raw)})

@@ -1,8 +1,12 @@
-"""A threaded HTTP server that holds against a hostile client: the sidecar's and the dashboard's base.
+"""A threaded HTTP server that holds against a hostile client: the sidecar's, the relay's and the dashboard's base.
 
-``GuardedHTTPServer`` caps open connections (the next is answered 503 by
-the accept loop itself), requests in flight and request bodies in memory,
-and closes refused connections without a reset (``http_guard.Lingerer``).
+``GuardedHTTPServer`` caps the connections waiting to be authenticated, in
+all and per peer (``wire.connection_pool``: at the cap the next is answered
+503 by the accept loop itself, or the oldest waiting one of the peer holding
+the most is cut to make room), requests in flight and request bodies in
+memory where the server has one budget for all (the relay's are each
+bottle's: ``relay.shares``), logs every refusal (``wire.refusals``) and
+closes refused connections without a reset (``http_bounds.Lingerer``).
 ``GuardedHandler`` reads each request under one deadline with bounded
 headers (``http_guard.DeadlineReader``), serves only the allowed ``Host``
 names (and an ``Origin``, when present, only among them), and gives every
@@ -24,7 +28,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from bot_bottle.errors import DeadlineExceeded, HeadersTooLarge
+from bot_bottle.wire.connection_pool import Connection, ConnectionPool
 from bot_bottle.wire.http_bounds import ByteBudget, DeadlineReader, Lingerer, parse_authority, parse_origin
+from bot_bottle.wire.parking import Parking
+from bot_bottle.wire.refusals import RefusalLog
 
 MAX_REQUEST_LINE = 8192
 MAX_HEADER_BYTES = 64 * 1024  # the request line and every header together
@@ -42,12 +49,18 @@ def response_bytes(status: int, content_type: str, data: bytes, extra: dict[str,
 class GuardedHTTPServer(ThreadingHTTPServer):
     """A threaded HTTP server that bounds what clients can hold.
 
-    Open connections are capped (``max_connections``, one thread each; the
-    next is answered ``connection_refusal`` by the accept loop itself),
-    requests in flight are capped (``slots``, which handlers take before
-    reading a body), request bodies held in memory share a byte budget
-    (``bodies``), and every request has one deadline for its headers and
-    body (``request_timeout``). Only ``allowed_hosts`` are served.
+    Connections waiting to be authenticated are capped (``max_connections``
+    in all, ``max_per_peer`` from one peer; one thread each): at a cap the
+    next is answered ``connection_refusal`` by the accept loop itself, or,
+    with ``evict``, the oldest waiting connection of the peer holding the
+    most is cut to make room (new connections are parked, ``wire.parking``,
+    until their headers are in, so only those that sent none are cut).
+    Requests in flight are capped (``slots``,
+    which handlers take before reading a body) and request bodies held in
+    memory share a byte budget (``bodies``), unless ``max_in_flight`` and
+    ``body_budget`` are ``None`` (the service budgets each caller's own).
+    Every request has one deadline for its headers and body
+    (``request_timeout``). Only ``allowed_hosts`` are served.
     """
 
     daemon_threads = True
@@ -67,38 +80,89 @@ class GuardedHTTPServer(ThreadingHTTPServer):
         request_timeout: float,
         write_timeout: float,
         max_connections: int,
-        max_in_flight: int,
-        body_budget: int,
+        max_in_flight: int | None,
+        body_budget: int | None,
+        max_per_peer: int | None = None,
+        evict: bool = False,
     ) -> None:
         # Before binding: socketserver calls server_close when the bind fails, which closes the lingerer.
         self.lingerer = Lingerer()
+        self.handler_class = handler
+        self.parking: Parking | None = None
+        if evict:
+            # A listen queue long enough for a burst while the accept loop catches up (the kernel caps it).
+            self.request_queue_size = 4096
         super().__init__(address, handler)
         self.log = log
         self.request_timeout = request_timeout
         self.write_timeout = write_timeout
-        self.max_connections = max_connections
-        self.slots = threading.BoundedSemaphore(max_in_flight)
-        self.bodies = ByteBudget(body_budget)
+        self.refusals = RefusalLog(log)
+        self.pool = ConnectionPool(max_connections, max_per_peer, evict=evict, on_cut=self._cut)
+        self.slots = None if max_in_flight is None else threading.BoundedSemaphore(max_in_flight)
+        self.bodies = None if body_budget is None else ByteBudget(body_budget)
         self.allowed_hosts = frozenset(allowed_hosts)
-        self.connections = 0
-        self._connections_lock = threading.Lock()
         self._refusal = connection_refusal
+        if evict:
+            # Eviction needs to know which connections have sent their headers: they are parked until then.
+            self.parking = Parking(timeout=request_timeout, header_limit=MAX_HEADER_BYTES, ready=self._start_handler,
+                                   answer=self._answer_parked, forget=self._forget_parked, trim=self.pool.trim,
+                                   try_read=self.pool.try_read)
+            self.pool.on_room = self.parking.wake
 
     def process_request(self, request: Any, client_address: Any) -> None:
         """Start a thread for the connection, or, at the cap, answer 503 from here and let it go."""
-        with self._connections_lock:
-            refuse = self.connections >= self.max_connections
-            if not refuse:
-                self.connections += 1
-        if refuse:
+        connection = self.pool.enter(request, str(client_address[0]), parked=self.parking is not None)
+        if connection is None:
+            self.refusals.note(f"peer {client_address[0]}", HTTPStatus.SERVICE_UNAVAILABLE,
+                               "too many connections waiting to be authenticated")
             self._refuse_connection(request)
+            return
+        if self.parking is not None:
+            self.parking.park(connection, client_address)
             return
         try:
             super().process_request(request, client_address)
         except BaseException:
-            with self._connections_lock:
-                self.connections -= 1
+            self.pool.leave(request)
             raise
+
+    def _start_handler(self, connection: Connection, client_address: Any) -> None:
+        """A parked connection's headers are in (and it has a reader's place): its handler thread from here on."""
+        try:
+            super().process_request(connection.sock, client_address)
+        except Exception as exc:  # no thread to be had: the connection goes, the server stays
+            self.log(f"could not start a handler: {exc!r}")
+            self._forget_parked(connection)
+
+    def _answer_parked(self, connection: Connection, status: int, message: str) -> None:
+        """Refuse a parked connection (it has no handler): one answer, then it lingers until read."""
+        content_type, data = self.handler_class.error_body(HTTPStatus(status), message, status >= 500)
+        extra = {"Connection": "close"}
+        if status == HTTPStatus.SERVICE_UNAVAILABLE:
+            extra["Retry-After"] = str(RETRY_AFTER_SEC)
+        else:
+            self.refusals.note(connection.who, status, message)  # a cut was noted when it was made
+        self.pool.leave(connection.sock)
+        try:
+            # A fresh socket's send buffer takes these few hundred bytes at once.
+            connection.sock.send(response_bytes(status, content_type, data, extra))
+            connection.sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            connection.sock.close()
+            return
+        self.lingerer.adopt(connection.sock)
+
+    def _forget_parked(self, connection: Connection) -> None:
+        self.pool.leave(connection.sock)
+        connection.sock.close()
+
+    def _cut(self, connection: Connection) -> None:
+        status, message = connection.ended or (0, "")
+        self.refusals.note(connection.who, status, message)
+
+    def service_actions(self) -> None:
+        """Between accepts (``serve_forever`` calls it): log the refusals counted in the last minute."""
+        self.refusals.flush()
 
     def _refuse_connection(self, request: socket.socket) -> None:
         # A fresh socket's send buffer takes these few hundred bytes at once;
@@ -112,17 +176,16 @@ class GuardedHTTPServer(ThreadingHTTPServer):
             return
         self.lingerer.adopt(request)
 
-    def process_request_thread(self, request: Any, client_address: Any) -> None:
-        """As the base class; the connection's place under the cap is given back when it ends."""
-        try:
-            super().process_request_thread(request, client_address)
-        finally:
-            with self._connections_lock:
-                self.connections -= 1
+    def shutdown_request(self, request: Any) -> None:
+        """Forget the connection, then close it (in that order: see ``ConnectionPool.leave``)."""
+        self.pool.leave(request)
+        super().shutdown_request(request)
 
     def server_close(self) -> None:
-        """Close the listening socket and every connection still lingering."""
+        """Close the listening socket and every connection still parked or lingering."""
         super().server_close()
+        if self.parking is not None:
+            self.parking.close()
         self.lingerer.close()
 
     def handle_error(self, request: Any, client_address: Any) -> None:
@@ -146,7 +209,8 @@ class GuardedHandler(BaseHTTPRequestHandler):
     allowed_methods = "GET, POST"
     _headers_buffer: list[bytes]  # the base class's status line and headers, not yet written
 
-    def error_body(self, status: HTTPStatus, message: str, server_fault: bool) -> tuple[str, bytes]:
+    @classmethod
+    def error_body(cls, status: HTTPStatus, message: str, server_fault: bool) -> tuple[str, bytes]:
         """A refusal's content type and body; ``server_fault`` for our side's failures (busy, internal)."""
         return "text/plain; charset=utf-8", (message + "\n").encode("utf-8")
 
@@ -154,11 +218,15 @@ class GuardedHandler(BaseHTTPRequestHandler):
         """Read the socket through a ``DeadlineReader``: one deadline per request, bounded headers."""
         super().setup()
         self.rfile.close()
-        self.reader = DeadlineReader(self.connection)
+        # The pool's record of this connection (a handler made outside the accept loop has its own).
+        self.pool_entry = self.server.pool.of(self.request) or Connection(self.request, str(self.client_address[0]))
+        self.reader = DeadlineReader(self.connection, self.pool_entry.prefix)
+        self.pool_entry.prefix = b""
         self.buffered = io.BufferedReader(self.reader)
         self.rfile = self.buffered
         self.responded = False
         self.linger = False
+        self.requests_begun = 0
 
     def finish(self) -> None:
         """Close the streams; a connection refused with input unread lingers until the client has read why."""
@@ -209,8 +277,19 @@ class GuardedHandler(BaseHTTPRequestHandler):
 
     def refuse(self, status: HTTPStatus, message: str, extra: dict[str, str] | None = None, *,
                server_fault: bool = False) -> None:
-        """Answer an error and close the connection, draining what the client may still be sending."""
+        """Answer an error and close the connection, draining what the client may still be sending.
+
+        A connection the pool cut is answered why it was cut, whatever its
+        handler was about to say (its read ended because of the cut).
+        """
         self.close_connection = True
+        if self.pool_entry.ended is not None:
+            cut_status, message = self.pool_entry.ended
+            status = HTTPStatus(cut_status)
+            server_fault = status >= 500
+            extra = {"Retry-After": str(RETRY_AFTER_SEC)} if status == HTTPStatus.SERVICE_UNAVAILABLE else {}
+        else:
+            self.server.refusals.note(self.pool_entry.who, status, message)
         content_type, data = self.error_body(status, message, server_fault)
         self.send_body(status, content_type, data, {**(extra or {}), "Connection": "close"})
 
@@ -220,9 +299,14 @@ class GuardedHandler(BaseHTTPRequestHandler):
 
     def handle_one_request(self) -> None:
         """Read and answer one request under its deadline; never leave a request unanswered by an exception."""
-        self.reader.start(self.server.request_timeout, MAX_HEADER_BYTES)
         self.responded = False
         self.close_connection = True
+        self.requests_begun += 1
+        if self.requests_begun > 1 and not self.server.pool.wait_again(self.pool_entry):
+            return  # a kept-alive connection finds the pool full: closed, as an idle one would be
+        # The first request of a parked connection keeps the deadline it had while parked.
+        self.reader.start(self.server.request_timeout, MAX_HEADER_BYTES,
+                          self.pool_entry.deadline if self.requests_begun == 1 else None)
         begun = False
         try:
             # Bytes of this request may sit in the buffer already (sent in one go behind the last one),
@@ -242,6 +326,9 @@ class GuardedHandler(BaseHTTPRequestHandler):
         except Exception as exc:  # never a traceback to the client, never a request without an answer
             self.server.log(f"internal error answering a request: {exc!r}")
             self._last_word(HTTPStatus.INTERNAL_SERVER_ERROR, "internal error")
+        if self.pool_entry.ended is not None and not self.responded:
+            # Cut while waiting for a request (its read ended at once): told why, if the client still reads.
+            self._last_word(HTTPStatus(self.pool_entry.ended[0]), self.pool_entry.ended[1])
 
     def _last_word(self, status: HTTPStatus, message: str) -> None:
         self.close_connection = True

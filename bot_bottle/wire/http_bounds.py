@@ -12,9 +12,8 @@ holding the server's threads or memory or reaching a handler as an exception:
   the refusal the client has not read yet; one thread drains such sockets
   for a moment first.
 - ``ByteBudget``: a counter of request-body bytes held in memory at once.
-- Strict parsers: ``parse_content_length``, ``parse_authority`` (Host),
-  ``parse_origin``, and ``nesting_exceeds`` (JSON depth, checked without
-  recursion, in linear time, before ``json.loads`` recurses).
+- Strict parsers: ``parse_content_length``, ``parse_authority`` (Host) and
+  ``parse_origin``. What a JSON body may hold is ``wire.json_bounds``'s.
 """
 
 from __future__ import annotations
@@ -38,11 +37,6 @@ MAX_CONTENT_LENGTH_DIGITS = 10
 _DIGITS_RE = re.compile(f"[0-9]{{1,{MAX_CONTENT_LENGTH_DIGITS}}}")
 _PORT_RE = re.compile(r"[0-9]{1,5}")
 _NAME_RE = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*")
-# A JSON string: to its closing quote, or to the end of the text when it has
-# none, so that no match ever fails and the scan stays linear.
-_JSON_STRING_RE = re.compile(r'"(?:[^"\\]++|\\.)*+(?:"|\Z)', re.DOTALL)
-_NOT_BRACKETS_RE = re.compile(r"[^\[\]{}]+")
-_CLOSERS = {"]": "[", "}": "{"}
 
 
 
@@ -54,18 +48,22 @@ class DeadlineReader(io.RawIOBase):
     limit (the body is bounded by its Content-Length instead). Each read sets
     the socket's timeout to what is left of the deadline, so a client that
     sends one byte every few seconds is cut off at the deadline all the same.
+    ``prefix`` is what was read from the socket before (``wire.parking``):
+    it is read first, as if it came from the socket.
     """
 
-    def __init__(self, sock: socket.socket) -> None:
+    def __init__(self, sock: socket.socket, prefix: bytes = b"") -> None:
         super().__init__()
         self._sock = sock
+        self._prefix = memoryview(prefix)
         self._deadline = float("inf")
         self._limit: int | None = None
         self.received = 0  # bytes of the current request so far
 
-    def start(self, seconds: float, header_limit: int) -> None:
-        """Arm the deadline (``seconds`` from now) and the header byte limit for the next request."""
-        self._deadline = time.monotonic() + seconds
+    def start(self, seconds: float, header_limit: int, deadline: float | None = None) -> None:
+        """Arm the deadline (``seconds`` from now, or the monotonic ``deadline`` given) and the header byte
+        limit for the next request."""
+        self._deadline = time.monotonic() + seconds if deadline is None else deadline
         self._limit = header_limit
         self.received = 0
 
@@ -88,6 +86,12 @@ class DeadlineReader(io.RawIOBase):
             if room <= 0:
                 raise HeadersTooLarge(f"the request line and headers are over {self._limit} bytes")
             view = view[:room]
+        if self._prefix:
+            count = min(len(view), len(self._prefix))
+            view[:count] = self._prefix[:count]
+            self._prefix = self._prefix[count:]
+            self.received += count
+            return count
         self._sock.settimeout(remaining)
         try:
             count = self._sock.recv_into(view)
@@ -307,45 +311,3 @@ def parse_origin(value: str) -> tuple[str, str] | None:
     if not separator or not re.fullmatch(r"[a-zA-Z][a-zA-Z0-9+.-]{0,31}", scheme):
         raise ValueError("not scheme://host[:port]")
     return scheme.lower(), parse_authority(authority.removesuffix("/"))
-
-
-def nesting_exceeds(text: str, limit: int) -> bool:
-    """True when the JSON ``text`` nests arrays and objects more than ``limit`` deep.
-
-    Linear and without recursion, so it can run before ``json.loads``
-    (which recurses once per level) on any input. Brackets inside strings do
-    not count. Text that is not balanced JSON answers False unless it is
-    already deeper than ``limit``: ``json.loads`` then reports it.
-    """
-    if text.count("[") + text.count("{") <= limit:
-        return False
-    brackets = _NOT_BRACKETS_RE.sub("", _JSON_STRING_RE.sub("", text))
-    if re.search(f"[\\[{{]{{{limit + 1}}}", brackets):
-        return True  # more than `limit` openers in a row: found at C speed, the common attack
-    # Each pass removes every innermost pair, so balanced brackets nested at
-    # most `limit` deep are gone after `limit` passes, at C speed.
-    passes_done = True
-    for _ in range(limit):
-        if not brackets:
-            return False
-        # The marker keeps "{[]}" from losing two levels in one pass.
-        shorter = brackets.replace("[]", "\0").replace("{}", "\0").replace("\0", "")
-        if shorter == brackets:
-            passes_done = False  # no adjacent pair left: unbalanced, or a run of openers
-            break
-        brackets = shorter
-    if not brackets:
-        return False
-    # Short in practice: with no adjacent pair left, a mismatch or more than
-    # `limit` openers in a row ends the scan within `limit` + 2 characters.
-    # After `limit` passes, what is left is more than `limit` deep if it is
-    # balanced at all.
-    stack: list[str] = []
-    for char in brackets:
-        if char in "[{":
-            stack.append(char)
-            if len(stack) > limit:
-                return True
-        elif not stack or stack.pop() != _CLOSERS[char]:
-            return False
-    return not stack and passes_done

@@ -25,15 +25,16 @@ from http import HTTPStatus
 from typing import Any, Protocol
 
 from bot_bottle import __version__
-from bot_bottle.errors import BotBottleError, Unauthorized, ValidationError
+from bot_bottle.errors import BotBottleError, RetryLater, Unauthorized, ValidationError
 from bot_bottle.wire.guarded_server import (
     RETRY_AFTER_SEC,
     GuardedHandler,
     GuardedHTTPServer,
     response_bytes,
 )
-from bot_bottle.wire.http_bounds import nesting_exceeds, parse_authority, parse_content_length
-from bot_bottle.wire.jsonrpc import INTERNAL_ERROR, INVALID_REQUEST, PARSE_ERROR, rpc_error
+from bot_bottle.wire.http_bounds import parse_authority, parse_content_length
+from bot_bottle.wire.json_bounds import shape_problem
+from bot_bottle.wire.jsonrpc import BUSY, INTERNAL_ERROR, INVALID_REQUEST, PARSE_ERROR, UNAUTHORIZED, rpc_error
 from bot_bottle.wire.signing import AUTH_SCHEME
 
 # MCP's protocol versions this transport serves, newest first (the MCP-Protocol-Version header).
@@ -48,6 +49,9 @@ MAX_CONNECTIONS = 256  # open connections, one thread each; more are answered 50
 MAX_CONCURRENT_REQUESTS = 128  # requests read or waiting for a decision at once; more are answered 503
 BODY_BUDGET_BYTES = 32 * 1024 * 1024  # request bodies in memory at once (8 of the largest)
 MAX_JSON_DEPTH = 32  # MCP messages nest a handful of levels; json.loads recurses once per level
+# Values (arrays, objects, scalars) in one message: ours carry dozens. Each is a Python object of up to a
+# few hundred bytes, so this bounds what parsing a body may take (some 3 MiB) whatever its shape.
+MAX_JSON_VALUES = 10_000
 SIDECAR_HOSTNAME = "supervise"  # the name backends give the sidecar on the bottle's network
 # The names the server answers to unless --allowed-host adds more.
 DEFAULT_ALLOWED_HOSTS = (SIDECAR_HOSTNAME, "localhost", "127.0.0.1", "::1")
@@ -60,7 +64,14 @@ class JsonRpcService(Protocol):
         """Write one line to the server's log."""
 
     def authorize(self, headers: Message) -> object:
-        """Who sent the request, from its headers, before its body is read; raises ``Unauthorized``."""
+        """Who sent the request, from its headers, before its body is read.
+
+        Raises ``Unauthorized`` (401), or ``RetryLater`` (503: the caller is
+        genuine but must send the request again, freshly signed).
+        """
+
+    def name(self, principal: object) -> str | None:
+        """Who ``principal`` is, for the log (``None``: the peer's address says it)."""
 
     def check_body(self, principal: object, body: bytes) -> None:
         """Accept the request's body as sent, or raise ``Unauthorized`` (it is not what was authorized)."""
@@ -68,11 +79,12 @@ class JsonRpcService(Protocol):
     def sign(self, principal: object, status: int, body: bytes) -> dict[str, str]:
         """Headers that prove the answer comes from this server (none where nothing needs proving)."""
 
-    def admit(self, principal: object) -> str | None:
-        """Take one of ``principal``'s places for a request in flight: ``None``, or why it must retry (503)."""
+    def admit(self, principal: object, length: int) -> str | None:
+        """Take one of ``principal``'s places for a request in flight and ``length`` bytes of its body budget:
+        ``None``, or why it must retry (503)."""
 
-    def leave(self, principal: object) -> None:
-        """Give back the place ``admit`` took."""
+    def leave(self, principal: object, length: int) -> None:
+        """Give back what ``admit`` took."""
 
     def handle(self, message: object, principal: object) -> tuple[dict[str, Any] | None, Callable[[], None] | None]:
         """The answer to ``message`` (``None`` for a notification) and what to run once it is sent."""
@@ -95,11 +107,13 @@ def normalize_allowed_host(name: str) -> str:
 class SuperviseHTTPServer(GuardedHTTPServer):
     """The guarded threaded server (``wire.guarded_server``) carrying a ``JsonRpcService``.
 
-    Open connections are capped (``max_connections``, one thread each; the
-    next is answered 503 by the accept loop itself), requests in flight are
+    Connections waiting to be authenticated are capped (``max_connections``,
+    ``max_per_peer``; one thread each; the next is answered 503 by the accept
+    loop itself, or with ``evict`` the oldest is cut), requests in flight are
     capped (``max_in_flight``, checked before a body is read), request bodies
-    held in memory share a byte budget, and every request has one deadline
-    for its headers and body (``request_timeout``).
+    held in memory share a byte budget (both ``None`` where the service
+    budgets each caller: the relay), and every request has one deadline for
+    its headers and body (``request_timeout``).
     """
 
     def __init__(
@@ -110,8 +124,10 @@ class SuperviseHTTPServer(GuardedHTTPServer):
         request_timeout: float = REQUEST_TIMEOUT_SEC,
         write_timeout: float = WRITE_TIMEOUT_SEC,
         max_connections: int = MAX_CONNECTIONS,
-        max_in_flight: int = MAX_CONCURRENT_REQUESTS,
-        body_budget: int = BODY_BUDGET_BYTES,
+        max_in_flight: int | None = MAX_CONCURRENT_REQUESTS,
+        body_budget: int | None = BODY_BUDGET_BYTES,
+        max_per_peer: int | None = None,
+        evict: bool = False,
         allowed_hosts: Sequence[str] = (),
         software: str = "bot-bottle-supervise",
     ) -> None:
@@ -125,7 +141,7 @@ class SuperviseHTTPServer(GuardedHTTPServer):
             allowed_hosts=frozenset(DEFAULT_ALLOWED_HOSTS) | {normalize_allowed_host(h) for h in allowed_hosts},
             connection_refusal=refusal, log=service.log, request_timeout=request_timeout,
             write_timeout=write_timeout, max_connections=max_connections, max_in_flight=max_in_flight,
-            body_budget=body_budget,
+            body_budget=body_budget, max_per_peer=max_per_peer, evict=evict,
         )
         self.service = service
         self.software = f"{software}/{__version__}"
@@ -146,7 +162,8 @@ class SuperviseHandler(GuardedHandler):
         """The Server header: which of bot-bottle's servers answers."""
         return self.server.software
 
-    def error_body(self, status: HTTPStatus, message: str, server_fault: bool) -> tuple[str, bytes]:
+    @classmethod
+    def error_body(cls, status: HTTPStatus, message: str, server_fault: bool) -> tuple[str, bytes]:
         """A JSON-RPC error object: internal error for our side's failures, invalid request for the client's."""
         body = rpc_error(None, INTERNAL_ERROR if server_fault else INVALID_REQUEST, message)
         return "application/json", json.dumps(body, ensure_ascii=False).encode("utf-8")
@@ -158,6 +175,7 @@ class SuperviseHandler(GuardedHandler):
     def _refuse(self, status: HTTPStatus, code: int, message: str, extra: dict[str, str] | None = None) -> None:
         """Answer a JSON-RPC error with ``code`` and close the connection, draining what the client still sends."""
         self.close_connection = True
+        self.server.refusals.note(self.pool_entry.who, status, message)
         self._send_json(status, rpc_error(None, code, message), {**(extra or {}), "Connection": "close"})
 
     def do_GET(self) -> None:
@@ -189,12 +207,22 @@ class SuperviseHandler(GuardedHandler):
         if version is not None and version not in SUPPORTED_PROTOCOL_VERSIONS:
             self._refuse(HTTPStatus.BAD_REQUEST, INVALID_REQUEST, f"unsupported MCP-Protocol-Version {version[:40]!r}")
             return
+        busy = {"Retry-After": str(RETRY_AFTER_SEC)}
+        service = self.server.service
         try:
-            # Before anything of the body is read or counted: a caller without credentials holds nothing.
-            principal = self.server.service.authorize(self.headers)
+            # Before anything of the body is read or counted: a caller without credentials holds nothing
+            # but its place among the connections waiting to be authenticated.
+            principal = service.authorize(self.headers)
         except Unauthorized as exc:
             self._refuse(HTTPStatus.UNAUTHORIZED, INVALID_REQUEST, str(exc), {"WWW-Authenticate": AUTH_SCHEME})
             return
+        except RetryLater as exc:
+            self._refuse(HTTPStatus.SERVICE_UNAVAILABLE, INTERNAL_ERROR, str(exc), busy)
+            return
+        name = service.name(principal)
+        if name is not None:
+            # From here the connection is the caller's, counted in its own budgets, not in the pool.
+            self.server.pool.charge(self.pool_entry, principal, name)
         try:
             length = parse_content_length(self.headers.get_all("Content-Length") or [])
         except ValueError as exc:
@@ -210,49 +238,59 @@ class SuperviseHandler(GuardedHandler):
             return
         # Every limit is taken before the body is read, so refused bodies never reach memory. The
         # principal's own first: one caller trickling bodies cannot hold every place in flight.
-        busy = {"Retry-After": str(RETRY_AFTER_SEC)}
-        why = self.server.service.admit(principal)
+        why = service.admit(principal, length)
         if why is not None:
             self._refuse(HTTPStatus.SERVICE_UNAVAILABLE, INTERNAL_ERROR, why, busy)
             return
         try:
             self._within_slots(length, principal, busy)
         finally:
-            self.server.service.leave(principal)
+            service.leave(principal, length)
 
     def _within_slots(self, length: int, principal: object, busy: dict[str, str]) -> None:
-        if not self.server.slots.acquire(blocking=False):
+        """The server's own caps, where it has them (the relay's are each bottle's, taken by ``admit``)."""
+        slots, bodies = self.server.slots, self.server.bodies
+        if slots is not None and not slots.acquire(blocking=False):
             self._refuse(HTTPStatus.SERVICE_UNAVAILABLE, INTERNAL_ERROR, "too many requests in flight; retry", busy)
             return
         try:
-            if not self.server.bodies.take(length):
+            if bodies is not None and not bodies.take(length):
                 self._refuse(HTTPStatus.SERVICE_UNAVAILABLE, INTERNAL_ERROR,
                              "too many request bytes in flight; retry", busy)
                 return
             try:
                 self._answer(length, principal)
             finally:
-                self.server.bodies.give(length)
+                if bodies is not None:
+                    bodies.give(length)
         finally:
-            self.server.slots.release()
+            if slots is not None:
+                slots.release()
 
-    def _read_message(self, length: int, principal: object) -> tuple[object, dict[str, Any] | None]:
-        """The body parsed as JSON, or the JSON-RPC error to answer instead (``Unauthorized`` is raised)."""
+    def _read_message(self, length: int, principal: object) -> tuple[object, tuple[HTTPStatus, dict[str, Any]] | None]:
+        """The body parsed as JSON, or the status and JSON-RPC error to answer instead (``Unauthorized`` is
+        raised)."""
         body = self.rfile.read(length)
         if len(body) < length:
-            return None, rpc_error(None, INVALID_REQUEST, f"the body ended after {len(body)} of {length} bytes")
+            if self.pool_entry.ended is not None:  # cut: its caller's credential was revoked meanwhile
+                raise Unauthorized(self.pool_entry.ended[1])
+            return None, (HTTPStatus.BAD_REQUEST,
+                          rpc_error(None, INVALID_REQUEST, f"the body ended after {len(body)} of {length} bytes"))
         self.server.service.check_body(principal, body)
         try:
             text = body.decode("utf-8")
         except UnicodeDecodeError:
-            return None, rpc_error(None, PARSE_ERROR, "parse error: the body is not UTF-8")
+            return None, (HTTPStatus.BAD_REQUEST, rpc_error(None, PARSE_ERROR, "parse error: the body is not UTF-8"))
         del body
-        if nesting_exceeds(text, MAX_JSON_DEPTH):
-            return None, rpc_error(None, PARSE_ERROR, f"parse error: JSON nested deeper than {MAX_JSON_DEPTH} levels")
+        problem = shape_problem(text, MAX_JSON_DEPTH, MAX_JSON_VALUES)
+        if problem is not None:
+            # Refused before parsing; more values than a request may hold is a body too large to take.
+            status = HTTPStatus.REQUEST_ENTITY_TOO_LARGE if problem.too_large else HTTPStatus.BAD_REQUEST
+            return None, (status, rpc_error(None, PARSE_ERROR, f"parse error: {problem.message}"))
         try:
             return json.loads(text), None
         except (ValueError, RecursionError):
-            return None, rpc_error(None, PARSE_ERROR, "parse error: the body is not JSON")
+            return None, (HTTPStatus.BAD_REQUEST, rpc_error(None, PARSE_ERROR, "parse error: the body is not JSON"))
 
     def _answer(self, length: int, principal: object) -> None:
         try:
@@ -262,7 +300,8 @@ class SuperviseHandler(GuardedHandler):
             return
         if refusal is not None:
             self.close_connection = True
-            self._send_json(HTTPStatus.BAD_REQUEST, refusal, {"Connection": "close"})
+            self.server.refusals.note(self.pool_entry.who, refusal[0], str(refusal[1]["error"]["message"]))
+            self._send_json(refusal[0], refusal[1], {"Connection": "close"})
             return
         if isinstance(message, list):
             self._send_json(HTTPStatus.BAD_REQUEST, rpc_error(None, INVALID_REQUEST, "batches are not supported"))
@@ -272,6 +311,10 @@ class SuperviseHandler(GuardedHandler):
             self._send_json(HTTPStatus.ACCEPTED, None)
             return
         status = HTTPStatus.BAD_REQUEST if response.get("id") is None and "error" in response else HTTPStatus.OK
+        error = response.get("error")
+        if isinstance(error, dict) and error.get("code") in (BUSY, UNAUTHORIZED):
+            # Told to retry, or refused as revoked: refusals too, though answered in JSON-RPC.
+            self.server.refusals.note(self.pool_entry.who, status, str(error.get("message", "")))
         data = json.dumps(response, ensure_ascii=False).encode("utf-8")
         self.send_body(status, "application/json", data, self.server.service.sign(principal, status, data) or None)
         if after is not None:

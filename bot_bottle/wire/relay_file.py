@@ -15,9 +15,9 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
-from bot_bottle.connection import DIR_MODE, FILE_MODE
+from bot_bottle.connection import FILE_MODE
 from bot_bottle.errors import MissingMount, ValidationError
-from bot_bottle.paths import DB_DIR_IN_CONTAINER
+from bot_bottle.paths import DB_DIR_IN_CONTAINER, private_dir
 from bot_bottle.records import validate_queue_key
 
 TOKEN_BYTES = 32  # 256 bits, from the operating system's CSPRNG
@@ -61,8 +61,7 @@ class RelayEndpoint:
 
 def write_endpoint_file(directory: Path, endpoint: RelayEndpoint) -> Path:
     """Write ``relay.json`` into ``directory`` (made 0700), whole or not at all (0600, renamed into place)."""
-    directory.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
-    directory.chmod(DIR_MODE)
+    private_dir(directory)
     target = directory / RELAY_FILENAME
     temporary = directory / f".{RELAY_FILENAME}.{secrets.token_hex(4)}"
     fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)

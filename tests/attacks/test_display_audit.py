@@ -23,7 +23,7 @@ from bot_bottle.queue_store import QueueStore
 from bot_bottle.records import STATUS_APPROVED, TOOL_EGRESS_ALLOW, TOOL_EGRESS_BLOCK, TOOL_GITLEAKS_ALLOW
 from bot_bottle.schema import migrate
 from bot_bottle.text import terminal
-from tests.helpers.support import REPO, TempDirTest
+from tests.helpers.support import REPO, TempDirTest, file_as_a_sidecar
 from tests.helpers.terminal import Terminal
 
 
@@ -176,10 +176,12 @@ class WideningSpellingsTest(TempDirTest):
     def test_a_route_with_a_key_given_twice_is_not_shown_as_one_reading_of_it(self) -> None:
         """'paths' twice: Python keeps the last ('/x'), a first-wins reader the first ('/'): shown as invalid."""
         route = '{"host": "a.example", "paths": ["/"], "paths": ["/x"]}\n'
-        proposal = self.store.submit("web-1", TOOL_EGRESS_ALLOW, route, "docs")
+        with self.assertRaises(ValidationError):  # submit() refuses it; a sidecar writes it into the file
+            self.store.submit("web-1", TOOL_EGRESS_ALLOW, route, "docs")
+        proposal = file_as_a_sidecar(self.db, "web-1", TOOL_EGRESS_ALLOW, route, "docs")
         lines = self.show(proposal.short_id)
         self.assertIn("WARNING: this is not a valid route", "\n".join(lines))
-        self.assertNotIn("  paths  /x", lines)
+        self.assertNotIn("  paths   /x", lines)
         with self.assertRaises(ValidationError):
             validate_final_file(TOOL_EGRESS_ALLOW, route)
 

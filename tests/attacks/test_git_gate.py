@@ -16,7 +16,7 @@ from pathlib import Path
 
 from bot_bottle.queue_store import QueueStore
 from tests.helpers.corpus import recoverable, spellings
-from tests.helpers.git_remote import SharedRemote, SharedRemoteTest, github_token
+from tests.helpers.git_remote import GateAttackCase, SharedRemote, github_token
 
 # An AWS access key id (gitleaks' aws-access-token rule): 20 characters, so it
 # fits a SHA-1 object id exactly. Built at run time so this file carries none.
@@ -47,7 +47,7 @@ def push_pack(shared: SharedRemote, new: str, ref: str, objects: list[str]) -> s
     return subprocess.CompletedProcess(process.args, process.returncode, out, err)
 
 
-class GateAttackTest(SharedRemoteTest):
+class GateAttackTest(GateAttackCase):
     """Pushes that smuggle a token in a place git shows but the gate did not read as git shows it.
 
     Each test pushes to a branch of its own, so one attack that got through
@@ -55,26 +55,6 @@ class GateAttackTest(SharedRemoteTest):
     """
 
     folder_prefix = "bb-attack-"
-
-    def assert_refused(self, refspec: str, says: str) -> str:
-        """The push fails with a git-gate line containing ``says``; the remote's refs stay as they were."""
-        before = self.shared.remote_refs()
-        result = self.shared.push(refspec)
-        gate = [line for line in result.stderr.splitlines() if "git-gate:" in line]
-        self.assertNotEqual(result.returncode, 0, result.stderr)
-        self.assertTrue(gate, result.stderr)
-        self.assertIn("push refused", gate[-1])
-        self.assertIn(says, gate[-1])
-        self.assertEqual(self.shared.remote_refs(), before)
-        return gate[-1]
-
-    def filed_findings(self, head: str, branch: str) -> list[dict[str, object]]:
-        """Push ``head`` (its tokens marked gitleaks:allow): held for the operator; the proposal's findings."""
-        self.assert_refused(f"{head}:refs/heads/{branch}", says="no decision within 0 s")
-        with QueueStore(self.shared.db) as store:
-            (proposal,) = [p for p in store.pending("web-1") if head in p.payload]
-        findings: list[dict[str, object]] = json.loads(proposal.payload)["findings"]
-        return findings
 
     def test_key_id_as_a_submodule_commit_id(self) -> None:
         """A gitlink's id is never checked: 20 bytes an AWS key id fits, shown as hex by ls-tree. Refused."""
@@ -257,8 +237,8 @@ class GateAttackTest(SharedRemoteTest):
         self.shared.git("clone", "-q", "-b", "checkout", str(self.shared.work), str(clone))
         for name in blobs:
             self.assertIn(token.encode(), (clone / name).read_bytes(), f"a clone writes the token into {name}")
-        says = "github-pat in b.txt (checked out as IBM037 (working-tree-encoding)):1 (commit"
-        self.assertIn("and 1 more", self.assert_refused(f"{head}:refs/heads/checkout", says=says))  # a.txt
+        says = "github-pat in a.txt (checked out as UTF-16BE (working-tree-encoding)):1 (commit"
+        self.assertIn("and 1 more", self.assert_refused(f"{head}:refs/heads/checkout", says=says))  # b.txt
         # The attributes pushed first, alone (clean); the file next: still refused.
         first = self.shared.commit_with({".gitattributes": b"*.c working-tree-encoding=IBM1047\n"})
         self.assertEqual(self.shared.push(f"{first}:refs/heads/checkout-later").returncode, 0)

@@ -149,52 +149,71 @@ class RelaySlowClientTest(RelayHostileCase):
         self.assertTrue(wait_until(lambda: proc_status(self.server.pid)["Threads"] <= idle["Threads"] + 1, 15))
         self.assert_alive_and_clean()
 
-    def test_a_connection_flood_is_refused_beyond_the_cap(self) -> None:
-        """300 idle connections against a cap of 32: the rest get 503 with Retry-After; then it recovers."""
+    def test_a_connection_flood_is_cut_beyond_the_pool(self) -> None:
+        """300 idle connections from one peer against a pool of 32 (8 a peer): all but 8 are closed, without a
+        word (they sent nothing) or, past 8 times the pool at once, with 503; threads never grow; then it
+        serves as before."""
         self.serve("--request-timeout", "2", "--max-connections", "32")
-        socks = [socket.create_connection(("127.0.0.1", self.port), timeout=10) for _ in range(300)]
-        refused = 0
-        for sock in socks:
-            sock.settimeout(0.05)
-            received = b""
-            with contextlib.suppress(TimeoutError):
-                while chunk := sock.recv(4096):
-                    received += chunk
-            answer = parse_answer(received)
-            if answer is not None:
-                self.assertEqual((answer.status, answer.headers.get("retry-after")), (503, "1"))
-                refused += 1
-        self.assertGreaterEqual(refused, 300 - 32)
+        idle = proc_status(self.server.pid)
+        with Sampler(self.server.pid) as sampler:
+            socks = [socket.create_connection(("127.0.0.1", self.port), timeout=10) for _ in range(300)]
+            time.sleep(0.5)
+            closed = 0
+            for sock in socks:
+                sock.settimeout(0.05)
+                received = b""
+                with contextlib.suppress(TimeoutError):
+                    while chunk := sock.recv(4096):
+                        received += chunk
+                    closed += 1
+                answer = parse_answer(received)
+                if answer is not None:  # past 8 times the pool at once: refused by the accept loop itself
+                    self.assertEqual((answer.status, answer.headers.get("retry-after")), (503, "1"))
+        self.assertGreaterEqual(closed, 300 - 8)  # a quarter of the pool per peer is kept
+        # Parked, not a thread each: the flood never added a thread.
+        self.assertLessEqual(sampler.peak["Threads"], idle["Threads"] + 1)
         for sock in socks:
             sock.close()
-        self.assertTrue(wait_until(lambda: proc_status(self.server.pid)["Threads"] <= 4, 15))
+        answer, _ = exchange(self.port, self.authed(relay_call("hello", {})))
+        self.assertEqual(answer.status if answer else None, 200)
         self.assert_alive_and_clean()
 
 
 class RelayLoadTest(RelayHostileCase):
     def test_a_thousand_concurrent_filings_are_each_answered(self) -> None:
-        """1,000 filings at once: each filed once (200) or refused cleanly (503 with Retry-After), none lost."""
+        """1,000 filings at once: each filed once (200), told to retry (503, or busy past its writes), or cut
+        before a byte of it was read (closed without a word: the client connects all of them before it sends
+        anything, and the pool keeps 32 idle ones a peer); none lost, none filed twice, threads bounded."""
         count = 1000
         self.serve("--max-pending", str(count))
         calls = [self.authed(relay_call("submit", {"tool": TOOL_EGRESS_ALLOW, "payload": f'{{"host": "h{i}"}}',
                                                    "justification": "load"}, i)) for i in range(count)]
+        idle = proc_status(self.server.pid)
         with Sampler(self.server.pid) as sampler:
             raws = concurrent_exchanges(self.port, calls, timeout=120)
-        filed, busy = set(), 0
+        filed, busy, cut = set(), 0, 0
         for index, raw in enumerate(raws):
+            if raw == b"":
+                cut += 1
+                continue
             answer = parse_answer(raw)
-            assert answer is not None, f"call {index} got no answer: {raw[:200]!r}"
+            assert answer is not None, f"call {index} got no whole answer: {raw[:200]!r}"
             if answer.status == 503:
                 self.assertEqual(answer.headers.get("retry-after"), "1")
                 busy += 1
                 continue
             self.assertEqual(answer.status, 200, answer.body)
-            result = json.loads(answer.body)["result"]
+            document = json.loads(answer.body)
+            if document.get("error", {}).get("code") == BUSY:  # over the bottle's writes a second: retry
+                busy += 1
+                continue
+            result = document["result"]
             self.assertEqual((result["queue_key"], result["payload"]), ("web-1", f'{{"host": "h{index}"}}'))
             filed.add(result["id"])
-        self.assertEqual(len(filed) + busy, count)
+        self.assertEqual(len(filed) + busy + cut, count)
         self.assertGreater(len(filed), 0)
-        self.assertLessEqual(sampler.peak["Threads"], 512 + 4)
+        # Handlers checking signatures (the pool's 128 readers) and the bottle's share in flight (64), at most.
+        self.assertLessEqual(sampler.peak["Threads"], idle["Threads"] + 128 + 64)
         with RelayCredentials(self.db) as credentials, credentials.db.read() as conn:
             stored = conn.execute("SELECT count(*) FROM proposals WHERE queue_key = 'web-1'").fetchone()[0]
         self.assertEqual(stored, len(filed), "every 200 is a stored proposal, and nothing else was stored")

@@ -23,7 +23,6 @@ from urllib.parse import urlencode
 from bot_bottle.audit_store import AuditStore
 from bot_bottle.db import open_db
 from bot_bottle.decisions import decide
-from bot_bottle.errors import RelayUnreachable
 from bot_bottle.records import STATUS_APPROVED, TOOL_EGRESS_ALLOW, TOOL_GITLEAKS_ALLOW, sha256_text
 from bot_bottle.relay.credentials import RelayCredentials
 from bot_bottle.relay.service import Caller
@@ -180,32 +179,30 @@ class OneBottleHoldsEveryPlaceTest(RelayAttackCase):
 
 
 class ConnectionFloodTest(RelayAttackCase):
-    def test_a_flood_without_a_token_fails_other_bottles_closed_never_open(self) -> None:
-        """Idle connections fill the relay's cap: web-2's calls are refused (RelayUnreachable), then served again.
-
-        Availability is not what holds here (anything that reaches the relay can
-        fill its connections for a request deadline at a time); what holds is
-        that a refused sidecar gets an error, never a decision or a filing.
-        """
-        self.relay.server.max_connections = 8
+    def test_a_flood_without_a_token_cannot_shut_another_bottle_out(self) -> None:
+        """BROKE before the fix: idle connections without a token filled the relay's cap and web-2's calls
+        were refused (RelayUnreachable) for as long as the flood went on. Now connections waiting to be
+        authenticated are a pool that cuts its oldest to make room: the flood's own are cut (closed), and
+        web-2, which sends its headers at once, is served every time."""
+        pool = self.relay.server.pool
+        pool.limit, pool.per_peer = 8, 2
         filed = self.store.submit("web-2", TOOL_EGRESS_ALLOW, PAYLOAD, "mine")
         decide(filed.id, STATUS_APPROVED, "ok", store=self.store)
         flood = [socket.create_connection(("127.0.0.1", self.relay.port), timeout=20) for _ in range(8)]
         for sock in flood:
             self.addCleanup(sock.close)
-        queue = RelayQueue(self.other, retry_for=0.5)
-        wait_until(lambda: self.relay.server.connections >= 8, 20, what="the flood to take every connection")
-        with self.assertRaises(RelayUnreachable):
-            queue.response(filed.id)
-        with self.assertRaises(RelayUnreachable):
+        queue = RelayQueue(self.other, retry_for=5)
+        wait_until(lambda: pool.held >= 2, 20, what="the flood to hold its share of the pool")
+        for _ in range(5):
+            response = queue.response(filed.id)
+            assert response is not None
+            self.assertEqual(response.status, STATUS_APPROVED)
             queue.submit(TOOL_EGRESS_ALLOW, '{"host": "other.example"}', "during the flood")
-        for sock in flood:
-            sock.close()
-        wait_until(lambda: self.relay.server.connections == 0, 20, what="the flood's connections to close")
-        response = queue.response(filed.id)
-        assert response is not None
-        self.assertEqual(response.status, STATUS_APPROVED)
-        self.assertEqual([p.id for p in self.store.pending("web-2")], [])
+        # The flood's connections beyond its peer's share were cut: closed without a word (they sent none).
+        wait_until(lambda: len(select.select(flood, [], [], 0)[0]) >= 6, 20, what="the flood's connections cut")
+        answered, _, _ = select.select(flood, [], [], 0)
+        self.assertTrue(all(sock.recv(65536) == b"" for sock in answered))
+        self.assertLessEqual(pool.waiting, 2)
 
 
 class RelayLogTest(TempDirTest):

@@ -19,16 +19,26 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, ClassVar
+from unittest import mock
 
 from bot_bottle.db import open_db
-from bot_bottle.errors import AlreadyDecided, RelayError, RelayUnreachable, Unauthorized
+from bot_bottle.errors import AlreadyDecided, RelayError, RelayUnreachable, RetryLater, Unauthorized
 from bot_bottle.records import TOOL_EGRESS_ALLOW
 from bot_bottle.relay.credentials import RelayCredentials
 from bot_bottle.relay.nonces import NonceLedger
 from bot_bottle.relay.process import NONCES_FILENAME
 from bot_bottle.sidecar.relay_queue import RelayQueue
 from bot_bottle.wire.relay_file import RelayEndpoint
-from bot_bottle.wire.signing import AUTH_SCHEME, SIGNATURE_HEADER, request_mac, sign_answer, sign_request, token_sha256
+from bot_bottle.wire.signing import (
+    AUTH_SCHEME,
+    CLOCK_SKEW_SEC,
+    SIGNATURE_HEADER,
+    SignedRequest,
+    request_mac,
+    sign_answer,
+    sign_request,
+    token_sha256,
+)
 from tests.helpers.hostile import exchange, parse_answer, request
 from tests.helpers.relay_fixture import RelayCase, free_port, start_relay_process, stop_process
 from tests.helpers.support import TempDirTest
@@ -124,9 +134,9 @@ class HeaderParsingTest(SigningCase):
                 status, document = self.send(authorization, body)
                 self.assertEqual(status, 401, document)
         self.assertEqual(self.filed(), 0)
-        # The genuine one was never spent by any variant: it is still served once, then refused.
+        # The genuine one was never spent by any variant: it is still served once, then told to retry afresh.
         self.assertEqual(self.send(genuine, body)[0], 200)
-        self.assertEqual(self.send(genuine, body)[0], 401)
+        self.assertEqual(self.send(genuine, body)[0], 503)
 
     def test_refusals_say_nothing_of_whether_a_bottle_exists_or_was_revoked(self) -> None:
         """Held: unknown bottle, known bottle with a wrong key and revoked bottle with a wrong key: one answer."""
@@ -175,7 +185,7 @@ class SignatureReuseTest(SigningCase):
             thread.start()
         for thread in threads:
             thread.join(60)
-        self.assertEqual(sorted(statuses), [200] + [401] * 15)
+        self.assertEqual(sorted(statuses), [200] + [503] * 15)
         self.assertEqual(self.filed(), 1)
 
     def test_times_at_the_edge_of_the_window(self) -> None:
@@ -217,9 +227,10 @@ class ReplayAcrossRestartTest(TempDirTest):
         relay = start_relay_process(self.home, self.port)
         self.addCleanup(stop_process, relay)
         again, _ = exchange(self.port, captured)
-        self.assertEqual(again.status if again else None, 401, again.body if again else None)
+        # Refused as spent: a retry the sidecar would sign afresh, never a second serving.
+        self.assertEqual(again.status if again else None, 503, again.body if again else None)
         assert again is not None
-        self.assertIn("served already", json.loads(again.body)["error"]["message"])
+        self.assertIn("spent already", json.loads(again.body)["error"]["message"])
         journal = self.home / ".bot-bottle" / "relay" / NONCES_FILENAME
         self.assertEqual(os.stat(journal).st_mode & 0o777, 0o600)
         # A fresh request of the sidecar is served as ever.
@@ -236,49 +247,87 @@ class ReplayAcrossRestartTest(TempDirTest):
         self.replay_after("SIGKILL")
 
 
+def stale_now() -> int:
+    """A request time whose nonce the ledger may forget at once (its request is past the window)."""
+    return int(time.time()) - CLOCK_SKEW_SEC - 2
+
+
 class NonceLedgerTest(TempDirTest):
     def test_the_ledger_is_bounded_and_forgets_one_nonce_at_a_time(self) -> None:
-        """Held: at its limit it refuses (never grows); expired nonces leave oldest first."""
-        ledger = NonceLedger(window=0.2, limit=100)
+        """Held: at its limit it says retry (never grows); nonces of stale requests leave, soonest stale first."""
+        ledger = NonceLedger(limit=100)
         for _ in range(100):
-            ledger.spend(secrets.token_hex(16))
-        with self.assertRaises(Unauthorized):
-            ledger.spend(secrets.token_hex(16))
-        time.sleep(0.3)
-        for _ in range(100):
-            ledger.spend(secrets.token_hex(16))
-        self.assertEqual(len(ledger._seen), 100)
+            ledger.spend("web-1", secrets.token_hex(16), stale_now())
+        ledger.spend("web-1", secrets.token_hex(16), int(time.time()))  # the stale ones made room
+        for _ in range(99):
+            ledger.spend("web-1", secrets.token_hex(16), int(time.time()))
+        with self.assertRaises(RetryLater):
+            ledger.spend("web-1", secrets.token_hex(16), int(time.time()))
+        self.assertEqual(len(ledger), 100)
 
     def test_one_bottle_spending_nonces_fast_fills_only_its_own_share(self) -> None:
         """BROKE before the fix: the ledger's limit was one for all bottles, so one bottle's sidecar (or an
         agent holding its key) sending requests as fast as it could filled it, and every other bottle's
         requests were refused until the window passed. Now each bottle has its share."""
         ledger = NonceLedger(limit=100, per_bottle=40)
+        now = int(time.time())
         for _ in range(40):
-            ledger.spend(secrets.token_hex(16), bottle="greedy-1")
-        with self.assertRaises(Unauthorized):
-            ledger.spend(secrets.token_hex(16), bottle="greedy-1")
+            ledger.spend("greedy-1", secrets.token_hex(16), now)
+        with self.assertRaises(RetryLater):
+            ledger.spend("greedy-1", secrets.token_hex(16), now)
         for bottle in ("web-1", "web-2"):
             for _ in range(30):
-                ledger.spend(secrets.token_hex(16), bottle=bottle)
+                ledger.spend(bottle, secrets.token_hex(16), now)
+
+    def test_a_nonce_is_spent_only_for_the_bottle_that_signed_it(self) -> None:
+        """BROKE before the fix: one pool of nonces for all bottles, so bottle A signing a request with a nonce
+        sniffed from B's traffic spent it, and B's request was refused as served already (and B's sidecar
+        took that for a revoked credential and exited). Now a nonce is spent per bottle."""
+        ledger = NonceLedger()
+        nonce, now = secrets.token_hex(16), int(time.time())
+        ledger.spend("web-1", nonce, now)  # A first, with B's nonce
+        ledger.spend("web-2", nonce, now)  # B's own request is served
+        with self.assertRaises(RetryLater):
+            ledger.spend("web-2", nonce, now)  # a replay of B's request is not
+
+    def test_one_clock_rules_the_window_and_the_ledger(self) -> None:
+        """BROKE before the fix: spent nonces were forgotten by the monotonic clock after ten minutes but
+        requests were checked against the wall clock, so a wall clock stepped back 400 s after that made a
+        captured request acceptable again, its nonce forgotten. Now a nonce is kept until the wall clock
+        says its request is stale, and the replay window refuses it from then on."""
+        start = 2_000_000_000
+        ledger = NonceLedger()
+        nonce = secrets.token_hex(16)
+        with mock.patch("bot_bottle.relay.nonces.time.time", return_value=float(start)):
+            ledger.spend("web-1", nonce, start)
+        for wall in (start + 601 - 400, start + CLOCK_SKEW_SEC):  # ten minutes on, the clock stepped back
+            with self.subTest(wall=wall), mock.patch("bot_bottle.relay.nonces.time.time", return_value=float(wall)):
+                SignedRequest.parse(hand_signed(self.endpoint(), b"{}", ts=str(start)), now=wall)  # in the window
+                with self.assertRaises(RetryLater):
+                    ledger.spend("web-1", nonce, start)
+        # Past the window the request itself is refused, so the ledger may forget its nonce.
+        with self.assertRaises(Unauthorized):
+            SignedRequest.parse(hand_signed(self.endpoint(), b"{}", ts=str(start)), now=start + CLOCK_SKEW_SEC + 1)
+
+    def endpoint(self) -> RelayEndpoint:
+        return RelayEndpoint(url="http://127.0.0.1:1/", token="t" * 43, bottle="web-1")
 
     def test_the_journal_stays_bounded_and_a_garbled_one_is_no_fault(self) -> None:
         """Fix's own checks: the journal is compacted as the ledger forgets; garbage lines in it are skipped."""
         journal = self.tmp / "relay" / NONCES_FILENAME
-        ledger = NonceLedger(window=0.01, journal=journal)
+        ledger = NonceLedger(journal=journal)
         for _ in range(5000):
-            ledger.spend(secrets.token_hex(16))
-            time.sleep(0.00002)
+            ledger.spend("web-1", secrets.token_hex(16), stale_now())
         ledger.close()
         lines = journal.read_text(encoding="ascii").splitlines()
-        self.assertLessEqual(len(lines), 2 * len(ledger._seen) + 1025)
+        self.assertLessEqual(len(lines), 2 * len(ledger) + 1025)
         kept = secrets.token_hex(16)
         with open(journal, "a", encoding="utf-8") as handle:
             handle.write(f"{kept} {int(time.time()) + 60} web-1\nnot a line\n\x1b[2J 99 x\n{'f' * 32} 12 web-1\n")
         again = NonceLedger(journal=journal)
-        with self.assertRaises(Unauthorized):
-            again.spend(kept)
-        self.assertNotIn("f" * 32, again._seen)  # expired long ago
+        with self.assertRaises(RetryLater):
+            again.spend("web-1", kept, int(time.time()))
+        self.assertNotIn(("web-1", "f" * 32), again._seen)  # expired long ago
         again.close()
 
 

@@ -14,7 +14,7 @@ from unittest import mock
 
 from bot_bottle.audit.anchor import ANCHOR_SLOT, advance_anchor, anchor_path, read_anchor
 from bot_bottle.audit.chain import GENESIS_HASH, compute_hash
-from bot_bottle.audit.seal import key_path, load_key
+from bot_bottle.audit.seal import create_key, key_path, load_key
 from bot_bottle.audit_store import AuditStore
 from bot_bottle.connection import connect
 from bot_bottle.decisions import decide, operator_edit
@@ -435,8 +435,9 @@ class AnchorFileTest(ProofTestCase):
         self.decide_some(3)
         anchor = read_anchor(self.db)
         assert anchor is not None
-        advance_anchor(self.db, 2, "0" * 64)
-        advance_anchor(self.db, 3, "1" * 64)
+        assert anchor.key is not None
+        advance_anchor(self.db, 2, "0" * 64, anchor.key)
+        advance_anchor(self.db, 3, "1" * 64, anchor.key)
         self.assertEqual(read_anchor(self.db), anchor)
 
     def test_a_torn_write_leaves_the_anchor_before_it(self) -> None:
@@ -502,19 +503,20 @@ class KeyReadTest(ProofTestCase):
     """The key is kept between decisions, and read again when the file is replaced or removed."""
 
     def test_a_replaced_or_removed_key_is_seen(self) -> None:
-        first = load_key()
+        self.assertIsNone(load_key())
+        first = create_key()
         self.assertEqual(load_key(), first)
         replacement = key_path().with_name("new.key")
         replacement.write_text(os.urandom(32).hex() + "\n")
         replacement.replace(key_path())
-        second = load_key(create=False)
+        second = load_key()
         self.assertNotEqual(second, first)
         self.assertEqual(second, bytes.fromhex(key_path().read_text().strip()))
         key_path().unlink()
-        self.assertIsNone(load_key(create=False))
+        self.assertIsNone(load_key())
         key_path().write_text("not hex\n")
         with self.assertRaisesRegex(BotBottleError, "damaged"):
-            load_key(create=False)
+            load_key()
 
 
 class TamperedVersionTest(ProofTestCase):

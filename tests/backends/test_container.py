@@ -151,7 +151,10 @@ class SidecarContainerTest(TempDirTest):
         (proposal,) = wait_until(pending, timeout=30, what="the filing on the host")
         self.assertEqual(proposal["tool"], "egress-allow")
         self.assertTrue(call.is_alive(), "the call returned before any decision")
-        self.cli("proposals", "approve", proposal["short_id"], "--notes", "fine", user=user, home=home)
+        # From a script, as the README's walk-through does at a terminal: approve exactly what 'show' printed.
+        shown = json.loads(self.cli("proposals", "show", proposal["short_id"], "--json", user=user, home=home).stdout)
+        self.cli("proposals", "approve", proposal["short_id"], "--digest", shown["digest"], "--notes", "fine",
+                 user=user, home=home)
         call.join(30)
         self.assertFalse(call.is_alive(), "the caller never got the decision")
         result = answers[0]["result"]

@@ -46,3 +46,21 @@ class HelpTest(unittest.TestCase):
         self.assertIn("examples:", out.getvalue())
         for verb in ("proposals", "audit", "db"):
             self.assertIn(verb, out.getvalue())
+
+    def test_every_leaf_verbs_help_has_an_example_and_the_exit_statuses(self) -> None:
+        """Walking the whole parser: each verb that runs ends its --help with an example of itself and the exit
+        statuses (0, 1, 2, 3, 130), and a long description is wrapped to the width of the help."""
+        for verb in leaf_verbs(build_parser()):
+            with self.subTest(verb=" ".join(verb)):
+                out = io.StringIO()
+                with redirect_stdout(out):
+                    main([*verb, "--help"])
+                text = out.getvalue()
+                examples = text.split("examples:", 1)[-1].split("exit status:", 1)[0]
+                self.assertIn("examples:", text)
+                self.assertIn("bot-bottle " + " ".join(verb), examples, "an example of this very verb")
+                statuses = text.split("exit status:", 1)[-1]
+                for code in ("0 ", "1 ", "2 ", "3 ", "130 "):
+                    self.assertIn(f"\n  {code}", statuses)
+                description = text.split("\n\n", 2)[1]
+                self.assertTrue(all(len(line) <= 100 for line in description.splitlines()), description)

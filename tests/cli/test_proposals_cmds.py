@@ -12,6 +12,12 @@ from bot_bottle.records import TOOL_EGRESS_BLOCK, TOOL_GITLEAKS_ALLOW, Proposal
 from tests.helpers.support import TempDirTest
 
 
+class TerminalOutput(io.StringIO):
+    """Captured output that says it is a terminal (the CLI then prints for a person, not a program)."""
+
+    def isatty(self) -> bool:
+        return True
+
 class CliTestCase(TempDirTest):
     def setUp(self) -> None:
         super().setUp()
@@ -23,6 +29,11 @@ class CliTestCase(TempDirTest):
         with redirect_stdout(out), redirect_stderr(err):
             code = main(list(argv))
         return code, out.getvalue(), err.getvalue()
+
+    def approve(self, proposal: Proposal, *more: str) -> tuple[int, str, str]:
+        """``proposals approve`` as a script does it: with the digest ``proposals show`` printed."""
+        digest = json.loads(self.cli("proposals", "show", proposal.id, "--json")[1])["digest"]
+        return self.cli("proposals", "approve", proposal.short_id, "--digest", digest, *more)
 
     def routes(self, bottle: str = "web-1", payload: str = "routes:\n- a.com\n- b.com\n") -> Proposal:
         return self.store.submit(bottle, TOOL_EGRESS_BLOCK, payload, "need b.com\nfor the docs",
@@ -41,17 +52,21 @@ class ProposalsVerbsTest(CliTestCase):
         for key in ("id", "queue_key", "tool", "created_at", "status"):
             self.assertIn(key, listed[0])
         self.assertEqual(listed[0]["status"], "pending")
-        code, out, _ = self.cli("proposals", "list")
-        self.assertIn(first.short_id, out)
-        self.assertIn("need b.com", out)
-        self.assertNotIn("for the docs", out, "only the justification's first line")
+        code, out, _ = self.cli("proposals", "list")  # piped: for a program, tab-separated and whole
+        self.assertEqual(out.splitlines()[1].split("\t")[0], first.short_id)
+        self.assertIn("need b.com\\x0afor the docs", out, "the whole justification, its newline escaped")
+        terminal = TerminalOutput()
+        with redirect_stdout(terminal), redirect_stderr(io.StringIO()):
+            main(["proposals", "list"])
+        self.assertIn("need b.com", terminal.getvalue())
+        self.assertNotIn("for the docs", terminal.getvalue(), "on a terminal, only the justification's first line")
         code, out, _ = self.cli("proposals", "list", "--bottle", "web-2", "--json")
         self.assertEqual([p["id"] for p in json.loads(out)], [second.id])
 
     def test_decide_from_the_shell(self) -> None:
         """approve, modify and reject by id prefix; list --all shows each decision."""
         approve, modify, reject = (self.routes(payload=f"routes: [{n}]\n") for n in "abc")
-        self.assertEqual(self.cli("proposals", "approve", approve.short_id, "--notes", "ok")[0], 0)
+        self.assertEqual(self.approve(approve, "--notes", "ok")[0], 0)
         final = self.tmp / "final.yaml"
         final.write_text("routes: [narrow]\n")
         self.assertEqual(self.cli("proposals", "modify", modify.id[:10], "--file", str(final))[0], 0)
@@ -79,6 +94,8 @@ class ProposalsVerbsTest(CliTestCase):
         cases = [
             (("proposals", "reject", proposal.short_id, "--reason", " "), 2, "reason"),
             (("proposals", "approve", report.short_id), 2, "needs a reason"),
+            (("proposals", "approve", proposal.short_id), 2, "--digest: approving without a terminal needs --digest"),
+            (("proposals", "approve", proposal.short_id, "--digest", "0" * 64), 1, "is not the one whose digest"),
             (("proposals", "modify", report.short_id, "--file", __file__), 2, "report-only"),
             (("proposals", "show", "ffffffffff"), 1, "no proposal"),
             (("proposals", "approve", "xyz"), 2, "not a proposal id"),
@@ -91,7 +108,7 @@ class ProposalsVerbsTest(CliTestCase):
                 self.assertEqual(code, want, err)
                 self.assertEqual(len(err.strip().splitlines()), 1, err)
                 self.assertIn(needle, err)
-        self.cli("proposals", "approve", proposal.short_id)
+        self.approve(proposal)
         code, _, err = self.cli("proposals", "reject", proposal.short_id, "--reason", "late")
         self.assertEqual(code, 1)
         self.assertIn("already approved", err)
@@ -99,7 +116,8 @@ class ProposalsVerbsTest(CliTestCase):
     def test_exit_codes_in_a_real_process(self) -> None:
         """Through the real entry point: 0, 1 and 2, and no traceback."""
         proposal = self.routes()
-        self.assertEqual(self.run_cli("proposals", "approve", proposal.short_id).returncode, 0)
+        digest = json.loads(self.run_cli("proposals", "show", proposal.short_id, "--json").stdout)["digest"]
+        self.assertEqual(self.run_cli("proposals", "approve", proposal.short_id, "--digest", digest).returncode, 0)
         self.assert_clean_error(self.run_cli("proposals", "approve", proposal.short_id), 1, "already approved")
         self.assertEqual(self.run_cli("proposals", "approve").returncode, 2)
 
@@ -109,7 +127,7 @@ class AuditVerbsTest(CliTestCase):
         """After decisions, audit list, verify and export agree."""
         for n in "ab":
             proposal = self.routes(payload=f"routes: [{n}]\n")
-            self.cli("proposals", "approve", proposal.short_id)
+            self.approve(proposal)
         other = self.routes("web-2")
         self.cli("proposals", "reject", other.short_id, "--reason", "no")
         code, out, _ = self.cli("audit", "list", "--json")
@@ -131,7 +149,7 @@ class AuditVerbsTest(CliTestCase):
     def test_verify_names_the_bad_entry(self) -> None:
         """A tampered entry makes verify exit 1 naming it."""
         for n in "abc":
-            self.cli("proposals", "approve", self.routes(payload=n).short_id)
+            self.approve(self.routes(payload=n))
         with self.store.db.read() as conn:
             conn.execute("DROP TRIGGER audit_log_no_update")
             conn.execute("UPDATE audit_log SET actor = 'mallory' WHERE seq = 2")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import binascii
 import re
 import unicodedata
@@ -69,11 +70,14 @@ def spellings(token: str) -> dict[str, str]:
         "lower percent": "".join(f"%{byte:02x}" for byte in token.encode()),
         "some percent": "".join(f"%{ord(c):02X}" if i % 5 == 0 else c for i, c in enumerate(token)),
         "zero-width": "\u200b".join(token[i : i + 4] for i in range(0, len(token), 4)),
+        "base32": base64.b32encode(token.encode()).decode(),
+        "lower base32 after a byte": base64.b32encode(b"x" + token.encode()).decode().lower().rstrip("="),
     }
 
 
 def recoverable(text: str, token: str) -> bool:
-    """True if 12 characters of ``token`` (or of its hex) can be read back from ``text``.
+    """True if 12 characters of ``token`` (or of its hex, or its base32 at any alignment) can be read back from
+    ``text``.
 
     Undoes what the spellings do, independently of the code under test:
     JSON's and the display's ``\\uXXXX`` escapes and percent-escapes decoded,
@@ -81,7 +85,9 @@ def recoverable(text: str, token: str) -> bool:
     """
     text = re.sub(r"\\u[0-9a-fA-F]{4}", "", text)
     bare = re.sub(r"[^0-9a-z]", "", urllib.parse.unquote(text).lower())
-    for form in (token, binascii.hexlify(token.encode()).decode()):
+    raw = token.encode()
+    base32 = [base64.b32encode(raw[skip:][: len(raw[skip:]) - len(raw[skip:]) % 5]).decode() for skip in range(5)]
+    for form in (token, binascii.hexlify(raw).decode(), *base32):
         plain = re.sub(r"[^0-9a-z]", "", form.lower())
         if any(plain[i : i + 12] in bare for i in range(len(plain) - 11)):
             return True

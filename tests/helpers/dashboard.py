@@ -8,7 +8,8 @@ from urllib.parse import urlencode
 
 from bot_bottle.audit_store import AuditStore
 from bot_bottle.cli.dashboard.server import DashboardServer
-from bot_bottle.cli.dashboard.state import SESSION_COOKIE, Dashboard, shown_digest
+from bot_bottle.cli.dashboard.state import SESSION_COOKIE, Dashboard
+from bot_bottle.decisions import shown_digest
 from bot_bottle.queue_store import QueueStore
 from bot_bottle.records import (
     Proposal,

@@ -15,10 +15,10 @@ from typing import IO, Any
 from bot_bottle.queue_store import QueueStore
 from bot_bottle.records import DEFAULT_QUOTA, Quota
 from bot_bottle.relay.credentials import RelayCredentials
-from bot_bottle.relay.process import allowed_hosts
+from bot_bottle.relay.process import RELAY_MAX_CONNECTIONS, allowed_hosts, relay_server
+from bot_bottle.relay.revocations import RevocationWatch
 from bot_bottle.relay.service import DEFAULT_MAX_WAITS_PER_BOTTLE, RelayService
 from bot_bottle.sidecar.relay_queue import RelayQueue
-from bot_bottle.wire.jsonrpc_server import SuperviseHTTPServer
 from bot_bottle.wire.relay_file import RelayEndpoint, write_endpoint_file
 from bot_bottle.wire.signing import sign_request
 from tests.helpers.hostile import request
@@ -35,8 +35,9 @@ class InProcessRelay:
         self.logged: list[str] = []
         self.service = RelayService(self.store, self.credentials, quota=quota, poll_interval=poll_interval,
                                     max_waits_per_bottle=max_waits_per_bottle, log=self.logged.append)
-        self.server = SuperviseHTTPServer(("127.0.0.1", 0), self.service, allowed_hosts=allowed_hosts("127.0.0.1", ()),
-                                          software="bot-bottle-relay", request_timeout=request_timeout)
+        self.server = relay_server(("127.0.0.1", 0), self.service, allowed_hosts("127.0.0.1", ()),
+                                   RELAY_MAX_CONNECTIONS, request_timeout)
+        self.watch = RevocationWatch(self.service, self.server.pool).start()
         self.port = int(self.server.server_address[1])
         self.url = f"http://127.0.0.1:{self.port}/"
         self._thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
@@ -60,6 +61,7 @@ class InProcessRelay:
         if self._stopped:
             return
         self._stopped = True
+        self.watch.stop()
         self.server.shutdown()
         self.server.server_close()
         self.store.close()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import secrets
 import shutil
 import sqlite3
 import subprocess
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from bot_bottle.decisions import decide
+from bot_bottle.records import Proposal
 
 REPO = Path(__file__).resolve().parent.parent.parent
 MIGRATIONS = REPO / "migrations"
@@ -173,6 +175,21 @@ def schema_of(db_path: Path) -> list[tuple[str, str, str]]:
         )
     finally:
         conn.close()
+
+
+def file_as_a_sidecar(db_path: Path, bottle: str, tool: str, payload: str, justification: str,
+                      created_at: str = "2026-11-27T08:00:00.000000Z") -> Proposal:
+    """A proposal written straight into the file, as a sidecar on the mount can (past ``submit``'s checks)."""
+    proposal = Proposal(secrets.token_hex(16), bottle, tool, payload, justification, None, None, created_at)
+    raw = sqlite3.connect(db_path, isolation_level=None)
+    try:
+        raw.execute("INSERT INTO proposals (id, queue_key, tool, payload, payload_sha256, justification, current_file, "
+                    "current_file_hash, created_at) VALUES (?, ?, ?, ?, ?, ?, NULL, NULL, ?)",
+                    (proposal.id, bottle, tool, payload, hashlib.sha256(payload.encode()).hexdigest(), justification,
+                     created_at))
+    finally:
+        raw.close()
+    return proposal
 
 
 def decide_when_filed(

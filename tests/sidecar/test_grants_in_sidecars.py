@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import threading
@@ -76,7 +77,8 @@ class SidecarCase(TempDirTest):
         asking.start()
         with QueueStore(self.db) as store:
             (proposal,) = wait_until(lambda: store.pending("web-1"), what="the first proposal")
-        result = self.cli("proposals", "approve", proposal.short_id, *options)
+        digest = json.loads(self.cli("proposals", "show", proposal.id, "--json").stdout)["digest"]
+        result = self.cli("proposals", "approve", proposal.short_id, "--digest", digest, *options)
         self.assertEqual(result.returncode, 0, result.stderr)
         asking.join(60)
         self.assertEqual(answers[0]["status"], "approved", answers)

@@ -36,7 +36,7 @@ from bot_bottle.records import (
     Response,
 )
 from bot_bottle.text.html import attribute, editable, line_html
-from bot_bottle.timestamps import format_timestamp, seconds_between, spell_duration
+from bot_bottle.timestamps import format_timestamp, spell_duration, time_left
 
 TITLE = "bot-bottle dashboard"
 
@@ -136,7 +136,7 @@ def grants_section(grants: Sequence[Grant], now: datetime, *, root: str, csrf: s
         by = f"rule {grant.rule_id[:SHORT_ID_LENGTH]}" if grant.rule_id else grant.decided_by
         rows.append(f'<tr><td>{line_html(grant.queue_key)}</td><td>{line_html(grant.tool)}</td>'
                     f'<td class="grants">{line_html(describe_subject(grant.tool, grant.subject_value))}</td>'
-                    f"<td>{line_html(spell_duration(seconds_between(stamp, grant.ends_at)))}</td>"
+                    f"<td>{line_html(time_left(stamp, grant.ends_at))}</td>"
                     f"<td>{line_html(by)}</td><td>{revoke}</td></tr>")
     return ('<section class="grants"><h2>Grants</h2><table><thead><tr><th>bottle</th><th>tool</th><th>grants</th>'
             "<th>left</th><th>by</th><th></th></tr></thead><tbody>" + "".join(rows) + "</tbody></table></section>")

@@ -58,11 +58,11 @@ from bot_bottle.cli.dashboard.state import (
     SESSION_COOKIE,
     STATIC,
     Dashboard,
-    shown_digest,
 )
-from bot_bottle.decisions import decide
+from bot_bottle.decisions import decide, shown_digest
 from bot_bottle.errors import (
     AlreadyDecided,
+    AnchorNotWritten,
     AuditTampered,
     BotBottleError,
     NotFound,
@@ -102,7 +102,8 @@ class DashboardHandler(GuardedHandler):
         """The served ``Dashboard``."""
         return self.server.dashboard
 
-    def error_body(self, status: HTTPStatus, message: str, server_fault: bool) -> tuple[str, bytes]:
+    @classmethod
+    def error_body(cls, status: HTTPStatus, message: str, server_fault: bool) -> tuple[str, bytes]:
         """A small page saying why."""
         return HTML, pages.refusal_page(f"{status.value} {status.phrase}", message).encode("utf-8")
 
@@ -290,17 +291,19 @@ class DashboardHandler(GuardedHandler):
         if length > MAX_FORM_BYTES:
             raise Refused(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, "Refused",
                           f"a form of {length} bytes is over the limit of {MAX_FORM_BYTES}")
-        if not self.server.slots.acquire(blocking=False):
+        slots, bodies = self.server.slots, self.server.bodies
+        assert slots is not None and bodies is not None  # the dashboard has one budget for all (see serve)
+        if not slots.acquire(blocking=False):
             raise Refused(HTTPStatus.SERVICE_UNAVAILABLE, "Busy", "too many requests at once; retry")
         try:
-            if not self.server.bodies.take(length):
+            if not bodies.take(length):
                 raise Refused(HTTPStatus.SERVICE_UNAVAILABLE, "Busy", "too many request bytes at once; retry")
             try:
                 body = self.rfile.read(length)
             finally:
-                self.server.bodies.give(length)
+                bodies.give(length)
         finally:
-            self.server.slots.release()
+            slots.release()
         if len(body) < length:
             raise Refused(HTTPStatus.BAD_REQUEST, "Bad request", f"the body ended after {len(body)} of {length} bytes")
         try:
@@ -359,6 +362,10 @@ class DashboardHandler(GuardedHandler):
             remember = form.get("remember", "") or None
             decide(proposal.id, status, notes, final, self.dashboard.decided_by, store=self.dashboard.queue,
                    shown=proposal, grant_for=grant_for, remember=remember)
+        except AnchorNotWritten as exc:  # committed: the decision stands, with a warning about its proof
+            self.dashboard.log(f"{status} {proposal.short_id} ({proposal.queue_key}, {proposal.tool}); {exc}")
+            self._show(proposal, HTTPStatus.OK, f"{status}; but {exc}")
+            return
         except ValidationError as exc:
             self._show(proposal, HTTPStatus.BAD_REQUEST, f"not recorded: {exc}")
             return

@@ -16,11 +16,6 @@ from bot_bottle.decisions import default_decider
 from bot_bottle.errors import BotBottleError
 from bot_bottle.grants import GrantStore
 from bot_bottle.queue_store import QueueStore
-from bot_bottle.records import (
-    Proposal,
-    canonical_json,
-    sha256_text,
-)
 from bot_bottle.standing import keep
 
 SESSION_COOKIE = "bot_bottle_dashboard"
@@ -65,11 +60,6 @@ LOCAL_PATH_RE = re.compile(r"/[A-Za-z0-9/_.-]*")
 
 STATIC = {"/static/app.js": ("app.js", "text/javascript; charset=utf-8"),
           "/static/style.css": ("style.css", "text/css; charset=utf-8")}
-
-
-def shown_digest(proposal: Proposal) -> str:
-    """The digest of a proposal as a page shows it: every field but its archiving (as a decision holds it)."""
-    return sha256_text(canonical_json({**proposal.to_dict(), "archived_at": None}))
 
 
 def static_files() -> dict[str, tuple[bytes, str]]:

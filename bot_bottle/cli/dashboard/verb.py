@@ -8,13 +8,15 @@ and serves until Ctrl-C or SIGTERM.
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import signal
 import sys
 import threading
 from types import FrameType
 from typing import Any
 
-from bot_bottle.cli.common import db_path, port_number, verb_parser
+from bot_bottle.cli.common import EXIT_INTERRUPTED, db_path, port_number, verb_parser
 from bot_bottle.cli.dashboard.server import DashboardServer, serve
 from bot_bottle.cli.registry import summary
 from bot_bottle.errors import BotBottleError
@@ -43,6 +45,9 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
             threading.Thread(target=server.shutdown, daemon=True).start()
 
         signal.signal(signal.SIGTERM, stop)
+        if args.json:  # one line a script can read the URL from, as soon as it serves
+            print(json.dumps({"url": server.url, "pid": os.getpid()}), flush=True)
+            return
         print(f"dashboard at {server.url}", flush=True)
         print("open it in a browser on this machine; Ctrl-C stops it", flush=True)
 
@@ -51,14 +56,14 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise BotBottleError(f"cannot listen on 127.0.0.1:{args.port}: {exc.strerror}") from None
     except KeyboardInterrupt:
-        pass
+        return EXIT_INTERRUPTED  # stopped with Ctrl-C (SIGTERM stops it with 0)
     return 0
 
 
 def register(subparsers: Any) -> None:
     """Add the ``dashboard`` verb."""
     parser = verb_parser(
-        subparsers, "dashboard", help=summary("dashboard"),
+        subparsers, "dashboard", help=summary("dashboard"), json=True,
         description="A local web page, served on 127.0.0.1 by the standard library: every bottle with its state "
         "and pending proposals, a proposal's escaped diff or report, approve / modify / reject under the same "
         "rules and confirmation as the terminal UI, and the audit log with its verify status. It refreshes "
@@ -67,4 +72,5 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("--port", type=port_number, default=0, metavar="N",
                         help="port on 127.0.0.1 (default: 0, a random free one)")
+    # (--json: one line {"url": ..., "pid": ...} once it serves, for a script that opens or polls it.)
     parser.set_defaults(handler=cmd_dashboard)

@@ -15,6 +15,7 @@ import os
 import shlex
 import subprocess
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -40,7 +41,7 @@ from bot_bottle.cli.tui.screen import (
     scroll_moves,
 )
 from bot_bottle.decisions import decide, default_decider
-from bot_bottle.errors import AlreadyDecided, BotBottleError, NotFound, ValidationError
+from bot_bottle.errors import AlreadyDecided, AnchorNotWritten, BotBottleError, NotFound, ValidationError
 from bot_bottle.file_watch import FileWatch
 from bot_bottle.grants import GrantStore
 from bot_bottle.queue_store import QueueStore
@@ -55,6 +56,7 @@ from bot_bottle.standing import keep
 from bot_bottle.text import terminal
 from bot_bottle.text.terminal import Line
 
+NOTIFY_TIMEOUT_SEC = 30.0  # a notify command still running then is left behind, and said to be
 _VERB = {STATUS_APPROVED: "approve", STATUS_MODIFIED: "modify", STATUS_REJECTED: "reject"}
 
 
@@ -67,7 +69,7 @@ class SuperviseTUI(TerminalScreen):
         super().__init__(screen)
         self.store = store
         self.bell = bell
-        self.notify = shlex.split(notify) if notify else None
+        self.notify = notify or None
         self.loaded = False
         self.items: list[ProposalSummary] = []
         self.bottles = BottleStore(database=store.db)
@@ -110,13 +112,24 @@ class SuperviseTUI(TerminalScreen):
             with contextlib.suppress(curses.error):
                 curses.beep()
         if self.notify:
+            # What the agents wrote reaches the command only as environment values, never as shell text.
             env = {**os.environ, "BOT_BOTTLE_NEW_PROPOSALS": str(len(arrived)),
                    "BOT_BOTTLE_NEW_BOTTLES": ",".join(sorted({p.queue_key for p in arrived}))}
-            try:
-                subprocess.Popen(self.notify, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                 stderr=subprocess.DEVNULL, start_new_session=True)
-            except OSError as exc:
-                self.message = f"cannot run the notify command {self.notify[0]!r}: {exc.strerror}"
+            threading.Thread(target=self._run_notify, args=(self.notify, env), daemon=True).start()
+
+    def _run_notify(self, command: str, env: dict[str, str]) -> None:
+        """Run the operator's notify command through the shell (as --help says); a failure is said on the
+        status line, with the last line it wrote on stderr, instead of passing in silence."""
+        try:
+            done = subprocess.run(["/bin/sh", "-c", command], env=env, stdin=subprocess.DEVNULL,
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=NOTIFY_TIMEOUT_SEC,
+                                  start_new_session=True, check=False)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            self.message = f"the notify command did not run to its end: {exc}"
+            return
+        if done.returncode != 0:
+            said = done.stderr.decode("utf-8", "replace").strip().splitlines()
+            self.message = f"the notify command exited {done.returncode}" + (f": {said[-1]}" if said else "")
 
     def refresh(self) -> None:
         """``reload``, but a database that is briefly unavailable is reported, not fatal.
@@ -338,6 +351,8 @@ class SuperviseTUI(TerminalScreen):
             decide(proposal.id, status, notes, final, store=self.store, shown=proposal, grant_for=choice.seconds,
                    remember=choice.remember)
             self.message = f"{status} {label}" + (f", remembered for {choice.remember}" if choice.remember else "")
+        except AnchorNotWritten as exc:  # committed: the decision stands, with a warning about its proof
+            self.message = f"{status} {label}; but {exc}"
         except (AlreadyDecided, NotFound) as exc:
             self.message = f"{exc}; moved on"
         except (ValidationError, BotBottleError) as exc:

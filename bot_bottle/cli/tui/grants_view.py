@@ -20,7 +20,7 @@ from bot_bottle.policy.lifetimes import LIFETIMES
 from bot_bottle.policy.subjects import describe_subject
 from bot_bottle.records import REMEMBER_ALL, REMEMBER_BOTTLE, Grant, Proposal
 from bot_bottle.text import terminal
-from bot_bottle.timestamps import parse_duration, seconds_between, spell_duration, utc_now
+from bot_bottle.timestamps import parse_duration, spell_duration, time_left, utc_now
 
 GRANTS_KEYS = " ↑↓/jk move  x revoke (with a reason)  Esc/b back  q quit"
 _REMEMBER_WORDS = {"+bottle": REMEMBER_BOTTLE, "+all": REMEMBER_ALL}
@@ -92,7 +92,7 @@ class GrantsView:
         if not self.grants:
             tui.put(2, 2, "no grants in force")
         for row, grant in enumerate(self.grants[: max(0, height - 3)], start=1):
-            left = spell_duration(seconds_between(now, grant.ends_at))
+            left = time_left(now, grant.ends_at)
             by = f"rule {grant.rule_id[:8]}" if grant.rule_id else grant.decided_by
             line = terminal.line(f"{grant.short_id}  {grant.queue_key:<16} {grant.tool:<18} {left:>6}  "
                                  f"{describe_subject(grant.tool, grant.subject_value)}  ({by})")

@@ -178,12 +178,21 @@ class TerminalScreen:
             self.screen.timeout(CHECK_MS)
 
     def start_colours(self) -> None:
-        """Colour diff lines where the terminal has colours and ``NO_COLOR`` is not set."""
-        if "NO_COLOR" in os.environ or not curses.has_colors():
+        """Colour diff lines where the terminal has colours and ``NO_COLOR`` is not set.
+
+        The terminal's own foreground and background are kept either way:
+        ``curses.wrapper`` starts colour, whose default pair is white on black
+        until ``use_default_colors`` says otherwise, which is what ``NO_COLOR``
+        users got before.
+        """
+        if not curses.has_colors():
             return
         with contextlib.suppress(curses.error):
             curses.start_color()
             curses.use_default_colors()
+        if "NO_COLOR" in os.environ:
+            return
+        with contextlib.suppress(curses.error):
             for number, colour in enumerate((curses.COLOR_GREEN, curses.COLOR_RED, curses.COLOR_CYAN,
                                              curses.COLOR_YELLOW), start=1):
                 curses.init_pair(number, colour, -1)

@@ -7,7 +7,7 @@ import curses
 import os
 from typing import Any
 
-from bot_bottle.cli.common import age, db_path, first_line, print_json, print_table, verb_parser
+from bot_bottle.cli.common import age, cell_text, db_path, print_json, print_table, verb_parser
 from bot_bottle.cli.registry import summary
 from bot_bottle.cli.render import proposal_json
 from bot_bottle.cli.tui.app import SuperviseTUI
@@ -37,7 +37,7 @@ def print_pending(store: QueueStore, as_json: bool) -> None:
         print("no pending proposals")
         return
     print_table(["ID", "BOTTLE", "TOOL", "AGE", "JUSTIFICATION"],
-                [[p.short_id, p.queue_key, p.tool, age(p.created_at), first_line(p.justification)] for p in items])
+                [[p.short_id, p.queue_key, p.tool, age(p.created_at), cell_text(p.justification)] for p in items])
 
 
 def cmd_supervise(args: argparse.Namespace) -> int:
@@ -67,6 +67,9 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--once", action="store_true", help="print the pending list and exit, without the UI")
     parser.add_argument("--bell", action="store_true", help="ring the terminal bell when a new proposal arrives")
     parser.add_argument("--notify", metavar="CMD",
-                        help="run CMD when new proposals arrive (it gets BOT_BOTTLE_NEW_PROPOSALS, the count, and "
-                        "BOT_BOTTLE_NEW_BOTTLES, their bottles, in its environment), e.g. \"notify-send bot-bottle\"")
+                        help="run CMD through /bin/sh when new proposals arrive, so pipes, redirections and $VAR "
+                        "work (quote it once for your shell); it gets BOT_BOTTLE_NEW_PROPOSALS, the count, and "
+                        "BOT_BOTTLE_NEW_BOTTLES, their bottles, in its environment (never in the command's text), "
+                        "e.g. 'notify-send bot-bottle \"$BOT_BOTTLE_NEW_PROPOSALS new\"'; a command that fails is "
+                        "said on the status line")
     parser.set_defaults(handler=cmd_supervise)

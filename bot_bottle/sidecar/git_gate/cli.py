@@ -23,6 +23,7 @@ from bot_bottle.paths import DB_PATH_IN_CONTAINER
 from bot_bottle.records import validate_queue_key
 from bot_bottle.sidecar.git_gate.hook import DEFAULT_TIMEOUT_SEC, pre_receive
 from bot_bottle.sidecar.git_gate.install import install_hook
+from bot_bottle.sidecar.git_gate.limits import OPTIONS, Limits, limit_memory, mib, parse_size
 from bot_bottle.sidecar.transport import find_transport
 from bot_bottle.wire.relay_file import RELAY_FILE_IN_CONTAINER
 
@@ -37,6 +38,59 @@ def _timeout(text: str) -> float:
     if not 0 <= value <= MAX_TIMEOUT_SEC:
         raise argparse.ArgumentTypeError(f"must be between 0 and {MAX_TIMEOUT_SEC:g} seconds")
     return value
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text[:30]!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be 1 or more")
+    return value
+
+
+def _size(text: str) -> int:
+    try:
+        return parse_size(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _seconds(text: str) -> float:
+    value = _timeout(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError("must be more than 0 seconds")
+    return value
+
+
+_LIMIT_HELP = {
+    "max_refs": "refs one push may update (default {})",
+    "max_object_bytes": "the largest object one push may add (default {}; sizes take K, M or G)",
+    "max_scan_bytes": "what one push may have scanned, with its other forms and archive members (default {})",
+    "max_seconds": "how long the scan of one push may take, before any wait for the operator (default {} s)",
+    "max_memory_bytes": "the hook's own memory, git and gitleaks aside (default {})",
+    "max_archive_depth": "archive and compression layers opened below a pushed file (default {})",
+    "max_archive_member_bytes": "the largest archive member or decompressed stream (default {})",
+    "max_archive_bytes": "what one pushed file's archives may expand to in all (default {})",
+    "max_archive_members": "archive members in one pushed file, all layers (default {})",
+    "max_archive_ratio": "how many times its stored size an archive member may expand to (default {})",
+}
+
+
+def _add_limits(parser: argparse.ArgumentParser) -> None:
+    defaults = Limits()
+    group = parser.add_argument_group("limits (a push past one is refused, with one line naming it)")
+    for name, (option, kind) in OPTIONS.items():
+        default = getattr(defaults, name)
+        shown = mib(default) if kind == "size" else f"{default:g}"
+        group.add_argument(option, dest=name, metavar={"size": "SIZE", "seconds": "SECONDS"}.get(kind, "N"),
+                           type={"size": _size, "seconds": _seconds}.get(kind, _count), default=default,
+                           help=_LIMIT_HELP[name].format(shown))
+
+
+def _limits(args: argparse.Namespace) -> Limits:
+    return Limits(**{name: getattr(args, name) for name in OPTIONS})
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -66,6 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
         verb.add_argument("--timeout", type=_timeout, metavar="SECONDS", default=None,
                           help=f"how long a push waits for the operator (default {DEFAULT_TIMEOUT_SEC:g})")
         verb.add_argument("--gitleaks", metavar="PATH", default=None, help="the gitleaks binary (default: on PATH)")
+        _add_limits(verb)
     return parser
 
 
@@ -87,7 +142,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print("git-gate: error: give either --db or --relay, not both", file=sys.stderr)
             return 2
         hook = install_hook(args.repo, args.bottle, db_path=args.db, relay_file=args.relay, timeout=args.timeout,
-                            gitleaks=args.gitleaks)
+                            gitleaks=args.gitleaks, limits=_limits(args))
         print(hook)
         return 0
     # The sidecar's queue must be the host's database on its mount, or the relay: refuse
@@ -98,13 +153,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"git-gate: push refused: {exc}", file=sys.stderr)
         return 1
     gitleaks = args.gitleaks or shutil.which("gitleaks") or "gitleaks"
+    limits = _limits(args)
+    limit_memory(limits.max_memory_bytes)
     # Killed politely (the push abandoned, the server stopping), the hook unwinds
     # like on an error, so the copies of the pushed content are removed.
     for number in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(number, _exit_on_signal)
     return pre_receive(
         sys.stdin, bottle=args.bottle, transport=transport, repo=Path.cwd(), gitleaks=gitleaks,
-        timeout=DEFAULT_TIMEOUT_SEC if args.timeout is None else args.timeout,
+        timeout=DEFAULT_TIMEOUT_SEC if args.timeout is None else args.timeout, limits=limits,
     )
 
 

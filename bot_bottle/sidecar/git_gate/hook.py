@@ -3,11 +3,14 @@
 A finding blocks the push outright. A line the agent marked ``# gitleaks:allow``
 is suppressed by gitleaks, so the hook scans with ``--ignore-gitleaks-allow``
 and, if that finds anything, again without it: if the second scan finds
-nothing, what the first found (every finding marked) is filed as a
-``gitleaks-allow`` proposal and the push waits for the operator. Only an
-approval lets it through. Everything else fails closed: a rejection, the wait
-running out, a malformed response, gitleaks missing or failing, git failing,
-the database unavailable.
+nothing, what the first found (every finding marked) is let through when the
+bottle holds live ``gitleaks-allow`` grants covering each of those findings
+(an earlier approval, until its end: ``bot-bottle grants``), and otherwise
+the findings no grant covers are filed as a ``gitleaks-allow`` proposal and
+the push waits for the operator. Only a grant or an approval lets it
+through. Everything else fails closed: a rejection, the wait running out, a
+malformed response, gitleaks missing or failing, git failing, the database
+unavailable.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from pathlib import Path
 from typing import TextIO
 
 from bot_bottle.errors import BotBottleError
+from bot_bottle.policy.subjects import finding_fingerprint, granted_findings
 from bot_bottle.records import STATUS_APPROVED, STATUS_REJECTED, TOOL_GITLEAKS_ALLOW
 from bot_bottle.sidecar.git_gate.findings import (
     MAX_FINDINGS,
@@ -26,6 +30,7 @@ from bot_bottle.sidecar.git_gate.findings import (
     secrets_of,
     shown,
 )
+from bot_bottle.sidecar.git_gate.limits import Deadline, Limits, mib
 from bot_bottle.sidecar.git_gate.refs import (
     parse_hook_input,
     refused_ref,
@@ -48,23 +53,32 @@ def pre_receive(
     timeout: float = DEFAULT_TIMEOUT_SEC,
     poll_interval: float = 0.5,
     err: TextIO = sys.stderr,
+    limits: Limits | None = None,
 ) -> int:
     """Decide a push: 0 lets it through, 1 refuses it. Every path prints one line on ``err``.
 
-    Fails closed: any error, timeout or anything but an approval refuses the push.
+    Fails closed: any error, timeout or anything but an approval refuses the
+    push, and so does a push past one of ``limits`` (the scan's time counts
+    from here; the operator's ``timeout`` comes after it).
     """
     def say(message: str) -> None:
         print(f"git-gate: {message}", file=err, flush=True)
 
+    limits = limits or Limits()
+    deadline = Deadline(limits.max_seconds)
     try:
         updates = parse_hook_input(lines)
         problem = refused_ref(updates)
         if problem:
             say(f"push refused: {problem}")
             return 1
+        if len(updates) > limits.max_refs:
+            say(f"push refused: it updates {len(updates)} refs, more than the {limits.max_refs} one push may "
+                "(--max-refs): push them in parts")
+            return 1
         # The copies of the pushed content live only while they are scanned: the
         # directory is gone before the push waits for the operator.
-        with PushScan(repo, gitleaks) as scan:
+        with PushScan(repo, gitleaks, limits, deadline) as scan:
             scan.add(updates)
             # Everything, marked lines included, first: a clean push (the usual one) needs one
             # gitleaks run. Only when that finds something does a second run tell the unmarked apart.
@@ -89,14 +103,24 @@ def pre_receive(
         # The host's database on its mount (used as it is, never migrated), or the relay.
         queue = transport.open(bottle)
         try:
-            count = len(suppressed)
+            # Asked of the grants in force now, never of memory: a revoked or ended grant covers nothing.
+            grants = queue.live_grants(TOOL_GITLEAKS_ALLOW)
+            covered = granted_findings([grant.subject for grant in grants])
+            asked = [f for f in suppressed if finding_fingerprint(f.to_dict()) not in covered]
+            if not asked:
+                ends = max(grant.ends_at for grant in grants)
+                say(f"push accepted: the {len(suppressed)} finding(s) marked gitleaks:allow are each covered by the "
+                    f"operator's grant (until {ends} at the latest; 'bot-bottle grants list' shows them)")
+                return 0
+            count = len(asked)
+            granted = f"; {len(suppressed) - count} more are covered by a grant" if count < len(suppressed) else ""
             proposal = queue.submit(
                 TOOL_GITLEAKS_ALLOW,
-                report_payload(updates, suppressed, masker),
+                report_payload(updates, asked, masker),
                 f"push to {refs}: {count} gitleaks finding(s) "
-                "marked '# gitleaks:allow'; the push waits for your approval",
+                f"marked '# gitleaks:allow'{granted}; the push waits for your approval",
             )
-            say(f"{count} finding(s) marked gitleaks:allow (first: {describe_finding(suppressed[0])}); "
+            say(f"{count} finding(s) marked gitleaks:allow (first: {describe_finding(asked[0])}); "
                 f"waiting up to {timeout:g} s for the operator (proposal {proposal.short_id})")
             response = queue.wait_for_response(proposal.id, timeout, poll_interval)
             if response is None:
@@ -104,7 +128,7 @@ def pre_receive(
                     "pending: push again once the operator has approved it")
                 return 1
             if response.status == STATUS_APPROVED:
-                queue.archive(proposal.id)  # the approval is spent on this push
+                queue.archive(proposal.id)  # decided: out of the pending list (its grant stays until its end)
                 say(f"push accepted: the operator approved ({response.notes})")
                 return 0
             if response.status == STATUS_REJECTED:
@@ -116,6 +140,10 @@ def pre_receive(
             queue.close()
     except BotBottleError as exc:
         say(f"push refused: {exc}")
+        return 1
+    except MemoryError:
+        say(f"push refused: scanning it needs more than {mib(limits.max_memory_bytes)} of memory (--max-memory): "
+            "push fewer or smaller objects at a time")
         return 1
     except Exception as exc:  # fail closed on anything unforeseen, with a line the agent can read
         say(f"push refused: internal error in git-gate: {exc!r}")

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from bot_bottle.records import validate_queue_key
+from bot_bottle.sidecar.git_gate.limits import Limits, limit_arguments
 
 
 def render_hook(
@@ -20,8 +21,9 @@ def render_hook(
     timeout: float | None = None,
     gitleaks: str | None = None,
     pythonpath: str | None = None,
+    limits: Limits | None = None,
 ) -> str:
-    """The text of a ``pre-receive`` hook that runs this gate for ``bottle``."""
+    """The text of a ``pre-receive`` hook that runs this gate for ``bottle`` (within ``limits``)."""
     validate_queue_key(bottle, "bottle")
     command = [python, "-m", "bot_bottle.git_gate", "pre-receive", "--bottle", bottle]
     if db_path is not None:
@@ -32,6 +34,8 @@ def render_hook(
         command += ["--timeout", f"{timeout:g}"]
     if gitleaks is not None:
         command += ["--gitleaks", gitleaks]
+    if limits is not None:
+        command += limit_arguments(limits)
     env = f"PYTHONPATH={shlex.quote(pythonpath)} " if pythonpath else ""
     return (
         "#!/bin/sh\n"

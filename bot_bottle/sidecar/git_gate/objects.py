@@ -19,17 +19,17 @@ would read something other than what is stored.
 from __future__ import annotations
 
 import os
-import re
 import subprocess
 import tempfile
+from collections import ChainMap
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from bot_bottle.errors import GitObjectsError
+from bot_bottle.errors import GitObjectsError, ScanLimitExceeded
+from bot_bottle.sidecar.git_gate.limits import Deadline, Limits, child_limits, mib
 
-GIT_TIMEOUT_SEC = 600.0
 KINDS = ("commit", "tree", "blob", "tag")
 # Not a kind of object: a commit with an ``encoding`` header, as ``git log`` shows it (re-encoded).
 REENCODED = "commit as shown"
@@ -57,7 +57,8 @@ def git_env(base: Mapping[str, str] | None = None) -> dict[str, str]:
     return env
 
 
-def _git(repo: Path, *args: str) -> list[str]:
+def git_command(repo: Path, *args: str) -> list[str]:
+    """A git command line on ``repo`` with replace objects off (run it with ``git_env()``)."""
     return ["git", "--no-replace-objects", "-C", str(repo), *args]
 
 
@@ -67,20 +68,21 @@ def last_error_line(stderr: bytes) -> str:
     return lines[-1][:200] if lines else "no message"
 
 
-def _run(command: list[str], stdin: IO[bytes] | None = None, env: Mapping[str, str] | None = None) -> bytes:
+def _run(command: list[str], deadline: Deadline, stdin: IO[bytes] | None = None,
+         env: Mapping[str, str] | None = None) -> bytes:
     try:
-        result = subprocess.run(command, stdin=stdin, capture_output=True, timeout=GIT_TIMEOUT_SEC,
-                                env=git_env(env))
+        result = subprocess.run(command, stdin=stdin, capture_output=True, timeout=deadline.remaining(),
+                                env=git_env(env), preexec_fn=child_limits)
     except OSError as exc:
         raise GitObjectsError(f"cannot run git: {exc.strerror}") from None
     except subprocess.TimeoutExpired:
-        raise GitObjectsError(f"git did not finish within {GIT_TIMEOUT_SEC:g} s") from None
+        raise deadline.exceeded() from None
     if result.returncode != 0:
         raise GitObjectsError(f"git {command[4]} failed (exit {result.returncode}): {last_error_line(result.stderr)}")
     return result.stdout
 
 
-def list_new_objects(repo: Path, tip: str) -> list[tuple[str, str]]:
+def list_new_objects(repo: Path, tip: str, deadline: Deadline) -> list[tuple[str, str]]:
     """``(oid, path)`` of every object reachable from ``tip`` that no existing ref reaches.
 
     Oldest commit first (parents before children), each commit followed by
@@ -91,8 +93,8 @@ def list_new_objects(repo: Path, tip: str) -> list[tuple[str, str]]:
     with tempfile.TemporaryFile() as tips:
         tips.write(tip.encode("ascii") + b"\n")
         tips.seek(0)
-        out = _run(_git(repo, "rev-list", "--objects", "--in-commit-order", "--topo-order", "--reverse",
-                        "--stdin", "--not", "--all"), stdin=tips)
+        out = _run(git_command(repo, "rev-list", "--objects", "--in-commit-order", "--topo-order", "--reverse",
+                               "--stdin", "--not", "--all"), deadline, stdin=tips)
     listed = []
     for line in out.split(b"\n"):
         if not line:
@@ -102,16 +104,22 @@ def list_new_objects(repo: Path, tip: str) -> list[tuple[str, str]]:
     return listed
 
 
-def read_objects(repo: Path, oids: Sequence[str]) -> Iterator[tuple[str, str, bytes]]:
-    """``(oid, kind, raw content)`` of each object, in order, streamed from one ``git cat-file --batch``."""
+def read_objects(repo: Path, oids: Sequence[str], limits: Limits, deadline: Deadline,
+                 names: Mapping[str, str] | None = None) -> Iterator[tuple[str, str, bytes]]:
+    """``(oid, kind, raw content)`` of each object, in order, streamed from one ``git cat-file --batch``.
+
+    An object over ``limits.max_object_bytes`` refuses the push before it is
+    read (``ScanLimitExceeded``, naming its path from ``names`` when known).
+    """
     if not oids:
         return
     with tempfile.TemporaryFile() as wanted:
         wanted.write("".join(f"{oid}\n" for oid in oids).encode("ascii"))
         wanted.seek(0)
         try:
-            process = subprocess.Popen(_git(repo, "cat-file", "--batch"), stdin=wanted, stdout=subprocess.PIPE,
-                                       stderr=subprocess.DEVNULL, env=git_env())
+            process = subprocess.Popen(git_command(repo, "cat-file", "--batch"), stdin=wanted,
+                                       stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=git_env(),
+                                       preexec_fn=child_limits)
         except OSError as exc:
             raise GitObjectsError(f"cannot run git: {exc.strerror}") from None
         assert process.stdout is not None
@@ -121,6 +129,12 @@ def read_objects(repo: Path, oids: Sequence[str]) -> Iterator[tuple[str, str, by
                 if len(header) != 3 or header[0] != oid or header[1] not in KINDS or not header[2].isdigit():
                     raise GitObjectsError(f"git cannot read object {oid}: {' '.join(header)[:100] or 'no answer'}")
                 size = int(header[2])
+                if size > limits.max_object_bytes:
+                    where = (names or {}).get(oid) or f"a {header[1]} object"
+                    raise ScanLimitExceeded(f"{where} ({oid[:12]}) is {mib(size)}, over the "
+                                            f"{mib(limits.max_object_bytes)} one pushed object may be "
+                                            "(--max-object-size)")
+                deadline.check()
                 data = process.stdout.read(size)
                 if len(data) != size or process.stdout.read(1) != b"\n":
                     raise GitObjectsError(f"git's answer for object {oid} is cut short")
@@ -176,7 +190,15 @@ def declared_encoding(commit: bytes) -> bytes | None:
     return None
 
 
-def reencoded_commits(repo: Path, oids: Sequence[str]) -> dict[str, bytes]:
+def root_tree(commit: bytes) -> str | None:
+    """The tree a raw commit records (its first header line), or None if it has none."""
+    first = commit.split(b"\n", 1)[0]
+    if first.startswith(b"tree "):
+        return first[len(b"tree ") :].decode("ascii", errors="replace").strip()
+    return None
+
+
+def reencoded_commits(repo: Path, oids: Sequence[str], deadline: Deadline) -> dict[str, bytes]:
     """Each commit's headers and message as ``git log`` shows them, re-encoded to UTF-8 from its ``encoding``.
 
     git re-encodes the whole commit before showing it, so a message (or an
@@ -188,8 +210,8 @@ def reencoded_commits(repo: Path, oids: Sequence[str]) -> dict[str, bytes]:
     with tempfile.TemporaryFile() as wanted:
         wanted.write("".join(f"{oid}\n" for oid in oids).encode("ascii"))
         wanted.seek(0)
-        out = _run(_git(repo, "log", "-z", "--no-walk=unsorted", "--stdin", "--no-mailmap", "--no-show-signature",
-                        "--format=raw", "--encoding=UTF-8"), stdin=wanted)
+        out = _run(git_command(repo, "log", "-z", "--no-walk=unsorted", "--stdin", "--no-mailmap",
+                               "--no-show-signature", "--format=raw", "--encoding=UTF-8"), deadline, stdin=wanted)
     records = out[:-1].split(b"\0") if out.endswith(b"\0") else out.split(b"\0")
     # One record per commit, in the order asked; anything else (a NUL the re-encoding
     # put in a message splits its record) cannot be mapped back, and is not scanned half.
@@ -202,7 +224,7 @@ def reencoded_commits(repo: Path, oids: Sequence[str]) -> dict[str, bytes]:
 _OBJECT_PLACES = ("GIT_QUARANTINE_PATH", "GIT_OBJECT_DIRECTORY", "GIT_ALTERNATE_OBJECT_DIRECTORIES")
 
 
-def unreached_objects(repo: Path, reached: set[str]) -> list[str]:
+def unreached_objects(repo: Path, reached: set[str], deadline: Deadline) -> list[str]:
     """Objects the push carries that no pushed ref reaches (not in ``reached``) and the remote lacks.
 
     git keeps every object of an accepted push's pack, reachable or not, and
@@ -217,67 +239,23 @@ def unreached_objects(repo: Path, reached: set[str]) -> list[str]:
         return []
     outside = {k: v for k, v in os.environ.items() if k not in _OBJECT_PLACES}
     inside = {**outside, "GIT_OBJECT_DIRECTORY": quarantine}
-    listed = _run(_git(repo, "cat-file", "--batch-all-objects", "--batch-check=%(objectname)", "--unordered"),
-                  env=inside)
+    listed = _run(git_command(repo, "cat-file", "--batch-all-objects", "--batch-check=%(objectname)", "--unordered"),
+                  deadline, env=inside)
     carried = [oid for oid in listed.decode("ascii", errors="replace").split() if oid not in reached]
     if not carried:
         return []
     with tempfile.TemporaryFile() as wanted:
         wanted.write("".join(f"{oid}\n" for oid in carried).encode("ascii"))
         wanted.seek(0)
-        answer = _run(_git(repo, "cat-file", "--batch-check=%(objectname)"), stdin=wanted, env=outside)
+        answer = _run(git_command(repo, "cat-file", "--batch-check=%(objectname)"), deadline, stdin=wanted,
+                      env=outside)
     had = {line.split()[0] for line in answer.decode("ascii", errors="replace").splitlines()
            if line and not line.endswith(" missing")}
     return [oid for oid in carried if oid not in had]
 
 
-_ENCODING_ATTR_RE = re.compile(rb"working-tree-encoding=(\S+)", re.IGNORECASE)
-
-
-def tree_blobs(repo: Path, commits: Sequence[str], skip: set[str]) -> Iterator[tuple[str, str, bytes]]:
-    """``(oid, path, content)`` of every blob in these commits' trees (new or not) that is not in ``skip``."""
-    if not commits:
-        return
-    with tempfile.TemporaryFile() as wanted:
-        wanted.write("".join(f"{oid}\n" for oid in commits).encode("ascii"))
-        wanted.seek(0)
-        out = _run(_git(repo, "rev-list", "--objects", "--no-walk", "--stdin"), stdin=wanted)
-    listed: dict[str, str] = {}
-    for line in out.split(b"\n"):
-        raw_oid, _, path = line.partition(b" ")
-        name = raw_oid.decode("ascii", errors="replace")
-        if path and name not in skip:
-            listed.setdefault(name, path.decode("utf-8", errors="replace"))
-    for oid, kind, content in read_objects(repo, list(listed)):
-        if kind == "blob":
-            yield oid, listed[oid], content
-
-
-def checkout_encodings(repo: Path, commits: Sequence[str]) -> set[str]:
-    """Every encoding a ``.gitattributes`` in these commits' trees names as a ``working-tree-encoding``.
-
-    git checks a file with that attribute out converted from UTF-8 into the
-    encoding: a blob of CJK characters is ``ghp_...`` in UTF-16BE, Latin
-    letters are one in IBM037. Which files it applies to is not worked out:
-    every new UTF-8 blob is converted into each encoding named (the safe side).
-    """
-    names: set[str] = set()
-    for start in range(0, len(commits), 200):
-        command = _git(repo, "grep", "-h", "-o", "-i", "-E", "working-tree-encoding=[^[:space:]]+",
-                       *commits[start : start + 200], "--", ":(glob)**/.gitattributes")
-        try:
-            result = subprocess.run(command, capture_output=True, timeout=GIT_TIMEOUT_SEC, env=git_env())
-        except OSError as exc:
-            raise GitObjectsError(f"cannot run git: {exc.strerror}") from None
-        except subprocess.TimeoutExpired:
-            raise GitObjectsError(f"git did not finish within {GIT_TIMEOUT_SEC:g} s") from None
-        if result.returncode not in (0, 1):  # 1: nothing found
-            raise GitObjectsError(f"git grep failed (exit {result.returncode})")
-        names.update(m[1].decode("ascii", errors="replace") for m in _ENCODING_ATTR_RE.finditer(result.stdout))
-    return names
-
-
-def pushed_objects(repo: Path, tips: Sequence[tuple[str, str]]) -> Iterator[PushedObject]:
+def pushed_objects(repo: Path, tips: Sequence[tuple[str, str]], limits: Limits,
+                   deadline: Deadline) -> Iterator[PushedObject]:
     """Every object the pushed ``(ref, new tip)`` pairs add, each once (under the first ref that brings it).
 
     Paths come from the pushed trees themselves, whole: ``rev-list`` cuts a
@@ -287,13 +265,14 @@ def pushed_objects(repo: Path, tips: Sequence[tuple[str, str]]) -> Iterator[Push
     """
     seen: set[str] = set()
     for ref, tip in tips:
-        listed = [(oid, path) for oid, path in list_new_objects(repo, tip) if oid not in seen]
+        listed = [(oid, path) for oid, path in list_new_objects(repo, tip, deadline) if oid not in seen]
         seen.update(oid for oid, _ in listed)
         paths = dict(listed)
         named: dict[str, str] = {}  # oid -> its whole path, from the first new tree that holds it
         commit = ""
         encoded: list[str] = []  # commits with an encoding header: scanned once more, as git log shows them
-        for oid, kind, data in read_objects(repo, [oid for oid, _ in listed]):
+        for oid, kind, data in read_objects(repo, [oid for oid, _ in listed], limits, deadline,
+                                            ChainMap(named, paths)):
             path = "" if kind in ("commit", "tag") else named.get(oid, paths.get(oid, ""))
             if kind == "commit":
                 commit = oid
@@ -307,13 +286,13 @@ def pushed_objects(repo: Path, tips: Sequence[tuple[str, str]]) -> Iterator[Push
                 data = _render(entries)
             yield PushedObject(oid=oid, kind=kind, ref=ref, commit=oid if kind == "tag" else commit or tip,
                                path=path, data=data)
-        for oid, data in reencoded_commits(repo, encoded).items():
+        for oid, data in reencoded_commits(repo, encoded, deadline).items():
             yield PushedObject(oid=oid, kind=REENCODED, ref=ref, commit=oid, path="", data=data)
     encoded = []
-    for oid, kind, data in read_objects(repo, unreached_objects(repo, seen)):
+    for oid, kind, data in read_objects(repo, unreached_objects(repo, seen, deadline), limits, deadline):
         if kind == "commit" and declared_encoding(data) is not None:
             encoded.append(oid)
         data = render_tree(data, len(oid) // 2) if kind == "tree" else data
         yield PushedObject(oid=oid, kind=kind, ref="", commit=oid, path="", data=data, reached=False)
-    for oid, data in reencoded_commits(repo, encoded).items():
+    for oid, data in reencoded_commits(repo, encoded, deadline).items():
         yield PushedObject(oid=oid, kind=REENCODED, ref="", commit=oid, path="", data=data, reached=False)

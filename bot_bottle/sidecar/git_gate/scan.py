@@ -1,12 +1,16 @@
 """The push's new objects, copied under neutral names into a private directory and scanned by gitleaks.
 
 Each one is written to a private temporary directory under a neutral name
-(``<n>.txt``, so no path rule of gitleaks' default configuration skips it),
-behind a one-line header that keeps gitleaks from sniffing it as an archive
-or binary and skipping it, with NUL bytes turned into spaces, and ending with
-a canary line (a random token gitleaks must report for every copy, or the
-push is refused as not scanned completely); then ``gitleaks dir`` scans the
-directory and the findings are mapped back to ref, commit, path and line.
+(``<n>.txt``, so no path rule of gitleaks' default configuration skips it,
+and no archive name makes it open or drop the file), behind a one-line
+header that keeps gitleaks from sniffing it as an archive or binary and
+skipping it, with NUL bytes turned into spaces, and ending with a canary line
+(a random token gitleaks must report for every copy, or the push is refused
+as not scanned completely); then ``gitleaks dir`` scans the directory and the
+findings are mapped back to ref, commit, path and line. So is every other
+form of it a reader meets (``views``), every member of it that is an archive
+(``archives``), and every file a checkout converts (``attributes``,
+``checkout``), each as a copy of its own, all within the push's ``Limits``.
 """
 
 from __future__ import annotations
@@ -22,7 +26,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bot_bottle.errors import GitGateError
+from bot_bottle.errors import GitGateError, ScanLimitExceeded
+from bot_bottle.sidecar.git_gate.archives import expand
+from bot_bottle.sidecar.git_gate.attributes import encoded_files
+from bot_bottle.sidecar.git_gate.checkout import checkout_forms, converts
 from bot_bottle.sidecar.git_gate.findings import (
     MAX_LINE_CHARS,
     Finding,
@@ -31,27 +38,23 @@ from bot_bottle.sidecar.git_gate.findings import (
     parse_report,
     shown,
 )
+from bot_bottle.sidecar.git_gate.limits import Deadline, Limits, child_limits, mib
 from bot_bottle.sidecar.git_gate.objects import (
     REENCODED,
     PushedObject,
-    checkout_encodings,
     git_env,
     last_error_line,
     pushed_objects,
-    tree_blobs,
+    read_objects,
+    root_tree,
 )
 from bot_bottle.sidecar.git_gate.refs import (
     RefUpdate,
 )
 from bot_bottle.sidecar.git_gate.views import (
-    encode_as,
     other_views,
-    wide_text,
 )
 from bot_bottle.text.redaction import Masker
-
-GITLEAKS_TIMEOUT_SEC = 600.0
-
 
 MAX_DECODE_DEPTH = 5  # gitleaks' default, pinned: how many layers of base64/hex/percent it decodes
 
@@ -84,6 +87,7 @@ class _Scanned:
     label: str
     ref_names: bool = False  # the list of pushed ref names (a flag: a path may be called anything)
     copy_of: int = -1  # for a second copy of an object (its NUL bytes removed), the number of the first
+    group: int = -1  # for what was taken out of an archive: the number of the pushed object's first copy
 
 
 def _label(obj: PushedObject) -> str:
@@ -106,9 +110,13 @@ class PushScan:
     in it are deleted on leaving, whatever happened.
     """
 
-    def __init__(self, repo: Path, gitleaks: str) -> None:
+    def __init__(self, repo: Path, gitleaks: str, limits: Limits | None = None,
+                 deadline: Deadline | None = None) -> None:
         self.repo = repo
         self.gitleaks = gitleaks
+        self.limits = limits or Limits()
+        self.deadline = deadline or Deadline(self.limits.max_seconds)
+        self.written = 0  # bytes handed to gitleaks so far, against limits.max_scan_bytes
         self.folder: Path | None = None
         self._files: list[_Scanned] = []
         self._ref_lines: list[RefUpdate] = []
@@ -126,6 +134,11 @@ class PushScan:
 
     def _write(self, scanned: _Scanned, data: bytes) -> None:
         assert self.folder is not None, "PushScan is used outside its with block"
+        self.written += len(data)
+        if self.written > self.limits.max_scan_bytes:
+            raise ScanLimitExceeded(f"the push needs more than {mib(self.limits.max_scan_bytes)} scanned, with its "
+                                    "other forms and archive members (--max-scan-size): push it in parts")
+        self.deadline.check()
         path = self.folder / f"{len(self._files)}.txt"
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
         with os.fdopen(fd, "wb") as out:
@@ -142,38 +155,46 @@ class PushScan:
             # The ref names are pushed too, one per line (line n = the n-th kept update).
             self._write(_Scanned("", "", "(ref name)", ref_names=True), "".join(f"{u.ref}\n" for u in kept).encode())
             self._ref_lines = kept
-        commits: list[str] = []
-        seen: set[str] = set()
-        wide: list[tuple[int, PushedObject, str]] = []  # UTF-8 blobs with more than ASCII: (copy, object, text)
-        for obj in pushed_objects(self.repo, [(u.ref, u.new) for u in kept]):
-            first = len(self._files)
-            self._write(_Scanned(obj.ref, obj.commit, _label(obj)), obj.data)
-            self._add_views(first, obj, other_views(obj.data))
-            seen.add(obj.oid)
-            if obj.kind == "commit" and obj.reached:
-                commits.append(obj.oid)
-            elif obj.kind == "blob" and (text := wide_text(obj.data)) is not None:
-                wide.append((first, obj, text))
-        encodings = sorted(checkout_encodings(self.repo, commits)) if commits else []
-        if encodings:
-            # A file already on the remote is checked out converted too, once a pushed tree says so.
-            for oid, path, data in tree_blobs(self.repo, commits, seen):
-                if (text := wide_text(data)) is not None:
-                    old = PushedObject(oid=oid, kind="blob", ref="", commit="", path=f"{path} (already on the remote)",
-                                       data=b"")
-                    wide.append((-1, old, text))
-        for encoding in encodings:
-            for first, obj, text in wide:
-                converted = encode_as(text, encoding)
-                if converted is not None:
-                    how = f"checked out as {encoding[:40]} (working-tree-encoding)"
-                    views = [(how, converted), *((f"{how}, {more}", view) for more, view in other_views(converted))]
-                    self._add_views(first, obj, views)
+        roots: dict[str, tuple[str, str]] = {}  # tree a checkout (or git archive) writes -> (ref, commit)
+        new_blobs: dict[str, int] = {}  # a pushed blob -> the number of its first copy
+        for obj in pushed_objects(self.repo, [(u.ref, u.new) for u in kept], self.limits, self.deadline):
+            label = _label(obj)
+            first = self._add_copies(_Scanned(obj.ref, obj.commit, label), obj.data)
+            if obj.kind == "blob":
+                new_blobs.setdefault(obj.oid, first)
+            elif obj.kind == "commit" and (tree := root_tree(obj.data)):
+                roots.setdefault(tree, (obj.ref, obj.oid))
+            elif obj.kind == "tree" and not obj.path:  # a commit's tree, one a ref points at, one nothing reaches
+                roots.setdefault(obj.oid, (obj.ref, obj.commit))
+        # Each file a checkout converts, new or already on the remote (a pushed .gitattributes can name an
+        # old file), as the checkout writes it.
+        converted = [f for f in encoded_files(self.repo, roots, self.limits, self.deadline) if converts(f.encoding)]
+        contents = read_objects(self.repo, [f.oid for f in converted], self.limits, self.deadline)
+        for encoded, (_, _, data) in zip(converted, contents, strict=True):
+            ref, commit = roots[encoded.root]
+            first = new_blobs.get(encoded.oid, -1)
+            path = encoded.path if first >= 0 else f"{encoded.path} (already on the remote)"
+            for how, form in checkout_forms(data, encoded.encoding):
+                self._add_copies(_Scanned(ref, commit, f"{path} ({how})", copy_of=first), form)
         return len(self._files)
 
-    def _add_views(self, first: int, obj: PushedObject, views: Iterable[tuple[str, bytes]]) -> None:
+    def _add_copies(self, scanned: _Scanned, data: bytes) -> int:
+        """Write ``data``, its other views and whatever its archives hold; the number of its first copy."""
+        first = len(self._files)
+        self._write(scanned, data)
+        own = scanned.copy_of if scanned.copy_of >= 0 else first
+        self._add_views(own, scanned, other_views(data))
+        for leaf in expand(data, scanned.label, self.limits, self.deadline):
+            number = len(self._files)
+            member = _Scanned(scanned.ref, scanned.commit, leaf.label, group=own)
+            self._write(member, leaf.data)
+            self._add_views(number, member, other_views(leaf.data))
+        return first
+
+    def _add_views(self, first: int, scanned: _Scanned, views: Iterable[tuple[str, bytes]]) -> None:
         for how, data in views:
-            self._write(_Scanned(obj.ref, obj.commit, f"{_label(obj)} ({how})", copy_of=first), data)
+            self._write(_Scanned(scanned.ref, scanned.commit, f"{scanned.label} ({how})", copy_of=first,
+                                 group=scanned.group), data)
 
     def run(self, *, ignore_allow: bool) -> list[dict[str, Any]]:
         """gitleaks' findings over the copies (``--ignore-gitleaks-allow`` too, if asked)."""
@@ -189,13 +210,13 @@ class PushScan:
         env = {k: v for k, v in git_env().items() if not k.startswith("GITLEAKS_")}
         try:
             result = subprocess.run(command, cwd=self.folder, env=env, capture_output=True,
-                                    timeout=GITLEAKS_TIMEOUT_SEC)
+                                    timeout=self.deadline.remaining(), preexec_fn=child_limits)
         except FileNotFoundError:
             raise GitGateError(f"gitleaks is not installed ({self.gitleaks} not found)") from None
         except OSError as exc:
             raise GitGateError(f"cannot run gitleaks ({self.gitleaks}): {exc.strerror}") from None
         except subprocess.TimeoutExpired:
-            raise GitGateError(f"gitleaks did not finish within {GITLEAKS_TIMEOUT_SEC:g} s") from None
+            raise self.deadline.exceeded() from None
         if result.returncode != 0:
             raise GitGateError(f"gitleaks failed (exit {result.returncode}): {last_error_line(result.stderr)}")
         items = parse_report(result.stdout.decode("utf-8", errors="replace"))
@@ -244,6 +265,9 @@ class PushScan:
         # again from its second; another secret on that line is.
         in_first = {(self._object(i), i["StartLine"], i["RuleID"], i["Secret"]) for i in items
                     if self._files[self._index(i)].copy_of < 0}
+        # What an archive holds is often also in the archive as it is (a stored member, a decompressed
+        # tar): a secret already listed for the pushed object is not listed again from inside it.
+        listed: set[tuple[int, str, str]] = set()
         findings = []
         for item in sorted(items, key=lambda i: (self._index(i), i["StartLine"])):
             number = self._index(item)
@@ -251,6 +275,10 @@ class PushScan:
             same = (scanned.copy_of, item["StartLine"], item["RuleID"], item["Secret"])
             if scanned.copy_of >= 0 and same in in_first:
                 continue
+            whole = (scanned.group if scanned.group >= 0 else self._object(item), item["RuleID"], item["Secret"])
+            if scanned.group >= 0 and whole in listed:
+                continue
+            listed.add(whole)
             line = item["StartLine"] - HEADER_LINES
             ref, commit = scanned.ref, scanned.commit
             if scanned.ref_names:

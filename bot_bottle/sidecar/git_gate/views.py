@@ -1,19 +1,15 @@
-"""Other ways a pushed blob is shown or checked out, each of which is scanned too.
+"""Other ways a pushed blob is shown, each of which is scanned too.
 
 Invisible characters removed (as a reader sees the text), NUL bytes removed
 (UTF-16 and UTF-32 text, which editors and forges show as text), ``$Format:``
-escapes expanded (as ``git archive`` writes an ``export-subst`` file), and
-UTF-8 text converted into a ``working-tree-encoding`` (as a checkout writes it).
+escapes expanded (as ``git archive`` writes an ``export-subst`` file). What a
+checkout writes is ``checkout``'s, what an archive holds ``archives``'.
 """
 
 from __future__ import annotations
 
 import re
-import subprocess
 
-from bot_bottle.errors import GitGateError
-
-CONVERT_TIMEOUT_SEC = 600.0  # for iconv, as long as gitleaks may take
 _ARCHIVE_ESCAPE_RE = re.compile(rb"%(?:x([0-9a-fA-F]{2})|%|n)")
 
 
@@ -52,32 +48,10 @@ def other_views(data: bytes) -> list[tuple[str, bytes]]:
 
 
 def wide_text(data: bytes) -> str | None:
-    """``data`` as text if it is UTF-8 with more than ASCII (what a working-tree-encoding can turn into a token)."""
+    """``data`` as text if it is UTF-8 with more than ASCII (what can hold an invisible character)."""
     if data.isascii():
         return None
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError:
-        return None  # git cannot convert it either, and checks it out as it is
-
-
-def encode_as(text: str, encoding: str) -> bytes | None:
-    """``text`` in ``encoding`` as git would write it (iconv, like git, for what Python does not know).
-
-    None if it cannot be converted (git would not check the file out either).
-    ``GitGateError`` if the encoding is unknown to both and iconv is missing,
-    since the file could not be scanned as it is checked out.
-    """
-    try:
-        return text.encode(encoding)
-    except LookupError:
-        pass
-    except (UnicodeError, ValueError):
         return None
-    try:
-        result = subprocess.run(["iconv", "-f", "UTF-8", "-t", encoding], input=text.encode("utf-8"),
-                                capture_output=True, timeout=CONVERT_TIMEOUT_SEC)
-    except (OSError, subprocess.TimeoutExpired):
-        raise GitGateError(f"cannot convert a file to its working-tree-encoding {encoding[:40]!r} to scan it "
-                           "(no iconv)") from None
-    return result.stdout if result.returncode == 0 else None

@@ -20,13 +20,14 @@ from urllib.parse import urlsplit
 
 from bot_bottle.audit_store import AuditStore
 from bot_bottle.bottles import BottleStore
-from bot_bottle.cli.dashboard.state import shown_digest
+from bot_bottle.decisions import shown_digest
 from bot_bottle.records import TOOL_EGRESS_ALLOW, TOOL_EGRESS_BLOCK, TOOL_GITLEAKS_ALLOW
 from bot_bottle.sidecar.launcher import spawn
 from bot_bottle.timestamps import format_timestamp
 from tests.helpers.browser import Browser
 from tests.helpers.corpus import ATTACK_TEXT, HOSTILE, HTML_ATTACKS, forbidden
 from tests.helpers.dashboard import DashboardCase
+from tests.helpers.support import file_as_a_sidecar
 
 
 class _EvilPage(BaseHTTPRequestHandler):
@@ -68,7 +69,8 @@ class BrowserTest(DashboardCase):
         """Script tags, event attributes, javascript: URLs and the terminal corpus: shown, never run or obeyed."""
         filed = [self.store.submit("web-1", TOOL_EGRESS_BLOCK, f"routes:\n- a.com\n{ATTACK_TEXT}\n",
                                    ATTACK_TEXT, current_file="routes:\n- a.com\n")]
-        filed += [self.store.submit(f"web-{i}", TOOL_EGRESS_ALLOW, '{"host": "' + text + '"}', f"{name}: {text}")
+        filed += [file_as_a_sidecar(self.path, f"web-{i}", TOOL_EGRESS_ALLOW, '{"host": "' + text + '"}',
+                                    f"{name}: {text}")
                   for i, (name, text) in enumerate(HOSTILE.items()) if name in ("mix", "bidi", "title", "lone-cr")]
         mix = next(p for p in filed if p.justification.startswith("mix: "))
         self.log_in()

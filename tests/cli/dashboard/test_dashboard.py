@@ -18,7 +18,8 @@ from typing import Any
 from urllib.parse import urlencode
 
 from bot_bottle.audit_store import AuditStore
-from bot_bottle.cli.dashboard.state import MAX_FORM_BYTES, SESSION_COOKIE, shown_digest
+from bot_bottle.cli.dashboard.state import MAX_FORM_BYTES, SESSION_COOKIE
+from bot_bottle.decisions import shown_digest
 from bot_bottle.queue_store import QueueStore
 from bot_bottle.records import (
     TOOL_EGRESS_ALLOW,
@@ -162,7 +163,7 @@ class RulesTest(DashboardCase):
         final = '{"host": "pypi.org", "paths": ["/simple/"]}'
         status, _, body = self.post(route, "preview", {"final": final.replace("\n", "\r\n")})
         self.assertEqual(status, 200)
-        self.assertIn("diff (proposed -&gt; final)", body)
+        self.assertIn("diff (proposed -&gt; final, both as JSON: keys sorted, indented)", body)
         self.assertIn("record this modification", body)
         self.assertNotIn("data-marker", body)  # a confirmation never refreshes under the operator
         digest = re.search(r'name="final_sha256" value="([0-9a-f]{64})"', body)

@@ -3,25 +3,26 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import io
 import json
 import os
 import subprocess
 import sys
 import tempfile
-import threading
 import unittest
 from pathlib import Path
 
-from bot_bottle.audit_store import AuditStore
 from bot_bottle.cli.render import describe
 from bot_bottle.decisions import decide
 from bot_bottle.errors import GitGateError, GitObjectsError
 from bot_bottle.queue_store import QueueStore
 from bot_bottle.records import STATUS_APPROVED, STATUS_REJECTED, TOOL_GITLEAKS_ALLOW, Proposal
+from bot_bottle.sidecar.git_gate.cli import build_parser
 from bot_bottle.sidecar.git_gate.findings import Finding, parse_report, redact_line, report_payload
 from bot_bottle.sidecar.git_gate.hook import pre_receive
 from bot_bottle.sidecar.git_gate.install import install_hook, render_hook
+from bot_bottle.sidecar.git_gate.limits import Limits
 from bot_bottle.sidecar.git_gate.objects import render_tree
 from bot_bottle.sidecar.git_gate.refs import RefUpdate, parse_hook_input, refused_ref
 from bot_bottle.sidecar.transport import find_transport
@@ -32,6 +33,8 @@ from tests.helpers.git_remote import (
     SHA_A,
     SHA_B,
     ZERO,
+    GateAttackCase,
+    GateCase,
     SharedRemoteTest,
     b64_forms,
     github_token,
@@ -78,7 +81,18 @@ class UnitTest(unittest.TestCase):
                            gitleaks="/opt/gitleaks", pythonpath="/src")
         self.assertTrue(hook.startswith("#!/bin/sh\n"))
         self.assertIn("exec env PYTHONPATH=/src /usr/bin/python3 -m bot_bottle.git_gate pre-receive --bottle web-1 "
-                      "--db '/run/x y/db' --timeout 30 --gitleaks /opt/gitleaks", hook)
+                      "--db '/run/x y/db' --timeout 30 --gitleaks /opt/gitleaks\n", hook)
+        limited = render_hook("web-1", python="/usr/bin/python3", limits=Limits(max_refs=9, max_seconds=2.5,
+                                                                                max_archive_bytes=1 << 20))
+        self.assertIn("pre-receive --bottle web-1 --max-refs 9 --max-seconds 2.5 --max-archive-size 1048576\n", limited)
+        # Each option the hook writes is one pre-receive reads back into the same limits.
+        parsed = build_parser().parse_args(["pre-receive", "--bottle", "web-1", "--max-refs", "9", "--max-seconds",
+                                            "2.5", "--max-archive-size", "1M", "--max-memory", "2G"])
+        self.assertEqual((parsed.max_refs, parsed.max_seconds, parsed.max_archive_bytes, parsed.max_memory_bytes),
+                         (9, 2.5, 1 << 20, 2 << 30))
+        for bad in (["--max-refs", "0"], ["--max-object-size", "lots"], ["--max-seconds", "-1"]):
+            with self.subTest(bad=bad), contextlib.redirect_stderr(io.StringIO()), self.assertRaises(SystemExit):
+                build_parser().parse_args(["pre-receive", "--bottle", "web-1", *bad])
 
     def test_hook_goes_where_git_runs_it(self) -> None:
         """A bare repository gets hooks/pre-receive; a work tree .git/hooks, even with a hooks/ folder of its own."""
@@ -106,77 +120,8 @@ class UnitTest(unittest.TestCase):
         self.assertIn('k = "********"', text)
 
 
-class GitGateTest(TempDirTest):
+class GitGateTest(GateCase):
     """Pushes through a bare repository whose pre-receive hook is git-gate."""
-
-    def setUp(self) -> None:
-        super().setUp()
-        self.gitleaks = require_tool(self, "gitleaks")
-        require_tool(self, "git")
-        self.db = self.tmp / "gate.db"
-        self.store = QueueStore(self.db)
-        self.addCleanup(self.store.close)
-        self.remote = self.tmp / "remote.git"
-        self.git("init", "-q", "--bare", str(self.remote), cwd=self.tmp)
-        self.work = self.tmp / "work"
-        self.git("clone", "-q", str(self.remote), str(self.work), cwd=self.tmp)
-        for key, value in (("user.email", "agent@bottle"), ("user.name", "agent"), ("commit.gpgsign", "false")):
-            self.git("config", key, value)
-        self.commit("README.md", "hello\n")
-        self.assertEqual(self.push().returncode, 0)  # the remote's first commit, before the gate (faster)
-        self.hook(timeout=30)
-
-    def hook(self, **options: object) -> None:
-        settings: dict[str, object] = {"db_path": self.db, "gitleaks": self.gitleaks, "pythonpath": str(REPO)}
-        install_hook(self.remote, "web-1", **{**settings, **options})
-
-    def git(self, *args: str, cwd: Path | None = None) -> str:
-        result = subprocess.run(["git", *args], cwd=cwd or self.work, capture_output=True, text=True, timeout=60,
-                                env={"HOME": str(self.home), "PATH": "/usr/bin:/bin", "GIT_CONFIG_NOSYSTEM": "1"})
-        if result.returncode != 0:
-            raise AssertionError(f"git {args[0]} failed: {result.stderr}")
-        return result.stdout
-
-    def commit(self, name: str, text: str) -> str:
-        (self.work / name).write_text(text)
-        self.git("add", name)
-        self.git("commit", "-q", "-m", f"add {name}")
-        return self.git("rev-parse", "HEAD").strip()
-
-    def start_push(self, *refspec: str) -> subprocess.Popen[str]:
-        return subprocess.Popen(["git", "push", "origin", *(refspec or ("HEAD:main",))], cwd=self.work,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                env={"HOME": str(self.home), "PATH": "/usr/bin:/bin", "GIT_CONFIG_NOSYSTEM": "1"})
-
-    def push(self, *refspec: str) -> subprocess.CompletedProcess[str]:
-        process = self.start_push(*refspec)
-        out, err = process.communicate(timeout=120)
-        return subprocess.CompletedProcess(process.args, process.returncode, out, err)
-
-    def remote_head(self, branch: str = "main") -> str:
-        return self.git("rev-parse", branch, cwd=self.remote).strip()
-
-    def proposals(self) -> list[str]:
-        return [p.id for p, _ in self.store.listing("web-1", include_decided=True)]
-
-    def wait_for_proposal(self) -> str:
-        pending = wait_until(lambda: self.store.pending("web-1"), 60, what="git-gate filing a proposal")
-        return str(pending[0].id)
-
-    def decide_later(self, status: str, notes: str) -> threading.Thread:
-        thread = threading.Thread(target=lambda: decide(self.wait_for_proposal(), status, notes, store=self.store))
-        thread.start()
-        self.addCleanup(thread.join)
-        return thread
-
-    def assert_no_secret_stored(self) -> None:
-        raw = self.db.read_bytes()
-        for secret in (SECRET_ALLOWED, SECRET_BLOCKED):
-            self.assertNotIn(secret.encode(), raw)
-        with AuditStore(self.db) as audit:
-            exported = "\n".join(json.dumps(e.to_dict()) for e in audit.export())
-        for secret in (SECRET_ALLOWED, SECRET_BLOCKED):
-            self.assertNotIn(secret, exported)
 
     def test_clean_push_passes(self) -> None:
         """A push without secrets is accepted and files nothing."""
@@ -272,6 +217,16 @@ class GitGateTest(TempDirTest):
         self.assertNotEqual(result.returncode, 0)
         self.assertIn("gitleaks failed (exit 3): config broken", result.stderr)
 
+    def test_a_db_in_a_missing_directory_is_not_created(self) -> None:
+        """--db naming a directory that does not exist: every push refused at once, nothing created."""
+        missing = self.tmp / "no-such-dir" / "sub" / "gate.db"
+        self.hook(timeout=5, db_path=missing)
+        self.commit("app.py", "print('hi')\n")
+        result = self.push()
+        self.assertNotEqual(result.returncode, 0)
+        self.assertIn(f"push refused: --db {missing}: the directory {missing.parent} does not exist", result.stderr)
+        self.assertFalse((self.tmp / "no-such-dir").exists())
+
     def test_database_unavailable_refuses(self) -> None:
         """If the queue cannot be reached, a push that needs the operator is refused."""
         self.hook(timeout=5, db_path=self.tmp / "not-a-dir" / "x.db")
@@ -282,23 +237,8 @@ class GitGateTest(TempDirTest):
         self.assertIn("push refused", result.stderr)
 
 
-class BypassTest(SharedRemoteTest):
+class BypassTest(GateAttackCase):
     """Each way a token got past the old gate, tried with real git and gitleaks: every one refused."""
-
-
-    def assert_refused(self, *refspecs: str, says: str, secret_oids: tuple[str, ...] = ()) -> str:
-        """The push fails with a git-gate line containing ``says``; the remote's refs and objects stay."""
-        before = self.shared.remote_refs()
-        result = self.shared.push(*refspecs)
-        self.assertNotEqual(result.returncode, 0, result.stderr)
-        gate = [line for line in result.stderr.splitlines() if "git-gate:" in line]
-        self.assertTrue(gate, result.stderr)
-        self.assertIn("push refused", gate[-1])
-        self.assertIn(says, gate[-1])
-        self.assertEqual(self.shared.remote_refs(), before)
-        for oid in secret_oids:
-            self.assertFalse(self.shared.remote_has(oid), f"{oid} reached the remote")
-        return gate[-1]
 
     def test_replace_ref_pushed_with_the_secret_commit(self) -> None:
         """refs/replace/<S> -> a clean commit, and main -> S, in one push: refused for the replace ref."""
@@ -385,14 +325,25 @@ class BypassTest(SharedRemoteTest):
         self.assert_each_found({
             "blob.bin": b"\x00\x01\x02binary\x00" + f"\ntoken = {token}\n".encode(),
             "nul-glued.bin": b"\x00" + token.encode() + b" \x00",
-            "fake.zip": b"PK\x03\x04" + b"\x00" * 26 + f"\ntoken = {token}\n".encode(),
-            "fake.gz": b"\x1f\x8b\x08\x00" + f"\ntoken = {token}\n".encode(),
             "fake.tar": b"a" * 257 + b"ustar\x00" + f"\ntoken = {token}\n".encode(),
-            "fake.iso": b"a" * 32769 + b"CD001" + f"\ntoken = {token}\n".encode(),
             "fake.pdf": b"%PDF-1.7\n" + f"token = {token}\n".encode(),
             "fake.sqlite": b"SQLite format 3\x00" + f"\ntoken = {token}\n".encode(),
             "fake.elf": b"\x7fELF" + b"\x00" * 60 + f"\ntoken = {token}\n".encode(),
         }, token)
+
+    def test_archive_look_alikes_are_refused(self) -> None:
+        """A zip or gzip signature on bytes no tool reads whole (a repair tool still recovers some): refused."""
+        token = github_token(13)
+        for name, data, says in (
+            ("fake.zip", b"PK\x03\x04" + b"\x00" * 26 + f"\ntoken = {token}\n".encode(), "fake.zip: a corrupt zip"),
+            ("fake.gz", b"\x1f\x8b\x08\x00" + f"\ntoken = {token}\n".encode(), "fake.gz: a corrupt or truncated gzip"),
+            ("fake.iso", b"a" * 32769 + b"CD001" + f"\ntoken = {token}\n".encode(),
+             "fake.iso: an ISO 9660 image, which git-gate cannot open to scan"),
+        ):
+            with self.subTest(name):
+                head = self.shared.commit_with({name: data})
+                said = self.assert_refused(f"{head}:refs/heads/main", says=says, secret_oids=(head,))
+                self.assertIn("git-gate refuses what it cannot scan whole", said)
 
     def test_paths_gitleaks_allowlists_by_default(self) -> None:
         """node_modules/, *.png, go.sum, package-lock.json, gitleaks.toml and friends are scanned too."""
@@ -540,15 +491,16 @@ class ScanMechanicsTest(TempDirTest):
         self.repo = self.tmp / "repo"
         env = {"HOME": str(self.home), "PATH": "/usr/bin:/bin", "GIT_CONFIG_NOSYSTEM": "1"}
         subprocess.run(["git", "init", "-q", str(self.repo)], check=True, env=env)
-        blob = subprocess.run(["git", "hash-object", "-w", "--stdin"], cwd=self.repo, input=b"PK\x03\x04a\x00b\n",
+        blob = subprocess.run(["git", "hash-object", "-w", "--stdin"], cwd=self.repo, input=b"%PDF-1.7a\x00b\n",
                               capture_output=True, check=True, env=env).stdout.decode().strip()
-        tree = subprocess.run(["git", "mktree"], cwd=self.repo, input=f"100644 blob {blob}\tx.zip\n".encode(),
+        tree = subprocess.run(["git", "mktree"], cwd=self.repo, input=f"100644 blob {blob}\tx.pdf\n".encode(),
                               capture_output=True, check=True, env=env).stdout.decode().strip()
         self.commit = subprocess.run(["git", "commit-tree", tree, "-m", "m"], cwd=self.repo, capture_output=True,
                                      check=True, env={**env, "GIT_AUTHOR_NAME": "a", "GIT_AUTHOR_EMAIL": "a@b",
                                                       "GIT_COMMITTER_NAME": "a", "GIT_COMMITTER_EMAIL": "a@b"},
                                      ).stdout.decode().strip()
         self.log = self.tmp / "seen.json"
+        (self.tmp / "db").mkdir()
 
     def fake_gitleaks(self, report: str | None = None, skip: str = "") -> str:
         """A gitleaks stand-in that records what it was given (folder mode, files, contents, arguments).
@@ -597,9 +549,9 @@ class ScanMechanicsTest(TempDirTest):
         canary = canaries.pop()
         self.assertRegex(canary, r"^git-gate canary ghp_[A-Za-z0-9]{36}$")
         self.assertIn(f"GIF89a\nrefs/heads/main\n{canary}\n", contents)
-        self.assertIn(f"GIF89a\nPK\x03\x04a b\n{canary}\n", contents)
-        self.assertIn(f"GIF89a\nPK\x03\x04ab\n{canary}\n", contents)
-        self.assertIn(f"GIF89a\n100644 x.zip\n{canary}\n", contents)
+        self.assertIn(f"GIF89a\n%PDF-1.7a b\n{canary}\n", contents)
+        self.assertIn(f"GIF89a\n%PDF-1.7ab\n{canary}\n", contents)
+        self.assertIn(f"GIF89a\n100644 x.pdf\n{canary}\n", contents)
         self.assertIn("--max-decode-depth", seen["argv"])
         self.assertEqual(seen["argv"][0], "dir")
 
@@ -622,7 +574,7 @@ class ScanMechanicsTest(TempDirTest):
         # A copy gitleaks skipped (its canary not reported): the push cannot be scanned completely.
         code, said = self.gate(self.fake_gitleaks(skip="3.txt"), f"{ZERO} {self.commit} refs/heads/main")
         self.assertEqual(code, 1)
-        self.assertIn("gitleaks did not scan 1 of the 5 pushed objects to their end (first: x.zip)", said)
+        self.assertIn("gitleaks did not scan 1 of the 5 pushed objects to their end (first: x.pdf)", said)
 
     def test_copies_are_removed_when_the_hook_is_terminated(self) -> None:
         """SIGTERM while gitleaks runs: the hook refuses the push and removes the copies (gitleaks is stopped)."""

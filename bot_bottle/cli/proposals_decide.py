@@ -1,0 +1,250 @@
+"""``bot-bottle proposals approve|modify|reject``: a decision, bound to the proposal as the operator saw it."""
+
+from __future__ import annotations
+
+import argparse
+import hmac
+import sys
+from pathlib import Path
+from typing import Any
+
+from bot_bottle.cli.common import (
+    EXIT_CANCELLED,
+    EXIT_OK,
+    confirm,
+    db_path,
+    leaf_epilog,
+    print_json,
+    print_untrusted,
+    verb_parser,
+)
+from bot_bottle.cli.grants_cmds import time_left
+from bot_bottle.cli.render import describe, modification
+from bot_bottle.decisions import check_decision, decide, default_decider, shown_digest
+from bot_bottle.errors import AnchorNotWritten, AuditTampered, BotBottleError, ValidationError
+from bot_bottle.grants import GrantStore
+from bot_bottle.policy.subjects import describe_subject
+from bot_bottle.queue_store import QueueStore
+from bot_bottle.records import (
+    REMEMBER_SCOPES,
+    STATUS_APPROVED,
+    STATUS_MODIFIED,
+    STATUS_REJECTED,
+    Decision,
+    Proposal,
+    Response,
+)
+from bot_bottle.text import terminal
+from bot_bottle.timestamps import parse_duration
+
+
+def _decide(args: argparse.Namespace, status: str, notes: str, final_file: str | None) -> int:
+    """Decide each proposal ``args.ids`` names, as the operator saw it; each one named back.
+
+    Every id is found, and every ``--digest`` checked, before anything is
+    recorded: a mistyped id or a stale digest records nothing. On a terminal
+    without ``--digest`` each approval is shown and asked for; a "no" (or
+    Ctrl-C) ends the command there, the earlier ones recorded and named.
+    """
+    grant_for = parse_duration("for", args.duration) if getattr(args, "duration", None) is not None else None
+    remember = getattr(args, "remember", None)
+    digests: list[str] = list(args.digest or [])
+    if digests and len(digests) != len(args.ids):
+        raise ValidationError("digest", f"give one --digest for each ID, in the same order ({len(args.ids)} ID(s), "
+                              f"{len(digests)} digest(s))")
+    done: list[dict[str, Any]] = []
+    status_code = EXIT_OK
+    with QueueStore(db_path(args)) as store:
+        proposals = [store.find(each) for each in args.ids]
+        if len({p.id for p in proposals}) != len(proposals):
+            raise ValidationError("ids", "the same proposal is named twice")
+        for proposal, digest in zip(proposals, digests, strict=False):
+            _check_digest(proposal, digest)
+        for proposal in proposals:
+            if not digests and status == STATUS_APPROVED and store.response(proposal.id) is None \
+                    and not _approval_confirmed(proposal, notes):  # (decided already: decide() says by whom)
+                print(f"approval of {proposal.short_id} cancelled: nothing recorded for it", file=sys.stderr)
+                status_code = EXIT_CANCELLED
+                break
+            if status == STATUS_MODIFIED and final_file is not None \
+                    and not _confirmed(args, proposal, notes, final_file):
+                print("modification cancelled: nothing recorded", file=sys.stderr)
+                status_code = EXIT_CANCELLED
+                break
+            done.append(_record(store, proposal, status, notes, final_file, grant_for, remember))
+    if args.json:
+        print_json(done)
+    else:
+        for each in done:
+            print_untrusted(f"{each['status']} {each['short_id']} ({each['bottle']}, {each['tool']}) "
+                            f"as {each['decided_by']}")
+            if each["grant"] is not None:
+                print_untrusted(f"grant {each['grant']['short_id']}: {each['grant']['grants']} until "
+                                f"{each['grant']['ends_at']} ({each['grant']['left']})")
+    for each in done:
+        if each["warning"]:
+            print(f"bot-bottle: warning: {terminal.clean_line(each['warning'])}", file=sys.stderr)
+    return status_code
+
+
+def _record(store: QueueStore, proposal: Proposal, status: str, notes: str, final_file: str | None,
+            grant_for: int | None, remember: str | None) -> dict[str, Any]:
+    """Record one decision (what was shown, or named by its digest, is held in the deciding transaction);
+    what was done, as ``--json`` prints it."""
+    try:
+        response = decide(proposal.id, status, notes, final_file, store=store, shown=proposal,
+                          grant_for=grant_for, remember=remember)
+        warning = ""
+    except AnchorNotWritten as exc:
+        if not isinstance(exc.result, Response):
+            raise
+        response, warning = exc.result, str(exc)
+    made = GrantStore(database=store.db).for_proposal(proposal.id)
+    grant = None if made is None else {
+        "id": made.id, "short_id": made.short_id, "grants": describe_subject(made.tool, made.subject_value),
+        "starts_at": made.starts_at, "ends_at": made.ends_at, "left": time_left(made.ends_at, made.starts_at)}
+    return {"id": proposal.id, "short_id": proposal.short_id, "bottle": proposal.queue_key, "tool": proposal.tool,
+            "status": response.status, "notes": response.notes, "decided_by": response.decided_by,
+            "decided_at": response.decided_at, "grant": grant, "warning": warning or None}
+
+
+def _check_digest(proposal: Proposal, digest: str) -> None:
+    """Refuse unless ``proposal`` is still the one whose ``proposals show`` printed ``digest``."""
+    if not hmac.compare_digest(digest.strip().lower().encode("utf-8", "replace"), shown_digest(proposal).encode()):
+        raise AuditTampered(f"proposal {proposal.short_id} is not the one whose digest you gave: it was rewritten in "
+                            "the database since 'proposals show' printed it, or the digest is another's; nothing "
+                            "recorded. Show it again")
+
+
+def _approval_confirmed(proposal: Proposal, notes: str) -> bool:
+    """On a terminal: show what approving grants and ask; True to record. Elsewhere: ``--digest`` is needed."""
+    check_decision(proposal, Decision(STATUS_APPROVED, notes, None, default_decider()))
+    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+        raise ValidationError("digest", "approving without a terminal needs --digest D, the digest 'bot-bottle "
+                              "proposals show ID' printed, so the approval holds only for what you saw")
+    print_untrusted(describe(proposal, None), page=True)
+    return confirm(f"\napprove {proposal.short_id} ({proposal.queue_key}, {proposal.tool})?")
+
+
+def _confirmed(args: argparse.Namespace, proposal: Proposal, notes: str, final_file: str) -> bool:
+    """Show the operator their own diff and ask, on a terminal without ``--yes``; True to record.
+
+    The file is checked first (``check_decision``), so an invalid one is one
+    error before any question. What is recorded is the very text shown.
+    """
+    check_decision(proposal, Decision(STATUS_MODIFIED, notes, final_file, default_decider()))
+    if args.yes or not (sys.stdin.isatty() and sys.stdout.isatty()):
+        return True
+    print_untrusted(modification(proposal, final_file))
+    question = f"\nrecord this modification of {proposal.short_id} ({proposal.queue_key}, {proposal.tool})?"
+    if str(args.file) != "-":
+        return confirm(question)
+    try:  # stdin held the file: ask on the terminal itself
+        with open("/dev/tty", encoding="utf-8") as tty:
+            print(f"{question} [y/N] ", end="", flush=True)
+            answer = tty.readline()
+    except OSError:
+        return False
+    return answer.strip().lower() in ("y", "yes")
+
+
+def cmd_proposals_approve(args: argparse.Namespace) -> int:
+    """Approve proposals as filed."""
+    return _decide(args, STATUS_APPROVED, args.notes, None)
+
+
+def _read_file(path: Path) -> str:
+    try:
+        data = sys.stdin.buffer.read() if str(path) == "-" else path.read_bytes()
+    except OSError as exc:
+        raise BotBottleError(f"cannot read {path}: {exc.strerror}") from None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ValidationError("file", f"{path} is not UTF-8 text") from None
+
+
+def cmd_proposals_modify(args: argparse.Namespace) -> int:
+    """Approve an edited version of a proposal, read from ``--file``."""
+    return _decide(args, STATUS_MODIFIED, args.notes, _read_file(args.file))
+
+
+def cmd_proposals_reject(args: argparse.Namespace) -> int:
+    """Reject a proposal, with a reason."""
+    return _decide(args, STATUS_REJECTED, args.reason, None)
+
+
+_FIELD_OPTIONS = {"notes": "--notes", "for": "--for", "remember": "--remember"}
+
+
+def _add_digest(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--digest", metavar="D", action="append", default=None,
+                        help="the digest 'proposals show' printed: decide only if the proposal is still that one "
+                        "(once per ID, in the same order)")
+
+
+def _grant_options(parser: argparse.ArgumentParser) -> None:
+    """``--for`` and ``--remember``, on approve and modify."""
+    parser.add_argument("--for", dest="duration", metavar="DURATION",
+                        help="how long what this approves lasts: 8h, 7d, 2w or a time (default and maximum by tool: "
+                        "egress routes 7d/90d, a token 8h/7d, a push's findings 7d/90d)")
+    parser.add_argument("--remember", choices=REMEMBER_SCOPES, default=None,
+                        help="approve matching proposals the same way until then: this bottle's, or every "
+                        "bottle's (a standing rule; 'rules list' shows it)")
+
+
+def register_decisions(verbs: Any) -> None:
+    """Add ``approve``, ``modify`` and ``reject`` to the ``proposals`` verb's subcommands."""
+    p = verb_parser(verbs, "approve", help="approve proposals as filed", json=True,
+                    description="Approve one or more proposals as filed. On a terminal each is shown (what "
+                    "approving grants) and asked for; without one (a script), --digest is required, once per ID "
+                    "in the same order: the digest 'proposals show' printed, so only the proposal you saw is "
+                    "approved. gitleaks-allow and egress-token-allow proposals need a reason (--notes). Each "
+                    "decision is named back (--json: a list of them).",
+                    epilog=leaf_epilog(
+                        ("bot-bottle proposals approve 3f2a --notes 'the docs'", "on a terminal: shows it, asks"),
+                        ("bot-bottle proposals approve 3f2a 9c1e", "two at once, each shown and asked for"),
+                        ("bot-bottle proposals approve 3f2a --digest 9b1c... --json", "from a script")),
+                    formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("ids", nargs="+", metavar="ID", help="a proposal's id or a unique prefix of it")
+    p.add_argument("--notes", default="", metavar="TEXT", help="why (required for report-only tools)")
+    _grant_options(p)
+    _add_digest(p)
+    p.set_defaults(handler=cmd_proposals_approve, field_options=_FIELD_OPTIONS)
+
+    p = verb_parser(verbs, "modify", help="approve an edited version of a proposal", json=True,
+                    formatter_class=argparse.RawDescriptionHelpFormatter,
+                    epilog=leaf_epilog(
+                        ("bot-bottle proposals modify 3f2a --file routes.json --notes 'narrowed'", "shows your diff"),
+                        ("cat final.json | bot-bottle proposals modify 3f2a --file - --yes", "from a script")),
+                         description="Approve an edited version of a proposal: the file you give replaces "
+                         "what the bottle proposed. Not offered for report-only tools. The file must be one "
+                         "its tool can take (an egress-allow: a JSON route with host and optional paths; an "
+                         "egress-block: text without control, bidirectional or invisible characters). On a "
+                         "terminal you see your own diff (proposed -> final) and confirm it first; --yes skips "
+                         "the question, as do scripts, whose stdin or stdout is not a terminal.")
+    p.add_argument("ids", nargs=1, metavar="ID", help="the proposal's id or a unique prefix of it")
+    p.add_argument("--file", type=Path, required=True, metavar="F", help="the final file ('-' reads stdin)")
+    p.add_argument("--notes", default="", metavar="TEXT", help="what you changed and why")
+    p.add_argument("--yes", action="store_true", help="record without showing the diff and asking")
+    _grant_options(p)
+    _add_digest(p)
+    p.set_defaults(handler=cmd_proposals_modify, field_options={**_FIELD_OPTIONS, "final_file": "--file"})
+
+    p = verb_parser(verbs, "reject", help="reject proposals, with a reason", json=True,
+                    description="Reject one or more proposals. The reason goes back to each bottle and into the "
+                    "audit log. Each decision is named back (--json: a list of them).",
+                    epilog=leaf_epilog(
+                        ("bot-bottle proposals reject 3f2a --reason 'no new hosts this week'", "one"),
+                        ("bot-bottle proposals reject 3f2a 9c1e --reason 'not now' --remember bottle",
+                         "two, and the same for this bottle's next asks")),
+                    formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("ids", nargs="+", metavar="ID", help="a proposal's id or a unique prefix of it")
+    p.add_argument("--reason", required=True, metavar="TEXT", help="why (sent back to the bottle)")
+    p.add_argument("--remember", choices=REMEMBER_SCOPES, default=None,
+                   help="reject matching proposals the same way from now on: this bottle's, or every bottle's "
+                   "(a standing rule; for good unless --for)")
+    p.add_argument("--for", dest="duration", metavar="DURATION",
+                   help="with --remember: how long the rule stands (8h, 7d, 2w, or a time)")
+    _add_digest(p)
+    p.set_defaults(handler=cmd_proposals_reject, field_options={**_FIELD_OPTIONS, "notes": "--reason"})

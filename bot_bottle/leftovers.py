@@ -1,0 +1,55 @@
+"""Files a killed writer leaves behind: hidden ``.NAME.<pid>.<suffix>`` files whose process is gone.
+
+Every file bot-bottle must never show half-written (a backup, the audit key,
+an audit anchor) is written under a hidden name carrying the writer's
+process id and moved into place whole. ``kill -9`` between the two leaves
+the hidden file; the next writer of the same kind removes those whose
+process no longer runs (``remove_stale``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+from pathlib import Path
+
+
+def hidden_name(path: Path, suffix: str) -> Path:
+    """Where this process writes ``path`` before it is moved into place: ``.NAME.<pid>.<suffix>`` beside it."""
+    return path.with_name(f".{path.name}.{os.getpid()}.{suffix}")
+
+
+def remove_stale(folder: Path, suffix: str, name: str | None = None) -> list[Path]:
+    """Remove ``.NAME.<pid>.<suffix>`` files in ``folder`` (of ``name`` only, if given) whose process is gone.
+
+    Returns the ones removed. A file of a live process (or one this process
+    cannot ask about) is left alone.
+    """
+    pattern = re.compile(rf"\.{re.escape(name) if name is not None else '.+'}\.(\d+)\.{re.escape(suffix)}")
+    removed: list[Path] = []
+    try:
+        entries = list(folder.iterdir())
+    except OSError:
+        return removed
+    for entry in entries:
+        match = pattern.fullmatch(entry.name)
+        if match is None or process_alive(int(match.group(1))):
+            continue
+        with contextlib.suppress(OSError):
+            entry.unlink()
+            removed.append(entry)
+    return removed
+
+
+def process_alive(pid: int) -> bool:
+    """True if process ``pid`` runs (or may: someone else's, or a number the system cannot ask about)."""
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True
+    return True

@@ -1,0 +1,109 @@
+"""git-gate against a token inside an archive or a compressed file, with real git and gitleaks.
+
+Before, a token in a zip, a tar.gz, a .gz, a .bz2, a zip in a zip or a
+docx-like zip was accepted and readable from the remote: gitleaks read the
+compressed bytes. Each kind and nesting is refused now, and so is whatever
+cannot be scanned whole, with one line saying why.
+"""
+
+from __future__ import annotations
+
+import bz2
+import gzip
+import lzma
+import unittest
+import zipfile
+import zlib
+
+from tests.helpers.archives import docx, gnu_sparse_tar, tar_bytes, zip_bytes, zip_encrypted
+from tests.helpers.git_remote import GateAttackCase, github_token
+from tests.sidecar.git_gate.test_archives import overlapping_zip
+
+
+def archive_files(line: bytes) -> dict[str, bytes]:
+    """One file of each archive kind and nesting, each holding ``line`` compressed (no two alike)."""
+    member = [("inner/secret.txt", b"intro\n" + line)]
+    tar = tar_bytes(member)
+    return {
+        "deflate.zip": zip_bytes(member),
+        "bzip2.zip": zip_bytes(member, zipfile.ZIP_BZIP2),
+        "lzma.zip": zip_bytes(member, zipfile.ZIP_LZMA),
+        "zip64.zip": zip_bytes(member, force_zip64=True),
+        "streamed.zip": zip_bytes(member, streamed=True),
+        "a.tar.gz": gzip.compress(tar),
+        "b.tgz": gzip.compress(tar + b"\0" * 512),
+        "c.tar.bz2": bz2.compress(tar),
+        "d.tar.xz": lzma.compress(tar),
+        "notes.txt.gz": gzip.compress(b"intro\n" + line),
+        "notes.txt.bz2": bz2.compress(b"intro\n" + line),
+        "notes.txt.xz": lzma.compress(b"intro\n" * 20 + line),  # a short text xz would store as it is
+        "notes.zz": zlib.compress(b"intro\n" + line),
+        "notes.lzma": lzma.compress(b"intro\n" + line, format=lzma.FORMAT_ALONE),
+        "report.docx": docx(line),
+        "sheet.xlsx": zip_bytes([("xl/sharedStrings.xml", b"<sst><si><t>" + line + b"</t></si></sst>")]),
+        "app.jar": zip_bytes([("META-INF/app.properties", line)]),
+        "pkg.whl": zip_bytes([("pkg-1.0.dist-info/METADATA", line)]),
+        "book.epub": zip_bytes([("OEBPS/ch1.xhtml", line)]),
+        "logo.png": zip_bytes([("a/b.txt", line)]),  # gitleaks' allowlist drops *.png whole
+        "no-extension": zip_bytes([("x.txt", line)]),
+        "zip-in-zip.zip": zip_bytes([("inner.zip", zip_bytes(member))]),
+        "tgz-in-zip.zip": zip_bytes([("inner.tgz", gzip.compress(tar))]),
+        "zip-in-tgz.tgz": gzip.compress(tar_bytes([("inner.zip", zip_bytes(member))])),
+        "gz-in-gz.gz": gzip.compress(gzip.compress(b"twice\n" + line)),
+        "three-deep.zip": zip_bytes([("l1.zip", zip_bytes([("l2.zip", zip_bytes(member))]))]),
+    }
+
+
+class ArchiveAttackTest(GateAttackCase):
+    """A token in each archive kind and nesting: refused; marked gitleaks:allow, each is a finding of its own."""
+
+    folder_prefix = "bb-archives-"
+
+    def test_a_token_in_each_archive_kind_and_nesting(self) -> None:
+        token = github_token(400)
+        files = archive_files(f"token = {token}\n".encode())
+        for name, data in files.items():
+            self.assertNotIn(token.encode(), data, f"{name} holds the token compressed, not as it is")
+        head = self.shared.commit_with(files)
+        self.assert_refused(f"{head}:refs/heads/archives", says="gitleaks found a secret: github-pat in ",
+                            secret_oids=(head,))
+        marked = self.shared.commit_with(archive_files(f"token = {token}  # gitleaks:allow\n".encode()))
+        findings = self.filed_findings(marked, "archives")
+        self.assertEqual(sorted({str(f["file"]).split("!")[0] for f in findings}), sorted(files))
+        where = {str(f["file"]) for f in findings}
+        for expected in ("deflate.zip!inner/secret.txt", "a.tar.gz!(decompressed gzip)",
+                         "notes.txt.gz!(decompressed gzip)", "report.docx!word/document.xml",
+                         "zip-in-zip.zip!inner.zip!inner/secret.txt",
+                         "gz-in-gz.gz!(decompressed gzip)!(decompressed gzip)",
+                         "three-deep.zip!l1.zip!l2.zip!inner/secret.txt"):
+            self.assertIn(expected, where)
+        for finding in findings:
+            self.assertIn("token = ********  # gitleaks:allow", str(finding["line_text"]))
+
+    def test_what_cannot_be_scanned_whole_is_refused(self) -> None:
+        """Encrypted, a format git-gate cannot open, too deep, a bomb, overlapping or hidden entries: one line each."""
+        token = github_token(401)
+        line = f"token = {token}\n".encode()
+        deep = line
+        for level in range(5):
+            deep = zip_bytes([(f"level{level}.zip" if level else "secret.txt", deep)])
+        cases = {
+            "encrypted.zip": (zip_encrypted([("s.txt", line)]), "encrypted.zip!s.txt: an encrypted zip member"),
+            "nested-encrypted.tgz": (gzip.compress(tar_bytes([("s.zip", zip_encrypted([("s.txt", line)]))])),
+                                     "!s.txt: an encrypted zip member"),
+            "a.7z": (b"7z\xbc\xaf\x27\x1c\x00\x04" + lzma.compress(line), "a.7z: a 7z archive, which git-gate cannot"),
+            "a.tar.zst": (b"\x28\xb5\x2f\xfd" + lzma.compress(line), "a.tar.zst: a zstd stream"),
+            "deep.zip": (deep, "archives nested more than 4 deep"),
+            "bomb.zip": (zip_bytes([("zeros", b"\0" * (128 << 20))], level=9), "expands more than 200 times"),
+            "overlap.zip": (overlapping_zip(50), "overlap.zip: zip entries that overlap"),
+            "sparse.tar": (gnu_sparse_tar(), "sparse.tar!sparse.txt: a sparse tar member"),
+        }
+        for name, (data, says) in cases.items():
+            with self.subTest(name):
+                head = self.shared.commit_with({name: data})
+                said = self.assert_refused(f"{head}:refs/heads/unscannable", says=says, secret_oids=(head,))
+                self.assertNotIn(token, said)
+
+
+if __name__ == "__main__":
+    unittest.main()
