@@ -105,7 +105,8 @@ def build_parser() -> argparse.ArgumentParser:
             "  " + DB_PATH_IN_CONTAINER + "  the host's database, on a mount (docker on Linux)\n"
             "  " + RELAY_FILE_IN_CONTAINER + "    the host relay's URL and this bottle's token (sidecars in VMs)\n"
             "With neither, or a database that is not on a mount, the server exits 1 instead of creating a\n"
-            "database the operator never sees."
+            "database the operator never sees; so it does for a mount where SQLite's lock probe fails or\n"
+            "whose filesystem may cross a VM or network boundary (virtiofs, 9p, NFS, SMB, FUSE shares)."
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
