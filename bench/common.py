@@ -21,7 +21,7 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from bot_bottle.sidecar.mount_check import filesystem_of  # noqa: E402 - after the path is set
+from bot_bottle.filesystems import filesystem_of  # noqa: E402 - after the path is set
 
 
 def parser(description: str) -> argparse.ArgumentParser:

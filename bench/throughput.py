@@ -12,8 +12,9 @@ bot-bottle row polls as the peers do):
 persist-queue's SQLiteAckQueue put/get/ack, litequeue put/pop/done, and a
 bare sqlite3 loop of one INSERT (producer) and one UPDATE (consumer) per item
 in BEGIN IMMEDIATE transactions, the ceiling for this durability on this
-disk. "equal" rows run every peer with bot-bottle's durability (rollback
-journal, synchronous=FULL); "defaults" rows with the peer's own settings.
+disk. "equal" rows run every peer with bot-bottle's settings (WAL,
+synchronous=FULL: every commit synced before it returns); "defaults" rows
+with the peer's own settings.
 The decider decides each proposal as it was shown (``shown=``), as the TUI
 and ``proposals approve`` do. Every worker sets up first and the clock
 starts when all are ready; repetitions take turns across systems.
@@ -47,7 +48,7 @@ POLL = 0.001  # the peers' waiters (and bot-bottle's in its "poll every 1 ms" ro
 
 
 def _equalise(conn: sqlite3.Connection) -> None:
-    conn.execute("PRAGMA journal_mode=DELETE")
+    conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=FULL")
 
 
@@ -57,14 +58,14 @@ class EqualDurability(sqlite3.Connection):
     def execute(self, sql: str, *args: Any) -> sqlite3.Cursor:  # type: ignore[override]
         words = sql.strip().upper()
         if words.startswith("PRAGMA JOURNAL_MODE"):
-            sql = "PRAGMA journal_mode = DELETE"
+            sql = "PRAGMA journal_mode = WAL"
         elif words.startswith("PRAGMA SYNCHRONOUS"):
             sql = "PRAGMA synchronous = FULL"
         return super().execute(sql, *args)
 
 
 class EqualAckQueue(SQLiteAckQueue):
-    """persist-queue's SQLiteAckQueue on rollback-journal, synchronous=FULL connections."""
+    """persist-queue's SQLiteAckQueue on WAL, synchronous=FULL connections (bot-bottle's settings)."""
 
     def _new_db_connection(self, path: str, multithreading: bool, timeout: float) -> sqlite3.Connection:
         conn = sqlite3.connect(f"{path}/{self.db_file_name}", timeout=timeout,
@@ -293,10 +294,10 @@ def main() -> None:
     runs = args.runs or (1 if args.smoke else 3)
     seconds = 0.5 if args.smoke else 5.0
     counts = [1] if args.smoke else [1, 4, 16]
-    systems = [("bot-bottle", True, "bot-bottle (rollback journal, FULL), defaults"),
+    systems = [("bot-bottle", True, "bot-bottle (WAL, FULL), defaults"),
                ("bot-bottle-poll", True, "bot-bottle, polling as the peers do (no watch)"),
-               ("persist-queue", True, "persist-queue SQLiteAckQueue, equal durability"),
-               ("litequeue", True, "litequeue, equal durability"),
+               ("persist-queue", True, "persist-queue SQLiteAckQueue, WAL + FULL"),
+               ("litequeue", True, "litequeue, WAL + FULL"),
                ("persist-queue", False, "persist-queue, its defaults (WAL)"),
                ("litequeue", False, "litequeue, its defaults (WAL, synchronous=NORMAL)"),
                ("sqlite3", True, "bare sqlite3 INSERT+UPDATE (ceiling)")]

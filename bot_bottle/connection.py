@@ -1,12 +1,15 @@
 """Opening an SQLite file the one way bot-bottle does, and its write transactions.
 
-``connect`` holds every connection setting (docs/decisions.md): autocommit mode,
-rollback journal, ``synchronous=FULL``, foreign keys, a busy timeout.
-``transaction`` (writes), ``rolled_back`` (dry runs) and ``read_snapshot``
-(consistent reads) are the only places in the package that say BEGIN, COMMIT
-or ROLLBACK. ``translate_errors``
-turns SQLite's exceptions into the package's own, each with a message that
-names the file and what to do.
+``connect`` holds every connection setting (docs/decisions.md, "Journal and
+transactions"): autocommit mode, WAL where every process that opens the file
+shares one kernel (the rollback journal elsewhere), ``synchronous=FULL``,
+foreign keys, a busy timeout. Only the host sets the journal mode; a sidecar
+uses the file as the host left it. ``transaction`` (writes), ``rolled_back``
+(dry runs) and ``read_snapshot`` (consistent reads) are the only places in
+the package that say BEGIN, COMMIT or ROLLBACK. ``close_cleanly`` checkpoints
+without waiting for anyone before it closes. ``translate_errors`` turns
+SQLite's exceptions into the package's own, each with a message that names
+the file and what to do.
 
 This module knows nothing of paths on the host or of the schema: ``db`` adds
 the host's layout and migrates; ``migrate`` owns the schema.
@@ -14,6 +17,7 @@ the host's layout and migrates; ``migrate`` owns the schema.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import sqlite3
@@ -31,11 +35,20 @@ from bot_bottle.errors import (
     ReadOnlyDatabase,
     SQLiteTooOld,
 )
+from bot_bottle.filesystems import LOCAL, classify, filesystem_of
 
 MIN_SQLITE_VERSION = (3, 37, 0)  # STRICT tables
 DEFAULT_BUSY_TIMEOUT_SEC = 5.0
 DIR_MODE = 0o700
 FILE_MODE = 0o600
+JOURNAL_WAL = "wal"
+JOURNAL_ROLLBACK = "delete"
+# A commit that brings the WAL to this many pages copies them into the database (SQLite's default, said
+# here); idle processes checkpoint sooner (db.IdleCheckpointer), so a commit seldom pays for one.
+WAL_AUTOCHECKPOINT_PAGES = 1000
+# After a checkpoint the WAL file is cut back to this size: it grows past it only while a long read holds
+# its snapshot (docs/decisions.md, "Journal and transactions").
+JOURNAL_SIZE_LIMIT_BYTES = 4 * 1024 * 1024
 
 # Primary result codes (the low byte of an extended code).
 _SQLITE_BUSY = 5
@@ -46,6 +59,13 @@ _SQLITE_CORRUPT = 11
 _SQLITE_FULL = 13
 _SQLITE_CANTOPEN = 14
 _SQLITE_NOTADB = 26
+
+
+class Connection(sqlite3.Connection):
+    """A connection as ``connect`` opens it: it knows the WAL file that tells watchers a commit ended."""
+
+    # ``NAME-wal``; ``transaction`` touches it after each commit (see ``signal_commit``). None: in memory.
+    wal_path: str | None = None
 
 
 def check_sqlite_version(version: tuple[int, int, int] = sqlite3.sqlite_version_info) -> None:
@@ -156,17 +176,62 @@ def _check_writable(path: Path) -> None:
         )
 
 
+def journal_mode_for(directory: str | os.PathLike[str]) -> tuple[str, str]:
+    """The journal mode the host gives a database in ``directory``, and why, in a phrase.
+
+    WAL keeps its index in shared memory (``NAME-shm``, mapped by every
+    process that opens the file), so it is safe only where they all share
+    one kernel: a local filesystem, or a Linux bind mount of one. Anywhere
+    else (virtiofs, 9p, NFS, SMB, FUSE shares, a type this code does not
+    know) the rollback journal, which needs only working locks. Without a
+    mount table to read (not Linux: macOS) the database is on the host's own
+    disk, where sidecars in VMs never open it (they use the relay): WAL.
+    """
+    entry = filesystem_of(directory)
+    if entry is None:
+        return JOURNAL_WAL, "no mount table to read: the host's own disk"
+    kind = classify(entry.fstype)
+    if kind == LOCAL:
+        return JOURNAL_WAL, f"{entry.fstype} is local: every process that opens the file shares this kernel"
+    return JOURNAL_ROLLBACK, (f"{entry.fstype} ({kind}) may cross a VM or network boundary, where WAL's "
+                              "shared-memory index is not shared")
+
+
+def _set_journal(conn: sqlite3.Connection, target: Path) -> None:
+    """Put the file in the journal mode ``journal_mode_for`` gives its directory (the host's job alone)."""
+    want, why = journal_mode_for(target.parent)
+    have = str(conn.execute("PRAGMA journal_mode").fetchone()[0]).lower()
+    if have == want:
+        return
+    try:
+        got = str(conn.execute(f"PRAGMA journal_mode = {want}").fetchone()[0]).lower()
+    except sqlite3.OperationalError:
+        got = have  # busy past the timeout: as below
+    if got == want or want == JOURNAL_WAL:
+        # Switching to WAL waits for every transaction under way; one that outlasts the busy timeout
+        # leaves the rollback journal in place until the next host-side open, which is slower, not unsafe.
+        return
+    raise DatabaseError(
+        f"{target} is in {have} journal mode, which is unsafe here ({why}), and could not be switched to the "
+        "rollback journal (another process has it open): close every bot-bottle process using it and retry"
+    )
+
+
 def connect(
-    path: str | os.PathLike[str], *, busy_timeout: float = DEFAULT_BUSY_TIMEOUT_SEC
+    path: str | os.PathLike[str], *, busy_timeout: float = DEFAULT_BUSY_TIMEOUT_SEC, switch_journal: bool = True
 ) -> sqlite3.Connection:
     """Open (creating where missing) the SQLite file at ``path`` with bot-bottle's settings.
 
     The connection is in autocommit mode; write through ``transaction``. The
     file is checked to be a readable, writable SQLite database before
     anything is written to it; on any problem a ``DatabaseError`` subclass is
-    raised and the file is left as it was. A database left in WAL mode is
-    switched back to the rollback journal. The connection may be shared
-    between threads as long as the caller serialises its use.
+    raised and the file is left as it was. With ``switch_journal`` (the
+    host) the file is put in the journal mode ``journal_mode_for`` gives its
+    directory: WAL where every opener shares this kernel, so that no read
+    ever holds up a writer, the rollback journal elsewhere. A sidecar passes
+    False and uses whichever mode the host left (SQLite follows a switch
+    made while it is open). The connection may be shared between threads as
+    long as the caller serialises its use.
     """
     check_sqlite_version()
     target = Path(path)
@@ -174,7 +239,7 @@ def connect(
     _check_writable(target)
     with translate_errors(target):
         conn = sqlite3.connect(
-            target, timeout=busy_timeout, isolation_level=None, check_same_thread=False
+            target, timeout=busy_timeout, isolation_level=None, check_same_thread=False, factory=Connection
         )
     try:
         with translate_errors(target):
@@ -182,18 +247,64 @@ def connect(
             # database, or is corrupt, fails here, before any write.
             conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
             conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
-            mode = conn.execute("PRAGMA journal_mode = DELETE").fetchone()[0]
-            if str(mode).lower() != "delete":
-                raise DatabaseError(
-                    f"{target} is in {mode} journal mode and could not be switched back to the "
-                    "rollback journal (another process has it open in that mode): close it and retry"
-                )
-            conn.execute("PRAGMA synchronous = FULL")
+            if switch_journal:
+                _set_journal(conn, target)
+            conn.execute("PRAGMA synchronous = FULL")  # in WAL too: every commit is on disk before it returns
             conn.execute("PRAGMA foreign_keys = ON")
+            conn.execute(f"PRAGMA wal_autocheckpoint = {WAL_AUTOCHECKPOINT_PAGES}")
+            conn.execute(f"PRAGMA journal_size_limit = {JOURNAL_SIZE_LIMIT_BYTES}")
     except BaseException:
         conn.close()
         raise
+    conn.wal_path = f"{target}-wal"
     return conn
+
+
+def signal_commit(conn: sqlite3.Connection) -> None:
+    """Tell watchers of the file that a commit has ended: touch ``NAME-wal`` (nothing in rollback mode).
+
+    A WAL commit writes its frames, syncs them, and only then publishes them
+    in the shared-memory index, which no file event reports; a reader woken
+    by the frames' write would look too early and sleep out its whole poll
+    interval. So every commit through ``transaction`` ends by setting the
+    WAL file's times, which inotify reports as IN_ATTRIB
+    (``file_watch.FileWatch.commits`` wakes on it). One system call; never
+    through a symbolic link (the directory is a sidecar's to write), and a
+    missing file (the rollback journal) is no error.
+    """
+    wal = getattr(conn, "wal_path", None)
+    if wal:
+        with contextlib.suppress(OSError, NotImplementedError):
+            os.utime(wal, follow_symlinks=False)
+
+
+def checkpoint(conn: sqlite3.Connection) -> tuple[int, int, int]:
+    """A PASSIVE checkpoint: copy what the WAL holds into the file, waiting for no reader or writer.
+
+    Returns SQLite's (busy, frames in the WAL, frames copied); (0, -1, -1) in
+    rollback mode.
+    """
+    busy, log, copied = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+    return int(busy), int(log), int(copied)
+
+
+def close_cleanly(conn: sqlite3.Connection) -> None:
+    """Checkpoint without waiting, cut an emptied WAL file to nothing, and close.
+
+    The last connection to close removes the WAL itself; one that is not
+    the last still leaves it empty when no reader needs it (a TRUNCATE
+    checkpoint, tried once with no busy wait, so no writer waits behind a
+    close). A checkpoint is housekeeping: whatever it meets, the close goes on.
+    """
+    try:
+        busy, log, copied = checkpoint(conn)
+        if busy == 0 and log >= 0 and log == copied:
+            conn.execute("PRAGMA busy_timeout = 0")
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    except sqlite3.Error:
+        pass
+    finally:
+        conn.close()
 
 
 def database_path(conn: sqlite3.Connection) -> str:
@@ -211,7 +322,7 @@ def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
     IMMEDIATE takes the write lock before the first read, so the busy timeout
     applies and no read-then-write upgrade can fail with SQLITE_BUSY midway.
     A failed COMMIT is rolled back too, so the connection never stays inside
-    a transaction after this block.
+    a transaction after this block. A commit ends with ``signal_commit``.
     """
     conn.execute("BEGIN IMMEDIATE")
     try:
@@ -221,6 +332,7 @@ def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
         if conn.in_transaction:
             conn.execute("ROLLBACK")
         raise
+    signal_commit(conn)
 
 
 @contextmanager
@@ -239,8 +351,10 @@ def read_snapshot(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
     """A read transaction: every statement in the block sees the same committed state.
 
     In autocommit mode each statement sees the latest commit, so two reads in a
-    row can straddle another process's commit. A deferred BEGIN holds SQLite's
-    shared lock from the first read to the end of the block instead.
+    row can straddle another process's commit. A deferred BEGIN keeps one
+    snapshot from the first read to the end of the block instead. In WAL mode
+    that holds up no writer, however long the block; in rollback mode it holds
+    SQLite's shared lock, which every commit must wait out.
     """
     conn.execute("BEGIN DEFERRED")
     try:

@@ -7,7 +7,10 @@ the constant ``DB_PATH_IN_CONTAINER``. No environment variable points any part
 of bot-bottle at another file (docs/decisions.md).
 
 ``open_db`` is what hosts and sidecars call: it connects with bot-bottle's
-settings (``connect``) and migrates to the newest schema.
+settings (``connect``) and migrates to the newest schema. The host, which
+migrates, also sets the journal mode (WAL where every opener shares its
+kernel); a sidecar, which never migrates, never switches it.
+``IdleCheckpointer`` keeps the WAL short in a process that stays open.
 """
 
 from __future__ import annotations
@@ -15,13 +18,21 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from types import TracebackType
 from typing import Self
 
-from bot_bottle.connection import DEFAULT_BUSY_TIMEOUT_SEC, connect, transaction, translate_errors
-from bot_bottle.errors import CannotOpenDatabase, ValidationError
+from bot_bottle.connection import (
+    DEFAULT_BUSY_TIMEOUT_SEC,
+    checkpoint,
+    close_cleanly,
+    connect,
+    transaction,
+    translate_errors,
+)
+from bot_bottle.errors import BotBottleError, CannotOpenDatabase, ValidationError
+from bot_bottle.file_watch import FileWatch
 from bot_bottle.paths import (
     DB_DIR_IN_CONTAINER,
     DB_FILENAME,
@@ -39,6 +50,7 @@ __all__ = [
     "DB_PATH_IN_CONTAINER",
     "Database",
     "DatabaseUser",
+    "IdleCheckpointer",
     "bot_bottle_root",
     "connect",
     "host_db_dir",
@@ -71,7 +83,8 @@ def open_db(
 
     With ``migrate_schema=False`` (the sidecar) nothing is migrated: a
     database not exactly at the newest version is refused (``SchemaTooOld``,
-    ``SchemaTooNew``) without writing.
+    ``SchemaTooNew``) without writing, and the journal mode is left as the
+    host set it.
 
     Creates the directory (0700) and file (0600) where missing. Raises a
     ``BotBottleError`` subclass, leaving the file as it was, for a file that
@@ -85,7 +98,7 @@ def open_db(
             f"{target} is a backup: bot-bottle never opens one in place, because opening migrates it. "
             f"Copy it and open the copy (cp {target.name} inspect.db; --db inspect.db)"
         )
-    conn = connect(target, busy_timeout=busy_timeout)
+    conn = connect(target, busy_timeout=busy_timeout, switch_journal=migrate_schema)
     try:
         with translate_errors(target):
             if migrate_schema:
@@ -132,9 +145,9 @@ class Database:
             yield conn
 
     def close(self) -> None:
-        """Close the connection; the object is unusable afterwards."""
+        """Checkpoint without waiting and close (``close_cleanly``); the object is unusable afterwards."""
         with self._lock:
-            self._conn.close()
+            close_cleanly(self._conn)
 
     def __enter__(self) -> Database:
         return self
@@ -173,3 +186,86 @@ class DatabaseUser:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+# How long commits must pause before an idle process checkpoints, and how often it looks without inotify.
+IDLE_CHECKPOINT_SEC = 0.5
+POLL_CHECKPOINT_SEC = 5.0
+
+
+class IdleCheckpointer:
+    """A thread that copies the WAL into the database once commits pause, so commits seldom have to.
+
+    SQLite checkpoints in the connection whose commit brings the WAL to
+    ``WAL_AUTOCHECKPOINT_PAGES``: that caller pays for copying every page
+    since the last one. A process that stays open (the sidecar's server,
+    the relay) runs this thread instead: it sleeps on the commit watch and,
+    once ``idle`` seconds pass without a commit (and once after it starts),
+    runs a PASSIVE checkpoint on a connection of its own, which waits for no
+    reader and no writer. Without
+    inotify it checkpoints every ``POLL_CHECKPOINT_SEC``. It never sets the
+    journal mode; in rollback mode a checkpoint does nothing.
+    """
+
+    def __init__(self, path: str | os.PathLike[str] | None = None, *, idle: float = IDLE_CHECKPOINT_SEC,
+                 log: Callable[[str], None] = lambda line: None) -> None:
+        self.path = resolve_db_path(path)
+        self._idle = idle
+        self._log = log
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="checkpoint", daemon=True)
+        self.checkpoints = 0  # how many it ran (for tests and benchmarks)
+
+    def start(self) -> Self:
+        """Start the thread (returns self)."""
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop, after one last checkpoint if a commit came since the previous one."""
+        self._stop.set()
+        self._thread.join(10)
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def _run(self) -> None:
+        try:
+            conn = connect(self.path, switch_journal=False)
+        except BotBottleError as exc:
+            self._log(f"the WAL is left to SQLite's own checkpoints: {exc}")
+            return
+        watch = FileWatch.commits(self.path)
+        committed = True  # the WAL may hold commits from before the watch: one checkpoint once idle
+        failing = False
+        try:
+            while not self._stop.is_set():
+                if watch is not None:
+                    if watch.wait(self._idle):
+                        committed = True
+                        continue
+                elif self._stop.wait(POLL_CHECKPOINT_SEC):
+                    break
+                if committed:
+                    failing = self._checkpoint(conn, failing)
+                    committed = watch is None
+            if committed and watch is not None:
+                self._checkpoint(conn, failing)
+        finally:
+            if watch is not None:
+                watch.close()
+            close_cleanly(conn)
+
+    def _checkpoint(self, conn: sqlite3.Connection, failing: bool) -> bool:
+        """One passive checkpoint; True while they fail (logged once per outage)."""
+        try:
+            checkpoint(conn)
+        except sqlite3.Error as exc:
+            if not failing:
+                self._log(f"checkpoint failed, SQLite's own will run instead: {exc}")
+            return True
+        self.checkpoints += 1
+        return False

@@ -34,7 +34,8 @@ never shown as they are::
     ├── StillPending                  the operation needs a decided proposal
     ├── QuotaExceeded                 the bottle has as much pending as it may
     ├── MissingMount                  a sidecar finds neither the host's database nor a relay file
-    │   └── MountAccessDenied         it is mounted, but the sidecar's user may not use it
+    │   ├── MountAccessDenied         it is mounted, but the sidecar's user may not use it
+    │   └── UnsafeMount               it is mounted where SQLite's locks or shared memory may not reach the host
     ├── Unauthorized                  a relay request without a live credential of its bottle
     ├── RelayUnreachable              the sidecar could not reach the operator's relay
     ├── RelayError                    the relay answered, but not with what was asked
@@ -201,6 +202,10 @@ class MissingMount(BotBottleError):
 
 class MountAccessDenied(MissingMount):
     """What the backend mounted for the sidecar is there, but the user the sidecar runs as may not use it."""
+
+
+class UnsafeMount(MissingMount):
+    """The host's database is mounted where the sidecar and the host may not share one kernel: never opened."""
 
 
 class Unauthorized(BotBottleError):

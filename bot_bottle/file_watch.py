@@ -1,8 +1,8 @@
 """Sleep until a file changes: Linux inotify through ctypes, or nothing where there is none.
 
 A waiter for a decision used to wake every poll interval to ask SQLite
-whether anyone had committed. With a watch on the database file it sleeps in
-``select`` until a commit writes the file, and wakes at once (docs/benchmarks.md,
+whether anyone had committed. With a watch of the database's commits it
+sleeps in ``select`` until one has ended, and wakes at once (docs/benchmarks.md,
 "Wake-up after a decision"). The watch is a hint: the caller still looks
 every poll interval, so a missed or coalesced event costs latency, never a
 decision. Where inotify is missing (macOS, a filesystem without it),
@@ -38,12 +38,15 @@ _IN_MOVED_TO = 0x00000080
 _IN_DELETE = 0x00000200
 _IN_MOVE_SELF = 0x00000800
 _IN_DELETE_SELF = 0x00000400
+_IN_Q_OVERFLOW = 0x00004000
+_IN_IGNORED = 0x00008000
 _IN_NONBLOCK = os.O_NONBLOCK
 _IN_CLOEXEC = os.O_CLOEXEC
 _EVENTS = _IN_MODIFY | _IN_ATTRIB | _IN_CLOSE_WRITE | _IN_MOVE_SELF | _IN_DELETE_SELF
-# On the database's directory: a name removed or renamed (the journal's removal ends a commit), or the
+# On the database's directory: which events of which name end a commit (see FileWatch.commits), or the
 # directory itself gone.
-_COMMIT_EVENTS = _IN_DELETE | _IN_MOVED_FROM | _IN_MOVED_TO | _IN_MOVE_SELF | _IN_DELETE_SELF
+_GONE = _IN_DELETE | _IN_MOVED_FROM | _IN_MOVED_TO
+_COMMIT_EVENTS = _GONE | _IN_ATTRIB | _IN_MOVE_SELF | _IN_DELETE_SELF
 _EVENT_HEADER = struct.Struct("iIII")  # struct inotify_event: wd, mask, cookie, len; then len bytes of name
 
 
@@ -65,9 +68,10 @@ def _libc() -> ctypes.CDLL | None:
 class FileWatch:
     """An inotify watch on one file; ``wait`` sleeps until it changes or the timeout passes."""
 
-    def __init__(self, fd: int, names: frozenset[bytes] | None = None) -> None:
+    def __init__(self, fd: int, names: dict[bytes, int] | None = None) -> None:
         self.fd = fd
-        # A directory watch wakes only for these names (None: a file watch, every event counts).
+        # A directory watch wakes only for these names, each for the events in its mask (None: a file
+        # watch, where every event counts).
         self._names = names
 
     @classmethod
@@ -79,21 +83,26 @@ class FileWatch:
     def commits(cls, database: str | os.PathLike[str]) -> FileWatch | None:
         """A watch that wakes when a write transaction on the SQLite file ``database`` has ended.
 
-        With the rollback journal a commit (or a rollback) ends by removing
-        ``NAME-journal``; a watch of the file itself fires at the commit's first
-        write, while the writer still holds its exclusive lock, so the reader
-        it wakes is refused and SQLite's busy handler puts it to sleep for a
-        millisecond or more (docs/benchmarks.md, "Throughput"). This watches
-        the directory for the journal's removal, and for the file being
-        removed or replaced; other names there are read and ignored. None
-        where there is no inotify (poll instead).
+        In WAL mode a commit's frames are written and synced, and only then
+        published in the shared-memory index, which no file event reports:
+        a reader woken by the frames' write looks too early. So every commit
+        through ``connection.transaction`` ends by touching ``NAME-wal``
+        (``connection.signal_commit``), and this wakes on that file's
+        IN_ATTRIB. With the rollback journal a commit (or a rollback) ends by
+        removing ``NAME-journal``; a watch of the file itself would fire at
+        the commit's first write, while the writer still holds its lock
+        (docs/benchmarks.md, "Throughput"). This watches the directory for
+        those two, and for the file being removed or replaced; other names
+        and events there (the frames' writes, a checkpoint, ``NAME-shm``) are
+        read and ignored. None where there is no inotify (poll instead).
         """
         path = Path(database)
         name = os.fsencode(path.name)
-        return cls._watch(path.parent, _COMMIT_EVENTS, frozenset({name, name + b"-journal"}))
+        return cls._watch(path.parent, _COMMIT_EVENTS,
+                          {name: _GONE, name + b"-journal": _GONE, name + b"-wal": _IN_ATTRIB})
 
     @classmethod
-    def _watch(cls, path: Path, events: int, names: frozenset[bytes] | None) -> FileWatch | None:
+    def _watch(cls, path: Path, events: int, names: dict[bytes, int] | None) -> FileWatch | None:
         libc = _libc()
         if libc is None:
             return None
@@ -147,14 +156,17 @@ class FileWatch:
         self.close()
 
 
-def _names_in(chunk: bytes, names: frozenset[bytes]) -> bool:
-    """True if an event in ``chunk`` (struct inotify_event, one after another) names one of ``names``."""
+def _names_in(chunk: bytes, names: dict[bytes, int]) -> bool:
+    """True if an event in ``chunk`` (struct inotify_event, one after another) is one ``names`` wakes on."""
     offset = 0
     while offset + _EVENT_HEADER.size <= len(chunk):
-        _, _, _, length = _EVENT_HEADER.unpack_from(chunk, offset)
+        _, mask, _, length = _EVENT_HEADER.unpack_from(chunk, offset)
         name = chunk[offset + _EVENT_HEADER.size:offset + _EVENT_HEADER.size + length].rstrip(b"\0")
         offset += _EVENT_HEADER.size + length
-        if not name or name in names:  # no name: an event on the directory itself
+        if not name:  # an event on the directory itself (moved or removed), or the queue overflowed: look
+            if mask & (_IN_MOVE_SELF | _IN_DELETE_SELF | _IN_Q_OVERFLOW | _IN_IGNORED):
+                return True
+        elif mask & names.get(name, 0):
             return True
     return False
 

@@ -275,15 +275,22 @@ class QueueReads(DatabaseUser):
         with self.db.read() as conn:
             return int(conn.execute("PRAGMA data_version").fetchone()[0]), conn.total_changes
 
-    def file_marker(self) -> tuple[int, int, int] | None:
-        """The database file's (mtime, size, inode): it changes when anyone commits. One ``stat``, no lock.
+    def file_marker(self) -> tuple[int, ...] | None:
+        """The database file's and its WAL's (mtime, size, inode): they change when anyone commits. No lock.
 
-        A hint, not a proof: two commits within one tick of the filesystem's
-        clock can leave it unchanged, so waiters still look properly every
-        poll interval. None when the file cannot be stat'ed.
+        In WAL mode a commit writes only ``NAME-wal`` (and touches it at the
+        end: ``connection.signal_commit``); the file itself changes at a
+        checkpoint. A hint, not a proof: two commits within one tick of the
+        filesystem's clock can leave it unchanged, so waiters still look
+        properly every poll interval. None when the file cannot be stat'ed.
         """
         try:
             info = os.stat(self.db.path)
         except OSError:
             return None
-        return info.st_mtime_ns, info.st_size, info.st_ino
+        marker: tuple[int, ...] = (info.st_mtime_ns, info.st_size, info.st_ino)
+        try:
+            wal = os.stat(f"{self.db.path}-wal")
+        except OSError:
+            return marker
+        return (*marker, wal.st_mtime_ns, wal.st_size, wal.st_ino)

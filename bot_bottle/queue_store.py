@@ -21,6 +21,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from bot_bottle.audit_store import AuditRecorder, AuditStore
@@ -326,6 +327,11 @@ class BottleQueue:
     def queue_key(self) -> str:
         """The bottle slug this handle is bound to."""
         return self._queue_key
+
+    @property
+    def database_path(self) -> Path:
+        """The database file this handle files into."""
+        return self._store.db.path
 
     def submit(
         self,

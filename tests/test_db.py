@@ -6,13 +6,28 @@ import os
 import sqlite3
 import stat
 import threading
+import time
 from pathlib import Path
+from unittest import mock
 
-from bot_bottle import db
-from bot_bottle.connection import check_sqlite_version, connect, transaction
-from bot_bottle.errors import CannotOpenDatabase, SQLiteTooOld
+from bot_bottle import connection, db
+from bot_bottle.connection import (
+    JOURNAL_ROLLBACK,
+    JOURNAL_WAL,
+    check_sqlite_version,
+    close_cleanly,
+    connect,
+    journal_mode_for,
+    transaction,
+)
+from bot_bottle.errors import CannotOpenDatabase, DatabaseError, SQLiteTooOld
+from bot_bottle.filesystems import MountEntry
 from bot_bottle.schema import migrate
-from tests.helpers.support import TempDirTest
+from tests.helpers.support import TempDirTest, wait_until
+
+VIRTIOFS = MountEntry("/run/supervise", "virtiofs", "mount0")
+BOTTLE_ROW = ("INSERT INTO bottles (slug, state, prepared_at) "
+              "VALUES ('web-1', 'prepared', '2026-12-04T00:00:00.000000Z')")
 
 
 class PathsTest(TempDirTest):
@@ -36,9 +51,25 @@ class PathsTest(TempDirTest):
         self.assertEqual(stat.S_IMODE(db.host_db_path().stat().st_mode), 0o600)
         self.assertEqual(migrate.current_version(conn), len(migrate.discover()))
 
-    def test_journal_is_created_0600(self) -> None:
-        """SQLite's rollback journal, written during a transaction, has the database's mode."""
+    def test_wal_files_are_created_0600(self) -> None:
+        """SQLite's WAL and its shared-memory index, beside the database, have the database's mode."""
         conn = db.open_db()
+        self.addCleanup(conn.close)
+        with transaction(conn):
+            conn.execute("INSERT INTO schema_history (version, name, sha256, applied_at) VALUES (99, 'x', :h, 'now')",
+                         {"h": "0" * 64})
+            conn.execute("DELETE FROM schema_history WHERE version = 99")
+        for suffix in ("-wal", "-shm"):
+            with self.subTest(suffix):
+                beside = Path(str(db.host_db_path()) + suffix)
+                self.assertEqual(stat.S_IMODE(beside.stat().st_mode), 0o600)
+        self.assertEqual(sorted(os.listdir(db.host_db_dir())), ["bot-bottle.db", "bot-bottle.db-shm",
+                                                                 "bot-bottle.db-wal"])
+
+    def test_the_rollback_journal_is_created_0600(self) -> None:
+        """Where WAL is unsafe, the rollback journal, written during a transaction, has the database's mode."""
+        with mock.patch.object(connection, "filesystem_of", return_value=VIRTIOFS):
+            conn = db.open_db()
         self.addCleanup(conn.close)
         journal = Path(str(db.host_db_path()) + "-journal")
         with transaction(conn):
@@ -52,14 +83,17 @@ class PathsTest(TempDirTest):
 
 class ConnectTest(TempDirTest):
     def test_settings_read_back(self) -> None:
-        """Every connection setting of D3 reads back from SQLite itself."""
+        """Every connection setting of docs/decisions.md reads back from SQLite itself."""
         conn = connect(self.tmp / "a.db")
         self.addCleanup(conn.close)
         self.assertIsNone(conn.isolation_level)
-        self.assertEqual(conn.execute("PRAGMA journal_mode").fetchone()[0], "delete")
+        self.assertEqual(conn.execute("PRAGMA journal_mode").fetchone()[0], "wal")
         self.assertEqual(conn.execute("PRAGMA synchronous").fetchone()[0], 2)  # FULL
         self.assertEqual(conn.execute("PRAGMA foreign_keys").fetchone()[0], 1)
         self.assertEqual(conn.execute("PRAGMA busy_timeout").fetchone()[0], 5000)
+        self.assertEqual(conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0], connection.WAL_AUTOCHECKPOINT_PAGES)
+        self.assertEqual(conn.execute("PRAGMA journal_size_limit").fetchone()[0],
+                         connection.JOURNAL_SIZE_LIMIT_BYTES)
 
     def test_busy_timeout_is_configurable(self) -> None:
         """The busy timeout given to connect is the one SQLite uses."""
@@ -67,20 +101,234 @@ class ConnectTest(TempDirTest):
         self.addCleanup(conn.close)
         self.assertEqual(conn.execute("PRAGMA busy_timeout").fetchone()[0], 250)
 
-    def test_wal_database_is_switched_back(self) -> None:
-        """A database left in WAL mode comes back in rollback-journal mode, its data intact."""
-        path = self.tmp / "wal.db"
+
+class JournalModeTest(TempDirTest):
+    """WAL where every opener shares this kernel, set by the host alone; the rollback journal elsewhere."""
+
+    def rollback_database(self, name: str) -> Path:
+        path = self.tmp / name
         raw = sqlite3.connect(path)
-        raw.execute("PRAGMA journal_mode=WAL")
+        raw.execute("PRAGMA journal_mode = DELETE")
         raw.execute("CREATE TABLE t (x)")
         raw.execute("INSERT INTO t VALUES (1)")
         raw.commit()
         raw.close()
+        return path
+
+    def test_which_mode_each_filesystem_gets(self) -> None:
+        """Local filesystems get WAL; shared and unknown ones the rollback journal; no mount table (macOS) WAL."""
+        cases = [(MountEntry("/", "ext4", "/dev/vda"), JOURNAL_WAL), (MountEntry("/", "tmpfs", "tmpfs"), JOURNAL_WAL),
+                 (VIRTIOFS, JOURNAL_ROLLBACK), (MountEntry("/h", "nfs4", "filer:/h"), JOURNAL_ROLLBACK),
+                 (MountEntry("/h", "fuse.grpcfuse", "grpcfuse"), JOURNAL_ROLLBACK),
+                 (MountEntry("/o", "weirdfs", "none"), JOURNAL_ROLLBACK), (None, JOURNAL_WAL)]
+        for entry, want in cases:
+            with self.subTest(entry=entry), mock.patch.object(connection, "filesystem_of", return_value=entry):
+                mode, why = journal_mode_for(self.tmp)
+                self.assertEqual(mode, want)
+                self.assertTrue(why)
+        self.assertEqual(journal_mode_for(self.tmp)[0], JOURNAL_WAL, "this test's own directory is local")
+
+    def test_the_host_switches_an_existing_database_to_wal(self) -> None:
+        """A database made in rollback mode is in WAL after the next host-side open, its data intact."""
+        path = self.rollback_database("old.db")
         conn = connect(path)
         self.addCleanup(conn.close)
-        self.assertEqual(conn.execute("PRAGMA journal_mode").fetchone()[0], "delete")
+        self.assertEqual(conn.execute("PRAGMA journal_mode").fetchone()[0], "wal")
         self.assertEqual(conn.execute("SELECT x FROM t").fetchall(), [(1,)])
+        again = sqlite3.connect(path)
+        self.addCleanup(again.close)
+        self.assertEqual(again.execute("PRAGMA journal_mode").fetchone()[0], "wal", "the mode is the file's")
+
+    def test_a_sidecar_never_switches_it(self) -> None:
+        """open_db(migrate_schema=False), the sidecar's open, uses the rollback journal the host left."""
+        path = self.tmp / "host.db"
+        with mock.patch.object(connection, "filesystem_of", return_value=VIRTIOFS):
+            db.open_db(path).close()  # the host made it where WAL is unsafe
+        with sqlite3.connect(path) as raw:
+            self.assertEqual(raw.execute("PRAGMA journal_mode").fetchone()[0], "delete")
+        sidecar = db.open_db(path, migrate_schema=False)
+        self.addCleanup(sidecar.close)
+        with transaction(sidecar):
+            sidecar.execute(BOTTLE_ROW)
+        self.assertEqual(sidecar.execute("PRAGMA journal_mode").fetchone()[0], "delete")
+        self.assertEqual(connect(path, switch_journal=False).execute("PRAGMA journal_mode").fetchone()[0], "delete")
+
+    def test_a_sidecar_follows_the_hosts_switch(self) -> None:
+        """A sidecar open in rollback mode when the host switches to WAL goes on working, in WAL."""
+        path = self.tmp / "both.db"
+        with mock.patch.object(connection, "filesystem_of", return_value=VIRTIOFS):
+            db.open_db(path).close()
+        sidecar = db.open_db(path, migrate_schema=False)
+        self.addCleanup(sidecar.close)
+        host = db.open_db(path)
+        self.addCleanup(host.close)
+        self.assertEqual(host.execute("PRAGMA journal_mode").fetchone()[0], "wal")
+        with transaction(sidecar):
+            sidecar.execute(BOTTLE_ROW)
+        self.assertEqual(host.execute("SELECT state FROM bottles WHERE slug = 'web-1'").fetchone(), ("prepared",))
+        self.assertEqual(sidecar.execute("PRAGMA journal_mode").fetchone()[0], "wal")
+
+    def test_wal_where_it_is_unsafe_is_switched_back(self) -> None:
+        """On a filesystem that may cross a VM boundary, a WAL database comes back to the rollback journal."""
+        path = self.tmp / "wal.db"
+        connect(path).close()
+        with mock.patch.object(connection, "filesystem_of", return_value=VIRTIOFS):
+            conn = connect(path)
+        self.addCleanup(conn.close)
+        self.assertEqual(conn.execute("PRAGMA journal_mode").fetchone()[0], "delete")
         self.assertFalse(Path(str(path) + "-wal").exists())
+
+    def test_wal_that_cannot_be_switched_back_is_refused(self) -> None:
+        """If another process keeps it open in WAL there, the host refuses, naming why, rather than use it."""
+        path = self.tmp / "held.db"
+        holder = connect(path)
+        self.addCleanup(holder.close)
+        holder.execute("CREATE TABLE t (x)")
+        with mock.patch.object(connection, "filesystem_of", return_value=VIRTIOFS), \
+                self.assertRaisesRegex(DatabaseError, "virtiofs.*could not be switched to the rollback journal"):
+            connect(path, busy_timeout=0.1)
+
+    def test_a_switch_that_meets_a_long_transaction_waits_for_the_next_open(self) -> None:
+        """A reader in rollback mode outlasting the busy timeout: the open succeeds, in the rollback journal."""
+        path = self.rollback_database("busy.db")
+        reader = sqlite3.connect(path, isolation_level=None)
+        self.addCleanup(reader.close)
+        reader.execute("BEGIN")
+        reader.execute("SELECT * FROM t").fetchall()
+        conn = connect(path, busy_timeout=0.1)
+        self.addCleanup(conn.close)
+        self.assertEqual(conn.execute("PRAGMA journal_mode").fetchone()[0], "delete")
+        reader.execute("COMMIT")
+        later = connect(path)
+        self.addCleanup(later.close)
+        self.assertEqual(later.execute("PRAGMA journal_mode").fetchone()[0], "wal")
+
+
+class CommitSignalTest(TempDirTest):
+    """Each commit ends by touching NAME-wal, which is how watchers learn that it is over."""
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.path = self.tmp / "s.db"
+        self.conn = connect(self.path)
+        self.addCleanup(self.conn.close)
+        with transaction(self.conn):
+            self.conn.execute("CREATE TABLE t (x)")
+        self.wal = Path(str(self.path) + "-wal")
+
+    def changed(self) -> int:
+        return self.wal.stat().st_ctime_ns
+
+    def test_a_commit_touches_the_wal_and_a_rollback_does_not(self) -> None:
+        os.utime(self.wal, ns=(0, 0))
+        before = self.changed()
+        with transaction(self.conn):
+            self.conn.execute("INSERT INTO t VALUES (1)")
+        self.assertGreater(self.wal.stat().st_mtime_ns, 0, "the commit set the WAL's times")
+        os.utime(self.wal, ns=(0, 0))
+        with self.assertRaises(ValueError), transaction(self.conn):
+            self.conn.execute("INSERT INTO t VALUES (2)")
+            raise ValueError("no")
+        self.assertEqual(self.wal.stat().st_mtime_ns, 0, "nothing committed, nothing signalled")
+        self.assertGreaterEqual(self.changed(), before)
+
+    def test_a_symlink_in_place_of_the_wal_is_touched_itself(self) -> None:
+        """The directory is a sidecar's to write: the signal never follows a link to a file of the host's."""
+        victim = self.tmp / "victim"
+        victim.write_text("host file")
+        os.utime(victim, ns=(0, 0))
+        conn = sqlite3.connect(self.tmp / "other.db")
+        conn.close()
+        other = connection.Connection(":memory:")
+        self.addCleanup(other.close)
+        link = self.tmp / "other.db-wal"
+        link.symlink_to(victim)
+        other.wal_path = str(link)
+        connection.signal_commit(other)
+        self.assertEqual(victim.stat().st_mtime_ns, 0)
+
+    def test_rollback_mode_has_no_wal_and_no_error(self) -> None:
+        with mock.patch.object(connection, "filesystem_of", return_value=VIRTIOFS):
+            conn = connect(self.tmp / "r.db")
+        self.addCleanup(conn.close)
+        with transaction(conn):
+            conn.execute("CREATE TABLE t (x)")
+        self.assertFalse(Path(str(self.tmp / "r.db") + "-wal").exists())
+
+
+class CheckpointTest(TempDirTest):
+    """The WAL kept short: a clean close empties it without waiting, an idle process checkpoints it."""
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.path = self.tmp / "c.db"
+        self.keeper = connect(self.path)  # another process's connection: the WAL outlives each close below
+        self.addCleanup(self.keeper.close)
+        with transaction(self.keeper):
+            self.keeper.execute("CREATE TABLE t (x)")
+        self.wal = Path(str(self.path) + "-wal")
+
+    def in_the_file_itself(self) -> int:
+        """Rows in the database file, leaving the WAL aside: what checkpoints have copied."""
+        raw = sqlite3.connect(f"{self.path.as_uri()}?immutable=1", uri=True)
+        try:
+            return int(raw.execute("SELECT count(*) FROM t").fetchone()[0])
+        except sqlite3.DatabaseError:
+            # Not even the table yet, or a checkpoint midway: the file alone is inconsistent until it ends.
+            return -1
+        finally:
+            raw.close()
+
+    def test_a_clean_close_empties_the_wal(self) -> None:
+        conn = connect(self.path)
+        with transaction(conn):
+            conn.execute("INSERT INTO t VALUES (1)")
+        self.assertGreater(self.wal.stat().st_size, 0)
+        close_cleanly(conn)
+        self.assertEqual(self.wal.stat().st_size, 0)
+        self.assertEqual(self.in_the_file_itself(), 1)
+
+    def test_a_close_waits_for_no_reader(self) -> None:
+        """A reader holding a snapshot keeps the WAL; the close neither waits for it nor fails."""
+        conn = connect(self.path)
+        with transaction(conn):
+            conn.execute("INSERT INTO t VALUES (1)")
+        self.keeper.execute("BEGIN")
+        self.keeper.execute("SELECT count(*) FROM t").fetchone()
+        with transaction(conn):
+            conn.execute("INSERT INTO t VALUES (2)")
+        started = time.monotonic()
+        close_cleanly(conn)
+        self.assertLess(time.monotonic() - started, connection.DEFAULT_BUSY_TIMEOUT_SEC / 2)
+        self.assertGreater(self.wal.stat().st_size, 0, "the reader's snapshot is still in the WAL")
+        self.assertEqual(self.keeper.execute("SELECT count(*) FROM t").fetchone()[0], 1, "its snapshot stands")
+        self.keeper.execute("COMMIT")
+
+    def test_an_idle_process_checkpoints(self) -> None:
+        with db.IdleCheckpointer(self.path, idle=0.05) as checkpointer:
+            with transaction(self.keeper):
+                self.keeper.execute("INSERT INTO t VALUES (1)")
+            wait_until(lambda: self.in_the_file_itself() == 1, what="a checkpoint after the commit")
+            runs = checkpointer.checkpoints
+            time.sleep(0.3)
+            self.assertEqual(checkpointer.checkpoints, runs, "no commit, no checkpoint")
+
+    def test_no_checkpoint_while_commits_keep_coming(self) -> None:
+        """It waits for a pause: commits every 20 ms against an idle time of 1 s see none until they stop."""
+        with db.IdleCheckpointer(self.path, idle=1.0) as checkpointer:
+            wait_until(lambda: checkpointer.checkpoints == 1, what="the checkpoint once idle after the start")
+            for number in range(20):
+                with transaction(self.keeper):
+                    self.keeper.execute("INSERT INTO t VALUES (:n)", {"n": number})
+                time.sleep(0.02)
+            during = checkpointer.checkpoints
+            wait_until(lambda: checkpointer.checkpoints > during, what="the checkpoint after the pause")
+        self.assertEqual(during, 1)
+        self.assertEqual(self.in_the_file_itself(), 20)
+
+
+class BadPathTest(TempDirTest):
+    """What connect refuses before it writes anything."""
 
     def test_directory_in_place_of_the_file(self) -> None:
         """A directory where the database file should be is refused, and left alone."""

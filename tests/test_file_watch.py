@@ -5,6 +5,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 
+from bot_bottle.connection import connect, transaction
 from bot_bottle.file_watch import FileWatch, WatchPool
 from tests.helpers.support import TempDirTest, wait_until
 
@@ -115,4 +116,50 @@ class CommitWatchTest(TempDirTest):
         replacement = self.tmp / "new.db"
         replacement.write_bytes(self.db.read_bytes())
         replacement.rename(self.db)
+        self.assertTrue(self.watch.wait(5))
+
+
+class WalCommitWatchTest(TempDirTest):
+    """In WAL mode the watch wakes at the end of each commit made through ``transaction``, and only then."""
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.db = self.tmp / "queue.db"
+        self.writer = connect(self.db)
+        self.addCleanup(self.writer.close)
+        self.assertEqual(self.writer.execute("PRAGMA journal_mode").fetchone()[0], "wal")
+        with transaction(self.writer):
+            self.writer.execute("CREATE TABLE t (x)")
+        # Every connection has opened the WAL before the watch starts: SQLite run as root gives a WAL it
+        # opens to the database's owner, which is an IN_ATTRIB too (a look too many, nothing worse).
+        self.reader = connect(self.db, busy_timeout=0)
+        self.addCleanup(self.reader.close)
+        self.raw = sqlite3.connect(self.db, isolation_level=None)
+        self.addCleanup(self.raw.close)
+        for conn in (self.reader, self.raw):
+            conn.execute("SELECT count(*) FROM t").fetchone()
+        watch = FileWatch.commits(self.db)
+        if watch is None:
+            self.skipTest("no inotify here: waiters poll")
+        self.watch = watch
+        self.addCleanup(watch.close)
+
+    def test_a_commit_wakes_it_once_it_is_readable(self) -> None:
+        self.writer.execute("BEGIN IMMEDIATE")
+        self.writer.execute("INSERT INTO t VALUES (1)")
+        self.assertFalse(self.watch.wait(0.05), "nothing has been committed yet")
+        self.writer.execute("ROLLBACK")
+        self.assertFalse(self.watch.wait(0.05), "nor after a rollback")
+        with transaction(self.writer):
+            self.writer.execute("INSERT INTO t VALUES (2)")
+        self.assertTrue(self.watch.wait(5))
+        self.assertEqual(self.reader.execute("SELECT x FROM t").fetchall(), [(2,)], "visible at once")
+
+    def test_frames_written_without_the_signal_and_checkpoints_do_not_wake_it(self) -> None:
+        """A commit's frames alone (a writer that does not signal) and a checkpoint are not the end of ours."""
+        self.raw.execute("INSERT INTO t VALUES (3)")
+        self.raw.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        self.assertFalse(self.watch.wait(0.1))
+        with transaction(self.writer):
+            self.writer.execute("INSERT INTO t VALUES (4)")
         self.assertTrue(self.watch.wait(5))

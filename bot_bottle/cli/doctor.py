@@ -1,8 +1,10 @@
 """``bot-bottle doctor``: is the database, and the filesystem under it, safe to use?
 
 Reads only: the database is opened read-only (never created, migrated or
-switched out of WAL), so doctor can look at a file that something else is
-about to refuse. Each line is ok, warning or error; any error exits 1.
+switched to another journal mode), so doctor can look at a file that
+something else is about to refuse. Each line is ok, warning or error; any
+error exits 1. WAL where the filesystem or the lock probe says the processes
+that open the file may not share one kernel's memory is an error.
 """
 
 from __future__ import annotations
@@ -24,13 +26,17 @@ from bot_bottle.cli.registry import summary
 from bot_bottle.connection import (
     DIR_MODE,
     FILE_MODE,
+    JOURNAL_ROLLBACK,
+    JOURNAL_WAL,
     MIN_SQLITE_VERSION,
+    journal_mode_for,
 )
 from bot_bottle.errors import BotBottleError
+from bot_bottle.filesystems import LOCAL
 from bot_bottle.relay.lock import running_relay
 from bot_bottle.schema import health
 from bot_bottle.schema.health import ERROR, OK, WARNING
-from bot_bottle.sidecar.mount_check import LOCAL, check_mount
+from bot_bottle.sidecar.mount_check import MountReport, check_mount
 from bot_bottle.text import terminal
 
 
@@ -50,15 +56,36 @@ def _mode_check(name: str, path: Path, wanted: int) -> dict[str, str]:
     return {"check": name, "level": WARNING if problems else OK, "detail": "; ".join(problems) or detail}
 
 
-def _database_checks(path: Path) -> list[dict[str, str]]:
+def journal_check(journal: str, directory: Path, report: MountReport | None) -> dict[str, str]:
+    """The journal mode against what the filesystem under ``directory`` and the lock probe allow."""
+    want, why = journal_mode_for(directory)
+    if journal == JOURNAL_WAL:
+        if report is not None and not report.probe.works:
+            return {"check": "journal_mode", "level": ERROR, "detail": f"wal, where the lock probe failed "
+                    f"({report.probe.detail}): WAL's index lives in memory every opener must share, under locks "
+                    "that must hold; keep the database on a local filesystem"}
+        if want != JOURNAL_WAL:
+            return {"check": "journal_mode", "level": ERROR, "detail": f"wal, where it is unsafe ({why}): "
+                    "processes on both sides would each keep their own index and corrupt the file; stop every "
+                    "process using it, and the next host-side open switches it to the rollback journal"}
+        return {"check": "journal_mode", "level": OK, "detail": f"wal ({why})"}
+    if journal == want:
+        return {"check": "journal_mode", "level": OK, "detail": f"{journal}, the rollback journal ({why})"}
+    if want == JOURNAL_WAL:
+        return {"check": "journal_mode", "level": WARNING, "detail": f"{journal}: a long read holds up every "
+                "writer; the next host-side open switches it to WAL" + (
+                    "" if journal == JOURNAL_ROLLBACK else " (a journal mode bot-bottle never sets)")}
+    return {"check": "journal_mode", "level": WARNING, "detail": f"{journal}: the next host-side open switches "
+            f"it to the rollback journal ({why})"}
+
+
+def _database_checks(path: Path, report: MountReport | None) -> list[dict[str, str]]:
     checks = [_mode_check("directory", path.parent, DIR_MODE), _mode_check("file", path, FILE_MODE)]
     uri = f"{path.resolve().as_uri()}?mode=ro"
     try:
         with closing(sqlite3.connect(uri, uri=True, isolation_level=None)) as conn:
-            journal = str(conn.execute("PRAGMA journal_mode").fetchone()[0])
-            checks.append({"check": "journal_mode", "level": OK if journal == "delete" else WARNING,
-                           "detail": journal if journal == "delete" else
-                           f"{journal}: bot-bottle switches it back to the rollback journal when it opens the file"})
+            journal = str(conn.execute("PRAGMA journal_mode").fetchone()[0]).lower()
+            checks.append(journal_check(journal, path.parent, report))
             checks += [check.to_dict() for check in health.schema_checks(conn)]
     except (sqlite3.Error, OSError) as exc:
         checks.append({"check": "open", "level": ERROR, "detail": f"cannot read {path} as a database: {exc}"})
@@ -139,12 +166,13 @@ def diagnose(path: Path, *, named: bool = False) -> list[dict[str, str]]:
          "detail": f"{sqlite3.sqlite_version} (needs {_version(MIN_SQLITE_VERSION)} or newer)"},
         _database_line(path, named),
     ]
-    if path.is_file():
-        checks += _database_checks(path)
-    checks += key_checks(path)
     directory = nearest_existing_directory(path)
-    if directory is not None and os.access(directory, os.W_OK | os.X_OK):
-        report = check_mount(directory)
+    writable = directory is not None and os.access(directory, os.W_OK | os.X_OK)
+    report = check_mount(directory) if directory is not None and writable else None
+    if path.is_file():
+        checks += _database_checks(path, report)
+    checks += key_checks(path)
+    if report is not None:
         checks.append({"check": "filesystem", "level": OK if report.kind == LOCAL else WARNING,
                        "detail": f"{report.fstype} at {report.mount_point} ({report.kind})"
                        + ("" if report.kind == LOCAL else f": {report.warning()}")})
@@ -190,7 +218,9 @@ def register(subparsers: Any) -> None:
     """Add the ``doctor`` verb."""
     parser = verb_parser(subparsers, "doctor",
         help=summary("doctor"),
-        description="Check the database read-only: path, modes, owner, journal mode, schema version and "
+        description="Check the database read-only: path, modes, owner, journal mode (WAL where every process "
+        "that opens the file shares this kernel, the rollback journal elsewhere; WAL on a filesystem that may "
+        "cross a VM or network boundary, or where the lock probe fails, is an error), schema version and "
         "drift, integrity; the host's audit key (there, 0600 and yours, and the key that sealed this log); "
         "the filesystem under it (local, or shared across a VM or network boundary) "
         "and a lock probe from a second process; SQLite and Python versions; which transport (the database "

@@ -23,6 +23,7 @@ from pathlib import Path
 from types import FrameType
 
 from bot_bottle.connection import FILE_MODE
+from bot_bottle.db import IdleCheckpointer
 from bot_bottle.errors import BotBottleError
 from bot_bottle.paths import open_private_file, private_dir
 from bot_bottle.queue_store import QueueStore
@@ -193,6 +194,8 @@ def serve(
             # The host's standing decisions for every bottle (a mount's sidecar files without the key).
             keeper = Keeper(store, log).start()
             watch = RevocationWatch(service, server.pool).start()
+            # The WAL copied into the file when commits pause, so that a sidecar's commit seldom has to.
+            checkpointer = IdleCheckpointer(store.db.path, log=log).start()
             try:
                 bound_host, bound_port = str(server.server_address[0]), int(server.server_address[1])
                 info = RelayInfo(pid=os.getpid(), host=bound_host, port=bound_port, database=str(store.db.path))
@@ -210,6 +213,7 @@ def serve(
             finally:
                 watch.stop()
                 keeper.stop()
+                checkpointer.stop()
                 server.server_close()
                 service.close()
     finally:

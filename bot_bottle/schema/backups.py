@@ -34,8 +34,9 @@ def _utc_stamp() -> str:
 def backup_to(conn: sqlite3.Connection, destination: Path) -> Path:
     """Copy the database behind ``conn`` to ``destination`` (0600) with ``Connection.backup``.
 
-    The copy is a consistent snapshot, written under a hidden partial name
-    and moved into place only when whole. An existing ``destination`` is never
+    The copy is a consistent snapshot (in WAL mode, taken while every writer
+    goes on), in the rollback journal's mode so that it is one file, written
+    under a hidden partial name and moved into place only when whole. An existing ``destination`` is never
     overwritten: ``BackupError`` is raised instead. Partial files left by a
     backup that was killed are removed first.
     """
@@ -57,6 +58,9 @@ def backup_to(conn: sqlite3.Connection, destination: Path) -> Path:
         copy = sqlite3.connect(partial)
         try:
             conn.backup(copy)
+            # The copy takes the source's header, WAL mode included; a backup is one file that opens
+            # anywhere, read-only too, without leaving a -wal and -shm beside it.
+            copy.execute("PRAGMA journal_mode = DELETE")
         except sqlite3.OperationalError as exc:
             # The error comes from the copy's side: name the backup's disk, not the database's.
             raise BackupError(f"cannot write the backup {destination}: {exc} (on the disk holding "

@@ -64,6 +64,23 @@ def migrations_dir() -> Path:
     return package.parent / "migrations"
 
 
+# SQL as tokens, each a run of what ``split_statements`` and ``normalized`` treat alike: a comment, a
+# quoted string or name (a doubled quote stands for itself; ``[...]`` has none), whitespace, ``;``, or
+# other code. One ``finditer`` walks a file instead of a Python step per character (a CLI verb's start-up
+# reads every migration file: docs/benchmarks.md, "Start-up"). Every character belongs to one token; the
+# quoted forms are unrolled loops, so an unclosed quote costs linear time, not backtracking.
+_TOKEN_RE = re.compile(
+    r"(?P<comment>--[^\n]*(?:\n|\Z)|/\*.*?\*/)"
+    r"|(?P<open_comment>/\*)"
+    r"|(?P<quoted>'[^']*(?:''[^']*)*'|\"[^\"]*(?:\"\"[^\"]*)*\"|`[^`]*(?:``[^`]*)*`|\[[^\]]*\])"
+    r"|(?P<open_quote>['\"`\[])"
+    r"|(?P<space>\s+)"
+    r"|(?P<semicolon>;)"
+    r"|(?P<code>[^-/'\"`\[\s;]+|[-/])",
+    re.DOTALL,
+)
+
+
 def split_statements(sql: str, where: str = "SQL") -> list[str]:
     """Split ``sql`` into single statements, respecting quotes, comments and trigger bodies.
 
@@ -73,37 +90,23 @@ def split_statements(sql: str, where: str = "SQL") -> list[str]:
     """
     statements: list[str] = []
     start = 0
-    index = 0
     has_code = False
-    length = len(sql)
-    while index < length:
-        char = sql[index]
-        if sql.startswith("--", index):
-            newline = sql.find("\n", index)
-            index = length if newline < 0 else newline + 1
-            continue
-        if sql.startswith("/*", index):
-            close = sql.find("*/", index + 2)
-            if close < 0:
-                raise MigrationFilesError(f"{where}: a /* comment is never closed")
-            index = close + 2
-            continue
-        if char in "'\"`[":
-            closer = "]" if char == "[" else char
-            index = _skip_quoted(sql, index, closer, where)
-            has_code = True
-            continue
-        if char == ";":
-            chunk = sql[start : index + 1]
+    for token in _TOKEN_RE.finditer(sql):
+        kind = token.lastgroup
+        if kind == "open_comment":
+            raise MigrationFilesError(f"{where}: a /* comment is never closed")
+        if kind == "open_quote":
+            raise MigrationFilesError(f"{where}: a quoted string or name is never closed")
+        if kind == "semicolon":
+            chunk = sql[start : token.end()]
             # A ';' inside a trigger body does not end the CREATE TRIGGER.
             if sqlite3.complete_statement(chunk):
                 if has_code:
                     statements.append(chunk.strip())
-                start = index + 1
+                start = token.end()
                 has_code = False
-        elif not char.isspace():
+        elif kind in ("quoted", "code"):
             has_code = True
-        index += 1
     if has_code:
         raise MigrationFilesError(f"{where}: the last statement is not complete (a missing ';'?)")
     return statements
@@ -116,32 +119,17 @@ def normalized(statement: str) -> str:
     comment can be corrected without the file counting as edited (drift).
     """
     out: list[str] = []
-
-    def space() -> None:
-        if out and out[-1] != " ":
-            out.append(" ")
-
-    index, length = 0, len(statement)
-    while index < length:
-        char = statement[index]
-        if statement.startswith("--", index):
-            newline = statement.find("\n", index)
-            index = length if newline < 0 else newline + 1
-            space()
-        elif statement.startswith("/*", index):
-            close = statement.find("*/", index + 2)
-            index = length if close < 0 else close + 2
-            space()
-        elif char in "'\"`[":
-            end = _skip_quoted(statement, index, "]" if char == "[" else char, "statement")
-            out.append(statement[index:end])
-            index = end
-        elif char.isspace():
-            space()
-            index += 1
+    for token in _TOKEN_RE.finditer(statement):
+        kind = token.lastgroup
+        if kind == "open_quote":
+            raise MigrationFilesError("statement: a quoted string or name is never closed")
+        if kind in ("comment", "space", "open_comment"):
+            if out and out[-1] != " ":
+                out.append(" ")
+            if kind == "open_comment":
+                break  # an unclosed /* runs to the end
         else:
-            out.append(char)
-            index += 1
+            out.append(token.group())
     return "".join(out).strip()
 
 
@@ -158,18 +146,6 @@ LEGACY_FILE_SHA256 = {
     2: "92f27080d2b0d55968f7914243c07a515babc74d9387d308f334fd179e82676f",
     3: "b35c19a96dde083038a2fdb8d7fb3d831cbf0831c8a11ee16ce56052846efe01",
 }
-
-
-def _skip_quoted(sql: str, index: int, closer: str, where: str) -> int:
-    position = index + 1
-    while True:
-        found = sql.find(closer, position)
-        if found < 0:
-            raise MigrationFilesError(f"{where}: a quoted string or name is never closed")
-        if closer != "]" and sql.startswith(closer * 2, found):
-            position = found + 2  # a doubled quote stands for itself
-            continue
-        return found + 1
 
 
 def strip_leading_comments(statement: str) -> str:

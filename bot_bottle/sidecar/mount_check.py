@@ -4,9 +4,9 @@ SQLite's locks are POSIX advisory locks. On a local filesystem, or a Linux
 bind mount of one, every process shares the kernel's lock table. Across a VM
 or network boundary (virtiofs, 9p, FUSE shares such as Docker Desktop's
 grpcfuse, NFS, SMB) a lock may silently lock nothing, and two writers can
-corrupt the file. ``filesystem_of`` reads ``/proc/self/mountinfo`` to name the
-filesystem under a path and ``classify`` sorts it; ``probe_locking`` checks,
-from a second process, that a lock SQLite holds there is actually seen.
+corrupt the file. ``check_mount`` names the filesystem under a directory and
+its class (``bot_bottle.filesystems``); ``probe_locking`` checks, from a
+second process, that a lock SQLite holds there is actually seen.
 
 ``require_sidecar_database`` is the sidecar's check before it opens the
 database at all: the file must exist and sit on a mount (the host's
@@ -19,7 +19,6 @@ mounted and the image's own directory is closed to it).
 from __future__ import annotations
 
 import os
-import re
 import sqlite3
 import stat
 import subprocess
@@ -27,82 +26,12 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from bot_bottle.errors import MissingMount, MountAccessDenied
+from bot_bottle.errors import MissingMount, MountAccessDenied, UnsafeMount
+from bot_bottle.filesystems import LOCAL, MOUNTINFO, SHARED, UNKNOWN, classify, filesystem_of
 
-MOUNTINFO = Path("/proc/self/mountinfo")
-LOCAL = "local"
-SHARED = "shared"
-UNKNOWN = "unknown"
 PROBE_NAME = ".bot-bottle-lock-probe.db"
-
-LOCAL_TYPES = frozenset({
-    "ext2", "ext3", "ext4", "xfs", "btrfs", "zfs", "f2fs", "jfs", "reiserfs", "bcachefs", "overlay",
-    "tmpfs", "ramfs", "apfs", "hfs", "hfsplus", "ufs", "devtmpfs",
-})
-SHARED_TYPES = frozenset({
-    "virtiofs", "9p", "nfs", "nfs4", "cifs", "smb3", "smbfs", "fakeowner", "grpcfuse", "vboxsf", "prl_fs",
-    "ceph", "glusterfs", "lustre", "afs", "osxfs", "vmhgfs", "davfs", "sshfs",
-})
-_ESCAPE_RE = re.compile(r"\\([0-7]{3})")
 # The kernel's overflow uid: how a file's owner shows inside a user namespace that does not map it.
 OVERFLOW_UID = 65534
-
-
-@dataclass(frozen=True)
-class MountEntry:
-    """One line of mountinfo: where a filesystem is mounted, its type and source."""
-
-    mount_point: str
-    fstype: str
-    source: str
-
-
-def _unescape(field: str) -> str:
-    # mountinfo writes space, tab, newline and backslash as octal escapes (\040 ...).
-    return _ESCAPE_RE.sub(lambda m: chr(int(m.group(1), 8)), field)
-
-
-def parse_mountinfo(text: str) -> list[MountEntry]:
-    """Parse ``/proc/self/mountinfo`` (proc(5)): the mount point (field 5) and, after '-', type and source."""
-    entries = []
-    for line in text.splitlines():
-        fields = line.split()
-        # Six fixed fields, optional fields, then "-", the type and the source.
-        if len(fields) < 9 or "-" not in fields[6:]:
-            continue
-        separator = fields.index("-", 6)
-        if len(fields) < separator + 3:
-            continue
-        entries.append(MountEntry(_unescape(fields[4]), fields[separator + 1], _unescape(fields[separator + 2])))
-    return entries
-
-
-def filesystem_of(path: str | os.PathLike[str], mountinfo: str | None = None) -> MountEntry | None:
-    """The mount that holds ``path``: the longest mount point that is a whole-component prefix of it."""
-    if mountinfo is None:
-        try:
-            mountinfo = MOUNTINFO.read_text()
-        except OSError:
-            return None
-    target = os.path.realpath(path)
-    best: MountEntry | None = None
-    for entry in parse_mountinfo(mountinfo):
-        point = entry.mount_point.rstrip("/") or "/"
-        inside = target == point or target.startswith(point + "/") or point == "/"
-        # Later lines mount over earlier ones at the same point, so >= keeps the last.
-        if inside and (best is None or len(point) >= len(best.mount_point.rstrip("/") or "/")):
-            best = entry
-    return best
-
-
-def classify(fstype: str) -> str:
-    """``local`` (safe for SQLite's locks), ``shared`` (across a VM or network boundary) or ``unknown``."""
-    kind = fstype.lower()
-    if kind in LOCAL_TYPES:
-        return LOCAL
-    if kind in SHARED_TYPES or kind.startswith("fuse") or kind.startswith("nfs") or kind.startswith("smb"):
-        return SHARED
-    return UNKNOWN
 
 
 @dataclass(frozen=True)
@@ -178,6 +107,20 @@ class MountReport:
         """True when the filesystem is local and the probe saw the lock."""
         return self.kind == LOCAL and self.probe.works
 
+    def refusal(self) -> UnsafeMount | None:
+        """Why a sidecar must not open the database here, or None: a failed lock probe, or a shared filesystem.
+
+        Either way the host and the sidecar may not share one kernel's locks
+        and memory, which both of SQLite's journals need (WAL's index is a
+        file every opener maps); an unknown filesystem is only warned of.
+        """
+        if not self.probe.works:
+            return UnsafeMount(f"SQLite's locks do not work in {self.directory} ({self.fstype}): "
+                               f"{self.probe.detail}; the sidecar will not open the database there")
+        if self.kind == SHARED:
+            return UnsafeMount(unsafe_message(self.directory, self.fstype))
+        return None
+
     def warning(self) -> str | None:
         """One line naming the filesystem and the risk, or None when it is safe."""
         if self.safe:
@@ -210,6 +153,8 @@ def require_sidecar_database(path: str | os.PathLike[str], mountinfo: str | None
     bind-mounted by the backend; without the mount, opening the path would
     create a fresh database inside the container that no operator sees. The
     message is one line naming the missing mount and how backends provide it.
+    A mount of a filesystem that may cross a VM or network boundary is
+    ``UnsafeMount``: the file is opened only where the host's kernel is shared.
     ``mountinfo`` replaces ``/proc/self/mountinfo`` (for tests).
     """
     target = os.path.realpath(path)
@@ -230,6 +175,17 @@ def require_sidecar_database(path: str | os.PathLike[str], mountinfo: str | None
     if point not in (target, directory):
         where = f"on {entry.mount_point} ({entry.fstype})" if entry else "on no mount"
         raise MissingMount(f"{os.fspath(path)} is not on a mount of its own (it is {where}): {how}")
+    assert entry is not None
+    if classify(entry.fstype) == SHARED:
+        raise UnsafeMount(unsafe_message(os.fspath(path), entry.fstype))
+
+
+def unsafe_message(where: str, fstype: str) -> str:
+    """Why a sidecar refuses the database at ``where`` on a ``fstype`` mount that may cross a VM boundary."""
+    return (f"{where} is on {fstype}, which may cross a VM or network boundary: SQLite's locks and WAL's "
+            "shared-memory index may not reach the host there, and two writers could corrupt the database. "
+            "The sidecar will not open it; a sidecar in a VM files through the host relay ('bot-bottle prepare "
+            "SLUG --backend NAME' sets that up)")
 
 
 def access_denied(mount_point: str, path: str, doing: str, mountinfo: str | None = None) -> MissingMount:

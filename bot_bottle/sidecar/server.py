@@ -22,13 +22,15 @@ from pathlib import Path
 from types import FrameType
 
 from bot_bottle.bottles import HEARTBEAT_INTERVAL_SEC
+from bot_bottle.db import IdleCheckpointer
 from bot_bottle.errors import BotBottleError, RelayUnreachable, ValidationError
 from bot_bottle.paths import DB_DIR_IN_CONTAINER, DB_PATH_IN_CONTAINER
+from bot_bottle.queue_store import BottleQueue
 from bot_bottle.records import DEFAULT_MAX_PENDING, DEFAULT_MAX_PENDING_BYTES, Quota, validate_queue_key
 from bot_bottle.sidecar.mcp import DEFAULT_WAIT_SECONDS, SuperviseService
 from bot_bottle.sidecar.mount_check import check_mount
 from bot_bottle.sidecar.relay_queue import RelayQueue
-from bot_bottle.sidecar.transport import SidecarQueue, find_transport
+from bot_bottle.sidecar.transport import MOUNT, SidecarQueue, find_transport
 from bot_bottle.text import terminal
 from bot_bottle.wire.jsonrpc_server import (
     DEFAULT_ALLOWED_HOSTS,
@@ -103,7 +105,8 @@ def build_parser() -> argparse.ArgumentParser:
             "  " + DB_PATH_IN_CONTAINER + "  the host's database, on a mount (docker on Linux)\n"
             "  " + RELAY_FILE_IN_CONTAINER + "    the host relay's URL and this bottle's token (sidecars in VMs)\n"
             "With neither, or a database that is not on a mount, the server exits 1 instead of creating a\n"
-            "database the operator never sees."
+            "database the operator never sees; so it does for a mount where SQLite's lock probe fails or\n"
+            "whose filesystem may cross a VM or network boundary (virtiofs, 9p, NFS, SMB, FUSE shares)."
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -148,8 +151,9 @@ def start(args: argparse.Namespace, log: Callable[[str], None]) -> tuple[Supervi
 
     Raises ``BotBottleError`` (``ValidationError`` for bad arguments,
     ``MissingMount`` for a sidecar with neither the host's database nor a
-    relay file, ``Unauthorized`` for a relay that refuses its token) or
-    ``OSError`` (cannot listen).
+    relay file, ``UnsafeMount`` for the host's database on a mount where the
+    lock probe fails or that may cross a VM boundary, ``Unauthorized`` for a
+    relay that refuses its token) or ``OSError`` (cannot listen).
     """
     validate_queue_key(args.bottle, "--bottle")
     wait = wait_seconds_from(args.wait_seconds, os.environ)
@@ -158,6 +162,12 @@ def start(args: argparse.Namespace, log: Callable[[str], None]) -> tuple[Supervi
     allowed = [normalize_allowed_host(name) for name in args.allowed_host]
     quota = Quota(args.max_pending, args.max_pending_bytes)
     transport = find_transport(args.db, args.relay)
+    # SQLite's locks, and WAL's shared memory, are only as good as the filesystem under the mount: the host's
+    # database is never opened where they may not reach the host (a --db file of a workstation is warned of).
+    report = check_mount(transport.database.parent) if transport.kind == MOUNT and transport.database else None
+    refusal = report.refusal() if report is not None else None
+    if refusal is not None:
+        raise refusal
     queue = transport.open(args.bottle, quota=quota)
     try:
         if isinstance(queue, RelayQueue):
@@ -167,8 +177,7 @@ def start(args: argparse.Namespace, log: Callable[[str], None]) -> tuple[Supervi
             except RelayUnreachable as exc:
                 log(f"warning: {exc}; each call fails until it is")
         elif transport.database is not None:
-            # SQLite's locks are only as good as the filesystem under the mount: say so once, at start.
-            warning = check_mount(transport.database.parent).warning()
+            warning = (report or check_mount(transport.database.parent)).warning()
             if warning:
                 log(f"warning: {warning}")
         service = SuperviseService(queue, wait_seconds=wait, routes_file=args.routes_file, log=log)
@@ -225,6 +234,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     beat = threading.Thread(target=keep_alive, args=(queue, args.heartbeat_seconds, stopping, log),
                             name="heartbeat", daemon=True)
     beat.start()
+    # On the mount, the WAL is copied into the file when commits pause, so that a filing seldom has to.
+    checkpointer = IdleCheckpointer(queue.database_path, log=log).start() if isinstance(queue, BottleQueue) else None
     print(f"listening on http://{host}:{port}/", flush=True)
     status = 0  # stopped by SIGTERM (how a container is stopped)
     try:
@@ -234,6 +245,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         stopping.set()
         beat.join(10)
+        if checkpointer is not None:
+            checkpointer.stop()
         server.server_close()
         try:
             queue.stopped()

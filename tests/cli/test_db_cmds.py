@@ -78,9 +78,12 @@ class DbVerbsTest(TempDirTest):
         target = self.tmp / "copy.db"
         result = self.run_cli("db", "backup", str(target), "--db", str(path))
         self.assertEqual(result.returncode, 0, result.stderr)
-        copy = sqlite3.connect(target)
+        copy = sqlite3.connect(f"{target.as_uri()}?mode=ro", uri=True)
         self.addCleanup(copy.close)
         self.assertEqual(copy.execute("PRAGMA user_version").fetchone()[0], HEAD)
+        # The database is in WAL mode; its backup is one file in the rollback journal's, read without a trace.
+        self.assertEqual(copy.execute("PRAGMA journal_mode").fetchone()[0], "delete")
+        self.assertEqual(sorted(p.name for p in self.tmp.glob("copy.db*")), ["copy.db"])
         before = digest(target)
         again = self.run_cli("db", "backup", str(target), "--db", str(path))
         self.assert_clean_error(again, 1, "already exists")

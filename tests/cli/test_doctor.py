@@ -6,9 +6,14 @@ import json
 import sqlite3
 from unittest import mock
 
+from bot_bottle import connection
+from bot_bottle.cli import doctor
 from bot_bottle.db import open_db
+from bot_bottle.errors import UnsafeMount
+from bot_bottle.filesystems import LOCAL, SHARED, MountEntry
 from bot_bottle.sidecar import server as supervise_server
-from bot_bottle.sidecar.mount_check import SHARED, LockProbe, MountReport
+from bot_bottle.sidecar.mount_check import LockProbe, MountReport
+from bot_bottle.sidecar.transport import MOUNT, Transport
 from tests.helpers.support import TempDirTest, digest
 
 
@@ -58,18 +63,51 @@ class DoctorTest(TempDirTest):
         self.assertEqual(code, 1)
         self.assertEqual(self.levels(report)["drift"], "error")
 
-    def test_loose_modes_and_wal_are_warnings(self) -> None:
-        """A world-readable file and a WAL journal are warnings, not errors."""
+    def test_loose_modes_and_the_rollback_journal_are_warnings(self) -> None:
+        """A world-readable file and a rollback journal where WAL is safe are warnings, not errors."""
         path = self.tmp / "loose.db"
         open_db(path).close()
         path.chmod(0o644)
         raw = sqlite3.connect(path)
-        raw.execute("PRAGMA journal_mode=WAL")
+        raw.execute("PRAGMA journal_mode=DELETE")
         raw.close()
         code, report = self.doctor(str(path))
         self.assertEqual(code, 0)
         levels = self.levels(report)
         self.assertEqual((levels["file"], levels["journal_mode"]), ("warning", "warning"))
+        journal = next(c for c in report["checks"] if c["check"] == "journal_mode")  # type: ignore[attr-defined]
+        self.assertIn("the next host-side open switches it to WAL", journal["detail"])
+
+    def test_wal_on_a_local_disk_is_ok_and_named(self) -> None:
+        path = self.tmp / "wal.db"
+        open_db(path).close()
+        checks = {c["check"]: c for c in doctor.diagnose(path)}
+        self.assertEqual(checks["journal_mode"]["level"], "ok")
+        self.assertRegex(checks["journal_mode"]["detail"], r"^wal \(.* is local")
+
+    def test_wal_where_memory_may_not_be_shared_is_refused(self) -> None:
+        """WAL on a filesystem that may cross a VM boundary, or where the lock probe fails: an error each."""
+        path = self.tmp / "shared.db"
+        open_db(path).close()
+        shared = MountReport(str(self.tmp), "virtiofs", "/run/supervise", SHARED, LockProbe(True, "seen"))
+        with mock.patch.object(doctor, "check_mount", return_value=shared), \
+                mock.patch.object(connection, "filesystem_of", return_value=MountEntry("/", "virtiofs", "m")):
+            checks = {c["check"]: c for c in doctor.diagnose(path)}
+        self.assertEqual(checks["journal_mode"]["level"], "error")
+        self.assertIn("virtiofs", checks["journal_mode"]["detail"])
+        broken = MountReport(str(self.tmp), "ext4", "/", LOCAL, LockProbe(False, "locks here lock nothing"))
+        with mock.patch.object(doctor, "check_mount", return_value=broken):
+            checks = {c["check"]: c for c in doctor.diagnose(path)}
+        self.assertEqual(checks["journal_mode"]["level"], "error")
+        self.assertIn("lock probe failed (locks here lock nothing)", checks["journal_mode"]["detail"])
+
+    def test_the_rollback_journal_where_wal_is_unsafe_is_ok(self) -> None:
+        path = self.tmp / "nfs.db"
+        with mock.patch.object(connection, "filesystem_of", return_value=MountEntry("/", "nfs4", "filer:/")):
+            open_db(path).close()
+            checks = {c["check"]: c for c in doctor.diagnose(path)}
+        self.assertEqual(checks["journal_mode"]["level"], "ok")
+        self.assertIn("delete, the rollback journal (nfs4 (shared) may cross", checks["journal_mode"]["detail"])
 
     def test_named_missing_database(self) -> None:
         """A --db that names no file is an error; the place is still checked, and nothing is created."""
@@ -114,7 +152,7 @@ class SidecarWarningTest(TempDirTest):
         self.assertEqual(self.start(), [])
 
     def test_shared_mount_is_named(self) -> None:
-        """On a shared filesystem the sidecar logs one warning naming the type and the risk."""
+        """A --db file (a workstation's) on a shared filesystem: one warning naming the type and the risk."""
         shared = MountReport(str(self.tmp), "virtiofs", "/run/supervise", SHARED, LockProbe(True, "seen"))
         with mock.patch.object(supervise_server, "check_mount", return_value=shared):
             lines = self.start()
@@ -122,3 +160,21 @@ class SidecarWarningTest(TempDirTest):
         self.assertIn("warning:", lines[0])
         self.assertIn("virtiofs", lines[0])
         self.assertIn("corrupt", lines[0])
+
+    def test_the_hosts_database_on_an_unsafe_mount_is_never_opened(self) -> None:
+        """The mounted database where the lock probe fails, or on virtiofs: UnsafeMount, the file left alone."""
+        path = self.tmp / "mounted.db"
+        open_db(path).close()
+        before = sorted(p.name for p in self.tmp.iterdir())
+        reports = [MountReport(str(self.tmp), "ext4", "/", LOCAL, LockProbe(False, "locks here lock nothing")),
+                   MountReport(str(self.tmp), "virtiofs", "/run/supervise", SHARED, LockProbe(True, "seen"))]
+        args = supervise_server.build_parser().parse_args(["--bottle", "web-1", "--host", "127.0.0.1", "--port", "0"])
+        for report in reports:
+            with self.subTest(report.fstype), \
+                    mock.patch.object(supervise_server, "find_transport", return_value=Transport(MOUNT, path)), \
+                    mock.patch.object(supervise_server, "check_mount", return_value=report), \
+                    mock.patch.object(Transport, "open", side_effect=AssertionError("opened")), \
+                    self.assertRaises(UnsafeMount) as caught:
+                supervise_server.start(args, lambda line: None)
+            self.assertIn(report.probe.detail if not report.probe.works else "virtiofs", str(caught.exception))
+        self.assertEqual(sorted(p.name for p in self.tmp.iterdir()), before)

@@ -19,6 +19,24 @@ from bot_bottle.errors import (
 from bot_bottle.schema import migrate
 from tests.helpers.support import MIGRATIONS, TempDirTest, digest, schema_of, write_migration
 
+# (up, down) checksums of each shipped migration, as released.
+RELEASED_SHA256 = {
+    1: ("db3b99c57df27d9404122a421be7d5388ebb51888492d86e50e03a069ed5bb8f",
+        "e046a5be41500db266b736c6426bac04d6a99ab4c2e8970d36cd1e0df102707c"),
+    2: ("ede1fef7de5ac5cfcb78a9f9b3825029dba952a6c99077b31c92f79c51fffbfc",
+        "9860ee99be96f2a80f7d73722a5d2514104167739f3f8bfcca081fb3594d32a1"),
+    3: ("1bd2a29806f1d1019bb1d001b99f72421c263fb7d2719e75b9557383e20848b4",
+        "9958c47b7bab3616f079be710dcac1b36f341ce71c0542decda30710702269d0"),
+    4: ("dcd28ef24b7f31f5832ae029f0b1a38e373456e98db842662a9013a33fcd67a3",
+        "0fc2bcd32322f726d3dcd6e448a2f5ef2591a501ca221ffe15f0a00e65d5b2c5"),
+    5: ("1af0758ef9d6dad7328f1449d3b463c049c870d85bf6eed1d4bd2ce4992fef1e",
+        "75332416c387a22739ae39c34a2d0f8a0cc8fd00e5a6ca7c595484ef58c4e18c"),
+    6: ("e932007e184dc15b745109a14090434bcfcf78344d56ecf1a7b52df0a22f97b9",
+        "053011a2731be65059e0c31dfe8eb284d16d5030964104b974ab09c87ec8d521"),
+    7: ("e19ed891b6b8e175542e1a322fe296ba4cc3d1bf5174520e6022ebcf3f918d02",
+        "6667b5607ba365effcfb2c282bd93417b56a3de006c029feb77cce39a4638467"),
+}
+
 
 class SplitStatementsTest(TempDirTest):
     def test_plain_statements(self) -> None:
@@ -48,6 +66,21 @@ class SplitStatementsTest(TempDirTest):
         """A statement without its ';' is an error, not silently dropped."""
         with self.assertRaisesRegex(MigrationFilesError, "not complete"):
             migrate.split_statements("CREATE TABLE a (x);\nCREATE TABLE b (y)")
+
+    def test_shipped_checksums_are_as_released(self) -> None:
+        """Known answers: the checksums every existing database records for the shipped migrations.
+
+        A change to how statements are split or normalized that moved one of
+        these would make every user's database report drift.
+        """
+        found = {m.version: (m.up_sha256, m.down_sha256) for m in migrate.discover()}
+        self.assertEqual({v: found[v] for v in RELEASED_SHA256}, RELEASED_SHA256)
+
+    def test_unclosed_quotes_cost_linear_time(self) -> None:
+        """A long unclosed string of doubled quotes is refused, not backtracked over for ever."""
+        for text in ("SELECT '" + "a''" * 50_000, 'SELECT "' + 'a""' * 50_000, "SELECT `" + "a``" * 50_000):
+            with self.subTest(text[:8]), self.assertRaisesRegex(MigrationFilesError, "never closed"):
+                migrate.split_statements(text)
 
     def test_unclosed_quote_and_comment(self) -> None:
         """Unclosed strings and block comments are reported."""

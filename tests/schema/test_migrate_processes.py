@@ -98,7 +98,7 @@ import sys
 from pathlib import Path
 from bot_bottle.schema import migrate
 from bot_bottle.connection import connect
-conn = connect(sys.argv[1])
+conn = connect(sys.argv[1], switch_journal=sys.argv[3] == "wal")
 migrate.upgrade(conn, migrations=migrate.discover(Path(sys.argv[2])))
 print("finished", flush=True)
 """
@@ -106,12 +106,19 @@ print("finished", flush=True)
 
 class KilledMigratorTest(TempDirTest):
     def test_sigkill_mid_migration_leaves_previous_version(self) -> None:
-        """SIGKILL while a slow migration has written pages: next open rolls back, checks clean, migrates."""
-        folder = self.tmp / "m"
+        """SIGKILL while a slow migration has written pages, in WAL and in rollback mode: the next open
+        ignores (WAL) or rolls back (a hot journal) what it wrote, checks clean, and migrates."""
+        for mode in ("wal", "delete"):
+            with self.subTest(mode):
+                self.killed_midway(mode)
+
+    def killed_midway(self, mode: str) -> None:
+        folder = self.tmp / f"m-{mode}"
         shutil.copytree(MIGRATIONS, folder)
         head = len(migrate.discover(folder))
-        path = self.tmp / "killed.db"
+        path = self.tmp / f"killed-{mode}.db"
         conn = open_db(path)
+        conn.execute(f"PRAGMA journal_mode = {mode}")
         conn.execute("BEGIN IMMEDIATE")
         conn.execute(
             "INSERT INTO proposals (id, queue_key, tool, payload, payload_sha256, justification, created_at) "
@@ -128,27 +135,38 @@ class KilledMigratorTest(TempDirTest):
         write_migration(folder, head + 1, "slow", slow_up, "DROP TABLE big;")
         size_before = path.stat().st_size
         journal = Path(str(path) + "-journal")
+        wal = Path(str(path) + "-wal")
         child = subprocess.Popen(
-            [sys.executable, "-c", _SLOW_MIGRATOR, str(path), str(folder)],
+            [sys.executable, "-c", _SLOW_MIGRATOR, str(path), str(folder), mode],
             cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         )
         self.addCleanup(lambda: child.poll() is None and child.kill())
+
+        def midway() -> bool:
+            # Really midway: uncommitted pages have spilled out of the cache, into the WAL or, with the
+            # rollback journal, into the file itself (the old pages kept in the journal).
+            if mode == "wal":
+                return wal.exists() and wal.stat().st_size > size_before + 4 * 1024 * 1024
+            return journal.exists() and path.stat().st_size > size_before + 4 * 1024 * 1024
+
         deadline = time.monotonic() + 60
-        # Wait until the migration is really midway: its journal exists and it
-        # has spilled new pages into the database file itself.
-        while not (journal.exists() and path.stat().st_size > size_before + 4 * 1024 * 1024):
+        while not midway():
             if child.poll() is not None:
                 self.fail(f"the migrator ended early: {child.communicate()}")
             self.assertLess(time.monotonic(), deadline, "the slow migration never got going")
             time.sleep(0.01)
         os.kill(child.pid, signal.SIGKILL)
         child.communicate()
-        self.assertTrue(journal.exists(), "a hot journal is left behind")
+        if mode == "delete":
+            self.assertTrue(journal.exists(), "a hot journal is left behind")
+        else:
+            self.assertGreater(wal.stat().st_size, 4 * 1024 * 1024, "frames of no commit are left in the WAL")
 
         # Make the migration quick for the retry; it was never applied, so this is no drift.
         (folder / f"{head + 1:04d}_slow.up.sql").write_text(slow_up.replace("10000000", "1000"))
-        conn = connect(path)
+        conn = connect(path, switch_journal=mode == "wal")
         self.addCleanup(conn.close)
+        self.assertEqual(conn.execute("PRAGMA journal_mode").fetchone()[0], mode)
         self.assertEqual(migrate.current_version(conn), head)
         self.assertEqual(conn.execute("PRAGMA integrity_check").fetchall(), [("ok",)])
         self.assertIsNone(conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'big'").fetchone())

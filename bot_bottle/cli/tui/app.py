@@ -422,7 +422,7 @@ class SuperviseTUI(TerminalScreen):
         last = time.monotonic()
         file_seen = self.store.file_marker()
         dirty = True
-        watch = FileWatch.open(self.store.db.path) if self.store.db.path.exists() else None
+        watch = FileWatch.commits(self.store.db.path) if self.store.db.path.exists() else None
         try:
             while True:
                 if dirty:
