@@ -175,7 +175,11 @@ class OneBottleHoldsEveryPlaceTest(RelayAttackCase):
         # web-1's requests beyond its share were told to retry, before their bodies were read.
         answered, _, _ = select.select(stalled, [], [], 20)
         self.assertTrue(answered)
-        self.assertTrue(all(sock.recv(65536).startswith(b"HTTP/1.1 503 ") for sock in answered))
+        firsts = [sock.recv(65536)[:13] for sock in answered]
+        self.assertIn(b"HTTP/1.1 503 ", firsts, "some of web-1's requests were told to retry")
+        # On a loaded machine a stalled body within web-1's share may reach its deadline first (408, or cut):
+        # that is web-1's own loss. None of its requests is ever served.
+        self.assertTrue(all(first in (b"HTTP/1.1 503 ", b"HTTP/1.1 408 ", b"") for first in firsts), firsts)
 
 
 class ConnectionFloodTest(RelayAttackCase):

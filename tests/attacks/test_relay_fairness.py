@@ -33,7 +33,9 @@ from tests.helpers.relay_fixture import free_port, start_relay_process, stop_pro
 from tests.helpers.support import TempDirTest, wait_until
 
 ROUNDS = 5
-WITHIN_SEC = 1.0
+# Not a speed claim (bench/relay_fairness.py measures B's round trips under each attack): a B shut out waited
+# for its 10 s RelayUnreachable, so a bound well under that tells served from starved even on a loaded machine.
+WITHIN_SEC = 5.0
 MiB = 1024 * 1024
 
 
@@ -61,7 +63,8 @@ class FairnessCase(TempDirTest):
         self.addCleanup(self.honest.close)
 
     def assert_b_is_served_during(self, kind: str) -> None:
-        """Under attack ``kind``, B's tool call is approved and answered within a second, every time."""
+        """Under attack ``kind``, B's tool call is approved and answered every time, long before a starved call
+        would give up."""
         self.assertEqual(self.honest.round_trip()[0], True, "B is served before the attack")
         attack = start_attack(kind, self.port, self.a_file)
         self.addCleanup(stop_attack, attack)
@@ -186,7 +189,9 @@ class RevocationTest(FairnessCase):
         wait_until(lambda: proc_status(self.relay.pid)["Threads"] <= threads_held - 25, 10,
                    what="the revoked bottle's waits to be released")
         released_after = time.monotonic() - revoked_at
-        self.assertLess(released_after, 2.0, f"released after {released_after:.2f} s")
+        # Before, the revoked bottle's waits held their places for 23 s; released at once now (within a bound a
+        # loaded machine keeps: the timing itself is the benchmark's).
+        self.assertLess(released_after, 5.0, f"released after {released_after:.2f} s")
         self.assertIn("bottle hostile-a: credential revoked; released", self.stderr_path.read_text())
         self.assertTrue(self.honest.round_trip()[0])
 
