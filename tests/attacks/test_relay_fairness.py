@@ -25,7 +25,9 @@ from typing import IO
 
 from bot_bottle.db import open_db
 from bot_bottle.errors import UnsafePath
+from bot_bottle.records import TOOL_GITLEAKS_ALLOW
 from bot_bottle.relay.credentials import RelayCredentials, bottle_relay_dir
+from bot_bottle.sidecar.relay_queue import RelayQueue
 from bot_bottle.wire.relay_file import RelayEndpoint, write_endpoint_file
 from tests.helpers.hostile import Sampler, exchange, parse_answer, proc_status
 from tests.helpers.relay_attacks import Honest, relay_message, signed, start_attack, stop_attack
@@ -157,6 +159,37 @@ class MemoryBoundTest(FairnessCase):
         growth_mib = (sampler.peak["VmHWM"] - idle["VmHWM"]) / 1024
         self.assertLess(growth_mib, 64, f"the relay's peak memory grew {growth_mib:.0f} MiB")
         self.assertTrue(self.honest.round_trip()[0])
+        self.assert_relay_clean()
+
+
+    def test_answers_never_read_stay_within_the_memory_bound(self) -> None:
+        """BROKE before the fix: A filed one proposal whose answer is 4 MiB (control characters, which an answer
+        escapes six bytes each, as the request did) and asked for it on 100 connections that never read: every
+        answer was built and held while its write waited 15 s, and the relay's peak memory grew 856 MiB. Now a
+        bottle's requests are answered two at a time, the rest wait their turn in its own share."""
+        queue = RelayQueue(self.a)
+        text = "\x01" * 330_000  # 2 MiB in JSON each, payload and current file: one request within 4 MiB
+        held = queue.submit(TOOL_GITLEAKS_ALLOW, text, "big", text)
+        body = json.dumps(relay_message("get", {"id": held.id})).encode()
+        idle = proc_status(self.relay.pid)
+        readers: list[socket.socket] = []
+        with Sampler(self.relay.pid) as sampler:
+            for _ in range(100):
+                sock = socket.socket()
+                self.addCleanup(sock.close)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # a window the answer never fits
+                sock.connect(("127.0.0.1", self.port))
+                sock.sendall(signed(self.a, body))
+                readers.append(sock)
+            time.sleep(3.0)
+            ok, seconds = self.honest.round_trip()
+            time.sleep(3.0)
+        growth_mib = (sampler.peak["VmHWM"] - idle["VmHWM"]) / 1024
+        self.assertLess(growth_mib, 64, f"the relay's peak memory grew {growth_mib:.0f} MiB")
+        self.assertTrue(ok)
+        self.assertLess(seconds, WITHIN_SEC)
+        for sock in readers:
+            sock.close()
         self.assert_relay_clean()
 
 
