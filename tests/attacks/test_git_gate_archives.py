@@ -11,12 +11,15 @@ from __future__ import annotations
 import bz2
 import gzip
 import lzma
+import subprocess
+import tempfile
 import unittest
 import zipfile
 import zlib
 
-from tests.helpers.archives import docx, gnu_sparse_tar, tar_bytes, zip_bytes, zip_encrypted
+from tests.helpers.archives import docx, gnu_sparse_tar, tar_bytes, zip_bytes, zip_disguised, zip_encrypted
 from tests.helpers.git_remote import GateAttackCase, github_token
+from tests.helpers.support import require_tool
 from tests.sidecar.git_gate.test_archives import overlapping_zip
 
 
@@ -103,6 +106,29 @@ class ArchiveAttackTest(GateAttackCase):
                 head = self.shared.commit_with({name: data})
                 said = self.assert_refused(f"{head}:refs/heads/unscannable", says=says, secret_oids=(head,))
                 self.assertNotIn(token, said)
+
+
+    def test_a_zip_whose_local_header_says_deflate_where_its_directory_says_stored(self) -> None:
+        """BROKE before the fix: the gate read each entry as the central directory says (stored), so it scanned
+        the deflated bytes as they are and found nothing, while unzip, funzip and 7-Zip follow the local
+        header (deflate) and extract the token. An entry whose local header and directory record disagree
+        is refused now."""
+        token = github_token(402)
+        data = zip_disguised("notes.txt", f"token = {token}\n".encode())
+        self.assertNotIn(token.encode(), data)
+        unzip = require_tool(self, "unzip")
+        extracted = subprocess.run([unzip, "-p", "-"], input=data, capture_output=True, check=False)
+        if extracted.returncode != 0:  # an unzip that cannot read a pipe: from a file
+            with tempfile.NamedTemporaryFile(suffix=".zip") as handle:
+                handle.write(data)
+                handle.flush()
+                extracted = subprocess.run([unzip, "-p", handle.name], capture_output=True, check=True)
+        self.assertIn(token.encode(), extracted.stdout, "unzip reads the token out of it")
+        head = self.shared.commit_with({"release.zip": data})
+        said = self.assert_refused(f"{head}:refs/heads/disguised", secret_oids=(head,),
+                                   says="release.zip!notes.txt: a zip entry whose local header disagrees with "
+                                        "the directory")
+        self.assertNotIn(token, said)
 
 
 if __name__ == "__main__":

@@ -18,8 +18,8 @@ Whatever cannot be read whole refuses the push (``GitGateError``, one line
 saying why): an encrypted member, a format recognised but not opened here
 (7z, RAR, zstd, lz4, lzip, compress, CAB, cpio, ar, RPM, xar, ISO 9660), a
 corrupt or truncated archive, zip entries that overlap or leave bytes no
-entry lists (what a streaming unzip would still extract), a sparse tar
-member; and past a limit (``ScanLimitExceeded``): too deep, too many
+entry lists (what a streaming unzip would still extract), a zip entry whose
+local header disagrees with its directory record, a sparse tar member; and past a limit (``ScanLimitExceeded``): too deep, too many
 members, a member or a blob's expansion too large, a compression ratio of a
 bomb. Nothing is ever written under a member's name: names are labels only.
 Brotli and raw deflate carry no signature and cannot be recognised.
@@ -308,12 +308,65 @@ def _check_layout(data: bytes, archive: zipfile.ZipFile, entries: list[zipfile.Z
         if len(local) < 30 or local[:4] != b"PK\x03\x04":
             raise run.refuse(what, f"a corrupt zip (no local header for {info.filename!r})")
         name_length, extra_length = struct.unpack("<HH", local[26:30])
+        disagreement = _local_disagrees(local, data[start + 30 + name_length : start + 30 + name_length + extra_length],
+                                        info)
+        if disagreement:
+            raise run.refuse(f"{what}!{info.filename}", f"a zip entry whose local header disagrees with the "
+                             f"directory ({disagreement}): extractors that follow either would read other bytes")
         end = start + 30 + name_length + extra_length + info.compress_size
         if following < end:
             raise run.refuse(what, "zip entries that overlap (a decompression bomb?)")
         if b"PK\x03\x04" in data[end:following]:
             raise run.refuse(what, f"a zip entry between listed ones that the directory does not list "
                              f"({following - end} bytes after {info.filename!r})")
+
+
+def _local_disagrees(local: bytes, extra: bytes, info: zipfile.ZipInfo) -> str:
+    """What an entry's local header says otherwise than its directory record ("" when nothing).
+
+    The gate reads each entry as the central directory describes it
+    (Python's zipfile does), but unzip, funzip and 7-Zip take the method and
+    encryption from the local header: a directory saying stored over a
+    local header saying deflate had the gate scan compressed bytes that they
+    inflate to the token. The CRC and sizes are compared too, unless the
+    local header defers them to a data descriptor (flag bit 3); zip64 sizes
+    are read from the local header's zip64 extra field.
+    """
+    flags, method = struct.unpack("<HH", local[6:10])
+    if method != info.compress_type:
+        return f"compression method {method} there, {info.compress_type} in the directory"
+    if (flags ^ info.flag_bits) & ZIP_ENCRYPTED:
+        return "encrypted in one, not in the other"
+    if flags & 0x08:
+        return ""
+    crc, compressed, size = struct.unpack("<III", local[14:26])
+    if size == 0xFFFFFFFF or compressed == 0xFFFFFFFF:
+        sizes = _zip64_sizes(extra, size == 0xFFFFFFFF, compressed == 0xFFFFFFFF)
+        if sizes is None:
+            return "zip64 sizes without their extra field"
+        size = sizes[0] if size == 0xFFFFFFFF else size
+        compressed = sizes[1] if compressed == 0xFFFFFFFF else compressed
+    if (crc, compressed, size) != (info.CRC, info.compress_size, info.file_size):
+        return "its CRC or sizes"
+    return ""
+
+
+def _zip64_sizes(extra: bytes, has_size: bool, has_compressed: bool) -> tuple[int, int] | None:
+    """The sizes a local header's zip64 extra field (id 1) gives, in its order (size, then compressed)."""
+    at = 0
+    while at + 4 <= len(extra):
+        kind, length = struct.unpack_from("<HH", extra, at)
+        if kind == 1:
+            values = [struct.unpack_from("<Q", extra, at + 4 + 8 * index)[0]
+                      for index in range(min(length, len(extra) - at - 4) // 8)]
+            wanted = int(has_size) + int(has_compressed)
+            if len(values) < wanted:
+                return None
+            size = values.pop(0) if has_size else 0
+            compressed = values.pop(0) if has_compressed else 0
+            return size, compressed
+        at += 4 + length
+    return None
 
 
 def _zip_inside_a_tar_member(data: bytes) -> bool:
