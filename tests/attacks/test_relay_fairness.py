@@ -99,6 +99,15 @@ class HostileBottleTest(FairnessCase):
     def test_a_bottle_holding_a_hundred_waits_leaves_the_others_served(self) -> None:
         self.assert_b_is_served_during("hold-waits")
 
+    def test_a_read_flood_of_pipelined_requests_leaves_the_others_served(self) -> None:
+        """Reads write nothing, so no write share slows them: eight kept-alive connections of A's, each
+        pipelining twenty freshly signed reads at a time, as fast as they are answered."""
+        self.assert_b_is_served_during("flood-reads")
+
+    def test_answers_a_bottle_never_reads_leave_the_others_served(self) -> None:
+        """A hundred of A's requests for a 4 MiB answer, none read: they wait their turn in A's share."""
+        self.assert_b_is_served_during("unread-answers")
+
     def test_a_connection_flood_without_a_token_leaves_every_bottle_served(self) -> None:
         """BROKE before the fix: a client reconnecting as fast as it could held the relay's 512 connections
         and B filed 0 of 5. Now connections waiting to be authenticated are a small pool that cuts its
