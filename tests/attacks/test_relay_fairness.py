@@ -108,6 +108,12 @@ class HostileBottleTest(FairnessCase):
         """A hundred of A's requests for a 4 MiB answer, none read: they wait their turn in A's share."""
         self.assert_b_is_served_during("unread-answers")
 
+    def test_a_flood_of_forged_requests_in_bs_name_leaves_b_served(self) -> None:
+        """No token: whole requests naming bottle B, signed with a made-up key, as fast as they are refused.
+        Each is checked (a credential look-up and a MAC) by one of the pool's few readers, and none touches
+        B's share or nonces."""
+        self.assert_b_is_served_during("flood-forged")
+
     def test_a_connection_flood_without_a_token_leaves_every_bottle_served(self) -> None:
         """BROKE before the fix: a client reconnecting as fast as it could held the relay's 512 connections
         and B filed 0 of 5. Now connections waiting to be authenticated are a small pool that cuts its

@@ -40,7 +40,7 @@ from tests.helpers.support import REPO
 
 MiB = 1024 * 1024
 KINDS = ("stall-bodies", "trickle", "flood-writes", "hold-waits", "flood-connections", "flood-reads",
-         "unread-answers")
+         "unread-answers", "flood-forged")
 READY_TIMEOUT_SEC = 30.0
 
 
@@ -216,6 +216,26 @@ def unread_answers(port: int, endpoint: RelayEndpoint, ready: Callable[[], None]
     del socks
 
 
+def flood_forged(port: int, endpoint: RelayEndpoint, ready: Callable[[], None]) -> None:
+    """No token: whole requests in honest-b's name signed with a made-up key, each one (refused 401) followed
+    by the next on a new connection, from eight threads as fast as they are answered. Each costs the relay a
+    look-up of honest-b's credential and a MAC before it is refused."""
+    forged = RelayEndpoint(url=endpoint.url, token=secrets.token_urlsafe(32), bottle="honest-b")
+    body = json.dumps(relay_message("hello", {})).encode()
+
+    def run() -> None:
+        while True:
+            with contextlib.suppress(OSError), _connect(port) as sock:
+                sock.sendall(signed(forged, body))
+                while sock.recv(65536):
+                    pass
+
+    for _ in range(8):
+        threading.Thread(target=run, daemon=True).start()
+    ready()
+    threading.Event().wait()
+
+
 def _hold(make: Callable[[], socket.socket], count: int, ready: Callable[[], None]) -> None:
     socks = [make() for _ in range(count)]
     for sock in socks:
@@ -247,6 +267,7 @@ def _reopen(sock: socket.socket, make: Callable[[], socket.socket]) -> socket.so
 ATTACKS: dict[str, Callable[[int, RelayEndpoint, Callable[[], None]], None]] = {
     "stall-bodies": stall_bodies, "trickle": trickle, "flood-writes": flood_writes, "hold-waits": hold_waits,
     "flood-connections": flood_connections, "flood-reads": flood_reads, "unread-answers": unread_answers,
+    "flood-forged": flood_forged,
 }
 
 
