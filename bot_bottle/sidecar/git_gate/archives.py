@@ -19,7 +19,8 @@ saying why): an encrypted member, a format recognised but not opened here
 (7z, RAR, zstd, lz4, lzip, compress, CAB, cpio, ar, RPM, xar, ISO 9660), a
 corrupt or truncated archive, zip entries that overlap or leave bytes no
 entry lists (what a streaming unzip would still extract), a zip entry whose
-local header disagrees with its directory record, a sparse tar member; and past a limit (``ScanLimitExceeded``): too deep, too many
+local header disagrees with its directory record, a sparse tar member; and
+past a limit (``ScanLimitExceeded``): too deep, too many
 members, a member or a blob's expansion too large, a compression ratio of a
 bomb. Nothing is ever written under a member's name: names are labels only.
 Brotli and raw deflate carry no signature and cannot be recognised.
