@@ -153,7 +153,9 @@ class RelayService:
         """Hold one of the caller's bottle's answering places while its request is served and answered (a wait
         gives it back while it waits); ``RetryLater`` when its own requests hold them all for too long."""
         assert isinstance(principal, Caller)
-        return self.shares.answering(principal.bottle, ANSWER_TURN_TIMEOUT_SEC)
+        with self._lock:
+            cancelled = self._in_flight.get(principal)
+        return self.shares.answering(principal.bottle, ANSWER_TURN_TIMEOUT_SEC, cancelled)
 
     def leave(self, principal: object, length: int) -> None:
         """Give back what ``admit`` took."""
@@ -174,6 +176,7 @@ class RelayService:
                 event = self._in_flight.get(caller)
                 if event is not None:
                     event.set()
+        self.shares.wake()  # those waiting for their bottle's turn to be answered let go too
 
     def close(self) -> None:
         """Close the nonce journal (the relay is stopping)."""

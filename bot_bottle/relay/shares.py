@@ -111,10 +111,11 @@ class Shares:
                 self._forget_if_idle(bottle, held)
 
     @contextlib.contextmanager
-    def answering(self, bottle: str, timeout: float) -> Iterator[None]:
+    def answering(self, bottle: str, timeout: float, cancelled: threading.Event | None = None) -> Iterator[None]:
         """Hold one of ``bottle``'s answering places for the ``with`` block, waiting up to ``timeout`` seconds for
-        one (its own requests hold the others); ``RetryLater`` when none came."""
-        self._take_turn(bottle, timeout)
+        one (its own requests hold the others); ``RetryLater`` when none came, or ``cancelled`` was set (its
+        credential was revoked: ``wake``) meanwhile."""
+        self._take_turn(bottle, timeout, cancelled)
         try:
             yield
         finally:
@@ -133,13 +134,23 @@ class Shares:
             except RetryLater as exc:
                 raise RpcError(BUSY, str(exc)) from None
 
-    def _take_turn(self, bottle: str, timeout: float) -> None:
+    def wake(self) -> None:
+        """Have every request waiting for its turn look again whether it was cancelled."""
+        with self._turn:
+            self._turn.notify_all()
+
+    def _take_turn(self, bottle: str, timeout: float, cancelled: threading.Event | None = None) -> None:
         with self._turn:
             held = self._held.setdefault(bottle, _Held())
-            if not self._turn.wait_for(lambda: held.answering < self.share.answers, timeout):
+
+            def ready() -> bool:
+                return held.answering < self.share.answers or (cancelled is not None and cancelled.is_set())
+
+            if not self._turn.wait_for(ready, timeout) or (cancelled is not None and cancelled.is_set()):
                 self._forget_if_idle(bottle, held)
                 raise RetryLater(f"bottle {bottle} has {held.answering} requests being answered at the relay, the "
-                                 "most it may have at once, and none ended in time; retry")
+                                 "most it may have at once, and none ended in time (or its credential was "
+                                 "revoked meanwhile); retry")
             held.answering += 1
 
     def _give_turn(self, bottle: str) -> None:

@@ -239,6 +239,24 @@ class RevocationTest(FairnessCase):
         self.assertTrue(self.honest.round_trip()[0])
 
 
+    def test_revocation_releases_the_requests_waiting_for_their_turn_to_be_answered(self) -> None:
+        """A hundred of A's requests for an answer it never reads: two are being written (until the write
+        timeout), the rest of A's share waits for its turn. Revoked, those waiting let go at once."""
+        attack = start_attack("unread-answers", self.port, self.a_file)
+        self.addCleanup(stop_attack, attack)
+        wait_until(lambda: proc_status(self.relay.pid)["Threads"] >= 60, 20, what="A's requests to be held")
+        threads_held = proc_status(self.relay.pid)["Threads"]
+        with RelayCredentials(self.db) as credentials:
+            revoked_at = time.monotonic()
+            self.assertTrue(credentials.revoke("hostile-a"))
+        wait_until(lambda: proc_status(self.relay.pid)["Threads"] <= threads_held - 50, 10,
+                   what="the revoked bottle's requests to be released")
+        released_after = time.monotonic() - revoked_at
+        self.assertLess(released_after, 5.0, f"released after {released_after:.2f} s")
+        self.assertTrue(self.honest.round_trip()[0])
+        self.assert_relay_clean()
+
+
 class RefusalLogTest(FairnessCase):
     def test_every_refusal_is_logged_without_flooding_the_log(self) -> None:
         """BROKE before the fix: refusals and 503s were not logged at all. Now the first of each kind per
