@@ -16,6 +16,7 @@ import tempfile
 import unittest
 import zipfile
 import zlib
+from pathlib import Path
 
 from tests.helpers.archives import docx, gnu_sparse_tar, tar_bytes, zip_bytes, zip_disguised, zip_encrypted
 from tests.helpers.git_remote import GateAttackCase, github_token
@@ -129,6 +130,29 @@ class ArchiveAttackTest(GateAttackCase):
                                    says="release.zip!notes.txt: a zip entry whose local header disagrees with "
                                         "the directory")
         self.assertNotIn(token, said)
+
+
+    def test_a_7z_archive_with_a_zip_appended(self) -> None:
+        """BROKE before the fix: a zip's end record at the tail made the gate take the file for a zip with bytes
+        before its first entry (as a self-extractor has), open that small zip and scan the rest raw, where the
+        token is LZMA-compressed; 7-Zip opens the very file as the 7z archive it starts as and extracts the
+        token. A file that starts as a format the gate cannot open is refused, whatever its tail says."""
+        seven = require_tool(self, "7z")
+        token = github_token(403)
+        with tempfile.TemporaryDirectory() as folder:
+            secret = Path(folder, "secret.txt")
+            secret.write_text("intro\n" * 200 + f"token = {token}\n")  # long enough that 7-Zip compresses it
+            subprocess.run([seven, "a", "-bd", "-bso0", str(Path(folder, "s.7z")), str(secret)], check=True)
+            data = Path(folder, "s.7z").read_bytes() + zip_bytes([("readme.txt", b"hello\n")])
+            Path(folder, "poly.7z").write_bytes(data)
+            secret.unlink()
+            subprocess.run([seven, "x", "-bd", "-bso0", "-bse0", f"-o{folder}", str(Path(folder, "poly.7z"))],
+                           check=False)
+            self.assertIn(token, secret.read_text(), "7-Zip extracts the token from it")
+        self.assertNotIn(token.encode(), data)
+        head = self.shared.commit_with({"bundle.7z": data})
+        self.assert_refused(f"{head}:refs/heads/polyglot", secret_oids=(head,),
+                            says="bundle.7z: a 7z archive, which git-gate cannot open to scan")
 
 
 if __name__ == "__main__":

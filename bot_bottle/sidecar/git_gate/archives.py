@@ -19,7 +19,9 @@ saying why): an encrypted member, a format recognised but not opened here
 (7z, RAR, zstd, lz4, lzip, compress, CAB, cpio, ar, RPM, xar, ISO 9660), a
 corrupt or truncated archive, zip entries that overlap or leave bytes no
 entry lists (what a streaming unzip would still extract), a zip entry whose
-local header disagrees with its directory record, a sparse tar member; and
+local header disagrees with its directory record, a file that starts as one
+of those formats and ends as a zip (7-Zip opens what it starts as), a sparse
+tar member; and
 past a limit (``ScanLimitExceeded``): too deep, too many
 members, a member or a blob's expansion too large, a compression ratio of a
 bomb. Nothing is ever written under a member's name: names are labels only.
@@ -110,11 +112,15 @@ def kinds(data: bytes) -> list[str]:
     if data.startswith(b"\xfd7zXZ\x00"):
         return ["xz"]
     found = [kind for kind, test in (("zip", _is_zip), ("tar", _is_tar)) if test(data)]
-    if found:
+    if found and (found != ["zip"] or data.startswith(b"PK\x03\x04")):
         return found
+    # A zip known only by its tail may be another format's file with a zip appended: a 7z (or RAR, ...)
+    # extractor opens it as what it starts as, so the zip's members are not all a reader can take out of it.
     for test, name in _UNREADABLE:
         if test(data):
             raise GitGateError(f"{name}, which git-gate cannot open to scan")
+    if found:
+        return found
     if len(data) >= 13 and data[0] == 0x5D and data[1:5] in _LZMA_ALONE_PROPERTIES:
         return ["lzma?"]
     if len(data) >= 2 and data[0] & 0x0F == 8 and data[0] >> 4 <= 7 and (data[0] << 8 | data[1]) % 31 == 0:
