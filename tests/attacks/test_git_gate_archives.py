@@ -155,5 +155,28 @@ class ArchiveAttackTest(GateAttackCase):
                             says="bundle.7z: a 7z archive, which git-gate cannot open to scan")
 
 
+    def test_a_7z_archive_after_other_bytes(self) -> None:
+        """BROKE before the fix: the gate knew a 7z only by its first bytes, but 7-Zip finds one after any
+        prefix (a self-extractor's stub, or a line of text) and extracts it, so a token LZMA-compressed behind
+        a line of text was scanned as the bytes they are and let through. A 7z start header anywhere in a blob
+        (its signature and the CRC that follows it) refuses the push."""
+        seven = require_tool(self, "7z")
+        token = github_token(404)
+        with tempfile.TemporaryDirectory() as folder:
+            secret = Path(folder, "secret.txt")
+            secret.write_text("intro\n" * 200 + f"token = {token}\n")
+            subprocess.run([seven, "a", "-bd", "-bso0", str(Path(folder, "s.7z")), str(secret)], check=True)
+            data = b"release notes follow\n" + Path(folder, "s.7z").read_bytes()
+            Path(folder, "notes.bin").write_bytes(data)
+            secret.unlink()
+            subprocess.run([seven, "x", "-bd", "-bso0", "-bse0", f"-o{folder}", str(Path(folder, "notes.bin"))],
+                           check=False)
+            self.assertIn(token, secret.read_text(), "7-Zip extracts the token from it")
+        self.assertNotIn(token.encode(), data)
+        head = self.shared.commit_with({"notes.bin": data})
+        self.assert_refused(f"{head}:refs/heads/prefixed", secret_oids=(head,),
+                            says="notes.bin: a 7z archive after 21 other bytes, which git-gate cannot open")
+
+
 if __name__ == "__main__":
     unittest.main()

@@ -20,7 +20,8 @@ saying why): an encrypted member, a format recognised but not opened here
 corrupt or truncated archive, zip entries that overlap or leave bytes no
 entry lists (what a streaming unzip would still extract), a zip entry whose
 local header disagrees with its directory record, a file that starts as one
-of those formats and ends as a zip (7-Zip opens what it starts as), a sparse
+of those formats and ends as a zip (7-Zip opens what it starts as), a 7z
+archive after other bytes (7-Zip finds one behind any prefix), a sparse
 tar member; and
 past a limit (``ScanLimitExceeded``): too deep, too many
 members, a member or a blob's expansion too large, a compression ratio of a
@@ -98,6 +99,22 @@ def _is_zip(data: bytes) -> bool:
     return data.startswith(b"PK\x03\x04") or zipfile.is_zipfile(io.BytesIO(data))
 
 
+_7Z_SIGNATURE = b"7z\xbc\xaf\x27\x1c"
+
+
+def _embedded_7z(data: bytes) -> int:
+    """Where a 7z archive starts after other bytes (0: none). 7-Zip finds one behind any prefix (a
+    self-extractor's stub, a line of text) and extracts it; its start header is the signature, a version and
+    the CRC-32 of the 20 bytes that follow, so a match is a real one."""
+    at = data.find(_7Z_SIGNATURE, 1)
+    while at > 0:
+        header = data[at + 12 : at + 32]
+        if len(header) == 20 and struct.unpack("<I", data[at + 8 : at + 12])[0] == zlib.crc32(header):
+            return at
+        at = data.find(_7Z_SIGNATURE, at + 1)
+    return 0
+
+
 def kinds(data: bytes) -> list[str]:
     """What ``data`` is, by its bytes: ``gzip``, ``bzip2``, ``xz``; ``zip`` and/or ``tar`` (a file can be both);
     ``zlib?`` or ``lzma?`` (weak signatures: opened only if they decompress whole); ``[]`` for none of them.
@@ -119,6 +136,9 @@ def kinds(data: bytes) -> list[str]:
     for test, name in _UNREADABLE:
         if test(data):
             raise GitGateError(f"{name}, which git-gate cannot open to scan")
+    embedded = _embedded_7z(data)
+    if embedded:
+        raise GitGateError(f"a 7z archive after {embedded} other bytes, which git-gate cannot open to scan")
     if found:
         return found
     if len(data) >= 13 and data[0] == 0x5D and data[1:5] in _LZMA_ALONE_PROPERTIES:
