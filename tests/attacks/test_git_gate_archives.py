@@ -178,5 +178,27 @@ class ArchiveAttackTest(GateAttackCase):
                             says="notes.bin: a 7z archive after 21 other bytes, which git-gate cannot open")
 
 
+    def test_compressed_streams_after_other_bytes(self) -> None:
+        """BROKE before the fix: a gzip, bzip2 or xz stream behind a line of text was no compressed file to the
+        gate (it knew them by their first bytes), so the token inside was scanned compressed and let through;
+        7-Zip finds each behind any prefix and extracts the token. Each is decompressed where it starts now."""
+        seven = require_tool(self, "7z")
+        token = github_token(405)
+        text = b"intro\n" * 200 + f"token = {token}\n".encode()
+        files = {f"notes-{kind}.bin": b"release notes follow\n" + pack(text) + b"trailing bytes\n"
+                 for kind, pack in (("gz", gzip.compress), ("bz2", bz2.compress), ("xz", lzma.compress))}
+        with tempfile.TemporaryDirectory() as folder:
+            for name, data in files.items():
+                self.assertNotIn(token.encode(), data)
+                Path(folder, name).write_bytes(data)
+                out = Path(folder, name + ".out")
+                subprocess.run([seven, "x", "-bd", "-bso0", "-bse0", f"-o{out}", str(Path(folder, name))],
+                               check=False)
+                self.assertIn(token.encode(), b"".join(f.read_bytes() for f in out.iterdir()), name)
+        head = self.shared.commit_with(files)
+        self.assert_refused(f"{head}:refs/heads/prefixed-streams", secret_oids=(head,),
+                            says="gitleaks found a secret: github-pat in ")
+
+
 if __name__ == "__main__":
     unittest.main()

@@ -43,6 +43,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from bot_bottle.errors import GitGateError, ScanLimitExceeded
+from bot_bottle.sidecar.git_gate.embedded import embedded_7z, embedded_streams
 from bot_bottle.sidecar.git_gate.limits import MIB, Deadline, Limits, mib
 
 CHUNK = 1 << 16
@@ -99,22 +100,6 @@ def _is_zip(data: bytes) -> bool:
     return data.startswith(b"PK\x03\x04") or zipfile.is_zipfile(io.BytesIO(data))
 
 
-_7Z_SIGNATURE = b"7z\xbc\xaf\x27\x1c"
-
-
-def _embedded_7z(data: bytes) -> int:
-    """Where a 7z archive starts after other bytes (0: none). 7-Zip finds one behind any prefix (a
-    self-extractor's stub, a line of text) and extracts it; its start header is the signature, a version and
-    the CRC-32 of the 20 bytes that follow, so a match is a real one."""
-    at = data.find(_7Z_SIGNATURE, 1)
-    while at > 0:
-        header = data[at + 12 : at + 32]
-        if len(header) == 20 and struct.unpack("<I", data[at + 8 : at + 12])[0] == zlib.crc32(header):
-            return at
-        at = data.find(_7Z_SIGNATURE, at + 1)
-    return 0
-
-
 def kinds(data: bytes) -> list[str]:
     """What ``data`` is, by its bytes: ``gzip``, ``bzip2``, ``xz``; ``zip`` and/or ``tar`` (a file can be both);
     ``zlib?`` or ``lzma?`` (weak signatures: opened only if they decompress whole); ``[]`` for none of them.
@@ -136,7 +121,7 @@ def kinds(data: bytes) -> list[str]:
     for test, name in _UNREADABLE:
         if test(data):
             raise GitGateError(f"{name}, which git-gate cannot open to scan")
-    embedded = _embedded_7z(data)
+    embedded = embedded_7z(data)
     if embedded:
         raise GitGateError(f"a 7z archive after {embedded} other bytes, which git-gate cannot open to scan")
     if found:
@@ -204,6 +189,17 @@ def _open(data: bytes, run: _Expansion, what: str, depth: int) -> Iterator[Leaf]
     except GitGateError as exc:
         raise run.refuse(what, str(exc)) from None
     if not found:
+        try:
+            embedded = list(embedded_streams(data, run.grew, what))
+        except ScanLimitExceeded:
+            raise
+        except GitGateError as exc:
+            raise run.refuse(what, str(exc)) from None
+        if embedded and depth >= run.limits.max_archive_depth:
+            raise run.over(what, f"archives nested more than {run.limits.max_archive_depth} deep "
+                                 "(--max-archive-depth)")
+        for name, inner in embedded:
+            yield from _leaf(name, inner, run, depth)
         return
     if depth >= run.limits.max_archive_depth:
         raise run.over(what, f"archives nested more than {run.limits.max_archive_depth} deep (--max-archive-depth)")
