@@ -16,6 +16,7 @@ credential's waits and places are released at once (``revocations``).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import threading
@@ -59,6 +60,9 @@ from bot_bottle.wire.relay_protocol import (
 from bot_bottle.wire.signing import AUTH_SCHEME, SIGNATURE_HEADER, SignedRequest, sign_answer
 
 DEFAULT_MAX_WAITS_PER_BOTTLE = 32
+# How long a request waits for its bottle's turn to be answered (``Shares.answering``): longer than one answer
+# whose client does not read it may hold a turn (the write timeout), so an honest retry is rarely needed.
+ANSWER_TURN_TIMEOUT_SEC = 20.0
 
 
 MIN_HEARTBEAT_GAP_SEC = 5.0  # a third of the sidecar's interval: a late beat is never dropped
@@ -145,6 +149,14 @@ class RelayService:
                 self._in_flight[principal] = threading.Event()
         return why
 
+    def answering(self, principal: object) -> contextlib.AbstractContextManager[None]:
+        """Hold one of the caller's bottle's answering places while its request is served and answered (a wait
+        gives it back while it waits); ``RetryLater`` when its own requests hold them all for too long."""
+        assert isinstance(principal, Caller)
+        with self._lock:
+            cancelled = self._in_flight.get(principal)
+        return self.shares.answering(principal.bottle, ANSWER_TURN_TIMEOUT_SEC, cancelled)
+
     def leave(self, principal: object, length: int) -> None:
         """Give back what ``admit`` took."""
         assert isinstance(principal, Caller)
@@ -164,6 +176,7 @@ class RelayService:
                 event = self._in_flight.get(caller)
                 if event is not None:
                     event.set()
+        self.shares.wake()  # those waiting for their bottle's turn to be answered let go too
 
     def close(self) -> None:
         """Close the nonce journal (the relay is stopping)."""
@@ -254,7 +267,7 @@ class RelayService:
             if (isinstance(timeout, bool) or not isinstance(timeout, int | float)
                     or not 0 <= timeout <= MAX_LONG_POLL_SEC):
                 raise ValidationError("timeout", f"must be a number of seconds from 0 to {MAX_LONG_POLL_SEC:g}")
-            with self.shares.waiting(bottle_slug):
+            with self.shares.waiting(bottle_slug), self.shares.set_aside(bottle_slug, ANSWER_TURN_TIMEOUT_SEC):
                 response = bottle.wait_for_response(params["id"], float(timeout), self.poll_interval,
                                                     cancelled=self._in_flight.get(caller))
             # A credential revoked while the call waited gets nothing more, not even the decision.

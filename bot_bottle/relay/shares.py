@@ -4,8 +4,12 @@ Every budget here is one bottle's and is taken only after its request's
 signature is checked (``RelayService.admit``), so neither another bottle nor
 a client without a credential can spend it: requests in flight (a wait is
 one), request-body bytes held in memory, waits, and writes to the database
-per second (a token bucket: a burst, then a steady rate). A bottle over its
-share is told to retry; the others never see the difference. What one
+per second (a token bucket: a burst, then a steady rate), and requests
+being answered (``answering``: what an answer holds in memory, the records
+it was made from and its bytes while a client that never reads it keeps its
+write waiting, is bounded by how many a bottle may have at once, not by how
+many it asks for). A bottle over its share is told to retry; the others
+never see the difference. What one
 request may hold whatever its shape is ``wire.json_bounds``'s; what a client
 without a credential may hold is ``wire.connection_pool``'s.
 """
@@ -18,7 +22,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from bot_bottle.errors import RpcError
+from bot_bottle.errors import RetryLater, RpcError
 from bot_bottle.wire.jsonrpc import BUSY
 
 MiB = 1024 * 1024
@@ -33,6 +37,7 @@ class Share:
     body_bytes: int = 8 * MiB  # request bodies in memory at once: two of the largest (wire.jsonrpc_server)
     writes_per_sec: float = 10.0  # filings, archives, heartbeats and stops written, steadily...
     write_burst: int = 50  # ...after a burst of this many
+    answers: int = 2  # requests being served and answered at once (a wait, while it waits, is not one)
 
     @classmethod
     def for_waits(cls, waits: int) -> Share:
@@ -45,6 +50,7 @@ class _Held:
     requests: int = 0
     body_bytes: int = 0
     waits: int = 0
+    answering: int = 0
 
 
 @dataclass
@@ -59,6 +65,7 @@ class Shares:
     def __init__(self, share: Share) -> None:
         self.share = share
         self._lock = threading.Lock()
+        self._turn = threading.Condition(self._lock)  # notified when a bottle's answering place is given back
         self._held: dict[str, _Held] = {}
         self._buckets: dict[str, _Bucket] = {}
 
@@ -103,6 +110,56 @@ class Shares:
                 held.waits -= 1
                 self._forget_if_idle(bottle, held)
 
+    @contextlib.contextmanager
+    def answering(self, bottle: str, timeout: float, cancelled: threading.Event | None = None) -> Iterator[None]:
+        """Hold one of ``bottle``'s answering places for the ``with`` block, waiting up to ``timeout`` seconds for
+        one (its own requests hold the others); ``RetryLater`` when none came, or ``cancelled`` was set (its
+        credential was revoked: ``wake``) meanwhile."""
+        self._take_turn(bottle, timeout, cancelled)
+        try:
+            yield
+        finally:
+            self._give_turn(bottle)
+
+    @contextlib.contextmanager
+    def set_aside(self, bottle: str, timeout: float) -> Iterator[None]:
+        """Inside ``answering``: give the place back for the ``with`` block (a long wait), then take one again;
+        ``RpcError`` BUSY when none came within ``timeout`` seconds."""
+        self._give_turn(bottle)
+        try:
+            yield
+        finally:
+            try:
+                self._take_turn(bottle, timeout)
+            except RetryLater as exc:
+                raise RpcError(BUSY, str(exc)) from None
+
+    def wake(self) -> None:
+        """Have every request waiting for its turn look again whether it was cancelled."""
+        with self._turn:
+            self._turn.notify_all()
+
+    def _take_turn(self, bottle: str, timeout: float, cancelled: threading.Event | None = None) -> None:
+        with self._turn:
+            held = self._held.setdefault(bottle, _Held())
+
+            def ready() -> bool:
+                return held.answering < self.share.answers or (cancelled is not None and cancelled.is_set())
+
+            if not self._turn.wait_for(ready, timeout) or (cancelled is not None and cancelled.is_set()):
+                self._forget_if_idle(bottle, held)
+                raise RetryLater(f"bottle {bottle} has {held.answering} requests being answered at the relay, the "
+                                 "most it may have at once, and none ended in time (or its credential was "
+                                 "revoked meanwhile); retry")
+            held.answering += 1
+
+    def _give_turn(self, bottle: str) -> None:
+        with self._turn:
+            held = self._held[bottle]
+            held.answering -= 1
+            self._forget_if_idle(bottle, held)
+            self._turn.notify_all()
+
     def write(self, bottle: str) -> None:
         """Spend one of ``bottle``'s writes; ``RpcError`` BUSY when it has written its share for now."""
         now = time.monotonic()
@@ -130,5 +187,5 @@ class Shares:
             return held.requests, held.body_bytes, held.waits
 
     def _forget_if_idle(self, bottle: str, held: _Held) -> None:
-        if not (held.requests or held.body_bytes or held.waits) and self._held.get(bottle) is held:
+        if not (held.requests or held.body_bytes or held.waits or held.answering) and self._held.get(bottle) is held:
             del self._held[bottle]

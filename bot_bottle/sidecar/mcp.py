@@ -15,6 +15,7 @@ as the MCP specification of 2025-11-25 separates them. The transport is
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -185,6 +186,10 @@ class SuperviseService:
 
     def leave(self, principal: object, length: int) -> None:
         """Nothing was taken."""
+
+    def answering(self, principal: object) -> contextlib.AbstractContextManager[None]:
+        """No turn to take: the server's own caps bound the one caller's answers."""
+        return contextlib.nullcontext()
 
     def check_body(self, principal: object, body: bytes) -> None:
         """Every body is accepted as sent (nothing was signed)."""

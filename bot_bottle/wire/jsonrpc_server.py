@@ -18,6 +18,7 @@ the allowed Host names served.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Callable, Sequence
 from email.message import Message
@@ -85,6 +86,10 @@ class JsonRpcService(Protocol):
 
     def leave(self, principal: object, length: int) -> None:
         """Give back what ``admit`` took."""
+
+    def answering(self, principal: object) -> contextlib.AbstractContextManager[None]:
+        """Held while ``principal``'s request is served and its answer written, so what answers hold in memory
+        is bounded by how many of its requests are answered at once (``RetryLater``: none could be)."""
 
     def handle(self, message: object, principal: object) -> tuple[dict[str, Any] | None, Callable[[], None] | None]:
         """The answer to ``message`` (``None`` for a notification) and what to run once it is sent."""
@@ -306,10 +311,25 @@ class SuperviseHandler(GuardedHandler):
         if isinstance(message, list):
             self._send_json(HTTPStatus.BAD_REQUEST, rpc_error(None, INVALID_REQUEST, "batches are not supported"))
             return
+        try:
+            with self.server.service.answering(principal):
+                after = self._respond(message, principal)
+        except RetryLater as exc:
+            self._refuse(HTTPStatus.SERVICE_UNAVAILABLE, INTERNAL_ERROR, str(exc),
+                         {"Retry-After": str(RETRY_AFTER_SEC)})
+            return
+        if after is not None:
+            try:
+                after()
+            except BotBottleError as exc:
+                self.server.service.log(f"could not archive after answering: {exc}")
+
+    def _respond(self, message: object, principal: object) -> Callable[[], None] | None:
+        """Serve ``message`` and write its answer; what to run once it is sent."""
         response, after = self.server.service.handle(message, principal)
         if response is None:
             self._send_json(HTTPStatus.ACCEPTED, None)
-            return
+            return None
         status = HTTPStatus.BAD_REQUEST if response.get("id") is None and "error" in response else HTTPStatus.OK
         error = response.get("error")
         if isinstance(error, dict) and error.get("code") in (BUSY, UNAUTHORIZED):
@@ -317,9 +337,5 @@ class SuperviseHandler(GuardedHandler):
             self.server.refusals.note(self.pool_entry.who, status, str(error.get("message", "")))
         data = json.dumps(response, ensure_ascii=False).encode("utf-8")
         self.send_body(status, "application/json", data, self.server.service.sign(principal, status, data) or None)
-        if after is not None:
-            try:
-                after()
-            except BotBottleError as exc:
-                self.server.service.log(f"could not archive after answering: {exc}")
+        return after
 

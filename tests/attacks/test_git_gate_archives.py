@@ -11,12 +11,16 @@ from __future__ import annotations
 import bz2
 import gzip
 import lzma
+import subprocess
+import tempfile
 import unittest
 import zipfile
 import zlib
+from pathlib import Path
 
-from tests.helpers.archives import docx, gnu_sparse_tar, tar_bytes, zip_bytes, zip_encrypted
+from tests.helpers.archives import docx, gnu_sparse_tar, tar_bytes, zip_bytes, zip_disguised, zip_encrypted
 from tests.helpers.git_remote import GateAttackCase, github_token
+from tests.helpers.support import require_tool
 from tests.sidecar.git_gate.test_archives import overlapping_zip
 
 
@@ -103,6 +107,97 @@ class ArchiveAttackTest(GateAttackCase):
                 head = self.shared.commit_with({name: data})
                 said = self.assert_refused(f"{head}:refs/heads/unscannable", says=says, secret_oids=(head,))
                 self.assertNotIn(token, said)
+
+
+    def test_a_zip_whose_local_header_says_deflate_where_its_directory_says_stored(self) -> None:
+        """BROKE before the fix: the gate read each entry as the central directory says (stored), so it scanned
+        the deflated bytes as they are and found nothing, while unzip, funzip and 7-Zip follow the local
+        header (deflate) and extract the token. An entry whose local header and directory record disagree
+        is refused now."""
+        token = github_token(402)
+        data = zip_disguised("notes.txt", f"token = {token}\n".encode())
+        self.assertNotIn(token.encode(), data)
+        unzip = require_tool(self, "unzip")
+        extracted = subprocess.run([unzip, "-p", "-"], input=data, capture_output=True, check=False)
+        if extracted.returncode != 0:  # an unzip that cannot read a pipe: from a file
+            with tempfile.NamedTemporaryFile(suffix=".zip") as handle:
+                handle.write(data)
+                handle.flush()
+                extracted = subprocess.run([unzip, "-p", handle.name], capture_output=True, check=True)
+        self.assertIn(token.encode(), extracted.stdout, "unzip reads the token out of it")
+        head = self.shared.commit_with({"release.zip": data})
+        said = self.assert_refused(f"{head}:refs/heads/disguised", secret_oids=(head,),
+                                   says="release.zip!notes.txt: a zip entry whose local header disagrees with "
+                                        "the directory")
+        self.assertNotIn(token, said)
+
+
+    def test_a_7z_archive_with_a_zip_appended(self) -> None:
+        """BROKE before the fix: a zip's end record at the tail made the gate take the file for a zip with bytes
+        before its first entry (as a self-extractor has), open that small zip and scan the rest raw, where the
+        token is LZMA-compressed; 7-Zip opens the very file as the 7z archive it starts as and extracts the
+        token. A file that starts as a format the gate cannot open is refused, whatever its tail says."""
+        seven = require_tool(self, "7z")
+        token = github_token(403)
+        with tempfile.TemporaryDirectory() as folder:
+            secret = Path(folder, "secret.txt")
+            secret.write_text("intro\n" * 200 + f"token = {token}\n")  # long enough that 7-Zip compresses it
+            subprocess.run([seven, "a", "-bd", "-bso0", str(Path(folder, "s.7z")), str(secret)], check=True)
+            data = Path(folder, "s.7z").read_bytes() + zip_bytes([("readme.txt", b"hello\n")])
+            Path(folder, "poly.7z").write_bytes(data)
+            secret.unlink()
+            subprocess.run([seven, "x", "-bd", "-bso0", "-bse0", f"-o{folder}", str(Path(folder, "poly.7z"))],
+                           check=False)
+            self.assertIn(token, secret.read_text(), "7-Zip extracts the token from it")
+        self.assertNotIn(token.encode(), data)
+        head = self.shared.commit_with({"bundle.7z": data})
+        self.assert_refused(f"{head}:refs/heads/polyglot", secret_oids=(head,),
+                            says="bundle.7z: a 7z archive, which git-gate cannot open to scan")
+
+
+    def test_a_7z_archive_after_other_bytes(self) -> None:
+        """BROKE before the fix: the gate knew a 7z only by its first bytes, but 7-Zip finds one after any
+        prefix (a self-extractor's stub, or a line of text) and extracts it, so a token LZMA-compressed behind
+        a line of text was scanned as the bytes they are and let through. A 7z start header anywhere in a blob
+        (its signature and the CRC that follows it) refuses the push."""
+        seven = require_tool(self, "7z")
+        token = github_token(404)
+        with tempfile.TemporaryDirectory() as folder:
+            secret = Path(folder, "secret.txt")
+            secret.write_text("intro\n" * 200 + f"token = {token}\n")
+            subprocess.run([seven, "a", "-bd", "-bso0", str(Path(folder, "s.7z")), str(secret)], check=True)
+            data = b"release notes follow\n" + Path(folder, "s.7z").read_bytes()
+            Path(folder, "notes.bin").write_bytes(data)
+            secret.unlink()
+            subprocess.run([seven, "x", "-bd", "-bso0", "-bse0", f"-o{folder}", str(Path(folder, "notes.bin"))],
+                           check=False)
+            self.assertIn(token, secret.read_text(), "7-Zip extracts the token from it")
+        self.assertNotIn(token.encode(), data)
+        head = self.shared.commit_with({"notes.bin": data})
+        self.assert_refused(f"{head}:refs/heads/prefixed", secret_oids=(head,),
+                            says="notes.bin: a 7z archive after 21 other bytes, which git-gate cannot open")
+
+
+    def test_compressed_streams_after_other_bytes(self) -> None:
+        """BROKE before the fix: a gzip, bzip2 or xz stream behind a line of text was no compressed file to the
+        gate (it knew them by their first bytes), so the token inside was scanned compressed and let through;
+        7-Zip finds each behind any prefix and extracts the token. Each is decompressed where it starts now."""
+        seven = require_tool(self, "7z")
+        token = github_token(405)
+        text = b"intro\n" * 200 + f"token = {token}\n".encode()
+        files = {f"notes-{kind}.bin": b"release notes follow\n" + pack(text) + b"trailing bytes\n"
+                 for kind, pack in (("gz", gzip.compress), ("bz2", bz2.compress), ("xz", lzma.compress))}
+        with tempfile.TemporaryDirectory() as folder:
+            for name, data in files.items():
+                self.assertNotIn(token.encode(), data)
+                Path(folder, name).write_bytes(data)
+                out = Path(folder, name + ".out")
+                subprocess.run([seven, "x", "-bd", "-bso0", "-bse0", f"-o{out}", str(Path(folder, name))],
+                               check=False)
+                self.assertIn(token.encode(), b"".join(f.read_bytes() for f in out.iterdir()), name)
+        head = self.shared.commit_with(files)
+        self.assert_refused(f"{head}:refs/heads/prefixed-streams", secret_oids=(head,),
+                            says="gitleaks found a secret: github-pat in ")
 
 
 if __name__ == "__main__":

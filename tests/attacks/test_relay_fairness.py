@@ -25,7 +25,9 @@ from typing import IO
 
 from bot_bottle.db import open_db
 from bot_bottle.errors import UnsafePath
+from bot_bottle.records import TOOL_GITLEAKS_ALLOW
 from bot_bottle.relay.credentials import RelayCredentials, bottle_relay_dir
+from bot_bottle.sidecar.relay_queue import RelayQueue
 from bot_bottle.wire.relay_file import RelayEndpoint, write_endpoint_file
 from tests.helpers.hostile import Sampler, exchange, parse_answer, proc_status
 from tests.helpers.relay_attacks import Honest, relay_message, signed, start_attack, stop_attack
@@ -100,6 +102,21 @@ class HostileBottleTest(FairnessCase):
     def test_a_bottle_holding_a_hundred_waits_leaves_the_others_served(self) -> None:
         self.assert_b_is_served_during("hold-waits")
 
+    def test_a_read_flood_of_pipelined_requests_leaves_the_others_served(self) -> None:
+        """Reads write nothing, so no write share slows them: eight kept-alive connections of A's, each
+        pipelining twenty freshly signed reads at a time, as fast as they are answered."""
+        self.assert_b_is_served_during("flood-reads")
+
+    def test_answers_a_bottle_never_reads_leave_the_others_served(self) -> None:
+        """A hundred of A's requests for a 4 MiB answer, none read: they wait their turn in A's share."""
+        self.assert_b_is_served_during("unread-answers")
+
+    def test_a_flood_of_forged_requests_in_bs_name_leaves_b_served(self) -> None:
+        """No token: whole requests naming bottle B, signed with a made-up key, as fast as they are refused.
+        Each is checked (a credential look-up and a MAC) by one of the pool's few readers, and none touches
+        B's share or nonces."""
+        self.assert_b_is_served_during("flood-forged")
+
     def test_a_connection_flood_without_a_token_leaves_every_bottle_served(self) -> None:
         """BROKE before the fix: a client reconnecting as fast as it could held the relay's 512 connections
         and B filed 0 of 5. Now connections waiting to be authenticated are a small pool that cuts its
@@ -163,6 +180,37 @@ class MemoryBoundTest(FairnessCase):
         self.assert_relay_clean()
 
 
+    def test_answers_never_read_stay_within_the_memory_bound(self) -> None:
+        """BROKE before the fix: A filed one proposal whose answer is 4 MiB (control characters, which an answer
+        escapes six bytes each, as the request did) and asked for it on 100 connections that never read: every
+        answer was built and held while its write waited 15 s, and the relay's peak memory grew 856 MiB. Now a
+        bottle's requests are answered two at a time, the rest wait their turn in its own share."""
+        queue = RelayQueue(self.a)
+        text = "\x01" * 330_000  # 2 MiB in JSON each, payload and current file: one request within 4 MiB
+        held = queue.submit(TOOL_GITLEAKS_ALLOW, text, "big", text)
+        body = json.dumps(relay_message("get", {"id": held.id})).encode()
+        idle = proc_status(self.relay.pid)
+        readers: list[socket.socket] = []
+        with Sampler(self.relay.pid) as sampler:
+            for _ in range(100):
+                sock = socket.socket()
+                self.addCleanup(sock.close)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # a window the answer never fits
+                sock.connect(("127.0.0.1", self.port))
+                sock.sendall(signed(self.a, body))
+                readers.append(sock)
+            time.sleep(3.0)
+            ok, seconds = self.honest.round_trip()
+            time.sleep(3.0)
+        growth_mib = (sampler.peak["VmHWM"] - idle["VmHWM"]) / 1024
+        self.assertLess(growth_mib, 64, f"the relay's peak memory grew {growth_mib:.0f} MiB")
+        self.assertTrue(ok)
+        self.assertLess(seconds, WITHIN_SEC)
+        for sock in readers:
+            sock.close()
+        self.assert_relay_clean()
+
+
 class RevocationTest(FairnessCase):
     def test_revocation_releases_the_bottles_waits_and_places_at_once(self) -> None:
         """BROKE before the fix: revoking a bottle left its 32 waits holding their places for 23 s. Now the
@@ -194,6 +242,24 @@ class RevocationTest(FairnessCase):
         self.assertLess(released_after, 5.0, f"released after {released_after:.2f} s")
         self.assertIn("bottle hostile-a: credential revoked; released", self.stderr_path.read_text())
         self.assertTrue(self.honest.round_trip()[0])
+
+
+    def test_revocation_releases_the_requests_waiting_for_their_turn_to_be_answered(self) -> None:
+        """A hundred of A's requests for an answer it never reads: two are being written (until the write
+        timeout), the rest of A's share waits for its turn. Revoked, those waiting let go at once."""
+        attack = start_attack("unread-answers", self.port, self.a_file)
+        self.addCleanup(stop_attack, attack)
+        wait_until(lambda: proc_status(self.relay.pid)["Threads"] >= 60, 20, what="A's requests to be held")
+        threads_held = proc_status(self.relay.pid)["Threads"]
+        with RelayCredentials(self.db) as credentials:
+            revoked_at = time.monotonic()
+            self.assertTrue(credentials.revoke("hostile-a"))
+        wait_until(lambda: proc_status(self.relay.pid)["Threads"] <= threads_held - 50, 10,
+                   what="the revoked bottle's requests to be released")
+        released_after = time.monotonic() - revoked_at
+        self.assertLess(released_after, 5.0, f"released after {released_after:.2f} s")
+        self.assertTrue(self.honest.round_trip()[0])
+        self.assert_relay_clean()
 
 
 class RefusalLogTest(FairnessCase):

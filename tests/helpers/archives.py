@@ -6,6 +6,7 @@ import io
 import struct
 import tarfile
 import zipfile
+import zlib
 from collections.abc import Sequence
 
 
@@ -53,6 +54,18 @@ def zip_encrypted(members: Sequence[tuple[str, bytes]]) -> bytes:
             (flags,) = struct.unpack_from("<H", data, at + flag_at)
             struct.pack_into("<H", data, at + flag_at, flags | 0x1)
             at = data.find(signature, at + 4)
+    return bytes(data)
+
+
+def zip_disguised(name: str, content: bytes) -> bytes:
+    """A zip whose one entry's directory record says stored, its local header deflate: Python's zipfile (which
+    follows the directory) reads the deflated bytes as they are, ``unzip``, ``funzip`` and 7-Zip (which follow
+    the local header) inflate them to ``content``."""
+    packer = zlib.compressobj(9, zlib.DEFLATED, -15)
+    deflated = packer.compress(content) + packer.flush()
+    data = bytearray(zip_bytes([(name, deflated)], zipfile.ZIP_STORED))
+    struct.pack_into("<H", data, 8, zipfile.ZIP_DEFLATED)  # the local header's method...
+    struct.pack_into("<III", data, 14, zlib.crc32(content), len(deflated), len(content))  # ...and its CRC, sizes
     return bytes(data)
 
 

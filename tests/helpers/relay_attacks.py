@@ -30,7 +30,7 @@ from typing import IO, Any
 from bot_bottle.decisions import decide
 from bot_bottle.errors import BotBottleError
 from bot_bottle.queue_store import QueueStore
-from bot_bottle.records import STATUS_APPROVED, TOOL_EGRESS_ALLOW
+from bot_bottle.records import STATUS_APPROVED, TOOL_EGRESS_ALLOW, TOOL_GITLEAKS_ALLOW
 from bot_bottle.sidecar.launcher import spawn
 from bot_bottle.sidecar.relay_queue import RelayQueue
 from bot_bottle.wire.relay_file import RelayEndpoint, read_endpoint_file
@@ -39,7 +39,8 @@ from tests.helpers.hostile import parse_answer, request, tool_call
 from tests.helpers.support import REPO
 
 MiB = 1024 * 1024
-KINDS = ("stall-bodies", "trickle", "flood-writes", "hold-waits", "flood-connections")
+KINDS = ("stall-bodies", "trickle", "flood-writes", "hold-waits", "flood-connections", "flood-reads",
+         "unread-answers", "flood-forged")
 READY_TIMEOUT_SEC = 30.0
 
 
@@ -48,11 +49,14 @@ def relay_message(method: str, params: dict[str, Any], request_id: int = 1) -> d
     return {"jsonrpc": "2.0", "id": request_id, "method": method, "params": params}
 
 
-def signed(endpoint: RelayEndpoint, body: bytes, *, length: int | None = None, nonce: str | None = None) -> bytes:
-    """A raw relay request with ``body``, signed with ``endpoint``'s key (and ``nonce``, when given)."""
+def signed(endpoint: RelayEndpoint, body: bytes, *, length: int | None = None, nonce: str | None = None,
+           keep_alive: bool = False) -> bytes:
+    """A raw relay request with ``body``, signed with ``endpoint``'s key (and ``nonce``, when given); it asks
+    for the connection to be closed after it unless ``keep_alive``."""
     authorization, _ = sign_request(endpoint, body, nonce=nonce)
-    return request(body, host="127.0.0.1", headers={"Authorization": authorization, "Connection": "close"},
-                   length=None if length is None else str(length))
+    headers = {"Authorization": authorization} if keep_alive else {"Authorization": authorization,
+                                                                   "Connection": "close"}
+    return request(body, host="127.0.0.1", headers=headers, length=None if length is None else str(length))
 
 
 def _connect(port: int) -> socket.socket:
@@ -164,6 +168,74 @@ def flood_connections(port: int, endpoint: RelayEndpoint, ready: Callable[[], No
             ready()
 
 
+def flood_reads(port: int, endpoint: RelayEndpoint, ready: Callable[[], None]) -> None:
+    """Reads, which write nothing and so spend no write share, as fast as eight threads can: each keeps one
+    connection alive and pipelines 20 freshly signed requests at a time before reading their answers."""
+    held = RelayQueue(endpoint).submit(TOOL_EGRESS_ALLOW, '{"host": "read.example"}', "read")
+    messages = [relay_message("get", {"id": held.id}), relay_message("response", {"id": held.id}),
+                relay_message("hello", {}), relay_message("grants", {"tool": TOOL_EGRESS_ALLOW})]
+
+    def run() -> None:
+        while True:
+            with contextlib.suppress(OSError), _connect(port) as sock:
+                while True:
+                    batch = b"".join(signed(endpoint, json.dumps(messages[n % 4]).encode(), keep_alive=True)
+                                     for n in range(20))
+                    sock.sendall(batch)
+                    answered = 0
+                    while answered < 20:
+                        chunk = sock.recv(1 << 20)
+                        if not chunk:
+                            raise OSError("closed")
+                        answered += chunk.count(b"HTTP/1.1 ")
+
+    for _ in range(8):
+        threading.Thread(target=run, daemon=True).start()
+    ready()
+    threading.Event().wait()
+
+
+def unread_answers(port: int, endpoint: RelayEndpoint, ready: Callable[[], None]) -> None:
+    """A proposal whose answer is 4 MiB, asked for on 100 connections that never read their answers (each
+    reopened when the relay gives up on it)."""
+    text = "\x01" * 330_000  # 2 MiB in JSON each, payload and current file: one request within 4 MiB
+    held = RelayQueue(endpoint).submit(TOOL_GITLEAKS_ALLOW, text, "big", text)
+    body = json.dumps(relay_message("get", {"id": held.id})).encode()
+
+    def one() -> socket.socket:
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # a window the answer never fits
+        sock.settimeout(10)
+        sock.connect(("127.0.0.1", port))
+        sock.sendall(signed(endpoint, body))
+        return sock
+
+    socks = [one() for _ in range(100)]
+    ready()
+    threading.Event().wait()  # the relay gives up on each after its 15 s write timeout; the test is done by then
+    del socks
+
+
+def flood_forged(port: int, endpoint: RelayEndpoint, ready: Callable[[], None]) -> None:
+    """No token: whole requests in honest-b's name signed with a made-up key, each one (refused 401) followed
+    by the next on a new connection, from eight threads as fast as they are answered. Each costs the relay a
+    look-up of honest-b's credential and a MAC before it is refused."""
+    forged = RelayEndpoint(url=endpoint.url, token=secrets.token_urlsafe(32), bottle="honest-b")
+    body = json.dumps(relay_message("hello", {})).encode()
+
+    def run() -> None:
+        while True:
+            with contextlib.suppress(OSError), _connect(port) as sock:
+                sock.sendall(signed(forged, body))
+                while sock.recv(65536):
+                    pass
+
+    for _ in range(8):
+        threading.Thread(target=run, daemon=True).start()
+    ready()
+    threading.Event().wait()
+
+
 def _hold(make: Callable[[], socket.socket], count: int, ready: Callable[[], None]) -> None:
     socks = [make() for _ in range(count)]
     for sock in socks:
@@ -194,7 +266,8 @@ def _reopen(sock: socket.socket, make: Callable[[], socket.socket]) -> socket.so
 
 ATTACKS: dict[str, Callable[[int, RelayEndpoint, Callable[[], None]], None]] = {
     "stall-bodies": stall_bodies, "trickle": trickle, "flood-writes": flood_writes, "hold-waits": hold_waits,
-    "flood-connections": flood_connections,
+    "flood-connections": flood_connections, "flood-reads": flood_reads, "unread-answers": unread_answers,
+    "flood-forged": flood_forged,
 }
 
 

@@ -18,8 +18,12 @@ Whatever cannot be read whole refuses the push (``GitGateError``, one line
 saying why): an encrypted member, a format recognised but not opened here
 (7z, RAR, zstd, lz4, lzip, compress, CAB, cpio, ar, RPM, xar, ISO 9660), a
 corrupt or truncated archive, zip entries that overlap or leave bytes no
-entry lists (what a streaming unzip would still extract), a sparse tar
-member; and past a limit (``ScanLimitExceeded``): too deep, too many
+entry lists (what a streaming unzip would still extract), a zip entry whose
+local header disagrees with its directory record, a file that starts as one
+of those formats and ends as a zip (7-Zip opens what it starts as), a 7z
+archive after other bytes (7-Zip finds one behind any prefix), a sparse
+tar member; and
+past a limit (``ScanLimitExceeded``): too deep, too many
 members, a member or a blob's expansion too large, a compression ratio of a
 bomb. Nothing is ever written under a member's name: names are labels only.
 Brotli and raw deflate carry no signature and cannot be recognised.
@@ -39,6 +43,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from bot_bottle.errors import GitGateError, ScanLimitExceeded
+from bot_bottle.sidecar.git_gate.embedded import embedded_7z, embedded_streams
 from bot_bottle.sidecar.git_gate.limits import MIB, Deadline, Limits, mib
 
 CHUNK = 1 << 16
@@ -109,11 +114,18 @@ def kinds(data: bytes) -> list[str]:
     if data.startswith(b"\xfd7zXZ\x00"):
         return ["xz"]
     found = [kind for kind, test in (("zip", _is_zip), ("tar", _is_tar)) if test(data)]
-    if found:
+    if found and (found != ["zip"] or data.startswith(b"PK\x03\x04")):
         return found
+    # A zip known only by its tail may be another format's file with a zip appended: a 7z (or RAR, ...)
+    # extractor opens it as what it starts as, so the zip's members are not all a reader can take out of it.
     for test, name in _UNREADABLE:
         if test(data):
             raise GitGateError(f"{name}, which git-gate cannot open to scan")
+    embedded = embedded_7z(data)
+    if embedded:
+        raise GitGateError(f"a 7z archive after {embedded} other bytes, which git-gate cannot open to scan")
+    if found:
+        return found
     if len(data) >= 13 and data[0] == 0x5D and data[1:5] in _LZMA_ALONE_PROPERTIES:
         return ["lzma?"]
     if len(data) >= 2 and data[0] & 0x0F == 8 and data[0] >> 4 <= 7 and (data[0] << 8 | data[1]) % 31 == 0:
@@ -177,6 +189,17 @@ def _open(data: bytes, run: _Expansion, what: str, depth: int) -> Iterator[Leaf]
     except GitGateError as exc:
         raise run.refuse(what, str(exc)) from None
     if not found:
+        try:
+            embedded = list(embedded_streams(data, run.grew, what))
+        except ScanLimitExceeded:
+            raise
+        except GitGateError as exc:
+            raise run.refuse(what, str(exc)) from None
+        if embedded and depth >= run.limits.max_archive_depth:
+            raise run.over(what, f"archives nested more than {run.limits.max_archive_depth} deep "
+                                 "(--max-archive-depth)")
+        for name, inner in embedded:
+            yield from _leaf(name, inner, run, depth)
         return
     if depth >= run.limits.max_archive_depth:
         raise run.over(what, f"archives nested more than {run.limits.max_archive_depth} deep (--max-archive-depth)")
@@ -308,12 +331,65 @@ def _check_layout(data: bytes, archive: zipfile.ZipFile, entries: list[zipfile.Z
         if len(local) < 30 or local[:4] != b"PK\x03\x04":
             raise run.refuse(what, f"a corrupt zip (no local header for {info.filename!r})")
         name_length, extra_length = struct.unpack("<HH", local[26:30])
+        disagreement = _local_disagrees(local, data[start + 30 + name_length : start + 30 + name_length + extra_length],
+                                        info)
+        if disagreement:
+            raise run.refuse(f"{what}!{info.filename}", f"a zip entry whose local header disagrees with the "
+                             f"directory ({disagreement}): extractors that follow either would read other bytes")
         end = start + 30 + name_length + extra_length + info.compress_size
         if following < end:
             raise run.refuse(what, "zip entries that overlap (a decompression bomb?)")
         if b"PK\x03\x04" in data[end:following]:
             raise run.refuse(what, f"a zip entry between listed ones that the directory does not list "
                              f"({following - end} bytes after {info.filename!r})")
+
+
+def _local_disagrees(local: bytes, extra: bytes, info: zipfile.ZipInfo) -> str:
+    """What an entry's local header says otherwise than its directory record ("" when nothing).
+
+    The gate reads each entry as the central directory describes it
+    (Python's zipfile does), but unzip, funzip and 7-Zip take the method and
+    encryption from the local header: a directory saying stored over a
+    local header saying deflate had the gate scan compressed bytes that they
+    inflate to the token. The CRC and sizes are compared too, unless the
+    local header defers them to a data descriptor (flag bit 3); zip64 sizes
+    are read from the local header's zip64 extra field.
+    """
+    flags, method = struct.unpack("<HH", local[6:10])
+    if method != info.compress_type:
+        return f"compression method {method} there, {info.compress_type} in the directory"
+    if (flags ^ info.flag_bits) & ZIP_ENCRYPTED:
+        return "encrypted in one, not in the other"
+    if flags & 0x08:
+        return ""
+    crc, compressed, size = struct.unpack("<III", local[14:26])
+    if size == 0xFFFFFFFF or compressed == 0xFFFFFFFF:
+        sizes = _zip64_sizes(extra, size == 0xFFFFFFFF, compressed == 0xFFFFFFFF)
+        if sizes is None:
+            return "zip64 sizes without their extra field"
+        size = sizes[0] if size == 0xFFFFFFFF else size
+        compressed = sizes[1] if compressed == 0xFFFFFFFF else compressed
+    if (crc, compressed, size) != (info.CRC, info.compress_size, info.file_size):
+        return "its CRC or sizes"
+    return ""
+
+
+def _zip64_sizes(extra: bytes, has_size: bool, has_compressed: bool) -> tuple[int, int] | None:
+    """The sizes a local header's zip64 extra field (id 1) gives, in its order (size, then compressed)."""
+    at = 0
+    while at + 4 <= len(extra):
+        kind, length = struct.unpack_from("<HH", extra, at)
+        if kind == 1:
+            values = [struct.unpack_from("<Q", extra, at + 4 + 8 * index)[0]
+                      for index in range(min(length, len(extra) - at - 4) // 8)]
+            wanted = int(has_size) + int(has_compressed)
+            if len(values) < wanted:
+                return None
+            size = values.pop(0) if has_size else 0
+            compressed = values.pop(0) if has_compressed else 0
+            return size, compressed
+        at += 4 + length
+    return None
 
 
 def _zip_inside_a_tar_member(data: bytes) -> bool:
