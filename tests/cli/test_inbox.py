@@ -5,30 +5,16 @@ from __future__ import annotations
 
 import json
 
-from bot_bottle.records import TOOL_EGRESS_ALLOW, TOOL_EGRESS_BLOCK, TOOL_EGRESS_TOKEN_ALLOW, Proposal
-from bot_bottle.timestamps import utc_now
+from bot_bottle.records import TOOL_EGRESS_ALLOW, Proposal
 from tests.cli.test_proposals_cmds import CliTestCase
-from tests.helpers.support import file_as_a_sidecar
-
-# A justification that draws a route of its own (a harmless one), then pushes what follows out of sight.
-FAKE_ROUTE = ("Read-only access to the Python docs\nroute:\n  host: docs.python.org\n  paths: [/3/]\n"
-              "  (no wildcard, nothing to check)\n" + "\n" * 20000 + "the end")
+from tests.helpers.inbox_corpus import file_look_alikes
 
 
 class InboxListTest(CliTestCase):
     def setUp(self) -> None:
         super().setUp()
         self.filed: dict[str, Proposal] = {
-            # An invalid route, as only a sidecar writing past submit's checks can file one.
-            "cyrillic": file_as_a_sidecar(self.store.db.path, "web-1", TOOL_EGRESS_ALLOW, '{"host": "pyp\u0456.org"}',
-                                          "Read-only access to pypi", created_at=utc_now()),
-            "routes": self.store.submit("web-2", TOOL_EGRESS_BLOCK,
-                                        "routes:\n- a.example\n- pypi\u2024org\n- '*.compute.amazonaws.com'\n",
-                                        "the usual mirrors", current_file="routes:\n- a.example\n"),
-            "fake-route": self.store.submit("web-3", TOOL_EGRESS_ALLOW, '{"host": "*.readthedocs.io"}', FAKE_ROUTE),
-            "token": self.store.submit("web-4", TOOL_EGRESS_TOKEN_ALLOW, json.dumps(
-                {"host": "xn--pyp-lhd.org", "method": "POST", "path": "/upload", "detector": "github-pat",
-                 "value_length": 40, "snippet": "token ********", "fingerprint": "ab" * 32}), "DLP"),
+            **file_look_alikes(self.store, self.store.db.path, "Read-only access to pypi"),
             "plain": self.store.submit("web-5", TOOL_EGRESS_ALLOW, '{"host": "files.pythonhosted.org"}', "wheels"),
         }
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import secrets
 import subprocess
 import time
 
@@ -18,7 +19,9 @@ class Terminal:
 
     def __init__(self, test: TempDirTest, command: str, width: int = 120, height: int = 30) -> None:
         self.tmux = require_tool(test, "tmux")
-        self.socket = f"bb-test-{os.getpid()}-{id(self)}"
+        # A name never used before: id(self) is reused once an earlier Terminal is gone, and a server told to
+        # exit a moment ago may still hold its socket ("server exited unexpectedly" for the new session).
+        self.socket = f"bb-test-{os.getpid()}-{secrets.token_hex(6)}"
         self.run("new-session", "-d", "-s", "t", "-x", str(width), "-y", str(height), command)
         test.addCleanup(self.run, "kill-server", check=False)
 

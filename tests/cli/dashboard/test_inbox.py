@@ -22,14 +22,10 @@ from bot_bottle.records import (
     TOOL_GITLEAKS_ALLOW,
     Proposal,
 )
-from bot_bottle.timestamps import format_timestamp, utc_now
+from bot_bottle.timestamps import format_timestamp
 from tests.helpers.corpus import HTML_ATTACKS
 from tests.helpers.dashboard import BrowserCase, artifact_dir
-from tests.helpers.support import file_as_a_sidecar
-
-# A justification that draws a route of its own, then pushes everything after it out of sight.
-FAKE_ROUTE = ("Read-only access to the Python docs\nroute:\n  host: docs.python.org\n  paths: [/3/]\n"
-              "  (no wildcard, nothing to check)\n" + "\n" * 20000)
+from tests.helpers.inbox_corpus import FAKE_ROUTE, file_look_alikes
 
 
 class InboxTest(BrowserCase):
@@ -51,15 +47,7 @@ class InboxTest(BrowserCase):
     def test_the_grants_column_and_badges_for_the_hostile_corpus(self) -> None:
         """Look-alike hosts escaped and flagged, wildcards over platforms' suffixes flagged, the agent's words last."""
         filed = {
-            "cyrillic": file_as_a_sidecar(self.path, "web-1", TOOL_EGRESS_ALLOW, '{"host": "pyp\u0456.org"}',
-                                          "Read-only access to the Python docs", created_at=utc_now()),
-            "routes": self.store.submit("web-2", TOOL_EGRESS_BLOCK,
-                                        "routes:\n- a.example\n- pypi\u2024org\n- '*.compute.amazonaws.com'\n",
-                                        "the usual mirrors", current_file="routes:\n- a.example\n"),
-            "fake-route": self.store.submit("web-3", TOOL_EGRESS_ALLOW, '{"host": "*.readthedocs.io"}', FAKE_ROUTE),
-            "token": self.store.submit("web-4", TOOL_EGRESS_TOKEN_ALLOW, json.dumps(
-                {"host": "xn--pyp-lhd.org", "method": "POST", "path": "/upload", "detector": "github-pat",
-                 "value_length": 40, "snippet": "token ********", "fingerprint": "ab" * 32}), "DLP"),
+            **file_look_alikes(self.store, self.path, "Read-only access to the Python docs"),
             "html": self.store.submit("web-5", TOOL_EGRESS_ALLOW, '{"host": "*.com"}',
                                       "\u202eharmless " + HTML_ATTACKS[0]),
         }
