@@ -122,11 +122,17 @@ def seconds_between(start: str, end: str) -> float:
     return (as_datetime(end) - as_datetime(start)).total_seconds()
 
 
-def time_left(now: str, ends_at: str) -> str:
-    """``spell_duration`` of the time from ``now`` to ``ends_at`` for a screen; ``unreadable`` where either is
-    not a stored time (a sidecar can write any text into the file: the screen still shows the row)."""
+def time_left(now: str, ends_at: str | None) -> str:
+    """How long from ``now`` until ``ends_at``, for a screen: ``7d``, ``3h20m``; ``for good`` for no end,
+    ``ended`` when it is past, ``unreadable`` where either is not a stored time (a sidecar can write any text
+    into the file: the screen still shows the row)."""
+    if ends_at is None:
+        return "for good"
     start, end = moment_of(now), moment_of(ends_at)
-    return "unreadable" if start is None or end is None else spell_duration((end - start).total_seconds())
+    if start is None or end is None:
+        return "unreadable"
+    seconds = (end - start).total_seconds()
+    return spell_duration(seconds) if seconds > 0 else "ended"
 
 
 def moment_of(timestamp: object) -> datetime | None:

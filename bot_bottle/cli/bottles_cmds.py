@@ -8,7 +8,7 @@ from typing import Any
 
 from bot_bottle.bottles import BottleOverview, BottleStore
 from bot_bottle.cli.common import age, cell_text, db_path, print_json, print_table, print_untrusted, verb_parser
-from bot_bottle.cli.grants_cmds import grant_json, time_left
+from bot_bottle.cli.grants_cmds import grant_json
 from bot_bottle.cli.inbox import Inbox
 from bot_bottle.cli.registry import summary
 from bot_bottle.cli.render import grant_cell, proposal_json
@@ -16,7 +16,7 @@ from bot_bottle.errors import NotFound
 from bot_bottle.grants import GrantStore
 from bot_bottle.policy.subjects import describe_subject
 from bot_bottle.queue_store import QueueStore
-from bot_bottle.timestamps import format_timestamp
+from bot_bottle.timestamps import format_timestamp, time_left
 
 _EPILOG = """\
 examples:
@@ -105,7 +105,7 @@ def cmd_bottles_show(args: argparse.Namespace) -> int:
     if grants:
         print()
         print_table(["GRANT", "TOOL", "GRANTS", "LEFT", "BY"],
-                    [[g.short_id, g.tool, describe_subject(g.tool, g.subject_value), time_left(g.ends_at, stamp),
+                    [[g.short_id, g.tool, describe_subject(g.tool, g.subject_value), time_left(stamp, g.ends_at),
                       f"rule {g.rule_id[:8]}" if g.rule_id else g.decided_by] for g in grants])
     return 0
 

@@ -5,13 +5,13 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from bot_bottle.cli.common import UNREADABLE, db_path, print_json, print_table, print_untrusted, verb_parser
+from bot_bottle.cli.common import db_path, print_json, print_table, print_untrusted, verb_parser
 from bot_bottle.cli.registry import summary
 from bot_bottle.decisions import default_decider
 from bot_bottle.grants import GrantStore
 from bot_bottle.policy.subjects import describe_subject
 from bot_bottle.records import Grant, Rule
-from bot_bottle.timestamps import moment_of, seconds_between, spell_duration, utc_now
+from bot_bottle.timestamps import moment_of, seconds_between, time_left, utc_now
 
 _GRANTS_EPILOG = """\
 examples:
@@ -23,16 +23,6 @@ A grant is what an approval made: a subject (a host and its paths, a token
 to one host, a push's findings), from when, until when. It ends by itself;
 revoking ends it now. A running sidecar notices within 5 seconds.
 """
-
-def time_left(ends_at: str | None, now: str) -> str:
-    """How long until ``ends_at`` (``for good`` for none, ``ended`` when past), as ``7d``, ``3h20m``."""
-    if ends_at is None:
-        return "for good"
-    if moment_of(now) is None or moment_of(ends_at) is None:
-        return UNREADABLE  # a sidecar can write any text into the file: the row is still shown
-    seconds = seconds_between(now, ends_at)
-    return spell_duration(seconds) if seconds > 0 else "ended"
-
 
 def grant_json(grant: Grant, now: str) -> dict[str, Any]:
     """A grant as JSON, with whether it is live now and the seconds it has left."""
@@ -64,7 +54,7 @@ def cmd_grants_list(args: argparse.Namespace) -> int:
         return 0
     print_table(["ID", "BOTTLE", "TOOL", "GRANTS", "LEFT", "STATE", "BY"],
                 [[g.short_id, g.queue_key, g.tool, describe_subject(g.tool, g.subject_value),
-                  time_left(g.ends_at, now) if g.live(now) else "-", _grant_state(g, now),
+                  time_left(now, g.ends_at) if g.live(now) else "-", _grant_state(g, now),
                   f"rule {g.rule_id[:8]}" if g.rule_id else g.decided_by] for g in grants],
                 page=True)
     return 0

@@ -18,7 +18,6 @@ from bot_bottle.cli.common import (
     print_untrusted,
     verb_parser,
 )
-from bot_bottle.cli.grants_cmds import time_left
 from bot_bottle.cli.render import describe, modification
 from bot_bottle.decisions import check_decision, decide, default_decider
 from bot_bottle.errors import AnchorNotWritten, AuditTampered, BotBottleError, ValidationError
@@ -36,7 +35,7 @@ from bot_bottle.records import (
     Response,
 )
 from bot_bottle.text import terminal
-from bot_bottle.timestamps import parse_duration
+from bot_bottle.timestamps import parse_duration, time_left
 
 
 def _decide(args: argparse.Namespace, status: str, notes: str, final_file: str | None) -> int:
@@ -103,7 +102,7 @@ def _record(store: QueueStore, proposal: Proposal, status: str, notes: str, fina
     made = GrantStore(database=store.db).for_proposal(proposal.id)
     grant = None if made is None else {
         "id": made.id, "short_id": made.short_id, "grants": describe_subject(made.tool, made.subject_value),
-        "starts_at": made.starts_at, "ends_at": made.ends_at, "left": time_left(made.ends_at, made.starts_at)}
+        "starts_at": made.starts_at, "ends_at": made.ends_at, "left": time_left(made.starts_at, made.ends_at)}
     return {"id": proposal.id, "short_id": proposal.short_id, "bottle": proposal.queue_key, "tool": proposal.tool,
             "status": response.status, "notes": response.notes, "decided_by": response.decided_by,
             "decided_at": response.decided_at, "grant": grant, "warning": warning or None}

@@ -6,7 +6,7 @@ import argparse
 from typing import Any
 
 from bot_bottle.cli.common import db_path, print_json, print_table, print_untrusted, verb_parser
-from bot_bottle.cli.grants_cmds import rule_json, time_left
+from bot_bottle.cli.grants_cmds import rule_json
 from bot_bottle.cli.registry import summary
 from bot_bottle.decisions import default_decider
 from bot_bottle.errors import ValidationError
@@ -15,7 +15,7 @@ from bot_bottle.policy.lifetimes import LIFETIMES, MAX_REJECT_RULE_SECONDS, gran
 from bot_bottle.policy.routes import host_is_wide, make_route
 from bot_bottle.policy.subjects import describe_subject
 from bot_bottle.records import EFFECT_APPROVE, EFFECT_REJECT, TOOL_EGRESS_ALLOW
-from bot_bottle.timestamps import later, parse_duration, spell_duration, utc_now
+from bot_bottle.timestamps import later, parse_duration, spell_duration, time_left, utc_now
 
 _RULES_EPILOG = """\
 examples:
@@ -45,7 +45,7 @@ def cmd_rules_list(args: argparse.Namespace) -> int:
     print_table(["ID", "BOTTLE", "TOOL", "EFFECT", "SUBJECT", "LEFT", "NOTES"],
                 [[r.short_id, r.queue_key or "(every bottle)", r.tool, r.effect,
                   describe_subject(r.tool, r.subject_value) + (" (pattern)" if r.pattern else ""),
-                  time_left(r.ends_at, now) if r.live(now) else ("revoked" if r.revoked_at else "ended"), r.notes]
+                  time_left(now, r.ends_at) if r.live(now) else ("revoked" if r.revoked_at else "ended"), r.notes]
                  for r in rules], page=True)
     return 0
 
@@ -78,7 +78,7 @@ def cmd_rules_add(args: argparse.Namespace) -> int:
         return 0
     scope = rule.queue_key or "every bottle"
     print_untrusted(f"rule {rule.short_id}: {rule.effect} {describe_subject(rule.tool, rule.subject_value)} for "
-                    f"{scope}, {time_left(rule.ends_at, now)}")
+                    f"{scope}, {time_left(now, rule.ends_at)}")
     if host_is_wide(route.host):
         print_untrusted(f"WARNING: {route.host} is a wildcard over more than one organisation's hosts")
     return 0
