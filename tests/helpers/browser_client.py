@@ -48,6 +48,14 @@ _KEYS = {"Enter": Keys.ENTER, "Escape": Keys.ESCAPE, "Tab": Keys.TAB, "Space": K
 # is gone after it. Commands that look elements up retry for a while instead of failing on that race.
 RETRY_SECONDS = 20.0
 _RELOAD_RACES = (NoSuchElementException, StaleElementReferenceException)
+# Chromedriver reports the same race as an "unknown error" when the node vanished between its lookup
+# and its use inside one command (seen in CI on a reload during ``wait_text``).
+_RELOAD_RACE_MESSAGES = ("does not belong to the document", "No node with given id")
+
+
+def _reload_race(exc: WebDriverException) -> bool:
+    """True when ``exc`` is the page reloading under a command, not a fault of the command."""
+    return isinstance(exc, _RELOAD_RACES) or any(text in str(exc) for text in _RELOAD_RACE_MESSAGES)
 
 
 def run(driver: webdriver.Chrome, command: dict[str, Any]) -> Any:
@@ -55,8 +63,8 @@ def run(driver: webdriver.Chrome, command: dict[str, Any]) -> Any:
     while True:
         try:
             return _run(driver, command)
-        except _RELOAD_RACES:
-            if time.monotonic() > deadline:
+        except WebDriverException as exc:
+            if not _reload_race(exc) or time.monotonic() > deadline:
                 raise
             time.sleep(0.1)
 
@@ -97,7 +105,9 @@ def _run(driver: webdriver.Chrome, command: dict[str, Any]) -> Any:
         while True:
             try:
                 text = driver.find_element(By.TAG_NAME, "body").text
-            except _RELOAD_RACES:
+            except WebDriverException as exc:
+                if not _reload_race(exc):
+                    raise
                 text = ""
             if command["text"] in text:
                 return text
