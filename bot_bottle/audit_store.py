@@ -30,6 +30,7 @@ from bot_bottle.audit.chain import COLUMNS, GENESIS_HASH, SELECT, compute_hash, 
 from bot_bottle.audit.forensics import REFUSED, VerifyResult, anchored_seq, truncated, walk
 from bot_bottle.audit.keys import host_key
 from bot_bottle.audit.seal import GENESIS_SEAL, key_id, seal_of
+from bot_bottle.connection import signal_decision
 from bot_bottle.db import Database, DatabaseUser, validate_limit
 from bot_bottle.errors import AnchorNotWritten, AuditTampered
 from bot_bottle.records import (
@@ -72,8 +73,9 @@ class AuditStore(DatabaseUser):
         """One write transaction on ``db`` that appends audit entries; the anchor moves once it committed.
 
         The only way entries are appended: the caller cannot forget the
-        anchor, and an anchor is never ahead of the log (nothing moves it
-        when the transaction rolls back). An anchor that cannot be written
+        anchor, nor to wake the waiters for a decision
+        (``connection.signal_decision``), and an anchor is never ahead of the
+        log (nothing moves it when the transaction rolls back). An anchor that cannot be written
         then (a full disk) raises ``AnchorNotWritten``: what was recorded
         stands, and the message says so.
         """
@@ -81,6 +83,8 @@ class AuditStore(DatabaseUser):
             recorder = AuditRecorder(conn, db.path)
             yield recorder
         entry = recorder.last
+        if db.path is not None and entry is not None:
+            signal_decision(db.path)  # waiters for a decision look now, before the anchor's sync
         if db.path is not None and entry is not None and entry.seq is not None and entry.seal is not None:
             try:
                 advance_anchor(db.path, entry.seq, entry.seal, recorder.key)

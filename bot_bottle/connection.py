@@ -278,6 +278,24 @@ def signal_commit(conn: sqlite3.Connection) -> None:
             os.utime(wal, follow_symlinks=False)
 
 
+def signal_decision(database: str | os.PathLike[str]) -> None:
+    """Tell waiters for decisions that a commit recording audit entries has ended: touch the database file.
+
+    Every decision (and every expiry, and every rule's decision) records its
+    audit entry in the same transaction (``AuditStore.recording`` calls this
+    once that has committed), so a waiter for a decision sleeps on this
+    file's IN_ATTRIB (``FileWatch.decisions``) and no longer wakes for
+    every filing and archive of every other bottle: with 16 sidecars waiting,
+    two commits in three woke all 16 to find nothing (docs/benchmarks.md,
+    "Throughput"). Other writes to the database file (a checkpoint's) are
+    IN_MODIFY, which that watch ignores. One system call; never through a
+    symbolic link; any error is ignored: the watch is a hint and waiters
+    still look every poll interval.
+    """
+    with contextlib.suppress(OSError, NotImplementedError):
+        os.utime(database, follow_symlinks=False)
+
+
 def checkpoint(conn: sqlite3.Connection) -> tuple[int, int, int]:
     """A PASSIVE checkpoint: copy what the WAL holds into the file, waiting for no reader or writer.
 

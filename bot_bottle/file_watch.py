@@ -102,6 +102,22 @@ class FileWatch:
                           {name: _GONE, name + b"-journal": _GONE, name + b"-wal": _IN_ATTRIB})
 
     @classmethod
+    def decisions(cls, database: str | os.PathLike[str]) -> FileWatch | None:
+        """A watch that wakes when a commit that recorded audit entries (every decision does) has ended.
+
+        Such a commit ends by touching the database file itself
+        (``connection.signal_decision``), after the touch of ``NAME-wal``
+        that ends every commit; this wakes on the file's IN_ATTRIB, and, as
+        ``commits`` does, on the file removed or replaced and on the rollback
+        journal's removal (that mode has no touch). A waiter for a decision
+        is not woken by other bottles' filings and archives. None where
+        there is no inotify (poll instead).
+        """
+        path = Path(database)
+        name = os.fsencode(path.name)
+        return cls._watch(path.parent, _COMMIT_EVENTS, {name: _GONE | _IN_ATTRIB, name + b"-journal": _GONE})
+
+    @classmethod
     def _watch(cls, path: Path, events: int, names: dict[bytes, int] | None) -> FileWatch | None:
         libc = _libc()
         if libc is None:
@@ -172,7 +188,9 @@ def _names_in(chunk: bytes, names: dict[bytes, int]) -> bool:
 
 
 class WatchPool:
-    """Watches of one file (by default ``FileWatch.commits``), kept open between waits and lent to one waiter at a time.
+    """Watches of one file, kept open between waits and lent to one waiter at a time.
+
+    By default ``FileWatch.commits``; a store's waiters use ``FileWatch.decisions``.
 
     Closing an inotify descriptor waits for the kernel's SRCU grace period
     (about a millisecond, more on a busy machine) and opening one takes a

@@ -280,9 +280,10 @@ class QueueReads(DatabaseUser):
 
         In WAL mode a commit writes only ``NAME-wal`` (and touches it at the
         end: ``connection.signal_commit``); the file itself changes at a
-        checkpoint. A hint, not a proof: two commits within one tick of the
-        filesystem's clock can leave it unchanged, so waiters still look
-        properly every poll interval. None when the file cannot be stat'ed.
+        checkpoint, and its times at a decision (``connection.signal_decision``).
+        A hint, not a proof: two commits within one tick of the filesystem's
+        clock can leave it unchanged, so waiters still look properly every
+        poll interval. None when the file cannot be stat'ed.
         """
         try:
             info = os.stat(self.db.path)

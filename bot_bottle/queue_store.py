@@ -33,7 +33,7 @@ from bot_bottle.errors import (
     StillPending,
     ValidationError,
 )
-from bot_bottle.file_watch import WatchPool
+from bot_bottle.file_watch import FileWatch, WatchPool
 from bot_bottle.grants import live_grants_in, pending_ttl_in
 from bot_bottle.policy.routes import parse_route
 from bot_bottle.queue_reads import PENDING, PROPOSAL_COLUMNS, QueueReads, check_bottle
@@ -97,7 +97,7 @@ class QueueStore(QueueReads):
     ) -> None:
         super().__init__(db_path, database=database, migrate_schema=migrate_schema)
         # Waiters borrow watches of the database's commits from here: a wait neither opens nor closes one.
-        self._watches = WatchPool(self.db.path)
+        self._watches = WatchPool(self.db.path, opener=FileWatch.decisions)
 
     def close(self) -> None:
         """Close the store's watches and its connection (unless it was handed a ``Database`` to share)."""
@@ -231,9 +231,10 @@ class QueueStore(QueueReads):
     ) -> Response | None:
         """Block until the proposal has a response, or ``timeout`` seconds pass (then ``None``).
 
-        Sleeps on a watch of the database's commits (``FileWatch.commits``:
+        Sleeps on a watch of the database's decisions (``FileWatch.decisions``:
         inotify, where there is one), borrowed from the store's pool, and
-        looks as soon as a commit has ended, and in any case every
+        looks as soon as a commit that recorded a decision has ended (not at
+        other bottles' filings and archives), and in any case every
         ``poll_interval`` seconds. A look is one query by primary key:
         one shared lock, where asking ``PRAGMA data_version`` first took a
         second one whenever anything had been committed, which under load is

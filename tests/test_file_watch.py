@@ -5,8 +5,11 @@ from __future__ import annotations
 import sqlite3
 import threading
 
-from bot_bottle.connection import connect, transaction
+from bot_bottle.audit_store import AuditStore
+from bot_bottle.connection import checkpoint, connect, transaction
+from bot_bottle.decisions import decide, expire_in
 from bot_bottle.file_watch import FileWatch, WatchPool
+from bot_bottle.queue_store import QueueStore
 from tests.helpers.support import TempDirTest, wait_until
 
 
@@ -163,3 +166,51 @@ class WalCommitWatchTest(TempDirTest):
         with transaction(self.writer):
             self.writer.execute("INSERT INTO t VALUES (4)")
         self.assertTrue(self.watch.wait(5))
+
+
+class DecisionWatchTest(TempDirTest):
+    """``FileWatch.decisions``, what a store's waiters sleep on, wakes for a decision's commit and not for
+    a filing's, an archive's or a checkpoint's: with many sidecars waiting, the others' filings and
+    archives would wake every one of them to find nothing."""
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.path = self.tmp / "queue.db"
+        self.store = QueueStore(self.path)
+        self.addCleanup(self.store.close)
+        self.bottle = self.store.for_bottle("web-1")
+        # Every connection has opened the WAL before the watch starts (see WalCommitWatchTest).
+        self.bottle.submit("egress-allow", '{"host": "warm.example"}', "open the files first")
+        watch = FileWatch.decisions(self.path)
+        if watch is None:
+            self.skipTest("no inotify here: waiters poll")
+        self.watch = watch
+        self.addCleanup(watch.close)
+        self.commits = FileWatch.commits(self.path)
+        assert self.commits is not None
+        self.addCleanup(self.commits.close)
+
+    def test_a_decision_wakes_it_and_is_readable_at_once(self) -> None:
+        proposal = self.bottle.submit("egress-allow", '{"host": "docs.python.org"}', "read the docs")
+        self.assertTrue(self.commits.wait(5), "the filing is a commit")
+        self.assertFalse(self.watch.wait(0.1), "but not a decision")
+        decide(proposal.id, "approved", decided_by="op@host", store=self.store)
+        self.assertTrue(self.watch.wait(5))
+        reader = QueueStore(self.path)
+        self.addCleanup(reader.close)
+        response = reader.for_bottle("web-1").response(proposal.id)
+        self.assertIsNotNone(response, "visible at once")
+        self.bottle.archive(proposal.id)
+        with self.store.db.read() as conn:
+            self.assertEqual(checkpoint(conn)[0], 0, "the checkpoint ran")
+        self.assertTrue(self.commits.wait(5), "the archive is a commit")
+        self.assertFalse(self.watch.wait(0.1), "but not a decision, nor is a checkpoint")
+
+    def test_an_expiry_and_a_rejection_wake_it(self) -> None:
+        proposal = self.bottle.submit("egress-allow", '{"host": "a.example"}', "a")
+        decide(proposal.id, "rejected", "too broad", decided_by="op@host", store=self.store)
+        self.assertTrue(self.watch.wait(5))
+        self.watch.drain()
+        with AuditStore.recording(self.store.db) as log:
+            self.assertEqual(expire_in(log, "9999-01-01T00:00:00.000000Z"), 1)
+        self.assertTrue(self.watch.wait(5), "the expiry of the proposal filed in setUp")
