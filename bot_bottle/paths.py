@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import os
 import stat
 from collections.abc import Iterator
@@ -31,7 +32,14 @@ _ROOT_INSTEAD: list[Path] = []
 
 def bot_bottle_root() -> Path:
     """``~/.bot-bottle``: everything bot-bottle keeps on the host (``HOME`` decides ``~``)."""
-    return _ROOT_INSTEAD[-1] if _ROOT_INSTEAD else Path.home() / ".bot-bottle"
+    return _ROOT_INSTEAD[-1] if _ROOT_INSTEAD else _root_of_home(os.environ.get("HOME"))
+
+
+@functools.lru_cache(maxsize=8)
+def _root_of_home(home: str | None) -> Path:
+    # Once per value of HOME: a decision asks for the root several times (its anchor, its key), and
+    # Path.home() parses the path afresh each time (docs/benchmarks.md, "Throughput").
+    return Path.home() / ".bot-bottle"
 
 
 @contextlib.contextmanager

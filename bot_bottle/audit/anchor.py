@@ -92,8 +92,14 @@ class Anchor:
 
 def anchor_path(database: Path) -> Path:
     """Where the anchor of the database file ``database`` lives (one file per database path)."""
-    name = hashlib.sha256(_resolved(database).encode("utf-8")).hexdigest()[:32]
-    return bot_bottle_root() / ANCHOR_DIR / f"{name}.json"
+    return _anchor_in(bot_bottle_root(), _resolved(database))
+
+
+@functools.lru_cache(maxsize=64)
+def _anchor_in(root: Path, resolved: str) -> Path:
+    # Once per (root, database) in a process: every decision asks twice (read, then advance).
+    name = hashlib.sha256(resolved.encode("utf-8")).hexdigest()[:32]
+    return root / ANCHOR_DIR / f"{name}.json"
 
 
 def _resolved(database: Path) -> str:
@@ -132,8 +138,19 @@ def _parse_slot(content: bytes, index: int) -> Anchor | None:
     end = content.find(b"\n", start, start + ANCHOR_SLOT)
     if end < 0:
         return None
+    return _parse_record(content[start:end])
+
+
+@functools.lru_cache(maxsize=8)
+def _parse_record(record: bytes) -> Anchor | None:
+    """The anchor one slot's record (up to its newline) holds, or None; kept by its exact bytes (``_parse_slot``).
+
+    A decision reads both slots and then writes one: the same bytes are
+    parsed and their check recomputed again and again, where only a changed
+    record needs it (docs/benchmarks.md, "Throughput"). ``Anchor`` is frozen.
+    """
     try:
-        data = json.loads(content[start:end])
+        data = json.loads(record)
         key = data.get("key")
         restarts = tuple(Restart(int(r["seq"]), str(r["seal"]), str(r["hash"]), str(r["key"]),
                                  None if r["previous_key"] is None else str(r["previous_key"]), str(r["at"]))
