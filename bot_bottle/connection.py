@@ -380,25 +380,3 @@ def read_snapshot(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
     finally:
         if conn.in_transaction:
             conn.execute("ROLLBACK")  # nothing was written; ending it is all that matters
-
-
-def integrity_problems(conn: sqlite3.Connection, *, quick: bool = False) -> list[str]:
-    """What ``PRAGMA integrity_check`` (or the faster ``quick_check``) reports; ``[]`` when whole.
-
-    Damage bad enough to stop the check itself is reported as a problem, not raised.
-    """
-    pragma = "quick_check" if quick else "integrity_check"
-    try:
-        result = [str(row[0]) for row in conn.execute(f"PRAGMA {pragma}")]
-    except sqlite3.DatabaseError as exc:
-        return [str(exc)]
-    return [] if result == ["ok"] else result
-
-
-def foreign_key_problems(conn: sqlite3.Connection) -> list[str]:
-    """Each row ``PRAGMA foreign_key_check`` reports, as ``table row N -> parent``; ``[]`` when none."""
-    try:
-        rows = conn.execute("PRAGMA foreign_key_check").fetchall()
-    except sqlite3.DatabaseError as exc:
-        return [f"the check stopped: {exc}"]
-    return [f"{table} row {rowid} -> {parent}" for table, rowid, parent, _ in rows]

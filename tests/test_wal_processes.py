@@ -28,13 +28,14 @@ from pathlib import Path
 from typing import Any
 
 from bot_bottle.audit_store import AuditStore
-from bot_bottle.connection import connect, integrity_problems
+from bot_bottle.connection import connect
 from bot_bottle.db import open_db
 from bot_bottle.decisions import decide
 from bot_bottle.errors import AlreadyDecided, DatabaseBusy
 from bot_bottle.queue_store import QueueStore
 from bot_bottle.records import STATUS_APPROVED, TOOL_EGRESS_ALLOW, TOOL_EGRESS_BLOCK
 from bot_bottle.schema.backups import backup_to
+from bot_bottle.schema.state import integrity_problems
 from tests.helpers.processes import SPAWN, expected_decision
 from tests.helpers.support import REPO, TempDirTest, wait_until
 

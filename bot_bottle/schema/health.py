@@ -11,8 +11,8 @@ import sqlite3
 from dataclasses import dataclass
 from typing import Any
 
-from bot_bottle.connection import foreign_key_problems, integrity_problems
 from bot_bottle.schema import migrate
+from bot_bottle.schema.state import foreign_key_problems, integrity_problems
 
 OK, WARNING, ERROR = "ok", "warning", "error"
 

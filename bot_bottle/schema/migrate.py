@@ -22,7 +22,6 @@ from pathlib import Path
 
 from bot_bottle.connection import (
     database_path,
-    integrity_problems,
     read_snapshot,
     transaction,
 )
@@ -48,6 +47,7 @@ from bot_bottle.schema.state import (
     RunResult,
     Status,
     current_version,
+    integrity_problems,
     refuse_unusable,
     require_current,
     status,

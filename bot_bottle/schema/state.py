@@ -1,8 +1,10 @@
-"""Where a database stands against the code's migrations: its version, its history, drift.
+"""Where a database stands against the code's migrations: its version, its history, drift, and whether it is whole.
 
 Reads only. ``status`` is what ``db status`` and every upgrade look at
 first; ``require_current`` is the sidecar's check, which refuses a database
 not exactly at the code's newest version without writing anything.
+``integrity_problems`` and ``foreign_key_problems`` say what SQLite's own
+checks find (``db check``, ``doctor`` and every upgrade ask them).
 """
 
 from __future__ import annotations
@@ -219,3 +221,25 @@ def refuse_unusable(state: Status) -> None:
             "nothing was changed. Run a bot-bottle whose migrations match this database "
             "('bot-bottle db status' lists the drift)"
         )
+
+
+def integrity_problems(conn: sqlite3.Connection, *, quick: bool = False) -> list[str]:
+    """What ``PRAGMA integrity_check`` (or the faster ``quick_check``) reports; ``[]`` when whole.
+
+    Damage bad enough to stop the check itself is reported as a problem, not raised.
+    """
+    pragma = "quick_check" if quick else "integrity_check"
+    try:
+        result = [str(row[0]) for row in conn.execute(f"PRAGMA {pragma}")]
+    except sqlite3.DatabaseError as exc:
+        return [str(exc)]
+    return [] if result == ["ok"] else result
+
+
+def foreign_key_problems(conn: sqlite3.Connection) -> list[str]:
+    """Each row ``PRAGMA foreign_key_check`` reports, as ``table row N -> parent``; ``[]`` when none."""
+    try:
+        rows = conn.execute("PRAGMA foreign_key_check").fetchall()
+    except sqlite3.DatabaseError as exc:
+        return [f"the check stopped: {exc}"]
+    return [f"{table} row {rowid} -> {parent}" for table, rowid, parent, _ in rows]

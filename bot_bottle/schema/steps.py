@@ -17,7 +17,7 @@ import sqlite3
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from bot_bottle.connection import foreign_key_problems, rolled_back, transaction
+from bot_bottle.connection import rolled_back, transaction
 from bot_bottle.errors import (
     MigrationError,
     WouldDropProtected,
@@ -29,6 +29,7 @@ from bot_bottle.schema.files import (
 from bot_bottle.schema.state import (
     HISTORY_TABLE,
     current_version,
+    foreign_key_problems,
     has_down_checksums,
 )
 
