@@ -16,7 +16,8 @@ disk. "equal" rows run every peer with bot-bottle's settings (WAL,
 synchronous=FULL: every commit synced before it returns); "defaults" rows
 with the peer's own settings.
 The decider decides each proposal as it was shown (``shown=``), as the TUI
-and ``proposals approve`` do. Every worker sets up first and the clock
+and ``proposals approve`` do; the submitters open the file as a sidecar on
+the mount does (``migrate_schema=False``), the decider as the host does. Every worker sets up first and the clock
 starts when all are ready; repetitions take turns across systems.
 """
 
@@ -101,7 +102,9 @@ def go(start: Any) -> float:
 
 def bb_submitter(path: str, index: int, start: Any, out: Any, poll: float) -> None:
     done = 0
-    with QueueStore(path) as store:
+    # Opened as a sidecar on the mount opens it (no migration; SQLite's busy handler for the write lock),
+    # the decider as the operator's tools do (connection.begin_immediate).
+    with QueueStore(path, migrate_schema=False) as store:
         bottle = store.for_bottle(f"bottle-{index}")
         stop_at = go(start)
         while time.time() < stop_at:

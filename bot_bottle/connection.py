@@ -21,6 +21,7 @@ import contextlib
 import errno
 import os
 import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -35,6 +36,7 @@ from bot_bottle.errors import (
     ReadOnlyDatabase,
     SQLiteTooOld,
 )
+from bot_bottle.file_watch import FileWatch
 from bot_bottle.filesystems import LOCAL, classify, filesystem_of
 
 MIN_SQLITE_VERSION = (3, 37, 0)  # STRICT tables
@@ -66,6 +68,17 @@ class Connection(sqlite3.Connection):
 
     # ``NAME-wal``; ``transaction`` touches it after each commit (see ``signal_commit``). None: in memory.
     wal_path: str | None = None
+    # A write waits for the lock on a watch of commits (``begin_immediate``); the watch; the busy timeout.
+    wait_on_commits: bool = False
+    lock_watch: FileWatch | None = None
+    busy_timeout_ms: int = 0
+
+    def close(self) -> None:
+        """Close the connection, and the watch it waited for the lock on."""
+        if self.lock_watch is not None:
+            self.lock_watch.close()
+            self.lock_watch = None
+        super().close()
 
 
 def check_sqlite_version(version: tuple[int, int, int] = sqlite3.sqlite_version_info) -> None:
@@ -218,7 +231,8 @@ def _set_journal(conn: sqlite3.Connection, target: Path) -> None:
 
 
 def connect(
-    path: str | os.PathLike[str], *, busy_timeout: float = DEFAULT_BUSY_TIMEOUT_SEC, switch_journal: bool = True
+    path: str | os.PathLike[str], *, busy_timeout: float = DEFAULT_BUSY_TIMEOUT_SEC, switch_journal: bool = True,
+    wait_on_commits: bool = False,
 ) -> sqlite3.Connection:
     """Open (creating where missing) the SQLite file at ``path`` with bot-bottle's settings.
 
@@ -230,8 +244,10 @@ def connect(
     directory: WAL where every opener shares this kernel, so that no read
     ever holds up a writer, the rollback journal elsewhere. A sidecar passes
     False and uses whichever mode the host left (SQLite follows a switch
-    made while it is open). The connection may be shared between threads as
-    long as the caller serialises its use.
+    made while it is open). With ``wait_on_commits`` (the host's processes)
+    a write waits for the lock on a watch of commits (``begin_immediate``).
+    The connection may be shared between threads as long as the caller
+    serialises its use.
     """
     check_sqlite_version()
     target = Path(path)
@@ -257,6 +273,8 @@ def connect(
         conn.close()
         raise
     conn.wal_path = f"{target}-wal"
+    conn.wait_on_commits = wait_on_commits
+    conn.busy_timeout_ms = int(busy_timeout * 1000)
     return conn
 
 
@@ -333,6 +351,54 @@ def database_path(conn: sqlite3.Connection) -> str:
     return ""
 
 
+# How long a host writer waiting for the lock sleeps at most between tries when no commit wakes it (a
+# holder that rolled back, or wrote without signalling): SQLite's busy handler sleeps 1, 2, 5, 10 ms and more.
+LOCK_RETRY_SEC = 0.002
+
+
+def begin_immediate(conn: sqlite3.Connection) -> None:
+    """BEGIN IMMEDIATE; on a host connection, the write lock taken the moment its holder's commit ends.
+
+    SQLite's busy handler sleeps 1, 2, 5, 10 ms and more between tries,
+    blind to when the lock is let go; an operator decides one proposal at a
+    time, so the decider's waits were the plane's (2.1 ms a decision with 16
+    sidecars filing). A connection opened ``wait_on_commits`` (the host's)
+    that finds the lock taken sleeps on a watch of the file's commits
+    (``FileWatch.commits``: each ends with ``signal_commit``) and tries again
+    as one ends, or after ``LOCK_RETRY_SEC``, until its busy timeout has
+    passed ("locked", as before). Sidecars keep SQLite's handler: sixteen
+    woken at every commit cost more than they gained (docs/benchmarks.md,
+    "Throughput at bot-bottle's settings"). The handler is off for the BEGIN
+    alone (a rollback-journal commit waits on it for readers); without
+    inotify it waits, as before.
+    """
+    if not isinstance(conn, Connection) or not conn.wait_on_commits or not conn.wal_path:
+        conn.execute("BEGIN IMMEDIATE")
+        return
+    database = conn.wal_path.removesuffix("-wal")
+    deadline = time.monotonic() + conn.busy_timeout_ms / 1000
+    conn.execute("PRAGMA busy_timeout = 0")
+    try:
+        while True:
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                return
+            except sqlite3.OperationalError as exc:
+                remaining = deadline - time.monotonic()
+                if not isinstance(translate(exc, database), DatabaseBusy) or remaining <= 0:
+                    raise
+            if conn.lock_watch is None:
+                conn.lock_watch = FileWatch.commits(database)
+                if conn.lock_watch is None:  # no inotify here: SQLite's busy handler waits what is left
+                    conn.execute(f"PRAGMA busy_timeout = {max(1, int(remaining * 1000))}")
+                    conn.execute("BEGIN IMMEDIATE")
+                    return
+                continue  # once more now the watch is there: a commit may have ended before it was
+            conn.lock_watch.wait(min(LOCK_RETRY_SEC, remaining))
+    finally:
+        conn.execute(f"PRAGMA busy_timeout = {conn.busy_timeout_ms}")
+
+
 @contextmanager
 def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
     """A write transaction: BEGIN IMMEDIATE, then COMMIT, or ROLLBACK on any exception.
@@ -342,7 +408,7 @@ def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
     A failed COMMIT is rolled back too, so the connection never stays inside
     a transaction after this block. A commit ends with ``signal_commit``.
     """
-    conn.execute("BEGIN IMMEDIATE")
+    begin_immediate(conn)
     try:
         yield conn
         conn.execute("COMMIT")

@@ -83,8 +83,9 @@ def open_db(
 
     With ``migrate_schema=False`` (the sidecar) nothing is migrated: a
     database not exactly at the newest version is refused (``SchemaTooOld``,
-    ``SchemaTooNew``) without writing, and the journal mode is left as the
-    host set it.
+    ``SchemaTooNew``) without writing, the journal mode is left as the host
+    set it, and a write waits for the lock in SQLite's busy handler where the
+    host's processes wait on a watch of commits (``connection.begin_immediate``).
 
     Creates the directory (0700) and file (0600) where missing. Raises a
     ``BotBottleError`` subclass, leaving the file as it was, for a file that
@@ -98,7 +99,7 @@ def open_db(
             f"{target} is a backup: bot-bottle never opens one in place, because opening migrates it. "
             f"Copy it and open the copy (cp {target.name} inspect.db; --db inspect.db)"
         )
-    conn = connect(target, busy_timeout=busy_timeout, switch_journal=migrate_schema)
+    conn = connect(target, busy_timeout=busy_timeout, switch_journal=migrate_schema, wait_on_commits=migrate_schema)
     try:
         with translate_errors(target):
             if migrate_schema:

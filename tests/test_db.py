@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import sqlite3
 import stat
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -391,6 +393,106 @@ class TransactionTest(TempDirTest):
         with transaction(self.conn), self.assertRaisesRegex(sqlite3.OperationalError, "locked"):
             other.execute("BEGIN IMMEDIATE")
         self.assertFalse(other.in_transaction)
+
+
+class WriteLockWaitTest(TempDirTest):
+    """``begin_immediate`` on a host connection (``wait_on_commits``): a writer that finds the lock taken
+    gets it once the holder is done, or "locked" after its busy timeout, its busy timeout as it was."""
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.path = self.tmp / "t.db"
+        self.holder = connect(self.path)
+        self.addCleanup(self.holder.close)
+        with transaction(self.holder):
+            self.holder.execute("CREATE TABLE t (x INTEGER)")
+
+    def waiter(self, busy_timeout: float = 5.0, wait_on_commits: bool = True) -> sqlite3.Connection:
+        conn = connect(self.path, busy_timeout=busy_timeout, wait_on_commits=wait_on_commits)
+        self.addCleanup(conn.close)
+        return conn
+
+    def write_while_held(self, conn: sqlite3.Connection, release: str, watched: bool = True) -> list[BaseException]:
+        """Write on ``conn`` in a thread while ``self.holder`` holds the lock, then ``release`` it."""
+        errors: list[BaseException] = []
+        started = threading.Event()
+
+        def write() -> None:
+            started.set()
+            try:
+                with transaction(conn):
+                    conn.execute("INSERT INTO t VALUES (2)")
+            except BaseException as exc:  # reported to the test
+                errors.append(exc)
+
+        self.holder.execute("BEGIN IMMEDIATE")
+        self.holder.execute("INSERT INTO t VALUES (1)")
+        thread = threading.Thread(target=write)
+        thread.start()
+        started.wait(5)
+        if watched:  # the writer found the lock taken and sleeps on the commit watch
+            wait_until(lambda: getattr(conn, "lock_watch", None) is not None, what="the writer waiting")
+        else:
+            time.sleep(0.05)  # most likely waiting in SQLite's busy handler now; the outcome is the same
+        self.holder.execute(release)
+        if release == "COMMIT":
+            connection.signal_commit(self.holder)
+        thread.join(10)
+        self.assertFalse(thread.is_alive())
+        return errors
+
+    def values(self) -> list[int]:
+        return [int(row[0]) for row in self.holder.execute("SELECT x FROM t ORDER BY x")]
+
+    def test_the_lock_is_taken_after_a_commit(self) -> None:
+        waiter = self.waiter()
+        self.assertEqual(self.write_while_held(waiter, "COMMIT"), [])
+        self.assertEqual(self.values(), [1, 2])
+        self.assertEqual(waiter.execute("PRAGMA busy_timeout").fetchone()[0], 5000, "the busy timeout as it was")
+
+    def test_the_lock_is_taken_after_a_rollback_which_signals_nothing(self) -> None:
+        self.assertEqual(self.write_while_held(self.waiter(), "ROLLBACK"), [])
+        self.assertEqual(self.values(), [2])
+
+    def test_a_sidecars_connection_waits_in_sqlites_busy_handler(self) -> None:
+        sidecar = self.waiter(wait_on_commits=False)
+        self.assertEqual(self.write_while_held(sidecar, "COMMIT", watched=False), [])
+        self.assertIsNone(getattr(sidecar, "lock_watch", None), "no watch was opened")
+        self.assertEqual(self.values(), [1, 2])
+
+    def test_without_inotify_sqlites_busy_handler_waits(self) -> None:
+        waiter = self.waiter()
+        with mock.patch.object(connection.FileWatch, "commits", return_value=None):
+            self.assertEqual(self.write_while_held(waiter, "COMMIT", watched=False), [])
+        self.assertEqual(self.values(), [1, 2])
+        self.assertEqual(waiter.execute("PRAGMA busy_timeout").fetchone()[0], 5000)
+
+    def test_a_lock_held_past_the_busy_timeout_is_an_error_and_nothing_is_written(self) -> None:
+        waiter = self.waiter(busy_timeout=0.2)
+        with transaction(self.holder):
+            self.holder.execute("INSERT INTO t VALUES (1)")
+            with self.assertRaisesRegex(sqlite3.OperationalError, "locked"), transaction(waiter):
+                waiter.execute("INSERT INTO t VALUES (2)")
+        self.assertFalse(waiter.in_transaction)
+        self.assertEqual(self.values(), [1])
+        self.assertEqual(waiter.execute("PRAGMA busy_timeout").fetchone()[0], 200)
+        with transaction(waiter):  # and the next write, the lock free, goes through
+            waiter.execute("INSERT INTO t VALUES (3)")
+        self.assertEqual(self.values(), [1, 3])
+
+    def test_host_and_sidecar_writers_in_processes_lose_nothing(self) -> None:
+        """Four host and four sidecar processes of 50 writes each, contending for the lock: each write once."""
+        script = (
+            "import sys\n"
+            "from bot_bottle.connection import connect, transaction\n"
+            "conn = connect(sys.argv[1], switch_journal=False, wait_on_commits=int(sys.argv[2]) % 2 == 0)\n"
+            "for i in range(50):\n"
+            "    with transaction(conn):\n"
+            "        conn.execute('INSERT INTO t VALUES (?)', (int(sys.argv[2]) * 1000 + i,))\n"
+        )
+        processes = [subprocess.Popen([sys.executable, "-c", script, str(self.path), str(n)]) for n in range(8)]
+        self.assertEqual([process.wait(120) for process in processes], [0] * 8)
+        self.assertEqual(self.values(), sorted(n * 1000 + i for n in range(8) for i in range(50)))
 
 
 class DatabaseTest(TempDirTest):
