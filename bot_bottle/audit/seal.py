@@ -25,6 +25,7 @@ import hashlib
 import hmac
 import os
 import secrets
+import threading
 from pathlib import Path
 
 from bot_bottle.errors import AuditKeyError
@@ -133,8 +134,18 @@ def load_key() -> bytes | None:
     return key
 
 
+# One key creation at a time in a process: its temporary file is named by the process id, and a second
+# thread writing it (O_TRUNC) after the first had linked it as the key rewrote the key in place.
+_CREATING = threading.Lock()
+
+
 def create_key() -> bytes:
-    """A new key in ``key_path()`` (0600), unless another process made one first (then that one)."""
+    """A new key in ``key_path()`` (0600), unless another process or thread made one first (then that one)."""
+    with _CREATING:
+        return _create_key()
+
+
+def _create_key() -> bytes:
     path = key_path()
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     remove_stale(path.parent, "new", path.name)

@@ -8,6 +8,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from unittest import mock
@@ -517,6 +518,36 @@ class KeyReadTest(ProofTestCase):
         key_path().write_text("not hex\n")
         with self.assertRaisesRegex(BotBottleError, "damaged"):
             load_key()
+
+
+class KeyCreationRaceTest(ProofTestCase):
+    def test_threads_making_the_first_key_at_once_share_one_undamaged_key(self) -> None:
+        """Six threads of one process make the host's first key at the same moment, 40 times over: each
+        gets the key the file holds, and the file is whole (the temporary was shared, and rewritten in place)."""
+        for trial in range(40):
+            home = self.tmp / f"home-{trial}"
+            home.mkdir()
+            with mock.patch.dict(os.environ, {"HOME": str(home)}):
+                barrier = threading.Barrier(6)
+                keys: list[bytes] = []
+                errors: list[BaseException] = []
+
+                def make() -> None:
+                    barrier.wait()
+                    try:
+                        keys.append(create_key())
+                    except BaseException as exc:  # reported below
+                        errors.append(exc)
+
+                threads = [threading.Thread(target=make) for _ in range(6)]
+                for thread in threads:
+                    thread.start()
+                for thread in threads:
+                    thread.join(30)
+                self.assertEqual(errors, [])
+                on_disk = load_key()
+                self.assertEqual(set(keys), {on_disk}, f"trial {trial}")
+                self.assertEqual(key_path().read_text(), on_disk.hex() + "\n" if on_disk else None)
 
 
 class TamperedVersionTest(ProofTestCase):
