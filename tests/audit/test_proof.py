@@ -528,26 +528,32 @@ class KeyCreationRaceTest(ProofTestCase):
             home = self.tmp / f"home-{trial}"
             home.mkdir()
             with mock.patch.dict(os.environ, {"HOME": str(home)}):
-                barrier = threading.Barrier(6)
-                keys: list[bytes] = []
-                errors: list[BaseException] = []
-
-                def make() -> None:
-                    barrier.wait()
-                    try:
-                        keys.append(create_key())
-                    except BaseException as exc:  # reported below
-                        errors.append(exc)
-
-                threads = [threading.Thread(target=make) for _ in range(6)]
-                for thread in threads:
-                    thread.start()
-                for thread in threads:
-                    thread.join(30)
+                keys, errors = self.make_keys_at_once(6)
                 self.assertEqual(errors, [])
                 on_disk = load_key()
+                assert on_disk is not None
                 self.assertEqual(set(keys), {on_disk}, f"trial {trial}")
-                self.assertEqual(key_path().read_text(), on_disk.hex() + "\n" if on_disk else None)
+                self.assertEqual(key_path().read_text(), on_disk.hex() + "\n")
+
+    @staticmethod
+    def make_keys_at_once(count: int) -> tuple[list[bytes], list[BaseException]]:
+        barrier = threading.Barrier(count)
+        keys: list[bytes] = []
+        errors: list[BaseException] = []
+
+        def make() -> None:
+            barrier.wait()
+            try:
+                keys.append(create_key())
+            except BaseException as exc:  # reported by the test
+                errors.append(exc)
+
+        threads = [threading.Thread(target=make) for _ in range(count)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+        return keys, errors
 
 
 class TamperedVersionTest(ProofTestCase):
