@@ -304,15 +304,24 @@ def stall_bodies(port: int, head: bytes | Callable[[], bytes], clients: int, sen
         socks.append(sock)
     statuses: list[int] = []
 
-    def stall(sock: socket.socket) -> None:
-        received = bytearray()
-        try:
+    def send(sock: socket.socket) -> None:
+        with contextlib.suppress(OSError):
             sock.sendall(b"x" * sent_bytes)  # then send nothing more
-            sock.settimeout(20)
+
+    def stall(sock: socket.socket) -> None:
+        # Reading while the body goes out: an answer given before the body is read (a refusal) is read as it
+        # comes. A client that read only once its megabyte was out lost it on a loaded machine when the
+        # server's drain of the refused connection (http_bounds.Lingerer, 2 s) ended first and reset it.
+        received = bytearray()
+        sock.settimeout(20)
+        sender = threading.Thread(target=send, args=(sock,))
+        sender.start()
+        try:
             while chunk := sock.recv(65536):
                 received += chunk
         except OSError:
             pass
+        sender.join(30)
         answer = parse_answer(bytes(received))
         statuses.append(answer.status if answer else 0)
         sock.close()
