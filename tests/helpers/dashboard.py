@@ -128,9 +128,8 @@ class BrowserCase(DashboardCase):
             "const quiet = arguments[0];"
             "return new Promise(done => {"
             "  const check = () => {"
-            "    const since = window.__bbChangedAt;"
-            "    const left = since === undefined ? 0 : since + quiet - performance.now();"
-            "    if (left <= 0) { done(); } else { setTimeout(check, left); }"
+            "    const left = window.__bbChangedAt + quiet - performance.now();"
+            "    if (left > 0) { setTimeout(check, left); } else { done(); }"
             "  };"
             "  if (window.__bbChangedAt === undefined) { setTimeout(done, quiet); } else { check(); }"
             "})", QUIET_MS)
