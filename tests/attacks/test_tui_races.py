@@ -15,12 +15,15 @@ import shlex
 import sys
 import threading
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 
+from bot_bottle.audit.seal import create_key
 from bot_bottle.cli.tui.app import GUARD_SEC
 from bot_bottle.decisions import decide
 from bot_bottle.errors import AlreadyDecided
 from bot_bottle.queue_store import QueueStore
-from bot_bottle.records import STATUS_APPROVED, STATUS_REJECTED, TOOL_EGRESS_ALLOW
+from bot_bottle.records import STATUS_APPROVED, STATUS_REJECTED, TOOL_EGRESS_ALLOW, Response
 from tests.helpers.support import REPO, TempDirTest, wait_until
 from tests.helpers.terminal import Terminal
 
@@ -31,20 +34,21 @@ APPROVE_BURST = ("a", "fine", "Enter", "Enter", "yes", "Enter")
 REJECT_BURST = ("r", "too broad", "Enter")
 
 
-class DecidedUnderTheKeysTest(TempDirTest):
-    def setUp(self) -> None:
-        super().setUp()
-        self.db = self.tmp / "races.db"
+class Desk:
+    """One operator's terminal over a database of its own: 14 proposals from 4 bottles (every fifth a widening
+    one), ``bot-bottle supervise`` in tmux, and another operator deciding in it from this test's process."""
+
+    def __init__(self, test: TempDirTest, name: str) -> None:
+        self.db = test.tmp / f"{name}.db"
         self.store = QueueStore(self.db)
-        self.addCleanup(self.store.close)
+        test.addCleanup(self.store.close)
         for number in range(14):
             host = "*.readthedocs.io" if number % 5 == 0 else f"host{number}.example"
             self.store.submit(f"web-{number % 4}", TOOL_EGRESS_ALLOW, f'{{"host": "{host}"}}', f"need {number}")
-        command = (f"cd {shlex.quote(str(REPO))} && env HOME={shlex.quote(str(self.home))} "
+        command = (f"cd {shlex.quote(str(REPO))} && env HOME={shlex.quote(str(test.home))} "
                    f"{shlex.quote(sys.executable)} -m bot_bottle supervise --db {shlex.quote(str(self.db))}; "
                    "sleep 30")
-        self.term = Terminal(self, command, width=160, height=40)
-        self.term.wait_for("14 pending")
+        self.term = Terminal(test, command, width=160, height=40)
 
     def pending_ids(self) -> set[str]:
         return {p.id for p in self.store.pending()}
@@ -60,8 +64,9 @@ class DecidedUnderTheKeysTest(TempDirTest):
         return next(p for p in self.pending_ids() if p.startswith(short))
 
     def race(self, burst: tuple[str, ...], delay: float, *, open_first: bool = False,
-             status: str = STATUS_APPROVED, also: int = 0) -> None:
-        """Decide the row under the cursor elsewhere and type ``burst`` ``delay`` seconds later (before, if < 0)."""
+             status: str = STATUS_APPROVED, also: int = 0) -> Race:
+        """Decide the row under the cursor elsewhere and type ``burst`` ``delay`` seconds later (before, if < 0);
+        what each proposal listed before came to, once the burst has done whatever it was going to do."""
         target = self.select_one()
         if open_first:
             self.term.send("Enter")
@@ -87,36 +92,100 @@ class DecidedUnderTheKeysTest(TempDirTest):
         time.sleep(GUARD_SEC + 0.6)  # whatever the burst was going to do, it has done
         self.term.send("Escape", "Escape")  # close any prompt still open, and the detail view
         time.sleep(0.3)
-        for proposal_id in before:
-            response = self.store.response(proposal_id)
+        return Race(target, delay, others, {p: self.store.response(p) for p in before})
+
+
+@dataclass(frozen=True)
+class Race:
+    """One race as it ended: the proposal under the cursor, the delay of the keys, the others decided elsewhere
+    at the same moment, and the decision (or None) of every proposal pending before it."""
+
+    target: str
+    delay: float
+    others: list[str]
+    responses: dict[str, Response | None]
+
+
+class DecidedUnderTheKeysTest(TempDirTest):
+    def setUp(self) -> None:
+        super().setUp()
+        self.desk = Desk(self, "races")
+        self.term = self.desk.term
+        self.store = self.desk.store
+        self.term.wait_for("14 pending")
+
+    def assert_nothing_else_decided(self, race: Race) -> None:
+        for proposal_id, response in race.responses.items():
             with self.subTest(proposal=proposal_id[:8]):
-                if proposal_id in others or (proposal_id == target and delay >= 0):
+                if proposal_id in race.others or (proposal_id == race.target and race.delay >= 0):
                     assert response is not None
                     self.assertEqual(response.decided_by, ELSEWHERE)
-                elif proposal_id == target:
+                elif proposal_id == race.target:
                     self.assertIsNotNone(response)  # by the operator, who saw it, or elsewhere
                 else:
                     self.assertIsNone(response, "a proposal the operator never saw under the cursor was decided")
 
+    def at_once(self, *sequences: Callable[[Desk], list[Race]]) -> list[tuple[Desk, list[Race]]]:
+        """Run each sequence of races on a desk of its own, all at the same time (each race is mostly waiting out
+        the guard), the first on this test's desk; the desks and their races, in order."""
+        desks = [self.desk, *(Desk(self, f"races-{n}") for n in range(1, len(sequences)))]
+        for desk in desks[1:]:
+            desk.term.wait_for("14 pending")
+        # The host's audit key, made before the first decisions come from several threads of this process at once
+        # (as they never do on a host in use): create_key's temporary file is named by process, not by thread.
+        create_key()
+        outcomes: list[list[Race] | BaseException | None] = [None] * len(sequences)
+
+        def run(at: int) -> None:
+            try:
+                outcomes[at] = sequences[at](desks[at])
+            except BaseException as exc:  # re-raised in the test's own thread below
+                outcomes[at] = exc
+
+        threads = [threading.Thread(target=run, args=(at,)) for at in range(len(sequences))]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(120)
+        results: list[tuple[Desk, list[Race]]] = []
+        for desk, outcome in zip(desks, outcomes, strict=True):
+            if isinstance(outcome, BaseException):
+                raise outcome
+            assert outcome is not None, "a sequence of races did not end"
+            results.append((desk, outcome))
+        return results
+
     def test_a_burst_for_a_proposal_decided_elsewhere_decides_nothing_else(self) -> None:
-        """Approve and reject bursts, typed before, as, just after and well after the decision elsewhere."""
+        """Approve and reject bursts, typed before, as, just after and well after the decision elsewhere.
+
+        Each case on a terminal and database of its own, the seven at once: each is mostly the guard waited
+        out, and what one operator's keys do cannot reach another's database."""
         cases = [(APPROVE_BURST, -0.05), (APPROVE_BURST, 0.0), (APPROVE_BURST, 0.15), (APPROVE_BURST, 1.5),
                  (REJECT_BURST, 0.0), (REJECT_BURST, 0.3), (REJECT_BURST, -0.05)]
-        for burst, delay in cases:
+        results = self.at_once(*(lambda desk, burst=burst, delay=delay: [desk.race(burst, delay)]
+                                 for burst, delay in cases))
+        for (burst, delay), (desk, (race,)) in zip(cases, results, strict=True):
             with self.subTest(keys=burst[0], delay=delay):
-                self.race(burst, delay)
-        self.term.wait_for(f"{len(self.pending_ids())} pending")
+                self.assert_nothing_else_decided(race)
+                desk.term.wait_for(f"{len(desk.pending_ids())} pending")
 
     def test_from_the_detail_view_and_with_several_decided_at_once(self) -> None:
-        """The proposal open in the detail view decided elsewhere (with its neighbours), under approve keys."""
-        self.race(APPROVE_BURST, 0.05, open_first=True)
-        self.race(APPROVE_BURST, 0.1, also=2, status=STATUS_REJECTED)
-        self.race(REJECT_BURST, 0.0, open_first=True, also=1)
-        self.term.wait_for("8 pending")
+        """The proposal open in the detail view decided elsewhere (with its neighbours), under approve keys.
+
+        The three cases at once, each on a terminal and database of its own."""
+        results = self.at_once(
+            lambda desk: [desk.race(APPROVE_BURST, 0.05, open_first=True)],
+            lambda desk: [desk.race(APPROVE_BURST, 0.1, also=2, status=STATUS_REJECTED)],
+            lambda desk: [desk.race(REJECT_BURST, 0.0, open_first=True, also=1)],
+        )
+        for (desk, races), left in zip(results, (13, 11, 12), strict=True):
+            for race in races:
+                self.assert_nothing_else_decided(race)
+            desk.term.wait_for(f"{left} pending")
 
     def test_the_prompt_names_the_proposal_it_decides(self) -> None:
         """Each question of a decision names the proposal's short id, bottle, tool and what approving grants."""
-        target = self.select_one()
+        target = self.desk.select_one()
         self.term.send("a")
         screen = self.term.wait_for("note (optional)")
         self.assertIn(f"approve {target[:8]}  bottle ", screen)

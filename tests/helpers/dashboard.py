@@ -87,6 +87,12 @@ class DashboardCase(TempDirTest):
         self.assertEqual(AuditStore(database=self.store.db).count(), 0)
 
 
+# How long the page must have been still before a settled test acts: the page's guard (app.js's GUARD_MS, 800 ms)
+# and a margin for the two clocks' rounding (the change clock's moment is never earlier than the guard's own:
+# it is taken after the change, and the key or click reaches the page later still).
+QUIET_MS = 900
+
+
 class BrowserCase(DashboardCase):
     """A dashboard in headless Chromium (tests/helpers/browser.py): one browser for the whole class."""
 
@@ -113,8 +119,20 @@ class BrowserCase(DashboardCase):
 
     def settle(self) -> None:
         """Wait out the page's guard: a click or key within it of a change is dropped, as meant for what was
-        there before."""
-        self.browser.script("return new Promise(done => setTimeout(done, 1000))")
+        there before.
+
+        Waits until the page has been still for ``QUIET_MS`` (its guard is 800 ms; the page's last change, as
+        the browser client's change clock records it), so time already spent looking at the page counts; on a
+        page without the clock, ``QUIET_MS`` from now."""
+        self.browser.script(
+            "const quiet = arguments[0];"
+            "return new Promise(done => {"
+            "  const check = () => {"
+            "    const left = window.__bbChangedAt + quiet - performance.now();"
+            "    if (left > 0) { setTimeout(check, left); } else { done(); }"
+            "  };"
+            "  if (window.__bbChangedAt === undefined) { setTimeout(done, quiet); } else { check(); }"
+            "})", QUIET_MS)
 
 
 def artifact_dir() -> Path:

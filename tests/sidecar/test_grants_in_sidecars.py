@@ -15,6 +15,7 @@ import subprocess
 import sys
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -128,9 +129,12 @@ class RuleInSidecarsTest(SidecarCase):
             (mine, {"host": "www.docs.python.org", "paths": ["/3/"]}),
             (theirs, {"host": "docs.python.org", "paths": ["/3/"]}),
         ]
-        for agent, arguments in asks:
+        # Asked all at once: each answer is the sidecar's 1 s wait running out, and no ask depends on another.
+        with ThreadPoolExecutor(len(asks)) as pool:
+            answers = list(pool.map(lambda ask: ask[0].call("egress-allow", {
+                **ask[1], "justification": "not what the rule says"}), asks))
+        for (agent, arguments), answer in zip(asks, answers, strict=True):
             with self.subTest(arguments=arguments, bottle="web-2" if agent is theirs else "web-1"):
-                answer = agent.call("egress-allow", {**arguments, "justification": "not what the rule says"})
                 self.assertEqual(answer["status"], "pending", answer)
         with QueueStore(self.db) as store:
             self.assertEqual(len(store.pending()), len(asks))

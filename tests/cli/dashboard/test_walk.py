@@ -4,10 +4,10 @@ on the proposal the page showed, after what approving it grants and before the a
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import sys
-import time
 
 from bot_bottle.records import (
     TOOL_EGRESS_ALLOW,
@@ -64,6 +64,13 @@ class WorkThroughTest(BrowserCase):
             "   & Node.DOCUMENT_POSITION_FOLLOWING),"
             " grant: grant ? grant.textContent : '', text: document.body.innerText}"))
 
+    def left_page(self, round_: int) -> None:
+        """Wait for the page of round ``round_`` to be replaced by the next one (the keys sent move on), a few
+        seconds at most: if it stays, the loop looks at the page as it is, as it would after a fixed pause."""
+        with contextlib.suppress(AssertionError):
+            wait_until(lambda: self.browser.script("return window.__walkRound") != round_, 5, interval=0.02,
+                       what="the next page")
+
     def test_thirty_proposals_from_five_bottles_by_keyboard(self) -> None:
         filed: list[Proposal] = []
         for number in range(30):
@@ -89,12 +96,13 @@ class WorkThroughTest(BrowserCase):
             if state["page"] == "inbox":
                 break
             current = str(state["id"])
+            self.browser.script("window.__walkRound = arguments[0]", rounds)
             self.assertTrue(state["grantFirst"], "what approving grants comes before the agent's words")
             seen[current] = str(state["grant"])
             self.settle()
             if not state["forms"]:  # decided elsewhere already: on to the next
                 self.browser.keys("j")
-                time.sleep(0.3)
+                self.left_page(rounds)
                 continue
             proposal = by_id[current]
             step = len(intended)
@@ -120,7 +128,7 @@ class WorkThroughTest(BrowserCase):
                            what="the decision elsewhere to show")
                 self.settle()
                 self.browser.keys("j")
-            time.sleep(0.3)
+            self.left_page(rounds)
         self.assertEqual(self.store.pending(), [], "every proposal was decided")
         mine = 0
         for proposal in filed:
