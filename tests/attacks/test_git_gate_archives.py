@@ -181,10 +181,12 @@ class ArchiveAttackTest(GateAttackCase):
     def test_compressed_streams_after_other_bytes(self) -> None:
         """BROKE before the fix: a gzip, bzip2 or xz stream behind a line of text was no compressed file to the
         gate (it knew them by their first bytes), so the token inside was scanned compressed and let through;
-        7-Zip finds each behind any prefix and extracts the token. Each is decompressed where it starts now."""
+        7-Zip finds each behind any prefix and extracts the token. Each is decompressed where it starts now.
+        The text is longer than one chunk of decompression (64 KiB), so the token is in a later chunk: a gzip
+        stream's second chunk once failed the gate with AttributeError."""
         seven = require_tool(self, "7z")
         token = github_token(405)
-        text = b"intro\n" * 200 + f"token = {token}\n".encode()
+        text = b"intro\n" * 20000 + f"token = {token}\n".encode()
         files = {f"notes-{kind}.bin": b"release notes follow\n" + pack(text) + b"trailing bytes\n"
                  for kind, pack in (("gz", gzip.compress), ("bz2", bz2.compress), ("xz", lzma.compress))}
         with tempfile.TemporaryDirectory() as folder:

@@ -76,7 +76,9 @@ def first_streams(data: memoryview, kind: str, grew: Callable[[int, int, str], N
                 grew(len(out), len(data), what)
                 if decompressor.eof:
                     break
-                tail = decompressor.unconsumed_tail if isinstance(decompressor, zlib._Decompress) else b""
+                # zlib keeps the input it has not read yet in unconsumed_tail; bz2 and lzma keep it inside.
+                tail = b"" if isinstance(decompressor, bz2.BZ2Decompressor | lzma.LZMADecompressor) \
+                    else decompressor.unconsumed_tail
                 chunk = decompressor.decompress(tail, CHUNK)
                 if not chunk and not decompressor.eof:
                     return None if first else bytes(out)  # cut short

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bz2
 import gzip
 import lzma
 import os
@@ -22,6 +23,15 @@ class EmbeddedTest(unittest.TestCase):
         found = dict(embedded_streams(data, _no_limit, "f"))
         self.assertEqual(found["f!(decompressed gzip at byte 6)"], b"one\ntwo\n")
         self.assertIn(b"three", found.values())
+
+    def test_streams_longer_than_a_chunk_are_read_whole(self) -> None:
+        """Each kind's stream decompressing to many chunks, after other bytes (zlib.decompressobj has no class
+        of its own at run time: the gzip stream's second chunk once raised AttributeError)."""
+        text = b"".join(b"line %d of the notes, ghp_%036d\n" % (n, n) for n in range(20000))
+        for kind, compressed in (("gzip", gzip.compress(text)), ("bzip2", bz2.compress(text)),
+                                 ("xz", lzma.compress(text))):
+            found = dict(embedded_streams(b"a header\n" + compressed + b"trailer", _no_limit, "f"))
+            self.assertEqual(found.get(f"f!(decompressed {kind} at byte 9)"), text, kind)
 
     def test_signatures_by_chance_in_a_binary_are_bytes_like_any_others(self) -> None:
         noise = random.Random(7).randbytes(1 << 20) + b"\x1f\x8b\x08" + os.urandom(64) + b"BZh9" + b"7z\xbc\xaf\x27\x1c"
