@@ -83,9 +83,10 @@ class AuditStore(DatabaseUser):
             recorder = AuditRecorder(conn, db.path)
             yield recorder
         entry = recorder.last
-        if db.path is not None and entry is not None:
-            signal_decision(db.path)  # waiters for a decision look now, before the anchor's sync
-        if db.path is not None and entry is not None and entry.seq is not None and entry.seal is not None:
+        if db.path is None or entry is None:
+            return
+        signal_decision(db.path)  # waiters for a decision look now, before the anchor's sync
+        if entry.seq is not None and entry.seal is not None:
             try:
                 advance_anchor(db.path, entry.seq, entry.seal, recorder.key)
             except (OSError, AuditTampered) as exc:

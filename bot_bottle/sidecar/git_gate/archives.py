@@ -43,7 +43,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from bot_bottle.errors import GitGateError, ScanLimitExceeded
-from bot_bottle.sidecar.git_gate.embedded import embedded_7z, embedded_streams
+from bot_bottle.sidecar.git_gate.embedded import embedded_7z, embedded_streams, unread_input
 from bot_bottle.sidecar.git_gate.limits import MIB, Deadline, Limits, mib
 
 CHUNK = 1 << 16
@@ -256,8 +256,8 @@ def _decompress(data: bytes, kind: str, run: _Expansion, what: str) -> bytes:
                     if decompressor.needs_input:  # it was given every byte: the stream is cut short
                         raise run.refuse(what, f"a truncated {kind.rstrip('?')} stream")
                     chunk = decompressor.decompress(b"", CHUNK)
-                else:  # zlib keeps the input it has not read yet in unconsumed_tail
-                    chunk = decompressor.decompress(decompressor.unconsumed_tail, CHUNK)
+                else:  # zlib: the input it has not read yet
+                    chunk = decompressor.decompress(unread_input(decompressor), CHUNK)
                     if not chunk and not decompressor.eof:
                         raise run.refuse(what, f"a truncated {kind.rstrip('?')} stream")
         except (OSError, EOFError, lzma.LZMAError, zlib.error, ValueError) as exc:

@@ -76,10 +76,7 @@ def first_streams(data: memoryview, kind: str, grew: Callable[[int, int, str], N
                 grew(len(out), len(data), what)
                 if decompressor.eof:
                     break
-                # zlib keeps the input it has not read yet in unconsumed_tail; bz2 and lzma keep it inside.
-                tail = b"" if isinstance(decompressor, bz2.BZ2Decompressor | lzma.LZMADecompressor) \
-                    else decompressor.unconsumed_tail
-                chunk = decompressor.decompress(tail, CHUNK)
+                chunk = decompressor.decompress(unread_input(decompressor), CHUNK)
                 if not chunk and not decompressor.eof:
                     return None if first else bytes(out)  # cut short
         except (OSError, EOFError, lzma.LZMAError, zlib.error, ValueError):
@@ -87,6 +84,15 @@ def first_streams(data: memoryview, kind: str, grew: Callable[[int, int, str], N
         rest = decompressor.unused_data
         first = False
     return bytes(out)
+
+
+def unread_input(decompressor: bz2.BZ2Decompressor | lzma.LZMADecompressor | zlib._Decompress) -> bytes:
+    """What to hand ``decompressor`` for its next chunk: zlib keeps the input it has not read yet in
+    ``unconsumed_tail``; bz2 and lzma keep it inside and take ``b""``. (``zlib._Decompress`` is a name of the
+    type stubs only: nothing may ask ``isinstance`` of it.)"""
+    if isinstance(decompressor, bz2.BZ2Decompressor | lzma.LZMADecompressor):
+        return b""
+    return decompressor.unconsumed_tail
 
 
 def _decompressor(kind: str) -> bz2.BZ2Decompressor | lzma.LZMADecompressor | zlib._Decompress:
