@@ -4,19 +4,24 @@ After each append the host writes the newest sequence number and seal to
 ``~/.bot-bottle/audit-anchors/<id>.json`` (one per database file), so
 removing entries from the end, seals and all, is caught: the log must still
 reach the anchor's entry, with the same seal. The file holds two slots,
-each one JSON line with a checksum; a write goes in place (and is synced)
-into the slot that does not hold the newest record, so a write torn by a
-crash leaves the one before it to read.
+each one JSON line with a checksum; a write goes in place into the slot
+that does not hold the newest *synced* record, so a write torn by a crash
+or lost with the power leaves a whole record to read. A decision syncs the
+file only where the last sync is ``ANCHOR_SYNC_INTERVAL_SEC`` old
+(``advance_anchor``).
 """
 
 from __future__ import annotations
 
+import atexit
 import contextlib
+import dataclasses
 import fcntl
 import functools
 import hashlib
 import json
 import os
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +39,26 @@ ANCHOR_DIR = "audit-anchors"
 
 # Bytes per record slot in the anchor file: room for the JSON of any path (4096 bytes, every one escaped).
 ANCHOR_SLOT = 32768
+
+# How long a record may stay unsynced before a decision syncs the anchor: what the file loses with the power.
+ANCHOR_SYNC_INTERVAL_SEC = 0.05
+
+
+@dataclass(frozen=True)
+class _Synced:
+    """What this process knows reached the disk of one anchor file: its last synced record, and where."""
+
+    file: tuple[int, int]  # (st_dev, st_ino): a retired and remade anchor is another file
+    slot: int
+    record: bytes  # the slot's record up to its newline, as synced
+    at: float  # time.monotonic() of the sync
+    other: bytes | None  # the other slot's record as this process left it since (written, not synced)
+
+
+# Per anchor path, this process's last sync of it (``_write_anchor``); None where it knows none.
+_SYNCED: dict[Path, _Synced] = {}
+# Anchor files whose newest record this process left unsynced: synced as it exits (``_sync_unsynced``).
+_UNSYNCED: set[Path] = set()
 
 
 @dataclass(frozen=True)
@@ -134,11 +159,15 @@ def _parse_slot(content: bytes, index: int) -> Anchor | None:
     record's tail). A record without ``check`` is the single record that
     earlier versions wrote (by rename, so never torn).
     """
+    record = _slot_record(content, index)
+    return None if record is None else _parse_record(record)
+
+
+def _slot_record(content: bytes, index: int) -> bytes | None:
+    """Slot ``index``'s record in the file's content, up to its newline (None: the slot has no newline)."""
     start = index * ANCHOR_SLOT
     end = content.find(b"\n", start, start + ANCHOR_SLOT)
-    if end < 0:
-        return None
-    return _parse_record(content[start:end])
+    return None if end < 0 else content[start:end]
 
 
 @functools.lru_cache(maxsize=8)
@@ -205,9 +234,10 @@ def advance_anchor(database: Path, seq: int, seal: str, key: str) -> None:
     Written after the entry's transaction committed (an anchor ahead of the
     log would be a false alarm), under a lock so that concurrent deciders
     never move it backwards, in place into the slot that does not hold the
-    newest record, then synced (``fdatasync``): overwriting a block the file
-    already has costs one flush, where a new file renamed into place cost a
-    journal commit too (docs/benchmarks.md, "Throughput"). A crash mid-write
+    newest synced record: overwriting a block the file already has costs
+    one flush where a new file renamed into place cost a journal commit too,
+    and the flush is made at most every ``ANCHOR_SYNC_INTERVAL_SEC``
+    (``_write_slot``; docs/benchmarks.md, "Throughput"). A crash mid-write
     leaves a slot that fails its check, and the record before it is read.
     The restarts the anchor holds are carried over.
     """
@@ -230,12 +260,16 @@ def restart_anchor(database: Path, restart: Restart) -> Anchor:
         written.append(anchor)
         return anchor
 
-    _write_anchor(database, restarted)
+    # Synced at once: an anchor that lost its restart would read the new key's seals as forged.
+    _write_anchor(database, restarted, sync=True)
     return written[0]
 
 
-def _write_anchor(database: Path, update: Callable[[Anchor | None], Anchor | None]) -> None:
-    """Write ``update(newest record)`` as the database's anchor (nothing when it returns None), under the lock."""
+def _write_anchor(database: Path, update: Callable[[Anchor | None], Anchor | None], sync: bool = False) -> None:
+    """Write ``update(newest record)`` as the database's anchor (nothing when it returns None), under the lock.
+
+    ``sync``: synced before this returns, whenever the last sync was.
+    """
     path = anchor_path(database)
     with _anchor_lock(path):
         # Opened by name under the lock: a retired anchor (renamed aside under the same lock) is never written.
@@ -250,19 +284,69 @@ def _write_anchor(database: Path, update: Callable[[Anchor | None], Anchor | Non
             temporary = hidden_name(path, "new")
             write_synced(temporary, _record(anchor, database).decode("ascii"))
             os.replace(temporary, path)
+            _SYNCED.pop(path, None)
             return
         try:
-            newest = _newest_slot(os.pread(fd, 2 * ANCHOR_SLOT, 0))
+            content = os.pread(fd, 2 * ANCHOR_SLOT, 0)
+            newest = _newest_slot(content)
             if newest is None:
                 raise AuditTampered(f"the audit anchor {path} cannot be read (no whole record in it): it was "
                                     "damaged or replaced")
             anchor = update(newest[1])
             if anchor is None:
                 return
-            os.pwrite(fd, _record(anchor, database), (1 - newest[0]) * ANCHOR_SLOT)
-            os.fdatasync(fd)
+            record = _record(anchor, database)
+            known = _SYNCED[path] = _write_slot(fd, record, content, newest[0], _SYNCED.get(path), sync)
+            if known.other != record[:-1]:
+                _UNSYNCED.discard(path)
+            else:
+                _UNSYNCED.add(path)
         finally:
             os.close(fd)
+
+
+def _write_slot(fd: int, record: bytes, content: bytes, newest: int, known: _Synced | None,
+                sync: bool) -> _Synced:
+    """Write ``record`` into the anchor file ``fd`` (holding ``content``) beside its last synced one; that one, now.
+
+    The record goes into the slot that does not hold the last synced one,
+    so whatever the power takes, one whole record stays on the disk: the
+    synced one, or the newer one if it made it. Where this process cannot
+    tell which slot that is (it never synced this file, or the file is not
+    as it left it: another process wrote, and perhaps synced, since), it
+    syncs what the file holds first. The new record is synced only where
+    the last sync is ``ANCHOR_SYNC_INTERVAL_SEC`` old (or ``sync``), or as
+    the process exits (``_sync_unsynced``): a sync costs the
+    decider most of a millisecond, and all an unsynced record risks is the
+    anchor lagging the log after a power cut, which proves less and accuses
+    nothing (``audit_store.AuditStore.recording``). A killed process loses
+    nothing: its write is the kernel's already.
+    """
+    status = os.fstat(fd)
+    file = (status.st_dev, status.st_ino)
+    if known is None or known.file != file or _slot_record(content, known.slot) != known.record or \
+            _slot_record(content, 1 - known.slot) != known.other:
+        os.fdatasync(fd)
+        known = _Synced(file, newest, _slot_record(content, newest) or b"", time.monotonic(),
+                        _slot_record(content, 1 - newest))
+    slot = 1 - known.slot
+    os.pwrite(fd, record, slot * ANCHOR_SLOT)
+    if not sync and time.monotonic() - known.at < ANCHOR_SYNC_INTERVAL_SEC:
+        return dataclasses.replace(known, other=record[:-1])
+    os.fdatasync(fd)
+    return _Synced(file, slot, record[:-1], time.monotonic(), _slot_record(content, 1 - slot))
+
+
+@atexit.register
+def _sync_unsynced() -> None:
+    """Sync the anchor files whose newest record this process left unsynced (at its exit)."""
+    for path in _UNSYNCED:
+        with contextlib.suppress(OSError):  # retired or forgotten since: nothing of ours is left to sync
+            fd = os.open(path, os.O_RDONLY)
+            try:
+                os.fdatasync(fd)
+            finally:
+                os.close(fd)
 
 
 def _record(anchor: Anchor, database: Path) -> bytes:
