@@ -1,4 +1,5 @@
-"""bot-bottle's tests. ``python3 -m unittest`` runs them all (about 7 minutes on 2 cores).
+"""bot-bottle's tests. ``python3 -m tests`` runs them all, two modules at a time (about 6 minutes on 2 cores;
+``tests/helpers/parallel.py``); ``python3 -m unittest`` runs them in one process (about 11).
 
 A plain run prints skip reasons only with ``-v``; a test skipped for want of
 an outside tool (tmux, chromium, gitleaks, podman...) is easy to miss that
