@@ -342,11 +342,16 @@ def _sync_unsynced() -> None:
     """Sync the anchor files whose newest record this process left unsynced (at its exit)."""
     for path in _UNSYNCED:
         with contextlib.suppress(OSError):  # retired or forgotten since: nothing of ours is left to sync
-            fd = os.open(path, os.O_RDONLY)
-            try:
-                os.fdatasync(fd)
-            finally:
-                os.close(fd)
+            _sync_file(path)
+
+
+def _sync_file(path: Path) -> None:
+    """``fdatasync`` the file at ``path``."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fdatasync(fd)
+    finally:
+        os.close(fd)
 
 
 def _record(anchor: Anchor, database: Path) -> bytes:
@@ -372,7 +377,9 @@ def retire_anchor(database: Path) -> Path | None:
         if not path.exists():
             return None
         retired = path.with_name(f"{path.stem}.retired-{utc_now().replace(':', '')}.json")
+        _sync_file(path)  # whatever a decision left unsynced goes with it, whole
         os.replace(path, retired)
+        _UNSYNCED.discard(path)
         return retired
 
 

@@ -29,6 +29,7 @@ from bot_bottle.audit.anchor import (
     anchor_path,
     read_anchor,
     restart_anchor,
+    retire_anchor,
 )
 from tests.helpers.support import REPO, TempDirTest
 
@@ -196,6 +197,18 @@ class AnchorSyncTest(TempDirTest):
         anchor = read_anchor(self.db)
         assert anchor is not None
         self.assertEqual(len(anchor.restarts), 1)
+
+    def test_a_retired_anchor_is_synced_before_it_is_moved_aside(self) -> None:
+        self.advance(1)
+        self.advance(2)
+        self.advance(3)  # unsynced
+        trace = Trace(self.path)
+        with trace.recording(lambda: None):
+            retired = retire_anchor(self.db)
+        self.assertEqual(trace.events, [("sync", 0)])
+        assert retired is not None
+        self.assertIn(b'"seq": 3', retired.read_bytes())
+        self.assertNotIn(self.path, anchor_module._UNSYNCED)
 
     def test_a_process_syncs_what_it_left_unsynced_as_it_exits(self) -> None:
         """Real processes: one that decides and exits syncs its last record; one killed loses nothing either."""
