@@ -165,8 +165,10 @@ class OneBottleHoldsEveryPlaceTest(RelayAttackCase):
             self.addCleanup(sock.close)
             sock.sendall(head + b"{")
             stalled.append(sock)
-        for _ in range(places):
-            self.assertTrue(self.authorizations.acquire(timeout=20), "the relay never authorized web-1's requests")
+            # Each authorized before the next opens: the relay cuts the oldest of one peer's connections still
+            # waiting to be authenticated past its share (a quarter of its connections), and 128 opened at once
+            # on a loaded machine got there (the test then waited for authorizations that never came).
+            self.assertTrue(self.authorizations.acquire(timeout=20), "the relay never authorized web-1's request")
         answer, raw = exchange(self.relay.port, signed_request(self.other, relay_message("hello", {})))
         assert answer is not None, raw[:200]
         document = answer.json()
