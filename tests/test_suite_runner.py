@@ -40,7 +40,9 @@ class ParseTest(TempDirTest):
     def test_a_real_run_is_counted_as_unittest_counts_it(self) -> None:
         result = self.run_unittest(MIXED)
         outcome = parse("test_sample", 1.0, result.returncode, result.stdout + result.stderr)
-        self.assertEqual(outcome.ran, 4)
+        # What unittest said it ran: 3.12.1 leaves the skipped test out of "Ran N", 3.11 and 3.13 count it.
+        self.assertIn(f"Ran {outcome.ran} tests in ", result.stderr)
+        self.assertIn(outcome.ran, (3, 4))
         self.assertEqual((outcome.counts["failures"], outcome.counts["errors"], outcome.counts["skipped"]),
                          (1, 1, 1))
         self.assertFalse(outcome.ok)
@@ -60,9 +62,8 @@ class ParseTest(TempDirTest):
         self.assertFalse(parse("m", 1.0, 0, "Ran 0 tests in 0.000s\n\nOK\n").ok, "a module with no tests ran nothing")
 
     def test_the_summary_adds_every_module_up_and_one_failure_fails_the_run(self) -> None:
-        result = self.run_unittest(MIXED)
         passing = parse("a", 2.0, 0, "Ran 7 tests in 2s\n\nOK (skipped=2)\n")
-        failing = parse("b", 1.0, result.returncode, result.stderr)
+        failing = parse("b", 1.0, 1, "Ran 4 tests in 1s\n\nFAILED (failures=1, errors=1, skipped=1)\n")
         printed = io.StringIO()
         with contextlib.redirect_stdout(printed):
             status = report([passing, failing], 3.0)
