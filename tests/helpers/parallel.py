@@ -1,4 +1,4 @@
-"""``python3 -m tests``: the whole suite, its modules run side by side, each in a ``python3 -m unittest`` of its own.
+"""``python3 -m tests``: the whole suite, its modules run side by side, each in a process of its own.
 
 Most of the suite's time is waiting that is the claim under test (a relay
 client's retry window, a busy timeout, a grant cache's 5 s, a dashboard's
@@ -6,25 +6,33 @@ input guard) and real git, gitleaks, chromium and tmux processes: a plain
 ``python3 -m unittest`` keeps one core about half busy for 11 minutes. Run
 as whole modules in parallel processes (each test sets its own ``HOME``,
 so they cannot share one process), the suite takes about half that on two
-cores. Every module still runs exactly as ``python3 -m unittest MODULE``
-runs it; a failing module's whole output is printed, and the run ends with
-unittest's own summary lines ("Ran N tests", "OK" or "FAILED (...)") and
-every skip reason, counted across modules.
+cores. Each module runs in ``unittest.main`` as ``python3 -m unittest
+MODULE`` runs it, and hands its counts back from its ``TestResult`` in a
+file of its own (``run_child``), never as text a test could print too: a
+module that dies, hangs, is interrupted or ran nothing has no counts to
+hand back and is a failure. A failing module's whole output is printed,
+and the run ends with unittest's own summary lines ("Ran N tests", "OK" or
+"FAILED (...)", which ``.ci/run`` reads) and every skip reason, counted
+across modules.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
 import os
-import re
+import signal
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+import unittest
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import FrameType
 
 TESTS = Path(__file__).resolve().parent.parent
 REPO = TESTS.parent
@@ -41,28 +49,29 @@ SLOW_FIRST = (
 )
 # A module that runs longer than this is stopped and counted as an error (the slowest takes about a minute).
 MODULE_TIMEOUT_SEC = 900
-
-_RAN = re.compile(r"^Ran (\d+) tests? in ", re.MULTILINE)
-_SUMMARY = re.compile(r"^(OK|FAILED)(?: \((.*)\))?$", re.MULTILINE)
-_SKIP_REASON = re.compile(r"^ +(\d+) {2}(.*)$")
+# The counts a module hands back, in unittest's words and order.
+COUNTED = ("failures", "errors", "skipped", "expected failures", "unexpected successes")
 
 
 @dataclass
 class Outcome:
-    """What one module's run reported."""
+    """What one module's run reported (``counts`` as unittest names them; ``ran`` as its "Ran N" says)."""
 
     module: str
     seconds: float
     returncode: int
     output: str
     ran: int = 0
-    counts: Counter[str] = field(default_factory=Counter)  # failures, errors, skipped, expected failures...
+    counts: Counter[str] = field(default_factory=Counter)
     skips: Counter[str] = field(default_factory=Counter)  # skip reason -> how many
+    reported: bool = False  # it handed back its counts (it did not die, hang or get stopped first)
 
     @property
     def ok(self) -> bool:
-        """True if the module ran and passed."""
-        return self.returncode == 0 and self.ran > 0 and not self.counts["failures"] and not self.counts["errors"]
+        """True if the module ran something, handed back its counts, and passed."""
+        return (self.reported and self.returncode == 0 and (self.ran > 0 or self.counts["skipped"] > 0)
+                and not self.counts["failures"] and not self.counts["errors"]
+                and not self.counts["unexpected successes"])
 
 
 def discover(names: list[str]) -> list[str]:
@@ -80,47 +89,118 @@ def discover(names: list[str]) -> list[str]:
     return sorted(found, key=lambda module: rank.get(module, len(rank)))
 
 
-def parse(module: str, seconds: float, returncode: int, output: str) -> Outcome:
-    """Read unittest's summary and the suite's skip reasons (tests/__init__.py) out of one module's output."""
+def run_child(module: str, counts_path: str, verbose: bool) -> None:
+    """In the module's own process: run it as ``python3 -m unittest MODULE`` does; its counts to ``counts_path``."""
+    program = unittest.main(module=None, argv=["python3 -m unittest", *(["-v"] if verbose else []), module],
+                            exit=False)
+    result = program.result
+    document = {"ran": result.testsRun, "failures": len(result.failures), "errors": len(result.errors),
+                "skipped": [reason for _, reason in result.skipped],
+                "expected failures": len(result.expectedFailures),
+                "unexpected successes": len(result.unexpectedSuccesses)}
+    Path(counts_path).write_text(json.dumps(document), encoding="utf-8")
+    sys.exit(0 if result.wasSuccessful() else 1)
+
+
+def outcome_of(module: str, seconds: float, returncode: int, output: str, counts: str | None) -> Outcome:
+    """One module's outcome from its exit status and the counts it handed back (None or junk: it never did)."""
     outcome = Outcome(module, seconds, returncode, output)
-    ran = _RAN.findall(output)
-    outcome.ran = int(ran[-1]) if ran else 0
-    summary = _SUMMARY.findall(output)
-    if summary:
-        for part in filter(None, (summary[-1][1] or "").split(", ")):
-            name, _, count = part.partition("=")
-            outcome.counts[name] += int(count)
-    if returncode != 0 and not outcome.counts["failures"] and not outcome.counts["errors"]:
-        outcome.counts["errors"] += 1  # it died, hung or could not import: count it, never pass it
-    in_skips = False
-    for line in output.splitlines():
-        if line.startswith("skipped ") and line.endswith(" test(s):"):
-            in_skips = True
-            continue
-        match = _SKIP_REASON.match(line) if in_skips else None
-        if match is None:
-            in_skips = False
-            continue
-        outcome.skips[match.group(2)] += int(match.group(1))
+    try:
+        document = json.loads(counts) if counts else None
+        if isinstance(document, dict):
+            outcome.ran = int(document["ran"])
+            for name in COUNTED:
+                value = document[name]
+                outcome.counts[name] = len(value) if name == "skipped" else int(value)
+            outcome.skips.update(str(reason) for reason in document["skipped"])
+            outcome.reported = True
+    except (ValueError, KeyError, TypeError):
+        outcome.reported = False
+    if not outcome.reported or (returncode != 0 and not outcome.counts["failures"] and not outcome.counts["errors"]):
+        outcome.counts["errors"] += 1  # it died, hung, was stopped or could not import: counted, never passed
+    elif outcome.ran == 0 and not outcome.counts["skipped"]:
+        outcome.counts["errors"] += 1  # it ran nothing: a module whose tests were lost is not a pass
     return outcome
 
 
-def run_module(module: str, extra: list[str]) -> Outcome:
-    """Run one module as ``python3 -m unittest`` does, from the repository root; what it reported."""
-    start = time.monotonic()
-    with tempfile.TemporaryFile(mode="w+", encoding="utf-8", errors="replace") as log:
-        process = subprocess.Popen([sys.executable, "-m", "unittest", *extra, module], cwd=REPO,
-                                   stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                   start_new_session=True)
-        try:
-            returncode = process.wait(MODULE_TIMEOUT_SEC)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, 9)
-            returncode = process.wait()
-            log.write(f"\npython3 -m tests: {module} still ran after {MODULE_TIMEOUT_SEC} s; stopped\n")
-        log.seek(0)
-        output = log.read()
-    return parse(module, time.monotonic() - start, returncode, output)
+class Runner:
+    """Runs modules in child processes, ``jobs`` at a time; can stop every one of them (``stop``)."""
+
+    def __init__(self, modules: list[str], jobs: int, verbose: bool, root: Path = REPO) -> None:
+        self.pending = list(modules)
+        self.root = root  # where the modules are imported from (the repository; a test's own folder)
+        self.jobs = jobs
+        self.verbose = verbose
+        self.outcomes: list[Outcome] = []
+        self._lock = threading.Lock()
+        self._running: set[subprocess.Popen[bytes]] = set()
+        self._stopped = False
+
+    def run_module(self, module: str) -> Outcome:
+        """Run one module in a process of its own, from the repository root; what it reported."""
+        start = time.monotonic()
+        with tempfile.TemporaryDirectory(prefix="bb-tests-") as scratch:
+            counts_path = Path(scratch) / "counts.json"
+            log_path = Path(scratch) / "output.txt"
+            with open(log_path, "wb") as log:
+                command = [sys.executable, "-m", "tests.helpers.parallel", "--child", str(counts_path),
+                           *(["-v"] if self.verbose else []), module]
+                # Unbuffered: a test's own prints stay where it made them, before unittest's summary.
+                env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+                if self.root != REPO:  # the runner itself from the repository, the modules from the root
+                    env["PYTHONPATH"] = os.pathsep.join(filter(None, (str(REPO), env.get("PYTHONPATH"))))
+                process = subprocess.Popen(command, cwd=self.root, stdout=log, stderr=subprocess.STDOUT,
+                                           stdin=subprocess.DEVNULL, start_new_session=True, env=env)
+                with self._lock:
+                    if self._stopped:
+                        _kill(process)
+                    self._running.add(process)
+                try:
+                    returncode = process.wait(MODULE_TIMEOUT_SEC)
+                except subprocess.TimeoutExpired:
+                    _kill(process)
+                    returncode = process.wait()
+                    log.write(f"\npython3 -m tests: {module} still ran after {MODULE_TIMEOUT_SEC} s; "
+                              "stopped\n".encode())
+                finally:
+                    with self._lock:
+                        self._running.discard(process)
+            output = log_path.read_text(encoding="utf-8", errors="replace")
+            counts = counts_path.read_text(encoding="utf-8") if counts_path.exists() else None
+        return outcome_of(module, time.monotonic() - start, returncode, output, counts)
+
+    def worker(self) -> None:
+        """Take modules until none is left (or the run is stopped); record and print each one's outcome."""
+        while True:
+            with self._lock:
+                if self._stopped or not self.pending:
+                    return
+                module = self.pending.pop(0)
+            try:
+                outcome = self.run_module(module)
+            except Exception as exc:  # the runner could not run it: that module failed, the others go on
+                outcome = Outcome(module, 0.0, -1, f"python3 -m tests could not run {module}: {exc!r}\n")
+                outcome.counts["errors"] += 1
+            with self._lock:
+                self.outcomes.append(outcome)
+                status = "ok" if outcome.ok else "FAILED"
+                skipped = f", {outcome.counts['skipped']} skipped" if outcome.counts["skipped"] else ""
+                print(f"{outcome.seconds:6.1f} s  {status:6s}  {module} ({outcome.ran} tests{skipped})", flush=True)
+                if self.verbose or not outcome.ok:
+                    print(outcome.output, flush=True)
+
+    def stop(self) -> None:
+        """Start nothing more and kill every module still running (each with its own processes)."""
+        with self._lock:
+            self._stopped = True
+            running = list(self._running)
+        for process in running:
+            _kill(process)
+
+
+def _kill(process: subprocess.Popen[bytes]) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)  # its session: the relays, browsers and git it started
 
 
 def default_jobs() -> int:
@@ -128,15 +208,21 @@ def default_jobs() -> int:
     return max(2, min(4, os.cpu_count() or 2))
 
 
+def _interrupted(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Run the suite's modules side by side; 0 if every one passed."""
+    """Run the suite's modules side by side; 0 if every one passed, 1 if any failed, 130 if interrupted."""
     parser = argparse.ArgumentParser(
         prog="python3 -m tests",
-        description="Run the test suite with its modules side by side, each in a 'python3 -m unittest MODULE' of "
-                    "its own; a failing module's whole output is printed, then unittest's summary over them all.",
+        description="Run the test suite with its modules side by side, each in a process of its own as "
+                    "'python3 -m unittest MODULE' runs it; a failing module's whole output is printed, then "
+                    "unittest's summary over them all.",
         epilog="examples:\n  python3 -m tests\n  python3 -m tests -j 3 tests.relay tests.audit.test_proof\n"
                "  python3 -m unittest tests.audit.test_proof   (one module, as before)\n\n"
-               "exit status: 0 when every module passed, 1 when any failed, 2 for bad arguments",
+               "exit status: 0 when every module passed, 1 when any failed, 2 for bad arguments, 130 when "
+               "interrupted (every module still running is stopped)",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-j", "--jobs", type=int, default=default_jobs(),
                         help="modules run at once (default: %(default)s here)")
@@ -150,32 +236,29 @@ def main(argv: list[str] | None = None) -> int:
         modules = discover(args.modules)
     except ValueError as exc:
         parser.error(str(exc))
-    pending = list(modules)
-    outcomes: list[Outcome] = []
-    lock = threading.Lock()
+    runner = Runner(modules, args.jobs, args.verbose)
     start = time.monotonic()
-
-    def worker() -> None:
-        while True:
-            with lock:
-                if not pending:
-                    return
-                module = pending.pop(0)
-            outcome = run_module(module, ["-v"] if args.verbose else [])
-            with lock:
-                outcomes.append(outcome)
-                status = "ok" if outcome.ok else "FAILED"
-                print(f"{outcome.seconds:6.1f} s  {status:6s}  {module} ({outcome.ran} tests)", flush=True)
-                if args.verbose or not outcome.ok:
-                    print(outcome.output, flush=True)
-
     print(f"python3 -m tests: {len(modules)} modules, {args.jobs} at a time ({sys.version.split()[0]})", flush=True)
-    threads = [threading.Thread(target=worker, daemon=True) for _ in range(min(args.jobs, len(modules)))]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return report(outcomes, time.monotonic() - start)
+    threads = [threading.Thread(target=runner.worker, daemon=True) for _ in range(min(args.jobs, len(modules)))]
+    previous = signal.signal(signal.SIGTERM, _interrupted)
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            while thread.is_alive():
+                thread.join(0.5)
+    except KeyboardInterrupt:
+        runner.stop()
+        for thread in threads:
+            thread.join(10)
+        print(f"python3 -m tests: interrupted; {len(runner.outcomes)} of {len(modules)} modules finished, "
+              "the ones still running were stopped", file=sys.stderr, flush=True)
+        return 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    for module in sorted(set(modules) - {outcome.module for outcome in runner.outcomes}):
+        runner.outcomes.append(Outcome(module, 0.0, -1, "never run", counts=Counter(errors=1)))
+    return report(runner.outcomes, time.monotonic() - start)
 
 
 def report(outcomes: list[Outcome], seconds: float) -> int:
@@ -190,7 +273,7 @@ def report(outcomes: list[Outcome], seconds: float) -> int:
     busy = sum(outcome.seconds for outcome in outcomes)
     print(f"Ran {sum(outcome.ran for outcome in outcomes)} tests in {seconds:.3f}s "
           f"({len(outcomes)} modules, {busy:.0f} s of module time)")
-    details = ", ".join(f"{name}={count}" for name, count in sorted(counts.items()) if count)
+    details = ", ".join(f"{name}={counts[name]}" for name in COUNTED if counts[name])
     print()
     print(("FAILED" if failed else "OK") + (f" ({details})" if details else ""))
     if failed:
@@ -200,3 +283,7 @@ def report(outcomes: list[Outcome], seconds: float) -> int:
         for reason, count in skips.most_common():
             print(f"  {count:3d}  {reason}")
     return 1 if failed else 0
+
+
+if __name__ == "__main__" and sys.argv[1:2] == ["--child"]:
+    run_child(sys.argv[-1], sys.argv[2], "-v" in sys.argv[3:-1])
