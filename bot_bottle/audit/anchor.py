@@ -5,8 +5,8 @@ After each append the host writes the newest sequence number and seal to
 removing entries from the end, seals and all, is caught: the log must still
 reach the anchor's entry, with the same seal. The file holds two slots,
 each one JSON line with a checksum; a write goes in place into the slot
-that does not hold the newest *synced* record, so a write torn by a crash
-or lost with the power leaves a whole record to read. A decision syncs the
+that does not hold the last record the writing process synced, so a write
+torn by a crash or lost with the power leaves a whole record to read. A decision syncs the
 file only where the last sync is ``ANCHOR_SYNC_INTERVAL_SEC`` old
 (``advance_anchor``).
 """
@@ -16,6 +16,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import dataclasses
+import errno
 import fcntl
 import functools
 import hashlib
@@ -234,7 +235,7 @@ def advance_anchor(database: Path, seq: int, seal: str, key: str) -> None:
     Written after the entry's transaction committed (an anchor ahead of the
     log would be a false alarm), under a lock so that concurrent deciders
     never move it backwards, in place into the slot that does not hold the
-    newest synced record: overwriting a block the file already has costs
+    last record it synced: overwriting a block the file already has costs
     one flush where a new file renamed into place cost a journal commit too,
     and the flush is made at most every ``ANCHOR_SYNC_INTERVAL_SEC``
     (``_write_slot``; docs/benchmarks.md, "Throughput"). A crash mid-write
@@ -284,6 +285,7 @@ def _write_anchor(database: Path, update: Callable[[Anchor | None], Anchor | Non
             temporary = hidden_name(path, "new")
             write_synced(temporary, _record(anchor, database).decode("ascii"))
             os.replace(temporary, path)
+            _sync_directory(path.parent)  # the rename, too: a power cut must not leave the log anchorless
             _SYNCED.pop(path, None)
             return
         try:
@@ -309,18 +311,22 @@ def _write_slot(fd: int, record: bytes, content: bytes, newest: int, known: _Syn
                 sync: bool) -> _Synced:
     """Write ``record`` into the anchor file ``fd`` (holding ``content``) beside its last synced one; that one, now.
 
-    The record goes into the slot that does not hold the last synced one,
-    so whatever the power takes, one whole record stays on the disk: the
-    synced one, or the newer one if it made it. Where this process cannot
-    tell which slot that is (it never synced this file, or the file is not
-    as it left it: another process wrote, and perhaps synced, since), it
-    syncs what the file holds first. The new record is synced only where
-    the last sync is ``ANCHOR_SYNC_INTERVAL_SEC`` old (or ``sync``), or as
-    the process exits (``_sync_unsynced``): a sync costs the
-    decider most of a millisecond, and all an unsynced record risks is the
-    anchor lagging the log after a power cut, which proves less and accuses
-    nothing (``audit_store.AuditStore.recording``). A killed process loses
-    nothing: its write is the kernel's already.
+    The record goes into the slot that does not hold the last record this
+    process synced, so whatever the power takes, one whole record stays on
+    the disk: that one, or a newer one if it made it. Where this process
+    cannot tell which slot that is (it never synced this file, or the file
+    is not as it left it: another process wrote, and perhaps synced, since),
+    it syncs what the file holds first. (A sync by another process that
+    wrote nothing since, its exit's or one before a write that failed, goes
+    unseen: the record it made durable may then be written over, and a power
+    cut leaves this process's own last synced record, older but whole.) The
+    new record is synced only where the last sync is
+    ``ANCHOR_SYNC_INTERVAL_SEC`` old (or ``sync``), or as the process exits
+    (``_sync_unsynced``): a sync costs the decider most of a millisecond, and
+    all an unsynced record risks is the anchor lagging the log after a power
+    cut, which proves less and accuses nothing
+    (``audit_store.AuditStore.recording``). A killed process loses nothing:
+    its write is the kernel's already.
     """
     status = os.fstat(fd)
     file = (status.st_dev, status.st_ino)
@@ -330,7 +336,8 @@ def _write_slot(fd: int, record: bytes, content: bytes, newest: int, known: _Syn
         known = _Synced(file, newest, _slot_record(content, newest) or b"", time.monotonic(),
                         _slot_record(content, 1 - newest))
     slot = 1 - known.slot
-    os.pwrite(fd, record, slot * ANCHOR_SLOT)
+    if os.pwrite(fd, record, slot * ANCHOR_SLOT) != len(record):  # a full disk: the record is torn, not written
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
     if not sync and time.monotonic() - known.at < ANCHOR_SYNC_INTERVAL_SEC:
         return dataclasses.replace(known, other=record[:-1])
     os.fdatasync(fd)
@@ -340,7 +347,7 @@ def _write_slot(fd: int, record: bytes, content: bytes, newest: int, known: _Syn
 @atexit.register
 def _sync_unsynced() -> None:
     """Sync the anchor files whose newest record this process left unsynced (at its exit)."""
-    for path in _UNSYNCED:
+    for path in list(_UNSYNCED):  # a daemon thread may still be deciding
         with contextlib.suppress(OSError):  # retired or forgotten since: nothing of ours is left to sync
             _sync_file(path)
 
@@ -350,6 +357,15 @@ def _sync_file(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fdatasync(fd)
+    finally:
+        os.close(fd)
+
+
+def _sync_directory(directory: Path) -> None:
+    """``fsync`` the directory ``directory``: the renames in it made so far survive a power cut."""
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
     finally:
         os.close(fd)
 
@@ -379,6 +395,8 @@ def retire_anchor(database: Path) -> Path | None:
         retired = path.with_name(f"{path.stem}.retired-{utc_now().replace(':', '')}.json")
         _sync_file(path)  # whatever a decision left unsynced goes with it, whole
         os.replace(path, retired)
+        # Durable before the log is dropped: an anchor a power cut brought back would accuse the emptied log.
+        _sync_directory(path.parent)
         _UNSYNCED.discard(path)
         return retired
 

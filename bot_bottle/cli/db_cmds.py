@@ -156,15 +156,16 @@ def cmd_db_downgrade(args: argparse.Namespace) -> int:
         def exporter(conn: sqlite3.Connection) -> int:
             count = write_export(conn, args.export)
             exported.append(count)
+            # The log is written out to be dropped on purpose: its anchor no longer applies to this file. Retired
+            # before the drop commits: a power cut between the two must not leave an anchor ahead of an emptied
+            # log (a false alarm); a drop that fails after it leaves a log without an anchor, which proves less.
+            retire_anchor(path)
             return count
     with _existing(path, writes=True) as conn:
         before = migrate.current_version(conn)
         result = migrate.downgrade(conn, args.to, migrations=known, export=exporter)
-    if exported:
-        # The log was written out and dropped on purpose: its anchor no longer applies to this file.
-        retire_anchor(path)
-        if not args.json:
-            print(f"{exported[0]} audit entries written to {args.export} before they were dropped")
+    if exported and not args.json:
+        print(f"{exported[0]} audit entries written to {args.export} before they were dropped")
     _run_result(path, "downgraded", before, result, args.json)
     return 0
 

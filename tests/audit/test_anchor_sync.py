@@ -5,7 +5,10 @@ worked out from the writes and syncs the anchor makes. Every write and sync
 on the anchor file is traced, and after each write the test asks what a
 power cut at that moment could leave: a slot written since the last sync may
 be old, new or torn; a slot not written since is what it was at that sync.
-At least one such slot must hold a whole record, the newest one synced.
+At least one such slot must hold a whole record: the newest synced, where
+every sync was made by a process that wrote (the writer sees those), and
+at least the writer's own last synced record where another process synced
+without writing since (its exit's sync: unseen, it costs only lag).
 """
 
 from __future__ import annotations
@@ -185,6 +188,20 @@ class AnchorSyncTest(TempDirTest):
         assert anchor is not None
         self.assertEqual(anchor.seq, 6)
 
+    def test_a_sync_by_a_process_that_wrote_nothing_since_goes_unseen_and_costs_only_lag(self) -> None:
+        """Another process's exit made this one's unsynced record durable, unseen: this one writes over it, and
+        a power cut then leaves the record this process last synced, older but whole (found in review)."""
+        self.advance(1)
+        with mock.patch.object(anchor_module, "_SYNCED", {}):  # another process: syncs first, writes 2
+            self.advance(2)
+        self.advance(3)  # this one: syncs first (2 is on the disk), writes 3 beside it, unsynced
+        anchor_module._sync_unsynced()  # the other exits: its sync puts 3 on the disk too
+        trace = Trace(self.path)
+        left: list[int] = []
+        with trace.recording(lambda: left.append(trace.after_a_power_cut())):
+            self.advance(4)
+        self.assertEqual(left, [2], "the record this process synced, whole")
+
     def test_a_restart_is_synced_at_once(self) -> None:
         """An anchor that lost its restart to the power would read the new key's seals as forged."""
         self.advance(1)
@@ -203,9 +220,17 @@ class AnchorSyncTest(TempDirTest):
         self.advance(2)
         self.advance(3)  # unsynced
         trace = Trace(self.path)
-        with trace.recording(lambda: None):
+        directories: list[str] = []
+        real_fsync = os.fsync
+
+        def fsync(fd: int) -> None:
+            real_fsync(fd)
+            directories.append(os.readlink(f"/proc/self/fd/{fd}"))
+
+        with trace.recording(lambda: None), mock.patch.object(anchor_module.os, "fsync", fsync):
             retired = retire_anchor(self.db)
         self.assertEqual(trace.events, [("sync", 0)])
+        self.assertEqual(directories, [str(self.path.parent)], "the rename made durable")
         assert retired is not None
         self.assertIn(b'"seq": 3', retired.read_bytes())
         self.assertNotIn(self.path, anchor_module._UNSYNCED)

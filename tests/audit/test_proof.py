@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import signal
@@ -11,12 +13,14 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 from unittest import mock
 
 from bot_bottle.audit.anchor import ANCHOR_SLOT, advance_anchor, anchor_path, read_anchor
 from bot_bottle.audit.chain import GENESIS_HASH, compute_hash
 from bot_bottle.audit.seal import create_key, key_path, load_key
 from bot_bottle.audit_store import AuditStore
+from bot_bottle.cli import main as cli_main
 from bot_bottle.connection import connect
 from bot_bottle.decisions import decide, operator_edit
 from bot_bottle.errors import AuditTampered, BotBottleError
@@ -209,6 +213,25 @@ class DowngradeTest(ProofTestCase):
         with self.assertRaises(migrate.WouldDropProtected):
             migrate.downgrade(conn, 2, backup=False)
         self.assertEqual(migrate.current_version(conn), HEAD)
+
+    def test_the_anchor_is_retired_before_the_drop_commits(self) -> None:
+        """A drop that fails once the log was exported leaves it whole and unanchored (it proves less); a power
+        cut between the drop and the retirement can no longer leave an anchor ahead of an emptied log."""
+        self.decide_some(2)
+        self.store.close()
+        target = self.tmp / "kept.jsonl"
+
+        def failing(conn: sqlite3.Connection, *args: object, export: Any = None, **kwargs: object) -> None:
+            export(conn)
+            self.assertIsNone(read_anchor(self.db), "retired once the export is written, before the drop")
+            raise BotBottleError("the drop failed")
+
+        with mock.patch.object(migrate, "downgrade", failing), \
+                contextlib.redirect_stderr(io.StringIO()), contextlib.redirect_stdout(io.StringIO()):
+            status = cli_main(["db", "downgrade", "--to", "2", "--export", str(target), "--db", str(self.db)])
+        self.assertNotEqual(status, 0)
+        self.assertEqual(len(target.read_text().splitlines()), 2)
+        self.assertEqual(self.verify(), (True, ""), "the whole log, sealed, without its anchor")
 
     def test_export_round_trip(self) -> None:
         """--export writes every entry with hash and seal, exactly as audit export; then the log starts anew."""
