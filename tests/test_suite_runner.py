@@ -193,6 +193,17 @@ class RunnerTest(unittest.TestCase):
         self.assertEqual(modules[:len(SLOW_FIRST)], list(SLOW_FIRST), "the slowest start first")
         self.assertEqual(discover(["tests.audit"]), sorted(m for m in modules if m.startswith("tests.audit.")))
 
+    def test_ci_runs_the_readmes_test_command(self) -> None:
+        """.ci/run runs what the README tells a new user to run, word for word, on each interpreter."""
+        printed = subprocess.run([str(REPO / ".ci" / "readme-test-command")], capture_output=True, text=True,
+                                 timeout=30, check=True).stdout.strip()
+        readme = (REPO / "README.md").read_text(encoding="utf-8")
+        self.assertIn(f"Run the tests (from the repository root; nothing to install):\n\n    {printed}\n", readme)
+        self.assertEqual(printed, "python3 -m tests")
+        ci = (REPO / ".ci" / "run").read_text(encoding="utf-8")
+        self.assertIn("test_command=$(.ci/readme-test-command)", ci)
+        self.assertIn('PATH="$shim:$PATH" bash -c "$test_command"', ci)
+
     def test_a_run_ends_with_unittests_summary(self) -> None:
         ran = subprocess.run([sys.executable, "-m", "tests", "tests.audit.test_anchor_sync"], cwd=REPO,
                              capture_output=True, text=True, timeout=300)
