@@ -9,12 +9,10 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-import os
 import subprocess
 import sys
 import textwrap
 import threading
-import time
 import unittest
 
 from tests.helpers.parallel import REPO, SLOW_FIRST, Outcome, Runner, discover, outcome_of, report
@@ -136,20 +134,16 @@ class CountingTest(RunnerTestCase):
         thread.join(30)
         self.assertEqual(len(finished), 1)
         self.assertFalse(finished[0].ok)
-        time.sleep(0.2)
-        for pid in pids:
-            with contextlib.suppress(ChildProcessError):
-                os.waitpid(pid, os.WNOHANG)
-            self.assertFalse(os.path.exists(f"/proc/{pid}") and "zombie" not in _state(pid),
-                             f"process {pid} of the module still runs")
+        wait_until(lambda: not any(_running(pid) for pid in pids), 10, what="the module and its child to be stopped")
 
 
-def _state(pid: int) -> str:
+def _running(pid: int) -> bool:
+    """True while ``pid`` is a live process (gone, or a zombie waiting to be reaped, is stopped)."""
     try:
         with open(f"/proc/{pid}/status", encoding="ascii") as status:
-            return next(line for line in status if line.startswith("State:")).lower()
-    except (OSError, StopIteration):
-        return "zombie"
+            return not any(line.startswith("State:") and "zombie" in line for line in status)
+    except OSError:
+        return False
 
 
 class SummaryTest(unittest.TestCase):

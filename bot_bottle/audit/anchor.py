@@ -6,9 +6,9 @@ removing entries from the end, seals and all, is caught: the log must still
 reach the anchor's entry, with the same seal. The file holds two slots,
 each one JSON line with a checksum; a write goes in place into the slot
 that does not hold the last record the writing process synced, so a write
-torn by a crash or lost with the power leaves a whole record to read. A decision syncs the
-file only where the last sync is ``ANCHOR_SYNC_INTERVAL_SEC`` old
-(``advance_anchor``).
+torn by a crash or lost with the power leaves a whole record to read. A
+decision syncs the file only where the last sync is
+``ANCHOR_SYNC_INTERVAL_SEC`` old (``advance_anchor``).
 """
 
 from __future__ import annotations
@@ -285,7 +285,7 @@ def _write_anchor(database: Path, update: Callable[[Anchor | None], Anchor | Non
             temporary = hidden_name(path, "new")
             write_synced(temporary, _record(anchor, database).decode("ascii"))
             os.replace(temporary, path)
-            _sync_directory(path.parent)  # the rename, too: a power cut must not leave the log anchorless
+            _sync_path(path.parent, directory=True)  # the rename, too: a power cut must not leave the log anchorless
             _SYNCED.pop(path, None)
             return
         try:
@@ -299,7 +299,7 @@ def _write_anchor(database: Path, update: Callable[[Anchor | None], Anchor | Non
                 return
             record = _record(anchor, database)
             known = _SYNCED[path] = _write_slot(fd, record, content, newest[0], _SYNCED.get(path), sync)
-            if known.other != record[:-1]:
+            if known.record == record[:-1]:  # the record written is the one synced
                 _UNSYNCED.discard(path)
             else:
                 _UNSYNCED.add(path)
@@ -349,23 +349,14 @@ def _sync_unsynced() -> None:
     """Sync the anchor files whose newest record this process left unsynced (at its exit)."""
     for path in list(_UNSYNCED):  # a daemon thread may still be deciding
         with contextlib.suppress(OSError):  # retired or forgotten since: nothing of ours is left to sync
-            _sync_file(path)
+            _sync_path(path)
 
 
-def _sync_file(path: Path) -> None:
-    """``fdatasync`` the file at ``path``."""
-    fd = os.open(path, os.O_RDONLY)
+def _sync_path(path: Path, *, directory: bool = False) -> None:
+    """``fdatasync`` the file at ``path``, or ``fsync`` the directory: what was written or renamed there stays."""
+    fd = os.open(path, os.O_RDONLY | (os.O_DIRECTORY if directory else 0))
     try:
-        os.fdatasync(fd)
-    finally:
-        os.close(fd)
-
-
-def _sync_directory(directory: Path) -> None:
-    """``fsync`` the directory ``directory``: the renames in it made so far survive a power cut."""
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
+        (os.fsync if directory else os.fdatasync)(fd)
     finally:
         os.close(fd)
 
@@ -393,10 +384,10 @@ def retire_anchor(database: Path) -> Path | None:
         if not path.exists():
             return None
         retired = path.with_name(f"{path.stem}.retired-{utc_now().replace(':', '')}.json")
-        _sync_file(path)  # whatever a decision left unsynced goes with it, whole
+        _sync_path(path)  # whatever a decision left unsynced goes with it, whole
         os.replace(path, retired)
         # Durable before the log is dropped: an anchor a power cut brought back would accuse the emptied log.
-        _sync_directory(path.parent)
+        _sync_path(path.parent, directory=True)
         _UNSYNCED.discard(path)
         return retired
 
