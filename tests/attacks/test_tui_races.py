@@ -18,7 +18,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from bot_bottle.audit.seal import create_key
 from bot_bottle.cli.tui.app import GUARD_SEC
 from bot_bottle.decisions import decide
 from bot_bottle.errors import AlreadyDecided
@@ -125,33 +124,30 @@ class DecidedUnderTheKeysTest(TempDirTest):
                 else:
                     self.assertIsNone(response, "a proposal the operator never saw under the cursor was decided")
 
-    def at_once(self, *sequences: Callable[[Desk], list[Race]]) -> list[tuple[Desk, list[Race]]]:
-        """Run each sequence of races on a desk of its own, all at the same time (each race is mostly waiting out
-        the guard), the first on this test's desk; the desks and their races, in order."""
-        desks = [self.desk, *(Desk(self, f"races-{n}") for n in range(1, len(sequences)))]
+    def at_once(self, *races: Callable[[Desk], Race]) -> list[tuple[Desk, Race]]:
+        """Run each race on a desk of its own, all at the same time (each is mostly waiting out the guard), the
+        first on this test's desk; the desks and their races, in order."""
+        desks = [self.desk, *(Desk(self, f"races-{n}") for n in range(1, len(races)))]
         for desk in desks[1:]:
             desk.term.wait_for("14 pending")
-        # The host's audit key, made before the first decisions come from several threads of this process at once
-        # (as they never do on a host in use): create_key's temporary file is named by process, not by thread.
-        create_key()
-        outcomes: list[list[Race] | BaseException | None] = [None] * len(sequences)
+        outcomes: list[Race | BaseException | None] = [None] * len(races)
 
         def run(at: int) -> None:
             try:
-                outcomes[at] = sequences[at](desks[at])
+                outcomes[at] = races[at](desks[at])
             except BaseException as exc:  # re-raised in the test's own thread below
                 outcomes[at] = exc
 
-        threads = [threading.Thread(target=run, args=(at,)) for at in range(len(sequences))]
+        threads = [threading.Thread(target=run, args=(at,)) for at in range(len(races))]
         for thread in threads:
             thread.start()
         for thread in threads:
             thread.join(120)
-        results: list[tuple[Desk, list[Race]]] = []
+        results: list[tuple[Desk, Race]] = []
         for desk, outcome in zip(desks, outcomes, strict=True):
             if isinstance(outcome, BaseException):
                 raise outcome
-            assert outcome is not None, "a sequence of races did not end"
+            assert outcome is not None, "a race did not end"
             results.append((desk, outcome))
         return results
 
@@ -162,9 +158,9 @@ class DecidedUnderTheKeysTest(TempDirTest):
         out, and what one operator's keys do cannot reach another's database."""
         cases = [(APPROVE_BURST, -0.05), (APPROVE_BURST, 0.0), (APPROVE_BURST, 0.15), (APPROVE_BURST, 1.5),
                  (REJECT_BURST, 0.0), (REJECT_BURST, 0.3), (REJECT_BURST, -0.05)]
-        results = self.at_once(*(lambda desk, burst=burst, delay=delay: [desk.race(burst, delay)]
+        results = self.at_once(*(lambda desk, burst=burst, delay=delay: desk.race(burst, delay)
                                  for burst, delay in cases))
-        for (burst, delay), (desk, (race,)) in zip(cases, results, strict=True):
+        for (burst, delay), (desk, race) in zip(cases, results, strict=True):
             with self.subTest(keys=burst[0], delay=delay):
                 self.assert_nothing_else_decided(race)
                 desk.term.wait_for(f"{len(desk.pending_ids())} pending")
@@ -174,13 +170,12 @@ class DecidedUnderTheKeysTest(TempDirTest):
 
         The three cases at once, each on a terminal and database of its own."""
         results = self.at_once(
-            lambda desk: [desk.race(APPROVE_BURST, 0.05, open_first=True)],
-            lambda desk: [desk.race(APPROVE_BURST, 0.1, also=2, status=STATUS_REJECTED)],
-            lambda desk: [desk.race(REJECT_BURST, 0.0, open_first=True, also=1)],
+            lambda desk: desk.race(APPROVE_BURST, 0.05, open_first=True),
+            lambda desk: desk.race(APPROVE_BURST, 0.1, also=2, status=STATUS_REJECTED),
+            lambda desk: desk.race(REJECT_BURST, 0.0, open_first=True, also=1),
         )
-        for (desk, races), left in zip(results, (13, 11, 12), strict=True):
-            for race in races:
-                self.assert_nothing_else_decided(race)
+        for (desk, race), left in zip(results, (13, 11, 12), strict=True):
+            self.assert_nothing_else_decided(race)
             desk.term.wait_for(f"{left} pending")
 
     def test_the_prompt_names_the_proposal_it_decides(self) -> None:
