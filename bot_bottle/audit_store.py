@@ -27,9 +27,10 @@ from typing import Any
 from bot_bottle.audit import forensics
 from bot_bottle.audit.anchor import Anchor, advance_anchor, read_anchor
 from bot_bottle.audit.chain import COLUMNS, GENESIS_HASH, SELECT, compute_hash, stored_details
-from bot_bottle.audit.forensics import REFUSED, VerifyResult, anchored_seq, truncated, walk
+from bot_bottle.audit.forensics import REFUSED, VerifyResult, anchored_seq, truncated
 from bot_bottle.audit.keys import host_key
 from bot_bottle.audit.seal import GENESIS_SEAL, key_id, seal_of
+from bot_bottle.audit.walk import walk
 from bot_bottle.connection import signal_decision
 from bot_bottle.db import Database, DatabaseUser, validate_limit
 from bot_bottle.errors import AnchorNotWritten, AuditTampered

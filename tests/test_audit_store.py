@@ -10,7 +10,7 @@ import sqlite3
 import unittest
 from unittest import mock
 
-from bot_bottle.audit import forensics
+from bot_bottle.audit import walk as audit_walk
 from bot_bottle.audit.chain import GENESIS_HASH, compute_hash, hash_material
 from bot_bottle.audit.seal import Sealer, seal_of
 from bot_bottle.audit_store import AuditStore
@@ -142,7 +142,7 @@ class VerifyTest(AuditTestCase):
     def test_an_entry_is_reported_only_after_the_definition_agrees(self) -> None:
         """The fast text (SQLite's json_array) only ever accepts; a mismatch is recomputed by compute_hash first."""
         self.fill()
-        with mock.patch.object(forensics, "hash_of", wraps=forensics.hash_of) as definition:
+        with mock.patch.object(audit_walk, "hash_of", wraps=audit_walk.hash_of) as definition:
             self.assertTrue(self.audit.verify().ok)
             self.assertEqual(definition.call_count, 0, "a whole log never needs the slow path")
             raw = self.raw()

@@ -4,9 +4,8 @@ What runs on a log the host must prove: ``verify`` recomputes every hash
 and (with the host's key) every seal, checks the log still reaches its
 anchor, and checks every response against the entry that recorded it;
 ``set_aside`` moves entries past what the host can prove out of the log;
-``decision_problem`` proves one decision cheaply. Reading a million entries
-is the common case here, so ``walk`` takes each entry's text from SQLite.
-The write path (append, seal, anchor) is ``bot_bottle.audit_store``.
+``decision_problem`` proves one decision cheaply. The chain itself is
+walked by ``audit.walk``. The write path (append, seal, anchor) is ``bot_bottle.audit_store``.
 """
 
 from __future__ import annotations
@@ -19,10 +18,9 @@ from typing import Any
 
 from bot_bottle.audit.anchor import Anchor, read_anchor
 from bot_bottle.audit.bindings import binding_problem, standing_problem
-from bot_bottle.audit.chain import GENESIS_HASH, HASHED_COLUMNS, SELECT, compute_hash, hash_of, stored_details
+from bot_bottle.audit.chain import SELECT, compute_hash, stored_details
 from bot_bottle.audit.seal import (
     GENESIS_SEAL,
-    Sealer,
     key_id,
     key_missing,
     key_path,
@@ -30,6 +28,7 @@ from bot_bottle.audit.seal import (
     load_key,
     seal_of,
 )
+from bot_bottle.audit.walk import walk
 from bot_bottle.connection import read_snapshot
 from bot_bottle.db import Database
 from bot_bottle.errors import AuditKeyError, AuditTampered
@@ -58,91 +57,6 @@ class VerifyResult:
         return {"ok": self.ok, "count": self.count, "bad_seq": self.bad_seq, "problem": self.problem,
                 "unsealed": self.unsealed, "anchored": self.anchored}
 
-
-def walk(
-    conn: sqlite3.Connection, key: bytes | None, anchor: Anchor | None, batch: int = 10_000,
-    progress: Callable[[int], None] | None = None, keep_after: int | None = None,
-) -> tuple[tuple[int | None, str] | None, dict[int, str]]:
-    """Recompute the chain and the seals: ((bad seq, problem) or None, {seq: seal} recomputed past ``keep_after``).
-
-    Seals are recomputed only with a key; stored seals must match them, a
-    missing seal may only be followed by missing ones, and the anchor's
-    entry must carry the anchor's seal.
-
-    Verify walks a million entries here, so the text each hash is taken
-    over comes from SQLite's ``json_array`` (in C, one column instead of
-    eleven to fetch), which writes what ``hash_material`` writes (the
-    same escapes, checked for every character in the tests). Only a
-    match is taken from it: a hash that does not match that text is
-    recomputed from the row with ``hash_material`` before anything is
-    reported, so no entry is ever judged by SQLite's encoding alone. And
-    a match is a proof: two JSON texts that are equal decode to the same
-    row, so a forged row cannot match a hash made over another row's text.
-    """
-    seals: dict[int, str] = {}
-    keep = -1 if keep_after is None else keep_after
-    keep_none = keep_after is None
-    expected_seq, prev_hash, prev_seal = 1, GENESIS_HASH, GENESIS_SEAL
-    unsealed_from: int | None = None
-    anchor_seq, anchor_seal, anchor_written = (None, "", "") if anchor is None else (
-        anchor.seq, anchor.seal, anchor.written_at)
-    # Where a new key took over (audit new-key): seals up to the last such entry were made with a key this
-    # host no longer has. They are taken as stored, the chain must end there as the anchor recorded it, and
-    # the seals after it are recomputed over the stored one.
-    restarts = {restart.seq: restart for restart in anchor.restarts} if anchor is not None else {}
-    restarted_at = anchor.restarted_at if anchor is not None else 0
-    sha256 = hashlib.sha256
-    seal = Sealer(key).seal if key is not None else None
-    cursor = conn.execute(
-        f"SELECT json_array({HASHED_COLUMNS}), seq, prev_hash, hash, s.mac "
-        "FROM audit_log LEFT JOIN audit_seal s USING (seq) ORDER BY seq"
-    )
-    try:
-        while rows := cursor.fetchmany(batch):
-            for material, seq, link, digest, mac in rows:
-                if seq != expected_seq:
-                    return (expected_seq, f"entry {expected_seq} is missing (the log jumps from "
-                            f"{expected_seq - 1} to {seq})"), seals
-                if link != prev_hash:
-                    return (seq, f"entry {seq} does not link to entry {seq - 1}'s hash "
-                            f"(entry {seq - 1} was changed or removed)"), seals
-                if sha256(material.encode("utf-8")).hexdigest() != digest and hash_of(conn, seq) != digest:
-                    return (seq, f"entry {seq} does not match its hash (it was changed after it was "
-                            "written)"), seals
-                if seal is not None and seq <= restarted_at:
-                    restart = restarts.get(seq)
-                    if restart is not None and (mac != restart.seal or digest != restart.hash):
-                        return (seq, f"entries up to {seq} do not match the log as it was when a new audit key "
-                                f"took over at {restart.at}: they were rewritten"), seals
-                    if seq == anchor_seq and mac != anchor_seal:
-                        return (seq, f"entries up to {seq} do not match the host's anchor written at "
-                                f"{anchor_written}: they were rewritten"), seals
-                    prev_seal = mac if mac is not None else prev_seal
-                    if not keep_none and seq > keep and mac is not None:
-                        seals[seq] = mac
-                elif seal is not None:
-                    prev_seal = seal(seq, prev_seal, digest)
-                    if not keep_none and seq > keep:
-                        seals[seq] = prev_seal
-                    if mac is not None and mac != prev_seal:
-                        return (seq, f"entry {seq} does not match its seal: it, or an entry before it, was "
-                                "rewritten without the host's key"), seals
-                    if seq == anchor_seq and prev_seal != anchor_seal:
-                        return (seq, f"entries up to {seq} do not match the host's anchor written at "
-                                f"{anchor_written}: they were rewritten"), seals
-                if mac is None:
-                    if unsealed_from is None:
-                        unsealed_from = seq
-                elif unsealed_from is not None:
-                    return (unsealed_from, f"entry {unsealed_from} lost its seal (entries after it have "
-                            "theirs)"), seals
-                prev_hash = digest
-                expected_seq += 1
-            if progress is not None:
-                progress(expected_seq - 1)
-    finally:
-        cursor.close()
-    return None, seals
 
 def verify(
     db: Database, batch: int = 10_000, progress: Callable[[int, int], None] | None = None) -> VerifyResult:

@@ -12,7 +12,7 @@ When the key is lost for good, ``restart_proof`` (``bot-bottle audit
 new-key --yes``) starts a new one and anchors where the old proof ends: the
 anchor's entry (its seal, and the hash the chain must still end in) is
 recorded as a restart, and seals after it are made with the new key over
-that one (``forensics.walk``). Entries up to it stay checked by their chain;
+that one (``audit.walk``). Entries up to it stay checked by their chain;
 their seals are not, without the old key.
 """
 
@@ -23,7 +23,6 @@ import sqlite3
 
 from bot_bottle.audit.anchor import Anchor, Restart, any_anchor, read_anchor, restart_anchor
 from bot_bottle.audit.chain import GENESIS_HASH
-from bot_bottle.audit.forensics import walk
 from bot_bottle.audit.seal import (
     GENESIS_SEAL,
     create_key,
@@ -34,6 +33,7 @@ from bot_bottle.audit.seal import (
     load_key,
     seal_of,
 )
+from bot_bottle.audit.walk import walk
 from bot_bottle.db import Database
 from bot_bottle.errors import AuditKeyError, AuditTampered
 from bot_bottle.timestamps import utc_now
