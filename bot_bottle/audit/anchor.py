@@ -26,6 +26,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from bot_bottle.audit.seal import (
     write_synced,
@@ -110,6 +111,17 @@ class Anchor:
             document["restarts"] = [restart.to_dict() for restart in self.restarts]
         return document
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Anchor:
+        """The anchor whose ``to_dict`` is ``data``; ``ValueError``, ``KeyError``, ``TypeError`` or
+        ``AttributeError`` for anything else."""
+        key = data.get("key")
+        restarts = tuple(Restart(int(r["seq"]), str(r["seal"]), str(r["hash"]), str(r["key"]),
+                                 None if r["previous_key"] is None else str(r["previous_key"]), str(r["at"]))
+                         for r in data.get("restarts") or ())
+        return cls(str(data["database"]), int(data["seq"]), str(data["seal"]), str(data["written_at"]),
+                   None if key is None else str(key), restarts)
+
     @property
     def restarted_at(self) -> int:
         """The last entry sealed with an earlier key (0: the whole log is this key's)."""
@@ -181,12 +193,7 @@ def _parse_record(record: bytes) -> Anchor | None:
     """
     try:
         data = json.loads(record)
-        key = data.get("key")
-        restarts = tuple(Restart(int(r["seq"]), str(r["seal"]), str(r["hash"]), str(r["key"]),
-                                 None if r["previous_key"] is None else str(r["previous_key"]), str(r["at"]))
-                         for r in data.get("restarts") or ())
-        anchor = Anchor(str(data["database"]), int(data["seq"]), str(data["seal"]), str(data["written_at"]),
-                        None if key is None else str(key), restarts)
+        anchor = Anchor.from_dict(data)
     except (ValueError, KeyError, TypeError, AttributeError):
         return None
     if "check" in data and data["check"] != _anchor_check(anchor):

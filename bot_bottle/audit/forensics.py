@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from bot_bottle.audit import walk_split
 from bot_bottle.audit.anchor import Anchor, read_anchor
 from bot_bottle.audit.bindings import binding_problem, standing_problem
 from bot_bottle.audit.chain import SELECT, compute_hash, stored_details
@@ -28,7 +29,7 @@ from bot_bottle.audit.seal import (
     load_key,
     seal_of,
 )
-from bot_bottle.audit.walk import walk
+from bot_bottle.audit.walk import Problem, Proven, walk
 from bot_bottle.connection import read_snapshot
 from bot_bottle.db import Database
 from bot_bottle.errors import AuditKeyError, AuditTampered
@@ -78,8 +79,7 @@ def verify(
         if key is not None and anchor is not None and anchor.key is not None and anchor.key != key_id(key):
             return VerifyResult(False, count, None, key_replaced(key_path(), anchor.key, key_id(key)),
                                 anchored=anchored_seq(anchor))
-        step = (lambda done: progress(done, count)) if progress is not None else None
-        problem, _ = walk(conn, key, anchor, batch, step)
+        problem, binding = _walk_and_bind(db, conn, key, anchor, (count, sealed), batch, progress)
         if problem is not None:
             return VerifyResult(False, count, problem[0], problem[1], anchored=anchored_seq(anchor))
         if anchor is not None and count < anchor.seq:
@@ -92,10 +92,65 @@ def verify(
             first = max(anchored_seq(anchor) or 0, sealed) + 1
             return VerifyResult(False, count, first, f"entries {first}-{count} have no seal: they were "
                                 "written without the host's key", anchored=anchored_seq(anchor))
-        binding = binding_problem(conn) or standing_problem(conn)
         if binding is not None:
             return VerifyResult(False, count, binding[0], binding[1], anchored=anchored_seq(anchor))
     return VerifyResult(True, count, unsealed=unsealed, anchored=anchored_seq(anchor))
+
+
+def _walk_and_bind(
+    db: Database, conn: sqlite3.Connection, key: bytes | None, anchor: Anchor | None, size: tuple[int, int],
+    batch: int, progress: Callable[[int, int], None] | None,
+) -> tuple[Problem | None, Problem | None]:
+    """The chain's first problem (``walk``), and the bindings' (``binding_problem``, ``standing_problem``).
+
+    A long log's later part is walked by a helper process meanwhile
+    (``walk_split``); a part it did not answer for, or where it found a
+    problem, is walked here again in this snapshot, so the report is the one
+    a walk of the whole log gives.
+    """
+    count, _ = size
+    helper, point = _helper_for(db, conn, key, anchor, size)
+
+    def done(seq: int, helped: bool = True) -> None:  # progress: the entries walked here and by the helper
+        if progress is not None:
+            progress(seq + (helper.done if helper is not None and helped else 0), count)
+
+    try:
+        problem, _ = walk(conn, key, anchor, batch, done, until=None if point is None else point.seq)
+        if problem is not None:
+            return problem, None
+        binding = binding_problem(conn) or standing_problem(conn)
+        if helper is None or point is None:
+            return None, binding
+        if helper.answer(lambda: done(point.seq)) is not None:
+            problem, _ = walk(conn, key, anchor, batch, lambda seq: done(seq, helped=False), after=point)
+        return problem, binding
+    finally:
+        if helper is not None:
+            helper.stop()
+
+
+def _helper_for(
+    db: Database, conn: sqlite3.Connection, key: bytes | None, anchor: Anchor | None, size: tuple[int, int],
+) -> tuple[walk_split.Helper | None, Proven | None]:
+    """A helper walking the entries after the returned point, for a long log whose every entry is sealed.
+
+    None (walk it all here) for a short log, without the key, with entries
+    not sealed (a part past one could not be walked alone), or where no
+    second process starts.
+    """
+    count, sealed = size
+    if key is None or count < walk_split.SPLIT_FROM or sealed != count or not db.path.is_file():
+        return None, None
+    responses = int(conn.execute("SELECT count(*) FROM responses").fetchone()[0])
+    seq = walk_split.split_point(count, responses)
+    row = conn.execute("SELECT l.hash, s.mac FROM audit_log l JOIN audit_seal s USING (seq) WHERE seq = :seq",
+                       {"seq": seq}).fetchone()
+    if row is None:  # the walk here reports the gap
+        return None, None
+    point = Proven(seq, str(row[0]), str(row[1]))
+    helper = walk_split.start(db.path, key, anchor, point, count)
+    return (helper, point) if helper is not None else (None, None)
 
 def set_aside(db: Database, export: Callable[[sqlite3.Connection, int], int]) -> tuple[int, int]:
     """Move the entries past what the host can prove out of the log; (how many, the last one kept).

@@ -12,21 +12,43 @@ from __future__ import annotations
 import hashlib
 import sqlite3
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from bot_bottle.audit.anchor import Anchor
 from bot_bottle.audit.chain import GENESIS_HASH, HASHED_COLUMNS, hash_of
 from bot_bottle.audit.seal import GENESIS_SEAL, Sealer
 
+_LAST_SEQ = 2**63 - 1  # SQLite's largest integer
+
+Problem = tuple[int | None, str]  # (the entry found wrong, where one is, and what is wrong)
+
+
+@dataclass(frozen=True)
+class Proven:
+    """An entry a walk starts after, as another walk proved it: its sequence number, hash and seal."""
+
+    seq: int
+    hash: str
+    seal: str
+
 
 def walk(
     conn: sqlite3.Connection, key: bytes | None, anchor: Anchor | None, batch: int = 10_000,
-    progress: Callable[[int], None] | None = None, keep_after: int | None = None,
-) -> tuple[tuple[int | None, str] | None, dict[int, str]]:
+    progress: Callable[[int], None] | None = None, keep_after: int | None = None, *,
+    after: Proven | None = None, until: int | None = None,
+) -> tuple[Problem | None, dict[int, str]]:
     """Recompute the chain and the seals: ((bad seq, problem) or None, {seq: seal} recomputed past ``keep_after``).
 
     Seals are recomputed only with a key; stored seals must match them, a
     missing seal may only be followed by missing ones, and the anchor's
-    entry must carry the anchor's seal.
+    entry must carry the anchor's seal. ``progress(seq)`` is called after
+    each batch with the last entry walked.
+
+    ``after`` and ``until`` walk a part of the log: the entries after
+    ``after.seq`` up to ``until``, the first linked to ``after.hash`` and
+    sealed over ``after.seal``, which the caller proved (``walk_split``).
+    A part that starts past a missing seal is not for this: the seals after
+    it could not be recomputed.
 
     Verify walks a million entries here, so the text each hash is taken
     over comes from SQLite's ``json_array`` (in C, one column instead of
@@ -41,7 +63,8 @@ def walk(
     seals: dict[int, str] = {}
     keep = -1 if keep_after is None else keep_after
     keep_none = keep_after is None
-    expected_seq, prev_hash, prev_seal = 1, GENESIS_HASH, GENESIS_SEAL
+    expected_seq, prev_hash, prev_seal = (1, GENESIS_HASH, GENESIS_SEAL) if after is None else (
+        after.seq + 1, after.hash, after.seal)
     unsealed_from: int | None = None
     anchor_seq, anchor_seal, anchor_written = (None, "", "") if anchor is None else (
         anchor.seq, anchor.seal, anchor.written_at)
@@ -54,7 +77,9 @@ def walk(
     seal = Sealer(key).seal if key is not None else None
     cursor = conn.execute(
         f"SELECT json_array({HASHED_COLUMNS}), seq, prev_hash, hash, s.mac "
-        "FROM audit_log LEFT JOIN audit_seal s USING (seq) ORDER BY seq"
+        "FROM audit_log LEFT JOIN audit_seal s USING (seq) WHERE seq >= :first AND seq <= :last ORDER BY seq",
+        # The whole log from its first row, whatever its number (a row numbered 0 is reported, not skipped).
+        {"first": -_LAST_SEQ - 1 if after is None else expected_seq, "last": _LAST_SEQ if until is None else until},
     )
     try:
         while rows := cursor.fetchmany(batch):
