@@ -82,6 +82,7 @@ class Helper:
         while self._reader.is_alive():
             self._reader.join(0.25)
             waiting()
+        waiting()  # its last progress too
         code = self._process.wait()
         return self._answer if code == 0 else UNANSWERED
 
