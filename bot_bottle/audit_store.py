@@ -30,6 +30,7 @@ from bot_bottle.audit.chain import COLUMNS, GENESIS_HASH, SELECT, compute_hash, 
 from bot_bottle.audit.forensics import REFUSED, VerifyResult, anchored_seq, truncated
 from bot_bottle.audit.keys import host_key
 from bot_bottle.audit.seal import GENESIS_SEAL, key_id, seal_of
+from bot_bottle.audit.walk import last_seq as newest_seq
 from bot_bottle.audit.walk import walk
 from bot_bottle.connection import signal_decision
 from bot_bottle.db import Database, DatabaseUser, validate_limit
@@ -162,7 +163,7 @@ class AuditStore(DatabaseUser):
         written without the host (every host append seals in its own
         transaction): ``AuditTampered``.
         """
-        last_seq = int(conn.execute("SELECT coalesce(max(seq), 0) FROM audit_log").fetchone()[0])
+        last_seq = newest_seq(conn)
         sealed = conn.execute("SELECT seq, mac FROM audit_seal ORDER BY seq DESC LIMIT 1").fetchone()
         sealed_seq, newest = (0, GENESIS_SEAL) if sealed is None else (int(sealed[0]), str(sealed[1]))
         if anchor is not None and last_seq < anchor.seq:
@@ -180,9 +181,10 @@ class AuditStore(DatabaseUser):
         if (anchor is not None or sealed_seq) and last_seq > proven:
             raise AuditTampered(f"audit entries {proven + 1}-{last_seq} have no seal: they "
                                 "were written without the host's key" + REFUSED)
-        problem, seals = walk(conn, key, anchor, keep_after=sealed_seq)
-        if problem is not None:
-            raise AuditTampered(problem[1] + REFUSED)
+        walked = walk(conn, key, anchor, keep_after=sealed_seq)
+        if walked.problem is not None:
+            raise AuditTampered(walked.problem[1] + REFUSED)
+        seals = walked.seals
         for seq in range(sealed_seq + 1, last_seq + 1):
             conn.execute("INSERT INTO audit_seal (seq, mac) VALUES (:seq, :mac)", {"seq": seq, "mac": seals[seq]})
         return seals[last_seq] if last_seq else GENESIS_SEAL

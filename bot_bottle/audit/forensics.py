@@ -10,6 +10,7 @@ walked by ``audit.walk``. The write path (append, seal, anchor) is ``bot_bottle.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import sqlite3
 from collections.abc import Callable
@@ -29,7 +30,7 @@ from bot_bottle.audit.seal import (
     load_key,
     seal_of,
 )
-from bot_bottle.audit.walk import Problem, Proven, walk
+from bot_bottle.audit.walk import Problem, Proven, Walked, last_seq, walk
 from bot_bottle.connection import read_snapshot
 from bot_bottle.db import Database
 from bot_bottle.errors import AuditKeyError, AuditTampered
@@ -67,28 +68,41 @@ def verify(
     log still reaches the anchor with the anchor's seal, and checks every
     response against its decision entry and every decision entry against
     its response. Reads only, in one snapshot. ``progress(done, total)``
-    is called after each batch of entries.
+    is called after each batch of entries. A long log is walked by two
+    processes in that one snapshot (``walk_split``), with the same report.
     """
     key = load_key()
     anchor = read_anchor(db.path)
-    with db.read() as conn, read_snapshot(conn):
-        count = int(conn.execute("SELECT coalesce(max(seq), 0) FROM audit_log").fetchone()[0])
-        sealed = int(conn.execute("SELECT count(*) FROM audit_seal").fetchone()[0])
-        if key is None and (sealed or anchor is not None):
+    with contextlib.ExitStack() as stack:
+        pair = stack.enter_context(walk_split.paired(db.path)) if _long_enough(db, key) else None
+        if pair is None:
+            conn, helper = stack.enter_context(db.read()), None
+            stack.enter_context(read_snapshot(conn))
+        else:
+            conn, helper = pair
+        count = last_seq(conn)
+        seals = int(conn.execute("SELECT count(*) FROM audit_seal").fetchone()[0])
+        if key is None and (seals or anchor is not None):
             return VerifyResult(False, count, None, key_missing(key_path()), anchored=anchored_seq(anchor))
         if key is not None and anchor is not None and anchor.key is not None and anchor.key != key_id(key):
             return VerifyResult(False, count, None, key_replaced(key_path(), anchor.key, key_id(key)),
                                 anchored=anchored_seq(anchor))
-        problem, binding = _walk_and_bind(db, conn, key, anchor, (count, sealed), batch, progress)
-        if problem is not None:
-            return VerifyResult(False, count, problem[0], problem[1], anchored=anchored_seq(anchor))
+        walked, binding = _walk_and_bind(conn, helper, key, anchor, (count, seals), batch, progress)
+        if walked.problem is not None:
+            return VerifyResult(False, count, walked.problem[0], walked.problem[1], anchored=anchored_seq(anchor))
         if anchor is not None and count < anchor.seq:
             return VerifyResult(False, count, count + 1, truncated(anchor, count), anchored=anchor.seq)
-        if sealed > count:
-            return VerifyResult(False, count, count + 1, f"the log has seals for {sealed} entries but only "
+        # What the walk saw carry a seal, not what the table counts: a seal row for no entry proves nothing.
+        sealed = count if walked.unsealed_from is None else walked.unsealed_from - 1
+        if seals > count:
+            return VerifyResult(False, count, count + 1, f"the log has seals for {seals} entries but only "
                                 f"{count} entries: entries were removed", anchored=anchored_seq(anchor))
+        if seals > sealed:
+            return VerifyResult(False, count, sealed + 1, f"the log has {seals} seals, but only entries 1-{sealed} "
+                                "carry one: a seal was written for no entry, without the host",
+                                anchored=anchored_seq(anchor))
         unsealed = count - sealed
-        if (anchor is not None or sealed) and unsealed and count > max(anchored_seq(anchor) or 0, sealed):
+        if (anchor is not None or seals) and unsealed and count > max(anchored_seq(anchor) or 0, sealed):
             first = max(anchored_seq(anchor) or 0, sealed) + 1
             return VerifyResult(False, count, first, f"entries {first}-{count} have no seal: they were "
                                 "written without the host's key", anchored=anchored_seq(anchor))
@@ -97,60 +111,62 @@ def verify(
     return VerifyResult(True, count, unsealed=unsealed, anchored=anchored_seq(anchor))
 
 
+def _long_enough(db: Database, key: bytes | None) -> bool:
+    """Whether the log is long enough to walk in two processes (one quick read, before the snapshot)."""
+    if key is None:
+        return False
+    with db.read() as conn:
+        return last_seq(conn) >= walk_split.SPLIT_FROM
+
+
 def _walk_and_bind(
-    db: Database, conn: sqlite3.Connection, key: bytes | None, anchor: Anchor | None, size: tuple[int, int],
-    batch: int, progress: Callable[[int, int], None] | None,
-) -> tuple[Problem | None, Problem | None]:
-    """The chain's first problem (``walk``), and the bindings' (``binding_problem``, ``standing_problem``).
+    conn: sqlite3.Connection, helper: walk_split.Helper | None, key: bytes | None, anchor: Anchor | None,
+    size: tuple[int, int], batch: int, progress: Callable[[int, int], None] | None,
+) -> tuple[Walked, Problem | None]:
+    """The walk of the whole log, and the bindings' first problem (``binding_problem``, ``standing_problem``).
 
-    A long log's later part is walked by a helper process meanwhile
-    (``walk_split``); a part it did not answer for, or where it found a
-    problem, is walked here again in this snapshot, so the report is the one
-    a walk of the whole log gives.
+    With a ``helper`` (in this snapshot, ``walk_split.paired``), a log
+    whose every entry has a seal is walked in two parts at once. The
+    helper's part counts as walked only if its answer ends at the log's
+    last entry, with the hash and seal read here, and the two parts hold
+    every row; otherwise, or on any problem, the whole log is walked here
+    again, so the report is always a single walk's.
     """
-    count, _ = size
-    helper, point = _helper_for(db, conn, key, anchor, size)
+    count, seals = size
 
-    def done(seq: int, helped: bool = True) -> None:  # progress: the entries walked here and by the helper
+    def done(seq: int) -> None:  # progress: the entries walked here, and by the helper
         if progress is not None:
-            progress(seq + (helper.done if helper is not None and helped else 0), count)
+            progress(seq + (helper.done if helper is not None else 0), count)
 
-    try:
-        problem, _ = walk(conn, key, anchor, batch, done, until=None if point is None else point.seq)
-        if problem is not None:
-            return problem, None
-        binding = binding_problem(conn) or standing_problem(conn)
-        if helper is None or point is None:
-            return None, binding
-        if helper.answer(lambda: done(point.seq)) is not None:
-            problem, _ = walk(conn, key, anchor, batch, lambda seq: done(seq, helped=False), after=point)
-        return problem, binding
-    finally:
-        if helper is not None:
-            helper.stop()
+    point = _split_point(conn, count, seals) if helper is not None and key is not None else None
+    request = walk_split.part_request(key, anchor, point, count) if point is not None and key is not None else None
+    if helper is None or point is None or request is None or not helper.send(request):
+        walked = walk(conn, key, anchor, batch, done)
+        return walked, None if walked.problem is not None else binding_problem(conn) or standing_problem(conn)
+    mine = walk(conn, key, anchor, batch, done, until=point.seq)
+    binding = binding_problem(conn) or standing_problem(conn) if mine.problem is None else None
+    theirs = helper.answer(lambda: done(point.seq))
+    end = conn.execute("SELECT l.hash, s.mac FROM audit_log l JOIN audit_seal s USING (seq) WHERE seq = :seq",
+                       {"seq": count}).fetchone()
+    rows = int(conn.execute("SELECT count(*) FROM audit_log").fetchone()[0])
+    if (theirs is not None and end is not None and mine.problem is None and mine.unsealed_from is None
+            and mine.last.seq == point.seq and theirs.problem is None and theirs.unsealed_from is None
+            and theirs.last == Proven(count, str(end[0]), str(end[1])) and rows == count):
+        return Walked(None, {}, theirs.last, None), binding
+    helper.done = 0
+    walked = walk(conn, key, anchor, batch, done)
+    return walked, None if walked.problem is not None else binding_problem(conn) or standing_problem(conn)
 
 
-def _helper_for(
-    db: Database, conn: sqlite3.Connection, key: bytes | None, anchor: Anchor | None, size: tuple[int, int],
-) -> tuple[walk_split.Helper | None, Proven | None]:
-    """A helper walking the entries after the returned point, for a long log whose every entry is sealed.
-
-    None (walk it all here) for a short log, without the key, with entries
-    not sealed (a part past one could not be walked alone), or where no
-    second process starts.
-    """
-    count, sealed = size
-    if key is None or count < walk_split.SPLIT_FROM or sealed != count or not db.path.is_file():
-        return None, None
+def _split_point(conn: sqlite3.Connection, count: int, seals: int) -> Proven | None:
+    """The entry after which the helper walks: its hash and seal as stored here (the walk here proves them)."""
+    if seals != count or count < walk_split.SPLIT_FROM:
+        return None
     responses = int(conn.execute("SELECT count(*) FROM responses").fetchone()[0])
     seq = walk_split.split_point(count, responses)
     row = conn.execute("SELECT l.hash, s.mac FROM audit_log l JOIN audit_seal s USING (seq) WHERE seq = :seq",
                        {"seq": seq}).fetchone()
-    if row is None:  # the walk here reports the gap
-        return None, None
-    point = Proven(seq, str(row[0]), str(row[1]))
-    helper = walk_split.start(db.path, key, anchor, point, count)
-    return (helper, point) if helper is not None else (None, None)
+    return None if row is None else Proven(seq, str(row[0]), str(row[1]))
 
 def set_aside(db: Database, export: Callable[[sqlite3.Connection, int], int]) -> tuple[int, int]:
     """Move the entries past what the host can prove out of the log; (how many, the last one kept).
@@ -171,9 +187,9 @@ def set_aside(db: Database, export: Callable[[sqlite3.Connection, int], int]) ->
     if anchor is not None and anchor.key is not None and anchor.key != key_id(key):
         raise AuditKeyError(key_replaced(key_path(), anchor.key, key_id(key)))
     with db.write() as conn:
-        last = int(conn.execute("SELECT coalesce(max(seq), 0) FROM audit_log").fetchone()[0])
+        last = last_seq(conn)
         sealed = int(conn.execute("SELECT coalesce(max(seq), 0) FROM audit_seal").fetchone()[0])
-        problem, _ = walk(conn, key, anchor)
+        problem = walk(conn, key, anchor).problem
         kept = last if problem is None or problem[0] is None else problem[0] - 1
         if anchor is not None or sealed:
             kept = min(kept, max(anchored_seq(anchor) or 0, sealed))

@@ -106,7 +106,7 @@ def restart_proof(db: Database) -> tuple[Anchor, bool]:
         else:
             row = conn.execute("SELECT seq, mac FROM audit_seal ORDER BY seq DESC LIMIT 1").fetchone()
             seq, seal = (0, GENESIS_SEAL) if row is None else (int(row[0]), str(row[1]))
-        problem, _ = walk(conn, None, None)
+        problem = walk(conn, None, None).problem
         if problem is not None and (problem[0] is None or problem[0] <= seq):
             raise AuditTampered(f"{problem[1]}: the log must be whole up to entry {seq}, where the old key's proof "
                                 "ends, before a new key takes over; restore the database from a backup")

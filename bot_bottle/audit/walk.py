@@ -23,6 +23,20 @@ _LAST_SEQ = 2**63 - 1  # SQLite's largest integer
 Problem = tuple[int | None, str]  # (the entry found wrong, where one is, and what is wrong)
 
 
+def last_seq(conn: sqlite3.Connection) -> int:
+    """The number of the log's last entry (0: none), counting only whole numbers.
+
+    A sidecar can rebuild the table so that a row is numbered with text:
+    ``max`` would then return the text. Such a row is the walk's to report
+    as a gap; it is never the number the log is counted to.
+    """
+    last = conn.execute("SELECT max(seq) FROM audit_log").fetchone()[0]
+    if last is None or isinstance(last, int):
+        return last or 0
+    return int(conn.execute("SELECT coalesce(max(seq), 0) FROM audit_log WHERE typeof(seq) = 'integer'")
+               .fetchone()[0])
+
+
 @dataclass(frozen=True)
 class Proven:
     """An entry a walk starts after, as another walk proved it: its sequence number, hash and seal."""
@@ -32,23 +46,38 @@ class Proven:
     seal: str
 
 
+@dataclass(frozen=True)
+class Walked:
+    """What a walk found: the first problem (None: none), the seals it recomputed past ``keep_after``, the last
+    entry it walked whole (its hash, and its seal as recomputed), and the first entry without a seal (None:
+    none)."""
+
+    problem: Problem | None
+    seals: dict[int, str]
+    last: Proven
+    unsealed_from: int | None
+
+
 def walk(
     conn: sqlite3.Connection, key: bytes | None, anchor: Anchor | None, batch: int = 10_000,
     progress: Callable[[int], None] | None = None, keep_after: int | None = None, *,
     after: Proven | None = None, until: int | None = None,
-) -> tuple[Problem | None, dict[int, str]]:
-    """Recompute the chain and the seals: ((bad seq, problem) or None, {seq: seal} recomputed past ``keep_after``).
+) -> Walked:
+    """Recompute the chain and the seals, in order, and stop at the first problem.
 
     Seals are recomputed only with a key; stored seals must match them, a
     missing seal may only be followed by missing ones, and the anchor's
     entry must carry the anchor's seal. ``progress(seq)`` is called after
-    each batch with the last entry walked.
+    each batch with the last entry walked. Seals recomputed past
+    ``keep_after`` are kept in the result (for sealing them).
 
-    ``after`` and ``until`` walk a part of the log: the entries after
-    ``after.seq`` up to ``until``, the first linked to ``after.hash`` and
-    sealed over ``after.seal``, which the caller proved (``walk_split``).
-    A part that starts past a missing seal is not for this: the seals after
-    it could not be recomputed.
+    The whole log is every row of ``audit_log``, whatever its number (a row
+    numbered 0, or with text for a number, is a gap to report). ``after``
+    and ``until`` walk a part of it instead (``walk_split``): the rows
+    numbered after ``after.seq`` up to ``until``, the first linked to
+    ``after.hash`` and sealed over ``after.seal``, which the caller proved.
+    A part sees only rows whose numbers fall in it: the caller counts the
+    rows to know that the parts held them all.
 
     Verify walks a million entries here, so the text each hash is taken
     over comes from SQLite's ``json_array`` (in C, one column instead of
@@ -61,10 +90,10 @@ def walk(
     row, so a forged row cannot match a hash made over another row's text.
     """
     seals: dict[int, str] = {}
+    first = after if after is not None else Proven(0, GENESIS_HASH, GENESIS_SEAL)
     keep = -1 if keep_after is None else keep_after
     keep_none = keep_after is None
-    expected_seq, prev_hash, prev_seal = (1, GENESIS_HASH, GENESIS_SEAL) if after is None else (
-        after.seq + 1, after.hash, after.seal)
+    expected_seq, prev_hash, prev_seal = first.seq + 1, first.hash, first.seal
     unsealed_from: int | None = None
     anchor_seq, anchor_seal, anchor_written = (None, "", "") if anchor is None else (
         anchor.seq, anchor.seal, anchor.written_at)
@@ -75,32 +104,36 @@ def walk(
     restarted_at = anchor.restarted_at if anchor is not None else 0
     sha256 = hashlib.sha256
     seal = Sealer(key).seal if key is not None else None
+    part = "" if after is None and until is None else "WHERE seq >= :first AND seq <= :last "
     cursor = conn.execute(
         f"SELECT json_array({HASHED_COLUMNS}), seq, prev_hash, hash, s.mac "
-        "FROM audit_log LEFT JOIN audit_seal s USING (seq) WHERE seq >= :first AND seq <= :last ORDER BY seq",
-        # The whole log from its first row, whatever its number (a row numbered 0 is reported, not skipped).
-        {"first": -_LAST_SEQ - 1 if after is None else expected_seq, "last": _LAST_SEQ if until is None else until},
+        f"FROM audit_log LEFT JOIN audit_seal s USING (seq) {part}ORDER BY seq",
+        {"first": expected_seq, "last": _LAST_SEQ if until is None else until},
     )
+
+    def found(problem: Problem) -> Walked:
+        return Walked(problem, seals, Proven(expected_seq - 1, prev_hash, prev_seal), unsealed_from)
+
     try:
         while rows := cursor.fetchmany(batch):
             for material, seq, link, digest, mac in rows:
                 if seq != expected_seq:
-                    return (expected_seq, f"entry {expected_seq} is missing (the log jumps from "
-                            f"{expected_seq - 1} to {seq})"), seals
+                    return found((expected_seq, f"entry {expected_seq} is missing (the log jumps from "
+                                  f"{expected_seq - 1} to {seq})"))
                 if link != prev_hash:
-                    return (seq, f"entry {seq} does not link to entry {seq - 1}'s hash "
-                            f"(entry {seq - 1} was changed or removed)"), seals
+                    return found((seq, f"entry {seq} does not link to entry {seq - 1}'s hash "
+                                  f"(entry {seq - 1} was changed or removed)"))
                 if sha256(material.encode("utf-8")).hexdigest() != digest and hash_of(conn, seq) != digest:
-                    return (seq, f"entry {seq} does not match its hash (it was changed after it was "
-                            "written)"), seals
+                    return found((seq, f"entry {seq} does not match its hash (it was changed after it was "
+                                  "written)"))
                 if seal is not None and seq <= restarted_at:
                     restart = restarts.get(seq)
                     if restart is not None and (mac != restart.seal or digest != restart.hash):
-                        return (seq, f"entries up to {seq} do not match the log as it was when a new audit key "
-                                f"took over at {restart.at}: they were rewritten"), seals
+                        return found((seq, f"entries up to {seq} do not match the log as it was when a new "
+                                      f"audit key took over at {restart.at}: they were rewritten"))
                     if seq == anchor_seq and mac != anchor_seal:
-                        return (seq, f"entries up to {seq} do not match the host's anchor written at "
-                                f"{anchor_written}: they were rewritten"), seals
+                        return found((seq, f"entries up to {seq} do not match the host's anchor written at "
+                                      f"{anchor_written}: they were rewritten"))
                     prev_seal = mac if mac is not None else prev_seal
                     if not keep_none and seq > keep and mac is not None:
                         seals[seq] = mac
@@ -109,21 +142,21 @@ def walk(
                     if not keep_none and seq > keep:
                         seals[seq] = prev_seal
                     if mac is not None and mac != prev_seal:
-                        return (seq, f"entry {seq} does not match its seal: it, or an entry before it, was "
-                                "rewritten without the host's key"), seals
+                        return found((seq, f"entry {seq} does not match its seal: it, or an entry before it, was "
+                                      "rewritten without the host's key"))
                     if seq == anchor_seq and prev_seal != anchor_seal:
-                        return (seq, f"entries up to {seq} do not match the host's anchor written at "
-                                f"{anchor_written}: they were rewritten"), seals
+                        return found((seq, f"entries up to {seq} do not match the host's anchor written at "
+                                      f"{anchor_written}: they were rewritten"))
                 if mac is None:
                     if unsealed_from is None:
                         unsealed_from = seq
                 elif unsealed_from is not None:
-                    return (unsealed_from, f"entry {unsealed_from} lost its seal (entries after it have "
-                            "theirs)"), seals
+                    return found((unsealed_from, f"entry {unsealed_from} lost its seal (entries after it have "
+                                  "theirs)"))
                 prev_hash = digest
                 expected_seq += 1
             if progress is not None:
                 progress(expected_seq - 1)
     finally:
         cursor.close()
-    return None, seals
+    return Walked(None, seals, Proven(expected_seq - 1, prev_hash, prev_seal), unsealed_from)
