@@ -131,7 +131,10 @@ class AuditStore(DatabaseUser):
         key = host_key(conn, anchor)
         previous_seal = cls._seal_pending(conn, key, anchor)
         last = conn.execute("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1").fetchone()
-        seq, prev_hash = (1, GENESIS_HASH) if last is None else (int(last[0]) + 1, str(last[1]))
+        if last is not None and not isinstance(last[0], int):  # text sorts after every number
+            raise AuditTampered(f"the audit log has an entry numbered {str(last[0])[:40]!r}: its table was rebuilt "
+                                "without the host" + REFUSED)
+        seq, prev_hash = (1, GENESIS_HASH) if last is None else (last[0] + 1, str(last[1]))
         when = ts or utc_now()
         digest = compute_hash(
             seq, when, entry.queue_key, entry.action, entry.tool, entry.proposal_id,

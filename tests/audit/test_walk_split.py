@@ -24,6 +24,7 @@ from bot_bottle.audit.forensics import VerifyResult
 from bot_bottle.audit.seal import load_key
 from bot_bottle.audit_store import AuditStore
 from bot_bottle.decisions import operator_edit
+from bot_bottle.errors import AuditTampered
 from tests.audit.test_proof import ProofTestCase, rechain
 
 ENTRIES = 40  # 20 decisions, then 20 operator edits
@@ -151,6 +152,9 @@ class WalkSplitTest(SplitCase):
                 self.assertEqual(len(answers), 1)  # split, the helper whole: the count of rows says otherwise
                 self.assertFalse(whole.ok, whole)
                 self.assertEqual(split.to_dict(), whole.to_dict())
+                if isinstance(number, str):  # a decision on top refuses with the reason, not a traceback
+                    with self.assertRaisesRegex(AuditTampered, "numbered"):
+                        operator_edit("web-1", "routes", "c\n", "d\n", "on top", actor="op", db_path=self.db)
 
     def test_a_seal_row_for_no_entry_does_not_hide_an_unsealed_entry(self) -> None:
         """BROKE before (since seals were counted): an unsealed forged entry 41 and a seal row for entry 1000 made
