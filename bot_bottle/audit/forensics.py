@@ -10,14 +10,12 @@ walked by ``audit.walk``. The write path (append, seal, anchor) is ``bot_bottle.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from bot_bottle.audit import walk_split
 from bot_bottle.audit.anchor import Anchor, read_anchor
 from bot_bottle.audit.bindings import binding_problem, standing_problem
 from bot_bottle.audit.chain import SELECT, compute_hash, stored_details
@@ -30,7 +28,7 @@ from bot_bottle.audit.seal import (
     load_key,
     seal_of,
 )
-from bot_bottle.audit.walk import Problem, Proven, Walked, last_seq, walk
+from bot_bottle.audit.walk import last_seq, walk
 from bot_bottle.connection import read_snapshot
 from bot_bottle.db import Database
 from bot_bottle.errors import AuditKeyError, AuditTampered
@@ -67,19 +65,14 @@ def verify(
     Recomputes every hash and (with the host's key) every seal, checks the
     log still reaches the anchor with the anchor's seal, and checks every
     response against its decision entry and every decision entry against
-    its response. Reads only, in one snapshot. ``progress(done, total)``
-    is called after each batch of entries. A long log is walked by two
-    processes in that one snapshot (``walk_split``), with the same report.
+    its response. Reads only, in one snapshot of the store's own connection
+    (a walk split across two processes was tried and removed: see "`audit
+    verify` in two processes, and why it is gone" in docs/benchmarks.md).
+    ``progress(done, total)`` is called after each batch of entries.
     """
     key = load_key()
     anchor = read_anchor(db.path)
-    with contextlib.ExitStack() as stack:
-        pair = stack.enter_context(walk_split.paired(db.path)) if _long_enough(db, key) else None
-        if pair is None:
-            conn, helper = stack.enter_context(db.read()), None
-            stack.enter_context(read_snapshot(conn))
-        else:
-            conn, helper = pair
+    with db.read() as conn, read_snapshot(conn):
         count = last_seq(conn)
         seals = int(conn.execute("SELECT count(*) FROM audit_seal").fetchone()[0])
         if key is None and (seals or anchor is not None):
@@ -87,7 +80,7 @@ def verify(
         if key is not None and anchor is not None and anchor.key is not None and anchor.key != key_id(key):
             return VerifyResult(False, count, None, key_replaced(key_path(), anchor.key, key_id(key)),
                                 anchored=anchored_seq(anchor))
-        walked, binding = _walk_and_bind(conn, helper, key, anchor, (count, seals), batch, progress)
+        walked = walk(conn, key, anchor, batch, (lambda done: progress(done, count)) if progress else None)
         if walked.problem is not None:
             return VerifyResult(False, count, walked.problem[0], walked.problem[1], anchored=anchored_seq(anchor))
         if anchor is not None and count < anchor.seq:
@@ -106,67 +99,11 @@ def verify(
             first = max(anchored_seq(anchor) or 0, sealed) + 1
             return VerifyResult(False, count, first, f"entries {first}-{count} have no seal: they were "
                                 "written without the host's key", anchored=anchored_seq(anchor))
+        binding = binding_problem(conn) or standing_problem(conn)
         if binding is not None:
             return VerifyResult(False, count, binding[0], binding[1], anchored=anchored_seq(anchor))
     return VerifyResult(True, count, unsealed=unsealed, anchored=anchored_seq(anchor))
 
-
-def _long_enough(db: Database, key: bytes | None) -> bool:
-    """Whether the log is long enough to walk in two processes (one quick read, before the snapshot)."""
-    if key is None:
-        return False
-    with db.read() as conn:
-        return last_seq(conn) >= walk_split.SPLIT_FROM
-
-
-def _walk_and_bind(
-    conn: sqlite3.Connection, helper: walk_split.Helper | None, key: bytes | None, anchor: Anchor | None,
-    size: tuple[int, int], batch: int, progress: Callable[[int, int], None] | None,
-) -> tuple[Walked, Problem | None]:
-    """The walk of the whole log, and the bindings' first problem (``binding_problem``, ``standing_problem``).
-
-    With a ``helper`` (in this snapshot, ``walk_split.paired``), a log
-    whose every entry has a seal is walked in two parts at once. The
-    helper's part counts as walked only if its answer ends at the log's
-    last entry, with the hash and seal read here, and the two parts hold
-    every row; otherwise, or on any problem, the whole log is walked here
-    again, so the report is always a single walk's.
-    """
-    count, seals = size
-
-    def done(seq: int) -> None:  # progress: the entries walked here, and by the helper
-        if progress is not None:
-            progress(seq + (helper.done if helper is not None else 0), count)
-
-    point = _split_point(conn, count, seals) if helper is not None and key is not None else None
-    request = walk_split.part_request(key, anchor, point, count) if point is not None and key is not None else None
-    if helper is None or point is None or request is None or not helper.send(request):
-        walked = walk(conn, key, anchor, batch, done)
-        return walked, None if walked.problem is not None else binding_problem(conn) or standing_problem(conn)
-    mine = walk(conn, key, anchor, batch, done, until=point.seq)
-    binding = binding_problem(conn) or standing_problem(conn) if mine.problem is None else None
-    theirs = helper.answer(lambda: done(point.seq))
-    end = conn.execute("SELECT l.hash, s.mac FROM audit_log l JOIN audit_seal s USING (seq) WHERE seq = :seq",
-                       {"seq": count}).fetchone()
-    rows = int(conn.execute("SELECT count(*) FROM audit_log").fetchone()[0])
-    if (theirs is not None and end is not None and mine.problem is None and mine.unsealed_from is None
-            and mine.last.seq == point.seq and theirs.problem is None and theirs.unsealed_from is None
-            and theirs.last == Proven(count, str(end[0]), str(end[1])) and rows == count):
-        return Walked(None, {}, theirs.last, None), binding
-    helper.done = 0
-    walked = walk(conn, key, anchor, batch, done)
-    return walked, None if walked.problem is not None else binding_problem(conn) or standing_problem(conn)
-
-
-def _split_point(conn: sqlite3.Connection, count: int, seals: int) -> Proven | None:
-    """The entry after which the helper walks: its hash and seal as stored here (the walk here proves them)."""
-    if seals != count or count < walk_split.SPLIT_FROM:
-        return None
-    responses = int(conn.execute("SELECT count(*) FROM responses").fetchone()[0])
-    seq = walk_split.split_point(count, responses)
-    row = conn.execute("SELECT l.hash, s.mac FROM audit_log l JOIN audit_seal s USING (seq) WHERE seq = :seq",
-                       {"seq": seq}).fetchone()
-    return None if row is None else Proven(seq, str(row[0]), str(row[1]))
 
 def set_aside(db: Database, export: Callable[[sqlite3.Connection, int], int]) -> tuple[int, int]:
     """Move the entries past what the host can prove out of the log; (how many, the last one kept).

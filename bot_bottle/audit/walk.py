@@ -18,8 +18,6 @@ from bot_bottle.audit.anchor import Anchor
 from bot_bottle.audit.chain import GENESIS_HASH, HASHED_COLUMNS, hash_of
 from bot_bottle.audit.seal import GENESIS_SEAL, Sealer
 
-_LAST_SEQ = 2**63 - 1  # SQLite's largest integer
-
 Problem = tuple[int | None, str]  # (the entry found wrong, where one is, and what is wrong)
 
 
@@ -38,30 +36,18 @@ def last_seq(conn: sqlite3.Connection) -> int:
 
 
 @dataclass(frozen=True)
-class Proven:
-    """An entry a walk starts after, as another walk proved it: its sequence number, hash and seal."""
-
-    seq: int
-    hash: str
-    seal: str
-
-
-@dataclass(frozen=True)
 class Walked:
-    """What a walk found: the first problem (None: none), the seals it recomputed past ``keep_after``, the last
-    entry it walked whole (its hash, and its seal as recomputed), and the first entry without a seal (None:
-    none)."""
+    """What a walk found: the first problem (None: none), the seals it recomputed past ``keep_after``, and the
+    first entry without a seal (None: every entry has one)."""
 
     problem: Problem | None
     seals: dict[int, str]
-    last: Proven
     unsealed_from: int | None
 
 
 def walk(
     conn: sqlite3.Connection, key: bytes | None, anchor: Anchor | None, batch: int = 10_000,
-    progress: Callable[[int], None] | None = None, keep_after: int | None = None, *,
-    after: Proven | None = None, until: int | None = None,
+    progress: Callable[[int], None] | None = None, keep_after: int | None = None,
 ) -> Walked:
     """Recompute the chain and the seals, in order, and stop at the first problem.
 
@@ -69,15 +55,9 @@ def walk(
     missing seal may only be followed by missing ones, and the anchor's
     entry must carry the anchor's seal. ``progress(seq)`` is called after
     each batch with the last entry walked. Seals recomputed past
-    ``keep_after`` are kept in the result (for sealing them).
-
-    The whole log is every row of ``audit_log``, whatever its number (a row
-    numbered 0, or with text for a number, is a gap to report). ``after``
-    and ``until`` walk a part of it instead (``walk_split``): the rows
-    numbered after ``after.seq`` up to ``until``, the first linked to
-    ``after.hash`` and sealed over ``after.seal``, which the caller proved.
-    A part sees only rows whose numbers fall in it: the caller counts the
-    rows to know that the parts held them all.
+    ``keep_after`` are kept in the result (for sealing them). Every row of
+    ``audit_log`` is walked, whatever its number: a row numbered 0, or with
+    text for a number, is a gap to report, never skipped.
 
     Verify walks a million entries here, so the text each hash is taken
     over comes from SQLite's ``json_array`` (in C, one column instead of
@@ -90,10 +70,9 @@ def walk(
     row, so a forged row cannot match a hash made over another row's text.
     """
     seals: dict[int, str] = {}
-    first = after if after is not None else Proven(0, GENESIS_HASH, GENESIS_SEAL)
     keep = -1 if keep_after is None else keep_after
     keep_none = keep_after is None
-    expected_seq, prev_hash, prev_seal = first.seq + 1, first.hash, first.seal
+    expected_seq, prev_hash, prev_seal = 1, GENESIS_HASH, GENESIS_SEAL
     unsealed_from: int | None = None
     anchor_seq, anchor_seal, anchor_written = (None, "", "") if anchor is None else (
         anchor.seq, anchor.seal, anchor.written_at)
@@ -104,15 +83,13 @@ def walk(
     restarted_at = anchor.restarted_at if anchor is not None else 0
     sha256 = hashlib.sha256
     seal = Sealer(key).seal if key is not None else None
-    part = "" if after is None and until is None else "WHERE seq >= :first AND seq <= :last "
     cursor = conn.execute(
         f"SELECT json_array({HASHED_COLUMNS}), seq, prev_hash, hash, s.mac "
-        f"FROM audit_log LEFT JOIN audit_seal s USING (seq) {part}ORDER BY seq",
-        {"first": expected_seq, "last": _LAST_SEQ if until is None else until},
+        "FROM audit_log LEFT JOIN audit_seal s USING (seq) ORDER BY seq"
     )
 
     def found(problem: Problem) -> Walked:
-        return Walked(problem, seals, Proven(expected_seq - 1, prev_hash, prev_seal), unsealed_from)
+        return Walked(problem, seals, unsealed_from)
 
     try:
         while rows := cursor.fetchmany(batch):
@@ -159,4 +136,4 @@ def walk(
                 progress(expected_seq - 1)
     finally:
         cursor.close()
-    return Walked(None, seals, Proven(expected_seq - 1, prev_hash, prev_seal), unsealed_from)
+    return Walked(None, seals, unsealed_from)
