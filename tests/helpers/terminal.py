@@ -63,6 +63,18 @@ class Terminal:
         """Type keys (tmux key names such as Enter and Escape, or literal text)."""
         self.run("send-keys", "-t", "t", *keys)
 
+    def settled(self, timeout: float = 15) -> str:
+        """The screen once two reads 50 ms apart agree (a redraw is not caught half done); the last read if it
+        never stops changing within ``timeout``."""
+        deadline = time.monotonic() + timeout
+        screen = self.screen()
+        while True:
+            time.sleep(0.05)
+            again = self.screen()
+            if again == screen or time.monotonic() > deadline:
+                return again
+            screen = again
+
     def wait_for(self, text: str, timeout: float = 15) -> str:
         """Wait until ``text`` is on a screen that has stopped changing; that screen.
 
