@@ -13,9 +13,9 @@ from datetime import UTC, datetime, timedelta
 
 from bot_bottle.errors import ValidationError
 
-TIMESTAMP_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
-# The stored form: fixed width, so text order is time order.
-TIMESTAMP_RE = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z")
+# The stored form: fixed width and ASCII digits, so text order is time order (a Unicode digit that \d takes,
+# such as a full-width one, sorts after every ASCII one).
+TIMESTAMP_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{6}Z")
 
 
 def utc_now() -> str:
@@ -144,6 +144,8 @@ def moment_of(timestamp: object) -> datetime | None:
     if not isinstance(timestamp, str) or not TIMESTAMP_RE.fullmatch(timestamp):
         return None
     try:
-        return datetime.strptime(timestamp, TIMESTAMP_FORMAT).replace(tzinfo=UTC)
-    except ValueError:
+        # The form is checked above, so fromisoformat reads exactly what strptime did, fifty times faster:
+        # a decision computes a grant's end in its write transaction, and a screen one time left per row.
+        return datetime.fromisoformat(timestamp)
+    except ValueError:  # a day or an hour that does not exist
         return None

@@ -75,6 +75,18 @@ class ValidationTest(unittest.TestCase):
         self.assertEqual(timestamps.format_timestamp(datetime(2026, 1, 1, tzinfo=UTC)),
                          "2026-01-01T00:00:00.000000Z")
 
+    def test_stored_times_read_back(self) -> None:
+        """A stored time reads back as the aware UTC moment it names; anything else, including a day that does
+        not exist or digits that are not ASCII (they would sort out of time order), reads as None."""
+        self.assertEqual(timestamps.moment_of("2026-12-05T10:00:00.123456Z"),
+                         datetime(2026, 12, 5, 10, 0, 0, 123456, tzinfo=UTC))
+        self.assertEqual(timestamps.later("2026-12-31T23:00:00.000000Z", 7200), "2027-01-01T01:00:00.000000Z")
+        for bad in ("2026-02-30T10:00:00.000000Z", "2026-12-05T24:00:00.000000Z", "2026-12-05 10:00:00.000000Z",
+                    "2026-12-05T10:00:00Z", "\uff12026-12-05T10:00:00.000000Z", "2026-12-05T10:00:00.000000+00:00",
+                    None, 20261205):
+            with self.subTest(bad=bad):
+                self.assertIsNone(timestamps.moment_of(bad))
+
 
 class RecordTest(unittest.TestCase):
     def test_proposal_helpers(self) -> None:
