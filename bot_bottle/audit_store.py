@@ -30,8 +30,7 @@ from bot_bottle.audit.chain import COLUMNS, GENESIS_HASH, SELECT, compute_hash, 
 from bot_bottle.audit.forensics import REFUSED, VerifyResult, anchored_seq, truncated
 from bot_bottle.audit.keys import host_key
 from bot_bottle.audit.seal import GENESIS_SEAL, key_id, seal_of
-from bot_bottle.audit.walk import last_seq as newest_seq
-from bot_bottle.audit.walk import walk
+from bot_bottle.audit.walk import last_seq, walk
 from bot_bottle.connection import signal_decision
 from bot_bottle.db import Database, DatabaseUser, validate_limit
 from bot_bottle.errors import AnchorNotWritten, AuditTampered
@@ -166,31 +165,31 @@ class AuditStore(DatabaseUser):
         written without the host (every host append seals in its own
         transaction): ``AuditTampered``.
         """
-        last_seq = newest_seq(conn)
+        last_entry = last_seq(conn)
         sealed = conn.execute("SELECT seq, mac FROM audit_seal ORDER BY seq DESC LIMIT 1").fetchone()
         sealed_seq, newest = (0, GENESIS_SEAL) if sealed is None else (int(sealed[0]), str(sealed[1]))
-        if anchor is not None and last_seq < anchor.seq:
-            raise AuditTampered(truncated(anchor, last_seq) + REFUSED)
-        if sealed_seq > last_seq:
-            raise AuditTampered(f"the audit log has seals past its last entry {last_seq}: entries were removed"
+        if anchor is not None and last_entry < anchor.seq:
+            raise AuditTampered(truncated(anchor, last_entry) + REFUSED)
+        if sealed_seq > last_entry:
+            raise AuditTampered(f"the audit log has seals past its last entry {last_entry}: entries were removed"
                                 + REFUSED)
-        if sealed_seq == last_seq:
-            cls._check_newest(conn, key, anchor, last_seq, newest)
+        if sealed_seq == last_entry:
+            cls._check_newest(conn, key, anchor, last_entry, newest)
             return newest
         # Past the anchor, or past a seal when there is no anchor (retired, or never written), an entry
         # without a seal was written without the host: every host append seals in its own transaction,
         # and a downgrade drops all the seals, never the newest ones alone.
         proven = max(anchored_seq(anchor) or 0, sealed_seq)
-        if (anchor is not None or sealed_seq) and last_seq > proven:
-            raise AuditTampered(f"audit entries {proven + 1}-{last_seq} have no seal: they "
+        if (anchor is not None or sealed_seq) and last_entry > proven:
+            raise AuditTampered(f"audit entries {proven + 1}-{last_entry} have no seal: they "
                                 "were written without the host's key" + REFUSED)
         walked = walk(conn, key, anchor, keep_after=sealed_seq)
         if walked.problem is not None:
             raise AuditTampered(walked.problem[1] + REFUSED)
         seals = walked.seals
-        for seq in range(sealed_seq + 1, last_seq + 1):
+        for seq in range(sealed_seq + 1, last_entry + 1):
             conn.execute("INSERT INTO audit_seal (seq, mac) VALUES (:seq, :mac)", {"seq": seq, "mac": seals[seq]})
-        return seals[last_seq] if last_seq else GENESIS_SEAL
+        return seals[last_entry] if last_entry else GENESIS_SEAL
 
     @classmethod
     def _check_newest(cls, conn: sqlite3.Connection, key: bytes, anchor: Anchor | None, seq: int, seal: str) -> None:

@@ -5,7 +5,8 @@ and (with the host's key) every seal, checks the log still reaches its
 anchor, and checks every response against the entry that recorded it;
 ``set_aside`` moves entries past what the host can prove out of the log;
 ``decision_problem`` proves one decision cheaply. The chain itself is
-walked by ``audit.walk``. The write path (append, seal, anchor) is ``bot_bottle.audit_store``.
+walked by ``audit.walk``. The write path (append, seal, anchor) is
+``bot_bottle.audit_store``.
 """
 
 from __future__ import annotations

@@ -76,21 +76,16 @@ class Terminal:
             screen = again
 
     def wait_for(self, text: str, timeout: float = 15) -> str:
-        """Wait until ``text`` is on a screen that has stopped changing; that screen.
+        """Wait until ``text`` is on a settled screen (``settled``); that screen.
 
-        A screen is read twice, 50 ms apart, and returned only when both reads
-        agree: tmux may show a redraw half done (a heading drawn, the lines
-        under it still blank), and a test that asserts on the rest of the
-        screen must not read it then.
+        tmux may show a redraw half done (a heading drawn, the lines under it
+        still blank), and a test that asserts on the rest of the screen must
+        not read it then.
         """
         deadline = time.monotonic() + timeout
         while True:
-            screen = self.screen()
+            screen = self.settled(max(0.0, deadline - time.monotonic()))
             if text in screen:
-                time.sleep(0.05)
-                if self.screen() == screen:
-                    return screen
+                return screen
             if time.monotonic() > deadline:
-                what = "never stopped changing" if text in screen else "never appeared"
-                raise AssertionError(f"{text!r}: the screen {what}; the last:\n{screen}")
-            time.sleep(0.05)
+                raise AssertionError(f"{text!r} never appeared; the screen:\n{screen}")
