@@ -69,8 +69,11 @@ class Podman:
             f'[network]\nnetwork_config_dir = "{home / "networks"}"\n')
         storage_conf.write_text(f'[storage]\ndriver = "overlay"\ngraphroot = "{home / "storage"}"\n'
                                 f'runroot = "{volatile / "storage"}"\n')
+        # podman's helpers (netavark runs iptables or nft) and debootstrap live in /usr/sbin on Debian, which a
+        # PATH that is not root's login PATH lacks.
         self.env = {**os.environ, "CONTAINERS_CONF": str(containers_conf),
-                    "CONTAINERS_STORAGE_CONF": str(storage_conf)}
+                    "CONTAINERS_STORAGE_CONF": str(storage_conf),
+                    "PATH": os.pathsep.join([os.environ.get("PATH", os.defpath), "/usr/sbin", "/sbin"])}
 
     @classmethod
     def usable(cls) -> Podman:
