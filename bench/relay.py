@@ -54,7 +54,9 @@ class Relay:
         home = tempfile.mkdtemp(prefix="bb-relay-home-")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "bot_bottle", "relay", "--host", "127.0.0.1", "--port", str(self.port),
-             "--db", str(db), "--max-pending", "100000"],
+             # A bottle's own share of writes (10 a second after a burst of 50) would be measured instead of the
+             # relay: one sidecar's cycles, two writes each, fell to 5 a second after the first 25.
+             "--db", str(db), "--max-pending", "100000", "--writes-per-bottle", "100000"],
             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=REPO,
             env={**os.environ, "HOME": home, "PYTHONPATH": str(REPO)})
         assert self.process.stdout is not None

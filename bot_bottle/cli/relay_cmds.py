@@ -24,6 +24,7 @@ from bot_bottle.relay.process import (
     serve,
 )
 from bot_bottle.relay.service import DEFAULT_MAX_WAITS_PER_BOTTLE
+from bot_bottle.relay.shares import DEFAULT_WRITES_PER_SEC, WRITE_BURST_SEC
 from bot_bottle.sidecar.server import seconds_argument
 from bot_bottle.text import terminal
 from bot_bottle.wire.jsonrpc_server import REQUEST_TIMEOUT_SEC
@@ -55,7 +56,8 @@ def cmd_relay_serve(args: argparse.Namespace) -> int:
     try:
         return serve(args.host, args.port, db_path=args.db, extra_hosts=args.allowed_host,
                      quota=Quota(args.max_pending, args.max_pending_bytes),
-                     max_waits_per_bottle=args.max_waits_per_bottle, max_connections=args.max_connections,
+                     max_waits_per_bottle=args.max_waits_per_bottle, writes_per_bottle=args.writes_per_bottle,
+                     max_connections=args.max_connections,
                      request_timeout=args.request_timeout, log=log, ready=ready)
     except OSError as exc:
         if exc.filename is None:
@@ -159,6 +161,10 @@ def register(subparsers: Any) -> None:
                         metavar="N", help="calls one bottle may have waiting at the relay at once (default: "
                         f"{DEFAULT_MAX_WAITS_PER_BOTTLE}), and half the requests of any kind it may have in flight; "
                         "more are told to retry")
+    parser.add_argument("--writes-per-bottle", type=positive_int, default=DEFAULT_WRITES_PER_SEC, metavar="N",
+                        help=f"writes (filings, archives, heartbeats) one bottle may make a second (default: "
+                        f"{DEFAULT_WRITES_PER_SEC}), after a burst of {WRITE_BURST_SEC} seconds' worth; more are told "
+                        "to retry, and its sidecar does, so a bottle filing fast slows to this rate")
     parser.add_argument("--max-connections", type=positive_int, default=RELAY_MAX_CONNECTIONS, metavar="N",
                         help=f"connections waiting to be authenticated at once (default: {RELAY_MAX_CONNECTIONS}, a "
                         "quarter of them per peer); a new one past that cuts the oldest waiting one, which is told to "

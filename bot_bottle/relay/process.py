@@ -35,6 +35,7 @@ from bot_bottle.relay.service import (
     DEFAULT_MAX_WAITS_PER_BOTTLE,
     RelayService,
 )
+from bot_bottle.relay.shares import DEFAULT_WRITES_PER_SEC
 from bot_bottle.standing import Keeper
 from bot_bottle.wire.jsonrpc_server import REQUEST_TIMEOUT_SEC, SuperviseHTTPServer, normalize_allowed_host
 
@@ -170,6 +171,7 @@ def serve(
     extra_hosts: Sequence[str] = (),
     quota: Quota = DEFAULT_QUOTA,
     max_waits_per_bottle: int = DEFAULT_MAX_WAITS_PER_BOTTLE,
+    writes_per_bottle: int = DEFAULT_WRITES_PER_SEC,
     max_connections: int = RELAY_MAX_CONNECTIONS,
     request_timeout: float = REQUEST_TIMEOUT_SEC,
     log: Callable[[str], None],
@@ -188,7 +190,8 @@ def serve(
     try:
         with QueueStore(db_path) as store:
             service = RelayService(store, RelayCredentials(database=store.db), quota=quota,
-                                   max_waits_per_bottle=max_waits_per_bottle, log=log,
+                                   max_waits_per_bottle=max_waits_per_bottle,
+                                   writes_per_bottle=writes_per_bottle, log=log,
                                    nonce_journal=relay_root() / NONCES_FILENAME)
             server = relay_server((host, port), service, names, max_connections, request_timeout)
             # The host's standing decisions for every bottle (a mount's sidecar files without the key).

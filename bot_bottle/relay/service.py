@@ -32,7 +32,7 @@ from bot_bottle.queue_store import QueueStore
 from bot_bottle.records import DEFAULT_POLL_INTERVAL_SEC, DEFAULT_QUOTA, Quota
 from bot_bottle.relay.credentials import RelayCredentials
 from bot_bottle.relay.nonces import NonceLedger
-from bot_bottle.relay.shares import Share, Shares
+from bot_bottle.relay.shares import DEFAULT_WRITES_PER_SEC, Share, Shares
 from bot_bottle.standing import rule_decision_in
 from bot_bottle.wire.jsonrpc import (
     DATABASE_UNAVAILABLE,
@@ -85,6 +85,7 @@ class RelayService:
         quota: Quota = DEFAULT_QUOTA,
         poll_interval: float = DEFAULT_POLL_INTERVAL_SEC,
         max_waits_per_bottle: int = DEFAULT_MAX_WAITS_PER_BOTTLE,
+        writes_per_bottle: int = DEFAULT_WRITES_PER_SEC,
         share: Share | None = None,
         log: Callable[[str], None] = lambda line: None,
         nonce_journal: Path | None = None,
@@ -93,7 +94,7 @@ class RelayService:
         self.credentials = credentials
         self.quota = quota
         self.poll_interval = poll_interval
-        self.share = share if share is not None else Share.for_waits(max_waits_per_bottle)
+        self.share = share if share is not None else Share.for_waits(max_waits_per_bottle, writes_per_bottle)
         self.shares = Shares(self.share)
         self._log = log
         self._lock = threading.Lock()

@@ -26,6 +26,8 @@ from bot_bottle.errors import RetryLater, RpcError
 from bot_bottle.wire.jsonrpc import BUSY
 
 MiB = 1024 * 1024
+DEFAULT_WRITES_PER_SEC = 10  # a bottle's steady writes a second at the relay (``relay --writes-per-bottle``)
+WRITE_BURST_SEC = 5  # the burst before that rate binds: this many seconds' worth of writes
 
 
 @dataclass(frozen=True)
@@ -35,14 +37,16 @@ class Share:
     waits: int = 32  # long polls held at once
     requests: int = 64  # requests in flight at once, waits included (so the waits always leave room)
     body_bytes: int = 8 * MiB  # request bodies in memory at once: two of the largest (wire.jsonrpc_server)
-    writes_per_sec: float = 10.0  # filings, archives, heartbeats and stops written, steadily...
-    write_burst: int = 50  # ...after a burst of this many
+    writes_per_sec: float = DEFAULT_WRITES_PER_SEC  # filings, archives, heartbeats and stops written, steadily...
+    write_burst: int = WRITE_BURST_SEC * DEFAULT_WRITES_PER_SEC  # ...after a burst of this many
     answers: int = 2  # requests being served and answered at once (a wait, while it waits, is not one)
 
     @classmethod
-    def for_waits(cls, waits: int) -> Share:
-        """The default share with ``waits`` waits (and twice that many requests in flight)."""
-        return cls(waits=waits, requests=2 * waits)
+    def for_waits(cls, waits: int, writes_per_sec: int = DEFAULT_WRITES_PER_SEC) -> Share:
+        """The default share with ``waits`` waits (and twice that many requests in flight) and
+        ``writes_per_sec`` writes a second (after a burst of ``WRITE_BURST_SEC`` seconds' worth)."""
+        return cls(waits=waits, requests=2 * waits, writes_per_sec=float(writes_per_sec),
+                   write_burst=WRITE_BURST_SEC * writes_per_sec)
 
 
 @dataclass

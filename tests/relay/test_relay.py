@@ -435,6 +435,21 @@ class RelayProcessTest(TempDirTest):
         self.assertEqual(outcome[0].status if outcome[0] else None, STATUS_APPROVED)
         self.assertEqual(queue.archive(filed.id).archived_at is not None, True)
 
+    def test_writes_per_bottle_sets_each_bottles_write_share(self) -> None:
+        """``--writes-per-bottle 1``: a burst of five writes, then the bottle is told to retry; another bottle
+        still writes, and the first writes again once a second has given it one back."""
+        self.start("--writes-per-bottle", "1", "--max-pending", "100")
+        fast = RelayQueue(self.endpoint("fast"), retry_for=0)
+        for number in range(5):
+            fast.submit(TOOL_EGRESS_ALLOW, f'{{"host": "h{number}.example"}}', "burst")
+        with self.assertRaises(RelayUnreachable) as caught:
+            fast.submit(TOOL_EGRESS_ALLOW, '{"host": "h5.example"}', "over the share")
+        self.assertIn("writes faster than the 1 a second it may", str(caught.exception))
+        RelayQueue(self.endpoint("other"), retry_for=0).submit(TOOL_EGRESS_ALLOW, PAYLOAD, "its own share")
+        time.sleep(1.1)
+        fast.submit(TOOL_EGRESS_ALLOW, '{"host": "h6.example"}', "a second later")
+        with QueueStore(self.db) as store:
+            self.assertEqual(len(store.pending("fast")), 6)
     def test_the_relay_down_fails_closed_everywhere(self) -> None:
         """No relay: the queue raises RelayUnreachable; the server's tool call is an isError result saying so."""
         queue = RelayQueue(self.endpoint("web-1"), retry_for=0.3)
