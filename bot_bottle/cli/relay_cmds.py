@@ -34,6 +34,7 @@ _RELAY_EPILOG = f"""\
 examples:
   bot-bottle relay                        run the relay in the foreground on {DEFAULT_RELAY_HOST}:{DEFAULT_RELAY_PORT}
   bot-bottle relay start                  start it in the background unless it runs (as 'prepare' does)
+  bot-bottle relay start --writes-per-bottle 50   the same, each bottle allowed 50 writes a second
   bot-bottle relay status                 is it running, where, and which bottles have credentials
   bot-bottle relay revoke web-1           refuse web-1's sidecar from its next request on
   bot-bottle relay stop                   stop the running relay (SIGTERM)
@@ -65,13 +66,29 @@ def cmd_relay_serve(args: argparse.Namespace) -> int:
         raise
 
 
+_SERVING_OPTIONS = ("max_pending", "max_pending_bytes", "max_waits_per_bottle", "writes_per_bottle",
+                    "max_connections", "request_timeout")
+
+
+def _serving_arguments(args: argparse.Namespace) -> list[str]:
+    """The serving options as the background relay's command line takes them (``--name=value``, so that no
+    value can be read as an option of its own)."""
+    words = [f"--{name.replace('_', '-')}={getattr(args, name)}" for name in _SERVING_OPTIONS]
+    return words + [f"--allowed-host={name}" for name in args.allowed_host]
+
+
 def cmd_relay_start(args: argparse.Namespace) -> int:
-    """Start the relay in the background unless one runs; print where it listens."""
-    info = ensure_relay(args.host, args.port, db_path=args.db)
+    """Start the relay in the background, with the options given, unless one runs; print where it listens."""
+    already = running_relay()
+    info = ensure_relay(args.host, args.port, db_path=args.db, options=_serving_arguments(args))
     if args.json:
-        print_json({"running": True, "pid": info.pid, "url": info.url, "database": info.database})
-    else:
+        print_json({"running": True, "started": already is None, "pid": info.pid, "url": info.url,
+                    "database": info.database})
+    elif already is None:
         print(f"relay running: pid {info.pid}, listening on {info.url}")
+    else:
+        print(f"relay already running: pid {info.pid}, listening on {info.url}, with the options it was started "
+              "with ('bot-bottle relay stop', then start, to change them)")
     return 0
 
 
@@ -136,6 +153,45 @@ def cmd_relay_revoke(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_serving_options(parser: argparse.ArgumentParser, *, after_start: bool = False) -> None:
+    """The options the relay serves with; ``after_start``: ``relay start``'s copies, which leave a value given
+    before ``start`` standing when they are not given (``relay --port 9555 start``), as ``--db`` does."""
+    def default(value: Any) -> Any:
+        return argparse.SUPPRESS if after_start else value
+
+    parser.add_argument("--host", default=default(DEFAULT_RELAY_HOST),
+                        help=f"address to listen on (default: {DEFAULT_RELAY_HOST}; Docker Desktop forwards "
+                        "host.docker.internal there; Apple container's VMs need 192.168.64.1)")
+    parser.add_argument("--port", type=port_number, default=default(DEFAULT_RELAY_PORT),
+                        help=f"port (default: {DEFAULT_RELAY_PORT}, fixed so bottles' relay files outlive a restart)")
+    parser.add_argument("--allowed-host", action="append", default=default([]), metavar="NAME",
+                        help="another name sidecars reach the relay by (repeatable; always: "
+                        f"{', '.join(VM_HOST_NAMES)}, localhost and the listen address)")
+    parser.add_argument("--max-pending", type=positive_int, default=default(DEFAULT_MAX_PENDING), metavar="N",
+                        help=f"proposals each bottle may have waiting at once (default: {DEFAULT_MAX_PENDING})")
+    parser.add_argument("--max-pending-bytes", type=positive_int, default=default(DEFAULT_MAX_PENDING_BYTES),
+                        metavar="B",
+                        help=f"bytes each bottle may have pending at once (default: {DEFAULT_MAX_PENDING_BYTES})")
+    parser.add_argument("--max-waits-per-bottle", type=positive_int, default=default(DEFAULT_MAX_WAITS_PER_BOTTLE),
+                        metavar="N", help="calls one bottle may have waiting at the relay at once (default: "
+                        f"{DEFAULT_MAX_WAITS_PER_BOTTLE}), and half the requests of any kind it may have in flight; "
+                        "more are told to retry")
+    parser.add_argument("--writes-per-bottle", type=positive_int, default=default(DEFAULT_WRITES_PER_SEC),
+                        metavar="N",
+                        help="writes (filings, archives, heartbeats) one bottle may make a second (default: "
+                        f"{DEFAULT_WRITES_PER_SEC}), after a burst of {WRITE_BURST_SEC} seconds' worth; more are "
+                        "told to retry, and its sidecar does, so a bottle filing fast slows to this rate")
+    parser.add_argument("--max-connections", type=positive_int, default=default(RELAY_MAX_CONNECTIONS),
+                        metavar="N",
+                        help="connections waiting to be authenticated at once (default: "
+                        f"{RELAY_MAX_CONNECTIONS}, a quarter of them per peer); a new one past that cuts the oldest "
+                        "waiting one, which is told to retry. A bottle's authenticated requests count in its own "
+                        "share, never here")
+    parser.add_argument("--request-timeout", type=seconds_argument, default=default(REQUEST_TIMEOUT_SEC),
+                        metavar="S", help="deadline for a whole request's headers and body, and for an idle connection "
+                        f"(default: {REQUEST_TIMEOUT_SEC:g}); a slower client is answered 408 and dropped")
+
+
 def register(subparsers: Any) -> None:
     """Add the ``relay`` verb and its subcommands."""
     parser = verb_parser(
@@ -145,41 +201,14 @@ def register(subparsers: Any) -> None:
         "holder of that bottle's token. Without a subcommand it runs in the foreground.",
         epilog=_RELAY_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--host", default=DEFAULT_RELAY_HOST,
-                        help=f"address to listen on (default: {DEFAULT_RELAY_HOST}; Docker Desktop forwards "
-                        "host.docker.internal there; Apple container's VMs need 192.168.64.1)")
-    parser.add_argument("--port", type=port_number, default=DEFAULT_RELAY_PORT,
-                        help=f"port (default: {DEFAULT_RELAY_PORT}, fixed so bottles' relay files outlive a restart)")
-    parser.add_argument("--allowed-host", action="append", default=[], metavar="NAME",
-                        help=f"another name sidecars reach the relay by (repeatable; always: {', '.join(VM_HOST_NAMES)}"
-                        ", localhost and the listen address)")
-    parser.add_argument("--max-pending", type=positive_int, default=DEFAULT_MAX_PENDING, metavar="N",
-                        help=f"proposals each bottle may have waiting at once (default: {DEFAULT_MAX_PENDING})")
-    parser.add_argument("--max-pending-bytes", type=positive_int, default=DEFAULT_MAX_PENDING_BYTES, metavar="B",
-                        help=f"bytes each bottle may have pending at once (default: {DEFAULT_MAX_PENDING_BYTES})")
-    parser.add_argument("--max-waits-per-bottle", type=positive_int, default=DEFAULT_MAX_WAITS_PER_BOTTLE,
-                        metavar="N", help="calls one bottle may have waiting at the relay at once (default: "
-                        f"{DEFAULT_MAX_WAITS_PER_BOTTLE}), and half the requests of any kind it may have in flight; "
-                        "more are told to retry")
-    parser.add_argument("--writes-per-bottle", type=positive_int, default=DEFAULT_WRITES_PER_SEC, metavar="N",
-                        help=f"writes (filings, archives, heartbeats) one bottle may make a second (default: "
-                        f"{DEFAULT_WRITES_PER_SEC}), after a burst of {WRITE_BURST_SEC} seconds' worth; more are told "
-                        "to retry, and its sidecar does, so a bottle filing fast slows to this rate")
-    parser.add_argument("--max-connections", type=positive_int, default=RELAY_MAX_CONNECTIONS, metavar="N",
-                        help=f"connections waiting to be authenticated at once (default: {RELAY_MAX_CONNECTIONS}, a "
-                        "quarter of them per peer); a new one past that cuts the oldest waiting one, which is told to "
-                        "retry. A bottle's authenticated requests count in its own share, never here")
-    parser.add_argument("--request-timeout", type=seconds_argument, default=REQUEST_TIMEOUT_SEC, metavar="S",
-                        help="deadline for a whole request's headers and body, and for an idle connection "
-                        f"(default: {REQUEST_TIMEOUT_SEC:g}); a slower client is answered 408 and dropped")
+    _add_serving_options(parser)
     parser.set_defaults(handler=cmd_relay_serve)
     verbs = parser.add_subparsers(dest="relay_verb", metavar="VERB")
 
     p = verb_parser(verbs, "start", json=True, help="start the relay in the background unless it runs",
                     description="Start the relay in the background (its log: ~/.bot-bottle/relay/relay.log) "
                     "unless one runs; print its pid and address. 'prepare' does this for relay-backed bottles.")
-    p.add_argument("--host", default=DEFAULT_RELAY_HOST, help=f"address to listen on (default: {DEFAULT_RELAY_HOST})")
-    p.add_argument("--port", type=port_number, default=DEFAULT_RELAY_PORT, help=f"port (default: {DEFAULT_RELAY_PORT})")
+    _add_serving_options(p, after_start=True)
     p.set_defaults(handler=cmd_relay_start)
 
     p = verb_parser(verbs, "stop", json=True, help="stop the running relay",

@@ -78,8 +78,12 @@ _STARTED: list[subprocess.Popen[bytes]] = []
 
 
 def ensure_relay(host: str = DEFAULT_RELAY_HOST, port: int = DEFAULT_RELAY_PORT, *,
-                 db_path: str | os.PathLike[str] | None = None, timeout: float = START_TIMEOUT_SEC) -> RelayInfo:
+                 db_path: str | os.PathLike[str] | None = None, options: Sequence[str] = (),
+                 timeout: float = START_TIMEOUT_SEC) -> RelayInfo:
     """The running relay, started in the background (logging to ``~/.bot-bottle/relay/relay.log``) if none runs.
+
+    ``options`` are more of ``bot-bottle relay``'s arguments for a relay started here; one that already runs
+    keeps its own.
 
     Raises ``BotBottleError`` when the relay that runs listens elsewhere than
     ``host:port``, or when a new one does not start in ``timeout`` seconds
@@ -92,6 +96,7 @@ def ensure_relay(host: str = DEFAULT_RELAY_HOST, port: int = DEFAULT_RELAY_PORT,
         command = [sys.executable, "-m", "bot_bottle", "relay", "--host", host, "--port", str(port)]
         if db_path is not None:
             command += ["--db", os.fspath(db_path)]
+        command += options
         with os.fdopen(open_private_file(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT), "a",
                        encoding="utf-8") as output:
             os.fchmod(output.fileno(), FILE_MODE)

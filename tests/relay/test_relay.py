@@ -415,6 +415,27 @@ class RelayProcessTest(TempDirTest):
         with _home(self.home):
             self.assertIsNone(running_relay())
 
+    def test_relay_start_starts_the_relay_with_the_options_given(self) -> None:
+        """``relay --port P start --writes-per-bottle 1``: the background relay listens on P (an option before
+        ``start`` is not overridden by start's default) and serves with the share given after it; a second
+        start says the running relay keeps its own options."""
+        started = self.cli("relay", "--port", str(self.port), "start", "--writes-per-bottle", "1",
+                           "--max-pending", "100", "--json")
+        self.addCleanup(self.cli, "relay", "stop")
+        self.assertEqual(started.returncode, 0, started.stderr)
+        self.assertEqual(json.loads(started.stdout)["url"], f"http://127.0.0.1:{self.port}/")
+        self.assertTrue(json.loads(started.stdout)["started"])
+        fast = RelayQueue(self.endpoint("fast"), retry_for=0)
+        for number in range(5):
+            fast.submit(TOOL_EGRESS_ALLOW, f'{{"host": "h{number}.example"}}', "burst")
+        with self.assertRaises(RelayUnreachable) as caught:
+            fast.submit(TOOL_EGRESS_ALLOW, '{"host": "h5.example"}', "over the share")
+        self.assertIn("writes faster than the 1 a second it may", str(caught.exception))
+        again = self.cli("relay", "start", "--port", str(self.port), "--writes-per-bottle", "50")
+        self.assertEqual(again.returncode, 0, again.stderr)
+        self.assertIn("relay already running", again.stdout)
+        self.assertIn("with the options it was started with", again.stdout)
+
     def test_a_relay_restart_loses_no_waiting_decision(self) -> None:
         """Relay killed (SIGKILL) while a call waits; the operator decides meanwhile; a new relay: the call gets it."""
         relay = self.start()
