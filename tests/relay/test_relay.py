@@ -381,6 +381,17 @@ class RelayProcessTest(TempDirTest):
         return subprocess.run([sys.executable, "-m", "bot_bottle", *args], capture_output=True, text=True,
                               env=relay_env(self.home), cwd=REPO, timeout=60)
 
+    def spend_a_share_of_one(self, slug: str) -> RelayQueue:
+        """File five proposals for ``slug``, a relay's share of one write a second (a burst of five), and check
+        that the sixth is told to retry; the bottle's queue, which does not retry."""
+        queue = RelayQueue(self.endpoint(slug), retry_for=0)
+        for number in range(5):
+            queue.submit(TOOL_EGRESS_ALLOW, f'{{"host": "h{number}.example"}}', "burst")
+        with self.assertRaises(RelayUnreachable) as caught:
+            queue.submit(TOOL_EGRESS_ALLOW, '{"host": "h5.example"}', "over the share")
+        self.assertIn("writes faster than the 1 a second it may", str(caught.exception))
+        return queue
+
     def test_one_relay_per_host_and_a_clean_sigterm(self) -> None:
         """A second relay exits 1 naming the first (pid, address); SIGTERM: exit 0, lock free, no traceback."""
         first = start_relay_process(self.home, self.port, stderr=subprocess.PIPE)
@@ -425,12 +436,7 @@ class RelayProcessTest(TempDirTest):
         self.assertEqual(started.returncode, 0, started.stderr)
         self.assertEqual(json.loads(started.stdout)["url"], f"http://127.0.0.1:{self.port}/")
         self.assertTrue(json.loads(started.stdout)["started"])
-        fast = RelayQueue(self.endpoint("fast"), retry_for=0)
-        for number in range(5):
-            fast.submit(TOOL_EGRESS_ALLOW, f'{{"host": "h{number}.example"}}', "burst")
-        with self.assertRaises(RelayUnreachable) as caught:
-            fast.submit(TOOL_EGRESS_ALLOW, '{"host": "h5.example"}', "over the share")
-        self.assertIn("writes faster than the 1 a second it may", str(caught.exception))
+        self.spend_a_share_of_one("fast")
         again = self.cli("relay", "start", "--port", str(self.port), "--writes-per-bottle", "50")
         self.assertEqual(again.returncode, 0, again.stderr)
         self.assertIn("relay already running", again.stdout)
@@ -460,12 +466,7 @@ class RelayProcessTest(TempDirTest):
         """``--writes-per-bottle 1``: a burst of five writes, then the bottle is told to retry; another bottle
         still writes, and the first writes again once a second has given it one back."""
         self.start("--writes-per-bottle", "1", "--max-pending", "100")
-        fast = RelayQueue(self.endpoint("fast"), retry_for=0)
-        for number in range(5):
-            fast.submit(TOOL_EGRESS_ALLOW, f'{{"host": "h{number}.example"}}', "burst")
-        with self.assertRaises(RelayUnreachable) as caught:
-            fast.submit(TOOL_EGRESS_ALLOW, '{"host": "h5.example"}', "over the share")
-        self.assertIn("writes faster than the 1 a second it may", str(caught.exception))
+        fast = self.spend_a_share_of_one("fast")
         RelayQueue(self.endpoint("other"), retry_for=0).submit(TOOL_EGRESS_ALLOW, PAYLOAD, "its own share")
         time.sleep(1.1)
         fast.submit(TOOL_EGRESS_ALLOW, '{"host": "h6.example"}', "a second later")
