@@ -18,6 +18,7 @@ from bot_bottle.cli.common import ROLE_STYLES, UNREADABLE, Shown, age, piped
 from bot_bottle.cli.inbox import approval_for
 from bot_bottle.decisions import decision_diff, normal_json, render_diff
 from bot_bottle.policy.approval import Approval, approval_of
+from bot_bottle.policy.hosts import shown_host
 from bot_bottle.policy.routes import file_widening, is_diff_header, validate_final_file, widening_lines
 from bot_bottle.records import (
     STATUS_APPROVED,
@@ -110,6 +111,8 @@ def report_lines(proposal: Proposal) -> list[str]:
 def marked_diff(diff: str, final: str | None = None) -> list[str]:
     """A routes-file diff with a gutter: ``!`` marks an added line that widens access, with a warning above.
 
+    Every character of the file outside printable ASCII is shown as its escape (``pypi\\u2024org``).
+
     The gutter is ours alone (every diff line is shifted right by two), so
     file text cannot fake or hide a mark. With ``final`` (the file the
     decision puts in place), lines of it that widen access but are not added
@@ -133,14 +136,17 @@ def marked_diff(diff: str, final: str | None = None) -> list[str]:
         if kept:
             lines.append(Shown(f"{WARNING} the file keeps {len(kept)} unchanged line(s) that widen access where "
                                "they are in effect (check the change does not put them in effect):", "warning"))
-            lines += [Shown(f"  line {number}: {every[number - 1].strip()}  ({'; '.join(reasons)})", "warning")
-                      for number, reasons in kept.items()]
+            lines += [Shown(f"  line {number}: {shown_host(every[number - 1].strip())}  ({'; '.join(reasons)})",
+                            "warning") for number, reasons in kept.items()]
     body = diff.rstrip("\n")
     if not body:
         return [*lines, "    (no change)"]
     for index, text in enumerate(body.split("\n")):
         role = "heading" if is_diff_header(body, index) else _diff_role(text)
-        lines.append(Shown(("! " if index in widening else "  ") + text, "warning" if index in widening else role))
+        # A routes file is hosts, methods and paths: any character outside printable ASCII is written as its
+        # escape, here as in the grant above it, so that a look-alike host never reads as the host it mimics.
+        lines.append(Shown(("! " if index in widening else "  ") + shown_host(text),
+                           "warning" if index in widening else role))
     return lines
 
 

@@ -98,6 +98,11 @@ class InboxListTest(CliTestCase):
         self.assertTrue(all(line.isascii() for line in warnings), warnings)
         self.assertTrue(any("U+0456 (CYRILLIC SMALL LETTER BYELORUSSIAN-UKRAINIAN I)" in line and
                             "xn--pyp-lhd.org" in line for line in warnings), warnings)
+        # In a routes file's diff too, as in its grant: the look-alike added is shown escaped, never as it reads.
+        code, out, _ = self.cli("proposals", "show", self.filed["routes"].short_id)
+        self.assertEqual(code, 0)
+        self.assertNotIn("\u2024", out)
+        self.assertIn("  +- pypi\\u2024org", out.splitlines())
 
     def test_supervise_once_lists_the_grants_first(self) -> None:
         code, out, _ = self.cli("supervise", "--once")
