@@ -144,6 +144,12 @@ def db_path(args: argparse.Namespace, *, create: bool = False) -> Path:
     return path
 
 
+def warn(message: str) -> None:
+    """Say something the command went on despite, in one line on stderr (``bot-bottle: warning: ...``,
+    sanitized as ``fail``'s)."""
+    print(f"bot-bottle: warning: {terminal.clean_line(message)}", file=sys.stderr)
+
+
 def fail(message: str, status: int = 1) -> int:
     """Say what went wrong in one line on stderr (``bot-bottle: error: ...``, sanitized); returns ``status``.
 

@@ -1,9 +1,10 @@
 """The operator's inbox: every bottle's pending proposals, oldest first, each with what approving it grants.
 
 The TUI's list, ``proposals list``, ``supervise --once`` and the dashboard
-read the queue through here, so every list shows the same thing first: what
-approving grants and its cautions (``policy.approval``), then the agent's
-words. Listings read summaries (no payload); an ``Inbox`` then loads each
+read the queue through here, each once the standing rules and expiry have
+been applied (``apply_standing``, or ``standing.keep`` itself), so every
+list shows the same thing first: what approving grants and its cautions
+(``policy.approval``), then the agent's words. Listings read summaries (no payload); an ``Inbox`` then loads each
 proposal it has not seen once, in one query, and keeps its approval and the
 digest of what it read (``queue_reads.shown_digest``). Proposals are
 immutable, so that is read once per proposal; one rewritten in the file
@@ -19,11 +20,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from bot_bottle.errors import ValidationError
+from bot_bottle.errors import BotBottleError, ValidationError
 from bot_bottle.policy.approval import KINDS, Approval, approval_of
 from bot_bottle.queue_reads import shown_digest
 from bot_bottle.queue_store import QueueStore
 from bot_bottle.records import STATUS_MODIFIED, TOOLS, Proposal, ProposalSummary, Response
+from bot_bottle.standing import keep
 
 # A filter on cautions: any kind at all, or one of policy.approval.KINDS.
 ANY_CAUTION = "any"
@@ -77,6 +79,17 @@ class Filters:
     def active(self) -> bool:
         """True when anything is filtered out."""
         return any(value for value in (self.bottle, self.tool, self.caution, self.words))
+
+
+def apply_standing(store: QueueStore) -> str | None:
+    """Standing rules and expiry applied before a list shows the queue, as the screens do (``standing.keep``):
+    a proposal a rule decides is never shown as waiting for the operator. Returns why they could not be (the
+    audit key missing, the database busy) for the caller to say; the list is shown either way."""
+    try:
+        keep(store)
+    except BotBottleError as exc:
+        return f"standing rules and expiry not applied: {exc}"
+    return None
 
 
 def approval_for(proposal: Proposal, response: Response | None = None) -> Approval:

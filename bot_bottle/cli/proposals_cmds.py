@@ -15,8 +15,9 @@ from bot_bottle.cli.common import (
     print_table,
     print_untrusted,
     verb_parser,
+    warn,
 )
-from bot_bottle.cli.inbox import ANY_CAUTION, Filters, Inbox, approval_for
+from bot_bottle.cli.inbox import ANY_CAUTION, Filters, Inbox, apply_standing, approval_for
 from bot_bottle.cli.proposals_decide import register_decisions
 from bot_bottle.cli.registry import summary
 from bot_bottle.cli.render import describe, grant_cell, proposal_json, shown_status
@@ -47,6 +48,8 @@ def cmd_proposals_list(args: argparse.Namespace) -> int:
     """List pending proposals (all of them with ``--all``), oldest first, each with what approving it grants."""
     filters = Filters(args.bottle, args.tool, args.warning, args.search)
     with QueueStore(db_path(args)) as store:
+        if problem := apply_standing(store):
+            warn(problem)
         inbox = Inbox(store)
         if args.all:
             # Summaries: only what the list shows of each payload is kept once it is read.

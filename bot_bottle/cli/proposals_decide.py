@@ -17,6 +17,7 @@ from bot_bottle.cli.common import (
     print_json,
     print_untrusted,
     verb_parser,
+    warn,
 )
 from bot_bottle.cli.render import describe, modification
 from bot_bottle.decisions import check_decision, decide, default_decider
@@ -34,7 +35,6 @@ from bot_bottle.records import (
     Proposal,
     Response,
 )
-from bot_bottle.text import terminal
 from bot_bottle.timestamps import parse_duration, time_left
 
 
@@ -83,7 +83,7 @@ def _decide(args: argparse.Namespace, status: str, notes: str, final_file: str |
                                 f"{each['grant']['ends_at']} ({each['grant']['left']})")
     for each in done:
         if each["warning"]:
-            print(f"bot-bottle: warning: {terminal.clean_line(each['warning'])}", file=sys.stderr)
+            warn(each["warning"])
     return status_code
 
 

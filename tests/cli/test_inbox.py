@@ -109,3 +109,42 @@ class InboxListTest(CliTestCase):
         self.assertEqual(code, 0)
         line = next(line for line in out.splitlines() if self.filed["fake-route"].short_id in line)
         self.assertLess(line.index("[widens] *.readthedocs.io"), line.index("Read-only access"))
+
+
+class StandingBeforeListingTest(CliTestCase):
+    """``proposals list`` and ``supervise --once`` apply the standing rules before they list, as the screens do:
+    with no relay or dashboard running, a proposal a rule decides is not listed as waiting for the operator."""
+
+    def setUp(self) -> None:
+        super().setUp()
+        code, _, err = self.cli("rules", "add", "--all-bottles", "--host", "pastebin.com", "--reject",
+                                "--notes", "no pastes")
+        self.assertEqual(code, 0, err)
+
+    def test_a_rule_decides_before_the_list_shows(self) -> None:
+        for bottle, verb in (("web-1", ("proposals", "list", "--json")), ("web-2", ("supervise", "--once", "--json"))):
+            with self.subTest(verb=verb):
+                filed = self.store.submit(bottle, TOOL_EGRESS_ALLOW, '{"host": "pastebin.com"}', "a paste")
+                other = self.store.submit(bottle, TOOL_EGRESS_ALLOW, '{"host": "pypi.org"}', "pip")
+                self.assertIsNone(self.store.response(filed.id), "nothing decided it yet")
+                code, out, err = self.cli(*verb)
+                self.assertEqual((code, err), (0, ""))
+                listed = [row["id"] for row in json.loads(out)]
+                self.assertIn(other.id, listed)
+                self.assertNotIn(filed.id, listed)
+                response = self.store.response(filed.id)
+                assert response is not None
+                self.assertEqual(response.status, "rejected")
+                self.assertTrue(response.decided_by.startswith("rule "), response.decided_by)
+
+    def test_a_rule_that_cannot_be_applied_is_said_and_the_list_still_shows(self) -> None:
+        """The host's audit key gone: one warning line on stderr, and the proposal listed as waiting."""
+        filed = self.store.submit("web-1", TOOL_EGRESS_ALLOW, '{"host": "pastebin.com"}', "a paste")
+        key = self.home / ".bot-bottle" / "audit.key"
+        key.rename(key.with_name("audit.key.aside"))
+        code, out, err = self.cli("proposals", "list", "--json")
+        self.assertEqual(code, 0)
+        self.assertIn(filed.id, [row["id"] for row in json.loads(out)])
+        self.assertEqual(len(err.splitlines()), 1, err)
+        self.assertTrue(err.startswith("bot-bottle: warning: standing rules and expiry not applied: "), err)
+        self.assertIsNone(self.store.response(filed.id))

@@ -66,6 +66,7 @@ from bot_bottle.cli.dashboard.state import (
 from bot_bottle.cli.inbox import Filters
 from bot_bottle.errors import BotBottleError, DatabaseReplaced, Refused, ValidationError
 from bot_bottle.records import PROPOSAL_ID_RE, validate_queue_key
+from bot_bottle.standing import Keeper
 from bot_bottle.wire.guarded_server import RETRY_AFTER_SEC, response_bytes
 
 DASHBOARD_HOSTS = ("localhost", "127.0.0.1", "::1")
@@ -218,14 +219,22 @@ class DashboardServer(DashboardHTTPServer):
 
 def serve(db_path: str | Path | None, port: int, *, log: Callable[[str], None],
           ready: Callable[[DashboardServer], Any]) -> None:
-    """Open the database, bind 127.0.0.1:``port`` (0: any free port), call ``ready``, serve until shut down."""
+    """Open the database, bind 127.0.0.1:``port`` (0: any free port), call ``ready``, serve until shut down.
+
+    While it serves, the standing rules and expiry are applied the moment a
+    proposal is committed (``standing.Keeper``), whether or not a page is
+    open: a sidecar on the mount whose proposal a rule decides is answered
+    with no relay running and no page to load.
+    """
     dashboard = Dashboard(db_path, log)
     try:
         server = DashboardServer(("127.0.0.1", port), dashboard)
+        keeper = Keeper(dashboard.queue, log).start()
         try:
             ready(server)
             server.serve_forever(poll_interval=0.2)
         finally:
+            keeper.stop()
             server.server_close()
     finally:
         dashboard.close()

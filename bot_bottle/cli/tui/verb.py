@@ -7,8 +7,8 @@ import curses
 import os
 from typing import Any
 
-from bot_bottle.cli.common import age, cell_text, db_path, print_json, print_table, verb_parser
-from bot_bottle.cli.inbox import Inbox
+from bot_bottle.cli.common import age, cell_text, db_path, print_json, print_table, verb_parser, warn
+from bot_bottle.cli.inbox import Inbox, apply_standing
 from bot_bottle.cli.registry import summary
 from bot_bottle.cli.render import grant_cell, proposal_json
 from bot_bottle.cli.tui.app import SuperviseTUI
@@ -30,6 +30,8 @@ def check_terminal() -> None:
 
 def print_pending(store: QueueStore, as_json: bool) -> None:
     """The ``--once`` output: the pending list without curses, each with what approving it grants."""
+    if problem := apply_standing(store):
+        warn(problem)
     entries = Inbox(store).pending()
     if as_json:
         print_json([proposal_json(e.proposal, None, e.approval) for e in entries])

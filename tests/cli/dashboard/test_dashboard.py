@@ -213,6 +213,33 @@ class VerbTest(TempDirTest):
         _, errors = process.communicate(timeout=15)
         self.assertEqual(process.returncode, 0, errors)
 
+    def test_a_standing_rule_decides_while_it_runs_with_no_page_open(self) -> None:
+        """With no relay and no page loaded, the dashboard's keeper decides a proposal a rule matches the moment
+        it is committed: the sidecar's wait returns the rule's rejection."""
+        path = self.tmp / "rules.db"
+        QueueStore(path).close()
+        added = self.run_cli("rules", "add", "--db", str(path), "--all-bottles", "--host", "pastebin.com",
+                             "--reject", "--notes", "no pastes")
+        self.assertEqual(added.returncode, 0, added.stderr)
+        process = subprocess.Popen([sys.executable, "-m", "bot_bottle", "dashboard", "--db", str(path), "--json"],
+                                   cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                   env={**os.environ, "HOME": str(self.home)})
+        self.addCleanup(lambda: process.poll() is None and process.kill())
+        assert process.stdout is not None
+        self.assertIn("url", json.loads(process.stdout.readline()))
+        with QueueStore(path) as store:
+            bottle = store.for_bottle("web-1")
+            filed = bottle.submit(TOOL_EGRESS_ALLOW, '{"host": "pastebin.com"}', "a paste")
+            kept = bottle.submit(TOOL_EGRESS_ALLOW, '{"host": "pypi.org"}', "pip")
+            response = bottle.wait_for_response(filed.id, 30)
+            self.assertIsNone(store.response(kept.id), "a proposal no rule matches waits for the operator")
+        assert response is not None
+        self.assertEqual(response.status, "rejected")
+        self.assertTrue(response.decided_by.startswith("rule "), response.decided_by)
+        process.terminate()
+        _, errors = process.communicate(timeout=15)
+        self.assertEqual(process.returncode, 0, errors)
+
     def test_bad_arguments(self) -> None:
         """A port out of range is a usage error; a --db that does not exist is one clear line."""
         self.assert_clean_error(self.run_cli("dashboard", "--port", "70000"), 2, "--port")
