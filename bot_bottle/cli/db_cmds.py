@@ -197,7 +197,8 @@ def cmd_db_backup(args: argparse.Namespace) -> int:
     path = db_path(args)
     with _existing(path) as conn:
         if args.file is None:
-            stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+            # To the microsecond, as the backups before a migration: two backups a second apart must not clash.
+            stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
             version = migrate.current_version(conn)
             target = backups_dir(path) / f"{path.name}.v{version:04d}.manual-{stamp}.bak"
         else:

@@ -377,9 +377,9 @@ def register(subparsers: Any) -> None:
         help=summary("demo"),
         description="Start the sidecar's supervise server on loopback, play an agent that files proposals "
         "over real HTTP (MCP), open the supervise TUI so you can decide them, and print what the agent "
-        "received. Uses a throwaway database unless --db is given, and then writes nothing outside a "
-        "temporary folder (its audit key and anchor included), removed afterwards. Without a terminal, or with "
-        "--auto, a "
+        "received. Without --db it uses a throwaway database and writes nothing outside a temporary folder "
+        "(its audit key and anchor included), removed afterwards; with --db, the decisions are sealed and "
+        "anchored with this host's audit key, as every other verb's are. Without a terminal, or with --auto, a "
         "script decides and the exit status tells whether every step worked.",
         epilog="examples:\n  bot-bottle demo\n  bot-bottle demo --auto",
         formatter_class=argparse.RawDescriptionHelpFormatter,

@@ -91,6 +91,11 @@ class DbVerbsTest(TempDirTest):
         default = self.run_cli("db", "backup", "--db", str(path))
         self.assertEqual(default.returncode, 0)
         self.assertTrue(Path(default.stdout.strip()).name.startswith(f"b.db.v{HEAD:04d}.manual-"))
+        # Another at once (within the same second, as a script does): a file of its own.
+        second = self.run_cli("db", "backup", "--db", str(path))
+        self.assertEqual(second.returncode, 0, second.stderr)
+        self.assertNotEqual(second.stdout, default.stdout)
+        self.assertTrue(Path(default.stdout.strip()).exists() and Path(second.stdout.strip()).exists())
 
     def test_check_healthy(self) -> None:
         """'db check' passes a healthy database."""
