@@ -4,12 +4,13 @@ The TUI's list, ``proposals list``, ``supervise --once`` and the dashboard
 read the queue through here, each once the standing rules and expiry have
 been applied (``apply_standing``, or ``standing.keep`` itself), so every
 list shows the same thing first: what approving grants and its cautions
-(``policy.approval``), then the agent's words. Listings read summaries (no payload); an ``Inbox`` then loads each
-proposal it has not seen once, in one query, and keeps its approval and the
-digest of what it read (``queue_reads.shown_digest``). Proposals are
-immutable, so that is read once per proposal; one rewritten in the file
-afterwards is caught when it is decided, which holds the proposal to that
-digest (``Inbox.current``, then ``decide(shown=...)``).
+(``policy.approval``), then the agent's words. Listings read summaries (no
+payload); an ``Inbox`` then loads each proposal it has not seen once, in
+one query, and keeps its approval and the digest of what it read
+(``queue_reads.shown_digest``). Proposals are immutable, so that is read
+once per proposal; one rewritten in the file afterwards is caught when it
+is decided, which holds the proposal to that digest (``Inbox.current``,
+then ``decide(shown=...)``).
 
 Filters are the inbox's: by bottle, tool, caution kind, and words anywhere
 in what a row shows.
