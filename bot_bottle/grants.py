@@ -101,15 +101,27 @@ def live_grants_in(conn: sqlite3.Connection, queue_key: str, tool: str, now: str
     return [grant_from_row(row) for row in rows]
 
 
+_LIVE_RULE = ("r.revoked_at IS NULL AND (r.ends_at IS NULL OR r.ends_at > :now) AND r.created_at <= :now "
+              "ORDER BY r.created_at")
+
+
 def live_rules_in(conn: sqlite3.Connection, queue_key: str, tool: str, now: str) -> list[Rule]:
-    """Rules in force at ``now`` for ``queue_key``'s proposals of ``tool`` (the bottle's own, and every bottle's)."""
+    """Rules in force at ``now`` for ``queue_key``'s proposals of ``tool`` (the bottle's own, and every bottle's).
+
+    As the file says: only a rule its audit entry proves may decide (``standing.RuleProofs``).
+    """
     rows = conn.execute(
-        f"SELECT {_RULE_COLUMNS} FROM rules r WHERE r.tool = :tool AND r.revoked_at IS NULL "
-        "AND (r.queue_key = :queue_key OR r.queue_key IS NULL) AND (r.ends_at IS NULL OR r.ends_at > :now) "
-        "AND r.created_at <= :now ORDER BY r.created_at",
+        f"SELECT {_RULE_COLUMNS} FROM rules r WHERE r.tool = :tool "
+        f"AND (r.queue_key = :queue_key OR r.queue_key IS NULL) AND {_LIVE_RULE}",
         {"queue_key": queue_key, "tool": tool, "now": now},
     ).fetchall()
     return [rule_from_row(row) for row in rows]
+
+
+def all_live_rules_in(conn: sqlite3.Connection, now: str) -> list[Rule]:
+    """Every bottle's rules in force at ``now``, as the file says (see ``live_rules_in``)."""
+    return [rule_from_row(row) for row in conn.execute(f"SELECT {_RULE_COLUMNS} FROM rules r WHERE {_LIVE_RULE}",
+                                                       {"now": now}).fetchall()]
 
 
 def add_rule_in(

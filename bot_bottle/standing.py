@@ -24,12 +24,17 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 
+from bot_bottle.audit.anchor import Anchor, read_anchor
+from bot_bottle.audit.forensics import rule_problem
+from bot_bottle.audit.seal import load_key
 from bot_bottle.audit_store import AuditRecorder, AuditStore
+from bot_bottle.connection import database_path
 from bot_bottle.decisions import expire_in, expired_due, record_decision_in
 from bot_bottle.errors import AlreadyDecided, BotBottleError, ProposalExpired, ValidationError
 from bot_bottle.file_watch import FileWatch
-from bot_bottle.grants import live_rules_in
+from bot_bottle.grants import all_live_rules_in, live_rules_in, rule_record
 from bot_bottle.policy.lifetimes import grant_seconds
 from bot_bottle.policy.subjects import rule_matches, subject_of
 from bot_bottle.queue_reads import PENDING, PROPOSAL_COLUMNS
@@ -41,13 +46,68 @@ KEEP_EVERY_SEC = 5.0  # the keeper's look when nothing wakes it: expiries are du
 _NAP_SEC = 0.5
 
 
-def matching_rule(conn: sqlite3.Connection, proposal: Proposal, now: str) -> Rule | None:
-    """The first live rule that decides ``proposal`` (a rejecting one before an approving one), or None."""
+def unproven_line(rule_id: str, why: str) -> str:
+    """What to tell the operator of a rule in the file that the audit log does not prove."""
+    return (f"rule {rule_id[:8]} decides nothing, as the audit log does not prove it: {why} "
+            "('bot-bottle audit verify' says more)")
+
+
+def describe_failure(exc: Exception) -> str:
+    """A failure of a look, in words: the package's own errors as they are, any other with its kind."""
+    return str(exc) if isinstance(exc, BotBottleError) else f"{type(exc).__name__}: {exc}"
+
+
+class RuleProofs:
+    """Which rules this host's audit log proves (``forensics.rule_problem``), each proven once per look.
+
+    A sidecar can write a row into ``rules``; only a rule whose
+    ``rule-added`` entry carries this host's seal, and was not revoked,
+    decides anything. ``unproven`` holds why each other rule did not.
+    """
+
+    def __init__(self) -> None:
+        self._seen: dict[Rule, str | None] = {}
+        self._sealing: tuple[bytes | None, Anchor | None] | None = None  # the key and anchor, read when needed
+        self.unproven: dict[str, str] = {}
+
+    def proven(self, conn: sqlite3.Connection, rules: list[Rule]) -> list[Rule]:
+        """The rules of ``rules`` the log proves."""
+        kept = []
+        for rule in rules:
+            if rule not in self._seen:
+                if self._sealing is None:
+                    path = database_path(conn)
+                    self._sealing = load_key(), read_anchor(Path(path)) if path else None
+                try:
+                    problem = rule_problem(conn, rule, rule_record(rule), *self._sealing)
+                except ValueError:  # a subject that is not JSON: no rule the host wrote
+                    problem = "its subject is not what bot-bottle writes"
+                self._seen[rule] = problem
+                if problem is not None:
+                    self.unproven[rule.id] = problem
+            if self._seen[rule] is None:
+                kept.append(rule)
+        return kept
+
+
+def matching_rule(conn: sqlite3.Connection, proposal: Proposal, now: str, proofs: RuleProofs | None = None,
+                  rules: list[Rule] | None = None) -> Rule | None:
+    """The first live, proven rule that decides ``proposal`` (a rejecting one before an approving one), or None.
+
+    ``rules``: the live rules already read and proven (``keep`` reads them
+    once for every proposal it looks at); otherwise they are read here.
+    """
+    if rules is None:
+        rules = (proofs or RuleProofs()).proven(conn, live_rules_in(conn, proposal.queue_key, proposal.tool, now))
+    else:
+        rules = [rule for rule in rules
+                 if rule.tool == proposal.tool and rule.queue_key in (None, proposal.queue_key)]
+    if not rules:
+        return None
     try:
         subject = subject_of(proposal.tool, proposal.payload)
     except ValidationError:
         return None  # nothing a rule could match: the operator sees it
-    rules = live_rules_in(conn, proposal.queue_key, proposal.tool, now)
     for rule in sorted(rules, key=lambda r: r.effect != EFFECT_REJECT):  # a standing rejection wins
         if rule_matches(rule.subject_value, bool(rule.pattern), proposal.tool, subject):
             return rule
@@ -64,7 +124,8 @@ def rule_decision_in(log: AuditRecorder, proposal: Proposal) -> Response | None:
         decision = Decision(STATUS_REJECTED, f"standing rule {rule.short_id}: {rule.notes or 'always reject'}",
                             None, f"rule {rule.id}")
     else:
-        assert rule.ends_at is not None
+        if rule.ends_at is None:  # an approving rule always ends (add_rule_in): not one the host wrote
+            return None
         try:
             left = seconds_between(now, rule.ends_at)
         except ValidationError:
@@ -80,11 +141,14 @@ def rule_decision_in(log: AuditRecorder, proposal: Proposal) -> Response | None:
     return response
 
 
-def keep(store: QueueStore, *, after: int = 0) -> int:
+def keep(store: QueueStore, *, after: int = 0, unproven: Callable[[str, str], None] | None = None) -> int:
     """One look: rules applied to pending proposals filed after rowid ``after``, and expired ones closed.
 
     Returns the newest rowid looked at (the next ``after``). Reads first,
-    and takes the write lock only where there is something to record.
+    and takes the write lock only where there is something to record. The
+    live rules are read and proven once per look; ``unproven(rule_id,
+    why)`` is told of each rule in the file that the audit log does not
+    prove, which decides nothing.
     """
     newest = after
     now = utc_now()
@@ -93,8 +157,13 @@ def keep(store: QueueStore, *, after: int = 0) -> int:
             f"SELECT p.rowid, {PROPOSAL_COLUMNS} FROM proposals p WHERE p.rowid > :after AND {PENDING} "
             "ORDER BY p.rowid", {"after": after},
         ).fetchall()
+        proofs = RuleProofs()
+        rules = proofs.proven(conn, all_live_rules_in(conn, now))
         decided = [proposal for proposal in (store.proposal_from_row(row[1:]) for row in rows)
-                   if matching_rule(conn, proposal, now) is not None]
+                   if matching_rule(conn, proposal, now, rules=rules) is not None] if rules else []
+    for rule_id, why in proofs.unproven.items():
+        if unproven is not None:
+            unproven(rule_id, why)
     newest = max([newest, *(int(row[0]) for row in rows)])
     for proposal in decided:
         # Decided meanwhile by someone else (the first wins), or expired: left as it is.
@@ -115,6 +184,7 @@ class Keeper:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="keeper", daemon=True)
         self._rules_seen: int | None = None
+        self._told: set[str] = set()  # the unproven rules already logged
 
     def start(self) -> Keeper:
         """Start looking (returns self)."""
@@ -125,6 +195,11 @@ class Keeper:
         """Stop looking and wait for the thread."""
         self._stop.set()
         self._thread.join(10)
+
+    def _unproven(self, rule_id: str, why: str) -> None:
+        if rule_id not in self._told:
+            self._told.add(rule_id)
+            self._log(unproven_line(rule_id, why))
 
     def _rules_version(self) -> int:
         with self.store.db.read() as conn:
@@ -143,11 +218,11 @@ class Keeper:
                         version = self._rules_version()
                         if version != self._rules_seen:  # a rule came or went: every pending proposal again
                             self._rules_seen, after = version, 0
-                        after = keep(self.store, after=after)
+                        after = keep(self.store, after=after, unproven=self._unproven)
                         failing = False
-                    except BotBottleError as exc:
+                    except Exception as exc:  # whatever a row in the file does, the keeper goes on
                         if not failing:
-                            self._log(f"standing rules and expiry paused: {exc}")
+                            self._log(f"standing rules and expiry paused: {describe_failure(exc)}")
                         failing = True
                 # Short sleeps, so that stop() is prompt; a commit wakes the look at once.
                 woke = watch.wait(_NAP_SEC) if watch is not None else self._stop.wait(_NAP_SEC) and False

@@ -4,7 +4,8 @@ What runs on a log the host must prove: ``verify`` recomputes every hash
 and (with the host's key) every seal, checks the log still reaches its
 anchor, and checks every response against the entry that recorded it;
 ``set_aside`` moves entries past what the host can prove out of the log;
-``decision_problem`` proves one decision cheaply. The chain itself is
+``decision_problem`` proves one decision cheaply, ``rule_problem`` one
+standing rule. The chain itself is
 walked by ``audit.walk``. The write path (append, seal, anchor) is
 ``bot_bottle.audit_store``.
 """
@@ -33,7 +34,7 @@ from bot_bottle.audit.walk import last_seq, walk
 from bot_bottle.connection import read_snapshot
 from bot_bottle.db import Database
 from bot_bottle.errors import AuditKeyError, AuditTampered
-from bot_bottle.records import RESPONSE_STATUSES, Response
+from bot_bottle.records import ACTION_RULE_ADDED, ACTION_RULE_REVOKED, RESPONSE_STATUSES, Response, Rule
 
 
 @dataclass(frozen=True)
@@ -170,7 +171,7 @@ def decision_problem(db: Database, response: Response) -> str | None:
         ).fetchone()
         if row is None:
             return "the audit log has no entry for it: it was not recorded by bot-bottle"
-        seq, ts, queue_key, action, tool, proposal_id, actor, notes, diff, details, link, digest, mac = row
+        seq, action, actor, notes, details = row[0], row[3], row[6], row[7], row[9]
         recorded = stored_details(details)
         if recorded is None:
             return f"audit entry {seq} is unreadable (its details are not what bot-bottle writes)"
@@ -179,23 +180,56 @@ def decision_problem(db: Database, response: Response) -> str | None:
                   recorded.get("decided_at", response.decided_at))
         if logged != (response.status, response.decided_by, response.notes, final, response.decided_at):
             return f"it differs from audit entry {seq}, which recorded the decision"
-        if compute_hash(seq, ts, queue_key, action, tool, proposal_id, actor, notes, diff, details,
-                             link) != digest:
-            return f"audit entry {seq} was changed after it was written"
-        if key is None:
-            return f"the host's audit key {key_path()} is missing, so audit entry {seq}'s seal cannot be checked"
-        if anchor is not None and anchor.key is not None and anchor.key != key_id(key):
-            return f"the host's audit key is not the one that sealed this log, so audit entry {seq} cannot be checked"
-        if anchor is not None and seq <= anchor.restarted_at:
-            return (f"audit entry {seq} was sealed with an earlier audit key, which this host no longer has (a new "
-                    f"key took over after entry {anchor.restarted_at}): 'bot-bottle audit verify' proves it by the "
-                    "chain up to there")
-        if mac is None:
-            return f"audit entry {seq} is not sealed yet ('bot-bottle audit verify' says whether that is expected)"
-        before = conn.execute("SELECT mac FROM audit_seal WHERE seq = :seq", {"seq": seq - 1}).fetchone()
-        previous = GENESIS_SEAL if seq == 1 else (str(before[0]) if before is not None else None)
-        if previous is None or seal_of(key, seq, previous, digest) != mac:
-            return f"audit entry {seq}'s seal was not made with this host's key"
+        return _seal_problem(conn, row, key, anchor)
+
+
+def rule_problem(conn: sqlite3.Connection, rule: Rule, recorded: dict[str, Any], key: bytes | None,
+                 anchor: Anchor | None) -> str | None:
+    """Why ``rule`` is not proven by this host's audit log, or None when it is (cheap: one entry and one look).
+
+    Proven: its ``rule-added`` entry exists and records it (``recorded``:
+    ``grants.rule_record`` of the row, with who made it and why), matches
+    its own hash and carries this host's seal; and no ``rule-revoked``
+    entry names a rule the row says is in force. A sidecar can write a
+    rule into the file, but not such a seal: a rule it wrote, widened or
+    brought back decides nothing (``audit verify`` names it).
+    """
+    row = conn.execute(f"{SELECT} WHERE seq = :seq", {"seq": rule.audit_seq}).fetchone()
+    if row is None:
+        return f"the audit log has no entry {rule.audit_seq}, which it names"
+    _, _, _, action, _, _, actor, notes, _, details, _, _, _ = row
+    logged = stored_details(details)
+    if action != ACTION_RULE_ADDED or (actor, notes) != (rule.created_by, rule.notes) or logged is None \
+            or logged.get("rule") != recorded:
+        return f"it differs from audit entry {rule.audit_seq}, which recorded it"
+    if rule.revoked_at is None and conn.execute(
+            "SELECT 1 FROM audit_log WHERE action = :revoked AND CASE WHEN json_valid(details) "
+            "THEN json_extract(details, '$.rule') END = :id LIMIT 1",
+            {"revoked": ACTION_RULE_REVOKED, "id": rule.id}).fetchone() is not None:
+        return "the audit log records its revocation, which the file no longer says"
+    return _seal_problem(conn, row, key, anchor)
+
+
+def _seal_problem(conn: sqlite3.Connection, row: tuple[Any, ...], key: bytes | None,
+                  anchor: Anchor | None) -> str | None:
+    """Why the audit entry ``row`` (as ``chain.SELECT`` reads it) is not sealed by this host's key, or None."""
+    seq, ts, queue_key, action, tool, proposal_id, actor, notes, diff, details, link, digest, mac = row
+    if compute_hash(seq, ts, queue_key, action, tool, proposal_id, actor, notes, diff, details, link) != digest:
+        return f"audit entry {seq} was changed after it was written"
+    if key is None:
+        return f"the host's audit key {key_path()} is missing, so audit entry {seq}'s seal cannot be checked"
+    if anchor is not None and anchor.key is not None and anchor.key != key_id(key):
+        return f"the host's audit key is not the one that sealed this log, so audit entry {seq} cannot be checked"
+    if anchor is not None and seq <= anchor.restarted_at:
+        return (f"audit entry {seq} was sealed with an earlier audit key, which this host no longer has (a new "
+                f"key took over after entry {anchor.restarted_at}): 'bot-bottle audit verify' proves it by the "
+                "chain up to there")
+    if mac is None:
+        return f"audit entry {seq} is not sealed yet ('bot-bottle audit verify' says whether that is expected)"
+    before = conn.execute("SELECT mac FROM audit_seal WHERE seq = :seq", {"seq": seq - 1}).fetchone()
+    previous = GENESIS_SEAL if seq == 1 else (str(before[0]) if before is not None else None)
+    if previous is None or seal_of(key, seq, previous, digest) != mac:
+        return f"audit entry {seq}'s seal was not made with this host's key"
     return None
 
 REFUSED = ("; nothing more is recorded until this is looked at ('bot-bottle audit verify'; entries a sidecar "

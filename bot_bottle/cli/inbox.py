@@ -21,12 +21,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from bot_bottle.errors import BotBottleError, ValidationError
+from bot_bottle.errors import ValidationError
 from bot_bottle.policy.approval import KINDS, Approval, approval_of
 from bot_bottle.queue_reads import shown_digest
 from bot_bottle.queue_store import QueueStore
 from bot_bottle.records import STATUS_MODIFIED, TOOLS, Proposal, ProposalSummary, Response
-from bot_bottle.standing import keep
+from bot_bottle.standing import describe_failure, keep, unproven_line
 
 # A filter on cautions: any kind at all, or one of policy.approval.KINDS.
 ANY_CAUTION = "any"
@@ -82,15 +82,17 @@ class Filters:
         return any(value for value in (self.bottle, self.tool, self.caution, self.words))
 
 
-def apply_standing(store: QueueStore) -> str | None:
+def apply_standing(store: QueueStore) -> list[str]:
     """Standing rules and expiry applied before a list shows the queue, as the screens do (``standing.keep``):
-    a proposal a rule decides is never shown as waiting for the operator. Returns why they could not be (the
-    audit key missing, the database busy) for the caller to say; the list is shown either way."""
+    a proposal a rule decides is never shown as waiting for the operator. Returns what the caller should say:
+    each rule in the file the audit log does not prove (it decided nothing), and why the look failed, if it did
+    (the audit key missing, the database busy, a row no bot-bottle wrote); the list is shown either way."""
+    said: list[str] = []
     try:
-        keep(store)
-    except BotBottleError as exc:
-        return f"standing rules and expiry not applied: {exc}"
-    return None
+        keep(store, unproven=lambda rule_id, why: said.append(unproven_line(rule_id, why)))
+    except Exception as exc:  # whatever a row in the file does, the operator still gets the list
+        said.append(f"standing rules and expiry not applied: {describe_failure(exc)}")
+    return said
 
 
 def approval_for(proposal: Proposal, response: Response | None = None) -> Approval:

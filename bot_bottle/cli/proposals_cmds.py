@@ -48,7 +48,7 @@ def cmd_proposals_list(args: argparse.Namespace) -> int:
     """List pending proposals (all of them with ``--all``), oldest first, each with what approving it grants."""
     filters = Filters(args.bottle, args.tool, args.warning, args.search)
     with QueueStore(db_path(args)) as store:
-        if problem := apply_standing(store):
+        for problem in apply_standing(store):
             warn(problem)
         inbox = Inbox(store)
         if args.all:

@@ -125,7 +125,7 @@ def marked_diff(diff: str, final: str | None = None) -> list[str]:
     lines: list[str] = []
     if widening:
         lines.append(Shown(f"{WARNING} {len(widening)} added line(s) widen access (marked !):", "warning"))
-        lines += [Shown(f"  {'; '.join(reasons)}", "warning") for reasons in widening.values()]
+        lines += [Shown(f"  {shown_host('; '.join(reasons))}", "warning") for reasons in widening.values()]
     if final is not None:
         # Even with no diff: "current" is what the sidecar filed as current, and a sidecar that lies about
         # it can make a widening file look unchanged.
@@ -136,7 +136,7 @@ def marked_diff(diff: str, final: str | None = None) -> list[str]:
         if kept:
             lines.append(Shown(f"{WARNING} the file keeps {len(kept)} unchanged line(s) that widen access where "
                                "they are in effect (check the change does not put them in effect):", "warning"))
-            lines += [Shown(f"  line {number}: {shown_host(every[number - 1].strip())}  ({'; '.join(reasons)})",
+            lines += [Shown(shown_host(f"  line {number}: {every[number - 1].strip()}  ({'; '.join(reasons)})"),
                             "warning") for number, reasons in kept.items()]
     body = diff.rstrip("\n")
     if not body:

@@ -73,7 +73,7 @@ def subject_of(tool: str, document: str) -> dict[str, Any]:
 def _report(tool: str, document: str) -> dict[str, Any]:
     try:
         report = json.loads(document)
-    except ValueError:
+    except (ValueError, RecursionError):  # nested past Python's recursion limit is no report either
         raise ValidationError("payload", f"a {tool} report must be JSON") from None
     if not isinstance(report, dict):
         raise ValidationError("payload", f"a {tool} report must be a JSON object")

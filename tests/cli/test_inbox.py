@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from bot_bottle.records import TOOL_EGRESS_ALLOW, Proposal
+from bot_bottle.records import TOOL_EGRESS_ALLOW, TOOL_EGRESS_BLOCK, Proposal
 from tests.cli.test_proposals_cmds import CliTestCase
 from tests.helpers.inbox_corpus import file_look_alikes
 
@@ -103,6 +103,13 @@ class InboxListTest(CliTestCase):
         self.assertEqual(code, 0)
         self.assertNotIn("\u2024", out)
         self.assertIn("  +- pypi\\u2024org", out.splitlines())
+        # And in what the diff's warnings quote of a line: a wildcard over a look-alike, spelled with an escape.
+        wide = self.store.submit("web-6", TOOL_EGRESS_BLOCK, 'routes:\n- a.example\n- "\\u002a.c\u043em"\n',
+                                 "mirrors", current_file="routes:\n- a.example\n")
+        code, out, _ = self.cli("proposals", "show", wide.short_id)
+        self.assertEqual(code, 0)
+        self.assertNotIn("\u043e", out)
+        self.assertIn("*.c\\u043em", out)
 
     def test_supervise_once_lists_the_grants_first(self) -> None:
         code, out, _ = self.cli("supervise", "--once")
@@ -146,5 +153,6 @@ class StandingBeforeListingTest(CliTestCase):
         self.assertEqual(code, 0)
         self.assertIn(filed.id, [row["id"] for row in json.loads(out)])
         self.assertEqual(len(err.splitlines()), 1, err)
-        self.assertTrue(err.startswith("bot-bottle: warning: standing rules and expiry not applied: "), err)
+        self.assertTrue(err.startswith("bot-bottle: warning: rule "), err)
+        self.assertIn("decides nothing, as the audit log does not prove it: the host's audit key", err)
         self.assertIsNone(self.store.response(filed.id))

@@ -18,13 +18,12 @@ from bot_bottle.audit_store import AuditStore
 from bot_bottle.bottles import BottleStore
 from bot_bottle.cli.inbox import Entry, Filters, Inbox
 from bot_bottle.decisions import default_decider
-from bot_bottle.errors import BotBottleError
 from bot_bottle.grants import GrantStore
 from bot_bottle.policy.approval import Approval
 from bot_bottle.queue_reads import shown_digest
 from bot_bottle.queue_store import QueueStore
 from bot_bottle.records import Proposal, canonical_json, sha256_text
-from bot_bottle.standing import keep
+from bot_bottle.standing import describe_failure, keep
 
 SESSION_COOKIE = "bot_bottle_dashboard"
 
@@ -126,10 +125,10 @@ class Dashboard:
         A problem here (the audit key missing, the database busy) is logged,
         never shown as a page's failure: the page shows what is there.
         """
-        try:
+        try:  # (a rule the log does not prove is logged once, by the dashboard's keeper)
             self._kept = keep(self.queue, after=self._kept)
-        except BotBottleError as exc:
-            self.log(f"standing rules and expiry not applied: {exc}")
+        except Exception as exc:  # whatever a row in the file does, the page shows what is there
+            self.log(f"standing rules and expiry not applied: {describe_failure(exc)}")
 
     def marker(self) -> str:
         """Changes whenever anyone commits to the database (the pages reload on it)."""

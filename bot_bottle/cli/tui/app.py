@@ -53,7 +53,7 @@ from bot_bottle.grants import GrantStore
 from bot_bottle.policy.approval import Approval
 from bot_bottle.queue_store import QueueStore
 from bot_bottle.records import Proposal
-from bot_bottle.standing import keep
+from bot_bottle.standing import describe_failure, keep, unproven_line
 from bot_bottle.text import terminal
 from bot_bottle.text.terminal import Line
 
@@ -169,10 +169,11 @@ class SuperviseTUI(TerminalScreen):
         A long migration or a stuck writer can hold the lock past the busy
         timeout; the operator keeps the screen and the next refresh retries.
         """
-        try:
-            self._kept = keep(self.store, after=self._kept)  # standing rules and expiry, before the list shows
-        except BotBottleError as exc:
-            self.message = f"standing rules and expiry not applied: {exc}"
+        try:  # standing rules and expiry, before the list shows
+            self._kept = keep(self.store, after=self._kept, unproven=lambda rule_id, why: self.say(
+                unproven_line(rule_id, why)))
+        except Exception as exc:  # whatever a row in the file does, the operator keeps the screen
+            self.message = f"standing rules and expiry not applied: {describe_failure(exc)}"
         try:
             self.reload()
             if self.message.startswith(UNAVAILABLE):

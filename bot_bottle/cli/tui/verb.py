@@ -30,7 +30,7 @@ def check_terminal() -> None:
 
 def print_pending(store: QueueStore, as_json: bool) -> None:
     """The ``--once`` output: the pending list without curses, each with what approving it grants."""
-    if problem := apply_standing(store):
+    for problem in apply_standing(store):
         warn(problem)
     entries = Inbox(store).pending()
     if as_json:

@@ -1,0 +1,204 @@
+"""Standing rules against a sidecar that writes the database file: each way found in review.
+
+A sidecar on the mount can write any row into the file, but cannot seal an
+audit entry: it has no audit key. Before the fix next to these tests, the
+host applied whatever the ``rules`` table said, so one row turned into
+sealed approvals, with grants, for every bottle, the moment the operator
+listed the queue (``proposals list``, ``supervise --once``), opened a
+screen, or the relay's or the dashboard's keeper looked; and a rule or a
+payload no bot-bottle writes crashed those listings and killed the keeper.
+Now a rule decides only when its ``rule-added`` entry proves it, sealed by
+this host's key and not revoked (``audit.forensics.rule_problem``), and a
+look survives any row.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import sqlite3
+import time
+from unittest import mock
+
+from bot_bottle import standing
+from bot_bottle.decisions import decide
+from bot_bottle.errors import ValidationError
+from bot_bottle.grants import ALL_BOTTLES, GrantStore
+from bot_bottle.policy.subjects import subject_of, subject_sha256
+from bot_bottle.records import TOOL_EGRESS_ALLOW, TOOL_EGRESS_BLOCK, TOOL_GITLEAKS_ALLOW
+from bot_bottle.standing import Keeper, keep, rule_decision_in
+from tests.cli.test_proposals_cmds import CliTestCase
+from tests.helpers.support import file_as_a_sidecar
+
+EVIL = {"host": "evil.example", "methods": [], "paths": []}
+RULE_COLUMNS = ("id, queue_key, tool, subject, subject_sha256, pattern, effect, notes, created_at, ends_at, "
+                "created_by, proposal_id, audit_seq")
+
+
+class ForgedRuleCase(CliTestCase):
+    def setUp(self) -> None:
+        super().setUp()
+        # The operator's real rules: a rejection for pastebin.com and an approval for docs.python.org.
+        for args in (("--host", "pastebin.com", "--reject", "--notes", "no pastes"),
+                     ("--host", "docs.python.org", "--for", "30d", "--notes", "the docs")):
+            code, _, err = self.cli("rules", "add", "--all-bottles", *args)
+            self.assertEqual(code, 0, err)
+        # And a decision: audit entry 3, which records no rule.
+        decide(self.store.submit("web-9", TOOL_EGRESS_ALLOW, '{"host": "pypi.org"}', "pip").id, "rejected", "no",
+               store=self.store)
+        self.raw = sqlite3.connect(self.store.db.path, isolation_level=None)  # the sidecar's own connection
+        self.addCleanup(self.raw.close)
+
+    def forge(self, subject: dict[str, object] = EVIL, *, effect: str = "approve", pattern: int = 0,
+              ends_at: str | None = "2999-01-01T00:00:00.000000Z", audit_seq: int = 3,
+              subject_text: str | None = None) -> str:
+        """A rule row written by the sidecar, naming an entry that exists (``audit_seq``)."""
+        rule_id = secrets.token_hex(16)
+        self.raw.execute(
+            f"INSERT INTO rules ({RULE_COLUMNS}) VALUES (?, NULL, ?, ?, ?, ?, ?, 'operator ok', "
+            "'2020-01-01T00:00:00.000000Z', ?, 'ann', NULL, ?)",
+            (rule_id, TOOL_EGRESS_ALLOW, subject_text or json.dumps(subject, sort_keys=True, separators=(",", ":")),
+             subject_sha256(TOOL_EGRESS_ALLOW, subject), pattern, effect, ends_at, audit_seq))
+        return rule_id
+
+    def file_evil(self, *bottles: str) -> list[str]:
+        return [self.store.submit(bottle, TOOL_EGRESS_ALLOW, '{"host": "evil.example"}', "need it").id
+                for bottle in bottles]
+
+    def assert_undecided(self, *proposal_ids: str) -> None:
+        for proposal_id in proposal_ids:
+            self.assertIsNone(self.store.response(proposal_id), "a rule the log does not prove decided it")
+        self.assertEqual([g for g in GrantStore(database=self.store.db).listing() if g.subject_value == EVIL], [])
+
+
+class ForgedRuleTest(ForgedRuleCase):
+    def test_a_rule_written_into_the_file_approves_nothing(self) -> None:
+        """The review's attack: one row, every bottle; the listings, the relay's filing and a keeper decide
+        nothing, and the listing names the rule."""
+        forged = self.forge()
+        first, second = self.file_evil("web-1", "web-2")
+        code, out, err = self.cli("proposals", "list", "--json")
+        self.assertEqual(code, 0)
+        self.assertEqual({row["id"] for row in json.loads(out)}, {first, second})
+        self.assertIn(f"rule {forged[:8]} decides nothing, as the audit log does not prove it", err)
+        code, out, err = self.cli("supervise", "--once", "--json")
+        self.assertEqual((code, {row["id"] for row in json.loads(out)}), (0, {first, second}))
+        relayed = self.store.for_bottle("web-3", standing=rule_decision_in).submit(
+            TOOL_EGRESS_ALLOW, '{"host": "evil.example"}', "through the relay")
+        logged: list[str] = []
+        keeper = Keeper(self.store, logged.append).start()
+        try:
+            time.sleep(1.0)  # the keeper's first look, and one woken by a commit
+            self.store.submit("web-4", TOOL_EGRESS_ALLOW, '{"host": "evil.example"}', "after it started")
+            time.sleep(1.0)
+        finally:
+            keeper.stop()
+        self.assert_undecided(first, second, relayed.id)
+        self.assertEqual([line for line in logged if forged[:8] in line][:1],
+                         [f"rule {forged[:8]} decides nothing, as the audit log does not prove it: it differs from "
+                          "audit entry 3, which recorded it ('bot-bottle audit verify' says more)"])
+
+    def test_a_real_rule_widened_or_brought_back_in_the_file_decides_nothing(self) -> None:
+        """The operator's own rules rewritten: the approval's host changed to another, the rejection revoked and
+        the revocation undone. Neither decides; the real rules still do what they were made to."""
+        approval, rejection = sorted(GrantStore(database=self.store.db).rules(), key=lambda r: r.effect)
+        self.raw.execute("DROP TRIGGER rules_immutable")
+        self.raw.execute("UPDATE rules SET subject = :s, subject_sha256 = :d WHERE id = :id",
+                         {"s": json.dumps(EVIL, sort_keys=True, separators=(",", ":")),
+                          "d": subject_sha256(TOOL_EGRESS_ALLOW, EVIL), "id": approval.id})
+        (evil,) = self.file_evil("web-1")
+        keep(self.store)
+        self.assert_undecided(evil)
+        code, _, err = self.cli("rules", "revoke", rejection.short_id, "--reason", "pastes are fine now")
+        self.assertEqual(code, 0, err)
+        self.raw.execute("UPDATE rules SET revoked_at = NULL, revoked_by = NULL, revoke_reason = NULL, "
+                         "revoke_seq = NULL WHERE id = :id", {"id": rejection.id})
+        paste = self.store.submit("web-1", TOOL_EGRESS_ALLOW, '{"host": "pastebin.com"}', "a paste")
+        keep(self.store)
+        self.assertIsNone(self.store.response(paste.id), "a revoked rule, brought back in the file, decided")
+
+    def test_a_forged_rule_with_a_forged_entry_decides_nothing(self) -> None:
+        """The sidecar writes the rule's entry too, hash and all (it can compute those): no seal, no decision."""
+        from bot_bottle.audit.chain import compute_hash
+        last_seq, last_hash = self.raw.execute("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1").fetchone()
+        seq, ts = last_seq + 1, "2020-01-01T00:00:00.000000Z"
+        rule_id = self.forge(audit_seq=seq)
+        details = json.dumps({"rule": {"id": rule_id, "bottle": None, "tool": TOOL_EGRESS_ALLOW, "subject": EVIL,
+                                       "pattern": False, "effect": "approve", "created_at": ts,
+                                       "ends_at": "2999-01-01T00:00:00.000000Z", "proposal_id": None}},
+                             sort_keys=True, separators=(",", ":"))
+        digest = compute_hash(seq, ts, ALL_BOTTLES, "rule-added", TOOL_EGRESS_ALLOW, None, "ann", "operator ok", "",
+                              details, last_hash)
+        self.raw.execute("INSERT INTO audit_log (seq, ts, queue_key, action, tool, proposal_id, actor, notes, diff, "
+                         "details, prev_hash, hash) VALUES (?, ?, ?, 'rule-added', ?, NULL, 'ann', 'operator ok', "
+                         "'', ?, ?, ?)", (seq, ts, ALL_BOTTLES, TOOL_EGRESS_ALLOW, details, last_hash, digest))
+        (evil,) = self.file_evil("web-1")
+        unproven: dict[str, str] = {}
+        keep(self.store, unproven=unproven.__setitem__)
+        self.assert_undecided(evil)
+        # Everything but the seal matched: what refused it is that no key of this host sealed the entry.
+        self.assertEqual(unproven, {rule_id: f"audit entry {seq} is not sealed yet ('bot-bottle audit verify' says "
+                                             "whether that is expected)"})
+
+    def test_the_real_rules_still_decide(self) -> None:
+        """The control: with forged rows beside them, the operator's rules decide as they were made to."""
+        self.forge()
+        paste = self.store.submit("web-1", TOOL_EGRESS_ALLOW, '{"host": "pastebin.com"}', "a paste")
+        docs = self.store.submit("web-2", TOOL_EGRESS_ALLOW, '{"host": "docs.python.org"}', "docs")
+        keep(self.store)
+        self.assertEqual([self.store.response(p.id).status for p in (paste, docs)],  # type: ignore[union-attr]
+                         ["rejected", "approved"])
+
+
+class MalformedRowTest(ForgedRuleCase):
+    def test_no_row_crashes_a_listing_or_stops_the_keeper(self) -> None:
+        """A pattern rule whose methods are a number, an approval with no end (CHECKs ignored), a payload nested
+        200,000 deep through the normal submit: the listings show every proposal, the keeper keeps looking."""
+        self.forge({"host": "*.crash.example", "methods": 5, "paths": []}, effect="reject", pattern=1,
+                   ends_at=None, audit_seq=900001)
+        self.raw.execute("PRAGMA ignore_check_constraints = ON")
+        self.forge({"host": "noend.example", "methods": [], "paths": []}, ends_at=None, audit_seq=900002)
+        self.forge(subject_text="{not json", audit_seq=900003)
+        filed = [self.store.submit("web-1", TOOL_EGRESS_ALLOW, '{"host": "a.crash.example", "methods": ["GET"]}',
+                                   "crash").id,
+                 self.store.submit("web-1", TOOL_EGRESS_ALLOW, '{"host": "noend.example"}', "no end").id,
+                 self.store.submit("web-2", TOOL_GITLEAKS_ALLOW, "[" * 200_000, "deep").id,
+                 file_as_a_sidecar(self.store.db.path, "web-3", TOOL_EGRESS_BLOCK, "{" * 200_000, "deeper",
+                                   created_at="2026-12-05T00:00:00.000000Z").id,
+                 self.store.submit("web-2", TOOL_EGRESS_ALLOW, '{"host": "pypi.org"}', "honest").id]
+        for verb in (("proposals", "list", "--json"), ("supervise", "--once", "--json")):
+            code, out, err = self.cli(*verb)
+            self.assertEqual(code, 0, err)
+            self.assertNotIn("Traceback", err)
+            self.assertEqual({row["id"] for row in json.loads(out)}, set(filed), verb)
+        logged: list[str] = []
+        keeper = Keeper(self.store, logged.append).start()
+        try:
+            time.sleep(1.0)
+            self.assertTrue(keeper._thread.is_alive(), logged)
+            late = self.store.submit("web-4", TOOL_EGRESS_ALLOW, '{"host": "pastebin.com"}', "a paste")
+            deadline = time.monotonic() + 10
+            while self.store.response(late.id) is None and time.monotonic() < deadline:
+                time.sleep(0.05)
+        finally:
+            keeper.stop()
+        response = self.store.response(late.id)
+        self.assertEqual(response.status if response else None, "rejected", "the keeper stopped deciding")
+        # What a rule would match such a report by: nothing, said as for any report that is not JSON.
+        with self.assertRaises(ValidationError):
+            subject_of(TOOL_GITLEAKS_ALLOW, "[" * 200_000)
+
+
+class ForgedRuleFloodTest(ForgedRuleCase):
+    def test_each_rule_is_proven_once_a_look_however_many_rows(self) -> None:
+        """200 forged rules and 1,000 forged pending rows: one proof per rule in a look, not one per pair (the
+        listing took 28 s for 200 x 20,000 in review)."""
+        for number in range(200):
+            self.forge({"host": f"*.n{number}.example", "methods": [], "paths": []}, pattern=1,
+                       audit_seq=1_000_000 + number)
+        for number in range(1000):
+            file_as_a_sidecar(self.store.db.path, f"web-{number % 50}", TOOL_EGRESS_ALLOW,
+                              f'{{"host": "h{number}.example"}}', "flood", created_at="2026-12-05T00:00:00.000000Z")
+        with mock.patch.object(standing, "rule_problem", wraps=standing.rule_problem) as proved:
+            keep(self.store)
+        self.assertEqual(proved.call_count, 202)  # the 200 forged, and the operator's 2
