@@ -156,3 +156,22 @@ class StandingBeforeListingTest(CliTestCase):
         self.assertTrue(err.startswith("bot-bottle: warning: rule "), err)
         self.assertIn("decides nothing, as the audit log does not prove it: the host's audit key", err)
         self.assertIsNone(self.store.response(filed.id))
+
+    def test_after_a_new_audit_key_the_old_rules_decide_nothing_until_added_again(self) -> None:
+        """The old key lost and a new one started: a rule sealed with the old key is not proven by the new one."""
+        key = self.home / ".bot-bottle" / "audit.key"
+        key.rename(key.with_name("audit.key.lost"))
+        code, _, err = self.cli("audit", "new-key", "--yes")
+        self.assertEqual(code, 0, err)
+        filed = self.store.submit("web-1", TOOL_EGRESS_ALLOW, '{"host": "pastebin.com"}', "a paste")
+        code, out, err = self.cli("proposals", "list", "--json")
+        self.assertEqual(code, 0)
+        self.assertIn(filed.id, [row["id"] for row in json.loads(out)])
+        self.assertIn("was sealed with an earlier audit key", err)
+        code, _, err = self.cli("rules", "add", "--all-bottles", "--host", "pastebin.com", "--reject",
+                                "--notes", "no pastes, again")
+        self.assertEqual(code, 0, err)
+        code, out, err = self.cli("proposals", "list", "--json")
+        self.assertNotIn(filed.id, [row["id"] for row in json.loads(out)])
+        response = self.store.response(filed.id)
+        self.assertEqual(response.status if response else None, "rejected")
