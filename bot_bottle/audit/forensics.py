@@ -5,7 +5,7 @@ and (with the host's key) every seal, checks the log still reaches its
 anchor, and checks every response against the entry that recorded it;
 ``set_aside`` moves entries past what the host can prove out of the log;
 ``decision_problem`` proves one decision cheaply, ``rule_problem`` one
-standing rule. The chain itself is
+standing rule and ``grant_problem`` one grant. The chain itself is
 walked by ``audit.walk``. The write path (append, seal, anchor) is
 ``bot_bottle.audit_store``.
 """
@@ -34,7 +34,17 @@ from bot_bottle.audit.walk import last_seq, walk
 from bot_bottle.connection import read_snapshot
 from bot_bottle.db import Database
 from bot_bottle.errors import AuditKeyError, AuditTampered
-from bot_bottle.records import ACTION_RULE_ADDED, ACTION_RULE_REVOKED, RESPONSE_STATUSES, Response, Rule
+from bot_bottle.records import (
+    ACTION_GRANT_REVOKED,
+    ACTION_RULE_ADDED,
+    ACTION_RULE_REVOKED,
+    RESPONSE_STATUSES,
+    STATUS_APPROVED,
+    STATUS_MODIFIED,
+    Grant,
+    Response,
+    Rule,
+)
 
 
 @dataclass(frozen=True)
@@ -202,12 +212,40 @@ def rule_problem(conn: sqlite3.Connection, rule: Rule, recorded: dict[str, Any],
     if action != ACTION_RULE_ADDED or (actor, notes) != (rule.created_by, rule.notes) or logged is None \
             or logged.get("rule") != recorded:
         return f"it differs from audit entry {rule.audit_seq}, which recorded it"
-    if rule.revoked_at is None and conn.execute(
-            "SELECT 1 FROM audit_log WHERE action = :revoked AND CASE WHEN json_valid(details) "
-            "THEN json_extract(details, '$.rule') END = :id LIMIT 1",
-            {"revoked": ACTION_RULE_REVOKED, "id": rule.id}).fetchone() is not None:
+    if rule.revoked_at is None and _revoked(conn, ACTION_RULE_REVOKED, "rule", rule.id):
         return "the audit log records its revocation, which the file no longer says"
     return _seal_problem(conn, row, key, anchor)
+
+
+def grant_problem(conn: sqlite3.Connection, grant: Grant, recorded: dict[str, Any], key: bytes | None,
+                  anchor: Anchor | None) -> str | None:
+    """Why ``grant`` is not proven by this host's audit log, or None when it is (as ``rule_problem``).
+
+    Proven: the approval entry that made it records it (``recorded``:
+    ``grants.grant_record`` of the row) for its proposal and decider,
+    matches its hash and carries this host's seal; and no
+    ``grant-revoked`` entry names a grant the row says is in force.
+    """
+    row = conn.execute(f"{SELECT} WHERE seq = :seq", {"seq": grant.audit_seq}).fetchone()
+    if row is None:
+        return f"the audit log has no entry {grant.audit_seq}, which it names"
+    action, proposal_id, actor, details = row[3], row[5], row[6], row[9]
+    logged = stored_details(details)
+    if action not in (STATUS_APPROVED, STATUS_MODIFIED) or (proposal_id, actor) != (grant.proposal_id,
+                                                                                     grant.decided_by) \
+            or logged is None or logged.get("grant") != recorded:
+        return f"it differs from audit entry {grant.audit_seq}, which recorded the approval that made it"
+    if grant.revoked_at is None and _revoked(conn, ACTION_GRANT_REVOKED, "grant", grant.id):
+        return "the audit log records its revocation, which the file no longer says"
+    return _seal_problem(conn, row, key, anchor)
+
+
+def _revoked(conn: sqlite3.Connection, action: str, key: str, row_id: str) -> bool:
+    """Whether an entry of ``action`` names ``row_id`` (details that are not JSON name nothing)."""
+    return conn.execute(
+        f"SELECT 1 FROM audit_log WHERE action = :action AND CASE WHEN json_valid(details) "
+        f"THEN json_extract(details, '$.{key}') END = :id LIMIT 1", {"action": action, "id": row_id},
+    ).fetchone() is not None
 
 
 def _seal_problem(conn: sqlite3.Connection, row: tuple[Any, ...], key: bytes | None,

@@ -32,6 +32,7 @@ from bot_bottle.queue_store import QueueStore
 from bot_bottle.records import DEFAULT_POLL_INTERVAL_SEC, DEFAULT_QUOTA, Quota
 from bot_bottle.relay.credentials import RelayCredentials
 from bot_bottle.relay.nonces import NonceLedger
+from bot_bottle.relay.proofs import Proofs
 from bot_bottle.relay.shares import DEFAULT_WRITES_PER_SEC, Share, Shares
 from bot_bottle.standing import rule_decision_in
 from bot_bottle.wire.jsonrpc import (
@@ -96,6 +97,7 @@ class RelayService:
         self.poll_interval = poll_interval
         self.share = share if share is not None else Share.for_waits(max_waits_per_bottle, writes_per_bottle)
         self.shares = Shares(self.share)
+        self.proofs = Proofs(store.db, log)
         self._log = log
         self._lock = threading.Lock()
         self._nonces = NonceLedger(journal=nonce_journal)
@@ -252,7 +254,7 @@ class RelayService:
             return proposal.to_dict()
         if method == GRANTS:
             _only(params, ("tool",), ("tool",))
-            return [grant.to_dict() for grant in bottle.live_grants(params["tool"])]
+            return [grant.to_dict() for grant in self.proofs.grants(bottle_slug, bottle.live_grants(params["tool"]))]
         if method in (GET, RESPONSE, ARCHIVE):
             _only(params, ("id",), ("id",))
             if method == GET:
@@ -260,7 +262,7 @@ class RelayService:
             if method == ARCHIVE:
                 self.shares.write(bottle_slug)
                 return bottle.archive(params["id"]).to_dict()
-            response = bottle.response(params["id"])
+            response = self.proofs.response(bottle_slug, bottle.response(params["id"]))
             return None if response is None else response.to_dict()
         if method == WAIT:
             _only(params, ("id", "timeout"), ("id", "timeout"))
@@ -268,9 +270,16 @@ class RelayService:
             if (isinstance(timeout, bool) or not isinstance(timeout, int | float)
                     or not 0 <= timeout <= MAX_LONG_POLL_SEC):
                 raise ValidationError("timeout", f"must be a number of seconds from 0 to {MAX_LONG_POLL_SEC:g}")
+            cancelled = self._in_flight.get(caller) or threading.Event()
             with self.shares.waiting(bottle_slug), self.shares.set_aside(bottle_slug, ANSWER_TURN_TIMEOUT_SEC):
-                response = bottle.wait_for_response(params["id"], float(timeout), self.poll_interval,
-                                                    cancelled=self._in_flight.get(caller))
+                started = time.monotonic()
+                response = self.proofs.response(bottle_slug, bottle.wait_for_response(
+                    params["id"], float(timeout), self.poll_interval, cancelled=cancelled))
+                if response is None:
+                    # Undecided, or an approval the log does not prove: either way the long poll runs its
+                    # course, so a caller whose proposal a sidecar "approved" in the file is not answered
+                    # at once, over and over, for as long as it waits.
+                    cancelled.wait(max(0.0, float(timeout) - (time.monotonic() - started)))
             # A credential revoked while the call waited gets nothing more, not even the decision.
             self._still_valid(caller)
             return None if response is None else response.to_dict()

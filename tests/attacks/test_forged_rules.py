@@ -25,10 +25,12 @@ from bot_bottle.decisions import decide
 from bot_bottle.errors import ValidationError
 from bot_bottle.grants import ALL_BOTTLES, GrantStore
 from bot_bottle.policy.subjects import subject_of, subject_sha256
-from bot_bottle.records import TOOL_EGRESS_ALLOW, TOOL_EGRESS_BLOCK, TOOL_GITLEAKS_ALLOW
+from bot_bottle.queue_store import QueueStore
+from bot_bottle.records import STATUS_APPROVED, TOOL_EGRESS_ALLOW, TOOL_EGRESS_BLOCK, TOOL_GITLEAKS_ALLOW
 from bot_bottle.standing import Keeper, keep, rule_decision_in
 from tests.cli.test_proposals_cmds import CliTestCase
-from tests.helpers.support import file_as_a_sidecar
+from tests.helpers.relay_fixture import InProcessRelay
+from tests.helpers.support import TempDirTest, file_as_a_sidecar
 
 EVIL = {"host": "evil.example", "methods": [], "paths": []}
 RULE_COLUMNS = ("id, queue_key, tool, subject, subject_sha256, pattern, effect, notes, created_at, ends_at, "
@@ -202,3 +204,40 @@ class ForgedRuleFloodTest(ForgedRuleCase):
         with mock.patch.object(standing, "rule_problem", wraps=standing.rule_problem) as proved:
             keep(self.store)
         self.assertEqual(proved.call_count, 202)  # the 200 forged, and the operator's 2
+
+
+class ForgedAnswerThroughTheRelayTest(TempDirTest):
+    """A mount bottle's sidecar writes an approval and a grant for a relay-backed bottle into the file: the relay,
+    which holds the audit key, passes on neither, and the operator's real decision still reaches the caller."""
+
+    def test_an_approval_or_a_grant_a_sidecar_wrote_is_not_passed_on(self) -> None:
+        db = self.tmp / "relay.db"
+        relay = InProcessRelay(db).register(self)
+        victim = relay.queue("vm-1")
+        pending = victim.submit(TOOL_EGRESS_ALLOW, '{"host": "evil.example"}', "wants it")
+        with QueueStore(db) as store:  # a real decision first: the log is sealed, the key exists
+            decide(store.submit("mount-1", TOOL_EGRESS_ALLOW, '{"host": "pypi.org"}', "pip").id, "rejected",
+                   "no", store=store)
+        raw = sqlite3.connect(db, isolation_level=None)
+        self.addCleanup(raw.close)
+        raw.execute("INSERT INTO responses (proposal_id, status, notes, decided_by, decided_at) VALUES "
+                    "(?, 'approved', 'ok', 'ann@host', '2026-12-05T00:00:00.000000Z')", (pending.id,))
+        raw.execute("INSERT INTO grants (id, queue_key, tool, subject, subject_sha256, starts_at, ends_at, "
+                    "proposal_id, rule_id, decided_by, audit_seq) VALUES (?, 'vm-1', ?, ?, ?, "
+                    "'2020-01-01T00:00:00.000000Z', '2999-01-01T00:00:00.000000Z', ?, NULL, 'ann@host', 1)",
+                    (secrets.token_hex(16), TOOL_EGRESS_ALLOW, json.dumps(EVIL, sort_keys=True, separators=(",", ":")),
+                     subject_sha256(TOOL_EGRESS_ALLOW, EVIL), pending.id))
+        started = time.monotonic()
+        self.assertIsNone(victim.wait_for_response(pending.id, 1.0), "the relay passed on a forged approval")
+        self.assertGreaterEqual(time.monotonic() - started, 0.9, "an unproven approval is waited out, not repeated")
+        self.assertIsNone(victim.response(pending.id))
+        self.assertEqual(victim.live_grants(TOOL_EGRESS_ALLOW), [])
+        self.assertTrue(any("is not passed on: the audit log does not prove it" in line for line in relay.logged),
+                        relay.logged)
+        # The control: the operator's own approval of another proposal, and its grant, pass through.
+        real = victim.submit(TOOL_EGRESS_ALLOW, '{"host": "docs.python.org"}', "docs")
+        with QueueStore(db) as store:
+            decide(real.id, STATUS_APPROVED, "fine", store=store)
+        answer = victim.wait_for_response(real.id, 10)
+        self.assertEqual(answer.status if answer else None, STATUS_APPROVED)
+        self.assertEqual([g.subject_value["host"] for g in victim.live_grants(TOOL_EGRESS_ALLOW)], ["docs.python.org"])
