@@ -32,7 +32,7 @@ from bot_bottle.audit.seal import load_key
 from bot_bottle.audit_store import AuditRecorder, AuditStore
 from bot_bottle.connection import database_path
 from bot_bottle.decisions import expire_in, expired_due, record_decision_in
-from bot_bottle.errors import AlreadyDecided, BotBottleError, ProposalExpired, ValidationError
+from bot_bottle.errors import AlreadyDecided, BotBottleError, NotFound, ProposalExpired, ValidationError
 from bot_bottle.file_watch import FileWatch
 from bot_bottle.grants import all_live_rules_in, live_rules_in, rule_record
 from bot_bottle.policy.lifetimes import grant_seconds
@@ -150,29 +150,36 @@ def keep(store: QueueStore, *, after: int = 0, unproven: Callable[[str, str], No
     why)`` is told of each rule in the file that the audit log does not
     prove, which decides nothing.
     """
-    newest = after
     now = utc_now()
+    proofs = RuleProofs()
+    decided: list[str] = []
     with store.db.read() as conn:
-        rows = conn.execute(
-            f"SELECT p.rowid, {PROPOSAL_COLUMNS} FROM proposals p WHERE p.rowid > :after AND {PENDING} "
-            "ORDER BY p.rowid", {"after": after},
-        ).fetchall()
-        proofs = RuleProofs()
         rules = proofs.proven(conn, all_live_rules_in(conn, now))
-        decided = [proposal for proposal in (store.proposal_from_row(row[1:]) for row in rows)
-                   if matching_rule(conn, proposal, now, rules=rules) is not None] if rules else []
+        window = {"after": after, "newest": int(conn.execute(
+            f"SELECT coalesce(max(p.rowid), 0) FROM proposals p WHERE p.rowid > :after AND {PENDING}",
+            {"after": after}).fetchone()[0])}
+        if rules:  # no rule, nothing to read: a flood of large payloads is never loaded for nothing
+            tools = sorted({rule.tool for rule in rules})
+            marks = ", ".join(f":tool{index}" for index in range(len(tools)))
+            # One proposal at a time: each payload is read, matched and let go (only the ids matched are kept).
+            for row in conn.execute(
+                    f"SELECT {PROPOSAL_COLUMNS} FROM proposals p WHERE p.rowid > :after AND p.rowid <= :newest "
+                    f"AND p.tool IN ({marks}) AND {PENDING} ORDER BY p.rowid",
+                    {**window, **{f"tool{index}": tool for index, tool in enumerate(tools)}}):
+                proposal = store.proposal_from_row(row)
+                if matching_rule(conn, proposal, now, rules=rules) is not None:
+                    decided.append(proposal.id)
     for rule_id, why in proofs.unproven.items():
         if unproven is not None:
             unproven(rule_id, why)
-    newest = max([newest, *(int(row[0]) for row in rows)])
-    for proposal in decided:
-        # Decided meanwhile by someone else (the first wins), or expired: left as it is.
-        with contextlib.suppress(AlreadyDecided, ProposalExpired), AuditStore.recording(store.db) as log:
-            rule_decision_in(log, proposal)
+    for proposal_id in decided:
+        # Decided meanwhile by someone else (the first wins), expired, or gone: left as it is.
+        with contextlib.suppress(AlreadyDecided, ProposalExpired, NotFound), AuditStore.recording(store.db) as log:
+            rule_decision_in(log, store.get(proposal_id))
     if expired_due(store, now):
         with AuditStore.recording(store.db) as log:
             expire_in(log, utc_now())
-    return newest
+    return max(after, window["newest"])
 
 
 class Keeper:

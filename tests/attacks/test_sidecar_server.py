@@ -23,6 +23,7 @@ from typing import IO, Any
 
 from bot_bottle.cli.tui.app import SuperviseTUI
 from bot_bottle.decisions import decide
+from bot_bottle.grants import GrantStore
 from bot_bottle.queue_store import QueueStore
 from bot_bottle.records import STATUS_APPROVED, STATUS_REJECTED
 from tests.helpers.hostile import (
@@ -320,6 +321,17 @@ class ProposalFloodTest(TempDirTest):
         *errors, peak = result.stderr.strip().splitlines()
         self.assertEqual(errors, [])
         return int(peak) / 1024, result.stdout
+
+    def test_a_live_rule_reads_one_payload_at_a_time(self) -> None:
+        """With a standing rule for their tool, the listings apply it to every one of the 1,000 first, reading
+        each payload and letting it go: the peak stays far below the 256 MiB they hold."""
+        with GrantStore(self.db) as grants:
+            grants.add_rule(queue_key=None, tool="egress-block", subject={"file_sha256": "0" * 64}, pattern=False,
+                            effect="reject", notes="never this file", ends_at=None, created_by="op@host")
+        for argv in (("proposals", "list"), ("supervise", "--once")):
+            peak, out = self.peak_rss_mib(*argv)
+            self.assertIn("bottle-19", out)
+            self.assertLess(peak, self.total_mib / 5, f"{argv}: peak RSS {peak:.0f} MiB")
 
     def test_listings_do_not_load_the_payloads(self) -> None:
         """1,000 proposals of 256 KiB: proposals list, supervise --once and the TUI's list stay far below 256 MiB."""
