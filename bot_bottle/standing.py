@@ -20,6 +20,7 @@ once: the first decision wins, as for the operator.
 from __future__ import annotations
 
 import contextlib
+import json
 import sqlite3
 import threading
 import time
@@ -66,28 +67,33 @@ class RuleProofs:
     """
 
     def __init__(self) -> None:
-        self._seen: dict[Rule, str | None] = {}
+        self._seen: dict[str, str | None] = {}
         self._sealing: tuple[bytes | None, Anchor | None] | None = None  # the key and anchor, read when needed
         self.unproven: dict[str, str] = {}
 
     def proven(self, conn: sqlite3.Connection, rules: list[Rule]) -> list[Rule]:
-        """The rules of ``rules`` the log proves."""
-        kept = []
+        """The rules of ``rules`` the log proves, each id once (copies of a row are proven once, kept once)."""
+        kept: dict[str, Rule] = {}
         for rule in rules:
-            if rule not in self._seen:
+            try:
+                recorded = rule_record(rule)
+            except ValueError:  # a subject that is not JSON: no rule the host wrote
+                self.unproven[rule.id] = "its subject is not what bot-bottle writes"
+                continue
+            # What the proof reads of the row: a copy differing elsewhere (a revocation's reason) is the same.
+            mark = json.dumps([rule.id, rule.audit_seq, rule.created_by, rule.notes, rule.revoked_at, recorded],
+                              sort_keys=True)
+            if mark not in self._seen:
                 if self._sealing is None:
                     path = database_path(conn)
                     self._sealing = load_key(), read_anchor(Path(path)) if path else None
-                try:
-                    problem = rule_problem(conn, rule, rule_record(rule), *self._sealing)
-                except ValueError:  # a subject that is not JSON: no rule the host wrote
-                    problem = "its subject is not what bot-bottle writes"
-                self._seen[rule] = problem
-                if problem is not None:
-                    self.unproven[rule.id] = problem
-            if self._seen[rule] is None:
-                kept.append(rule)
-        return kept
+                self._seen[mark] = rule_problem(conn, rule, recorded, *self._sealing)
+            problem = self._seen[mark]
+            if problem is not None:
+                self.unproven[rule.id] = problem
+            elif rule.id not in kept:
+                kept[rule.id] = rule
+        return list(kept.values())
 
 
 def matching_rule(conn: sqlite3.Connection, proposal: Proposal, now: str, proofs: RuleProofs | None = None,
@@ -190,7 +196,7 @@ class Keeper:
         self._log = log
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="keeper", daemon=True)
-        self._rules_seen: int | None = None
+        self._rules_seen: str | None = None
         self._told: set[str] = set()  # the unproven rules already logged
 
     def start(self) -> Keeper:
@@ -208,10 +214,11 @@ class Keeper:
             self._told.add(rule_id)
             self._log(unproven_line(rule_id, why))
 
-    def _rules_version(self) -> int:
+    def _rules_version(self) -> str:
+        # As text, whatever the columns hold: a row a sidecar wrote (a number too large for an int) is a
+        # version like any other, never a failure of every look.
         with self.store.db.read() as conn:
-            return int(conn.execute("SELECT coalesce(max(audit_seq), 0) + coalesce(max(revoke_seq), 0) FROM rules")
-                       .fetchone()[0])
+            return str(conn.execute("SELECT count(*), max(audit_seq), max(revoke_seq) FROM rules").fetchone())
 
     def _run(self) -> None:
         after, woke, next_look = 0, True, 0.0

@@ -111,15 +111,16 @@ _SINCE_THE_TABLE = ("ts >= coalesce((SELECT applied_at FROM schema_history WHERE
                     "'0000-00-00T00:00:00.000000Z')")
 
 
-def _entry(conn: sqlite3.Connection, seq: int | None) -> tuple[str, str, str, str | None, dict[str, Any]] | None:
-    """Entry ``seq``'s action, actor, notes, proposal and details; None where there is no such entry."""
+def _entry(conn: sqlite3.Connection,
+           seq: int | None) -> tuple[str, str, str, str | None, dict[str, Any], str] | None:
+    """Entry ``seq``'s action, actor, notes, proposal, details and bottle; None where there is no such entry."""
     if seq is None:
         return None
-    row = conn.execute("SELECT action, actor, notes, proposal_id, details FROM audit_log WHERE seq = :seq",
+    row = conn.execute("SELECT action, actor, notes, proposal_id, details, queue_key FROM audit_log WHERE seq = :seq",
                        {"seq": seq}).fetchone()
     if row is None:
         return None
-    return str(row[0]), str(row[1]), str(row[2]), row[3], stored_details(row[4]) or {}
+    return str(row[0]), str(row[1]), str(row[2]), row[3], stored_details(row[4]) or {}, str(row[5])
 
 
 def standing_problem(conn: sqlite3.Connection) -> tuple[int | None, str] | None:
@@ -142,15 +143,15 @@ def _revocation_problem(conn: sqlite3.Connection, what: str, row_id: str, key: s
 
 def _grant_problem(conn: sqlite3.Connection) -> tuple[int | None, str] | None:
     rows = conn.execute(
-        "SELECT id, tool, subject, starts_at, ends_at, proposal_id, rule_id, decided_by, audit_seq, revoked_at, "
-        "revoked_by, revoke_reason, revoke_seq FROM grants ORDER BY audit_seq").fetchall()
-    for (grant_id, tool, subject, starts_at, ends_at, proposal_id, rule_id, decided_by, seq,
+        "SELECT id, tool, subject, starts_at, ends_at, proposal_id, rule_id, decided_by, audit_seq, queue_key, "
+        "revoked_at, revoked_by, revoke_reason, revoke_seq FROM grants ORDER BY audit_seq").fetchall()
+    for (grant_id, tool, subject, starts_at, ends_at, proposal_id, rule_id, decided_by, seq, queue_key,
          *revoked) in rows:
         entry = _entry(conn, seq)
         recorded = {"id": grant_id, "tool": tool, "subject": _loads(subject), "starts_at": starts_at,
                     "ends_at": ends_at, "rule_id": rule_id}
         if entry is None or entry[0] not in (STATUS_APPROVED, STATUS_MODIFIED) or entry[1] != decided_by \
-                or entry[3] != proposal_id or entry[4].get("grant") != recorded:
+                or entry[3] != proposal_id or entry[4].get("grant") != recorded or entry[5] != queue_key:
             return seq, (f"grant {grant_id} differs from audit entry {seq}, which recorded the approval that made "
                          "it: it was written or rewritten without the host's key")
         problem = _revocation_problem(conn, "grant", grant_id, "grant", ACTION_GRANT_REVOKED, tuple(revoked))

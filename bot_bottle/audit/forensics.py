@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import sqlite3
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -31,7 +32,7 @@ from bot_bottle.audit.seal import (
     seal_of,
 )
 from bot_bottle.audit.walk import last_seq, walk
-from bot_bottle.connection import read_snapshot
+from bot_bottle.connection import database_path, read_snapshot
 from bot_bottle.db import Database
 from bot_bottle.errors import AuditKeyError, AuditTampered
 from bot_bottle.records import (
@@ -181,7 +182,9 @@ def decision_problem(db: Database, response: Response) -> str | None:
         ).fetchone()
         if row is None:
             return "the audit log has no entry for it: it was not recorded by bot-bottle"
-        seq, action, actor, notes, details = row[0], row[3], row[6], row[7], row[9]
+        seq, action, proposal_id, actor, notes, details = row[0], row[3], row[5], row[6], row[7], row[9]
+        if proposal_id != response.proposal_id:  # what was selected is what is checked: never another's entry
+            return f"audit entry {seq} is another proposal's"
         recorded = stored_details(details)
         if recorded is None:
             return f"audit entry {seq} is unreadable (its details are not what bot-bottle writes)"
@@ -207,13 +210,13 @@ def rule_problem(conn: sqlite3.Connection, rule: Rule, recorded: dict[str, Any],
     row = conn.execute(f"{SELECT} WHERE seq = :seq", {"seq": rule.audit_seq}).fetchone()
     if row is None:
         return f"the audit log has no entry {rule.audit_seq}, which it names"
-    _, _, _, action, _, _, actor, notes, _, details, _, _, _ = row
+    seq, _, _, action, _, _, actor, notes, _, details, _, _, _ = row
     logged = stored_details(details)
-    if action != ACTION_RULE_ADDED or (actor, notes) != (rule.created_by, rule.notes) or logged is None \
-            or logged.get("rule") != recorded:
+    if (seq, action, actor, notes) != (rule.audit_seq, ACTION_RULE_ADDED, rule.created_by, rule.notes) \
+            or logged is None or logged.get("rule") != recorded:
         return f"it differs from audit entry {rule.audit_seq}, which recorded it"
-    if rule.revoked_at is None and _revoked(conn, ACTION_RULE_REVOKED, "rule", rule.id):
-        return "the audit log records its revocation, which the file no longer says"
+    if rule.revoked_at is None and rule.id in revocations(conn).ids(conn, ACTION_RULE_REVOKED):
+        return REVOCATION_ERASED
     return _seal_problem(conn, row, key, anchor)
 
 
@@ -229,23 +232,58 @@ def grant_problem(conn: sqlite3.Connection, grant: Grant, recorded: dict[str, An
     row = conn.execute(f"{SELECT} WHERE seq = :seq", {"seq": grant.audit_seq}).fetchone()
     if row is None:
         return f"the audit log has no entry {grant.audit_seq}, which it names"
-    action, proposal_id, actor, details = row[3], row[5], row[6], row[9]
+    seq, queue_key, action, proposal_id, actor, details = row[0], row[2], row[3], row[5], row[6], row[9]
     logged = stored_details(details)
-    if action not in (STATUS_APPROVED, STATUS_MODIFIED) or (proposal_id, actor) != (grant.proposal_id,
-                                                                                     grant.decided_by) \
-            or logged is None or logged.get("grant") != recorded:
+    if (seq, queue_key, proposal_id, actor) != (grant.audit_seq, grant.queue_key, grant.proposal_id, grant.decided_by) \
+            or action not in (STATUS_APPROVED, STATUS_MODIFIED) or logged is None or logged.get("grant") != recorded:
         return f"it differs from audit entry {grant.audit_seq}, which recorded the approval that made it"
-    if grant.revoked_at is None and _revoked(conn, ACTION_GRANT_REVOKED, "grant", grant.id):
-        return "the audit log records its revocation, which the file no longer says"
+    if grant.revoked_at is None and grant.id in revocations(conn).ids(conn, ACTION_GRANT_REVOKED):
+        return REVOCATION_ERASED
     return _seal_problem(conn, row, key, anchor)
 
 
-def _revoked(conn: sqlite3.Connection, action: str, key: str, row_id: str) -> bool:
-    """Whether an entry of ``action`` names ``row_id`` (details that are not JSON name nothing)."""
-    return conn.execute(
-        f"SELECT 1 FROM audit_log WHERE action = :action AND CASE WHEN json_valid(details) "
-        f"THEN json_extract(details, '$.{key}') END = :id LIMIT 1", {"action": action, "id": row_id},
-    ).fetchone() is not None
+REVOCATION_ERASED = "the audit log records its revocation, which the file no longer says"
+_REVOKED_KEYS = {ACTION_RULE_REVOKED: "rule", ACTION_GRANT_REVOKED: "grant"}  # where each entry names its row
+
+
+class Revocations:
+    """The ids of the rules and grants a database's audit log records as revoked: read whole once, then only
+    from the entries added since (a look for standing rules, or a relay answer, must not scan the log each time).
+
+    A revocation entry rewritten or removed later is not seen here (nor by any cheap proof: ``audit verify``
+    walks the chain); an entry a sidecar added names ids that then decide nothing, which fails closed.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._upto = 0
+        self._ids: dict[str, set[str]] = {action: set() for action in _REVOKED_KEYS}
+
+    def ids(self, conn: sqlite3.Connection, action: str) -> frozenset[str]:
+        """The ids the log's ``action`` entries name (``rule-revoked`` or ``grant-revoked``)."""
+        with self._lock:
+            last = last_seq(conn)
+            if last < self._upto:  # the log is shorter than when it was read: read it whole again
+                self._upto, self._ids = 0, {name: set() for name in _REVOKED_KEYS}
+            for kind, details in conn.execute(
+                    "SELECT action, details FROM audit_log WHERE seq > :upto AND seq <= :last "
+                    "AND action IN (:rule, :grant)",
+                    {"upto": self._upto, "last": last, "rule": ACTION_RULE_REVOKED, "grant": ACTION_GRANT_REVOKED}):
+                named = (stored_details(details) or {}).get(_REVOKED_KEYS.get(str(kind), ""))
+                if isinstance(named, str):
+                    self._ids[str(kind)].add(named)
+            self._upto = last
+            return frozenset(self._ids[action])
+
+
+_REVOCATIONS: dict[str, Revocations] = {}
+_REVOCATIONS_LOCK = threading.Lock()
+
+
+def revocations(conn: sqlite3.Connection) -> Revocations:
+    """This process's ``Revocations`` of the database behind ``conn``."""
+    with _REVOCATIONS_LOCK:
+        return _REVOCATIONS.setdefault(database_path(conn), Revocations())
 
 
 def _seal_problem(conn: sqlite3.Connection, row: tuple[Any, ...], key: bytes | None,

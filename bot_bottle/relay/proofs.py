@@ -13,15 +13,20 @@ nothing.
 
 from __future__ import annotations
 
+import json
+import sqlite3
 import threading
 from collections.abc import Callable
+from typing import Any
 
-from bot_bottle.audit.anchor import read_anchor
-from bot_bottle.audit.forensics import decision_problem, grant_problem
+from bot_bottle.audit.anchor import Anchor, read_anchor
+from bot_bottle.audit.forensics import REVOCATION_ERASED, decision_problem, grant_problem, revocations
 from bot_bottle.audit.seal import load_key
 from bot_bottle.db import Database
 from bot_bottle.grants import grant_record
-from bot_bottle.records import STATUS_APPROVED, STATUS_MODIFIED, Grant, Response
+from bot_bottle.records import ACTION_GRANT_REVOKED, STATUS_APPROVED, STATUS_MODIFIED, Grant, Response
+
+_SEEN_LIMIT = 10_000  # grant proofs remembered at once
 
 
 class Proofs:
@@ -32,6 +37,7 @@ class Proofs:
         self._log = log
         self._lock = threading.Lock()
         self._told: set[str] = set()
+        self._seen: dict[str, str | None] = {}
 
     def response(self, bottle: str, response: Response | None) -> Response | None:
         """``response``, or None for an approval the log does not prove."""
@@ -45,25 +51,45 @@ class Proofs:
         return None
 
     def grants(self, bottle: str, grants: list[Grant]) -> list[Grant]:
-        """The grants of ``grants`` the log proves."""
+        """The grants of ``grants`` the log proves, each id once (copies of a row are proven once, kept once)."""
         if not grants:
             return grants
         key, anchor = load_key(), read_anchor(self.db.path)
-        kept = []
+        kept: dict[str, Grant] = {}
         with self.db.read() as conn:
+            revoked = revocations(conn).ids(conn, ACTION_GRANT_REVOKED)
             for grant in grants:
                 try:
                     recorded = grant_record(grant.id, grant.tool, grant.subject_value, grant.starts_at,
                                             grant.ends_at, grant.rule_id)
-                    problem = grant_problem(conn, grant, recorded, key, anchor)
                 except ValueError:  # a subject that is not JSON: no grant the host wrote
-                    problem = "its subject is not what bot-bottle writes"
+                    problem: str | None = "its subject is not what bot-bottle writes"
+                else:
+                    problem = self._grant_problem(conn, grant, recorded, key, anchor)
+                if problem is None and grant.id in revoked:
+                    problem = REVOCATION_ERASED
                 if problem is None:
-                    kept.append(grant)
+                    kept.setdefault(grant.id, grant)
                 else:
                     self._tell(grant.id, f"{bottle}: grant {grant.id[:8]} is not passed on: the audit log does not "
                                f"prove it ({problem})")
-        return kept
+        return list(kept.values())
+
+    def _grant_problem(self, conn: sqlite3.Connection, grant: Grant, recorded: dict[str, Any], key: bytes | None,
+                       anchor: Anchor | None) -> str | None:
+        """``forensics.grant_problem``, remembered by what it reads of the row (a grant's entry never changes
+        once sealed; a copy of a row differing elsewhere is proven once)."""
+        mark = json.dumps([grant.id, grant.audit_seq, grant.queue_key, grant.proposal_id, grant.decided_by,
+                           grant.revoked_at, recorded, key is not None, anchor.key if anchor else None], sort_keys=True)
+        with self._lock:
+            if mark in self._seen:
+                return self._seen[mark]
+        problem = grant_problem(conn, grant, recorded, key, anchor)
+        with self._lock:
+            if len(self._seen) >= _SEEN_LIMIT:  # rows a sidecar writes without end cannot hold the relay's memory
+                self._seen.clear()
+            self._seen[mark] = problem
+        return problem
 
     def _tell(self, what: str, line: str) -> None:
         with self._lock:

@@ -241,3 +241,88 @@ class ForgedAnswerThroughTheRelayTest(TempDirTest):
         answer = victim.wait_for_response(real.id, 10)
         self.assertEqual(answer.status if answer else None, STATUS_APPROVED)
         self.assertEqual([g.subject_value["host"] for g in victim.live_grants(TOOL_EGRESS_ALLOW)], ["docs.python.org"])
+
+
+class SecondReviewTest(ForgedRuleCase):
+    """The second review's attacks on the proofs themselves."""
+
+    def relay(self) -> InProcessRelay:
+        return InProcessRelay(self.store.db.path).register(self)
+
+    def loosen(self, table: str) -> None:
+        """``table`` rebuilt as a sidecar can: the same columns and rows, no types, keys or constraints."""
+        columns = [row[1] for row in self.raw.execute(f"PRAGMA table_info({table})")]
+        self.raw.execute(f"ALTER TABLE {table} RENAME TO {table}_real")
+        self.raw.execute(f"CREATE TABLE {table} ({', '.join(columns)})")
+        self.raw.execute(f"INSERT INTO {table} SELECT * FROM {table}_real")
+
+    def test_a_real_grant_moved_to_another_bottle_is_not_passed_on_and_verify_names_it(self) -> None:
+        """The operator approves the hostile bottle's own request; its sidecar moves the grant to a VM bottle."""
+        own = self.store.submit("mount-1", TOOL_EGRESS_ALLOW, '{"host": "evil.example"}', "mine")
+        decide(own.id, STATUS_APPROVED, "yours", store=self.store)
+        self.raw.execute("DROP TRIGGER grants_immutable")
+        self.raw.execute("UPDATE grants SET queue_key = 'vm-1' WHERE queue_key = 'mount-1'")
+        relay = self.relay()
+        self.assertEqual(relay.queue("vm-1").live_grants(TOOL_EGRESS_ALLOW), [])
+        code, out, err = self.cli("audit", "verify")
+        self.assertEqual(code, 1)
+        self.assertIn("differs from audit entry", out + err)
+
+    def test_an_audit_log_view_cannot_lend_one_proposals_seal_to_another(self) -> None:
+        """The log replaced by a view whose proposal id is chosen at random per evaluation: the WHERE sees the
+        forged proposal, the checked columns another's sealed approval. Never passed on (40 tries)."""
+        relay = self.relay()
+        victim = relay.queue("vm-1")
+        pending = victim.submit(TOOL_EGRESS_ALLOW, '{"host": "evil.example"}', "wants it")
+        other = self.store.submit("web-1", TOOL_EGRESS_ALLOW, '{"host": "pypi.org"}', "pip")
+        decide(other.id, STATUS_APPROVED, "fine", store=self.store)
+        (status, notes, decided_by, decided_at), = self.raw.execute(
+            "SELECT status, notes, decided_by, decided_at FROM responses WHERE proposal_id = ?", (other.id,))
+        self.raw.execute("INSERT INTO responses (proposal_id, status, notes, decided_by, decided_at) "
+                         "VALUES (?, ?, ?, ?, ?)", (pending.id, status, notes, decided_by, decided_at))
+        columns = [row[1] for row in self.raw.execute("PRAGMA table_info(audit_log)")]
+        shown = ", ".join(f"CASE WHEN proposal_id = '{other.id}' AND (random() & 1) THEN '{pending.id}' "
+                          "ELSE proposal_id END AS proposal_id" if name == "proposal_id" else name
+                          for name in columns)
+        self.raw.execute("ALTER TABLE audit_log RENAME TO audit_real")
+        self.raw.execute(f"CREATE VIEW audit_log AS SELECT {shown} FROM audit_real")
+        for _ in range(40):
+            self.assertIsNone(victim.response(pending.id), "the relay passed on another proposal's approval")
+
+    def test_copies_of_a_real_rule_or_grant_are_proven_once(self) -> None:
+        """300 copies of a real rule and of a real grant, differing only where no proof reads: one proof each."""
+        own = self.store.submit("vm-1", TOOL_EGRESS_ALLOW, '{"host": "docs.example"}', "docs")
+        decide(own.id, STATUS_APPROVED, "fine", store=self.store)
+        for table in ("rules", "grants"):
+            self.loosen(table)
+            for number in range(300):
+                self.raw.execute(f"INSERT INTO {table} SELECT * FROM {table} LIMIT 1")
+                self.raw.execute(f"UPDATE {table} SET revoke_reason = ? WHERE rowid = last_insert_rowid()",
+                                 (f"copy {number}",))
+        from bot_bottle.audit import forensics
+        with mock.patch.object(standing, "rule_problem", wraps=standing.rule_problem) as proved:
+            keep(self.store)
+        self.assertLessEqual(proved.call_count, 3)  # the copied rule once, and the operator's other rule
+        relay = self.relay()
+        with mock.patch("bot_bottle.relay.proofs.grant_problem", wraps=forensics.grant_problem) as proved:
+            grants = relay.queue("vm-1").live_grants(TOOL_EGRESS_ALLOW)
+            relay.queue("vm-1").live_grants(TOOL_EGRESS_ALLOW)
+        self.assertEqual([g.subject_value["host"] for g in grants], ["docs.example"], "one grant, not 301")
+        self.assertEqual(proved.call_count, 1)
+
+    def test_a_rule_row_with_a_huge_number_does_not_stop_the_keeper(self) -> None:
+        """revoke_seq 9e999 (infinity) in a rebuilt table: the keeper still decides by the real rules."""
+        self.loosen("rules")
+        self.forge(audit_seq=900001)
+        self.raw.execute("UPDATE rules SET revoke_seq = 9e999 WHERE audit_seq = 900001")
+        logged: list[str] = []
+        keeper = Keeper(self.store, logged.append).start()
+        try:
+            paste = self.store.submit("web-1", TOOL_EGRESS_ALLOW, '{"host": "pastebin.com"}', "a paste")
+            deadline = time.monotonic() + 10
+            while self.store.response(paste.id) is None and time.monotonic() < deadline:
+                time.sleep(0.05)
+        finally:
+            keeper.stop()
+        response = self.store.response(paste.id)
+        self.assertEqual(response.status if response else None, "rejected", logged)
