@@ -257,13 +257,15 @@ class Revocations:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._upto = 0
+        self._upto_hash: str | None = None  # the hash of entry ``_upto`` when it was read
         self._ids: dict[str, set[str]] = {action: set() for action in _REVOKED_KEYS}
 
     def ids(self, conn: sqlite3.Connection, action: str) -> frozenset[str]:
         """The ids the log's ``action`` entries name (``rule-revoked`` or ``grant-revoked``)."""
         with self._lock:
             last = last_seq(conn)
-            if last < self._upto:  # the log is shorter than when it was read: read it whole again
+            if last < self._upto or self._hash_at(conn, self._upto) != self._upto_hash:
+                # The log is shorter than when it was read, or its entry there is another: read it whole again.
                 self._upto, self._ids = 0, {name: set() for name in _REVOKED_KEYS}
             for kind, details in conn.execute(
                     "SELECT action, details FROM audit_log WHERE seq > :upto AND seq <= :last "
@@ -272,8 +274,13 @@ class Revocations:
                 named = (stored_details(details) or {}).get(_REVOKED_KEYS.get(str(kind), ""))
                 if isinstance(named, str):
                     self._ids[str(kind)].add(named)
-            self._upto = last
+            self._upto, self._upto_hash = last, self._hash_at(conn, last)
             return frozenset(self._ids[action])
+
+    @staticmethod
+    def _hash_at(conn: sqlite3.Connection, seq: int) -> str | None:
+        row = conn.execute("SELECT hash FROM audit_log WHERE seq = :seq", {"seq": seq}).fetchone()
+        return None if row is None else str(row[0])
 
 
 _REVOCATIONS: dict[str, Revocations] = {}

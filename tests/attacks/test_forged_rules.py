@@ -326,3 +326,32 @@ class SecondReviewTest(ForgedRuleCase):
             keeper.stop()
         response = self.store.response(paste.id)
         self.assertEqual(response.status if response else None, "rejected", logged)
+
+
+class ThirdReviewTest(ForgedRuleCase):
+    """The third review's attacks."""
+
+    def test_a_revocation_at_a_number_the_cache_had_read_is_not_missed(self) -> None:
+        """A junk entry at the next number is read by a look, then deleted; the operator's revocation lands at
+        that number, and the rule row is brought back: the look after still finds the revocation."""
+        rejection = next(rule for rule in GrantStore(database=self.store.db).rules() if rule.effect == "reject")
+        (last,), = self.raw.execute("SELECT max(seq) FROM audit_log")
+        triggers = self.raw.execute("SELECT name, sql FROM sqlite_master WHERE type = 'trigger' "
+                                    "AND tbl_name = 'audit_log'").fetchall()
+        for name, _ in triggers:
+            self.raw.execute(f'DROP TRIGGER "{name}"')
+        self.raw.execute("INSERT INTO audit_log (seq, ts, queue_key, action, actor, notes, diff, details, prev_hash, "
+                         "hash) VALUES (?, 'x', 'x', 'rejected', 'x', '', '', '{}', ?, ?)",
+                         (last + 1, "0" * 64, "0" * 64))
+        keep(self.store)  # this process's look: it has read the log to the junk entry
+        self.raw.execute("DELETE FROM audit_log WHERE seq = ?", (last + 1,))
+        for _, sql in triggers:
+            self.raw.execute(sql)
+        code, _, err = self.cli("rules", "revoke", rejection.short_id, "--reason", "pastes are fine now")
+        self.assertEqual(code, 0, err)
+        self.raw.execute("DROP TRIGGER rules_immutable")
+        self.raw.execute("UPDATE rules SET revoked_at = NULL, revoked_by = NULL, revoke_reason = NULL, "
+                         "revoke_seq = NULL WHERE id = ?", (rejection.id,))
+        paste = self.store.submit("web-1", TOOL_EGRESS_ALLOW, '{"host": "pastebin.com"}', "a paste")
+        keep(self.store)
+        self.assertIsNone(self.store.response(paste.id), "the revoked rule decided again")
