@@ -22,12 +22,14 @@ from unittest import mock
 
 from bot_bottle import standing
 from bot_bottle.decisions import decide
-from bot_bottle.errors import ValidationError
+from bot_bottle.errors import Unauthorized, ValidationError
 from bot_bottle.grants import ALL_BOTTLES, GrantStore
 from bot_bottle.policy.subjects import subject_of, subject_sha256
 from bot_bottle.queue_store import QueueStore
 from bot_bottle.records import STATUS_APPROVED, TOOL_EGRESS_ALLOW, TOOL_EGRESS_BLOCK, TOOL_GITLEAKS_ALLOW
+from bot_bottle.sidecar.relay_queue import RelayQueue
 from bot_bottle.standing import Keeper, keep, rule_decision_in
+from bot_bottle.wire.relay_file import RelayEndpoint
 from tests.cli.test_proposals_cmds import CliTestCase
 from tests.helpers.relay_fixture import InProcessRelay
 from tests.helpers.support import TempDirTest, file_as_a_sidecar
@@ -355,3 +357,21 @@ class ThirdReviewTest(ForgedRuleCase):
         paste = self.store.submit("web-1", TOOL_EGRESS_ALLOW, '{"host": "pastebin.com"}', "a paste")
         keep(self.store)
         self.assertIsNone(self.store.response(paste.id), "the revoked rule decided again")
+
+    def test_what_the_file_holds_of_a_relay_credential_signs_nothing(self) -> None:
+        """A mount sidecar reads a VM bottle's stored credential and signs with it: every request is refused, and
+        the operator's approval and grant for that bottle reach only the bottle itself."""
+        relay = InProcessRelay(self.store.db.path).register(self)
+        victim = relay.queue("vm-1")
+        filed = victim.submit(TOOL_EGRESS_ALLOW, '{"host": "docs.example"}', "docs")
+        decide(filed.id, STATUS_APPROVED, "fine", store=self.store)
+        (stored,), = self.raw.execute("SELECT token_sha256 FROM relay_credentials WHERE queue_key = 'vm-1'")
+        # As wire.signing signs: with the token's sha256, which is what the column held before it was masked.
+        with mock.patch("bot_bottle.wire.signing.token_sha256", return_value=stored):
+            impostor = RelayQueue(RelayEndpoint(url=relay.url, token="A" * 43, bottle="vm-1"), retry_for=0)
+            for call in (lambda: impostor.live_grants(TOOL_EGRESS_ALLOW), lambda: impostor.response(filed.id),
+                         lambda: impostor.submit(TOOL_EGRESS_ALLOW, '{"host": "evil.example"}', "me")):
+                with self.assertRaises(Unauthorized):
+                    call()
+        self.assertEqual([g.subject_value["host"] for g in victim.live_grants(TOOL_EGRESS_ALLOW)], ["docs.example"])
+        self.assertEqual([p.id for p in self.store.pending("vm-1")], [])
