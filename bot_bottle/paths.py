@@ -124,3 +124,12 @@ def open_private_file(path: Path, flags: int) -> int:
         os.close(fd)
         raise
     return fd
+
+
+def file_identity(path: Path) -> tuple[int, int] | None:
+    """The (device, inode) of the file at ``path``; None when there is none."""
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None
+    return info.st_dev, info.st_ino

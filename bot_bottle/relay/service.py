@@ -27,7 +27,8 @@ from email.message import Message
 from pathlib import Path
 from typing import Any
 
-from bot_bottle.errors import BotBottleError, RpcError, Unauthorized, ValidationError
+from bot_bottle.errors import BotBottleError, DatabaseReplaced, RpcError, Unauthorized, ValidationError
+from bot_bottle.paths import file_identity
 from bot_bottle.queue_store import QueueStore
 from bot_bottle.records import DEFAULT_POLL_INTERVAL_SEC, DEFAULT_QUOTA, Quota
 from bot_bottle.relay.credentials import RelayCredentials
@@ -98,6 +99,9 @@ class RelayService:
         self.share = share if share is not None else Share.for_waits(max_waits_per_bottle, writes_per_bottle)
         self.shares = Shares(self.share)
         self.proofs = Proofs(store.db, log)
+        #: The file the store opened: one at the path that is not this one was put there since.
+        self.opened = file_identity(store.db.path)
+        self._replaced_told = False
         self._log = log
         self._lock = threading.Lock()
         self._nonces = NonceLedger(journal=nonce_journal)
@@ -232,6 +236,7 @@ class RelayService:
         # The signature was checked on the headers; its body may have arrived long after (up to the request
         # deadline), so it is checked again once the body is in: a revocation meanwhile serves nothing.
         self._still_valid(caller)
+        self._same_file()
         bottle_slug = caller.bottle
         # The relay holds the host's key: a standing rule decides a new proposal in its filing transaction.
         bottle = self.store.for_bottle(bottle_slug, quota=self.quota, standing=rule_decision_in)
@@ -284,6 +289,24 @@ class RelayService:
             self._still_valid(caller)
             return None if response is None else response.to_dict()
         raise RpcError(METHOD_NOT_FOUND, f"method not found: {method[:100]}")
+
+    def _same_file(self) -> None:
+        """``DatabaseReplaced`` unless the file at the database's path is still the one the relay opened.
+
+        Removed, or another put there (a sidecar on the mount can rename a
+        copy over it): the relay's connection keeps the old file, and answers
+        from it would miss every decision and revocation made since.
+        """
+        path = self.store.db.path
+        if file_identity(path) == self.opened:
+            return
+        if not self._replaced_told:
+            self._replaced_told = True
+            self.log(f"the database file {path} was removed or replaced since the relay opened it: every request is "
+                     "refused until the relay is restarted ('bot-bottle relay stop', then 'bot-bottle relay start')")
+        raise DatabaseReplaced("The database file was replaced",
+                               f"{path} is not the file the relay opened, so it answers nothing from it.",
+                               "Restart the relay ('bot-bottle relay stop', then 'bot-bottle relay start').")
 
     def _heartbeat_due(self, bottle_slug: str) -> bool:
         """Whether to record this bottle's heartbeat: at most one write per ``MIN_HEARTBEAT_GAP_SEC``.

@@ -14,7 +14,9 @@ look survives any row.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import secrets
 import sqlite3
 import time
@@ -22,7 +24,7 @@ from unittest import mock
 
 from bot_bottle import standing
 from bot_bottle.decisions import decide
-from bot_bottle.errors import Unauthorized, ValidationError
+from bot_bottle.errors import BotBottleError, Unauthorized, ValidationError
 from bot_bottle.grants import ALL_BOTTLES, GrantStore
 from bot_bottle.policy.subjects import subject_of, subject_sha256
 from bot_bottle.queue_store import QueueStore
@@ -375,3 +377,27 @@ class ThirdReviewTest(ForgedRuleCase):
                     call()
         self.assertEqual([g.subject_value["host"] for g in victim.live_grants(TOOL_EGRESS_ALLOW)], ["docs.example"])
         self.assertEqual([p.id for p in self.store.pending("vm-1")], [])
+
+    def test_a_database_swapped_at_its_path_is_answered_from_by_no_relay(self) -> None:
+        """A copy renamed over the database: the relay, whose connection keeps the old file, refuses every request
+        (naming why, once, in its log) instead of passing on a grant the operator then revoked in the new one."""
+        relay = InProcessRelay(self.store.db.path).register(self)
+        victim = relay.queue("vm-1")
+        filed = victim.submit(TOOL_EGRESS_ALLOW, '{"host": "docs.example"}', "docs")
+        decide(filed.id, STATUS_APPROVED, "fine", store=self.store)
+        self.assertEqual(len(victim.live_grants(TOOL_EGRESS_ALLOW)), 1)
+        path = self.store.db.path
+        copy = path.with_name("copy.db")
+        self.raw.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        self.raw.execute("VACUUM INTO ?", (str(copy),))
+        for suffix in ("-wal", "-shm"):
+            with contextlib.suppress(FileNotFoundError):
+                os.rename(f"{path}{suffix}", path.with_name(f"old{suffix}"))
+        os.rename(copy, path)
+        with GrantStore(path) as grants:
+            (grant,) = grants.listing()
+            grants.revoke(grant.id, "no more", revoked_by="op@host")
+        with self.assertRaises(BotBottleError) as refused:
+            victim.live_grants(TOOL_EGRESS_ALLOW)
+        self.assertIn("not the file the relay opened", str(refused.exception))
+        self.assertEqual(sum("was removed or replaced since the relay opened it" in line for line in relay.logged), 1)

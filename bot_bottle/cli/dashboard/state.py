@@ -4,7 +4,6 @@ how one changed), and which database file it opened (to tell when it was removed
 
 from __future__ import annotations
 
-import os
 import re
 import secrets
 import threading
@@ -19,6 +18,7 @@ from bot_bottle.bottles import BottleStore
 from bot_bottle.cli.inbox import Entry, Filters, Inbox
 from bot_bottle.decisions import default_decider
 from bot_bottle.grants import GrantStore
+from bot_bottle.paths import file_identity
 from bot_bottle.policy.approval import Approval
 from bot_bottle.queue_reads import shown_digest
 from bot_bottle.queue_store import QueueStore
@@ -74,15 +74,6 @@ STATIC = {"/static/app.js": ("app.js", "text/javascript; charset=utf-8"),
 def static_files() -> dict[str, tuple[bytes, str]]:
     folder = resources.files("bot_bottle.cli.dashboard") / "static"
     return {path: ((folder / name).read_bytes(), kind) for path, (name, kind) in STATIC.items()}
-
-
-def file_identity(path: Path) -> tuple[int, int] | None:
-    """The (device, inode) of the file at ``path``; None when there is none."""
-    try:
-        info = os.stat(path)
-    except OSError:
-        return None
-    return info.st_dev, info.st_ino
 
 
 def confirm_token(shown: str, approval: Approval) -> str:
