@@ -30,7 +30,7 @@ from pathlib import Path
 
 from bot_bottle.audit.seal import write_synced
 from bot_bottle.db import DatabaseUser
-from bot_bottle.errors import BotBottleError, Unauthorized
+from bot_bottle.errors import BotBottleError, Unauthorized, ValidationError
 from bot_bottle.paths import bot_bottle_root, private_dir
 from bot_bottle.records import validate_queue_key
 from bot_bottle.timestamps import utc_now
@@ -80,6 +80,36 @@ def _mask_secret(*, create: bool) -> bytes | None:
     raise BotBottleError(f"cannot create the relay's credential secret {path}")
 
 
+LIVE_DIRNAME = "live"  # one file per bottle: the time of its live credential's mint (none: revoked)
+
+
+def _live_path(slug: str) -> Path:
+    return relay_root() / LIVE_DIRNAME / validate_queue_key(slug, "bottle")
+
+
+def _set_live(slug: str, created_at: str | None) -> None:
+    """Record (or, with None, forget) which mint of ``slug`` is live, outside the database."""
+    path = _live_path(slug)
+    if created_at is None:
+        path.unlink(missing_ok=True)
+        return
+    private_dir(path.parent)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.new")
+    try:
+        write_synced(temporary, created_at + "\n")
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+def _live_mint(slug: str) -> str | None:
+    """The mint time of ``slug``'s live credential as the host recorded it; None when it has none."""
+    try:
+        return _live_path(slug).read_text(encoding="ascii").strip() or None
+    except (OSError, UnicodeDecodeError, ValidationError):
+        return None
+
+
 def _masked(key_hex: str, slug: str, created_at: str, secret: bytes) -> str:
     """``key_hex`` XOR an HMAC of ``secret`` over the bottle and the mint's time (its own inverse)."""
     pad = hmac.new(secret, f"bot-bottle relay credential\0{slug}\0{created_at}".encode(), hashlib.sha256).digest()
@@ -110,6 +140,9 @@ class RelayCredentials(DatabaseUser):
         secret = _mask_secret(create=True)
         assert secret is not None
         now = utc_now()
+        # Which mint is live is kept outside the database too: a sidecar on the mount can write the row back
+        # (an older mint, or its revocation undone), never this.
+        _set_live(slug, now)
         with self.db.write() as conn:
             conn.execute(
                 "INSERT INTO relay_credentials (queue_key, token_sha256, created_at, revoked_at) "
@@ -120,10 +153,12 @@ class RelayCredentials(DatabaseUser):
         return token
 
     @staticmethod
-    def _key(slug: str, stored: object, created_at: object) -> str | None:
-        """The signing key a stored credential masks; None for a row that holds none (no secret, not ours)."""
+    def _key(slug: str, stored: object, created_at: object, *, live: bool = True) -> str | None:
+        """The signing key a stored credential masks; None for a row that holds none (no secret, not ours) and,
+        with ``live``, for one that is not the mint the host last made for the bottle (or was revoked)."""
         secret = _mask_secret(create=False)
-        if secret is None or not isinstance(stored, str) or not isinstance(created_at, str):
+        if secret is None or not isinstance(stored, str) or not isinstance(created_at, str) \
+                or (live and _live_mint(slug) != created_at):
             return None
         try:
             return _masked(stored, slug, created_at, secret)
@@ -133,6 +168,7 @@ class RelayCredentials(DatabaseUser):
     def revoke(self, slug: str) -> bool:
         """Revoke ``slug``'s credential; False if it had none live. The relay refuses it from the next request."""
         validate_queue_key(slug, "bottle")
+        _set_live(slug, None)
         with self.db.write() as conn:
             changed = conn.execute(
                 "UPDATE relay_credentials SET revoked_at = :now WHERE queue_key = :slug AND revoked_at IS NULL",
@@ -151,14 +187,16 @@ class RelayCredentials(DatabaseUser):
                 "SELECT token_sha256, revoked_at, created_at FROM relay_credentials WHERE queue_key = :slug",
                 {"slug": request.bottle},
             ).fetchone()
-        key = self._key(request.bottle, row[0], row[2]) if row is not None else None
+        key = self._key(request.bottle, row[0], row[2], live=False) if row is not None else None
         expected = request_mac(key or "00" * 32, request.bottle, request.ts, request.nonce, request.body_sha256)
         if key is None or not hmac.compare_digest(expected, request.mac):
             raise Unauthorized(f"the request is not signed with bottle {request.bottle}'s live relay credential "
                                "(it was replaced, or never minted): prepare the bottle again")
-        if row[1] is not None:
-            raise Unauthorized(f"bottle {request.bottle}'s relay credential was revoked at {row[1]}: prepare the "
-                               "bottle again for a new one")
+        if row[1] is not None or _live_mint(request.bottle) != row[2]:
+            # Revoked in the row, or (whatever the row says) not the mint the host keeps as live.
+            raise Unauthorized(f"bottle {request.bottle}'s relay credential was revoked"
+                               f"{f' at {row[1]}' if row[1] is not None else ' or replaced'}: prepare the bottle "
+                               "again for a new one")
         return key
 
     def is_live(self, slug: str, key: str) -> bool:

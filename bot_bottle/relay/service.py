@@ -99,8 +99,8 @@ class RelayService:
         self.share = share if share is not None else Share.for_waits(max_waits_per_bottle, writes_per_bottle)
         self.shares = Shares(self.share)
         self.proofs = Proofs(store.db, log)
-        #: The file the store opened: one at the path that is not this one was put there since.
-        self.opened = file_identity(store.db.path)
+        #: The files the store opened (the database, its -wal and -shm): others at those paths were put there.
+        self.opened = _identities(store.db.path)
         self._replaced_told = False
         self._log = log
         self._lock = threading.Lock()
@@ -291,14 +291,16 @@ class RelayService:
         raise RpcError(METHOD_NOT_FOUND, f"method not found: {method[:100]}")
 
     def _same_file(self) -> None:
-        """``DatabaseReplaced`` unless the file at the database's path is still the one the relay opened.
+        """``DatabaseReplaced`` unless the files at the database's path are still the ones the relay opened.
 
-        Removed, or another put there (a sidecar on the mount can rename a
-        copy over it): the relay's connection keeps the old file, and answers
-        from it would miss every decision and revocation made since.
+        Removed, or others put there (a sidecar on the mount can rename a
+        copy over the database, or over its ``-wal`` or ``-shm``, which every
+        connection keeps open while any is): the relay's connection keeps the
+        old ones, and answers from them would miss every decision and
+        revocation made since.
         """
         path = self.store.db.path
-        if file_identity(path) == self.opened:
+        if _identities(path) == self.opened:
             return
         if not self._replaced_told:
             self._replaced_told = True
@@ -322,6 +324,11 @@ class RelayService:
                 return False
             self._beats[bottle_slug] = now
         return True
+
+
+def _identities(path: Path) -> tuple[tuple[int, int] | None, ...]:
+    """The (device, inode) of the database at ``path`` and of its ``-wal`` and ``-shm`` (None: not there)."""
+    return tuple(file_identity(Path(f"{path}{suffix}")) for suffix in ("", "-wal", "-shm"))
 
 
 @dataclass(frozen=True)

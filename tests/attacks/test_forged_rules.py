@@ -18,7 +18,10 @@ import contextlib
 import json
 import os
 import secrets
+import shutil
 import sqlite3
+import subprocess
+import sys
 import time
 from unittest import mock
 
@@ -34,7 +37,7 @@ from bot_bottle.standing import Keeper, keep, rule_decision_in
 from bot_bottle.wire.relay_file import RelayEndpoint
 from tests.cli.test_proposals_cmds import CliTestCase
 from tests.helpers.relay_fixture import InProcessRelay
-from tests.helpers.support import TempDirTest, file_as_a_sidecar
+from tests.helpers.support import REPO, TempDirTest, file_as_a_sidecar
 
 EVIL = {"host": "evil.example", "methods": [], "paths": []}
 RULE_COLUMNS = ("id, queue_key, tool, subject, subject_sha256, pattern, effect, notes, created_at, ends_at, "
@@ -401,3 +404,48 @@ class ThirdReviewTest(ForgedRuleCase):
             victim.live_grants(TOOL_EGRESS_ALLOW)
         self.assertIn("not the file the relay opened", str(refused.exception))
         self.assertEqual(sum("was removed or replaced since the relay opened it" in line for line in relay.logged), 1)
+
+
+class FourthReviewTest(ForgedRuleCase):
+    """The fourth review's attacks."""
+
+    def test_a_revoked_or_replaced_credential_written_back_into_the_file_signs_nothing(self) -> None:
+        """Revoked, then the row's revocation undone; replaced by a new mint, then the old row written back: the
+        old token is refused both times (which mint is live is kept outside the database)."""
+        relay = InProcessRelay(self.store.db.path).register(self)
+        old = relay.queue("vm-1")
+        old.heartbeat()
+        (stored, created_at), = self.raw.execute(
+            "SELECT token_sha256, created_at FROM relay_credentials WHERE queue_key = 'vm-1'")
+        self.assertTrue(relay.credentials.revoke("vm-1"))
+        self.raw.execute("UPDATE relay_credentials SET revoked_at = NULL WHERE queue_key = 'vm-1'")
+        with self.assertRaises(Unauthorized):
+            RelayQueue(old.endpoint, retry_for=0).heartbeat()
+        new = relay.queue("vm-1")  # the bottle prepared again: a new mint
+        new.heartbeat()
+        self.raw.execute("UPDATE relay_credentials SET token_sha256 = ?, created_at = ?, revoked_at = NULL "
+                         "WHERE queue_key = 'vm-1'", (stored, created_at))
+        with self.assertRaises(Unauthorized):
+            RelayQueue(old.endpoint, retry_for=0).heartbeat()
+
+    def test_a_wal_swapped_under_the_relay_is_answered_from_by_no_relay(self) -> None:
+        """The database stays, its -wal is replaced by a copy and its -shm moved away; the operator revokes the
+        grant in another process, into the copy: the relay refuses every request instead of passing it on."""
+        relay = InProcessRelay(self.store.db.path).register(self)
+        victim = relay.queue("vm-1")
+        filed = victim.submit(TOOL_EGRESS_ALLOW, '{"host": "docs.example"}', "docs")
+        decide(filed.id, STATUS_APPROVED, "fine", store=self.store)
+        self.assertEqual(len(victim.live_grants(TOOL_EGRESS_ALLOW)), 1)
+        path = self.store.db.path
+        shutil.copyfile(f"{path}-wal", path.with_name("copy-wal"))
+        os.rename(f"{path}-shm", path.with_name("old-shm"))
+        os.rename(path.with_name("copy-wal"), f"{path}-wal")
+        revoked = subprocess.run(
+            [sys.executable, "-c", "import sys\nfrom bot_bottle.grants import GrantStore\n"
+             "with GrantStore(sys.argv[1]) as grants:\n    (grant,) = grants.listing()\n"
+             "    grants.revoke(grant.id, 'no more', revoked_by='op@host')\n", str(path)],
+            cwd=REPO, capture_output=True, text=True, timeout=60)
+        self.assertEqual(revoked.returncode, 0, revoked.stderr)
+        with self.assertRaises(BotBottleError) as refused:
+            victim.live_grants(TOOL_EGRESS_ALLOW)
+        self.assertIn("not the file the relay opened", str(refused.exception))
