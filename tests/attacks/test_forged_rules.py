@@ -338,7 +338,7 @@ class SecondReviewTest(ForgedRuleCase):
 class ThirdReviewTest(ForgedRuleCase):
     """The third review's attacks."""
 
-    def test_a_revocation_at_a_number_the_cache_had_read_is_not_missed(self) -> None:
+    def test_a_revocation_at_a_number_the_cache_had_read_is_not_missed(self, copy_the_hash: bool = False) -> None:
         """A junk entry at the next number is read by a look, then deleted; the operator's revocation lands at
         that number, and the rule row is brought back: the look after still finds the revocation."""
         rejection = next(rule for rule in GrantStore(database=self.store.db).rules() if rule.effect == "reject")
@@ -359,9 +359,17 @@ class ThirdReviewTest(ForgedRuleCase):
         self.raw.execute("DROP TRIGGER rules_immutable")
         self.raw.execute("UPDATE rules SET revoked_at = NULL, revoked_by = NULL, revoke_reason = NULL, "
                          "revoke_seq = NULL WHERE id = ?", (rejection.id,))
+        if copy_the_hash:  # the junk entry's stored hash copied onto the revocation: only a recomputed one differs
+            for name, _ in triggers:
+                self.raw.execute(f'DROP TRIGGER "{name}"')
+            self.raw.execute("UPDATE audit_log SET hash = ? WHERE seq = ?", ("0" * 64, last + 1))
         paste = self.store.submit("web-1", TOOL_EGRESS_ALLOW, '{"host": "pastebin.com"}', "a paste")
         keep(self.store)
         self.assertIsNone(self.store.response(paste.id), "the revoked rule decided again")
+
+    def test_a_revocation_given_the_junk_entrys_hash_is_not_missed(self) -> None:
+        """As above, and the junk entry's stored hash then copied onto the revocation that took its number."""
+        self.test_a_revocation_at_a_number_the_cache_had_read_is_not_missed(copy_the_hash=True)
 
     def test_what_the_file_holds_of_a_relay_credential_signs_nothing(self) -> None:
         """A mount sidecar reads a VM bottle's stored credential and signs with it: every request is refused, and
