@@ -74,6 +74,31 @@ class ForgedRuleCase(CliTestCase):
         return [self.store.submit(bottle, TOOL_EGRESS_ALLOW, '{"host": "evil.example"}', "need it").id
                 for bottle in bottles]
 
+    def assert_a_keeper_still_rejects_a_paste(self, settle: float = 0.0) -> None:
+        """A keeper, running ``settle`` s first (and alive then), rejects a new paste by the operator's rule."""
+        logged: list[str] = []
+        keeper = Keeper(self.store, logged.append).start()
+        try:
+            time.sleep(settle)
+            self.assertTrue(keeper._thread.is_alive(), logged)
+            paste = self.store.submit("web-4", TOOL_EGRESS_ALLOW, '{"host": "pastebin.com"}', "a paste")
+            deadline = time.monotonic() + 10
+            while self.store.response(paste.id) is None and time.monotonic() < deadline:
+                time.sleep(0.05)
+        finally:
+            keeper.stop()
+        response = self.store.response(paste.id)
+        self.assertEqual(response.status if response else None, "rejected", f"the keeper stopped deciding: {logged}")
+
+    def relay_with_a_grant(self) -> tuple[InProcessRelay, RelayQueue]:
+        """A relay, and VM bottle vm-1's queue through it, holding a grant the operator approved."""
+        relay = InProcessRelay(self.store.db.path).register(self)
+        victim = relay.queue("vm-1")
+        filed = victim.submit(TOOL_EGRESS_ALLOW, '{"host": "docs.example"}', "docs")
+        decide(filed.id, STATUS_APPROVED, "fine", store=self.store)
+        self.assertEqual(len(victim.live_grants(TOOL_EGRESS_ALLOW)), 1)
+        return relay, victim
+
     def assert_undecided(self, *proposal_ids: str) -> None:
         for proposal_id in proposal_ids:
             self.assertIsNone(self.store.response(proposal_id), "a rule the log does not prove decided it")
@@ -180,19 +205,7 @@ class MalformedRowTest(ForgedRuleCase):
             self.assertEqual(code, 0, err)
             self.assertNotIn("Traceback", err)
             self.assertEqual({row["id"] for row in json.loads(out)}, set(filed), verb)
-        logged: list[str] = []
-        keeper = Keeper(self.store, logged.append).start()
-        try:
-            time.sleep(1.0)
-            self.assertTrue(keeper._thread.is_alive(), logged)
-            late = self.store.submit("web-4", TOOL_EGRESS_ALLOW, '{"host": "pastebin.com"}', "a paste")
-            deadline = time.monotonic() + 10
-            while self.store.response(late.id) is None and time.monotonic() < deadline:
-                time.sleep(0.05)
-        finally:
-            keeper.stop()
-        response = self.store.response(late.id)
-        self.assertEqual(response.status if response else None, "rejected", "the keeper stopped deciding")
+        self.assert_a_keeper_still_rejects_a_paste(settle=1.0)
         # What a rule would match such a report by: nothing, said as for any report that is not JSON.
         with self.assertRaises(ValidationError):
             subject_of(TOOL_GITLEAKS_ALLOW, "[" * 200_000)
@@ -322,17 +335,7 @@ class SecondReviewTest(ForgedRuleCase):
         self.loosen("rules")
         self.forge(audit_seq=900001)
         self.raw.execute("UPDATE rules SET revoke_seq = 9e999 WHERE audit_seq = 900001")
-        logged: list[str] = []
-        keeper = Keeper(self.store, logged.append).start()
-        try:
-            paste = self.store.submit("web-1", TOOL_EGRESS_ALLOW, '{"host": "pastebin.com"}', "a paste")
-            deadline = time.monotonic() + 10
-            while self.store.response(paste.id) is None and time.monotonic() < deadline:
-                time.sleep(0.05)
-        finally:
-            keeper.stop()
-        response = self.store.response(paste.id)
-        self.assertEqual(response.status if response else None, "rejected", logged)
+        self.assert_a_keeper_still_rejects_a_paste()
 
 
 class ThirdReviewTest(ForgedRuleCase):
@@ -392,11 +395,7 @@ class ThirdReviewTest(ForgedRuleCase):
     def test_a_database_swapped_at_its_path_is_answered_from_by_no_relay(self) -> None:
         """A copy renamed over the database: the relay, whose connection keeps the old file, refuses every request
         (naming why, once, in its log) instead of passing on a grant the operator then revoked in the new one."""
-        relay = InProcessRelay(self.store.db.path).register(self)
-        victim = relay.queue("vm-1")
-        filed = victim.submit(TOOL_EGRESS_ALLOW, '{"host": "docs.example"}', "docs")
-        decide(filed.id, STATUS_APPROVED, "fine", store=self.store)
-        self.assertEqual(len(victim.live_grants(TOOL_EGRESS_ALLOW)), 1)
+        relay, victim = self.relay_with_a_grant()
         path = self.store.db.path
         copy = path.with_name("copy.db")
         self.raw.execute("PRAGMA wal_checkpoint(TRUNCATE)")
@@ -439,11 +438,7 @@ class FourthReviewTest(ForgedRuleCase):
     def test_a_wal_swapped_under_the_relay_is_answered_from_by_no_relay(self) -> None:
         """The database stays, its -wal is replaced by a copy and its -shm moved away; the operator revokes the
         grant in another process, into the copy: the relay refuses every request instead of passing it on."""
-        relay = InProcessRelay(self.store.db.path).register(self)
-        victim = relay.queue("vm-1")
-        filed = victim.submit(TOOL_EGRESS_ALLOW, '{"host": "docs.example"}', "docs")
-        decide(filed.id, STATUS_APPROVED, "fine", store=self.store)
-        self.assertEqual(len(victim.live_grants(TOOL_EGRESS_ALLOW)), 1)
+        _, victim = self.relay_with_a_grant()
         path = self.store.db.path
         shutil.copyfile(f"{path}-wal", path.with_name("copy-wal"))
         os.rename(f"{path}-shm", path.with_name("old-shm"))
