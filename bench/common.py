@@ -8,13 +8,14 @@ second or two, only to show that it still works (``.ci/run`` does that).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import platform
 import sqlite3
 import statistics
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -87,3 +88,18 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     lines = ["  ".join(c.rjust(widths[i]) if i else c.ljust(widths[i]) for i, c in enumerate(r)) for r in cells]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
+
+
+@contextlib.contextmanager
+def as_host_at(home: Path | str) -> Iterator[None]:
+    """HOME set to ``home`` for the block: a relay's credentials are minted where that relay keeps its secrets
+    (``~/.bot-bottle/relay/``), as ``prepare`` does for the relay of the same user."""
+    before = os.environ.get("HOME")
+    os.environ["HOME"] = str(home)
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("HOME", None)
+        else:
+            os.environ["HOME"] = before

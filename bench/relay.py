@@ -1,6 +1,6 @@
 """The relay beside the direct transport: wake-up after a decision, and file-decide-archive cycles per second.
 
-``bot-bottle relay`` runs as its own process (its own HOME, so its lock is
+``bot-bottle relay`` runs as its own process (in the HOME this script sets for the run, so its lock is
 its own), over the database file this script decides in. Wake-up: a waiter
 process blocks in ``wait_for_response`` (directly, or through ``RelayQueue``
 and the relay's long poll); this process commits a decision at a random
@@ -51,7 +51,9 @@ class Relay:
     def __init__(self, db: Path) -> None:
         self.db = db
         self.port = _free_port()
-        home = tempfile.mkdtemp(prefix="bb-relay-home-")
+        # The host's own HOME (main sets one for the run): the relay holds to the audit log what the operator
+        # here decides, with the key in this HOME, and verifies what is minted here.
+        home = os.environ["HOME"]
         self.process = subprocess.Popen(
             [sys.executable, "-m", "bot_bottle", "relay", "--host", "127.0.0.1", "--port", str(self.port),
              # A bottle's own share of writes (10 a second after a burst of 50) would be measured instead of the
@@ -173,6 +175,9 @@ def cycles(folder: Path, sidecars: int, seconds: float, through_relay: bool, run
 def main() -> None:
     args = parser(__doc__.splitlines()[0]).parse_args()
     folder = work_dir(args)
+    # One host for the run, in a HOME of its own: the relay, the operator and the sidecars all see its key and
+    # its relay secrets (one relay at a time, so one lock is enough).
+    os.environ["HOME"] = tempfile.mkdtemp(prefix="bb-relay-home-")
     samples = 5 if args.smoke else 200
     seconds = 1.0 if args.smoke else 5.0
     runs = args.runs or (1 if args.smoke else 3)

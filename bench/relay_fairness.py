@@ -16,7 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import machine, median, parser, percentile, table, work_dir
+from common import as_host_at, machine, median, parser, percentile, table, work_dir
 
 from bot_bottle.db import open_db
 from bot_bottle.relay.credentials import RelayCredentials
@@ -30,6 +30,11 @@ def run(kind: str | None, rounds: int, root: Path) -> tuple[int, list[float]]:
     home = Path(tempfile.mkdtemp(dir=root))
     db = home / ".bot-bottle" / "db" / "bot-bottle.db"
     open_db(db).close()
+    with as_host_at(home):  # the relay's HOME: its secrets, and the key the operator here decides with
+        return _run(kind, rounds, home, db)
+
+
+def _run(kind: str | None, rounds: int, home: Path, db: Path) -> tuple[int, list[float]]:
     port = free_port()
     url = f"http://127.0.0.1:{port}/"
     with RelayCredentials(db) as credentials:
