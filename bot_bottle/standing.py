@@ -96,7 +96,7 @@ class RuleProofs:
         return list(kept.values())
 
 
-def matching_rule(conn: sqlite3.Connection, proposal: Proposal, now: str, proofs: RuleProofs | None = None,
+def matching_rule(conn: sqlite3.Connection, proposal: Proposal, now: str,
                   rules: list[Rule] | None = None) -> Rule | None:
     """The first live, proven rule that decides ``proposal`` (a rejecting one before an approving one), or None.
 
@@ -104,7 +104,7 @@ def matching_rule(conn: sqlite3.Connection, proposal: Proposal, now: str, proofs
     once for every proposal it looks at); otherwise they are read here.
     """
     if rules is None:
-        rules = (proofs or RuleProofs()).proven(conn, live_rules_in(conn, proposal.queue_key, proposal.tool, now))
+        rules = RuleProofs().proven(conn, live_rules_in(conn, proposal.queue_key, proposal.tool, now))
     else:
         rules = [rule for rule in rules
                  if rule.tool == proposal.tool and rule.queue_key in (None, proposal.queue_key)]
@@ -175,8 +175,8 @@ def keep(store: QueueStore, *, after: int = 0, unproven: Callable[[str, str], No
                 proposal = store.proposal_from_row(row)
                 if matching_rule(conn, proposal, now, rules=rules) is not None:
                     decided.append(proposal.id)
-    for rule_id, why in proofs.unproven.items():
-        if unproven is not None:
+    if unproven is not None:
+        for rule_id, why in proofs.unproven.items():
             unproven(rule_id, why)
     for proposal_id in decided:
         # Decided meanwhile by someone else (the first wins), expired, or gone: left as it is.
