@@ -220,7 +220,11 @@ class RelayLoadTest(RelayHostileCase):
         self.assert_alive_and_clean()
 
     def test_one_bottle_holding_many_waits_leaves_room_for_the_others(self) -> None:
-        """web-1 opens 100 waits (cap 32): the rest are told to retry at once; web-2's wait is answered."""
+        """web-1 opens 100 waits (cap 32): the rest are told to retry at once; web-2's wait is answered.
+
+        Each wait is sent as its connection opens: opened all before any is
+        sent, those the client had not reached within the pool's grace were
+        idle connections, cut without a word (a loaded CI machine did so)."""
         self.serve("--max-waits-per-bottle", "32")
         answer, _ = exchange(self.port, self.authed(relay_call("submit", {
             "tool": TOOL_EGRESS_ALLOW, "payload": '{"host": "a"}', "justification": "hold"})))
@@ -228,7 +232,8 @@ class RelayLoadTest(RelayHostileCase):
         held_id = answer.json()["result"]["id"]
         waits = [self.authed(relay_call("wait", {"id": held_id, "timeout": 3}, i)) for i in range(100)]
         outcome: list[list[bytes]] = []
-        hog = threading.Thread(target=lambda: outcome.append(concurrent_exchanges(self.port, waits, timeout=60)))
+        hog = threading.Thread(target=lambda: outcome.append(concurrent_exchanges(
+            self.port, waits, timeout=60, send_on_connect=True)))
         hog.start()
         time.sleep(1.0)
         other = with_signature(request(relay_call("submit", {"tool": TOOL_EGRESS_ALLOW, "payload": '{"host": "b"}',

@@ -222,13 +222,29 @@ def fuzz(port: int, count: int, seed: int = 1234, deadline: float | None = None,
     return report
 
 
-def concurrent_exchanges(port: int, requests: list[bytes], timeout: float) -> list[bytes]:
-    """Send every request on its own connection at once, from one thread; return what each connection read."""
+def concurrent_exchanges(port: int, requests: list[bytes], timeout: float, *,
+                         send_on_connect: bool = False) -> list[bytes]:
+    """Send every request on its own connection at once, from one thread; return what each connection read.
+
+    By default every connection is opened before any request is sent, as a
+    flood would: a server may cut those that sent nothing for a while (a
+    loaded machine makes the while long). ``send_on_connect`` sends each
+    request as soon as its connection is up, as an honest client does, so
+    that none of them is ever an idle connection.
+    """
     selector = selectors.DefaultSelector()
     received = [bytearray() for _ in requests]
     pending: dict[int, memoryview] = {}
     for index, data in enumerate(requests):
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        if send_on_connect:
+            sock.settimeout(timeout)
+            sock.connect(("127.0.0.1", port))
+            sock.sendall(data)
+            sock.shutdown(socket.SHUT_WR)
+            sock.setblocking(False)
+            selector.register(sock, selectors.EVENT_READ, index)
+            continue
         sock.setblocking(False)
         sock.connect_ex(("127.0.0.1", port))
         pending[index] = memoryview(data)
