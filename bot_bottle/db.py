@@ -20,8 +20,9 @@ import sqlite3
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from types import TracebackType
-from typing import Self
+from typing import NamedTuple, Self
 
 from bot_bottle.connection import (
     DEFAULT_BUSY_TIMEOUT_SEC,
@@ -31,13 +32,14 @@ from bot_bottle.connection import (
     transaction,
     translate_errors,
 )
-from bot_bottle.errors import BotBottleError, CannotOpenDatabase, ValidationError
+from bot_bottle.errors import BotBottleError, CannotOpenDatabase, DatabaseReplaced, ValidationError
 from bot_bottle.file_watch import FileWatch
 from bot_bottle.paths import (
     DB_DIR_IN_CONTAINER,
     DB_FILENAME,
     DB_PATH_IN_CONTAINER,
     bot_bottle_root,
+    file_identity,
     host_db_dir,
     host_db_path,
     resolve_db_path,
@@ -50,6 +52,7 @@ __all__ = [
     "DB_PATH_IN_CONTAINER",
     "Database",
     "DatabaseUser",
+    "FileChange",
     "IdleCheckpointer",
     "bot_bottle_root",
     "connect",
@@ -112,6 +115,20 @@ def open_db(
     return conn
 
 
+#: The files a database in WAL mode is made of: the database, its log of commits, and the log's index.
+DATABASE_FILE_SUFFIXES = ("", "-wal", "-shm")
+
+
+class FileChange(NamedTuple):
+    """One of a database's files at its path is not the one a connection opened."""
+
+    path: Path
+    removed: bool  # nothing is there now (else: another file is)
+
+    def __str__(self) -> str:
+        return f"{self.path} was {'removed' if self.removed else 'replaced by another file'}"
+
+
 class Database:
     """One open, migrated connection to a database, shared safely between threads.
 
@@ -120,6 +137,13 @@ class Database:
     request) take turns on the connection; ``write()`` is one ``BEGIN
     IMMEDIATE`` transaction. SQLite errors inside either come out as the
     package's own errors, naming the file.
+
+    Both refuse (``DatabaseReplaced``) once the database, its ``-wal`` or its
+    ``-shm`` at the path is not the file the connection opened
+    (``replaced``): a connection keeps the files it opened, so a process
+    that runs for long (the relay, the dashboard, the TUI) would go on
+    reading and deciding on files no other process sees any more, such as
+    a copy of the ``-wal`` a sidecar on the mount renamed over the real one.
     """
 
     def __init__(
@@ -132,23 +156,66 @@ class Database:
         self.path = resolve_db_path(path)
         self._conn = open_db(self.path, busy_timeout=busy_timeout, migrate_schema=migrate_schema)
         self._lock = threading.RLock()
+        # Once open and migrated, the -wal and -shm of a database in WAL mode exist, and an open connection
+        # keeps SQLite from deleting them: each is the one this connection uses until it closes.
+        self._opened = database_file_identities(self.path)
+
+    def replaced(self) -> FileChange | None:
+        """The first of the database's files at its path that is not the one this connection opened, if any.
+
+        A file absent when the connection opened is taken as it is first
+        seen: a database in rollback mode has no ``-wal`` or ``-shm``, and
+        when the host switches it to WAL later this connection follows, into
+        the files made then.
+        """
+        now = database_file_identities(self.path)
+        for suffix, opened, there in zip(DATABASE_FILE_SUFFIXES, self._opened, now, strict=True):
+            if opened is not None and there != opened:
+                return FileChange(Path(f"{self.path}{suffix}"), removed=there is None)
+        if None in self._opened:
+            self._opened = tuple(opened if opened is not None else there
+                                 for opened, there in zip(self._opened, now, strict=True))
+        return None
+
+    def _same_files(self) -> None:
+        """``DatabaseReplaced``, saying what to do, when ``replaced`` names a file."""
+        change = self.replaced()
+        if change is not None:
+            raise DatabaseReplaced(
+                "The database file is gone" if change.removed and change.path == self.path
+                else "The database file was replaced",
+                f"{change} since this process opened it. It still has the old file open, which no other process "
+                "sees, so it reads and records nothing more.",
+                "Put the database back if it was moved by mistake, then restart this process (a dashboard, the "
+                "TUI, the relay: stop it and start it again).")
 
     @contextmanager
     def read(self) -> Iterator[sqlite3.Connection]:
         """The connection, for reads in autocommit mode (each statement sees the latest commit)."""
-        with self._lock, translate_errors(self.path):
-            yield self._conn
+        with self._lock:
+            self._same_files()
+            with translate_errors(self.path):
+                yield self._conn
 
     @contextmanager
     def write(self) -> Iterator[sqlite3.Connection]:
         """The connection inside one write transaction: committed on success, rolled back on error."""
-        with self._lock, translate_errors(self.path), transaction(self._conn) as conn:
-            yield conn
+        with self._lock:
+            self._same_files()
+            with translate_errors(self.path), transaction(self._conn) as conn:
+                yield conn
 
     def close(self) -> None:
-        """Checkpoint without waiting and close (``close_cleanly``); the object is unusable afterwards."""
+        """Checkpoint without waiting and close (``close_cleanly``); the object is unusable afterwards.
+
+        Once its files were replaced, only closed: a checkpoint would copy
+        the old ``-wal``'s pages into whatever database file it meets.
+        """
         with self._lock:
-            close_cleanly(self._conn)
+            if self.replaced() is None:
+                close_cleanly(self._conn)
+            else:
+                self._conn.close()
 
     def __enter__(self) -> Database:
         return self
@@ -157,6 +224,11 @@ class Database:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
+
+
+def database_file_identities(path: Path) -> tuple[tuple[int, int] | None, ...]:
+    """The (device, inode) of the database at ``path``, its ``-wal`` and its ``-shm`` (None: not there)."""
+    return tuple(file_identity(Path(f"{path}{suffix}")) for suffix in DATABASE_FILE_SUFFIXES)
 
 
 class DatabaseUser:

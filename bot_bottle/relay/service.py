@@ -28,7 +28,6 @@ from pathlib import Path
 from typing import Any
 
 from bot_bottle.errors import BotBottleError, DatabaseReplaced, RpcError, Unauthorized, ValidationError
-from bot_bottle.paths import file_identity
 from bot_bottle.queue_store import QueueStore
 from bot_bottle.records import DEFAULT_POLL_INTERVAL_SEC, DEFAULT_QUOTA, Quota
 from bot_bottle.relay.credentials import RelayCredentials
@@ -99,8 +98,6 @@ class RelayService:
         self.share = share if share is not None else Share.for_waits(max_waits_per_bottle, writes_per_bottle)
         self.shares = Shares(self.share)
         self.proofs = Proofs(store.db, log)
-        #: The files the store opened (the database, its -wal and -shm): others at those paths were put there.
-        self.opened = _identities(store.db.path)
         self._replaced_told = False
         self._log = log
         self._lock = threading.Lock()
@@ -125,6 +122,7 @@ class RelayService:
             raise Unauthorized(f"a relay request needs exactly one 'Authorization: {AUTH_SCHEME} ...' header, "
                                "signed with the key of the bottle's relay.json")
         request = SignedRequest.parse(values[0])
+        self._same_file()  # the credential is read from the file: the old one must not vouch for anyone
         key = self.credentials.verify(request)
         # After the MAC, and the bottle's own: only B's signature can spend B's nonces.
         self._nonces.spend(request.bottle, request.nonce, int(request.ts))
@@ -300,12 +298,14 @@ class RelayService:
         revocation made since.
         """
         path = self.store.db.path
-        if _identities(path) == self.opened:
+        change = self.store.db.replaced()
+        if change is None:
             return
         if not self._replaced_told:
             self._replaced_told = True
-            self.log(f"the database file {path} was removed or replaced since the relay opened it: every request is "
-                     "refused until the relay is restarted ('bot-bottle relay stop', then 'bot-bottle relay start')")
+            self.log(f"the database file {path} was removed or replaced since the relay opened it ({change}): every "
+                     "request is refused until the relay is restarted ('bot-bottle relay stop', then "
+                     "'bot-bottle relay start')")
         raise DatabaseReplaced("The database file was replaced",
                                f"{path} is not the file the relay opened, so it answers nothing from it.",
                                "Restart the relay ('bot-bottle relay stop', then 'bot-bottle relay start').")
@@ -324,11 +324,6 @@ class RelayService:
                 return False
             self._beats[bottle_slug] = now
         return True
-
-
-def _identities(path: Path) -> tuple[tuple[int, int] | None, ...]:
-    """The (device, inode) of the database at ``path`` and of its ``-wal`` and ``-shm`` (None: not there)."""
-    return tuple(file_identity(Path(f"{path}{suffix}")) for suffix in ("", "-wal", "-shm"))
 
 
 @dataclass(frozen=True)

@@ -260,15 +260,16 @@ def _unsigned(status: int, data: bytes) -> Any:
     reason quoted, and never raise one of the relay's errors (already
     decided, not found, over quota...) that only a signed answer may carry.
     """
-    if status == 503:
-        raise RetryLater("the relay is busy")
     try:
         document = json.loads(data[:MAX_UNSIGNED_BYTES])
         error = document.get("error") if isinstance(document, dict) else None
         message = error.get("message") if isinstance(error, dict) else None
     except (ValueError, RecursionError):
         message = None
-    said = f" (it said, unsigned: '{clean_line(message)[:MAX_UNSIGNED_REASON]}')" if isinstance(message, str) else ""
+    quoted = f"it said, unsigned: '{clean_line(message)[:MAX_UNSIGNED_REASON]}'" if isinstance(message, str) else ""
+    if status == 503:  # (a relay that cannot read the credentials says why, which is all it can do unsigned)
+        raise RetryLater(f"the relay is busy; {quoted}" if quoted else "the relay is busy")
+    said = f" ({quoted})" if quoted else ""
     if status == 401:
         raise Unauthorized(f"the relay refused this bottle's credential{said}")
     raise RelayError(f"the relay answered HTTP {status} without its signature{said}; nothing was taken from it")

@@ -26,7 +26,7 @@ from http import HTTPStatus
 from typing import Any, Protocol
 
 from bot_bottle import __version__
-from bot_bottle.errors import BotBottleError, RetryLater, Unauthorized, ValidationError
+from bot_bottle.errors import BotBottleError, DatabaseError, RetryLater, Unauthorized, ValidationError
 from bot_bottle.wire.guarded_server import (
     RETRY_AFTER_SEC,
     GuardedHandler,
@@ -222,6 +222,9 @@ class SuperviseHandler(GuardedHandler):
             self._refuse(HTTPStatus.UNAUTHORIZED, INVALID_REQUEST, str(exc), {"WWW-Authenticate": AUTH_SCHEME})
             return
         except RetryLater as exc:
+            self._refuse(HTTPStatus.SERVICE_UNAVAILABLE, INTERNAL_ERROR, str(exc), busy)
+            return
+        except DatabaseError as exc:  # the credentials could not be read (busy, or the file replaced): say why
             self._refuse(HTTPStatus.SERVICE_UNAVAILABLE, INTERNAL_ERROR, str(exc), busy)
             return
         name = service.name(principal)

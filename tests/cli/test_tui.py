@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import shlex
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -147,6 +149,25 @@ class TuiTest(TempDirTest):
         late = self.store.submit("web-3", TOOL_EGRESS_ALLOW, '{"host": "late.example"}\n', "arrived later")
         self.term.wait_for(f"* {late.short_id}")
         self.quit()
+
+    def test_a_wal_swapped_under_the_tui_is_said_so_and_decides_nothing(self) -> None:
+        """A copy of the -wal renamed over it, and the -shm moved away (a sidecar on the mount can): the TUI says
+        the database was replaced and records nothing into the files its connection still holds."""
+        shutil.copyfile(f"{self.db}-wal", self.tmp / "copy-wal")
+        os.rename(f"{self.db}-shm", self.tmp / "old-shm")
+        os.rename(self.tmp / "copy-wal", f"{self.db}-wal")
+        self.term.send("j")  # a key press: the TUI looks again
+        screen = self.term.wait_for("-wal was replaced")
+        self.assertNotIn("(retrying)", screen)
+        self.settle()
+        self.term.send("r")
+        if "reason for rejecting" in self.term.screen():
+            self.term.send("not needed", "Enter")
+        self.term.wait_for("was replaced")
+        self.quit()
+        with QueueStore(self.db) as now:  # the files at the path, as every other process sees them
+            self.assertEqual(len(now.pending()), 3)
+            self.assertIsNone(now.response(self.route.id))
 
     def test_header_names_bottles_with_work_and_flags_stale_ones(self) -> None:
         """The title row lists each bottle with pending work and its count; a silent running sidecar is STALE."""

@@ -18,7 +18,6 @@ from bot_bottle.bottles import BottleStore
 from bot_bottle.cli.inbox import Entry, Filters, Inbox
 from bot_bottle.decisions import default_decider
 from bot_bottle.grants import GrantStore
-from bot_bottle.paths import file_identity
 from bot_bottle.policy.approval import Approval
 from bot_bottle.queue_reads import shown_digest
 from bot_bottle.queue_store import QueueStore
@@ -86,8 +85,6 @@ class Dashboard:
 
     def __init__(self, db_path: str | Path | None, log: Callable[[str], None]) -> None:
         self.queue = QueueStore(db_path)
-        #: The file the connection opened: a file at the path that is not this one was put there since.
-        self.opened = file_identity(self.queue.db.path)
         self.inbox = Inbox(self.queue)
         self._inbox_lock = threading.Lock()
         self._shown: OrderedDict[str, Proposal] = OrderedDict()
@@ -134,18 +131,18 @@ class Dashboard:
         and deciding on the old one, which no sidecar sees any more.
         """
         path = self.queue.db.path
-        now = file_identity(path)
-        if now == self.opened:
+        change = self.queue.db.replaced()
+        if change is None:
             return None
-        if now is None:
+        if change.removed and change.path == path:
             return ("The database file is gone",
                     f"{path} was removed or moved while this dashboard ran; it still has the old file open, which no "
                     "sidecar sees, so it shows nothing and decides nothing.",
                     f"Put the database back (or run 'bot-bottle db upgrade --db {path}' for a new one), then stop "
                     "this dashboard (Ctrl-C) and start 'bot-bottle dashboard' again.")
         return ("The database file was replaced",
-                f"{path} is another file than the one this dashboard opened (a backup restored, a copy moved in): "
-                "it shows nothing and decides nothing from the old one.",
+                f"{path} is another file than the one this dashboard opened (a backup restored, a copy moved in; "
+                f"here, {change}): it shows nothing and decides nothing from the old one.",
                 "Stop this dashboard (Ctrl-C) and start 'bot-bottle dashboard' again to open the file there now.")
 
     def pending(self, filters: Filters | None = None) -> list[Entry]:

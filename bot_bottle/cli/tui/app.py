@@ -47,7 +47,7 @@ from bot_bottle.cli.tui.screen import (
     scroll_moves,
 )
 from bot_bottle.decisions import default_decider
-from bot_bottle.errors import BotBottleError, NotFound
+from bot_bottle.errors import BotBottleError, DatabaseReplaced, NotFound
 from bot_bottle.file_watch import FileWatch
 from bot_bottle.grants import GrantStore
 from bot_bottle.policy.approval import Approval
@@ -179,7 +179,7 @@ class SuperviseTUI(TerminalScreen):
             if self.message.startswith(UNAVAILABLE):
                 self.message = ""
         except BotBottleError as exc:
-            self.message = f"{UNAVAILABLE}{exc} (retrying)"
+            self.message = _unavailable(exc)
 
     def load(self, entry: Entry) -> Proposal | None:
         """The whole proposal behind a listed entry, exactly as it was listed; None (and a message) if not."""
@@ -189,7 +189,7 @@ class SuperviseTUI(TerminalScreen):
             self.message = f"{entry.proposal.short_id} is gone from the database"
             return None
         except BotBottleError as exc:
-            self.message = f"{UNAVAILABLE}{exc} (retrying)"
+            self.message = _unavailable(exc)
             return None
         if proposal is None:
             self.message = (f"{entry.proposal.short_id} changed in the database since it was listed (proposals are "
@@ -441,3 +441,8 @@ class SuperviseTUI(TerminalScreen):
         finally:
             if watch is not None:
                 watch.close()
+
+
+def _unavailable(exc: BotBottleError) -> str:
+    """The status line for a database that cannot be used: retried, unless it was replaced (restart the TUI)."""
+    return f"{UNAVAILABLE}{exc}" if isinstance(exc, DatabaseReplaced) else f"{UNAVAILABLE}{exc} (retrying)"

@@ -12,6 +12,7 @@ import http.client
 import json
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -343,3 +344,20 @@ class UnusableDatabaseTest(DashboardCase):
         self.assertEqual(status, 503)
         with QueueStore(moved) as old:
             self.assertIsNone(old.response(proposal.id))
+
+    def test_a_wal_swapped_under_the_dashboard_is_said_so_and_decides_nothing(self) -> None:
+        """The database stays; a sidecar on the mount renames a copy of its -wal over it and moves its -shm away:
+        the dashboard's connection would read and write the old ones, which no other process sees."""
+        proposal = self.store.submit("web-1", TOOL_EGRESS_ALLOW, '{"host": "a.example"}', "why")
+        self.assertEqual(self.call("GET", "/")[0], 200)
+        shutil.copyfile(f"{self.path}-wal", self.tmp / "copy-wal")
+        os.rename(f"{self.path}-shm", self.tmp / "old-shm")
+        os.rename(self.tmp / "copy-wal", f"{self.path}-wal")
+        body = self.assert_styled("/", "The database file was replaced", f"{self.path}-wal was replaced")
+        self.assertNotIn("a.example", body)
+        status, _, body = self.post(proposal, "decide", {"status": "approved"})
+        self.assertEqual(status, 503)
+        self.assertIn("The database file was replaced", body)
+        with QueueStore(self.path) as now:  # the files at the path, as every other process sees them
+            self.assertIsNone(now.response(proposal.id))
+            self.assertEqual([p.id for p in now.pending()], [proposal.id])
