@@ -66,15 +66,17 @@ def cmd_relay_serve(args: argparse.Namespace) -> int:
         raise
 
 
-_SERVING_OPTIONS = ("max_pending", "max_pending_bytes", "max_waits_per_bottle", "writes_per_bottle",
-                    "max_connections", "request_timeout")
-
-
 def _serving_arguments(args: argparse.Namespace) -> list[str]:
     """The serving options as the background relay's command line takes them (``--name=value``, so that no
-    value can be read as an option of its own)."""
-    words = [f"--{name.replace('_', '-')}={getattr(args, name)}" for name in _SERVING_OPTIONS]
-    return words + [f"--allowed-host={name}" for name in args.allowed_host]
+    value can be read as an option of its own); the address is passed on its own (``ensure_relay``)."""
+    words = []
+    for action in _add_serving_options(argparse.ArgumentParser(add_help=False)):
+        if action.dest in ("host", "port"):
+            continue
+        value = getattr(args, action.dest)
+        for each in value if isinstance(value, list) else [value]:
+            words.append(f"{action.option_strings[0]}={each}")
+    return words
 
 
 def cmd_relay_start(args: argparse.Namespace) -> int:
@@ -153,43 +155,50 @@ def cmd_relay_revoke(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_serving_options(parser: argparse.ArgumentParser, *, after_start: bool = False) -> None:
-    """The options the relay serves with; ``after_start``: ``relay start``'s copies, which leave a value given
-    before ``start`` standing when they are not given (``relay --port 9555 start``), as ``--db`` does."""
+def _add_serving_options(parser: argparse.ArgumentParser, *, after_start: bool = False) -> list[argparse.Action]:
+    """Add the options the relay serves with, and return them; ``after_start``: ``relay start``'s copies, which
+    leave a value given before ``start`` standing when they are not given (``relay --port 9555 start``), as
+    ``--db`` does."""
     def default(value: Any) -> Any:
         return argparse.SUPPRESS if after_start else value
 
-    parser.add_argument("--host", default=default(DEFAULT_RELAY_HOST),
-                        help=f"address to listen on (default: {DEFAULT_RELAY_HOST}; Docker Desktop forwards "
-                        "host.docker.internal there; Apple container's VMs need 192.168.64.1)")
-    parser.add_argument("--port", type=port_number, default=default(DEFAULT_RELAY_PORT),
-                        help=f"port (default: {DEFAULT_RELAY_PORT}, fixed so bottles' relay files outlive a restart)")
-    parser.add_argument("--allowed-host", action="append", default=default([]), metavar="NAME",
-                        help="another name sidecars reach the relay by (repeatable; always: "
-                        f"{', '.join(VM_HOST_NAMES)}, localhost and the listen address)")
-    parser.add_argument("--max-pending", type=positive_int, default=default(DEFAULT_MAX_PENDING), metavar="N",
-                        help=f"proposals each bottle may have waiting at once (default: {DEFAULT_MAX_PENDING})")
-    parser.add_argument("--max-pending-bytes", type=positive_int, default=default(DEFAULT_MAX_PENDING_BYTES),
-                        metavar="B",
-                        help=f"bytes each bottle may have pending at once (default: {DEFAULT_MAX_PENDING_BYTES})")
-    parser.add_argument("--max-waits-per-bottle", type=positive_int, default=default(DEFAULT_MAX_WAITS_PER_BOTTLE),
-                        metavar="N", help="calls one bottle may have waiting at the relay at once (default: "
-                        f"{DEFAULT_MAX_WAITS_PER_BOTTLE}), and half the requests of any kind it may have in flight; "
-                        "more are told to retry")
-    parser.add_argument("--writes-per-bottle", type=positive_int, default=default(DEFAULT_WRITES_PER_SEC),
-                        metavar="N",
-                        help="writes (filings, archives, heartbeats) one bottle may make a second (default: "
-                        f"{DEFAULT_WRITES_PER_SEC}), after a burst of {WRITE_BURST_SEC} seconds' worth; more are "
-                        "told to retry, and its sidecar does, so a bottle filing fast slows to this rate")
-    parser.add_argument("--max-connections", type=positive_int, default=default(RELAY_MAX_CONNECTIONS),
-                        metavar="N",
-                        help="connections waiting to be authenticated at once (default: "
-                        f"{RELAY_MAX_CONNECTIONS}, a quarter of them per peer); a new one past that cuts the oldest "
-                        "waiting one, which is told to retry. A bottle's authenticated requests count in its own "
-                        "share, never here")
-    parser.add_argument("--request-timeout", type=seconds_argument, default=default(REQUEST_TIMEOUT_SEC),
-                        metavar="S", help="deadline for a whole request's headers and body, and for an idle connection "
-                        f"(default: {REQUEST_TIMEOUT_SEC:g}); a slower client is answered 408 and dropped")
+    added: list[argparse.Action] = []
+
+    def add(*names: str, **options: Any) -> None:
+        added.append(parser.add_argument(*names, **options))
+
+    add("--host", default=default(DEFAULT_RELAY_HOST),
+        help=f"address to listen on (default: {DEFAULT_RELAY_HOST}; Docker Desktop forwards "
+        "host.docker.internal there; Apple container's VMs need 192.168.64.1)")
+    add("--port", type=port_number, default=default(DEFAULT_RELAY_PORT),
+        help=f"port (default: {DEFAULT_RELAY_PORT}, fixed so bottles' relay files outlive a restart)")
+    add("--allowed-host", action="append", default=default([]), metavar="NAME",
+        help="another name sidecars reach the relay by (repeatable; always: "
+        f"{', '.join(VM_HOST_NAMES)}, localhost and the listen address)")
+    add("--max-pending", type=positive_int, default=default(DEFAULT_MAX_PENDING), metavar="N",
+        help=f"proposals each bottle may have waiting at once (default: {DEFAULT_MAX_PENDING})")
+    add("--max-pending-bytes", type=positive_int, default=default(DEFAULT_MAX_PENDING_BYTES),
+        metavar="B",
+        help=f"bytes each bottle may have pending at once (default: {DEFAULT_MAX_PENDING_BYTES})")
+    add("--max-waits-per-bottle", type=positive_int, default=default(DEFAULT_MAX_WAITS_PER_BOTTLE),
+        metavar="N", help="calls one bottle may have waiting at the relay at once (default: "
+        f"{DEFAULT_MAX_WAITS_PER_BOTTLE}), and half the requests of any kind it may have in flight; "
+        "more are told to retry")
+    add("--writes-per-bottle", type=positive_int, default=default(DEFAULT_WRITES_PER_SEC),
+        metavar="N",
+        help="writes (filings, archives, heartbeats) one bottle may make a second (default: "
+        f"{DEFAULT_WRITES_PER_SEC}), after a burst of {WRITE_BURST_SEC} seconds' worth; more are "
+        "told to retry, and its sidecar does, so a bottle filing fast slows to this rate")
+    add("--max-connections", type=positive_int, default=default(RELAY_MAX_CONNECTIONS),
+        metavar="N",
+        help="connections waiting to be authenticated at once (default: "
+        f"{RELAY_MAX_CONNECTIONS}, a quarter of them per peer); a new one past that cuts the oldest "
+        "waiting one, which is told to retry. A bottle's authenticated requests count in its own "
+        "share, never here")
+    add("--request-timeout", type=seconds_argument, default=default(REQUEST_TIMEOUT_SEC),
+        metavar="S", help="deadline for a whole request's headers and body, and for an idle connection "
+        f"(default: {REQUEST_TIMEOUT_SEC:g}); a slower client is answered 408 and dropped")
+    return added
 
 
 def register(subparsers: Any) -> None:

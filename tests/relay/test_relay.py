@@ -23,6 +23,7 @@ from typing import Any, ClassVar
 from bot_bottle.backends import BACKENDS
 from bot_bottle.backends.plan import Supervise
 from bot_bottle.bottles import BottleStore
+from bot_bottle.cli import build_parser, relay_cmds
 from bot_bottle.db import open_db
 from bot_bottle.decisions import decide
 from bot_bottle.errors import MissingMount, NotFound, RelayError, RelayUnreachable, Unauthorized, ValidationError
@@ -441,6 +442,19 @@ class RelayProcessTest(TempDirTest):
         self.assertEqual(again.returncode, 0, again.stderr)
         self.assertIn("relay already running", again.stdout)
         self.assertIn("with the options it was started with", again.stdout)
+
+    def test_relay_start_passes_on_every_serving_option(self) -> None:
+        """Each option ``relay`` serves with, given before or after ``start``, reaches the background relay's
+        command line as ``--name=value`` (read from the options' one definition: none can be left out)."""
+        given = {"--allowed-host": "relay.example", "--max-pending": "7", "--max-pending-bytes": "9000",
+                 "--max-waits-per-bottle": "3", "--writes-per-bottle": "4", "--max-connections": "64",
+                 "--request-timeout": "2.5"}
+        words = [word for option, value in given.items() for word in (option, value)]
+        for before, after in ((words, []), ([], words), (words[:6], words[6:])):
+            with self.subTest(before=before):
+                args = build_parser().parse_args(["relay", *before, "start", *after])
+                self.assertEqual(sorted(relay_cmds._serving_arguments(args)),
+                                 sorted(f"{option}={value}" for option, value in given.items()))
 
     def test_a_relay_restart_loses_no_waiting_decision(self) -> None:
         """Relay killed (SIGKILL) while a call waits; the operator decides meanwhile; a new relay: the call gets it."""
