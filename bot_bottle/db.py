@@ -177,15 +177,22 @@ class Database:
                                  for opened, there in zip(self._opened, now, strict=True))
         return None
 
-    def _same_files(self) -> None:
-        """``DatabaseReplaced``, saying what to do, when ``replaced`` names a file."""
+    def _same_files(self, *, committed: bool = False) -> None:
+        """``DatabaseReplaced``, saying what to do, when ``replaced`` names a file.
+
+        ``committed``: asked right after a commit, which then went into the
+        old file, where no other process may ever read it.
+        """
         change = self.replaced()
         if change is not None:
+            done = ("The write this process had just committed went into the old file, where no other process "
+                    "may see it: check whether it is there once restarted, and make it again if not. "
+                    if committed else "")
             raise DatabaseReplaced(
                 "The database file is gone" if change.removed and change.path == self.path
                 else "The database file was replaced",
                 f"{change} since this process opened it. It still has the old file open, which no other process "
-                "sees, so it reads and records nothing more.",
+                f"sees, so it reads and records nothing more. {done}".rstrip(),
                 "Put the database back if it was moved by mistake, then restart this process (a dashboard, the "
                 "TUI, the relay: stop it and start it again).")
 
@@ -199,11 +206,21 @@ class Database:
 
     @contextmanager
     def write(self) -> Iterator[sqlite3.Connection]:
-        """The connection inside one write transaction: committed on success, rolled back on error."""
+        """The connection inside one write transaction: committed on success, rolled back on error.
+
+        The files are checked before the transaction, again once it holds
+        the write lock and before it commits (a swap then rolls it back),
+        and after the commit: a sidecar on the mount can hold the lock to
+        keep this process waiting between its first check and its write,
+        and swap a file meanwhile.
+        """
         with self._lock:
             self._same_files()
             with translate_errors(self.path), transaction(self._conn) as conn:
+                self._same_files()
                 yield conn
+                self._same_files()
+            self._same_files(committed=True)
 
     def close(self) -> None:
         """Checkpoint without waiting and close (``close_cleanly``); the object is unusable afterwards.
