@@ -15,6 +15,7 @@ kernel); a sidecar, which never migrates, never switches it.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 import threading
@@ -129,6 +130,55 @@ class FileChange(NamedTuple):
         return f"{self.path} was {'removed' if self.removed else 'replaced by another file'}"
 
 
+class OpenedFiles:
+    """A database's files as a connection opened them, to tell when one at the path is another file since.
+
+    A file absent when the connection opened is taken as it is first seen:
+    a database in rollback mode has no ``-wal`` or ``-shm``, and when the
+    host switches it to WAL later the connection follows, into the files
+    made then.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        # Once a connection read the database in WAL mode, its -wal and -shm exist, and an open connection
+        # keeps SQLite from deleting them: each is the one the connection uses until it closes.
+        self._opened = database_file_identities(path)
+
+    def changed(self) -> FileChange | None:
+        """The first of the files at the path that is not the one the connection opened, if any."""
+        now = database_file_identities(self.path)
+        for suffix, opened, there in zip(DATABASE_FILE_SUFFIXES, self._opened, now, strict=True):
+            if opened is not None and there != opened:
+                return FileChange(Path(f"{self.path}{suffix}"), removed=there is None)
+        if None in self._opened:
+            self._opened = tuple(opened if opened is not None else there
+                                 for opened, there in zip(self._opened, now, strict=True))
+        return None
+
+
+def abandon(conn: sqlite3.Connection) -> None:
+    """Close a connection whose files were replaced at their path, without the checkpoint of a close if it can.
+
+    The last connection to a database in WAL mode copies its ``-wal`` into
+    the database file as it closes, then deletes the ``-wal`` by its name.
+    For a connection whose ``-wal`` or ``-shm`` was swapped, that copies its
+    old pages over the ones other processes wrote since, and deletes the
+    ``-wal`` they use: their rows are lost (tests/test_db_files.py). Python
+    3.12 and later can tell SQLite not to. On 3.11 the close is a plain one:
+    keeping the connection open instead would leave its old ``-shm`` to any
+    connection this process opens to the same file later (SQLite shares one
+    per file in a process), which is worse. Only a swap makes this happen,
+    and what it loses a sidecar could delete itself (docs/decisions.md).
+    """
+    no_checkpoint = getattr(sqlite3, "SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE", None)
+    setconfig = getattr(conn, "setconfig", None)
+    if no_checkpoint is not None and setconfig is not None:
+        with contextlib.suppress(sqlite3.Error):
+            setconfig(no_checkpoint, True)
+    conn.close()
+
+
 class Database:
     """One open, migrated connection to a database, shared safely between threads.
 
@@ -156,26 +206,12 @@ class Database:
         self.path = resolve_db_path(path)
         self._conn = open_db(self.path, busy_timeout=busy_timeout, migrate_schema=migrate_schema)
         self._lock = threading.RLock()
-        # Once open and migrated, the -wal and -shm of a database in WAL mode exist, and an open connection
-        # keeps SQLite from deleting them: each is the one this connection uses until it closes.
-        self._opened = database_file_identities(self.path)
+        self._files = OpenedFiles(self.path)  # (opened and migrated: a database in WAL mode has all three)
 
     def replaced(self) -> FileChange | None:
-        """The first of the database's files at its path that is not the one this connection opened, if any.
-
-        A file absent when the connection opened is taken as it is first
-        seen: a database in rollback mode has no ``-wal`` or ``-shm``, and
-        when the host switches it to WAL later this connection follows, into
-        the files made then.
-        """
-        now = database_file_identities(self.path)
-        for suffix, opened, there in zip(DATABASE_FILE_SUFFIXES, self._opened, now, strict=True):
-            if opened is not None and there != opened:
-                return FileChange(Path(f"{self.path}{suffix}"), removed=there is None)
-        if None in self._opened:
-            self._opened = tuple(opened if opened is not None else there
-                                 for opened, there in zip(self._opened, now, strict=True))
-        return None
+        """The first of the database's files at its path that is not the one this connection opened, if any
+        (``OpenedFiles``)."""
+        return self._files.changed()
 
     def _same_files(self, *, committed: bool = False) -> None:
         """``DatabaseReplaced``, saying what to do, when ``replaced`` names a file.
@@ -225,14 +261,15 @@ class Database:
     def close(self) -> None:
         """Checkpoint without waiting and close (``close_cleanly``); the object is unusable afterwards.
 
-        Once its files were replaced, only closed: a checkpoint would copy
-        the old ``-wal``'s pages into whatever database file it meets.
+        Once its files were replaced, closed by ``abandon``, without a
+        checkpoint where Python allows: one would copy the old ``-wal``'s
+        pages over what other processes wrote since.
         """
         with self._lock:
             if self.replaced() is None:
                 close_cleanly(self._conn)
             else:
-                self._conn.close()
+                abandon(self._conn)
 
     def __enter__(self) -> Database:
         return self
@@ -328,6 +365,7 @@ class IdleCheckpointer:
         except BotBottleError as exc:
             self._log(f"the WAL is left to SQLite's own checkpoints: {exc}")
             return
+        files = OpenedFiles(self.path)
         watch = FileWatch.commits(self.path)
         committed = True  # the WAL may hold commits from before the watch: one checkpoint once idle
         failing = False
@@ -340,14 +378,27 @@ class IdleCheckpointer:
                 elif self._stop.wait(POLL_CHECKPOINT_SEC):
                     break
                 if committed:
+                    if not self._still_ours(files):
+                        return
                     failing = self._checkpoint(conn, failing)
                     committed = watch is None
-            if committed and watch is not None:
+            if committed and watch is not None and self._still_ours(files):
                 self._checkpoint(conn, failing)
         finally:
             if watch is not None:
                 watch.close()
-            close_cleanly(conn)
+            if files.changed() is None:
+                close_cleanly(conn)
+            else:
+                abandon(conn)
+
+    def _still_ours(self, files: OpenedFiles) -> bool:
+        """Whether the files at the path are still the ones this connection opened; if not, says so (and this
+        thread stops): a checkpoint would copy the old ``-wal``'s pages over what other processes wrote since."""
+        change = files.changed()
+        if change is not None:
+            self._log(f"checkpoints stopped: {change} since this process opened it (restart it)")
+        return change is None
 
     def _checkpoint(self, conn: sqlite3.Connection, failing: bool) -> bool:
         """One passive checkpoint; True while they fail (logged once per outage)."""

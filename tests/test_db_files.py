@@ -15,19 +15,26 @@ import shutil
 import sqlite3
 import subprocess
 import sys
+import unittest
 from pathlib import Path
 
-from bot_bottle.db import Database
+from bot_bottle.db import Database, IdleCheckpointer
 from bot_bottle.errors import DatabaseReplaced
 from bot_bottle.queue_store import QueueStore
 from bot_bottle.records import TOOL_EGRESS_ALLOW
-from tests.helpers.support import REPO, TempDirTest
+from tests.helpers.support import REPO, TempDirTest, wait_until
 
-# Another process filing one proposal and closing cleanly (a checkpoint that truncates the -wal).
+# Another process filing a proposal for each host it is given, and closing cleanly (a checkpoint that
+# truncates the -wal).
 _FILE_AND_CLOSE = ("import sys\nfrom bot_bottle.queue_store import QueueStore\n"
                    "with QueueStore(sys.argv[1]) as store:\n"
-                   "    payload = '{\"host\": \"' + sys.argv[2] + '\"}'\n"
-                   "    store.submit('web-2', 'egress-allow', payload, 'another process')\n")
+                   "    for host in sys.argv[2:]:\n"
+                   "        store.submit('web-2', 'egress-allow', '{\"host\": \"' + host + '\"}', 'elsewhere')\n")
+
+
+_COUNT = ("import sqlite3, sys\nraw = sqlite3.connect(sys.argv[1])\n"
+          "print(raw.execute('PRAGMA integrity_check').fetchone()[0], "
+          "raw.execute('SELECT count(*) FROM proposals').fetchone()[0])\n")
 
 
 class ReplacedFilesTest(TempDirTest):
@@ -38,9 +45,9 @@ class ReplacedFilesTest(TempDirTest):
         self.addCleanup(self.store.close)
         self.proposal = self.store.submit("web-1", TOOL_EGRESS_ALLOW, '{"host": "a.example"}', "mine")
 
-    def file_elsewhere(self, host: str) -> None:
-        """Another process opens the database, files a proposal for ``host``, and closes it cleanly."""
-        done = subprocess.run([sys.executable, "-c", _FILE_AND_CLOSE, str(self.path), host], cwd=REPO,
+    def file_elsewhere(self, *hosts: str) -> None:
+        """Another process opens the database, files a proposal for each of ``hosts``, and closes it cleanly."""
+        done = subprocess.run([sys.executable, "-c", _FILE_AND_CLOSE, str(self.path), *hosts], cwd=REPO,
                               capture_output=True, text=True, timeout=60)
         self.assertEqual(done.returncode, 0, done.stderr)
 
@@ -105,3 +112,44 @@ class ReplacedFilesTest(TempDirTest):
                 self.assertEqual(str(sidecar.replaced()), f"{path}-wal was replaced by another file")
                 with self.assertRaises(DatabaseReplaced):
                     sidecar.read().__enter__()
+
+    def swap_wal_and_shm(self) -> None:
+        """What a sidecar on the mount can do: a copy of the -wal renamed over it, the -shm moved away."""
+        shutil.copyfile(f"{self.path}-wal", self.tmp / "copy-wal")
+        os.rename(f"{self.path}-shm", self.tmp / "old-shm")
+        os.rename(self.tmp / "copy-wal", f"{self.path}-wal")
+
+    def assert_every_row_kept(self, count: int) -> None:
+        """The database at the path, read by a process of its own (SQLite shares a file's -shm between the
+        connections of one process): whole, with ``count`` proposals."""
+        read = subprocess.run([sys.executable, "-c", _COUNT, str(self.path)], capture_output=True, text=True,
+                              timeout=60)
+        self.assertEqual((read.returncode, read.stdout.split()), (0, ["ok", str(count)]), read.stderr)
+
+    @unittest.skipIf(getattr(sqlite3, "SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE", None) is None,
+                     "this Python cannot close a connection without SQLite's checkpoint (3.12+ can); "
+                     "db.abandon says why 3.11 closes plainly")
+    def test_closing_after_a_swap_loses_no_row_written_since(self) -> None:
+        """The last connection to close checkpoints its -wal and deletes the one at the path: the stale one must
+        not, or the rows other processes filed meanwhile (into the -wal at the path) are lost."""
+        self.swap_wal_and_shm()
+        self.file_elsewhere(*(f"b{number}.example" for number in range(40)))
+        self.assertIsNotNone(self.store.db.replaced())
+        self.store.close()  # the last connection
+        self.assert_every_row_kept(41)
+
+    def test_the_idle_checkpointer_stops_at_a_swap(self) -> None:
+        """A long-running process's checkpoint thread, on its own connection: after a swap it checkpoints
+        nothing more and says why. Its old -wal's pages would go over those other processes wrote (and
+        checkpointed) since: without the check, the database read as malformed afterwards."""
+        logged: list[str] = []
+        # Idle for long enough that the files filed elsewhere come first (each of their commits resets it).
+        checkpointer = IdleCheckpointer(self.path, idle=1.0, log=logged.append).start()
+        wait_until(lambda: checkpointer.checkpoints >= 1, what="the first checkpoint")
+        self.store.submit("web-1", TOOL_EGRESS_ALLOW, '{"host": "a2.example"}', "mine, before the swap")
+        self.swap_wal_and_shm()
+        self.file_elsewhere(*(f"b{number}.example" for number in range(40)))
+        wait_until(lambda: logged, what="the checkpointer saying it stopped")
+        checkpointer.stop()
+        self.assertIn(f"checkpoints stopped: {self.path}-wal was replaced by another file", logged[0])
+        self.assert_every_row_kept(42)
