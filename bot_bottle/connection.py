@@ -37,14 +37,12 @@ from bot_bottle.errors import (
     SQLiteTooOld,
 )
 from bot_bottle.file_watch import FileWatch
-from bot_bottle.filesystems import LOCAL, classify, filesystem_of
+from bot_bottle.filesystems import set_journal
 
 MIN_SQLITE_VERSION = (3, 37, 0)  # STRICT tables
 DEFAULT_BUSY_TIMEOUT_SEC = 5.0
 DIR_MODE = 0o700
 FILE_MODE = 0o600
-JOURNAL_WAL = "wal"
-JOURNAL_ROLLBACK = "delete"
 # A commit that brings the WAL to this many pages copies them into the database (SQLite's default, said
 # here); idle processes checkpoint sooner (db.IdleCheckpointer), so a commit seldom pays for one.
 WAL_AUTOCHECKPOINT_PAGES = 1000
@@ -189,47 +187,6 @@ def _check_writable(path: Path) -> None:
         )
 
 
-def journal_mode_for(directory: str | os.PathLike[str]) -> tuple[str, str]:
-    """The journal mode the host gives a database in ``directory``, and why, in a phrase.
-
-    WAL keeps its index in shared memory (``NAME-shm``, mapped by every
-    process that opens the file), so it is safe only where they all share
-    one kernel: a local filesystem, or a Linux bind mount of one. Anywhere
-    else (virtiofs, 9p, NFS, SMB, FUSE shares, a type this code does not
-    know) the rollback journal, which needs only working locks. Without a
-    mount table to read (not Linux: macOS) the database is on the host's own
-    disk, where sidecars in VMs never open it (they use the relay): WAL.
-    """
-    entry = filesystem_of(directory)
-    if entry is None:
-        return JOURNAL_WAL, "no mount table to read: the host's own disk"
-    kind = classify(entry.fstype)
-    if kind == LOCAL:
-        return JOURNAL_WAL, f"{entry.fstype} is local: every process that opens the file shares this kernel"
-    return JOURNAL_ROLLBACK, (f"{entry.fstype} ({kind}) may cross a VM or network boundary, where WAL's "
-                              "shared-memory index is not shared")
-
-
-def _set_journal(conn: sqlite3.Connection, target: Path) -> None:
-    """Put the file in the journal mode ``journal_mode_for`` gives its directory (the host's job alone)."""
-    want, why = journal_mode_for(target.parent)
-    have = str(conn.execute("PRAGMA journal_mode").fetchone()[0]).lower()
-    if have == want:
-        return
-    try:
-        got = str(conn.execute(f"PRAGMA journal_mode = {want}").fetchone()[0]).lower()
-    except sqlite3.OperationalError:
-        got = have  # busy past the timeout: as below
-    if got == want or want == JOURNAL_WAL:
-        # Switching to WAL waits for every transaction under way; one that outlasts the busy timeout
-        # leaves the rollback journal in place until the next host-side open, which is slower, not unsafe.
-        return
-    raise DatabaseError(
-        f"{target} is in {have} journal mode, which is unsafe here ({why}), and could not be switched to the "
-        "rollback journal (another process has it open): close every bot-bottle process using it and retry"
-    )
-
-
 def connect(
     path: str | os.PathLike[str], *, busy_timeout: float = DEFAULT_BUSY_TIMEOUT_SEC, switch_journal: bool = True,
     wait_on_commits: bool = False,
@@ -240,8 +197,8 @@ def connect(
     file is checked to be a readable, writable SQLite database before
     anything is written to it; on any problem a ``DatabaseError`` subclass is
     raised and the file is left as it was. With ``switch_journal`` (the
-    host) the file is put in the journal mode ``journal_mode_for`` gives its
-    directory: WAL where every opener shares this kernel, so that no read
+    host) the file is put in the journal mode ``filesystems.journal_mode_for`` gives
+    its directory: WAL where every opener shares this kernel, so that no read
     ever holds up a writer, the rollback journal elsewhere. A sidecar passes
     False and uses whichever mode the host left (SQLite follows a switch
     made while it is open). With ``wait_on_commits`` (the host's processes)
@@ -264,7 +221,7 @@ def connect(
             conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
             conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
             if switch_journal:
-                _set_journal(conn, target)
+                set_journal(conn, target)
             conn.execute("PRAGMA synchronous = FULL")  # in WAL too: every commit is on disk before it returns
             conn.execute("PRAGMA foreign_keys = ON")
             conn.execute(f"PRAGMA wal_autocheckpoint = {WAL_AUTOCHECKPOINT_PAGES}")

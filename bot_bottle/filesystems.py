@@ -7,15 +7,21 @@ shares such as Docker Desktop's grpcfuse, NFS, SMB) a lock may lock nothing
 and two processes may see different memory. ``filesystem_of`` names the
 filesystem under a path and ``classify`` sorts its type: ``local``,
 ``shared`` (across a boundary) or ``unknown``. Where there is no mountinfo
-(macOS), ``filesystem_of`` answers None.
+(macOS), ``filesystem_of`` answers None. ``journal_mode_for`` gives the
+journal mode that follows for a database in a directory, and
+``set_journal`` puts an open connection's file in it (the host's job
+alone: a sidecar uses the file as the host left it).
 """
 
 from __future__ import annotations
 
 import os
 import re
+import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
+
+from bot_bottle.errors import DatabaseError
 
 MOUNTINFO = Path("/proc/self/mountinfo")
 LOCAL = "local"
@@ -88,3 +94,48 @@ def classify(fstype: str) -> str:
     if kind in SHARED_TYPES or kind.startswith("fuse") or kind.startswith("nfs") or kind.startswith("smb"):
         return SHARED
     return UNKNOWN
+
+
+JOURNAL_WAL = "wal"
+JOURNAL_ROLLBACK = "delete"
+
+
+def journal_mode_for(directory: str | os.PathLike[str]) -> tuple[str, str]:
+    """The journal mode the host gives a database in ``directory``, and why, in a phrase.
+
+    WAL keeps its index in shared memory (``NAME-shm``, mapped by every
+    process that opens the file), so it is safe only where they all share
+    one kernel: a local filesystem, or a Linux bind mount of one. Anywhere
+    else (virtiofs, 9p, NFS, SMB, FUSE shares, a type this code does not
+    know) the rollback journal, which needs only working locks. Without a
+    mount table to read (not Linux: macOS) the database is on the host's own
+    disk, where sidecars in VMs never open it (they use the relay): WAL.
+    """
+    entry = filesystem_of(directory)
+    if entry is None:
+        return JOURNAL_WAL, "no mount table to read: the host's own disk"
+    kind = classify(entry.fstype)
+    if kind == LOCAL:
+        return JOURNAL_WAL, f"{entry.fstype} is local: every process that opens the file shares this kernel"
+    return JOURNAL_ROLLBACK, (f"{entry.fstype} ({kind}) may cross a VM or network boundary, where WAL's "
+                              "shared-memory index is not shared")
+
+
+def set_journal(conn: sqlite3.Connection, target: Path) -> None:
+    """Put the file in the journal mode ``journal_mode_for`` gives its directory (the host's job alone)."""
+    want, why = journal_mode_for(target.parent)
+    have = str(conn.execute("PRAGMA journal_mode").fetchone()[0]).lower()
+    if have == want:
+        return
+    try:
+        got = str(conn.execute(f"PRAGMA journal_mode = {want}").fetchone()[0]).lower()
+    except sqlite3.OperationalError:
+        got = have  # busy past the timeout: as below
+    if got == want or want == JOURNAL_WAL:
+        # Switching to WAL waits for every transaction under way; one that outlasts the busy timeout
+        # leaves the rollback journal in place until the next host-side open, which is slower, not unsafe.
+        return
+    raise DatabaseError(
+        f"{target} is in {have} journal mode, which is unsafe here ({why}), and could not be switched to the "
+        "rollback journal (another process has it open): close every bot-bottle process using it and retry"
+    )

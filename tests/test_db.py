@@ -12,18 +12,10 @@ import time
 from pathlib import Path
 from unittest import mock
 
-from bot_bottle import connection, db
-from bot_bottle.connection import (
-    JOURNAL_ROLLBACK,
-    JOURNAL_WAL,
-    check_sqlite_version,
-    close_cleanly,
-    connect,
-    journal_mode_for,
-    transaction,
-)
+from bot_bottle import connection, db, filesystems
+from bot_bottle.connection import check_sqlite_version, close_cleanly, connect, transaction
 from bot_bottle.errors import CannotOpenDatabase, DatabaseError, SQLiteTooOld
-from bot_bottle.filesystems import MountEntry
+from bot_bottle.filesystems import JOURNAL_ROLLBACK, JOURNAL_WAL, MountEntry, journal_mode_for
 from bot_bottle.schema import migrate
 from tests.helpers.support import TempDirTest, wait_until
 
@@ -70,17 +62,17 @@ class PathsTest(TempDirTest):
 
     def test_the_rollback_journal_is_created_0600(self) -> None:
         """Where WAL is unsafe, the rollback journal, written during a transaction, has the database's mode."""
-        with mock.patch.object(connection, "filesystem_of", return_value=VIRTIOFS):
+        with mock.patch.object(filesystems, "filesystem_of", return_value=VIRTIOFS):
             conn = db.open_db()
         self.addCleanup(conn.close)
-        journal = Path(str(db.host_db_path()) + "-journal")
+        rollback_journal = Path(str(db.host_db_path()) + "-journal")
         with transaction(conn):
             conn.execute("INSERT INTO schema_history (version, name, sha256, applied_at) VALUES (99, 'x', :h, 'now')",
                          {"h": "0" * 64})
-            self.assertTrue(journal.exists())
-            self.assertEqual(stat.S_IMODE(journal.stat().st_mode), 0o600)
+            self.assertTrue(rollback_journal.exists())
+            self.assertEqual(stat.S_IMODE(rollback_journal.stat().st_mode), 0o600)
             conn.execute("DELETE FROM schema_history WHERE version = 99")
-        self.assertFalse(journal.exists(), "DELETE journal mode removes the journal at commit")
+        self.assertFalse(rollback_journal.exists(), "DELETE journal mode removes the journal at commit")
 
 
 class ConnectTest(TempDirTest):
@@ -124,7 +116,7 @@ class JournalModeTest(TempDirTest):
                  (MountEntry("/h", "fuse.grpcfuse", "grpcfuse"), JOURNAL_ROLLBACK),
                  (MountEntry("/o", "weirdfs", "none"), JOURNAL_ROLLBACK), (None, JOURNAL_WAL)]
         for entry, want in cases:
-            with self.subTest(entry=entry), mock.patch.object(connection, "filesystem_of", return_value=entry):
+            with self.subTest(entry=entry), mock.patch.object(filesystems, "filesystem_of", return_value=entry):
                 mode, why = journal_mode_for(self.tmp)
                 self.assertEqual(mode, want)
                 self.assertTrue(why)
@@ -144,7 +136,7 @@ class JournalModeTest(TempDirTest):
     def test_a_sidecar_never_switches_it(self) -> None:
         """open_db(migrate_schema=False), the sidecar's open, uses the rollback journal the host left."""
         path = self.tmp / "host.db"
-        with mock.patch.object(connection, "filesystem_of", return_value=VIRTIOFS):
+        with mock.patch.object(filesystems, "filesystem_of", return_value=VIRTIOFS):
             db.open_db(path).close()  # the host made it where WAL is unsafe
         with sqlite3.connect(path) as raw:
             self.assertEqual(raw.execute("PRAGMA journal_mode").fetchone()[0], "delete")
@@ -158,7 +150,7 @@ class JournalModeTest(TempDirTest):
     def test_a_sidecar_follows_the_hosts_switch(self) -> None:
         """A sidecar open in rollback mode when the host switches to WAL goes on working, in WAL."""
         path = self.tmp / "both.db"
-        with mock.patch.object(connection, "filesystem_of", return_value=VIRTIOFS):
+        with mock.patch.object(filesystems, "filesystem_of", return_value=VIRTIOFS):
             db.open_db(path).close()
         sidecar = db.open_db(path, migrate_schema=False)
         self.addCleanup(sidecar.close)
@@ -174,7 +166,7 @@ class JournalModeTest(TempDirTest):
         """On a filesystem that may cross a VM boundary, a WAL database comes back to the rollback journal."""
         path = self.tmp / "wal.db"
         connect(path).close()
-        with mock.patch.object(connection, "filesystem_of", return_value=VIRTIOFS):
+        with mock.patch.object(filesystems, "filesystem_of", return_value=VIRTIOFS):
             conn = connect(path)
         self.addCleanup(conn.close)
         self.assertEqual(conn.execute("PRAGMA journal_mode").fetchone()[0], "delete")
@@ -186,7 +178,7 @@ class JournalModeTest(TempDirTest):
         holder = connect(path)
         self.addCleanup(holder.close)
         holder.execute("CREATE TABLE t (x)")
-        with mock.patch.object(connection, "filesystem_of", return_value=VIRTIOFS), \
+        with mock.patch.object(filesystems, "filesystem_of", return_value=VIRTIOFS), \
                 self.assertRaisesRegex(DatabaseError, "virtiofs.*could not be switched to the rollback journal"):
             connect(path, busy_timeout=0.1)
 
@@ -250,7 +242,7 @@ class CommitSignalTest(TempDirTest):
         self.assertEqual(victim.stat().st_mtime_ns, 0)
 
     def test_rollback_mode_has_no_wal_and_no_error(self) -> None:
-        with mock.patch.object(connection, "filesystem_of", return_value=VIRTIOFS):
+        with mock.patch.object(filesystems, "filesystem_of", return_value=VIRTIOFS):
             conn = connect(self.tmp / "r.db")
         self.addCleanup(conn.close)
         with transaction(conn):

@@ -23,16 +23,9 @@ from bot_bottle.audit.seal import key_id, key_missing, key_path, key_replaced, l
 from bot_bottle.backends import BACKENDS
 from bot_bottle.cli.common import db_path, fail, print_json, verb_parser
 from bot_bottle.cli.registry import summary
-from bot_bottle.connection import (
-    DIR_MODE,
-    FILE_MODE,
-    JOURNAL_ROLLBACK,
-    JOURNAL_WAL,
-    MIN_SQLITE_VERSION,
-    journal_mode_for,
-)
+from bot_bottle.connection import DIR_MODE, FILE_MODE, MIN_SQLITE_VERSION
 from bot_bottle.errors import BotBottleError
-from bot_bottle.filesystems import LOCAL
+from bot_bottle.filesystems import JOURNAL_ROLLBACK, JOURNAL_WAL, LOCAL, journal_mode_for
 from bot_bottle.relay.lock import running_relay
 from bot_bottle.schema import health
 from bot_bottle.schema.health import ERROR, OK, WARNING

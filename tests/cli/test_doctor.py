@@ -6,7 +6,7 @@ import json
 import sqlite3
 from unittest import mock
 
-from bot_bottle import connection
+from bot_bottle import filesystems
 from bot_bottle.cli import doctor
 from bot_bottle.db import open_db
 from bot_bottle.errors import UnsafeMount
@@ -91,7 +91,7 @@ class DoctorTest(TempDirTest):
         open_db(path).close()
         shared = MountReport(str(self.tmp), "virtiofs", "/run/supervise", SHARED, LockProbe(True, "seen"))
         with mock.patch.object(doctor, "check_mount", return_value=shared), \
-                mock.patch.object(connection, "filesystem_of", return_value=MountEntry("/", "virtiofs", "m")):
+                mock.patch.object(filesystems, "filesystem_of", return_value=MountEntry("/", "virtiofs", "m")):
             checks = {c["check"]: c for c in doctor.diagnose(path)}
         self.assertEqual(checks["journal_mode"]["level"], "error")
         self.assertIn("virtiofs", checks["journal_mode"]["detail"])
@@ -103,7 +103,7 @@ class DoctorTest(TempDirTest):
 
     def test_the_rollback_journal_where_wal_is_unsafe_is_ok(self) -> None:
         path = self.tmp / "nfs.db"
-        with mock.patch.object(connection, "filesystem_of", return_value=MountEntry("/", "nfs4", "filer:/")):
+        with mock.patch.object(filesystems, "filesystem_of", return_value=MountEntry("/", "nfs4", "filer:/")):
             open_db(path).close()
             checks = {c["check"]: c for c in doctor.diagnose(path)}
         self.assertEqual(checks["journal_mode"]["level"], "ok")
