@@ -171,6 +171,25 @@ def _os_error(path: Path, exc: OSError) -> BotBottleError:
     return CannotOpenDatabase(f"cannot create {path}: {exc.strerror}")
 
 
+def _refuse_link(path: Path, opened: str | None = None) -> None:
+    """``CannotOpenDatabase`` when the database file at ``path`` is a symbolic link (or, given the file SQLite
+    ``opened``, when that is not the file at ``path`` itself: a link put in place as it opened).
+
+    SQLite follows a link in place of the database (never one in place of
+    its ``-wal`` or ``-shm``), and the database's directory is a sidecar's
+    to write: a link there would point the host at a file the sidecar
+    chose, such as an older copy of the database, whose audit log lacks
+    the entries since (a revocation) and whose anchor is another file
+    (tests/attacks/test_db_link_swap.py).
+    """
+    expected = os.path.join(os.path.realpath(path.parent), path.name)
+    if path.is_symlink() or (opened is not None and opened != expected):
+        raise CannotOpenDatabase(
+            f"{path} is a symbolic link: bot-bottle opens only the database file itself, never a link in its "
+            "place (its directory is one sidecars can write); put the database file back at that path"
+        )
+
+
 def _check_writable(path: Path) -> None:
     # access(2) also answers EROFS for root, and for root permission bits do
     # not matter, so this is right for every user.
@@ -209,12 +228,14 @@ def connect(
     check_sqlite_version()
     target = Path(path)
     _create_missing(target)
+    _refuse_link(target)
     _check_writable(target)
     with translate_errors(target):
         conn = sqlite3.connect(
             target, timeout=busy_timeout, isolation_level=None, check_same_thread=False, factory=Connection
         )
     try:
+        _refuse_link(target, opened=database_path(conn))
         with translate_errors(target):
             # Read the header and the schema first: a file that is not a
             # database, or is corrupt, fails here, before any write.

@@ -127,9 +127,10 @@ def open_private_file(path: Path, flags: int) -> int:
 
 
 def file_identity(path: Path) -> tuple[int, int] | None:
-    """The (device, inode) of the file at ``path``; None when there is none."""
+    """The (device, inode) of the file at ``path``, a link's own rather than its target's; None when there is
+    none (so a link put in place of a file, even one to that very file, is another file)."""
     try:
-        info = os.stat(path)
+        info = os.lstat(path)
     except OSError:
         return None
     return info.st_dev, info.st_ino

@@ -141,14 +141,21 @@ def _anchor_in(root: Path, resolved: str) -> Path:
 
 
 def _resolved(database: Path) -> str:
-    """``database``'s real path, as ``Path.resolve`` gives it."""
-    return _real_path(os.path.abspath(database))
+    """``database``'s real path: its directory's, links followed, and its own name, never followed.
+
+    The database's directory is a sidecar's to write: a link it put in
+    place of the database must not move the anchor to another file (one it
+    never had, so that a log cut short goes unseen). The host opens no
+    database through such a link (``connection.connect``).
+    """
+    absolute = os.path.abspath(database)
+    return os.path.join(_real_path(os.path.dirname(absolute)), os.path.basename(absolute))
 
 
 @functools.lru_cache(maxsize=64)
 def _real_path(absolute: str) -> str:
-    # Resolved once per path in a process (a realpath is an lstat per component, and every decision needs
-    # it twice): the process's open connection stays on that file even if a link in the path is moved.
+    # Resolved once per directory in a process (a realpath is an lstat per component, and every decision
+    # needs it twice): the process's open connection stays on that file even if a link in the path is moved.
     return os.path.realpath(absolute)
 
 
