@@ -25,6 +25,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import NamedTuple, Self
 
+from bot_bottle.audit.anchor import mark_sealed_from_start
 from bot_bottle.connection import (
     DEFAULT_BUSY_TIMEOUT_SEC,
     checkpoint,
@@ -108,12 +109,25 @@ def open_db(
         with translate_errors(target):
             if migrate_schema:
                 migrate.upgrade(conn)
+                mark_if_log_empty(conn, target)
             else:
                 migrate.require_current(conn)
     except BaseException:
         conn.close()
         raise
     return conn
+
+
+def mark_if_log_empty(conn: sqlite3.Connection, target: Path) -> None:
+    """On the host: when the database's audit log is there and empty, record that outside the database
+    (``audit.anchor.mark_sealed_from_start``), so that no entry a sidecar writes into it before the first
+    decision is ever sealed as one from before sealing began. One look a host open; a file once."""
+    try:
+        empty = conn.execute("SELECT NOT EXISTS (SELECT 1 FROM audit_log)").fetchone()[0]
+    except sqlite3.OperationalError:  # no audit log (a database kept below its version)
+        return
+    if empty:
+        mark_sealed_from_start(target)
 
 
 #: The files a database in WAL mode is made of: the database, its log of commits, and the log's index.

@@ -33,7 +33,7 @@ from bot_bottle.audit.seal import (
 )
 from bot_bottle.errors import AuditTampered, BotBottleError
 from bot_bottle.leftovers import hidden_name, remove_stale
-from bot_bottle.paths import bot_bottle_root
+from bot_bottle.paths import bot_bottle_root, open_private_file
 from bot_bottle.timestamps import utc_now
 
 ANCHOR_DIR = "audit-anchors"
@@ -406,8 +406,35 @@ def retire_anchor(database: Path) -> Path | None:
         return retired
 
 
-def forget_anchor(database: Path) -> None:
-    """Remove the anchor (and its lock file) of a database that was thrown away with its log (the demo's)."""
+def sealed_from_start(database: Path) -> bool:
+    """Whether every entry of the database's log is the host's to have sealed: it saw the log empty
+    (``mark_sealed_from_start``), or retired an anchor of it. An entry without a seal was then written
+    without the host, wherever it is: without this, a sidecar's entries in a log no anchor covered yet (a
+    new database before its first decision, or one whose anchor was just retired, its seals deleted) were
+    sealed by the host's next decision as if they came from before sealing began
+    (tests/attacks/test_unsealed_start.py)."""
     path = anchor_path(database)
-    for leftover in (path, path.with_suffix(".lock")):
+    if path.with_suffix(".start").exists():
+        return True
+    try:
+        return any(entry.name.startswith(f"{path.stem}.retired-") for entry in path.parent.iterdir())
+    except OSError:
+        return False
+
+
+def mark_sealed_from_start(database: Path) -> None:
+    """Record, outside the database, that the host saw its log empty: from now on it seals every entry itself
+    (``sealed_from_start``). Idempotent; a file of no content beside the anchor."""
+    path = anchor_path(database).with_suffix(".start")
+    if path.exists():
+        return
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.close(open_private_file(path, os.O_WRONLY | os.O_CREAT))
+    _sync_path(path.parent, directory=True)
+
+
+def forget_anchor(database: Path) -> None:
+    """Remove the anchor (with its lock file and start mark) of a database thrown away with its log (the demo's)."""
+    path = anchor_path(database)
+    for leftover in (path, path.with_suffix(".lock"), path.with_suffix(".start")):
         leftover.unlink(missing_ok=True)

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from bot_bottle.audit.anchor import Anchor, read_anchor
+from bot_bottle.audit.anchor import Anchor, read_anchor, sealed_from_start
 from bot_bottle.audit.bindings import binding_problem, standing_problem
 from bot_bottle.audit.chain import SELECT, compute_hash, stored_details
 from bot_bottle.audit.seal import (
@@ -108,7 +108,8 @@ def verify(
                                 "carry one: a seal was written for no entry, without the host",
                                 anchored=anchored_seq(anchor))
         unsealed = count - sealed
-        if (anchor is not None or seals) and unsealed and count > max(anchored_seq(anchor) or 0, sealed):
+        from_start = sealed_from_start(db.path)
+        if (anchor is not None or seals or from_start) and unsealed and count > max(anchored_seq(anchor) or 0, sealed):
             first = max(anchored_seq(anchor) or 0, sealed) + 1
             return VerifyResult(False, count, first, f"entries {first}-{count} have no seal: they were "
                                 "written without the host's key", anchored=anchored_seq(anchor))
@@ -141,7 +142,7 @@ def set_aside(db: Database, export: Callable[[sqlite3.Connection, int], int]) ->
         sealed = int(conn.execute("SELECT coalesce(max(seq), 0) FROM audit_seal").fetchone()[0])
         problem = walk(conn, key, anchor).problem
         kept = last if problem is None or problem[0] is None else problem[0] - 1
-        if anchor is not None or sealed:
+        if anchor is not None or sealed or sealed_from_start(db.path):
             kept = min(kept, max(anchored_seq(anchor) or 0, sealed))
         if anchor is not None and kept < anchor.seq:
             raise AuditTampered(f"entry {kept + 1} is at or before the host's anchor (entry {anchor.seq}) and "

@@ -16,7 +16,7 @@ from bot_bottle.audit_store import AuditStore
 from bot_bottle.cli.common import db_path, fail, print_json, verb_parser, version_number
 from bot_bottle.cli.registry import summary
 from bot_bottle.connection import connect, translate_errors
-from bot_bottle.db import open_db
+from bot_bottle.db import mark_if_log_empty, open_db
 from bot_bottle.errors import BotBottleError, CannotOpenDatabase
 from bot_bottle.schema import health, migrate
 from bot_bottle.schema.backups import backups_dir
@@ -142,6 +142,7 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
     with closing(connect(path)) as conn, translate_errors(path):
         before = migrate.current_version(conn)
         result = migrate.upgrade(conn, args.to, migrations=known)
+        mark_if_log_empty(conn, path)
     _run_result(path, "upgraded", before, result, args.json)
     return 0
 
