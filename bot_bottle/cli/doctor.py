@@ -73,6 +73,10 @@ def journal_check(journal: str, directory: Path, report: MountReport | None) -> 
 
 
 def _database_checks(path: Path, report: MountReport | None) -> list[dict[str, str]]:
+    if path.is_symlink():
+        # Never read through it: what it points to is not what any other command opens (connection.connect).
+        return [{"check": "file", "level": ERROR, "detail": f"{path} is a symbolic link, which bot-bottle never "
+                 "opens (its directory is one sidecars can write): put the database file back at that path"}]
     checks = [_mode_check("directory", path.parent, DIR_MODE), _mode_check("file", path, FILE_MODE)]
     uri = f"{path.resolve().as_uri()}?mode=ro"
     try:

@@ -52,6 +52,17 @@ class DoctorTest(TempDirTest):
         self.assertEqual(code, 1)
         self.assertIn("error", self.levels(report).values())
 
+    def test_a_link_in_place_of_the_database_is_an_error_and_not_read(self) -> None:
+        """What every other command refuses (tests/attacks/test_db_link_swap.py) is no healthy database here."""
+        kept = self.tmp / "kept.db"
+        open_db(kept).close()
+        path = self.tmp / "linked.db"
+        path.symlink_to(kept.name)
+        code, report = self.doctor(str(path))
+        self.assertEqual(code, 1)
+        self.assertEqual(self.levels(report).get("file"), "error")
+        self.assertNotIn("integrity", self.levels(report), "the file the link points to was read")
+
     def test_drift(self) -> None:
         """A checkout whose applied migration's SQL was edited: drift is an error."""
         path = self.tmp / "drift.db"
