@@ -25,7 +25,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import NamedTuple, Self
 
-from bot_bottle.audit.anchor import mark_sealed_from_start
+from bot_bottle.audit.anchor import anchor_path, mark_sealed_from_start
 from bot_bottle.connection import (
     DEFAULT_BUSY_TIMEOUT_SEC,
     checkpoint,
@@ -119,9 +119,13 @@ def open_db(
 
 
 def mark_if_log_empty(conn: sqlite3.Connection, target: Path) -> None:
-    """On the host: when the database's audit log is there and empty, record that outside the database
+    """On the host: when the host database's audit log is there and empty, record that outside the database
     (``audit.anchor.mark_sealed_from_start``), so that no entry a sidecar writes into it before the first
-    decision is ever sealed as one from before sealing began. One look a host open; a file once."""
+    decision is ever sealed as one from before sealing began. One look a host open; a file once. Only the
+    host database: it is the one in the directory sidecars get (a ``--db`` file is nobody else's, and the
+    throwaway demo's must leave nothing in ``~/.bot-bottle``)."""
+    if anchor_path(target) != anchor_path(host_db_path()):
+        return
     try:
         empty = conn.execute("SELECT NOT EXISTS (SELECT 1 FROM audit_log)").fetchone()[0]
     except sqlite3.OperationalError:  # no audit log (a database kept below its version)
