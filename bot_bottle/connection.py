@@ -44,7 +44,7 @@ DEFAULT_BUSY_TIMEOUT_SEC = 5.0
 DIR_MODE = 0o700
 FILE_MODE = 0o600
 # A commit that brings the WAL to this many pages copies them into the database (SQLite's default, said
-# here); idle processes checkpoint sooner (db.IdleCheckpointer), so a commit seldom pays for one.
+# here); idle processes checkpoint sooner (db.checkpointer.IdleCheckpointer), so a commit seldom pays for one.
 WAL_AUTOCHECKPOINT_PAGES = 1000
 # After a checkpoint the WAL file is cut back to this size: it grows past it only while a long read holds
 # its snapshot (docs/decisions.md, "Journal and transactions").

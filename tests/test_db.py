@@ -14,6 +14,7 @@ from unittest import mock
 
 from bot_bottle import connection, db, filesystems
 from bot_bottle.connection import check_sqlite_version, close_cleanly, connect, transaction
+from bot_bottle.db.checkpointer import IdleCheckpointer
 from bot_bottle.errors import CannotOpenDatabase, DatabaseError, SQLiteTooOld
 from bot_bottle.filesystems import JOURNAL_ROLLBACK, JOURNAL_WAL, MountEntry, journal_mode_for
 from bot_bottle.schema import migrate
@@ -299,7 +300,7 @@ class CheckpointTest(TempDirTest):
         self.keeper.execute("COMMIT")
 
     def test_an_idle_process_checkpoints(self) -> None:
-        with db.IdleCheckpointer(self.path, idle=0.05) as checkpointer:
+        with IdleCheckpointer(self.path, idle=0.05) as checkpointer:
             with transaction(self.keeper):
                 self.keeper.execute("INSERT INTO t VALUES (1)")
             wait_until(lambda: self.in_the_file_itself() == 1, what="a checkpoint after the commit")
@@ -312,7 +313,7 @@ class CheckpointTest(TempDirTest):
 
     def test_no_checkpoint_while_commits_keep_coming(self) -> None:
         """It waits for a pause: commits every 20 ms against an idle time of 1 s see none until they stop."""
-        with db.IdleCheckpointer(self.path, idle=1.0) as checkpointer:
+        with IdleCheckpointer(self.path, idle=1.0) as checkpointer:
             wait_until(lambda: checkpointer.checkpoints == 1, what="the checkpoint once idle after the start")
             for number in range(20):
                 with transaction(self.keeper):

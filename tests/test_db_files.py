@@ -18,7 +18,8 @@ import sys
 import unittest
 from pathlib import Path
 
-from bot_bottle.db import Database, IdleCheckpointer
+from bot_bottle.db import Database
+from bot_bottle.db.checkpointer import IdleCheckpointer
 from bot_bottle.errors import DatabaseReplaced
 from bot_bottle.queue_store import QueueStore
 from bot_bottle.records import TOOL_EGRESS_ALLOW
@@ -128,7 +129,7 @@ class ReplacedFilesTest(TempDirTest):
 
     @unittest.skipIf(getattr(sqlite3, "SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE", None) is None,
                      "this Python cannot close a connection without SQLite's checkpoint (3.12+ can); "
-                     "db.abandon says why 3.11 closes plainly")
+                     "db.files.abandon says why 3.11 closes plainly")
     def test_closing_after_a_swap_loses_no_row_written_since(self) -> None:
         """The last connection to close checkpoints its -wal and deletes the one at the path: the stale one must
         not, or the rows other processes filed meanwhile (into the -wal at the path) are lost."""

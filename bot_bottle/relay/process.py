@@ -23,7 +23,7 @@ from pathlib import Path
 from types import FrameType
 
 from bot_bottle.connection import FILE_MODE
-from bot_bottle.db import IdleCheckpointer
+from bot_bottle.db.checkpointer import IdleCheckpointer
 from bot_bottle.errors import BotBottleError
 from bot_bottle.paths import open_private_file, private_dir
 from bot_bottle.queue_store import QueueStore

@@ -22,7 +22,7 @@ from pathlib import Path
 from types import FrameType
 
 from bot_bottle.bottles import HEARTBEAT_INTERVAL_SEC
-from bot_bottle.db import IdleCheckpointer
+from bot_bottle.db.checkpointer import IdleCheckpointer
 from bot_bottle.errors import BotBottleError, RelayUnreachable, ValidationError
 from bot_bottle.paths import DB_DIR_IN_CONTAINER, DB_PATH_IN_CONTAINER
 from bot_bottle.queue_store import BottleQueue

@@ -602,7 +602,8 @@ def hook(event, args):
         seen.write(f"sqlite3.connect {args!r}\\n")
     elif event == "open" and isinstance(args[0], (str, bytes, os.PathLike)):
         name = os.fsdecode(args[0])
-        if name.endswith((".db", "-journal", "-wal", "-shm")) or "/db/" in name:
+        source = name.endswith((".py", ".pyc"))  # the package's own bot_bottle/db/ is code, not a database
+        if name.endswith((".db", "-journal", "-wal", "-shm")) or ("/db/" in name and not source):
             seen.write(f"open {name}\\n")
 sys.addaudithook(hook)
 sys.argv = ["supervise_server", *sys.argv[1:]]

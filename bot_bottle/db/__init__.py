@@ -10,38 +10,37 @@ of bot-bottle at another file (docs/decisions.md).
 settings (``connect``) and migrates to the newest schema. The host, which
 migrates, also sets the journal mode (WAL where every opener shares its
 kernel); a sidecar, which never migrates, never switches it.
-``IdleCheckpointer`` keeps the WAL short in a process that stays open.
+``files`` tells when a connection's files were replaced at their path;
+``checkpointer.IdleCheckpointer`` keeps the WAL short in a process that
+stays open.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
-from typing import NamedTuple, Self
+from typing import Self
 
 from bot_bottle.audit.anchor import anchor_path, mark_sealed_from_start
 from bot_bottle.connection import (
     DEFAULT_BUSY_TIMEOUT_SEC,
-    checkpoint,
     close_cleanly,
     connect,
     transaction,
     translate_errors,
 )
-from bot_bottle.errors import BotBottleError, CannotOpenDatabase, DatabaseReplaced, ValidationError
-from bot_bottle.file_watch import FileWatch
+from bot_bottle.db.files import FileChange, OpenedFiles, abandon
+from bot_bottle.errors import CannotOpenDatabase, ValidationError
 from bot_bottle.paths import (
     DB_DIR_IN_CONTAINER,
     DB_FILENAME,
     DB_PATH_IN_CONTAINER,
     bot_bottle_root,
-    file_identity,
     host_db_dir,
     host_db_path,
     resolve_db_path,
@@ -55,7 +54,6 @@ __all__ = [
     "Database",
     "DatabaseUser",
     "FileChange",
-    "IdleCheckpointer",
     "bot_bottle_root",
     "connect",
     "host_db_dir",
@@ -134,69 +132,6 @@ def mark_if_log_empty(conn: sqlite3.Connection, target: Path) -> None:
         mark_sealed_from_start(target)
 
 
-#: The files a database in WAL mode is made of: the database, its log of commits, and the log's index.
-DATABASE_FILE_SUFFIXES = ("", "-wal", "-shm")
-
-
-class FileChange(NamedTuple):
-    """One of a database's files at its path is not the one a connection opened."""
-
-    path: Path
-    removed: bool  # nothing is there now (else: another file is)
-
-    def __str__(self) -> str:
-        return f"{self.path} was {'removed' if self.removed else 'replaced by another file'}"
-
-
-class OpenedFiles:
-    """A database's files as a connection opened them, to tell when one at the path is another file since.
-
-    A file absent when the connection opened is taken as it is first seen:
-    a database in rollback mode has no ``-wal`` or ``-shm``, and when the
-    host switches it to WAL later the connection follows, into the files
-    made then.
-    """
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        # Once a connection read the database in WAL mode, its -wal and -shm exist, and an open connection
-        # keeps SQLite from deleting them: each is the one the connection uses until it closes.
-        self._opened = database_file_identities(path)
-
-    def changed(self) -> FileChange | None:
-        """The first of the files at the path that is not the one the connection opened, if any."""
-        now = database_file_identities(self.path)
-        for suffix, opened, there in zip(DATABASE_FILE_SUFFIXES, self._opened, now, strict=True):
-            if opened is not None and there != opened:
-                return FileChange(Path(f"{self.path}{suffix}"), removed=there is None)
-        if None in self._opened:
-            self._opened = tuple(opened if opened is not None else there
-                                 for opened, there in zip(self._opened, now, strict=True))
-        return None
-
-
-def abandon(conn: sqlite3.Connection) -> None:
-    """Close a connection whose files were replaced at their path, without the checkpoint of a close if it can.
-
-    The last connection to a database in WAL mode copies its ``-wal`` into
-    the database file as it closes, then deletes the ``-wal`` by its name.
-    For a connection whose ``-wal`` or ``-shm`` was swapped, that copies its
-    old pages over the ones other processes wrote since, and deletes the
-    ``-wal`` they use: their rows are lost (tests/test_db_files.py). Python
-    3.12 and later can tell SQLite not to. On 3.11 the close is a plain one:
-    keeping the connection open instead would leave its old ``-shm`` to any
-    connection this process opens to the same file later (SQLite shares one
-    per file in a process), which is worse. Only a swap makes this happen,
-    and what it loses a sidecar could delete itself (docs/decisions.md).
-    """
-    no_checkpoint = getattr(sqlite3, "SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE", None)
-    setconfig = getattr(conn, "setconfig", None)
-    if no_checkpoint is not None and setconfig is not None:
-        with contextlib.suppress(sqlite3.Error):
-            setconfig(no_checkpoint, True)
-    conn.close()
-
-
 class Database:
     """One open, migrated connection to a database, shared safely between threads.
 
@@ -232,23 +167,8 @@ class Database:
         return self._files.changed()
 
     def _same_files(self, *, committed: bool = False) -> None:
-        """``DatabaseReplaced``, saying what to do, when ``replaced`` names a file.
-
-        ``committed``: asked right after a commit, which then went into the
-        old file, where no other process may ever read it.
-        """
-        change = self.replaced()
-        if change is not None:
-            done = ("The write this process had just committed went into the old file, where no other process "
-                    "may see it: check whether it is there once restarted, and make it again if not. "
-                    if committed else "")
-            raise DatabaseReplaced(
-                "The database file is gone" if change.removed and change.path == self.path
-                else "The database file was replaced",
-                f"{change} since this process opened it. It still has the old file open, which no other process "
-                f"sees, so it reads and records nothing more. {done}".rstrip(),
-                "Put the database back if it was moved by mistake, then restart this process (a dashboard, the "
-                "TUI, the relay: stop it and start it again).")
+        """``DatabaseReplaced`` when ``replaced`` names a file (``OpenedFiles.check``)."""
+        self._files.check(committed=committed)
 
     @contextmanager
     def read(self) -> Iterator[sqlite3.Connection]:
@@ -298,11 +218,6 @@ class Database:
         self.close()
 
 
-def database_file_identities(path: Path) -> tuple[tuple[int, int] | None, ...]:
-    """The (device, inode) of the database at ``path``, its ``-wal`` and its ``-shm`` (None: not there)."""
-    return tuple(file_identity(Path(f"{path}{suffix}")) for suffix in DATABASE_FILE_SUFFIXES)
-
-
 class DatabaseUser:
     """Base of the stores: one ``Database`` of its own (opened from ``db_path``) or one it is handed.
 
@@ -331,100 +246,3 @@ class DatabaseUser:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-# How long commits must pause before an idle process checkpoints, and how often it looks without inotify.
-IDLE_CHECKPOINT_SEC = 0.5
-POLL_CHECKPOINT_SEC = 5.0
-
-
-class IdleCheckpointer:
-    """A thread that copies the WAL into the database once commits pause, so commits seldom have to.
-
-    SQLite checkpoints in the connection whose commit brings the WAL to
-    ``WAL_AUTOCHECKPOINT_PAGES``: that caller pays for copying every page
-    since the last one. A process that stays open (the sidecar's server,
-    the relay) runs this thread instead: it sleeps on the commit watch and,
-    once ``idle`` seconds pass without a commit (and once after it starts),
-    runs a PASSIVE checkpoint on a connection of its own, which waits for no
-    reader and no writer. Without
-    inotify it checkpoints every ``POLL_CHECKPOINT_SEC``. It never sets the
-    journal mode; in rollback mode a checkpoint does nothing.
-    """
-
-    def __init__(self, path: str | os.PathLike[str] | None = None, *, idle: float = IDLE_CHECKPOINT_SEC,
-                 log: Callable[[str], None] = lambda line: None) -> None:
-        self.path = resolve_db_path(path)
-        self._idle = idle
-        self._log = log
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="checkpoint", daemon=True)
-        self.checkpoints = 0  # how many it ran (for tests and benchmarks)
-
-    def start(self) -> Self:
-        """Start the thread (returns self)."""
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        """Stop, after one last checkpoint if a commit came since the previous one."""
-        self._stop.set()
-        self._thread.join(10)
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    def _run(self) -> None:
-        try:
-            conn = connect(self.path, switch_journal=False)
-        except BotBottleError as exc:
-            self._log(f"the WAL is left to SQLite's own checkpoints: {exc}")
-            return
-        files = OpenedFiles(self.path)
-        watch = FileWatch.commits(self.path)
-        committed = True  # the WAL may hold commits from before the watch: one checkpoint once idle
-        failing = False
-        try:
-            while not self._stop.is_set():
-                if watch is not None:
-                    if watch.wait(self._idle):
-                        committed = True
-                        continue
-                elif self._stop.wait(POLL_CHECKPOINT_SEC):
-                    break
-                if committed:
-                    if not self._still_ours(files):
-                        return
-                    failing = self._checkpoint(conn, failing)
-                    committed = watch is None
-            if committed and watch is not None and self._still_ours(files):
-                self._checkpoint(conn, failing)
-        finally:
-            if watch is not None:
-                watch.close()
-            if files.changed() is None:
-                close_cleanly(conn)
-            else:
-                abandon(conn)
-
-    def _still_ours(self, files: OpenedFiles) -> bool:
-        """Whether the files at the path are still the ones this connection opened; if not, says so (and this
-        thread stops): a checkpoint would copy the old ``-wal``'s pages over what other processes wrote since."""
-        change = files.changed()
-        if change is not None:
-            self._log(f"checkpoints stopped: {change} since this process opened it (restart it)")
-        return change is None
-
-    def _checkpoint(self, conn: sqlite3.Connection, failing: bool) -> bool:
-        """One passive checkpoint; True while they fail (logged once per outage)."""
-        try:
-            checkpoint(conn)
-        except sqlite3.Error as exc:
-            if not failing:
-                self._log(f"checkpoint failed, SQLite's own will run instead: {exc}")
-            return True
-        self.checkpoints += 1
-        return False
