@@ -18,8 +18,10 @@ import sys
 import unittest
 from pathlib import Path
 
+from bot_bottle.connection import connect
 from bot_bottle.db import Database
 from bot_bottle.db.checkpointer import IdleCheckpointer
+from bot_bottle.db.files import closing_checked
 from bot_bottle.errors import DatabaseReplaced
 from bot_bottle.queue_store import QueueStore
 from bot_bottle.records import TOOL_EGRESS_ALLOW
@@ -154,3 +156,14 @@ class ReplacedFilesTest(TempDirTest):
         checkpointer.stop()
         self.assertIn(f"checkpoints stopped: {self.path}-wal was replaced by another file", logged[0])
         self.assert_every_row_kept(42)
+
+    def test_a_command_whose_files_were_swapped_says_so(self) -> None:
+        """A command that opens the file without ``Database`` (``db upgrade``, ``db backup``...) and whose files
+        were swapped while it ran: its work was the old file's, and it says so instead of reporting success."""
+        with self.assertRaises(DatabaseReplaced) as swapped, closing_checked(connect(self.path), self.path) as conn:
+            self.swap_wal_and_shm()
+            conn.execute("SELECT count(*) FROM proposals").fetchone()  # as db backup or db check reads
+        self.assertIn(f"{self.path}-wal was replaced by another file while this command ran", str(swapped.exception))
+        self.assertIn("run the command again", str(swapped.exception))
+        with closing_checked(connect(self.path), self.path) as conn:  # nothing swapped since it opened: as ever
+            self.assertEqual(conn.execute("SELECT justification FROM proposals").fetchall(), [("mine",)])

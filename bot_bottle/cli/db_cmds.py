@@ -17,6 +17,7 @@ from bot_bottle.cli.common import db_path, fail, print_json, verb_parser, versio
 from bot_bottle.cli.registry import summary
 from bot_bottle.connection import connect, translate_errors
 from bot_bottle.db import mark_if_log_empty, open_db
+from bot_bottle.db.files import closing_checked
 from bot_bottle.errors import BotBottleError, CannotOpenDatabase
 from bot_bottle.schema import health, migrate
 from bot_bottle.schema.backups import backups_dir
@@ -47,7 +48,7 @@ def _existing(path: Path, *, writes: bool = False) -> Iterator[sqlite3.Connectio
                 translate_errors(path):
             yield conn
         return
-    with closing(connect(path)) as conn, translate_errors(path):
+    with closing_checked(connect(path), path) as conn, translate_errors(path):
         yield conn
 
 
@@ -139,7 +140,7 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
     if path.exists() and migrate.is_backup(path):
         _refuse_backup(path)
     known = migrate.discover()
-    with closing(connect(path)) as conn, translate_errors(path):
+    with closing_checked(connect(path), path) as conn, translate_errors(path):
         before = migrate.current_version(conn)
         result = migrate.upgrade(conn, args.to, migrations=known)
         mark_if_log_empty(conn, path)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
+from collections.abc import Iterator
 from pathlib import Path
 from typing import NamedTuple
 
@@ -104,3 +105,34 @@ def abandon(conn: sqlite3.Connection) -> None:
 def database_file_identities(path: Path) -> tuple[tuple[int, int] | None, ...]:
     """The (device, inode) of the database at ``path``, its ``-wal`` and its ``-shm`` (None: not there)."""
     return tuple(file_identity(Path(f"{path}{suffix}")) for suffix in DATABASE_FILE_SUFFIXES)
+
+
+@contextlib.contextmanager
+def closing_checked(conn: sqlite3.Connection, path: Path) -> Iterator[sqlite3.Connection]:
+    """``conn`` (just opened on ``path``), closed when the block ends; for a command that opens the file
+    without ``db.Database``.
+
+    Were its files replaced meanwhile, it is closed by ``abandon`` and,
+    unless the block failed already, ``DatabaseReplaced`` says that what
+    the command read or wrote was the old file's: a command that reported
+    success would then hide that its work went where no other process
+    reads.
+    """
+    files = OpenedFiles(path)
+    try:
+        yield conn
+    except BaseException:
+        if files.changed() is None:
+            conn.close()
+        else:
+            abandon(conn)
+        raise
+    change = files.changed()
+    if change is None:
+        conn.close()
+        return
+    abandon(conn)
+    raise DatabaseReplaced(
+        "The database file was replaced",
+        f"{change} while this command ran: what it read or wrote was the old file's, which no other process sees.",
+        f"Look at the database at the path ('bot-bottle db status --db {path}') and run the command again.")
