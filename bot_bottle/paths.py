@@ -126,7 +126,7 @@ def open_private_file(path: Path, flags: int) -> int:
     return fd
 
 
-def file_identity(path: Path) -> tuple[int, int] | None:
+def file_identity(path: str | Path) -> tuple[int, int] | None:
     """The (device, inode) of the file at ``path``, a link's own rather than its target's; None when there is
     none (so a link put in place of a file, even one to that very file, is another file)."""
     try:

@@ -45,19 +45,22 @@ class OpenedFiles:
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        # Named once: every read and write looks (three lstat calls, a few microseconds in all).
+        self._names = tuple(f"{path}{suffix}" for suffix in DATABASE_FILE_SUFFIXES)
         # Once a connection read the database in WAL mode, its -wal and -shm exist, and an open connection
         # keeps SQLite from deleting them: each is the one the connection uses until it closes.
-        self._opened = database_file_identities(path)
+        self._opened = tuple(file_identity(name) for name in self._names)
 
     def changed(self) -> FileChange | None:
         """The first of the files at the path that is not the one the connection opened, if any."""
-        now = database_file_identities(self.path)
-        for suffix, opened, there in zip(DATABASE_FILE_SUFFIXES, self._opened, now, strict=True):
+        now = tuple(file_identity(name) for name in self._names)
+        if now == self._opened:
+            return None
+        for name, opened, there in zip(self._names, self._opened, now, strict=True):
             if opened is not None and there != opened:
-                return FileChange(Path(f"{self.path}{suffix}"), removed=there is None)
-        if None in self._opened:
-            self._opened = tuple(opened if opened is not None else there
-                                 for opened, there in zip(self._opened, now, strict=True))
+                return FileChange(Path(name), removed=there is None)
+        self._opened = tuple(opened if opened is not None else there
+                             for opened, there in zip(self._opened, now, strict=True))
         return None
 
     def check(self, *, committed: bool = False) -> None:
@@ -100,11 +103,6 @@ def abandon(conn: sqlite3.Connection) -> None:
         with contextlib.suppress(sqlite3.Error):
             setconfig(no_checkpoint, True)
     conn.close()
-
-
-def database_file_identities(path: Path) -> tuple[tuple[int, int] | None, ...]:
-    """The (device, inode) of the database at ``path``, its ``-wal`` and its ``-shm`` (None: not there)."""
-    return tuple(file_identity(Path(f"{path}{suffix}")) for suffix in DATABASE_FILE_SUFFIXES)
 
 
 @contextlib.contextmanager
