@@ -182,14 +182,13 @@ class Database:
     def write(self) -> Iterator[sqlite3.Connection]:
         """The connection inside one write transaction: committed on success, rolled back on error.
 
-        The files are checked before the transaction, again once it holds
-        the write lock and before it commits (a swap then rolls it back),
-        and after the commit: a sidecar on the mount can hold the lock to
-        keep this process waiting between its first check and its write,
-        and swap a file meanwhile.
+        The files are checked once the transaction holds the write lock
+        and before it commits (a swap then rolls it back), and after the
+        commit: a sidecar on the mount can hold the lock to keep this
+        process waiting as long as it likes, and swap a file meanwhile, so
+        a check before the lock is taken would prove nothing.
         """
         with self._lock:
-            self._same_files()
             with translate_errors(self.path), transaction(self._conn) as conn:
                 self._same_files()
                 yield conn
