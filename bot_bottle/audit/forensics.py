@@ -5,7 +5,8 @@ and (with the host's key) every seal, checks the log still reaches its
 anchor, and checks every response against the entry that recorded it;
 ``set_aside`` moves entries past what the host can prove out of the log;
 ``decision_problem`` proves one decision cheaply, ``rule_problem`` one
-standing rule and ``grant_problem`` one grant. The chain itself is
+standing rule and ``grant_problem`` one grant; ``anchor_problem`` says
+whether the log still reaches its anchor, without walking it. The chain itself is
 walked by ``audit.walk``. The write path (append, seal, anchor) is
 ``bot_bottle.audit_store``.
 """
@@ -181,6 +182,9 @@ def decision_problem(db: Database, response: Response) -> str | None:
             + ", ".join(f"'{s}'" for s in RESPONSE_STATUSES) + ") ORDER BY seq LIMIT 1",
             {"id": response.proposal_id},
         ).fetchone()
+        short = anchor_problem(conn, anchor)
+        if short is not None:
+            return short
         if row is None:
             return "the audit log has no entry for it: it was not recorded by bot-bottle"
         seq, action, proposal_id, actor, notes, details = row[0], row[3], row[5], row[6], row[7], row[9]
@@ -327,6 +331,29 @@ REFUSED = ("; nothing more is recorded until this is looked at ('bot-bottle audi
 
 def anchored_seq(anchor: Anchor | None) -> int | None:
     return anchor.seq if anchor is not None else None
+
+
+def anchor_problem(conn: sqlite3.Connection, anchor: Anchor | None) -> str | None:
+    """Why the log behind ``conn`` does not reach the host's anchor (read before it), or None (cheap: one look).
+
+    An older copy of the database renamed over it (a sidecar on the mount
+    can, while no host process has it open) has a log that ends before the
+    anchor: its grants include ones revoked since, and its entries prove
+    them. The anchor is outside the sidecar's reach, so a log that lacks
+    the anchor's entry with the anchor's seal is not the host's log as it
+    stands (tests/attacks/test_db_old_copy.py). ``anchor`` must be read
+    before the log: a decision moves it only once its entry has committed.
+    """
+    if anchor is None:
+        return None
+    row = conn.execute("SELECT mac FROM audit_seal WHERE seq = :seq", {"seq": anchor.seq}).fetchone()
+    if row is not None and row[0] == anchor.seal:
+        return None
+    last = last_seq(conn)
+    if last < anchor.seq:
+        return truncated(anchor, last)
+    return (f"entries up to {anchor.seq} do not match the host's anchor written at {anchor.written_at}: they were "
+            "rewritten, or the database was replaced by another copy")
 
 
 def truncated(anchor: Anchor, count: int) -> str:

@@ -6,7 +6,9 @@ file (a response saying "approved", a grant for another bottle) but cannot
 seal an audit entry. So an approval the log does not prove
 (``forensics.decision_problem``) is answered as no decision yet, and a grant
 it does not prove (``forensics.grant_problem``) is left out: the caller asks
-the operator, or waits, as for anything undecided. The relay's log says why,
+the operator, or waits, as for anything undecided. A log that does not
+reach the host's anchor (an older copy of the database renamed over it)
+proves no grant and no approval: it lacks what was revoked since. The relay's log says why,
 once for each. A rejection or an expiry is passed on as it is: it grants
 nothing.
 """
@@ -20,7 +22,13 @@ from collections.abc import Callable
 from typing import Any
 
 from bot_bottle.audit.anchor import Anchor, read_anchor
-from bot_bottle.audit.forensics import REVOCATION_ERASED, decision_problem, grant_problem, revocations
+from bot_bottle.audit.forensics import (
+    REVOCATION_ERASED,
+    anchor_problem,
+    decision_problem,
+    grant_problem,
+    revocations,
+)
 from bot_bottle.audit.seal import load_key
 from bot_bottle.db import Database
 from bot_bottle.grants import grant_record
@@ -57,6 +65,11 @@ class Proofs:
         key, anchor = load_key(), read_anchor(self.db.path)
         kept: dict[str, Grant] = {}
         with self.db.read() as conn:
+            short = anchor_problem(conn, anchor)
+            if short is not None:  # an older copy of the log: it lacks revocations made since
+                self._tell("anchor", f"{bottle}: no grant is passed on: the audit log does not reach the host's "
+                           f"anchor ({short})")
+                return []
             revoked = revocations(conn).ids(conn, ACTION_GRANT_REVOKED)
             for grant in grants:
                 try:

@@ -1,0 +1,74 @@
+"""Attack: an older copy of the database renamed over it while no host process runs revives a revoked grant.
+
+A sidecar on the mount keeps a copy of the database (``VACUUM INTO``) while a
+grant is in force; the operator revokes the grant and every host process
+exits; the sidecar renames its copy over ``bot-bottle.db`` (no symbolic
+link: a hard link of the copy, renamed). Every host process started then
+opens the old copy at the right path, under the right anchor. The next
+decision and ``audit verify`` see the log end before the anchor, but a relay
+started then held each grant only to its own approval entry, which the old
+copy still has and which is sealed: it passed the revoked grant on to the
+bottle, whose requests went through. A log that does not reach the host's
+anchor now proves no grant and no approval to the relay.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+
+from bot_bottle.paths import host_db_path
+from bot_bottle.queue_reads import shown_digest
+from bot_bottle.queue_store import QueueStore
+from bot_bottle.records import TOOL_EGRESS_ALLOW
+from tests.helpers.support import REPO, TempDirTest
+
+# A relay's proofs, in a process started after the swap: the grants (and the decision) it would pass on.
+_RELAY_STARTED_NOW = """
+import json, sys
+from bot_bottle.queue_store import QueueStore
+from bot_bottle.relay.proofs import Proofs
+from bot_bottle.records import TOOL_EGRESS_ALLOW
+with QueueStore(None) as store:
+    bottle = store.for_bottle("web-1")
+    proofs = Proofs(store.db, lambda line: print(line, file=sys.stderr))
+    live = bottle.live_grants(TOOL_EGRESS_ALLOW)
+    passed = proofs.grants("web-1", live)
+    response = proofs.response("web-1", bottle.response(sys.argv[1]))
+    print(json.dumps({"live": [g.id for g in live], "passed": [g.id for g in passed],
+                      "response": None if response is None else response.status}))
+"""
+
+
+class OlderCopyRenamedOverTheDatabaseTest(TempDirTest):
+    def test_a_relay_started_on_the_old_copy_passes_on_no_revoked_grant(self) -> None:
+        with QueueStore(None) as store:
+            proposal = store.submit("web-1", TOOL_EGRESS_ALLOW, '{"host": "a.example"}', "the agent's ask")
+        approved = self.run_cli("proposals", "approve", proposal.short_id, "--for", "1h",
+                                "--digest", shown_digest(proposal))
+        self.assertEqual(approved.returncode, 0, approved.stderr)
+        grant = json.loads(self.run_cli("grants", "list", "--json").stdout)[0]["id"]
+        db = host_db_path()
+        raw = sqlite3.connect(db)  # the sidecar, on the mount
+        raw.execute("VACUUM INTO ?", (str(db.parent / "kept.db"),))
+        raw.close()
+        revoked = self.run_cli("grants", "revoke", grant, "--reason", "no longer")
+        self.assertEqual(revoked.returncode, 0, revoked.stderr)
+        os.link(db.parent / "kept.db", db.parent / "kept-link.db")  # no symbolic link anywhere
+        os.rename(db.parent / "kept-link.db", db)
+        self.assertFalse(db.is_symlink())
+        env = {**os.environ, "HOME": str(self.home), "PYTHONDONTWRITEBYTECODE": "1"}
+        relay = subprocess.run([sys.executable, "-c", _RELAY_STARTED_NOW, proposal.id], cwd=REPO, env=env,
+                               capture_output=True, text=True, timeout=60)
+        self.assertEqual(relay.returncode, 0, relay.stderr[-800:])
+        seen = json.loads(relay.stdout)
+        self.assertEqual(seen["live"], [grant], "the old copy should still hold the grant as live")
+        self.assertEqual(seen["passed"], [], "the relay passed on a grant the operator revoked")
+        self.assertIsNone(seen["response"], "an approval from a log short of its anchor was passed on")
+        self.assertIn("does not reach the host's anchor", relay.stderr)
+        self.assertIn("entries 2-2 were removed", relay.stderr)
+        verified = self.run_cli("audit", "verify")
+        self.assertNotEqual(verified.returncode, 0, verified.stdout)
