@@ -341,12 +341,16 @@ def anchor_problem(conn: sqlite3.Connection, anchor: Anchor | None) -> str | Non
     anchor: its grants include ones revoked since, and its entries prove
     them. The anchor is outside the sidecar's reach, so a log that lacks
     the anchor's entry with the anchor's seal is not the host's log as it
-    stands (tests/attacks/test_db_old_copy.py). ``anchor`` must be read
+    stands (tests/attacks/test_db_old_copy.py). A copy given the real
+    entries up to the anchor's, less a revocation among them, breaks the
+    chain: that only the walk sees (``verify``). ``anchor`` must be read
     before the log: a decision moves it only once its entry has committed.
     """
     if anchor is None:
         return None
-    row = conn.execute("SELECT mac FROM audit_seal WHERE seq = :seq", {"seq": anchor.seq}).fetchone()
+    # The entry and its seal both: a sidecar can add the anchor's seal alone, read from the file before the swap.
+    row = conn.execute("SELECT s.mac FROM audit_log JOIN audit_seal s USING (seq) WHERE seq = :seq",
+                       {"seq": anchor.seq}).fetchone()
     if row is not None and row[0] == anchor.seal:
         return None
     last = last_seq(conn)

@@ -19,6 +19,8 @@ import os
 import sqlite3
 import subprocess
 import sys
+from collections.abc import Callable
+from pathlib import Path
 
 from bot_bottle.paths import host_db_path
 from bot_bottle.queue_reads import shown_digest
@@ -45,6 +47,22 @@ with QueueStore(None) as store:
 
 class OlderCopyRenamedOverTheDatabaseTest(TempDirTest):
     def test_a_relay_started_on_the_old_copy_passes_on_no_revoked_grant(self) -> None:
+        self.assert_nothing_passed_on(lambda db, kept: None)
+
+    def test_the_anchors_seal_copied_into_the_old_copy_alone_proves_nothing(self) -> None:
+        """The sidecar reads the newest seal in the file (the anchor's) and adds it, without its entry, to its copy."""
+        def add_the_newest_seal(db: Path, kept: Path) -> None:
+            real = sqlite3.connect(db)
+            seq, mac = real.execute("SELECT seq, mac FROM audit_seal ORDER BY seq DESC LIMIT 1").fetchone()
+            real.close()
+            copy = sqlite3.connect(kept, isolation_level=None)
+            copy.execute("PRAGMA foreign_keys = OFF")
+            copy.execute("DROP TRIGGER audit_seal_order")
+            copy.execute("INSERT INTO audit_seal (seq, mac) VALUES (?, ?)", (seq, mac))
+            copy.close()
+        self.assert_nothing_passed_on(add_the_newest_seal)
+
+    def assert_nothing_passed_on(self, doctor: Callable[[Path, Path], None]) -> None:
         with QueueStore(None) as store:
             proposal = store.submit("web-1", TOOL_EGRESS_ALLOW, '{"host": "a.example"}', "the agent's ask")
         approved = self.run_cli("proposals", "approve", proposal.short_id, "--for", "1h",
@@ -57,6 +75,7 @@ class OlderCopyRenamedOverTheDatabaseTest(TempDirTest):
         raw.close()
         revoked = self.run_cli("grants", "revoke", grant, "--reason", "no longer")
         self.assertEqual(revoked.returncode, 0, revoked.stderr)
+        doctor(db, db.parent / "kept.db")
         os.link(db.parent / "kept.db", db.parent / "kept-link.db")  # no symbolic link anywhere
         os.rename(db.parent / "kept-link.db", db)
         self.assertFalse(db.is_symlink())
@@ -69,6 +88,6 @@ class OlderCopyRenamedOverTheDatabaseTest(TempDirTest):
         self.assertEqual(seen["passed"], [], "the relay passed on a grant the operator revoked")
         self.assertIsNone(seen["response"], "an approval from a log short of its anchor was passed on")
         self.assertIn("does not reach the host's anchor", relay.stderr)
-        self.assertIn("entries 2-2 were removed", relay.stderr)
+        self.assertIn("does not reach the host's anchor", relay.stderr)
         verified = self.run_cli("audit", "verify")
         self.assertNotEqual(verified.returncode, 0, verified.stdout)
