@@ -310,6 +310,13 @@ class AuditStore(DatabaseUser):
         """Move the entries past what the host can prove out of the log (``forensics.set_aside``)."""
         return forensics.set_aside(self.db, export)
 
+    def anchor_problem(self) -> str | None:
+        """Why this log does not reach the host's anchor (an older copy of the database put in its place, or
+        entries removed from its end), or None: one look (``forensics.anchor_problem``), for the screens."""
+        anchor = read_anchor(self.db.path)  # before the log: a decision moves it only once its entry committed
+        with self.db.read() as conn:
+            return forensics.anchor_problem(conn, anchor)
+
     def decision_problem(self, response: Response) -> str | None:
         """Why ``response`` is not proven by this host's audit log, or None (``forensics.decision_problem``)."""
         return forensics.decision_problem(self.db, response)

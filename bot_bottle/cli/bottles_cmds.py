@@ -7,9 +7,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from bot_bottle.bottles import BottleOverview, BottleStore
-from bot_bottle.cli.common import age, cell_text, db_path, print_json, print_table, print_untrusted, verb_parser
+from bot_bottle.cli.common import age, cell_text, db_path, print_json, print_table, print_untrusted, verb_parser, warn
 from bot_bottle.cli.grants_cmds import grant_json
-from bot_bottle.cli.inbox import Inbox
+from bot_bottle.cli.inbox import Inbox, log_warning
 from bot_bottle.cli.registry import summary
 from bot_bottle.cli.render import grant_cell, proposal_json
 from bot_bottle.errors import NotFound
@@ -75,6 +75,9 @@ def cmd_bottles_show(args: argparse.Namespace) -> int:
         items = store.overview(args.slug)
         grants = GrantStore(database=store.db).listing(args.slug) if items else []
         entries = Inbox(queue).entries(items[0].pending) if items else []
+        warning = log_warning(queue) if grants else None
+    if warning is not None:
+        warn(warning)
     if not items:
         raise NotFound(f"no bottle {args.slug} (bot-bottle bottles list names them)")
     item = items[0]

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from bot_bottle.cli.common import db_path, print_json, print_table, print_untrusted, verb_parser
+from bot_bottle.cli.common import db_path, print_json, print_table, print_untrusted, verb_parser, warn
+from bot_bottle.cli.inbox import log_warning
 from bot_bottle.cli.registry import summary
 from bot_bottle.decisions import default_decider
 from bot_bottle.grants import GrantStore
@@ -46,6 +47,9 @@ def cmd_grants_list(args: argparse.Namespace) -> int:
     now = utc_now()
     with GrantStore(db_path(args)) as store:
         grants = store.listing(args.bottle, include_ended=args.all)
+        warning = log_warning(store)
+    if warning is not None:  # (on stderr: --json's output stays a document)
+        warn(warning)
     if args.json:
         print_json([grant_json(g, now) for g in grants])
         return 0

@@ -21,6 +21,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from bot_bottle.audit_store import AuditStore
+from bot_bottle.db import DatabaseUser
 from bot_bottle.errors import ValidationError
 from bot_bottle.policy.approval import KINDS, Approval, approval_of
 from bot_bottle.queue_reads import shown_digest
@@ -87,12 +89,32 @@ def apply_standing(store: QueueStore) -> list[str]:
     a proposal a rule decides is never shown as waiting for the operator. Returns what the caller should say:
     each rule in the file the audit log does not prove (it decided nothing), and why the look failed, if it did
     (the audit key missing, the database busy, a row no bot-bottle wrote); the list is shown either way."""
-    said: list[str] = []
+    warning = log_warning(store)
+    said: list[str] = [warning] if warning is not None else []
     try:
         keep(store, unproven=lambda rule_id, why: said.append(unproven_line(rule_id, why)))
     except Exception as exc:  # whatever a row in the file does, the operator still gets the list
         said.append(f"standing rules and expiry not applied: {describe_failure(exc)}")
     return said
+
+
+def log_warning(store: DatabaseUser) -> str | None:
+    """The line a screen shows when the database's audit log does not reach the host's anchor, or None.
+
+    Such a file is an older copy of the database put in its place (a sidecar
+    on the mount can), or a log cut short: its grants and rules may include
+    ones revoked since, and nothing can be decided on it. A look that fails
+    says why instead.
+    """
+    try:
+        problem = AuditStore(database=store.db).anchor_problem()
+    except Exception as exc:  # whatever the file holds, the screen still shows
+        problem = f"it could not be checked: {describe_failure(exc)}"
+    if problem is None:
+        return None
+    return (f"this database's audit log does not reach the host's anchor ({problem}): it may be an older copy, "
+            "whose grants and rules include ones revoked since, and nothing can be decided on it; "
+            "'bot-bottle audit verify' says more")
 
 
 def approval_for(proposal: Proposal, response: Response | None = None) -> Approval:

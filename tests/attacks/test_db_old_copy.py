@@ -22,6 +22,8 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from bot_bottle.cli.dashboard.state import Dashboard
+from bot_bottle.cli.tui.app import SuperviseTUI
 from bot_bottle.paths import host_db_path
 from bot_bottle.queue_reads import shown_digest
 from bot_bottle.queue_store import QueueStore
@@ -62,7 +64,9 @@ class OlderCopyRenamedOverTheDatabaseTest(TempDirTest):
             copy.close()
         self.assert_nothing_passed_on(add_the_newest_seal)
 
-    def assert_nothing_passed_on(self, doctor: Callable[[Path, Path], None]) -> None:
+    def old_copy_in_place(self, doctor: Callable[[Path, Path], None]) -> tuple[str, str]:
+        """A grant made, the database copied (as a sidecar on the mount can), the grant revoked, and the copy
+        (``doctor``-ed first) renamed over the database: the revoked grant's id and its proposal's."""
         with QueueStore(None) as store:
             proposal = store.submit("web-1", TOOL_EGRESS_ALLOW, '{"host": "a.example"}', "the agent's ask")
         approved = self.run_cli("proposals", "approve", proposal.short_id, "--for", "1h",
@@ -79,8 +83,12 @@ class OlderCopyRenamedOverTheDatabaseTest(TempDirTest):
         os.link(db.parent / "kept.db", db.parent / "kept-link.db")  # no symbolic link anywhere
         os.rename(db.parent / "kept-link.db", db)
         self.assertFalse(db.is_symlink())
+        return grant, proposal.id
+
+    def assert_nothing_passed_on(self, doctor: Callable[[Path, Path], None]) -> None:
+        grant, proposal_id = self.old_copy_in_place(doctor)
         env = {**os.environ, "HOME": str(self.home), "PYTHONDONTWRITEBYTECODE": "1"}
-        relay = subprocess.run([sys.executable, "-c", _RELAY_STARTED_NOW, proposal.id], cwd=REPO, env=env,
+        relay = subprocess.run([sys.executable, "-c", _RELAY_STARTED_NOW, proposal_id], cwd=REPO, env=env,
                                capture_output=True, text=True, timeout=60)
         self.assertEqual(relay.returncode, 0, relay.stderr[-800:])
         seen = json.loads(relay.stdout)
@@ -88,6 +96,27 @@ class OlderCopyRenamedOverTheDatabaseTest(TempDirTest):
         self.assertEqual(seen["passed"], [], "the relay passed on a grant the operator revoked")
         self.assertIsNone(seen["response"], "an approval from a log short of its anchor was passed on")
         self.assertIn("does not reach the host's anchor", relay.stderr)
-        self.assertIn("does not reach the host's anchor", relay.stderr)
         verified = self.run_cli("audit", "verify")
         self.assertNotEqual(verified.returncode, 0, verified.stdout)
+
+    def test_the_operators_screens_say_the_old_copy_is_behind_its_anchor(self) -> None:
+        """grants list, proposals list, the TUI and the dashboard: the revoked grant the old copy still lists is
+        never shown without the warning (the dashboard shows nothing from it at all)."""
+        grant, _ = self.old_copy_in_place(lambda db, kept: None)
+        listed = self.run_cli("grants", "list")
+        self.assertEqual(listed.returncode, 0, listed.stderr)
+        self.assertIn(grant[:8], listed.stdout)
+        self.assertIn("does not reach the host's anchor", listed.stderr)
+        self.assertIn("nothing can be decided on it", listed.stderr)
+        listed = self.run_cli("proposals", "list")
+        self.assertIn("does not reach the host's anchor", listed.stderr)
+        with QueueStore(None) as store:
+            tui = SuperviseTUI(screen=None, store=store)
+            tui.refresh()
+            self.assertIn("does not reach the host's anchor", tui.message)
+        dashboard = Dashboard(None, log=lambda line: None)
+        self.addCleanup(dashboard.close)
+        problem = dashboard.file_problem()
+        assert problem is not None
+        self.assertEqual(problem[0], "The database does not reach its audit anchor")
+        self.assertIn("nothing is shown or decided from it", problem[1])

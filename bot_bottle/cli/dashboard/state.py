@@ -17,6 +17,7 @@ from bot_bottle.audit_store import AuditStore
 from bot_bottle.bottles import BottleStore
 from bot_bottle.cli.inbox import Entry, Filters, Inbox
 from bot_bottle.decisions import default_decider
+from bot_bottle.errors import BotBottleError
 from bot_bottle.grants import GrantStore
 from bot_bottle.policy.approval import Approval
 from bot_bottle.queue_reads import shown_digest
@@ -118,6 +119,26 @@ class Dashboard:
         except Exception as exc:  # whatever a row in the file does, the page shows what is there
             self.log(f"standing rules and expiry not applied: {describe_failure(exc)}")
 
+    def _behind_anchor(self) -> tuple[str, str, str] | None:
+        """Why the database's audit log does not reach the host's anchor, as ``file_problem`` says it.
+
+        An older copy of the database put in its place (a sidecar on the
+        mount can rename one over it while no host process has it open)
+        still lists the grants and rules revoked since: the dashboard shows
+        nothing from it, as it shows nothing from a replaced file.
+        """
+        try:
+            problem = self.audit.anchor_problem()
+        except BotBottleError as exc:
+            problem = str(exc)
+        if problem is None:
+            return None
+        return ("The database does not reach its audit anchor",
+                f"{self.queue.db.path}: {problem}. It may be an older copy of the database, whose grants and rules "
+                "include ones revoked since; nothing is shown or decided from it.",
+                "Run 'bot-bottle audit verify' to see what is missing; put the database back from your backups, "
+                "or, for a database you replaced on purpose, 'bot-bottle audit retire-anchor --yes'. Then reload.")
+
     def marker(self) -> str:
         """Changes whenever anyone commits to the database (the pages reload on it)."""
         version, changes = self.queue.changes_marker()
@@ -133,7 +154,7 @@ class Dashboard:
         path = self.queue.db.path
         change = self.queue.db.replaced()
         if change is None:
-            return None
+            return self._behind_anchor()
         if change.removed and change.path == path:
             return ("The database file is gone",
                     f"{path} was removed or moved while this dashboard ran; it still has the old file open, which no "

@@ -26,7 +26,7 @@ from typing import Any
 
 from bot_bottle.bottles import BottleOverview, BottleStore
 from bot_bottle.cli.common import age, first_line
-from bot_bottle.cli.inbox import ANY_CAUTION, Entry, Filters, Inbox
+from bot_bottle.cli.inbox import ANY_CAUTION, Entry, Filters, Inbox, log_warning
 from bot_bottle.cli.render import describe, grant_cell
 from bot_bottle.cli.tui.deciding import Deciding
 from bot_bottle.cli.tui.grants_view import GrantsView
@@ -174,6 +174,7 @@ class SuperviseTUI(TerminalScreen):
                 unproven_line(rule_id, why)))
         except Exception as exc:  # whatever a row in the file does, the operator keeps the screen
             self.message = f"standing rules and expiry not applied: {describe_failure(exc)}"
+        self.message = self.message or log_warning(self.store) or ""  # an older copy lists grants revoked since
         try:
             self.reload()
             if self.message.startswith(UNAVAILABLE):
