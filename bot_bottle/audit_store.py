@@ -128,8 +128,7 @@ class AuditStore(DatabaseUser):
         details_json = validated_details(entry)
         anchor = read_anchor(database) if database is not None else None
         key = host_key(conn, anchor)
-        from_start = database is not None and sealed_from_start(database)
-        previous_seal = cls._seal_pending(conn, key, anchor, from_start)
+        previous_seal = cls._seal_pending(conn, key, anchor, database)
         last = conn.execute("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1").fetchone()
         if last is not None and not isinstance(last[0], int):  # text sorts after every number
             raise AuditTampered(f"the audit log has an entry numbered {str(last[0])[:40]!r}: its table was rebuilt "
@@ -157,7 +156,8 @@ class AuditStore(DatabaseUser):
         return stored, key_id(key)
 
     @classmethod
-    def _seal_pending(cls, conn: sqlite3.Connection, key: bytes, anchor: Anchor | None, from_start: bool) -> str:
+    def _seal_pending(cls, conn: sqlite3.Connection, key: bytes, anchor: Anchor | None,
+                      database: Path | None) -> str:
         """Seal entries that have no seal yet, where that is safe; the newest seal.
 
         Safe means: their sha256 chain verifies, every existing seal matches,
@@ -165,8 +165,8 @@ class AuditStore(DatabaseUser):
         anchor's entry is the anchor's. An unsealed entry past the anchor was
         written without the host (every host append seals in its own
         transaction): ``AuditTampered``; so is any unsealed entry of a log
-        the host seals ``from_start`` (``anchor.sealed_from_start``): only a
-        log from before sealing began is sealed here.
+        the host saw begin (``database``'s mark, ``anchor.sealed_from_start``):
+        only a log from before sealing began is sealed here.
         """
         last_entry = last_seq(conn)
         sealed = conn.execute("SELECT seq, mac FROM audit_seal ORDER BY seq DESC LIMIT 1").fetchone()
@@ -183,7 +183,9 @@ class AuditStore(DatabaseUser):
         # log the host saw empty, an entry without a seal was written without the host: every host append seals
         # in its own transaction, and a downgrade drops all the seals, never the newest ones alone.
         proven = max(anchored_seq(anchor) or 0, sealed_seq)
-        if (anchor is not None or sealed_seq or from_start) and last_entry > proven:
+        # (Whether the log is sealed from its start is looked up only where nothing else says: a file read.)
+        if (anchor is not None or sealed_seq or (database is not None and sealed_from_start(database))) \
+                and last_entry > proven:
             raise AuditTampered(f"audit entries {proven + 1}-{last_entry} have no seal: they "
                                 "were written without the host's key" + REFUSED)
         walked = walk(conn, key, anchor, keep_after=sealed_seq)
