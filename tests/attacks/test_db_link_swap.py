@@ -14,37 +14,21 @@ the anchor follows the database's directory, never a link in it.
 
 from __future__ import annotations
 
-import json
 import os
-import sqlite3
 
 from bot_bottle.audit import anchor as anchor_module
 from bot_bottle.audit.anchor import anchor_path
 from bot_bottle.errors import DatabaseReplaced
 from bot_bottle.paths import host_db_path
-from bot_bottle.queue_reads import shown_digest
 from bot_bottle.queue_store import QueueStore
-from bot_bottle.records import TOOL_EGRESS_ALLOW
+from tests.helpers.kept_copy import grant_copied_then_revoked
 from tests.helpers.support import TempDirTest
 
 
 class LinkInPlaceOfTheDatabaseTest(TempDirTest):
     def approve_and_keep_a_copy(self) -> str:
         """A grant approved by the operator, a copy of the database the sidecar keeps, then the grant revoked."""
-        with QueueStore(None) as store:
-            proposal = store.submit("web-1", TOOL_EGRESS_ALLOW, '{"host": "a.example"}', "the agent's ask")
-        approved = self.run_cli("proposals", "approve", proposal.short_id, "--for", "1h",
-                                "--digest", shown_digest(proposal))
-        self.assertEqual(approved.returncode, 0, approved.stderr)
-        listed = self.run_cli("grants", "list", "--json")
-        grant = json.loads(listed.stdout)[0]["id"]
-        db = host_db_path()
-        raw = sqlite3.connect(db)  # the sidecar, on the mount
-        raw.execute("VACUUM INTO ?", (str(db.parent / "kept.db"),))
-        raw.close()
-        revoked = self.run_cli("grants", "revoke", grant, "--reason", "no longer")
-        self.assertEqual(revoked.returncode, 0, revoked.stderr)
-        return str(grant)
+        return grant_copied_then_revoked(self)[0]
 
     def test_a_link_to_an_older_copy_is_refused(self) -> None:
         self.approve_and_keep_a_copy()

@@ -25,9 +25,8 @@ from pathlib import Path
 from bot_bottle.cli.dashboard.state import Dashboard
 from bot_bottle.cli.tui.app import SuperviseTUI
 from bot_bottle.paths import host_db_path
-from bot_bottle.queue_reads import shown_digest
 from bot_bottle.queue_store import QueueStore
-from bot_bottle.records import TOOL_EGRESS_ALLOW
+from tests.helpers.kept_copy import grant_copied_then_revoked
 from tests.helpers.support import REPO, TempDirTest
 
 # A relay's proofs, in a process started after the swap: the grants (and the decision) it would pass on.
@@ -67,23 +66,13 @@ class OlderCopyRenamedOverTheDatabaseTest(TempDirTest):
     def old_copy_in_place(self, doctor: Callable[[Path, Path], None]) -> tuple[str, str]:
         """A grant made, the database copied (as a sidecar on the mount can), the grant revoked, and the copy
         (``doctor``-ed first) renamed over the database: the revoked grant's id and its proposal's."""
-        with QueueStore(None) as store:
-            proposal = store.submit("web-1", TOOL_EGRESS_ALLOW, '{"host": "a.example"}', "the agent's ask")
-        approved = self.run_cli("proposals", "approve", proposal.short_id, "--for", "1h",
-                                "--digest", shown_digest(proposal))
-        self.assertEqual(approved.returncode, 0, approved.stderr)
-        grant = json.loads(self.run_cli("grants", "list", "--json").stdout)[0]["id"]
+        grant, proposal_id = grant_copied_then_revoked(self)
         db = host_db_path()
-        raw = sqlite3.connect(db)  # the sidecar, on the mount
-        raw.execute("VACUUM INTO ?", (str(db.parent / "kept.db"),))
-        raw.close()
-        revoked = self.run_cli("grants", "revoke", grant, "--reason", "no longer")
-        self.assertEqual(revoked.returncode, 0, revoked.stderr)
         doctor(db, db.parent / "kept.db")
         os.link(db.parent / "kept.db", db.parent / "kept-link.db")  # no symbolic link anywhere
         os.rename(db.parent / "kept-link.db", db)
         self.assertFalse(db.is_symlink())
-        return grant, proposal.id
+        return grant, proposal_id
 
     def assert_nothing_passed_on(self, doctor: Callable[[Path, Path], None]) -> None:
         grant, proposal_id = self.old_copy_in_place(doctor)
