@@ -6,7 +6,8 @@ process that stays open would go on reading and deciding on files no other
 process sees. ``OpenedFiles`` tells when that happened; ``abandon`` closes a
 connection it happened to without letting SQLite checkpoint its old
 ``-wal`` over what others wrote since (docs/decisions.md, "Journal and
-transactions").
+transactions"); ``closing_checked`` does both for a command that opens the
+file for a moment, without ``db.Database``.
 """
 
 from __future__ import annotations
