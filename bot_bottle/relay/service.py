@@ -21,7 +21,7 @@ import hashlib
 import hmac
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from email.message import Message
 from pathlib import Path
@@ -122,8 +122,8 @@ class RelayService:
             raise Unauthorized(f"a relay request needs exactly one 'Authorization: {AUTH_SCHEME} ...' header, "
                                "signed with the key of the bottle's relay.json")
         request = SignedRequest.parse(values[0])
-        self._same_file()  # the credential is read from the file: the old one must not vouch for anyone
-        key = self.credentials.verify(request)
+        with self._in_the_relays_words():  # a replaced file vouches for no one (db.Database refuses to read it)
+            key = self.credentials.verify(request)
         # After the MAC, and the bottle's own: only B's signature can spend B's nonces.
         self._nonces.spend(request.bottle, request.nonce, int(request.ts))
         return Caller(bottle=request.bottle, key=key, nonce=request.nonce, body_sha256=request.body_sha256)
@@ -206,7 +206,8 @@ class RelayService:
             return rpc_error(message_id, INVALID_PARAMS, "params must be an object"), None
         assert isinstance(principal, Caller)
         try:
-            result = self._dispatch(principal, method, params)
+            with self._in_the_relays_words():
+                result = self._dispatch(principal, method, params)
         except RpcError as exc:
             return rpc_error(message_id, exc.code, exc.message), None
         except ValidationError as exc:
@@ -234,7 +235,6 @@ class RelayService:
         # The signature was checked on the headers; its body may have arrived long after (up to the request
         # deadline), so it is checked again once the body is in: a revocation meanwhile serves nothing.
         self._still_valid(caller)
-        self._same_file()
         bottle_slug = caller.bottle
         # The relay holds the host's key: a standing rule decides a new proposal in its filing transaction.
         bottle = self.store.for_bottle(bottle_slug, quota=self.quota, standing=rule_decision_in)
@@ -288,27 +288,29 @@ class RelayService:
             return None if response is None else response.to_dict()
         raise RpcError(METHOD_NOT_FOUND, f"method not found: {method[:100]}")
 
-    def _same_file(self) -> None:
-        """``DatabaseReplaced`` unless the files at the database's path are still the ones the relay opened.
+    @contextlib.contextmanager
+    def _in_the_relays_words(self) -> Iterator[None]:
+        """A database file replaced since the relay opened it, said in the relay's words (and in its log, once).
 
-        Removed, or others put there (a sidecar on the mount can rename a
-        copy over the database, or over its ``-wal`` or ``-shm``, which every
-        connection keeps open while any is): the relay's connection keeps the
-        old ones, and answers from them would miss every decision and
-        revocation made since.
+        ``db.Database`` refuses every read and write once the database, its
+        ``-wal`` or its ``-shm`` at the path is another file (a sidecar on the
+        mount can rename a copy over any of them): the relay's connection
+        keeps the old ones, and answers from them would miss every decision
+        and revocation made since. It answers nothing until it is restarted.
         """
-        path = self.store.db.path
-        change = self.store.db.replaced()
-        if change is None:
-            return
-        if not self._replaced_told:
-            self._replaced_told = True
-            self.log(f"the database file {path} was removed or replaced since the relay opened it ({change}): every "
-                     "request is refused until the relay is restarted ('bot-bottle relay stop', then "
-                     "'bot-bottle relay start')")
-        raise DatabaseReplaced("The database file was replaced",
-                               f"{path} is not the file the relay opened, so it answers nothing from it.",
-                               "Restart the relay ('bot-bottle relay stop', then 'bot-bottle relay start').")
+        try:
+            yield
+        except DatabaseReplaced:
+            path = self.store.db.path
+            if not self._replaced_told:
+                self._replaced_told = True
+                self.log(f"the database file {path} was removed or replaced since the relay opened it "
+                         f"({self.store.db.replaced()}): every request is refused until the relay is restarted "
+                         "('bot-bottle relay stop', then 'bot-bottle relay start')")
+            raise DatabaseReplaced("The database file was replaced",
+                                   f"{path} is not the file the relay opened, so it answers nothing from it.",
+                                   "Restart the relay ('bot-bottle relay stop', then 'bot-bottle relay start')."
+                                   ) from None
 
     def _heartbeat_due(self, bottle_slug: str) -> bool:
         """Whether to record this bottle's heartbeat: at most one write per ``MIN_HEARTBEAT_GAP_SEC``.
