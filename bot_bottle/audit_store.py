@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from bot_bottle.audit import forensics
-from bot_bottle.audit.anchor import Anchor, advance_anchor, read_anchor, sealed_from_start
+from bot_bottle.audit.anchor import Anchor, advance_anchor, read_anchor
 from bot_bottle.audit.chain import COLUMNS, GENESIS_HASH, SELECT, compute_hash, stored_details
 from bot_bottle.audit.forensics import REFUSED, VerifyResult, anchored_seq, truncated
 from bot_bottle.audit.keys import host_key
@@ -165,8 +165,8 @@ class AuditStore(DatabaseUser):
         anchor's entry is the anchor's. An unsealed entry past the anchor was
         written without the host (every host append seals in its own
         transaction): ``AuditTampered``; so is any unsealed entry of a log
-        the host saw begin (``database``'s mark, ``anchor.sealed_from_start``):
-        only a log from before sealing began is sealed here.
+        the host saw begin (``forensics.sealing_began``): only a log from
+        before sealing began is sealed here.
         """
         last_entry = last_seq(conn)
         sealed = conn.execute("SELECT seq, mac FROM audit_seal ORDER BY seq DESC LIMIT 1").fetchone()
@@ -183,9 +183,7 @@ class AuditStore(DatabaseUser):
         # log the host saw empty, an entry without a seal was written without the host: every host append seals
         # in its own transaction, and a downgrade drops all the seals, never the newest ones alone.
         proven = max(anchored_seq(anchor) or 0, sealed_seq)
-        # (Whether the log is sealed from its start is looked up only where nothing else says: a file read.)
-        if (anchor is not None or sealed_seq or (database is not None and sealed_from_start(database))) \
-                and last_entry > proven:
+        if last_entry > proven and forensics.sealing_began(anchor, sealed_seq, database):
             raise AuditTampered(f"audit entries {proven + 1}-{last_entry} have no seal: they "
                                 "were written without the host's key" + REFUSED)
         walked = walk(conn, key, anchor, keep_after=sealed_seq)

@@ -18,6 +18,7 @@ import sqlite3
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from bot_bottle.audit.anchor import Anchor, read_anchor, sealed_from_start
@@ -109,8 +110,7 @@ def verify(
                                 "carry one: a seal was written for no entry, without the host",
                                 anchored=anchored_seq(anchor))
         unsealed = count - sealed
-        from_start = sealed_from_start(db.path)
-        if (anchor is not None or seals or from_start) and unsealed and count > max(anchored_seq(anchor) or 0, sealed):
+        if unsealed and count > max(anchored_seq(anchor) or 0, sealed) and sealing_began(anchor, seals, db.path):
             first = max(anchored_seq(anchor) or 0, sealed) + 1
             return VerifyResult(False, count, first, f"entries {first}-{count} have no seal: they were "
                                 "written without the host's key", anchored=anchored_seq(anchor))
@@ -143,7 +143,7 @@ def set_aside(db: Database, export: Callable[[sqlite3.Connection, int], int]) ->
         sealed = int(conn.execute("SELECT coalesce(max(seq), 0) FROM audit_seal").fetchone()[0])
         problem = walk(conn, key, anchor).problem
         kept = last if problem is None or problem[0] is None else problem[0] - 1
-        if anchor is not None or sealed or sealed_from_start(db.path):
+        if sealing_began(anchor, sealed, db.path):
             kept = min(kept, max(anchored_seq(anchor) or 0, sealed))
         if anchor is not None and kept < anchor.seq:
             raise AuditTampered(f"entry {kept + 1} is at or before the host's anchor (entry {anchor.seq}) and "
@@ -327,6 +327,19 @@ def _seal_problem(conn: sqlite3.Connection, row: tuple[Any, ...], key: bytes | N
 REFUSED = ("; nothing more is recorded until this is looked at ('bot-bottle audit verify'; entries a sidecar "
             "added past the host's seals: 'bot-bottle audit set-aside --export FILE --yes'; if you replaced "
             "the database on purpose, 'bot-bottle audit retire-anchor --yes')")
+
+
+def sealing_began(anchor: Anchor | None, sealed: int, database: Path | None) -> bool:
+    """Whether the host seals every entry of this log from some point on, so that an unsealed entry past what
+    it proves (the anchor's, or the last seal) was written without it.
+
+    So it is once there is an anchor or a seal, or once the host saw the
+    log begin (``anchor.sealed_from_start``: a file read, so looked up
+    last). Only a log from before sealing began has entries the host may
+    seal after the fact (``AuditStore`` does, ``verify`` lets them be,
+    ``set_aside`` keeps them).
+    """
+    return anchor is not None or sealed > 0 or (database is not None and sealed_from_start(database))
 
 
 def anchored_seq(anchor: Anchor | None) -> int | None:
