@@ -26,6 +26,7 @@ import time
 from unittest import mock
 
 from bot_bottle import standing
+from bot_bottle.audit.chain import GENESIS_HASH, compute_hash
 from bot_bottle.decisions import decide
 from bot_bottle.errors import BotBottleError, Unauthorized, ValidationError
 from bot_bottle.grants import ALL_BOTTLES, GrantStore
@@ -42,6 +43,28 @@ from tests.helpers.support import REPO, TempDirTest, file_as_a_sidecar
 EVIL = {"host": "evil.example", "methods": [], "paths": []}
 RULE_COLUMNS = ("id, queue_key, tool, subject, subject_sha256, pattern, effect, notes, created_at, ends_at, "
                 "created_by, proposal_id, audit_seq")
+
+
+def forge_rule_and_entry(raw: sqlite3.Connection) -> tuple[str, int]:
+    """What the sidecar writes: a rule for every bottle and its ``rule-added`` entry, chained to the last one
+    (hash and all: it can compute those, never a seal); the rule's id and the entry's number."""
+    last = raw.execute("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1").fetchone()
+    seq, prev_hash = (1, GENESIS_HASH) if last is None else (last[0] + 1, last[1])
+    ts, rule_id = "2020-01-01T00:00:00.000000Z", secrets.token_hex(16)
+    raw.execute(f"INSERT INTO rules ({RULE_COLUMNS}) VALUES (?, NULL, ?, ?, ?, 0, 'approve', 'operator ok', ?, "
+                "'2999-01-01T00:00:00.000000Z', 'ann', NULL, ?)",
+                (rule_id, TOOL_EGRESS_ALLOW, json.dumps(EVIL, sort_keys=True, separators=(",", ":")),
+                 subject_sha256(TOOL_EGRESS_ALLOW, EVIL), ts, seq))
+    details = json.dumps({"rule": {"id": rule_id, "bottle": None, "tool": TOOL_EGRESS_ALLOW, "subject": EVIL,
+                                   "pattern": False, "effect": "approve", "created_at": ts,
+                                   "ends_at": "2999-01-01T00:00:00.000000Z", "proposal_id": None}},
+                         sort_keys=True, separators=(",", ":"))
+    digest = compute_hash(seq, ts, ALL_BOTTLES, "rule-added", TOOL_EGRESS_ALLOW, None, "ann", "operator ok", "",
+                          details, prev_hash)
+    raw.execute("INSERT INTO audit_log (seq, ts, queue_key, action, tool, proposal_id, actor, notes, diff, details, "
+                "prev_hash, hash) VALUES (?, ?, ?, 'rule-added', ?, NULL, 'ann', 'operator ok', '', ?, ?, ?)",
+                (seq, ts, ALL_BOTTLES, TOOL_EGRESS_ALLOW, details, prev_hash, digest))
+    return rule_id, seq
 
 
 class ForgedRuleCase(CliTestCase):
@@ -153,19 +176,7 @@ class ForgedRuleTest(ForgedRuleCase):
 
     def test_a_forged_rule_with_a_forged_entry_decides_nothing(self) -> None:
         """The sidecar writes the rule's entry too, hash and all (it can compute those): no seal, no decision."""
-        from bot_bottle.audit.chain import compute_hash
-        last_seq, last_hash = self.raw.execute("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1").fetchone()
-        seq, ts = last_seq + 1, "2020-01-01T00:00:00.000000Z"
-        rule_id = self.forge(audit_seq=seq)
-        details = json.dumps({"rule": {"id": rule_id, "bottle": None, "tool": TOOL_EGRESS_ALLOW, "subject": EVIL,
-                                       "pattern": False, "effect": "approve", "created_at": ts,
-                                       "ends_at": "2999-01-01T00:00:00.000000Z", "proposal_id": None}},
-                             sort_keys=True, separators=(",", ":"))
-        digest = compute_hash(seq, ts, ALL_BOTTLES, "rule-added", TOOL_EGRESS_ALLOW, None, "ann", "operator ok", "",
-                              details, last_hash)
-        self.raw.execute("INSERT INTO audit_log (seq, ts, queue_key, action, tool, proposal_id, actor, notes, diff, "
-                         "details, prev_hash, hash) VALUES (?, ?, ?, 'rule-added', ?, NULL, 'ann', 'operator ok', "
-                         "'', ?, ?, ?)", (seq, ts, ALL_BOTTLES, TOOL_EGRESS_ALLOW, details, last_hash, digest))
+        rule_id, seq = forge_rule_and_entry(self.raw)
         (evil,) = self.file_evil("web-1")
         unproven: dict[str, str] = {}
         keep(self.store, unproven=unproven.__setitem__)

@@ -15,40 +15,14 @@ did not write: every decision is refused, saying so, and the rule decides nothin
 
 from __future__ import annotations
 
-import json
-import secrets
 import sqlite3
 
-from bot_bottle.audit.chain import GENESIS_HASH, compute_hash
 from bot_bottle.decisions import decide
 from bot_bottle.errors import AuditTampered
-from bot_bottle.grants import ALL_BOTTLES
-from bot_bottle.policy.subjects import subject_sha256
 from bot_bottle.records import TOOL_EGRESS_ALLOW
 from bot_bottle.standing import keep
-from tests.attacks.test_forged_rules import EVIL, RULE_COLUMNS
+from tests.attacks.test_forged_rules import forge_rule_and_entry
 from tests.cli.test_proposals_cmds import CliTestCase
-
-
-def forge_rule_and_entry(raw: sqlite3.Connection) -> str:
-    """What the sidecar writes: a rule for every bottle and its ``rule-added`` entry, chained to the last one."""
-    last = raw.execute("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1").fetchone()
-    seq, prev_hash = (1, GENESIS_HASH) if last is None else (last[0] + 1, last[1])
-    ts, rule_id = "2020-01-01T00:00:00.000000Z", secrets.token_hex(16)
-    raw.execute(f"INSERT INTO rules ({RULE_COLUMNS}) VALUES (?, NULL, ?, ?, ?, 0, 'approve', 'operator ok', ?, "
-                "'2999-01-01T00:00:00.000000Z', 'ann', NULL, ?)",
-                (rule_id, TOOL_EGRESS_ALLOW, json.dumps(EVIL, sort_keys=True, separators=(",", ":")),
-                 subject_sha256(TOOL_EGRESS_ALLOW, EVIL), ts, seq))
-    details = json.dumps({"rule": {"id": rule_id, "bottle": None, "tool": TOOL_EGRESS_ALLOW, "subject": EVIL,
-                                   "pattern": False, "effect": "approve", "created_at": ts,
-                                   "ends_at": "2999-01-01T00:00:00.000000Z", "proposal_id": None}},
-                         sort_keys=True, separators=(",", ":"))
-    digest = compute_hash(seq, ts, ALL_BOTTLES, "rule-added", TOOL_EGRESS_ALLOW, None, "ann", "operator ok", "",
-                          details, prev_hash)
-    raw.execute("INSERT INTO audit_log (seq, ts, queue_key, action, tool, proposal_id, actor, notes, diff, details, "
-                "prev_hash, hash) VALUES (?, ?, ?, 'rule-added', ?, NULL, 'ann', 'operator ok', '', ?, ?, ?)",
-                (seq, ts, ALL_BOTTLES, TOOL_EGRESS_ALLOW, details, prev_hash, digest))
-    return rule_id
 
 
 class UnsealedEntriesAtTheStartTest(CliTestCase):
@@ -70,7 +44,7 @@ class UnsealedEntriesAtTheStartTest(CliTestCase):
         code, out, _ = self.cli("audit", "verify")
         self.assertNotEqual(code, 0, f"the forged entry was called whole: {out}")
     def test_a_new_database_before_its_first_decision(self) -> None:
-        self.assert_forgery_refused(forge_rule_and_entry(self.sidecar()))
+        self.assert_forgery_refused(forge_rule_and_entry(self.sidecar())[0])
 
     def test_after_the_anchor_is_retired_and_the_seals_deleted(self) -> None:
         decide(self.store.submit("web-9", TOOL_EGRESS_ALLOW, '{"host": "pypi.org"}', "pip").id, "rejected", "no",
@@ -80,4 +54,4 @@ class UnsealedEntriesAtTheStartTest(CliTestCase):
         raw = self.sidecar()
         raw.execute("DROP TRIGGER audit_seal_no_delete")
         raw.execute("DELETE FROM audit_seal")
-        self.assert_forgery_refused(forge_rule_and_entry(raw))
+        self.assert_forgery_refused(forge_rule_and_entry(raw)[0])
