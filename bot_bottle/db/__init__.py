@@ -29,12 +29,11 @@ from typing import Self
 from bot_bottle.audit.anchor import anchor_path, mark_sealed_from_start
 from bot_bottle.connection import (
     DEFAULT_BUSY_TIMEOUT_SEC,
-    close_cleanly,
     connect,
     transaction,
     translate_errors,
 )
-from bot_bottle.db.files import FileChange, OpenedFiles, abandon
+from bot_bottle.db.files import FileChange, OpenedFiles
 from bot_bottle.errors import CannotOpenDatabase, ValidationError
 from bot_bottle.paths import (
     DB_DIR_IN_CONTAINER,
@@ -203,10 +202,7 @@ class Database:
         pages over what other processes wrote since.
         """
         with self._lock:
-            if self.replaced() is None:
-                close_cleanly(self._conn)
-            else:
-                abandon(self._conn)
+            self._files.close(self._conn, cleanly=True)
 
     def __enter__(self) -> Database:
         return self

@@ -8,8 +8,8 @@ import threading
 from collections.abc import Callable
 from typing import Self
 
-from bot_bottle.connection import checkpoint, close_cleanly, connect
-from bot_bottle.db.files import OpenedFiles, abandon
+from bot_bottle.connection import checkpoint, connect
+from bot_bottle.db.files import OpenedFiles
 from bot_bottle.errors import BotBottleError
 from bot_bottle.file_watch import FileWatch
 from bot_bottle.paths import resolve_db_path
@@ -86,10 +86,7 @@ class IdleCheckpointer:
         finally:
             if watch is not None:
                 watch.close()
-            if files.changed() is None:
-                close_cleanly(conn)
-            else:
-                abandon(conn)
+            files.close(conn, cleanly=True)
 
     def _still_ours(self, files: OpenedFiles) -> bool:
         """Whether the files at the path are still the ones this connection opened; if not, says so (and this

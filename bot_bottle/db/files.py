@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import NamedTuple
 
+from bot_bottle.connection import close_cleanly
 from bot_bottle.errors import DatabaseReplaced
 from bot_bottle.paths import file_identity
 
@@ -83,6 +84,18 @@ class OpenedFiles:
                 "Put the database back if it was moved by mistake, then restart this process (a dashboard, the "
                 "TUI, the relay: stop it and start it again).")
 
+    def close(self, conn: sqlite3.Connection, *, cleanly: bool) -> FileChange | None:
+        """Close ``conn``, the connection these files are of: by ``abandon`` once one was replaced, otherwise
+        as it is (through ``connection.close_cleanly`` when ``cleanly``); what was replaced, if anything."""
+        change = self.changed()
+        if change is not None:
+            abandon(conn)
+        elif cleanly:
+            close_cleanly(conn)
+        else:
+            conn.close()
+        return change
+
 
 def abandon(conn: sqlite3.Connection) -> None:
     """Close a connection whose files were replaced at their path, without the checkpoint of a close if it can.
@@ -120,18 +133,11 @@ def closing_checked(conn: sqlite3.Connection, path: Path) -> Iterator[sqlite3.Co
     files = OpenedFiles(path)
     try:
         yield conn
-    except BaseException:
-        if files.changed() is None:
-            conn.close()
-        else:
-            abandon(conn)
-        raise
-    change = files.changed()
-    if change is None:
-        conn.close()
-        return
-    abandon(conn)
-    raise DatabaseReplaced(
-        "The database file was replaced",
-        f"{change} while this command ran: what it read or wrote was the old file's, which no other process sees.",
-        f"Look at the database at the path ('bot-bottle db status --db {path}') and run the command again.")
+    finally:
+        change = files.close(conn, cleanly=False)
+    if change is not None:
+            raise DatabaseReplaced(
+            "The database file was replaced",
+            f"{change} while this command ran: what it read or wrote was the old file's, which no other process "
+            "sees.",
+            f"Look at the database at the path ('bot-bottle db status --db {path}') and run the command again.")
