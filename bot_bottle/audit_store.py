@@ -306,7 +306,7 @@ class AuditStore(DatabaseUser):
         """Check the whole log; report the first thing found wrong (``forensics.verify``)."""
         return forensics.verify(self.db, batch, progress)
 
-    def set_aside(self, export: Callable[[sqlite3.Connection, int], int]) -> tuple[int, int]:
+    def set_aside(self, export: Callable[[sqlite3.Connection, int], int]) -> forensics.SetAside:
         """Move the entries past what the host can prove out of the log (``forensics.set_aside``)."""
         return forensics.set_aside(self.db, export)
 

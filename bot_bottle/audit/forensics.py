@@ -120,8 +120,24 @@ def verify(
     return VerifyResult(True, count, unsealed=unsealed, anchored=anchored_seq(anchor))
 
 
-def set_aside(db: Database, export: Callable[[sqlite3.Connection, int], int]) -> tuple[int, int]:
-    """Move the entries past what the host can prove out of the log; (how many, the last one kept).
+@dataclass(frozen=True)
+class SetAside:
+    """What ``set_aside`` did: how many entries it moved out, the last one kept, the rows they had recorded."""
+
+    count: int
+    kept: int
+    # "rule ID", "grant ID", "setting NAME": rows that only the entries set aside recorded, removed with them.
+    rows: tuple[str, ...] = ()
+
+
+# The tables whose rows an audit entry records (``audit_seq``) and may revoke (``revoke_seq``); grants
+# before rules, since a grant names the rule that made it. Fixed names: never from the file.
+_RECORDED = (("grants", "grant", "id"), ("rules", "rule", "id"), ("settings", "setting", "name"))
+_REVOCABLE = (("grants", "grant"), ("rules", "rule"))
+
+
+def set_aside(db: Database, export: Callable[[sqlite3.Connection, int], int]) -> SetAside:
+    """Move the entries past what the host can prove out of the log, with the rows only they recorded.
 
     What the host proves: entries whose sha256 chain and seals verify with
     its key, up to the newest valid seal or the anchor, whichever is
@@ -129,8 +145,13 @@ def set_aside(db: Database, export: Callable[[sqlite3.Connection, int], int]) ->
     seal or a made-up one) make every append refuse; this is the way out.
     ``export(conn, after)`` writes them (with hashes and seals) somewhere
     new and returns how many, inside the transaction that then deletes
-    them, so none is lost. Entries up to the anchor that were changed are
-    never removed here (``AuditTampered``): restore a backup instead.
+    them, so none is lost. The grants, rules and settings those entries
+    recorded are no more proven than they are, and go too (their entries,
+    exported, say what they were): removing one takes away a grant, a
+    rule or a setting, never adds one. Entries up to the anchor that were
+    changed are never removed here (``AuditTampered``), nor entries whose
+    removal would undo a revocation or leave a kept grant naming a removed
+    rule: restore a backup instead.
     """
     key = load_key()
     if key is None:
@@ -150,21 +171,58 @@ def set_aside(db: Database, export: Callable[[sqlite3.Connection, int], int]) ->
                                 "was changed: set-aside removes only entries written past the host's proof; "
                                 "restore the database from a backup ('bot-bottle audit verify' names it)")
         if kept >= last:
-            return 0, kept
+            return SetAside(0, kept)
+        _refuse_undoing(conn, kept)  # before anything is written
         count = export(conn, kept)
         if count != last - kept:
             raise AuditTampered(f"wrote {count} entries but {last - kept} were to be set aside; nothing removed")
+        rows = [(table, noun, str(name)) for table, noun, column in _RECORDED
+                for (name,) in conn.execute(f"SELECT {column} FROM {table} WHERE audit_seq > :kept ORDER BY 1",
+                                            {"kept": kept})]
         # The triggers refuse DELETE (that is their point); they are put back, as they are, in this same
         # transaction. Names are quoted as identifiers: a sidecar may have named one of its own.
-        triggers = conn.execute("SELECT name, sql FROM sqlite_master WHERE type = 'trigger' "
-                                "AND tbl_name IN ('audit_log', 'audit_seal')").fetchall()
+        tables = ("audit_log", "audit_seal", *sorted({table for table, _, _ in rows}))
+        triggers = conn.execute("SELECT name, sql FROM sqlite_master WHERE type = 'trigger' AND tbl_name IN "
+                                f"({', '.join('?' * len(tables))})", tables).fetchall()
         for name, _sql in triggers:
             conn.execute("DROP TRIGGER \"{}\"".format(str(name).replace('"', '""')))
-        conn.execute("DELETE FROM audit_seal WHERE seq > :kept", {"kept": kept})
-        conn.execute("DELETE FROM audit_log WHERE seq > :kept", {"kept": kept})
+        try:
+            for table, _, _ in _RECORDED:
+                conn.execute(f"DELETE FROM {table} WHERE audit_seq > :kept", {"kept": kept})
+            conn.execute("DELETE FROM audit_seal WHERE seq > :kept", {"kept": kept})
+            conn.execute("DELETE FROM audit_log WHERE seq > :kept", {"kept": kept})
+        except sqlite3.IntegrityError as exc:  # rows of a table no bot-bottle makes, pointing at the entries
+            raise AuditTampered(f"rows outside the audit log still point at the entries past entry {kept} ({exc}): "
+                                "nothing was removed; 'bot-bottle db check' names them") from None
         for _name, sql in triggers:
             conn.execute(sql)
-    return count, kept
+    return SetAside(count, kept, tuple(f"{noun} {name}" for _, noun, name in rows))
+
+
+def _refuse_undoing(conn: sqlite3.Connection, kept: int) -> None:
+    """``AuditTampered`` where removing the entries past ``kept`` would undo a revocation or orphan a grant.
+
+    A revocation recorded past the host's proof may be the operator's (on a
+    log whose chain broke earlier) or a sidecar's; either way removing its
+    entry would bring back a grant or rule the log says was revoked, which
+    set-aside never does. A kept grant made by a rule that only such an
+    entry recorded has no rule to name once the rule is gone.
+    """
+    for table, noun in _REVOCABLE:
+        row = conn.execute(f"SELECT id, revoke_seq FROM {table} WHERE revoke_seq > :kept AND audit_seq <= :kept "
+                           "ORDER BY revoke_seq LIMIT 1", {"kept": kept}).fetchone()
+        if row is not None:
+            raise AuditTampered(
+                f"the revocation of {noun} {row[0]} is recorded by entry {row[1]}, past what this host can prove "
+                f"(entry {kept}): setting that entry aside would bring the {noun} back, so nothing was removed. "
+                f"Restore the database from a backup made before entry {row[1]} was written")
+    row = conn.execute("SELECT g.id, r.id FROM grants g JOIN rules r ON r.id = g.rule_id "
+                       "WHERE g.audit_seq <= :kept AND r.audit_seq > :kept LIMIT 1", {"kept": kept}).fetchone()
+    if row is not None:
+        raise AuditTampered(f"grant {row[0]} is proven but names rule {row[1]}, which only an entry past what this "
+                            f"host can prove (entry {kept}) recorded: nothing was removed. Restore the database "
+                            "from a backup made before that rule was written")
+
 
 def decision_problem(db: Database, response: Response) -> str | None:
     """Why ``response`` is not proven by this host's audit log, or None when it is (cheap: one entry).

@@ -147,12 +147,14 @@ def cmd_audit_set_aside(args: argparse.Namespace) -> int:
         raise ValidationError("--yes", "set-aside removes the entries past the host's newest seal from the log "
                               "(after writing them to --export); say --yes to do it")
     with AuditStore(path) as store:
-        count, kept = store.set_aside(lambda conn, after: write_export(conn, args.export, after))
-    if count:
-        print(f"{count} audit entries past entry {kept} (not sealed by this host) written to {args.export} and "
-              "removed from the log; decisions are recorded again")
+        done = store.set_aside(lambda conn, after: write_export(conn, args.export, after))
+    if done.count:
+        print(f"{done.count} audit entries past entry {done.kept} (not sealed by this host) written to "
+              f"{args.export} and removed from the log; decisions are recorded again")
+        if done.rows:
+            print(f"removed with them, as unproven as the entries that recorded them: {', '.join(done.rows)}")
     else:
-        print(f"every entry up to {kept} is the host's; nothing to set aside")
+        print(f"every entry up to {done.kept} is the host's; nothing to set aside")
     return 0
 
 
@@ -225,8 +227,9 @@ def register(subparsers: Any) -> None:
                     description="Entries past the host's newest seal (or anchor) that have no seal, or a "
                     "made-up one, were written without the host's key, and every decision is refused while "
                     "they are there. This writes them, with their hashes and seals, to a new --export file "
-                    "and removes them from the log, in one transaction. Entries up to the anchor that were "
-                    "changed are never removed: restore a backup for those.")
+                    "and removes them from the log, in one transaction, with the grants, rules and settings "
+                    "that only they recorded. Entries up to the anchor that were changed are never removed, "
+                    "nor a revocation: restore a backup for those.")
     p.add_argument("--export", type=Path, required=True, metavar="FILE",
                    help="a new file to write the entries to before they are removed")
     p.add_argument("--yes", action="store_true", help="yes, move them out of the log")
