@@ -298,7 +298,7 @@ class GrantStore(DatabaseUser):
 
 
 def _one(conn: sqlite3.Connection, table: str, columns: str, prefix: str, what: str) -> tuple[Any, ...]:
-    prefix = validate_id_prefix(prefix)
+    prefix = validate_id_prefix(prefix, what)
     rows = conn.execute(
         f"SELECT {columns} FROM {table} t WHERE t.id >= :low AND t.id < :high ORDER BY t.id LIMIT :n",
         {"low": prefix, "high": prefix + "g", "n": _SHOWN + 1},

@@ -139,10 +139,11 @@ def validate_proposal_id(value: object) -> str:
     return value
 
 
-def validate_id_prefix(value: object) -> str:
-    """A prefix of a proposal id (1-32 hex digits); upper case is accepted and folded."""
+def validate_id_prefix(value: object, what: str = "proposal") -> str:
+    """A prefix of an id of ``what`` (a proposal's, a grant's, a rule's: 1-32 hex digits); upper case is
+    accepted and folded."""
     if not isinstance(value, str) or not ID_PREFIX_RE.fullmatch(value.lower()):
-        raise ValidationError("id", f"{str(value)[:80]!r} is not a proposal id or prefix (hex digits)")
+        raise ValidationError("id", f"{str(value)[:80]!r} is not a {what} id or prefix (hex digits)")
     return value.lower()
 
 

@@ -102,7 +102,10 @@ class ProposalsVerbsTest(CliTestCase):
             (("proposals", "approve", proposal.short_id, "--digest", "0" * 64), 1, "is not the one whose digest"),
             (("proposals", "modify", report.short_id, "--file", __file__), 2, "report-only"),
             (("proposals", "show", "ffffffffff"), 1, "no proposal"),
-            (("proposals", "approve", "xyz"), 2, "not a proposal id"),
+            (("proposals", "approve", "xyz"), 2, "ID: 'xyz' is not a proposal id"),
+            (("proposals", "reject", "xyz", "--reason", "no"), 2, "ID: 'xyz' is not a proposal id"),
+            (("grants", "revoke", "xyz", "--reason", "done"), 2, "ID: 'xyz' is not a grant id"),
+            (("rules", "revoke", "xyz", "--reason", "done"), 2, "ID: 'xyz' is not a rule id"),
             (("proposals", "list", "--bottle", "../etc"), 2, "bottle slug"),
             (("proposals", "modify", proposal.short_id, "--file", str(self.tmp / "missing")), 1, "cannot read"),
         ]
