@@ -13,6 +13,7 @@ import argparse
 import contextlib
 import difflib
 import importlib
+import io
 import os
 import re
 import sqlite3
@@ -143,6 +144,7 @@ def _with_option_names(exc: ValidationError, args: argparse.Namespace, positiona
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line with ``argv`` (default: ``sys.argv[1:]``); return the exit status."""
+    _escape_what_the_locale_cannot_hold()
     words = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser(_verb_in(words), every=False)
     try:
@@ -173,6 +175,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         return fail(f"{exc.filename or 'the system'}: {exc.strerror or exc}", 1)
     except KeyboardInterrupt:
         return fail("interrupted", EXIT_INTERRUPTED)
+
+
+def _escape_what_the_locale_cannot_hold() -> None:
+    """In a locale whose encoding is not UTF-8 (Latin-1, ASCII), a character it cannot hold (an agent's arrow,
+    a look-alike's escape target) is written as its escape (``\\u2192``), the sanitizer's own notation,
+    instead of ending the command with a traceback."""
+    for stream in (sys.stdout, sys.stderr):
+        if isinstance(stream, io.TextIOWrapper):
+            with contextlib.suppress(ValueError):
+                stream.reconfigure(errors="backslashreplace")
 
 
 def _flushed(status: int) -> int:

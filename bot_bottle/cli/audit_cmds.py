@@ -20,6 +20,7 @@ from bot_bottle.cli.common import (
     positive_int,
     print_json,
     print_table,
+    stdout_takes_unicode,
     verb_parser,
 )
 from bot_bottle.cli.db_cmds import write_export
@@ -168,8 +169,9 @@ def cmd_audit_head(args: argparse.Namespace) -> int:
 def cmd_audit_export(args: argparse.Namespace) -> int:
     """Print every entry, oldest first, one JSON object per line."""
     with AuditStore(db_path(args)) as store:
+        ascii_only = not stdout_takes_unicode()
         for entry in store.export():
-            sys.stdout.write(terminal.json_for_terminal(json.dumps(entry.to_dict(), ensure_ascii=False)) + "\n")
+            sys.stdout.write(terminal.json_for_terminal(json.dumps(entry.to_dict(), ensure_ascii=ascii_only)) + "\n")
     return 0
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import codecs
 import contextlib
 import json
 import os
@@ -161,9 +162,19 @@ def fail(message: str, status: int = 1) -> int:
     return status
 
 
+def stdout_takes_unicode() -> bool:
+    """True when stdout's encoding holds every character (UTF-8); a Latin-1 or ASCII locale's does not."""
+    try:
+        return codecs.lookup(getattr(sys.stdout, "encoding", None) or "utf-8").name.startswith("utf")
+    except LookupError:
+        return False
+
+
 def print_json(value: Any) -> None:
-    """Print ``value`` as indented JSON on stdout."""
-    sys.stdout.write(terminal.json_for_terminal(json.dumps(value, indent=2, ensure_ascii=False)) + "\n")
+    """Print ``value`` as indented JSON on stdout (every character outside ASCII escaped where stdout's encoding
+    cannot hold it, so the JSON stays exact in any locale)."""
+    text = json.dumps(value, indent=2, ensure_ascii=not stdout_takes_unicode())
+    sys.stdout.write(terminal.json_for_terminal(text) + "\n")
 
 
 def styled_output(stream: TextIO | None = None) -> bool:

@@ -182,6 +182,27 @@ class NewcomerEdgesTest(ShellCase):
         self.assertEqual(result.returncode, 0, result.stderr)
         self.assertEqual(list(fresh.iterdir()), [])
 
+    def test_a_locale_that_is_not_utf8_gets_escapes_not_a_traceback(self) -> None:
+        """BROKE before the fix: in a Latin-1 (or ASCII) locale, an agent's arrow in its justification ended
+        'proposals list' with "UnicodeEncodeError: 'latin-1' codec can't encode character '\\u2192'"."""
+        words = "caf\u00e9 \u2192 the docs \U0001f600"
+        with QueueStore(self.db) as store:
+            filed = store.submit("web-3", TOOL_EGRESS_ALLOW, '{"host": "docs.python.org"}', words)
+        for encoding in ("latin-1", "ascii"):
+            env = {**relay_env(self.home), "PYTHONIOENCODING": encoding}
+            for argv in (["proposals", "list", "--bottle", "web-3"], ["proposals", "show", filed.short_id],
+                         ["proposals", "list", "--bottle", "web-3", "--json"]):
+                with self.subTest(encoding=encoding, argv=argv):
+                    result = subprocess.run([sys.executable, "-m", "bot_bottle", "--db", str(self.db), *argv],
+                                            cwd=REPO, capture_output=True, timeout=60, env=env)
+                    self.assertEqual(result.returncode, 0, result.stderr.decode(encoding, "replace"))
+                    self.assertEqual(result.stderr, b"")
+                    out = result.stdout.decode(encoding)
+                    if "--json" in argv:
+                        self.assertEqual(json.loads(out)[0]["justification"], words, "exact, as escapes")
+                    else:
+                        self.assertIn("\\u2192 the docs \\U0001f600", out)
+
     def test_a_typo_gets_the_nearest_and_the_verbs_own_help(self) -> None:
         """A mistyped verb, subverb or option: one line naming the nearest, pointing at the right --help."""
         for argv, nearest, helped in ((["propsals", "list"], "proposals", "bot-bottle --help"),
