@@ -82,7 +82,9 @@ class TuiTest(TempDirTest):
         self.term.send("y")
         self.term.wait_for("note (optional)")
         self.term.send("narrowed to c", "Enter")
-        self.term.wait_for("for how long? Enter: 7d")
+        # BROKE before the fix: the question was wider than 120 columns and scrolled its head (the id) away.
+        asked = self.term.wait_for("for how long? Enter: 7d")
+        self.assertIn(f"{self.routes.short_id} for how long?", asked)
         self.term.send("Enter")
         self.term.wait_for("2 pending")
         self.settle()

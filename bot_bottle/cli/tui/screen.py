@@ -13,6 +13,7 @@ import curses
 import os
 import select
 import sys
+import textwrap
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -38,6 +39,7 @@ LAST_KEYS = ("G", curses.KEY_END)
 CONFIRM_KEYS = " ↑↓/jk scroll  y record this modification  e edit again  n/Esc cancel"
 INVALID_KEYS = " ↑↓/jk scroll  e edit again  n/Esc cancel"
 PROMPT_KEYS = " Enter confirm  Esc cancel"
+ANSWER_ROOM = 20  # columns a prompt's answer has at least, after its label, before the label wraps
 # Escapes (text an agent wrote that the terminal must not act on) stand apart from the text around them.
 ESCAPE_ATTR = curses.A_UNDERLINE | curses.A_BOLD
 Line = terminal.Line
@@ -51,6 +53,15 @@ def scroll_moves(height: int) -> dict[str | int, int]:
     return {curses.KEY_UP: -1, "k": -1, curses.KEY_DOWN: 1, "j": 1, curses.KEY_PPAGE: -page,
             curses.KEY_NPAGE: page, " ": page}
 
+
+
+def label_rows(label: str, width: int) -> list[str]:
+    """A prompt's label on the rows it needs at ``width``, words whole, so none of it (the proposal's id, the
+    question) scrolls out of sight; the last row, where the answer is typed, keeps room for it."""
+    if len(label) <= width - ANSWER_ROOM or width <= 2 * ANSWER_ROOM:
+        return [label]
+    rows = textwrap.wrap(label, width - ANSWER_ROOM) or [""]
+    return [*rows[:-1], rows[-1] + " "]
 
 
 class TerminalScreen:
@@ -118,11 +129,16 @@ class TerminalScreen:
         try:
             while True:
                 height, width = self.screen.getmaxyx()
-                rows = self.wrapped(list(about), width)[-max(0, height - 3):] if height > 3 else []
+                *above, last = label_rows(label, width)
+                room = height - 3 - len(above)
+                rows = self.wrapped(list(about), width)[-room:] if room > 0 else []
                 for offset, (row, attr) in enumerate(rows):
-                    self.put(height - 2 - len(rows) + offset, 0, terminal.pad(row, width), attr | curses.A_REVERSE)
+                    self.put(height - 2 - len(above) - len(rows) + offset, 0, terminal.pad(row, width),
+                             attr | curses.A_REVERSE)
+                for offset, words in enumerate(above):
+                    self.put(height - 2 - len(above) + offset, 0, words.ljust(width))
                 self.put(height - 2, 0, " " * width)
-                shown = (label + text)[-(width - 2):] if width > 2 else ""
+                shown = (last + text)[-(width - 2):] if width > 2 else ""
                 self.put(height - 2, 0, shown)
                 self.put(height - 1, 0, PROMPT_KEYS.ljust(width - 1), curses.A_REVERSE)
                 self.screen.refresh()
