@@ -14,8 +14,10 @@ from unittest import mock
 
 from bot_bottle.audit_store import AuditStore
 from bot_bottle.cli.tui.app import GUARD_SEC, SuperviseTUI
+from bot_bottle.cli.tui.grants_view import grant_question
 from bot_bottle.decisions import decide
 from bot_bottle.errors import DatabaseBusy
+from bot_bottle.policy.lifetimes import LIFETIMES
 from bot_bottle.queue_store import QueueStore
 from bot_bottle.records import (
     STATUS_APPROVED,
@@ -23,8 +25,10 @@ from bot_bottle.records import (
     STATUS_REJECTED,
     TOOL_EGRESS_ALLOW,
     TOOL_EGRESS_BLOCK,
+    TOOL_EGRESS_TOKEN_ALLOW,
     TOOL_GITLEAKS_ALLOW,
 )
+from bot_bottle.timestamps import parse_duration
 from tests.helpers.support import REPO, TempDirTest, wait_until
 from tests.helpers.terminal import Terminal
 
@@ -290,3 +294,19 @@ class RefreshTest(TempDirTest):
             tui.refresh()
             self.assertEqual(tui.message, "")
             self.assertEqual([p.id for p in tui.items], [proposal.id])
+
+
+class GrantQuestionTest(TempDirTest):
+    def test_the_examples_are_answers_the_tool_takes(self) -> None:
+        """BROKE before the fix: a token's approval (at most 7d) asked 'at most 7d; 8h, 30d or a time', and 30d
+        was then refused. Every duration the question names is one its tool's grant may last."""
+        with QueueStore(self.tmp / "q.db") as store:
+            for tool, payload in ((TOOL_EGRESS_ALLOW, '{"host": "pypi.org"}'), (TOOL_EGRESS_BLOCK, "routes: []\n"),
+                                  (TOOL_GITLEAKS_ALLOW, '{"findings": []}'),
+                                  (TOOL_EGRESS_TOKEN_ALLOW, json.dumps({"host": "api.github.com", "method": "POST"}))):
+                question = grant_question(store.submit("web-1", tool, payload, "x"), approving=True)
+                named = re.findall(r"\b\d+[mhdw]\b", question)
+                with self.subTest(tool=tool, named=named):
+                    self.assertGreaterEqual(len(named), 3, question)
+                    for spelled in named:
+                        self.assertLessEqual(parse_duration("for", spelled), LIFETIMES[tool].maximum, question)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from bot_bottle.cli.tui.screen import CHECK_MS, ESCAPE, TerminalScreen
 from bot_bottle.errors import BotBottleError, ValidationError
 from bot_bottle.grants import GrantStore
-from bot_bottle.policy.lifetimes import LIFETIMES
+from bot_bottle.policy.lifetimes import DAY, LIFETIMES
 from bot_bottle.policy.subjects import describe_subject
 from bot_bottle.records import REMEMBER_ALL, REMEMBER_BOTTLE, Grant, Proposal
 from bot_bottle.text import terminal
@@ -38,8 +38,10 @@ def grant_question(proposal: Proposal, approving: bool) -> str:
     """The question asked after the note: for how long, and whether to remember (``+bottle``, ``+all``)."""
     life = LIFETIMES[proposal.tool]
     if approving:
+        # Examples the answer may give: within this tool's maximum (a token's is 7d, so not 30d).
+        examples = "8h, 30d" if life.maximum >= 30 * DAY else "1h, 2d"
         return (f"{proposal.short_id} for how long? Enter: {spell_duration(life.default)} (at most "
-                f"{spell_duration(life.maximum)}; 8h, 30d or a time); add +bottle or +all to approve the same "
+                f"{spell_duration(life.maximum)}; {examples} or a time); add +bottle or +all to approve the same "
                 "again until then: ")
     return (f"{proposal.short_id}: always reject the same: +bottle (this bottle's) or +all (every bottle's); a "
             "duration after it: only that long: ")
