@@ -14,7 +14,6 @@ import contextlib
 import difflib
 import importlib
 import io
-import os
 import re
 import sqlite3
 import sys
@@ -23,7 +22,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from bot_bottle import __version__
-from bot_bottle.cli.common import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, fail
+from bot_bottle.cli.common import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, drop_stdout, fail
 from bot_bottle.cli.examples import finish_help
 from bot_bottle.cli.registry import VERBS
 from bot_bottle.connection import translate
@@ -194,10 +193,6 @@ def _flushed(status: int) -> int:
 
 
 def _reader_gone() -> int:
-    """stdout's reader went away: point stdout at /dev/null (so the interpreter's last flush cannot fail
-    again and print a traceback) and end quietly."""
-    with contextlib.suppress(OSError, ValueError):
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        os.close(devnull)
+    """stdout's reader went away: end quietly (``drop_stdout``), as a pipeline's tools do."""
+    drop_stdout()
     return EXIT_OK

@@ -157,6 +157,12 @@ def fail(message: str, status: int = 1) -> int:
     Every error line the CLI prints goes through here: messages can quote
     input, which never reaches the terminal raw.
     """
+    # What was printed first comes first, also where stdout and stderr go to one file (doctor's report, then
+    # "doctor found errors (see above)"): stdout is block-buffered there, and stderr is not.
+    try:
+        sys.stdout.flush()
+    except (OSError, ValueError):  # its reader went away (| head): the failure is still this command's status
+        drop_stdout()
     # On one line too, so a stored field with a newline cannot add a line that reads as our own.
     print(f"bot-bottle: error: {terminal.clean_line(message)}", file=sys.stderr)
     return status
@@ -168,6 +174,15 @@ def stdout_takes_unicode() -> bool:
         return codecs.lookup(getattr(sys.stdout, "encoding", None) or "utf-8").name.startswith("utf")
     except LookupError:
         return False
+
+
+def drop_stdout() -> None:
+    """stdout's reader went away: point stdout at /dev/null, so no later flush (the interpreter's last one
+    included) fails again and prints a traceback."""
+    with contextlib.suppress(OSError, ValueError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
 
 
 def print_json(value: Any) -> None:

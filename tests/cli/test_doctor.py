@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
+import shlex
 import sqlite3
+import subprocess
+import sys
 from unittest import mock
 
 from bot_bottle import filesystems
@@ -14,7 +18,7 @@ from bot_bottle.filesystems import LOCAL, SHARED, MountEntry
 from bot_bottle.sidecar import server as supervise_server
 from bot_bottle.sidecar.mount_check import LockProbe, MountReport
 from bot_bottle.sidecar.transport import MOUNT, Transport
-from tests.helpers.support import TempDirTest, digest
+from tests.helpers.support import REPO, TempDirTest, digest
 
 
 class DoctorTest(TempDirTest):
@@ -129,6 +133,24 @@ class DoctorTest(TempDirTest):
         self.assertEqual((levels["filesystem"], levels["locking"]), ("ok", "ok"))
         self.assertFalse((self.tmp / "none").exists())
         self.assertEqual(sorted(p.name for p in self.tmp.iterdir()), ["home"])
+
+    def test_the_error_comes_after_the_report_it_points_at(self) -> None:
+        """BROKE before the fix: 'doctor > report.txt 2>&1' began with "doctor found errors (see above)" and
+        the report came after it (stdout is buffered in a file, stderr is not)."""
+        env = {name: value for name, value in os.environ.items() if name != "PYTHONUNBUFFERED"}  # as a shell runs it
+        result = subprocess.run([sys.executable, "-m", "bot_bottle", "doctor", "--db", str(self.tmp / "x.db")],
+                                cwd=REPO, env={**env, "HOME": str(self.home)}, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True, timeout=60)
+        self.assertEqual(result.returncode, 1)
+        lines = result.stdout.splitlines()
+        self.assertTrue(lines[0].startswith("ok       python"), lines[0])
+        self.assertIn("doctor found errors (see above)", lines[-1])
+        # And a failure stays one when the reader went away: 'doctor | true' was 0.
+        gone = subprocess.run(["bash", "-o", "pipefail", "-c", f"{shlex.quote(sys.executable)} -m bot_bottle doctor "
+                               f"--db {shlex.quote(str(self.tmp / 'x.db'))} | true"], cwd=REPO,
+                              env={**env, "HOME": str(self.home)}, capture_output=True, text=True, timeout=60)
+        self.assertEqual(gone.returncode, 1, gone.stderr)
+        self.assertNotIn("Traceback", gone.stderr)
 
     def test_fresh_home_checks_the_place(self) -> None:
         """On a fresh HOME the host database is still to come: a warning, and the filesystem and lock
