@@ -119,14 +119,15 @@ def register(subparsers: Any) -> None:
         "bottles", help=summary("bottles"), description=summary("bottles"), epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    commands = parser.add_subparsers(dest="bottles_verb", metavar="VERB", required=True)
     listing = verb_parser(commands, "list", json=True,
                           help="every bottle: state (stale when its sidecar went silent), pending count, oldest age",
                           description="Every bottle the host knows with its state, its pending proposals and how "
                           "long the oldest has waited, from one query. Bottles with pending work come first.")
     listing.set_defaults(handler=cmd_bottles_list)
-    show = verb_parser(commands, "show", json=True, help="one bottle's life and its pending proposals",
+    show = verb_parser(commands, "show", json=True, help="one bottle's life, its pending proposals and its grants",
                        description="One bottle: backend, transport, when it was prepared, started, stopped and "
-                       "last seen, and its pending proposals.")
+                       "last seen, its pending proposals, and the grants in force (what it may do now, until "
+                       "when).")
     show.add_argument("slug", metavar="SLUG", help="the bottle's slug (its queue key)")
     show.set_defaults(handler=cmd_bottles_show)

@@ -64,3 +64,18 @@ class HelpTest(unittest.TestCase):
                     self.assertIn(f"\n  {code}", statuses)
                 description = text.split("\n\n", 2)[1]
                 self.assertTrue(all(len(line) <= 100 for line in description.splitlines()), description)
+
+    def test_every_group_names_its_verbs_the_same_way(self) -> None:
+        """BROKE before the fix: 'bottles --help' said 'COMMAND ...' where every other group says 'VERB ...', and
+        'bottles show --help' left out the grants it prints."""
+        groups = {verb[0] for verb in leaf_verbs(build_parser()) if len(verb) > 1}
+        for group in sorted(groups):
+            with self.subTest(group=group):
+                out = io.StringIO()
+                with redirect_stdout(out):
+                    main([group, "--help"])
+                self.assertIn("VERB ...", out.getvalue().split("\n\n", 1)[0])
+        out = io.StringIO()
+        with redirect_stdout(out):
+            main(["bottles", "show", "--help"])
+        self.assertIn("the grants in force", " ".join(out.getvalue().split()))
