@@ -52,9 +52,16 @@ class OneLineErrorParser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         """Print ``prog: error: message`` and exit 2."""
-        text = terminal.clean_line(f"{self.prog}: error: {message}{self._nearest(message)} "
+        text = terminal.clean_line(f"{self.prog}: error: {message}{self._nearest(message)}{self._verbs(message)} "
                                    f"(see '{self.prog} --help')")
         self.exit(EXIT_USAGE, text + "\n")
+
+    def _verbs(self, message: str) -> str:
+        """``: one of list, show, ...`` when a group was given without its verb (``bot-bottle proposals``)."""
+        if not message.startswith("the following arguments are required: VERB"):
+            return ""
+        groups = [a for a in self._actions if isinstance(a, argparse._SubParsersAction)]
+        return f" (one of: {', '.join(groups[0].choices)})" if groups else ""
 
     def _nearest(self, message: str) -> str:
         """``; did you mean 'X'?`` for an unknown choice or option close to a real one."""

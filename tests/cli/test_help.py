@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import io
 import unittest
-from contextlib import redirect_stdout
+from contextlib import redirect_stderr, redirect_stdout
 
 from bot_bottle.cli import build_parser, main
 from tests.helpers.support import REPO
@@ -79,3 +79,13 @@ class HelpTest(unittest.TestCase):
         with redirect_stdout(out):
             main(["bottles", "show", "--help"])
         self.assertIn("the grants in force", " ".join(out.getvalue().split()))
+
+    def test_a_group_without_its_verb_names_them(self) -> None:
+        """BROKE before the fix: 'bot-bottle proposals' said only 'the following arguments are required: VERB'."""
+        err = io.StringIO()
+        with redirect_stderr(err):
+            code = main(["proposals"])
+        self.assertEqual(code, 2)
+        (line,) = err.getvalue().splitlines()
+        self.assertIn("VERB (one of: list, show, approve, modify, reject)", line)
+        self.assertIn("(see 'bot-bottle proposals --help')", line)
