@@ -264,6 +264,10 @@ class Decision:
             raise ValidationError("for", "must be a whole number of seconds, at least 1")
         if self.remember is not None and self.remember not in REMEMBER_SCOPES:
             raise ValidationError("remember", f"{self.remember!r} is not one of {', '.join(REMEMBER_SCOPES)}")
+        if self.status == STATUS_REJECTED and self.grant_seconds is not None and self.remember is None:
+            # A rejection grants nothing that could end: a length given alone would be dropped without a word.
+            raise ValidationError("for", "a rejection has no length: --for says how long a remembered rejection "
+                                  "stands, so give --remember bottle or all with it, or leave --for out")
 
 
 @dataclass(frozen=True)

@@ -104,6 +104,9 @@ class ProposalsVerbsTest(CliTestCase):
             (("proposals", "show", "ffffffffff"), 1, "no proposal"),
             (("proposals", "approve", "xyz"), 2, "ID: 'xyz' is not a proposal id"),
             (("proposals", "reject", "xyz", "--reason", "no"), 2, "ID: 'xyz' is not a proposal id"),
+            # BROKE before the fix: recorded a plain rejection, the 2d dropped without a word.
+            (("proposals", "reject", proposal.short_id, "--reason", "no", "--for", "2d"), 2,
+             "--for: a rejection has no length"),
             (("grants", "revoke", "xyz", "--reason", "done"), 2, "ID: 'xyz' is not a grant id"),
             (("rules", "revoke", "xyz", "--reason", "done"), 2, "ID: 'xyz' is not a rule id"),
             (("proposals", "list", "--bottle", "../etc"), 2, "bottle slug"),
