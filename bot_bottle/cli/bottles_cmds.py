@@ -130,4 +130,4 @@ def register(subparsers: Any) -> None:
                        "last seen, its pending proposals, and the grants in force (what it may do now, until "
                        "when).")
     show.add_argument("slug", metavar="SLUG", help="the bottle's slug (its queue key)")
-    show.set_defaults(handler=cmd_bottles_show)
+    show.set_defaults(handler=cmd_bottles_show, field_options={"bottle": "SLUG"})

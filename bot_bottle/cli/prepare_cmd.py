@@ -99,4 +99,4 @@ def register(subparsers: Any) -> None:
                    help="for the relay: the IPv4 address of this host where the relay listens and sidecars reach it, "
                    "when the backend's default is wrong here (docker on Linux: 172.17.0.1, docker0's address; "
                    "macos-container: 192.168.64.1; podman has none)")
-    p.set_defaults(handler=cmd_prepare)
+    p.set_defaults(handler=cmd_prepare, field_options={"bottle": "SLUG"})

@@ -126,7 +126,7 @@ def register(subparsers: Any) -> None:
                    help="only proposals with a warning (of KIND: widens, look-alike or unreadable)")
     p.add_argument("--search", metavar="WORDS", help="only proposals whose row holds every word (case ignored)")
     p.add_argument("--limit", type=positive_int, metavar="N", help="only the newest N")
-    p.set_defaults(handler=cmd_proposals_list)
+    p.set_defaults(handler=cmd_proposals_list, field_options={"queue_key": "--bottle"})
 
     p = verb_parser(verbs, "show", help="one proposal in full",
                          description="Show a proposal: what approving it grants (with warnings), its diff (or "

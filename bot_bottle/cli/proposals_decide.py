@@ -174,7 +174,7 @@ def cmd_proposals_reject(args: argparse.Namespace) -> int:
     return _decide(args, STATUS_REJECTED, args.reason, None)
 
 
-_FIELD_OPTIONS = {"id": "ID", "notes": "--notes", "for": "--for", "remember": "--remember"}
+_FIELD_OPTIONS = {"id": "ID", "ids": "ID", "notes": "--notes", "for": "--for", "remember": "--remember"}
 
 
 def _add_digest(parser: argparse.ArgumentParser) -> None:

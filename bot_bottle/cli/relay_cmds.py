@@ -235,4 +235,4 @@ def register(subparsers: Any) -> None:
                     description="Revoke a bottle's relay credential and delete its relay file: the relay refuses "
                     "that bottle's sidecar from its next request. Preparing the bottle again mints a new token.")
     p.add_argument("slug", metavar="SLUG", help="the bottle")
-    p.set_defaults(handler=cmd_relay_revoke)
+    p.set_defaults(handler=cmd_relay_revoke, field_options={"bottle": "SLUG"})

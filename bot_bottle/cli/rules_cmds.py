@@ -120,7 +120,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--for", dest="duration", metavar="DURATION",
                    help="how long the rule stands: 8h, 7d, 2w or a time (approving rules must end)")
     p.add_argument("--notes", default="", metavar="TEXT", help="why (shown with each decision it makes)")
-    p.set_defaults(handler=cmd_rules_add, field_options={"for": "--for"})
+    p.set_defaults(handler=cmd_rules_add, field_options={"for": "--for", "paths": "--path", "methods": "--method"})
     p = verb_parser(verbs, "revoke", json=True, help="end a rule now",
                     description="End a standing rule now (audited). The grants it made stay until they end; "
                     "revoke those with 'grants revoke'.")

@@ -109,7 +109,16 @@ class ProposalsVerbsTest(CliTestCase):
              "--for: a rejection has no length"),
             (("grants", "revoke", "xyz", "--reason", "done"), 2, "ID: 'xyz' is not a grant id"),
             (("rules", "revoke", "xyz", "--reason", "done"), 2, "ID: 'xyz' is not a rule id"),
-            (("proposals", "list", "--bottle", "../etc"), 2, "bottle slug"),
+            (("proposals", "list", "--bottle", "../etc"), 2, "--bottle: '../etc' is not a bottle slug"),
+            # BROKE before the fix: these named the field as the code calls it (queue_key, IDS, bottle, paths).
+            (("proposals", "approve", proposal.short_id, proposal.short_id, "--digest", "0" * 64, "--digest",
+              "0" * 64), 2, "ID: the same proposal is named twice"),
+            (("bottles", "show", "a b"), 2, "SLUG: 'a b' is not a bottle slug"),
+            (("relay", "revoke", "a b"), 2, "SLUG: 'a b' is not a bottle slug"),
+            (("rules", "add", "--bottle", "web-1", "--host", "a.com", "--path", "x", "--for", "1d"), 2,
+             "--path: 'x' is not a path prefix"),
+            (("rules", "add", "--bottle", "web-1", "--host", "a.com", "--method", "get", "--for", "1d"), 2,
+             "--method: 'get' is not one of"),
             (("proposals", "modify", proposal.short_id, "--file", str(self.tmp / "missing")), 1, "cannot read"),
         ]
         for argv, want, needle in cases:
