@@ -62,13 +62,15 @@ _DURATION_RE = re.compile(r"(?:(\d{1,6})w)?(?:(\d{1,7})d)?(?:(\d{1,8})h)?(?:(\d{
 _UNITS = (("w", 7 * 86400), ("d", 86400), ("h", 3600), ("m", 60), ("s", 1))
 
 
-def parse_duration(field_name: str, text: str, *, now: str | None = None) -> int:
+def parse_duration(field_name: str, text: str, *, now: str | None = None, times: bool = True) -> int:
     """Seconds from ``now`` (default: the present) to what a person wrote: a duration or a later time.
 
     A duration is whole units, largest first: ``90m``, ``8h``, ``7d``, ``2w``,
     ``1d12h``. A time is ISO 8601 (UTC when it has no zone), and must lie in
-    the future. ``ValidationError`` (naming ``field_name``) for anything else,
-    a duration of nothing, or a time that has passed.
+    the future; ``times=False`` refuses one (a setting that is a length, such
+    as ``pending-ttl``, has no moment to end at). ``ValidationError`` (naming
+    ``field_name``) for anything else, a duration of nothing, or a time that
+    has passed.
     """
     spelled = text.strip().lower()
     match = _DURATION_RE.fullmatch(spelled)
@@ -77,6 +79,9 @@ def parse_duration(field_name: str, text: str, *, now: str | None = None) -> int
         if seconds < 1:
             raise ValidationError(field_name, f"{text.strip()[:40]!r} is no time at all: give one, such as 8h or 7d")
         return seconds
+    if not times:
+        raise ValidationError(field_name, f"{text.strip()[:40]!r} is not a length of time: give a duration such as "
+                              "90m, 8h, 7d, 2w or 1d12h")
     if not re.fullmatch(r"\d{4}-\d{2}-\d{2}.*", spelled):
         raise ValidationError(field_name, f"{text.strip()[:40]!r} is neither a duration (90m, 8h, 7d, 2w, 1d12h) "
                               "nor a time (2026-12-31T18:00Z)")

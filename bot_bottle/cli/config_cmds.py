@@ -34,7 +34,7 @@ def cmd_config_set(args: argparse.Namespace) -> int:
     """Set one of the host's settings (audited)."""
     if args.name != "pending-ttl":
         raise ValidationError("name", f"{args.name[:40]!r} is not a setting: the one there is, is pending-ttl")
-    seconds = parse_duration("pending-ttl", args.value)
+    seconds = parse_duration("pending-ttl", args.value, times=False)  # a length for every proposal, not a date
     with GrantStore(db_path(args)) as store:
         value = store.set_pending_ttl(seconds, set_by=default_decider())
     if args.json:

@@ -115,6 +115,9 @@ class ProposalsVerbsTest(CliTestCase):
               "0" * 64), 2, "ID: the same proposal is named twice"),
             (("bottles", "show", "a b"), 2, "SLUG: 'a b' is not a bottle slug"),
             (("relay", "revoke", "a b"), 2, "SLUG: 'a b' is not a bottle slug"),
+            # BROKE before the fix: a date was taken as the time from now to it ('25d2h'), for every proposal after.
+            (("config", "set", "pending-ttl", "2026-12-31T00:00Z"), 2, "pending-ttl: '2026-12-31T00:00Z' is not a "
+             "length of time"),
             (("rules", "add", "--bottle", "web-1", "--host", "a.com", "--path", "x", "--for", "1d"), 2,
              "--path: 'x' is not a path prefix"),
             (("rules", "add", "--bottle", "web-1", "--host", "a.com", "--method", "get", "--for", "1d"), 2,
