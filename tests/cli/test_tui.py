@@ -296,6 +296,26 @@ class RefreshTest(TempDirTest):
             self.assertEqual([p.id for p in tui.items], [proposal.id])
 
 
+class NarrowTuiTest(TempDirTest):
+    def test_at_80_columns_the_keys_to_decide_and_quit_stay_in_sight(self) -> None:
+        """BROKE before the fix: at 80 columns the key line was cut at 'r/R reject (R: a…': 'v grants' and 'q'
+        never showed, in the list or in a proposal's detail."""
+        db = self.tmp / "narrow.db"
+        with QueueStore(db) as store:
+            store.submit("web-1", TOOL_EGRESS_ALLOW, '{"host": "pypi.org"}\n', "pip install")
+        term = Terminal(self, f"cd {shlex.quote(str(REPO))} && env HOME={shlex.quote(str(self.home))} "
+                        f"{shlex.quote(sys.executable)} -m bot_bottle supervise --db {shlex.quote(str(db))}; sleep 30",
+                        width=80, height=24)
+        listing = term.wait_for("1 pending")
+        for needle in ("Enter open", "a approve", "r/R reject", "v grants", "q quit"):
+            self.assertIn(needle, listing.splitlines()[-1])
+        term.send("Enter")
+        detail = term.wait_for("J all")
+        for needle in ("a approve", "m modify", "r reject", "Esc/b back", "q quit"):
+            self.assertIn(needle, detail.splitlines()[-1])
+        term.send("q")
+
+
 class GrantQuestionTest(TempDirTest):
     def test_the_examples_are_answers_the_tool_takes(self) -> None:
         """BROKE before the fix: a token's approval (at most 7d) asked 'at most 7d; 8h, 30d or a time', and 30d

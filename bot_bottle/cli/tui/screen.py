@@ -27,13 +27,33 @@ CHECK_MS = 50  # how often the database file is stat'ed for a commit (a new prop
 ENTER_KEYS = ("\n", "\r", curses.KEY_ENTER)
 ESCAPE = "\x1b"
 BACKSPACE_KEYS = ("\b", "\x7f", curses.KEY_BACKSPACE)
-LIST_KEYS = (" ↑↓/jk move  g/G first/last  Enter open  a approve  m modify  r/R reject (R: always)  / filter  "
-             "w warned  v grants  q")
-DETAIL_KEYS = (" ↑↓/jk scroll  g/G top/end  / search  n next  J all the agent wrote  a approve  m modify  r reject  "
-               "Esc/b back  q quit")
+
+
+class Keys(str):
+    """A key line, with a short form for a terminal too narrow for it whole (80 columns): the decision keys and
+    how to quit stay in sight, where the whole line would be cut before them."""
+
+    short: str
+
+    def __new__(cls, text: str, short: str) -> Keys:
+        """``text``, and ``short`` for a narrow terminal."""
+        keys = super().__new__(cls, text)
+        keys.short = short
+        return keys
+
+    def fit(self, width: int) -> str:
+        """The whole line where it fits in ``width`` columns, else the short form."""
+        return str(self) if len(self) < width else self.short
+
+
+LIST_KEYS = Keys(" ↑↓/jk move  g/G first/last  Enter open  a approve  m modify  r/R reject (R: always)  / filter  "
+                 "w warned  v grants  q", " Enter open  a approve  m modify  r/R reject  / w filter  v grants  q quit")
+DETAIL_KEYS = Keys(" ↑↓/jk scroll  g/G top/end  / search  n next  J all the agent wrote  a approve  m modify  "
+                   "r reject  Esc/b back  q quit",
+                   " / search  n next  J all  a approve  m modify  r reject  Esc/b back  q quit")
 UNAVAILABLE = "database unavailable: "
-REPORT_KEYS = (" ↑↓/jk scroll  g/G  / search  J all the agent wrote  a approve (with a reason)  r reject  Esc/b back  "
-               "q quit")
+REPORT_KEYS = Keys(" ↑↓/jk scroll  g/G  / search  J all the agent wrote  a approve (with a reason)  r reject  "
+                   "Esc/b back  q quit", " / search  J all  a approve (with a reason)  r reject  Esc/b back  q quit")
 FIRST_KEYS = ("g", curses.KEY_HOME)
 LAST_KEYS = ("G", curses.KEY_END)
 CONFIRM_KEYS = " ↑↓/jk scroll  y record this modification  e edit again  n/Esc cancel"
