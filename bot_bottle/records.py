@@ -140,8 +140,7 @@ def validate_proposal_id(value: object) -> str:
 
 
 def validate_id_prefix(value: object, what: str = "proposal") -> str:
-    """A prefix of an id of ``what`` (a proposal's, a grant's, a rule's: 1-32 hex digits); upper case is
-    accepted and folded."""
+    """A prefix of a ``what``'s id (proposal, grant, rule: 1-32 hex digits); upper case is accepted and folded."""
     if not isinstance(value, str) or not ID_PREFIX_RE.fullmatch(value.lower()):
         raise ValidationError("id", f"{str(value)[:80]!r} is not a {what} id or prefix (hex digits)")
     return value.lower()
@@ -264,8 +263,8 @@ class Decision:
             raise ValidationError("for", "must be a whole number of seconds, at least 1")
         if self.remember is not None and self.remember not in REMEMBER_SCOPES:
             raise ValidationError("remember", f"{self.remember!r} is not one of {', '.join(REMEMBER_SCOPES)}")
+        # A rejection grants nothing that could end: a length given alone would be dropped without a word.
         if self.status == STATUS_REJECTED and self.grant_seconds is not None and self.remember is None:
-            # A rejection grants nothing that could end: a length given alone would be dropped without a word.
             raise ValidationError("for", "a rejection has no length: --for says how long a remembered rejection "
                                   "stands, so give --remember bottle or all with it, or leave --for out")
 
