@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
-from bot_bottle.cli.common import db_path, print_json, print_table, print_untrusted, verb_parser
+from bot_bottle.cli.common import db_path, print_json, print_table, print_untrusted, verb_parser, warn
 from bot_bottle.cli.grants_cmds import rule_json
+from bot_bottle.cli.inbox import apply_standing
 from bot_bottle.cli.registry import summary
 from bot_bottle.decisions import default_decider
 from bot_bottle.errors import ValidationError
@@ -14,9 +16,12 @@ from bot_bottle.grants import GrantStore
 from bot_bottle.policy.lifetimes import LIFETIMES, MAX_REJECT_RULE_SECONDS, grant_seconds
 from bot_bottle.policy.routes import host_is_wide, make_route
 from bot_bottle.policy.subjects import describe_subject
-from bot_bottle.records import EFFECT_APPROVE, EFFECT_REJECT, TOOL_EGRESS_ALLOW
+from bot_bottle.queue_store import QueueStore
+from bot_bottle.records import EFFECT_APPROVE, EFFECT_REJECT, SHORT_ID_LENGTH, TOOL_EGRESS_ALLOW
 from bot_bottle.timestamps import later, parse_duration, spell_duration, time_left, utc_now
 
+_NAMED = 8  # proposals a new rule decided at once, named by id; the rest counted
+_DONE = {EFFECT_APPROVE: "approved", EFFECT_REJECT: "rejected"}
 _RULES_EPILOG = """\
 examples:
   bot-bottle rules list
@@ -73,15 +78,32 @@ def cmd_rules_add(args: argparse.Namespace) -> int:
         rule = store.add_rule(queue_key=args.bottle, tool=TOOL_EGRESS_ALLOW, subject=subject,
                               pattern="*" in route.host, effect=effect, notes=args.notes, ends_at=ends_at,
                               created_by=default_decider(), now=now)
+    decided = _decided_now(db_path(args), rule.id)
     if args.json:
-        print_json(rule_json(rule, utc_now()))
+        print_json({**rule_json(rule, utc_now()), "decided_now": decided})
         return 0
     scope = rule.queue_key or "every bottle"
     print_untrusted(f"rule {rule.short_id}: {rule.effect} {describe_subject(rule.tool, rule.subject_value)} for "
                     f"{scope}, {time_left(now, rule.ends_at)}")
+    if decided:
+        shown = ", ".join(proposal_id[:SHORT_ID_LENGTH] for proposal_id in decided[:_NAMED])
+        print_untrusted(f"it {_DONE[rule.effect]} {len(decided)} pending proposal(s) it matches, now: {shown}"
+                        f"{', ...' if len(decided) > _NAMED else ''} ('proposals list --all' shows them)")
     if host_is_wide(route.host):
         print_untrusted(f"WARNING: {route.host} is a wildcard over more than one organisation's hosts")
     return 0
+
+
+def _decided_now(path: Path, rule_id: str) -> list[str]:
+    """The pending proposals the new rule decided at once, as the next look of a list, the TUI or the dashboard
+    would have without a word (``apply_standing``); what that look could not do is warned of."""
+    with QueueStore(path) as queue:
+        waiting = [summary.id for summary in queue.pending_summaries()]
+        for problem in apply_standing(queue):
+            warn(problem)
+        responses = {proposal_id: queue.response(proposal_id) for proposal_id in waiting}
+    return [proposal_id for proposal_id, response in responses.items()
+            if response is not None and response.decided_by == f"rule {rule_id}"]
 
 
 def cmd_rules_revoke(args: argparse.Namespace) -> int:
@@ -110,7 +132,9 @@ def register(subparsers: Any) -> None:
                     description="Add a standing rule for egress-allow proposals: approve (until --for) or "
                     "reject (--reject; for good unless --for) every proposal of one bottle (--bottle) or of all "
                     "(--all-bottles) that asks for this host, within these methods and paths. A host pattern "
-                    "(*.example.com) matches the names under it; a wildcard over a public suffix is warned of.")
+                    "(*.example.com) matches the names under it; a wildcard over a public suffix is warned of. "
+                    "Proposals already pending that it matches are decided at once, and named (--json: "
+                    "decided_now).")
     p.add_argument("--bottle", metavar="SLUG", help="the bottle whose proposals it decides")
     p.add_argument("--all-bottles", action="store_true", help="decide every bottle's matching proposals")
     p.add_argument("--host", required=True, metavar="HOST", help="the host, or a pattern such as *.example.com")

@@ -144,6 +144,23 @@ class StandingBeforeListingTest(CliTestCase):
                 self.assertEqual(response.status, "rejected")
                 self.assertTrue(response.decided_by.startswith("rule "), response.decided_by)
 
+    def test_a_new_rule_names_the_pending_proposals_it_decides(self) -> None:
+        """BROKE before the fix: 'rules add' said only 'rule X: approve ...', and the pending proposals it matched
+        were decided at the next list, TUI or dashboard look, without a word: they left the queue unseen."""
+        matched = [self.store.submit("web-1", TOOL_EGRESS_ALLOW, json.dumps({"host": f"h{n}.example.com"}), "j")
+                   for n in range(2)]
+        other = self.store.submit("web-1", TOOL_EGRESS_ALLOW, '{"host": "pypi.org"}', "pip")
+        code, out, err = self.cli("rules", "add", "--bottle", "web-1", "--host", "*.example.com", "--for", "1d")
+        self.assertEqual((code, err), (0, ""))
+        self.assertIn("it approved 2 pending proposal(s) it matches, now: "
+                      f"{matched[0].short_id}, {matched[1].short_id}", out)
+        for proposal in matched:
+            response = self.store.response(proposal.id)
+            self.assertEqual(response.status if response else None, "approved")
+        self.assertIsNone(self.store.response(other.id))
+        code, out, _ = self.cli("rules", "add", "--bottle", "web-1", "--host", "pypi.org", "--reject", "--json")
+        self.assertEqual(json.loads(out)["decided_now"], [other.id])
+
     def test_a_rule_that_cannot_be_applied_is_said_and_the_list_still_shows(self) -> None:
         """The host's audit key gone: one warning line on stderr, and the proposal listed as waiting."""
         filed = self.store.submit("web-1", TOOL_EGRESS_ALLOW, '{"host": "pastebin.com"}', "a paste")
