@@ -125,15 +125,19 @@ def version_number(text: str) -> int:
     return _whole_number(text, 0, MAX_VERSION, "a version number")
 
 
-def db_path(args: argparse.Namespace, *, create: bool = False) -> Path:
+def db_path(args: argparse.Namespace, *, create: bool = False, findings: bool = False) -> Path:
     """The database path the command works on.
 
     A ``--db`` the user named must be an existing file unless ``create`` (the
     verbs that create a database): a mistyped path is an error, never a new
-    empty database. The host database is created on first use.
+    empty database; and never a device or a FIFO, unless ``findings`` (doctor
+    reports what is there). The host database is created on first use.
     """
     given = getattr(args, "db", None)
     path = resolve_db_path(given)
+    if given is not None and not findings and path.exists() and not path.is_file() and not path.is_dir():
+        # A device or a FIFO (--db /dev/null): SQLite would fail on it, or leave a journal beside it (/dev).
+        raise CannotOpenDatabase(f"--db {path} is not a regular file, so not a database file: point --db at one")
     if given is not None and not create:
         if path.is_dir():
             raise CannotOpenDatabase(f"--db {path} is a directory, not a database file")

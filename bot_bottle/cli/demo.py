@@ -29,7 +29,7 @@ from types import FrameType
 from typing import Any
 
 from bot_bottle.audit_store import AuditStore
-from bot_bottle.cli.common import add_db_option, print_untrusted
+from bot_bottle.cli.common import add_db_option, db_path, print_untrusted
 from bot_bottle.cli.registry import summary
 from bot_bottle.cli.tui.app import SuperviseTUI
 from bot_bottle.cli.tui.verb import check_terminal
@@ -360,7 +360,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     for stop_signal in (signal.SIGHUP, signal.SIGTERM):
         signal.signal(stop_signal, _interrupt)
     if args.db is not None:
-        return Demo(args.db, auto, args.wait_seconds).run()
+        return Demo(db_path(args, create=True), auto, args.wait_seconds).run()
     folder = Path(tempfile.mkdtemp(prefix="bot-bottle-demo-"))
     try:
         # Its audit key and anchor too: nothing of a throwaway demo is ever written in ~/.bot-bottle.

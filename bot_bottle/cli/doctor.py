@@ -197,7 +197,7 @@ def transport_checks(platform: str = sys.platform) -> list[dict[str, str]]:
 
 def cmd_doctor(args: argparse.Namespace) -> int:
     """Print the checks; exit 1 if any is an error."""
-    path = db_path(args, create=True)  # doctor reports a missing or wrong path as a finding
+    path = db_path(args, create=True, findings=True)  # doctor reports a missing or wrong path as a finding
     checks = diagnose(path, named=args.db is not None) + transport_checks()
     failed = any(c["level"] == ERROR for c in checks)
     if args.json:

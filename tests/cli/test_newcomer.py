@@ -51,6 +51,19 @@ class MistypedDbTest(TempDirTest):
             with self.subTest(verb=verb):
                 self.assert_clean_error(self.run_cli(*verb, "--db", str(self.tmp)), 1, "is a directory")
 
+    def test_a_device_or_a_fifo_as_the_database(self) -> None:
+        """BROKE before the fix: '--db /dev/null' said "I/O error on /dev/null (disk I/O error)" and 'db upgrade'
+        left /dev/null-journal in /dev; a FIFO the same. Now one line naming it, and nothing beside it."""
+        fifo = self.tmp / "fifo.db"
+        os.mkfifo(fifo)
+        for verb in (("proposals", "list"), ("db", "status"), ("db", "upgrade"), ("demo", "--auto")):
+            with self.subTest(verb=verb):
+                self.assert_clean_error(self.run_cli(*verb, "--db", str(fifo)), 1, "is not a regular file")
+                self.assertEqual(sorted(p.name for p in self.tmp.iterdir()), ["fifo.db", "home"])
+        report = self.run_cli("doctor", "--db", str(fifo))
+        self.assertEqual(report.returncode, 1)
+        self.assertIn(f"{fifo} is not a regular file", report.stdout, "doctor reports it as a finding")
+
     def test_a_directory_this_user_cannot_enter(self) -> None:
         """A --db behind a directory the user cannot enter: one line, no traceback (run as nobody)."""
         setpriv, python = shutil.which("setpriv"), "/usr/bin/python3"
