@@ -186,6 +186,8 @@ class Demo:
 
     def start_server(self) -> tuple[subprocess.Popen[str], str]:
         """Start the sidecar server as its own process, as a bottle would; its URL."""
+        with QueueStore(self.db):  # created and migrated by the host, as 'prepare' does: a sidecar never makes one
+            pass
         return spawn(DEMO_BOTTLE, self.db, "--wait-seconds", str(self.wait_seconds),
                                       "--routes-file", str(self.routes_file), ready_timeout=SERVER_START_TIMEOUT_SEC)
 

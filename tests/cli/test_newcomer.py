@@ -64,6 +64,14 @@ class MistypedDbTest(TempDirTest):
         self.assertEqual(report.returncode, 1)
         self.assertIn(f"{fifo} is not a regular file", report.stdout, "doctor reports it as a finding")
 
+    def test_the_demo_creates_the_database_it_is_given(self) -> None:
+        """BROKE before the fix: 'demo --db new/dir/x.db' (its help: "created if missing") ended in "the supervise
+        server did not start": its sidecar, rightly, never makes a directory. The host makes it first now."""
+        result = self.run_cli("demo", "--auto", "--db", str(self.tmp / "new" / "dir" / "x.db"), timeout=120)
+        self.assertEqual(result.returncode, 0, result.stderr)
+        self.assertTrue((self.tmp / "new" / "dir" / "x.db").is_file())
+        self.assertEqual((self.tmp / "new" / "dir").stat().st_mode & 0o777, 0o700)
+
     def test_a_directory_this_user_cannot_enter(self) -> None:
         """A --db behind a directory the user cannot enter: one line, no traceback (run as nobody)."""
         setpriv, python = shutil.which("setpriv"), "/usr/bin/python3"
