@@ -18,11 +18,10 @@ import re
 import sqlite3
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 from typing import NoReturn
 
 from bot_bottle import __version__
-from bot_bottle.cli.common import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, drop_stdout, fail
+from bot_bottle.cli.common import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, db_file, drop_stdout, fail
 from bot_bottle.cli.examples import finish_help
 from bot_bottle.cli.registry import VERBS
 from bot_bottle.connection import translate
@@ -111,7 +110,7 @@ def build_parser(verb: str | None = None, *, every: bool = True) -> argparse.Arg
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("-V", "--version", action="version", version=f"bot-bottle {__version__}")
-    parser.add_argument("--db", metavar="PATH", type=Path, default=None,
+    parser.add_argument("--db", metavar="PATH", type=db_file, default=None,
                         help="database file to use, for any verb (default: ~/.bot-bottle/db/bot-bottle.db)")
     verbs = parser.add_subparsers(dest="verb", metavar="VERB")
     for name, (module, summary) in VERBS.items():

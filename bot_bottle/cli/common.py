@@ -56,12 +56,18 @@ def confirm(question: str) -> bool:
     return answer.strip().lower() in ("y", "yes")
 
 
+def db_file(text: str) -> Path:
+    """argparse type of ``--db``: the path, a leading ``~`` expanded as a shell would (``--db=~/copy.db`` is not
+    expanded by one, and would otherwise make a directory named ``~`` in the current one)."""
+    return Path(text).expanduser()
+
+
 def add_db_option(parser: argparse.ArgumentParser, help: str | None = None) -> None:
     """``--db PATH``: the database to use (default: the host database); also accepted before the verb."""
     parser.add_argument(
         "--db",
         metavar="PATH",
-        type=Path,
+        type=db_file,
         # SUPPRESS: when not given here, the value from before the verb (or None) stands.
         default=argparse.SUPPRESS,
         help=help or "database file to use (default: ~/.bot-bottle/db/bot-bottle.db)",

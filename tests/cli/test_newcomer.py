@@ -45,6 +45,20 @@ class MistypedDbTest(TempDirTest):
         listed = self.run_cli("--db", str(missing), "proposals", "list")
         self.assertEqual((listed.returncode, listed.stdout.strip()), (0, "no pending proposals"))
 
+    def test_a_tilde_the_shell_left_is_home(self) -> None:
+        """BROKE before the fix: 'db upgrade --db=~/copy.db' (the shell expands no ~ after '--db=') made a
+        directory named '~' in the current one, with the database in it."""
+        work = self.tmp / "work"
+        work.mkdir()
+        env = {**os.environ, "HOME": str(self.home), "PYTHONPATH": str(REPO)}
+        for argv in (["db", "upgrade", "--db=~/copy.db"], ["--db=~/copy.db", "proposals", "list"]):
+            result = subprocess.run([sys.executable, "-m", "bot_bottle", *argv], cwd=work, env=env,
+                                    capture_output=True, text=True, timeout=60)
+            self.assertEqual(result.returncode, 0, result.stderr)
+        self.assertEqual(list(work.iterdir()), [])
+        self.assertTrue((self.home / "copy.db").is_file())
+        self.assertEqual(result.stdout.strip(), "no pending proposals")
+
     def test_a_directory_as_the_database(self) -> None:
         """A directory given as the database is one line."""
         for verb in (("proposals", "list"), ("db", "upgrade"), ("audit", "verify")):
