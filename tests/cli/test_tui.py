@@ -17,6 +17,7 @@ from bot_bottle.cli.tui.app import GUARD_SEC, SuperviseTUI
 from bot_bottle.cli.tui.grants_view import grant_question
 from bot_bottle.decisions import decide
 from bot_bottle.errors import DatabaseBusy
+from bot_bottle.grants import GrantStore
 from bot_bottle.policy.lifetimes import LIFETIMES
 from bot_bottle.queue_store import QueueStore
 from bot_bottle.records import (
@@ -138,6 +139,20 @@ class TuiTest(TempDirTest):
         self.term.wait_for("reject cancelled")
         self.assertEqual(len(self.store.pending()), 3)
         self.quit()
+
+    def test_always_reject_without_a_scope_says_it_was_once(self) -> None:
+        """BROKE before the fix: R, a reason and Enter at "always reject the same: +bottle ... or +all" recorded a
+        one-time rejection and said only 'rejected ...', as if it stood from now on."""
+        self.term.send("R")
+        self.term.wait_for("reason for rejecting")
+        self.term.send("not this", "Enter")
+        self.term.wait_for("always reject the same")
+        self.term.send("Enter")
+        self.term.wait_for("once: no +bottle or +all given, so nothing is rejected from now on")
+        self.settle()
+        self.quit()
+        with GrantStore(self.db) as grants:
+            self.assertEqual(grants.rules(), [])
 
     def test_decided_elsewhere_and_new_arrivals(self) -> None:
         """A proposal decided elsewhere while open is reported, and nothing is selected; new ones appear, marked."""

@@ -108,6 +108,8 @@ class Deciding:
             return f"{status} {label}; but {exc}"
         except (AlreadyDecided, NotFound, ValidationError, BotBottleError) as exc:
             return f"{exc}; nothing recorded"
+        if key == "R" and not choice.remember:  # R without +bottle or +all: said, not passed for "from now on"
+            return f"{status} {label}, once: no +bottle or +all given, so nothing is rejected from now on"
         return f"{status} {label}" + (f", remembered for {choice.remember}" if choice.remember else "")
 
     def edit(self, proposal: Proposal, text: str) -> str | None:
