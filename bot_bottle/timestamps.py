@@ -59,6 +59,8 @@ def parse_timestamp(field_name: str, text: str) -> str:
 
 
 _DURATION_RE = re.compile(r"(?:(\d{1,6})w)?(?:(\d{1,7})d)?(?:(\d{1,8})h)?(?:(\d{1,9})m)?(?:(\d{1,10})s)?")
+# The same units with any number of digits: a duration too long for the one above (999999999999d), said so.
+_LONG_DURATION_RE = re.compile(r"(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?")
 _UNITS = (("w", 7 * 86400), ("d", 86400), ("h", 3600), ("m", 60), ("s", 1))
 
 
@@ -79,6 +81,10 @@ def parse_duration(field_name: str, text: str, *, now: str | None = None, times:
         if seconds < 1:
             raise ValidationError(field_name, f"{text.strip()[:40]!r} is no time at all: give one, such as 8h or 7d")
         return seconds
+    too_long = _LONG_DURATION_RE.fullmatch(spelled)
+    if too_long is not None and any(too_long.groups()):
+        raise ValidationError(field_name, f"{text.strip()[:40]!r} is longer than anything here may last: give a "
+                              "duration such as 8h, 7d or 2w")
     if not times:
         raise ValidationError(field_name, f"{text.strip()[:40]!r} is not a length of time: give a duration such as "
                               "90m, 8h, 7d, 2w or 1d12h")

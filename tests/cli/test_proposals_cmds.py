@@ -118,6 +118,9 @@ class ProposalsVerbsTest(CliTestCase):
             # BROKE before the fix: a date was taken as the time from now to it ('25d2h'), for every proposal after.
             (("config", "set", "pending-ttl", "2026-12-31T00:00Z"), 2, "pending-ttl: '2026-12-31T00:00Z' is not a "
              "length of time"),
+            # BROKE before the fix: "is neither a duration (90m, 8h, 7d, 2w, 1d12h) nor a time".
+            (("rules", "add", "--bottle", "web-1", "--host", "a.com", "--for", "99999999d"), 2,
+             "--for: '99999999d' is longer than anything here may last"),
             (("rules", "add", "--bottle", "web-1", "--host", "a.com", "--path", "x", "--for", "1d"), 2,
              "--path: 'x' is not a path prefix"),
             (("rules", "add", "--bottle", "web-1", "--host", "a.com", "--method", "get", "--for", "1d"), 2,
