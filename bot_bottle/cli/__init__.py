@@ -41,7 +41,8 @@ examples:
   bot-bottle db status                the database's path and schema version
   bot-bottle doctor                   is the database, and the filesystem under it, safe?
 
-Every verb takes --db PATH (default: ~/.bot-bottle/db/bot-bottle.db) and --help.
+Every verb takes --help and --db PATH (default: ~/.bot-bottle/db/bot-bottle.db), but prepare,
+which works on the host database.
 """
 
 
@@ -111,7 +112,8 @@ def build_parser(verb: str | None = None, *, every: bool = True) -> argparse.Arg
     )
     parser.add_argument("-V", "--version", action="version", version=f"bot-bottle {__version__}")
     parser.add_argument("--db", metavar="PATH", type=db_file, default=None,
-                        help="database file to use, for any verb (default: ~/.bot-bottle/db/bot-bottle.db)")
+                        help="database file to use, for any verb but prepare (default: "
+                        "~/.bot-bottle/db/bot-bottle.db)")
     verbs = parser.add_subparsers(dest="verb", metavar="VERB")
     for name, (module, summary) in VERBS.items():
         if every or name == verb:

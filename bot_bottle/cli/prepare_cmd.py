@@ -8,7 +8,7 @@ from typing import Any
 from bot_bottle.backends import BACKENDS, backend
 from bot_bottle.backends.launch import APPLE_CONTAINER, DEFAULT_IMAGE, DOCKER, PODMAN
 from bot_bottle.backends.plan import TRANSPORTS, Supervise
-from bot_bottle.cli.common import fail, port_number, print_json, verb_parser
+from bot_bottle.cli.common import add_db_option, add_json_option, fail, port_number, print_json
 from bot_bottle.cli.registry import summary
 from bot_bottle.relay.process import DEFAULT_RELAY_PORT
 from bot_bottle.text import terminal
@@ -67,8 +67,8 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 
 def register(subparsers: Any) -> None:
     """Add the ``prepare`` verb."""
-    p = verb_parser(
-        subparsers, "prepare", json=True, help=summary("prepare"),
+    p = subparsers.add_parser(
+        "prepare", help=summary("prepare"),
         description="Prepare a bottle's supervise plane on this host: create and migrate the database, choose "
         "the transport (the backend's on this host, or --transport), and for the relay start it unless it runs, "
         "mint the bottle's token and write its relay file. Prints the commands that start the bottle's sidecar "
@@ -80,6 +80,9 @@ def register(subparsers: Any) -> None:
         "  bot-bottle prepare web-1 --backend docker --transport relay --relay-address 192.0.2.2",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    add_db_option(p, help="not taken: prepare works on the host database (~/.bot-bottle/db/bot-bottle.db), "
+                  "the one its sidecars reach")
+    add_json_option(p)
     p.add_argument("slug", metavar="SLUG", help="the bottle's slug (its queue key)")
     p.add_argument("--backend", required=True, choices=sorted(BACKENDS), help="how the bottle is launched")
     p.add_argument("--engine", choices=(DOCKER, PODMAN, APPLE_CONTAINER), default=None,

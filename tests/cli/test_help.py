@@ -89,3 +89,14 @@ class HelpTest(unittest.TestCase):
         (line,) = err.getvalue().splitlines()
         self.assertIn("VERB (one of: list, show, approve, modify, reject)", line)
         self.assertIn("(see 'bot-bottle proposals --help')", line)
+
+    def test_prepare_says_it_takes_no_db(self) -> None:
+        """BROKE before the fix: 'prepare --help' said '--db PATH  database file to use', and 'bot-bottle --help'
+        'for any verb', but prepare refuses every --db (it works on the host database its sidecars reach)."""
+        for argv in (["prepare", "--help"], ["--help"]):
+            out = io.StringIO()
+            with redirect_stdout(out):
+                main(argv)
+            text = " ".join(out.getvalue().split())
+            self.assertNotIn("database file to use, for any verb (", text)
+            self.assertRegex(text, r"--db PATH not taken: prepare works on the host database|for any verb but prepare")
