@@ -100,3 +100,13 @@ class HelpTest(unittest.TestCase):
             text = " ".join(out.getvalue().split())
             self.assertNotIn("database file to use, for any verb (", text)
             self.assertRegex(text, r"--db PATH not taken: prepare works on the host database|for any verb but prepare")
+
+    def test_supervise_names_every_key_of_its_list(self) -> None:
+        """BROKE before the fix: 'supervise --help' named a, m, r, Esc/b and q only: not R, /, w or v."""
+        out = io.StringIO()
+        with redirect_stdout(out):
+            main(["supervise", "--help"])
+        text = " ".join(out.getvalue().split())
+        for key in ("(a)", "(m)", "(r)", "(R, then +bottle or +all)", "/ keeps", "w those with a warning",
+                    "v shows the grants", "(x revokes one)", "q quits"):
+            self.assertIn(key, text)
