@@ -30,6 +30,7 @@ never shown as they are::
     ├── NotFound                      no record has that id (or prefix)
     ├── AmbiguousId                   an id prefix matches several records
     ├── AlreadyDecided                the proposal has a decision; the first one stands
+    ├── AlreadyEnded                  the grant or rule asked to end has ended already
     ├── ProposalExpired               the proposal's end passed: it can no longer be decided
     ├── StillPending                  the operation needs a decided proposal
     ├── QuotaExceeded                 the bottle has as much pending as it may
@@ -182,6 +183,10 @@ class AmbiguousId(BotBottleError):
 
 class AlreadyDecided(BotBottleError):
     """A decision was asked for a proposal that has one already (the first wins)."""
+
+
+class AlreadyEnded(BotBottleError):
+    """A grant or a rule asked to end has ended already (revoked, or past its end): nothing to revoke."""
 
 
 class ProposalExpired(BotBottleError):

@@ -22,7 +22,7 @@ from typing import Any
 
 from bot_bottle.audit_store import AuditRecorder, AuditStore
 from bot_bottle.db import DatabaseUser
-from bot_bottle.errors import AmbiguousId, NotFound, ValidationError
+from bot_bottle.errors import AlreadyEnded, AmbiguousId, NotFound, ValidationError
 from bot_bottle.policy.lifetimes import DEFAULT_PENDING_TTL, MAX_PENDING_TTL, MIN_PENDING_TTL, pending_ttl_seconds
 from bot_bottle.policy.subjects import subject_sha256
 from bot_bottle.records import (
@@ -222,10 +222,10 @@ class GrantStore(DatabaseUser):
             grant = grant_from_row(_one(log.conn, "grants", _GRANT_COLUMNS.replace("g.", "t."), prefix, "grant"))
             now = utc_now()
             if grant.revoked_at is not None:
-                raise ValidationError("id", f"grant {grant.short_id} was revoked already, at {grant.revoked_at} by "
-                                      f"{grant.revoked_by}")
+                raise AlreadyEnded(f"grant {grant.short_id} was revoked already, at {grant.revoked_at} by "
+                                   f"{grant.revoked_by}")
             if grant.ends_at <= now:
-                raise ValidationError("id", f"grant {grant.short_id} ended at {grant.ends_at}: nothing to revoke")
+                raise AlreadyEnded(f"grant {grant.short_id} ended at {grant.ends_at}: nothing to revoke")
             entry = log.append(AuditEntry(
                 queue_key=grant.queue_key, action=ACTION_GRANT_REVOKED, actor=revoked_by, tool=grant.tool,
                 proposal_id=grant.proposal_id, notes=reason,
@@ -263,8 +263,7 @@ class GrantStore(DatabaseUser):
             rule = rule_from_row(_one(log.conn, "rules", _RULE_COLUMNS.replace("r.", "t."), prefix, "rule"))
             now = utc_now()
             if not rule.live(now):
-                raise ValidationError("id", f"rule {rule.short_id} is not in force (revoked or ended): nothing to "
-                                      "revoke")
+                raise AlreadyEnded(f"rule {rule.short_id} is not in force (revoked or ended): nothing to revoke")
             entry = log.append(AuditEntry(
                 queue_key=rule.queue_key or ALL_BOTTLES, action=ACTION_RULE_REVOKED, actor=revoked_by, tool=rule.tool,
                 notes=reason, details={"rule": rule.id, "revoked_at": now}), ts=now)

@@ -8,7 +8,7 @@ from unittest import mock
 
 from bot_bottle.audit_store import AuditStore
 from bot_bottle.decisions import decide
-from bot_bottle.errors import ProposalExpired, ValidationError
+from bot_bottle.errors import AlreadyEnded, ProposalExpired, ValidationError
 from bot_bottle.grants import GrantStore
 from bot_bottle.policy.subjects import route_covers, subject_of
 from bot_bottle.queue_store import QueueStore
@@ -114,7 +114,7 @@ class GrantTest(GrantCase):
         entry = self.audit.entries(limit=1)[0]
         self.assertEqual((entry.action, entry.notes, entry.details["grant"]), ("grant-revoked", "the mirror is down",
                                                                                grant.id))
-        with self.assertRaisesRegex(ValidationError, "revoked already"):
+        with self.assertRaisesRegex(AlreadyEnded, "revoked already"):
             self.grants.revoke(grant.id, "again", revoked_by="op@host")
         with self.assertRaisesRegex(ValidationError, "must not be empty"):
             self.grants.revoke(grant.id, "  ", revoked_by="op@host")

@@ -134,6 +134,12 @@ class ProposalsVerbsTest(CliTestCase):
                 self.assertEqual(len(err.strip().splitlines()), 1, err)
                 self.assertIn(needle, err)
         self.approve(proposal)
+        # BROKE before the fix: a grant revoked twice was a usage error (2), "ID: grant ... was revoked already".
+        grant = json.loads(self.cli("grants", "list", "--json")[1])[0]["id"]
+        self.assertEqual(self.cli("grants", "revoke", grant[:8], "--reason", "done")[0], 0)
+        code, _, err = self.cli("grants", "revoke", grant[:8], "--reason", "again")
+        self.assertEqual(code, 1, err)
+        self.assertTrue(err.startswith(f"bot-bottle: error: grant {grant[:8]} was revoked already"), err)
         code, _, err = self.cli("proposals", "reject", proposal.short_id, "--reason", "late")
         self.assertEqual(code, 1)
         self.assertIn("already approved", err)
