@@ -18,7 +18,7 @@ from bot_bottle.cli.registry import summary
 from bot_bottle.connection import connect, translate_errors
 from bot_bottle.db import mark_if_log_empty, open_db
 from bot_bottle.db.files import closing_checked
-from bot_bottle.errors import BotBottleError, CannotOpenDatabase
+from bot_bottle.errors import BotBottleError, CannotOpenDatabase, SchemaTooNew
 from bot_bottle.schema import health, migrate
 from bot_bottle.schema.backups import backups_dir
 from bot_bottle.text import terminal
@@ -79,10 +79,10 @@ def _describe(state: migrate.Status) -> list[str]:
 
 def _unusable_reason(state: migrate.Status) -> str | None:
     if state.too_new:
-        return (
-            f"the database is at version {state.current} but this bot-bottle knows only up to "
-            f"{state.head}: upgrade the sidecar image or run a newer bot-bottle"
-        )
+        try:  # the words every other verb refuses it with: a version no migration recorded was set behind our back
+            migrate.refuse_unusable(state)
+        except SchemaTooNew as exc:
+            return str(exc)
     if state.drift:
         return f"migration {state.drift[0].summary}; run a bot-bottle whose migrations match this database"
     return None

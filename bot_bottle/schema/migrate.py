@@ -86,6 +86,7 @@ __all__ = [
     "live_schema_drift",
     "migrations_dir",
     "normalized",
+    "refuse_unusable",
     "require_current",
     "split_statements",
     "statements_sha256",

@@ -183,6 +183,18 @@ class BadFilesTest(TempDirTest):
         raw.close()
         self.assert_refused(path, "version 99", f"up to {HEAD}")
 
+    def test_a_version_set_behind_our_back(self) -> None:
+        """BROKE before the fix: 'db status' told a version no migration recorded (a sidecar set it) to "upgrade
+        the sidecar image or run a newer bot-bottle", where every other verb says it was changed behind
+        bot-bottle's back and how to restore it."""
+        path = self.tmp / "set.db"
+        open_db(path).close()
+        raw = sqlite3.connect(path)
+        raw.execute("PRAGMA user_version = 99")
+        raw.commit()
+        raw.close()
+        self.assert_refused(path, "says schema version 99, but its migration history ends at", "behind bot-bottle's")
+
     def test_drift(self) -> None:
         """An applied migration whose file was edited afterwards (a checkout with an edited file)."""
         path = self.tmp / "drift.db"
