@@ -115,7 +115,8 @@ def matching_rule(conn: sqlite3.Connection, proposal: Proposal, now: str,
     except ValidationError:
         return None  # nothing a rule could match: the operator sees it
     for rule in sorted(rules, key=lambda r: r.effect != EFFECT_REJECT):  # a standing rejection wins
-        if rule_matches(rule.subject_value, bool(rule.pattern), proposal.tool, subject):
+        if rule_matches(rule.subject_value, bool(rule.pattern), proposal.tool, subject,
+                        rejects=rule.effect == EFFECT_REJECT):
             return rule
     return None
 

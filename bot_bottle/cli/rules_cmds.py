@@ -31,8 +31,10 @@ examples:
   bot-bottle rules revoke 4b0d --reason "done with the migration"
 
 A rule decides matching proposals the way you would: approving ones end
-(--for), rejecting ones may stand for good. A rule matches what you typed
-exactly; a host pattern (*.example.com) is one only when you type it. Also
+(--for), rejecting ones may stand for good. An approving rule matches what
+you typed exactly; a host pattern (*.example.com) is one only when you type
+it. A rejecting rule matches every proposal asking for any of what it
+rejects (fewer or more methods or paths, a wildcard over its host). Also
 made when deciding: 'proposals approve ID --remember bottle|all'.
 """
 
@@ -131,10 +133,10 @@ def register(subparsers: Any) -> None:
     p = verb_parser(verbs, "add", json=True, help="add a rule for egress-allow proposals",
                     description="Add a standing rule for egress-allow proposals: approve (until --for) or "
                     "reject (--reject; for good unless --for) every proposal of one bottle (--bottle) or of all "
-                    "(--all-bottles) that asks for this host, within these methods and paths. A host pattern "
-                    "(*.example.com) matches the names under it; a wildcard over a public suffix is warned of. "
-                    "Proposals already pending that it matches are decided at once, and named (--json: "
-                    "decided_now).")
+                    "(--all-bottles) that asks for this host, within these methods and paths (a rejecting rule: that "
+                    "asks for any of it). A host pattern (*.example.com) matches the names under it; a wildcard "
+                    "over a public suffix is warned of. Proposals already pending that it matches are decided at "
+                    "once, and named (--json: decided_now).")
     p.add_argument("--bottle", metavar="SLUG", help="the bottle whose proposals it decides")
     p.add_argument("--all-bottles", action="store_true", help="decide every bottle's matching proposals")
     p.add_argument("--host", required=True, metavar="HOST", help="the host, or a pattern such as *.example.com")

@@ -178,13 +178,20 @@ def token_covers(subject: dict[str, Any], host: str, method: str, fingerprint: s
             and subject.get("host") == normal_host(host))
 
 
-def rule_matches(rule_subject: dict[str, Any], pattern: bool, tool: str, subject: dict[str, Any]) -> bool:
+def rule_matches(rule_subject: dict[str, Any], pattern: bool, tool: str, subject: dict[str, Any], *,
+                 rejects: bool = False) -> bool:
     """Whether a rule's subject matches a proposal's subject.
 
-    Exactly, unless the operator typed a pattern (``pattern``): then an
-    ``egress-allow`` rule's wildcard host covers the proposal's host, and the
-    proposal asks for no more methods and paths than the rule names.
+    An approving rule matches exactly, unless the operator typed a pattern
+    (``pattern``): then an ``egress-allow`` rule's wildcard host covers the
+    proposal's host, and the proposal asks for no more methods and paths than
+    the rule names. A rejecting rule (``rejects``) matches every proposal that
+    asks for any of what it rejects (``rule_overlaps``): a proposal that asks
+    for more, or for part of it, is rejected too, never left to an approving
+    rule that covers it.
     """
+    if rejects:
+        return rule_overlaps(rule_subject, pattern, tool, subject)
     if not pattern:
         return rule_subject == subject
     if tool != TOOL_EGRESS_ALLOW:
@@ -198,6 +205,47 @@ def rule_matches(rule_subject: dict[str, Any], pattern: bool, tool: str, subject
         and (not rule_methods or (bool(methods) and set(methods) <= set(rule_methods))) \
         and (not rule_paths or (bool(paths) and all(path_is_plain(p) and any(p.startswith(r) for r in rule_paths)
                                                     for p in paths)))
+
+
+def rule_overlaps(rule_subject: dict[str, Any], pattern: bool, tool: str, subject: dict[str, Any]) -> bool:
+    """Whether approving ``subject`` would grant any of what a rejecting rule's subject names.
+
+    ``egress-allow``: the hosts overlap (the same; the proposal's host, a
+    wildcard, covers the rule's; or, in a pattern the operator typed, the
+    rule's covers the proposal's), and so do the methods (either names every
+    one, or they share one) and the paths (either names every one, or one
+    prefix starts with another, compared with percent-encoding undone and
+    ASCII case folded, as some servers read them). ``gitleaks-allow``: they
+    share a finding. Any other tool: the same subject.
+    """
+    if tool == TOOL_GITLEAKS_ALLOW:
+        return bool(set(_strings(rule_subject.get("findings"))) & set(_strings(subject.get("findings"))))
+    if tool != TOOL_EGRESS_ALLOW:
+        return rule_subject == subject
+    rule_host, host = str(rule_subject.get("host", "")), str(subject.get("host", ""))
+    hosts = (normal_host(host) == normal_host(rule_host) or host_covers(host, rule_host)
+             or (pattern and host_covers(rule_host, host)))
+    rule_methods, methods = set(_strings(rule_subject.get("methods"))), set(_strings(subject.get("methods")))
+    rule_paths = [_path_key(path) for path in _strings(rule_subject.get("paths"))]
+    paths = [_path_key(path) for path in _strings(subject.get("paths"))]
+    return (hosts and (not rule_methods or not methods or bool(rule_methods & methods))
+            and (not rule_paths or not paths or any(one.startswith(other) or other.startswith(one)
+                                                    for one in paths for other in rule_paths)))
+
+
+def _strings(value: object) -> list[str]:
+    return [item for item in value if isinstance(item, str)] if isinstance(value, list) else []
+
+
+def _path_key(path: str) -> str:
+    """A path prefix as a rejection compares it: percent-encoding undone (as often as ``path_is_plain`` does),
+    ASCII letters folded."""
+    for _ in range(_MAX_DECODES):
+        decoded = unquote(path, encoding="latin-1")
+        if decoded == path:
+            break
+        path = decoded
+    return path.translate(_ASCII_LOWER)
 
 
 def describe_subject(tool: str, subject: dict[str, Any]) -> str:
