@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bot_bottle.errors import ValidationError
-from bot_bottle.policy.hosts import host_problems, hosts_in_text, shown_host
+from bot_bottle.policy.hosts import addresses_in_text, host_problems, hosts_in_text, ipv4_reading, shown_host
 from bot_bottle.policy.routes import file_widening, parse_route
 from bot_bottle.records import (
     TOOL_EGRESS_ALLOW,
@@ -142,8 +142,9 @@ def _routes_file(payload: str, current_file: str | None) -> Approval:
     lines = payload.split("\n")
     before = (current_file or "").split("\n") if current_file else []
     kept, gone = set(before), set(lines)
-    added_hosts = _hosts_of(line for line in lines if line not in kept)
-    dropped_hosts = [host for host in _hosts_of(line for line in before if line not in gone)
+    addresses = {line: addresses_in_text(line) for line in {*lines, *before}}  # each line read for them once
+    added_hosts = _hosts_of((line for line in lines if line not in kept), addresses)
+    dropped_hosts = [host for host in _hosts_of((line for line in before if line not in gone), addresses)
                      if host not in added_hosts]
     if added_hosts:
         head = f"routes file: adds {_listed(added_hosts)}"
@@ -158,13 +159,16 @@ def _routes_file(payload: str, current_file: str | None) -> Approval:
     for number, line in enumerate(lines, start=1):
         if not line.isascii() or "xn--" in line.lower():  # only these can hold a look-alike host
             cautions += _look_alikes(hosts_in_text(line), f"line {number}: ")
+        # An address written in another form (010.0.0.1 is 8.0.0.1): named as the address it is.
+        cautions += _look_alikes([address for address in addresses[line]
+                                  if ipv4_reading(address) not in (None, address)], f"line {number}: ")
     return Approval(TOOL_EGRESS_BLOCK, tuple(grants), tuple(_bounded(cautions)))
 
 
-def _hosts_of(lines: Any) -> list[str]:
+def _hosts_of(lines: Any, addresses: dict[str, list[str]]) -> list[str]:
     found: dict[str, None] = {}
     for line in lines:
-        for host in hosts_in_text(line):
+        for host in (*hosts_in_text(line), *addresses[line]):
             found.setdefault(host, None)
     return list(found)
 

@@ -19,6 +19,7 @@ it imitates even before its warning is read.
 from __future__ import annotations
 
 import encodings.idna
+import ipaddress
 import re
 import unicodedata
 
@@ -74,14 +75,54 @@ def _label_problem(label: str) -> str | None:
                                                                                              else "")
 
 
+_IPV4_PART_RE = re.compile(r"0[xX][0-9a-fA-F]+|0[0-7]*|[1-9][0-9]*")
+MAX_HOST_CHARS = 253  # DNS's limit on a whole name
+_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+_DOTTED_DECIMAL_RE = re.compile(rf"{_OCTET}(?:\.{_OCTET}){{3}}")
+
+
+def ipv4_reading(host: str) -> str | None:
+    """The IPv4 address a client reads ``host`` as (``inet_aton``'s rules, which ``getaddrinfo`` and curl follow),
+    in dotted decimal; None for a name that is no address.
+
+    One to four parts, each decimal, ``0x`` hex or, with a leading zero,
+    octal, the last filling the bytes left: ``2852039166``, ``0xa9fea9fe``,
+    ``169.254.43518`` and ``0251.0376.0251.0376`` are all 169.254.169.254,
+    and ``010.0.0.1`` is 8.0.0.1.
+    """
+    name = host[:-1] if host.endswith(".") else host
+    if _DOTTED_DECIMAL_RE.fullmatch(name):
+        return name  # the common case, read at once
+    parts = name.split(".")
+    if len(name) > MAX_HOST_CHARS or not 1 <= len(parts) <= 4 \
+            or not all(_IPV4_PART_RE.fullmatch(part) for part in parts):
+        return None
+    values = [int(part[2:], 16) if part[:2].lower() == "0x" else int(part, 8) if part.startswith("0")
+              else int(part) for part in parts]
+    *leading, last = values
+    if any(value > 255 for value in leading) or last >= 256 ** (5 - len(values)):
+        return None
+    number = last
+    for index, value in enumerate(leading):
+        number += value << (8 * (3 - index))
+    return ".".join(str((number >> shift) & 255) for shift in (24, 16, 8, 0))
+
+
 def host_problems(host: str) -> list[str]:
     """Why ``host`` may not be what it looks like (empty: it is plain ASCII, without ``xn--`` labels).
 
     Each item names the characters (code point, name, what they read as) or
     the ``xn--`` label and what it decodes to; a host with characters
-    outside ASCII also gets its IDNA form.
+    outside ASCII also gets its IDNA form. An IPv4 address written otherwise
+    than in plain dotted decimal (``ipv4_reading``) is named as the address
+    a client connects to.
     """
     problems: list[str] = []
+    bare = re.sub(r":[0-9]{1,5}$", "", host)  # a report's host may carry a port
+    address = ipv4_reading(bare)
+    if address is not None and address != bare:
+        problems.append(f"it is the IPv4 address {address} written in another form (a leading 0 is octal, 0x hex, "
+                        f"and fewer than four parts fill the rest): a client connects to {address}")
     odd = [_named(char, index) for index, char in enumerate(host, start=1) if char not in _PLAIN_HOST_CHARS]
     if odd:
         more = f" and {len(odd) - MAX_SHOWN_PROBLEMS} more" if len(odd) > MAX_SHOWN_PROBLEMS else ""
@@ -109,4 +150,47 @@ def hosts_in_text(text: str) -> list[str]:
         token = match.group(0).strip(".-")
         if _HAS_DOT_RE.search(token) and any(char.isalpha() for char in token):
             found.setdefault(token, None)
+    return list(found)
+
+
+# An IP address in text: a dotted one (IPv4 in any of inet_aton's forms: four parts, or a part marked octal or
+# hex), one with colons (IPv6, in brackets or not), or any number-and-dots form where a host stands (after a
+# host key, or as a list item: "2852039166" and "127.1" are addresses there, "timeout: 1.5" is not).
+_NUMBER = r"(?:0[xX][0-9a-fA-F]+|[0-9]+)"
+_DOTTED_RE = re.compile(rf"(?<![\w.]){_NUMBER}(?:\.{_NUMBER}){{1,3}}\.?(?![\w.])")
+_COLONS_RE = re.compile(r"(?<![\w:.])[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4}){2,7}(?:%[\w.-]+)?(?![\w:])")
+_NUMBER_START_RE = re.compile(r"(?:^|[^\w.])[0-9]")
+_HOST_PLACE_RE = re.compile(rf"""(?:\bhosts?\b["']?\s*[:=]|^\s*-|[\[,])\s*["']?({_NUMBER}(?:\.{_NUMBER}){{0,3}})"""
+                            r"(?![\w.:])", re.IGNORECASE)
+
+
+def _looks_like_an_address(token: str) -> bool:
+    parts = token.rstrip(".").split(".")
+    return len(parts) == 4 or any(len(part) > 1 and part.startswith("0") for part in parts)
+
+
+def addresses_in_text(text: str) -> list[str]:
+    """The IP addresses ``text`` (a routes-file line) names, as written, in order, once each.
+
+    ``hosts_in_text`` takes only tokens with a letter, so a route to
+    ``169.254.169.254`` or ``[fd00::1]`` named no host: these are the rest.
+    Numbers and dots are an address where a host stands (after a host key,
+    or as a list item), or anywhere in four parts or with a part marked
+    octal or hex; ``timeout: 1.5`` is no address.
+    """
+    found: dict[str, None] = {}
+    if _NUMBER_START_RE.search(text):  # most lines hold no number of their own: read no further for IPv4
+        for match in _DOTTED_RE.finditer(text):
+            if _looks_like_an_address(match.group(0)) and ipv4_reading(match.group(0)) is not None:
+                found.setdefault(match.group(0), None)
+        for match in _HOST_PLACE_RE.finditer(text):
+            if ipv4_reading(match.group(1)) is not None:
+                found.setdefault(match.group(1), None)
+    if text.count(":") >= 2:
+        for match in _COLONS_RE.finditer(text):
+            try:
+                ipaddress.IPv6Address(match.group(0).split("%", 1)[0])
+            except ValueError:
+                continue
+            found.setdefault(match.group(0), None)
     return list(found)

@@ -28,6 +28,7 @@ from typing import Any
 from urllib.parse import unquote
 
 from bot_bottle.errors import ValidationError
+from bot_bottle.policy.hosts import ipv4_reading
 from bot_bottle.policy.routes import parse_route
 from bot_bottle.records import (
     TOOL_EGRESS_ALLOW,
@@ -210,7 +211,8 @@ def rule_matches(rule_subject: dict[str, Any], pattern: bool, tool: str, subject
 def rule_overlaps(rule_subject: dict[str, Any], pattern: bool, tool: str, subject: dict[str, Any]) -> bool:
     """Whether approving ``subject`` would grant any of what a rejecting rule's subject names.
 
-    ``egress-allow``: the hosts overlap (the same; the proposal's host, a
+    ``egress-allow``: the hosts overlap (the same, an IPv4 address in any of
+    its forms the same as in another; the proposal's host, a
     wildcard, covers the rule's; or, in a pattern the operator typed, the
     rule's covers the proposal's), and so do the methods (either names every
     one, or they share one) and the paths (either names every one, or one
@@ -223,7 +225,7 @@ def rule_overlaps(rule_subject: dict[str, Any], pattern: bool, tool: str, subjec
     if tool != TOOL_EGRESS_ALLOW:
         return rule_subject == subject
     rule_host, host = str(rule_subject.get("host", "")), str(subject.get("host", ""))
-    hosts = (normal_host(host) == normal_host(rule_host) or host_covers(host, rule_host)
+    hosts = (_host_key(host) == _host_key(rule_host) or host_covers(host, rule_host)
              or (pattern and host_covers(rule_host, host)))
     rule_methods, methods = set(_strings(rule_subject.get("methods"))), set(_strings(subject.get("methods")))
     rule_paths = [_path_key(path) for path in _strings(rule_subject.get("paths"))]
@@ -231,6 +233,12 @@ def rule_overlaps(rule_subject: dict[str, Any], pattern: bool, tool: str, subjec
     return (hosts and (not rule_methods or not methods or bool(rule_methods & methods))
             and (not rule_paths or not paths or any(one.startswith(other) or other.startswith(one)
                                                     for one in paths for other in rule_paths)))
+
+
+def _host_key(host: str) -> str:
+    """A host as a rejection compares it: an IPv4 address in any form as its dotted decimal (``2852039166`` is
+    169.254.169.254), any other name as ``normal_host``."""
+    return ipv4_reading(host) or normal_host(host)
 
 
 def _strings(value: object) -> list[str]:

@@ -1,0 +1,105 @@
+"""IPv4 addresses in disguise, and addresses a routes file adds, against the operator's screen and rules.
+
+A client (``getaddrinfo``, curl) reads a host that is all numbers by
+``inet_aton``'s rules: ``010.0.0.1`` is 8.0.0.1 (a leading 0 is octal),
+``2852039166``, ``0xa9fea9fe`` and ``169.254.43518`` are 169.254.169.254, the
+cloud's metadata service. Before the fix next to these tests, the agent filed
+such a route through its real sidecar and every screen showed it as written,
+with no warning (``010.0.0.1`` reads as the internal 10.0.0.1); a routes file
+that added ``169.254.169.254`` or ``[fd00::1]`` was summed up as "routes file:
+names no new host" (only tokens with a letter were hosts); and the operator's
+``rules add --host 169.254.169.254 --reject`` did not reject ``2852039166``.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import socket
+import unittest
+from typing import Any
+
+from bot_bottle.paths import host_db_path
+from bot_bottle.policy.hosts import ipv4_reading
+from bot_bottle.records import TOOL_EGRESS_ALLOW, TOOL_EGRESS_BLOCK
+from bot_bottle.sidecar.launcher import spawn
+from tests.attacks.test_standing_rejections import call
+from tests.helpers.support import TempDirTest
+
+DISGUISED = {"010.0.0.1": "8.0.0.1", "2852039166": "169.254.169.254", "0xa9fea9fe": "169.254.169.254",
+             "169.254.43518": "169.254.169.254", "0x7f.1": "127.0.0.1"}
+
+
+class AddressFormsTest(TempDirTest):
+    def setUp(self) -> None:
+        super().setUp()
+        self.assertEqual(self.run_cli("db", "upgrade").returncode, 0)
+        server, self.url = spawn("web-1", host_db_path(), "--wait-seconds", "0")
+        self.addCleanup(lambda: (server.terminate(), server.communicate(timeout=10)))
+
+    def listed(self) -> list[dict[str, Any]]:
+        result = self.run_cli("proposals", "list", "--json")
+        self.assertEqual(result.returncode, 0, result.stderr)
+        listing: list[dict[str, Any]] = json.loads(result.stdout)
+        return listing
+
+    def test_a_disguised_address_is_named_as_the_address_it_is(self) -> None:
+        """Each form, filed by the agent: a look-alike warning naming the address a client connects to."""
+        for host in DISGUISED:
+            filed = call(self.url, TOOL_EGRESS_ALLOW, {"host": host, "justification": "the build cache"})
+            self.assertEqual(filed["status"], "pending", filed)
+        for proposal in self.listed():
+            host = proposal["grants"]["summary"].split()[0]
+            with self.subTest(host=host):
+                warnings = [w["text"] for w in proposal["grants"]["warnings"] if w["kind"] == "look-alike"]
+                self.assertTrue(warnings, f"{host} was shown with no warning: {proposal['grants']}")
+                self.assertIn(f"a client connects to {DISGUISED[host]}", warnings[0])
+        shown = self.run_cli("proposals", "show", self.listed()[0]["id"])
+        self.assertIn("WARNING: look-alike", shown.stdout)
+
+    def test_a_routes_file_that_adds_an_address_says_so(self) -> None:
+        """169.254.169.254 and [fd00::1] are hosts the file adds; 2852039166 there is named as its address."""
+        routes = "routes:\n  - host: docs.python.org\n  - host: 169.254.169.254\n  - host: \"[fd00::1]\"\n" \
+                 "  - host: 2852039166\n"
+        filed = call(self.url, TOOL_EGRESS_BLOCK, {"routes_file": routes, "justification": "the docs"})
+        self.assertEqual(filed["status"], "pending", filed)
+        (proposal,) = self.listed()
+        summary = proposal["grants"]["summary"]
+        self.assertNotIn("names no new host", summary)
+        for host in ("169.254.169.254", "fd00::1", "2852039166"):
+            self.assertIn(host, summary)
+        self.assertTrue(any("a client connects to 169.254.169.254" in w["text"]
+                            for w in proposal["grants"]["warnings"]), proposal["grants"])
+
+    def test_a_rejection_of_an_address_rejects_its_other_forms(self) -> None:
+        """rules add --host 169.254.169.254 --reject: the agent's 2852039166 is rejected by it."""
+        added = self.run_cli("rules", "add", "--all-bottles", "--host", "169.254.169.254", "--reject",
+                             "--notes", "never the metadata service")
+        self.assertEqual(added.returncode, 0, added.stderr)
+        filed = call(self.url, TOOL_EGRESS_ALLOW, {"host": "2852039166", "justification": "the build cache"})
+        self.listed()  # the operator's listing applies the rules
+        answer = call(self.url, "check-proposal", {"proposal_id": filed["proposal_id"]})
+        self.assertEqual(answer["status"], "rejected", answer)
+        self.assertIn("never the metadata service", answer["notes"])
+
+
+class ReadingTest(unittest.TestCase):
+    def test_the_reading_is_the_resolvers(self) -> None:
+        """``ipv4_reading`` against this host's getaddrinfo, on every form of thousands of addresses."""
+        chance = random.Random(8)
+        cases = ["0x", "0x.1", "08.1.1.1", "1.2.3.4.5", "256.1.1.1", "4294967296", "0xffffffff", "037777777777",
+                 "1..2", ".1", "docs.python.org", "0x" + "0" * 30 + "1", *DISGUISED]
+        for _ in range(3000):
+            count = chance.randint(1, 4)
+            parts = []
+            for index in range(count):
+                value = chance.randint(0, 300 if index < count - 1 else 70000)
+                parts.append(chance.choice([str(value), hex(value), "0" + oct(value)[2:]]))
+            cases.append(".".join(parts))
+        for host in cases:
+            try:
+                resolved = socket.getaddrinfo(host, 80, socket.AF_INET, socket.SOCK_STREAM, 0,
+                                              socket.AI_NUMERICHOST)[0][4][0]
+            except (socket.gaierror, UnicodeError):
+                resolved = None
+            self.assertEqual(ipv4_reading(host), resolved, host)
