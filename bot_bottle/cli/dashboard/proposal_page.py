@@ -90,7 +90,8 @@ def decide_section(proposal: Proposal, approval: Approval, *, root: str, csrf: s
                   "approve", f"approve {proposal.short_id}{second}", form_id="approve"),
              form(root, proposal, csrf, shown, "decide",
                   '<label>reason for rejecting (required) <input type="text" name="notes" size="60"></label>'
-                  + _remember("always reject this", "for good") + hidden("status", STATUS_REJECTED),
+                  + _remember("always reject this and every ask for any of it", "for good")
+                  + hidden("status", STATUS_REJECTED),
                   "reject", f"reject {proposal.short_id}", form_id="reject")]
     if proposal.report_only:
         parts.append(f"<p>{line_html(proposal.tool)} is report-only: approve it with a reason or reject it.</p>")

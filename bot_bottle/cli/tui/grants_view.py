@@ -43,8 +43,8 @@ def grant_question(proposal: Proposal, approving: bool) -> str:
         return (f"{proposal.short_id} for how long? Enter: {spell_duration(life.default)} (at most "
                 f"{spell_duration(life.maximum)}; {examples} or a time); add +bottle or +all to approve the same "
                 "again until then: ")
-    return (f"{proposal.short_id}: always reject the same: +bottle (this bottle's) or +all (every bottle's); a "
-            "duration after it: only that long: ")
+    return (f"{proposal.short_id}: always reject this and every ask for any of it: +bottle (this bottle's) or "
+            "+all (every bottle's); a duration after it: only that long: ")
 
 
 def parse_grant_choice(answer: str) -> GrantChoice:
