@@ -67,6 +67,8 @@ MAX_DIFF_BYTES = 4 * MAX_PAYLOAD_BYTES
 # what fills a disk or an operator's screen.
 DEFAULT_MAX_PENDING = 50
 DEFAULT_MAX_PENDING_BYTES = 16 * 1024 * 1024
+# How long a proposal a standing rule decided still counts against its bottle's quota (Quota), from its filing.
+RULE_DECIDED_WINDOW_SEC = 3600
 PROPOSAL_ID_LENGTH = 32
 SHORT_ID_LENGTH = 8
 
@@ -216,8 +218,10 @@ class Quota:
     """How much one bottle may have pending at once: proposals, and their stored bytes.
 
     The bytes are the UTF-8 sizes of each pending proposal's payload,
-    justification and current file. ``QueueStore.submit`` checks both inside
-    its write transaction, so concurrent submitters cannot overshoot them.
+    justification and current file. A proposal a standing rule decided counts
+    as pending for ``RULE_DECIDED_WINDOW_SEC`` from its filing: no person
+    paces those. ``QueueStore.submit`` checks both inside its write
+    transaction, so concurrent submitters cannot overshoot them.
     """
 
     max_pending: int = DEFAULT_MAX_PENDING

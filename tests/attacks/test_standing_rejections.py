@@ -20,6 +20,8 @@ proposal that asks for any of what it rejects (``policy.subjects.rule_overlaps``
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import unittest
 import urllib.request
 from typing import Any
@@ -127,3 +129,36 @@ class OverlapTest(unittest.TestCase):
                                      rejects=True))
         self.assertFalse(rule_matches({"findings": ["a"]}, False, TOOL_GITLEAKS_ALLOW, {"findings": ["b"]},
                                       rejects=True))
+
+
+class RuleDecidedFloodTest(TempDirTest):
+    """An ask a standing rule decides at once is answered at once: before the fix next to this test, nothing
+    bounded how many the agent filed, since the quota counted only proposals waiting for a person."""
+
+    def test_filings_a_rule_decides_count_against_the_quota(self) -> None:
+        added = self.run_cli("rules", "add", "--all-bottles", "--host", "pastebin.com", "--reject",
+                             "--notes", "no pastes")
+        self.assertEqual(added.returncode, 0, added.stderr)
+        dashboard = subprocess.Popen([sys.executable, "-m", "bot_bottle", "dashboard", "--json"],
+                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        self.addCleanup(lambda: (dashboard.terminate(), dashboard.communicate(timeout=10)))
+        assert dashboard.stdout is not None
+        self.assertIn("url", dashboard.stdout.readline())  # serving: its keeper applies the rules
+        server, url = spawn("web-1", host_db_path(), "--wait-seconds", "10", "--max-pending", "10")
+        self.addCleanup(lambda: (server.terminate(), server.communicate(timeout=10)))
+        answers = []
+        for number in range(30):
+            body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {
+                "name": TOOL_EGRESS_ALLOW, "arguments": {"host": "pastebin.com",
+                                                         "justification": "x" * 60_000 + str(number)}}}).encode()
+            request = urllib.request.Request(url, body, {"Content-Type": "application/json",
+                                                         "Accept": "application/json"})
+            with urllib.request.urlopen(request, timeout=30) as answer:
+                answers.append(json.loads(answer.read())["result"])
+        rejected = [a for a in answers if (a.get("structuredContent") or {}).get("status") == "rejected"]
+        refused = [a for a in answers if a.get("isError")]
+        self.assertEqual(len(rejected), 10, f"{len(rejected)} filings were stored and decided by the rule")
+        self.assertEqual(len(refused), 20)
+        self.assertIn("or decided by a standing rule in the last 1h (10 of them)", refused[0]["content"][0]["text"])
+        with QueueStore() as store, store.db.read() as conn:
+            self.assertEqual(conn.execute("SELECT count(*) FROM proposals").fetchone()[0], 10)
