@@ -13,7 +13,8 @@ the operator could see in full.
 flags lines that name a host wildcard over everything (``*``), over a whole
 top-level domain (``*.com``) or any name the Public Suffix List says holds
 names of many owners (``*.co.uk``, ``*.github.io``, ``*.compute.amazonaws.com``:
-``policy.suffixes``), a path of ``/`` (or ``/*``), or a YAML
+``policy.suffixes``) or over IP addresses (``*.169.254``: its last label is
+all digits, as no top-level domain is), a path of ``/`` (or ``/*``), or a YAML
 alias (``*name``, which repeats a value from elsewhere), so the operator's eye
 goes there first. It reads each line as written and with its escapes decoded
 (``"\u002a"`` is ``*`` to a YAML or JSON reader), and finds a wildcard
@@ -161,19 +162,27 @@ def host_is_wide(host: str) -> bool:
     """True for a host pattern that covers everything, a whole top-level domain or names of many owners.
 
     ``*``, ``*.com``, ``*.co.uk``, ``*.github.io``, ``*.amazonaws.com`` (the
-    Public Suffix List names suffixes under it); ``*.example.com`` (one
-    domain's subdomains) is an ordinary route.
+    Public Suffix List names suffixes under it), ``*.169.254`` (IPv4
+    addresses); ``*.example.com`` (one domain's subdomains) is an ordinary route.
     """
     name = host.strip().lower().rstrip(".")
     if "*" not in name:
         return False
-    return not (name.startswith("*.") and "*" not in name[2:] and shipped().why_shared(name[2:]) is None)
+    return not (name.startswith("*.") and "*" not in name[2:] and not _numeric_top(name)
+                and shipped().why_shared(name[2:]) is None)
+
+
+def _numeric_top(name: str) -> bool:
+    """True for a name whose last label is all digits: no top-level domain is, so its names are IPv4 addresses."""
+    return name.rsplit(".", 1)[-1].isdecimal() and name.rsplit(".", 1)[-1].isascii()
 
 
 def _what_wildcard_covers(host: str) -> str:
     name = host.strip().lower().rstrip(".")
     if name in ("*", "*."):
         return "every host"
+    if name.startswith("*.") and _numeric_top(name):
+        return f"IP addresses, not names (every IPv4 address ending .{name[2:]})"
     if name.startswith("*.") and "*" not in name[2:]:
         why = shipped().why_shared(name[2:])
         if why is not None:

@@ -123,10 +123,15 @@ _ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrst
 
 
 def host_covers(granted: str, host: str) -> bool:
-    """Whether a granted host (``*.example.com`` covers every name under example.com, not itself) covers ``host``."""
+    """Whether a granted host (``*.example.com`` covers every name under example.com, not itself) covers ``host``.
+
+    A wildcard covers names, never an IP address: ``*.169.254`` does not
+    cover 169.254.169.254 (nor ``10.169.254``, which a client reads as
+    10.169.0.254).
+    """
     name = normal_host(host)
     if granted.startswith("*."):
-        return name.endswith(granted[1:]) and len(name) > len(granted) - 1
+        return name.endswith(granted[1:]) and len(name) > len(granted) - 1 and ipv4_reading(name) is None
     return name == granted
 
 

@@ -21,7 +21,9 @@ from typing import Any
 
 from bot_bottle.paths import host_db_path
 from bot_bottle.policy.hosts import ipv4_reading
+from bot_bottle.queue_store import QueueStore
 from bot_bottle.records import TOOL_EGRESS_ALLOW, TOOL_EGRESS_BLOCK
+from bot_bottle.sidecar.egress import EgressGrants
 from bot_bottle.sidecar.launcher import spawn
 from tests.attacks.test_standing_rejections import call
 from tests.helpers.support import TempDirTest
@@ -70,6 +72,23 @@ class AddressFormsTest(TempDirTest):
             self.assertIn(host, summary)
         self.assertTrue(any("a client connects to 169.254.169.254" in w["text"]
                             for w in proposal["grants"]["warnings"]), proposal["grants"])
+
+    def test_a_wildcard_over_addresses_is_flagged_and_reaches_none(self) -> None:
+        """*.169.254 (reads as subdomains of 169.254): a widens warning; approved anyway, it reaches no address.
+
+        Before the fix it had no badge, and its grant let a request to 169.254.169.254 (the metadata service)
+        through, and one to 10.169.254 (which a client reads as 10.169.0.254)."""
+        filed = call(self.url, TOOL_EGRESS_ALLOW, {"host": "*.169.254", "justification": "the build cache"})
+        (proposal,) = self.listed()
+        self.assertIn("widens", [w["kind"] for w in proposal["grants"]["warnings"]], proposal["grants"])
+        self.assertIn("IP addresses", proposal["grants"]["warnings"][0]["text"])
+        digest = json.loads(self.run_cli("proposals", "show", filed["proposal_id"], "--json").stdout)["digest"]
+        approved = self.run_cli("proposals", "approve", filed["proposal_id"], "--digest", digest, "--notes", "ok")
+        self.assertEqual(approved.returncode, 0, approved.stderr)
+        with QueueStore() as store:
+            grants = EgressGrants(store.for_bottle("web-1"))
+            for host in ("169.254.169.254", "10.169.254", "0xa9fea9fe"):
+                self.assertFalse(grants.allows_route(host, "GET", "/latest/meta-data/"), host)
 
     def test_a_rejection_of_an_address_rejects_its_other_forms(self) -> None:
         """rules add --host 169.254.169.254 --reject: the agent's 2852039166 is rejected by it."""
