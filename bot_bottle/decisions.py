@@ -25,7 +25,7 @@ from bot_bottle.grants import add_rule_in, grant_record, insert_grant_in
 from bot_bottle.policy.lifetimes import MAX_REJECT_RULE_SECONDS, grant_seconds
 from bot_bottle.policy.routes import validate_final_file
 from bot_bottle.policy.subjects import subject_of
-from bot_bottle.queue_reads import PROPOSAL_COLUMNS, decided_on, expired_response
+from bot_bottle.queue_reads import PROPOSAL_COLUMNS, WELL_FORMED, decided_on, expired_response
 from bot_bottle.queue_store import QueueStore
 from bot_bottle.records import (
     ACTION_EXPIRED,
@@ -324,7 +324,8 @@ def expire_in(log: AuditRecorder, now: str) -> int:
     the same request filed again asks the operator again.
     """
     rows = log.conn.execute(
-        f"SELECT {PROPOSAL_COLUMNS} FROM proposals p WHERE p.archived_at IS NULL AND p.expires_at <= :now "
+        f"SELECT {PROPOSAL_COLUMNS} FROM proposals p WHERE {WELL_FORMED} AND p.archived_at IS NULL "
+        "AND p.expires_at <= :now "
         "AND NOT EXISTS (SELECT 1 FROM responses r WHERE r.proposal_id = p.id) ORDER BY p.expires_at",
         {"now": now},
     ).fetchall()
@@ -348,7 +349,7 @@ def expired_due(store: QueueStore, now: str) -> bool:
     """Whether any pending proposal is past its end (one indexed read: the write is taken only when one is)."""
     with store.db.read() as conn:
         return conn.execute(
-            "SELECT 1 FROM proposals p WHERE p.archived_at IS NULL AND p.expires_at <= :now "
+            f"SELECT 1 FROM proposals p WHERE {WELL_FORMED} AND p.archived_at IS NULL AND p.expires_at <= :now "
             "AND NOT EXISTS (SELECT 1 FROM responses r WHERE r.proposal_id = p.id) LIMIT 1", {"now": now},
         ).fetchone() is not None
 

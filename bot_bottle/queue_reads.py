@@ -19,6 +19,7 @@ from bot_bottle.db import DatabaseUser, validate_limit
 from bot_bottle.errors import AmbiguousId, NotFound
 from bot_bottle.records import (
     STATUS_EXPIRED,
+    TOOLS,
     Proposal,
     ProposalSummary,
     Response,
@@ -41,7 +42,14 @@ _PROPOSAL_WIDTH = len(fields(Proposal))
 # What listings read: never the payload or the current file (up to 1 MiB each).
 _SUMMARY_COLUMNS = _columns(ProposalSummary, "p")
 _SUMMARY_WIDTH = len(fields(ProposalSummary))
-PENDING = "p.archived_at IS NULL AND NOT EXISTS (SELECT 1 FROM responses r WHERE r.proposal_id = p.id)"
+# A row whose id, bottle or tool bot-bottle could not have written (a sidecar can insert one with the table's
+# CHECKs switched off: PRAGMA ignore_check_constraints) is no proposal: listings, the keeper and expiry pass it
+# by, where its id failed every listing of every bottle and stopped the keeper.
+WELL_FORMED = ("length(p.id) = 32 AND p.id NOT GLOB '*[^0-9a-f]*' AND length(p.queue_key) BETWEEN 1 AND 64 "
+               "AND p.queue_key NOT GLOB '*[^a-z0-9._-]*' AND substr(p.queue_key, 1, 1) GLOB '[a-z0-9]' "
+               f"AND p.tool IN ({', '.join(repr(tool) for tool in TOOLS)})")
+PENDING = (f"{WELL_FORMED} AND p.archived_at IS NULL "
+           "AND NOT EXISTS (SELECT 1 FROM responses r WHERE r.proposal_id = p.id)")
 _RESPONSE_COLUMNS = _columns(Response, "r")
 _AMBIGUOUS_SHOWN = 5
 # Proposals a list reads at once: up to 1 MiB of payload and 1 MiB of current file each.
@@ -205,10 +213,10 @@ class QueueReads(DatabaseUser):
     def _decided_rows(self, columns: str, queue_key: str | None, limit: int | None) -> list[tuple[Any, ...]]:
         """Proposals (``columns``) with their responses, newest first, at most ``limit``."""
         params: dict[str, Any] = {"limit": -1 if limit is None else limit}
-        where = ""
+        where = f"WHERE {WELL_FORMED} "
         if queue_key is not None:
             params["queue_key"] = validate_queue_key(queue_key)
-            where = "WHERE p.queue_key = :queue_key "
+            where += "AND p.queue_key = :queue_key "
         with self.db.read() as conn:
             return conn.execute(
                 f"SELECT {columns}, {_RESPONSE_COLUMNS} FROM proposals p "

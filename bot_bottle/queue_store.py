@@ -43,7 +43,6 @@ from bot_bottle.records import (
     MAX_FILE_BYTES,
     MAX_PAYLOAD_BYTES,
     MAX_TEXT_BYTES,
-    RULE_DECIDED_WINDOW_SEC,
     STATUS_REJECTED,
     TOOL_EGRESS_ALLOW,
     Grant,
@@ -72,6 +71,10 @@ _STILL_ANSWERS = (
     "OR EXISTS (SELECT 1 FROM grants g WHERE g.proposal_id = p.id AND g.revoked_at IS NULL AND g.starts_at <= :now "
     "AND g.ends_at > :now))"
 )
+
+
+# How long a proposal a standing rule decided still counts against its bottle's quota, from its filing.
+RULE_DECIDED_WINDOW_SEC = 3600
 
 
 def _check_wait(timeout: object, poll_interval: object) -> tuple[float, float]:

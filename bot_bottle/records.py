@@ -67,8 +67,6 @@ MAX_DIFF_BYTES = 4 * MAX_PAYLOAD_BYTES
 # what fills a disk or an operator's screen.
 DEFAULT_MAX_PENDING = 50
 DEFAULT_MAX_PENDING_BYTES = 16 * 1024 * 1024
-# How long a proposal a standing rule decided still counts against its bottle's quota (Quota), from its filing.
-RULE_DECIDED_WINDOW_SEC = 3600
 PROPOSAL_ID_LENGTH = 32
 SHORT_ID_LENGTH = 8
 
@@ -218,10 +216,9 @@ class Quota:
     """How much one bottle may have pending at once: proposals, and their stored bytes.
 
     The bytes are the UTF-8 sizes of each pending proposal's payload,
-    justification and current file. A proposal a standing rule decided counts
-    as pending for ``RULE_DECIDED_WINDOW_SEC`` from its filing: no person
-    paces those. ``QueueStore.submit`` checks both inside its write
-    transaction, so concurrent submitters cannot overshoot them.
+    justification and current file; one a rule decided counts for an hour
+    (``queue_store.RULE_DECIDED_WINDOW_SEC``). ``QueueStore.submit`` checks
+    both in its write transaction, so concurrent submitters cannot overshoot.
     """
 
     max_pending: int = DEFAULT_MAX_PENDING
@@ -296,7 +293,6 @@ class Response:
         }
 
 
-
 class _Standing:
     """What a grant and a rule have in common: a subject, an end, a revocation."""
 
@@ -312,8 +308,12 @@ class _Standing:
 
     @property
     def subject_value(self) -> dict[str, Any]:
-        """The subject as a dict (it is stored as canonical JSON)."""
-        value = json.loads(self.subject)
+        """The subject as a dict (stored as canonical JSON); ``{}``, which covers nothing, for one that is not a
+        JSON object (a row a sidecar wrote: no listing, screen or sidecar's question may fail on it)."""
+        try:
+            value = json.loads(self.subject)
+        except (TypeError, ValueError, RecursionError):
+            return {}
         return value if isinstance(value, dict) else {}
 
     def live(self, now: str) -> bool:

@@ -75,11 +75,10 @@ class RuleProofs:
         """The rules of ``rules`` the log proves, each id once (copies of a row are proven once, kept once)."""
         kept: dict[str, Rule] = {}
         for rule in rules:
-            try:
-                recorded = rule_record(rule)
-            except ValueError:  # a subject that is not JSON: no rule the host wrote
+            if not rule.subject_value:  # a subject that is not a JSON object: no rule the host wrote
                 self.unproven[rule.id] = "its subject is not what bot-bottle writes"
                 continue
+            recorded = rule_record(rule)
             # What the proof reads of the row: a copy differing elsewhere (a revocation's reason) is the same.
             mark = json.dumps([rule.id, rule.audit_seq, rule.created_by, rule.notes, rule.revoked_at, recorded],
                               sort_keys=True)

@@ -263,6 +263,8 @@ def _path_key(path: str) -> str:
 
 def describe_subject(tool: str, subject: dict[str, Any]) -> str:
     """One line saying what a subject grants, for listings (the caller sanitizes it for a terminal)."""
+    if not subject:  # bot-bottle writes no empty subject: a row read as {} (Grant.subject_value) grants nothing
+        return "nothing: its subject is unreadable (not what bot-bottle writes)"
     if tool == TOOL_EGRESS_ALLOW:
         methods = ",".join(subject.get("methods") or []) or "any method"
         paths = " ".join(subject.get("paths") or []) or "every path"

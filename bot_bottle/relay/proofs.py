@@ -72,12 +72,10 @@ class Proofs:
                 return []
             revoked = revocations(conn).ids(conn, ACTION_GRANT_REVOKED)
             for grant in grants:
-                try:
+                problem: str | None = "its subject is not what bot-bottle writes"  # not a JSON object
+                if grant.subject_value:
                     recorded = grant_record(grant.id, grant.tool, grant.subject_value, grant.starts_at,
                                             grant.ends_at, grant.rule_id)
-                except ValueError:  # a subject that is not JSON: no grant the host wrote
-                    problem: str | None = "its subject is not what bot-bottle writes"
-                else:
                     problem = self._grant_problem(conn, grant, recorded, key, anchor)
                 if problem is None and grant.id in revoked:
                     problem = REVOCATION_ERASED
