@@ -23,6 +23,7 @@ from typing import Any
 from bot_bottle.audit_store import AuditRecorder, AuditStore
 from bot_bottle.db import DatabaseUser
 from bot_bottle.errors import AlreadyEnded, AmbiguousId, NotFound, ValidationError
+from bot_bottle.grant_records import Grant, Rule
 from bot_bottle.policy.lifetimes import DEFAULT_PENDING_TTL, MAX_PENDING_TTL, MIN_PENDING_TTL, pending_ttl_seconds
 from bot_bottle.policy.subjects import subject_sha256
 from bot_bottle.records import (
@@ -34,9 +35,7 @@ from bot_bottle.records import (
     EFFECTS,
     MAX_TEXT_BYTES,
     AuditEntry,
-    Grant,
     Proposal,
-    Rule,
     canonical_json,
     validate_id_prefix,
     validate_queue_key,

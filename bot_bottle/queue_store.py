@@ -34,6 +34,7 @@ from bot_bottle.errors import (
     ValidationError,
 )
 from bot_bottle.file_watch import FileWatch, WatchPool
+from bot_bottle.grant_records import Grant
 from bot_bottle.grants import live_grants_in, pending_ttl_in
 from bot_bottle.policy.routes import parse_route
 from bot_bottle.queue_reads import PENDING, PROPOSAL_COLUMNS, QueueReads, check_bottle
@@ -45,7 +46,6 @@ from bot_bottle.records import (
     MAX_TEXT_BYTES,
     STATUS_REJECTED,
     TOOL_EGRESS_ALLOW,
-    Grant,
     Proposal,
     Quota,
     Response,

@@ -35,12 +35,13 @@ from bot_bottle.connection import database_path
 from bot_bottle.decisions import expire_in, expired_due, record_decision_in
 from bot_bottle.errors import AlreadyDecided, BotBottleError, NotFound, ProposalExpired, ValidationError
 from bot_bottle.file_watch import FileWatch
+from bot_bottle.grant_records import Rule
 from bot_bottle.grants import all_live_rules_in, live_rules_in, rule_record
 from bot_bottle.policy.lifetimes import grant_seconds
 from bot_bottle.policy.subjects import rule_matches, subject_of
 from bot_bottle.queue_reads import PENDING, PROPOSAL_COLUMNS
 from bot_bottle.queue_store import QueueStore
-from bot_bottle.records import EFFECT_REJECT, STATUS_APPROVED, STATUS_REJECTED, Decision, Proposal, Response, Rule
+from bot_bottle.records import EFFECT_REJECT, STATUS_APPROVED, STATUS_REJECTED, Decision, Proposal, Response
 from bot_bottle.timestamps import seconds_between, utc_now
 
 KEEP_EVERY_SEC = 5.0  # the keeper's look when nothing wakes it: expiries are due whether or not anyone commits

@@ -37,6 +37,7 @@ from bot_bottle.audit.walk import last_seq, walk
 from bot_bottle.connection import database_path, read_snapshot
 from bot_bottle.db import Database
 from bot_bottle.errors import AuditKeyError, AuditTampered
+from bot_bottle.grant_records import Grant, Rule
 from bot_bottle.records import (
     ACTION_GRANT_REVOKED,
     ACTION_RULE_ADDED,
@@ -44,9 +45,7 @@ from bot_bottle.records import (
     RESPONSE_STATUSES,
     STATUS_APPROVED,
     STATUS_MODIFIED,
-    Grant,
     Response,
-    Rule,
 )
 
 

@@ -9,9 +9,9 @@ from bot_bottle.cli.common import db_path, print_json, print_table, print_untrus
 from bot_bottle.cli.inbox import log_warning
 from bot_bottle.cli.registry import summary
 from bot_bottle.decisions import default_decider
+from bot_bottle.grant_records import Grant, Rule
 from bot_bottle.grants import GrantStore
 from bot_bottle.policy.subjects import describe_subject
-from bot_bottle.records import Grant, Rule
 from bot_bottle.timestamps import moment_of, seconds_between, time_left, utc_now
 
 _GRANTS_EPILOG = """\

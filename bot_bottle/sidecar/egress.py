@@ -59,15 +59,10 @@ import threading
 import time
 from typing import Any
 
+from bot_bottle.grant_records import Grant
 from bot_bottle.policy.subjects import normal_host, route_covers, token_covers, token_fingerprint
 from bot_bottle.queue_store import BottleQueue
-from bot_bottle.records import (
-    DEFAULT_POLL_INTERVAL_SEC,
-    STATUS_APPROVED,
-    TOOL_EGRESS_ALLOW,
-    TOOL_EGRESS_TOKEN_ALLOW,
-    Grant,
-)
+from bot_bottle.records import DEFAULT_POLL_INTERVAL_SEC, STATUS_APPROVED, TOOL_EGRESS_ALLOW, TOOL_EGRESS_TOKEN_ALLOW
 from bot_bottle.sidecar.relay_queue import RelayQueue
 from bot_bottle.text.redaction import REDACTED, Masker
 

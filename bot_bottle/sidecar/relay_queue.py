@@ -34,7 +34,8 @@ from bot_bottle.errors import (
     Unauthorized,
     ValidationError,
 )
-from bot_bottle.records import DEFAULT_POLL_INTERVAL_SEC, Grant, Proposal, Response, canonical_json
+from bot_bottle.grant_records import Grant
+from bot_bottle.records import DEFAULT_POLL_INTERVAL_SEC, Proposal, Response, canonical_json
 from bot_bottle.text.terminal import clean_line
 from bot_bottle.wire.jsonrpc import BUSY, INVALID_FIELD
 from bot_bottle.wire.relay_file import RelayEndpoint

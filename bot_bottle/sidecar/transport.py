@@ -26,9 +26,10 @@ from typing import Protocol
 
 from bot_bottle.bottles import TRANSPORT_MOUNT, TRANSPORT_RELAY
 from bot_bottle.errors import CannotOpenDatabase, MissingMount, ValidationError
+from bot_bottle.grant_records import Grant
 from bot_bottle.paths import DB_DIR_IN_CONTAINER, DB_PATH_IN_CONTAINER
 from bot_bottle.queue_store import BottleQueue, QueueStore
-from bot_bottle.records import DEFAULT_POLL_INTERVAL_SEC, DEFAULT_QUOTA, Grant, Proposal, Quota, Response
+from bot_bottle.records import DEFAULT_POLL_INTERVAL_SEC, DEFAULT_QUOTA, Proposal, Quota, Response
 from bot_bottle.sidecar.mount_check import access_denied, require_sidecar_database
 from bot_bottle.sidecar.relay_queue import RelayQueue
 from bot_bottle.wire.relay_file import RELAY_FILE_IN_CONTAINER, RelayEndpoint, read_endpoint_file

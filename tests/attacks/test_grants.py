@@ -20,11 +20,12 @@ import sys
 import time
 
 from bot_bottle.decisions import decide
+from bot_bottle.grant_records import Grant
 from bot_bottle.grants import GrantStore
 from bot_bottle.paths import host_db_path
 from bot_bottle.policy.subjects import rule_matches
 from bot_bottle.queue_store import BottleQueue, QueueStore
-from bot_bottle.records import STATUS_APPROVED, TOOL_EGRESS_ALLOW, TOOL_EGRESS_TOKEN_ALLOW, TOOL_GITLEAKS_ALLOW, Grant
+from bot_bottle.records import STATUS_APPROVED, TOOL_EGRESS_ALLOW, TOOL_EGRESS_TOKEN_ALLOW, TOOL_GITLEAKS_ALLOW
 from bot_bottle.relay.credentials import RelayCredentials, bottle_relay_dir
 from bot_bottle.sidecar.egress import EgressGrants
 from bot_bottle.sidecar.git_gate.install import install_hook

@@ -23,8 +23,9 @@ from bot_bottle.audit.forensics import VerifyResult
 from bot_bottle.bottles import BottleOverview
 from bot_bottle.cli.bottles_cmds import ago
 from bot_bottle.cli.common import first_line
+from bot_bottle.grant_records import Grant
 from bot_bottle.policy.subjects import describe_subject
-from bot_bottle.records import SHORT_ID_LENGTH, AuditEntry, Grant
+from bot_bottle.records import SHORT_ID_LENGTH, AuditEntry
 from bot_bottle.text.html import attribute, line_html
 from bot_bottle.timestamps import format_timestamp, time_left
 

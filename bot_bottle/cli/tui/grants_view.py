@@ -15,10 +15,11 @@ from dataclasses import dataclass
 
 from bot_bottle.cli.tui.screen import CHECK_MS, ESCAPE, TerminalScreen
 from bot_bottle.errors import BotBottleError, ValidationError
+from bot_bottle.grant_records import Grant
 from bot_bottle.grants import GrantStore
 from bot_bottle.policy.lifetimes import DAY, LIFETIMES
 from bot_bottle.policy.subjects import describe_subject
-from bot_bottle.records import REMEMBER_ALL, REMEMBER_BOTTLE, Grant, Proposal
+from bot_bottle.records import REMEMBER_ALL, REMEMBER_BOTTLE, Proposal
 from bot_bottle.text import terminal
 from bot_bottle.timestamps import parse_duration, spell_duration, time_left, utc_now
 

@@ -1,0 +1,101 @@
+"""Records of what stands: grants and standing rules, as the stores read them and every screen shows them.
+
+Plain data, as ``records`` is: a grant is what one bottle may do because a
+proposal was approved, from its start until its end; a rule is a standing
+decision on every matching proposal to come. ``grants`` stores both.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from bot_bottle.records import SHORT_ID_LENGTH
+
+
+class _Standing:
+    """What a grant and a rule have in common: a subject, an end, a revocation."""
+
+    id: str
+    subject: str
+    ends_at: str | None
+    revoked_at: str | None
+
+    @property
+    def short_id(self) -> str:
+        """The first 8 hex digits, as listings show the id."""
+        return self.id[:SHORT_ID_LENGTH]
+
+    @property
+    def subject_value(self) -> dict[str, Any]:
+        """The subject as a dict (stored as canonical JSON); ``{}``, which covers nothing, for one that is not a
+        JSON object (a row a sidecar wrote: no listing, screen or sidecar's question may fail on it)."""
+        try:
+            value = json.loads(self.subject)
+        except (TypeError, ValueError, RecursionError):
+            return {}
+        return value if isinstance(value, dict) else {}
+
+    def live(self, now: str) -> bool:
+        """In force at ``now`` (stored form): not revoked and not past its end."""
+        return self.revoked_at is None and (self.ends_at is None or now < self.ends_at)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The record as a JSON-ready dict, its fields in order (the subject as an object)."""
+        data = {name: getattr(self, name) for name in self.__dataclass_fields__}  # type: ignore[attr-defined]
+        data["subject"] = self.subject_value
+        return data
+
+
+@dataclass(frozen=True)
+class Grant(_Standing):
+    """What one bottle may do because a proposal was approved: a subject, from ``starts_at`` until ``ends_at``.
+
+    ``rule_id`` names the standing rule that approved it (None: the
+    operator did); ``audit_seq`` is the audit entry that recorded it.
+    """
+
+    id: str
+    queue_key: str
+    tool: str
+    subject: str
+    subject_sha256: str
+    starts_at: str
+    ends_at: str
+    proposal_id: str
+    rule_id: str | None
+    decided_by: str
+    audit_seq: int
+    revoked_at: str | None = None
+    revoked_by: str | None = None
+    revoke_reason: str | None = None
+    revoke_seq: int | None = None
+
+
+@dataclass(frozen=True)
+class Rule(_Standing):
+    """A standing decision: ``effect`` for every matching proposal of ``queue_key`` (None: every bottle).
+
+    An approving rule ends (``ends_at``); a rejecting one may stand for good.
+    ``pattern`` is 1 when the operator typed a wildcard host; a subject an
+    agent proposed is matched exactly.
+    """
+
+    id: str
+    queue_key: str | None
+    tool: str
+    subject: str
+    subject_sha256: str
+    pattern: int
+    effect: str
+    notes: str
+    created_at: str
+    ends_at: str | None
+    created_by: str
+    proposal_id: str | None
+    audit_seq: int
+    revoked_at: str | None = None
+    revoked_by: str | None = None
+    revoke_reason: str | None = None
+    revoke_seq: int | None = None
