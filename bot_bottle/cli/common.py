@@ -11,7 +11,7 @@ import shlex
 import shutil
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
@@ -44,16 +44,22 @@ def leaf_epilog(*examples: tuple[str, str]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def confirm(question: str) -> bool:
+def confirm(question: str, why_typed: str = "", ask: Callable[[str], str] = input) -> bool:
     """Ask ``question`` on a terminal; True for ``y`` or ``yes`` (the one confirmation word everywhere).
 
+    With ``why_typed`` (approving reaches more than it reads as, and why),
+    only the whole word ``yes`` records, as the TUI's and the dashboard's
+    second ask: a reflex ``y`` does not. ``ask`` prints the prompt and reads
+    the answer (``input``; another terminal's, where stdin holds a file).
     EOF is no; Ctrl-C propagates (the verb exits 130).
     """
+    prompt = f"{question} {why_typed}: type yes to record it, anything else cancels: " if why_typed \
+        else f"{question} [y/N] "
     try:
-        answer = input(f"{question} [y/N] ")
+        answer = ask(prompt)
     except EOFError:
         return False
-    return answer.strip().lower() in ("y", "yes")
+    return answer.strip().lower() == "yes" if why_typed else answer.strip().lower() in ("y", "yes")
 
 
 def db_file(text: str) -> Path:

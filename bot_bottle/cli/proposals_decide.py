@@ -6,7 +6,7 @@ import argparse
 import hmac
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from bot_bottle.cli.common import (
     EXIT_CANCELLED,
@@ -23,6 +23,7 @@ from bot_bottle.cli.render import describe, modification
 from bot_bottle.decisions import check_decision, decide, default_decider
 from bot_bottle.errors import AnchorNotWritten, AuditTampered, BotBottleError, ValidationError
 from bot_bottle.grants import GrantStore
+from bot_bottle.policy.approval import Approval, approval_of
 from bot_bottle.policy.subjects import describe_subject
 from bot_bottle.queue_reads import shown_digest
 from bot_bottle.queue_store import QueueStore
@@ -123,7 +124,16 @@ def _approval_confirmed(proposal: Proposal, notes: str) -> bool:
         raise ValidationError("digest", "approving without a terminal needs --digest D, the digest 'bot-bottle "
                               "proposals show ID' printed, so the approval holds only for what you saw")
     print_untrusted(describe(proposal, None), page=True)
-    return confirm(f"\napprove {proposal.short_id} ({proposal.queue_key}, {proposal.tool})?")
+    return confirm(f"\napprove {proposal.short_id} ({proposal.queue_key}, {proposal.tool})?",
+                   _reaches_more(approval_of(proposal.tool, proposal.payload, proposal.current_file)))
+
+
+def _reaches_more(approval: Approval) -> str:
+    """For ``confirm``: why approving reaches more than it reads as (its badges), or "" when it does not.
+
+    Where it does, only a typed ``yes`` records, as the TUI and the dashboard ask a second time.
+    """
+    return f"it reaches more than it reads as ({', '.join(approval.kinds)})" if approval.needs_confirmation else ""
 
 
 def _confirmed(args: argparse.Namespace, proposal: Proposal, notes: str, final_file: str) -> bool:
@@ -137,15 +147,23 @@ def _confirmed(args: argparse.Namespace, proposal: Proposal, notes: str, final_f
         return True
     print_untrusted(modification(proposal, final_file))
     question = f"\nrecord this modification of {proposal.short_id} ({proposal.queue_key}, {proposal.tool})?"
+    why_typed = _reaches_more(approval_of(proposal.tool, final_file, proposal.current_file))
     if str(args.file) != "-":
-        return confirm(question)
+        return confirm(question, why_typed)
     try:  # stdin held the file: ask on the terminal itself
         with open("/dev/tty", encoding="utf-8") as tty:
-            print(f"{question} [y/N] ", end="", flush=True)
-            answer = tty.readline()
+            return confirm(question, why_typed, lambda prompt: _read_line(tty, prompt))
     except OSError:
         return False
-    return answer.strip().lower() in ("y", "yes")
+
+
+def _read_line(tty: TextIO, prompt: str) -> str:
+    """``input`` on another stream than stdin: print ``prompt``, read one line (EOF raises ``EOFError``)."""
+    print(prompt, end="", flush=True)
+    line = tty.readline()
+    if not line:
+        raise EOFError
+    return line
 
 
 def cmd_proposals_approve(args: argparse.Namespace) -> int:
@@ -197,7 +215,8 @@ def register_decisions(verbs: Any) -> None:
     """Add ``approve``, ``modify`` and ``reject`` to the ``proposals`` verb's subcommands."""
     p = verb_parser(verbs, "approve", help="approve proposals as filed", json=True,
                     description="Approve one or more proposals as filed. On a terminal each is shown (what "
-                    "approving grants) and asked for; without one (a script), --digest is required, once per ID "
+                    "approving grants) and asked for (where approving widens access or names a look-alike host, only "
+                    "a typed 'yes' records it); without one (a script), --digest is required, once per ID "
                     "in the same order: the digest 'proposals show' printed, so only the proposal you saw is "
                     "approved. gitleaks-allow and egress-token-allow proposals need a reason (--notes). Each "
                     "decision is named back (--json: a list of them).",
@@ -221,7 +240,8 @@ def register_decisions(verbs: Any) -> None:
                          "what the bottle proposed. Not offered for report-only tools. The file must be one "
                          "its tool can take (an egress-allow: a JSON route with host and optional paths; an "
                          "egress-block: text without control, bidirectional or invisible characters). On a "
-                         "terminal you see your own diff (proposed -> final) and confirm it first; --yes skips "
+                         "terminal you see your own diff (proposed -> final) and confirm it first (a typed 'yes' "
+                         "where your version widens access); --yes skips "
                          "the question, as do scripts, whose stdin or stdout is not a terminal.")
     p.add_argument("ids", nargs=1, metavar="ID", help="the proposal's id or a unique prefix of it")
     p.add_argument("--file", type=Path, required=True, metavar="F", help="the final file ('-' reads stdin)")

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from bot_bottle.decisions import decide
 from bot_bottle.queue_store import QueueStore
-from bot_bottle.records import STATUS_APPROVED, TOOL_EGRESS_ALLOW, TOOL_EGRESS_BLOCK
+from bot_bottle.records import STATUS_APPROVED, TOOL_EGRESS_ALLOW, TOOL_EGRESS_BLOCK, Proposal
 from tests.helpers.relay_fixture import free_port, relay_env
 from tests.helpers.support import REPO, TempDirTest, in_ci, wait_until
 from tests.helpers.terminal import Terminal
@@ -219,14 +219,33 @@ class NewcomerEdgesTest(ShellCase):
 
 
 class PromptTest(ShellCase):
-    def approve_in_a_terminal(self) -> Terminal:
+    def approve_in_a_terminal(self, proposal: Proposal | None = None, prompt: str = "[y/N]") -> Terminal:
         status = self.tmp / "status"
         bb = f"{shlex.quote(sys.executable)} -m bot_bottle --db {shlex.quote(str(self.db))}"
         term = Terminal(self, f"cd {shlex.quote(str(REPO))} && env HOME={shlex.quote(str(self.home))} PAGER=cat "
-                        f"{bb} proposals approve {self.long.short_id}; echo $? > {shlex.quote(str(status))}; sleep 30")
-        term.wait_for("[y/N]")
+                        f"{bb} proposals approve {(proposal or self.long).short_id}; "
+                        f"echo $? > {shlex.quote(str(status))}; sleep 30")
+        term.wait_for(prompt)
         self.status = status
         return term
+
+    def test_what_widens_is_approved_only_by_a_typed_yes(self) -> None:
+        """BROKE before the fix: a wildcard over every .com name was approved by a reflex 'y', where the TUI and
+        the dashboard ask once more. Now the prompt names why and only the whole word yes records it."""
+        with QueueStore(self.db) as store:
+            wide = store.submit("web-2", TOOL_EGRESS_ALLOW, '{"host": "*.com"}', "all of them")
+        for answer, code in (("y", "3"), ("yes", "0")):
+            with self.subTest(answer):
+                term = self.approve_in_a_terminal(wide, "type yes to record it")
+                self.assertIn("it reaches more than it reads as (widens)", term.screen())
+                term.send(answer, "Enter")
+                wait_until(self.status.exists, 10, what="the command's end")
+                time.sleep(0.2)
+                self.assertEqual(self.status.read_text().strip(), code)
+                self.status.unlink()
+                with QueueStore(self.db) as store:
+                    response = store.response(wide.id)
+                self.assertEqual(response.status if response else None, None if answer == "y" else STATUS_APPROVED)
 
     def test_no_at_the_prompt_is_cancelled_and_ctrl_c_is_interrupted(self) -> None:
         """'n' records nothing and exits 3 (cancelled); Ctrl-C exits 130; 'y' records it, named back."""
