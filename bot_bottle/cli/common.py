@@ -237,7 +237,7 @@ class Shown(str):
 
 
 # ANSI SGR parameters by role and by decision status; only ever our own text's colour.
-ROLE_STYLES = {"added": "32", "removed": "31", "hunk": "36", "warning": "1;33", "heading": "1"}
+ROLE_STYLES = {"added": "32", "removed": "31", "hunk": "36", "warning": "1;33", "heading": "1", "dim": "2"}
 STATUS_STYLES = {"approved": "32", "modified": "33", "rejected": "31", "pending": "36", "operator-edit": "35"}
 
 

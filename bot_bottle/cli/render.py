@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from bot_bottle.cli.common import ROLE_STYLES, UNREADABLE, Shown, age, piped
+from bot_bottle.cli.common import ROLE_STYLES, UNREADABLE, Shown, age, first_line, piped
 from bot_bottle.cli.inbox import approval_for
 from bot_bottle.decisions import decision_diff, normal_json, render_diff
 from bot_bottle.policy.approval import Approval, approval_of
@@ -191,6 +191,25 @@ def grant_cell(approval: Approval, width: int = GRANTS_WIDTH) -> terminal.Line:
         if approval.kinds else []
     cell = [*badge, *terminal.line(approval.summary)]
     return cell if piped() else terminal.fit(cell, width)
+
+
+def inbox_row(proposal: Proposal | ProposalSummary, approval: Approval, width: int, *,
+              new: bool = False) -> terminal.Line:
+    """The TUI's list row: id, bottle, tool, age, what approving grants (badge first), then the agent's words.
+
+    What approving grants has all the room it needs up to the row's end, and
+    the agent's words only what is left; on a wide screen the grants stand
+    in a column of 3/5 of the room, so the rows' words line up.
+    """
+    row: terminal.Line = [terminal.Segment(f"{'*' if new else ' '} {proposal.short_id}  ")]
+    row += terminal.pad(terminal.fit(terminal.line(proposal.queue_key), 12), 13)
+    row += terminal.pad(terminal.fit(terminal.line(proposal.tool), 18), 19)
+    row.append(terminal.Segment(f"{age(proposal.created_at):>4}  "))
+    room = max(20, width - terminal.width(row) - 2)
+    grants = grant_cell(approval, room)
+    row += terminal.pad(grants, max(terminal.width(grants), room * 3 // 5) + 2)
+    row += [terminal.Segment("agent: ", False, ROLE_STYLES["dim"]), *terminal.line(first_line(proposal.justification))]
+    return terminal.fit(row, width)
 
 
 def _ago(timestamp: str) -> str:

@@ -13,11 +13,13 @@ from pathlib import Path
 from unittest import mock
 
 from bot_bottle.audit_store import AuditStore
+from bot_bottle.cli.render import inbox_row
 from bot_bottle.cli.tui.app import GUARD_SEC, SuperviseTUI
 from bot_bottle.cli.tui.grants_view import grant_question
 from bot_bottle.decisions import decide
 from bot_bottle.errors import DatabaseBusy
 from bot_bottle.grants import GrantStore
+from bot_bottle.policy.approval import approval_of
 from bot_bottle.policy.lifetimes import LIFETIMES
 from bot_bottle.queue_store import QueueStore
 from bot_bottle.records import (
@@ -28,6 +30,7 @@ from bot_bottle.records import (
     TOOL_EGRESS_BLOCK,
     TOOL_EGRESS_TOKEN_ALLOW,
     TOOL_GITLEAKS_ALLOW,
+    Proposal,
 )
 from bot_bottle.timestamps import parse_duration
 from tests.helpers.support import REPO, TempDirTest, wait_until
@@ -146,7 +149,7 @@ class TuiTest(TempDirTest):
         self.term.send("R")
         self.term.wait_for("reason for rejecting")
         self.term.send("not this", "Enter")
-        self.term.wait_for("always reject the same")
+        self.term.wait_for("always reject this and every ask for any of it")
         self.term.send("Enter")
         self.term.wait_for("once: no +bottle or +all given, so nothing is rejected from now on")
         self.settle()
@@ -329,6 +332,25 @@ class NarrowTuiTest(TempDirTest):
         for needle in ("a approve", "m modify", "r reject", "Esc/b back", "q quit"):
             self.assertIn(needle, detail.splitlines()[-1])
         term.send("q")
+
+
+class NarrowRowTest(TempDirTest):
+    def test_what_approving_grants_has_the_room_before_the_agents_words(self) -> None:
+        """BROKE before the fix: at 100 columns the row read 'files.example.com  GET  /simp…' beside 20 columns
+        of the agent's words; the grants column was 3/5 of the room however narrow. Now the grant is whole, and
+        where it does not fit (80 columns) the agent's words give up all their room to it."""
+        with QueueStore(self.tmp / "n.db") as store:
+            proposal = store.submit("web-1", TOOL_EGRESS_ALLOW, json.dumps(
+                {"host": "files.example.com", "methods": ["GET"], "paths": ["/simple/"]}), "I need the index")
+            short = store.submit("web-1", TOOL_EGRESS_ALLOW, '{"host": "a.example"}', "and this")
+
+        def row(width: int, shown: Proposal = proposal) -> str:
+            approval = approval_of(shown.tool, shown.payload, shown.current_file)
+            return "".join(segment.text for segment in inbox_row(shown, approval, width))
+        self.assertIn("files.example.com  GET  /simple/  agent: I need", row(100))
+        self.assertNotIn("agent:", row(80))
+        self.assertIn("files.example.com  GET  /sim", row(80))
+        self.assertEqual(row(160).index("agent:"), row(160, short).index("agent:"), "a wide screen's words line up")
 
 
 class GrantQuestionTest(TempDirTest):

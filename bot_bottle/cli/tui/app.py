@@ -25,16 +25,14 @@ import time
 from typing import Any
 
 from bot_bottle.bottles import BottleOverview, BottleStore
-from bot_bottle.cli.common import age, first_line
 from bot_bottle.cli.inbox import ANY_CAUTION, Entry, Filters, Inbox, log_warning
-from bot_bottle.cli.render import describe, grant_cell
+from bot_bottle.cli.render import describe, inbox_row
 from bot_bottle.cli.tui.deciding import Deciding
 from bot_bottle.cli.tui.grants_view import GrantsView
 from bot_bottle.cli.tui.notify import notify_environment, start_notify
 from bot_bottle.cli.tui.screen import (
     CHECK_MS,
     DETAIL_KEYS,
-    DIM,
     ENTER_KEYS,
     ESCAPE,
     FIRST_KEYS,
@@ -257,18 +255,8 @@ class SuperviseTUI(TerminalScreen):
             self.put(line, 0, terminal.pad(self.list_row(entry, width), width), curses.A_REVERSE if chosen else 0)
 
     def list_row(self, entry: Entry, width: int) -> Line:
-        """One list row: id, bottle, tool, age, what approving grants (badge first), then the agent's words."""
-        Segment = terminal.Segment
-        proposal = entry.proposal
-        new = "*" if proposal.id not in self.seen else " "
-        row: Line = [Segment(f"{new} {proposal.short_id}  ")]
-        row += terminal.pad(terminal.fit(terminal.line(proposal.queue_key), 12), 13)
-        row += terminal.pad(terminal.fit(terminal.line(proposal.tool), 18), 19)
-        row.append(Segment(f"{age(proposal.created_at):>4}  "))
-        room = max(20, (width - terminal.width(row)) * 3 // 5)
-        row += terminal.pad(grant_cell(entry.approval, room), room + 2)
-        row += [Segment("agent: ", False, DIM), *terminal.line(first_line(proposal.justification))]
-        return terminal.fit(row, width)
+        """One list row (``render.inbox_row``), ``*`` marking what arrived since the last keypress."""
+        return inbox_row(entry.proposal, entry.approval, width, new=entry.proposal.id not in self.seen)
 
     def detail_lines(self, width: int) -> list[tuple[Line, int]]:
         """The detail view's lines, sanitized and wrapped to the screen (continuations marked)."""

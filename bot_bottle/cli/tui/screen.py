@@ -64,7 +64,7 @@ ANSWER_ROOM = 20  # columns a prompt's answer has at least, after its label, bef
 ESCAPE_ATTR = curses.A_UNDERLINE | curses.A_BOLD
 Line = terminal.Line
 # The ANSI style of text that is the agent's, drawn dim beside ours (its label says whose it is).
-DIM = "2"
+DIM = ROLE_STYLES["dim"]
 
 
 def scroll_moves(height: int) -> dict[str | int, int]:
