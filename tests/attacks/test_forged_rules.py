@@ -23,6 +23,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+import unittest
 from unittest import mock
 
 from bot_bottle import standing
@@ -67,6 +68,25 @@ def forge_rule_and_entry(raw: sqlite3.Connection) -> tuple[str, int]:
     return rule_id, seq
 
 
+def assert_a_keeper_rejects_a_paste(test: unittest.TestCase, store: QueueStore, bottle: str,
+                                    settle: float = 0.0) -> None:
+    """A keeper, running ``settle`` s first (and alive then), rejects ``bottle``'s new paste by the operator's
+    rule (rules add --reject pastebin.com): whatever rows stand beside it, it still decides."""
+    logged: list[str] = []
+    keeper = Keeper(store, logged.append).start()
+    try:
+        time.sleep(settle)
+        test.assertTrue(keeper._thread.is_alive(), logged)
+        paste = store.submit(bottle, TOOL_EGRESS_ALLOW, '{"host": "pastebin.com"}', "a paste")
+        deadline = time.monotonic() + 10
+        while store.response(paste.id) is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        keeper.stop()
+    response = store.response(paste.id)
+    test.assertEqual(response.status if response else None, "rejected", f"the keeper stopped deciding: {logged}")
+
+
 class ForgedRuleCase(CliTestCase):
     def setUp(self) -> None:
         super().setUp()
@@ -99,19 +119,7 @@ class ForgedRuleCase(CliTestCase):
 
     def assert_a_keeper_still_rejects_a_paste(self, settle: float = 0.0) -> None:
         """A keeper, running ``settle`` s first (and alive then), rejects a new paste by the operator's rule."""
-        logged: list[str] = []
-        keeper = Keeper(self.store, logged.append).start()
-        try:
-            time.sleep(settle)
-            self.assertTrue(keeper._thread.is_alive(), logged)
-            paste = self.store.submit("web-4", TOOL_EGRESS_ALLOW, '{"host": "pastebin.com"}', "a paste")
-            deadline = time.monotonic() + 10
-            while self.store.response(paste.id) is None and time.monotonic() < deadline:
-                time.sleep(0.05)
-        finally:
-            keeper.stop()
-        response = self.store.response(paste.id)
-        self.assertEqual(response.status if response else None, "rejected", f"the keeper stopped deciding: {logged}")
+        assert_a_keeper_rejects_a_paste(self, self.store, "web-4", settle)
 
     def relay_with_a_grant(self) -> tuple[InProcessRelay, RelayQueue]:
         """A relay, and VM bottle vm-1's queue through it, holding a grant the operator approved."""

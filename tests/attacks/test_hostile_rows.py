@@ -17,13 +17,12 @@ from __future__ import annotations
 import json
 import secrets
 import sqlite3
-import time
 
 from bot_bottle.paths import host_db_path
 from bot_bottle.queue_store import QueueStore
 from bot_bottle.records import TOOL_EGRESS_ALLOW
 from bot_bottle.sidecar.egress import EgressGrants
-from bot_bottle.standing import Keeper
+from tests.attacks.test_forged_rules import assert_a_keeper_rejects_a_paste
 from tests.helpers.support import TempDirTest
 
 LATER = "2999-01-01T00:00:00.000000Z"
@@ -79,15 +78,4 @@ class HostileRowsTest(TempDirTest):
                      ("supervise", "--once", "--json")):
             with self.subTest(verb=verb):
                 self.assertEqual([row["id"] for row in json.loads(self.assert_runs(*verb))], [self.docs.id])
-        logged: list[str] = []
-        keeper = Keeper(self.store, logged.append).start()
-        try:
-            time.sleep(1.0)
-            paste = self.store.submit("web-9", TOOL_EGRESS_ALLOW, '{"host": "pastebin.com"}', "a paste")
-            deadline = time.monotonic() + 10
-            while self.store.response(paste.id) is None and time.monotonic() < deadline:
-                time.sleep(0.05)
-        finally:
-            keeper.stop()
-        response = self.store.response(paste.id)
-        self.assertEqual(response.status if response else None, "rejected", f"the keeper stopped: {logged}")
+        assert_a_keeper_rejects_a_paste(self, self.store, "web-9", settle=1.0)
