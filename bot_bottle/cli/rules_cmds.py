@@ -34,7 +34,8 @@ A rule decides matching proposals the way you would: approving ones end
 (--for), rejecting ones may stand for good. An approving rule matches what
 you typed exactly; a host pattern (*.example.com) is one only when you type
 it. A rejecting rule matches every proposal asking for any of what it
-rejects (fewer or more methods or paths, a wildcard over its host). Also
+rejects (fewer or more methods or paths, a wildcard over its host; GET
+and HEAD as one, '//admin/' and '/admin;x/' as '/admin/'). Also
 made when deciding: 'proposals approve ID --remember bottle|all'.
 """
 

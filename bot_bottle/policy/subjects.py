@@ -220,9 +220,10 @@ def rule_overlaps(rule_subject: dict[str, Any], pattern: bool, tool: str, subjec
     its forms the same as in another; the proposal's host, a
     wildcard, covers the rule's; or, in a pattern the operator typed, the
     rule's covers the proposal's), and so do the methods (either names every
-    one, or they share one) and the paths (either names every one, or one
-    prefix starts with another, compared with percent-encoding undone and
-    ASCII case folded, as some servers read them). ``gitleaks-allow``: they
+    one, or they share one, HEAD and GET as one) and the paths (either names
+    every one, or one prefix starts with another, compared with
+    percent-encoding undone, segment parameters (``;x``) dropped, runs of
+    slashes as one and ASCII case folded, as some servers read them). ``gitleaks-allow``: they
     share a finding. Any other tool: the same subject.
     """
     if tool == TOOL_GITLEAKS_ALLOW:
@@ -232,7 +233,7 @@ def rule_overlaps(rule_subject: dict[str, Any], pattern: bool, tool: str, subjec
     rule_host, host = str(rule_subject.get("host", "")), str(subject.get("host", ""))
     hosts = (_host_key(host) == _host_key(rule_host) or host_covers(host, rule_host)
              or (pattern and host_covers(rule_host, host)))
-    rule_methods, methods = set(_strings(rule_subject.get("methods"))), set(_strings(subject.get("methods")))
+    rule_methods, methods = _method_keys(rule_subject.get("methods")), _method_keys(subject.get("methods"))
     rule_paths = [_path_key(path) for path in _strings(rule_subject.get("paths"))]
     paths = [_path_key(path) for path in _strings(subject.get("paths"))]
     return (hosts and (not rule_methods or not methods or bool(rule_methods & methods))
@@ -250,15 +251,25 @@ def _strings(value: object) -> list[str]:
     return [item for item in value if isinstance(item, str)] if isinstance(value, list) else []
 
 
+def _method_keys(value: object) -> set[str]:
+    """Methods as a rejection compares them: HEAD and GET as one (a server answers HEAD with its GET handler)."""
+    methods = set(_strings(value))
+    return methods | {"GET", "HEAD"} if methods & {"GET", "HEAD"} else methods
+
+
+_PARAMS_RE = re.compile(r";[^/]*")  # a segment's parameters ('/admin;x/' is '/admin/' to a Java server)
+_SLASHES_RE = re.compile(r"/{2,}")  # a run of slashes ('//admin/' is '/admin/' to nginx, which merges them)
+
+
 def _path_key(path: str) -> str:
     """A path prefix as a rejection compares it: percent-encoding undone (as often as ``path_is_plain`` does),
-    ASCII letters folded."""
+    each segment's parameters dropped, each run of slashes one, ASCII letters folded."""
     for _ in range(_MAX_DECODES):
         decoded = unquote(path, encoding="latin-1")
         if decoded == path:
             break
         path = decoded
-    return path.translate(_ASCII_LOWER)
+    return _SLASHES_RE.sub("/", _PARAMS_RE.sub("", path)).translate(_ASCII_LOWER)
 
 
 def describe_subject(tool: str, subject: dict[str, Any]) -> str:

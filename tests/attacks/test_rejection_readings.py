@@ -1,0 +1,69 @@
+"""Standing rejections against an agent that asks for what they reject in another reading.
+
+The operator's rules, typed with the real command line: approve the
+company's hosts (``*.example.com``, any method and path), but never its admin
+pages (``api.example.com --path /admin/ --reject``) and never a GET to the
+files host (``files.example.com --method GET --reject``).
+
+Before the fix next to these tests, a rejection compared path prefixes with
+percent-encoding undone and case folded only, and methods as written. The
+agent, through its real sidecar, asked for ``api.example.com`` with the path
+``//admin/`` (nginx merges the slashes: measured, GET //admin/users served
+/admin/users) or ``/admin;x/`` (a Java server drops a segment's parameters),
+or for ``files.example.com`` with ``HEAD`` (a server answers HEAD with its
+GET handler: Starlette ran the GET view and sent its headers). None
+overlapped the rejections, the approving rule matched each, and the host
+sealed approvals whose grants reached what was rejected for good.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bot_bottle.grants import GrantStore
+from bot_bottle.paths import host_db_path
+from bot_bottle.queue_store import QueueStore
+from bot_bottle.records import TOOL_EGRESS_ALLOW
+from bot_bottle.sidecar.egress import EgressGrants
+from bot_bottle.sidecar.launcher import spawn
+from tests.attacks.test_standing_rejections import call
+from tests.helpers.support import TempDirTest
+
+
+class RejectionReadingsTest(TempDirTest):
+    def setUp(self) -> None:
+        super().setUp()
+        for args in (("--host", "*.example.com", "--for", "30d", "--notes", "the company's hosts"),
+                     ("--host", "api.example.com", "--path", "/admin/", "--reject", "--notes", "never admin"),
+                     ("--host", "files.example.com", "--method", "GET", "--reject", "--notes", "no reading")):
+            added = self.run_cli("rules", "add", "--all-bottles", *args)
+            self.assertEqual(added.returncode, 0, added.stderr)
+        server, self.url = spawn("web-1", host_db_path(), "--wait-seconds", "1")
+        self.addCleanup(lambda: (server.terminate(), server.communicate(timeout=10)))
+
+    def ask(self, **route: Any) -> dict[str, Any]:
+        """The agent asks for a route; the operator's next listing applies the rules; the agent asks again."""
+        filed = call(self.url, TOOL_EGRESS_ALLOW, {**route, "justification": "for the build"})
+        self.assertEqual(filed["status"], "pending", filed)
+        listed = self.run_cli("proposals", "list")
+        self.assertEqual(listed.returncode, 0, listed.stderr)
+        return call(self.url, "check-proposal", {"proposal_id": filed["proposal_id"]})
+
+    def test_a_rejected_path_or_method_in_another_reading_is_still_rejected(self) -> None:
+        for route in ({"host": "api.example.com", "paths": ["//admin/"]},
+                      {"host": "api.example.com", "paths": ["/admin;jsessionid=1/"]},
+                      {"host": "api.example.com", "paths": ["/%2Fadmin/"]},
+                      {"host": "files.example.com", "methods": ["HEAD"]}):
+            with self.subTest(route=route):
+                answer = self.ask(**route)
+                self.assertEqual(answer["status"], "rejected", f"{route} got past a standing rejection: {answer}")
+        with GrantStore() as grants:
+            self.assertEqual([g.subject_value for g in grants.listing()], [])
+        with QueueStore() as store:
+            allowed = EgressGrants(store.for_bottle("web-1"))
+            self.assertFalse(allowed.allows_route("api.example.com", "GET", "//admin/users"))
+            self.assertFalse(allowed.allows_route("api.example.com", "GET", "/admin;jsessionid=1/users"))
+            self.assertFalse(allowed.allows_route("files.example.com", "HEAD", "/report.pdf"))
+        # What no rejection names is approved as before.
+        self.assertEqual(self.ask(host="api.example.com", paths=["/public/"])["status"], "approved")
+        self.assertEqual(self.ask(host="files.example.com", methods=["PUT"])["status"], "approved")
