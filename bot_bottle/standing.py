@@ -38,7 +38,7 @@ from bot_bottle.file_watch import FileWatch
 from bot_bottle.grant_records import Rule
 from bot_bottle.grants import all_live_rules_in, live_rules_in, rule_record
 from bot_bottle.policy.lifetimes import grant_seconds
-from bot_bottle.policy.subjects import rule_matches, subject_of
+from bot_bottle.policy.subjects import rule_matches, rule_overlaps, subject_of
 from bot_bottle.queue_reads import PENDING, PROPOSAL_COLUMNS
 from bot_bottle.queue_store import QueueStore
 from bot_bottle.records import EFFECT_REJECT, STATUS_APPROVED, STATUS_REJECTED, Decision, Proposal, Response
@@ -114,9 +114,18 @@ def matching_rule(conn: sqlite3.Connection, proposal: Proposal, now: str,
         subject = subject_of(proposal.tool, proposal.payload)
     except ValidationError:
         return None  # nothing a rule could match: the operator sees it
-    for rule in sorted(rules, key=lambda r: r.effect != EFFECT_REJECT):  # a standing rejection wins
-        if rule_matches(rule.subject_value, bool(rule.pattern), proposal.tool, subject,
-                        rejects=rule.effect == EFFECT_REJECT):
+    rejecting = [rule for rule in rules if rule.effect == EFFECT_REJECT]
+    for rule in rejecting:  # a standing rejection wins
+        if rule_matches(rule.subject_value, bool(rule.pattern), proposal.tool, subject, rejects=True):
+            return rule
+    # A name under an agent's wildcard the operator rejected from now on is not rejected by it, but asked
+    # about: no approving rule decides it either (before, '*.example.com' approved db.internal.example.com
+    # past the standing rejection of the agent's '*.internal.example.com').
+    if any(rule_overlaps(rule.subject_value, True, proposal.tool, subject) for rule in rejecting):
+        return None
+    for rule in rules:
+        if rule.effect != EFFECT_REJECT and rule_matches(rule.subject_value, bool(rule.pattern), proposal.tool,
+                                                         subject):
             return rule
     return None
 

@@ -263,7 +263,8 @@ def register_decisions(verbs: Any) -> None:
     p.add_argument("--reason", required=True, metavar="TEXT", help="why (sent back to the bottle)")
     p.add_argument("--remember", choices=REMEMBER_SCOPES, default=None,
                    help="reject from now on every proposal that asks for any of this one: this bottle's, or every "
-                   "bottle's (a standing rule; for good unless --for)")
+                   "bottle's (a standing rule; for good unless --for). A name under a rejected wildcard is left "
+                   "to you, not to an approving rule")
     p.add_argument("--for", dest="duration", metavar="DURATION",
                    help="with --remember: how long the rule stands (8h, 7d, 2w, or a time)")
     _add_digest(p)
