@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bot_bottle.errors import ValidationError
-from bot_bottle.policy.hosts import addresses_in_text, host_problems, hosts_in_text, ipv4_reading, shown_host
+from bot_bottle.policy.hosts import addresses_in_text, host_problems, hosts_in_text, ipv4_readings, shown_host
 from bot_bottle.policy.routes import file_widening, parse_route
 from bot_bottle.records import (
     TOOL_EGRESS_ALLOW,
@@ -161,7 +161,7 @@ def _routes_file(payload: str, current_file: str | None) -> Approval:
             cautions += _look_alikes(hosts_in_text(line), f"line {number}: ")
         # An address written in another form (010.0.0.1 is 8.0.0.1): named as the address it is.
         cautions += _look_alikes([address for address in addresses[line]
-                                  if ipv4_reading(address) not in (None, address)], f"line {number}: ")
+                                  if ipv4_readings(address) not in ([], [address])], f"line {number}: ")
     return Approval(TOOL_EGRESS_BLOCK, tuple(grants), tuple(_bounded(cautions)))
 
 

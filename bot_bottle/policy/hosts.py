@@ -97,8 +97,30 @@ def ipv4_reading(host: str) -> str | None:
     if len(name) > MAX_HOST_CHARS or not 1 <= len(parts) <= 4 \
             or not all(_IPV4_PART_RE.fullmatch(part) for part in parts):
         return None
-    values = [int(part[2:], 16) if part[:2].lower() == "0x" else int(part, 8) if part.startswith("0")
-              else int(part) for part in parts]
+    return _address([int(part[2:], 16) if part[:2].lower() == "0x" else int(part, 8) if part.startswith("0")
+                     else int(part) for part in parts])
+
+
+def ipv4_readings(host: str) -> list[str]:
+    """Every IPv4 address a client may read ``host`` as: ``ipv4_reading``'s and, where a part has a leading 0,
+    the one a client that reads it as decimal connects to (Java's ``InetAddress``: ``010.0.0.1`` is 10.0.0.1
+    there, 8.0.0.1 to glibc and curl, and ``08.1.1.1``, no address to them, is 8.1.1.1)."""
+    found = [address for address in (ipv4_reading(host), _decimal_reading(host)) if address is not None]
+    return found[:1] if len(found) == 2 and found[0] == found[1] else found
+
+
+def _decimal_reading(host: str) -> str | None:
+    name = host[:-1] if host.endswith(".") else host
+    parts = name.split(".")
+    if len(name) > MAX_HOST_CHARS or not 1 <= len(parts) <= 4 \
+            or not all(part.isascii() and part.isdigit() for part in parts) \
+            or not any(len(part) > 1 and part.startswith("0") for part in parts):
+        return None
+    return _address([int(part) for part in parts])
+
+
+def _address(values: list[int]) -> str | None:
+    """The dotted decimal of inet_aton's parts (the last fills the bytes left), or None past their bounds."""
     *leading, last = values
     if any(value > 255 for value in leading) or last >= 256 ** (5 - len(values)):
         return None
@@ -119,10 +141,15 @@ def host_problems(host: str) -> list[str]:
     """
     problems: list[str] = []
     bare = re.sub(r":[0-9]{1,5}$", "", host)  # a report's host may carry a port
-    address = ipv4_reading(bare)
+    address, decimal = ipv4_reading(bare), _decimal_reading(bare)
     if address is not None and address != bare:
         problems.append(f"it is the IPv4 address {address} written in another form (a leading 0 is octal, 0x hex, "
-                        f"and fewer than four parts fill the rest): a client connects to {address}")
+                        f"and fewer than four parts fill the rest): a client connects to {address}"
+                        + (f", or, reading a leading 0 as decimal (as Java does), to {decimal}"
+                           if decimal not in (None, address) else ""))
+    elif address is None and decimal is not None:
+        problems.append(f"it is an IPv4 address to a client that reads a leading 0 as decimal (as Java does): it "
+                        f"connects to {decimal} (others look it up as a name)")
     odd = [_named(char, index) for index, char in enumerate(host, start=1) if char not in _PLAIN_HOST_CHARS]
     if odd:
         more = f" and {len(odd) - MAX_SHOWN_PROBLEMS} more" if len(odd) > MAX_SHOWN_PROBLEMS else ""
@@ -181,10 +208,10 @@ def addresses_in_text(text: str) -> list[str]:
     found: dict[str, None] = {}
     if _NUMBER_START_RE.search(text):  # most lines hold no number of their own: read no further for IPv4
         for match in _DOTTED_RE.finditer(text):
-            if _looks_like_an_address(match.group(0)) and ipv4_reading(match.group(0)) is not None:
+            if _looks_like_an_address(match.group(0)) and ipv4_readings(match.group(0)):
                 found.setdefault(match.group(0), None)
         for match in _HOST_PLACE_RE.finditer(text):
-            if ipv4_reading(match.group(1)) is not None:
+            if ipv4_readings(match.group(1)):
                 found.setdefault(match.group(1), None)
     if text.count(":") >= 2:
         for match in _COLONS_RE.finditer(text):

@@ -28,7 +28,7 @@ from typing import Any
 from urllib.parse import unquote
 
 from bot_bottle.errors import ValidationError
-from bot_bottle.policy.hosts import ipv4_reading
+from bot_bottle.policy.hosts import ipv4_readings
 from bot_bottle.policy.routes import parse_route
 from bot_bottle.records import (
     TOOL_EGRESS_ALLOW,
@@ -131,7 +131,7 @@ def host_covers(granted: str, host: str) -> bool:
     """
     name = normal_host(host)
     if granted.startswith("*."):
-        return name.endswith(granted[1:]) and len(name) > len(granted) - 1 and ipv4_reading(name) is None
+        return name.endswith(granted[1:]) and len(name) > len(granted) - 1 and not ipv4_readings(name)
     return name == granted
 
 
@@ -231,7 +231,7 @@ def rule_overlaps(rule_subject: dict[str, Any], pattern: bool, tool: str, subjec
     if tool != TOOL_EGRESS_ALLOW:
         return rule_subject == subject
     rule_host, host = str(rule_subject.get("host", "")), str(subject.get("host", ""))
-    hosts = (_host_key(host) == _host_key(rule_host) or host_covers(host, rule_host)
+    hosts = (bool(_host_keys(host) & _host_keys(rule_host)) or host_covers(host, rule_host)
              or (pattern and host_covers(rule_host, host)))
     rule_methods, methods = _method_keys(rule_subject.get("methods")), _method_keys(subject.get("methods"))
     rule_paths = [_path_key(path) for path in _strings(rule_subject.get("paths"))]
@@ -241,10 +241,11 @@ def rule_overlaps(rule_subject: dict[str, Any], pattern: bool, tool: str, subjec
                                                     for one in paths for other in rule_paths)))
 
 
-def _host_key(host: str) -> str:
-    """A host as a rejection compares it: an IPv4 address in any form as its dotted decimal (``2852039166`` is
-    169.254.169.254), any other name as ``normal_host``."""
-    return ipv4_reading(host) or normal_host(host)
+def _host_keys(host: str) -> set[str]:
+    """A host as a rejection compares it: an IPv4 address in any form as each dotted decimal a client may read
+    it as (``2852039166`` is 169.254.169.254; ``010.0.0.1`` is 8.0.0.1 and 10.0.0.1), any other name as
+    ``normal_host``."""
+    return set(ipv4_readings(host)) or {normal_host(host)}
 
 
 def _strings(value: object) -> list[str]:

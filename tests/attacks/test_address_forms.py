@@ -15,8 +15,11 @@ from __future__ import annotations
 
 import json
 import random
+import shutil
 import socket
+import subprocess
 import unittest
+from pathlib import Path
 from typing import Any
 
 from bot_bottle.paths import host_db_path
@@ -122,3 +125,65 @@ class ReadingTest(unittest.TestCase):
             except (socket.gaierror, UnicodeError):
                 resolved = None
             self.assertEqual(ipv4_reading(host), resolved, host)
+
+
+# Read as decimal by a client that takes a leading 0 so (Java's InetAddress, measured: OpenJDK 17), as octal (or
+# as no address) by glibc and curl: the screen named only the latter.
+DECIMAL_READ = {"0127.0.0.1": "127.0.0.1", "0192.168.0.1": "192.168.0.1", "010.0.0.1": "10.0.0.1"}
+
+
+class DecimalReadingTest(TempDirTest):
+    """A leading 0 is octal to glibc and curl, decimal to Java. Before the fix next to this test the agent's
+    0127.0.0.1 was shown as 'a client connects to 87.0.0.1' (a Java proxy connects to 127.0.0.1, the loopback),
+    0192.168.0.1 (no address to glibc) with no warning at all, a routes file adding it as 'names no new host',
+    and 'rules add --host 127.0.0.1 --reject' did not reject 0127.0.0.1."""
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.assertEqual(self.run_cli("db", "upgrade").returncode, 0)
+        server, self.url = spawn("web-1", host_db_path(), "--wait-seconds", "0")
+        self.addCleanup(lambda: (server.terminate(), server.communicate(timeout=10)))
+
+    def listed(self) -> list[dict[str, Any]]:
+        result = self.run_cli("proposals", "list", "--json")
+        self.assertEqual(result.returncode, 0, result.stderr)
+        listing: list[dict[str, Any]] = json.loads(result.stdout)
+        return listing
+
+    def test_each_reading_is_named_and_rejected(self) -> None:
+        ids = {}
+        for host in DECIMAL_READ:
+            filed = call(self.url, TOOL_EGRESS_ALLOW, {"host": host, "justification": "the build cache"})
+            self.assertEqual(filed["status"], "pending", filed)
+            ids[host] = filed["proposal_id"]
+        routes = "routes:\n  - host: docs.python.org\n  - host: 0192.168.0.1\n"
+        call(self.url, TOOL_EGRESS_BLOCK, {"routes_file": routes, "justification": "the docs"})
+        for proposal in self.listed():
+            summary = proposal["grants"]["summary"]
+            warnings = " ".join(w["text"] for w in proposal["grants"]["warnings"] if w["kind"] == "look-alike")
+            with self.subTest(summary=summary):
+                if proposal["tool"] == TOOL_EGRESS_BLOCK:
+                    self.assertIn("0192.168.0.1", summary)
+                    self.assertIn("connects to 192.168.0.1", warnings)
+                else:
+                    host = summary.split()[0]
+                    self.assertIn(f"to {DECIMAL_READ[host]}", warnings, f"{host}: {proposal['grants']}")
+        for address in ("127.0.0.1", "192.168.0.1"):
+            added = self.run_cli("rules", "add", "--all-bottles", "--host", address, "--reject")
+            self.assertEqual(added.returncode, 0, added.stderr)
+        for host in ("0127.0.0.1", "0192.168.0.1"):
+            answer = call(self.url, "check-proposal", {"proposal_id": ids[host]})
+            self.assertEqual(answer["status"], "rejected", f"{host}: {answer}")
+
+    def test_java_reads_a_leading_zero_as_decimal(self) -> None:
+        """The measurement behind DECIMAL_READ, where a JDK is installed."""
+        java = shutil.which("java")
+        if java is None:
+            self.skipTest("no java here")
+        source = Path(self.tmp) / "Read.java"
+        source.write_text("public class Read { public static void main(String[] a) throws Exception {\n"
+                          "  for (String s : a) System.out.println(java.net.InetAddress.getByName(s).getHostAddress());"
+                          "\n} }\n")
+        result = subprocess.run([java, str(source), *DECIMAL_READ], capture_output=True, text=True, timeout=120,
+                                check=False)
+        self.assertEqual(result.stdout.split(), list(DECIMAL_READ.values()), result.stderr)
