@@ -28,7 +28,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from bot_bottle.audit.anchor import Anchor, read_anchor
-from bot_bottle.audit.forensics import rule_problem
+from bot_bottle.audit.chain import stored_details
+from bot_bottle.audit.forensics import revocations, rule_problem
 from bot_bottle.audit.seal import load_key
 from bot_bottle.audit_store import AuditRecorder, AuditStore
 from bot_bottle.connection import database_path
@@ -38,10 +39,19 @@ from bot_bottle.file_watch import FileWatch
 from bot_bottle.grant_records import Rule
 from bot_bottle.grants import all_live_rules_in, live_rules_in, rule_record
 from bot_bottle.policy.lifetimes import grant_seconds
-from bot_bottle.policy.subjects import rule_matches, rule_overlaps, subject_of
+from bot_bottle.policy.subjects import rule_matches, rule_overlaps, subject_of, subject_sha256
 from bot_bottle.queue_reads import PENDING, PROPOSAL_COLUMNS
 from bot_bottle.queue_store import QueueStore
-from bot_bottle.records import EFFECT_REJECT, STATUS_APPROVED, STATUS_REJECTED, Decision, Proposal, Response
+from bot_bottle.records import (
+    ACTION_RULE_REVOKED,
+    EFFECT_REJECT,
+    STATUS_APPROVED,
+    STATUS_REJECTED,
+    Decision,
+    Proposal,
+    Response,
+    canonical_json,
+)
 from bot_bottle.timestamps import seconds_between, utc_now
 
 KEEP_EVERY_SEC = 5.0  # the keeper's look when nothing wakes it: expiries are due whether or not anyone commits
@@ -96,6 +106,44 @@ class RuleProofs:
         return list(kept.values())
 
 
+def logged_rejections(conn: sqlite3.Connection, now: str, known: set[str]) -> list[Rule]:
+    """The rejecting rules the audit log records as added and in force at ``now`` whose ids are not in ``known``
+    (the proven rules read from the file), as their entries record them: for ``RuleProofs`` to prove.
+
+    A sidecar can delete, end, revoke or rewrite a rule's row (it can write the file), but not its sealed
+    entry: read from the file alone, a standing rejection it removed decided nothing, and an approving rule
+    approved what it rejected. A revocation the log records still ends it (``rule_problem``).
+    """
+    found, logged = [], revocations(conn)
+    revoked = logged.ids(conn, ACTION_RULE_REVOKED)
+    for rule_id, seq in logged.rejecting(conn).items():
+        if rule_id in known or rule_id in revoked:  # revoked: by the operator, as the log says
+            continue
+        row = conn.execute("SELECT actor, notes, details FROM audit_log WHERE seq = :seq", {"seq": seq}).fetchone()
+        record = (stored_details(row[2]) or {}).get("rule") if row is not None else None
+        if row is None or not isinstance(record, dict) or not isinstance(record.get("subject"), dict):
+            continue
+        try:
+            rule = Rule(id=rule_id, queue_key=record["bottle"], tool=record["tool"],
+                        subject=canonical_json(record["subject"]),
+                        subject_sha256=subject_sha256(str(record["tool"]), record["subject"]),
+                        pattern=int(bool(record["pattern"])), effect=EFFECT_REJECT, notes=row[1],
+                        created_at=record["created_at"], ends_at=record["ends_at"], created_by=row[0],
+                        proposal_id=record["proposal_id"], audit_seq=seq)
+        except (KeyError, TypeError, ValueError):
+            continue
+        if rule.ends_at is None or (isinstance(rule.ends_at, str) and rule.ends_at > now):
+            found.append(rule)
+    return found
+
+
+def standing_rules(conn: sqlite3.Connection, now: str, proofs: RuleProofs) -> list[Rule]:
+    """Every bottle's rules in force at ``now`` that the audit log proves: the file's, and the log's
+    rejections whose rows the file lost or changed (``logged_rejections``)."""
+    rules = proofs.proven(conn, all_live_rules_in(conn, now))
+    return rules + proofs.proven(conn, logged_rejections(conn, now, {rule.id for rule in rules}))
+
+
 def matching_rule(conn: sqlite3.Connection, proposal: Proposal, now: str,
                   rules: list[Rule] | None = None) -> Rule | None:
     """The first live, proven rule that decides ``proposal`` (a rejecting one before an approving one), or None.
@@ -104,10 +152,10 @@ def matching_rule(conn: sqlite3.Connection, proposal: Proposal, now: str,
     once for every proposal it looks at); otherwise they are read here.
     """
     if rules is None:
-        rules = RuleProofs().proven(conn, live_rules_in(conn, proposal.queue_key, proposal.tool, now))
-    else:
-        rules = [rule for rule in rules
-                 if rule.tool == proposal.tool and rule.queue_key in (None, proposal.queue_key)]
+        proofs = RuleProofs()
+        rules = proofs.proven(conn, live_rules_in(conn, proposal.queue_key, proposal.tool, now))
+        rules += proofs.proven(conn, logged_rejections(conn, now, {rule.id for rule in rules}))
+    rules = [rule for rule in rules if rule.tool == proposal.tool and rule.queue_key in (None, proposal.queue_key)]
     if not rules:
         return None
     try:
@@ -170,7 +218,7 @@ def keep(store: QueueStore, *, after: int = 0, unproven: Callable[[str, str], No
     proofs = RuleProofs()
     decided: list[str] = []
     with store.db.read() as conn:
-        rules = proofs.proven(conn, all_live_rules_in(conn, now))
+        rules = standing_rules(conn, now, proofs)
         window = {"after": after, "newest": int(conn.execute(
             f"SELECT coalesce(max(p.rowid), 0) FROM proposals p WHERE p.rowid > :after AND {PENDING}",
             {"after": after}).fetchone()[0])}

@@ -321,23 +321,37 @@ class Revocations:
         self._upto = 0
         self._upto_hash: str | None = None  # the hash of entry ``_upto`` when it was read
         self._ids: dict[str, set[str]] = {action: set() for action in _REVOKED_KEYS}
+        self._rejecting: dict[str, int] = {}  # rule id -> its rule-added entry, for the rejecting rules
 
     def ids(self, conn: sqlite3.Connection, action: str) -> frozenset[str]:
         """The ids the log's ``action`` entries name (``rule-revoked`` or ``grant-revoked``)."""
         with self._lock:
-            last = last_seq(conn)
-            if last < self._upto or self._hash_at(conn, self._upto) != self._upto_hash:
-                # The log is shorter than when it was read, or its entry there is another: read it whole again.
-                self._upto, self._ids = 0, {name: set() for name in _REVOKED_KEYS}
-            for kind, details in conn.execute(
-                    "SELECT action, details FROM audit_log WHERE seq > :upto AND seq <= :last "
-                    "AND action IN (:rule, :grant)",
-                    {"upto": self._upto, "last": last, "rule": ACTION_RULE_REVOKED, "grant": ACTION_GRANT_REVOKED}):
-                named = (stored_details(details) or {}).get(_REVOKED_KEYS.get(str(kind), ""))
-                if isinstance(named, str):
-                    self._ids[str(kind)].add(named)
-            self._upto, self._upto_hash = last, self._hash_at(conn, last)
+            self._read(conn)
             return frozenset(self._ids[action])
+
+    def rejecting(self, conn: sqlite3.Connection) -> dict[str, int]:
+        """The rejecting rules the log records as added: {rule id: its ``rule-added`` entry's seq} (unproven)."""
+        with self._lock:
+            self._read(conn)
+            return dict(self._rejecting)
+
+    def _read(self, conn: sqlite3.Connection) -> None:
+        last = last_seq(conn)
+        if last < self._upto or self._hash_at(conn, self._upto) != self._upto_hash:
+            # The log is shorter than when it was read, or its entry there is another: read it whole again.
+            self._upto, self._ids, self._rejecting = 0, {name: set() for name in _REVOKED_KEYS}, {}
+        marks = {"upto": self._upto, "last": last, "rule": ACTION_RULE_REVOKED, "grant": ACTION_GRANT_REVOKED,
+                 "added": ACTION_RULE_ADDED}
+        for seq, kind, details in conn.execute("SELECT seq, action, details FROM audit_log WHERE seq > :upto AND "
+                                               "seq <= :last AND action IN (:rule, :grant, :added)", marks):
+            stored = stored_details(details) or {}
+            named = stored.get(_REVOKED_KEYS.get(str(kind), ""))
+            added = stored.get("rule") if kind == ACTION_RULE_ADDED else None
+            if isinstance(added, dict) and added.get("effect") == "reject" and isinstance(added.get("id"), str):
+                self._rejecting[added["id"]] = int(seq)
+            elif isinstance(named, str) and kind != ACTION_RULE_ADDED:
+                self._ids[str(kind)].add(named)
+        self._upto, self._upto_hash = last, self._hash_at(conn, last)
 
     @staticmethod
     def _hash_at(conn: sqlite3.Connection, seq: int) -> str | None:
