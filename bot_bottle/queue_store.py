@@ -44,6 +44,7 @@ from bot_bottle.records import (
     MAX_FILE_BYTES,
     MAX_PAYLOAD_BYTES,
     MAX_TEXT_BYTES,
+    STATUS_EXPIRED,
     STATUS_REJECTED,
     TOOL_EGRESS_ALLOW,
     Proposal,
@@ -210,9 +211,10 @@ class QueueStore(QueueReads):
     def _check_quota(conn: sqlite3.Connection, queue_key: str, size: int, quota: Quota, now: str) -> None:
         # Reads only this bottle's pending rows (a partial index) and its rows filed within the last
         # RULE_DECIDED_WINDOW_SEC (an index range), whose sizes the quota itself keeps under max_pending_bytes.
-        # A proposal a standing rule decided counts for that long after its filing: no person paced it, so
-        # without this an agent whose ask a rule rejects (or approves) at once filed without end (measured:
-        # 2,162 filings and 553 MB in 20 s through one sidecar).
+        # A proposal a standing rule decided, or that expired, counts for that long after its filing: no person
+        # paced it, so without this an agent whose ask a rule rejects (or approves) at once filed without end
+        # (measured: 2,162 filings and 553 MB in 20 s through one sidecar), and one that waited out a short
+        # pending-ttl filed the quota again each time (16 MB a minute with 'pending-ttl 1m').
         sizes = ("coalesce(sum(length(CAST(p.payload AS BLOB)) + length(CAST(p.justification AS BLOB)) "
                  "+ coalesce(length(CAST(p.current_file AS BLOB)), 0)), 0)")
         pending = conn.execute(
@@ -221,12 +223,13 @@ class QueueStore(QueueReads):
         ).fetchone()
         by_rule = conn.execute(
             f"SELECT count(*), {sizes} FROM proposals p JOIN responses r ON r.proposal_id = p.id "
-            "WHERE p.queue_key = :queue_key AND p.created_at > :since AND substr(r.decided_by, 1, 5) = 'rule '",
-            {"queue_key": queue_key, "since": later(now, -RULE_DECIDED_WINDOW_SEC)},
+            "WHERE p.queue_key = :queue_key AND p.created_at > :since "
+            "AND (substr(r.decided_by, 1, 5) = 'rule ' OR r.status = :expired)",
+            {"queue_key": queue_key, "since": later(now, -RULE_DECIDED_WINDOW_SEC), "expired": STATUS_EXPIRED},
         ).fetchone()
         count, used = pending[0] + by_rule[0], pending[1] + by_rule[1]
-        also = (f" or decided by a standing rule in the last {spell_duration(RULE_DECIDED_WINDOW_SEC)} "
-                f"({by_rule[0]} of them)") if by_rule[0] else ""
+        also = (f" or decided by a standing rule or expired, filed in the last "
+                f"{spell_duration(RULE_DECIDED_WINDOW_SEC)} ({by_rule[0]} of them)") if by_rule[0] else ""
         if count >= quota.max_pending:
             raise QuotaExceeded(
                 f"bottle {queue_key} already has {count} proposals waiting for the operator{also}, the most it may "

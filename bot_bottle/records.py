@@ -216,8 +216,8 @@ class Quota:
     """How much one bottle may have pending at once: proposals, and their stored bytes.
 
     The bytes are the UTF-8 sizes of each pending proposal's payload,
-    justification and current file; one a rule decided counts for an hour
-    (``queue_store.RULE_DECIDED_WINDOW_SEC``). ``QueueStore.submit`` checks
+    justification and current file; one a rule decided, or that expired,
+    counts for an hour from its filing (``queue_store.RULE_DECIDED_WINDOW_SEC``). ``QueueStore.submit`` checks
     both in its write transaction, so concurrent submitters cannot overshoot.
     """
 

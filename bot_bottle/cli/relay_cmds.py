@@ -177,7 +177,7 @@ def _add_serving_options(parser: argparse.ArgumentParser, *, after_start: bool =
         f"{', '.join(VM_HOST_NAMES)}, localhost and the listen address)")
     add("--max-pending", type=positive_int, default=default(DEFAULT_MAX_PENDING), metavar="N",
         help=f"proposals each bottle may have waiting at once (default: {DEFAULT_MAX_PENDING}; one a standing "
-        "rule decided counts for an hour from its filing)")
+        "rule decided, or that expired, counts for an hour from its filing)")
     add("--max-pending-bytes", type=positive_int, default=default(DEFAULT_MAX_PENDING_BYTES),
         metavar="B",
         help=f"bytes each bottle may have pending at once (default: {DEFAULT_MAX_PENDING_BYTES})")

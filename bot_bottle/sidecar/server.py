@@ -130,8 +130,8 @@ def build_parser() -> argparse.ArgumentParser:
                         f"{', '.join(DEFAULT_ALLOWED_HOSTS)} or these are served, and an Origin must name one too")
     parser.add_argument("--max-pending", type=_positive_int, default=DEFAULT_MAX_PENDING, metavar="N",
                         help=f"proposals this bottle may have waiting at once (default: {DEFAULT_MAX_PENDING}; one a "
-                        "standing rule decided counts for an hour from its filing); the next filing is refused "
-                        "with a tool error")
+                        "standing rule decided, or that expired, counts for an hour from its filing); the next "
+                        "filing is refused with a tool error")
     parser.add_argument("--max-pending-bytes", type=_positive_int, default=DEFAULT_MAX_PENDING_BYTES, metavar="B",
                         help="bytes of payloads, justifications and current files this bottle may have waiting "
                         f"at once (default: {DEFAULT_MAX_PENDING_BYTES}, 16 MiB)")

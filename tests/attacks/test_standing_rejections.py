@@ -159,6 +159,7 @@ class RuleDecidedFloodTest(TempDirTest):
         refused = [a for a in answers if a.get("isError")]
         self.assertEqual(len(rejected), 10, f"{len(rejected)} filings were stored and decided by the rule")
         self.assertEqual(len(refused), 20)
-        self.assertIn("or decided by a standing rule in the last 1h (10 of them)", refused[0]["content"][0]["text"])
+        self.assertIn("or decided by a standing rule or expired, filed in the last 1h (10 of them)",
+                      refused[0]["content"][0]["text"])
         with QueueStore() as store, store.db.read() as conn:
             self.assertEqual(conn.execute("SELECT count(*) FROM proposals").fetchone()[0], 10)
