@@ -35,7 +35,9 @@ DISGUISED = {"010.0.0.1": "8.0.0.1", "2852039166": "169.254.169.254", "0xa9fea9f
              "169.254.43518": "169.254.169.254", "0x7f.1": "127.0.0.1"}
 
 
-class AddressFormsTest(TempDirTest):
+class AddressFormsCase(TempDirTest):
+    """A host database, web-1's real sidecar to file through, and the operator's listing as JSON."""
+
     def setUp(self) -> None:
         super().setUp()
         self.assertEqual(self.run_cli("db", "upgrade").returncode, 0)
@@ -48,6 +50,8 @@ class AddressFormsTest(TempDirTest):
         listing: list[dict[str, Any]] = json.loads(result.stdout)
         return listing
 
+
+class AddressFormsTest(AddressFormsCase):
     def test_a_disguised_address_is_named_as_the_address_it_is(self) -> None:
         """Each form, filed by the agent: a look-alike warning naming the address a client connects to."""
         for host in DISGUISED:
@@ -132,23 +136,11 @@ class ReadingTest(unittest.TestCase):
 DECIMAL_READ = {"0127.0.0.1": "127.0.0.1", "0192.168.0.1": "192.168.0.1", "010.0.0.1": "10.0.0.1"}
 
 
-class DecimalReadingTest(TempDirTest):
+class DecimalReadingTest(AddressFormsCase):
     """A leading 0 is octal to glibc and curl, decimal to Java. Before the fix next to this test the agent's
     0127.0.0.1 was shown as 'a client connects to 87.0.0.1' (a Java proxy connects to 127.0.0.1, the loopback),
     0192.168.0.1 (no address to glibc) with no warning at all, a routes file adding it as 'names no new host',
     and 'rules add --host 127.0.0.1 --reject' did not reject 0127.0.0.1."""
-
-    def setUp(self) -> None:
-        super().setUp()
-        self.assertEqual(self.run_cli("db", "upgrade").returncode, 0)
-        server, self.url = spawn("web-1", host_db_path(), "--wait-seconds", "0")
-        self.addCleanup(lambda: (server.terminate(), server.communicate(timeout=10)))
-
-    def listed(self) -> list[dict[str, Any]]:
-        result = self.run_cli("proposals", "list", "--json")
-        self.assertEqual(result.returncode, 0, result.stderr)
-        listing: list[dict[str, Any]] = json.loads(result.stdout)
-        return listing
 
     def test_each_reading_is_named_and_rejected(self) -> None:
         ids = {}

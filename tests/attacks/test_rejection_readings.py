@@ -24,37 +24,18 @@ one asked. Now such a name waits for the operator.
 
 from __future__ import annotations
 
-from typing import Any
-
 from bot_bottle.grants import GrantStore
-from bot_bottle.paths import host_db_path
 from bot_bottle.queue_reads import shown_digest
 from bot_bottle.queue_store import QueueStore
 from bot_bottle.records import TOOL_EGRESS_ALLOW
 from bot_bottle.sidecar.egress import EgressGrants
-from bot_bottle.sidecar.launcher import spawn
-from tests.attacks.test_standing_rejections import call
-from tests.helpers.support import TempDirTest
+from tests.attacks.test_standing_rejections import RulesAndSidecarCase, call
 
 
-class RejectionReadingsTest(TempDirTest):
-    def setUp(self) -> None:
-        super().setUp()
-        for args in (("--host", "*.example.com", "--for", "30d", "--notes", "the company's hosts"),
-                     ("--host", "api.example.com", "--path", "/admin/", "--reject", "--notes", "never admin"),
-                     ("--host", "files.example.com", "--method", "GET", "--reject", "--notes", "no reading")):
-            added = self.run_cli("rules", "add", "--all-bottles", *args)
-            self.assertEqual(added.returncode, 0, added.stderr)
-        server, self.url = spawn("web-1", host_db_path(), "--wait-seconds", "1")
-        self.addCleanup(lambda: (server.terminate(), server.communicate(timeout=10)))
-
-    def ask(self, **route: Any) -> dict[str, Any]:
-        """The agent asks for a route; the operator's next listing applies the rules; the agent asks again."""
-        filed = call(self.url, TOOL_EGRESS_ALLOW, {**route, "justification": "for the build"})
-        self.assertEqual(filed["status"], "pending", filed)
-        listed = self.run_cli("proposals", "list")
-        self.assertEqual(listed.returncode, 0, listed.stderr)
-        return call(self.url, "check-proposal", {"proposal_id": filed["proposal_id"]})
+class RejectionReadingsTest(RulesAndSidecarCase):
+    RULES = (("--host", "*.example.com", "--for", "30d", "--notes", "the company's hosts"),
+             ("--host", "api.example.com", "--path", "/admin/", "--reject", "--notes", "never admin"),
+             ("--host", "files.example.com", "--method", "GET", "--reject", "--notes", "no reading"))
 
     def test_a_rejected_path_or_method_in_another_reading_is_still_rejected(self) -> None:
         for route in ({"host": "api.example.com", "paths": ["//admin/"]},

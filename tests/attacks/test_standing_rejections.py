@@ -47,12 +47,17 @@ def call(url: str, name: str, arguments: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
-class StandingRejectionTest(TempDirTest):
+class RulesAndSidecarCase(TempDirTest):
+    """The operator's ``RULES`` (``rules add --all-bottles`` each), and web-1's real sidecar to ask through."""
+
+    RULES: tuple[tuple[str, ...], ...] = (
+        ("--host", "*.example.com", "--for", "30d", "--notes", "the company's hosts"),
+        ("--host", "secret.example.com", "--reject", "--notes", "never the secrets host"),
+        ("--host", "*.example.com", "--method", "POST", "--reject", "--notes", "never a post"))
+
     def setUp(self) -> None:
         super().setUp()
-        for args in (("--host", "*.example.com", "--for", "30d", "--notes", "the company's hosts"),
-                     ("--host", "secret.example.com", "--reject", "--notes", "never the secrets host"),
-                     ("--host", "*.example.com", "--method", "POST", "--reject", "--notes", "never a post")):
+        for args in self.RULES:
             added = self.run_cli("rules", "add", "--all-bottles", *args)
             self.assertEqual(added.returncode, 0, added.stderr)
         server, self.url = spawn("web-1", host_db_path(), "--wait-seconds", "1")
@@ -66,6 +71,8 @@ class StandingRejectionTest(TempDirTest):
         self.assertEqual(listed.returncode, 0, listed.stderr)
         return call(self.url, "check-proposal", {"proposal_id": filed["proposal_id"]})
 
+
+class StandingRejectionTest(RulesAndSidecarCase):
     def test_asking_for_more_or_less_than_a_rejection_is_still_rejected(self) -> None:
         """Narrower methods, wider methods, a wildcard over the rejected host: each rejected, no grant made."""
         for route in ({"host": "secret.example.com", "methods": ["GET"]},
