@@ -13,6 +13,14 @@ from typing import Any
 
 from bot_bottle.records import SHORT_ID_LENGTH
 
+# Who decided what a standing rule decided (``responses.decided_by``): this, then the rule's whole id.
+RULE_DECIDER_PREFIX = "rule "
+
+
+def rule_decider(rule_id: str) -> str:
+    """``decided_by`` of a decision the standing rule ``rule_id`` made (``rule`` and its whole id)."""
+    return RULE_DECIDER_PREFIX + rule_id
+
 
 class _Standing:
     """What a grant and a rule have in common: a subject, an end, a revocation."""

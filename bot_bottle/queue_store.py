@@ -34,7 +34,7 @@ from bot_bottle.errors import (
     ValidationError,
 )
 from bot_bottle.file_watch import FileWatch, WatchPool
-from bot_bottle.grant_records import Grant
+from bot_bottle.grant_records import RULE_DECIDER_PREFIX, Grant
 from bot_bottle.grants import live_grants_in, pending_ttl_in
 from bot_bottle.policy.routes import parse_route
 from bot_bottle.queue_reads import PENDING, PROPOSAL_COLUMNS, QueueReads, check_bottle
@@ -224,8 +224,9 @@ class QueueStore(QueueReads):
         by_rule = conn.execute(
             f"SELECT count(*), {sizes} FROM proposals p JOIN responses r ON r.proposal_id = p.id "
             "WHERE p.queue_key = :queue_key AND p.created_at > :since "
-            "AND (substr(r.decided_by, 1, 5) = 'rule ' OR r.status = :expired)",
-            {"queue_key": queue_key, "since": later(now, -RULE_DECIDED_WINDOW_SEC), "expired": STATUS_EXPIRED},
+            "AND (substr(r.decided_by, 1, length(:by_rule)) = :by_rule OR r.status = :expired)",
+            {"queue_key": queue_key, "since": later(now, -RULE_DECIDED_WINDOW_SEC), "expired": STATUS_EXPIRED,
+             "by_rule": RULE_DECIDER_PREFIX},
         ).fetchone()
         count, used = pending[0] + by_rule[0], pending[1] + by_rule[1]
         also = (f" or decided by a standing rule or expired, filed in the last "

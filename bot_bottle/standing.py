@@ -36,7 +36,7 @@ from bot_bottle.connection import database_path
 from bot_bottle.decisions import expire_in, expired_due, record_decision_in
 from bot_bottle.errors import AlreadyDecided, BotBottleError, NotFound, ProposalExpired, ValidationError
 from bot_bottle.file_watch import FileWatch
-from bot_bottle.grant_records import Rule
+from bot_bottle.grant_records import Rule, rule_decider
 from bot_bottle.grants import all_live_rules_in, live_rules_in, rule_record
 from bot_bottle.policy.lifetimes import grant_seconds
 from bot_bottle.policy.subjects import rule_matches, rule_overlaps, subject_of, subject_sha256
@@ -186,7 +186,7 @@ def rule_decision_in(log: AuditRecorder, proposal: Proposal) -> Response | None:
         return None
     if rule.effect == EFFECT_REJECT:
         decision = Decision(STATUS_REJECTED, f"standing rule {rule.short_id}: {rule.notes or 'always reject'}",
-                            None, f"rule {rule.id}")
+                            None, rule_decider(rule.id))
     else:
         if rule.ends_at is None:  # an approving rule always ends (add_rule_in): not one the host wrote
             return None
@@ -200,7 +200,7 @@ def rule_decision_in(log: AuditRecorder, proposal: Proposal) -> Response | None:
         if seconds < 1:
             return None
         decision = Decision(STATUS_APPROVED, f"standing rule {rule.short_id}: {rule.notes or 'approved before'}",
-                            None, f"rule {rule.id}", grant_seconds=seconds)
+                            None, rule_decider(rule.id), grant_seconds=seconds)
     response: Response = record_decision_in(log, proposal, decision, rule_id=rule.id)[0]
     return response
 

@@ -12,6 +12,7 @@ from bot_bottle.cli.inbox import apply_standing
 from bot_bottle.cli.registry import summary
 from bot_bottle.decisions import default_decider
 from bot_bottle.errors import ValidationError
+from bot_bottle.grant_records import rule_decider
 from bot_bottle.grants import GrantStore
 from bot_bottle.policy.lifetimes import LIFETIMES, MAX_REJECT_RULE_SECONDS, grant_seconds
 from bot_bottle.policy.routes import host_is_wide, make_route
@@ -106,7 +107,7 @@ def _decided_now(path: Path, rule_id: str) -> list[str]:
             warn(problem)
         responses = {proposal_id: queue.response(proposal_id) for proposal_id in waiting}
     return [proposal_id for proposal_id, response in responses.items()
-            if response is not None and response.decided_by == f"rule {rule_id}"]
+            if response is not None and response.decided_by == rule_decider(rule_id)]
 
 
 def cmd_rules_revoke(args: argparse.Namespace) -> int:
