@@ -29,23 +29,20 @@ from bot_bottle.bottles import heartbeat_in, stopped_in
 from bot_bottle.db import Database
 from bot_bottle.errors import (
     NotFound,
-    QuotaExceeded,
     StillPending,
     ValidationError,
 )
 from bot_bottle.file_watch import FileWatch, WatchPool
-from bot_bottle.grant_records import RULE_DECIDER_PREFIX, Grant
+from bot_bottle.grant_records import Grant
 from bot_bottle.grants import live_grants_in, pending_ttl_in
 from bot_bottle.policy.routes import parse_route
-from bot_bottle.queue_reads import PENDING, PROPOSAL_COLUMNS, QueueReads, check_bottle
+from bot_bottle.queue_reads import PROPOSAL_COLUMNS, QueueReads, check_bottle, check_quota
 from bot_bottle.records import (
     DEFAULT_POLL_INTERVAL_SEC,
     DEFAULT_QUOTA,
     MAX_FILE_BYTES,
     MAX_PAYLOAD_BYTES,
     MAX_TEXT_BYTES,
-    STATUS_APPROVED,
-    STATUS_EXPIRED,
     STATUS_REJECTED,
     TOOL_EGRESS_ALLOW,
     Proposal,
@@ -59,7 +56,7 @@ from bot_bottle.records import (
     validate_text,
     validate_tool,
 )
-from bot_bottle.timestamps import later, spell_duration, utc_now
+from bot_bottle.timestamps import later, utc_now
 
 # What a host process runs in a filing transaction on a new proposal (see ``QueueStore.submit``).
 Standing = Callable[[AuditRecorder, Proposal], object]
@@ -73,16 +70,6 @@ _STILL_ANSWERS = (
     "OR EXISTS (SELECT 1 FROM grants g WHERE g.proposal_id = p.id AND g.revoked_at IS NULL AND g.starts_at <= :now "
     "AND g.ends_at > :now))"
 )
-
-
-# The decisions nobody paced (a standing rule's, an expiry), as the partial index audit_log_unpaced
-# (migrations/0008) spells them: SQLite uses a partial index only for a query whose WHERE holds its WHERE,
-# literals and all, so this text is the index's, with the alias a (tests/test_queue_store.py, QuotaTest).
-UNPACED = (f"(a.action = '{STATUS_EXPIRED}' OR substr(a.actor, 1, {len(RULE_DECIDER_PREFIX)}) = "
-           f"'{RULE_DECIDER_PREFIX}')")
-
-# How long a proposal a standing rule decided still counts against its bottle's quota, from its filing.
-RULE_DECIDED_WINDOW_SEC = 3600
 
 
 def _check_wait(timeout: object, poll_interval: object) -> tuple[float, float]:
@@ -194,7 +181,7 @@ class QueueStore(QueueReads):
         if quota is not None:
             size = sum(len(text.encode("utf-8"))
                        for text in (fields["payload"], fields["justification"], fields["current_file"] or ""))
-            self._check_quota(conn, fields["queue_key"], size, quota, now)
+            check_quota(conn, fields["queue_key"], size, quota, now)
         proposal = Proposal(
             id=secrets.token_hex(16),
             queue_key=fields["queue_key"],
@@ -213,46 +200,6 @@ class QueueStore(QueueReads):
             {**proposal.to_dict(), "payload_sha256": fields["sha"]},
         )
         return proposal, True
-
-    @staticmethod
-    def _check_quota(conn: sqlite3.Connection, queue_key: str, size: int, quota: Quota, now: str) -> None:
-        # Reads only this bottle's pending rows (a partial index) and its rows filed within the last
-        # RULE_DECIDED_WINDOW_SEC (an index range), whose sizes the quota itself keeps under max_pending_bytes.
-        # A proposal a standing rule decided, or that expired, counts for that long after its filing: no person
-        # paced it, so without this an agent whose ask a rule rejects (or approves) at once filed without end
-        # (measured: 2,162 filings and 553 MB in 20 s through one sidecar), and one that waited out a short
-        # pending-ttl filed the quota again each time (16 MB a minute with 'pending-ttl 1m').
-        sizes = ("coalesce(sum(length(CAST(p.payload AS BLOB)) + length(CAST(p.justification AS BLOB)) "
-                 "+ coalesce(length(CAST(p.current_file AS BLOB)), 0)), 0)")
-        pending = conn.execute(
-            f"SELECT count(*), {sizes} FROM proposals p WHERE p.queue_key = :queue_key AND {PENDING}",
-            {"queue_key": queue_key},
-        ).fetchone()
-        # Through the audit log's index of exactly those decisions (audit_log_unpaced: its WHERE is spelled
-        # out here as in the index, where SQLite looks for it): a decision comes after its filing, so
-        # the ones of proposals filed within the window were all made within it.
-        since = later(now, -RULE_DECIDED_WINDOW_SEC)
-        by_rule = conn.execute(
-            f"SELECT count(*), {sizes} FROM audit_log a JOIN proposals p ON p.id = a.proposal_id "
-            f"WHERE {UNPACED} AND a.queue_key = :queue_key AND a.ts > :since AND p.created_at > :since "
-            "AND a.action IN (:approved, :rejected, :expired)",
-            {"queue_key": queue_key, "since": since, "approved": STATUS_APPROVED, "rejected": STATUS_REJECTED,
-             "expired": STATUS_EXPIRED},
-        ).fetchone()
-        count, used = pending[0] + by_rule[0], pending[1] + by_rule[1]
-        also = (f" or decided by a standing rule or expired, filed in the last "
-                f"{spell_duration(RULE_DECIDED_WINDOW_SEC)} ({by_rule[0]} of them)") if by_rule[0] else ""
-        if count >= quota.max_pending:
-            raise QuotaExceeded(
-                f"bottle {queue_key} already has {count} proposals waiting for the operator{also}, the most it may "
-                "have at once: wait for decisions on those (check-proposal) before filing another"
-            )
-        if used + size > quota.max_pending_bytes:
-            raise QuotaExceeded(
-                f"bottle {queue_key}'s pending proposals{also} hold {used} bytes and this one {size}, over the "
-                f"limit of {quota.max_pending_bytes} bytes pending at once: wait for decisions on those "
-                "(check-proposal) or file something smaller"
-            )
 
     # Waiting -----------------------------------------------------------------
 

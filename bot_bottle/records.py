@@ -217,7 +217,7 @@ class Quota:
 
     The bytes are the UTF-8 sizes of each pending proposal's payload,
     justification and current file; one a rule decided, or that expired,
-    counts for an hour from its filing (``queue_store.RULE_DECIDED_WINDOW_SEC``). ``QueueStore.submit`` checks
+    counts for an hour from its filing (``queue_reads.RULE_DECIDED_WINDOW_SEC``). ``QueueStore.submit`` checks
     both in its write transaction, so concurrent submitters cannot overshoot.
     """
 

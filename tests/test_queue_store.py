@@ -11,6 +11,7 @@ from bot_bottle.audit_store import AuditStore
 from bot_bottle.decisions import decide, expire_in
 from bot_bottle.errors import AmbiguousId, NotFound, QuotaExceeded, StillPending, ValidationError
 from bot_bottle.grant_records import rule_decider
+from bot_bottle.queue_reads import check_quota
 from bot_bottle.queue_store import QueueStore
 from bot_bottle.records import (
     DEFAULT_QUOTA,
@@ -348,7 +349,7 @@ class QuotaTest(QueueTestCase):
         def counted(now: str) -> str:
             try:
                 with self.store.db.read() as conn:
-                    QueueStore._check_quota(conn, "web-1", 0, Quota(3, 10_000_000), now)
+                    check_quota(conn, "web-1", 0, Quota(3, 10_000_000), now)
             except QuotaExceeded as exc:
                 return str(exc)
             return ""
