@@ -59,8 +59,16 @@ _RESPONSE_COLUMNS = _columns(Response, "r")
 _AMBIGUOUS_SHOWN = 5
 # Proposals a list reads at once: up to 1 MiB of payload and 1 MiB of current file each.
 _MANY = 4
-
-
+# Which unarchived proposal a filing of the same request returns: one still waiting for the operator, or one
+# whose decision still stands: a rejection, or an approval whose grant is in force now. An approval whose grant
+# was revoked or has ended (or that made none) answers nothing more: the caller's sidecar acts on the answer it
+# is given, so returning that old approval would let the request through past the grant's end.
+_STILL_ANSWERS = (
+    "((p.expires_at IS NULL OR p.expires_at > :now) AND NOT EXISTS (SELECT 1 FROM responses r WHERE r.proposal_id "
+    "= p.id) OR EXISTS (SELECT 1 FROM responses r WHERE r.proposal_id = p.id AND r.status = :rejected) "
+    "OR EXISTS (SELECT 1 FROM grants g WHERE g.proposal_id = p.id AND g.revoked_at IS NULL AND g.starts_at <= :now "
+    "AND g.ends_at > :now))"
+)
 
 
 def check_bottle(proposal_id: str, owner: str | None, queue_key: str) -> None:
@@ -287,6 +295,19 @@ class QueueReads(DatabaseUser):
         # when this one writes (a thread of this process deciding).
         with self.db.read() as conn:
             return int(conn.execute("PRAGMA data_version").fetchone()[0]), conn.total_changes
+
+    @classmethod
+    def still_answering_in(cls, conn: sqlite3.Connection, queue_key: str, tool: str, payload_sha256: str,
+                           now: str) -> Proposal | None:
+        """The unarchived proposal of ``queue_key`` for the same request whose answer still stands at ``now``
+        (``_STILL_ANSWERS``): what a filing of it returns instead of a new one."""
+        row = conn.execute(
+            f"SELECT {PROPOSAL_COLUMNS} FROM proposals p WHERE p.queue_key = :queue_key AND p.tool = :tool "
+            f"AND p.payload_sha256 = :sha AND p.archived_at IS NULL AND {_STILL_ANSWERS} "
+            "ORDER BY p.created_at DESC LIMIT 1",
+            {"queue_key": queue_key, "tool": tool, "sha": payload_sha256, "now": now, "rejected": STATUS_REJECTED},
+        ).fetchone()
+        return None if row is None else cls.proposal_from_row(row)
 
     def file_marker(self) -> tuple[int, ...] | None:
         """The database file's and its WAL's (mtime, size, inode): they change when anyone commits. No lock.

@@ -43,7 +43,6 @@ from bot_bottle.records import (
     MAX_FILE_BYTES,
     MAX_PAYLOAD_BYTES,
     MAX_TEXT_BYTES,
-    STATUS_REJECTED,
     TOOL_EGRESS_ALLOW,
     Proposal,
     Quota,
@@ -60,16 +59,6 @@ from bot_bottle.timestamps import later, utc_now
 
 # What a host process runs in a filing transaction on a new proposal (see ``QueueStore.submit``).
 Standing = Callable[[AuditRecorder, Proposal], object]
-# Which unarchived proposal a filing of the same request returns: one still waiting for the operator, or one
-# whose decision still stands: a rejection, or an approval whose grant is in force now. An approval whose grant
-# was revoked or has ended (or that made none) answers nothing more: the caller's sidecar acts on the answer it
-# is given, so returning that old approval would let the request through past the grant's end.
-_STILL_ANSWERS = (
-    "((p.expires_at IS NULL OR p.expires_at > :now) AND NOT EXISTS (SELECT 1 FROM responses r WHERE r.proposal_id "
-    "= p.id) OR EXISTS (SELECT 1 FROM responses r WHERE r.proposal_id = p.id AND r.status = :rejected) "
-    "OR EXISTS (SELECT 1 FROM grants g WHERE g.proposal_id = p.id AND g.revoked_at IS NULL AND g.starts_at <= :now "
-    "AND g.ends_at > :now))"
-)
 
 
 def _check_wait(timeout: object, poll_interval: object) -> tuple[float, float]:
@@ -169,15 +158,9 @@ class QueueStore(QueueReads):
     def _file_in(self, conn: sqlite3.Connection, fields: dict[str, Any], quota: Quota | None) -> tuple[Proposal, bool]:
         """The proposal filed (True) or found (False) inside the caller's write transaction."""
         now = utc_now()
-        existing = conn.execute(
-            f"SELECT {PROPOSAL_COLUMNS} FROM proposals p WHERE p.queue_key = :queue_key AND p.tool = :tool "
-            f"AND p.payload_sha256 = :sha AND p.archived_at IS NULL AND {_STILL_ANSWERS} "
-            "ORDER BY p.created_at DESC LIMIT 1",
-            {"queue_key": fields["queue_key"], "tool": fields["tool"], "sha": fields["sha"], "now": now,
-             "rejected": STATUS_REJECTED},
-        ).fetchone()
+        existing = self.still_answering_in(conn, fields["queue_key"], fields["tool"], fields["sha"], now)
         if existing is not None:
-            return self.proposal_from_row(existing), False
+            return existing, False
         if quota is not None:
             size = sum(len(text.encode("utf-8"))
                        for text in (fields["payload"], fields["justification"], fields["current_file"] or ""))
