@@ -20,13 +20,15 @@ import secrets
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from bot_bottle.audit_store import AuditRecorder, AuditStore
 from bot_bottle.bottles import heartbeat_in, stopped_in
 from bot_bottle.db import Database
+from bot_bottle.db.later import LaterWrites
 from bot_bottle.errors import (
     NotFound,
     StillPending,
@@ -61,6 +63,11 @@ from bot_bottle.timestamps import later, utc_now
 Standing = Callable[[AuditRecorder, Proposal], object]
 
 
+# A sidecar's archive (a row nobody waits on) rides on its store's next write, or is written this long after.
+ARCHIVE_WRITE_DELAY_SEC = 0.2
+_ARCHIVE = "UPDATE proposals SET archived_at = :at WHERE id = :id AND archived_at IS NULL"
+
+
 def _check_wait(timeout: object, poll_interval: object) -> tuple[float, float]:
     for name, value in (("timeout", timeout), ("poll_interval", poll_interval)):
         if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value or value < 0:
@@ -86,11 +93,23 @@ class QueueStore(QueueReads):
         super().__init__(db_path, database=database, migrate_schema=migrate_schema)
         # Waiters borrow watches of the database's commits from here: a wait neither opens nor closes one.
         self._watches = WatchPool(self.db.path, opener=FileWatch.decisions)
+        # The archives BottleQueue.archive took, until a write carries them (``_archive_later``).
+        self._archives = LaterWrites(self.db, _ARCHIVE, ARCHIVE_WRITE_DELAY_SEC)
 
     def close(self) -> None:
-        """Close the store's watches and its connection (unless it was handed a ``Database`` to share)."""
-        self._watches.close()
-        super().close()
+        """Write the archives no write carried yet, then close the store's watches and its connection (unless
+        it was handed a ``Database`` to share)."""
+        try:
+            self._archives.flush()
+        finally:
+            self._watches.close()
+            super().close()
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction (``db.write``) that writes the archives left unwritten first."""
+        with self._archives.carried() as conn:
+            yield conn
 
     # Filing ------------------------------------------------------------------
 
@@ -147,9 +166,10 @@ class QueueStore(QueueReads):
         fields = {"queue_key": queue_key, "tool": tool, "payload": payload, "justification": justification,
                   "current_file": current_file, "current_file_hash": current_file_hash, "sha": payload_sha256}
         if standing is None:
-            with self.db.write() as conn:
+            with self._write() as conn:
                 return self._file_in(conn, fields, quota)[0]
-        with AuditStore.recording(self.db) as log:
+        with self._archives.taken() as archives, AuditStore.recording(self.db) as log:
+            self._archives.write_in(log.conn, archives)
             proposal, new = self._file_in(log.conn, fields, quota)
             if new:
                 standing(log, proposal)
@@ -232,33 +252,59 @@ class QueueStore(QueueReads):
         """Archive a decided proposal (idempotent); it leaves ``pending`` and the dedupe rule.
 
         Raises ``StillPending`` for a proposal without a decision: the operator
-        must see it first.
+        must see it first. Written at once, in a transaction of its own (a
+        sidecar's ``BottleQueue.archive`` rides on its next write instead).
         """
         validate_proposal_id(proposal_id)
-        return self._archive(proposal_id, None)
-
-    def _archive(self, proposal_id: str, queue_key: str | None) -> Proposal:
-        """``archive``; with ``queue_key``, ``NotFound`` (nothing written) unless the proposal is that bottle's."""
-        with self.db.write() as conn:
-            if queue_key is None:
-                proposal = self.get_in(conn, proposal_id)
-            else:
-                row = conn.execute(
-                    f"SELECT {PROPOSAL_COLUMNS} FROM proposals p WHERE p.id = :id", {"id": proposal_id}
-                ).fetchone()
-                check_bottle(proposal_id, None if row is None else str(row[1]), queue_key)
-                proposal = self.proposal_from_row(row)
+        with self._write() as conn:
+            proposal = self._archivable_in(conn, proposal_id, None)
             if proposal.archived_at is not None:
                 return proposal
-            if self.response_in(conn, proposal_id) is None:
-                raise StillPending(
-                    f"proposal {proposal.short_id} has no decision yet; only decided proposals are archived"
-                )
             archived_at = utc_now()
-            conn.execute(
-                "UPDATE proposals SET archived_at = :at WHERE id = :id", {"at": archived_at, "id": proposal_id}
-            )
+            self._archives.write_in(conn, [{"id": proposal_id, "at": archived_at}])
         return Proposal(**{**proposal.to_dict(), "archived_at": archived_at})
+
+    def _archive_later(self, proposal_id: str, queue_key: str) -> Proposal:
+        """``queue_key``'s decided proposal, archived now, its row written by this store's next write.
+
+        The checks are ``archive``'s, read without the write lock: ``NotFound``
+        (nothing kept) unless the proposal is that bottle's, ``StillPending``
+        without a decision. The row's ``archived_at`` is set by the next write
+        transaction of this store (``_write``: a filing, a heartbeat, a stop),
+        before anything else that write does, so the bottle's next filing of
+        the same request asks afresh, as after an archive of its own; else
+        ``ARCHIVE_WRITE_DELAY_SEC`` later, or by ``close`` (``db.later``). A
+        cycle's third commit, with its sync, was a fifth of the write lock's
+        time (docs/benchmarks.md, "The archive rides on the next write"). A
+        process killed first leaves the proposal decided and not archived, as
+        one killed between reading its decision and archiving always could.
+        """
+        with self.db.read() as conn:
+            proposal = self._archivable_in(conn, proposal_id, queue_key)
+        if proposal.archived_at is not None:
+            return proposal
+        archived_at = str(self._archives.add(proposal_id, {"id": proposal_id, "at": utc_now()})["at"])
+        return Proposal(**{**proposal.to_dict(), "archived_at": archived_at})
+
+    def _archivable_in(self, conn: sqlite3.Connection, proposal_id: str, queue_key: str | None) -> Proposal:
+        """The proposal to archive, if it may be: ``NotFound`` unless it is ``queue_key``'s (when given),
+        ``StillPending`` while it has no decision."""
+        if queue_key is None:
+            proposal = self.get_in(conn, proposal_id)
+        else:
+            row = conn.execute(
+                f"SELECT {PROPOSAL_COLUMNS} FROM proposals p WHERE p.id = :id", {"id": proposal_id}
+            ).fetchone()
+            check_bottle(proposal_id, None if row is None else str(row[1]), queue_key)
+            proposal = self.proposal_from_row(row)
+        if proposal.archived_at is None and self.response_in(conn, proposal_id) is None:
+            raise StillPending(f"proposal {proposal.short_id} has no decision yet; only decided proposals are archived")
+        return proposal
+
+    def unwritten_archive(self, proposal_id: str) -> str | None:
+        """When a bottle archived this proposal, if no write has recorded it yet (else None)."""
+        kept = self._archives.kept(proposal_id)
+        return None if kept is None else str(kept["at"])
 
     def for_bottle(self, queue_key: str, *, quota: Quota | None = DEFAULT_QUOTA,
                    standing: Standing | None = None) -> BottleQueue:
@@ -307,14 +353,18 @@ class BottleQueue:
                                   quota=self._quota, standing=self._standing)
 
     def get(self, proposal_id: str) -> Proposal:
-        """This bottle's proposal with that id; ``NotFound`` for any other, worded as for an id nobody has."""
+        """This bottle's proposal with that id; ``NotFound`` for any other, worded as for an id nobody has.
+
+        One this handle's store archived shows its ``archived_at`` before the write that records it.
+        """
         try:
             proposal: Proposal | None = self._store.get(proposal_id)
         except NotFound:
             proposal = None
         check_bottle(proposal_id, proposal.queue_key if proposal is not None else None, self._queue_key)
         assert proposal is not None
-        return proposal
+        archived_at = self._store.unwritten_archive(proposal_id) if proposal.archived_at is None else None
+        return proposal if archived_at is None else Proposal(**{**proposal.to_dict(), "archived_at": archived_at})
 
     def response(self, proposal_id: str) -> Response | None:
         """The decision on this bottle's proposal, or ``None`` while pending."""
@@ -335,9 +385,10 @@ class BottleQueue:
         return self._store._wait(proposal_id, timeout, poll_interval, self._queue_key, cancelled)
 
     def archive(self, proposal_id: str) -> Proposal:
-        """Archive this bottle's decided proposal (see ``QueueStore.archive``)."""
+        """Archive this bottle's decided proposal; its row is written by the store's next write
+        (``QueueStore._archive_later``), and the returned proposal says when it was archived."""
         validate_proposal_id(proposal_id)
-        return self._store._archive(proposal_id, self._queue_key)
+        return self._store._archive_later(proposal_id, self._queue_key)
 
     def live_grants(self, tool: str) -> list[Grant]:
         """This bottle's grants of ``tool`` in force now: what its sidecar may let through without asking."""
@@ -351,10 +402,10 @@ class BottleQueue:
         The sidecar calls it every ``bottles.HEARTBEAT_INTERVAL_SEC``; a
         running bottle not seen for ``bottles.STALE_AFTER_SEC`` shows as stale.
         """
-        with self._store.db.write() as conn:
+        with self._store._write() as conn:
             heartbeat_in(conn, self._queue_key)
 
     def stopped(self) -> None:
         """Say this bottle's sidecar stopped (it exits cleanly); a bottle never recorded is left unrecorded."""
-        with self._store.db.write() as conn:
+        with self._store._write() as conn:
             stopped_in(conn, self._queue_key)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import statistics
 import time
 from typing import Any
@@ -111,7 +113,38 @@ def _waiter(path: str, proposal_ids: list[str], ready: Any, results: Any) -> Non
             results.put((proposal_id, time.time(), None if response is None else response.status))
 
 
+def _archive_and_die(path: str, proposal_id: str) -> None:
+    """A sidecar killed (SIGKILL) right after its archive, before any write carried it."""
+    store = QueueStore(path)
+    store.for_bottle("web-1").archive(proposal_id)
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
 class ConcurrentQueueTest(TempDirTest):
+    def test_a_sidecar_killed_after_its_archive_leaves_the_proposal_decided(self) -> None:
+        """kill -9 between an archive and the write that would carry it: the proposal stays decided and
+        unarchived (as a sidecar killed before archiving left it), its rejection still answers the same request,
+        the file is whole, and the next sidecar's archive is written."""
+        path = str(self.tmp / "killed.db")
+        with QueueStore(path) as store:
+            proposal = store.for_bottle("web-1").submit(TOOL_EGRESS_BLOCK, "routes: [a]\n", "j")
+            decide(proposal.id, STATUS_REJECTED, "no", store=store)
+        process = SPAWN.Process(target=_archive_and_die, args=(path, proposal.id))
+        process.start()
+        process.join(timeout=60)
+        self.assertEqual(process.exitcode, -signal.SIGKILL)
+        with QueueStore(path) as store:
+            with store.db.read() as conn:
+                self.assertEqual(conn.execute("PRAGMA integrity_check").fetchone()[0], "ok")
+            self.assertIsNone(store.get(proposal.id).archived_at)
+            self.assertEqual(store.response(proposal.id).status, STATUS_REJECTED)
+            bottle = store.for_bottle("web-1")
+            self.assertEqual(bottle.submit(TOOL_EGRESS_BLOCK, "routes: [a]\n", "j").id, proposal.id)
+            bottle.archive(proposal.id)
+        with QueueStore(path) as store:
+            self.assertIsNotNone(store.get(proposal.id).archived_at)
+
+
     def test_many_submitters_and_an_operator(self) -> None:
         """8 submitter processes x 200 proposals, decided as they arrive: each stored, decided and answered once."""
         path = str(self.tmp / "load.db")

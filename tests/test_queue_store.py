@@ -6,7 +6,9 @@ import hashlib
 import sqlite3
 import threading
 import time
+from unittest import mock
 
+from bot_bottle import queue_store
 from bot_bottle.audit_store import AuditStore
 from bot_bottle.decisions import decide, expire_in
 from bot_bottle.errors import AmbiguousId, NotFound, QuotaExceeded, StillPending, ValidationError
@@ -27,7 +29,7 @@ from bot_bottle.records import (
     Response,
 )
 from bot_bottle.timestamps import later, utc_now
-from tests.helpers.support import TempDirTest, digest, query_plans
+from tests.helpers.support import TempDirTest, digest, query_plans, wait_until
 
 
 class QueueTestCase(TempDirTest):
@@ -169,6 +171,92 @@ class ArchiveTest(QueueTestCase):
         with self.assertRaises(StillPending):
             self.store.archive(proposal.id)
         self.assertEqual([p.id for p in self.store.pending()], [proposal.id])
+
+
+class ArchiveLaterTest(QueueTestCase):
+    """A sidecar's archive: checked at once, its row written by the store's next write (db.later)."""
+
+    def setUp(self) -> None:
+        # No timer within a test's steps: each test says which write carries the archive.
+        patcher = mock.patch.object(queue_store, "ARCHIVE_WRITE_DELAY_SEC", 600.0)
+        patcher.start()
+        self.addCleanup(patcher.stop)
+        super().setUp()
+
+    def test_a_bottles_archive_is_written_by_its_next_write(self) -> None:
+        """A sidecar's archive rides on its store's next write: shown to it at once, recorded by its next filing
+        before that filing's dedupe (so the same request asks afresh, as before), unseen by others until then."""
+        bottle = self.store.for_bottle("web-1")
+        proposal = bottle.submit(TOOL_EGRESS_BLOCK, "routes: [a]\n", "j")
+        decide(proposal.id, STATUS_REJECTED, "no", store=self.store)
+        archived = bottle.archive(proposal.id)
+        self.assertIsNotNone(archived.archived_at)
+        self.assertEqual(bottle.get(proposal.id), archived)
+        self.assertEqual(bottle.archive(proposal.id), archived, "idempotent: the first time is kept")
+        with QueueStore(self.path) as other:
+            self.assertIsNone(other.get(proposal.id).archived_at, "not written yet")
+            again = bottle.submit(TOOL_EGRESS_BLOCK, "routes: [a]\n", "j")
+            self.assertNotEqual(again.id, proposal.id, "the rejection no longer answers: the filing asks afresh")
+            self.assertEqual(other.get(proposal.id), archived, "written by that filing, at the time archived")
+
+    def test_a_heartbeat_a_stop_and_close_carry_archives_and_a_refused_filing_gives_them_back(self) -> None:
+        """Every write of the store carries what is left; a filing the quota refuses writes nothing, and the
+        archives it took wait for the next write."""
+        bottle = self.store.for_bottle("web-1", quota=Quota(max_pending=1, max_pending_bytes=10_000))
+        decided = []
+        for name in ("a", "b"):
+            proposal = bottle.submit(TOOL_EGRESS_BLOCK, f"routes: [{name}]\n", "j")
+            decide(proposal.id, STATUS_APPROVED, store=self.store)
+            decided.append(proposal)
+        waiting = bottle.submit(TOOL_EGRESS_BLOCK, "routes: [w]\n", "j")
+        with QueueStore(self.path) as other:
+            def written(proposal: Proposal) -> bool:
+                return other.get(proposal.id).archived_at is not None
+
+            bottle.archive(decided[0].id)
+            bottle.heartbeat()
+            self.assertTrue(written(decided[0]), "by the heartbeat")
+            bottle.archive(decided[1].id)
+            before = digest(self.path)
+            with self.assertRaises(QuotaExceeded):
+                bottle.submit(TOOL_EGRESS_BLOCK, "routes: [x]\n", "j")
+            self.assertEqual(digest(self.path), before, "a refusal writes nothing")
+            self.assertFalse(written(decided[1]))
+            bottle.stopped()
+            self.assertTrue(written(decided[1]), "by the stop, after the refusal gave it back")
+            decide(waiting.id, STATUS_APPROVED, store=self.store)
+            closing = QueueStore(self.path)
+            closing.for_bottle("web-1").archive(waiting.id)
+            self.assertFalse(written(waiting))
+            closing.close()
+            self.assertTrue(written(waiting), "by close")
+
+    def test_an_archive_a_trigger_refuses_does_not_stop_the_writes(self) -> None:
+        """A trigger a sidecar put on the table to refuse archives leaves them unwritten; the bottle's filings
+        and heartbeats go on, where carrying the refused archive again and again would fail every one."""
+        bottle = self.store.for_bottle("web-1")
+        proposal = bottle.submit(TOOL_EGRESS_BLOCK, "routes: [a]\n", "j")
+        decide(proposal.id, STATUS_APPROVED, store=self.store)
+        hostile = sqlite3.connect(self.path)
+        hostile.execute("CREATE TRIGGER no_archive BEFORE UPDATE ON proposals BEGIN SELECT RAISE(ABORT, 'no'); END")
+        hostile.commit()
+        hostile.close()
+        bottle.archive(proposal.id)
+        bottle.heartbeat()
+        bottle.submit(TOOL_EGRESS_BLOCK, "routes: [b]\n", "j")
+        self.assertIsNone(self.store.get(proposal.id).archived_at)
+        self.assertIsNone(self.store.unwritten_archive(proposal.id), "not carried again")
+
+    def test_with_no_other_write_the_archive_is_written_after_the_delay(self) -> None:
+        """An idle sidecar's archive is written by a timer of its own, ARCHIVE_WRITE_DELAY_SEC later."""
+        with mock.patch.object(queue_store, "ARCHIVE_WRITE_DELAY_SEC", 0.05), QueueStore(self.path) as sidecar:
+            bottle = sidecar.for_bottle("web-1")
+            proposal = bottle.submit(TOOL_EGRESS_BLOCK, "routes: [a]\n", "j")
+            decide(proposal.id, STATUS_APPROVED, store=self.store)
+            archived = bottle.archive(proposal.id)
+            wait_until(lambda: self.store.get(proposal.id).archived_at, 5, 0.01, "the timer's write")
+            self.assertEqual(self.store.get(proposal.id), archived)
+            self.assertIsNone(sidecar.unwritten_archive(proposal.id))
 
 
 class WaitTest(QueueTestCase):

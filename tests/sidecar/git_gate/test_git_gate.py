@@ -151,8 +151,9 @@ class GitGateTest(GateCase):
         self.assertIn("the operator approved", result.stderr)
         self.assertEqual(self.remote_head(), head)
         (proposal_id,) = self.proposals()
-        proposal = self.store.get(proposal_id)
-        self.assertIsNotNone(proposal.archived_at, "the approval is spent on this push")
+        # Spent on this push: archived by the hook's close, or by the relay's next write or a moment later.
+        proposal = wait_until(lambda: (found := self.store.get(proposal_id)).archived_at and found, 5, 0.02,
+                              "the approval archived")
         report = json.loads(proposal.payload)
         self.assertEqual([(f["file"], f["line"], f["rule"]) for f in report["findings"]],
                          [("fixture.py", 1, "aws-access-token")])

@@ -1,0 +1,99 @@
+"""``LaterWrites``: rows that ride on a process's next write transaction instead of a commit of their own.
+
+Some writes are bookkeeping that nobody waits on: a sidecar's archive of a
+proposal it has answered (``queue_store.BottleQueue.archive``). A commit of
+its own costs a sync under the write lock, which every other bottle's filing
+and every decision wait behind; carried by the next write, it costs one
+UPDATE there. Nothing is lost that a crash could not lose anyway: a row not
+yet written is what a process killed just before writing it leaves.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+
+from bot_bottle.db import Database
+from bot_bottle.errors import BotBottleError
+
+Row = dict[str, object]
+
+
+class LaterWrites:
+    """Rows for ``statement`` kept by key, written by the next write through ``carried`` (or ``taken``),
+    after ``delay`` seconds in a transaction of their own if no write comes first (a timer thread), or by
+    ``flush`` (as the store closes). Safe to share between threads.
+    """
+
+    def __init__(self, db: Database, statement: str, delay: float) -> None:
+        self._db = db
+        self._statement = statement
+        self._delay = delay
+        self._rows: dict[str, Row] = {}
+        self._lock = threading.Lock()
+        self._timer: threading.Timer | None = None
+
+    def add(self, key: str, row: Row) -> Row:
+        """Keep ``row`` (the statement's parameters) under ``key``, unless one is kept there: the one kept."""
+        with self._lock:
+            kept = self._rows.setdefault(key, row)
+            if self._timer is None:
+                self._timer = threading.Timer(self._delay, self._write_alone)
+                self._timer.daemon = True
+                self._timer.start()
+        return kept
+
+    def kept(self, key: str) -> Row | None:
+        """The row kept under ``key`` that no write has carried yet, if any."""
+        with self._lock:
+            return self._rows.get(key)
+
+    @contextmanager
+    def taken(self) -> Iterator[list[Row]]:
+        """The rows kept, taken for the caller's write transaction to write (``write_in``); given back if the
+        block fails, for the next write to carry. Writing one twice is harmless: the statement must only ever
+        set what is not set yet."""
+        with self._lock:
+            rows, self._rows = self._rows, {}
+        try:
+            yield list(rows.values())
+        except BaseException:
+            with self._lock:
+                self._rows = {**rows, **self._rows}
+            raise
+
+    @contextmanager
+    def carried(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction on the database (``Database.write``) that writes the rows kept first."""
+        with self.taken() as rows, self._db.write() as conn:
+            self.write_in(conn, rows)
+            yield conn
+
+    def write_in(self, conn: sqlite3.Connection, rows: list[Row]) -> None:
+        """Run the statement for each row in the caller's write transaction.
+
+        One a trigger refuses (a table a sidecar changed) is dropped: a write
+        carrying it must not fail for it, again and again.
+        """
+        for row in rows:
+            with suppress(sqlite3.IntegrityError):
+                conn.execute(self._statement, row)
+
+    def flush(self) -> None:
+        """Write what is kept now, in a transaction of its own (nothing when nothing is); a failure leaves it
+        unwritten, as a crash would: closing must still close."""
+        with self._lock:
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+        self._write_alone()
+
+    def _write_alone(self) -> None:
+        with self._lock:
+            self._timer = None
+            if not self._rows:
+                return
+        with suppress(BotBottleError, sqlite3.Error), self.carried():
+            pass
