@@ -3,7 +3,8 @@
 N submitting processes and one deciding process share one database file.
 bot-bottle's cycle is: a submitter files a proposal and waits for its
 decision, the decider decides it (response + audit entry in one
-transaction), the submitter reads the decision and archives the proposal.
+transaction), the submitter reads the decision and archives the proposal (as a
+sidecar's, its row is written by the submitter's next filing: db.later).
 The peers do the same cycle with N producers and one consumer, each producer
 polling every millisecond until its item is acknowledged and the consumer
 every 0.5 ms while idle (they have no way to be woken; bot-bottle's waiters
