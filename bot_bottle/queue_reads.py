@@ -344,8 +344,8 @@ RULE_DECIDED_WINDOW_SEC = 3600
 def check_quota(conn: sqlite3.Connection, queue_key: str, size: int, quota: Quota, now: str) -> None:
     """``QuotaExceeded`` if filing ``size`` more bytes for ``queue_key`` at ``now`` would pass ``quota``, read in the
     caller's write transaction (``QueueStore.submit``), so that concurrent filings cannot overshoot it."""
-    # Reads only this bottle's pending rows (a partial index) and its rows filed within the last
-    # RULE_DECIDED_WINDOW_SEC (an index range), whose sizes the quota itself keeps under max_pending_bytes.
+    # Reads only this bottle's pending rows (a partial index) and its decisions nobody paced within the last
+    # RULE_DECIDED_WINDOW_SEC (another), whose sizes the quota itself keeps under max_pending_bytes.
     # A proposal a standing rule decided, or that expired, counts for that long after its filing: no person
     # paced it, so without this an agent whose ask a rule rejects (or approves) at once filed without end
     # (measured: 2,162 filings and 553 MB in 20 s through one sidecar), and one that waited out a short
