@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 
 from bot_bottle.db import Database
-from bot_bottle.errors import BotBottleError
+from bot_bottle.errors import BotBottleError, DatabaseError
 
 Row = dict[str, object]
 
@@ -57,11 +57,13 @@ class LaterWrites:
         set what is not set yet."""
         with self._lock:
             rows, self._rows = self._rows, {}
+        taken = list(rows.values())
         try:
-            yield list(rows.values())
+            yield taken
         except BaseException:
+            left = {id(row) for row in taken}  # less those ``write_in`` dropped
             with self._lock:
-                self._rows = {**rows, **self._rows}
+                self._rows = {**{key: row for key, row in rows.items() if id(row) in left}, **self._rows}
             raise
 
     @contextmanager
@@ -74,12 +76,23 @@ class LaterWrites:
     def write_in(self, conn: sqlite3.Connection, rows: list[Row]) -> None:
         """Run the statement for each row in the caller's write transaction.
 
-        One a trigger refuses (a table a sidecar changed) is dropped: a write
-        carrying it must not fail for it, again and again.
+        One a trigger refuses (a table a sidecar changed) is dropped (taken out
+        of ``rows``): a write carrying it must not fail for it, again and again.
+        A trigger that rolled the whole transaction back (``RAISE(ROLLBACK)``)
+        fails this write with ``DatabaseError`` before anything else of it ran:
+        carrying on would run the caller's statements one commit each, outside
+        any transaction and its write lock.
         """
-        for row in rows:
-            with suppress(sqlite3.IntegrityError):
+        for row in list(rows):
+            try:
                 conn.execute(self._statement, row)
+            except sqlite3.IntegrityError as exc:
+                rows.remove(row)
+                if not conn.in_transaction:
+                    raise DatabaseError(
+                        f"a trigger on the database rolled back this write while it wrote a row kept for it "
+                        f"({exc}); nothing of the write was committed and that row is dropped: try again"
+                    ) from None
 
     def flush(self) -> None:
         """Write what is kept now, in a transaction of its own (nothing when nothing is); a failure leaves it

@@ -1,0 +1,73 @@
+"""A trigger a sidecar on the mount adds that rolls back the host's write transaction carrying a kept archive.
+
+The relay files for many bottles through one store, and a bottle's archive
+rides on that store's next write, whichever bottle's it is
+(``db.later.LaterWrites``). A row a trigger refuses with ``RAISE(ABORT)`` is
+dropped and the write goes on. A trigger that says ``RAISE(ROLLBACK)`` ends
+the whole transaction, and the error was swallowed the same way: before the
+fix the carrying write went on with no transaction at all, so another
+bottle's filing committed its dedupe, its quota count and its insert one
+statement at a time, outside the write lock, and then failed ("cannot commit
+- no transaction is active") with its proposal written; and the refused row
+was given back, so every later write of that store (every bottle's filing,
+heartbeat, stop) did the same, for as long as the process ran. Measured: a
+bottle with a quota of 2 was told its first two filings failed, and both
+were in the file, filling its quota; its heartbeat failed too.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+import sys
+from unittest import mock
+
+from bot_bottle import queue_store
+from bot_bottle.decisions import decide
+from bot_bottle.errors import DatabaseError
+from bot_bottle.queue_store import QueueStore
+from bot_bottle.records import STATUS_APPROVED, TOOL_EGRESS_BLOCK, Quota
+from tests.helpers.support import TempDirTest, digest
+
+
+class RollbackTriggerTest(TempDirTest):
+    def setUp(self) -> None:
+        patcher = mock.patch.object(queue_store, "ARCHIVE_WRITE_DELAY_SEC", 600.0)  # the next write carries it
+        patcher.start()
+        self.addCleanup(patcher.stop)
+        super().setUp()
+        self.path = self.tmp / "q.db"
+        self.relay = QueueStore(self.path)  # one store, many bottles, as the relay's
+        self.addCleanup(self.relay.close)
+
+    def sidecar_adds_trigger(self, sql: str) -> None:
+        """The sidecar on the mount, a process of its own, writes the schema directly."""
+        script = "import sqlite3, sys; c = sqlite3.connect(sys.argv[1]); c.execute(sys.argv[2]); c.commit()"
+        subprocess.run([sys.executable, "-c", script, str(self.path), sql], check=True, timeout=60)
+
+    def count(self, queue_key: str) -> int:
+        with sqlite3.connect(self.path) as raw:
+            return int(raw.execute("SELECT count(*) FROM proposals WHERE queue_key = ?", (queue_key,)).fetchone()[0])
+
+    def test_a_rolled_back_archive_fails_one_write_whole_and_no_other(self) -> None:
+        a = self.relay.for_bottle("vm-a")
+        b = self.relay.for_bottle("vm-b", quota=Quota(max_pending=2, max_pending_bytes=10_000))
+        proposal = a.submit(TOOL_EGRESS_BLOCK, "routes: [a]\n", "j")
+        decide(proposal.id, STATUS_APPROVED, store=self.relay)
+        self.sidecar_adds_trigger(
+            f"CREATE TRIGGER t BEFORE UPDATE OF archived_at ON proposals WHEN NEW.id = '{proposal.id}' "
+            "BEGIN SELECT RAISE(ROLLBACK, 'no'); END")
+        a.archive(proposal.id)
+        before = digest(self.path)
+        with self.assertRaises(DatabaseError) as caught:
+            b.submit(TOOL_EGRESS_BLOCK, "routes: [b0]\n", "j")
+        self.assertIn("rolled back", str(caught.exception))
+        self.assertEqual(self.count("vm-b"), 0, "a filing that failed wrote nothing")
+        self.assertEqual(digest(self.path), before)
+        self.assertIsNone(self.relay.unwritten_archive(proposal.id), "the refused row is dropped")
+        b.heartbeat()
+        first = b.submit(TOOL_EGRESS_BLOCK, "routes: [b1]\n", "j")
+        second = b.submit(TOOL_EGRESS_BLOCK, "routes: [b2]\n", "j")
+        self.assertEqual(self.count("vm-b"), 2)
+        self.assertNotEqual(first.id, second.id)
+        self.assertIsNone(self.relay.get(proposal.id).archived_at)
