@@ -12,7 +12,9 @@ statement at a time, outside the write lock, and then failed ("cannot commit
 was given back, so every later write of that store (every bottle's filing,
 heartbeat, stop) did the same, for as long as the process ran. Measured: a
 bottle with a quota of 2 was told its first two filings failed, and both
-were in the file, filling its quota; its heartbeat failed too.
+were in the file, filling its quota; its heartbeat failed too. Through the
+relay's standing rules, a rule's rejection and its sealed audit entry were
+committed, one statement at a time, for a filing the relay reported failed.
 """
 
 from __future__ import annotations
@@ -25,8 +27,10 @@ from unittest import mock
 from bot_bottle import queue_store
 from bot_bottle.decisions import decide
 from bot_bottle.errors import DatabaseError
+from bot_bottle.paths import host_db_path
 from bot_bottle.queue_store import QueueStore
-from bot_bottle.records import STATUS_APPROVED, TOOL_EGRESS_BLOCK, Quota
+from bot_bottle.records import STATUS_APPROVED, TOOL_EGRESS_ALLOW, TOOL_EGRESS_BLOCK, Quota
+from bot_bottle.standing import rule_decision_in
 from tests.helpers.support import TempDirTest, digest
 
 
@@ -71,3 +75,28 @@ class RollbackTriggerTest(TempDirTest):
         self.assertEqual(self.count("vm-b"), 2)
         self.assertNotEqual(first.id, second.id)
         self.assertIsNone(self.relay.get(proposal.id).archived_at)
+
+    def test_a_rule_decides_nothing_in_a_rolled_back_filing(self) -> None:
+        """The relay's filings run its standing rules in the filing's transaction: none of that is committed."""
+        self.assertEqual(self.run_cli("db", "upgrade").returncode, 0)
+        added = self.run_cli("rules", "add", "--all-bottles", "--host", "pastebin.com", "--reject", "--notes", "no")
+        self.assertEqual(added.returncode, 0, added.stderr)
+        self.path = host_db_path()
+        relay = QueueStore()
+        self.addCleanup(relay.close)
+        a = relay.for_bottle("vm-a", standing=rule_decision_in)
+        b = relay.for_bottle("vm-b", standing=rule_decision_in)
+        proposal = a.submit(TOOL_EGRESS_BLOCK, "routes: [a]\n", "j")
+        decide(proposal.id, STATUS_APPROVED, store=relay)
+        self.sidecar_adds_trigger(
+            f"CREATE TRIGGER t BEFORE UPDATE OF archived_at ON proposals WHEN NEW.id = '{proposal.id}' "
+            "BEGIN SELECT RAISE(ROLLBACK, 'no'); END")
+        a.archive(proposal.id)
+        with self.assertRaises(DatabaseError) as caught:
+            b.submit(TOOL_EGRESS_ALLOW, '{"host": "pastebin.com"}', "j")
+        self.assertIn("rolled back", str(caught.exception))
+        self.assertEqual(self.count("vm-b"), 0)
+        with sqlite3.connect(self.path) as raw:
+            self.assertEqual(raw.execute("SELECT count(*) FROM audit_log WHERE queue_key = 'vm-b'").fetchone()[0], 0)
+        filed = b.submit(TOOL_EGRESS_ALLOW, '{"host": "pastebin.com"}', "j")
+        self.assertEqual(relay.response(filed.id).status, "rejected", "the next filing is decided by the rule")
