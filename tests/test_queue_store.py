@@ -10,6 +10,7 @@ from unittest import mock
 
 from bot_bottle import queue_store
 from bot_bottle.audit_store import AuditStore
+from bot_bottle.db import Database
 from bot_bottle.decisions import decide, expire_in
 from bot_bottle.errors import AmbiguousId, NotFound, QuotaExceeded, StillPending, ValidationError
 from bot_bottle.grant_records import rule_decider
@@ -257,6 +258,32 @@ class ArchiveLaterTest(QueueTestCase):
             wait_until(lambda: self.store.get(proposal.id).archived_at, 5, 0.01, "the timer's write")
             self.assertEqual(self.store.get(proposal.id), archived)
             self.assertIsNone(sidecar.unwritten_archive(proposal.id))
+
+    def test_close_waits_for_the_timers_write_under_way(self) -> None:
+        """A store closed while its timer has taken the archive but not yet the connection still writes it.
+
+        Before the fix, ``close`` found nothing kept, closed the connection, and
+        the timer's write then failed on it, silently: the archive ``close``
+        promises to write was lost (measured: ``archived_at`` None after close).
+        """
+        write, taken = Database.write, threading.Event()
+
+        def slow_write(db: Database) -> object:
+            if threading.current_thread() is not threading.main_thread():
+                taken.set()  # the timer thread holds the rows, and is scheduled out before the lock
+                time.sleep(0.3)
+            return write(db)
+
+        with mock.patch.object(queue_store, "ARCHIVE_WRITE_DELAY_SEC", 0.01):
+            sidecar = QueueStore(self.path)
+            bottle = sidecar.for_bottle("web-1")
+            proposal = bottle.submit(TOOL_EGRESS_BLOCK, "routes: [a]\n", "j")
+            decide(proposal.id, STATUS_APPROVED, store=self.store)
+            with mock.patch.object(Database, "write", slow_write):
+                archived = bottle.archive(proposal.id)
+                self.assertTrue(taken.wait(5))
+                sidecar.close()
+        self.assertEqual(self.store.get(proposal.id), archived, "written before the store closed")
 
 
 class WaitTest(QueueTestCase):

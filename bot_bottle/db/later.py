@@ -34,6 +34,9 @@ class LaterWrites:
         self._rows: dict[str, Row] = {}
         self._lock = threading.Lock()
         self._timer: threading.Timer | None = None
+        # Held through each write of their own (the timer's, ``flush``'s), so that ``flush`` waits for a
+        # timer's write under way instead of finding nothing kept and letting the store close under it.
+        self._writing = threading.Lock()
 
     def add(self, key: str, row: Row) -> Row:
         """Keep ``row`` (the statement's parameters) under ``key``, unless one is kept there: the one kept."""
@@ -104,9 +107,10 @@ class LaterWrites:
         self._write_alone()
 
     def _write_alone(self) -> None:
-        with self._lock:
-            self._timer = None
-            if not self._rows:
-                return
-        with suppress(BotBottleError, sqlite3.Error), self.carried():
-            pass
+        with self._writing:
+            with self._lock:
+                self._timer = None
+                if not self._rows:
+                    return
+            with suppress(BotBottleError, sqlite3.Error), self.carried():
+                pass
