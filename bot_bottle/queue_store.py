@@ -261,7 +261,7 @@ class QueueStore(QueueReads):
             if proposal.archived_at is not None:
                 return proposal
             archived_at = utc_now()
-            self._archives.write_in(conn, [{"id": proposal_id, "at": archived_at}])
+            conn.execute(_ARCHIVE, {"id": proposal_id, "at": archived_at})  # a trigger's refusal is raised, not dropped
         return Proposal(**{**proposal.to_dict(), "archived_at": archived_at})
 
     def _archive_later(self, proposal_id: str, queue_key: str) -> Proposal:

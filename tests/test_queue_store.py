@@ -12,7 +12,7 @@ from bot_bottle import queue_store
 from bot_bottle.audit_store import AuditStore
 from bot_bottle.db import Database
 from bot_bottle.decisions import decide, expire_in
-from bot_bottle.errors import AmbiguousId, NotFound, QuotaExceeded, StillPending, ValidationError
+from bot_bottle.errors import AmbiguousId, DatabaseError, NotFound, QuotaExceeded, StillPending, ValidationError
 from bot_bottle.grant_records import rule_decider
 from bot_bottle.queue_reads import check_quota
 from bot_bottle.queue_store import QueueStore
@@ -247,6 +247,18 @@ class ArchiveLaterTest(QueueTestCase):
         bottle.submit(TOOL_EGRESS_BLOCK, "routes: [b]\n", "j")
         self.assertIsNone(self.store.get(proposal.id).archived_at)
         self.assertIsNone(self.store.unwritten_archive(proposal.id), "not carried again")
+
+    def test_the_stores_own_archive_a_trigger_refuses_says_so(self) -> None:
+        """``QueueStore.archive`` writes at once: a refusal is an error, never an archive reported that is not."""
+        proposal = self.store.submit("web-1", TOOL_EGRESS_BLOCK, "routes: [a]\n", "j")
+        decide(proposal.id, STATUS_APPROVED, store=self.store)
+        hostile = sqlite3.connect(self.path)
+        hostile.execute("CREATE TRIGGER no_archive BEFORE UPDATE ON proposals BEGIN SELECT RAISE(ABORT, 'no'); END")
+        hostile.commit()
+        hostile.close()
+        with self.assertRaises(DatabaseError):
+            self.store.archive(proposal.id)
+        self.assertIsNone(self.store.get(proposal.id).archived_at)
 
     def test_with_no_other_write_the_archive_is_written_after_the_delay(self) -> None:
         """An idle sidecar's archive is written by a timer of its own, ARCHIVE_WRITE_DELAY_SEC later."""
