@@ -79,8 +79,9 @@ class LaterWrites:
     def write_in(self, conn: sqlite3.Connection, rows: list[Row]) -> None:
         """Run the statement for each row in the caller's write transaction.
 
-        One a trigger refuses (a table a sidecar changed) is dropped (taken out
-        of ``rows``): a write carrying it must not fail for it, again and again.
+        One that fails (a trigger a sidecar added refuses it, or raises any
+        other error for it) is dropped (taken out of ``rows``): a write
+        carrying it must not fail for it, again and again.
         A trigger that rolled the whole transaction back (``RAISE(ROLLBACK)``)
         fails this write with ``DatabaseError`` before anything else of it ran:
         carrying on would run the caller's statements one commit each, outside
@@ -89,7 +90,7 @@ class LaterWrites:
         for row in list(rows):
             try:
                 conn.execute(self._statement, row)
-            except sqlite3.IntegrityError as exc:
+            except sqlite3.DatabaseError as exc:
                 rows.remove(row)
                 if not conn.in_transaction:
                     raise DatabaseError(

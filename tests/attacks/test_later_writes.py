@@ -12,7 +12,11 @@ statement at a time, outside the write lock, and then failed ("cannot commit
 was given back, so every later write of that store (every bottle's filing,
 heartbeat, stop) did the same, for as long as the process ran. Measured: a
 bottle with a quota of 2 was told its first two filings failed, and both
-were in the file, filling its quota; its heartbeat failed too. Through the
+were in the file, filling its quota; its heartbeat failed too.
+A trigger that fails the archive's UPDATE with any error other than a
+refusal (``json('x')``: "malformed JSON") was not dropped at all: every
+write of the relay's store failed, for every bottle, with a message calling
+the database corrupt and pointing at a backup to restore. Through the
 relay's standing rules, a rule's rejection and its sealed audit entry were
 committed, one statement at a time, for a filing the relay reported failed.
 """
@@ -100,3 +104,20 @@ class RollbackTriggerTest(TempDirTest):
             self.assertEqual(raw.execute("SELECT count(*) FROM audit_log WHERE queue_key = 'vm-b'").fetchone()[0], 0)
         filed = b.submit(TOOL_EGRESS_ALLOW, '{"host": "pastebin.com"}', "j")
         self.assertEqual(relay.response(filed.id).status, "rejected", "the next filing is decided by the rule")
+
+    def test_an_archive_a_trigger_fails_otherwise_is_dropped_too(self) -> None:
+        """Any error of the archive's row drops that row: the write carrying it goes on, and the next ones."""
+        a = self.relay.for_bottle("vm-a")
+        b = self.relay.for_bottle("vm-b")
+        proposal = a.submit(TOOL_EGRESS_BLOCK, "routes: [a]\n", "j")
+        decide(proposal.id, STATUS_APPROVED, store=self.relay)
+        self.sidecar_adds_trigger(
+            f"CREATE TRIGGER t BEFORE UPDATE OF archived_at ON proposals WHEN NEW.id = '{proposal.id}' "
+            "BEGIN SELECT json('x'); END")
+        a.archive(proposal.id)
+        b.submit(TOOL_EGRESS_BLOCK, "routes: [b0]\n", "j")
+        b.heartbeat()
+        b.submit(TOOL_EGRESS_BLOCK, "routes: [b1]\n", "j")
+        self.assertEqual(self.count("vm-b"), 2)
+        self.assertIsNone(self.relay.unwritten_archive(proposal.id))
+        self.assertIsNone(self.relay.get(proposal.id).archived_at)
