@@ -94,8 +94,8 @@ class LaterWrites:
                 rows.remove(row)
                 if not conn.in_transaction:
                     raise DatabaseError(
-                        f"a trigger on the database rolled back this write while it wrote a row kept for it "
-                        f"({exc}); nothing of the write was committed and that row is dropped: try again"
+                        f"the database rolled back this write while it wrote a row kept for it ({exc}; a trigger "
+                        f"can do that): nothing of the write was committed and that row is dropped: try again"
                     ) from None
 
     def flush(self) -> None:
