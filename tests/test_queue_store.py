@@ -497,6 +497,25 @@ class QuotaTest(QueueTestCase):
                                                                 quota=DEFAULT_QUOTA), "audit_log")
         self.assertEqual(len(plans), 1, plans)
         self.assertIn("USING INDEX audit_log_unpaced (queue_key=? AND ts>?)", plans[0])
+        self.assertIn("SEARCH p USING INDEX sqlite_autoindex_proposals_1 (id=?)", plans[0],
+                      "driven by the list, not by reading the bottle's proposals of the hour")
+        self.assertNotIn("proposals_by_bottle", plans[0])
+
+    def test_a_proposal_named_by_many_entries_counts_once(self) -> None:
+        """Entries a sidecar on the mount adds, naming one rule-decided proposal again and again, count it once,
+        as its one response did."""
+        decided = self.file(payload="routes: [r]\n")
+        decide(decided.id, STATUS_REJECTED, "no", store=self.store, decided_by=rule_decider("a" * 32))
+        with sqlite3.connect(self.path) as raw:
+            raw.execute("DROP TRIGGER audit_log_chain")
+            row = raw.execute("SELECT seq, ts, queue_key, action, tool, proposal_id, actor, notes, diff, details "
+                              "FROM audit_log WHERE proposal_id = ?", (decided.id,)).fetchone()
+            for n in range(1, 20):
+                raw.execute("INSERT INTO audit_log (seq, ts, queue_key, action, tool, proposal_id, actor, notes, "
+                            "diff, details, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                            (row[0] + n, *row[1:], "0" * 64, f"{n:064x}"))
+        with self.store.db.read() as conn, self.assertRaisesRegex(QuotaExceeded, r"\(1 of them\)"):
+            check_quota(conn, "web-1", 0, Quota(1, 10_000_000), utc_now())
 
 
 class SummaryTest(QueueTestCase):
