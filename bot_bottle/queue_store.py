@@ -94,7 +94,7 @@ class QueueStore(QueueReads):
         # Waiters borrow watches of the database's commits from here: a wait neither opens nor closes one.
         self._watches = WatchPool(self.db.path, opener=FileWatch.decisions)
         # The archives BottleQueue.archive took, until a write carries them (``_archive_later``).
-        self._archives = LaterWrites(self.db, _ARCHIVE, ARCHIVE_WRITE_DELAY_SEC)
+        self._archives = LaterWrites(self.db, _ARCHIVE, ARCHIVE_WRITE_DELAY_SEC, key="id")
 
     def close(self) -> None:
         """Write the archives no write carried yet, then close the store's watches and its connection (unless
@@ -168,8 +168,7 @@ class QueueStore(QueueReads):
         if standing is None:
             with self._write() as conn:
                 return self._file_in(conn, fields, quota)[0]
-        with self._archives.taken() as archives, AuditStore.recording(self.db) as log:
-            self._archives.write_in(log.conn, archives)
+        with self._archives.riding(AuditStore.recording(self.db), lambda recorder: recorder.conn) as log:
             proposal, new = self._file_in(log.conn, fields, quota)
             if new:
                 standing(log, proposal)
@@ -279,11 +278,13 @@ class QueueStore(QueueReads):
         process killed first leaves the proposal decided and not archived, as
         one killed between reading its decision and archiving always could.
         """
+        # Kept while the check's read holds the connection, as the archive's own transaction did: a write of
+        # another thread of this process then either runs before both or carries the row.
         with self.db.read() as conn:
             proposal = self._archivable_in(conn, proposal_id, queue_key)
-        if proposal.archived_at is not None:
-            return proposal
-        archived_at = str(self._archives.add(proposal_id, {"id": proposal_id, "at": utc_now()})["at"])
+            if proposal.archived_at is not None:
+                return proposal
+            archived_at = str(self._archives.add(proposal_id, {"id": proposal_id, "at": utc_now()})["at"])
         return Proposal(**{**proposal.to_dict(), "archived_at": archived_at})
 
     def _archivable_in(self, conn: sqlite3.Connection, proposal_id: str, queue_key: str | None) -> Proposal:

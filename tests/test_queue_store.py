@@ -271,6 +271,35 @@ class ArchiveLaterTest(QueueTestCase):
             self.assertEqual(self.store.get(proposal.id), archived)
             self.assertIsNone(sidecar.unwritten_archive(proposal.id))
 
+    def test_a_filing_under_way_carries_an_archive_made_meanwhile(self) -> None:
+        """The sidecar's server is threaded: the archive of an answer and the agent's next filing of the same
+        request can overlap. The filing takes the archives once it holds the connection, so it never answers
+        with the rejection just archived (seen once in CI: 11 rejections stored under a quota of 10, one
+        answered twice)."""
+        bottle = self.store.for_bottle("web-1")
+        proposal = bottle.submit(TOOL_EGRESS_BLOCK, "routes: [a]\n", "j")
+        decide(proposal.id, STATUS_REJECTED, "no", store=self.store)
+        write, entered, go = Database.write, threading.Event(), threading.Event()
+
+        def slow_write(db: Database) -> object:
+            if threading.current_thread().name == "filer":
+                entered.set()  # the filing is under way, not yet holding the connection
+                go.wait(5)
+            return write(db)
+
+        filed: list[Proposal] = []
+        with mock.patch.object(Database, "write", slow_write):
+            filer = threading.Thread(target=lambda: filed.append(bottle.submit(TOOL_EGRESS_BLOCK, "routes: [a]\n",
+                                                                               "j")), name="filer")
+            filer.start()
+            self.assertTrue(entered.wait(5))
+            bottle.archive(proposal.id)
+            go.set()
+            filer.join(10)
+        self.assertEqual(len(filed), 1)
+        self.assertNotEqual(filed[0].id, proposal.id, "the archived rejection answered the filing again")
+        self.assertIsNotNone(self.store.get(proposal.id).archived_at)
+
     def test_close_waits_for_the_timers_write_under_way(self) -> None:
         """A store closed while its timer has taken the archive but not yet the connection still writes it.
 

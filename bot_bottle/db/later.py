@@ -12,23 +12,26 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager, suppress
+from typing import TypeVar
 
 from bot_bottle.db import Database
 from bot_bottle.errors import BotBottleError, DatabaseError
 
 Row = dict[str, object]
+W = TypeVar("W")
 
 
 class LaterWrites:
-    """Rows for ``statement`` kept by key, written by the next write through ``carried`` (or ``taken``),
+    """Rows for ``statement`` kept by key, written by the next write through ``carried`` (or ``riding``),
     after ``delay`` seconds in a transaction of their own if no write comes first (a timer thread), or by
     ``flush`` (as the store closes). Safe to share between threads.
     """
 
-    def __init__(self, db: Database, statement: str, delay: float) -> None:
+    def __init__(self, db: Database, statement: str, delay: float, *, key: str) -> None:
         self._db = db
+        self._key = key  # the parameter of a row that is its key
         self._statement = statement
         self._delay = delay
         self._rows: dict[str, Row] = {}
@@ -54,26 +57,37 @@ class LaterWrites:
             return self._rows.get(key)
 
     @contextmanager
-    def taken(self) -> Iterator[list[Row]]:
-        """The rows kept, taken for the caller's write transaction to write (``write_in``); given back if the
-        block fails, for the next write to carry. Writing one twice is harmless: the statement must only ever
-        set what is not set yet."""
-        with self._lock:
-            rows, self._rows = self._rows, {}
-        taken = list(rows.values())
+    def riding(self, write: AbstractContextManager[W], connection: Callable[[W], sqlite3.Connection]) -> Iterator[W]:
+        """``write`` (a write transaction; ``connection`` gives its connection) that writes the rows kept first.
+
+        The rows are taken once the transaction holds this process's
+        connection, not before: a row kept by another thread meanwhile (its
+        check read under the same lock, ``QueueStore._archive_later``) is
+        either written by this transaction or left for the next, never
+        missed by a read this transaction makes after writing what it took
+        (a filing's dedupe, which once answered a request with the old
+        rejection its sidecar had just archived). Rows not written are given
+        back if the block or its commit fails, for the next write to carry.
+        Writing one twice is harmless: the statement must only ever set what
+        is not set yet.
+        """
+        taken: list[Row] = []
         try:
-            yield taken
+            with write as handle:
+                with self._lock:
+                    taken, self._rows = list(self._rows.values()), {}
+                self.write_in(connection(handle), taken)
+                yield handle
         except BaseException:
-            left = {id(row) for row in taken}  # less those ``write_in`` dropped
-            with self._lock:
-                self._rows = {**{key: row for key, row in rows.items() if id(row) in left}, **self._rows}
+            if taken:  # less those ``write_in`` dropped
+                with self._lock:
+                    self._rows = {**{str(row[self._key]): row for row in taken}, **self._rows}
             raise
 
     @contextmanager
     def carried(self) -> Iterator[sqlite3.Connection]:
         """One write transaction on the database (``Database.write``) that writes the rows kept first."""
-        with self.taken() as rows, self._db.write() as conn:
-            self.write_in(conn, rows)
+        with self.riding(self._db.write(), lambda conn: conn) as conn:
             yield conn
 
     def write_in(self, conn: sqlite3.Connection, rows: list[Row]) -> None:
