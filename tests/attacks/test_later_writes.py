@@ -32,8 +32,8 @@ from bot_bottle import queue_store
 from bot_bottle.decisions import decide
 from bot_bottle.errors import DatabaseError
 from bot_bottle.paths import host_db_path
-from bot_bottle.queue_store import QueueStore
-from bot_bottle.records import STATUS_APPROVED, TOOL_EGRESS_ALLOW, TOOL_EGRESS_BLOCK, Quota
+from bot_bottle.queue_store import BottleQueue, QueueStore
+from bot_bottle.records import STATUS_APPROVED, TOOL_EGRESS_ALLOW, TOOL_EGRESS_BLOCK, Proposal, Quota
 from bot_bottle.standing import rule_decision_in
 from tests.helpers.support import TempDirTest, digest
 
@@ -57,15 +57,21 @@ class RollbackTriggerTest(TempDirTest):
         with sqlite3.connect(self.path) as raw:
             return int(raw.execute("SELECT count(*) FROM proposals WHERE queue_key = ?", (queue_key,)).fetchone()[0])
 
+    def archived_behind_trigger(self, store: QueueStore, bottle: BottleQueue, body: str) -> Proposal:
+        """``bottle`` files and is approved; the sidecar adds a trigger on that proposal's archive running
+        ``body``; the bottle archives it, kept for the store's next write."""
+        proposal = bottle.submit(TOOL_EGRESS_BLOCK, "routes: [a]\n", "j")
+        decide(proposal.id, STATUS_APPROVED, store=store)
+        self.sidecar_adds_trigger(
+            f"CREATE TRIGGER t BEFORE UPDATE OF archived_at ON proposals WHEN NEW.id = '{proposal.id}' "
+            f"BEGIN {body}; END")
+        bottle.archive(proposal.id)
+        return proposal
+
     def test_a_rolled_back_archive_fails_one_write_whole_and_no_other(self) -> None:
         a = self.relay.for_bottle("vm-a")
         b = self.relay.for_bottle("vm-b", quota=Quota(max_pending=2, max_pending_bytes=10_000))
-        proposal = a.submit(TOOL_EGRESS_BLOCK, "routes: [a]\n", "j")
-        decide(proposal.id, STATUS_APPROVED, store=self.relay)
-        self.sidecar_adds_trigger(
-            f"CREATE TRIGGER t BEFORE UPDATE OF archived_at ON proposals WHEN NEW.id = '{proposal.id}' "
-            "BEGIN SELECT RAISE(ROLLBACK, 'no'); END")
-        a.archive(proposal.id)
+        proposal = self.archived_behind_trigger(self.relay, a, "SELECT RAISE(ROLLBACK, 'no')")
         before = digest(self.path)
         with self.assertRaises(DatabaseError) as caught:
             b.submit(TOOL_EGRESS_BLOCK, "routes: [b0]\n", "j")
@@ -90,12 +96,7 @@ class RollbackTriggerTest(TempDirTest):
         self.addCleanup(relay.close)
         a = relay.for_bottle("vm-a", standing=rule_decision_in)
         b = relay.for_bottle("vm-b", standing=rule_decision_in)
-        proposal = a.submit(TOOL_EGRESS_BLOCK, "routes: [a]\n", "j")
-        decide(proposal.id, STATUS_APPROVED, store=relay)
-        self.sidecar_adds_trigger(
-            f"CREATE TRIGGER t BEFORE UPDATE OF archived_at ON proposals WHEN NEW.id = '{proposal.id}' "
-            "BEGIN SELECT RAISE(ROLLBACK, 'no'); END")
-        a.archive(proposal.id)
+        self.archived_behind_trigger(relay, a, "SELECT RAISE(ROLLBACK, 'no')")
         with self.assertRaises(DatabaseError) as caught:
             b.submit(TOOL_EGRESS_ALLOW, '{"host": "pastebin.com"}', "j")
         self.assertIn("rolled back", str(caught.exception))
@@ -109,12 +110,7 @@ class RollbackTriggerTest(TempDirTest):
         """Any error of the archive's row drops that row: the write carrying it goes on, and the next ones."""
         a = self.relay.for_bottle("vm-a")
         b = self.relay.for_bottle("vm-b")
-        proposal = a.submit(TOOL_EGRESS_BLOCK, "routes: [a]\n", "j")
-        decide(proposal.id, STATUS_APPROVED, store=self.relay)
-        self.sidecar_adds_trigger(
-            f"CREATE TRIGGER t BEFORE UPDATE OF archived_at ON proposals WHEN NEW.id = '{proposal.id}' "
-            "BEGIN SELECT json('x'); END")
-        a.archive(proposal.id)
+        proposal = self.archived_behind_trigger(self.relay, a, "SELECT json('x')")
         b.submit(TOOL_EGRESS_BLOCK, "routes: [b0]\n", "j")
         b.heartbeat()
         b.submit(TOOL_EGRESS_BLOCK, "routes: [b1]\n", "j")
