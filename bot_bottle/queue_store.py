@@ -284,7 +284,7 @@ class QueueStore(QueueReads):
             proposal = self._archivable_in(conn, proposal_id, queue_key)
             if proposal.archived_at is not None:
                 return proposal
-            archived_at = str(self._archives.add(proposal_id, {"id": proposal_id, "at": utc_now()})["at"])
+            archived_at = str(self._archives.add({"id": proposal_id, "at": utc_now()})["at"])
         return Proposal(**{**proposal.to_dict(), "archived_at": archived_at})
 
     def _archivable_in(self, conn: sqlite3.Connection, proposal_id: str, queue_key: str | None) -> Proposal:

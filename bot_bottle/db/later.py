@@ -41,10 +41,10 @@ class LaterWrites:
         # timer's write under way instead of finding nothing kept and letting the store close under it.
         self._writing = threading.Lock()
 
-    def add(self, key: str, row: Row) -> Row:
-        """Keep ``row`` (the statement's parameters) under ``key``, unless one is kept there: the one kept."""
+    def add(self, row: Row) -> Row:
+        """Keep ``row`` (the statement's parameters), unless one with its key is kept: the one kept."""
         with self._lock:
-            kept = self._rows.setdefault(key, row)
+            kept = self._rows.setdefault(str(row[self._key]), row)
             if self._timer is None:
                 self._timer = threading.Timer(self._delay, self._write_alone)
                 self._timer.daemon = True
