@@ -159,6 +159,30 @@ def add_rule_in(
     return rule
 
 
+def _revocation(grant: Grant, reason: str, revoked_by: str, now: str, rule_id: str | None) -> AuditEntry:
+    """The ``grant-revoked`` entry that revokes ``grant``."""
+    details: dict[str, Any] = {"grant": grant.id, "subject": grant.subject_value, "ends_at": grant.ends_at,
+                               "revoked_at": now}
+    if rule_id is not None:
+        details["rule_id"] = rule_id
+    return AuditEntry(queue_key=grant.queue_key, action=ACTION_GRANT_REVOKED, actor=revoked_by, tool=grant.tool,
+                      proposal_id=grant.proposal_id, notes=reason, details=details)
+
+
+def revoke_grant_in(log: AuditRecorder, grant: Grant, reason: str, *, revoked_by: str, now: str,
+                    rule_id: str | None = None) -> Grant:
+    """Revoke the live ``grant`` at ``now`` with its ``grant-revoked`` entry, in ``log``'s transaction; as revoked.
+
+    ``rule_id``: the standing rejection that ended it, when one did.
+    """
+    entry = log.append(_revocation(grant, reason, revoked_by, now, rule_id), ts=now)
+    log.conn.execute(
+        "UPDATE grants SET revoked_at = :now, revoked_by = :by, revoke_reason = :reason, revoke_seq = :seq "
+        "WHERE id = :id", {"now": now, "by": revoked_by, "reason": reason, "seq": entry.seq, "id": grant.id})
+    return Grant(**{**grant.__dict__, "revoked_at": now, "revoked_by": revoked_by, "revoke_reason": reason,
+                    "revoke_seq": entry.seq})
+
+
 def rule_record(rule: Rule) -> dict[str, Any]:
     """What a ``rule-added`` entry records of the rule (``audit verify`` holds the row to it)."""
     return {"id": rule.id, "bottle": rule.queue_key, "tool": rule.tool, "subject": rule.subject_value,
@@ -225,16 +249,7 @@ class GrantStore(DatabaseUser):
                                    f"{grant.revoked_by}")
             if grant.ends_at <= now:
                 raise AlreadyEnded(f"grant {grant.short_id} ended at {grant.ends_at}: nothing to revoke")
-            entry = log.append(AuditEntry(
-                queue_key=grant.queue_key, action=ACTION_GRANT_REVOKED, actor=revoked_by, tool=grant.tool,
-                proposal_id=grant.proposal_id, notes=reason,
-                details={"grant": grant.id, "subject": grant.subject_value, "ends_at": grant.ends_at,
-                         "revoked_at": now}), ts=now)
-            log.conn.execute(
-                "UPDATE grants SET revoked_at = :now, revoked_by = :by, revoke_reason = :reason, revoke_seq = :seq "
-                "WHERE id = :id", {"now": now, "by": revoked_by, "reason": reason, "seq": entry.seq, "id": grant.id})
-        return Grant(**{**grant.__dict__, "revoked_at": now, "revoked_by": revoked_by, "revoke_reason": reason,
-                        "revoke_seq": entry.seq})
+            return revoke_grant_in(log, grant, reason, revoked_by=revoked_by, now=now)
 
     def rules(self, *, include_ended: bool = False) -> list[Rule]:
         """Standing rules, newest first: those in force (by default), or every one ever made."""
