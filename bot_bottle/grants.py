@@ -25,13 +25,14 @@ from bot_bottle.db import DatabaseUser
 from bot_bottle.errors import AlreadyEnded, AmbiguousId, NotFound, ValidationError
 from bot_bottle.grant_records import Grant, Rule
 from bot_bottle.policy.lifetimes import DEFAULT_PENDING_TTL, MAX_PENDING_TTL, MIN_PENDING_TTL, pending_ttl_seconds
-from bot_bottle.policy.subjects import subject_sha256
+from bot_bottle.policy.subjects import rule_overlaps, subject_sha256
 from bot_bottle.records import (
     ACTION_GRANT_REVOKED,
     ACTION_RULE_ADDED,
     ACTION_RULE_REVOKED,
     ACTION_SETTING_CHANGED,
     EFFECT_APPROVE,
+    EFFECT_REJECT,
     EFFECTS,
     MAX_TEXT_BYTES,
     AuditEntry,
@@ -41,6 +42,7 @@ from bot_bottle.records import (
     validate_queue_key,
     validate_text,
     validate_tool,
+    validated_details,
 )
 from bot_bottle.timestamps import spell_duration, utc_now
 
@@ -127,7 +129,10 @@ def add_rule_in(
     log: AuditRecorder, *, queue_key: str | None, tool: str, subject: dict[str, Any], pattern: bool, effect: str,
     notes: str, ends_at: str | None, created_by: str, proposal_id: str | None = None, now: str | None = None,
 ) -> Rule:
-    """Record a standing rule and its ``rule-added`` audit entry, in ``log``'s transaction."""
+    """Record a standing rule and its ``rule-added`` audit entry, in ``log``'s transaction.
+
+    A rejecting rule also ends the live grants it overlaps (``end_grants_rejected_in``).
+    """
     if queue_key is not None:
         validate_queue_key(queue_key, "bottle")
     validate_tool(tool)
@@ -156,7 +161,43 @@ def add_rule_in(
                                                 "effect", "notes", "created_at", "ends_at", "created_by",
                                                 "proposal_id", "audit_seq")},
     )
+    if effect == EFFECT_REJECT:
+        end_grants_rejected_in(log, rule)
     return rule
+
+
+def end_grants_rejected_in(log: AuditRecorder, rule: Rule) -> list[Grant]:
+    """Revoke, in ``log``'s transaction, the live grants that let through any of what the rejecting ``rule`` names.
+
+    A standing rejection means "not this, from now on": a grant made
+    before it would otherwise go on letting the agent through until its
+    end (days, for a route). Every grant in the rule's scope (its bottle, or
+    every bottle) whose subject overlaps the rule's, as a rejection matches a
+    proposal (``policy.subjects.rule_overlaps``), is revoked whole, each with
+    a ``grant-revoked`` entry naming the rule (``rule_id``) and the rule's
+    author as the one who revoked it: a wildcard grant over a rejected host
+    ends too, and what the agent still needs it asks for again, where the
+    rejection answers for its part. Returns the grants revoked.
+    """
+    params: dict[str, Any] = {"tool": rule.tool, "now": rule.created_at, "queue_key": rule.queue_key}
+    rows = log.conn.execute(
+        f"SELECT {_GRANT_COLUMNS} FROM grants g WHERE g.tool = :tool AND g.revoked_at IS NULL "
+        "AND g.ends_at > :now AND (:queue_key IS NULL OR g.queue_key = :queue_key) ORDER BY g.queue_key, g.id",
+        params).fetchall()
+    ended = []
+    reason = f"ended by standing rejection {rule.short_id}: it let through what the rule rejects"
+    for grant in map(grant_from_row, rows):
+        if not rule_overlaps(rule.subject_value, bool(rule.pattern), rule.tool, grant.subject_value):
+            continue
+        try:
+            validated_details(_revocation(grant, reason, rule.created_by, rule.created_at, rule.id))
+        except ValidationError:
+            # A row no host decision wrote (a sidecar on the mount can write the file; 'audit verify' names it):
+            # it cannot be audited, and it must not keep the operator's rejection from being recorded.
+            continue
+        ended.append(revoke_grant_in(log, grant, reason, revoked_by=rule.created_by, now=rule.created_at,
+                                     rule_id=rule.id))
+    return ended
 
 
 def _revocation(grant: Grant, reason: str, revoked_by: str, now: str, rule_id: str | None) -> AuditEntry:
@@ -173,7 +214,7 @@ def revoke_grant_in(log: AuditRecorder, grant: Grant, reason: str, *, revoked_by
                     rule_id: str | None = None) -> Grant:
     """Revoke the live ``grant`` at ``now`` with its ``grant-revoked`` entry, in ``log``'s transaction; as revoked.
 
-    ``rule_id``: the standing rejection that ended it, when one did.
+    ``rule_id``: the standing rejection that ended it (``end_grants_rejected_in``).
     """
     entry = log.append(_revocation(grant, reason, revoked_by, now, rule_id), ts=now)
     log.conn.execute(
@@ -181,6 +222,15 @@ def revoke_grant_in(log: AuditRecorder, grant: Grant, reason: str, *, revoked_by
         "WHERE id = :id", {"now": now, "by": revoked_by, "reason": reason, "seq": entry.seq, "id": grant.id})
     return Grant(**{**grant.__dict__, "revoked_at": now, "revoked_by": revoked_by, "revoke_reason": reason,
                     "revoke_seq": entry.seq})
+
+
+def ended_by_rule_in(conn: sqlite3.Connection, rule_id: str) -> list[Grant]:
+    """The grants the standing rejection ``rule_id`` ended as it was made (their entries name it)."""
+    rows = conn.execute(
+        f"SELECT {_GRANT_COLUMNS} FROM grants g JOIN audit_log a ON a.seq = g.revoke_seq "
+        "WHERE a.action = :action AND json_extract(a.details, '$.rule_id') = :rule ORDER BY g.queue_key, g.id",
+        {"action": ACTION_GRANT_REVOKED, "rule": rule_id}).fetchall()
+    return [grant_from_row(row) for row in rows]
 
 
 def rule_record(rule: Rule) -> dict[str, Any]:
@@ -261,9 +311,22 @@ class GrantStore(DatabaseUser):
         return [rule_from_row(row) for row in rows]
 
     def add_rule(self, **rule: Any) -> Rule:
-        """Record a standing rule (see ``add_rule_in``) in a transaction of its own."""
+        """Record a standing rule (see ``add_rule_in``: a rejecting one ends the grants it overlaps) in a
+        transaction of its own."""
         with AuditStore.recording(self.db) as log:
             return add_rule_in(log, **rule)
+
+    def ended_by(self, rule_id: str) -> list[Grant]:
+        """The grants the standing rejection ``rule_id`` ended as it was made (``end_grants_rejected_in``)."""
+        with self.db.read() as conn:
+            return ended_by_rule_in(conn, rule_id)
+
+    def ended_by_decision(self, proposal_id: str) -> list[Grant]:
+        """The grants ended by the standing rejection the decision on ``proposal_id`` made (``--remember``)."""
+        with self.db.read() as conn:
+            row = conn.execute("SELECT r.id FROM rules r WHERE r.proposal_id = :id ORDER BY r.created_at LIMIT 1",
+                               {"id": proposal_id}).fetchone()
+            return [] if row is None else ended_by_rule_in(conn, str(row[0]))
 
     def find_rule(self, prefix: str) -> Rule:
         """The one rule whose id starts with ``prefix``; ``NotFound`` or ``AmbiguousId``."""

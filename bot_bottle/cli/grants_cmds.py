@@ -36,6 +36,15 @@ def rule_json(rule: Rule, now: str) -> dict[str, Any]:
     return {**rule.to_dict(), "live": rule.live(now), "pattern": bool(rule.pattern)}
 
 
+def ended_lines(ended: list[Grant]) -> list[str]:
+    """What to say of the grants a new standing rejection ended (``GrantStore.ended_by``): one line each."""
+    lines = [f"it ended grant {grant.short_id} ({grant.queue_key}: {describe_subject(grant.tool, grant.subject_value)}"
+             "), which let through what it rejects" for grant in ended]
+    if lines:
+        lines.append("(what the agent still needs, it asks for again: 'grants list --all' shows the ended grants)")
+    return lines
+
+
 def _grant_state(grant: Grant, now: str) -> str:
     if grant.revoked_at is not None:
         return "revoked"

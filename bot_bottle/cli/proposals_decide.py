@@ -19,6 +19,7 @@ from bot_bottle.cli.common import (
     verb_parser,
     warn,
 )
+from bot_bottle.cli.grants_cmds import ended_lines
 from bot_bottle.cli.render import describe, modification
 from bot_bottle.decisions import check_decision, decide, default_decider
 from bot_bottle.errors import AnchorNotWritten, AuditTampered, BotBottleError, ValidationError
@@ -74,7 +75,7 @@ def _decide(args: argparse.Namespace, status: str, notes: str, final_file: str |
                 break
             done.append(_record(store, proposal, status, notes, final_file, grant_for, remember))
     if args.json:
-        print_json(done)
+        print_json([{name: value for name, value in each.items() if name != "ended"} for each in done])
     else:
         for each in done:
             print_untrusted(f"{each['status']} {each['short_id']} ({each['bottle']}, {each['tool']}) "
@@ -82,6 +83,8 @@ def _decide(args: argparse.Namespace, status: str, notes: str, final_file: str |
             if each["grant"] is not None:
                 print_untrusted(f"grant {each['grant']['short_id']}: {each['grant']['grants']} until "
                                 f"{each['grant']['ends_at']} ({each['grant']['left']})")
+            for line in each["ended"]:
+                print_untrusted(line)
     for each in done:
         if each["warning"]:
             warn(each["warning"])
@@ -100,13 +103,16 @@ def _record(store: QueueStore, proposal: Proposal, status: str, notes: str, fina
         if not isinstance(exc.result, Response):
             raise
         response, warning = exc.result, str(exc)
-    made = GrantStore(database=store.db).for_proposal(proposal.id)
+    grants = GrantStore(database=store.db)
+    made = grants.for_proposal(proposal.id)
+    ended = grants.ended_by_decision(proposal.id) if remember is not None else []
     grant = None if made is None else {
         "id": made.id, "short_id": made.short_id, "grants": describe_subject(made.tool, made.subject_value),
         "starts_at": made.starts_at, "ends_at": made.ends_at, "left": time_left(made.starts_at, made.ends_at)}
     return {"id": proposal.id, "short_id": proposal.short_id, "bottle": proposal.queue_key, "tool": proposal.tool,
             "status": response.status, "notes": response.notes, "decided_by": response.decided_by,
-            "decided_at": response.decided_at, "grant": grant, "warning": warning or None}
+            "decided_at": response.decided_at, "grant": grant, "warning": warning or None,
+            "ended_grants": [ended_grant.id for ended_grant in ended], "ended": ended_lines(ended)}
 
 
 def _check_digest(proposal: Proposal, digest: str) -> None:
@@ -263,8 +269,9 @@ def register_decisions(verbs: Any) -> None:
     p.add_argument("--reason", required=True, metavar="TEXT", help="why (sent back to the bottle)")
     p.add_argument("--remember", choices=REMEMBER_SCOPES, default=None,
                    help="reject from now on every proposal that asks for any of this one: this bottle's, or every "
-                   "bottle's (a standing rule; for good unless --for). A name under a rejected wildcard is left "
-                   "to you, not to an approving rule")
+                   "bottle's (a standing rule; for good unless --for), and end the live grants that let any of it "
+                   "through, named (--json: ended_grants). A name under a rejected wildcard is left to you, not to "
+                   "an approving rule")
     p.add_argument("--for", dest="duration", metavar="DURATION",
                    help="with --remember: how long the rule stands (8h, 7d, 2w, or a time)")
     _add_digest(p)

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from bot_bottle.cli.common import db_path, print_json, print_table, print_untrusted, verb_parser, warn
-from bot_bottle.cli.grants_cmds import rule_json
+from bot_bottle.cli.grants_cmds import ended_lines, rule_json
 from bot_bottle.cli.inbox import apply_standing
 from bot_bottle.cli.registry import summary
 from bot_bottle.decisions import default_decider
@@ -32,7 +32,8 @@ examples:
   bot-bottle rules revoke 4b0d --reason "done with the migration"
 
 A rule decides matching proposals the way you would: approving ones end
-(--for), rejecting ones may stand for good. An approving rule matches what
+(--for), rejecting ones may stand for good, and end at once every live
+grant that lets through any of what they reject. An approving rule matches what
 you typed exactly; a host pattern (*.example.com) is one only when you type
 it. A rejecting rule matches every proposal asking for any of what it
 rejects (fewer or more methods or paths, a wildcard over its host; GET
@@ -82,13 +83,17 @@ def cmd_rules_add(args: argparse.Namespace) -> int:
         rule = store.add_rule(queue_key=args.bottle, tool=TOOL_EGRESS_ALLOW, subject=subject,
                               pattern="*" in route.host, effect=effect, notes=args.notes, ends_at=ends_at,
                               created_by=default_decider(), now=now)
+        ended = store.ended_by(rule.id)
     decided = _decided_now(db_path(args), rule.id)
     if args.json:
-        print_json({**rule_json(rule, utc_now()), "decided_now": decided})
+        print_json({**rule_json(rule, utc_now()), "decided_now": decided,
+                    "ended_grants": [grant.id for grant in ended]})
         return 0
     scope = rule.queue_key or "every bottle"
     print_untrusted(f"rule {rule.short_id}: {rule.effect} {describe_subject(rule.tool, rule.subject_value)} for "
                     f"{scope}, {time_left(now, rule.ends_at)}")
+    for line in ended_lines(ended):
+        print_untrusted(line)
     if decided:
         shown = ", ".join(proposal_id[:SHORT_ID_LENGTH] for proposal_id in decided[:_NAMED])
         print_untrusted(f"it {_DONE[rule.effect]} {len(decided)} pending proposal(s) it matches, now: {shown}"
@@ -138,13 +143,15 @@ def register(subparsers: Any) -> None:
                     "(--all-bottles) that asks for this host, within these methods and paths (a rejecting rule: that "
                     "asks for any of it). A host pattern (*.example.com) matches the names under it; a wildcard "
                     "over a public suffix is warned of. Proposals already pending that it matches are decided at "
-                    "once, and named (--json: decided_now).")
+                    "once, and named (--json: decided_now). A rejecting rule also ends, at once, every live grant "
+                    "in its scope that lets through any of what it rejects, and names each (--json: ended_grants).")
     p.add_argument("--bottle", metavar="SLUG", help="the bottle whose proposals it decides")
     p.add_argument("--all-bottles", action="store_true", help="decide every bottle's matching proposals")
     p.add_argument("--host", required=True, metavar="HOST", help="the host, or a pattern such as *.example.com")
     p.add_argument("--path", action="append", metavar="PREFIX", help="a path prefix (repeatable; default: any)")
     p.add_argument("--method", action="append", metavar="METHOD", help="an HTTP method (repeatable; default: any)")
-    p.add_argument("--reject", action="store_true", help="reject matching proposals instead of approving them")
+    p.add_argument("--reject", action="store_true", help="reject matching proposals instead of approving them, and "
+                   "end the live grants that let any of it through")
     p.add_argument("--for", dest="duration", metavar="DURATION",
                    help="how long the rule stands: 8h, 7d, 2w or a time (approving rules must end)")
     p.add_argument("--notes", default="", metavar="TEXT", help="why (shown with each decision it makes)")

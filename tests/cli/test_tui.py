@@ -157,6 +157,26 @@ class TuiTest(TempDirTest):
         with GrantStore(self.db) as grants:
             self.assertEqual(grants.rules(), [])
 
+    def test_a_remembered_rejection_says_which_grants_it_ended(self) -> None:
+        """R +all on web-2's pypi.org: web-1's grant for the same host, approved before, ends, and the line says so."""
+        earlier = self.store.submit("web-1", TOOL_EGRESS_ALLOW, '{"host": "pypi.org"}\n', "pip install")
+        decide(earlier.id, STATUS_APPROVED, store=self.store)
+        self.term.send("j")
+        self.term.wait_for("2 of 3")
+        self.settle()
+        self.term.send("R")
+        self.term.wait_for("reason for rejecting")
+        self.term.send("no package index", "Enter")
+        self.term.wait_for("always reject this and every ask for any of it")
+        self.term.send("+all", "Enter")
+        with GrantStore(self.db) as grants:
+            made = grants.for_proposal(earlier.id)
+            assert made is not None
+            self.term.wait_for(f"remembered for all; ended grant {made.short_id}, which let it through")
+            self.assertEqual(grants.listing(), [])
+        self.settle()
+        self.quit()
+
     def test_decided_elsewhere_and_new_arrivals(self) -> None:
         """A proposal decided elsewhere while open is reported, and nothing is selected; new ones appear, marked."""
         self.term.send("Enter")

@@ -65,6 +65,7 @@ from bot_bottle.cli.dashboard.state import (
 )
 from bot_bottle.cli.inbox import Filters
 from bot_bottle.errors import BotBottleError, DatabaseReplaced, Refused, ValidationError
+from bot_bottle.policy.subjects import describe_subject
 from bot_bottle.records import PROPOSAL_ID_RE, validate_queue_key
 from bot_bottle.standing import Keeper
 from bot_bottle.wire.guarded_server import RETRY_AFTER_SEC, response_bytes
@@ -161,8 +162,11 @@ class DashboardHandler(PostHandler):
         if response is None:
             return ""
         proposal = self.dashboard.queue.get(proposal_id)
+        ended = self.dashboard.grants.ended_by_decision(proposal_id)
         return (f"{response.status} {proposal.short_id} ({proposal.queue_key}, {proposal.tool}) by "
-                f"{response.decided_by}")
+                f"{response.decided_by}" + "".join(f"; ended grant {grant.short_id} ({grant.queue_key}: "
+                                                   f"{describe_subject(grant.tool, grant.subject_value)}), which let "
+                                                   "it through" for grant in ended))
 
     def _changes(self) -> None:
         """The change feed the pages poll: the marker, the pending proposals (id, bottle), or what is wrong."""

@@ -26,6 +26,7 @@ from bot_bottle.cli.tui.grants_view import grant_question, parse_grant_choice
 from bot_bottle.cli.tui.screen import CONFIRM_KEYS, INVALID_KEYS, TerminalScreen
 from bot_bottle.decisions import decide
 from bot_bottle.errors import AlreadyDecided, AnchorNotWritten, BotBottleError, NotFound, ValidationError
+from bot_bottle.grants import GrantStore
 from bot_bottle.policy.approval import Approval, approval_of
 from bot_bottle.queue_store import QueueStore
 from bot_bottle.records import STATUS_APPROVED, STATUS_MODIFIED, STATUS_REJECTED, Proposal
@@ -110,7 +111,17 @@ class Deciding:
             return f"{exc}; nothing recorded"
         if key == "R" and not choice.remember:  # R without +bottle or +all: said, not passed for "from now on"
             return f"{status} {label}, once: no +bottle or +all given, so nothing is rejected from now on"
-        return f"{status} {label}" + (f", remembered for {choice.remember}" if choice.remember else "")
+        said = f"{status} {label}" + (f", remembered for {choice.remember}" if choice.remember else "")
+        return said + self._ended(proposal) if status == STATUS_REJECTED and choice.remember else said
+
+    def _ended(self, proposal: Proposal) -> str:
+        """What the standing rejection just made of ``proposal`` ended: the grants that let through what it rejects."""
+        ended = GrantStore(database=self.store.db).ended_by_decision(proposal.id)
+        if not ended:
+            return ""
+        if len(ended) == 1:
+            return f"; ended grant {ended[0].short_id}, which let it through"
+        return f"; ended {len(ended)} grants that let it through: {ended[0].short_id}, ... (v lists grants)"
 
     def edit(self, proposal: Proposal, text: str) -> str | None:
         """Open ``text`` in $EDITOR (default vi); the edited text, or None if it is empty or the proposal's own."""

@@ -22,7 +22,9 @@ from urllib.parse import urlencode
 
 from bot_bottle.audit_store import AuditStore
 from bot_bottle.cli.dashboard.state import MAX_FORM_BYTES, SECURITY_HEADERS, SESSION_COOKIE
+from bot_bottle.decisions import decide
 from bot_bottle.errors import DatabaseBusy
+from bot_bottle.grants import GrantStore
 from bot_bottle.queue_reads import shown_digest
 from bot_bottle.queue_store import QueueStore
 from bot_bottle.records import (
@@ -188,6 +190,22 @@ class RulesTest(DashboardCase):
         status, _, body = self.post(route, "decide", {"status": "approved"})
         self.assertEqual(status, 409)
         self.assertIn("already modified", body)
+
+
+    def test_a_remembered_rejection_says_which_grants_it_ended(self) -> None:
+        """Reject +all from the page: web-2's grant for the same host ends, and the page after says which."""
+        earlier = self.store.submit("web-2", TOOL_EGRESS_ALLOW, '{"host": "pypi.org"}', "pip")
+        decide(earlier.id, "approved", store=self.store)
+        grant = GrantStore(database=self.store.db).for_proposal(earlier.id)
+        assert grant is not None
+        route = self.store.submit("web-1", TOOL_EGRESS_ALLOW, '{"host": "pypi.org"}', "pip")
+        status, headers, _ = self.post(route, "decide", {"status": "rejected", "notes": "no index",
+                                                         "remember": "all"})
+        self.assertEqual(status, 303)
+        status, _, body = self.call("GET", headers["location"].removeprefix(self.dashboard.root))
+        self.assertEqual(status, 200)
+        self.assertIn(f"; ended grant {grant.short_id} (web-2: pypi.org", body)
+        self.assertEqual(GrantStore(database=self.store.db).listing(), [])
 
 
 class VerbTest(TempDirTest):
