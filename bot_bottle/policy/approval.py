@@ -29,7 +29,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from bot_bottle.errors import ValidationError
-from bot_bottle.policy.hosts import addresses_in_text, host_problems, hosts_in_text, ipv4_readings, shown_host
+from bot_bottle.policy.hosts import (
+    LOOPBACK_NAMES,
+    WILDCARD_DNS,
+    addresses_in_text,
+    host_problems,
+    hosts_in_text,
+    ipv4_readings,
+    shown_host,
+)
 from bot_bottle.policy.routes import file_widening, parse_route
 from bot_bottle.records import (
     TOOL_EGRESS_ALLOW,
@@ -157,12 +165,21 @@ def _routes_file(payload: str, current_file: str | None) -> Approval:
     cautions = [Caution(WIDENS, f"line {number} ({'unchanged' if lines[number - 1] in kept else 'new'}) widens "
                         f"access: {'; '.join(reasons)}") for number, reasons in file_widening(payload).items()]
     for number, line in enumerate(lines, start=1):
-        if not line.isascii() or "xn--" in line.lower():  # only these can hold a look-alike host
+        if _may_hold_a_look_alike(line):
             cautions += _look_alikes(hosts_in_text(line), f"line {number}: ")
         # An address written in another form (010.0.0.1 is 8.0.0.1): named as the address it is.
         cautions += _look_alikes([address for address in addresses[line]
                                   if ipv4_readings(address) not in ([], [address])], f"line {number}: ")
     return Approval(TOOL_EGRESS_BLOCK, tuple(grants), tuple(_bounded(cautions)))
+
+
+def _may_hold_a_look_alike(line: str) -> bool:
+    """Whether ``line`` can name a host that is not what it looks like (``hosts.host_problems``): characters
+    outside ASCII, an ``xn--`` label, or a name that spells an address (digits, or a wildcard DNS service's or
+    loopback name). The rest, most lines of a large file, are not read for hosts again."""
+    lowered = line.lower()
+    return (not line.isascii() or "xn--" in lowered or any(char.isdigit() for char in line)
+            or any(name in lowered for name in (*WILDCARD_DNS, *LOOPBACK_NAMES)))
 
 
 def _hosts_of(lines: Any, addresses: dict[str, list[str]]) -> list[str]:

@@ -130,6 +130,70 @@ def _address(values: list[int]) -> str | None:
     return ".".join(str((number >> shift) & 255) for shift in (24, 16, 8, 0))
 
 
+# Wildcard DNS services: each name under them is answered with the address it spells (10.0.0.1.nip.io,
+# 10-0-0-1.sslip.io, app-0a000001.nip.io), so a route to one reaches whatever address the agent writes.
+WILDCARD_DNS = ("nip.io", "sslip.io", "xip.io", "traefik.me")
+# Names public DNS answers, with every name under them, with the loopback address (RFC 6761's localhost, and
+# services kept for local development).
+LOOPBACK_NAMES = ("localhost", "localtest.me", "lvh.me", "vcap.me", "localho.st")
+ANY_ADDRESS = "any address"  # spelled_address's answer for a name under WILDCARD_DNS that spells no IPv4 one
+_SPELLED_OCTET_RE = re.compile(r"[0-9]{1,3}")
+_DASHED_RE = re.compile(r"(?:^|-)([0-9]{1,3})-([0-9]{1,3})-([0-9]{1,3})-([0-9]{1,3})(?:-|$)")
+_HEX_LABEL_RE = re.compile(r"(?:^|-)([0-9a-f]{8})$")
+
+
+def under(name: str, domains: tuple[str, ...]) -> str | None:
+    """The one of ``domains`` that ``name`` (lowercase, no trailing dot) is or is under, or None."""
+    return next((domain for domain in domains if name == domain or name.endswith("." + domain)), None)
+
+
+def spelled_address(host: str) -> str | None:
+    """The address a name that is no address resolves to by what it spells, or None where it spells none.
+
+    Four labels in a row that are numbers to 255 (``10.0.0.1.example.com``)
+    or one label holding four of them between dashes (``app-10-0-0-1``): a
+    wildcard DNS service, or the domain's owner, answers such a name with
+    that address. Under a known wildcard DNS service (``WILDCARD_DNS``), an
+    8-digit hex label too (``0a000001``), and otherwise ``ANY_ADDRESS``: it
+    spells IPv6 the same way. A name under ``LOOPBACK_NAMES``: 127.0.0.1.
+    """
+    name = host.strip().lower().rstrip(".")
+    if ipv4_readings(name):
+        return None  # an address itself: host_problems names its other forms
+    labels = name.split(".")
+    for start in range(len(labels) - 3):
+        four = labels[start:start + 4]
+        if all(_SPELLED_OCTET_RE.fullmatch(label) and int(label) <= 255 for label in four):
+            return ".".join(str(int(label)) for label in four)
+    for label in labels[:-1]:
+        dashed = _DASHED_RE.search(label)
+        if dashed and all(int(part) <= 255 for part in dashed.groups()):
+            return ".".join(str(int(part)) for part in dashed.groups())
+    if under(name, WILDCARD_DNS) is not None:
+        for label in labels:
+            packed = _HEX_LABEL_RE.search(label)
+            if packed:
+                return str(ipaddress.IPv4Address(int(packed.group(1), 16)))
+        return ANY_ADDRESS
+    return "127.0.0.1" if under(name, LOOPBACK_NAMES) is not None else None
+
+
+def _spelled_problem(name: str) -> str:
+    """What ``spelled_address`` finds in ``name``, said for a caution ("" where it finds nothing)."""
+    spelled = spelled_address(name)
+    if spelled is None:
+        return ""
+    if spelled == ANY_ADDRESS:
+        return (f"it is a name under {under(name, WILDCARD_DNS)}, a wildcard DNS service that answers each name "
+                "with the address it spells (IPv6 too): a client connects to whatever address the name holds")
+    loopback = under(name, LOOPBACK_NAMES)
+    if spelled == "127.0.0.1" and loopback is not None:
+        return (f"it is a name under {loopback}, which DNS answers with 127.0.0.1, the loopback: a client connects "
+                "to the machine it runs on")
+    return (f"it spells the address {spelled}, which such a name resolves to (wildcard DNS services such as nip.io "
+            f"answer so, and so can the domain's owner): a client connects to {spelled}")
+
+
 def host_problems(host: str) -> list[str]:
     """Why ``host`` may not be what it looks like (empty: it is plain ASCII, without ``xn--`` labels).
 
@@ -137,7 +201,8 @@ def host_problems(host: str) -> list[str]:
     the ``xn--`` label and what it decodes to; a host with characters
     outside ASCII also gets its IDNA form. An IPv4 address written otherwise
     than in plain dotted decimal (``ipv4_reading``) is named as the address
-    a client connects to.
+    a client connects to, and so is a name that spells one
+    (``spelled_address``: ``169.254.169.254.nip.io``, ``localtest.me``).
     """
     problems: list[str] = []
     bare = re.sub(r":[0-9]{1,5}$", "", host)  # a report's host may carry a port
@@ -150,6 +215,9 @@ def host_problems(host: str) -> list[str]:
     elif address is None and decimal is not None:
         problems.append(f"it is an IPv4 address to a client that reads a leading 0 as decimal (as Java does): it "
                         f"connects to {decimal} (others look it up as a name)")
+    spelled = _spelled_problem(bare.strip().lower().rstrip("."))
+    if spelled:
+        problems.append(spelled)
     odd = [_named(char, index) for index, char in enumerate(host, start=1) if char not in _PLAIN_HOST_CHARS]
     if odd:
         more = f" and {len(odd) - MAX_SHOWN_PROBLEMS} more" if len(odd) > MAX_SHOWN_PROBLEMS else ""

@@ -28,7 +28,7 @@ from typing import Any
 from urllib.parse import unquote
 
 from bot_bottle.errors import ValidationError
-from bot_bottle.policy.hosts import ipv4_readings
+from bot_bottle.policy.hosts import ANY_ADDRESS, ipv4_readings, spelled_address
 from bot_bottle.policy.routes import parse_route
 from bot_bottle.records import (
     TOOL_EGRESS_ALLOW,
@@ -244,8 +244,13 @@ def rule_overlaps(rule_subject: dict[str, Any], pattern: bool, tool: str, subjec
 def _host_keys(host: str) -> set[str]:
     """A host as a rejection compares it: an IPv4 address in any form as each dotted decimal a client may read
     it as (``2852039166`` is 169.254.169.254; ``010.0.0.1`` is 8.0.0.1 and 10.0.0.1), any other name as
-    ``normal_host``."""
-    return set(ipv4_readings(host)) or {normal_host(host)}
+    ``normal_host`` and, where it spells an address (``169.254.169.254.nip.io``, ``localtest.me``), that
+    address too: a rejection of the address rejects the name, and the other way round."""
+    readings = set(ipv4_readings(host))
+    if readings:
+        return readings
+    spelled = spelled_address(host)
+    return {normal_host(host)} | ({spelled} if spelled not in (None, ANY_ADDRESS) else set())
 
 
 def _strings(value: object) -> list[str]:
