@@ -31,6 +31,7 @@ from typing import Any
 from bot_bottle.errors import ValidationError
 from bot_bottle.policy.hosts import (
     LOOPBACK_NAMES,
+    NAMED_ADDRESSES,
     WILDCARD_DNS,
     addresses_in_text,
     host_problems,
@@ -38,7 +39,7 @@ from bot_bottle.policy.hosts import (
     ipv4_readings,
     shown_host,
 )
-from bot_bottle.policy.routes import file_widening, parse_route
+from bot_bottle.policy.routes import decoded_escapes, file_widening, parse_route
 from bot_bottle.records import (
     TOOL_EGRESS_ALLOW,
     TOOL_EGRESS_BLOCK,
@@ -55,6 +56,7 @@ KINDS = (WIDENS, LOOK_ALIKE, UNREADABLE)
 CONFIRM_KINDS = frozenset({WIDENS, LOOK_ALIKE})
 # A routes file can name thousands of hosts and lines: the first ones are listed, and how many more.
 MAX_LISTED = 12
+MAX_JOINED_LINES = 8  # lines a trailing backslash joins, read for a host split across them
 
 
 @dataclass(frozen=True)
@@ -166,7 +168,7 @@ def _routes_file(payload: str, current_file: str | None) -> Approval:
                         f"access: {'; '.join(reasons)}") for number, reasons in file_widening(payload).items()]
     for number, line in enumerate(lines, start=1):
         if _may_hold_a_look_alike(line):
-            cautions += _look_alikes(hosts_in_text(line), f"line {number}: ")
+            cautions += _look_alikes(_hosts_read(lines, number - 1), f"line {number}: ")
         # An address written in another form (010.0.0.1 is 8.0.0.1): named as the address it is.
         cautions += _look_alikes([address for address in addresses[line]
                                   if ipv4_readings(address) not in ([], [address])], f"line {number}: ")
@@ -175,17 +177,37 @@ def _routes_file(payload: str, current_file: str | None) -> Approval:
 
 def _may_hold_a_look_alike(line: str) -> bool:
     """Whether ``line`` can name a host that is not what it looks like (``hosts.host_problems``): characters
-    outside ASCII, an ``xn--`` label, or a name that spells an address (digits, or a wildcard DNS service's or
-    loopback name). The rest, most lines of a large file, are not read for hosts again."""
+    outside ASCII, an ``xn--`` label, a name that spells an address (digits, or a wildcard DNS service's,
+    loopback or other named address's name), or an escape (``\\x68``) that may write any of these. The rest,
+    most lines of a large file, are not read for hosts again."""
     lowered = line.lower()
-    return (not line.isascii() or "xn--" in lowered or any(char.isdigit() for char in line)
-            or any(name in lowered for name in (*WILDCARD_DNS, *LOOPBACK_NAMES)))
+    return (not line.isascii() or "xn--" in lowered or "\\" in line or any(char.isdigit() for char in line)
+            or any(name in lowered for name in (*WILDCARD_DNS, *LOOPBACK_NAMES, *NAMED_ADDRESSES)))
+
+
+def _hosts_read(lines: list[str], index: int) -> list[str]:
+    """The hosts of ``lines[index]`` as written and as a YAML or JSON reader reads it: escapes decoded
+    (``"admin.local\\x68ost"`` is admin.localhost), and a double-quoted value continued on the next line by a
+    trailing backslash joined to it (``"admin.localh\\`` then ``ost"``)."""
+    line = lines[index]
+    read = [line, decoded_escapes(line)]
+    joined, at = line, index
+    while joined.endswith("\\") and at + 1 < len(lines) and at - index < MAX_JOINED_LINES:
+        at += 1
+        joined = joined[:-1] + lines[at].lstrip(" \t")
+        read.append(decoded_escapes(joined))
+    found: dict[str, None] = {}
+    for text in read:
+        for host in hosts_in_text(text):
+            found.setdefault(host, None)
+    return list(found)
 
 
 def _hosts_of(lines: Any, addresses: dict[str, list[str]]) -> list[str]:
     found: dict[str, None] = {}
     for line in lines:
-        for host in (*hosts_in_text(line), *addresses[line]):
+        for host in (*hosts_in_text(line), *(hosts_in_text(decoded_escapes(line)) if "\\" in line else ()),
+                     *addresses[line]):
             found.setdefault(host, None)
     return list(found)
 

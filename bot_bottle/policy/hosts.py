@@ -132,14 +132,26 @@ def _address(values: list[int]) -> str | None:
 
 # Wildcard DNS services: each name under them is answered with the address it spells (10.0.0.1.nip.io,
 # 10-0-0-1.sslip.io, app-0a000001.nip.io), so a route to one reaches whatever address the agent writes.
-WILDCARD_DNS = ("nip.io", "sslip.io", "xip.io", "traefik.me")
+WILDCARD_DNS = ("nip.io", "sslip.io", "xip.io", "traefik.me", "backname.io")
 # Names public DNS answers, with every name under them, with the loopback address (RFC 6761's localhost, and
 # services kept for local development).
 LOOPBACK_NAMES = ("localhost", "localtest.me", "lvh.me", "vcap.me", "localho.st")
-ANY_ADDRESS = "any address"  # spelled_address's answer for a name under WILDCARD_DNS that spells no IPv4 one
-_SPELLED_OCTET_RE = re.compile(r"[0-9]{1,3}")
-_DASHED_RE = re.compile(r"(?:^|-)([0-9]{1,3})-([0-9]{1,3})-([0-9]{1,3})-([0-9]{1,3})(?:-|$)")
-_HEX_LABEL_RE = re.compile(r"(?:^|-)([0-9a-f]{8})$")
+# Names that resolve to an address of their own where a sidecar runs: a container's or a distribution's
+# /etc/hosts (Docker writes ip6-localhost and ip6-loopback into every container's), and the cloud's metadata
+# service by name (GCE's resolver answers metadata.google.internal, and metadata through its search domain;
+# EC2's instance-data).
+NAMED_ADDRESSES = {"localhost.localdomain": "127.0.0.1", "localhost4": "127.0.0.1",
+                   "localhost4.localdomain4": "127.0.0.1", "localhost6": "::1", "localhost6.localdomain6": "::1",
+                   "ip6-localhost": "::1", "ip6-loopback": "::1", "metadata.google.internal": "169.254.169.254",
+                   "metadata": "169.254.169.254", "instance-data": "169.254.169.254",
+                   "instance-data.ec2.internal": "169.254.169.254"}
+# Those of them a routes file may name without a dot (hosts_in_text reads them as hosts too).
+DOTLESS_NAMES = frozenset(name for name in (*LOOPBACK_NAMES, *NAMED_ADDRESSES) if "." not in name)
+ANY_ADDRESS = "any address"  # spelled_addresses' answer for a name under WILDCARD_DNS that may spell any one
+# Four numbers in a row between dots or dashes, mixed as they may be (sslip.io and nip.io read [.-] between
+# them and either around them), each window found, overlapping ones too (1-2-3-4-5 spells 1.2.3.4 and 2.3.4.5).
+_SPELLED_RE = re.compile(r"(?<![^.-])(?=([0-9]{1,3})[.-]([0-9]{1,3})[.-]([0-9]{1,3})[.-]([0-9]{1,3})(?![^.-]))")
+_HEX_RE = re.compile(r"(?<![^.-])([0-9a-f]{8})(?![^.-])")
 
 
 def under(name: str, domains: tuple[str, ...]) -> str | None:
@@ -147,51 +159,70 @@ def under(name: str, domains: tuple[str, ...]) -> str | None:
     return next((domain for domain in domains if name == domain or name.endswith("." + domain)), None)
 
 
-def spelled_address(host: str) -> str | None:
-    """The address a name that is no address resolves to by what it spells, or None where it spells none.
+def spelled_addresses(host: str) -> list[str]:
+    """Every address a name that is no address may resolve to by what it spells, in order (empty: none).
 
-    Four labels in a row that are numbers to 255 (``10.0.0.1.example.com``)
-    or one label holding four of them between dashes (``app-10-0-0-1``): a
-    wildcard DNS service, or the domain's owner, answers such a name with
-    that address. Under a known wildcard DNS service (``WILDCARD_DNS``), an
-    8-digit hex label too (``0a000001``), and otherwise ``ANY_ADDRESS``: it
-    spells IPv6 the same way. A name under ``LOOPBACK_NAMES``: 127.0.0.1.
+    Four numbers to 255 in a row between dots or dashes, in one label or
+    across labels (``10.0.0.1.example.com``, ``app-10-0-0-1``,
+    ``x-10.0.0.1-y``): a wildcard DNS service, or the domain's owner,
+    answers such a name with that address; a name may spell several, and
+    services differ on which they take, so each is one. Under a known
+    wildcard DNS service (``WILDCARD_DNS``), an 8-digit hex part too
+    (``0a000001``), and ``ANY_ADDRESS`` where it spells none (it may spell
+    IPv6, or a form this does not read) or is a wildcard (``*.nip.io``,
+    ``*.10.0.0.1.nip.io``: each covers names that spell any address). A name
+    under ``LOOPBACK_NAMES``: 127.0.0.1; one of ``NAMED_ADDRESSES``: its own.
     """
     name = host.strip().lower().rstrip(".")
-    if ipv4_readings(name):
-        return None  # an address itself: host_problems names its other forms
-    labels = name.split(".")
-    for start in range(len(labels) - 3):
-        four = labels[start:start + 4]
-        if all(_SPELLED_OCTET_RE.fullmatch(label) and int(label) <= 255 for label in four):
-            return ".".join(str(int(label)) for label in four)
-    for label in labels[:-1]:
-        dashed = _DASHED_RE.search(label)
-        if dashed and all(int(part) <= 255 for part in dashed.groups()):
-            return ".".join(str(int(part)) for part in dashed.groups())
+    if ipv4_readings(name) or len(name) > MAX_HOST_CHARS:
+        return []  # an address itself (host_problems names its other forms), or no name at all
+    found: dict[str, None] = {}
+    for match in _SPELLED_RE.finditer(name):
+        if all(int(part) <= 255 for part in match.groups()):
+            found.setdefault(".".join(str(int(part)) for part in match.groups()), None)
     if under(name, WILDCARD_DNS) is not None:
-        for label in labels:
-            packed = _HEX_LABEL_RE.search(label)
-            if packed:
-                return str(ipaddress.IPv4Address(int(packed.group(1), 16)))
-        return ANY_ADDRESS
-    return "127.0.0.1" if under(name, LOOPBACK_NAMES) is not None else None
+        for match in _HEX_RE.finditer(name):
+            found.setdefault(str(ipaddress.IPv4Address(int(match.group(1), 16))), None)
+        if not found or name.startswith("*"):
+            found.setdefault(ANY_ADDRESS, None)
+    if under(name, LOOPBACK_NAMES) is not None:
+        found.setdefault("127.0.0.1", None)
+    if name in NAMED_ADDRESSES:
+        found.setdefault(NAMED_ADDRESSES[name], None)
+    return list(found)
+
+
+def spelled_address(host: str) -> str | None:
+    """The first of ``spelled_addresses`` (the one a name is shown as first), or None where it spells none."""
+    spelled = spelled_addresses(host)
+    return spelled[0] if spelled else None
 
 
 def _spelled_problem(name: str) -> str:
-    """What ``spelled_address`` finds in ``name``, said for a caution ("" where it finds nothing)."""
-    spelled = spelled_address(name)
-    if spelled is None:
+    """What ``spelled_addresses`` finds in ``name``, said for a caution ("" where it finds nothing)."""
+    spelled = spelled_addresses(name)
+    if not spelled:
         return ""
-    if spelled == ANY_ADDRESS:
-        return (f"it is a name under {under(name, WILDCARD_DNS)}, a wildcard DNS service that answers each name "
-                "with the address it spells (IPv6 too): a client connects to whatever address the name holds")
+    said = []
+    if ANY_ADDRESS in spelled:
+        said.append(f"it is a name under {under(name, WILDCARD_DNS)}, a wildcard DNS service that answers each name "
+                    "with the address it spells (IPv6 too): a client connects to whatever address the name holds")
     loopback = under(name, LOOPBACK_NAMES)
-    if spelled == "127.0.0.1" and loopback is not None:
-        return (f"it is a name under {loopback}, which DNS answers with 127.0.0.1, the loopback: a client connects "
-                "to the machine it runs on")
-    return (f"it spells the address {spelled}, which such a name resolves to (wildcard DNS services such as nip.io "
-            f"answer so, and so can the domain's owner): a client connects to {spelled}")
+    if loopback is not None:
+        said.append(f"it is a name under {loopback}, which DNS answers with 127.0.0.1, the loopback: a client "
+                    "connects to the machine it runs on")
+    if name in NAMED_ADDRESSES:
+        said.append(f"it is a name that resolves to {NAMED_ADDRESSES[name]} where a sidecar may run (/etc/hosts, or "
+                    f"the cloud's resolver): a client connects to {NAMED_ADDRESSES[name]}")
+    numbers = [address for address in spelled if address != ANY_ADDRESS
+               and not (address == "127.0.0.1" and loopback is not None)
+               and not (name in NAMED_ADDRESSES and address == NAMED_ADDRESSES[name])]
+    if numbers:
+        listed = " or ".join(numbers[:MAX_SHOWN_PROBLEMS]) + (f" (or {len(numbers) - MAX_SHOWN_PROBLEMS} more)" if
+                                                               len(numbers) > MAX_SHOWN_PROBLEMS else "")
+        said.append(f"it spells the address {listed}, which such a name resolves to (wildcard DNS services such as "
+                    f"nip.io answer so, and so can the domain's owner): a client connects to {listed}")
+    return "; ".join(said)
 
 
 def host_problems(host: str) -> list[str]:
@@ -236,14 +267,19 @@ def hosts_in_text(text: str) -> list[str]:
 
     A token is host-like when it holds a dot (or a character that reads as
     one) and a letter: ``pypi.org``, ``*.com``, ``pyp\\u0456.org``, ``caf\\u00e9.txt``
-    too (a reading aid errs towards showing more).
+    too (a reading aid errs towards showing more); or when it is a name
+    without a dot that resolves to an address of its own (``localhost``,
+    ``ip6-localhost``, ``metadata``: ``DOTLESS_NAMES``).
     """
-    if "." not in text and (text.isascii() or not _HAS_DOT_RE.search(text)):
+    lowered = text.lower()
+    if "." not in text and (text.isascii() or not _HAS_DOT_RE.search(text)) \
+            and not any(name in lowered for name in DOTLESS_NAMES):
         return []  # no dot, no host: most text is read no further
     found: dict[str, None] = {}
     for match in _TOKEN_RE.finditer(text):
         token = match.group(0).strip(".-")
-        if _HAS_DOT_RE.search(token) and any(char.isalpha() for char in token):
+        if (_HAS_DOT_RE.search(token) and any(char.isalpha() for char in token)) \
+                or token.lower() in DOTLESS_NAMES:
             found.setdefault(token, None)
     return list(found)
 

@@ -195,7 +195,7 @@ def _what_wildcard_covers(host: str) -> str:
     return "more than one domain"
 
 
-def _decoded(text: str) -> str:
+def decoded_escapes(text: str) -> str:
     """``text`` with the escapes a YAML or JSON reader decodes in a quoted string replaced by their characters."""
     def one(match: re.Match[str]) -> str:
         code = match.group(1) or match.group(2) or match.group(3)
@@ -208,7 +208,7 @@ def line_widening(text: str) -> list[str]:
     if "*" not in text and "/" not in text and "\\" not in text:
         return []  # every reason needs a '*', a '/' or an escape that spells one: most lines are read no further
     reasons = _form_widening(text)
-    decoded = _decoded(text)
+    decoded = decoded_escapes(text)
     if decoded != text:
         hidden = [reason for reason in _form_widening(decoded) if reason not in reasons]
         if hidden:

@@ -28,7 +28,7 @@ from typing import Any
 from urllib.parse import unquote
 
 from bot_bottle.errors import ValidationError
-from bot_bottle.policy.hosts import ANY_ADDRESS, ipv4_readings, spelled_address
+from bot_bottle.policy.hosts import ANY_ADDRESS, ipv4_readings, spelled_addresses
 from bot_bottle.policy.routes import parse_route
 from bot_bottle.records import (
     TOOL_EGRESS_ALLOW,
@@ -231,8 +231,9 @@ def rule_overlaps(rule_subject: dict[str, Any], pattern: bool, tool: str, subjec
     if tool != TOOL_EGRESS_ALLOW:
         return rule_subject == subject
     rule_host, host = str(rule_subject.get("host", "")), str(subject.get("host", ""))
-    hosts = (bool(_host_keys(host) & _host_keys(rule_host)) or host_covers(host, rule_host)
-             or (pattern and host_covers(rule_host, host)))
+    keys, rule_keys = _host_keys(host), _host_keys(rule_host) - {ANY_ADDRESS}
+    hosts = (bool(keys & rule_keys) or host_covers(host, rule_host) or (pattern and host_covers(rule_host, host))
+             or (ANY_ADDRESS in keys and any(ipv4_readings(key) for key in rule_keys)))
     rule_methods, methods = _method_keys(rule_subject.get("methods")), _method_keys(subject.get("methods"))
     rule_paths = [_path_key(path) for path in _strings(rule_subject.get("paths"))]
     paths = [_path_key(path) for path in _strings(subject.get("paths"))]
@@ -244,13 +245,13 @@ def rule_overlaps(rule_subject: dict[str, Any], pattern: bool, tool: str, subjec
 def _host_keys(host: str) -> set[str]:
     """A host as a rejection compares it: an IPv4 address in any form as each dotted decimal a client may read
     it as (``2852039166`` is 169.254.169.254; ``010.0.0.1`` is 8.0.0.1 and 10.0.0.1), any other name as
-    ``normal_host`` and, where it spells an address (``169.254.169.254.nip.io``, ``localtest.me``), that
-    address too: a rejection of the address rejects the name, and the other way round."""
+    ``normal_host`` and each address it spells (``hosts.spelled_addresses``: ``169.254.169.254.nip.io``,
+    ``localtest.me``; ``ANY_ADDRESS`` for ``*.nip.io``, which a rejection of any address rejects): a rejection
+    of the address rejects the name, and the other way round."""
     readings = set(ipv4_readings(host))
     if readings:
         return readings
-    spelled = spelled_address(host)
-    return {normal_host(host)} | ({spelled} if spelled not in (None, ANY_ADDRESS) else set())
+    return {normal_host(host), *spelled_addresses(host)}
 
 
 def _strings(value: object) -> list[str]:

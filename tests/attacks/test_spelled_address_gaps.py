@@ -1,0 +1,107 @@
+"""Names that spell an address past what the first reading caught (review, round 12).
+
+Before the fix next to these tests, measured with the agent's real sidecar
+and the operator's real command line:
+
+- ``rules add --host 169.254.169.254 --reject`` did not end an approved
+  grant for ``*.sslip.io`` (every address there is, the metadata service
+  among them: the sidecar still let ``GET
+  169.254.169.254.sslip.io/latest/meta-data/`` through), and did not reject
+  the agent's later proposals for ``*.nip.io``, ``x-169.254.169.254-y.sslip.io``
+  (sslip.io reads dots or dashes around the address), ``169-254.169-254.sslip.io``
+  (mixed), ``a9fea9fe-app.sslip.io`` (hex not at the label's end),
+  ``app-999-169-254-169-254.nip.io`` (only the first four-number run was read)
+  or ``metadata.google.internal``: each waited for an approval.
+- ``ip6-localhost`` and ``ip6-loopback`` (Docker's /etc/hosts in every
+  container: ::1), ``localhost.localdomain``, ``metadata.google.internal``
+  and ``instance-data`` (the cloud's metadata service by name) were shown
+  with no warning, and approving asked for no typed yes.
+- A routes file adding ``localhost`` ("names no new host"), ``"admin.local\\x68ost"``
+  (a YAML escape) or ``"admin.localh\\`` continued on the next line had no
+  look-alike warning.
+"""
+
+from __future__ import annotations
+
+import json
+
+from bot_bottle.decisions import decide
+from bot_bottle.grants import GrantStore
+from bot_bottle.policy.approval import approval_of
+from bot_bottle.queue_store import QueueStore
+from bot_bottle.records import STATUS_APPROVED, TOOL_EGRESS_ALLOW, TOOL_EGRESS_BLOCK
+from bot_bottle.sidecar.egress import EgressGrants
+from tests.attacks.test_address_forms import AddressFormsCase
+from tests.attacks.test_standing_rejections import call
+
+# Each reaches 169.254.169.254 (the wildcards: among every other address).
+METADATA_SPELLINGS = ("*.nip.io", "x-169.254.169.254-y.sslip.io", "169-254.169-254.sslip.io",
+                      "a9fea9fe-app.sslip.io", "app-999-169-254-169-254.nip.io", "metadata.google.internal")
+NAMED = {"ip6-localhost": "::1", "ip6-loopback": "::1", "localhost.localdomain": "127.0.0.1",
+         "metadata.google.internal": "169.254.169.254", "instance-data": "169.254.169.254"}
+
+
+class SpelledAddressGapsTest(AddressFormsCase):
+    def test_a_rejection_of_the_address_ends_a_wildcard_dns_wildcard_grant(self) -> None:
+        """*.sslip.io approved; the metadata service rejected: the grant ends, the sidecar refuses it."""
+        with QueueStore() as store:
+            earlier = store.submit("web-1", TOOL_EGRESS_ALLOW, '{"host": "*.sslip.io"}', "preview builds")
+            decide(earlier.id, STATUS_APPROVED, store=store)
+            self.assertTrue(EgressGrants(store.for_bottle("web-1")).allows_route(
+                "169.254.169.254.sslip.io", "GET", "/latest/meta-data/"))
+        added = self.run_cli("rules", "add", "--all-bottles", "--host", "169.254.169.254", "--reject",
+                             "--notes", "never the metadata service")
+        self.assertEqual(added.returncode, 0, added.stderr)
+        self.assertIn("it ended grant", added.stdout)
+        with QueueStore() as store:
+            self.assertFalse(EgressGrants(store.for_bottle("web-1")).allows_route(
+                "169.254.169.254.sslip.io", "GET", "/latest/meta-data/"))
+            self.assertEqual(GrantStore(database=store.db).listing(), [])
+
+    def test_a_rejection_of_the_address_rejects_each_spelling(self) -> None:
+        """Filed by the agent after the rule: each is rejected with the operator's notes, none waits."""
+        added = self.run_cli("rules", "add", "--all-bottles", "--host", "169.254.169.254", "--reject",
+                             "--notes", "never the metadata service")
+        self.assertEqual(added.returncode, 0, added.stderr)
+        for host in METADATA_SPELLINGS:
+            with self.subTest(host=host):
+                filed = call(self.url, TOOL_EGRESS_ALLOW, {"host": host, "justification": "the build cache"})
+                self.listed()  # the operator's listing applies the rules
+                answer = call(self.url, "check-proposal", {"proposal_id": filed["proposal_id"]})
+                self.assertEqual(answer["status"], "rejected", (host, answer))
+                self.assertIn("never the metadata service", answer["notes"])
+
+    def test_an_other_address_s_rejection_leaves_a_plain_spelling_alone(self) -> None:
+        """10.0.0.1.nip.io is not rejected by a rejection of 169.254.169.254 (no false rejection)."""
+        self.run_cli("rules", "add", "--all-bottles", "--host", "169.254.169.254", "--reject")
+        filed = call(self.url, TOOL_EGRESS_ALLOW, {"host": "10.0.0.1.nip.io", "justification": "the build cache"})
+        self.listed()
+        answer = call(self.url, "check-proposal", {"proposal_id": filed["proposal_id"]})
+        self.assertEqual(answer["status"], "pending", answer)
+
+    def test_a_name_with_an_address_of_its_own_is_named_as_it(self) -> None:
+        """Filed by the agent: a look-alike warning naming the address, and the typed yes asked."""
+        for host in NAMED:
+            filed = call(self.url, TOOL_EGRESS_ALLOW, {"host": host, "justification": "the build cache"})
+            self.assertEqual(filed["status"], "pending", filed)
+        for proposal in self.listed():
+            host = proposal["grants"]["summary"].split()[0]
+            with self.subTest(host=host):
+                warnings = [w["text"] for w in proposal["grants"]["warnings"] if w["kind"] == "look-alike"]
+                self.assertTrue(warnings, f"{host} was shown with no warning: {proposal['grants']}")
+                self.assertIn(f"a client connects to {NAMED[host]}", warnings[0])
+                self.assertTrue(approval_of(TOOL_EGRESS_ALLOW, json.dumps({"host": host}), None).needs_confirmation)
+
+    def test_a_routes_file_hiding_a_loopback_name_says_so(self) -> None:
+        """A dotless name, a YAML escape and a continued double-quoted value: each line warned of."""
+        for routes in ("routes:\n  - host: localhost\n", 'routes:\n  - host: "admin.local\\x68ost"\n',
+                       'routes:\n  - host: "admin.localh\\\n      ost"\n'):
+            with self.subTest(routes=routes):
+                approval = approval_of(TOOL_EGRESS_BLOCK, routes, None)
+                self.assertTrue(any("127.0.0.1, the loopback" in caution.text for caution in approval.cautions),
+                                approval)
+                self.assertTrue(approval.needs_confirmation)
+        call(self.url, TOOL_EGRESS_BLOCK, {"routes_file": "routes:\n  - host: localhost\n", "justification": "x"})
+        (proposal,) = self.listed()
+        self.assertIn("adds localhost", proposal["grants"]["summary"])
+        self.assertTrue(any(w["kind"] == "look-alike" for w in proposal["grants"]["warnings"]), proposal["grants"])
