@@ -56,7 +56,6 @@ KINDS = (WIDENS, LOOK_ALIKE, UNREADABLE)
 CONFIRM_KINDS = frozenset({WIDENS, LOOK_ALIKE})
 # A routes file can name thousands of hosts and lines: the first ones are listed, and how many more.
 MAX_LISTED = 12
-MAX_JOINED_LINES = 8  # lines a trailing backslash joins, read for a host split across them
 
 
 @dataclass(frozen=True)
@@ -187,17 +186,24 @@ def _may_hold_a_look_alike(line: str) -> bool:
 
 def _hosts_read(lines: list[str], index: int) -> list[str]:
     """The hosts of ``lines[index]`` as written and as a YAML or JSON reader reads it: escapes decoded
-    (``"admin.local\\x68ost"`` is admin.localhost), and a double-quoted value continued on the next line by a
-    trailing backslash joined to it (``"admin.localh\\`` then ``ost"``)."""
+    (``"admin.local\\x68ost"`` is admin.localhost), and, where a double-quoted value starts there and is
+    continued by a trailing backslash (``"admin.localh\\`` then ``ost"``), the lines it runs over joined (each
+    run read once, from its first line: a file of such lines is read in one pass)."""
     line = lines[index]
+    if "\\" not in line:
+        return hosts_in_text(line)  # no escape, no continuation: the line as written is all there is
     read = [line, decoded_escapes(line)]
-    joined, at = line, index
-    while joined.endswith("\\") and at + 1 < len(lines) and at - index < MAX_JOINED_LINES:
-        at += 1
-        joined = joined[:-1] + lines[at].lstrip(" \t")
-        read.append(decoded_escapes(joined))
+    if line.endswith("\\") and (index == 0 or not lines[index - 1].endswith("\\")):
+        run, at = [line[:-1]], index + 1
+        while at < len(lines):
+            following = lines[at].lstrip(" \t")
+            run.append(following[:-1] if following.endswith("\\") else following)
+            if not following.endswith("\\"):
+                break
+            at += 1
+        read.append(decoded_escapes("".join(run)))
     found: dict[str, None] = {}
-    for text in read:
+    for text in dict.fromkeys(read):  # each reading once: most lines read the same decoded
         for host in hosts_in_text(text):
             found.setdefault(host, None)
     return list(found)

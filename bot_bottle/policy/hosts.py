@@ -177,9 +177,10 @@ def spelled_addresses(host: str) -> list[str]:
     if ipv4_readings(name) or len(name) > MAX_HOST_CHARS:
         return []  # an address itself (host_problems names its other forms), or no name at all
     found: dict[str, None] = {}
-    for match in _SPELLED_RE.finditer(name):
-        if all(int(part) <= 255 for part in match.groups()):
-            found.setdefault(".".join(str(int(part)) for part in match.groups()), None)
+    for parts in dict.fromkeys(match.groups() for match in _SPELLED_RE.finditer(name)):  # 1-1-1-1-1...: once
+        numbers = [int(part) for part in parts]
+        if max(numbers) <= 255:
+            found.setdefault(".".join(map(str, numbers)), None)
     if under(name, WILDCARD_DNS) is not None:
         for match in _HEX_RE.finditer(name):
             found.setdefault(str(ipaddress.IPv4Address(int(match.group(1), 16))), None)
