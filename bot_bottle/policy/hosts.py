@@ -132,7 +132,9 @@ def _address(values: list[int]) -> str | None:
 
 # Wildcard DNS services: each name under them is answered with the address it spells (10.0.0.1.nip.io,
 # 10-0-0-1.sslip.io, app-0a000001.nip.io), so a route to one reaches whatever address the agent writes.
-WILDCARD_DNS = ("nip.io", "sslip.io", "xip.io", "traefik.me", "backname.io")
+# Kubernetes' cluster DNS does the same for pods (CoreDNS's default "pods insecure": 169-254-169-254.default
+# .pod.cluster.local is 169.254.169.254, whether or not a pod has that address).
+WILDCARD_DNS = ("nip.io", "sslip.io", "xip.io", "traefik.me", "backname.io", "pod.cluster.local")
 # Names public DNS answers, with every name under them, with the loopback address (RFC 6761's localhost, and
 # services kept for local development).
 LOOPBACK_NAMES = ("localhost", "localtest.me", "lvh.me", "vcap.me", "localho.st")

@@ -11,7 +11,8 @@ and the operator's real command line:
   (sslip.io reads dots or dashes around the address), ``169-254.169-254.sslip.io``
   (mixed), ``a9fea9fe-app.sslip.io`` (hex not at the label's end),
   ``app-999-169-254-169-254.nip.io`` (only the first four-number run was read)
-  or ``metadata.google.internal``: each waited for an approval.
+  ``metadata.google.internal`` or ``*.pod.cluster.local`` (Kubernetes' cluster DNS answers
+  ``169-254-169-254.default.pod.cluster.local`` with that address): each waited for an approval.
 - ``ip6-localhost`` and ``ip6-loopback`` (Docker's /etc/hosts in every
   container: ::1), ``localhost.localdomain``, ``metadata.google.internal``
   and ``instance-data`` (the cloud's metadata service by name) were shown
@@ -36,7 +37,8 @@ from tests.attacks.test_standing_rejections import call
 
 # Each reaches 169.254.169.254 (the wildcards: among every other address).
 METADATA_SPELLINGS = ("*.nip.io", "x-169.254.169.254-y.sslip.io", "169-254.169-254.sslip.io",
-                      "a9fea9fe-app.sslip.io", "app-999-169-254-169-254.nip.io", "metadata.google.internal")
+                      "a9fea9fe-app.sslip.io", "app-999-169-254-169-254.nip.io", "metadata.google.internal",
+                      "*.pod.cluster.local")
 NAMED = {"ip6-localhost": "::1", "ip6-loopback": "::1", "localhost.localdomain": "127.0.0.1",
          "metadata.google.internal": "169.254.169.254", "instance-data": "169.254.169.254"}
 
@@ -91,6 +93,8 @@ class SpelledAddressGapsTest(AddressFormsCase):
                 self.assertTrue(warnings, f"{host} was shown with no warning: {proposal['grants']}")
                 self.assertIn(f"a client connects to {NAMED[host]}", warnings[0])
                 self.assertTrue(approval_of(TOOL_EGRESS_ALLOW, json.dumps({"host": host}), None).needs_confirmation)
+                shown = self.run_cli("proposals", "show", proposal["id"])
+                self.assertIn("WARNING: look-alike", shown.stdout)
 
     def test_a_routes_file_hiding_a_loopback_name_says_so(self) -> None:
         """A dotless name, a YAML escape and a continued double-quoted value: each line warned of."""
