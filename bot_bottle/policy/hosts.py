@@ -220,6 +220,9 @@ def _spelled_problem(name: str) -> str:
     numbers = [address for address in spelled if address != ANY_ADDRESS
                and not (address == "127.0.0.1" and loopback is not None)
                and not (name in NAMED_ADDRESSES and address == NAMED_ADDRESSES[name])]
+    # The ones no public host has (loopback, private, link-local: the metadata service) first, so padding the
+    # name with public decoys (1.1.1.1.1.1.1.169.254.169.254.nip.io) cannot push them past what is shown.
+    numbers.sort(key=lambda address: ipaddress.IPv4Address(address).is_global)
     if numbers:
         listed = " or ".join(numbers[:MAX_SHOWN_PROBLEMS]) + (f" (or {len(numbers) - MAX_SHOWN_PROBLEMS} more)" if
                                                                len(numbers) > MAX_SHOWN_PROBLEMS else "")

@@ -109,3 +109,12 @@ class SpelledAddressGapsTest(AddressFormsCase):
         (proposal,) = self.listed()
         self.assertIn("adds localhost", proposal["grants"]["summary"])
         self.assertTrue(any(w["kind"] == "look-alike" for w in proposal["grants"]["warnings"]), proposal["grants"])
+
+    def test_public_decoys_do_not_push_the_metadata_service_out_of_the_warning(self) -> None:
+        """1.1.1.1.1.1.1.169.254.169.254.nip.io spells five addresses: the one no public host has is named."""
+        host = "1.1.1.1.1.1.1.169.254.169.254.nip.io"
+        call(self.url, TOOL_EGRESS_ALLOW, {"host": host, "justification": "the build cache"})
+        (proposal,) = self.listed()
+        warnings = [w["text"] for w in proposal["grants"]["warnings"] if w["kind"] == "look-alike"]
+        self.assertTrue(warnings, proposal["grants"])
+        self.assertIn("a client connects to 169.254.169.254", warnings[0])
