@@ -22,6 +22,7 @@ the same one after a restart, so it cannot use a key one process holds.
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import json
 import re
 from typing import Any
@@ -247,11 +248,24 @@ def _host_keys(host: str) -> set[str]:
     it as (``2852039166`` is 169.254.169.254; ``010.0.0.1`` is 8.0.0.1 and 10.0.0.1), any other name as
     ``normal_host`` and each address it spells (``hosts.spelled_addresses``: ``169.254.169.254.nip.io``,
     ``localtest.me``; ``ANY_ADDRESS`` for ``*.nip.io``, which a rejection of any address rejects): a rejection
-    of the address rejects the name, and the other way round."""
-    readings = set(ipv4_readings(host))
-    if readings:
-        return readings
-    return {normal_host(host), *spelled_addresses(host)}
+    of the address rejects the name, and the other way round. Any loopback or unspecified address also as
+    ``THIS_MACHINE``."""
+    keys = set(ipv4_readings(host)) or {normal_host(host), *spelled_addresses(host)}
+    return keys | {THIS_MACHINE} if any(_is_this_machine(key) for key in keys) else keys
+
+
+# Every address that is the machine the client runs on, as a rejection compares it: a rejection of 127.0.0.1
+# is one of 127.0.0.2, 0.0.0.0 (Linux connects it to this machine) and ::1 (which no rule can name: a host
+# has no colon), and the other way round.
+THIS_MACHINE = "this machine"
+
+
+def _is_this_machine(key: str) -> bool:
+    try:
+        address = ipaddress.ip_address(key)
+    except ValueError:
+        return False
+    return address.is_loopback or address.is_unspecified
 
 
 def _strings(value: object) -> list[str]:

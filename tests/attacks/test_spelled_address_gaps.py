@@ -118,3 +118,16 @@ class SpelledAddressGapsTest(AddressFormsCase):
         warnings = [w["text"] for w in proposal["grants"]["warnings"] if w["kind"] == "look-alike"]
         self.assertTrue(warnings, proposal["grants"])
         self.assertIn("a client connects to 169.254.169.254", warnings[0])
+
+    def test_a_rejection_of_the_loopback_rejects_every_name_for_it(self) -> None:
+        """rules add --host 127.0.0.1 --reject: 0.0.0.0 (Linux connects it to this machine), 127.0.0.2 and the
+        ::1 names (no rule can name ::1: a host has no colon) are this machine too, and are rejected."""
+        added = self.run_cli("rules", "add", "--all-bottles", "--host", "127.0.0.1", "--reject",
+                             "--notes", "never this machine")
+        self.assertEqual(added.returncode, 0, added.stderr)
+        for host in ("0.0.0.0", "0.0.0.0.nip.io", "127.0.0.2.nip.io", "ip6-localhost", "localhost6"):
+            with self.subTest(host=host):
+                filed = call(self.url, TOOL_EGRESS_ALLOW, {"host": host, "justification": "the build cache"})
+                self.listed()
+                answer = call(self.url, "check-proposal", {"proposal_id": filed["proposal_id"]})
+                self.assertEqual(answer["status"], "rejected", (host, answer))
