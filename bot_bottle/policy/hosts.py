@@ -275,19 +275,28 @@ def hosts_in_text(text: str) -> list[str]:
     one) and a letter: ``pypi.org``, ``*.com``, ``pyp\\u0456.org``, ``caf\\u00e9.txt``
     too (a reading aid errs towards showing more); or when it is a name
     without a dot that resolves to an address of its own (``localhost``,
-    ``ip6-localhost``, ``metadata``: ``DOTLESS_NAMES``).
+    ``ip6-localhost``, ``metadata``: ``DOTLESS_NAMES``) where a host stands
+    (after a host key, or as a list item: ``/v1/metadata`` is a path).
     """
     lowered = text.lower()
-    if "." not in text and (text.isascii() or not _HAS_DOT_RE.search(text)) \
-            and not any(name in lowered for name in DOTLESS_NAMES):
+    dotless = any(name in lowered for name in DOTLESS_NAMES)
+    if "." not in text and (text.isascii() or not _HAS_DOT_RE.search(text)) and not dotless:
         return []  # no dot, no host: most text is read no further
     found: dict[str, None] = {}
     for match in _TOKEN_RE.finditer(text):
         token = match.group(0).strip(".-")
-        if (_HAS_DOT_RE.search(token) and any(char.isalpha() for char in token)) \
-                or token.lower() in DOTLESS_NAMES:
+        if _HAS_DOT_RE.search(token) and any(char.isalpha() for char in token):
             found.setdefault(token, None)
+    for match in _DOTLESS_PLACE_RE.finditer(text) if dotless else ():  # where a host stands: not "/v1/metadata"
+        if match.group(1).lower() in DOTLESS_NAMES:
+            found.setdefault(match.group(1), None)
     return list(found)
+
+
+# A dotless name where a host stands: after a host key, or as a list item ("- localhost", "[localhost]").
+# Overlapping matches (a lookahead): in '{"host": "localhost"}' the '{' before "host" is a place too.
+_DOTLESS_PLACE_RE = re.compile(r"""(?=(?:\bhosts?\b["']?\s*[:=]|^\s*-|[\[,{])\s*["']?([A-Za-z0-9-]+)\.?["']?"""
+                               r"""(?:$|[\s,\]}#"']))""", re.IGNORECASE)
 
 
 # An IP address in text: a dotted one (IPv4 in any of inet_aton's forms: four parts, or a part marked octal or

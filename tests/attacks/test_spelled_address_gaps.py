@@ -131,3 +131,14 @@ class SpelledAddressGapsTest(AddressFormsCase):
                 self.listed()
                 answer = call(self.url, "check-proposal", {"proposal_id": filed["proposal_id"]})
                 self.assertEqual(answer["status"], "rejected", (host, answer))
+
+    def test_a_path_or_comment_naming_metadata_is_no_host(self) -> None:
+        """No false alarm: 'metadata' in a path or a comment is not the metadata service's name."""
+        routes = "# package metadata for the docs\nroutes:\n  - host: docs.python.org\n    paths: [/v1/metadata/]\n"
+        approval = approval_of(TOOL_EGRESS_BLOCK, routes, None)
+        self.assertEqual([caution.text for caution in approval.cautions], [])
+        self.assertFalse(approval.needs_confirmation)
+        routes = 'routes: [{"host": "ip6-localhost"}, {host: metadata}]\n'
+        texts = " ".join(caution.text for caution in approval_of(TOOL_EGRESS_BLOCK, routes, None).cautions)
+        self.assertIn("host ip6-localhost is not what it looks like", texts)
+        self.assertIn("host metadata is not what it looks like", texts)
