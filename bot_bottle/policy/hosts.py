@@ -134,7 +134,10 @@ def _address(values: list[int]) -> str | None:
 # 10-0-0-1.sslip.io, app-0a000001.nip.io), so a route to one reaches whatever address the agent writes.
 # Kubernetes' cluster DNS does the same for pods (CoreDNS's default "pods insecure": 169-254-169-254.default
 # .pod.cluster.local is 169.254.169.254, whether or not a pod has that address).
-WILDCARD_DNS = ("nip.io", "sslip.io", "xip.io", "traefik.me", "backname.io", "pod.cluster.local")
+# DNS rebinding services answer with one address, then another: rbndr.us with two hex ones
+# (a9fea9fe.08080808.rbndr.us), 1u.ms with dotted ones (make-8.8.8.8-rebind-169.254.169.254-rr.1u.ms).
+WILDCARD_DNS = ("nip.io", "sslip.io", "xip.io", "traefik.me", "backname.io", "pod.cluster.local", "rbndr.us",
+                "1u.ms")
 # Names public DNS answers, with every name under them, with the loopback address (RFC 6761's localhost, and
 # services kept for local development).
 LOOPBACK_NAMES = ("localhost", "localtest.me", "lvh.me", "vcap.me", "localho.st")

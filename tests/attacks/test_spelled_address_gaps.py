@@ -12,7 +12,9 @@ and the operator's real command line:
   (mixed), ``a9fea9fe-app.sslip.io`` (hex not at the label's end),
   ``app-999-169-254-169-254.nip.io`` (only the first four-number run was read)
   ``metadata.google.internal`` or ``*.pod.cluster.local`` (Kubernetes' cluster DNS answers
-  ``169-254-169-254.default.pod.cluster.local`` with that address): each waited for an approval.
+  ``169-254-169-254.default.pod.cluster.local`` with that address), or the DNS rebinding services'
+  ``a9fea9fe.08080808.rbndr.us`` and ``make-8.8.8.8-rebind-169.254.169.254-rr.1u.ms`` (each answers
+  8.8.8.8, then 169.254.169.254; both were shown with no warning at all): each waited for an approval.
 - ``ip6-localhost`` and ``ip6-loopback`` (Docker's /etc/hosts in every
   container: ::1), ``localhost.localdomain``, ``metadata.google.internal``
   and ``instance-data`` (the cloud's metadata service by name) were shown
@@ -38,7 +40,8 @@ from tests.attacks.test_standing_rejections import call
 # Each reaches 169.254.169.254 (the wildcards: among every other address).
 METADATA_SPELLINGS = ("*.nip.io", "x-169.254.169.254-y.sslip.io", "169-254.169-254.sslip.io",
                       "a9fea9fe-app.sslip.io", "app-999-169-254-169-254.nip.io", "metadata.google.internal",
-                      "*.pod.cluster.local")
+                      "*.pod.cluster.local", "a9fea9fe.08080808.rbndr.us",
+                      "make-8.8.8.8-rebind-169.254.169.254-rr.1u.ms")
 NAMED = {"ip6-localhost": "::1", "ip6-loopback": "::1", "localhost.localdomain": "127.0.0.1",
          "metadata.google.internal": "169.254.169.254", "instance-data": "169.254.169.254"}
 
@@ -72,6 +75,15 @@ class SpelledAddressGapsTest(AddressFormsCase):
                 answer = call(self.url, "check-proposal", {"proposal_id": filed["proposal_id"]})
                 self.assertEqual(answer["status"], "rejected", (host, answer))
                 self.assertIn("never the metadata service", answer["notes"])
+
+    def test_a_dns_rebinding_name_is_named_as_the_address_it_turns_to(self) -> None:
+        """Filed by the agent: the warning names 169.254.169.254, and approving asks for the typed yes."""
+        for host in ("a9fea9fe.08080808.rbndr.us", "make-8.8.8.8-rebind-169.254.169.254-rr.1u.ms"):
+            call(self.url, TOOL_EGRESS_ALLOW, {"host": host, "justification": "the build cache"})
+        for proposal in self.listed():
+            warnings = [w["text"] for w in proposal["grants"]["warnings"] if w["kind"] == "look-alike"]
+            self.assertTrue(warnings, proposal["grants"])
+            self.assertIn("a client connects to 169.254.169.254", warnings[0])
 
     def test_an_other_address_s_rejection_leaves_a_plain_spelling_alone(self) -> None:
         """10.0.0.1.nip.io is not rejected by a rejection of 169.254.169.254 (no false rejection)."""
