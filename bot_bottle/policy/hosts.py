@@ -195,7 +195,19 @@ def spelled_addresses(host: str) -> list[str]:
         found.setdefault("127.0.0.1", None)
     if name in NAMED_ADDRESSES:
         found.setdefault(NAMED_ADDRESSES[name], None)
+    if name.startswith("*."):  # a wildcard over such a name's parent covers it: *.cluster.local, *.google.internal
+        if wildcard_dns_within(name) is not None:
+            found.setdefault(ANY_ADDRESS, None)
+        for _, address in _named_within(name):
+            found.setdefault(address, None)
     return list(found)
+
+
+def wildcard_dns_within(name: str) -> str | None:
+    """The service of ``WILDCARD_DNS`` that ``name`` (lowercase, no trailing dot) is under or, for a wildcard
+    (``*.cluster.local``), covers; None for none."""
+    return under(name, WILDCARD_DNS) or next((service for service in WILDCARD_DNS
+                                              if name.startswith("*.") and service.endswith(name[1:])), None)
 
 
 def spelled_address(host: str) -> str | None:
@@ -209,29 +221,38 @@ def _spelled_problem(name: str) -> str:
     spelled = spelled_addresses(name)
     if not spelled:
         return ""
-    said = []
+    said, named = [], dict(_named_within(name))
     if ANY_ADDRESS in spelled:
-        said.append(f"it is a name under {under(name, WILDCARD_DNS)}, a wildcard DNS service that answers each name "
-                    "with the address it spells (IPv6 too): a client connects to whatever address the name holds")
-    loopback = under(name, LOOPBACK_NAMES)
-    if loopback is not None:
-        said.append(f"it is a name under {loopback}, which DNS answers with 127.0.0.1, the loopback: a client "
-                    "connects to the machine it runs on")
-    if name in NAMED_ADDRESSES:
-        said.append(f"it is a name that resolves to {NAMED_ADDRESSES[name]} where a sidecar may run (/etc/hosts, or "
-                    f"the cloud's resolver): a client connects to {NAMED_ADDRESSES[name]}")
-    numbers = [address for address in spelled if address != ANY_ADDRESS
-               and not (address == "127.0.0.1" and loopback is not None)
-               and not (name in NAMED_ADDRESSES and address == NAMED_ADDRESSES[name])]
+        where = under(name, WILDCARD_DNS)
+        said.append((f"it is a name under {where}" if where else f"it is a wildcard over {wildcard_dns_within(name)}")
+                    + ", a wildcard DNS service that answers each name with the address it spells (IPv6 too): a "
+                    "client connects to whatever address the name holds")
+    for within, address in named.items():
+        loopback = ipaddress.ip_address(address).is_loopback
+        said.append(f"it is, is under or covers {within}, which resolves to {address}"
+                    + (", the loopback," if loopback else "") + " where a sidecar may run (public DNS, /etc/hosts, or "
+                    "the cloud's resolver): a client connects to "
+                    + ("the machine it runs on" if loopback else address))
+    numbers = [address for address in spelled if address != ANY_ADDRESS and address not in named.values()]
     # The ones no public host has (loopback, private, link-local: the metadata service) first, so padding the
     # name with public decoys (1.1.1.1.1.1.1.169.254.169.254.nip.io) cannot push them past what is shown.
-    numbers.sort(key=lambda address: ipaddress.IPv4Address(address).is_global)
+    numbers.sort(key=lambda address: ipaddress.ip_address(address).is_global)
     if numbers:
         listed = " or ".join(numbers[:MAX_SHOWN_PROBLEMS]) + (f" (or {len(numbers) - MAX_SHOWN_PROBLEMS} more)" if
                                                                len(numbers) > MAX_SHOWN_PROBLEMS else "")
         said.append(f"it spells the address {listed}, which such a name resolves to (wildcard DNS services such as "
                     f"nip.io answer so, and so can the domain's owner): a client connects to {listed}")
     return "; ".join(said)
+
+
+def _named_within(name: str) -> list[tuple[str, str]]:
+    """The loopback and named names ``name`` is, is under, or (a wildcard) covers, each with its address."""
+    found = []
+    for named, address in (*((loopback, "127.0.0.1") for loopback in LOOPBACK_NAMES), *NAMED_ADDRESSES.items()):
+        if named == name or (named in LOOPBACK_NAMES and name.endswith("." + named)) \
+                or (name.startswith("*.") and named.endswith(name[1:])):
+            found.append((named, address))
+    return found[:MAX_SHOWN_PROBLEMS]
 
 
 def host_problems(host: str) -> list[str]:

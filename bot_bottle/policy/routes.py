@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bot_bottle.errors import ValidationError
-from bot_bottle.policy.hosts import WILDCARD_DNS, under
+from bot_bottle.policy.hosts import wildcard_dns_within
 from bot_bottle.policy.suffixes import shipped
 from bot_bottle.records import TOOL_EGRESS_ALLOW, TOOL_EGRESS_BLOCK
 from bot_bottle.text.terminal import describe_char, unsafe_characters
@@ -171,7 +171,7 @@ def host_is_wide(host: str) -> bool:
     if "*" not in name:
         return False
     return not (name.startswith("*.") and "*" not in name[2:] and not _numeric_top(name)
-                and shipped().why_shared(name[2:]) is None and under(name[2:], WILDCARD_DNS) is None)
+                and shipped().why_shared(name[2:]) is None and wildcard_dns_within(name) is None)
 
 
 def _numeric_top(name: str) -> bool:
@@ -185,8 +185,8 @@ def _what_wildcard_covers(host: str) -> str:
         return "every host"
     if name.startswith("*.") and _numeric_top(name):
         return f"IP addresses, not names (every IPv4 address ending .{name[2:]})"
-    if name.startswith("*.") and under(name[2:], WILDCARD_DNS) is not None:
-        return (f"every address: {under(name[2:], WILDCARD_DNS)} is a wildcard DNS service, which answers each name "
+    if name.startswith("*.") and wildcard_dns_within(name) is not None:
+        return (f"every address: {wildcard_dns_within(name)} is a wildcard DNS service, which answers each name "
                 "with the address it spells")
     if name.startswith("*.") and "*" not in name[2:]:
         why = shipped().why_shared(name[2:])

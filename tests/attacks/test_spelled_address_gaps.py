@@ -103,7 +103,7 @@ class SpelledAddressGapsTest(AddressFormsCase):
             with self.subTest(host=host):
                 warnings = [w["text"] for w in proposal["grants"]["warnings"] if w["kind"] == "look-alike"]
                 self.assertTrue(warnings, f"{host} was shown with no warning: {proposal['grants']}")
-                self.assertIn(f"a client connects to {NAMED[host]}", warnings[0])
+                self.assertIn(f"resolves to {NAMED[host]}", warnings[0])
                 self.assertTrue(approval_of(TOOL_EGRESS_ALLOW, json.dumps({"host": host}), None).needs_confirmation)
                 shown = self.run_cli("proposals", "show", proposal["id"])
                 self.assertIn("WARNING: look-alike", shown.stdout)
@@ -143,6 +143,28 @@ class SpelledAddressGapsTest(AddressFormsCase):
                 self.listed()
                 answer = call(self.url, "check-proposal", {"proposal_id": filed["proposal_id"]})
                 self.assertEqual(answer["status"], "rejected", (host, answer))
+
+    def test_a_wildcard_over_such_a_name_is_named_as_what_it_covers(self) -> None:
+        """*.cluster.local covers *.pod.cluster.local, *.google.internal the metadata service's name: each is
+        warned of, and a rejection of 169.254.169.254 ends a grant for it."""
+        for host, shown in (("*.cluster.local", "wildcard over pod.cluster.local"),
+                            ("*.google.internal", "covers metadata.google.internal, which resolves to 169.254")):
+            with self.subTest(host=host):
+                approval = approval_of(TOOL_EGRESS_ALLOW, json.dumps({"host": host}), None)
+                self.assertTrue(any(shown in caution.text for caution in approval.cautions), approval)
+                self.assertTrue(approval.needs_confirmation)
+        with QueueStore() as store:
+            for host in ("*.cluster.local", "*.google.internal"):
+                decide(store.submit("web-1", TOOL_EGRESS_ALLOW, json.dumps({"host": host}), "x").id, STATUS_APPROVED,
+                       store=store)
+            self.assertTrue(EgressGrants(store.for_bottle("web-1")).allows_route(
+                "metadata.google.internal", "GET", "/computeMetadata/v1/"))
+        added = self.run_cli("rules", "add", "--all-bottles", "--host", "169.254.169.254", "--reject")
+        self.assertEqual(added.returncode, 0, added.stderr)
+        with QueueStore() as store:
+            self.assertEqual(GrantStore(database=store.db).listing(), [])
+            self.assertFalse(EgressGrants(store.for_bottle("web-1")).allows_route(
+                "metadata.google.internal", "GET", "/computeMetadata/v1/"))
 
     def test_a_path_or_comment_naming_metadata_is_no_host(self) -> None:
         """No false alarm: 'metadata' in a path or a comment is not the metadata service's name."""
