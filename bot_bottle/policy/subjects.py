@@ -225,10 +225,13 @@ def rule_overlaps(rule_subject: dict[str, Any], pattern: bool, tool: str, subjec
     every one, or one prefix starts with another, compared with
     percent-encoding undone, segment parameters (``;x``) dropped, runs of
     slashes as one and ASCII case folded, as some servers read them). ``gitleaks-allow``: they
-    share a finding. Any other tool: the same subject.
+    share a finding. ``egress-token-allow``: the same token to the same host with the same method,
+    whichever detector matched it (``token_covers`` does not look at it). Any other tool: the same subject.
     """
     if tool == TOOL_GITLEAKS_ALLOW:
         return bool(set(_strings(rule_subject.get("findings"))) & set(_strings(subject.get("findings"))))
+    if tool == TOOL_EGRESS_TOKEN_ALLOW:
+        return _token_key(rule_subject) is not None and _token_key(rule_subject) == _token_key(subject)
     if tool != TOOL_EGRESS_ALLOW:
         return rule_subject == subject
     rule_host, host = str(rule_subject.get("host", "")), str(subject.get("host", ""))
@@ -241,6 +244,16 @@ def rule_overlaps(rule_subject: dict[str, Any], pattern: bool, tool: str, subjec
     return (hosts and (not rule_methods or not methods or bool(rule_methods & methods))
             and (not rule_paths or not paths or any(one.startswith(other) or other.startswith(one)
                                                     for one in paths for other in rule_paths)))
+
+
+def _token_key(subject: dict[str, Any]) -> tuple[str, str, str] | None:
+    """A token's subject as a rejection compares it: what ``token_covers`` lets through by (the token's
+    fingerprint, the host, the method), not the detector that happened to match it; None for no token."""
+    fields = [subject.get(name) for name in ("fingerprint", "host", "method")]
+    if not all(isinstance(value, str) and value for value in fields):
+        return None
+    fingerprint, host, method = (str(value) for value in fields)
+    return fingerprint, normal_host(host), method
 
 
 def _host_keys(host: str) -> set[str]:
