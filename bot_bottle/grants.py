@@ -225,10 +225,12 @@ def revoke_grant_in(log: AuditRecorder, grant: Grant, reason: str, *, revoked_by
 
 
 def ended_by_rule_in(conn: sqlite3.Connection, rule_id: str) -> list[Grant]:
-    """The grants the standing rejection ``rule_id`` ended as it was made (their entries name it)."""
+    """The grants the standing rejection ``rule_id`` ended as it was made: revoked by an entry that names the
+    grant and the rule (a row's ``revoke_seq`` alone is the file's word, which a sidecar can write)."""
     rows = conn.execute(
         f"SELECT {_GRANT_COLUMNS} FROM grants g JOIN audit_log a ON a.seq = g.revoke_seq "
-        "WHERE a.action = :action AND json_extract(a.details, '$.rule_id') = :rule ORDER BY g.queue_key, g.id",
+        "WHERE g.revoked_at IS NOT NULL AND a.action = :action AND json_extract(a.details, '$.rule_id') = :rule "
+        "AND json_extract(a.details, '$.grant') = g.id ORDER BY g.queue_key, g.id",
         {"action": ACTION_GRANT_REVOKED, "rule": rule_id}).fetchall()
     return [grant_from_row(row) for row in rows]
 
@@ -322,11 +324,17 @@ class GrantStore(DatabaseUser):
             return ended_by_rule_in(conn, rule_id)
 
     def ended_by_decision(self, proposal_id: str) -> list[Grant]:
-        """The grants ended by the standing rejection the decision on ``proposal_id`` made (``--remember``)."""
+        """The grants ended by the standing rejection the decision on ``proposal_id`` made (``--remember``).
+
+        The rule is the one the decision's own ``rule-added`` entry records (the first for the proposal), not
+        a ``rules`` row naming the proposal: a sidecar can write one, dated first, to hide what was ended or
+        to name what another rejection ended.
+        """
         with self.db.read() as conn:
-            row = conn.execute("SELECT r.id FROM rules r WHERE r.proposal_id = :id ORDER BY r.created_at LIMIT 1",
-                               {"id": proposal_id}).fetchone()
-            return [] if row is None else ended_by_rule_in(conn, str(row[0]))
+            row = conn.execute("SELECT json_extract(a.details, '$.rule.id') FROM audit_log a WHERE a.proposal_id = "
+                               ":id AND a.action = :added ORDER BY a.seq LIMIT 1",
+                               {"id": proposal_id, "added": ACTION_RULE_ADDED}).fetchone()
+            return [] if row is None or not isinstance(row[0], str) else ended_by_rule_in(conn, row[0])
 
     def find_rule(self, prefix: str) -> Rule:
         """The one rule whose id starts with ``prefix``; ``NotFound`` or ``AmbiguousId``."""

@@ -7,13 +7,15 @@ command line, and failed before the fix its docstring names.
 from __future__ import annotations
 
 import json
+import sqlite3
 import threading
+from pathlib import Path
 
 from bot_bottle.decisions import decide
 from bot_bottle.grants import GrantStore
 from bot_bottle.paths import host_db_path
 from bot_bottle.queue_store import QueueStore
-from bot_bottle.records import STATUS_APPROVED, TOOL_EGRESS_TOKEN_ALLOW
+from bot_bottle.records import STATUS_APPROVED, TOOL_EGRESS_ALLOW, TOOL_EGRESS_TOKEN_ALLOW
 from bot_bottle.sidecar.egress import EgressGrants, request_token_override
 from tests.helpers.support import TempDirTest, wait_until
 
@@ -77,3 +79,76 @@ class TokenRejectionTest(TempDirTest):
                     if made.tool == TOOL_EGRESS_TOKEN_ALLOW]
         self.assertIn(f"it ended grant {grant.short_id}", said)
         self.assertFalse(self.lets_token_through())
+
+
+class ForgedRuleRowTest(TempDirTest):
+    """A sidecar on the mount writes a ``rules`` row naming the proposal its agent filed, before the operator
+    rejects that proposal with '--remember': what the command line then says the rejection ended."""
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.db = host_db_path()
+        self.store = QueueStore(self.db)
+        self.addCleanup(self.store.close)
+        self.grants = GrantStore(database=self.store.db)
+
+    def approve(self, bottle: str, route: dict[str, object]) -> str:
+        proposal = self.store.submit(bottle, TOOL_EGRESS_ALLOW, json.dumps(route), "for the build")
+        decide(proposal.id, STATUS_APPROVED, store=self.store)
+        grant = self.grants.for_proposal(proposal.id)
+        assert grant is not None
+        return grant.id
+
+    def forge_rule(self, rule_id: str, proposal_id: str) -> None:
+        """What the sidecar writes with its own connection: a rule row no host entry proves, dated first."""
+        raw = sqlite3.connect(Path(self.db), isolation_level=None)
+        try:
+            raw.execute("PRAGMA ignore_check_constraints = ON")
+            raw.execute("INSERT INTO rules (id, queue_key, tool, subject, subject_sha256, pattern, effect, notes, "
+                        "created_at, ends_at, created_by, proposal_id, audit_seq) VALUES (:id, 'web-1', "
+                        "'egress-allow', '{\"host\": \"nothing.invalid\"}', :sha, 0, 'reject', '', "
+                        "'2000-01-01T00:00:00.000000Z', NULL, 'x', :proposal, 999999)",
+                        {"id": rule_id, "sha": "0" * 64, "proposal": proposal_id})
+        finally:
+            raw.close()
+
+    def reject_remembered(self, proposal_id: str) -> dict[str, object]:
+        done = self.run_cli("proposals", "reject", proposal_id[:8], "--reason", "no paste sites", "--remember",
+                            "bottle", "--json")
+        self.assertEqual(done.returncode, 0, done.stderr)
+        (said,) = json.loads(done.stdout)
+        assert isinstance(said, dict)
+        return said
+
+    def test_a_forged_rule_row_cannot_hide_the_grants_the_rejection_ended(self) -> None:
+        """Before the fix, ``ended_by_decision`` took the first ``rules`` row naming the proposal, the file's
+        word: the forged one, which ended nothing, so the operator was told no grant ended (the grant had)."""
+        paste = self.approve("web-1", {"host": "pastebin.com"})
+        asked = self.store.submit("web-1", TOOL_EGRESS_ALLOW, '{"host": "pastebin.com", "paths": ["/raw/"]}', "x")
+        self.forge_rule("ab" * 16, asked.id)
+        said = self.reject_remembered(asked.id)
+        self.assertNotIn(paste, {grant.id for grant in self.grants.listing()})  # it did end
+        self.assertEqual(said["ended_grants"], [paste])
+        self.assertEqual([grant.id for grant in self.grants.ended_by_decision(asked.id)], [paste])
+
+    def test_a_forged_rule_row_cannot_name_grants_another_rejection_ended(self) -> None:
+        """The sidecar moves an earlier rejection's row (another bottle's grants it ended) onto its proposal:
+        before the fix the operator was told this rejection ended those grants, and not its own."""
+        other = self.approve("web-2", {"host": "evil.example"})
+        done = self.run_cli("rules", "add", "--all-bottles", "--host", "evil.example", "--reject", "--json")
+        earlier = json.loads(done.stdout)
+        self.assertEqual(earlier["ended_grants"], [other])
+        paste = self.approve("web-1", {"host": "pastebin.com"})
+        asked = self.store.submit("web-1", TOOL_EGRESS_ALLOW, '{"host": "pastebin.com", "methods": ["POST"]}', "x")
+        raw = sqlite3.connect(Path(self.db), isolation_level=None)
+        try:
+            # The file's triggers are the writer's to drop: its row is read, dropped and written again, moved.
+            for (trigger,) in raw.execute("SELECT name FROM sqlite_master WHERE type = 'trigger' AND "
+                                          "tbl_name = 'rules'").fetchall():
+                raw.execute(f'DROP TRIGGER "{trigger}"')
+            raw.execute("UPDATE rules SET proposal_id = :proposal, created_at = '2000-01-01T00:00:00.000000Z' "
+                        "WHERE id = :id", {"proposal": asked.id, "id": earlier["id"]})
+        finally:
+            raw.close()
+        said = self.reject_remembered(asked.id)
+        self.assertEqual(said["ended_grants"], [paste])
