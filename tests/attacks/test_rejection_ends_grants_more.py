@@ -152,3 +152,24 @@ class ForgedRuleRowTest(TempDirTest):
             raw.close()
         said = self.reject_remembered(asked.id)
         self.assertEqual(said["ended_grants"], [paste])
+
+    def test_a_live_grant_pointed_at_the_revocation_is_not_named_ended(self) -> None:
+        """The sidecar points another bottle's live grant at the rejection's revocation entry (its revoke_seq,
+        revoked_at left empty): before the fix the dashboard's next page, which reads this whenever it is
+        loaded, said the rejection ended that grant, which still lets its bottle through."""
+        paste = self.approve("web-1", {"host": "pastebin.com"})
+        kept = self.approve("web-2", {"host": "pastebin.com"})
+        asked = self.store.submit("web-1", TOOL_EGRESS_ALLOW, '{"host": "pastebin.com", "methods": ["PUT"]}', "x")
+        self.assertEqual(self.reject_remembered(asked.id)["ended_grants"], [paste])
+        raw = sqlite3.connect(Path(self.db), isolation_level=None)
+        try:
+            raw.execute("PRAGMA ignore_check_constraints = ON")
+            for (trigger,) in raw.execute("SELECT name FROM sqlite_master WHERE type = 'trigger' AND "
+                                          "tbl_name = 'grants'").fetchall():
+                raw.execute(f'DROP TRIGGER "{trigger}"')
+            raw.execute("UPDATE grants SET revoke_seq = (SELECT revoke_seq FROM grants WHERE id = :paste) "
+                        "WHERE id = :kept", {"paste": paste, "kept": kept})
+        finally:
+            raw.close()
+        self.assertIn(kept, {grant.id for grant in self.grants.listing()})  # still in force
+        self.assertEqual([grant.id for grant in self.grants.ended_by_decision(asked.id)], [paste])
