@@ -190,7 +190,7 @@ def end_grants_rejected_in(log: AuditRecorder, rule: Rule) -> list[Grant]:
         if not rule_overlaps(rule.subject_value, bool(rule.pattern), rule.tool, grant.subject_value):
             continue
         try:
-            validated_details(_revocation(grant, reason, rule.created_by, rule.created_at, rule.id))
+            validated_details(_revocation(log.conn, grant, reason, rule.created_by, rule.created_at, rule.id))
         except ValidationError:
             # A row no host decision wrote (a sidecar on the mount can write the file; 'audit verify' names it):
             # it cannot be audited, and it must not keep the operator's rejection from being recorded.
@@ -200,14 +200,21 @@ def end_grants_rejected_in(log: AuditRecorder, rule: Rule) -> list[Grant]:
     return ended
 
 
-def _revocation(grant: Grant, reason: str, revoked_by: str, now: str, rule_id: str | None) -> AuditEntry:
-    """The ``grant-revoked`` entry that revokes ``grant``."""
+def _revocation(conn: sqlite3.Connection, grant: Grant, reason: str, revoked_by: str, now: str,
+                rule_id: str | None) -> AuditEntry:
+    """The ``grant-revoked`` entry that revokes ``grant``.
+
+    It names the grant's proposal only where the file holds that proposal: the entry's proposal is a foreign
+    key, and a grant row naming one the file does not hold (a sidecar wrote the row, or removed the proposal)
+    would make the revocation, and the standing rejection recording it, fail whole.
+    """
     details: dict[str, Any] = {"grant": grant.id, "subject": grant.subject_value, "ends_at": grant.ends_at,
                                "revoked_at": now}
     if rule_id is not None:
         details["rule_id"] = rule_id
+    held = conn.execute("SELECT 1 FROM proposals WHERE id = :id", {"id": grant.proposal_id}).fetchone()
     return AuditEntry(queue_key=grant.queue_key, action=ACTION_GRANT_REVOKED, actor=revoked_by, tool=grant.tool,
-                      proposal_id=grant.proposal_id, notes=reason, details=details)
+                      proposal_id=grant.proposal_id if held is not None else None, notes=reason, details=details)
 
 
 def revoke_grant_in(log: AuditRecorder, grant: Grant, reason: str, *, revoked_by: str, now: str,
@@ -216,7 +223,7 @@ def revoke_grant_in(log: AuditRecorder, grant: Grant, reason: str, *, revoked_by
 
     ``rule_id``: the standing rejection that ended it (``end_grants_rejected_in``).
     """
-    entry = log.append(_revocation(grant, reason, revoked_by, now, rule_id), ts=now)
+    entry = log.append(_revocation(log.conn, grant, reason, revoked_by, now, rule_id), ts=now)
     log.conn.execute(
         "UPDATE grants SET revoked_at = :now, revoked_by = :by, revoke_reason = :reason, revoke_seq = :seq "
         "WHERE id = :id", {"now": now, "by": revoked_by, "reason": reason, "seq": entry.seq, "id": grant.id})

@@ -22,6 +22,15 @@ from tests.helpers.support import TempDirTest, wait_until
 TOKEN = "ghp_" + "Zq7rW2mX9kL4vB8nC1dF6hJ3tY5pS0aE2uI7"
 
 
+def decide_grant(store: QueueStore, bottle: str, route: dict[str, object]) -> str:
+    """The operator approves a route ``bottle`` asked for; the grant's id."""
+    proposal = store.submit(bottle, TOOL_EGRESS_ALLOW, json.dumps(route), "for the build")
+    decide(proposal.id, STATUS_APPROVED, store=store)
+    grant = GrantStore(database=store.db).for_proposal(proposal.id)
+    assert grant is not None
+    return grant.id
+
+
 class TokenRejectionTest(TempDirTest):
     """A token's grant and a rejection of the same token, to the same host, with the same method."""
 
@@ -173,3 +182,46 @@ class ForgedRuleRowTest(TempDirTest):
             raw.close()
         self.assertIn(kept, {grant.id for grant in self.grants.listing()})  # still in force
         self.assertEqual([grant.id for grant in self.grants.ended_by_decision(asked.id)], [paste])
+
+
+class ForgedGrantBlocksRejectionTest(TempDirTest):
+    """A grant row a sidecar wrote naming a proposal the file does not hold: the operator's rejections."""
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.db = host_db_path()
+        self.store = QueueStore(self.db)
+        self.addCleanup(self.store.close)
+        self.grants = GrantStore(database=self.store.db)
+
+    def forge_grant(self, host: str) -> None:
+        """A grant over ``host`` in a real bottle, naming a proposal id (32 hex digits) the file does not hold."""
+        raw = sqlite3.connect(Path(self.db), isolation_level=None)
+        try:
+            raw.execute("INSERT INTO grants (id, queue_key, tool, subject, subject_sha256, starts_at, ends_at, "
+                        "proposal_id, rule_id, decided_by, audit_seq) VALUES (lower(hex(randomblob(16))), 'web-1', "
+                        "'egress-allow', :subject, :sha, '2026-01-01T00:00:00.000000Z', "
+                        "'2999-01-01T00:00:00.000000Z', lower(hex(randomblob(16))), NULL, 'x', "
+                        "1000000 + abs(random() % 1000000))",
+                        {"subject": json.dumps({"host": host, "methods": [], "paths": []}), "sha": "0" * 64})
+        finally:
+            raw.close()
+
+    def test_a_forged_grant_cannot_make_the_rejection_fail(self) -> None:
+        """Before the fix, the ended grant's revocation entry named its proposal, and the file's foreign key
+        refused the entry: 'rules add --reject' (and 'proposals reject --remember') failed whole with
+        "FOREIGN KEY constraint failed", nothing recorded, and every bottle's grant went on letting it through.
+        One row over '*.com' blocked the rejection of any .com host."""
+        paste = decide_grant(self.store, "web-2", {"host": "pastebin.com"})
+        self.forge_grant("*.com")
+        done = self.run_cli("rules", "add", "--all-bottles", "--host", "pastebin.com", "--reject", "--json")
+        self.assertEqual(done.returncode, 0, done.stderr)
+        self.assertIn(paste, json.loads(done.stdout)["ended_grants"])
+        with QueueStore(self.db, migrate_schema=False) as sidecar:
+            self.assertFalse(EgressGrants(sidecar.for_bottle("web-2")).allows_route("pastebin.com", "GET", "/"))
+        asked = self.store.submit("web-2", TOOL_EGRESS_ALLOW, '{"host": "gist.github.com"}', "x")
+        self.forge_grant("*.github.com")
+        done = self.run_cli("proposals", "reject", asked.short_id, "--reason", "no", "--remember", "all")
+        self.assertEqual(done.returncode, 0, done.stderr)
+        self.assertEqual(len(self.grants.rules()), 2)
+
