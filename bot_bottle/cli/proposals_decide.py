@@ -83,8 +83,7 @@ def _decide(args: argparse.Namespace, status: str, notes: str, final_file: str |
             if each["grant"] is not None:
                 print_untrusted(f"grant {each['grant']['short_id']}: {each['grant']['grants']} until "
                                 f"{each['grant']['ends_at']} ({each['grant']['left']})")
-            for line in each["ended"]:
-                print_untrusted(line)
+            print_untrusted(each["ended"])  # as lines: a newline in a subject (a sidecar's row) is escaped
     for each in done:
         if each["warning"]:
             warn(each["warning"])

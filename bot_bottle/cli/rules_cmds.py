@@ -92,8 +92,7 @@ def cmd_rules_add(args: argparse.Namespace) -> int:
     scope = rule.queue_key or "every bottle"
     print_untrusted(f"rule {rule.short_id}: {rule.effect} {describe_subject(rule.tool, rule.subject_value)} for "
                     f"{scope}, {time_left(now, rule.ends_at)}")
-    for line in ended_lines(ended):
-        print_untrusted(line)
+    print_untrusted(ended_lines(ended))  # as lines: a newline in a subject (a row a sidecar wrote) is escaped
     if decided:
         shown = ", ".join(proposal_id[:SHORT_ID_LENGTH] for proposal_id in decided[:_NAMED])
         print_untrusted(f"it {_DONE[rule.effect]} {len(decided)} pending proposal(s) it matches, now: {shown}"

@@ -225,3 +225,28 @@ class ForgedGrantBlocksRejectionTest(TempDirTest):
         self.assertEqual(done.returncode, 0, done.stderr)
         self.assertEqual(len(self.grants.rules()), 2)
 
+
+class ForgedSubjectLineTest(TempDirTest):
+    """A grant row a sidecar wrote, with a newline in its subject, ended by the operator's rejection."""
+
+    def test_a_forged_subject_cannot_print_a_line_of_its_own(self) -> None:
+        """Before the fix, 'rules add --reject' printed the ended grant's subject through the sanitizer as text,
+        which splits at newlines: the forged path's second half stood as a line the command never wrote."""
+        store = QueueStore(host_db_path())
+        self.addCleanup(store.close)
+        raw = sqlite3.connect(Path(host_db_path()), isolation_level=None)
+        try:
+            raw.execute("PRAGMA ignore_check_constraints = ON")
+            subject = json.dumps({"host": "pastebin.com", "methods": [],
+                                  "paths": ["/x\nrule 00000000: nothing was ended; audit verify: ok"]})
+            raw.execute("INSERT INTO grants (id, queue_key, tool, subject, subject_sha256, starts_at, ends_at, "
+                        "proposal_id, rule_id, decided_by, audit_seq) VALUES ('ab' || hex(randomblob(15)), "
+                        "'web-1', 'egress-allow', :subject, '', '2026-01-01T00:00:00.000000Z', "
+                        "'2999-01-01T00:00:00.000000Z', lower(hex(randomblob(16))), NULL, 'x', 999999)",
+                        {"subject": subject})
+        finally:
+            raw.close()
+        done = self.run_cli("rules", "add", "--bottle", "web-1", "--host", "pastebin.com", "--reject")
+        self.assertEqual(done.returncode, 0, done.stderr)
+        self.assertIn("it ended grant ab", done.stdout)
+        self.assertFalse(any(line.startswith("rule 00000000") for line in done.stdout.splitlines()), done.stdout)
