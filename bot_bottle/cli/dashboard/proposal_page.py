@@ -21,7 +21,7 @@ from __future__ import annotations
 from bot_bottle.cli.dashboard.inbox_page import badges
 from bot_bottle.cli.dashboard.pages import NO_ENTER, hidden, page, text_block
 from bot_bottle.cli.render import approval_heading, body_lines, bounded, header_lines, modification
-from bot_bottle.policy.approval import Approval
+from bot_bottle.policy.approval import CONFIRM_KINDS, Approval
 from bot_bottle.policy.lifetimes import LIFETIMES
 from bot_bottle.records import SHORT_ID_LENGTH, STATUS_APPROVED, STATUS_MODIFIED, STATUS_REJECTED, Proposal, Response
 from bot_bottle.text.html import attribute, editable, line_html
@@ -80,7 +80,8 @@ def decide_section(proposal: Proposal, approval: Approval, *, root: str, csrf: s
     """The three forms of a pending proposal: approve (note, length, remember), reject (a reason), modify."""
     approve_label = "reason for approving (required)" if proposal.report_only else "note (optional)"
     life = LIFETIMES[proposal.tool]
-    second = " (asks once more: it widens access)" if approval.needs_confirmation else ""
+    second = (f" (asks once more: {', '.join(kind for kind in approval.kinds if kind in CONFIRM_KINDS)})"
+              if approval.needs_confirmation else "")
     parts = ['<section class="decisions" data-part="decide"><h2>Decide</h2>',
              form(root, proposal, csrf, shown, "decide",
                   f'<label>{approve_label} <input type="text" name="notes" size="60"></label>'
