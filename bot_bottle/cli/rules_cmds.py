@@ -14,8 +14,9 @@ from bot_bottle.decisions import default_decider
 from bot_bottle.errors import ValidationError
 from bot_bottle.grant_records import rule_decider
 from bot_bottle.grants import GrantStore
+from bot_bottle.policy.hosts import host_problems
 from bot_bottle.policy.lifetimes import LIFETIMES, MAX_REJECT_RULE_SECONDS, grant_seconds
-from bot_bottle.policy.routes import host_is_wide, make_route
+from bot_bottle.policy.routes import make_route
 from bot_bottle.policy.subjects import describe_subject
 from bot_bottle.queue_store import QueueStore
 from bot_bottle.records import EFFECT_APPROVE, EFFECT_REJECT, SHORT_ID_LENGTH, TOOL_EGRESS_ALLOW
@@ -97,9 +98,18 @@ def cmd_rules_add(args: argparse.Namespace) -> int:
         shown = ", ".join(proposal_id[:SHORT_ID_LENGTH] for proposal_id in decided[:_NAMED])
         print_untrusted(f"it {_DONE[rule.effect]} {len(decided)} pending proposal(s) it matches, now: {shown}"
                         f"{', ...' if len(decided) > _NAMED else ''} ('proposals list --all' shows them)")
-    if host_is_wide(route.host):
-        print_untrusted(f"WARNING: {route.host} is a wildcard over more than one organisation's hosts")
+    print_untrusted(_warnings(route.host, route.widening(), rule.effect))
     return 0
+
+
+def _warnings(host: str, widening: list[str], effect: str) -> list[str]:
+    """What to warn of in a rule typed for ``host``: its wildcards, a host that is not what it looks like, and
+    a rejection over IP addresses, which rejects none of them (no wildcard covers an address)."""
+    if effect == EFFECT_REJECT and "*" in host and host.rsplit(".", 1)[-1].isdecimal():
+        return [f"WARNING: {host} rejects no address: no wildcard covers an IP address; reject each address "
+                "(--host 169.254.169.254)"]
+    return [f"WARNING: {reason}" for reason in widening] + \
+        [f"WARNING: host {host} is not what it looks like: {problem}" for problem in host_problems(host)]
 
 
 def _decided_now(path: Path, rule_id: str) -> list[str]:

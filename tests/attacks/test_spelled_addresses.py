@@ -95,6 +95,22 @@ class SpelledAddressTest(AddressFormsCase):
             self.assertIn("never the metadata service", answer["notes"])
 
 
+    def test_a_rule_the_operator_types_warns_as_an_approval_would(self) -> None:
+        """rules add for a name that spells an address says so; a rejecting wildcard over addresses says it
+        rejects none (no wildcard covers an address)."""
+        added = self.run_cli("rules", "add", "--all-bottles", "--host", "169.254.169.254.nip.io", "--for", "1d")
+        self.assertEqual(added.returncode, 0, added.stderr)
+        self.assertIn("WARNING: host 169.254.169.254.nip.io is not what it looks like: it spells the address "
+                      "169.254.169.254", added.stdout)
+        added = self.run_cli("rules", "add", "--all-bottles", "--host", "*.nip.io", "--reject")
+        self.assertIn("WARNING: host '*.nip.io' is a wildcard over every address", added.stdout)
+        added = self.run_cli("rules", "add", "--all-bottles", "--host", "*.169.254", "--reject")
+        self.assertEqual(added.returncode, 0, added.stderr)
+        self.assertIn("WARNING: *.169.254 rejects no address", added.stdout)
+        plain = self.run_cli("rules", "add", "--all-bottles", "--host", "docs.python.org", "--for", "1d")
+        self.assertNotIn("WARNING", plain.stdout)
+
+
 class SpellingTest(unittest.TestCase):
     def test_what_spells_an_address_and_what_does_not(self) -> None:
         """Four numbers to 255 in a row, or between dashes; hex only under a wildcard DNS service."""
