@@ -173,7 +173,10 @@ def spelled_addresses(host: str) -> list[str]:
     answers such a name with that address; a name may spell several, and
     services differ on which they take, so each is one. Under a known
     wildcard DNS service (``WILDCARD_DNS``), an 8-digit hex part too
-    (``0a000001``), and ``ANY_ADDRESS`` where it spells none (it may spell
+    (``0a000001``), the IPv6 address a run of dashed hex groups spells
+    (``0--1``: ::1, which sslip.io answers an AAAA query with whatever IPv4
+    address the name also spells; with ``ANY_ADDRESS``, as no rule can name
+    one, or the IPv4 address it maps), and ``ANY_ADDRESS`` where it spells none (it may spell
     IPv6, or a form this does not read) or is a wildcard (``*.nip.io``,
     ``*.10.0.0.1.nip.io``: each covers names that spell any address). A name
     under ``LOOPBACK_NAMES``: 127.0.0.1; one of ``NAMED_ADDRESSES``: its own.
@@ -189,6 +192,11 @@ def spelled_addresses(host: str) -> list[str]:
     if under(name, WILDCARD_DNS) is not None:
         for match in _HEX_RE.finditer(name):
             found.setdefault(str(ipaddress.IPv4Address(int(match.group(1), 16))), None)
+        for spelled_v6 in _ipv6_spellings(name):  # answered to an AAAA query whatever IPv4 decoy it spells too
+            mapped = spelled_v6.ipv4_mapped
+            found.setdefault(str(mapped if mapped is not None else spelled_v6), None)
+            if mapped is None:  # no rule can name an IPv6 address (a host has no colon): a rejection of any does
+                found.setdefault(ANY_ADDRESS, None)
         if not found or name.startswith("*"):
             found.setdefault(ANY_ADDRESS, None)
     if under(name, LOOPBACK_NAMES) is not None:
@@ -200,6 +208,27 @@ def spelled_addresses(host: str) -> list[str]:
             found.setdefault(ANY_ADDRESS, None)
         for _, address in _named_within(name):
             found.setdefault(address, None)
+    return list(found)
+
+
+def _ipv6_spellings(name: str) -> list[ipaddress.IPv6Address]:
+    """The IPv6 addresses a name spells as sslip.io reads them for an AAAA query: a run of three to eight
+    dash-separated hex groups in a label, ``--`` for ``::`` (``0--1`` is ::1, ``fd00-ec2--254`` fd00:ec2::254,
+    ``0--ffff-a9fe-a9fe`` ::ffff:169.254.169.254), each window found."""
+    found: dict[ipaddress.IPv6Address, None] = {}
+    for label in name.split("."):
+        groups = label.split("-")
+        if len(groups) < 3 or len(label) > 63:
+            continue
+        for start in range(len(groups)):
+            for end in range(start + 3, min(start + 8, len(groups)) + 1):
+                window = groups[start:end]
+                if not all(len(group) <= 4 and all(c in "0123456789abcdef" for c in group) for group in window):
+                    break
+                try:
+                    found.setdefault(ipaddress.IPv6Address(":".join(window)), None)
+                except ValueError:
+                    continue
     return list(found)
 
 
