@@ -15,6 +15,7 @@ bottle hold a live grant?" with.
 
 from __future__ import annotations
 
+import json
 import secrets
 import sqlite3
 from dataclasses import fields
@@ -35,6 +36,8 @@ from bot_bottle.records import (
     EFFECT_REJECT,
     EFFECTS,
     MAX_TEXT_BYTES,
+    STATUS_APPROVED,
+    STATUS_MODIFIED,
     AuditEntry,
     Proposal,
     canonical_json,
@@ -184,9 +187,12 @@ def end_grants_rejected_in(log: AuditRecorder, rule: Rule) -> list[Grant]:
         f"SELECT {_GRANT_COLUMNS} FROM grants g WHERE g.tool = :tool AND g.revoked_at IS NULL "
         "AND g.ends_at > :now AND (:queue_key IS NULL OR g.queue_key = :queue_key) ORDER BY g.queue_key, g.id",
         params).fetchall()
+    # And as the audit log records them: a row's word (revoked_at, ends_at, subject) is the file's, which a
+    # sidecar can change while the rule is made and put back after, when the relay proves the grant again.
+    grants = {grant.id: grant for grant in (*map(grant_from_row, rows), *_logged_live_grants(log.conn, params))}
     ended = []
     reason = f"ended by standing rejection {rule.short_id}: it let through what the rule rejects"
-    for grant in map(grant_from_row, rows):
+    for grant in sorted(grants.values(), key=lambda grant: (grant.queue_key, grant.id)):
         if not rule_overlaps(rule.subject_value, bool(rule.pattern), rule.tool, grant.subject_value):
             continue
         try:
@@ -198,6 +204,33 @@ def end_grants_rejected_in(log: AuditRecorder, rule: Rule) -> list[Grant]:
         ended.append(revoke_grant_in(log, grant, reason, revoked_by=rule.created_by, now=rule.created_at,
                                      rule_id=rule.id))
     return ended
+
+
+def _logged_live_grants(conn: sqlite3.Connection, params: dict[str, Any]) -> list[Grant]:
+    """The grants of ``params``' tool and bottle (None: every one) that the audit log records as made and not
+    revoked, in force at its ``now``: each as its approval entry records it, whatever its row says now."""
+    found = []
+    revoked = {row[0] for row in conn.execute("SELECT json_extract(details, '$.grant') FROM audit_log WHERE action = "
+                                              ":revoked", {"revoked": ACTION_GRANT_REVOKED})}
+    for seq, queue_key, proposal_id, actor, record in conn.execute(
+            "SELECT a.seq, a.queue_key, a.proposal_id, a.actor, json_extract(a.details, '$.grant') FROM audit_log a "
+            "WHERE a.action IN (:approved, :modified) AND json_extract(a.details, '$.grant.tool') = :tool "
+            "AND json_extract(a.details, '$.grant.ends_at') > :now AND (:queue_key IS NULL OR a.queue_key = "
+            ":queue_key) ORDER BY a.seq", {**params, "approved": STATUS_APPROVED, "modified": STATUS_MODIFIED}):
+        try:
+            recorded = json.loads(record)
+            if recorded["id"] in revoked:
+                continue
+            subject = recorded["subject"]
+            tool = str(recorded["tool"])
+            found.append(Grant(id=str(recorded["id"]), queue_key=str(queue_key), tool=tool,
+                               subject=canonical_json(subject), subject_sha256=subject_sha256(tool, subject),
+                               starts_at=str(recorded["starts_at"]), ends_at=str(recorded["ends_at"]),
+                               proposal_id=str(proposal_id), rule_id=recorded.get("rule_id"), decided_by=str(actor),
+                               audit_seq=int(seq)))
+        except (TypeError, ValueError, KeyError, AttributeError, ValidationError):
+            continue  # an entry the host did not write this way: 'audit verify' names it
+    return found
 
 
 def _revocation(conn: sqlite3.Connection, grant: Grant, reason: str, revoked_by: str, now: str,
@@ -226,18 +259,18 @@ def revoke_grant_in(log: AuditRecorder, grant: Grant, reason: str, *, revoked_by
     entry = log.append(_revocation(log.conn, grant, reason, revoked_by, now, rule_id), ts=now)
     log.conn.execute(
         "UPDATE grants SET revoked_at = :now, revoked_by = :by, revoke_reason = :reason, revoke_seq = :seq "
-        "WHERE id = :id", {"now": now, "by": revoked_by, "reason": reason, "seq": entry.seq, "id": grant.id})
+        "WHERE id = :id AND revoked_at IS NULL",  # a row a sidecar marked revoked is not; the entry says it now is
+        {"now": now, "by": revoked_by, "reason": reason, "seq": entry.seq, "id": grant.id})
     return Grant(**{**grant.__dict__, "revoked_at": now, "revoked_by": revoked_by, "revoke_reason": reason,
                     "revoke_seq": entry.seq})
 
 
 def ended_by_rule_in(conn: sqlite3.Connection, rule_id: str) -> list[Grant]:
-    """The grants the standing rejection ``rule_id`` ended as it was made: revoked by an entry that names the
-    grant and the rule (a row's ``revoke_seq`` alone is the file's word, which a sidecar can write)."""
+    """The grants the standing rejection ``rule_id`` ended as it was made: those a revocation entry naming the
+    rule names (a row's ``revoke_seq`` and ``revoked_at`` are the file's word, which a sidecar can write)."""
     rows = conn.execute(
-        f"SELECT {_GRANT_COLUMNS} FROM grants g JOIN audit_log a ON a.seq = g.revoke_seq "
-        "WHERE g.revoked_at IS NOT NULL AND a.action = :action AND json_extract(a.details, '$.rule_id') = :rule "
-        "AND json_extract(a.details, '$.grant') = g.id ORDER BY g.queue_key, g.id",
+        f"SELECT DISTINCT {_GRANT_COLUMNS} FROM audit_log a JOIN grants g ON g.id = json_extract(a.details, '$.grant') "
+        "WHERE a.action = :action AND json_extract(a.details, '$.rule_id') = :rule ORDER BY g.queue_key, g.id",
         {"action": ACTION_GRANT_REVOKED, "rule": rule_id}).fetchall()
     return [grant_from_row(row) for row in rows]
 
