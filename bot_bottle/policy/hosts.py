@@ -329,7 +329,8 @@ def hosts_in_text(text: str) -> list[str]:
     too (a reading aid errs towards showing more); or when it is a name
     without a dot that resolves to an address of its own (``localhost``,
     ``ip6-localhost``, ``metadata``: ``DOTLESS_NAMES``) where a host stands
-    (after a host key, or as a list item: ``/v1/metadata`` is a path).
+    (after a host key, a YAML anchor or tag between, as a list item, or alone
+    on its line, as YAML continues a value: ``/v1/metadata`` is a path).
     """
     lowered = text.lower()
     dotless = any(name in lowered for name in DOTLESS_NAMES)
@@ -343,12 +344,17 @@ def hosts_in_text(text: str) -> list[str]:
     for match in _DOTLESS_PLACE_RE.finditer(text) if dotless else ():  # where a host stands: not "/v1/metadata"
         if match.group(1).lower() in DOTLESS_NAMES:
             found.setdefault(match.group(1), None)
+    alone = text.strip().strip("\"'").rstrip(".")  # a value alone on its line: YAML's continued or block scalar
+    if dotless and alone.lower() in DOTLESS_NAMES:
+        found.setdefault(alone, None)
     return list(found)
 
 
-# A dotless name where a host stands: after a host key, or as a list item ("- localhost", "[localhost]").
+# A dotless name where a host stands: after a host key, or as a list item ("- localhost", "[localhost]"), a YAML
+# anchor or tag ("&h", "!!str") between.
 # Overlapping matches (a lookahead): in '{"host": "localhost"}' the '{' before "host" is a place too.
-_DOTLESS_PLACE_RE = re.compile(r"""(?=(?:\bhosts?\b["']?\s*[:=]|^\s*-|[\[,{])\s*["']?([A-Za-z0-9-]+)\.?["']?"""
+_DOTLESS_PLACE_RE = re.compile(r"""(?=(?:\bhosts?\b["']?\s*[:=]|^\s*-|[\[,{])\s*(?:[&!][^\s"']{0,64}\s+)?["']?"""
+                               r"""([A-Za-z0-9-]+)\.?["']?"""
                                r"""(?:$|[\s,\]}#"']))""", re.IGNORECASE)
 
 
