@@ -18,7 +18,9 @@ it imitates even before its warning is read.
 
 from __future__ import annotations
 
+import contextlib
 import encodings.idna
+import functools
 import ipaddress
 import re
 import unicodedata
@@ -157,6 +159,7 @@ ANY_ADDRESS = "any address"  # spelled_addresses' answer for a name under WILDCA
 # them and either around them), each window found, overlapping ones too (1-2-3-4-5 spells 1.2.3.4 and 2.3.4.5).
 _SPELLED_RE = re.compile(r"(?<![^.-])(?=([0-9]{1,3})[.-]([0-9]{1,3})[.-]([0-9]{1,3})[.-]([0-9]{1,3})(?![^.-]))")
 _HEX_RE = re.compile(r"(?<![^.-])([0-9a-f]{8})(?![^.-])")
+_HEX_GROUP_RE = re.compile(r"[0-9a-f]*")
 
 
 def under(name: str, domains: tuple[str, ...]) -> str | None:
@@ -165,6 +168,13 @@ def under(name: str, domains: tuple[str, ...]) -> str | None:
 
 
 def spelled_addresses(host: str) -> list[str]:
+    """See ``_spelled_addresses``; remembered for the last names asked about (a keeper's look compares each
+    pending proposal with each rule, and so reads one name many times)."""
+    return list(_spelled_addresses(host))
+
+
+@functools.lru_cache(maxsize=4096)
+def _spelled_addresses(host: str) -> tuple[str, ...]:
     """Every address a name that is no address may resolve to by what it spells, in order (empty: none).
 
     Four numbers to 255 in a row between dots or dashes, in one label or
@@ -183,7 +193,7 @@ def spelled_addresses(host: str) -> list[str]:
     """
     name = host.strip().lower().rstrip(".")
     if ipv4_readings(name) or len(name) > MAX_HOST_CHARS:
-        return []  # an address itself (host_problems names its other forms), or no name at all
+        return ()  # an address itself (host_problems names its other forms), or no name at all
     found: dict[str, None] = {}
     for parts in dict.fromkeys(match.groups() for match in _SPELLED_RE.finditer(name)):  # 1-1-1-1-1...: once
         numbers = [int(part) for part in parts]
@@ -208,7 +218,7 @@ def spelled_addresses(host: str) -> list[str]:
             found.setdefault(ANY_ADDRESS, None)
         for _, address in _named_within(name):
             found.setdefault(address, None)
-    return list(found)
+    return tuple(found)
 
 
 def _ipv6_spellings(name: str) -> list[ipaddress.IPv6Address]:
@@ -218,17 +228,19 @@ def _ipv6_spellings(name: str) -> list[ipaddress.IPv6Address]:
     found: dict[ipaddress.IPv6Address, None] = {}
     for label in name.split("."):
         groups = label.split("-")
-        if len(groups) < 3 or len(label) > 63:
+        if len(label) > 63 or ("--" not in label and len(groups) < 8):  # eight groups, or "::" among fewer
             continue
+        hexish = [len(group) <= 4 and _HEX_GROUP_RE.fullmatch(group) is not None for group in groups]
         for start in range(len(groups)):
-            for end in range(start + 3, min(start + 8, len(groups)) + 1):
-                window = groups[start:end]
-                if not all(len(group) <= 4 and all(c in "0123456789abcdef" for c in group) for group in window):
+            for end in range(start + 1, min(start + 8, len(groups)) + 1):
+                if not hexish[end - 1]:
                     break
-                try:
-                    found.setdefault(ipaddress.IPv6Address(":".join(window)), None)
-                except ValueError:
-                    continue
+                text = ":".join(groups[start:end])
+                # Eight groups, or fewer with one "::" (no ":::"): the rest is no address, and not parsed.
+                if end - start >= 3 and ((text.count("::") == 1 and ":::" not in text)
+                                         or (end - start == 8 and "::" not in text)):
+                    with contextlib.suppress(ValueError):
+                        found.setdefault(ipaddress.IPv6Address(text), None)
     return list(found)
 
 
