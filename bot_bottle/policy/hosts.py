@@ -356,7 +356,8 @@ def hosts_in_text(text: str) -> list[str]:
     for match in _DOTLESS_PLACE_RE.finditer(text) if dotless else ():  # where a host stands: not "/v1/metadata"
         if match.group(1).lower() in DOTLESS_NAMES:
             found.setdefault(match.group(1), None)
-    alone = text.strip().strip("\"'").rstrip(".")  # a value alone on its line: YAML's continued or block scalar
+    # A value alone on its line: YAML's continued or block scalar, a list's item one a line ('"localhost",').
+    alone = text.strip().removesuffix(",").strip().strip("\"'").rstrip(".")
     if dotless and alone.lower() in DOTLESS_NAMES:
         found.setdefault(alone, None)
     return list(found)
