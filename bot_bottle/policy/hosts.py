@@ -152,6 +152,12 @@ NAMED_ADDRESSES = {"localhost.localdomain": "127.0.0.1", "localhost4": "127.0.0.
                    "ip6-localhost": "::1", "ip6-loopback": "::1", "metadata.google.internal": "169.254.169.254",
                    "metadata": "169.254.169.254", "instance-data": "169.254.169.254",
                    "instance-data.ec2.internal": "169.254.169.254"}
+# Names a container reaches the machine it runs on by: bot-bottle's docker backend maps host.docker.internal
+# into each container (the relay listens there), Docker Desktop forwards it to the host's loopback, podman has
+# host.containers.internal. As this machine, a rejection of 127.0.0.1 is one of them.
+HOST_MACHINE_NAMES = ("host.docker.internal", "gateway.docker.internal", "host.containers.internal",
+                      "docker.for.mac.localhost", "docker.for.mac.host.internal", "host.lima.internal")
+NAMED_ADDRESSES.update(dict.fromkeys(HOST_MACHINE_NAMES, "127.0.0.1"))
 # Those of them a routes file may name without a dot (hosts_in_text reads them as hosts too).
 DOTLESS_NAMES = frozenset(name for name in (*LOOPBACK_NAMES, *NAMED_ADDRESSES) if "." not in name)
 ANY_ADDRESS = "any address"  # spelled_addresses' answer for a name under WILDCARD_DNS that may spell any one
@@ -268,7 +274,11 @@ def _spelled_problem(name: str) -> str:
         said.append((f"it is a name under {where}" if where else f"it is a wildcard over {wildcard_dns_within(name)}")
                     + ", a wildcard DNS service that answers each name with the address it spells (IPv6 too): a "
                     "client connects to whatever address the name holds")
-    for within, address in named.items():
+    for within, address in list(named.items())[:MAX_SHOWN_PROBLEMS]:
+        if within in HOST_MACHINE_NAMES:
+            said.append(f"it is, is under or covers {within}, the name a container reaches the host machine by (its "
+                        "loopback, where bot-bottle's relay and dashboard listen): a client connects to the host")
+            continue
         loopback = ipaddress.ip_address(address).is_loopback
         said.append(f"it is, is under or covers {within}, which resolves to {address}"
                     + (", the loopback," if loopback else "") + " where a sidecar may run (public DNS, /etc/hosts, or "
@@ -293,7 +303,7 @@ def _named_within(name: str) -> list[tuple[str, str]]:
         if named == name or (named in LOOPBACK_NAMES and name.endswith("." + named)) \
                 or (name.startswith("*.") and named.endswith(name[1:])):
             found.append((named, address))
-    return found[:MAX_SHOWN_PROBLEMS]
+    return found  # each, for a rejection to compare; the caution shows the first MAX_SHOWN_PROBLEMS
 
 
 def host_problems(host: str) -> list[str]:
