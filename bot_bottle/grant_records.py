@@ -8,7 +8,7 @@ decision on every matching proposal to come. ``grants`` stores both.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 from bot_bottle.records import SHORT_ID_LENGTH
@@ -107,3 +107,12 @@ class Rule(_Standing):
     revoked_by: str | None = None
     revoke_reason: str | None = None
     revoke_seq: int | None = None
+
+
+# The grants table's columns in ``Grant``'s order, as a query aliasing the table ``g`` selects them.
+GRANT_COLUMNS = ", ".join(f"g.{f.name}" for f in fields(Grant))
+
+
+def grant_from_row(row: tuple[Any, ...]) -> Grant:
+    """Map a row of the grants table (``GRANT_COLUMNS``) to a ``Grant``."""
+    return Grant(*row)

@@ -15,16 +15,16 @@ bottle hold a live grant?" with.
 
 from __future__ import annotations
 
-import json
 import secrets
 import sqlite3
 from dataclasses import fields
 from typing import Any
 
+from bot_bottle.audit.grant_entries import ended_by_rule_in, logged_live_grants
 from bot_bottle.audit_store import AuditRecorder, AuditStore
 from bot_bottle.db import DatabaseUser
 from bot_bottle.errors import AlreadyEnded, AmbiguousId, NotFound, ValidationError
-from bot_bottle.grant_records import Grant, Rule
+from bot_bottle.grant_records import GRANT_COLUMNS, Grant, Rule, grant_from_row
 from bot_bottle.policy.lifetimes import DEFAULT_PENDING_TTL, MAX_PENDING_TTL, MIN_PENDING_TTL, pending_ttl_seconds
 from bot_bottle.policy.subjects import rule_overlaps, subject_sha256
 from bot_bottle.records import (
@@ -36,8 +36,6 @@ from bot_bottle.records import (
     EFFECT_REJECT,
     EFFECTS,
     MAX_TEXT_BYTES,
-    STATUS_APPROVED,
-    STATUS_MODIFIED,
     AuditEntry,
     Proposal,
     canonical_json,
@@ -49,17 +47,11 @@ from bot_bottle.records import (
 )
 from bot_bottle.timestamps import spell_duration, utc_now
 
-_GRANT_COLUMNS = ", ".join(f"g.{f.name}" for f in fields(Grant))
 _RULE_COLUMNS = ", ".join(f"r.{f.name}" for f in fields(Rule))
 # Rules and grants for every bottle are audited under this queue key (the audit log names one bottle per entry).
 ALL_BOTTLES = "all-bottles"
 SETTING_PENDING_TTL = "pending-ttl"
 _SHOWN = 5
-
-
-def grant_from_row(row: tuple[Any, ...]) -> Grant:
-    """Map a row of the grants table (its columns in the dataclass's order) to a ``Grant``."""
-    return Grant(*row)
 
 
 def rule_from_row(row: tuple[Any, ...]) -> Rule:
@@ -98,7 +90,7 @@ def grant_record(grant_id: str, tool: str, subject: dict[str, Any], starts_at: s
 def live_grants_in(conn: sqlite3.Connection, queue_key: str, tool: str, now: str) -> list[Grant]:
     """``queue_key``'s grants of ``tool`` in force at ``now``: not revoked, started, not ended."""
     rows = conn.execute(
-        f"SELECT {_GRANT_COLUMNS} FROM grants g WHERE g.queue_key = :queue_key AND g.tool = :tool "
+        f"SELECT {GRANT_COLUMNS} FROM grants g WHERE g.queue_key = :queue_key AND g.tool = :tool "
         "AND g.revoked_at IS NULL AND g.ends_at > :now AND g.starts_at <= :now ORDER BY g.ends_at",
         {"queue_key": queue_key, "tool": tool, "now": now},
     ).fetchall()
@@ -184,12 +176,13 @@ def end_grants_rejected_in(log: AuditRecorder, rule: Rule) -> list[Grant]:
     """
     params: dict[str, Any] = {"tool": rule.tool, "now": rule.created_at, "queue_key": rule.queue_key}
     rows = log.conn.execute(
-        f"SELECT {_GRANT_COLUMNS} FROM grants g WHERE g.tool = :tool AND g.revoked_at IS NULL "
+        f"SELECT {GRANT_COLUMNS} FROM grants g WHERE g.tool = :tool AND g.revoked_at IS NULL "
         "AND g.ends_at > :now AND (:queue_key IS NULL OR g.queue_key = :queue_key) ORDER BY g.queue_key, g.id",
         params).fetchall()
     # And as the audit log records them: a row's word (revoked_at, ends_at, subject) is the file's, which a
     # sidecar can change while the rule is made and put back after, when the relay proves the grant again.
-    grants = {grant.id: grant for grant in (*map(grant_from_row, rows), *_logged_live_grants(log.conn, params))}
+    logged = logged_live_grants(log.conn, rule.tool, rule.queue_key, rule.created_at)
+    grants = {grant.id: grant for grant in (*map(grant_from_row, rows), *logged)}
     ended = []
     reason = f"ended by standing rejection {rule.short_id}: it let through what the rule rejects"
     for grant in sorted(grants.values(), key=lambda grant: (grant.queue_key, grant.id)):
@@ -204,33 +197,6 @@ def end_grants_rejected_in(log: AuditRecorder, rule: Rule) -> list[Grant]:
         ended.append(revoke_grant_in(log, grant, reason, revoked_by=rule.created_by, now=rule.created_at,
                                      rule_id=rule.id))
     return ended
-
-
-def _logged_live_grants(conn: sqlite3.Connection, params: dict[str, Any]) -> list[Grant]:
-    """The grants of ``params``' tool and bottle (None: every one) that the audit log records as made and not
-    revoked, in force at its ``now``: each as its approval entry records it, whatever its row says now."""
-    found = []
-    revoked = {row[0] for row in conn.execute("SELECT json_extract(details, '$.grant') FROM audit_log WHERE action = "
-                                              ":revoked", {"revoked": ACTION_GRANT_REVOKED})}
-    for seq, queue_key, proposal_id, actor, record in conn.execute(
-            "SELECT a.seq, a.queue_key, a.proposal_id, a.actor, json_extract(a.details, '$.grant') FROM audit_log a "
-            "WHERE a.action IN (:approved, :modified) AND json_extract(a.details, '$.grant.tool') = :tool "
-            "AND json_extract(a.details, '$.grant.ends_at') > :now AND (:queue_key IS NULL OR a.queue_key = "
-            ":queue_key) ORDER BY a.seq", {**params, "approved": STATUS_APPROVED, "modified": STATUS_MODIFIED}):
-        try:
-            recorded = json.loads(record)
-            if recorded["id"] in revoked:
-                continue
-            subject = recorded["subject"]
-            tool = str(recorded["tool"])
-            found.append(Grant(id=str(recorded["id"]), queue_key=str(queue_key), tool=tool,
-                               subject=canonical_json(subject), subject_sha256=subject_sha256(tool, subject),
-                               starts_at=str(recorded["starts_at"]), ends_at=str(recorded["ends_at"]),
-                               proposal_id=str(proposal_id), rule_id=recorded.get("rule_id"), decided_by=str(actor),
-                               audit_seq=int(seq)))
-        except (TypeError, ValueError, KeyError, AttributeError, ValidationError):
-            continue  # an entry the host did not write this way: 'audit verify' names it
-    return found
 
 
 def _revocation(conn: sqlite3.Connection, grant: Grant, reason: str, revoked_by: str, now: str,
@@ -265,16 +231,6 @@ def revoke_grant_in(log: AuditRecorder, grant: Grant, reason: str, *, revoked_by
                     "revoke_seq": entry.seq})
 
 
-def ended_by_rule_in(conn: sqlite3.Connection, rule_id: str) -> list[Grant]:
-    """The grants the standing rejection ``rule_id`` ended as it was made: those a revocation entry naming the
-    rule names (a row's ``revoke_seq`` and ``revoked_at`` are the file's word, which a sidecar can write)."""
-    rows = conn.execute(
-        f"SELECT DISTINCT {_GRANT_COLUMNS} FROM audit_log a JOIN grants g ON g.id = json_extract(a.details, '$.grant') "
-        "WHERE a.action = :action AND json_extract(a.details, '$.rule_id') = :rule ORDER BY g.queue_key, g.id",
-        {"action": ACTION_GRANT_REVOKED, "rule": rule_id}).fetchall()
-    return [grant_from_row(row) for row in rows]
-
-
 def rule_record(rule: Rule) -> dict[str, Any]:
     """What a ``rule-added`` entry records of the rule (``audit verify`` holds the row to it)."""
     return {"id": rule.id, "bottle": rule.queue_key, "tool": rule.tool, "subject": rule.subject_value,
@@ -304,7 +260,7 @@ class GrantStore(DatabaseUser):
             where.append("g.queue_key = :queue_key")
         clause = f" WHERE {' AND '.join(where)}" if where else ""
         with self.db.read() as conn:
-            rows = conn.execute(f"SELECT {_GRANT_COLUMNS} FROM grants g{clause} ORDER BY g.ends_at, g.id",
+            rows = conn.execute(f"SELECT {GRANT_COLUMNS} FROM grants g{clause} ORDER BY g.ends_at, g.id",
                                 params).fetchall()
         return [grant_from_row(row) for row in rows]
 
@@ -318,14 +274,14 @@ class GrantStore(DatabaseUser):
     def for_proposal(self, proposal_id: str) -> Grant | None:
         """The grant ``proposal_id``'s approval made, or None (a rejection, or a report that names nothing)."""
         with self.db.read() as conn:
-            row = conn.execute(f"SELECT {_GRANT_COLUMNS} FROM grants g WHERE g.proposal_id = :id",
+            row = conn.execute(f"SELECT {GRANT_COLUMNS} FROM grants g WHERE g.proposal_id = :id",
                                {"id": proposal_id}).fetchone()
         return None if row is None else grant_from_row(row)
 
     def find(self, prefix: str) -> Grant:
         """The one grant whose id starts with ``prefix``; ``NotFound`` or ``AmbiguousId``."""
         with self.db.read() as conn:
-            return grant_from_row(_one(conn, "grants", _GRANT_COLUMNS.replace("g.", "t."), prefix, "grant"))
+            return grant_from_row(_one(conn, "grants", GRANT_COLUMNS.replace("g.", "t."), prefix, "grant"))
 
     def revoke(self, prefix: str, reason: str, *, revoked_by: str) -> Grant:
         """End a live grant now, with the reason, and its ``grant-revoked`` audit entry; the revoked grant.
@@ -334,7 +290,7 @@ class GrantStore(DatabaseUser):
         """
         validate_text("reason", reason, max_bytes=MAX_TEXT_BYTES, required=True)
         with AuditStore.recording(self.db) as log:
-            grant = grant_from_row(_one(log.conn, "grants", _GRANT_COLUMNS.replace("g.", "t."), prefix, "grant"))
+            grant = grant_from_row(_one(log.conn, "grants", GRANT_COLUMNS.replace("g.", "t."), prefix, "grant"))
             now = utc_now()
             if grant.revoked_at is not None:
                 raise AlreadyEnded(f"grant {grant.short_id} was revoked already, at {grant.revoked_at} by "
