@@ -314,10 +314,10 @@ class GrantStore(DatabaseUser):
         with AuditStore.recording(self.db) as log:
             return add_rule_in(log, **rule)
 
-    def ended_by(self, rule_id: str) -> list[Grant]:
-        """The grants the standing rejection ``rule_id`` ended as it was made (``end_grants_rejected_in``)."""
+    def ended_by(self, rule: Rule) -> list[Grant]:
+        """The grants the standing rejection ``rule`` ended as it was made (``end_grants_rejected_in``)."""
         with self.db.read() as conn:
-            return ended_by_rule_in(conn, rule_id)
+            return ended_by_rule_in(conn, rule.id, rule.audit_seq)
 
     def ended_by_decision(self, proposal_id: str) -> list[Grant]:
         """The grants ended by the standing rejection the decision on ``proposal_id`` made (``--remember``).
@@ -327,10 +327,10 @@ class GrantStore(DatabaseUser):
         to name what another rejection ended.
         """
         with self.db.read() as conn:
-            row = conn.execute("SELECT json_extract(a.details, '$.rule.id') FROM audit_log a WHERE a.proposal_id = "
-                               ":id AND a.action = :added ORDER BY a.seq LIMIT 1",
+            row = conn.execute("SELECT a.seq, json_extract(a.details, '$.rule.id') FROM audit_log a WHERE "
+                               "a.proposal_id = :id AND a.action = :added ORDER BY a.seq LIMIT 1",
                                {"id": proposal_id, "added": ACTION_RULE_ADDED}).fetchone()
-            return [] if row is None or not isinstance(row[0], str) else ended_by_rule_in(conn, row[0])
+            return [] if row is None or not isinstance(row[1], str) else ended_by_rule_in(conn, row[1], int(row[0]))
 
     def find_rule(self, prefix: str) -> Rule:
         """The one rule whose id starts with ``prefix``; ``NotFound`` or ``AmbiguousId``."""

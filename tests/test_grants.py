@@ -22,7 +22,7 @@ from bot_bottle.records import (
 )
 from bot_bottle.standing import keep
 from bot_bottle.timestamps import seconds_between, utc_now
-from tests.helpers.support import TempDirTest, file_as_a_sidecar
+from tests.helpers.support import TempDirTest, file_as_a_sidecar, query_plans
 
 DOCS = '{"host": "docs.python.org", "paths": ["/3/"]}'
 
@@ -234,6 +234,20 @@ class RuleTest(GrantCase):
         decide(sneaky, STATUS_APPROVED, store=self.store)
         self.assertIsNone(self.grants.for_proposal(sneaky), "a payload that is not a route grants nothing")
         self.assertEqual(self.grants.rules(include_ended=True), [])
+
+
+    def test_a_rejection_reads_the_logged_grants_through_the_time_index(self) -> None:
+        """The grants a new rejection ends are also read from the log (a row's word is the file's), but only the
+        months a grant may last, through audit_log_by_ts: never a walk of the whole log under the write lock."""
+        decide(self.file(), STATUS_APPROVED, store=self.store)
+        with self.store.db.read() as conn:
+            plans = query_plans(conn, lambda: self.grants.add_rule(
+                queue_key=None, tool=TOOL_EGRESS_ALLOW, subject={"host": "docs.python.org", "methods": [],
+                                                                 "paths": []},
+                pattern=False, effect="reject", notes="no", ends_at=None, created_by="op"), "audit_log")
+        logged = [plan for plan in plans if "audit_log_by_ts" in plan]
+        self.assertEqual(len(logged), 2, plans)
+        self.assertEqual(self.grants.listing(), [])
 
 
 class ExpiryTest(GrantCase):

@@ -84,7 +84,7 @@ def cmd_rules_add(args: argparse.Namespace) -> int:
         rule = store.add_rule(queue_key=args.bottle, tool=TOOL_EGRESS_ALLOW, subject=subject,
                               pattern="*" in route.host, effect=effect, notes=args.notes, ends_at=ends_at,
                               created_by=default_decider(), now=now)
-        ended = store.ended_by(rule.id)
+        ended = store.ended_by(rule)
     decided = _decided_now(db_path(args), rule.id)
     if args.json:
         print_json({**rule_json(rule, utc_now()), "decided_now": decided,
