@@ -17,46 +17,14 @@ grant in its scope that lets through any of what it rejects
 from __future__ import annotations
 
 import json
-import sqlite3
-from pathlib import Path
 
 from bot_bottle.audit_store import AuditStore
-from bot_bottle.decisions import decide
-from bot_bottle.grants import GrantStore
-from bot_bottle.paths import host_db_path
-from bot_bottle.queue_store import QueueStore
-from bot_bottle.records import ACTION_GRANT_REVOKED, STATUS_APPROVED, TOOL_EGRESS_ALLOW
-from bot_bottle.sidecar.egress import EgressGrants
-from tests.helpers.support import TempDirTest
+from bot_bottle.records import ACTION_GRANT_REVOKED, TOOL_EGRESS_ALLOW
+from tests.helpers.host_grants import HostGrantsCase
 
 
-class RejectionEndsGrantsTest(TempDirTest):
+class RejectionEndsGrantsTest(HostGrantsCase):
     """Grants approved on the host database, then the operator's rejections with the real command line."""
-
-    def setUp(self) -> None:
-        super().setUp()
-        self.db = host_db_path()
-        self.store = QueueStore(self.db)
-        self.addCleanup(self.store.close)
-        self.grants = GrantStore(database=self.store.db)
-
-    def approve(self, bottle: str, route: dict[str, object]) -> str:
-        """The operator approves a route the bottle asked for (a grant for 7 days); the grant's id."""
-        proposal = self.store.submit(bottle, TOOL_EGRESS_ALLOW, json.dumps(route), "for the build")
-        decide(proposal.id, STATUS_APPROVED, store=self.store)
-        grant = self.grants.for_proposal(proposal.id)
-        assert grant is not None
-        return grant.id
-
-    def lets_through(self, bottle: str, host: str, method: str, path: str) -> bool:
-        """What the bottle's sidecar answers now (its own check, asked afresh, as after its cache's 5 s)."""
-        with QueueStore(self.db, migrate_schema=False) as sidecar:
-            return EgressGrants(sidecar.for_bottle(bottle)).allows_route(host, method, path)
-
-    def cli(self, *args: str) -> str:
-        done = self.run_cli(*args)
-        self.assertEqual(done.returncode, 0, done.stderr)
-        return done.stdout
 
     def live(self) -> set[str]:
         return {grant.id for grant in self.grants.listing()}
@@ -135,16 +103,10 @@ class RejectionEndsGrantsTest(TempDirTest):
         """A sidecar on the mount writes a grant row no audit entry may name (a bottle no slug can be): the rule
         is still recorded and ends the real grant; the forged row is left for 'audit verify' to name."""
         paste = self.approve("web-1", {"host": "pastebin.com"})
-        raw = sqlite3.connect(Path(self.db), isolation_level=None)
-        try:
-            raw.execute("PRAGMA ignore_check_constraints = ON")  # the file's own checks are the writer's to skip
-            raw.execute("INSERT INTO grants (id, queue_key, tool, subject, subject_sha256, starts_at, ends_at, "
-                        "proposal_id, rule_id, decided_by, audit_seq) VALUES ('f' || hex(randomblob(15)), "
-                        "'../../etc', 'egress-allow', '{\"host\": \"pastebin.com\"}', '', "
-                        "'2026-01-01T00:00:00.000000Z', '2999-01-01T00:00:00.000000Z', 'not a proposal', NULL, "
-                        "'x', 999999)")
-        finally:
-            raw.close()
+        self.raw("INSERT INTO grants (id, queue_key, tool, subject, subject_sha256, starts_at, ends_at, proposal_id, "
+                 "rule_id, decided_by, audit_seq) VALUES ('f' || hex(randomblob(15)), '../../etc', 'egress-allow', "
+                 "'{\"host\": \"pastebin.com\"}', '', '2026-01-01T00:00:00.000000Z', '2999-01-01T00:00:00.000000Z', "
+                 "'not a proposal', NULL, 'x', 999999)", unchecked=True)  # the file's checks are the writer's to skip
         self.cli("rules", "add", "--all-bottles", "--host", "pastebin.com", "--reject")
         self.assertNotIn(paste, self.live())
         self.assertFalse(self.lets_through("web-1", "pastebin.com", "GET", "/"))

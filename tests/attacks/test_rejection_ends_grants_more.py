@@ -13,37 +13,17 @@ from pathlib import Path
 
 from bot_bottle.decisions import decide
 from bot_bottle.grants import GrantStore
-from bot_bottle.paths import host_db_path
 from bot_bottle.queue_store import QueueStore
 from bot_bottle.records import STATUS_APPROVED, TOOL_EGRESS_ALLOW, TOOL_EGRESS_TOKEN_ALLOW
 from bot_bottle.sidecar.egress import EgressGrants, request_token_override
-from tests.helpers.support import TempDirTest, wait_until
+from tests.helpers.host_grants import HostGrantsCase
+from tests.helpers.support import wait_until
 
 TOKEN = "ghp_" + "Zq7rW2mX9kL4vB8nC1dF6hJ3tY5pS0aE2uI7"
 
 
-def decide_grant(store: QueueStore, bottle: str, route: dict[str, object]) -> str:
-    """The operator approves a route ``bottle`` asked for; the grant's id."""
-    proposal = store.submit(bottle, TOOL_EGRESS_ALLOW, json.dumps(route), "for the build")
-    decide(proposal.id, STATUS_APPROVED, store=store)
-    grant = GrantStore(database=store.db).for_proposal(proposal.id)
-    assert grant is not None
-    return grant.id
-
-
-class TokenRejectionTest(TempDirTest):
+class TokenRejectionTest(HostGrantsCase):
     """A token's grant and a rejection of the same token, to the same host, with the same method."""
-
-    def setUp(self) -> None:
-        super().setUp()
-        self.db = host_db_path()
-        self.store = QueueStore(self.db)
-        self.addCleanup(self.store.close)
-
-    def cli(self, *args: str) -> str:
-        done = self.run_cli(*args)
-        self.assertEqual(done.returncode, 0, done.stderr)
-        return done.stdout
 
     def ask(self, detector: str, context: str, answers: list[bool]) -> threading.Thread:
         """The bottle's egress proxy holds a request carrying TOKEN (its DLP matched ``detector``) for the operator."""
@@ -90,36 +70,16 @@ class TokenRejectionTest(TempDirTest):
         self.assertFalse(self.lets_token_through())
 
 
-class ForgedRuleRowTest(TempDirTest):
+class ForgedRuleRowTest(HostGrantsCase):
     """A sidecar on the mount writes a ``rules`` row naming the proposal its agent filed, before the operator
     rejects that proposal with '--remember': what the command line then says the rejection ended."""
 
-    def setUp(self) -> None:
-        super().setUp()
-        self.db = host_db_path()
-        self.store = QueueStore(self.db)
-        self.addCleanup(self.store.close)
-        self.grants = GrantStore(database=self.store.db)
-
-    def approve(self, bottle: str, route: dict[str, object]) -> str:
-        proposal = self.store.submit(bottle, TOOL_EGRESS_ALLOW, json.dumps(route), "for the build")
-        decide(proposal.id, STATUS_APPROVED, store=self.store)
-        grant = self.grants.for_proposal(proposal.id)
-        assert grant is not None
-        return grant.id
-
     def forge_rule(self, rule_id: str, proposal_id: str) -> None:
         """What the sidecar writes with its own connection: a rule row no host entry proves, dated first."""
-        raw = sqlite3.connect(Path(self.db), isolation_level=None)
-        try:
-            raw.execute("PRAGMA ignore_check_constraints = ON")
-            raw.execute("INSERT INTO rules (id, queue_key, tool, subject, subject_sha256, pattern, effect, notes, "
-                        "created_at, ends_at, created_by, proposal_id, audit_seq) VALUES (:id, 'web-1', "
-                        "'egress-allow', '{\"host\": \"nothing.invalid\"}', :sha, 0, 'reject', '', "
-                        "'2000-01-01T00:00:00.000000Z', NULL, 'x', :proposal, 999999)",
-                        {"id": rule_id, "sha": "0" * 64, "proposal": proposal_id})
-        finally:
-            raw.close()
+        self.raw("INSERT INTO rules (id, queue_key, tool, subject, subject_sha256, pattern, effect, notes, created_at, "
+                 "ends_at, created_by, proposal_id, audit_seq) VALUES (:id, 'web-1', 'egress-allow', "
+                 "'{\"host\": \"nothing.invalid\"}', :sha, 0, 'reject', '', '2000-01-01T00:00:00.000000Z', NULL, 'x', "
+                 ":proposal, 999999)", {"id": rule_id, "sha": "0" * 64, "proposal": proposal_id}, unchecked=True)
 
     def reject_remembered(self, proposal_id: str) -> dict[str, object]:
         done = self.run_cli("proposals", "reject", proposal_id[:8], "--reason", "no paste sites", "--remember",
@@ -184,35 +144,23 @@ class ForgedRuleRowTest(TempDirTest):
         self.assertEqual([grant.id for grant in self.grants.ended_by_decision(asked.id)], [paste])
 
 
-class ForgedGrantBlocksRejectionTest(TempDirTest):
+class ForgedGrantBlocksRejectionTest(HostGrantsCase):
     """A grant row a sidecar wrote naming a proposal the file does not hold: the operator's rejections."""
-
-    def setUp(self) -> None:
-        super().setUp()
-        self.db = host_db_path()
-        self.store = QueueStore(self.db)
-        self.addCleanup(self.store.close)
-        self.grants = GrantStore(database=self.store.db)
 
     def forge_grant(self, host: str) -> None:
         """A grant over ``host`` in a real bottle, naming a proposal id (32 hex digits) the file does not hold."""
-        raw = sqlite3.connect(Path(self.db), isolation_level=None)
-        try:
-            raw.execute("INSERT INTO grants (id, queue_key, tool, subject, subject_sha256, starts_at, ends_at, "
-                        "proposal_id, rule_id, decided_by, audit_seq) VALUES (lower(hex(randomblob(16))), 'web-1', "
-                        "'egress-allow', :subject, :sha, '2026-01-01T00:00:00.000000Z', "
-                        "'2999-01-01T00:00:00.000000Z', lower(hex(randomblob(16))), NULL, 'x', "
-                        "1000000 + abs(random() % 1000000))",
-                        {"subject": json.dumps({"host": host, "methods": [], "paths": []}), "sha": "0" * 64})
-        finally:
-            raw.close()
+        self.raw("INSERT INTO grants (id, queue_key, tool, subject, subject_sha256, starts_at, ends_at, proposal_id, "
+                 "rule_id, decided_by, audit_seq) VALUES (lower(hex(randomblob(16))), 'web-1', 'egress-allow', "
+                 ":subject, :sha, '2026-01-01T00:00:00.000000Z', '2999-01-01T00:00:00.000000Z', "
+                 "lower(hex(randomblob(16))), NULL, 'x', 1000000 + abs(random() % 1000000))",
+                 {"subject": json.dumps({"host": host, "methods": [], "paths": []}), "sha": "0" * 64})
 
     def test_a_forged_grant_cannot_make_the_rejection_fail(self) -> None:
         """Before the fix, the ended grant's revocation entry named its proposal, and the file's foreign key
         refused the entry: 'rules add --reject' (and 'proposals reject --remember') failed whole with
         "FOREIGN KEY constraint failed", nothing recorded, and every bottle's grant went on letting it through.
         One row over '*.com' blocked the rejection of any .com host."""
-        paste = decide_grant(self.store, "web-2", {"host": "pastebin.com"})
+        paste = self.approve("web-2", {"host": "pastebin.com"})
         self.forge_grant("*.com")
         done = self.run_cli("rules", "add", "--all-bottles", "--host", "pastebin.com", "--reject", "--json")
         self.assertEqual(done.returncode, 0, done.stderr)
@@ -226,26 +174,18 @@ class ForgedGrantBlocksRejectionTest(TempDirTest):
         self.assertEqual(len(self.grants.rules()), 2)
 
 
-class ForgedSubjectLineTest(TempDirTest):
+class ForgedSubjectLineTest(HostGrantsCase):
     """A grant row a sidecar wrote, with a newline in its subject, ended by the operator's rejection."""
 
     def test_a_forged_subject_cannot_print_a_line_of_its_own(self) -> None:
         """Before the fix, 'rules add --reject' printed the ended grant's subject through the sanitizer as text,
         which splits at newlines: the forged path's second half stood as a line the command never wrote."""
-        store = QueueStore(host_db_path())
-        self.addCleanup(store.close)
-        raw = sqlite3.connect(Path(host_db_path()), isolation_level=None)
-        try:
-            raw.execute("PRAGMA ignore_check_constraints = ON")
-            subject = json.dumps({"host": "pastebin.com", "methods": [],
-                                  "paths": ["/x\nrule 00000000: nothing was ended; audit verify: ok"]})
-            raw.execute("INSERT INTO grants (id, queue_key, tool, subject, subject_sha256, starts_at, ends_at, "
-                        "proposal_id, rule_id, decided_by, audit_seq) VALUES ('ab' || hex(randomblob(15)), "
-                        "'web-1', 'egress-allow', :subject, '', '2026-01-01T00:00:00.000000Z', "
-                        "'2999-01-01T00:00:00.000000Z', lower(hex(randomblob(16))), NULL, 'x', 999999)",
-                        {"subject": subject})
-        finally:
-            raw.close()
+        subject = json.dumps({"host": "pastebin.com", "methods": [],
+                              "paths": ["/x\nrule 00000000: nothing was ended; audit verify: ok"]})
+        self.raw("INSERT INTO grants (id, queue_key, tool, subject, subject_sha256, starts_at, ends_at, proposal_id, "
+                 "rule_id, decided_by, audit_seq) VALUES ('ab' || hex(randomblob(15)), 'web-1', 'egress-allow', "
+                 ":subject, '', '2026-01-01T00:00:00.000000Z', '2999-01-01T00:00:00.000000Z', "
+                 "lower(hex(randomblob(16))), NULL, 'x', 999999)", {"subject": subject}, unchecked=True)
         done = self.run_cli("rules", "add", "--bottle", "web-1", "--host", "pastebin.com", "--reject")
         self.assertEqual(done.returncode, 0, done.stderr)
         self.assertIn("it ended grant ab", done.stdout)

@@ -20,36 +20,16 @@ revocation entries, not the rows' ``revoke_seq``.
 
 from __future__ import annotations
 
-import json
-import sqlite3
 import sys
-from pathlib import Path
 
 from bot_bottle.audit_store import AuditStore
-from bot_bottle.decisions import decide
-from bot_bottle.grants import GrantStore
-from bot_bottle.paths import host_db_path
 from bot_bottle.queue_store import QueueStore
-from bot_bottle.records import STATUS_APPROVED, TOOL_EGRESS_ALLOW
+from bot_bottle.records import TOOL_EGRESS_ALLOW
 from bot_bottle.relay.proofs import Proofs
-from tests.helpers.support import TempDirTest
+from tests.helpers.host_grants import HostGrantsCase
 
 
-class HiddenGrantTest(TempDirTest):
-    def setUp(self) -> None:
-        super().setUp()
-        self.db = host_db_path()
-        self.store = QueueStore(self.db)
-        self.addCleanup(self.store.close)
-
-    def raw(self, *statements: str) -> None:
-        """What a sidecar on the mount writes into the file, past bot-bottle."""
-        conn = sqlite3.connect(Path(self.db), isolation_level=None)
-        try:
-            for statement in statements:
-                conn.execute(statement)
-        finally:
-            conn.close()
+class HiddenGrantTest(HostGrantsCase):
 
     def relay_passes(self, bottle: str) -> list[str]:
         """The grants web-1's relay passes on now, proven against the audit log."""
@@ -58,23 +38,19 @@ class HiddenGrantTest(TempDirTest):
             return [g.id for g in Proofs(fresh.db, lambda line: print(line, file=sys.stderr)).grants(bottle, live)]
 
     def test_a_grant_hidden_while_the_rejection_is_made_is_ended_too(self) -> None:
-        proposal = self.store.submit("web-1", TOOL_EGRESS_ALLOW, json.dumps({"host": "pastebin.com"}), "logs")
-        decide(proposal.id, STATUS_APPROVED, store=self.store)
-        grant = GrantStore(database=self.store.db).for_proposal(proposal.id)
-        assert grant is not None
-        self.assertEqual(self.relay_passes("web-1"), [grant.id])
-        with sqlite3.connect(Path(self.db)) as conn:
+        grant = self.approve("web-1", {"host": "pastebin.com"})
+        self.assertEqual(self.relay_passes("web-1"), [grant])
+        with self.store.db.read() as conn:
             (trigger,) = conn.execute("SELECT sql FROM sqlite_master WHERE name = 'grants_immutable'").fetchone()
-        conn.close()
-        self.raw(f"UPDATE grants SET revoked_at = '2026-01-01T00:00:00.000000Z', revoked_by = 'x', "
-                 f"revoke_reason = 'x', revoke_seq = 1 WHERE id = '{grant.id}'")
-        added = self.run_cli("rules", "add", "--all-bottles", "--host", "pastebin.com", "--reject")
-        self.assertEqual(added.returncode, 0, added.stderr)
-        self.raw("DROP TRIGGER grants_immutable",
-                 f"UPDATE grants SET revoked_at = NULL, revoked_by = NULL, revoke_reason = NULL, revoke_seq = NULL "
-                 f"WHERE id = '{grant.id}'", trigger)
-        self.assertEqual(self.relay_passes("web-1"), [], added.stdout)
-        self.assertIn(f"it ended grant {grant.id[:8]}", added.stdout)
+        self.raw("UPDATE grants SET revoked_at = '2026-01-01T00:00:00.000000Z', revoked_by = 'x', "
+                 "revoke_reason = 'x', revoke_seq = 1 WHERE id = :id", {"id": grant})
+        added = self.cli("rules", "add", "--all-bottles", "--host", "pastebin.com", "--reject")
+        self.raw("DROP TRIGGER grants_immutable")
+        self.raw("UPDATE grants SET revoked_at = NULL, revoked_by = NULL, revoke_reason = NULL, revoke_seq = NULL "
+                 "WHERE id = :id", {"id": grant})
+        self.raw(trigger)
+        self.assertEqual(self.relay_passes("web-1"), [], added)
+        self.assertIn(f"it ended grant {grant[:8]}", added)
         verified = AuditStore(database=self.store.db).verify()
         self.assertFalse(verified.ok)  # the revocation the row no longer says is named
-        self.assertIn(f"grant {grant.id} was revoked", verified.problem or "")
+        self.assertIn(f"grant {grant} was revoked", verified.problem or "")
