@@ -19,13 +19,16 @@ import shutil
 import socket
 import subprocess
 import unittest
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from bot_bottle.decisions import decide
+from bot_bottle.grants import GrantStore
 from bot_bottle.paths import host_db_path
 from bot_bottle.policy.hosts import ipv4_reading
 from bot_bottle.queue_store import QueueStore
-from bot_bottle.records import TOOL_EGRESS_ALLOW, TOOL_EGRESS_BLOCK
+from bot_bottle.records import STATUS_APPROVED, TOOL_EGRESS_ALLOW, TOOL_EGRESS_BLOCK
 from bot_bottle.sidecar.egress import EgressGrants
 from bot_bottle.sidecar.launcher import spawn
 from tests.attacks.test_standing_rejections import call
@@ -44,6 +47,35 @@ class AddressFormsCase(TempDirTest):
         server, self.url = spawn("web-1", host_db_path(), "--wait-seconds", "0")
         self.addCleanup(lambda: (server.terminate(), server.communicate(timeout=10)))
 
+    def assert_metadata_rejection_ends(self, granted: str, reached: str) -> None:
+        """A grant of ``granted`` lets ``reached`` through to the metadata service until the operator's
+        'rules add --host 169.254.169.254 --reject', which ends it: the sidecar then refuses."""
+        with QueueStore() as store:
+            earlier = store.submit("web-1", TOOL_EGRESS_ALLOW, json.dumps({"host": granted}), "preview builds")
+            decide(earlier.id, STATUS_APPROVED, store=store)
+            self.assertTrue(EgressGrants(store.for_bottle("web-1")).allows_route(reached, "GET", "/latest/meta-data/"))
+        added = self.run_cli("rules", "add", "--all-bottles", "--host", "169.254.169.254", "--reject",
+                             "--notes", "never the metadata service")
+        self.assertEqual(added.returncode, 0, added.stderr)
+        self.assertIn("it ended grant", added.stdout)
+        with QueueStore() as store:
+            self.assertFalse(EgressGrants(store.for_bottle("web-1")).allows_route(reached, "GET", "/latest/meta-data/"))
+            self.assertEqual(GrantStore(database=store.db).listing(), [])
+
+    def look_alike_warnings(self, hosts: Iterable[str]) -> dict[str, tuple[str, list[str]]]:
+        """Each of ``hosts`` filed by the agent through its sidecar, as the listing shows it: {host: (the
+        proposal's id, its look-alike warnings)}, every host listed with at least one."""
+        for host in hosts:
+            filed = call(self.url, TOOL_EGRESS_ALLOW, {"host": host, "justification": "the build cache"})
+            self.assertEqual(filed["status"], "pending", filed)
+        shown: dict[str, tuple[str, list[str]]] = {}
+        for proposal in self.listed():
+            host = proposal["grants"]["summary"].split()[0]
+            warnings = [w["text"] for w in proposal["grants"]["warnings"] if w["kind"] == "look-alike"]
+            self.assertTrue(warnings, f"{host} was shown with no warning: {proposal['grants']}")
+            shown[host] = (proposal["id"], warnings)
+        return shown
+
     def listed(self) -> list[dict[str, Any]]:
         result = self.run_cli("proposals", "list", "--json")
         self.assertEqual(result.returncode, 0, result.stderr)
@@ -54,17 +86,12 @@ class AddressFormsCase(TempDirTest):
 class AddressFormsTest(AddressFormsCase):
     def test_a_disguised_address_is_named_as_the_address_it_is(self) -> None:
         """Each form, filed by the agent: a look-alike warning naming the address a client connects to."""
-        for host in DISGUISED:
-            filed = call(self.url, TOOL_EGRESS_ALLOW, {"host": host, "justification": "the build cache"})
-            self.assertEqual(filed["status"], "pending", filed)
-        for proposal in self.listed():
-            host = proposal["grants"]["summary"].split()[0]
-            with self.subTest(host=host):
-                warnings = [w["text"] for w in proposal["grants"]["warnings"] if w["kind"] == "look-alike"]
-                self.assertTrue(warnings, f"{host} was shown with no warning: {proposal['grants']}")
-                self.assertIn(f"a client connects to {DISGUISED[host]}", warnings[0])
-        shown = self.run_cli("proposals", "show", self.listed()[0]["id"])
-        self.assertIn("WARNING: look-alike", shown.stdout)
+        shown = self.look_alike_warnings(DISGUISED)
+        self.assertEqual(set(shown), set(DISGUISED))
+        for host, (_, warnings) in shown.items():
+            self.assertIn(f"a client connects to {DISGUISED[host]}", warnings[0], host)
+        printed = self.run_cli("proposals", "show", shown["2852039166"][0])
+        self.assertIn("WARNING: look-alike", printed.stdout)
 
     def test_a_routes_file_that_adds_an_address_says_so(self) -> None:
         """169.254.169.254 and [fd00::1] are hosts the file adds; 2852039166 there is named as its address."""

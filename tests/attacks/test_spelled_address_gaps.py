@@ -49,19 +49,7 @@ NAMED = {"ip6-localhost": "::1", "ip6-loopback": "::1", "localhost.localdomain":
 class SpelledAddressGapsTest(AddressFormsCase):
     def test_a_rejection_of_the_address_ends_a_wildcard_dns_wildcard_grant(self) -> None:
         """*.sslip.io approved; the metadata service rejected: the grant ends, the sidecar refuses it."""
-        with QueueStore() as store:
-            earlier = store.submit("web-1", TOOL_EGRESS_ALLOW, '{"host": "*.sslip.io"}', "preview builds")
-            decide(earlier.id, STATUS_APPROVED, store=store)
-            self.assertTrue(EgressGrants(store.for_bottle("web-1")).allows_route(
-                "169.254.169.254.sslip.io", "GET", "/latest/meta-data/"))
-        added = self.run_cli("rules", "add", "--all-bottles", "--host", "169.254.169.254", "--reject",
-                             "--notes", "never the metadata service")
-        self.assertEqual(added.returncode, 0, added.stderr)
-        self.assertIn("it ended grant", added.stdout)
-        with QueueStore() as store:
-            self.assertFalse(EgressGrants(store.for_bottle("web-1")).allows_route(
-                "169.254.169.254.sslip.io", "GET", "/latest/meta-data/"))
-            self.assertEqual(GrantStore(database=store.db).listing(), [])
+        self.assert_metadata_rejection_ends("*.sslip.io", "169.254.169.254.sslip.io")
 
     def test_a_rejection_of_the_address_rejects_each_spelling(self) -> None:
         """Filed by the agent after the rule: each is rejected with the operator's notes, none waits."""
@@ -95,18 +83,13 @@ class SpelledAddressGapsTest(AddressFormsCase):
 
     def test_a_name_with_an_address_of_its_own_is_named_as_it(self) -> None:
         """Filed by the agent: a look-alike warning naming the address, and the typed yes asked."""
-        for host in NAMED:
-            filed = call(self.url, TOOL_EGRESS_ALLOW, {"host": host, "justification": "the build cache"})
-            self.assertEqual(filed["status"], "pending", filed)
-        for proposal in self.listed():
-            host = proposal["grants"]["summary"].split()[0]
-            with self.subTest(host=host):
-                warnings = [w["text"] for w in proposal["grants"]["warnings"] if w["kind"] == "look-alike"]
-                self.assertTrue(warnings, f"{host} was shown with no warning: {proposal['grants']}")
-                self.assertIn(f"resolves to {NAMED[host]}", warnings[0])
-                self.assertTrue(approval_of(TOOL_EGRESS_ALLOW, json.dumps({"host": host}), None).needs_confirmation)
-                shown = self.run_cli("proposals", "show", proposal["id"])
-                self.assertIn("WARNING: look-alike", shown.stdout)
+        shown = self.look_alike_warnings(NAMED)
+        self.assertEqual(set(shown), set(NAMED))
+        for host, (proposal_id, warnings) in shown.items():
+            self.assertIn(f"resolves to {NAMED[host]}", warnings[0], host)
+            self.assertTrue(approval_of(TOOL_EGRESS_ALLOW, json.dumps({"host": host}), None).needs_confirmation)
+            printed = self.run_cli("proposals", "show", proposal_id)
+            self.assertIn("WARNING: look-alike", printed.stdout)
 
     def test_a_routes_file_hiding_a_loopback_name_says_so(self) -> None:
         """A dotless name, a YAML escape and a continued double-quoted value: each line warned of."""

@@ -20,14 +20,10 @@ from __future__ import annotations
 import json
 import unittest
 
-from bot_bottle.decisions import decide
-from bot_bottle.grants import GrantStore
 from bot_bottle.policy.approval import approval_of
 from bot_bottle.policy.hosts import spelled_address
 from bot_bottle.policy.routes import host_is_wide
-from bot_bottle.queue_store import QueueStore
-from bot_bottle.records import STATUS_APPROVED, TOOL_EGRESS_ALLOW, TOOL_EGRESS_BLOCK
-from bot_bottle.sidecar.egress import EgressGrants
+from bot_bottle.records import TOOL_EGRESS_ALLOW, TOOL_EGRESS_BLOCK
 from tests.attacks.test_address_forms import AddressFormsCase
 from tests.attacks.test_standing_rejections import call
 
@@ -40,21 +36,14 @@ SPELLED = {"169.254.169.254.nip.io": "169.254.169.254", "169-254-169-254.sslip.i
 class SpelledAddressTest(AddressFormsCase):
     def test_a_name_that_spells_an_address_is_named_as_that_address(self) -> None:
         """Each filed by the agent: a look-alike warning naming the address, so approving asks for a typed yes."""
-        for host in SPELLED:
-            filed = call(self.url, TOOL_EGRESS_ALLOW, {"host": host, "justification": "the build cache"})
-            self.assertEqual(filed["status"], "pending", filed)
-        listed = self.listed()
-        self.assertEqual(len(listed), len(SPELLED))
-        for proposal in listed:
-            host = proposal["grants"]["summary"].split()[0]
-            with self.subTest(host=host):
-                warnings = [w["text"] for w in proposal["grants"]["warnings"] if w["kind"] == "look-alike"]
-                self.assertTrue(warnings, f"{host} was shown with no warning: {proposal['grants']}")
-                self.assertIn(f"a client connects to {SPELLED[host]}" if SPELLED[host] != "127.0.0.1"
-                              else "127.0.0.1, the loopback", warnings[0])
-                self.assertTrue(approval_of(TOOL_EGRESS_ALLOW, json.dumps({"host": host}), None).needs_confirmation)
-        shown = self.run_cli("proposals", "show", listed[0]["id"])
-        self.assertIn("WARNING: look-alike", shown.stdout)
+        shown = self.look_alike_warnings(SPELLED)
+        self.assertEqual(set(shown), set(SPELLED))
+        for host, (_, warnings) in shown.items():
+            self.assertIn(f"a client connects to {SPELLED[host]}" if SPELLED[host] != "127.0.0.1"
+                          else "127.0.0.1, the loopback", warnings[0], host)
+            self.assertTrue(approval_of(TOOL_EGRESS_ALLOW, json.dumps({"host": host}), None).needs_confirmation)
+        printed = self.run_cli("proposals", "show", shown["169.254.169.254.nip.io"][0])
+        self.assertIn("WARNING: look-alike", printed.stdout)
 
     def test_a_wildcard_over_a_wildcard_dns_service_widens(self) -> None:
         """*.nip.io reads as one domain's subdomains; it is every address: flagged as widening, and a look-alike."""
@@ -74,19 +63,7 @@ class SpelledAddressTest(AddressFormsCase):
 
     def test_a_rejection_of_the_address_rejects_the_names_and_ends_their_grants(self) -> None:
         """rules add --host 169.254.169.254 --reject: the agent's names for it are rejected, its grant ends."""
-        with QueueStore() as store:
-            earlier = store.submit("web-1", TOOL_EGRESS_ALLOW, '{"host": "169-254-169-254.sslip.io"}', "cache")
-            decide(earlier.id, STATUS_APPROVED, store=store)
-            self.assertTrue(EgressGrants(store.for_bottle("web-1")).allows_route(
-                "169-254-169-254.sslip.io", "GET", "/latest/meta-data/"))
-        added = self.run_cli("rules", "add", "--all-bottles", "--host", "169.254.169.254", "--reject",
-                             "--notes", "never the metadata service")
-        self.assertEqual(added.returncode, 0, added.stderr)
-        self.assertIn("it ended grant", added.stdout)
-        with QueueStore() as store:
-            self.assertFalse(EgressGrants(store.for_bottle("web-1")).allows_route(
-                "169-254-169-254.sslip.io", "GET", "/latest/meta-data/"))
-            self.assertEqual(GrantStore(database=store.db).listing(), [])
+        self.assert_metadata_rejection_ends("169-254-169-254.sslip.io", "169-254-169-254.sslip.io")
         for host in ("169.254.169.254.nip.io", "app-a9fea9fe.nip.io", "169-254-169-254.sslip.io"):
             filed = call(self.url, TOOL_EGRESS_ALLOW, {"host": host, "justification": "the build cache"})
             self.listed()  # the operator's listing applies the rules
