@@ -164,8 +164,12 @@ class RuleDecidedFloodTest(TempDirTest):
                 answers.append(json.loads(answer.read())["result"])
         rejected = [a for a in answers if (a.get("structuredContent") or {}).get("status") == "rejected"]
         refused = [a for a in answers if a.get("isError")]
-        self.assertEqual(len(rejected), 10, f"{len(rejected)} filings were stored and decided by the rule")
-        self.assertEqual(len(refused), 20)
+        self.assertEqual(len(rejected) + len(refused), 30, answers)
+        # The server archives an answer once it is sent (README: "a decision is archived once it has been
+        # returned"), so the agent's next ask of the same request can come first and be answered with that same
+        # decision, filing nothing: the quota counts what was filed, the distinct proposals rejected.
+        filed = {a["structuredContent"]["proposal_id"] for a in rejected}
+        self.assertEqual(len(filed), 10, f"{len(filed)} filings were stored and decided by the rule")
         self.assertIn("or decided by a standing rule or expired, filed in the last 1h (10 of them)",
                       refused[0]["content"][0]["text"])
         with QueueStore() as store, store.db.read() as conn:
