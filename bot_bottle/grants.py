@@ -188,14 +188,14 @@ def end_grants_rejected_in(log: AuditRecorder, rule: Rule) -> list[Grant]:
     for grant in sorted(grants.values(), key=lambda grant: (grant.queue_key, grant.id)):
         if not rule_overlaps(rule.subject_value, bool(rule.pattern), rule.tool, grant.subject_value):
             continue
+        revocation = _revocation(log.conn, grant, reason, rule.created_by, rule.created_at, rule.id)
         try:
-            validated_details(_revocation(log.conn, grant, reason, rule.created_by, rule.created_at, rule.id))
+            validated_details(revocation)
         except ValidationError:
             # A row no host decision wrote (a sidecar on the mount can write the file; 'audit verify' names it):
             # it cannot be audited, and it must not keep the operator's rejection from being recorded.
             continue
-        ended.append(revoke_grant_in(log, grant, reason, revoked_by=rule.created_by, now=rule.created_at,
-                                     rule_id=rule.id))
+        ended.append(_revoke(log, grant, revocation, rule.created_at))
     return ended
 
 
@@ -222,13 +222,18 @@ def revoke_grant_in(log: AuditRecorder, grant: Grant, reason: str, *, revoked_by
 
     ``rule_id``: the standing rejection that ended it (``end_grants_rejected_in``).
     """
-    entry = log.append(_revocation(log.conn, grant, reason, revoked_by, now, rule_id), ts=now)
+    return _revoke(log, grant, _revocation(log.conn, grant, reason, revoked_by, now, rule_id), now)
+
+
+def _revoke(log: AuditRecorder, grant: Grant, revocation: AuditEntry, now: str) -> Grant:
+    """Append ``revocation`` (``_revocation``'s entry for ``grant``) and mark the row revoked by it; as revoked."""
+    entry = log.append(revocation, ts=now)
     log.conn.execute(
         "UPDATE grants SET revoked_at = :now, revoked_by = :by, revoke_reason = :reason, revoke_seq = :seq "
         "WHERE id = :id AND revoked_at IS NULL",  # a row a sidecar marked revoked is not; the entry says it now is
-        {"now": now, "by": revoked_by, "reason": reason, "seq": entry.seq, "id": grant.id})
-    return Grant(**{**grant.__dict__, "revoked_at": now, "revoked_by": revoked_by, "revoke_reason": reason,
-                    "revoke_seq": entry.seq})
+        {"now": now, "by": revocation.actor, "reason": revocation.notes, "seq": entry.seq, "id": grant.id})
+    return Grant(**{**grant.__dict__, "revoked_at": now, "revoked_by": revocation.actor,
+                    "revoke_reason": revocation.notes, "revoke_seq": entry.seq})
 
 
 def rule_record(rule: Rule) -> dict[str, Any]:
