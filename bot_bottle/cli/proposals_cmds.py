@@ -114,8 +114,8 @@ def register(subparsers: Any) -> None:
     p = verb_parser(verbs, "list",
         help="pending proposals of every bottle, oldest first",
         description="List pending proposals of every bottle (or one), oldest first: what approving each grants "
-        "(a [widens], [look-alike] or [unreadable] badge first where it warrants a second look), then the agent's "
-        "own first line. --json prints objects with id, queue_key, tool, created_at, status and grants "
+        "(a [widens], [look-alike], [internal] or [unreadable] badge first where it warrants a second look), then the "
+        "agent's own first line. --json prints objects with id, queue_key, tool, created_at, status and grants "
         "(summary, grants, warnings); no payload: 'show' prints one whole.",
         json=True,
     )
@@ -123,7 +123,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--all", action="store_true", help="decided and archived proposals too")
     p.add_argument("--tool", choices=TOOLS, help="only this tool's proposals")
     p.add_argument("--warning", nargs="?", const=ANY_CAUTION, choices=(ANY_CAUTION, *KINDS), metavar="KIND",
-                   help="only proposals with a warning (of KIND: widens, look-alike or unreadable)")
+                   help="only proposals with a warning (of KIND: widens, look-alike, internal or unreadable)")
     p.add_argument("--search", metavar="WORDS", help="only proposals whose row holds every word (case ignored)")
     p.add_argument("--limit", type=positive_int, metavar="N", help="only the newest N")
     p.set_defaults(handler=cmd_proposals_list, field_options={"queue_key": "--bottle"})

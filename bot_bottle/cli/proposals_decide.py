@@ -134,11 +134,12 @@ def _approval_confirmed(proposal: Proposal, notes: str) -> bool:
 
 
 def _reaches_more(approval: Approval) -> str:
-    """For ``confirm``: why approving reaches more than it reads as (its badges), or "" when it does not.
+    """For ``confirm``: why approving reaches more than it reads as, or inside (its badges), or "" when it does
+    not.
 
     Where it does, only a typed ``yes`` records, as the TUI and the dashboard ask a second time.
     """
-    return f"it reaches more than it reads as ({', '.join(approval.kinds)})" if approval.needs_confirmation else ""
+    return approval.why_asked_twice
 
 
 def _confirmed(args: argparse.Namespace, proposal: Proposal, notes: str, final_file: str) -> bool:
@@ -220,10 +221,10 @@ def register_decisions(verbs: Any) -> None:
     """Add ``approve``, ``modify`` and ``reject`` to the ``proposals`` verb's subcommands."""
     p = verb_parser(verbs, "approve", help="approve proposals as filed", json=True,
                     description="Approve one or more proposals as filed. On a terminal each is shown (what "
-                    "approving grants) and asked for (where approving widens access or names a look-alike host, only "
-                    "a typed 'yes' records it); without one (a script), --digest is required, once per ID "
-                    "in the same order: the digest 'proposals show' printed, so only the proposal you saw is "
-                    "approved. gitleaks-allow and egress-token-allow proposals need a reason (--notes). Each "
+                    "approving grants) and asked for (where approving widens access, names a look-alike host or "
+                    "reaches inside, only a typed 'yes' records it); without one (a script), --digest is required, "
+                    "once per ID in the same order: the digest 'proposals show' printed, so only the proposal you "
+                    "saw is approved. gitleaks-allow and egress-token-allow proposals need a reason (--notes). Each "
                     "decision is named back (--json: a list of them).",
                     epilog=leaf_epilog(
                         ("bot-bottle proposals approve 3f2a --notes 'the docs'", "on a terminal: shows it, asks"),

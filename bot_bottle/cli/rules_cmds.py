@@ -16,6 +16,7 @@ from bot_bottle.grant_records import rule_decider
 from bot_bottle.grants import GrantStore
 from bot_bottle.policy.hosts import host_problems
 from bot_bottle.policy.lifetimes import LIFETIMES, MAX_REJECT_RULE_SECONDS, grant_seconds
+from bot_bottle.policy.reach import inside_places
 from bot_bottle.policy.routes import make_route
 from bot_bottle.policy.subjects import describe_subject
 from bot_bottle.queue_store import QueueStore
@@ -103,13 +104,16 @@ def cmd_rules_add(args: argparse.Namespace) -> int:
 
 
 def _warnings(host: str, widening: list[str], effect: str) -> list[str]:
-    """What to warn of in a rule typed for ``host``: its wildcards, a host that is not what it looks like, and
-    a rejection over IP addresses, which rejects none of them (no wildcard covers an address)."""
+    """What to warn of in a rule typed for ``host``: its wildcards, a host that is not what it looks like, an
+    approval that reaches inside (this machine, a metadata service, a private network), and a rejection over IP
+    addresses, which rejects none of them (no wildcard covers an address)."""
     if effect == EFFECT_REJECT and "*" in host and host.rsplit(".", 1)[-1].isdecimal():
         return [f"WARNING: {host} rejects no address: no wildcard covers an IP address; reject each address "
                 "(--host 169.254.169.254)"]
     return [f"WARNING: {reason}" for reason in widening] + \
-        [f"WARNING: host {host} is not what it looks like: {problem}" for problem in host_problems(host)]
+        [f"WARNING: host {host} is not what it looks like: {problem}" for problem in host_problems(host)] + \
+        ([f"WARNING: host {host} reaches inside: {'; '.join(places)}"]
+         if effect == EFFECT_APPROVE and (places := inside_places(host)) else [])
 
 
 def _decided_now(path: Path, rule_id: str) -> list[str]:

@@ -14,9 +14,12 @@ justification never), the way the grant itself is built
 With it come warnings, each of a kind a list can show as a badge:
 ``widens`` (a wildcard over names of many owners, judged against the Public
 Suffix List, ``*``, a path of ``/``: ``policy.routes``), ``look-alike`` (a
-host with characters that are not what they look like: ``policy.hosts``)
-and ``unreadable`` (a payload its tool's subject cannot be read from:
-approving answers the waiting caller and grants nothing that lasts).
+host with characters that are not what they look like: ``policy.hosts``),
+``internal`` (a host that reaches inside, where no public host is: this
+machine, the host machine, a cloud's metadata service, a private network:
+``policy.reach``) and ``unreadable`` (a payload its tool's subject cannot be
+read from: approving answers the waiting caller and grants nothing that
+lasts). The first three are asked for a second time.
 Hosts are written with ``hosts.shown_host``: a look-alike never reads as
 the host it imitates. The TUI, the command line and the dashboard all show
 this, before anything the agent wrote.
@@ -39,6 +42,7 @@ from bot_bottle.policy.hosts import (
     ipv4_readings,
     shown_host,
 )
+from bot_bottle.policy.reach import inside_places
 from bot_bottle.policy.routes import decoded_escapes, file_widening, parse_route
 from bot_bottle.records import (
     TOOL_EGRESS_ALLOW,
@@ -50,10 +54,11 @@ from bot_bottle.records import (
 
 WIDENS = "widens"
 LOOK_ALIKE = "look-alike"
+INTERNAL = "internal"
 UNREADABLE = "unreadable"
-KINDS = (WIDENS, LOOK_ALIKE, UNREADABLE)
-# Kinds an approval is asked for a second time for: it reaches more, or other hosts, than it reads as.
-CONFIRM_KINDS = frozenset({WIDENS, LOOK_ALIKE})
+KINDS = (WIDENS, LOOK_ALIKE, INTERNAL, UNREADABLE)
+# Kinds an approval is asked for a second time for: it reaches more, or other hosts, than it reads as, or inside.
+CONFIRM_KINDS = frozenset({WIDENS, LOOK_ALIKE, INTERNAL})
 # A routes file can name thousands of hosts and lines: the first ones are listed, and how many more.
 MAX_LISTED = 12
 
@@ -87,8 +92,17 @@ class Approval:
 
     @property
     def needs_confirmation(self) -> bool:
-        """True when approving reaches more than it reads as: the dashboard asks once more, naming it."""
+        """True when approving reaches more than it reads as, or inside: every screen asks once more, naming it."""
         return any(kind in CONFIRM_KINDS for kind in self.kinds)
+
+    @property
+    def why_asked_twice(self) -> str:
+        """Why approving is asked for a second time, with the badges that ask ("" when it is not): "it reaches
+        more than it reads as (widens)", "it reaches inside (internal)"."""
+        kinds = [kind for kind in self.kinds if kind in CONFIRM_KINDS]
+        said = ["more than it reads as"] if WIDENS in kinds or LOOK_ALIKE in kinds else []
+        said += ["inside"] if INTERNAL in kinds else []
+        return f"it reaches {' and '.join(said)} ({', '.join(kinds)})" if kinds else ""
 
     def to_dict(self) -> dict[str, Any]:
         """As JSON for ``--json`` listings: the summary, the items and the cautions."""
@@ -129,6 +143,16 @@ def _look_alikes(hosts: list[str], where: str = "") -> list[Caution]:
     return cautions
 
 
+def _inside(hosts: list[str], where: str = "") -> list[Caution]:
+    cautions = []
+    for host in hosts:
+        places = inside_places(host)
+        if places:
+            cautions.append(Caution(INTERNAL, f"{where}host {shown_host(host)} reaches inside: "
+                                    f"{'; '.join(places)}"))
+    return cautions
+
+
 def _route(payload: str) -> Approval:
     try:
         route = parse_route(payload)
@@ -139,7 +163,8 @@ def _route(payload: str) -> Approval:
     methods = ",".join(route.methods) or "any method"
     paths = " ".join(route.paths) or "every path"
     return Approval(TOOL_EGRESS_ALLOW, (f"{shown_host(route.host)}  {methods}  {paths}",),
-                    (*(Caution(WIDENS, reason) for reason in route.widening()), *_look_alikes([route.host])))
+                    (*(Caution(WIDENS, reason) for reason in route.widening()), *_look_alikes([route.host]),
+                     *_inside([route.host])))
 
 
 def _listed(names: list[str]) -> str:
@@ -171,6 +196,7 @@ def _routes_file(payload: str, current_file: str | None) -> Approval:
         # An address written in another form (010.0.0.1 is 8.0.0.1): named as the address it is.
         cautions += _look_alikes([address for address in addresses[line]
                                   if ipv4_readings(address) not in ([], [address])], f"line {number}: ")
+    cautions += _inside(added_hosts, "a new line's ")
     return Approval(TOOL_EGRESS_BLOCK, tuple(grants), tuple(_bounded(cautions)))
 
 
@@ -263,4 +289,4 @@ def _token(payload: str) -> Approval:
     host = str(fields["host"])
     return Approval(TOOL_EGRESS_TOKEN_ALLOW,
                     (f"a {fields['detector']} token, sent to {fields['method']} {shown_host(host)} (any path)",),
-                    tuple(_look_alikes([host])))
+                    (*_look_alikes([host]), *_inside([host])))

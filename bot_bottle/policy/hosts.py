@@ -306,6 +306,27 @@ def _named_within(name: str) -> list[tuple[str, str]]:
     return found  # each, for a rejection to compare; the caution shows the first MAX_SHOWN_PROBLEMS
 
 
+_PORT_RE = re.compile(r":[0-9]{1,5}$")
+_BRACKETED_RE = re.compile(r"\[([^\]]*)\](?::[0-9]{1,5})?")
+
+
+def without_port(host: str) -> str:
+    """``host`` without a ``:port`` (a token report's host may carry one) and an IPv6 address without its
+    brackets (``[::1]:8080`` is ::1); anything else as it is, so no character after a colon is dropped unread."""
+    bracketed = _BRACKETED_RE.fullmatch(host)
+    if bracketed is not None:
+        return bracketed.group(1)
+    return _PORT_RE.sub("", host) if host.count(":") == 1 else host
+
+
+def _is_ipv6(text: str) -> bool:
+    try:
+        ipaddress.IPv6Address(text)
+    except ValueError:
+        return False
+    return True
+
+
 def host_problems(host: str) -> list[str]:
     """Why ``host`` may not be what it looks like (empty: it is plain ASCII, without ``xn--`` labels).
 
@@ -317,7 +338,7 @@ def host_problems(host: str) -> list[str]:
     (``spelled_address``: ``169.254.169.254.nip.io``, ``localtest.me``).
     """
     problems: list[str] = []
-    bare = re.sub(r":[0-9]{1,5}$", "", host)  # a report's host may carry a port
+    bare = without_port(host)  # a report's host may carry a port, and an IPv6 address its brackets
     address, decimal = ipv4_reading(bare), _decimal_reading(bare)
     if address is not None and address != bare:
         problems.append(f"it is the IPv4 address {address} written in another form (a leading 0 is octal, 0x hex, "
@@ -330,12 +351,14 @@ def host_problems(host: str) -> list[str]:
     spelled = _spelled_problem(bare.strip().lower().rstrip("."))
     if spelled:
         problems.append(spelled)
-    odd = [_named(char, index) for index, char in enumerate(host, start=1) if char not in _PLAIN_HOST_CHARS]
+    if _is_ipv6(bare):
+        return problems  # colons, an address's own characters
+    odd = [_named(char, index) for index, char in enumerate(bare, start=1) if char not in _PLAIN_HOST_CHARS]
     if odd:
         more = f" and {len(odd) - MAX_SHOWN_PROBLEMS} more" if len(odd) > MAX_SHOWN_PROBLEMS else ""
         problems.append(f"it holds {', '.join(odd[:MAX_SHOWN_PROBLEMS])}{more}; its IDNA form (the name a client "
-                        f"that applies IDNA connects to) is {idna_form(host)}")
-    for label in re.split(f"[.{DOT_LIKE}]", host):
+                        f"that applies IDNA connects to) is {idna_form(bare)}")
+    for label in re.split(f"[.{DOT_LIKE}]", bare):
         if label[:4].lower() == "xn--":
             problem = _label_problem(label.lower())
             if problem:

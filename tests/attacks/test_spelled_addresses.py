@@ -46,11 +46,12 @@ class SpelledAddressTest(AddressFormsCase):
         self.assertIn("WARNING: look-alike", printed.stdout)
 
     def test_a_wildcard_over_a_wildcard_dns_service_widens(self) -> None:
-        """*.nip.io reads as one domain's subdomains; it is every address: flagged as widening, and a look-alike."""
+        """*.nip.io reads as one domain's subdomains; it is every address: flagged as widening, a look-alike, and
+        internal (the metadata service and this machine are among the addresses it covers)."""
         call(self.url, TOOL_EGRESS_ALLOW, {"host": "*.nip.io", "justification": "the build cache"})
         (proposal,) = self.listed()
         kinds = [w["kind"] for w in proposal["grants"]["warnings"]]
-        self.assertEqual(sorted(kinds), ["look-alike", "widens"], proposal["grants"])
+        self.assertEqual(sorted(kinds), ["internal", "look-alike", "widens"], proposal["grants"])
         self.assertIn("every address: nip.io is a wildcard DNS service", proposal["grants"]["warnings"][0]["text"])
 
     def test_a_routes_file_adding_such_a_name_says_so(self) -> None:

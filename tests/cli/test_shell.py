@@ -247,6 +247,26 @@ class PromptTest(ShellCase):
                     response = store.response(wide.id)
                 self.assertEqual(response.status if response else None, None if answer == "y" else STATUS_APPROVED)
 
+    def test_what_reaches_inside_is_approved_only_by_a_typed_yes(self) -> None:
+        """BROKE before the fix: the metadata service's address was approved by a reflex 'y', shown as a plain
+        grant. Now the prompt names where it reaches and only the whole word yes records it."""
+        with QueueStore(self.db) as store:
+            inside = store.submit("web-2", TOOL_EGRESS_ALLOW, '{"host": "169.254.169.254"}', "the cache")
+        for answer, code in (("y", "3"), ("yes", "0")):
+            with self.subTest(answer):
+                term = self.approve_in_a_terminal(inside, "type yes to record it")
+                screen = term.screen()
+                self.assertIn("it reaches inside (internal)", screen)
+                self.assertIn("metadata service", screen)
+                term.send(answer, "Enter")
+                wait_until(self.status.exists, 10, what="the command's end")
+                time.sleep(0.2)
+                self.assertEqual(self.status.read_text().strip(), code)
+                self.status.unlink()
+                with QueueStore(self.db) as store:
+                    response = store.response(inside.id)
+                self.assertEqual(response.status if response else None, None if answer == "y" else STATUS_APPROVED)
+
     def test_no_at_the_prompt_is_cancelled_and_ctrl_c_is_interrupted(self) -> None:
         """'n' records nothing and exits 3 (cancelled); Ctrl-C exits 130; 'y' records it, named back."""
         for keys, code in ((["n", "Enter"], "3"), (["C-c"], "130")):

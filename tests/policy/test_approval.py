@@ -40,6 +40,17 @@ class HostsTest(unittest.TestCase):
                 self.assertEqual(host_problems(host), [])
                 self.assertEqual(shown_host(host), host)
 
+    def test_a_port_or_brackets_are_no_look_alike_but_what_follows_them_is(self) -> None:
+        """A token report's host may carry a port, an IPv6 address its brackets: before the fix
+        ``169.254.169.254:80`` was a look-alike for its colon. A character hidden after the port is still named."""
+        for host in ("169.254.169.254:80", "pypi.org:443", "[::1]:8080", "[fd00::1]", "::1"):
+            with self.subTest(host):
+                self.assertEqual(host_problems(host), [])
+        for host, needle in (("pypi.org:443\u200b", "U+200B (ZERO WIDTH SPACE)"),
+                             ("[pyp\u0456.org]:443", "U+0456"), ("a.example:99999999", "U+003A (COLON)")):
+            with self.subTest(host):
+                self.assertIn(needle, " ".join(host_problems(host)))
+
     def test_an_xn_label_that_does_not_decode_and_one_idna_cannot_encode(self) -> None:
         self.assertIn("not a valid internationalized name", " ".join(host_problems("xn--a.org")))
         self.assertTrue(idna_form("a" * 70 + "\u0456.org").startswith("none (IDNA cannot encode it"))

@@ -150,7 +150,8 @@ def widening_page(proposal: Proposal, approval: Approval, form_fields: dict[str,
     """The second ask before an approval that widens access: the grant and why, named, and one button for it."""
     verb = "modify" if form_fields.get("status") == STATUS_MODIFIED else "approve"
     carried = "".join(hidden(name, form_fields[name]) for name in CARRIED if name in form_fields)
-    body = [f"<h1>{verb.capitalize()} {line_html(proposal.short_id)}? It reaches more than it reads as</h1>",
+    why = approval.why_asked_twice[:1].upper() + approval.why_asked_twice[1:]
+    body = [f"<h1>{verb.capitalize()} {line_html(proposal.short_id)}? {line_html(why)}</h1>",
             f"<p>bottle {line_html(proposal.queue_key)}, {line_html(proposal.tool)}. Read what it grants and why "
             "once more; nothing is recorded unless you press the button below.</p>",
             grant_section(approval, f"{verb.capitalize()} grants"),

@@ -6,8 +6,8 @@ your own diff) and ``r``/``R`` (reject, with a reason; ``R`` asks whether to
 reject the same from now on). Above each prompt stand the proposal's short
 id, bottle and tool and what approving it grants, with its badge, so no
 answer is typed for a proposal the operator is not looking at. Approving
-what widens access (or names a look-alike host) asks once more, naming the
-grant and why, and only ``yes`` records it. The decision is recorded for
+what widens access (or names a look-alike host, or reaches inside) asks
+once more, naming the grant and why, and only ``yes`` records it. The decision is recorded for
 the proposal exactly as it was shown (``decide(shown=...)``).
 """
 
@@ -95,7 +95,7 @@ class Deciding:
             return f"{verb} cancelled: nothing recorded"
         if approving and approval.needs_confirmation:
             what = "approval" if status == STATUS_APPROVED else "modification"
-            sure = self.screen.prompt(f"this {what} reaches more than it reads as: type {CONFIRM_WORD} to {verb} "
+            sure = self.screen.prompt(f"this {what}: {approval.why_asked_twice}: type {CONFIRM_WORD} to {verb} "
                                       f"{proposal.short_id}, anything else cancels: ",
                                       target_lines(proposal, approval, verb, cautions=True))
             if sure is None or sure.strip().lower() != CONFIRM_WORD:

@@ -1,0 +1,122 @@
+"""Where a host reaches that no public host is: this machine, the host machine, a cloud's metadata service, a
+private network.
+
+An agent asking for ``169.254.169.254`` asks for the cloud's metadata service,
+which hands out the machine's credentials; one asking for ``127.0.0.1`` asks
+for the sidecar's own services, and one asking for ``10.0.0.5`` for whatever
+the operator's network holds there. Such a host is what it looks like (a
+``look-alike`` warning is for one that is not), yet approving it reaches past
+the bottle's wall to the inside: ``inside_places`` says where, for an
+``internal`` caution (``policy.approval``), which asks for a typed "yes" as a
+widening does.
+
+A host is read for every address a client may connect to: as an address
+(``[fd00::1]``, or IPv4 in any of ``inet_aton``'s forms, ``0xa9fea9fe``), or
+by what its name spells or names (``169.254.169.254.nip.io``, ``localhost``,
+``host.docker.internal``, ``*.nip.io``: ``hosts.spelled_addresses``). Nothing
+is looked up in DNS: an agent's own domain could answer one address at
+approval and another at use (docs/decisions.md).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+
+from bot_bottle.policy.hosts import (
+    ANY_ADDRESS,
+    HOST_MACHINE_NAMES,
+    LOOPBACK_NAMES,
+    MAX_SHOWN_PROBLEMS,
+    NAMED_ADDRESSES,
+    ipv4_readings,
+    spelled_addresses,
+    under,
+    without_port,
+)
+
+# The metadata services of the clouds a sidecar may run in, by address: each answers any process on the
+# machine with the instance's credentials.
+METADATA_SERVICES = {
+    "169.254.169.254": "the cloud's metadata service (AWS, Google Cloud, Azure and others), which hands any "
+                       "caller the machine's credentials",
+    "fd00:ec2::254": "EC2's metadata service over IPv6, which hands any caller the machine's credentials",
+    "169.254.170.2": "ECS's task metadata service, which hands any caller the task's credentials",
+    "100.100.100.200": "Alibaba Cloud's metadata service, which hands any caller the machine's credentials",
+}
+_PRIVATE = tuple(ipaddress.ip_network(network) for network in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16",
+                                                                "fc00::/7"))
+_SHARED = ipaddress.ip_network("100.64.0.0/10")
+# The names of the sidecar's own loopback: the loopback names, and the named ones that are not the host machine's.
+_OWN_LOOPBACK = (*LOOPBACK_NAMES, *(name for name, address in NAMED_ADDRESSES.items()
+                                    if name not in HOST_MACHINE_NAMES and ipaddress.ip_address(address).is_loopback))
+# The order places are named in: the worst first, so a name spelling many addresses cannot push it out of view.
+_METADATA, _THIS_MACHINE, _HOST_MACHINE, _ANY, _LINK_LOCAL, _PRIVATE_NETWORK, _SHARED_SPACE, _RESERVED = range(8)
+
+
+def inside_places(host: str) -> list[str]:
+    """Where ``host`` reaches inside, worst first, each said in a few words (empty: nowhere a public host is not).
+
+    ``host`` as a route or a report names it: a name, a wildcard, an
+    address (IPv6 in brackets or not), with a ``:port`` or not.
+    """
+    bare = without_port(host.strip()).lower().rstrip(".")
+    places: dict[str, int] = {}
+    # host.docker.internal is listed as 127.0.0.1 (a rejection of this machine rejects it), but it is the host
+    # machine's loopback, not the sidecar's: named so, and this machine only where the name also is, is under or
+    # covers a name of the sidecar's own loopback (*.localhost covers localhost and docker.for.mac.localhost).
+    host_machine = _is_or_covers(bare, HOST_MACHINE_NAMES)
+    if host_machine:
+        places["the host machine (a container reaches its loopback by this name: bot-bottle's relay and "
+               "dashboard listen there)"] = _HOST_MACHINE
+    this_machine = not host_machine or _is_or_covers(bare, _OWN_LOOPBACK)
+    for address in _addresses(bare):
+        place = _place(address)
+        if place is not None and (place[2] != _THIS_MACHINE or this_machine):
+            reached, what, rank = place
+            # The address is named where the host is another spelling of it; "169.254.169.254: 169.254.169.254,
+            # the metadata service" would say it twice.
+            places.setdefault(what if reached in ("", bare) else f"{reached}, {what}", rank)
+    ranked = sorted(places, key=places.__getitem__)
+    return ranked[:MAX_SHOWN_PROBLEMS] + ([f"and {len(ranked) - MAX_SHOWN_PROBLEMS} more"]
+                                         if len(ranked) > MAX_SHOWN_PROBLEMS else [])
+
+
+def _is_or_covers(name: str, names: tuple[str, ...]) -> bool:
+    """Whether ``name`` is or is under one of ``names``, or is a wildcard over one (``*.docker.internal``)."""
+    return under(name, names) is not None or (name.startswith("*.") and any(n.endswith(name[1:]) for n in names))
+
+
+def _addresses(name: str) -> list[str]:
+    """Every address a client may connect to for ``name``: the address it is, or the ones it spells or names."""
+    try:
+        return [str(ipaddress.ip_address(name))]
+    except ValueError:
+        pass
+    return ipv4_readings(name) or spelled_addresses(name)
+
+
+def _place(address: str) -> tuple[str, str, int] | None:
+    """The address as a client reads it, what it is inside, and its rank (``_METADATA`` first); None for a public
+    address."""
+    if address == ANY_ADDRESS:
+        return ("", "any address at all, as the name asks (the metadata service and this machine among them)", _ANY)
+    try:
+        ip = ipaddress.ip_address(address.split("%", 1)[0])
+    except ValueError:
+        return None
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped  # ::ffff:169.254.169.254 is the IPv4 address to a dual-stack client
+    if str(ip) in METADATA_SERVICES:
+        return (str(ip), METADATA_SERVICES[str(ip)], _METADATA)
+    if ip.is_loopback or ip.is_unspecified:
+        return (str(ip), "this machine (the sidecar's own services listen on its loopback)", _THIS_MACHINE)
+    if ip.is_link_local:
+        return (str(ip), "a link-local address (where clouds put their metadata services)", _LINK_LOCAL)
+    if any(ip in network for network in _PRIVATE if network.version == ip.version):
+        return (str(ip), "a private network's address (the operator's network, a cloud's, other containers)",
+                _PRIVATE_NETWORK)
+    if isinstance(ip, ipaddress.IPv4Address) and ip in _SHARED:
+        return (str(ip), "shared address space (carrier-grade NAT, and inside clouds)", _SHARED_SPACE)
+    if not ip.is_global and not ip.is_multicast:
+        return (str(ip), "an address no public host has (reserved for special uses)", _RESERVED)
+    return None

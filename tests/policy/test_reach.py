@@ -1,0 +1,47 @@
+"""Where a host reaches inside (policy.reach): every way of writing the address, and no false alarm."""
+
+from __future__ import annotations
+
+import unittest
+
+from bot_bottle.policy.hosts import MAX_SHOWN_PROBLEMS
+from bot_bottle.policy.reach import inside_places
+
+
+class InsidePlacesTest(unittest.TestCase):
+    def test_each_form_of_an_address_inside(self) -> None:
+        """IPv6 bare, bracketed, with a zone or a port; IPv4-mapped; inet_aton's forms; a name for it."""
+        for host, needle in (("::1", "this machine"), ("[::1]:8080", "this machine"), ("::", "this machine"),
+                             ("fe80::1%eth0", "fe80::1, a link-local address"),
+                             ("[fd00:ec2::254]", "EC2's metadata service"),
+                             ("fd12:3456::1", "a private network's address"),
+                             ("::ffff:169.254.169.254", "169.254.169.254, the cloud's metadata service"),
+                             ("::ffff:a9fe:a9fe", "169.254.169.254, the cloud's metadata service"),
+                             ("0x7f.1", "127.0.0.1, this machine"), ("2130706433", "127.0.0.1, this machine"),
+                             ("127.1:22", "127.0.0.1, this machine"), ("169.254.169.254.", "the cloud's metadata"),
+                             ("LOCALHOST", "127.0.0.1, this machine"), ("*.localhost", "this machine"),
+                             ("ip6-localhost", "::1, this machine"), ("*.nip.io", "any address at all"),
+                             ("*.google.internal", "169.254.169.254"),
+                             ("*.docker.internal", "the host machine")):
+            with self.subTest(host=host):
+                places = inside_places(host)
+                self.assertTrue(places and needle in places[0], places)
+
+    def test_the_host_itself_is_not_named_twice(self) -> None:
+        self.assertEqual(inside_places("10.0.0.5"),
+                         ["a private network's address (the operator's network, a cloud's, other containers)"])
+
+    def test_the_worst_comes_first_whatever_decoys_pad_the_name(self) -> None:
+        """A name spelling many addresses: the metadata service first, the list bounded and the rest counted."""
+        name = ".".join(f"10.0.0.{n}" for n in range(1, 9)) + ".169.254.169.254.nip.io"
+        places = inside_places(name)
+        self.assertIn("the cloud's metadata service", places[0])
+        self.assertEqual(len(places), MAX_SHOWN_PROBLEMS + 1)
+        self.assertRegex(places[-1], r"^and \d+ more$")
+
+    def test_nothing_public_is_inside(self) -> None:
+        for host in ("pypi.org", "8.8.8.8", "[2606:4700::1111]", "2606:4700::1111", "1.1.1.1.nip.io",
+                     "172.32.0.1", "100.128.0.1", "224.0.0.1", "*.python.org", "a.b:443", "", "[", "::1::2",
+                     "x" * 300, "1.2.3.4.5.6"):
+            with self.subTest(host=host):
+                self.assertEqual(inside_places(host), [])
