@@ -5,7 +5,8 @@ it is for. ``approval_of`` reads it from the proposal's payload alone (the
 justification never), the way the grant itself is built
 (``policy.subjects``):
 
-- ``egress-allow``: the route's host, methods and path prefixes;
+- ``egress-allow``: the route's host, methods and path prefixes, on every
+  port (a route names none);
 - ``egress-block``: the routes file, with the hosts its new lines name and
   the ones its dropped lines named;
 - ``gitleaks-allow``: each finding's rule, file and line;
@@ -59,6 +60,8 @@ UNREADABLE = "unreadable"
 KINDS = (WIDENS, LOOK_ALIKE, INTERNAL, UNREADABLE)
 # Kinds an approval is asked for a second time for: it reaches more, or other hosts, than it reads as, or inside.
 CONFIRM_KINDS = frozenset({WIDENS, LOOK_ALIKE, INTERNAL})
+# What every route grants besides its summary: the proxy matches a request's host without its port.
+ANY_PORT = "on every port (a route names no port)"
 # A routes file can name thousands of hosts and lines: the first ones are listed, and how many more.
 MAX_LISTED = 12
 
@@ -162,7 +165,9 @@ def _route(payload: str) -> Approval:
                                  "nothing"), *_look_alikes(hosts_in_text(payload))))
     methods = ",".join(route.methods) or "any method"
     paths = " ".join(route.paths) or "every path"
-    return Approval(TOOL_EGRESS_ALLOW, (f"{shown_host(route.host)}  {methods}  {paths}",),
+    # The summary is the route as the agent wrote it; the port it leaves open is said under it, where a request
+    # to the host's SSH or database port would otherwise pass for the web server the operator had in mind.
+    return Approval(TOOL_EGRESS_ALLOW, (f"{shown_host(route.host)}  {methods}  {paths}", ANY_PORT),
                     (*(Caution(WIDENS, reason) for reason in route.widening()), *_look_alikes([route.host]),
                      *_inside([route.host])))
 
