@@ -139,10 +139,11 @@ def _address(values: list[int]) -> str | None:
 # DNS rebinding services answer with one address, then another: rbndr.us with two hex ones
 # (a9fea9fe.08080808.rbndr.us), 1u.ms with dotted ones (make-8.8.8.8-rebind-169.254.169.254-rr.1u.ms).
 WILDCARD_DNS = ("nip.io", "sslip.io", "xip.io", "traefik.me", "backname.io", "pod.cluster.local", "rbndr.us",
-                "1u.ms")
+                "1u.ms", "local-ip.co")
 # Names public DNS answers, with every name under them, with the loopback address (RFC 6761's localhost, and
 # services kept for local development).
-LOOPBACK_NAMES = ("localhost", "localtest.me", "lvh.me", "vcap.me", "localho.st")
+LOOPBACK_NAMES = ("localhost", "localtest.me", "lvh.me", "vcap.me", "localho.st", "local.gd", "localhost.direct",
+                  "lacolhost.com")
 # Names that resolve to an address of their own where a sidecar runs: a container's or a distribution's
 # /etc/hosts (Docker writes ip6-localhost and ip6-loopback into every container's), and the cloud's metadata
 # service by name (GCE's resolver answers metadata.google.internal, and metadata through its search domain;

@@ -231,9 +231,10 @@ class PromptTest(ShellCase):
 
     def test_what_widens_is_approved_only_by_a_typed_yes(self) -> None:
         """BROKE before the fix: a wildcard over every .com name was approved by a reflex 'y', where the TUI and
-        the dashboard ask once more. Now the prompt names why and only the whole word yes records it."""
+        the dashboard ask once more. Now the prompt names why and only the whole word yes records it. (*.co.uk:
+        *.com now also covers lacolhost.com, a loopback name, and its prompt names all three badges.)"""
         with QueueStore(self.db) as store:
-            wide = store.submit("web-2", TOOL_EGRESS_ALLOW, '{"host": "*.com"}', "all of them")
+            wide = store.submit("web-2", TOOL_EGRESS_ALLOW, '{"host": "*.co.uk"}', "all of them")
         for answer, code in (("y", "3"), ("yes", "0")):
             with self.subTest(answer):
                 term = self.approve_in_a_terminal(wide, "type yes to record it")

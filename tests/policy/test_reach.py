@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import unittest
 
-from bot_bottle.policy.hosts import MAX_SHOWN_PROBLEMS
+from bot_bottle.policy.hosts import MAX_SHOWN_PROBLEMS, spelled_addresses
 from bot_bottle.policy.reach import inside_places
 
 
@@ -26,6 +26,17 @@ class InsidePlacesTest(unittest.TestCase):
             with self.subTest(host=host):
                 places = inside_places(host)
                 self.assertTrue(places and needle in places[0], places)
+
+    def test_more_loopback_and_wildcard_dns_services(self) -> None:
+        """Public services for local development answer every name under them with 127.0.0.1 (local.gd,
+        localhost.direct, lacolhost.com), and local-ip.co with the address a name spells (hex too): before,
+        app.local.gd was a plain host on every screen, and *.local-ip.co no wildcard over every address."""
+        for host in ("app.local.gd", "admin.localhost.direct", "x.lacolhost.com", "LOCAL.GD."):
+            with self.subTest(host=host):
+                self.assertEqual(spelled_addresses(host), ["127.0.0.1"])
+                self.assertIn("this machine", inside_places(host)[0])
+        self.assertEqual(spelled_addresses("c0a80101.my.local-ip.co"), ["192.168.1.1"])
+        self.assertIn("any address", inside_places("*.local-ip.co")[0])
 
     def test_the_host_itself_is_not_named_twice(self) -> None:
         self.assertEqual(inside_places("10.0.0.5"),

@@ -59,7 +59,8 @@ class InboxTest(BrowserCase):
             "routes": ("routes file: adds pypi\\u2024org, *.compute.amazonaws.com", ["widens", "look-alike"]),
             "fake-route": ("*.readthedocs.io  any method  every path", ["widens"]),
             "token": ("a github-pat token, sent to POST xn--pyp-lhd.org (any path)", ["look-alike"]),
-            "html": ("*.com  any method  every path", ["widens"]),
+            # *.com covers lacolhost.com too, whose every name is 127.0.0.1.
+            "html": ("*.com  any method  every path", ["widens", "look-alike", "internal"]),
         }
         for name, (grants, badges) in expected.items():
             with self.subTest(name):
