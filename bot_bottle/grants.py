@@ -347,17 +347,17 @@ class GrantStore(DatabaseUser):
         validate_text("reason", reason, max_bytes=MAX_TEXT_BYTES, required=True)
         with AuditStore.recording(self.db) as log:
             rule = rule_from_row(_one(log.conn, "rules", _RULE_COLUMNS.replace("r.", "t."), prefix, "rule"))
-            now = utc_now()
-            if not rule.live(now):
+            if not rule.live(utc_now()):
                 raise AlreadyEnded(f"rule {rule.short_id} is not in force (revoked or ended): nothing to revoke")
-            entry = log.append(AuditEntry(
-                queue_key=rule.queue_key or ALL_BOTTLES, action=ACTION_RULE_REVOKED, actor=revoked_by, tool=rule.tool,
-                notes=reason, details={"rule": rule.id, "revoked_at": now}), ts=now)
-            log.conn.execute(
-                "UPDATE rules SET revoked_at = :now, revoked_by = :by, revoke_reason = :reason, revoke_seq = :seq "
-                "WHERE id = :id", {"now": now, "by": revoked_by, "reason": reason, "seq": entry.seq, "id": rule.id})
-        return Rule(**{**rule.__dict__, "revoked_at": now, "revoked_by": revoked_by, "revoke_reason": reason,
-                       "revoke_seq": entry.seq})
+            return _revoke_rule_in(log, rule, reason, revoked_by)
+
+    def revoke_kept_rule(self, rule: Rule, reason: str, *, revoked_by: str) -> Rule:
+        """End ``rule``, a standing rejection the audit log keeps in force whose row in the file is missing, ended
+        or changed (``standing.rules_in_force``): its ``rule-revoked`` entry, which ends it as the log is read,
+        and the row, where there is one, marked revoked too."""
+        validate_text("reason", reason, max_bytes=MAX_TEXT_BYTES, required=True)
+        with AuditStore.recording(self.db) as log:
+            return _revoke_rule_in(log, rule, reason, revoked_by)
 
     def pending_ttl(self) -> int:
         """How long a proposal filed now may wait for the operator, in seconds."""
@@ -380,6 +380,22 @@ class GrantStore(DatabaseUser):
                 "set_by = excluded.set_by, audit_seq = excluded.audit_seq",
                 {"name": SETTING_PENDING_TTL, "value": str(seconds), "now": now, "by": set_by, "seq": entry.seq})
         return seconds
+
+
+def _revoke_rule_in(log: AuditRecorder, rule: Rule, reason: str, revoked_by: str) -> Rule:
+    """``rule`` revoked now in ``log``'s transaction: its ``rule-revoked`` entry, and its row (if any) marked."""
+    now = utc_now()
+    entry = log.append(AuditEntry(
+        queue_key=rule.queue_key or ALL_BOTTLES, action=ACTION_RULE_REVOKED, actor=revoked_by, tool=rule.tool,
+        notes=reason, details={"rule": rule.id, "revoked_at": now}), ts=now)
+    log.conn.execute(
+        # A row already marked revoked (a sidecar can write one) keeps its mark: a row is revoked once, and the
+        # entry is what the log's reading honours.
+        "UPDATE rules SET revoked_at = :now, revoked_by = :by, revoke_reason = :reason, revoke_seq = :seq "
+        "WHERE id = :id AND revoked_at IS NULL",
+        {"now": now, "by": revoked_by, "reason": reason, "seq": entry.seq, "id": rule.id})
+    return Rule(**{**rule.__dict__, "revoked_at": now, "revoked_by": revoked_by, "revoke_reason": reason,
+                   "revoke_seq": entry.seq})
 
 
 def _one(conn: sqlite3.Connection, table: str, columns: str, prefix: str, what: str) -> tuple[Any, ...]:

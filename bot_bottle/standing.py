@@ -25,6 +25,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from bot_bottle.audit.anchor import Anchor, read_anchor
@@ -33,6 +34,7 @@ from bot_bottle.audit.forensics import revocations, rule_problem
 from bot_bottle.audit.seal import load_key
 from bot_bottle.audit_store import AuditRecorder, AuditStore
 from bot_bottle.connection import database_path
+from bot_bottle.db import DatabaseUser
 from bot_bottle.decisions import expire_in, expired_due, record_decision_in
 from bot_bottle.errors import AlreadyDecided, BotBottleError, NotFound, ProposalExpired, ValidationError
 from bot_bottle.file_watch import FileWatch
@@ -142,6 +144,39 @@ def standing_rules(conn: sqlite3.Connection, now: str, proofs: RuleProofs) -> li
     rejections whose rows the file lost or changed (``logged_rejections``)."""
     rules = proofs.proven(conn, all_live_rules_in(conn, now))
     return rules + proofs.proven(conn, logged_rejections(conn, now, {rule.id for rule in rules}))
+
+
+@dataclass(frozen=True)
+class RuleInForce:
+    """A rule as the operator's list shows it: the rule, whether it decides anything, and, where the file and
+    the audit log disagree, what each says (empty: they agree)."""
+
+    rule: Rule
+    decides: bool
+    note: str = ""
+
+
+def rules_in_force(store: DatabaseUser) -> list[RuleInForce]:
+    """Every rule in force as the keeper decides with them (``standing_rules``), newest first, and the file's
+    rows in force that decide nothing, each with why.
+
+    A sidecar can write the file but not the log: a standing rejection whose
+    row it deleted, ended or rewrote still decides, from its sealed entry, and
+    a row it wrote decides nothing. The list shows both as they are, so the
+    operator can see, and revoke, what really decides.
+    """
+    now = utc_now()
+    proofs = RuleProofs()
+    with store.db.read() as conn:
+        rows = all_live_rules_in(conn, now)
+        proven = proofs.proven(conn, rows)
+        logged = proofs.proven(conn, logged_rejections(conn, now, {rule.id for rule in proven}))
+    found = [RuleInForce(rule, True) for rule in proven]
+    found += [RuleInForce(rule, True, "kept by the audit log: its row in the file is missing, ended or changed")
+              for rule in logged]
+    found += [RuleInForce(rule, False, f"decides nothing: {proofs.unproven[rule.id]}")
+              for rule in rows if rule.id in proofs.unproven]
+    return sorted(found, key=lambda shown: (str(shown.rule.created_at), shown.rule.id), reverse=True)
 
 
 def matching_rule(conn: sqlite3.Connection, proposal: Proposal, now: str,

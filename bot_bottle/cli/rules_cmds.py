@@ -11,7 +11,7 @@ from bot_bottle.cli.grants_cmds import ended_lines, rule_json
 from bot_bottle.cli.inbox import apply_standing
 from bot_bottle.cli.registry import summary
 from bot_bottle.decisions import default_decider
-from bot_bottle.errors import ValidationError
+from bot_bottle.errors import AlreadyEnded, NotFound, ValidationError
 from bot_bottle.grant_records import rule_decider
 from bot_bottle.grants import GrantStore
 from bot_bottle.policy.hosts import host_problems
@@ -21,6 +21,7 @@ from bot_bottle.policy.routes import make_route
 from bot_bottle.policy.subjects import describe_subject
 from bot_bottle.queue_store import QueueStore
 from bot_bottle.records import EFFECT_APPROVE, EFFECT_REJECT, SHORT_ID_LENGTH, TOOL_EGRESS_ALLOW
+from bot_bottle.standing import RuleInForce, rules_in_force
 from bot_bottle.timestamps import later, parse_duration, spell_duration, time_left, utc_now
 
 _NAMED = 8  # proposals a new rule decided at once, named by id; the rest counted
@@ -44,21 +45,30 @@ made when deciding: 'proposals approve ID --remember bottle|all'.
 """
 
 def cmd_rules_list(args: argparse.Namespace) -> int:
-    """Rules in force (every one with ``--all``), newest first."""
+    """Rules in force as they decide (every one with ``--all``), newest first; where the file and the audit log
+    disagree, what decides is listed and said (``standing.rules_in_force``)."""
     now = utc_now()
     with GrantStore(db_path(args)) as store:
-        rules = store.rules(include_ended=args.all)
+        shown = rules_in_force(store)
+        if args.all:  # then the file's ended and revoked rules, its history
+            listed = {item.rule.id for item in shown}
+            shown += [RuleInForce(rule, False) for rule in store.rules(include_ended=True)
+                      if rule.id not in listed and not rule.live(now)]
     if args.json:
-        print_json([rule_json(r, now) for r in rules])
+        print_json([{**rule_json(item.rule, now), "decides": item.decides, "note": item.note} for item in shown])
         return 0
-    if not rules:
+    if not shown:
         print("no rules" + ("" if args.all else " in force"))
         return 0
+    rules = [item.rule for item in shown]
     print_table(["ID", "BOTTLE", "TOOL", "EFFECT", "SUBJECT", "LEFT", "NOTES"],
                 [[r.short_id, r.queue_key or "(every bottle)", r.tool, r.effect,
                   describe_subject(r.tool, r.subject_value) + (" (pattern)" if r.pattern else ""),
                   time_left(now, r.ends_at) if r.live(now) else ("revoked" if r.revoked_at else "ended"), r.notes]
                  for r in rules], page=True)
+    notes = [f"WARNING: rule {item.rule.short_id}: {item.note}" for item in shown if item.note]
+    if notes:  # a sidecar wrote the file: what decides is the log's word, and 'audit verify' says more
+        print_untrusted([*notes, "('bot-bottle audit verify' says more; 'rules revoke ID' ends a rule the log keeps)"])
     return 0
 
 
@@ -131,7 +141,15 @@ def _decided_now(path: Path, rule_id: str) -> list[str]:
 def cmd_rules_revoke(args: argparse.Namespace) -> int:
     """End a rule now, with a reason (audited)."""
     with GrantStore(db_path(args)) as store:
-        rule = store.revoke_rule(args.id, args.reason, revoked_by=default_decider())
+        try:
+            rule = store.revoke_rule(args.id, args.reason, revoked_by=default_decider())
+        except (NotFound, AlreadyEnded) as exc:
+            # A standing rejection whose row a sidecar deleted or ended still decides, from the log: ended here.
+            kept = [item.rule for item in rules_in_force(store)
+                    if item.note and item.decides and item.rule.id.startswith(args.id.strip().lower())]
+            if len(kept) != 1:
+                raise exc from None
+            rule = store.revoke_kept_rule(kept[0], args.reason, revoked_by=default_decider())
     if args.json:
         print_json(rule_json(rule, utc_now()))
     else:

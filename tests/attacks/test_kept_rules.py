@@ -1,0 +1,92 @@
+"""What decides, shown and ended: standing rules whose rows a sidecar deleted, ended or forged.
+
+A sidecar on the mount can write the database file but not the sealed
+audit log, so a standing rejection whose row it deletes or marks revoked
+still decides, from its logged entry (``standing.logged_rejections``), and
+a rule row it writes decides nothing. Before the fix next to these tests,
+measured with the operator's real command line: after the sidecar deleted
+the row of the operator's rejection of pastebin.com, ``rules list`` said
+"no rules in force" while every proposal for pastebin.com was still
+rejected "by standing rule" whose id no command knew, and ``rules revoke``
+refused it ("no rule id starts with ..."); with the row marked revoked
+instead, ``rules revoke`` said it was "not in force" while it rejected; and
+a forged approving row was listed as in force. Now the list shows what
+decides, says where the file and the log disagree, and revoke ends the rule
+the log keeps.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+
+from bot_bottle.records import STATUS_REJECTED, TOOL_EGRESS_ALLOW
+from bot_bottle.standing import keep
+from tests.helpers.host_grants import HostGrantsCase
+
+
+class KeptRulesTest(HostGrantsCase):
+    def setUp(self) -> None:
+        super().setUp()
+        self.cli("db", "upgrade")
+        added = json.loads(self.cli("rules", "add", "--all-bottles", "--host", "pastebin.com", "--reject",
+                                    "--notes", "no paste sites", "--json"))
+        self.rule_id = str(added["id"])
+        self.asks = 0
+
+    def rejected_now(self) -> bool:
+        """Whether the agent's next ask for pastebin.com is rejected by a standing rule, as the keeper decides."""
+        self.asks += 1  # each ask its own path: an identical pending one would be the same proposal
+        proposal = self.store.submit("web-1", TOOL_EGRESS_ALLOW,
+                                     json.dumps({"host": "pastebin.com", "paths": [f"/p{self.asks}/"]}), "paste")
+        keep(self.store)
+        response = self.store.response(proposal.id)
+        return response is not None and response.status == STATUS_REJECTED
+
+    def listed(self) -> list[dict[str, object]]:
+        listing: list[dict[str, object]] = json.loads(self.cli("rules", "list", "--json"))
+        return listing
+
+    def assert_shown_and_revocable(self) -> None:
+        self.assertTrue(self.rejected_now(), "the log keeps the rejection in force")
+        (shown,) = self.listed()
+        self.assertEqual((shown["id"], shown["decides"]), (self.rule_id, True))
+        self.assertIn("kept by the audit log", str(shown["note"]))
+        table = self.cli("rules", "list")
+        self.assertIn(self.rule_id[:8], table)
+        self.assertIn(f"WARNING: rule {self.rule_id[:8]}: kept by the audit log", table)
+        self.assertIn("revoked rule", self.cli("rules", "revoke", self.rule_id[:8], "--reason", "paste is fine now"))
+        self.assertFalse(self.rejected_now(), "revoked: the next ask waits for the operator")
+        self.assertEqual(self.listed(), [])
+        verified = self.run_cli("audit", "verify")  # what the sidecar did to the file stays named
+        self.assertNotEqual(verified.returncode, 0)
+        self.assertIn(f"rule {self.rule_id}", verified.stderr)
+
+    def test_a_rejection_whose_row_was_deleted_is_listed_and_revoked(self) -> None:
+        self.raw("DROP TRIGGER rules_no_delete")  # the sidecar's own file: its triggers are no wall
+        self.raw("DELETE FROM rules WHERE id = :id", {"id": self.rule_id})
+        self.assert_shown_and_revocable()
+
+    def test_a_rejection_whose_row_was_marked_revoked_is_listed_and_revoked(self) -> None:
+        self.raw("UPDATE rules SET revoked_at = '2026-01-01T00:00:00.000000Z', revoked_by = 'sidecar', "
+                 "revoke_reason = 'x' WHERE id = :id", {"id": self.rule_id}, unchecked=True)
+        self.assert_shown_and_revocable()
+
+    def test_a_forged_rule_row_is_listed_as_deciding_nothing(self) -> None:
+        forged = secrets.token_hex(16)
+        self.raw("INSERT INTO rules (id, queue_key, tool, subject, subject_sha256, pattern, effect, notes, "
+                 "created_at, ends_at, created_by, audit_seq) SELECT :id, 'web-1', tool, "
+                 "'{\"host\": \"evil.example\", \"methods\": [], \"paths\": []}', subject_sha256, 0, 'approve', "
+                 "'looks fine', created_at, '2099-01-01T00:00:00.000000Z', created_by, 999999 FROM rules "
+                 "WHERE id = :real", {"id": forged, "real": self.rule_id})
+        shown = {str(item["id"]): item for item in self.listed()}
+        self.assertTrue(shown[self.rule_id]["decides"])
+        self.assertFalse(shown[forged]["decides"])
+        self.assertIn("decides nothing", str(shown[forged]["note"]))
+        self.assertIn(f"WARNING: rule {forged[:8]}: decides nothing", self.cli("rules", "list"))
+
+    def test_an_unknown_id_is_still_one_clear_error(self) -> None:
+        done = self.run_cli("rules", "revoke", "abcdef12", "--reason", "x")
+        self.assertNotEqual(done.returncode, 0)
+        self.assertIn("no rule id starts with 'abcdef12'", done.stderr)
+        self.assertTrue(self.rejected_now())
