@@ -7,8 +7,9 @@ reject the same from now on). Above each prompt stand the proposal's short
 id, bottle and tool and what approving it grants, with its badge, so no
 answer is typed for a proposal the operator is not looking at. Approving
 what widens access (or names a look-alike host, or reaches inside) asks
-once more, naming the grant and why, and only ``yes`` records it. The decision is recorded for
-the proposal exactly as it was shown (``decide(shown=...)``).
+once more, naming the grant and why, and only ``yes`` records it. The
+decision is recorded for the proposal exactly as it was shown
+(``decide(shown=...)``).
 """
 
 from __future__ import annotations
