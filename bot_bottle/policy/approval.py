@@ -29,6 +29,7 @@ this, before anything the agent wrote.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -183,6 +184,9 @@ def _routes_file(payload: str, current_file: str | None) -> Approval:
     kept, gone = set(before), set(lines)
     addresses = {line: addresses_in_text(line) for line in {*lines, *before}}  # each line read for them once
     added_hosts = _hosts_of((line for line in lines if line not in kept), addresses)
+    # What a YAML or JSON reader reads across lines: a value continued by a trailing backslash, or standing on
+    # the line after its host key or in a hosts list one item a line; new where any line it is read from is.
+    added_hosts += [host for host in _read_across_lines(lines, kept) if host not in added_hosts]
     dropped_hosts = [host for host in _hosts_of((line for line in before if line not in gone), addresses)
                      if host not in added_hosts]
     if added_hosts:
@@ -243,10 +247,62 @@ def _hosts_read(lines: list[str], index: int) -> list[str]:
 def _hosts_of(lines: Any, addresses: dict[str, list[str]]) -> list[str]:
     found: dict[str, None] = {}
     for line in lines:
-        for host in (*hosts_in_text(line), *(hosts_in_text(decoded_escapes(line)) if "\\" in line else ()),
-                     *addresses[line]):
+        decoded = decoded_escapes(line) if "\\" in line else line
+        for host in (*hosts_in_text(line), *addresses[line],
+                     *((*hosts_in_text(decoded), *addresses_in_text(decoded)) if decoded != line else ())):
             found.setdefault(host, None)
     return list(found)
+
+
+# A line that ends with a host key ("host:", '"hosts":', "host: &h !!str >-"): its value stands on the next line.
+_HOST_KEY_END_RE = re.compile(r"""\bhosts?\b["']?\s*[:=]\s*(?:[&!][^\s"']{0,64}\s*){0,2}(?:[>|][-+0-9]{0,2})?\s*"""
+                              r"(?:#.*)?$", re.IGNORECASE)
+# A line that opens a hosts list and does not close it: its items stand on the lines after, one a line.
+_HOST_LIST_OPEN_RE = re.compile(r"""\bhosts?\b["']?\s*[:=]\s*(?:[&!][^\s"']{0,64}\s*){0,2}\[[^\]]*$""",
+                                re.IGNORECASE)
+
+
+def _read_across_lines(lines: list[str], kept: set[str]) -> list[str]:
+    """The hosts a YAML or JSON reader reads over more than one line of ``lines``, where one of those lines is
+    new (not in ``kept``): a double-quoted value continued by a trailing backslash (``"169.254.\\`` then
+    ``169.254"``, read whole with its escapes decoded), and an address alone on the line after a host key
+    (``host:`` then ``2852039166``) or in a hosts list written one item a line. Each line is read once."""
+    found: dict[str, None] = {}
+    index, list_end = 0, 0
+    while index < len(lines):
+        line = lines[index]
+        if line.endswith("\\"):  # a run of continued lines, read whole from its first
+            end = index
+            while end + 1 < len(lines) and lines[end].endswith("\\"):
+                end += 1
+            run = lines[index:end + 1]
+            if any(part not in kept for part in run):
+                joined = decoded_escapes("".join(part.lstrip(" \t").removesuffix("\\") for part in run))
+                for host in (*hosts_in_text(joined), *addresses_in_text(joined)):
+                    found.setdefault(host, None)
+            index = end + 1
+            continue
+        values: range = range(0)
+        if _HOST_LIST_OPEN_RE.search(line) and index >= list_end:  # each list's items read once
+            list_end = index + 1
+            while list_end < len(lines) and "]" not in lines[list_end]:
+                list_end += 1
+            values = range(index + 1, min(list_end + 1, len(lines)))
+        elif _HOST_KEY_END_RE.search(line):  # the value on the next line that holds anything
+            following = next((at for at in range(index + 1, len(lines)) if lines[at].strip()), index)
+            values = range(index + 1, following + 1)
+        for value in values:
+            if line not in kept or lines[value] not in kept:
+                found.update(dict.fromkeys(_alone_address(lines[value])))
+        index += 1
+    return list(found)
+
+
+def _alone_address(line: str) -> list[str]:
+    """The IPv4 address (in any of its forms) ``line`` holds alone, as a value or list item stands: quoted or
+    not, a list's trailing comma or closing bracket aside, read as written and with its escapes decoded."""
+    value = line.strip().removeprefix("- ").split("]", 1)[0].strip().removesuffix(",").strip().strip("\"'")
+    return [text for text in dict.fromkeys((value, decoded_escapes(value))) if ipv4_readings(text)]
 
 
 def _bounded(cautions: list[Caution]) -> list[Caution]:

@@ -146,13 +146,14 @@ LOOPBACK_NAMES = ("localhost", "localtest.me", "lvh.me", "vcap.me", "localho.st"
                   "lacolhost.com")
 # Names that resolve to an address of their own where a sidecar runs: a container's or a distribution's
 # /etc/hosts (Docker writes ip6-localhost and ip6-loopback into every container's), and the cloud's metadata
-# service by name (GCE's resolver answers metadata.google.internal, and metadata through its search domain;
-# EC2's instance-data).
+# service by name (GCE's resolver answers metadata.google.internal and metadata.goog, and metadata through its
+# search domain; EC2's instance-data; IBM Cloud's api.metadata.cloud.ibm.com; Tencent Cloud's).
 NAMED_ADDRESSES = {"localhost.localdomain": "127.0.0.1", "localhost4": "127.0.0.1",
                    "localhost4.localdomain4": "127.0.0.1", "localhost6": "::1", "localhost6.localdomain6": "::1",
                    "ip6-localhost": "::1", "ip6-loopback": "::1", "metadata.google.internal": "169.254.169.254",
                    "metadata": "169.254.169.254", "instance-data": "169.254.169.254",
-                   "instance-data.ec2.internal": "169.254.169.254"}
+                   "instance-data.ec2.internal": "169.254.169.254", "metadata.goog": "169.254.169.254",
+                   "api.metadata.cloud.ibm.com": "169.254.169.254", "metadata.tencentyun.com": "169.254.0.23"}
 # Names a container reaches the machine it runs on by: bot-bottle's docker backend maps host.docker.internal
 # into each container (the relay listens there), Docker Desktop forwards it to the host's loopback, podman has
 # host.containers.internal. As this machine, a rejection of 127.0.0.1 is one of them.

@@ -72,7 +72,8 @@ class ApprovalTest(unittest.TestCase):
         for host in ("*.com", "*.readthedocs.io", "*.compute.amazonaws.com", "*.co.uk"):
             with self.subTest(host):
                 approval = approval_of(TOOL_EGRESS_ALLOW, json.dumps({"host": host}))
-                # *.com also covers lacolhost.com, whose every name is 127.0.0.1: named as that too.
+                # *.com covers lacolhost.com (every name 127.0.0.1) and the names IBM's and Tencent's clouds answer
+                # with their metadata service's address: named as those too.
                 self.assertEqual(approval.kinds, (WIDENS, LOOK_ALIKE, INTERNAL) if host == "*.com" else (WIDENS,))
                 self.assertTrue(approval.needs_confirmation)
                 self.assertIn(f"every name under .{host[2:]}", approval.cautions[0].text)

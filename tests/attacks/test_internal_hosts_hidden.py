@@ -1,0 +1,131 @@
+"""Hosts that reach inside and were still shown as plain grants (review 14).
+
+Measured before the fixes next to these tests, with the agent's real sidecar
+and the operator's real command line:
+
+- a routes file naming the metadata service with a YAML or JSON escape in
+  the address (``"169.254.169.\\x32\\x35\\x34"``, ``"\\u0031\\u0036\\u0039.254.169.254"``),
+  continued over two lines with a trailing backslash (``"169.254.\\`` then
+  ``169.254"``), or in another IPv4 form on the line after its host key
+  (``host:`` then ``2852039166``, YAML's value on the next line or a ``>-``
+  block scalar) was summed up as "names no new host" (or "adds
+  u0039.254.169.254"), with no warning and no typed yes: a YAML or JSON
+  reader reads 169.254.169.254 in each;
+- a token report sent to an IPv6 address that embeds the metadata service's
+  (NAT64's ``[64:ff9b::a9fe:a9fe]``, the local-use NAT64 prefix's
+  ``[64:ff9b:1::a9fe:a9fe]``, SIIT's ``[::ffff:0:a9fe:a9fe]``, 6to4's
+  ``[2002:a9fe:a9fe::]``) was shown as a plain grant, and approving it let
+  the token through to that host;
+- the cloud's metadata service by its other names (GCE's ``metadata.goog``,
+  IBM Cloud's ``api.metadata.cloud.ibm.com``, Tencent Cloud's
+  ``metadata.tencentyun.com``) and Azure's platform address 168.63.129.16
+  (the WireServer: its agent's configuration and extension settings) were
+  plain grants.
+"""
+
+from __future__ import annotations
+
+import json
+
+from bot_bottle.decisions import decide
+from bot_bottle.grants import GrantStore
+from bot_bottle.policy.approval import INTERNAL, approval_of
+from bot_bottle.queue_store import QueueStore
+from bot_bottle.records import STATUS_APPROVED, TOOL_EGRESS_ALLOW, TOOL_EGRESS_BLOCK, TOOL_EGRESS_TOKEN_ALLOW
+from bot_bottle.sidecar.egress import EgressGrants, request_token_override
+from tests.attacks.test_address_forms import AddressFormsCase
+from tests.attacks.test_standing_rejections import call
+
+# Each routes file, and the address a YAML or JSON reader reads in it.
+HIDDEN_ROUTES = {
+    'routes:\n  - host: "169.254.169.\\x32\\x35\\x34"\n': "169.254.169.254",
+    '{"routes": [{"host": "\\u0031\\u0036\\u0039.254.169.254"}]}\n': "169.254.169.254",
+    'routes:\n  - host: "\\u0031\\u0030.0.0.5"\n': "10.0.0.5",
+    'routes:\n  - host: "169.254.\\\n      169.254"\n': "169.254.169.254",
+    'routes:\n  - host:\n      "2852039166"\n': "169.254.169.254",
+    'routes:\n  - host:\n      169.254.43518\n': "169.254.169.254",
+    'routes:\n  - host: >-\n      0xa9fea9fe\n': "169.254.169.254",
+    '{"routes": [{"hosts": [\n  "pypi.org",\n  "2852039166"\n]}]}\n': "169.254.169.254",
+}
+# Token reports' hosts, and the address each embeds.
+EMBEDDED = {"[64:ff9b::a9fe:a9fe]": "169.254.169.254", "[64:ff9b:1::a9fe:a9fe]": "169.254.169.254",
+            "[::ffff:0:a9fe:a9fe]": "169.254.169.254", "[2002:a9fe:a9fe::]": "169.254.169.254",
+            "[64:ff9b::a00:5]": "10.0.0.5"}
+NAMES = {"metadata.goog": "169.254.169.254", "api.metadata.cloud.ibm.com": "169.254.169.254",
+         "metadata.tencentyun.com": "169.254.0.23", "168.63.129.16": "Azure's platform address"}
+TOKEN = "ghp_" + "Hd8sK2mQ9wE4rT7yU1iO3pA6sD5fG0hJ2kL8"
+
+
+def internal(approval_warnings: list[dict[str, str]]) -> list[str]:
+    return [warning["text"] for warning in approval_warnings if warning["kind"] == INTERNAL]
+
+
+class HiddenInsideHostsTest(AddressFormsCase):
+    def test_a_routes_file_hiding_the_address_says_where_it_reaches(self) -> None:
+        for routes in HIDDEN_ROUTES:
+            filed = call(self.url, TOOL_EGRESS_BLOCK, {"routes_file": routes, "justification": "the docs"})
+            self.assertEqual(filed["status"], "pending", filed)
+        listed = {p["id"]: p for p in self.listed()}
+        self.assertEqual(len(listed), len(HIDDEN_ROUTES))
+        with QueueStore() as store:
+            payloads = {proposal.id: proposal.payload for proposal in store.pending("web-1")}
+        for proposal_id, proposal in listed.items():
+            address = HIDDEN_ROUTES[payloads[proposal_id]]
+            with self.subTest(routes=payloads[proposal_id]):
+                self.assertNotIn("names no new host", proposal["grants"]["summary"])
+                warnings = internal(proposal["grants"]["warnings"])
+                self.assertTrue(any(f"{address}" in text for text in warnings), proposal["grants"])
+                self.assertTrue(approval_of(TOOL_EGRESS_BLOCK, payloads[proposal_id], None).needs_confirmation)
+
+    def test_a_kept_first_line_does_not_hide_a_new_continuation(self) -> None:
+        """The first line of a continued value kept from the current file, its new second line finishing the
+        address: still a new line's host."""
+        current = 'routes:\n  - host: "169.254.\\\n      1.1"\n'
+        routes = 'routes:\n  - host: "169.254.\\\n      169.254"\n'
+        approval = approval_of(TOOL_EGRESS_BLOCK, routes, current)
+        self.assertIn(INTERNAL, approval.kinds, approval)
+
+    def test_a_token_sent_to_an_address_embedding_one_inside(self) -> None:
+        """Filed by the sidecar's DLP hold; listed as internal, naming the embedded address; approved (by
+        digest, as a script), the grant lets the token through to that host."""
+        with QueueStore() as sidecar:
+            bottle = sidecar.for_bottle("web-1")
+            grants = EgressGrants(bottle, ttl=0)
+            for host in EMBEDDED:
+                self.assertFalse(request_token_override(
+                    bottle, grants, host=host, method="GET", path="/latest/meta-data/", detector="github-pat",
+                    context=f"token {TOKEN}", value=TOKEN, timeout=0, poll_interval=0.05))
+            shown = {p["grants"]["summary"].split(" sent to GET ")[1].removesuffix(" (any path)"): p
+                     for p in self.listed()}
+            self.assertEqual(set(shown), set(EMBEDDED))
+            for host, address in EMBEDDED.items():
+                with self.subTest(host=host):
+                    warnings = internal(shown[host]["grants"]["warnings"])
+                    self.assertTrue(warnings and address in warnings[0], shown[host]["grants"])
+            nat64 = shown["[64:ff9b::a9fe:a9fe]"]["id"]
+            decide(nat64, STATUS_APPROVED, "the build's", store=sidecar)
+            self.assertTrue(grants.allows_token(TOKEN, host="[64:ff9b::a9fe:a9fe]", method="GET"))
+            self.assertEqual(len(GrantStore(database=sidecar.db).listing()), 1)
+
+    def test_the_metadata_service_by_its_other_names(self) -> None:
+        for host in NAMES:
+            filed = call(self.url, TOOL_EGRESS_ALLOW, {"host": host, "justification": "the build cache"})
+            self.assertEqual(filed["status"], "pending", filed)
+        shown = {p["grants"]["summary"].split()[0]: p for p in self.listed()}
+        for host, needle in NAMES.items():
+            with self.subTest(host=host):
+                warnings = internal(shown[host]["grants"]["warnings"])
+                self.assertTrue(warnings and needle in warnings[0], shown[host]["grants"])
+        listed = self.run_cli("proposals", "list")
+        self.assertRegex(listed.stdout, r"\[look-alike,internal\] metadata\.goog  any method  every path")
+
+    def test_no_false_alarm_on_numbers_that_are_no_host(self) -> None:
+        """A port, a timeout or a version alone on the line after another key is no address."""
+        routes = ('routes:\n  - host: pypi.org\n    ports:\n      443\n    timeout: >-\n      30\n'
+                  '    version:\n      "2852039166"\n')
+        approval = approval_of(TOOL_EGRESS_BLOCK, routes, None)
+        self.assertNotIn(INTERNAL, approval.kinds, approval)
+        for host in ("2600:1f18::1", "[2a00:1450:4001::200e]", "64.233.160.0", "2002:808:808::"):
+            with self.subTest(host=host):
+                report = {"host": host, "method": "GET", "detector": "x"}
+                self.assertNotIn(INTERNAL, approval_of(TOOL_EGRESS_TOKEN_ALLOW, json.dumps(report)).kinds)
