@@ -44,7 +44,7 @@ from bot_bottle.policy.hosts import (
     ipv4_readings,
     shown_host,
 )
-from bot_bottle.policy.reach import inside_places
+from bot_bottle.policy.reach import inside_worst_first
 from bot_bottle.policy.routes import decoded_escapes, file_widening, parse_route
 from bot_bottle.records import (
     TOOL_EGRESS_ALLOW,
@@ -148,13 +148,10 @@ def _look_alikes(hosts: list[str], where: str = "") -> list[Caution]:
 
 
 def _inside(hosts: list[str], where: str = "") -> list[Caution]:
-    cautions = []
-    for host in hosts:
-        places = inside_places(host)
-        if places:
-            cautions.append(Caution(INTERNAL, f"{where}host {shown_host(host)} reaches inside: "
-                                    f"{'; '.join(places)}"))
-    return cautions
+    """An internal caution for each of ``hosts`` that reaches inside, the worst first: ``_bounded`` keeps the
+    first ``MAX_LISTED``, so twelve private addresses cannot push the metadata service out of view."""
+    return [Caution(INTERNAL, f"{where}host {shown_host(host)} reaches inside: {'; '.join(places)}")
+            for host, places in inside_worst_first(hosts)]
 
 
 def _route(payload: str) -> Approval:

@@ -57,7 +57,8 @@ _SHARED = ipaddress.ip_network("100.64.0.0/10")
 _OWN_LOOPBACK = (*LOOPBACK_NAMES, *(name for name, address in NAMED_ADDRESSES.items()
                                     if name not in HOST_MACHINE_NAMES and ipaddress.ip_address(address).is_loopback))
 # The order places are named in: the worst first, so a name spelling many addresses cannot push it out of view.
-_METADATA, _THIS_MACHINE, _HOST_MACHINE, _ANY, _LINK_LOCAL, _PRIVATE_NETWORK, _SHARED_SPACE, _RESERVED = range(8)
+_ORDER = range(8)
+_METADATA, _THIS_MACHINE, _HOST_MACHINE, _ANY, _LINK_LOCAL, _PRIVATE_NETWORK, _SHARED_SPACE, _RESERVED = _ORDER
 
 
 def inside_places(host: str) -> list[str]:
@@ -66,6 +67,11 @@ def inside_places(host: str) -> list[str]:
     ``host`` as a route or a report names it: a name, a wildcard, an
     address (IPv6 in brackets or not), with a ``:port`` or not.
     """
+    return [place for place, _ in _ranked_places(host)]
+
+
+def _ranked_places(host: str) -> list[tuple[str, int]]:
+    """``inside_places`` with each place's rank (``_METADATA`` first)."""
     bare = without_port(host.strip()).lower().rstrip(".")
     places: dict[str, int] = {}
     # host.docker.internal is listed as 127.0.0.1 (a rejection of this machine rejects it), but it is the host
@@ -83,9 +89,18 @@ def inside_places(host: str) -> list[str]:
             # The address is named where the host is another spelling of it; "169.254.169.254: 169.254.169.254,
             # the metadata service" would say it twice.
             places.setdefault(what if reached in ("", bare) else f"{reached}, {what}", rank)
-    ranked = sorted(places, key=places.__getitem__)
-    return ranked[:MAX_SHOWN_PROBLEMS] + ([f"and {len(ranked) - MAX_SHOWN_PROBLEMS} more"]
-                                         if len(ranked) > MAX_SHOWN_PROBLEMS else [])
+    ranked = sorted(places.items(), key=lambda item: item[1])
+    return [(place, rank) for place, rank in ranked[:MAX_SHOWN_PROBLEMS]] + (
+        [(f"and {len(ranked) - MAX_SHOWN_PROBLEMS} more", len(_ORDER))] if len(ranked) > MAX_SHOWN_PROBLEMS else [])
+
+
+def inside_worst_first(hosts: list[str]) -> list[tuple[str, list[str]]]:
+    """Each of ``hosts`` that reaches inside with its places (``inside_places``), the worst first (a host reaching
+    the metadata service before one reaching a private network), else in their order: a list cut short (a routes
+    file's many new lines) cannot leave the metadata service among the ones not shown."""
+    found = [(host, _ranked_places(host)) for host in hosts]
+    inside = sorted(((host, places) for host, places in found if places), key=lambda item: item[1][0][1])
+    return [(host, [place for place, _ in places]) for host, places in inside]
 
 
 def _is_or_covers(name: str, names: tuple[str, ...]) -> bool:

@@ -129,3 +129,16 @@ class HiddenInsideHostsTest(AddressFormsCase):
             with self.subTest(host=host):
                 report = {"host": host, "method": "GET", "detector": "x"}
                 self.assertNotIn(INTERNAL, approval_of(TOOL_EGRESS_TOKEN_ALLOW, json.dumps(report)).kinds)
+
+    def test_many_private_lines_do_not_push_the_metadata_service_out_of_view(self) -> None:
+        """Twelve new lines to private addresses, then the metadata service: the listing's warnings are cut to
+        twelve, and the metadata service was the one cut ('and 1 more line(s) like these'). Worst first now."""
+        routes = "routes:\n" + "".join(f"  - host: 10.0.0.{n}\n" for n in range(1, 13)) + "  - host: 169.254.169.254\n"
+        filed = call(self.url, TOOL_EGRESS_BLOCK, {"routes_file": routes, "justification": "the lab"})
+        self.assertEqual(filed["status"], "pending", filed)
+        (proposal,) = self.listed()
+        warnings = internal(proposal["grants"]["warnings"])
+        self.assertIn("host 169.254.169.254 reaches inside: the cloud's metadata service", warnings[0])
+        self.assertEqual(warnings[-1], "and 1 more line(s) like these")
+        shown = self.run_cli("proposals", "show", proposal["id"])
+        self.assertIn("169.254.169.254 reaches inside: the cloud's metadata service", shown.stdout)
