@@ -21,6 +21,7 @@ approval and another at use (docs/decisions.md).
 from __future__ import annotations
 
 import ipaddress
+import re
 
 from bot_bottle.policy.hosts import (
     ANY_ADDRESS,
@@ -53,9 +54,15 @@ _EMBEDDING = tuple(ipaddress.ip_network(network) for network in ("64:ff9b::/96",
 _PRIVATE = tuple(ipaddress.ip_network(network) for network in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16",
                                                                 "fc00::/7"))
 _SHARED = ipaddress.ip_network("100.64.0.0/10")
+# Domains no public DNS answers, whose names only a private resolver does: ICANN's .internal, mDNS's .local
+# (RFC 6762), .home.arpa (RFC 8375), the never-delegated .home, .corp and .lan and .localdomain that networks
+# use, and Kubernetes' cluster DNS (.svc, .cluster.local: its services and pods).
+PRIVATE_USE_DOMAINS = ("cluster.local", "home.arpa", "internal", "local", "localdomain", "home", "corp", "lan",
+                       "intranet", "svc")
 # The names of the sidecar's own loopback: the loopback names, and the named ones that are not the host machine's.
 _OWN_LOOPBACK = (*LOOPBACK_NAMES, *(name for name, address in NAMED_ADDRESSES.items()
                                     if name not in HOST_MACHINE_NAMES and ipaddress.ip_address(address).is_loopback))
+_LABEL_RE = re.compile(r"[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?")  # one DNS label: a name without a dot
 # The order places are named in: the worst first, so a name spelling many addresses cannot push it out of view.
 _ORDER = range(8)
 _METADATA, _THIS_MACHINE, _HOST_MACHINE, _ANY, _LINK_LOCAL, _PRIVATE_NETWORK, _SHARED_SPACE, _RESERVED = _ORDER
@@ -89,6 +96,9 @@ def _ranked_places(host: str) -> list[tuple[str, int]]:
             # The address is named where the host is another spelling of it; "169.254.169.254: 169.254.169.254,
             # the metadata service" would say it twice.
             places.setdefault(what if reached in ("", bare) else f"{reached}, {what}", rank)
+    private = _private_name(bare) if not places else None
+    if private is not None:
+        places[private] = _PRIVATE_NETWORK
     ranked = sorted(places.items(), key=lambda item: item[1])
     return [(place, rank) for place, rank in ranked[:MAX_SHOWN_PROBLEMS]] + (
         [(f"and {len(ranked) - MAX_SHOWN_PROBLEMS} more", len(_ORDER))] if len(ranked) > MAX_SHOWN_PROBLEMS else [])
@@ -101,6 +111,23 @@ def inside_worst_first(hosts: list[str]) -> list[tuple[str, list[str]]]:
     found = [(host, _ranked_places(host)) for host in hosts]
     inside = sorted(((host, places) for host, places in found if places), key=lambda item: item[1][0][1])
     return [(host, [place for place, _ in places]) for host, places in inside]
+
+
+def _private_name(name: str) -> str | None:
+    """Why ``name`` (lowercase, no trailing dot) is one only the resolver where the sidecar runs answers, said for
+    a caution, or None: a name under a private-use domain (``PRIVATE_USE_DOMAINS``; ``*.internal`` too) or one
+    without a dot (``redis``), which the resolver completes with its search domains."""
+    if not name or name == "*" or ":" in name or ipv4_readings(name):
+        return None
+    unstarred = name.removeprefix("*.")
+    if _LABEL_RE.fullmatch(name):
+        return ("a name without a dot, which the resolver where the sidecar runs completes with its search domains: "
+                "another container on its network, or a host on the operator's")
+    domain = under(unstarred, PRIVATE_USE_DOMAINS)
+    if domain is None:
+        return None
+    return (f"a name under .{domain}, which no public DNS answers: only the resolver where the sidecar runs does, "
+            "with a host on its own network (another container, a cluster's service, the operator's LAN)")
 
 
 def _is_or_covers(name: str, names: tuple[str, ...]) -> bool:

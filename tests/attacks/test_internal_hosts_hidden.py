@@ -142,3 +142,22 @@ class HiddenInsideHostsTest(AddressFormsCase):
         self.assertEqual(warnings[-1], "and 1 more line(s) like these")
         shown = self.run_cli("proposals", "show", proposal["id"])
         self.assertIn("169.254.169.254 reaches inside: the cloud's metadata service", shown.stdout)
+
+    def test_names_only_a_private_resolver_answers(self) -> None:
+        """A name under a private-use domain (.internal, .local, .home.arpa, Kubernetes' .svc and .cluster.local)
+        or without a dot (another container on the sidecar's network, by its search domains): public DNS answers
+        none, so a client reaches whatever the sidecar's own network holds there. Each was a plain grant."""
+        private = {"db.internal": ".internal", "kubernetes.default.svc": ".svc", "printer.local": ".local",
+                   "nas.home.arpa": ".home.arpa", "*.svc.cluster.local": ".cluster.local",
+                   "redis": "a name without a dot"}
+        for host in private:
+            filed = call(self.url, TOOL_EGRESS_ALLOW, {"host": host, "justification": "the build cache"})
+            self.assertEqual(filed["status"], "pending", filed)
+        shown = {p["grants"]["summary"].split()[0]: p for p in self.listed()}
+        for host, needle in private.items():
+            with self.subTest(host=host):
+                warnings = internal(shown[host]["grants"]["warnings"])
+                self.assertTrue(warnings and needle in warnings[0], shown[host]["grants"])
+        for host in ("internal.example.com", "local.github.io", "svc.example.org", "api.github.com", "pypi.org"):
+            with self.subTest(host=host):
+                self.assertNotIn(INTERNAL, approval_of(TOOL_EGRESS_ALLOW, json.dumps({"host": host})).kinds)
