@@ -245,10 +245,28 @@ def _hosts_of(lines: Any, addresses: dict[str, list[str]]) -> list[str]:
     found: dict[str, None] = {}
     for line in lines:
         decoded = decoded_escapes(line) if "\\" in line else line
-        for host in (*hosts_in_text(line), *addresses[line],
-                     *((*hosts_in_text(decoded), *addresses_in_text(decoded)) if decoded != line else ())):
+        for host in (*hosts_in_text(line), *addresses[line], *_addresses_placed(line),
+                     *((*hosts_in_text(decoded), *addresses_in_text(decoded), *_addresses_placed(decoded))
+                       if decoded != line else ())):
             found.setdefault(host, None)
     return list(found)
+
+
+# An IPv4 address in any form where a host stands that addresses_in_text does not read there: after a host key
+# and an anchor or tag ("host: !!str 2852039166"), with a port ("host: 2852039166:80"), or as a URL's host
+# ("url: http://0xa9fea9fe/latest/", "//user@2852039166").
+_PLACED_RE = re.compile(r"""(?:\bhosts?\b["']?\s*[:=]\s*(?:[&!][^\s"']{0,64}\s+){0,2}"""
+                        r"""|(?:\b[a-z][a-z0-9+.-]{0,20}:|(?<![^\s"'=\[,(]))//(?:[^\s/@"']{0,64}@)?)["']?"""
+                        r"(0[xX][0-9a-fA-F]+|[0-9]+(?:\.(?:0[xX][0-9a-fA-F]+|[0-9]+)){0,3})(?=$|[\s\"',}\]#/:?])",
+                        re.IGNORECASE)
+
+
+def _addresses_placed(line: str) -> list[str]:
+    """The addresses ``_PLACED_RE`` finds in ``line``, as written (most lines hold no digit, and are read no
+    further)."""
+    if not any(char.isdigit() for char in line):
+        return []
+    return [match.group(1) for match in _PLACED_RE.finditer(line) if ipv4_readings(match.group(1))]
 
 
 # A line that ends with a host key ("host:", '"hosts":', "host: &h !!str >-"): its value stands on the next line.

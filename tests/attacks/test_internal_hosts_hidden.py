@@ -46,6 +46,11 @@ HIDDEN_ROUTES = {
     'routes:\n  - host:\n      169.254.43518\n': "169.254.169.254",
     'routes:\n  - host: >-\n      0xa9fea9fe\n': "169.254.169.254",
     '{"routes": [{"hosts": [\n  "pypi.org",\n  "2852039166"\n]}]}\n': "169.254.169.254",
+    'routes:\n  - host: 2852039166:80\n': "169.254.169.254",
+    'routes:\n  - host: !!str 2852039166\n': "169.254.169.254",
+    'routes:\n  - host: &meta 169.254.43518\n': "169.254.169.254",
+    'routes:\n  - url: "http://0xa9fea9fe/latest/meta-data/"\n': "169.254.169.254",
+    'routes:\n  - upstream: http://user@2130706433:8080/\n': "127.0.0.1",
 }
 # Token reports' hosts, and the address each embeds.
 EMBEDDED = {"[64:ff9b::a9fe:a9fe]": "169.254.169.254", "[64:ff9b:1::a9fe:a9fe]": "169.254.169.254",
@@ -122,7 +127,8 @@ class HiddenInsideHostsTest(AddressFormsCase):
     def test_no_false_alarm_on_numbers_that_are_no_host(self) -> None:
         """A port, a timeout or a version alone on the line after another key is no address."""
         routes = ('routes:\n  - host: pypi.org\n    ports:\n      443\n    timeout: >-\n      30\n'
-                  '    version:\n      "2852039166"\n')
+                  '    version:\n      "2852039166"\n    paths: ["/v1//2852039166/", "/a:2130706433"]\n'
+                  '    upstream: https://pypi.org:443/simple/\n')
         approval = approval_of(TOOL_EGRESS_BLOCK, routes, None)
         self.assertNotIn(INTERNAL, approval.kinds, approval)
         for host in ("2600:1f18::1", "[2a00:1450:4001::200e]", "64.233.160.0", "2002:808:808::"):
