@@ -179,7 +179,7 @@ def _routes_file(payload: str, current_file: str | None) -> Approval:
     lines = payload.split("\n")
     before = (current_file or "").split("\n") if current_file else []
     kept, gone = set(before), set(lines)
-    addresses = {line: addresses_in_text(line) for line in {*lines, *before}}  # each line read for them once
+    addresses = {line: _listed_addresses(line) for line in {*lines, *before}}  # each line read for them once
     added_hosts = _hosts_of((line for line in lines if line not in kept), addresses)
     # What a YAML or JSON reader reads across lines: a value continued by a trailing backslash, or standing on
     # the line after its host key or in a hosts list one item a line; new where any line it is read from is.
@@ -204,6 +204,19 @@ def _routes_file(payload: str, current_file: str | None) -> Approval:
                                   if ipv4_readings(address) not in ([], [address])], f"line {number}: ")
     cautions += _inside(added_hosts, "a new line's ")
     return Approval(TOOL_EGRESS_BLOCK, tuple(grants), tuple(_bounded(cautions)))
+
+
+_HOST_KEY_RE = re.compile(r"\bhosts?\b", re.IGNORECASE)
+
+
+def _listed_addresses(line: str) -> list[str]:
+    """``addresses_in_text`` without a list's small numbers (``ports: [80, 443]``, ``- 3600``): a number below
+    2**24 is an address only in 0.0.0.0/8, which no client connects to but 0 itself, so it is one only on a line
+    with a host key (``hosts: [443]`` reads as written). A port list read as 0.0.1.187 asked for a typed yes."""
+    found = addresses_in_text(line)
+    if not found or _HOST_KEY_RE.search(line):
+        return found
+    return [address for address in found if address == "0" or not address.isdigit() or int(address) >= 1 << 24]
 
 
 def _may_hold_a_look_alike(line: str) -> bool:

@@ -131,6 +131,19 @@ class HiddenInsideHostsTest(AddressFormsCase):
                   '    upstream: https://pypi.org:443/simple/\n')
         approval = approval_of(TOOL_EGRESS_BLOCK, routes, None)
         self.assertNotIn(INTERNAL, approval.kinds, approval)
+        # A list of ports, a retry count, a time: before, 'ports: [80, 443]' was 'adds pypi.org, 80, 443', a
+        # look-alike and internal (0.0.0.80), asking for a typed yes on an ordinary file.
+        routes = ('routes:\n  - host: pypi.org\n    ports: [80, 443]\n    retry_after:\n      - 3600\n'
+                  '    at: [09, 10:30]\n')
+        approval = approval_of(TOOL_EGRESS_BLOCK, routes, None)
+        self.assertEqual((approval.grants[0], approval.kinds), ("routes file: adds pypi.org", ()))
+        filed = call(self.url, TOOL_EGRESS_BLOCK, {"routes_file": routes, "justification": "the docs"})
+        self.assertEqual(filed["status"], "pending", filed)
+        listed = self.run_cli("proposals", "list")
+        self.assertIn("\tpending\troutes file: adds pypi.org\tthe docs", listed.stdout)  # no badge before it
+        for routes in ("routes:\n  - hosts: [443, 2852039166]\n", "routes:\n  - hosts: [0]\n"):
+            with self.subTest(routes=routes):
+                self.assertIn(INTERNAL, approval_of(TOOL_EGRESS_BLOCK, routes, None).kinds)
         for host in ("2600:1f18::1", "[2a00:1450:4001::200e]", "64.233.160.0", "2002:808:808::"):
             with self.subTest(host=host):
                 report = {"host": host, "method": "GET", "detector": "x"}
