@@ -147,11 +147,12 @@ def _look_alikes(hosts: list[str], where: str = "") -> list[Caution]:
     return cautions
 
 
-def _inside(hosts: list[str], where: str = "") -> list[Caution]:
-    """An internal caution for each of ``hosts`` that reaches inside, the worst first: ``_bounded`` keeps the
-    first ``MAX_LISTED``, so twelve private addresses cannot push the metadata service out of view."""
-    return [Caution(INTERNAL, f"{where}host {shown_host(host)} reaches inside: {'; '.join(places)}")
-            for host, places in inside_worst_first(hosts)]
+def _inside(hosts: list[str], where: dict[str, str] | None = None, default: str = "") -> list[Caution]:
+    """An internal caution for each of ``hosts`` that reaches inside (each said to be ``where`` says, else
+    ``default``), the worst first: ``_bounded`` keeps the first ``MAX_LISTED``, so twelve private addresses cannot
+    push the metadata service out of view."""
+    return [Caution(INTERNAL, f"{(where or {}).get(host, default)}host {shown_host(host)} reaches inside: "
+                    f"{'; '.join(places)}") for host, places in inside_worst_first(hosts)]
 
 
 def _route(payload: str) -> Approval:
@@ -202,7 +203,11 @@ def _routes_file(payload: str, current_file: str | None) -> Approval:
         # An address written in another form (010.0.0.1 is 8.0.0.1): named as the address it is.
         cautions += _look_alikes([address for address in addresses[line]
                                   if ipv4_readings(address) not in ([], [address])], f"line {number}: ")
-    cautions += _inside(added_hosts, "a new line's ")
+    # An unchanged line's host too: the lines around it may have moved it (from a deny list into the routes).
+    unchanged = [host for host in _hosts_of((line for line in lines if line in kept), addresses)
+                 if host not in added_hosts]
+    cautions += _inside([*added_hosts, *unchanged], where={host: "an unchanged line's " for host in unchanged},
+                        default="a new line's ")
     return Approval(TOOL_EGRESS_BLOCK, tuple(grants), tuple(_bounded(cautions)))
 
 

@@ -180,3 +180,13 @@ class HiddenInsideHostsTest(AddressFormsCase):
         for host in ("internal.example.com", "local.github.io", "svc.example.org", "api.github.com", "pypi.org"):
             with self.subTest(host=host):
                 self.assertNotIn(INTERNAL, approval_of(TOOL_EGRESS_ALLOW, json.dumps({"host": host})).kinds)
+
+    def test_a_kept_line_moved_from_a_deny_list_into_the_routes(self) -> None:
+        """The current file denies the metadata service; the new one drops the 'deny:' line, so the same line,
+        kept as written, now stands among the routes. Before: 'names no new host', no warning, no typed yes."""
+        current = "routes:\n  - host: pypi.org\ndeny:\n  - host: 169.254.169.254\n"
+        routes = "routes:\n  - host: pypi.org\n  - host: 169.254.169.254\n"
+        approval = approval_of(TOOL_EGRESS_BLOCK, routes, current)
+        self.assertTrue(approval.needs_confirmation, approval)
+        (warning,) = [caution.text for caution in approval.cautions if caution.kind == INTERNAL]
+        self.assertIn("an unchanged line's host 169.254.169.254 reaches inside: the cloud's metadata", warning)
