@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 
+from bot_bottle.cli.tui.deciding import target_lines
 from bot_bottle.decisions import decide
 from bot_bottle.grants import GrantStore
 from bot_bottle.policy.approval import INTERNAL, approval_of
@@ -190,3 +191,17 @@ class HiddenInsideHostsTest(AddressFormsCase):
         self.assertTrue(approval.needs_confirmation, approval)
         (warning,) = [caution.text for caution in approval.cautions if caution.kind == INTERNAL]
         self.assertIn("an unchanged line's host 169.254.169.254 reaches inside: the cloud's metadata", warning)
+
+    def test_the_tui_prompt_names_the_internal_caution_whatever_precedes_it(self) -> None:
+        """The TUI's approve prompt shows three cautions: a routes file with three look-alike hosts before the
+        metadata service showed those three, and not the internal one. Now the first of each kind comes first."""
+        routes = "routes:\n" + "".join(f"  - host: pyp\u0456{n}.org\n" for n in range(3)) + \
+            "  - host: 169.254.169.254\n"
+        filed = call(self.url, TOOL_EGRESS_BLOCK, {"routes_file": routes, "justification": "mirrors"})
+        self.assertEqual(filed["status"], "pending", filed)
+        with QueueStore() as store:
+            (proposal,) = store.pending("web-1")
+        approval = approval_of(proposal.tool, proposal.payload, proposal.current_file)
+        shown = "\n".join(target_lines(proposal, approval, "approve", cautions=True))
+        self.assertIn("internal: a new line's host 169.254.169.254 reaches inside: the cloud's metadata", shown)
+        self.assertIn("look-alike: line 2: host pyp\\u04560.org", shown)

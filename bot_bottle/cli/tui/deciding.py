@@ -28,7 +28,7 @@ from bot_bottle.cli.tui.screen import CONFIRM_KEYS, INVALID_KEYS, TerminalScreen
 from bot_bottle.decisions import decide
 from bot_bottle.errors import AlreadyDecided, AnchorNotWritten, BotBottleError, NotFound, ValidationError
 from bot_bottle.grants import GrantStore
-from bot_bottle.policy.approval import Approval, approval_of
+from bot_bottle.policy.approval import Approval, Caution, approval_of
 from bot_bottle.queue_store import QueueStore
 from bot_bottle.records import STATUS_APPROVED, STATUS_MODIFIED, STATUS_REJECTED, Proposal
 
@@ -44,9 +44,18 @@ def target_lines(proposal: Proposal, approval: Approval, verb: str, cautions: bo
     lines: list[str] = [Shown(f" {verb} {proposal.short_id}  bottle {proposal.queue_key}  {proposal.tool}", "heading"),
                         Shown(f" grants: {badge}{approval.summary}", "warning" if approval.kinds else "heading")]
     if cautions:
-        lines += [Shown(f" {caution.kind}: {caution.text}", "warning")
-                  for caution in approval.cautions[:SHOWN_CAUTIONS]]
+        lines += [Shown(f" {caution.kind}: {caution.text}", "warning") for caution in _shown_cautions(approval)]
     return lines
+
+
+def _shown_cautions(approval: Approval) -> list[Caution]:
+    """The cautions a prompt shows: the first of each kind, then the others in order, ``SHOWN_CAUTIONS`` in all
+    or one of each kind if more: three look-alike decoys cannot push the metadata service's out of view."""
+    firsts: dict[str, int] = {}
+    for index, caution in enumerate(approval.cautions):
+        firsts.setdefault(caution.kind, index)
+    ordered = [*firsts.values(), *(index for index in range(len(approval.cautions)) if index not in firsts.values())]
+    return [approval.cautions[index] for index in ordered[:max(SHOWN_CAUTIONS, len(firsts))]]
 
 
 class Deciding:
