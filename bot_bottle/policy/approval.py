@@ -204,7 +204,8 @@ def _routes_file(payload: str, current_file: str | None) -> Approval:
         cautions += _look_alikes([address for address in addresses[line]
                                   if ipv4_readings(address) not in ([], [address])], f"line {number}: ")
     # An unchanged line's host too: the lines around it may have moved it (from a deny list into the routes).
-    unchanged = [host for host in _hosts_of((line for line in lines if line in kept), addresses)
+    unchanged = [host for host in dict.fromkeys([*_hosts_of((line for line in lines if line in kept), addresses),
+                                                 *(_read_across_lines(lines, set()) if kept else [])])
                  if host not in added_hosts]
     cautions += _inside([*added_hosts, *unchanged], where={host: "an unchanged line's " for host in unchanged},
                         default="a new line's ")

@@ -191,6 +191,12 @@ class HiddenInsideHostsTest(AddressFormsCase):
         self.assertTrue(approval.needs_confirmation, approval)
         (warning,) = [caution.text for caution in approval.cautions if caution.kind == INTERNAL]
         self.assertIn("an unchanged line's host 169.254.169.254 reaches inside: the cloud's metadata", warning)
+        # The same with the address on the line after its host key, both lines kept
+        current = "routes:\n  - host: pypi.org\ndeny:\n  - host:\n      2852039166\n"
+        routes = "routes:\n  - host: pypi.org\n  - host:\n      2852039166\n"
+        (warning,) = [caution.text for caution in approval_of(TOOL_EGRESS_BLOCK, routes, current).cautions
+                      if caution.kind == INTERNAL]
+        self.assertIn("an unchanged line's host 2852039166 reaches inside: 169.254.169.254", warning)
 
     def test_the_tui_prompt_names_the_internal_caution_whatever_precedes_it(self) -> None:
         """The TUI's approve prompt shows three cautions: a routes file with three look-alike hosts before the
