@@ -48,7 +48,8 @@ class InboxTest(BrowserCase):
         """Look-alike hosts escaped and flagged, wildcards over platforms' suffixes flagged, the agent's words last."""
         filed = {
             **file_look_alikes(self.store, self.path, "Read-only access to the Python docs"),
-            "html": self.store.submit("web-5", TOOL_EGRESS_ALLOW, '{"host": "*.com"}',
+            # *.net: *.com also covers lacolhost.com and the metadata service's names on IBM's and Tencent's clouds
+            "html": self.store.submit("web-5", TOOL_EGRESS_ALLOW, '{"host": "*.net"}',
                                       "\u202eharmless " + HTML_ATTACKS[0]),
         }
         self.log_in()
@@ -59,8 +60,7 @@ class InboxTest(BrowserCase):
             "routes": ("routes file: adds pypi\\u2024org, *.compute.amazonaws.com", ["widens", "look-alike"]),
             "fake-route": ("*.readthedocs.io  any method  every path", ["widens"]),
             "token": ("a github-pat token, sent to POST xn--pyp-lhd.org (any path)", ["look-alike"]),
-            # *.com covers lacolhost.com too, whose every name is 127.0.0.1.
-            "html": ("*.com  any method  every path", ["widens", "look-alike", "internal"]),
+            "html": ("*.net  any method  every path", ["widens"]),
         }
         for name, (grants, badges) in expected.items():
             with self.subTest(name):
