@@ -34,13 +34,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from bot_bottle.errors import ValidationError
+from bot_bottle.policy.host_text import addresses_in_text, hosts_in_text
 from bot_bottle.policy.hosts import (
     LOOPBACK_NAMES,
     NAMED_ADDRESSES,
     WILDCARD_DNS,
-    addresses_in_text,
     host_problems,
-    hosts_in_text,
     ipv4_readings,
     shown_host,
 )

@@ -17,7 +17,7 @@ from __future__ import annotations
 import time
 
 from bot_bottle.policy.approval import approval_of
-from bot_bottle.policy.hosts import hosts_in_text
+from bot_bottle.policy.host_text import hosts_in_text
 from bot_bottle.records import TOOL_EGRESS_BLOCK
 from tests.attacks.test_address_forms import AddressFormsCase
 from tests.attacks.test_standing_rejections import call

@@ -6,7 +6,8 @@ import json
 import unittest
 
 from bot_bottle.policy.approval import INTERNAL, LOOK_ALIKE, UNREADABLE, WIDENS, approval_of
-from bot_bottle.policy.hosts import host_problems, hosts_in_text, idna_form, shown_host
+from bot_bottle.policy.host_text import hosts_in_text
+from bot_bottle.policy.hosts import host_problems, idna_form, shown_host
 from bot_bottle.records import TOOL_EGRESS_ALLOW, TOOL_EGRESS_BLOCK, TOOL_EGRESS_TOKEN_ALLOW, TOOL_GITLEAKS_ALLOW
 from tests.helpers.corpus import HOSTILE
 
