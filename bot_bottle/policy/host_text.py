@@ -4,15 +4,27 @@ operator to read before approving it (``policy.approval``).
 The egress proxy reads its routes file as YAML or JSON; this reads each line
 as text, erring towards finding more: every token that looks like a host,
 the dotless names that resolve to an address of their own where a host
-stands, and every IP address in any form ``inet_aton`` reads.
+stands, and every IP address in any form ``inet_aton`` reads. A value a
+YAML or JSON reader reads over several lines (continued by a backslash, on
+the line after its key, a list one item a line) is read as that reader
+reads it, escapes decoded (``hosts_read``, ``read_across_lines``).
 """
 
 from __future__ import annotations
 
 import ipaddress
 import re
+from typing import Any
 
-from bot_bottle.policy.hosts import DOT_LIKE, DOTLESS_NAMES, ipv4_readings
+from bot_bottle.policy.hosts import (
+    DOT_LIKE,
+    DOTLESS_NAMES,
+    LOOPBACK_NAMES,
+    NAMED_ADDRESSES,
+    WILDCARD_DNS,
+    ipv4_readings,
+)
+from bot_bottle.policy.routes import decoded_escapes
 
 # A host-like token in text: a run of anything but white space and the punctuation of YAML, JSON, TOML,
 # URLs and lists around it (so a look-alike cannot hide in a token that is not split as a host would be).
@@ -99,3 +111,133 @@ def addresses_in_text(text: str) -> list[str]:
                 continue
             found.setdefault(match.group(0), None)
     return list(found)
+
+
+_HOST_KEY_RE = re.compile(r"\bhosts?\b", re.IGNORECASE)
+
+
+def listed_addresses(line: str) -> list[str]:
+    """``addresses_in_text`` without a list's small numbers (``ports: [80, 443]``, ``- 3600``): a number below
+    2**24 is an address only in 0.0.0.0/8, which no client connects to but 0 itself, so it is one only on a line
+    with a host key (``hosts: [443]`` reads as written). A port list read as 0.0.1.187 asked for a typed yes."""
+    found = addresses_in_text(line)
+    if not found or _HOST_KEY_RE.search(line):
+        return found
+    return [address for address in found if address == "0" or not address.isdigit() or int(address) >= 1 << 24]
+
+
+def may_hold_a_look_alike(line: str) -> bool:
+    """Whether ``line`` can name a host that is not what it looks like (``hosts.host_problems``): characters
+    outside ASCII, an ``xn--`` label, a name that spells an address (digits, or a wildcard DNS service's,
+    loopback or other named address's name), or an escape (``\\x68``) that may write any of these. The rest,
+    most lines of a large file, are not read for hosts again."""
+    lowered = line.lower()
+    return (not line.isascii() or "xn--" in lowered or "\\" in line or any(char.isdigit() for char in line)
+            or any(name in lowered for name in (*WILDCARD_DNS, *LOOPBACK_NAMES, *NAMED_ADDRESSES)))
+
+
+def hosts_read(lines: list[str], index: int) -> list[str]:
+    """The hosts of ``lines[index]`` as written and as a YAML or JSON reader reads it: escapes decoded
+    (``"admin.local\\x68ost"`` is admin.localhost), and, where a double-quoted value starts there and is
+    continued by a trailing backslash (``"admin.localh\\`` then ``ost"``), the lines it runs over joined (each
+    run read once, from its first line: a file of such lines is read in one pass)."""
+    line = lines[index]
+    if "\\" not in line:
+        return hosts_in_text(line)  # no escape, no continuation: the line as written is all there is
+    read = [line, decoded_escapes(line)]
+    if line.endswith("\\") and (index == 0 or not lines[index - 1].endswith("\\")):
+        run, at = [line[:-1]], index + 1
+        while at < len(lines):
+            following = lines[at].lstrip(" \t")
+            run.append(following[:-1] if following.endswith("\\") else following)
+            if not following.endswith("\\"):
+                break
+            at += 1
+        read.append(decoded_escapes("".join(run)))
+    found: dict[str, None] = {}
+    for text in dict.fromkeys(read):  # each reading once: most lines read the same decoded
+        for host in hosts_in_text(text):
+            found.setdefault(host, None)
+    return list(found)
+
+
+def hosts_of(lines: Any, addresses: dict[str, list[str]]) -> list[str]:
+    """The hosts ``lines`` name, each once, in order: their host-like tokens, their addresses (``addresses``:
+    each line's ``listed_addresses``, read once by the caller) and those where a host stands, as written and with
+    their escapes decoded."""
+    found: dict[str, None] = {}
+    for line in lines:
+        decoded = decoded_escapes(line) if "\\" in line else line
+        for host in (*hosts_in_text(line), *addresses[line], *_addresses_placed(line),
+                     *((*hosts_in_text(decoded), *addresses_in_text(decoded), *_addresses_placed(decoded))
+                       if decoded != line else ())):
+            found.setdefault(host, None)
+    return list(found)
+
+
+# An IPv4 address in any form where a host stands that addresses_in_text does not read there: after a host key
+# and an anchor or tag ("host: !!str 2852039166"), with a port ("host: 2852039166:80"), or as a URL's host
+# ("url: http://0xa9fea9fe/latest/", "//user@2852039166").
+_PLACED_RE = re.compile(r"""(?:\bhosts?\b["']?\s*[:=]\s*(?:[&!][^\s"']{0,64}\s+){0,2}"""
+                        r"""|(?:\b[a-z][a-z0-9+.-]{0,20}:|(?<![^\s"'=\[,(]))//(?:[^\s/@"']{0,64}@)?)["']?"""
+                        r"(0[xX][0-9a-fA-F]+|[0-9]+(?:\.(?:0[xX][0-9a-fA-F]+|[0-9]+)){0,3})(?=$|[\s\"',}\]#/:?])",
+                        re.IGNORECASE)
+
+
+def _addresses_placed(line: str) -> list[str]:
+    """The addresses ``_PLACED_RE`` finds in ``line``, as written (most lines hold no digit, and are read no
+    further)."""
+    if not any(char.isdigit() for char in line):
+        return []
+    return [match.group(1) for match in _PLACED_RE.finditer(line) if ipv4_readings(match.group(1))]
+
+
+# A line that ends with a host key ("host:", '"hosts":', "host: &h !!str >-"): its value stands on the next line.
+_HOST_KEY_END_RE = re.compile(r"""\bhosts?\b["']?\s*[:=]\s*(?:[&!][^\s"']{0,64}\s*){0,2}(?:[>|][-+0-9]{0,2})?\s*"""
+                              r"(?:#.*)?$", re.IGNORECASE)
+# A line that opens a hosts list and does not close it: its items stand on the lines after, one a line.
+_HOST_LIST_OPEN_RE = re.compile(r"""\bhosts?\b["']?\s*[:=]\s*(?:[&!][^\s"']{0,64}\s*){0,2}\[[^\]]*$""",
+                                re.IGNORECASE)
+
+
+def read_across_lines(lines: list[str], kept: set[str]) -> list[str]:
+    """The hosts a YAML or JSON reader reads over more than one line of ``lines``, where one of those lines is
+    new (not in ``kept``): a double-quoted value continued by a trailing backslash (``"169.254.\\`` then
+    ``169.254"``, read whole with its escapes decoded), and an address alone on the line after a host key
+    (``host:`` then ``2852039166``) or in a hosts list written one item a line. Each line is read once."""
+    found: dict[str, None] = {}
+    index, list_end = 0, 0
+    while index < len(lines):
+        line = lines[index]
+        if line.endswith("\\"):  # a run of continued lines, read whole from its first
+            end = index
+            while end + 1 < len(lines) and lines[end].endswith("\\"):
+                end += 1
+            run = lines[index:end + 1]
+            if any(part not in kept for part in run):
+                joined = decoded_escapes("".join(part.lstrip(" \t").removesuffix("\\") for part in run))
+                for host in (*hosts_in_text(joined), *addresses_in_text(joined)):
+                    found.setdefault(host, None)
+            index = end + 1
+            continue
+        values: range = range(0)
+        if _HOST_LIST_OPEN_RE.search(line) and index >= list_end:  # each list's items read once
+            list_end = index + 1
+            while list_end < len(lines) and "]" not in lines[list_end]:
+                list_end += 1
+            values = range(index + 1, min(list_end + 1, len(lines)))
+        elif _HOST_KEY_END_RE.search(line):  # the value on the next line that holds anything
+            following = next((at for at in range(index + 1, len(lines)) if lines[at].strip()), index)
+            values = range(index + 1, following + 1)
+        for value in values:
+            if line not in kept or lines[value] not in kept:
+                found.update(dict.fromkeys(_alone_address(lines[value])))
+        index += 1
+    return list(found)
+
+
+def _alone_address(line: str) -> list[str]:
+    """The IPv4 address (in any of its forms) ``line`` holds alone, as a value or list item stands: quoted or
+    not, a list's trailing comma or closing bracket aside, read as written and with its escapes decoded."""
+    value = line.strip().removeprefix("- ").split("]", 1)[0].strip().removesuffix(",").strip().strip("\"'")
+    return [text for text in dict.fromkeys((value, decoded_escapes(value))) if ipv4_readings(text)]
