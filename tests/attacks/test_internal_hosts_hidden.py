@@ -67,6 +67,18 @@ def internal(approval_warnings: list[dict[str, str]]) -> list[str]:
 
 
 class HiddenInsideHostsTest(AddressFormsCase):
+    def assert_internal_warnings(self, hosts: dict[str, str]) -> None:
+        """Each of ``hosts`` filed by the agent through its sidecar, listed with an internal warning first that
+        holds what ``hosts`` names for it."""
+        for host in hosts:
+            filed = call(self.url, TOOL_EGRESS_ALLOW, {"host": host, "justification": "the build cache"})
+            self.assertEqual(filed["status"], "pending", filed)
+        shown = {p["grants"]["summary"].split()[0]: p for p in self.listed()}
+        for host, needle in hosts.items():
+            with self.subTest(host=host):
+                warnings = internal(shown[host]["grants"]["warnings"])
+                self.assertTrue(warnings and needle in warnings[0], shown[host]["grants"])
+
     def test_a_routes_file_hiding_the_address_says_where_it_reaches(self) -> None:
         for routes in HIDDEN_ROUTES:
             filed = call(self.url, TOOL_EGRESS_BLOCK, {"routes_file": routes, "justification": "the docs"})
@@ -114,14 +126,7 @@ class HiddenInsideHostsTest(AddressFormsCase):
             self.assertEqual(len(GrantStore(database=sidecar.db).listing()), 1)
 
     def test_the_metadata_service_by_its_other_names(self) -> None:
-        for host in NAMES:
-            filed = call(self.url, TOOL_EGRESS_ALLOW, {"host": host, "justification": "the build cache"})
-            self.assertEqual(filed["status"], "pending", filed)
-        shown = {p["grants"]["summary"].split()[0]: p for p in self.listed()}
-        for host, needle in NAMES.items():
-            with self.subTest(host=host):
-                warnings = internal(shown[host]["grants"]["warnings"])
-                self.assertTrue(warnings and needle in warnings[0], shown[host]["grants"])
+        self.assert_internal_warnings(NAMES)
         listed = self.run_cli("proposals", "list")
         self.assertRegex(listed.stdout, r"\[look-alike,internal\] metadata\.goog  any method  every path")
 
@@ -170,14 +175,7 @@ class HiddenInsideHostsTest(AddressFormsCase):
         private = {"db.internal": ".internal", "kubernetes.default.svc": ".svc", "printer.local": ".local",
                    "nas.home.arpa": ".home.arpa", "*.svc.cluster.local": ".cluster.local",
                    "redis": "a name without a dot"}
-        for host in private:
-            filed = call(self.url, TOOL_EGRESS_ALLOW, {"host": host, "justification": "the build cache"})
-            self.assertEqual(filed["status"], "pending", filed)
-        shown = {p["grants"]["summary"].split()[0]: p for p in self.listed()}
-        for host, needle in private.items():
-            with self.subTest(host=host):
-                warnings = internal(shown[host]["grants"]["warnings"])
-                self.assertTrue(warnings and needle in warnings[0], shown[host]["grants"])
+        self.assert_internal_warnings(private)
         for host in ("internal.example.com", "local.github.io", "svc.example.org", "api.github.com", "pypi.org"):
             with self.subTest(host=host):
                 self.assertNotIn(INTERNAL, approval_of(TOOL_EGRESS_ALLOW, json.dumps({"host": host})).kinds)

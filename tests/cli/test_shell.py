@@ -235,37 +235,31 @@ class PromptTest(ShellCase):
         *.com now also covers lacolhost.com, a loopback name, and its prompt names all three badges.)"""
         with QueueStore(self.db) as store:
             wide = store.submit("web-2", TOOL_EGRESS_ALLOW, '{"host": "*.co.uk"}', "all of them")
-        for answer, code in (("y", "3"), ("yes", "0")):
-            with self.subTest(answer):
-                term = self.approve_in_a_terminal(wide, "type yes to record it")
-                self.assertIn("it reaches more than it reads as (widens)", term.screen())
-                term.send(answer, "Enter")
-                wait_until(self.status.exists, 10, what="the command's end")
-                time.sleep(0.2)
-                self.assertEqual(self.status.read_text().strip(), code)
-                self.status.unlink()
-                with QueueStore(self.db) as store:
-                    response = store.response(wide.id)
-                self.assertEqual(response.status if response else None, None if answer == "y" else STATUS_APPROVED)
+        self.assert_only_a_typed_yes_records(wide, "it reaches more than it reads as (widens)")
 
     def test_what_reaches_inside_is_approved_only_by_a_typed_yes(self) -> None:
         """BROKE before the fix: the metadata service's address was approved by a reflex 'y', shown as a plain
         grant. Now the prompt names where it reaches and only the whole word yes records it."""
         with QueueStore(self.db) as store:
             inside = store.submit("web-2", TOOL_EGRESS_ALLOW, '{"host": "169.254.169.254"}', "the cache")
+        self.assert_only_a_typed_yes_records(inside, "it reaches inside (internal)", "metadata service")
+
+    def assert_only_a_typed_yes_records(self, proposal: Proposal, *shown: str) -> None:
+        """'proposals approve' on a terminal asks for a typed yes, its screen showing each of ``shown``: 'y'
+        cancels (exit 3, nothing recorded), 'yes' approves (exit 0)."""
         for answer, code in (("y", "3"), ("yes", "0")):
             with self.subTest(answer):
-                term = self.approve_in_a_terminal(inside, "type yes to record it")
+                term = self.approve_in_a_terminal(proposal, "type yes to record it")
                 screen = term.screen()
-                self.assertIn("it reaches inside (internal)", screen)
-                self.assertIn("metadata service", screen)
+                for needle in shown:
+                    self.assertIn(needle, screen)
                 term.send(answer, "Enter")
                 wait_until(self.status.exists, 10, what="the command's end")
                 time.sleep(0.2)
                 self.assertEqual(self.status.read_text().strip(), code)
                 self.status.unlink()
                 with QueueStore(self.db) as store:
-                    response = store.response(inside.id)
+                    response = store.response(proposal.id)
                 self.assertEqual(response.status if response else None, None if answer == "y" else STATUS_APPROVED)
 
     def test_no_at_the_prompt_is_cancelled_and_ctrl_c_is_interrupted(self) -> None:
