@@ -11,6 +11,7 @@ import sqlite3
 import threading
 from pathlib import Path
 
+from bot_bottle.cli.grants_cmds import MAX_NAMED_ENDED
 from bot_bottle.decisions import decide
 from bot_bottle.grants import GrantStore
 from bot_bottle.queue_store import QueueStore
@@ -172,6 +173,19 @@ class ForgedGrantBlocksRejectionTest(HostGrantsCase):
         done = self.run_cli("proposals", "reject", asked.short_id, "--reason", "no", "--remember", "all")
         self.assertEqual(done.returncode, 0, done.stderr)
         self.assertEqual(len(self.grants.rules()), 2)
+
+
+    def test_a_flood_of_forged_grants_is_ended_and_counted_not_printed(self) -> None:
+        """Before the fix, 'rules add --reject' printed a line for every grant it ended: a sidecar's 10,000 forged
+        rows over the host made 10,000 lines (the dashboard's next page, as many clauses). Each is still ended,
+        and the JSON names each; the screen names the first twelve and counts the rest."""
+        for _ in range(30):
+            self.forge_grant("pastebin.com")
+        done = self.run_cli("rules", "add", "--all-bottles", "--host", "pastebin.com", "--reject")
+        self.assertEqual(done.returncode, 0, done.stderr)
+        self.assertEqual(done.stdout.count("it ended grant"), MAX_NAMED_ENDED)
+        self.assertIn(f"and {30 - MAX_NAMED_ENDED} more grants it ended", done.stdout)
+        self.assertEqual(self.grants.listing(), [])
 
 
 class ForgedSubjectLineTest(HostGrantsCase):

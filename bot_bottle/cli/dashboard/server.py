@@ -63,6 +63,7 @@ from bot_bottle.cli.dashboard.state import (
     STATIC,
     Dashboard,
 )
+from bot_bottle.cli.grants_cmds import MAX_NAMED_ENDED
 from bot_bottle.cli.inbox import Filters
 from bot_bottle.errors import BotBottleError, DatabaseReplaced, Refused, ValidationError
 from bot_bottle.policy.subjects import describe_subject
@@ -163,10 +164,12 @@ class DashboardHandler(PostHandler):
             return ""
         proposal = self.dashboard.queue.get(proposal_id)
         ended = self.dashboard.grants.ended_by_decision(proposal_id)
+        more = len(ended) - MAX_NAMED_ENDED
         return (f"{response.status} {proposal.short_id} ({proposal.queue_key}, {proposal.tool}) by "
                 f"{response.decided_by}" + "".join(f"; ended grant {grant.short_id} ({grant.queue_key}: "
                                                    f"{describe_subject(grant.tool, grant.subject_value)}), which let "
-                                                   "it through" for grant in ended))
+                                                   "it through" for grant in ended[:MAX_NAMED_ENDED])
+                + (f"; and {more} more grants ('grants list --all' shows them)" if more > 0 else ""))
 
     def _changes(self) -> None:
         """The change feed the pages poll: the marker, the pending proposals (id, bottle), or what is wrong."""

@@ -14,6 +14,7 @@ import os
 import re
 import shutil
 import socket
+import sqlite3
 import subprocess
 import sys
 from typing import Any
@@ -22,6 +23,7 @@ from urllib.parse import urlencode
 
 from bot_bottle.audit_store import AuditStore
 from bot_bottle.cli.dashboard.state import MAX_FORM_BYTES, SECURITY_HEADERS, SESSION_COOKIE
+from bot_bottle.cli.grants_cmds import MAX_NAMED_ENDED
 from bot_bottle.decisions import decide
 from bot_bottle.errors import DatabaseBusy
 from bot_bottle.grants import GrantStore
@@ -206,6 +208,28 @@ class RulesTest(DashboardCase):
         self.assertEqual(status, 200)
         self.assertIn(f"; ended grant {grant.short_id} (web-2: pypi.org", body)
         self.assertEqual(GrantStore(database=self.store.db).listing(), [])
+
+
+    def test_a_flood_of_ended_grants_is_counted_on_the_next_page(self) -> None:
+        """A sidecar's forged rows over the host, each ended by the remembered rejection: the next page names
+        twelve and counts the rest, where it named every one (10,000 forged rows, 10,000 clauses)."""
+        raw = sqlite3.connect(self.path, isolation_level=None)
+        try:
+            for _ in range(15):
+                raw.execute("INSERT INTO grants (id, queue_key, tool, subject, subject_sha256, starts_at, ends_at, "
+                            "proposal_id, rule_id, decided_by, audit_seq) VALUES (lower(hex(randomblob(16))), "
+                            "'web-2', 'egress-allow', '{\"host\": \"pypi.org\", \"methods\": [], \"paths\": []}', "
+                            "'" + "0" * 64 + "', '2026-01-01T00:00:00.000000Z', '2999-01-01T00:00:00.000000Z', "
+                            "lower(hex(randomblob(16))), NULL, 'x', 1000000 + abs(random() % 1000000))")
+        finally:
+            raw.close()
+        route = self.store.submit("web-1", TOOL_EGRESS_ALLOW, '{"host": "pypi.org"}', "pip")
+        status, headers, _ = self.post(route, "decide", {"status": "rejected", "notes": "no index",
+                                                         "remember": "all"})
+        self.assertEqual(status, 303)
+        status, _, body = self.call("GET", headers["location"].removeprefix(self.dashboard.root))
+        self.assertEqual(body.count("; ended grant "), MAX_NAMED_ENDED)
+        self.assertIn(f"; and {15 - MAX_NAMED_ENDED} more grants (&#x27;grants list --all&#x27; shows them)", body)
 
 
 class VerbTest(TempDirTest):
