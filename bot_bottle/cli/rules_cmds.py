@@ -11,7 +11,7 @@ from bot_bottle.cli.grants_cmds import ended_lines, rule_json
 from bot_bottle.cli.inbox import apply_standing
 from bot_bottle.cli.registry import summary
 from bot_bottle.decisions import default_decider
-from bot_bottle.errors import AlreadyEnded, NotFound, ValidationError
+from bot_bottle.errors import AmbiguousId, ValidationError
 from bot_bottle.grant_records import rule_decider
 from bot_bottle.grants import GrantStore
 from bot_bottle.policy.hosts import host_problems
@@ -20,7 +20,13 @@ from bot_bottle.policy.reach import inside_places
 from bot_bottle.policy.routes import make_route
 from bot_bottle.policy.subjects import describe_subject
 from bot_bottle.queue_store import QueueStore
-from bot_bottle.records import EFFECT_APPROVE, EFFECT_REJECT, SHORT_ID_LENGTH, TOOL_EGRESS_ALLOW
+from bot_bottle.records import (
+    EFFECT_APPROVE,
+    EFFECT_REJECT,
+    SHORT_ID_LENGTH,
+    TOOL_EGRESS_ALLOW,
+    validate_id_prefix,
+)
 from bot_bottle.standing import RuleInForce, rules_in_force
 from bot_bottle.timestamps import later, parse_duration, spell_duration, time_left, utc_now
 
@@ -140,16 +146,23 @@ def _decided_now(path: Path, rule_id: str) -> list[str]:
 
 def cmd_rules_revoke(args: argparse.Namespace) -> int:
     """End a rule now, with a reason (audited)."""
+    prefix = validate_id_prefix(args.id, "rule")
     with GrantStore(db_path(args)) as store:
-        try:
-            rule = store.revoke_rule(args.id, args.reason, revoked_by=default_decider())
-        except (NotFound, AlreadyEnded) as exc:
-            # A standing rejection whose row a sidecar deleted or ended still decides, from the log: ended here.
-            kept = [item.rule for item in rules_in_force(store)
-                    if item.note and item.decides and item.rule.id.startswith(args.id.strip().lower())]
-            if len(kept) != 1:
-                raise exc from None
-            rule = store.revoke_kept_rule(kept[0], args.reason, revoked_by=default_decider())
+        # A standing rejection whose row a sidecar deleted, ended or changed still decides, from the log. The id
+        # is matched against those and the file's rows together: a row the sidecar wrote sharing the kept rule's
+        # short id must not take the revocation (reported done while the rule still rejects), so that is named.
+        kept = {item.rule.id: item.rule for item in rules_in_force(store)
+                if item.note and item.decides and item.rule.id.startswith(prefix)}
+        if not kept:
+            rule = store.revoke_rule(prefix, args.reason, revoked_by=default_decider())
+        else:
+            ids = sorted({*kept, *(str(row.id) for row in store.rules(include_ended=True)
+                                   if str(row.id).startswith(prefix))})
+            if len(ids) > 1:
+                shown = ", ".join(repr(rule_id) for rule_id in ids[:_NAMED])  # whole: a forged id may share 31
+                raise AmbiguousId(f"{prefix!r} matches several rules ({shown}): give more digits")
+            # As the log records it (the bottle and tool its entry names), and its row or rows, if any, marked.
+            rule = store.revoke_kept_rule(next(iter(kept.values())), args.reason, revoked_by=default_decider())
     if args.json:
         print_json(rule_json(rule, utc_now()))
     else:

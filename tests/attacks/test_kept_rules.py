@@ -85,6 +85,26 @@ class KeptRulesTest(HostGrantsCase):
         self.assertIn("decides nothing", str(shown[forged]["note"]))
         self.assertIn(f"WARNING: rule {forged[:8]}: decides nothing", self.cli("rules", "list"))
 
+    def test_a_forged_row_sharing_the_kept_rules_short_id_does_not_take_its_revocation(self) -> None:
+        # The sidecar deletes the rejection's row and writes one of its own whose id starts with the same 8
+        # digits, the short id the list shows for both. Before: 'rules revoke' with that short id revoked the
+        # forged row and said "revoked rule ..." while every ask for pastebin.com was still rejected.
+        self.raw("DROP TRIGGER rules_no_delete")
+        forged = self.rule_id[:8] + ("1" if self.rule_id[8] == "0" else "0") + self.rule_id[9:]
+        self.raw("INSERT INTO rules (id, queue_key, tool, subject, subject_sha256, pattern, effect, notes, "
+                 "created_at, ends_at, created_by, audit_seq) SELECT :id, queue_key, tool, subject, subject_sha256, "
+                 "pattern, effect, notes, created_at, ends_at, created_by, 999999 FROM rules WHERE id = :real",
+                 {"id": forged, "real": self.rule_id})
+        self.raw("DELETE FROM rules WHERE id = :id", {"id": self.rule_id})
+        done = self.run_cli("rules", "revoke", self.rule_id[:8], "--reason", "paste is fine now")
+        self.assertNotEqual(done.returncode, 0, done.stdout)
+        self.assertIn("matches several rules", done.stderr)
+        self.assertIn(self.rule_id, done.stderr)
+        self.assertIn(forged, done.stderr)
+        self.assertTrue(self.rejected_now(), "nothing was revoked, and nothing said it was")
+        self.assertIn("revoked rule", self.cli("rules", "revoke", self.rule_id, "--reason", "paste is fine now"))
+        self.assertFalse(self.rejected_now(), "the whole id ends the rule the log keeps")
+
     def test_an_unknown_id_is_still_one_clear_error(self) -> None:
         done = self.run_cli("rules", "revoke", "abcdef12", "--reason", "x")
         self.assertNotEqual(done.returncode, 0)
