@@ -55,8 +55,11 @@ _SHOWN = 5
 
 
 def rule_from_row(row: tuple[Any, ...]) -> Rule:
-    """Map a row of the rules table (its columns in the dataclass's order) to a ``Rule``."""
-    return Rule(*row)
+    """Map a row of the rules table (its columns in the dataclass's order) to a ``Rule``. A blob, which
+    bot-bottle never writes (a sidecar can), is read as its SQL literal text: before, one blob in one row
+    stopped every standing rule and expiry on the host, and 'rules list' with them."""
+    values: list[Any] = [f"x'{value.hex()}'" if isinstance(value, bytes) else value for value in row]
+    return Rule(*values)
 
 
 def insert_grant_in(

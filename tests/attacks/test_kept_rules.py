@@ -105,6 +105,22 @@ class KeptRulesTest(HostGrantsCase):
         self.assertIn("revoked rule", self.cli("rules", "revoke", self.rule_id, "--reason", "paste is fine now"))
         self.assertFalse(self.rejected_now(), "the whole id ends the rule the log keeps")
 
+    def test_a_blob_in_a_rule_row_stops_nothing(self) -> None:
+        # SQLite keeps whatever type it is given: bot-bottle never writes a blob, a sidecar can. Before, one
+        # row with a blob id stopped the keeper's every look ("standing rules and expiry paused": the
+        # rejection of pastebin.com no longer applied, on any bottle) and made 'rules list' crash.
+        for statement in ("CREATE TABLE rules_copy AS SELECT * FROM rules", "DROP TABLE rules",  # STRICT no more
+                          "ALTER TABLE rules_copy RENAME TO rules"):
+            self.raw(statement)
+        self.raw("INSERT INTO rules (id, queue_key, tool, subject, subject_sha256, pattern, effect, notes, "
+                 "created_at, ends_at, created_by, audit_seq) SELECT x'ff00', NULL, tool, subject, subject_sha256, "
+                 "0, 'approve', x'1b5b324a', created_at, '2099-01-01T00:00:00.000000Z', created_by, 999999 "
+                 "FROM rules WHERE id = :real", {"real": self.rule_id}, unchecked=True)
+        self.assertTrue(self.rejected_now(), "the standing rejection still applies")
+        shown = {str(item["id"]): item for item in self.listed()}
+        self.assertEqual((shown[self.rule_id]["decides"], shown["x'ff00'"]["decides"]), (True, False))
+        self.assertIn("WARNING: rule x'ff00': decides nothing", self.cli("rules", "list"))
+
     def test_an_unknown_id_is_still_one_clear_error(self) -> None:
         done = self.run_cli("rules", "revoke", "abcdef12", "--reason", "x")
         self.assertNotEqual(done.returncode, 0)
