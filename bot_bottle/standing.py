@@ -105,6 +105,8 @@ class RuleProofs:
                 self.unproven[rule.id] = problem
             elif rule.id not in kept:
                 kept[rule.id] = rule
+        for rule_id in kept:  # a second row with a proven rule's id (a sidecar's copy): the rule still decides
+            self.unproven.pop(rule_id, None)
         return list(kept.values())
 
 

@@ -121,6 +121,23 @@ class KeptRulesTest(HostGrantsCase):
         self.assertEqual((shown[self.rule_id]["decides"], shown["x'ff00'"]["decides"]), (True, False))
         self.assertIn("WARNING: rule x'ff00': decides nothing", self.cli("rules", "list"))
 
+    def test_a_second_row_with_a_deciding_rules_id_does_not_say_it_decides_nothing(self) -> None:
+        # The sidecar rebuilds the table without its key and adds a changed copy of the proven rejection's row.
+        # Before: 'rules list' showed the rejection, and twice more "WARNING: rule ID: decides nothing", its
+        # JSON had that id deciding and not, and the inbox said "rule ID decides nothing" while it rejected.
+        for statement in ("CREATE TABLE rules_copy AS SELECT * FROM rules", "DROP TABLE rules",
+                          "ALTER TABLE rules_copy RENAME TO rules"):
+            self.raw(statement)
+        self.raw("INSERT INTO rules SELECT id, queue_key, tool, subject, subject_sha256, pattern, effect, "
+                 "'changed', created_at, ends_at, created_by, proposal_id, audit_seq, revoked_at, revoked_by, "
+                 "revoke_reason, revoke_seq FROM rules WHERE id = :real", {"real": self.rule_id})
+        said: list[str] = []
+        keep(self.store, unproven=lambda rule_id, why: said.append(rule_id))
+        self.assertEqual(said, [])
+        self.assertTrue(self.rejected_now())
+        self.assertEqual([(item["id"], item["decides"]) for item in self.listed()], [(self.rule_id, True)])
+        self.assertNotIn("decides nothing", self.cli("rules", "list"))
+
     def test_an_unknown_id_is_still_one_clear_error(self) -> None:
         done = self.run_cli("rules", "revoke", "abcdef12", "--reason", "x")
         self.assertNotEqual(done.returncode, 0)
