@@ -25,13 +25,13 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from bot_bottle.audit.anchor import Anchor, read_anchor
-from bot_bottle.audit.chain import stored_details
-from bot_bottle.audit.forensics import revocations, rule_problem
-from bot_bottle.audit.seal import load_key
+from bot_bottle.audit.chain import SELECT, compute_hash, stored_details
+from bot_bottle.audit.forensics import REVOCATION_ERASED, revocations, rule_problem
+from bot_bottle.audit.seal import GENESIS_SEAL, key_id, load_key, seal_of
 from bot_bottle.audit_store import AuditRecorder, AuditStore
 from bot_bottle.connection import database_path
 from bot_bottle.db import DatabaseUser
@@ -101,6 +101,10 @@ class RuleProofs:
                     self._sealing = load_key(), read_anchor(Path(path)) if path else None
                 self._seen[mark] = rule_problem(conn, rule, recorded, *self._sealing)
             problem = self._seen[mark]
+            if problem == REVOCATION_ERASED and rule.effect == EFFECT_REJECT and not self.revoked(conn, rule.id):
+                # Only a revocation the host sealed ends a rejection: what the row and its entry say still holds.
+                problem = rule_problem(conn, replace(rule, revoked_at="(unsealed revocation)"), recorded,
+                                       *(self._sealing or (None, None)))
             if problem is not None:
                 self.unproven[rule.id] = problem
             elif rule.id not in kept:
@@ -109,8 +113,47 @@ class RuleProofs:
             self.unproven.pop(rule_id, None)
         return list(kept.values())
 
+    def revoked(self, conn: sqlite3.Connection, rule_id: str) -> bool:
+        """Whether a ``rule-revoked`` entry this host sealed names ``rule_id``.
 
-def logged_rejections(conn: sqlite3.Connection, now: str, known: set[str]) -> list[Rule]:
+        ``forensics.Revocations`` counts every entry that says so, which ends an approval whatever wrote it
+        (failing closed); a rejection it would end is failing open. A sidecar rewrote a sealed entry of the
+        log into a ``rule-revoked`` naming the operator's rejection of secret.example.com: before, that
+        rejection decided nothing, and an approving ``*.example.com`` rule approved secret.example.com.
+        """
+        path = database_path(conn) or ""
+        if (path, rule_id) in _SEALED_REVOCATIONS:  # sealed once, revoked for good
+            return True
+        if self._sealing is None:
+            self._sealing = load_key(), read_anchor(Path(path)) if path else None
+        for row in conn.execute(f"{SELECT} WHERE action = :action AND instr(details, :id) > 0",
+                                {"action": ACTION_RULE_REVOKED, "id": rule_id}):
+            if (stored_details(row[9]) or {}).get("rule") == rule_id and _sealed(conn, row, *self._sealing):
+                _SEALED_REVOCATIONS.add((path, rule_id))
+                return True
+        return False
+
+
+_SEALED_REVOCATIONS: set[tuple[str, str]] = set()  # (database, rule id): proven revoked, in this process
+
+
+def _sealed(conn: sqlite3.Connection, row: tuple[object, ...], key: bytes | None, anchor: Anchor | None) -> bool:
+    """Whether audit entry ``row`` (``chain.SELECT``) as it reads now carries this host's seal. Its content is
+    held to the seal, not its stored hash, a column anyone can write over (the entry stays the host's)."""
+    seq, mac = row[0], row[12]
+    if key is None or not isinstance(seq, int) or not isinstance(mac, str) or (anchor is not None and (
+            anchor.key not in (None, key_id(key)) or seq <= anchor.restarted_at)):
+        return False
+    before = conn.execute("SELECT mac FROM audit_seal WHERE seq = :seq", {"seq": seq - 1}).fetchone()
+    previous = GENESIS_SEAL if seq == 1 else (str(before[0]) if before is not None else None)
+    try:
+        content = compute_hash(*row[:11])  # type: ignore[arg-type]
+    except (TypeError, ValueError):  # not what bot-bottle writes
+        return False
+    return previous is not None and seal_of(key, seq, previous, content) == mac
+
+
+def logged_rejections(conn: sqlite3.Connection, now: str, known: set[str], proofs: RuleProofs) -> list[Rule]:
     """The rejecting rules the audit log records as added and in force at ``now`` whose ids are not in ``known``
     (the proven rules read from the file), as their entries record them: for ``RuleProofs`` to prove.
 
@@ -121,7 +164,7 @@ def logged_rejections(conn: sqlite3.Connection, now: str, known: set[str]) -> li
     found, logged = [], revocations(conn)
     revoked = logged.ids(conn, ACTION_RULE_REVOKED)
     for rule_id, seq in logged.rejecting(conn).items():
-        if rule_id in known or rule_id in revoked:  # revoked: by the operator, as the log says
+        if rule_id in known or (rule_id in revoked and proofs.revoked(conn, rule_id)):  # by the operator
             continue
         row = conn.execute("SELECT actor, notes, details FROM audit_log WHERE seq = :seq", {"seq": seq}).fetchone()
         record = (stored_details(row[2]) or {}).get("rule") if row is not None else None
@@ -145,7 +188,7 @@ def standing_rules(conn: sqlite3.Connection, now: str, proofs: RuleProofs) -> li
     """Every bottle's rules in force at ``now`` that the audit log proves: the file's, and the log's
     rejections whose rows the file lost or changed (``logged_rejections``)."""
     rules = proofs.proven(conn, all_live_rules_in(conn, now))
-    return rules + proofs.proven(conn, logged_rejections(conn, now, {rule.id for rule in rules}))
+    return rules + proofs.proven(conn, logged_rejections(conn, now, {rule.id for rule in rules}, proofs))
 
 
 @dataclass(frozen=True)
@@ -172,7 +215,7 @@ def rules_in_force(store: DatabaseUser) -> list[RuleInForce]:
     with store.db.read() as conn:
         rows = all_live_rules_in(conn, now)
         proven = proofs.proven(conn, rows)
-        logged = proofs.proven(conn, logged_rejections(conn, now, {rule.id for rule in proven}))
+        logged = proofs.proven(conn, logged_rejections(conn, now, {rule.id for rule in proven}, proofs))
     found = [RuleInForce(rule, True) for rule in proven]
     found += [RuleInForce(rule, True, "kept by the audit log: its row in the file is missing, ended or changed")
               for rule in logged]
@@ -191,7 +234,7 @@ def matching_rule(conn: sqlite3.Connection, proposal: Proposal, now: str,
     if rules is None:
         proofs = RuleProofs()
         rules = proofs.proven(conn, live_rules_in(conn, proposal.queue_key, proposal.tool, now))
-        rules += proofs.proven(conn, logged_rejections(conn, now, {rule.id for rule in rules}))
+        rules += proofs.proven(conn, logged_rejections(conn, now, {rule.id for rule in rules}, proofs))
     rules = [rule for rule in rules if rule.tool == proposal.tool and rule.queue_key in (None, proposal.queue_key)]
     if not rules:
         return None

@@ -138,6 +138,38 @@ class KeptRulesTest(HostGrantsCase):
         self.assertEqual([(item["id"], item["decides"]) for item in self.listed()], [(self.rule_id, True)])
         self.assertNotIn("decides nothing", self.cli("rules", "list"))
 
+    def test_a_rewritten_entry_does_not_revoke_a_rejection(self) -> None:
+        # The sidecar rewrites a sealed entry in the middle of the log (its hash and seal no longer match) into
+        # a 'rule-revoked' naming the operator's rejection of secret.example.com. Before: that rejection
+        # decided nothing, and the operator's approving '*.example.com' rule approved the agent's proposal
+        # for secret.example.com, in the keeper of any process that read the log afresh.
+        secret = json.loads(self.cli("rules", "add", "--all-bottles", "--host", "secret.example.com", "--reject",
+                                     "--notes", "never", "--json"))["id"]
+        self.cli("rules", "add", "--all-bottles", "--host", "*.example.com", "--for", "1d", "--notes", "ok")
+        self.cli("rules", "add", "--all-bottles", "--host", "other.org", "--reject")
+        self.cli("rules", "add", "--all-bottles", "--host", "more.org", "--reject")
+        entry = self.rule_seq("other.org")
+        self.raw("DROP TRIGGER audit_log_no_update")
+        self.raw("UPDATE audit_log SET action = 'rule-revoked', details = :details WHERE seq = :seq",
+                 {"details": json.dumps({"rule": secret, "revoked_at": "2026-01-01T00:00:00.000000Z"}),
+                  "seq": entry})
+        proposal = self.store.submit("web-1", TOOL_EGRESS_ALLOW,
+                                     json.dumps({"host": "secret.example.com", "paths": ["/x/"]}), "exfil")
+        self.run_cli("proposals", "list")  # a fresh process's look: its keeper reads the log whole
+        response = self.store.response(proposal.id)
+        self.assertEqual((response.status, response.decided_by) if response else None,
+                         (STATUS_REJECTED, f"rule {secret}"))
+        self.assertIn((secret, True), [(item["id"], item["decides"]) for item in self.listed()])
+        self.assertIn(f"entry {entry} does not match its hash", self.run_cli("audit", "verify").stderr)
+        # The operator's own revocation, sealed, still ends it (from now on, for this process too).
+        self.cli("rules", "revoke", secret, "--reason", "fine now")
+        self.assertNotIn(secret, [item["id"] for item in self.listed()])
+
+    def rule_seq(self, host: str) -> int:
+        (shown,) = [item for item in json.loads(self.cli("rules", "list", "--json"))
+                    if item["subject"]["host"] == host]
+        return int(shown["audit_seq"])
+
     def test_an_unknown_id_is_still_one_clear_error(self) -> None:
         done = self.run_cli("rules", "revoke", "abcdef12", "--reason", "x")
         self.assertNotEqual(done.returncode, 0)
