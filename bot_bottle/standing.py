@@ -163,25 +163,31 @@ def logged_rejections(conn: sqlite3.Connection, now: str, known: set[str], proof
     """
     found, logged = [], revocations(conn)
     revoked = logged.ids(conn, ACTION_RULE_REVOKED)
-    for rule_id, seq in logged.rejecting(conn).items():
+    for rule_id, seqs in logged.rejecting(conn).items():
         if rule_id in known or (rule_id in revoked and proofs.revoked(conn, rule_id)):  # by the operator
             continue
-        row = conn.execute("SELECT actor, notes, details FROM audit_log WHERE seq = :seq", {"seq": seq}).fetchone()
-        record = (stored_details(row[2]) or {}).get("rule") if row is not None else None
-        if row is None or not isinstance(record, dict) or not isinstance(record.get("subject"), dict):
-            continue
-        try:
-            rule = Rule(id=rule_id, queue_key=record["bottle"], tool=record["tool"],
-                        subject=canonical_json(record["subject"]),
-                        subject_sha256=subject_sha256(str(record["tool"]), record["subject"]),
-                        pattern=int(bool(record["pattern"])), effect=EFFECT_REJECT, notes=row[1],
-                        created_at=record["created_at"], ends_at=record["ends_at"], created_by=row[0],
-                        proposal_id=record["proposal_id"], audit_seq=seq)
-        except (KeyError, TypeError, ValueError):
-            continue
-        if rule.ends_at is None or (isinstance(rule.ends_at, str) and rule.ends_at > now):
-            found.append(rule)
+        # Each entry that names it, for RuleProofs to prove: a sidecar's rewritten entry claiming the id of the
+        # operator's rejection (a later one, read over the real one before) must not take its place.
+        found += [rule for rule in (_logged_rule(conn, rule_id, seq) for seq in seqs) if rule is not None
+                  and (rule.ends_at is None or (isinstance(rule.ends_at, str) and rule.ends_at > now))]
     return found
+
+
+def _logged_rule(conn: sqlite3.Connection, rule_id: str, seq: int) -> Rule | None:
+    """The rejecting rule ``rule_id`` as the ``rule-added`` entry ``seq`` records it (unproven), or None."""
+    row = conn.execute("SELECT actor, notes, details FROM audit_log WHERE seq = :seq", {"seq": seq}).fetchone()
+    record = (stored_details(row[2]) or {}).get("rule") if row is not None else None
+    if row is None or not isinstance(record, dict) or not isinstance(record.get("subject"), dict):
+        return None
+    try:
+        return Rule(id=rule_id, queue_key=record["bottle"], tool=record["tool"],
+                    subject=canonical_json(record["subject"]),
+                    subject_sha256=subject_sha256(str(record["tool"]), record["subject"]),
+                    pattern=int(bool(record["pattern"])), effect=EFFECT_REJECT, notes=row[1],
+                    created_at=record["created_at"], ends_at=record["ends_at"], created_by=row[0],
+                    proposal_id=record["proposal_id"], audit_seq=seq)
+    except (KeyError, TypeError, ValueError):
+        return None
 
 
 def standing_rules(conn: sqlite3.Connection, now: str, proofs: RuleProofs) -> list[Rule]:

@@ -321,7 +321,7 @@ class Revocations:
         self._upto = 0
         self._upto_hash: str | None = None  # the hash of entry ``_upto`` when it was read
         self._ids: dict[str, set[str]] = {action: set() for action in _REVOKED_KEYS}
-        self._rejecting: dict[str, int] = {}  # rule id -> its rule-added entry, for the rejecting rules
+        self._rejecting: dict[str, list[int]] = {}  # rule id -> the rule-added entries naming it (a sidecar's too)
 
     def ids(self, conn: sqlite3.Connection, action: str) -> frozenset[str]:
         """The ids the log's ``action`` entries name (``rule-revoked`` or ``grant-revoked``)."""
@@ -329,11 +329,11 @@ class Revocations:
             self._read(conn)
             return frozenset(self._ids[action])
 
-    def rejecting(self, conn: sqlite3.Connection) -> dict[str, int]:
-        """The rejecting rules the log records as added: {rule id: its ``rule-added`` entry's seq} (unproven)."""
+    def rejecting(self, conn: sqlite3.Connection) -> dict[str, list[int]]:
+        """The rejecting rules the log records as added: {rule id: the seqs of the entries that say so} (unproven)."""
         with self._lock:
             self._read(conn)
-            return dict(self._rejecting)
+            return {rule_id: list(seqs) for rule_id, seqs in self._rejecting.items()}
 
     def _read(self, conn: sqlite3.Connection) -> None:
         last = last_seq(conn)
@@ -348,7 +348,7 @@ class Revocations:
             named = stored.get(_REVOKED_KEYS.get(str(kind), ""))
             added = stored.get("rule") if kind == ACTION_RULE_ADDED else None
             if isinstance(added, dict) and added.get("effect") == "reject" and isinstance(added.get("id"), str):
-                self._rejecting[added["id"]] = int(seq)
+                self._rejecting.setdefault(added["id"], []).append(int(seq))
             elif isinstance(named, str) and kind != ACTION_RULE_ADDED:
                 self._ids[str(kind)].add(named)
         self._upto, self._upto_hash = last, self._hash_at(conn, last)

@@ -165,6 +165,30 @@ class KeptRulesTest(HostGrantsCase):
         self.cli("rules", "revoke", secret, "--reason", "fine now")
         self.assertNotIn(secret, [item["id"] for item in self.listed()])
 
+    def test_a_rewritten_entry_claiming_a_kept_rejections_id_does_not_end_it(self) -> None:
+        # The sidecar deletes the row of the rejection of secret.example.com and rewrites a later sealed
+        # rule-added entry to carry that rejection's id. Before: the log's reading took the later entry for the
+        # rejection, which it could not prove, so the rejection decided nothing ('rules list' did not show it)
+        # and the approving '*.example.com' rule approved the agent's proposal for secret.example.com.
+        secret = json.loads(self.cli("rules", "add", "--all-bottles", "--host", "secret.example.com", "--reject",
+                                     "--notes", "never", "--json"))["id"]
+        self.cli("rules", "add", "--all-bottles", "--host", "*.example.com", "--for", "1d", "--notes", "ok")
+        self.cli("rules", "add", "--all-bottles", "--host", "other.org", "--reject")
+        self.cli("rules", "add", "--all-bottles", "--host", "more.org", "--reject")
+        entry = self.rule_seq("other.org")
+        self.raw("DROP TRIGGER rules_no_delete")
+        self.raw("DELETE FROM rules WHERE id = :id", {"id": secret})
+        self.raw("DROP TRIGGER audit_log_no_update")
+        self.raw("UPDATE audit_log SET details = json_set(details, '$.rule.id', :id) WHERE seq = :seq",
+                 {"id": secret, "seq": entry})
+        proposal = self.store.submit("web-1", TOOL_EGRESS_ALLOW,
+                                     json.dumps({"host": "secret.example.com", "paths": ["/x/"]}), "exfil")
+        self.run_cli("proposals", "list")  # a fresh process's look
+        response = self.store.response(proposal.id)
+        self.assertEqual((response.status, response.decided_by) if response else None,
+                         (STATUS_REJECTED, f"rule {secret}"))
+        self.assertIn((secret, True), [(item["id"], item["decides"]) for item in self.listed()])
+
     def rule_seq(self, host: str) -> int:
         (shown,) = [item for item in json.loads(self.cli("rules", "list", "--json"))
                     if item["subject"]["host"] == host]
