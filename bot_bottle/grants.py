@@ -355,9 +355,9 @@ class GrantStore(DatabaseUser):
             return _revoke_rule_in(log, rule, reason, revoked_by)
 
     def revoke_kept_rule(self, rule: Rule, reason: str, *, revoked_by: str) -> Rule:
-        """End ``rule``, a standing rejection the audit log keeps in force whose row in the file is missing, ended
-        or changed (``standing.rules_in_force``): its ``rule-revoked`` entry, which ends it as the log is read,
-        and the row, where there is one, marked revoked too."""
+        """End ``rule``, a rule in force as the keeper decides (``standing.rules_in_force``: a proven row, or a
+        standing rejection the audit log keeps whose row is missing, ended or changed): its ``rule-revoked``
+        entry, which ends it as the log is read, and its rows, where there are any, marked revoked too."""
         validate_text("reason", reason, max_bytes=MAX_TEXT_BYTES, required=True)
         with AuditStore.recording(self.db) as log:
             return _revoke_rule_in(log, rule, reason, revoked_by)

@@ -148,21 +148,20 @@ def cmd_rules_revoke(args: argparse.Namespace) -> int:
     """End a rule now, with a reason (audited)."""
     prefix = validate_id_prefix(args.id, "rule")
     with GrantStore(db_path(args)) as store:
-        # A standing rejection whose row a sidecar deleted, ended or changed still decides, from the log. The id
-        # is matched against those and the file's rows together: a row the sidecar wrote sharing the kept rule's
-        # short id must not take the revocation (reported done while the rule still rejects), so that is named.
-        kept = {item.rule.id: item.rule for item in rules_in_force(store)
-                if item.note and item.decides and item.rule.id.startswith(prefix)}
-        if not kept:
-            rule = store.revoke_rule(prefix, args.reason, revoked_by=default_decider())
-        else:
-            ids = sorted({*kept, *(str(row.id) for row in store.rules(include_ended=True)
+        # The id is matched against the rules as they decide (a standing rejection whose row a sidecar deleted,
+        # ended or changed still decides, from the log) and the file's rows together: a row the sidecar wrote
+        # sharing a deciding rule's short id, or a copy of its row, must not take or block its revocation.
+        deciding = {item.rule.id: item.rule for item in rules_in_force(store)
+                    if item.decides and item.rule.id.startswith(prefix)}
+        ids = sorted({*deciding, *(str(row.id) for row in store.rules(include_ended=True)
                                    if str(row.id).startswith(prefix))})
-            if len(ids) > 1:
-                shown = ", ".join(repr(rule_id) for rule_id in ids[:_NAMED])  # whole: a forged id may share 31
-                raise AmbiguousId(f"{prefix!r} matches several rules ({shown}): give more digits")
-            # As the log records it (the bottle and tool its entry names), and its row or rows, if any, marked.
-            rule = store.revoke_kept_rule(next(iter(kept.values())), args.reason, revoked_by=default_decider())
+        if len(ids) > 1:
+            shown = ", ".join(repr(rule_id) for rule_id in ids[:_NAMED])  # whole: a forged id may share 31
+            raise AmbiguousId(f"{prefix!r} matches several rules ({shown}): give more digits")
+        if deciding:  # as the log proves it, its row or rows (if any) marked
+            rule = store.revoke_kept_rule(deciding[ids[0]], args.reason, revoked_by=default_decider())
+        else:  # as before: none, not in force, or a row that decides nothing
+            rule = store.revoke_rule(prefix, args.reason, revoked_by=default_decider())
     if args.json:
         print_json(rule_json(rule, utc_now()))
     else:

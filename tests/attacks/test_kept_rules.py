@@ -137,6 +137,9 @@ class KeptRulesTest(HostGrantsCase):
         self.assertTrue(self.rejected_now())
         self.assertEqual([(item["id"], item["decides"]) for item in self.listed()], [(self.rule_id, True)])
         self.assertNotIn("decides nothing", self.cli("rules", "list"))
+        # Nor does the copy block its revocation (before: "'ID' matches several rules (ID, ID)", for any id).
+        self.assertIn("revoked rule", self.cli("rules", "revoke", self.rule_id[:8], "--reason", "paste is fine"))
+        self.assertFalse(self.rejected_now())
 
     def test_a_rewritten_entry_does_not_revoke_a_rejection(self) -> None:
         # The sidecar rewrites a sealed entry in the middle of the log (its hash and seal no longer match) into
