@@ -113,6 +113,14 @@ class Rule(_Standing):
 GRANT_COLUMNS = ", ".join(f"g.{f.name}" for f in fields(Grant))
 
 
+def row_values(row: tuple[Any, ...]) -> list[Any]:
+    """A row of the grants or rules table as its record reads it: a blob, which bot-bottle never writes (a
+    sidecar can, in a table it rebuilt), as its SQL literal text, which no sealed entry records. Before, one
+    blob stopped every standing rule and expiry on the host, 'rules list', 'grants list', and 'rules add
+    --reject' where it would end a live grant."""
+    return [f"x'{value.hex()}'" if isinstance(value, bytes) else value for value in row]
+
+
 def grant_from_row(row: tuple[Any, ...]) -> Grant:
     """Map a row of the grants table (``GRANT_COLUMNS``) to a ``Grant``."""
-    return Grant(*row)
+    return Grant(*row_values(row))

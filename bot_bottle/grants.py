@@ -24,7 +24,7 @@ from bot_bottle.audit.grant_entries import ended_by_rule_in, logged_live_grants
 from bot_bottle.audit_store import AuditRecorder, AuditStore
 from bot_bottle.db import DatabaseUser
 from bot_bottle.errors import AlreadyEnded, AmbiguousId, NotFound, ValidationError
-from bot_bottle.grant_records import GRANT_COLUMNS, Grant, Rule, grant_from_row
+from bot_bottle.grant_records import GRANT_COLUMNS, Grant, Rule, grant_from_row, row_values
 from bot_bottle.policy.lifetimes import DEFAULT_PENDING_TTL, MAX_PENDING_TTL, MIN_PENDING_TTL, pending_ttl_seconds
 from bot_bottle.policy.subjects import rule_overlaps, subject_sha256
 from bot_bottle.records import (
@@ -55,11 +55,8 @@ _SHOWN = 5
 
 
 def rule_from_row(row: tuple[Any, ...]) -> Rule:
-    """Map a row of the rules table (its columns in the dataclass's order) to a ``Rule``. A blob, which
-    bot-bottle never writes (a sidecar can), is read as its SQL literal text: before, one blob in one row
-    stopped every standing rule and expiry on the host, and 'rules list' with them."""
-    values: list[Any] = [f"x'{value.hex()}'" if isinstance(value, bytes) else value for value in row]
-    return Rule(*values)
+    """Map a row of the rules table (its columns in the dataclass's order) to a ``Rule`` (``row_values``)."""
+    return Rule(*row_values(row))
 
 
 def insert_grant_in(

@@ -197,6 +197,21 @@ class KeptRulesTest(HostGrantsCase):
                     if item["subject"]["host"] == host]
         return int(shown["audit_seq"])
 
+    def test_a_blob_in_a_grant_row_does_not_stop_a_rejecting_rule(self) -> None:
+        # Before: with a blob id in one grants row, 'rules add --reject' over a live grant failed with a
+        # traceback (the grant it must end could not be sorted), so the operator could add no standing
+        # rejection of what that grant let through; 'grants list' crashed too.
+        grant = self.approve("web-1", {"host": "example.org", "paths": ["/a/"]})
+        for statement in ("CREATE TABLE grants_copy AS SELECT * FROM grants", "DROP TABLE grants",
+                          "ALTER TABLE grants_copy RENAME TO grants"):
+            self.raw(statement)
+        self.raw("INSERT INTO grants SELECT x'ff00', queue_key, tool, subject, subject_sha256, starts_at, ends_at, "
+                 "proposal_id, rule_id, decided_by, 999999, revoked_at, revoked_by, revoke_reason, revoke_seq "
+                 "FROM grants")
+        self.assertIn("x'ff00'", self.cli("grants", "list"))
+        added = self.cli("rules", "add", "--all-bottles", "--host", "example.org", "--reject")
+        self.assertIn(f"it ended grant {grant[:8]}", added)
+
     def test_an_unknown_id_is_still_one_clear_error(self) -> None:
         done = self.run_cli("rules", "revoke", "abcdef12", "--reason", "x")
         self.assertNotEqual(done.returncode, 0)
