@@ -146,22 +146,12 @@ class KeptRulesTest(HostGrantsCase):
         # a 'rule-revoked' naming the operator's rejection of secret.example.com. Before: that rejection
         # decided nothing, and the operator's approving '*.example.com' rule approved the agent's proposal
         # for secret.example.com, in the keeper of any process that read the log afresh.
-        secret = json.loads(self.cli("rules", "add", "--all-bottles", "--host", "secret.example.com", "--reject",
-                                     "--notes", "never", "--json"))["id"]
-        self.cli("rules", "add", "--all-bottles", "--host", "*.example.com", "--for", "1d", "--notes", "ok")
-        self.cli("rules", "add", "--all-bottles", "--host", "other.org", "--reject")
-        self.cli("rules", "add", "--all-bottles", "--host", "more.org", "--reject")
-        entry = self.rule_seq("other.org")
+        secret, entry = self.secret_rejected_and_a_wildcard_approved()
         self.raw("DROP TRIGGER audit_log_no_update")
         self.raw("UPDATE audit_log SET action = 'rule-revoked', details = :details WHERE seq = :seq",
                  {"details": json.dumps({"rule": secret, "revoked_at": "2026-01-01T00:00:00.000000Z"}),
                   "seq": entry})
-        proposal = self.store.submit("web-1", TOOL_EGRESS_ALLOW,
-                                     json.dumps({"host": "secret.example.com", "paths": ["/x/"]}), "exfil")
-        self.run_cli("proposals", "list")  # a fresh process's look: its keeper reads the log whole
-        response = self.store.response(proposal.id)
-        self.assertEqual((response.status, response.decided_by) if response else None,
-                         (STATUS_REJECTED, f"rule {secret}"))
+        self.assert_secret_rejected_by(secret)
         self.assertIn((secret, True), [(item["id"], item["decides"]) for item in self.listed()])
         self.assertIn(f"entry {entry} does not match its hash", self.run_cli("audit", "verify").stderr)
         # The operator's own revocation, sealed, still ends it (from now on, for this process too).
@@ -173,24 +163,34 @@ class KeptRulesTest(HostGrantsCase):
         # rule-added entry to carry that rejection's id. Before: the log's reading took the later entry for the
         # rejection, which it could not prove, so the rejection decided nothing ('rules list' did not show it)
         # and the approving '*.example.com' rule approved the agent's proposal for secret.example.com.
-        secret = json.loads(self.cli("rules", "add", "--all-bottles", "--host", "secret.example.com", "--reject",
-                                     "--notes", "never", "--json"))["id"]
-        self.cli("rules", "add", "--all-bottles", "--host", "*.example.com", "--for", "1d", "--notes", "ok")
-        self.cli("rules", "add", "--all-bottles", "--host", "other.org", "--reject")
-        self.cli("rules", "add", "--all-bottles", "--host", "more.org", "--reject")
-        entry = self.rule_seq("other.org")
+        secret, entry = self.secret_rejected_and_a_wildcard_approved()
         self.raw("DROP TRIGGER rules_no_delete")
         self.raw("DELETE FROM rules WHERE id = :id", {"id": secret})
         self.raw("DROP TRIGGER audit_log_no_update")
         self.raw("UPDATE audit_log SET details = json_set(details, '$.rule.id', :id) WHERE seq = :seq",
                  {"id": secret, "seq": entry})
+        self.assert_secret_rejected_by(secret)
+        self.assertIn((secret, True), [(item["id"], item["decides"]) for item in self.listed()])
+
+    def secret_rejected_and_a_wildcard_approved(self) -> tuple[str, int]:
+        """The operator's rejection of secret.example.com, an approving '*.example.com' rule, and two more
+        rejections: the rejection's id, and the seq of a later sealed entry a sidecar can rewrite."""
+        secret = json.loads(self.cli("rules", "add", "--all-bottles", "--host", "secret.example.com", "--reject",
+                                     "--notes", "never", "--json"))["id"]
+        self.cli("rules", "add", "--all-bottles", "--host", "*.example.com", "--for", "1d", "--notes", "ok")
+        self.cli("rules", "add", "--all-bottles", "--host", "other.org", "--reject")
+        self.cli("rules", "add", "--all-bottles", "--host", "more.org", "--reject")
+        return str(secret), self.rule_seq("other.org")
+
+    def assert_secret_rejected_by(self, secret: str) -> None:
+        """The agent asks for secret.example.com; a fresh process's look (its keeper reads the log whole)
+        rejects it by the operator's rejection, not the wildcard's approval."""
         proposal = self.store.submit("web-1", TOOL_EGRESS_ALLOW,
                                      json.dumps({"host": "secret.example.com", "paths": ["/x/"]}), "exfil")
-        self.run_cli("proposals", "list")  # a fresh process's look
+        self.run_cli("proposals", "list")
         response = self.store.response(proposal.id)
         self.assertEqual((response.status, response.decided_by) if response else None,
                          (STATUS_REJECTED, f"rule {secret}"))
-        self.assertIn((secret, True), [(item["id"], item["decides"]) for item in self.listed()])
 
     def rule_seq(self, host: str) -> int:
         (shown,) = [item for item in json.loads(self.cli("rules", "list", "--json"))
