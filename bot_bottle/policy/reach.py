@@ -157,9 +157,12 @@ def _place(address: str) -> tuple[str, str, int] | None:
         ip = ip.ipv4_mapped  # ::ffff:169.254.169.254 is the IPv4 address to a dual-stack client
     if isinstance(ip, ipaddress.IPv6Address) and (embedded := _embedded(ip)) is not None:
         place = _place(str(embedded))
-        if place is not None:  # named as the IPv4 address it reaches, and how
-            return (str(embedded), f"{place[1]}, which the IPv6 address {ip} carries (NAT64, SIIT or 6to4 connect "
-                    "a client to it)", place[2])
+        if place is None:
+            # The address a client reaches is the IPv4 one it carries, and that one is public. Python's own
+            # verdict on the IPv6 form differs by version (3.13 calls 6to4's 2002::/16 not global; 3.12 did not).
+            return None
+        return (str(embedded), f"{place[1]}, which the IPv6 address {ip} carries (NAT64, SIIT or 6to4 connect "
+                "a client to it)", place[2])
     if str(ip) in METADATA_SERVICES:
         return (str(ip), METADATA_SERVICES[str(ip)], _METADATA)
     if ip.is_loopback or ip.is_unspecified:
