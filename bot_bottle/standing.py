@@ -30,8 +30,8 @@ from pathlib import Path
 
 from bot_bottle.audit.anchor import Anchor, read_anchor
 from bot_bottle.audit.chain import SELECT, compute_hash, stored_details
-from bot_bottle.audit.forensics import REVOCATION_ERASED, revocations, rule_problem
-from bot_bottle.audit.seal import GENESIS_SEAL, key_id, load_key, seal_of
+from bot_bottle.audit.forensics import REVOCATION_ERASED, revocations, rule_problem, seal_problem
+from bot_bottle.audit.seal import load_key
 from bot_bottle.audit_store import AuditRecorder, AuditStore
 from bot_bottle.connection import database_path
 from bot_bottle.db import DatabaseUser
@@ -138,19 +138,16 @@ _SEALED_REVOCATIONS: set[tuple[str, str]] = set()  # (database, rule id): proven
 
 
 def _sealed(conn: sqlite3.Connection, row: tuple[object, ...], key: bytes | None, anchor: Anchor | None) -> bool:
-    """Whether audit entry ``row`` (``chain.SELECT``) as it reads now carries this host's seal. Its content is
-    held to the seal, not its stored hash, a column anyone can write over (the entry stays the host's)."""
-    seq, mac = row[0], row[12]
-    if key is None or not isinstance(seq, int) or not isinstance(mac, str) or (anchor is not None and (
-            anchor.key not in (None, key_id(key)) or seq <= anchor.restarted_at)):
+    """Whether audit entry ``row`` (``chain.SELECT``) as it reads now carries this host's seal
+    (``forensics.seal_problem``). Its content is held to the seal, not its stored hash, a column anyone can
+    write over (the entry stays the host's)."""
+    if not isinstance(row[0], int):
         return False
-    before = conn.execute("SELECT mac FROM audit_seal WHERE seq = :seq", {"seq": seq - 1}).fetchone()
-    previous = GENESIS_SEAL if seq == 1 else (str(before[0]) if before is not None else None)
     try:
         content = compute_hash(*row[:11])  # type: ignore[arg-type]
     except (TypeError, ValueError):  # not what bot-bottle writes
         return False
-    return previous is not None and seal_of(key, seq, previous, content) == mac
+    return seal_problem(conn, (*row[:11], content, row[12]), key, anchor) is None
 
 
 def logged_rejections(conn: sqlite3.Connection, now: str, known: set[str], proofs: RuleProofs) -> list[Rule]:

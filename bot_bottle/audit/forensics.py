@@ -255,7 +255,7 @@ def decision_problem(db: Database, response: Response) -> str | None:
                   recorded.get("decided_at", response.decided_at))
         if logged != (response.status, response.decided_by, response.notes, final, response.decided_at):
             return f"it differs from audit entry {seq}, which recorded the decision"
-        return _seal_problem(conn, row, key, anchor)
+        return seal_problem(conn, row, key, anchor)
 
 
 def rule_problem(conn: sqlite3.Connection, rule: Rule, recorded: dict[str, Any], key: bytes | None,
@@ -279,7 +279,7 @@ def rule_problem(conn: sqlite3.Connection, rule: Rule, recorded: dict[str, Any],
         return f"it differs from audit entry {rule.audit_seq}, which recorded it"
     if rule.revoked_at is None and rule.id in revocations(conn).ids(conn, ACTION_RULE_REVOKED):
         return REVOCATION_ERASED
-    return _seal_problem(conn, row, key, anchor)
+    return seal_problem(conn, row, key, anchor)
 
 
 def grant_problem(conn: sqlite3.Connection, grant: Grant, recorded: dict[str, Any], key: bytes | None,
@@ -301,7 +301,7 @@ def grant_problem(conn: sqlite3.Connection, grant: Grant, recorded: dict[str, An
         return f"it differs from audit entry {grant.audit_seq}, which recorded the approval that made it"
     if grant.revoked_at is None and grant.id in revocations(conn).ids(conn, ACTION_GRANT_REVOKED):
         return REVOCATION_ERASED
-    return _seal_problem(conn, row, key, anchor)
+    return seal_problem(conn, row, key, anchor)
 
 
 REVOCATION_ERASED = "the audit log records its revocation, which the file no longer says"
@@ -373,7 +373,7 @@ def revocations(conn: sqlite3.Connection) -> Revocations:
         return _REVOCATIONS.setdefault(database_path(conn), Revocations())
 
 
-def _seal_problem(conn: sqlite3.Connection, row: tuple[Any, ...], key: bytes | None,
+def seal_problem(conn: sqlite3.Connection, row: tuple[Any, ...], key: bytes | None,
                   anchor: Anchor | None) -> str | None:
     """Why the audit entry ``row`` (as ``chain.SELECT`` reads it) is not sealed by this host's key, or None."""
     seq, ts, queue_key, action, tool, proposal_id, actor, notes, diff, details, link, digest, mac = row
