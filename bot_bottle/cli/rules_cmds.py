@@ -151,8 +151,9 @@ def cmd_rules_revoke(args: argparse.Namespace) -> int:
         # The id is matched against the rules as they decide (a standing rejection whose row a sidecar deleted,
         # ended or changed still decides, from the log) and the file's rows together: a row the sidecar wrote
         # sharing a deciding rule's short id, or a copy of its row, must not take or block its revocation.
-        deciding = {item.rule.id: item.rule for item in rules_in_force(store)
-                    if item.decides and item.rule.id.startswith(prefix)}
+        in_force = [item for item in rules_in_force(store) if item.rule.id.startswith(prefix)]
+        deciding = {item.rule.id: item.rule for item in in_force if item.decides}
+        idle = {item.rule.id: item.note for item in in_force if not item.decides}
         ids = sorted({*deciding, *(str(row.id) for row in store.rules(include_ended=True)
                                    if str(row.id).startswith(prefix))})
         if len(ids) > 1:
@@ -163,7 +164,10 @@ def cmd_rules_revoke(args: argparse.Namespace) -> int:
         else:  # as before: none, not in force, or a row that decides nothing
             rule = store.revoke_rule(prefix, args.reason, revoked_by=default_decider())
     if args.json:
-        print_json(rule_json(rule, utc_now()))
+        print_json({**rule_json(rule, utc_now()), "decided": rule.id not in idle})
+    elif rule.id in idle:  # a row a sidecar wrote, or changed: it decided nothing, and made no grant
+        why = idle[rule.id].removeprefix("decides nothing: ")
+        print_untrusted(f"revoked rule {rule.short_id}, which decided nothing and made no grant ({why})")
     else:
         print_untrusted(f"revoked rule {rule.short_id}; the grants it made stay until they end "
                         "('grants list', 'grants revoke')")

@@ -84,6 +84,11 @@ class KeptRulesTest(HostGrantsCase):
         self.assertFalse(shown[forged]["decides"])
         self.assertIn("decides nothing", str(shown[forged]["note"]))
         self.assertIn(f"WARNING: rule {forged[:8]}: decides nothing", self.cli("rules", "list"))
+        # Revoked, it is not reported as a rule whose grants stay: it decided nothing and made none.
+        done = self.cli("rules", "revoke", forged[:12], "--reason", "not mine")
+        self.assertIn(f"revoked rule {forged[:8]}, which decided nothing and made no grant (", done)
+        self.assertNotIn("the grants it made stay", done)
+        self.assertEqual(self.run_cli("audit", "verify").returncode, 1)  # the forged row stays named
 
     def test_a_forged_row_sharing_the_kept_rules_short_id_does_not_take_its_revocation(self) -> None:
         # The sidecar deletes the rejection's row and writes one of its own whose id starts with the same 8
