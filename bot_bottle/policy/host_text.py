@@ -7,7 +7,9 @@ the dotless names that resolve to an address of their own where a host
 stands, and every IP address in any form ``inet_aton`` reads. A value a
 YAML or JSON reader reads over several lines (continued by a backslash, on
 the line after its key, a list one item a line) is read as that reader
-reads it, escapes decoded (``hosts_read``, ``read_across_lines``).
+reads it, escapes decoded (``hosts_read``, ``read_across_lines``), and a
+URL's percent-escapes as a URL parser decodes them in a host
+(``decoded_readings``).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from typing import Any
+from urllib.parse import unquote
 
 from bot_bottle.policy.hosts import (
     DOT_LIKE,
@@ -40,8 +43,9 @@ def hosts_in_text(text: str) -> list[str]:
     too (a reading aid errs towards showing more); or when it is a name
     without a dot that resolves to an address of its own (``localhost``,
     ``ip6-localhost``, ``metadata``: ``DOTLESS_NAMES``) where a host stands
-    (after a host key, a YAML anchor or tag between, as a list item, or alone
-    on its line, as YAML continues a value: ``/v1/metadata`` is a path).
+    (after a host key, a YAML anchor or tag between, as a list item, as a
+    URL's host, or alone on its line, as YAML continues a value:
+    ``/v1/metadata`` is a path).
     """
     lowered = text.lower()
     dotless = any(name in lowered for name in DOTLESS_NAMES)
@@ -52,8 +56,8 @@ def hosts_in_text(text: str) -> list[str]:
         token = match.group(0).strip(".-")
         if _HAS_DOT_RE.search(token) and any(char.isalpha() for char in token):
             found.setdefault(token, None)
-    for match in _DOTLESS_PLACE_RE.finditer(text) if dotless else ():  # where a host stands: not "/v1/metadata"
-        if match.group(1).lower() in DOTLESS_NAMES:
+    for match in (*_DOTLESS_PLACE_RE.finditer(text), *_URL_HOST_RE.finditer(text)) if dotless else ():
+        if match.group(1).lower() in DOTLESS_NAMES:  # where a host stands: not "/v1/metadata"
             found.setdefault(match.group(1), None)
     # A value alone on its line: YAML's continued or block scalar, a list's item one a line ('"localhost",').
     alone = text.strip().removesuffix(",").strip().strip("\"'").rstrip(".")
@@ -69,12 +73,18 @@ _DOTLESS_PLACE_RE = re.compile(r"""(?=(?:\bhosts?\b["']?\s*[:=]|^\s*-|[\[,{])\s*
                                r"""([A-Za-z0-9-]+)\.?["']?"""
                                r"""(?:$|[\s,\]}#"']))""", re.IGNORECASE)
 
+# A dotless name as a URL's host ("http://localhost:8080/", "//user@metadata/"): a port, path, query or fragment
+# may follow it there. The "//" starts the URL (after its scheme, or where a value starts): "x.org//metadata/" is a
+# path.
+_URL_HOST_RE = re.compile(r"""(?:\b[a-z][a-z0-9+.-]{0,20}:|(?<![^\s"'=\[,(]))//(?:[^\s/@"']{0,64}@)?"""
+                          r"""([A-Za-z0-9-]+)\.?(?=$|[\s/:?#"',\]}])""", re.IGNORECASE)
+
 
 # An IP address in text: a dotted one (IPv4 in any of inet_aton's forms: four parts, or a part marked octal or
 # hex), one with colons (IPv6, in brackets or not), or any number-and-dots form where a host stands (after a
 # host key, or as a list item: "2852039166" and "127.1" are addresses there, "timeout: 1.5" is not).
 _NUMBER = r"(?:0[xX][0-9a-fA-F]+|[0-9]+)"
-_DOTTED_RE = re.compile(rf"(?<![\w.]){_NUMBER}(?:\.{_NUMBER}){{1,3}}\.?(?![\w.])")
+_DOTTED_RE = re.compile(rf"(?<![\w.%]){_NUMBER}(?:\.{_NUMBER}){{1,3}}\.?(?![\w.])")
 _COLONS_RE = re.compile(r"(?<![\w:.])[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4}){2,7}(?:%[\w.-]+)?(?![\w:])")
 _NUMBER_START_RE = re.compile(r"(?:^|[^\w.])[0-9]")
 _HOST_PLACE_RE = re.compile(rf"""(?:\bhosts?\b["']?\s*[:=]|^\s*-|[\[,])\s*["']?({_NUMBER}(?:\.{_NUMBER}){{0,3}})"""
@@ -136,15 +146,28 @@ def may_hold_a_look_alike(line: str) -> bool:
             or any(name in lowered for name in (*WILDCARD_DNS, *LOOPBACK_NAMES, *NAMED_ADDRESSES)))
 
 
+_PERCENT_RE = re.compile(r"%[0-9A-Fa-f]{2}")
+
+
+def decoded_readings(line: str) -> list[str]:
+    """``line`` as a reader may decode it, each reading that differs from the line once: its escapes decoded
+    (a YAML or JSON reader's), and then its percent-escapes too, as a URL parser (WHATWG's: browsers, Node, Go)
+    decodes them in a URL's host: ``http://%31%30.0.0.5/`` reaches 10.0.0.5, ``pyp%D1%96.org`` is pyp\u0456.org."""
+    readings = [decoded_escapes(line) if "\\" in line else line]
+    if "%" in line and _PERCENT_RE.search(readings[0]):
+        readings.append(unquote(readings[0]))
+    return [text for text in dict.fromkeys(readings) if text != line]
+
+
 def hosts_read(lines: list[str], index: int) -> list[str]:
     """The hosts of ``lines[index]`` as written and as a YAML or JSON reader reads it: escapes decoded
     (``"admin.local\\x68ost"`` is admin.localhost), and, where a double-quoted value starts there and is
     continued by a trailing backslash (``"admin.localh\\`` then ``ost"``), the lines it runs over joined (each
     run read once, from its first line: a file of such lines is read in one pass)."""
     line = lines[index]
-    if "\\" not in line:
+    if "\\" not in line and "%" not in line:
         return hosts_in_text(line)  # no escape, no continuation: the line as written is all there is
-    read = [line, decoded_escapes(line)]
+    read = [line, *decoded_readings(line)]
     if line.endswith("\\") and (index == 0 or not lines[index - 1].endswith("\\")):
         run, at = [line[:-1]], index + 1
         while at < len(lines):
@@ -164,14 +187,14 @@ def hosts_read(lines: list[str], index: int) -> list[str]:
 def hosts_of(lines: Any, addresses: dict[str, list[str]]) -> list[str]:
     """The hosts ``lines`` name, each once, in order: their host-like tokens, their addresses (``addresses``:
     each line's ``listed_addresses``, read once by the caller) and those where a host stands, as written and with
-    their escapes decoded."""
+    their escapes (and a URL's percent-escapes) decoded (``decoded_readings``)."""
     found: dict[str, None] = {}
     for line in lines:
-        decoded = decoded_escapes(line) if "\\" in line else line
-        for host in (*hosts_in_text(line), *addresses[line], *_addresses_placed(line),
-                     *((*hosts_in_text(decoded), *addresses_in_text(decoded), *_addresses_placed(decoded))
-                       if decoded != line else ())):
+        for host in (*hosts_in_text(line), *addresses[line], *_addresses_placed(line)):
             found.setdefault(host, None)
+        for decoded in decoded_readings(line) if "\\" in line or "%" in line else ():
+            for host in (*hosts_in_text(decoded), *addresses_in_text(decoded), *_addresses_placed(decoded)):
+                found.setdefault(host, None)
     return list(found)
 
 

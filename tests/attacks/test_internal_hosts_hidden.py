@@ -52,6 +52,13 @@ HIDDEN_ROUTES = {
     'routes:\n  - host: &meta 169.254.43518\n': "169.254.169.254",
     'routes:\n  - url: "http://0xa9fea9fe/latest/meta-data/"\n': "169.254.169.254",
     'routes:\n  - upstream: http://user@2130706433:8080/\n': "127.0.0.1",
+    # A URL's percent-escapes, which a URL parser decodes in a host (WHATWG's, as browsers, Node and Go read it).
+    'routes:\n  - url: "http://%31%36%39.254.169.254/latest/meta-data/"\n': "169.254.169.254",
+    'routes:\n  - upstream: http://%31%30.0.0.5:8080/\n': "10.0.0.5",
+    'routes:\n  - url: "http://l%6fcalhost/"\n': "this machine",
+    # A dotless name as a URL's host, whatever the case of the scheme.
+    'routes:\n  - upstream: HTTP://METADATA:80/computeMetadata/\n': "169.254.169.254",
+    'routes:\n  - upstream: //ci@localhost/\n': "this machine",
 }
 # Token reports' hosts, and the address each embeds.
 EMBEDDED = {"[64:ff9b::a9fe:a9fe]": "169.254.169.254", "[64:ff9b:1::a9fe:a9fe]": "169.254.169.254",

@@ -107,6 +107,17 @@ class ApprovalTest(unittest.TestCase):
                     self.assertTrue(text.isascii() and text.isprintable(), text)
                 self.assertIn(escape, " ".join(shown))
 
+    def test_a_urls_percent_escapes_are_read_as_a_url_parser_reads_them(self) -> None:
+        """``pyp%D1%96.org`` in a URL is pyp\\u0456.org (a Cyrillic i) to a WHATWG URL parser: a look-alike, named."""
+        approval = approval_of(TOOL_EGRESS_BLOCK, 'routes:\n  - url: "https://pyp%D1%96.org/simple/"\n', None)
+        self.assertIn("pyp\\u0456.org", " ".join(caution.text for caution in approval.cautions
+                                                  if caution.kind == LOOK_ALIKE))
+        self.assertTrue(approval.needs_confirmation)
+        plain = approval_of(TOOL_EGRESS_BLOCK, 'routes:\n  - url: "https://pypi.org/a%20b"\n', None)
+        self.assertEqual(plain.cautions, ())  # an escape in a path is no caution
+        for path in ('routes:\n  - url: "https://x.org//metadata/"\n', 'routes:\n  - path: /v1/metadata\n'):
+            self.assertEqual(approval_of(TOOL_EGRESS_BLOCK, path, None).cautions, (), path)  # a path, no host
+
     def test_a_routes_file_names_what_it_adds_and_drops_and_every_look_alike(self) -> None:
         current = "routes:\n- a.example\n- old.example\n"
         payload = "routes:\n- a.example\n- pypi\u2024org\n- \"*.readthedocs.io\"\n- new.example\n"
