@@ -177,6 +177,31 @@ class TuiTest(TempDirTest):
         self.settle()
         self.quit()
 
+    def test_revoking_in_the_grants_view_keeps_the_tui_running(self) -> None:
+        """BROKE before the fix: after x and a reason (or Esc) in the grants view, the view waited for its next key
+        with the prompt's tenth-of-a-second timeout, and the TUI died with a traceback (_curses.error: no input)."""
+        decide(self.route.id, STATUS_APPROVED, store=self.store)
+        with GrantStore(self.db) as grants:
+            made = grants.for_proposal(self.route.id)
+        assert made is not None
+        self.settle()
+        self.term.send("v")
+        self.term.wait_for("1 grant(s) in force")
+        self.term.send("x")
+        self.term.wait_for("reason:")
+        self.term.send("Escape")
+        self.term.wait_for("revoke cancelled")
+        time.sleep(0.5)  # longer than the prompt's timeout: the view must still be waiting for a key
+        self.term.send("x")
+        self.term.wait_for("reason:")
+        self.term.send("mirror down", "Enter")
+        self.term.wait_for(f"revoked {made.short_id}")
+        time.sleep(0.5)
+        self.assertIn("0 grant(s) in force", self.term.screen())
+        self.term.send("b")
+        self.term.wait_for("2 pending")
+        self.quit()
+
     def test_decided_elsewhere_and_new_arrivals(self) -> None:
         """A proposal decided elsewhere while open is reported, and nothing is selected; new ones appear, marked."""
         self.term.send("Enter")

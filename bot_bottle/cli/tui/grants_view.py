@@ -3,7 +3,7 @@
 ``ask_grant`` is the question the TUI asks after the note of an approval (or
 the reason of a rejection): for how long, within the tool's maximum, and
 whether the same decision stands for matching proposals (``+bottle``,
-``+all``). ``GrantsView`` (key ``G``) lists what every bottle may do now,
+``+all``). ``GrantsView`` (key ``v``) lists what every bottle may do now,
 soonest ending first, and revokes the one under the cursor (``x``, with a
 reason).
 """
@@ -109,10 +109,10 @@ class GrantsView:
         """Show the grants until Esc/b (True) or q (False: quit the TUI)."""
         self.load()
         screen = self.tui.screen
-        screen.timeout(-1)
         try:
             while True:
                 self.draw()
+                screen.timeout(-1)  # again each time: a revoke's prompt leaves the TUI's short timeout behind it
                 key = screen.get_wch()
                 if key in ("q", "Q"):
                     return False
