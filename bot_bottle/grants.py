@@ -15,6 +15,7 @@ bottle hold a live grant?" with.
 
 from __future__ import annotations
 
+import json
 import secrets
 import sqlite3
 from dataclasses import fields
@@ -336,6 +337,17 @@ class GrantStore(DatabaseUser):
                                "a.proposal_id = :id AND a.action = :added ORDER BY a.seq LIMIT 1",
                                {"id": proposal_id, "added": ACTION_RULE_ADDED}).fetchone()
             return [] if row is None or not isinstance(row[1], str) else ended_by_rule_in(conn, row[1], int(row[0]))
+
+    def remembered_by_decision(self, proposal_id: str) -> dict[str, Any] | None:
+        """The standing rule the decision on ``proposal_id`` made (``--remember``), as its own ``rule-added``
+        entry records it (id, bottle or None for every bottle, effect, subject, ends_at), or None: the log's
+        word, not a ``rules`` row a sidecar may have written naming the proposal (see ``ended_by_decision``)."""
+        with self.db.read() as conn:
+            row = conn.execute("SELECT json_extract(a.details, '$.rule') FROM audit_log a WHERE "
+                               "a.proposal_id = :id AND a.action = :added ORDER BY a.seq LIMIT 1",
+                               {"id": proposal_id, "added": ACTION_RULE_ADDED}).fetchone()
+        record = None if row is None or not isinstance(row[0], str) else json.loads(row[0])
+        return record if isinstance(record, dict) and isinstance(record.get("id"), str) else None
 
     def find_rule(self, prefix: str) -> Rule:
         """The one rule whose id starts with ``prefix``; ``NotFound`` or ``AmbiguousId``."""

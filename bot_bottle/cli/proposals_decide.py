@@ -25,10 +25,13 @@ from bot_bottle.decisions import check_decision, decide, default_decider
 from bot_bottle.errors import AnchorNotWritten, AuditTampered, BotBottleError, ValidationError
 from bot_bottle.grants import GrantStore
 from bot_bottle.policy.approval import Approval, approval_of
-from bot_bottle.policy.subjects import describe_subject
+from bot_bottle.policy.lifetimes import grant_seconds
+from bot_bottle.policy.subjects import describe_subject, subject_of
 from bot_bottle.queue_reads import shown_digest
 from bot_bottle.queue_store import QueueStore
 from bot_bottle.records import (
+    EFFECT_APPROVE,
+    REMEMBER_BOTTLE,
     REMEMBER_SCOPES,
     STATUS_APPROVED,
     STATUS_MODIFIED,
@@ -37,7 +40,7 @@ from bot_bottle.records import (
     Proposal,
     Response,
 )
-from bot_bottle.timestamps import parse_duration, time_left
+from bot_bottle.timestamps import parse_duration, spell_duration, time_left
 
 
 def _decide(args: argparse.Namespace, status: str, notes: str, final_file: str | None) -> int:
@@ -63,8 +66,9 @@ def _decide(args: argparse.Namespace, status: str, notes: str, final_file: str |
         for proposal, digest in zip(proposals, digests, strict=False):
             _check_digest(proposal, digest)
         for proposal in proposals:
+            # (one decided already is not asked about: decide() says by whom)
             if not digests and status == STATUS_APPROVED and store.response(proposal.id) is None \
-                    and not _approval_confirmed(proposal, notes):  # (decided already: decide() says by whom)
+                    and not _approval_confirmed(proposal, notes, grant_for, remember):
                 print(f"approval of {proposal.short_id} cancelled: nothing recorded for it", file=sys.stderr)
                 status_code = EXIT_CANCELLED
                 break
@@ -83,6 +87,8 @@ def _decide(args: argparse.Namespace, status: str, notes: str, final_file: str |
             if each["grant"] is not None:
                 print_untrusted(f"grant {each['grant']['short_id']}: {each['grant']['grants']} until "
                                 f"{each['grant']['ends_at']} ({each['grant']['left']})")
+            if each["rule"] is not None:
+                print_untrusted(_rule_line(each["rule"]))
             print_untrusted(each["ended"])  # as lines: a newline in a subject (a sidecar's row) is escaped
     for each in done:
         if each["warning"]:
@@ -105,13 +111,26 @@ def _record(store: QueueStore, proposal: Proposal, status: str, notes: str, fina
     grants = GrantStore(database=store.db)
     made = grants.for_proposal(proposal.id)
     ended = grants.ended_by_decision(proposal.id) if remember is not None else []
+    remembered = grants.remembered_by_decision(proposal.id) if remember is not None else None
+    rule = None if remembered is None else {
+        "id": remembered["id"], "short_id": remembered["id"][:8], "bottle": remembered.get("bottle"),
+        "effect": remembered.get("effect"), "ends_at": remembered.get("ends_at"),
+        "left": time_left(response.decided_at, remembered.get("ends_at"))}
     grant = None if made is None else {
         "id": made.id, "short_id": made.short_id, "grants": describe_subject(made.tool, made.subject_value),
         "starts_at": made.starts_at, "ends_at": made.ends_at, "left": time_left(made.starts_at, made.ends_at)}
     return {"id": proposal.id, "short_id": proposal.short_id, "bottle": proposal.queue_key, "tool": proposal.tool,
             "status": response.status, "notes": response.notes, "decided_by": response.decided_by,
-            "decided_at": response.decided_at, "grant": grant, "warning": warning or None,
+            "decided_at": response.decided_at, "grant": grant, "rule": rule, "warning": warning or None,
             "ended_grants": [ended_grant.id for ended_grant in ended], "ended": ended_lines(ended)}
+
+
+def _rule_line(rule: dict[str, Any]) -> str:
+    """What ``--remember`` made, for the operator: the rule, what it does, for which bottles, until when."""
+    whose = rule["bottle"] or "every bottle"
+    until = "for good" if rule["ends_at"] is None else f"until {rule['ends_at']} ({rule['left']})"
+    return (f"rule {rule['short_id']}: {'approves' if rule['effect'] == EFFECT_APPROVE else 'rejects'} the same "
+            f"again for {whose}, {until} ('rules revoke {rule['short_id']}' ends it)")
 
 
 def _check_digest(proposal: Proposal, digest: str) -> None:
@@ -122,15 +141,32 @@ def _check_digest(proposal: Proposal, digest: str) -> None:
                             "recorded. Show it again")
 
 
-def _approval_confirmed(proposal: Proposal, notes: str) -> bool:
-    """On a terminal: show what approving grants and ask; True to record. Elsewhere: ``--digest`` is needed."""
+def _approval_confirmed(proposal: Proposal, notes: str, grant_for: int | None, remember: str | None) -> bool:
+    """On a terminal: show what approving grants and ask, naming how long and any rule ``--remember`` makes;
+    True to record. Elsewhere: ``--digest`` is needed."""
     check_decision(proposal, Decision(STATUS_APPROVED, notes, None, default_decider()))
     if not (sys.stdin.isatty() and sys.stdout.isatty()):
         raise ValidationError("digest", "approving without a terminal needs --digest D, the digest 'bot-bottle "
                               "proposals show ID' printed, so the approval holds only for what you saw")
+    approval = approval_of(proposal.tool, proposal.payload, proposal.current_file)
+    how_long = ""
+    if _lasts(proposal):  # (one whose grant cannot be read grants nothing that lasts, and --for is refused)
+        how_long = f" for {spell_duration(grant_seconds(proposal.tool, grant_for))}"
+        if remember is not None:
+            whose = proposal.queue_key if remember == REMEMBER_BOTTLE else "every bottle"
+            how_long += f", and the same again for {whose} until then (--remember {remember})"
     print_untrusted(describe(proposal, None), page=True)
-    return confirm(f"\napprove {proposal.short_id} ({proposal.queue_key}, {proposal.tool})?",
-                   _reaches_more(approval_of(proposal.tool, proposal.payload, proposal.current_file)))
+    return confirm(f"\napprove {proposal.short_id} ({proposal.queue_key}, {proposal.tool}){how_long}?",
+                   _reaches_more(approval))
+
+
+def _lasts(proposal: Proposal) -> bool:
+    """Whether approving ``proposal`` makes a grant (its payload says what it grants), so it has a length."""
+    try:
+        subject_of(proposal.tool, proposal.payload)
+    except ValidationError:
+        return False
+    return True
 
 
 def _reaches_more(approval: Approval) -> str:
@@ -214,7 +250,7 @@ def _grant_options(parser: argparse.ArgumentParser) -> None:
                         "egress routes 7d/90d, a token 8h/7d, a push's findings 7d/90d)")
     parser.add_argument("--remember", choices=REMEMBER_SCOPES, default=None,
                         help="approve matching proposals the same way until then: this bottle's, or every "
-                        "bottle's (a standing rule; 'rules list' shows it)")
+                        "bottle's (a standing rule, named in the answer, --json: rule; 'rules list' shows it)")
 
 
 def register_decisions(verbs: Any) -> None:
@@ -229,6 +265,8 @@ def register_decisions(verbs: Any) -> None:
                     epilog=leaf_epilog(
                         ("bot-bottle proposals approve 3f2a --notes 'the docs'", "on a terminal: shows it, asks"),
                         ("bot-bottle proposals approve 3f2a 9c1e", "two at once, each shown and asked for"),
+                        ("bot-bottle proposals approve 3f2a --for 8h --remember bottle",
+                         "for 8 hours, and the same again for its bottle until then"),
                         ("bot-bottle proposals approve 3f2a --digest 9b1c... --json", "from a script")),
                     formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("ids", nargs="+", metavar="ID", help="a proposal's id or a unique prefix of it")
@@ -269,9 +307,9 @@ def register_decisions(verbs: Any) -> None:
     p.add_argument("--reason", required=True, metavar="TEXT", help="why (sent back to the bottle)")
     p.add_argument("--remember", choices=REMEMBER_SCOPES, default=None,
                    help="reject from now on every proposal that asks for any of this one: this bottle's, or every "
-                   "bottle's (a standing rule; for good unless --for), and end the live grants that let any of it "
-                   "through, named (--json: ended_grants). A name under a rejected wildcard is left to you, not to "
-                   "an approving rule")
+                   "bottle's (a standing rule, named in the answer, --json: rule; for good unless --for), and end "
+                   "the live grants that let any of it through, named (--json: ended_grants). A name under a "
+                   "rejected wildcard is left to you, not to an approving rule")
     p.add_argument("--for", dest="duration", metavar="DURATION",
                    help="with --remember: how long the rule stands (8h, 7d, 2w, or a time)")
     _add_digest(p)

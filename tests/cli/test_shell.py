@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 from bot_bottle.decisions import decide
+from bot_bottle.grants import GrantStore
 from bot_bottle.queue_store import QueueStore
 from bot_bottle.records import STATUS_APPROVED, TOOL_EGRESS_ALLOW, TOOL_EGRESS_BLOCK, Proposal
 from tests.helpers.relay_fixture import free_port, relay_env
@@ -219,11 +220,12 @@ class NewcomerEdgesTest(ShellCase):
 
 
 class PromptTest(ShellCase):
-    def approve_in_a_terminal(self, proposal: Proposal | None = None, prompt: str = "[y/N]") -> Terminal:
+    def approve_in_a_terminal(self, proposal: Proposal | None = None, prompt: str = "[y/N]",
+                              options: str = "") -> Terminal:
         status = self.tmp / "status"
         bb = f"{shlex.quote(sys.executable)} -m bot_bottle --db {shlex.quote(str(self.db))}"
         term = Terminal(self, f"cd {shlex.quote(str(REPO))} && env HOME={shlex.quote(str(self.home))} PAGER=cat "
-                        f"{bb} proposals approve {(proposal or self.long).short_id}; "
+                        f"{bb} proposals approve {(proposal or self.long).short_id} {options}; "
                         f"echo $? > {shlex.quote(str(status))}; sleep 30")
         term.wait_for(prompt)
         self.status = status
@@ -275,7 +277,7 @@ class PromptTest(ShellCase):
                 with QueueStore(self.db) as store:
                     self.assertIsNone(store.response(self.long.id))
         term = self.approve_in_a_terminal()
-        screen = term.wait_for(f"approve {self.long.short_id} (web-2, egress-allow)?")
+        screen = term.wait_for(f"approve {self.long.short_id} (web-2, egress-allow) for 7d?")
         self.assertIn("[y/N]", screen)
         term.send("y", "Enter")
         wait_until(self.status.exists, 10, what="the command's end")
@@ -284,6 +286,37 @@ class PromptTest(ShellCase):
         with QueueStore(self.db) as store:
             response = store.response(self.long.id)
         self.assertEqual(response.status if response else None, STATUS_APPROVED)
+
+
+    def test_the_question_and_the_answer_name_the_length_and_the_rule_remembered(self) -> None:
+        """BROKE before the fix: 'approve ID --for 1h --remember bottle' asked only "approve ID (web-2,
+        egress-allow)? [y/N]" and printed only the grant: the standing rule it made, approving web-2's same
+        asks for the hour, was named nowhere. Now the question says for how long and that the same is approved
+        again, and the answer names the rule (--json: "rule")."""
+        term = self.approve_in_a_terminal(prompt="until then (--remember bottle)?",
+                                          options="--for 1h --remember bottle")
+        term.wait_for(f"approve {self.long.short_id} (web-2, egress-allow) for 1h, and the same again for web-2 until")
+        term.send("y", "Enter")
+        wait_until(self.status.exists, 10, what="the command's end")
+        time.sleep(0.2)
+        self.assertEqual(self.status.read_text().strip(), "0")
+        with GrantStore(self.db) as grants:
+            (rule,) = grants.rules()
+        said = term.wait_for(f"rule {rule.short_id}: approves the same again for web-2, until {rule.ends_at} (1h)")
+        self.assertIn(f"'rules revoke {rule.short_id}' ends", said)
+        with QueueStore(self.db) as store:
+            other = store.submit("web-3", TOOL_EGRESS_ALLOW, '{"host": "pastebin.com"}', "a paste")
+        done = self.run_cli("proposals", "reject", other.short_id, "--reason", "no", "--remember", "all", "--for",
+                            "3d", "--json", "--db", str(self.db))
+        self.assertEqual(done.returncode, 0, done.stderr)
+        (decided,) = json.loads(done.stdout)
+        self.assertEqual({key: decided["rule"][key] for key in ("bottle", "effect", "left")},
+                         {"bottle": None, "effect": "reject", "left": "3d"})
+        with QueueStore(self.db) as store:  # a decision without --remember makes no rule, and names none
+            plain = store.submit("web-3", TOOL_EGRESS_ALLOW, '{"host": "example.org"}', "x")
+        done = self.run_cli("proposals", "reject", plain.short_id, "--reason", "no", "--db", str(self.db))
+        self.assertEqual(done.stdout.strip().splitlines(), [done.stdout.strip()])
+        self.assertNotIn("rule ", done.stdout)
 
 
 class TuiShellTest(ShellCase):
