@@ -25,7 +25,7 @@ from bot_bottle.audit_store import AuditStore
 from bot_bottle.db import DatabaseUser
 from bot_bottle.errors import ValidationError
 from bot_bottle.policy.approval import KINDS, Approval, approval_of
-from bot_bottle.queue_reads import shown_digest
+from bot_bottle.queue_reads import expired_response, shown_digest
 from bot_bottle.queue_store import QueueStore
 from bot_bottle.records import STATUS_MODIFIED, TOOLS, Proposal, ProposalSummary, Response
 from bot_bottle.standing import describe_failure, keep, unproven_line
@@ -122,6 +122,19 @@ def approval_for(proposal: Proposal, response: Response | None = None) -> Approv
     if response is not None and response.status == STATUS_MODIFIED and response.final_file is not None:
         return approval_of(proposal.tool, response.final_file, proposal.current_file)
     return approval_of(proposal.tool, proposal.payload, proposal.current_file)
+
+
+def unproven_decision(audit: AuditStore, proposal: Proposal, response: Response | None) -> str | None:
+    """Why the audit log does not prove ``response`` on ``proposal`` (``AuditStore.decision_problem``), or None.
+
+    None too for the ``expired`` a proposal past its end reads as before a host process closes it
+    (``queue_reads.expired_response``): nothing was recorded yet, so no entry is owed, and saying a sidecar may
+    have written it would be a false alarm. Once closed, the recorded expiry is held to its entry like any other.
+    """
+    if response is None or (proposal.expires_at is not None
+                            and response == expired_response(proposal.id, proposal.expires_at)):
+        return None
+    return audit.decision_problem(response)
 
 
 class Inbox:

@@ -17,7 +17,7 @@ from bot_bottle.cli.common import (
     verb_parser,
     warn,
 )
-from bot_bottle.cli.inbox import ANY_CAUTION, Filters, Inbox, apply_standing, approval_for
+from bot_bottle.cli.inbox import ANY_CAUTION, Filters, Inbox, apply_standing, approval_for, unproven_decision
 from bot_bottle.cli.proposals_decide import register_decisions
 from bot_bottle.cli.registry import summary
 from bot_bottle.cli.render import describe, grant_cell, proposal_json, shown_status
@@ -85,7 +85,7 @@ def cmd_proposals_show(args: argparse.Namespace) -> int:
         proposal = store.find(args.id)
         response = store.response(proposal.id)
         # A sidecar can write a response straight into the file: say when the audit log does not prove it.
-        unproven = AuditStore(database=store.db).decision_problem(response) if response is not None else None
+        unproven = unproven_decision(AuditStore(database=store.db), proposal, response)
     digest = shown_digest(proposal)
     if args.json:
         print_json({**proposal_json(proposal, response, approval_for(proposal, response)), "unproven": unproven,

@@ -5,12 +5,14 @@ from __future__ import annotations
 import io
 import json
 import os
+import time
 from contextlib import redirect_stderr, redirect_stdout
 from unittest import mock
 
 from bot_bottle.cli import main
 from bot_bottle.queue_store import QueueStore
-from bot_bottle.records import TOOL_EGRESS_BLOCK, TOOL_GITLEAKS_ALLOW, Proposal
+from bot_bottle.records import TOOL_EGRESS_ALLOW, TOOL_EGRESS_BLOCK, TOOL_GITLEAKS_ALLOW, Proposal
+from bot_bottle.standing import keep
 from tests.helpers.support import TempDirTest
 
 
@@ -90,6 +92,21 @@ class ProposalsVerbsTest(CliTestCase):
         self.assertIn("for the docs", out)
         self.assertIn("+- b.com", out)
         self.assertEqual(json.loads(self.cli("proposals", "show", proposal.id, "--json")[1])["id"], proposal.id)
+
+    def test_an_expired_proposal_not_yet_closed_is_shown_without_a_false_alarm(self) -> None:
+        """BROKE before the fix: past its end and before any host process closed it, 'show' said "status expired"
+        and "WARNING: the audit log does not prove this decision ... it may have been written into the database by
+        a sidecar": the expiry it reads from the proposal's own end was held to an entry nobody had to write yet."""
+        with mock.patch("bot_bottle.queue_store.pending_ttl_in", return_value=1):
+            proposal = self.store.submit("web-1", TOOL_EGRESS_ALLOW, '{"host": "docs.python.org"}', "the docs")
+        time.sleep(1.2)
+        code, out, err = self.cli("proposals", "show", proposal.short_id)
+        self.assertEqual((code, err), (0, ""))
+        self.assertIn("status    expired by bot-bottle (pending-ttl)", out)
+        self.assertNotIn("does not prove", out)
+        self.assertIsNone(json.loads(self.cli("proposals", "show", proposal.id, "--json")[1])["unproven"])
+        keep(self.store)  # once the host closed it, its recorded expiry is held to its entry, and proven
+        self.assertIsNone(json.loads(self.cli("proposals", "show", proposal.id, "--json")[1])["unproven"])
 
     def test_errors_are_one_line(self) -> None:
         """Rule violations and unknown ids: one line on stderr, the right exit code, no traceback."""

@@ -16,7 +16,7 @@ from urllib.parse import parse_qsl, urlsplit
 from bot_bottle.cli.dashboard import pages
 from bot_bottle.cli.dashboard.proposal_page import changed_block, proposal_page
 from bot_bottle.cli.dashboard.state import HTML, MAX_FORM_FIELDS, SECURITY_HEADERS, SESSION_COOKIE, Dashboard
-from bot_bottle.cli.inbox import approval_for
+from bot_bottle.cli.inbox import approval_for, unproven_decision
 from bot_bottle.cli.render import describe, marked_diff
 from bot_bottle.decisions import render_diff
 from bot_bottle.errors import BotBottleError, DatabaseBusy, DatabaseReplaced, NotFound, Refused
@@ -153,7 +153,7 @@ class DashboardBase(GuardedHandler):
         when the proposal is not that any more, the page says so first, with the difference."""
         dashboard = self.dashboard
         response = dashboard.queue.response(proposal.id)
-        unproven = dashboard.audit.decision_problem(response) if response is not None else None
+        unproven = unproven_decision(dashboard.audit, proposal, response)
         marker = dashboard.marker()
         digest = dashboard.remember_shown(proposal)
         changed = ""
