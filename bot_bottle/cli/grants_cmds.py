@@ -12,6 +12,7 @@ from bot_bottle.decisions import default_decider
 from bot_bottle.grant_records import Grant, Rule
 from bot_bottle.grants import GrantStore
 from bot_bottle.policy.subjects import describe_subject
+from bot_bottle.records import EFFECT_APPROVE
 from bot_bottle.timestamps import moment_of, seconds_between, time_left, utc_now
 
 _GRANTS_EPILOG = """\
@@ -51,6 +52,23 @@ def ended_lines(ended: list[Grant]) -> list[str]:
     if lines:
         lines.append("(what the agent still needs, it asks for again: 'grants list --all' shows the ended grants)")
     return lines
+
+
+def remembered_rule(store: GrantStore, proposal_id: str, now: str) -> dict[str, Any] | None:
+    """The standing rule the decision on ``proposal_id`` made (``--remember``), as ``--json`` gives it, or None."""
+    made = store.remembered_by_decision(proposal_id)
+    return None if made is None else {
+        "id": made["id"], "short_id": made["id"][:8], "bottle": made.get("bottle"), "effect": made.get("effect"),
+        "ends_at": made.get("ends_at"), "left": time_left(now, made.get("ends_at"))}
+
+
+def rule_made_line(rule: dict[str, Any]) -> str:
+    """What ``--remember`` made (``remembered_rule``), for the operator: the rule, what it does, for which
+    bottles, until when."""
+    whose = rule["bottle"] or "every bottle"
+    until = "for good" if rule["ends_at"] is None else f"until {rule['ends_at']} ({rule['left']})"
+    return (f"rule {rule['short_id']}: {'approves' if rule['effect'] == EFFECT_APPROVE else 'rejects'} the same "
+            f"again for {whose}, {until} ('rules revoke {rule['short_id']}' ends it)")
 
 
 def _grant_state(grant: Grant, now: str) -> str:

@@ -19,7 +19,7 @@ from bot_bottle.cli.common import (
     verb_parser,
     warn,
 )
-from bot_bottle.cli.grants_cmds import ended_lines
+from bot_bottle.cli.grants_cmds import ended_lines, remembered_rule, rule_made_line
 from bot_bottle.cli.render import describe, modification
 from bot_bottle.decisions import check_decision, decide, default_decider
 from bot_bottle.errors import AnchorNotWritten, AuditTampered, BotBottleError, ValidationError
@@ -30,7 +30,6 @@ from bot_bottle.policy.subjects import describe_subject, subject_of
 from bot_bottle.queue_reads import shown_digest
 from bot_bottle.queue_store import QueueStore
 from bot_bottle.records import (
-    EFFECT_APPROVE,
     REMEMBER_BOTTLE,
     REMEMBER_SCOPES,
     STATUS_APPROVED,
@@ -88,7 +87,7 @@ def _decide(args: argparse.Namespace, status: str, notes: str, final_file: str |
                 print_untrusted(f"grant {each['grant']['short_id']}: {each['grant']['grants']} until "
                                 f"{each['grant']['ends_at']} ({each['grant']['left']})")
             if each["rule"] is not None:
-                print_untrusted(_rule_line(each["rule"]))
+                print_untrusted(rule_made_line(each["rule"]))
             print_untrusted(each["ended"])  # as lines: a newline in a subject (a sidecar's row) is escaped
     for each in done:
         if each["warning"]:
@@ -111,11 +110,7 @@ def _record(store: QueueStore, proposal: Proposal, status: str, notes: str, fina
     grants = GrantStore(database=store.db)
     made = grants.for_proposal(proposal.id)
     ended = grants.ended_by_decision(proposal.id) if remember is not None else []
-    remembered = grants.remembered_by_decision(proposal.id) if remember is not None else None
-    rule = None if remembered is None else {
-        "id": remembered["id"], "short_id": remembered["id"][:8], "bottle": remembered.get("bottle"),
-        "effect": remembered.get("effect"), "ends_at": remembered.get("ends_at"),
-        "left": time_left(response.decided_at, remembered.get("ends_at"))}
+    rule = remembered_rule(grants, proposal.id, response.decided_at) if remember is not None else None
     grant = None if made is None else {
         "id": made.id, "short_id": made.short_id, "grants": describe_subject(made.tool, made.subject_value),
         "starts_at": made.starts_at, "ends_at": made.ends_at, "left": time_left(made.starts_at, made.ends_at)}
@@ -123,14 +118,6 @@ def _record(store: QueueStore, proposal: Proposal, status: str, notes: str, fina
             "status": response.status, "notes": response.notes, "decided_by": response.decided_by,
             "decided_at": response.decided_at, "grant": grant, "rule": rule, "warning": warning or None,
             "ended_grants": [ended_grant.id for ended_grant in ended], "ended": ended_lines(ended)}
-
-
-def _rule_line(rule: dict[str, Any]) -> str:
-    """What ``--remember`` made, for the operator: the rule, what it does, for which bottles, until when."""
-    whose = rule["bottle"] or "every bottle"
-    until = "for good" if rule["ends_at"] is None else f"until {rule['ends_at']} ({rule['left']})"
-    return (f"rule {rule['short_id']}: {'approves' if rule['effect'] == EFFECT_APPROVE else 'rejects'} the same "
-            f"again for {whose}, {until} ('rules revoke {rule['short_id']}' ends it)")
 
 
 def _check_digest(proposal: Proposal, digest: str) -> None:

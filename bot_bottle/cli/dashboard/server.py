@@ -63,7 +63,7 @@ from bot_bottle.cli.dashboard.state import (
     STATIC,
     Dashboard,
 )
-from bot_bottle.cli.grants_cmds import MAX_NAMED_ENDED
+from bot_bottle.cli.grants_cmds import MAX_NAMED_ENDED, remembered_rule, rule_made_line
 from bot_bottle.cli.inbox import Filters
 from bot_bottle.errors import BotBottleError, DatabaseReplaced, Refused, ValidationError
 from bot_bottle.policy.subjects import describe_subject
@@ -165,11 +165,16 @@ class DashboardHandler(PostHandler):
         proposal = self.dashboard.queue.get(proposal_id)
         ended = self.dashboard.grants.ended_by_decision(proposal_id)
         more = len(ended) - MAX_NAMED_ENDED
-        return (f"{response.status} {proposal.short_id} ({proposal.queue_key}, {proposal.tool}) by "
-                f"{response.decided_by}" + "".join(f"; ended grant {grant.short_id} ({grant.queue_key}: "
-                                                   f"{describe_subject(grant.tool, grant.subject_value)}), which let "
-                                                   "it through" for grant in ended[:MAX_NAMED_ENDED])
-                + (f"; and {more} more grants ('grants list --all' shows them)" if more > 0 else ""))
+        rule = remembered_rule(self.dashboard.grants, proposal_id, response.decided_at)
+        said = [f"{response.status} {proposal.short_id} ({proposal.queue_key}, {proposal.tool}) by "
+                f"{response.decided_by}"]
+        if rule is not None:
+            said.append(rule_made_line(rule))
+        said += [f"ended grant {grant.short_id} ({grant.queue_key}: {describe_subject(grant.tool, grant.subject_value)}"
+                 "), which let it through" for grant in ended[:MAX_NAMED_ENDED]]
+        if more > 0:
+            said.append(f"and {more} more grants ('grants list --all' shows them)")
+        return "; ".join(said)
 
     def _changes(self) -> None:
         """The change feed the pages poll: the marker, the pending proposals (id, bottle), or what is wrong."""

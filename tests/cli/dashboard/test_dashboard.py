@@ -208,6 +208,18 @@ class RulesTest(DashboardCase):
         self.assertEqual(status, 200)
         self.assertIn(f"; ended grant {grant.short_id} (web-2: pypi.org", body)
         self.assertEqual(GrantStore(database=self.store.db).listing(), [])
+        (rule,) = GrantStore(database=self.store.db).rules()
+        self.assertIn(f"; rule {rule.short_id}: rejects the same again for every bottle, for good", body)
+
+    def test_a_remembered_approval_names_its_rule(self) -> None:
+        """BROKE before the fix: approving with "the same for this bottle, until then" said only "approved ID
+        (web-1, egress-allow) by ...": the rule it made, and until when, were named nowhere on the next page."""
+        route = self.store.submit("web-1", TOOL_EGRESS_ALLOW, '{"host": "pypi.org"}', "pip")
+        status, headers, _ = self.post(route, "decide", {"status": "approved", "for": "1h", "remember": "bottle"})
+        self.assertEqual(status, 303)
+        status, _, body = self.call("GET", headers["location"].removeprefix(self.dashboard.root))
+        (rule,) = GrantStore(database=self.store.db).rules()
+        self.assertIn(f"; rule {rule.short_id}: approves the same again for web-1, until {rule.ends_at} (1h)", body)
 
 
     def test_a_flood_of_ended_grants_is_counted_on_the_next_page(self) -> None:
