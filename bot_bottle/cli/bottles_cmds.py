@@ -9,7 +9,7 @@ from typing import Any
 from bot_bottle.bottles import BottleOverview, BottleStore
 from bot_bottle.cli.common import age, cell_text, db_path, print_json, print_table, print_untrusted, verb_parser, warn
 from bot_bottle.cli.grants_cmds import grant_json
-from bot_bottle.cli.inbox import Inbox, log_warning
+from bot_bottle.cli.inbox import Inbox, apply_standing
 from bot_bottle.cli.registry import summary
 from bot_bottle.cli.render import grant_cell, proposal_json
 from bot_bottle.errors import NotFound
@@ -48,10 +48,13 @@ def overview_json(item: BottleOverview, now: datetime) -> dict[str, Any]:
 
 
 def cmd_bottles_list(args: argparse.Namespace) -> int:
-    """Every bottle with its state, pending count and the oldest pending proposal's age (one query)."""
+    """Every bottle with its state, pending count and the oldest pending proposal's age (one query), once the
+    standing rules and expiry are applied, as ``proposals list`` applies them: what they decide is not pending."""
     now = datetime.now(UTC)
-    with BottleStore(db_path(args)) as store:
-        items = store.overview()
+    with QueueStore(db_path(args)) as queue:
+        for problem in apply_standing(queue):
+            warn(problem)
+        items = BottleStore(database=queue.db).overview()
     if args.json:
         print_json([overview_json(item, now) for item in items])
         return 0
@@ -68,16 +71,15 @@ def cmd_bottles_list(args: argparse.Namespace) -> int:
 
 
 def cmd_bottles_show(args: argparse.Namespace) -> int:
-    """One bottle: its life, and its pending proposals."""
+    """One bottle: its life, and its pending proposals (the standing rules and expiry applied first)."""
     now = datetime.now(UTC)
     with QueueStore(db_path(args)) as queue:
+        for problem in apply_standing(queue):
+            warn(problem)
         store = BottleStore(database=queue.db)
         items = store.overview(args.slug)
         grants = GrantStore(database=store.db).listing(args.slug) if items else []
         entries = Inbox(queue).entries(items[0].pending) if items else []
-        warning = log_warning(queue) if grants else None
-    if warning is not None:
-        warn(warning)
     if not items:
         raise NotFound(f"no bottle {args.slug} (bot-bottle bottles list names them)")
     item = items[0]

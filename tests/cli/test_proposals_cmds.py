@@ -108,6 +108,19 @@ class ProposalsVerbsTest(CliTestCase):
         keep(self.store)  # once the host closed it, its recorded expiry is held to its entry, and proven
         self.assertIsNone(json.loads(self.cli("proposals", "show", proposal.id, "--json")[1])["unproven"])
 
+    def test_bottles_list_and_show_close_what_expired_before_counting_it_pending(self) -> None:
+        """BROKE before the fix: 'bottles list' and 'bottles show' counted, and listed as pending, a proposal past
+        its end (no host process had closed it yet), where 'proposals list' closes it first and shows none."""
+        with mock.patch("bot_bottle.queue_store.pending_ttl_in", return_value=1):
+            self.store.submit("web-1", TOOL_EGRESS_ALLOW, '{"host": "docs.python.org"}', "the docs")
+        time.sleep(1.2)
+        (listed,) = json.loads(self.cli("bottles", "list", "--json")[1])
+        self.assertEqual(listed["pending"], 0, listed)
+        code, out, err = self.cli("bottles", "show", "web-1")
+        self.assertEqual((code, err), (0, ""))
+        self.assertIn("pending    0", out)
+        self.assertEqual(self.store.pending(), [])
+
     def test_errors_are_one_line(self) -> None:
         """Rule violations and unknown ids: one line on stderr, the right exit code, no traceback."""
         proposal = self.routes()
