@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import shlex
 from typing import Any
 
 from bot_bottle.audit_store import AuditStore
@@ -93,9 +94,10 @@ def cmd_proposals_show(args: argparse.Namespace) -> int:
         return 0
     lines = describe(proposal, response, unproven, full=args.full,
                      more=f"'bot-bottle proposals show {proposal.short_id} --full' shows them")
-    if response is None:
+    if response is None:  # (with the --db given: pasted without it, the line would name the host database)
+        db = f" --db {shlex.quote(str(args.db))}" if getattr(args, "db", None) is not None else ""
         lines += ["", f"digest    {digest}",
-                  f"to approve exactly this: bot-bottle proposals approve {proposal.short_id} --digest {digest}"]
+                  f"to approve exactly this: bot-bottle{db} proposals approve {proposal.short_id} --digest {digest}"]
     print_untrusted(lines, page=True)
     return 0
 

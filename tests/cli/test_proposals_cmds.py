@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import shlex
 import time
 from contextlib import redirect_stderr, redirect_stdout
 from unittest import mock
@@ -91,6 +92,17 @@ class ProposalsVerbsTest(CliTestCase):
         self.assertEqual(code, 0)
         self.assertIn("for the docs", out)
         self.assertIn("+- b.com", out)
+        digest = json.loads(self.cli("proposals", "show", proposal.id, "--json")[1])["digest"]
+        self.assertIn(f"to approve exactly this: bot-bottle proposals approve {proposal.short_id} --digest {digest}",
+                      out)
+        # BROKE before the fix: with --db, the line to paste left it out, so it named the host database instead.
+        copy = self.tmp / "a copy.db"
+        with QueueStore(copy) as store:
+            other = store.submit("web-1", TOOL_EGRESS_ALLOW, '{"host": "a.example"}', "why")
+        out = self.cli("--db", str(copy), "proposals", "show", other.short_id)[1]
+        line = out.splitlines()[-1].removeprefix("to approve exactly this: ")
+        self.assertEqual(line.split()[:3], ["bot-bottle", "--db", f"'{copy.parent}/a"])
+        self.assertEqual(self.cli(*shlex.split(line)[1:])[0], 0, "the line approves it, in that database")
         self.assertEqual(json.loads(self.cli("proposals", "show", proposal.id, "--json")[1])["id"], proposal.id)
 
     def test_an_expired_proposal_not_yet_closed_is_shown_without_a_false_alarm(self) -> None:
