@@ -13,6 +13,7 @@ from pathlib import Path
 from unittest import mock
 
 from bot_bottle.audit_store import AuditStore
+from bot_bottle.cli.demo import demo_calls
 from bot_bottle.cli.render import inbox_row
 from bot_bottle.cli.tui.app import GUARD_SEC, SuperviseTUI
 from bot_bottle.cli.tui.grants_view import grant_question
@@ -292,7 +293,7 @@ class DemoTest(TempDirTest):
         out = result.stdout
         self.assertRegex(out, r"supervise server: http://127\.0\.0\.1:\d+/")
         for needle in ("approved  'fine for pip'", "modified  'npm yes; example.com no'",
-                       "rejected  'no paste sites from bottles'", "egress proxy: POST api.github.com  token allowed",
+                       "rejected  'no paste sites from bottles'", "egress proxy: POST api.github.com         token allowed",
                        "audit log: 4 entries, chain whole",
                        "every step worked"):
             self.assertIn(needle, out)
@@ -328,6 +329,15 @@ class DemoTest(TempDirTest):
         screen = term.wait_for("DEMO-EXIT=0", timeout=30)
         self.assertEqual(screen.count("rejected  'not in this demo'"), 3, screen)
         self.assertIn("request stays blocked", screen)
+
+
+    def test_each_call_is_labelled_with_every_path_it_asks_for(self) -> None:
+        """BROKE before the fix: the pypi.org call asked for /simple/ and /packages/, yet the demo called it
+        'egress-allow pypi.org /simple/' in what the agent filed, what was decided and what it received."""
+        for call in demo_calls():
+            for path in call.arguments.get("paths", []):
+                with self.subTest(call=call.label, path=path):
+                    self.assertIn(path, call.label.split())
 
 
 class DemoHangupTest(TempDirTest):
