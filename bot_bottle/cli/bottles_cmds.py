@@ -125,7 +125,8 @@ def register(subparsers: Any) -> None:
     listing = verb_parser(commands, "list", json=True,
                           help="every bottle: state (stale when its sidecar went silent), pending count, oldest age",
                           description="Every bottle the host knows with its state, its pending proposals and how "
-                          "long the oldest has waited, from one query. Bottles with pending work come first.")
+                          "long the oldest has waited, once the standing rules and expiry are applied (as "
+                          "'proposals list' applies them). Bottles with pending work come first.")
     listing.set_defaults(handler=cmd_bottles_list)
     show = verb_parser(commands, "show", json=True, help="one bottle's life, its pending proposals and its grants",
                        description="One bottle: backend, transport, when it was prepared, started, stopped and "
