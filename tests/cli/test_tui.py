@@ -293,7 +293,8 @@ class DemoTest(TempDirTest):
         out = result.stdout
         self.assertRegex(out, r"supervise server: http://127\.0\.0\.1:\d+/")
         for needle in ("approved  'fine for pip'", "modified  'npm yes; example.com no'",
-                       "rejected  'no paste sites from bottles'", "egress proxy: POST api.github.com         token allowed",
+                       "rejected  'no paste sites from bottles'",
+                       "egress proxy: POST api.github.com         token allowed",
                        "audit log: 4 entries, chain whole",
                        "every step worked"):
             self.assertIn(needle, out)
