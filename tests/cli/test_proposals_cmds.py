@@ -133,6 +133,27 @@ class ProposalsVerbsTest(CliTestCase):
         self.assertIn("pending    0", out)
         self.assertEqual(self.store.pending(), [])
 
+    def test_revoking_a_grant_a_rule_made_says_the_rule_approves_again(self) -> None:
+        """BROKE before the fix: 'grants revoke' of a grant an approving rule made said only "revoked ID", and the
+        bottle's next ask was approved at once by that rule, still in force: the revocation undone unsaid."""
+        self.assertEqual(self.cli("rules", "add", "--bottle", "web-1", "--host", "pypi.org", "--for", "1d")[0], 0)
+        self.store.submit("web-1", TOOL_EGRESS_ALLOW, '{"host": "pypi.org"}', "pip")
+        self.store.submit("web-1", TOOL_EGRESS_ALLOW, '{"host": "pypi.org"}', "pip")  # (the same: one proposal)
+        self.cli("proposals", "list")  # the rule decides it: a grant, made by the rule
+        (grant,) = json.loads(self.cli("grants", "list", "--json")[1])
+        rule = grant["rule_id"]
+        code, out, _ = self.cli("grants", "revoke", grant["id"][:8], "--reason", "enough")
+        self.assertEqual(code, 0)
+        self.assertIn(f"rule {rule[:8]}, which made it, still approves the same again for web-1 until", out)
+        self.assertIn(f"'rules revoke {rule[:8]}' ends the rule", out)
+        self.store.submit("web-1", TOOL_EGRESS_ALLOW, '{"host": "pypi.org"}', "pip")  # asked again: approved again
+        self.cli("proposals", "list")
+        (grant,) = json.loads(self.cli("grants", "list", "--json")[1])
+        self.assertEqual(grant["rule_id"], rule)
+        self.assertEqual(self.cli("rules", "revoke", rule[:8], "--reason", "done")[0], 0)
+        code, out, _ = self.cli("grants", "revoke", grant["id"][:8], "--reason", "enough", "--json")
+        self.assertIsNone(json.loads(out)["rule_in_force"], "the rule is revoked: nothing approves it again")
+
     def test_errors_are_one_line(self) -> None:
         """Rule violations and unknown ids: one line on stderr, the right exit code, no traceback."""
         proposal = self.routes()
