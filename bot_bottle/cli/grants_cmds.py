@@ -104,16 +104,19 @@ def cmd_grants_revoke(args: argparse.Namespace) -> int:
     """End a grant now, with a reason (audited)."""
     with GrantStore(db_path(args)) as store:
         grant = store.revoke(args.id, args.reason, revoked_by=default_decider())
-        # The approving rule that made it, still deciding, approves the next ask for the same again at once.
-        again = [item.rule for item in rules_in_force(store) if item.decides and item.rule.id == grant.rule_id
-                 and item.rule.effect == EFFECT_APPROVE] if grant.rule_id else []
+        # The approving rule that made it, or that its approval made (--remember), still deciding, approves the
+        # bottle's next ask for the same again at once.
+        again = [item.rule for item in rules_in_force(store) if item.decides and item.rule.effect == EFFECT_APPROVE
+                 and (item.rule.id == grant.rule_id
+                      or (grant.rule_id is None and item.rule.proposal_id == grant.proposal_id))]
     if args.json:
         print_json({**grant_json(grant, utc_now()), "rule_in_force": again[0].id if again else None})
         return 0
     print_untrusted(f"revoked {grant.short_id} ({grant.queue_key}, {grant.tool}: "
                     f"{describe_subject(grant.tool, grant.subject_value)})")
     for rule in again:
-        print_untrusted(f"rule {rule.short_id}, which made it, still approves the same again for "
+        made = "which made it" if rule.id == grant.rule_id else "remembered with it"
+        print_untrusted(f"rule {rule.short_id}, {made}, still approves the same again for "
                         f"{rule.queue_key or 'every bottle'} until {rule.ends_at}: the bottle's next ask is approved "
                         f"at once ('rules revoke {rule.short_id}' ends the rule)")
     return 0
@@ -133,7 +136,8 @@ def register(subparsers: Any) -> None:
     p.set_defaults(handler=cmd_grants_list)
     p = verb_parser(verbs, "revoke", json=True, help="end a grant now",
                     description="End a grant now. Its bottle's sidecar refuses what it granted within 5 s; "
-                    "the next request asks the operator again, unless the approving rule that made the grant "
+                    "the next request asks the operator again, unless the approving rule that made the grant (or "
+                    "that its approval --remember'ed) "
                     "still stands (named in the answer; 'rules revoke' ends it). Recorded in the audit log with "
                     "the reason.")
     p.add_argument("id", metavar="ID", help="the grant's id or a unique prefix of it")

@@ -153,6 +153,12 @@ class ProposalsVerbsTest(CliTestCase):
         self.assertEqual(self.cli("rules", "revoke", rule[:8], "--reason", "done")[0], 0)
         code, out, _ = self.cli("grants", "revoke", grant["id"][:8], "--reason", "enough", "--json")
         self.assertIsNone(json.loads(out)["rule_in_force"], "the rule is revoked: nothing approves it again")
+        # An approval --remember'ed: its own grant's revocation names the rule remembered with it.
+        proposal = self.store.submit("web-2", TOOL_EGRESS_ALLOW, '{"host": "docs.python.org"}', "docs")
+        self.assertEqual(self.approve(proposal, "--for", "1h", "--remember", "bottle")[0], 0)
+        (grant,) = json.loads(self.cli("grants", "list", "--json")[1])
+        code, out, _ = self.cli("grants", "revoke", grant["id"][:8], "--reason", "enough")
+        self.assertRegex(out, r"rule [0-9a-f]{8}, remembered with it, still approves the same again for web-2")
 
     def test_errors_are_one_line(self) -> None:
         """Rule violations and unknown ids: one line on stderr, the right exit code, no traceback."""
