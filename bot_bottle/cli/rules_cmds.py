@@ -3,10 +3,21 @@
 from __future__ import annotations
 
 import argparse
+import json
+import sys
 from pathlib import Path
 from typing import Any
 
-from bot_bottle.cli.common import db_path, print_json, print_table, print_untrusted, verb_parser, warn
+from bot_bottle.cli.common import (
+    EXIT_CANCELLED,
+    confirm,
+    db_path,
+    print_json,
+    print_table,
+    print_untrusted,
+    verb_parser,
+    warn,
+)
 from bot_bottle.cli.grants_cmds import ended_lines, rule_json
 from bot_bottle.cli.inbox import apply_standing
 from bot_bottle.cli.registry import summary
@@ -14,11 +25,12 @@ from bot_bottle.decisions import default_decider
 from bot_bottle.errors import AmbiguousId, ValidationError
 from bot_bottle.grant_records import rule_decider
 from bot_bottle.grants import GrantStore
+from bot_bottle.policy.approval import approval_of
 from bot_bottle.policy.hosts import host_problems
 from bot_bottle.policy.lifetimes import LIFETIMES, MAX_REJECT_RULE_SECONDS, grant_seconds
 from bot_bottle.policy.reach import inside_places
 from bot_bottle.policy.routes import make_route
-from bot_bottle.policy.subjects import describe_subject
+from bot_bottle.policy.subjects import describe_subject, rule_matches, subject_of
 from bot_bottle.queue_store import QueueStore
 from bot_bottle.records import (
     EFFECT_APPROVE,
@@ -97,6 +109,9 @@ def cmd_rules_add(args: argparse.Namespace) -> int:
             raise ValidationError("for", f"{spell_duration(seconds)} is longer than such a rule may last "
                                   f"({spell_duration(limit)})")
         ends_at = later(now, grant_seconds(TOOL_EGRESS_ALLOW, seconds) if effect == EFFECT_APPROVE else seconds)
+    if effect == EFFECT_APPROVE and not _approving_rule_confirmed(args, subject, "*" in route.host):
+        print("rule not added: nothing recorded", file=sys.stderr)
+        return EXIT_CANCELLED
     with GrantStore(db_path(args)) as store:
         rule = store.add_rule(queue_key=args.bottle, tool=TOOL_EGRESS_ALLOW, subject=subject,
                               pattern="*" in route.host, effect=effect, notes=args.notes, ends_at=ends_at,
@@ -117,6 +132,47 @@ def cmd_rules_add(args: argparse.Namespace) -> int:
                         f"{', ...' if len(decided) > _NAMED else ''} ('proposals list --all' shows them)")
     print_untrusted(_warnings(route.host, route.widening(), rule.effect))
     return 0
+
+
+def _approving_rule_confirmed(args: argparse.Namespace, subject: dict[str, Any], pattern: bool) -> bool:
+    """Whether to record an approving rule: at once where nothing it approves is asked for twice on a screen;
+    else after a typed ``yes`` on a terminal, or with ``--yes``; off a terminal without it, refused.
+
+    The rule approves, now and until it ends, what every screen asks about a second time: its own host (a
+    wildcard over many owners, a look-alike, a host that reaches inside), and the pending proposals it matches
+    that carry such a badge, which it approves at once, unseen. So it is asked as they are.
+    """
+    as_filed = {name: value for name, value in subject.items() if value}  # a route leaves out what it does not name
+    why = approval_of(TOOL_EGRESS_ALLOW, json.dumps(as_filed)).why_asked_twice
+    with QueueStore(db_path(args)) as queue:
+        flagged = []
+        for proposal in queue.pending(args.bottle):
+            if proposal.tool != TOOL_EGRESS_ALLOW:
+                continue
+            try:
+                matched = rule_matches(subject, pattern, proposal.tool, subject_of(proposal.tool, proposal.payload))
+            except ValidationError:
+                continue  # nothing a rule can match: it stays for the operator
+            approval = approval_of(proposal.tool, proposal.payload, proposal.current_file)
+            if matched and approval.needs_confirmation:
+                flagged.append(f"  {proposal.short_id}  {proposal.queue_key}  [{','.join(approval.kinds)}] "
+                               f"{approval.grants[0]}")
+    if not why and not flagged:
+        return True
+    if args.yes:
+        return True
+    at_once = (f"it approves at once {len(flagged)} pending proposal(s) asked about twice: "
+               f"{', '.join(line.split()[0] for line in flagged[:_NAMED])}{', ...' if len(flagged) > _NAMED else ''}"
+               if flagged else "")
+    reason = why or at_once
+    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+        said = "; ".join(part for part in (why, at_once) if part)
+        raise ValidationError("yes", f"needed to add this rule off a terminal: it approves what every screen asks "
+                              f"about twice ({said}); nothing recorded (give --yes to add it all the same)")
+    print_untrusted([*_warnings(str(subject["host"]), [], EFFECT_APPROVE),
+                     *([at_once.split(":")[0] + ":", *flagged[:_NAMED]] if flagged else [])])
+    return confirm(f"\nadd this rule, approving {describe_subject(TOOL_EGRESS_ALLOW, subject)} for "
+                   f"{args.bottle or 'every bottle'}?", reason)
 
 
 def _warnings(host: str, widening: list[str], effect: str) -> list[str]:
@@ -202,6 +258,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--for", dest="duration", metavar="DURATION",
                    help="how long the rule stands: 8h, 7d, 2w or a time (approving rules must end)")
     p.add_argument("--notes", default="", metavar="TEXT", help="why (shown with each decision it makes)")
+    p.add_argument("--yes", action="store_true", help="add an approving rule that approves what every screen asks "
+                   "about twice (a wildcard over many owners, a look-alike, a host that reaches inside, or a pending "
+                   "proposal so marked) without asking for a typed 'yes'; off a terminal, such a rule needs it")
     p.set_defaults(handler=cmd_rules_add, field_options={"for": "--for", "paths": "--path", "methods": "--method"})
     p = verb_parser(verbs, "revoke", json=True, help="end a rule now",
                     description="End a standing rule now (audited). The grants it made stay until they end; "

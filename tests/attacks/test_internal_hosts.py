@@ -116,8 +116,14 @@ class InsideHostsTest(AddressFormsCase):
         token = approval_of(TOOL_EGRESS_TOKEN_ALLOW, json.dumps(report))
         self.assertEqual(token.kinds, (INTERNAL,), "a port is no look-alike's character")
         self.assertTrue(token.needs_confirmation)
+        refused = self.run_cli("rules", "add", "--bottle", "web-1", "--host", "10.0.0.5", "--for", "1d",
+                               "--notes", "the lab's cache")
+        self.assertEqual(refused.returncode, 2, refused.stdout)  # a typed yes on a terminal; here, --yes
+        self.assertIn("--yes: needed to add this rule off a terminal: it approves what every screen asks about "
+                      "twice (it reaches inside (internal))", refused.stderr)
+        self.assertIn("no rules in force", self.run_cli("rules", "list").stdout)
         approving = self.run_cli("rules", "add", "--bottle", "web-1", "--host", "10.0.0.5", "--for", "1d",
-                                 "--notes", "the lab's cache")
+                                 "--notes", "the lab's cache", "--yes")
         self.assertEqual(approving.returncode, 0, approving.stderr)
         self.assertIn("WARNING: host 10.0.0.5 reaches inside: a private network's address", approving.stdout)
         rejecting = self.run_cli("rules", "add", "--all-bottles", "--host", "10.0.0.6", "--reject", "--notes", "no")

@@ -76,7 +76,11 @@ class SpelledAddressTest(AddressFormsCase):
     def test_a_rule_the_operator_types_warns_as_an_approval_would(self) -> None:
         """rules add for a name that spells an address says so; a rejecting wildcard over addresses says it
         rejects none (no wildcard covers an address)."""
-        added = self.run_cli("rules", "add", "--all-bottles", "--host", "169.254.169.254.nip.io", "--for", "1d")
+        refused = self.run_cli("rules", "add", "--all-bottles", "--host", "169.254.169.254.nip.io", "--for", "1d")
+        self.assertEqual(refused.returncode, 2, refused.stdout)  # off a terminal, asked-twice needs --yes
+        self.assertIn("it reaches more than it reads as and inside (look-alike, internal)", refused.stderr)
+        added = self.run_cli("rules", "add", "--all-bottles", "--host", "169.254.169.254.nip.io", "--for", "1d",
+                             "--yes")
         self.assertEqual(added.returncode, 0, added.stderr)
         self.assertIn("WARNING: host 169.254.169.254.nip.io is not what it looks like: it spells the address "
                       "169.254.169.254", added.stdout)

@@ -222,11 +222,14 @@ class NewcomerEdgesTest(ShellCase):
 class PromptTest(ShellCase):
     def approve_in_a_terminal(self, proposal: Proposal | None = None, prompt: str = "[y/N]",
                               options: str = "") -> Terminal:
+        return self.in_a_terminal(f"proposals approve {(proposal or self.long).short_id} {options}", prompt)
+
+    def in_a_terminal(self, command: str, prompt: str) -> Terminal:
+        """``bot-bottle COMMAND`` in a terminal, waiting at ``prompt``; its exit status lands in ``self.status``."""
         status = self.tmp / "status"
         bb = f"{shlex.quote(sys.executable)} -m bot_bottle --db {shlex.quote(str(self.db))}"
         term = Terminal(self, f"cd {shlex.quote(str(REPO))} && env HOME={shlex.quote(str(self.home))} PAGER=cat "
-                        f"{bb} proposals approve {(proposal or self.long).short_id} {options}; "
-                        f"echo $? > {shlex.quote(str(status))}; sleep 30")
+                        f"{bb} {command}; echo $? > {shlex.quote(str(status))}; sleep 30")
         term.wait_for(prompt)
         self.status = status
         return term
@@ -262,6 +265,29 @@ class PromptTest(ShellCase):
                 self.status.unlink()
                 with QueueStore(self.db) as store:
                     response = store.response(proposal.id)
+                self.assertEqual(response.status if response else None, None if answer == "y" else STATUS_APPROVED)
+
+    def test_an_approving_rule_over_what_is_asked_twice_is_added_only_by_a_typed_yes(self) -> None:
+        """BROKE before the fix: 'rules add' of an approving rule for 10.0.0.5 (a private network) recorded it at
+        once and approved the pending [internal] proposal for it, unseen, warning only afterwards. Now it shows
+        why and what it would approve at once, and only the whole word yes adds it."""
+        with QueueStore(self.db) as store:
+            inside = store.submit("web-2", TOOL_EGRESS_ALLOW, '{"host": "10.0.0.5"}', "the cache")
+        for answer, code in (("y", "3"), ("yes", "0")):
+            with self.subTest(answer):
+                term = self.in_a_terminal("rules add --bottle web-2 --host 10.0.0.5 --for 1h", "type yes to record")
+                screen = term.screen()
+                for needle in ("reaches inside", inside.short_id, "[internal]", "it reaches inside (internal)"):
+                    self.assertIn(needle, screen)
+                term.send(answer, "Enter")
+                wait_until(self.status.exists, 10, what="the command's end")
+                time.sleep(0.2)
+                self.assertEqual(self.status.read_text().strip(), code)
+                self.status.unlink()
+                with GrantStore(self.db) as grants:
+                    self.assertEqual(len(grants.rules()), 0 if answer == "y" else 1)
+                with QueueStore(self.db) as store:
+                    response = store.response(inside.id)
                 self.assertEqual(response.status if response else None, None if answer == "y" else STATUS_APPROVED)
 
     def test_no_at_the_prompt_is_cancelled_and_ctrl_c_is_interrupted(self) -> None:
