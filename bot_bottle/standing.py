@@ -38,7 +38,7 @@ from bot_bottle.db import DatabaseUser
 from bot_bottle.decisions import expire_in, expired_due, record_decision_in
 from bot_bottle.errors import AlreadyDecided, BotBottleError, NotFound, ProposalExpired, ValidationError
 from bot_bottle.file_watch import FileWatch
-from bot_bottle.grant_records import Rule, rule_decider
+from bot_bottle.grant_records import Grant, Rule, rule_decider
 from bot_bottle.grants import all_live_rules_in, live_rules_in, rule_record
 from bot_bottle.policy.lifetimes import grant_seconds
 from bot_bottle.policy.subjects import rule_matches, rule_overlaps, subject_of, subject_sha256
@@ -46,6 +46,7 @@ from bot_bottle.queue_reads import PENDING, PROPOSAL_COLUMNS
 from bot_bottle.queue_store import QueueStore
 from bot_bottle.records import (
     ACTION_RULE_REVOKED,
+    EFFECT_APPROVE,
     EFFECT_REJECT,
     STATUS_APPROVED,
     STATUS_REJECTED,
@@ -225,6 +226,14 @@ def rules_in_force(store: DatabaseUser) -> list[RuleInForce]:
     found += [RuleInForce(rule, False, f"decides nothing: {proofs.unproven[rule.id]}")
               for rule in rows if rule.id in proofs.unproven]
     return sorted(found, key=lambda shown: (str(shown.rule.created_at), shown.rule.id), reverse=True)
+
+
+def approving_again(store: DatabaseUser, grant: Grant) -> list[Rule]:
+    """The approving rule, still deciding, that made ``grant`` or was made with its approval (``--remember``):
+    once the grant is revoked, it approves the same again at the bottle's next ask, at once."""
+    return [item.rule for item in rules_in_force(store) if item.decides and item.rule.effect == EFFECT_APPROVE
+            and (item.rule.id == grant.rule_id
+                 or (grant.rule_id is None and item.rule.proposal_id == grant.proposal_id))]
 
 
 def matching_rule(conn: sqlite3.Connection, proposal: Proposal, now: str,

@@ -13,7 +13,7 @@ from bot_bottle.grant_records import Grant, Rule
 from bot_bottle.grants import GrantStore
 from bot_bottle.policy.subjects import describe_subject
 from bot_bottle.records import EFFECT_APPROVE
-from bot_bottle.standing import rules_in_force
+from bot_bottle.standing import approving_again
 from bot_bottle.timestamps import moment_of, seconds_between, time_left, utc_now
 
 _GRANTS_EPILOG = """\
@@ -104,22 +104,22 @@ def cmd_grants_revoke(args: argparse.Namespace) -> int:
     """End a grant now, with a reason (audited)."""
     with GrantStore(db_path(args)) as store:
         grant = store.revoke(args.id, args.reason, revoked_by=default_decider())
-        # The approving rule that made it, or that its approval made (--remember), still deciding, approves the
-        # bottle's next ask for the same again at once.
-        again = [item.rule for item in rules_in_force(store) if item.decides and item.rule.effect == EFFECT_APPROVE
-                 and (item.rule.id == grant.rule_id
-                      or (grant.rule_id is None and item.rule.proposal_id == grant.proposal_id))]
+        again = approving_again(store, grant)
     if args.json:
         print_json({**grant_json(grant, utc_now()), "rule_in_force": again[0].id if again else None})
         return 0
     print_untrusted(f"revoked {grant.short_id} ({grant.queue_key}, {grant.tool}: "
                     f"{describe_subject(grant.tool, grant.subject_value)})")
-    for rule in again:
-        made = "which made it" if rule.id == grant.rule_id else "remembered with it"
-        print_untrusted(f"rule {rule.short_id}, {made}, still approves the same again for "
-                        f"{rule.queue_key or 'every bottle'} until {rule.ends_at}: the bottle's next ask is approved "
-                        f"at once ('rules revoke {rule.short_id}' ends the rule)")
+    print_untrusted([approving_again_line(rule, grant) for rule in again])
     return 0
+
+
+def approving_again_line(rule: Rule, grant: Grant) -> str:
+    """What revoking ``grant`` leaves: ``rule`` (``approving_again``) approves the same again, and how to end it."""
+    made = "which made it" if rule.id == grant.rule_id else "remembered with it"
+    return (f"rule {rule.short_id}, {made}, still approves the same again for {rule.queue_key or 'every bottle'} "
+            f"until {rule.ends_at}: the bottle's next ask is approved at once ('rules revoke {rule.short_id}' ends "
+            "the rule)")
 
 
 def register(subparsers: Any) -> None:

@@ -203,6 +203,23 @@ class TuiTest(TempDirTest):
         self.term.wait_for("2 pending")
         self.quit()
 
+    def test_revoking_a_grant_a_rule_approves_again_says_so(self) -> None:
+        """BROKE before the fix: revoking a remembered approval's grant said only "revoked ID", and the rule
+        remembered with it approved the bottle's next ask for the same at once."""
+        decide(self.route.id, STATUS_APPROVED, store=self.store, grant_for=3600, remember="bottle")
+        with GrantStore(self.db) as grants:
+            made = grants.for_proposal(self.route.id)
+            (rule,) = grants.rules()
+        assert made is not None
+        self.settle()
+        self.term.send("v")
+        self.term.wait_for("1 grant(s) in force")
+        self.term.send("x")
+        self.term.wait_for("reason:")
+        self.term.send("mirror down", "Enter")
+        self.term.wait_for(f"revoked {made.short_id}, but rule {rule.short_id} still approves the same again")
+        self.quit()
+
     def test_decided_elsewhere_and_new_arrivals(self) -> None:
         """A proposal decided elsewhere while open is reported, and nothing is selected; new ones appear, marked."""
         self.term.send("Enter")

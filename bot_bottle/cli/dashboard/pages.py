@@ -133,12 +133,13 @@ def bottles_table(items: Sequence[BottleOverview], now: datetime) -> str:
 
 
 def bottles_page(items: Sequence[BottleOverview], now: datetime, marker: str, *, root: str,
-                 grants: Sequence[Grant] = (), csrf: str = "") -> str:
-    """The bottles with their state and queue, and what each may do now (with a form that revokes each)."""
+                 grants: Sequence[Grant] = (), csrf: str = "", message: str = "") -> str:
+    """The bottles with their state and queue, and what each may do now (with a form that revokes each);
+    ``message``: what the revocation just before left."""
     pending = sum(len(item.pending) for item in items)
     body = "<h1>Bottles</h1>" + (bottles_table(items, now) if items else "<p>no bottles yet</p>")
     return page("bottles", body + grants_section(grants, now, root=root, csrf=csrf), root=root, marker=marker,
-                pending=pending, data={"page": "bottles"})
+                pending=pending, data={"page": "bottles"}, message=message)
 
 
 def grants_section(grants: Sequence[Grant], now: datetime, *, root: str, csrf: str) -> str:

@@ -250,4 +250,4 @@ class PostHandler(DashboardBase):
         except BotBottleError as exc:
             raise Refused(HTTPStatus.CONFLICT, "Not revoked", f"not revoked: {exc}") from None
         self.dashboard.log(f"revoked grant {grant.short_id} ({grant.queue_key}, {grant.tool})")
-        self.redirect(f"{self.dashboard.root}/bottles")
+        self.redirect(f"{self.dashboard.root}/bottles?revoked={grant.id}")

@@ -63,12 +63,12 @@ from bot_bottle.cli.dashboard.state import (
     STATIC,
     Dashboard,
 )
-from bot_bottle.cli.grants_cmds import MAX_NAMED_ENDED, remembered_rule, rule_made_line
+from bot_bottle.cli.grants_cmds import MAX_NAMED_ENDED, approving_again_line, remembered_rule, rule_made_line
 from bot_bottle.cli.inbox import Filters
 from bot_bottle.errors import BotBottleError, DatabaseReplaced, Refused, ValidationError
 from bot_bottle.policy.subjects import describe_subject
 from bot_bottle.records import PROPOSAL_ID_RE, validate_queue_key
-from bot_bottle.standing import Keeper
+from bot_bottle.standing import Keeper, approving_again
 from bot_bottle.wire.guarded_server import RETRY_AFTER_SEC, response_bytes
 
 DASHBOARD_HOSTS = ("localhost", "127.0.0.1", "::1")
@@ -123,7 +123,8 @@ class DashboardHandler(PostHandler):
             dashboard.keep()
             self.page(HTTPStatus.OK, pages.bottles_page(dashboard.bottles.overview(), now, dashboard.marker(),
                                                         root=dashboard.root, grants=dashboard.grants.listing(),
-                                                        csrf=dashboard.csrf))
+                                                        csrf=dashboard.csrf,
+                                                        message=self._revoked(query.get("revoked", ""))))
         elif path == "/audit":
             marker = dashboard.marker()
             result = dashboard.verified()
@@ -175,6 +176,22 @@ class DashboardHandler(PostHandler):
         if more > 0:
             said.append(f"and {more} more grants ('grants list --all' shows them)")
         return "; ".join(said)
+
+    def _revoked(self, grant_id: str) -> str:
+        """What the revocation just before (``?revoked=ID``) left, from the grant's row alone: that it is revoked,
+        and the approving rule that still approves the same again at the bottle's next ask, if one does."""
+        if not PROPOSAL_ID_RE.fullmatch(grant_id):  # a grant id has the same form
+            return ""
+        try:
+            grant = self.dashboard.grants.find(grant_id)
+        except BotBottleError:
+            return ""
+        if grant.revoked_at is None:
+            return ""
+        return "; ".join([f"revoked grant {grant.short_id} ({grant.queue_key}: "
+                          f"{describe_subject(grant.tool, grant.subject_value)}) by {grant.revoked_by}",
+                          *(approving_again_line(rule, grant) for rule in approving_again(self.dashboard.grants,
+                                                                                           grant))])
 
     def _changes(self) -> None:
         """The change feed the pages poll: the marker, the pending proposals (id, bottle), or what is wrong."""

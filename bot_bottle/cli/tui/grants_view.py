@@ -20,6 +20,7 @@ from bot_bottle.grants import GrantStore
 from bot_bottle.policy.lifetimes import DAY, LIFETIMES
 from bot_bottle.policy.subjects import describe_subject
 from bot_bottle.records import REMEMBER_ALL, REMEMBER_BOTTLE, Proposal
+from bot_bottle.standing import approving_again
 from bot_bottle.text import terminal
 from bot_bottle.timestamps import parse_duration, spell_duration, time_left, utc_now
 
@@ -136,8 +137,12 @@ class GrantsView:
             self.message = "revoke cancelled: a reason is required"
             return
         try:
-            self.store.revoke(grant.id, reason, revoked_by=self.decided_by)
-            self.message = f"revoked {grant.short_id}: its sidecar refuses it within 5 s"
+            revoked = self.store.revoke(grant.id, reason, revoked_by=self.decided_by)
+            again = approving_again(self.store, revoked)
+            # Said at once, where the revocation is: else the rule's next approval undoes it without a word.
+            self.message = (f"revoked {grant.short_id}, but rule {again[0].short_id} still approves the same again "
+                            f"at the next ask: 'rules revoke {again[0].short_id}' ends it" if again else
+                            f"revoked {grant.short_id}: its sidecar refuses it within 5 s")
         except BotBottleError as exc:
             self.message = str(exc)
         self.load()

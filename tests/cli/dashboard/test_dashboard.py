@@ -211,6 +211,33 @@ class RulesTest(DashboardCase):
         (rule,) = GrantStore(database=self.store.db).rules()
         self.assertIn(f"; rule {rule.short_id}: rejects the same again for every bottle, for good", body)
 
+    def test_revoking_a_grant_a_rule_approves_again_says_so(self) -> None:
+        """BROKE before the fix: revoking, from the bottles page, a grant whose approval was remembered went back
+        to the page with no word, and the rule approved the bottle's next ask for the same at once."""
+        route = self.store.submit("web-1", TOOL_EGRESS_ALLOW, '{"host": "pypi.org"}', "pip")
+        decide(route.id, "approved", store=self.store, grant_for=3600, remember="bottle")
+        grants = GrantStore(database=self.store.db)
+        grant = grants.for_proposal(route.id)
+        (rule,) = grants.rules()
+        assert grant is not None
+        form = urlencode({"csrf": self.dashboard.csrf, "reason": "mirror down", "decision": "revoke"}).encode()
+        status, headers, _ = self.call("POST", f"/grant/{grant.id}/revoke", body=form, headers={
+            "Origin": self.origin, "Sec-Fetch-Site": "same-origin",
+            "Content-Type": "application/x-www-form-urlencoded"})
+        self.assertEqual(status, 303)
+        status, _, body = self.call("GET", headers["location"].removeprefix(self.dashboard.root))
+        self.assertEqual(status, 200)
+        self.assertIn(f"revoked grant {grant.short_id} (web-1: pypi.org", body)
+        self.assertIn(f"; rule {rule.short_id}, remembered with it, still approves the same again for web-1", body)
+        # What the page says comes from the grant's row: a live grant's id, or a made-up one, says nothing.
+        other = self.store.submit("web-1", TOOL_EGRESS_ALLOW, '{"host": "docs.python.org"}', "docs")
+        decide(other.id, "approved", store=self.store)
+        live = grants.for_proposal(other.id)
+        assert live is not None
+        for shown in (live.id, "0" * 32, "<b>x</b>"):
+            _, _, body = self.call("GET", f"/bottles?revoked={shown}")
+            self.assertNotIn("revoked grant", body)
+
     def test_a_remembered_approval_names_its_rule(self) -> None:
         """BROKE before the fix: approving with "the same for this bottle, until then" said only "approved ID
         (web-1, egress-allow) by ...": the rule it made, and until when, were named nowhere on the next page."""
