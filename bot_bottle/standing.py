@@ -297,14 +297,16 @@ def rule_decision_in(log: AuditRecorder, proposal: Proposal) -> Response | None:
     return response
 
 
-def keep(store: QueueStore, *, after: int = 0, unproven: Callable[[str, str], None] | None = None) -> int:
+def keep(store: QueueStore, *, after: int = 0, unproven: Callable[[str, str], None] | None = None,
+         decided_by_rule: Callable[[Proposal, Response], None] | None = None) -> int:
     """One look: rules applied to pending proposals filed after rowid ``after``, and expired ones closed.
 
     Returns the newest rowid looked at (the next ``after``). Reads first,
     and takes the write lock only where there is something to record. The
     live rules are read and proven once per look; ``unproven(rule_id,
     why)`` is told of each rule in the file that the audit log does not
-    prove, which decides nothing.
+    prove, which decides nothing; ``decided_by_rule(proposal, response)``
+    of each proposal a rule decided in this look.
     """
     now = utc_now()
     proofs = RuleProofs()
@@ -330,8 +332,12 @@ def keep(store: QueueStore, *, after: int = 0, unproven: Callable[[str, str], No
             unproven(rule_id, why)
     for proposal_id in decided:
         # Decided meanwhile by someone else (the first wins), expired, or gone: left as it is.
+        response: Response | None = None  # (a suppressed refusal records none)
         with contextlib.suppress(AlreadyDecided, ProposalExpired, NotFound), AuditStore.recording(store.db) as log:
-            rule_decision_in(log, store.get(proposal_id))
+            proposal = store.get(proposal_id)
+            response = rule_decision_in(log, proposal)
+        if response is not None and decided_by_rule is not None:
+            decided_by_rule(proposal, response)
     if expired_due(store, now):
         with AuditStore.recording(store.db) as log:
             expire_in(log, utc_now())

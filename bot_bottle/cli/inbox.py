@@ -24,10 +24,11 @@ from dataclasses import dataclass
 from bot_bottle.audit_store import AuditStore
 from bot_bottle.db import DatabaseUser
 from bot_bottle.errors import ValidationError
+from bot_bottle.grant_records import RULE_DECIDER_PREFIX
 from bot_bottle.policy.approval import KINDS, Approval, approval_of
 from bot_bottle.queue_reads import expired_response, shown_digest
 from bot_bottle.queue_store import QueueStore
-from bot_bottle.records import STATUS_MODIFIED, TOOLS, Proposal, ProposalSummary, Response
+from bot_bottle.records import SHORT_ID_LENGTH, STATUS_MODIFIED, TOOLS, Proposal, ProposalSummary, Response
 from bot_bottle.standing import describe_failure, keep, unproven_line
 
 # A filter on cautions: any kind at all, or one of policy.approval.KINDS.
@@ -84,18 +85,29 @@ class Filters:
         return any(value for value in (self.bottle, self.tool, self.caution, self.words))
 
 
-def apply_standing(store: QueueStore) -> list[str]:
+def apply_standing(store: QueueStore, *, naming_decided: bool = True) -> list[str]:
     """Standing rules and expiry applied before a list shows the queue, as the screens do (``standing.keep``):
     a proposal a rule decides is never shown as waiting for the operator. Returns what the caller should say:
     each rule in the file the audit log does not prove (it decided nothing), and why the look failed, if it did
-    (the audit key missing, the database busy, a row no bot-bottle wrote); the list is shown either way."""
+    (the audit key missing, the database busy, a row no bot-bottle wrote); the list is shown either way. With
+    ``naming_decided``, also each proposal a rule decided in this look, which would otherwise leave the list
+    unseen."""
     warning = log_warning(store)
     said: list[str] = [warning] if warning is not None else []
     try:
-        keep(store, unproven=lambda rule_id, why: said.append(unproven_line(rule_id, why)))
+        keep(store, unproven=lambda rule_id, why: said.append(unproven_line(rule_id, why)),
+             decided_by_rule=lambda proposal, response: said.append(_decided_line(proposal, response))
+             if naming_decided else None)
     except Exception as exc:  # whatever a row in the file does, the operator still gets the list
         said.append(f"standing rules and expiry not applied: {describe_failure(exc)}")
     return said
+
+
+def _decided_line(proposal: Proposal, response: Response) -> str:
+    """A proposal a standing rule decided as a list looked: said, so that it does not leave the list unseen."""
+    rule = response.decided_by.removeprefix(RULE_DECIDER_PREFIX)[:SHORT_ID_LENGTH]
+    return (f"rule {rule} {response.status} {proposal.short_id} ({proposal.queue_key}, {proposal.tool}) as this list "
+            f"looked ('proposals show {proposal.short_id}' says more)")
 
 
 def log_warning(store: DatabaseUser) -> str | None:

@@ -193,7 +193,7 @@ def _decided_now(path: Path, rule_id: str) -> list[str]:
     would have without a word (``apply_standing``); what that look could not do is warned of."""
     with QueueStore(path) as queue:
         waiting = [summary.id for summary in queue.pending_summaries()]
-        for problem in apply_standing(queue):
+        for problem in apply_standing(queue, naming_decided=False):  # the new rule's are named by the caller
             warn(problem)
         responses = {proposal_id: queue.response(proposal_id) for proposal_id in waiting}
     return [proposal_id for proposal_id, response in responses.items()

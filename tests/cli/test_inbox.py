@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+from bot_bottle.grants import GrantStore
 from bot_bottle.records import TOOL_EGRESS_ALLOW, TOOL_EGRESS_BLOCK, Proposal
 from tests.cli.test_proposals_cmds import CliTestCase
 from tests.helpers.inbox_corpus import file_look_alikes
@@ -136,7 +137,12 @@ class StandingBeforeListingTest(CliTestCase):
                 other = self.store.submit(bottle, TOOL_EGRESS_ALLOW, '{"host": "pypi.org"}', "pip")
                 self.assertIsNone(self.store.response(filed.id), "nothing decided it yet")
                 code, out, err = self.cli(*verb)
-                self.assertEqual((code, err), (0, ""))
+                self.assertEqual(code, 0, err)
+                # It leaves the list, and the list says so (before, it left without a word).
+                (rule,) = GrantStore(database=self.store.db).rules()
+                self.assertEqual(err, f"bot-bottle: warning: rule {rule.short_id} rejected {filed.short_id} "
+                                 f"({bottle}, egress-allow) as this list looked ('proposals show {filed.short_id}' "
+                                 "says more)\n")
                 listed = [row["id"] for row in json.loads(out)]
                 self.assertIn(other.id, listed)
                 self.assertNotIn(filed.id, listed)
