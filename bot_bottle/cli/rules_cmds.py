@@ -113,6 +113,10 @@ def cmd_rules_add(args: argparse.Namespace) -> int:
         print("rule not added: nothing recorded", file=sys.stderr)
         return EXIT_CANCELLED
     with GrantStore(db_path(args)) as store:
+        # The same rule already deciding: added all the same (a later end is a way to extend it), and said.
+        same = [item.rule for item in rules_in_force(store) if item.decides and item.rule.effect == effect
+                and item.rule.queue_key == args.bottle and item.rule.subject_value == subject
+                and bool(item.rule.pattern) == ("*" in route.host)]
         rule = store.add_rule(queue_key=args.bottle, tool=TOOL_EGRESS_ALLOW, subject=subject,
                               pattern="*" in route.host, effect=effect, notes=args.notes, ends_at=ends_at,
                               created_by=default_decider(), now=now)
@@ -131,6 +135,8 @@ def cmd_rules_add(args: argparse.Namespace) -> int:
         print_untrusted(f"it {_DONE[rule.effect]} {len(decided)} pending proposal(s) it matches, now: {shown}"
                         f"{', ...' if len(decided) > _NAMED else ''} ('proposals list --all' shows them)")
     print_untrusted(_warnings(route.host, route.widening(), rule.effect))
+    print_untrusted([f"note: rule {other.short_id}, the same, already stands, {time_left(now, other.ends_at)}; "
+                     f"both decide until each ends ('rules revoke {other.short_id}' ends the older)" for other in same])
     return 0
 
 

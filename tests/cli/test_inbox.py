@@ -168,6 +168,21 @@ class StandingBeforeListingTest(CliTestCase):
         code, out, _ = self.cli("rules", "add", "--bottle", "web-1", "--host", "pypi.org", "--reject", "--json")
         self.assertEqual(json.loads(out)["decided_now"], [other.id])
 
+    def test_the_same_rule_added_again_is_said(self) -> None:
+        """BROKE before the fix: the same approving rule added twice was accepted without a word, two rows in
+        'rules list' deciding alike. Now it is added (a later end extends it) and the one already standing named."""
+        code, out, _ = self.cli("rules", "add", "--bottle", "web-1", "--host", "pypi.org", "--for", "1d")
+        self.assertEqual(code, 0)
+        first = out.split()[1].rstrip(":")
+        code, out, _ = self.cli("rules", "add", "--bottle", "web-1", "--host", "pypi.org", "--for", "2d")
+        self.assertEqual(code, 0)
+        self.assertIn(f"note: rule {first}, the same, already stands, ", out)
+        for other in (("--bottle", "web-2", "--host", "pypi.org", "--for", "1d"),  # another bottle's: not the same
+                      ("--bottle", "web-1", "--host", "pypi.org", "--reject")):  # a rejection: not the same
+            code, out, _ = self.cli("rules", "add", *other)
+            self.assertEqual(code, 0)
+            self.assertNotIn("already stands", out)
+
     def test_a_rule_that_cannot_be_applied_is_said_and_the_list_still_shows(self) -> None:
         """The host's audit key gone: one warning line on stderr, and the proposal listed as waiting."""
         filed = self.store.submit("web-1", TOOL_EGRESS_ALLOW, '{"host": "pastebin.com"}', "a paste")

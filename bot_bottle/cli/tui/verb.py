@@ -65,7 +65,9 @@ def register(subparsers: Any) -> None:
         description="Review pending proposals from every bottle and decide them: a list that refreshes "
         "itself (* marks what arrived since your last keypress), a detail view with the diff or report, "
         "and keys to approve (a), modify in $EDITOR (m), reject (r) or reject from now on (R, then +bottle or "
-        "+all); / keeps the rows holding some words and w those with a warning, v shows the grants in force "
+        "+all). Approving asks for how long (Enter: the tool's default; 8h, 7d, ...; add +bottle or +all to "
+        "approve the same again until then), and a typed yes where it widens or reaches inside; / keeps the "
+        "rows holding some words and w those with a warning, v shows the grants in force "
         "(x revokes one). Esc or b goes back, q quits.",
         epilog="examples:\n  bot-bottle supervise\n  bot-bottle supervise --once --json   (for scripts)",
         formatter_class=argparse.RawDescriptionHelpFormatter,
