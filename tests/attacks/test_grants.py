@@ -167,7 +167,7 @@ class PathOutsideTheGrantTest(TempDirTest):
     def test_what_stays_inside_the_prefix_is_covered(self) -> None:
         """The other side: plain paths under /3/, a query holding dots, a file name with dots."""
         for path in ("/3/", "/3/library/os.html", "/3/library/?q=../x", "/3/a..b/", "/3/.well-known.txt",
-                     "/3/library/os.html#../x"):
+                     "/3/library/?q=#../x"):
             with self.subTest(path=path):
                 self.assertTrue(self.grants.allows_route("docs.python.org", "GET", path))
         for host, method, path in (("docs.python.org", "POST", "/3/"), ("docs.python.org", "GET", "/2/"),

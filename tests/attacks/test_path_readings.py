@@ -1,0 +1,135 @@
+"""A route's path prefix against the request paths that reach past it, as review 16 found them.
+
+The operator approves a route with the command line (``proposals show``,
+then ``approve --digest``), and the bottle's sidecar answers in a process
+of its own over the host's database file, as on the mount. Before each fix:
+
+- a request path holding a raw ``#`` (no client sends one: a fragment stays
+  in the browser) was read only up to it, so ``/3/x#/../../admin/key.txt``
+  was a plain path under ``/3/``; uvicorn (h11) keeps the ``#`` in the
+  path, and Starlette's StaticFiles served ``/admin/key.txt`` for it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+
+from bot_bottle.paths import host_db_path
+from bot_bottle.queue_store import QueueStore
+from bot_bottle.records import TOOL_EGRESS_ALLOW
+from tests.helpers.relay_fixture import free_port
+from tests.helpers.support import REPO, TempDirTest
+
+# The bottle's sidecar, in a process of its own: what its egress helper answers for each [host, method, path].
+SIDECAR = """
+import json, sys
+from bot_bottle.queue_store import QueueStore
+from bot_bottle.sidecar.egress import EgressGrants
+with QueueStore(sys.argv[1], migrate_schema=False) as store:
+    grants = EgressGrants(store.for_bottle(sys.argv[2]))
+    print(json.dumps([grants.allows_route(*request) for request in json.loads(sys.argv[3])]))
+"""
+
+# A static site as uvicorn (h11, its default without httptools) and Starlette serve one.
+SITE = """
+import sys, uvicorn
+from starlette.applications import Starlette
+from starlette.routing import Mount
+from starlette.staticfiles import StaticFiles
+uvicorn.run(Starlette(routes=[Mount("/", StaticFiles(directory=sys.argv[1]))]), host="127.0.0.1",
+            port=int(sys.argv[2]), log_level="warning")
+"""
+
+
+def _python_with(module: str) -> str | None:
+    """A Python that can import ``module``: $BOT_BOTTLE_MCP_PYTHON (the MCP client's, with uvicorn), or this one."""
+    for candidate in filter(None, (os.environ.get("BOT_BOTTLE_MCP_PYTHON"), sys.executable)):
+        if subprocess.run([candidate, "-c", f"import {module}"], capture_output=True).returncode == 0:
+            return candidate
+    return None
+
+
+def _get(port: int, path: str) -> tuple[str, str]:
+    """The status line and body a server answers for ``path``, sent as written (no client rewrites it)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: docs.example.com\r\nConnection: close\r\n\r\n".encode())
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    head, _, body = data.decode("latin-1").partition("\r\n\r\n")
+    return head.split("\r\n")[0], body
+
+
+class ApprovedPathCase(TempDirTest):
+    """A route the agent filed and the operator approved on the command line, as ``proposals show`` showed it."""
+
+    def approve(self, route: dict[str, object]) -> str:
+        """File ``route`` for web-1, approve it as a script does (the digest 'show' printed); 'show''s text."""
+        with QueueStore(host_db_path()) as store:
+            proposal = store.for_bottle("web-1").submit(TOOL_EGRESS_ALLOW, json.dumps(route), "for the build")
+        shown = self.run_cli("proposals", "show", proposal.id)
+        self.assertEqual(shown.returncode, 0, shown.stderr)
+        digest = shown.stdout.split("--digest ")[-1].split()[0]
+        done = self.run_cli("proposals", "approve", proposal.id, "--digest", digest)
+        self.assertEqual(done.returncode, 0, done.stderr)
+        return shown.stdout
+
+    def sidecar_allows(self, *requests: tuple[str, str, str]) -> list[bool]:
+        """What web-1's sidecar, in its own process on the database file, answers for each request."""
+        done = subprocess.run([sys.executable, "-c", SIDECAR, str(host_db_path()), "web-1", json.dumps(requests)],
+                              cwd=REPO, capture_output=True, text=True, timeout=60)
+        self.assertEqual(done.returncode, 0, done.stderr)
+        return list(json.loads(done.stdout))
+
+
+class FragmentInThePathTest(ApprovedPathCase):
+    """GET under /3/ of docs.example.com approved; a path whose raw '#' hides dot segments from the check."""
+
+    HIDDEN = ("/3/x#/../../admin/key.txt", "/3/a.txt#/../../admin/key.txt", "/3/#/x/../../../admin/key.txt",
+              "/3/x#/%2e%2e/%2e%2e/admin/key.txt", "/3/x#\\..\\..\\admin\\key.txt")
+
+    def setUp(self) -> None:
+        super().setUp()
+        shown = self.approve({"host": "docs.example.com", "methods": ["GET"], "paths": ["/3/"]})
+        self.assertIn("docs.example.com  GET  /3/", shown)
+
+    def test_a_raw_hash_in_the_path_is_covered_by_no_prefix(self) -> None:
+        """Every path hiding dot segments behind a '#' asks; the plain ones under /3/ stay covered."""
+        answers = self.sidecar_allows(*(("docs.example.com", "GET", path) for path in self.HIDDEN))
+        self.assertEqual(answers, [False] * len(self.HIDDEN), "a '#' hid dot segments from the prefix check")
+        plain = ("/3/", "/3/a.txt", "/3/library/?q=#/../x")
+        self.assertEqual(self.sidecar_allows(*(("docs.example.com", "GET", path) for path in plain)), [True] * 3)
+
+    def test_uvicorn_serves_outside_the_prefix_for_such_a_path(self) -> None:
+        """The measured effect: a real server reads past the '#' (why it must ask), and the sidecar refuses it."""
+        python = _python_with("uvicorn, starlette.staticfiles")
+        if python is None:
+            self.skipTest("uvicorn and starlette are not installed (set BOT_BOTTLE_MCP_PYTHON to a Python with "
+                          "the MCP client, which brings them)")
+        site = self.tmp / "site"
+        for folder, name, text in (("3", "a.txt", "the docs\n"), ("admin", "key.txt", "SECRET-KEY\n")):
+            (site / folder).mkdir(parents=True)
+            (site / folder / name).write_text(text)
+        port = free_port()
+        server = subprocess.Popen([python, "-c", SITE, str(site), str(port)], stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.DEVNULL)
+        self.addCleanup(server.wait, 10)
+        self.addCleanup(server.kill)
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                status, body = _get(port, "/3/a.txt")
+                break
+            except OSError:
+                self.assertLess(time.monotonic(), deadline, "the site did not start")
+                time.sleep(0.1)
+        self.assertEqual((status.split(" ", 2)[1], body), ("200", "the docs\n"))
+        path = self.HIDDEN[1]
+        self.assertEqual(_get(port, path)[1], "SECRET-KEY\n", "the server no longer reads past the '#'")
+        self.assertEqual(self.sidecar_allows(("docs.example.com", "GET", path)), [False])
+
