@@ -140,14 +140,26 @@ def route_covers(subject: dict[str, Any], host: str, method: str, path: str) -> 
     """Whether an ``egress-allow`` subject covers a request to ``host`` (no port) with ``method`` for ``path``.
 
     A path prefix covers only a plain path (``path_is_plain``): ``/3/../admin``
-    starts with ``/3/`` as text, but the server serves ``/admin``.
+    starts with ``/3/`` as text, but the server serves ``/admin``; and only
+    what is under it (``prefix_covers``): ``/repos/acme/web`` is not
+    ``/repos/acme/website``.
     """
     methods = subject.get("methods") or []
     paths = subject.get("paths") or []
     return (host_covers(str(subject.get("host", "")), host)
             and (not methods or method in methods)
-            and (not paths or (path_is_plain(path) and any(path.startswith(prefix) for prefix in paths))))
+            and (not paths or (path_is_plain(path) and any(prefix_covers(prefix, path) for prefix in paths))))
 
+
+def prefix_covers(prefix: str, path: str) -> bool:
+    """Whether the path prefix ``prefix``, as the operator was shown it, covers the request path ``path``: the
+    prefix itself, and what is under it. A prefix that does not end a segment (``/repos/acme/web``) ends where
+    the path's segment does: ``/repos/acme/web/pulls`` and ``/repos/acme/web?x=1`` are under it,
+    ``/repos/acme/website`` and ``/repos/acme/web-secrets`` (other repositories) are not. A prefix ending in
+    ``/`` or holding a query (``?``) is matched as written."""
+    if not path.startswith(prefix):
+        return False
+    return len(path) == len(prefix) or prefix.endswith("/") or "?" in prefix or path[len(prefix)] in "/?"
 
 
 _MAX_DECODES = 4  # layers of percent-encoding undone looking for a dot segment; a path with more is not plain
@@ -216,7 +228,7 @@ def rule_matches(rule_subject: dict[str, Any], pattern: bool, tool: str, subject
     methods, paths = subject.get("methods") or [], subject.get("paths") or []
     return (host_covers(str(rule_subject.get("host", "")), host) or host == rule_subject.get("host")) \
         and (not rule_methods or (bool(methods) and set(methods) <= set(rule_methods))) \
-        and (not rule_paths or (bool(paths) and all(path_is_plain(p) and any(p.startswith(r) for r in rule_paths)
+        and (not rule_paths or (bool(paths) and all(path_is_plain(p) and any(prefix_covers(r, p) for r in rule_paths)
                                                     for p in paths)))
 
 

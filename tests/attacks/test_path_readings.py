@@ -7,7 +7,10 @@ of its own over the host's database file, as on the mount. Before each fix:
 - a request path holding a raw ``#`` (no client sends one: a fragment stays
   in the browser) was read only up to it, so ``/3/x#/../../admin/key.txt``
   was a plain path under ``/3/``; uvicorn (h11) keeps the ``#`` in the
-  path, and Starlette's StaticFiles served ``/admin/key.txt`` for it.
+  path, and Starlette's StaticFiles served ``/admin/key.txt`` for it;
+- a prefix was matched as text: approving ``/repos/acme/web`` (shown as
+  that) let through ``/repos/acme/website`` and ``/repos/acme/web-secrets``,
+  other repositories, and an operator's pattern rule for it approved them.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import sys
 import time
 
 from bot_bottle.paths import host_db_path
+from bot_bottle.policy.subjects import rule_matches
 from bot_bottle.queue_store import QueueStore
 from bot_bottle.records import TOOL_EGRESS_ALLOW
 from tests.helpers.relay_fixture import free_port
@@ -132,4 +136,37 @@ class FragmentInThePathTest(ApprovedPathCase):
         path = self.HIDDEN[1]
         self.assertEqual(_get(port, path)[1], "SECRET-KEY\n", "the server no longer reads past the '#'")
         self.assertEqual(self.sidecar_allows(("docs.example.com", "GET", path)), [False])
+
+
+class SiblingOfThePrefixTest(ApprovedPathCase):
+    """GET and POST under /repos/acme/web of api.github.com approved: the repository web, and no other."""
+
+    def setUp(self) -> None:
+        super().setUp()
+        shown = self.approve({"host": "api.github.com", "methods": ["GET", "POST"], "paths": ["/repos/acme/web"]})
+        self.assertIn("api.github.com  GET,POST  /repos/acme/web\n", shown)
+
+    def test_a_sibling_that_shares_the_prefix_as_text_is_not_covered(self) -> None:
+        """/repos/acme/website and /repos/acme/web-secrets are other repositories: they ask."""
+        siblings = ("/repos/acme/website", "/repos/acme/website/contents/.env", "/repos/acme/web-secrets/pulls",
+                    "/repos/acme/web2", "/repos/acme/web.old/git/refs", "/repos/acme/web;x/../web-secrets",
+                    "/repos/acme/web%2dsecrets")
+        answers = self.sidecar_allows(*(("api.github.com", "POST", path) for path in siblings))
+        self.assertEqual(answers, [False] * len(siblings), "a sibling of the approved prefix was let through")
+
+    def test_the_prefix_and_what_is_under_it_stay_covered(self) -> None:
+        inside = ("/repos/acme/web", "/repos/acme/web/", "/repos/acme/web/pulls", "/repos/acme/web?per_page=100",
+                  "/repos/acme/web/contents/a.b")
+        self.assertEqual(self.sidecar_allows(*(("api.github.com", "GET", path) for path in inside)),
+                         [True] * len(inside))
+
+    def test_a_pattern_rule_for_the_prefix_approves_no_sibling(self) -> None:
+        """A rule the operator typed for /repos/acme/web decides a proposal under it, never one for a sibling."""
+        rule = {"host": "*.github.com", "methods": [], "paths": ["/repos/acme/web"]}
+        for path, matched in (("/repos/acme/web/pulls", True), ("/repos/acme/web", True),
+                              ("/repos/acme/website", False), ("/repos/acme/web-secrets/", False)):
+            with self.subTest(path=path):
+                self.assertEqual(rule_matches(rule, True, TOOL_EGRESS_ALLOW,
+                                              {"host": "api.github.com", "methods": ["GET"], "paths": [path]}),
+                                 matched)
 
