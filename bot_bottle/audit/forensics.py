@@ -311,9 +311,10 @@ _REVOKED_KEYS = {ACTION_RULE_REVOKED: "rule", ACTION_GRANT_REVOKED: "grant"}  # 
 class Revocations:
     """The ids of the rules and grants a database's audit log records as revoked: read whole once, then only
     from the entries added since (a look for standing rules, or a relay answer, must not scan the log each time).
-
-    A revocation entry rewritten or removed later is not seen here (nor by any cheap proof: ``audit verify``
-    walks the chain); an entry a sidecar added names ids that then decide nothing, which fails closed.
+    A log read whole again (its last read entry changed, or it is shorter) adds to what was read: a revocation
+    once seen is never forgotten (tests/attacks/test_forgotten_revocation.py). One rewritten or removed before
+    it was read is not seen (nor by any cheap proof: ``audit verify`` walks the chain); an entry a sidecar added
+    names ids that then decide nothing, which fails closed.
     """
 
     def __init__(self) -> None:
@@ -338,8 +339,7 @@ class Revocations:
     def _read(self, conn: sqlite3.Connection) -> None:
         last = last_seq(conn)
         if last < self._upto or self._hash_at(conn, self._upto) != self._upto_hash:
-            # The log is shorter than when it was read, or its entry there is another: read it whole again.
-            self._upto, self._ids, self._rejecting = 0, {name: set() for name in _REVOKED_KEYS}, {}
+            self._upto = 0  # shorter, or its entry there is another: read it whole again, on top of what was read
         marks = {"upto": self._upto, "last": last, "rule": ACTION_RULE_REVOKED, "grant": ACTION_GRANT_REVOKED,
                  "added": ACTION_RULE_ADDED}
         for seq, kind, details in conn.execute("SELECT seq, action, details FROM audit_log WHERE seq > :upto AND "
@@ -348,7 +348,8 @@ class Revocations:
             named = stored.get(_REVOKED_KEYS.get(str(kind), ""))
             added = stored.get("rule") if kind == ACTION_RULE_ADDED else None
             if isinstance(added, dict) and added.get("effect") == "reject" and isinstance(added.get("id"), str):
-                self._rejecting.setdefault(added["id"], []).append(int(seq))
+                if int(seq) not in (seqs := self._rejecting.setdefault(added["id"], [])):
+                    seqs.append(int(seq))
             elif isinstance(named, str) and kind != ACTION_RULE_ADDED:
                 self._ids[str(kind)].add(named)
         self._upto, self._upto_hash = last, self._hash_at(conn, last)

@@ -1,0 +1,101 @@
+"""A revoked grant of a bottle behind the relay, brought back by a sidecar on the mount: review 16's attack.
+
+The relay passes a grant on only once the audit log proves it, and a grant
+whose revocation the log records is not passed on, whatever its row says.
+Before the fix, the relay read the log's revocations once and then only the
+entries added since, but read them whole again from scratch when the entry
+it had read last was changed: a sidecar on the host's mount (Docker, beside
+a VM bottle on the relay) rewrote the revocation entry to name another grant
+(it was the last entry), cleared the row's revocation, and the relay, having
+forgotten the revocation it had seen, passed the grant on again: the VM's
+egress helper let the revoked route through. Measured with the real relay,
+the real ``grants revoke`` and the helper in a process of its own.
+
+What the relay has once read stays read: a revocation it saw is never
+forgotten while it runs. (One rewritten before the relay starts is for
+``audit verify``, which walks the chain, as the log's other rewrites are.)
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import subprocess
+import sys
+
+from bot_bottle.decisions import decide
+from bot_bottle.grants import GrantStore
+from bot_bottle.paths import host_db_path
+from bot_bottle.queue_store import QueueStore
+from bot_bottle.records import STATUS_APPROVED, TOOL_EGRESS_ALLOW
+from bot_bottle.relay.credentials import RelayCredentials, bottle_relay_dir
+from bot_bottle.wire.relay_file import RelayEndpoint, write_endpoint_file
+from tests.helpers.relay_fixture import free_port, relay_env, start_relay_process, stop_process
+from tests.helpers.support import REPO, TempDirTest
+
+# The VM bottle's egress helper, in a process of its own, asking through the relay (no cache: asked afresh).
+HELPER = """
+import sys
+from bot_bottle.sidecar.egress import EgressGrants
+from bot_bottle.sidecar.transport import find_transport
+print(EgressGrants(find_transport(None, sys.argv[1]).open("vm-1"), ttl=0).allows_route("pastebin.com", "POST", "/"))
+"""
+
+
+class ForgottenRevocationTest(TempDirTest):
+    def setUp(self) -> None:
+        super().setUp()
+        self.db = host_db_path()
+        QueueStore(self.db).close()
+        port = free_port()
+        relay = start_relay_process(self.home, port)
+        self.addCleanup(stop_process, relay)
+        with RelayCredentials(self.db) as credentials:
+            token = credentials.mint("vm-1")
+        endpoint = RelayEndpoint(url=f"http://127.0.0.1:{port}/", token=token, bottle="vm-1")
+        self.relay_file = write_endpoint_file(bottle_relay_dir("vm-1"), endpoint)
+        with QueueStore(self.db) as store:
+            proposal = store.for_bottle("vm-1").submit(TOOL_EGRESS_ALLOW, json.dumps({"host": "pastebin.com"}),
+                                                       "share a log")
+            decide(proposal.id, STATUS_APPROVED, "for the log", store=store)
+
+    def helper_allows(self) -> bool:
+        done = subprocess.run([sys.executable, "-c", HELPER, str(self.relay_file)], env=relay_env(self.home),
+                              cwd=REPO, capture_output=True, text=True, timeout=120)
+        self.assertEqual(done.returncode, 0, done.stderr)
+        return done.stdout.strip() == "True"
+
+    def test_a_rewritten_revocation_does_not_bring_the_grant_back(self) -> None:
+        self.assertTrue(self.helper_allows(), "the grant, before its revocation")
+        with GrantStore(self.db) as grants:
+            (grant,) = grants.listing("vm-1")
+        revoked = self.run_cli("grants", "revoke", grant.short_id, "--reason", "it leaks")
+        self.assertEqual(revoked.returncode, 0, revoked.stderr)
+        self.assertFalse(self.helper_allows(), "revoked: the relay read the revocation")
+        # A sidecar on the mount: the log's revocation made to name another grant, the row's revocation cleared.
+        conn = sqlite3.connect(self.db, isolation_level=None)
+        try:
+            triggers = conn.execute("SELECT name FROM sqlite_master WHERE type = 'trigger' AND tbl_name IN "
+                                    "('audit_log', 'grants')").fetchall()
+            for (name,) in triggers:
+                conn.execute(f'DROP TRIGGER "{name}"')
+            conn.execute("UPDATE audit_log SET details = json_set(details, '$.grant', :other) "
+                         "WHERE action = 'grant-revoked' AND json_extract(details, '$.grant') = :id",
+                         {"other": "0" * 32, "id": grant.id})
+            changed = conn.execute("UPDATE grants SET revoked_at = NULL, revoked_by = NULL, revoke_reason = NULL, "
+                                   "revoke_seq = NULL WHERE id = :id", {"id": grant.id}).rowcount
+            self.assertEqual(changed, 1)
+        finally:
+            conn.close()
+        self.assertFalse(self.helper_allows(), "the relay forgot the revocation it had read and passed the grant on")
+        # Once more, with the entry the relay had read last changed too (a later entry, as the log grows).
+        with QueueStore(self.db) as store:
+            later = store.for_bottle("vm-1").submit(TOOL_EGRESS_ALLOW, json.dumps({"host": "example.org"}), "x")
+            decide(later.id, STATUS_APPROVED, "ok", store=store)
+        self.assertFalse(self.helper_allows())
+        conn = sqlite3.connect(self.db, isolation_level=None)
+        try:
+            conn.execute("UPDATE audit_log SET notes = notes || '.' WHERE seq = (SELECT max(seq) FROM audit_log)")
+        finally:
+            conn.close()
+        self.assertFalse(self.helper_allows(), "the relay read the log again from scratch and forgot the revocation")
