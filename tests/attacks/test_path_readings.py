@@ -134,8 +134,9 @@ class FragmentInThePathTest(ApprovedPathCase):
                 time.sleep(0.1)
         self.assertEqual((status.split(" ", 2)[1], body), ("200", "the docs\n"))
         path = self.HIDDEN[1]
-        self.assertEqual(_get(port, path)[1], "SECRET-KEY\n", "the server no longer reads past the '#'")
         self.assertEqual(self.sidecar_allows(("docs.example.com", "GET", path)), [False])
+        if _get(port, path)[1] != "SECRET-KEY\n":
+            self.skipTest("this uvicorn ends the path at the '#' (the one measured, 0.55 with h11 0.16, did not)")
 
 
 class SiblingOfThePrefixTest(ApprovedPathCase):
