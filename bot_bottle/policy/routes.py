@@ -28,6 +28,7 @@ import json
 import re
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import unquote
 
 from bot_bottle.errors import ValidationError
 from bot_bottle.policy.hosts import wildcard_dns_within
@@ -81,7 +82,16 @@ class Route:
             reasons.append("path '/' allows every path of the host")
         reasons += [f"path {path!r} may allow every path of the host (a proxy that reads it as a pattern)"
                     for path in self.paths if path != "/" and not path.strip("/*")]
+        reasons += [f"path {path!r} is '/' to a Java server, which drops a segment's parameters (';...'): "
+                    "/;/admin is /admin to Tomcat, so it may allow every path of the host"
+                    for path in self.paths if path.strip("/*") and _read_as_root(path)]
         return reasons
+
+
+def _read_as_root(path: str) -> bool:
+    """Whether a path prefix is the root to a server that undoes percent-encoding, drops each segment's
+    parameters and merges slashes (``/;``, ``/;x/``, ``/%3b``): every path starts with it there."""
+    return not re.sub(r";[^/]*", "", unquote(path, encoding="latin-1")).strip("/*")
 
 
 def make_route(host: object, paths: object = None, methods: object = None) -> Route:

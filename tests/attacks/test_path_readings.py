@@ -10,7 +10,10 @@ of its own over the host's database file, as on the mount. Before each fix:
   path, and Starlette's StaticFiles served ``/admin/key.txt`` for it;
 - a prefix was matched as text: approving ``/repos/acme/web`` (shown as
   that) let through ``/repos/acme/website`` and ``/repos/acme/web-secrets``,
-  other repositories, and an operator's pattern rule for it approved them.
+  other repositories, and an operator's pattern rule for it approved them;
+- a prefix of ``/;`` was shown as a plain path, with no ``widens``: to
+  Tomcat, which drops a segment's parameters, ``/;/admin/key.txt`` is
+  ``/admin/key.txt``, so it let every path of the host through.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 from bot_bottle.paths import host_db_path
 from bot_bottle.policy.subjects import rule_matches
@@ -28,6 +32,8 @@ from bot_bottle.queue_store import QueueStore
 from bot_bottle.records import TOOL_EGRESS_ALLOW
 from tests.helpers.relay_fixture import free_port
 from tests.helpers.support import REPO, TempDirTest
+
+TOMCAT = Path("/usr/share/tomcat10")  # Debian's tomcat10 package
 
 # The bottle's sidecar, in a process of its own: what its egress helper answers for each [host, method, path].
 SIDECAR = """
@@ -171,3 +177,55 @@ class SiblingOfThePrefixTest(ApprovedPathCase):
                                               {"host": "api.github.com", "methods": ["GET"], "paths": [path]}),
                                  matched)
 
+
+
+class ParametersOnTheRootTest(ApprovedPathCase):
+    """A route for jenkins.example.com under the path prefix '/;', which reads as narrow and is the root."""
+
+    def test_the_screen_says_it_may_allow_every_path(self) -> None:
+        for prefix in ("/;", "/;x/", "/;jsessionid=1", "//;", "/%3b"):
+            with self.subTest(prefix=prefix):
+                with QueueStore(host_db_path()) as store:
+                    proposal = store.for_bottle("web-1").submit(
+                        TOOL_EGRESS_ALLOW, json.dumps({"host": "jenkins.example.com", "paths": [prefix]}), "health")
+                shown = self.run_cli("proposals", "show", proposal.id)
+                self.assertIn(f"widens: path {prefix!r} is '/' to a Java server", shown.stdout)
+        for prefix in ("/a;", "/3/", "/;/3/"):  # a parameter on a segment that is there: no alarm
+            with self.subTest(prefix=prefix):
+                with QueueStore(host_db_path()) as store:
+                    proposal = store.for_bottle("web-1").submit(
+                        TOOL_EGRESS_ALLOW, json.dumps({"host": "jenkins.example.com", "paths": [prefix]}), "x")
+                self.assertNotIn("widens", self.run_cli("proposals", "show", proposal.id).stdout)
+
+    def test_tomcat_serves_every_path_under_it(self) -> None:
+        """The measured effect: the grant covers /;/admin/key.txt, and Tomcat serves /admin/key.txt for it."""
+        if not (TOMCAT / "bin" / "catalina.sh").exists():
+            self.skipTest(f"Tomcat is not installed at {TOMCAT} (apt-get install tomcat10)")
+        self.approve({"host": "jenkins.example.com", "paths": ["/;"]})
+        base, port = self.tmp / "tomcat", free_port()
+        for folder in ("conf", "logs", "temp", "work", "webapps/ROOT/admin"):
+            (base / folder).mkdir(parents=True)
+        (base / "webapps/ROOT/admin/key.txt").write_text("SECRET-KEY\n")
+        for name in ("web.xml", "logging.properties", "catalina.properties", "context.xml"):
+            (base / "conf" / name).write_bytes((Path("/etc/tomcat10") / name).read_bytes())
+        (base / "conf/server.xml").write_text(
+            f'<Server port="-1" shutdown="SHUTDOWN"><Service name="Catalina"><Connector port="{port}" '
+            'address="127.0.0.1" protocol="HTTP/1.1"/><Engine name="Catalina" defaultHost="localhost">'
+            '<Host name="localhost" appBase="webapps" unpackWARs="false" autoDeploy="false"/></Engine></Service>'
+            '</Server>')
+        env = {**os.environ, "CATALINA_BASE": str(base), "CATALINA_HOME": str(TOMCAT)}
+        server = subprocess.Popen([str(TOMCAT / "bin/catalina.sh"), "run"], env=env, stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.DEVNULL, start_new_session=True)
+        self.addCleanup(server.wait, 20)
+        self.addCleanup(os.killpg, server.pid, 15)
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                status, body = _get(port, "/;/admin/key.txt")
+                break
+            except OSError:
+                self.assertLess(time.monotonic(), deadline, "Tomcat did not start")
+                time.sleep(0.2)
+        self.assertEqual((status.split(" ", 2)[1], body), ("200", "SECRET-KEY\n"))
+        self.assertEqual(self.sidecar_allows(("jenkins.example.com", "GET", "/;/admin/key.txt")), [True],
+                         "the grant holds what was approved, and the screen now says what that is")
