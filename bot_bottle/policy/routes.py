@@ -48,7 +48,7 @@ METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 _HOST_VALUE_RE = re.compile(r"""["']?\bhosts?\b["']?\s*[:=]\s*["']?([^\s"',}\]#]+)""", re.IGNORECASE)
 # A bare * or / standing alone as a value or list item ("- *", '["/"]', "path: /").
 _LONE_STAR_RE = re.compile(r"""(?:^|[\s:\[,"'=-])\*(?=$|[\s,\]"'}])""")
-_ROOT_PATH_RE = re.compile(r"""(?:^|[\s:\[,"'=-])/\**(?=$|[\s,\]"'}#])""")
+_ROOT_PATH_RE = re.compile(r"""(?:^|[\s:\[,"'=-])(/(?:(?:;|%3[bB])[^\s,\]"'}#/]*)?\**)(?=$|[\s,\]"'}#])""")
 # Any token that starts with * where a value starts: a wildcard host in a list item or on a line of its
 # own (a multi-line value), or a YAML alias (*name), whatever key, if any, is before it.
 _STAR_TOKEN_RE = re.compile(r"""(?:^|(?<=[\s:\[,"'=({<-]))\*[^\s"',}\]#)]*""")
@@ -240,8 +240,11 @@ def _form_widening(text: str) -> list[str]:
             reasons.append(f"host {host!r} is a wildcard over {_what_wildcard_covers(host)}")
     if not reasons and _LONE_STAR_RE.search(text):
         reasons.append("a lone '*' matches everything")
-    if _ROOT_PATH_RE.search(text):
-        reasons.append("a path of '/' allows every path")
+    root = _ROOT_PATH_RE.search(text)  # '/;x' too: the root to a Java server, which drops a segment's parameters
+    if root:
+        reasons.append("a path of '/' allows every path" if not root.group(1).strip("/*") else
+                       f"a path of {root.group(1)!r} is '/' to a Java server (it drops a segment's ';' "
+                       "parameters): it allows every path")
     return reasons
 
 

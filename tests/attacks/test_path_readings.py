@@ -29,7 +29,7 @@ from pathlib import Path
 from bot_bottle.paths import host_db_path
 from bot_bottle.policy.subjects import rule_matches
 from bot_bottle.queue_store import QueueStore
-from bot_bottle.records import TOOL_EGRESS_ALLOW
+from bot_bottle.records import TOOL_EGRESS_ALLOW, TOOL_EGRESS_BLOCK
 from tests.helpers.relay_fixture import free_port
 from tests.helpers.support import REPO, TempDirTest
 
@@ -196,6 +196,17 @@ class ParametersOnTheRootTest(ApprovedPathCase):
                     proposal = store.for_bottle("web-1").submit(
                         TOOL_EGRESS_ALLOW, json.dumps({"host": "jenkins.example.com", "paths": [prefix]}), "x")
                 self.assertNotIn("widens", self.run_cli("proposals", "show", proposal.id).stdout)
+
+    def test_a_routes_file_line_with_it_is_flagged_too(self) -> None:
+        """The same path in a routes file (egress-block) is named as the root, as '/' is."""
+        routes = ('routes:\n  - host: jenkins.example.com\n    paths: ["/;"]\n'
+                  '  - host: docs.example.com\n    paths: ["/3/"]\n')
+        with QueueStore(host_db_path()) as store:
+            proposal = store.for_bottle("web-1").submit(TOOL_EGRESS_BLOCK, routes, "a health check",
+                                                        "routes: []\n")
+        shown = self.run_cli("proposals", "show", proposal.id).stdout
+        self.assertIn("line 3 (new) widens access: a path of '/;' is '/' to a Java server", shown)
+        self.assertNotIn("line 5", shown)
 
     def test_tomcat_serves_every_path_under_it(self) -> None:
         """The measured effect: the grant covers /;/admin/key.txt, and Tomcat serves /admin/key.txt for it."""
