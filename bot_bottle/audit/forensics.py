@@ -311,6 +311,7 @@ _REVOKED_KEYS = {ACTION_RULE_REVOKED: "rule", ACTION_GRANT_REVOKED: "grant"}  # 
 class Revocations:
     """The ids of the rules and grants a database's audit log records as revoked: read whole once, then only
     from the entries added since (a look for standing rules, or a relay answer, must not scan the log each time).
+
     A log read whole again (its last read entry changed, or it is shorter) adds to what was read: a revocation
     once seen is never forgotten (tests/attacks/test_forgotten_revocation.py). One rewritten or removed before
     it was read is not seen (nor by any cheap proof: ``audit verify`` walks the chain); an entry a sidecar added
@@ -322,7 +323,7 @@ class Revocations:
         self._upto = 0
         self._upto_hash: str | None = None  # the hash of entry ``_upto`` when it was read
         self._ids: dict[str, set[str]] = {action: set() for action in _REVOKED_KEYS}
-        self._rejecting: dict[str, list[int]] = {}  # rule id -> the rule-added entries naming it (a sidecar's too)
+        self._rejecting: dict[str, set[int]] = {}  # rule id -> the rule-added entries naming it (a sidecar's too)
 
     def ids(self, conn: sqlite3.Connection, action: str) -> frozenset[str]:
         """The ids the log's ``action`` entries name (``rule-revoked`` or ``grant-revoked``)."""
@@ -334,7 +335,7 @@ class Revocations:
         """The rejecting rules the log records as added: {rule id: the seqs of the entries that say so} (unproven)."""
         with self._lock:
             self._read(conn)
-            return {rule_id: list(seqs) for rule_id, seqs in self._rejecting.items()}
+            return {rule_id: sorted(seqs) for rule_id, seqs in self._rejecting.items()}
 
     def _read(self, conn: sqlite3.Connection) -> None:
         last = last_seq(conn)
@@ -348,8 +349,7 @@ class Revocations:
             named = stored.get(_REVOKED_KEYS.get(str(kind), ""))
             added = stored.get("rule") if kind == ACTION_RULE_ADDED else None
             if isinstance(added, dict) and added.get("effect") == "reject" and isinstance(added.get("id"), str):
-                if int(seq) not in (seqs := self._rejecting.setdefault(added["id"], [])):
-                    seqs.append(int(seq))
+                self._rejecting.setdefault(added["id"], set()).add(int(seq))
             elif isinstance(named, str) and kind != ACTION_RULE_ADDED:
                 self._ids[str(kind)].add(named)
         self._upto, self._upto_hash = last, self._hash_at(conn, last)
