@@ -12,8 +12,9 @@ egress helper let the revoked route through. Measured with the real relay,
 the real ``grants revoke`` and the helper in a process of its own.
 
 What the relay has once read stays read: a revocation it saw is never
-forgotten while it runs. (One rewritten before the relay starts is for
-``audit verify``, which walks the chain, as the log's other rewrites are.)
+forgotten while it runs. Not fixed (``test_..._across_a_relay_restart``,
+an expected failure): the same rewrite, then a restart of the relay, which
+reads the log afresh; only ``audit verify``, which walks the chain, sees it.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import json
 import sqlite3
 import subprocess
 import sys
+import unittest
 
 from bot_bottle.decisions import decide
 from bot_bottle.grants import GrantStore
@@ -36,6 +38,7 @@ from tests.helpers.support import REPO, TempDirTest
 # The VM bottle's egress helper, in a process of its own, asking through the relay (no cache: asked afresh).
 HELPER = """
 import sys
+import unittest
 from bot_bottle.sidecar.egress import EgressGrants
 from bot_bottle.sidecar.transport import find_transport
 print(EgressGrants(find_transport(None, sys.argv[1]).open("vm-1"), ttl=0).allows_route("pastebin.com", "POST", "/"))
@@ -48,12 +51,13 @@ class ForgottenRevocationTest(TempDirTest):
         self.db = host_db_path()
         QueueStore(self.db).close()
         port = free_port()
-        relay = start_relay_process(self.home, port)
-        self.addCleanup(stop_process, relay)
+        self.relay = start_relay_process(self.home, port)
+        self.addCleanup(lambda: stop_process(self.relay))
         with RelayCredentials(self.db) as credentials:
             token = credentials.mint("vm-1")
         endpoint = RelayEndpoint(url=f"http://127.0.0.1:{port}/", token=token, bottle="vm-1")
         self.relay_file = write_endpoint_file(bottle_relay_dir("vm-1"), endpoint)
+        self.port = port
         with QueueStore(self.db) as store:
             proposal = store.for_bottle("vm-1").submit(TOOL_EGRESS_ALLOW, json.dumps({"host": "pastebin.com"}),
                                                        "share a log")
@@ -65,14 +69,15 @@ class ForgottenRevocationTest(TempDirTest):
         self.assertEqual(done.returncode, 0, done.stderr)
         return done.stdout.strip() == "True"
 
-    def test_a_rewritten_revocation_does_not_bring_the_grant_back(self) -> None:
+    def revoke_then_rewrite(self) -> None:
+        """The operator revokes the grant (the relay reads it); a sidecar on the mount then rewrites the log's
+        revocation to name another grant and clears the row's revocation."""
         self.assertTrue(self.helper_allows(), "the grant, before its revocation")
         with GrantStore(self.db) as grants:
             (grant,) = grants.listing("vm-1")
         revoked = self.run_cli("grants", "revoke", grant.short_id, "--reason", "it leaks")
         self.assertEqual(revoked.returncode, 0, revoked.stderr)
         self.assertFalse(self.helper_allows(), "revoked: the relay read the revocation")
-        # A sidecar on the mount: the log's revocation made to name another grant, the row's revocation cleared.
         conn = sqlite3.connect(self.db, isolation_level=None)
         try:
             triggers = conn.execute("SELECT name FROM sqlite_master WHERE type = 'trigger' AND tbl_name IN "
@@ -87,6 +92,9 @@ class ForgottenRevocationTest(TempDirTest):
             self.assertEqual(changed, 1)
         finally:
             conn.close()
+
+    def test_a_rewritten_revocation_does_not_bring_the_grant_back(self) -> None:
+        self.revoke_then_rewrite()
         self.assertFalse(self.helper_allows(), "the relay forgot the revocation it had read and passed the grant on")
         # Once more, with the entry the relay had read last changed too (a later entry, as the log grows).
         with QueueStore(self.db) as store:
@@ -99,3 +107,13 @@ class ForgottenRevocationTest(TempDirTest):
         finally:
             conn.close()
         self.assertFalse(self.helper_allows(), "the relay read the log again from scratch and forgot the revocation")
+
+    @unittest.expectedFailure
+    def test_a_rewritten_revocation_does_not_bring_the_grant_back_across_a_relay_restart(self) -> None:
+        """Not fixed: a relay started after the rewrite reads the log afresh and passes the grant on. A fix must
+        hold what a proof trusts, from the grant's approval entry to the anchor, to the seals (entries whole,
+        none missing), or keep the revoked ids where no sidecar writes (beside the anchor)."""
+        self.revoke_then_rewrite()
+        stop_process(self.relay)
+        self.relay = start_relay_process(self.home, self.port)
+        self.assertFalse(self.helper_allows(), "a restarted relay passed the revoked grant on")
