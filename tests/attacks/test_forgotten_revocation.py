@@ -12,9 +12,10 @@ egress helper let the revoked route through. Measured with the real relay,
 the real ``grants revoke`` and the helper in a process of its own.
 
 What the relay has once read stays read: a revocation it saw is never
-forgotten while it runs. Not fixed (``test_..._across_a_relay_restart``,
-an expected failure): the same rewrite, then a restart of the relay, which
-reads the log afresh; only ``audit verify``, which walks the chain, sees it.
+forgotten while it runs. And the same rewrite, then a restart of the relay
+(which reads the log afresh), brought the grant back too: now a grant is
+passed on only while every entry after its own, to the anchor's, is there
+and whole as the host sealed it.
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ import json
 import sqlite3
 import subprocess
 import sys
-import unittest
 
 from bot_bottle.decisions import decide
 from bot_bottle.grants import GrantStore
@@ -38,7 +38,6 @@ from tests.helpers.support import REPO, TempDirTest
 # The VM bottle's egress helper, in a process of its own, asking through the relay (no cache: asked afresh).
 HELPER = """
 import sys
-import unittest
 from bot_bottle.sidecar.egress import EgressGrants
 from bot_bottle.sidecar.transport import find_transport
 print(EgressGrants(find_transport(None, sys.argv[1]).open("vm-1"), ttl=0).allows_route("pastebin.com", "POST", "/"))
@@ -108,11 +107,9 @@ class ForgottenRevocationTest(TempDirTest):
             conn.close()
         self.assertFalse(self.helper_allows(), "the relay read the log again from scratch and forgot the revocation")
 
-    @unittest.expectedFailure
     def test_a_rewritten_revocation_does_not_bring_the_grant_back_across_a_relay_restart(self) -> None:
-        """Not fixed: a relay started after the rewrite reads the log afresh and passes the grant on. A fix must
-        hold what a proof trusts, from the grant's approval entry to the anchor, to the seals (entries whole,
-        none missing), or keep the revoked ids where no sidecar writes (beside the anchor)."""
+        """A relay started after the rewrite read the log afresh and passed the grant on: now the entries after
+        the grant's own, to the anchor's, must each be there and whole as sealed, or no grant is passed on."""
         self.revoke_then_rewrite()
         stop_process(self.relay)
         self.relay = start_relay_process(self.home, self.port)
