@@ -33,6 +33,7 @@ from bot_bottle.audit.anchor import Anchor, read_anchor
 from bot_bottle.audit.chain import SELECT, compute_hash, stored_details
 from bot_bottle.audit.forensics import REVOCATION_ERASED, revocations, rule_problem, seal_problem
 from bot_bottle.audit.seal import load_key
+from bot_bottle.audit.whole import whole_log
 from bot_bottle.audit_store import AuditRecorder, AuditStore
 from bot_bottle.connection import database_path
 from bot_bottle.db import DatabaseUser
@@ -114,6 +115,13 @@ class RuleProofs:
                 kept[rule.id] = rule
         for rule_id in kept:  # a second row with a proven rule's id (a sidecar's copy): the rule still decides
             self.unproven.pop(rule_id, None)
+        approving = [rule for rule in kept.values() if rule.effect != EFFECT_REJECT]
+        # That an approval was not revoked is read from the entries after it (audit.whole): a rejection still holds.
+        broken = whole_log(conn).problem(conn, min(rule.audit_seq for rule in approving),
+                                         *(self._sealing or (None, None))) if approving else None
+        for rule in approving if broken is not None else []:
+            self.unproven[rule.id] = f"{broken}, so its revocation cannot be read"
+            del kept[rule.id]
         return list(kept.values())
 
     def revoked(self, conn: sqlite3.Connection, rule_id: str) -> bool:

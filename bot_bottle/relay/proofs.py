@@ -22,7 +22,6 @@ from collections.abc import Callable
 from typing import Any
 
 from bot_bottle.audit.anchor import Anchor, read_anchor
-from bot_bottle.audit.chain import SELECT, compute_hash
 from bot_bottle.audit.forensics import (
     REVOCATION_ERASED,
     anchor_problem,
@@ -30,7 +29,8 @@ from bot_bottle.audit.forensics import (
     grant_problem,
     revocations,
 )
-from bot_bottle.audit.seal import GENESIS_SEAL, key_id, load_key, seal_of
+from bot_bottle.audit.seal import load_key
+from bot_bottle.audit.whole import whole_log
 from bot_bottle.db import Database
 from bot_bottle.grant_records import Grant
 from bot_bottle.grants import grant_record
@@ -48,7 +48,6 @@ class Proofs:
         self._lock = threading.Lock()
         self._told: set[str] = set()
         self._seen: dict[str, str | None] = {}
-        self._whole: tuple[int, int, str] | None = None  # entries found whole and sealed: (first, last, by what key)
 
     def response(self, bottle: str, response: Response | None) -> Response | None:
         """``response``, or None for an approval the log does not prove."""
@@ -89,43 +88,13 @@ class Proofs:
                     self._tell(grant.id, f"{bottle}: grant {grant.id[:8]} is not passed on: the audit log does not "
                                f"prove it ({problem})")
             # Whether it was revoked is read from the entries after it: each must be whole, as sealed, and there.
-            broken = self._broken(conn, min(grant.audit_seq for grant in kept.values()), key, anchor) if kept \
-                else None
+            broken = whole_log(conn).problem(conn, min(grant.audit_seq for grant in kept.values()), key, anchor) \
+                if kept else None
         if broken is not None:
             self._tell("whole", f"{bottle}: no grant is passed on: {broken}, so its revocations cannot be read "
                        "('bot-bottle audit verify')")
             return []
         return list(kept.values())
-
-    def _broken(self, conn: sqlite3.Connection, first: int, key: bytes | None, anchor: Anchor | None) -> str | None:
-        """Why entries ``first`` to the anchor's are not each there, whole and sealed in order, or None. A sidecar
-        on the mount that rewrote a revocation (and cleared the grant's row) brought the grant back for a relay
-        started after it (tests/attacks/test_forgotten_revocation.py). Each entry is checked once a process."""
-        if key is None or anchor is None:
-            return None  # no grant is proven without a key; with no anchor yet, no log reached the host's seals
-        with self._lock:
-            done = self._whole if self._whole is not None and self._whole[2] == key_id(key) \
-                and self._whole[0] <= first else None
-        low = first if done is None else done[1] + 1
-        before = conn.execute("SELECT mac FROM audit_seal WHERE seq = :seq", {"seq": low - 1}).fetchone()
-        previous = GENESIS_SEAL if low == 1 else (str(before[0]) if before is not None else None)
-        expected = low
-        for row in conn.execute(f"{SELECT} WHERE seq BETWEEN :low AND :high ORDER BY seq",
-                                {"low": low, "high": anchor.seq}):
-            if row[0] != expected:
-                return f"audit entry {expected} is missing"
-            try:
-                digest = compute_hash(*row[:11])
-            except (TypeError, ValueError):
-                return f"audit entry {expected} is not what bot-bottle writes"
-            if previous is None or row[12] is None or seal_of(key, expected, previous, digest) != row[12]:
-                return f"audit entry {expected} was changed after the host sealed it"
-            previous, expected = str(row[12]), expected + 1
-        if expected <= anchor.seq:
-            return f"audit entry {expected} is missing"
-        with self._lock:
-            self._whole = (first if done is None else done[0], max(anchor.seq, low - 1), key_id(key))
-        return None
 
     def _grant_problem(self, conn: sqlite3.Connection, grant: Grant, recorded: dict[str, Any], key: bytes | None,
                        anchor: Anchor | None) -> str | None:

@@ -15,7 +15,10 @@ What the relay has once read stays read: a revocation it saw is never
 forgotten while it runs. And the same rewrite, then a restart of the relay
 (which reads the log afresh), brought the grant back too: now a grant is
 passed on only while every entry after its own, to the anchor's, is there
-and whole as the host sealed it.
+and whole as the host sealed it. The same held an approving rule the
+operator revoked: rewritten so, it approved again in the next process that
+applied the rules (``proposals list``); it now decides only on the same
+condition (``audit.whole``).
 """
 
 from __future__ import annotations
@@ -114,3 +117,40 @@ class ForgottenRevocationTest(TempDirTest):
         stop_process(self.relay)
         self.relay = start_relay_process(self.home, self.port)
         self.assertFalse(self.helper_allows(), "a restarted relay passed the revoked grant on")
+
+
+class RevivedRuleTest(TempDirTest):
+    """An approving rule the operator revoked, brought back the same way: the next 'proposals list' (a process
+    reading the log afresh, which applies the rules) let it approve the agent's pastebin.com again, with a grant
+    the host sealed, which the relay passes on to any bottle."""
+
+    def test_a_rewritten_rule_revocation_does_not_approve_again(self) -> None:
+        db = host_db_path()
+        QueueStore(db).close()
+        added = self.run_cli("rules", "add", "--bottle", "web-1", "--host", "pastebin.com", "--for", "7d", "--notes",
+                             "pastes")
+        self.assertEqual(added.returncode, 0, added.stderr)
+        (rule,) = json.loads(self.run_cli("rules", "list", "--json").stdout)
+        revoked = self.run_cli("rules", "revoke", rule["id"][:8], "--reason", "no more pastes")
+        self.assertEqual(revoked.returncode, 0, revoked.stderr)
+        conn = sqlite3.connect(db, isolation_level=None)  # the sidecar on the mount
+        try:
+            for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'trigger' AND tbl_name IN "
+                                        "('audit_log', 'rules')").fetchall():
+                conn.execute(f'DROP TRIGGER "{name}"')
+            self.assertEqual(conn.execute(
+                "UPDATE audit_log SET details = json_set(details, '$.rule', :other) WHERE action = 'rule-revoked' "
+                "AND json_extract(details, '$.rule') = :id", {"other": "0" * 32, "id": rule["id"]}).rowcount, 1)
+            conn.execute("UPDATE rules SET revoked_at = NULL, revoked_by = NULL, revoke_reason = NULL, "
+                         "revoke_seq = NULL WHERE id = :id", {"id": rule["id"]})
+        finally:
+            conn.close()
+        with QueueStore(db) as store:
+            proposal = store.for_bottle("web-1").submit(TOOL_EGRESS_ALLOW, json.dumps({"host": "pastebin.com"}),
+                                                        "a paste")
+        listed = self.run_cli("proposals", "list")
+        self.assertEqual(listed.returncode, 0, listed.stderr)
+        with QueueStore(db) as store:
+            self.assertIsNone(store.response(proposal.id), "the revoked rule approved pastebin.com again")
+        with GrantStore(db) as grants:
+            self.assertEqual(grants.listing("web-1"), [])

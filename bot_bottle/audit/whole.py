@@ -1,0 +1,73 @@
+"""Whether the audit log's entries from one on, to the host's anchor, are each there and whole as the host sealed them.
+
+A grant or an approving rule is proven by its own sealed entry; that it was
+not revoked since is read from the entries after it (``forensics.Revocations``),
+where an absence proves nothing unless those entries are the host's. A sidecar
+on the mount rewrote the revocation entry (and cleared the row's mark): a
+process that read the log afresh (a restarted relay, the next ``proposals
+list``) passed the revoked grant on, or let the revoked rule approve again
+(tests/attacks/test_forgotten_revocation.py). So a proof that relies on no
+revocation asks ``WholeLog.problem`` first: the entries from its own to the
+anchor's, each present, its content hashing to what its seal was made over,
+each seal made with this host's key over the one before. Each entry is
+checked once a process; a check is a keyed hash an entry.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+
+from bot_bottle.audit.anchor import Anchor
+from bot_bottle.audit.chain import SELECT, compute_hash
+from bot_bottle.audit.seal import GENESIS_SEAL, key_id, seal_of
+from bot_bottle.connection import database_path
+
+
+class WholeLog:
+    """The span of one database's log found whole and sealed in order, kept for the process; thread-safe."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._span: tuple[int, int, str] | None = None  # (first, last, the key's id) found whole
+
+    def problem(self, conn: sqlite3.Connection, first: int, key: bytes | None, anchor: Anchor | None) -> str | None:
+        """Why entries ``first`` to the anchor's are not each there, whole and sealed in order, or None.
+
+        None without a key (no proof stands without one) or an anchor (no log has reached the host's seals yet).
+        """
+        if key is None or anchor is None:
+            return None
+        with self._lock:
+            span = self._span if self._span is not None and self._span[2] == key_id(key) \
+                and self._span[0] <= first else None
+        low = first if span is None else span[1] + 1
+        before = conn.execute("SELECT mac FROM audit_seal WHERE seq = :seq", {"seq": low - 1}).fetchone()
+        previous = GENESIS_SEAL if low == 1 else (str(before[0]) if before is not None else None)
+        expected = low
+        for row in conn.execute(f"{SELECT} WHERE seq BETWEEN :low AND :high ORDER BY seq",
+                                {"low": low, "high": anchor.seq}):
+            if row[0] != expected:
+                return f"audit entry {expected} is missing"
+            try:
+                digest = compute_hash(*row[:11])
+            except (TypeError, ValueError):
+                return f"audit entry {expected} is not what bot-bottle writes"
+            if previous is None or row[12] is None or seal_of(key, expected, previous, digest) != row[12]:
+                return f"audit entry {expected} was changed after the host sealed it"
+            previous, expected = str(row[12]), expected + 1
+        if expected <= anchor.seq:
+            return f"audit entry {expected} is missing"
+        with self._lock:
+            self._span = (first if span is None else span[0], max(anchor.seq, low - 1), key_id(key))
+        return None
+
+
+_WHOLE: dict[str, WholeLog] = {}
+_WHOLE_LOCK = threading.Lock()
+
+
+def whole_log(conn: sqlite3.Connection) -> WholeLog:
+    """This process's ``WholeLog`` of the database behind ``conn``."""
+    with _WHOLE_LOCK:
+        return _WHOLE.setdefault(database_path(conn), WholeLog())
