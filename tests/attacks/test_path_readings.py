@@ -75,6 +75,17 @@ def _get(port: int, path: str) -> tuple[str, str]:
     return head.split("\r\n")[0], body
 
 
+def _first_answer(test: TempDirTest, port: int, path: str, within: float, what: str) -> tuple[str, str]:
+    """``_get(port, path)`` once the server listens, trying for ``within`` seconds (``what`` did not start)."""
+    deadline = time.monotonic() + within
+    while True:
+        try:
+            return _get(port, path)
+        except OSError:
+            test.assertLess(time.monotonic(), deadline, f"{what} did not start")
+            time.sleep(0.1)
+
+
 class ApprovedPathCase(TempDirTest):
     """A route the agent filed and the operator approved on the command line, as ``proposals show`` showed it."""
 
@@ -133,14 +144,7 @@ class FragmentInThePathTest(ApprovedPathCase):
                                   stderr=subprocess.DEVNULL)
         self.addCleanup(server.wait, 10)
         self.addCleanup(server.kill)
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                status, body = _get(port, "/3/a.txt")
-                break
-            except OSError:
-                self.assertLess(time.monotonic(), deadline, "the site did not start")
-                time.sleep(0.1)
+        status, body = _first_answer(self, port, "/3/a.txt", 30, "the site")
         self.assertEqual((status.split(" ", 2)[1], body), ("200", "the docs\n"))
         path = self.HIDDEN[1]
         self.assertEqual(self.sidecar_allows(("docs.example.com", "GET", path)), [False])
@@ -235,14 +239,7 @@ class ParametersOnTheRootTest(ApprovedPathCase):
                                   stderr=subprocess.DEVNULL, start_new_session=True)
         self.addCleanup(server.wait, 20)
         self.addCleanup(os.killpg, server.pid, 15)
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                status, body = _get(port, "/;/admin/key.txt")
-                break
-            except OSError:
-                self.assertLess(time.monotonic(), deadline, "Tomcat did not start")
-                time.sleep(0.2)
+        status, body = _first_answer(self, port, "/;/admin/key.txt", 60, "Tomcat")
         self.assertEqual((status.split(" ", 2)[1], body), ("200", "SECRET-KEY\n"))
         self.assertEqual(self.sidecar_allows(("jenkins.example.com", "GET", "/;/admin/key.txt")), [True],
                          "the grant holds what was approved, and the screen now says what that is")

@@ -249,20 +249,26 @@ class PromptTest(ShellCase):
             inside = store.submit("web-2", TOOL_EGRESS_ALLOW, '{"host": "169.254.169.254"}', "the cache")
         self.assert_only_a_typed_yes_records(inside, "it reaches inside (internal)", "metadata service")
 
+    def answer_a_typed_yes(self, command: str, prompt: str, shown: tuple[str, ...], answer: str) -> None:
+        """``bot-bottle COMMAND`` on a terminal, its screen showing each of ``shown`` at ``prompt``, answered with
+        ``answer``: 'yes' goes on (exit 0), anything else cancels (exit 3)."""
+        term = self.in_a_terminal(command, prompt)
+        screen = term.screen()
+        for needle in shown:
+            self.assertIn(needle, screen)
+        term.send(answer, "Enter")
+        wait_until(self.status.exists, 10, what="the command's end")
+        time.sleep(0.2)
+        self.assertEqual(self.status.read_text().strip(), "0" if answer == "yes" else "3")
+        self.status.unlink()
+
     def assert_only_a_typed_yes_records(self, proposal: Proposal, *shown: str) -> None:
         """'proposals approve' on a terminal asks for a typed yes, its screen showing each of ``shown``: 'y'
         cancels (exit 3, nothing recorded), 'yes' approves (exit 0)."""
-        for answer, code in (("y", "3"), ("yes", "0")):
+        for answer in ("y", "yes"):
             with self.subTest(answer):
-                term = self.approve_in_a_terminal(proposal, "type yes to record it")
-                screen = term.screen()
-                for needle in shown:
-                    self.assertIn(needle, screen)
-                term.send(answer, "Enter")
-                wait_until(self.status.exists, 10, what="the command's end")
-                time.sleep(0.2)
-                self.assertEqual(self.status.read_text().strip(), code)
-                self.status.unlink()
+                self.answer_a_typed_yes(f"proposals approve {proposal.short_id}", "type yes to record it", shown,
+                                        answer)
                 with QueueStore(self.db) as store:
                     response = store.response(proposal.id)
                 self.assertEqual(response.status if response else None, None if answer == "y" else STATUS_APPROVED)
@@ -273,17 +279,11 @@ class PromptTest(ShellCase):
         why and what it would approve at once, and only the whole word yes adds it."""
         with QueueStore(self.db) as store:
             inside = store.submit("web-2", TOOL_EGRESS_ALLOW, '{"host": "10.0.0.5"}', "the cache")
-        for answer, code in (("y", "3"), ("yes", "0")):
+        for answer in ("y", "yes"):
             with self.subTest(answer):
-                term = self.in_a_terminal("rules add --bottle web-2 --host 10.0.0.5 --for 1h", "type yes to record")
-                screen = term.screen()
-                for needle in ("reaches inside", inside.short_id, "[internal]", "it reaches inside (internal)"):
-                    self.assertIn(needle, screen)
-                term.send(answer, "Enter")
-                wait_until(self.status.exists, 10, what="the command's end")
-                time.sleep(0.2)
-                self.assertEqual(self.status.read_text().strip(), code)
-                self.status.unlink()
+                self.answer_a_typed_yes("rules add --bottle web-2 --host 10.0.0.5 --for 1h", "type yes to record",
+                                        ("reaches inside", inside.short_id, "[internal]",
+                                         "it reaches inside (internal)"), answer)
                 with GrantStore(self.db) as grants:
                     self.assertEqual(len(grants.rules()), 0 if answer == "y" else 1)
                 with QueueStore(self.db) as store:

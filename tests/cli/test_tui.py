@@ -185,17 +185,11 @@ class TuiTest(TempDirTest):
         with GrantStore(self.db) as grants:
             made = grants.for_proposal(self.route.id)
         assert made is not None
-        self.settle()
-        self.term.send("v")
-        self.term.wait_for("1 grant(s) in force")
-        self.term.send("x")
-        self.term.wait_for("reason:")
-        self.term.send("Escape")
+        self.open_the_grants_view()
+        self.revoke_the_selected_grant(None)
         self.term.wait_for("revoke cancelled")
         time.sleep(0.5)  # longer than the prompt's timeout: the view must still be waiting for a key
-        self.term.send("x")
-        self.term.wait_for("reason:")
-        self.term.send("mirror down", "Enter")
+        self.revoke_the_selected_grant("mirror down")
         self.term.wait_for(f"revoked {made.short_id}")
         time.sleep(0.5)
         self.assertIn("0 grant(s) in force", self.term.screen())
@@ -211,14 +205,22 @@ class TuiTest(TempDirTest):
             made = grants.for_proposal(self.route.id)
             (rule,) = grants.rules()
         assert made is not None
+        self.open_the_grants_view()
+        self.revoke_the_selected_grant("mirror down")
+        self.term.wait_for(f"revoked {made.short_id}, but rule {rule.short_id} still approves the same again")
+        self.quit()
+
+    def open_the_grants_view(self) -> None:
+        """``v``, once the list has settled: the one grant in force listed, and selected."""
         self.settle()
         self.term.send("v")
         self.term.wait_for("1 grant(s) in force")
+
+    def revoke_the_selected_grant(self, reason: str | None) -> None:
+        """``x`` in the grants view, then ``reason`` and Enter (None: Esc at the prompt)."""
         self.term.send("x")
         self.term.wait_for("reason:")
-        self.term.send("mirror down", "Enter")
-        self.term.wait_for(f"revoked {made.short_id}, but rule {rule.short_id} still approves the same again")
-        self.quit()
+        self.term.send(*((reason, "Enter") if reason is not None else ("Escape",)))
 
     def test_decided_elsewhere_and_new_arrivals(self) -> None:
         """A proposal decided elsewhere while open is reported, and nothing is selected; new ones appear, marked."""
