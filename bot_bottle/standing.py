@@ -27,7 +27,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
 
 from bot_bottle.audit.anchor import Anchor, read_anchor
 from bot_bottle.audit.chain import SELECT, compute_hash, stored_details
@@ -42,7 +41,6 @@ from bot_bottle.errors import AlreadyDecided, BotBottleError, NotFound, Proposal
 from bot_bottle.file_watch import FileWatch
 from bot_bottle.grant_records import Grant, Rule, rule_decider
 from bot_bottle.grants import all_live_rules_in, live_rules_in, rule_record
-from bot_bottle.policy.approval import approval_of
 from bot_bottle.policy.lifetimes import grant_seconds
 from bot_bottle.policy.subjects import rule_matches, rule_overlaps, subject_of, subject_sha256
 from bot_bottle.queue_reads import PENDING, PROPOSAL_COLUMNS
@@ -274,24 +272,10 @@ def matching_rule(conn: sqlite3.Connection, proposal: Proposal, now: str,
     if any(rule_overlaps(rule.subject_value, True, proposal.tool, subject) for rule in rejecting):
         return None
     for rule in rules:
-        if rule.effect != EFFECT_REJECT and approves(rule.subject_value, bool(rule.pattern), proposal, subject):
+        if rule.effect != EFFECT_REJECT and rule_matches(rule.subject_value, bool(rule.pattern), proposal.tool,
+                                                         subject):
             return rule
     return None
-
-
-def approves(rule_subject: dict[str, Any], pattern: bool, proposal: Proposal, subject: dict[str, Any]) -> bool:
-    """Whether an approving rule (``rule_subject``, a ``pattern`` or not) approves ``proposal``, whose subject is
-    ``subject``: it matches, and, where the operator typed a pattern, the proposal is nothing every screen asks
-    about twice (``Approval.needs_confirmation``: it widens, is a look-alike, or reaches inside).
-
-    A pattern approves names the operator never saw: ``*.example.com`` would approve ``10-0-0-5.example.com``,
-    which spells a private address, with no second question. Such an ask waits for the operator instead. A rule
-    for exactly one subject was asked about as that subject was (``rules add``, or the approval ``--remember``
-    made it with), so it decides it.
-    """
-    if not rule_matches(rule_subject, pattern, proposal.tool, subject):
-        return False
-    return not (pattern and approval_of(proposal.tool, proposal.payload, proposal.current_file).needs_confirmation)
 
 
 def rule_decision_in(log: AuditRecorder, proposal: Proposal) -> Response | None:

@@ -30,7 +30,7 @@ from bot_bottle.policy.hosts import host_problems
 from bot_bottle.policy.lifetimes import LIFETIMES, MAX_REJECT_RULE_SECONDS, grant_seconds
 from bot_bottle.policy.reach import inside_places
 from bot_bottle.policy.routes import make_route
-from bot_bottle.policy.subjects import describe_subject, subject_of
+from bot_bottle.policy.subjects import describe_subject, rule_matches, subject_of
 from bot_bottle.queue_store import QueueStore
 from bot_bottle.records import (
     EFFECT_APPROVE,
@@ -39,7 +39,7 @@ from bot_bottle.records import (
     TOOL_EGRESS_ALLOW,
     validate_id_prefix,
 )
-from bot_bottle.standing import RuleInForce, approves, rules_in_force
+from bot_bottle.standing import RuleInForce, rules_in_force
 from bot_bottle.timestamps import later, parse_duration, spell_duration, time_left, utc_now
 
 _NAMED = 8  # proposals a new rule decided at once, named by id; the rest counted
@@ -155,8 +155,8 @@ def _approving_rule_confirmed(args: argparse.Namespace, subject: dict[str, Any],
         for proposal in queue.pending(args.bottle):
             if proposal.tool != TOOL_EGRESS_ALLOW:
                 continue
-            try:  # as the keeper will decide it (a pattern leaves what is asked about twice to the operator)
-                matched = approves(subject, pattern, proposal, subject_of(proposal.tool, proposal.payload))
+            try:
+                matched = rule_matches(subject, pattern, proposal.tool, subject_of(proposal.tool, proposal.payload))
             except ValidationError:
                 continue  # nothing a rule can match: it stays for the operator
             approval = approval_of(proposal.tool, proposal.payload, proposal.current_file)
