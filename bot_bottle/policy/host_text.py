@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import unicodedata
 from typing import Any
 from urllib.parse import unquote
 
@@ -49,16 +50,23 @@ def hosts_in_text(text: str) -> list[str]:
     """
     lowered = text.lower()
     dotless = any(name in lowered for name in DOTLESS_NAMES)
-    if "." not in text and (text.isascii() or not _HAS_DOT_RE.search(text)) and not dotless:
+    if "." not in text and (text.isascii() or not _HAS_DOT_RE.search(text)) and not dotless and "//" not in text:
         return []  # no dot, no host: most text is read no further
     found: dict[str, None] = {}
     for match in _TOKEN_RE.finditer(text):
         token = match.group(0).strip(".-")
         if _HAS_DOT_RE.search(token) and any(char.isalpha() for char in token):
             found.setdefault(token, None)
-    for match in (*_DOTLESS_PLACE_RE.finditer(text), *_URL_HOST_RE.finditer(text)) if dotless else ():
+    for match in _DOTLESS_PLACE_RE.finditer(text) if dotless else ():
         if match.group(1).lower() in DOTLESS_NAMES:  # where a host stands: not "/v1/metadata"
             found.setdefault(match.group(1), None)
+    # Any name without a dot as a URL's host: one of its own (metadata), or one the resolver completes with its
+    # search domains (http://redis:6379/), as a route's host reaches a private network (policy.reach).
+    for match in _URL_HOST_RE.finditer(text) if "//" in text else ():
+        name = match.group(1)
+        # Not an address in one number (addresses_in_text's), nor a user's name ("//user:p@ss@host/").
+        if name.lower() in DOTLESS_NAMES or not (name.isdigit() or _USERINFO_END_RE.match(text, match.end())):
+            found.setdefault(name, None)
     # A value alone on its line: YAML's continued or block scalar, a list's item one a line ('"localhost",').
     alone = text.strip().removesuffix(",").strip().strip("\"'").rstrip(".")
     if dotless and alone.lower() in DOTLESS_NAMES:
@@ -77,7 +85,8 @@ _DOTLESS_PLACE_RE = re.compile(r"""(?=(?:\bhosts?\b["']?\s*[:=]|^\s*-|[\[,{])\s*
 # may follow it there. The "//" starts the URL (after its scheme, or where a value starts): "x.org//metadata/" is a
 # path.
 _URL_HOST_RE = re.compile(r"""(?:\b[a-z][a-z0-9+.-]{0,20}:|(?<![^\s"'=\[,(]))//(?:[^\s/@"']{0,64}@)?"""
-                          r"""([A-Za-z0-9-]+)\.?(?=$|[\s/:?#"',\]}])""", re.IGNORECASE)
+                          r"""([A-Za-z0-9_-]+)\.?(?=$|[\s/:?#"',\]}])""", re.IGNORECASE)
+_USERINFO_END_RE = re.compile(r"""[^\s/?#"']*@""")  # what follows a URL's userinfo up to its '@' ("//user:p@ss@")
 
 
 # An IP address in text: a dotted one (IPv4 in any of inet_aton's forms: four parts, or a part marked octal or
@@ -147,16 +156,48 @@ def may_hold_a_look_alike(line: str) -> bool:
 
 
 _PERCENT_RE = re.compile(r"%[0-9A-Fa-f]{2}")
+# What a WHATWG URL parser (browsers, Node) reads otherwise than it is written, in a line: a tab or a newline
+# (removed anywhere in a URL), a backslash (a '/' in a special URL), a special scheme not followed by exactly
+# two slashes ("http:localhost", "http:///localhost": the host all the same), userinfo (its last '@' ends it),
+# a percent-escape, and any character outside ASCII (mapped as IDNA maps it: full-width, circled, ideographic
+# dots). A line with none of these reads as written.
+_URL_OTHERWISE_RE = re.compile(r"[\t\r\n\\@%]|[^\x00-\x7f]|\b(?:https?|wss?|ftp):(?!//[^/])", re.IGNORECASE)
+_URL_SCHEME_RE = re.compile(r"\b(https?|wss?|ftp):/*(?=[^\s/])", re.IGNORECASE)
+_USERINFO_RE = re.compile(r"//[^/?#\s\"']*@")
+_DOT_LIKE_RE = re.compile(f"[{DOT_LIKE}]")
+_WHITE_ESCAPE_RE = re.compile(r"\\[tnr]")
+_URL_RE = re.compile(r"//|\\\\|\b(?:https?|wss?|ftp):", re.IGNORECASE)  # a URL's start: its scheme, or "//"
 
 
 def decoded_readings(line: str) -> list[str]:
     """``line`` as a reader may decode it, each reading that differs from the line once: its escapes decoded
-    (a YAML or JSON reader's), and then its percent-escapes too, as a URL parser (WHATWG's: browsers, Node, Go)
-    decodes them in a URL's host: ``http://%31%30.0.0.5/`` reaches 10.0.0.5, ``pyp%D1%96.org`` is pyp\u0456.org."""
+    (a YAML or JSON reader's), and then as a URL parser (WHATWG's: browsers, Node) reads a URL's host in it
+    (``url_reading``): ``http://%31%30.0.0.5/`` reaches 10.0.0.5, ``pyp%D1%96.org`` is pyp\u0456.org,
+    ``http:\\\\localhost\\``, ``http://a@b@metadata/`` and ``http://\uff4c\uff4f\uff43\uff41\uff4c\uff48\uff4f\uff53\uff54/``
+    this machine or the metadata service."""
     readings = [decoded_escapes(line) if "\\" in line else line]
-    if "%" in line and _PERCENT_RE.search(readings[0]):
+    if "%" in line and _PERCENT_RE.search(readings[0]):  # as decoded, its characters as they are: a look-alike
         readings.append(unquote(readings[0]))
+    if _URL_OTHERWISE_RE.search(line):
+        # A quoted value's \t, \n and \r are a tab, a newline and a return to a YAML or JSON reader, which a URL
+        # parser removes in turn: "http://meta\tdata/" is http://metadata/.
+        bases = (line, readings[0], _WHITE_ESCAPE_RE.sub("", readings[0]))
+        readings += [url_reading(text) for text in dict.fromkeys(bases) if _URL_RE.search(text)]
     return [text for text in dict.fromkeys(readings) if text != line]
+
+
+def url_reading(text: str) -> str:
+    """``text`` with each URL in it as a WHATWG URL parser reads its host: tabs and newlines removed, a backslash
+    a slash, a special scheme's slashes (none, one, three) as two, the userinfo (to the authority's last ``@``)
+    dropped, percent-escapes decoded, then compatibility characters mapped (NFKC, as IDNA's mapping does:
+    ``\uff11`` is 1, ``\u2460`` is 1) and the characters IDNA reads as dots as dots."""
+    text = re.sub(r"[\t\r\n]", "", text).replace("\\", "/")
+    text = _USERINFO_RE.sub("//", _URL_SCHEME_RE.sub(r"\1://", text))
+    if _PERCENT_RE.search(text):
+        text = unquote(text)
+    if not text.isascii():
+        text = _DOT_LIKE_RE.sub(".", unicodedata.normalize("NFKC", text))
+    return text
 
 
 def hosts_read(lines: list[str], index: int) -> list[str]:
@@ -165,7 +206,7 @@ def hosts_read(lines: list[str], index: int) -> list[str]:
     continued by a trailing backslash (``"admin.localh\\`` then ``ost"``), the lines it runs over joined (each
     run read once, from its first line: a file of such lines is read in one pass)."""
     line = lines[index]
-    if "\\" not in line and "%" not in line:
+    if "\\" not in line and not _URL_OTHERWISE_RE.search(line):
         return hosts_in_text(line)  # no escape, no continuation: the line as written is all there is
     read = [line, *decoded_readings(line)]
     if line.endswith("\\") and (index == 0 or not lines[index - 1].endswith("\\")):
@@ -192,7 +233,7 @@ def hosts_of(lines: Any, addresses: dict[str, list[str]]) -> list[str]:
     for line in lines:
         for host in (*hosts_in_text(line), *addresses[line], *_addresses_placed(line)):
             found.setdefault(host, None)
-        for decoded in decoded_readings(line) if "\\" in line or "%" in line else ():
+        for decoded in decoded_readings(line):
             for host in (*hosts_in_text(decoded), *addresses_in_text(decoded), *_addresses_placed(decoded)):
                 found.setdefault(host, None)
     return list(found)
