@@ -237,11 +237,14 @@ def rules_in_force(store: DatabaseUser) -> list[RuleInForce]:
 
 
 def approving_again(store: DatabaseUser, grant: Grant) -> list[Rule]:
-    """The approving rule, still deciding, that made ``grant`` or was made with its approval (``--remember``):
-    once the grant is revoked, it approves the same again at the bottle's next ask, at once."""
-    return [item.rule for item in rules_in_force(store) if item.decides and item.rule.effect == EFFECT_APPROVE
-            and (item.rule.id == grant.rule_id
-                 or (grant.rule_id is None and item.rule.proposal_id == grant.proposal_id))]
+    """The approving rule, deciding now, that approves the same as ``grant`` again at its bottle's next ask (as the
+    keeper decides a proposal asking for the grant's subject: ``rule_for``), or none: once the grant is revoked,
+    that ask is approved at once. Found by what the rule matches, never by the grant's ``rule_id`` or
+    ``proposal_id``, which a sidecar can write: a rule named must approve it again, and any that does is named."""
+    now = utc_now()
+    with store.db.read() as conn:
+        rule = rule_for(standing_rules(conn, now, RuleProofs()), grant.queue_key, grant.tool, grant.subject_value)
+    return [rule] if rule is not None and rule.effect == EFFECT_APPROVE else []
 
 
 def matching_rule(conn: sqlite3.Connection, proposal: Proposal, now: str,
@@ -255,25 +258,32 @@ def matching_rule(conn: sqlite3.Connection, proposal: Proposal, now: str,
         proofs = RuleProofs()
         rules = proofs.proven(conn, live_rules_in(conn, proposal.queue_key, proposal.tool, now))
         rules += proofs.proven(conn, logged_rejections(conn, now, {rule.id for rule in rules}, proofs))
-    rules = [rule for rule in rules if rule.tool == proposal.tool and rule.queue_key in (None, proposal.queue_key)]
-    if not rules:
+    if not any(rule.tool == proposal.tool and rule.queue_key in (None, proposal.queue_key) for rule in rules):
         return None
     try:
         subject = subject_of(proposal.tool, proposal.payload)
     except ValidationError:
         return None  # nothing a rule could match: the operator sees it
+    return rule_for(rules, proposal.queue_key, proposal.tool, subject)
+
+
+def rule_for(rules: list[Rule], queue_key: str, tool: str, subject: dict[str, object]) -> Rule | None:
+    """The first of ``rules`` that decides an ask of bottle ``queue_key`` for ``subject`` (a rejecting one before
+    an approving one), or None."""
+    rules = [rule for rule in rules if rule.tool == tool and rule.queue_key in (None, queue_key)]
+    if not rules or not subject:
+        return None  # no subject (a row not as the host writes it): nothing a rule matches
     rejecting = [rule for rule in rules if rule.effect == EFFECT_REJECT]
     for rule in rejecting:  # a standing rejection wins
-        if rule_matches(rule.subject_value, bool(rule.pattern), proposal.tool, subject, rejects=True):
+        if rule_matches(rule.subject_value, bool(rule.pattern), tool, subject, rejects=True):
             return rule
     # A name under an agent's wildcard the operator rejected from now on is not rejected by it, but asked
     # about: no approving rule decides it either (before, '*.example.com' approved db.internal.example.com
     # past the standing rejection of the agent's '*.internal.example.com').
-    if any(rule_overlaps(rule.subject_value, True, proposal.tool, subject) for rule in rejecting):
+    if any(rule_overlaps(rule.subject_value, True, tool, subject) for rule in rejecting):
         return None
     for rule in rules:
-        if rule.effect != EFFECT_REJECT and rule_matches(rule.subject_value, bool(rule.pattern), proposal.tool,
-                                                         subject):
+        if rule.effect != EFFECT_REJECT and rule_matches(rule.subject_value, bool(rule.pattern), tool, subject):
             return rule
     return None
 

@@ -116,7 +116,8 @@ def cmd_grants_revoke(args: argparse.Namespace) -> int:
 
 def approving_again_line(rule: Rule, grant: Grant) -> str:
     """What revoking ``grant`` leaves: ``rule`` (``approving_again``) approves the same again, and how to end it."""
-    made = "which made it" if rule.id == grant.rule_id else "remembered with it"
+    made = "which made it" if rule.id == grant.rule_id else "remembered with it" \
+        if rule.proposal_id == grant.proposal_id else "which matches it"
     return (f"rule {rule.short_id}, {made}, still approves the same again for {rule.queue_key or 'every bottle'} "
             f"until {rule.ends_at}: the bottle's next ask is approved at once ('rules revoke {rule.short_id}' ends "
             "the rule)")
@@ -136,8 +137,8 @@ def register(subparsers: Any) -> None:
     p.set_defaults(handler=cmd_grants_list)
     p = verb_parser(verbs, "revoke", json=True, help="end a grant now",
                     description="End a grant now. Its bottle's sidecar refuses what it granted within 5 s; "
-                    "the next request asks the operator again, unless the approving rule that made the grant (or "
-                    "that its approval --remember'ed) "
+                    "the next request asks the operator again, unless an approving rule that matches it (the one "
+                    "that made the grant, that its approval --remember'ed, or any other) "
                     "still stands (named in the answer; 'rules revoke' ends it). Recorded in the audit log with "
                     "the reason.")
     p.add_argument("id", metavar="ID", help="the grant's id or a unique prefix of it")
