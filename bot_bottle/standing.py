@@ -41,6 +41,7 @@ from bot_bottle.errors import AlreadyDecided, BotBottleError, NotFound, Proposal
 from bot_bottle.file_watch import FileWatch
 from bot_bottle.grant_records import Grant, Rule, rule_decider
 from bot_bottle.grants import all_live_rules_in, live_rules_in, rule_record
+from bot_bottle.policy.approval import asked_beyond
 from bot_bottle.policy.lifetimes import grant_seconds
 from bot_bottle.policy.subjects import rule_matches, rule_overlaps, subject_of, subject_sha256
 from bot_bottle.queue_reads import PENDING, PROPOSAL_COLUMNS
@@ -284,6 +285,8 @@ def rule_for(rules: list[Rule], queue_key: str, tool: str, subject: dict[str, ob
         return None
     for rule in rules:
         if rule.effect != EFFECT_REJECT and rule_matches(rule.subject_value, bool(rule.pattern), tool, subject):
+            if rule.pattern and asked_beyond(tool, rule.subject_value, subject):
+                continue  # a name under the pattern every screen asks twice about, as the pattern was not: asked
             return rule
     return None
 

@@ -25,7 +25,7 @@ from bot_bottle.decisions import default_decider
 from bot_bottle.errors import AmbiguousId, ValidationError
 from bot_bottle.grant_records import rule_decider
 from bot_bottle.grants import GrantStore
-from bot_bottle.policy.approval import approval_of
+from bot_bottle.policy.approval import approval_of, asked_beyond
 from bot_bottle.policy.hosts import host_problems
 from bot_bottle.policy.lifetimes import LIFETIMES, MAX_REJECT_RULE_SECONDS, grant_seconds
 from bot_bottle.policy.reach import inside_places
@@ -56,7 +56,8 @@ A rule decides matching proposals the way you would: approving ones end
 (--for), rejecting ones may stand for good, and end at once every live
 grant that lets through any of what they reject. An approving rule matches what
 you typed exactly; a host pattern (*.example.com) is one only when you type
-it. A rejecting rule matches every proposal asking for any of what it
+it, and leaves to you a name under it that a screen asks twice about where
+the pattern is not (169-254-169-254.example.com). A rejecting rule matches every proposal asking for any of what it
 rejects (fewer or more methods or paths, a wildcard over its host; GET
 and HEAD as one, '//admin/' and '/admin;x/' as '/admin/'). Also
 made when deciding: 'proposals approve ID --remember bottle|all'.
@@ -160,7 +161,9 @@ def _approving_rule_confirmed(args: argparse.Namespace, subject: dict[str, Any],
             except ValidationError:
                 continue  # nothing a rule can match: it stays for the operator
             approval = approval_of(proposal.tool, proposal.payload, proposal.current_file)
-            if matched and approval.needs_confirmation:
+            # Asked about twice for what the pattern is not: the rule leaves it to the operator (standing.rule_for).
+            if matched and approval.needs_confirmation and not (
+                    pattern and asked_beyond(proposal.tool, subject, subject_of(proposal.tool, proposal.payload))):
                 flagged.append(f"  {proposal.short_id}  {proposal.queue_key}  [{','.join(approval.kinds)}] "
                                f"{approval.grants[0]}")
     if not why and not flagged:

@@ -141,6 +141,17 @@ def approval_of(tool: str, payload: str, current_file: str | None = None) -> App
                     tuple(Caution(caution.kind, shown_host(caution.text)) for caution in approval.cautions))
 
 
+def asked_beyond(tool: str, rule_subject: dict[str, Any], subject: dict[str, Any]) -> bool:
+    """Whether approving ``subject`` is asked about twice (``CONFIRM_KINDS``) for a kind that approving an approving
+    pattern rule's own ``rule_subject`` is not: a name under ``*.example.com`` that spells the metadata service, is a
+    look-alike or reaches inside. The operator confirmed the pattern for what it showed, never that name: such a
+    name is theirs to decide, not the rule's (``standing.rule_for``)."""
+    def kinds(value: dict[str, Any]) -> set[str]:
+        as_filed = {name: item for name, item in value.items() if item}  # a route leaves out what it does not name
+        return set(approval_of(tool, json.dumps(as_filed)).kinds) & CONFIRM_KINDS
+    return not kinds(subject) <= kinds(rule_subject)
+
+
 def _look_alikes(hosts: list[str], where: str = "") -> list[Caution]:
     cautions = []
     for host in hosts:
