@@ -186,6 +186,11 @@ def decoded_readings(line: str) -> list[str]:
     return [text for text in dict.fromkeys(readings) if text != line]
 
 
+def _url_readings(text: str) -> list[str]:
+    """``text`` (already decoded) as a URL parser reads it, where it holds a URL and reads otherwise."""
+    return [url_reading(text)] if _URL_RE.search(text) and _URL_OTHERWISE_RE.search(text) else []
+
+
 def url_reading(text: str) -> str:
     """``text`` with each URL in it as a WHATWG URL parser reads its host: tabs and newlines removed, a backslash
     a slash, a special scheme's slashes (none, one, three) as two, the userinfo (to the authority's last ``@``)
@@ -217,7 +222,8 @@ def hosts_read(lines: list[str], index: int) -> list[str]:
             if not following.endswith("\\"):
                 break
             at += 1
-        read.append(decoded_escapes("".join(run)))
+        joined = decoded_escapes("".join(run))
+        read += [joined, *_url_readings(joined)]
     found: dict[str, None] = {}
     for text in dict.fromkeys(read):  # each reading once: most lines read the same decoded
         for host in hosts_in_text(text):
@@ -280,8 +286,9 @@ def read_across_lines(lines: list[str], kept: set[str]) -> list[str]:
             run = lines[index:end + 1]
             if any(part not in kept for part in run):
                 joined = decoded_escapes("".join(part.lstrip(" \t").removesuffix("\\") for part in run))
-                for host in (*hosts_in_text(joined), *addresses_in_text(joined)):
-                    found.setdefault(host, None)
+                for text in (joined, *_url_readings(joined)):
+                    for host in (*hosts_in_text(text), *addresses_in_text(text)):
+                        found.setdefault(host, None)
             index = end + 1
             continue
         values: range = range(0)

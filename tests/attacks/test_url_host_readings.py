@@ -14,7 +14,8 @@ with no badge and no typed yes:
 - IDNA's mapping: ideographic full stops (``169\u3002254\u3002169\u3002254``),
   full-width or circled digits and full-width letters (``\uff4c\uff4f\uff43...``);
 - a name without a dot as the URL's host (``http://redis:6379/``), which a
-  route's host reaches as another container (``policy.reach``).
+  route's host reaches as another container (``policy.reach``);
+- any of these in a value continued over two lines by a trailing backslash.
 """
 
 from __future__ import annotations
@@ -48,6 +49,10 @@ URLS = {
 ROUTES = {f"routes:\n  - upstream: {url}\n": needle for url, (_, needle) in URLS.items()}
 ROUTES['routes:\n  - url: "http://meta\\tdata/computeMetadata/"\n'] = METADATA
 ROUTES['{"routes": [{"url": "http://local\\thost:8080/"}]}\n'] = THIS_MACHINE
+# Continued over two lines by a trailing backslash (YAML reads them as one value).
+ROUTES['routes:\n  - url: "http://\uff4c\uff4f\uff43\uff41\uff4c\\\n      \uff48\uff4f\uff53\uff54/"\n'] = THIS_MACHINE
+ROUTES['routes:\n  - url: "http:\\\\\\\n      metadata/computeMetadata/"\n'] = METADATA
+ROUTES['routes:\n  - url: "http://169\u3002254\u3002\\\n      169\u3002254/latest/"\n'] = METADATA
 
 
 def internal(warnings: list[dict[str, str]]) -> list[str]:
