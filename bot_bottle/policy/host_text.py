@@ -50,7 +50,8 @@ def hosts_in_text(text: str) -> list[str]:
     """
     lowered = text.lower()
     dotless = any(name in lowered for name in DOTLESS_NAMES)
-    if "." not in text and (text.isascii() or not _HAS_DOT_RE.search(text)) and not dotless and "//" not in text:
+    if "." not in text and (text.isascii() or not _HAS_DOT_RE.search(text)) and not dotless and "//" not in text \
+            and not _HOST_KEY_RE.search(text):
         return []  # no dot, no host: most text is read no further
     found: dict[str, None] = {}
     for match in _TOKEN_RE.finditer(text):
@@ -60,6 +61,12 @@ def hosts_in_text(text: str) -> list[str]:
     for match in _DOTLESS_PLACE_RE.finditer(text) if dotless else ():
         if match.group(1).lower() in DOTLESS_NAMES:  # where a host stands: not "/v1/metadata"
             found.setdefault(match.group(1), None)
+    # Any name without a dot as a host key's value, or an item of a hosts list on its line ("host: redis",
+    # '"hosts": ["pypi.org", "gitlab"]'): a route's host so written reaches another container (policy.reach).
+    for match in _HOST_KEY_VALUE_RE.finditer(text) if _HOST_KEY_RE.search(text) else ():
+        for name in _DOTLESS_ITEM_RE.findall(match.group(1)):
+            if not name.isdigit():
+                found.setdefault(name, None)
     # Any name without a dot as a URL's host: one of its own (metadata), or one the resolver completes with its
     # search domains (http://redis:6379/), as a route's host reaches a private network (policy.reach).
     for match in _URL_HOST_RE.finditer(text) if "//" in text else ():
@@ -80,6 +87,12 @@ def hosts_in_text(text: str) -> list[str]:
 _DOTLESS_PLACE_RE = re.compile(r"""(?=(?:\bhosts?\b["']?\s*[:=]|^\s*-|[\[,{])\s*(?:[&!][^\s"']{0,64}\s+)?["']?"""
                                r"""([A-Za-z0-9-]+)\.?["']?"""
                                r"""(?:$|[\s,\]}#"']))""", re.IGNORECASE)
+
+# A host key's value, or its list on the line ("hosts: [a, b]"), a YAML anchor or tag before it; and each dotless
+# name standing alone in it as an item.
+_HOST_KEY_VALUE_RE = re.compile(r"""\bhosts?\b["']?\s*[:=]\s*(?:[&!][^\s"']{0,64}\s+){0,2}(\[[^\]]*\]?|[^\s,}#]+)""",
+                                re.IGNORECASE)
+_DOTLESS_ITEM_RE = re.compile(r"""(?:^|(?<=[\[,\s"']))["']?([A-Za-z0-9_-]+)\.?["']?(?=$|[\s,\]}#"'])""")
 
 # A dotless name as a URL's host ("http://localhost:8080/", "//user@metadata/"): a port, path, query or fragment
 # may follow it there. The "//" starts the URL (after its scheme, or where a value starts): "x.org//metadata/" is a

@@ -84,6 +84,19 @@ class UrlHostReadingsTest(AddressFormsCase):
                 self.assertTrue(any(ROUTES[routes] in text for text in warnings), proposal["grants"])
                 self.assertTrue(approval_of(TOOL_EGRESS_BLOCK, routes, None).needs_confirmation)
 
+    def test_a_dotless_host_keys_value_is_listed_as_reaching_inside(self) -> None:
+        """A name without a dot as a host key's value, or in a hosts list: a route to 'redis' is [internal] (another
+        container), but 'host: redis' in a routes file was listed as naming no new host."""
+        for routes in ('routes:\n  - host: redis\n', '{"routes": [{"host": "gitlab"}]}\n',
+                       'routes:\n  - hosts: [pypi.org, "kubernetes"]\n', 'routes:\n  - host: &h !!str redis\n'):
+            filed = call(self.url, TOOL_EGRESS_BLOCK, {"routes_file": routes, "justification": "the docs"})
+            self.assertEqual(filed["status"], "pending", filed)
+        for proposal in self.listed():
+            with self.subTest(summary=proposal["grants"]["summary"]):
+                self.assertNotIn("names no new host", proposal["grants"]["summary"])
+                self.assertTrue(any(NO_DOT in text for text in internal(proposal["grants"]["warnings"])),
+                                proposal["grants"])
+
     def test_no_new_alarm_on_ordinary_urls(self) -> None:
         """A public URL (with a port, userinfo, a path of names), a path that names a dotless word, a comment's
         link, and a look-alike dot outside any URL read as before."""
@@ -94,6 +107,7 @@ class UrlHostReadingsTest(AddressFormsCase):
                  "routes file: adds docs.python.org"),
                 ("routes:\n  - host: api.github.com\n    paths: [/v1/metadata/, /repos]\n",
                  "routes file: adds api.github.com"),
+                ('{"host": "pypi.org", "methods": ["GET", "HEAD"]}\n', "routes file: adds pypi.org"),
                 ("routes:\n  - host: pypi\u2024org\n", "routes file: adds pypi\\u2024org")):
             with self.subTest(routes=routes):
                 approval = approval_of(TOOL_EGRESS_BLOCK, routes, None)
