@@ -54,6 +54,10 @@ _EMBEDDING = tuple(ipaddress.ip_network(network) for network in ("64:ff9b::/96",
 _PRIVATE = tuple(ipaddress.ip_network(network) for network in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16",
                                                                 "fc00::/7"))
 _SHARED = ipaddress.ip_network("100.64.0.0/10")
+# IANA's IETF protocol assignments (RFC 6890), reachable on no public network but for two anycast services.
+# Python's own verdict differs by version (3.11 calls 192.0.0.192 global, 3.12.4 and 3.13 do not): said here once.
+_PROTOCOL_ASSIGNMENTS = ipaddress.ip_network("192.0.0.0/24")
+_GLOBAL_ANYCAST = frozenset({ipaddress.ip_address("192.0.0.9"), ipaddress.ip_address("192.0.0.10")})
 # Domains no public DNS answers, whose names only a private resolver does: ICANN's .internal, mDNS's .local
 # (RFC 6762), .home.arpa (RFC 8375), the never-delegated .home, .corp and .lan and .localdomain that networks
 # use, and Kubernetes' cluster DNS (.svc, .cluster.local: its services and pods).
@@ -174,9 +178,10 @@ def _place(address: str) -> tuple[str, str, int] | None:
                 _PRIVATE_NETWORK)
     if isinstance(ip, ipaddress.IPv4Address) and ip in _SHARED:
         return (str(ip), "shared address space (carrier-grade NAT, and inside clouds)", _SHARED_SPACE)
-    if not ip.is_global and not ip.is_multicast:
-        return (str(ip), "an address no public host has (reserved for special uses)", _RESERVED)
-    return None
+    reserved = (str(ip), "an address no public host has (reserved for special uses)", _RESERVED)
+    if isinstance(ip, ipaddress.IPv4Address) and ip in _PROTOCOL_ASSIGNMENTS:
+        return None if ip in _GLOBAL_ANYCAST else reserved
+    return reserved if not ip.is_global and not ip.is_multicast else None
 
 
 def _embedded(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
