@@ -321,7 +321,12 @@ def read_across_lines(lines: list[str], kept: set[str]) -> list[str]:
 
 
 def _alone_address(line: str) -> list[str]:
-    """The IPv4 address (in any of its forms) ``line`` holds alone, as a value or list item stands: quoted or
-    not, a list's trailing comma or closing bracket aside, read as written and with its escapes decoded."""
+    """The IPv4 address (in any of its forms), or the name without a dot (``redis``: another container, as a
+    route's host), ``line`` holds alone, as a value or list item stands: quoted or not, a list's trailing comma
+    or closing bracket aside, read as written and with its escapes decoded."""
     value = line.strip().removeprefix("- ").split("]", 1)[0].strip().removesuffix(",").strip().strip("\"'")
-    return [text for text in dict.fromkeys((value, decoded_escapes(value))) if ipv4_readings(text)]
+    return [text for text in dict.fromkeys((value, decoded_escapes(value)))
+            if ipv4_readings(text) or (_DOTLESS_NAME_RE.fullmatch(text) and not text.isdigit())]
+
+
+_DOTLESS_NAME_RE = re.compile(r"[A-Za-z0-9_-]+\.?")

@@ -88,7 +88,10 @@ class UrlHostReadingsTest(AddressFormsCase):
         """A name without a dot as a host key's value, or in a hosts list: a route to 'redis' is [internal] (another
         container), but 'host: redis' in a routes file was listed as naming no new host."""
         for routes in ('routes:\n  - host: redis\n', '{"routes": [{"host": "gitlab"}]}\n',
-                       'routes:\n  - hosts: [pypi.org, "kubernetes"]\n', 'routes:\n  - host: &h !!str redis\n'):
+                       'routes:\n  - hosts: [pypi.org, "kubernetes"]\n', 'routes:\n  - host: &h !!str redis\n',
+                       # on the line after its key, or an item of a hosts list one a line (before: no new host)
+                       'routes:\n  - host:\n      redis\n',
+                       '{"routes": [{"hosts": [\n  "pypi.org",\n  "gitlab"\n]}]}\n'):
             filed = call(self.url, TOOL_EGRESS_BLOCK, {"routes_file": routes, "justification": "the docs"})
             self.assertEqual(filed["status"], "pending", filed)
         for proposal in self.listed():
