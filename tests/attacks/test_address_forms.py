@@ -26,6 +26,7 @@ from typing import Any
 from bot_bottle.decisions import decide
 from bot_bottle.grants import GrantStore
 from bot_bottle.paths import host_db_path
+from bot_bottle.policy.approval import INTERNAL, approval_of
 from bot_bottle.policy.hosts import ipv4_reading
 from bot_bottle.queue_store import QueueStore
 from bot_bottle.records import STATUS_APPROVED, TOOL_EGRESS_ALLOW, TOOL_EGRESS_BLOCK
@@ -75,6 +76,29 @@ class AddressFormsCase(TempDirTest):
             self.assertTrue(warnings, f"{host} was shown with no warning: {proposal['grants']}")
             shown[host] = (proposal["id"], warnings)
         return shown
+
+    def routes_filed_and_listed(self, files: Iterable[str]) -> list[tuple[str, dict[str, Any]]]:
+        """Each routes file filed by the agent through web-1's sidecar (``egress-block``), then the operator's
+        listing: each file with what the listing says of it."""
+        filed = list(files)
+        for routes in filed:
+            answer = call(self.url, TOOL_EGRESS_BLOCK, {"routes_file": routes, "justification": "the docs"})
+            self.assertEqual(answer["status"], "pending", answer)
+        listed = {p["id"]: p for p in self.listed()}
+        self.assertEqual(len(listed), len(filed))
+        with QueueStore() as store:
+            payloads = {proposal.id: proposal.payload for proposal in store.pending("web-1")}
+        return [(payloads[proposal_id], proposal) for proposal_id, proposal in listed.items()]
+
+    def assert_routes_files_reach_inside(self, files: dict[str, str]) -> None:
+        """Each routes file of ``files``, filed and listed, names a new host, carries an internal warning holding
+        what ``files`` gives for it, and is approved only when asked twice."""
+        for routes, proposal in self.routes_filed_and_listed(files):
+            with self.subTest(routes=routes):
+                self.assertNotIn("names no new host", proposal["grants"]["summary"])
+                warnings = [w["text"] for w in proposal["grants"]["warnings"] if w["kind"] == INTERNAL]
+                self.assertTrue(any(files[routes] in text for text in warnings), proposal["grants"])
+                self.assertTrue(approval_of(TOOL_EGRESS_BLOCK, routes, None).needs_confirmation)
 
     def listed(self) -> list[dict[str, Any]]:
         result = self.run_cli("proposals", "list", "--json")

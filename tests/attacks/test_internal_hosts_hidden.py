@@ -87,20 +87,7 @@ class HiddenInsideHostsTest(AddressFormsCase):
                 self.assertTrue(warnings and needle in warnings[0], shown[host]["grants"])
 
     def test_a_routes_file_hiding_the_address_says_where_it_reaches(self) -> None:
-        for routes in HIDDEN_ROUTES:
-            filed = call(self.url, TOOL_EGRESS_BLOCK, {"routes_file": routes, "justification": "the docs"})
-            self.assertEqual(filed["status"], "pending", filed)
-        listed = {p["id"]: p for p in self.listed()}
-        self.assertEqual(len(listed), len(HIDDEN_ROUTES))
-        with QueueStore() as store:
-            payloads = {proposal.id: proposal.payload for proposal in store.pending("web-1")}
-        for proposal_id, proposal in listed.items():
-            address = HIDDEN_ROUTES[payloads[proposal_id]]
-            with self.subTest(routes=payloads[proposal_id]):
-                self.assertNotIn("names no new host", proposal["grants"]["summary"])
-                warnings = internal(proposal["grants"]["warnings"])
-                self.assertTrue(any(f"{address}" in text for text in warnings), proposal["grants"])
-                self.assertTrue(approval_of(TOOL_EGRESS_BLOCK, payloads[proposal_id], None).needs_confirmation)
+        self.assert_routes_files_reach_inside(HIDDEN_ROUTES)
 
     def test_a_kept_first_line_does_not_hide_a_new_continuation(self) -> None:
         """The first line of a continued value kept from the current file, its new second line finishing the

@@ -15,19 +15,13 @@ from __future__ import annotations
 
 import json
 
-from bot_bottle.paths import host_db_path
 from bot_bottle.records import TOOL_EGRESS_ALLOW
-from bot_bottle.sidecar.launcher import spawn
+from tests.attacks.test_address_forms import AddressFormsCase
 from tests.attacks.test_standing_rejections import call
-from tests.helpers.support import TempDirTest
 
 
-class PatternRuleBadgesTest(TempDirTest):
-    def setUp(self) -> None:
-        super().setUp()
-        self.assertEqual(self.run_cli("db", "upgrade").returncode, 0)
-        server, self.url = spawn("web-1", host_db_path(), "--wait-seconds", "0")
-        self.addCleanup(lambda: (server.terminate(), server.communicate(timeout=10)))
+class PatternRuleBadgesTest(AddressFormsCase):
+    """A host database and web-1's real sidecar to file through (``AddressFormsCase``)."""
 
     def test_a_name_under_the_pattern_asked_about_twice_waits_for_the_operator(self) -> None:
         added = self.run_cli("rules", "add", "--bottle", "web-1", "--host", "*.example.com", "--for", "1d")

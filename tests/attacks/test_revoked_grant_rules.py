@@ -23,19 +23,14 @@ from bot_bottle.decisions import decide
 from bot_bottle.paths import host_db_path
 from bot_bottle.queue_store import QueueStore
 from bot_bottle.records import STATUS_APPROVED, TOOL_EGRESS_ALLOW
-from bot_bottle.sidecar.launcher import spawn
+from tests.attacks.test_address_forms import AddressFormsCase
 from tests.attacks.test_standing_rejections import call
-from tests.helpers.support import TempDirTest
 
 ASK = {"host": "docs.python.org", "justification": "the docs"}
 
 
-class RevokedGrantRulesTest(TempDirTest):
-    def setUp(self) -> None:
-        super().setUp()
-        self.assertEqual(self.run_cli("db", "upgrade").returncode, 0)
-        server, self.url = spawn("web-1", host_db_path(), "--wait-seconds", "0")
-        self.addCleanup(lambda: (server.terminate(), server.communicate(timeout=10)))
+class RevokedGrantRulesTest(AddressFormsCase):
+    """A host database and web-1's real sidecar to file through (``AddressFormsCase``)."""
 
     def granted_by_hand(self) -> str:
         """The agent asks for docs.python.org through its sidecar; the operator approves it: the grant's id."""

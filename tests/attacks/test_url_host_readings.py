@@ -26,10 +26,8 @@ import subprocess
 import unittest
 
 from bot_bottle.policy.approval import INTERNAL, approval_of
-from bot_bottle.queue_store import QueueStore
 from bot_bottle.records import TOOL_EGRESS_BLOCK
 from tests.attacks.test_address_forms import AddressFormsCase
-from tests.attacks.test_standing_rejections import call
 
 METADATA, THIS_MACHINE, NO_DOT = "169.254.169.254", "this machine", "a name without a dot"
 # Each URL, the host a WHATWG parser reads in it, and what its internal warning must name.
@@ -55,10 +53,6 @@ ROUTES['routes:\n  - url: "http:\\\\\\\n      metadata/computeMetadata/"\n'] = M
 ROUTES['routes:\n  - url: "http://169\u3002254\u3002\\\n      169\u3002254/latest/"\n'] = METADATA
 
 
-def internal(warnings: list[dict[str, str]]) -> list[str]:
-    return [warning["text"] for warning in warnings if warning["kind"] == INTERNAL]
-
-
 class UrlHostReadingsTest(AddressFormsCase):
     @unittest.skipUnless(shutil.which("node"), "needs node, a WHATWG URL parser")
     def test_a_url_parser_reads_each_as_the_host_inside(self) -> None:
@@ -69,36 +63,17 @@ class UrlHostReadingsTest(AddressFormsCase):
         self.assertEqual(json.loads(read.stdout), [host for host, _ in URLS.values()])
 
     def test_each_is_listed_as_reaching_inside(self) -> None:
-        for routes in ROUTES:
-            filed = call(self.url, TOOL_EGRESS_BLOCK, {"routes_file": routes, "justification": "the docs"})
-            self.assertEqual(filed["status"], "pending", filed)
-        listed = {p["id"]: p for p in self.listed()}
-        self.assertEqual(len(listed), len(ROUTES))
-        with QueueStore() as store:
-            payloads = {proposal.id: proposal.payload for proposal in store.pending("web-1")}
-        for proposal_id, proposal in listed.items():
-            routes = payloads[proposal_id]
-            with self.subTest(routes=routes):
-                self.assertNotIn("names no new host", proposal["grants"]["summary"])
-                warnings = internal(proposal["grants"]["warnings"])
-                self.assertTrue(any(ROUTES[routes] in text for text in warnings), proposal["grants"])
-                self.assertTrue(approval_of(TOOL_EGRESS_BLOCK, routes, None).needs_confirmation)
+        self.assert_routes_files_reach_inside(ROUTES)
 
     def test_a_dotless_host_keys_value_is_listed_as_reaching_inside(self) -> None:
         """A name without a dot as a host key's value, or in a hosts list: a route to 'redis' is [internal] (another
         container), but 'host: redis' in a routes file was listed as naming no new host."""
-        for routes in ('routes:\n  - host: redis\n', '{"routes": [{"host": "gitlab"}]}\n',
-                       'routes:\n  - hosts: [pypi.org, "kubernetes"]\n', 'routes:\n  - host: &h !!str redis\n',
-                       # on the line after its key, or an item of a hosts list one a line (before: no new host)
-                       'routes:\n  - host:\n      redis\n',
-                       '{"routes": [{"hosts": [\n  "pypi.org",\n  "gitlab"\n]}]}\n'):
-            filed = call(self.url, TOOL_EGRESS_BLOCK, {"routes_file": routes, "justification": "the docs"})
-            self.assertEqual(filed["status"], "pending", filed)
-        for proposal in self.listed():
-            with self.subTest(summary=proposal["grants"]["summary"]):
-                self.assertNotIn("names no new host", proposal["grants"]["summary"])
-                self.assertTrue(any(NO_DOT in text for text in internal(proposal["grants"]["warnings"])),
-                                proposal["grants"])
+        self.assert_routes_files_reach_inside(dict.fromkeys((
+            'routes:\n  - host: redis\n', '{"routes": [{"host": "gitlab"}]}\n',
+            'routes:\n  - hosts: [pypi.org, "kubernetes"]\n', 'routes:\n  - host: &h !!str redis\n',
+            # on the line after its key, or an item of a hosts list one a line (before: no new host)
+            'routes:\n  - host:\n      redis\n', '{"routes": [{"hosts": [\n  "pypi.org",\n  "gitlab"\n]}]}\n'),
+            NO_DOT))
 
     def test_no_new_alarm_on_ordinary_urls(self) -> None:
         """A public URL (with a port, userinfo, a path of names), a path that names a dotless word, a comment's
