@@ -27,6 +27,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from bot_bottle.audit.anchor import Anchor, read_anchor
 from bot_bottle.audit.chain import SELECT, compute_hash, stored_details
@@ -237,15 +238,15 @@ def rules_in_force(store: DatabaseUser) -> list[RuleInForce]:
     return sorted(found, key=lambda shown: (str(shown.rule.created_at), shown.rule.id), reverse=True)
 
 
-def approving_again(store: DatabaseUser, grant: Grant) -> list[Rule]:
+def approving_again(store: DatabaseUser, grant: Grant) -> Rule | None:
     """The approving rule, deciding now, that approves the same as ``grant`` again at its bottle's next ask (as the
-    keeper decides a proposal asking for the grant's subject: ``rule_for``), or none: once the grant is revoked,
+    keeper decides a proposal asking for the grant's subject: ``rule_for``), or None: once the grant is revoked,
     that ask is approved at once. Found by what the rule matches, never by the grant's ``rule_id`` or
     ``proposal_id``, which a sidecar can write: a rule named must approve it again, and any that does is named."""
     now = utc_now()
     with store.db.read() as conn:
         rule = rule_for(standing_rules(conn, now, RuleProofs()), grant.queue_key, grant.tool, grant.subject_value)
-    return [rule] if rule is not None and rule.effect == EFFECT_APPROVE else []
+    return rule if rule is not None and rule.effect == EFFECT_APPROVE else None
 
 
 def matching_rule(conn: sqlite3.Connection, proposal: Proposal, now: str,
@@ -268,7 +269,7 @@ def matching_rule(conn: sqlite3.Connection, proposal: Proposal, now: str,
     return rule_for(rules, proposal.queue_key, proposal.tool, subject)
 
 
-def rule_for(rules: list[Rule], queue_key: str, tool: str, subject: dict[str, object]) -> Rule | None:
+def rule_for(rules: list[Rule], queue_key: str, tool: str, subject: dict[str, Any]) -> Rule | None:
     """The first of ``rules`` that decides an ask of bottle ``queue_key`` for ``subject`` (a rejecting one before
     an approving one), or None."""
     rules = [rule for rule in rules if rule.tool == tool and rule.queue_key in (None, queue_key)]
@@ -284,11 +285,17 @@ def rule_for(rules: list[Rule], queue_key: str, tool: str, subject: dict[str, ob
     if any(rule_overlaps(rule.subject_value, True, tool, subject) for rule in rejecting):
         return None
     for rule in rules:
-        if rule.effect != EFFECT_REJECT and rule_matches(rule.subject_value, bool(rule.pattern), tool, subject):
-            if rule.pattern and asked_beyond(tool, rule.subject_value, subject):
-                continue  # a name under the pattern every screen asks twice about, as the pattern was not: asked
+        if rule.effect != EFFECT_REJECT and approves(rule.subject_value, bool(rule.pattern), tool, subject):
             return rule
     return None
+
+
+def approves(rule_subject: dict[str, Any], pattern: bool, tool: str, subject: dict[str, Any]) -> bool:
+    """Whether an approving rule for ``rule_subject`` (a ``pattern`` or not) approves an ask for ``subject``: it
+    matches, and, for a pattern, the name is not one every screen asks twice about as the pattern was not
+    (``asked_beyond``: that name waits for the operator)."""
+    return rule_matches(rule_subject, pattern, tool, subject) and not (
+        pattern and asked_beyond(tool, rule_subject, subject))
 
 
 def rule_decision_in(log: AuditRecorder, proposal: Proposal) -> Response | None:

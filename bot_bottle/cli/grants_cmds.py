@@ -106,11 +106,12 @@ def cmd_grants_revoke(args: argparse.Namespace) -> int:
         grant = store.revoke(args.id, args.reason, revoked_by=default_decider())
         again = approving_again(store, grant)
     if args.json:
-        print_json({**grant_json(grant, utc_now()), "rule_in_force": again[0].id if again else None})
+        print_json({**grant_json(grant, utc_now()), "rule_in_force": again.id if again else None})
         return 0
     print_untrusted(f"revoked {grant.short_id} ({grant.queue_key}, {grant.tool}: "
                     f"{describe_subject(grant.tool, grant.subject_value)})")
-    print_untrusted([approving_again_line(rule, grant) for rule in again])
+    if again is not None:
+        print_untrusted(approving_again_line(again, grant))
     return 0
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -25,12 +24,12 @@ from bot_bottle.decisions import default_decider
 from bot_bottle.errors import AmbiguousId, ValidationError
 from bot_bottle.grant_records import rule_decider
 from bot_bottle.grants import GrantStore
-from bot_bottle.policy.approval import approval_of, asked_beyond
+from bot_bottle.policy.approval import approval_of, subject_approval
 from bot_bottle.policy.hosts import host_problems
 from bot_bottle.policy.lifetimes import LIFETIMES, MAX_REJECT_RULE_SECONDS, grant_seconds
 from bot_bottle.policy.reach import inside_places
 from bot_bottle.policy.routes import make_route
-from bot_bottle.policy.subjects import describe_subject, rule_matches, subject_of
+from bot_bottle.policy.subjects import describe_subject, subject_of
 from bot_bottle.queue_store import QueueStore
 from bot_bottle.records import (
     EFFECT_APPROVE,
@@ -39,7 +38,7 @@ from bot_bottle.records import (
     TOOL_EGRESS_ALLOW,
     validate_id_prefix,
 )
-from bot_bottle.standing import RuleInForce, rules_in_force
+from bot_bottle.standing import RuleInForce, approves, rules_in_force
 from bot_bottle.timestamps import later, parse_duration, spell_duration, time_left, utc_now
 
 _NAMED = 8  # proposals a new rule decided at once, named by id; the rest counted
@@ -149,21 +148,18 @@ def _approving_rule_confirmed(args: argparse.Namespace, subject: dict[str, Any],
     wildcard over many owners, a look-alike, a host that reaches inside), and the pending proposals it matches
     that carry such a badge, which it approves at once, unseen. So it is asked as they are.
     """
-    as_filed = {name: value for name, value in subject.items() if value}  # a route leaves out what it does not name
-    why = approval_of(TOOL_EGRESS_ALLOW, json.dumps(as_filed)).why_asked_twice
+    why = subject_approval(TOOL_EGRESS_ALLOW, subject).why_asked_twice
     with QueueStore(db_path(args)) as queue:
         flagged = []
         for proposal in queue.pending(args.bottle):
             if proposal.tool != TOOL_EGRESS_ALLOW:
                 continue
-            try:
-                matched = rule_matches(subject, pattern, proposal.tool, subject_of(proposal.tool, proposal.payload))
+            try:  # as the keeper will decide it (standing.rule_for)
+                matched = approves(subject, pattern, proposal.tool, subject_of(proposal.tool, proposal.payload))
             except ValidationError:
                 continue  # nothing a rule can match: it stays for the operator
             approval = approval_of(proposal.tool, proposal.payload, proposal.current_file)
-            # Asked about twice for what the pattern is not: the rule leaves it to the operator (standing.rule_for).
-            if matched and approval.needs_confirmation and not (
-                    pattern and asked_beyond(proposal.tool, subject, subject_of(proposal.tool, proposal.payload))):
+            if matched and approval.needs_confirmation:
                 flagged.append(f"  {proposal.short_id}  {proposal.queue_key}  [{','.join(approval.kinds)}] "
                                f"{approval.grants[0]}")
     if not why and not flagged:

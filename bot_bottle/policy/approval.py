@@ -147,9 +147,14 @@ def asked_beyond(tool: str, rule_subject: dict[str, Any], subject: dict[str, Any
     look-alike or reaches inside. The operator confirmed the pattern for what it showed, never that name: such a
     name is theirs to decide, not the rule's (``standing.rule_for``)."""
     def kinds(value: dict[str, Any]) -> set[str]:
-        as_filed = {name: item for name, item in value.items() if item}  # a route leaves out what it does not name
-        return set(approval_of(tool, json.dumps(as_filed)).kinds) & CONFIRM_KINDS
+        return set(subject_approval(tool, value).kinds) & CONFIRM_KINDS
     return not kinds(subject) <= kinds(rule_subject)
+
+
+def subject_approval(tool: str, subject: dict[str, Any]) -> Approval:
+    """What approving a grant's or rule's ``subject`` grants, read as the proposal that asked for it: a route
+    leaves out the methods and paths it does not name."""
+    return approval_of(tool, json.dumps({name: item for name, item in subject.items() if item}))
 
 
 def _look_alikes(hosts: list[str], where: str = "") -> list[Caution]:

@@ -188,10 +188,10 @@ class DashboardHandler(PostHandler):
             return ""
         if grant.revoked_at is None:
             return ""
+        again = approving_again(self.dashboard.grants, grant)
         return "; ".join([f"revoked grant {grant.short_id} ({grant.queue_key}: "
                           f"{describe_subject(grant.tool, grant.subject_value)}) by {grant.revoked_by}",
-                          *(approving_again_line(rule, grant) for rule in approving_again(self.dashboard.grants,
-                                                                                           grant))])
+                          *([approving_again_line(again, grant)] if again is not None else [])])
 
     def _changes(self) -> None:
         """The change feed the pages poll: the marker, the pending proposals (id, bottle), or what is wrong."""

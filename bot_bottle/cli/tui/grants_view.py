@@ -140,8 +140,8 @@ class GrantsView:
             revoked = self.store.revoke(grant.id, reason, revoked_by=self.decided_by)
             again = approving_again(self.store, revoked)
             # Said at once, where the revocation is: else the rule's next approval undoes it without a word.
-            self.message = (f"revoked {grant.short_id}, but rule {again[0].short_id} still approves the same again "
-                            f"at the next ask: 'rules revoke {again[0].short_id}' ends it" if again else
+            self.message = (f"revoked {grant.short_id}, but rule {again.short_id} still approves the same again "
+                            f"at the next ask: 'rules revoke {again.short_id}' ends it" if again else
                             f"revoked {grant.short_id}: its sidecar refuses it within 5 s")
         except BotBottleError as exc:
             self.message = str(exc)
