@@ -17,7 +17,9 @@ disk. "equal" rows run every peer with bot-bottle's settings (WAL,
 synchronous=FULL: every commit synced before it returns); "defaults" rows
 with the peer's own settings.
 The decider decides each proposal as it was shown (``shown=``), as the TUI
-and ``proposals approve`` do; the submitters open the file as a sidecar on
+and ``proposals approve ID`` do, one commit each; in the "one commit" row it
+records everything pending at each look in one commit, as ``proposals
+approve ID ID...`` does (``decisions.record_decisions``); the submitters open the file as a sidecar on
 the mount does (``migrate_schema=False``), the decider as the host does. Every worker sets up first and the clock
 starts when all are ready; repetitions take turns across systems.
 """
@@ -40,10 +42,10 @@ from persistqueue import SQLiteAckQueue
 from persistqueue.sqlackqueue import AckStatus
 
 from bot_bottle.db import open_db
-from bot_bottle.decisions import decide
+from bot_bottle.decisions import decide, record_decisions
 from bot_bottle.file_watch import FileWatch
 from bot_bottle.queue_store import QueueStore
-from bot_bottle.records import DEFAULT_POLL_INTERVAL_SEC
+from bot_bottle.records import DEFAULT_POLL_INTERVAL_SEC, Decision
 
 _SPAWN = multiprocessing.get_context("spawn")
 POLL = 0.001  # the peers' waiters (and bot-bottle's in its "poll every 1 ms" row) look this often
@@ -117,8 +119,9 @@ def bb_submitter(path: str, index: int, start: Any, out: Any, poll: float) -> No
     out.put(done)
 
 
-def bb_decider(path: str, start: Any, out: Any, watched: bool) -> None:
+def bb_decider(path: str, start: Any, out: Any, watched: bool, batched: bool) -> None:
     decided = 0
+    approve = Decision("approved", "", None, "bench@host")
     with QueueStore(path) as store:
         # As the TUI does, the operator's side sleeps until a commit (here: FileWatch.commits) when it
         # watches; otherwise it polls every 0.5 ms, as the peers' consumers do.
@@ -126,11 +129,16 @@ def bb_decider(path: str, start: Any, out: Any, watched: bool) -> None:
         stop_at = go(start)
         while time.time() < stop_at + 2:
             pending = store.pending()
+            decided_now = bool(pending)
+            if batched and pending:
+                # As `proposals approve ID ID...` does: everything shown, recorded in one commit.
+                decided += len(record_decisions(store, [(proposal.id, approve, proposal) for proposal in pending]))
+                pending = []
             for proposal in pending:
-                # As the TUI and `proposals approve` do: the decision holds the proposal as it was shown.
+                # As the TUI and `proposals approve ID` do: the decision holds the proposal as it was shown.
                 decide(proposal.id, "approved", "", decided_by="bench@host", store=store, shown=proposal)
                 decided += 1
-            if not pending:
+            if not decided_now:
                 if watch is not None:
                     watch.wait(0.05)
                 else:
@@ -248,7 +256,7 @@ def run_one(system: str, submitters: int, seconds: float, folder: Path, equal: b
         poll = DEFAULT_POLL_INTERVAL_SEC if watched else POLL
         producers = [_SPAWN.Process(target=bb_submitter, args=(path, i, start, out, poll))
                      for i in range(submitters)]
-        consumer = _SPAWN.Process(target=bb_decider, args=(path, start, out, watched))
+        consumer = _SPAWN.Process(target=bb_decider, args=(path, start, out, watched, system == "bot-bottle-batch"))
     elif system == "sqlite3":
         path += ".db"
         conn = sqlite3.connect(path)
@@ -302,6 +310,7 @@ def main() -> None:
     seconds = 0.5 if args.smoke else 5.0
     counts = [1] if args.smoke else [1, 4, 16]
     systems = [("bot-bottle", True, "bot-bottle (WAL, FULL), defaults"),
+               ("bot-bottle-batch", True, "bot-bottle, what is pending decided in one commit"),
                ("bot-bottle-poll", True, "bot-bottle, polling as the peers do (no watch)"),
                ("persist-queue", True, "persist-queue SQLiteAckQueue, WAL + FULL"),
                ("litequeue", True, "litequeue, WAL + FULL"),

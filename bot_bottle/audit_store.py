@@ -58,10 +58,20 @@ class AuditRecorder:
     database: Path | None
     last: AuditEntry | None = None
     key: str = ""  # the name (key_id) of the key that sealed ``last``
+    _sealing: bytes | None = None  # that key, once this transaction appended an entry
 
     def append(self, entry: AuditEntry, *, ts: str | None = None) -> AuditEntry:
-        """Append and seal ``entry`` (at ``ts``, default now); returns it as stored."""
-        self.last, self.key = AuditStore._append_in(self.conn, entry, database=self.database, ts=ts)
+        """Append and seal ``entry`` (at ``ts``, default now); returns it as stored.
+
+        The first entry of the transaction is appended after the log, its
+        seals and its anchor are checked (``AuditStore._append_in``); the
+        next ones follow it: this transaction holds the write lock, so the
+        entry it just wrote is still the newest (several decisions in one
+        commit, ``decisions.record_decisions``).
+        """
+        after = None if self.last is None or self._sealing is None else (self.last, self._sealing)
+        self.last, self.key, self._sealing = AuditStore._append_in(self.conn, entry, database=self.database, ts=ts,
+                                                                   after=after)
         return self.last
 
 
@@ -113,9 +123,11 @@ class AuditStore(DatabaseUser):
 
     @classmethod
     def _append_in(
-        cls, conn: sqlite3.Connection, entry: AuditEntry, *, database: Path | None, ts: str | None = None
-    ) -> tuple[AuditEntry, str]:
-        """Append and seal ``entry`` inside the caller's open write transaction; it as stored, and the key's name.
+        cls, conn: sqlite3.Connection, entry: AuditEntry, *, database: Path | None, ts: str | None = None,
+        after: tuple[AuditEntry, bytes] | None = None,
+    ) -> tuple[AuditEntry, str, bytes]:
+        """Append and seal ``entry`` inside the caller's open write transaction; it as stored, the key's name and
+        the key.
 
         Only ``AuditRecorder.append`` calls this, inside ``recording``, which
         moves the anchor once the transaction has committed. ``database`` is
@@ -123,17 +135,23 @@ class AuditStore(DatabaseUser):
         database). Entries not sealed yet are sealed first, if their chain
         verifies and the anchor allows; otherwise ``AuditTampered`` and
         nothing is written. Without the key that sealed the log
-        (``AuditKeyError``), nothing is written either.
+        (``AuditKeyError``), nothing is written either. ``after``: the entry
+        this same transaction appended last, and its key; the new one
+        follows it, with no second look at what the first one checked.
         """
         details_json = validated_details(entry)
-        anchor = read_anchor(database) if database is not None else None
-        key = host_key(conn, anchor)
-        previous_seal = cls._seal_pending(conn, key, anchor, database)
-        last = conn.execute("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1").fetchone()
-        if last is not None and not isinstance(last[0], int):  # text sorts after every number
-            raise AuditTampered(f"the audit log has an entry numbered {str(last[0])[:40]!r}: its table was rebuilt "
-                                "without the host" + REFUSED)
-        seq, prev_hash = (1, GENESIS_HASH) if last is None else (last[0] + 1, str(last[1]))
+        if after is not None:
+            (previous, key), previous_seal = after, str(after[0].seal)
+            seq, prev_hash = int(previous.seq or 0) + 1, str(previous.hash)
+        else:
+            anchor = read_anchor(database) if database is not None else None
+            key = host_key(conn, anchor)
+            previous_seal = cls._seal_pending(conn, key, anchor, database)
+            last = conn.execute("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1").fetchone()
+            if last is not None and not isinstance(last[0], int):  # text sorts after every number
+                raise AuditTampered(f"the audit log has an entry numbered {str(last[0])[:40]!r}: its table was "
+                                    "rebuilt without the host" + REFUSED)
+            seq, prev_hash = (1, GENESIS_HASH) if last is None else (last[0] + 1, str(last[1]))
         when = ts or utc_now()
         digest = compute_hash(
             seq, when, entry.queue_key, entry.action, entry.tool, entry.proposal_id,
@@ -153,7 +171,7 @@ class AuditStore(DatabaseUser):
         conn.execute("INSERT INTO audit_seal (seq, mac) VALUES (:seq, :mac)", {"seq": seq, "mac": seal})
         stored = replace(entry, seq=seq, ts=when, prev_hash=prev_hash, hash=digest, seal=seal,
                          details=json.loads(details_json))
-        return stored, key_id(key)
+        return stored, key_id(key), key
 
     @classmethod
     def _seal_pending(cls, conn: sqlite3.Connection, key: bytes, anchor: Anchor | None,

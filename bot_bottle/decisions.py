@@ -17,6 +17,7 @@ import json
 import os
 import secrets
 import socket
+from collections.abc import Sequence
 from typing import Any
 
 from bot_bottle.audit_store import AuditRecorder, AuditStore
@@ -159,7 +160,7 @@ def _details(proposal: Proposal, final_file: str | None) -> dict[str, Any]:
 def describe_decision(proposal: Proposal, decision: Decision) -> tuple[str, dict[str, Any]]:
     """Hold ``decision`` to the queue's rules for ``proposal``; the diff and details its audit entry records.
 
-    What ``QueueStore.record_decision`` calls on the proposal it read inside
+    What ``record_decision_in`` calls on the proposal it read inside
     the deciding transaction. Raises ``ValidationError`` for a decision the
     rules do not allow.
     """
@@ -198,40 +199,49 @@ def decide(
     queue = store if store is not None else QueueStore(db_path)
     try:
         held = shown if shown is not None and shown.id == proposal_id else None
-        response, _ = record_decision(queue, proposal_id, decision, shown=held)
+        try:
+            (response,) = record_decisions(queue, [(proposal_id, decision, held)])
+        except AnchorNotWritten as exc:  # the one decision stands: the caller is given it, as decide returns it
+            responses = exc.result if isinstance(exc.result, list) else []
+            raise AnchorNotWritten(str(exc), responses[0] if responses else None) from None
         return response
     finally:
         if store is None:
             queue.close()
 
 
-def record_decision(
-    store: QueueStore, proposal_id: str, decision: Decision, *, shown: Proposal | None = None,
-) -> tuple[Response, AuditEntry]:
-    """Record ``decision`` on the proposal, in one transaction with its audit entry (and grant, and rule).
+def record_decisions(
+    store: QueueStore, asked: Sequence[tuple[str, Decision, Proposal | None]],
+) -> list[Response]:
+    """Record each ``(proposal_id, decision, shown)`` in order, in one transaction: all of them, or none.
 
-    The proposal is validated and read once, inside the transaction. With
+    Each proposal is validated and read inside the transaction. With
     ``shown`` (the proposal as the operator saw it), a stored proposal that
     differs from it is refused with ``AuditTampered``: proposals are
     immutable, so it was rewritten in the file, and the decision would record
-    something the operator never saw. An anchor that could not be written
-    after the commit raises ``AnchorNotWritten`` carrying the response, which
-    stands. See ``record_decision_in`` for the rest.
+    something the operator never saw. Any refusal (this, or one of
+    ``record_decision_in``'s) records none of them: a command that names
+    several proposals never stops half way. Several decisions share one
+    commit, one anchor move and one wake-up (``proposals approve ID ID...``;
+    docs/benchmarks.md, "One commit for several decisions"). An anchor that
+    could not be written after the commit raises ``AnchorNotWritten``
+    carrying the list of responses, which stand.
     """
-    validate_proposal_id(proposal_id)
-    recorded: tuple[Response, AuditEntry] | None = None
+    for proposal_id, _, _ in asked:
+        validate_proposal_id(proposal_id)
+    recorded: list[Response] = []
     try:
         with AuditStore.recording(store.db) as log:
-            proposal = store.get_in(log.conn, proposal_id)
-            if shown is not None and decided_on(proposal) != decided_on(shown):
-                raise AuditTampered(
-                    f"proposal {proposal.short_id} is not what was shown: it was rewritten in the database after "
-                    "it was read (proposals are immutable); nothing recorded. Check 'bot-bottle audit verify'"
-                )
-            recorded = record_decision_in(log, proposal, decision)
-    except AnchorNotWritten as exc:  # committed: the decision stands, and the caller can say which
-        raise AnchorNotWritten(str(exc), recorded[0] if recorded is not None else None) from None
-    assert recorded is not None
+            for proposal_id, decision, shown in asked:
+                proposal = store.get_in(log.conn, proposal_id)
+                if shown is not None and decided_on(proposal) != decided_on(shown):
+                    raise AuditTampered(
+                        f"proposal {proposal.short_id} is not what was shown: it was rewritten in the database "
+                        "after it was read (proposals are immutable); nothing recorded. Check 'bot-bottle audit "
+                        "verify'")
+                recorded.append(record_decision_in(log, proposal, decision)[0])
+    except AnchorNotWritten as exc:  # committed: the decisions stand, and the caller can say which
+        raise AnchorNotWritten(str(exc), recorded) from None
     return recorded
 
 

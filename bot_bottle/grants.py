@@ -1,6 +1,6 @@
 """Grants, standing rules and the host's settings: what each bottle may do, until when, and on whose word.
 
-A grant is made only where a decision is recorded (``QueueStore.record_decision``,
+A grant is made only where a decision is recorded (``decisions.record_decisions``,
 or a standing rule in ``standing``), in the same transaction as its audit
 entry, and holds that entry's sequence number; a rule, a revocation and a
 setting each have an entry of their own. Nothing here takes a subject from

@@ -2,21 +2,27 @@
 
 from __future__ import annotations
 
+import dataclasses
 import getpass
 import socket
 import sqlite3
+from unittest import mock
 
+from bot_bottle.audit.anchor import advance_anchor, read_anchor
 from bot_bottle.audit_store import AuditStore
-from bot_bottle.decisions import decide, default_decider, render_diff
-from bot_bottle.errors import AlreadyDecided, DatabaseError, NotFound, ValidationError
+from bot_bottle.decisions import decide, default_decider, record_decisions, render_diff
+from bot_bottle.errors import AlreadyDecided, AuditTampered, DatabaseError, NotFound, ValidationError
+from bot_bottle.grants import GrantStore
 from bot_bottle.queue_store import QueueStore
 from bot_bottle.records import (
     STATUS_APPROVED,
     STATUS_MODIFIED,
     STATUS_REJECTED,
+    TOOL_EGRESS_ALLOW,
     TOOL_EGRESS_BLOCK,
     TOOL_EGRESS_TOKEN_ALLOW,
     TOOL_GITLEAKS_ALLOW,
+    Decision,
     Proposal,
 )
 from tests.helpers.support import TempDirTest, digest
@@ -124,6 +130,52 @@ class DecideTest(TempDirTest):
         raw.execute("DROP TRIGGER refuse")
         decide(proposal.id, STATUS_APPROVED, store=self.queue)
         self.assertEqual(self.audit.count(), 1)
+
+    def test_several_decisions_share_one_commit(self) -> None:
+        """record_decisions: every response, entry and grant in one commit; the chain and the anchor follow it."""
+        proposals = [self.queue.submit(f"web-{n}", TOOL_EGRESS_ALLOW, f'{{"host": "h{n}.example"}}', "j")
+                     for n in range(3)]
+        before = self.audit.count()
+        with mock.patch("bot_bottle.audit_store.advance_anchor", wraps=advance_anchor) as moved:
+            responses = record_decisions(self.queue, [(p.id, Decision(STATUS_APPROVED, "", None, "ann@laptop"), p)
+                                                      for p in proposals])
+        self.assertEqual([r.proposal_id for r in responses], [p.id for p in proposals])
+        entries = sorted(self.audit.entries(), key=lambda entry: entry.seq or 0)[before:]  # (newest first)
+        self.assertEqual([e.proposal_id for e in entries], [p.id for p in proposals])
+        self.assertEqual([e.seq for e in entries], list(range(before + 1, before + 4)))
+        self.assertEqual([e.prev_hash for e in entries[1:]], [e.hash for e in entries[:-1]])
+        moved.assert_called_once()  # once, to the last of them
+        anchor = read_anchor(self.path)
+        assert anchor is not None
+        self.assertEqual((anchor.seq, anchor.seal), (entries[-1].seq, entries[-1].seal))
+        grants = GrantStore(database=self.queue.db)
+        self.assertTrue(all(grants.for_proposal(p.id) is not None for p in proposals))
+        verified = self.audit.verify()
+        self.assertTrue(verified.ok, verified.problem)
+
+    def test_one_refused_among_several_records_none(self) -> None:
+        """Decided meanwhile, rewritten since shown, or a decision the rules refuse: none of the batch is recorded."""
+        first, second, third = (self.queue.submit("web-1", TOOL_EGRESS_ALLOW, f'{{"host": "r{n}.example"}}', "j")
+                                for n in range(3))
+        decide(second.id, STATUS_REJECTED, "no", decided_by="bob@desk", store=self.queue)
+        approve = Decision(STATUS_APPROVED, "", None, "ann@laptop")
+        cases: list[tuple[list[tuple[str, Decision, Proposal | None]], type[Exception]]] = [
+            ([(first.id, approve, first), (second.id, approve, second), (third.id, approve, third)], AlreadyDecided),
+            ([(first.id, approve, first), (third.id, approve, dataclasses.replace(third, justification="other"))],
+             AuditTampered),
+            ([(first.id, approve, first), (third.id, Decision(STATUS_REJECTED, "", None, "ann@laptop"), third)],
+             ValidationError),
+            ([(first.id, approve, first), ("0" * 32, approve, None)], NotFound),
+        ]
+        for asked, refusal in cases:
+            with self.subTest(refusal=refusal.__name__):
+                before = digest(self.path)
+                with self.assertRaises(refusal):
+                    record_decisions(self.queue, asked)
+                self.assertEqual(digest(self.path), before)
+                self.assertIsNone(self.queue.response(first.id))
+                self.assertIsNone(self.queue.response(third.id))
+        self.assertEqual([e.proposal_id for e in self.audit.entries()], [second.id])
 
     def test_decide_by_path(self) -> None:
         """decide() opens the database itself when given db_path, defaulting decided_by to user@host."""

@@ -11,8 +11,8 @@ rollback journal's mode is the control: there the filing fails with
 ``DatabaseBusy`` after the busy timeout. No timing is asserted here; how long
 a filing takes during a verify of a million entries is ``bench/scale.py``'s.
 
-Crash safety: processes killed with SIGKILL while deciding, and while
-checkpointing a large WAL into the file; the next open has every decision
+Crash safety: processes killed with SIGKILL while deciding (one decision a
+commit, or several in one), and while checkpointing a large WAL into the file; the next open has every decision
 that was reported, none twice, and an audit log that verifies.
 """
 
@@ -205,6 +205,23 @@ with QueueStore(sys.argv[1]) as store:
         number += 1
 """
 
+_BATCH_DECIDER = """
+import sys
+from bot_bottle.decisions import record_decisions
+from bot_bottle.queue_store import QueueStore
+from bot_bottle.records import Decision
+with QueueStore(sys.argv[1]) as store:
+    number = int(sys.argv[2])
+    approve = Decision("approved", "ok", None, "operator@test")
+    while True:
+        batch = [store.submit("crash", "egress-allow", '{"host": "b%d.example"}' % (number + n), "crash test",
+                              quota=None) for n in range(5)]
+        print("filed", *(proposal.id for proposal in batch), flush=True)
+        record_decisions(store, [(proposal.id, approve, proposal) for proposal in batch])
+        print("decided", *(proposal.id for proposal in batch), flush=True)
+        number += 5
+"""
+
 _CHECKPOINTER = """
 import sys
 from bot_bottle.connection import connect, transaction
@@ -281,6 +298,33 @@ class KilledWriterTest(TempDirTest):
             process.communicate()
             self.assertEqual(process.returncode, -signal.SIGKILL)
         self.assertTrue(Path(f"{path}-wal").exists(), "the kills left the WAL for the next open to read")
+        self.assert_whole(path, reported)
+
+    def test_killed_while_deciding_several_at_once(self) -> None:
+        """Five decisions in one commit, killed at once, 1 ms, ... 5 ms after the five are filed: all or none."""
+        path = self.tmp / "batches.db"
+        open_db(path).close()
+        reported: set[str] = set()
+        batches: list[list[str]] = []
+        for kill in range(6):
+            process = self.child(_BATCH_DECIDER, str(path), str(kill * 1000))
+            while True:
+                word, *ids = self.line_of(process).split()
+                if word == "decided":
+                    reported.update(ids)
+                    continue
+                batches.append(ids)
+                if len(batches) % 4 == 0:  # every fourth batch of this child: kill it as it decides
+                    time.sleep(kill / 1000)
+                    os.kill(process.pid, signal.SIGKILL)
+                    break
+            process.communicate()
+            self.assertEqual(process.returncode, -signal.SIGKILL)
+        conn = connect(path)
+        self.addCleanup(conn.close)
+        decided = {row[0] for row in conn.execute("SELECT proposal_id FROM responses")}
+        for ids in batches:
+            self.assertIn(len(decided & set(ids)), (0, len(ids)), "a batch was recorded in part")
         self.assert_whole(path, reported)
 
     def test_killed_during_a_checkpoint(self) -> None:

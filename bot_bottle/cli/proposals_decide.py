@@ -21,7 +21,7 @@ from bot_bottle.cli.common import (
 )
 from bot_bottle.cli.grants_cmds import ended_lines, remembered_rule, rule_made_line
 from bot_bottle.cli.render import describe, modification
-from bot_bottle.decisions import check_decision, decide, default_decider
+from bot_bottle.decisions import check_decision, default_decider, record_decisions
 from bot_bottle.errors import AnchorNotWritten, AuditTampered, BotBottleError, ValidationError
 from bot_bottle.grants import GrantStore
 from bot_bottle.policy.approval import Approval, approval_of
@@ -37,7 +37,6 @@ from bot_bottle.records import (
     STATUS_REJECTED,
     Decision,
     Proposal,
-    Response,
 )
 from bot_bottle.timestamps import parse_duration, spell_duration, time_left
 
@@ -48,7 +47,10 @@ def _decide(args: argparse.Namespace, status: str, notes: str, final_file: str |
     Every id is found, and every ``--digest`` checked, before anything is
     recorded: a mistyped id or a stale digest records nothing. On a terminal
     without ``--digest`` each approval is shown and asked for; a "no" (or
-    Ctrl-C) ends the command there, the earlier ones recorded and named.
+    Ctrl-C) ends the asking there, and the ones agreed before it are
+    recorded and named. What is recorded is recorded in one transaction
+    (``record_decisions``): if any of it is refused (decided meanwhile by
+    someone else, expired, rewritten), none of it is.
     """
     grant_for = parse_duration("for", args.duration) if getattr(args, "duration", None) is not None else None
     remember = getattr(args, "remember", None)
@@ -56,7 +58,7 @@ def _decide(args: argparse.Namespace, status: str, notes: str, final_file: str |
     if digests and len(digests) != len(args.ids):
         raise ValidationError("digest", f"give one --digest for each ID, in the same order ({len(args.ids)} ID(s), "
                               f"{len(digests)} digest(s))")
-    done: list[dict[str, Any]] = []
+    agreed: list[Proposal] = []
     status_code = EXIT_OK
     with QueueStore(db_path(args)) as store:
         proposals = [store.find(each) for each in args.ids]
@@ -76,7 +78,9 @@ def _decide(args: argparse.Namespace, status: str, notes: str, final_file: str |
                 print("modification cancelled: nothing recorded", file=sys.stderr)
                 status_code = EXIT_CANCELLED
                 break
-            done.append(_record(store, proposal, status, notes, final_file, grant_for, remember))
+            agreed.append(proposal)
+        done = _record(store, agreed, Decision(status, notes, final_file, default_decider(), grant_seconds=grant_for,
+                                               remember=remember))
     if args.json:
         print_json([{name: value for name, value in each.items() if name != "ended"} for each in done])
     else:
@@ -89,35 +93,38 @@ def _decide(args: argparse.Namespace, status: str, notes: str, final_file: str |
             if each["rule"] is not None:
                 print_untrusted(rule_made_line(each["rule"]))
             print_untrusted(each["ended"])  # as lines: a newline in a subject (a sidecar's row) is escaped
-    for each in done:
-        if each["warning"]:
-            warn(each["warning"])
+    for warning in dict.fromkeys(each["warning"] for each in done if each["warning"]):  # one commit, one warning
+        warn(warning)
     return status_code
 
 
-def _record(store: QueueStore, proposal: Proposal, status: str, notes: str, final_file: str | None,
-            grant_for: int | None, remember: str | None) -> dict[str, Any]:
-    """Record one decision (what was shown, or named by its digest, is held in the deciding transaction);
+def _record(store: QueueStore, proposals: list[Proposal], decision: Decision) -> list[dict[str, Any]]:
+    """Record ``decision`` on each of ``proposals`` as it was shown (or named by its digest), in one transaction;
     what was done, as ``--json`` prints it."""
+    if not proposals:
+        return []
     try:
-        response = decide(proposal.id, status, notes, final_file, store=store, shown=proposal,
-                          grant_for=grant_for, remember=remember)
+        responses = record_decisions(store, [(proposal.id, decision, proposal) for proposal in proposals])
         warning = ""
     except AnchorNotWritten as exc:
-        if not isinstance(exc.result, Response):
+        if not isinstance(exc.result, list):
             raise
-        response, warning = exc.result, str(exc)
+        responses, warning = exc.result, str(exc)
     grants = GrantStore(database=store.db)
-    made = grants.for_proposal(proposal.id)
-    ended = grants.ended_by_decision(proposal.id) if remember is not None else []
-    rule = remembered_rule(grants, proposal.id, response.decided_at) if remember is not None else None
-    grant = None if made is None else {
-        "id": made.id, "short_id": made.short_id, "grants": describe_subject(made.tool, made.subject_value),
-        "starts_at": made.starts_at, "ends_at": made.ends_at, "left": time_left(made.starts_at, made.ends_at)}
-    return {"id": proposal.id, "short_id": proposal.short_id, "bottle": proposal.queue_key, "tool": proposal.tool,
-            "status": response.status, "notes": response.notes, "decided_by": response.decided_by,
-            "decided_at": response.decided_at, "grant": grant, "rule": rule, "warning": warning or None,
-            "ended_grants": [ended_grant.id for ended_grant in ended], "ended": ended_lines(ended)}
+    done: list[dict[str, Any]] = []
+    for proposal, response in zip(proposals, responses, strict=True):
+        made = grants.for_proposal(proposal.id)
+        ended = grants.ended_by_decision(proposal.id) if decision.remember is not None else []
+        rule = remembered_rule(grants, proposal.id, response.decided_at) if decision.remember is not None else None
+        grant = None if made is None else {
+            "id": made.id, "short_id": made.short_id, "grants": describe_subject(made.tool, made.subject_value),
+            "starts_at": made.starts_at, "ends_at": made.ends_at, "left": time_left(made.starts_at, made.ends_at)}
+        done.append({"id": proposal.id, "short_id": proposal.short_id, "bottle": proposal.queue_key,
+                     "tool": proposal.tool, "status": response.status, "notes": response.notes,
+                     "decided_by": response.decided_by, "decided_at": response.decided_at, "grant": grant,
+                     "rule": rule, "warning": warning or None, "ended_grants": [each.id for each in ended],
+                     "ended": ended_lines(ended)})
+    return done
 
 
 def _check_digest(proposal: Proposal, digest: str) -> None:
@@ -247,8 +254,9 @@ def register_decisions(verbs: Any) -> None:
                     "approving grants) and asked for (where approving widens access, names a look-alike host or "
                     "reaches inside, only a typed 'yes' records it); without one (a script), --digest is required, "
                     "once per ID in the same order: the digest 'proposals show' printed, so only the proposal you "
-                    "saw is approved. gitleaks-allow and egress-token-allow proposals need a reason (--notes). Each "
-                    "decision is named back (--json: a list of them).",
+                    "saw is approved. gitleaks-allow and egress-token-allow proposals need a reason (--notes). The "
+                    "approvals are recorded together, in one commit: if any is refused (decided meanwhile by "
+                    "someone else, expired), none is. Each decision is named back (--json: a list of them).",
                     epilog=leaf_epilog(
                         ("bot-bottle proposals approve 3f2a --notes 'the docs'", "on a terminal: shows it, asks"),
                         ("bot-bottle proposals approve 3f2a 9c1e", "two at once, each shown and asked for"),
@@ -284,7 +292,8 @@ def register_decisions(verbs: Any) -> None:
 
     p = verb_parser(verbs, "reject", help="reject proposals, with a reason", json=True,
                     description="Reject one or more proposals. The reason goes back to each bottle and into the "
-                    "audit log. Each decision is named back (--json: a list of them).",
+                    "audit log. The rejections are recorded together, in one commit: if any is refused, none is. Each "
+                    "decision is named back (--json: a list of them).",
                     epilog=leaf_epilog(
                         ("bot-bottle proposals reject 3f2a --reason 'no new hosts this week'", "one"),
                         ("bot-bottle proposals reject 3f2a 9c1e --reason 'not now' --remember bottle",

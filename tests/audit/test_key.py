@@ -249,10 +249,12 @@ class LeftoversTest(KeyProcessCase):
 
 class AnchorNotWrittenTest(KeyProcessCase):
     def test_a_full_disk_after_the_decision_committed(self) -> None:
-        """The anchors' directory full: the approval stands and says so (exit 0, one warning), nothing lost."""
+        """The anchors' directory full: two approvals in one commit stand and say so (exit 0, one warning)."""
         self.assert_approved()  # the key and the database exist; the next anchor write fails
-        proposal = self.store.submit("web-1", TOOL_EGRESS_BLOCK, "routes: [full]\n", "why")
-        digest = json.loads(self.run_cli("proposals", "show", proposal.id, "--json").stdout)["digest"]
+        proposal, other = (self.store.submit("web-1", TOOL_EGRESS_BLOCK, f"routes: [{name}]\n", "why")
+                           for name in ("full", "disk"))
+        digest, other_digest = (json.loads(self.run_cli("proposals", "show", each.id, "--json").stdout)["digest"]
+                                for each in (proposal, other))
         anchors = anchor_path(self.db).parent
         saved = self.tmp / "anchors-saved"
         shutil.copytree(anchors, saved)
@@ -260,20 +262,23 @@ class AnchorNotWrittenTest(KeyProcessCase):
             mount -t tmpfs -o size=64k tmpfs "$ANCHORS" || exit 90
             cp -a "$SAVED"/. "$ANCHORS"/
             dd if=/dev/zero of="$ANCHORS/filler" bs=4k 2>/dev/null
-            cd "$REPO" && HOME="$HOME_DIR" "$PY" -m bot_bottle proposals approve {proposal.short_id} --digest {digest}
+            cd "$REPO" && HOME="$HOME_DIR" "$PY" -m bot_bottle proposals approve {proposal.short_id} {other.short_id} \
+                --digest {digest} --digest {other_digest}
             echo "exit=$?"
         """
         result = in_mount_namespace(self, script, {"ANCHORS": str(anchors), "SAVED": str(saved), "REPO": str(REPO),
                                                    "HOME_DIR": str(self.home)})
         self.assertIn("exit=0", result.stdout, result.stderr)
         self.assertIn(f"approved {proposal.short_id}", result.stdout)
+        self.assertIn(f"approved {other.short_id}", result.stdout)
         warning = [line for line in result.stderr.splitlines() if line.strip()]
         self.assertEqual(len(warning), 1, result.stderr)
-        self.assertIn("bot-bottle: warning: audit entry 2 is recorded and stands, but the audit anchor could not be "
+        self.assertIn("bot-bottle: warning: audit entry 3 is recorded and stands, but the audit anchor could not be "
                       "moved to it (No space left on device)", warning[0])
         self.assertIsNotNone(self.store.response(proposal.id))
-        verified = self.verify()  # the anchor (outside the namespace) is one entry behind: it accuses nothing
+        self.assertIsNotNone(self.store.response(other.id))
+        verified = self.verify()  # the anchor (outside the namespace) is two entries behind: it accuses nothing
         self.assertEqual(verified.returncode, 0, verified.stderr)
         self.assert_approved()  # and the next decision moves it
         anchor = read_anchor(self.db)
-        self.assertEqual(anchor.seq if anchor else None, 3)
+        self.assertEqual(anchor.seq if anchor else None, 4)

@@ -13,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 
+from bot_bottle.audit_store import AuditStore
 from bot_bottle.decisions import decide
 from bot_bottle.grants import GrantStore
 from bot_bottle.queue_store import QueueStore
@@ -108,6 +109,26 @@ class JsonTest(ShellCase):
         with QueueStore(self.db) as store:
             self.assertIsNone(store.response(first.id))
             self.assertIsNone(store.response(second.id))
+
+    def test_one_decided_meanwhile_among_several_records_none(self) -> None:
+        """Two ids, the second decided by someone else after it was shown: refused whole, the first still pending."""
+        with QueueStore(self.db) as store:
+            first, second = (store.submit("web-3", TOOL_EGRESS_ALLOW, f'{{"host": "m{n}.example"}}', "j")
+                             for n in range(2))
+        digests = [json.loads(self.bb("proposals", "show", p.short_id, "--json").stdout)["digest"]
+                   for p in (first, second)]
+        with QueueStore(self.db) as store:
+            decide(second.id, "rejected", "not this one", decided_by="bob@desk", store=store)
+        result = self.bb("proposals", "approve", first.short_id, second.short_id, "--digest", digests[0],
+                         "--digest", digests[1])
+        self.assertEqual(result.returncode, 1, result.stdout)
+        self.assertEqual(len(result.stderr.strip().splitlines()), 1, result.stderr)
+        self.assertIn(f"proposal {second.short_id} was already rejected by bob@desk", result.stderr)
+        self.assertEqual(result.stdout, "")
+        with QueueStore(self.db) as store:
+            self.assertIsNone(store.response(first.id))
+        with AuditStore(self.db) as audit:
+            self.assertNotIn(first.id, [entry.proposal_id for entry in audit.entries()])
 
     def test_backup_and_the_relay_report_as_json(self) -> None:
         """db backup, relay start, relay revoke and relay stop with --json: each parsed."""
