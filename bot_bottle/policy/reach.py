@@ -34,6 +34,7 @@ from bot_bottle.policy.hosts import (
     under,
     without_port,
 )
+from bot_bottle.policy.suffixes import is_top_level_domain
 
 # The metadata services of the clouds a sidecar may run in, by address: each answers any process on the
 # machine with the instance's credentials.
@@ -63,6 +64,10 @@ _GLOBAL_ANYCAST = frozenset({ipaddress.ip_address("192.0.0.9"), ipaddress.ip_add
 # use, and Kubernetes' cluster DNS (.svc, .cluster.local: its services and pods).
 PRIVATE_USE_DOMAINS = ("cluster.local", "home.arpa", "internal", "local", "localdomain", "home", "corp", "lan",
                        "intranet", "svc")
+# Top-level domains that resolve nowhere (RFC 6761: .invalid by definition, .example reserved for documentation,
+# never delegated nor served by any resolver), where a name under any other TLD public DNS lacks (kubernetes.default,
+# db.test) is completed or answered by the resolver where the sidecar runs.
+_NOWHERE_DOMAINS = ("example", "invalid")
 # The names of the sidecar's own loopback: the loopback names, and the named ones that are not the host machine's.
 _OWN_LOOPBACK = (*LOOPBACK_NAMES, *(name for name, address in NAMED_ADDRESSES.items()
                                     if name not in HOST_MACHINE_NAMES and ipaddress.ip_address(address).is_loopback))
@@ -128,10 +133,16 @@ def _private_name(name: str) -> str | None:
         return ("a name without a dot, which the resolver where the sidecar runs completes with its search domains: "
                 "another container on its network, or a host on the operator's")
     domain = under(unstarred, PRIVATE_USE_DOMAINS)
-    if domain is None:
+    if domain is not None:
+        return (f"a name under .{domain}, which no public DNS answers: only the resolver where the sidecar runs "
+                "does, with a host on its own network (another container, a cluster's service, the operator's LAN)")
+    top = unstarred.rsplit(".", 1)[-1]
+    if "." not in name or not _LABEL_RE.fullmatch(top) or top.isdigit() or top in _NOWHERE_DOMAINS \
+            or is_top_level_domain(top):
         return None
-    return (f"a name under .{domain}, which no public DNS answers: only the resolver where the sidecar runs does, "
-            "with a host on its own network (another container, a cluster's service, the operator's LAN)")
+    return (f"a name under .{top}, a top-level domain public DNS does not have: only the resolver where the sidecar "
+            "runs answers it, completing it with its search domains or from its own zones (kubernetes.default is "
+            "a cluster's API server)")
 
 
 def _is_or_covers(name: str, names: tuple[str, ...]) -> bool:

@@ -20,11 +20,15 @@ from __future__ import annotations
 import contextlib
 import encodings.idna
 import functools
+import re
 from dataclasses import dataclass
 from importlib import resources
 
 DATA_FILE = "public_suffix_list.dat"
 _PRIVATE_BEGIN = "// ===BEGIN PRIVATE DOMAINS==="
+# A rule of one label, alone or under a wildcard (``uk``, ``*.ck``): a top-level domain. Its line may go on after
+# white space (the list's format), never with a comment's ``//`` or an exception's ``!`` first.
+_TOP_LEVEL_RULE = re.compile(r"^[ \t]*(?:\*\.)?([^.\s/!*]+)(?:[ \t].*)?$", re.MULTILINE)
 
 
 @dataclass(frozen=True)
@@ -146,3 +150,24 @@ def shipped() -> SuffixList:
     """The list shipped with the package, read and parsed once."""
     data = resources.files("bot_bottle.policy").joinpath(DATA_FILE).read_text(encoding="utf-8")
     return parse(data)
+
+
+def is_top_level_domain(label: str) -> bool:
+    """True for a top-level domain public DNS has (``com``, ``uk``, ``ck``, ``onion``), in either form of an
+    internationalized one: one the list names, alone (``uk``) or under a wildcard (``*.ck``)."""
+    plain = label.strip().lower()
+    if plain.startswith("xn--"):  # the list writes internationalized names in Unicode
+        with contextlib.suppress(UnicodeError):
+            plain = encodings.idna.ToUnicode(plain)
+    return plain in _top_level_domains()
+
+
+@functools.cache
+def _top_level_domains() -> frozenset[str]:
+    # Read apart from ``shipped()``: every host shown is judged against these few hundred names, and parsing
+    # the whole list for them cost 30 ms a process (a wildcard's judgement still needs it).
+    # (The private section names no top-level domain: every one of its rules is under one of the list's.)
+    data = resources.files("bot_bottle.policy").joinpath(DATA_FILE).read_text(encoding="utf-8")
+    icann = data.split(_PRIVATE_BEGIN, 1)[0]
+    return frozenset(rule.lower() for rule in _TOP_LEVEL_RULE.findall(icann))
+

@@ -163,14 +163,19 @@ class HiddenInsideHostsTest(AddressFormsCase):
         self.assertIn("169.254.169.254 reaches inside: the cloud's metadata service", shown.stdout)
 
     def test_names_only_a_private_resolver_answers(self) -> None:
-        """A name under a private-use domain (.internal, .local, .home.arpa, Kubernetes' .svc and .cluster.local)
-        or without a dot (another container on the sidecar's network, by its search domains): public DNS answers
-        none, so a client reaches whatever the sidecar's own network holds there. Each was a plain grant."""
+        """A name under a private-use domain (.internal, .local, .home.arpa, Kubernetes' .svc and .cluster.local),
+        under a top-level domain public DNS lacks (kubernetes.default, the cluster's API server by the pod's search
+        domains; .test, .alt, an unlisted internationalized one), or without a dot (another container on the
+        sidecar's network): public DNS answers none, so a client reaches whatever the sidecar's own network holds
+        there. Each was a plain grant."""
         private = {"db.internal": ".internal", "kubernetes.default.svc": ".svc", "printer.local": ".local",
                    "nas.home.arpa": ".home.arpa", "*.svc.cluster.local": ".cluster.local",
-                   "redis": "a name without a dot"}
+                   "redis": "a name without a dot", "kubernetes.default": ".default, a top-level domain public DNS",
+                   "vault.ops.test": ".test", "*.staging": ".staging", "api.xn--zckzah": ".xn--zckzah",
+                   "db.alt": ".alt"}
         self.assert_internal_warnings(private)
-        for host in ("internal.example.com", "local.github.io", "svc.example.org", "api.github.com", "pypi.org"):
+        for host in ("internal.example.com", "local.github.io", "svc.example.org", "api.github.com", "pypi.org",
+                     "docs.example", "x.invalid", "shop.xn--p1ai", "mirror.onion", "1.2.3.4.5.6"):
             with self.subTest(host=host):
                 self.assertNotIn(INTERNAL, approval_of(TOOL_EGRESS_ALLOW, json.dumps({"host": host})).kinds)
 

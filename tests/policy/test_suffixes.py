@@ -9,7 +9,7 @@ import unittest
 from pathlib import Path
 
 from bot_bottle.policy.routes import host_is_wide, line_widening, make_route
-from bot_bottle.policy.suffixes import DATA_FILE, parse, shipped
+from bot_bottle.policy.suffixes import DATA_FILE, is_top_level_domain, parse, shipped
 from tests.helpers.support import REPO, TempDirTest, in_ci
 
 SHIPPED = REPO / "bot_bottle" / "policy" / DATA_FILE
@@ -62,6 +62,22 @@ class ShippedListTest(unittest.TestCase):
             code = path.read_text(encoding="utf-8")
             with self.subTest(path.name):
                 self.assertNotRegex(code, r'"(herokuapp\.com|vercel\.app|ngrok\.io|appspot\.com)"')
+
+
+class TopLevelDomainTest(unittest.TestCase):
+    def test_every_top_level_domain_the_list_names_and_no_other(self) -> None:
+        """Read apart from the whole list (for speed): the same names as the parsed list's one-label rules and
+        wildcards, in either form of an internationalized one; a name the list lacks is none."""
+        whole = shipped()
+        listed = {rule for rule in whole.rules | whole.wildcards if "." not in rule}
+        self.assertGreater(len(listed), 1000)
+        for label in sorted(listed):
+            self.assertTrue(is_top_level_domain(label), label)
+        for label in ("COM", "ck", "xn--p1ai", "\u0440\u0444", "onion", "arpa"):
+            self.assertTrue(is_top_level_domain(label), label)
+        for label in ("default", "test", "example", "invalid", "local", "internal", "alt", "xn--zckzah", "xn--",
+                      "co.uk", "", "*", "//", "!www"):
+            self.assertFalse(is_top_level_domain(label), label)
 
 
 class RefreshScriptTest(TempDirTest):
