@@ -179,6 +179,7 @@ _URL_SCHEME_RE = re.compile(r"\b(https?|wss?|ftp):/*(?=[^\s/])", re.IGNORECASE)
 _USERINFO_RE = re.compile(r"//[^/?#\s\"']*@")
 _DOT_LIKE_RE = re.compile(f"[{DOT_LIKE}]")
 _WHITE_ESCAPE_RE = re.compile(r"\\[tnr]")
+_URL_WHITE_RE = re.compile(r"[\t\r\n]")  # what a URL parser removes wherever it stands
 _URL_RE = re.compile(r"//|\\\\|\b(?:https?|wss?|ftp):", re.IGNORECASE)  # a URL's start: its scheme, or "//"
 
 
@@ -195,13 +196,18 @@ def decoded_readings(line: str) -> list[str]:
         # A quoted value's \t, \n and \r are a tab, a newline and a return to a YAML or JSON reader, which a URL
         # parser removes in turn: "http://meta\tdata/" is http://metadata/.
         bases = (line, readings[0], _WHITE_ESCAPE_RE.sub("", readings[0]))
-        readings += [url_reading(text) for text in dict.fromkeys(bases) if _URL_RE.search(text)]
+        readings += [url_reading(text) for text in dict.fromkeys(bases) if _holds_url(text)]
     return [text for text in dict.fromkeys(readings) if text != line]
 
 
 def _url_readings(text: str) -> list[str]:
     """``text`` (already decoded) as a URL parser reads it, where it holds a URL and reads otherwise."""
-    return [url_reading(text)] if _URL_RE.search(text) and _URL_OTHERWISE_RE.search(text) else []
+    return [url_reading(text)] if _holds_url(text) and _URL_OTHERWISE_RE.search(text) else []
+
+
+def _holds_url(text: str) -> bool:
+    """Whether ``text`` holds a URL's start once the tabs and newlines a URL parser removes are gone (``ht\ttp:``)."""
+    return _URL_RE.search(_URL_WHITE_RE.sub("", text)) is not None
 
 
 def url_reading(text: str) -> str:
@@ -209,7 +215,7 @@ def url_reading(text: str) -> str:
     a slash, a special scheme's slashes (none, one, three) as two, the userinfo (to the authority's last ``@``)
     dropped, percent-escapes decoded, then compatibility characters mapped (NFKC, as IDNA's mapping does:
     ``\uff11`` is 1, ``\u2460`` is 1) and the characters IDNA reads as dots as dots."""
-    text = re.sub(r"[\t\r\n]", "", text).replace("\\", "/")
+    text = _URL_WHITE_RE.sub("", text).replace("\\", "/")
     text = _USERINFO_RE.sub("//", _URL_SCHEME_RE.sub(r"\1://", text))
     if _PERCENT_RE.search(text):
         text = unquote(text)

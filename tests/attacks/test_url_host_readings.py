@@ -10,7 +10,8 @@ with no badge and no typed yes:
   its two slashes (``http:/metadata/``, ``https:localhost/``);
 - userinfo holding an ``@`` (``//ci:p@ss@metadata/``) or longer than 64
   characters: the host is after the last ``@``;
-- a tab inside the host (``"http://meta\\tdata/"``: a parser removes it);
+- a tab inside the host (``"http://meta\\tdata/"``: a parser removes it), or inside the scheme of one
+  without its slashes (``ht<tab>tp:redis/`` is http://redis/);
 - IDNA's mapping: ideographic full stops (``169\u3002254\u3002169\u3002254``),
   full-width or circled digits and full-width letters (``\uff4c\uff4f\uff43...``);
 - a name without a dot as the URL's host (``http://redis:6379/``), which a
@@ -42,6 +43,9 @@ URLS = {
     "http://\u2460\u2465\u2468.254.169.254/latest/": (METADATA, METADATA),
     "http://\uff4c\uff4f\uff43\uff41\uff4c\uff48\uff4f\uff53\uff54/": ("localhost", THIS_MACHINE),
     "http://redis:6379/": ("redis", NO_DOT),
+    "ht\ttp:redis:6379/": ("redis", NO_DOT),
+    "ht\ttps:localhost:8443/": ("localhost", THIS_MACHINE),
+    "w\tss:kubernetes.default/api": ("kubernetes.default", ".default, a top-level domain public DNS"),
 }
 # As a routes file writes each: a plain YAML value, or a quoted one (a tab escaped there, as YAML and JSON read it).
 ROUTES = {f"routes:\n  - upstream: {url}\n": needle for url, (_, needle) in URLS.items()}
