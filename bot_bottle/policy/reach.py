@@ -20,6 +20,7 @@ approval and another at use (docs/decisions.md).
 
 from __future__ import annotations
 
+import encodings.idna
 import ipaddress
 import re
 
@@ -124,8 +125,10 @@ def inside_worst_first(hosts: list[str]) -> list[tuple[str, list[str]]]:
 
 def _private_name(name: str) -> str | None:
     """Why ``name`` (lowercase, no trailing dot) is one only the resolver where the sidecar runs answers, said for
-    a caution, or None: a name under a private-use domain (``PRIVATE_USE_DOMAINS``; ``*.internal`` too) or one
-    without a dot (``redis``), which the resolver completes with its search domains."""
+    a caution, or None: a name under a private-use domain (``PRIVATE_USE_DOMAINS``; ``*.internal`` too), under a
+    top-level domain the Public Suffix List does not name (``kubernetes.default``; not ``.example`` nor
+    ``.invalid``, which resolve nowhere), or one without a dot (``redis``), which the resolver completes with its
+    search domains."""
     if not name or name == "*" or ":" in name or ipv4_readings(name):
         return None
     unstarred = name.removeprefix("*.")
@@ -137,6 +140,11 @@ def _private_name(name: str) -> str | None:
         return (f"a name under .{domain}, which no public DNS answers: only the resolver where the sidecar runs "
                 "does, with a host on its own network (another container, a cluster's service, the operator's LAN)")
     top = unstarred.rsplit(".", 1)[-1]
+    if not top.isascii():  # as IDNA writes it (full-width letters mapped): the form the list is looked up in
+        try:
+            top = encodings.idna.ToASCII(top).decode("ascii").lower()
+        except UnicodeError:
+            return None
     if "." not in name or not _LABEL_RE.fullmatch(top) or top.isdigit() or top in _NOWHERE_DOMAINS \
             or is_top_level_domain(top):
         return None

@@ -57,6 +57,20 @@ class InsidePlacesTest(unittest.TestCase):
             with self.subTest(host=host):
                 self.assertIn("reserved for special uses", " ".join(inside_places(host)))
 
+    def test_a_top_level_domain_public_dns_lacks_in_each_form(self) -> None:
+        """kubernetes.default however written (case, trailing dot, port, wildcard, full-width letters) and an
+        unlisted internationalized TLD in either form reach inside; a listed one in any form, .example and .invalid
+        do not."""
+        for host in ("kubernetes.default", "KUBERNETES.DEFAULT.", "kubernetes.default:6443", "*.default",
+                     "kubernetes.\uff44\uff45\uff46\uff41\uff55\uff4c\uff54", "api.xn--zckzah",
+                     "api.\u30c6\u30b9\u30c8", "db.test", "vault.alt"):
+            with self.subTest(host=host):
+                self.assertIn("a top-level domain public DNS does not have", " ".join(inside_places(host)))
+        for host in ("a.\u0440\u0444", "a.xn--p1ai", "a.\uff23\uff2f\uff2d", "shop.\u4e2d\u56fd", "docs.example",
+                     "x.invalid", "*.example", "mirror.onion", "1.2.3.4.5", "x.\udcff"):
+            with self.subTest(host=host):
+                self.assertEqual(inside_places(host), [])
+
     def test_nothing_public_is_inside(self) -> None:
         for host in ("pypi.org", "8.8.8.8", "[2606:4700::1111]", "2606:4700::1111", "1.1.1.1.nip.io",
                      "172.32.0.1", "100.128.0.1", "224.0.0.1", "*.python.org", "a.io:443", "", "[", "::1::2",
