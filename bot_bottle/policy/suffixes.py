@@ -26,9 +26,10 @@ from importlib import resources
 
 DATA_FILE = "public_suffix_list.dat"
 _PRIVATE_BEGIN = "// ===BEGIN PRIVATE DOMAINS==="
-# A rule of one label, alone or under a wildcard (``uk``, ``*.ck``): a top-level domain. Its line may go on after
-# white space (the list's format), never with a comment's ``//`` or an exception's ``!`` first.
-_TOP_LEVEL_RULE = re.compile(r"^[ \t]*(?:\*\.)?([^.\s/!*]+)(?:[ \t].*)?$", re.MULTILINE)
+# The last label of a rule: a top-level domain, whether the list names it alone (``uk``), under a wildcard
+# (``*.ck``) or only beneath it (``co.za``, ``gov.za``: .za takes no names of its own, and has no rule of one
+# label). A rule's line may go on after white space (the list's format); a comment's ``//`` is none.
+_TOP_LEVEL_RULE = re.compile(r"^[ \t]*(?:[^\s/][^\s]*\.)?([^.\s/!*]+)(?:[ \t].*)?$", re.MULTILINE)
 
 
 @dataclass(frozen=True)
@@ -153,8 +154,9 @@ def shipped() -> SuffixList:
 
 
 def is_top_level_domain(label: str) -> bool:
-    """True for a top-level domain public DNS has (``com``, ``uk``, ``ck``, ``onion``), in either form of an
-    internationalized one: one the list names, alone (``uk``) or under a wildcard (``*.ck``)."""
+    """True for a top-level domain public DNS has (``com``, ``uk``, ``ck``, ``za``, ``onion``), in either form of
+    an internationalized one: the last label of any rule the list names, alone (``uk``), under a wildcard
+    (``*.ck``) or beneath it only (``co.za``)."""
     plain = label.strip().lower()
     if plain.startswith("xn--"):  # the list writes internationalized names in Unicode
         with contextlib.suppress(UnicodeError):

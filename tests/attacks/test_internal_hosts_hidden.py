@@ -179,6 +179,20 @@ class HiddenInsideHostsTest(AddressFormsCase):
             with self.subTest(host=host):
                 self.assertNotIn(INTERNAL, approval_of(TOOL_EGRESS_ALLOW, json.dumps({"host": host})).kinds)
 
+    def test_no_false_alarm_under_a_top_level_domain_the_list_names_only_beneath(self) -> None:
+        """South Africa's .za takes no names of its own: the Public Suffix List names co.za, gov.za and the rest,
+        never za alone. Every .za host (www.gov.za, a shop on co.za) was listed [internal], 'a top-level domain
+        public DNS does not have', and asked for a typed yes (review 18)."""
+        for host in ("www.gov.za", "takealot.co.za"):
+            filed = call(self.url, TOOL_EGRESS_ALLOW, {"host": host, "justification": "the docs"})
+            self.assertEqual(filed["status"], "pending", filed)
+        listed = self.run_cli("proposals", "list")
+        for host in ("www.gov.za", "takealot.co.za"):
+            with self.subTest(host=host):
+                self.assertIn(f"\tpending\t{host}  any method  every path\tthe docs", listed.stdout)
+        routes = "routes:\n  - host: www.gov.za\n  - url: https://takealot.co.za/api/\n"
+        self.assertNotIn(INTERNAL, approval_of(TOOL_EGRESS_BLOCK, routes, None).kinds)
+
     def test_a_kept_line_moved_from_a_deny_list_into_the_routes(self) -> None:
         """The current file denies the metadata service; the new one drops the 'deny:' line, so the same line,
         kept as written, now stands among the routes. Before: 'names no new host', no warning, no typed yes."""

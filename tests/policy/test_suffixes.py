@@ -80,6 +80,15 @@ class TopLevelDomainTest(unittest.TestCase):
             self.assertFalse(is_top_level_domain(label), label)
 
 
+    def test_a_top_level_domain_the_list_names_only_beneath(self) -> None:
+        """The last label of every rule is a top-level domain: .za has no rule of its own (co.za, gov.za), and
+        was taken for one public DNS lacks (review 18)."""
+        whole = shipped()
+        for rule in sorted(whole.rules | whole.wildcards | whole.exceptions):
+            self.assertTrue(is_top_level_domain(rule.rsplit(".", 1)[-1]), rule)
+        self.assertTrue(is_top_level_domain("za"))
+
+
 class RefreshScriptTest(TempDirTest):
     def run_script(self, *args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True, timeout=60)
