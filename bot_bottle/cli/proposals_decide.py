@@ -22,7 +22,14 @@ from bot_bottle.cli.common import (
 from bot_bottle.cli.grants_cmds import ended_lines, remembered_rule, rule_made_line
 from bot_bottle.cli.render import describe, modification
 from bot_bottle.decisions import check_decision, default_decider, record_decisions
-from bot_bottle.errors import AnchorNotWritten, AuditTampered, BotBottleError, ValidationError
+from bot_bottle.errors import (
+    AlreadyDecided,
+    AnchorNotWritten,
+    AuditTampered,
+    BotBottleError,
+    ProposalExpired,
+    ValidationError,
+)
 from bot_bottle.grants import GrantStore
 from bot_bottle.policy.approval import Approval, approval_of
 from bot_bottle.policy.lifetimes import grant_seconds
@@ -33,10 +40,12 @@ from bot_bottle.records import (
     REMEMBER_BOTTLE,
     REMEMBER_SCOPES,
     STATUS_APPROVED,
+    STATUS_EXPIRED,
     STATUS_MODIFIED,
     STATUS_REJECTED,
     Decision,
     Proposal,
+    Response,
 )
 from bot_bottle.timestamps import parse_duration, spell_duration, time_left
 
@@ -45,7 +54,8 @@ def _decide(args: argparse.Namespace, status: str, notes: str, final_file: str |
     """Decide each proposal ``args.ids`` names, as the operator saw it; each one named back.
 
     Every id is found, and every ``--digest`` checked, before anything is
-    recorded: a mistyped id or a stale digest records nothing. On a terminal
+    recorded: a mistyped id, a stale digest or a proposal decided already
+    (or expired) records nothing, and is refused before anything is asked. On a terminal
     without ``--digest`` each approval is shown and asked for; a "no" (or
     Ctrl-C) ends the asking there, and the ones agreed before it are
     recorded and named. What is recorded is recorded in one transaction
@@ -67,8 +77,12 @@ def _decide(args: argparse.Namespace, status: str, notes: str, final_file: str |
         for proposal, digest in zip(proposals, digests, strict=False):
             _check_digest(proposal, digest)
         for proposal in proposals:
-            # (one decided already is not asked about: decide() says by whom)
-            if not digests and status == STATUS_APPROVED and store.response(proposal.id) is None \
+            # One decided already ends the command before anything is asked: all or none would refuse it at the
+            # end anyway, and one passed over unasked must never be recorded (a sidecar can write a response row
+            # for the look here and take it away before the commit).
+            _refuse_decided(proposal, store.response(proposal.id))
+        for proposal in proposals:
+            if not digests and status == STATUS_APPROVED \
                     and not _approval_confirmed(proposal, notes, grant_for, remember):
                 print(f"approval of {proposal.short_id} cancelled: nothing recorded for it", file=sys.stderr)
                 status_code = EXIT_CANCELLED
@@ -125,6 +139,19 @@ def _record(store: QueueStore, proposals: list[Proposal], decision: Decision) ->
                      "rule": rule, "warning": warning or None, "ended_grants": [each.id for each in ended],
                      "ended": ended_lines(ended)})
     return done
+
+
+def _refuse_decided(proposal: Proposal, earlier: Response | None) -> None:
+    """Refuse ``proposal`` when ``earlier`` (its response as read now) says it is decided or expired, in the words
+    ``record_decisions`` refuses it in."""
+    if earlier is None:
+        return
+    if earlier.status == STATUS_EXPIRED:
+        raise ProposalExpired(f"proposal {proposal.short_id} expired at {earlier.decided_at}: nobody decided in "
+                              "time, so it can no longer be decided; nothing recorded (the agent files it again to "
+                              "ask again)")
+    raise AlreadyDecided(f"proposal {proposal.short_id} was already {earlier.status} by {earlier.decided_by} at "
+                         f"{earlier.decided_at}; the first decision stands; nothing recorded")
 
 
 def _check_digest(proposal: Proposal, digest: str) -> None:
