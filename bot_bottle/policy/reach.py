@@ -106,7 +106,7 @@ def _ranked_places(host: str) -> list[tuple[str, int]]:
             # The address is named where the host is another spelling of it; "169.254.169.254: 169.254.169.254,
             # the metadata service" would say it twice.
             places.setdefault(what if reached in ("", bare) else f"{reached}, {what}", rank)
-    private = _private_name(bare) if not places else None
+    private = _private_name(_idna_name(bare)) if not places else None
     if private is not None:
         places[private] = _PRIVATE_NETWORK
     ranked = sorted(places.items(), key=lambda item: item[1])
@@ -121,6 +121,18 @@ def inside_worst_first(hosts: list[str]) -> list[tuple[str, list[str]]]:
     found = [(host, _ranked_places(host)) for host in hosts]
     inside = sorted(((host, places) for host, places in found if places), key=lambda item: item[1][0][1])
     return [(host, [place for place, _ in places]) for host, places in inside]
+
+
+def _idna_name(name: str) -> str:
+    """``name`` as a client that applies IDNA asks DNS for it (``db.\u30c6\u30b9\u30c8`` is db.xn--zckzah,
+    ``kubernetes\u3002default`` and full-width letters their ASCII), lower case; as it is where IDNA cannot encode
+    it (a look-alike caution says so) or it is ASCII already."""
+    if name.isascii():
+        return name
+    try:
+        return name.encode("idna").decode("ascii").lower().rstrip(".")
+    except UnicodeError:
+        return name
 
 
 def _private_name(name: str) -> str | None:

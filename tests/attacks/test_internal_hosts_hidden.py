@@ -179,6 +179,24 @@ class HiddenInsideHostsTest(AddressFormsCase):
             with self.subTest(host=host):
                 self.assertNotIn(INTERNAL, approval_of(TOOL_EGRESS_ALLOW, json.dumps({"host": host})).kinds)
 
+    def test_names_only_a_private_resolver_answers_written_in_unicode(self) -> None:
+        """The same names written as IDNA maps them (a client that applies it, Python's socket, a browser, curl
+        with libidn, asks DNS for the ASCII form): an unlisted internationalized TLD in Unicode (db.\u30c6\u30b9\u30c8
+        is db.xn--zckzah), an ideographic full stop (kubernetes\u3002default), full-width letters. Each was a
+        look-alike only, with no internal warning, where its ASCII form is internal (review 18)."""
+        self.assert_routes_files_reach_inside({
+            "routes:\n  - url: http://db.\u30c6\u30b9\u30c8/\n": ".xn--zckzah",
+            "routes:\n  - host: db.\u30c6\u30b9\u30c8\n": ".xn--zckzah",
+            "routes:\n  - host: kubernetes\u3002default\n": ".default",
+            'routes:\n  - host: "kubernetes\\u3002default"\n': ".default",
+            "routes:\n  - host: vault.\uff54\uff45\uff53\uff54\n": ".test",
+            "routes:\n  - host: redis.\uff53\uff54\uff41\uff47\uff49\uff4e\uff47\n": ".staging",
+        })
+        for routes in ("routes:\n  - host: docs.\uff45\uff58\uff41\uff4d\uff50\uff4c\uff45\n",
+                       "routes:\n  - host: shop.\u0440\u0444\n", "routes:\n  - host: caf\u00e9.fr\n"):
+            with self.subTest(routes=routes):
+                self.assertNotIn(INTERNAL, approval_of(TOOL_EGRESS_BLOCK, routes, None).kinds)
+
     def test_no_false_alarm_under_a_top_level_domain_the_list_names_only_beneath(self) -> None:
         """South Africa's .za takes no names of its own: the Public Suffix List names co.za, gov.za and the rest,
         never za alone. Every .za host (www.gov.za, a shop on co.za) was listed [internal], 'a top-level domain
