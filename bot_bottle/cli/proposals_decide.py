@@ -56,9 +56,9 @@ def _decide(args: argparse.Namespace, status: str, notes: str, final_file: str |
     Every id is found, and every ``--digest`` checked, before anything is
     recorded: a mistyped id, a stale digest or a proposal decided already
     (or expired) records nothing, and is refused before anything is asked. On a terminal
-    without ``--digest`` each approval is shown and asked for; a "no" (or
-    Ctrl-C) ends the asking there, and the ones agreed before it are
-    recorded and named. What is recorded is recorded in one transaction
+    without ``--digest`` each approval is shown and asked for; a "no" ends
+    the asking there, and the ones agreed before it are recorded and named
+    (Ctrl-C records none of them: the command is interrupted whole). What is recorded is recorded in one transaction
     (``record_decisions``): if any of it is refused (decided meanwhile by
     someone else, expired, rewritten), none of it is.
     """
