@@ -20,7 +20,6 @@ approval and another at use (docs/decisions.md).
 
 from __future__ import annotations
 
-import encodings.idna
 import ipaddress
 import re
 
@@ -151,12 +150,7 @@ def _private_name(name: str) -> str | None:
     if domain is not None:
         return (f"a name under .{domain}, which no public DNS answers: only the resolver where the sidecar runs "
                 "does, with a host on its own network (another container, a cluster's service, the operator's LAN)")
-    top = unstarred.rsplit(".", 1)[-1]
-    if not top.isascii():  # as IDNA writes it (full-width letters mapped): the form the list is looked up in
-        try:
-            top = encodings.idna.ToASCII(top).decode("ascii").lower()
-        except UnicodeError:
-            return None
+    top = unstarred.rsplit(".", 1)[-1]  # (ASCII where IDNA can write the name: _idna_name)
     if "." not in name or not _LABEL_RE.fullmatch(top) or top.isdigit() or top in _NOWHERE_DOMAINS \
             or is_top_level_domain(top):
         return None
