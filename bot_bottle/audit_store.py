@@ -59,6 +59,7 @@ class AuditRecorder:
     last: AuditEntry | None = None
     key: str = ""  # the name (key_id) of the key that sealed ``last``
     _sealing: bytes | None = None  # that key, once this transaction appended an entry
+    first: int | None = None  # the number of the first entry this transaction appended
 
     def append(self, entry: AuditEntry, *, ts: str | None = None) -> AuditEntry:
         """Append and seal ``entry`` (at ``ts``, default now); returns it as stored.
@@ -72,6 +73,8 @@ class AuditRecorder:
         after = None if self.last is None or self._sealing is None else (self.last, self._sealing)
         self.last, self.key, self._sealing = AuditStore._append_in(self.conn, entry, database=self.database, ts=ts,
                                                                    after=after)
+        if self.first is None:
+            self.first = self.last.seq
         return self.last
 
 
@@ -102,8 +105,11 @@ class AuditStore(DatabaseUser):
                 advance_anchor(db.path, entry.seq, entry.seal, recorder.key)
             except (OSError, AuditTampered) as exc:
                 reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+                one = recorder.first in (None, entry.seq)
+                recorded = f"audit entry {entry.seq} is recorded and stands" if one else \
+                    f"audit entries {recorder.first}-{entry.seq} are recorded and stand"
                 raise AnchorNotWritten(
-                    f"audit entry {entry.seq} is recorded and stands, but the audit anchor could not be moved to it "
+                    f"{recorded}, but the audit anchor could not be moved to {'it' if one else 'the last'} "
                     f"({reason}): the anchor stays behind, which proves less but accuses nothing; the next "
                     "decision moves it once that is fixed ('bot-bottle audit verify' checks the log meanwhile)",
                     entry,
@@ -143,6 +149,11 @@ class AuditStore(DatabaseUser):
         if after is not None:
             (previous, key), previous_seal = after, str(after[0].seal)
             seq, prev_hash = int(previous.seq or 0) + 1, str(previous.hash)
+            last = conn.execute("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1").fetchone()
+            if last is None or (last[0], last[1]) != (previous.seq, previous.hash):
+                # Only a trigger that is not the host's writes to the log inside the host's own transaction.
+                raise AuditTampered("the audit log changed inside the host's own transaction, after its entry "
+                                    f"{previous.seq}: a trigger bot-bottle never made wrote to it" + REFUSED)
         else:
             anchor = read_anchor(database) if database is not None else None
             key = host_key(conn, anchor)

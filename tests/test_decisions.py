@@ -177,6 +177,25 @@ class DecideTest(TempDirTest):
                 self.assertIsNone(self.queue.response(third.id))
         self.assertEqual([e.proposal_id for e in self.audit.entries()], [second.id])
 
+    def test_an_entry_slipped_in_mid_batch_is_refused_whole(self) -> None:
+        """A trigger a sidecar made writes an entry of its own, linked in order, after the batch's first: the next
+        decision of the batch finds the log is no longer where its own entry left it, and nothing is recorded."""
+        first, second = (self.queue.submit("web-1", TOOL_EGRESS_ALLOW, f'{{"host": "t{n}.example"}}', "j")
+                         for n in range(2))
+        raw = sqlite3.connect(self.path, isolation_level=None)
+        self.addCleanup(raw.close)
+        raw.execute("CREATE TRIGGER slip AFTER INSERT ON audit_seal WHEN NEW.seq = (SELECT max(seq) FROM audit_log) "
+                    "AND (SELECT count(*) FROM audit_log) < 2 BEGIN INSERT INTO audit_log (seq, ts, queue_key, "
+                    "action, tool, proposal_id, actor, notes, diff, details, prev_hash, hash) SELECT seq + 1, ts, "
+                    "queue_key, 'approved', tool, proposal_id, 'sidecar', '', '', details, hash, "
+                    "lower(hex(randomblob(32))) FROM audit_log WHERE seq = NEW.seq; END")
+        before = digest(self.path)
+        approve = Decision(STATUS_APPROVED, "", None, "ann@laptop")
+        with self.assertRaisesRegex(AuditTampered, "changed inside the host's own transaction, after its entry 1"):
+            record_decisions(self.queue, [(first.id, approve, first), (second.id, approve, second)])
+        self.assertEqual(digest(self.path), before)
+        self.assertIsNone(self.queue.response(first.id))
+
     def test_decide_by_path(self) -> None:
         """decide() opens the database itself when given db_path, defaulting decided_by to user@host."""
         proposal = self.routes()

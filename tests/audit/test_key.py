@@ -273,8 +273,8 @@ class AnchorNotWrittenTest(KeyProcessCase):
         self.assertIn(f"approved {other.short_id}", result.stdout)
         warning = [line for line in result.stderr.splitlines() if line.strip()]
         self.assertEqual(len(warning), 1, result.stderr)
-        self.assertIn("bot-bottle: warning: audit entry 3 is recorded and stands, but the audit anchor could not be "
-                      "moved to it (No space left on device)", warning[0])
+        self.assertIn("bot-bottle: warning: audit entries 2-3 are recorded and stand, but the audit anchor could not "
+                      "be moved to the last (No space left on device)", warning[0])
         self.assertIsNotNone(self.store.response(proposal.id))
         self.assertIsNotNone(self.store.response(other.id))
         verified = self.verify()  # the anchor (outside the namespace) is two entries behind: it accuses nothing
