@@ -64,10 +64,11 @@ _GLOBAL_ANYCAST = frozenset({ipaddress.ip_address("192.0.0.9"), ipaddress.ip_add
 # use, and Kubernetes' cluster DNS (.svc, .cluster.local: its services and pods).
 PRIVATE_USE_DOMAINS = ("cluster.local", "home.arpa", "internal", "local", "localdomain", "home", "corp", "lan",
                        "intranet", "svc")
-# Top-level domains that resolve nowhere (RFC 6761: .invalid by definition, .example reserved for documentation,
-# never delegated nor served by any resolver), where a name under any other TLD public DNS lacks (kubernetes.default,
-# db.test) is completed or answered by the resolver where the sidecar runs.
-_NOWHERE_DOMAINS = ("example", "invalid")
+# The top-level domains set aside for documentation and for failure (RFC 2606, RFC 6761), left plain where a name
+# under any other TLD public DNS lacks (kubernetes.default, db.test) is flagged: documentation, the demo and the tests
+# write them for public hosts. A choice, not a proof: public DNS answers them no more than .test, and a resolver's
+# search domains can complete one (db.example to a cluster's namespace "example") as they can a name under any TLD.
+_STAND_IN_DOMAINS = ("example", "invalid")
 # The names of the sidecar's own loopback: the loopback names, and the named ones that are not the host machine's.
 _OWN_LOOPBACK = (*LOOPBACK_NAMES, *(name for name, address in NAMED_ADDRESSES.items()
                                     if name not in HOST_MACHINE_NAMES and ipaddress.ip_address(address).is_loopback))
@@ -138,8 +139,8 @@ def _private_name(name: str) -> str | None:
     """Why ``name`` (lowercase, no trailing dot) is one only the resolver where the sidecar runs answers, said for
     a caution, or None: a name under a private-use domain (``PRIVATE_USE_DOMAINS``; ``*.internal`` too), under a
     top-level domain the Public Suffix List does not name (``kubernetes.default``; not ``.example`` nor
-    ``.invalid``, which resolve nowhere), or one without a dot (``redis``), which the resolver completes with its
-    search domains."""
+    ``.invalid``, the stand-ins for documentation), or one without a dot (``redis``), which the resolver
+    completes with its search domains."""
     if not name or name == "*" or ":" in name or ipv4_readings(name):
         return None
     unstarred = name.removeprefix("*.")
@@ -151,7 +152,7 @@ def _private_name(name: str) -> str | None:
         return (f"a name under .{domain}, which no public DNS answers: only the resolver where the sidecar runs "
                 "does, with a host on its own network (another container, a cluster's service, the operator's LAN)")
     top = unstarred.rsplit(".", 1)[-1]  # (ASCII where IDNA can write the name: _idna_name)
-    if "." not in name or not _LABEL_RE.fullmatch(top) or top.isdigit() or top in _NOWHERE_DOMAINS \
+    if "." not in name or not _LABEL_RE.fullmatch(top) or top.isdigit() or top in _STAND_IN_DOMAINS \
             or is_top_level_domain(top):
         return None
     return (f"a name under .{top}, a top-level domain public DNS does not have: only the resolver where the sidecar "
