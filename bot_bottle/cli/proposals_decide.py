@@ -55,10 +55,11 @@ def _decide(args: argparse.Namespace, status: str, notes: str, final_file: str |
 
     Every id is found, and every ``--digest`` checked, before anything is
     recorded: a mistyped id, a stale digest or a proposal decided already
-    (or expired) records nothing, and is refused before anything is asked. On a terminal
-    without ``--digest`` each approval is shown and asked for; a "no" ends
-    the asking there, and the ones agreed before it are recorded and named
-    (Ctrl-C records none of them: the command is interrupted whole). What is recorded is recorded in one transaction
+    (or expired) records nothing, and is refused before anything is asked.
+    On a terminal without ``--digest`` each approval is shown and asked for;
+    a "no" cancels the command (exit 3, as for any cancelled confirmation)
+    and Ctrl-C interrupts it (130): nothing is recorded, not even the ones
+    agreed before it. What is recorded is recorded in one transaction
     (``record_decisions``): if any of it is refused (decided meanwhile by
     someone else, expired, rewritten), none of it is.
     """
@@ -69,7 +70,6 @@ def _decide(args: argparse.Namespace, status: str, notes: str, final_file: str |
         raise ValidationError("digest", f"give one --digest for each ID, in the same order ({len(args.ids)} ID(s), "
                               f"{len(digests)} digest(s))")
     agreed: list[Proposal] = []
-    status_code = EXIT_OK
     with QueueStore(db_path(args)) as store:
         proposals = [store.find(each) for each in args.ids]
         if len({p.id for p in proposals}) != len(proposals):
@@ -84,14 +84,13 @@ def _decide(args: argparse.Namespace, status: str, notes: str, final_file: str |
         for proposal in proposals:
             if not digests and status == STATUS_APPROVED \
                     and not _approval_confirmed(proposal, notes, grant_for, remember):
-                print(f"approval of {proposal.short_id} cancelled: nothing recorded for it", file=sys.stderr)
-                status_code = EXIT_CANCELLED
-                break
+                print(f"approval of {proposal.short_id} cancelled: nothing recorded"
+                      + _also_not(agreed), file=sys.stderr)
+                return EXIT_CANCELLED
             if status == STATUS_MODIFIED and final_file is not None \
                     and not _confirmed(args, proposal, notes, final_file):
                 print("modification cancelled: nothing recorded", file=sys.stderr)
-                status_code = EXIT_CANCELLED
-                break
+                return EXIT_CANCELLED
             agreed.append(proposal)
         done = _record(store, agreed, Decision(status, notes, final_file, default_decider(), grant_seconds=grant_for,
                                                remember=remember))
@@ -109,7 +108,15 @@ def _decide(args: argparse.Namespace, status: str, notes: str, final_file: str |
             print_untrusted(each["ended"])  # as lines: a newline in a subject (a sidecar's row) is escaped
     for warning in dict.fromkeys(each["warning"] for each in done if each["warning"]):  # one commit, one warning
         warn(warning)
-    return status_code
+    return EXIT_OK
+
+
+def _also_not(agreed: list[Proposal]) -> str:
+    """For a cancelled question: the ones agreed before it, recorded neither (all or none), and how to decide them."""
+    if not agreed:
+        return ""
+    ids = " ".join(proposal.short_id for proposal in agreed)
+    return f", nor {ids} agreed before it (all or none): 'proposals approve {ids}' asks again"
 
 
 def _record(store: QueueStore, proposals: list[Proposal], decision: Decision) -> list[dict[str, Any]]:
@@ -283,7 +290,8 @@ def register_decisions(verbs: Any) -> None:
                     "once per ID in the same order: the digest 'proposals show' printed, so only the proposal you "
                     "saw is approved. gitleaks-allow and egress-token-allow proposals need a reason (--notes). The "
                     "approvals are recorded together, in one commit: if any is refused (decided meanwhile by "
-                    "someone else, expired), none is. Each decision is named back (--json: a list of them).",
+                    "someone else, expired), none is, and a 'no' to any records none. Each decision is named back "
+                    "(--json: a list of them).",
                     epilog=leaf_epilog(
                         ("bot-bottle proposals approve 3f2a --notes 'the docs'", "on a terminal: shows it, asks"),
                         ("bot-bottle proposals approve 3f2a 9c1e", "two at once, each shown and asked for"),

@@ -335,6 +335,27 @@ class PromptTest(ShellCase):
         self.assertEqual(response.status if response else None, STATUS_APPROVED)
 
 
+    def test_no_to_the_second_of_two_records_neither(self) -> None:
+        """BROKE before the fix: 'approve A B', 'y' to A and 'n' to B, recorded A and exited 3, the status that
+        says nothing was recorded (and Ctrl-C there recorded neither). Now a "no" cancels the command, all or
+        none as the commit is: neither is recorded, and the answer names the one agreed before it."""
+        with QueueStore(self.db) as store:
+            first = store.submit("web-3", TOOL_EGRESS_ALLOW, '{"host": "a.example.org"}', "one")
+            second = store.submit("web-3", TOOL_EGRESS_ALLOW, '{"host": "b.example.org"}', "two")
+        term = self.in_a_terminal(f"proposals approve {first.short_id} {second.short_id}",
+                                  f"approve {first.short_id} (web-3, egress-allow) for 7d? [y/N]")
+        term.send("y", "Enter")
+        term.wait_for(f"approve {second.short_id} (web-3, egress-allow) for 7d? [y/N]")
+        term.send("n", "Enter")
+        wait_until(self.status.exists, 10, what="the command's end")
+        time.sleep(0.2)
+        self.assertEqual(self.status.read_text().strip(), "3")
+        term.wait_for(f"nor {first.short_id} agreed before it (all or none)")
+        with QueueStore(self.db) as store:
+            self.assertEqual((store.response(first.id), store.response(second.id)), (None, None))
+        with GrantStore(self.db) as grants:
+            self.assertEqual(grants.for_proposal(first.id), None)
+
     def test_the_question_and_the_answer_name_the_length_and_the_rule_remembered(self) -> None:
         """BROKE before the fix: 'approve ID --for 1h --remember bottle' asked only "approve ID (web-2,
         egress-allow)? [y/N]" and printed only the grant: the standing rule it made, approving web-2's same
