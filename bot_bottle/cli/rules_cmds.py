@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from bot_bottle.bottles import BottleStore
 from bot_bottle.cli.common import (
     EXIT_CANCELLED,
     confirm,
@@ -122,6 +123,10 @@ def cmd_rules_add(args: argparse.Namespace) -> int:
                               created_by=default_decider(), now=now)
         ended = store.ended_by(rule)
     decided = _decided_now(db_path(args), rule.id)
+    if args.bottle is not None and not _known_bottle(db_path(args), args.bottle):
+        warn(f"no bottle {args.bottle} is known to this host (a typo? 'bottles list' names them): rule "
+             f"{rule.short_id} decides nothing until a bottle of that name files ('rules revoke {rule.short_id}' "
+             "ends it)")
     if args.json:
         print_json({**rule_json(rule, utc_now()), "decided_now": decided,
                     "ended_grants": [grant.id for grant in ended]})
@@ -193,6 +198,12 @@ def _warnings(host: str, widening: list[str], effect: str) -> list[str]:
          if effect == EFFECT_APPROVE and (places := inside_places(host)) else [])
 
 
+def _known_bottle(path: Path, slug: str) -> bool:
+    """Whether the host has recorded bottle ``slug`` (prepared it, or seen it file a proposal)."""
+    with QueueStore(path) as queue:
+        return bool(BottleStore(database=queue.db).overview(slug))
+
+
 def _decided_now(path: Path, rule_id: str) -> list[str]:
     """The pending proposals the new rule decided at once, as the next look of a list, the TUI or the dashboard
     would have without a word (``apply_standing``); what that look could not do is warned of."""
@@ -253,7 +264,8 @@ def register(subparsers: Any) -> None:
                     "over a public suffix is warned of. Proposals already pending that it matches are decided at "
                     "once, and named (--json: decided_now). A rejecting rule also ends, at once, every live grant "
                     "in its scope that lets through any of what it rejects, and names each (--json: ended_grants).")
-    p.add_argument("--bottle", metavar="SLUG", help="the bottle whose proposals it decides")
+    p.add_argument("--bottle", metavar="SLUG", help="the bottle whose proposals it decides (one the host has not "
+                   "recorded is warned of)")
     p.add_argument("--all-bottles", action="store_true", help="decide every bottle's matching proposals")
     p.add_argument("--host", required=True, metavar="HOST", help="the host, or a pattern such as *.example.com")
     p.add_argument("--path", action="append", metavar="PREFIX", help="a path prefix (repeatable; default: any)")

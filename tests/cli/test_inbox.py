@@ -168,6 +168,19 @@ class StandingBeforeListingTest(CliTestCase):
         code, out, _ = self.cli("rules", "add", "--bottle", "web-1", "--host", "pypi.org", "--reject", "--json")
         self.assertEqual(json.loads(out)["decided_now"], [other.id])
 
+    def test_a_rule_for_a_bottle_the_host_does_not_know_is_said(self) -> None:
+        """BROKE before the fix: 'rules add --bottle web1 --host pastebin.com --reject', web-1 meant, added a rule
+        for a bottle that never was without a word, and web-1 went on unprotected. Now the rule is added (a bottle
+        may be prepared later) and a warning says no bottle of that name is known, and how to end the rule."""
+        code, out, err = self.cli("rules", "add", "--bottle", "web1", "--host", "pastebin.com", "--reject")
+        self.assertEqual(code, 0)
+        rule = out.split()[1].rstrip(":")
+        self.assertIn("warning: no bottle web1 is known to this host (a typo? 'bottles list' names them)", err)
+        self.assertIn(f"'rules revoke {rule}' ends it", err)
+        self.store.submit("web-5", TOOL_EGRESS_ALLOW, '{"host": "pypi.org"}', "pip")
+        code, out, err = self.cli("rules", "add", "--bottle", "web-5", "--host", "pastebin.com", "--reject")
+        self.assertEqual((code, err), (0, ""))  # web-5 filed a proposal: it is known
+
     def test_the_same_rule_added_again_is_said(self) -> None:
         """BROKE before the fix: the same approving rule added twice was accepted without a word, two rows in
         'rules list' deciding alike. Now it is added (a later end extends it) and the one already standing named."""
