@@ -63,6 +63,10 @@ class TuiTest(TempDirTest):
         """Wait out the TUI's guard: keys typed just after the row under the cursor changed are dropped."""
         time.sleep(GUARD_SEC + 0.3)
 
+    def rules(self) -> list[object]:
+        with GrantStore(self.db) as grants:
+            return list(grants.rules())
+
     def quit(self) -> None:
         self.term.send("q")
         # The shell creates the file before it writes the status into it: wait for the status.
@@ -158,6 +162,28 @@ class TuiTest(TempDirTest):
         with GrantStore(self.db) as grants:
             self.assertEqual(grants.rules(), [])
 
+    def test_an_approval_remembered_names_its_rule(self) -> None:
+        """BROKE before the fix: 'a', then '1h +bottle', said only "approved ID (web-2, egress-allow), remembered for
+        bottle": the rule it made was named nowhere in the TUI (which lists no rules), so the operator could not
+        tell for how long it approves, nor which id 'rules revoke' wants. Now the line names the rule, whose
+        proposals it decides and the time left, as 'proposals approve --remember' does."""
+        self.term.send("j")
+        self.term.wait_for("2 of 3")
+        self.settle()
+        self.term.send("a")
+        self.term.wait_for("note (optional)")
+        self.term.send("Enter")
+        self.term.wait_for("for how long?")
+        self.term.send("1h +bottle", "Enter")
+        wait_until(self.rules, 10, what="the rule")
+        with GrantStore(self.db) as grants:
+            (rule,) = grants.rules()
+        self.assertEqual(rule.queue_key, "web-2")
+        self.term.wait_for(f"approved {self.route.short_id} (web-2, egress-allow); rule {rule.short_id} for web-2, "
+                           "1h; next:")
+        self.settle()
+        self.quit()
+
     def test_a_remembered_rejection_says_which_grants_it_ended(self) -> None:
         """R +all on web-2's pypi.org: web-1's grant for the same host, approved before, ends, and the line says so."""
         earlier = self.store.submit("web-1", TOOL_EGRESS_ALLOW, '{"host": "pypi.org"}\n', "pip install")
@@ -170,10 +196,13 @@ class TuiTest(TempDirTest):
         self.term.send("no package index", "Enter")
         self.term.wait_for("always reject this and every ask for any of it")
         self.term.send("+all", "Enter")
+        wait_until(self.rules, 10, what="the rule")
         with GrantStore(self.db) as grants:
             made = grants.for_proposal(earlier.id)
             assert made is not None
-            self.term.wait_for(f"remembered for all; ended grant {made.short_id}, which let it through")
+            (rule,) = grants.rules()
+            self.term.wait_for(f"rejected {self.route.short_id} (web-2, egress-allow); rule {rule.short_id} for all, "
+                               f"for good; ended grant {made.short_id}")
             self.assertEqual(grants.listing(), [])
         self.settle()
         self.quit()

@@ -22,6 +22,7 @@ import tempfile
 from pathlib import Path
 
 from bot_bottle.cli.common import Shown
+from bot_bottle.cli.grants_cmds import remembered_rule
 from bot_bottle.cli.render import modification
 from bot_bottle.cli.tui.grants_view import grant_question, parse_grant_choice
 from bot_bottle.cli.tui.screen import CONFIRM_KEYS, INVALID_KEYS, TerminalScreen
@@ -113,16 +114,26 @@ class Deciding:
         label = f"{proposal.short_id} ({proposal.queue_key}, {proposal.tool})"
         try:
             choice = parse_grant_choice(answer)
-            decide(proposal.id, status, notes, final, self.decided_by, store=self.store, shown=proposal,
-                   grant_for=choice.seconds, remember=choice.remember)
+            response = decide(proposal.id, status, notes, final, self.decided_by, store=self.store, shown=proposal,
+                              grant_for=choice.seconds, remember=choice.remember)
         except AnchorNotWritten as exc:  # committed: the decision stands, with a warning about its proof
             return f"{status} {label}; but {exc}"
         except (AlreadyDecided, NotFound, ValidationError, BotBottleError) as exc:
             return f"{exc}; nothing recorded"
         if key == "R" and not choice.remember:  # R without +bottle or +all: said, not passed for "from now on"
             return f"{status} {label}, once: no +bottle or +all given, so nothing is rejected from now on"
-        said = f"{status} {label}" + (f", remembered for {choice.remember}" if choice.remember else "")
+        said = f"{status} {label}" + (self._rule_made(proposal, response.decided_at) if choice.remember else "")
         return said + self._ended(proposal) if status == STATUS_REJECTED and choice.remember else said
+
+    def _rule_made(self, proposal: Proposal, decided_at: str) -> str:
+        """The standing rule ``+bottle`` or ``+all`` just made: its id (for 'rules revoke'), whose, how long.
+
+        It does what the decision did, so the line's verb says what it does."""
+        rule = remembered_rule(GrantStore(database=self.store.db), proposal.id, decided_at)
+        if rule is None:
+            return ", remembered"
+        return (f"; rule {rule['short_id']} for {rule['bottle'] or 'all'}, "
+                f"{'for good' if rule['ends_at'] is None else rule['left']}")  # (short: the status line is one)
 
     def _ended(self, proposal: Proposal) -> str:
         """What the standing rejection just made of ``proposal`` ended: the grants that let through what it rejects."""
@@ -130,7 +141,7 @@ class Deciding:
         if not ended:
             return ""
         if len(ended) == 1:
-            return f"; ended grant {ended[0].short_id}, which let it through"
+            return f"; ended grant {ended[0].short_id}"  # (it let through what the rule rejects)
         return f"; ended {len(ended)} grants that let it through: {ended[0].short_id}, ... (v lists grants)"
 
     def edit(self, proposal: Proposal, text: str) -> str | None:
