@@ -184,6 +184,39 @@ class TuiTest(TempDirTest):
         self.settle()
         self.quit()
 
+    def test_the_second_ask_says_the_rule_it_makes(self) -> None:
+        """BROKE before the fix: approving *.co.uk (widens) with '+all' asked last "this approval: it reaches more
+        than it reads as (widens): type yes to approve ID": the yes that made a rule approving every bottle's
+        *.co.uk for a week was asked without a word of it. Now the ask says for how long and for whom; and a typo
+        in the length is said before the typed yes, not after it."""
+        wide = self.store.submit("web-2", TOOL_EGRESS_ALLOW, '{"host": "*.co.uk"}', "all of them")
+        self.term.wait_for("4 pending")
+        self.term.send("G")
+        self.term.wait_for("4 of 4")
+        self.settle()
+        self.term.send("a")
+        self.term.wait_for("note (optional)")
+        self.term.send("Enter")
+        self.term.wait_for("for how long?")
+        self.term.send("1x +all", "Enter")
+        self.term.wait_for("'1x' is neither a duration")
+        self.assertNotIn("type yes", self.term.screen())
+        self.settle()
+        self.term.send("a")
+        self.term.wait_for("note (optional)")
+        self.term.send("Enter")
+        self.term.wait_for("for how long?")
+        self.term.send("+all", "Enter")
+        asked = self.term.wait_for("this approval for 7d, and the same again for every bottle until then: it "
+                                   "reaches more")  # (the prompt wraps: the rest is on its next line)
+        self.assertIn(f"type yes to approve {wide.short_id}", asked)
+        self.term.send("no", "Enter")
+        self.term.wait_for("approve cancelled: nothing recorded")
+        self.assertEqual(self.rules(), [])
+        self.assertIsNone(self.store.response(wide.id))
+        self.settle()
+        self.quit()
+
     def test_a_remembered_rejection_says_which_grants_it_ended(self) -> None:
         """R +all on web-2's pypi.org: web-1's grant for the same host, approved before, ends, and the line says so."""
         earlier = self.store.submit("web-1", TOOL_EGRESS_ALLOW, '{"host": "pypi.org"}\n', "pip install")

@@ -24,12 +24,12 @@ from pathlib import Path
 from bot_bottle.cli.common import Shown
 from bot_bottle.cli.grants_cmds import remembered_rule
 from bot_bottle.cli.render import modification
-from bot_bottle.cli.tui.grants_view import grant_question, parse_grant_choice
+from bot_bottle.cli.tui.grants_view import choice_said, grant_question, parse_grant_choice
 from bot_bottle.cli.tui.screen import CONFIRM_KEYS, INVALID_KEYS, TerminalScreen
 from bot_bottle.decisions import decide
 from bot_bottle.errors import AlreadyDecided, AnchorNotWritten, BotBottleError, NotFound, ValidationError
 from bot_bottle.grants import GrantStore
-from bot_bottle.policy.approval import Approval, Caution, approval_of
+from bot_bottle.policy.approval import UNREADABLE, Approval, Caution, approval_of
 from bot_bottle.queue_store import QueueStore
 from bot_bottle.records import STATUS_APPROVED, STATUS_MODIFIED, STATUS_REJECTED, Proposal
 
@@ -104,16 +104,21 @@ class Deciding:
             if key != "r" else ""
         if answer is None:
             return f"{verb} cancelled: nothing recorded"
+        try:  # (before the second ask: a typo in the answer is said before a typed yes, not after it)
+            choice = parse_grant_choice(answer)
+            # The second ask says what the yes records: for how long, and the rule +bottle or +all makes.
+            extent = choice_said(proposal, choice) if approving and UNREADABLE not in approval.kinds else ""
+        except ValidationError as exc:
+            return f"{exc}; nothing recorded"
         if approving and approval.needs_confirmation:
             what = "approval" if status == STATUS_APPROVED else "modification"
-            sure = self.screen.prompt(f"this {what}: {approval.why_asked_twice}: type {CONFIRM_WORD} to {verb} "
-                                      f"{proposal.short_id}, anything else cancels: ",
+            sure = self.screen.prompt(f"this {what}{extent}: {approval.why_asked_twice}: type {CONFIRM_WORD} to "
+                                      f"{verb} {proposal.short_id}, anything else cancels: ",
                                       target_lines(proposal, approval, verb, cautions=True))
             if sure is None or sure.strip().lower() != CONFIRM_WORD:
                 return f"{verb} cancelled: nothing recorded"
         label = f"{proposal.short_id} ({proposal.queue_key}, {proposal.tool})"
         try:
-            choice = parse_grant_choice(answer)
             response = decide(proposal.id, status, notes, final, self.decided_by, store=self.store, shown=proposal,
                               grant_for=choice.seconds, remember=choice.remember)
         except AnchorNotWritten as exc:  # committed: the decision stands, with a warning about its proof
