@@ -12,7 +12,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from bot_bottle.errors import ValidationError
-from bot_bottle.records import TOOL_EGRESS_ALLOW, TOOL_EGRESS_BLOCK, TOOL_EGRESS_TOKEN_ALLOW, TOOL_GITLEAKS_ALLOW
+from bot_bottle.records import (
+    REMEMBER_BOTTLE,
+    TOOL_EGRESS_ALLOW,
+    TOOL_EGRESS_BLOCK,
+    TOOL_EGRESS_TOKEN_ALLOW,
+    TOOL_GITLEAKS_ALLOW,
+)
 from bot_bottle.timestamps import spell_duration
 
 HOUR = 3600
@@ -56,6 +62,15 @@ def grant_seconds(tool: str, requested: int | None) -> int:
         raise ValidationError("for", f"{spell_duration(requested)} is longer than {tool} grants may last "
                               f"({spell_duration(life.maximum)}; the default is {spell_duration(life.default)})")
     return requested
+
+
+def approval_extent(tool: str, bottle: str, requested: int | None, remember: str | None) -> str:
+    """What an approval's yes records beyond the proposal, for a second ask: " for 7d, and the same again for
+    every bottle until then" (``remember``: the standing rule it makes); ``ValidationError`` as ``grant_seconds``."""
+    said = f" for {spell_duration(grant_seconds(tool, requested))}"
+    if remember is None:
+        return said
+    return f"{said}, and the same again for {bottle if remember == REMEMBER_BOTTLE else 'every bottle'} until then"
 
 
 def pending_ttl_seconds(requested: int) -> int:

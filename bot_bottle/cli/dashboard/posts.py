@@ -31,7 +31,8 @@ from bot_bottle.errors import (
     Refused,
     ValidationError,
 )
-from bot_bottle.policy.approval import approval_of
+from bot_bottle.policy.approval import UNREADABLE, approval_of
+from bot_bottle.policy.lifetimes import approval_extent
 from bot_bottle.policy.routes import validate_final_file
 from bot_bottle.queue_reads import shown_digest
 from bot_bottle.records import (
@@ -188,15 +189,22 @@ class PostHandler(DashboardBase):
                 self.show(proposal, HTTPStatus.CONFLICT,
                           "the file is not the one your confirmation showed: nothing recorded; modify it again")
                 return
-        if status != STATUS_REJECTED and not self._confirmed(proposal, form, final):
+        try:  # (before the second ask: a length that cannot be is said before its button, not after it)
+            duration = form.get("for", "").strip()
+            grant_for = parse_duration("for", duration) if duration else None
+            remember = form.get("remember", "") or None
+            # The second ask says what its button records: for how long, and the rule "remember" makes.
+            extent = approval_extent(proposal.tool, proposal.queue_key, grant_for, remember) \
+                if status != STATUS_REJECTED and _lasts(proposal, final) else ""
+        except ValidationError as exc:
+            self.show(proposal, HTTPStatus.BAD_REQUEST, f"not recorded: {exc}")
+            return
+        if status != STATUS_REJECTED and not self._confirmed(proposal, form, final, extent):
             return
         notes = form.get("notes", "")
         # On to the next pending proposal afterwards: the first filed after this one, else the oldest left.
         before, following = self.dashboard.neighbours(proposal.id)
         try:
-            duration = form.get("for", "").strip()
-            grant_for = parse_duration("for", duration) if duration else None
-            remember = form.get("remember", "") or None
             decide(proposal.id, status, notes, final, self.dashboard.decided_by, store=self.dashboard.queue,
                    shown=proposal, grant_for=grant_for, remember=remember)
         except AnchorNotWritten as exc:  # committed: the decision stands, with a warning about its proof
@@ -214,7 +222,7 @@ class PostHandler(DashboardBase):
         target = f"/proposal/{following}" if following is not None else "/"
         self.redirect(f"{self.dashboard.root}{target}?after={proposal.id}")
 
-    def _confirmed(self, proposal: Proposal, form: dict[str, str], final: str | None) -> bool:
+    def _confirmed(self, proposal: Proposal, form: dict[str, str], final: str | None, extent: str) -> bool:
         """True when the approval may be recorded: it does not widen access, or its second ask was answered.
 
         Otherwise the second ask is the answer (the grant named, one
@@ -234,7 +242,7 @@ class PostHandler(DashboardBase):
                       "one; decide again")
             return False
         self.page(HTTPStatus.OK, widening_page(proposal, approval, form, root=self.dashboard.root,
-                                               csrf=self.dashboard.csrf, shown=shown, token=token))
+                                               csrf=self.dashboard.csrf, shown=shown, token=token, extent=extent))
         return False
 
     def _revoke(self, grant_prefix: str, form: dict[str, str]) -> None:
@@ -251,3 +259,9 @@ class PostHandler(DashboardBase):
             raise Refused(HTTPStatus.CONFLICT, "Not revoked", f"not revoked: {exc}") from None
         self.dashboard.log(f"revoked grant {grant.short_id} ({grant.queue_key}, {grant.tool})")
         self.redirect(f"{self.dashboard.root}/bottles?revoked={grant.id}")
+
+
+def _lasts(proposal: Proposal, final: str | None) -> bool:
+    """Whether approving (or modifying into ``final``) makes a grant that lasts: its tool's grant can be read."""
+    approval = approval_of(proposal.tool, final if final is not None else proposal.payload, proposal.current_file)
+    return UNREADABLE not in approval.kinds

@@ -146,12 +146,13 @@ def changed_block(difference: list[str] | None) -> str:
 
 
 def widening_page(proposal: Proposal, approval: Approval, form_fields: dict[str, str], *, root: str, csrf: str,
-                  shown: str, token: str) -> str:
-    """The second ask before an approval that widens access: the grant and why, named, and one button for it."""
+                  shown: str, token: str, extent: str = "") -> str:
+    """The second ask before an approval that widens access: the grant and why, named, and one button for it;
+    ``extent`` (``policy.lifetimes.approval_extent``) says for how long, and the rule "remember" makes."""
     verb = "modify" if form_fields.get("status") == STATUS_MODIFIED else "approve"
     carried = "".join(hidden(name, form_fields[name]) for name in CARRIED if name in form_fields)
     why = approval.why_asked_twice[:1].upper() + approval.why_asked_twice[1:]
-    body = [f"<h1>{verb.capitalize()} {line_html(proposal.short_id)}? {line_html(why)}</h1>",
+    body = [f"<h1>{verb.capitalize()} {line_html(proposal.short_id)}{line_html(extent)}? {line_html(why)}</h1>",
             f"<p>bottle {line_html(proposal.queue_key)}, {line_html(proposal.tool)}. Read what it grants and why "
             "once more; nothing is recorded unless you press the button below.</p>",
             grant_section(approval, f"{verb.capitalize()} grants"),

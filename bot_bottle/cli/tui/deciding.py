@@ -24,12 +24,13 @@ from pathlib import Path
 from bot_bottle.cli.common import Shown
 from bot_bottle.cli.grants_cmds import remembered_rule
 from bot_bottle.cli.render import modification
-from bot_bottle.cli.tui.grants_view import choice_said, grant_question, parse_grant_choice
+from bot_bottle.cli.tui.grants_view import grant_question, parse_grant_choice
 from bot_bottle.cli.tui.screen import CONFIRM_KEYS, INVALID_KEYS, TerminalScreen
 from bot_bottle.decisions import decide
 from bot_bottle.errors import AlreadyDecided, AnchorNotWritten, BotBottleError, NotFound, ValidationError
 from bot_bottle.grants import GrantStore
 from bot_bottle.policy.approval import UNREADABLE, Approval, Caution, approval_of
+from bot_bottle.policy.lifetimes import approval_extent
 from bot_bottle.queue_store import QueueStore
 from bot_bottle.records import STATUS_APPROVED, STATUS_MODIFIED, STATUS_REJECTED, Proposal
 
@@ -107,7 +108,8 @@ class Deciding:
         try:  # (before the second ask: a typo in the answer is said before a typed yes, not after it)
             choice = parse_grant_choice(answer)
             # The second ask says what the yes records: for how long, and the rule +bottle or +all makes.
-            extent = choice_said(proposal, choice) if approving and UNREADABLE not in approval.kinds else ""
+            extent = approval_extent(proposal.tool, proposal.queue_key, choice.seconds, choice.remember) \
+                if approving and UNREADABLE not in approval.kinds else ""
         except ValidationError as exc:
             return f"{exc}; nothing recorded"
         if approving and approval.needs_confirmation:

@@ -17,7 +17,7 @@ from bot_bottle.cli.tui.screen import CHECK_MS, ESCAPE, TerminalScreen
 from bot_bottle.errors import BotBottleError, ValidationError
 from bot_bottle.grant_records import Grant
 from bot_bottle.grants import GrantStore
-from bot_bottle.policy.lifetimes import DAY, LIFETIMES, grant_seconds
+from bot_bottle.policy.lifetimes import DAY, LIFETIMES
 from bot_bottle.policy.subjects import describe_subject
 from bot_bottle.records import REMEMBER_ALL, REMEMBER_BOTTLE, Proposal
 from bot_bottle.standing import approving_again
@@ -62,16 +62,6 @@ def parse_grant_choice(answer: str) -> GrantChoice:
         raise ValidationError("for", f"give one duration, not {' '.join(spelled)[:40]!r}")
     seconds = parse_duration("for", spelled[0]) if spelled else None
     return GrantChoice(seconds, remember)
-
-
-def choice_said(proposal: Proposal, choice: GrantChoice) -> str:
-    """How long an approval ``choice`` grants and the rule it makes, for the second ask: " for 7d, and the same
-    again for every bottle until then"; ``ValidationError`` for a length past the tool's maximum."""
-    said = f" for {spell_duration(grant_seconds(proposal.tool, choice.seconds))}"
-    if choice.remember is None:
-        return said
-    whose = proposal.queue_key if choice.remember == REMEMBER_BOTTLE else "every bottle"
-    return f"{said}, and the same again for {whose} until then"
 
 
 class GrantsView:

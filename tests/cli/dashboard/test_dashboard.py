@@ -194,6 +194,23 @@ class RulesTest(DashboardCase):
         self.assertIn("already modified", body)
 
 
+    def test_the_second_ask_says_the_length_and_the_rule(self) -> None:
+        """BROKE before the fix: approving *.co.uk (widens) with "remember: every bottle" and 1h answered "Approve
+        ID? It reaches more than it reads as": its button made a rule approving every bottle's *.co.uk, named
+        nowhere on the page; and a length past the maximum was refused only after that button. Now the page
+        says for how long and the rule, and a length that cannot be is refused before it."""
+        wide = self.store.submit("web-1", TOOL_EGRESS_ALLOW, '{"host": "*.co.uk"}', "all of them")
+        status, _, body = self.post(wide, "decide", {"status": "approved", "for": "100d", "remember": "all"})
+        self.assertEqual(status, 400)
+        self.assertIn("100d is longer than egress-allow grants may last", body)
+        self.assertNotIn("yes, approve", body)
+        status, _, body = self.post(wide, "decide", {"status": "approved", "for": "1h", "remember": "all"})
+        self.assertEqual(status, 200)
+        self.assertIn(f"Approve {wide.short_id} for 1h, and the same again for every bottle until then? It reaches "
+                      "more than it reads as", body)
+        self.assertIn(f"yes, approve {wide.short_id}", body)
+        self.assert_unchanged(wide)
+
     def test_a_remembered_rejection_says_which_grants_it_ended(self) -> None:
         """Reject +all from the page: web-2's grant for the same host ends, and the page after says which."""
         earlier = self.store.submit("web-2", TOOL_EGRESS_ALLOW, '{"host": "pypi.org"}', "pip")
