@@ -217,6 +217,24 @@ class TuiTest(TempDirTest):
         self.settle()
         self.quit()
 
+    def test_a_length_without_a_rule_is_said_in_the_tuis_words(self) -> None:
+        """BROKE before the fix: R, a reason, then '1h' (no +bottle) said "for: a rejection has no length: --for
+        says how long a remembered rejection stands, so give --remember bottle or all with it", options the TUI
+        does not have, cut at the screen's edge. Now it says it in the TUI's words, and nothing is recorded."""
+        self.term.send("j")
+        self.term.wait_for("2 of 3")
+        self.settle()
+        self.term.send("R")
+        self.term.wait_for("reason for rejecting")
+        self.term.send("not this", "Enter")
+        self.term.wait_for("always reject this and every ask for any of it")
+        self.term.send("1h", "Enter")
+        self.term.wait_for("reject cancelled: 1h is how long a rule stands: give +bottle or +all with it")
+        self.assertNotIn("--remember", self.term.screen())
+        self.assertIsNone(self.store.response(self.route.id))
+        self.settle()
+        self.quit()
+
     def test_a_remembered_rejection_says_which_grants_it_ended(self) -> None:
         """R +all on web-2's pypi.org: web-1's grant for the same host, approved before, ends, and the line says so."""
         earlier = self.store.submit("web-1", TOOL_EGRESS_ALLOW, '{"host": "pypi.org"}\n', "pip install")

@@ -112,6 +112,9 @@ class Deciding:
                 if approving and UNREADABLE not in approval.kinds else ""
         except ValidationError as exc:
             return f"{exc}; nothing recorded"
+        if not approving and choice.seconds is not None and choice.remember is None:  # (in the TUI's words)
+            return (f"reject cancelled: {answer.strip()} is how long a rule stands: give +bottle or +all with it, "
+                    "or leave it out; nothing recorded")
         if approving and approval.needs_confirmation:
             what = "approval" if status == STATUS_APPROVED else "modification"
             sure = self.screen.prompt(f"this {what}{extent}: {approval.why_asked_twice}: type {CONFIRM_WORD} to "
