@@ -104,8 +104,10 @@ def make_route(host: object, paths: object = None, methods: object = None) -> Ro
         raise ValidationError("host", "must be a string")
     name = host.strip().lower()
     if len(name) > MAX_HOST_CHARS or not HOST_RE.fullmatch(name):
-        raise ValidationError("host", f"{name[:80]!r} is not a host name; give one such as docs.python.org or "
-                              "*.pythonhosted.org, without scheme, port or path")
+        # !a: a look-alike is spelt out ('pyp\u0456.org'), or the refusal reads as one of pypi.org
+        raise ValidationError("host", f"{name[:80]!a} is not a host name; give one such as docs.python.org or "
+                              "*.pythonhosted.org (ASCII: an internationalized name in its xn-- form), without "
+                              "scheme, port or path")
     chosen = _methods(methods)
     if paths is None:
         return Route(name, (), chosen)

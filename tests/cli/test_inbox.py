@@ -181,6 +181,18 @@ class StandingBeforeListingTest(CliTestCase):
         code, out, err = self.cli("rules", "add", "--bottle", "web-5", "--host", "pastebin.com", "--reject")
         self.assertEqual((code, err), (0, ""))  # web-5 filed a proposal: it is known
 
+    def test_a_host_refused_is_spelt_out(self) -> None:
+        """BROKE before the fix: 'rules add --host pyp\\u0456.org' (a Cyrillic i, pasted) was refused as
+        "'pyp?.org' is not a host name", the ? being the Cyrillic i itself: the refusal of a look-alike read as a
+        refusal of pypi.org. Now the host is spelt out with its escape, and the answer says what a host may hold."""
+        code, _, err = self.cli("rules", "add", "--bottle", "web-1", "--host", "pyp\u0456.org", "--reject")
+        self.assertEqual(code, 2)
+        self.assertIn("'pyp\\u0456.org' is not a host name", err)
+        self.assertIn("an internationalized name in its xn-- form", err)
+        self.assertNotIn("\u0456", err)
+        with GrantStore(self.store.db.path) as grants:
+            self.assertNotIn("pyp", " ".join(rule.subject for rule in grants.rules()))
+
     def test_the_same_rule_added_again_is_said(self) -> None:
         """BROKE before the fix: the same approving rule added twice was accepted without a word, two rows in
         'rules list' deciding alike. Now it is added (a later end extends it) and the one already standing named."""
