@@ -14,7 +14,7 @@ from bot_bottle.cli.registry import summary
 from bot_bottle.cli.render import grant_cell, proposal_json
 from bot_bottle.errors import NotFound
 from bot_bottle.grants import GrantStore
-from bot_bottle.policy.subjects import describe_subject
+from bot_bottle.policy.approval import shown_subject
 from bot_bottle.queue_store import QueueStore
 from bot_bottle.timestamps import format_timestamp, time_left
 
@@ -110,7 +110,7 @@ def cmd_bottles_show(args: argparse.Namespace) -> int:
     if grants:
         print()
         print_table(["GRANT", "TOOL", "GRANTS", "LEFT", "BY"],
-                    [[g.short_id, g.tool, describe_subject(g.tool, g.subject_value), time_left(stamp, g.ends_at),
+                    [[g.short_id, g.tool, shown_subject(g.tool, g.subject_value), time_left(stamp, g.ends_at),
                       f"rule {g.rule_id[:8]}" if g.rule_id else g.decided_by] for g in grants])
     return 0
 

@@ -11,6 +11,7 @@ from bot_bottle.cli.registry import summary
 from bot_bottle.decisions import default_decider
 from bot_bottle.grant_records import Grant, Rule
 from bot_bottle.grants import GrantStore
+from bot_bottle.policy.approval import shown_subject
 from bot_bottle.policy.subjects import describe_subject
 from bot_bottle.records import EFFECT_APPROVE
 from bot_bottle.standing import approving_again
@@ -93,7 +94,7 @@ def cmd_grants_list(args: argparse.Namespace) -> int:
         print("no grants" + ("" if args.all else " in force"))
         return 0
     print_table(["ID", "BOTTLE", "TOOL", "GRANTS", "LEFT", "STATE", "BY"],
-                [[g.short_id, g.queue_key, g.tool, describe_subject(g.tool, g.subject_value),
+                [[g.short_id, g.queue_key, g.tool, shown_subject(g.tool, g.subject_value),
                   time_left(now, g.ends_at) if g.live(now) else "-", _grant_state(g, now),
                   f"rule {g.rule_id[:8]}" if g.rule_id else g.decided_by] for g in grants],
                 page=True)

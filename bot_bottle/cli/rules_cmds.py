@@ -25,7 +25,7 @@ from bot_bottle.decisions import default_decider
 from bot_bottle.errors import AmbiguousId, ValidationError
 from bot_bottle.grant_records import rule_decider
 from bot_bottle.grants import GrantStore
-from bot_bottle.policy.approval import approval_of, subject_approval
+from bot_bottle.policy.approval import approval_of, shown_subject, subject_approval
 from bot_bottle.policy.hosts import host_problems
 from bot_bottle.policy.lifetimes import LIFETIMES, MAX_REJECT_RULE_SECONDS, grant_seconds
 from bot_bottle.policy.reach import inside_places
@@ -82,7 +82,8 @@ def cmd_rules_list(args: argparse.Namespace) -> int:
     rules = [item.rule for item in shown]
     print_table(["ID", "BOTTLE", "TOOL", "EFFECT", "SUBJECT", "LEFT", "NOTES"],
                 [[r.short_id, r.queue_key or "(every bottle)", r.tool, r.effect,
-                  describe_subject(r.tool, r.subject_value) + (" (pattern)" if r.pattern else ""),
+                  (shown_subject if r.effect == EFFECT_APPROVE else describe_subject)(r.tool, r.subject_value)
+                  + (" (pattern)" if r.pattern else ""),  # (a badge says what approving reaches: not a rejection's)
                   time_left(now, r.ends_at) if r.live(now) else ("revoked" if r.revoked_at else "ended"), r.notes]
                  for r in rules], page=True)
     notes = [f"WARNING: rule {item.rule.short_id}: {item.note}" for item in shown if item.note]

@@ -48,6 +48,7 @@ from bot_bottle.policy.hosts import (
 )
 from bot_bottle.policy.reach import inside_worst_first
 from bot_bottle.policy.routes import file_widening, parse_route
+from bot_bottle.policy.subjects import describe_subject
 from bot_bottle.records import (
     TOOL_EGRESS_ALLOW,
     TOOL_EGRESS_BLOCK,
@@ -155,6 +156,20 @@ def subject_approval(tool: str, subject: dict[str, Any]) -> Approval:
     """What approving a grant's or rule's ``subject`` grants, read as the proposal that asked for it: a route
     leaves out the methods and paths it does not name."""
     return approval_of(tool, json.dumps({name: item for name, item in subject.items() if item}))
+
+
+def subject_badges(tool: str, subject: dict[str, Any]) -> str:
+    """A grant's or rule's badges, as its proposal's list row had them ("[widens,internal] "), for the listings of
+    what is in force; "" when it has none. Only a route's subject is read: the others keep hashes, not hosts."""
+    if tool != TOOL_EGRESS_ALLOW or not subject:
+        return ""
+    kinds = [kind for kind in subject_approval(tool, subject).kinds if kind in CONFIRM_KINDS]
+    return f"[{','.join(kinds)}] " if kinds else ""
+
+
+def shown_subject(tool: str, subject: dict[str, Any]) -> str:
+    """What a grant or rule in force grants, for its listing: its badges first, then ``describe_subject``."""
+    return subject_badges(tool, subject) + describe_subject(tool, subject)
 
 
 def _look_alikes(hosts: list[str], where: str = "") -> list[Caution]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+from bot_bottle.decisions import decide
 from bot_bottle.grants import GrantStore
 from bot_bottle.records import TOOL_EGRESS_ALLOW, TOOL_EGRESS_BLOCK, Proposal
 from tests.cli.test_proposals_cmds import CliTestCase
@@ -192,6 +193,23 @@ class StandingBeforeListingTest(CliTestCase):
         self.assertNotIn("\u0456", err)
         with GrantStore(self.store.db.path) as grants:
             self.assertNotIn("pyp", " ".join(rule.subject for rule in grants.rules()))
+
+    def test_grants_and_rules_in_force_carry_their_badges(self) -> None:
+        """BROKE before the fix: approved for a week, '*.co.uk' and '10.0.0.5' were listed by 'grants list', 'bottles
+        show' and 'rules list' as plain grants: the badges every proposal list gave them ([widens], [internal])
+        were gone from the listings of what a bottle may do now. Now each carries its proposal's badges."""
+        for host in ("*.co.uk", "10.0.0.5", "pypi.org"):
+            proposal = self.store.submit("web-7", TOOL_EGRESS_ALLOW, json.dumps({"host": host}), "j")
+            decide(proposal.id, "approved", store=self.store, remember="bottle")
+        for argv in (("grants", "list"), ("bottles", "show", "web-7"), ("rules", "list")):
+            code, out, _ = self.cli(*argv)
+            self.assertEqual(code, 0)
+            self.assertIn("[widens] *.co.uk (any method; every path)", out, argv)
+            self.assertIn("[internal] 10.0.0.5 (any method; every path)", out, argv)
+            self.assertIn("\tpypi.org (any method; every path)", out, argv)
+        code, out, _ = self.cli("rules", "add", "--bottle", "web-7", "--host", "10.0.0.6", "--reject")
+        code, out, _ = self.cli("rules", "list")  # a badge says what approving reaches: a rejection has none
+        self.assertIn("\treject\t10.0.0.6 (any method; every path)", out)
 
     def test_the_same_rule_added_again_is_said(self) -> None:
         """BROKE before the fix: the same approving rule added twice was accepted without a word, two rows in

@@ -24,7 +24,7 @@ from bot_bottle.bottles import BottleOverview
 from bot_bottle.cli.bottles_cmds import ago
 from bot_bottle.cli.common import first_line
 from bot_bottle.grant_records import Grant
-from bot_bottle.policy.subjects import describe_subject
+from bot_bottle.policy.approval import shown_subject
 from bot_bottle.records import SHORT_ID_LENGTH, AuditEntry
 from bot_bottle.text.html import attribute, line_html
 from bot_bottle.timestamps import format_timestamp, time_left
@@ -154,7 +154,7 @@ def grants_section(grants: Sequence[Grant], now: datetime, *, root: str, csrf: s
                   'required></label><button type="submit" name="decision" value="revoke">revoke</button></form>')
         by = f"rule {grant.rule_id[:SHORT_ID_LENGTH]}" if grant.rule_id else grant.decided_by
         rows.append(f'<tr><td>{line_html(grant.queue_key)}</td><td>{line_html(grant.tool)}</td>'
-                    f'<td class="grants">{line_html(describe_subject(grant.tool, grant.subject_value))}</td>'
+                    f'<td class="grants">{line_html(shown_subject(grant.tool, grant.subject_value))}</td>'
                     f"<td>{line_html(time_left(stamp, grant.ends_at))}</td>"
                     f"<td>{line_html(by)}</td><td>{revoke}</td></tr>")
     return ('<section class="grants" data-part="grants"><h2>Grants</h2><table><thead><tr><th>bottle</th>'

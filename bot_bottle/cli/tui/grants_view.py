@@ -17,6 +17,7 @@ from bot_bottle.cli.tui.screen import CHECK_MS, ESCAPE, TerminalScreen
 from bot_bottle.errors import BotBottleError, ValidationError
 from bot_bottle.grant_records import Grant
 from bot_bottle.grants import GrantStore
+from bot_bottle.policy.approval import shown_subject
 from bot_bottle.policy.lifetimes import DAY, LIFETIMES
 from bot_bottle.policy.subjects import describe_subject
 from bot_bottle.records import REMEMBER_ALL, REMEMBER_BOTTLE, Proposal
@@ -99,7 +100,7 @@ class GrantsView:
             left = time_left(now, grant.ends_at)
             by = f"rule {grant.rule_id[:8]}" if grant.rule_id else grant.decided_by
             line = terminal.line(f"{grant.short_id}  {grant.queue_key:<16} {grant.tool:<18} {left:>6}  "
-                                 f"{describe_subject(grant.tool, grant.subject_value)}  ({by})")
+                                 f"{shown_subject(grant.tool, grant.subject_value)}  ({by})")
             tui.put(row, 0, terminal.pad(terminal.fit(line, width), width),
                     curses.A_REVERSE if row - 1 == self.selected else 0)
         tui.put(height - 2, 0, self.message)
