@@ -55,7 +55,9 @@ def register(subparsers: Any) -> None:
     p.set_defaults(handler=cmd_config_list)
     p = verb_parser(verbs, "set", json=True, help="set a setting",
                     description="Set one of the host's settings: pending-ttl (how long a proposal waits for a "
-                    "decision before it is closed as expired; default 24h, from 1m to 30d).")
+                    "decision before it is closed as expired; default 24h, from 1m to 30d). A new value holds "
+                    "from the next proposal filed: the ones already pending keep the expiry they were filed with "
+                    "('proposals show ID' says it).")
     p.add_argument("name", metavar="NAME", help="the setting: pending-ttl")
     p.add_argument("value", metavar="VALUE", help="its value: a duration such as 12h")
     p.set_defaults(handler=cmd_config_set)

@@ -90,6 +90,16 @@ class HelpTest(unittest.TestCase):
         self.assertIn("VERB (one of: list, show, approve, modify, reject)", line)
         self.assertIn("(see 'bot-bottle proposals --help')", line)
 
+    def test_config_set_says_when_a_new_ttl_holds(self) -> None:
+        """BROKE before the fix: 'config set --help' said what pending-ttl is, not that a new value holds only for
+        proposals filed after it (the answer said so, after the fact): lowered from 24h to 1h, the pending ones still
+        waited a day. Now the help says it."""
+        out = io.StringIO()
+        with redirect_stdout(out):
+            main(["config", "set", "--help"])
+        said = " ".join(out.getvalue().split())
+        self.assertIn("from the next proposal filed: the ones already pending keep the expiry", said)
+
     def test_prepare_says_it_takes_no_db(self) -> None:
         """BROKE before the fix: 'prepare --help' said '--db PATH  database file to use', and 'bot-bottle --help'
         'for any verb', but prepare refuses every --db (it works on the host database its sidecars reach)."""
