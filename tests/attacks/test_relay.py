@@ -212,8 +212,11 @@ class RelayLoadTest(RelayHostileCase):
             filed.add(result["id"])
         self.assertEqual(len(filed) + busy + cut, count)
         self.assertGreater(len(filed), 0)
-        # Handlers checking signatures (the pool's 128 readers) and the bottle's share in flight (64), at most.
-        self.assertLessEqual(sampler.peak["Threads"], idle["Threads"] + 128 + 64)
+        # Handlers checking signatures (the pool's 128 readers) and the bottle's share in flight (64), at most; the
+        # thread that drains refused connections, started at the first 503; and a few handlers ending: one leaves
+        # the pool before its thread is gone, so the next can start meanwhile (peaks of 2 over the 192 were seen,
+        # twice, with two other suites on the two cores). A thread a connection, what this bounds, would be 1,000.
+        self.assertLessEqual(sampler.peak["Threads"], idle["Threads"] + 128 + 64 + 8)
         with RelayCredentials(self.db) as credentials, credentials.db.read() as conn:
             stored = conn.execute("SELECT count(*) FROM proposals WHERE queue_key = 'web-1'").fetchone()[0]
         self.assertEqual(stored, len(filed), "every 200 is a stored proposal, and nothing else was stored")
