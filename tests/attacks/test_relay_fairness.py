@@ -219,11 +219,14 @@ class RevocationTest(FairnessCase):
         # Counted from the idle relay's threads: a count taken while A's waits were still arriving (a loaded
         # machine) asked more of the release than the waits held.
         idle = proc_status(self.relay.pid)["Threads"]
-        attack = start_attack("hold-waits", self.port, self.a_file)
-        self.addCleanup(stop_attack, attack)
+        # The body still arriving takes its place first: sent after the waits, it found A's share full and was
+        # answered 503 at once, before the revocation it is here to see (once, on a loaded machine).
         stalled = socket.create_connection(("127.0.0.1", self.port), timeout=10)
         self.addCleanup(stalled.close)
         stalled.sendall(signed(self.a, b"x" * 100, length=MiB))  # a body still arriving
+        wait_until(lambda: proc_status(self.relay.pid)["Threads"] >= idle + 1, 20, what="the body's handler")
+        attack = start_attack("hold-waits", self.port, self.a_file)
+        self.addCleanup(stop_attack, attack)
         wait_until(lambda: proc_status(self.relay.pid)["Threads"] >= idle + 30, 20, what="A's waits to be held")
         stop_attack(attack)  # the waits stay open at the relay until it lets them go
         with RelayCredentials(self.db) as credentials:
