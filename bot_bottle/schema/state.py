@@ -210,7 +210,7 @@ def refuse_unusable(state: Status) -> None:
             )
         raise SchemaTooNew(
             f"database {state.path} is at schema version {state.current} but this bot-bottle "
-            f"knows only up to {state.head}: upgrade the sidecar image or run a newer bot-bottle; "
+            f"knows only up to {state.head}: run a newer bot-bottle (in a sidecar: a newer sidecar image); "
             "nothing was changed"
         )
     if state.drift:
