@@ -63,6 +63,23 @@ class TuiTest(TempDirTest):
         """Wait out the TUI's guard: keys typed just after the row under the cursor changed are dropped."""
         time.sleep(GUARD_SEC + 0.3)
 
+    def approve_to_the_length_question(self) -> None:
+        """``a`` on the row under the cursor, no note: the TUI then asks for how long."""
+        self.term.send("a")
+        self.term.wait_for("note (optional)")
+        self.term.send("Enter")
+        self.term.wait_for("for how long?")
+
+    def reject_the_second_to_the_rule_question(self, reason: str) -> None:
+        """``R`` on the second row with ``reason``: the TUI then asks whether to reject the same from now on."""
+        self.term.send("j")
+        self.term.wait_for("2 of 3")
+        self.settle()
+        self.term.send("R")
+        self.term.wait_for("reason for rejecting")
+        self.term.send(reason, "Enter")
+        self.term.wait_for("always reject this and every ask for any of it")
+
     def rules(self) -> list[object]:
         with GrantStore(self.db) as grants:
             return list(grants.rules())
@@ -170,10 +187,7 @@ class TuiTest(TempDirTest):
         self.term.send("j")
         self.term.wait_for("2 of 3")
         self.settle()
-        self.term.send("a")
-        self.term.wait_for("note (optional)")
-        self.term.send("Enter")
-        self.term.wait_for("for how long?")
+        self.approve_to_the_length_question()
         self.term.send("1h +bottle", "Enter")
         wait_until(self.rules, 10, what="the rule")
         with GrantStore(self.db) as grants:
@@ -194,18 +208,12 @@ class TuiTest(TempDirTest):
         self.term.send("G")
         self.term.wait_for("4 of 4")
         self.settle()
-        self.term.send("a")
-        self.term.wait_for("note (optional)")
-        self.term.send("Enter")
-        self.term.wait_for("for how long?")
+        self.approve_to_the_length_question()
         self.term.send("1x +all", "Enter")
         self.term.wait_for("'1x' is neither a duration")
         self.assertNotIn("type yes", self.term.screen())
         self.settle()
-        self.term.send("a")
-        self.term.wait_for("note (optional)")
-        self.term.send("Enter")
-        self.term.wait_for("for how long?")
+        self.approve_to_the_length_question()
         self.term.send("+all", "Enter")
         asked = self.term.wait_for("this approval for 7d, and the same again for every bottle until then: it "
                                    "reaches more")  # (the prompt wraps: the rest is on its next line)
@@ -221,13 +229,7 @@ class TuiTest(TempDirTest):
         """BROKE before the fix: R, a reason, then '1h' (no +bottle) said "for: a rejection has no length: --for
         says how long a remembered rejection stands, so give --remember bottle or all with it", options the TUI
         does not have, cut at the screen's edge. Now it says it in the TUI's words, and nothing is recorded."""
-        self.term.send("j")
-        self.term.wait_for("2 of 3")
-        self.settle()
-        self.term.send("R")
-        self.term.wait_for("reason for rejecting")
-        self.term.send("not this", "Enter")
-        self.term.wait_for("always reject this and every ask for any of it")
+        self.reject_the_second_to_the_rule_question("not this")
         self.term.send("1h", "Enter")
         self.term.wait_for("reject cancelled: 1h is how long a rule stands: give +bottle or +all with it")
         self.assertNotIn("--remember", self.term.screen())
@@ -239,13 +241,7 @@ class TuiTest(TempDirTest):
         """R +all on web-2's pypi.org: web-1's grant for the same host, approved before, ends, and the line says so."""
         earlier = self.store.submit("web-1", TOOL_EGRESS_ALLOW, '{"host": "pypi.org"}\n', "pip install")
         decide(earlier.id, STATUS_APPROVED, store=self.store)
-        self.term.send("j")
-        self.term.wait_for("2 of 3")
-        self.settle()
-        self.term.send("R")
-        self.term.wait_for("reason for rejecting")
-        self.term.send("no package index", "Enter")
-        self.term.wait_for("always reject this and every ask for any of it")
+        self.reject_the_second_to_the_rule_question("no package index")
         self.term.send("+all", "Enter")
         wait_until(self.rules, 10, what="the rule")
         with GrantStore(self.db) as grants:
