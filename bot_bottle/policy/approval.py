@@ -147,9 +147,7 @@ def asked_beyond(tool: str, rule_subject: dict[str, Any], subject: dict[str, Any
     pattern rule's own ``rule_subject`` is not: a name under ``*.example.com`` that spells the metadata service, is a
     look-alike or reaches inside. The operator confirmed the pattern for what it showed, never that name: such a
     name is theirs to decide, not the rule's (``standing.rule_for``)."""
-    def kinds(value: dict[str, Any]) -> set[str]:
-        return set(subject_approval(tool, value).kinds) & CONFIRM_KINDS
-    return not kinds(subject) <= kinds(rule_subject)
+    return not set(subject_kinds(tool, subject)) <= set(subject_kinds(tool, rule_subject))
 
 
 def subject_approval(tool: str, subject: dict[str, Any]) -> Approval:
@@ -158,12 +156,17 @@ def subject_approval(tool: str, subject: dict[str, Any]) -> Approval:
     return approval_of(tool, json.dumps({name: item for name, item in subject.items() if item}))
 
 
+def subject_kinds(tool: str, subject: dict[str, Any]) -> list[str]:
+    """The kinds approving a grant's or rule's ``subject`` is asked about twice for (``CONFIRM_KINDS``), in order."""
+    return [kind for kind in subject_approval(tool, subject).kinds if kind in CONFIRM_KINDS]
+
+
 def subject_badges(tool: str, subject: dict[str, Any]) -> str:
     """A grant's or rule's badges, as its proposal's list row had them ("[widens,internal] "), for the listings of
     what is in force; "" when it has none. Only a route's subject is read: the others keep hashes, not hosts."""
     if tool != TOOL_EGRESS_ALLOW or not subject:
         return ""
-    kinds = [kind for kind in subject_approval(tool, subject).kinds if kind in CONFIRM_KINDS]
+    kinds = subject_kinds(tool, subject)
     return f"[{','.join(kinds)}] " if kinds else ""
 
 

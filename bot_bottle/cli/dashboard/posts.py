@@ -31,7 +31,7 @@ from bot_bottle.errors import (
     Refused,
     ValidationError,
 )
-from bot_bottle.policy.approval import UNREADABLE, approval_of
+from bot_bottle.policy.approval import UNREADABLE, Approval, approval_of
 from bot_bottle.policy.lifetimes import approval_extent
 from bot_bottle.policy.routes import validate_final_file
 from bot_bottle.queue_reads import shown_digest
@@ -193,13 +193,16 @@ class PostHandler(DashboardBase):
             duration = form.get("for", "").strip()
             grant_for = parse_duration("for", duration) if duration else None
             remember = form.get("remember", "") or None
-            # The second ask says what its button records: for how long, and the rule "remember" makes.
+            # What approving (or modifying into ``final``) grants; the second ask says what its button records: for
+            # how long, and the rule "remember" makes (where the tool's grant can be read: else none lasts).
+            approval = None if status == STATUS_REJECTED else approval_of(
+                proposal.tool, final if final is not None else proposal.payload, proposal.current_file)
             extent = approval_extent(proposal.tool, proposal.queue_key, grant_for, remember) \
-                if status != STATUS_REJECTED and _lasts(proposal, final) else ""
+                if approval is not None and UNREADABLE not in approval.kinds else ""
         except ValidationError as exc:
             self.show(proposal, HTTPStatus.BAD_REQUEST, f"not recorded: {exc}")
             return
-        if status != STATUS_REJECTED and not self._confirmed(proposal, form, final, extent):
+        if approval is not None and not self._confirmed(proposal, approval, form, extent):
             return
         notes = form.get("notes", "")
         # On to the next pending proposal afterwards: the first filed after this one, else the oldest left.
@@ -222,14 +225,13 @@ class PostHandler(DashboardBase):
         target = f"/proposal/{following}" if following is not None else "/"
         self.redirect(f"{self.dashboard.root}{target}?after={proposal.id}")
 
-    def _confirmed(self, proposal: Proposal, form: dict[str, str], final: str | None, extent: str) -> bool:
-        """True when the approval may be recorded: it does not widen access, or its second ask was answered.
+    def _confirmed(self, proposal: Proposal, approval: Approval, form: dict[str, str], extent: str) -> bool:
+        """True when the approval (``approval``: what it grants) may be recorded: it does not widen access, or its
+        second ask was answered.
 
         Otherwise the second ask is the answer (the grant named, one
         button), or a 409 when the form's token names another grant.
         """
-        approval = approval_of(proposal.tool, final if final is not None else proposal.payload,
-                               proposal.current_file)
         if not approval.needs_confirmation:
             return True
         shown = shown_digest(proposal)
@@ -259,9 +261,3 @@ class PostHandler(DashboardBase):
             raise Refused(HTTPStatus.CONFLICT, "Not revoked", f"not revoked: {exc}") from None
         self.dashboard.log(f"revoked grant {grant.short_id} ({grant.queue_key}, {grant.tool})")
         self.redirect(f"{self.dashboard.root}/bottles?revoked={grant.id}")
-
-
-def _lasts(proposal: Proposal, final: str | None) -> bool:
-    """Whether approving (or modifying into ``final``) makes a grant that lasts: its tool's grant can be read."""
-    approval = approval_of(proposal.tool, final if final is not None else proposal.payload, proposal.current_file)
-    return UNREADABLE not in approval.kinds
