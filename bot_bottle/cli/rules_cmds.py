@@ -19,13 +19,14 @@ from bot_bottle.cli.common import (
     warn,
 )
 from bot_bottle.cli.grants_cmds import ended_lines, rule_json
+from bot_bottle.cli.in_force import revoke_rule, rule_left, rule_scope, rule_subject
 from bot_bottle.cli.inbox import apply_standing
 from bot_bottle.cli.registry import summary
 from bot_bottle.decisions import default_decider
-from bot_bottle.errors import AmbiguousId, ValidationError
+from bot_bottle.errors import ValidationError
 from bot_bottle.grant_records import rule_decider
 from bot_bottle.grants import GrantStore
-from bot_bottle.policy.approval import approval_of, shown_subject, subject_approval
+from bot_bottle.policy.approval import approval_of, subject_approval
 from bot_bottle.policy.hosts import host_problems
 from bot_bottle.policy.lifetimes import LIFETIMES, MAX_REJECT_RULE_SECONDS, grant_seconds
 from bot_bottle.policy.reach import inside_places
@@ -37,7 +38,6 @@ from bot_bottle.records import (
     EFFECT_REJECT,
     SHORT_ID_LENGTH,
     TOOL_EGRESS_ALLOW,
-    validate_id_prefix,
 )
 from bot_bottle.standing import RuleInForce, approves, rules_in_force
 from bot_bottle.timestamps import later, parse_duration, spell_duration, time_left, utc_now
@@ -81,10 +81,7 @@ def cmd_rules_list(args: argparse.Namespace) -> int:
         return 0
     rules = [item.rule for item in shown]
     print_table(["ID", "BOTTLE", "TOOL", "EFFECT", "SUBJECT", "LEFT", "NOTES"],
-                [[r.short_id, r.queue_key or "(every bottle)", r.tool, r.effect,
-                  (shown_subject if r.effect == EFFECT_APPROVE else describe_subject)(r.tool, r.subject_value)
-                  + (" (pattern)" if r.pattern else ""),  # (a badge says what approving reaches: not a rejection's)
-                  time_left(now, r.ends_at) if r.live(now) else ("revoked" if r.revoked_at else "ended"), r.notes]
+                [[r.short_id, rule_scope(r), r.tool, r.effect, rule_subject(r), rule_left(r, now), r.notes]
                  for r in rules], page=True)
     notes = [f"WARNING: rule {item.rule.short_id}: {item.note}" for item in shown if item.note]
     if notes:  # a sidecar wrote the file: what decides is the log's word, and 'audit verify' says more
@@ -219,31 +216,12 @@ def _decided_now(path: Path, rule_id: str) -> list[str]:
 
 def cmd_rules_revoke(args: argparse.Namespace) -> int:
     """End a rule now, with a reason (audited)."""
-    prefix = validate_id_prefix(args.id, "rule")
     with GrantStore(db_path(args)) as store:
-        # The id is matched against the rules as they decide (a standing rejection whose row a sidecar deleted,
-        # ended or changed still decides, from the log) and the file's rows together: a row the sidecar wrote
-        # sharing a deciding rule's short id, or a copy of its row, must not take or block its revocation.
-        in_force = [item for item in rules_in_force(store) if item.rule.id.startswith(prefix)]
-        deciding = {item.rule.id: item.rule for item in in_force if item.decides}
-        idle = {item.rule.id: item.note for item in in_force if not item.decides}
-        ids = sorted({*deciding, *(str(row.id) for row in store.rules(include_ended=True)
-                                   if str(row.id).startswith(prefix))})
-        if len(ids) > 1:
-            shown = ", ".join(repr(rule_id) for rule_id in ids[:_NAMED])  # whole: a forged id may share 31
-            raise AmbiguousId(f"{prefix!r} matches several rules ({shown}): give more digits")
-        if deciding:  # as the log proves it, its row or rows (if any) marked
-            rule = store.revoke_kept_rule(deciding[ids[0]], args.reason, revoked_by=default_decider())
-        else:  # as before: none, not in force, or a row that decides nothing
-            rule = store.revoke_rule(prefix, args.reason, revoked_by=default_decider())
+        revoked = revoke_rule(store, args.id, args.reason, revoked_by=default_decider())
     if args.json:
-        print_json({**rule_json(rule, utc_now()), "decided": rule.id not in idle})
-    elif rule.id in idle:  # a row a sidecar wrote, or changed: it decided nothing, and made no grant
-        why = idle[rule.id].removeprefix("decides nothing: ")
-        print_untrusted(f"revoked rule {rule.short_id}, which decided nothing and made no grant ({why})")
+        print_json({**rule_json(revoked.rule, utc_now()), "decided": revoked.idle is None})
     else:
-        print_untrusted(f"revoked rule {rule.short_id}; the grants it made stay until they end "
-                        "('grants list', 'grants revoke')")
+        print_untrusted(revoked.line)
     return 0
 
 
