@@ -33,6 +33,7 @@ from bot_bottle.records import (
     TOOL_GITLEAKS_ALLOW,
     Proposal,
 )
+from bot_bottle.standing import rules_in_force
 from bot_bottle.timestamps import parse_duration
 from tests.helpers.support import REPO, TempDirTest, wait_until
 from tests.helpers.terminal import Terminal
@@ -273,9 +274,10 @@ class TuiTest(TempDirTest):
         self.term.wait_for("2 pending")
         self.quit()
 
-    def test_revoking_a_grant_a_rule_approves_again_says_so(self) -> None:
+    def test_revoking_a_grant_a_rule_approves_again_says_so_and_tab_revokes_the_rule(self) -> None:
         """BROKE before the fix: revoking a remembered approval's grant said only "revoked ID", and the rule
-        remembered with it approved the bottle's next ask for the same at once."""
+        remembered with it approved the bottle's next ask for the same at once. Tab then lists the rules, where
+        ``x`` ends it."""
         decide(self.route.id, STATUS_APPROVED, store=self.store, grant_for=3600, remember="bottle")
         with GrantStore(self.db) as grants:
             made = grants.for_proposal(self.route.id)
@@ -284,6 +286,19 @@ class TuiTest(TempDirTest):
         self.open_the_grants_view()
         self.revoke_the_selected_grant("mirror down")
         self.term.wait_for(f"revoked {made.short_id}, but rule {rule.short_id} still approves the same again")
+        self.term.wait_for("Tab lists the rules, where x ends it")
+        # There, as 'rules revoke' would (before, the TUI showed no rule: the operator left it for a shell).
+        self.term.send("Tab")
+        self.term.wait_for("1 rule(s) in force")
+        self.assertIn(f"{rule.short_id}  web-2", self.term.screen())
+        self.revoke_the_selected_grant("no more pip")
+        self.term.wait_for(f"revoked rule {rule.short_id}; the grants it made stay until they end")
+        self.term.wait_for("0 rule(s) in force")
+        self.assertEqual(rules_in_force(GrantStore(self.db)), [])
+        self.term.send("Tab")
+        self.term.wait_for("0 grant(s) in force")
+        self.term.send("b")
+        self.term.wait_for("2 pending")
         self.quit()
 
     def open_the_grants_view(self) -> None:
@@ -293,7 +308,7 @@ class TuiTest(TempDirTest):
         self.term.wait_for("1 grant(s) in force")
 
     def revoke_the_selected_grant(self, reason: str | None) -> None:
-        """``x`` in the grants view, then ``reason`` and Enter (None: Esc at the prompt)."""
+        """``x`` in the grants view (or the rules view), then ``reason`` and Enter (None: Esc at the prompt)."""
         self.term.send("x")
         self.term.wait_for("reason:")
         self.term.send(*((reason, "Enter") if reason is not None else ("Escape",)))

@@ -1,4 +1,4 @@
-"""The dashboard's page shell and its plainer pages: bottles and grants, the audit log, refusals and problems.
+"""The dashboard's page shell and its plainer pages: bottles, grants and rules, the audit log, refusals and problems.
 
 Every page is built here around its body: the navigation (with the pending
 count, also in the tab's title), the live status line, the notification
@@ -23,9 +23,11 @@ from bot_bottle.audit.forensics import VerifyResult
 from bot_bottle.bottles import BottleOverview
 from bot_bottle.cli.bottles_cmds import ago
 from bot_bottle.cli.common import first_line
+from bot_bottle.cli.in_force import rule_left, rule_scope, rule_subject
 from bot_bottle.grant_records import Grant
 from bot_bottle.policy.approval import shown_subject
 from bot_bottle.records import SHORT_ID_LENGTH, AuditEntry
+from bot_bottle.standing import RuleInForce
 from bot_bottle.text.html import attribute, line_html
 from bot_bottle.timestamps import format_timestamp, time_left
 
@@ -72,7 +74,7 @@ def page(title: str, body: str, *, root: str | None, marker: str | None = None, 
         head = (f'<link rel="stylesheet" href="{home}/static/style.css">'
                 f'<script src="{home}/static/app.js" defer></script>')
         shown = f' <span class="count" data-part="count">{pending}</span>' if pending is not None else ""
-        nav = (f' <a href="{home}/">inbox{shown}</a> <a href="{home}/bottles">bottles and grants</a>'
+        nav = (f' <a href="{home}/">inbox{shown}</a> <a href="{home}/bottles">bottles, grants, rules</a>'
                f' <a href="{home}/audit">audit log</a><span id="live" role="status"></span>'
                '<button type="button" id="notify" hidden>notifications: off</button>'
                '<button type="button" id="help-button" aria-controls="keys">keys (?)</button>')
@@ -133,13 +135,23 @@ def bottles_table(items: Sequence[BottleOverview], now: datetime) -> str:
 
 
 def bottles_page(items: Sequence[BottleOverview], now: datetime, marker: str, *, root: str,
-                 grants: Sequence[Grant] = (), csrf: str = "", message: str = "") -> str:
-    """The bottles with their state and queue, and what each may do now (with a form that revokes each);
-    ``message``: what the revocation just before left."""
+                 grants: Sequence[Grant] = (), rules: Sequence[RuleInForce] = (), csrf: str = "",
+                 message: str = "") -> str:
+    """The bottles with their state and queue, what each may do now and the standing rules that decide for you
+    (with a form that revokes each); ``message``: what the revocation just before left."""
     pending = sum(len(item.pending) for item in items)
-    body = "<h1>Bottles</h1>" + (bottles_table(items, now) if items else "<p>no bottles yet</p>")
-    return page("bottles", body + grants_section(grants, now, root=root, csrf=csrf), root=root, marker=marker,
-                pending=pending, data={"page": "bottles"}, message=message)
+    body = ("<h1>Bottles</h1>" + (bottles_table(items, now) if items else "<p>no bottles yet</p>")
+            + grants_section(grants, now, root=root, csrf=csrf) + rules_section(rules, now, root=root, csrf=csrf))
+    return page("bottles", body, root=root, marker=marker, pending=pending, data={"page": "bottles"},
+                message=message)
+
+
+def revoke_form(action: str, csrf: str) -> str:
+    """A form that revokes what ``action`` (an address of ours, built from ids) names, with a reason; sent only
+    with its button."""
+    return (f'<form method="post" action="{attribute(action)}" class="revoke">{NO_ENTER}{hidden("csrf", csrf)}'
+            '<label>reason <input type="text" name="reason" size="24" required></label>'
+            '<button type="submit" name="decision" value="revoke">revoke</button></form>')
 
 
 def grants_section(grants: Sequence[Grant], now: datetime, *, root: str, csrf: str) -> str:
@@ -149,9 +161,7 @@ def grants_section(grants: Sequence[Grant], now: datetime, *, root: str, csrf: s
     stamp = format_timestamp(now)
     rows = []
     for grant in grants:
-        revoke = (f'<form method="post" action="{attribute(root)}/grant/{attribute(grant.id)}/revoke" class="revoke">'
-                  f'{NO_ENTER}{hidden("csrf", csrf)}<label>reason <input type="text" name="reason" size="24" '
-                  'required></label><button type="submit" name="decision" value="revoke">revoke</button></form>')
+        revoke = revoke_form(f"{root}/grant/{grant.id}/revoke", csrf)
         by = f"rule {grant.rule_id[:SHORT_ID_LENGTH]}" if grant.rule_id else grant.decided_by
         rows.append(f'<tr><td>{line_html(grant.queue_key)}</td><td>{line_html(grant.tool)}</td>'
                     f'<td class="grants">{line_html(shown_subject(grant.tool, grant.subject_value))}</td>'
@@ -160,6 +170,25 @@ def grants_section(grants: Sequence[Grant], now: datetime, *, root: str, csrf: s
     return ('<section class="grants" data-part="grants"><h2>Grants</h2><table><thead><tr><th>bottle</th>'
             "<th>tool</th><th>grants</th><th>left</th><th>by</th><th></th></tr></thead><tbody>" + "".join(rows)
             + "</tbody></table></section>")
+
+
+def rules_section(rules: Sequence[RuleInForce], now: datetime, *, root: str, csrf: str) -> str:
+    """The standing rules in force as they decide (``standing.rules_in_force``), newest first, each with a form
+    that revokes it; one the file and the audit log disagree about says so in its row."""
+    if not rules:
+        return '<section class="rules" data-part="rules"><h2>Standing rules</h2><p>no rules in force</p></section>'
+    stamp = format_timestamp(now)
+    rows = []
+    for item in rules:
+        rule = item.rule
+        note = f'<div class="warning">{line_html(item.note)}</div>' if item.note else ""
+        rows.append(f"<tr><td>{line_html(rule_scope(rule))}</td><td>{line_html(rule.tool)}</td>"
+                    f"<td>{line_html(rule.effect)}</td><td class=\"grants\">{line_html(rule_subject(rule))}{note}</td>"
+                    f"<td>{line_html(rule_left(rule, stamp))}</td><td>{line_html(first_line(rule.notes))}</td>"
+                    f"<td>{revoke_form(f'{root}/rule/{rule.id}/revoke', csrf)}</td></tr>")
+    return ('<section class="rules" data-part="rules"><h2>Standing rules</h2><table><thead><tr><th>bottle</th>'
+            "<th>tool</th><th>effect</th><th>decides on</th><th>left</th><th>notes</th><th></th></tr></thead><tbody>"
+            + "".join(rows) + "</tbody></table></section>")
 
 
 def audit_page(entries: Sequence[AuditEntry], result: VerifyResult, marker: str, *, root: str,

@@ -1,4 +1,5 @@
-"""The dashboard's forms: a decision, a modification's preview, a grant's revocation; each the operator's own.
+"""The dashboard's forms: a decision, a modification's preview, a grant's or a rule's revocation; each the
+operator's own.
 
 A post must carry the session, this server's exact Origin (and
 ``Sec-Fetch-Site: same-origin`` where the browser sends it), the form token
@@ -21,6 +22,7 @@ from urllib.parse import parse_qsl, urlsplit
 from bot_bottle.cli.dashboard.handler import DashboardBase
 from bot_bottle.cli.dashboard.proposal_page import confirm_page, widening_page
 from bot_bottle.cli.dashboard.state import FORM_FIELDS, MAX_FORM_BYTES, MAX_FORM_FIELDS, confirm_token
+from bot_bottle.cli.in_force import revoke_rule
 from bot_bottle.decisions import decide
 from bot_bottle.errors import (
     AlreadyDecided,
@@ -57,13 +59,14 @@ class PostHandler(DashboardBase):
     """The dashboard's handler with its forms (``server.DashboardHandler`` adds the pages)."""
 
     def do_POST(self) -> None:
-        """Decide (``/proposal/ID/decide``), preview a modification (``/proposal/ID/preview``) or revoke a grant."""
+        """Decide (``/proposal/ID/decide``), preview a modification (``/proposal/ID/preview``), or revoke a grant
+        (``/grant/ID/revoke``) or a standing rule (``/rule/ID/revoke``)."""
         url = urlsplit(self.path)
         try:
             parts = self.inner_path(url.path).split("/")
             self.require_session()
             self._require_same_origin()
-            revoking = len(parts) == 4 and parts[1] == "grant" and parts[3] == "revoke"
+            revoking = len(parts) == 4 and parts[1] in ("grant", "rule") and parts[3] == "revoke"
             if not revoking and (len(parts) != 4 or parts[1] != "proposal" or parts[3] not in ("decide", "preview")):
                 raise Refused(HTTPStatus.NOT_FOUND, "Not found", "there is no such form")
             form = self._read_form()
@@ -72,7 +75,7 @@ class PostHandler(DashboardBase):
                               "the form's CSRF token is missing or wrong: decide from the dashboard's own page")
             self.check_file()
             if revoking:
-                self._revoke(parts[2], form)
+                self._revoke(parts[1], parts[2], form)
                 return
             proposal = self.proposal(parts[2])
             if not hmac.compare_digest(form.get("shown", "").encode("utf-8", "replace"),
@@ -247,17 +250,23 @@ class PostHandler(DashboardBase):
                                                csrf=self.dashboard.csrf, shown=shown, token=token, extent=extent))
         return False
 
-    def _revoke(self, grant_prefix: str, form: dict[str, str]) -> None:
-        """End a grant now, with the reason the form carries; back to the bottles and grants."""
-        if not PROPOSAL_ID_RE.fullmatch(grant_prefix):  # a grant id has the same form
-            raise Refused(HTTPStatus.NOT_FOUND, "Not found", "there is no such grant")
+    def _revoke(self, kind: str, id_prefix: str, form: dict[str, str]) -> None:
+        """End a grant or a rule (``kind``) now, with the reason the form carries; back to the bottles page, told
+        what the revocation left."""
+        if not PROPOSAL_ID_RE.fullmatch(id_prefix):  # a grant's or a rule's id has the same form
+            raise Refused(HTTPStatus.NOT_FOUND, "Not found", f"there is no such {kind}")
         if form.get("decision") != "revoke":
-            raise Refused(HTTPStatus.BAD_REQUEST, "Not revoked", "a grant is revoked with its own button, never by "
+            raise Refused(HTTPStatus.BAD_REQUEST, "Not revoked", f"a {kind} is revoked with its own button, never by "
                           "Enter in a text box")
+        reason, by = form.get("reason", ""), self.dashboard.decided_by
         try:
-            grant = self.dashboard.grants.revoke(grant_prefix, form.get("reason", ""),
-                                                 revoked_by=self.dashboard.decided_by)
+            if kind == "rule":  # as the keeper decides with it, as 'rules revoke' and the TUI do
+                rule = revoke_rule(self.dashboard.grants, id_prefix, reason, revoked_by=by).rule
+                revoked, what = rule.id, f"rule {rule.short_id} ({rule.queue_key or 'every bottle'}, {rule.effect})"
+            else:
+                grant = self.dashboard.grants.revoke(id_prefix, reason, revoked_by=by)
+                revoked, what = grant.id, f"grant {grant.short_id} ({grant.queue_key}, {grant.tool})"
         except BotBottleError as exc:
             raise Refused(HTTPStatus.CONFLICT, "Not revoked", f"not revoked: {exc}") from None
-        self.dashboard.log(f"revoked grant {grant.short_id} ({grant.queue_key}, {grant.tool})")
-        self.redirect(f"{self.dashboard.root}/bottles?revoked={grant.id}")
+        self.dashboard.log(f"revoked {what}")
+        self.redirect(f"{self.dashboard.root}/bottles?revoked{'_rule' if kind == 'rule' else ''}={revoked}")

@@ -68,7 +68,7 @@ from bot_bottle.cli.inbox import Filters
 from bot_bottle.errors import BotBottleError, DatabaseReplaced, Refused, ValidationError
 from bot_bottle.policy.subjects import describe_subject
 from bot_bottle.records import PROPOSAL_ID_RE, validate_queue_key
-from bot_bottle.standing import Keeper, approving_again
+from bot_bottle.standing import Keeper, approving_again, rules_in_force
 from bot_bottle.wire.guarded_server import RETRY_AFTER_SEC, response_bytes
 
 DASHBOARD_HOSTS = ("localhost", "127.0.0.1", "::1")
@@ -121,10 +121,11 @@ class DashboardHandler(PostHandler):
         elif path == "/bottles":
             now = datetime.now(UTC)
             dashboard.keep()
+            message = self._revoked(query.get("revoked", "")) or self._revoked_rule(query.get("revoked_rule", ""))
             self.page(HTTPStatus.OK, pages.bottles_page(dashboard.bottles.overview(), now, dashboard.marker(),
                                                         root=dashboard.root, grants=dashboard.grants.listing(),
-                                                        csrf=dashboard.csrf,
-                                                        message=self._revoked(query.get("revoked", ""))))
+                                                        rules=rules_in_force(dashboard.grants), csrf=dashboard.csrf,
+                                                        message=message))
         elif path == "/audit":
             marker = dashboard.marker()
             result = dashboard.verified()
@@ -192,6 +193,21 @@ class DashboardHandler(PostHandler):
         return "; ".join([f"revoked grant {grant.short_id} ({grant.queue_key}: "
                           f"{describe_subject(grant.tool, grant.subject_value)}) by {grant.revoked_by}",
                           *([approving_again_line(again, grant)] if again is not None else [])])
+
+    def _revoked_rule(self, rule_id: str) -> str:
+        """What the rule's revocation just before (``?revoked_rule=ID``) left, from the rule's row alone: that it is
+        revoked, and that the grants it made stay."""
+        if not PROPOSAL_ID_RE.fullmatch(rule_id):  # a rule id has the same form
+            return ""
+        try:
+            rule = self.dashboard.grants.find_rule(rule_id)
+        except BotBottleError:  # a standing rejection the log kept had no row: its revocation says nothing here
+            return ""
+        if rule.revoked_at is None:
+            return ""
+        return (f"revoked rule {rule.short_id} ({rule.queue_key or 'every bottle'}: {rule.effect} "
+                f"{describe_subject(rule.tool, rule.subject_value)}) by {rule.revoked_by}; the grants it made stay "
+                "until they end (revoke them above)")
 
     def _changes(self) -> None:
         """The change feed the pages poll: the marker, the pending proposals (id, bottle), or what is wrong."""

@@ -28,7 +28,7 @@ from bot_bottle.bottles import BottleOverview, BottleStore
 from bot_bottle.cli.inbox import ANY_CAUTION, Entry, Filters, Inbox, log_warning
 from bot_bottle.cli.render import describe, inbox_row
 from bot_bottle.cli.tui.deciding import Deciding
-from bot_bottle.cli.tui.grants_view import GrantsView
+from bot_bottle.cli.tui.grants_view import in_force_views
 from bot_bottle.cli.tui.notify import notify_environment, start_notify
 from bot_bottle.cli.tui.screen import (
     CHECK_MS,
@@ -375,7 +375,7 @@ class SuperviseTUI(TerminalScreen):
             self.filters = Filters(caution=None if self.filters.caution else ANY_CAUTION, words=self.filters.words)
             self.reload(force=True, refiltered=True)
         elif key == GRANTS_KEY:
-            keep_going = GrantsView(self, GrantStore(database=self.store.db), default_decider()).run()
+            keep_going = in_force_views(self, GrantStore(database=self.store.db), default_decider())
             self.reload(force=True)
             return keep_going
         return True

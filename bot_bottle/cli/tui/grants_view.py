@@ -4,15 +4,19 @@
 the reason of a rejection): for how long, within the tool's maximum, and
 whether the same decision stands for matching proposals (``+bottle``,
 ``+all``). ``GrantsView`` (key ``v``) lists what every bottle may do now,
-soonest ending first, and revokes the one under the cursor (``x``, with a
-reason).
+soonest ending first, and ``RulesView`` (Tab from there) the standing rules
+that decide for the operator; each revokes the one under the cursor (``x``,
+with a reason).
 """
 
 from __future__ import annotations
 
 import curses
 from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
 
+from bot_bottle.cli.common import first_line
+from bot_bottle.cli.in_force import revoke_rule, rule_left, rule_scope, rule_subject
 from bot_bottle.cli.tui.screen import CHECK_MS, ESCAPE, TerminalScreen
 from bot_bottle.errors import BotBottleError, ValidationError
 from bot_bottle.grant_records import Grant
@@ -21,11 +25,14 @@ from bot_bottle.policy.approval import shown_subject
 from bot_bottle.policy.lifetimes import DAY, LIFETIMES
 from bot_bottle.policy.subjects import describe_subject
 from bot_bottle.records import REMEMBER_ALL, REMEMBER_BOTTLE, Proposal
-from bot_bottle.standing import approving_again
+from bot_bottle.standing import RuleInForce, approving_again, rules_in_force
 from bot_bottle.text import terminal
 from bot_bottle.timestamps import parse_duration, spell_duration, time_left, utc_now
 
-GRANTS_KEYS = " ↑↓/jk move  x revoke (with a reason)  Esc/b back  q quit"
+GRANTS_KEYS = " ↑↓/jk move  x revoke (with a reason)  Tab rules  Esc/b back  q quit"
+RULES_KEYS = " ↑↓/jk move  x revoke (with a reason)  Tab grants  Esc/b back  q quit"
+BACK, SWITCH, QUIT = "back", "switch", "quit"  # how a list of what is in force was left
+Item = TypeVar("Item")
 _REMEMBER_WORDS = {"+bottle": REMEMBER_BOTTLE, "+all": REMEMBER_ALL}
 
 
@@ -65,50 +72,71 @@ def parse_grant_choice(answer: str) -> GrantChoice:
     return GrantChoice(seconds, remember)
 
 
-class GrantsView:
-    """The list of live grants in the TUI, with a revoke key; drawn with the TUI's sanitizing screen."""
+class _InForceView(Generic[Item]):
+    """A list of what is in force in the TUI (grants, or standing rules), with a revoke key; drawn with the TUI's
+    sanitizing screen. A subclass says what it lists (``read``), how a row reads (``row``) and how one ends."""
+
+    noun = ""
+    keys = ""
 
     def __init__(self, tui: TerminalScreen, store: GrantStore, decided_by: str) -> None:
         self.tui = tui
         self.store = store
         self.decided_by = decided_by
-        self.grants: list[Grant] = []
+        self.items: list[Item] = []
         self.selected = 0
         self.message = ""
 
+    def read(self) -> list[Item]:
+        """What is in force now, in the order listed."""
+        raise NotImplementedError
+
+    def row(self, item: Item, now: str) -> str:
+        """One item's row, raw (the screen sanitizes it)."""
+        raise NotImplementedError
+
+    def named(self, item: Item) -> str:
+        """The item as the revoke question names it."""
+        raise NotImplementedError
+
+    def end(self, item: Item, reason: str) -> str:
+        """Revoke ``item`` with ``reason`` (audited); what to tell the operator. Raises ``BotBottleError``."""
+        raise NotImplementedError
+
+    def note(self, item: Item) -> str:
+        """What the status line says of the item under the cursor when nothing else is said ("": nothing)."""
+        return ""
+
     def load(self) -> None:
-        """Read the grants in force now."""
+        """Read what is in force now."""
         try:
-            self.grants = self.store.listing()
+            self.items = self.read()
         except BotBottleError as exc:
-            self.message = f"cannot read the grants: {exc}"
-            self.grants = []
-        self.selected = min(self.selected, max(0, len(self.grants) - 1))
+            self.message = f"cannot read the {self.noun}s: {exc}"
+            self.items = []
+        self.selected = min(self.selected, max(0, len(self.items) - 1))
 
     def draw(self) -> None:
-        """The grants, one row each: bottle, tool, what it grants, the time left, who decided."""
+        """The items, one row each, the one under the cursor reversed; the status line and the keys."""
         tui = self.tui
         screen = tui.screen
         screen.erase()
         height, width = screen.getmaxyx()
         now = utc_now()
-        tui.put(0, 0, f" bot-bottle supervise: {len(self.grants)} grant(s) in force".ljust(width),
+        tui.put(0, 0, f" bot-bottle supervise: {len(self.items)} {self.noun}(s) in force".ljust(width),
                 curses.A_REVERSE)
-        if not self.grants:
-            tui.put(2, 2, "no grants in force")
-        for row, grant in enumerate(self.grants[: max(0, height - 3)], start=1):
-            left = time_left(now, grant.ends_at)
-            by = f"rule {grant.rule_id[:8]}" if grant.rule_id else grant.decided_by
-            line = terminal.line(f"{grant.short_id}  {grant.queue_key:<16} {grant.tool:<18} {left:>6}  "
-                                 f"{shown_subject(grant.tool, grant.subject_value)}  ({by})")
+        if not self.items:
+            tui.put(2, 2, f"no {self.noun}s in force")
+        for row, item in enumerate(self.items[: max(0, height - 3)], start=1):
+            line = terminal.line(self.row(item, now))
             tui.put(row, 0, terminal.pad(terminal.fit(line, width), width),
                     curses.A_REVERSE if row - 1 == self.selected else 0)
-        tui.put(height - 2, 0, self.message)
-        tui.put(height - 1, 0, GRANTS_KEYS.ljust(width - 1), curses.A_REVERSE)
+        tui.put(height - 2, 0, self.message or (self.note(self.items[self.selected]) if self.items else ""))
+        tui.put(height - 1, 0, self.keys.ljust(width - 1), curses.A_REVERSE)
         screen.refresh()
 
-    def run(self) -> bool:
-        """Show the grants until Esc/b (True) or q (False: quit the TUI)."""
+    def run(self) -> str:
+        """Show the list until Esc/b (``BACK``), Tab (``SWITCH``: to the other list) or q (``QUIT``)."""
         self.load()
         screen = self.tui.screen
         try:
@@ -117,33 +145,105 @@ class GrantsView:
                 screen.timeout(-1)  # again each time: a revoke's prompt leaves the TUI's short timeout behind it
                 key = screen.get_wch()
                 if key in ("q", "Q"):
-                    return False
+                    return QUIT
                 if key in (ESCAPE, "b", curses.KEY_LEFT):
-                    return True
+                    return BACK
+                if key == "\t":
+                    return SWITCH
+                self.message = ""
                 if key in (curses.KEY_UP, "k"):
                     self.selected = max(0, self.selected - 1)
                 elif key in (curses.KEY_DOWN, "j"):
-                    self.selected = min(max(0, len(self.grants) - 1), self.selected + 1)
-                elif key == "x" and self.grants:
-                    self.revoke(self.grants[self.selected])
+                    self.selected = min(max(0, len(self.items) - 1), self.selected + 1)
+                elif key == "x" and self.items:
+                    self.revoke(self.items[self.selected])
         finally:
             screen.timeout(CHECK_MS)
 
-    def revoke(self, grant: Grant) -> None:
-        """Ask for a reason, naming the grant; revoke it (audited), or say why not."""
-        reason = self.tui.prompt(
-            f"revoke {grant.short_id} ({grant.queue_key}, {describe_subject(grant.tool, grant.subject_value)}); "
-            "reason: ", backdrop=self.draw)
+    def revoke(self, item: Item) -> None:
+        """Ask for a reason, naming the item; revoke it (audited), or say why not."""
+        reason = self.tui.prompt(f"revoke {self.named(item)}; reason: ", backdrop=self.draw)
         if not reason or not reason.strip():
             self.message = "revoke cancelled: a reason is required"
             return
         try:
-            revoked = self.store.revoke(grant.id, reason, revoked_by=self.decided_by)
-            again = approving_again(self.store, revoked)
-            # Said at once, where the revocation is: else the rule's next approval undoes it without a word.
-            self.message = (f"revoked {grant.short_id}, but rule {again.short_id} still approves the same again "
-                            f"at the next ask: 'rules revoke {again.short_id}' ends it" if again else
-                            f"revoked {grant.short_id}: its sidecar refuses it within 5 s")
+            self.message = self.end(item, reason)
         except BotBottleError as exc:
             self.message = str(exc)
         self.load()
+
+
+class GrantsView(_InForceView[Grant]):
+    """The grants in force, soonest ending first: bottle, tool, time left, what each grants, who decided."""
+
+    noun = "grant"
+    keys = GRANTS_KEYS
+
+    def read(self) -> list[Grant]:
+        """The grants in force now, soonest ending first."""
+        return self.store.listing()
+
+    def row(self, item: Grant, now: str) -> str:
+        """Id, bottle, tool, time left, what it grants (badges first), and who decided (a rule or a person)."""
+        by = f"rule {item.rule_id[:8]}" if item.rule_id else item.decided_by
+        return (f"{item.short_id}  {item.queue_key:<16} {item.tool:<18} {time_left(now, item.ends_at):>6}  "
+                f"{shown_subject(item.tool, item.subject_value)}  ({by})")
+
+    def named(self, item: Grant) -> str:
+        """The grant's id, bottle and subject."""
+        return f"{item.short_id} ({item.queue_key}, {describe_subject(item.tool, item.subject_value)})"
+
+    def end(self, item: Grant, reason: str) -> str:
+        """Revoke the grant, and say whether a standing rule approves the same again at the next ask."""
+        revoked = self.store.revoke(item.id, reason, revoked_by=self.decided_by)
+        again = approving_again(self.store, revoked)
+        # Said at once, where the revocation is: else the rule's next approval undoes it without a word.
+        return (f"revoked {item.short_id}, but rule {again.short_id} still approves the same again at the next "
+                "ask: Tab lists the rules, where x ends it" if again else
+                f"revoked {item.short_id}: its sidecar refuses it within 5 s")
+
+
+class RulesView(_InForceView[RuleInForce]):
+    """The standing rules in force as they decide (``standing.rules_in_force``), newest first: bottle, effect,
+    time left, what each decides on; one the file and the audit log disagree about is marked and said."""
+
+    noun = "rule"
+    keys = RULES_KEYS
+
+    def read(self) -> list[RuleInForce]:
+        """The rules in force now, as the keeper decides with them, and the file's rows that decide nothing."""
+        return rules_in_force(self.store)
+
+    def row(self, item: RuleInForce, now: str) -> str:
+        """Id, bottles, effect, time left, a mark where the log and the file disagree, the subject, the notes."""
+        rule = item.rule
+        mark = "" if not item.note else "[kept by the log] " if item.decides else "[decides nothing] "
+        notes = f"  ({first_line(rule.notes)})" if rule.notes else ""
+        return (f"{rule.short_id}  {rule_scope(rule):<16} {rule.effect:<7} {rule_left(rule, now):>8}  "
+                f"{mark}{rule_subject(rule)}{notes}")
+
+    def named(self, item: RuleInForce) -> str:
+        """The rule's id, bottles, effect and subject."""
+        rule = item.rule
+        return (f"rule {rule.short_id} ({rule_scope(rule)}: {rule.effect} "
+                f"{describe_subject(rule.tool, rule.subject_value)})")
+
+    def end(self, item: RuleInForce, reason: str) -> str:
+        """Revoke the rule as the keeper decides with it (``in_force.revoke_rule``)."""
+        return revoke_rule(self.store, item.rule.id, reason, revoked_by=self.decided_by).line
+
+    def note(self, item: RuleInForce) -> str:
+        """Where the file and the audit log disagree about the rule, what each says."""
+        return f"rule {item.rule.short_id}: {item.note}" if item.note else ""
+
+
+def in_force_views(tui: TerminalScreen, store: GrantStore, decided_by: str) -> bool:
+    """The grants view, and the rules view Tab switches to (and back), until Esc/b (True) or q (False: quit)."""
+    views: tuple[_InForceView[Any], _InForceView[Any]] = (GrantsView(tui, store, decided_by),
+                                                           RulesView(tui, store, decided_by))
+    shown = 0
+    while True:
+        left = views[shown].run()
+        if left != SWITCH:
+            return left == BACK
+        shown = 1 - shown

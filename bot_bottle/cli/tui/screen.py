@@ -47,7 +47,8 @@ class Keys(str):
 
 
 LIST_KEYS = Keys(" ↑↓/jk move  g/G first/last  Enter open  a approve  m modify  r/R reject (R: always)  / filter  "
-                 "w warned  v grants  q", " Enter open  a approve  m modify  r/R reject  / w filter  v grants  q quit")
+                 "w warned  v grants/rules  q",
+                 " Enter open  a approve  m modify  r/R reject  / w filter  v grants  q quit")
 DETAIL_KEYS = Keys(" ↑↓/jk scroll  g/G top/end  / search  n next  J all the agent wrote  a approve  m modify  "
                    "r reject  Esc/b back  q quit",
                    " / search  n next  J all  a approve  m modify  r reject  Esc/b back  q quit")
