@@ -87,7 +87,8 @@ class Rule(_Standing):
 
     An approving rule ends (``ends_at``); a rejecting one may stand for good.
     ``pattern`` is 1 when the operator typed a wildcard host; a subject an
-    agent proposed is matched exactly.
+    agent proposed is matched exactly. ``confirmed`` (JSON) is what an
+    approving rule was confirmed for (``confirmed_kinds``).
     """
 
     id: str
@@ -107,6 +108,22 @@ class Rule(_Standing):
     revoked_by: str | None = None
     revoke_reason: str | None = None
     revoke_seq: int | None = None
+    confirmed: str | None = None
+
+    @property
+    def confirmed_kinds(self) -> list[str] | None:
+        """What an approving rule was confirmed for when it was made: the kinds every screen asks about twice that
+        its subject carried then (``policy.approval.subject_kinds``), in order; None for a rejecting rule, a rule
+        made before this was recorded, and a value that is not a list of names (a row a sidecar wrote)."""
+        try:
+            value = json.loads(self.confirmed) if self.confirmed is not None else None
+        except (TypeError, ValueError, RecursionError):
+            return None
+        return value if isinstance(value, list) and all(isinstance(kind, str) for kind in value) else None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The record as a JSON-ready dict (``_Standing.to_dict``), ``confirmed`` as a list."""
+        return {**super().to_dict(), "confirmed": self.confirmed_kinds}
 
 
 # The grants table's columns in ``Grant``'s order, as a query aliasing the table ``g`` selects them.

@@ -26,6 +26,7 @@ from bot_bottle.audit_store import AuditRecorder, AuditStore
 from bot_bottle.db import DatabaseUser
 from bot_bottle.errors import AlreadyEnded, AmbiguousId, NotFound, ValidationError
 from bot_bottle.grant_records import GRANT_COLUMNS, Grant, Rule, grant_from_row, row_values
+from bot_bottle.policy.approval import subject_kinds
 from bot_bottle.policy.lifetimes import DEFAULT_PENDING_TTL, MAX_PENDING_TTL, MIN_PENDING_TTL, pending_ttl_seconds
 from bot_bottle.policy.subjects import rule_overlaps, subject_sha256
 from bot_bottle.records import (
@@ -142,20 +143,26 @@ def add_rule_in(
     subject_json, digest = canonical_json(subject), subject_sha256(tool, subject)
     record = {"id": rule_id, "bottle": queue_key, "tool": tool, "subject": subject, "pattern": bool(pattern),
               "effect": effect, "created_at": created_at, "ends_at": ends_at, "proposal_id": proposal_id}
+    # What approving it was confirmed for, now: a name under a pattern asked about twice for anything more
+    # waits for the operator, however the badges are read after an upgrade (standing.approves).
+    confirmed = subject_kinds(tool, subject) if effect == EFFECT_APPROVE else None
     entry = log.append(AuditEntry(
         queue_key=queue_key or ALL_BOTTLES, action=ACTION_RULE_ADDED, actor=created_by, tool=tool,
-        proposal_id=proposal_id, notes=notes, details={"rule": record}), ts=created_at)
+        proposal_id=proposal_id, notes=notes,
+        details={"rule": record, **({"confirmed": confirmed} if confirmed is not None else {})}), ts=created_at)
     assert entry.seq is not None
     rule = Rule(id=rule_id, queue_key=queue_key, tool=tool, subject=subject_json, subject_sha256=digest,
                 pattern=int(bool(pattern)), effect=effect, notes=notes, created_at=created_at, ends_at=ends_at,
-                created_by=created_by, proposal_id=proposal_id, audit_seq=entry.seq)
+                created_by=created_by, proposal_id=proposal_id, audit_seq=entry.seq,
+                confirmed=json.dumps(confirmed, separators=(",", ":")) if confirmed is not None else None)
     log.conn.execute(
         "INSERT INTO rules (id, queue_key, tool, subject, subject_sha256, pattern, effect, notes, created_at, "
-        "ends_at, created_by, proposal_id, audit_seq) VALUES (:id, :queue_key, :tool, :subject, :subject_sha256, "
-        ":pattern, :effect, :notes, :created_at, :ends_at, :created_by, :proposal_id, :audit_seq)",
+        "ends_at, created_by, proposal_id, audit_seq, confirmed) VALUES (:id, :queue_key, :tool, :subject, "
+        ":subject_sha256, :pattern, :effect, :notes, :created_at, :ends_at, :created_by, :proposal_id, :audit_seq, "
+        ":confirmed)",
         {name: getattr(rule, name) for name in ("id", "queue_key", "tool", "subject", "subject_sha256", "pattern",
                                                 "effect", "notes", "created_at", "ends_at", "created_by",
-                                                "proposal_id", "audit_seq")},
+                                                "proposal_id", "audit_seq", "confirmed")},
     )
     if effect == EFFECT_REJECT:
         end_grants_rejected_in(log, rule)

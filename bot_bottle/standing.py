@@ -24,7 +24,7 @@ import json
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -42,7 +42,7 @@ from bot_bottle.errors import AlreadyDecided, BotBottleError, NotFound, Proposal
 from bot_bottle.file_watch import FileWatch
 from bot_bottle.grant_records import Grant, Rule, rule_decider
 from bot_bottle.grants import all_live_rules_in, live_rules_in, rule_record
-from bot_bottle.policy.approval import asked_beyond
+from bot_bottle.policy.approval import asked_beyond, subject_kinds
 from bot_bottle.policy.lifetimes import grant_seconds
 from bot_bottle.policy.subjects import rule_matches, rule_overlaps, subject_of, subject_sha256
 from bot_bottle.queue_reads import PENDING, PROPOSAL_COLUMNS
@@ -97,8 +97,8 @@ class RuleProofs:
                 continue
             recorded = rule_record(rule)
             # What the proof reads of the row: a copy differing elsewhere (a revocation's reason) is the same.
-            mark = json.dumps([rule.id, rule.audit_seq, rule.created_by, rule.notes, rule.revoked_at, recorded],
-                              sort_keys=True)
+            mark = json.dumps([rule.id, rule.audit_seq, rule.created_by, rule.notes, rule.revoked_at, recorded,
+                               rule.confirmed], sort_keys=True)
             if mark not in self._seen:
                 if self._sealing is None:
                     path = database_path(conn)
@@ -207,12 +207,14 @@ def standing_rules(conn: sqlite3.Connection, now: str, proofs: RuleProofs) -> li
 
 @dataclass(frozen=True)
 class RuleInForce:
-    """A rule as the operator's list shows it: the rule, whether it decides anything, and, where the file and
-    the audit log disagree, what each says (empty: they agree)."""
+    """A rule as the operator's list shows it: the rule, whether it decides anything, where the file and the
+    audit log disagree, what each says (``note``; empty: they agree), and, for an approving pattern made before
+    what a rule was confirmed for was recorded, the names it leaves to the operator (``unconfirmed``)."""
 
     rule: Rule
     decides: bool
     note: str = ""
+    unconfirmed: str = ""
 
 
 def rules_in_force(store: DatabaseUser) -> list[RuleInForce]:
@@ -230,12 +232,21 @@ def rules_in_force(store: DatabaseUser) -> list[RuleInForce]:
         rows = all_live_rules_in(conn, now)
         proven = proofs.proven(conn, rows)
         logged = proofs.proven(conn, logged_rejections(conn, now, {rule.id for rule in proven}, proofs))
-    found = [RuleInForce(rule, True) for rule in proven]
+    found = [RuleInForce(rule, True, unconfirmed=_unconfirmed(rule)) for rule in proven]
     found += [RuleInForce(rule, True, "kept by the audit log: its row in the file is missing, ended or changed")
               for rule in logged]
     found += [RuleInForce(rule, False, f"decides nothing: {proofs.unproven[rule.id]}")
               for rule in rows if rule.id in proofs.unproven]
     return sorted(found, key=lambda shown: (str(shown.rule.created_at), shown.rule.id), reverse=True)
+
+
+def _unconfirmed(rule: Rule) -> str:
+    """What to say of an approving pattern made before what a rule was confirmed for was recorded: the names under
+    it that the screens ask twice about wait for the operator ("" for any other rule)."""
+    kinds = subject_kinds(rule.tool, rule.subject_value) if rule.pattern and rule.effect == EFFECT_APPROVE \
+        and rule.confirmed_kinds is None else []
+    return (f"made before what a rule was confirmed for was recorded: the names under it asked about twice "
+            f"([{','.join(kinds)}]) wait for you ('rules add' it again to approve them)") if kinds else ""
 
 
 def approving_again(store: DatabaseUser, grant: Grant) -> Rule | None:
@@ -285,17 +296,20 @@ def rule_for(rules: list[Rule], queue_key: str, tool: str, subject: dict[str, An
     if any(rule_overlaps(rule.subject_value, True, tool, subject) for rule in rejecting):
         return None
     for rule in rules:
-        if rule.effect != EFFECT_REJECT and approves(rule.subject_value, bool(rule.pattern), tool, subject):
+        # A rule made before what it was confirmed for was recorded: confirmed for nothing (it fails closed).
+        if rule.effect != EFFECT_REJECT and approves(rule.subject_value, bool(rule.pattern), tool, subject,
+                                                     rule.confirmed_kinds or ()):
             return rule
     return None
 
 
-def approves(rule_subject: dict[str, Any], pattern: bool, tool: str, subject: dict[str, Any]) -> bool:
-    """Whether an approving rule for ``rule_subject`` (a ``pattern`` or not) approves an ask for ``subject``: it
-    matches, and, for a pattern, the name is not one every screen asks twice about as the pattern was not
-    (``asked_beyond``: that name waits for the operator)."""
+def approves(rule_subject: dict[str, Any], pattern: bool, tool: str, subject: dict[str, Any],
+             confirmed: Collection[str]) -> bool:
+    """Whether an approving rule for ``rule_subject`` (a ``pattern`` or not), confirmed for the kinds ``confirmed``
+    (``Rule.confirmed_kinds``), approves an ask for ``subject``: it matches, and, for a pattern, the name is not one
+    every screen asks twice about for more than that (``asked_beyond``: that name waits for the operator)."""
     return rule_matches(rule_subject, pattern, tool, subject) and not (
-        pattern and asked_beyond(tool, rule_subject, subject))
+        pattern and asked_beyond(tool, confirmed, subject))
 
 
 def rule_decision_in(log: AuditRecorder, proposal: Proposal) -> Response | None:

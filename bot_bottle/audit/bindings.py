@@ -182,15 +182,16 @@ def _revocations_kept(conn: sqlite3.Connection, table: str, action: str, key: st
 def _rule_problem(conn: sqlite3.Connection) -> tuple[int | None, str] | None:
     rows = conn.execute(
         "SELECT id, queue_key, tool, subject, pattern, effect, notes, created_at, ends_at, created_by, proposal_id, "
-        "audit_seq, revoked_at, revoked_by, revoke_reason, revoke_seq FROM rules ORDER BY audit_seq").fetchall()
+        "confirmed, audit_seq, revoked_at, revoked_by, revoke_reason, revoke_seq FROM rules ORDER BY audit_seq"
+    ).fetchall()
     for (rule_id, queue_key, tool, subject, pattern, effect, notes, created_at, ends_at, created_by, proposal_id,
-         seq, *revoked) in rows:
+         confirmed, seq, *revoked) in rows:
         entry = _entry(conn, seq)
         recorded = {"id": rule_id, "bottle": queue_key, "tool": tool, "subject": _loads(subject),
                     "pattern": bool(pattern), "effect": effect, "created_at": created_at, "ends_at": ends_at,
                     "proposal_id": proposal_id}
         if entry is None or entry[0] != ACTION_RULE_ADDED or (entry[1], entry[2]) != (created_by, notes) \
-                or entry[4].get("rule") != recorded:
+                or entry[4].get("rule") != recorded or entry[4].get("confirmed") != _loads(confirmed):
             return seq, (f"rule {rule_id} differs from audit entry {seq}, which recorded it: it was written or "
                          "rewritten without the host's key")
         problem = _revocation_problem(conn, "rule", rule_id, "rule", ACTION_RULE_REVOKED, tuple(revoked))

@@ -275,7 +275,7 @@ def rule_problem(conn: sqlite3.Connection, rule: Rule, recorded: dict[str, Any],
     seq, _, _, action, _, _, actor, notes, _, details, _, _, _ = row
     logged = stored_details(details)
     if (seq, action, actor, notes) != (rule.audit_seq, ACTION_RULE_ADDED, rule.created_by, rule.notes) \
-            or logged is None or logged.get("rule") != recorded:
+            or logged is None or logged.get("rule") != recorded or logged.get("confirmed") != rule.confirmed_kinds:
         return f"it differs from audit entry {rule.audit_seq}, which recorded it"
     if rule.revoked_at is None and rule.id in revocations(conn).ids(conn, ACTION_RULE_REVOKED):
         return REVOCATION_ERASED

@@ -26,7 +26,7 @@ from bot_bottle.decisions import default_decider
 from bot_bottle.errors import ValidationError
 from bot_bottle.grant_records import rule_decider
 from bot_bottle.grants import GrantStore
-from bot_bottle.policy.approval import approval_of, subject_approval
+from bot_bottle.policy.approval import approval_of, subject_approval, subject_kinds
 from bot_bottle.policy.hosts import host_problems
 from bot_bottle.policy.lifetimes import LIFETIMES, MAX_REJECT_RULE_SECONDS, grant_seconds
 from bot_bottle.policy.reach import inside_places
@@ -56,10 +56,12 @@ A rule decides matching proposals the way you would: approving ones end
 (--for), rejecting ones may stand for good, and end at once every live
 grant that lets through any of what they reject. An approving rule matches what
 you typed exactly; a host pattern (*.example.com) is one only when you type
-it, and leaves to you a name under it that a screen asks twice about where
-the pattern is not (169-254-169-254.example.com). A rejecting rule matches every proposal asking for any of what it
-rejects (fewer or more methods or paths, a wildcard over its host; GET
-and HEAD as one, '//admin/' and '/admin;x/' as '/admin/'). Also
+it, and leaves to you a name under it that a screen asks twice about for
+more than you confirmed the pattern for when you made it
+(169-254-169-254.example.com). A rejecting rule matches every proposal
+asking for any of what it rejects (fewer or more methods or paths, a
+wildcard over its host; GET and HEAD as one, '//admin/' and '/admin;x/'
+as '/admin/'). Also
 made when deciding: 'proposals approve ID --remember bottle|all'.
 """
 
@@ -74,7 +76,8 @@ def cmd_rules_list(args: argparse.Namespace) -> int:
             shown += [RuleInForce(rule, False) for rule in store.rules(include_ended=True)
                       if rule.id not in listed and not rule.live(now)]
     if args.json:
-        print_json([{**rule_json(item.rule, now), "decides": item.decides, "note": item.note} for item in shown])
+        print_json([{**rule_json(item.rule, now), "decides": item.decides, "note": item.note,
+                     "unconfirmed": item.unconfirmed} for item in shown])
         return 0
     if not shown:
         print("no rules" + ("" if args.all else " in force"))
@@ -86,6 +89,7 @@ def cmd_rules_list(args: argparse.Namespace) -> int:
     notes = [f"WARNING: rule {item.rule.short_id}: {item.note}" for item in shown if item.note]
     if notes:  # a sidecar wrote the file: what decides is the log's word, and 'audit verify' says more
         print_untrusted([*notes, "('bot-bottle audit verify' says more; 'rules revoke ID' ends a rule the log keeps)"])
+    print_untrusted([f"note: rule {item.rule.short_id}: {item.unconfirmed}" for item in shown if item.unconfirmed])
     return 0
 
 
@@ -158,7 +162,8 @@ def _approving_rule_confirmed(args: argparse.Namespace, subject: dict[str, Any],
             if proposal.tool != TOOL_EGRESS_ALLOW:
                 continue
             try:  # as the keeper will decide it (standing.rule_for)
-                matched = approves(subject, pattern, proposal.tool, subject_of(proposal.tool, proposal.payload))
+                matched = approves(subject, pattern, proposal.tool, subject_of(proposal.tool, proposal.payload),
+                                   subject_kinds(TOOL_EGRESS_ALLOW, subject))
             except ValidationError:
                 continue  # nothing a rule can match: it stays for the operator
             approval = approval_of(proposal.tool, proposal.payload, proposal.current_file)

@@ -29,6 +29,7 @@ this, before anything the agent wrote.
 from __future__ import annotations
 
 import json
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -142,12 +143,13 @@ def approval_of(tool: str, payload: str, current_file: str | None = None) -> App
                     tuple(Caution(caution.kind, shown_host(caution.text)) for caution in approval.cautions))
 
 
-def asked_beyond(tool: str, rule_subject: dict[str, Any], subject: dict[str, Any]) -> bool:
-    """Whether approving ``subject`` is asked about twice (``CONFIRM_KINDS``) for a kind that approving an approving
-    pattern rule's own ``rule_subject`` is not: a name under ``*.example.com`` that spells the metadata service, is a
-    look-alike or reaches inside. The operator confirmed the pattern for what it showed, never that name: such a
-    name is theirs to decide, not the rule's (``standing.rule_for``)."""
-    return not set(subject_kinds(tool, subject)) <= set(subject_kinds(tool, rule_subject))
+def asked_beyond(tool: str, confirmed: Collection[str], subject: dict[str, Any]) -> bool:
+    """Whether approving ``subject`` is asked about twice (``CONFIRM_KINDS``) for a kind beyond ``confirmed``, what
+    an approving pattern rule was confirmed for when it was made (``subject_kinds`` of its own subject then): a name
+    under ``*.example.com`` that spells the metadata service, is a look-alike or reaches inside. The operator
+    confirmed the pattern for what it showed, never that name: such a name is theirs to decide, not the rule's
+    (``standing.rule_for``)."""
+    return not set(subject_kinds(tool, subject)) <= set(confirmed)
 
 
 def subject_approval(tool: str, subject: dict[str, Any]) -> Approval:

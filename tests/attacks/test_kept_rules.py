@@ -135,7 +135,7 @@ class KeptRulesTest(HostGrantsCase):
             self.raw(statement)
         self.raw("INSERT INTO rules SELECT id, queue_key, tool, subject, subject_sha256, pattern, effect, "
                  "'changed', created_at, ends_at, created_by, proposal_id, audit_seq, revoked_at, revoked_by, "
-                 "revoke_reason, revoke_seq FROM rules WHERE id = :real", {"real": self.rule_id})
+                 "revoke_reason, revoke_seq, confirmed FROM rules WHERE id = :real", {"real": self.rule_id})
         said: list[str] = []
         keep(self.store, unproven=lambda rule_id, why: said.append(rule_id))
         self.assertEqual(said, [])

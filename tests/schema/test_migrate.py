@@ -308,7 +308,7 @@ class RefusalTest(TempDirTest):
         self.addCleanup(conn.close)
         known = migrate.discover(self.folder)
         with self.assertRaisesRegex(MigrationError, f"from 0 to {len(known)}"):
-            migrate.upgrade(conn, 9, migrations=known)
+            migrate.upgrade(conn, len(known) + 1, migrations=known)
         with self.assertRaisesRegex(MigrationError, "downgrade --to 1"):
             migrate.upgrade(conn, 1, migrations=known)
         with self.assertRaisesRegex(MigrationError, f"at version {len(known)}"):

@@ -181,7 +181,8 @@ def rules_section(rules: Sequence[RuleInForce], now: datetime, *, root: str, csr
     rows = []
     for item in rules:
         rule = item.rule
-        note = f'<div class="warning">{line_html(item.note)}</div>' if item.note else ""
+        note = "".join(f'<div class="warning">{line_html(said)}</div>'
+                       for said in (item.note, item.unconfirmed) if said)
         rows.append(f"<tr><td>{line_html(rule_scope(rule))}</td><td>{line_html(rule.tool)}</td>"
                     f"<td>{line_html(rule.effect)}</td><td class=\"grants\">{line_html(rule_subject(rule))}{note}</td>"
                     f"<td>{line_html(rule_left(rule, stamp))}</td><td>{line_html(first_line(rule.notes))}</td>"

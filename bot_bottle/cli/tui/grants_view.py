@@ -217,7 +217,8 @@ class RulesView(_InForceView[RuleInForce]):
     def row(self, item: RuleInForce, now: str) -> str:
         """Id, bottles, effect, time left, a mark where the log and the file disagree, the subject, the notes."""
         rule = item.rule
-        mark = "" if not item.note else "[kept by the log] " if item.decides else "[decides nothing] "
+        mark = "[decides nothing] " if not item.decides else "[kept by the log] " if item.note else \
+            "[!] " if item.unconfirmed else ""
         notes = f"  ({first_line(rule.notes)})" if rule.notes else ""
         return (f"{rule.short_id}  {rule_scope(rule):<16} {rule.effect:<7} {rule_left(rule, now):>8}  "
                 f"{mark}{rule_subject(rule)}{notes}")
@@ -233,8 +234,9 @@ class RulesView(_InForceView[RuleInForce]):
         return revoke_rule(self.store, item.rule.id, reason, revoked_by=self.decided_by).line
 
     def note(self, item: RuleInForce) -> str:
-        """Where the file and the audit log disagree about the rule, what each says."""
-        return f"rule {item.rule.short_id}: {item.note}" if item.note else ""
+        """Where the file and the audit log disagree about the rule, what each says; else what it leaves to you."""
+        said = item.note or item.unconfirmed
+        return f"rule {item.rule.short_id}: {said}" if said else ""
 
 
 def in_force_views(tui: TerminalScreen, store: GrantStore, decided_by: str) -> bool:
