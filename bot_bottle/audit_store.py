@@ -272,6 +272,20 @@ class AuditStore(DatabaseUser):
         with self.db.read() as conn:
             return [self.from_row(row) for row in conn.execute(sql, params)]
 
+    def of_action_since(self, action: str, since: str, queue_key: str | None = None,
+                        limit: int = DEFAULT_LIST_LIMIT) -> list[AuditEntry]:
+        """The entries of ``action`` (of one bottle, or all) from ``since`` (a stored time) on, newest first, at most
+        ``limit``: read through the log's time index, so a million older entries are never walked."""
+        validate_limit(limit)
+        params: dict[str, Any] = {"action": action, "since": since, "limit": limit}
+        where = "ts >= :since AND action = :action"
+        if queue_key is not None:
+            params["queue_key"] = validate_queue_key(queue_key, "bottle")
+            where += " AND queue_key = :queue_key"
+        with self.db.read() as conn:
+            return [self.from_row(row) for row in conn.execute(
+                f"{SELECT} WHERE {where} ORDER BY ts DESC LIMIT :limit", params)]
+
     @staticmethod
     def _filters(
         queue_key: str | None, since: str | None, until: str | None, tool: str | None

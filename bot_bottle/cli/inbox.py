@@ -28,8 +28,17 @@ from bot_bottle.grant_records import RULE_DECIDER_PREFIX
 from bot_bottle.policy.approval import KINDS, Approval, approval_of
 from bot_bottle.queue_reads import expired_response, shown_digest
 from bot_bottle.queue_store import QueueStore
-from bot_bottle.records import SHORT_ID_LENGTH, STATUS_MODIFIED, TOOLS, Proposal, ProposalSummary, Response
+from bot_bottle.records import (
+    ACTION_EXPIRED,
+    SHORT_ID_LENGTH,
+    STATUS_MODIFIED,
+    TOOLS,
+    Proposal,
+    ProposalSummary,
+    Response,
+)
 from bot_bottle.standing import describe_failure, keep, unproven_line
+from bot_bottle.timestamps import later, utc_now
 
 # A filter on cautions: any kind at all, or one of policy.approval.KINDS.
 ANY_CAUTION = "any"
@@ -101,6 +110,26 @@ def apply_standing(store: QueueStore, *, naming_decided: bool = True) -> list[st
     except Exception as exc:  # whatever a row in the file does, the operator still gets the list
         said.append(f"standing rules and expiry not applied: {describe_failure(exc)}")
     return said
+
+
+EXPIRED_WINDOW_SEC = 24 * 3600  # how far back a list of pending proposals names those that expired unanswered
+_EXPIRED_NAMED = 8
+
+
+def expired_line(store: DatabaseUser, bottle: str | None = None) -> str | None:
+    """The proposals (of ``bottle``, or every bottle's) that expired unanswered in the last day, for the line a list
+    of pending proposals ends with, or None: each caller was told no, and whoever missed it should know. Read
+    from the audit log's ``expired`` entries, newest first."""
+    now = utc_now()
+    entries = AuditStore(database=store.db).of_action_since(ACTION_EXPIRED, later(now, -EXPIRED_WINDOW_SEC), bottle,
+                                                            limit=100)
+    if not entries:
+        return None
+    named = ", ".join(f"{(entry.proposal_id or '?')[:SHORT_ID_LENGTH]} ({entry.queue_key}, {entry.tool})"
+                      for entry in entries[:_EXPIRED_NAMED])
+    more = f" and {'99 or more' if len(entries) == 100 else len(entries) - _EXPIRED_NAMED} more" \
+        if len(entries) > _EXPIRED_NAMED else ""
+    return f"expired unanswered in the last 24 h, each caller told no: {named}{more} ('proposals list --all')"
 
 
 def _decided_line(proposal: Proposal, response: Response) -> str:

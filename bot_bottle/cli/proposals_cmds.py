@@ -18,14 +18,23 @@ from bot_bottle.cli.common import (
     verb_parser,
     warn,
 )
-from bot_bottle.cli.inbox import ANY_CAUTION, Filters, Inbox, apply_standing, approval_for, unproven_decision
+from bot_bottle.cli.inbox import (
+    ANY_CAUTION,
+    Filters,
+    Inbox,
+    apply_standing,
+    approval_for,
+    expired_line,
+    unproven_decision,
+)
 from bot_bottle.cli.proposals_decide import register_decisions
 from bot_bottle.cli.registry import summary
 from bot_bottle.cli.render import describe, grant_cell, proposal_json, shown_status
 from bot_bottle.policy.approval import KINDS
 from bot_bottle.queue_reads import shown_digest
 from bot_bottle.queue_store import QueueStore
-from bot_bottle.records import TOOLS
+from bot_bottle.records import TOOLS, Proposal, ProposalSummary, Response
+from bot_bottle.timestamps import time_left, utc_now
 
 _EPILOG = """\
 examples:
@@ -61,23 +70,37 @@ def cmd_proposals_list(args: argparse.Namespace) -> int:
         else:
             pending = inbox.pending(filters)
             listed = [(entry, None) for entry in (pending[-args.limit:] if args.limit else pending)]
+        expired = None if args.all or args.json else expired_line(store, args.bottle)
     if args.json:
         print_json([proposal_json(e.proposal, r, e.approval) for e, r in listed])
         return 0
     if not listed:
         print(("no proposals" if args.all else "no pending proposals") + (" match" if filters.active else ""))
-        return 0
-    print_table(
-        ["ID", "BOTTLE", "TOOL", "AGE", "STATUS", "GRANTS", "AGENT SAYS"],
-        [
-            [e.proposal.short_id, e.proposal.queue_key, e.proposal.tool, age(e.proposal.created_at),
-             shown_status(e.proposal, r), grant_cell(e.approval), cell_text(e.proposal.justification)]
-            for e, r in listed
-        ],
-        status_column=4,
-        page=True,
-    )
+    else:
+        now = utc_now()
+        print_table(
+            ["ID", "BOTTLE", "TOOL", "AGE", "LEFT", "STATUS", "GRANTS", "AGENT SAYS"],
+            [
+                [e.proposal.short_id, e.proposal.queue_key, e.proposal.tool, age(e.proposal.created_at),
+                 _left(e.proposal, r, now), shown_status(e.proposal, r), grant_cell(e.approval),
+                 cell_text(e.proposal.justification)]
+                for e, r in listed
+            ],
+            status_column=5,
+            page=True,
+        )
+    if expired is not None:  # after the list: what the operator missed since they last looked
+        print_untrusted(expired)
     return 0
+
+
+def _left(proposal: Proposal | ProposalSummary, response: Response | None, now: str) -> str:
+    """How long a pending proposal may still wait for a decision (then it expires, its caller told no); "-" for
+    one decided or expired."""
+    if response is not None or proposal.expires_at is None:
+        return "-"
+    left = time_left(now, proposal.expires_at)
+    return "-" if left == "ended" else left
 
 
 def cmd_proposals_show(args: argparse.Namespace) -> int:
@@ -115,10 +138,12 @@ def register(subparsers: Any) -> None:
 
     p = verb_parser(verbs, "list",
         help="pending proposals of every bottle, oldest first",
-        description="List pending proposals of every bottle (or one), oldest first: what approving each grants "
+        description="List pending proposals of every bottle (or one), oldest first: how long each may still wait "
+        "(LEFT: then it expires, its caller told no), what approving each grants "
         "(a [widens], [look-alike], [internal] or [unreadable] badge first where it warrants a second look), then the "
-        "agent's own first line. --json prints objects with id, queue_key, tool, created_at, status and grants "
-        "(summary, grants, warnings); no payload: 'show' prints one whole.",
+        "agent's own first line; last, the proposals that expired unanswered in the last 24 hours. --json prints "
+        "objects with id, queue_key, tool, created_at, status and grants (summary, grants, warnings); no payload: "
+        "'show' prints one whole.",
         json=True,
     )
     p.add_argument("--bottle", metavar="SLUG", help="only this bottle's proposals")

@@ -33,7 +33,7 @@ from bot_bottle.records import (
     Response,
 )
 from bot_bottle.text import terminal
-from bot_bottle.timestamps import utc_now
+from bot_bottle.timestamps import time_left, utc_now
 
 WARNING = "WARNING:"
 # How much of the agent's justification a detail shows before "show all": its words come last, bounded, so a
@@ -247,7 +247,9 @@ def header_lines(proposal: Proposal, response: Response | None, unproven: str | 
         state = shown_status(proposal, None)
         lines.append(f"status    {state}" + (f" (at {proposal.expires_at}: it can no longer be approved)"
                                                  if state == STATUS_EXPIRED else
-                                                 f" (expires {proposal.expires_at})" if proposal.expires_at else ""))
+                                                 f" (expires {proposal.expires_at}, in "
+                                                 f"{time_left(utc_now(), proposal.expires_at)})"
+                                                 if proposal.expires_at else ""))
     else:
         lines.append(f"status    {response.status} by {response.decided_by} at {response.decided_at}")
         if unproven:

@@ -120,6 +120,28 @@ class ProposalsVerbsTest(CliTestCase):
         keep(self.store)  # once the host closed it, its recorded expiry is held to its entry, and proven
         self.assertIsNone(json.loads(self.cli("proposals", "show", proposal.id, "--json")[1])["unproven"])
 
+    def test_the_list_says_how_long_each_may_wait_and_what_expired_unanswered(self) -> None:
+        """Before: 'proposals list' showed no proposal's end, and one that expired while nobody looked left the
+        list without a word (its caller was told no)."""
+        with mock.patch("bot_bottle.queue_store.pending_ttl_in", return_value=1):
+            gone = self.store.submit("web-2", TOOL_EGRESS_ALLOW, '{"host": "docs.python.org"}', "the docs")
+        waiting = self.store.submit("web-1", TOOL_EGRESS_ALLOW, '{"host": "pypi.org"}', "pip install")
+        time.sleep(1.2)
+        code, out, err = self.cli("proposals", "list")
+        self.assertEqual((code, err), (0, ""))
+        header, row, said = out.splitlines()
+        self.assertEqual(header.split("\t")[4], "LEFT")
+        self.assertEqual(row.split("\t")[0], waiting.short_id)
+        self.assertRegex(row.split("\t")[4], r"^23h5\dm$")
+        self.assertIn(f"expired unanswered in the last 24 h, each caller told no: {gone.short_id} "
+                      "(web-2, egress-allow) ('proposals list --all')", said)
+        self.assertNotIn("expired unanswered", self.cli("proposals", "list", "--bottle", "web-1")[1])
+        listed = json.loads(self.cli("proposals", "list", "--json")[1])  # JSON: the list alone
+        self.assertEqual([item["id"] for item in listed], [waiting.id])
+        every = self.cli("proposals", "list", "--all")[1]
+        self.assertNotIn("expired unanswered", every)  # listed there, with their status
+        self.assertRegex(every, rf"{gone.short_id}\tweb-2\tegress-allow\t\S+\t-\texpired")
+
     def test_bottles_list_and_show_close_what_expired_before_counting_it_pending(self) -> None:
         """BROKE before the fix: 'bottles list' and 'bottles show' counted, and listed as pending, a proposal past
         its end (no host process had closed it yet), where 'proposals list' closes it first and shows none."""

@@ -466,6 +466,21 @@ class DemoHangupTest(TempDirTest):
         wait_until(lambda: not database.parent.exists(), 15, what="removing the throwaway database")
 
 
+class ExpiredAtStartTest(TempDirTest):
+    def test_what_expired_while_nobody_looked_is_said_at_the_start(self) -> None:
+        """Before: a proposal that expired while the TUI was closed left no trace on it (its caller was told no)."""
+        db = self.tmp / "tui.db"
+        with QueueStore(db) as store, mock.patch("bot_bottle.queue_store.pending_ttl_in", return_value=1):
+            gone = store.submit("web-1", TOOL_EGRESS_ALLOW, '{"host": "pypi.org"}', "pip install")
+        time.sleep(1.2)
+        command = (f"cd {shlex.quote(str(REPO))} && env HOME={shlex.quote(str(self.home))} "
+                   f"{shlex.quote(sys.executable)} -m bot_bottle supervise --db {shlex.quote(str(db))}")
+        term = Terminal(self, command)
+        term.wait_for("0 pending")
+        term.wait_for(f"expired unanswered in the last 24 h, each caller told no: {gone.short_id} "
+                      "(web-1, egress-allow)")
+
+
 class RefreshTest(TempDirTest):
     def test_an_unavailable_database_is_reported_not_fatal(self) -> None:
         """A refresh that meets a locked database says so on screen and recovers on the next one."""

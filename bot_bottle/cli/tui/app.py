@@ -25,7 +25,7 @@ import time
 from typing import Any
 
 from bot_bottle.bottles import BottleOverview, BottleStore
-from bot_bottle.cli.inbox import ANY_CAUTION, Entry, Filters, Inbox, log_warning
+from bot_bottle.cli.inbox import ANY_CAUTION, Entry, Filters, Inbox, expired_line, log_warning
 from bot_bottle.cli.render import describe, inbox_row
 from bot_bottle.cli.tui.deciding import Deciding
 from bot_bottle.cli.tui.grants_view import in_force_views
@@ -408,7 +408,10 @@ class SuperviseTUI(TerminalScreen):
         self.screen.keypad(True)
         self.screen.timeout(CHECK_MS)
         self.start_colours()
+        self.refresh()  # standing rules and expiry applied before the first draw, as at every later look
         self.reload(force=True)
+        with contextlib.suppress(BotBottleError):  # what expired while nobody looked, said once, at the start
+            self.message = self.message or expired_line(self.store) or ""
         last = time.monotonic()
         file_seen = self.store.file_marker()
         dirty = True
