@@ -9,12 +9,12 @@ from typing import Any
 from bot_bottle.bottles import BottleOverview, BottleStore
 from bot_bottle.cli.common import age, cell_text, db_path, print_json, print_table, print_untrusted, verb_parser, warn
 from bot_bottle.cli.grants_cmds import grant_json
+from bot_bottle.cli.in_force import grant_subjects
 from bot_bottle.cli.inbox import Inbox, apply_standing
 from bot_bottle.cli.registry import summary
 from bot_bottle.cli.render import grant_cell, proposal_json
 from bot_bottle.errors import NotFound
 from bot_bottle.grants import GrantStore
-from bot_bottle.policy.approval import shown_subject
 from bot_bottle.queue_store import QueueStore
 from bot_bottle.timestamps import format_timestamp, time_left
 
@@ -79,6 +79,7 @@ def cmd_bottles_show(args: argparse.Namespace) -> int:
         store = BottleStore(database=queue.db)
         items = store.overview(args.slug)
         grants = GrantStore(database=store.db).listing(args.slug) if items else []
+        subjects = grant_subjects(queue, grants)
         entries = Inbox(queue).entries(items[0].pending) if items else []
     if not items:
         raise NotFound(f"no bottle {args.slug} (bot-bottle bottles list names them)")
@@ -110,7 +111,7 @@ def cmd_bottles_show(args: argparse.Namespace) -> int:
     if grants:
         print()
         print_table(["GRANT", "TOOL", "GRANTS", "LEFT", "BY"],
-                    [[g.short_id, g.tool, shown_subject(g.tool, g.subject_value), time_left(stamp, g.ends_at),
+                    [[g.short_id, g.tool, subjects[g.id], time_left(stamp, g.ends_at),
                       f"rule {g.rule_id[:8]}" if g.rule_id else g.decided_by] for g in grants])
     return 0
 

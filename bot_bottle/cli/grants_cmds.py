@@ -6,12 +6,12 @@ import argparse
 from typing import Any
 
 from bot_bottle.cli.common import db_path, print_json, print_table, print_untrusted, verb_parser, warn
+from bot_bottle.cli.in_force import grant_subjects
 from bot_bottle.cli.inbox import log_warning
 from bot_bottle.cli.registry import summary
 from bot_bottle.decisions import default_decider
 from bot_bottle.grant_records import Grant, Rule
 from bot_bottle.grants import GrantStore
-from bot_bottle.policy.approval import shown_subject
 from bot_bottle.policy.subjects import describe_subject
 from bot_bottle.records import EFFECT_APPROVE
 from bot_bottle.standing import approving_again
@@ -85,6 +85,7 @@ def cmd_grants_list(args: argparse.Namespace) -> int:
     with GrantStore(db_path(args)) as store:
         grants = store.listing(args.bottle, include_ended=args.all)
         warning = log_warning(store)
+        subjects = grant_subjects(store, grants) if not args.json else {}
     if warning is not None:  # (on stderr: --json's output stays a document)
         warn(warning)
     if args.json:
@@ -94,7 +95,7 @@ def cmd_grants_list(args: argparse.Namespace) -> int:
         print("no grants" + ("" if args.all else " in force"))
         return 0
     print_table(["ID", "BOTTLE", "TOOL", "GRANTS", "LEFT", "STATE", "BY"],
-                [[g.short_id, g.queue_key, g.tool, shown_subject(g.tool, g.subject_value),
+                [[g.short_id, g.queue_key, g.tool, subjects[g.id],
                   time_left(now, g.ends_at) if g.live(now) else "-", _grant_state(g, now),
                   f"rule {g.rule_id[:8]}" if g.rule_id else g.decided_by] for g in grants],
                 page=True)

@@ -1,22 +1,64 @@
-"""Standing rules as every operator's screen shows and ends them: ``rules list``, the TUI's rules view and the
-dashboard's rules section read a rule's cells here, and ``rules revoke``, the TUI's ``x`` and the dashboard's
-button end one through ``revoke_rule``, so that all three revoke what really decides, the same way.
+"""Grants and standing rules as every operator's screen shows them: what a grant grants in words
+(``grant_subjects``), a rule's cells, and ending a rule (``revoke_rule``): ``grants list``, ``bottles show``,
+``rules list``, the TUI's views and the dashboard's sections read them here, and ``rules revoke``, the TUI's
+``x`` and the dashboard's button all revoke what really decides, the same way.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-from bot_bottle.errors import AmbiguousId
-from bot_bottle.grant_records import Rule
+from bot_bottle.cli.inbox import approval_for
+from bot_bottle.db import DatabaseUser
+from bot_bottle.errors import AmbiguousId, BotBottleError, ValidationError
+from bot_bottle.grant_records import Grant, Rule
 from bot_bottle.grants import GrantStore
 from bot_bottle.policy.approval import shown_subject
-from bot_bottle.policy.subjects import describe_subject
-from bot_bottle.records import EFFECT_APPROVE, validate_id_prefix
+from bot_bottle.policy.subjects import describe_subject, subject_of
+from bot_bottle.queue_reads import QueueReads
+from bot_bottle.records import (
+    EFFECT_APPROVE,
+    PROPOSAL_ID_RE,
+    STATUS_MODIFIED,
+    TOOL_EGRESS_BLOCK,
+    TOOL_GITLEAKS_ALLOW,
+    validate_id_prefix,
+)
 from bot_bottle.standing import rules_in_force
 from bot_bottle.timestamps import time_left
 
 NAMED_IDS = 8  # ids an ambiguous prefix matched, named in the refusal
+# Grants of these tools keep digests, not words: a routes file's sha256, a push's findings' fingerprints.
+_KEPT_AS_DIGESTS = (TOOL_EGRESS_BLOCK, TOOL_GITLEAKS_ALLOW)
+
+
+def grant_subjects(store: DatabaseUser, grants: Sequence[Grant]) -> dict[str, str]:
+    """What each of ``grants`` grants, as a listing shows it, by grant id: ``shown_subject`` (badges first), and for a
+    grant that keeps digests rather than words (a routes file, a push's findings) what approving it granted, in
+    words, first: read from its proposal (or the operator's modification), but only where that still is exactly
+    what the grant records. A proposal rewritten in the file since, or gone, adds nothing; a routes file's grant
+    read "routes file sha256 9b6634b9b78a", which named nothing the operator could recognise."""
+    shown = {grant.id: shown_subject(grant.tool, grant.subject_value) for grant in grants}
+    kept = [grant for grant in grants if grant.tool in _KEPT_AS_DIGESTS and grant.subject_value
+            and isinstance(grant.proposal_id, str) and PROPOSAL_ID_RE.fullmatch(grant.proposal_id)]
+    if not kept:
+        return shown
+    reads = QueueReads(database=store.db)
+    proposals = {proposal.id: proposal for proposal in reads.get_many(sorted({g.proposal_id for g in kept}))}
+    for grant in kept:
+        proposal = proposals.get(grant.proposal_id)
+        if proposal is None or proposal.tool != grant.tool:
+            continue
+        try:
+            response = reads.response(proposal.id)
+            modified = response is not None and response.status == STATUS_MODIFIED and response.final_file is not None
+            document = response.final_file if modified and response is not None else proposal.payload
+            if document is not None and subject_of(grant.tool, document) == grant.subject_value:
+                shown[grant.id] = f"{approval_for(proposal, response).grants[0]} ({shown[grant.id]})"
+        except (BotBottleError, ValidationError, IndexError):  # a row no bot-bottle wrote: the digest alone
+            continue
+    return shown
 
 
 def rule_subject(rule: Rule) -> str:

@@ -16,7 +16,7 @@ The inbox and a proposal's pages are ``inbox_page`` and ``proposal_page``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 
 from bot_bottle.audit.forensics import VerifyResult
@@ -135,13 +135,15 @@ def bottles_table(items: Sequence[BottleOverview], now: datetime) -> str:
 
 
 def bottles_page(items: Sequence[BottleOverview], now: datetime, marker: str, *, root: str,
-                 grants: Sequence[Grant] = (), rules: Sequence[RuleInForce] = (), csrf: str = "",
-                 message: str = "") -> str:
-    """The bottles with their state and queue, what each may do now and the standing rules that decide for you
-    (with a form that revokes each); ``message``: what the revocation just before left."""
+                 grants: Sequence[Grant] = (), subjects: Mapping[str, str] | None = None,
+                 rules: Sequence[RuleInForce] = (), csrf: str = "", message: str = "") -> str:
+    """The bottles with their state and queue, what each may do now (``subjects``: what each grant grants, by id,
+    as ``in_force.grant_subjects`` says it) and the standing rules that decide for you (with a form that revokes
+    each); ``message``: what the revocation just before left."""
     pending = sum(len(item.pending) for item in items)
     body = ("<h1>Bottles</h1>" + (bottles_table(items, now) if items else "<p>no bottles yet</p>")
-            + grants_section(grants, now, root=root, csrf=csrf) + rules_section(rules, now, root=root, csrf=csrf))
+            + grants_section(grants, now, root=root, csrf=csrf, subjects=subjects)
+            + rules_section(rules, now, root=root, csrf=csrf))
     return page("bottles", body, root=root, marker=marker, pending=pending, data={"page": "bottles"},
                 message=message)
 
@@ -154,17 +156,22 @@ def revoke_form(action: str, csrf: str) -> str:
             '<button type="submit" name="decision" value="revoke">revoke</button></form>')
 
 
-def grants_section(grants: Sequence[Grant], now: datetime, *, root: str, csrf: str) -> str:
+def grants_section(grants: Sequence[Grant], now: datetime, *, root: str, csrf: str,
+                   subjects: Mapping[str, str] | None = None) -> str:
     """What every bottle may do now (its live grants, soonest ending first), each with a form that revokes it."""
     if not grants:
         return '<section class="grants" data-part="grants"><h2>Grants</h2><p>no grants in force</p></section>'
     stamp = format_timestamp(now)
+
+    def said(grant: Grant) -> str:
+        return (subjects or {}).get(grant.id) or shown_subject(grant.tool, grant.subject_value)
+
     rows = []
     for grant in grants:
         revoke = revoke_form(f"{root}/grant/{grant.id}/revoke", csrf)
         by = f"rule {grant.rule_id[:SHORT_ID_LENGTH]}" if grant.rule_id else grant.decided_by
         rows.append(f'<tr><td>{line_html(grant.queue_key)}</td><td>{line_html(grant.tool)}</td>'
-                    f'<td class="grants">{line_html(shown_subject(grant.tool, grant.subject_value))}</td>'
+                    f'<td class="grants">{line_html(said(grant))}</td>'
                     f"<td>{line_html(time_left(stamp, grant.ends_at))}</td>"
                     f"<td>{line_html(by)}</td><td>{revoke}</td></tr>")
     return ('<section class="grants" data-part="grants"><h2>Grants</h2><table><thead><tr><th>bottle</th>'

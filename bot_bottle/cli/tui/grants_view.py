@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from bot_bottle.cli.common import first_line
-from bot_bottle.cli.in_force import revoke_rule, rule_left, rule_scope, rule_subject
+from bot_bottle.cli.in_force import grant_subjects, revoke_rule, rule_left, rule_scope, rule_subject
 from bot_bottle.cli.tui.screen import CHECK_MS, ESCAPE, TerminalScreen
 from bot_bottle.errors import BotBottleError, ValidationError
 from bot_bottle.grant_records import Grant
@@ -179,15 +179,21 @@ class GrantsView(_InForceView[Grant]):
     noun = "grant"
     keys = GRANTS_KEYS
 
+    def __init__(self, tui: TerminalScreen, store: GrantStore, decided_by: str) -> None:
+        super().__init__(tui, store, decided_by)
+        self.subjects: dict[str, str] = {}  # what each grant grants, in words, by id: read with the grants
+
     def read(self) -> list[Grant]:
-        """The grants in force now, soonest ending first."""
-        return self.store.listing()
+        """The grants in force now, soonest ending first, and what each grants in words (``grant_subjects``)."""
+        grants = self.store.listing()
+        self.subjects = grant_subjects(self.store, grants)
+        return grants
 
     def row(self, item: Grant, now: str) -> str:
         """Id, bottle, tool, time left, what it grants (badges first), and who decided (a rule or a person)."""
         by = f"rule {item.rule_id[:8]}" if item.rule_id else item.decided_by
         return (f"{item.short_id}  {item.queue_key:<16} {item.tool:<18} {time_left(now, item.ends_at):>6}  "
-                f"{shown_subject(item.tool, item.subject_value)}  ({by})")
+                f"{self.subjects.get(item.id) or shown_subject(item.tool, item.subject_value)}  ({by})")
 
     def named(self, item: Grant) -> str:
         """The grant's id, bottle and subject."""

@@ -1,0 +1,88 @@
+"""A grant that keeps digests (a routes file's, a push's findings') is listed with what approving it granted, in
+words, wherever grants are listed; never words its proposal no longer matches.
+
+Before: 'grants list', 'bottles show', the TUI's grants view and the
+dashboard listed such a grant as "routes file sha256 9b6634b9b78a" or "1
+gitleaks finding marked allowed": nothing the operator deciding whether to
+revoke it could recognise.
+"""
+
+from __future__ import annotations
+
+import io
+import sqlite3
+from contextlib import redirect_stdout
+from datetime import UTC, datetime
+
+from bot_bottle.cli import main
+from bot_bottle.cli.dashboard.pages import grants_section
+from bot_bottle.cli.in_force import grant_subjects
+from bot_bottle.decisions import decide
+from bot_bottle.grants import GrantStore
+from bot_bottle.queue_store import QueueStore
+from bot_bottle.records import (
+    STATUS_APPROVED,
+    STATUS_MODIFIED,
+    TOOL_EGRESS_ALLOW,
+    TOOL_EGRESS_BLOCK,
+    TOOL_GITLEAKS_ALLOW,
+)
+from tests.helpers.support import TempDirTest
+
+FINDINGS = ('{"findings": [{"rule": "aws-key", "file": "tests/fixture.py", "line": 3, "fingerprint": '
+            '"tests/fixture.py:aws-key:3"}]}')
+
+
+class GrantWordsTest(TempDirTest):
+    def setUp(self) -> None:
+        super().setUp()
+        self.store = QueueStore()
+        self.addCleanup(self.store.close)
+
+    def listed(self, *argv: str) -> str:
+        out = io.StringIO()
+        with redirect_stdout(out):
+            self.assertEqual(main(list(argv)), 0)
+        return out.getvalue()
+
+    def test_routes_files_and_findings_are_listed_in_words(self) -> None:
+        routes = self.store.submit("web-1", TOOL_EGRESS_BLOCK, "routes:\n- a.com\n- b.com\n", "docs",
+                                   current_file="routes:\n- a.com\n")
+        decide(routes.id, STATUS_APPROVED, store=self.store)
+        edited = self.store.submit("web-2", TOOL_EGRESS_BLOCK, "routes:\n- a.com\n- evil.com\n", "more",
+                                   current_file="routes:\n- a.com\n")
+        decide(edited.id, STATUS_MODIFIED, final_file="routes:\n- a.com\n- c.com\n", store=self.store)
+        push = self.store.submit("web-1", TOOL_GITLEAKS_ALLOW, FINDINGS, "a test fixture")
+        decide(push.id, STATUS_APPROVED, "a fixture", store=self.store)
+        route = self.store.submit("web-1", TOOL_EGRESS_ALLOW, '{"host": "pypi.org"}', "pip")
+        decide(route.id, STATUS_APPROVED, store=self.store)
+        table = self.listed("grants", "list")
+        self.assertIn("routes file: adds b.com (routes file sha256 ", table)
+        self.assertIn("routes file: adds c.com (routes file sha256 ", table)  # what the operator's edit granted
+        self.assertNotIn("evil.com", table)
+        self.assertIn("1 finding let into the repository: aws-key in tests/fixture.py:3 (1 gitleaks finding", table)
+        self.assertIn("pypi.org (any method; every path)", table)
+        self.assertIn("routes file: adds b.com", self.listed("bottles", "show", "web-1"))
+        grants = GrantStore(database=self.store.db)
+        live = grants.listing()
+        page = grants_section(live, datetime.now(UTC), root="/r", csrf="t", subjects=grant_subjects(grants, live))
+        self.assertIn("routes file: adds c.com", page)
+
+    def test_a_proposal_rewritten_since_adds_no_words(self) -> None:
+        """A sidecar rewrites the approved proposal's payload in the file: the grant is listed by its digest."""
+        routes = self.store.submit("web-1", TOOL_EGRESS_BLOCK, "routes:\n- a.com\n- b.com\n", "docs",
+                                   current_file="routes:\n- a.com\n")
+        decide(routes.id, STATUS_APPROVED, store=self.store)
+        raw = sqlite3.connect(self.store.db.path, isolation_level=None)
+        try:
+            raw.execute("DROP TRIGGER proposals_immutable")
+            raw.execute("UPDATE proposals SET payload = :payload WHERE id = :id",
+                        {"payload": "routes:\n- a.com\n- innocent.example\n", "id": routes.id})
+        finally:
+            raw.close()
+        table = self.listed("grants", "list")
+        self.assertIn("routes file sha256 ", table)
+        self.assertNotIn("innocent.example", table)
+        self.assertNotIn("adds", table)
+        (grant,) = GrantStore(database=self.store.db).listing()
+        self.assertTrue(grant_subjects(self.store, [grant])[grant.id].startswith("routes file sha256 "))
