@@ -282,7 +282,7 @@ def record_decision_in(
             if decision.grant_seconds is not None or decision.remember is not None:
                 raise ValidationError("for" if decision.remember is None else "remember",
                                       f"this proposal does not say what it would grant ({exc}): decide it "
-                                      "without --for or --remember") from None
+                                      "once, with no length and no rule") from None
             details["grant"] = None
     grant_id, ends_at = secrets.token_hex(16), ""
     if granted and subject is not None:
@@ -318,7 +318,7 @@ def _remember(log: AuditRecorder, proposal: Proposal, decision: Decision, subjec
         ends_at = None  # "always reject this"
     elif decision.grant_seconds > MAX_REJECT_RULE_SECONDS:
         raise ValidationError("for", f"a standing rejection may last at most {spell_duration(MAX_REJECT_RULE_SECONDS)}"
-                              " or stand for good (no --for)")
+                              " or stand for good (give no length)")
     else:
         ends_at = later(now, decision.grant_seconds)
     add_rule_in(log, queue_key=proposal.queue_key if decision.remember == REMEMBER_BOTTLE else None,
