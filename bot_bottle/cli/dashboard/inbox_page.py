@@ -22,6 +22,7 @@ from bot_bottle.cli.inbox import ANY_CAUTION, Entry, Filters
 from bot_bottle.policy.approval import KINDS, Approval
 from bot_bottle.records import TOOLS
 from bot_bottle.text.html import attribute, line_html
+from bot_bottle.timestamps import format_timestamp, time_left
 
 
 def badges(approval: Approval) -> str:
@@ -53,33 +54,41 @@ def filters_form(root: str, filters: Filters, bottles: Sequence[str]) -> str:
 
 
 def inbox_row(entry: Entry, now: datetime, *, root: str, stale: bool) -> str:
-    """One proposal's row: id, bottle (flagged when stale), tool, age, what approving grants, the agent's words."""
+    """One proposal's row: id, bottle (flagged when stale), tool, age, how long it may still wait (then it expires,
+    its caller told no; the page's script counts it down), what approving grants, the agent's words."""
     proposal = entry.proposal
     flag = ' <span class="stale-flag">stale</span>' if stale else ""
+    ends = proposal.expires_at
+    left = (f'<time data-ends="{attribute(ends)}">{line_html(time_left(format_timestamp(now), ends))}</time>'
+            if isinstance(ends, str) else "-")
     return (f'<tr id="row-{attribute(proposal.id)}" data-row="{attribute(proposal.id)}" '
             f'data-href="{attribute(root)}/proposal/{attribute(proposal.id)}">'
             f'<td class="id">{proposal_link(root, proposal.id, proposal.short_id)}</td>'
             f"<td>{line_html(proposal.queue_key)}{flag}</td><td>{line_html(proposal.tool)}</td>"
             f'<td class="age"><time datetime="{attribute(proposal.created_at)}">'
             f"{line_html(ago(proposal.created_at, now))}</time></td>"
+            f'<td class="left">{left}</td>'
             f'<td class="grants">{grant_cell(entry.approval)}</td>'
             f'<td class="agent"><span class="agent-label">agent:</span> '
             f"{line_html(first_line(proposal.justification))}</td></tr>")
 
 
 def inbox_page(entries: Sequence[Entry], filters: Filters, overview: Sequence[BottleOverview], now: datetime,
-               marker: str, *, root: str, message: str = "") -> str:
-    """The queue across all bottles, oldest first, narrowed by ``filters``, with the filters' form."""
+               marker: str, *, root: str, message: str = "", expired: str | None = None) -> str:
+    """The queue across all bottles, oldest first, narrowed by ``filters``, with the filters' form; ``expired``:
+    the proposals that expired unanswered lately (``cli.inbox.expired_line``), said under the summary."""
     pending = sum(len(item.pending) for item in overview)
     waiting = sum(1 for item in overview if item.pending)
     stale = {item.bottle.slug for item in overview if item.bottle.stale(now)}
     shown = f"; {len(entries)} shown" if filters.active else ""
     head = (f'<h1>Inbox</h1><p data-part="summary">{pending} pending from {waiting} bottle(s){line_html(shown)}, '
-            "oldest first: what approving each grants comes first, the agent's words last</p>")
+            "oldest first: what approving each grants comes first, the agent's words last</p>"
+            # Always there, hidden when empty: the page's script replaces it in place as the log changes.
+            + f'<p class="expired" data-part="expired"{"" if expired else " hidden"}>{line_html(expired or "")}</p>')
     rows = "".join(inbox_row(entry, now, root=root, stale=entry.proposal.queue_key in stale) for entry in entries)
     empty = "no pending proposals match" if filters.active else "no pending proposals"
     body = (head + filters_form(root, filters, [item.bottle.slug for item in overview])
-            + '<table class="inbox"><thead><tr><th>id</th><th>bottle</th><th>tool</th><th>age</th>'
+            + '<table class="inbox"><thead><tr><th>id</th><th>bottle</th><th>tool</th><th>age</th><th>left</th>'
             "<th>what approving grants</th><th>the agent says</th></tr></thead>"
             f'<tbody data-part="inbox" data-rows="1" data-empty="{attribute(empty)}">{rows}</tbody></table>'
             + f'<p class="empty" data-part="empty"{" hidden" if entries else ""}>{line_html(empty)}</p>')

@@ -65,7 +65,7 @@ from bot_bottle.cli.dashboard.state import (
 )
 from bot_bottle.cli.grants_cmds import MAX_NAMED_ENDED, approving_again_line, remembered_rule, rule_made_line
 from bot_bottle.cli.in_force import grant_subjects
-from bot_bottle.cli.inbox import Filters
+from bot_bottle.cli.inbox import Filters, expired_line
 from bot_bottle.errors import BotBottleError, DatabaseReplaced, Refused, ValidationError
 from bot_bottle.policy.subjects import describe_subject
 from bot_bottle.records import PROPOSAL_ID_RE, validate_queue_key
@@ -158,7 +158,8 @@ class DashboardHandler(PostHandler):
         left = dashboard.queue.pending_summaries()
         message = f"{after}; no pending proposal is left" if after and not left else after
         self.page(HTTPStatus.OK, inbox_page(dashboard.pending(filters), filters, dashboard.bottles.overview(), now,
-                                            marker, root=dashboard.root, message=message))
+                                            marker, root=dashboard.root, message=message,
+                                            expired=expired_line(dashboard.queue, filters.bottle)))
 
     def _after(self, proposal_id: str) -> str:
         """What was recorded on the proposal decided just before (``?after=ID``), from its response alone."""

@@ -9,7 +9,9 @@ import os
 import sqlite3
 import subprocess
 import sys
+import time
 from datetime import UTC, datetime, timedelta
+from unittest import mock
 
 from bot_bottle.audit_store import AuditStore
 from bot_bottle.bottles import BottleStore
@@ -252,6 +254,31 @@ class InboxTest(BrowserCase):
         self.assertEqual(state, {"value": "half a sentence", "focused": "notes",
                                  "title": f"(3) proposal {first.short_id} - bot-bottle dashboard"})
         self.assertIsNone(self.store.response(later.id))
+
+    def test_each_row_counts_down_its_time_left_and_what_expired_is_said(self) -> None:
+        """Before: no page said when a pending proposal would expire, nor that one had expired unanswered."""
+        with mock.patch("bot_bottle.queue_store.pending_ttl_in", return_value=1):
+            gone = self.store.submit("web-2", TOOL_EGRESS_ALLOW, '{"host": "a.example"}', "gone")
+        with mock.patch("bot_bottle.queue_store.pending_ttl_in", return_value=600):
+            waiting = self.store.submit("web-1", TOOL_EGRESS_ALLOW, '{"host": "docs.python.org"}', "the docs")
+        time.sleep(1.2)
+        self.log_in()
+        self.browser.do("wait_text", text="1 pending")
+        left = "return document.querySelector('td.left time').textContent"
+        first = self.browser.script(left)
+        self.assertRegex(first, r"^(10m|9m\d+s)$")
+        # The page's script counts it down with the ages, every 10 s, without asking the server.
+        later = self.browser.script(
+            "const first = arguments[0]; const cell = document.querySelector('td.left time');"
+            "return new Promise(done => { const end = Date.now() + 15000; const look = () => {"
+            "  if (cell.textContent !== first || Date.now() > end) done(cell.textContent); else setTimeout(look, 200);"
+            "}; look(); })", first)
+        self.assertRegex(later, r"^9m\d+s$")
+        self.assertNotEqual(later, first, "counted down by the page's script")
+        said = self.browser.script("return document.querySelector('p.expired').textContent")
+        self.assertIn(f"expired unanswered in the last 24 h, each caller told no: {gone.short_id} "
+                      "(web-2, egress-allow)", said)
+        self.assertIsNone(self.store.response(waiting.id))
 
     def test_shortcuts_and_next(self) -> None:
         """j/k select, Enter opens, a goes to the note, Ctrl+Enter sends, the next proposal follows; ? and u."""

@@ -419,11 +419,33 @@
 
   // ---- The loop ------------------------------------------------------------------------------------------
 
+  // A duration as the server spells it (timestamps.spell_duration): its two largest units, "23h59m".
+  function spelled(seconds) {
+    var left = Math.max(0, Math.floor(seconds));
+    var parts = [];
+    [["d", 86400], ["h", 3600], ["m", 60], ["s", 1]].some(function (unit) {
+      if (left >= unit[1] || (unit[0] === "s" && !parts.length)) {
+        parts.push(Math.floor(left / unit[1]) + unit[0]);
+        left %= unit[1];
+      }
+      return parts.length === 2;
+    });
+    return parts.join("");
+  }
+
   function ages() {
     Array.prototype.forEach.call(document.querySelectorAll("time[datetime]"), function (time) {
       var seconds = Math.max(0, Math.floor((Date.now() - Date.parse(time.getAttribute("datetime"))) / 1000));
       var text = seconds >= 86400 ? Math.floor(seconds / 86400) + "d" : seconds >= 3600 ?
         Math.floor(seconds / 3600) + "h" : seconds >= 60 ? Math.floor(seconds / 60) + "m" : seconds + "s";
+      if (time.textContent !== text) {
+        time.textContent = text;
+      }
+    });
+    // How long each pending proposal may still wait, counted down (the next look of the server closes it).
+    Array.prototype.forEach.call(document.querySelectorAll("time[data-ends]"), function (time) {
+      var ends = Date.parse(time.getAttribute("data-ends"));
+      var text = isNaN(ends) ? time.textContent : ends > Date.now() ? spelled((ends - Date.now()) / 1000) : "ended";
       if (time.textContent !== text) {
         time.textContent = text;
       }
