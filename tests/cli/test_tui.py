@@ -481,6 +481,35 @@ class ExpiredAtStartTest(TempDirTest):
                       "(web-1, egress-allow)")
 
 
+class LongGrantsListTest(TempDirTest):
+    def test_the_grants_view_scrolls_to_the_one_under_the_cursor_and_revokes_it(self) -> None:
+        """BROKE before the fix: the view drew the grants that fit and no more; the cursor went on below the screen,
+        so a grant past the last row could be revoked only unseen, or not from the TUI at all."""
+        db = self.tmp / "tui.db"
+        with QueueStore(db) as store:
+            for number in range(15):
+                proposal = store.submit("web-1", TOOL_EGRESS_ALLOW, f'{{"host": "h{number:02}.example"}}', "docs")
+                decide(proposal.id, STATUS_APPROVED, store=store, grant_for=3600 + 60 * number)  # h14 ends last
+        command = (f"cd {shlex.quote(str(REPO))} && env HOME={shlex.quote(str(self.home))} "
+                   f"{shlex.quote(sys.executable)} -m bot_bottle supervise --db {shlex.quote(str(db))}")
+        term = Terminal(self, command, height=10)
+        term.wait_for("0 pending")
+        term.send("v")
+        term.wait_for("15 grant(s) in force")
+        self.assertNotIn("h14.example", term.screen())
+        term.send(*["j"] * 14)
+        term.wait_for("h14.example")
+        self.assertNotIn("h00.example", term.screen())
+        term.send("x")
+        term.wait_for("revoke")
+        self.assertIn("h14.example", term.screen().splitlines()[-2])  # the question names it
+        term.send("done with it", "Enter")
+        term.wait_for("14 grant(s) in force")
+        with GrantStore(db) as grants:
+            self.assertEqual(sorted(g.subject_value["host"] for g in grants.listing()),
+                             [f"h{number:02}.example" for number in range(14)])
+
+
 class RefreshTest(TempDirTest):
     def test_an_unavailable_database_is_reported_not_fatal(self) -> None:
         """A refresh that meets a locked database says so on screen and recovers on the next one."""

@@ -85,6 +85,7 @@ class _InForceView(Generic[Item]):
         self.decided_by = decided_by
         self.items: list[Item] = []
         self.selected = 0
+        self.top = 0  # the first item on the screen
         self.message = ""
 
     def read(self) -> list[Item]:
@@ -127,10 +128,12 @@ class _InForceView(Generic[Item]):
                 curses.A_REVERSE)
         if not self.items:
             tui.put(2, 2, f"no {self.noun}s in force")
-        for row, item in enumerate(self.items[: max(0, height - 3)], start=1):
+        rows = max(1, height - 3)  # scrolled so that the one under the cursor is on the screen
+        self.top = min(self.selected, max(self.top, self.selected - rows + 1))
+        for row, item in enumerate(self.items[self.top: self.top + rows], start=1):
             line = terminal.line(self.row(item, now))
             tui.put(row, 0, terminal.pad(terminal.fit(line, width), width),
-                    curses.A_REVERSE if row - 1 == self.selected else 0)
+                    curses.A_REVERSE if self.top + row - 1 == self.selected else 0)
         tui.put(height - 2, 0, self.message or (self.note(self.items[self.selected]) if self.items else ""))
         tui.put(height - 1, 0, self.keys.ljust(width - 1), curses.A_REVERSE)
         screen.refresh()
