@@ -8,21 +8,22 @@ from typing import Any
 
 from bot_bottle.bottles import BottleOverview, BottleStore
 from bot_bottle.cli.common import age, cell_text, db_path, print_json, print_table, print_untrusted, verb_parser, warn
-from bot_bottle.cli.grants_cmds import grant_json
-from bot_bottle.cli.in_force import grant_subjects
+from bot_bottle.cli.grants_cmds import grant_json, rule_json
+from bot_bottle.cli.in_force import grant_subjects, rule_left, rule_scope, rule_subject
 from bot_bottle.cli.inbox import Inbox, apply_standing
 from bot_bottle.cli.registry import summary
 from bot_bottle.cli.render import grant_cell, proposal_json
 from bot_bottle.errors import NotFound
 from bot_bottle.grants import GrantStore
 from bot_bottle.queue_store import QueueStore
+from bot_bottle.standing import rules_in_force
 from bot_bottle.timestamps import format_timestamp, time_left
 
 _EPILOG = """\
 examples:
   bot-bottle bottles list            every bottle: state, pending proposals, the oldest one's age
   bot-bottle bottles list --json     the same for scripts
-  bot-bottle bottles show web-1      one bottle's life and its pending proposals
+  bot-bottle bottles show web-1      one bottle's life, its pending proposals, grants and rules
 
 A running bottle whose sidecar has not been seen for a minute shows as
 'stale': its sidecar died without saying so, and what it filed waits for a
@@ -80,13 +81,17 @@ def cmd_bottles_show(args: argparse.Namespace) -> int:
         items = store.overview(args.slug)
         grants = GrantStore(database=store.db).listing(args.slug) if items else []
         subjects = grant_subjects(queue, grants)
+        # The standing rules that decide for it without you: its own, and every bottle's.
+        rules = [item for item in rules_in_force(queue) if item.rule.queue_key in (None, args.slug)] if items else []
         entries = Inbox(queue).entries(items[0].pending) if items else []
     if not items:
         raise NotFound(f"no bottle {args.slug} (bot-bottle bottles list names them)")
     item = items[0]
     stamp = format_timestamp(now)
     if args.json:
-        print_json({**overview_json(item, now), "grants": [grant_json(g, stamp) for g in grants]})
+        print_json({**overview_json(item, now), "grants": [grant_json(g, stamp) for g in grants],
+                    "rules": [{**rule_json(r.rule, stamp), "decides": r.decides, "note": r.note,
+                               "unconfirmed": r.unconfirmed} for r in rules]})
         return 0
     bottle = item.bottle
     lines = [
@@ -101,6 +106,7 @@ def cmd_bottles_show(args: argparse.Namespace) -> int:
         f"last seen  {bottle.last_seen} ({ago(bottle.last_seen, now)} ago)" if bottle.last_seen else "last seen  never",
         f"pending    {len(item.pending)}",
         f"grants     {len(grants)} in force",
+        f"rules      {sum(1 for r in rules if r.decides)} deciding for it (its own and every bottle's)",
     ]
     print_untrusted(lines)
     if item.pending:
@@ -113,6 +119,12 @@ def cmd_bottles_show(args: argparse.Namespace) -> int:
         print_table(["GRANT", "TOOL", "GRANTS", "LEFT", "BY"],
                     [[g.short_id, g.tool, subjects[g.id], time_left(stamp, g.ends_at),
                       f"rule {g.rule_id[:8]}" if g.rule_id else g.decided_by] for g in grants])
+    if rules:
+        print()
+        print_table(["RULE", "BOTTLE", "EFFECT", "DECIDES ON", "LEFT", "NOTES"],
+                    [[r.rule.short_id, rule_scope(r.rule), r.rule.effect,
+                      ("" if r.decides else "[decides nothing] ") + rule_subject(r.rule), rule_left(r.rule, stamp),
+                      r.rule.notes] for r in rules])
     return 0
 
 
@@ -129,9 +141,11 @@ def register(subparsers: Any) -> None:
                           "long the oldest has waited, once the standing rules and expiry are applied (as "
                           "'proposals list' applies them). Bottles with pending work come first.")
     listing.set_defaults(handler=cmd_bottles_list)
-    show = verb_parser(commands, "show", json=True, help="one bottle's life, its pending proposals and its grants",
+    show = verb_parser(commands, "show", json=True,
+                       help="one bottle's life, its pending proposals, its grants and the rules deciding for it",
                        description="One bottle: backend, transport, when it was prepared, started, stopped and "
-                       "last seen, its pending proposals, and the grants in force (what it may do now, until "
-                       "when).")
+                       "last seen, its pending proposals, the grants in force (what it may do now, until "
+                       "when), and the standing rules that decide its proposals without you (its own and every "
+                       "bottle's, as 'rules list' shows them).")
     show.add_argument("slug", metavar="SLUG", help="the bottle's slug (its queue key)")
     show.set_defaults(handler=cmd_bottles_show, field_options={"bottle": "SLUG"})

@@ -1,5 +1,6 @@
 """A grant that keeps digests (a routes file's, a push's findings') is listed with what approving it granted, in
-words, wherever grants are listed; never words its proposal no longer matches.
+words, wherever grants are listed; never words its proposal no longer matches. ``bottles show`` lists the standing
+rules that decide for the bottle too.
 
 Before: 'grants list', 'bottles show', the TUI's grants view and the
 dashboard listed such a grant as "routes file sha256 9b6634b9b78a" or "1
@@ -27,6 +28,7 @@ from bot_bottle.records import (
     TOOL_EGRESS_BLOCK,
     TOOL_GITLEAKS_ALLOW,
 )
+from bot_bottle.timestamps import later, utc_now
 from tests.helpers.support import TempDirTest
 
 FINDINGS = ('{"findings": [{"rule": "aws-key", "file": "tests/fixture.py", "line": 3, "fingerprint": '
@@ -86,3 +88,29 @@ class GrantWordsTest(TempDirTest):
         self.assertNotIn("adds", table)
         (grant,) = GrantStore(database=self.store.db).listing()
         self.assertTrue(grant_subjects(self.store, [grant])[grant.id].startswith("routes file sha256 "))
+
+
+class BottleRulesTest(TempDirTest):
+    def test_bottles_show_lists_the_rules_deciding_for_it(self) -> None:
+        """Before: 'bottles show' listed a bottle's grants but not the rules that decide its proposals without you."""
+        with QueueStore() as store:
+            store.submit("web-1", TOOL_EGRESS_ALLOW, '{"host": "a.example"}', "filed: the host knows web-1")
+            grants = GrantStore(database=store.db)
+            now = utc_now()
+            own = grants.add_rule(queue_key="web-1", tool=TOOL_EGRESS_ALLOW, pattern=False, effect="approve",
+                                  subject={"host": "docs.python.org", "methods": [], "paths": []}, notes="the docs",
+                                  ends_at=later(now, 3600), created_by="ann", now=now)
+            every = grants.add_rule(queue_key=None, tool=TOOL_EGRESS_ALLOW, pattern=False, effect="reject",
+                                    subject={"host": "pastebin.com", "methods": [], "paths": []}, notes="no paste",
+                                    ends_at=None, created_by="ann", now=now)
+            other = grants.add_rule(queue_key="web-2", tool=TOOL_EGRESS_ALLOW, pattern=False, effect="reject",
+                                    subject={"host": "b.example", "methods": [], "paths": []}, notes="not web-1's",
+                                    ends_at=None, created_by="ann", now=now)
+        out = io.StringIO()
+        with redirect_stdout(out):
+            self.assertEqual(main(["bottles", "show", "web-1"]), 0)
+        shown = out.getvalue()
+        self.assertIn("rules      2 deciding for it", shown)
+        self.assertIn(f"{own.short_id}\tweb-1\tapprove\tdocs.python.org", shown)
+        self.assertIn(f"{every.short_id}\t(every bottle)\treject\tpastebin.com", shown)
+        self.assertNotIn(other.short_id, shown)
