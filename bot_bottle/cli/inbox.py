@@ -121,11 +121,14 @@ def expired_line(store: DatabaseUser, bottle: str | None = None) -> str | None:
     of pending proposals ends with, or None: each caller was told no, and whoever missed it should know. Read
     from the audit log's ``expired`` entries, newest first."""
     now = utc_now()
-    entries = AuditStore(database=store.db).of_action_since(ACTION_EXPIRED, later(now, -EXPIRED_WINDOW_SEC), bottle,
-                                                            limit=100)
+    try:
+        entries = AuditStore(database=store.db).of_action_since(ACTION_EXPIRED, later(now, -EXPIRED_WINDOW_SEC),
+                                                                bottle, limit=100)
+    except Exception as exc:  # whatever a row in the file holds, the list is still shown
+        return f"what expired lately could not be read: {describe_failure(exc)}"
     if not entries:
         return None
-    named = ", ".join(f"{(entry.proposal_id or '?')[:SHORT_ID_LENGTH]} ({entry.queue_key}, {entry.tool})"
+    named = ", ".join(f"{str(entry.proposal_id or '?')[:SHORT_ID_LENGTH]} ({entry.queue_key}, {entry.tool})"
                       for entry in entries[:_EXPIRED_NAMED])
     more = f" and {'99 or more' if len(entries) == 100 else len(entries) - _EXPIRED_NAMED} more" \
         if len(entries) > _EXPIRED_NAMED else ""

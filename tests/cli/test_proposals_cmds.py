@@ -6,6 +6,7 @@ import io
 import json
 import os
 import shlex
+import sqlite3
 import time
 from contextlib import redirect_stderr, redirect_stdout
 from unittest import mock
@@ -141,6 +142,20 @@ class ProposalsVerbsTest(CliTestCase):
         every = self.cli("proposals", "list", "--all")[1]
         self.assertNotIn("expired unanswered", every)  # listed there, with their status
         self.assertRegex(every, rf"{gone.short_id}\tweb-2\tegress-allow\t\S+\t-\texpired")
+
+    def test_a_log_that_cannot_be_read_still_lets_the_list_show(self) -> None:
+        """BROKE before the fix: with the audit log vandalized (a sidecar can write the file), reading what expired
+        lately failed 'proposals list' whole, where the list must show whatever the log holds."""
+        waiting = self.store.submit("web-1", TOOL_EGRESS_ALLOW, '{"host": "pypi.org"}', "pip install")
+        raw = sqlite3.connect(self.store.db.path, isolation_level=None)
+        try:
+            raw.execute("DROP TABLE audit_log")
+        finally:
+            raw.close()
+        code, out, _ = self.cli("proposals", "list")
+        self.assertEqual(code, 0)
+        self.assertIn(waiting.short_id, out)
+        self.assertIn("what expired lately could not be read: ", out)
 
     def test_bottles_list_and_show_close_what_expired_before_counting_it_pending(self) -> None:
         """BROKE before the fix: 'bottles list' and 'bottles show' counted, and listed as pending, a proposal past
