@@ -425,6 +425,9 @@ def _one(conn: sqlite3.Connection, table: str, columns: str, prefix: str, what: 
     ).fetchall()
     if not rows:
         raise NotFound(f"no {what} id starts with {prefix!r}")
+    whole = [row for row in rows if row[0] == prefix]
+    if len(whole) == 1:  # a whole id names its row, whatever row a sidecar wrote whose id runs on past it
+        return tuple(whole[0])
     if len(rows) > 1:
         shown = ", ".join(str(row[0])[: len(prefix) + 4] for row in rows[:_SHOWN])
         raise AmbiguousId(f"{prefix!r} matches several {what}s ({shown}): give more digits")

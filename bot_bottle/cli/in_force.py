@@ -113,10 +113,12 @@ def revoke_rule(store: GrantStore, id_prefix: str, reason: str, *, revoked_by: s
     idle = {item.rule.id: item.note for item in in_force if not item.decides}
     ids = sorted({*deciding, *(str(row.id) for row in store.rules(include_ended=True)
                                if str(row.id).startswith(prefix))})
+    if prefix in ids:  # a whole id names its rule, as the TUI and the dashboard send it: a row a sidecar wrote
+        ids = [prefix]  # whose id runs on past it (one digit more) must not block its revocation
     if len(ids) > 1:
         shown = ", ".join(repr(rule_id) for rule_id in ids[:NAMED_IDS])  # whole: a forged id may share 31
         raise AmbiguousId(f"{prefix!r} matches several rules ({shown}): give more digits")
-    if deciding:  # as the log proves it, its row or rows (if any) marked
+    if ids and ids[0] in deciding:  # as the log proves it, its row or rows (if any) marked
         rule = store.revoke_kept_rule(deciding[ids[0]], reason, revoked_by=revoked_by)
     else:  # none, not in force, or a row that decides nothing
         rule = store.revoke_rule(prefix, reason, revoked_by=revoked_by)
