@@ -26,7 +26,7 @@ from bot_bottle.cli.common import first_line
 from bot_bottle.cli.in_force import rule_left, rule_scope, rule_subject
 from bot_bottle.grant_records import Grant
 from bot_bottle.policy.approval import shown_subject
-from bot_bottle.records import SHORT_ID_LENGTH, AuditEntry
+from bot_bottle.records import PROPOSAL_ID_RE, SHORT_ID_LENGTH, AuditEntry
 from bot_bottle.standing import RuleInForce
 from bot_bottle.text.html import attribute, line_html
 from bot_bottle.timestamps import format_timestamp, time_left
@@ -148,9 +148,15 @@ def bottles_page(items: Sequence[BottleOverview], now: datetime, marker: str, *,
                 message=message)
 
 
-def revoke_form(action: str, csrf: str) -> str:
-    """A form that revokes what ``action`` (an address of ours, built from ids) names, with a reason; sent only
-    with its button."""
+def revoke_form(root: str, kind: str, item_id: object, csrf: str) -> str:
+    """A form that revokes the grant or rule (``kind``) ``item_id`` names, with a reason; sent only with its button.
+
+    Only an id of the form bot-bottle writes gets one: the form's address is built from it, and a row a sidecar
+    wrote with the id ``../rule/ID`` had a button the browser sent to ``ROOT/rule/ID/revoke``, which revoked the
+    operator's rule ID when the operator cleared away that row (tests/attacks/test_rule_revoke_paths.py)."""
+    if not isinstance(item_id, str) or not PROPOSAL_ID_RE.fullmatch(item_id):
+        return line_html(f"not bot-bottle's id: 'bot-bottle {kind}s list' names it")
+    action = f"{root}/{kind}/{item_id}/revoke"
     return (f'<form method="post" action="{attribute(action)}" class="revoke">{NO_ENTER}{hidden("csrf", csrf)}'
             '<label>reason <input type="text" name="reason" size="24" required></label>'
             '<button type="submit" name="decision" value="revoke">revoke</button></form>')
@@ -168,7 +174,7 @@ def grants_section(grants: Sequence[Grant], now: datetime, *, root: str, csrf: s
 
     rows = []
     for grant in grants:
-        revoke = revoke_form(f"{root}/grant/{grant.id}/revoke", csrf)
+        revoke = revoke_form(root, "grant", grant.id, csrf)
         by = f"rule {grant.rule_id[:SHORT_ID_LENGTH]}" if grant.rule_id else grant.decided_by
         rows.append(f'<tr><td>{line_html(grant.queue_key)}</td><td>{line_html(grant.tool)}</td>'
                     f'<td class="grants">{line_html(said(grant))}</td>'
@@ -193,7 +199,7 @@ def rules_section(rules: Sequence[RuleInForce], now: datetime, *, root: str, csr
         rows.append(f"<tr><td>{line_html(rule_scope(rule))}</td><td>{line_html(rule.tool)}</td>"
                     f"<td>{line_html(rule.effect)}</td><td class=\"grants\">{line_html(rule_subject(rule))}{note}</td>"
                     f"<td>{line_html(rule_left(rule, stamp))}</td><td>{line_html(first_line(rule.notes))}</td>"
-                    f"<td>{revoke_form(f'{root}/rule/{rule.id}/revoke', csrf)}</td></tr>")
+                    f"<td>{revoke_form(root, 'rule', rule.id, csrf)}</td></tr>")
     return ('<section class="rules" data-part="rules"><h2>Standing rules</h2><table><thead><tr><th>bottle</th>'
             "<th>tool</th><th>effect</th><th>decides on</th><th>left</th><th>notes</th><th></th></tr></thead><tbody>"
             + "".join(rows) + "</tbody></table></section>")
