@@ -237,7 +237,7 @@ def rules_in_force(store: DatabaseUser) -> list[RuleInForce]:
               for rule in logged]
     found += [RuleInForce(rule, False, f"decides nothing: {proofs.unproven[rule.id]}")
               for rule in rows if rule.id in proofs.unproven]
-    return sorted(found, key=lambda shown: (str(shown.rule.created_at), shown.rule.id), reverse=True)
+    return sorted(found, key=lambda shown: (str(shown.rule.created_at), str(shown.rule.id)), reverse=True)
 
 
 def _unconfirmed(rule: Rule) -> str:

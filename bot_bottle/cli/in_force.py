@@ -7,7 +7,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from bot_bottle.cli.inbox import approval_for
 from bot_bottle.db import DatabaseUser
@@ -61,6 +61,23 @@ def grant_subjects(store: DatabaseUser, grants: Sequence[Grant]) -> dict[str, st
     return shown
 
 
+def _text(value: object) -> str:
+    return value if isinstance(value, str) else "" if value is None else str(value)
+
+
+def shown_rule(rule: Rule) -> Rule:
+    """``rule`` as a screen shows it: each cell a screen writes as text, a NULL or a number (a row a sidecar wrote
+    in a table it rebuilt without types) as its spelling. Before, one such row stopped the TUI's rules view, the
+    dashboard's bottles page, 'rules list', and ('rules revoke', 'rules add') every revocation on any screen.
+    For showing only: its id is no rule's to revoke."""
+    def maybe(value: object) -> str | None:
+        return None if value is None else _text(value)
+    return replace(rule, id=_text(rule.id), queue_key=maybe(rule.queue_key), tool=_text(rule.tool),
+                   effect=_text(rule.effect), notes=_text(rule.notes), created_at=_text(rule.created_at),
+                   ends_at=maybe(rule.ends_at), created_by=_text(rule.created_by), revoked_at=maybe(rule.revoked_at),
+                   subject=_text(rule.subject))
+
+
 def rule_subject(rule: Rule) -> str:
     """What a rule decides on, as its listing shows it: an approving rule's badges first (what approving reaches:
     a rejection has none), then the subject, and ``(pattern)`` for a host pattern."""
@@ -108,7 +125,7 @@ def revoke_rule(store: GrantStore, id_prefix: str, reason: str, *, revoked_by: s
     must not take or block its revocation.
     """
     prefix = validate_id_prefix(id_prefix, "rule")
-    in_force = [item for item in rules_in_force(store) if item.rule.id.startswith(prefix)]
+    in_force = [item for item in rules_in_force(store) if str(item.rule.id).startswith(prefix)]
     deciding = {item.rule.id: item.rule for item in in_force if item.decides}
     idle = {item.rule.id: item.note for item in in_force if not item.decides}
     ids = sorted({*deciding, *(str(row.id) for row in store.rules(include_ended=True)

@@ -324,13 +324,17 @@ def _path_key(path: str) -> str:
     return _SLASHES_RE.sub("/", _PARAMS_RE.sub("", path)).translate(_ASCII_LOWER)
 
 
+def _words(separator: str, value: object) -> str:
+    return separator.join(map(str, value)) if isinstance(value, list) else str(value) if value else ""
+
+
 def describe_subject(tool: str, subject: dict[str, Any]) -> str:
     """One line saying what a subject grants, for listings (the caller sanitizes it for a terminal)."""
     if not subject:  # bot-bottle writes no empty subject: a row read as {} (Grant.subject_value) grants nothing
         return "nothing: its subject is unreadable (not what bot-bottle writes)"
     if tool == TOOL_EGRESS_ALLOW:
-        methods = ",".join(subject.get("methods") or []) or "any method"
-        paths = " ".join(subject.get("paths") or []) or "every path"
+        methods = _words(",", subject.get("methods")) or "any method"  # a row a sidecar wrote: [5], null, "x"
+        paths = _words(" ", subject.get("paths")) or "every path"
         return f"{subject.get('host')} ({methods}; {paths})"
     if tool == TOOL_EGRESS_BLOCK:
         return f"routes file sha256 {str(subject.get('file_sha256', ''))[:12]}"

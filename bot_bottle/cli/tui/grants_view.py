@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from bot_bottle.cli.common import first_line
-from bot_bottle.cli.in_force import grant_subjects, revoke_rule, rule_left, rule_scope, rule_subject
+from bot_bottle.cli.in_force import grant_subjects, revoke_rule, rule_left, rule_scope, rule_subject, shown_rule
 from bot_bottle.cli.tui.screen import CHECK_MS, ESCAPE, TerminalScreen
 from bot_bottle.errors import BotBottleError, ValidationError
 from bot_bottle.grant_records import Grant
@@ -225,7 +225,7 @@ class RulesView(_InForceView[RuleInForce]):
 
     def row(self, item: RuleInForce, now: str) -> str:
         """Id, bottles, effect, time left, a mark where the log and the file disagree, the subject, the notes."""
-        rule = item.rule
+        rule = shown_rule(item.rule)
         mark = "[decides nothing] " if not item.decides else "[kept by the log] " if item.note else \
             "[!] " if item.unconfirmed else ""
         notes = f"  ({first_line(rule.notes)})" if rule.notes else ""
@@ -234,7 +234,7 @@ class RulesView(_InForceView[RuleInForce]):
 
     def named(self, item: RuleInForce) -> str:
         """The rule's id, bottles, effect and subject."""
-        rule = item.rule
+        rule = shown_rule(item.rule)
         return (f"rule {rule.short_id} ({rule_scope(rule)}: {rule.effect} "
                 f"{describe_subject(rule.tool, rule.subject_value)})")
 
@@ -245,7 +245,7 @@ class RulesView(_InForceView[RuleInForce]):
     def note(self, item: RuleInForce) -> str:
         """Where the file and the audit log disagree about the rule, what each says; else what it leaves to you."""
         said = item.note or item.unconfirmed
-        return f"rule {item.rule.short_id}: {said}" if said else ""
+        return f"rule {shown_rule(item.rule).short_id}: {said}" if said else ""
 
 
 def in_force_views(tui: TerminalScreen, store: GrantStore, decided_by: str) -> bool:
