@@ -38,6 +38,7 @@ from bot_bottle.records import (
     EFFECT_REJECT,
     EFFECTS,
     MAX_TEXT_BYTES,
+    PROPOSAL_ID_RE,
     AuditEntry,
     Proposal,
     canonical_json,
@@ -425,8 +426,9 @@ def _one(conn: sqlite3.Connection, table: str, columns: str, prefix: str, what: 
     ).fetchall()
     if not rows:
         raise NotFound(f"no {what} id starts with {prefix!r}")
-    whole = [row for row in rows if row[0] == prefix]
-    if len(whole) == 1:  # a whole id names its row, whatever row a sidecar wrote whose id runs on past it
+    whole = [row for row in rows if row[0] == prefix] if PROPOSAL_ID_RE.fullmatch(prefix) else []
+    if len(whole) == 1:  # a whole id names its row, whatever row a sidecar wrote whose id runs on past it (a
+        # short id names none: a row a sidecar wrote with the id '1199412e' must not take that id's revocation)
         return tuple(whole[0])
     if len(rows) > 1:
         shown = ", ".join(str(row[0])[: len(prefix) + 4] for row in rows[:_SHOWN])

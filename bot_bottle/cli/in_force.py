@@ -130,8 +130,8 @@ def revoke_rule(store: GrantStore, id_prefix: str, reason: str, *, revoked_by: s
     idle = {item.rule.id: item.note for item in in_force if not item.decides}
     ids = sorted({*deciding, *(str(row.id) for row in store.rules(include_ended=True)
                                if str(row.id).startswith(prefix))})
-    if prefix in ids:  # a whole id names its rule, as the TUI and the dashboard send it: a row a sidecar wrote
-        ids = [prefix]  # whose id runs on past it (one digit more) must not block its revocation
+    if PROPOSAL_ID_RE.fullmatch(prefix) and prefix in ids:  # a whole id names its rule, as the TUI and the
+        ids = [prefix]  # dashboard send it: a row a sidecar wrote whose id runs on past it must not block that
     if len(ids) > 1:
         shown = ", ".join(repr(rule_id) for rule_id in ids[:NAMED_IDS])  # whole: a forged id may share 31
         raise AmbiguousId(f"{prefix!r} matches several rules ({shown}): give more digits")
