@@ -7,7 +7,8 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
+from typing import Any, TypeVar
 
 from bot_bottle.cli.inbox import approval_for
 from bot_bottle.db import DatabaseUser
@@ -61,21 +62,25 @@ def grant_subjects(store: DatabaseUser, grants: Sequence[Grant]) -> dict[str, st
     return shown
 
 
-def _text(value: object) -> str:
-    return value if isinstance(value, str) else "" if value is None else str(value)
+Record = TypeVar("Record", Rule, Grant)
 
 
-def shown_rule(rule: Rule) -> Rule:
-    """``rule`` as a screen shows it: each cell a screen writes as text, a NULL or a number (a row a sidecar wrote
-    in a table it rebuilt without types) as its spelling. Before, one such row stopped the TUI's rules view, the
-    dashboard's bottles page, 'rules list', and ('rules revoke', 'rules add') every revocation on any screen.
-    For showing only: its id is no rule's to revoke."""
-    def maybe(value: object) -> str | None:
-        return None if value is None else _text(value)
-    return replace(rule, id=_text(rule.id), queue_key=maybe(rule.queue_key), tool=_text(rule.tool),
-                   effect=_text(rule.effect), notes=_text(rule.notes), created_at=_text(rule.created_at),
-                   ends_at=maybe(rule.ends_at), created_by=_text(rule.created_by), revoked_at=maybe(rule.revoked_at),
-                   subject=_text(rule.subject))
+def shown_record(record: Record) -> Record:
+    """A rule or a grant as a screen shows it: each text field as text, a NULL or a number there (a row a sidecar
+    wrote in a table it rebuilt without types) as its spelling. Before, one such row stopped the TUI's grants and
+    rules views (the whole TUI), the dashboard's bottles page, 'rules list', and ('rules revoke', 'rules add')
+    every revocation of a rule on any screen. For showing only: its id is no rule's or grant's to revoke."""
+    changes: dict[str, Any] = {}
+    for field in fields(record):
+        value = getattr(record, field.name)
+        if "str" in str(field.type) and value is not None and not isinstance(value, str):
+            changes[field.name] = str(value)
+        elif str(field.type) == "str" and value is None:
+            changes[field.name] = ""
+    return replace(record, **changes)
+
+
+shown_rule = shown_record
 
 
 def rule_subject(rule: Rule) -> str:

@@ -2,11 +2,13 @@
 
 A sidecar on the mount rebuilds ``rules`` without its column types, key or
 NOT NULLs, and adds rows of its own: one with no id, no effect and no notes,
-one whose subject's methods are ``[null]``. Before the fix next to these
+one whose subject's methods are ``[null]``; and the same for ``grants`` (a
+row with no bottle and no tool). Before the fix next to these
 tests, measured with the operator's real command line, the TUI in tmux and
 the dashboard: 'rules list' and 'rules revoke' (every rule, by any id) ended
 in a Python traceback, so the operator could end no rule at all; the TUI's
-rules view (v, then Tab) took the whole TUI down with a traceback; the
+grants view (v) and rules view (Tab from there) took the whole TUI down
+with a traceback; the
 dashboard's bottles page, where grants and rules are revoked, failed. Now
 such rows are listed as deciding nothing, and the operator's rule is
 revoked from each screen.
@@ -21,8 +23,9 @@ import time
 from pathlib import Path
 
 from bot_bottle.cli.tui.app import GUARD_SEC
+from bot_bottle.decisions import decide
 from bot_bottle.grants import GrantStore
-from bot_bottle.records import EFFECT_APPROVE, TOOL_EGRESS_ALLOW
+from bot_bottle.records import EFFECT_APPROVE, STATUS_APPROVED, TOOL_EGRESS_ALLOW
 from bot_bottle.standing import rules_in_force
 from bot_bottle.timestamps import later, utc_now
 from tests.helpers.dashboard import DashboardCase
@@ -49,6 +52,21 @@ def rebuild_and_forge(path: Path, real_id: str) -> None:
                     "'{\"host\": \"evil.example\", \"methods\": [null], \"paths\": [5]}', subject_sha256, 0, "
                     "effect, notes, created_at, ends_at, created_by, proposal_id, 999999, NULL, NULL, NULL, NULL, "
                     "NULL FROM rules WHERE id = :real", {"real": real_id})
+    finally:
+        raw.close()
+
+
+def rebuild_and_forge_grants(path: Path) -> None:
+    """The same for ``grants``: a copy of the first grant with no bottle, no tool, and a number for its rule."""
+    raw = sqlite3.connect(path, isolation_level=None)
+    try:
+        names = ", ".join(row[1] for row in raw.execute("PRAGMA table_info(grants)"))
+        for statement in (f"CREATE TABLE grants_copy ({names})", "INSERT INTO grants_copy SELECT * FROM grants",
+                          "DROP TABLE grants", "ALTER TABLE grants_copy RENAME TO grants"):
+            raw.execute(statement)
+        raw.execute("INSERT INTO grants SELECT 'e' || substr(id, 2, 30) || 'e', NULL, NULL, subject, subject_sha256, "
+                    "starts_at, ends_at, proposal_id, 5, decided_by, audit_seq, revoked_at, revoked_by, "
+                    "revoke_reason, revoke_seq FROM grants LIMIT 1")
     finally:
         raw.close()
 
@@ -80,7 +98,10 @@ class DashboardTest(DashboardCase):
     def test_the_bottles_page_lists_the_rules_and_revokes_the_operators(self) -> None:
         grants = GrantStore(database=self.store.db)
         real = add_rule(grants)
+        proposal = self.store.submit("web-1", TOOL_EGRESS_ALLOW, '{"host": "pypi.org"}', "pip")
+        decide(proposal.id, STATUS_APPROVED, store=self.store)
         rebuild_and_forge(self.path, real)
+        rebuild_and_forge_grants(self.path)
         status, _, body = self.call("GET", "/bottles")
         self.assertEqual(status, 200, "BROKE before the fix: " + body[-300:])
         section = body[body.index('data-part="rules"'):]
@@ -93,6 +114,7 @@ class TuiTest(HostGrantsCase):
         real = add_rule(self.grants)
         self.approve("web-1", {"host": "pypi.org"})  # a grant, for the grants view v opens
         rebuild_and_forge(self.db, real)
+        rebuild_and_forge_grants(self.db)
         exit_file = self.tmp / "exit-status"
         term = Terminal(self, f"cd {shlex.quote(str(REPO))} && env HOME={shlex.quote(str(self.home))} "
                               f"{shlex.quote(sys.executable)} -m bot_bottle supervise --db {shlex.quote(str(self.db))}"
@@ -100,7 +122,10 @@ class TuiTest(HostGrantsCase):
         term.wait_for("0 pending")
         time.sleep(GUARD_SEC + 0.3)
         term.send("v")
-        term.wait_for("1 grant(s) in force")
+        try:
+            term.wait_for("2 grant(s) in force")
+        except AssertionError:
+            raise AssertionError("BROKE before the fix: the TUI ended at v:\n" + term.screen()) from None
         term.send("Tab")
         try:
             term.wait_for("rule(s) in force")

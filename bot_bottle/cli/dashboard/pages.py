@@ -23,7 +23,7 @@ from bot_bottle.audit.forensics import VerifyResult
 from bot_bottle.bottles import BottleOverview
 from bot_bottle.cli.bottles_cmds import ago
 from bot_bottle.cli.common import first_line
-from bot_bottle.cli.in_force import rule_left, rule_scope, rule_subject, shown_rule
+from bot_bottle.cli.in_force import rule_left, rule_scope, rule_subject, shown_record, shown_rule
 from bot_bottle.grant_records import Grant
 from bot_bottle.policy.approval import shown_subject
 from bot_bottle.records import PROPOSAL_ID_RE, SHORT_ID_LENGTH, AuditEntry
@@ -173,7 +173,7 @@ def grants_section(grants: Sequence[Grant], now: datetime, *, root: str, csrf: s
         return (subjects or {}).get(grant.id) or shown_subject(grant.tool, grant.subject_value)
 
     rows = []
-    for grant in grants:
+    for grant in map(shown_record, grants):  # its revoke button only for an id bot-bottle writes (revoke_form)
         revoke = revoke_form(root, "grant", grant.id, csrf)
         by = f"rule {grant.rule_id[:SHORT_ID_LENGTH]}" if grant.rule_id else grant.decided_by
         rows.append(f'<tr><td>{line_html(grant.queue_key)}</td><td>{line_html(grant.tool)}</td>'

@@ -16,7 +16,15 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from bot_bottle.cli.common import first_line
-from bot_bottle.cli.in_force import grant_subjects, revoke_rule, rule_left, rule_scope, rule_subject, shown_rule
+from bot_bottle.cli.in_force import (
+    grant_subjects,
+    revoke_rule,
+    rule_left,
+    rule_scope,
+    rule_subject,
+    shown_record,
+    shown_rule,
+)
 from bot_bottle.cli.tui.screen import CHECK_MS, ESCAPE, TerminalScreen
 from bot_bottle.errors import BotBottleError, ValidationError
 from bot_bottle.grant_records import Grant
@@ -194,12 +202,14 @@ class GrantsView(_InForceView[Grant]):
 
     def row(self, item: Grant, now: str) -> str:
         """Id, bottle, tool, time left, what it grants (badges first), and who decided (a rule or a person)."""
+        item = shown_record(item)
         by = f"rule {item.rule_id[:8]}" if item.rule_id else item.decided_by
         return (f"{item.short_id}  {item.queue_key:<16} {item.tool:<18} {time_left(now, item.ends_at):>6}  "
                 f"{self.subjects.get(item.id) or shown_subject(item.tool, item.subject_value)}  ({by})")
 
     def named(self, item: Grant) -> str:
         """The grant's id, bottle and subject."""
+        item = shown_record(item)
         return f"{item.short_id} ({item.queue_key}, {describe_subject(item.tool, item.subject_value)})"
 
     def end(self, item: Grant, reason: str) -> str:
