@@ -20,6 +20,7 @@ from bot_bottle.cli.common import EXIT_INTERRUPTED, db_path, port_number, verb_p
 from bot_bottle.cli.dashboard.server import DashboardServer, serve
 from bot_bottle.cli.registry import summary
 from bot_bottle.errors import BotBottleError
+from bot_bottle.text import terminal
 
 _EPILOG = """\
 examples:
@@ -37,8 +38,8 @@ without them. Ctrl-C stops it.
 def cmd_dashboard(args: argparse.Namespace) -> int:
     """Serve the dashboard until stopped."""
 
-    def log(line: str) -> None:
-        print(f"dashboard: {line}", file=sys.stderr, flush=True)
+    def log(line: str) -> None:  # a line may hold what a row says (a rule's id, a grant's bottle): sanitized
+        print(f"dashboard: {terminal.clean_line(line)}", file=sys.stderr, flush=True)
 
     def ready(server: DashboardServer) -> None:
         def stop(signum: int, frame: FrameType | None) -> None:
