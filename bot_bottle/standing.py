@@ -372,17 +372,24 @@ def keep(store: QueueStore, *, after: int = 0, unproven: Callable[[str, str], No
     if unproven is not None:
         for rule_id, why in proofs.unproven.items():
             unproven(rule_id, why)
+    failed: BotBottleError | None = None
     for proposal_id in decided:
         # Decided meanwhile by someone else (the first wins), expired, or gone: left as it is.
         response: Response | None = None  # (a suppressed refusal records none)
-        with contextlib.suppress(AlreadyDecided, ProposalExpired, NotFound), AuditStore.recording(store.db) as log:
-            proposal = store.get(proposal_id)
-            response = rule_decision_in(log, proposal)
+        try:
+            with contextlib.suppress(AlreadyDecided, ProposalExpired, NotFound), AuditStore.recording(store.db) as log:
+                proposal = store.get(proposal_id)
+                response = rule_decision_in(log, proposal)
+        except BotBottleError as exc:  # this one waits for the operator; the others are decided all the same
+            failed = failed or exc
+            continue
         if response is not None and decided_by_rule is not None:
             decided_by_rule(proposal, response)
     if expired_due(store, now):
         with AuditStore.recording(store.db) as log:
             expire_in(log, utc_now())
+    if failed is not None:  # said, as before (the next look tries again)
+        raise failed
     return max(after, window["newest"])
 
 
