@@ -2,7 +2,7 @@
 -- again from each pattern, as before. Their 'rule-added' entries keep the
 -- array (details.confirmed), which the older code does not read, so every
 -- rule stays proven and decides as it did before this migration.
-DROP TRIGGER rules_immutable;
+DROP TRIGGER IF EXISTS rules_immutable;
 ALTER TABLE rules DROP COLUMN confirmed;
 CREATE TRIGGER rules_immutable BEFORE UPDATE ON rules
 WHEN NEW.id IS NOT OLD.id OR NEW.queue_key IS NOT OLD.queue_key OR NEW.tool IS NOT OLD.tool

@@ -13,16 +13,22 @@ ALTER TABLE rules ADD COLUMN confirmed TEXT
     CHECK (confirmed IS NULL OR (json_valid(confirmed) AND json_type(confirmed) = 'array'
                                  AND length(CAST(confirmed AS BLOB)) <= 256));
 
-DROP TRIGGER rules_immutable;
+-- IF EXISTS: a sidecar that dropped the guard must not stop the upgrade (the
+-- trigger is made again below).
+DROP TRIGGER IF EXISTS rules_immutable;
 -- A rule made under this migration, downgraded and upgraded again, takes back
 -- what its entry recorded (the row is held to it); one from before stays NULL.
--- Read with care: the entry a row names may hold anything a sidecar wrote.
-UPDATE rules SET confirmed = (
-    SELECT CASE WHEN json_valid(a.details) THEN
+-- Read with care: the entry a row names may hold anything a sidecar wrote, and
+-- many rows may name one entry: each is read once, and one larger than any
+-- rule's entry (its subject is at most 64 KiB) is not read at all.
+WITH recorded AS MATERIALIZED (
+    SELECT a.seq AS seq,
+           CASE WHEN length(CAST(a.details AS BLOB)) <= 262144 AND json_valid(a.details) THEN
                CASE WHEN json_type(a.details, '$.confirmed') = 'array'
                          AND length(CAST(json_extract(a.details, '$.confirmed') AS BLOB)) <= 256
-                    THEN json_extract(a.details, '$.confirmed') END END
-    FROM audit_log a WHERE a.seq = rules.audit_seq);
+                    THEN json_extract(a.details, '$.confirmed') END END AS confirmed
+    FROM audit_log a WHERE a.seq IN (SELECT audit_seq FROM rules))
+UPDATE rules SET confirmed = (SELECT r.confirmed FROM recorded r WHERE r.seq = rules.audit_seq);
 
 CREATE TRIGGER rules_immutable BEFORE UPDATE ON rules
 WHEN NEW.id IS NOT OLD.id OR NEW.queue_key IS NOT OLD.queue_key OR NEW.tool IS NOT OLD.tool

@@ -262,18 +262,18 @@ def rule_problem(conn: sqlite3.Connection, rule: Rule, recorded: dict[str, Any],
                  anchor: Anchor | None) -> str | None:
     """Why ``rule`` is not proven by this host's audit log, or None when it is (cheap: one entry and one look).
 
-    Proven: its ``rule-added`` entry exists and records it (``recorded``:
-    ``grants.rule_record`` of the row, with who made it and why), matches
-    its own hash and carries this host's seal; and no ``rule-revoked``
-    entry names a rule the row says is in force. A sidecar can write a
-    rule into the file, but not such a seal: a rule it wrote, widened or
-    brought back decides nothing (``audit verify`` names it).
+    Proven: its ``rule-added`` entry exists and records it (``recorded``: ``grants.rule_record`` of the row,
+    with who made it and why), matches its own hash and carries this host's seal; and no ``rule-revoked``
+    entry names a rule the row says is in force. A sidecar can write a rule into the file, but not such a
+    seal: a rule it wrote, widened or brought back decides nothing (``audit verify`` names it).
     """
     row = conn.execute(f"{SELECT} WHERE seq = :seq", {"seq": rule.audit_seq}).fetchone()
     if row is None:
         return f"the audit log has no entry {rule.audit_seq}, which it names"
     seq, _, _, action, _, _, actor, notes, _, details, _, _, _ = row
-    logged = stored_details(details)
+    # A rule's entry holds its subject (at most 64 KiB): a larger one is no rule's, and is neither parsed nor hashed
+    # (a thousand forged rows naming one 5 MB entry held every look for 8 s).
+    logged = stored_details(details) if isinstance(details, str) and len(details) <= 4 * 65536 else None
     if (seq, action, actor, notes) != (rule.audit_seq, ACTION_RULE_ADDED, rule.created_by, rule.notes) \
             or logged is None or logged.get("rule") != recorded or logged.get("confirmed") != rule.confirmed_kinds:
         return f"it differs from audit entry {rule.audit_seq}, which recorded it"

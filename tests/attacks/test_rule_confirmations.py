@@ -19,10 +19,13 @@ import json
 from typing import Any
 from unittest import mock
 
+from bot_bottle.audit import forensics
+from bot_bottle.connection import connect
 from bot_bottle.grant_records import Rule
 from bot_bottle.queue_store import QueueStore
 from bot_bottle.records import EFFECT_APPROVE, STATUS_APPROVED, TOOL_EGRESS_ALLOW
-from bot_bottle.standing import keep
+from bot_bottle.schema import migrate
+from bot_bottle.standing import keep, rules_in_force
 from bot_bottle.timestamps import later, utc_now
 from tests.helpers.host_grants import HostGrantsCase
 
@@ -107,3 +110,54 @@ class RuleConfirmationsTest(HostGrantsCase):
         self.store = QueueStore(self.db)  # the file was upgraded under the one setUp opened
         self.addCleanup(self.store.close)
         self.assertEqual(self.decided("db.corp.internal"), STATUS_APPROVED)
+
+
+class HostileFileTest(HostGrantsCase):
+    """What a sidecar prepares in the file for the proof and the 0009 migration (review 19)."""
+
+    def test_an_entry_larger_than_any_rules_is_never_read_for_a_proof(self) -> None:
+        """A thousand forged rows naming one 5 MB entry held every look for 8 s, each row parsing and hashing it."""
+        added = json.loads(self.cli("rules", "add", "--all-bottles", "--host", "pastebin.com", "--reject", "--json"))
+        seq = int(added["audit_seq"])
+        self.raw("DROP TRIGGER audit_log_chain")
+        self.raw("INSERT INTO audit_log (ts, queue_key, action, tool, proposal_id, actor, notes, diff, details, "
+                 "prev_hash, hash) SELECT ts, queue_key, action, tool, proposal_id, actor, notes, diff, :big, "
+                 "hash, 'f' || substr(hash, 2) FROM audit_log WHERE seq = :seq",
+                 {"big": json.dumps({"rule": {"padding": "x" * 300_000}}), "seq": seq}, unchecked=True)
+        read: list[int] = []
+        real = forensics.stored_details
+
+        def counted(text: object) -> Any:
+            read.append(len(text) if isinstance(text, str) else 0)
+            return real(text)
+
+        with mock.patch.object(forensics, "stored_details", counted):
+            # (In a table rebuilt without UNIQUE(audit_seq), a thousand such rows: each one is a look's work.)
+            self.raw("INSERT INTO rules (id, queue_key, tool, subject, subject_sha256, pattern, effect, notes, "
+                     "created_at, ends_at, created_by, audit_seq) SELECT :id, queue_key, tool, subject, "
+                     "subject_sha256, pattern, effect, notes, created_at, ends_at, created_by, "
+                     "(SELECT max(seq) FROM audit_log) FROM rules WHERE id = :real",
+                     {"id": "f" * 32, "real": added["id"]}, unchecked=True)
+            for _ in range(3):  # three looks
+                keep(self.store)
+        self.assertTrue(read, "the proof ran")
+        # Read once by the log's index of what it records (each entry once a process), never by a look's proof.
+        self.assertLessEqual(sum(1 for size in read if size > 4 * 65536), 1, "the proof parsed an oversized entry")
+        shown = {item.rule.id: item for item in rules_in_force(self.store)}
+        self.assertTrue(shown[added["id"]].decides)
+        self.assertFalse(shown["f" * 32].decides)
+        self.assertIn("differs from audit entry", shown["f" * 32].note)
+
+    def test_a_dropped_guard_does_not_stop_the_upgrade(self) -> None:
+        """A sidecar dropped 'rules_immutable' at version 8: the upgrade to 9 failed at its DROP TRIGGER."""
+        path = self.tmp / "old.db"
+        conn = connect(path)
+        try:
+            migrate.upgrade(conn, 8, backup=False)
+            conn.execute("DROP TRIGGER rules_immutable")
+            migrate.upgrade(conn, backup=False)
+            self.assertEqual(conn.execute("PRAGMA user_version").fetchone()[0], len(migrate.discover()))
+            self.assertIsNotNone(conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'trigger' "
+                                              "AND name = 'rules_immutable'").fetchone())
+        finally:
+            conn.close()
