@@ -239,7 +239,9 @@ class RulesView(_InForceView[RuleInForce]):
         mark = "[decides nothing] " if not item.decides else "[kept by the log] " if item.note else \
             "[!] " if item.unconfirmed else ""
         notes = f"  ({first_line(rule.notes)})" if rule.notes else ""
-        return (f"{rule.short_id}  {rule_scope(rule):<16} {rule.effect:<7} {rule_left(rule, now):>8}  "
+        scope = rule_scope(rule)  # cut: a long one (a row a sidecar wrote) pushed the mark off the screen
+        scope = scope if len(scope) <= 16 else scope[:15] + "…"
+        return (f"{rule.short_id}  {scope:<16} {rule.effect:<7} {rule_left(rule, now):>8}  "
                 f"{mark}{rule_subject(rule)}{notes}")
 
     def named(self, item: RuleInForce) -> str:
