@@ -64,13 +64,14 @@ def remembered_rule(store: GrantStore, proposal_id: str, now: str) -> dict[str, 
         "ends_at": made.get("ends_at"), "left": time_left(now, made.get("ends_at"))}
 
 
-def rule_made_line(rule: dict[str, Any]) -> str:
+def rule_made_line(rule: dict[str, Any], ends: str | None = None) -> str:
     """What ``--remember`` made (``remembered_rule``), for the operator: the rule, what it does, for which
-    bottles, until when."""
+    bottles, until when, and what ends it (``ends``; default: the command line's 'rules revoke ID')."""
     whose = rule["bottle"] or "every bottle"
     until = "for good" if rule["ends_at"] is None else f"until {rule['ends_at']} ({rule['left']})"
+    ends = ends or f"'rules revoke {rule['short_id']}'"
     return (f"rule {rule['short_id']}: {'approves' if rule['effect'] == EFFECT_APPROVE else 'rejects'} the same "
-            f"again for {whose}, {until} ('rules revoke {rule['short_id']}' ends it)")
+            f"again for {whose}, {until} ({ends} ends it)")
 
 
 def _grant_state(grant: Grant, now: str) -> str:
@@ -117,13 +118,15 @@ def cmd_grants_revoke(args: argparse.Namespace) -> int:
     return 0
 
 
-def approving_again_line(rule: Rule, grant: Grant) -> str:
-    """What revoking ``grant`` leaves: ``rule`` (``approving_again``) approves the same again, and how to end it."""
+def approving_again_line(rule: Rule, grant: Grant, ends: str | None = None) -> str:
+    """What revoking ``grant`` leaves: ``rule`` (``approving_again``) approves the same again, and how to end it
+    (``ends``; default: the command line's 'rules revoke ID')."""
     made = "which made it" if rule.id == grant.rule_id else "remembered with it" \
         if rule.proposal_id == grant.proposal_id else "which matches it"
+    ends = ends or f"'rules revoke {rule.short_id}'"
     return (f"rule {rule.short_id}, {made}, still approves the same again for {rule.queue_key or 'every bottle'} "
-            f"until {rule.ends_at}: the bottle's next ask is approved at once ('rules revoke {rule.short_id}' ends "
-            "the rule)")
+            f"until {rule.ends_at}: the bottle's next ask is approved at once "
+            f"({ends} ends the rule)")
 
 
 def register(subparsers: Any) -> None:

@@ -79,6 +79,8 @@ MAX_CONNECTIONS = 64
 MAX_IN_FLIGHT = 16
 BODY_BUDGET_BYTES = 16 * 1024 * 1024
 MAX_SEARCH_CHARS = 200
+# How a rule named on a page is ended here: its row's button (the rules table shows each rule's id), not a shell.
+RULE_ENDS = "the revoke button in its row under 'Standing rules' on the 'bottles, grants, rules' page"
 
 
 class DashboardHandler(PostHandler):
@@ -175,7 +177,7 @@ class DashboardHandler(PostHandler):
         said = [f"{response.status} {proposal.short_id} ({proposal.queue_key}, {proposal.tool}) by "
                 f"{response.decided_by}"]
         if rule is not None:
-            said.append(rule_made_line(rule))
+            said.append(rule_made_line(rule, RULE_ENDS))
         said += [f"ended grant {grant.short_id} ({grant.queue_key}: {describe_subject(grant.tool, grant.subject_value)}"
                  "), which let it through" for grant in ended[:MAX_NAMED_ENDED]]
         if more > 0:
@@ -196,7 +198,7 @@ class DashboardHandler(PostHandler):
         again = approving_again(self.dashboard.grants, grant)
         return "; ".join([f"revoked grant {grant.short_id} ({grant.queue_key}: "
                           f"{describe_subject(grant.tool, grant.subject_value)}) by {grant.revoked_by}",
-                          *([approving_again_line(again, grant)] if again is not None else [])])
+                          *([approving_again_line(again, grant, RULE_ENDS)] if again is not None else [])])
 
     def _revoked_rule(self, rule_id: str) -> str:
         """What the rule's revocation just before (``?revoked_rule=ID``) left, from the rule's row alone: that it is

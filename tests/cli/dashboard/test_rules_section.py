@@ -12,6 +12,7 @@ import sqlite3
 from urllib.parse import urlencode
 
 from bot_bottle.audit_store import AuditStore
+from bot_bottle.decisions import decide
 from bot_bottle.grant_records import Rule
 from bot_bottle.grants import GrantStore
 from bot_bottle.records import ACTION_RULE_REVOKED, EFFECT_APPROVE, EFFECT_REJECT, TOOL_EGRESS_ALLOW
@@ -124,3 +125,28 @@ class RulesSectionTest(DashboardCase):
         row = section[section.index("evil.example"):]
         self.assertIn("decides nothing", row[:row.index("</tr>")])
         self.assertEqual(self.deciding(), {real.id})
+
+    def test_a_rule_the_page_names_is_found_in_its_tables_and_ended_with_its_button(self) -> None:
+        """BROKE before the fix: revoking a grant a remembered rule approves again said "('rules revoke 1a2b3c4d'
+        ends the rule)", a shell's command, on a page whose rules table showed no id to find that rule by (nor did
+        the grants table, whose 'by' column names rules by id). Now both tables show each row's id, and the page
+        points at the rule's own revoke button."""
+        route = self.store.submit("web-1", TOOL_EGRESS_ALLOW, '{"host": "pypi.org"}', "pip")
+        decide(route.id, "approved", store=self.store, grant_for=3600, remember="bottle")
+        grant = self.grants.for_proposal(route.id)
+        (rule,) = self.grants.rules()
+        assert grant is not None
+        _, _, body = self.call("GET", "/bottles")
+        grants = body[body.index('data-part="grants"'):body.index('data-part="rules"')]
+        self.assertIn("<th>id</th>", grants)
+        self.assertIn(f"<td>{grant.short_id}</td>", grants)
+        self.assertIn(f"<td>{rule.short_id}</td>", body[body.index('data-part="rules"'):])
+        form = urlencode({"csrf": self.dashboard.csrf, "reason": "mirror down", "decision": "revoke"}).encode()
+        status, headers, _ = self.call("POST", f"/grant/{grant.id}/revoke", body=form, headers={
+            "Origin": self.origin, "Sec-Fetch-Site": "same-origin",
+            "Content-Type": "application/x-www-form-urlencoded"})
+        self.assertEqual(status, 303)
+        _, _, body = self.call("GET", headers["location"].removeprefix(self.dashboard.root))
+        self.assertIn(f"rule {rule.short_id}, remembered with it, still approves the same again", body)
+        self.assertIn("(the revoke button in its row under &#x27;Standing rules&#x27;", body)
+        self.assertNotIn("rules revoke", body)
