@@ -29,12 +29,12 @@ from bot_bottle.cli.inbox import (
 )
 from bot_bottle.cli.proposals_decide import register_decisions
 from bot_bottle.cli.registry import summary
-from bot_bottle.cli.render import describe, grant_cell, proposal_json, shown_status
+from bot_bottle.cli.render import describe, grant_cell, left_cell, proposal_json, shown_status
 from bot_bottle.policy.approval import KINDS
 from bot_bottle.queue_reads import shown_digest
 from bot_bottle.queue_store import QueueStore
-from bot_bottle.records import TOOLS, Proposal, ProposalSummary, Response
-from bot_bottle.timestamps import time_left, utc_now
+from bot_bottle.records import TOOLS
+from bot_bottle.timestamps import utc_now
 
 _EPILOG = """\
 examples:
@@ -82,7 +82,7 @@ def cmd_proposals_list(args: argparse.Namespace) -> int:
             ["ID", "BOTTLE", "TOOL", "AGE", "LEFT", "STATUS", "GRANTS", "AGENT SAYS"],
             [
                 [e.proposal.short_id, e.proposal.queue_key, e.proposal.tool, age(e.proposal.created_at),
-                 _left(e.proposal, r, now), shown_status(e.proposal, r), grant_cell(e.approval),
+                 left_cell(e.proposal, r, now), shown_status(e.proposal, r), grant_cell(e.approval),
                  cell_text(e.proposal.justification)]
                 for e, r in listed
             ],
@@ -92,15 +92,6 @@ def cmd_proposals_list(args: argparse.Namespace) -> int:
     if expired is not None:  # after the list: what the operator missed since they last looked
         print_untrusted(expired)
     return 0
-
-
-def _left(proposal: Proposal | ProposalSummary, response: Response | None, now: str) -> str:
-    """How long a pending proposal may still wait for a decision (then it expires, its caller told no); "-" for
-    one decided or expired."""
-    if response is not None or proposal.expires_at is None:
-        return "-"
-    left = time_left(now, proposal.expires_at)
-    return "-" if left == "ended" else left
 
 
 def cmd_proposals_show(args: argparse.Namespace) -> int:

@@ -166,6 +166,15 @@ def shown_status(proposal: Proposal | ProposalSummary, response: Response | None
     return STATUS_EXPIRED if isinstance(expires_at, str) and expires_at <= utc_now() else STATUS_PENDING
 
 
+def left_cell(proposal: Proposal | ProposalSummary, response: Response | None, now: str) -> str:
+    """A listing's LEFT: how long a pending proposal may still wait for a decision (then it expires, its caller
+    told no); "-" for one decided or expired."""
+    if response is not None or proposal.expires_at is None:
+        return "-"
+    left = time_left(now, proposal.expires_at)
+    return "-" if left == "ended" else left
+
+
 def proposal_json(proposal: Proposal | ProposalSummary, response: Response | None,
                   approval: Approval | None = None) -> dict[str, Any]:
     """A proposal (whole, or a listing's summary) and its decision as one JSON object.

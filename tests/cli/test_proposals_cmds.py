@@ -157,6 +157,23 @@ class ProposalsVerbsTest(CliTestCase):
         self.assertIn(waiting.short_id, out)
         self.assertIn("what expired lately could not be read: ", out)
 
+    def test_supervise_once_says_how_long_each_may_wait_and_what_expired_unanswered(self) -> None:
+        """BROKE before the fix: 'supervise --once', the UI's list for a shell, had no LEFT column and never
+        named what expired unanswered, which 'proposals list', the UI at its start and the dashboard all say."""
+        with mock.patch("bot_bottle.queue_store.pending_ttl_in", return_value=1):
+            gone = self.store.submit("web-2", TOOL_EGRESS_ALLOW, '{"host": "docs.python.org"}', "the docs")
+        waiting = self.store.submit("web-1", TOOL_EGRESS_ALLOW, '{"host": "pypi.org"}', "pip install")
+        time.sleep(1.2)
+        code, out, err = self.cli("supervise", "--once")
+        self.assertEqual((code, err), (0, ""))
+        header, row, said = out.splitlines()
+        self.assertEqual(header.split("\t")[4], "LEFT")
+        self.assertEqual(row.split("\t")[0], waiting.short_id)
+        self.assertRegex(row.split("\t")[4], r"^23h5\dm$")
+        self.assertIn(f"expired unanswered in the last 24 h, each caller told no: {gone.short_id} (web-2", said)
+        self.assertEqual([item["id"] for item in json.loads(self.cli("supervise", "--once", "--json")[1])],
+                         [waiting.id])  # JSON: the list alone
+
     def test_bottles_list_and_show_close_what_expired_before_counting_it_pending(self) -> None:
         """BROKE before the fix: 'bottles list' and 'bottles show' counted, and listed as pending, a proposal past
         its end (no host process had closed it yet), where 'proposals list' closes it first and shows none."""

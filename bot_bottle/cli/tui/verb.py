@@ -7,13 +7,23 @@ import curses
 import os
 from typing import Any
 
-from bot_bottle.cli.common import age, cell_text, db_path, print_json, print_table, verb_parser, warn
-from bot_bottle.cli.inbox import Inbox, apply_standing
+from bot_bottle.cli.common import (
+    age,
+    cell_text,
+    db_path,
+    print_json,
+    print_table,
+    print_untrusted,
+    verb_parser,
+    warn,
+)
+from bot_bottle.cli.inbox import Inbox, apply_standing, expired_line
 from bot_bottle.cli.registry import summary
-from bot_bottle.cli.render import grant_cell, proposal_json
+from bot_bottle.cli.render import grant_cell, left_cell, proposal_json
 from bot_bottle.cli.tui.app import SuperviseTUI
 from bot_bottle.errors import BotBottleError
 from bot_bottle.queue_store import QueueStore
+from bot_bottle.timestamps import utc_now
 
 
 def check_terminal() -> None:
@@ -36,12 +46,17 @@ def print_pending(store: QueueStore, as_json: bool) -> None:
     if as_json:
         print_json([proposal_json(e.proposal, None, e.approval) for e in entries])
         return
+    expired = expired_line(store)
     if not entries:
         print("no pending proposals")
-        return
-    print_table(["ID", "BOTTLE", "TOOL", "AGE", "GRANTS", "AGENT SAYS"],
-                [[e.proposal.short_id, e.proposal.queue_key, e.proposal.tool, age(e.proposal.created_at),
-                  grant_cell(e.approval), cell_text(e.proposal.justification)] for e in entries])
+    else:
+        now = utc_now()
+        print_table(["ID", "BOTTLE", "TOOL", "AGE", "LEFT", "GRANTS", "AGENT SAYS"],
+                    [[e.proposal.short_id, e.proposal.queue_key, e.proposal.tool, age(e.proposal.created_at),
+                      left_cell(e.proposal, None, now), grant_cell(e.approval), cell_text(e.proposal.justification)]
+                     for e in entries])
+    if expired is not None:  # after the list, as 'proposals list' and the UI's first status line say it
+        print_untrusted(expired)
 
 
 def cmd_supervise(args: argparse.Namespace) -> int:
@@ -72,7 +87,9 @@ def register(subparsers: Any) -> None:
         epilog="examples:\n  bot-bottle supervise\n  bot-bottle supervise --once --json   (for scripts)",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--once", action="store_true", help="print the pending list and exit, without the UI")
+    parser.add_argument("--once", action="store_true",
+                        help="print the pending list (with how long each may still wait, and what expired "
+                        "unanswered in the last 24 h) and exit, without the UI")
     parser.add_argument("--bell", action="store_true", help="ring the terminal bell when a new proposal arrives")
     parser.add_argument("--notify", metavar="CMD",
                         help="run CMD through /bin/sh when new proposals arrive, so pipes, redirections and $VAR "
