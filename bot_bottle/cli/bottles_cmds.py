@@ -10,9 +10,9 @@ from bot_bottle.bottles import BottleOverview, BottleStore
 from bot_bottle.cli.common import age, cell_text, db_path, print_json, print_table, print_untrusted, verb_parser, warn
 from bot_bottle.cli.grants_cmds import grant_json, rule_json
 from bot_bottle.cli.in_force import grant_subjects, rule_left, rule_scope, rule_subject
-from bot_bottle.cli.inbox import Inbox, apply_standing
+from bot_bottle.cli.inbox import Inbox, apply_standing, expired_line
 from bot_bottle.cli.registry import summary
-from bot_bottle.cli.render import grant_cell, proposal_json
+from bot_bottle.cli.render import grant_cell, left_cell, proposal_json
 from bot_bottle.errors import NotFound
 from bot_bottle.grants import GrantStore
 from bot_bottle.queue_store import QueueStore
@@ -84,6 +84,7 @@ def cmd_bottles_show(args: argparse.Namespace) -> int:
         # The standing rules that decide for it without you: its own, and every bottle's.
         rules = [item for item in rules_in_force(queue) if item.rule.queue_key in (None, args.slug)] if items else []
         entries = Inbox(queue).entries(items[0].pending) if items else []
+        expired = expired_line(queue, args.slug) if items and not args.json else None
     if not items:
         raise NotFound(f"no bottle {args.slug} (bot-bottle bottles list names them)")
     item = items[0]
@@ -111,9 +112,12 @@ def cmd_bottles_show(args: argparse.Namespace) -> int:
     print_untrusted(lines)
     if item.pending:
         print()
-        print_table(["ID", "TOOL", "AGE", "GRANTS", "AGENT SAYS"],
-                    [[e.proposal.short_id, e.proposal.tool, ago(e.proposal.created_at, now), grant_cell(e.approval),
-                      cell_text(e.proposal.justification)] for e in entries])
+        print_table(["ID", "TOOL", "AGE", "LEFT", "GRANTS", "AGENT SAYS"],
+                    [[e.proposal.short_id, e.proposal.tool, ago(e.proposal.created_at, now),
+                      left_cell(e.proposal, None, stamp), grant_cell(e.approval), cell_text(e.proposal.justification)]
+                     for e in entries])
+    if expired is not None:  # under its pending ones, as 'proposals list --bottle' ends
+        print_untrusted(expired if item.pending else ["", expired])
     if grants:
         print()
         print_table(["GRANT", "TOOL", "GRANTS", "LEFT", "BY"],

@@ -187,6 +187,22 @@ class ProposalsVerbsTest(CliTestCase):
         self.assertIn("pending    0", out)
         self.assertEqual(self.store.pending(), [])
 
+    def test_bottles_show_says_how_long_each_may_wait_and_what_expired_unanswered(self) -> None:
+        """BROKE before the fix: 'bottles show', which lists the bottle's pending proposals, said neither how long
+        each may still wait nor what of the bottle's expired unanswered, as 'proposals list --bottle' does."""
+        with mock.patch("bot_bottle.queue_store.pending_ttl_in", return_value=1):
+            gone = self.store.submit("web-1", TOOL_EGRESS_ALLOW, '{"host": "docs.python.org"}', "the docs")
+        waiting = self.store.submit("web-1", TOOL_EGRESS_ALLOW, '{"host": "pypi.org"}', "pip install")
+        time.sleep(1.2)
+        code, out, err = self.cli("bottles", "show", "web-1")
+        self.assertEqual((code, err), (0, ""))
+        header, row, said = out.split("\n\n")[1].splitlines()
+        self.assertEqual(header.split("\t")[3], "LEFT")
+        self.assertEqual(row.split("\t")[0], waiting.short_id)
+        self.assertRegex(row.split("\t")[3], r"^23h5\dm$")
+        self.assertIn(f"expired unanswered in the last 24 h, each caller told no: {gone.short_id} (web-1", said)
+        self.assertNotIn("expired unanswered", self.cli("bottles", "show", "web-1", "--json")[1])
+
     def test_revoking_a_grant_a_rule_made_says_the_rule_approves_again(self) -> None:
         """BROKE before the fix: 'grants revoke' of a grant an approving rule made said only "revoked ID", and the
         bottle's next ask was approved at once by that rule, still in force: the revocation undone unsaid."""
