@@ -12,6 +12,7 @@ from contextlib import redirect_stderr, redirect_stdout
 from unittest import mock
 
 from bot_bottle.cli import main
+from bot_bottle.cli.examples import EXAMPLES
 from bot_bottle.queue_store import QueueStore
 from bot_bottle.records import TOOL_EGRESS_ALLOW, TOOL_EGRESS_BLOCK, TOOL_GITLEAKS_ALLOW, Proposal
 from bot_bottle.standing import keep
@@ -173,6 +174,15 @@ class ProposalsVerbsTest(CliTestCase):
         self.assertIn(f"expired unanswered in the last 24 h, each caller told no: {gone.short_id} (web-2", said)
         self.assertEqual([item["id"] for item in json.loads(self.cli("supervise", "--once", "--json")[1])],
                          [waiting.id])  # JSON: the list alone
+
+    def test_the_help_s_cut_example_picks_the_ids_and_what_each_grants(self) -> None:
+        """BROKE before the fix: the LEFT column moved GRANTS from the sixth field to the seventh, and the help's
+        'proposals list | cut -f1,6' printed each id with the word 'pending'."""
+        (command,) = [line for line, _ in EXAMPLES["proposals list"] if "cut -f" in line]
+        fields = [int(n) - 1 for n in command.rsplit("cut -f", 1)[1].split(",")]
+        self.routes("web-1")
+        header = self.cli("proposals", "list")[1].splitlines()[0].split("\t")
+        self.assertEqual([header[n] for n in fields], ["ID", "GRANTS"])
 
     def test_bottles_list_and_show_close_what_expired_before_counting_it_pending(self) -> None:
         """BROKE before the fix: 'bottles list' and 'bottles show' counted, and listed as pending, a proposal past
