@@ -18,7 +18,7 @@ in what a row shows.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from bot_bottle.audit_store import AuditStore
@@ -33,6 +33,7 @@ from bot_bottle.records import (
     SHORT_ID_LENGTH,
     STATUS_MODIFIED,
     TOOLS,
+    AuditEntry,
     Proposal,
     ProposalSummary,
     Response,
@@ -116,23 +117,31 @@ EXPIRED_WINDOW_SEC = 24 * 3600  # how far back a list of pending proposals names
 _EXPIRED_NAMED = 8
 
 
-def expired_line(store: DatabaseUser, bottle: str | None = None) -> str | None:
+def expired_line(store: DatabaseUser, bottle: str | None = None, *,
+                 name: Callable[[AuditEntry], str] | None = None,
+                 where: str = "('proposals list --all')", escape: Callable[[str], str] = str) -> str | None:
     """The proposals (of ``bottle``, or every bottle's) that expired unanswered in the last day, for the line a list
     of pending proposals ends with, or None: each caller was told no, and whoever missed it should know. Read
-    from the audit log's ``expired`` entries, newest first."""
+    from the audit log's ``expired`` entries, newest first. ``name`` words each (default: its short id, bottle
+    and tool; the dashboard's links to its page), ``where`` says where to see them, and ``escape`` makes the text
+    of a failure to read them safe where the line goes (the dashboard's HTML)."""
     now = utc_now()
     try:
         entries = AuditStore(database=store.db).of_action_since(ACTION_EXPIRED, later(now, -EXPIRED_WINDOW_SEC),
                                                                 bottle, limit=100)
     except Exception as exc:  # whatever a row in the file holds, the list is still shown
-        return f"what expired lately could not be read: {describe_failure(exc)}"
+        return escape(f"what expired lately could not be read: {describe_failure(exc)}")
     if not entries:
         return None
-    named = ", ".join(f"{str(entry.proposal_id or '?')[:SHORT_ID_LENGTH]} ({entry.queue_key}, {entry.tool})"
-                      for entry in entries[:_EXPIRED_NAMED])
+    named = ", ".join((name or expired_name)(entry) for entry in entries[:_EXPIRED_NAMED])
     more = f" and {'99 or more' if len(entries) == 100 else len(entries) - _EXPIRED_NAMED} more" \
         if len(entries) > _EXPIRED_NAMED else ""
-    return f"expired unanswered in the last 24 h, each caller told no: {named}{more} ('proposals list --all')"
+    return f"expired unanswered in the last 24 h, each caller told no: {named}{more} {where}"
+
+
+def expired_name(entry: AuditEntry) -> str:
+    """An expired proposal as the line naming them words it: its short id, bottle and tool."""
+    return f"{str(entry.proposal_id or '?')[:SHORT_ID_LENGTH]} ({entry.queue_key}, {entry.tool})"
 
 
 def _decided_line(proposal: Proposal, response: Response) -> str:

@@ -18,9 +18,10 @@ from bot_bottle.bottles import BottleOverview
 from bot_bottle.cli.bottles_cmds import ago
 from bot_bottle.cli.common import first_line
 from bot_bottle.cli.dashboard.pages import page, proposal_link
-from bot_bottle.cli.inbox import ANY_CAUTION, Entry, Filters
+from bot_bottle.cli.inbox import ANY_CAUTION, Entry, Filters, expired_line
+from bot_bottle.db import DatabaseUser
 from bot_bottle.policy.approval import KINDS, Approval
-from bot_bottle.records import TOOLS
+from bot_bottle.records import PROPOSAL_ID_RE, SHORT_ID_LENGTH, TOOLS, AuditEntry
 from bot_bottle.text.html import attribute, line_html
 from bot_bottle.timestamps import format_timestamp, time_left
 
@@ -73,10 +74,24 @@ def inbox_row(entry: Entry, now: datetime, *, root: str, stale: bool) -> str:
             f"{line_html(first_line(proposal.justification))}</td></tr>")
 
 
+def expired_said(store: DatabaseUser, bottle: str | None, *, root: str) -> str | None:
+    """The line naming what expired unanswered lately (``cli.inbox.expired_line``), as HTML: each id a link to
+    its page, where the command line's line points at 'proposals list --all', a page the dashboard does not have.
+    Its own words hold nothing to escape; the bottle and the tool are escaped."""
+
+    def named(entry: AuditEntry) -> str:
+        proposal_id = entry.proposal_id or ""
+        short = proposal_id[:SHORT_ID_LENGTH] or "?"
+        return ((proposal_link(root, proposal_id, short) if PROPOSAL_ID_RE.fullmatch(proposal_id) else
+                 line_html(short)) + line_html(f" ({entry.queue_key}, {entry.tool})"))
+
+    return expired_line(store, bottle, name=named, where="(each id opens its page)", escape=line_html)
+
+
 def inbox_page(entries: Sequence[Entry], filters: Filters, overview: Sequence[BottleOverview], now: datetime,
-               marker: str, *, root: str, message: str = "", expired: str | None = None) -> str:
-    """The queue across all bottles, oldest first, narrowed by ``filters``, with the filters' form; ``expired``:
-    the proposals that expired unanswered lately (``cli.inbox.expired_line``), said under the summary."""
+               marker: str, *, root: str, message: str = "", expired_html: str | None = None) -> str:
+    """The queue across all bottles, oldest first, narrowed by ``filters``, with the filters' form;
+    ``expired_html``: the proposals that expired unanswered lately (``expired_said``), said under the summary."""
     pending = sum(len(item.pending) for item in overview)
     waiting = sum(1 for item in overview if item.pending)
     stale = {item.bottle.slug for item in overview if item.bottle.stale(now)}
@@ -84,7 +99,7 @@ def inbox_page(entries: Sequence[Entry], filters: Filters, overview: Sequence[Bo
     head = (f'<h1>Inbox</h1><p data-part="summary">{pending} pending from {waiting} bottle(s){line_html(shown)}, '
             "oldest first: what approving each grants comes first, the agent's words last</p>"
             # Always there, hidden when empty: the page's script replaces it in place as the log changes.
-            + f'<p class="expired" data-part="expired"{"" if expired else " hidden"}>{line_html(expired or "")}</p>')
+            + f'<p class="expired" data-part="expired"{"" if expired_html else " hidden"}>{expired_html or ""}</p>')
     rows = "".join(inbox_row(entry, now, root=root, stale=entry.proposal.queue_key in stale) for entry in entries)
     empty = "no pending proposals match" if filters.active else "no pending proposals"
     body = (head + filters_form(root, filters, [item.bottle.slug for item in overview])

@@ -53,7 +53,7 @@ from urllib.parse import urlencode, urlsplit
 from bot_bottle import __version__
 from bot_bottle.cli.dashboard import pages
 from bot_bottle.cli.dashboard.handler import DashboardHTTPServer
-from bot_bottle.cli.dashboard.inbox_page import inbox_page
+from bot_bottle.cli.dashboard.inbox_page import expired_said, inbox_page
 from bot_bottle.cli.dashboard.posts import PostHandler
 from bot_bottle.cli.dashboard.state import (
     AUDIT_SHOWN,
@@ -65,7 +65,7 @@ from bot_bottle.cli.dashboard.state import (
 )
 from bot_bottle.cli.grants_cmds import MAX_NAMED_ENDED, approving_again_line, remembered_rule, rule_made_line
 from bot_bottle.cli.in_force import grant_subjects
-from bot_bottle.cli.inbox import Filters, expired_line
+from bot_bottle.cli.inbox import Filters
 from bot_bottle.errors import BotBottleError, DatabaseReplaced, Refused, ValidationError
 from bot_bottle.policy.subjects import describe_subject
 from bot_bottle.records import PROPOSAL_ID_RE, validate_queue_key
@@ -161,7 +161,8 @@ class DashboardHandler(PostHandler):
         message = f"{after}; no pending proposal is left" if after and not left else after
         self.page(HTTPStatus.OK, inbox_page(dashboard.pending(filters), filters, dashboard.bottles.overview(), now,
                                             marker, root=dashboard.root, message=message,
-                                            expired=expired_line(dashboard.queue, filters.bottle)))
+                                            expired_html=expired_said(dashboard.queue, filters.bottle,
+                                                                      root=dashboard.root)))
 
     def _after(self, proposal_id: str) -> str:
         """What was recorded on the proposal decided just before (``?after=ID``), from its response alone."""

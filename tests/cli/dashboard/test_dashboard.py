@@ -17,6 +17,7 @@ import socket
 import sqlite3
 import subprocess
 import sys
+import time
 from typing import Any
 from unittest import mock
 from urllib.parse import urlencode
@@ -254,6 +255,25 @@ class RulesTest(DashboardCase):
         for shown in (live.id, "0" * 32, "<b>x</b>"):
             _, _, body = self.call("GET", f"/bottles?revoked={shown}")
             self.assertNotIn("revoked grant", body)
+
+    def test_what_expired_unanswered_links_each_to_its_page(self) -> None:
+        """BROKE before the fix: the inbox's line naming what expired unanswered ended "('proposals list --all')",
+        a shell's command, and its ids opened nothing: the dashboard has no such list. Now each id opens the
+        proposal's own page, which says it expired and what approving would have granted."""
+        with mock.patch("bot_bottle.queue_store.pending_ttl_in", return_value=1):
+            gone = self.store.submit("web-2", TOOL_EGRESS_ALLOW, '{"host": "a.example"}', "gone")
+        time.sleep(1.2)
+        status, _, body = self.call("GET", "/")
+        self.assertEqual(status, 200)
+        said = body[body.index('<p class="expired"'):]
+        said = said[:said.index("</p>")]
+        self.assertIn(f'<a href="{self.dashboard.root}/proposal/{gone.id}">{gone.short_id}</a> (web-2, egress-allow)',
+                      said)
+        self.assertIn("(each id opens its page)", said)
+        self.assertNotIn("proposals list", said)
+        status, _, body = self.call("GET", f"/proposal/{gone.id}")
+        self.assertEqual(status, 200)
+        self.assertIn("expired by bot-bottle (pending-ttl)", body)
 
     def test_a_remembered_approval_names_its_rule(self) -> None:
         """BROKE before the fix: approving with "the same for this bottle, until then" said only "approved ID
