@@ -111,12 +111,16 @@ class RuleRevoked:
 
     @property
     def line(self) -> str:
-        """What the operator is told: that it is revoked, and what it leaves."""
+        """What the operator is told at the command line: that it is revoked, and what it leaves."""
+        return self.told("'grants list', 'grants revoke'")
+
+    def told(self, grants_where: str) -> str:
+        """What the operator is told: that it is revoked, and what it leaves: the grants it made, which
+        ``grants_where`` lists and ends (the command line's verbs, or the screen's own keys)."""
         if self.idle is not None:  # a row a sidecar wrote, or changed: it decided nothing, and made no grant
             return (f"revoked rule {self.rule.short_id}, which decided nothing and made no grant "
                     f"({self.idle.removeprefix('decides nothing: ')})")
-        return (f"revoked rule {self.rule.short_id}; the grants it made stay until they end ('grants list', "
-                "'grants revoke')")
+        return f"revoked rule {self.rule.short_id}; the grants it made stay until they end ({grants_where})"
 
 
 def revoke_rule(store: GrantStore, id_prefix: str, reason: str, *, revoked_by: str) -> RuleRevoked:

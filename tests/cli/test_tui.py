@@ -293,6 +293,8 @@ class TuiTest(TempDirTest):
         self.assertIn(f"{rule.short_id}  web-2", self.term.screen())
         self.revoke_the_selected_grant("no more pip")
         self.term.wait_for(f"revoked rule {rule.short_id}; the grants it made stay until they end")
+        # BROKE before the fix: "('grants list', 'grants revoke')", a shell's commands, where Tab and x are.
+        self.term.wait_for("(Tab lists the grants, where x ends one)")
         self.term.wait_for("0 rule(s) in force")
         self.assertEqual(rules_in_force(GrantStore(self.db)), [])
         self.term.send("Tab")

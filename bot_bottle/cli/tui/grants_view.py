@@ -252,7 +252,8 @@ class RulesView(_InForceView[RuleInForce]):
 
     def end(self, item: RuleInForce, reason: str) -> str:
         """Revoke the rule as the keeper decides with it (``in_force.revoke_rule``)."""
-        return revoke_rule(self.store, item.rule.id, reason, revoked_by=self.decided_by).line
+        return revoke_rule(self.store, item.rule.id, reason, revoked_by=self.decided_by).told(
+            "Tab lists the grants, where x ends one")
 
     def note(self, item: RuleInForce) -> str:
         """Where the file and the audit log disagree about the rule, what each says; else what it leaves to you."""
