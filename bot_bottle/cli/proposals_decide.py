@@ -20,6 +20,7 @@ from bot_bottle.cli.common import (
     warn,
 )
 from bot_bottle.cli.grants_cmds import ended_lines, remembered_rule, rule_made_line
+from bot_bottle.cli.in_force import grant_subjects
 from bot_bottle.cli.render import describe, modification
 from bot_bottle.decisions import check_decision, default_decider, record_decisions
 from bot_bottle.errors import (
@@ -33,7 +34,7 @@ from bot_bottle.errors import (
 from bot_bottle.grants import GrantStore
 from bot_bottle.policy.approval import Approval, approval_of
 from bot_bottle.policy.lifetimes import grant_seconds
-from bot_bottle.policy.subjects import describe_subject, subject_of
+from bot_bottle.policy.subjects import subject_of
 from bot_bottle.queue_reads import shown_digest
 from bot_bottle.queue_store import QueueStore
 from bot_bottle.records import (
@@ -137,8 +138,9 @@ def _record(store: QueueStore, proposals: list[Proposal], decision: Decision) ->
         made = grants.for_proposal(proposal.id)
         ended = grants.ended_by_decision(proposal.id) if decision.remember is not None else []
         rule = remembered_rule(grants, proposal.id, response.decided_at) if decision.remember is not None else None
+        # In the words 'grants list' shows it (a routes file's: what it adds), not a digest's.
         grant = None if made is None else {
-            "id": made.id, "short_id": made.short_id, "grants": describe_subject(made.tool, made.subject_value),
+            "id": made.id, "short_id": made.short_id, "grants": grant_subjects(store, [made])[made.id],
             "starts_at": made.starts_at, "ends_at": made.ends_at, "left": time_left(made.starts_at, made.ends_at)}
         done.append({"id": proposal.id, "short_id": proposal.short_id, "bottle": proposal.queue_key,
                      "tool": proposal.tool, "status": response.status, "notes": response.notes,

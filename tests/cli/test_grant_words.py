@@ -11,6 +11,7 @@ revoke it could recognise.
 from __future__ import annotations
 
 import io
+import json
 import sqlite3
 from contextlib import redirect_stdout
 from datetime import UTC, datetime
@@ -89,6 +90,18 @@ class GrantWordsTest(TempDirTest):
         (grant,) = GrantStore(database=self.store.db).listing()
         self.assertTrue(grant_subjects(self.store, [grant])[grant.id].startswith("routes file sha256 "))
 
+    def test_approving_answers_with_the_grant_in_the_same_words(self) -> None:
+        """BROKE before the fix: 'proposals approve' of a routes file answered "grant 1a2b3c4d: routes file sha256
+        9b6634b9b78a until ...", and of a push "1 gitleaks finding marked allowed", where every list of grants
+        names the same grant in words: the one moment the operator reads it first said the least."""
+        routes = self.store.submit("web-1", TOOL_EGRESS_BLOCK, "routes:\n- a.com\n- b.com\n", "docs",
+                                   current_file="routes:\n- a.com\n")
+        push = self.store.submit("web-1", TOOL_GITLEAKS_ALLOW, FINDINGS, "a test fixture")
+        for proposal, words in ((routes, "routes file: adds b.com (routes file sha256 "),
+                                (push, "1 finding let into the repository: aws-key in tests/fixture.py:3 (")):
+            digest = json.loads(self.listed("proposals", "show", proposal.id, "--json"))["digest"]
+            said = self.listed("proposals", "approve", proposal.short_id, "--digest", digest, "--notes", "fine")
+            self.assertIn(f": {words}", said)
 
 class BottleRulesTest(TempDirTest):
     def test_bottles_show_lists_the_rules_deciding_for_it(self) -> None:
