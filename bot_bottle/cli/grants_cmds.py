@@ -108,11 +108,11 @@ def cmd_grants_revoke(args: argparse.Namespace) -> int:
     with GrantStore(db_path(args)) as store:
         grant = store.revoke(args.id, args.reason, revoked_by=default_decider())
         again = approving_again(store, grant)
+        said = grant_subjects(store, [grant])[grant.id]  # as 'grants list' named it
     if args.json:
         print_json({**grant_json(grant, utc_now()), "rule_in_force": again.id if again else None})
         return 0
-    print_untrusted(f"revoked {grant.short_id} ({grant.queue_key}, {grant.tool}: "
-                    f"{describe_subject(grant.tool, grant.subject_value)})")
+    print_untrusted(f"revoked {grant.short_id} ({grant.queue_key}, {grant.tool}: {said})")
     if again is not None:
         print_untrusted(approving_again_line(again, grant))
     return 0

@@ -103,6 +103,18 @@ class GrantWordsTest(TempDirTest):
             said = self.listed("proposals", "approve", proposal.short_id, "--digest", digest, "--notes", "fine")
             self.assertIn(f": {words}", said)
 
+    def test_revoking_names_the_grant_in_the_same_words(self) -> None:
+        """BROKE before the fix: 'grants revoke' of a routes file's grant listed as 'routes file: adds b.com'
+        answered "revoked 1a2b3c4d (web-1, egress-block: routes file sha256 9b6634b9b78a)"."""
+        routes = self.store.submit("web-1", TOOL_EGRESS_BLOCK, "routes:\n- a.com\n- b.com\n", "docs",
+                                   current_file="routes:\n- a.com\n")
+        decide(routes.id, STATUS_APPROVED, store=self.store)
+        (grant,) = GrantStore(database=self.store.db).listing()
+        said = self.listed("grants", "revoke", grant.short_id, "--reason", "done")
+        self.assertIn(f"revoked {grant.short_id} (web-1, egress-block: routes file: adds b.com (routes file sha256 ",
+                      said)
+
+
 class BottleRulesTest(TempDirTest):
     def test_bottles_show_lists_the_rules_deciding_for_it(self) -> None:
         """Before: 'bottles show' listed a bottle's grants but not the rules that decide its proposals without you."""

@@ -197,8 +197,8 @@ class DashboardHandler(PostHandler):
         if grant.revoked_at is None:
             return ""
         again = approving_again(self.dashboard.grants, grant)
-        return "; ".join([f"revoked grant {grant.short_id} ({grant.queue_key}: "
-                          f"{describe_subject(grant.tool, grant.subject_value)}) by {grant.revoked_by}",
+        said = grant_subjects(self.dashboard.grants, [grant])[grant.id]  # as its row in the table said it
+        return "; ".join([f"revoked grant {grant.short_id} ({grant.queue_key}: {said}) by {grant.revoked_by}",
                           *([approving_again_line(again, grant, RULE_ENDS)] if again is not None else [])])
 
     def _revoked_rule(self, rule_id: str) -> str:

@@ -210,7 +210,8 @@ class GrantsView(_InForceView[Grant]):
     def named(self, item: Grant) -> str:
         """The grant's id, bottle and subject."""
         item = shown_record(item)
-        return f"{item.short_id} ({item.queue_key}, {describe_subject(item.tool, item.subject_value)})"
+        said = self.subjects.get(item.id) or describe_subject(item.tool, item.subject_value)  # as its row says
+        return f"{item.short_id} ({item.queue_key}, {said})"
 
     def end(self, item: Grant, reason: str) -> str:
         """Revoke the grant, and say whether a standing rule approves the same again at the next ask."""

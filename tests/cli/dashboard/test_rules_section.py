@@ -15,7 +15,13 @@ from bot_bottle.audit_store import AuditStore
 from bot_bottle.decisions import decide
 from bot_bottle.grant_records import Rule
 from bot_bottle.grants import GrantStore
-from bot_bottle.records import ACTION_RULE_REVOKED, EFFECT_APPROVE, EFFECT_REJECT, TOOL_EGRESS_ALLOW
+from bot_bottle.records import (
+    ACTION_RULE_REVOKED,
+    EFFECT_APPROVE,
+    EFFECT_REJECT,
+    TOOL_EGRESS_ALLOW,
+    TOOL_EGRESS_BLOCK,
+)
 from bot_bottle.standing import rules_in_force
 from bot_bottle.timestamps import later, utc_now
 from tests.helpers.dashboard import DashboardCase
@@ -150,3 +156,18 @@ class RulesSectionTest(DashboardCase):
         self.assertIn(f"rule {rule.short_id}, remembered with it, still approves the same again", body)
         self.assertIn("(the revoke button in its row under &#x27;Standing rules&#x27;", body)
         self.assertNotIn("rules revoke", body)
+
+    def test_a_revoked_grant_is_named_as_its_row_named_it(self) -> None:
+        """BROKE before the fix: the page after revoking a routes file's grant, listed as 'routes file: adds b.com',
+        said "revoked grant 1a2b3c4d (web-1: routes file sha256 9b6634b9b78a)"."""
+        routes = self.store.submit("web-1", TOOL_EGRESS_BLOCK, "routes:\n- a.com\n- b.com\n", "docs",
+                                   current_file="routes:\n- a.com\n")
+        decide(routes.id, "approved", store=self.store)
+        (grant,) = self.grants.listing()
+        form = urlencode({"csrf": self.dashboard.csrf, "reason": "done", "decision": "revoke"}).encode()
+        status, headers, _ = self.call("POST", f"/grant/{grant.id}/revoke", body=form, headers={
+            "Origin": self.origin, "Sec-Fetch-Site": "same-origin",
+            "Content-Type": "application/x-www-form-urlencoded"})
+        self.assertEqual(status, 303)
+        _, _, body = self.call("GET", headers["location"].removeprefix(self.dashboard.root))
+        self.assertIn(f"revoked grant {grant.short_id} (web-1: routes file: adds b.com (routes file sha256 ", body)
