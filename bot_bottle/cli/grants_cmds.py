@@ -7,7 +7,7 @@ from typing import Any
 
 from bot_bottle.cli.common import db_path, print_json, print_table, print_untrusted, verb_parser, warn
 from bot_bottle.cli.in_force import grant_subjects
-from bot_bottle.cli.inbox import log_warning
+from bot_bottle.cli.inbox import log_warning, unknown_bottle
 from bot_bottle.cli.registry import summary
 from bot_bottle.decisions import default_decider
 from bot_bottle.grant_records import Grant, Rule
@@ -87,8 +87,10 @@ def cmd_grants_list(args: argparse.Namespace) -> int:
         grants = store.listing(args.bottle, include_ended=args.all)
         warning = log_warning(store)
         subjects = grant_subjects(store, grants) if not args.json else {}
-    if warning is not None:  # (on stderr: --json's output stays a document)
-        warn(warning)
+        unknown = unknown_bottle(store, args.bottle) if not grants else None
+    for said in (warning, unknown):  # (on stderr: --json's output stays a document)
+        if said is not None:
+            warn(said)
     if args.json:
         print_json([grant_json(g, now) for g in grants])
         return 0

@@ -22,6 +22,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from bot_bottle.audit_store import AuditStore
+from bot_bottle.bottles import BottleStore
 from bot_bottle.db import DatabaseUser
 from bot_bottle.errors import ValidationError
 from bot_bottle.grant_records import RULE_DECIDER_PREFIX
@@ -111,6 +112,14 @@ def apply_standing(store: QueueStore, *, naming_decided: bool = True) -> list[st
     except Exception as exc:  # whatever a row in the file does, the operator still gets the list
         said.append(f"standing rules and expiry not applied: {describe_failure(exc)}")
     return said
+
+
+def unknown_bottle(store: DatabaseUser, slug: str | None) -> str | None:
+    """For a list narrowed to ``--bottle slug`` that came out empty: the line saying the host has recorded no
+    bottle of that name (prepared, or seen filing), so a typo (``web1``) is not read as "web-1 has none"."""
+    if slug is None or BottleStore(database=store.db).overview(slug):
+        return None
+    return f"no bottle {slug} is known to this host (a typo? 'bottles list' names them)"
 
 
 EXPIRED_WINDOW_SEC = 24 * 3600  # how far back a list of pending proposals names those that expired unanswered

@@ -25,6 +25,7 @@ from bot_bottle.cli.inbox import (
     apply_standing,
     approval_for,
     expired_line,
+    unknown_bottle,
     unproven_decision,
 )
 from bot_bottle.cli.proposals_decide import register_decisions
@@ -71,6 +72,9 @@ def cmd_proposals_list(args: argparse.Namespace) -> int:
             pending = inbox.pending(filters)
             listed = [(entry, None) for entry in (pending[-args.limit:] if args.limit else pending)]
         expired = None if args.all or args.json else expired_line(store, args.bottle)
+        unknown = unknown_bottle(store, args.bottle) if not listed else None
+    if unknown is not None:  # (on stderr: --json's output stays a document)
+        warn(unknown)
     if args.json:
         print_json([proposal_json(e.proposal, r, e.approval) for e, r in listed])
         return 0

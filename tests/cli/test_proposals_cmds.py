@@ -184,6 +184,17 @@ class ProposalsVerbsTest(CliTestCase):
         header = self.cli("proposals", "list")[1].splitlines()[0].split("\t")
         self.assertEqual([header[n] for n in fields], ["ID", "GRANTS"])
 
+    def test_a_bottle_the_host_does_not_know_is_said_so_in_an_empty_list(self) -> None:
+        """BROKE before the fix: 'grants list --bottle web1' (for web-1) said "no grants in force", and 'proposals
+        list --bottle web1' "no pending proposals match", read as web-1 having none; 'rules add' warned already."""
+        self.store.submit("web-1", TOOL_EGRESS_ALLOW, '{"host": "pypi.org"}', "pip install")
+        for verb in (("grants", "list"), ("proposals", "list"), ("proposals", "list", "--json")):
+            code, _, err = self.cli(*verb, "--bottle", "web1")
+            self.assertEqual(code, 0, verb)
+            self.assertIn("warning: no bottle web1 is known to this host (a typo? 'bottles list' names them)", err)
+            self.assertEqual(self.cli(*verb, "--bottle", "web-1")[2], "", verb)  # known: not a word
+        self.assertEqual(self.cli("grants", "list", "--bottle", "web-2")[2].count("web-2"), 1)
+
     def test_bottles_list_and_show_close_what_expired_before_counting_it_pending(self) -> None:
         """BROKE before the fix: 'bottles list' and 'bottles show' counted, and listed as pending, a proposal past
         its end (no host process had closed it yet), where 'proposals list' closes it first and shows none."""
