@@ -9,7 +9,7 @@ from typing import Any
 from bot_bottle.bottles import BottleOverview, BottleStore
 from bot_bottle.cli.common import age, cell_text, db_path, print_json, print_table, print_untrusted, verb_parser, warn
 from bot_bottle.cli.grants_cmds import grant_json, rule_json
-from bot_bottle.cli.in_force import grant_subjects, rule_left, rule_scope, rule_subject
+from bot_bottle.cli.in_force import grant_subjects, rule_left, rule_scope, rule_subject, shown_record, shown_rule
 from bot_bottle.cli.inbox import Inbox, apply_standing, expired_line
 from bot_bottle.cli.registry import summary
 from bot_bottle.cli.render import grant_cell, left_cell, proposal_json
@@ -120,15 +120,18 @@ def cmd_bottles_show(args: argparse.Namespace) -> int:
         print_untrusted(expired if item.pending else ["", expired])
     if grants:
         print()
+        # Each row as a screen shows it (in_force.shown_record): a row a sidecar wrote is shown, not a traceback.
         print_table(["GRANT", "TOOL", "GRANTS", "LEFT", "BY"],
-                    [[g.short_id, g.tool, subjects[g.id], time_left(stamp, g.ends_at),
-                      f"rule {g.rule_id[:8]}" if g.rule_id else g.decided_by] for g in grants])
+                    [[g.short_id, g.tool, subjects.get(raw.id, ""), time_left(stamp, g.ends_at),
+                      f"rule {g.rule_id[:8]}" if g.rule_id else g.decided_by]
+                     for raw, g in ((raw, shown_record(raw)) for raw in grants)])
     if rules:
         print()
+        shown = [(r, shown_rule(r.rule)) for r in rules]
         print_table(["RULE", "BOTTLE", "EFFECT", "DECIDES ON", "LEFT", "NOTES"],
-                    [[r.rule.short_id, rule_scope(r.rule), r.rule.effect,
-                      ("" if r.decides else "[decides nothing] ") + rule_subject(r.rule), rule_left(r.rule, stamp),
-                      r.rule.notes] for r in rules])
+                    [[rule.short_id, rule_scope(rule), rule.effect,
+                      ("" if r.decides else "[decides nothing] ") + rule_subject(rule), rule_left(rule, stamp),
+                      rule.notes] for r, rule in shown])
     return 0
 
 

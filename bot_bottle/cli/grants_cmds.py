@@ -6,7 +6,7 @@ import argparse
 from typing import Any
 
 from bot_bottle.cli.common import db_path, print_json, print_table, print_untrusted, verb_parser, warn
-from bot_bottle.cli.in_force import grant_subjects
+from bot_bottle.cli.in_force import grant_subjects, shown_record
 from bot_bottle.cli.inbox import log_warning, unknown_bottle
 from bot_bottle.cli.registry import summary
 from bot_bottle.decisions import default_decider
@@ -97,10 +97,12 @@ def cmd_grants_list(args: argparse.Namespace) -> int:
     if not grants:
         print("no grants" + ("" if args.all else " in force"))
         return 0
+    # Each row as a screen shows it (in_force.shown_record): a row a sidecar wrote is listed, not a traceback.
     print_table(["ID", "BOTTLE", "TOOL", "GRANTS", "LEFT", "STATE", "BY"],
-                [[g.short_id, g.queue_key, g.tool, subjects[g.id],
+                [[g.short_id, g.queue_key, g.tool, subjects.get(raw.id, ""),
                   time_left(now, g.ends_at) if g.live(now) else "-", _grant_state(g, now),
-                  f"rule {g.rule_id[:8]}" if g.rule_id else g.decided_by] for g in grants],
+                  f"rule {g.rule_id[:8]}" if g.rule_id else g.decided_by]
+                 for raw, g in ((raw, shown_record(raw)) for raw in grants)],
                 page=True)
     return 0
 

@@ -93,6 +93,18 @@ class CommandLineTest(HostGrantsCase):
         self.assertEqual(done.returncode, 0, "BROKE before the fix: " + done.stderr[-300:])
         self.assertEqual(deciding(self.grants), set())
 
+    def test_bottles_show_and_grants_list_go_on(self) -> None:
+        """'bottles show' lists the rules deciding for the bottle and its grants: rows no bot-bottle wrote in
+        either table are shown, not a traceback."""
+        self.approve("web-1", {"host": "pypi.org"})
+        rebuild_and_forge(self.db, add_rule(self.grants))
+        rebuild_and_forge_grants(self.db)
+        for argv in (("bottles", "show", "web-1"), ("grants", "list"), ("bottles", "show", "web-1", "--json"),
+                     ("grants", "list", "--json")):
+            done = self.run_cli(*argv)
+            self.assertEqual(done.returncode, 0, f"{argv}: {done.stderr[-300:]}")
+        self.assertIn("evil.example", self.run_cli("bottles", "show", "web-1").stdout)
+
 
 class DashboardTest(DashboardCase):
     def test_the_bottles_page_lists_the_rules_and_revokes_the_operators(self) -> None:
