@@ -122,7 +122,7 @@ class HostileFileTest(HostGrantsCase):
         self.raw("DROP TRIGGER audit_log_chain")
         self.raw("INSERT INTO audit_log (ts, queue_key, action, tool, proposal_id, actor, notes, diff, details, "
                  "prev_hash, hash) SELECT ts, queue_key, action, tool, proposal_id, actor, notes, diff, :big, "
-                 "hash, 'f' || substr(hash, 2) FROM audit_log WHERE seq = :seq",
+                 "hash, lower(hex(randomblob(32))) FROM audit_log WHERE seq = :seq",
                  {"big": json.dumps({"rule": {"padding": "x" * 300_000}}), "seq": seq}, unchecked=True)
         read: list[int] = []
         real = forensics.stored_details
