@@ -14,18 +14,15 @@ each line goes through the sanitizer, as every other line bot-bottle prints.
 
 from __future__ import annotations
 
-import json
-import os
 import sqlite3
-import subprocess
-import sys
 import time
 
 from bot_bottle.grants import GrantStore
 from bot_bottle.queue_store import QueueStore
 from bot_bottle.records import EFFECT_REJECT, TOOL_EGRESS_ALLOW
 from bot_bottle.timestamps import utc_now
-from tests.helpers.support import REPO, TempDirTest, wait_until
+from tests.helpers.dashboard import start_dashboard
+from tests.helpers.support import TempDirTest, wait_until
 
 
 class DashboardLogEscapesTest(TempDirTest):
@@ -45,12 +42,7 @@ class DashboardLogEscapesTest(TempDirTest):
                         "WHERE id = :real", {"id": "\x1b[2J\x1b[H" + "0" * 25, "real": real.id})
         finally:
             raw.close()
-        process = subprocess.Popen([sys.executable, "-m", "bot_bottle", "dashboard", "--db", str(path), "--json"],
-                                   cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                   env={**os.environ, "HOME": str(self.home)})
-        self.addCleanup(lambda: process.poll() is None and process.kill())
-        assert process.stdout is not None
-        self.assertIn("url", json.loads(process.stdout.readline()))
+        process = start_dashboard(self, path)
         with QueueStore(path) as store:  # a commit: the keeper looks at once
             proposal = store.submit("web-1", TOOL_EGRESS_ALLOW, '{"host": "pastebin.com"}', "a paste")
             wait_until(lambda: store.response(proposal.id) is not None, 30, what="the standing rejection")

@@ -15,17 +15,14 @@ rejection is made, and the failure is still said.
 
 from __future__ import annotations
 
-import json
-import os
 import sqlite3
-import subprocess
-import sys
 
 from bot_bottle.grants import GrantStore
 from bot_bottle.queue_store import QueueStore
 from bot_bottle.records import EFFECT_APPROVE, EFFECT_REJECT, STATUS_REJECTED, TOOL_EGRESS_ALLOW
 from bot_bottle.timestamps import later, utc_now
-from tests.helpers.support import REPO, TempDirTest
+from tests.helpers.dashboard import start_dashboard
+from tests.helpers.support import TempDirTest
 
 
 class KeeperIsolationTest(TempDirTest):
@@ -45,12 +42,7 @@ class KeeperIsolationTest(TempDirTest):
                 raw.execute(statement)
         finally:
             raw.close()
-        process = subprocess.Popen([sys.executable, "-m", "bot_bottle", "dashboard", "--db", str(path), "--json"],
-                                   cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                   env={**os.environ, "HOME": str(self.home)})
-        self.addCleanup(lambda: process.poll() is None and process.kill())
-        assert process.stdout is not None
-        self.assertIn("url", json.loads(process.stdout.readline()))
+        process = start_dashboard(self, path)
         with QueueStore(path) as store:
             bottle = store.for_bottle("web-1")
             approved = bottle.submit(TOOL_EGRESS_ALLOW, '{"host": "docs.example.com"}', "docs")

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import http.client
+import json
 import os
+import subprocess
+import sys
 import tempfile
 import threading
 from pathlib import Path
@@ -19,7 +22,7 @@ from bot_bottle.records import (
     Proposal,
 )
 from tests.helpers.browser import Browser
-from tests.helpers.support import TempDirTest
+from tests.helpers.support import REPO, TempDirTest
 
 
 class DashboardCase(TempDirTest):
@@ -142,3 +145,15 @@ def artifact_dir() -> Path:
     folder = Path(chosen) if chosen else Path(tempfile.gettempdir()) / "bot-bottle-artifacts"
     folder.mkdir(parents=True, exist_ok=True)
     return folder
+
+
+def start_dashboard(test: TempDirTest, path: Path) -> subprocess.Popen[str]:
+    """``bot-bottle dashboard --db PATH --json`` as the operator starts it, in a process of its own with the test's
+    HOME, once it has printed its URL (so it listens, and its keeper looks); killed when the test ends."""
+    process = subprocess.Popen([sys.executable, "-m", "bot_bottle", "dashboard", "--db", str(path), "--json"],
+                               cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               env={**os.environ, "HOME": str(test.home)})
+    test.addCleanup(lambda: process.poll() is None and process.kill())
+    assert process.stdout is not None
+    test.assertIn("url", json.loads(process.stdout.readline()))
+    return process

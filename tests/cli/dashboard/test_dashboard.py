@@ -34,7 +34,7 @@ from bot_bottle.records import (
     TOOL_EGRESS_ALLOW,
     TOOL_GITLEAKS_ALLOW,
 )
-from tests.helpers.dashboard import DashboardCase
+from tests.helpers.dashboard import DashboardCase, start_dashboard
 from tests.helpers.support import REPO, TempDirTest
 
 
@@ -340,12 +340,7 @@ class VerbTest(TempDirTest):
         added = self.run_cli("rules", "add", "--db", str(path), "--all-bottles", "--host", "pastebin.com",
                              "--reject", "--notes", "no pastes")
         self.assertEqual(added.returncode, 0, added.stderr)
-        process = subprocess.Popen([sys.executable, "-m", "bot_bottle", "dashboard", "--db", str(path), "--json"],
-                                   cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                   env={**os.environ, "HOME": str(self.home)})
-        self.addCleanup(lambda: process.poll() is None and process.kill())
-        assert process.stdout is not None
-        self.assertIn("url", json.loads(process.stdout.readline()))
+        process = start_dashboard(self, path)
         with QueueStore(path) as store:
             bottle = store.for_bottle("web-1")
             filed = bottle.submit(TOOL_EGRESS_ALLOW, '{"host": "pastebin.com"}', "a paste")
