@@ -8,8 +8,8 @@ from typing import Any
 
 from bot_bottle.bottles import BottleOverview, BottleStore
 from bot_bottle.cli.common import age, cell_text, db_path, print_json, print_table, print_untrusted, verb_parser, warn
-from bot_bottle.cli.grants_cmds import grant_json, rule_json
-from bot_bottle.cli.in_force import grant_subjects, rule_left, rule_scope, rule_subject, shown_record, shown_rule
+from bot_bottle.cli.grants_cmds import grant_json, rule_in_force_json
+from bot_bottle.cli.in_force import grant_subjects, rule_left, rule_scope, rule_subject, shown_record
 from bot_bottle.cli.inbox import Inbox, apply_standing, expired_line
 from bot_bottle.cli.registry import summary
 from bot_bottle.cli.render import grant_cell, left_cell, proposal_json
@@ -91,8 +91,7 @@ def cmd_bottles_show(args: argparse.Namespace) -> int:
     stamp = format_timestamp(now)
     if args.json:
         print_json({**overview_json(item, now), "grants": [grant_json(g, stamp) for g in grants],
-                    "rules": [{**rule_json(r.rule, stamp), "decides": r.decides, "note": r.note,
-                               "unconfirmed": r.unconfirmed} for r in rules]})
+                    "rules": [rule_in_force_json(r, stamp) for r in rules]})
         return 0
     bottle = item.bottle
     lines = [
@@ -122,12 +121,11 @@ def cmd_bottles_show(args: argparse.Namespace) -> int:
         print()
         # Each row as a screen shows it (in_force.shown_record): a row a sidecar wrote is shown, not a traceback.
         print_table(["GRANT", "TOOL", "GRANTS", "LEFT", "BY"],
-                    [[g.short_id, g.tool, subjects.get(raw.id, ""), time_left(stamp, g.ends_at),
-                      f"rule {g.rule_id[:8]}" if g.rule_id else g.decided_by]
-                     for raw, g in ((raw, shown_record(raw)) for raw in grants)])
+                    [[g.short_id, g.tool, subjects[g.id], time_left(stamp, g.ends_at),
+                      f"rule {g.rule_id[:8]}" if g.rule_id else g.decided_by] for g in map(shown_record, grants)])
     if rules:
         print()
-        shown = [(r, shown_rule(r.rule)) for r in rules]
+        shown = [(r, shown_record(r.rule)) for r in rules]
         print_table(["RULE", "BOTTLE", "EFFECT", "DECIDES ON", "LEFT", "NOTES"],
                     [[rule.short_id, rule_scope(rule), rule.effect,
                       ("" if r.decides else "[decides nothing] ") + rule_subject(rule), rule_left(rule, stamp),

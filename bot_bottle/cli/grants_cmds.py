@@ -14,7 +14,7 @@ from bot_bottle.grant_records import Grant, Rule
 from bot_bottle.grants import GrantStore
 from bot_bottle.policy.subjects import describe_subject
 from bot_bottle.records import EFFECT_APPROVE
-from bot_bottle.standing import approving_again
+from bot_bottle.standing import RuleInForce, approving_again
 from bot_bottle.timestamps import moment_of, seconds_between, time_left, utc_now
 
 _GRANTS_EPILOG = """\
@@ -37,6 +37,13 @@ def grant_json(grant: Grant, now: str) -> dict[str, Any]:
 def rule_json(rule: Rule, now: str) -> dict[str, Any]:
     """A rule as JSON, with whether it is in force now."""
     return {**rule.to_dict(), "live": rule.live(now), "pattern": bool(rule.pattern)}
+
+
+def rule_in_force_json(item: RuleInForce, now: str) -> dict[str, Any]:
+    """A rule as a list of what decides gives it (``standing.rules_in_force``): ``rule_json`` with whether it
+    decides, where the file and the log disagree (``note``), and what a pattern made before its confirmation
+    was recorded leaves to the operator (``unconfirmed``)."""
+    return {**rule_json(item.rule, now), "decides": item.decides, "note": item.note, "unconfirmed": item.unconfirmed}
 
 
 # Grants a new standing rejection ended, named one a line; the rest counted (a sidecar can write thousands of
@@ -99,10 +106,9 @@ def cmd_grants_list(args: argparse.Namespace) -> int:
         return 0
     # Each row as a screen shows it (in_force.shown_record): a row a sidecar wrote is listed, not a traceback.
     print_table(["ID", "BOTTLE", "TOOL", "GRANTS", "LEFT", "STATE", "BY"],
-                [[g.short_id, g.queue_key, g.tool, subjects.get(raw.id, ""),
+                [[g.short_id, g.queue_key, g.tool, subjects[g.id],
                   time_left(now, g.ends_at) if g.live(now) else "-", _grant_state(g, now),
-                  f"rule {g.rule_id[:8]}" if g.rule_id else g.decided_by]
-                 for raw, g in ((raw, shown_record(raw)) for raw in grants)],
+                  f"rule {g.rule_id[:8]}" if g.rule_id else g.decided_by] for g in map(shown_record, grants)],
                 page=True)
     return 0
 

@@ -39,7 +39,9 @@ def grant_subjects(store: DatabaseUser, grants: Sequence[Grant]) -> dict[str, st
     grant that keeps digests rather than words (a routes file, a push's findings) what approving it granted, in
     words, first: read from its proposal (or the operator's modification), but only where that still is exactly
     what the grant records. A proposal rewritten in the file since, or gone, adds nothing; a routes file's grant
-    read "routes file sha256 9b6634b9b78a", which named nothing the operator could recognise."""
+    read "routes file sha256 9b6634b9b78a", which named nothing the operator could recognise. Keyed by the id of
+    each grant as a screen shows it (``shown_record``), the form every listing reads it in."""
+    grants = [shown_record(grant) for grant in grants]
     shown = {grant.id: shown_subject(grant.tool, grant.subject_value) for grant in grants}
     kept = [grant for grant in grants if grant.tool in _KEPT_AS_DIGESTS and grant.subject_value
             and isinstance(grant.proposal_id, str) and PROPOSAL_ID_RE.fullmatch(grant.proposal_id)]
@@ -79,8 +81,6 @@ def shown_record(record: Record) -> Record:
             changes[field.name] = ""
     return replace(record, **changes)
 
-
-shown_rule = shown_record
 
 
 def rule_subject(rule: Rule) -> str:

@@ -18,8 +18,8 @@ from bot_bottle.cli.common import (
     verb_parser,
     warn,
 )
-from bot_bottle.cli.grants_cmds import ended_lines, rule_json
-from bot_bottle.cli.in_force import revoke_rule, rule_left, rule_scope, rule_subject, shown_rule
+from bot_bottle.cli.grants_cmds import ended_lines, rule_in_force_json, rule_json
+from bot_bottle.cli.in_force import revoke_rule, rule_left, rule_scope, rule_subject, shown_record
 from bot_bottle.cli.inbox import apply_standing
 from bot_bottle.cli.registry import summary
 from bot_bottle.decisions import default_decider
@@ -74,19 +74,18 @@ def cmd_rules_list(args: argparse.Namespace) -> int:
         if args.all:  # then the file's ended and revoked rules, its history
             listed = {item.rule.id for item in shown}
             shown += [RuleInForce(rule, False) for rule in store.rules(include_ended=True)
-                      if rule.id not in listed and not shown_rule(rule).live(now)]
+                      if rule.id not in listed and not shown_record(rule).live(now)]
     if args.json:
-        print_json([{**rule_json(item.rule, now), "decides": item.decides, "note": item.note,
-                     "unconfirmed": item.unconfirmed} for item in shown])
+        print_json([rule_in_force_json(item, now) for item in shown])
         return 0
     if not shown:
         print("no rules" + ("" if args.all else " in force"))
         return 0
-    rules = [shown_rule(item.rule) for item in shown]
+    rules = [shown_record(item.rule) for item in shown]
     print_table(["ID", "BOTTLE", "TOOL", "EFFECT", "SUBJECT", "LEFT", "NOTES"],
                 [[r.short_id, rule_scope(r), r.tool, r.effect, rule_subject(r), rule_left(r, now), r.notes]
                  for r in rules], page=True)
-    notes = [f"WARNING: rule {shown_rule(item.rule).short_id}: {item.note}" for item in shown if item.note]
+    notes = [f"WARNING: rule {shown_record(item.rule).short_id}: {item.note}" for item in shown if item.note]
     if notes:  # a sidecar wrote the file: what decides is the log's word, and 'audit verify' says more
         print_untrusted([*notes, "('bot-bottle audit verify' says more; 'rules revoke ID' ends a rule the log keeps)"])
     print_untrusted([f"note: rule {item.rule.short_id}: {item.unconfirmed}" for item in shown if item.unconfirmed])

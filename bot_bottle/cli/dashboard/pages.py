@@ -23,7 +23,7 @@ from bot_bottle.audit.forensics import VerifyResult
 from bot_bottle.bottles import BottleOverview
 from bot_bottle.cli.bottles_cmds import ago
 from bot_bottle.cli.common import first_line
-from bot_bottle.cli.in_force import rule_left, rule_scope, rule_subject, shown_record, shown_rule
+from bot_bottle.cli.in_force import rule_left, rule_scope, rule_subject, shown_record
 from bot_bottle.grant_records import Grant
 from bot_bottle.policy.approval import shown_subject
 from bot_bottle.records import PROPOSAL_ID_RE, SHORT_ID_LENGTH, AuditEntry
@@ -194,7 +194,7 @@ def rules_section(rules: Sequence[RuleInForce], now: datetime, *, root: str, csr
     stamp = format_timestamp(now)
     rows = []
     for item in rules:
-        rule = shown_rule(item.rule)  # its revoke button only for an id bot-bottle writes (revoke_form)
+        rule = shown_record(item.rule)  # its revoke button only for an id bot-bottle writes (revoke_form)
         note = "".join(f'<div class="warning">{line_html(said)}</div>'
                        for said in (item.note, item.unconfirmed) if said)
         rows.append(f"<tr><td>{line_html(rule.short_id)}</td><td>{line_html(rule_scope(rule))}</td>"

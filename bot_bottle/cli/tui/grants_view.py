@@ -23,13 +23,11 @@ from bot_bottle.cli.in_force import (
     rule_scope,
     rule_subject,
     shown_record,
-    shown_rule,
 )
 from bot_bottle.cli.tui.screen import CHECK_MS, ESCAPE, TerminalScreen
 from bot_bottle.errors import BotBottleError, ValidationError
 from bot_bottle.grant_records import Grant
 from bot_bottle.grants import GrantStore
-from bot_bottle.policy.approval import shown_subject
 from bot_bottle.policy.lifetimes import DAY, LIFETIMES
 from bot_bottle.policy.subjects import describe_subject
 from bot_bottle.records import REMEMBER_ALL, REMEMBER_BOTTLE, Proposal
@@ -205,12 +203,12 @@ class GrantsView(_InForceView[Grant]):
         item = shown_record(item)
         by = f"rule {item.rule_id[:8]}" if item.rule_id else item.decided_by
         return (f"{item.short_id}  {item.queue_key:<16} {item.tool:<18} {time_left(now, item.ends_at):>6}  "
-                f"{self.subjects.get(item.id) or shown_subject(item.tool, item.subject_value)}  ({by})")
+                f"{self.subjects[item.id]}  ({by})")
 
     def named(self, item: Grant) -> str:
         """The grant's id, bottle and subject."""
         item = shown_record(item)
-        said = self.subjects.get(item.id) or describe_subject(item.tool, item.subject_value)  # as its row says
+        said = self.subjects[item.id]  # as its row says
         return f"{item.short_id} ({item.queue_key}, {said})"
 
     def end(self, item: Grant, reason: str) -> str:
@@ -236,7 +234,7 @@ class RulesView(_InForceView[RuleInForce]):
 
     def row(self, item: RuleInForce, now: str) -> str:
         """Id, bottles, effect, time left, a mark where the log and the file disagree, the subject, the notes."""
-        rule = shown_rule(item.rule)
+        rule = shown_record(item.rule)
         mark = "[decides nothing] " if not item.decides else "[kept by the log] " if item.note else \
             "[!] " if item.unconfirmed else ""
         notes = f"  ({first_line(rule.notes)})" if rule.notes else ""
@@ -247,7 +245,7 @@ class RulesView(_InForceView[RuleInForce]):
 
     def named(self, item: RuleInForce) -> str:
         """The rule's id, bottles, effect and subject."""
-        rule = shown_rule(item.rule)
+        rule = shown_record(item.rule)
         return (f"rule {rule.short_id} ({rule_scope(rule)}: {rule.effect} "
                 f"{describe_subject(rule.tool, rule.subject_value)})")
 
@@ -259,7 +257,7 @@ class RulesView(_InForceView[RuleInForce]):
     def note(self, item: RuleInForce) -> str:
         """Where the file and the audit log disagree about the rule, what each says; else what it leaves to you."""
         said = item.note or item.unconfirmed
-        return f"rule {shown_rule(item.rule).short_id}: {said}" if said else ""
+        return f"rule {shown_record(item.rule).short_id}: {said}" if said else ""
 
 
 def in_force_views(tui: TerminalScreen, store: GrantStore, decided_by: str) -> bool:
