@@ -14,9 +14,11 @@ URL's percent-escapes as a URL parser decodes them in a host
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 import unicodedata
+from collections.abc import Iterator
 from typing import Any
 from urllib.parse import unquote
 
@@ -29,6 +31,41 @@ from bot_bottle.policy.hosts import (
     ipv4_readings,
 )
 from bot_bottle.policy.routes import decoded_escapes
+
+
+class _Guarded:
+    """A compiled pattern read only in text that holds one of the strings every match of it holds (``needles``;
+    for a pattern that ignores case, as ``casefold`` writes them; ``or_non_ascii``: or any character outside
+    ASCII). The patterns below look behind or around at every position, a millisecond or more for each 128 KiB
+    line, and a routes file's line is read by a dozen of them: an ``in`` test first reads a line that holds
+    none of their needles, most lines, fifty times faster. The guard only ever skips text the pattern cannot
+    match, so what is found is unchanged."""
+
+    def __init__(self, pattern: re.Pattern[str], *needles: str, or_non_ascii: bool = False) -> None:
+        self.pattern = pattern
+        self.needles = needles
+        self.or_non_ascii = or_non_ascii
+
+    def _may_match(self, text: str) -> bool:
+        if self.or_non_ascii and not text.isascii():
+            return True
+        read = _folded(text) if self.pattern.flags & re.IGNORECASE else text
+        return any(needle in read for needle in self.needles)
+
+    def search(self, text: str) -> re.Match[str] | None:
+        """``re.Pattern.search``."""
+        return self.pattern.search(text) if self._may_match(text) else None
+
+    def finditer(self, text: str) -> Iterator[re.Match[str]]:
+        """``re.Pattern.finditer``."""
+        return self.pattern.finditer(text) if self._may_match(text) else iter(())
+
+
+@functools.lru_cache(maxsize=8)
+def _folded(text: str) -> str:
+    """``text`` case-folded, as a pattern that ignores case reads it (its long s is an 's'), for the last few texts:
+    one line is tried by several patterns in turn."""
+    return text.casefold()
 
 # A host-like token in text: a run of anything but white space and the punctuation of YAML, JSON, TOML,
 # URLs and lists around it (so a look-alike cannot hide in a token that is not split as a host would be).
@@ -106,11 +143,12 @@ _USERINFO_END_RE = re.compile(r"""[^\s/?#"']*@""")  # what follows a URL's useri
 # hex), one with colons (IPv6, in brackets or not), or any number-and-dots form where a host stands (after a
 # host key, or as a list item: "2852039166" and "127.1" are addresses there, "timeout: 1.5" is not).
 _NUMBER = r"(?:0[xX][0-9a-fA-F]+|[0-9]+)"
-_DOTTED_RE = re.compile(rf"(?<![\w.%]){_NUMBER}(?:\.{_NUMBER}){{1,3}}\.?(?![\w.])")
+_DOTTED_RE = _Guarded(re.compile(rf"(?<![\w.%]){_NUMBER}(?:\.{_NUMBER}){{1,3}}\.?(?![\w.])"), ".")
 _COLONS_RE = re.compile(r"(?<![\w:.])[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4}){2,7}(?:%[\w.-]+)?(?![\w:])")
 _NUMBER_START_RE = re.compile(r"(?:^|[^\w.])[0-9]")
-_HOST_PLACE_RE = re.compile(rf"""(?:\bhosts?\b["']?\s*[:=]|^\s*-|[\[,])\s*["']?({_NUMBER}(?:\.{_NUMBER}){{0,3}})"""
-                            r"(?![\w.:])", re.IGNORECASE)
+_HOST_PLACE_RE = _Guarded(
+    re.compile(rf"""(?:\bhosts?\b["']?\s*[:=]|^\s*-|[\[,])\s*["']?({_NUMBER}(?:\.{_NUMBER}){{0,3}})(?![\w.:])""",
+               re.IGNORECASE), "host", "-", "[", ",")
 
 
 def _looks_like_an_address(token: str) -> bool:
@@ -145,7 +183,7 @@ def addresses_in_text(text: str) -> list[str]:
     return list(found)
 
 
-_HOST_KEY_RE = re.compile(r"\bhosts?\b", re.IGNORECASE)
+_HOST_KEY_RE = _Guarded(re.compile(r"\bhosts?\b", re.IGNORECASE), "host")
 
 
 def listed_addresses(line: str) -> list[str]:
@@ -174,13 +212,16 @@ _PERCENT_RE = re.compile(r"%[0-9A-Fa-f]{2}")
 # two slashes ("http:localhost", "http:///localhost": the host all the same), userinfo (its last '@' ends it),
 # a percent-escape, and any character outside ASCII (mapped as IDNA maps it: full-width, circled, ideographic
 # dots). A line with none of these reads as written.
-_URL_OTHERWISE_RE = re.compile(r"[\t\r\n\\@%]|[^\x00-\x7f]|\b(?:https?|wss?|ftp):(?!//[^/])", re.IGNORECASE)
+_URL_OTHERWISE_RE = _Guarded(
+    re.compile(r"[\t\r\n\\@%]|[^\x00-\x7f]|\b(?:https?|wss?|ftp):(?!//[^/])", re.IGNORECASE),
+    "\t", "\r", "\n", "\\", "@", "%", ":", or_non_ascii=True)
 _URL_SCHEME_RE = re.compile(r"\b(https?|wss?|ftp):/*(?=[^\s/])", re.IGNORECASE)
 _USERINFO_RE = re.compile(r"//[^/?#\s\"']*@")
 _DOT_LIKE_RE = re.compile(f"[{DOT_LIKE}]")
 _WHITE_ESCAPE_RE = re.compile(r"\\[tnr]")
 _URL_WHITE_RE = re.compile(r"[\t\r\n]")  # what a URL parser removes wherever it stands
-_URL_RE = re.compile(r"//|\\\\|\b(?:https?|wss?|ftp):", re.IGNORECASE)  # a URL's start: its scheme, or "//"
+# A URL's start: its scheme, or "//".
+_URL_RE = _Guarded(re.compile(r"//|\\\\|\b(?:https?|wss?|ftp):", re.IGNORECASE), "//", "\\\\", ":")
 
 
 def decoded_readings(line: str) -> list[str]:
@@ -267,10 +308,10 @@ def hosts_of(lines: Any, addresses: dict[str, list[str]]) -> list[str]:
 # An IPv4 address in any form where a host stands that addresses_in_text does not read there: after a host key
 # and an anchor or tag ("host: !!str 2852039166"), with a port ("host: 2852039166:80"), or as a URL's host
 # ("url: http://0xa9fea9fe/latest/", "//user@2852039166").
-_PLACED_RE = re.compile(r"""(?:\bhosts?\b["']?\s*[:=]\s*(?:[&!][^\s"']{0,64}\s+){0,2}"""
-                        r"""|(?:\b[a-z][a-z0-9+.-]{0,20}:|(?<![^\s"'=\[,(]))//(?:[^\s/@"']{0,64}@)?)["']?"""
-                        r"(0[xX][0-9a-fA-F]+|[0-9]+(?:\.(?:0[xX][0-9a-fA-F]+|[0-9]+)){0,3})(?=$|[\s\"',}\]#/:?])",
-                        re.IGNORECASE)
+_PLACED_RE = _Guarded(re.compile(r"""(?:\bhosts?\b["']?\s*[:=]\s*(?:[&!][^\s"']{0,64}\s+){0,2}"""
+                                 r"""|(?:\b[a-z][a-z0-9+.-]{0,20}:|(?<![^\s"'=\[,(]))//(?:[^\s/@"']{0,64}@)?)["']?"""
+                                 r"(0[xX][0-9a-fA-F]+|[0-9]+(?:\.(?:0[xX][0-9a-fA-F]+|[0-9]+)){0,3})"
+                                 r"(?=$|[\s\"',}\]#/:?])", re.IGNORECASE), "host", "//")
 
 
 _ASCII_DIGIT_RE = re.compile(r"[0-9]")
@@ -285,11 +326,11 @@ def _addresses_placed(line: str) -> list[str]:
 
 
 # A line that ends with a host key ("host:", '"hosts":', "host: &h !!str >-"): its value stands on the next line.
-_HOST_KEY_END_RE = re.compile(r"""\bhosts?\b["']?\s*[:=]\s*(?:[&!][^\s"']{0,64}\s*){0,2}(?:[>|][-+0-9]{0,2})?\s*"""
-                              r"(?:#.*)?$", re.IGNORECASE)
+_HOST_KEY_END_RE = _Guarded(re.compile(r"""\bhosts?\b["']?\s*[:=]\s*(?:[&!][^\s"']{0,64}\s*){0,2}"""
+                                       r"(?:[>|][-+0-9]{0,2})?\s*(?:#.*)?$", re.IGNORECASE), "host")
 # A line that opens a hosts list and does not close it: its items stand on the lines after, one a line.
-_HOST_LIST_OPEN_RE = re.compile(r"""\bhosts?\b["']?\s*[:=]\s*(?:[&!][^\s"']{0,64}\s*){0,2}\[[^\]]*$""",
-                                re.IGNORECASE)
+_HOST_LIST_OPEN_RE = _Guarded(re.compile(r"""\bhosts?\b["']?\s*[:=]\s*(?:[&!][^\s"']{0,64}\s*){0,2}\[[^\]]*$""",
+                                         re.IGNORECASE), "host")
 
 
 def read_across_lines(lines: list[str], kept: set[str]) -> list[str]:
