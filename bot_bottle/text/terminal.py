@@ -41,6 +41,10 @@ TAB_SIZE = 8
 MAX_COMBINING = 3  # more marks than this on one character are shown as an escape
 CUT_MARKER = "…"
 CONTINUATION = "↪ "
+# The same marks for a terminal whose locale holds ASCII only (``in_ascii``): neither starts a line as a diff's
+# does ("+", "-", " ").
+ASCII_CUT_MARKER = ">"
+ASCII_CONTINUATION = "| "
 # ANSI reverse video around escapes, for a terminal that takes our own styling.
 ANSI_ESCAPE_ON = "\x1b[7m"
 ANSI_ESCAPE_OFF = "\x1b[27m"
@@ -253,6 +257,25 @@ def wrap(segments: Sequence[Segment], columns: int) -> list[Line]:
         rows.append(head if first else [Segment(CONTINUATION), *head])
         first = False
     return rows
+
+
+def in_ascii(segments: Sequence[Segment]) -> Line:
+    """The line as a terminal whose locale holds ASCII only can show it (``LC_ALL=C``): each character outside
+    ASCII is a visible escape (``caf\\xe9``), as the CLI writes it there, where curses would draw it as nothing
+    and the operator would read ``need caf  docs``; our own cut and continuation marks become their ASCII forms.
+    Widths stay true: an escape is as wide as it is written."""
+    shown: Line = []
+    for segment in segments:
+        if segment.escaped or segment.text.isascii():
+            shown.append(segment)
+        elif segment.text in (CUT_MARKER, CONTINUATION):
+            shown.append(Segment(ASCII_CUT_MARKER if segment.text == CUT_MARKER else ASCII_CONTINUATION,
+                                 style=segment.style))
+        else:
+            for run in re.findall(r"[\x00-\x7f]+|[^\x00-\x7f]", segment.text):
+                shown.append(Segment(run, style=segment.style) if run.isascii() else
+                             Segment(escape_char(run), escaped=True))
+    return shown
 
 
 def pad(segments: Sequence[Segment], columns: int) -> Line:

@@ -77,6 +77,21 @@ class SanitizerTest(unittest.TestCase):
                 self.assertEqual(terminal.plain(row).startswith(terminal.CONTINUATION), index > 0)
         self.assertEqual(terminal.plain(terminal.fit(terminal.line("short"), 10)), "short")
 
+    def test_in_ascii_writes_every_other_character_as_its_escape(self) -> None:
+        """Where the locale holds ASCII only (LC_ALL=C), what is not ASCII is an escape, styled as one, never
+        dropped; our own cut and continuation marks take their ASCII forms; widths stay true."""
+        line = terminal.in_ascii([*terminal.line("caf\u00e9 \u2192 \u0440\u0430\u0443\u0440\u0430l \x1b"),
+                                  terminal.Segment(terminal.CUT_MARKER)])
+        self.assertEqual(terminal.plain(line), "caf\\xe9 \\u2192 \\u0440\\u0430\\u0443\\u0440\\u0430l \\x1b>")
+        self.assertTrue(terminal.plain(line).isascii())
+        self.assertEqual([s.text for s in line if s.escaped],
+                         ["\\xe9", "\\u2192", "\\u0440", "\\u0430", "\\u0443", "\\u0440", "\\u0430", "\\x1b"])
+        self.assertEqual(terminal.width(line), len(terminal.plain(line)))
+        rows = terminal.wrap(terminal.in_ascii(terminal.line("\u6f22" * 30)), 20)
+        self.assertTrue(all(terminal.width(row) <= 20 for row in rows))
+        continued = terminal.in_ascii(rows[1])
+        self.assertTrue(terminal.plain(continued).startswith(terminal.ASCII_CONTINUATION), continued)
+
 
 class RoutesTest(unittest.TestCase):
     def test_route_rules(self) -> None:
@@ -337,8 +352,8 @@ class TerminalStateTest(TempDirTest):
 class TuiHostileTest(TempDirTest):
     """The curses TUI with hostile and wide text, at several widths."""
 
-    def start(self, width: int) -> Terminal:
-        command = (f"cd {shlex.quote(str(REPO))} && env HOME={shlex.quote(str(self.home))} "
+    def start(self, width: int, locale: str = "") -> Terminal:
+        command = (f"cd {shlex.quote(str(REPO))} && env HOME={shlex.quote(str(self.home))} {locale} "
                    f"{shlex.quote(sys.executable)} -m bot_bottle supervise --db {shlex.quote(str(self.db))}; "
                    "sleep 30")
         term = Terminal(self, command, width=width, height=30)
@@ -393,6 +408,27 @@ class TuiHostileTest(TempDirTest):
                 wrapped = [line for line in detail if line.startswith(terminal.CONTINUATION)]
                 self.assertTrue(wrapped, "the long justification wraps with continuation marks")
                 term.send("q")
+
+    def test_in_an_ascii_locale_the_agents_words_are_drawn_as_escapes(self) -> None:
+        """BROKE before the fix: under LC_ALL=C curses drew each character outside ASCII as nothing: 'need caf\u00e9
+        \u2192 docs' read 'need caf   docs', the wide proposal's row and its words were blank, and the key line
+        began '   /jk'. Now each is its escape, as the CLI writes it there, and the arrows are words."""
+        term = self.start(200, locale="LC_ALL=C")
+        rows = term.screen().split("\n")
+        self.assertTrue(all(line.isascii() for line in rows), rows)
+        wide_row = next(line for line in rows if self.wide.short_id in line)
+        self.assertIn("agent: \\u6f22\\u5b57\\u6f22", wide_row)
+        self.assertTrue(wide_row.rstrip().endswith(terminal.ASCII_CUT_MARKER), wide_row)
+        self.assertIn("Up/Down/j/k move", rows[-2] + rows[-1])
+        term.send("j", "Enter")
+        term.wait_for("approving grants:")
+        term.send("G")
+        detail = term.wait_for("the agent's justification").split("\n")
+        self.assertTrue(all(line.isascii() and len(line.rstrip()) <= 200 for line in detail), detail)
+        words = [line for line in detail if "\\u6f22\\u5b57" in line]
+        self.assertGreater(len(words), 1, "the justification is drawn, wrapped")
+        self.assertTrue(any(line.startswith(terminal.ASCII_CONTINUATION) for line in words), words)
+        term.send("q")
 
 
 def _columns(line: str) -> int:

@@ -221,7 +221,7 @@ class SuperviseTUI(TerminalScreen):
         self.put(height - 2, 0, self.message)
         if self.position:
             self.put(height - 2, max(0, width - len(self.position) - 1), self.position)
-        self.put(height - 1, 0, keys.fit(width).ljust(width - 1), curses.A_REVERSE)
+        self.put(height - 1, 0, self.key_line(keys, width), curses.A_REVERSE)
         self.screen.refresh()
 
     def header(self) -> str:

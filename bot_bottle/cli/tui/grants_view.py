@@ -141,7 +141,7 @@ class _InForceView(Generic[Item]):
             tui.put(row, 0, terminal.pad(terminal.fit(line, width), width),
                     curses.A_REVERSE if self.top + row - 1 == self.selected else 0)
         tui.put(height - 2, 0, self.message or (self.note(self.items[self.selected]) if self.items else ""))
-        tui.put(height - 1, 0, self.keys.ljust(width - 1), curses.A_REVERSE)
+        tui.put(height - 1, 0, tui.key_line(self.keys, width), curses.A_REVERSE)
         screen.refresh()
 
     def run(self) -> str:
@@ -239,7 +239,7 @@ class RulesView(_InForceView[RuleInForce]):
             "[!] " if item.unconfirmed else ""
         notes = f"  ({first_line(rule.notes)})" if rule.notes else ""
         scope = rule_scope(rule)  # cut: a long one (a row a sidecar wrote) pushed the mark off the screen
-        scope = scope if len(scope) <= 16 else scope[:15] + "…"
+        scope = scope if len(scope) <= 16 else scope[:15] + self.tui.cut_marker
         return (f"{rule.short_id}  {scope:<16} {rule.effect:<7} {rule_left(rule, now):>8}  "
                 f"{mark}{rule_subject(rule)}{notes}")
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import curses
+import locale
 import os
 import select
 import sys
@@ -31,7 +32,7 @@ BACKSPACE_KEYS = ("\b", "\x7f", curses.KEY_BACKSPACE)
 
 class Keys(str):
     """A key line, with a short form for a terminal too narrow for it whole (80 columns): the decision keys and
-    how to quit stay in sight, where the whole line would be cut before them."""
+    how to quit stay in sight, where the whole line would be cut before them (``TerminalScreen.key_line``)."""
 
     short: str
 
@@ -40,10 +41,6 @@ class Keys(str):
         keys = super().__new__(cls, text)
         keys.short = short
         return keys
-
-    def fit(self, width: int) -> str:
-        """The whole line where it fits in ``width`` columns, else the short form."""
-        return str(self) if len(self) < width else self.short
 
 
 LIST_KEYS = Keys(" ↑↓/jk move  g/G first/last  Enter open  a approve  m modify  r/R reject (R: always)  / filter  "
@@ -76,6 +73,17 @@ def scroll_moves(height: int) -> dict[str | int, int]:
 
 
 
+def terminal_takes_unicode() -> bool:
+    """Whether the locale curses draws in holds every character (UTF-8): Python sets LC_CTYPE from the
+    environment at its start, and curses encodes what it draws as that locale does; ``LC_ALL=C`` holds ASCII
+    only (Python's own UTF-8 mode does not change what curses draws with)."""
+    try:
+        codeset = locale.nl_langinfo(locale.CODESET)
+    except (AttributeError, ValueError):  # no nl_langinfo (not a POSIX system): Python's own choice
+        codeset = locale.getpreferredencoding(False)
+    return codeset.replace("-", "").upper() == "UTF8"
+
+
 def label_rows(label: str, width: int) -> list[str]:
     """A prompt's label on the rows it needs at ``width``, words whole, so none of it (the proposal's id, the
     question) scrolls out of sight; the last row, where the answer is typed, keeps room for it."""
@@ -95,9 +103,26 @@ class TerminalScreen:
         self.role_attrs: dict[str, int] = {"warning": curses.A_BOLD, "heading": curses.A_BOLD}
         # Our own styles on a segment (cli.common.ROLE_STYLES' ANSI codes), as curses draws them.
         self.style_attrs: dict[str, int] = {ROLE_STYLES["warning"]: curses.A_BOLD, DIM: curses.A_DIM}
+        # curses draws what the locale's encoding cannot hold as nothing (LC_ALL=C): there, every character
+        # outside ASCII is drawn as its escape instead (terminal.in_ascii), the agent's words whole.
+        self.unicode = terminal_takes_unicode()
+        self.cut_marker = terminal.CUT_MARKER if self.unicode else terminal.ASCII_CUT_MARKER
 
     def draw(self) -> None:
         """Redraw the whole screen (what a resize during a prompt asks for)."""
+
+    def shown(self, segments: Line) -> Line:
+        """``segments`` as this terminal can draw them: as they are, or each character outside ASCII as its escape
+        where the locale holds ASCII only."""
+        return segments if self.unicode else terminal.in_ascii(segments)
+
+    def key_line(self, keys: str, width: int) -> str:
+        """A key line at ``width``: the whole line or its short form (``Keys``), its arrows in words where the
+        locale holds ASCII only, padded to the edge."""
+        forms = [keys, keys.short] if isinstance(keys, Keys) else [keys]
+        if not self.unicode:
+            forms = [form.replace("↑↓/jk", "Up/Down/j/k") for form in forms]
+        return next((form for form in forms if len(form) < width), forms[-1]).ljust(width - 1)
 
     def put(self, row: int, col: int, text: str | Line, attr: int = 0) -> None:
         """Write what fits of ``text`` at (row, col), sanitized; escapes underlined. Never raises.
@@ -112,8 +137,8 @@ class TerminalScreen:
         room = width - col - (1 if row == height - 1 else 0)  # the last cell of the screen cannot be written
         if room <= 0:
             return
-        segments = terminal.line(text) if isinstance(text, str) else text
-        for segment in terminal.fit(segments, room):
+        segments = self.shown(terminal.line(text) if isinstance(text, str) else text)
+        for segment in self.shown(terminal.fit(segments, room)):
             style = attr | (ESCAPE_ATTR if segment.escaped else self.style_attrs.get(segment.style, 0))
             with contextlib.suppress(curses.error):
                 self.screen.addstr(row, col, segment.text, style)
@@ -132,7 +157,7 @@ class TerminalScreen:
         rows: list[tuple[Line, int]] = []
         for one in screen_lines:
             attr = self.role_attrs.get(getattr(one, "role", ""), 0)
-            rows += [(row, attr) for row in terminal.wrap(terminal.line(one), max(10, width - 1))]
+            rows += [(row, attr) for row in terminal.wrap(self.shown(terminal.line(one)), max(10, width - 1))]
         return rows
 
     def prompt(self, label: str, about: Sequence[str] = (), backdrop: Callable[[], None] | None = None) -> str | None:
@@ -161,7 +186,7 @@ class TerminalScreen:
                 self.put(height - 2, 0, " " * width)
                 shown = (last + text)[-(width - 2):] if width > 2 else ""
                 self.put(height - 2, 0, shown)
-                self.put(height - 1, 0, PROMPT_KEYS.ljust(width - 1), curses.A_REVERSE)
+                self.put(height - 1, 0, self.key_line(PROMPT_KEYS, width), curses.A_REVERSE)
                 self.screen.refresh()
                 key = self.screen.get_wch()
                 if key in ENTER_KEYS:
@@ -188,7 +213,7 @@ class TerminalScreen:
                 self.screen.erase()
                 self.put(0, 0, " bot-bottle supervise: confirm".ljust(width), curses.A_REVERSE)
                 self._draw_text(self.wrapped(text, width), height)
-                self.put(height - 1, 0, keys.ljust(width - 1), curses.A_REVERSE)
+                self.put(height - 1, 0, self.key_line(keys, width), curses.A_REVERSE)
                 self.screen.refresh()
                 key = self.screen.get_wch()
                 moves = scroll_moves(height)
