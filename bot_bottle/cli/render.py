@@ -202,23 +202,43 @@ def grant_cell(approval: Approval, width: int = GRANTS_WIDTH) -> terminal.Line:
     return cell if piped() else terminal.fit(cell, width)
 
 
+LEFT_FROM_WIDTH = 120  # a screen this wide has a LEFT column too: narrower, what approving grants keeps the room
+
+
 def inbox_row(proposal: Proposal | ProposalSummary, approval: Approval, width: int, *,
-              new: bool = False) -> terminal.Line:
-    """The TUI's list row: id, bottle, tool, age, what approving grants (badge first), then the agent's words.
+              new: bool = False, now: str | None = None) -> terminal.Line:
+    """The TUI's list row: id, bottle, tool, age, time left (on a wide screen), what approving grants (badge
+    first), then the agent's words (``inbox_heading`` names the columns).
 
     What approving grants has all the room it needs up to the row's end, and
     the agent's words only what is left; on a wide screen the grants stand
     in a column of 3/5 of the room, so the rows' words line up.
     """
-    row: terminal.Line = [terminal.Segment(f"{'*' if new else ' '} {proposal.short_id}  ")]
-    row += terminal.pad(terminal.fit(terminal.line(proposal.queue_key), 12), 13)
-    row += terminal.pad(terminal.fit(terminal.line(proposal.tool), 18), 19)
-    row.append(terminal.Segment(f"{age(proposal.created_at):>4}  "))
+    left = left_cell(proposal, None, now or utc_now()) if width >= LEFT_FROM_WIDTH else None
+    row = _leading_cells(f"{'*' if new else ' '} {proposal.short_id}", proposal.queue_key, proposal.tool,
+                         age(proposal.created_at), left)
     room = max(20, width - terminal.width(row) - 2)
     grants = grant_cell(approval, room)
     row += terminal.pad(grants, max(terminal.width(grants), room * 3 // 5) + 2)
     row += [terminal.Segment("agent: ", False, ROLE_STYLES["dim"]), *terminal.line(first_line(proposal.justification))]
     return terminal.fit(row, width)
+
+
+def inbox_heading(width: int) -> terminal.Line:
+    """The names of ``inbox_row``'s columns at ``width``, over them (the agent's words, last, are labelled in each
+    row: ``agent:``)."""
+    row = _leading_cells("  ID", "BOTTLE", "TOOL", "AGE", "LEFT" if width >= LEFT_FROM_WIDTH else None)
+    return terminal.fit([*row, terminal.Segment("GRANTS (what approving grants)")], width)
+
+
+def _leading_cells(first: str, bottle: str, tool: str, age_cell: str, left: str | None) -> terminal.Line:
+    """A list row's cells before the grants: 10 columns, the bottle in 12, the tool in 18, then the age in 4 and
+    the time left in 6, right-aligned as numbers are (``unreadable``, for a stored time that is not one, whole)."""
+    row = terminal.pad(terminal.line(first), 12)
+    row += terminal.pad(terminal.fit(terminal.line(bottle), 12), 13)
+    row += terminal.pad(terminal.fit(terminal.line(tool), 18), 19)
+    row.append(terminal.Segment(f"{age_cell:>4}  " + (f"{left:>6}  " if left is not None else "")))
+    return row
 
 
 def _ago(timestamp: str) -> str:

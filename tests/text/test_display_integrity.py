@@ -393,11 +393,16 @@ class TuiHostileTest(TempDirTest):
                 term = self.start(width)
                 rows = term.screen().split("\n")
                 ids = [self.spoof.short_id, self.wide.short_id, self.marks.short_id]
-                for line_number, proposal_id in enumerate(ids, start=1):
+                self.assertTrue(rows[1].startswith("  ID        BOTTLE"), rows[1])  # the columns' names
+                for line_number, proposal_id in enumerate(ids, start=2):
                     self.assertIn(proposal_id, rows[line_number])
                     self.assertLessEqual(_columns(rows[line_number]), width)
                 if width < 200:
-                    self.assertTrue(rows[2].rstrip().endswith(terminal.CUT_MARKER), rows[2])
+                    self.assertTrue(rows[3].rstrip().endswith(terminal.CUT_MARKER), rows[3])
+                    self.assertNotIn("LEFT", rows[1])  # what approving grants keeps the room
+                else:  # how long each may still wait, under its name
+                    self.assertIn("AGE    LEFT  GRANTS", rows[1])
+                    self.assertRegex(rows[2], r"  \d+s  23h5\dm  ")
                 # The detail view: wrapped, continuations marked, nothing past the edge.
                 term.send("j", "Enter")
                 detail = term.wait_for("approving grants:").split("\n")

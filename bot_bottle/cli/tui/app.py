@@ -26,7 +26,7 @@ from typing import Any
 
 from bot_bottle.bottles import BottleOverview, BottleStore
 from bot_bottle.cli.inbox import ANY_CAUTION, Entry, Filters, Inbox, expired_line, log_warning
-from bot_bottle.cli.render import describe, inbox_row
+from bot_bottle.cli.render import describe, inbox_heading, inbox_row
 from bot_bottle.cli.tui.deciding import Deciding
 from bot_bottle.cli.tui.grants_view import in_force_views
 from bot_bottle.cli.tui.notify import notify_environment, start_notify
@@ -54,6 +54,7 @@ from bot_bottle.records import Proposal
 from bot_bottle.standing import describe_failure, keep, unproven_line
 from bot_bottle.text import terminal
 from bot_bottle.text.terminal import Line
+from bot_bottle.timestamps import utc_now
 
 # Keys typed this soon after the proposal under the cursor changed (not by the operator's own move) are dropped:
 # longer than a keystroke already on its way, shorter than reading a row.
@@ -241,7 +242,7 @@ class SuperviseTUI(TerminalScreen):
         return f"{title}: {', '.join(shown)}  {self.store.db.path}" if shown else f"{title}  {self.store.db.path}"
 
     def _draw_list(self, height: int, width: int) -> None:
-        rows = max(0, height - 3)
+        rows = max(0, height - 4)  # the title, the columns' names, the message and the keys
         if not self.items:
             self.put(2, 2, "no pending proposals match the filter (/ changes it)" if self.filters.active
                      else "no pending proposals; waiting for the bottles...")
@@ -249,14 +250,17 @@ class SuperviseTUI(TerminalScreen):
         top = max(0, self.selected - rows + 1)
         if len(self.items) > 1:
             self.position = f"{self.selected + 1} of {len(self.items)}" + ("" if self.armed else ", none selected")
-        for line, entry in enumerate(self.items[top : top + rows], start=1):
-            index = top + line - 1
+        self.put(1, 0, inbox_heading(width), curses.A_BOLD)
+        now = utc_now()
+        for line, entry in enumerate(self.items[top : top + rows], start=2):
+            index = top + line - 2
             chosen = index == self.selected and self.armed
-            self.put(line, 0, terminal.pad(self.list_row(entry, width), width), curses.A_REVERSE if chosen else 0)
+            self.put(line, 0, terminal.pad(self.list_row(entry, width, now), width),
+                     curses.A_REVERSE if chosen else 0)
 
-    def list_row(self, entry: Entry, width: int) -> Line:
+    def list_row(self, entry: Entry, width: int, now: str) -> Line:
         """One list row (``render.inbox_row``), ``*`` marking what arrived since the last keypress."""
-        return inbox_row(entry.proposal, entry.approval, width, new=entry.proposal.id not in self.seen)
+        return inbox_row(entry.proposal, entry.approval, width, new=entry.proposal.id not in self.seen, now=now)
 
     def detail_lines(self, width: int) -> list[tuple[Line, int]]:
         """The detail view's lines, sanitized and wrapped to the screen (continuations marked)."""
