@@ -266,8 +266,10 @@ class Decision:
             raise ValidationError("remember", f"{self.remember!r} is not one of {', '.join(REMEMBER_SCOPES)}")
         # A rejection grants nothing that could end: a length given alone would be dropped without a word.
         if self.status == STATUS_REJECTED and self.grant_seconds is not None and self.remember is None:
-            raise ValidationError("for", "a rejection has no length: --for says how long a remembered rejection "
-                                  "stands, so give --remember bottle or all with it, or leave --for out")
+            # (In words every screen can show: the CLI names its option before them, --for.)
+            raise ValidationError("for", "a rejection has no length: a length says how long a remembered rejection "
+                                  "(a rule) stands, so remember it, for this bottle or every bottle, or give no "
+                                  "length")
 
 
 @dataclass(frozen=True)

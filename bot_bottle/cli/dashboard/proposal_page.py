@@ -91,7 +91,9 @@ def decide_section(proposal: Proposal, approval: Approval, *, root: str, csrf: s
                   "approve", f"approve {proposal.short_id}{second}", form_id="approve"),
              form(root, proposal, csrf, shown, "decide",
                   '<label>reason for rejecting (required) <input type="text" name="notes" size="60"></label>'
-                  + _remember("always reject this and every ask for any of it", "for good")
+                  + _remember("always reject this and every ask for any of it", "for the length below")
+                  + '<label>for <input type="text" name="for" size="8" placeholder="for good"> (with remember: how '
+                  "long the rule stands, 8h, 7d or a time; empty, for good)</label>"
                   + hidden("status", STATUS_REJECTED),
                   "reject", f"reject {proposal.short_id}", form_id="reject")]
     if proposal.report_only:

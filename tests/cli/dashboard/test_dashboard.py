@@ -34,6 +34,7 @@ from bot_bottle.records import (
     TOOL_EGRESS_ALLOW,
     TOOL_GITLEAKS_ALLOW,
 )
+from bot_bottle.timestamps import seconds_between
 from tests.helpers.dashboard import DashboardCase, start_dashboard
 from tests.helpers.support import REPO, TempDirTest
 
@@ -285,6 +286,33 @@ class RulesTest(DashboardCase):
         (rule,) = GrantStore(database=self.store.db).rules()
         self.assertIn(f"; rule {rule.short_id}: approves the same again for web-1, until {rule.ends_at} (1h)", body)
 
+    def test_a_remembered_rejection_can_stand_for_a_time(self) -> None:
+        """BROKE before the fix: the reject form's rule stood for good, with no length to give (the CLI's reject
+        takes --for, the TUI asks): 'no new hosts this week' could only be a rejection forever. Now the form has
+        a length, the rule ends then, the next page says until when; a length without a rule is refused, said in
+        the page's words, and nothing is recorded."""
+        route = self.store.submit("web-1", TOOL_EGRESS_ALLOW, '{"host": "pypi.org"}', "pip")
+        status, _, page = self.call("GET", f"/proposal/{route.id}")
+        reject_form = page[page.index('id="reject"'):]
+        reject_form = reject_form[:reject_form.index("</form>")]
+        self.assertIn('name="for"', reject_form)
+        status, _, body = self.post(route, "decide", {"status": "rejected", "notes": "not this week", "for": "7d"})
+        self.assertEqual(status, 400)
+        self.assertIn("not recorded: for: a rejection has no length: a length says how long a remembered rejection "
+                      "(a rule) stands, so remember it, for this bottle or every bottle, or give no length", body)
+        self.assertNotIn("--for", body)
+        self.assertIsNone(self.store.response(route.id))
+        self.assertEqual(list(GrantStore(database=self.store.db).rules()), [])
+        status, headers, _ = self.post(route, "decide", {"status": "rejected", "notes": "not this week",
+                                                         "for": "7d", "remember": "bottle"})
+        self.assertEqual(status, 303)
+        (rule,) = GrantStore(database=self.store.db).rules()
+        self.assertEqual((rule.effect, rule.queue_key), ("reject", "web-1"))
+        self.assertIsNotNone(rule.ends_at)
+        self.assertEqual(seconds_between(rule.created_at, rule.ends_at), 7 * 86400)
+        status, _, body = self.call("GET", headers["location"].removeprefix(self.dashboard.root))
+        self.assertIn(f"rule {rule.short_id}", body)
+        self.assertIn(f"until {rule.ends_at}", body)
 
     def test_a_flood_of_ended_grants_is_counted_on_the_next_page(self) -> None:
         """A sidecar's forged rows over the host, each ended by the remembered rejection: the next page names
