@@ -245,6 +245,12 @@ def record_decisions(
     return recorded
 
 
+def expired(proposal: Proposal, at: str) -> ProposalExpired:
+    """The refusal of a decision on ``proposal``, which expired ``at`` (its end, or when it was closed)."""
+    return ProposalExpired(f"proposal {proposal.short_id} expired at {at}: nobody decided in time, so it can no "
+                           "longer be decided; nothing recorded (the agent files it again to ask again)")
+
+
 def record_decision_in(
     log: AuditRecorder, proposal: Proposal, decision: Decision, *, rule_id: str | None = None,
 ) -> tuple[Response, AuditEntry]:
@@ -267,9 +273,7 @@ def record_decision_in(
         raise AlreadyDecided(f"proposal {proposal.short_id} was already {earlier.status} by {earlier.decided_by} "
                              f"at {earlier.decided_at}; the first decision stands")
     if proposal.expires_at is not None and proposal.expires_at <= now:
-        raise ProposalExpired(f"proposal {proposal.short_id} expired at {proposal.expires_at}: nobody decided in "
-                              "time, so it can no longer be decided; nothing recorded (the agent files it again to "
-                              "ask again)")
+        raise expired(proposal, proposal.expires_at)
     granted = decision.status in (STATUS_APPROVED, STATUS_MODIFIED)
     subject: dict[str, Any] | None = None
     if granted or decision.remember is not None:

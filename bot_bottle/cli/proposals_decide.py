@@ -22,13 +22,12 @@ from bot_bottle.cli.common import (
 from bot_bottle.cli.grants_cmds import ended_lines, remembered_rule, rule_made_line
 from bot_bottle.cli.in_force import grant_subjects
 from bot_bottle.cli.render import describe, modification
-from bot_bottle.decisions import check_decision, default_decider, record_decisions
+from bot_bottle.decisions import check_decision, default_decider, expired, record_decisions
 from bot_bottle.errors import (
     AlreadyDecided,
     AnchorNotWritten,
     AuditTampered,
     BotBottleError,
-    ProposalExpired,
     ValidationError,
 )
 from bot_bottle.grants import GrantStore
@@ -48,7 +47,7 @@ from bot_bottle.records import (
     Proposal,
     Response,
 )
-from bot_bottle.timestamps import parse_duration, spell_duration, time_left
+from bot_bottle.timestamps import parse_duration, spell_duration, time_left, utc_now
 
 
 def _decide(args: argparse.Namespace, status: str, notes: str, final_file: str | None) -> int:
@@ -75,13 +74,14 @@ def _decide(args: argparse.Namespace, status: str, notes: str, final_file: str |
         proposals = [store.find(each) for each in args.ids]
         if len({p.id for p in proposals}) != len(proposals):
             raise ValidationError("ids", "the same proposal is named twice")
+        for proposal in proposals:
+            # One decided or expired already ends the command before anything is asked: all or none would refuse
+            # it at the end anyway, and one passed over unasked must never be recorded (a sidecar can write a
+            # response row for the look here and take it away before the commit). Said before a digest that no
+            # longer matches: that it can no longer be decided at all is the first thing to know.
+            _refuse_decided(proposal, store.response(proposal.id))
         for proposal, digest in zip(proposals, digests, strict=False):
             _check_digest(proposal, digest)
-        for proposal in proposals:
-            # One decided already ends the command before anything is asked: all or none would refuse it at the
-            # end anyway, and one passed over unasked must never be recorded (a sidecar can write a response row
-            # for the look here and take it away before the commit).
-            _refuse_decided(proposal, store.response(proposal.id))
         for proposal in proposals:
             if not digests and status == STATUS_APPROVED \
                     and not _approval_confirmed(proposal, notes, grant_for, remember):
@@ -151,14 +151,14 @@ def _record(store: QueueStore, proposals: list[Proposal], decision: Decision) ->
 
 
 def _refuse_decided(proposal: Proposal, earlier: Response | None) -> None:
-    """Refuse ``proposal`` when ``earlier`` (its response as read now) says it is decided or expired, in the words
-    ``record_decisions`` refuses it in."""
+    """Refuse ``proposal`` when ``earlier`` (its response as read now) says it is decided or expired, or its end
+    has passed with nobody to close it yet, in the words ``record_decisions`` refuses it in."""
     if earlier is None:
+        if proposal.expires_at is not None and proposal.expires_at <= utc_now():
+            raise expired(proposal, proposal.expires_at)
         return
     if earlier.status == STATUS_EXPIRED:
-        raise ProposalExpired(f"proposal {proposal.short_id} expired at {earlier.decided_at}: nobody decided in "
-                              "time, so it can no longer be decided; nothing recorded (the agent files it again to "
-                              "ask again)")
+        raise expired(proposal, proposal.expires_at or earlier.decided_at)  # its end, not when it was closed
     raise AlreadyDecided(f"proposal {proposal.short_id} was already {earlier.status} by {earlier.decided_by} at "
                          f"{earlier.decided_at}; the first decision stands; nothing recorded")
 

@@ -122,6 +122,24 @@ class ProposalsVerbsTest(CliTestCase):
         keep(self.store)  # once the host closed it, its recorded expiry is held to its entry, and proven
         self.assertIsNone(json.loads(self.cli("proposals", "show", proposal.id, "--json")[1])["unproven"])
 
+    def test_an_expired_proposal_is_refused_for_its_expiry_before_its_digest(self) -> None:
+        """BROKE before the fix: approving an expired proposal with a digest that no longer matched said only that
+        it "is not the one whose digest you gave ... Show it again"; shown again and approved, it was refused as
+        expired. Now the expiry is said first, whether a host process closed it yet or not, and nothing is
+        recorded."""
+        with mock.patch("bot_bottle.queue_store.pending_ttl_in", return_value=1):
+            proposal = self.store.submit("web-1", TOOL_EGRESS_ALLOW, '{"host": "docs.python.org"}', "the docs")
+        time.sleep(1.2)
+        for closed in (False, True):
+            if closed:
+                keep(self.store)
+            with self.subTest(closed=closed):
+                code, _, err = self.cli("proposals", "approve", proposal.short_id, "--digest", "0" * 64)
+                self.assertEqual(code, 1, err)
+                self.assertIn(f"proposal {proposal.short_id} expired at {proposal.expires_at}", err)
+                self.assertNotIn("digest", err)
+        self.assertEqual(self.store.response(proposal.id).status, "expired")
+
     def test_the_list_says_how_long_each_may_wait_and_what_expired_unanswered(self) -> None:
         """Before: 'proposals list' showed no proposal's end, and one that expired while nobody looked left the
         list without a word (its caller was told no)."""
