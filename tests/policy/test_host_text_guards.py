@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import random
 import re
+import sys
 import unittest
 
 from bot_bottle.policy import host_text
@@ -67,6 +68,25 @@ class GuardTest(unittest.TestCase):
         case-folded text, does too."""
         self.assertIsNotNone(host_text._HOST_KEY_RE.search("ho\u017ft: x"))
         self.assertIsNotNone(re.compile(r"\bhosts?\b", re.IGNORECASE).search("ho\u017ft: x"))
+
+    def test_every_character_a_needle_may_match_folds_to_it(self) -> None:
+        """The guard of a pattern that ignores case reads the case-folded text: sound only if every character the
+        pattern reads as a needle's character (under this Python's tables: the long s, the Kelvin sign, the
+        dotted and dotless i) case-folds to that very character, so a match's fold holds the needle whole. Checked
+        over every code point, so a Python whose tables add a case pair fails here, not in a routes file."""
+        every = "".join(map(chr, range(sys.maxunicode + 1)))
+        for name, guard in guarded_patterns().items():
+            if not guard.pattern.flags & re.IGNORECASE:
+                continue
+            for needle in guard.needles:
+                self.assertEqual(needle.casefold(), needle, name)
+                for place, char in enumerate(needle):
+                    read_as = {found.group() for found in re.finditer(re.escape(char), every, re.IGNORECASE)}
+                    self.assertEqual({other for other in read_as if other.casefold() != char}, set(),
+                                     (name, needle, char))
+                    for other in read_as:  # and the guard lets each such spelling through ("ho\u017ft")
+                        spelled = needle[:place] + other + needle[place + 1:]
+                        self.assertTrue(guard._may_match(f"x {spelled} y"), (name, spelled))
 
     def test_a_long_line_reads_the_same(self) -> None:
         """A routes file of one 128 KiB line, as a flood files it, is read for the same hosts as before (the
