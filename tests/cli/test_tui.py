@@ -374,6 +374,23 @@ class TuiTest(TempDirTest):
         self.term.send("Escape")
         self.quit()
 
+    def test_a_terminal_too_short_to_show_the_row_decides_nothing(self) -> None:
+        """BROKE before the fix (a hostile review): 4 rows tall the list draws no row, yet 'a' and 'r' acted on
+        the one under the cursor, which the operator could not see. Now they say why nothing happens."""
+        self.term.send("g")
+        self.term.wait_for("1 of 3")
+        self.settle()
+        self.term.run("resize-window", "-t", "t", "-x", "120", "-y", "4")
+        time.sleep(0.4)
+        for key in ("a", "r", "m"):
+            self.term.send(key)
+            self.term.wait_for("too small to show the proposal")
+        self.assertNotIn("note (optional)", self.term.screen())
+        self.term.run("resize-window", "-t", "t", "-x", "120", "-y", "30")
+        self.term.wait_for("3 pending")
+        self.assertEqual([self.store.response(p.id) for p in (self.routes, self.route, self.report)], [None] * 3)
+        self.quit()
+
 
 class OnceTest(TempDirTest):
     def test_once_prints_the_list(self) -> None:

@@ -63,6 +63,9 @@ DECISION_KEYS = ("a", "m", "r", "R")
 GRANTS_KEY = "v"
 
 
+LIST_ROWS_FROM = 5  # the rows a terminal needs to draw one list row: title, columns' names, the row, message, keys
+
+
 class SuperviseTUI(TerminalScreen):
     """The curses application. ``run`` returns when the operator quits."""
 
@@ -242,7 +245,7 @@ class SuperviseTUI(TerminalScreen):
         return f"{title}: {', '.join(shown)}  {self.store.db.path}" if shown else f"{title}  {self.store.db.path}"
 
     def _draw_list(self, height: int, width: int) -> None:
-        rows = max(0, height - 4)  # the title, the columns' names, the message and the keys
+        rows = max(0, height - LIST_ROWS_FROM + 1)  # under the title and the columns' names; over the message, keys
         if not self.items:
             self.put(2, 2, "no pending proposals match the filter (/ changes it)" if self.filters.active
                      else "no pending proposals; waiting for the bottles...")
@@ -303,6 +306,9 @@ class SuperviseTUI(TerminalScreen):
             return
         elif not self.armed:
             self.message = "no proposal is selected: j/k selects one"
+            return
+        elif self.screen.getmaxyx()[0] < LIST_ROWS_FROM:  # the row under the cursor is not drawn: not decided unseen
+            self.message = "too small to show the proposal under the cursor: make the terminal taller to decide"
             return
         else:
             entry = self.items[self.selected]
