@@ -393,6 +393,12 @@ def keep(store: QueueStore, *, after: int = 0, unproven: Callable[[str, str], No
     return max(after, window["newest"])
 
 
+def rules_version(store: QueueStore) -> str:
+    """What changes when a rule comes or goes (then a look reads every pending one again); text, never a failure."""
+    with store.db.read() as conn:
+        return str(conn.execute("SELECT count(*), max(audit_seq), max(revoke_seq) FROM rules").fetchone())
+
+
 class Keeper:
     """A thread that keeps the standing decisions: ``keep`` after every commit, and every few seconds."""
 
@@ -419,12 +425,6 @@ class Keeper:
             self._told.add(rule_id)
             self._log(unproven_line(rule_id, why))
 
-    def _rules_version(self) -> str:
-        # As text, whatever the columns hold: a row a sidecar wrote (a number too large for an int) is a
-        # version like any other, never a failure of every look.
-        with self.store.db.read() as conn:
-            return str(conn.execute("SELECT count(*), max(audit_seq), max(revoke_seq) FROM rules").fetchone())
-
     def _run(self) -> None:
         after, woke, next_look = 0, True, 0.0
         watch = FileWatch.commits(self.store.db.path) if self.store.db.path.exists() else None
@@ -434,7 +434,7 @@ class Keeper:
                 if woke or time.monotonic() >= next_look:
                     next_look = time.monotonic() + KEEP_EVERY_SEC
                     try:
-                        version = self._rules_version()
+                        version = rules_version(self.store)
                         if version != self._rules_seen:  # a rule came or went: every pending proposal again
                             self._rules_seen, after = version, 0
                         after = keep(self.store, after=after, unproven=self._unproven)

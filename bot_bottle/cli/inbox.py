@@ -20,17 +20,19 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from bot_bottle.audit_store import AuditStore
 from bot_bottle.bottles import BottleStore
 from bot_bottle.db import DatabaseUser
 from bot_bottle.errors import ValidationError
-from bot_bottle.grant_records import RULE_DECIDER_PREFIX
+from bot_bottle.grant_records import RULE_DECIDER_PREFIX, rule_decider
 from bot_bottle.policy.approval import KINDS, Approval, approval_of
 from bot_bottle.queue_reads import expired_response, shown_digest
 from bot_bottle.queue_store import QueueStore
 from bot_bottle.records import (
     ACTION_EXPIRED,
+    EFFECT_APPROVE,
     SHORT_ID_LENGTH,
     STATUS_MODIFIED,
     TOOLS,
@@ -112,6 +114,28 @@ def apply_standing(store: QueueStore, *, naming_decided: bool = True) -> list[st
     except Exception as exc:  # whatever a row in the file does, the operator still gets the list
         said.append(f"standing rules and expiry not applied: {describe_failure(exc)}")
     return said
+
+
+def decided_now(path: Path, rule_id: str, warn: Callable[[str], None]) -> list[str]:
+    """The pending proposals a rule just made ('rules add', or a decision's ``--remember``) decided at once, as
+    the next look of a list, the TUI or the dashboard would have without a word (``apply_standing``); what that
+    look could not do is told to ``warn``."""
+    with QueueStore(path) as queue:
+        waiting = [summary.id for summary in queue.pending_summaries()]
+        for problem in apply_standing(queue, naming_decided=False):  # the new rule's are named by the caller
+            warn(problem)
+        responses = {proposal_id: queue.response(proposal_id) for proposal_id in waiting}
+    return [proposal_id for proposal_id, response in responses.items()
+            if response is not None and response.decided_by == rule_decider(rule_id)]
+
+
+def decided_now_line(effect: str, decided: list[str], named: int = 8) -> list[str]:
+    """The line naming what ``decided_now`` found (the first ``named``, the rest counted); none for none."""
+    if not decided:
+        return []
+    shown = ", ".join(proposal_id[:SHORT_ID_LENGTH] for proposal_id in decided[:named])
+    return [f"it {'approved' if effect == EFFECT_APPROVE else 'rejected'} {len(decided)} pending proposal(s) it "
+            f"matches, now: {shown}{', ...' if len(decided) > named else ''} ('proposals list --all' shows them)"]
 
 
 def unknown_bottle(store: DatabaseUser, slug: str | None) -> str | None:

@@ -21,6 +21,7 @@ from bot_bottle.cli.common import (
 )
 from bot_bottle.cli.grants_cmds import ended_lines, remembered_rule, rule_made_line
 from bot_bottle.cli.in_force import grant_subjects
+from bot_bottle.cli.inbox import decided_now, decided_now_line
 from bot_bottle.cli.render import describe, modification
 from bot_bottle.decisions import check_decision, default_decider, expired, record_decisions
 from bot_bottle.errors import (
@@ -95,6 +96,8 @@ def _decide(args: argparse.Namespace, status: str, notes: str, final_file: str |
             agreed.append(proposal)
         done = _record(store, agreed, Decision(status, notes, final_file, default_decider(), grant_seconds=grant_for,
                                                remember=remember))
+    for each in done:  # the rule --remember made decides the pending ones it matches now, as 'rules add' does
+        each["decided_now"] = [] if each["rule"] is None else decided_now(db_path(args), each["rule"]["id"], warn)
     if args.json:
         print_json([{name: value for name, value in each.items() if name != "ended"} for each in done])
     else:
@@ -106,6 +109,7 @@ def _decide(args: argparse.Namespace, status: str, notes: str, final_file: str |
                                 f"{each['grant']['ends_at']} ({each['grant']['left']})")
             if each["rule"] is not None:
                 print_untrusted(rule_made_line(each["rule"]))
+                print_untrusted(decided_now_line(each["rule"]["effect"], each["decided_now"]))
             print_untrusted(each["ended"])  # as lines: a newline in a subject (a sidecar's row) is escaped
     for warning in dict.fromkeys(each["warning"] for each in done if each["warning"]):  # one commit, one warning
         warn(warning)
@@ -280,7 +284,8 @@ def _grant_options(parser: argparse.ArgumentParser) -> None:
                         "egress routes 7d/90d, a token 8h/7d, a push's findings 7d/90d)")
     parser.add_argument("--remember", choices=REMEMBER_SCOPES, default=None,
                         help="approve matching proposals the same way until then: this bottle's, or every "
-                        "bottle's (a standing rule, named in the answer, --json: rule; 'rules list' shows it)")
+                        "bottle's (a standing rule, named in the answer, --json: rule; 'rules list' shows it); "
+                        "those already pending at once, named (--json: decided_now)")
 
 
 def register_decisions(verbs: Any) -> None:
@@ -340,7 +345,8 @@ def register_decisions(verbs: Any) -> None:
     p.add_argument("--reason", required=True, metavar="TEXT", help="why (sent back to the bottle)")
     p.add_argument("--remember", choices=REMEMBER_SCOPES, default=None,
                    help="reject from now on every proposal that asks for any of this one: this bottle's, or every "
-                   "bottle's (a standing rule, named in the answer, --json: rule; for good unless --for), and end "
+                   "bottle's (a standing rule, named in the answer, --json: rule; for good unless --for), those "
+                   "already pending at once, named (--json: decided_now), and end "
                    "the live grants that let any of it through, named (--json: ended_grants). A name under a "
                    "rejected wildcard is left to you, not to an approving rule")
     p.add_argument("--for", dest="duration", metavar="DURATION",

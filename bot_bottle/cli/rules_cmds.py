@@ -20,11 +20,10 @@ from bot_bottle.cli.common import (
 )
 from bot_bottle.cli.grants_cmds import ended_lines, rule_in_force_json, rule_json
 from bot_bottle.cli.in_force import revoke_rule, rule_left, rule_scope, rule_subject, shown_record
-from bot_bottle.cli.inbox import apply_standing
+from bot_bottle.cli.inbox import decided_now, decided_now_line
 from bot_bottle.cli.registry import summary
 from bot_bottle.decisions import default_decider
 from bot_bottle.errors import ValidationError
-from bot_bottle.grant_records import rule_decider
 from bot_bottle.grants import GrantStore
 from bot_bottle.policy.approval import approval_of, subject_approval, subject_kinds
 from bot_bottle.policy.hosts import host_problems
@@ -36,14 +35,12 @@ from bot_bottle.queue_store import QueueStore
 from bot_bottle.records import (
     EFFECT_APPROVE,
     EFFECT_REJECT,
-    SHORT_ID_LENGTH,
     TOOL_EGRESS_ALLOW,
 )
 from bot_bottle.standing import RuleInForce, approves, rules_in_force
 from bot_bottle.timestamps import later, parse_duration, spell_duration, time_left, utc_now
 
 _NAMED = 8  # proposals a new rule decided at once, named by id; the rest counted
-_DONE = {EFFECT_APPROVE: "approved", EFFECT_REJECT: "rejected"}
 _RULES_EPILOG = """\
 examples:
   bot-bottle rules list
@@ -123,7 +120,7 @@ def cmd_rules_add(args: argparse.Namespace) -> int:
                               pattern="*" in route.host, effect=effect, notes=args.notes, ends_at=ends_at,
                               created_by=default_decider(), now=now)
         ended = store.ended_by(rule)
-    decided = _decided_now(db_path(args), rule.id)
+    decided = decided_now(db_path(args), rule.id, warn)
     if args.bottle is not None and not _known_bottle(db_path(args), args.bottle):
         warn(f"no bottle {args.bottle} is known to this host (a typo? 'bottles list' names them): rule "
              f"{rule.short_id} decides nothing until a bottle of that name files ('rules revoke {rule.short_id}' "
@@ -136,10 +133,7 @@ def cmd_rules_add(args: argparse.Namespace) -> int:
     print_untrusted(f"rule {rule.short_id}: {rule.effect} {describe_subject(rule.tool, rule.subject_value)} for "
                     f"{scope}, {time_left(now, rule.ends_at)}")
     print_untrusted(ended_lines(ended))  # as lines: a newline in a subject (a row a sidecar wrote) is escaped
-    if decided:
-        shown = ", ".join(proposal_id[:SHORT_ID_LENGTH] for proposal_id in decided[:_NAMED])
-        print_untrusted(f"it {_DONE[rule.effect]} {len(decided)} pending proposal(s) it matches, now: {shown}"
-                        f"{', ...' if len(decided) > _NAMED else ''} ('proposals list --all' shows them)")
+    print_untrusted(decided_now_line(rule.effect, decided, _NAMED))
     print_untrusted(_warnings(route.host, route.widening(), rule.effect))
     print_untrusted([f"note: rule {other.short_id}, the same, already stands, {time_left(now, other.ends_at)}; "
                      f"both decide until each ends ('rules revoke {other.short_id}' ends the older)" for other in same])
@@ -204,18 +198,6 @@ def _known_bottle(path: Path, slug: str) -> bool:
     """Whether the host has recorded bottle ``slug`` (prepared it, or seen it file a proposal)."""
     with QueueStore(path) as queue:
         return bool(BottleStore(database=queue.db).overview(slug))
-
-
-def _decided_now(path: Path, rule_id: str) -> list[str]:
-    """The pending proposals the new rule decided at once, as the next look of a list, the TUI or the dashboard
-    would have without a word (``apply_standing``); what that look could not do is warned of."""
-    with QueueStore(path) as queue:
-        waiting = [summary.id for summary in queue.pending_summaries()]
-        for problem in apply_standing(queue, naming_decided=False):  # the new rule's are named by the caller
-            warn(problem)
-        responses = {proposal_id: queue.response(proposal_id) for proposal_id in waiting}
-    return [proposal_id for proposal_id, response in responses.items()
-            if response is not None and response.decided_by == rule_decider(rule_id)]
 
 
 def cmd_rules_revoke(args: argparse.Namespace) -> int:

@@ -169,6 +169,24 @@ class StandingBeforeListingTest(CliTestCase):
         code, out, _ = self.cli("rules", "add", "--bottle", "web-1", "--host", "pypi.org", "--reject", "--json")
         self.assertEqual(json.loads(out)["decided_now"], [other.id])
 
+    def test_a_remembered_decision_decides_the_pending_proposals_its_rule_matches(self) -> None:
+        """BROKE before the fix: 'proposals reject --remember' made its rule and left a pending proposal it matches
+        pending until the next list looked, unnamed; approved in between, it got a live grant of what the rule
+        rejects. Now the rule decides them at once, as 'rules add' does, and the answer names them."""
+        first, same = (self.store.submit("web-1", TOOL_EGRESS_ALLOW, json.dumps(route), "j")
+                       for route in ({"host": "b.example.org"}, {"host": "b.example.org", "methods": ["GET"]}))
+        code, out, err = self.cli("proposals", "reject", first.short_id, "--reason", "no", "--remember", "bottle")
+        self.assertEqual((code, err), (0, ""))
+        self.assertIn(f"it rejected 1 pending proposal(s) it matches, now: {same.short_id}", out)
+        response = self.store.response(same.id)
+        self.assertEqual(response.status if response else None, "rejected")
+        self.assertNotEqual(self.approve(same, "--for", "1h")[0], 0)
+        self.assertEqual(GrantStore(database=self.store.db).live("web-1", TOOL_EGRESS_ALLOW), [])
+        again = [self.store.submit("web-2", TOOL_EGRESS_ALLOW, payload, "pip")  # the same route, spelt two ways
+                 for payload in ('{"host": "pypi.org"}', '{"host":"pypi.org"}')]
+        code, out, _ = self.approve(again[0], "--for", "1h", "--remember", "bottle", "--json")
+        self.assertEqual((code, json.loads(out)[0]["decided_now"]), (0, [again[1].id]))
+
     def test_a_rule_for_a_bottle_the_host_does_not_know_is_said(self) -> None:
         """BROKE before the fix: 'rules add --bottle web1 --host pastebin.com --reject', web-1 meant, added a rule
         for a bottle that never was without a word, and web-1 went on unprotected. Now the rule is added (a bottle

@@ -255,6 +255,33 @@ class TuiTest(TempDirTest):
         self.settle()
         self.quit()
 
+    def test_a_new_rule_decides_the_pending_proposals_it_matches(self) -> None:
+        """BROKE before the fix: R +bottle on web-2's pypi.org left web-2's pending 'pypi.org GET' on the screen, to be
+        approved past the rule (the TUI's looks applied rules only to proposals filed later); so did a rule made
+        elsewhere. Now the TUI's R names what its rule decided at once, and a rule made elsewhere is applied to
+        every pending proposal at the next look."""
+        get = self.store.submit("web-2", TOOL_EGRESS_ALLOW, '{"host": "pypi.org", "methods": ["GET"]}', "pip")
+        self.term.wait_for("4 pending")
+        self.term.send("j")
+        self.term.wait_for("2 of 4")
+        self.settle()
+        self.term.send("R")
+        self.term.wait_for("reason for rejecting")
+        self.term.send("no package index", "Enter")
+        self.term.wait_for("always reject this")
+        self.term.send("+bottle", "Enter")
+        self.term.wait_for(f"; it rejected 1 pending: {get.short_id}")
+        self.term.wait_for("2 pending")
+        first, second = (self.store.submit("web-3", TOOL_EGRESS_ALLOW, json.dumps(route), "docs")
+                         for route in ({"host": "docs.example.org"}, {"host": "docs.example.org", "paths": ["/a"]}))
+        self.term.wait_for("4 pending")
+        decide(first.id, STATUS_REJECTED, "no", store=self.store, remember="bottle")  # as the dashboard would
+        self.term.wait_for("2 pending")
+        response = self.store.response(second.id)
+        self.assertEqual(response.status if response else None, STATUS_REJECTED)
+        self.settle()
+        self.quit()
+
     def test_revoking_in_the_grants_view_keeps_the_tui_running(self) -> None:
         """BROKE before the fix: after x and a reason (or Esc) in the grants view, the view waited for its next key
         with the prompt's tenth-of-a-second timeout, and the TUI died with a traceback (_curses.error: no input)."""

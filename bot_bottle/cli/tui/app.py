@@ -51,7 +51,7 @@ from bot_bottle.grants import GrantStore
 from bot_bottle.policy.approval import Approval
 from bot_bottle.queue_store import QueueStore
 from bot_bottle.records import Proposal
-from bot_bottle.standing import describe_failure, keep, unproven_line
+from bot_bottle.standing import describe_failure, keep, rules_version, unproven_line
 from bot_bottle.text import terminal
 from bot_bottle.text.terminal import Line
 from bot_bottle.timestamps import utc_now
@@ -94,6 +94,7 @@ class SuperviseTUI(TerminalScreen):
         self._detail_cache: tuple[tuple[str, int, bool], list[tuple[Line, int]]] | None = None
         self.last_search = ""
         self._kept = 0
+        self._rules_seen: str | None = None
         #: When the proposal under the cursor last changed by itself (time.monotonic); keys soon after are dropped.
         self.changed_at = float("-inf")
         self._decided: str | None = None
@@ -172,6 +173,9 @@ class SuperviseTUI(TerminalScreen):
         timeout; the operator keeps the screen and the next refresh retries.
         """
         try:  # standing rules and expiry, before the list shows
+            version = rules_version(self.store)
+            if version != self._rules_seen:  # a rule came or went ('R' here, or elsewhere): every pending one again
+                self._rules_seen, self._kept = version, 0
             self._kept = keep(self.store, after=self._kept, unproven=lambda rule_id, why: self.say(
                 unproven_line(rule_id, why)))
         except Exception as exc:  # whatever a row in the file does, the operator keeps the screen

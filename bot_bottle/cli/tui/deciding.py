@@ -23,6 +23,7 @@ from pathlib import Path
 
 from bot_bottle.cli.common import Shown
 from bot_bottle.cli.grants_cmds import remembered_rule
+from bot_bottle.cli.inbox import decided_now
 from bot_bottle.cli.render import modification
 from bot_bottle.cli.tui.grants_view import grant_question, parse_grant_choice
 from bot_bottle.cli.tui.screen import CONFIRM_KEYS, INVALID_KEYS, TerminalScreen
@@ -32,7 +33,7 @@ from bot_bottle.grants import GrantStore
 from bot_bottle.policy.approval import UNREADABLE, Approval, Caution, approval_of
 from bot_bottle.policy.lifetimes import approval_extent
 from bot_bottle.queue_store import QueueStore
-from bot_bottle.records import STATUS_APPROVED, STATUS_MODIFIED, STATUS_REJECTED, Proposal
+from bot_bottle.records import EFFECT_APPROVE, STATUS_APPROVED, STATUS_MODIFIED, STATUS_REJECTED, Proposal
 
 _VERB = {STATUS_APPROVED: "approve", STATUS_MODIFIED: "modify", STATUS_REJECTED: "reject"}
 # How many of an approval's cautions stand above its prompts (the detail view has them all).
@@ -142,8 +143,13 @@ class Deciding:
         rule = remembered_rule(GrantStore(database=self.store.db), proposal.id, decided_at)
         if rule is None:
             return ", remembered"
+        # The pending proposals it matches, decided now as 'rules add' and 'proposals reject --remember' do.
+        decided = [each[:8] for each in decided_now(self.store.db.path, rule["id"], lambda line: None)]
+        verb = "approved" if rule["effect"] == EFFECT_APPROVE else "rejected"
+        also = f"; it {verb} {len(decided)} pending: {', '.join(decided[:3])}{', ...' if len(decided) > 3 else ''}"
         return (f"; rule {rule['short_id']} for {rule['bottle'] or 'all'}, "
-                f"{'for good' if rule['ends_at'] is None else rule['left']}")  # (short: the status line is one)
+                f"{'for good' if rule['ends_at'] is None else rule['left']}"  # (short: the status line is one)
+                + (also if decided else ""))
 
     def _ended(self, proposal: Proposal) -> str:
         """What the standing rejection just made of ``proposal`` ended: the grants that let through what it rejects."""
