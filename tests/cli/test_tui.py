@@ -249,8 +249,10 @@ class TuiTest(TempDirTest):
             made = grants.for_proposal(earlier.id)
             assert made is not None
             (rule,) = grants.rules()
-            self.term.wait_for(f"rejected {self.route.short_id} (web-2, egress-allow); rule {rule.short_id} for all, "
-                               f"for good; ended grant {made.short_id}")
+            # For every bottle, as 'proposals reject --remember all', 'rules list' and the dashboard say it (it said
+            # 'for all').
+            self.term.wait_for(f"rejected {self.route.short_id} (web-2, egress-allow); rule {rule.short_id} for "
+                               f"every bottle, for good; ended grant {made.short_id}")
             self.assertEqual(grants.listing(), [])
         self.settle()
         self.quit()

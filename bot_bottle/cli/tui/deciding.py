@@ -147,7 +147,7 @@ class Deciding:
         decided = [each[:8] for each in decided_now(self.store.db.path, rule["id"], lambda line: None)]
         verb = "approved" if rule["effect"] == EFFECT_APPROVE else "rejected"
         also = f"; it {verb} {len(decided)} pending: {', '.join(decided[:3])}{', ...' if len(decided) > 3 else ''}"
-        return (f"; rule {rule['short_id']} for {rule['bottle'] or 'all'}, "
+        return (f"; rule {rule['short_id']} for {rule['bottle'] or 'every bottle'}, "
                 f"{'for good' if rule['ends_at'] is None else rule['left']}"  # (short: the status line is one)
                 + (also if decided else ""))
 
