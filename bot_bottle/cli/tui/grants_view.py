@@ -84,6 +84,7 @@ class _InForceView(Generic[Item]):
 
     noun = ""
     keys = ""
+    heading = ""  # the names of ``row``'s columns, over them, as the list of proposals has its own
 
     def __init__(self, tui: TerminalScreen, store: GrantStore, decided_by: str) -> None:
         self.tui = tui
@@ -134,12 +135,14 @@ class _InForceView(Generic[Item]):
                 curses.A_REVERSE)
         if not self.items:
             tui.put(2, 2, f"no {self.noun}s in force")
-        rows = max(1, height - 3)  # scrolled so that the one under the cursor is on the screen
+        else:
+            tui.put(1, 0, self.heading, curses.A_BOLD)
+        rows = max(1, height - 4)  # scrolled so that the one under the cursor is on the screen
         self.top = min(self.selected, max(self.top, self.selected - rows + 1))
-        for row, item in enumerate(self.items[self.top: self.top + rows], start=1):
+        for row, item in enumerate(self.items[self.top: self.top + rows], start=2):
             line = terminal.line(self.row(item, now))
             tui.put(row, 0, terminal.pad(terminal.fit(line, width), width),
-                    curses.A_REVERSE if self.top + row - 1 == self.selected else 0)
+                    curses.A_REVERSE if self.top + row - 2 == self.selected else 0)
         tui.put(height - 2, 0, self.message or (self.note(self.items[self.selected]) if self.items else ""))
         tui.put(height - 1, 0, tui.key_line(self.keys, width), curses.A_REVERSE)
         screen.refresh()
@@ -187,6 +190,7 @@ class GrantsView(_InForceView[Grant]):
 
     noun = "grant"
     keys = GRANTS_KEYS
+    heading = f"{'ID':<8}  {'BOTTLE':<16} {'TOOL':<18} {'LEFT':>6}  GRANTS  (BY)"
 
     def __init__(self, tui: TerminalScreen, store: GrantStore, decided_by: str) -> None:
         super().__init__(tui, store, decided_by)
@@ -227,6 +231,7 @@ class RulesView(_InForceView[RuleInForce]):
 
     noun = "rule"
     keys = RULES_KEYS
+    heading = f"{'ID':<8}  {'BOTTLE':<16} {'EFFECT':<7} {'LEFT':>8}  SUBJECT  (NOTES)"
 
     def read(self) -> list[RuleInForce]:
         """The rules in force now, as the keeper decides with them, and the file's rows that decide nothing."""
