@@ -118,5 +118,6 @@ class HelpTest(unittest.TestCase):
             main(["supervise", "--help"])
         text = " ".join(out.getvalue().split())
         for key in ("(a)", "(m)", "(r)", "(R, then +bottle or +all)", "/ keeps", "w those with a warning",
-                    "v shows the grants", "(x revokes one)", "q quits"):
+                    "v shows the grants", "Tab there the standing rules", "(x revokes the one under the cursor",
+                    "q quits"):  # BROKE before the fix: not Tab, the rules view's key (nor that x revokes a rule)
             self.assertIn(key, text)

@@ -83,7 +83,8 @@ def register(subparsers: Any) -> None:
         "+all). Approving asks for how long (Enter: the tool's default; 8h, 7d, ...; add +bottle or +all to "
         "approve the same again until then), and a typed yes where it widens or reaches inside; / keeps the "
         "rows holding some words and w those with a warning, v shows the grants in force "
-        "(x revokes one). Esc or b goes back, q quits.",
+        "and Tab there the standing rules (x revokes the one under the cursor, with a reason). Esc or b goes "
+        "back, q quits.",
         epilog="examples:\n  bot-bottle supervise\n  bot-bottle supervise --once --json   (for scripts)",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
