@@ -261,8 +261,9 @@ def wrap(segments: Sequence[Segment], columns: int) -> list[Line]:
 
 def in_ascii(segments: Sequence[Segment]) -> Line:
     """The line as a terminal whose locale holds ASCII only can show it (``LC_ALL=C``): each character outside
-    ASCII is a visible escape (``caf\\xe9``), as the CLI writes it there, where curses would draw it as nothing
-    and the operator would read ``need caf  docs``; our own cut and continuation marks become their ASCII forms.
+    ASCII is a visible escape (``caf\\xe9``), as the CLI writes it to an ASCII stdout (Python's UTF-8 mode writes
+    the C locale's as UTF-8), where curses would draw it as nothing and the operator would read ``need caf  docs``;
+    our own cut and continuation marks become their ASCII forms.
     Widths stay true: an escape is as wide as it is written."""
     shown: Line = []
     for segment in segments:
