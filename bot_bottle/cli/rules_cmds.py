@@ -79,7 +79,7 @@ def cmd_rules_list(args: argparse.Namespace) -> int:
         print("no rules" + ("" if args.all else " in force"))
         return 0
     rules = [shown_record(item.rule) for item in shown]
-    print_table(["ID", "BOTTLE", "TOOL", "EFFECT", "SUBJECT", "LEFT", "NOTES"],
+    print_table(["ID", "BOTTLE", "TOOL", "EFFECT", "DECIDES ON", "LEFT", "NOTES"],
                 [[r.short_id, rule_scope(r), r.tool, r.effect, rule_subject(r), rule_left(r, now), r.notes]
                  for r in rules], page=True)
     notes = [f"WARNING: rule {shown_record(item.rule).short_id}: {item.note}" for item in shown if item.note]

@@ -187,6 +187,13 @@ class StandingBeforeListingTest(CliTestCase):
         code, out, _ = self.approve(again[0], "--for", "1h", "--remember", "bottle", "--json")
         self.assertEqual((code, json.loads(out)[0]["decided_now"]), (0, [again[1].id]))
 
+    def test_every_list_of_rules_names_what_each_decides_on_alike(self) -> None:
+        """BROKE before the fix: 'rules list' headed the column SUBJECT, where 'bottles show' and the dashboard
+        head it 'decides on'."""
+        self.cli("rules", "add", "--bottle", "web-1", "--host", "pypi.org", "--reject")
+        self.assertEqual(self.cli("rules", "list")[1].splitlines()[0].split("\t"),
+                         ["ID", "BOTTLE", "TOOL", "EFFECT", "DECIDES ON", "LEFT", "NOTES"])
+
     def test_a_rule_for_a_bottle_the_host_does_not_know_is_said(self) -> None:
         """BROKE before the fix: 'rules add --bottle web1 --host pastebin.com --reject', web-1 meant, added a rule
         for a bottle that never was without a word, and web-1 went on unprotected. Now the rule is added (a bottle

@@ -323,8 +323,8 @@ class TuiTest(TempDirTest):
         self.term.wait_for("1 rule(s) in force")
         self.assertIn(f"{rule.short_id}  web-2", self.term.screen())
         # BROKE before the fix: the views named no column, where the list of proposals has a row of names.
-        self.assertEqual(self.term.screen().splitlines()[1].split(), ["ID", "BOTTLE", "EFFECT", "LEFT", "SUBJECT",
-                                                                      "(NOTES)"])
+        self.assertEqual(self.term.screen().splitlines()[1].split(), ["ID", "BOTTLE", "EFFECT", "LEFT", "DECIDES",
+                                                                      "ON", "(NOTES)"])
         self.revoke_the_selected_grant("no more pip")
         self.term.wait_for(f"revoked rule {rule.short_id}; the grants it made stay until they end")
         # BROKE before the fix: "('grants list', 'grants revoke')", a shell's commands, where Tab and x are.

@@ -231,7 +231,7 @@ class RulesView(_InForceView[RuleInForce]):
 
     noun = "rule"
     keys = RULES_KEYS
-    heading = f"{'ID':<8}  {'BOTTLE':<16} {'EFFECT':<7} {'LEFT':>8}  SUBJECT  (NOTES)"
+    heading = f"{'ID':<8}  {'BOTTLE':<16} {'EFFECT':<7} {'LEFT':>8}  DECIDES ON  (NOTES)"
 
     def read(self) -> list[RuleInForce]:
         """The rules in force now, as the keeper decides with them, and the file's rows that decide nothing."""
