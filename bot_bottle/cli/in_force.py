@@ -120,7 +120,15 @@ class RuleRevoked:
         if self.idle is not None:  # a row a sidecar wrote, or changed: it decided nothing, and made no grant
             return (f"revoked rule {self.rule.short_id}, which decided nothing and made no grant "
                     f"({self.idle.removeprefix('decides nothing: ')})")
-        return f"revoked rule {self.rule.short_id}; the grants it made stay until they end ({grants_where})"
+        return f"revoked rule {self.rule.short_id}; {revoked_rule_leaves(self.rule, grants_where)}"
+
+
+def revoked_rule_leaves(rule: Rule, grants_where: str) -> str:
+    """What a revoked rule leaves, in every screen's words: an approving rule's grants (``grants_where`` lists and
+    ends them); a rejecting one made none: the next ask for what it rejected comes to the operator."""
+    if rule.effect == EFFECT_APPROVE:
+        return f"the grants it made stay until they end ({grants_where})"
+    return "what it rejected is asked of you again at the next ask (the grants it ended stay ended)"
 
 
 def revoke_rule(store: GrantStore, id_prefix: str, reason: str, *, revoked_by: str) -> RuleRevoked:

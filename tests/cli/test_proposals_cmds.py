@@ -259,7 +259,16 @@ class ProposalsVerbsTest(CliTestCase):
         self.cli("proposals", "list")
         (grant,) = json.loads(self.cli("grants", "list", "--json")[1])
         self.assertEqual(grant["rule_id"], rule)
-        self.assertEqual(self.cli("rules", "revoke", rule[:8], "--reason", "done")[0], 0)
+        code, out, _ = self.cli("rules", "revoke", rule[:8], "--reason", "done")
+        self.assertEqual(code, 0)
+        self.assertIn("the grants it made stay until they end", out)
+        # BROKE before the fix: a rejecting rule's revocation said the same, of grants it never made.
+        self.cli("rules", "add", "--bottle", "web-1", "--host", "paste.example", "--reject")
+        (rejecting,) = [each for each in json.loads(self.cli("rules", "list", "--json")[1])
+                        if each["effect"] == "reject"]
+        out = self.cli("rules", "revoke", rejecting["id"][:8], "--reason", "done")[1]
+        self.assertNotIn("the grants it made", out)
+        self.assertIn("what it rejected is asked of you again at the next ask", out)
         code, out, _ = self.cli("grants", "revoke", grant["id"][:8], "--reason", "enough", "--json")
         self.assertIsNone(json.loads(out)["rule_in_force"], "the rule is revoked: nothing approves it again")
         # An approval --remember'ed: its own grant's revocation names the rule remembered with it.

@@ -64,7 +64,7 @@ from bot_bottle.cli.dashboard.state import (
     Dashboard,
 )
 from bot_bottle.cli.grants_cmds import MAX_NAMED_ENDED, approving_again_line, remembered_rule, rule_made_line
-from bot_bottle.cli.in_force import grant_subjects
+from bot_bottle.cli.in_force import grant_subjects, revoked_rule_leaves
 from bot_bottle.cli.inbox import Filters
 from bot_bottle.errors import BotBottleError, DatabaseReplaced, Refused, ValidationError
 from bot_bottle.policy.subjects import describe_subject
@@ -213,8 +213,8 @@ class DashboardHandler(PostHandler):
         if rule.revoked_at is None:
             return ""
         return (f"revoked rule {rule.short_id} ({rule.queue_key or 'every bottle'}: {rule.effect} "
-                f"{describe_subject(rule.tool, rule.subject_value)}) by {rule.revoked_by}; the grants it made stay "
-                "until they end (revoke them above)")
+                f"{describe_subject(rule.tool, rule.subject_value)}) by {rule.revoked_by}; "
+                f"{revoked_rule_leaves(rule, 'revoke them above')}")
 
     def _changes(self) -> None:
         """The change feed the pages poll: the marker, the pending proposals (id, bottle), or what is wrong."""
