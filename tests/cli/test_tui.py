@@ -597,6 +597,30 @@ class NarrowTuiTest(TempDirTest):
         term.send("q")
 
 
+class StatusLineTest(TempDirTest):
+    def test_the_position_never_hides_the_end_of_a_message(self) -> None:
+        """BROKE before the fix: the position ('1 of 2') was drawn over the status line's right end, so a long
+        message lost its end: "'a' ignored: look1 of 3…", "next: 3f2a1b2c (web-1, egress-al1 of 2". Now a message
+        that needs the room has it, and the position waits for a shorter one."""
+        db = self.tmp / "status.db"
+        with QueueStore(db) as store:
+            filed = [store.submit("web-1", TOOL_EGRESS_ALLOW, json.dumps({"host": f"h{n}.example"}), "docs")
+                     for n in range(3)]
+        term = Terminal(self, f"cd {shlex.quote(str(REPO))} && env HOME={shlex.quote(str(self.home))} "
+                        f"{shlex.quote(sys.executable)} -m bot_bottle supervise --db {shlex.quote(str(db))}; sleep 30",
+                        width=80, height=24)
+        term.wait_for("3 pending")
+        time.sleep(GUARD_SEC + 0.3)
+        term.send("a")
+        term.wait_for("note (optional)")
+        term.send("Enter")
+        term.wait_for("for how long?")
+        term.send("Enter")
+        screen = term.wait_for("2 pending")
+        self.assertIn(f"next: {filed[1].short_id} (web-1, egress-allow)", screen.splitlines()[-2])
+        term.send("q")
+
+
 class NarrowRowTest(TempDirTest):
     def test_what_approving_grants_has_the_room_before_the_agents_words(self) -> None:
         """BROKE before the fix: at 100 columns the row read 'files.example.com  GET  /simp…' beside 20 columns

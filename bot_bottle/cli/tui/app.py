@@ -227,8 +227,8 @@ class SuperviseTUI(TerminalScreen):
             self._draw_list(height, width)
             keys = LIST_KEYS
         self.put(height - 2, 0, self.message)
-        if self.position:
-            self.put(height - 2, max(0, width - len(self.position) - 1), self.position)
+        if self.position and terminal.width(self.shown(terminal.line(self.message))) < width - len(self.position) - 2:
+            self.put(height - 2, width - len(self.position) - 1, self.position)  # (over a message, it hid its end)
         self.put(height - 1, 0, self.key_line(keys, width), curses.A_REVERSE)
         self.screen.refresh()
 
