@@ -22,7 +22,9 @@ from urllib.parse import parse_qsl, urlsplit
 from bot_bottle.cli.dashboard.handler import DashboardBase
 from bot_bottle.cli.dashboard.proposal_page import confirm_page, widening_page
 from bot_bottle.cli.dashboard.state import FORM_FIELDS, MAX_FORM_BYTES, MAX_FORM_FIELDS, confirm_token
+from bot_bottle.cli.grants_cmds import remembered_rule
 from bot_bottle.cli.in_force import revoke_rule
+from bot_bottle.cli.inbox import decided_now
 from bot_bottle.decisions import decide
 from bot_bottle.errors import (
     AlreadyDecided,
@@ -46,7 +48,7 @@ from bot_bottle.records import (
     Proposal,
     sha256_text,
 )
-from bot_bottle.timestamps import parse_duration
+from bot_bottle.timestamps import parse_duration, utc_now
 from bot_bottle.wire.http_bounds import parse_content_length
 
 # The button each decision is sent with (``decision=...``): a form sent without it (Enter in a text box, a
@@ -210,6 +212,7 @@ class PostHandler(DashboardBase):
         notes = form.get("notes", "")
         # On to the next pending proposal afterwards: the first filed after this one, else the oldest left.
         before, following = self.dashboard.neighbours(proposal.id)
+        waiting = [summary.id for summary in self.dashboard.queue.pending_summaries()] if remember else []
         try:
             decide(proposal.id, status, notes, final, self.dashboard.decided_by, store=self.dashboard.queue,
                    shown=proposal, grant_for=grant_for, remember=remember)
@@ -224,6 +227,13 @@ class PostHandler(DashboardBase):
             self.show(proposal, HTTPStatus.CONFLICT, f"not recorded: {exc}")
             return
         self.dashboard.log(f"{status} {proposal.short_id} ({proposal.queue_key}, {proposal.tool})")
+        if remember:  # its rule decides the pending ones it matches now, as 'rules add' does; the next page names them
+            rule = remembered_rule(self.dashboard.grants, proposal.id, utc_now())
+            if rule is not None:
+                decided_now(self.dashboard.queue.db.path, rule["id"], self.dashboard.log)
+                self.dashboard.waiting_before[proposal.id] = [each for each in waiting if each != proposal.id]
+            if following is not None and self.dashboard.queue.response(following) is not None:
+                following = None  # the rule decided it just now: on to one still pending
         following = following or self.dashboard.neighbours(proposal.id)[1] or before
         target = f"/proposal/{following}" if following is not None else "/"
         self.redirect(f"{self.dashboard.root}{target}?after={proposal.id}")

@@ -93,6 +93,7 @@ class Dashboard:
         self.audit = AuditStore(database=self.queue.db)
         self.grants = GrantStore(database=self.queue.db)
         self._kept = 0
+        self.waiting_before: dict[str, list[str]] = {}  # by a decision that made a rule: what was pending before it
         self.log = log
         self.token = secrets.token_urlsafe(32)
         #: The secret path every page lives under (and the session cookie's Path), without a trailing slash.

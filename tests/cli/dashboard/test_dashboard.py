@@ -276,6 +276,22 @@ class RulesTest(DashboardCase):
         self.assertEqual(status, 200)
         self.assertIn("expired by bot-bottle (pending-ttl)", body)
 
+    def test_a_remembered_rejection_decides_and_names_the_pending_ones_it_matches(self) -> None:
+        """BROKE before the fix: rejecting with "the same for this bottle" made the rule and went on to the next
+        proposal, which the rule rejects, shown still to be decided; the page named none of what the rule decided.
+        Now those are decided before the next page, which names them, as 'rules add' and the CLI do."""
+        route = self.store.submit("web-1", TOOL_EGRESS_ALLOW, '{"host": "pypi.org"}', "pip")
+        same = self.store.submit("web-1", TOOL_EGRESS_ALLOW, '{"host": "pypi.org", "methods": ["GET"]}', "pip")
+        other = self.store.submit("web-1", TOOL_EGRESS_ALLOW, '{"host": "docs.python.org"}', "docs")
+        status, headers, _ = self.post(route, "decide", {"status": "rejected", "notes": "no index",
+                                                         "remember": "bottle"})
+        self.assertEqual(status, 303)
+        self.assertIn(other.id, headers["location"], "on to the one still pending")
+        response = self.store.response(same.id)
+        self.assertEqual(response.status if response else None, "rejected")
+        status, _, body = self.call("GET", headers["location"].removeprefix(self.dashboard.root))
+        self.assertIn(f"it rejected 1 pending proposal(s) it matches, now: {same.short_id}", body)
+
     def test_a_remembered_approval_names_its_rule(self) -> None:
         """BROKE before the fix: approving with "the same for this bottle, until then" said only "approved ID
         (web-1, egress-allow) by ...": the rule it made, and until when, were named nowhere on the next page."""
