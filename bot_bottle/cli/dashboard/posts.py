@@ -230,8 +230,8 @@ class PostHandler(DashboardBase):
         if remember:  # its rule decides the pending ones it matches now, as 'rules add' does; the next page names them
             rule = remembered_rule(self.dashboard.grants, proposal.id, utc_now())
             if rule is not None:
-                decided_now(self.dashboard.queue.db.path, rule["id"], self.dashboard.log)
-                self.dashboard.waiting_before[proposal.id] = [each for each in waiting if each != proposal.id]
+                decided_now(self.dashboard.queue.db.path, rule["id"], self.dashboard.log)  # (or the keeper, first)
+                self.dashboard.ruled_now(proposal.id, rule["id"], waiting)
             if following is not None and self.dashboard.queue.response(following) is not None:
                 following = None  # the rule decided it just now: on to one still pending
         following = following or self.dashboard.neighbours(proposal.id)[1] or before

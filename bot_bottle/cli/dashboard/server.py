@@ -67,7 +67,6 @@ from bot_bottle.cli.grants_cmds import MAX_NAMED_ENDED, approving_again_line, re
 from bot_bottle.cli.in_force import grant_subjects, revoked_rule_leaves
 from bot_bottle.cli.inbox import Filters, decided_now_line
 from bot_bottle.errors import BotBottleError, DatabaseReplaced, Refused, ValidationError
-from bot_bottle.grant_records import rule_decider
 from bot_bottle.policy.subjects import describe_subject
 from bot_bottle.records import PROPOSAL_ID_RE, validate_queue_key
 from bot_bottle.standing import Keeper, approving_again, rules_in_force
@@ -180,10 +179,7 @@ class DashboardHandler(PostHandler):
                 f"{response.decided_by}"]
         if rule is not None:
             said.append(rule_made_line(rule, RULE_ENDS))
-            decider = rule_decider(rule["id"])
-            decided = [each for each in self.dashboard.waiting_before.get(proposal_id, [])
-                       if (response_now := self.dashboard.queue.response(each)) and response_now.decided_by == decider]
-            said += decided_now_line(rule["effect"], decided, MAX_NAMED_ENDED)
+            said += decided_now_line(rule["effect"], self.dashboard.ruled.get(proposal_id, []), MAX_NAMED_ENDED)
         said += [f"ended grant {grant.short_id} ({grant.queue_key}: {describe_subject(grant.tool, grant.subject_value)}"
                  "), which let it through" for grant in ended[:MAX_NAMED_ENDED]]
         if more > 0:

@@ -18,6 +18,7 @@ from bot_bottle.bottles import BottleStore
 from bot_bottle.cli.inbox import Entry, Filters, Inbox
 from bot_bottle.decisions import default_decider
 from bot_bottle.errors import BotBottleError
+from bot_bottle.grant_records import rule_decider
 from bot_bottle.grants import GrantStore
 from bot_bottle.policy.approval import Approval
 from bot_bottle.queue_reads import shown_digest
@@ -93,7 +94,7 @@ class Dashboard:
         self.audit = AuditStore(database=self.queue.db)
         self.grants = GrantStore(database=self.queue.db)
         self._kept = 0
-        self.waiting_before: dict[str, list[str]] = {}  # by a decision that made a rule: what was pending before it
+        self.ruled: OrderedDict[str, list[str]] = OrderedDict()  # by a decision that made a rule: what it decided
         self.log = log
         self.token = secrets.token_urlsafe(32)
         #: The secret path every page lives under (and the session cookie's Path), without a trailing slash.
@@ -108,6 +109,15 @@ class Dashboard:
     def close(self) -> None:
         """Close the database."""
         self.queue.close()
+
+    def ruled_now(self, proposal_id: str, rule_id: str, waiting: list[str]) -> None:
+        """Keep, for the next page, which of ``waiting`` (pending before the decision on ``proposal_id``) the rule
+        it made has decided (the last few decisions' only)."""
+        decider = rule_decider(rule_id)
+        self.ruled[proposal_id] = [each for each in waiting if (response := self.queue.response(each)) is not None
+                                   and response.decided_by == decider]
+        while len(self.ruled) > 16:
+            self.ruled.popitem(last=False)
 
     def keep(self) -> None:
         """Apply standing rules and close expired proposals before a page shows them (``standing.keep``).
