@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bot_bottle.audit_store import AuditStore
-from bot_bottle.bottles import BottleStore
+from bot_bottle.bottles import BottleOverview, BottleStore
 from bot_bottle.db import DatabaseUser
 from bot_bottle.errors import ValidationError
 from bot_bottle.grant_records import RULE_DECIDER_PREFIX, rule_decider
@@ -269,3 +269,22 @@ class Inbox:
             self.remember(proposal)
             return None
         return proposal
+
+
+def inbox_title(shown: Sequence[Proposal | ProposalSummary], overview: Sequence[BottleOverview], filters: Filters,
+                where: Path) -> str:
+    """The TUI's title row: how many pending (``shown``, through ``filters``, named when in force) from how many
+    bottles, then each bottle with pending work (its count) and stale ones flagged, then the database (``where``).
+
+    A running bottle whose sidecar went silent is ``STALE``: what it filed
+    waits for a caller who is gone.
+    """
+    bottles = len({proposal.queue_key for proposal in shown})
+    listed = [f"{o.bottle.slug} {len(o.pending)}" + (" STALE" if o.bottle.stale() else "")
+              for o in overview if o.pending or o.bottle.stale()]
+    kept = " shown" if filters.active else ""
+    title = f" bot-bottle supervise: {len(shown)} pending{kept} from {bottles} bottle(s)"
+    if filters.active:
+        named = [filters.words or "", "+warnings" if filters.caution else ""]
+        title += f" (filter: {' '.join(part for part in named if part)})"
+    return f"{title}: {', '.join(listed)}  {where}" if listed else f"{title}  {where}"

@@ -25,7 +25,7 @@ import time
 from typing import Any
 
 from bot_bottle.bottles import BottleOverview, BottleStore
-from bot_bottle.cli.inbox import ANY_CAUTION, Entry, Filters, Inbox, expired_line, log_warning
+from bot_bottle.cli.inbox import ANY_CAUTION, Entry, Filters, Inbox, expired_line, inbox_title, log_warning
 from bot_bottle.cli.render import describe, inbox_heading, inbox_row
 from bot_bottle.cli.tui.deciding import Deciding
 from bot_bottle.cli.tui.grants_view import in_force_views
@@ -233,20 +233,8 @@ class SuperviseTUI(TerminalScreen):
         self.screen.refresh()
 
     def header(self) -> str:
-        """The title row: the pending count, then each bottle with pending work (its count) and stale ones flagged.
-
-        A running bottle whose sidecar went silent is ``STALE``: what it filed
-        waits for a caller who is gone. A filter in force is named.
-        """
-        bottles = len({e.proposal.queue_key for e in self.items})
-        shown = [f"{o.bottle.slug} {len(o.pending)}" + (" STALE" if o.bottle.stale() else "")
-                 for o in self.overview if o.pending or o.bottle.stale()]
-        kept = " shown" if self.filters.active else ""
-        title = f" bot-bottle supervise: {len(self.items)} pending{kept} from {bottles} bottle(s)"
-        if self.filters.active:
-            named = [self.filters.words or "", "+warnings" if self.filters.caution else ""]
-            title += f" (filter: {' '.join(part for part in named if part)})"
-        return f"{title}: {', '.join(shown)}  {self.store.db.path}" if shown else f"{title}  {self.store.db.path}"
+        """The title row (``inbox.inbox_title``)."""
+        return inbox_title([e.proposal for e in self.items], self.overview, self.filters, self.store.db.path)
 
     def _draw_list(self, height: int, width: int) -> None:
         rows = max(0, height - LIST_ROWS_FROM + 1)  # under the title and the columns' names; over the message, keys
