@@ -71,10 +71,11 @@ class TuiTest(TempDirTest):
         self.term.send("Enter")
         self.term.wait_for("for how long?")
 
-    def reject_the_second_to_the_rule_question(self, reason: str) -> None:
-        """``R`` on the second row with ``reason``: the TUI then asks whether to reject the same from now on."""
+    def reject_the_second_to_the_rule_question(self, reason: str, of: int = 3) -> None:
+        """``R`` on the second row (of ``of``) with ``reason``: the TUI then asks whether to reject the same from now
+        on."""
         self.term.send("j")
-        self.term.wait_for("2 of 3")
+        self.term.wait_for(f"2 of {of}")
         self.settle()
         self.term.send("R")
         self.term.wait_for("reason for rejecting")
@@ -264,13 +265,7 @@ class TuiTest(TempDirTest):
         every pending proposal at the next look."""
         get = self.store.submit("web-2", TOOL_EGRESS_ALLOW, '{"host": "pypi.org", "methods": ["GET"]}', "pip")
         self.term.wait_for("4 pending")
-        self.term.send("j")
-        self.term.wait_for("2 of 4")
-        self.settle()
-        self.term.send("R")
-        self.term.wait_for("reason for rejecting")
-        self.term.send("no package index", "Enter")
-        self.term.wait_for("always reject this")
+        self.reject_the_second_to_the_rule_question("no package index", of=4)
         self.term.send("+bottle", "Enter")
         self.term.wait_for(f"; it rejected 1 pending: {get.short_id}")
         self.term.wait_for("2 pending")
