@@ -116,17 +116,24 @@ def apply_standing(store: QueueStore, *, naming_decided: bool = True) -> list[st
     return said
 
 
-def decided_now(path: Path, rule_id: str, warn: Callable[[str], None]) -> list[str]:
-    """The pending proposals a rule just made ('rules add', or a decision's ``--remember``) decided at once, as
-    the next look of a list, the TUI or the dashboard would have without a word (``apply_standing``); what that
-    look could not do is told to ``warn``."""
+def pending_ids(path: Path) -> list[str]:
+    """The ids of the proposals pending now in the database at ``path``: what ``decided_now`` reads, taken before
+    a rule is made."""
     with QueueStore(path) as queue:
-        waiting = [summary.id for summary in queue.pending_summaries()]
+        return [summary.id for summary in queue.pending_summaries()]
+
+
+def decided_now(path: Path, rule_id: str, warn: Callable[[str], None], waiting: list[str]) -> list[str]:
+    """Which of ``waiting`` (``pending_ids``, taken before the rule was made: 'rules add', or a decision's
+    ``--remember``) the rule decided, once the standing rules are applied at once, as the next look of a list,
+    the TUI or the dashboard would have without a word (``apply_standing``; a keeper, or an earlier rule of the
+    same command, may have applied them first); what that look could not do is told to ``warn``."""
+    with QueueStore(path) as queue:
         for problem in apply_standing(queue, naming_decided=False):  # the new rule's are named by the caller
             warn(problem)
-        responses = {proposal_id: queue.response(proposal_id) for proposal_id in waiting}
-    return [proposal_id for proposal_id, response in responses.items()
-            if response is not None and response.decided_by == rule_decider(rule_id)]
+        decider = rule_decider(rule_id)
+        return [proposal_id for proposal_id in waiting
+                if (response := queue.response(proposal_id)) is not None and response.decided_by == decider]
 
 
 def decided_now_line(effect: str, decided: list[str], named: int = 8) -> list[str]:

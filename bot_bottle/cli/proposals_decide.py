@@ -21,7 +21,7 @@ from bot_bottle.cli.common import (
 )
 from bot_bottle.cli.grants_cmds import ended_lines, remembered_rule, rule_made_line
 from bot_bottle.cli.in_force import grant_subjects
-from bot_bottle.cli.inbox import decided_now, decided_now_line
+from bot_bottle.cli.inbox import decided_now, decided_now_line, pending_ids
 from bot_bottle.cli.render import describe, modification
 from bot_bottle.decisions import check_decision, default_decider, expired, record_decisions
 from bot_bottle.errors import (
@@ -94,10 +94,12 @@ def _decide(args: argparse.Namespace, status: str, notes: str, final_file: str |
                 print("modification cancelled: nothing recorded", file=sys.stderr)
                 return EXIT_CANCELLED
             agreed.append(proposal)
+        waiting = pending_ids(db_path(args)) if remember is not None else []
         done = _record(store, agreed, Decision(status, notes, final_file, default_decider(), grant_seconds=grant_for,
                                                remember=remember))
     for each in done:  # the rule --remember made decides the pending ones it matches now, as 'rules add' does
-        each["decided_now"] = [] if each["rule"] is None else decided_now(db_path(args), each["rule"]["id"], warn)
+        each["decided_now"] = [] if each["rule"] is None else \
+            decided_now(db_path(args), each["rule"]["id"], warn, waiting)
     if args.json:
         print_json([{name: value for name, value in each.items() if name != "ended"} for each in done])
     else:

@@ -20,7 +20,7 @@ from bot_bottle.cli.common import (
 )
 from bot_bottle.cli.grants_cmds import ended_lines, rule_in_force_json, rule_json
 from bot_bottle.cli.in_force import revoke_rule, rule_left, rule_scope, rule_subject, shown_record
-from bot_bottle.cli.inbox import decided_now, decided_now_line
+from bot_bottle.cli.inbox import decided_now, decided_now_line, pending_ids
 from bot_bottle.cli.registry import summary
 from bot_bottle.decisions import default_decider
 from bot_bottle.errors import ValidationError
@@ -111,6 +111,7 @@ def cmd_rules_add(args: argparse.Namespace) -> int:
     if effect == EFFECT_APPROVE and not _approving_rule_confirmed(args, subject, "*" in route.host):
         print("rule not added: nothing recorded", file=sys.stderr)
         return EXIT_CANCELLED
+    waiting = pending_ids(db_path(args))
     with GrantStore(db_path(args)) as store:
         # The same rule already deciding: added all the same (a later end is a way to extend it), and said.
         same = [item.rule for item in rules_in_force(store) if item.decides and item.rule.effect == effect
@@ -120,7 +121,7 @@ def cmd_rules_add(args: argparse.Namespace) -> int:
                               pattern="*" in route.host, effect=effect, notes=args.notes, ends_at=ends_at,
                               created_by=default_decider(), now=now)
         ended = store.ended_by(rule)
-    decided = decided_now(db_path(args), rule.id, warn)
+    decided = decided_now(db_path(args), rule.id, warn, waiting)
     if args.bottle is not None and not _known_bottle(db_path(args), args.bottle):
         warn(f"no bottle {args.bottle} is known to this host (a typo? 'bottles list' names them): rule "
              f"{rule.short_id} decides nothing until a bottle of that name files ('rules revoke {rule.short_id}' "

@@ -187,6 +187,18 @@ class StandingBeforeListingTest(CliTestCase):
         code, out, _ = self.approve(again[0], "--for", "1h", "--remember", "bottle", "--json")
         self.assertEqual((code, json.loads(out)[0]["decided_now"]), (0, [again[1].id]))
 
+    def test_each_rule_of_one_command_names_what_it_decided(self) -> None:
+        """BROKE before the fix: 'proposals reject A B --remember bottle' made two rules; the first's look applied
+        both, so the second rule's answer named nothing of what it had decided ('decided_now': []). Each rule now
+        names which of the proposals pending before the command it decided."""
+        a, b, under_a, under_b = (self.store.submit("web-1", TOOL_EGRESS_ALLOW, json.dumps(route), "j") for route in (
+            {"host": "a.example.org"}, {"host": "b.example.org"}, {"host": "a.example.org", "methods": ["GET"]},
+            {"host": "b.example.org", "methods": ["GET"]}))
+        code, out, err = self.cli("proposals", "reject", a.short_id, b.short_id, "--reason", "no", "--remember",
+                                  "bottle", "--json")
+        self.assertEqual((code, err), (0, ""))
+        self.assertEqual([each["decided_now"] for each in json.loads(out)], [[under_a.id], [under_b.id]])
+
     def test_every_list_of_rules_names_what_each_decides_on_alike(self) -> None:
         """BROKE before the fix: 'rules list' headed the column SUBJECT, where 'bottles show' and the dashboard
         head it 'decides on'."""

@@ -24,7 +24,7 @@ from bot_bottle.cli.dashboard.proposal_page import confirm_page, widening_page
 from bot_bottle.cli.dashboard.state import FORM_FIELDS, MAX_FORM_BYTES, MAX_FORM_FIELDS, confirm_token
 from bot_bottle.cli.grants_cmds import remembered_rule
 from bot_bottle.cli.in_force import revoke_rule
-from bot_bottle.cli.inbox import decided_now
+from bot_bottle.cli.inbox import decided_now, pending_ids
 from bot_bottle.decisions import decide
 from bot_bottle.errors import (
     AlreadyDecided,
@@ -212,7 +212,7 @@ class PostHandler(DashboardBase):
         notes = form.get("notes", "")
         # On to the next pending proposal afterwards: the first filed after this one, else the oldest left.
         before, following = self.dashboard.neighbours(proposal.id)
-        waiting = [summary.id for summary in self.dashboard.queue.pending_summaries()] if remember else []
+        waiting = pending_ids(self.dashboard.queue.db.path) if remember else []  # what its rule may decide at once
         try:
             decide(proposal.id, status, notes, final, self.dashboard.decided_by, store=self.dashboard.queue,
                    shown=proposal, grant_for=grant_for, remember=remember)
@@ -230,8 +230,8 @@ class PostHandler(DashboardBase):
         if remember:  # its rule decides the pending ones it matches now, as 'rules add' does; the next page names them
             rule = remembered_rule(self.dashboard.grants, proposal.id, utc_now())
             if rule is not None:
-                decided_now(self.dashboard.queue.db.path, rule["id"], self.dashboard.log)  # (or the keeper, first)
-                self.dashboard.ruled_now(proposal.id, rule["id"], waiting)
+                self.dashboard.ruled_now(proposal.id, decided_now(self.dashboard.queue.db.path, rule["id"],
+                                                                  self.dashboard.log, waiting))
             if following is not None and self.dashboard.queue.response(following) is not None:
                 following = None  # the rule decided it just now: on to one still pending
         following = following or self.dashboard.neighbours(proposal.id)[1] or before

@@ -18,7 +18,6 @@ from bot_bottle.bottles import BottleStore
 from bot_bottle.cli.inbox import Entry, Filters, Inbox
 from bot_bottle.decisions import default_decider
 from bot_bottle.errors import BotBottleError
-from bot_bottle.grant_records import rule_decider
 from bot_bottle.grants import GrantStore
 from bot_bottle.policy.approval import Approval
 from bot_bottle.queue_reads import shown_digest
@@ -110,12 +109,10 @@ class Dashboard:
         """Close the database."""
         self.queue.close()
 
-    def ruled_now(self, proposal_id: str, rule_id: str, waiting: list[str]) -> None:
-        """Keep, for the next page, which of ``waiting`` (pending before the decision on ``proposal_id``) the rule
-        it made has decided (the last few decisions' only)."""
-        decider = rule_decider(rule_id)
-        self.ruled[proposal_id] = [each for each in waiting if (response := self.queue.response(each)) is not None
-                                   and response.decided_by == decider]
+    def ruled_now(self, proposal_id: str, decided: list[str]) -> None:
+        """Keep, for the next page, what the rule the decision on ``proposal_id`` made decided at once
+        (``inbox.decided_now``; the last few decisions' only)."""
+        self.ruled[proposal_id] = decided
         while len(self.ruled) > 16:
             self.ruled.popitem(last=False)
 

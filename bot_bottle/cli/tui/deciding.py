@@ -23,7 +23,7 @@ from pathlib import Path
 
 from bot_bottle.cli.common import Shown
 from bot_bottle.cli.grants_cmds import remembered_rule
-from bot_bottle.cli.inbox import decided_now
+from bot_bottle.cli.inbox import decided_now, pending_ids
 from bot_bottle.cli.render import modification
 from bot_bottle.cli.tui.grants_view import grant_question, parse_grant_choice
 from bot_bottle.cli.tui.screen import CONFIRM_KEYS, INVALID_KEYS, TerminalScreen
@@ -33,7 +33,14 @@ from bot_bottle.grants import GrantStore
 from bot_bottle.policy.approval import UNREADABLE, Approval, Caution, approval_of
 from bot_bottle.policy.lifetimes import approval_extent
 from bot_bottle.queue_store import QueueStore
-from bot_bottle.records import EFFECT_APPROVE, STATUS_APPROVED, STATUS_MODIFIED, STATUS_REJECTED, Proposal
+from bot_bottle.records import (
+    EFFECT_APPROVE,
+    SHORT_ID_LENGTH,
+    STATUS_APPROVED,
+    STATUS_MODIFIED,
+    STATUS_REJECTED,
+    Proposal,
+)
 
 _VERB = {STATUS_APPROVED: "approve", STATUS_MODIFIED: "modify", STATUS_REJECTED: "reject"}
 # How many of an approval's cautions stand above its prompts (the detail view has them all).
@@ -124,6 +131,7 @@ class Deciding:
             if sure is None or sure.strip().lower() != CONFIRM_WORD:
                 return f"{verb} cancelled: nothing recorded"
         label = f"{proposal.short_id} ({proposal.queue_key}, {proposal.tool})"
+        waiting = pending_ids(self.store.db.path) if choice.remember else []  # what its rule may decide at once
         try:
             response = decide(proposal.id, status, notes, final, self.decided_by, store=self.store, shown=proposal,
                               grant_for=choice.seconds, remember=choice.remember)
@@ -133,18 +141,21 @@ class Deciding:
             return f"{exc}; nothing recorded"
         if key == "R" and not choice.remember:  # R without +bottle or +all: said, not passed for "from now on"
             return f"{status} {label}, once: no +bottle or +all given, so nothing is rejected from now on"
-        said = f"{status} {label}" + (self._rule_made(proposal, response.decided_at) if choice.remember else "")
+        said = f"{status} {label}" + (self._rule_made(proposal, response.decided_at, waiting) if choice.remember
+                                      else "")
         return said + self._ended(proposal) if status == STATUS_REJECTED and choice.remember else said
 
-    def _rule_made(self, proposal: Proposal, decided_at: str) -> str:
-        """The standing rule ``+bottle`` or ``+all`` just made: its id (for 'rules revoke'), whose, how long.
+    def _rule_made(self, proposal: Proposal, decided_at: str, waiting: list[str]) -> str:
+        """The standing rule ``+bottle`` or ``+all`` just made: its id (for 'rules revoke'), whose, how long, and
+        which of ``waiting`` (pending before it) it decided at once.
 
         It does what the decision did, so the line's verb says what it does."""
         rule = remembered_rule(GrantStore(database=self.store.db), proposal.id, decided_at)
         if rule is None:
             return ", remembered"
         # The pending proposals it matches, decided now as 'rules add' and 'proposals reject --remember' do.
-        decided = [each[:8] for each in decided_now(self.store.db.path, rule["id"], lambda line: None)]
+        decided = [each[:SHORT_ID_LENGTH] for each in decided_now(self.store.db.path, rule["id"], lambda line: None,
+                                                                  waiting)]
         verb = "approved" if rule["effect"] == EFFECT_APPROVE else "rejected"
         also = f"; it {verb} {len(decided)} pending: {', '.join(decided[:3])}{', ...' if len(decided) > 3 else ''}"
         return (f"; rule {rule['short_id']} for {rule['bottle'] or 'every bottle'}, "
