@@ -200,11 +200,13 @@ def _route(payload: str) -> Approval:
         return Approval(TOOL_EGRESS_ALLOW, ("nothing: the route does not parse",),
                         (Caution(UNREADABLE, f"not a valid route ({exc}): approving answers the caller and grants "
                                  "nothing"), *_look_alikes(hosts_in_text(payload))))
-    methods = ",".join(route.methods) or "any method"
-    paths = " ".join(route.paths) or "every path"
-    # The summary is the route as the agent wrote it; the port it leaves open is said under it, where a request
-    # to the host's SSH or database port would otherwise pass for the web server the operator had in mind.
-    return Approval(TOOL_EGRESS_ALLOW, (f"{shown_host(route.host)}  {methods}  {paths}", ANY_PORT),
+    # The summary is the route as the agent wrote it, in the words a grant of it is listed in (its methods and
+    # paths in brackets, so a listing's next column cannot read as more paths); the port it leaves open is said
+    # under it, where a request to the host's SSH or database port would otherwise pass for the web server the
+    # operator had in mind.
+    summary = describe_subject(TOOL_EGRESS_ALLOW, {"host": shown_host(route.host), "methods": list(route.methods),
+                                                   "paths": list(route.paths)})
+    return Approval(TOOL_EGRESS_ALLOW, (summary, ANY_PORT),
                     (*(Caution(WIDENS, reason) for reason in route.widening()), *_look_alikes([route.host]),
                      *_inside([route.host])))
 

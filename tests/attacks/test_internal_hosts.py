@@ -62,7 +62,7 @@ class InsideHostsTest(AddressFormsCase):
                 self.assertIn(f"host {host} reaches inside: {INSIDE[host]}", warnings[0])
                 self.assertTrue(approval_of(TOOL_EGRESS_ALLOW, json.dumps({"host": host})).needs_confirmation)
         listed = self.run_cli("proposals", "list")
-        self.assertRegex(listed.stdout, r"\[internal\] 169\.254\.169\.254  any method  every path")
+        self.assertRegex(listed.stdout, r"\[internal\] 169\.254\.169\.254 \(any method; every path\)")
         printed = self.run_cli("proposals", "show", shown["169.254.169.254"][0])
         self.assertIn("WARNING: internal: host 169.254.169.254 reaches inside: the cloud's metadata service",
                       printed.stdout)

@@ -122,7 +122,7 @@ class HiddenInsideHostsTest(AddressFormsCase):
     def test_the_metadata_service_by_its_other_names(self) -> None:
         self.assert_internal_warnings(NAMES)
         listed = self.run_cli("proposals", "list")
-        self.assertRegex(listed.stdout, r"\[look-alike,internal\] metadata\.goog  any method  every path")
+        self.assertRegex(listed.stdout, r"\[look-alike,internal\] metadata\.goog \(any method; every path\)")
 
     def test_no_false_alarm_on_numbers_that_are_no_host(self) -> None:
         """A port, a timeout or a version alone on the line after another key is no address."""
@@ -207,7 +207,7 @@ class HiddenInsideHostsTest(AddressFormsCase):
         listed = self.run_cli("proposals", "list")
         for host in ("www.gov.za", "takealot.co.za"):
             with self.subTest(host=host):
-                self.assertIn(f"\tpending\t{host}  any method  every path\tthe docs", listed.stdout)
+                self.assertIn(f"\tpending\t{host} (any method; every path)\tthe docs", listed.stdout)
         routes = "routes:\n  - host: www.gov.za\n  - url: https://takealot.co.za/api/\n"
         self.assertNotIn(INTERNAL, approval_of(TOOL_EGRESS_BLOCK, routes, None).kinds)
 

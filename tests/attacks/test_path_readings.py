@@ -117,7 +117,7 @@ class FragmentInThePathTest(ApprovedPathCase):
     def setUp(self) -> None:
         super().setUp()
         shown = self.approve({"host": "docs.example.com", "methods": ["GET"], "paths": ["/3/"]})
-        self.assertIn("docs.example.com  GET  /3/", shown)
+        self.assertIn("docs.example.com (GET; /3/)", shown)
 
     def test_a_raw_hash_in_the_path_is_covered_by_no_prefix(self) -> None:
         """Every path hiding dot segments behind a '#' asks; the plain ones under /3/ stay covered."""
@@ -158,7 +158,7 @@ class SiblingOfThePrefixTest(ApprovedPathCase):
     def setUp(self) -> None:
         super().setUp()
         shown = self.approve({"host": "api.github.com", "methods": ["GET", "POST"], "paths": ["/repos/acme/web"]})
-        self.assertIn("api.github.com  GET,POST  /repos/acme/web\n", shown)
+        self.assertIn("api.github.com (GET,POST; /repos/acme/web)\n", shown)
 
     def test_a_sibling_that_shares_the_prefix_as_text_is_not_covered(self) -> None:
         """/repos/acme/website and /repos/acme/web-secrets are other repositories: they ask."""

@@ -89,7 +89,7 @@ class RewrittenBetweenShowAndApproveTest(TempDirTest):
                    f"--db {shlex.quote(str(self.db))}; echo EXIT=$?; sleep 30")
         term = Terminal(self, command.format(proposal.short_id), width=120, height=40)
         screen = term.wait_for(f"approve {proposal.short_id} (web-1, egress-allow) for 7d?")
-        self.assertIn("approving grants:\n  docs.python.org  any method  every path", screen)
+        self.assertIn("approving grants:\n  docs.python.org (any method; every path)", screen)
         self.rewrite(proposal.id, '{"host": "*"}')
         term.send("yes", "Enter")
         screen = term.wait_for("EXIT=")

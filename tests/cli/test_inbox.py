@@ -35,9 +35,9 @@ class InboxListTest(CliTestCase):
         self.assertLess(header.index("GRANTS"), header.index("AGENT SAYS"))
         expected = {"cyrillic": "[look-alike,unreadable] nothing: the route does not par",
                     "routes": "[widens,look-alike] routes file: adds pypi\\u2024org",
-                    "fake-route": "[widens] *.readthedocs.io  any method  every path",
+                    "fake-route": "[widens] *.readthedocs.io (any method; every path)",
                     "token": "[look-alike] a github-pat token, sent to POST xn--pyp-l",
-                    "plain": "files.pythonhosted.org  any method  every path"}
+                    "plain": "files.pythonhosted.org (any method; every path)"}
         for name, grants in expected.items():
             with self.subTest(name):
                 line = lines[self.filed[name].short_id]
@@ -50,7 +50,7 @@ class InboxListTest(CliTestCase):
         self.assertNotIn("\nroute:", out)
         self.assertIn("the Python docs\\x0aroute:", lines[self.filed["fake-route"].short_id].split("\t")[-1])
         grants = json.loads(self.cli("proposals", "list", "--json")[1])[2]["grants"]
-        self.assertEqual(grants["summary"], "*.readthedocs.io  any method  every path")
+        self.assertEqual(grants["summary"], "*.readthedocs.io (any method; every path)")
         self.assertEqual([w["kind"] for w in grants["warnings"]], ["widens"])
         self.assertIn("Public Suffix List", grants["warnings"][0]["text"])
 

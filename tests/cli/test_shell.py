@@ -69,7 +69,7 @@ class PipeTest(ShellCase):
         header, row = result.stdout.splitlines()
         self.assertEqual(header.split("\t"), ["ID", "BOTTLE", "TOOL", "AGE", "LEFT", "STATUS", "GRANTS",
                                               "AGENT SAYS"])
-        self.assertEqual(row.split("\t")[6:], ["docs.python.org  any method  every path", LONG])
+        self.assertEqual(row.split("\t")[6:], ["docs.python.org (any method; every path)", LONG])
         cut = self.sh("bb proposals list | cut -f2 | tail -1")
         self.assertEqual(cut.stdout.strip(), "web-2")
 

@@ -629,9 +629,9 @@ class NarrowRowTest(TempDirTest):
         def row(width: int, shown: Proposal = proposal) -> str:
             approval = approval_of(shown.tool, shown.payload, shown.current_file)
             return "".join(segment.text for segment in inbox_row(shown, approval, width))
-        self.assertIn("files.example.com  GET  /simple/  agent: I need", row(100))
+        self.assertIn("files.example.com (GET; /simple/)  agent: I need", row(100))
         self.assertNotIn("agent:", row(80))
-        self.assertIn("files.example.com  GET  /sim", row(80))
+        self.assertIn("files.example.com (GET; /sim", row(80))
         self.assertEqual(row(160).index("agent:"), row(160, short).index("agent:"), "a wide screen's words line up")
 
 

@@ -66,7 +66,7 @@ class HostsTest(unittest.TestCase):
 class ApprovalTest(unittest.TestCase):
     def test_a_route_grants_its_host_methods_and_paths(self) -> None:
         approval = approval_of(TOOL_EGRESS_ALLOW, '{"host": "pypi.org", "methods": ["GET"], "paths": ["/simple/"]}')
-        self.assertEqual(approval.grants, ("pypi.org  GET  /simple/", "on every port (a route names no port)"))
+        self.assertEqual(approval.grants, ("pypi.org (GET; /simple/)", "on every port (a route names no port)"))
         self.assertEqual((approval.cautions, approval.needs_confirmation), ((), False))
 
     def test_wildcards_over_many_owners_widen_and_ask_twice(self) -> None:

@@ -126,7 +126,7 @@ class DetailMeaningTest(TempDirTest):
         """An egress-allow reads as host and paths, with a warning for a TLD wildcard."""
         proposal = self.store.submit("web-1", TOOL_EGRESS_ALLOW, make_route("*.com", ["/"]).to_document(), "x")
         text = "\n".join(describe(proposal, None))
-        self.assertIn("approving grants:\n  *.com  any method  /\n", text)
+        self.assertIn("approving grants:\n  *.com (any method; /)\n", text)
         self.assertIn("WARNING: widens: host '*.com' is a wildcard over every name under .com, a top-level domain",
                       text)
 

@@ -60,9 +60,9 @@ class InboxTest(BrowserCase):
         expected = {
             "cyrillic": ("nothing: the route does not parse", ["look-alike", "unreadable"]),
             "routes": ("routes file: adds pypi\\u2024org, *.compute.amazonaws.com", ["widens", "look-alike"]),
-            "fake-route": ("*.readthedocs.io  any method  every path", ["widens"]),
+            "fake-route": ("*.readthedocs.io (any method; every path)", ["widens"]),
             "token": ("a github-pat token, sent to POST xn--pyp-lhd.org (any path)", ["look-alike"]),
-            "html": ("*.net  any method  every path", ["widens"]),
+            "html": ("*.net (any method; every path)", ["widens"]),
         }
         for name, (grants, badges) in expected.items():
             with self.subTest(name):
@@ -152,10 +152,10 @@ class InboxTest(BrowserCase):
         self.settle()
         self.browser.do("click", css='#approve button[name="decision"]')
         page = self.browser.do("wait_text", text="It reaches more than it reads as")
-        self.assertIn("*.readthedocs.io  any method  every path", page)
+        self.assertIn("*.readthedocs.io (any method; every path)", page)
         self.assertIn("a shared platform's suffix", page)
         self.assertEqual(self.browser.script("return document.querySelector('#confirm button.send').textContent"),
-                         f"yes, approve {wide.short_id}: *.readthedocs.io  any method  every path")
+                         f"yes, approve {wide.short_id}: *.readthedocs.io (any method; every path)")
         self.unchanged(wide)
         # The second ask, answered with a made-up token, records nothing either.
         status, _, _ = self.post(wide, "decide", {"status": "approved", "confirm": "0" * 64})
@@ -211,8 +211,8 @@ class InboxTest(BrowserCase):
             " grant: document.querySelector('[data-part=grant]').textContent,"
             " enabled: Array.from(document.querySelectorAll('form.decide button[name=decision]'))"
             "   .filter(b => !b.disabled).length, digest: document.body.dataset.digest}")
-        self.assertIn("-  docs2.python.org  any method  every path", state["changed"])
-        self.assertIn("+  *.org  any method  every path", state["changed"])
+        self.assertIn("-  docs2.python.org (any method; every path)", state["changed"])
+        self.assertIn("+  *.org (any method; every path)", state["changed"])
         self.assertIn("docs2.python.org", state["grant"])  # what it showed stays: never swapped under the operator
         self.assertNotIn("*.org", state["grant"])
         self.assertEqual(state["enabled"], 0)
