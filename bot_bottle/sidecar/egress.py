@@ -1,9 +1,11 @@
 """Helpers the egress proxy calls: what this bottle's grants let through, and asking for a token to pass.
 
 Where the route's policy is ``supervise``, the proxy asks ``EgressGrants``
-before it forwards: ``allows_route(host, method, path)`` (an approved
-``egress-allow``) and ``allows_token(token, host=..., method=...)`` (an
-approved ``egress-token-allow``). Grants are the bottle's, read through its
+before it forwards: ``allows_route(host, method, path, headers)`` (an
+approved ``egress-allow``, covering the method and any the request's
+headers or query ask the server to read it as: ``sidecar.method_override``)
+and ``allows_token(token, host=..., method=...)`` (an approved
+``egress-token-allow``). Grants are the bottle's, read through its
 queue handle (the mounted database or the relay) and kept at most 5 seconds,
 so a grant the operator revokes, or one that ends, stops being honoured
 within 5 seconds; a lookup that fails answers no (fail closed).
@@ -35,7 +37,11 @@ A proxy's call looks like this::
     bottle = find_transport().open("web-1")
     grants = EgressGrants(bottle)        # one per proxy process
     ...
-    if grants.allows_token(token, host="api.example.com", method="POST") or request_token_override(
+    # A route whose policy is supervise: a grant of it, for every method the request may be read as.
+    if not grants.allows_route("api.example.com", "POST", "/v1/upload?x=1", request_headers):
+        refuse(request)
+    # The DLP found a token in it: a grant of the token to that host and method, or the operator's yes now.
+    elif grants.allows_token(token, host="api.example.com", method="POST") or request_token_override(
         bottle, grants, host="api.example.com", method="POST", path="/v1/upload?x=1",
         detector="github-pat", context=request_headers_and_body_text, value=token,
     ):
@@ -63,6 +69,7 @@ from bot_bottle.grant_records import Grant
 from bot_bottle.policy.subjects import normal_host, route_covers, token_covers, token_fingerprint
 from bot_bottle.queue_store import BottleQueue
 from bot_bottle.records import DEFAULT_POLL_INTERVAL_SEC, STATUS_APPROVED, TOOL_EGRESS_ALLOW, TOOL_EGRESS_TOKEN_ALLOW
+from bot_bottle.sidecar.method_override import Headers, methods_read_as
 from bot_bottle.sidecar.relay_queue import RelayQueue
 from bot_bottle.text.redaction import REDACTED, Masker
 
@@ -178,15 +185,19 @@ class EgressGrants:
         return any(token_covers(grant.subject_value, host, method, fingerprint)
                    for grant in self.grants(TOOL_EGRESS_TOKEN_ALLOW))
 
-    def allows_route(self, host: str, method: str, path: str) -> bool:
-        """True if a live ``egress-allow`` grant covers a request to ``host`` (a port is ignored) with ``method``
-        for ``path``; False for a bad argument."""
+    def allows_route(self, host: str, method: str, path: str, headers: Headers | None = None) -> bool:
+        """True if live ``egress-allow`` grants cover a request to ``host`` (a port is ignored) with ``method``
+        for ``path``, and with every method the request's ``headers`` or query ask a server to read it as
+        (``sidecar.method_override``: ``X-HTTP-Method-Override: DELETE`` on an approved POST); False for a bad
+        argument. Pass the request's headers: without them only the query's override is seen."""
         if not (isinstance(host, str) and isinstance(method, str) and isinstance(path, str)):
             return False
         name = host.rsplit(":", 1)[0] if host.count(":") == 1 else host
-        if _scope(name, method) is None or not path.startswith("/"):
+        methods = methods_read_as(method, path, headers) if path.startswith("/") else None
+        if methods is None or any(_scope(name, each) is None for each in methods):
             return False
-        return any(route_covers(grant.subject_value, name, method, path) for grant in self.grants(TOOL_EGRESS_ALLOW))
+        grants = self.grants(TOOL_EGRESS_ALLOW)
+        return all(any(route_covers(grant.subject_value, name, each, path) for grant in grants) for each in methods)
 
 
 def _field(masker: Masker, text: str) -> str:

@@ -35,10 +35,12 @@ class HostGrantsCase(TempDirTest):
         assert grant is not None
         return grant.id
 
-    def lets_through(self, bottle: str, host: str, method: str, path: str) -> bool:
-        """What the bottle's sidecar answers now (its own check, asked afresh, as after its cache's 5 s)."""
+    def lets_through(self, bottle: str, host: str, method: str, path: str,
+                     headers: list[tuple[str, str]] | None = None) -> bool:
+        """What the bottle's sidecar answers now (its own check, asked afresh, as after its cache's 5 s), for a
+        request with ``headers`` as its proxy passes them."""
         with QueueStore(self.db, migrate_schema=False) as sidecar:
-            return EgressGrants(sidecar.for_bottle(bottle)).allows_route(host, method, path)
+            return EgressGrants(sidecar.for_bottle(bottle)).allows_route(host, method, path, headers)
 
     def cli(self, *args: str) -> str:
         """``bot-bottle ARGS`` as the operator runs it, which must succeed; its output."""

@@ -1,0 +1,84 @@
+"""The methods a server may read a request as: its own, and any a method-override header or parameter names.
+
+Many servers read a request as another method when it says so: Express's
+``method-override`` middleware and Laravel a POST carrying
+``X-HTTP-Method-Override: DELETE``, Google's APIs the same header,
+Microsoft's OData ``X-HTTP-Method``, Symfony a ``_method`` query parameter.
+An approval of ``POST`` on ``/repos/acme/web`` would then let the agent
+delete there, which is not what the operator was shown. So a request that
+names another method in one of these ways is let through on a route grant
+only where the grant covers every method it names too
+(``EgressGrants.allows_route``).
+
+Read as the servers read them, and more widely where they differ: header
+names without regard to case, ``_`` read as ``-`` (a CGI or WSGI server
+folds both into one); each comma-separated item of the value, as written and
+in upper case (Express upper-cases it; a proxy joins repeated headers with
+commas); a ``_method`` query parameter under ``&`` or ``;``, its name and
+value percent-decoded. A form body's ``_method`` (Rails, Laravel, Spring)
+is not read: the proxy's helpers see no body, so a grant of ``POST`` to such
+a server is a grant of what it reads a form's POST as (docs/decisions.md,
+"The agent is the adversary").
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from urllib.parse import unquote_plus
+
+# The override headers' names, lower case, '-' for '_': Express (method-override) and Laravel, Google's APIs,
+# ASP.NET Core; Microsoft's OData and SharePoint; and the older spelling some frameworks still read.
+OVERRIDE_HEADERS = frozenset({"x-http-method-override", "x-http-method", "x-method-override"})
+OVERRIDE_PARAMETER = "_method"  # Symfony's and Express's query parameter (also Rails' and Laravel's form field)
+
+_QUERY_ITEM_RE = re.compile(r"[&;]")
+
+Headers = Mapping[str, str] | Iterable[tuple[str, str]]
+
+
+def methods_read_as(method: str, path: str, headers: Headers | None = None) -> list[str] | None:
+    """``method``, then each method ``headers`` (a mapping, or name-value pairs as a proxy keeps repeated
+    headers) or ``path``'s query ask a server to read the request as, each once; None when ``headers`` is not
+    text in one of those shapes (fail closed: the caller lets nothing through)."""
+    asked = [method]
+    pairs = _pairs(headers)
+    if pairs is None:
+        return None
+    for name, value in pairs:
+        if name.strip().lower().replace("_", "-") in OVERRIDE_HEADERS:
+            asked += _named(value)
+    query = path.partition("?")[2]
+    for item in _QUERY_ITEM_RE.split(query) if query else ():
+        name, _, value = item.partition("=")
+        if unquote_plus(name, errors="replace").strip().lower() == OVERRIDE_PARAMETER:
+            asked += _named(unquote_plus(value, errors="replace"))
+    return list(dict.fromkeys(asked))
+
+
+def _pairs(headers: Headers | None) -> list[tuple[str, str]] | None:
+    """``headers`` as name-value pairs of text (a pair may be a list, as JSON gives it), or None when they are
+    something else."""
+    if headers is None:
+        return []
+    if isinstance(headers, str | bytes):
+        return None
+    try:
+        pairs = list(headers.items() if isinstance(headers, Mapping) else headers)
+    except TypeError:
+        return None
+    if all(isinstance(pair, tuple | list) and len(pair) == 2 and all(isinstance(part, str) for part in pair)
+           for pair in pairs):
+        return [(name, value) for name, value in pairs]
+    return None
+
+
+def _named(value: str) -> list[str]:
+    """The methods an override's value names: each comma-separated item as written and upper-cased; an empty
+    value names none (a server leaves the method as it was)."""
+    named = []
+    for item in value.split(","):
+        item = item.strip()
+        if item:
+            named += [item, item.upper()]
+    return named
