@@ -246,8 +246,9 @@ def register(subparsers: Any) -> None:
                    "proposal so marked) without asking for a typed 'yes'; off a terminal, such a rule needs it")
     p.set_defaults(handler=cmd_rules_add, field_options={"for": "--for", "paths": "--path", "methods": "--method"})
     p = verb_parser(verbs, "revoke", json=True, help="end a rule now",
-                    description="End a standing rule now (audited). The grants it made stay until they end; "
-                    "revoke those with 'grants revoke'.")
+                    description="End a standing rule now (audited). An approving rule's grants stay until they "
+                    "end (revoke those with 'grants revoke'); after a rejecting rule, what it rejected is asked of "
+                    "you again, and the grants it ended stay ended.")
     p.add_argument("id", metavar="ID", help="the rule's id or a unique prefix of it")
     p.add_argument("--reason", required=True, metavar="TEXT", help="why (kept in the audit log)")
     p.set_defaults(handler=cmd_rules_revoke, field_options={"reason": "--reason"})
