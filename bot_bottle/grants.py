@@ -21,7 +21,7 @@ import sqlite3
 from dataclasses import fields
 from typing import Any
 
-from bot_bottle.audit.grant_entries import ended_by_rule_in, logged_live_grants
+from bot_bottle.audit.grant_entries import decision_rule_entry, ended_by_rule_in, logged_live_grants
 from bot_bottle.audit_store import AuditRecorder, AuditStore
 from bot_bottle.db import DatabaseUser
 from bot_bottle.errors import AlreadyEnded, AmbiguousId, NotFound, ValidationError
@@ -336,26 +336,22 @@ class GrantStore(DatabaseUser):
     def ended_by_decision(self, proposal_id: str) -> list[Grant]:
         """The grants ended by the standing rejection the decision on ``proposal_id`` made (``--remember``).
 
-        The rule is the one the decision's own ``rule-added`` entry records (the first for the proposal), not
-        a ``rules`` row naming the proposal: a sidecar can write one, dated first, to hide what was ended or
-        to name what another rejection ended.
+        The rule is the one the decision's own ``rule-added`` entry records, proven by this host's seal
+        (``decision_rule_entry``), not a ``rules`` row naming the proposal, nor an earlier entry rewritten to
+        name it: a sidecar can write either, to hide what was ended or to name what another rejection ended.
         """
         with self.db.read() as conn:
-            row = conn.execute("SELECT a.seq, json_extract(a.details, '$.rule.id') FROM audit_log a WHERE "
-                               "a.proposal_id = :id AND a.action = :added ORDER BY a.seq LIMIT 1",
-                               {"id": proposal_id, "added": ACTION_RULE_ADDED}).fetchone()
-            return [] if row is None or not isinstance(row[1], str) else ended_by_rule_in(conn, row[1], int(row[0]))
+            found = decision_rule_entry(conn, proposal_id)
+            return [] if found is None else ended_by_rule_in(conn, str(found[1]["id"]), found[0])
 
     def remembered_by_decision(self, proposal_id: str) -> dict[str, Any] | None:
         """The standing rule the decision on ``proposal_id`` made (``--remember``), as its own ``rule-added``
         entry records it (id, bottle or None for every bottle, effect, subject, ends_at), or None: the log's
-        word, not a ``rules`` row a sidecar may have written naming the proposal (see ``ended_by_decision``)."""
+        sealed word (``decision_rule_entry``), not a ``rules`` row or a rewritten entry a sidecar may have
+        written naming the proposal (see ``ended_by_decision``)."""
         with self.db.read() as conn:
-            row = conn.execute("SELECT json_extract(a.details, '$.rule') FROM audit_log a WHERE "
-                               "a.proposal_id = :id AND a.action = :added ORDER BY a.seq LIMIT 1",
-                               {"id": proposal_id, "added": ACTION_RULE_ADDED}).fetchone()
-        record = None if row is None or not isinstance(row[0], str) else json.loads(row[0])
-        return record if isinstance(record, dict) and isinstance(record.get("id"), str) else None
+            found = decision_rule_entry(conn, proposal_id)
+        return None if found is None else found[1]
 
     def find_rule(self, prefix: str) -> Rule:
         """The one rule whose id starts with ``prefix``; ``NotFound`` or ``AmbiguousId``."""

@@ -9,19 +9,35 @@ log records as made and not revoked (``logged_live_grants``), and what a
 rejection ended is read from its own revocation entries
 (``ended_by_rule_in``). Both read only the part of the log that can hold
 them: the months a grant may last, through the log's time index, and the
-entries after the rule's own.
+entries after the rule's own. The rule a remembered decision made is read
+from its own ``rule-added`` entry only where this host's seal proves that
+entry as it reads now (``decision_rule_entry``): a sidecar can drop the
+file's triggers and rewrite an older entry into one naming its proposal.
 """
 
 from __future__ import annotations
 
 import json
 import sqlite3
+from pathlib import Path
+from typing import Any
 
+from bot_bottle.audit.anchor import read_anchor
+from bot_bottle.audit.chain import SELECT, stored_details
+from bot_bottle.audit.forensics import seal_problem
+from bot_bottle.audit.seal import load_key
+from bot_bottle.connection import database_path
 from bot_bottle.errors import ValidationError
 from bot_bottle.grant_records import GRANT_COLUMNS, Grant, grant_from_row
 from bot_bottle.policy.lifetimes import DAY, LIFETIMES
 from bot_bottle.policy.subjects import subject_sha256
-from bot_bottle.records import ACTION_GRANT_REVOKED, STATUS_APPROVED, STATUS_MODIFIED, canonical_json
+from bot_bottle.records import (
+    ACTION_GRANT_REVOKED,
+    ACTION_RULE_ADDED,
+    STATUS_APPROVED,
+    STATUS_MODIFIED,
+    canonical_json,
+)
 from bot_bottle.timestamps import later
 
 
@@ -68,3 +84,23 @@ def ended_by_rule_in(conn: sqlite3.Connection, rule_id: str, added_seq: int) -> 
         "ORDER BY g.queue_key, g.id",
         {"added": added_seq, "action": ACTION_GRANT_REVOKED, "rule": rule_id}).fetchall()
     return [grant_from_row(row) for row in rows]
+
+
+def decision_rule_entry(conn: sqlite3.Connection, proposal_id: str) -> tuple[int, dict[str, Any]] | None:
+    """The ``rule-added`` entry the decision on ``proposal_id`` wrote (``--remember``): its number and the rule
+    it records (id, bottle, effect, subject, ends_at), or None. The first for the proposal whose content this
+    host's seal proves as it reads now (``forensics.seal_problem``): the entry column's word is the file's, and
+    a sidecar rewrote an earlier decision's sealed entry (hash and all) into a ``rule-added`` naming its
+    proposal and the operator's standing rejection, which the screens then named as the rule just made ("'rules
+    revoke' it ends it"), with the grants that rejection had ended, and none of what the new rule decided."""
+    sealing = None
+    for row in conn.execute(f"{SELECT} WHERE proposal_id = :id AND action = :added ORDER BY seq",
+                            {"id": proposal_id, "added": ACTION_RULE_ADDED}):
+        if sealing is None:  # (read once, only for a proposal that names a rule at all)
+            path = database_path(conn)
+            sealing = load_key(), read_anchor(Path(path)) if path else None
+        if not isinstance(row[0], int) or seal_problem(conn, row, *sealing) is not None:
+            continue  # not the host's: a later one may be the decision's own
+        record = (stored_details(row[9]) or {}).get("rule")
+        return (row[0], record) if isinstance(record, dict) and isinstance(record.get("id"), str) else None
+    return None

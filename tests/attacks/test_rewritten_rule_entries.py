@@ -1,0 +1,87 @@
+"""Review 41: a sidecar rewrites an old, sealed audit entry into the ``rule-added`` entry of its own proposal.
+
+The screens name the rule a remembered decision made (``proposals approve|reject --remember``, the TUI's
+``+bottle``, the dashboard's remember) from the first ``rule-added`` entry naming the proposal, and what that
+rule decided at once, and ended, from its id. A sidecar on the mount can drop the file's triggers and rewrite
+any entry (it cannot seal one): an entry written long before the decision then comes first. Each test
+performs the attack on the real database, then decides with the real command line in a process of its own.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+from bot_bottle.records import ACTION_RULE_ADDED, TOOL_EGRESS_ALLOW
+from tests.helpers.host_grants import HostGrantsCase
+
+
+class RewrittenRuleEntryTest(HostGrantsCase):
+    """The operator's standing rejection of pastebin.com stands; the agent's proposal waits, and an earlier
+    decision's sealed entry is rewritten to claim, for that proposal, that rejection's id."""
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.paste = self.approve("web-2", {"host": "pastebin.com"})  # a grant the rejection below ends
+        done = self.run_cli("rules", "add", "--all-bottles", "--host", "pastebin.com", "--reject", "--json")
+        self.assertEqual(done.returncode, 0, done.stderr)
+        self.rejection = json.loads(done.stdout)
+        self.assertEqual(self.rejection["ended_grants"], [self.paste])
+        self.old = self.store.submit("web-1", TOOL_EGRESS_ALLOW, '{"host": "pypi.org"}', "pip")
+        self.cli("proposals", "reject", self.old.short_id, "--reason", "not now")
+
+    def claim(self, proposal_id: str) -> None:
+        """What the sidecar writes with its own connection: the old decision's entry, rewritten (its hash too,
+        which anyone can compute; never its seal) into a ``rule-added`` for ``proposal_id`` naming the
+        operator's standing rejection."""
+        raw = sqlite3.connect(Path(self.db), isolation_level=None)
+        try:
+            for (trigger,) in raw.execute("SELECT name FROM sqlite_master WHERE type = 'trigger' AND "
+                                          "tbl_name = 'audit_log'").fetchall():
+                raw.execute(f'DROP TRIGGER "{trigger}"')
+            record = {"id": self.rejection["id"], "bottle": "web-1", "tool": TOOL_EGRESS_ALLOW, "effect": "approve",
+                      "ends_at": "2999-01-01T00:00:00.000000Z", "subject": {"host": "docs.python.org"}}
+            raw.execute("UPDATE audit_log SET action = :added, proposal_id = :proposal, details = :details "
+                        "WHERE proposal_id = :old", {"added": ACTION_RULE_ADDED, "proposal": proposal_id,
+                                                     "details": json.dumps({"rule": record}), "old": self.old.id})
+        finally:
+            raw.close()
+
+    def decide(self, *args: str) -> dict[str, object]:
+        done = self.run_cli("proposals", *args, "--json")
+        self.assertEqual(done.returncode, 0, done.stderr)
+        (said,) = json.loads(done.stdout)
+        assert isinstance(said, dict)
+        return said
+
+    def test_an_approval_names_the_rule_it_made_and_what_that_decided(self) -> None:
+        """Before the fix, 'proposals approve ID --remember all' named the operator's standing rejection as the
+        rule it made ("'rules revoke <it>' ends it": following that ends the rejection, and leaves the new
+        approval standing), and named none of the pending proposals the real rule approved at once."""
+        asked = self.store.submit("web-1", TOOL_EGRESS_ALLOW, '{"host": "docs.python.org"}', "the docs")
+        other = self.store.submit("web-3", TOOL_EGRESS_ALLOW, '{"host": "docs.python.org"}', "the docs too")
+        self.claim(asked.id)
+        digest = json.loads(self.cli("proposals", "show", asked.id, "--json"))["digest"]
+        said = self.decide("approve", asked.short_id, "--digest", digest, "--remember", "all", "--for", "1d")
+        made = [rule for rule in self.grants.rules() if rule.proposal_id == asked.id]
+        self.assertEqual(len(made), 1)
+        rule = said["rule"]
+        assert isinstance(rule, dict)
+        self.assertEqual(rule["id"], made[0].id)
+        self.assertNotEqual(rule["id"], self.rejection["id"])
+        self.assertEqual(said["decided_now"], [other.id])
+
+    def test_a_rejection_names_the_grants_it_ended_not_another_rules(self) -> None:
+        """Before the fix, 'proposals reject ID --remember bottle' named, as its rule and the grants it ended, the
+        standing rejection of pastebin.com and the grant that one ended (another bottle's), and not the grant
+        of web-1's it did end."""
+        mine = self.approve("web-1", {"host": "evil.example"})
+        asked = self.store.submit("web-1", TOOL_EGRESS_ALLOW, '{"host": "evil.example", "methods": ["POST"]}', "x")
+        self.claim(asked.id)
+        said = self.decide("reject", asked.short_id, "--reason", "no", "--remember", "bottle")
+        rule = said["rule"]
+        assert isinstance(rule, dict)
+        self.assertNotEqual(rule["id"], self.rejection["id"])
+        self.assertEqual(said["ended_grants"], [mine])
+        self.assertEqual([grant.id for grant in self.grants.ended_by_decision(asked.id)], [mine])
