@@ -127,13 +127,16 @@ def decided_now(path: Path, rule_id: str, warn: Callable[[str], None], waiting: 
     """Which of ``waiting`` (``pending_ids``, taken before the rule was made: 'rules add', or a decision's
     ``--remember``) the rule decided, once the standing rules are applied at once, as the next look of a list,
     the TUI or the dashboard would have without a word (``apply_standing``; a keeper, or an earlier rule of the
-    same command, may have applied them first); what that look could not do is told to ``warn``."""
+    same command, may have applied them first); what that look could not do is told to ``warn``. A response
+    counts only where the audit log proves it (``decision_problem``): a sidecar that saw the rule's row wrote a
+    response naming it for a proposal of its own, which the operator was then told the rule had decided."""
     with QueueStore(path) as queue:
         for problem in apply_standing(queue, naming_decided=False):  # the new rule's are named by the caller
             warn(problem)
-        decider = rule_decider(rule_id)
+        decider, audit = rule_decider(rule_id), AuditStore(database=queue.db)
         return [proposal_id for proposal_id in waiting
-                if (response := queue.response(proposal_id)) is not None and response.decided_by == decider]
+                if (response := queue.response(proposal_id)) is not None and response.decided_by == decider
+                and audit.decision_problem(response) is None]
 
 
 def decided_now_line(effect: str, decided: list[str], named: int = 8) -> list[str]:

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import threading
+import time
 from pathlib import Path
 
 from bot_bottle.records import ACTION_RULE_ADDED, TOOL_EGRESS_ALLOW
@@ -85,3 +87,45 @@ class RewrittenRuleEntryTest(HostGrantsCase):
         self.assertNotEqual(rule["id"], self.rejection["id"])
         self.assertEqual(said["ended_grants"], [mine])
         self.assertEqual([grant.id for grant in self.grants.ended_by_decision(asked.id)], [mine])
+
+
+class ForgedRuleResponseTest(HostGrantsCase):
+    """A sidecar watches the file for the rule a remembered decision makes, and at once writes a response naming
+    that rule for a proposal of its own the rule does not match (which then leaves the pending list)."""
+
+    def test_decided_now_names_only_what_the_log_proves_the_rule_decided(self) -> None:
+        """Before the fix, ``decided_now`` took a response row's ``decided_by`` (the file's word) for what the new
+        rule decided: 'proposals reject ID --remember all' said it rejected the agent's other proposal, which
+        no rule and no one had decided."""
+        asked = self.store.submit("web-1", TOOL_EGRESS_ALLOW, '{"host": "pastebin.com"}', "a paste")
+        mine = self.store.submit("web-2", TOOL_EGRESS_ALLOW, '{"host": "evil.example"}', "something else")
+        written: list[str] = []
+        stop = threading.Event()
+
+        def sidecar() -> None:
+            raw = sqlite3.connect(Path(self.db), isolation_level=None, timeout=30)
+            try:
+                while not stop.is_set():
+                    row = raw.execute("SELECT id FROM rules WHERE proposal_id = ?", (asked.id,)).fetchone()
+                    if row is not None:
+                        raw.execute("INSERT INTO responses (proposal_id, status, notes, final_file, decided_by, "
+                                    "decided_at) VALUES (?, 'rejected', 'standing rule', NULL, ?, ?)",
+                                    (mine.id, f"rule {row[0]}", "2026-01-01T00:00:00.000000Z"))
+                        written.append(row[0])
+                        return
+                    time.sleep(0.001)
+            finally:
+                raw.close()
+
+        thread = threading.Thread(target=sidecar)
+        thread.start()
+        try:
+            done = self.run_cli("proposals", "reject", asked.short_id, "--reason", "no pastes", "--remember", "all",
+                                "--json")
+        finally:
+            stop.set()
+            thread.join(10)
+        self.assertEqual(done.returncode, 0, done.stderr)
+        self.assertEqual(len(written), 1, "the sidecar did not see the rule")
+        (said,) = json.loads(done.stdout)
+        self.assertEqual(said["decided_now"], [])
