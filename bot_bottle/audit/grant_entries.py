@@ -22,7 +22,7 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
-from bot_bottle.audit.anchor import read_anchor
+from bot_bottle.audit.anchor import Anchor, read_anchor
 from bot_bottle.audit.chain import SELECT, stored_details
 from bot_bottle.audit.forensics import seal_problem
 from bot_bottle.audit.seal import load_key
@@ -77,13 +77,26 @@ def logged_live_grants(conn: sqlite3.Connection, tool: str, queue_key: str | Non
 def ended_by_rule_in(conn: sqlite3.Connection, rule_id: str, added_seq: int) -> list[Grant]:
     """The grants the standing rejection ``rule_id`` (its ``rule-added`` entry ``added_seq``) ended as it was
     made: those a revocation entry after it naming the rule names (a row's ``revoke_seq`` and ``revoked_at``
-    are the file's word, which a sidecar can write); read from that entry on, not the whole log."""
+    are the file's word, which a sidecar can write); read from that entry on, not the whole log. Each entry
+    counts only where this host's seal proves it as it reads now: a sidecar rewrote a later decision's entry
+    into a revocation naming the rule and a grant still in force, which the screens then said it had ended."""
+    params = {"added": added_seq, "action": ACTION_GRANT_REVOKED, "rule": rule_id}
+    entries = conn.execute(f"{SELECT} WHERE seq > :added AND action = :action AND "
+                           "json_extract(details, '$.rule_id') = :rule", params).fetchall()
+    sealing = _sealing(conn) if entries else (None, None)
+    proven = {(stored_details(row[9]) or {}).get("grant") for row in entries
+              if isinstance(row[0], int) and seal_problem(conn, row, *sealing) is None}
     rows = conn.execute(
         f"SELECT DISTINCT {GRANT_COLUMNS} FROM audit_log a JOIN grants g ON g.id = json_extract(a.details, '$.grant') "
         "WHERE a.seq > :added AND a.action = :action AND json_extract(a.details, '$.rule_id') = :rule "
-        "ORDER BY g.queue_key, g.id",
-        {"added": added_seq, "action": ACTION_GRANT_REVOKED, "rule": rule_id}).fetchall()
-    return [grant_from_row(row) for row in rows]
+        "ORDER BY g.queue_key, g.id", params).fetchall()
+    return [grant for grant in map(grant_from_row, rows) if grant.id in proven]
+
+
+def _sealing(conn: sqlite3.Connection) -> tuple[bytes | None, Anchor | None]:
+    """This host's audit key and the database's anchor, what ``seal_problem`` holds an entry to."""
+    path = database_path(conn)
+    return load_key(), read_anchor(Path(path)) if path else None
 
 
 def decision_rule_entry(conn: sqlite3.Connection, proposal_id: str) -> tuple[int, dict[str, Any]] | None:
@@ -96,9 +109,7 @@ def decision_rule_entry(conn: sqlite3.Connection, proposal_id: str) -> tuple[int
     sealing = None
     for row in conn.execute(f"{SELECT} WHERE proposal_id = :id AND action = :added ORDER BY seq",
                             {"id": proposal_id, "added": ACTION_RULE_ADDED}):
-        if sealing is None:  # (read once, only for a proposal that names a rule at all)
-            path = database_path(conn)
-            sealing = load_key(), read_anchor(Path(path)) if path else None
+        sealing = sealing or _sealing(conn)  # (read once, only for a proposal that names a rule at all)
         if not isinstance(row[0], int) or seal_problem(conn, row, *sealing) is not None:
             continue  # not the host's: a later one may be the decision's own
         record = (stored_details(row[9]) or {}).get("rule")

@@ -129,3 +129,32 @@ class ForgedRuleResponseTest(HostGrantsCase):
         self.assertEqual(len(written), 1, "the sidecar did not see the rule")
         (said,) = json.loads(done.stdout)
         self.assertEqual(said["decided_now"], [])
+
+
+class RewrittenRevocationEntryTest(HostGrantsCase):
+    """After a standing rejection is made, the sidecar rewrites a later sealed entry into a ``grant-revoked``
+    naming that rejection and a grant it did not end."""
+
+    def test_a_rewritten_entry_cannot_name_a_live_grant_ended(self) -> None:
+        """Before the fix, ``ended_by_rule_in`` took every ``grant-revoked`` entry after the rule's naming it, the
+        file's word: the dashboard's page after the decision (read whenever it is loaded) and 'rules add' said the
+        rejection ended web-2's grant of docs.python.org, which still lets that bottle through."""
+        paste = self.approve("web-1", {"host": "pastebin.com"})
+        asked = self.store.submit("web-1", TOOL_EGRESS_ALLOW, '{"host": "pastebin.com", "methods": ["PUT"]}', "x")
+        done = self.run_cli("proposals", "reject", asked.short_id, "--reason", "no", "--remember", "bottle", "--json")
+        self.assertEqual(done.returncode, 0, done.stderr)
+        (said,) = json.loads(done.stdout)
+        self.assertEqual(said["ended_grants"], [paste])
+        kept = self.approve("web-2", {"host": "docs.python.org"})  # an entry after the rule's, rewritten below
+        raw = sqlite3.connect(Path(self.db), isolation_level=None)
+        try:
+            for (trigger,) in raw.execute("SELECT name FROM sqlite_master WHERE type = 'trigger' AND "
+                                          "tbl_name = 'audit_log'").fetchall():
+                raw.execute(f'DROP TRIGGER "{trigger}"')
+            raw.execute("UPDATE audit_log SET action = 'grant-revoked', details = :details WHERE seq = "
+                        "(SELECT max(seq) FROM audit_log)",
+                        {"details": json.dumps({"grant": kept, "rule_id": said["rule"]["id"]})})
+        finally:
+            raw.close()
+        self.assertIn(kept, {grant.id for grant in self.grants.listing()})  # still in force
+        self.assertEqual([grant.id for grant in self.grants.ended_by_decision(asked.id)], [paste])
