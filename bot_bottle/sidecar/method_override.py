@@ -15,7 +15,8 @@ names without regard to case, ``_`` read as ``-`` (a CGI or WSGI server
 folds both into one); each comma-separated item of the value, as written and
 in upper case (Express upper-cases it; a proxy joins repeated headers with
 commas); a ``_method`` query parameter under ``&`` or ``;``, its name and
-value percent-decoded. A form body's ``_method`` (Rails, Laravel, Spring)
+value percent-decoded, also as a list (``_method[]=DELETE``, which Express
+reads as one and method-override takes the first item of). A form body's ``_method`` (Rails, Laravel, Spring)
 is not read: the proxy's helpers see no body, so a grant of ``POST`` to such
 a server is a grant of what it reads a form's POST as (docs/decisions.md,
 "The agent is the adversary").
@@ -51,7 +52,9 @@ def methods_read_as(method: str, path: str, headers: Headers | None = None) -> l
     query = path.partition("?")[2]
     for item in _QUERY_ITEM_RE.split(query) if query else ():
         name, _, value = item.partition("=")
-        if unquote_plus(name, errors="replace").strip().lower() == OVERRIDE_PARAMETER:
+        # Up to a bracket: Express's query parser reads '_method[]=DELETE' as a list, whose first item
+        # method-override takes.
+        if unquote_plus(name, errors="replace").partition("[")[0].strip().lower() == OVERRIDE_PARAMETER:
             asked += _named(unquote_plus(value, errors="replace"))
     return list(dict.fromkeys(asked))
 

@@ -46,6 +46,8 @@ ATTACKS = (
     ("a list, whose first item Express takes", ISSUE, [("X-HTTP-Method-Override", "PATCH, POST")], "PATCH"),
     ("the query parameter", ISSUE + "?_method=DELETE", [], "DELETE"),
     ("the query parameter's name percent-encoded", ISSUE + "?state=open&%5Fmethod=DELETE", [], "DELETE"),
+    ("the query parameter as a list (Express reads its first item)", ISSUE + "?_method[]=DELETE", [], "DELETE"),
+    ("as a numbered list, its brackets encoded", ISSUE + "?_method%5B0%5D=PUT", [], "PUT"),
 )
 
 
