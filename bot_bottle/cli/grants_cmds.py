@@ -71,14 +71,21 @@ def remembered_rule(store: GrantStore, proposal_id: str, now: str) -> dict[str, 
         "ends_at": made.get("ends_at"), "left": time_left(now, made.get("ends_at"))}
 
 
-def rule_made_line(rule: dict[str, Any], ends: str | None = None) -> str:
-    """What ``--remember`` made (``remembered_rule``), for the operator: the rule, what it does, for which
-    bottles, until when, and what ends it (``ends``; default: the command line's 'rules revoke ID')."""
+def made_rule(rule: Rule, now: str) -> dict[str, Any]:
+    """A rule just added (``rules add``), in the shape ``remembered_rule`` gives one ``--remember`` made."""
+    return {"id": rule.id, "short_id": rule.short_id, "bottle": rule.queue_key, "effect": rule.effect,
+            "ends_at": rule.ends_at, "left": time_left(now, rule.ends_at)}
+
+
+def rule_made_line(rule: dict[str, Any], ends: str | None = None, what: str = "the same again") -> str:
+    """What a new rule is, for the operator, in the one wording of 'rules add' and ``--remember``
+    (``remembered_rule``, ``made_rule``): the rule, what it does to ``what`` (``--remember``'s: the same again),
+    for which bottles, until when, and what ends it (``ends``; default: the command line's 'rules revoke ID')."""
     whose = rule["bottle"] or "every bottle"
     until = "for good" if rule["ends_at"] is None else f"until {rule['ends_at']} ({rule['left']})"
     ends = ends or f"'rules revoke {rule['short_id']}'"
-    return (f"rule {rule['short_id']}: {'approves' if rule['effect'] == EFFECT_APPROVE else 'rejects'} the same "
-            f"again for {whose}, {until} ({ends} ends it)")
+    return (f"rule {rule['short_id']}: {'approves' if rule['effect'] == EFFECT_APPROVE else 'rejects'} {what} "
+            f"for {whose}, {until} ({ends} ends it)")
 
 
 def _grant_state(grant: Grant, now: str) -> str:

@@ -18,7 +18,7 @@ from bot_bottle.cli.common import (
     verb_parser,
     warn,
 )
-from bot_bottle.cli.grants_cmds import ended_lines, rule_in_force_json, rule_json
+from bot_bottle.cli.grants_cmds import ended_lines, made_rule, rule_in_force_json, rule_json, rule_made_line
 from bot_bottle.cli.in_force import revoke_rule, rule_left, rule_scope, rule_subject, shown_record
 from bot_bottle.cli.inbox import decided_now, decided_now_line, pending_ids
 from bot_bottle.cli.registry import summary
@@ -130,9 +130,8 @@ def cmd_rules_add(args: argparse.Namespace) -> int:
         print_json({**rule_json(rule, utc_now()), "decided_now": decided,
                     "ended_grants": [grant.id for grant in ended]})
         return 0
-    scope = rule.queue_key or "every bottle"
-    print_untrusted(f"rule {rule.short_id}: {rule.effect} {describe_subject(rule.tool, rule.subject_value)} for "
-                    f"{scope}, {time_left(now, rule.ends_at)}")
+    # In the words '--remember' answers with (grants_cmds.rule_made_line): one thing, said one way.
+    print_untrusted(rule_made_line(made_rule(rule, now), what=describe_subject(rule.tool, rule.subject_value)))
     print_untrusted(ended_lines(ended))  # as lines: a newline in a subject (a row a sidecar wrote) is escaped
     print_untrusted(decided_now_line(rule.effect, decided, _NAMED))
     print_untrusted(_warnings(route.host, route.widening(), rule.effect))
