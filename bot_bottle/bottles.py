@@ -27,6 +27,8 @@ STATE_PREPARED = "prepared"
 STATE_RUNNING = "running"
 STATE_STOPPED = "stopped"
 STATES = (STATE_PREPARED, STATE_RUNNING, STATE_STOPPED)
+# Shown, never stored: a row filing made, for a bottle the host never prepared (BottleOverview.shown_state).
+STATE_UNPREPARED = "unprepared"
 TRANSPORT_MOUNT = "mount"
 TRANSPORT_RELAY = "relay"
 TRANSPORTS = (TRANSPORT_MOUNT, TRANSPORT_RELAY)
@@ -74,20 +76,37 @@ class Bottle:
 
 @dataclass(frozen=True)
 class BottleOverview:
-    """A bottle with its pending proposals (summaries, oldest first)."""
+    """A bottle with its pending proposals (summaries, oldest first).
+
+    ``never_prepared``: its row is the one filing made (the ``proposals_have_a_bottle`` trigger, or 0006's rows
+    for queue keys filed before it): still ``prepared`` as that wrote it, at its first proposal's time, never
+    prepared by the host since nor seen running.
+    """
 
     bottle: Bottle
     pending: tuple[ProposalSummary, ...]
+    never_prepared: bool = False
 
     @property
     def oldest_pending(self) -> str | None:
         """When the oldest pending proposal was filed, or None."""
         return self.pending[0].created_at if self.pending else None
 
+    def shown_state(self, now: datetime | None = None) -> str:
+        """The state as the operator reads it: ``unprepared`` for a bottle that has only filed (the host never
+        prepared it and no sidecar of it ran: a git-gate hook, or a script filing through the Python API), else
+        the bottle's own (``Bottle.shown_state``)."""
+        return STATE_UNPREPARED if self.never_prepared else self.bottle.shown_state(now)
+
 
 _BOTTLE_COLUMNS = ", ".join(f"b.{field.name}" for field in fields(Bottle))
 _BOTTLE_WIDTH = len(fields(Bottle))
 _SUMMARY_COLUMNS = ", ".join(f"p.{field.name}" for field in fields(ProposalSummary))
+# The row filing made and nothing changed since: prepared, never started, and prepared when a proposal of its was
+# filed (the trigger writes the proposal's time; prepare writes its own, and heartbeats start it). Read through
+# proposals_by_bottle.
+_NEVER_PREPARED = ("(b.state = 'prepared' AND b.started_at IS NULL AND EXISTS (SELECT 1 FROM proposals f "
+                   "WHERE f.queue_key = b.slug AND f.created_at = b.prepared_at))")
 
 
 def validate_backend(value: object) -> str:
@@ -188,17 +207,18 @@ class BottleStore(DatabaseUser):
             where = "WHERE b.slug = :slug "
         with self.db.read() as conn:
             rows = conn.execute(
-                f"SELECT {_BOTTLE_COLUMNS}, {_SUMMARY_COLUMNS} FROM bottles b {_PENDING_JOIN} {where}"
+                f"SELECT {_BOTTLE_COLUMNS}, {_NEVER_PREPARED}, {_SUMMARY_COLUMNS} "
+                f"FROM bottles b {_PENDING_JOIN} {where}"
                 "ORDER BY b.slug, p.created_at, p.rowid",
                 params,
             ).fetchall()
-        grouped: dict[str, tuple[Bottle, list[ProposalSummary]]] = {}
+        grouped: dict[str, tuple[Bottle, bool, list[ProposalSummary]]] = {}
         for row in rows:
             bottle = Bottle(*row[:_BOTTLE_WIDTH])
-            entry = grouped.setdefault(bottle.slug, (bottle, []))
-            if row[_BOTTLE_WIDTH] is not None:
-                entry[1].append(ProposalSummary(*row[_BOTTLE_WIDTH:]))
-        result = [BottleOverview(bottle, tuple(pending)) for bottle, pending in grouped.values()]
+            entry = grouped.setdefault(bottle.slug, (bottle, bool(row[_BOTTLE_WIDTH]), []))
+            if row[_BOTTLE_WIDTH + 1] is not None:
+                entry[2].append(ProposalSummary(*row[_BOTTLE_WIDTH + 1:]))
+        result = [BottleOverview(bottle, tuple(pending), never) for bottle, never, pending in grouped.values()]
         # Waiting work first, the longest-waiting on top; idle bottles after, by name.
         result.sort(key=lambda o: (o.oldest_pending is None, o.oldest_pending or "", o.bottle.slug))
         return result

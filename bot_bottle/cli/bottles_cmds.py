@@ -27,7 +27,9 @@ examples:
 
 A running bottle whose sidecar has not been seen for a minute shows as
 'stale': its sidecar died without saying so, and what it filed waits for a
-caller who is gone.
+caller who is gone. A bottle that has only filed (the host never prepared
+it, no sidecar of it ran: a git-gate hook, or a script through the Python
+API) shows as 'unprepared'.
 """
 
 
@@ -41,7 +43,7 @@ def overview_json(item: BottleOverview, now: datetime) -> dict[str, Any]:
     return {
         **item.bottle.to_dict(),
         "stale": item.bottle.stale(now),
-        "shown_state": item.bottle.shown_state(now),
+        "shown_state": item.shown_state(now),
         "pending": len(item.pending),
         "oldest_pending": item.oldest_pending,
         "pending_proposals": [proposal_json(p, None) for p in item.pending],
@@ -64,7 +66,7 @@ def cmd_bottles_list(args: argparse.Namespace) -> int:
         return 0
     print_table(
         ["BOTTLE", "STATE", "BACKEND", "TRANSPORT", "PENDING", "OLDEST", "LAST SEEN"],
-        [[o.bottle.slug, o.bottle.shown_state(now), o.bottle.backend or "-", o.bottle.transport,
+        [[o.bottle.slug, o.shown_state(now), o.bottle.backend or "-", o.bottle.transport,
           str(len(o.pending)), ago(o.oldest_pending, now), ago(o.bottle.last_seen, now)] for o in items],
         page=True,
     )
@@ -96,11 +98,15 @@ def cmd_bottles_show(args: argparse.Namespace) -> int:
     bottle = item.bottle
     lines = [
         f"bottle     {bottle.slug}",
-        f"state      {bottle.shown_state(now)}"
-        + (" (running, but its sidecar has not been seen for over a minute)" if bottle.stale(now) else ""),
+        f"state      {item.shown_state(now)}"
+        + (" (running, but its sidecar has not been seen for over a minute)" if bottle.stale(now) else "")
+        + (" (it has only filed: the host never prepared it, and no sidecar of it ran)" if item.never_prepared
+           else ""),
         f"backend    {bottle.backend or '-'}",
         f"transport  {bottle.transport}",
-        f"prepared   {bottle.prepared_at}",
+        # The row filing made keeps its first proposal's time there: it was never prepared.
+        f"prepared   never (first filed {bottle.prepared_at})" if item.never_prepared
+        else f"prepared   {bottle.prepared_at}",
         f"started    {bottle.started_at or '-'}",
         f"stopped    {bottle.stopped_at or '-'}",
         f"last seen  {bottle.last_seen} ({ago(bottle.last_seen, now)} ago)" if bottle.last_seen else "last seen  never",

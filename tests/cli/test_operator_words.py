@@ -7,7 +7,10 @@ Each test names what it broke before its fix.
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 
+from bot_bottle.bottles import BottleStore
+from bot_bottle.cli.dashboard.pages import bottles_table
 from bot_bottle.grants import GrantStore
 from bot_bottle.records import TOOL_EGRESS_ALLOW
 from tests.cli.test_proposals_cmds import CliTestCase
@@ -37,3 +40,29 @@ class NewRuleLineTest(CliTestCase):
         self.assertEqual(out.splitlines()[0],
                          f"rule {added['id'][:8]}: rejects pastebin.com (any method; every path) for every bottle, "
                          f"for good ('rules revoke {added['id'][:8]}' ends it)")
+
+
+class UnpreparedBottleTest(CliTestCase):
+    def test_a_bottle_that_has_only_filed_is_not_called_prepared(self) -> None:
+        """BROKE before the fix: a bottle the host never prepared, whose proposals came from a git-gate hook or a
+        script, was listed as 'prepared' (by 'bottles list', 'bottles show', --json's shown_state and the
+        dashboard), with its first proposal's time as when it was prepared."""
+        filed = self.store.submit("hook-1", TOOL_EGRESS_ALLOW, '{"host": "pypi.org"}', "pip")
+        bottles = BottleStore(database=self.store.db)
+        bottles.prepared("web-1", "docker")
+        self.store.submit("web-1", TOOL_EGRESS_ALLOW, '{"host": "pypi.org"}', "pip")  # prepared, then filed
+        self.store.submit("side-1", TOOL_EGRESS_ALLOW, '{"host": "pypi.org"}', "pip")
+        bottles.heartbeat("side-1")  # its sidecar runs
+        states = {row[0]: row[1] for row in
+                  (line.split("\t") for line in self.cli("bottles", "list")[1].splitlines()[1:])}
+        self.assertEqual(states, {"hook-1": "unprepared", "web-1": "prepared", "side-1": "running"})
+        listed = {row["slug"]: row["shown_state"] for row in json.loads(self.cli("bottles", "list", "--json")[1])}
+        self.assertEqual(listed, states)
+        shown = self.cli("bottles", "show", "hook-1")[1]
+        self.assertIn("state      unprepared (it has only filed: the host never prepared it", shown)
+        self.assertIn(f"prepared   never (first filed {filed.created_at})", shown)
+        self.assertIn("prepared   20", self.cli("bottles", "show", "web-1")[1])
+        page = bottles_table(bottles.overview(), datetime.now(UTC))
+        self.assertIn('<tr class="state-unprepared"><td>hook-1</td><td class="state">unprepared</td>', page)
+        bottles.prepared("hook-1", "docker")  # prepared at last
+        self.assertIn("hook-1\tprepared\tdocker", self.cli("bottles", "list")[1])

@@ -118,11 +118,12 @@ NO_ENTER = '<button type="submit" class="no-enter" disabled hidden aria-hidden="
 
 
 def bottles_table(items: Sequence[BottleOverview], now: datetime) -> str:
-    """The bottles with their state (``stale`` for a running one gone silent), backend, transport and queue."""
+    """The bottles with their state (``stale`` for a running one gone silent, ``unprepared`` for one that has only
+    filed), backend, transport and queue."""
     rows = []
     for item in items:
         bottle = item.bottle
-        state = bottle.shown_state(now)
+        state = item.shown_state(now)
         rows.append(
             f'<tr class="state-{attribute(state)}"><td>{line_html(bottle.slug)}</td>'
             f'<td class="state">{line_html(state)}</td><td>{line_html(bottle.backend or "-")}</td>'
