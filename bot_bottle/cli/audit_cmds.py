@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -22,10 +23,13 @@ from bot_bottle.cli.common import (
     print_table,
     stdout_takes_unicode,
     verb_parser,
+    warn,
 )
 from bot_bottle.cli.db_cmds import write_export
+from bot_bottle.cli.inbox import unknown_bottle
 from bot_bottle.cli.registry import summary
 from bot_bottle.errors import BotBottleError, ValidationError
+from bot_bottle.grants import ALL_BOTTLES
 from bot_bottle.records import SHORT_ID_LENGTH
 from bot_bottle.text import terminal
 
@@ -46,17 +50,22 @@ def cmd_audit_list(args: argparse.Namespace) -> int:
     """List audit entries, newest first."""
     with AuditStore(db_path(args)) as store:
         entries = store.entries(args.bottle, since=args.since, until=args.until, tool=args.tool, limit=args.limit)
+        # A --bottle nobody has (web1 for web-1) is said, as 'proposals list' and 'grants list' say it: not read as
+        # "nothing happened to web-1". (all-bottles is the log's own name for rules and settings of every bottle.)
+        unknown = unknown_bottle(store, args.bottle) if not entries and args.bottle != ALL_BOTTLES else None
+    if unknown is not None:
+        warn(unknown)  # on stderr: --json's output stays a document
     if args.json:
         print_json([entry.to_dict() for entry in entries])
         return 0
     if not entries:
-        print("no audit entries")
+        print("no audit entries" + (" match" if _narrowed(args) else ""))
         return 0
     print_table(
         ["SEQ", "TIME", "BOTTLE", "ACTION", "TOOL", "PROPOSAL", "BY", "NOTES"],
         [
             [str(e.seq), (e.ts or "")[:19] + "Z", e.queue_key, e.action, e.tool or "",
-             (e.proposal_id or "")[:SHORT_ID_LENGTH], e.actor, cell_text(e.notes)]
+             (e.proposal_id or "")[:SHORT_ID_LENGTH], _actor(e.actor), cell_text(e.notes)]
             for e in entries
         ],
         last_width=40,
@@ -64,6 +73,20 @@ def cmd_audit_list(args: argparse.Namespace) -> int:
         page=True,
     )
     return 0
+
+
+_RULE_ACTOR = re.compile(r"rule [0-9a-f]{32}")
+
+
+def _actor(actor: str) -> str:
+    """Who decided, as every other list names them: a standing rule by its short id (``rule 0c1e98b5``), as
+    'grants list' and 'rules list' show it, not by all 32 digits."""
+    return actor[:5 + SHORT_ID_LENGTH] if _RULE_ACTOR.fullmatch(actor) else actor
+
+
+def _narrowed(args: argparse.Namespace) -> bool:
+    """Whether ``audit list`` was narrowed by a filter (then an empty answer is "none match", not "none")."""
+    return any(value is not None for value in (args.bottle, args.since, args.until, args.tool))
 
 
 def cmd_audit_verify(args: argparse.Namespace) -> int:

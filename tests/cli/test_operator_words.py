@@ -66,3 +66,27 @@ class UnpreparedBottleTest(CliTestCase):
         self.assertIn('<tr class="state-unprepared"><td>hook-1</td><td class="state">unprepared</td>', page)
         bottles.prepared("hook-1", "docker")  # prepared at last
         self.assertIn("hook-1\tprepared\tdocker", self.cli("bottles", "list")[1])
+
+
+class AuditListTest(CliTestCase):
+    def test_a_bottle_nobody_has_is_said_and_rules_are_named_short(self) -> None:
+        """BROKE before the fix: 'audit list --bottle web1' (for web-1) answered 'no audit entries' without a word,
+        where 'proposals list' and 'grants list' warn of a bottle the host does not know; and a standing rule's
+        decision named its rule by all 32 digits in BY, where every other list names it by 8."""
+        filed = self.store.submit("web-1", TOOL_EGRESS_ALLOW, '{"host": "pypi.org"}', "pip")
+        code, out, err = self.cli("rules", "add", "--bottle", "web-1", "--host", "pypi.org", "--for", "1h")
+        self.assertEqual((code, err), (0, ""))
+        (rule,) = GrantStore(database=self.store.db).rules()
+        code, out, err = self.cli("audit", "list", "--bottle", "web1")
+        self.assertEqual((code, out), (0, "no audit entries match\n"))
+        self.assertEqual(err, "bot-bottle: warning: no bottle web1 is known to this host (a typo? 'bottles list' "
+                         "names them)\n")
+        code, out, err = self.cli("audit", "list", "--bottle", "web1", "--json")
+        self.assertEqual((code, json.loads(out)), (0, []))
+        self.assertIn("no bottle web1", err)
+        self.assertEqual(self.cli("audit", "list", "--bottle", "all-bottles")[2], "")  # the log's every-bottle name
+        code, out, err = self.cli("audit", "list", "--bottle", "web-1")
+        self.assertEqual((code, err), (0, ""))
+        decided = next(line.split("\t") for line in out.splitlines() if filed.short_id in line)
+        self.assertEqual(decided[6], f"rule {rule.short_id}")
+        self.assertEqual(json.loads(self.cli("audit", "list", "--json")[1])[0]["actor"], f"rule {rule.id}")
