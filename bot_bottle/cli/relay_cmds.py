@@ -82,7 +82,8 @@ def _serving_arguments(args: argparse.Namespace) -> list[str]:
 def cmd_relay_start(args: argparse.Namespace) -> int:
     """Start the relay in the background, with the options given, unless one runs; print where it listens."""
     already = running_relay()
-    info = ensure_relay(args.host, args.port, db_path=args.db, options=_serving_arguments(args))
+    info = ensure_relay(args.host, args.port, db_path=args.db, options=_serving_arguments(args),
+                        asked_by="you asked for", then="start it again")
     if args.json:
         print_json({"running": True, "started": already is None, "pid": info.pid, "url": info.url,
                     "database": info.database})

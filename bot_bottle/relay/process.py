@@ -79,15 +79,18 @@ _STARTED: list[subprocess.Popen[bytes]] = []
 
 def ensure_relay(host: str = DEFAULT_RELAY_HOST, port: int = DEFAULT_RELAY_PORT, *,
                  db_path: str | os.PathLike[str] | None = None, options: Sequence[str] = (),
-                 timeout: float = START_TIMEOUT_SEC) -> RelayInfo:
+                 timeout: float = START_TIMEOUT_SEC, asked_by: str = "this backend's sidecars need",
+                 then: str = "prepare again") -> RelayInfo:
     """The running relay, started in the background (logging to ``~/.bot-bottle/relay/relay.log``) if none runs.
 
     ``options`` are more of ``bot-bottle relay``'s arguments for a relay started here; one that already runs
     keeps its own.
 
     Raises ``BotBottleError`` when the relay that runs listens elsewhere than
-    ``host:port``, or when a new one does not start in ``timeout`` seconds
-    (with the last line it logged).
+    ``host:port`` (saying who wants that address, ``asked_by``, and what to
+    do once it is stopped, ``then``: prepare's words by default), or when a
+    new one does not start in ``timeout`` seconds (with the last line it
+    logged).
     """
     info = running_relay()
     if info is None:
@@ -116,8 +119,8 @@ def ensure_relay(host: str = DEFAULT_RELAY_HOST, port: int = DEFAULT_RELAY_PORT,
                 raise BotBottleError("the relay did not start" + _last_reason(log) + f" (its log: {log})")
             time.sleep(0.05)
     if info.port != port or info.host not in (host, "0.0.0.0", "::"):
-        raise BotBottleError(f"the relay that runs (pid {info.pid}) listens on {info.url}, but this backend's "
-                             f"sidecars need {host}:{port}: stop it (kill {info.pid}) and prepare again")
+        raise BotBottleError(f"the relay that runs (pid {info.pid}) listens on {info.url}, but {asked_by} "
+                             f"{host}:{port}: stop it ('bot-bottle relay stop') and {then}")
     return info
 
 

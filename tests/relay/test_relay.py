@@ -427,6 +427,20 @@ class RelayProcessTest(TempDirTest):
         with _home(self.home):
             self.assertIsNone(running_relay())
 
+    def test_relay_start_elsewhere_says_relay_stop_not_prepare(self) -> None:
+        """BROKE before the fix: 'relay start --port Q' while the relay ran on P said "this backend's sidecars need
+        127.0.0.1:Q: stop it (kill PID) and prepare again": no backend nor prepare was in it, and 'relay stop'
+        is how this command line stops a relay."""
+        started = self.cli("relay", "start", "--port", str(self.port))
+        self.addCleanup(self.cli, "relay", "stop")
+        self.assertEqual(started.returncode, 0, started.stderr)
+        other = free_port()
+        elsewhere = self.cli("relay", "start", "--port", str(other))
+        self.assertEqual(elsewhere.returncode, 1)
+        self.assertRegex(elsewhere.stderr, rf"^bot-bottle: error: the relay that runs \(pid \d+\) listens on "
+                         rf"http://127.0.0.1:{self.port}/, but you asked for 127.0.0.1:{other}: stop it "
+                         r"\('bot-bottle relay stop'\) and start it again\n$")
+
     def test_relay_start_starts_the_relay_with_the_options_given(self) -> None:
         """``relay --port P start --writes-per-bottle 1``: the background relay listens on P (an option before
         ``start`` is not overridden by start's default) and serves with the share given after it; a second
