@@ -41,10 +41,16 @@ def backup_to(conn: sqlite3.Connection, destination: Path) -> Path:
     backup that was killed are removed first.
     """
     destination = destination.resolve()
+    if destination.is_dir():  # as cp would take it: into it, under a name of its own; said, not guessed
+        raise BackupError(f"{destination} is a folder; name the backup file to write in it "
+                          f"({destination / 'bot-bottle-copy.db'})")
     if destination.exists():
         raise BackupError(f"{destination} already exists; choose another name for the backup")
+    if not destination.parent.exists():
+        raise BackupError(f"cannot write the backup: there is no folder {destination.parent} (create it first, "
+                          "or name a file in a folder that exists)")
     if not destination.parent.is_dir():
-        raise BackupError(f"cannot write the backup: {destination.parent} is not a directory")
+        raise BackupError(f"cannot write the backup: {destination.parent} is not a folder")
     if database_path(conn) and Path(database_path(conn)).resolve() == destination:
         raise BackupError("the backup file cannot be the database itself")
     remove_stale_partials(destination.parent)

@@ -90,3 +90,23 @@ class AuditListTest(CliTestCase):
         decided = next(line.split("\t") for line in out.splitlines() if filed.short_id in line)
         self.assertEqual(decided[6], f"rule {rule.short_id}")
         self.assertEqual(json.loads(self.cli("audit", "list", "--json")[1])[0]["actor"], f"rule {rule.id}")
+
+
+class BackupTargetTest(CliTestCase):
+    def test_a_folder_or_a_missing_folder_is_said_as_such(self) -> None:
+        """BROKE before the fix: 'db backup ~/backups' (a folder, as cp takes one) said '~/backups already exists;
+        choose another name', and 'db backup ~/nowhere/copy.db' said '~/nowhere is not a directory' of a folder
+        that is not there at all."""
+        code, out, err = self.cli("db", "backup", str(self.tmp))
+        self.assertEqual((code, out), (1, ""))
+        self.assertEqual(err, f"bot-bottle: error: {self.tmp.resolve()} is a folder; name the backup file to write "
+                         f"in it ({self.tmp.resolve() / 'bot-bottle-copy.db'})\n")
+        code, out, err = self.cli("db", "backup", str(self.tmp / "nowhere" / "copy.db"))
+        self.assertEqual((code, out), (1, ""))
+        self.assertIn(f"there is no folder {self.tmp.resolve() / 'nowhere'} (create it first", err)
+        (self.tmp / "file").write_text("")
+        self.assertIn(f"{self.tmp.resolve() / 'file'} is not a folder", self.cli("db", "backup", str(
+            self.tmp / "file" / "copy.db"))[2])
+        code, out, err = self.cli("db", "backup", str(self.tmp / "copy.db"))
+        self.assertEqual((code, err), (0, ""))
+
