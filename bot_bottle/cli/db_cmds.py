@@ -252,7 +252,8 @@ def register(subparsers: Any) -> None:
     p = verb_parser(verbs, "status",
         help="schema version, pending migrations and drift",
         description="Print the schema version, the pending migrations and any drift "
-        "(applied migrations whose files changed). A missing database is created and migrated. "
+        "(applied migrations whose files changed). A missing host database is created and migrated; a --db "
+        "you name must exist ('db upgrade --db PATH' creates one). "
         "Exits 1 when the database is newer than this code or has drift.",
         json=True,
     )
@@ -293,7 +294,8 @@ def register(subparsers: Any) -> None:
 
     p = verb_parser(verbs, "check",
         help="integrity, foreign-key and drift checks",
-        description="Run PRAGMA integrity_check and foreign_key_check and look for drift. Exits 1 on any problem.",
+        description="Run PRAGMA integrity_check and foreign_key_check, look for drift, and compare the live "
+        "schema (tables, indexes, triggers) with what the applied migrations build. Exits 1 on any problem.",
         json=True,
     )
     p.set_defaults(handler=cmd_db_check)

@@ -110,3 +110,19 @@ class BackupTargetTest(CliTestCase):
         code, out, err = self.cli("db", "backup", str(self.tmp / "copy.db"))
         self.assertEqual((code, err), (0, ""))
 
+
+class DbHelpTest(CliTestCase):
+    def test_db_status_help_says_which_database_it_creates(self) -> None:
+        """BROKE before the fix: 'db status --help' said 'A missing database is created and migrated', and 'db
+        status --db ~/mistyped.db' refuses one (as it should: a --db you name must exist); 'db check --help' left
+        out the live schema it compares, which its answer and the README name."""
+        status = self.cli("db", "status", "--help")[1]
+        self.assertIn("A missing host database is created and migrated; a --db you name must exist ('db upgrade "
+                      "--db PATH' creates one).", " ".join(status.split()))
+        missing = self.tmp / "mistyped.db"
+        code, _, err = self.cli("db", "status", "--db", str(missing))
+        self.assertEqual(code, 1)
+        self.assertIn("no database there", err)
+        self.assertFalse(missing.exists())
+        self.assertIn("compare the live schema (tables, indexes, triggers) with what the applied migrations build",
+                      " ".join(self.cli("db", "check", "--help")[1].split()))
