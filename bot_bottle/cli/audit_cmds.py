@@ -96,9 +96,10 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
         if sys.stderr.isatty():
             print("\r\x1b[K", end="", file=sys.stderr)
         kept = _read_head(args.head) if args.head is not None else None
-        if result.ok and kept is not None and not store.has_head(*kept):
+        if result.ok and kept is not None and not store.has_head(kept[0], kept[1]):
             result = VerifyResult(False, result.count, kept[0], f"the head you kept ({args.head}: entry {kept[0]}) "
-                                  "is not in the log with that seal: the log was rewritten or cut before it",
+                                  "is not in the log with that seal: the log was rewritten or cut before it"
+                                  + _other_database(kept[2], store.db.path),
                                   result.unsealed, result.anchored)
     if args.json:
         print_json(result.to_dict())
@@ -124,7 +125,8 @@ def _progress(done: int, total: int) -> None:
         print(f"\rverifying the audit log: {done:,} of {total:,} entries", end="", file=sys.stderr, flush=True)
 
 
-def _read_head(path: Path) -> tuple[int, str]:
+def _read_head(path: Path) -> tuple[int, str, str | None]:
+    """The kept head's entry, seal and the database 'audit head' read it from (None: not said)."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
         seq, seal = int(data["seq"]), str(data["seal"])
@@ -132,7 +134,16 @@ def _read_head(path: Path) -> tuple[int, str]:
         raise BotBottleError(f"cannot read {path}: {exc.strerror}") from None
     except (ValueError, KeyError, TypeError):
         raise ValidationError("head", f"{path} is not a head written by 'bot-bottle audit head'") from None
-    return seq, seal
+    database = data.get("database")
+    return seq, seal, database if isinstance(database, str) else None
+
+
+def _other_database(kept_from: str | None, checked: Path) -> str:
+    """Where the head was kept from another database than the one checked (a --db left out or mistyped): said,
+    since that, not a rewritten log, may be why it is not there."""
+    if kept_from is None or Path(kept_from).resolve() == checked.resolve():
+        return ""
+    return f" (or it is another database's: it was kept from {kept_from}, and this is {checked}; --db names one)"
 
 
 def cmd_audit_retire_anchor(args: argparse.Namespace) -> int:

@@ -126,3 +126,28 @@ class DbHelpTest(CliTestCase):
         self.assertFalse(missing.exists())
         self.assertIn("compare the live schema (tables, indexes, triggers) with what the applied migrations build",
                       " ".join(self.cli("db", "check", "--help")[1].split()))
+
+
+class KeptHeadTest(CliTestCase):
+    def test_a_head_kept_from_another_database_says_so(self) -> None:
+        """BROKE before the fix: 'audit verify --head head.json' run without the --db the head was kept from said
+        only 'the log was rewritten or cut before it', of a log that was whole: the head names its database, and
+        now the answer names both."""
+        filed = self.store.submit("web-1", TOOL_EGRESS_ALLOW, '{"host": "pypi.org"}', "pip")
+        self.assertEqual(self.approve(filed, "--for", "1h")[0], 0)
+        other = self.tmp / "other.db"
+        self.assertEqual(self.cli("db", "backup", str(other))[0], 0)  # the same log, one entry short of the next
+        again = self.store.submit("web-1", TOOL_EGRESS_ALLOW, '{"host": "docs.python.org"}', "docs")
+        self.assertEqual(self.approve(again, "--for", "1h")[0], 0)
+        head = self.tmp / "head.json"
+        head.write_text(self.cli("audit", "head")[1])
+        code, out, err = self.cli("audit", "verify", "--head", str(head), "--db", str(other))
+        self.assertEqual((code, out), (1, ""))
+        self.assertIn("the log was rewritten or cut before it (or it is another database's: it was kept from "
+                      f"{self.store.db.path}, and this is {other.resolve()}; --db names one)", err)
+        code, out, err = self.cli("audit", "verify", "--head", str(head))
+        self.assertEqual((code, err), (0, ""))
+        head.write_text(json.dumps({**json.loads(head.read_text()), "seq": 1}))  # the host's own, cut: no such word
+        code, _, err = self.cli("audit", "verify", "--head", str(head))
+        self.assertEqual(code, 1)
+        self.assertNotIn("another database", err)
