@@ -169,7 +169,14 @@ def cmd_db_downgrade(args: argparse.Namespace) -> int:
     if exported and not args.json:
         print(f"{exported[0]} audit entries written to {args.export} before they were dropped")
     _run_result(path, "downgraded", before, result, args.json)
+    if result.versions and not args.json:  # else the next 'bottles list' undoes it, without a word
+        print(UP_AGAIN)
     return 0
+
+
+# What a downgrade leaves to know: opening a database migrates it (README, "Where the data lives").
+UP_AGAIN = ("note: this bot-bottle migrates it up again at the next command that opens it (all but 'db status', "
+            "'db check', 'db path' and 'doctor', which only read it): open it with the bot-bottle it is for")
 
 
 def write_export(conn: sqlite3.Connection, destination: Path, after: int = 0) -> int:
@@ -274,7 +281,9 @@ def register(subparsers: Any) -> None:
         description="Revert migrations, newest first, down to version N. The database is backed up "
         "first (as upgrade does): a down migration usually drops tables and their rows. A downgrade that "
         "would drop audit entries is refused unless --export FILE writes them all out first (JSON lines, "
-        "as 'audit export', with hashes and seals), in the same transaction that drops them.",
+        "as 'audit export', with hashes and seals), in the same transaction that drops them. Opening a "
+        "database migrates it: every later command of this bot-bottle but db status, db check, db path and "
+        "doctor upgrades it again, so open it with the bot-bottle it is for.",
         json=True,
     )
     p.add_argument("--to", type=version_number, metavar="N", required=True, help="the version to end at (0 = empty)")

@@ -151,3 +151,22 @@ class KeptHeadTest(CliTestCase):
         code, _, err = self.cli("audit", "verify", "--head", str(head))
         self.assertEqual(code, 1)
         self.assertNotIn("another database", err)
+
+
+class DowngradeTest(CliTestCase):
+    def test_a_downgrade_says_the_next_command_upgrades_it_again(self) -> None:
+        """BROKE before the fix: after 'db downgrade --to 6', the operator's next 'bottles list' (to see what is
+        left) migrated the database back to the newest version without a word: neither the answer nor --help
+        said that opening a database migrates it."""
+        path = self.tmp / "old.db"
+        self.assertEqual(self.cli("db", "upgrade", "--db", str(path))[0], 0)
+        code, out, err = self.cli("db", "downgrade", "--to", "6", "--db", str(path))
+        self.assertEqual((code, err), (0, ""))
+        self.assertEqual(out.splitlines()[-1], "note: this bot-bottle migrates it up again at the next command that "
+                         "opens it (all but 'db status', 'db check', 'db path' and 'doctor', which only read it): "
+                         "open it with the bot-bottle it is for")
+        self.assertIn("every later command of this bot-bottle but db status, db check, db path and doctor upgrades "
+                      "it again", " ".join(self.cli("db", "downgrade", "--help")[1].split()))
+        self.assertNotIn("note:", self.cli("db", "downgrade", "--to", "6", "--db", str(path))[1])  # nothing done
+        self.assertEqual(self.cli("db", "check", "--db", str(path))[0], 0)
+        self.assertIn("version:  6 of ", self.cli("db", "status", "--db", str(path))[1])
