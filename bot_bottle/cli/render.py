@@ -203,20 +203,24 @@ def grant_cell(approval: Approval, width: int = GRANTS_WIDTH) -> terminal.Line:
 
 
 LEFT_FROM_WIDTH = 120  # a screen this wide has a LEFT column too: narrower, what approving grants keeps the room
+# Narrower than this, a row drops its TOOL and AGE (the detail view has both; what approving grants says the
+# tool in its words): at 60 columns they left the grants 8 columns, at 40 none, for what each row is about.
+TOOL_FROM_WIDTH = 80
 
 
 def inbox_row(proposal: Proposal | ProposalSummary, approval: Approval, width: int, *,
               new: bool = False, now: str | None = None) -> terminal.Line:
-    """The TUI's list row: id, bottle, tool, age, time left (on a wide screen), what approving grants (badge
-    first), then the agent's words (``inbox_heading`` names the columns).
+    """The TUI's list row: id, bottle, tool and age (from ``TOOL_FROM_WIDTH`` columns), time left (from
+    ``LEFT_FROM_WIDTH``), what approving grants (badge first), then the agent's words (``inbox_heading`` names
+    the columns).
 
     What approving grants has all the room it needs up to the row's end, and
     the agent's words only what is left; on a wide screen the grants stand
     in a column of 3/5 of the room, so the rows' words line up.
     """
     left = left_cell(proposal, None, now or utc_now()) if width >= LEFT_FROM_WIDTH else None
-    row = _leading_cells(f"{'*' if new else ' '} {proposal.short_id}", proposal.queue_key, proposal.tool,
-                         age(proposal.created_at), left)
+    tool, age_cell = (proposal.tool, age(proposal.created_at)) if width >= TOOL_FROM_WIDTH else (None, None)
+    row = _leading_cells(f"{'*' if new else ' '} {proposal.short_id}", proposal.queue_key, tool, age_cell, left)
     room = max(20, width - terminal.width(row) - 2)
     grants = grant_cell(approval, room)
     row += terminal.pad(grants, max(terminal.width(grants), room * 3 // 5) + 2)
@@ -227,17 +231,24 @@ def inbox_row(proposal: Proposal | ProposalSummary, approval: Approval, width: i
 def inbox_heading(width: int) -> terminal.Line:
     """The names of ``inbox_row``'s columns at ``width``, over them (the agent's words, last, are labelled in each
     row: ``agent:``)."""
-    row = _leading_cells("  ID", "BOTTLE", "TOOL", "AGE", "LEFT" if width >= LEFT_FROM_WIDTH else None)
+    wide = width >= TOOL_FROM_WIDTH
+    row = _leading_cells("  ID", "BOTTLE", "TOOL" if wide else None, "AGE" if wide else None,
+                         "LEFT" if width >= LEFT_FROM_WIDTH else None)
     return terminal.fit([*row, terminal.Segment("GRANTS (what approving grants)")], width)
 
 
-def _leading_cells(first: str, bottle: str, tool: str, age_cell: str, left: str | None) -> terminal.Line:
+def _leading_cells(first: str, bottle: str, tool: str | None, age_cell: str | None,
+                   left: str | None) -> terminal.Line:
     """A list row's cells before the grants: 10 columns, the bottle in 12, the tool in 18, then the age in 4 and
-    the time left in 6, right-aligned as numbers are (``unreadable``, for a stored time that is not one, whole)."""
+    the time left in 6, right-aligned as numbers are (``unreadable``, for a stored time that is not one, whole);
+    a cell given as None is left out."""
     row = terminal.pad(terminal.line(first), 12)
     row += terminal.pad(terminal.fit(terminal.line(bottle), 12), 13)
-    row += terminal.pad(terminal.fit(terminal.line(tool), 18), 19)
-    row.append(terminal.Segment(f"{age_cell:>4}  " + (f"{left:>6}  " if left is not None else "")))
+    if tool is not None:
+        row += terminal.pad(terminal.fit(terminal.line(tool), 18), 19)
+    times = (f"{age_cell:>4}  " if age_cell is not None else "") + (f"{left:>6}  " if left is not None else "")
+    if times:
+        row.append(terminal.Segment(times))
     return row
 
 

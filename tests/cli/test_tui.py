@@ -14,7 +14,7 @@ from unittest import mock
 
 from bot_bottle.audit_store import AuditStore
 from bot_bottle.cli.demo import demo_calls
-from bot_bottle.cli.render import inbox_row
+from bot_bottle.cli.render import inbox_heading, inbox_row
 from bot_bottle.cli.tui.app import GUARD_SEC, SuperviseTUI
 from bot_bottle.cli.tui.grants_view import grant_question
 from bot_bottle.decisions import decide
@@ -34,6 +34,7 @@ from bot_bottle.records import (
     Proposal,
 )
 from bot_bottle.standing import rules_in_force
+from bot_bottle.text import terminal
 from bot_bottle.timestamps import parse_duration
 from tests.helpers.support import REPO, TempDirTest, wait_until
 from tests.helpers.terminal import Terminal
@@ -633,6 +634,23 @@ class NarrowRowTest(TempDirTest):
         self.assertNotIn("agent:", row(80))
         self.assertIn("files.example.com (GET; /sim", row(80))
         self.assertEqual(row(160).index("agent:"), row(160, short).index("agent:"), "a wide screen's words line up")
+
+    def test_a_narrow_screen_gives_the_tool_and_ages_room_to_the_grants(self) -> None:
+        """BROKE before the fix: at 60 columns the grants had 8 columns ('files.e…') beside the tool and age, and
+        at 40 none; the heading named columns no row could show."""
+        with QueueStore(self.tmp / "n.db") as store:
+            proposal = store.submit("web-1", TOOL_EGRESS_ALLOW, json.dumps(
+                {"host": "files.example.com", "methods": ["GET"], "paths": ["/simple/"]}), "I need the index")
+        approval = approval_of(proposal.tool, proposal.payload, proposal.current_file)
+
+        def text(line: terminal.Line) -> str:
+            return "".join(segment.text for segment in line)
+        self.assertIn("web-1        files.example.com (GET; /simple/)", text(inbox_row(proposal, approval, 60)))
+        self.assertNotIn("egress-allow", text(inbox_row(proposal, approval, 60)))
+        self.assertIn("web-1        files.example.com", text(inbox_row(proposal, approval, 44)))
+        self.assertEqual(text(inbox_heading(60)), "  ID        BOTTLE       GRANTS (what approving grants)")
+        self.assertIn("egress-allow", text(inbox_row(proposal, approval, 80)))
+        self.assertIn("TOOL", text(inbox_heading(80)))
 
 
 class GrantQuestionTest(TempDirTest):
