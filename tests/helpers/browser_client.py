@@ -160,6 +160,9 @@ def _run(driver: webdriver.Chrome, command: dict[str, Any]) -> Any:
         text = alert.text
         alert.dismiss()
         return text
+    if action == "size":
+        driver.set_window_size(int(command["width"]), int(command["height"]))
+        return driver.execute_script("return window.innerWidth")
     if action == "screenshot":
         return driver.save_screenshot(command["path"])
     if action == "cookies":

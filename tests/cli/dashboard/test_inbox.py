@@ -96,6 +96,44 @@ class InboxTest(BrowserCase):
         self.assertTrue(any("*.compute.amazonaws.com" in c and "widens" in c for c in cautions), cautions)
         self.unchanged(*filed.values())
 
+    def test_a_narrow_window_shows_each_grant_whole_before_the_agents_words(self) -> None:
+        """BROKE before the fix: at 600 px the fixed columns before the grants took the whole width, so what
+        approving grants was drawn outside the window (and the headings over each other); at 1000 px the
+        agent's words had none. Now each proposal is a block: id, bottle, time left, then the grants, whole."""
+        wide = self.store.submit("web-1", TOOL_EGRESS_ALLOW, json.dumps(
+            {"host": "files.example.com", "methods": ["GET"], "paths": ["/simple/" + "x" * 60]}), "words " * 300)
+        inside = self.store.submit("web-2", TOOL_EGRESS_ALLOW, '{"host": "169.254.169.254"}', "the cache")
+        self.log_in()
+        self.browser.do("wait_text", text="2 pending from 2 bottle(s)")
+        for width in (600, 1000):
+            with self.subTest(width=width):
+                self.assertLessEqual(self.browser.do("size", width=width, height=800), width)
+                cells = self.browser.script(
+                    "return Array.from(document.querySelectorAll('tr[data-row]')).map(row => {"
+                    " const box = cell => row.querySelector(cell).getBoundingClientRect();"
+                    " const grants = row.querySelector('td.grants');"
+                    " return {id: row.dataset.row, grants: [box('td.grants').left, box('td.grants').right,"
+                    "  grants.scrollWidth - grants.clientWidth, grants.textContent],"
+                    " below: box('td.grants').top >= box('td.id').bottom,"
+                    " agent: [box('td.agent').top >= box('td.grants').bottom, box('td.agent').height,"
+                    "  box('td.agent').width],"
+                    " page: document.documentElement.scrollWidth}})")
+                for row in cells:
+                    left, right, clipped, _text = row["grants"]
+                    self.assertGreaterEqual(left, 0, row)
+                    self.assertLessEqual(right, width, row)
+                    self.assertLessEqual(clipped, 0, f"what approving grants is cut: {row}")
+                    self.assertTrue(row["below"], row)
+                    self.assertLessEqual(row["page"], width, "the page scrolls sideways")
+                    agent_below, agent_height, agent_width = row["agent"]
+                    self.assertTrue(agent_below, row)
+                    self.assertGreater(agent_width, 200, row)
+                    self.assertLess(agent_height, 60, "at most two lines of the agent's words")
+                by_id = {row["id"]: row["grants"][3] for row in cells}
+                self.assertIn("/simple/" + "x" * 60 + ")", by_id[wide.id])
+                self.assertIn("internal", by_id[inside.id])
+        self.browser.do("size", width=1280, height=900)
+
     def test_enter_in_each_text_box_approves_nothing(self) -> None:
         """Enter in every text box of every form (with the page's script, and without it): nothing recorded."""
         route = self.store.submit("web-1", TOOL_EGRESS_ALLOW, '{"host": "docs.python.org"}', "docs")
