@@ -333,6 +333,21 @@ class TuiTest(TempDirTest):
         self.term.wait_for("2 pending")
         self.quit()
 
+    def test_a_narrow_grants_view_gives_the_tools_room_to_the_grant(self) -> None:
+        """BROKE before the fix: at 70 columns the tool and its padding left the grant 16 columns
+        ('pypi.org (any m…'), as the list of proposals' rows did."""
+        decide(self.route.id, STATUS_APPROVED, store=self.store)
+        self.term.run("resize-window", "-t", "t", "-x", "70")
+        self.open_the_grants_view()
+        lines = self.term.screen().splitlines()
+        self.assertEqual(lines[1].split(), ["ID", "BOTTLE", "LEFT", "GRANTS", "(BY)"])
+        self.assertIn("web-2             6d23h  pypi.org (any method; every path)", lines[2])
+        self.term.run("resize-window", "-t", "t", "-x", "120")
+        self.term.wait_for("egress-allow")
+        self.term.send("b")
+        self.term.wait_for("2 pending")
+        self.quit()
+
     def open_the_grants_view(self) -> None:
         """``v``, once the list has settled: the one grant in force listed, and selected."""
         self.settle()

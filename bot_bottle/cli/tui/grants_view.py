@@ -24,6 +24,7 @@ from bot_bottle.cli.in_force import (
     rule_subject,
     shown_record,
 )
+from bot_bottle.cli.render import TOOL_FROM_WIDTH
 from bot_bottle.cli.tui.screen import CHECK_MS, ESCAPE, TerminalScreen
 from bot_bottle.errors import BotBottleError, ValidationError
 from bot_bottle.grant_records import Grant
@@ -85,6 +86,7 @@ class _InForceView(Generic[Item]):
     noun = ""
     keys = ""
     heading = ""  # the names of ``row``'s columns, over them, as the list of proposals has its own
+    width = 80  # the screen's, as ``draw`` last read it: a row may leave a column out where it is narrow
 
     def __init__(self, tui: TerminalScreen, store: GrantStore, decided_by: str) -> None:
         self.tui = tui
@@ -102,6 +104,10 @@ class _InForceView(Generic[Item]):
     def row(self, item: Item, now: str) -> str:
         """One item's row, raw (the screen sanitizes it)."""
         raise NotImplementedError
+
+    def heading_at(self, width: int) -> str:
+        """``heading`` as a screen ``width`` columns wide shows it (``row`` at that width)."""
+        return self.heading
 
     def named(self, item: Item) -> str:
         """The item as the revoke question names it."""
@@ -130,13 +136,14 @@ class _InForceView(Generic[Item]):
         screen = tui.screen
         screen.erase()
         height, width = screen.getmaxyx()
+        self.width = width
         now = utc_now()
         tui.put(0, 0, f" bot-bottle supervise: {len(self.items)} {self.noun}(s) in force".ljust(width),
                 curses.A_REVERSE)
         if not self.items:
             tui.put(2, 2, f"no {self.noun}s in force")
         else:
-            tui.put(1, 0, self.heading, curses.A_BOLD)
+            tui.put(1, 0, self.heading_at(width), curses.A_BOLD)
         rows = max(1, height - 4)  # scrolled so that the one under the cursor is on the screen
         self.top = min(self.selected, max(self.top, self.selected - rows + 1))
         for row, item in enumerate(self.items[self.top: self.top + rows], start=2):
@@ -192,6 +199,10 @@ class GrantsView(_InForceView[Grant]):
     keys = GRANTS_KEYS
     heading = f"{'ID':<8}  {'BOTTLE':<16} {'TOOL':<18} {'LEFT':>6}  GRANTS  (BY)"
 
+    def heading_at(self, width: int) -> str:
+        """Narrower than ``TOOL_FROM_WIDTH``, without the tool, as each row (what it grants says the tool)."""
+        return self.heading if width >= TOOL_FROM_WIDTH else f"{'ID':<8}  {'BOTTLE':<16} {'LEFT':>6}  GRANTS  (BY)"
+
     def __init__(self, tui: TerminalScreen, store: GrantStore, decided_by: str) -> None:
         super().__init__(tui, store, decided_by)
         self.subjects: dict[str, str] = {}  # what each grant grants, in words, by id: read with the grants
@@ -206,7 +217,8 @@ class GrantsView(_InForceView[Grant]):
         """Id, bottle, tool, time left, what it grants (badges first), and who decided (a rule or a person)."""
         item = shown_record(item)
         by = f"rule {item.rule_id[:8]}" if item.rule_id else item.decided_by
-        return (f"{item.short_id}  {item.queue_key:<16} {item.tool:<18} {time_left(now, item.ends_at):>6}  "
+        tool = f"{item.tool:<18} " if self.width >= TOOL_FROM_WIDTH else ""  # narrower, the room is the grant's
+        return (f"{item.short_id}  {item.queue_key:<16} {tool}{time_left(now, item.ends_at):>6}  "
                 f"{self.subjects[item.id]}  ({by})")
 
     def named(self, item: Grant) -> str:
