@@ -16,7 +16,9 @@ folds both into one); each comma-separated item of the value, as written and
 in upper case (Express upper-cases it; a proxy joins repeated headers with
 commas); a ``_method`` query parameter under ``&`` or ``;``, its name and
 value percent-decoded, also as a list (``_method[]=DELETE``, which Express
-reads as one and method-override takes the first item of). A form body's ``_method`` (Rails, Laravel, Spring)
+reads as one and method-override takes the first item of) and in brackets
+(Express's qs reads ``[_method]=DELETE`` as ``_method``: a name that starts
+with a bracket group is that group's content). A form body's ``_method`` (Rails, Laravel, Spring)
 is not read: the proxy's helpers see no body, so a grant of ``POST`` to such
 a server is a grant of what it reads a form's POST as (docs/decisions.md,
 "The agent is the adversary").
@@ -34,6 +36,7 @@ OVERRIDE_HEADERS = frozenset({"x-http-method-override", "x-http-method", "x-meth
 OVERRIDE_PARAMETER = "_method"  # Symfony's and Express's query parameter (also Rails' and Laravel's form field)
 
 _QUERY_ITEM_RE = re.compile(r"[&;]")
+_BRACKET_RE = re.compile(r"[\[\]]")
 
 Headers = Mapping[str, str] | Iterable[tuple[str, str]]
 
@@ -52,11 +55,20 @@ def methods_read_as(method: str, path: str, headers: Headers | None = None) -> l
     query = path.partition("?")[2]
     for item in _QUERY_ITEM_RE.split(query) if query else ():
         name, _, value = item.partition("=")
-        # Up to a bracket: Express's query parser reads '_method[]=DELETE' as a list, whose first item
-        # method-override takes.
-        if unquote_plus(name, errors="replace").partition("[")[0].strip().lower() == OVERRIDE_PARAMETER:
+        if _parameter(name) == OVERRIDE_PARAMETER:
             asked += _named(unquote_plus(value, errors="replace"))
     return list(dict.fromkeys(asked))
+
+
+def _parameter(name: str) -> str:
+    """The query parameter a server reads ``name`` (as written, before its ``=``) as, or more widely.
+
+    Percent-decoded, then up to its first bracket: Express's qs reads ``_method[]=DELETE`` as a list, whose
+    first item method-override takes, and a name that starts with a bracket group as that group's content
+    (``[_method]=DELETE`` is ``_method``, and so is ``[_method]x]``: qs cuts a key at ``]=`` and drops what
+    follows its groups), so one leading ``[`` is passed over first."""
+    name = unquote_plus(name, errors="replace").strip().lower()
+    return _BRACKET_RE.split(name.removeprefix("["), maxsplit=1)[0].strip()
 
 
 def _pairs(headers: Headers | None) -> list[tuple[str, str]] | None:

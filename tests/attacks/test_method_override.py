@@ -48,6 +48,11 @@ ATTACKS = (
     ("the query parameter's name percent-encoded", ISSUE + "?state=open&%5Fmethod=DELETE", [], "DELETE"),
     ("the query parameter as a list (Express reads its first item)", ISSUE + "?_method[]=DELETE", [], "DELETE"),
     ("as a numbered list, its brackets encoded", ISSUE + "?_method%5B0%5D=PUT", [], "PUT"),
+    # qs reads a name that starts with a bracket group as that group's content: '[_method]' is '_method'.
+    ("the query parameter's name in brackets", ISSUE + "?[_method]=DELETE", [], "DELETE"),
+    ("in brackets, percent-encoded", ISSUE + "?state=open&%5B_method%5D=PUT", [], "PUT"),
+    ("in brackets, as a list", ISSUE + "?[_method][]=PATCH", [], "PATCH"),
+    ("in brackets, with what qs drops after the group", ISSUE + "?[_method]x]=DELETE", [], "DELETE"),
 )
 
 

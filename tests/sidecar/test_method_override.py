@@ -38,7 +38,8 @@ class MethodsReadAsTest(TempDirTest):
     def test_the_query_parameter_under_either_separator_and_encoded(self) -> None:
         for path in ("/x?_method=DELETE", "/x?a=1&_method=DELETE", "/x?a=1;_method=DELETE", "/x?%5Fmethod=DELETE",
                      "/x?_METHOD=DELETE", "/x?_method=%44ELETE", "/x?_method=delete", "/x?_method[]=DELETE",
-                     "/x?_method%5B0%5D=DELETE", "/x?_method[a]=DELETE"):
+                     "/x?_method%5B0%5D=DELETE", "/x?_method[a]=DELETE", "/x?[_method]=DELETE",
+                     "/x?%5B_method%5D=DELETE", "/x?[_method][]=DELETE", "/x?[_method]x]=DELETE"):
             with self.subTest(path=path):
                 self.assertIn("DELETE", methods_read_as("POST", path) or [])
 
