@@ -11,14 +11,18 @@ only where the grant covers every method it names too
 (``EgressGrants.allows_route``).
 
 Read as the servers read them, and more widely where they differ: header
-names without regard to case, ``_`` read as ``-`` (a CGI or WSGI server
-folds both into one); each comma-separated item of the value, as written and
+names without regard to case, any other character than a letter or digit
+read as ``-`` (a CGI or WSGI server folds ``_`` and ``-`` into one, and PHP
+turns a ``.`` or a space in a name into ``_``: ``X.HTTP.Method.Override``
+is Symfony's override header under ``php -S``); each comma-separated item of the value, as written and
 in upper case (Express upper-cases it; a proxy joins repeated headers with
 commas); a ``_method`` query parameter under ``&`` or ``;``, its name and
 value percent-decoded, also as a list (``_method[]=DELETE``, which Express
 reads as one and method-override takes the first item of) and in brackets
 (Express's qs reads ``[_method]=DELETE`` as ``_method``: a name that starts
-with a bracket group is that group's content). A form body's ``_method`` (Rails, Laravel, Spring)
+with a bracket group is that group's content), and as PHP registers it
+for Symfony's ``_method`` (``.`` and space read as ``_``, leading spaces
+dropped, the name ended at a NUL: ``?.method=DELETE``). A form body's ``_method`` (Rails, Laravel, Spring)
 is not read: the proxy's helpers see no body, so a grant of ``POST`` to such
 a server is a grant of what it reads a form's POST as (docs/decisions.md,
 "The agent is the adversary").
@@ -37,6 +41,8 @@ OVERRIDE_PARAMETER = "_method"  # Symfony's and Express's query parameter (also 
 
 _QUERY_ITEM_RE = re.compile(r"[&;]")
 _BRACKET_RE = re.compile(r"[\[\]]")
+_HEADER_FOLD_RE = re.compile(r"[^0-9a-z]")  # to '-': CGI's '_', PHP's '.' and ' ' (all '_' in HTTP_X_...)
+_PHP_FOLD_RE = re.compile(r"[. ]")  # PHP registers a variable with each '.' or ' ' in its name as '_'
 
 Headers = Mapping[str, str] | Iterable[tuple[str, str]]
 
@@ -50,7 +56,7 @@ def methods_read_as(method: str, path: str, headers: Headers | None = None) -> l
     if pairs is None:
         return None
     for name, value in pairs:
-        if name.strip().lower().replace("_", "-") in OVERRIDE_HEADERS:
+        if _HEADER_FOLD_RE.sub("-", name.strip().lower()) in OVERRIDE_HEADERS:
             asked += _named(value)
     query = path.partition("?")[2]
     for item in _QUERY_ITEM_RE.split(query) if query else ():
@@ -66,9 +72,12 @@ def _parameter(name: str) -> str:
     Percent-decoded, then up to its first bracket: Express's qs reads ``_method[]=DELETE`` as a list, whose
     first item method-override takes, and a name that starts with a bracket group as that group's content
     (``[_method]=DELETE`` is ``_method``, and so is ``[_method]x]``: qs cuts a key at ``]=`` and drops what
-    follows its groups), so one leading ``[`` is passed over first."""
-    name = unquote_plus(name, errors="replace").strip().lower()
-    return _BRACKET_RE.split(name.removeprefix("["), maxsplit=1)[0].strip()
+    follows its groups), so one leading ``[`` is passed over first. And as PHP registers ``$_GET`` (Symfony's
+    query): up to a NUL byte (a C string's end), leading spaces dropped, ``.`` and space as ``_``
+    (``.method`` and ``+.method`` are ``_method``)."""
+    name = unquote_plus(name, errors="replace").partition("\x00")[0].strip().lower()
+    name = _BRACKET_RE.split(name.removeprefix("["), maxsplit=1)[0].strip()
+    return _PHP_FOLD_RE.sub("_", name)
 
 
 def _pairs(headers: Headers | None) -> list[tuple[str, str]] | None:

@@ -26,7 +26,8 @@ class MethodsReadAsTest(TempDirTest):
 
     def test_each_header_however_spelt(self) -> None:
         for name in (OVERRIDE, "x-http-method-override", "X-HTTP-METHOD", "x-method-override",
-                     "X_HTTP_Method_Override", " X-HTTP-Method-Override "):
+                     "X_HTTP_Method_Override", " X-HTTP-Method-Override ", "X.HTTP.Method.Override",
+                     "X HTTP Method Override"):
             with self.subTest(name=name):
                 self.assertEqual(methods_read_as("POST", "/x", {name: "DELETE"}), ["POST", "DELETE"])
 
@@ -39,7 +40,8 @@ class MethodsReadAsTest(TempDirTest):
         for path in ("/x?_method=DELETE", "/x?a=1&_method=DELETE", "/x?a=1;_method=DELETE", "/x?%5Fmethod=DELETE",
                      "/x?_METHOD=DELETE", "/x?_method=%44ELETE", "/x?_method=delete", "/x?_method[]=DELETE",
                      "/x?_method%5B0%5D=DELETE", "/x?_method[a]=DELETE", "/x?[_method]=DELETE",
-                     "/x?%5B_method%5D=DELETE", "/x?[_method][]=DELETE", "/x?[_method]x]=DELETE"):
+                     "/x?%5B_method%5D=DELETE", "/x?[_method][]=DELETE", "/x?[_method]x]=DELETE",
+                     "/x?.method=DELETE", "/x?%2Emethod=DELETE", "/x?+.method=DELETE", "/x?_method%00x=DELETE"):
             with self.subTest(path=path):
                 self.assertIn("DELETE", methods_read_as("POST", path) or [])
 
