@@ -37,6 +37,7 @@ from bot_bottle.records import (
     MAX_NAME_BYTES,
     MAX_TEXT_BYTES,
     REMEMBER_BOTTLE,
+    RESPONSE_STATUSES,
     STATUS_APPROVED,
     STATUS_MODIFIED,
     STATUS_REJECTED,
@@ -272,6 +273,7 @@ def record_decision_in(
     if earlier is not None:
         raise AlreadyDecided(f"proposal {proposal.short_id} was already {earlier.status} by {earlier.decided_by} "
                              f"at {earlier.decided_at}; the first decision stands")
+    _refuse_logged_decision(log, proposal)
     if proposal.expires_at is not None and proposal.expires_at <= now:
         raise expired(proposal, proposal.expires_at)
     granted = decision.status in (STATUS_APPROVED, STATUS_MODIFIED)
@@ -310,6 +312,22 @@ def record_decision_in(
     if decision.remember is not None and subject is not None:
         _remember(log, proposal, decision, subject, ends_at or None, now)
     return response, entry
+
+
+_DECISION_ACTIONS = ", ".join(f"'{status}'" for status in RESPONSE_STATUSES)  # the entries a decision writes
+
+
+def _refuse_logged_decision(log: AuditRecorder, proposal: Proposal) -> None:
+    """Refuse ``proposal`` when the audit log records a decision of it although it has no response: a sidecar on
+    the mount deleted the row (past the file's triggers), and its proposal read as pending again. Deciding it
+    again put two decisions of one proposal in the log, and the screens named the first decision's rule (an
+    old standing rejection, to revoke) as the one the second made. One look through the log's proposal index."""
+    found = log.conn.execute(f"SELECT seq, action, actor, ts FROM audit_log WHERE proposal_id = :id AND action IN "
+                             f"({_DECISION_ACTIONS}) ORDER BY seq LIMIT 1", {"id": proposal.id}).fetchone()
+    if found is not None:
+        raise AlreadyDecided(f"proposal {proposal.short_id} was already {found[1]} by {found[2]} at {found[3]} "
+                             f"(audit entry {found[0]}), but its response is gone: it was removed from the database. "
+                             "The first decision stands; check 'bot-bottle audit verify'")
 
 
 def _remember(log: AuditRecorder, proposal: Proposal, decision: Decision, subject: dict[str, Any],
