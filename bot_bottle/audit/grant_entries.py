@@ -101,17 +101,19 @@ def _sealing(conn: sqlite3.Connection) -> tuple[bytes | None, Anchor | None]:
 
 def decision_rule_entry(conn: sqlite3.Connection, proposal_id: str) -> tuple[int, dict[str, Any]] | None:
     """The ``rule-added`` entry the decision on ``proposal_id`` wrote (``--remember``): its number and the rule
-    it records (id, bottle, effect, subject, ends_at), or None. The first for the proposal whose content this
+    it records (id, bottle, effect, subject, ends_at), or None. The newest for the proposal whose content this
     host's seal proves as it reads now (``forensics.seal_problem``): the entry column's word is the file's, and
     a sidecar rewrote an earlier decision's sealed entry (hash and all) into a ``rule-added`` naming its
     proposal and the operator's standing rejection, which the screens then named as the rule just made ("'rules
-    revoke' it ends it"), with the grants that rejection had ended, and none of what the new rule decided."""
+    revoke' it ends it"), with the grants that rejection had ended, and none of what the new rule decided.
+    Newest, not first: a sidecar that deleted the response and unsaid the first decision's entry had the
+    proposal decided a second time, and the first decision's sealed rule was named as the second's."""
     sealing = None
-    for row in conn.execute(f"{SELECT} WHERE proposal_id = :id AND action = :added ORDER BY seq",
+    for row in conn.execute(f"{SELECT} WHERE proposal_id = :id AND action = :added ORDER BY seq DESC",
                             {"id": proposal_id, "added": ACTION_RULE_ADDED}):
         sealing = sealing or _sealing(conn)  # (read once, only for a proposal that names a rule at all)
         if not isinstance(row[0], int) or seal_problem(conn, row, *sealing) is not None:
-            continue  # not the host's: a later one may be the decision's own
+            continue  # not the host's: an earlier one may be the decision's own
         record = (stored_details(row[9]) or {}).get("rule")
         return (row[0], record) if isinstance(record, dict) and isinstance(record.get("id"), str) else None
     return None

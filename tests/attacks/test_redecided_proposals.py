@@ -68,6 +68,33 @@ class RedecidedProposalTest(HostGrantsCase):
         self.assertEqual([rule.id for rule in self.grants.rules() if rule.proposal_id == self.asked.id], [],
                          "no rule was made (the rejection it made first is revoked)")
 
+    def test_where_the_log_is_rewritten_too_the_rule_named_is_the_one_this_decision_made(self) -> None:
+        """The sidecar also rewrites the first decision's entry (dropping the log's triggers; it cannot seal it)
+        so that no decision of the proposal reads in the log: the second decision is made, and its answer
+        names the rule it made, not the first decision's sealed one."""
+        self.delete_response()
+        raw = sqlite3.connect(Path(self.db), isolation_level=None)
+        try:
+            for (trigger,) in raw.execute("SELECT name FROM sqlite_master WHERE type = 'trigger' AND "
+                                          "tbl_name = 'audit_log'").fetchall():
+                raw.execute(f'DROP TRIGGER "{trigger}"')
+            raw.execute("UPDATE audit_log SET action = 'operator-edit' WHERE proposal_id = :id AND action = "
+                        "'rejected'", {"id": self.asked.id})
+        finally:
+            raw.close()
+        digest = json.loads(self.cli("proposals", "show", self.asked.id, "--json"))["digest"]
+        done = self.run_cli("proposals", "approve", self.asked.short_id, "--digest", digest, "--remember", "all",
+                            "--for", "1d", "--json")
+        if done.returncode != 0:  # refused for the rewritten log: nothing decided, nothing misnamed
+            self.assertIsNone(self.grants.for_proposal(self.asked.id))
+            return
+        (said,) = json.loads(done.stdout)
+        made = [rule for rule in self.grants.rules() if rule.proposal_id == self.asked.id]
+        self.assertEqual(len(made), 1)
+        self.assertEqual(said["rule"]["id"], made[0].id)
+        self.assertEqual(said["rule"]["effect"], "approve")
+        self.assertEqual(said["ended_grants"], [])
+
     def test_nor_is_it_decided_again_by_a_standing_rule(self) -> None:
         """A standing rejection made now, which decides what is pending at once, does not decide it a second
         time either: before the fix the log held two decisions of it, the second naming the new rule."""
