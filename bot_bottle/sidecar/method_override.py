@@ -60,7 +60,8 @@ def methods_read_as(method: str, path: str, headers: Headers | None = None) -> l
     if pairs is None:
         return None
     for name, value in pairs:
-        if _HEADER_FOLD_RE.sub("-", name.strip().lower()) in OVERRIDE_HEADERS:
+        # Ends passed over too: PHP's server may read 'X-HTTP-Method-Override[]' as an array of the header.
+        if _HEADER_FOLD_RE.sub("-", name.strip().lower()).strip("-") in OVERRIDE_HEADERS:
             asked += _named(value)
     query = path.partition("?")[2]
     for item in _QUERY_ITEM_RE.split(query) if query else ():

@@ -27,7 +27,7 @@ class MethodsReadAsTest(TempDirTest):
     def test_each_header_however_spelt(self) -> None:
         for name in (OVERRIDE, "x-http-method-override", "X-HTTP-METHOD", "x-method-override",
                      "X_HTTP_Method_Override", " X-HTTP-Method-Override ", "X.HTTP.Method.Override",
-                     "X HTTP Method Override"):
+                     "X HTTP Method Override", "X-HTTP-Method-Override[]", "-x-http-method-"):
             with self.subTest(name=name):
                 self.assertEqual(methods_read_as("POST", "/x", {name: "DELETE"}), ["POST", "DELETE"])
 
