@@ -4,7 +4,7 @@ Where the route's policy is ``supervise``, the proxy asks ``EgressGrants``
 before it forwards: ``allows_route(host, method, path, headers)`` (an
 approved ``egress-allow``, covering the method and any the request's
 headers or query ask the server to read it as: ``sidecar.method_override``)
-and ``allows_token(token, host=..., method=...)`` (an approved
+and ``allows_token(token, host=..., method=..., path=..., headers=...)`` (an approved
 ``egress-token-allow``). Grants are the bottle's, read through its
 queue handle (the mounted database or the relay) and kept at most 5 seconds,
 so a grant the operator revokes, or one that ends, stops being honoured
@@ -41,9 +41,10 @@ A proxy's call looks like this::
     if not grants.allows_route("api.example.com", "POST", "/v1/upload?x=1", request_headers):
         refuse(request)
     # The DLP found a token in it: a grant of the token to that host and method, or the operator's yes now.
-    elif grants.allows_token(token, host="api.example.com", method="POST") or request_token_override(
+    elif grants.allows_token(token, host="api.example.com", method="POST", path="/v1/upload?x=1",
+                             headers=request_headers) or request_token_override(
         bottle, grants, host="api.example.com", method="POST", path="/v1/upload?x=1",
-        detector="github-pat", context=request_headers_and_body_text, value=token,
+        detector="github-pat", context=request_headers_and_body_text, value=token, headers=request_headers,
     ):
         forward(request)
     else:
@@ -68,7 +69,13 @@ from typing import Any
 from bot_bottle.grant_records import Grant
 from bot_bottle.policy.subjects import normal_host, route_covers, token_covers, token_fingerprint
 from bot_bottle.queue_store import BottleQueue
-from bot_bottle.records import DEFAULT_POLL_INTERVAL_SEC, STATUS_APPROVED, TOOL_EGRESS_ALLOW, TOOL_EGRESS_TOKEN_ALLOW
+from bot_bottle.records import (
+    DEFAULT_POLL_INTERVAL_SEC,
+    STATUS_APPROVED,
+    TOOL_EGRESS_ALLOW,
+    TOOL_EGRESS_TOKEN_ALLOW,
+    Proposal,
+)
 from bot_bottle.sidecar.method_override import Headers, methods_read_as
 from bot_bottle.sidecar.relay_queue import RelayQueue
 from bot_bottle.text.redaction import REDACTED, Masker
@@ -176,14 +183,27 @@ class EgressGrants:
             self._fingerprints[key] = found
         return found
 
-    def allows_token(self, value: str, *, host: str | None = None, method: str | None = None) -> bool:
-        """True if a live grant lets ``value`` through to ``host`` with ``method``; False for a bad argument."""
-        if not (isinstance(value, str) and isinstance(host, str) and isinstance(method, str)) or not value \
-                or _scope(host, method) is None:
-            return False
-        fingerprint = self.fingerprint(value, host, method)
-        return any(token_covers(grant.subject_value, host, method, fingerprint)
-                   for grant in self.grants(TOOL_EGRESS_TOKEN_ALLOW))
+    def allows_token(self, value: str, *, host: str | None = None, method: str | None = None,
+                     path: str | None = None, headers: Headers | None = None) -> bool:
+        """True if live grants let ``value`` through to ``host`` with ``method``, and with every method the
+        request's ``headers`` or ``path``'s query ask a server to read it as (``sidecar.method_override``: a
+        token approved for POST is not one for a POST read as DELETE); False for a bad argument."""
+        methods = _token_methods(value, host, method, path, headers)
+        return methods is not None and not self.token_methods_missing(str(value), str(host), methods)
+
+    def token_methods_missing(self, value: str, host: str, methods: list[str]) -> list[str]:
+        """Which of ``methods`` no live grant lets ``value`` through to ``host`` with. A fingerprint (slow by
+        design) is taken only for a method some grant names for the host: an agent naming methods by the
+        dozen makes none."""
+        subjects = [grant.subject_value for grant in self.grants(TOOL_EGRESS_TOKEN_ALLOW)]
+        name = normal_host(host)
+        missing = []
+        for each in methods:
+            named = [subject for subject in subjects if subject.get("method") == each and subject.get("host") == name]
+            if not (named and any(token_covers(subject, host, each, self.fingerprint(value, host, each))
+                                  for subject in named)):
+                missing.append(each)
+        return missing
 
     def allows_route(self, host: str, method: str, path: str, headers: Headers | None = None) -> bool:
         """True if live ``egress-allow`` grants cover a request to ``host`` (a port is ignored) with ``method``
@@ -198,6 +218,19 @@ class EgressGrants:
             return False
         grants = self.grants(TOOL_EGRESS_ALLOW)
         return all(any(route_covers(grant.subject_value, name, each, path) for grant in grants) for each in methods)
+
+
+def _token_methods(value: object, host: object, method: object, path: object, headers: object) -> list[str] | None:
+    """The methods a request carrying the token ``value`` to ``host`` may be read as (``methods_read_as``; a
+    missing ``path`` has no query), or None for a bad argument."""
+    if not (isinstance(value, str) and isinstance(host, str) and isinstance(method, str)) or not value:
+        return None
+    if path is not None and not (isinstance(path, str) and path.startswith("/")):
+        return None
+    methods = methods_read_as(method, path or "/", headers)  # type: ignore[arg-type]  # checked inside
+    if methods is None or any(_scope(host, each) is None for each in methods):
+        return None
+    return methods
 
 
 def _field(masker: Masker, text: str) -> str:
@@ -289,50 +322,75 @@ def request_token_override(
     value: str,
     timeout: float = DEFAULT_TIMEOUT_SEC,
     poll_interval: float = DEFAULT_POLL_INTERVAL_SEC,
+    headers: Headers | None = None,
 ) -> bool:
     """Ask the operator to let ``value`` through to ``host`` with ``method``; True only on approval.
 
-    A token a live grant lets through to this host with this method is
-    allowed at once, without a proposal. Otherwise a proposal is filed and
-    the request waits: an approval answers it (and its grant covers the next
-    ones until it ends). Rejection, expiry, the timeout, a bad argument and
-    any error (the database unavailable, the relay unreachable or refusing
-    this bottle's token, ...) return False, and the reason is logged (never
-    the token).
+    A token live grants let through to this host with this method, and with
+    every method the request's ``headers`` or ``path``'s query ask the server
+    to read it as (``sidecar.method_override``), is allowed at once, without
+    a proposal. Otherwise a proposal is filed for each method no grant
+    covers, each naming that method (a POST read as DELETE asks about
+    DELETE), and the request waits: approvals of all of them answer it (and
+    their grants cover the next ones until they end). Rejection, expiry, the
+    timeout, a bad argument and any error (the database unavailable, the
+    relay unreachable or refusing this bottle's token, ...) return False, and
+    the reason is logged (never the token).
     """
     try:
         problem = _bad_arguments(bottle, grants, {"host": host, "method": method, "path": path,
                                                     "detector": detector, "context": context, "value": value},
                                  timeout, poll_interval)
-        if problem:
-            log.error("egress token override: bad argument (%s); request blocked", problem)
+        methods = None if problem else _token_methods(value, host, method, path, headers)
+        if problem or methods is None:
+            log.error("egress token override: bad argument (%s); request blocked",
+                      problem or "headers or the query name a method that is not an HTTP token, or too many")
             return False
-        if grants.allows_token(value, host=host, method=method):
+        missing = grants.token_methods_missing(value, host, methods)
+        if not missing:
             return True
         masker = Masker([value])
-        payload = _token_allow_payload(
-            masker, host=host, method=method, path=path, detector=detector, context=context, value=value,
-            fingerprint=grants.fingerprint(value, host, method),
-        )
-        where = f"{_field(masker, method)} to {_field(masker, host)}{_field(masker, path)}"
-        proposal = bottle.submit(
-            TOOL_EGRESS_TOKEN_ALLOW, payload,
-            f"the egress DLP ({_field(masker, detector)}) blocked a {where}: let this token through to this host?",
-        )
-        log.info("egress token override: waiting up to %g s on proposal %s", timeout, proposal.short_id)
-        response = bottle.wait_for_response(proposal.id, timeout, poll_interval)
-        if response is None:
-            log.warning("egress token override: no decision within %g s on %s; blocked", timeout, proposal.short_id)
-            return False
-        if response.status != STATUS_APPROVED:
-            log.warning("egress token override: %s %s (%s); blocked", proposal.short_id, response.status,
-                        response.notes)
-            bottle.archive(proposal.id)
-            return False
-        grants.refresh()  # its grant covers the next requests: look it up afresh
-        bottle.archive(proposal.id)
-        log.info("egress token override: %s approved (%s)", proposal.short_id, response.notes)
+        asked = [_ask_token(bottle, grants, masker, host=host, method=method, read_as=each, path=path,
+                            detector=detector, context=context, value=value) for each in missing]
+        deadline = time.monotonic() + timeout
+        for proposal in asked:
+            if not _approved(bottle, proposal, max(0.0, deadline - time.monotonic()), timeout, poll_interval):
+                return False
+        grants.refresh()  # their grants cover the next requests: look them up afresh
         return True
     except Exception as exc:  # fail closed on anything, with the reason in the log
         log.error("egress token override failed, request blocked: %s", exc)
         return False
+
+
+def _ask_token(bottle: BottleQueue | RelayQueue, grants: EgressGrants, masker: Masker, *, host: str, method: str,
+               read_as: str, path: str, detector: str, context: str, value: str) -> Proposal:
+    """File the ``egress-token-allow`` report for ``value`` to ``host`` with ``read_as``, the method the request
+    (a ``method``) may be read as; the proposal filed (or the same one already filed)."""
+    payload = _token_allow_payload(masker, host=host, method=read_as, path=path, detector=detector,
+                                   context=context, value=value, fingerprint=grants.fingerprint(value, host, read_as))
+    where = f"{_field(masker, method)} to {_field(masker, host)}{_field(masker, path)}"
+    if read_as != method:
+        where += f", which asks the server to read it as {_field(masker, read_as)}"
+    return bottle.submit(
+        TOOL_EGRESS_TOKEN_ALLOW, payload,
+        f"the egress DLP ({_field(masker, detector)}) blocked a {where}: let this token through to this host?",
+    )
+
+
+def _approved(bottle: BottleQueue | RelayQueue, proposal: Proposal, wait: float, timeout: float,
+              poll_interval: float) -> bool:
+    """Wait up to ``wait`` seconds (what is left of ``timeout``) for the decision on ``proposal``: True when it
+    is approved; else False, the reason logged. A decided proposal is archived."""
+    log.info("egress token override: waiting up to %g s on proposal %s", wait, proposal.short_id)
+    response = bottle.wait_for_response(proposal.id, wait, poll_interval)
+    if response is None:
+        log.warning("egress token override: no decision within %g s on %s; blocked", timeout, proposal.short_id)
+        return False
+    bottle.archive(proposal.id)
+    if response.status != STATUS_APPROVED:
+        log.warning("egress token override: %s %s (%s); blocked", proposal.short_id, response.status,
+                    response.notes)
+        return False
+    log.info("egress token override: %s approved (%s)", proposal.short_id, response.notes)
+    return True

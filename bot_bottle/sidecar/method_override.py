@@ -95,7 +95,7 @@ def _pairs(headers: Headers | None) -> list[tuple[str, str]] | None:
         return None
     try:
         pairs = list(headers.items() if isinstance(headers, Mapping) else headers)
-    except TypeError:
+    except Exception:  # whatever a caller's object raises as it is read, it is no headers: refuse
         return None
     if all(isinstance(pair, tuple | list) and len(pair) == 2 and all(isinstance(part, str) for part in pair)
            for pair in pairs):

@@ -8,18 +8,24 @@ sidecar's check (``EgressGrants.allows_route``) read only the request line,
 so every request below was let through on the POST grant: the agent could
 delete what the operator had let it add to. Now the proxy passes the
 request's headers, and a grant must cover every method a server may read
-the request as (``sidecar.method_override``).
+the request as (``sidecar.method_override``). A token's grant names its
+method too, and is held to the same.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
 
+from bot_bottle.queue_store import QueueStore
+from bot_bottle.records import STATUS_APPROVED
+from bot_bottle.sidecar.egress import EgressGrants, request_token_override
 from tests.helpers.host_grants import HostGrantsCase
 from tests.helpers.node_servers import express_modules
 from tests.helpers.relay_fixture import free_port
+from tests.helpers.support import decide_when_filed
 
 # Express as an API runs it: the three override headers and the query parameter, each read on a POST (the
 # middleware's default), then every route answering the method and path it was routed as.
@@ -96,6 +102,26 @@ class MethodOverrideTest(HostGrantsCase):
             with self.subTest(headers=headers):
                 self.assertEqual(self.routed_as(ISSUE, headers), f"POST {ISSUE}")
                 self.assertTrue(self.lets_through("web-1", HOST, "POST", ISSUE, headers))
+
+    def test_a_token_approved_for_post_is_not_sent_with_a_post_read_as_delete(self) -> None:
+        """The token's grant names its method too: a POST Express routes as DELETE asks the operator about DELETE."""
+        token, headers = "ghp_" + "Er7Ty6Ui5Op4As3Df2Gh1Jk0LzXcVbZx9Qw8", [("X-HTTP-Method-Override", "DELETE")]
+        with QueueStore(self.db, migrate_schema=False) as sidecar:
+            bottle = sidecar.for_bottle("web-1")
+            grants = EgressGrants(bottle)
+
+            def ask(timeout: float, sent: list[tuple[str, str]]) -> bool:
+                return request_token_override(bottle, grants, host=HOST, method="POST", path=ISSUE,
+                                              detector="github-pat", context=f"Authorization: token {token}",
+                                              value=token, timeout=timeout, poll_interval=0.02, headers=sent)
+            decide_when_filed(self, self.store, "web-1", STATUS_APPROVED, "issues, yes")
+            self.assertTrue(ask(30, []))
+            self.assertEqual(self.routed_as(ISSUE, headers), f"DELETE {ISSUE}", "the override works on Express")
+            self.assertFalse(grants.allows_token(token, host=HOST, method="POST", path=ISSUE, headers=headers))
+            with self.assertLogs("bot_bottle.egress", "WARNING"):
+                self.assertFalse(ask(0, headers))
+            (asked,) = self.store.pending("web-1")
+            self.assertEqual(json.loads(asked.payload)["method"], "DELETE")
 
     def test_a_grant_of_delete_as_well_lets_the_override_through(self) -> None:
         self.approve("web-1", {"host": HOST, "methods": ["DELETE"], "paths": ["/repos/acme/web"]})

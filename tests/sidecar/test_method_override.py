@@ -5,15 +5,17 @@ real Express server."""
 from __future__ import annotations
 
 import json
+import threading
 from typing import Any
+from unittest import mock
 
 from bot_bottle.decisions import decide
 from bot_bottle.grants import GrantStore
 from bot_bottle.queue_store import QueueStore
-from bot_bottle.records import STATUS_APPROVED, TOOL_EGRESS_ALLOW
-from bot_bottle.sidecar.egress import EgressGrants
+from bot_bottle.records import STATUS_APPROVED, STATUS_REJECTED, TOOL_EGRESS_ALLOW
+from bot_bottle.sidecar.egress import EgressGrants, request_token_override
 from bot_bottle.sidecar.method_override import methods_read_as
-from tests.helpers.support import TempDirTest
+from tests.helpers.support import TempDirTest, decide_when_filed, wait_until
 
 OVERRIDE = "X-HTTP-Method-Override"
 
@@ -86,3 +88,73 @@ class RouteGrantTest(TempDirTest):
         both = self.granted({"host": "b.example.com", "methods": ["DELETE", "POST"]})
         self.assertTrue(both.allows_route("b.example.com:443", "POST", "/x?_method=DELETE", {OVERRIDE: "DELETE"}))
         self.assertFalse(both.allows_route("b.example.com", "POST", "/x", {OVERRIDE: "PUT"}))
+
+
+class TokenGrantTest(TempDirTest):
+    """A token approved for POST is not one for a POST a server reads as DELETE: the check asks, and the request
+    for the token files a report naming the method the server would read."""
+
+    TOKEN = "ghp_" + "Qw8Er7Ty6Ui5Op4As3Df2Gh1Jk0LzXcVbZx9"
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.store = QueueStore(self.tmp / "t.db")
+        self.addCleanup(self.store.close)
+        self.bottle = self.store.for_bottle("web-1")
+        self.grants = EgressGrants(self.bottle)
+
+    def ask(self, headers: list[tuple[str, str]], path: str = "/repos/acme/app/issues", timeout: float = 30) -> bool:
+        return request_token_override(self.bottle, self.grants, host="api.github.com", method="POST", path=path,
+                                      detector="github-pat", context=f"auth: {self.TOKEN}", value=self.TOKEN,
+                                      timeout=timeout, poll_interval=0.02, headers=headers)
+
+    def approve_each_as_filed(self, count: int) -> None:
+        """In a thread: approve the first ``count`` proposals web-1 files, one at a time, as an operator would."""
+        def run() -> None:
+            for _ in range(count):
+                waiting = wait_until(lambda: self.store.pending("web-1"), what="a proposal from web-1")
+                decide(waiting[0].id, STATUS_APPROVED, "expected", store=self.store)
+        thread = threading.Thread(target=run)
+        thread.start()
+        self.addCleanup(thread.join)
+
+    def test_an_override_asks_about_the_method_the_server_reads(self) -> None:
+        self.approve_each_as_filed(1)
+        self.assertTrue(self.ask([]))
+        self.assertTrue(self.grants.allows_token(self.TOKEN, host="api.github.com", method="POST"))
+        for headers, path in (([(OVERRIDE, "DELETE")], "/x"), ([], "/x?_method=DELETE")):
+            with self.subTest(headers=headers, path=path):
+                self.assertFalse(self.grants.allows_token(self.TOKEN, host="api.github.com", method="POST",
+                                                          path=path, headers=headers))
+        with self.assertLogs("bot_bottle.egress", "WARNING"):
+            self.assertFalse(self.ask([(OVERRIDE, "DELETE")], timeout=0.2), "a POST grant answers no DELETE")
+        (asked,) = self.store.pending("web-1")
+        report = json.loads(asked.payload)
+        self.assertEqual(report["method"], "DELETE")
+        self.assertIn("POST to api.github.com/repos/acme/app/issues, which asks the server to read it as DELETE",
+                      asked.justification)
+        self.assertNotIn(self.TOKEN, asked.payload + asked.justification)
+        decide(asked.id, STATUS_APPROVED, "the cleanup job", store=self.store)
+        self.assertTrue(self.ask([(OVERRIDE, "DELETE")], timeout=0), "both grants now: no proposal")
+        self.assertTrue(self.grants.allows_token(self.TOKEN, host="api.github.com", method="POST",
+                                                 path="/x?_method=DELETE"))
+        self.assertEqual(self.store.pending("web-1"), [])
+
+    def test_every_method_no_grant_covers_is_asked_about_and_all_must_be_approved(self) -> None:
+        self.approve_each_as_filed(3)  # POST, and the two the server may read it as
+        self.assertTrue(self.ask([(OVERRIDE, "DELETE")], path="/x?_method=PUT"))
+        methods = sorted(grant.subject_value["method"] for grant in GrantStore(database=self.store.db).listing())
+        self.assertEqual(methods, ["DELETE", "POST", "PUT"], "one report and one grant a method")
+
+    def test_a_rejected_method_blocks_the_request(self) -> None:
+        decide_when_filed(self, self.store, "web-1", STATUS_REJECTED, "no deleting")
+        with self.assertLogs("bot_bottle.egress", "WARNING"):
+            self.assertFalse(self.ask([(OVERRIDE, "DELETE")]))
+
+    def test_methods_no_grant_names_cost_no_fingerprint(self) -> None:
+        """A fingerprint is slow by design: an agent naming sixteen methods must not make sixteen."""
+        headers = [(OVERRIDE, ",".join(f"M{number}" for number in range(15)))]
+        with mock.patch("bot_bottle.sidecar.egress.token_fingerprint", side_effect=AssertionError) as taken:
+            self.assertFalse(self.grants.allows_token(self.TOKEN, host="api.github.com", method="POST",
+                                                      headers=headers))
+        self.assertEqual(taken.call_count, 0)
