@@ -21,7 +21,12 @@ import sqlite3
 from dataclasses import fields
 from typing import Any
 
-from bot_bottle.audit.grant_entries import decision_rule_entry, ended_by_rule_in, logged_live_grants
+from bot_bottle.audit.grant_entries import (
+    decision_rule_entry,
+    ended_by_rule_in,
+    logged_live_grants,
+    sealed_rule_revocation,
+)
 from bot_bottle.audit_store import AuditRecorder, AuditStore
 from bot_bottle.db import DatabaseUser
 from bot_bottle.errors import AlreadyEnded, AmbiguousId, NotFound, ValidationError
@@ -370,9 +375,18 @@ class GrantStore(DatabaseUser):
     def revoke_kept_rule(self, rule: Rule, reason: str, *, revoked_by: str) -> Rule:
         """End ``rule``, a rule in force as the keeper decides (``standing.rules_in_force``: a proven row, or a
         standing rejection the audit log keeps whose row is missing, ended or changed): its ``rule-revoked``
-        entry, which ends it as the log is read, and its rows, where there are any, marked revoked too."""
+        entry, which ends it as the log is read, and its rows, where there are any, marked revoked too.
+        ``AlreadyEnded`` when, by the time this writes, a revocation the host sealed names it (another operator's
+        at the same moment: ``sealed_rule_revocation``) or it has ended; nothing recorded."""
         validate_text("reason", reason, max_bytes=MAX_TEXT_BYTES, required=True)
         with AuditStore.recording(self.db) as log:
+            # ``rule`` was read in force before this transaction: another operator may have revoked it since.
+            earlier = sealed_rule_revocation(log.conn, rule.id)
+            if earlier is not None:
+                raise AlreadyEnded(f"rule {rule.short_id} was revoked already, at {earlier[2]} by {earlier[1]} "
+                                   f"(audit entry {earlier[0]}): nothing to revoke")
+            if isinstance(rule.ends_at, str) and rule.ends_at <= utc_now():
+                raise AlreadyEnded(f"rule {rule.short_id} ended at {rule.ends_at}: nothing to revoke")
             return _revoke_rule_in(log, rule, reason, revoked_by)
 
     def pending_ttl(self) -> int:

@@ -13,6 +13,8 @@ entries after the rule's own. The rule a remembered decision made is read
 from its own ``rule-added`` entry only where this host's seal proves that
 entry as it reads now (``decision_rule_entry``): a sidecar can drop the
 file's triggers and rewrite an older entry into one naming its proposal.
+Whether a rule was revoked already is read from the revocations this host
+sealed (``sealed_rule_revocation``), in the revoking transaction itself.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from bot_bottle.audit.anchor import Anchor, read_anchor
-from bot_bottle.audit.chain import SELECT, stored_details
+from bot_bottle.audit.chain import SELECT, compute_hash, stored_details
 from bot_bottle.audit.forensics import seal_problem
 from bot_bottle.audit.seal import load_key
 from bot_bottle.connection import database_path
@@ -34,6 +36,7 @@ from bot_bottle.policy.subjects import subject_sha256
 from bot_bottle.records import (
     ACTION_GRANT_REVOKED,
     ACTION_RULE_ADDED,
+    ACTION_RULE_REVOKED,
     STATUS_APPROVED,
     STATUS_MODIFIED,
     canonical_json,
@@ -97,6 +100,28 @@ def _sealing(conn: sqlite3.Connection) -> tuple[bytes | None, Anchor | None]:
     """This host's audit key and the database's anchor, what ``seal_problem`` holds an entry to."""
     path = database_path(conn)
     return load_key(), read_anchor(Path(path)) if path else None
+
+
+def sealed_rule_revocation(conn: sqlite3.Connection, rule_id: str) -> tuple[int, str, str] | None:
+    """The first ``rule-revoked`` entry naming ``rule_id`` whose content this host's seal proves: (its number, who
+    revoked the rule, when), or None. What a revocation reads again in its own write transaction: two operators
+    who both read a rule as in force (the dashboard and 'rules revoke' at once) both recorded a revocation and
+    were both told so, and 'audit verify' then called the second one, which the row does not name, a revocation
+    undone in the file. The content is held to the seal, not to the stored hash, a column anyone can write over,
+    and an entry a sidecar wrote (unsealed) is no revocation: the operator's is recorded."""
+    sealing = None
+    for row in conn.execute(f"{SELECT} WHERE action = :action AND instr(details, :id) > 0 ORDER BY seq",
+                            {"action": ACTION_RULE_REVOKED, "id": rule_id}):
+        if not isinstance(row[0], int) or (stored_details(row[9]) or {}).get("rule") != rule_id:
+            continue
+        sealing = sealing or _sealing(conn)
+        try:
+            content = compute_hash(*row[:11])
+        except (TypeError, ValueError):  # not what bot-bottle writes
+            continue
+        if seal_problem(conn, (*row[:11], content, row[12]), *sealing) is None:
+            return row[0], str(row[6]), str(row[1])
+    return None
 
 
 def decision_rule_entry(conn: sqlite3.Connection, proposal_id: str) -> tuple[int, dict[str, Any]] | None:
