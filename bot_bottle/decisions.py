@@ -20,6 +20,7 @@ import socket
 from collections.abc import Sequence
 from typing import Any
 
+from bot_bottle.audit.rule_proofs import rejecting_rule
 from bot_bottle.audit_store import AuditRecorder, AuditStore
 from bot_bottle.errors import AlreadyDecided, AnchorNotWritten, AuditTampered, ProposalExpired, ValidationError
 from bot_bottle.grants import add_rule_in, grant_record, insert_grant_in
@@ -290,6 +291,8 @@ def record_decision_in(
                                       f"this proposal does not say what it would grant ({exc}): decide it "
                                       "once, with no length and no rule") from None
             details["grant"] = None
+    if granted and subject is not None and rule_id is None:  # the operator's approval: a rejection stands first
+        _refuse_rejected(log, proposal, subject, now)
     grant_id, ends_at = secrets.token_hex(16), ""
     if granted and subject is not None:
         ends_at = later(now, grant_seconds(proposal.tool, decision.grant_seconds))
@@ -328,6 +331,21 @@ def _refuse_logged_decision(log: AuditRecorder, proposal: Proposal) -> None:
         raise AlreadyDecided(f"proposal {proposal.short_id} was already {found[1]} by {found[2]} at {found[3]} "
                              f"(audit entry {found[0]}), but its response is gone: it was removed from the database. "
                              "The first decision stands; check 'bot-bottle audit verify'")
+
+
+def _refuse_rejected(log: AuditRecorder, proposal: Proposal, subject: dict[str, Any], now: str) -> None:
+    """Refuse an operator's approval (or modification) of ``proposal`` granting ``subject`` where a standing
+    rejection the audit log proves rejects it (``audit.rule_proofs.rejecting_rule``): the rule decides it at the next
+    look. A sidecar on the mount files without the key, so the rule had not looked yet, and 'proposals approve ID'
+    (or a second operator's page, read before the rule was made) made a grant that outlived "never this"."""
+    rule = rejecting_rule(log.conn, proposal.queue_key, proposal.tool, subject, now)
+    if rule is not None:
+        whose = "every bottle" if rule.queue_key is None else rule.queue_key
+        why = rule.notes or "always reject"
+        # Refused as one decided first: the rule's answer is the first, whenever it is recorded.
+        raise AlreadyDecided(f"rule {rule.short_id} rejects this for {whose} from now on ({why}): nothing recorded, "
+                             f"and the next look lets it reject {proposal.short_id}; to approve it, 'rules revoke "
+                             f"{rule.short_id}' first")
 
 
 def _remember(log: AuditRecorder, proposal: Proposal, decision: Decision, subject: dict[str, Any],

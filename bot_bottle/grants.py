@@ -112,7 +112,7 @@ _LIVE_RULE = ("r.revoked_at IS NULL AND (r.ends_at IS NULL OR r.ends_at > :now) 
 def live_rules_in(conn: sqlite3.Connection, queue_key: str, tool: str, now: str) -> list[Rule]:
     """Rules in force at ``now`` for ``queue_key``'s proposals of ``tool`` (the bottle's own, and every bottle's).
 
-    As the file says: only a rule its audit entry proves may decide (``standing.RuleProofs``).
+    As the file says: only a rule its audit entry proves may decide (``audit.rule_proofs.RuleProofs``).
     """
     rows = conn.execute(
         f"SELECT {_RULE_COLUMNS} FROM rules r WHERE r.tool = :tool "

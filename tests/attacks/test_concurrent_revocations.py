@@ -89,7 +89,7 @@ class ConcurrentRuleRevocationTest(HostGrantsCase):
         self.check_revoked_once(self.add_rule("--reject"))
 
     def test_a_rejection_whose_row_a_sidecar_deleted_is_revoked_once(self) -> None:
-        """The log keeps it (standing.logged_rejections): the revocation of what only the log says is held too."""
+        """The log keeps it (audit.rule_proofs.logged_rejections), and its revocation is held to the same."""
         rule_id = self.add_rule("--reject")
         with self.store.db.read() as conn:
             triggers = [name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'trigger' "

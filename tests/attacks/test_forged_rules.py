@@ -26,7 +26,7 @@ import time
 import unittest
 from unittest import mock
 
-from bot_bottle import standing
+from bot_bottle.audit import rule_proofs
 from bot_bottle.audit.chain import GENESIS_HASH, compute_hash
 from bot_bottle.decisions import decide
 from bot_bottle.errors import BotBottleError, Unauthorized, ValidationError
@@ -240,7 +240,7 @@ class ForgedRuleFloodTest(ForgedRuleCase):
         for number in range(1000):
             file_as_a_sidecar(self.store.db.path, f"web-{number % 50}", TOOL_EGRESS_ALLOW,
                               f'{{"host": "h{number}.example"}}', "flood", created_at="2026-12-05T00:00:00.000000Z")
-        with mock.patch.object(standing, "rule_problem", wraps=standing.rule_problem) as proved:
+        with mock.patch.object(rule_proofs, "rule_problem", wraps=rule_proofs.rule_problem) as proved:
             keep(self.store)
         self.assertEqual(proved.call_count, 202)  # the 200 forged, and the operator's 2
 
@@ -339,7 +339,7 @@ class SecondReviewTest(ForgedRuleCase):
                 self.raw.execute(f"UPDATE {table} SET revoke_reason = ? WHERE rowid = last_insert_rowid()",
                                  (f"copy {number}",))
         from bot_bottle.audit import forensics
-        with mock.patch.object(standing, "rule_problem", wraps=standing.rule_problem) as proved:
+        with mock.patch.object(rule_proofs, "rule_problem", wraps=rule_proofs.rule_problem) as proved:
             keep(self.store)
         self.assertLessEqual(proved.call_count, 3)  # the copied rule once, and the operator's other rule
         relay = self.relay()

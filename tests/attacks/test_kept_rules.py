@@ -2,7 +2,7 @@
 
 A sidecar on the mount can write the database file but not the sealed
 audit log, so a standing rejection whose row it deletes or marks revoked
-still decides, from its logged entry (``standing.logged_rejections``), and
+still decides, from its logged entry (``audit.rule_proofs.logged_rejections``), and
 a rule row it writes decides nothing. Before the fix next to these tests,
 measured with the operator's real command line: after the sidecar deleted
 the row of the operator's rejection of pastebin.com, ``rules list`` said

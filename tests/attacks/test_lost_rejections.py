@@ -14,7 +14,7 @@ asked for secret.example.com; the operator's next ``proposals list`` said
 grant that let GET secret.example.com through. Only ``audit verify`` said
 anything ("entry 2 records rule ..., but the rule is gone"). Now a rejecting
 rule is also read from its sealed ``rule-added`` entry
-(``standing.logged_rejections``); a revocation the log records still ends it.
+(``audit.rule_proofs.logged_rejections``); a revocation the log records still ends it.
 """
 
 from __future__ import annotations
