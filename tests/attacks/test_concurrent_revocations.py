@@ -20,14 +20,32 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from typing import Any
 from unittest import mock
 
 from bot_bottle.cli import in_force
 from bot_bottle.errors import AlreadyEnded
 from bot_bottle.grants import GrantStore
-from bot_bottle.records import ACTION_RULE_REVOKED, TOOL_EGRESS_ALLOW
+from bot_bottle.records import ACTION_RULE_REVOKED, EFFECT_APPROVE, TOOL_EGRESS_ALLOW
+from bot_bottle.timestamps import later, utc_now
+from tests.helpers.browser import Browser
+from tests.helpers.dashboard import BrowserCase
 from tests.helpers.host_grants import HostGrantsCase
+
+
+def meeting_after_the_read() -> tuple[threading.Barrier, Any]:
+    """A barrier two revocations meet at after each has read the rules in force, and ``rules_in_force`` waiting
+    at it (to patch into ``cli.in_force``)."""
+    met = threading.Barrier(2, timeout=30)
+    reading = in_force.rules_in_force
+
+    def read_then_meet(store: GrantStore) -> list[in_force.RuleInForce]:
+        found = reading(store)
+        met.wait()
+        return found
+
+    return met, read_then_meet
 
 
 class ConcurrentRuleRevocationTest(HostGrantsCase):
@@ -40,14 +58,7 @@ class ConcurrentRuleRevocationTest(HostGrantsCase):
     def revoke_at_once(self, rule_id: str) -> dict[str, Any]:
         """Operators ann and bob revoke ``rule_id`` together: both read it as in force before either writes.
         What each was answered: the revoked rule, or the refusal."""
-        met = threading.Barrier(2, timeout=30)
-        reading = in_force.rules_in_force
-
-        def read_then_meet(store: GrantStore) -> list[in_force.RuleInForce]:
-            found = reading(store)
-            met.wait()
-            return found
-
+        _, read_then_meet = meeting_after_the_read()
         answers: dict[str, Any] = {}
 
         def revoke(who: str) -> None:
@@ -106,3 +117,53 @@ class ConcurrentRuleRevocationTest(HostGrantsCase):
         self.assertEqual(count, 1)
         self.assertEqual([item.rule.id for item in in_force.rules_in_force(self.grants)
                           if item.rule.tool == TOOL_EGRESS_ALLOW and item.decides], [])
+
+
+def wait_for(browser: Browser, words: tuple[str, ...], seconds: float = 30) -> str:
+    """The page's text once it holds one of ``words`` (or at the end of ``seconds``)."""
+    deadline = time.monotonic() + seconds
+    while True:
+        text = browser.text()
+        if any(word in text for word in words) or time.monotonic() > deadline:
+            return text
+        time.sleep(0.2)
+
+
+class TwoDashboardSessionsTest(BrowserCase):
+    """Two operators, each in a Chromium session of their own on the dashboard's bottles page, press the same rule's
+    revoke button at the same moment."""
+
+    def test_the_rule_is_revoked_once_and_the_other_page_says_so(self) -> None:
+        grants = GrantStore(database=self.store.db)
+        now = utc_now()
+        rule = grants.add_rule(queue_key="web-1", tool=TOOL_EGRESS_ALLOW, pattern=False, effect=EFFECT_APPROVE,
+                               subject={"host": "docs.python.org", "methods": [], "paths": []}, notes="docs",
+                               created_by="ann", ends_at=later(now, 7 * 86400), now=now)
+        other = Browser()
+        self.addCleanup(other.close)
+        for browser in (self.browser, other):
+            browser.get(self.server.url)
+            browser.get(f"{self.origin}{self.dashboard.root}/bottles")
+        time.sleep(1.5)  # both pages past their guard (a click within 800 ms of a change is dropped)
+        press = ("const row = [...document.querySelectorAll('[data-part=rules] tr')]"
+                 "  .find(tr => tr.textContent.includes('docs.python.org'));"
+                 "const form = row.querySelector('form');"
+                 "form.querySelector('input[name=reason]').value = arguments[0];"
+                 "form.querySelector('button[value=revoke]').click(); return true;")
+        _, read_then_meet = meeting_after_the_read()
+        with mock.patch.object(in_force, "rules_in_force", read_then_meet):
+            threads = [threading.Thread(target=browser.script, args=(press, reason))
+                       for browser, reason in ((self.browser, "ann: not now"), (other, "bob: not now"))]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join(60)
+            pages = [wait_for(browser, ("revoked rule", "Not revoked")) for browser in (self.browser, other)]
+        told = [page for page in pages if f"revoked rule {rule.short_id}" in page]
+        refused = [page for page in pages if "was revoked already" in page]
+        self.assertEqual((len(told), len(refused)), (1, 1), pages)
+        with self.store.db.read() as conn:
+            count = conn.execute("SELECT count(*) FROM audit_log WHERE action = :action",
+                                 {"action": ACTION_RULE_REVOKED}).fetchone()[0]
+        self.assertEqual(count, 1)
+        self.assertTrue(self.dashboard.audit.verify().ok)
