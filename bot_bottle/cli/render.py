@@ -204,8 +204,9 @@ def grant_cell(approval: Approval, width: int = GRANTS_WIDTH) -> terminal.Line:
 
 LEFT_FROM_WIDTH = 120  # a screen this wide has a LEFT column too: narrower, what approving grants keeps the room
 # Narrower than this, a row drops its TOOL and AGE (the detail view has both; what approving grants says the
-# tool in its words): at 60 columns they left the grants 8 columns, at 40 none, for what each row is about.
-TOOL_FROM_WIDTH = 80
+# tool in its words): at 60 columns they left the grants 8 columns, at 40 none, for what each row is about; at
+# 80, the common terminal, 28 ('docs.python.org (any method…'), fewer than at 79 without them (53).
+TOOL_FROM_WIDTH = 100
 
 
 def inbox_row(proposal: Proposal | ProposalSummary, approval: Approval, width: int, *,

@@ -335,9 +335,9 @@ class TuiTest(TempDirTest):
 
     def test_a_narrow_grants_view_gives_the_tools_room_to_the_grant(self) -> None:
         """BROKE before the fix: at 70 columns the tool and its padding left the grant 16 columns
-        ('pypi.org (any m…'), as the list of proposals' rows did."""
+        ('pypi.org (any m…'), as the list of proposals' rows did, and at 80 (the common terminal) 26."""
         decide(self.route.id, STATUS_APPROVED, store=self.store)
-        self.term.run("resize-window", "-t", "t", "-x", "70")
+        self.term.run("resize-window", "-t", "t", "-x", "80")
         self.open_the_grants_view()
         lines = self.term.screen().splitlines()
         self.assertEqual(lines[1].split(), ["ID", "BOTTLE", "LEFT", "GRANTS", "(BY)"])
@@ -636,7 +636,7 @@ class NarrowRowTest(TempDirTest):
     def test_what_approving_grants_has_the_room_before_the_agents_words(self) -> None:
         """BROKE before the fix: at 100 columns the row read 'files.example.com  GET  /simp…' beside 20 columns
         of the agent's words; the grants column was 3/5 of the room however narrow. Now the grant is whole, and
-        where it does not fit (80 columns) the agent's words give up all their room to it."""
+        where it does not fit (50 columns) the agent's words give up all their room to it."""
         with QueueStore(self.tmp / "n.db") as store:
             proposal = store.submit("web-1", TOOL_EGRESS_ALLOW, json.dumps(
                 {"host": "files.example.com", "methods": ["GET"], "paths": ["/simple/"]}), "I need the index")
@@ -646,8 +646,8 @@ class NarrowRowTest(TempDirTest):
             approval = approval_of(shown.tool, shown.payload, shown.current_file)
             return "".join(segment.text for segment in inbox_row(shown, approval, width))
         self.assertIn("files.example.com (GET; /simple/)  agent: I need", row(100))
-        self.assertNotIn("agent:", row(80))
-        self.assertIn("files.example.com (GET; /sim", row(80))
+        self.assertNotIn("agent:", row(50))
+        self.assertIn("files.example.com (GET; …", row(50))
         self.assertEqual(row(160).index("agent:"), row(160, short).index("agent:"), "a wide screen's words line up")
 
     def test_a_narrow_screen_gives_the_tool_and_ages_room_to_the_grants(self) -> None:
@@ -664,8 +664,21 @@ class NarrowRowTest(TempDirTest):
         self.assertNotIn("egress-allow", text(inbox_row(proposal, approval, 60)))
         self.assertIn("web-1        files.example.com", text(inbox_row(proposal, approval, 44)))
         self.assertEqual(text(inbox_heading(60)), "  ID        BOTTLE       GRANTS (what approving grants)")
-        self.assertIn("egress-allow", text(inbox_row(proposal, approval, 80)))
-        self.assertIn("TOOL", text(inbox_heading(80)))
+        self.assertIn("egress-allow", text(inbox_row(proposal, approval, 100)))
+        self.assertIn("TOOL", text(inbox_heading(100)))
+
+    def test_at_80_columns_a_route_is_whole(self) -> None:
+        """BROKE before the fix: at 80 columns, the common terminal, the tool and age left what approving grants
+        28 columns ('docs.python.org (any method…', its scope cut), fewer than at 79 without them. They are
+        shown from 100 columns, where the route still has 48."""
+        with QueueStore(self.tmp / "n.db") as store:
+            proposal = store.submit("web-1", TOOL_EGRESS_ALLOW, '{"host": "docs.python.org"}', "the docs")
+        approval = approval_of(proposal.tool, proposal.payload, proposal.current_file)
+        for width in (80, 99, 100):
+            with self.subTest(width=width):
+                shown = "".join(segment.text for segment in inbox_row(proposal, approval, width))
+                self.assertIn("docs.python.org (any method; every path)", shown)
+        self.assertNotIn("TOOL", "".join(segment.text for segment in inbox_heading(80)))
 
 
 class GrantQuestionTest(TempDirTest):
