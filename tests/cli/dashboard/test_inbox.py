@@ -15,9 +15,11 @@ from unittest import mock
 
 from bot_bottle.audit_store import AuditStore
 from bot_bottle.bottles import BottleStore
+from bot_bottle.decisions import decide
 from bot_bottle.grants import GrantStore
 from bot_bottle.queue_store import QueueStore
 from bot_bottle.records import (
+    STATUS_APPROVED,
     TOOL_EGRESS_ALLOW,
     TOOL_EGRESS_BLOCK,
     TOOL_EGRESS_TOKEN_ALLOW,
@@ -132,6 +134,32 @@ class InboxTest(BrowserCase):
                 by_id = {row["id"]: row["grants"][3] for row in cells}
                 self.assertIn("/simple/" + "x" * 60 + ")", by_id[wide.id])
                 self.assertIn("internal", by_id[inside.id])
+        self.browser.do("size", width=1280, height=900)
+
+    def test_no_page_scrolls_sideways_in_a_narrow_window(self) -> None:
+        """BROKE before the fix: under about 520 px the bar's 'notifications' and 'keys (?)' buttons were drawn
+        past the window's edge on every page, and under 800 px the bottles, grants and rules tables (and the
+        audit log's under 1100) pushed the whole page sideways, a grant's revoke button outside the window; on
+        a proposal's page, what approving grants ran past the edge, and the note and reason boxes under 530 px.
+        Now the bar wraps, a table wider than the window scrolls in its own box, the grants wrap, and no box is
+        wider than the window."""
+        route = self.store.submit("web-1", TOOL_EGRESS_ALLOW, '{"host": "docs.python.org"}', "the docs")
+        pending = self.store.submit("web-2", TOOL_EGRESS_ALLOW, '{"host": "pypi.org"}', "the index")
+        decide(route.id, STATUS_APPROVED, notes="fine for the docs " * 8, store=self.store)
+        self.log_in()
+        self.browser.do("wait_text", text="1 pending")
+        for path in ("/", "/bottles", "/audit", f"/proposal/{route.id}", f"/proposal/{pending.id}"):
+            for width in (360, 600):
+                with self.subTest(path=path, width=width):
+                    self.browser.do("size", width=width, height=800)
+                    self.open(path)
+                    shown = self.browser.script(
+                        "const page = document.documentElement;"
+                        "return {page: page.scrollWidth, window: page.clientWidth,"
+                        " bar: Math.max(...Array.from(document.querySelectorAll('nav > *'))"
+                        "  .filter(e => e.offsetParent !== null).map(e => e.getBoundingClientRect().right))}")
+                    self.assertLessEqual(shown["page"], shown["window"], f"the page scrolls sideways: {shown}")
+                    self.assertLessEqual(shown["bar"], shown["window"], f"the bar runs past the window: {shown}")
         self.browser.do("size", width=1280, height=900)
 
     def test_enter_in_each_text_box_approves_nothing(self) -> None:
