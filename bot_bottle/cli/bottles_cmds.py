@@ -120,7 +120,7 @@ def cmd_bottles_show(args: argparse.Namespace) -> int:
         print_table(["ID", "TOOL", "AGE", "LEFT", "GRANTS", "AGENT SAYS"],
                     [[e.proposal.short_id, e.proposal.tool, ago(e.proposal.created_at, now),
                       left_cell(e.proposal, None, stamp), grant_cell(e.approval), cell_text(e.proposal.justification)]
-                     for e in entries])
+                     for e in entries], narrow_drop=(1, 2))
     if expired is not None:  # under its pending ones, as 'proposals list --bottle' ends
         print_untrusted(expired if item.pending else ["", expired])
     if grants:
@@ -128,7 +128,8 @@ def cmd_bottles_show(args: argparse.Namespace) -> int:
         # Each row as a screen shows it (in_force.shown_record): a row a sidecar wrote is shown, not a traceback.
         print_table(["GRANT", "TOOL", "GRANTS", "LEFT", "BY"],
                     [[g.short_id, g.tool, subjects[g.id], time_left(stamp, g.ends_at),
-                      f"rule {g.rule_id[:8]}" if g.rule_id else g.decided_by] for g in map(shown_record, grants)])
+                      f"rule {g.rule_id[:8]}" if g.rule_id else g.decided_by] for g in map(shown_record, grants)],
+                    narrow_drop=(1,))
     if rules:
         print()
         shown = [(r, shown_record(r.rule)) for r in rules]

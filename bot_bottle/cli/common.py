@@ -302,9 +302,14 @@ def cell_text(text: str) -> str:
     return text if piped() else first_line(text)
 
 
+# A terminal narrower than this leaves out a table's ``narrow_drop`` columns (the tool, a proposal's age), as the
+# TUI's list does (``render.TOOL_FROM_WIDTH``): at 60 columns 'proposals list' cut what approving grants to 5.
+NARROW_BELOW = 100
+
+
 def print_table(
     headers: Sequence[str], rows: Sequence[Sequence[str | terminal.Line]], *, last_width: int = 60,
-    status_column: int | None = None, page: bool = False,
+    status_column: int | None = None, page: bool = False, narrow_drop: Sequence[int] = (),
 ) -> None:
     """Print rows of untrusted text under headers in aligned display columns.
 
@@ -313,12 +318,18 @@ def print_table(
     column is cut to ``last_width`` columns and not padded. On a terminal
     each row is cut to the screen's width with a marker, so no row wraps into
     something that looks like another row; the ``status_column`` is coloured
-    by its value.
+    by its value. On a terminal narrower than ``NARROW_BELOW`` the columns
+    numbered in ``narrow_drop`` are left out, so that those after them keep
+    their room; piped, every column is printed.
     """
     if piped():
         for texts in [headers, *rows]:
             print("\t".join(terminal.plain(terminal.line(text) if isinstance(text, str) else text) for text in texts))
         return
+    if narrow_drop and (terminal_columns() or NARROW_BELOW) < NARROW_BELOW:
+        keep = [index for index in range(len(headers)) if index not in narrow_drop]
+        headers, rows = [headers[i] for i in keep], [[row[i] for i in keep] for row in rows]
+        status_column = keep.index(status_column) if status_column in keep else None
     table = [[terminal.line(h) for h in headers]]
     table += [[terminal.line(cell) if isinstance(cell, str) else cell for cell in row] for row in rows]
     for row in table:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from bot_bottle.cli.common import ROLE_STYLES, UNREADABLE, Shown, age, first_line, piped
+from bot_bottle.cli.common import NARROW_BELOW, ROLE_STYLES, UNREADABLE, Shown, age, first_line, piped
 from bot_bottle.cli.inbox import approval_for
 from bot_bottle.decisions import decision_diff, normal_json, render_diff
 from bot_bottle.policy.approval import Approval, approval_of
@@ -206,7 +206,7 @@ LEFT_FROM_WIDTH = 120  # a screen this wide has a LEFT column too: narrower, wha
 # Narrower than this, a row drops its TOOL and AGE (the detail view has both; what approving grants says the
 # tool in its words): at 60 columns they left the grants 8 columns, at 40 none, for what each row is about; at
 # 80, the common terminal, 28 ('docs.python.org (any method…'), fewer than at 79 without them (53).
-TOOL_FROM_WIDTH = 100
+TOOL_FROM_WIDTH = NARROW_BELOW  # the command line's tables leave out the same columns below it
 
 
 def inbox_row(proposal: Proposal | ProposalSummary, approval: Approval, width: int, *,

@@ -72,6 +72,31 @@ class ProposalsVerbsTest(CliTestCase):
         code, out, _ = self.cli("proposals", "list", "--bottle", "web-2", "--json")
         self.assertEqual([p["id"] for p in json.loads(out)], [second.id])
 
+    def test_a_narrow_terminal_leaves_out_the_tool_and_age_for_what_approving_grants(self) -> None:
+        """BROKE before the fix: at 60 columns 'proposals list' cut what approving grants to 5 ('docs.…'), and
+        'supervise --once', 'bottles show' and 'grants list' theirs as short, where the TUI's list leaves out
+        TOOL and AGE below 100 columns. The command line's lists now leave out the same; piped, all is there."""
+        route = self.store.submit("web-1", TOOL_EGRESS_ALLOW, '{"host": "docs.python.org"}', "the docs")
+        self.assertEqual(self.approve(route, "--notes", "ok")[0], 0)
+        self.store.submit("web-1", TOOL_EGRESS_ALLOW, '{"host": "pypi.org"}', "the index")
+
+        def shown(columns: int, *argv: str) -> str:
+            terminal = TerminalOutput()
+            with redirect_stdout(terminal), redirect_stderr(io.StringIO()), \
+                    mock.patch.dict(os.environ, {"COLUMNS": str(columns), "LINES": "100"}):
+                main(list(argv))
+            return terminal.getvalue()
+        for argv in (["proposals", "list"], ["supervise", "--once"], ["bottles", "show", "web-1"],
+                     ["grants", "list"]):
+            with self.subTest(argv=argv):
+                narrow = shown(60, *argv)
+                self.assertNotIn("TOOL", narrow)
+                self.assertNotIn("egress-allow", narrow)
+                self.assertIn("pypi.org (any method; every path)" if "grants" not in argv
+                              else "docs.python.org (any method; every path)", narrow)
+                self.assertIn("TOOL", shown(100, *argv))
+                self.assertIn("TOOL", self.cli(*argv)[1], "piped: every column")
+
     def test_decide_from_the_shell(self) -> None:
         """approve, modify and reject by id prefix; list --all shows each decision."""
         approve, modify, reject = (self.routes(payload=f"routes: [{n}]\n") for n in "abc")
