@@ -172,7 +172,8 @@ def _add_serving_options(parser: argparse.ArgumentParser, *, after_start: bool =
         help=f"address to listen on (default: {DEFAULT_RELAY_HOST}; Docker Desktop forwards "
         "host.docker.internal there; Apple container's VMs need 192.168.64.1)")
     add("--port", type=port_number, default=default(DEFAULT_RELAY_PORT),
-        help=f"port (default: {DEFAULT_RELAY_PORT}, fixed so bottles' relay files outlive a restart)")
+        help=f"port (default: {DEFAULT_RELAY_PORT}, fixed so bottles' relay files outlive a restart; 0: any "
+             "free one)")
     add("--allowed-host", action="append", default=default([]), metavar="NAME",
         help="another name sidecars reach the relay by (repeatable; always: "
         f"{', '.join(VM_HOST_NAMES)}, localhost and the listen address)")

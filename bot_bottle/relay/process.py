@@ -87,7 +87,7 @@ def ensure_relay(host: str = DEFAULT_RELAY_HOST, port: int = DEFAULT_RELAY_PORT,
     keeps its own.
 
     Raises ``BotBottleError`` when the relay that runs listens elsewhere than
-    ``host:port`` (saying who wants that address, ``asked_by``, and what to
+    ``host:port`` (port 0 is any port; saying who wants that address, ``asked_by``, and what to
     do once it is stopped, ``then``: prepare's words by default), or when a
     new one does not start in ``timeout`` seconds (with the last line it
     logged).
@@ -118,7 +118,7 @@ def ensure_relay(host: str = DEFAULT_RELAY_HOST, port: int = DEFAULT_RELAY_PORT,
                 process.wait()
                 raise BotBottleError("the relay did not start" + _last_reason(log) + f" (its log: {log})")
             time.sleep(0.05)
-    if info.port != port or info.host not in (host, "0.0.0.0", "::"):
+    if port not in (0, info.port) or info.host not in (host, "0.0.0.0", "::"):  # (port 0: any free one)
         raise BotBottleError(f"the relay that runs (pid {info.pid}) listens on {info.url}, but {asked_by} "
                              f"{host}:{port}: stop it ('bot-bottle relay stop') and {then}")
     return info

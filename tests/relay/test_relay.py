@@ -441,6 +441,20 @@ class RelayProcessTest(TempDirTest):
                          rf"http://127.0.0.1:{self.port}/, but you asked for 127.0.0.1:{other}: stop it "
                          r"\('bot-bottle relay stop'\) and start it again\n$")
 
+    def test_relay_start_on_any_free_port_is_the_relay_it_started(self) -> None:
+        """BROKE before the fix: 'relay start --port 0' (the parser takes 0: any free port) started the relay on a
+        free port, then said it listened elsewhere than 127.0.0.1:0 and exited 1, leaving it running. Port 0 is
+        any port: the relay that runs is the one asked for, and a second 'start --port 0' says it runs."""
+        started = self.cli("relay", "start", "--port", "0", "--json")
+        self.addCleanup(self.cli, "relay", "stop")
+        self.assertEqual(started.returncode, 0, started.stderr)
+        url = json.loads(started.stdout)["url"]
+        self.assertNotIn(":0/", url)
+        again = self.cli("relay", "start", "--port", "0")
+        self.assertEqual(again.returncode, 0, again.stderr)
+        self.assertIn(f"relay already running: pid {json.loads(started.stdout)['pid']}, listening on {url}",
+                      again.stdout)
+
     def test_relay_start_starts_the_relay_with_the_options_given(self) -> None:
         """``relay --port P start --writes-per-bottle 1``: the background relay listens on P (an option before
         ``start`` is not overridden by start's default) and serves with the share given after it; a second
