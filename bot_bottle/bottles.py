@@ -98,6 +98,12 @@ class BottleOverview:
         the bottle's own (``Bottle.shown_state``)."""
         return STATE_UNPREPARED if self.never_prepared else self.bottle.shown_state(now)
 
+    @property
+    def shown_transport(self) -> str:
+        """The transport as the operator reads it: ``-`` for a bottle that has only filed (none was chosen for it:
+        its row holds the column's default), else the bottle's own."""
+        return "-" if self.never_prepared else self.bottle.transport
+
 
 _BOTTLE_COLUMNS = ", ".join(f"b.{field.name}" for field in fields(Bottle))
 _BOTTLE_WIDTH = len(fields(Bottle))

@@ -66,7 +66,7 @@ def cmd_bottles_list(args: argparse.Namespace) -> int:
         return 0
     print_table(
         ["BOTTLE", "STATE", "BACKEND", "TRANSPORT", "PENDING", "OLDEST", "LAST SEEN"],
-        [[o.bottle.slug, o.shown_state(now), o.bottle.backend or "-", o.bottle.transport,
+        [[o.bottle.slug, o.shown_state(now), o.bottle.backend or "-", o.shown_transport,
           str(len(o.pending)), ago(o.oldest_pending, now), ago(o.bottle.last_seen, now)] for o in items],
         page=True,
     )
@@ -103,7 +103,7 @@ def cmd_bottles_show(args: argparse.Namespace) -> int:
         + (" (it has only filed: the host never prepared it, and no sidecar of it ran)" if item.never_prepared
            else ""),
         f"backend    {bottle.backend or '-'}",
-        f"transport  {bottle.transport}",
+        f"transport  {item.shown_transport}",
         # The row filing made keeps its first proposal's time there: it was never prepared.
         f"prepared   never (first filed {bottle.prepared_at})" if item.never_prepared
         else f"prepared   {bottle.prepared_at}",

@@ -67,6 +67,20 @@ class UnpreparedBottleTest(CliTestCase):
         bottles.prepared("hook-1", "docker")  # prepared at last
         self.assertIn("hook-1\tprepared\tdocker", self.cli("bottles", "list")[1])
 
+    def test_a_bottle_that_has_only_filed_has_no_transport(self) -> None:
+        """BROKE before the fix: a bottle the host never prepared showed 'backend -' beside 'transport mount' (the
+        column's default), in 'bottles list', 'bottles show' and the dashboard: no transport was ever chosen
+        for it. It shows '-' there, as its backend, until it is prepared."""
+        self.store.submit("hook-1", TOOL_EGRESS_ALLOW, '{"host": "pypi.org"}', "pip")
+        bottles = BottleStore(database=self.store.db)
+        self.assertIn("hook-1\tunprepared\t-\t-\t1", self.cli("bottles", "list")[1])
+        self.assertIn("transport  -\n", self.cli("bottles", "show", "hook-1")[1])
+        page = bottles_table(bottles.overview(), datetime.now(UTC))
+        self.assertIn('<td class="state">unprepared</td><td>-</td><td>-</td>', page)
+        bottles.prepared("hook-1", "docker")
+        self.assertIn("hook-1\tprepared\tdocker\tmount", self.cli("bottles", "list")[1])
+        self.assertIn("transport  mount\n", self.cli("bottles", "show", "hook-1")[1])
+
 
 class AuditListTest(CliTestCase):
     def test_a_bottle_nobody_has_is_said_and_rules_are_named_short(self) -> None:

@@ -127,7 +127,7 @@ def bottles_table(items: Sequence[BottleOverview], now: datetime) -> str:
         rows.append(
             f'<tr class="state-{attribute(state)}"><td>{line_html(bottle.slug)}</td>'
             f'<td class="state">{line_html(state)}</td><td>{line_html(bottle.backend or "-")}</td>'
-            f"<td>{line_html(bottle.transport)}</td><td>{len(item.pending)}</td>"
+            f"<td>{line_html(item.shown_transport)}</td><td>{len(item.pending)}</td>"
             f"<td>{line_html(ago(item.oldest_pending, now))}</td><td>{line_html(ago(bottle.last_seen, now))}</td></tr>"
         )
     return ('<table class="bottles" data-part="bottles"><thead><tr><th>bottle</th><th>state</th><th>backend</th>'
