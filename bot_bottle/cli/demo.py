@@ -78,7 +78,7 @@ class AgentCall:
 def demo_calls() -> list[AgentCall]:
     """The proposals the demo agent files, one of each kind the server offers."""
     return [
-        AgentCall("egress-allow pypi.org /simple/ /packages/", "egress-allow",
+        AgentCall("egress-allow pypi.org (any method; /packages/ /simple/)", "egress-allow",
                   {"host": "pypi.org", "paths": ["/simple/", "/packages/"],
                    "justification": "pip install needs the package index"},
                   STATUS_APPROVED, "fine for pip"),
@@ -87,7 +87,7 @@ def demo_calls() -> list[AgentCall]:
                    "justification": "npm install, and example.com for the tests"},
                   STATUS_MODIFIED, "npm yes; example.com no",
                   ROUTES_FILE + "  - host: registry.npmjs.org\n"),
-        AgentCall("egress-allow paste.example", "egress-allow",
+        AgentCall("egress-allow paste.example (any method; every path)", "egress-allow",
                   {"host": "paste.example", "justification": "share a log with a colleague"},
                   STATUS_REJECTED, "no paste sites from bottles"),
     ]
@@ -313,25 +313,26 @@ class Demo:
         """Print what the agent received; in auto mode, check it is what the script decided."""
         print("\nwhat the agent received:")
         problems: list[str] = []
+        width = max(len(call.label) for call in self.calls)
         for call in self.calls:
             final = call.final
             if call.error:
-                print_untrusted([f"  {call.label:<41} error: {call.error}"])
+                print_untrusted([f"  {call.label:<{width}} error: {call.error}"])
                 problems.append(f"{call.label}: {call.error}")
                 continue
             if final is None:
-                print(f"  {call.label:<41} still pending (the agent would call check-proposal later)")
+                print(f"  {call.label:<{width}} still pending (the agent would call check-proposal later)")
                 problems.append(f"{call.label}: no decision reached the agent" if self.auto else
                                 f"{call.label}: left undecided, so the agent is still waiting")
                 continue
             lines = str(final.get("final_file") or "").count("\n")
             extra = f"; final file of {lines} lines" if final.get("final_file") else ""
-            print_untrusted([f"  {call.label:<41} {final['status']:<9} {final['notes']!r}{extra}"])
+            print_untrusted([f"  {call.label:<{width}} {final['status']:<9} {final['notes']!r}{extra}"])
             expected = (call.auto_status, call.auto_notes, call.auto_final)
             if self.auto and (final["status"], final["notes"], final.get("final_file")) != expected:
                 problems.append(f"{call.label}: got {final['status']}, expected {call.auto_status}")
         verdict = {None: "still waiting for the operator", True: "token allowed", False: "request stays blocked"}
-        print(f"  {'egress proxy: POST api.github.com':<41} {verdict[self.proxy_verdict]}")
+        print(f"  {'egress proxy: POST api.github.com':<{width}} {verdict[self.proxy_verdict]}")
         if self.auto and self.proxy_verdict is not True:
             problems.append("the egress proxy did not get the approval the script gave")
         elif self.proxy_verdict is None:

@@ -468,7 +468,7 @@ class DemoTest(TempDirTest):
         self.assertRegex(out, r"supervise server: http://127\.0\.0\.1:\d+/")
         for needle in ("approved  'fine for pip'", "modified  'npm yes; example.com no'",
                        "rejected  'no paste sites from bottles'",
-                       "egress proxy: POST api.github.com         token allowed",
+                       "egress proxy: POST api.github.com                       token allowed",
                        "audit log: 4 entries, chain whole",
                        "every step worked"):
             self.assertIn(needle, out)
@@ -512,7 +512,17 @@ class DemoTest(TempDirTest):
         for call in demo_calls():
             for path in call.arguments.get("paths", []):
                 with self.subTest(call=call.label, path=path):
-                    self.assertIn(path, call.label.split())
+                    self.assertIn(path, call.label)
+
+    def test_each_route_is_worded_as_every_screen_words_it(self) -> None:
+        """BROKE before the fix: the demo said 'egress-allow pypi.org /simple/ /packages/' (and 'egress-allow
+        paste.example') of what the agent filed, what was decided and what it received, where the TUI it opens,
+        the lists and the dashboard say 'pypi.org (any method; /packages/ /simple/)'."""
+        for call in demo_calls():
+            if call.tool == TOOL_EGRESS_ALLOW:
+                route = json.dumps({k: v for k, v in call.arguments.items() if k != "justification"})
+                with self.subTest(call=call.label):
+                    self.assertEqual(call.label, f"{call.tool} {approval_of(call.tool, route, None).summary}")
 
 
 class DemoHangupTest(TempDirTest):
