@@ -26,7 +26,7 @@ from bot_bottle.cli.examples import finish_help
 from bot_bottle.cli.registry import VERBS
 from bot_bottle.connection import translate
 from bot_bottle.db import resolve_db_path
-from bot_bottle.errors import BotBottleError, ValidationError
+from bot_bottle.errors import BotBottleError, NotFound, ValidationError
 from bot_bottle.text import terminal
 
 _EPILOG = """\
@@ -167,6 +167,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         leaf = _leaf(parser, words, args)
         positionals = {action.dest for action in leaf._actions if not action.option_strings}
         return fail(_with_option_names(exc, args, positionals), EXIT_USAGE)
+    except NotFound as exc:  # where it looked: a --db left out (or another's) finds no id the operator just saw
+        return fail(f"{exc}; looked in {resolve_db_path(getattr(args, 'db', None))}", 1)
     except BotBottleError as exc:
         return fail(str(exc), 1)
     except sqlite3.Error as exc:

@@ -303,6 +303,25 @@ class ProposalsVerbsTest(CliTestCase):
         code, out, _ = self.cli("grants", "revoke", grant["id"][:8], "--reason", "enough")
         self.assertRegex(out, r"rule [0-9a-f]{8}, remembered with it, still approves the same again for web-2")
 
+    def test_an_id_not_found_names_the_database_looked_in(self) -> None:
+        """BROKE before the fix: a command run without the --db the operator was using said only "no proposal id
+        starts with 'f0f5'" of a proposal they had just listed: it looked in the host database, and said not."""
+        other = self.tmp / "other.db"
+        with QueueStore(other) as store:
+            filed = store.submit("web-1", TOOL_EGRESS_ALLOW, '{"host": "pypi.org"}', "pip")
+        host = str(self.store.db.path)
+        for argv, said in ((["proposals", "show", filed.short_id], f"no proposal id starts with '{filed.short_id}'"),
+                           (["proposals", "reject", filed.short_id, "--reason", "no"], "no proposal id starts with"),
+                           (["grants", "revoke", "abcdef12", "--reason", "done"], "no grant id starts with"),
+                           (["bottles", "show", "web-1"], "no bottle web-1")):
+            with self.subTest(argv=argv):
+                code, _, err = self.cli(*argv)
+                self.assertEqual(code, 1)
+                self.assertIn(said, err)
+                self.assertTrue(err.rstrip().endswith(f"; looked in {host}"), err)
+        code, _, err = self.cli("--db", str(other), "proposals", "show", "ffffffff")
+        self.assertTrue(err.rstrip().endswith(f"; looked in {other}"), err)
+
     def test_errors_are_one_line(self) -> None:
         """Rule violations and unknown ids: one line on stderr, the right exit code, no traceback."""
         proposal = self.routes()
