@@ -174,7 +174,8 @@ class TuiTest(TempDirTest):
         self.term.send("R")
         self.term.wait_for("reason for rejecting")
         self.term.send("not this", "Enter")
-        self.term.wait_for("always reject this and every ask for any of it")
+        # BROKE before the fix: the question did not say what Enter alone does, which R led one to expect.
+        self.term.wait_for("Enter alone: this one only, once")
         self.term.send("Enter")
         self.term.wait_for("once: no +bottle or +all given, so nothing is rejected from now on")
         self.settle()

@@ -61,7 +61,7 @@ def grant_question(proposal: Proposal, approving: bool) -> str:
                 f"{spell_duration(life.maximum)}; {examples} or a time); add +bottle or +all to approve the same "
                 "again until then: ")
     return (f"{proposal.short_id}: always reject this and every ask for any of it: +bottle (this bottle's) or "
-            "+all (every bottle's); a duration after it: only that long: ")
+            "+all (every bottle's); a duration after it: only that long; Enter alone: this one only, once: ")
 
 
 def parse_grant_choice(answer: str) -> GrantChoice:
