@@ -86,14 +86,16 @@ class ProposalsVerbsTest(CliTestCase):
                     mock.patch.dict(os.environ, {"COLUMNS": str(columns), "LINES": "100"}):
                 main(list(argv))
             return terminal.getvalue()
+        self.cli("rules", "add", "--bottle", "web-1", "--host", "paste.example", "--reject")
         for argv in (["proposals", "list"], ["supervise", "--once"], ["bottles", "show", "web-1"],
-                     ["grants", "list"]):
+                     ["grants", "list"], ["rules", "list"]):
             with self.subTest(argv=argv):
                 narrow = shown(60, *argv)
                 self.assertNotIn("TOOL", narrow)
                 self.assertNotIn("egress-allow", narrow)
-                self.assertIn("pypi.org (any method; every path)" if "grants" not in argv
-                              else "docs.python.org (any method; every path)", narrow)
+                self.assertIn({"grants": "docs.python.org (any method; every path)",
+                               "rules": "paste.example (any method;"}.get(argv[0], "pypi.org (any method; every path)"),
+                              narrow)
                 self.assertIn("TOOL", shown(100, *argv))
                 self.assertIn("TOOL", self.cli(*argv)[1], "piped: every column")
 
