@@ -50,11 +50,40 @@ class OneLineErrorParser(argparse.ArgumentParser):
     """argparse, but a usage error is one line on stderr (exit 2), pointing at ``--help``, with the nearest
     verb or option when one was mistyped."""
 
+    _words: Sequence[str] = ()
+
+    def parse_known_args(self, args: Sequence[str] | None = None,  # type: ignore[override]
+                         namespace: argparse.Namespace | None = None) -> tuple[argparse.Namespace, list[str]]:
+        """As argparse's, keeping the words this parser was given, for ``error`` to name a mistyped option."""
+        self._words = list(sys.argv[1:] if args is None else args)
+        return super().parse_known_args(args, namespace)
+
     def error(self, message: str) -> NoReturn:
-        """Print ``prog: error: message`` and exit 2."""
+        """Print ``prog: error: message`` and exit 2.
+
+        A required option said to be missing where an option this parser
+        does not know was given (``--reson``) is said as that typo, with the
+        nearest option: the cause, where argparse names only the effect.
+        """
+        typo = self._unknown_option() if message.startswith("the following arguments are required") else None
+        if typo is not None:
+            message = f"unrecognized arguments: {typo}"
         text = terminal.clean_line(f"{self.prog}: error: {message}{self._nearest(message)}{self._verbs(message)} "
                                    f"(see '{self.prog} --help')")
         self.exit(EXIT_USAGE, text + "\n")
+
+    def _unknown_option(self) -> str | None:
+        """The first word given that reads as an option this parser does not know (nor abbreviates), if any."""
+        known = [option for action in self._actions for option in action.option_strings]
+        for word in self._words:
+            if word == "--":
+                return None
+            name = word.split("=", 1)[0]
+            if name.startswith("-") and len(name) > 1 and not name[1:].replace(".", "").isdigit() and not any(
+                    option == name or (self.allow_abbrev and name.startswith("--") and option.startswith(name))
+                    for option in known):
+                return word
+        return None
 
     def _verbs(self, message: str) -> str:
         """``: one of list, show, ...`` when a group was given without its verb (``bot-bottle proposals``)."""

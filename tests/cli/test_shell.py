@@ -239,6 +239,20 @@ class NewcomerEdgesTest(ShellCase):
                 self.assertIn(f"(see '{helped}')", line)
         shown = self.bb("proposals", "show", "zz")
         self.assertIn("error: ID: 'zz'", shown.stderr, "a positional argument is not called --id")
+        # BROKE before the fix: a mistyped required option was said to be missing ('the following arguments are
+        # required: --reason'), the typo itself never named, nor the option meant.
+        for argv, typo, nearest in ((["grants", "revoke", "abcd1234", "--reson", "x"], "--reson", "--reason"),
+                                    (["proposals", "reject", "abcd1234", "--raeson=x"], "--raeson=x", "--reason"),
+                                    (["rules", "add", "--botle", "web-1", "--host", "a.com"], "--botle web-1", "--bottle")):
+            with self.subTest(argv):
+                result = self.bb(*argv)
+                self.assertEqual(result.returncode, 2)
+                (line,) = result.stderr.splitlines()
+                self.assertIn(f"unrecognized arguments: {typo}; did you mean '{nearest}'?", line)
+        missing = self.bb("grants", "revoke", "abcd1234")
+        self.assertIn("the following arguments are required: --reason", missing.stderr, "nothing mistyped")
+        abbreviated = self.bb("grants", "revoke", "abcd1234", "--rea", "x")
+        self.assertNotIn("unrecognized", abbreviated.stderr, "an abbreviation argparse takes is no typo")
 
 
 class PromptTest(ShellCase):
