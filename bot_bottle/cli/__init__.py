@@ -65,7 +65,9 @@ class OneLineErrorParser(argparse.ArgumentParser):
         does not know was given (``--reson``) is said as that typo, with the
         nearest option: the cause, where argparse names only the effect.
         """
-        typo = self._unknown_option() if message.startswith("the following arguments are required") else None
+        required = message.removeprefix("the following arguments are required: ")
+        missing_options = required != message and all(name.startswith("-") for name in required.split(", "))
+        typo = self._unknown_option() if missing_options else None  # (a missing VERB keeps its list of verbs)
         if typo is not None:
             message = f"unrecognized arguments: {typo}"
         text = terminal.clean_line(f"{self.prog}: error: {message}{self._nearest(message)}{self._verbs(message)} "

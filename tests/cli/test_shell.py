@@ -251,6 +251,8 @@ class NewcomerEdgesTest(ShellCase):
                 self.assertIn(f"unrecognized arguments: {typo}; did you mean '{nearest}'?", line)
         missing = self.bb("grants", "revoke", "abcd1234")
         self.assertIn("the following arguments are required: --reason", missing.stderr, "nothing mistyped")
+        verbless = self.bb("proposals", "--jsno")
+        self.assertIn("required: VERB (one of: list, show, approve, modify, reject)", verbless.stderr)
         abbreviated = self.bb("grants", "revoke", "abcd1234", "--rea", "x")
         self.assertNotIn("unrecognized", abbreviated.stderr, "an abbreviation argparse takes is no typo")
 
