@@ -243,7 +243,8 @@ class NewcomerEdgesTest(ShellCase):
         # required: --reason'), the typo itself never named, nor the option meant.
         for argv, typo, nearest in ((["grants", "revoke", "abcd1234", "--reson", "x"], "--reson", "--reason"),
                                     (["proposals", "reject", "abcd1234", "--raeson=x"], "--raeson=x", "--reason"),
-                                    (["rules", "add", "--botle", "web-1", "--host", "a.com"], "--botle web-1", "--bottle")):
+                                    (["rules", "add", "--botle", "web-1", "--host", "a.com"], "--botle web-1",
+                                     "--bottle")):
             with self.subTest(argv):
                 result = self.bb(*argv)
                 self.assertEqual(result.returncode, 2)
