@@ -71,6 +71,7 @@ def cmd_audit_list(args: argparse.Namespace) -> int:
         last_width=40,
         status_column=3,
         page=True,
+        bottle_column=2,
     )
     return 0
 

@@ -136,7 +136,7 @@ def cmd_bottles_show(args: argparse.Namespace) -> int:
         print_table(["RULE", "BOTTLE", "EFFECT", "DECIDES ON", "LEFT", "NOTES"],
                     [[rule.short_id, rule_scope(rule), rule.effect,
                       ("" if r.decides else "[decides nothing] ") + rule_subject(rule), rule_left(rule, stamp),
-                      rule.notes] for r, rule in shown])
+                      rule.notes] for r, rule in shown], bottle_column=1)
     return 0
 
 

@@ -305,11 +305,15 @@ def cell_text(text: str) -> str:
 # A terminal narrower than this leaves out a table's ``narrow_drop`` columns (the tool, a proposal's age), as the
 # TUI's list does (``render.TOOL_FROM_WIDTH``): at 60 columns 'proposals list' cut what approving grants to 5.
 NARROW_BELOW = 100
+# A table's bottle column is cut to this many columns on a terminal, as the TUI's grants and rules views cut it:
+# a slug may be 64 characters, and sized to its longest cell the column left every row's grants none at 80.
+BOTTLE_COLUMNS = 16
 
 
 def print_table(
     headers: Sequence[str], rows: Sequence[Sequence[str | terminal.Line]], *, last_width: int = 60,
     status_column: int | None = None, page: bool = False, narrow_drop: Sequence[int] = (),
+    bottle_column: int | None = None,
 ) -> None:
     """Print rows of untrusted text under headers in aligned display columns.
 
@@ -320,18 +324,26 @@ def print_table(
     something that looks like another row; the ``status_column`` is coloured
     by its value. On a terminal narrower than ``NARROW_BELOW`` the columns
     numbered in ``narrow_drop`` are left out, so that those after them keep
-    their room; piped, every column is printed.
+    their room; piped, every column is printed. On a terminal the
+    ``bottle_column`` is cut to ``BOTTLE_COLUMNS``: one bottle's long slug
+    (a sidecar on the mount files under any it writes) widened the column
+    for every row, and pushed every other bottle's grants off the screen.
     """
     if piped():
         for texts in [headers, *rows]:
             print("\t".join(terminal.plain(terminal.line(text) if isinstance(text, str) else text) for text in texts))
         return
+    keep = list(range(len(headers)))  # the columns shown, by their number in ``headers``
     if narrow_drop and (terminal_columns() or NARROW_BELOW) < NARROW_BELOW:
-        keep = [index for index in range(len(headers)) if index not in narrow_drop]
+        keep = [index for index in keep if index not in narrow_drop]
         headers, rows = [headers[i] for i in keep], [[row[i] for i in keep] for row in rows]
         status_column = keep.index(status_column) if status_column in keep else None
     table = [[terminal.line(h) for h in headers]]
     table += [[terminal.line(cell) if isinstance(cell, str) else cell for cell in row] for row in rows]
+    if bottle_column is not None and bottle_column in keep:
+        shown_at = keep.index(bottle_column)
+        for row in table:
+            row[shown_at] = terminal.fit(row[shown_at], BOTTLE_COLUMNS)
     for row in table:
         row[-1] = terminal.fit(row[-1], last_width)
     widths = [max(terminal.width(row[i]) for row in table) for i in range(len(headers))]

@@ -116,7 +116,7 @@ def cmd_grants_list(args: argparse.Namespace) -> int:
                 [[g.short_id, g.queue_key, g.tool, subjects[g.id],
                   time_left(now, g.ends_at) if g.live(now) else "-", _grant_state(g, now),
                   f"rule {g.rule_id[:8]}" if g.rule_id else g.decided_by] for g in map(shown_record, grants)],
-                page=True, narrow_drop=(2,))
+                page=True, narrow_drop=(2,), bottle_column=1)
     return 0
 
 

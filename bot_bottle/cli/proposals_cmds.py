@@ -95,6 +95,7 @@ def cmd_proposals_list(args: argparse.Namespace) -> int:
             # TOOL and AGE, as the TUI's list below 100 columns (what it grants says the tool), and of the pending
             # alone the STATUS each has ('pending')
             narrow_drop=(2, 3) if args.all else (2, 3, 5),
+            bottle_column=1,
         )
     if expired is not None:  # after the list: what the operator missed since they last looked
         print_untrusted(expired)

@@ -81,7 +81,8 @@ def cmd_rules_list(args: argparse.Namespace) -> int:
     rules = [shown_record(item.rule) for item in shown]
     print_table(["ID", "BOTTLE", "TOOL", "EFFECT", "DECIDES ON", "LEFT", "NOTES"],
                 [[r.short_id, rule_scope(r), r.tool, r.effect, rule_subject(r), rule_left(r, now), r.notes]
-                 for r in rules], page=True, narrow_drop=(2,))  # narrower than 100 columns, no TOOL: as the TUI's
+                 for r in rules], page=True,
+                narrow_drop=(2,), bottle_column=1)  # narrower than 100 columns, no TOOL: as the TUI's
     notes = [f"WARNING: rule {shown_record(item.rule).short_id}: {item.note}" for item in shown if item.note]
     if notes:  # a sidecar wrote the file: what decides is the log's word, and 'audit verify' says more
         print_untrusted([*notes, "('bot-bottle audit verify' says more; 'rules revoke ID' ends a rule the log keeps)"])

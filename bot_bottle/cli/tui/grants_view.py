@@ -218,7 +218,9 @@ class GrantsView(_InForceView[Grant]):
         item = shown_record(item)
         by = f"rule {item.rule_id[:8]}" if item.rule_id else item.decided_by
         tool = f"{item.tool:<18} " if self.width >= TOOL_FROM_WIDTH else ""  # narrower, the room is the grant's
-        return (f"{item.short_id}  {item.queue_key:<16} {tool}{time_left(now, item.ends_at):>6}  "
+        # Cut as the rules view cuts its bottles: a 64-character slug pushed what the grant lets through off the row.
+        bottle = item.queue_key if len(item.queue_key) <= 16 else item.queue_key[:15] + self.tui.cut_marker
+        return (f"{item.short_id}  {bottle:<16} {tool}{time_left(now, item.ends_at):>6}  "
                 f"{self.subjects[item.id]}  ({by})")
 
     def named(self, item: Grant) -> str:

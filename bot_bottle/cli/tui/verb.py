@@ -54,7 +54,7 @@ def print_pending(store: QueueStore, as_json: bool) -> None:
         print_table(["ID", "BOTTLE", "TOOL", "AGE", "LEFT", "GRANTS", "AGENT SAYS"],
                     [[e.proposal.short_id, e.proposal.queue_key, e.proposal.tool, age(e.proposal.created_at),
                       left_cell(e.proposal, None, now), grant_cell(e.approval), cell_text(e.proposal.justification)]
-                     for e in entries], narrow_drop=(2, 3))
+                     for e in entries], narrow_drop=(2, 3), bottle_column=1)
     if expired is not None:  # after the list, as 'proposals list' and the UI's first status line say it
         print_untrusted(expired)
 
