@@ -24,6 +24,7 @@ from bot_bottle.grants import GrantStore
 from bot_bottle.queue_store import QueueStore
 from bot_bottle.records import REMEMBER_BOTTLE, STATUS_APPROVED, TOOL_EGRESS_ALLOW
 from bot_bottle.timestamps import utc_now
+from tests.helpers.dashboard import BrowserCase
 from tests.helpers.support import REPO, TempDirTest, file_as_a_sidecar
 from tests.helpers.terminal import Terminal
 
@@ -99,3 +100,27 @@ class LongBottleNameTest(TempDirTest):
         assert grant is not None
         row = next((line for line in screen.splitlines() if grant.short_id in line), "")
         self.assertIn("docs.python.org (any method; every path)", row, screen)
+
+
+class LongBottleNameDashboardTest(BrowserCase):
+    def test_the_inbox_does_not_scroll_sideways_for_a_long_bottle_name(self) -> None:
+        """BROKE before the fix: at 360 px the inbox's bottle filter, a list naming every bottle, was as wide as
+        the 64-character slug, and pushed the page 170 px past the window's edge (the page scrolled sideways,
+        as the narrow layout promises it does not)."""
+        self.store.submit("web-1", TOOL_EGRESS_ALLOW, '{"host": "pastebin.com", "methods": ["POST"]}', "share")
+        file_as_a_sidecar(self.path, LONG, TOOL_EGRESS_ALLOW, '{"host": "docs.python.org"}', "docs",
+                          created_at=utc_now())
+        self.log_in()
+        self.browser.do("wait_text", text="2 pending")
+        for width in (360, 600):
+            with self.subTest(width=width):
+                self.browser.do("size", width=width, height=800)
+                self.open("/")
+                shown = self.browser.script(
+                    "const page = document.documentElement;"
+                    "return {page: page.scrollWidth, window: page.clientWidth,"
+                    " grants: Math.max(...Array.from(document.querySelectorAll('td.grants'))"
+                    "  .map(cell => cell.getBoundingClientRect().right))}")
+                self.assertLessEqual(shown["page"], shown["window"], f"the page scrolls sideways: {shown}")
+                self.assertLessEqual(shown["grants"], shown["window"], shown)
+        self.browser.do("size", width=1280, height=900)
