@@ -160,6 +160,26 @@ class TerminalScreen:
             rows += [(row, attr) for row in terminal.wrap(self.shown(terminal.line(one)), max(10, width - 1))]
         return rows
 
+    def fitted(self, about: list[str], width: int, room: int) -> list[tuple[Line, int]]:
+        """``about`` wrapped (``wrapped``) into at most ``room`` rows, the start of each line kept: where they take
+        more, the longest is cut at its end, its last row saying so (the detail view shows it whole).
+
+        A prompt kept the last rows: a route of 64 long paths left 'approve ID; note' under its last paths, the
+        bottle, the host and the methods (GET, DELETE) out of sight, and Enter, Enter approved them."""
+        items = [self.wrapped([one], width) for one in about]
+        cut: set[int] = set()
+        while sum(len(rows) for rows in items) > room:
+            longest = max(range(len(items)), key=lambda index: len(items[index]))
+            if len(items[longest]) <= 2:
+                break
+            items[longest].pop()
+            cut.add(longest)
+        for index in cut:  # its last row says it goes on (the same attribute: a warning stays one)
+            attr = items[index][-1][1]
+            marks = [terminal.Segment(terminal.CONTINUATION), terminal.Segment(terminal.CUT_MARKER)]
+            items[index][-1] = (self.shown([*marks, terminal.Segment(" more: Esc, then Enter opens it whole")]), attr)
+        return [row for rows in items for row in rows][:room]
+
     def prompt(self, label: str, about: Sequence[str] = (), backdrop: Callable[[], None] | None = None) -> str | None:
         """Read a line at the bottom of the screen; Enter ends it, Esc cancels (None).
 
@@ -177,7 +197,7 @@ class TerminalScreen:
                 height, width = self.screen.getmaxyx()
                 *above, last = label_rows(label, width)
                 room = height - 3 - len(above)
-                rows = self.wrapped(list(about), width)[-room:] if room > 0 else []
+                rows = self.fitted(list(about), width, room) if room > 0 else []
                 for offset, (row, attr) in enumerate(rows):
                     self.put(height - 2 - len(above) - len(rows) + offset, 0, terminal.pad(row, width),
                              attr | curses.A_REVERSE)
