@@ -88,13 +88,15 @@ def _parameter(name: str) -> str:
 
 def _pairs(headers: Headers | None) -> list[tuple[str, str]] | None:
     """``headers`` as name-value pairs of text (a pair may be a list, as JSON gives it), or None when they are
-    something else."""
+    something else. Anything with an ``items()`` is read through it: ``http.server``'s headers (an
+    ``email.message.Message``, every repeated header one pair) iterate over their names alone."""
     if headers is None:
         return []
     if isinstance(headers, str | bytes):
         return None
     try:
-        pairs = list(headers.items() if isinstance(headers, Mapping) else headers)
+        items = getattr(headers, "items", None)
+        pairs = list(items() if callable(items) else headers)
     except Exception:  # whatever a caller's object raises as it is read, it is no headers: refuse
         return None
     if all(isinstance(pair, tuple | list) and len(pair) == 2 and all(isinstance(part, str) for part in pair)

@@ -4,6 +4,8 @@ real Express server."""
 
 from __future__ import annotations
 
+import email
+import http.client
 import json
 import threading
 from typing import Any
@@ -46,6 +48,13 @@ class MethodsReadAsTest(TempDirTest):
                      "/x?.method=DELETE", "/x?%2Emethod=DELETE", "/x?+.method=DELETE", "/x?_method%00x=DELETE"):
             with self.subTest(path=path):
                 self.assertIn("DELETE", methods_read_as("POST", path) or [])
+
+    def test_the_headers_http_server_hands_a_proxy(self) -> None:
+        """BROKE before the fix: http.server's headers (an email.message.Message) iterate over names alone, so a
+        proxy built on it had every request refused; read through items(), a repeated header is each one."""
+        message = email.message_from_string("Host: a.example\r\nX-HTTP-Method-Override: POST\r\n"
+                                            "x-http-method-override: DELETE\r\n\r\n", _class=http.client.HTTPMessage)
+        self.assertEqual(methods_read_as("POST", "/x", message), ["POST", "DELETE"])  # type: ignore[arg-type]
 
     def test_headers_that_are_not_text_pairs_are_refused(self) -> None:
         for bad in ("X-HTTP-Method-Override: DELETE", b"x", 12, [("a", 1)], [("a",)], {OVERRIDE: None},
