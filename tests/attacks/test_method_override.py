@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 
 from bot_bottle.queue_store import QueueStore
@@ -24,6 +23,7 @@ from bot_bottle.records import STATUS_APPROVED
 from bot_bottle.sidecar.egress import EgressGrants, request_token_override
 from tests.helpers.host_grants import HostGrantsCase
 from tests.helpers.node_servers import express_modules
+from tests.helpers.raw_http import post_as_written
 from tests.helpers.relay_fixture import free_port
 from tests.helpers.support import decide_when_filed
 
@@ -80,15 +80,8 @@ class MethodOverrideTest(HostGrantsCase):
 
     def routed_as(self, path: str, headers: list[tuple[str, str]]) -> str:
         """What Express routed a POST of ``path`` with ``headers`` as: 'METHOD /path'."""
-        head = "".join(f"{name}: {value}\r\n" for name, value in headers)
-        request = f"POST {path} HTTP/1.1\r\nHost: {HOST}\r\nContent-Length: 0\r\nConnection: close\r\n{head}\r\n"
-        with socket.create_connection(("127.0.0.1", self.port), timeout=10) as sock:
-            sock.sendall(request.encode("latin-1"))
-            data = b""
-            while chunk := sock.recv(65536):
-                data += chunk
-        status, _, body = data.decode("latin-1").partition("\r\n\r\n")
-        self.assertIn(" 200 ", status.split("\r\n")[0])
+        status, body = post_as_written(self.port, HOST, path, headers, timeout=10)
+        self.assertIn(" 200 ", status)
         return body
 
     def test_a_post_read_as_another_method_is_not_let_through_on_the_post_grant(self) -> None:

@@ -17,11 +17,11 @@ Symfony's ``Request::getMethod`` does; each request is a raw POST on a socket.
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import time
 
 from tests.helpers.host_grants import HostGrantsCase
+from tests.helpers.raw_http import post_as_written
 from tests.helpers.relay_fixture import free_port
 from tests.helpers.support import require_tool
 
@@ -77,15 +77,8 @@ class PhpMethodOverrideTest(HostGrantsCase):
 
     def routed_as(self, path: str, headers: list[tuple[str, str]]) -> str:
         """What PHP read a POST of ``path`` with ``headers`` as: 'METHOD /path'."""
-        head = "".join(f"{name}: {value}\r\n" for name, value in headers)
-        request = f"POST {path} HTTP/1.1\r\nHost: {HOST}\r\nContent-Length: 0\r\nConnection: close\r\n{head}\r\n"
-        with socket.create_connection(("127.0.0.1", self.port), timeout=30) as sock:
-            sock.sendall(request.encode("latin-1"))
-            data = b""
-            while chunk := sock.recv(65536):
-                data += chunk
-        status, _, body = data.decode("latin-1").partition("\r\n\r\n")
-        self.assertIn(" 200 ", status.split("\r\n")[0])
+        status, body = post_as_written(self.port, HOST, path, headers, timeout=30)
+        self.assertIn(" 200 ", status)
         return body
 
     def test_a_post_php_reads_as_another_method_is_not_let_through_on_the_post_grant(self) -> None:

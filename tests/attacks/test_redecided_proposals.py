@@ -31,19 +31,12 @@ class RedecidedProposalTest(HostGrantsCase):
         super().setUp()
         self.paste = self.approve("web-1", {"host": "pastebin.com"})  # a grant the rejection below ends
         self.asked = self.store.submit("web-1", TOOL_EGRESS_ALLOW, PASTE, "to share a log")
-        said = self.decide("reject", self.asked.short_id, "--remember", "bottle", "--reason", "no")
+        said = self.decide_json("reject", self.asked.short_id, "--remember", "bottle", "--reason", "no")
         rule = said["rule"]
         assert isinstance(rule, dict)
         self.rejection = str(rule["id"])
         self.assertEqual(said["ended_grants"], [self.paste])
         self.cli("rules", "revoke", self.rejection[:8], "--reason", "changed my mind")
-
-    def decide(self, *args: str) -> dict[str, object]:
-        done = self.run_cli("proposals", *args, "--json")
-        self.assertEqual(done.returncode, 0, done.stderr)
-        (said,) = json.loads(done.stdout)
-        assert isinstance(said, dict)
-        return said
 
     def delete_response(self) -> None:
         """What the sidecar does with its own connection: the triggers dropped, the response deleted."""

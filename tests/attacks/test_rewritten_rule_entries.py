@@ -50,13 +50,6 @@ class RewrittenRuleEntryTest(HostGrantsCase):
         finally:
             raw.close()
 
-    def decide(self, *args: str) -> dict[str, object]:
-        done = self.run_cli("proposals", *args, "--json")
-        self.assertEqual(done.returncode, 0, done.stderr)
-        (said,) = json.loads(done.stdout)
-        assert isinstance(said, dict)
-        return said
-
     def test_an_approval_names_the_rule_it_made_and_what_that_decided(self) -> None:
         """Before the fix, 'proposals approve ID --remember all' named the operator's standing rejection as the
         rule it made ("'rules revoke <it>' ends it": following that ends the rejection, and leaves the new
@@ -65,7 +58,7 @@ class RewrittenRuleEntryTest(HostGrantsCase):
         other = self.store.submit("web-3", TOOL_EGRESS_ALLOW, '{"host": "docs.python.org"}', "the docs too")
         self.claim(asked.id)
         digest = json.loads(self.cli("proposals", "show", asked.id, "--json"))["digest"]
-        said = self.decide("approve", asked.short_id, "--digest", digest, "--remember", "all", "--for", "1d")
+        said = self.decide_json("approve", asked.short_id, "--digest", digest, "--remember", "all", "--for", "1d")
         made = [rule for rule in self.grants.rules() if rule.proposal_id == asked.id]
         self.assertEqual(len(made), 1)
         rule = said["rule"]
@@ -81,7 +74,7 @@ class RewrittenRuleEntryTest(HostGrantsCase):
         mine = self.approve("web-1", {"host": "evil.example"})
         asked = self.store.submit("web-1", TOOL_EGRESS_ALLOW, '{"host": "evil.example", "methods": ["POST"]}', "x")
         self.claim(asked.id)
-        said = self.decide("reject", asked.short_id, "--reason", "no", "--remember", "bottle")
+        said = self.decide_json("reject", asked.short_id, "--reason", "no", "--remember", "bottle")
         rule = said["rule"]
         assert isinstance(rule, dict)
         self.assertNotEqual(rule["id"], self.rejection["id"])

@@ -42,6 +42,14 @@ class HostGrantsCase(TempDirTest):
         with QueueStore(self.db, migrate_schema=False) as sidecar:
             return EgressGrants(sidecar.for_bottle(bottle)).allows_route(host, method, path, headers)
 
+    def decide_json(self, *args: str) -> dict[str, object]:
+        """``bot-bottle proposals ARGS --json`` for one decision, which must succeed: what it answered."""
+        done = self.run_cli("proposals", *args, "--json")
+        self.assertEqual(done.returncode, 0, done.stderr)
+        (said,) = json.loads(done.stdout)
+        assert isinstance(said, dict)
+        return said
+
     def cli(self, *args: str) -> str:
         """``bot-bottle ARGS`` as the operator runs it, which must succeed; its output."""
         done = self.run_cli(*args)
