@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -86,9 +87,7 @@ def ended_by_rule_in(conn: sqlite3.Connection, rule_id: str, added_seq: int) -> 
     params = {"added": added_seq, "action": ACTION_GRANT_REVOKED, "rule": rule_id}
     entries = conn.execute(f"{SELECT} WHERE seq > :added AND action = :action AND "
                            "json_extract(details, '$.rule_id') = :rule", params).fetchall()
-    sealing = _sealing(conn) if entries else (None, None)
-    proven = {(stored_details(row[9]) or {}).get("grant") for row in entries
-              if isinstance(row[0], int) and seal_problem(conn, row, *sealing) is None}
+    proven = {(stored_details(row[9]) or {}).get("grant") for row in _sealed(conn, entries)}
     rows = conn.execute(
         f"SELECT DISTINCT {GRANT_COLUMNS} FROM audit_log a JOIN grants g ON g.id = json_extract(a.details, '$.grant') "
         "WHERE a.seq > :added AND a.action = :action AND json_extract(a.details, '$.rule_id') = :rule "
@@ -102,17 +101,14 @@ def _sealing(conn: sqlite3.Connection) -> tuple[bytes | None, Anchor | None]:
     return load_key(), read_anchor(Path(path)) if path else None
 
 
-def sealed_rule_revocation(conn: sqlite3.Connection, rule_id: str) -> tuple[int, str, str] | None:
-    """The first ``rule-revoked`` entry naming ``rule_id`` whose content this host's seal proves: (its number, who
-    revoked the rule, when), or None. What a revocation reads again in its own write transaction: two operators
-    who both read a rule as in force (the dashboard and 'rules revoke' at once) both recorded a revocation and
-    were both told so, and 'audit verify' then called the second one, which the row does not name, a revocation
-    undone in the file. The content is held to the seal, not to the stored hash, a column anyone can write over,
-    and an entry a sidecar wrote (unsealed) is no revocation: the operator's is recorded."""
+def _sealed(conn: sqlite3.Connection, rows: Iterable[tuple[Any, ...]]) -> Iterator[tuple[Any, ...]]:
+    """The entries among ``rows`` (as ``chain.SELECT`` reads them) whose content this host's seal proves as they
+    read now (``forensics.seal_problem``), in their order. The content is held to the seal, not to the stored
+    hash, a column anyone can write over; a row no host wrote (a text number, a column of the wrong type) is no
+    entry. The key and the anchor are read once, and only where there is a row to hold to them."""
     sealing = None
-    for row in conn.execute(f"{SELECT} WHERE action = :action AND instr(details, :id) > 0 ORDER BY seq",
-                            {"action": ACTION_RULE_REVOKED, "id": rule_id}):
-        if not isinstance(row[0], int) or (stored_details(row[9]) or {}).get("rule") != rule_id:
+    for row in rows:
+        if not isinstance(row[0], int):
             continue
         sealing = sealing or _sealing(conn)
         try:
@@ -120,7 +116,20 @@ def sealed_rule_revocation(conn: sqlite3.Connection, rule_id: str) -> tuple[int,
         except (TypeError, ValueError):  # not what bot-bottle writes
             continue
         if seal_problem(conn, (*row[:11], content, row[12]), *sealing) is None:
-            return row[0], str(row[6]), str(row[1])
+            yield row
+
+
+def sealed_rule_revocation(conn: sqlite3.Connection, rule_id: str) -> tuple[int, str, str] | None:
+    """The first ``rule-revoked`` entry naming ``rule_id`` whose content this host's seal proves: (its number, who
+    revoked the rule, when), or None. What a revocation reads again in its own write transaction: two operators
+    who both read a rule as in force (the dashboard and 'rules revoke' at once) both recorded a revocation and
+    were both told so, and 'audit verify' then called the second one, which the row does not name, a revocation
+    undone in the file. An entry a sidecar wrote (unsealed) is no revocation (``_sealed``): the operator's is
+    recorded."""
+    rows = conn.execute(f"{SELECT} WHERE action = :action AND instr(details, :id) > 0 ORDER BY seq",
+                        {"action": ACTION_RULE_REVOKED, "id": rule_id})
+    for row in _sealed(conn, (row for row in rows if (stored_details(row[9]) or {}).get("rule") == rule_id)):
+        return row[0], str(row[6]), str(row[1])
     return None
 
 
@@ -133,12 +142,9 @@ def decision_rule_entry(conn: sqlite3.Connection, proposal_id: str) -> tuple[int
     revoke' it ends it"), with the grants that rejection had ended, and none of what the new rule decided.
     Newest, not first: a sidecar that deleted the response and unsaid the first decision's entry had the
     proposal decided a second time, and the first decision's sealed rule was named as the second's."""
-    sealing = None
-    for row in conn.execute(f"{SELECT} WHERE proposal_id = :id AND action = :added ORDER BY seq DESC",
-                            {"id": proposal_id, "added": ACTION_RULE_ADDED}):
-        sealing = sealing or _sealing(conn)  # (read once, only for a proposal that names a rule at all)
-        if not isinstance(row[0], int) or seal_problem(conn, row, *sealing) is not None:
-            continue  # not the host's: an earlier one may be the decision's own
+    rows = conn.execute(f"{SELECT} WHERE proposal_id = :id AND action = :added ORDER BY seq DESC",
+                        {"id": proposal_id, "added": ACTION_RULE_ADDED})
+    for row in _sealed(conn, rows):  # one the host did not seal is passed over: an earlier one may be the decision's
         record = (stored_details(row[9]) or {}).get("rule")
         return (row[0], record) if isinstance(record, dict) and isinstance(record.get("id"), str) else None
     return None
