@@ -213,8 +213,8 @@ class EgressGrants:
         if not (isinstance(host, str) and isinstance(method, str) and isinstance(path, str)):
             return False
         name = host.rsplit(":", 1)[0] if host.count(":") == 1 else host
-        methods = methods_read_as(method, path, headers) if path.startswith("/") else None
-        if methods is None or any(_scope(name, each) is None for each in methods):
+        methods = _read_as(name, method, path, headers)
+        if methods is None:
             return False
         grants = self.grants(TOOL_EGRESS_ALLOW)
         return all(any(route_covers(grant.subject_value, name, each, path) for grant in grants) for each in methods)
@@ -225,9 +225,16 @@ def _token_methods(value: object, host: object, method: object, path: object, he
     missing ``path`` has no query), or None for a bad argument."""
     if not (isinstance(value, str) and isinstance(host, str) and isinstance(method, str)) or not value:
         return None
-    if path is not None and not (isinstance(path, str) and path.startswith("/")):
+    if path is not None and not isinstance(path, str):
         return None
-    methods = methods_read_as(method, path or "/", headers)  # type: ignore[arg-type]  # checked inside
+    return _read_as(host, method, path or "/", headers)  # type: ignore[arg-type]  # checked inside
+
+
+def _read_as(host: str, method: str, path: str, headers: Headers | None) -> list[str] | None:
+    """Every method a request to ``host`` for ``path`` may be read as (``methods_read_as``), each a usable scope
+    with the host (``_scope``); None when one is not, the path does not start with '/' or the headers are
+    unusable."""
+    methods = methods_read_as(method, path, headers) if path.startswith("/") else None
     if methods is None or any(_scope(host, each) is None for each in methods):
         return None
     return methods
