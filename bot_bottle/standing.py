@@ -27,7 +27,7 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Any
 
-from bot_bottle.audit.rule_proofs import RuleProofs, logged_rejections, standing_rules
+from bot_bottle.audit.rule_proofs import RuleProofs, first_rejection, logged_rejections, standing_rules
 from bot_bottle.audit_store import AuditRecorder, AuditStore
 from bot_bottle.db import DatabaseUser
 from bot_bottle.decisions import expire_in, expired_due, record_decision_in
@@ -148,9 +148,9 @@ def rule_for(rules: list[Rule], queue_key: str, tool: str, subject: dict[str, An
     if not rules or not subject:
         return None  # no subject (a row not as the host writes it): nothing a rule matches
     rejecting = [rule for rule in rules if rule.effect == EFFECT_REJECT]
-    for rule in rejecting:  # a standing rejection wins
-        if rule_matches(rule.subject_value, bool(rule.pattern), tool, subject, rejects=True):
-            return rule
+    rejected = first_rejection(rejecting, queue_key, tool, subject)  # a standing rejection wins
+    if rejected is not None:
+        return rejected
     # A name under an agent's wildcard the operator rejected from now on is not rejected by it, but asked
     # about: no approving rule decides it either (before, '*.example.com' approved db.internal.example.com
     # past the standing rejection of the agent's '*.internal.example.com').

@@ -21,15 +21,10 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterable, Iterator
-from pathlib import Path
 from typing import Any
 
-from bot_bottle.audit.anchor import Anchor, read_anchor
-from bot_bottle.audit.chain import SELECT, compute_hash, stored_details
-from bot_bottle.audit.forensics import seal_problem
-from bot_bottle.audit.seal import load_key
-from bot_bottle.connection import database_path
+from bot_bottle.audit.chain import SELECT, stored_details
+from bot_bottle.audit.host_seal import sealed_rows
 from bot_bottle.errors import ValidationError
 from bot_bottle.grant_records import GRANT_COLUMNS, Grant, grant_from_row
 from bot_bottle.policy.lifetimes import DAY, LIFETIMES
@@ -87,7 +82,7 @@ def ended_by_rule_in(conn: sqlite3.Connection, rule_id: str, added_seq: int) -> 
     params = {"added": added_seq, "action": ACTION_GRANT_REVOKED, "rule": rule_id}
     entries = conn.execute(f"{SELECT} WHERE seq > :added AND action = :action AND "
                            "json_extract(details, '$.rule_id') = :rule", params).fetchall()
-    proven = {(stored_details(row[9]) or {}).get("grant") for row in _sealed(conn, entries)}
+    proven = {(stored_details(row[9]) or {}).get("grant") for row in sealed_rows(conn, entries)}
     rows = conn.execute(
         f"SELECT DISTINCT {GRANT_COLUMNS} FROM audit_log a JOIN grants g ON g.id = json_extract(a.details, '$.grant') "
         "WHERE a.seq > :added AND a.action = :action AND json_extract(a.details, '$.rule_id') = :rule "
@@ -95,40 +90,16 @@ def ended_by_rule_in(conn: sqlite3.Connection, rule_id: str, added_seq: int) -> 
     return [grant for grant in map(grant_from_row, rows) if grant.id in proven]
 
 
-def _sealing(conn: sqlite3.Connection) -> tuple[bytes | None, Anchor | None]:
-    """This host's audit key and the database's anchor, what ``seal_problem`` holds an entry to."""
-    path = database_path(conn)
-    return load_key(), read_anchor(Path(path)) if path else None
-
-
-def _sealed(conn: sqlite3.Connection, rows: Iterable[tuple[Any, ...]]) -> Iterator[tuple[Any, ...]]:
-    """The entries among ``rows`` (as ``chain.SELECT`` reads them) whose content this host's seal proves as they
-    read now (``forensics.seal_problem``), in their order. The content is held to the seal, not to the stored
-    hash, a column anyone can write over; a row no host wrote (a text number, a column of the wrong type) is no
-    entry. The key and the anchor are read once, and only where there is a row to hold to them."""
-    sealing = None
-    for row in rows:
-        if not isinstance(row[0], int):
-            continue
-        sealing = sealing or _sealing(conn)
-        try:
-            content = compute_hash(*row[:11])
-        except (TypeError, ValueError):  # not what bot-bottle writes
-            continue
-        if seal_problem(conn, (*row[:11], content, row[12]), *sealing) is None:
-            yield row
-
-
 def sealed_rule_revocation(conn: sqlite3.Connection, rule_id: str) -> tuple[int, str, str] | None:
     """The first ``rule-revoked`` entry naming ``rule_id`` whose content this host's seal proves: (its number, who
     revoked the rule, when), or None. What a revocation reads again in its own write transaction: two operators
     who both read a rule as in force (the dashboard and 'rules revoke' at once) both recorded a revocation and
     were both told so, and 'audit verify' then called the second one, which the row does not name, a revocation
-    undone in the file. An entry a sidecar wrote (unsealed) is no revocation (``_sealed``): the operator's is
-    recorded."""
+    undone in the file. An entry a sidecar wrote (unsealed) is no revocation (``host_seal.sealed_rows``): the
+    operator's is recorded."""
     rows = conn.execute(f"{SELECT} WHERE action = :action AND instr(details, :id) > 0 ORDER BY seq",
                         {"action": ACTION_RULE_REVOKED, "id": rule_id})
-    for row in _sealed(conn, (row for row in rows if (stored_details(row[9]) or {}).get("rule") == rule_id)):
+    for row in sealed_rows(conn, (row for row in rows if (stored_details(row[9]) or {}).get("rule") == rule_id)):
         return row[0], str(row[6]), str(row[1])
     return None
 
@@ -144,7 +115,7 @@ def decision_rule_entry(conn: sqlite3.Connection, proposal_id: str) -> tuple[int
     proposal decided a second time, and the first decision's sealed rule was named as the second's."""
     rows = conn.execute(f"{SELECT} WHERE proposal_id = :id AND action = :added ORDER BY seq DESC",
                         {"id": proposal_id, "added": ACTION_RULE_ADDED})
-    for row in _sealed(conn, rows):  # one the host did not seal is passed over: an earlier one may be the decision's
+    for row in sealed_rows(conn, rows):  # one the host did not seal is passed over: an earlier may be the decision's
         record = (stored_details(row[9]) or {}).get("rule")
         return (row[0], record) if isinstance(record, dict) and isinstance(record.get("id"), str) else None
     return None

@@ -15,14 +15,15 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Iterable
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
-from bot_bottle.audit.anchor import Anchor, read_anchor
-from bot_bottle.audit.chain import SELECT, compute_hash, stored_details
-from bot_bottle.audit.forensics import REVOCATION_ERASED, revocations, rule_problem, seal_problem
-from bot_bottle.audit.seal import load_key
+from bot_bottle.audit.anchor import Anchor
+from bot_bottle.audit.chain import stored_details
+from bot_bottle.audit.forensics import REVOCATION_ERASED, revocations, rule_problem
+from bot_bottle.audit.grant_entries import sealed_rule_revocation
+from bot_bottle.audit.host_seal import host_sealing
 from bot_bottle.audit.whole import whole_log
 from bot_bottle.connection import database_path
 from bot_bottle.grant_records import Rule
@@ -57,8 +58,7 @@ class RuleProofs:
                                rule.confirmed], sort_keys=True)
             if mark not in self._seen:
                 if self._sealing is None:
-                    path = database_path(conn)
-                    self._sealing = load_key(), read_anchor(Path(path)) if path else None
+                    self._sealing = host_sealing(conn)
                 self._seen[mark] = rule_problem(conn, rule, recorded, *self._sealing)
             problem = self._seen[mark]
             if problem == REVOCATION_ERASED and rule.effect == EFFECT_REJECT and not self.revoked(conn, rule.id):
@@ -91,30 +91,13 @@ class RuleProofs:
         path = database_path(conn) or ""
         if (path, rule_id) in _SEALED_REVOCATIONS:  # sealed once, revoked for good
             return True
-        if self._sealing is None:
-            self._sealing = load_key(), read_anchor(Path(path)) if path else None
-        for row in conn.execute(f"{SELECT} WHERE action = :action AND instr(details, :id) > 0",
-                                {"action": ACTION_RULE_REVOKED, "id": rule_id}):
-            if (stored_details(row[9]) or {}).get("rule") == rule_id and _sealed(conn, row, *self._sealing):
-                _SEALED_REVOCATIONS.add((path, rule_id))
-                return True
-        return False
+        if sealed_rule_revocation(conn, rule_id) is None:
+            return False
+        _SEALED_REVOCATIONS.add((path, rule_id))
+        return True
 
 
 _SEALED_REVOCATIONS: set[tuple[str, str]] = set()  # (database, rule id): proven revoked, in this process
-
-
-def _sealed(conn: sqlite3.Connection, row: tuple[object, ...], key: bytes | None, anchor: Anchor | None) -> bool:
-    """Whether audit entry ``row`` (``chain.SELECT``) as it reads now carries this host's seal
-    (``forensics.seal_problem``). Its content is held to the seal, not its stored hash, a column anyone can
-    write over (the entry stays the host's)."""
-    if not isinstance(row[0], int):
-        return False
-    try:
-        content = compute_hash(*row[:11])  # type: ignore[arg-type]
-    except (TypeError, ValueError):  # not what bot-bottle writes
-        return False
-    return seal_problem(conn, (*row[:11], content, row[12]), key, anchor) is None
 
 
 def logged_rejections(conn: sqlite3.Connection, now: str, known: set[str], proofs: RuleProofs) -> list[Rule]:
@@ -174,6 +157,14 @@ def rejecting_rule(conn: sqlite3.Connection, queue_key: str, tool: str, subject:
     rules = proofs.proven(conn, [rule for rule in live_rules_in(conn, queue_key, tool, now)
                                  if rule.effect == EFFECT_REJECT])  # (the log's own rejections are read below)
     rules += proofs.proven(conn, logged_rejections(conn, now, {rule.id for rule in rules}, proofs))
+    return first_rejection(rules, queue_key, tool, subject)
+
+
+def first_rejection(rules: Iterable[Rule], queue_key: str, tool: str, subject: dict[str, Any]) -> Rule | None:
+    """The first of ``rules`` that rejects an ask of bottle ``queue_key`` for ``subject``: a standing rejection of
+    ``tool``, for that bottle or every bottle, that matches it as a rejection matches (more methods, a narrower
+    path, a wildcard over its host: ``rule_matches(..., rejects=True)``), or None. The keeper's
+    (``standing.rule_for``) and an operator's approval's (``rejecting_rule``) one reading."""
     for rule in rules:
         if rule.tool == tool and rule.queue_key in (None, queue_key) and rule.effect == EFFECT_REJECT \
                 and rule_matches(rule.subject_value, bool(rule.pattern), tool, subject, rejects=True):
