@@ -15,7 +15,7 @@ import curses
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from bot_bottle.cli.common import first_line
+from bot_bottle.cli.common import BOTTLE_COLUMNS, first_line
 from bot_bottle.cli.in_force import (
     grant_subjects,
     revoke_rule,
@@ -108,6 +108,12 @@ class _InForceView(Generic[Item]):
     def heading_at(self, width: int) -> str:
         """``heading`` as a screen ``width`` columns wide shows it (``row`` at that width)."""
         return self.heading
+
+    def bottle_cell(self, bottle: str) -> str:
+        """A row's bottle column: ``bottle`` in ``BOTTLE_COLUMNS``, cut with a mark where longer (a slug may be 64
+        characters, and one pushed the row's grant off the screen), as the command line's tables cut it."""
+        cut = bottle if len(bottle) <= BOTTLE_COLUMNS else bottle[: BOTTLE_COLUMNS - 1] + self.tui.cut_marker
+        return f"{cut:<{BOTTLE_COLUMNS}}"
 
     def named(self, item: Item) -> str:
         """The item as the revoke question names it."""
@@ -219,8 +225,7 @@ class GrantsView(_InForceView[Grant]):
         by = f"rule {item.rule_id[:8]}" if item.rule_id else item.decided_by
         tool = f"{item.tool:<18} " if self.width >= TOOL_FROM_WIDTH else ""  # narrower, the room is the grant's
         # Cut as the rules view cuts its bottles: a 64-character slug pushed what the grant lets through off the row.
-        bottle = item.queue_key if len(item.queue_key) <= 16 else item.queue_key[:15] + self.tui.cut_marker
-        return (f"{item.short_id}  {bottle:<16} {tool}{time_left(now, item.ends_at):>6}  "
+        return (f"{item.short_id}  {self.bottle_cell(item.queue_key)} {tool}{time_left(now, item.ends_at):>6}  "
                 f"{self.subjects[item.id]}  ({by})")
 
     def named(self, item: Grant) -> str:
@@ -258,8 +263,7 @@ class RulesView(_InForceView[RuleInForce]):
             "[!] " if item.unconfirmed else ""
         notes = f"  ({first_line(rule.notes)})" if rule.notes else ""
         scope = rule_scope(rule)  # cut: a long one (a row a sidecar wrote) pushed the mark off the screen
-        scope = scope if len(scope) <= 16 else scope[:15] + self.tui.cut_marker
-        return (f"{rule.short_id}  {scope:<16} {rule.effect:<7} {rule_left(rule, now):>8}  "
+        return (f"{rule.short_id}  {self.bottle_cell(scope)} {rule.effect:<7} {rule_left(rule, now):>8}  "
                 f"{mark}{rule_subject(rule)}{notes}")
 
     def named(self, item: RuleInForce) -> str:
