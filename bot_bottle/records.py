@@ -69,6 +69,9 @@ DEFAULT_MAX_PENDING = 50
 DEFAULT_MAX_PENDING_BYTES = 16 * 1024 * 1024
 PROPOSAL_ID_LENGTH = 32
 SHORT_ID_LENGTH = 8
+# The fewest digits that name a proposal, grant or rule: one or two digits match whichever id happens to start
+# so, and a revocation (of a standing rejection too) should not land on a rule the operator did not mean.
+MIN_ID_PREFIX = 4
 
 QUEUE_KEY_RE = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
 PROPOSAL_ID_RE = re.compile(r"[0-9a-f]{32}")
@@ -140,9 +143,12 @@ def validate_proposal_id(value: object) -> str:
 
 
 def validate_id_prefix(value: object, what: str = "proposal") -> str:
-    """A prefix of a ``what``'s id (proposal, grant, rule: 1-32 hex digits); upper case is accepted and folded."""
+    """A prefix of a ``what``'s id (proposal, grant, rule: 4-32 hex digits); upper case is accepted and folded."""
     if not isinstance(value, str) or not ID_PREFIX_RE.fullmatch(value.lower()):
         raise ValidationError("id", f"{str(value)[:80]!r} is not a {what} id or prefix (hex digits)")
+    if len(value) < MIN_ID_PREFIX:
+        raise ValidationError("id", f"{value!r} is too short to name a {what}: give at least {MIN_ID_PREFIX} of "
+                                    f"its digits (lists show {SHORT_ID_LENGTH})")
     return value.lower()
 
 

@@ -106,11 +106,13 @@ class LookupTest(QueueTestCase):
         target = proposals[0]
         self.assertEqual(self.store.find(target.id[:12].upper()), target)
         self.assertEqual(self.store.find(target.id), target)
-        # 40 ids over 16 hex digits: some first digit is certainly shared (pigeonhole).
-        firsts = [p.id[0] for p in proposals]
-        shared = next(digit for digit in firsts if firsts.count(digit) > 1)
+        # Two ids that share their first 4 digits (the fewest a prefix may have): ambiguous.
+        with mock.patch("bot_bottle.queue_store.secrets.token_hex", side_effect=["abcd" + "0" * 28, "abcd" + "1" * 28]):
+            self.file(payload="twin 1"), self.file(payload="twin 2")
         with self.assertRaisesRegex(AmbiguousId, "more digits"):
-            self.store.find(shared)
+            self.store.find("abcd")
+        with self.assertRaisesRegex(ValidationError, "too short"):
+            self.store.find(target.id[:3])
         unknown = next(c for c in "0123456789abcdef" if not any(p.id.startswith(target.id[:6] + c)
                                                                  for p in proposals))
         with self.assertRaises(NotFound):

@@ -52,12 +52,12 @@ class ValidationTest(unittest.TestCase):
         self.assertIsNone(records.validate_optional_text("f", None, max_bytes=limit))
 
     def test_ids_and_digests(self) -> None:
-        """Whole ids are 32 hex digits; prefixes 1-32 (folded to lower case); digests 64 hex."""
+        """Whole ids are 32 hex digits; prefixes 4-32 (folded to lower case); digests 64 hex."""
         records.validate_proposal_id("0" * 32)
         for bad in ("0" * 31, "g" * 32, "A" * 32, None):
             self.assert_invalid("proposal_id", records.validate_proposal_id, bad)
         self.assertEqual(records.validate_id_prefix("AB12"), "ab12")
-        for bad in ("", "xyz", "a" * 33, "ab%"):
+        for bad in ("", "xyz", "a" * 33, "ab%", "a", "ab1"):
             self.assert_invalid("id", records.validate_id_prefix, bad)
         self.assertIsNone(records.validate_sha256("h", None))
         self.assert_invalid("h", records.validate_sha256, "h", "ab")

@@ -164,7 +164,7 @@ def register(subparsers: Any) -> None:
                     "that made the grant, that its approval --remember'ed, or any other) "
                     "still stands (named in the answer; 'rules revoke' ends it). Recorded in the audit log with "
                     "the reason.")
-    p.add_argument("id", metavar="ID", help="the grant's id or a unique prefix of it")
+    p.add_argument("id", metavar="ID", help="the grant's id or a unique prefix of it (4 digits or more)")
     p.add_argument("--reason", required=True, metavar="TEXT", help="why (kept in the audit log)")
     p.set_defaults(handler=cmd_grants_revoke, field_options={"reason": "--reason"})
 

@@ -48,7 +48,7 @@ examples:
   bot-bottle proposals modify 3f2a --file routes.json --notes "narrowed the path"
   bot-bottle proposals reject 3f2a --reason "no new hosts this week"
 
-An ID is any unique prefix of a proposal's id (list shows the first 8 digits). A decision holds
+An ID is any unique prefix of 4 or more digits of a proposal's id (list shows the first 8). A decision holds
 only for the proposal as you saw it: 'approve' on a terminal shows it and asks, and a script passes
 the digest 'show' printed (--digest, also taken by modify and reject); a proposal rewritten in the
 database since is refused.
@@ -158,7 +158,7 @@ def register(subparsers: Any) -> None:
                          description="Show a proposal: what approving it grants (with warnings), its diff (or "
                          "report), its decision, and last the agent's justification (its first lines; --full for "
                          "all). --json adds 'grants' to the proposal's fields.", json=True)
-    p.add_argument("id", metavar="ID", help="the proposal's id or a unique prefix of it")
+    p.add_argument("id", metavar="ID", help="the proposal's id or a unique prefix of it (4 digits or more)")
     p.add_argument("--full", action="store_true", help="the agent's whole justification, however long")
     p.set_defaults(handler=cmd_proposals_show)
 

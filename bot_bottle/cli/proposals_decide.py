@@ -308,7 +308,7 @@ def register_decisions(verbs: Any) -> None:
                          "for 8 hours, and the same again for its bottle until then"),
                         ("bot-bottle proposals approve 3f2a --digest 9b1c... --json", "from a script")),
                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("ids", nargs="+", metavar="ID", help="a proposal's id or a unique prefix of it")
+    p.add_argument("ids", nargs="+", metavar="ID", help="a proposal's id or a unique prefix of it (4 digits or more)")
     p.add_argument("--notes", default="", metavar="TEXT", help="why (required for report-only tools)")
     _grant_options(p)
     _add_digest(p)
@@ -326,7 +326,7 @@ def register_decisions(verbs: Any) -> None:
                          "terminal you see your own diff (proposed -> final) and confirm it first (a typed 'yes' "
                          "where your version widens access); --yes skips "
                          "the question, as do scripts, whose stdin or stdout is not a terminal.")
-    p.add_argument("ids", nargs=1, metavar="ID", help="the proposal's id or a unique prefix of it")
+    p.add_argument("ids", nargs=1, metavar="ID", help="the proposal's id or a unique prefix of it (4 digits or more)")
     p.add_argument("--file", type=Path, required=True, metavar="F", help="the final file ('-' reads stdin)")
     p.add_argument("--notes", default="", metavar="TEXT", help="what you changed and why")
     p.add_argument("--yes", action="store_true", help="record without showing the diff and asking")
@@ -343,7 +343,7 @@ def register_decisions(verbs: Any) -> None:
                         ("bot-bottle proposals reject 3f2a 9c1e --reason 'not now' --remember bottle",
                          "two, and the same for this bottle's next asks")),
                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("ids", nargs="+", metavar="ID", help="a proposal's id or a unique prefix of it")
+    p.add_argument("ids", nargs="+", metavar="ID", help="a proposal's id or a unique prefix of it (4 digits or more)")
     p.add_argument("--reason", required=True, metavar="TEXT", help="why (sent back to the bottle)")
     p.add_argument("--remember", choices=REMEMBER_SCOPES, default=None,
                    help="reject from now on every proposal that asks for any of this one: this bottle's, or every "

@@ -249,7 +249,7 @@ def register(subparsers: Any) -> None:
                     description="End a standing rule now (audited). An approving rule's grants stay until they "
                     "end (revoke those with 'grants revoke'); after a rejecting rule, what it rejected is asked of "
                     "you again, and the grants it ended stay ended.")
-    p.add_argument("id", metavar="ID", help="the rule's id or a unique prefix of it")
+    p.add_argument("id", metavar="ID", help="the rule's id or a unique prefix of it (4 digits or more)")
     p.add_argument("--reason", required=True, metavar="TEXT", help="why (kept in the audit log)")
     p.set_defaults(handler=cmd_rules_revoke, field_options={"reason": "--reason"})
 

@@ -305,6 +305,28 @@ class ProposalsVerbsTest(CliTestCase):
         code, out, _ = self.cli("grants", "revoke", grant["id"][:8], "--reason", "enough")
         self.assertRegex(out, r"rule [0-9a-f]{8}, remembered with it, still approves the same again for web-2")
 
+    def test_one_digit_names_nothing(self) -> None:
+        """BROKE before the fix: 'rules revoke 3' ended whichever rule's id happened to start with 3 (a standing
+        rejection too); an id now needs 4 digits or more, and a shorter one changes nothing."""
+        self.assertEqual(self.cli("rules", "add", "--bottle", "web-1", "--host", "paste.example", "--reject")[0], 0)
+        (rule,) = json.loads(self.cli("rules", "list", "--json")[1])
+        proposal = self.store.submit("web-1", TOOL_EGRESS_ALLOW, '{"host": "pypi.org"}', "pip")
+        for argv in (["rules", "revoke", rule["id"][:1], "--reason", "done"],
+                     ["rules", "revoke", rule["id"][:3], "--reason", "done"],
+                     ["grants", "revoke", "a", "--reason", "done"],
+                     ["proposals", "reject", proposal.id[:2], "--reason", "no"]):
+            with self.subTest(argv=argv):
+                code, out, err = self.cli(*argv)
+                self.assertEqual((code, out), (2, ""))
+                self.assertIn("is too short to name a", err)
+                self.assertIn("give at least 4 of its digits (lists show 8)", err)
+                self.assertEqual(len(err.strip().splitlines()), 1, err)
+        (still,) = json.loads(self.cli("rules", "list", "--json")[1])
+        self.assertIsNone(still["revoked_at"])
+        self.assertEqual(json.loads(self.cli("proposals", "show", proposal.id, "--json")[1])["status"], "pending")
+        code, out, _ = self.cli("rules", "revoke", rule["id"][:4], "--reason", "done")
+        self.assertEqual(code, 0, out)
+
     def test_an_id_not_found_names_the_database_looked_in(self) -> None:
         """BROKE before the fix: a command run without the --db the operator was using said only "no proposal id
         starts with 'f0f5'" of a proposal they had just listed: it looked in the host database, and said not."""
