@@ -20,7 +20,7 @@ from typing import Any
 
 from bot_bottle.db import DatabaseUser
 from bot_bottle.errors import NotFound, ValidationError
-from bot_bottle.records import ProposalSummary, validate_queue_key
+from bot_bottle.records import ProposalSummary, validate_bottle_slug, validate_queue_key
 from bot_bottle.timestamps import moment_of, utc_now
 
 STATE_PREPARED = "prepared"
@@ -159,7 +159,7 @@ class BottleStore(DatabaseUser):
 
     def prepared(self, slug: str, backend: str | None, transport: str = TRANSPORT_MOUNT) -> Bottle:
         """Record that the host prepared ``slug`` (again): state prepared, its earlier run forgotten."""
-        validate_queue_key(slug, "bottle")
+        validate_bottle_slug(slug)
         if backend is not None:
             validate_backend(backend)
         validate_transport(transport)

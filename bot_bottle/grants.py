@@ -39,6 +39,7 @@ from bot_bottle.records import (
     ACTION_RULE_ADDED,
     ACTION_RULE_REVOKED,
     ACTION_SETTING_CHANGED,
+    ALL_BOTTLES,
     EFFECT_APPROVE,
     EFFECT_REJECT,
     EFFECTS,
@@ -47,6 +48,7 @@ from bot_bottle.records import (
     AuditEntry,
     Proposal,
     canonical_json,
+    validate_bottle_slug,
     validate_id_prefix,
     validate_queue_key,
     validate_text,
@@ -56,8 +58,6 @@ from bot_bottle.records import (
 from bot_bottle.timestamps import spell_duration, utc_now
 
 _RULE_COLUMNS = ", ".join(f"r.{f.name}" for f in fields(Rule))
-# Rules and grants for every bottle are audited under this queue key (the audit log names one bottle per entry).
-ALL_BOTTLES = "all-bottles"
 SETTING_PENDING_TTL = "pending-ttl"
 _SHOWN = 5
 
@@ -137,7 +137,7 @@ def add_rule_in(
     A rejecting rule also ends the live grants it overlaps (``end_grants_rejected_in``).
     """
     if queue_key is not None:
-        validate_queue_key(queue_key, "bottle")
+        validate_bottle_slug(queue_key)
     validate_tool(tool)
     if effect not in EFFECTS:
         raise ValidationError("effect", f"{effect!r} is not one of {', '.join(EFFECTS)}")

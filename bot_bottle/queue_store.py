@@ -50,9 +50,9 @@ from bot_bottle.records import (
     Quota,
     Response,
     sha256_text,
+    validate_bottle_slug,
     validate_optional_text,
     validate_proposal_id,
-    validate_queue_key,
     validate_sha256,
     validate_text,
     validate_tool,
@@ -146,7 +146,7 @@ class QueueStore(QueueReads):
         transaction on a new proposal, so a standing rule decides it there
         (``standing.rule_decision_in``); the returned proposal is as filed.
         """
-        validate_queue_key(queue_key)
+        validate_bottle_slug(queue_key, "queue_key")
         validate_tool(tool)
         validate_text("payload", payload, max_bytes=MAX_PAYLOAD_BYTES, required=True)
         if tool == TOOL_EGRESS_ALLOW:
@@ -314,7 +314,7 @@ class QueueStore(QueueReads):
         ``standing`` is for a host process that files for the bottle (the
         relay): it runs in each filing transaction (see ``submit``).
         """
-        return BottleQueue(self, validate_queue_key(queue_key), quota=quota, standing=standing)
+        return BottleQueue(self, validate_bottle_slug(queue_key, "queue_key"), quota=quota, standing=standing)
 
 
 class BottleQueue:

@@ -73,6 +73,9 @@ SHORT_ID_LENGTH = 8
 # so, and a revocation (of a standing rejection too) should not land on a rule the operator did not mean.
 MIN_ID_PREFIX = 4
 
+# Rules and settings for every bottle are audited under this queue key (the audit log names one bottle per entry),
+# so no bottle may have it as its slug (``validate_bottle_slug``).
+ALL_BOTTLES = "all-bottles"
 QUEUE_KEY_RE = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
 PROPOSAL_ID_RE = re.compile(r"[0-9a-f]{32}")
 ID_PREFIX_RE = re.compile(r"[0-9a-f]{1,32}")
@@ -119,6 +122,16 @@ def validate_queue_key(value: object, field_name: str = "queue_key") -> str:
             "starting with a letter or digit)",
         )
     return value
+
+
+def validate_bottle_slug(value: object, field_name: str = "bottle") -> str:
+    """A bottle's own slug (``validate_queue_key``), but not ``ALL_BOTTLES``: the audit log's name for entries of
+    every bottle, which a bottle of that name would share (its rules and filings read as every bottle's)."""
+    slug = validate_queue_key(value, field_name)
+    if slug == ALL_BOTTLES:
+        raise ValidationError(field_name, f"{ALL_BOTTLES!r} is reserved: the audit log names every bottle's rules "
+                                          "and settings so; give the bottle another slug")
+    return slug
 
 
 def validate_tool(value: object) -> str:

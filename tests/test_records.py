@@ -26,6 +26,14 @@ class ValidationTest(unittest.TestCase):
             with self.subTest(bad=bad):
                 self.assert_invalid("queue_key", records.validate_queue_key, bad)
 
+    def test_all_bottles_is_no_bottle_slug(self) -> None:
+        """The audit log's name for every bottle's entries is a queue key its entries carry, but no bottle's slug."""
+        self.assertEqual(records.validate_queue_key(records.ALL_BOTTLES), "all-bottles")
+        self.assertEqual(records.validate_bottle_slug("all-bottles-1"), "all-bottles-1")
+        with self.assertRaisesRegex(ValidationError, "'all-bottles' is reserved"):
+            records.validate_bottle_slug("all-bottles")
+        self.assert_invalid("bottle", records.validate_bottle_slug, "../x")
+
     def test_tools_and_statuses(self) -> None:
         """Only the four tools and three statuses exist."""
         for tool in records.TOOLS:

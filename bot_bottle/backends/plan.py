@@ -26,7 +26,7 @@ from bot_bottle.connection import DIR_MODE, FILE_MODE
 from bot_bottle.db import open_db
 from bot_bottle.errors import BotBottleError, ValidationError
 from bot_bottle.paths import DB_DIR_IN_CONTAINER, host_db_dir, host_db_path
-from bot_bottle.records import validate_queue_key
+from bot_bottle.records import validate_bottle_slug
 from bot_bottle.relay.credentials import RelayCredentials, bottle_relay_dir
 from bot_bottle.relay.process import DEFAULT_RELAY_HOST, DEFAULT_RELAY_PORT, ensure_relay
 from bot_bottle.sidecar.server import DEFAULT_PORT
@@ -123,7 +123,7 @@ class Supervise:
         prepared, with its ``backend`` and ``transport`` (``mount`` or
         ``relay``), in the bottles table (``bottles.BottleStore``).
         """
-        validate_queue_key(slug, "bottle")
+        validate_bottle_slug(slug)
         if transport is not None and transport not in TRANSPORTS:
             raise ValidationError("transport", f"{transport[:40]!r} is not one of {', '.join(TRANSPORTS)}")
         if transport is not None:

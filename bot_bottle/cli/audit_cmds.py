@@ -29,8 +29,7 @@ from bot_bottle.cli.db_cmds import write_export
 from bot_bottle.cli.inbox import unknown_bottle
 from bot_bottle.cli.registry import summary
 from bot_bottle.errors import BotBottleError, ValidationError
-from bot_bottle.grants import ALL_BOTTLES
-from bot_bottle.records import SHORT_ID_LENGTH
+from bot_bottle.records import ALL_BOTTLES, SHORT_ID_LENGTH
 from bot_bottle.text import terminal
 
 _EPILOG = """\

@@ -32,7 +32,7 @@ from bot_bottle.audit.seal import write_synced
 from bot_bottle.db import DatabaseUser
 from bot_bottle.errors import BotBottleError, Unauthorized, ValidationError
 from bot_bottle.paths import bot_bottle_root, private_dir
-from bot_bottle.records import validate_queue_key
+from bot_bottle.records import validate_bottle_slug, validate_queue_key
 from bot_bottle.timestamps import utc_now
 from bot_bottle.wire.relay_file import (
     TOKEN_BYTES,
@@ -135,7 +135,7 @@ class RelayCredentials(DatabaseUser):
 
     def mint(self, slug: str) -> str:
         """A new token for ``slug``, replacing (and so revoking) any earlier one; only its hash is stored."""
-        validate_queue_key(slug, "bottle")
+        validate_bottle_slug(slug)
         token = secrets.token_urlsafe(TOKEN_BYTES)
         secret = _mask_secret(create=True)
         assert secret is not None

@@ -26,7 +26,7 @@ from bot_bottle.db.checkpointer import IdleCheckpointer
 from bot_bottle.errors import BotBottleError, RelayUnreachable, ValidationError
 from bot_bottle.paths import DB_DIR_IN_CONTAINER, DB_PATH_IN_CONTAINER
 from bot_bottle.queue_store import BottleQueue
-from bot_bottle.records import DEFAULT_MAX_PENDING, DEFAULT_MAX_PENDING_BYTES, Quota, validate_queue_key
+from bot_bottle.records import DEFAULT_MAX_PENDING, DEFAULT_MAX_PENDING_BYTES, Quota, validate_bottle_slug
 from bot_bottle.sidecar.mcp import DEFAULT_WAIT_SECONDS, SuperviseService
 from bot_bottle.sidecar.mount_check import check_mount
 from bot_bottle.sidecar.relay_queue import RelayQueue
@@ -156,7 +156,7 @@ def start(args: argparse.Namespace, log: Callable[[str], None]) -> tuple[Supervi
     lock probe fails or that may cross a VM boundary, ``Unauthorized`` for a
     relay that refuses its token) or ``OSError`` (cannot listen).
     """
-    validate_queue_key(args.bottle, "--bottle")
+    validate_bottle_slug(args.bottle, "--bottle")
     wait = wait_seconds_from(args.wait_seconds, os.environ)
     if not 0 <= args.port <= 65535:
         raise ValidationError("--port", "must be between 0 and 65535")

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from bot_bottle.errors import BotBottleError, ValidationError
 from bot_bottle.paths import DB_PATH_IN_CONTAINER
-from bot_bottle.records import validate_queue_key
+from bot_bottle.records import validate_bottle_slug
 from bot_bottle.sidecar.git_gate.hook import DEFAULT_TIMEOUT_SEC, pre_receive
 from bot_bottle.sidecar.git_gate.install import install_hook
 from bot_bottle.sidecar.git_gate.limits import OPTIONS, Limits, limit_memory, mib, parse_size
@@ -133,7 +133,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; the exit status is the hook's verdict (0 accept, 1 refuse, 2 usage)."""
     args = build_parser().parse_args(argv)
     try:
-        validate_queue_key(args.bottle, "--bottle")
+        validate_bottle_slug(args.bottle, "--bottle")
     except ValidationError as exc:
         print(f"git-gate: error: {exc}", file=sys.stderr)
         return 2
