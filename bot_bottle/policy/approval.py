@@ -296,5 +296,5 @@ def _token(payload: str) -> Approval:
         return _unreadable_report(TOOL_EGRESS_TOKEN_ALLOW, "not a DLP report with host, method and detector")
     host = str(fields["host"])
     return Approval(TOOL_EGRESS_TOKEN_ALLOW,
-                    (f"a {fields['detector']} token, sent to {fields['method']} {shown_host(host)} (any path)",),
+                    (f"a {fields['detector']} token, sent to {shown_host(host)} ({fields['method']}; every path)",),
                     (*_look_alikes([host]), *_inside([host])))

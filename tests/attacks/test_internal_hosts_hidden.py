@@ -107,7 +107,7 @@ class HiddenInsideHostsTest(AddressFormsCase):
                 self.assertFalse(request_token_override(
                     bottle, grants, host=host, method="GET", path="/latest/meta-data/", detector="github-pat",
                     context=f"token {TOKEN}", value=TOKEN, timeout=0, poll_interval=0.05))
-            shown = {p["grants"]["summary"].split(" sent to GET ")[1].removesuffix(" (any path)"): p
+            shown = {p["grants"]["summary"].split(" sent to ")[1].removesuffix(" (GET; every path)"): p
                      for p in self.listed()}
             self.assertEqual(set(shown), set(EMBEDDED))
             for host, address in EMBEDDED.items():

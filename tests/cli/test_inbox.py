@@ -36,7 +36,7 @@ class InboxListTest(CliTestCase):
         expected = {"cyrillic": "[look-alike,unreadable] nothing: the route does not par",
                     "routes": "[widens,look-alike] routes file: adds pypi\\u2024org",
                     "fake-route": "[widens] *.readthedocs.io (any method; every path)",
-                    "token": "[look-alike] a github-pat token, sent to POST xn--pyp-l",
+                    "token": "[look-alike] a github-pat token, sent to xn--pyp-lhd.org",
                     "plain": "files.pythonhosted.org (any method; every path)"}
         for name, grants in expected.items():
             with self.subTest(name):

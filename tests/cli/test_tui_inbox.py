@@ -53,7 +53,7 @@ class TuiInboxTest(TempDirTest):
         expected = {self.cyrillic: "[look-alike,unreadable] nothing: the route does not parse",
                     self.routes: "[look-alike] routes file: adds pypi\\u2024org",
                     self.fake: "[widens] *.readthedocs.io (any method; every path)",
-                    self.token: "[look-alike] a github-pat token, sent to POST xn--pyp-lhd.org",
+                    self.token: "[look-alike] a github-pat token, sent to xn--pyp-lhd.org (POST",
                     self.plain: "files.pythonhosted.org (any method; every path)"}
         for proposal, grants in expected.items():
             with self.subTest(proposal.queue_key):

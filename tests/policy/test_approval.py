@@ -144,7 +144,7 @@ class ApprovalTest(unittest.TestCase):
                                            "(commit 01234567) and 1 more")
         token = approval_of(TOOL_EGRESS_TOKEN_ALLOW, json.dumps({"host": "api.github.com", "method": "POST",
                                                                  "detector": "github-pat"}))
-        self.assertEqual(token.summary, "a github-pat token, sent to POST api.github.com (any path)")
+        self.assertEqual(token.summary, "a github-pat token, sent to api.github.com (POST; every path)")
         for tool in (TOOL_GITLEAKS_ALLOW, TOOL_EGRESS_TOKEN_ALLOW):
             with self.subTest(tool):
                 self.assertEqual(approval_of(tool, "[1, 2]").kinds, (UNREADABLE,))

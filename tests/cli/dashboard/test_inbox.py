@@ -63,7 +63,7 @@ class InboxTest(BrowserCase):
             "cyrillic": ("nothing: the route does not parse", ["look-alike", "unreadable"]),
             "routes": ("routes file: adds pypi\\u2024org, *.compute.amazonaws.com", ["widens", "look-alike"]),
             "fake-route": ("*.readthedocs.io (any method; every path)", ["widens"]),
-            "token": ("a github-pat token, sent to POST xn--pyp-lhd.org (any path)", ["look-alike"]),
+            "token": ("a github-pat token, sent to xn--pyp-lhd.org (POST; every path)", ["look-alike"]),
             "html": ("*.net (any method; every path)", ["widens"]),
         }
         for name, (grants, badges) in expected.items():
