@@ -194,7 +194,9 @@ def rule_decision_in(log: AuditRecorder, proposal: Proposal) -> Response | None:
         seconds = min(grant_seconds(proposal.tool, None), int(left))
         if seconds < 1:
             return None
-        decision = Decision(STATUS_APPROVED, f"standing rule {rule.short_id}: {rule.notes or 'approved before'}",
+        # With no notes, say where the rule came from: a remembered decision, or a rule the operator typed.
+        said = rule.notes or ("approved before" if rule.proposal_id else "a rule the operator typed")
+        decision = Decision(STATUS_APPROVED, f"standing rule {rule.short_id}: {said}",
                             None, rule_decider(rule.id), grant_seconds=seconds)
     response: Response = record_decision_in(log, proposal, decision, rule_id=rule.id)[0]
     return response

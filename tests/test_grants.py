@@ -21,7 +21,7 @@ from bot_bottle.records import (
     TOOL_EGRESS_TOKEN_ALLOW,
 )
 from bot_bottle.standing import keep
-from bot_bottle.timestamps import seconds_between, utc_now
+from bot_bottle.timestamps import later, seconds_between, utc_now
 from tests.helpers.support import TempDirTest, file_as_a_sidecar, query_plans
 
 DOCS = '{"host": "docs.python.org", "paths": ["/3/"]}'
@@ -169,6 +169,16 @@ class RuleTest(GrantCase):
         self.assertLessEqual(grant.ends_at, rule.ends_at)
         self.assertEqual([e.action for e in self.audit.entries()], ["approved", "rule-added", "approved"])
         self.assertTrue(self.audit.verify().ok)
+
+    def test_a_rule_without_notes_says_where_it_came_from(self) -> None:
+        """BROKE before the fix: a rule typed with no notes approved saying "approved before", of an ask nobody had
+        approved; a remembered one still says so."""
+        self.grants.add_rule(queue_key="web-1", tool=TOOL_EGRESS_ALLOW, subject={"host": "typed.example", "methods": [], "paths": []},
+                             pattern=False, effect="approve", notes="", ends_at=later(utc_now(), 3600), created_by="op")
+        typed = self.file('{"host": "typed.example"}')
+        keep(self.store)
+        self.assertRegex(self.store.response(typed).notes,  # type: ignore[union-attr]
+                         r"^standing rule [0-9a-f]{8}: a rule the operator typed$")
 
     def test_a_rule_matches_exactly(self) -> None:
         """Another host, method, path, bottle or a subdomain: not matched; the operator is asked."""
