@@ -242,6 +242,11 @@ def fit(segments: Sequence[Segment], columns: int) -> Line:
     if columns <= 0:
         return []
     head, _rest = _take(segments, columns - 1)
+    if head and not head[-1].escaped and head[-1].text.endswith(CUT_MARKER):
+        # A cell already cut where the line is cut: one mark says so ('method……' read as two cuts).
+        last = head.pop()
+        if last.text != CUT_MARKER:
+            head.append(Segment(last.text[:-1], last.escaped, last.style))
     return [*head, Segment(CUT_MARKER)]
 
 

@@ -76,6 +76,13 @@ class SanitizerTest(unittest.TestCase):
                 self.assertLessEqual(terminal.width(row), columns)
                 self.assertEqual(terminal.plain(row).startswith(terminal.CONTINUATION), index > 0)
         self.assertEqual(terminal.plain(terminal.fit(terminal.line("short"), 10)), "short")
+        # A line cut just after a cell that was cut already ends with one mark, not two.
+        cell = terminal.fit(terminal.line("docs.python.org (any method; every path)"), 28)
+        row = [*terminal.line("7592ed9c  "), *cell, *terminal.line("  docs")]
+        for columns in range(30, 41):
+            shown = terminal.plain(terminal.fit(row, columns))
+            self.assertNotIn(terminal.CUT_MARKER * 2, shown, columns)
+            self.assertTrue(shown.endswith(terminal.CUT_MARKER), shown)
 
     def test_in_ascii_writes_every_other_character_as_its_escape(self) -> None:
         """Where the locale holds ASCII only (LC_ALL=C), what is not ASCII is an escape, styled as one, never
