@@ -136,6 +136,29 @@ class InboxTest(BrowserCase):
                 self.assertIn("internal", by_id[inside.id])
         self.browser.do("size", width=1280, height=900)
 
+    def test_a_laptops_window_gives_the_tool_and_ages_room_to_the_grants_and_the_agent(self) -> None:
+        """BROKE before the fix: at 1280 px the tool and age columns left the agent's words about 14 characters
+        ('agent: read the std…') and cut a token's grant ('(POST; ever…'); under 1600 px they are left out, as
+        the terminal's lists leave them out under 100 columns, and a proposal's page still shows both."""
+        token = self.store.submit("api-3", TOOL_EGRESS_TOKEN_ALLOW, json.dumps(
+            {"host": "api.github.com", "method": "POST", "path": "/repos", "detector": "github-pat",
+             "value_length": 40, "snippet": "token ***", "fingerprint": "ab" * 32}), "open the issue for the bug")
+        self.log_in()
+        self.browser.do("wait_text", text="1 pending from 1 bottle(s)")
+        for width, tool_shown in ((1280, False), (1700, True)):
+            with self.subTest(width=width):
+                self.browser.do("size", width=width, height=800)
+                seen = self.browser.script(
+                    "const row = document.querySelector('tr[data-row]');"
+                    "const cell = row.querySelector('td.grants');"
+                    "return [row.querySelector('td:nth-child(3)').offsetParent !== null,"
+                    " cell.scrollWidth - cell.clientWidth, row.querySelector('td.agent').clientWidth];")
+                self.assertEqual(seen[0], tool_shown, seen)
+                self.assertLessEqual(seen[1], 0, f"what approving grants is cut: {seen}")
+                self.assertGreater(seen[2], 200, seen)
+        self.browser.do("size", width=1280, height=900)
+        self.unchanged(token)
+
     def test_no_page_scrolls_sideways_in_a_narrow_window(self) -> None:
         """BROKE before the fix: under about 520 px the bar's 'notifications' and 'keys (?)' buttons were drawn
         past the window's edge on every page, and under 800 px the bottles, grants and rules tables (and the
