@@ -126,16 +126,16 @@ def cmd_bottles_show(args: argparse.Namespace) -> int:
     if grants:
         print()
         # Each row as a screen shows it (in_force.shown_record): a row a sidecar wrote is shown, not a traceback.
-        print_table(["GRANT", "TOOL", "GRANTS", "LEFT", "BY"],
-                    [[g.short_id, g.tool, subjects[g.id], time_left(stamp, g.ends_at),
+        print_table(["GRANT", "TOOL", "LEFT", "GRANTS", "BY"],  # LEFT first, as 'grants list' has it
+                    [[g.short_id, g.tool, time_left(stamp, g.ends_at), subjects[g.id],
                       f"rule {g.rule_id[:8]}" if g.rule_id else g.decided_by] for g in map(shown_record, grants)],
                     narrow_drop=(1,))
     if rules:
         print()
         shown = [(r, shown_record(r.rule)) for r in rules]
-        print_table(["RULE", "BOTTLE", "EFFECT", "DECIDES ON", "LEFT", "NOTES"],
-                    [[rule.short_id, rule_scope(rule), rule.effect,
-                      ("" if r.decides else "[decides nothing] ") + rule_subject(rule), rule_left(rule, stamp),
+        print_table(["RULE", "BOTTLE", "EFFECT", "LEFT", "DECIDES ON", "NOTES"],
+                    [[rule.short_id, rule_scope(rule), rule.effect, rule_left(rule, stamp),
+                      ("" if r.decides else "[decides nothing] ") + rule_subject(rule),
                       rule.notes] for r, rule in shown], bottle_column=1)
     return 0
 

@@ -88,10 +88,9 @@ def rule_made_line(rule: dict[str, Any], ends: str | None = None, what: str = "t
             f"for {whose}, {until} ({ends} ends it)")
 
 
-def _grant_state(grant: Grant, now: str) -> str:
-    if grant.revoked_at is not None:
-        return "revoked"
-    return "live" if grant.live(now) else "ended"
+def _grant_left(grant: Grant, now: str) -> str:
+    """How long the grant still lets through, or why it no longer does ('ended', 'revoked')."""
+    return "revoked" if grant.revoked_at is not None else time_left(now, grant.ends_at)
 
 
 def cmd_grants_list(args: argparse.Namespace) -> int:
@@ -112,9 +111,10 @@ def cmd_grants_list(args: argparse.Namespace) -> int:
         print("no grants" + ("" if args.all else " in force"))
         return 0
     # Each row as a screen shows it (in_force.shown_record): a row a sidecar wrote is listed, not a traceback.
-    print_table(["ID", "BOTTLE", "TOOL", "GRANTS", "LEFT", "STATE", "BY"],
-                [[g.short_id, g.queue_key, g.tool, subjects[g.id],
-                  time_left(now, g.ends_at) if g.live(now) else "-", _grant_state(g, now),
+    # The time left before what it grants, as the TUI and 'proposals list' have it: at 80 columns a long grant
+    # pushed LEFT off the row, and the operator could not see when it ends.
+    print_table(["ID", "BOTTLE", "TOOL", "LEFT", "GRANTS", "BY"],
+                [[g.short_id, g.queue_key, g.tool, _grant_left(g, now), subjects[g.id],
                   f"rule {g.rule_id[:8]}" if g.rule_id else g.decided_by] for g in map(shown_record, grants)],
                 page=True, narrow_drop=(2,), bottle_column=1)
     return 0

@@ -79,8 +79,10 @@ def cmd_rules_list(args: argparse.Namespace) -> int:
         print("no rules" + ("" if args.all else " in force"))
         return 0
     rules = [shown_record(item.rule) for item in shown]
-    print_table(["ID", "BOTTLE", "TOOL", "EFFECT", "DECIDES ON", "LEFT", "NOTES"],
-                [[r.short_id, rule_scope(r), r.tool, r.effect, rule_subject(r), rule_left(r, now), r.notes]
+    # How long each decides before what it decides on, as the TUI's rules view: at 80 columns a long subject
+    # pushed LEFT off the row ('for g…': whether a rejection stands for good could not be read).
+    print_table(["ID", "BOTTLE", "TOOL", "EFFECT", "LEFT", "DECIDES ON", "NOTES"],
+                [[r.short_id, rule_scope(r), r.tool, r.effect, rule_left(r, now), rule_subject(r), r.notes]
                  for r in rules], page=True,
                 narrow_drop=(2,), bottle_column=1)  # narrower than 100 columns, no TOOL: as the TUI's
     notes = [f"WARNING: rule {shown_record(item.rule).short_id}: {item.note}" for item in shown if item.note]

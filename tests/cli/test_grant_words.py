@@ -136,6 +136,6 @@ class BottleRulesTest(TempDirTest):
             self.assertEqual(main(["bottles", "show", "web-1"]), 0)
         shown = out.getvalue()
         self.assertIn("rules      2 deciding for it", shown)
-        self.assertIn(f"{own.short_id}\tweb-1\tapprove\tdocs.python.org", shown)
-        self.assertIn(f"{every.short_id}\t(every bottle)\treject\tpastebin.com", shown)
+        self.assertRegex(shown, rf"{own.short_id}\tweb-1\tapprove\t\S+\tdocs.python.org")
+        self.assertIn(f"{every.short_id}\t(every bottle)\treject\tfor good\tpastebin.com", shown)
         self.assertNotIn(other.short_id, shown)

@@ -204,7 +204,7 @@ class StandingBeforeListingTest(CliTestCase):
         head it 'decides on'."""
         self.cli("rules", "add", "--bottle", "web-1", "--host", "pypi.org", "--reject")
         self.assertEqual(self.cli("rules", "list")[1].splitlines()[0].split("\t"),
-                         ["ID", "BOTTLE", "TOOL", "EFFECT", "DECIDES ON", "LEFT", "NOTES"])
+                         ["ID", "BOTTLE", "TOOL", "EFFECT", "LEFT", "DECIDES ON", "NOTES"])
 
     def test_a_rule_for_a_bottle_the_host_does_not_know_is_said(self) -> None:
         """BROKE before the fix: 'rules add --bottle web1 --host pastebin.com --reject', web-1 meant, added a rule
@@ -246,7 +246,7 @@ class StandingBeforeListingTest(CliTestCase):
             self.assertIn("\tpypi.org (any method; every path)", out, argv)
         code, out, _ = self.cli("rules", "add", "--bottle", "web-7", "--host", "10.0.0.6", "--reject")
         code, out, _ = self.cli("rules", "list")  # a badge says what approving reaches: a rejection has none
-        self.assertIn("\treject\t10.0.0.6 (any method; every path)", out)
+        self.assertIn("\treject\tfor good\t10.0.0.6 (any method; every path)", out)
 
     def test_the_same_rule_added_again_is_said(self) -> None:
         """BROKE before the fix: the same approving rule added twice was accepted without a word, two rows in

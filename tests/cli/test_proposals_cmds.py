@@ -93,9 +93,11 @@ class ProposalsVerbsTest(CliTestCase):
                 narrow = shown(60, *argv)
                 self.assertNotIn("TOOL", narrow)
                 self.assertNotIn("egress-allow", narrow)
-                self.assertIn({"grants": "docs.python.org (any method; every path)",
-                               "rules": "paste.example (any method;"}.get(argv[0], "pypi.org (any method; every path)"),
+                self.assertIn({"grants": "docs.python.org (any method; every",
+                               "rules": "paste.example (any meth"}.get(argv[0], "pypi.org (any method; every path)"),
                               narrow)
+                if argv[0] in ("grants", "rules"):  # how long it lets through, before what (it was cut off)
+                    self.assertIn("6d23h  docs" if argv[0] == "grants" else "for good  paste", narrow)
                 self.assertIn("TOOL", shown(100, *argv))
                 self.assertIn("TOOL", self.cli(*argv)[1], "piped: every column")
 
