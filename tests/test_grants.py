@@ -173,8 +173,9 @@ class RuleTest(GrantCase):
     def test_a_rule_without_notes_says_where_it_came_from(self) -> None:
         """BROKE before the fix: a rule typed with no notes approved saying "approved before", of an ask nobody had
         approved; a remembered one still says so."""
-        self.grants.add_rule(queue_key="web-1", tool=TOOL_EGRESS_ALLOW, subject={"host": "typed.example", "methods": [], "paths": []},
-                             pattern=False, effect="approve", notes="", ends_at=later(utc_now(), 3600), created_by="op")
+        self.grants.add_rule(queue_key="web-1", tool=TOOL_EGRESS_ALLOW,
+                             subject={"host": "typed.example", "methods": [], "paths": []}, pattern=False,
+                             effect="approve", notes="", ends_at=later(utc_now(), 3600), created_by="op")
         typed = self.file('{"host": "typed.example"}')
         keep(self.store)
         self.assertRegex(self.store.response(typed).notes,  # type: ignore[union-attr]
