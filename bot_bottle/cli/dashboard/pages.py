@@ -178,11 +178,11 @@ def grants_section(grants: Sequence[Grant], now: datetime, *, root: str, csrf: s
         revoke = revoke_form(root, "grant", grant.id, csrf)
         by = f"rule {grant.rule_id[:SHORT_ID_LENGTH]}" if grant.rule_id else grant.decided_by
         rows.append(f'<tr><td>{line_html(grant.short_id)}</td><td>{line_html(grant.queue_key)}</td>'
-                    f'<td>{line_html(grant.tool)}</td><td class="grants">{line_html(said(grant))}</td>'
-                    f"<td>{line_html(time_left(stamp, grant.ends_at))}</td>"
+                    f"<td>{line_html(grant.tool)}</td><td>{line_html(time_left(stamp, grant.ends_at))}</td>"
+                    f'<td class="grants">{line_html(said(grant))}</td>'
                     f"<td>{line_html(by)}</td><td>{revoke}</td></tr>")
     return ('<section class="grants" data-part="grants"><h2>Grants</h2><table><thead><tr><th>id</th>'
-            "<th>bottle</th><th>tool</th><th>grants</th><th>left</th><th>by</th><th></th></tr></thead><tbody>"
+            "<th>bottle</th><th>tool</th><th>left</th><th>grants</th><th>by</th><th></th></tr></thead><tbody>"
             + "".join(rows)
             + "</tbody></table></section>")
 
@@ -200,11 +200,12 @@ def rules_section(rules: Sequence[RuleInForce], now: datetime, *, root: str, csr
                        for said in (item.note, item.unconfirmed) if said)
         rows.append(f"<tr><td>{line_html(rule.short_id)}</td><td>{line_html(rule_scope(rule))}</td>"
                     f"<td>{line_html(rule.tool)}</td>"
-                    f"<td>{line_html(rule.effect)}</td><td class=\"grants\">{line_html(rule_subject(rule))}{note}</td>"
-                    f"<td>{line_html(rule_left(rule, stamp))}</td><td>{line_html(first_line(rule.notes))}</td>"
+                    f"<td>{line_html(rule.effect)}</td><td>{line_html(rule_left(rule, stamp))}</td>"
+                    f"<td class=\"grants\">{line_html(rule_subject(rule))}{note}</td>"
+                    f"<td>{line_html(first_line(rule.notes))}</td>"
                     f"<td>{revoke_form(root, 'rule', rule.id, csrf)}</td></tr>")
     return ('<section class="rules" data-part="rules"><h2>Standing rules</h2><table><thead><tr><th>id</th>'
-            "<th>bottle</th><th>tool</th><th>effect</th><th>decides on</th><th>left</th><th>notes</th><th></th>"
+            "<th>bottle</th><th>tool</th><th>effect</th><th>left</th><th>decides on</th><th>notes</th><th></th>"
             "</tr></thead><tbody>"
             + "".join(rows) + "</tbody></table></section>")
 
