@@ -64,9 +64,10 @@ class EncodedFile:
 class _Trees:
     """Trees and blobs read on demand from one ``git cat-file --batch`` (an answer is read before the next ask)."""
 
-    def __init__(self, repo: Path, limits: Limits, deadline: Deadline) -> None:
+    def __init__(self, repo: Path, limits: Limits, deadline: Deadline, attribute: str = ATTRIBUTE) -> None:
         self.limits = limits
         self.deadline = deadline
+        self.attribute = attribute
         try:
             self.process = subprocess.Popen(git_command(repo, "cat-file", "--batch"), stdin=subprocess.PIPE,
                                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=git_env(),
@@ -150,7 +151,7 @@ class _Trees:
         """True if one of these ``.gitattributes`` holds the attribute's name at all."""
         for _, blob in files:
             if blob not in self.mentions:
-                self.mentions[blob] = ATTRIBUTE.encode("ascii") in self.read(blob)[1]
+                self.mentions[blob] = self.attribute.encode("ascii") in self.read(blob)[1]
             if self.mentions[blob]:
                 return True
         return False
@@ -173,8 +174,8 @@ def _run(repo: Path, args: Iterable[str], env: Mapping[str, str], deadline: Dead
 
 
 def _attributes(repo: Path, tree: str, folder: Path, deadline: Deadline,
-                known: dict[str, set[str]]) -> Iterator[tuple[str, str, str]]:
-    """``(oid, path, value)`` of each regular file of ``tree`` whose attribute is set to something, per git.
+                known: dict[str, set[str]], attribute: str = ATTRIBUTE) -> Iterator[tuple[str, str, str]]:
+    """``(oid, path, value)`` of each regular file of ``tree`` whose ``attribute`` is set to something, per git.
 
     ``known`` holds what git said of paths before, under the very same
     ``.gitattributes`` files (a path's attributes depend on nothing else):
@@ -196,7 +197,7 @@ def _attributes(repo: Path, tree: str, folder: Path, deadline: Deadline,
             paths.write(b"".join(path.encode("utf-8", errors="surrogateescape") + b"\0" for path in asked))
             paths.seek(0)
             out = _run(repo, ["-c", f"core.ignorecase={ignorecase}", "-c", "core.attributesFile=/dev/null",
-                              "check-attr", "--cached", "--stdin", "-z", ATTRIBUTE], env, deadline, stdin=paths)
+                              "check-attr", "--cached", "--stdin", "-z", attribute], env, deadline, stdin=paths)
         answer = out.split(b"\0")
         for index in range(0, len(answer) - 2, 3):
             name = answer[index].decode("utf-8", errors="surrogateescape")
@@ -211,7 +212,16 @@ def _attributes(repo: Path, tree: str, folder: Path, deadline: Deadline,
 def encoded_files(repo: Path, roots: Iterable[str], limits: Limits, deadline: Deadline) -> list[EncodedFile]:
     """Every ``(blob, encoding)`` a checkout of one of these trees converts, each once (with its first path)."""
     found: dict[tuple[str, str], EncodedFile] = {}
-    trees = _Trees(repo, limits, deadline)
+    for root, oid, path, value in attributed_files(repo, roots, limits, deadline):
+        found.setdefault((oid, value), EncodedFile(oid, path, value, root))
+    return list(found.values())
+
+
+def attributed_files(repo: Path, roots: Iterable[str], limits: Limits, deadline: Deadline,
+                     attribute: str = ATTRIBUTE) -> Iterator[tuple[str, str, str, str]]:
+    """``(root, blob, path, value)`` of every regular file of each of these trees whose ``attribute`` git reads
+    as set to something (``set`` for the attribute alone), as a checkout or ``git archive`` of the tree reads it."""
+    trees = _Trees(repo, limits, deadline, attribute)
     try:
         keyed = [(root, files) for root in dict.fromkeys(roots)
                  if trees.mention(files := trees.attribute_files(root))]
@@ -220,6 +230,6 @@ def encoded_files(repo: Path, roots: Iterable[str], limits: Limits, deadline: De
     answers: dict[frozenset[tuple[str, str]], dict[str, set[str]]] = {}  # per set of .gitattributes files
     for root, files in keyed:
         with tempfile.TemporaryDirectory(prefix="git-gate-index-") as folder:
-            for oid, path, value in _attributes(repo, root, Path(folder), deadline, answers.setdefault(files, {})):
-                found.setdefault((oid, value), EncodedFile(oid, path, value, root))
-    return list(found.values())
+            for oid, path, value in _attributes(repo, root, Path(folder), deadline, answers.setdefault(files, {}),
+                                                attribute):
+                yield root, oid, path, value

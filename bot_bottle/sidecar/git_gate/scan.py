@@ -51,6 +51,7 @@ from bot_bottle.sidecar.git_gate.objects import (
 from bot_bottle.sidecar.git_gate.refs import (
     RefUpdate,
 )
+from bot_bottle.sidecar.git_gate.substitutions import pushed_tips, substituted_files
 from bot_bottle.sidecar.git_gate.views import (
     other_views,
 )
@@ -156,6 +157,7 @@ class PushScan:
             self._write(_Scanned("", "", "(ref name)", ref_names=True), "".join(f"{u.ref}\n" for u in kept).encode())
             self._ref_lines = kept
         roots: dict[str, tuple[str, str]] = {}  # tree a checkout (or git archive) writes -> (ref, commit)
+        commits: list[tuple[str, str, str]] = []  # every new commit: (ref, commit, its tree), for git archive
         new_blobs: dict[str, int] = {}  # a pushed blob -> the number of its first copy
         for obj in pushed_objects(self.repo, [(u.ref, u.new) for u in kept], self.limits, self.deadline):
             label = _label(obj)
@@ -164,6 +166,7 @@ class PushScan:
                 new_blobs.setdefault(obj.oid, first)
             elif obj.kind == "commit" and (tree := root_tree(obj.data)):
                 roots.setdefault(tree, (obj.ref, obj.oid))
+                commits.append((obj.ref, obj.oid, tree))
             elif obj.kind == "tree" and not obj.path:  # a commit's tree, one a ref points at, one nothing reaches
                 roots.setdefault(obj.oid, (obj.ref, obj.commit))
         # Each file a checkout converts, new or already on the remote (a pushed .gitattributes can name an
@@ -176,6 +179,15 @@ class PushScan:
             path = encoded.path if first >= 0 else f"{encoded.path} (already on the remote)"
             for how, form in checkout_forms(data, encoded.encoding):
                 self._add_copies(_Scanned(ref, commit, f"{path} ({how})", copy_of=first), form)
+        # Each export-subst file as git archive (a forge's tarball) writes it for each new commit, and each commit
+        # a pushed ref names: its $Format: filled in from the commit's message, author and refs, an old blob's too.
+        known = {commit for _, commit, _ in commits}
+        commits += [tip for tip in pushed_tips(self.repo, kept, self.deadline) if tip[1] not in known]
+        for filled in substituted_files(self.repo, commits, updates, self.limits, self.deadline,
+                                        self.limits.max_scan_bytes - self.written):
+            self._add_copies(_Scanned(filled.ref, filled.commit, f"{filled.path} ($Format: filled in from the "
+                                      "commit, as git archive writes it)", copy_of=new_blobs.get(filled.oid, -1)),
+                             filled.data)
         return len(self._files)
 
     def _add_copies(self, scanned: _Scanned, data: bytes) -> int:

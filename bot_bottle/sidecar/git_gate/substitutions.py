@@ -1,0 +1,193 @@
+"""What ``git archive`` writes for an ``export-subst`` file: each ``$Format:...$`` filled in from its commit.
+
+A forge's tarball (and ``git archive`` on the remote) expands every
+``$Format:FMT$`` in a file with the ``export-subst`` attribute as ``git log
+--format=FMT`` shows the commit being archived: its subject (``%s``), body
+(``%b``), author (``%an``), the refs that point at it (``%d``, ``%D``), the
+tag that describes it (``%(describe)``). Each is the pusher's to choose. So a
+token split between a file (``token = ghp_$Format:%s$``) and a commit
+message, or a branch's name, is in none of the pushed objects, yet written
+whole into every tarball; and a blob already on the remote is filled in anew
+by each new commit that holds it. ``views`` expands only what needs no commit
+(``%x67``, ``%n``).
+
+So for each new commit whose ``.gitattributes`` mention ``export-subst`` at
+all, the gate asks ``git archive`` itself which bytes it writes for each
+file git reads the attribute as set on (``attributes.attributed_files``), in
+a scratch repository that borrows the objects (the push's quarantine
+included) and holds the refs and ``HEAD`` as they will be once the push is
+in; every file it writes otherwise than stored is scanned as written. What
+``git archive`` writes is bounded by what is left of ``max_scan_bytes``
+(``$Format:%B%B%B...$`` multiplies a message).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+import tarfile
+import tempfile
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from bot_bottle.errors import GitObjectsError, ScanLimitExceeded
+from bot_bottle.sidecar.git_gate.attributes import attributed_files
+from bot_bottle.sidecar.git_gate.limits import Deadline, Limits, child_limits, mib
+from bot_bottle.sidecar.git_gate.objects import git_command, git_env, last_error_line, read_objects
+from bot_bottle.sidecar.git_gate.refs import RefUpdate
+
+ATTRIBUTE = "export-subst"
+# Where git finds the objects: the hook's quarantine among them. The scratch repository names them in its own
+# alternates instead, so these are left out of its environment.
+_OBJECT_PLACES = ("GIT_DIR", "GIT_OBJECT_DIRECTORY", "GIT_ALTERNATE_OBJECT_DIRECTORIES", "GIT_QUARANTINE_PATH",
+                  "GIT_INDEX_FILE", "GIT_WORK_TREE", "GIT_COMMON_DIR")
+_CHUNK = 1 << 16
+
+
+@dataclass(frozen=True)
+class Substituted:
+    """One file as ``git archive`` of ``commit`` writes it, where that differs from the stored blob."""
+
+    ref: str
+    commit: str
+    path: str
+    oid: str  # the blob as stored
+    data: bytes
+
+
+def _git(repo: Path, args: Sequence[str], deadline: Deadline, env: Mapping[str, str] | None = None) -> bytes:
+    try:
+        result = subprocess.run(git_command(repo, *args), capture_output=True, env=git_env(env),
+                                timeout=deadline.remaining(), preexec_fn=child_limits)
+    except OSError as exc:
+        raise GitObjectsError(f"cannot run git: {exc.strerror}") from None
+    except subprocess.TimeoutExpired:
+        raise deadline.exceeded() from None
+    if result.returncode != 0:
+        raise GitObjectsError(f"git {args[0]} failed (exit {result.returncode}): {last_error_line(result.stderr)}")
+    return result.stdout
+
+
+def _scratch(repo: Path, updates: Sequence[RefUpdate], folder: Path, deadline: Deadline) -> dict[str, str]:
+    """The environment of a scratch bare repository in ``folder``: the objects ``repo`` reads now (its
+    quarantine too), and its refs and ``HEAD`` with ``updates`` applied, as a later ``git archive`` sees them."""
+    common = Path(_git(repo, ["rev-parse", "--git-common-dir"], deadline).decode("utf-8", "surrogateescape").strip())
+    places = [str((repo / common / "objects").resolve())]
+    places += [os.environ[name] for name in ("GIT_QUARANTINE_PATH", "GIT_OBJECT_DIRECTORY") if os.environ.get(name)]
+    places = list(dict.fromkeys(places))
+    refs: dict[bytes, bytes] = {}
+    for line in _git(repo, ["for-each-ref", "--format=%(objectname) %(refname)"], deadline).splitlines():
+        oid, _, name = line.partition(b" ")
+        refs[name] = oid
+    for update in updates:
+        if update.deleted:
+            refs.pop(update.ref.encode(), None)
+        else:
+            refs[update.ref.encode()] = update.new.encode()
+    head = subprocess.run(git_command(repo, "symbolic-ref", "-q", "HEAD"), capture_output=True, env=git_env(),
+                          timeout=deadline.remaining(), preexec_fn=child_limits).stdout.strip()
+    scratch = folder / "scratch.git"
+    for sub in ("objects/info", "refs/heads", "refs/tags"):
+        (scratch / sub).mkdir(parents=True)
+    (scratch / "objects/info/alternates").write_text("".join(f"{place}\n" for place in places), encoding="utf-8")
+    (scratch / "packed-refs").write_bytes(b"".join(oid + b" " + name + b"\n" for name, oid in sorted(refs.items())))
+    (scratch / "HEAD").write_bytes(b"ref: " + (head or b"refs/heads/main") + b"\n")
+    (scratch / "config").write_text("[core]\n\trepositoryformatversion = 0\n\tbare = true\n", encoding="utf-8")
+    env = {name: value for name, value in os.environ.items() if name not in _OBJECT_PLACES}
+    # The tree's own .gitattributes, as a forge's archive reads them: neither the system's nor the user's.
+    return {**env, "GIT_DIR": str(scratch), "GIT_ATTR_NOSYSTEM": "1", "GIT_LITERAL_PATHSPECS": "1",
+            "GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": os.devnull}
+
+
+def _archive(scratch: Mapping[str, str], commit: str, paths: Sequence[str], budget: int,
+             deadline: Deadline) -> dict[str, bytes]:
+    """``paths`` of ``commit`` as ``git archive`` writes them, read as they stream (at most ``budget`` bytes)."""
+    with tempfile.TemporaryFile() as listed:
+        command = ["git", "--no-replace-objects", "-c", "core.attributesFile=/dev/null", "archive", "--format=tar",
+                   commit, "--", *paths]
+        try:
+            process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=listed, env=git_env(scratch),
+                                       preexec_fn=child_limits, cwd=scratch["GIT_DIR"])
+        except OSError as exc:
+            raise GitObjectsError(f"cannot run git: {exc.strerror}") from None
+        assert process.stdout is not None
+        out = bytearray()
+        try:
+            while chunk := process.stdout.read(_CHUNK):
+                deadline.check()
+                out += chunk
+                if len(out) > budget:
+                    raise ScanLimitExceeded(f"git archive of commit {commit[:12]} writes more than the "
+                                            f"{mib(budget)} left to scan: its export-subst files' $Format: "
+                                            "expand past --max-scan-size")
+        finally:
+            process.stdout.close()
+            if process.poll() is None:
+                process.kill()
+            code = process.wait()
+        if code != 0:
+            listed.seek(0)
+            raise GitObjectsError(f"git archive of commit {commit[:12]} failed (exit {code}): "
+                                  f"{last_error_line(listed.read())}")
+    files: dict[str, bytes] = {}
+    with tarfile.open(fileobj=io.BytesIO(bytes(out)), encoding="utf-8", errors="surrogateescape") as tar:
+        for member in tar:
+            handle = tar.extractfile(member) if member.isfile() else None
+            if handle is not None:
+                files[member.name] = handle.read()
+    return files
+
+
+def pushed_tips(repo: Path, updates: Sequence[RefUpdate], deadline: Deadline) -> list[tuple[str, str, str]]:
+    """``(ref, commit, tree)`` of the commit each (not deleted) update's new tip is or tags, new or not: a ref
+    moved to an old commit changes what its ``%d``, ``%D`` and ``%(describe)`` write."""
+    kept = [u for u in updates if not u.deleted]
+    if not kept:
+        return []
+    asked = "".join(f"{u.new}^{{commit}}\n{u.new}^{{commit}}^{{tree}}\n" for u in kept).encode("ascii")
+    try:
+        result = subprocess.run(git_command(repo, "cat-file", "--batch-check=%(objectname)"), input=asked,
+                                capture_output=True, env=git_env(), timeout=deadline.remaining(),
+                                preexec_fn=child_limits)
+    except OSError as exc:
+        raise GitObjectsError(f"cannot run git: {exc.strerror}") from None
+    except subprocess.TimeoutExpired:
+        raise deadline.exceeded() from None
+    lines = result.stdout.decode("ascii", errors="replace").splitlines()
+    if result.returncode != 0 or len(lines) != 2 * len(kept):
+        raise GitObjectsError(f"git cat-file cannot peel the pushed tips: {last_error_line(result.stderr)}")
+    return [(u.ref, commit, tree) for u, commit, tree in zip(kept, lines[::2], lines[1::2], strict=True)
+            if not commit.endswith(" missing") and not tree.endswith(" missing")]
+
+
+def substituted_files(repo: Path, commits: Sequence[tuple[str, str, str]], updates: Sequence[RefUpdate],
+                      limits: Limits, deadline: Deadline, budget: int) -> Iterator[Substituted]:
+    """Each ``export-subst`` file of each ``(ref, commit, tree)`` that ``git archive`` writes otherwise than
+    stored, as it writes it (at most ``budget`` bytes in all)."""
+    per_tree: dict[str, dict[str, str]] = {}  # tree -> {path: blob} of its files with export-subst set
+    roots = [tree for _, _, tree in commits]
+    for root, oid, path, value in attributed_files(repo, roots, limits, deadline, ATTRIBUTE):
+        if value == "set":  # git substitutes only where the attribute is set, not given a value
+            per_tree.setdefault(root, {})[path] = oid
+    if not per_tree:
+        return
+    blobs = {oid for files in per_tree.values() for oid in files.values()}
+    stored = {oid: data for oid, _, data in read_objects(repo, sorted(blobs), limits, deadline)}
+    with tempfile.TemporaryDirectory(prefix="git-gate-archive-") as folder:
+        scratch = _scratch(repo, updates, Path(folder), deadline)
+        for ref, commit, tree in commits:
+            files = per_tree.get(tree, {})
+            candidates = sorted(path for path, oid in files.items() if b"$Format:" in stored[oid])
+            if not candidates:
+                continue
+            written = _archive(scratch, commit, candidates, budget, deadline)
+            for path in candidates:
+                data = written.get(path)
+                if data is None:
+                    raise GitObjectsError(f"git archive of commit {commit[:12]} left out {path[:80]!r}, which "
+                                          "it should write: the push cannot be scanned as a tarball holds it")
+                if data != stored[files[path]]:
+                    budget -= len(data)
+                    yield Substituted(ref, commit, path, files[path], data)

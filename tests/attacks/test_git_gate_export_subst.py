@@ -1,0 +1,92 @@
+"""export-subst: a token that only ``git archive`` (a forge's tarball) puts together, from a file and its commit.
+
+``$Format:%s$`` in a file with the ``export-subst`` attribute is the commit's
+subject in every tarball of it; ``%b`` its body, ``%D`` the names of the refs
+that point at it. Half a token in the file (``ghp_``) and the rest in a
+commit message, or a branch's name, is in none of the pushed objects, and the
+gate let every one through (review 47, with real git and gitleaks). Each test
+first shows that ``git archive`` writes the token, then that the push is
+refused.
+"""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import tarfile
+
+from tests.helpers.git_remote import GateAttackCase, github_token
+
+ATTRIBUTES = b"v.txt export-subst\n"
+
+
+class ExportSubstAttackTest(GateAttackCase):
+    """Pushes whose tarball holds a token that none of their objects holds."""
+
+    folder_prefix = "bb-subst-"
+
+    def archived(self, head: str, ref: str, name: str = "v.txt") -> bytes:
+        """``name`` as ``git archive`` of ``head`` writes it, with ``ref`` (alone) pointing at ``head``."""
+        self.shared.git("update-ref", ref, head)
+        try:
+            tar = subprocess.run(["git", "archive", "--format=tar", ref], cwd=self.shared.work, env=self.shared.env,
+                                 capture_output=True, check=True).stdout
+        finally:
+            self.shared.git("update-ref", "-d", ref)
+        with tarfile.open(fileobj=io.BytesIO(tar)) as archive:
+            handle = archive.extractfile(name)
+            assert handle is not None
+            return handle.read()
+
+    def test_the_commit_message_completes_the_token(self) -> None:
+        """'ghp_$Format:%s$' with the rest of the token as the subject; '%b' with it as the body. Refused."""
+        for number, (placeholder, message) in enumerate((("%s", "{tail}"), ("%b", "release\n\n{tail}"))):
+            with self.subTest(placeholder):
+                token = github_token(470 + number)
+                files = {".gitattributes": ATTRIBUTES, "v.txt": f"t = ghp_$Format:{placeholder}$\n".encode()}
+                head = self.shared.commit_with(files, message=message.format(tail=token[4:]))
+                self.assertIn(token.encode(), self.archived(head, "refs/heads/look"), "git archive writes it")
+                self.assert_refused(f"{head}:refs/heads/subst-{number}",
+                                    says="github-pat in v.txt ($Format: filled in from the commit, as git archive "
+                                         "writes it):1")
+
+    def test_the_branch_name_completes_the_token(self) -> None:
+        """'ghp_$Format:%D$' pushed to a branch named after the rest of the token. Refused."""
+        token = github_token(473)
+        head = self.shared.commit_with({".gitattributes": ATTRIBUTES, "v.txt": b"t = ghp_$Format:%D$\n"})
+        branch = f"refs/heads/{token[4:]}"
+        self.assertIn(token.encode(), self.archived(head, branch), "git archive writes it")
+        self.assert_refused(f"{head}:{branch}", says="github-pat in v.txt ($Format: filled in from the commit")
+
+    def test_a_file_already_on_the_remote_filled_in_by_a_new_commit(self) -> None:
+        """The file goes first under a harmless message (its tarball holds no token: accepted), then a new commit
+        of the very same tree, whose subject completes the token: the blob is not new, its tarball is. Refused."""
+        token = github_token(474)
+        first = self.shared.commit_with({".gitattributes": ATTRIBUTES, "v.txt": b"t = ghp_$Format:%s$\n"},
+                                        message="release")
+        self.assert_accepted(f"{first}:refs/heads/subst-later")
+        tree = self.shared.git("rev-parse", f"{first}^{{tree}}").strip()
+        second = self.shared.commit_tree(tree, [first], token[4:])
+        self.assertIn(token.encode(), self.archived(second, "refs/heads/look"), "git archive writes it")
+        self.assert_refused(f"{second}:refs/heads/subst-later", says="github-pat in v.txt ($Format: filled in")
+
+    def test_a_new_branch_on_a_commit_already_on_the_remote(self) -> None:
+        """'ghp_$Format:%D$' goes first on a branch of a harmless name (accepted); then one push deletes that
+        branch and makes one named after the rest of the token, at that same commit: nothing new is pushed, but
+        the commit's tarball now names that branch alone. Refused."""
+        token = github_token(475)
+        head = self.shared.commit_with({".gitattributes": ATTRIBUTES, "v.txt": b"t = ghp_$Format:%D$\n"},
+                                       message="names")
+        self.assert_accepted(f"{head}:refs/heads/subst-names")
+        branch = f"refs/heads/{token[4:]}"
+        self.assertIn(token.encode(), self.archived(head, branch), "git archive writes it")
+        self.assert_refused(":refs/heads/subst-names", f"{head}:{branch}",
+                            says="github-pat in v.txt ($Format: filled in from the commit")
+
+    def test_a_version_file_as_versioneer_writes_it_is_accepted(self) -> None:
+        """What projects really put under export-subst (versioneer's _version.py): refs, hash and date. Accepted."""
+        text = (b'git_refnames = "$Format:%d$"\ngit_full = "$Format:%H$"\ngit_date = "$Format:%ci$"\n'
+                b'spelt = "$Format:%x24%x25$"\n')
+        head = self.shared.commit_with({".gitattributes": b"_version.py export-subst\n", "_version.py": text},
+                                       message="version file")
+        self.assert_accepted(f"{head}:refs/heads/subst-versioneer")
