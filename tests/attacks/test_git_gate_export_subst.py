@@ -15,6 +15,9 @@ import io
 import subprocess
 import tarfile
 
+from bot_bottle.decisions import decide
+from bot_bottle.queue_store import QueueStore
+from bot_bottle.records import STATUS_APPROVED
 from tests.helpers.git_remote import GateAttackCase, github_token
 
 ATTRIBUTES = b"v.txt export-subst\n"
@@ -48,7 +51,7 @@ class ExportSubstAttackTest(GateAttackCase):
                 self.assertIn(token.encode(), self.archived(head, "refs/heads/look"), "git archive writes it")
                 self.assert_refused(f"{head}:refs/heads/subst-{number}",
                                     says="github-pat in v.txt ($Format: filled in from the commit, as git archive "
-                                         "writes it):1")
+                                         "writes it: ")
 
     def test_the_branch_name_completes_the_token(self) -> None:
         """'ghp_$Format:%D$' pushed to a branch named after the rest of the token. Refused."""
@@ -82,6 +85,22 @@ class ExportSubstAttackTest(GateAttackCase):
         self.assertIn(token.encode(), self.archived(head, branch), "git archive writes it")
         self.assert_refused(":refs/heads/subst-names", f"{head}:{branch}",
                             says="github-pat in v.txt ($Format: filled in from the commit")
+
+    def test_an_approved_finding_does_not_cover_another_token_the_refs_spell(self) -> None:
+        """A marked 'ghp_$Format:%D$' on a branch named after one token: held, and the operator approves that
+        finding. Then one push moves the commit to a branch named after another token: the commit and the line
+        are the same, the token is not, so the grant of the first does not cover it: held for the operator."""
+        first, second = github_token(476), github_token(477)
+        head = self.shared.commit_with({".gitattributes": ATTRIBUTES,
+                                        "v.txt": b"t = ghp_$Format:%D$  # gitleaks:allow\n"}, message="marked")
+        self.filed_findings(head, first[4:])
+        with QueueStore(self.shared.db) as store:
+            (held,) = [p for p in store.pending("web-1") if head in p.payload]
+            decide(held.id, STATUS_APPROVED, "a fixture", store=store)
+        self.assert_accepted(f"{head}:refs/heads/{first[4:]}")  # the grant covers the finding it was made for
+        branch = f"refs/heads/{second[4:]}"
+        self.assertIn(second.encode(), self.archived(head, branch), "git archive writes the second token")
+        self.assert_refused(f":refs/heads/{first[4:]}", f"{head}:{branch}", says="no decision within 0 s")
 
     def test_a_version_file_as_versioneer_writes_it_is_accepted(self) -> None:
         """What projects really put under export-subst (versioneer's _version.py): refs, hash and date. Accepted."""

@@ -185,8 +185,8 @@ class PushScan:
         commits += [tip for tip in pushed_tips(self.repo, kept, self.deadline) if tip[1] not in known]
         for filled in substituted_files(self.repo, commits, updates, self.limits, self.deadline,
                                         self.limits.max_scan_bytes - self.written):
-            self._add_copies(_Scanned(filled.ref, filled.commit, f"{filled.path} ($Format: filled in from the "
-                                      "commit, as git archive writes it)", copy_of=new_blobs.get(filled.oid, -1)),
+            # Labelled with a mark of the bytes: the commit does not fix them (Substituted.label).
+            self._add_copies(_Scanned(filled.ref, filled.commit, filled.label, copy_of=new_blobs.get(filled.oid, -1)),
                              filled.data)
         return len(self._files)
 

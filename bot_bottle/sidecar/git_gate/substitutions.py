@@ -23,6 +23,7 @@ in; every file it writes otherwise than stored is scanned as written. What
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 import subprocess
@@ -55,6 +56,22 @@ class Substituted:
     path: str
     oid: str  # the blob as stored
     data: bytes
+
+    @property
+    def label(self) -> str:
+        """How a finding in it names it: the path, and a mark of the bytes written.
+
+        The commit does not fix them (``%D`` writes the names of the refs at
+        it then), and a grant covers a finding by its commit, file, line and
+        rule: without the mark, the approval of one token a branch's name
+        spelled covered every other a later branch's name spells at that line.
+        The mark is slow and salted, as a token's fingerprint is
+        (``policy.subjects``): it is filed, and the bytes hold the secret.
+        """
+        salt = hashlib.sha256(f"bot-bottle git archive\0{self.commit}\0{self.path}".encode(
+            "utf-8", errors="surrogateescape")).digest()
+        mark = hashlib.scrypt(self.data, salt=salt, n=2**14, r=8, p=1, dklen=8).hex()
+        return f"{self.path} ($Format: filled in from the commit, as git archive writes it: {mark})"
 
 
 def _git(repo: Path, args: Sequence[str], deadline: Deadline, env: Mapping[str, str] | None = None) -> bytes:
