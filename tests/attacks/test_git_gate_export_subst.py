@@ -102,6 +102,23 @@ class ExportSubstAttackTest(GateAttackCase):
         self.assertIn(second.encode(), self.archived(head, branch), "git archive writes the second token")
         self.assert_refused(f":refs/heads/{first[4:]}", f"{head}:{branch}", says="no decision within 0 s")
 
+    def test_a_tag_on_an_ancestor_that_a_branch_describes_itself_by(self) -> None:
+        """A commit, and after it one adding 'ghp_$Format:%(describe:tags)$' (accepted: no tag, nothing
+        described); then a tag named after the rest of the token on the first commit, which holds no such file:
+        the branch's tarball writes 'ghp_<tag>-1-g...'. Nothing the push makes or names holds it. Refused."""
+        token = github_token(478)
+        first = self.shared.commit_with({"notes.txt": b"first\n"}, message="first")
+        later = self.shared.commit_with({".gitattributes": ATTRIBUTES, "notes.txt": b"first\n",
+                                         "v.txt": b"t = ghp_$Format:%(describe:tags)$\n"}, message="described",
+                                        parents=[first])
+        self.assert_accepted(f"{later}:refs/heads/subst-described")
+        self.shared.git("update-ref", f"refs/tags/{token[4:]}", first)
+        try:
+            self.assertIn(token.encode(), self.archived(later, "refs/heads/look"), "git archive writes it")
+        finally:
+            self.shared.git("update-ref", "-d", f"refs/tags/{token[4:]}")
+        self.assert_refused(f"{first}:refs/tags/{token[4:]}", says="github-pat in v.txt ($Format: filled in")
+
     def test_a_version_file_as_versioneer_writes_it_is_accepted(self) -> None:
         """What projects really put under export-subst (versioneer's _version.py): refs, hash and date. Accepted."""
         text = (b'git_refnames = "$Format:%d$"\ngit_full = "$Format:%H$"\ngit_date = "$Format:%ci$"\n'

@@ -51,7 +51,7 @@ from bot_bottle.sidecar.git_gate.objects import (
 from bot_bottle.sidecar.git_gate.refs import (
     RefUpdate,
 )
-from bot_bottle.sidecar.git_gate.substitutions import pushed_tips, substituted_files
+from bot_bottle.sidecar.git_gate.substitutions import branch_tips, pushed_tips, substituted_files
 from bot_bottle.sidecar.git_gate.views import (
     other_views,
 )
@@ -181,8 +181,13 @@ class PushScan:
                 self._add_copies(_Scanned(ref, commit, f"{path} ({how})", copy_of=first), form)
         # Each export-subst file as git archive (a forge's tarball) writes it for each new commit, and each commit
         # a pushed ref names: its $Format: filled in from the commit's message, author and refs, an old blob's too.
+        named = [*kept, *(branch_tips(self.repo, updates, self.deadline)  # a tag changes every later %(describe)
+                          if any(u.ref.startswith("refs/tags/") for u in kept) else [])]
         known = {commit for _, commit, _ in commits}
-        commits += [tip for tip in pushed_tips(self.repo, kept, self.deadline) if tip[1] not in known]
+        for tip in pushed_tips(self.repo, named, self.deadline):
+            if tip[1] not in known:
+                known.add(tip[1])
+                commits.append(tip)
         for filled in substituted_files(self.repo, commits, updates, self.limits, self.deadline,
                                         self.limits.max_scan_bytes - self.written):
             # Labelled with a mark of the bytes: the commit does not fix them (Substituted.label).

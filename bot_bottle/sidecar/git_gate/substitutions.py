@@ -18,7 +18,11 @@ a scratch repository that borrows the objects (the push's quarantine
 included) and holds the refs and ``HEAD`` as they will be once the push is
 in; every file it writes otherwise than stored is scanned as written. What
 ``git archive`` writes is bounded by what is left of ``max_scan_bytes``
-(``$Format:%B%B%B...$`` multiplies a message).
+(``$Format:%B%B%B...$`` multiplies a message). A push that moves a tag has
+every branch's tip asked about too (``%(describe)`` names the nearest tag,
+so a tag on an ancestor changes a branch's tarball); a commit that is no
+branch's tip and only describes itself by the tag is left (its tarball is
+downloaded by its id alone).
 """
 
 from __future__ import annotations
@@ -177,6 +181,26 @@ def pushed_tips(repo: Path, updates: Sequence[RefUpdate], deadline: Deadline) ->
         raise GitObjectsError(f"git cat-file cannot peel the pushed tips: {last_error_line(result.stderr)}")
     return [(u.ref, commit, tree) for u, commit, tree in zip(kept, lines[::2], lines[1::2], strict=True)
             if not commit.endswith(" missing") and not tree.endswith(" missing")]
+
+
+def branch_tips(repo: Path, updates: Sequence[RefUpdate], deadline: Deadline) -> list[RefUpdate]:
+    """Every branch as it will be once ``updates`` are in, as an update to itself (for ``pushed_tips``).
+
+    ``%(describe)`` names the nearest tag of the commit archived: a tag pushed on an ancestor changes the tarball
+    of every branch after it, a commit this push neither makes nor names. Asked only when the push moves a tag.
+    """
+    heads: dict[str, str] = {}
+    for line in _git(repo, ["for-each-ref", "--format=%(objectname) %(refname)", "refs/heads/"],
+                     deadline).decode("utf-8", "surrogateescape").splitlines():
+        oid, _, name = line.partition(" ")
+        heads[name] = oid
+    for update in updates:
+        if update.ref.startswith("refs/heads/"):
+            if update.deleted:
+                heads.pop(update.ref, None)
+            else:
+                heads[update.ref] = update.new
+    return [RefUpdate(oid, oid, name) for name, oid in sorted(heads.items())]
 
 
 def substituted_files(repo: Path, commits: Sequence[tuple[str, str, str]], updates: Sequence[RefUpdate],
