@@ -119,6 +119,24 @@ class ExportSubstAttackTest(GateAttackCase):
             self.shared.git("update-ref", "-d", f"refs/tags/{token[4:]}")
         self.assert_refused(f"{first}:refs/tags/{token[4:]}", says="github-pat in v.txt ($Format: filled in")
 
+    def test_a_mailmap_pushed_to_the_branch_head_names(self) -> None:
+        """'ghp_$Format:%aN$' on a branch (accepted: the author is 'agent'); then a .mailmap on the branch the
+        remote's HEAD names, mapping the author to the rest of the token: the other branch's tarball writes it, and the
+        push touches neither that branch nor that file. Refused."""
+        token = github_token(479)
+        other = self.shared.commit_with({".gitattributes": b"a.txt export-subst\n", "a.txt": b"t = ghp_$Format:%aN$\n"},
+                                        message="named")
+        self.assert_accepted(f"{other}:refs/heads/subst-named")
+        mailmap = self.shared.commit_with({".mailmap": f"{token[4:]} <agent@bottle>\n".encode()}, message="names")
+        with tarfile.open(fileobj=io.BytesIO(subprocess.run(
+                ["git", "-c", f"mailmap.blob={mailmap}:.mailmap", "archive", "--format=tar", other],
+                cwd=self.shared.work, env=self.shared.env, capture_output=True, check=True).stdout)) as archive:
+            handle = archive.extractfile("a.txt")
+            assert handle is not None
+            self.assertIn(token.encode(), handle.read(), "git archive writes it")
+        head_branch = self.shared.git("symbolic-ref", "HEAD", cwd=self.shared.remote).strip()
+        self.assert_refused(f"{mailmap}:{head_branch}", says="github-pat in a.txt ($Format: filled in")
+
     def test_a_version_file_as_versioneer_writes_it_is_accepted(self) -> None:
         """What projects really put under export-subst (versioneer's _version.py): refs, hash and date. Accepted."""
         text = (b'git_refnames = "$Format:%d$"\ngit_full = "$Format:%H$"\ngit_date = "$Format:%ci$"\n'

@@ -181,8 +181,7 @@ class PushScan:
                 self._add_copies(_Scanned(ref, commit, f"{path} ({how})", copy_of=first), form)
         # Each export-subst file as git archive (a forge's tarball) writes it for each new commit, and each commit
         # a pushed ref names: its $Format: filled in from the commit's message, author and refs, an old blob's too.
-        named = [*kept, *(branch_tips(self.repo, updates, self.deadline)  # a tag changes every later %(describe)
-                          if any(u.ref.startswith("refs/tags/") for u in kept) else [])]
+        named = [*kept, *branch_tips(self.repo, updates, self.deadline)]  # a tag or .mailmap changes them all
         known = {commit for _, commit, _ in commits}
         for tip in pushed_tips(self.repo, named, self.deadline):
             if tip[1] not in known:

@@ -18,11 +18,11 @@ a scratch repository that borrows the objects (the push's quarantine
 included) and holds the refs and ``HEAD`` as they will be once the push is
 in; every file it writes otherwise than stored is scanned as written. What
 ``git archive`` writes is bounded by what is left of ``max_scan_bytes``
-(``$Format:%B%B%B...$`` multiplies a message). A push that moves a tag has
-every branch's tip asked about too (``%(describe)`` names the nearest tag,
-so a tag on an ancestor changes a branch's tarball); a commit that is no
-branch's tip and only describes itself by the tag is left (its tarball is
-downloaded by its id alone).
+(``$Format:%B%B%B...$`` multiplies a message). A push that moves a tag, or
+the branch ``HEAD`` names, has every branch's tip asked about too
+(``branch_tips``: ``%(describe)`` names the nearest tag, ``%aN`` maps names
+through the ``.mailmap`` at ``HEAD``); a commit that is no branch's tip is
+left (its tarball is downloaded by its id alone).
 """
 
 from __future__ import annotations
@@ -107,8 +107,7 @@ def _scratch(repo: Path, updates: Sequence[RefUpdate], folder: Path, deadline: D
             refs.pop(update.ref.encode(), None)
         else:
             refs[update.ref.encode()] = update.new.encode()
-    head = subprocess.run(git_command(repo, "symbolic-ref", "-q", "HEAD"), capture_output=True, env=git_env(),
-                          timeout=deadline.remaining(), preexec_fn=child_limits).stdout.strip()
+    head = _head(repo, deadline)
     scratch = folder / "scratch.git"
     for sub in ("objects/info", "refs/heads", "refs/tags"):
         (scratch / sub).mkdir(parents=True)
@@ -183,12 +182,30 @@ def pushed_tips(repo: Path, updates: Sequence[RefUpdate], deadline: Deadline) ->
             if not commit.endswith(" missing") and not tree.endswith(" missing")]
 
 
+def _head(repo: Path, deadline: Deadline) -> bytes:
+    """The ref ``HEAD`` names (empty when it names none)."""
+    try:
+        return subprocess.run(git_command(repo, "symbolic-ref", "-q", "HEAD"), capture_output=True, env=git_env(),
+                              timeout=deadline.remaining(), preexec_fn=child_limits).stdout.strip()
+    except OSError as exc:
+        raise GitObjectsError(f"cannot run git: {exc.strerror}") from None
+    except subprocess.TimeoutExpired:
+        raise deadline.exceeded() from None
+
+
 def branch_tips(repo: Path, updates: Sequence[RefUpdate], deadline: Deadline) -> list[RefUpdate]:
-    """Every branch as it will be once ``updates`` are in, as an update to itself (for ``pushed_tips``).
+    """Every branch as it will be once ``updates`` are in, as an update to itself (for ``pushed_tips``), when
+    the push moves a tag or the branch ``HEAD`` names; else none.
 
     ``%(describe)`` names the nearest tag of the commit archived: a tag pushed on an ancestor changes the tarball
-    of every branch after it, a commit this push neither makes nor names. Asked only when the push moves a tag.
+    of every branch after it. ``%aN`` and ``%aE`` map names through the ``.mailmap`` at ``HEAD`` (a bare
+    repository's ``mailmap.blob``): a ``.mailmap`` pushed there changes every branch's tarball. Neither is a
+    commit this push makes or names.
     """
+    kept = [u for u in updates if not u.deleted]
+    head = _head(repo, deadline).decode("utf-8", "surrogateescape")
+    if not any(u.ref.startswith("refs/tags/") or u.ref == head for u in kept):
+        return []
     heads: dict[str, str] = {}
     for line in _git(repo, ["for-each-ref", "--format=%(objectname) %(refname)", "refs/heads/"],
                      deadline).decode("utf-8", "surrogateescape").splitlines():
