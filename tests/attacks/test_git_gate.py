@@ -223,6 +223,17 @@ class GateAttackTest(GateAttackCase):
         self.assert_refused(f"{head}:refs/heads/archived",
                             says="github-pat in version.txt ($Format: escapes expanded, as git archive does):1")
 
+    def test_token_split_at_the_slashes_of_a_path(self) -> None:
+        """A directory 'api_token=Zx' holding a file named after the rest of a key: no entry name holds it, the
+        whole path (a tarball's member, a checkout, a forge's file list) does. Refused."""
+        head = self.shared.commit_with({"api_token=Zx/Q7wErT9yUi0pAs5DfG3hJk2Lz8XcVb": b"hello\n"})
+        self.shared.git("update-ref", "refs/heads/split-path", head)
+        archive = subprocess.run(["git", "archive", "--format=tar", "refs/heads/split-path"], cwd=self.shared.work,
+                                 env=self.shared.env, capture_output=True, check=True).stdout
+        self.assertIn(b"api_token=Zx/Q7wErT9yUi0pAs5DfG3hJk2Lz8XcVb", archive, "a tarball names the whole path")
+        self.assert_refused(f"{head}:refs/heads/split-path",
+                            says="generic-api-key in api_token=Zx/ (tree) (entries by their whole paths):1")
+
     def test_token_that_a_checkout_writes(self) -> None:
         """working-tree-encoding: CJK text is a token in UTF-16BE, Latin letters in IBM037 or IBM1047
         (which Python does not know); a clone writes it into the file. Refused, also when the

@@ -54,6 +54,7 @@ from bot_bottle.sidecar.git_gate.refs import (
 from bot_bottle.sidecar.git_gate.substitutions import branch_tips, pushed_tips, substituted_files
 from bot_bottle.sidecar.git_gate.views import (
     other_views,
+    whole_paths,
 )
 from bot_bottle.text.redaction import Masker
 
@@ -162,6 +163,9 @@ class PushScan:
         for obj in pushed_objects(self.repo, [(u.ref, u.new) for u in kept], self.limits, self.deadline):
             label = _label(obj)
             first = self._add_copies(_Scanned(obj.ref, obj.commit, label), obj.data)
+            if obj.kind == "tree" and obj.path:  # its entries as a tarball or a checkout names them
+                self._add_views(first, _Scanned(obj.ref, obj.commit, label),
+                                [("entries by their whole paths", whole_paths(obj.path, obj.data))])
             if obj.kind == "blob":
                 new_blobs.setdefault(obj.oid, first)
             elif obj.kind == "commit" and (tree := root_tree(obj.data)):

@@ -47,6 +47,23 @@ def other_views(data: bytes) -> list[tuple[str, bytes]]:
     return views
 
 
+def whole_paths(tree_path: str, rendered: bytes) -> bytes:
+    """A tree below the top (``tree_path``), as ``render_tree`` wrote it, with each entry's whole path.
+
+    A tarball, a checkout, ``git ls-files`` and a forge's file list show a
+    file by its whole path, ``a/b/c``: a secret split at its slashes into
+    directory names (``api_token=Zx`` holding ``Q7wE...``) is in no entry
+    name, and whole there. Lines stay where they were (a name's own newline
+    is left as it is), so a finding names the entry's line.
+    """
+    prefix = tree_path.encode("utf-8", errors="surrogateescape") + b"/"
+    lines = []
+    for line in rendered.split(b"\n"):
+        mode, space, rest = line.partition(b" ")
+        lines.append(mode + b" " + prefix + rest if space and mode.isdigit() else line)
+    return b"\n".join(lines)
+
+
 def wide_text(data: bytes) -> str | None:
     """``data`` as text if it is UTF-8 with more than ASCII (what can hold an invisible character)."""
     if data.isascii():
