@@ -19,7 +19,7 @@ included) and holds the refs and ``HEAD`` as they will be once the push is
 in; every file it writes otherwise than stored is scanned as written. What
 ``git archive`` writes is bounded by what is left of ``max_scan_bytes``
 (``$Format:%B%B%B...$`` multiplies a message). A push that moves a tag, or
-the branch ``HEAD`` names, has every branch's tip asked about too
+changes the ``.mailmap`` of the branch ``HEAD`` names, has every branch's tip asked about too
 (``branch_tips``: ``%(describe)`` names the nearest tag, ``%aN`` maps names
 through the ``.mailmap`` at ``HEAD``); a commit that is no branch's tip is
 left (its tarball is downloaded by its id alone).
@@ -193,6 +193,24 @@ def _head(repo: Path, deadline: Deadline) -> bytes:
         raise deadline.exceeded() from None
 
 
+def _mailmap_moves(repo: Path, update: RefUpdate, deadline: Deadline) -> bool:
+    """Whether ``update`` changes the ``.mailmap`` at the top of its tip's tree (or makes or removes one)."""
+    asked = f"{update.old}:.mailmap\n{update.new}:.mailmap\n".encode("ascii")
+    try:
+        result = subprocess.run(git_command(repo, "cat-file", "--batch-check=%(objectname)"), input=asked,
+                                capture_output=True, env=git_env(), timeout=deadline.remaining(),
+                                preexec_fn=child_limits)
+    except OSError as exc:
+        raise GitObjectsError(f"cannot run git: {exc.strerror}") from None
+    except subprocess.TimeoutExpired:
+        raise deadline.exceeded() from None
+    lines = result.stdout.decode("ascii", errors="replace").split("\n")[:2]
+    if result.returncode != 0 or len(lines) != 2:
+        return True  # cannot tell: ask about every branch
+    before, after = (None if line.endswith(" missing") else line for line in lines)
+    return before != after
+
+
 def branch_tips(repo: Path, updates: Sequence[RefUpdate], deadline: Deadline) -> list[RefUpdate]:
     """Every branch as it will be once ``updates`` are in, as an update to itself (for ``pushed_tips``), when
     the push moves a tag or the branch ``HEAD`` names; else none.
@@ -204,7 +222,9 @@ def branch_tips(repo: Path, updates: Sequence[RefUpdate], deadline: Deadline) ->
     """
     kept = [u for u in updates if not u.deleted]
     head = _head(repo, deadline).decode("utf-8", "surrogateescape")
-    if not any(u.ref.startswith("refs/tags/") or u.ref == head for u in kept):
+    # HEAD's branch moving changes the tarballs only where its .mailmap changes (most pushes to it leave it).
+    if not any(u.ref.startswith("refs/tags/") for u in kept) \
+            and not any(u.ref == head and _mailmap_moves(repo, u, deadline) for u in updates):  # deleted too
         return []
     heads: dict[str, str] = {}
     for line in _git(repo, ["for-each-ref", "--format=%(objectname) %(refname)", "refs/heads/"],
