@@ -43,6 +43,30 @@ class InboxTest(BrowserCase):
             " grantsFirst: row.querySelector('td.grants').cellIndex < row.querySelector('td.agent').cellIndex,"
             " selected: row.classList.contains('selected')}])"))
 
+    def refreshes(self) -> int:
+        """How many times this page has refreshed itself so far (counting from now on, the first time asked).
+
+        Counted where its refresh parses the page it fetched again, which it patches itself with in the same
+        step (app.js's ``refresh``): once the count has grown, what changed has been applied."""
+        return int(self.browser.script(
+            "if (window.__bbRefreshes === undefined) {"
+            "  window.__bbRefreshes = 0; const parse = DOMParser.prototype.parseFromString;"
+            "  DOMParser.prototype.parseFromString = function () {"
+            "    window.__bbRefreshes += 1; return parse.apply(this, arguments); };"
+            "}"
+            "return window.__bbRefreshes"))
+
+    def refreshed(self, since: int, timeout: float = 20) -> None:
+        """Wait until the page has refreshed itself (polled, seen a commit and applied it) since ``refreshes``
+        said ``since``: instead of a poll's interval and a margin, the moment it did."""
+        done = self.browser.script(
+            "const since = arguments[0], end = performance.now() + arguments[1] * 1000;"
+            "return new Promise(done => { const look = () => {"
+            "  if (window.__bbRefreshes > since) done(true);"
+            "  else if (performance.now() > end) done(false); else setTimeout(look, 20); }; look(); })",
+            since, timeout)
+        self.assertTrue(done, f"the page did not refresh itself within {timeout} s")
+
     def unchanged(self, *proposals: Proposal) -> None:
         for proposal in proposals:
             self.assertIsNone(self.store.response(proposal.id), proposal.short_id)
@@ -328,16 +352,18 @@ class InboxTest(BrowserCase):
         later = self.store.submit("web-2", TOOL_EGRESS_ALLOW, '{"host": "pypi.org"}', "pip install")
         self.browser.do("wait_text", text="pip install")
         for _ in range(2):  # heartbeats: commits that change nothing the page shows
+            since = self.refreshes()
             BottleStore(database=self.store.db).heartbeat("web-1")
-            self.browser.script("return new Promise(done => setTimeout(done, 2200))")
+            self.refreshed(since)
         self.assertEqual(self.browser.script("return getSelection().toString()"), selected)
         self.assertTrue(self.browser.script("return window.__sameDocument === true"), "the page was reloaded")
         self.assertEqual(self.browser.script("return document.title"), "(2) inbox - bot-bottle dashboard")
         # On a proposal's page, the note being typed survives a refresh and a heartbeat.
         self.open(f"/proposal/{first.id}")
         self.browser.do("type", css='#approve input[name="notes"]', text="half a sentence")
+        since = self.refreshes()
         self.store.submit("web-3", TOOL_EGRESS_ALLOW, '{"host": "a.example"}', "third")
-        self.browser.script("return new Promise(done => setTimeout(done, 3000))")
+        self.refreshed(since)
         state = self.browser.script("return {value: document.querySelector('#approve input[name=notes]').value,"
                                     " focused: document.activeElement.name, title: document.title}")
         self.assertEqual(state, {"value": "half a sentence", "focused": "notes",
