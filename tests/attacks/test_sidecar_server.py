@@ -313,6 +313,7 @@ class ProposalFloodTest(TempDirTest):
         """The flooded database, written once for the class (each test gets a copy of its own)."""
         super().setUpClass()
         cls.built = tempfile.TemporaryDirectory(prefix="bb-flood-")
+        cls.addClassCleanup(cls.built.cleanup)  # also when writing it fails
         with QueueStore(Path(cls.built.name) / "flood.db") as store, store.db.write() as conn:
             # Straight into the table, as 20 bottles within their quota would have filed them over time.
             conn.executemany(
@@ -320,11 +321,6 @@ class ProposalFloodTest(TempDirTest):
                 "created_at) VALUES (?, ?, 'egress-block', ?, ?, ?, ?, ?)",
                 ((f"{i:032x}", f"bottle-{i % 20}", f"{i:08d}" + "p" * (cls.size - 8), f"{i:064x}",
                   f"flood {i}", "c" * cls.size, f"2026-11-30T00:00:00.{i:06d}Z") for i in range(cls.count)))
-
-    @classmethod
-    def tearDownClass(cls) -> None:
-        cls.built.cleanup()
-        super().tearDownClass()
 
     def setUp(self) -> None:
         super().setUp()
