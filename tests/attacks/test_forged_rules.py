@@ -426,7 +426,7 @@ class ThirdReviewTest(ForgedRuleCase):
         with GrantStore(path) as grants:
             (grant,) = grants.listing()
             grants.revoke(grant.id, "no more", revoked_by="op@host")
-        with self.assertRaises(BotBottleError) as refused:  # retried, as the sidecar's are, for half a second
+        with self.assertRaises(BotBottleError) as refused:  # retried for 0.5 s; the sidecar's 10 s end the same
             RelayQueue(victim.endpoint, retry_for=0.5).live_grants(TOOL_EGRESS_ALLOW)
         self.assertIn("not the file the relay opened", str(refused.exception))
         self.assertEqual(sum("was removed or replaced since the relay opened it" in line for line in relay.logged), 1)
@@ -468,6 +468,6 @@ class FourthReviewTest(ForgedRuleCase):
              "    grants.revoke(grant.id, 'no more', revoked_by='op@host')\n", str(path)],
             cwd=REPO, capture_output=True, text=True, timeout=60)
         self.assertEqual(revoked.returncode, 0, revoked.stderr)
-        with self.assertRaises(BotBottleError) as refused:  # retried, as the sidecar's are, for half a second
+        with self.assertRaises(BotBottleError) as refused:  # retried for 0.5 s; the sidecar's 10 s end the same
             RelayQueue(victim.endpoint, retry_for=0.5).live_grants(TOOL_EGRESS_ALLOW)
         self.assertIn("not the file the relay opened", str(refused.exception))
