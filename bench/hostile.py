@@ -18,6 +18,7 @@ from pathlib import Path
 
 from common import REPO, machine, parser, table, work_dir
 
+from bot_bottle.cli.inbox import approval_for
 from bot_bottle.decisions import decide
 from bot_bottle.queue_store import QueueStore
 from bot_bottle.records import STATUS_APPROVED
@@ -198,6 +199,34 @@ def run_listing(folder: Path, count: int, size: int) -> None:
     print(table(["listing", "ms", "peak RSS MiB"], rows))
 
 
+def run_routes_listing(folder: Path, count: int, size: int) -> None:
+    """``count`` routes files of ``size`` bytes, every line a host of its own, from one bottle (within its quota):
+    what a listing costs where every line is read for what approving it grants, at a screen's first look and at
+    its refreshes (``policy.approval`` reads the same input once a process)."""
+    db = folder / "routes.db"
+    with QueueStore(db) as store:
+        for n in range(count):
+            lines, total = [], 0
+            while total + 40 < size:
+                lines.append(f"- h{n}x{len(lines)}.example{len(lines) % 997}.com")
+                total += len(lines[-1]) + 1
+            store.submit("web-1", "egress-block", "\n".join(lines), f"routes {n}")
+        pending = store.pending()
+        looks = []
+        for _ in range(2):  # a screen's first look, then a refresh in the same process
+            started = time.perf_counter()
+            for proposal in pending:
+                approval_for(proposal)
+            looks.append(f"{(time.perf_counter() - started) * 1000:.0f}")
+    started = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "bot_bottle", "proposals", "list", "--json", "--db", str(db)], cwd=REPO,
+                   capture_output=True, check=True, timeout=600)
+    cli = f"{(time.perf_counter() - started) * 1000:.0f}"
+    print(f"\n{count} routes files of {size // 1024} KiB from one bottle, a host a line")
+    print(table(["listing", "ms"], [["proposals list --json", cli], ["a screen's first look", looks[0]],
+                                    ["a screen's refresh", looks[1]]]))
+
+
 def main() -> None:
     args = parser(__doc__.splitlines()[0]).parse_args()
     folder = work_dir(args)
@@ -211,6 +240,7 @@ def main() -> None:
     print(table(["attack", "answered", "unanswered", "threads idle", "threads peak", "RSS idle MiB",
                  "RSS peak MiB", "alive/released"], rows))
     run_listing(folder, 50 if smoke else 1000, 64 * 1024 if smoke else MiB)
+    run_routes_listing(folder, 2 if smoke else 15, 64 * 1024 if smoke else MiB - 1024)
 
 
 if __name__ == "__main__":

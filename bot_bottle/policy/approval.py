@@ -28,7 +28,9 @@ this, before anything the agent wrote.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import threading
 from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
@@ -118,6 +120,24 @@ class Approval:
                 "warnings": [{"kind": caution.kind, "text": caution.text} for caution in self.cautions]}
 
 
+# Approvals read in this process, by a digest of what they were read from: a routes file of 1 MiB takes about
+# 1.3 s to read (every line's hosts, widenings, look-alikes and addresses), and the TUI and the dashboard read
+# every pending proposal again at each refresh: 15 such files from one bottle held each look for 20 s.
+_READ_SIZE = 2048
+_read: dict[bytes, Approval] = {}
+_read_lock = threading.Lock()
+
+
+def _read_key(tool: str, payload: str, current_file: str | None) -> bytes:
+    """A digest of everything ``approval_of`` reads, each part's length first (so no two inputs share one)."""
+    parts = [tool, payload, *([] if current_file is None else [current_file])]
+    digest = hashlib.sha256()
+    for part in parts:
+        data = part.encode("utf-8", errors="surrogatepass")
+        digest.update(len(data).to_bytes(8, "big") + data)
+    return digest.digest()
+
+
 def approval_of(tool: str, payload: str, current_file: str | None = None) -> Approval:
     """What approving ``payload`` (as filed, or as the operator modified it) grants, with its cautions.
 
@@ -126,8 +146,24 @@ def approval_of(tool: str, payload: str, current_file: str | None = None) -> App
     that does not read as its tool's is an ``unreadable`` caution. Every
     item and caution is ASCII (``hosts.shown_host``): the text of a parse
     error or a finding's file name quotes the payload, and a look-alike host
-    quoted there must not read as the host it imitates either.
+    quoted there must not read as the host it imitates either. Read once a
+    process for the same input (an ``Approval`` is immutable): the
+    long-running screens refresh without reading every payload again.
     """
+    key = _read_key(tool, payload, current_file)
+    with _read_lock:
+        known = _read.get(key)
+    if known is not None:
+        return known
+    approval = _approval_read(tool, payload, current_file)
+    with _read_lock:
+        if len(_read) >= _READ_SIZE:
+            del _read[next(iter(_read))]  # the oldest read first
+        _read[key] = approval
+    return approval
+
+
+def _approval_read(tool: str, payload: str, current_file: str | None) -> Approval:
     if tool == TOOL_EGRESS_ALLOW:
         approval = _route(payload)
     elif tool == TOOL_EGRESS_BLOCK:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import unittest
+from unittest import mock
 
+from bot_bottle.policy import approval
 from bot_bottle.policy.approval import INTERNAL, LOOK_ALIKE, UNREADABLE, WIDENS, approval_of
 from bot_bottle.policy.host_text import hosts_in_text
 from bot_bottle.policy.hosts import host_problems, idna_form, shown_host
@@ -156,3 +158,41 @@ class ApprovalTest(unittest.TestCase):
                 with self.subTest(name=name, tool=tool):
                     approval = approval_of(tool, text, text)
                     self.assertTrue(approval.grants)
+
+
+class ReadOnceTest(unittest.TestCase):
+    def test_the_same_input_is_read_once_a_process_and_any_change_is_read_again(self) -> None:
+        """BROKE before the fix: each refresh of the TUI and the dashboard read every pending routes file again
+        (about 1.3 s for one of 1 MiB: 15 from one bottle held each look for 20 s). The same tool, payload and
+        current file give the same approval, read once; a change to any of them is read anew."""
+        routes = "\n".join(f"- host{n}.example.com" for n in range(50))
+        reads: list[str] = []
+        real = approval._routes_file
+
+        def counted(payload: str, current_file: str | None) -> approval.Approval:
+            reads.append(payload)
+            return real(payload, current_file)
+
+        with mock.patch.object(approval, "_routes_file", counted), mock.patch.dict(approval._read, clear=True):
+            first = approval_of(TOOL_EGRESS_BLOCK, routes, None)
+            self.assertIs(approval_of(TOOL_EGRESS_BLOCK, routes, None), first)
+            self.assertEqual(len(reads), 1)
+            for payload, current in ((routes, "- host0.example.com"), (routes, ""), (routes + "\n- a.example", None),
+                                     ("- 10.0.0.1", None)):
+                with self.subTest(payload=payload[-12:], current=current):
+                    again = approval_of(TOOL_EGRESS_BLOCK, payload, current)
+                    self.assertEqual(again, real(payload, current))
+            self.assertEqual(len(reads), 5)
+            self.assertIn(INTERNAL, approval_of(TOOL_EGRESS_BLOCK, "- 10.0.0.1", None).kinds)
+            # Another tool over the same text is another reading.
+            self.assertNotEqual(approval_of(TOOL_EGRESS_ALLOW, '{"host": "a.example"}').tool,
+                                approval_of(TOOL_EGRESS_BLOCK, '{"host": "a.example"}').tool)
+
+    def test_what_is_kept_is_bounded(self) -> None:
+        """No more than ``_READ_SIZE`` readings are kept; the oldest goes first."""
+        with mock.patch.object(approval, "_READ_SIZE", 3), mock.patch.dict(approval._read, clear=True):
+            for n in range(5):
+                approval_of(TOOL_EGRESS_ALLOW, json.dumps({"host": f"h{n}.example"}))
+            self.assertEqual(len(approval._read), 3)
+            self.assertNotIn(approval._read_key(TOOL_EGRESS_ALLOW, json.dumps({"host": "h0.example"}), None),
+                             approval._read)
