@@ -144,3 +144,51 @@ class ExportSubstAttackTest(GateAttackCase):
         head = self.shared.commit_with({".gitattributes": b"_version.py export-subst\n", "_version.py": text},
                                        message="version file")
         self.assert_accepted(f"{head}:refs/heads/subst-versioneer")
+
+    def test_a_ref_deleted_or_moved_away_from_a_commit_another_names(self) -> None:
+        """'ghp_$Format:%D$' on two branches, one named after the rest of the token ('ghp_aaa, <rest>': accepted);
+        then a push that deletes the other, or force-moves it away: the push names no commit that holds the file,
+        yet the tarball of the branch left writes 'ghp_<rest>' (hostile review 49). Refused."""
+        for number, how in enumerate(("delete", "move")):
+            with self.subTest(how):
+                token = github_token(490 + number)
+                head = self.shared.commit_with({".gitattributes": ATTRIBUTES, "v.txt": b"t = ghp_$Format:%D$\n"},
+                                               message=f"two names {how}")
+                self.assert_accepted(f"{head}:refs/heads/a{number}", f"{head}:refs/heads/{token[4:]}")
+                self.assertIn(token.encode(), self.archived(head, f"refs/heads/{token[4:]}"), "git archive writes it")
+                away = f":refs/heads/a{number}" if how == "delete" else f"+{self.shared.base}:refs/heads/a{number}"
+                self.assert_refused(away, says="github-pat in v.txt ($Format: filled in from the commit")
+
+    def test_a_tag_deleted_so_a_branch_describes_itself_by_an_older_one(self) -> None:
+        """'ghp_$Format:%(describe:tags)$' on a branch, with a tag named after the rest of the token two commits
+        back and 'v1' one back (the tarball writes 'ghp_v1-1-g...': accepted); then a push deleting 'v1' alone:
+        the branch's tarball writes 'ghp_<rest>-2-g...' (hostile review 49). Refused."""
+        token = github_token(492)
+        first = self.shared.commit_with({"notes.txt": b"one\n"}, message="one")
+        middle = self.shared.commit_with({"notes.txt": b"two\n"}, message="two", parents=[first])
+        later = self.shared.commit_with({".gitattributes": ATTRIBUTES, "notes.txt": b"two\n",
+                                         "v.txt": b"t = ghp_$Format:%(describe:tags)$\n"}, message="described",
+                                        parents=[middle])
+        self.assert_accepted(f"{later}:refs/heads/subst-deleted-tag", f"{first}:refs/tags/{token[4:]}",
+                             f"{middle}:refs/tags/v1-deleted")
+        self.assert_refused(":refs/tags/v1-deleted", says="github-pat in v.txt ($Format: filled in")
+
+    def test_a_tag_pushed_changes_what_a_release_tag_describes(self) -> None:
+        """'ghp_$Format:%(describe)$' on a commit a lightweight tag 'v2' names, and the branch moved on past it
+        (accepted: no annotated tag, nothing described); then an annotated tag named after the rest of the
+        token on its parent: the release tarball of 'v2' writes 'ghp_<rest>-1-g...', and no branch's tip holds
+        the file (hostile review 49). Refused."""
+        token = github_token(493)
+        first = self.shared.commit_with({"notes.txt": b"r1\n"}, message="r1")
+        release = self.shared.commit_with({".gitattributes": ATTRIBUTES, "notes.txt": b"r1\n",
+                                           "v.txt": b"t = ghp_$Format:%(describe)$\n"}, message="r2",
+                                          parents=[first])
+        after = self.shared.commit_with({"notes.txt": b"r3\n"}, message="r3", parents=[release])
+        self.assert_accepted(f"{after}:refs/heads/subst-release", f"{release}:refs/tags/v2-release")
+        self.shared.git("tag", "-a", "-m", "annotated", token[4:], first)
+        try:
+            self.assertIn(token.encode(), self.archived(release, "refs/heads/look"), "git archive writes it")
+            self.assert_refused(f"refs/tags/{token[4:]}:refs/tags/{token[4:]}",
+                                says="github-pat in v.txt ($Format: filled in")
+        finally:
+            self.shared.git("tag", "-d", token[4:])

@@ -51,7 +51,7 @@ from bot_bottle.sidecar.git_gate.objects import (
 from bot_bottle.sidecar.git_gate.refs import (
     RefUpdate,
 )
-from bot_bottle.sidecar.git_gate.substitutions import branch_tips, pushed_tips, substituted_files
+from bot_bottle.sidecar.git_gate.substitutions import changed_tips, pushed_tips, substituted_files
 from bot_bottle.sidecar.git_gate.views import (
     other_views,
     whole_paths,
@@ -185,7 +185,8 @@ class PushScan:
                 self._add_copies(_Scanned(ref, commit, f"{path} ({how})", copy_of=first), form)
         # Each export-subst file as git archive (a forge's tarball) writes it for each new commit, and each commit
         # a pushed ref names: its $Format: filled in from the commit's message, author and refs, an old blob's too.
-        named = [*kept, *branch_tips(self.repo, updates, self.deadline)]  # a tag or .mailmap changes them all
+        # A ref moved away changes its old commit's %D; a tag or .mailmap changes every tip's.
+        named = [*kept, *changed_tips(self.repo, updates, self.deadline)]
         known = {commit for _, commit, _ in commits}
         for tip in pushed_tips(self.repo, named, self.deadline):
             if tip[1] not in known:

@@ -18,11 +18,16 @@ a scratch repository that borrows the objects (the push's quarantine
 included) and holds the refs and ``HEAD`` as they will be once the push is
 in; every file it writes otherwise than stored is scanned as written. What
 ``git archive`` writes is bounded by what is left of ``max_scan_bytes``
-(``$Format:%B%B%B...$`` multiplies a message). A push that moves a tag, or
-changes the ``.mailmap`` of the branch ``HEAD`` names, has every branch's tip asked about too
-(``branch_tips``: ``%(describe)`` names the nearest tag, ``%aN`` maps names
-through the ``.mailmap`` at ``HEAD``); a commit that is no branch's tip is
-left (its tarball is downloaded by its id alone).
+(``$Format:%B%B%B...$`` multiplies a message).
+
+A push changes tarballs of commits it neither makes nor names (``changed_tips``):
+a ref deleted or moved away leaves the ``%D`` of its old commit without that name
+(``ghp_aaa, <rest>`` becomes ``ghp_<rest>``), so each old commit is asked about
+too; a tag made, moved or deleted changes the ``%(describe)`` of every branch
+and tag after it (those are asked about: the refs that contain its commit),
+and a ``.mailmap`` changed on the branch ``HEAD`` names the ``%aN`` of all
+(every branch's tip and every tag's commit is asked about). A commit that is
+no ref's tip, whose tarball is fetched by its id alone, is left.
 """
 
 from __future__ import annotations
@@ -211,33 +216,63 @@ def _mailmap_moves(repo: Path, update: RefUpdate, deadline: Deadline) -> bool:
     return before != after
 
 
-def branch_tips(repo: Path, updates: Sequence[RefUpdate], deadline: Deadline) -> list[RefUpdate]:
-    """Every branch as it will be once ``updates`` are in, as an update to itself (for ``pushed_tips``), when
-    the push moves a tag or the branch ``HEAD`` names; else none.
+def _commits(repo: Path, oids: Sequence[str], deadline: Deadline) -> list[str]:
+    """The commits these objects are or tag (one that peels to no commit, such as a tag of a tree, is left)."""
+    if not oids:
+        return []
+    asked = "".join(f"{oid}^{{commit}}\n" for oid in dict.fromkeys(oids)).encode("ascii")
+    try:
+        result = subprocess.run(git_command(repo, "cat-file", "--batch-check=%(objectname)"), input=asked,
+                                capture_output=True, env=git_env(), timeout=deadline.remaining(),
+                                preexec_fn=child_limits)
+    except OSError as exc:
+        raise GitObjectsError(f"cannot run git: {exc.strerror}") from None
+    except subprocess.TimeoutExpired:
+        raise deadline.exceeded() from None
+    if result.returncode != 0:
+        raise GitObjectsError(f"git cat-file cannot peel the pushed tags: {last_error_line(result.stderr)}")
+    lines = result.stdout.decode("ascii", errors="replace").splitlines()
+    return sorted({line for line in lines if not line.endswith(" missing")})
 
-    ``%(describe)`` names the nearest tag of the commit archived: a tag pushed on an ancestor changes the tarball
-    of every branch after it. ``%aN`` and ``%aE`` map names through the ``.mailmap`` at ``HEAD`` (a bare
-    repository's ``mailmap.blob``): a ``.mailmap`` pushed there changes every branch's tarball. Neither is a
-    commit this push makes or names.
+
+def changed_tips(repo: Path, updates: Sequence[RefUpdate], deadline: Deadline) -> list[RefUpdate]:
+    """The commits whose tarballs the push changes without making or naming them, each as an update to itself
+    (for ``pushed_tips``), with the refs as they will be once ``updates`` are in.
+
+    Each update's old commit: a ref deleted or moved away takes its name out of that commit's ``%D`` (another
+    ref may still name the commit; the names left can spell a token the names before did not). Every branch's
+    tip and every tag's commit that holds the commit of a tag the push makes, moves or deletes (``%(describe)``
+    names the nearest tag: one pushed on an ancestor, or one deleted nearer, changes the tarball of every branch
+    and release tag after it), and all of them when the push changes the ``.mailmap`` of the branch ``HEAD``
+    names (``%aN`` and ``%aE`` map names through the ``.mailmap`` at ``HEAD``, a bare repository's
+    ``mailmap.blob``).
     """
-    kept = [u for u in updates if not u.deleted]
+    olds = [RefUpdate(u.old, u.old, u.ref) for u in updates if not u.created]
+    tags = [u for u in updates if u.ref.startswith("refs/tags/")]
     head = _head(repo, deadline).decode("utf-8", "surrogateescape")
     # HEAD's branch moving changes the tarballs only where its .mailmap changes (most pushes to it leave it).
-    if not any(u.ref.startswith("refs/tags/") for u in kept) \
-            and not any(u.ref == head and _mailmap_moves(repo, u, deadline) for u in updates):  # deleted too
-        return []
-    heads: dict[str, str] = {}
-    for line in _git(repo, ["for-each-ref", "--format=%(objectname) %(refname)", "refs/heads/"],
-                     deadline).decode("utf-8", "surrogateescape").splitlines():
+    mailmap = any(u.ref == head and _mailmap_moves(repo, u, deadline) for u in updates)  # deleted too
+    if not tags and not mailmap:
+        return olds
+    listing = ["for-each-ref", "--format=%(objectname) %(refname)"]
+    if not mailmap:
+        # A tag changes the describing only of what holds its commit (old or new): the refs that contain it,
+        # not every release of a repository with hundreds of tags (the refs the push moves are asked anyway).
+        commits = _commits(repo, [oid for u in tags for oid in (u.old, u.new) if oid.strip("0")], deadline)
+        if not commits:
+            return olds
+        listing += [f"--contains={commit}" for commit in commits]
+    tips: dict[str, str] = {}
+    for line in _git(repo, [*listing, "refs/heads/", "refs/tags/"], deadline).decode(
+            "utf-8", "surrogateescape").splitlines():
         oid, _, name = line.partition(" ")
-        heads[name] = oid
+        tips[name] = oid
     for update in updates:
-        if update.ref.startswith("refs/heads/"):
-            if update.deleted:
-                heads.pop(update.ref, None)
-            else:
-                heads[update.ref] = update.new
-    return [RefUpdate(oid, oid, name) for name, oid in sorted(heads.items())]
+        if update.deleted:
+            tips.pop(update.ref, None)
+        else:
+            tips[update.ref] = update.new
+    return olds + [RefUpdate(oid, oid, name) for name, oid in sorted(tips.items())]
 
 
 def substituted_files(repo: Path, commits: Sequence[tuple[str, str, str]], updates: Sequence[RefUpdate],
