@@ -192,3 +192,15 @@ class ExportSubstAttackTest(GateAttackCase):
                                 says="github-pat in v.txt ($Format: filled in")
         finally:
             self.shared.git("tag", "-d", token[4:])
+
+    def test_a_placeholder_only_the_working_tree_encoding_spells(self) -> None:
+        """'t = ghp_$Format:%s$' as IBM037 bytes, stored as the UTF-8 text they decode to (no '$Format:' in the
+        blob), with 'working-tree-encoding=IBM037': git archive converts, then fills in, and writes the subject
+        there, the rest of the token (hostile review 49). Refused."""
+        token = github_token(494)
+        stored = b"t = ghp_$Format:%s$\n".decode("cp037").encode("utf-8")
+        self.assertNotIn(b"$Format:", stored)
+        head = self.shared.commit_with({".gitattributes": b"v.txt export-subst working-tree-encoding=IBM037\n",
+                                        "v.txt": stored}, message=token[4:])
+        self.assertIn(token.encode(), self.archived(head, "refs/heads/look"), "git archive writes it")
+        self.assert_refused(f"{head}:refs/heads/subst-ebcdic", says="github-pat in v.txt ($Format: filled in")

@@ -18,7 +18,9 @@ a scratch repository that borrows the objects (the push's quarantine
 included) and holds the refs and ``HEAD`` as they will be once the push is
 in; every file it writes otherwise than stored is scanned as written. What
 ``git archive`` writes is bounded by what is left of ``max_scan_bytes``
-(``$Format:%B%B%B...$`` multiplies a message).
+(``$Format:%B%B%B...$`` multiplies a message). A file a ``working-tree-encoding``
+converts is asked about where its converted form holds ``$Format:`` (git
+converts, then fills in: an IBM037 file spells it in letters of no ``$``).
 
 A push changes tarballs of commits it neither makes nor names (``changed_tips``):
 a ref deleted or moved away leaves the ``%D`` of its old commit without that name
@@ -44,6 +46,7 @@ from pathlib import Path
 
 from bot_bottle.errors import GitObjectsError, ScanLimitExceeded
 from bot_bottle.sidecar.git_gate.attributes import attributed_files
+from bot_bottle.sidecar.git_gate.checkout import checkout_forms, converts
 from bot_bottle.sidecar.git_gate.limits import Deadline, Limits, child_limits, mib
 from bot_bottle.sidecar.git_gate.objects import git_command, git_env, last_error_line, read_objects
 from bot_bottle.sidecar.git_gate.refs import RefUpdate
@@ -288,11 +291,18 @@ def substituted_files(repo: Path, commits: Sequence[tuple[str, str, str]], updat
         return
     blobs = {oid for files in per_tree.values() for oid in files.values()}
     stored = {oid: data for oid, _, data in read_objects(repo, sorted(blobs), limits, deadline)}
+    # git archive converts a file's working-tree-encoding first, then fills in what the converted bytes spell.
+    spelt: set[tuple[str, str]] = set()  # (tree, path) of a file whose converted form holds $Format:
+    for root, oid, path, value in attributed_files(repo, per_tree, limits, deadline, "working-tree-encoding"):
+        if oid == per_tree[root].get(path) and converts(value) \
+                and any(b"$Format:" in form for _, form in checkout_forms(stored[oid], value)):
+            spelt.add((root, path))
     with tempfile.TemporaryDirectory(prefix="git-gate-archive-") as folder:
         scratch = _scratch(repo, updates, Path(folder), deadline)
         for ref, commit, tree in commits:
             files = per_tree.get(tree, {})
-            candidates = sorted(path for path, oid in files.items() if b"$Format:" in stored[oid])
+            candidates = sorted(path for path, oid in files.items()
+                                if b"$Format:" in stored[oid] or (tree, path) in spelt)
             if not candidates:
                 continue
             written = _archive(scratch, commit, candidates, budget, deadline)
