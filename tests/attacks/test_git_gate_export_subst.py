@@ -204,3 +204,22 @@ class ExportSubstAttackTest(GateAttackCase):
                                         "v.txt": stored}, message=token[4:])
         self.assertIn(token.encode(), self.archived(head, "refs/heads/look"), "git archive writes it")
         self.assert_refused(f"{head}:refs/heads/subst-ebcdic", says="github-pat in v.txt ($Format: filled in")
+
+    def test_a_pattern_only_a_case_insensitive_clone_matches(self) -> None:
+        """'V.TXT export-subst' and 'v.txt' holding 'ghp_$Format:%s$', the subject the rest of the token: a forge's
+        tarball leaves the file as stored, but git archive on macOS or Windows (core.ignorecase) matches the
+        pattern and writes the token (hostile review 49). Refused."""
+        token = github_token(495)
+        head = self.shared.commit_with({".gitattributes": b"V.TXT export-subst\n", "v.txt": b"t = ghp_$Format:%s$\n"},
+                                       message=token[4:])
+        self.shared.git("update-ref", "refs/heads/look", head)
+        try:
+            tar = subprocess.run(["git", "-c", "core.ignorecase=true", "archive", "--format=tar", "refs/heads/look"],
+                                 cwd=self.shared.work, env=self.shared.env, capture_output=True, check=True).stdout
+        finally:
+            self.shared.git("update-ref", "-d", "refs/heads/look")
+        with tarfile.open(fileobj=io.BytesIO(tar)) as archive:
+            handle = archive.extractfile("v.txt")
+            assert handle is not None
+            self.assertIn(token.encode(), handle.read(), "git archive on a case-insensitive clone writes it")
+        self.assert_refused(f"{head}:refs/heads/subst-icase", says="github-pat in v.txt ($Format: filled in")

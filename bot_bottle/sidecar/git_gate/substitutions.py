@@ -20,7 +20,9 @@ in; every file it writes otherwise than stored is scanned as written. What
 ``git archive`` writes is bounded by what is left of ``max_scan_bytes``
 (``$Format:%B%B%B...$`` multiplies a message). A file a ``working-tree-encoding``
 converts is asked about where its converted form holds ``$Format:`` (git
-converts, then fills in: an IBM037 file spells it in letters of no ``$``).
+converts, then fills in: an IBM037 file spells it in letters of no ``$``). Each
+is written twice, with ``core.ignorecase`` off and on (a clone on macOS or
+Windows matches ``V.TXT export-subst`` to ``v.txt``).
 
 A push changes tarballs of commits it neither makes nor names (``changed_tips``):
 a ref deleted or moved away leaves the ``%D`` of its old commit without that name
@@ -130,11 +132,13 @@ def _scratch(repo: Path, updates: Sequence[RefUpdate], folder: Path, deadline: D
 
 
 def _archive(scratch: Mapping[str, str], commit: str, paths: Sequence[str], budget: int,
-             deadline: Deadline) -> dict[str, bytes]:
-    """``paths`` of ``commit`` as ``git archive`` writes them, read as they stream (at most ``budget`` bytes)."""
+             deadline: Deadline, ignorecase: bool = False) -> dict[str, bytes]:
+    """``paths`` of ``commit`` as ``git archive`` writes them, read as they stream (at most ``budget`` bytes);
+    with ``ignorecase``, as a clone on a case-insensitive file system writes them (``.gitattributes`` patterns
+    matched whatever the case: ``V.TXT export-subst`` fills in ``v.txt``)."""
     with tempfile.TemporaryFile() as listed:
-        command = ["git", "--no-replace-objects", "-c", "core.attributesFile=/dev/null", "archive", "--format=tar",
-                   commit, "--", *paths]
+        command = ["git", "--no-replace-objects", "-c", "core.attributesFile=/dev/null",
+                   "-c", f"core.ignorecase={str(ignorecase).lower()}", "archive", "--format=tar", commit, "--", *paths]
         try:
             process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=listed, env=git_env(scratch),
                                        preexec_fn=child_limits, cwd=scratch["GIT_DIR"])
@@ -305,12 +309,17 @@ def substituted_files(repo: Path, commits: Sequence[tuple[str, str, str]], updat
                                 if b"$Format:" in stored[oid] or (tree, path) in spelt)
             if not candidates:
                 continue
-            written = _archive(scratch, commit, candidates, budget, deadline)
-            for path in candidates:
-                data = written.get(path)
-                if data is None:
-                    raise GitObjectsError(f"git archive of commit {commit[:12]} left out {path[:80]!r}, which "
-                                          "it should write: the push cannot be scanned as a tarball holds it")
-                if data != stored[files[path]]:
-                    budget -= len(data)
-                    yield Substituted(ref, commit, path, files[path], data)
+            # Asked twice: a git archive on macOS or Windows (core.ignorecase) matches the .gitattributes'
+            # patterns whatever the case, and fills in files a forge's leaves as stored, and the other way round.
+            seen: set[tuple[str, bytes]] = set()
+            for ignorecase in (False, True):
+                written = _archive(scratch, commit, candidates, budget, deadline, ignorecase)
+                for path in candidates:
+                    data = written.get(path)
+                    if data is None:
+                        raise GitObjectsError(f"git archive of commit {commit[:12]} left out {path[:80]!r}, which "
+                                              "it should write: the push cannot be scanned as a tarball holds it")
+                    if data != stored[files[path]] and (path, data) not in seen:
+                        seen.add((path, data))
+                        budget -= len(data)
+                        yield Substituted(ref, commit, path, files[path], data)
