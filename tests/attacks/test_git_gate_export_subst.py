@@ -223,3 +223,12 @@ class ExportSubstAttackTest(GateAttackCase):
             assert handle is not None
             self.assertIn(token.encode(), handle.read(), "git archive on a case-insensitive clone writes it")
         self.assert_refused(f"{head}:refs/heads/subst-icase", says="github-pat in v.txt ($Format: filled in")
+
+    def test_a_version_file_in_an_export_ignored_folder_is_accepted(self) -> None:
+        """A vendored package's '_version.py export-subst' under a folder the top's .gitattributes mark
+        export-ignore: git archive writes no such file, and the gate refused the honest push with an internal
+        error on the empty tar (hostile review 49). Accepted."""
+        head = self.shared.commit_with({".gitattributes": b"vendor export-ignore\n",
+                                        "vendor/.gitattributes": b"_version.py export-subst\n",
+                                        "vendor/_version.py": b'git_full = "$Format:%H$"\n'}, message="vendored")
+        self.assert_accepted(f"{head}:refs/heads/subst-vendored")

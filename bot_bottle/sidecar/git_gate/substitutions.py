@@ -164,12 +164,26 @@ def _archive(scratch: Mapping[str, str], commit: str, paths: Sequence[str], budg
             raise GitObjectsError(f"git archive of commit {commit[:12]} failed (exit {code}): "
                                   f"{last_error_line(listed.read())}")
     files: dict[str, bytes] = {}
+    if _no_members(bytes(out)):
+        return files  # every path asked about is export-ignore'd (tarfile refuses such a tar)
     with tarfile.open(fileobj=io.BytesIO(bytes(out)), encoding="utf-8", errors="surrogateescape") as tar:
         for member in tar:
             handle = tar.extractfile(member) if member.isfile() else None
             if handle is not None:
                 files[member.name] = handle.read()
     return files
+
+
+def _no_members(out: bytes) -> bool:
+    """True for a tar that holds no file: as git archive writes it, its pax global header (the commit's id)
+    and end blocks alone, which Python's tarfile refuses to open ("end of file header")."""
+    if out[156:157] == b"g":  # the global header's type
+        try:
+            size = int(out[124:136].strip(b"\0 ") or b"0", 8)
+        except ValueError:
+            return False
+        out = out[512 + -(-size // 512) * 512:]
+    return not out.strip(b"\0")
 
 
 def pushed_tips(repo: Path, updates: Sequence[RefUpdate], deadline: Deadline) -> list[tuple[str, str, str]]:
@@ -314,12 +328,15 @@ def substituted_files(repo: Path, commits: Sequence[tuple[str, str, str]], updat
             seen: set[tuple[str, bytes]] = set()
             for ignorecase in (False, True):
                 written = _archive(scratch, commit, candidates, budget, deadline, ignorecase)
+                # A path git archive leaves out is export-ignore'd (itself or a folder above it): no tarball holds
+                # it. One it writes that was not asked about is a name read otherwise than git wrote it.
+                folded = {path.lower() for path in candidates}
+                if odd := sorted(name for name in written if name.lower() not in folded):
+                    raise GitObjectsError(f"git archive of commit {commit[:12]} wrote {odd[0][:80]!r}, which it was "
+                                          "not asked about: the push cannot be scanned as a tarball holds it")
                 for path in candidates:
                     data = written.get(path)
-                    if data is None:
-                        raise GitObjectsError(f"git archive of commit {commit[:12]} left out {path[:80]!r}, which "
-                                              "it should write: the push cannot be scanned as a tarball holds it")
-                    if data != stored[files[path]] and (path, data) not in seen:
+                    if data is not None and data != stored[files[path]] and (path, data) not in seen:
                         seen.add((path, data))
                         budget -= len(data)
                         yield Substituted(ref, commit, path, files[path], data)
