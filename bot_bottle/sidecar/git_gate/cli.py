@@ -12,6 +12,7 @@ or the relay file.
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import signal
 import sys
@@ -24,6 +25,7 @@ from bot_bottle.records import validate_bottle_slug
 from bot_bottle.sidecar.git_gate.hook import DEFAULT_TIMEOUT_SEC, pre_receive
 from bot_bottle.sidecar.git_gate.install import install_hook
 from bot_bottle.sidecar.git_gate.limits import OPTIONS, Limits, limit_memory, mib, parse_size
+from bot_bottle.sidecar.git_gate.serial import PushLock
 from bot_bottle.sidecar.transport import find_transport
 from bot_bottle.wire.relay_file import RELAY_FILE_IN_CONTAINER
 
@@ -159,10 +161,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     # like on an error, so the copies of the pushed content are removed.
     for number in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(number, _exit_on_signal)
-    return pre_receive(
-        sys.stdin, bottle=args.bottle, transport=transport, repo=Path.cwd(), gitleaks=gitleaks,
-        timeout=DEFAULT_TIMEOUT_SEC if args.timeout is None else args.timeout, limits=limits,
-    )
+    # One push gated at a time: an accepted one keeps the lock until receive-pack has written its refs.
+    lock = PushLock(Path.cwd() / os.environ.get("GIT_DIR", "."))  # the git directory (a hook runs with GIT_DIR)
+    try:
+        verdict = pre_receive(
+            sys.stdin, bottle=args.bottle, transport=transport, repo=Path.cwd(), gitleaks=gitleaks,
+            timeout=DEFAULT_TIMEOUT_SEC if args.timeout is None else args.timeout, limits=limits, lock=lock,
+        )
+        if verdict == 0:
+            lock.hand_over()
+        return verdict
+    finally:
+        lock.release()
 
 
 if __name__ == "__main__":

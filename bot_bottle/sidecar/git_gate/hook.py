@@ -38,6 +38,7 @@ from bot_bottle.sidecar.git_gate.refs import (
 from bot_bottle.sidecar.git_gate.scan import (
     PushScan,
 )
+from bot_bottle.sidecar.git_gate.serial import PushLock
 from bot_bottle.sidecar.transport import Transport
 
 DEFAULT_TIMEOUT_SEC = 300.0
@@ -54,12 +55,17 @@ def pre_receive(
     poll_interval: float = 0.5,
     err: TextIO = sys.stderr,
     limits: Limits | None = None,
+    lock: PushLock | None = None,
 ) -> int:
     """Decide a push: 0 lets it through, 1 refuses it. Every path prints one line on ``err``.
 
     Fails closed: any error, timeout or anything but an approval refuses the
     push, and so does a push past one of ``limits`` (the scan's time counts
-    from here; the operator's ``timeout`` comes after it).
+    from here; the operator's ``timeout`` comes after it). With ``lock``, the
+    push is judged holding the repository's gate lock (``serial``), let go
+    while the operator decides and taken again after an approval: a push
+    whose repository's refs moved meanwhile is refused. The caller keeps it
+    (``hand_over``) on an acceptance, until the refs are written.
     """
     def say(message: str) -> None:
         print(f"git-gate: {message}", file=err, flush=True)
@@ -76,6 +82,11 @@ def pre_receive(
             say(f"push refused: it updates {len(updates)} refs, more than the {limits.max_refs} one push may "
                 "(--max-refs): push them in parts")
             return 1
+        # Judged against the refs as they are: no other push may move them until git has written ours.
+        snapshot = b""
+        if lock is not None:
+            lock.acquire(deadline)
+            snapshot = lock.refs(deadline)
         # The copies of the pushed content live only while they are scanned: the
         # directory is gone before the push waits for the operator.
         with PushScan(repo, gitleaks, limits, deadline) as scan:
@@ -122,6 +133,8 @@ def pre_receive(
             )
             say(f"{count} finding(s) marked gitleaks:allow (first: {describe_finding(asked[0])}); "
                 f"waiting up to {timeout:g} s for the operator (proposal {proposal.short_id})")
+            if lock is not None:
+                lock.release()  # a push waiting for a person must not stall every other push
             response = queue.wait_for_response(proposal.id, timeout, poll_interval)
             if response is None:
                 say(f"push refused: no decision within {timeout:g} s; proposal {proposal.short_id} stays "
@@ -129,6 +142,13 @@ def pre_receive(
                 return 1
             if response.status == STATUS_APPROVED:
                 queue.archive(proposal.id)  # decided: out of the pending list (its grant stays until its end)
+                if lock is not None:
+                    lock.acquire(Deadline(limits.max_seconds))
+                    if lock.refs(deadline) != snapshot:
+                        say("push refused: the operator approved, but another push moved this repository's refs "
+                            "meanwhile, and this one was judged against the refs before: push again (the "
+                            "approval's grant covers the same findings)")
+                        return 1
                 say(f"push accepted: the operator approved ({response.notes})")
                 return 0
             if response.status == STATUS_REJECTED:
