@@ -234,6 +234,27 @@ class GateAttackTest(GateAttackCase):
         self.assert_refused(f"{head}:refs/heads/split-path",
                             says="generic-api-key in api_token=Zx/ (tree) (entries by their whole paths):1")
 
+    def test_token_split_at_the_slashes_of_a_path_under_an_old_tree(self) -> None:
+        """A folder 'x' holding a file named after the rest of a key goes first (harmless: accepted); then a
+        commit puts that very tree, already on the remote, under 'api_token=Zx': the only new tree names
+        'api_token=Zx' alone, and the tarball writes the whole path; so too one push putting one new tree at
+        both places (hostile review 49). Refused."""
+        for number, already in enumerate((True, False)):
+            with self.subTest(already_on_the_remote=already):
+                name = f"Q7wErT9yUi0pAs5DfG3hJk2Lz8XcV{number}"
+                first = self.shared.commit_with({f"x/{name}": f"hello {number}\n".encode()}, message="x")
+                if already:
+                    self.assert_accepted(f"{first}:refs/heads/split-old-{number}")
+                head = self.shared.commit_with({f"api_token=Zx/{name}": f"hello {number}\n".encode()},
+                                               message="moved", parents=[first])
+                self.shared.git("update-ref", "refs/heads/split-look", head)
+                archive = subprocess.run(["git", "archive", "--format=tar", "refs/heads/split-look"],
+                                         cwd=self.shared.work, env=self.shared.env, capture_output=True,
+                                         check=True).stdout
+                self.assertIn(f"api_token=Zx/{name}".encode(), archive, "a tarball names the whole path")
+                self.assert_refused(f"{head}:refs/heads/split-old-{number}",
+                                    says="generic-api-key in (the paths the commit adds, whole)")
+
     def test_token_that_a_checkout_writes(self) -> None:
         """working-tree-encoding: CJK text is a token in UTF-16BE, Latin letters in IBM037 or IBM1047
         (which Python does not know); a clone writes it into the file. Refused, also when the

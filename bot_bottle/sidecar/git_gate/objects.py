@@ -104,6 +104,19 @@ def list_new_objects(repo: Path, tip: str, deadline: Deadline) -> list[tuple[str
     return listed
 
 
+def added_paths(repo: Path, commit: str, deadline: Deadline) -> bytes:
+    """The whole path of every file ``commit`` adds over each of its parents (every file, for a root commit),
+    one a line.
+
+    A tree already on the remote put at a new path (``api_token=Zx/`` now holding the old tree that held
+    ``Q7wE...`` under ``x/``), or one pushed at two paths in one push, is in no new object under that path:
+    its entries' whole paths, which a tarball and a checkout write, are in none of the pushed objects.
+    """
+    out = _run(git_command(repo, "diff-tree", "-r", "--root", "-m", "--no-renames", "--diff-filter=A",
+                           "--name-only", "-z", "--no-commit-id", commit), deadline)
+    return b"\n".join(dict.fromkeys(path for path in out.split(b"\0") if path))
+
+
 def read_objects(repo: Path, oids: Sequence[str], limits: Limits, deadline: Deadline,
                  names: Mapping[str, str] | None = None) -> Iterator[tuple[str, str, bytes]]:
     """``(oid, kind, raw content)`` of each object, in order, streamed from one ``git cat-file --batch``.

@@ -42,6 +42,7 @@ from bot_bottle.sidecar.git_gate.limits import Deadline, Limits, child_limits, m
 from bot_bottle.sidecar.git_gate.objects import (
     REENCODED,
     PushedObject,
+    added_paths,
     git_env,
     last_error_line,
     pushed_objects,
@@ -173,6 +174,11 @@ class PushScan:
                 commits.append((obj.ref, obj.oid, tree))
             elif obj.kind == "tree" and not obj.path:  # a commit's tree, one a ref points at, one nothing reaches
                 roots.setdefault(obj.oid, (obj.ref, obj.commit))
+        # Every path each new commit adds, whole: a tree already on the remote (or pushed at another path first)
+        # put at a new path is in no new object under it, and a tarball writes its entries under it.
+        for ref, commit, _ in commits:
+            if paths := added_paths(self.repo, commit, self.deadline):
+                self._add_copies(_Scanned(ref, commit, "(the paths the commit adds, whole)"), paths)
         # Each file a checkout converts, new or already on the remote (a pushed .gitattributes can name an
         # old file), as the checkout writes it.
         converted = [f for f in encoded_files(self.repo, roots, self.limits, self.deadline) if converts(f.encoding)]
