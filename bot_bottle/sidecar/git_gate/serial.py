@@ -72,8 +72,10 @@ class PushLock:
                                     preexec_fn=child_limits)
             head = subprocess.run(git_command(self.repo, "symbolic-ref", "-q", "HEAD"), capture_output=True,
                                   env=git_env(), timeout=deadline.remaining(), preexec_fn=child_limits).stdout
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            raise GitGateError(f"cannot list the repository's refs: {exc}") from None
+        except OSError as exc:
+            raise GitGateError(f"cannot list the repository's refs: {exc.strerror}") from None
+        except subprocess.TimeoutExpired:
+            raise deadline.exceeded() from None
         if result.returncode != 0:
             raise GitGateError(f"cannot list the repository's refs: {last_error_line(result.stderr)}")
         return head + b"\n" + result.stdout
