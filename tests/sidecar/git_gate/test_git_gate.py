@@ -540,8 +540,9 @@ class ScanMechanicsTest(TempDirTest):
         seen = json.loads(self.log.read_text())
         self.assertEqual(seen["mode"], "0o700")
         self.assertFalse(Path(seen["dir"]).exists(), "the copies are removed")
-        # refs, commit, tree, blob, and the blob again without its NUL bytes (UTF-16 text reads plainly so)
-        self.assertEqual(sorted(seen["files"]), ["0.txt", "1.txt", "2.txt", "3.txt", "4.txt"])
+        # refs, commit, tree, blob, the blob again without its NUL bytes (UTF-16 text reads plainly so), and the
+        # paths the commit adds, whole
+        self.assertEqual(sorted(seen["files"]), ["0.txt", "1.txt", "2.txt", "3.txt", "4.txt", "5.txt"])
         self.assertEqual({mode for mode, _ in seen["files"].values()}, {"0o600"})
         contents = [text for _, text in seen["files"].values()]
         self.assertTrue(all(text.startswith("GIF89a\n") for text in contents))
@@ -575,7 +576,7 @@ class ScanMechanicsTest(TempDirTest):
         # A copy gitleaks skipped (its canary not reported): the push cannot be scanned completely.
         code, said = self.gate(self.fake_gitleaks(skip="3.txt"), f"{ZERO} {self.commit} refs/heads/main")
         self.assertEqual(code, 1)
-        self.assertIn("gitleaks did not scan 1 of the 5 pushed objects to their end (first: x.pdf)", said)
+        self.assertIn("gitleaks did not scan 1 of the 6 pushed objects to their end (first: x.pdf)", said)
 
     def test_copies_are_removed_when_the_hook_is_terminated(self) -> None:
         """SIGTERM while gitleaks runs: the hook refuses the push and removes the copies (gitleaks is stopped)."""
