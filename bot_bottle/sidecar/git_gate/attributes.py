@@ -34,7 +34,7 @@ from typing import IO
 
 from bot_bottle.errors import GitObjectsError, ScanLimitExceeded
 from bot_bottle.sidecar.git_gate.limits import Deadline, Limits, child_limits, mib
-from bot_bottle.sidecar.git_gate.objects import git_command, git_env, last_error_line, tree_entries
+from bot_bottle.sidecar.git_gate.objects import git_command, git_env, git_output, tree_entries
 
 ATTRIBUTE = "working-tree-encoding"
 ATTRIBUTES_FILE = b".gitattributes"
@@ -159,18 +159,7 @@ class _Trees:
 
 def _run(repo: Path, args: Iterable[str], env: Mapping[str, str], deadline: Deadline,
          stdin: IO[bytes] | None = None) -> bytes:
-    command = git_command(repo, *args)
-    try:
-        result = subprocess.run(command, stdin=stdin, capture_output=True, env=env, timeout=deadline.remaining(),
-                                preexec_fn=child_limits)
-    except OSError as exc:
-        raise GitObjectsError(f"cannot run git: {exc.strerror}") from None
-    except subprocess.TimeoutExpired:
-        raise deadline.exceeded() from None
-    if result.returncode != 0:
-        raise GitObjectsError(f"git {' '.join(args)[:40]} failed (exit {result.returncode}): "
-                              f"{last_error_line(result.stderr)}")
-    return result.stdout
+    return git_output(git_command(repo, *args), deadline, stdin=stdin, env=env)
 
 
 def _attributes(repo: Path, tree: str, folder: Path, deadline: Deadline,

@@ -68,17 +68,30 @@ def last_error_line(stderr: bytes) -> str:
     return lines[-1][:200] if lines else "no message"
 
 
-def _run(command: list[str], deadline: Deadline, stdin: IO[bytes] | None = None,
-         env: Mapping[str, str] | None = None) -> bytes:
-    try:
-        result = subprocess.run(command, stdin=stdin, capture_output=True, timeout=deadline.remaining(),
-                                env=git_env(env), preexec_fn=child_limits)
+def run_git(command: list[str], deadline: Deadline, *, stdin: IO[bytes] | None = None, data: bytes | None = None,
+            env: Mapping[str, str] | None = None) -> subprocess.CompletedProcess[bytes]:
+    """``command`` (a ``git_command``) run with ``git_env(env)`` within ``deadline``, fed ``stdin`` or ``data``,
+    its output captured: ``GitObjectsError`` where git cannot run, the deadline's error where it runs out; what
+    its exit status means is the caller's to read."""
+    try:  # (one of stdin and data at most: subprocess refuses both)
+        return subprocess.run(command, stdin=stdin, input=data, capture_output=True, env=git_env(env),
+                              timeout=deadline.remaining(), preexec_fn=child_limits)
     except OSError as exc:
         raise GitObjectsError(f"cannot run git: {exc.strerror}") from None
     except subprocess.TimeoutExpired:
         raise deadline.exceeded() from None
+
+
+def git_output(command: list[str], deadline: Deadline, *, stdin: IO[bytes] | None = None,
+               env: Mapping[str, str] | None = None) -> bytes:
+    """What ``command`` writes to stdout (``run_git``); ``GitObjectsError`` naming it where git exits non-zero."""
+    result = run_git(command, deadline, stdin=stdin, env=env)
     if result.returncode != 0:
-        raise GitObjectsError(f"git {command[4]} failed (exit {result.returncode}): {last_error_line(result.stderr)}")
+        words = command[4:]  # after 'git --no-replace-objects -C REPO'; the subcommand after any '-c NAME=VALUE'
+        while len(words) > 2 and words[0] == "-c":
+            words = words[2:]
+        raise GitObjectsError(f"git {words[0] if words else ''} failed (exit {result.returncode}): "
+                              f"{last_error_line(result.stderr)}")
     return result.stdout
 
 
@@ -93,8 +106,8 @@ def list_new_objects(repo: Path, tip: str, deadline: Deadline) -> list[tuple[str
     with tempfile.TemporaryFile() as tips:
         tips.write(tip.encode("ascii") + b"\n")
         tips.seek(0)
-        out = _run(git_command(repo, "rev-list", "--objects", "--in-commit-order", "--topo-order", "--reverse",
-                               "--stdin", "--not", "--all"), deadline, stdin=tips)
+        out = git_output(git_command(repo, "rev-list", "--objects", "--in-commit-order", "--topo-order",
+                                     "--reverse", "--stdin", "--not", "--all"), deadline, stdin=tips)
     listed = []
     for line in out.split(b"\n"):
         if not line:
@@ -112,8 +125,8 @@ def added_paths(repo: Path, commit: str, deadline: Deadline) -> bytes:
     ``Q7wE...`` under ``x/``), or one pushed at two paths in one push, is in no new object under that path:
     its entries' whole paths, which a tarball and a checkout write, are in none of the pushed objects.
     """
-    out = _run(git_command(repo, "diff-tree", "-r", "--root", "-m", "--no-renames", "--diff-filter=A",
-                           "--name-only", "-z", "--no-commit-id", commit), deadline)
+    out = git_output(git_command(repo, "diff-tree", "-r", "--root", "-m", "--no-renames", "--diff-filter=A",
+                                 "--name-only", "-z", "--no-commit-id", commit), deadline)
     return b"\n".join(dict.fromkeys(path for path in out.split(b"\0") if path))
 
 
@@ -223,8 +236,9 @@ def reencoded_commits(repo: Path, oids: Sequence[str], deadline: Deadline) -> di
     with tempfile.TemporaryFile() as wanted:
         wanted.write("".join(f"{oid}\n" for oid in oids).encode("ascii"))
         wanted.seek(0)
-        out = _run(git_command(repo, "log", "-z", "--no-walk=unsorted", "--stdin", "--no-mailmap",
-                               "--no-show-signature", "--format=raw", "--encoding=UTF-8"), deadline, stdin=wanted)
+        out = git_output(git_command(repo, "log", "-z", "--no-walk=unsorted", "--stdin", "--no-mailmap",
+                                     "--no-show-signature", "--format=raw", "--encoding=UTF-8"), deadline,
+                         stdin=wanted)
     records = out[:-1].split(b"\0") if out.endswith(b"\0") else out.split(b"\0")
     # One record per commit, in the order asked; anything else (a NUL the re-encoding
     # put in a message splits its record) cannot be mapped back, and is not scanned half.
@@ -252,16 +266,16 @@ def unreached_objects(repo: Path, reached: set[str], deadline: Deadline) -> list
         return []
     outside = {k: v for k, v in os.environ.items() if k not in _OBJECT_PLACES}
     inside = {**outside, "GIT_OBJECT_DIRECTORY": quarantine}
-    listed = _run(git_command(repo, "cat-file", "--batch-all-objects", "--batch-check=%(objectname)", "--unordered"),
-                  deadline, env=inside)
+    listed = git_output(git_command(repo, "cat-file", "--batch-all-objects", "--batch-check=%(objectname)",
+                                    "--unordered"), deadline, env=inside)
     carried = [oid for oid in listed.decode("ascii", errors="replace").split() if oid not in reached]
     if not carried:
         return []
     with tempfile.TemporaryFile() as wanted:
         wanted.write("".join(f"{oid}\n" for oid in carried).encode("ascii"))
         wanted.seek(0)
-        answer = _run(git_command(repo, "cat-file", "--batch-check=%(objectname)"), deadline, stdin=wanted,
-                      env=outside)
+        answer = git_output(git_command(repo, "cat-file", "--batch-check=%(objectname)"), deadline, stdin=wanted,
+                            env=outside)
     had = {line.split()[0] for line in answer.decode("ascii", errors="replace").splitlines()
            if line and not line.endswith(" missing")}
     return [oid for oid in carried if oid not in had]

@@ -20,13 +20,12 @@ from __future__ import annotations
 import fcntl
 import os
 import select
-import subprocess
 import time
 from pathlib import Path
 
 from bot_bottle.errors import GitGateError
-from bot_bottle.sidecar.git_gate.limits import Deadline, child_limits
-from bot_bottle.sidecar.git_gate.objects import git_command, git_env, last_error_line
+from bot_bottle.sidecar.git_gate.limits import Deadline
+from bot_bottle.sidecar.git_gate.objects import git_command, git_output, run_git
 
 LOCK_NAME = "git-gate.lock"
 # How long a holder keeps the lock at most for a receive-pack that does not exit (then the next push proceeds).
@@ -66,19 +65,9 @@ class PushLock:
 
     def refs(self, deadline: Deadline) -> bytes:
         """Every ref and what it points at now, to tell whether they moved while the lock was let go."""
-        try:
-            result = subprocess.run(git_command(self.repo, "for-each-ref", "--format=%(objectname) %(refname)"),
-                                    capture_output=True, env=git_env(), timeout=deadline.remaining(),
-                                    preexec_fn=child_limits)
-            head = subprocess.run(git_command(self.repo, "symbolic-ref", "-q", "HEAD"), capture_output=True,
-                                  env=git_env(), timeout=deadline.remaining(), preexec_fn=child_limits).stdout
-        except OSError as exc:
-            raise GitGateError(f"cannot list the repository's refs: {exc.strerror}") from None
-        except subprocess.TimeoutExpired:
-            raise deadline.exceeded() from None
-        if result.returncode != 0:
-            raise GitGateError(f"cannot list the repository's refs: {last_error_line(result.stderr)}")
-        return head + b"\n" + result.stdout
+        listed = git_output(git_command(self.repo, "for-each-ref", "--format=%(objectname) %(refname)"), deadline)
+        head = run_git(git_command(self.repo, "symbolic-ref", "-q", "HEAD"), deadline).stdout
+        return head + b"\n" + listed
 
     def hand_over(self) -> None:
         """Keep the lock, in a process of its own, until this process's parent (receive-pack) exits: it writes

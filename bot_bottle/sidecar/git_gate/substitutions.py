@@ -50,7 +50,7 @@ from bot_bottle.errors import GitObjectsError, ScanLimitExceeded
 from bot_bottle.sidecar.git_gate.attributes import attributed_files
 from bot_bottle.sidecar.git_gate.checkout import checkout_forms, converts
 from bot_bottle.sidecar.git_gate.limits import Deadline, Limits, child_limits, mib
-from bot_bottle.sidecar.git_gate.objects import git_command, git_env, last_error_line, read_objects
+from bot_bottle.sidecar.git_gate.objects import git_command, git_env, git_output, last_error_line, read_objects, run_git
 from bot_bottle.sidecar.git_gate.refs import RefUpdate
 
 ATTRIBUTE = "export-subst"
@@ -89,16 +89,7 @@ class Substituted:
 
 
 def _git(repo: Path, args: Sequence[str], deadline: Deadline, env: Mapping[str, str] | None = None) -> bytes:
-    try:
-        result = subprocess.run(git_command(repo, *args), capture_output=True, env=git_env(env),
-                                timeout=deadline.remaining(), preexec_fn=child_limits)
-    except OSError as exc:
-        raise GitObjectsError(f"cannot run git: {exc.strerror}") from None
-    except subprocess.TimeoutExpired:
-        raise deadline.exceeded() from None
-    if result.returncode != 0:
-        raise GitObjectsError(f"git {args[0]} failed (exit {result.returncode}): {last_error_line(result.stderr)}")
-    return result.stdout
+    return git_output(git_command(repo, *args), deadline, env=env)
 
 
 def _scratch(repo: Path, updates: Sequence[RefUpdate], folder: Path, deadline: Deadline) -> dict[str, str]:
@@ -193,14 +184,7 @@ def pushed_tips(repo: Path, updates: Sequence[RefUpdate], deadline: Deadline) ->
     if not kept:
         return []
     asked = "".join(f"{u.new}^{{commit}}\n{u.new}^{{commit}}^{{tree}}\n" for u in kept).encode("ascii")
-    try:
-        result = subprocess.run(git_command(repo, "cat-file", "--batch-check=%(objectname)"), input=asked,
-                                capture_output=True, env=git_env(), timeout=deadline.remaining(),
-                                preexec_fn=child_limits)
-    except OSError as exc:
-        raise GitObjectsError(f"cannot run git: {exc.strerror}") from None
-    except subprocess.TimeoutExpired:
-        raise deadline.exceeded() from None
+    result = run_git(git_command(repo, "cat-file", "--batch-check=%(objectname)"), deadline, data=asked)
     lines = result.stdout.decode("ascii", errors="replace").splitlines()
     if result.returncode != 0 or len(lines) != 2 * len(kept):
         raise GitObjectsError(f"git cat-file cannot peel the pushed tips: {last_error_line(result.stderr)}")
@@ -210,26 +194,13 @@ def pushed_tips(repo: Path, updates: Sequence[RefUpdate], deadline: Deadline) ->
 
 def _head(repo: Path, deadline: Deadline) -> bytes:
     """The ref ``HEAD`` names (empty when it names none)."""
-    try:
-        return subprocess.run(git_command(repo, "symbolic-ref", "-q", "HEAD"), capture_output=True, env=git_env(),
-                              timeout=deadline.remaining(), preexec_fn=child_limits).stdout.strip()
-    except OSError as exc:
-        raise GitObjectsError(f"cannot run git: {exc.strerror}") from None
-    except subprocess.TimeoutExpired:
-        raise deadline.exceeded() from None
+    return run_git(git_command(repo, "symbolic-ref", "-q", "HEAD"), deadline).stdout.strip()
 
 
 def _mailmap_moves(repo: Path, update: RefUpdate, deadline: Deadline) -> bool:
     """Whether ``update`` changes the ``.mailmap`` at the top of its tip's tree (or makes or removes one)."""
     asked = f"{update.old}:.mailmap\n{update.new}:.mailmap\n".encode("ascii")
-    try:
-        result = subprocess.run(git_command(repo, "cat-file", "--batch-check=%(objectname)"), input=asked,
-                                capture_output=True, env=git_env(), timeout=deadline.remaining(),
-                                preexec_fn=child_limits)
-    except OSError as exc:
-        raise GitObjectsError(f"cannot run git: {exc.strerror}") from None
-    except subprocess.TimeoutExpired:
-        raise deadline.exceeded() from None
+    result = run_git(git_command(repo, "cat-file", "--batch-check=%(objectname)"), deadline, data=asked)
     lines = result.stdout.decode("ascii", errors="replace").split("\n")[:2]
     if result.returncode != 0 or len(lines) != 2:
         return True  # cannot tell: ask about every branch
@@ -242,14 +213,7 @@ def _commits(repo: Path, oids: Sequence[str], deadline: Deadline) -> list[str]:
     if not oids:
         return []
     asked = "".join(f"{oid}^{{commit}}\n" for oid in dict.fromkeys(oids)).encode("ascii")
-    try:
-        result = subprocess.run(git_command(repo, "cat-file", "--batch-check=%(objectname)"), input=asked,
-                                capture_output=True, env=git_env(), timeout=deadline.remaining(),
-                                preexec_fn=child_limits)
-    except OSError as exc:
-        raise GitObjectsError(f"cannot run git: {exc.strerror}") from None
-    except subprocess.TimeoutExpired:
-        raise deadline.exceeded() from None
+    result = run_git(git_command(repo, "cat-file", "--batch-check=%(objectname)"), deadline, data=asked)
     if result.returncode != 0:
         raise GitObjectsError(f"git cat-file cannot peel the pushed tags: {last_error_line(result.stderr)}")
     lines = result.stdout.decode("ascii", errors="replace").splitlines()
