@@ -23,6 +23,7 @@ from typing import TextIO
 from bot_bottle.errors import BotBottleError
 from bot_bottle.policy.subjects import finding_fingerprint, granted_findings
 from bot_bottle.records import STATUS_APPROVED, STATUS_REJECTED, TOOL_GITLEAKS_ALLOW
+from bot_bottle.sidecar.git_gate.applied import check_applies
 from bot_bottle.sidecar.git_gate.findings import (
     MAX_FINDINGS,
     describe_finding,
@@ -87,6 +88,8 @@ def pre_receive(
         if lock is not None:
             lock.acquire(deadline)
             snapshot = lock.refs(deadline)
+        # Judged with all its updates in: git must write all of them, or a failing one changes what is served.
+        check_applies(repo, updates, deadline)
         # The copies of the pushed content live only while they are scanned: the
         # directory is gone before the push waits for the operator.
         with PushScan(repo, gitleaks, limits, deadline) as scan:
