@@ -146,8 +146,11 @@ def pre_receive(
             if response.status == STATUS_APPROVED:
                 queue.archive(proposal.id)  # decided: out of the pending list (its grant stays until its end)
                 if lock is not None:
-                    lock.acquire(Deadline(limits.max_seconds))
-                    if lock.refs(deadline) != snapshot:
+                    # A deadline of its own: the scan's counted from the hook's start, and a person's pace
+                    # outlives it (an approved push was refused as a scan that 'did not finish').
+                    again = Deadline(limits.max_seconds)
+                    lock.acquire(again)
+                    if lock.refs(again) != snapshot:
                         say("push refused: the operator approved, but another push moved this repository's refs "
                             "meanwhile, and this one was judged against the refs before: push again (the "
                             "approval's grant covers the same findings)")
