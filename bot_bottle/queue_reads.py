@@ -172,9 +172,13 @@ class QueueReads(DatabaseUser):
         prefix = validate_id_prefix(prefix)
         with self.db.read() as conn:
             # Ids are lower-case hex, so every id with this prefix sorts in
-            # [prefix, prefix + 'g'): an index range, not a scan.
+            # [prefix, prefix + 'g'): an index range, not a scan. Only ids bot-bottle writes (32 hex digits,
+            # the schema's CHECK) count, as only they are listed: a row a sidecar on the mount wrote past the
+            # CHECK, with a listed proposal's id and one more digit (or its short id alone), made that proposal's
+            # every id 'ambiguous' against a row no screen shows, so it could not be decided from the command line.
             rows = conn.execute(
-                "SELECT id FROM proposals WHERE id >= :low AND id < :high ORDER BY id LIMIT :n",
+                "SELECT id FROM proposals WHERE id >= :low AND id < :high AND length(id) = 32 "
+                "AND id NOT GLOB '*[^0-9a-f]*' ORDER BY id LIMIT :n",
                 {"low": prefix, "high": prefix + "g", "n": _AMBIGUOUS_SHOWN + 1},
             ).fetchall()
             if not rows:
