@@ -29,11 +29,12 @@ from bot_bottle.audit.grant_entries import (
 )
 from bot_bottle.audit_store import AuditRecorder, AuditStore
 from bot_bottle.db import DatabaseUser
-from bot_bottle.errors import AlreadyEnded, AmbiguousId, NotFound, ValidationError
+from bot_bottle.errors import AlreadyEnded, ValidationError
 from bot_bottle.grant_records import GRANT_COLUMNS, Grant, Rule, grant_from_row, row_values
 from bot_bottle.policy.approval import subject_kinds
 from bot_bottle.policy.lifetimes import DEFAULT_PENDING_TTL, MAX_PENDING_TTL, MIN_PENDING_TTL, pending_ttl_seconds
 from bot_bottle.policy.subjects import rule_overlaps, subject_sha256
+from bot_bottle.queue_reads import one_by_id_prefix
 from bot_bottle.records import (
     ACTION_GRANT_REVOKED,
     ACTION_RULE_ADDED,
@@ -44,12 +45,10 @@ from bot_bottle.records import (
     EFFECT_REJECT,
     EFFECTS,
     MAX_TEXT_BYTES,
-    PROPOSAL_ID_RE,
     AuditEntry,
     Proposal,
     canonical_json,
     validate_bottle_slug,
-    validate_id_prefix,
     validate_queue_key,
     validate_text,
     validate_tool,
@@ -59,7 +58,7 @@ from bot_bottle.timestamps import spell_duration, utc_now
 
 _RULE_COLUMNS = ", ".join(f"r.{f.name}" for f in fields(Rule))
 SETTING_PENDING_TTL = "pending-ttl"
-_SHOWN = 5
+_GRANT_BY_ID, _RULE_BY_ID = GRANT_COLUMNS.replace("g.", "t."), _RULE_COLUMNS.replace("r.", "t.")  # (one_by_id_prefix)
 
 
 def rule_from_row(row: tuple[Any, ...]) -> Rule:
@@ -300,7 +299,7 @@ class GrantStore(DatabaseUser):
     def find(self, prefix: str) -> Grant:
         """The one grant whose id starts with ``prefix``; ``NotFound`` or ``AmbiguousId``."""
         with self.db.read() as conn:
-            return grant_from_row(_one(conn, "grants", GRANT_COLUMNS.replace("g.", "t."), prefix, "grant"))
+            return grant_from_row(one_by_id_prefix(conn, "grants", _GRANT_BY_ID, prefix, "grant"))
 
     def revoke(self, prefix: str, reason: str, *, revoked_by: str) -> Grant:
         """End a live grant now, with the reason, and its ``grant-revoked`` audit entry; the revoked grant.
@@ -309,7 +308,7 @@ class GrantStore(DatabaseUser):
         """
         validate_text("reason", reason, max_bytes=MAX_TEXT_BYTES, required=True)
         with AuditStore.recording(self.db) as log:
-            grant = grant_from_row(_one(log.conn, "grants", GRANT_COLUMNS.replace("g.", "t."), prefix, "grant"))
+            grant = grant_from_row(one_by_id_prefix(log.conn, "grants", _GRANT_BY_ID, prefix, "grant"))
             now = utc_now()
             if grant.revoked_at is not None:
                 raise AlreadyEnded(f"grant {grant.short_id} was revoked already, at {grant.revoked_at} by "
@@ -361,13 +360,13 @@ class GrantStore(DatabaseUser):
     def find_rule(self, prefix: str) -> Rule:
         """The one rule whose id starts with ``prefix``; ``NotFound`` or ``AmbiguousId``."""
         with self.db.read() as conn:
-            return rule_from_row(_one(conn, "rules", _RULE_COLUMNS.replace("r.", "t."), prefix, "rule"))
+            return rule_from_row(one_by_id_prefix(conn, "rules", _RULE_BY_ID, prefix, "rule"))
 
     def revoke_rule(self, prefix: str, reason: str, *, revoked_by: str) -> Rule:
         """End a rule now, with the reason and a ``rule-revoked`` entry; the grants it made stay (revoke those too)."""
         validate_text("reason", reason, max_bytes=MAX_TEXT_BYTES, required=True)
         with AuditStore.recording(self.db) as log:
-            rule = rule_from_row(_one(log.conn, "rules", _RULE_COLUMNS.replace("r.", "t."), prefix, "rule"))
+            rule = rule_from_row(one_by_id_prefix(log.conn, "rules", _RULE_BY_ID, prefix, "rule"))
             if not rule.live(utc_now()):
                 raise AlreadyEnded(f"rule {rule.short_id} is not in force (revoked or ended): nothing to revoke")
             return _revoke_rule_in(log, rule, reason, revoked_by)
@@ -426,23 +425,3 @@ def _revoke_rule_in(log: AuditRecorder, rule: Rule, reason: str, revoked_by: str
         {"now": now, "by": revoked_by, "reason": reason, "seq": entry.seq, "id": rule.id})
     return Rule(**{**rule.__dict__, "revoked_at": now, "revoked_by": revoked_by, "revoke_reason": reason,
                    "revoke_seq": entry.seq})
-
-
-def _one(conn: sqlite3.Connection, table: str, columns: str, prefix: str, what: str) -> tuple[Any, ...]:
-    prefix = validate_id_prefix(prefix, what)
-    rows = conn.execute(
-        f"SELECT {columns} FROM {table} t WHERE t.id >= :low AND t.id < :high ORDER BY t.id LIMIT :n",
-        {"low": prefix, "high": prefix + "g", "n": _SHOWN + 1},
-    ).fetchall()
-    if not rows:
-        raise NotFound(f"no {what} id starts with {prefix!r}")
-    whole = [row for row in rows if row[0] == prefix] if PROPOSAL_ID_RE.fullmatch(prefix) else []
-    if len(whole) == 1:  # a whole id names its row, whatever row a sidecar wrote whose id runs on past it (a
-        # short id names none: a row a sidecar wrote with the id '1199412e' must not take that id's revocation)
-        return tuple(whole[0])
-    if len(rows) > 1:
-        shown = ", ".join(str(row[0])[: len(prefix) + 4] for row in rows[:_SHOWN])
-        raise AmbiguousId(f"{prefix!r} matches several {what}s ({shown}): give more digits")
-    return tuple(rows[0])
-
-

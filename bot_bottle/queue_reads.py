@@ -56,7 +56,7 @@ WELL_FORMED = ("length(p.id) = 32 AND p.id NOT GLOB '*[^0-9a-f]*' AND length(p.q
 PENDING = (f"{WELL_FORMED} AND p.archived_at IS NULL "
            "AND NOT EXISTS (SELECT 1 FROM responses r WHERE r.proposal_id = p.id)")
 _RESPONSE_COLUMNS = _columns(Response, "r")
-_AMBIGUOUS_SHOWN = 5
+_AMBIGUOUS_SHOWN = 5  # ids an ambiguous prefix names, so that the operator sees how many digits tell them apart
 # Proposals a list reads at once: up to 1 MiB of payload and 1 MiB of current file each.
 _MANY = 4
 # Which unarchived proposal a filing of the same request returns: one still waiting for the operator, or one
@@ -110,6 +110,33 @@ def expired_notes(expires_at: str) -> str:
 
 # Who closes an expired proposal: the host, on nobody's word.
 EXPIRY_DECIDER = "bot-bottle (pending-ttl)"
+
+
+def one_by_id_prefix(conn: sqlite3.Connection, table: str, columns: str, prefix: str, what: str) -> tuple[Any, ...]:
+    """``columns`` of the one row of ``table`` (as ``t``) whose id starts with ``prefix`` (a proposal's, a grant's
+    or a rule's: ``validate_id_prefix``); ``NotFound`` or ``AmbiguousId``.
+
+    Ids are lower-case hex, so every id with this prefix sorts in [prefix,
+    prefix + 'g'): an index range, not a scan. Only ids bot-bottle writes (32
+    hex digits, the schema's CHECK) count, as only they are named on a
+    screen: a row a sidecar on the mount wrote past the CHECK, with an id one
+    digit longer than a listed one (or a listed one's short id alone), made
+    that id 'ambiguous' against a row no screen names, so that nothing could
+    be decided or revoked by it; a whole id names one row.
+    """
+    prefix = validate_id_prefix(prefix, what)
+    rows = conn.execute(
+        f"SELECT {columns} FROM {table} t WHERE t.id >= :low AND t.id < :high AND length(t.id) = 32 "
+        "AND t.id NOT GLOB '*[^0-9a-f]*' ORDER BY t.id LIMIT :n",
+        {"low": prefix, "high": prefix + "g", "n": _AMBIGUOUS_SHOWN + 1},
+    ).fetchall()
+    if not rows:
+        raise NotFound(f"no {what} id starts with {prefix!r}")
+    if len(rows) > 1:
+        shown = ", ".join(str(row[0])[: len(prefix) + 4] for row in rows[:_AMBIGUOUS_SHOWN])
+        more = " and more" if len(rows) > _AMBIGUOUS_SHOWN else ""
+        raise AmbiguousId(f"{prefix!r} matches several {what}s ({shown}{more}): give more digits")
+    return tuple(rows[0])
 
 
 class QueueReads(DatabaseUser):
@@ -169,25 +196,8 @@ class QueueReads(DatabaseUser):
 
     def find(self, prefix: str) -> Proposal:
         """The one proposal whose id starts with ``prefix`` (any case); ``NotFound`` or ``AmbiguousId``."""
-        prefix = validate_id_prefix(prefix)
         with self.db.read() as conn:
-            # Ids are lower-case hex, so every id with this prefix sorts in
-            # [prefix, prefix + 'g'): an index range, not a scan. Only ids bot-bottle writes (32 hex digits,
-            # the schema's CHECK) count, as only they are listed: a row a sidecar on the mount wrote past the
-            # CHECK, with a listed proposal's id and one more digit (or its short id alone), made that proposal's
-            # every id 'ambiguous' against a row no screen shows, so it could not be decided from the command line.
-            rows = conn.execute(
-                "SELECT id FROM proposals WHERE id >= :low AND id < :high AND length(id) = 32 "
-                "AND id NOT GLOB '*[^0-9a-f]*' ORDER BY id LIMIT :n",
-                {"low": prefix, "high": prefix + "g", "n": _AMBIGUOUS_SHOWN + 1},
-            ).fetchall()
-            if not rows:
-                raise NotFound(f"no proposal id starts with {prefix!r}")
-            if len(rows) > 1:
-                shown = ", ".join(str(r[0])[: len(prefix) + 4] for r in rows[:_AMBIGUOUS_SHOWN])
-                more = " and more" if len(rows) > _AMBIGUOUS_SHOWN else ""
-                raise AmbiguousId(f"{prefix!r} matches several proposals ({shown}{more}): give more digits")
-            return self.get_in(conn, str(rows[0][0]))
+            return self.get_in(conn, str(one_by_id_prefix(conn, "proposals", "t.id", prefix, "proposal")[0]))
 
     def pending(self, queue_key: str | None = None) -> list[Proposal]:
         """Undecided, unarchived proposals, oldest first; of one bottle, or of all (``None``)."""
