@@ -25,7 +25,7 @@ from pathlib import Path
 
 from bot_bottle.errors import GitGateError
 from bot_bottle.sidecar.git_gate.limits import Deadline
-from bot_bottle.sidecar.git_gate.objects import git_command, git_output, last_error_line, run_git
+from bot_bottle.sidecar.git_gate.objects import git_command, git_output, head_ref, last_error_line, run_git
 from bot_bottle.sidecar.git_gate.refs import RefUpdate
 
 _REFUSE = "git would write only some of its refs (it was judged with all of them): "
@@ -73,7 +73,6 @@ def _check_settings(repo: Path, updates: Sequence[RefUpdate], deadline: Deadline
                                    "(receive.denyNonFastForwards)")
     bare = git_output(git_command(repo, "rev-parse", "--is-bare-repository"), deadline).strip() == b"true"
     if not bare:
-        head = run_git(git_command(repo, "symbolic-ref", "-q", "HEAD"), deadline).stdout.strip().decode(
-            "utf-8", "surrogateescape")
+        head = head_ref(repo, deadline)
         if head in {update.ref for update in updates}:
             raise GitGateError(_REFUSE + f"{head[:100]} is checked out here (receive.denyCurrentBranch)")

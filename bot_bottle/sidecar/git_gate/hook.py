@@ -84,7 +84,7 @@ def pre_receive(
                 "(--max-refs): push them in parts")
             return 1
         # Judged against the refs as they are: no other push may move them until git has written ours.
-        snapshot = b""
+        snapshot: tuple[str, dict[str, str]] = ("", {})
         if lock is not None:
             lock.acquire(deadline)
             snapshot = lock.refs(deadline)

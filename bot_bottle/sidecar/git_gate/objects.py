@@ -95,6 +95,22 @@ def git_output(command: list[str], deadline: Deadline, *, stdin: IO[bytes] | Non
     return result.stdout
 
 
+def head_ref(repo: Path, deadline: Deadline) -> str:
+    """The ref ``HEAD`` names in ``repo`` (empty when it names none)."""
+    return run_git(git_command(repo, "symbolic-ref", "-q", "HEAD"), deadline).stdout.strip().decode(
+        "utf-8", "surrogateescape")
+
+
+def ref_tips(repo: Path, deadline: Deadline, *options: str) -> dict[str, str]:
+    """``{ref: object id}`` of the refs ``git for-each-ref OPTIONS`` lists (every ref, without options)."""
+    listed = git_output(git_command(repo, "for-each-ref", "--format=%(objectname) %(refname)", *options), deadline)
+    tips: dict[str, str] = {}
+    for line in listed.decode("utf-8", "surrogateescape").splitlines():
+        oid, _, name = line.partition(" ")
+        tips[name] = oid
+    return tips
+
+
 def list_new_objects(repo: Path, tip: str, deadline: Deadline) -> list[tuple[str, str]]:
     """``(oid, path)`` of every object reachable from ``tip`` that no existing ref reaches.
 

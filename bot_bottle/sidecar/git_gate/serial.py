@@ -25,7 +25,7 @@ from pathlib import Path
 
 from bot_bottle.errors import GitGateError
 from bot_bottle.sidecar.git_gate.limits import Deadline
-from bot_bottle.sidecar.git_gate.objects import git_command, git_output, run_git
+from bot_bottle.sidecar.git_gate.objects import head_ref, ref_tips
 
 LOCK_NAME = "git-gate.lock"
 # How long a holder keeps the lock at most for a receive-pack that does not exit (then the next push proceeds).
@@ -63,11 +63,10 @@ class PushLock:
             os.close(self.fd)
             self.fd = None
 
-    def refs(self, deadline: Deadline) -> bytes:
-        """Every ref and what it points at now, to tell whether they moved while the lock was let go."""
-        listed = git_output(git_command(self.repo, "for-each-ref", "--format=%(objectname) %(refname)"), deadline)
-        head = run_git(git_command(self.repo, "symbolic-ref", "-q", "HEAD"), deadline).stdout
-        return head + b"\n" + listed
+    def refs(self, deadline: Deadline) -> tuple[str, dict[str, str]]:
+        """The ref ``HEAD`` names and every ref's object now, to tell whether they moved while the lock was let
+        go."""
+        return head_ref(self.repo, deadline), ref_tips(self.repo, deadline)
 
     def hand_over(self) -> None:
         """Keep the lock, in a process of its own, until this process's parent (receive-pack) exits: it writes

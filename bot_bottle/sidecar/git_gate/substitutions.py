@@ -50,7 +50,16 @@ from bot_bottle.errors import GitObjectsError, ScanLimitExceeded
 from bot_bottle.sidecar.git_gate.attributes import attributed_files
 from bot_bottle.sidecar.git_gate.checkout import checkout_forms, converts
 from bot_bottle.sidecar.git_gate.limits import Deadline, Limits, child_limits, mib
-from bot_bottle.sidecar.git_gate.objects import git_command, git_env, git_output, last_error_line, read_objects, run_git
+from bot_bottle.sidecar.git_gate.objects import (
+    git_command,
+    git_env,
+    git_output,
+    head_ref,
+    last_error_line,
+    read_objects,
+    ref_tips,
+    run_git,
+)
 from bot_bottle.sidecar.git_gate.refs import RefUpdate
 
 ATTRIBUTE = "export-subst"
@@ -88,32 +97,22 @@ class Substituted:
         return f"{self.path} ($Format: filled in from the commit, as git archive writes it: {mark})"
 
 
-def _git(repo: Path, args: Sequence[str], deadline: Deadline, env: Mapping[str, str] | None = None) -> bytes:
-    return git_output(git_command(repo, *args), deadline, env=env)
-
-
 def _scratch(repo: Path, updates: Sequence[RefUpdate], folder: Path, deadline: Deadline) -> dict[str, str]:
     """The environment of a scratch bare repository in ``folder``: the objects ``repo`` reads now (its
     quarantine too), and its refs and ``HEAD`` with ``updates`` applied, as a later ``git archive`` sees them."""
-    common = Path(_git(repo, ["rev-parse", "--git-common-dir"], deadline).decode("utf-8", "surrogateescape").strip())
+    common = Path(git_output(git_command(repo, "rev-parse", "--git-common-dir"), deadline).decode(
+        "utf-8", "surrogateescape").strip())
     places = [str((repo / common / "objects").resolve())]
     places += [os.environ[name] for name in ("GIT_QUARANTINE_PATH", "GIT_OBJECT_DIRECTORY") if os.environ.get(name)]
     places = list(dict.fromkeys(places))
-    refs: dict[bytes, bytes] = {}
-    for line in _git(repo, ["for-each-ref", "--format=%(objectname) %(refname)"], deadline).splitlines():
-        oid, _, name = line.partition(b" ")
-        refs[name] = oid
-    for update in updates:
-        if update.deleted:
-            refs.pop(update.ref.encode(), None)
-        else:
-            refs[update.ref.encode()] = update.new.encode()
-    head = _head(repo, deadline)
+    refs = _after(ref_tips(repo, deadline), updates)
+    head = head_ref(repo, deadline).encode("utf-8", "surrogateescape")
     scratch = folder / "scratch.git"
     for sub in ("objects/info", "refs/heads", "refs/tags"):
         (scratch / sub).mkdir(parents=True)
     (scratch / "objects/info/alternates").write_text("".join(f"{place}\n" for place in places), encoding="utf-8")
-    (scratch / "packed-refs").write_bytes(b"".join(oid + b" " + name + b"\n" for name, oid in sorted(refs.items())))
+    (scratch / "packed-refs").write_bytes("".join(f"{oid} {name}\n" for name, oid in sorted(refs.items())).encode(
+        "utf-8", "surrogateescape"))
     (scratch / "HEAD").write_bytes(b"ref: " + (head or b"refs/heads/main") + b"\n")
     (scratch / "config").write_text("[core]\n\trepositoryformatversion = 0\n\tbare = true\n", encoding="utf-8")
     env = {name: value for name, value in os.environ.items() if name not in _OBJECT_PLACES}
@@ -192,9 +191,14 @@ def pushed_tips(repo: Path, updates: Sequence[RefUpdate], deadline: Deadline) ->
             if not commit.endswith(" missing") and not tree.endswith(" missing")]
 
 
-def _head(repo: Path, deadline: Deadline) -> bytes:
-    """The ref ``HEAD`` names (empty when it names none)."""
-    return run_git(git_command(repo, "symbolic-ref", "-q", "HEAD"), deadline).stdout.strip()
+def _after(refs: dict[str, str], updates: Sequence[RefUpdate]) -> dict[str, str]:
+    """``refs`` (``{ref: object id}``) as they will be once ``updates`` are in."""
+    for update in updates:
+        if update.deleted:
+            refs.pop(update.ref, None)
+        else:
+            refs[update.ref] = update.new
+    return refs
 
 
 def _mailmap_moves(repo: Path, update: RefUpdate, deadline: Deadline) -> bool:
@@ -234,12 +238,12 @@ def changed_tips(repo: Path, updates: Sequence[RefUpdate], deadline: Deadline) -
     """
     olds = [RefUpdate(u.old, u.old, u.ref) for u in updates if not u.created]
     tags = [u for u in updates if u.ref.startswith("refs/tags/")]
-    head = _head(repo, deadline).decode("utf-8", "surrogateescape")
+    head = head_ref(repo, deadline)
     # HEAD's branch moving changes the tarballs only where its .mailmap changes (most pushes to it leave it).
     mailmap = any(u.ref == head and _mailmap_moves(repo, u, deadline) for u in updates)  # deleted too
     if not tags and not mailmap:
         return olds
-    listing = ["for-each-ref", "--format=%(objectname) %(refname)"]
+    listing: list[str] = []
     if not mailmap:
         # A tag changes the describing only of what holds its commit (old or new): the refs that contain it,
         # not every release of a repository with hundreds of tags (the refs the push moves are asked anyway).
@@ -247,16 +251,7 @@ def changed_tips(repo: Path, updates: Sequence[RefUpdate], deadline: Deadline) -
         if not commits:
             return olds
         listing += [f"--contains={commit}" for commit in commits]
-    tips: dict[str, str] = {}
-    for line in _git(repo, [*listing, "refs/heads/", "refs/tags/"], deadline).decode(
-            "utf-8", "surrogateescape").splitlines():
-        oid, _, name = line.partition(" ")
-        tips[name] = oid
-    for update in updates:
-        if update.deleted:
-            tips.pop(update.ref, None)
-        else:
-            tips[update.ref] = update.new
+    tips = _after(ref_tips(repo, deadline, *listing, "refs/heads/", "refs/tags/"), updates)
     return olds + [RefUpdate(oid, oid, name) for name, oid in sorted(tips.items())]
 
 
