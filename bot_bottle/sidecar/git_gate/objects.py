@@ -74,12 +74,39 @@ def run_git(command: list[str], deadline: Deadline, *, stdin: IO[bytes] | None =
     its output captured: ``GitObjectsError`` where git cannot run, the deadline's error where it runs out; what
     its exit status means is the caller's to read."""
     try:  # (one of stdin and data at most: subprocess refuses both)
-        return subprocess.run(command, stdin=stdin, input=data, capture_output=True, env=git_env(env),
-                              timeout=deadline.remaining(), preexec_fn=child_limits)
+        process = subprocess.Popen(command, stdin=subprocess.PIPE if data is not None else stdin,
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=git_env(env),
+                                   preexec_fn=child_limits)
     except OSError as exc:
         raise GitObjectsError(f"cannot run git: {exc.strerror}") from None
+    with process:
+        try:
+            out, err = process.communicate(data, timeout=deadline.remaining())
+        except subprocess.TimeoutExpired:
+            stop_git(process)
+            raise deadline.exceeded() from None
+    return subprocess.CompletedProcess(command, process.returncode, out, err)
+
+
+# How long git has to remove its lock files once asked to stop.
+_STOP_GRACE_SECONDS = 5.0
+
+
+def stop_git(process: subprocess.Popen[bytes]) -> None:
+    """Stop a git call that ran out of time: SIGTERM first, SIGKILL only if it has not exited within a grace.
+
+    git removes the lock files it holds when terminated, not when killed: a
+    ``SIGKILL`` while ``update-ref`` held ``refs/heads/NAME.lock`` left the
+    lock behind, and every later push of that ref was refused ("remove the
+    file manually") until someone did (the push-by-push check of
+    ``applied.py``, run out of time by ``--max-seconds``).
+    """
+    process.terminate()
+    try:
+        process.communicate(timeout=_STOP_GRACE_SECONDS)
     except subprocess.TimeoutExpired:
-        raise deadline.exceeded() from None
+        process.kill()
+        process.communicate()
 
 
 def git_output(command: list[str], deadline: Deadline, *, stdin: IO[bytes] | None = None,
