@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, fields, replace
 from typing import Any, TypeVar
 
-from bot_bottle.cli.inbox import approval_for
+from bot_bottle.cli.inbox import approval_for, routes_base_of
 from bot_bottle.db import DatabaseUser
 from bot_bottle.errors import AmbiguousId, BotBottleError, ValidationError
 from bot_bottle.grant_records import Grant, Rule
@@ -58,7 +58,8 @@ def grant_subjects(store: DatabaseUser, grants: Sequence[Grant]) -> dict[str, st
             modified = response is not None and response.status == STATUS_MODIFIED and response.final_file is not None
             document = response.final_file if modified and response is not None else proposal.payload
             if document is not None and subject_of(grant.tool, document) == grant.subject_value:
-                shown[grant.id] = f"{approval_for(proposal, response).grants[0]} ({shown[grant.id]})"
+                approval = approval_for(proposal, response, routes_base_of(store, proposal, response))
+                shown[grant.id] = f"{approval.grants[0]} ({shown[grant.id]})"
         except (BotBottleError, ValidationError, IndexError):  # a row no bot-bottle wrote: the digest alone
             continue
     return shown

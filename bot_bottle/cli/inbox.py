@@ -22,6 +22,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from bot_bottle.audit.routes_approved import RoutesBase, routes_approvals_mark, routes_base
 from bot_bottle.audit_store import AuditStore
 from bot_bottle.bottles import BottleOverview, BottleStore
 from bot_bottle.db import DatabaseUser
@@ -35,6 +36,7 @@ from bot_bottle.records import (
     EFFECT_APPROVE,
     SHORT_ID_LENGTH,
     STATUS_MODIFIED,
+    TOOL_EGRESS_BLOCK,
     TOOLS,
     AuditEntry,
     Proposal,
@@ -213,11 +215,28 @@ def log_warning(store: DatabaseUser) -> str | None:
             "'bot-bottle audit verify' says more")
 
 
-def approval_for(proposal: Proposal, response: Response | None = None) -> Approval:
-    """What approving ``proposal`` grants; for a modification, what the operator's file granted."""
+def routes_base_of(store: DatabaseUser, proposal: Proposal, response: Response | None = None) -> RoutesBase:
+    """What ``proposal``'s file is read against on the screens: the last routes file approved for its bottle where
+    the sidecar's current file is another (``audit.routes_approved``), else the sidecar's."""
+    if proposal.tool != TOOL_EGRESS_BLOCK:
+        return RoutesBase(proposal.current_file)
+    with store.db.read() as conn:
+        return routes_base(conn, proposal, decided=response is not None)
+
+
+def approval_for(proposal: Proposal, response: Response | None = None, base: RoutesBase | None = None) -> Approval:
+    """What approving ``proposal`` grants, read against ``base`` (``routes_base_of``; the sidecar's current file
+    when None); for a modification, what the operator's file granted."""
     if response is not None and response.status == STATUS_MODIFIED and response.final_file is not None:
-        return approval_of(proposal.tool, response.final_file, proposal.current_file)
-    return approval_of(proposal.tool, proposal.payload, proposal.current_file)
+        return file_approval(proposal, response.final_file, base)
+    return file_approval(proposal, proposal.payload, base)
+
+
+def file_approval(proposal: Proposal, text: str, base: RoutesBase | None = None) -> Approval:
+    """What approving ``text`` for ``proposal`` (its payload, or the operator's version) grants, read against
+    ``base`` (the sidecar's current file when None)."""
+    against = base or RoutesBase(proposal.current_file)
+    return approval_of(proposal.tool, text, against.file, against.drift)
 
 
 def unproven_decision(audit: AuditStore, proposal: Proposal, response: Response | None) -> str | None:
@@ -243,6 +262,7 @@ class Inbox:
     def __init__(self, store: QueueStore) -> None:
         self.store = store
         self._read: dict[str, tuple[Approval, str]] = {}
+        self._routes_mark: int | None = None  # routes_approvals_mark when the routes files kept were read
 
     def entries(self, summaries: Sequence[ProposalSummary], responses: Sequence[Response | None] = ()) -> list[Entry]:
         """An entry for each summary, in order: proposals not read before are loaded, a few at a time."""
@@ -255,6 +275,11 @@ class Inbox:
     def pending(self, filters: Filters | None = None) -> list[Entry]:
         """Every bottle's pending proposals (oldest first) that pass ``filters``; entries not read are loaded."""
         chosen = filters or Filters()
+        with self.store.db.read() as conn:
+            mark = routes_approvals_mark(conn)
+        if mark != self._routes_mark:  # a routes file approved since: the others are read against it now
+            self._read = {key: kept for key, kept in self._read.items() if kept[0].tool != TOOL_EGRESS_BLOCK}
+            self._routes_mark = mark
         listed = self.entries(self.store.pending_summaries(chosen.bottle))
         if chosen.bottle is None:
             alive = {entry.id for entry in listed}
@@ -264,9 +289,14 @@ class Inbox:
 
     def remember(self, proposal: Proposal, response: Response | None = None) -> Entry:
         """The entry for a proposal read whole (``store.get``), kept in place of what was read before."""
-        entry = Entry(proposal, approval_for(proposal, response), shown_digest(proposal))
+        entry = Entry(proposal, approval_for(proposal, response, self.routes_base(proposal, response)),
+                      shown_digest(proposal))
         self._read[proposal.id] = (entry.approval, entry.digest)
         return entry
+
+    def routes_base(self, proposal: Proposal, response: Response | None = None) -> RoutesBase:
+        """What ``proposal``'s file is read against (``routes_base_of``), as its entry's approval was."""
+        return routes_base_of(self.store, proposal, response)
 
     def current(self, entry: Entry) -> Proposal | None:
         """The proposal behind ``entry`` read again, if it is still exactly what the entry was read from.

@@ -25,6 +25,7 @@ from bot_bottle.cli.inbox import (
     apply_standing,
     approval_for,
     expired_line,
+    routes_base_of,
     unknown_bottle,
     unproven_decision,
 )
@@ -109,13 +110,14 @@ def cmd_proposals_show(args: argparse.Namespace) -> int:
         response = store.response(proposal.id)
         # A sidecar can write a response straight into the file: say when the audit log does not prove it.
         unproven = unproven_decision(AuditStore(database=store.db), proposal, response)
+        base = routes_base_of(store, proposal, response)
     digest = shown_digest(proposal)
     if args.json:
-        print_json({**proposal_json(proposal, response, approval_for(proposal, response)), "unproven": unproven,
+        print_json({**proposal_json(proposal, response, approval_for(proposal, response, base)), "unproven": unproven,
                     "digest": digest})
         return 0
     lines = describe(proposal, response, unproven, full=args.full,
-                     more=f"'bot-bottle proposals show {proposal.short_id} --full' shows them")
+                     more=f"'bot-bottle proposals show {proposal.short_id} --full' shows them", base=base)
     if response is None:  # (with the --db given: pasted without it, the line would name the host database)
         db = f" --db {shlex.quote(str(args.db))}" if getattr(args, "db", None) is not None else ""
         lines += ["", f"digest    {digest}",
@@ -139,17 +141,17 @@ def register(subparsers: Any) -> None:
         help="pending proposals of every bottle, oldest first",
         description="List pending proposals of every bottle (or one), oldest first: how long each may still wait "
         "(LEFT: then it expires, its caller told no), what approving each grants "
-        "(a [widens], [look-alike], [internal] or [unreadable] badge first where it warrants a second look), then the "
-        "agent's own first line; last, the proposals that expired unanswered in the last 24 hours. --json prints "
-        "objects with id, queue_key, tool, created_at, status and grants (summary, grants, warnings); no payload: "
-        "'show' prints one whole.",
+        "(a [widens], [look-alike], [internal], [unreadable] or [drifted] badge first where it warrants a second "
+        "look), then the agent's own first line; last, the proposals that expired unanswered in the last 24 hours. "
+        "--json prints objects with id, queue_key, tool, created_at, status and grants (summary, grants, "
+        "warnings); no payload: 'show' prints one whole.",
         json=True,
     )
     p.add_argument("--bottle", metavar="SLUG", help="only this bottle's proposals")
     p.add_argument("--all", action="store_true", help="decided and archived proposals too")
     p.add_argument("--tool", choices=TOOLS, help="only this tool's proposals")
     p.add_argument("--warning", nargs="?", const=ANY_CAUTION, choices=(ANY_CAUTION, *KINDS), metavar="KIND",
-                   help="only proposals with a warning (of KIND: widens, look-alike, internal or unreadable)")
+                   help="only proposals with a warning (of KIND: widens, look-alike, internal, unreadable or drifted)")
     p.add_argument("--search", metavar="WORDS", help="only proposals whose row holds every word (case ignored)")
     p.add_argument("--limit", type=positive_int, metavar="N", help="only the newest N")
     p.set_defaults(handler=cmd_proposals_list, field_options={"queue_key": "--bottle"})

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any, TextIO
 
+from bot_bottle.audit.routes_approved import RoutesBase
 from bot_bottle.cli.common import (
     EXIT_CANCELLED,
     EXIT_OK,
@@ -21,7 +22,7 @@ from bot_bottle.cli.common import (
 )
 from bot_bottle.cli.grants_cmds import ended_lines, remembered_rule, rule_made_line
 from bot_bottle.cli.in_force import grant_subjects
-from bot_bottle.cli.inbox import decided_now, decided_now_line, pending_ids
+from bot_bottle.cli.inbox import decided_now, decided_now_line, file_approval, pending_ids, routes_base_of
 from bot_bottle.cli.render import describe, modification
 from bot_bottle.decisions import check_decision, default_decider, expired, record_decisions
 from bot_bottle.errors import (
@@ -32,7 +33,7 @@ from bot_bottle.errors import (
     ValidationError,
 )
 from bot_bottle.grants import GrantStore
-from bot_bottle.policy.approval import Approval, approval_of
+from bot_bottle.policy.approval import Approval
 from bot_bottle.policy.lifetimes import grant_seconds
 from bot_bottle.policy.subjects import subject_of
 from bot_bottle.queue_reads import shown_digest
@@ -85,12 +86,13 @@ def _decide(args: argparse.Namespace, status: str, notes: str, final_file: str |
             _check_digest(proposal, digest)
         for proposal in proposals:
             if not digests and status == STATUS_APPROVED \
-                    and not _approval_confirmed(proposal, notes, grant_for, remember):
+                    and not _approval_confirmed(proposal, notes, grant_for, remember,
+                                                routes_base_of(store, proposal)):
                 print(f"approval of {proposal.short_id} cancelled: nothing recorded"
                       + _also_not(agreed), file=sys.stderr)
                 return EXIT_CANCELLED
             if status == STATUS_MODIFIED and final_file is not None \
-                    and not _confirmed(args, proposal, notes, final_file):
+                    and not _confirmed(args, proposal, notes, final_file, routes_base_of(store, proposal)):
                 print("modification cancelled: nothing recorded", file=sys.stderr)
                 return EXIT_CANCELLED
             agreed.append(proposal)
@@ -177,21 +179,22 @@ def _check_digest(proposal: Proposal, digest: str) -> None:
                             "recorded. Show it again")
 
 
-def _approval_confirmed(proposal: Proposal, notes: str, grant_for: int | None, remember: str | None) -> bool:
-    """On a terminal: show what approving grants and ask, naming how long and any rule ``--remember`` makes;
-    True to record. Elsewhere: ``--digest`` is needed."""
+def _approval_confirmed(proposal: Proposal, notes: str, grant_for: int | None, remember: str | None,
+                        base: RoutesBase) -> bool:
+    """On a terminal: show what approving grants (read against ``base``) and ask, naming how long and any rule
+    ``--remember`` makes; True to record. Elsewhere: ``--digest`` is needed."""
     check_decision(proposal, Decision(STATUS_APPROVED, notes, None, default_decider()))
     if not (sys.stdin.isatty() and sys.stdout.isatty()):
         raise ValidationError("digest", "approving without a terminal needs --digest D, the digest 'bot-bottle "
                               "proposals show ID' printed, so the approval holds only for what you saw")
-    approval = approval_of(proposal.tool, proposal.payload, proposal.current_file)
+    approval = file_approval(proposal, proposal.payload, base)
     how_long = ""
     if _lasts(proposal):  # (one whose grant cannot be read grants nothing that lasts, and --for is refused)
         how_long = f" for {spell_duration(grant_seconds(proposal.tool, grant_for))}"
         if remember is not None:
             whose = proposal.queue_key if remember == REMEMBER_BOTTLE else "every bottle"
             how_long += f", and the same again for {whose} until then (--remember {remember})"
-    print_untrusted(describe(proposal, None), page=True)
+    print_untrusted(describe(proposal, None, base=base), page=True)
     return confirm(f"\napprove {proposal.short_id} ({proposal.queue_key}, {proposal.tool}){how_long}?",
                    _reaches_more(approval))
 
@@ -214,8 +217,9 @@ def _reaches_more(approval: Approval) -> str:
     return approval.why_asked_twice
 
 
-def _confirmed(args: argparse.Namespace, proposal: Proposal, notes: str, final_file: str) -> bool:
-    """Show the operator their own diff and ask, on a terminal without ``--yes``; True to record.
+def _confirmed(args: argparse.Namespace, proposal: Proposal, notes: str, final_file: str, base: RoutesBase) -> bool:
+    """Show the operator their own diff and what it grants (read against ``base``) and ask, on a terminal without
+    ``--yes``; True to record.
 
     The file is checked first (``check_decision``), so an invalid one is one
     error before any question. What is recorded is the very text shown.
@@ -223,9 +227,9 @@ def _confirmed(args: argparse.Namespace, proposal: Proposal, notes: str, final_f
     check_decision(proposal, Decision(STATUS_MODIFIED, notes, final_file, default_decider()))
     if args.yes or not (sys.stdin.isatty() and sys.stdout.isatty()):
         return True
-    print_untrusted(modification(proposal, final_file))
+    print_untrusted(modification(proposal, final_file, base))
     question = f"\nrecord this modification of {proposal.short_id} ({proposal.queue_key}, {proposal.tool})?"
-    why_typed = _reaches_more(approval_of(proposal.tool, final_file, proposal.current_file))
+    why_typed = _reaches_more(file_approval(proposal, final_file, base))
     if str(args.file) != "-":
         return confirm(question, why_typed)
     try:  # stdin held the file: ask on the terminal itself

@@ -12,12 +12,14 @@ justification comes last, under its own heading and cut to a bounded height.
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from typing import Any
 
+from bot_bottle.audit.routes_approved import RoutesBase
 from bot_bottle.cli.common import NARROW_BELOW, ROLE_STYLES, UNREADABLE, Shown, age, first_line, piped
-from bot_bottle.cli.inbox import approval_for
+from bot_bottle.cli.inbox import approval_for, file_approval
 from bot_bottle.decisions import decision_diff, normal_json, render_diff
-from bot_bottle.policy.approval import Approval, approval_of
+from bot_bottle.policy.approval import Approval
 from bot_bottle.policy.hosts import shown_host
 from bot_bottle.policy.routes import file_widening, is_diff_header, validate_final_file, widening_lines
 from bot_bottle.records import (
@@ -259,7 +261,7 @@ def _ago(timestamp: str) -> str:
 
 
 def describe(proposal: Proposal, response: Response | None, unproven: str | None = None, *, full: bool = False,
-             more: str = "") -> list[str]:
+             more: str = "", base: RoutesBase | None = None) -> list[str]:
     """What ``proposals show`` and the TUI's detail view print, one item a screen line.
 
     What approving grants comes first, then the route, diff or report, and
@@ -269,11 +271,13 @@ def describe(proposal: Proposal, response: Response | None, unproven: str | None
     single-line field (a file name in a report, the decider) shows as an
     escape instead of starting a line that could pass for one of ours.
     ``unproven`` is why the audit log does not prove the decision
-    (``AuditStore.decision_problem``), shown as a warning under it.
+    (``AuditStore.decision_problem``), shown as a warning under it. The file
+    is read against ``base`` (``inbox.routes_base_of``; the sidecar's current
+    file when None).
     """
-    return [*header_lines(proposal, response, unproven), "", *approval_lines(approval_for(proposal, response),
-                                                                             approval_heading(response)),
-            "", *body_lines(proposal, response), "", *agent_lines(proposal.justification, full=full, more=more)]
+    return [*header_lines(proposal, response, unproven), "",
+            *approval_lines(approval_for(proposal, response, base), approval_heading(response)),
+            "", *body_lines(proposal, response, base), "", *agent_lines(proposal.justification, full=full, more=more)]
 
 
 def header_lines(proposal: Proposal, response: Response | None, unproven: str | None = None) -> list[str]:
@@ -317,14 +321,18 @@ def approval_lines(approval: Approval, heading: str) -> list[str]:
             *(Shown(f"{WARNING} {caution.kind}: {caution.text}", "warning") for caution in approval.cautions)]
 
 
-def body_lines(proposal: Proposal, response: Response | None) -> list[str]:
-    """What the proposal holds: the report of a report-only tool, else the diff of its file, marked."""
+def body_lines(proposal: Proposal, response: Response | None, base: RoutesBase | None = None) -> list[str]:
+    """What the proposal holds: the report of a report-only tool, else the diff of its file, marked; from
+    ``base``'s file where it drifted from the sidecar's current one (then labelled "last approved")."""
     if proposal.report_only:
         return ["report:", *("  " + line for line in report_lines(proposal))]
     status = response.status if response else STATUS_APPROVED
     final = response.final_file if response else None
-    diff = decision_diff(proposal, status, final)
-    label = "current -> final" if status == STATUS_MODIFIED else "current -> proposed"
+    drifted = base is not None and base.drift is not None
+    diff = decision_diff(replace(proposal, current_file=base.file) if base is not None and drifted else proposal,
+                         status, final)
+    label = ("last approved" if drifted else "current") + (
+        " -> final" if status == STATUS_MODIFIED else " -> proposed")
     after = final if status == STATUS_MODIFIED and final is not None else proposal.payload
     return [f"diff ({label}):", *marked_diff(diff, after if proposal.tool != TOOL_EGRESS_ALLOW else None)]
 
@@ -364,7 +372,7 @@ def bounded(text: str, *, full: bool = False) -> tuple[list[str], int]:
     return shown, len(lines) - len(shown) + (1 if cut else 0)
 
 
-def modification(proposal: Proposal, final_file: str) -> list[str]:
+def modification(proposal: Proposal, final_file: str, base: RoutesBase | None = None) -> list[str]:
     """What the operator confirms before a modification is recorded: what it grants, and their own diff.
 
     One raw item a screen line, as ``describe``. Raises ``ValidationError`` when ``final_file``
@@ -372,7 +380,7 @@ def modification(proposal: Proposal, final_file: str) -> list[str]:
     """
     validate_final_file(proposal.tool, final_file)
     lines = [f"your modification of {proposal.short_id} ({proposal.queue_key}, {proposal.tool})", "",
-             *approval_lines(approval_of(proposal.tool, final_file, proposal.current_file), "your version grants:")]
+             *approval_lines(file_approval(proposal, final_file, base), "your version grants:")]
     own = render_diff(proposal.payload, final_file, before_name="proposed", after_name="final", json_aware=True)
     as_json = normal_json(proposal.payload) is not None and normal_json(final_file) is not None
     lines += ["", "diff (proposed -> final" + (", both as JSON: keys sorted, indented" if as_json else "") + "):",

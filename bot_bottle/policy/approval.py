@@ -18,9 +18,12 @@ Suffix List, ``*``, a path of ``/``: ``policy.routes``), ``look-alike`` (a
 host with characters that are not what they look like: ``policy.hosts``),
 ``internal`` (a host that reaches inside, where no public host is: this
 machine, the host machine, a cloud's metadata service, a private network:
-``policy.reach``) and ``unreadable`` (a payload its tool's subject cannot be
+``policy.reach``), ``unreadable`` (a payload its tool's subject cannot be
 read from: approving answers the waiting caller and grants nothing that
-lasts). The first three are asked for a second time.
+lasts) and ``drifted`` (an ``egress-block`` filed against a current routes
+file other than the last one approved for its bottle: its new and dropped
+lines are read against the approved one, ``audit.routes_approved``). The
+first three are asked for a second time.
 Hosts are written with ``hosts.shown_host``: a look-alike never reads as
 the host it imitates. The TUI, the command line and the dashboard all show
 this, before anything the agent wrote.
@@ -32,7 +35,7 @@ import hashlib
 import json
 import threading
 from collections.abc import Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from bot_bottle.errors import ValidationError
@@ -64,7 +67,8 @@ WIDENS = "widens"
 LOOK_ALIKE = "look-alike"
 INTERNAL = "internal"
 UNREADABLE = "unreadable"
-KINDS = (WIDENS, LOOK_ALIKE, INTERNAL, UNREADABLE)
+DRIFTED = "drifted"
+KINDS = (WIDENS, LOOK_ALIKE, INTERNAL, UNREADABLE, DRIFTED)
 # Kinds an approval is asked for a second time for: it reaches more, or other hosts, than it reads as, or inside.
 CONFIRM_KINDS = frozenset({WIDENS, LOOK_ALIKE, INTERNAL})
 # What every route grants besides its summary: the proxy matches a request's host without its port.
@@ -129,7 +133,7 @@ _read_lock = threading.Lock()
 
 
 def _read_key(tool: str, payload: str, current_file: str | None) -> bytes:
-    """A digest of everything ``approval_of`` reads, each part's length first (so no two inputs share one)."""
+    """A digest of everything ``_approval_read`` reads, each part's length first (so no two inputs share one)."""
     parts = [tool, payload, *([] if current_file is None else [current_file])]
     digest = hashlib.sha256()
     for part in parts:
@@ -138,11 +142,12 @@ def _read_key(tool: str, payload: str, current_file: str | None) -> bytes:
     return digest.digest()
 
 
-def approval_of(tool: str, payload: str, current_file: str | None = None) -> Approval:
+def approval_of(tool: str, payload: str, current_file: str | None = None, drift: str | None = None) -> Approval:
     """What approving ``payload`` (as filed, or as the operator modified it) grants, with its cautions.
 
     ``current_file`` is the routes file an ``egress-block`` replaces, to
-    tell the hosts it adds from the ones it keeps. Never raises: a payload
+    tell the hosts it adds from the ones it keeps; ``drift``, why it is not
+    the one the sidecar sent (``audit.routes_approved``), the first caution. Never raises: a payload
     that does not read as its tool's is an ``unreadable`` caution. Every
     item and caution is ASCII (``hosts.shown_host``): the text of a parse
     error or a finding's file name quotes the payload, and a look-alike host
@@ -152,15 +157,16 @@ def approval_of(tool: str, payload: str, current_file: str | None = None) -> App
     """
     key = _read_key(tool, payload, current_file)
     with _read_lock:
-        known = _read.get(key)
-    if known is not None:
-        return known
-    approval = _approval_read(tool, payload, current_file)
-    with _read_lock:
-        if len(_read) >= _READ_SIZE:
-            del _read[next(iter(_read))]  # the oldest read first
-        _read[key] = approval
-    return approval
+        approval = _read.get(key)
+    if approval is None:
+        approval = _approval_read(tool, payload, current_file)
+        with _read_lock:
+            if len(_read) >= _READ_SIZE:
+                del _read[next(iter(_read))]  # the oldest read first
+            _read[key] = approval
+    if drift is None:
+        return approval
+    return replace(approval, cautions=(Caution(DRIFTED, drift), *approval.cautions))
 
 
 def _approval_read(tool: str, payload: str, current_file: str | None) -> Approval:

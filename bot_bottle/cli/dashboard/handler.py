@@ -16,7 +16,7 @@ from urllib.parse import parse_qsl, urlsplit
 from bot_bottle.cli.dashboard import pages
 from bot_bottle.cli.dashboard.proposal_page import changed_block, proposal_page
 from bot_bottle.cli.dashboard.state import HTML, MAX_FORM_FIELDS, SECURITY_HEADERS, SESSION_COOKIE, Dashboard
-from bot_bottle.cli.inbox import approval_for, unproven_decision
+from bot_bottle.cli.inbox import approval_for, routes_base_of, unproven_decision
 from bot_bottle.cli.render import describe, marked_diff
 from bot_bottle.decisions import render_diff
 from bot_bottle.errors import BotBottleError, DatabaseBusy, DatabaseReplaced, NotFound, Refused
@@ -164,7 +164,8 @@ class DashboardBase(GuardedHandler):
                 before_name="as the page showed it", after_name="as it is now"))
             changed = changed_block(difference)
         pending = len(dashboard.queue.pending_summaries())
-        self.page(status, proposal_page(proposal, response, unproven, approval_for(proposal, response),
+        base = routes_base_of(dashboard.queue, proposal, response)
+        self.page(status, proposal_page(proposal, response, unproven, approval_for(proposal, response, base),
                                         root=dashboard.root, csrf=dashboard.csrf, shown=digest, marker=marker,
                                         message=message, pending=pending,
-                                        neighbours=dashboard.neighbours(proposal.id), changed=changed))
+                                        neighbours=dashboard.neighbours(proposal.id), changed=changed, base=base))

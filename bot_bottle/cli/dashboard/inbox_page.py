@@ -27,7 +27,8 @@ from bot_bottle.timestamps import format_timestamp, time_left
 
 
 def badges(approval: Approval) -> str:
-    """One badge a kind of caution (``widens``, ``look-alike``, ``unreadable``), in the warning's style."""
+    """One badge a kind of caution (``widens``, ``look-alike``, ``internal``, ``unreadable``, ``drifted``), in the
+    warning's style."""
     return "".join(f'<span class="badge badge-{attribute(kind)}">{line_html(kind)}</span>' for kind in approval.kinds)
 
 

@@ -24,7 +24,7 @@ from bot_bottle.cli.dashboard.proposal_page import confirm_page, widening_page
 from bot_bottle.cli.dashboard.state import FORM_FIELDS, MAX_FORM_BYTES, MAX_FORM_FIELDS, confirm_token
 from bot_bottle.cli.grants_cmds import remembered_rule
 from bot_bottle.cli.in_force import revoke_rule
-from bot_bottle.cli.inbox import decided_now, pending_ids
+from bot_bottle.cli.inbox import decided_now, file_approval, pending_ids, routes_base_of
 from bot_bottle.decisions import decide
 from bot_bottle.errors import (
     AlreadyDecided,
@@ -35,7 +35,7 @@ from bot_bottle.errors import (
     Refused,
     ValidationError,
 )
-from bot_bottle.policy.approval import UNREADABLE, Approval, approval_of
+from bot_bottle.policy.approval import UNREADABLE, Approval
 from bot_bottle.policy.lifetimes import approval_extent
 from bot_bottle.policy.routes import validate_final_file
 from bot_bottle.queue_reads import shown_digest
@@ -172,7 +172,8 @@ class PostHandler(DashboardBase):
             self.show(proposal, HTTPStatus.CONFLICT, "this proposal was decided meanwhile: nothing recorded")
             return
         html = confirm_page(proposal, final, root=self.dashboard.root, csrf=self.dashboard.csrf,
-                            shown=shown_digest(proposal), final_sha256=sha256_text(final), problem=problem)
+                            shown=shown_digest(proposal), final_sha256=sha256_text(final), problem=problem,
+                            base=routes_base_of(self.dashboard.queue, proposal))
         self.page(HTTPStatus.OK if problem is None else HTTPStatus.BAD_REQUEST, html)
 
     def _decide(self, proposal: Proposal, form: dict[str, str]) -> None:
@@ -200,8 +201,9 @@ class PostHandler(DashboardBase):
             remember = form.get("remember", "") or None
             # What approving (or modifying into ``final``) grants; the second ask says what its button records: for
             # how long, and the rule "remember" makes (where the tool's grant can be read: else none lasts).
-            approval = None if status == STATUS_REJECTED else approval_of(
-                proposal.tool, final if final is not None else proposal.payload, proposal.current_file)
+            approval = None if status == STATUS_REJECTED else file_approval(
+                proposal, final if final is not None else proposal.payload,
+                routes_base_of(self.dashboard.queue, proposal))
             extent = approval_extent(proposal.tool, proposal.queue_key, grant_for, remember) \
                 if approval is not None and UNREADABLE not in approval.kinds else ""
         except ValidationError as exc:

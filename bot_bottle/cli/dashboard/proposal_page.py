@@ -18,6 +18,7 @@ that page's token.
 
 from __future__ import annotations
 
+from bot_bottle.audit.routes_approved import RoutesBase
 from bot_bottle.cli.dashboard.inbox_page import badges
 from bot_bottle.cli.dashboard.pages import NO_ENTER, hidden, page, text_block
 from bot_bottle.cli.render import approval_heading, body_lines, bounded, header_lines, modification
@@ -110,8 +111,10 @@ def decide_section(proposal: Proposal, approval: Approval, *, root: str, csrf: s
 
 def proposal_page(proposal: Proposal, response: Response | None, unproven: str | None, approval: Approval, *,
                   root: str, csrf: str, shown: str, marker: str | None, message: str = "", pending: int | None = None,
-                  neighbours: tuple[str | None, str | None] = (None, None), changed: str = "") -> str:
-    """A proposal's detail and, while it is pending, the forms that decide it.
+                  neighbours: tuple[str | None, str | None] = (None, None), changed: str = "",
+                  base: RoutesBase | None = None) -> str:
+    """A proposal's detail and, while it is pending, the forms that decide it; its file read against ``base``
+    (``inbox.routes_base_of``), as ``approval`` was.
 
     ``shown`` is the digest of the proposal as this page shows it: the
     decision is recorded only for exactly that proposal. ``neighbours`` are
@@ -130,7 +133,7 @@ def proposal_page(proposal: Proposal, response: Response | None, unproven: str |
         body.append(decide_section(proposal, approval, root=root, csrf=csrf, shown=shown))
     else:
         body.append('<section class="decisions" data-part="decide"></section>')
-    body += ["<h2>What the proposal holds</h2>", text_block(body_lines(proposal, response), "body"),
+    body += ["<h2>What the proposal holds</h2>", text_block(body_lines(proposal, response, base), "body"),
              agent_section(proposal.justification)]
     return page(f"proposal {proposal.short_id}", "".join(body), root=root, marker=marker, message=message,
                 pending=pending, data=data)
@@ -165,7 +168,7 @@ def widening_page(proposal: Proposal, approval: Approval, form_fields: dict[str,
 
 
 def confirm_page(proposal: Proposal, final_file: str, *, root: str, csrf: str, shown: str, final_sha256: str,
-                 problem: str | None) -> str:
+                 problem: str | None, base: RoutesBase | None = None) -> str:
     """The operator's own diff and what it grants (``modification``'s lines), to confirm before anything is recorded.
 
     A file its tool cannot take is shown with the reason, and can only be
@@ -183,7 +186,7 @@ def confirm_page(proposal: Proposal, final_file: str, *, root: str, csrf: str, s
                       + '<label>note (optional) <input type="text" name="notes" size="60"></label>'
                       + hidden("final", final_file))
     body = [f"<h1>Confirm your modification of {line_html(proposal.short_id)}</h1>",
-            text_block(modification(proposal, final_file)),
+            text_block(modification(proposal, final_file, base)),
             form(root, proposal, csrf, shown, "decide", confirm_fields, "record this modification",
                  "record this modification", form_id="confirm"),
             form(root, proposal, csrf, shown, "preview", "<label>or edit again</label>" + editor(final_file),

@@ -262,8 +262,9 @@ class SuperviseTUI(TerminalScreen):
         assert self.detail is not None
         key = (self.detail.id, width, self.full)
         if self._detail_cache is None or self._detail_cache[0] != key:
-            self._detail_cache = (key, self.wrapped(describe(self.detail, None, full=self.full, more="J shows them"),
-                                                    width))
+            base = self.inbox.routes_base(self.detail)
+            self._detail_cache = (key, self.wrapped(describe(self.detail, None, full=self.full, more="J shows them",
+                                                             base=base), width))
         return self._detail_cache[1]
 
     def _draw_detail(self, height: int, width: int) -> None:

@@ -23,14 +23,14 @@ from pathlib import Path
 
 from bot_bottle.cli.common import Shown
 from bot_bottle.cli.grants_cmds import remembered_rule
-from bot_bottle.cli.inbox import decided_now, pending_ids
+from bot_bottle.cli.inbox import decided_now, file_approval, pending_ids, routes_base_of
 from bot_bottle.cli.render import modification
 from bot_bottle.cli.tui.grants_view import grant_question, parse_grant_choice
 from bot_bottle.cli.tui.screen import CONFIRM_KEYS, INVALID_KEYS, TerminalScreen
 from bot_bottle.decisions import decide
 from bot_bottle.errors import AlreadyDecided, AnchorNotWritten, BotBottleError, NotFound, ValidationError
 from bot_bottle.grants import GrantStore
-from bot_bottle.policy.approval import UNREADABLE, Approval, Caution, approval_of
+from bot_bottle.policy.approval import UNREADABLE, Approval, Caution
 from bot_bottle.policy.lifetimes import approval_extent
 from bot_bottle.queue_store import QueueStore
 from bot_bottle.records import (
@@ -95,7 +95,7 @@ class Deciding:
             final = self.confirm_modification(proposal)
             if final is None:
                 return self.screen_message or "modify cancelled: nothing recorded"
-            approval = approval_of(proposal.tool, final, proposal.current_file)
+            approval = file_approval(proposal, final, routes_base_of(self.store, proposal))
             notes = self.screen.prompt(f"modify {proposal.short_id}; note (optional): ",
                                        target_lines(proposal, approval, "modify", cautions=True))
             if notes is None:
@@ -216,7 +216,7 @@ class Deciding:
             text = edited
             accept: tuple[str, ...] = ("y", "e")
             try:
-                shown, keys = modification(proposal, text), CONFIRM_KEYS
+                shown, keys = modification(proposal, text, routes_base_of(self.store, proposal)), CONFIRM_KEYS
             except ValidationError as exc:
                 shown = [f"cannot record this file: {exc}", "", "your file:", *text.split("\n")]
                 keys, accept = INVALID_KEYS, ("e",)

@@ -1,0 +1,126 @@
+"""The routes file a bottle was last approved, as this host's seal proves it: what an ``egress-block``'s new and
+dropped lines are read against.
+
+An ``egress-block`` proposal carries the bottle's current routes file as the
+sidecar read it, and a sidecar that lies about it decides what the operator
+reads first: sent with the same text as its "current file", a payload naming
+``evil-exfil.example.net`` read ``routes file: unchanged`` (hostile review
+50). The host keeps no copy of a bottle's routes file, but its audit log
+records every approval of one (the sha256 of the file approved, sealed with
+the host's key), and the proposal it approved still holds the text. So the
+screens read a proposal's new and dropped lines against the last file
+approved for its bottle; where the sidecar's current file is another, they
+say so (a ``drifted`` caution) and read against the approved one. That is
+what approving replaces, if what was approved is what the bottle runs; a
+proposal filed before the last approval (two pending at once) is said to
+have drifted too, and rightly: approving it replaces the newer file.
+
+A bottle with no approved routes file yet has only the sidecar's word (its
+first file is the operator's launch configuration, which the host never
+sees), and the screens say so in the README. An entry counts only where this
+host's seal proves it as it reads now (``host_seal.sealed_rows``): a sidecar
+on the mount can write rows, not seals.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+
+from bot_bottle.audit.chain import SELECT, stored_details
+from bot_bottle.audit.host_seal import sealed_rows
+from bot_bottle.records import (
+    RESPONSE_STATUSES,
+    SHORT_ID_LENGTH,
+    STATUS_APPROVED,
+    STATUS_MODIFIED,
+    TOOL_EGRESS_BLOCK,
+    Proposal,
+    sha256_text,
+)
+
+# The entries that approve a routes file, as migration 0010's partial index names them (its literals, so that
+# SQLite sees the query implies the index's WHERE and reads the bottle's approvals alone).
+_APPROVED_ROUTES = (f"tool = '{TOOL_EGRESS_BLOCK}' AND action IN ('{STATUS_APPROVED}', '{STATUS_MODIFIED}')")
+
+
+@dataclass(frozen=True)
+class RoutesBase:
+    """What a proposal's file is read against (``current_file`` of ``approval_of`` and the shown diff), and why
+    to look twice at that (``drift``: None when it is the sidecar's current file, unquestioned)."""
+
+    file: str | None
+    drift: str | None = None
+
+
+@dataclass(frozen=True)
+class _Approved:
+    """The newest sealed approval of a routes file for one bottle."""
+
+    sha256: str
+    proposal_id: str
+    at: str
+    text: str | None  # None: the proposal that holds it is gone from the file, or no longer hashes to it
+
+
+def routes_base(conn: sqlite3.Connection, proposal: Proposal, decided: bool) -> RoutesBase:
+    """What ``proposal``'s file is read against: the sidecar's current file where it is the last one approved for
+    the bottle (or none ever was), else the last approved one, with a ``drift`` saying so. A ``decided``
+    proposal is read against what was approved before its own decision, as it was when it was decided."""
+    if proposal.tool != TOOL_EGRESS_BLOCK:
+        return RoutesBase(proposal.current_file)
+    last = _last_approved(conn, proposal, _decision_seq(conn, proposal.id) if decided else None)
+    # The text's own digest: the hash column is the file's word too (a row written past the check can pair the
+    # approved file's digest with any text).
+    if last is None or (proposal.current_file is not None and sha256_text(proposal.current_file) == last.sha256):
+        return RoutesBase(proposal.current_file)
+    which = f"the last one approved for this bottle (proposal {last.proposal_id[:SHORT_ID_LENGTH]}, {last.at})"
+    if proposal.current_file is None:
+        if last.text is None:
+            return RoutesBase(None, f"the sidecar sent no current routes file, and {which} is no longer in the "
+                              "database: every host this file names reads as new")
+        return RoutesBase(last.text, f"the sidecar sent no current routes file: what this file adds and drops is "
+                          f"read against {which}")
+    if last.text is None:
+        return RoutesBase(proposal.current_file, f"the current routes file the sidecar sent is not {which}, which is "
+                          "no longer in the database: what this file adds and drops is the sidecar's word")
+    return RoutesBase(last.text, f"the current routes file the sidecar sent is not {which}: what this file adds and "
+                      "drops is read against that one")
+
+
+def routes_approvals_mark(conn: sqlite3.Connection) -> int | None:
+    """The number of the newest entry that approves a routes file, of any bottle (None: there is none): a screen
+    that keeps what it read of pending proposals reads their routes files again when it moves."""
+    row = conn.execute(f"SELECT max(seq) FROM audit_log WHERE {_APPROVED_ROUTES}").fetchone()
+    return row[0] if row is not None and isinstance(row[0], int) else None
+
+
+def _decision_seq(conn: sqlite3.Connection, proposal_id: str) -> int | None:
+    """The number of the entry that recorded the decision on ``proposal_id`` (its first), or None."""
+    marks = ", ".join("?" * len(RESPONSE_STATUSES))
+    row = conn.execute(f"SELECT min(seq) FROM audit_log WHERE proposal_id = ? AND action IN ({marks})",
+                       (proposal_id, *RESPONSE_STATUSES)).fetchone()
+    return row[0] if row is not None and isinstance(row[0], int) else None
+
+
+def _last_approved(conn: sqlite3.Connection, proposal: Proposal, before: int | None) -> _Approved | None:
+    """The newest routes file approved for ``proposal``'s bottle (before entry ``before``), proven by the seal."""
+    rows = conn.execute(f"{SELECT} WHERE queue_key = :bottle AND {_APPROVED_ROUTES} "
+                        "AND (:before IS NULL OR seq < :before) AND proposal_id IS NOT :own ORDER BY seq DESC",
+                        {"bottle": proposal.queue_key, "before": before, "own": proposal.id})
+    for row in sealed_rows(conn, rows):
+        details = stored_details(row[9]) or {}
+        modified = row[3] == STATUS_MODIFIED
+        digest = details.get("final_file_sha256" if modified else "payload_sha256")
+        if isinstance(digest, str) and isinstance(row[5], str):
+            return _Approved(digest, row[5], str(row[1]), _approved_text(conn, row[5], digest, modified))
+    return None
+
+
+def _approved_text(conn: sqlite3.Connection, proposal_id: str, digest: str, modified: bool) -> str | None:
+    """The text of the file approved on ``proposal_id`` (its payload, or the operator's final file), where it
+    still hashes to the sealed ``digest``: a row is the file's word, the digest the host's."""
+    row = conn.execute("SELECT p.payload, r.final_file FROM proposals p LEFT JOIN responses r "
+                       "ON r.proposal_id = p.id WHERE p.id = :id", {"id": proposal_id}).fetchone()
+    text = None if row is None else row[1] if modified else row[0]
+    return text if isinstance(text, str) and sha256_text(text) == digest else None

@@ -1,0 +1,183 @@
+"""A sidecar that lies about its bottle's current routes file: what the operator reads first holds.
+
+Hostile review 50: an ``egress-block`` proposal is summarized against the
+current file the sidecar sends with it, so a payload naming
+``evil-exfil.example.net`` sent with itself as its "current file" listed as
+``routes file: unchanged``, and approving it installed the whole file. The
+screens now read it against the last routes file approved for the bottle (as
+the host's sealed audit log proves it), say ``drifted`` where the sidecar's
+is another, and take no row a sidecar can write as that proof.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+
+from bot_bottle.cli.inbox import Inbox
+from bot_bottle.decisions import decide
+from bot_bottle.records import (
+    STATUS_APPROVED,
+    STATUS_MODIFIED,
+    STATUS_REJECTED,
+    TOOL_EGRESS_BLOCK,
+    Proposal,
+    sha256_text,
+)
+from tests.cli.test_proposals_cmds import CliTestCase
+from tests.helpers.dashboard import DashboardCase
+
+FIRST = "routes:\n- a.com\n"
+SECOND = "routes:\n- a.com\n- b.com\n"
+EVIL = "routes:\n- a.com\n- b.com\n- evil-exfil.example.net\n"
+
+
+class LyingCurrentFileTest(CliTestCase):
+    def file(self, payload: str, current: str | None, bottle: str = "web-1") -> Proposal:
+        return self.store.submit(bottle, TOOL_EGRESS_BLOCK, payload, "routine update", current_file=current)
+
+    def approved(self, payload: str = SECOND, current: str | None = FIRST, bottle: str = "web-1") -> Proposal:
+        proposal = self.file(payload, current, bottle)
+        decide(proposal.id, STATUS_APPROVED, store=self.store)
+        return proposal
+
+    def printed(self, *argv: str) -> str:
+        code, out, err = self.cli(*argv)
+        self.assertEqual((code, err), (0, ""))
+        return out
+
+    def grants(self, proposal: Proposal) -> dict[str, object]:
+        code, out, err = self.cli("proposals", "show", proposal.id, "--json")
+        self.assertEqual((code, err), (0, ""))
+        grants = json.loads(out)["grants"]
+        assert isinstance(grants, dict)
+        return grants
+
+    def kinds(self, proposal: Proposal) -> list[str]:
+        warnings = self.grants(proposal)["warnings"]
+        assert isinstance(warnings, list)
+        return [warning["kind"] for warning in warnings]
+
+    def test_the_lie_is_read_against_the_approved_file(self) -> None:
+        first = self.approved()
+        lie = self.file(EVIL, EVIL)  # "current file": the payload itself
+        grants = self.grants(lie)
+        self.assertEqual(grants["summary"], "routes file: adds evil-exfil.example.net")
+        self.assertEqual(self.kinds(lie), ["drifted"])
+        warning = grants["warnings"][0]["text"]  # type: ignore[index]
+        self.assertIn(f"is not the last one approved for this bottle (proposal {first.short_id}, ", warning)
+        # The list, the detail and its diff: from the approved file, and labelled so.
+        out = self.printed("proposals", "list")
+        self.assertIn("[drifted] routes file: adds evil-exfil.example.net", out)
+        out = self.printed("proposals", "show", lie.short_id)
+        self.assertIn("  routes file: adds evil-exfil.example.net", out)
+        self.assertIn("WARNING: drifted: the current routes file the sidecar sent is not the last one approved", out)
+        self.assertIn("diff (last approved -> proposed):", out)
+        self.assertIn("+- evil-exfil.example.net", out)
+        self.assertEqual(self.cli("proposals", "list", "--json", "--warning", "drifted")[1].count(lie.id), 1)
+        # The long-running screens' inbox reads it the same way.
+        entry = Inbox(self.store).pending()[0]
+        self.assertEqual(entry.approval.summary, "routes file: adds evil-exfil.example.net")
+        self.assertEqual(entry.approval.kinds, ("drifted",))
+
+    def test_without_an_approved_file_and_when_honest_nothing_drifts(self) -> None:
+        before = self.file(SECOND, FIRST)  # nothing approved yet: the sidecar's word, as before
+        self.assertEqual((self.grants(before)["summary"], self.kinds(before)), ("routes file: adds b.com", []))
+        decide(before.id, STATUS_APPROVED, store=self.store)
+        honest = self.file(EVIL, SECOND)
+        self.assertEqual((self.grants(honest)["summary"], self.kinds(honest)),
+                         ("routes file: adds evil-exfil.example.net", []))
+        out = self.printed("proposals", "show", honest.short_id)
+        self.assertIn("diff (current -> proposed):", out)
+        # Another bottle's approval is not this one's.
+        elsewhere = self.file(EVIL, EVIL, bottle="web-2")
+        self.assertEqual((self.grants(elsewhere)["summary"], self.kinds(elsewhere)), ("routes file: unchanged", []))
+
+    def test_a_modification_approves_the_operator_s_file(self) -> None:
+        proposal = self.file(EVIL, FIRST)
+        decide(proposal.id, STATUS_MODIFIED, final_file=SECOND, store=self.store)
+        after_final = self.file(EVIL, SECOND)
+        self.assertEqual(self.kinds(after_final), [])
+        after_proposed = self.file(EVIL + "- more.example\n", EVIL)  # what was proposed, not what was approved
+        self.assertEqual(self.kinds(after_proposed), ["drifted"])
+        self.assertEqual(self.grants(after_proposed)["summary"],
+                         "routes file: adds evil-exfil.example.net, more.example")
+
+    def test_a_screen_that_keeps_what_it_read_reads_again_after_an_approval(self) -> None:
+        """Two filed against the same approved file: approving one changes what the other replaces."""
+        self.approved()
+        one = self.file(SECOND + "- c.example\n", SECOND)
+        other = self.file(SECOND + "- d.example\n", SECOND)
+        inbox = Inbox(self.store)
+        self.assertEqual([entry.approval.kinds for entry in inbox.pending()], [(), ()])
+        decide(one.id, STATUS_APPROVED, store=self.store)
+        (entry,) = inbox.pending()
+        self.assertEqual((entry.id, entry.approval.kinds), (other.id, ("drifted",)))
+        self.assertEqual(entry.approval.summary, "routes file: adds d.example; drops c.example")
+
+    def test_no_current_file_is_read_against_the_approved_one(self) -> None:
+        self.approved()
+        proposal = self.file(EVIL, None)
+        self.assertEqual(self.grants(proposal)["summary"], "routes file: adds evil-exfil.example.net")
+        self.assertIn("the sidecar sent no current routes file", self.grants(proposal)["warnings"][0]["text"])  # type: ignore[index]
+
+    def test_rows_a_sidecar_writes_prove_nothing(self) -> None:
+        first = self.approved()
+        lie = self.file(EVIL, EVIL)
+        raw = sqlite3.connect(self.store.db.path)
+        self.addCleanup(raw.close)
+        with raw:
+            # An approval entry of the lie, written past the triggers (the host never sealed it).
+            for (name,) in raw.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'").fetchall():
+                raw.execute(f'DROP TRIGGER "{name}"')
+            raw.execute("INSERT INTO audit_log (ts, queue_key, action, tool, proposal_id, actor, notes, diff, "
+                        "details, prev_hash, hash) SELECT '2099-01-01T00:00:00.000000Z', 'web-1', 'approved', "
+                        "'egress-block', ?, 'operator', '', '', json_object('payload_sha256', ?), hash, ? "
+                        "FROM audit_log ORDER BY seq DESC LIMIT 1", (first.id, lie.current_file_hash, "ab" * 32))
+            # A hash column naming the approved file beside the lie's text.
+            raw.execute("UPDATE proposals SET current_file_hash = ? WHERE id = ?", (sha256_text(SECOND), lie.id))
+        self.assertEqual(self.grants(lie)["summary"], "routes file: adds evil-exfil.example.net")
+        self.assertEqual(self.kinds(lie), ["drifted"])
+
+    def test_an_approved_file_rewritten_in_the_database_is_no_proof(self) -> None:
+        first = self.approved()
+        lie = self.file(EVIL, EVIL)
+        raw = sqlite3.connect(self.store.db.path)
+        self.addCleanup(raw.close)
+        with raw:
+            for (name,) in raw.execute("SELECT name FROM sqlite_master WHERE type = 'trigger' AND tbl_name = "
+                                       "'proposals'").fetchall():
+                raw.execute(f'DROP TRIGGER "{name}"')
+            raw.execute("UPDATE proposals SET payload = ? WHERE id = ?", (EVIL, first.id))
+        grants = self.grants(lie)
+        self.assertEqual(grants["summary"], "routes file: unchanged")  # the sidecar's word, and said to be
+        self.assertEqual(self.kinds(lie), ["drifted"])
+        self.assertIn("which is no longer in the database: what this file adds and drops is the sidecar's word",
+                      grants["warnings"][0]["text"])  # type: ignore[index]
+
+    def test_a_decided_proposal_reads_as_it_was_decided(self) -> None:
+        first = self.approved()
+        self.assertEqual(self.kinds(first), [])  # nothing was approved before it
+        lie = self.file(EVIL, EVIL)
+        decide(lie.id, STATUS_REJECTED, "no", store=self.store)
+        self.assertEqual(self.kinds(lie), ["drifted"])
+        later = self.approved(EVIL + "- more.example\n", SECOND)  # the rejected lie is no approval
+        self.assertEqual(self.kinds(later), [])
+        self.assertEqual(self.grants(later)["summary"], "routes file: adds evil-exfil.example.net, more.example")
+
+
+class LyingCurrentFileDashboardTest(DashboardCase):
+    def test_the_proposal_page_and_the_inbox_read_the_approved_file(self) -> None:
+        first = self.store.submit("web-1", TOOL_EGRESS_BLOCK, SECOND, "docs", current_file=FIRST)
+        decide(first.id, STATUS_APPROVED, store=self.store)
+        lie = self.store.submit("web-1", TOOL_EGRESS_BLOCK, EVIL, "routine", current_file=EVIL)
+        status, _, inbox = self.call("GET", "/")
+        self.assertEqual(status, 200)
+        self.assertIn("routes file: adds evil-exfil.example.net", inbox)
+        self.assertIn(">drifted<", inbox)
+        self.assertNotIn("routes file: unchanged", inbox)
+        status, _, page = self.call("GET", f"/proposal/{lie.id}")
+        self.assertEqual(status, 200)
+        self.assertIn("routes file: adds evil-exfil.example.net", page)
+        self.assertIn("last approved -&gt; proposed", page)
+        self.assertIn(f"proposal {first.short_id}", page)
