@@ -46,6 +46,15 @@ class LyingCurrentFileTest(CliTestCase):
         self.assertEqual((code, err), (0, ""))
         return out
 
+    def unguarded(self) -> sqlite3.Connection:
+        """The database file as a sidecar on the mount opens it, its triggers dropped (the schema's guards)."""
+        raw = sqlite3.connect(self.store.db.path)
+        self.addCleanup(raw.close)
+        with raw:
+            for (name,) in raw.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'").fetchall():
+                raw.execute(f'DROP TRIGGER "{name}"')
+        return raw
+
     def grants(self, proposal: Proposal) -> dict[str, object]:
         code, out, err = self.cli("proposals", "show", proposal.id, "--json")
         self.assertEqual((code, err), (0, ""))
@@ -124,12 +133,9 @@ class LyingCurrentFileTest(CliTestCase):
     def test_rows_a_sidecar_writes_prove_nothing(self) -> None:
         first = self.approved()
         lie = self.file(EVIL, EVIL)
-        raw = sqlite3.connect(self.store.db.path)
-        self.addCleanup(raw.close)
+        raw = self.unguarded()
         with raw:
             # An approval entry of the lie, written past the triggers (the host never sealed it).
-            for (name,) in raw.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'").fetchall():
-                raw.execute(f'DROP TRIGGER "{name}"')
             raw.execute("INSERT INTO audit_log (ts, queue_key, action, tool, proposal_id, actor, notes, diff, "
                         "details, prev_hash, hash) SELECT '2099-01-01T00:00:00.000000Z', 'web-1', 'approved', "
                         "'egress-block', ?, 'operator', '', '', json_object('payload_sha256', ?), hash, ? "
@@ -142,12 +148,8 @@ class LyingCurrentFileTest(CliTestCase):
     def test_an_approved_file_rewritten_in_the_database_is_no_proof(self) -> None:
         first = self.approved()
         lie = self.file(EVIL, EVIL)
-        raw = sqlite3.connect(self.store.db.path)
-        self.addCleanup(raw.close)
+        raw = self.unguarded()
         with raw:
-            for (name,) in raw.execute("SELECT name FROM sqlite_master WHERE type = 'trigger' AND tbl_name = "
-                                       "'proposals'").fetchall():
-                raw.execute(f'DROP TRIGGER "{name}"')
             raw.execute("UPDATE proposals SET payload = ? WHERE id = ?", (EVIL, first.id))
         grants = self.grants(lie)
         self.assertEqual(grants["summary"], "routes file: unchanged")  # the sidecar's word, and said to be
