@@ -262,7 +262,8 @@ class Inbox:
     def __init__(self, store: QueueStore) -> None:
         self.store = store
         self._read: dict[str, tuple[Approval, str]] = {}
-        self._routes_mark: int | None = None  # routes_approvals_mark when the routes files kept were read
+        # routes_approvals_mark when the routes files kept were read: a view that keeps its own lines keys them by it
+        self.routes_mark: int | None = None
 
     def entries(self, summaries: Sequence[ProposalSummary], responses: Sequence[Response | None] = ()) -> list[Entry]:
         """An entry for each summary, in order: proposals not read before are loaded, a few at a time."""
@@ -277,9 +278,9 @@ class Inbox:
         chosen = filters or Filters()
         with self.store.db.read() as conn:
             mark = routes_approvals_mark(conn)
-        if mark != self._routes_mark:  # a routes file approved since: the others are read against it now
+        if mark != self.routes_mark:  # a routes file approved since: the others are read against it now
             self._read = {key: kept for key, kept in self._read.items() if kept[0].tool != TOOL_EGRESS_BLOCK}
-            self._routes_mark = mark
+            self.routes_mark = mark
         listed = self.entries(self.store.pending_summaries(chosen.bottle))
         if chosen.bottle is None:
             alive = {entry.id for entry in listed}

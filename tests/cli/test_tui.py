@@ -94,6 +94,19 @@ class TuiTest(TempDirTest):
                    what="the TUI's exit status")
         self.assertEqual(self.exit_file.read_text().strip(), "0")
 
+    def test_an_open_routes_file_is_read_again_after_another_is_approved(self) -> None:
+        """The detail view of a routes file filed against a.com's file, as another for the same bottle is
+        approved: it now replaces that one, so it drifts, and is read against it (audit.routes_approved)."""
+        self.settle()
+        self.term.send("Enter")
+        self.term.wait_for("routes file: adds b.com")
+        other = self.store.submit("web-1", TOOL_EGRESS_BLOCK, "routes:\n- a.com\n- z.example\n", "z too",
+                                  current_file="routes:\n- a.com\n")
+        decide(other.id, STATUS_APPROVED, store=self.store)
+        screen = self.term.wait_for("drifted:")
+        self.assertIn("routes file: adds b.com; drops z.example", screen)
+        self.assertIn("diff (last approved -> proposed)", screen)
+
     def test_approve_modify_reject(self) -> None:
         """Approve, modify with a scripted EDITOR and reject with a reason; the database and audit agree."""
         screen = self.term.screen()

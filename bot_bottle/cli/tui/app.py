@@ -91,7 +91,7 @@ class SuperviseTUI(TerminalScreen):
         self.full = False
         self.message = message
         self.marker: tuple[int, int] | None = None
-        self._detail_cache: tuple[tuple[str, int, bool], list[tuple[Line, int]]] | None = None
+        self._detail_cache: tuple[tuple[str, int, bool, int | None], list[tuple[Line, int]]] | None = None
         self.last_search = ""
         self._kept = 0
         self._rules_seen: str | None = None
@@ -148,6 +148,10 @@ class SuperviseTUI(TerminalScreen):
                 self.message = f"{self._gone_message(self.detail.id)}; back to the list, nothing selected"
                 self.armed = False
             self.detail = None
+        if self.detail is not None:  # read again (a routes file approved since drifts it): keys wait, as for a move
+            fresh = next(entry.approval for entry in self.items if entry.id == self.detail.id)
+            if fresh != self.detail_approval:
+                self.detail_approval, self.changed_at = fresh, time.monotonic()
         # (An empty list has nothing to act on.)
         if self.loaded and not refiltered and self.target() != before and self.items:
             self.changed_at = time.monotonic()
@@ -260,7 +264,7 @@ class SuperviseTUI(TerminalScreen):
     def detail_lines(self, width: int) -> list[tuple[Line, int]]:
         """The detail view's lines, sanitized and wrapped to the screen (continuations marked)."""
         assert self.detail is not None
-        key = (self.detail.id, width, self.full)
+        key = (self.detail.id, width, self.full, self.inbox.routes_mark)  # read again after a routes approval
         if self._detail_cache is None or self._detail_cache[0] != key:
             base = self.inbox.routes_base(self.detail)
             self._detail_cache = (key, self.wrapped(describe(self.detail, None, full=self.full, more="J shows them",
