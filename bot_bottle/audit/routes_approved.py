@@ -20,6 +20,17 @@ first file is the operator's launch configuration, which the host never
 sees), and the screens say so in the README. An entry counts only where this
 host's seal proves it as it reads now (``host_seal.sealed_rows``): a sidecar
 on the mount can write rows, not seals.
+
+Nor does an approval count where the entries after it are not all the
+host's: a sidecar on the mount cannot make a seal, but it can rewrite the
+entry of the newest approval (its tool, its bottle) or take it out, and the
+lookup then found the approval before it, sealed, and read the proposal
+against that older file: a host the operator had dropped since, put back,
+read as no change (hostile review 51). So every entry from the approval
+found (or the log's start) to the decision or the end is held to the seal,
+numbered without a gap, as far as the host's anchor; where one is not, the
+proposal's file is read against none (every host new) and the screens say
+why.
 """
 
 from __future__ import annotations
@@ -27,8 +38,9 @@ from __future__ import annotations
 import sqlite3
 from dataclasses import dataclass
 
-from bot_bottle.audit.chain import SELECT, stored_details
-from bot_bottle.audit.host_seal import sealed_rows
+from bot_bottle.audit.chain import SELECT, compute_hash, stored_details
+from bot_bottle.audit.host_seal import host_sealing, sealed_as_read, sealed_rows
+from bot_bottle.audit.walk import last_seq
 from bot_bottle.records import (
     RESPONSE_STATUSES,
     SHORT_ID_LENGTH,
@@ -42,6 +54,11 @@ from bot_bottle.records import (
 # The entries that approve a routes file, as migration 0010's partial index names them (its literals, so that
 # SQLite sees the query implies the index's WHERE and reads the bottle's approvals alone).
 _APPROVED_ROUTES = (f"tool = '{TOOL_EGRESS_BLOCK}' AND action IN ('{STATUS_APPROVED}', '{STATUS_MODIFIED}')")
+
+# How many entries after the last approval (or in a log without one) are held to the seal at most: past it, the
+# screens take no approval's word (every host reads as new) rather than read a long log for each proposal (a
+# sha256 an entry, about 4 microseconds: under a second).
+ROUTES_PROOF_SPAN = 200_000
 
 
 @dataclass(frozen=True)
@@ -57,6 +74,7 @@ class RoutesBase:
 class _Approved:
     """The newest sealed approval of a routes file for one bottle."""
 
+    seq: int
     sha256: str
     proposal_id: str
     at: str
@@ -69,7 +87,12 @@ def routes_base(conn: sqlite3.Connection, proposal: Proposal, decided: bool) -> 
     proposal is read against what was approved before its own decision, as it was when it was decided."""
     if proposal.tool != TOOL_EGRESS_BLOCK:
         return RoutesBase(proposal.current_file)
-    last = _last_approved(conn, proposal, _decision_seq(conn, proposal.id) if decided else None)
+    before = _decision_seq(conn, proposal.id) if decided else None
+    last = _last_approved(conn, proposal, before)
+    hidden = _unproven_since(conn, 0 if last is None else last.seq, before)
+    if hidden is not None:  # an approval after it may have been taken out of the lookup's sight
+        return RoutesBase(None, f"{hidden}, so the last routes file approved for this bottle is not proven: every "
+                          "host this file names reads as new ('bot-bottle audit verify' says more)")
     # The text's own digest: the hash column is the file's word too (a row written past the check can pair the
     # approved file's digest with any text).
     if last is None or (proposal.current_file is not None and sha256_text(proposal.current_file) == last.sha256):
@@ -96,11 +119,13 @@ def routes_approvals_mark(conn: sqlite3.Connection) -> int | None:
 
 
 def _decision_seq(conn: sqlite3.Connection, proposal_id: str) -> int | None:
-    """The number of the entry that recorded the decision on ``proposal_id`` (its first), or None."""
+    """The number of the sealed entry that recorded the decision on ``proposal_id`` (its first), or None (then
+    the whole log is held to the seal). Sealed: a row rewritten to name the proposal, earlier, would have it read
+    against an older file, with the entries from there on out of ``_unproven_since``'s sight."""
     marks = ", ".join("?" * len(RESPONSE_STATUSES))
-    row = conn.execute(f"SELECT min(seq) FROM audit_log WHERE proposal_id = ? AND action IN ({marks})",
-                       (proposal_id, *RESPONSE_STATUSES)).fetchone()
-    return row[0] if row is not None and isinstance(row[0], int) else None
+    rows = conn.execute(f"{SELECT} WHERE proposal_id = ? AND action IN ({marks}) ORDER BY seq",
+                        (proposal_id, *RESPONSE_STATUSES))
+    return next((row[0] for row in sealed_rows(conn, rows)), None)
 
 
 def _last_approved(conn: sqlite3.Connection, proposal: Proposal, before: int | None) -> _Approved | None:
@@ -113,7 +138,7 @@ def _last_approved(conn: sqlite3.Connection, proposal: Proposal, before: int | N
         modified = row[3] == STATUS_MODIFIED
         digest = details.get("final_file_sha256" if modified else "payload_sha256")
         if isinstance(digest, str) and isinstance(row[5], str):
-            return _Approved(digest, row[5], str(row[1]), _approved_text(conn, row[5], digest, modified))
+            return _Approved(row[0], digest, row[5], str(row[1]), _approved_text(conn, row[5], digest, modified))
     return None
 
 
@@ -124,3 +149,37 @@ def _approved_text(conn: sqlite3.Connection, proposal_id: str, digest: str, modi
                        "ON r.proposal_id = p.id WHERE p.id = :id", {"id": proposal_id}).fetchone()
     text = None if row is None else row[1] if modified else row[0]
     return text if isinstance(text, str) and sha256_text(text) == digest else None
+
+
+def _unproven_since(conn: sqlite3.Connection, after: int, before: int | None) -> str | None:
+    """Why the entries after ``after`` (up to ``before``, or the log's end and the host's anchor) are not all
+    this host's as they read now, or None: what proves that no newer approval was rewritten or taken out of
+    ``_last_approved``'s sight.
+
+    They must be numbered without a gap, each must hash to its stored hash and name the one before it, and the
+    last must carry this host's seal (``sealed_as_read``): an entry rewritten, with its hash and every later one
+    made again, changes the last one's hash, which only the host's key could seal. One seal for the span, so a
+    long log costs a sha256 an entry (a seal an entry was three times that).
+    """
+    key, anchor = host_sealing(conn)
+    start = max(after, anchor.restarted_at if anchor is not None else 0)  # an earlier key's entries prove nothing
+    end = before - 1 if before is not None else max(last_seq(conn), anchor.seq if anchor is not None else 0)
+    if end - start > ROUTES_PROOF_SPAN:
+        return f"more than {ROUTES_PROOF_SPAN} audit entries after entry {start} were not checked"
+    expected, link, last = start + 1, None, None
+    for row in conn.execute(f"{SELECT} WHERE seq > :start AND seq <= :end ORDER BY seq",
+                            {"start": start, "end": end}):
+        if row[0] != expected:
+            return f"audit entry {expected} is missing"
+        try:
+            whole = compute_hash(*row[:11]) == row[11] and (link is None or row[10] == link)
+        except (TypeError, ValueError):  # not what bot-bottle writes
+            whole = False
+        if not whole:
+            return f"audit entry {expected} was changed after it was written"
+        expected, link, last = expected + 1, row[11], row
+    if expected <= end:
+        return f"audit entry {expected} is missing"
+    if last is not None and not sealed_as_read(conn, last, key, anchor):
+        return f"audit entry {last[0]} is not sealed by this host as it reads now"
+    return None

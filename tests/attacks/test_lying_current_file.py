@@ -142,8 +142,11 @@ class LyingCurrentFileTest(CliTestCase):
                         "FROM audit_log ORDER BY seq DESC LIMIT 1", (first.id, lie.current_file_hash, "ab" * 32))
             # A hash column naming the approved file beside the lie's text.
             raw.execute("UPDATE proposals SET current_file_hash = ? WHERE id = ?", (sha256_text(SECOND), lie.id))
-        self.assertEqual(self.grants(lie)["summary"], "routes file: adds evil-exfil.example.net")
+        # An entry the host did not seal after the approval: no approval is taken as proven past it (review 51).
+        self.assertEqual(self.grants(lie)["summary"], "routes file: adds a.com, b.com, evil-exfil.example.net")
         self.assertEqual(self.kinds(lie), ["drifted"])
+        warning = self.grants(lie)["warnings"][0]["text"]  # type: ignore[index]
+        self.assertIn("so the last routes file approved for this bottle is not proven", warning)
 
     def test_an_approved_file_rewritten_in_the_database_is_no_proof(self) -> None:
         first = self.approved()

@@ -1,0 +1,126 @@
+"""A sidecar on the mount that hides its bottle's last routes approval from the screens.
+
+Hostile review 51: an ``egress-block`` proposal is read against the last
+routes file approved for its bottle, found among the audit entries that
+approve one (``audit.routes_approved``). A sidecar on the mount cannot make
+a seal, but it can rewrite a column of the entry that approved the newest
+file (its tool, its bottle, or drop the row): the lookup then passed over
+it, found the approval before it (which the host did seal), and read the
+proposal against that older file. Where the operator had since dropped a
+host, the sidecar's file putting it back (sent with the older file as its
+"current file") read as adding none of it, with no ``drifted`` badge, and
+the screens' anchor check (the newest entry's seal alone) said nothing.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from unittest import mock
+
+from bot_bottle.audit import routes_approved
+from bot_bottle.audit.chain import compute_hash
+from bot_bottle.cli.inbox import Inbox
+from bot_bottle.decisions import decide
+from bot_bottle.records import STATUS_APPROVED, STATUS_REJECTED, TOOL_EGRESS_BLOCK, Proposal
+from tests.cli.test_proposals_cmds import CliTestCase
+
+WITH_EVIL = "routes:\n- a.com\n- evil-exfil.example.net\n"
+DROPPED = "routes:\n- a.com\n- b.com\n"
+BACK = "routes:\n- a.com\n- b.com\n- evil-exfil.example.net\n"
+
+
+class HiddenRoutesApprovalTest(CliTestCase):
+    def file(self, payload: str, current: str | None, bottle: str = "web-1") -> Proposal:
+        return self.store.submit(bottle, TOOL_EGRESS_BLOCK, payload, "routine update", current_file=current)
+
+    def setUp(self) -> None:
+        super().setUp()
+        decide(self.file(WITH_EVIL, "routes:\n- a.com\n").id, STATUS_APPROVED, store=self.store)
+        self.dropping = self.file(DROPPED, WITH_EVIL)  # the operator drops evil-exfil again
+        decide(self.dropping.id, STATUS_APPROVED, store=self.store)
+        other = self.file("routes:\n- x.com\n", None, bottle="web-2")  # a later entry: the approval is not the head
+        decide(other.id, STATUS_REJECTED, "no", store=self.store)
+        self.raw = sqlite3.connect(self.store.db.path)
+        self.addCleanup(self.raw.close)
+        with self.raw:
+            for (name,) in self.raw.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'").fetchall():
+                self.raw.execute(f'DROP TRIGGER "{name}"')
+
+    def assert_not_hidden(self, lie: Proposal) -> None:
+        code, out, err = self.cli("proposals", "list")
+        self.assertEqual((code, err), (0, ""))
+        self.assertNotIn("routes file: adds b.com\n", out)
+        self.assertIn("evil-exfil.example.net", out)
+        self.assertIn("[drifted]", out)
+        entry = Inbox(self.store).pending()[0]
+        self.assertEqual(entry.id, lie.id)
+        self.assertIn("evil-exfil.example.net", entry.approval.summary)
+        self.assertIn("drifted", entry.approval.kinds)
+
+    def test_an_approval_moved_to_another_tool(self) -> None:
+        with self.raw:
+            self.raw.execute("UPDATE audit_log SET tool = 'egress-block-' WHERE proposal_id = ?", (self.dropping.id,))
+        self.assert_not_hidden(self.file(BACK, WITH_EVIL))
+
+    def test_an_approval_moved_to_another_bottle(self) -> None:
+        with self.raw:
+            self.raw.execute("UPDATE audit_log SET queue_key = 'web-9' WHERE proposal_id = ?", (self.dropping.id,))
+        self.assert_not_hidden(self.file(BACK, WITH_EVIL))
+
+    def test_an_approval_removed(self) -> None:
+        with self.raw:
+            self.raw.execute("DELETE FROM audit_log WHERE proposal_id = ?", (self.dropping.id,))
+        self.assert_not_hidden(self.file(BACK, WITH_EVIL))
+
+    def test_an_honest_log_still_proves_the_approval(self) -> None:
+        honest = self.file(BACK, DROPPED)
+        code, out, err = self.cli("proposals", "list")
+        self.assertEqual((code, err), (0, ""))
+        self.assertIn("routes file: adds evil-exfil.example.net\t", out)
+        self.assertNotIn("[drifted]", out)
+        self.assertEqual(Inbox(self.store).pending()[0].approval.kinds, ())
+        self.assertEqual(honest.queue_key, "web-1")
+
+    def test_a_decided_proposal_is_held_to_the_entries_before_its_decision(self) -> None:
+        lie = self.file(BACK, WITH_EVIL)
+        decide(lie.id, STATUS_REJECTED, "no", store=self.store)
+        with self.raw:
+            self.raw.execute("UPDATE audit_log SET tool = 'egress-block-' WHERE proposal_id = ?", (self.dropping.id,))
+        code, out, err = self.cli("proposals", "show", lie.short_id)
+        self.assertEqual((code, err), (0, ""))
+        self.assertIn("evil-exfil.example.net", out.split("routes file:", 1)[1].split("\n", 1)[0])
+        self.assertIn("drifted", out)
+
+    def test_an_approval_rewritten_with_the_chain_made_again(self) -> None:
+        """Every hash after it made again, so each entry hashes to its own: the last one's seal is the host's."""
+        with self.raw:
+            self.raw.execute("UPDATE audit_log SET tool = 'egress-block-' WHERE proposal_id = ?", (self.dropping.id,))
+            (seq,) = self.raw.execute("SELECT seq FROM audit_log WHERE proposal_id = ?", (self.dropping.id,)).fetchone()
+            link = self.raw.execute("SELECT prev_hash FROM audit_log WHERE seq = ?", (seq,)).fetchone()[0]
+            rows = self.raw.execute("SELECT seq, ts, queue_key, action, tool, proposal_id, actor, notes, diff, "
+                                    "details FROM audit_log WHERE seq >= ? ORDER BY seq", (seq,)).fetchall()
+            for row in rows:
+                digest = compute_hash(*row, link)
+                self.raw.execute("UPDATE audit_log SET prev_hash = ?, hash = ? WHERE seq = ?", (link, digest, row[0]))
+                link = digest
+        self.assert_not_hidden(self.file(BACK, WITH_EVIL))
+
+    def test_a_log_too_long_to_check_proves_no_approval(self) -> None:
+        with mock.patch.object(routes_approved, "ROUTES_PROOF_SPAN", 0):
+            lie = self.file(BACK, DROPPED)
+            self.assert_not_hidden(lie)
+            code, out, err = self.cli("proposals", "show", lie.short_id)
+        self.assertEqual((code, err), (0, ""))
+        self.assertIn("more than 0 audit entries after entry 2 were not checked", out)
+
+    def test_an_earlier_entry_rewritten_to_name_a_decided_proposal(self) -> None:
+        """The decision's entry is the sealed one: a row rewritten to name it, earlier, is not."""
+        lie = self.file(BACK, WITH_EVIL)
+        decide(lie.id, STATUS_REJECTED, "no", store=self.store)
+        with self.raw:
+            (first,) = self.raw.execute("SELECT min(seq) FROM audit_log").fetchone()
+            self.raw.execute("UPDATE audit_log SET proposal_id = ? WHERE seq = ?", (lie.id, first + 1))
+        code, out, err = self.cli("proposals", "show", lie.short_id)
+        self.assertEqual((code, err), (0, ""))
+        self.assertIn("evil-exfil.example.net", out.split("routes file:", 1)[1].split("\n", 1)[0])
+        self.assertIn("drifted", out)
