@@ -41,6 +41,7 @@ from dataclasses import dataclass
 from bot_bottle.audit.chain import SELECT, compute_hash, stored_details
 from bot_bottle.audit.host_seal import host_sealing, sealed_as_read, sealed_rows
 from bot_bottle.audit.walk import last_seq
+from bot_bottle.errors import BotBottleError
 from bot_bottle.records import (
     RESPONSE_STATUSES,
     SHORT_ID_LENGTH,
@@ -87,9 +88,13 @@ def routes_base(conn: sqlite3.Connection, proposal: Proposal, decided: bool) -> 
     proposal is read against what was approved before its own decision, as it was when it was decided."""
     if proposal.tool != TOOL_EGRESS_BLOCK:
         return RoutesBase(proposal.current_file)
-    before = _decision_seq(conn, proposal.id) if decided else None
-    last = _last_approved(conn, proposal, before)
-    hidden = _unproven_since(conn, 0 if last is None else last.seq, before)
+    try:
+        before = _decision_seq(conn, proposal.id) if decided else None
+        last = _last_approved(conn, proposal, before)
+        hidden = _unproven_since(conn, 0 if last is None else last.seq, before)
+    except (sqlite3.Error, BotBottleError) as exc:  # a log a sidecar dropped, a damaged key: the screen still shows
+        hidden = f"the audit log could not be read ({exc})"
+        last = None
     if hidden is not None:  # an approval after it may have been taken out of the lookup's sight
         return RoutesBase(None, f"{hidden}, so the last routes file approved for this bottle is not proven: every "
                           "host this file names reads as new ('bot-bottle audit verify' says more)")
@@ -114,7 +119,10 @@ def routes_base(conn: sqlite3.Connection, proposal: Proposal, decided: bool) -> 
 def routes_approvals_mark(conn: sqlite3.Connection) -> int | None:
     """The number of the newest entry that approves a routes file, of any bottle (None: there is none): a screen
     that keeps what it read of pending proposals reads their routes files again when it moves."""
-    row = conn.execute(f"SELECT max(seq) FROM audit_log WHERE {_APPROVED_ROUTES}").fetchone()
+    try:
+        row = conn.execute(f"SELECT max(seq) FROM audit_log WHERE {_APPROVED_ROUTES}").fetchone()
+    except sqlite3.Error:  # a log a sidecar dropped: what was read stays, and what is read now says why
+        return None
     return row[0] if row is not None and isinstance(row[0], int) else None
 
 
