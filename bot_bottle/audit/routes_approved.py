@@ -70,6 +70,11 @@ class RoutesBase:
     file: str | None
     drift: str | None = None
 
+    def digest(self) -> str:
+        """The sha256 of this reading (file and caution): what a page's forms carry, so a decision is recorded
+        only while the proposal is read as the page read it (a routes file approved since changes it)."""
+        return sha256_text(f"{'-' if self.file is None else '+' + self.file}\0{self.drift or ''}")
+
 
 @dataclass(frozen=True)
 class _Approved:

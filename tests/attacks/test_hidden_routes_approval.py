@@ -14,6 +14,7 @@ the screens' anchor check (the newest entry's seal alone) said nothing.
 
 from __future__ import annotations
 
+import re
 import sqlite3
 from unittest import mock
 
@@ -23,6 +24,7 @@ from bot_bottle.cli.inbox import Inbox
 from bot_bottle.decisions import decide
 from bot_bottle.records import STATUS_APPROVED, STATUS_REJECTED, TOOL_EGRESS_BLOCK, Proposal
 from tests.cli.test_proposals_cmds import CliTestCase
+from tests.helpers.dashboard import DashboardCase
 
 WITH_EVIL = "routes:\n- a.com\n- evil-exfil.example.net\n"
 DROPPED = "routes:\n- a.com\n- b.com\n"
@@ -124,3 +126,42 @@ class HiddenRoutesApprovalTest(CliTestCase):
         self.assertEqual((code, err), (0, ""))
         self.assertIn("evil-exfil.example.net", out.split("routes file:", 1)[1].split("\n", 1)[0])
         self.assertIn("drifted", out)
+
+
+class ApprovedMeanwhileDashboardTest(DashboardCase):
+    """Hostile review 51: a page's forms held only the proposal to what it showed, not what it was read against.
+
+    A routes file approved after the page was shown (another tab, a rule) dropped a host; the page's 'adds
+    c.example' approved a file that puts it back.
+    """
+
+    def test_a_routes_file_approved_since_the_page_refuses_its_form(self) -> None:
+        first = self.store.submit("web-1", TOOL_EGRESS_BLOCK, WITH_EVIL, "x", current_file="routes:\n- a.com\n")
+        decide(first.id, STATUS_APPROVED, store=self.store)
+        adding = self.store.submit("web-1", TOOL_EGRESS_BLOCK, WITH_EVIL + "- c.example\n", "add c",
+                                   current_file=WITH_EVIL)
+        dropping = self.store.submit("web-1", TOOL_EGRESS_BLOCK, "routes:\n- a.com\n", "drop it",
+                                     current_file=WITH_EVIL)
+        status, _, page = self.call("GET", f"/proposal/{adding.id}")
+        self.assertEqual(status, 200)
+        self.assertIn("routes file: adds c.example<", page)
+        read = re.findall(r'name="read" value="([0-9a-f]{64})"', page)
+        self.assertEqual(len(set(read)), 1)
+        decide(dropping.id, STATUS_APPROVED, store=self.store)  # in another tab
+        status, _, body = self.post(adding, "decide", {"status": STATUS_APPROVED, "notes": "", "read": read[0]})
+        self.assertEqual(status, 409)
+        self.assertIn("another routes file was approved for this bottle since this page read this one", body)
+        self.assertIsNone(self.store.response(adding.id))
+        # Read again, it says what approving it adds now, and its form records it.
+        status, _, page = self.call("GET", f"/proposal/{adding.id}")
+        self.assertIn("routes file: adds evil-exfil.example.net, c.example", page)
+        read = re.findall(r'name="read" value="([0-9a-f]{64})"', page)
+        status, _, body = self.post(adding, "decide", {"status": STATUS_APPROVED, "notes": "", "read": read[0]})
+        self.assertEqual(status, 303, body)
+        self.assertIsNotNone(self.store.response(adding.id))
+
+    def test_a_form_without_the_reading_records_nothing(self) -> None:
+        adding = self.store.submit("web-1", TOOL_EGRESS_BLOCK, WITH_EVIL, "add", current_file="routes:\n- a.com\n")
+        status, _, _ = self.post(adding, "decide", {"status": STATUS_APPROVED, "notes": "", "read": None})
+        self.assertEqual(status, 409)
+        self.assertIsNone(self.store.response(adding.id))

@@ -16,6 +16,7 @@ from urllib.parse import urlencode
 from bot_bottle.audit_store import AuditStore
 from bot_bottle.cli.dashboard.server import DashboardServer
 from bot_bottle.cli.dashboard.state import SESSION_COOKIE, Dashboard
+from bot_bottle.cli.inbox import routes_base_of
 from bot_bottle.queue_reads import shown_digest
 from bot_bottle.queue_store import QueueStore
 from bot_bottle.records import (
@@ -79,7 +80,9 @@ class DashboardCase(TempDirTest):
         """A form post as our page sends it, with its button (override any field or header to forge one)."""
         button = {"approved": "approve", "rejected": "reject", "modified": "record this modification"}.get(
             fields.get("status") or "")
-        form = {"csrf": self.dashboard.csrf, "shown": shown_digest(proposal), "decision": button, **fields}
+        # "read": what the page's forms carry, the proposal's routes file read as a page would read it now.
+        form = {"csrf": self.dashboard.csrf, "shown": shown_digest(proposal), "decision": button,
+                "read": routes_base_of(self.store, proposal).digest(), **fields}
         body = raw if raw is not None else urlencode({k: v for k, v in form.items() if v is not None}).encode()
         sent: dict[str, str | None] = {"Origin": self.origin, "Sec-Fetch-Site": "same-origin",
                                        "Content-Type": "application/x-www-form-urlencoded", **(headers or {})}

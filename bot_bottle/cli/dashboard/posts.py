@@ -45,6 +45,7 @@ from bot_bottle.records import (
     STATUS_MODIFIED,
     STATUS_REJECTED,
     STATUSES,
+    TOOL_EGRESS_BLOCK,
     Proposal,
     sha256_text,
 )
@@ -201,13 +202,22 @@ class PostHandler(DashboardBase):
             remember = form.get("remember", "") or None
             # What approving (or modifying into ``final``) grants; the second ask says what its button records: for
             # how long, and the rule "remember" makes (where the tool's grant can be read: else none lasts).
+            base = routes_base_of(self.dashboard.queue, proposal)
             approval = None if status == STATUS_REJECTED else file_approval(
-                proposal, final if final is not None else proposal.payload,
-                routes_base_of(self.dashboard.queue, proposal))
+                proposal, final if final is not None else proposal.payload, base)
             extent = approval_extent(proposal.tool, proposal.queue_key, grant_for, remember) \
                 if approval is not None and UNREADABLE not in approval.kinds else ""
         except ValidationError as exc:
             self.show(proposal, HTTPStatus.BAD_REQUEST, f"not recorded: {exc}")
+            return
+        # A routes file is read against the last one approved for its bottle: one approved since the page was
+        # shown (another proposal, in another tab or by a rule) changes what approving this one adds, though the
+        # proposal itself did not change (hostile review 51: a page reading 'adds c.example' approved a file
+        # putting back the host the approval meanwhile dropped).
+        if approval is not None and proposal.tool == TOOL_EGRESS_BLOCK \
+                and not hmac.compare_digest(form.get("read", "").encode("utf-8", "replace"), base.digest().encode()):
+            self.show(proposal, HTTPStatus.CONFLICT, "not recorded: another routes file was approved for this bottle "
+                      "since this page read this one, so what approving it adds and drops changed; read it again")
             return
         if approval is not None and not self._confirmed(proposal, approval, form, extent):
             return

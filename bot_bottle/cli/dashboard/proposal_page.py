@@ -29,7 +29,7 @@ from bot_bottle.text.html import attribute, editable, line_html
 from bot_bottle.timestamps import spell_duration
 
 # The form fields a decision carries to its second ask and back (the shown digest and csrf are added anew).
-CARRIED = ("status", "notes", "for", "remember", "final", "final_sha256")
+CARRIED = ("status", "notes", "for", "remember", "final", "final_sha256", "read")
 
 
 def grant_section(approval: Approval, heading: str, part: str = "grant") -> str:
@@ -55,12 +55,14 @@ def agent_section(justification: str) -> str:
 
 
 def form(root: str, proposal: Proposal, csrf: str, shown: str, action: str, fields: str, button: str,
-         label: str, *, form_id: str = "") -> str:
-    """A form of ours for one proposal: Enter-proof, with the csrf token and the shown digest; ``button`` names
-    the decision (what the server requires), ``label`` is what the button says."""
+         label: str, *, form_id: str = "", read: str = "") -> str:
+    """A form of ours for one proposal: Enter-proof, with the csrf token and the shown digest (and ``read``, the
+    digest of what its routes file was read against, ``RoutesBase.digest``); ``button`` names the decision (what
+    the server requires), ``label`` is what the button says."""
     ident = f' id="{attribute(form_id)}"' if form_id else ""
+    carried = hidden("read", read) if read else ""
     return (f'<form method="post" action="{attribute(root)}/proposal/{attribute(proposal.id)}/{action}" '
-            f'class="decide"{ident}>{NO_ENTER}{hidden("csrf", csrf)}{hidden("shown", shown)}{fields}'
+            f'class="decide"{ident}>{NO_ENTER}{hidden("csrf", csrf)}{hidden("shown", shown)}{carried}{fields}'
             f'<button type="submit" name="decision" value="{attribute(button)}" class="send">{line_html(label)}'
             "</button></form>")
 
@@ -77,8 +79,10 @@ def editor(text: str) -> str:
     return f'<textarea name="final" rows="16" cols="100" spellcheck="false">\n{attribute(text)}</textarea>'
 
 
-def decide_section(proposal: Proposal, approval: Approval, *, root: str, csrf: str, shown: str) -> str:
-    """The three forms of a pending proposal: approve (note, length, remember), reject (a reason), modify."""
+def decide_section(proposal: Proposal, approval: Approval, *, root: str, csrf: str, shown: str,
+                   read: str = "") -> str:
+    """The three forms of a pending proposal: approve (note, length, remember), reject (a reason), modify; each
+    carries ``read`` (``form``)."""
     approve_label = "reason for approving (required)" if proposal.report_only else "note (optional)"
     life = LIFETIMES[proposal.tool]
     second = (f" (asks once more: {', '.join(kind for kind in approval.kinds if kind in CONFIRM_KINDS)})"
@@ -89,14 +93,14 @@ def decide_section(proposal: Proposal, approval: Approval, *, root: str, csrf: s
                   f'<label>for <input type="text" name="for" size="8" placeholder="{spell_duration(life.default)}">'
                   f" (default {spell_duration(life.default)}, at most {spell_duration(life.maximum)})</label>"
                   + _remember("the same", "until then") + hidden("status", STATUS_APPROVED),
-                  "approve", f"approve {proposal.short_id}{second}", form_id="approve"),
+                  "approve", f"approve {proposal.short_id}{second}", form_id="approve", read=read),
              form(root, proposal, csrf, shown, "decide",
                   '<label>reason for rejecting (required) <input type="text" name="notes" size="60"></label>'
                   + _remember("always reject this and every ask for any of it", "for the length below")
                   + '<label>for <input type="text" name="for" size="8" placeholder="for good"> (with remember: how '
                   "long the rule stands, 8h, 7d or a time; empty, for good)</label>"
                   + hidden("status", STATUS_REJECTED),
-                  "reject", f"reject {proposal.short_id}", form_id="reject")]
+                  "reject", f"reject {proposal.short_id}", form_id="reject", read=read)]
     if proposal.report_only:
         parts.append(f"<p>{line_html(proposal.tool)} is report-only: approve it with a reason or reject it.</p>")
     else:
@@ -105,7 +109,7 @@ def decide_section(proposal: Proposal, approval: Approval, *, root: str, csrf: s
                 "them cannot be recorded)" if start != proposal.payload else "")
         parts.append(form(root, proposal, csrf, shown, "preview",
                           f"<label>your version of the file (you confirm your diff next){note}</label>"
-                          + editor(start), "modify", "modify: show my diff", form_id="modify"))
+                          + editor(start), "modify", "modify: show my diff", form_id="modify", read=read))
     return "".join(parts) + "</section>"
 
 
@@ -130,7 +134,8 @@ def proposal_page(proposal: Proposal, response: Response | None, unproven: str |
             text_block(header_lines(proposal, response, unproven), "header"),
             grant_section(approval, approval_heading(response)[:-1])]
     if response is None:
-        body.append(decide_section(proposal, approval, root=root, csrf=csrf, shown=shown))
+        body.append(decide_section(proposal, approval, root=root, csrf=csrf, shown=shown,
+                                   read="" if base is None else base.digest()))
     else:
         body.append('<section class="decisions" data-part="decide"></section>')
     body += ["<h2>What the proposal holds</h2>", text_block(body_lines(proposal, response, base), "body"),
@@ -188,7 +193,7 @@ def confirm_page(proposal: Proposal, final_file: str, *, root: str, csrf: str, s
     body = [f"<h1>Confirm your modification of {line_html(proposal.short_id)}</h1>",
             text_block(modification(proposal, final_file, base)),
             form(root, proposal, csrf, shown, "decide", confirm_fields, "record this modification",
-                 "record this modification", form_id="confirm"),
+                 "record this modification", form_id="confirm", read="" if base is None else base.digest()),
             form(root, proposal, csrf, shown, "preview", "<label>or edit again</label>" + editor(final_file),
                  "modify", "modify: show my diff"),
             f'<p><a href="{attribute(root)}/proposal/{attribute(proposal.id)}">cancel: nothing recorded</a></p>']

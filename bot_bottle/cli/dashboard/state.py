@@ -36,7 +36,7 @@ MAX_FORM_FIELDS = 16
 
 
 FORM_FIELDS = frozenset({"csrf", "shown", "status", "notes", "final", "final_sha256", "decision", "for",
-                         "remember", "reason", "confirm"})
+                         "remember", "reason", "confirm", "read"})
 # The proposals pages showed, by digest, to say how one changed since (each up to 2 MiB).
 SHOWN_KEPT = 16
 
