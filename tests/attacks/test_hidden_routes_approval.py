@@ -15,16 +15,21 @@ the screens' anchor check (the newest entry's seal alone) said nothing.
 from __future__ import annotations
 
 import re
+import shlex
 import sqlite3
+import sys
 from unittest import mock
 
 from bot_bottle.audit import routes_approved
 from bot_bottle.audit.chain import compute_hash
 from bot_bottle.cli.inbox import Inbox
 from bot_bottle.decisions import decide
+from bot_bottle.queue_store import QueueStore
 from bot_bottle.records import STATUS_APPROVED, STATUS_REJECTED, TOOL_EGRESS_BLOCK, Proposal
 from tests.cli.test_proposals_cmds import CliTestCase
 from tests.helpers.dashboard import DashboardCase
+from tests.helpers.support import REPO, TempDirTest
+from tests.helpers.terminal import Terminal
 
 WITH_EVIL = "routes:\n- a.com\n- evil-exfil.example.net\n"
 DROPPED = "routes:\n- a.com\n- b.com\n"
@@ -165,3 +170,30 @@ class ApprovedMeanwhileDashboardTest(DashboardCase):
         status, _, _ = self.post(adding, "decide", {"status": STATUS_APPROVED, "notes": "", "read": None})
         self.assertEqual(status, 409)
         self.assertIsNone(self.store.response(adding.id))
+
+
+class ApprovedMeanwhileTuiTest(TempDirTest):
+    """The TUI (in tmux) asked with what its list read: a routes file approved while its prompts waited (from
+    another screen) changed what approving adds."""
+
+    def test_a_routes_file_approved_while_the_tui_asks_records_nothing(self) -> None:
+        db = self.tmp / "tui.db"
+        store = QueueStore(db)
+        self.addCleanup(store.close)
+        first = store.submit("web-1", TOOL_EGRESS_BLOCK, WITH_EVIL, "x", current_file="routes:\n- a.com\n")
+        decide(first.id, STATUS_APPROVED, store=store)
+        adding = store.submit("web-1", TOOL_EGRESS_BLOCK, WITH_EVIL + "- c.example\n", "add c", current_file=WITH_EVIL)
+        dropping = store.submit("web-1", TOOL_EGRESS_BLOCK, "routes:\n- a.com\n", "drop", current_file=WITH_EVIL)
+        command = (f"cd {shlex.quote(str(REPO))} && env HOME={shlex.quote(str(self.home))} "
+                   f"{shlex.quote(sys.executable)} -m bot_bottle supervise --db {shlex.quote(str(db))}; sleep 30")
+        term = Terminal(self, command)
+        term.wait_for("2 pending")
+        self.assertIn("routes file: adds c.example", term.screen())
+        term.send("a")
+        term.wait_for("note (optional)")
+        decide(dropping.id, STATUS_APPROVED, store=store)  # meanwhile
+        term.send("Enter")
+        term.wait_for("for how long?")
+        term.send("Enter")
+        term.wait_for("not recorded: another routes file was approved for web-1")
+        self.assertIsNone(store.response(adding.id))

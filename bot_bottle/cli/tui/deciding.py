@@ -39,6 +39,7 @@ from bot_bottle.records import (
     STATUS_APPROVED,
     STATUS_MODIFIED,
     STATUS_REJECTED,
+    TOOL_EGRESS_BLOCK,
     Proposal,
 )
 
@@ -130,6 +131,15 @@ class Deciding:
                                       target_lines(proposal, approval, verb, cautions=True))
             if sure is None or sure.strip().lower() != CONFIRM_WORD:
                 return f"{verb} cancelled: nothing recorded"
+        # A routes file is read against the last one approved for its bottle: one approved while the list stood or
+        # the prompts waited (from another screen: the CLI, the dashboard, another operator) changes what approving
+        # this one adds, though the proposal did not change (hostile review 51): what was shown must still be what
+        # it grants.
+        if approving and proposal.tool == TOOL_EGRESS_BLOCK and approval != file_approval(
+                proposal, final if final is not None else proposal.payload, routes_base_of(self.store, proposal)):
+            return (f"not recorded: another routes file was approved for {proposal.queue_key} since this screen read "
+                    f"{proposal.short_id}, so what {'approving' if status == STATUS_APPROVED else 'modifying'} it "
+                    "adds and drops changed; look at it again")
         label = f"{proposal.short_id} ({proposal.queue_key}, {proposal.tool})"
         waiting = pending_ids(self.store.db.path) if choice.remember else []  # what its rule may decide at once
         try:
