@@ -132,6 +132,23 @@ class HiddenRoutesApprovalTest(CliTestCase):
         self.assertIn("evil-exfil.example.net", out.split("routes file:", 1)[1].split("\n", 1)[0])
         self.assertIn("drifted", out)
 
+    def test_a_flood_of_unsealed_approvals_ends_the_look_at_once(self) -> None:
+        """100,000 approval rows the host never sealed, above the real ones: each was held to the seal for each
+        proposal (0.65 s a proposal); the first says the log is not the host's, and the look ends."""
+        with self.raw:
+            self.raw.execute(
+                "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 100000) INSERT INTO "
+                "audit_log (ts, queue_key, action, tool, proposal_id, actor, notes, diff, details, prev_hash, hash) "
+                "SELECT 'x', 'web-1', 'approved', 'egress-block', NULL, 'o', '', '', '{}', printf('%064d', i), "
+                "printf('%064x', i) FROM n")
+        lie = self.file(BACK, WITH_EVIL)
+        with mock.patch.object(routes_approved, "sealed_as_read", wraps=routes_approved.sealed_as_read) as held:
+            self.assert_not_hidden(lie)
+        self.assertLess(held.call_count, 10)
+        code, out, err = self.cli("proposals", "show", lie.short_id)
+        self.assertEqual((code, err), (0, ""))
+        self.assertIn("is not sealed by this host as it reads now", out)
+
 
 class ApprovedMeanwhileDashboardTest(DashboardCase):
     """Hostile review 51: a page's forms held only the proposal to what it showed, not what it was read against.
