@@ -36,12 +36,14 @@ why.
 from __future__ import annotations
 
 import sqlite3
+import threading
 from dataclasses import dataclass
 
 from bot_bottle.audit.anchor import Anchor
 from bot_bottle.audit.chain import SELECT, compute_hash, stored_details
 from bot_bottle.audit.host_seal import host_sealing, sealed_as_read, sealed_rows
 from bot_bottle.audit.walk import last_seq
+from bot_bottle.connection import database_path
 from bot_bottle.errors import BotBottleError
 from bot_bottle.records import (
     RESPONSE_STATUSES,
@@ -61,6 +63,17 @@ _APPROVED_ROUTES = (f"tool = '{TOOL_EGRESS_BLOCK}' AND action IN ('{STATUS_APPRO
 # screens take no approval's word (every host reads as new) rather than read a long log for each proposal (a
 # sha256 an entry, about 4 microseconds: under a second).
 ROUTES_PROOF_SPAN = 200_000
+
+
+# Spans of the log this process has proven whole, by (database, their last entry, its hash): the entry each was
+# proven from, and the newest routes approval of each bottle in it then. What a span held when it was proven
+# stays true (the host sealed it), and every span from a later start to the same last entry is part of it: a list
+# of many routes files, or a screen read again after each approval, walks the log once for them all, where each
+# proposal walked it again (up to 200,000 entries, about a second each). A rewrite since is still found: the lookup
+# then finds an older approval than the span recorded for its bottle.
+_PROVEN_SIZE = 64
+_proven: dict[tuple[str, int, str], tuple[int, dict[str, int]]] = {}
+_proven_lock = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -97,7 +110,8 @@ def routes_base(conn: sqlite3.Connection, proposal: Proposal, decided: bool) -> 
     try:
         before = _decision_seq(conn, proposal.id) if decided else None
         last, unsealed = _last_approved(conn, proposal, before)
-        hidden = (_unproven_since(conn, 0 if last is None else last.seq, before) if unsealed is None
+        hidden = (_unproven_since(conn, 0 if last is None else last.seq, before, proposal.queue_key)
+                  if unsealed is None
                   else f"audit entry {unsealed} is not sealed by this host as it reads now")
     except (sqlite3.Error, BotBottleError) as exc:  # a log a sidecar dropped, a damaged key: the screen still shows
         hidden = f"the audit log could not be read ({exc})"
@@ -179,7 +193,7 @@ def _approved_text(conn: sqlite3.Connection, proposal_id: str, digest: str, modi
     return text if isinstance(text, str) and sha256_text(text) == digest else None
 
 
-def _unproven_since(conn: sqlite3.Connection, after: int, before: int | None) -> str | None:
+def _unproven_since(conn: sqlite3.Connection, after: int, before: int | None, bottle: str) -> str | None:
     """Why the entries after ``after`` (up to ``before``, or the log's end and the host's anchor) are not all
     this host's as they read now, or None: what proves that no newer approval was rewritten or taken out of
     ``_last_approved``'s sight.
@@ -203,7 +217,14 @@ def _unproven_since(conn: sqlite3.Connection, after: int, before: int | None) ->
         return f"audit entry {end} is missing"
     if not sealed_as_read(conn, last, key, anchor):
         return f"audit entry {end} is not sealed by this host as it reads now"
-    expected, link = start + 1, None
+    proof = (database_path(conn), end, str(last[11]))
+    with _proven_lock:
+        known = _proven.get(proof)
+    # Proven from no later than ``start``, with no approval of the bottle's routes after it then: the lookup found
+    # the newest (an approval rewritten since, out of the lookup's sight, was in the span as it was proven).
+    if known is not None and known[0] <= start and known[1].get(bottle, 0) <= start:
+        return None
+    expected, link, approvals = start + 1, None, dict[str, int]()
     for row in conn.execute(f"{SELECT} WHERE seq > :start AND seq <= :end ORDER BY seq",
                             {"start": start, "end": end}):
         if row[0] != expected:
@@ -214,5 +235,16 @@ def _unproven_since(conn: sqlite3.Connection, after: int, before: int | None) ->
             whole = False
         if not whole:
             return f"audit entry {expected} was changed after it was written"
+        if row[4] == TOOL_EGRESS_BLOCK and row[3] in (STATUS_APPROVED, STATUS_MODIFIED):
+            approvals[str(row[2])] = row[0]
         expected, link = expected + 1, row[11]
-    return None if expected > end else f"audit entry {expected} is missing"
+    if expected <= end:
+        return f"audit entry {expected} is missing"
+    if known is None or start < known[0]:
+        with _proven_lock:
+            if len(_proven) >= _PROVEN_SIZE:
+                del _proven[next(iter(_proven))]
+            _proven[proof] = (start, approvals)
+    # The newest approval of this bottle's routes in the span is the lookup's, or one the lookup could not see.
+    newest = approvals.get(bottle, 0)
+    return None if newest <= start else f"audit entry {newest} approves a routes file the lookup did not find"

@@ -112,6 +112,19 @@ class HiddenRoutesApprovalTest(CliTestCase):
                 link = digest
         self.assert_not_hidden(self.file(BACK, WITH_EVIL))
 
+    def test_a_span_this_process_proved_before_the_rewrite_still_finds_it(self) -> None:
+        """The screens keep the spans they proved whole (one walk serves every proposal); a newer approval
+        rewritten after that, out of the lookup's sight, is still the span's as it was proven."""
+        other = self.file("routes:\n- y.com\n", None, bottle="web-3")  # none approved: the whole log proven
+        self.assertEqual(self.cli("proposals", "list")[0], 0)
+        with self.raw:
+            self.raw.execute("UPDATE audit_log SET tool = 'egress-block-' WHERE proposal_id = ?", (self.dropping.id,))
+        lie = self.file(BACK, WITH_EVIL)
+        entries = {entry.id: entry for entry in Inbox(self.store).pending()}
+        self.assertEqual(set(entries), {other.id, lie.id})
+        self.assertIn("evil-exfil.example.net", entries[lie.id].approval.summary)
+        self.assertIn("drifted", entries[lie.id].approval.kinds)
+
     def test_a_log_too_long_to_check_proves_no_approval(self) -> None:
         with mock.patch.object(routes_approved, "ROUTES_PROOF_SPAN", 0):
             lie = self.file(BACK, DROPPED)
