@@ -42,6 +42,7 @@ from bot_bottle.records import (
     Proposal,
     ProposalSummary,
     Response,
+    sha256_text,
 )
 from bot_bottle.standing import describe_failure, keep, unproven_line
 from bot_bottle.timestamps import later, utc_now
@@ -222,6 +223,17 @@ def routes_base_of(store: DatabaseUser, proposal: Proposal, response: Response |
         return RoutesBase(proposal.current_file)
     with store.db.read() as conn:
         return routes_base(conn, proposal, decided=response is not None)
+
+
+def decision_digest(store: DatabaseUser, proposal: Proposal) -> str:
+    """What ``proposals show`` prints and ``approve --digest`` takes back: the proposal as shown
+    (``shown_digest``) and, for a routes file, what it is read against (``RoutesBase.digest``). A routes file
+    approved for the bottle since changes what approving this one replaces: a digest printed before it no longer
+    approves (hostile review 51: 'adds c.example' approved a file putting back the host that approval dropped)."""
+    digest = shown_digest(proposal)
+    if proposal.tool != TOOL_EGRESS_BLOCK:
+        return digest
+    return sha256_text(digest + routes_base_of(store, proposal).digest())
 
 
 def approval_for(proposal: Proposal, response: Response | None = None, base: RoutesBase | None = None) -> Approval:

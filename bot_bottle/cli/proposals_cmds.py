@@ -24,6 +24,7 @@ from bot_bottle.cli.inbox import (
     Inbox,
     apply_standing,
     approval_for,
+    decision_digest,
     expired_line,
     routes_base_of,
     unknown_bottle,
@@ -33,7 +34,6 @@ from bot_bottle.cli.proposals_decide import register_decisions
 from bot_bottle.cli.registry import summary
 from bot_bottle.cli.render import describe, grant_cell, left_cell, proposal_json, shown_status
 from bot_bottle.policy.approval import KINDS
-from bot_bottle.queue_reads import shown_digest
 from bot_bottle.queue_store import QueueStore
 from bot_bottle.records import TOOLS
 from bot_bottle.timestamps import utc_now
@@ -111,7 +111,7 @@ def cmd_proposals_show(args: argparse.Namespace) -> int:
         # A sidecar can write a response straight into the file: say when the audit log does not prove it.
         unproven = unproven_decision(AuditStore(database=store.db), proposal, response)
         base = routes_base_of(store, proposal, response)
-    digest = shown_digest(proposal)
+        digest = decision_digest(store, proposal)
     if args.json:
         print_json({**proposal_json(proposal, response, approval_for(proposal, response, base)), "unproven": unproven,
                     "digest": digest})

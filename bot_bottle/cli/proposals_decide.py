@@ -22,7 +22,14 @@ from bot_bottle.cli.common import (
 )
 from bot_bottle.cli.grants_cmds import ended_lines, remembered_rule, rule_made_line
 from bot_bottle.cli.in_force import grant_subjects
-from bot_bottle.cli.inbox import decided_now, decided_now_line, file_approval, pending_ids, routes_base_of
+from bot_bottle.cli.inbox import (
+    decided_now,
+    decided_now_line,
+    decision_digest,
+    file_approval,
+    pending_ids,
+    routes_base_of,
+)
 from bot_bottle.cli.render import describe, modification
 from bot_bottle.decisions import check_decision, default_decider, expired, record_decisions
 from bot_bottle.errors import (
@@ -36,7 +43,6 @@ from bot_bottle.grants import GrantStore
 from bot_bottle.policy.approval import Approval
 from bot_bottle.policy.lifetimes import grant_seconds
 from bot_bottle.policy.subjects import subject_of
-from bot_bottle.queue_reads import shown_digest
 from bot_bottle.queue_store import QueueStore
 from bot_bottle.records import (
     REMEMBER_BOTTLE,
@@ -83,7 +89,7 @@ def _decide(args: argparse.Namespace, status: str, notes: str, final_file: str |
             # longer matches: that it can no longer be decided at all is the first thing to know.
             _refuse_decided(proposal, store.response(proposal.id))
         for proposal, digest in zip(proposals, digests, strict=False):
-            _check_digest(proposal, digest)
+            _check_digest(store, proposal, digest)
         for proposal in proposals:
             if not digests and status == STATUS_APPROVED \
                     and not _approval_confirmed(proposal, notes, grant_for, remember,
@@ -171,12 +177,13 @@ def _refuse_decided(proposal: Proposal, earlier: Response | None) -> None:
                          f"{earlier.decided_at}; the first decision stands; nothing recorded")
 
 
-def _check_digest(proposal: Proposal, digest: str) -> None:
-    """Refuse unless ``proposal`` is still the one whose ``proposals show`` printed ``digest``."""
-    if not hmac.compare_digest(digest.strip().lower().encode("utf-8", "replace"), shown_digest(proposal).encode()):
+def _check_digest(store: QueueStore, proposal: Proposal, digest: str) -> None:
+    """Refuse unless ``proposal`` is still the one whose ``proposals show`` printed ``digest``, read as it was."""
+    if not hmac.compare_digest(digest.strip().lower().encode("utf-8", "replace"),
+                               decision_digest(store, proposal).encode()):
         raise AuditTampered(f"proposal {proposal.short_id} is not the one whose digest you gave: it was rewritten in "
-                            "the database since 'proposals show' printed it, or the digest is another's; nothing "
-                            "recorded. Show it again")
+                            "the database since 'proposals show' printed it, or (a routes file) another was approved "
+                            "for its bottle since, or the digest is another's; nothing recorded. Show it again")
 
 
 def _approval_confirmed(proposal: Proposal, notes: str, grant_for: int | None, remember: str | None,
@@ -280,7 +287,7 @@ _FIELD_OPTIONS = {"id": "ID", "ids": "ID", "notes": "--notes", "for": "--for", "
 def _add_digest(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--digest", metavar="D", action="append", default=None,
                         help="the digest 'proposals show' printed: decide only if the proposal is still that one "
-                        "(once per ID, in the same order)")
+                        "(a routes file: read against the same approved file) (once per ID, in the same order)")
 
 
 def _grant_options(parser: argparse.ArgumentParser) -> None:

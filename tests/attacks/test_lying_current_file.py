@@ -124,6 +124,22 @@ class LyingCurrentFileTest(CliTestCase):
         self.assertEqual((entry.id, entry.approval.kinds), (other.id, ("drifted",)))
         self.assertEqual(entry.approval.summary, "routes file: adds d.example; drops c.example")
 
+    def test_a_digest_shown_before_another_routes_approval_approves_nothing(self) -> None:
+        """'approve --digest' holds the routes file to what it was read against when shown: the file approved
+        since drops evil-exfil, which approving this one (shown as adding c.example) would put back."""
+        self.approved(EVIL, FIRST)
+        shown = self.file(EVIL + "- c.example\n", EVIL)
+        digest = json.loads(self.printed("proposals", "show", shown.id, "--json"))["digest"]
+        self.approved(SECOND, EVIL)  # evil-exfil dropped, from another screen
+        code, _, err = self.cli("proposals", "approve", shown.short_id, "--digest", digest)
+        self.assertEqual(code, 1)
+        self.assertIn("another was approved for its bottle since", err)
+        self.assertIsNone(self.store.response(shown.id))
+        self.assertEqual(self.grants(shown)["summary"], "routes file: adds evil-exfil.example.net, c.example")
+        again = json.loads(self.printed("proposals", "show", shown.id, "--json"))["digest"]
+        self.assertNotEqual(again, digest)
+        self.assertEqual(self.cli("proposals", "approve", shown.short_id, "--digest", again)[0], 0)
+
     def test_no_current_file_is_read_against_the_approved_one(self) -> None:
         self.approved()
         proposal = self.file(EVIL, None)
