@@ -187,28 +187,40 @@ def end_grants_rejected_in(log: AuditRecorder, rule: Rule) -> list[Grant]:
     ends too, and what the agent still needs it asks for again, where the
     rejection answers for its part. Returns the grants revoked.
     """
-    params: dict[str, Any] = {"tool": rule.tool, "now": rule.created_at, "queue_key": rule.queue_key}
-    rows = log.conn.execute(
+    overlapping = [grant for grant in grants_in_force_in(log.conn, rule.tool, rule.queue_key, rule.created_at)
+                   if rule_overlaps(rule.subject_value, bool(rule.pattern), rule.tool, grant.subject_value)]
+    return end_grants_in(log, overlapping, f"ended by standing rejection {rule.short_id}: it let through what the "
+                         "rule rejects", revoked_by=rule.created_by, now=rule.created_at, rule_id=rule.id)
+
+
+def grants_in_force_in(conn: sqlite3.Connection, tool: str, queue_key: str | None, now: str) -> list[Grant]:
+    """The grants of ``tool`` for ``queue_key`` (None: every bottle) in force at ``now``, by their rows and as the
+    audit log records them (``logged_live_grants``): a row's word (revoked_at, ends_at, subject) is the file's,
+    which a sidecar can change while a decision ends them and put back after, when the relay proves the grant
+    again. By bottle and id."""
+    rows = conn.execute(
         f"SELECT {GRANT_COLUMNS} FROM grants g WHERE g.tool = :tool AND g.revoked_at IS NULL "
         "AND g.ends_at > :now AND (:queue_key IS NULL OR g.queue_key = :queue_key) ORDER BY g.queue_key, g.id",
-        params).fetchall()
-    # And as the audit log records them: a row's word (revoked_at, ends_at, subject) is the file's, which a
-    # sidecar can change while the rule is made and put back after, when the relay proves the grant again.
-    logged = logged_live_grants(log.conn, rule.tool, rule.queue_key, rule.created_at)
+        {"tool": tool, "now": now, "queue_key": queue_key}).fetchall()
+    logged = logged_live_grants(conn, tool, queue_key, now)
     grants = {grant.id: grant for grant in (*map(grant_from_row, rows), *logged)}
+    return sorted(grants.values(), key=lambda grant: (grant.queue_key, grant.id))
+
+
+def end_grants_in(log: AuditRecorder, grants: list[Grant], reason: str, *, revoked_by: str, now: str,
+                  rule_id: str | None = None) -> list[Grant]:
+    """Revoke each of ``grants`` in ``log``'s transaction, each with a ``grant-revoked`` entry giving ``reason``
+    (and the rule that ended it); the ones revoked."""
     ended = []
-    reason = f"ended by standing rejection {rule.short_id}: it let through what the rule rejects"
-    for grant in sorted(grants.values(), key=lambda grant: (grant.queue_key, grant.id)):
-        if not rule_overlaps(rule.subject_value, bool(rule.pattern), rule.tool, grant.subject_value):
-            continue
-        revocation = _revocation(log.conn, grant, reason, rule.created_by, rule.created_at, rule.id)
+    for grant in grants:
+        revocation = _revocation(log.conn, grant, reason, revoked_by, now, rule_id)
         try:
             validated_details(revocation)
         except ValidationError:
             # A row no host decision wrote (a sidecar on the mount can write the file; 'audit verify' names it):
-            # it cannot be audited, and it must not keep the operator's rejection from being recorded.
+            # it cannot be audited, and it must not keep the operator's decision from being recorded.
             continue
-        ended.append(_revoke(log, grant, revocation, rule.created_at))
+        ended.append(_revoke(log, grant, revocation, now))
     return ended
 
 
