@@ -23,7 +23,7 @@ from typing import Any
 from bot_bottle.audit.rule_proofs import rejecting_rule
 from bot_bottle.audit_store import AuditRecorder, AuditStore
 from bot_bottle.errors import AlreadyDecided, AnchorNotWritten, AuditTampered, ProposalExpired, ValidationError
-from bot_bottle.grants import add_rule_in, grant_record, insert_grant_in
+from bot_bottle.grants import add_rule_in, end_replaced_routes_in, grant_record, insert_grant_in
 from bot_bottle.policy.lifetimes import MAX_REJECT_RULE_SECONDS, grant_seconds
 from bot_bottle.policy.routes import validate_final_file
 from bot_bottle.policy.subjects import subject_of
@@ -312,6 +312,7 @@ def record_decision_in(
     if granted and subject is not None:
         insert_grant_in(log, proposal, subject, grant_id=grant_id, starts_at=now, ends_at=ends_at,
                         decided_by=decision.decided_by, audit_seq=entry.seq, rule_id=rule_id)
+        end_replaced_routes_in(log, proposal, grant_id, decided_by=decision.decided_by, now=now)
     if decision.remember is not None and subject is not None:
         _remember(log, proposal, decision, subject, ends_at or None, now)
     return response, entry

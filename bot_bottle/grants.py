@@ -45,6 +45,7 @@ from bot_bottle.records import (
     EFFECT_REJECT,
     EFFECTS,
     MAX_TEXT_BYTES,
+    TOOL_EGRESS_BLOCK,
     AuditEntry,
     Proposal,
     canonical_json,
@@ -205,6 +206,16 @@ def grants_in_force_in(conn: sqlite3.Connection, tool: str, queue_key: str | Non
     logged = logged_live_grants(conn, tool, queue_key, now)
     grants = {grant.id: grant for grant in (*map(grant_from_row, rows), *logged)}
     return sorted(grants.values(), key=lambda grant: (grant.queue_key, grant.id))
+
+
+def end_replaced_routes_in(log: AuditRecorder, proposal: Proposal, grant_id: str, *, decided_by: str,
+                           now: str) -> list[Grant]:
+    """Revoke the routes grants of ``proposal``'s bottle in force but ``grant_id`` (its approval's): a grant of a file
+    it replaced answered that file filed again, putting back what it dropped unasked. Rules stand."""
+    replaced = [grant for grant in grants_in_force_in(log.conn, TOOL_EGRESS_BLOCK, proposal.queue_key, now)
+                if grant.id != grant_id] if proposal.tool == TOOL_EGRESS_BLOCK else []
+    return end_grants_in(log, replaced, f"replaced by the routes file approved on proposal {proposal.short_id}",
+                         revoked_by=decided_by, now=now)
 
 
 def end_grants_in(log: AuditRecorder, grants: list[Grant], reason: str, *, revoked_by: str, now: str,
