@@ -106,7 +106,7 @@ def stop_git(process: subprocess.Popen[bytes]) -> None:
         process.communicate(timeout=_STOP_GRACE_SECONDS)
     except subprocess.TimeoutExpired:
         process.kill()
-        process.communicate()
+        process.wait()  # not its output: a child of git's that holds the pipes open would hold the gate with them
 
 
 def git_output(command: list[str], deadline: Deadline, *, stdin: IO[bytes] | None = None,

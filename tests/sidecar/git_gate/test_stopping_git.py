@@ -59,6 +59,13 @@ class StoppingGitTest(TempDirTest):
             run_git(["sh", "-c", "trap '' TERM; exec sleep 30"], Deadline(0.2))
         self.assertLess(time.monotonic() - started, 20)  # killed, not waited out
 
+    def test_a_child_that_holds_its_pipes_does_not_hold_the_gate(self) -> None:
+        """Killed after the grace, it is waited for, not its output: a child of its own keeps the pipes open."""
+        started = time.monotonic()
+        with mock.patch.object(objects, "_STOP_GRACE_SECONDS", 0.5), self.assertRaises(ScanLimitExceeded):
+            run_git(["sh", "-c", "trap '' TERM; sleep 20 & exec sleep 20"], Deadline(0.2))
+        self.assertLess(time.monotonic() - started, 15)  # killed, not waited out
+
     def test_within_its_time_the_output_and_status_are_returned(self) -> None:
         result = run_git(git_command(self.repo, "rev-parse", self.commit), Deadline(30))
         self.assertEqual((result.returncode, result.stdout.decode().strip()), (0, self.commit))
