@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 import time
@@ -25,12 +26,14 @@ from pathlib import Path
 
 from common import REPO, machine, median, parser, percentile, table, work_dir
 
+from bot_bottle.audit import routes_approved
 from bot_bottle.audit.anchor import advance_anchor
 from bot_bottle.audit.chain import GENESIS_HASH, compute_hash
 from bot_bottle.audit.seal import GENESIS_SEAL, create_key, key_id, load_key, seal_of
 from bot_bottle.audit_store import AuditStore
 from bot_bottle.connection import connect, transaction
 from bot_bottle.db import open_db
+from bot_bottle.decisions import operator_edit
 from bot_bottle.queue_store import QueueStore
 from bot_bottle.schema import migrate
 
@@ -85,6 +88,13 @@ def populate(path: Path, proposals: int, entries: int) -> None:
     with QueueStore(path) as store:
         for i in range(10):
             store.submit(f"bottle-{i}", "egress-allow", f'{{"host": "pending{i}.example"}}', "pending")
+
+
+def fresh_proof(conn: sqlite3.Connection, after: int) -> None:
+    """``routes_approved``'s proof of the entries after ``after``, as a process's first look (nothing kept)."""
+    routes_approved._proven.clear()
+    if routes_approved._unproven_since(conn, after, None, "bottle-7") is not None:
+        raise SystemExit("the benchmark's log did not prove whole")
 
 
 def timed(action: object, runs: int) -> float:
@@ -163,6 +173,16 @@ def main() -> None:
         ["audit verify", f"{timed(verified(audit), max(1, runs // 2)):.0f}", "<= 3000"],
         ["open_db (migration check, nothing pending)", f"{timed(lambda: open_db(path).close(), runs):.2f}", ""],
     ]
+    # What an egress-block is read against: the entries after its bottle's last routes approval proven whole
+    # (audit.routes_approved), the first look in a process, then carried on once the log is one entry longer.
+    back = min(150_000, entries // 2)
+    with audit.db.read() as conn:
+        rows.append([f"routes file's last approval proven, {back:,} entries back (a process's first look)",
+                     f"{timed(lambda: fresh_proof(conn, entries - back), 1):.0f}", ""])
+    operator_edit("bottle-7", "routes", "a\n", "b\n", "bench", db_path=path)
+    with audit.db.read() as conn:
+        carried = timed(lambda: routes_approved._unproven_since(conn, entries - back, None, "bottle-7"), runs)
+        rows.append(["  the log one entry longer (carried on)", f"{carried:.2f}", ""])
     took, filings = filings_during(verified(audit), path)
     rows.append(["audit verify, a process filing every 20 ms", f"{took:.0f}", ""])
     rows.append([f"  its {len(filings)} filings meanwhile: p50 / p99 / max",

@@ -206,8 +206,6 @@ def _unproven_since(conn: sqlite3.Connection, after: int, before: int | None, bo
     key, anchor = host_sealing(conn)
     start = max(after, anchor.restarted_at if anchor is not None else 0)  # an earlier key's entries prove nothing
     end = before - 1 if before is not None else max(last_seq(conn), anchor.seq if anchor is not None else 0)
-    if end - start > ROUTES_PROOF_SPAN:
-        return f"more than {ROUTES_PROOF_SPAN} audit entries after entry {start} were not checked"
     if end <= start:
         return None
     # The last entry's seal first: rows a sidecar appended (chained by hand: the chain needs no key) end the
@@ -217,16 +215,14 @@ def _unproven_since(conn: sqlite3.Connection, after: int, before: int | None, bo
         return f"audit entry {end} is missing"
     if not sealed_as_read(conn, last, key, anchor):
         return f"audit entry {end} is not sealed by this host as it reads now"
-    proof = (database_path(conn), end, str(last[11]))
-    with _proven_lock:
-        known = _proven.get(proof)
-    # Proven from no later than ``start``, with no approval of the bottle's routes after it then: the lookup found
-    # the newest (an approval rewritten since, out of the lookup's sight, was in the span as it was proven).
-    if known is not None and known[0] <= start and known[1].get(bottle, 0) <= start:
-        return None
-    expected, link, approvals = start + 1, None, dict[str, int]()
-    for row in conn.execute(f"{SELECT} WHERE seq > :start AND seq <= :end ORDER BY seq",
-                            {"start": start, "end": end}):
+    path, end_hash = database_path(conn), str(last[11])
+    known = _proof_for(path, start, end, end_hash)
+    upto, link, approvals = (start, None, dict[str, int]()) if known is None else (
+        known[1], known[2], dict(known[3]))
+    if end - upto > ROUTES_PROOF_SPAN:
+        return f"more than {ROUTES_PROOF_SPAN} audit entries after entry {upto} were not checked"
+    expected = upto + 1
+    for row in conn.execute(f"{SELECT} WHERE seq > :upto AND seq <= :end ORDER BY seq", {"upto": upto, "end": end}):
         if row[0] != expected:
             return f"audit entry {expected} is missing"
         try:
@@ -240,11 +236,26 @@ def _unproven_since(conn: sqlite3.Connection, after: int, before: int | None, bo
         expected, link = expected + 1, row[11]
     if expected <= end:
         return f"audit entry {expected} is missing"
-    if known is None or start < known[0]:
-        with _proven_lock:
-            if len(_proven) >= _PROVEN_SIZE:
-                del _proven[next(iter(_proven))]
-            _proven[proof] = (start, approvals)
-    # The newest approval of this bottle's routes in the span is the lookup's, or one the lookup could not see.
+    with _proven_lock:
+        if len(_proven) >= _PROVEN_SIZE:
+            del _proven[next(iter(_proven))]
+        _proven[(path, end, end_hash)] = (start if known is None else known[0], approvals)
+    # Proven from no later than ``start``: the newest approval of this bottle's routes in the span is the
+    # lookup's, or one it could not see (rewritten since, out of its sight: the span recorded it as proven).
     newest = approvals.get(bottle, 0)
     return None if newest <= start else f"audit entry {newest} approves a routes file the lookup did not find"
+
+
+def _proof_for(path: str, start: int, end: int, end_hash: str) -> tuple[int, int, str | None, dict[str, int]] | None:
+    """The span this process proved whole that serves a look from ``start`` to ``end`` (whose hash is
+    ``end_hash``): (where it was proven from, its last entry, that entry's hash, its routes approvals), the one
+    reaching furthest; None where there is none. One ending at ``end`` itself must end at the same entry; one
+    ending before it is carried on from its last entry's hash (what it held then stays true)."""
+    best: tuple[int, int, str | None, dict[str, int]] | None = None
+    with _proven_lock:
+        for (proven_path, upto, upto_hash), (proven_from, approvals) in _proven.items():
+            if proven_path != path or proven_from > start or upto > end or (upto == end and upto_hash != end_hash):
+                continue
+            if best is None or upto > best[1]:
+                best = (proven_from, upto, upto_hash, approvals)
+    return best

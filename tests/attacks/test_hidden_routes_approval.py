@@ -125,6 +125,23 @@ class HiddenRoutesApprovalTest(CliTestCase):
         self.assertIn("evil-exfil.example.net", entries[lie.id].approval.summary)
         self.assertIn("drifted", entries[lie.id].approval.kinds)
 
+    def test_a_span_carried_on_as_the_log_grows_still_finds_it(self) -> None:
+        """A span proven before is carried on from its last entry when the log grows (only the new entries are
+        walked), with what it held then: the newest approval, rewritten after, is still the span's."""
+        other = self.file("routes:\n- y.com\n", None, bottle="web-3")
+        self.assertEqual(self.cli("proposals", "list")[0], 0)
+        grown = self.file("routes:\n- z.com\n", None, bottle="web-4")
+        decide(grown.id, STATUS_REJECTED, "no", store=self.store)  # one more entry: a longer span, carried on
+        with self.raw:
+            self.raw.execute("UPDATE audit_log SET tool = 'egress-block-' WHERE proposal_id = ?", (self.dropping.id,))
+        lie = self.file(BACK, WITH_EVIL)
+        with mock.patch.object(routes_approved, "ROUTES_PROOF_SPAN", 1):  # walks only what the log grew by
+            entries = {entry.id: entry for entry in Inbox(self.store).pending()}
+        self.assertEqual(set(entries), {other.id, lie.id})
+        self.assertIn("evil-exfil.example.net", entries[lie.id].approval.summary)
+        self.assertIn("drifted", entries[lie.id].approval.kinds)
+        self.assertIn("approves a routes file the lookup did not find", entries[lie.id].approval.cautions[0].text)
+
     def test_a_log_too_long_to_check_proves_no_approval(self) -> None:
         with mock.patch.object(routes_approved, "ROUTES_PROOF_SPAN", 0):
             lie = self.file(BACK, DROPPED)
