@@ -169,8 +169,18 @@ class ConcurrentQueueTest(TempDirTest):
         self.assertEqual(tuple(proposals), (total, total), "every proposal stored once")
         self.assertEqual(tuple(responses), (total, total), "every proposal decided once")
         self.assertEqual(archived, total)
+        with QueueStore(path) as store, store.db.read() as conn:
+            actions = dict(conn.execute("SELECT action, count(*) FROM audit_log GROUP BY action").fetchall())
+            approving = conn.execute("SELECT count(DISTINCT queue_key) FROM audit_log "
+                                     "WHERE action IN ('approved', 'modified')").fetchone()[0]
+        decided = sum(actions.get(action, 0) for action in ("approved", "modified", "rejected"))
+        self.assertEqual(decided, total, "one audit entry per decision")
+        # Each routes file approved ends its bottle's other routes grants, each once: all but the last one a
+        # bottle was approved stand ended, however the approvals interleaved.
+        approved = actions.get("approved", 0) + actions.get("modified", 0)
+        self.assertEqual(actions.get("grant-revoked", 0), approved - approving)
+        self.assertEqual(set(actions) - {"approved", "modified", "rejected", "grant-revoked"}, set())
         with AuditStore(path) as audit:
-            self.assertEqual(audit.count(), total, "one audit entry per decision")
             verified = audit.verify()
         self.assertTrue(verified.ok, verified.problem)
 

@@ -35,9 +35,16 @@ from bot_bottle.records import (
     ACTION_RULE_REVOKED,
     STATUS_APPROVED,
     STATUS_MODIFIED,
+    TOOL_EGRESS_BLOCK,
     canonical_json,
 )
 from bot_bottle.timestamps import later
+
+# One bottle's routes approvals, and its routes grants' revocations, as migration 0010's partial indexes name them
+# (their literals, so that SQLite sees a query implies an index's WHERE): ``audit.routes_approved`` reads the first.
+ROUTES_APPROVED = (f"a.queue_key = :queue_key AND a.tool = '{TOOL_EGRESS_BLOCK}' "
+                   f"AND a.action IN ('{STATUS_APPROVED}', '{STATUS_MODIFIED}')")
+ROUTES_REVOKED = f"a.queue_key = :queue_key AND a.tool = '{TOOL_EGRESS_BLOCK}' AND a.action = '{ACTION_GRANT_REVOKED}'"
 
 
 def logged_live_grants(conn: sqlite3.Connection, tool: str, queue_key: str | None, now: str) -> list[Grant]:
@@ -48,15 +55,22 @@ def logged_live_grants(conn: sqlite3.Connection, tool: str, queue_key: str | Non
     # index, so a rejection's transaction reads the last months, not a million entries (0.5 s under the lock).
     params = {"tool": tool, "queue_key": queue_key, "now": now,
               "earliest": later(now, -(max(life.maximum for life in LIFETIMES.values()) + DAY))}
-    revoked = {row[0] for row in conn.execute("SELECT json_extract(a.details, '$.grant') FROM audit_log a "
-                                              "WHERE a.ts >= :earliest AND a.action = :revoked",
-                                              {**params, "revoked": ACTION_GRANT_REVOKED})}
+    if tool == TOOL_EGRESS_BLOCK and queue_key is not None:
+        # One bottle's routes grants: through migration 0010's indexes of its routes approvals and revocations
+        # (their literals), as every routes approval ends the others, not a read of the log's last months.
+        revoked_sql = f"SELECT json_extract(a.details, '$.grant') FROM audit_log a WHERE {ROUTES_REVOKED}"
+        made_sql = f"WHERE {ROUTES_APPROVED} AND json_extract(a.details, '$.grant.ends_at') > :now"
+    else:
+        revoked_sql = ("SELECT json_extract(a.details, '$.grant') FROM audit_log a "
+                       "WHERE a.ts >= :earliest AND a.action = :revoked")
+        made_sql = ("WHERE a.ts >= :earliest AND a.action IN (:approved, :modified) "
+                    "AND json_extract(a.details, '$.grant.tool') = :tool "
+                    "AND json_extract(a.details, '$.grant.ends_at') > :now "
+                    "AND (:queue_key IS NULL OR a.queue_key = :queue_key)")  # no ORDER BY: it would read the whole log
+    revoked = {row[0] for row in conn.execute(revoked_sql, {**params, "revoked": ACTION_GRANT_REVOKED})}
     for seq, queue_key, proposal_id, actor, record in conn.execute(
             "SELECT a.seq, a.queue_key, a.proposal_id, a.actor, json_extract(a.details, '$.grant') FROM audit_log a "
-            "WHERE a.ts >= :earliest AND a.action IN (:approved, :modified) "
-            "AND json_extract(a.details, '$.grant.tool') = :tool AND json_extract(a.details, '$.grant.ends_at') > :now "
-            "AND (:queue_key IS NULL OR a.queue_key = :queue_key)",  # no ORDER BY: it would read the whole log
-            {**params, "approved": STATUS_APPROVED, "modified": STATUS_MODIFIED}):
+            + made_sql, {**params, "approved": STATUS_APPROVED, "modified": STATUS_MODIFIED}):
         try:
             recorded = json.loads(record)
             if recorded["id"] in revoked:
