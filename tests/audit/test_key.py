@@ -38,7 +38,8 @@ class KeyProcessCase(TempDirTest):
     def approve(self) -> tuple[str, subprocess.CompletedProcess[str]]:
         """File a proposal and approve it with the CLI, as a script does (with show's digest)."""
         self.filed += 1
-        proposal = self.store.submit("web-1", TOOL_EGRESS_BLOCK, f"routes: [{self.filed}]\n", "why")
+        # A bottle each: one routes file approved for a bottle ends its earlier one's grant (one more entry).
+        proposal = self.store.submit(f"web-{self.filed}", TOOL_EGRESS_BLOCK, f"routes: [{self.filed}]\n", "why")
         digest = json.loads(self.run_cli("proposals", "show", proposal.id, "--json").stdout)["digest"]
         return proposal.id, self.run_cli("proposals", "approve", proposal.short_id, "--digest", digest)
 
@@ -251,7 +252,7 @@ class AnchorNotWrittenTest(KeyProcessCase):
     def test_a_full_disk_after_the_decision_committed(self) -> None:
         """The anchors' directory full: two approvals in one commit stand and say so (exit 0, one warning)."""
         self.assert_approved()  # the key and the database exist; the next anchor write fails
-        proposal, other = (self.store.submit("web-1", TOOL_EGRESS_BLOCK, f"routes: [{name}]\n", "why")
+        proposal, other = (self.store.submit(f"web-{name}", TOOL_EGRESS_BLOCK, f"routes: [{name}]\n", "why")
                            for name in ("full", "disk"))
         digest, other_digest = (json.loads(self.run_cli("proposals", "show", each.id, "--json").stdout)["digest"]
                                 for each in (proposal, other))

@@ -196,7 +196,7 @@ class VerifyProgressTest(TempDirTest):
         db = self.tmp / "v.db"
         with QueueStore(db) as store:
             for index in range(7):
-                proposal = store.submit("web-1", TOOL_EGRESS_BLOCK, f"routes: [{index}]\n", "why")
+                proposal = store.submit(f"web-{index}", TOOL_EGRESS_BLOCK, f"routes: [{index}]\n", "why")
                 decide(proposal.id, STATUS_APPROVED, store=store)
         seen: list[tuple[int, int]] = []
         with AuditStore(db) as audit:

@@ -413,8 +413,8 @@ class ProposalsVerbsTest(CliTestCase):
 class AuditVerbsTest(CliTestCase):
     def test_list_verify_export(self) -> None:
         """After decisions, audit list, verify and export agree."""
-        for n in "ab":
-            proposal = self.routes(payload=f"routes: [{n}]\n")
+        for n in "ab":  # a bottle each: a second routes file for one bottle ends the first's grant (an entry)
+            proposal = self.routes(f"web-{n}", payload=f"routes: [{n}]\n")
             self.approve(proposal)
         other = self.routes("web-2")
         self.cli("proposals", "reject", other.short_id, "--reason", "no")

@@ -19,7 +19,7 @@ from bot_bottle.records import TOOL_EGRESS_BLOCK
 from bot_bottle.relay.credentials import RelayCredentials
 from bot_bottle.sidecar.relay_queue import RelayQueue
 from bot_bottle.wire.relay_file import RelayEndpoint
-from tests.helpers.processes import SPAWN, expected_decision
+from tests.helpers.processes import SPAWN, entries_beyond_decisions, expected_decision
 from tests.helpers.relay_fixture import free_port, start_relay_process, stop_process
 from tests.helpers.support import TempDirTest, wait_until
 
@@ -118,7 +118,9 @@ class RelayLoadTest(TempDirTest):
         self.assertEqual(tuple(proposals), (total, total), "every proposal stored once")
         self.assertEqual(tuple(responses), (total, total), "every proposal decided once")
         self.assertEqual(per_bottle, SIDECARS)
+        with QueueStore(db) as store, store.db.read() as conn:
+            beyond = entries_beyond_decisions(self, conn)
         with AuditStore(db) as audit:
-            self.assertEqual(audit.count(), total, "one audit entry per decision")
+            self.assertEqual(audit.count(), total + beyond, "one audit entry per decision")
             verified = audit.verify()
         self.assertTrue(verified.ok, verified.problem)
