@@ -42,6 +42,7 @@ from dataclasses import dataclass
 from bot_bottle.audit.anchor import Anchor
 from bot_bottle.audit.chain import SELECT, compute_hash, stored_details
 from bot_bottle.audit.host_seal import host_sealing, sealed_as_read, sealed_rows
+from bot_bottle.audit.seal import GENESIS_SEAL, Sealer
 from bot_bottle.audit.walk import last_seq
 from bot_bottle.connection import database_path
 from bot_bottle.errors import BotBottleError
@@ -198,10 +199,13 @@ def _unproven_since(conn: sqlite3.Connection, after: int, before: int | None, bo
     this host's as they read now, or None: what proves that no newer approval was rewritten or taken out of
     ``_last_approved``'s sight.
 
-    They must be numbered without a gap, each must hash to its stored hash and name the one before it, and the
-    last must carry this host's seal (``sealed_as_read``): an entry rewritten, with its hash and every later one
-    made again, changes the last one's hash, which only the host's key could seal. One seal for the span, so a
-    long log costs a sha256 an entry (a seal an entry was three times that).
+    They must be numbered without a gap, each must hash to its stored hash and name the one before it, and each
+    must carry this host's seal over the one before (the last one's is looked at first: rows a sidecar appended
+    end the look at once). Not the last seal alone: the host seals its next entry onto the newest one without
+    holding that one to its seal where the anchor reaches it (a changed anchored entry must not stop every
+    decision, tests/attacks/test_display_audit.py), so a sidecar that rewrote the entries from an approval to
+    the head, with the chain made again, had the host's next seal vouch for them all (hostile review 52). A seal
+    an entry is an HMAC from precomputed states (``Sealer``): under a microsecond on top of the sha256.
     """
     key, anchor = host_sealing(conn)
     start = max(after, anchor.restarted_at if anchor is not None else 0)  # an earlier key's entries prove nothing
@@ -221,6 +225,10 @@ def _unproven_since(conn: sqlite3.Connection, after: int, before: int | None, bo
         known[1], known[2], dict(known[3]))
     if end - upto > ROUTES_PROOF_SPAN:
         return f"more than {ROUTES_PROOF_SPAN} audit entries after entry {upto} were not checked"
+    if key is None:  # never: the last entry's seal was checked with it
+        return "the host's audit key is missing"
+    seal = Sealer(key).seal
+    previous = _seal_at(conn, upto)
     expected = upto + 1
     for row in conn.execute(f"{SELECT} WHERE seq > :upto AND seq <= :end ORDER BY seq", {"upto": upto, "end": end}):
         if row[0] != expected:
@@ -231,9 +239,11 @@ def _unproven_since(conn: sqlite3.Connection, after: int, before: int | None, bo
             whole = False
         if not whole:
             return f"audit entry {expected} was changed after it was written"
+        if previous is None or row[12] is None or seal(expected, previous, str(row[11])) != row[12]:
+            return f"audit entry {expected} was changed after the host sealed it"
         if row[4] == TOOL_EGRESS_BLOCK and row[3] in (STATUS_APPROVED, STATUS_MODIFIED):
             approvals[str(row[2])] = row[0]
-        expected, link = expected + 1, row[11]
+        expected, link, previous = expected + 1, row[11], str(row[12])
     if expected <= end:
         return f"audit entry {expected} is missing"
     with _proven_lock:
@@ -244,6 +254,16 @@ def _unproven_since(conn: sqlite3.Connection, after: int, before: int | None, bo
     # lookup's, or one it could not see (rewritten since, out of its sight: the span recorded it as proven).
     newest = approvals.get(bottle, 0)
     return None if newest <= start else f"audit entry {newest} approves a routes file the lookup did not find"
+
+
+def _seal_at(conn: sqlite3.Connection, seq: int) -> str | None:
+    """The seal stored for entry ``seq`` (the genesis seal before the first), what the next one's is made over;
+    None where there is none. A seal a sidecar wrote there is no help to it: the next entry's must be the
+    host's over it."""
+    if seq == 0:
+        return GENESIS_SEAL
+    row = conn.execute("SELECT mac FROM audit_seal WHERE seq = :seq", {"seq": seq}).fetchone()
+    return None if row is None or row[0] is None else str(row[0])
 
 
 def _proof_for(path: str, start: int, end: int, end_hash: str) -> tuple[int, int, str | None, dict[str, int]] | None:

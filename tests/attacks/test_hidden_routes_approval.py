@@ -112,6 +112,32 @@ class HiddenRoutesApprovalTest(CliTestCase):
                 link = digest
         self.assert_not_hidden(self.file(BACK, WITH_EVIL))
 
+    def test_the_entries_to_the_head_rewritten_before_the_hosts_next_entry(self) -> None:
+        """Hostile review 52: the host seals its next entry onto the newest one without holding that one to its
+        seal where the anchor reaches it (a changed anchored entry must not stop every decision), so a suffix
+        rewritten with its chain made again, from the approval to the head, ended in a seal of the host's that
+        vouched for it: the look held only that last seal, and read the file against the older one."""
+        with self.raw:
+            self.raw.execute("UPDATE audit_log SET tool = 'egress-block-' WHERE proposal_id = ?", (self.dropping.id,))
+            (seq,) = self.raw.execute("SELECT seq FROM audit_log WHERE proposal_id = ?", (self.dropping.id,)).fetchone()
+            link = self.raw.execute("SELECT prev_hash FROM audit_log WHERE seq = ?", (seq,)).fetchone()[0]
+            rows = self.raw.execute("SELECT seq, ts, queue_key, action, tool, proposal_id, actor, notes, diff, "
+                                    "details FROM audit_log WHERE seq >= ? ORDER BY seq", (seq,)).fetchall()
+            for row in rows:
+                digest = compute_hash(*row, link)
+                self.raw.execute("UPDATE audit_log SET prev_hash = ?, hash = ? WHERE seq = ?", (link, digest, row[0]))
+                link = digest
+        later = self.file("routes:\n- w.com\n", None, bottle="web-5")
+        decide(later.id, STATUS_REJECTED, "no", store=self.store)  # the host's next entry, sealed onto the head
+        (head,) = self.raw.execute("SELECT max(seq) FROM audit_log").fetchone()
+        self.assertEqual(self.raw.execute("SELECT prev_hash FROM audit_log WHERE seq = ?", (head,)).fetchone(),
+                         self.raw.execute("SELECT hash FROM audit_log WHERE seq = ?", (head - 1,)).fetchone())
+        lie = self.file(BACK, WITH_EVIL)
+        self.assert_not_hidden(lie)
+        code, out, err = self.cli("proposals", "show", lie.short_id)
+        self.assertEqual((code, err), (0, ""))
+        self.assertIn(f"audit entry {seq} was changed after the host sealed it", out)
+
     def test_a_span_this_process_proved_before_the_rewrite_still_finds_it(self) -> None:
         """The screens keep the spans they proved whole (one walk serves every proposal); a newer approval
         rewritten after that, out of the lookup's sight, is still the span's as it was proven."""
