@@ -270,11 +270,15 @@ def _proof_for(path: str, start: int, end: int, end_hash: str) -> tuple[int, int
     """The span this process proved whole that serves a look from ``start`` to ``end`` (whose hash is
     ``end_hash``): (where it was proven from, its last entry, that entry's hash, its routes approvals), the one
     reaching furthest; None where there is none. One ending at ``end`` itself must end at the same entry; one
-    ending before it is carried on from its last entry's hash (what it held then stays true)."""
+    ending before it is carried on from its last entry's hash (what it held then stays true). One ending before
+    ``start`` serves nothing (its approvals are older than the one found) and is not carried through entries
+    the look need not hold to this key: those before a new key took over (``restarted_at``) are an earlier
+    key's, and each entry walked is held to its seal."""
     best: tuple[int, int, str | None, dict[str, int]] | None = None
     with _proven_lock:
         for (proven_path, upto, upto_hash), (proven_from, approvals) in _proven.items():
-            if proven_path != path or proven_from > start or upto > end or (upto == end and upto_hash != end_hash):
+            if proven_path != path or proven_from > start or upto < start or upto > end \
+                    or (upto == end and upto_hash != end_hash):
                 continue
             if best is None or upto > best[1]:
                 best = (proven_from, upto, upto_hash, approvals)

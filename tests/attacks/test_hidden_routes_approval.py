@@ -138,6 +138,23 @@ class HiddenRoutesApprovalTest(CliTestCase):
         self.assertEqual((code, err), (0, ""))
         self.assertIn(f"audit entry {seq} was changed after the host sealed it", out)
 
+    def test_a_span_proven_before_a_new_key_took_over_is_not_walked_with_it(self) -> None:
+        """A span this process proved when the log was shorter, the old key's entries after it and a new key
+        since: the look starts at the restart, and the span (ending before it) is not carried on through
+        entries the new key never sealed (each entry is held to its seal: that read as a rewrite)."""
+        other = self.file("routes:\n- y.com\n", None, bottle="web-3")
+        self.assertEqual(self.cli("proposals", "list")[0], 0)  # the whole log proven, in this process
+        decide(other.id, STATUS_REJECTED, "no", store=self.store)  # the old key's, after the span
+        key = self.home / ".bot-bottle" / "audit.key"
+        key.rename(key.with_name("audit.key.lost"))
+        code, _, err = self.cli("audit", "new-key", "--yes")
+        self.assertEqual(code, 0, err)
+        later = self.file("routes:\n- z.com\n", None, bottle="web-4")
+        decide(later.id, STATUS_REJECTED, "no", store=self.store)  # the new key's
+        honest = self.file(BACK, DROPPED)
+        entry = {each.id: each for each in Inbox(self.store).pending()}[honest.id]
+        self.assertNotIn("changed after the host sealed it", " ".join(c.text for c in entry.approval.cautions))
+
     def test_a_span_this_process_proved_before_the_rewrite_still_finds_it(self) -> None:
         """The screens keep the spans they proved whole (one walk serves every proposal); a newer approval
         rewritten after that, out of the lookup's sight, is still the span's as it was proven."""
