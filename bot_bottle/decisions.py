@@ -17,9 +17,10 @@ import json
 import os
 import secrets
 import socket
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
+from bot_bottle.audit.routes_approved import hold_routes_read
 from bot_bottle.audit.rule_proofs import rejecting_rule
 from bot_bottle.audit_store import AuditRecorder, AuditStore
 from bot_bottle.errors import AlreadyDecided, AnchorNotWritten, AuditTampered, ProposalExpired, ValidationError
@@ -182,6 +183,7 @@ def decide(
     shown: Proposal | None = None,
     grant_for: int | None = None,
     remember: str | None = None,
+    read: str | None = None,
 ) -> Response:
     """Decide a proposal: write its response and audit entry (and a grant, and a rule) in one transaction.
 
@@ -194,7 +196,8 @@ def decide(
     the deciding transaction (``AuditTampered`` otherwise). Without it, the
     proposal as read there is the one held. ``grant_for`` (seconds) is how
     long an approval's grant lasts (default: the tool's); ``remember``
-    (``bottle`` or ``all``) makes the decision a standing rule too.
+    (``bottle`` or ``all``) makes the decision a standing rule too; ``read``, what the screen read a routes
+    file against (``RoutesBase.digest``), held to what the transaction reads (``record_decisions``).
     """
     decision = Decision(status, notes, final_file, default_decider() if decided_by is None else decided_by,
                         grant_seconds=grant_for, remember=remember)
@@ -202,7 +205,8 @@ def decide(
     try:
         held = shown if shown is not None and shown.id == proposal_id else None
         try:
-            (response,) = record_decisions(queue, [(proposal_id, decision, held)])
+            (response,) = record_decisions(queue, [(proposal_id, decision, held)],
+                                           None if read is None else {proposal_id: read})
         except AnchorNotWritten as exc:  # the one decision stands: the caller is given it, as decide returns it
             responses = exc.result if isinstance(exc.result, list) else []
             raise AnchorNotWritten(str(exc), responses[0] if responses else None) from None
@@ -213,7 +217,7 @@ def decide(
 
 
 def record_decisions(
-    store: QueueStore, asked: Sequence[tuple[str, Decision, Proposal | None]],
+    store: QueueStore, asked: Sequence[tuple[str, Decision, Proposal | None]], read: Mapping[str, str] | None = None,
 ) -> list[Response]:
     """Record each ``(proposal_id, decision, shown)`` in order, in one transaction: all of them, or none.
 
@@ -221,7 +225,8 @@ def record_decisions(
     ``shown`` (the proposal as the operator saw it), a stored proposal that
     differs from it is refused with ``AuditTampered``: proposals are
     immutable, so it was rewritten in the file, and the decision would record
-    something the operator never saw. Any refusal (this, or one of
+    something the operator never saw. ``read`` (by proposal id): what each routes file was shown read against
+    (``RoutesBase.digest``); one approved meanwhile changes it (``ReadChanged``). Any refusal (this, or one of
     ``record_decision_in``'s) records none of them: a command that names
     several proposals never stops half way. Several decisions share one
     commit, one anchor move and one wake-up (``proposals approve ID ID...``;
@@ -241,6 +246,8 @@ def record_decisions(
                         f"proposal {proposal.short_id} is not what was shown: it was rewritten in the database "
                         "after it was read (proposals are immutable); nothing recorded. Check 'bot-bottle audit "
                         "verify'")
+                if read is not None and proposal_id in read:
+                    hold_routes_read(log.conn, proposal, read[proposal_id])
                 recorded.append(record_decision_in(log, proposal, decision)[0])
     except AnchorNotWritten as exc:  # committed: the decisions stand, and the caller can say which
         raise AnchorNotWritten(str(exc), recorded) from None

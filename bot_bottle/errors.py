@@ -30,6 +30,7 @@ never shown as they are::
     ├── NotFound                      no record has that id (or prefix)
     ├── AmbiguousId                   an id prefix matches several records
     ├── AlreadyDecided                the proposal has a decision; the first one stands
+    ├── ReadChanged                   a routes file was approved for the bottle since the one decided was shown
     ├── AlreadyEnded                  the grant or rule asked to end has ended already
     ├── ProposalExpired               the proposal's end passed: it can no longer be decided
     ├── StillPending                  the operation needs a decided proposal
@@ -183,6 +184,11 @@ class AmbiguousId(BotBottleError):
 
 class AlreadyDecided(BotBottleError):
     """A decision was asked for a proposal that has one already (the first wins)."""
+
+
+class ReadChanged(BotBottleError):
+    """What approving a proposal grants changed after it was shown, though the proposal did not: another routes
+    file was approved for its bottle meanwhile, so the one shown is read against another. Nothing recorded."""
 
 
 class AlreadyEnded(BotBottleError):

@@ -45,7 +45,7 @@ from bot_bottle.audit.host_seal import host_sealing, sealed_as_read, sealed_rows
 from bot_bottle.audit.seal import GENESIS_SEAL, Sealer
 from bot_bottle.audit.walk import last_seq
 from bot_bottle.connection import database_path
-from bot_bottle.errors import BotBottleError
+from bot_bottle.errors import BotBottleError, ReadChanged
 from bot_bottle.records import (
     RESPONSE_STATUSES,
     SHORT_ID_LENGTH,
@@ -136,6 +136,16 @@ def routes_base(conn: sqlite3.Connection, proposal: Proposal, decided: bool) -> 
                           "no longer in the database: what this file adds and drops is the sidecar's word")
     return RoutesBase(last.text, f"the current routes file the sidecar sent is not {which}: what this file adds and "
                       "drops is read against that one")
+
+
+def hold_routes_read(conn: sqlite3.Connection, proposal: Proposal, read: str) -> None:
+    """``ReadChanged`` where pending ``proposal``'s file reads now (in the deciding transaction, ``conn``) against
+    another base than the one whose ``RoutesBase.digest`` is ``read``, the one a screen showed. A check made
+    before the transaction let a routes file approved meanwhile (another screen, a rule) commit between the two,
+    and the approval recorded what no screen showed (hostile review 52)."""
+    if proposal.tool == TOOL_EGRESS_BLOCK and routes_base(conn, proposal, decided=False).digest() != read:
+        raise ReadChanged(f"another routes file was approved for {proposal.queue_key} since {proposal.short_id} was "
+                          "shown, so what deciding it adds and drops changed; nothing recorded: show it again")
 
 
 def routes_approvals_mark(conn: sqlite3.Connection) -> int | None:

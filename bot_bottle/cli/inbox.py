@@ -225,15 +225,16 @@ def routes_base_of(store: DatabaseUser, proposal: Proposal, response: Response |
         return routes_base(conn, proposal, decided=response is not None)
 
 
-def decision_digest(store: DatabaseUser, proposal: Proposal) -> str:
+def decision_digest(store: DatabaseUser, proposal: Proposal, base: RoutesBase | None = None) -> str:
     """What ``proposals show`` prints and ``approve --digest`` takes back: the proposal as shown
     (``shown_digest``) and, for a routes file, what it is read against (``RoutesBase.digest``). A routes file
     approved for the bottle since changes what approving this one replaces: a digest printed before it no longer
-    approves (hostile review 51: 'adds c.example' approved a file putting back the host that approval dropped)."""
+    approves (hostile review 51: 'adds c.example' approved a file putting back the host that approval dropped).
+    ``base``: the reading made already (``routes_base_of``)."""
     digest = shown_digest(proposal)
     if proposal.tool != TOOL_EGRESS_BLOCK:
         return digest
-    return sha256_text(digest + routes_base_of(store, proposal).digest())
+    return sha256_text(digest + (base or routes_base_of(store, proposal)).digest())
 
 
 def approval_for(proposal: Proposal, response: Response | None = None, base: RoutesBase | None = None) -> Approval:

@@ -88,23 +88,26 @@ def _decide(args: argparse.Namespace, status: str, notes: str, final_file: str |
             # response row for the look here and take it away before the commit). Said before a digest that no
             # longer matches: that it can no longer be decided at all is the first thing to know.
             _refuse_decided(proposal, store.response(proposal.id))
+        # What each routes file is read against, as checked by its digest or shown at its question: the
+        # deciding transaction holds it to what it reads then (a routes file approved meanwhile changes it).
+        bases = {proposal.id: routes_base_of(store, proposal) for proposal in proposals}
         for proposal, digest in zip(proposals, digests, strict=False):
-            _check_digest(store, proposal, digest)
+            _check_digest(store, proposal, digest, bases[proposal.id])
         for proposal in proposals:
             if not digests and status == STATUS_APPROVED \
-                    and not _approval_confirmed(proposal, notes, grant_for, remember,
-                                                routes_base_of(store, proposal)):
+                    and not _approval_confirmed(proposal, notes, grant_for, remember, bases[proposal.id]):
                 print(f"approval of {proposal.short_id} cancelled: nothing recorded"
                       + _also_not(agreed), file=sys.stderr)
                 return EXIT_CANCELLED
             if status == STATUS_MODIFIED and final_file is not None \
-                    and not _confirmed(args, proposal, notes, final_file, routes_base_of(store, proposal)):
+                    and not _confirmed(args, proposal, notes, final_file, bases[proposal.id]):
                 print("modification cancelled: nothing recorded", file=sys.stderr)
                 return EXIT_CANCELLED
             agreed.append(proposal)
         waiting = pending_ids(db_path(args)) if remember is not None else []
         done = _record(store, agreed, Decision(status, notes, final_file, default_decider(), grant_seconds=grant_for,
-                                               remember=remember))
+                                               remember=remember),
+                       {} if status == STATUS_REJECTED else {key: base.digest() for key, base in bases.items()})
     for each in done:  # the rule --remember made decides the pending ones it matches now, as 'rules add' does
         each["decided_now"] = [] if each["rule"] is None else \
             decided_now(db_path(args), each["rule"]["id"], warn, waiting)
@@ -134,13 +137,14 @@ def _also_not(agreed: list[Proposal]) -> str:
     return f", nor {ids} agreed before it (all or none): 'proposals approve {ids}' asks again"
 
 
-def _record(store: QueueStore, proposals: list[Proposal], decision: Decision) -> list[dict[str, Any]]:
-    """Record ``decision`` on each of ``proposals`` as it was shown (or named by its digest), in one transaction;
-    what was done, as ``--json`` prints it."""
+def _record(store: QueueStore, proposals: list[Proposal], decision: Decision,
+            read: dict[str, str]) -> list[dict[str, Any]]:
+    """Record ``decision`` on each of ``proposals`` as it was shown (or named by its digest), and each routes file
+    as ``read`` (by id: ``RoutesBase.digest``), in one transaction; what was done, as ``--json`` prints it."""
     if not proposals:
         return []
     try:
-        responses = record_decisions(store, [(proposal.id, decision, proposal) for proposal in proposals])
+        responses = record_decisions(store, [(proposal.id, decision, proposal) for proposal in proposals], read)
         warning = ""
     except AnchorNotWritten as exc:
         if not isinstance(exc.result, list):
@@ -177,10 +181,10 @@ def _refuse_decided(proposal: Proposal, earlier: Response | None) -> None:
                          f"{earlier.decided_at}; the first decision stands; nothing recorded")
 
 
-def _check_digest(store: QueueStore, proposal: Proposal, digest: str) -> None:
+def _check_digest(store: QueueStore, proposal: Proposal, digest: str, base: RoutesBase) -> None:
     """Refuse unless ``proposal`` is still the one whose ``proposals show`` printed ``digest``, read as it was."""
     if not hmac.compare_digest(digest.strip().lower().encode("utf-8", "replace"),
-                               decision_digest(store, proposal).encode()):
+                               decision_digest(store, proposal, base).encode()):
         raise AuditTampered(f"proposal {proposal.short_id} is not the one whose digest you gave: it was rewritten in "
                             "the database since 'proposals show' printed it, or (a routes file) another was approved "
                             "for its bottle since, or the digest is another's; nothing recorded. Show it again")

@@ -32,6 +32,7 @@ from bot_bottle.errors import (
     AuditTampered,
     BotBottleError,
     ProposalExpired,
+    ReadChanged,
     Refused,
     ValidationError,
 )
@@ -227,7 +228,8 @@ class PostHandler(DashboardBase):
         waiting = pending_ids(self.dashboard.queue.db.path) if remember else []  # what its rule may decide at once
         try:
             decide(proposal.id, status, notes, final, self.dashboard.decided_by, store=self.dashboard.queue,
-                   shown=proposal, grant_for=grant_for, remember=remember)
+                   shown=proposal, grant_for=grant_for, remember=remember,
+                   read=None if approval is None else base.digest())
         except AnchorNotWritten as exc:  # committed: the decision stands, with a warning about its proof
             self.dashboard.log(f"{status} {proposal.short_id} ({proposal.queue_key}, {proposal.tool}); {exc}")
             self.show(proposal, HTTPStatus.OK, f"{status}; but {exc}")
@@ -235,7 +237,7 @@ class PostHandler(DashboardBase):
         except ValidationError as exc:
             self.show(proposal, HTTPStatus.BAD_REQUEST, f"not recorded: {exc}")
             return
-        except (AlreadyDecided, AuditTampered, ProposalExpired) as exc:
+        except (AlreadyDecided, AuditTampered, ProposalExpired, ReadChanged) as exc:
             self.show(proposal, HTTPStatus.CONFLICT, f"not recorded: {exc}")
             return
         self.dashboard.log(f"{status} {proposal.short_id} ({proposal.queue_key}, {proposal.tool})")

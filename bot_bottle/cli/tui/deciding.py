@@ -135,8 +135,9 @@ class Deciding:
         # the prompts waited (from another screen: the CLI, the dashboard, another operator) changes what approving
         # this one adds, though the proposal did not change (hostile review 51): what was shown must still be what
         # it grants.
+        base = routes_base_of(self.store, proposal)  # held to what the deciding transaction reads, too
         if approving and proposal.tool == TOOL_EGRESS_BLOCK and approval != file_approval(
-                proposal, final if final is not None else proposal.payload, routes_base_of(self.store, proposal)):
+                proposal, final if final is not None else proposal.payload, base):
             return (f"not recorded: another routes file was approved for {proposal.queue_key} since this screen read "
                     f"{proposal.short_id}, so what {'approving' if status == STATUS_APPROVED else 'modifying'} it "
                     "adds and drops changed; look at it again")
@@ -144,7 +145,8 @@ class Deciding:
         waiting = pending_ids(self.store.db.path) if choice.remember else []  # what its rule may decide at once
         try:
             response = decide(proposal.id, status, notes, final, self.decided_by, store=self.store, shown=proposal,
-                              grant_for=choice.seconds, remember=choice.remember)
+                              grant_for=choice.seconds, remember=choice.remember,
+                              read=base.digest() if approving else None)
         except AnchorNotWritten as exc:  # committed: the decision stands, with a warning about its proof
             return f"{status} {label}; but {exc}"
         except (AlreadyDecided, NotFound, ValidationError, BotBottleError) as exc:
