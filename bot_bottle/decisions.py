@@ -239,16 +239,17 @@ def record_decisions(
     recorded: list[Response] = []
     try:
         with AuditStore.recording(store.db) as log:
-            for proposal_id, decision, shown in asked:
-                proposal = store.get_in(log.conn, proposal_id)
+            held = [store.get_in(log.conn, proposal_id) for proposal_id, _, _ in asked]
+            for proposal, (proposal_id, _, shown) in zip(held, asked, strict=True):
                 if shown is not None and decided_on(proposal) != decided_on(shown):
                     raise AuditTampered(
                         f"proposal {proposal.short_id} is not what was shown: it was rewritten in the database "
                         "after it was read (proposals are immutable); nothing recorded. Check 'bot-bottle audit "
                         "verify'")
-                if read is not None and proposal_id in read:
-                    hold_routes_read(log.conn, proposal, read[proposal_id])
-                recorded.append(record_decision_in(log, proposal, decision)[0])
+                if read is not None and proposal_id in read:  # all before any is recorded: one command's own
+                    hold_routes_read(log.conn, proposal, read[proposal_id])  # approvals change no reading
+            recorded.extend(record_decision_in(log, proposal, decision)[0]
+                            for proposal, (_, decision, _) in zip(held, asked, strict=True))
     except AnchorNotWritten as exc:  # committed: the decisions stand, and the caller can say which
         raise AnchorNotWritten(str(exc), recorded) from None
     return recorded

@@ -119,3 +119,13 @@ class ApprovedInBetweenTest(CliTestCase):
         self.assertEqual(code, 1, out + err)
         self.assertIn("another routes file was approved for web-1 since", err)
         self.assertIsNone(self.store.response(self.adding.id))
+
+    def test_one_commands_own_approvals_change_no_reading(self) -> None:
+        """Two routes files of one bottle approved in one command, each as its digest read it: the first one
+        recorded does not refuse the second (each is held to what it read before either is recorded)."""
+        digests = [json.loads(self.cli("proposals", "show", each.id, "--json")[1])["digest"]
+                   for each in (self.adding, self.dropping)]
+        code, out, err = self.cli("proposals", "approve", self.adding.short_id, self.dropping.short_id,
+                                  "--digest", digests[0], "--digest", digests[1])
+        self.assertEqual((code, err), (0, ""), out)
+        self.assertEqual(self.store.response(self.dropping.id).status, STATUS_APPROVED)  # type: ignore[union-attr]
