@@ -53,6 +53,21 @@ class HiddenRoutesApprovalTest(CliTestCase):
             for (name,) in self.raw.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'").fetchall():
                 self.raw.execute(f'DROP TRIGGER "{name}"')
 
+    def rewrite_the_dropping_with_its_chain(self) -> int:
+        """The dropping approval's entry moved to another tool, and every hash from it on made again (the chain
+        needs no key), so each entry hashes to its own and names the one before; the entry's number."""
+        with self.raw:
+            self.raw.execute("UPDATE audit_log SET tool = 'egress-block-' WHERE proposal_id = ?", (self.dropping.id,))
+            (seq,) = self.raw.execute("SELECT seq FROM audit_log WHERE proposal_id = ?", (self.dropping.id,)).fetchone()
+            link = self.raw.execute("SELECT prev_hash FROM audit_log WHERE seq = ?", (seq,)).fetchone()[0]
+            rows = self.raw.execute("SELECT seq, ts, queue_key, action, tool, proposal_id, actor, notes, diff, "
+                                    "details FROM audit_log WHERE seq >= ? ORDER BY seq", (seq,)).fetchall()
+            for row in rows:
+                digest = compute_hash(*row, link)
+                self.raw.execute("UPDATE audit_log SET prev_hash = ?, hash = ? WHERE seq = ?", (link, digest, row[0]))
+                link = digest
+        return int(seq)
+
     def assert_not_hidden(self, lie: Proposal) -> None:
         code, out, err = self.cli("proposals", "list")
         self.assertEqual((code, err), (0, ""))
@@ -100,16 +115,7 @@ class HiddenRoutesApprovalTest(CliTestCase):
 
     def test_an_approval_rewritten_with_the_chain_made_again(self) -> None:
         """Every hash after it made again, so each entry hashes to its own: the last one's seal is the host's."""
-        with self.raw:
-            self.raw.execute("UPDATE audit_log SET tool = 'egress-block-' WHERE proposal_id = ?", (self.dropping.id,))
-            (seq,) = self.raw.execute("SELECT seq FROM audit_log WHERE proposal_id = ?", (self.dropping.id,)).fetchone()
-            link = self.raw.execute("SELECT prev_hash FROM audit_log WHERE seq = ?", (seq,)).fetchone()[0]
-            rows = self.raw.execute("SELECT seq, ts, queue_key, action, tool, proposal_id, actor, notes, diff, "
-                                    "details FROM audit_log WHERE seq >= ? ORDER BY seq", (seq,)).fetchall()
-            for row in rows:
-                digest = compute_hash(*row, link)
-                self.raw.execute("UPDATE audit_log SET prev_hash = ?, hash = ? WHERE seq = ?", (link, digest, row[0]))
-                link = digest
+        self.rewrite_the_dropping_with_its_chain()
         self.assert_not_hidden(self.file(BACK, WITH_EVIL))
 
     def test_the_entries_to_the_head_rewritten_before_the_hosts_next_entry(self) -> None:
@@ -117,16 +123,7 @@ class HiddenRoutesApprovalTest(CliTestCase):
         seal where the anchor reaches it (a changed anchored entry must not stop every decision), so a suffix
         rewritten with its chain made again, from the approval to the head, ended in a seal of the host's that
         vouched for it: the look held only that last seal, and read the file against the older one."""
-        with self.raw:
-            self.raw.execute("UPDATE audit_log SET tool = 'egress-block-' WHERE proposal_id = ?", (self.dropping.id,))
-            (seq,) = self.raw.execute("SELECT seq FROM audit_log WHERE proposal_id = ?", (self.dropping.id,)).fetchone()
-            link = self.raw.execute("SELECT prev_hash FROM audit_log WHERE seq = ?", (seq,)).fetchone()[0]
-            rows = self.raw.execute("SELECT seq, ts, queue_key, action, tool, proposal_id, actor, notes, diff, "
-                                    "details FROM audit_log WHERE seq >= ? ORDER BY seq", (seq,)).fetchall()
-            for row in rows:
-                digest = compute_hash(*row, link)
-                self.raw.execute("UPDATE audit_log SET prev_hash = ?, hash = ? WHERE seq = ?", (link, digest, row[0]))
-                link = digest
+        seq = self.rewrite_the_dropping_with_its_chain()
         later = self.file("routes:\n- w.com\n", None, bottle="web-5")
         decide(later.id, STATUS_REJECTED, "no", store=self.store)  # the host's next entry, sealed onto the head
         (head,) = self.raw.execute("SELECT max(seq) FROM audit_log").fetchone()
