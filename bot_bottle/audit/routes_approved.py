@@ -40,10 +40,10 @@ import threading
 from dataclasses import dataclass
 
 from bot_bottle.audit.anchor import Anchor
-from bot_bottle.audit.chain import SELECT, compute_hash, stored_details
+from bot_bottle.audit.chain import SELECT, stored_details
 from bot_bottle.audit.host_seal import host_sealing, sealed_as_read, sealed_rows
-from bot_bottle.audit.seal import GENESIS_SEAL, Sealer
 from bot_bottle.audit.walk import last_seq
+from bot_bottle.audit.whole import sealed_in_order
 from bot_bottle.connection import database_path
 from bot_bottle.errors import BotBottleError, ReadChanged
 from bot_bottle.records import (
@@ -209,13 +209,13 @@ def _unproven_since(conn: sqlite3.Connection, after: int, before: int | None, bo
     this host's as they read now, or None: what proves that no newer approval was rewritten or taken out of
     ``_last_approved``'s sight.
 
-    They must be numbered without a gap, each must hash to its stored hash and name the one before it, and each
-    must carry this host's seal over the one before (the last one's is looked at first: rows a sidecar appended
-    end the look at once). Not the last seal alone: the host seals its next entry onto the newest one without
-    holding that one to its seal where the anchor reaches it (a changed anchored entry must not stop every
-    decision, tests/attacks/test_display_audit.py), so a sidecar that rewrote the entries from an approval to
-    the head, with the chain made again, had the host's next seal vouch for them all (hostile review 52). A seal
-    an entry is an HMAC from precomputed states (``Sealer``): under a microsecond on top of the sha256.
+    They must be numbered without a gap, each must hash to the hash its seal was made over, and each must carry
+    this host's seal over the one before (``whole.sealed_in_order``, what the relay's and the rules' proofs hold
+    the log to; the last one's seal is looked at first: rows a sidecar appended end the look at once). Not the
+    last seal alone: the host seals its next entry onto the newest one without holding that one to its seal
+    where the anchor reaches it (a changed anchored entry must not stop every decision,
+    tests/attacks/test_display_audit.py), so a sidecar that rewrote the entries from an approval to the head,
+    with the chain made again, had the host's next seal vouch for them all (hostile review 52).
     """
     key, anchor = host_sealing(conn)
     start = max(after, anchor.restarted_at if anchor is not None else 0)  # an earlier key's entries prove nothing
@@ -231,31 +231,19 @@ def _unproven_since(conn: sqlite3.Connection, after: int, before: int | None, bo
         return f"audit entry {end} is not sealed by this host as it reads now"
     path, end_hash = database_path(conn), str(last[11])
     known = _proof_for(path, start, end, end_hash)
-    upto, link, approvals = (start, None, dict[str, int]()) if known is None else (
-        known[1], known[2], dict(known[3]))
+    upto, approvals = (start, dict[str, int]()) if known is None else (known[1], dict(known[2]))
     if end - upto > ROUTES_PROOF_SPAN:
         return f"more than {ROUTES_PROOF_SPAN} audit entries after entry {upto} were not checked"
     if key is None:  # never: the last entry's seal was checked with it
         return "the host's audit key is missing"
-    seal = Sealer(key).seal
-    previous = _seal_at(conn, upto)
-    expected = upto + 1
-    for row in conn.execute(f"{SELECT} WHERE seq > :upto AND seq <= :end ORDER BY seq", {"upto": upto, "end": end}):
-        if row[0] != expected:
-            return f"audit entry {expected} is missing"
-        try:
-            whole = compute_hash(*row[:11]) == row[11] and (link is None or row[10] == link)
-        except (TypeError, ValueError):  # not what bot-bottle writes
-            whole = False
-        if not whole:
-            return f"audit entry {expected} was changed after it was written"
-        if previous is None or row[12] is None or seal(expected, previous, str(row[11])) != row[12]:
-            return f"audit entry {expected} was changed after the host sealed it"
-        if row[4] == TOOL_EGRESS_BLOCK and row[3] in (STATUS_APPROVED, STATUS_MODIFIED):
-            approvals[str(row[2])] = row[0]
-        expected, link, previous = expected + 1, row[11], str(row[12])
-    if expected <= end:
-        return f"audit entry {expected} is missing"
+
+    def seen(seq: int, queue_key: str, action: str, tool: str | None) -> None:
+        if tool == TOOL_EGRESS_BLOCK and action in (STATUS_APPROVED, STATUS_MODIFIED):
+            approvals[str(queue_key)] = seq
+
+    problem = sealed_in_order(conn, upto + 1, end, key, seen)
+    if problem is not None:
+        return problem
     with _proven_lock:
         if len(_proven) >= _PROVEN_SIZE:
             del _proven[next(iter(_proven))]
@@ -266,30 +254,20 @@ def _unproven_since(conn: sqlite3.Connection, after: int, before: int | None, bo
     return None if newest <= start else f"audit entry {newest} approves a routes file the lookup did not find"
 
 
-def _seal_at(conn: sqlite3.Connection, seq: int) -> str | None:
-    """The seal stored for entry ``seq`` (the genesis seal before the first), what the next one's is made over;
-    None where there is none. A seal a sidecar wrote there is no help to it: the next entry's must be the
-    host's over it."""
-    if seq == 0:
-        return GENESIS_SEAL
-    row = conn.execute("SELECT mac FROM audit_seal WHERE seq = :seq", {"seq": seq}).fetchone()
-    return None if row is None or row[0] is None else str(row[0])
-
-
-def _proof_for(path: str, start: int, end: int, end_hash: str) -> tuple[int, int, str | None, dict[str, int]] | None:
+def _proof_for(path: str, start: int, end: int, end_hash: str) -> tuple[int, int, dict[str, int]] | None:
     """The span this process proved whole that serves a look from ``start`` to ``end`` (whose hash is
-    ``end_hash``): (where it was proven from, its last entry, that entry's hash, its routes approvals), the one
-    reaching furthest; None where there is none. One ending at ``end`` itself must end at the same entry; one
-    ending before it is carried on from its last entry's hash (what it held then stays true). One ending before
+    ``end_hash``): (where it was proven from, its last entry, its routes approvals), the one reaching furthest;
+    None where there is none. One ending at ``end`` itself must end at the same entry; one ending before it is
+    carried on from its last entry's seal (what it held then stays true). One ending before
     ``start`` serves nothing (its approvals are older than the one found) and is not carried through entries
     the look need not hold to this key: those before a new key took over (``restarted_at``) are an earlier
     key's, and each entry walked is held to its seal."""
-    best: tuple[int, int, str | None, dict[str, int]] | None = None
+    best: tuple[int, int, dict[str, int]] | None = None
     with _proven_lock:
         for (proven_path, upto, upto_hash), (proven_from, approvals) in _proven.items():
             if proven_path != path or proven_from > start or upto < start or upto > end \
                     or (upto == end and upto_hash != end_hash):
                 continue
             if best is None or upto > best[1]:
-                best = (proven_from, upto, upto_hash, approvals)
+                best = (proven_from, upto, approvals)
     return best

@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import sqlite3
 import threading
+from collections.abc import Callable
 
 from bot_bottle.audit.anchor import Anchor
 from bot_bottle.audit.chain import HASHED_COLUMNS, hash_of
@@ -43,30 +44,43 @@ class WholeLog:
             span = self._span if self._span is not None and self._span[2] == key_id(key) \
                 and self._span[0] <= first else None
         low = first if span is None else span[1] + 1
-        before = conn.execute("SELECT mac FROM audit_seal WHERE seq = :seq", {"seq": low - 1}).fetchone()
-        previous = GENESIS_SEAL if low == 1 else (str(before[0]) if before is not None else None)
-        expected, sha256, seal = low, hashlib.sha256, Sealer(key).seal
-        # As audit.walk reads a million entries: each entry's text from SQLite's json_array, and only a match
-        # taken from it (a mismatch is recomputed from the row, the definition, before it is judged).
-        for material, seq, digest, mac in conn.execute(
-                f"SELECT json_array({HASHED_COLUMNS}), seq, hash, s.mac FROM audit_log LEFT JOIN audit_seal s "
-                "USING (seq) WHERE seq BETWEEN :low AND :high ORDER BY seq", {"low": low, "high": anchor.seq}):
-            if seq != expected:
-                return f"audit entry {expected} is missing"
-            try:
-                if not isinstance(material, str) or (sha256(material.encode("utf-8")).hexdigest() != digest
-                                                     and hash_of(conn, seq) != digest):
-                    return f"audit entry {expected} was changed after the host sealed it"
-            except (TypeError, ValueError):
-                return f"audit entry {expected} is not what bot-bottle writes"
-            if previous is None or mac is None or seal(expected, previous, digest) != mac:
-                return f"audit entry {expected} was changed after the host sealed it"
-            previous, expected = str(mac), expected + 1
-        if expected <= anchor.seq:
-            return f"audit entry {expected} is missing"
+        problem = sealed_in_order(conn, low, anchor.seq, key)
+        if problem is not None:
+            return problem
         with self._lock:
             self._span = (first if span is None else span[0], max(anchor.seq, low - 1), key_id(key))
         return None
+
+
+def sealed_in_order(conn: sqlite3.Connection, low: int, high: int, key: bytes,
+                    seen: Callable[[int, str, str, str | None], None] | None = None) -> str | None:
+    """Why entries ``low`` to ``high`` are not each there, their content hashing to the hash their seal was made
+    over, each seal made with ``key`` over the one before (the one stored before ``low``), or None; ``seen(seq,
+    bottle, action, tool)`` is told of each entry found so. A keyed hash an entry: what ``WholeLog`` holds a span
+    to, and ``audit.routes_approved`` the entries after a routes approval."""
+    before = conn.execute("SELECT mac FROM audit_seal WHERE seq = :seq", {"seq": low - 1}).fetchone()
+    previous = GENESIS_SEAL if low == 1 else (str(before[0]) if before is not None else None)
+    expected, sha256, seal = low, hashlib.sha256, Sealer(key).seal
+    # As audit.walk reads a million entries: each entry's text from SQLite's json_array, and only a match
+    # taken from it (a mismatch is recomputed from the row, the definition, before it is judged).
+    for material, seq, digest, mac, bottle, action, tool in conn.execute(
+            f"SELECT json_array({HASHED_COLUMNS}), seq, hash, s.mac, queue_key, action, tool FROM audit_log "
+            "LEFT JOIN audit_seal s USING (seq) WHERE seq BETWEEN :low AND :high ORDER BY seq",
+            {"low": low, "high": high}):
+        if seq != expected:
+            return f"audit entry {expected} is missing"
+        try:
+            if not isinstance(material, str) or (sha256(material.encode("utf-8")).hexdigest() != digest
+                                                 and hash_of(conn, seq) != digest):
+                return f"audit entry {expected} was changed after the host sealed it"
+        except (TypeError, ValueError):
+            return f"audit entry {expected} is not what bot-bottle writes"
+        if previous is None or mac is None or seal(expected, previous, digest) != mac:
+            return f"audit entry {expected} was changed after the host sealed it"
+        if seen is not None:
+            seen(seq, bottle, action, tool)
+        previous, expected = str(mac), expected + 1
+    return f"audit entry {expected} is missing" if expected <= high else None
 
 
 _WHOLE: dict[str, WholeLog] = {}
