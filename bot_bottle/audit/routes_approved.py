@@ -15,9 +15,11 @@ what approving replaces, if what was approved is what the bottle runs; a
 proposal filed before the last approval (two pending at once) is said to
 have drifted too, and rightly: approving it replaces the newer file.
 
-A bottle with no approved routes file yet has only the sidecar's word (its
-first file is the operator's launch configuration, which the host never
-sees), and the screens say so in the README. An entry counts only where this
+Where no routes file of the bottle's was approved yet, the sidecar's current
+file is its word alone, and the same lie worked on every bottle's first
+routes file; so it is read against none (every host new), with a caution
+saying why, until one is on record (``bot-bottle prepare --routes-file``
+records the file the bottle is launched with: ``cli.launch_routes``). An entry counts only where this
 host's seal proves it as it reads now (``host_seal.sealed_rows``): a sidecar
 on the mount can write rows, not seals.
 
@@ -64,6 +66,13 @@ _APPROVED_ROUTES = (f"tool = '{TOOL_EGRESS_BLOCK}' AND action IN ('{STATUS_APPRO
 # screens take no approval's word (every host reads as new) rather than read a long log for each proposal (a
 # sha256 an entry, about 4 microseconds: under a second).
 ROUTES_PROOF_SPAN = 200_000
+
+# Why a routes file is read against none where the host has no routes file on record for its bottle: the
+# current file the sidecar sends is its word alone, and a sidecar that sends its payload as its current file
+# had it read "unchanged" (hostile review 50's attack, on a bottle's first routes file).
+NO_ROUTES_ON_RECORD = ("no routes file is on record for this bottle (none approved; 'bot-bottle prepare "
+                       "--routes-file' records the one it is launched with): the current file the sidecar sent is "
+                       "only its word, so every host this file names reads as new")
 
 
 # Spans of the log this process has proven whole, by (database, their last entry, its hash): the entry each was
@@ -122,7 +131,11 @@ def routes_base(conn: sqlite3.Connection, proposal: Proposal, decided: bool) -> 
                           "host this file names reads as new ('bot-bottle audit verify' says more)")
     # The text's own digest: the hash column is the file's word too (a row written past the check can pair the
     # approved file's digest with any text).
-    if last is None or (proposal.current_file is not None and sha256_text(proposal.current_file) == last.sha256):
+    if last is None:
+        if proposal.current_file is None:  # nothing claimed: every host new, which is what approving grants
+            return RoutesBase(None)
+        return RoutesBase(None, NO_ROUTES_ON_RECORD)
+    if proposal.current_file is not None and sha256_text(proposal.current_file) == last.sha256:
         return RoutesBase(proposal.current_file)
     which = f"the last one approved for this bottle (proposal {last.proposal_id[:SHORT_ID_LENGTH]}, {last.at})"
     if proposal.current_file is None:

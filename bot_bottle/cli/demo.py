@@ -30,6 +30,7 @@ from typing import Any
 
 from bot_bottle.audit_store import AuditStore
 from bot_bottle.cli.common import add_db_option, db_path, print_untrusted
+from bot_bottle.cli.launch_routes import record_launch_routes
 from bot_bottle.cli.registry import summary
 from bot_bottle.cli.tui.app import SuperviseTUI
 from bot_bottle.cli.tui.verb import check_terminal
@@ -186,8 +187,10 @@ class Demo:
 
     def start_server(self) -> tuple[subprocess.Popen[str], str]:
         """Start the sidecar server as its own process, as a bottle would; its URL."""
-        with QueueStore(self.db):  # created and migrated by the host, as 'prepare' does: a sidecar never makes one
-            pass
+        # Created and migrated by the host, as 'prepare' does (a sidecar never makes one), with the routes file the
+        # bottle is launched with on record, as 'prepare --routes-file' records it: what egress-block is read against.
+        with QueueStore(self.db) as store:
+            record_launch_routes(store, DEMO_BOTTLE, ROUTES_FILE)
         return spawn(DEMO_BOTTLE, self.db, "--wait-seconds", str(self.wait_seconds),
                                       "--routes-file", str(self.routes_file), ready_timeout=SERVER_START_TIMEOUT_SEC)
 

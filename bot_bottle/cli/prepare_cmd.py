@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
 from bot_bottle.backends import BACKENDS, backend
 from bot_bottle.backends.launch import APPLE_CONTAINER, DEFAULT_IMAGE, DOCKER, PODMAN
 from bot_bottle.backends.plan import TRANSPORTS, Supervise
 from bot_bottle.cli.common import add_db_option, add_json_option, fail, port_number, print_json
+from bot_bottle.cli.launch_routes import LaunchRoutes, read_routes_file, record_launch_routes
 from bot_bottle.cli.registry import summary
+from bot_bottle.queue_store import QueueStore
 from bot_bottle.relay.process import DEFAULT_RELAY_PORT
 from bot_bottle.text import terminal
 
@@ -22,8 +25,16 @@ def cmd_prepare(args: argparse.Namespace) -> int:
                     "it takes no --db", 2)
     chosen = backend(args.backend)
     options = chosen.launch_options(args.engine, args.image, args.publish)  # checked before anything is made
+    routes_text = None if args.routes_file is None else read_routes_file(args.routes_file)  # so is the file
     plan = Supervise.prepare(args.slug, backend=chosen, transport=args.transport, relay_port=args.relay_port,
                              relay_address=args.relay_address, engine=options.engine)
+    routes: LaunchRoutes | None = None
+    if routes_text is not None:
+        store = QueueStore(None)
+        try:
+            routes = record_launch_routes(store, plan.slug, routes_text)
+        finally:
+            store.close()
     launch = chosen.launch(plan, options)
     sidecar = chosen.sidecar_args(plan, options.engine)
     agent = chosen.agent_args(plan)
@@ -37,6 +48,8 @@ def cmd_prepare(args: argparse.Namespace) -> int:
             "sidecar_args": sidecar, "entrypoint_args": list(plan.entrypoint_args),
             "commands": {"start": [list(command) for command in launch.start], "stop": list(launch.stop)},
             "agent_args": agent, "mcp_url": plan.mcp_url,
+            "routes_file": None if routes is None else {
+                "path": str(args.routes_file), "proposal": routes.proposal.id, "recorded": routes.recorded},
         })
         return 0
     mode = "read-only" if plan.mount.read_only else "read-write"
@@ -48,6 +61,10 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     ]
     if plan.relay_url:
         lines.append(f"relay:      {plan.relay_url}")
+    if routes is not None:
+        done = "recorded as approved" if routes.recorded else "already its approved routes file"
+        lines.append(f"routes:     {args.routes_file}: {done} (proposal {routes.proposal.short_id}); its routes "
+                     "proposals are read against it")
     lines += [
         f"image:      {launch.image}" + (" (built from Dockerfile.sidecars; --image names another)"
                                          if launch.image == DEFAULT_IMAGE else ""),
@@ -73,9 +90,12 @@ def register(subparsers: Any) -> None:
         "the transport (the backend's on this host, or --transport), and for the relay start it unless it runs, "
         "mint the bottle's token and write its relay file. Prints the commands that start the bottle's sidecar "
         "(copied into a shell, they run it: the image, the mount, the user, the network, the arguments after the "
-        "image), the one that stops it, and the agent's run arguments.",
+        "image), the one that stops it, and the agent's run arguments. With --routes-file, the routes file the "
+        "bottle is launched with is recorded as approved for it, so that its sidecar's first routes proposal is "
+        "read against that file (without one on record, every host a proposed routes file names reads as new).",
         epilog="examples:\n  bot-bottle prepare web-1 --backend docker\n"
         "  bot-bottle prepare web-1 --backend docker --engine podman --publish 9100\n"
+        "  bot-bottle prepare web-1 --backend docker --routes-file routes.yaml\n"
         "  bot-bottle prepare web-1 --backend macos-container --json\n"
         "  bot-bottle prepare web-1 --backend docker --transport relay --relay-address 192.0.2.2",
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -94,6 +114,9 @@ def register(subparsers: Any) -> None:
                    help="also publish the sidecar's MCP port on this host's 127.0.0.1:PORT, to reach it from the "
                    "host (whoever can connect there files proposals as this bottle); default: only the bottle's "
                    "network reaches it")
+    p.add_argument("--routes-file", type=Path, default=None, metavar="FILE",
+                   help="the routes file the bottle is launched with (the sidecar's --routes-file): recorded in "
+                   "the audit log as approved for it, so its routes proposals are read against it")
     p.add_argument("--transport", choices=TRANSPORTS, default=None,
                    help="override the backend's choice: mount (the database directory) or relay")
     p.add_argument("--relay-port", type=port_number, default=DEFAULT_RELAY_PORT, metavar="N",
@@ -102,4 +125,4 @@ def register(subparsers: Any) -> None:
                    help="for the relay: the IPv4 address of this host where the relay listens and sidecars reach it, "
                    "when the backend's default is wrong here (docker on Linux: 172.17.0.1, docker0's address; "
                    "macos-container: 192.168.64.1; podman has none)")
-    p.set_defaults(handler=cmd_prepare, field_options={"bottle": "SLUG"})
+    p.set_defaults(handler=cmd_prepare, field_options={"bottle": "SLUG", "routes_file": "--routes-file"})

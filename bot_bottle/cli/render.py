@@ -323,7 +323,8 @@ def approval_lines(approval: Approval, heading: str) -> list[str]:
 
 def body_lines(proposal: Proposal, response: Response | None, base: RoutesBase | None = None) -> list[str]:
     """What the proposal holds: the report of a report-only tool, else the diff of its file, marked; from
-    ``base``'s file where it drifted from the sidecar's current one (then labelled "last approved")."""
+    ``base``'s file where it drifted from the sidecar's current one (then labelled "last approved", or "no file"
+    where it is read against none)."""
     if proposal.report_only:
         return ["report:", *("  " + line for line in report_lines(proposal))]
     status = response.status if response else STATUS_APPROVED
@@ -331,7 +332,7 @@ def body_lines(proposal: Proposal, response: Response | None, base: RoutesBase |
     drifted = base is not None and base.drift is not None
     diff = decision_diff(replace(proposal, current_file=base.file) if base is not None and drifted else proposal,
                          status, final)
-    label = ("last approved" if drifted else "current") + (
+    label = (("no file" if base.file is None else "last approved") if base is not None and drifted else "current") + (
         " -> final" if status == STATUS_MODIFIED else " -> proposed")
     after = final if status == STATUS_MODIFIED and final is not None else proposal.payload
     return [f"diff ({label}):", *marked_diff(diff, after if proposal.tool != TOOL_EGRESS_ALLOW else None)]

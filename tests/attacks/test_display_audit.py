@@ -16,6 +16,7 @@ import unicodedata
 
 from bot_bottle.audit.chain import compute_hash
 from bot_bottle.audit_store import AuditStore
+from bot_bottle.cli.launch_routes import record_launch_routes
 from bot_bottle.decisions import decide
 from bot_bottle.errors import AuditTampered, ValidationError
 from bot_bottle.policy.routes import validate_final_file
@@ -159,6 +160,7 @@ class WideningSpellingsTest(TempDirTest):
         current = "routes:\n  - host: github.com\nblocked:\n" + "".join(f"  - host: h{i}.example\n" for i in range(6))
         current += '  - host: "*"\n'
         proposed = current.replace("blocked:", "routes-extra:")
+        record_launch_routes(self.store, "web-1", current)  # what the bottle runs, as the host has it
         proposal = self.store.submit("web-1", TOOL_EGRESS_BLOCK, proposed, "tidy the names", current_file=current)
         text = "\n".join(self.show(proposal.short_id))
         self.assertIn("WARNING: the file keeps 1 unchanged line(s) that widen access", text)
@@ -166,11 +168,27 @@ class WideningSpellingsTest(TempDirTest):
         self.assertNotIn('host: "*"', text.split("diff (current -> proposed):")[1].split("@@")[-1])
 
     def test_a_current_file_that_lies_cannot_hide_a_wildcard(self) -> None:
-        """A sidecar files the widening file as its own 'current' one: the diff is empty, the '*' is named."""
+        """A sidecar files the widening file as its own 'current' one, where the host has no routes file of the
+        bottle's on record: the whole file is new, the '*' marked and named, and why it reads so is said."""
         routes = 'routes:\n  - host: github.com\n  - host: "*"\n'
         proposal = self.store.submit("web-1", TOOL_EGRESS_BLOCK, routes, "no change", current_file=routes)
         text = "\n".join(self.show(proposal.short_id))
-        self.assertIn("(no change)", text)
+        self.assertNotIn("(no change)", text)
+        self.assertIn("routes file: adds github.com", text)
+        self.assertIn("WARNING: drifted: no routes file is on record for this bottle", text)
+        self.assertIn("widens: line 3 (new) widens access: host '*' is a wildcard over every host", text)
+        self.assertIn("diff (no file -> proposed):", text)
+        self.assertIn('! +  - host: "*"', text)
+
+    def test_an_unchanged_wildcard_of_the_file_on_record_is_named(self) -> None:
+        """A file the same as the one the host has on record: the diff is empty, the '*' it keeps is named."""
+        routes = 'routes:\n  - host: github.com\n  - host: "*"\n'
+        record_launch_routes(self.store, "web-1", routes)
+        proposal = self.store.submit("web-1", TOOL_EGRESS_BLOCK, routes + "# tidy\n", "no change",
+                                     current_file=routes)
+        text = "\n".join(self.show(proposal.short_id))
+        self.assertNotIn("drifted", text)
+        self.assertIn("routes file: names no new host", text)
         self.assertIn('line 3: - host: "*"', text)
 
     def test_a_route_with_a_key_given_twice_is_not_shown_as_one_reading_of_it(self) -> None:

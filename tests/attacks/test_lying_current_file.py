@@ -15,6 +15,7 @@ import json
 import sqlite3
 
 from bot_bottle.cli.inbox import Inbox
+from bot_bottle.cli.launch_routes import record_launch_routes
 from bot_bottle.decisions import decide
 from bot_bottle.records import (
     STATUS_APPROVED,
@@ -89,8 +90,26 @@ class LyingCurrentFileTest(CliTestCase):
         self.assertEqual(entry.approval.summary, "routes file: adds evil-exfil.example.net")
         self.assertEqual(entry.approval.kinds, ("drifted",))
 
-    def test_without_an_approved_file_and_when_honest_nothing_drifts(self) -> None:
-        before = self.file(SECOND, FIRST)  # nothing approved yet: the sidecar's word, as before
+    def test_a_first_file_is_read_against_none_until_one_is_on_record(self) -> None:
+        """BROKE before the fix: before any routes file of the bottle's was approved, the sidecar's current file
+        was taken at its word, so the lie of a bottle's first routes file still read 'routes file: unchanged'."""
+        lie = self.file(EVIL, EVIL, bottle="web-2")
+        grants = self.grants(lie)
+        self.assertEqual((grants["summary"], self.kinds(lie)),
+                         ("routes file: adds a.com, b.com, evil-exfil.example.net", ["drifted"]))
+        self.assertIn("no routes file is on record for this bottle", grants["warnings"][0]["text"])  # type: ignore[index]
+        out = self.printed("proposals", "list")
+        self.assertIn("[drifted] routes file: adds a.com, b.com, evil-exfil.example.net", out)
+        self.assertNotIn("unchanged", out)
+        self.assertIn("diff (no file -> proposed):", self.printed("proposals", "show", lie.short_id))
+        # The file the bottle is launched with, recorded by the host ('prepare --routes-file'): read against it.
+        record_launch_routes(self.store, "web-2", FIRST)
+        self.assertEqual((self.grants(lie)["summary"], self.kinds(lie)),
+                         ("routes file: adds b.com, evil-exfil.example.net", ["drifted"]))
+
+    def test_with_the_file_on_record_and_when_honest_nothing_drifts(self) -> None:
+        record_launch_routes(self.store, "web-1", FIRST)
+        before = self.file(SECOND, FIRST)
         self.assertEqual((self.grants(before)["summary"], self.kinds(before)), ("routes file: adds b.com", []))
         decide(before.id, STATUS_APPROVED, store=self.store)
         honest = self.file(EVIL, SECOND)
@@ -100,9 +119,11 @@ class LyingCurrentFileTest(CliTestCase):
         self.assertIn("diff (current -> proposed):", out)
         # Another bottle's approval is not this one's.
         elsewhere = self.file(EVIL, EVIL, bottle="web-2")
-        self.assertEqual((self.grants(elsewhere)["summary"], self.kinds(elsewhere)), ("routes file: unchanged", []))
+        self.assertEqual((self.grants(elsewhere)["summary"], self.kinds(elsewhere)),
+                         ("routes file: adds a.com, b.com, evil-exfil.example.net", ["drifted"]))
 
     def test_a_modification_approves_the_operator_s_file(self) -> None:
+        record_launch_routes(self.store, "web-1", FIRST)
         proposal = self.file(EVIL, FIRST)
         decide(proposal.id, STATUS_MODIFIED, final_file=SECOND, store=self.store)
         after_final = self.file(EVIL, SECOND)
@@ -177,8 +198,9 @@ class LyingCurrentFileTest(CliTestCase):
                       grants["warnings"][0]["text"])  # type: ignore[index]
 
     def test_a_decided_proposal_reads_as_it_was_decided(self) -> None:
+        record_launch_routes(self.store, "web-1", FIRST)
         first = self.approved()
-        self.assertEqual(self.kinds(first), [])  # nothing was approved before it
+        self.assertEqual(self.kinds(first), [])  # read against the file it was launched with
         lie = self.file(EVIL, EVIL)
         decide(lie.id, STATUS_REJECTED, "no", store=self.store)
         self.assertEqual(self.kinds(lie), ["drifted"])

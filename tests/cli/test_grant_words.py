@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from bot_bottle.cli import main
 from bot_bottle.cli.dashboard.pages import grants_section
 from bot_bottle.cli.in_force import grant_subjects
+from bot_bottle.cli.launch_routes import record_launch_routes
 from bot_bottle.decisions import decide
 from bot_bottle.grants import GrantStore
 from bot_bottle.queue_store import QueueStore
@@ -49,9 +50,11 @@ class GrantWordsTest(TempDirTest):
         return out.getvalue()
 
     def test_routes_files_and_findings_are_listed_in_words(self) -> None:
+        record_launch_routes(self.store, "web-1", "routes:\n- a.com\n")
         routes = self.store.submit("web-1", TOOL_EGRESS_BLOCK, "routes:\n- a.com\n- b.com\n", "docs",
                                    current_file="routes:\n- a.com\n")
         decide(routes.id, STATUS_APPROVED, store=self.store)
+        record_launch_routes(self.store, "web-2", "routes:\n- a.com\n")
         edited = self.store.submit("web-2", TOOL_EGRESS_BLOCK, "routes:\n- a.com\n- evil.com\n", "more",
                                    current_file="routes:\n- a.com\n")
         decide(edited.id, STATUS_MODIFIED, final_file="routes:\n- a.com\n- c.com\n", store=self.store)
@@ -73,6 +76,7 @@ class GrantWordsTest(TempDirTest):
 
     def test_a_proposal_rewritten_since_adds_no_words(self) -> None:
         """A sidecar rewrites the approved proposal's payload in the file: the grant is listed by its digest."""
+        record_launch_routes(self.store, "web-1", "routes:\n- a.com\n")
         routes = self.store.submit("web-1", TOOL_EGRESS_BLOCK, "routes:\n- a.com\n- b.com\n", "docs",
                                    current_file="routes:\n- a.com\n")
         decide(routes.id, STATUS_APPROVED, store=self.store)
@@ -94,6 +98,7 @@ class GrantWordsTest(TempDirTest):
         """BROKE before the fix: 'proposals approve' of a routes file answered "grant 1a2b3c4d: routes file sha256
         9b6634b9b78a until ...", and of a push "1 gitleaks finding marked allowed", where every list of grants
         names the same grant in words: the one moment the operator reads it first said the least."""
+        record_launch_routes(self.store, "web-1", "routes:\n- a.com\n")
         routes = self.store.submit("web-1", TOOL_EGRESS_BLOCK, "routes:\n- a.com\n- b.com\n", "docs",
                                    current_file="routes:\n- a.com\n")
         push = self.store.submit("web-1", TOOL_GITLEAKS_ALLOW, FINDINGS, "a test fixture")
@@ -106,6 +111,7 @@ class GrantWordsTest(TempDirTest):
     def test_revoking_names_the_grant_in_the_same_words(self) -> None:
         """BROKE before the fix: 'grants revoke' of a routes file's grant listed as 'routes file: adds b.com'
         answered "revoked 1a2b3c4d (web-1, egress-block: routes file sha256 9b6634b9b78a)"."""
+        record_launch_routes(self.store, "web-1", "routes:\n- a.com\n")
         routes = self.store.submit("web-1", TOOL_EGRESS_BLOCK, "routes:\n- a.com\n- b.com\n", "docs",
                                    current_file="routes:\n- a.com\n")
         decide(routes.id, STATUS_APPROVED, store=self.store)

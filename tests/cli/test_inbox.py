@@ -34,7 +34,8 @@ class InboxListTest(CliTestCase):
         header = out.splitlines()[0]
         self.assertLess(header.index("GRANTS"), header.index("AGENT SAYS"))
         expected = {"cyrillic": "[look-alike,unreadable] nothing: the route does not par",
-                    "routes": "[widens,look-alike] routes file: adds pypi\\u2024org",
+                    # no routes file on record for web-2: every host reads as new (audit.routes_approved)
+                    "routes": "[widens,look-alike,drifted] routes file: adds a.example, pypi\\u2024org",
                     "fake-route": "[widens] *.readthedocs.io (any method; every path)",
                     "token": "[look-alike] a github-pat token, sent to xn--pyp-lhd.org",
                     "plain": "files.pythonhosted.org (any method; every path)"}

@@ -14,6 +14,7 @@ from unittest import mock
 
 from bot_bottle.audit_store import AuditStore
 from bot_bottle.cli.demo import demo_calls
+from bot_bottle.cli.launch_routes import record_launch_routes
 from bot_bottle.cli.render import inbox_heading, inbox_row
 from bot_bottle.cli.tui.app import GUARD_SEC, SuperviseTUI
 from bot_bottle.cli.tui.grants_view import grant_question
@@ -97,6 +98,7 @@ class TuiTest(TempDirTest):
     def test_an_open_routes_file_is_read_again_after_another_is_approved(self) -> None:
         """The detail view of a routes file filed against a.com's file, as another for the same bottle is
         approved: it now replaces that one, so it drifts, and is read against it (audit.routes_approved)."""
+        record_launch_routes(self.store, "web-1", "routes:\n- a.com\n")  # what it is read against at first
         self.settle()
         self.term.send("Enter")
         self.term.wait_for("routes file: adds b.com")
@@ -110,14 +112,16 @@ class TuiTest(TempDirTest):
     def test_approve_modify_reject(self) -> None:
         """Approve, modify with a scripted EDITOR and reject with a reason; the database and audit agree."""
         screen = self.term.screen()
-        for needle in (self.routes.short_id, "web-1", "egress-block", "routes file: adds b.com", "agent: need b.com",
+        for needle in (self.routes.short_id, "web-1", "egress-block",
+                       # none of web-1's routes files is on record: every host reads as new (audit.routes_approved)
+                       "[drifted] routes file: adds a.com, b.com", "agent: need b.com",
                        "* ", "a approve", "v grants"):
             self.assertIn(needle, screen)
         # The first row: open it, read the diff, go back.
         self.term.send("Enter")
         # Wait for the diff's own line: curses draws the header first, and a capture can fall between the two.
         detail = self.term.wait_for("+- b.com")
-        self.assertIn("diff (current -> proposed)", detail)
+        self.assertIn("diff (no file -> proposed)", detail)
         self.term.send("Escape")
         self.term.wait_for("Enter open")
         # Modify the routes file: the editor turns b.com into c.com; the operator confirms their own diff.
@@ -377,7 +381,7 @@ class TuiTest(TempDirTest):
     def test_decided_elsewhere_and_new_arrivals(self) -> None:
         """A proposal decided elsewhere while open is reported, and nothing is selected; new ones appear, marked."""
         self.term.send("Enter")
-        self.term.wait_for("diff (current -> proposed)")
+        self.term.wait_for("diff (no file -> proposed)")
         decide(self.routes.id, STATUS_APPROVED, decided_by="bob@desk", store=self.store)
         screen = self.term.wait_for("decided elsewhere: approved by bob@desk")
         self.assertIn("nothing selected", screen)
@@ -483,7 +487,9 @@ class DemoTest(TempDirTest):
         for needle in ("approved  'fine for pip'", "modified  'npm yes; example.com no'",
                        "rejected  'no paste sites from bottles'",
                        "egress proxy: POST api.github.com                       token allowed",
-                       "audit log: 4 entries, chain whole",
+                       # the launch routes file on record, the four decisions, and its grant ended by the routes
+                       # file modified
+                       "audit log: 6 entries, chain whole",
                        "every step worked"):
             self.assertIn(needle, out)
 
@@ -499,7 +505,7 @@ class DemoTest(TempDirTest):
         result = self.run_cli("demo", "--auto", "--db", str(db), timeout=120)
         self.assertEqual(result.returncode, 0, result.stderr)
         with AuditStore(db) as audit:
-            self.assertEqual(audit.count(), 4)
+            self.assertEqual(audit.count(), 6)  # as test_demo_auto_end_to_end counts them
 
     def test_demo_in_a_terminal(self) -> None:
         """The interactive demo opens the TUI; deciding there reaches the agent."""

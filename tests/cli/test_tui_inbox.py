@@ -10,6 +10,7 @@ import shlex
 import sys
 import time
 
+from bot_bottle.cli.launch_routes import record_launch_routes
 from bot_bottle.cli.tui.app import GUARD_SEC
 from bot_bottle.queue_store import QueueStore
 from bot_bottle.records import TOOL_EGRESS_ALLOW, TOOL_EGRESS_BLOCK, TOOL_EGRESS_TOKEN_ALLOW
@@ -30,6 +31,7 @@ class TuiInboxTest(TempDirTest):
         submit = self.store.submit
         self.cyrillic = file_as_a_sidecar(self.db, "web-1", TOOL_EGRESS_ALLOW, '{"host": "pyp\u0456.org"}',
                                           "Read-only access to pypi", created_at=utc_now())
+        record_launch_routes(self.store, "web-2", "routes:\n- a.example\n")
         self.routes = submit("web-2", TOOL_EGRESS_BLOCK, "routes:\n- a.example\n- pypi\u2024org\n", "the mirrors",
                              current_file="routes:\n- a.example\n")
         self.fake = submit("web-3", TOOL_EGRESS_ALLOW, '{"host": "*.readthedocs.io"}', FAKE_ROUTE)

@@ -85,7 +85,9 @@ class InboxTest(BrowserCase):
         rows = self.rows()
         expected = {
             "cyrillic": ("nothing: the route does not parse", ["look-alike", "unreadable"]),
-            "routes": ("routes file: adds pypi\\u2024org, *.compute.amazonaws.com", ["widens", "look-alike"]),
+            # no routes file on record for web-2: every host reads as new (audit.routes_approved)
+            "routes": ("routes file: adds a.example, pypi\\u2024org, *.compute.amazonaws.com",
+                       ["widens", "look-alike", "drifted"]),
             "fake-route": ("*.readthedocs.io (any method; every path)", ["widens"]),
             "token": ("a github-pat token, sent to xn--pyp-lhd.org (POST; every path)", ["look-alike"]),
             "html": ("*.net (any method; every path)", ["widens"]),

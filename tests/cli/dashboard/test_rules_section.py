@@ -12,6 +12,7 @@ import sqlite3
 from urllib.parse import urlencode
 
 from bot_bottle.audit_store import AuditStore
+from bot_bottle.cli.launch_routes import record_launch_routes
 from bot_bottle.decisions import decide
 from bot_bottle.grant_records import Rule
 from bot_bottle.grants import GrantStore
@@ -160,6 +161,7 @@ class RulesSectionTest(DashboardCase):
     def test_a_revoked_grant_is_named_as_its_row_named_it(self) -> None:
         """BROKE before the fix: the page after revoking a routes file's grant, listed as 'routes file: adds b.com',
         said "revoked grant 1a2b3c4d (web-1: routes file sha256 9b6634b9b78a)"."""
+        record_launch_routes(self.store, "web-1", "routes:\n- a.com\n")
         routes = self.store.submit("web-1", TOOL_EGRESS_BLOCK, "routes:\n- a.com\n- b.com\n", "docs",
                                    current_file="routes:\n- a.com\n")
         decide(routes.id, "approved", store=self.store)

@@ -1,0 +1,99 @@
+"""The routes file a bottle is launched with, recorded by the host: what its first routes proposal is read against.
+
+An ``egress-block`` proposal is read against the last routes file approved
+for its bottle (``audit.routes_approved``). Before one was, the host had
+none, and the current file the sidecar sent was its word alone: a sidecar
+that sent its payload as its current file had a host it adds read as
+"unchanged". Such a proposal is now read against none, every host new, and
+the screens say why; ``bot-bottle prepare --routes-file FILE`` gives the host
+the file the bottle is launched with, so that its first proposal reads
+against that instead.
+
+The file is recorded as what it is, the operator's approval of a routes file
+for the bottle: a proposal of the bottle's, filed and approved in one
+transaction. So it is the same row, sealed entry and grant as any approval,
+every reading of the log holds it the same way, and it ends the bottle's
+earlier routes grants, as approving any routes file does.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from bot_bottle.audit_store import AuditRecorder
+from bot_bottle.decisions import decide, default_decider, record_decision_in
+from bot_bottle.errors import ValidationError
+from bot_bottle.queue_store import QueueStore
+from bot_bottle.records import (
+    MAX_PAYLOAD_BYTES,
+    STATUS_APPROVED,
+    STATUS_REJECTED,
+    TOOL_EGRESS_BLOCK,
+    Decision,
+    Proposal,
+    validate_text,
+)
+
+# What the recorded proposal says in place of an agent's justification, and its decision's notes.
+LAUNCH_JUSTIFICATION = "the routes file this bottle is launched with, recorded by 'bot-bottle prepare --routes-file'"
+LAUNCH_NOTES = "recorded at launch (bot-bottle prepare --routes-file)"
+
+
+@dataclass(frozen=True)
+class LaunchRoutes:
+    """A bottle's launch routes file as recorded: its proposal, and whether this call approved it (False: it was
+    the bottle's approved routes file already, its grant in force)."""
+
+    proposal: Proposal
+    recorded: bool
+
+
+def read_routes_file(path: Path) -> str:
+    """The text of the routes file at ``path``; ``ValidationError`` (field ``routes_file``) where it cannot be
+    read, is not UTF-8, or is longer than a proposal's payload may be."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ValidationError("routes_file", f"cannot read {path}: {exc.strerror or exc}") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ValidationError("routes_file", f"{path} is not UTF-8 text") from None
+    validate_text("routes_file", text, max_bytes=MAX_PAYLOAD_BYTES, required=True)
+    return text
+
+
+def record_launch_routes(store: QueueStore, bottle: str, text: str, decided_by: str | None = None) -> LaunchRoutes:
+    """Record ``text`` as the routes file ``bottle`` is launched with: filed for it and approved by ``decided_by``
+    (default: this user) in one transaction, unless it already is the bottle's approved routes file.
+
+    The same file waiting, filed by the bottle's sidecar, is approved as it
+    was shown to be. ``ValidationError`` where the file cannot be recorded
+    (rejected for the bottle, or approved only as the operator modified it),
+    and nothing is written.
+    """
+    decision = Decision(STATUS_APPROVED, LAUNCH_NOTES, None, default_decider() if decided_by is None else decided_by)
+    approved: list[Proposal] = []
+
+    def approve(log: AuditRecorder, proposal: Proposal) -> None:
+        record_decision_in(log, proposal, decision)
+        approved.append(proposal)
+
+    proposal = store.submit(bottle, TOOL_EGRESS_BLOCK, text, LAUNCH_JUSTIFICATION, quota=None, standing=approve)
+    if approved:
+        return LaunchRoutes(proposal, True)
+    response = store.response(proposal.id)
+    if response is None:  # the same file, filed by the bottle's sidecar and waiting: approved as it was read
+        decide(proposal.id, STATUS_APPROVED, LAUNCH_NOTES, decided_by=decision.decided_by, store=store,
+               shown=proposal)
+        return LaunchRoutes(proposal, True)
+    if response.status == STATUS_APPROVED:  # its grant in force: no other routes file was approved since
+        return LaunchRoutes(proposal, False)
+    if response.status == STATUS_REJECTED:
+        raise ValidationError("routes_file", f"this file was rejected for {bottle} (proposal {proposal.short_id}, "
+                              f"by {response.decided_by} at {response.decided_at}) and that answer stands; nothing "
+                              "recorded")
+    raise ValidationError("routes_file", f"this file was approved for {bottle} only as modified (proposal "
+                          f"{proposal.short_id}): the file in force is the modified one; revoke that grant (listed by "
+                          f"'bot-bottle grants list --bottle {bottle}') to record this one; nothing recorded")

@@ -1,0 +1,133 @@
+"""``bot-bottle prepare --routes-file``: the routes file a bottle is launched with, recorded by the host as approved,
+so its sidecar's first routes proposal is read against it and not against the sidecar's word."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from bot_bottle.audit_store import AuditStore
+from bot_bottle.cli.launch_routes import LAUNCH_JUSTIFICATION
+from bot_bottle.decisions import decide
+from bot_bottle.queue_store import QueueStore
+from bot_bottle.records import MAX_PAYLOAD_BYTES, STATUS_APPROVED, STATUS_REJECTED, TOOL_EGRESS_BLOCK
+from tests.helpers.support import TempDirTest
+
+FIRST = "routes:\n- a.com\n"
+SECOND = "routes:\n- a.com\n- b.com\n"
+EVIL = "routes:\n- a.com\n- b.com\n- evil-exfil.example.net\n"
+
+
+class LaunchRoutesTest(TempDirTest):
+    def routes_file(self, text: str, name: str = "routes.yaml") -> Path:
+        path = self.tmp / name
+        path.write_text(text, encoding="utf-8")
+        return path
+
+    def prepare(self, path: Path, slug: str = "web-1") -> dict[str, Any]:
+        result = self.run_cli("prepare", slug, "--backend", "docker", "--routes-file", str(path), "--json")
+        self.assertEqual((result.returncode, result.stderr), (0, ""))
+        routes = json.loads(result.stdout)["routes_file"]
+        assert isinstance(routes, dict)
+        return routes
+
+    def store(self) -> QueueStore:
+        store = QueueStore(None)
+        self.addCleanup(store.close)
+        return store
+
+    def audit_count(self) -> int:
+        store = self.store()
+        return AuditStore(database=store.db).count()
+
+    def listed(self) -> str:
+        result = self.run_cli("proposals", "list")
+        self.assertEqual((result.returncode, result.stderr), (0, ""))
+        return result.stdout
+
+    def test_the_launch_file_is_what_the_first_routes_proposal_is_read_against(self) -> None:
+        """Without it a sidecar's lie about its first routes file reads as every host new; with it, as what the
+        lie adds to the file the bottle runs, and an honest proposal as exactly what it adds."""
+        store = self.store()
+        lie = store.submit("web-1", TOOL_EGRESS_BLOCK, EVIL, "routine", current_file=EVIL)
+        self.assertIn("[drifted] routes file: adds a.com, b.com, evil-exfil.example.net", self.listed())
+        recorded = self.prepare(self.routes_file(FIRST))
+        self.assertTrue(recorded["recorded"])
+        launch = store.get(recorded["proposal"])
+        self.assertEqual((launch.payload, launch.justification, launch.queue_key),
+                         (FIRST, LAUNCH_JUSTIFICATION, "web-1"))
+        response = store.response(launch.id)
+        assert response is not None
+        self.assertEqual(response.status, STATUS_APPROVED)
+        self.assertIn("[drifted] routes file: adds b.com, evil-exfil.example.net", self.listed())
+        honest = store.submit("web-1", TOOL_EGRESS_BLOCK, SECOND, "docs", current_file=FIRST)
+        shown = self.run_cli("proposals", "show", honest.id)
+        self.assertIn("routes file: adds b.com\n", shown.stdout)
+        self.assertNotIn("drifted", shown.stdout)
+        self.assertIn("diff (current -> proposed):", shown.stdout)
+        self.assertIn("routes file: adds b.com, evil-exfil.example.net", self.run_cli("proposals", "show",
+                                                                                        lie.id).stdout)
+        verify = self.run_cli("audit", "verify")
+        self.assertEqual(verify.returncode, 0, verify.stdout + verify.stderr)
+
+    def test_the_text_says_what_was_recorded(self) -> None:
+        path = self.routes_file(FIRST)
+        first = self.run_cli("prepare", "web-1", "--backend", "docker", "--routes-file", str(path))
+        self.assertEqual((first.returncode, first.stderr), (0, ""))
+        self.assertIn(f"routes:     {path}: recorded as approved (proposal ", first.stdout)
+        again = self.run_cli("prepare", "web-1", "--backend", "docker", "--routes-file", str(path))
+        self.assertIn(f"routes:     {path}: already its approved routes file (proposal ", again.stdout)
+
+    def test_prepared_again_it_records_nothing_new_and_a_new_file_replaces_the_old(self) -> None:
+        first = self.prepare(self.routes_file(FIRST))
+        count = self.audit_count()
+        again = self.prepare(self.routes_file(FIRST))
+        self.assertEqual((again["recorded"], again["proposal"]), (False, first["proposal"]))
+        self.assertEqual(self.audit_count(), count)
+        newer = self.prepare(self.routes_file(SECOND, "newer.yaml"))
+        self.assertTrue(newer["recorded"])
+        grants = self.run_cli("grants", "list", "--json")
+        in_force = [grant["proposal_id"] for grant in json.loads(grants.stdout)]
+        self.assertEqual(in_force, [newer["proposal"]])  # the launch file replaced ends the old one's grant
+        self.assertEqual(self.audit_count(), count + 2)  # its approval, and the old grant's end
+        # Another bottle's launch file is its own.
+        other = self.prepare(self.routes_file(FIRST), slug="web-2")
+        self.assertNotEqual(other["proposal"], first["proposal"])
+
+    def test_the_same_file_waiting_from_the_sidecar_is_approved_as_filed(self) -> None:
+        store = self.store()
+        waiting = store.submit("web-1", TOOL_EGRESS_BLOCK, FIRST, "the agent's words", current_file=None)
+        recorded = self.prepare(self.routes_file(FIRST))
+        self.assertEqual((recorded["proposal"], recorded["recorded"]), (waiting.id, True))
+        response = store.response(waiting.id)
+        assert response is not None
+        self.assertEqual(response.status, STATUS_APPROVED)
+
+    def test_a_rejected_file_is_not_recorded(self) -> None:
+        store = self.store()
+        rejected = store.submit("web-1", TOOL_EGRESS_BLOCK, FIRST, "please", current_file=None)
+        decide(rejected.id, STATUS_REJECTED, "no", store=store)
+        count = self.audit_count()
+        result = self.run_cli("prepare", "web-1", "--backend", "docker", "--routes-file", str(self.routes_file(FIRST)))
+        self.assert_clean_error(result, 2, "--routes-file: this file was rejected for web-1", "nothing recorded")
+        self.assertEqual(self.audit_count(), count)
+
+    def test_a_file_that_cannot_be_read_changes_nothing(self) -> None:
+        """Each refused in one line, exit 2, before the database exists."""
+        directory = self.tmp / "a-directory"
+        directory.mkdir()
+        not_utf8 = self.tmp / "latin1.yaml"
+        not_utf8.write_bytes(b"routes:\n- caf\xe9.example\n")
+        cases = [
+            (self.tmp / "missing.yaml", "cannot read"),
+            (directory, "cannot read"),
+            (not_utf8, "is not UTF-8 text"),
+            (self.routes_file("", "empty.yaml"), "--routes-file"),
+            (self.routes_file("#" * (MAX_PAYLOAD_BYTES + 1), "long.yaml"), "--routes-file"),
+        ]
+        for path, needle in cases:
+            with self.subTest(path=path.name):
+                result = self.run_cli("prepare", "web-1", "--backend", "docker", "--routes-file", str(path))
+                self.assert_clean_error(result, 2, "--routes-file", needle)
+                self.assertFalse((self.home / ".bot-bottle").exists(), "prepare created something before refusing")
