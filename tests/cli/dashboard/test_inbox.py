@@ -15,6 +15,7 @@ from unittest import mock
 
 from bot_bottle.audit_store import AuditStore
 from bot_bottle.bottles import BottleStore
+from bot_bottle.cli.launch_routes import record_launch_routes
 from bot_bottle.decisions import decide
 from bot_bottle.grants import GrantStore
 from bot_bottle.queue_store import QueueStore
@@ -562,6 +563,7 @@ class ScreenshotTest(BrowserCase):
             {"host": "api.github.com", "method": "POST", "path": "/repos/o/r/issues", "detector": "github-pat",
              "value_length": 40, "snippet": "Authorization: token ********", "fingerprint": "ab" * 32}),
             "open the issue the task asks for")
+        record_launch_routes(self.store, "docs-4", "routes:\n- a.example\n")  # as 'prepare --routes-file' does
         self.store.submit("docs-4", TOOL_EGRESS_BLOCK, "routes:\n- a.example\n- pypi\u2024org\n",
                           "the package index\u202e (mirror)", current_file="routes:\n- a.example\n")
         self.store.submit("web-1", TOOL_EGRESS_ALLOW, '{"host": "files.pythonhosted.org", "paths": ["/packages/"]}',
