@@ -70,9 +70,9 @@ ROUTES_PROOF_SPAN = 200_000
 # Why a routes file is read against none where the host has no routes file on record for its bottle: the
 # current file the sidecar sends is its word alone, and a sidecar that sends its payload as its current file
 # had it read "unchanged" (hostile review 50's attack, on a bottle's first routes file).
-NO_ROUTES_ON_RECORD = ("no routes file is on record for this bottle (none approved; 'bot-bottle prepare "
-                       "--routes-file' records the one it is launched with): the current file the sidecar sent is "
-                       "only its word, so every host this file names reads as new")
+NO_ROUTES_ON_RECORD = ("no routes file is on record for this bottle (none approved; 'bot-bottle bottles routes "
+                       "SLUG FILE', or 'prepare --routes-file', records the one it runs with): the current file "
+                       "the sidecar sent is only its word, so every host this file names reads as new")
 
 
 # Spans of the log this process has proven whole, by (database, their last entry, its hash): the entry each was

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from bot_bottle.bottles import BottleOverview, BottleStore
@@ -11,6 +12,7 @@ from bot_bottle.cli.common import age, cell_text, db_path, print_json, print_tab
 from bot_bottle.cli.grants_cmds import grant_json, rule_in_force_json
 from bot_bottle.cli.in_force import grant_subjects, rule_left, rule_scope, rule_subject, shown_record
 from bot_bottle.cli.inbox import Inbox, apply_standing, expired_line
+from bot_bottle.cli.launch_routes import read_routes_file, record_launch_routes
 from bot_bottle.cli.registry import summary
 from bot_bottle.cli.render import grant_cell, left_cell, proposal_json
 from bot_bottle.errors import NotFound
@@ -140,6 +142,23 @@ def cmd_bottles_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bottles_routes(args: argparse.Namespace) -> int:
+    """Record the routes file a bottle runs with as approved for it, as ``prepare --routes-file`` does."""
+    text = read_routes_file(args.file)  # before the database is opened: a file that cannot be read changes nothing
+    with QueueStore(db_path(args)) as queue:
+        if not BottleStore(database=queue.db).overview(args.slug):
+            raise NotFound(f"no bottle {args.slug} (bot-bottle bottles list names them; 'prepare "
+                           f"{args.slug} --routes-file FILE' prepares one)")
+        routes = record_launch_routes(queue, args.slug, text)
+    if args.json:
+        print_json({"bottle": args.slug, "proposal": routes.proposal.id, "recorded": routes.recorded})
+        return 0
+    done = "recorded as approved" if routes.recorded else "already its approved routes file"
+    print_untrusted([f"{args.file}: {done} for {args.slug} (proposal {routes.proposal.short_id}); its routes "
+                     "proposals are read against it"])
+    return 0
+
+
 def register(subparsers: Any) -> None:
     """Add the ``bottles`` verb and its subcommands."""
     parser = subparsers.add_parser(
@@ -161,3 +180,16 @@ def register(subparsers: Any) -> None:
                        "bottle's, as 'rules list' shows them).")
     show.add_argument("slug", metavar="SLUG", help="the bottle's slug (its queue key)")
     show.set_defaults(handler=cmd_bottles_show, field_options={"bottle": "SLUG"})
+    routes = verb_parser(commands, "routes", json=True,
+                         help="record the routes file a bottle runs with, as approved (what prepare "
+                         "--routes-file records)",
+                         description="Record the routes file a bottle runs with as approved for it, as 'prepare "
+                         "--routes-file' does, without preparing it again (for the relay that would mint a new "
+                         "token): a proposal of the bottle's, filed and approved by you in one transaction, so its "
+                         "routes proposals are read against this file. Without one on record, every host a proposed "
+                         "routes file names reads as new. The same file already in force records nothing; the same "
+                         "file waiting from its sidecar is approved; a rejected one is refused.")
+    routes.add_argument("slug", metavar="SLUG", help="the bottle's slug (its queue key)")
+    routes.add_argument("file", type=Path, metavar="FILE", help="the routes file it runs with")
+    routes.set_defaults(handler=cmd_bottles_routes, field_options={"bottle": "SLUG", "routes_file": "FILE",
+                                                                   "queue_key": "SLUG"})

@@ -19,6 +19,8 @@ EXAMPLES: dict[str, tuple[tuple[str, str], ...]] = {
     "bottles list": (("bot-bottle bottles list", "every bottle, those waiting on you first"),
                      ("bot-bottle bottles list --json | jq '.[].slug'", "for a script")),
     "bottles show": (("bot-bottle bottles show web-1", "one bottle: its state, pending work and grants"),),
+    "bottles routes": (("bot-bottle bottles routes web-1 routes.yaml",
+                        "the routes file web-1 runs with, on record as approved"),),
     "proposals list": (("bot-bottle proposals list", "what every bottle has pending, oldest first"),
                        ("bot-bottle proposals list --bottle web-1 --all", "everything web-1 ever filed"),
                        ("bot-bottle proposals list | cut -f1,7",

@@ -1,5 +1,5 @@
-"""``bot-bottle prepare --routes-file``: the routes file a bottle is launched with, recorded by the host as approved,
-so its sidecar's first routes proposal is read against it and not against the sidecar's word."""
+"""``bot-bottle prepare --routes-file`` and ``bottles routes``: the routes file a bottle is launched with, recorded by
+the host as approved, so its sidecar's first routes proposal is read against it and not against the sidecar's word."""
 
 from __future__ import annotations
 
@@ -131,3 +131,22 @@ class LaunchRoutesTest(TempDirTest):
                 result = self.run_cli("prepare", "web-1", "--backend", "docker", "--routes-file", str(path))
                 self.assert_clean_error(result, 2, "--routes-file", needle)
                 self.assertFalse((self.home / ".bot-bottle").exists(), "prepare created something before refusing")
+
+    def test_bottles_routes_records_it_for_a_bottle_already_prepared(self) -> None:
+        """Without preparing it again (which, for the relay, mints a new token)."""
+        path = self.routes_file(FIRST)
+        unknown = self.run_cli("bottles", "routes", "web-1", str(path))
+        self.assert_clean_error(unknown, 1, "no bottle web-1")
+        self.assertEqual(self.audit_count(), 0)
+        self.assertEqual(self.run_cli("prepare", "web-1", "--backend", "docker").returncode, 0)
+        store = self.store()
+        lie = store.submit("web-1", TOOL_EGRESS_BLOCK, EVIL, "routine", current_file=EVIL)
+        said = self.run_cli("bottles", "routes", "web-1", str(path))
+        self.assertEqual((said.returncode, said.stderr), (0, ""))
+        self.assertIn(f"{path}: recorded as approved for web-1 (proposal ", said.stdout)
+        self.assertIn("[drifted] routes file: adds b.com, evil-exfil.example.net", self.listed())
+        again = self.run_cli("bottles", "routes", "web-1", str(path), "--json")
+        self.assertFalse(json.loads(again.stdout)["recorded"])
+        self.assert_clean_error(self.run_cli("bottles", "routes", "web-1", str(self.tmp / "missing")), 2,
+                                "FILE: cannot read")
+        self.assertIsNone(store.response(lie.id))
