@@ -34,7 +34,7 @@ from typing import IO
 
 from bot_bottle.errors import GitObjectsError, ScanLimitExceeded
 from bot_bottle.sidecar.git_gate.limits import Deadline, Limits, child_limits, mib
-from bot_bottle.sidecar.git_gate.objects import git_command, git_env, git_output, tree_entries
+from bot_bottle.sidecar.git_gate.objects import StopAtDeadline, git_command, git_env, git_output, tree_entries
 
 ATTRIBUTE = "working-tree-encoding"
 ATTRIBUTES_FILE = b".gitattributes"
@@ -74,11 +74,13 @@ class _Trees:
                                             preexec_fn=child_limits)
         except OSError as exc:
             raise GitObjectsError(f"cannot run git: {exc.strerror}") from None
+        self.stop = StopAtDeadline(self.process, deadline)  # a read blocks until git answers
         self.files: dict[str, frozenset[tuple[str, str]]] = {}  # tree -> its .gitattributes files, all levels
         self.entries: dict[str, tuple[list[tuple[str, str]], list[tuple[str, str]]]] = {}
         self.mentions: dict[str, bool] = {}  # .gitattributes blob -> holds the attribute's name
 
     def close(self) -> None:
+        self.stop.cancel()
         for pipe in (self.process.stdin, self.process.stdout):
             if pipe is not None:
                 pipe.close()
@@ -86,6 +88,14 @@ class _Trees:
         self.process.wait()
 
     def read(self, oid: str) -> tuple[str, bytes]:
+        try:
+            return self._read(oid)
+        except (GitObjectsError, OSError, ValueError):
+            if self.stop.fired.is_set():  # git stopped at the deadline: the short answer is the deadline's
+                raise self.deadline.exceeded() from None
+            raise
+
+    def _read(self, oid: str) -> tuple[str, bytes]:
         stdin, stdout = self.process.stdin, self.process.stdout
         assert stdin is not None and stdout is not None
         self.deadline.check()

@@ -18,9 +18,11 @@ would read something other than what is stored.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import tempfile
+import threading
 from collections import ChainMap
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -109,6 +111,54 @@ def stop_git(process: subprocess.Popen[bytes]) -> None:
         process.wait()  # not its output: a child of git's that holds the pipes open would hold the gate with them
 
 
+class StopAtDeadline:
+    """Stops ``process``, a streaming git call (``git archive``, ``cat-file --batch``), where it still runs at
+    ``deadline``, as ``stop_git`` stops one (SIGTERM, then SIGKILL after the grace); ``fired`` is set when it did.
+
+    Its readers checked the deadline between chunks of git's output, so a
+    git that computed without writing a byte (``git archive`` filling in an
+    export-subst file's ``$Format:%(describe)$`` over a long history) held
+    the push for as long as it ran: a read blocks until git writes or exits.
+    """
+
+    def __init__(self, process: subprocess.Popen[bytes], deadline: Deadline) -> None:
+        self.fired = threading.Event()
+        self._process = process
+        self._timer = threading.Timer(deadline.remaining(), self._stop)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def _stop(self) -> None:
+        if self._process.poll() is None:
+            self.fired.set()
+            self._process.terminate()
+            try:
+                self._process.wait(_STOP_GRACE_SECONDS)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+
+    def cancel(self) -> None:
+        """No stop from now on (the call is done with, or its process stopped otherwise)."""
+        self._timer.cancel()
+
+
+@contextlib.contextmanager
+def stopped_at_deadline(process: subprocess.Popen[bytes], deadline: Deadline) -> Iterator[None]:
+    """Read a streaming git call inside this: ``process`` is stopped at ``deadline`` (``StopAtDeadline``), and
+    what the read then raises (a short answer), or its end, becomes the deadline's error."""
+    stop = StopAtDeadline(process, deadline)
+    try:
+        yield
+    except Exception:
+        if stop.fired.is_set():
+            raise deadline.exceeded() from None
+        raise
+    finally:
+        stop.cancel()
+    if stop.fired.is_set():
+        raise deadline.exceeded()
+
+
 def git_output(command: list[str], deadline: Deadline, *, stdin: IO[bytes] | None = None,
                env: Mapping[str, str] | None = None) -> bytes:
     """What ``command`` writes to stdout (``run_git``); ``GitObjectsError`` naming it where git exits non-zero."""
@@ -193,21 +243,23 @@ def read_objects(repo: Path, oids: Sequence[str], limits: Limits, deadline: Dead
             raise GitObjectsError(f"cannot run git: {exc.strerror}") from None
         assert process.stdout is not None
         try:
-            for oid in oids:
-                header = process.stdout.readline().decode("ascii", errors="replace").split()
-                if len(header) != 3 or header[0] != oid or header[1] not in KINDS or not header[2].isdigit():
-                    raise GitObjectsError(f"git cannot read object {oid}: {' '.join(header)[:100] or 'no answer'}")
-                size = int(header[2])
-                if size > limits.max_object_bytes:
-                    where = (names or {}).get(oid) or f"a {header[1]} object"
-                    raise ScanLimitExceeded(f"{where} ({oid[:12]}) is {mib(size)}, over the "
-                                            f"{mib(limits.max_object_bytes)} one pushed object may be "
-                                            "(--max-object-size)")
-                deadline.check()
-                data = process.stdout.read(size)
-                if len(data) != size or process.stdout.read(1) != b"\n":
-                    raise GitObjectsError(f"git's answer for object {oid} is cut short")
-                yield oid, header[1], data
+            with stopped_at_deadline(process, deadline):
+                for oid in oids:
+                    header = process.stdout.readline().decode("ascii", errors="replace").split()
+                    if len(header) != 3 or header[0] != oid or header[1] not in KINDS or not header[2].isdigit():
+                        raise GitObjectsError(f"git cannot read object {oid}: "
+                                              f"{' '.join(header)[:100] or 'no answer'}")
+                    size = int(header[2])
+                    if size > limits.max_object_bytes:
+                        where = (names or {}).get(oid) or f"a {header[1]} object"
+                        raise ScanLimitExceeded(f"{where} ({oid[:12]}) is {mib(size)}, over the "
+                                                f"{mib(limits.max_object_bytes)} one pushed object may be "
+                                                "(--max-object-size)")
+                    deadline.check()
+                    data = process.stdout.read(size)
+                    if len(data) != size or process.stdout.read(1) != b"\n":
+                        raise GitObjectsError(f"git's answer for object {oid} is cut short")
+                    yield oid, header[1], data
         finally:
             process.stdout.close()
             process.kill()

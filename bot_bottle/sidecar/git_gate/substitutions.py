@@ -59,6 +59,7 @@ from bot_bottle.sidecar.git_gate.objects import (
     read_objects,
     ref_tips,
     run_git,
+    stopped_at_deadline,
 )
 from bot_bottle.sidecar.git_gate.refs import RefUpdate
 
@@ -137,13 +138,13 @@ def _archive(scratch: Mapping[str, str], commit: str, paths: Sequence[str], budg
         assert process.stdout is not None
         out = bytearray()
         try:
-            while chunk := process.stdout.read(_CHUNK):
-                deadline.check()
-                out += chunk
-                if len(out) > budget:
-                    raise ScanLimitExceeded(f"git archive of commit {commit[:12]} writes more than the "
-                                            f"{mib(budget)} left to scan: its export-subst files' $Format: "
-                                            "expand past --max-scan-size")
+            with stopped_at_deadline(process, deadline):
+                while chunk := process.stdout.read(_CHUNK):
+                    out += chunk
+                    if len(out) > budget:
+                        raise ScanLimitExceeded(f"git archive of commit {commit[:12]} writes more than the "
+                                                f"{mib(budget)} left to scan: its export-subst files' $Format: "
+                                                "expand past --max-scan-size")
         finally:
             process.stdout.close()
             if process.poll() is None:

@@ -17,8 +17,10 @@ from unittest import mock
 
 from bot_bottle.errors import ScanLimitExceeded
 from bot_bottle.sidecar.git_gate import objects
-from bot_bottle.sidecar.git_gate.limits import Deadline
-from bot_bottle.sidecar.git_gate.objects import git_command, run_git
+from bot_bottle.sidecar.git_gate.attributes import attributed_files
+from bot_bottle.sidecar.git_gate.limits import Deadline, Limits
+from bot_bottle.sidecar.git_gate.objects import git_command, read_objects, run_git
+from bot_bottle.sidecar.git_gate.substitutions import _archive
 from tests.helpers.support import TempDirTest
 
 ZERO = "0" * 40
@@ -65,6 +67,37 @@ class StoppingGitTest(TempDirTest):
         with mock.patch.object(objects, "_STOP_GRACE_SECONDS", 0.5), self.assertRaises(ScanLimitExceeded):
             run_git(["sh", "-c", "trap '' TERM; sleep 20 & exec sleep 20"], Deadline(0.2))
         self.assertLess(time.monotonic() - started, 15)  # killed, not waited out
+
+    def stalling(self, subcommand: str) -> str:
+        """A PATH whose ``git`` is the real one, except that ``git SUBCOMMAND`` writes nothing for 60 s: a git
+        computing without output (``git archive`` filling in ``$Format:%(describe)$`` over a long history)."""
+        folder = self.tmp / f"stalling-{subcommand}"
+        folder.mkdir()
+        script = folder / "git"
+        script.write_text(f'#!/bin/sh\nfor word in "$@"; do [ "$word" = {subcommand} ] && exec sleep 60; done\n'
+                          'exec /usr/bin/git "$@"\n')
+        script.chmod(0o755)
+        return f"{folder}:{os.environ.get('PATH', '/usr/bin:/bin')}"
+
+    def test_a_streamed_read_is_stopped_at_the_deadline(self) -> None:
+        """BROKE before the fix: git archive's and cat-file's output was read with the deadline checked between
+        chunks, so a git that wrote nothing held the push for as long as it ran (here 60 s each)."""
+        archive_path, cat_file_path = self.stalling("archive"), self.stalling("cat-file")
+        calls = {
+            "archive": (os.environ.get("PATH", ""), lambda: _archive(
+                {**os.environ, "PATH": archive_path, "GIT_DIR": str(self.repo)}, self.commit, ["v.txt"], 1 << 20,
+                Deadline(0.5))),
+            "cat-file": (cat_file_path, lambda: list(read_objects(self.repo, [self.commit], Limits(), Deadline(0.5)))),
+            "attributes": (cat_file_path,
+                           lambda: list(attributed_files(self.repo, [self.commit], Limits(), Deadline(0.5)))),
+        }
+        for name, (path, call) in calls.items():
+            with self.subTest(name):
+                started = time.monotonic()
+                with mock.patch.dict(os.environ, {"PATH": path}), \
+                        self.assertRaisesRegex(ScanLimitExceeded, "did not finish within 0.5 s"):
+                    call()
+                self.assertLess(time.monotonic() - started, 20)  # stopped at its deadline, not waited out
 
     def test_within_its_time_the_output_and_status_are_returned(self) -> None:
         result = run_git(git_command(self.repo, "rev-parse", self.commit), Deadline(30))
