@@ -113,16 +113,20 @@ class _Approved:
 
 def routes_base(conn: sqlite3.Connection, proposal: Proposal, decided: bool) -> RoutesBase:
     """What ``proposal``'s file is read against: the sidecar's current file where it is the last one approved for
-    the bottle (or none ever was), else the last approved one, with a ``drift`` saying so. A ``decided``
+    the bottle, else the last approved one, with a ``drift`` saying so, or none where none was (or none is
+    proven, and then why). A ``decided``
     proposal is read against what was approved before its own decision, as it was when it was decided."""
     if proposal.tool != TOOL_EGRESS_BLOCK:
         return RoutesBase(proposal.current_file)
     try:
         before = _decision_seq(conn, proposal.id) if decided else None
         last, unsealed = _last_approved(conn, proposal, before)
-        hidden = (_unproven_since(conn, 0 if last is None else last.seq, before, proposal.queue_key)
-                  if unsealed is None
-                  else f"audit entry {unsealed} is not sealed by this host as it reads now")
+        if unsealed is not None:
+            hidden: str | None = f"audit entry {unsealed} is not sealed by this host as it reads now"
+        elif last is None:  # read against none, whatever the log holds: nothing is taken that a walk would prove
+            hidden = None
+        else:
+            hidden = _unproven_since(conn, last.seq, before, proposal.queue_key)
     except (sqlite3.Error, BotBottleError) as exc:  # a log a sidecar dropped, a damaged key: the screen still shows
         hidden = f"the audit log could not be read ({exc})"
         last = None

@@ -13,7 +13,10 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from unittest import mock
 
+from bot_bottle.audit import routes_approved
+from bot_bottle.audit.routes_approved import NO_ROUTES_ON_RECORD
 from bot_bottle.cli.inbox import Inbox
 from bot_bottle.cli.launch_routes import record_launch_routes
 from bot_bottle.decisions import decide
@@ -106,6 +109,17 @@ class LyingCurrentFileTest(CliTestCase):
         record_launch_routes(self.store, "web-2", FIRST)
         self.assertEqual((self.grants(lie)["summary"], self.kinds(lie)),
                          ("routes file: adds b.com, evil-exfil.example.net", ["drifted"]))
+
+    def test_a_long_log_is_not_walked_for_a_bottle_with_none_on_record(self) -> None:
+        """Read against none either way: the caution says why (none on record), not that a long log was left
+        unchecked, which sent the operator to 'audit verify' for nothing on a busy host."""
+        self.approved()  # web-1's: entries a walk from the log's start would have to check
+        with mock.patch.object(routes_approved, "ROUTES_PROOF_SPAN", 0), \
+                mock.patch.object(routes_approved, "sealed_in_order") as walk:
+            first = self.file(EVIL, EVIL, bottle="web-2")
+            (warning,) = self.grants(first)["warnings"]  # type: ignore[misc]
+        self.assertEqual(warning["text"], NO_ROUTES_ON_RECORD)
+        walk.assert_not_called()
 
     def test_with_the_file_on_record_and_when_honest_nothing_drifts(self) -> None:
         record_launch_routes(self.store, "web-1", FIRST)
