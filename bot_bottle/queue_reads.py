@@ -311,15 +311,23 @@ class QueueReads(DatabaseUser):
             return int(conn.execute("PRAGMA data_version").fetchone()[0]), conn.total_changes
 
     @classmethod
-    def still_answering_in(cls, conn: sqlite3.Connection, queue_key: str, tool: str, payload_sha256: str,
-                           now: str) -> Proposal | None:
+    def still_answering_in(cls, conn: sqlite3.Connection, queue_key: str, tool: str, payload: str,
+                           payload_sha256: str, now: str) -> Proposal | None:
         """The unarchived proposal of ``queue_key`` for the same request whose answer still stands at ``now``
-        (``_STILL_ANSWERS``): what a filing of it returns instead of a new one."""
+        (``_STILL_ANSWERS``): what a filing of it returns instead of a new one.
+
+        The same request is the same payload, compared as text: the digest
+        column finds it (indexed), but it is a row's word, and a sidecar on
+        the mount can write a row holding another file under this one's
+        digest, which ``prepare --routes-file`` then approved as the launch
+        file (tests/attacks/test_launch_routes_rows.py).
+        """
         row = conn.execute(
             f"SELECT {PROPOSAL_COLUMNS} FROM proposals p WHERE p.queue_key = :queue_key AND p.tool = :tool "
-            f"AND p.payload_sha256 = :sha AND p.archived_at IS NULL AND {_STILL_ANSWERS} "
+            f"AND p.payload_sha256 = :sha AND p.payload = :payload AND p.archived_at IS NULL AND {_STILL_ANSWERS} "
             "ORDER BY p.created_at DESC LIMIT 1",
-            {"queue_key": queue_key, "tool": tool, "sha": payload_sha256, "now": now, "rejected": STATUS_REJECTED},
+            {"queue_key": queue_key, "tool": tool, "sha": payload_sha256, "payload": payload, "now": now,
+             "rejected": STATUS_REJECTED},
         ).fetchone()
         return None if row is None else cls.proposal_from_row(row)
 

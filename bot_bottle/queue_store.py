@@ -177,7 +177,8 @@ class QueueStore(QueueReads):
     def _file_in(self, conn: sqlite3.Connection, fields: dict[str, Any], quota: Quota | None) -> tuple[Proposal, bool]:
         """The proposal filed (True) or found (False) inside the caller's write transaction."""
         now = utc_now()
-        existing = self.still_answering_in(conn, fields["queue_key"], fields["tool"], fields["sha"], now)
+        existing = self.still_answering_in(conn, fields["queue_key"], fields["tool"], fields["payload"],
+                                           fields["sha"], now)
         if existing is not None:
             return existing, False
         if quota is not None:
