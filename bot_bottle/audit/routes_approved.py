@@ -165,6 +165,23 @@ def hold_routes_read(conn: sqlite3.Connection, proposal: Proposal, read: str) ->
                           "shown, so what deciding it adds and drops changed; nothing recorded: show it again")
 
 
+def is_last_approved(conn: sqlite3.Connection, bottle: str, text: str) -> bool:
+    """Whether ``text`` is the last routes file approved for ``bottle`` as this host's seal proves it (what
+    ``routes_base`` reads a proposal claiming it as its current file against, unquestioned): what ``prepare
+    --routes-file`` holds an approval it found to before it says the file is on record, as a row is a sidecar's
+    word."""
+    # The probe's id is none stored: the lookup leaves a proposal's own approval out, and this is every one's.
+    probe = Proposal("0" * 32, bottle, TOOL_EGRESS_BLOCK, text, "", text, sha256_text(text), "")
+    return routes_base(conn, probe, decided=False) == RoutesBase(text)
+
+
+def decision_sealed(conn: sqlite3.Connection, proposal_id: str, action: str) -> bool:
+    """Whether an entry recording ``action`` on ``proposal_id`` carries this host's seal as it reads now: a
+    response row alone is the word of whoever can write the file."""
+    rows = conn.execute(f"{SELECT} WHERE proposal_id = ? AND action = ? ORDER BY seq", (proposal_id, action))
+    return next(sealed_rows(conn, rows), None) is not None
+
+
 def routes_approvals_mark(conn: sqlite3.Connection) -> int | None:
     """The number of the newest entry that approves a routes file, of any bottle (None: there is none): a screen
     that keeps what it read of pending proposals reads their routes files again when it moves."""

@@ -21,6 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from bot_bottle.audit.routes_approved import decision_sealed, is_last_approved
 from bot_bottle.audit_store import AuditRecorder
 from bot_bottle.decisions import decide, default_decider, record_decision_in
 from bot_bottle.errors import ValidationError
@@ -70,8 +71,9 @@ def record_launch_routes(store: QueueStore, bottle: str, text: str, decided_by: 
 
     The same file waiting, filed by the bottle's sidecar, is approved as it
     was shown to be. ``ValidationError`` where the file cannot be recorded
-    (rejected for the bottle, or approved only as the operator modified it),
-    and nothing is written.
+    (rejected for the bottle, approved only as the operator modified it, or
+    an answer found that the host's seal does not prove), and nothing is
+    written.
     """
     decision = Decision(STATUS_APPROVED, LAUNCH_NOTES, None, default_decider() if decided_by is None else decided_by)
     approved: list[Proposal] = []
@@ -88,6 +90,18 @@ def record_launch_routes(store: QueueStore, bottle: str, text: str, decided_by: 
         decide(proposal.id, STATUS_APPROVED, LAUNCH_NOTES, decided_by=decision.decided_by, store=store,
                shown=proposal)
         return LaunchRoutes(proposal, True)
+    # The answer found is held to the host's seal before prepare reports it: a sidecar on the mount writes
+    # response and grant rows, and its approval had prepare say "already its approved routes file" while every
+    # screen read the bottle's routes against none; its rejection, refuse in the operator's name.
+    with store.db.read() as conn:
+        if response.status == STATUS_APPROVED:
+            proven = is_last_approved(conn, bottle, text)
+        else:
+            proven = decision_sealed(conn, proposal.id, response.status)
+    if not proven:
+        raise ValidationError("routes_file", f"this file's {response.status} answer for {bottle} (proposal "
+                              f"{proposal.short_id}) is not proven by this host's sealed audit log "
+                              "('bot-bottle audit verify' says more); nothing recorded")
     if response.status == STATUS_APPROVED:  # its grant in force: no other routes file was approved since
         return LaunchRoutes(proposal, False)
     if response.status == STATUS_REJECTED:

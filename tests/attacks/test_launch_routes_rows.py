@@ -66,3 +66,33 @@ class LaunchRoutesRowsTest(TempDirTest):
         self.assertEqual([grant["proposal_id"] for grant in grants], [launch.id])
         self.assertNotIn("evil-exfil", json.dumps(grants))
 
+    def forge_answer(self, proposal_id: str, status: str) -> None:
+        """The response a sidecar writes for ``proposal_id`` (and for an approval, the grant in force): no seal."""
+        self.raw.execute("INSERT INTO responses (proposal_id, status, notes, final_file, decided_by, decided_at) "
+                         "VALUES (?, ?, 'ok', NULL, 'ann@host', ?)", (proposal_id, status, utc_now()))
+        if status == STATUS_APPROVED:
+            self.raw.execute(
+                "INSERT INTO grants (id, queue_key, tool, subject, subject_sha256, starts_at, ends_at, proposal_id, "
+                "rule_id, decided_by, audit_seq) VALUES (?, 'web-1', ?, ?, ?, '2020-01-01T00:00:00.000000Z', ?, ?, "
+                "NULL, 'ann@host', 900)",
+                (secrets.token_hex(16), TOOL_EGRESS_BLOCK, json.dumps({"file_sha256": sha256_text(LAUNCH)}),
+                 sha256_text(LAUNCH), LATER, proposal_id))
+
+    def test_an_unsealed_approval_of_the_launch_file_is_not_taken_as_its_record(self) -> None:
+        """prepare said 'already its approved routes file' while every screen read the bottle's routes against
+        none: the approval was the sidecar's row, and no seal of the host's holds it."""
+        planted = self.plant(LAUNCH, sha256_text(LAUNCH))
+        self.forge_answer(planted, STATUS_APPROVED)
+        result = self.run_cli("prepare", "web-1", "--backend", "docker", "--routes-file", str(self.routes))
+        self.assertNotIn("already its approved routes file", result.stdout)
+        self.assertEqual(result.returncode, 2, result.stdout)
+        self.assertIn("not proven", result.stderr)
+        self.assertEqual(len(result.stderr.strip().splitlines()), 1, result.stderr)
+
+    def test_an_unsealed_rejection_of_the_launch_file_is_not_named_as_the_operators(self) -> None:
+        planted = self.plant(LAUNCH, sha256_text(LAUNCH))
+        self.forge_answer(planted, "rejected")
+        result = self.run_cli("prepare", "web-1", "--backend", "docker", "--routes-file", str(self.routes))
+        self.assertEqual(result.returncode, 2, result.stdout)
+        self.assertNotIn("rejected for web-1 (proposal", result.stderr)
+        self.assertIn("not proven", result.stderr)
