@@ -18,6 +18,8 @@ earlier routes grants, as approving any routes file does.
 
 from __future__ import annotations
 
+import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,16 +53,39 @@ class LaunchRoutes:
 
 
 def read_routes_file(path: Path) -> str:
-    """The text of the routes file at ``path``; ``ValidationError`` (field ``routes_file``) where it cannot be
-    read, is not UTF-8, or is longer than a proposal's payload may be."""
+    """The text of the routes file at ``path`` as the sidecar reads it (``sidecar.mcp``: UTF-8 in text mode, so
+    CRLF and CR end lines as LF); ``ValidationError`` (field ``routes_file``) where it cannot be read, is not a
+    regular file, is not UTF-8, or is longer than a proposal's payload may be.
+
+    The file often lives in a checkout the bottle's agent writes: opened
+    without blocking and held to a regular file before a byte is read (a
+    FIFO hung prepare for ever), and read no further than the limit (a whole
+    read of ``/dev/zero`` or a sparse file of gigabytes took the host's
+    memory; tests/attacks/test_launch_routes_files.py).
+    """
     try:
-        data = path.read_bytes()
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY)
     except OSError as exc:
         raise ValidationError("routes_file", f"cannot read {path}: {exc.strerror or exc}") from None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):  # before a file object: open() refuses a directory itself
+            raise ValidationError("routes_file", f"cannot read {path}: not a regular file")
+        with os.fdopen(os.dup(fd), "rb") as handle:
+            data = handle.read(MAX_PAYLOAD_BYTES + 1)
+    except OSError as exc:
+        raise ValidationError("routes_file", f"cannot read {path}: {exc.strerror or exc}") from None
+    finally:
+        os.close(fd)
+    if len(data) > MAX_PAYLOAD_BYTES:
+        raise ValidationError("routes_file", f"{path} is longer than a routes file may be ({MAX_PAYLOAD_BYTES} "
+                              "bytes)")
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
         raise ValidationError("routes_file", f"{path} is not UTF-8 text") from None
+    # The sidecar's reading (Path.read_text: universal newlines): recorded as the bytes are, a CRLF file was text
+    # no sidecar sends, and every honest routes proposal of the bottle read as drifted, every host new.
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
     validate_text("routes_file", text, max_bytes=MAX_PAYLOAD_BYTES, required=True)
     return text
 

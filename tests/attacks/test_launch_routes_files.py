@@ -1,0 +1,71 @@
+"""The file ``bot-bottle prepare --routes-file FILE`` records: what it reads, and what it refuses.
+
+The routes file often lives in a checkout the bottle's agent writes. Before
+the fixes next to these tests, prepare read the whole file into memory before
+it checked its length: a FIFO there hung prepare for ever, ``/dev/zero`` (or
+a sparse file of gigabytes) took the host's memory until prepare died in a
+traceback. And it recorded the bytes as they are, where the sidecar reads the
+same file in text mode (``sidecar.mcp``, universal newlines): a CRLF file was
+recorded as text no sidecar sends, so every honest routes proposal of the
+bottle read as drifted, every host new.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import subprocess
+import sys
+import time
+
+from bot_bottle.queue_store import QueueStore
+from bot_bottle.records import MAX_PAYLOAD_BYTES, TOOL_EGRESS_BLOCK
+from tests.helpers.support import REPO, TempDirTest
+
+MEMORY = 1 << 30  # the address space prepare is given here: a whole read of /dev/zero ends in MemoryError
+
+
+def _limited() -> None:
+    resource.setrlimit(resource.RLIMIT_AS, (MEMORY, MEMORY))
+
+
+class LaunchRoutesFilesTest(TempDirTest):
+    def prepare(self, path: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+        env = {**os.environ, "HOME": str(self.home), "PYTHONDONTWRITEBYTECODE": "1"}
+        return subprocess.run([sys.executable, "-m", "bot_bottle", "prepare", "web-1", "--backend", "docker",
+                               "--routes-file", path], cwd=REPO, env=env, capture_output=True, text=True,
+                              timeout=timeout, preexec_fn=_limited)
+
+    def test_files_that_never_end_are_refused_at_once(self) -> None:
+        fifo = self.tmp / "routes.fifo"
+        os.mkfifo(fifo)
+        sparse = self.tmp / "huge.yaml"
+        with open(sparse, "wb") as handle:
+            handle.truncate(4 << 30)  # 4 GiB of holes: nothing on disk, all of it in memory when read whole
+        for path, needle in ((str(fifo), "not a regular file"), ("/dev/zero", "not a regular file"),
+                             (str(sparse), "--routes-file")):
+            with self.subTest(path=path):
+                started = time.monotonic()
+                result = self.prepare(path)
+                self.assert_clean_error(result, 2, "--routes-file", needle)
+                self.assertLess(time.monotonic() - started, 20)
+                self.assertFalse((self.home / ".bot-bottle").exists(), "prepare created something before refusing")
+
+    def test_a_file_just_over_the_limit_is_refused(self) -> None:
+        path = self.tmp / "long.yaml"
+        path.write_text("routes:\n" + "#" * MAX_PAYLOAD_BYTES, encoding="utf-8")
+        self.assert_clean_error(self.prepare(str(path)), 2, "--routes-file")
+
+    def test_a_crlf_file_is_recorded_as_the_sidecar_reads_it(self) -> None:
+        path = self.tmp / "routes.yaml"
+        path.write_bytes(b"routes:\r\n- a.com\r\n")
+        result = self.prepare(str(path))
+        self.assertEqual((result.returncode, result.stderr), (0, ""))
+        current = path.read_text(encoding="utf-8")  # what the sidecar sends (sidecar.mcp)
+        store = QueueStore()
+        self.addCleanup(store.close)
+        honest = store.submit("web-1", TOOL_EGRESS_BLOCK, "routes:\n- a.com\n- b.com\n", "docs",
+                              current_file=current)
+        shown = self.run_cli("proposals", "show", honest.id)
+        self.assertIn("routes file: adds b.com\n", shown.stdout)
+        self.assertNotIn("drifted", shown.stdout)
