@@ -19,14 +19,17 @@ earlier routes grants, as approving any routes file does.
 from __future__ import annotations
 
 import os
+import sqlite3
 import stat
 from dataclasses import dataclass
 from pathlib import Path
 
 from bot_bottle.audit.routes_approved import decision_sealed, is_last_approved
+from bot_bottle.audit.rule_proofs import rejecting_rule
 from bot_bottle.audit_store import AuditRecorder
 from bot_bottle.decisions import decide, default_decider, record_decision_in
 from bot_bottle.errors import ValidationError
+from bot_bottle.policy.subjects import subject_of
 from bot_bottle.queue_store import QueueStore
 from bot_bottle.records import (
     MAX_PAYLOAD_BYTES,
@@ -35,8 +38,11 @@ from bot_bottle.records import (
     TOOL_EGRESS_BLOCK,
     Decision,
     Proposal,
+    Response,
+    sha256_text,
     validate_text,
 )
+from bot_bottle.timestamps import utc_now
 
 # What the recorded proposal says in place of an agent's justification, and its decision's notes.
 LAUNCH_JUSTIFICATION = "the routes file this bottle is launched with, recorded by 'bot-bottle prepare --routes-file'"
@@ -115,20 +121,51 @@ def record_launch_routes(store: QueueStore, bottle: str, text: str, decided_by: 
         decide(proposal.id, STATUS_APPROVED, LAUNCH_NOTES, decided_by=decision.decided_by, store=store,
                shown=proposal)
         return LaunchRoutes(proposal, True)
-    # The answer found is held to the host's seal before prepare reports it: a sidecar on the mount writes
-    # response and grant rows, and its approval had prepare say "already its approved routes file" while every
-    # screen read the bottle's routes against none; its rejection, refuse in the operator's name.
     with store.db.read() as conn:
-        if response.status == STATUS_APPROVED:
-            proven = is_last_approved(conn, bottle, text)
-        else:
-            proven = decision_sealed(conn, proposal.id, response.status)
+        _hold(conn, proposal, response, bottle, text)
+    return LaunchRoutes(proposal, False)  # approved, its grant in force: no other routes file was approved since
+
+
+def check_launch_routes(store: QueueStore, bottle: str, text: str) -> None:
+    """Refuse ``text`` as ``record_launch_routes`` would (``ValidationError``), from the database as it reads now
+    and writing nothing: prepare asks before it prepares anything. Its refusals came after the bottle was
+    recorded as prepared (and for the relay, its token minted again, the running sidecar's ended), under a
+    message that said nothing was recorded (tests/attacks/test_launch_routes_files.py)."""
+    now = utc_now()
+    with store.db.read() as conn:
+        found = store.still_answering_in(conn, bottle, TOOL_EGRESS_BLOCK, text, sha256_text(text), now)
+        response = None if found is None else store.response_in(conn, found.id)
+        if found is not None and response is not None:
+            _hold(conn, found, response, bottle, text)
+            return
+        # Filed or approved now, the operator's approval: a standing rejection the log proves refuses it there.
+        rule = rejecting_rule(conn, bottle, TOOL_EGRESS_BLOCK, subject_of(TOOL_EGRESS_BLOCK, text), now)
+    if rule is not None:
+        whose = "every bottle" if rule.queue_key is None else rule.queue_key
+        raise ValidationError("routes_file", f"rule {rule.short_id} rejects this file for {whose} "
+                              f"({rule.notes or 'always reject'}): nothing recorded; to record it, 'bot-bottle rules "
+                              f"revoke {rule.short_id}' first")
+
+
+def _hold(conn: sqlite3.Connection, proposal: Proposal, response: Response, bottle: str, text: str) -> None:
+    """Nothing where ``response`` (the answer found for ``proposal``, the launch file ``text``) is an approval
+    in force that the host's seal proves; else the refusal (``ValidationError``).
+
+    Held to the seal: a sidecar on the mount writes response and grant rows,
+    and its approval had prepare say "already its approved routes file"
+    while every screen read the bottle's routes against none; its rejection,
+    refuse in the operator's name (tests/attacks/test_launch_routes_rows.py).
+    """
+    if response.status == STATUS_APPROVED:
+        proven = is_last_approved(conn, bottle, text)
+    else:
+        proven = decision_sealed(conn, proposal.id, response.status)
     if not proven:
         raise ValidationError("routes_file", f"this file's {response.status} answer for {bottle} (proposal "
                               f"{proposal.short_id}) is not proven by this host's sealed audit log "
                               "('bot-bottle audit verify' says more); nothing recorded")
-    if response.status == STATUS_APPROVED:  # its grant in force: no other routes file was approved since
-        return LaunchRoutes(proposal, False)
+    if response.status == STATUS_APPROVED:
+        return
     if response.status == STATUS_REJECTED:
         raise ValidationError("routes_file", f"this file was rejected for {bottle} (proposal {proposal.short_id}, "
                               f"by {response.decided_by} at {response.decided_at}) and that answer stands; nothing "

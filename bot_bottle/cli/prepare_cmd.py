@@ -10,8 +10,9 @@ from bot_bottle.backends import BACKENDS, backend
 from bot_bottle.backends.launch import APPLE_CONTAINER, DEFAULT_IMAGE, DOCKER, PODMAN
 from bot_bottle.backends.plan import TRANSPORTS, Supervise
 from bot_bottle.cli.common import add_db_option, add_json_option, fail, port_number, print_json
-from bot_bottle.cli.launch_routes import LaunchRoutes, read_routes_file, record_launch_routes
+from bot_bottle.cli.launch_routes import LaunchRoutes, check_launch_routes, read_routes_file, record_launch_routes
 from bot_bottle.cli.registry import summary
+from bot_bottle.paths import host_db_path
 from bot_bottle.queue_store import QueueStore
 from bot_bottle.relay.process import DEFAULT_RELAY_PORT
 from bot_bottle.text import terminal
@@ -26,6 +27,12 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     chosen = backend(args.backend)
     options = chosen.launch_options(args.engine, args.image, args.publish)  # checked before anything is made
     routes_text = None if args.routes_file is None else read_routes_file(args.routes_file)  # so is the file
+    if routes_text is not None and host_db_path().exists():  # and what the host holds of it: refused, nothing made
+        store = QueueStore(None)
+        try:
+            check_launch_routes(store, args.slug, routes_text)
+        finally:
+            store.close()
     plan = Supervise.prepare(args.slug, backend=chosen, transport=args.transport, relay_port=args.relay_port,
                              relay_address=args.relay_address, engine=options.engine)
     routes: LaunchRoutes | None = None

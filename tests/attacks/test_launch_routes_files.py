@@ -7,7 +7,10 @@ a sparse file of gigabytes) took the host's memory until prepare died in a
 traceback. And it recorded the bytes as they are, where the sidecar reads the
 same file in text mode (``sidecar.mcp``, universal newlines): a CRLF file was
 recorded as text no sidecar sends, so every honest routes proposal of the
-bottle read as drifted, every host new.
+bottle read as drifted, every host new. Its refusals (a file rejected for the
+bottle, by a decision or a standing rule) came after the bottle was recorded
+as prepared, and for the relay after its token was minted again (the running
+sidecar's ended), under a message that said nothing was recorded.
 """
 
 from __future__ import annotations
@@ -18,8 +21,10 @@ import subprocess
 import sys
 import time
 
+from bot_bottle.bottles import BottleStore
+from bot_bottle.decisions import decide
 from bot_bottle.queue_store import QueueStore
-from bot_bottle.records import MAX_PAYLOAD_BYTES, TOOL_EGRESS_BLOCK
+from bot_bottle.records import MAX_PAYLOAD_BYTES, STATUS_REJECTED, TOOL_EGRESS_BLOCK
 from tests.helpers.support import REPO, TempDirTest
 
 MEMORY = 1 << 30  # the address space prepare is given here: a whole read of /dev/zero ends in MemoryError
@@ -69,3 +74,20 @@ class LaunchRoutesFilesTest(TempDirTest):
         shown = self.run_cli("proposals", "show", honest.id)
         self.assertIn("routes file: adds b.com\n", shown.stdout)
         self.assertNotIn("drifted", shown.stdout)
+
+    def test_a_refused_file_prepares_nothing(self) -> None:
+        """Rejected for web-1 by the operator, for web-2 by a standing rule remembered from that rejection."""
+        path = self.tmp / "routes.yaml"
+        path.write_text("routes:\n- a.com\n- evil.example\n", encoding="utf-8")
+        store = QueueStore()
+        self.addCleanup(store.close)
+        filed = store.submit("web-1", TOOL_EGRESS_BLOCK, path.read_text(encoding="utf-8"), "please")
+        decide(filed.id, STATUS_REJECTED, "no", store=store, remember="all")
+        for slug, needle in (("web-1", "rejected for web-1"), ("web-2", "rejects this file for every bottle")):
+            with self.subTest(slug=slug):
+                result = self.run_cli("prepare", slug, "--backend", "docker", "--routes-file", str(path))
+                self.assert_clean_error(result, 2, "--routes-file", needle, "nothing recorded")
+                bottles = BottleStore()
+                self.addCleanup(bottles.close)
+                states = [bottle.shown_state() for bottle in bottles.overview(slug)]
+                self.assertNotIn("prepared", states, "the refused prepare recorded the bottle as prepared")
