@@ -6,7 +6,10 @@ approves it; where the same file is already filed (the dedupe of
 is what it approves or reports. A sidecar on the mount writes rows: one whose
 ``payload_sha256`` is the launch file's digest and whose payload is another
 file was approved as the launch file, in the operator's name, granting routes
-the operator never saw.
+the operator never saw. A response row it wrote (no seal of the host's) had
+prepare say "already its approved routes file" while every screen read the
+bottle's routes against none, or refuse the file as rejected in the
+operator's name.
 """
 
 from __future__ import annotations
