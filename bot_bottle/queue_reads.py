@@ -320,11 +320,15 @@ class QueueReads(DatabaseUser):
         column finds it (indexed), but it is a row's word, and a sidecar on
         the mount can write a row holding another file under this one's
         digest, which ``prepare --routes-file`` then approved as the launch
-        file (tests/attacks/test_launch_routes_rows.py).
+        file (tests/attacks/test_launch_routes_rows.py). And only a row
+        bot-bottle could have written (``WELL_FORMED``): one whose id is no
+        proposal id was found, and deciding it failed, so prepare could never
+        record the launch file while the row was there.
         """
         row = conn.execute(
             f"SELECT {PROPOSAL_COLUMNS} FROM proposals p WHERE p.queue_key = :queue_key AND p.tool = :tool "
-            f"AND p.payload_sha256 = :sha AND p.payload = :payload AND p.archived_at IS NULL AND {_STILL_ANSWERS} "
+            f"AND p.payload_sha256 = :sha AND p.payload = :payload AND p.archived_at IS NULL AND {WELL_FORMED} "
+            f"AND {_STILL_ANSWERS} "
             "ORDER BY p.created_at DESC LIMIT 1",
             {"queue_key": queue_key, "tool": tool, "sha": payload_sha256, "payload": payload, "now": now,
              "rejected": STATUS_REJECTED},

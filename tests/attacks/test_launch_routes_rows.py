@@ -39,9 +39,9 @@ class LaunchRoutesRowsTest(TempDirTest):
         self.routes = self.tmp / "routes.yaml"
         self.routes.write_text(LAUNCH, encoding="utf-8")
 
-    def plant(self, payload: str, digest: str) -> str:
+    def plant(self, payload: str, digest: str, ident: str | None = None) -> str:
         """A pending egress-block row of web-1's holding ``payload`` under ``digest``; its id."""
-        ident = secrets.token_hex(16)
+        ident = secrets.token_hex(16) if ident is None else ident
         self.raw.execute(
             "INSERT INTO proposals (id, queue_key, tool, payload, payload_sha256, justification, current_file, "
             "current_file_hash, created_at, expires_at) VALUES (?, 'web-1', ?, ?, ?, 'routine', NULL, NULL, ?, ?)",
@@ -99,3 +99,14 @@ class LaunchRoutesRowsTest(TempDirTest):
         self.assertEqual(result.returncode, 2, result.stdout)
         self.assertNotIn("rejected for web-1 (proposal", result.stderr)
         self.assertIn("not proven", result.stderr)
+
+    def test_a_row_with_no_proposal_id_does_not_stop_the_launch_file_being_recorded(self) -> None:
+        """Found as the same file waiting, it could not be decided: prepare refused (after preparing the bottle)
+        for as long as the row was there, and the bottle's routes were read against none."""
+        self.raw.execute("PRAGMA ignore_check_constraints = ON")
+        self.plant(LAUNCH, sha256_text(LAUNCH), ident="zz")
+        result = self.prepare()
+        self.assertEqual((result.returncode, result.stderr), (0, ""))
+        recorded = json.loads(result.stdout)["routes_file"]
+        self.assertTrue(recorded["recorded"])
+        self.assertNotEqual(recorded["proposal"], "zz")
