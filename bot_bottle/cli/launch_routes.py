@@ -18,6 +18,7 @@ earlier routes grants, as approving any routes file does.
 
 from __future__ import annotations
 
+import errno
 import os
 import sqlite3
 import stat
@@ -26,6 +27,7 @@ from pathlib import Path
 
 from bot_bottle.audit.routes_approved import decision_sealed, is_last_approved
 from bot_bottle.audit.rule_proofs import rejecting_rule
+from bot_bottle.audit.seal import key_path
 from bot_bottle.audit_store import AuditRecorder
 from bot_bottle.decisions import decide, default_decider, record_decision_in
 from bot_bottle.errors import ValidationError
@@ -67,15 +69,25 @@ def read_routes_file(path: Path) -> str:
     without blocking and held to a regular file before a byte is read (a
     FIFO hung prepare for ever), and read no further than the limit (a whole
     read of ``/dev/zero`` or a sparse file of gigabytes took the host's
-    memory; tests/attacks/test_launch_routes_files.py).
+    memory; tests/attacks/test_launch_routes_files.py). Its text is written
+    into the database every sidecar on the mount reads: a symbolic link
+    there (the agent's to make) to the host's audit key put the key in the
+    sidecar's hands, and with it every seal. So the file named is never a
+    link, and never the key (by its inode, however it is reached).
     """
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY)
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_NOFOLLOW)
     except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise ValidationError("routes_file", f"cannot read {path}: it is a symbolic link; name the file it "
+                                  "points to") from None
         raise ValidationError("routes_file", f"cannot read {path}: {exc.strerror or exc}") from None
     try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):  # before a file object: open() refuses a directory itself
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):  # before a file object: open() refuses a directory itself
             raise ValidationError("routes_file", f"cannot read {path}: not a regular file")
+        if _is_audit_key(info):
+            raise ValidationError("routes_file", f"cannot read {path}: it is this host's audit key")
         with os.fdopen(os.dup(fd), "rb") as handle:
             data = handle.read(MAX_PAYLOAD_BYTES + 1)
     except OSError as exc:
@@ -94,6 +106,15 @@ def read_routes_file(path: Path) -> str:
     text = text.replace("\r\n", "\n").replace("\r", "\n")
     validate_text("routes_file", text, max_bytes=MAX_PAYLOAD_BYTES, required=True)
     return text
+
+
+def _is_audit_key(info: os.stat_result) -> bool:
+    """Whether ``info`` (an open file's) is the host's audit key, ``audit.seal.key_path``."""
+    try:
+        key = key_path().stat()
+    except OSError:  # none yet (or unreadable): nothing to give away by that name
+        return False
+    return (key.st_dev, key.st_ino) == (info.st_dev, info.st_ino)
 
 
 def record_launch_routes(store: QueueStore, bottle: str, text: str, decided_by: str | None = None) -> LaunchRoutes:

@@ -91,3 +91,23 @@ class LaunchRoutesFilesTest(TempDirTest):
                 self.addCleanup(bottles.close)
                 states = [bottle.shown_state() for bottle in bottles.overview(slug)]
                 self.assertNotIn("prepared", states, "the refused prepare recorded the bottle as prepared")
+
+    def test_the_host_key_is_never_written_where_sidecars_read(self) -> None:
+        """A routes file in a checkout the agent writes, made a link to the host's audit key (65 bytes of UTF-8):
+        prepare wrote the key into the database every sidecar on the mount reads, and with it every seal."""
+        first = self.tmp / "first.yaml"
+        first.write_text("routes:\n- a.com\n", encoding="utf-8")
+        self.assertEqual(self.prepare(str(first)).returncode, 0)  # the host's key exists from its first seal
+        key = self.home / ".bot-bottle" / "audit.key"
+        secret = key.read_text(encoding="utf-8").strip()
+        checkout = self.tmp / "checkout"
+        checkout.mkdir()
+        (checkout / "routes.yaml").symlink_to(key)
+        (checkout / "keys").symlink_to(key.parent)
+        for path, needle in ((checkout / "routes.yaml", "symbolic link"),
+                             (checkout / "keys" / "audit.key", "audit key")):
+            with self.subTest(path=path.name):
+                result = self.run_cli("prepare", "web-2", "--backend", "docker", "--routes-file", str(path))
+                self.assert_clean_error(result, 2, "--routes-file", needle)
+        for written in (self.home / ".bot-bottle" / "db").iterdir():  # the file, its -wal and -shm
+            self.assertFalse(secret.encode() in written.read_bytes(), f"the host's key is in {written.name}")
