@@ -122,8 +122,9 @@ def register(subparsers: Any) -> None:
                    "host (whoever can connect there files proposals as this bottle); default: only the bottle's "
                    "network reaches it")
     p.add_argument("--routes-file", type=Path, default=None, metavar="FILE",
-                   help="the routes file the bottle is launched with (the sidecar's --routes-file): recorded in "
-                   "the audit log as approved for it, so its routes proposals are read against it")
+                   help="the routes file the bottle is launched with (the sidecar's --routes-file; a regular file, "
+                   "not a symbolic link): recorded in the audit log as approved for it, so its routes proposals "
+                   "are read against it; refused before anything is prepared where it was rejected")
     p.add_argument("--transport", choices=TRANSPORTS, default=None,
                    help="override the backend's choice: mount (the database directory) or relay")
     p.add_argument("--relay-port", type=port_number, default=DEFAULT_RELAY_PORT, metavar="N",
