@@ -25,6 +25,8 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
+from bot_bottle.audit.chain import SELECT, stored_details
+from bot_bottle.audit.host_seal import sealed_rows
 from bot_bottle.audit.routes_approved import decision_sealed, is_last_approved
 from bot_bottle.audit.rule_proofs import rejecting_rule
 from bot_bottle.audit.seal import key_path
@@ -35,7 +37,9 @@ from bot_bottle.policy.subjects import subject_of
 from bot_bottle.queue_store import QueueStore
 from bot_bottle.records import (
     MAX_PAYLOAD_BYTES,
+    SHORT_ID_LENGTH,
     STATUS_APPROVED,
+    STATUS_MODIFIED,
     STATUS_REJECTED,
     TOOL_EGRESS_BLOCK,
     Decision,
@@ -129,8 +133,13 @@ def record_launch_routes(store: QueueStore, bottle: str, text: str, decided_by: 
     """
     decision = Decision(STATUS_APPROVED, LAUNCH_NOTES, None, default_decider() if decided_by is None else decided_by)
     approved: list[Proposal] = []
+    # 'bottles routes' asked nothing first: a file a standing rule rejects was refused from inside the decision,
+    # exit 1, naming a proposal the rollback took back. Asked here for every caller, and again in the filing
+    # transaction, so an answer recorded between the two is held too.
+    check_launch_routes(store, bottle, text)
 
     def approve(log: AuditRecorder, proposal: Proposal) -> None:
+        _refuse_in(log.conn, bottle, text, utc_now())
         record_decision_in(log, proposal, decision)
         approved.append(proposal)
 
@@ -159,13 +168,48 @@ def check_launch_routes(store: QueueStore, bottle: str, text: str) -> None:
         if found is not None and response is not None:
             _hold(conn, found, response, bottle, text)
             return
-        # Filed or approved now, the operator's approval: a standing rejection the log proves refuses it there.
-        rule = rejecting_rule(conn, bottle, TOOL_EGRESS_BLOCK, subject_of(TOOL_EGRESS_BLOCK, text), now)
+        _refuse_in(conn, bottle, text, now)
+
+
+def _refuse_in(conn: sqlite3.Connection, bottle: str, text: str, now: str) -> None:
+    """Refuse ``text`` (``ValidationError``) where the host's sealed log holds a rejection of it for ``bottle``
+    as its last answer on that file, or a standing rule rejects it: what approving it now would override."""
+    rejected = _sealed_rejection(conn, bottle, text)
+    if rejected is not None:
+        proposal_id, actor, at = rejected
+        raise ValidationError("routes_file", f"this file was rejected for {bottle} (proposal "
+                              f"{proposal_id[:SHORT_ID_LENGTH]}, by {actor} at {at}) and that answer stands; nothing "
+                              "recorded")
+    # Filed or approved now, the operator's approval: a standing rejection the log proves refuses it there.
+    rule = rejecting_rule(conn, bottle, TOOL_EGRESS_BLOCK, subject_of(TOOL_EGRESS_BLOCK, text), now)
     if rule is not None:
         whose = "every bottle" if rule.queue_key is None else rule.queue_key
         raise ValidationError("routes_file", f"rule {rule.short_id} rejects this file for {whose} "
                               f"({rule.notes or 'always reject'}): nothing recorded; to record it, 'bot-bottle rules "
                               f"revoke {rule.short_id}' first")
+
+
+def _sealed_rejection(conn: sqlite3.Connection, bottle: str, text: str) -> tuple[str, str, str] | None:
+    """The proposal, actor and time of the host's rejection of ``text`` for ``bottle`` where that is the newest
+    answer on this file the host's seal proves (None: none, or an approval of it since).
+
+    From the sealed log, not the proposal's row: every sidecar archives a
+    proposal once its agent has the answer (``sidecar.mcp``), and an archived
+    rejection was no answer to the launch file, so the file the operator had
+    rejected, left in the checkout's routes file by the agent that proposed
+    it, was recorded as approved (tests/attacks/test_launch_routes_refusals.py).
+    """
+    digest = sha256_text(text)
+    rows = conn.execute(f"{SELECT} WHERE queue_key = ? AND tool = ? AND action IN (?, ?, ?) ORDER BY seq DESC",
+                        (bottle, TOOL_EGRESS_BLOCK, STATUS_APPROVED, STATUS_MODIFIED, STATUS_REJECTED))
+    for row in sealed_rows(conn, rows):
+        details = stored_details(row[9]) or {}
+        if row[3] == STATUS_MODIFIED:  # approves the operator's file; of the one proposed, neither answer
+            if details.get("final_file_sha256") == digest:
+                return None
+        elif details.get("payload_sha256") == digest:
+            return (str(row[5]), str(row[6]), str(row[1])) if row[3] == STATUS_REJECTED else None
+    return None
 
 
 def _hold(conn: sqlite3.Connection, proposal: Proposal, response: Response, bottle: str, text: str) -> None:

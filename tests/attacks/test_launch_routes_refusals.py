@@ -1,0 +1,85 @@
+"""What ``bot-bottle bottles routes`` and ``prepare --routes-file`` refuse, held where a sidecar cannot undo it.
+
+A routes file the operator rejected for a bottle is not recorded as its
+approved launch file. Before the fixes next to these tests the refusal read
+the rejection from the proposal's row while it was unarchived, and every
+sidecar archives a proposal once its agent has the answer (``sidecar.mcp``):
+so a rejected file, written into the checkout's routes file by the agent that
+proposed it, was "recorded as approved" by the operator's next ``bottles
+routes`` or ``prepare --routes-file``, its hosts in force. And ``bottles
+routes`` asked no standing rule at all: a file a rule rejects for the bottle
+(which ``prepare --routes-file`` refuses) was recorded as approved.
+"""
+
+from __future__ import annotations
+
+from bot_bottle.audit_store import AuditStore
+from bot_bottle.decisions import decide
+from bot_bottle.queue_store import QueueStore
+from bot_bottle.records import STATUS_APPROVED, STATUS_REJECTED, TOOL_EGRESS_BLOCK
+from tests.helpers.support import TempDirTest
+
+FIRST = "routes:\n- a.com\n"
+EVIL = "routes:\n- a.com\n- evil-exfil.example.net\n"
+
+
+class LaunchRoutesRefusalsTest(TempDirTest):
+    def setUp(self) -> None:
+        super().setUp()
+        self.assertEqual(self.run_cli("prepare", "web-1", "--backend", "docker").returncode, 0)
+        self.assertEqual(self.run_cli("prepare", "web-2", "--backend", "docker").returncode, 0)
+        self.path = self.tmp / "routes.yaml"  # in the agent's checkout: the agent writes it
+        self.path.write_text(EVIL, encoding="utf-8")
+        self.store = QueueStore(None)
+        self.addCleanup(self.store.close)
+
+    def audit_count(self) -> int:
+        return AuditStore(database=self.store.db).count()
+
+    def assert_not_in_force(self, slug: str) -> None:
+        with self.store.db.read() as conn:
+            rows = conn.execute("SELECT p.payload FROM grants g JOIN proposals p ON p.id = g.proposal_id "
+                                "WHERE g.queue_key = ? AND g.revoked_at IS NULL", (slug,)).fetchall()
+        self.assertNotIn(EVIL, [row[0] for row in rows], f"the rejected file is in force for {slug}")
+
+    def test_a_rejection_the_sidecar_archived_still_refuses(self) -> None:
+        """The agent files EVIL, the operator rejects it, the sidecar archives it on handing the agent the answer
+        (as every sidecar does), and the agent leaves EVIL in the routes file the operator names next."""
+        queue = self.store.for_bottle("web-1")
+        filed = queue.submit(TOOL_EGRESS_BLOCK, EVIL, "I need it", None)
+        decide(filed.id, STATUS_REJECTED, "no", store=self.store)
+        queue.archive(filed.id)
+        queue.heartbeat()  # the sidecar's next write carries the archive
+        self.assertIsNotNone(self.store.get(filed.id).archived_at)
+        count = self.audit_count()
+        for command in (("bottles", "routes", "web-1", str(self.path)),
+                        ("prepare", "web-1", "--backend", "docker", "--routes-file", str(self.path))):
+            with self.subTest(command=command[0]):
+                result = self.run_cli(*command)
+                self.assert_clean_error(result, 2, "this file was rejected for web-1", filed.short_id,
+                                        "nothing recorded")
+                self.assertEqual(self.audit_count(), count)
+                self.assert_not_in_force("web-1")
+
+    def test_an_approval_since_the_rejection_records_it(self) -> None:
+        """The operator changed their mind and approved the same file since: it is on record, not refused."""
+        queue = self.store.for_bottle("web-1")
+        filed = queue.submit(TOOL_EGRESS_BLOCK, EVIL, "I need it", None)
+        decide(filed.id, STATUS_REJECTED, "no", store=self.store)
+        queue.archive(filed.id)
+        again = queue.submit(TOOL_EGRESS_BLOCK, EVIL, "really", None)
+        self.assertNotEqual(again.id, filed.id)
+        decide(again.id, STATUS_APPROVED, "fine", store=self.store)
+        result = self.run_cli("bottles", "routes", "web-1", str(self.path))
+        self.assertEqual((result.returncode, result.stderr), (0, ""))
+        self.assertIn("already its approved routes file", result.stdout)
+
+    def test_bottles_routes_holds_a_standing_rejection(self) -> None:
+        """Remembered for every bottle from web-1's rejection; web-2 never filed it."""
+        filed = self.store.submit("web-1", TOOL_EGRESS_BLOCK, EVIL, "I need it")
+        decide(filed.id, STATUS_REJECTED, "no", store=self.store, remember="all")
+        count = self.audit_count()
+        result = self.run_cli("bottles", "routes", "web-2", str(self.path))
+        self.assert_clean_error(result, 2, "rejects this file for every bottle", "nothing recorded")
+        self.assertEqual(self.audit_count(), count)
+        self.assert_not_in_force("web-2")
