@@ -188,7 +188,9 @@ def register(subparsers: Any) -> None:
                          "token): a proposal of the bottle's, filed and approved by you in one transaction, so its "
                          "routes proposals are read against this file. Without one on record, every host a proposed "
                          "routes file names reads as new. The same file already in force records nothing; the same "
-                         "file waiting from its sidecar is approved; a rejected one is refused.")
+                         "file waiting from its sidecar is approved; one rejected for the bottle (the host's sealed "
+                         "rejection, even of a proposal its sidecar archived since) or that a standing "
+                         "rejection rejects is refused, recording nothing.")
     routes.add_argument("slug", metavar="SLUG", help="the bottle's slug (its queue key)")
     routes.add_argument("file", type=Path, metavar="FILE", help="the routes file it runs with")
     routes.set_defaults(handler=cmd_bottles_routes, field_options={"bottle": "SLUG", "routes_file": "FILE",
