@@ -33,8 +33,16 @@ from pathlib import Path
 from typing import IO
 
 from bot_bottle.errors import GitObjectsError, ScanLimitExceeded
-from bot_bottle.sidecar.git_gate.limits import Deadline, Limits, child_limits, mib
-from bot_bottle.sidecar.git_gate.objects import StopAtDeadline, git_command, git_env, git_output, tree_entries
+from bot_bottle.sidecar.git_gate.limits import Deadline, Limits, mib
+from bot_bottle.sidecar.git_gate.objects import (
+    StopAtDeadline,
+    end_git,
+    git_command,
+    git_env,
+    git_output,
+    streamed_git,
+    tree_entries,
+)
 
 ATTRIBUTE = "working-tree-encoding"
 ATTRIBUTES_FILE = b".gitattributes"
@@ -68,12 +76,8 @@ class _Trees:
         self.limits = limits
         self.deadline = deadline
         self.attribute = attribute
-        try:
-            self.process = subprocess.Popen(git_command(repo, "cat-file", "--batch"), stdin=subprocess.PIPE,
-                                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=git_env(),
-                                            preexec_fn=child_limits)
-        except OSError as exc:
-            raise GitObjectsError(f"cannot run git: {exc.strerror}") from None
+        self.process = streamed_git(git_command(repo, "cat-file", "--batch"), stdin=subprocess.PIPE,
+                                    stderr=subprocess.DEVNULL, env=git_env())
         self.stop = StopAtDeadline(self.process, deadline)  # a read blocks until git answers
         self.files: dict[str, frozenset[tuple[str, str]]] = {}  # tree -> its .gitattributes files, all levels
         self.entries: dict[str, tuple[list[tuple[str, str]], list[tuple[str, str]]]] = {}
@@ -84,8 +88,7 @@ class _Trees:
         for pipe in (self.process.stdin, self.process.stdout):
             if pipe is not None:
                 pipe.close()
-        self.process.kill()
-        self.process.wait()
+        end_git(self.process)
 
     def read(self, oid: str) -> tuple[str, bytes]:
         try:

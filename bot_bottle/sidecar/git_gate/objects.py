@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import subprocess
 import tempfile
 import threading
@@ -111,14 +112,44 @@ def stop_git(process: subprocess.Popen[bytes]) -> None:
         process.wait()  # not its output: a child of git's that holds the pipes open would hold the gate with them
 
 
+def streamed_git(command: list[str], *, stdin: int | IO[bytes] | None, stderr: int | IO[bytes],
+                 env: Mapping[str, str], cwd: str | None = None) -> subprocess.Popen[bytes]:
+    """``command`` started for its output to be read as it streams (``StopAtDeadline``), in a process group of
+    its own (``signal_git``); ``GitObjectsError`` where git cannot run."""
+    try:
+        return subprocess.Popen(command, stdin=stdin, stdout=subprocess.PIPE, stderr=stderr, env=env, cwd=cwd,
+                                preexec_fn=child_limits, start_new_session=True)
+    except OSError as exc:
+        raise GitObjectsError(f"cannot run git: {exc.strerror}") from None
+
+
+def signal_git(process: subprocess.Popen[bytes], signum: int) -> None:
+    """Send ``signum`` to ``process`` (a ``streamed_git``) and every process of its group: the children git
+    runs of its own. Sent before the process is reaped (its id names the group until then), or while a child
+    of its is left in the group (which keeps the id from being given to another)."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, signum)
+
+
+def end_git(process: subprocess.Popen[bytes]) -> None:
+    """Kill a ``streamed_git`` and what runs in its group, and reap it: a read of it is done with."""
+    signal_git(process, signal.SIGKILL)
+    process.wait()
+
+
 class StopAtDeadline:
-    """Stops ``process``, a streaming git call (``git archive``, ``cat-file --batch``), where it still runs at
-    ``deadline``, as ``stop_git`` stops one (SIGTERM, then SIGKILL after the grace); ``fired`` is set when it did.
+    """Stops ``process``, a ``streamed_git`` call (``git archive``, ``cat-file --batch``), where it still runs at
+    ``deadline``, as ``stop_git`` stops one (SIGTERM, then SIGKILL after the grace), with every process of its
+    group; ``fired`` is set when it did.
 
     Its readers checked the deadline between chunks of git's output, so a
     git that computed without writing a byte (``git archive`` filling in an
     export-subst file's ``$Format:%(describe)$`` over a long history) held
     the push for as long as it ran: a read blocks until git writes or exits.
+    And that describe is a ``git describe`` git runs as a child of its own,
+    never asked to end with it: stopped alone, ``git archive`` left it
+    walking the history, orphaned, after the push was refused
+    (tests/attacks/test_git_gate_stopped_children.py).
     """
 
     def __init__(self, process: subprocess.Popen[bytes], deadline: Deadline) -> None:
@@ -131,11 +162,11 @@ class StopAtDeadline:
     def _stop(self) -> None:
         if self._process.poll() is None:
             self.fired.set()
-            self._process.terminate()
+            signal_git(self._process, signal.SIGTERM)
             try:
                 self._process.wait(_STOP_GRACE_SECONDS)
             except subprocess.TimeoutExpired:
-                self._process.kill()
+                signal_git(self._process, signal.SIGKILL)
 
     def cancel(self) -> None:
         """No stop from now on (the call is done with, or its process stopped otherwise)."""
@@ -235,12 +266,8 @@ def read_objects(repo: Path, oids: Sequence[str], limits: Limits, deadline: Dead
     with tempfile.TemporaryFile() as wanted:
         wanted.write("".join(f"{oid}\n" for oid in oids).encode("ascii"))
         wanted.seek(0)
-        try:
-            process = subprocess.Popen(git_command(repo, "cat-file", "--batch"), stdin=wanted,
-                                       stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=git_env(),
-                                       preexec_fn=child_limits)
-        except OSError as exc:
-            raise GitObjectsError(f"cannot run git: {exc.strerror}") from None
+        process = streamed_git(git_command(repo, "cat-file", "--batch"), stdin=wanted, stderr=subprocess.DEVNULL,
+                               env=git_env())
         assert process.stdout is not None
         try:
             with stopped_at_deadline(process, deadline):
@@ -262,8 +289,7 @@ def read_objects(repo: Path, oids: Sequence[str], limits: Limits, deadline: Dead
                     yield oid, header[1], data
         finally:
             process.stdout.close()
-            process.kill()
-            process.wait()
+            end_git(process)
 
 
 # The modes of entries whose object git checks exists (a file, an executable, a symlink, a tree).

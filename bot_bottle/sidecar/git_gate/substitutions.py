@@ -39,7 +39,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-import subprocess
+import signal
 import tarfile
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
@@ -49,7 +49,7 @@ from pathlib import Path
 from bot_bottle.errors import GitObjectsError, ScanLimitExceeded
 from bot_bottle.sidecar.git_gate.attributes import attributed_files
 from bot_bottle.sidecar.git_gate.checkout import checkout_forms, converts
-from bot_bottle.sidecar.git_gate.limits import Deadline, Limits, child_limits, mib
+from bot_bottle.sidecar.git_gate.limits import Deadline, Limits, mib
 from bot_bottle.sidecar.git_gate.objects import (
     git_command,
     git_env,
@@ -59,7 +59,9 @@ from bot_bottle.sidecar.git_gate.objects import (
     read_objects,
     ref_tips,
     run_git,
+    signal_git,
     stopped_at_deadline,
+    streamed_git,
 )
 from bot_bottle.sidecar.git_gate.refs import RefUpdate
 
@@ -130,11 +132,7 @@ def _archive(scratch: Mapping[str, str], commit: str, paths: Sequence[str], budg
     with tempfile.TemporaryFile() as listed:
         command = ["git", "--no-replace-objects", "-c", "core.attributesFile=/dev/null",
                    "-c", f"core.ignorecase={str(ignorecase).lower()}", "archive", "--format=tar", commit, "--", *paths]
-        try:
-            process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=listed, env=git_env(scratch),
-                                       preexec_fn=child_limits, cwd=scratch["GIT_DIR"])
-        except OSError as exc:
-            raise GitObjectsError(f"cannot run git: {exc.strerror}") from None
+        process = streamed_git(command, stdin=None, stderr=listed, env=git_env(scratch), cwd=scratch["GIT_DIR"])
         assert process.stdout is not None
         out = bytearray()
         try:
@@ -147,8 +145,8 @@ def _archive(scratch: Mapping[str, str], commit: str, paths: Sequence[str], budg
                                                 "expand past --max-scan-size")
         finally:
             process.stdout.close()
-            if process.poll() is None:
-                process.kill()
+            if process.poll() is None:  # stopped short (over budget): its describe too, if one runs
+                signal_git(process, signal.SIGKILL)
             code = process.wait()
         if code != 0:
             listed.seek(0)
