@@ -26,10 +26,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bot_bottle.audit.chain import SELECT, stored_details
-from bot_bottle.audit.host_seal import sealed_rows
+from bot_bottle.audit.host_seal import host_sealing
 from bot_bottle.audit.routes_approved import decision_sealed, is_last_approved
 from bot_bottle.audit.rule_proofs import rejecting_rule
 from bot_bottle.audit.seal import key_path
+from bot_bottle.audit.walk import last_seq
+from bot_bottle.audit.whole import sealed_in_order
 from bot_bottle.audit_store import AuditRecorder
 from bot_bottle.decisions import decide, default_decider, record_decision_in
 from bot_bottle.errors import ValidationError
@@ -53,6 +55,8 @@ from bot_bottle.timestamps import utc_now
 # What the recorded proposal says in place of an agent's justification, and its decision's notes.
 LAUNCH_JUSTIFICATION = "the routes file this bottle is launched with, recorded by 'bot-bottle prepare --routes-file'"
 LAUNCH_NOTES = "recorded at launch (bot-bottle prepare --routes-file)"
+# The answers on a routes file: what decides whether the newest one on the launch file is a rejection.
+_ANSWERS = frozenset({STATUS_APPROVED, STATUS_MODIFIED, STATUS_REJECTED})
 
 
 @dataclass(frozen=True)
@@ -191,18 +195,35 @@ def _refuse_in(conn: sqlite3.Connection, bottle: str, text: str, now: str) -> No
 
 def _sealed_rejection(conn: sqlite3.Connection, bottle: str, text: str) -> tuple[str, str, str] | None:
     """The proposal, actor and time of the host's rejection of ``text`` for ``bottle`` where that is the newest
-    answer on this file the host's seal proves (None: none, or an approval of it since).
+    answer on this file the host's seal proves (None: none, or an approval of it since); ``ValidationError``
+    where the log is not whole as the host sealed it, as a rejection may then be out of sight.
 
     From the sealed log, not the proposal's row: every sidecar archives a
     proposal once its agent has the answer (``sidecar.mcp``), and an archived
     rejection was no answer to the launch file, so the file the operator had
     rejected, left in the checkout's routes file by the agent that proposed
-    it, was recorded as approved (tests/attacks/test_launch_routes_refusals.py).
+    it, was recorded as approved. And from the whole log, each entry held to
+    its seal in order (``whole.sealed_in_order``), not the entries an index
+    finds under the bottle's name: a sidecar on the mount that rewrote the
+    rejection's bottle took it out of that sight (tests/attacks/test_launch_routes_refusals.py).
+    A keyed hash an entry, once for the launch (about 4 s a million entries).
     """
+    key, anchor = host_sealing(conn)
+    if key is None or anchor is None:  # no entry carries this host's seal yet: no rejection is proven
+        return None
+    answers: list[int] = []
+
+    def seen(seq: int, queue_key: str, action: str, tool: str | None) -> None:
+        if queue_key == bottle and tool == TOOL_EGRESS_BLOCK and action in _ANSWERS:
+            answers.append(seq)
+
+    problem = sealed_in_order(conn, anchor.restarted_at + 1, max(last_seq(conn), anchor.seq), key, seen)
+    if problem is not None:
+        raise ValidationError("routes_file", f"{problem}, so a rejection of this file for {bottle} may be out of "
+                              "sight; nothing recorded ('bot-bottle audit verify' says more)")
     digest = sha256_text(text)
-    rows = conn.execute(f"{SELECT} WHERE queue_key = ? AND tool = ? AND action IN (?, ?, ?) ORDER BY seq DESC",
-                        (bottle, TOOL_EGRESS_BLOCK, STATUS_APPROVED, STATUS_MODIFIED, STATUS_REJECTED))
-    for row in sealed_rows(conn, rows):
+    for seq in reversed(answers):
+        row = conn.execute(f"{SELECT} WHERE seq = ?", (seq,)).fetchone()
         details = stored_details(row[9]) or {}
         if row[3] == STATUS_MODIFIED:  # approves the operator's file; of the one proposed, neither answer
             if details.get("final_file_sha256") == digest:

@@ -6,12 +6,16 @@ the rejection from the proposal's row while it was unarchived, and every
 sidecar archives a proposal once its agent has the answer (``sidecar.mcp``):
 so a rejected file, written into the checkout's routes file by the agent that
 proposed it, was "recorded as approved" by the operator's next ``bottles
-routes`` or ``prepare --routes-file``, its hosts in force. And ``bottles
+routes`` or ``prepare --routes-file``, its hosts in force; read from the
+sealed entries an index finds under the bottle's name, a sidecar on the
+mount hid it still by rewriting the entry's bottle. And ``bottles
 routes`` asked no standing rule at all: a file a rule rejects for the bottle
 (which ``prepare --routes-file`` refuses) was recorded as approved.
 """
 
 from __future__ import annotations
+
+import sqlite3
 
 from bot_bottle.audit_store import AuditStore
 from bot_bottle.decisions import decide
@@ -83,3 +87,26 @@ class LaunchRoutesRefusalsTest(TempDirTest):
         self.assert_clean_error(result, 2, "rejects this file for every bottle", "nothing recorded")
         self.assertEqual(self.audit_count(), count)
         self.assert_not_in_force("web-2")
+
+    def test_a_rejection_rewritten_out_of_sight_still_refuses(self) -> None:
+        """A sidecar on the mount writes the file: the rejection's entry now names another bottle (its trigger
+        dropped and made again), so no lookup under web-1's name finds it; the log is not whole, and that refuses."""
+        queue = self.store.for_bottle("web-1")
+        filed = queue.submit(TOOL_EGRESS_BLOCK, EVIL, "I need it", None)
+        decide(filed.id, STATUS_REJECTED, "no", store=self.store)
+        queue.archive(filed.id)
+        queue.heartbeat()
+        count = self.audit_count()
+        conn = sqlite3.connect(self.store.db.path)
+        try:
+            trigger = conn.execute("SELECT sql FROM sqlite_master WHERE name = 'audit_log_no_update'").fetchone()[0]
+            conn.execute("DROP TRIGGER audit_log_no_update")
+            conn.execute("UPDATE audit_log SET queue_key = 'web-9' WHERE proposal_id = ?", (filed.id,))
+            conn.execute(trigger)
+            conn.commit()
+        finally:
+            conn.close()
+        result = self.run_cli("bottles", "routes", "web-1", str(self.path))
+        self.assert_clean_error(result, 2, "may be out of sight", "nothing recorded")
+        self.assertEqual(self.audit_count(), count)
+        self.assert_not_in_force("web-1")
