@@ -140,10 +140,10 @@ def record_launch_routes(store: QueueStore, bottle: str, text: str, decided_by: 
     # 'bottles routes' asked nothing first: a file a standing rule rejects was refused from inside the decision,
     # exit 1, naming a proposal the rollback took back. Asked here for every caller, and again in the filing
     # transaction, so an answer recorded between the two is held too.
-    check_launch_routes(store, bottle, text)
+    proven = check_launch_routes(store, bottle, text)
 
     def approve(log: AuditRecorder, proposal: Proposal) -> None:
-        _refuse_in(log.conn, bottle, text, utc_now())
+        _refuse_in(log.conn, bottle, text, utc_now(), proven)  # the entries since the check: under the write lock
         record_decision_in(log, proposal, decision)
         approved.append(proposal)
 
@@ -160,25 +160,27 @@ def record_launch_routes(store: QueueStore, bottle: str, text: str, decided_by: 
     return LaunchRoutes(proposal, False)  # approved, its grant in force: no other routes file was approved since
 
 
-def check_launch_routes(store: QueueStore, bottle: str, text: str) -> None:
+def check_launch_routes(store: QueueStore, bottle: str, text: str) -> int:
     """Refuse ``text`` as ``record_launch_routes`` would (``ValidationError``), from the database as it reads now
     and writing nothing: prepare asks before it prepares anything. Its refusals came after the bottle was
     recorded as prepared (and for the relay, its token minted again, the running sidecar's ended), under a
-    message that said nothing was recorded (tests/attacks/test_launch_routes_files.py)."""
+    message that said nothing was recorded (tests/attacks/test_launch_routes_files.py). Returns the last audit
+    entry its look held to the seal (0: none), which a later look need not walk again."""
     now = utc_now()
     with store.db.read() as conn:
         found = store.still_answering_in(conn, bottle, TOOL_EGRESS_BLOCK, text, sha256_text(text), now)
         response = None if found is None else store.response_in(conn, found.id)
         if found is not None and response is not None:
             _hold(conn, found, response, bottle, text)
-            return
-        _refuse_in(conn, bottle, text, now)
+            return 0
+        return _refuse_in(conn, bottle, text, now)
 
 
-def _refuse_in(conn: sqlite3.Connection, bottle: str, text: str, now: str) -> None:
+def _refuse_in(conn: sqlite3.Connection, bottle: str, text: str, now: str, proven: int = 0) -> int:
     """Refuse ``text`` (``ValidationError``) where the host's sealed log holds a rejection of it for ``bottle``
-    as its last answer on that file, or a standing rule rejects it: what approving it now would override."""
-    rejected = _sealed_rejection(conn, bottle, text)
+    as its last answer on that file, or a standing rule rejects it: what approving it now would override.
+    Entries up to ``proven`` were walked by a look that found no such rejection; returns the last one walked."""
+    rejected, walked = _sealed_rejection(conn, bottle, text, proven)
     if rejected is not None:
         proposal_id, actor, at = rejected
         raise ValidationError("routes_file", f"this file was rejected for {bottle} (proposal "
@@ -191,12 +193,15 @@ def _refuse_in(conn: sqlite3.Connection, bottle: str, text: str, now: str) -> No
         raise ValidationError("routes_file", f"rule {rule.short_id} rejects this file for {whose} "
                               f"({rule.notes or 'always reject'}): nothing recorded; to record it, 'bot-bottle rules "
                               f"revoke {rule.short_id}' first")
+    return walked
 
 
-def _sealed_rejection(conn: sqlite3.Connection, bottle: str, text: str) -> tuple[str, str, str] | None:
+def _sealed_rejection(conn: sqlite3.Connection, bottle: str, text: str,
+                      proven: int) -> tuple[tuple[str, str, str] | None, int]:
     """The proposal, actor and time of the host's rejection of ``text`` for ``bottle`` where that is the newest
-    answer on this file the host's seal proves (None: none, or an approval of it since); ``ValidationError``
-    where the log is not whole as the host sealed it, as a rejection may then be out of sight.
+    answer on this file the host's seal proves (None: none, or an approval of it since), and the last entry
+    walked; ``ValidationError`` where the log is not whole as the host sealed it, as a rejection may then be
+    out of sight. Entries up to ``proven`` were walked already, with no rejection found as the newest answer.
 
     From the sealed log, not the proposal's row: every sidecar archives a
     proposal once its agent has the answer (``sidecar.mcp``), and an archived
@@ -206,18 +211,20 @@ def _sealed_rejection(conn: sqlite3.Connection, bottle: str, text: str) -> tuple
     its seal in order (``whole.sealed_in_order``), not the entries an index
     finds under the bottle's name: a sidecar on the mount that rewrote the
     rejection's bottle took it out of that sight (tests/attacks/test_launch_routes_refusals.py).
-    A keyed hash an entry, once for the launch (about 4 s a million entries).
+    A keyed hash an entry, once for the launch (about 4 s a million entries): the filing transaction, under
+    the write lock, walks only the entries since the check before it.
     """
     key, anchor = host_sealing(conn)
     if key is None or anchor is None:  # no entry carries this host's seal yet: no rejection is proven
-        return None
+        return None, proven
     answers: list[int] = []
 
     def seen(seq: int, queue_key: str, action: str, tool: str | None) -> None:
         if queue_key == bottle and tool == TOOL_EGRESS_BLOCK and action in _ANSWERS:
             answers.append(seq)
 
-    problem = sealed_in_order(conn, anchor.restarted_at + 1, max(last_seq(conn), anchor.seq), key, seen)
+    end = max(last_seq(conn), anchor.seq)
+    problem = sealed_in_order(conn, max(anchor.restarted_at, proven) + 1, end, key, seen)
     if problem is not None:
         raise ValidationError("routes_file", f"{problem}, so a rejection of this file for {bottle} may be out of "
                               "sight; nothing recorded ('bot-bottle audit verify' says more)")
@@ -227,10 +234,10 @@ def _sealed_rejection(conn: sqlite3.Connection, bottle: str, text: str) -> tuple
         details = stored_details(row[9]) or {}
         if row[3] == STATUS_MODIFIED:  # approves the operator's file; of the one proposed, neither answer
             if details.get("final_file_sha256") == digest:
-                return None
+                return None, end
         elif details.get("payload_sha256") == digest:
-            return (str(row[5]), str(row[6]), str(row[1])) if row[3] == STATUS_REJECTED else None
-    return None
+            return (str(row[5]), str(row[6]), str(row[1])) if row[3] == STATUS_REJECTED else None, end
+    return None, end
 
 
 def _hold(conn: sqlite3.Connection, proposal: Proposal, response: Response, bottle: str, text: str) -> None:
