@@ -17,8 +17,9 @@ import subprocess
 import time
 
 from bot_bottle.errors import ScanLimitExceeded
-from bot_bottle.sidecar.git_gate.limits import Deadline
+from bot_bottle.sidecar.git_gate.limits import Deadline, Limits
 from bot_bottle.sidecar.git_gate.substitutions import _archive
+from tests.helpers.git_remote import GateCase
 from tests.helpers.support import TempDirTest
 
 COMMITS = 400_000  # a describe of about a second here: well past the deadline below
@@ -74,6 +75,39 @@ class StoppedChildrenTest(TempDirTest):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, 9)
         self.assertEqual(left, [], "git describe still runs after the push was stopped at its deadline")
+
+
+class StoppedChildrenPushTest(GateCase):
+    def test_a_push_stopped_at_max_seconds_leaves_no_describe_running(self) -> None:
+        """A real push: the remote holds a long history after a tag; the agent pushes, from a shallow clone, a
+        commit whose v.txt is export-subst with $Format:%(describe)$, under --max-seconds 0.4. Refused, and
+        nothing of git's left running."""
+        root = self.remote_head()
+        lines = []
+        for n in range(COMMITS):
+            lines.append(f"commit refs/heads/main\nmark :{n + 1}\ncommitter a <a@b> {1600000000 + n} +0000\n"
+                         "data 1\nx\n")
+            lines.append(f"from {root}\n\n" if n == 0 else f"from :{n}\n\n")
+        lines.append(f"tag t0\nfrom {root}\ntagger a <a@b> 1600000000 +0000\ndata 1\nt\n")
+        subprocess.run(["git", "-C", str(self.remote), "fast-import", "--quiet", "--force"],
+                       input="".join(lines).encode(), check=True)  # the remote's own history: no hook runs
+        self.work = self.tmp / "shallow"
+        self.git("clone", "-q", "--depth", "1", "--branch", "main", f"file://{self.remote}", str(self.work),
+                 cwd=self.tmp)
+        for key, value in (("user.email", "agent@bottle"), ("user.name", "agent"), ("commit.gpgsign", "false")):
+            self.git("config", key, value)
+        self.commit(".gitattributes", "v.txt export-subst\n")
+        head = self.commit("v.txt", "$Format:%(describe)$\n")
+        self.hook(timeout=30, limits=Limits(max_seconds=0.4))
+        result = self.push()
+        self.assertNotEqual(result.returncode, 0)
+        self.assertIn("did not finish within 0.4 s", result.stderr)
+        time.sleep(0.3)
+        left = _describes(head)
+        for pid in left:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, 9)
+        self.assertEqual(left, [], "git describe still runs after the push was refused at --max-seconds")
 
 
 if __name__ == "__main__":
