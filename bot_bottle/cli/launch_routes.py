@@ -184,8 +184,8 @@ def _refuse_in(conn: sqlite3.Connection, bottle: str, text: str, now: str, prove
     if rejected is not None:
         proposal_id, actor, at = rejected
         raise ValidationError("routes_file", f"this file was rejected for {bottle} (proposal "
-                              f"{proposal_id[:SHORT_ID_LENGTH]}, by {actor} at {at}) and that answer stands; nothing "
-                              "recorded")
+                              f"{proposal_id[:SHORT_ID_LENGTH]}, by {actor} at {at}) and that answer stands until "
+                              "you approve the file when the bottle proposes it again; nothing recorded")
     # Filed or approved now, the operator's approval: a standing rejection the log proves refuses it there.
     rule = rejecting_rule(conn, bottle, TOOL_EGRESS_BLOCK, subject_of(TOOL_EGRESS_BLOCK, text), now)
     if rule is not None:
