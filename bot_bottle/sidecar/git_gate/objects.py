@@ -127,8 +127,12 @@ def signal_git(process: subprocess.Popen[bytes], signum: int) -> None:
     """Send ``signum`` to ``process`` (a ``streamed_git``) and every process of its group: the children git
     runs of its own. Sent before the process is reaped (its id names the group until then), or while a child
     of its is left in the group (which keeps the id from being given to another)."""
-    with contextlib.suppress(ProcessLookupError, PermissionError):
+    try:
         os.killpg(process.pid, signum)
+    except ProcessLookupError:  # the group is gone: nothing of it runs
+        pass
+    except PermissionError:  # not ours to signal as a group (never expected): the process itself, as before
+        process.send_signal(signum)
 
 
 def end_git(process: subprocess.Popen[bytes]) -> None:
