@@ -31,6 +31,7 @@ from bot_bottle.audit.anchor import advance_anchor
 from bot_bottle.audit.chain import GENESIS_HASH, compute_hash
 from bot_bottle.audit.seal import GENESIS_SEAL, create_key, key_id, load_key, seal_of
 from bot_bottle.audit_store import AuditStore
+from bot_bottle.cli.launch_routes import check_launch_routes
 from bot_bottle.connection import connect, transaction
 from bot_bottle.db import open_db
 from bot_bottle.decisions import operator_edit
@@ -183,6 +184,11 @@ def main() -> None:
     with audit.db.read() as conn:
         carried = timed(lambda: routes_approved._unproven_since(conn, entries - back, None, "bottle-7"), runs)
         rows.append(["  the log one entry longer (carried on)", f"{carried:.2f}", ""])
+    # What 'prepare --routes-file' and 'bottles routes' check before they record a launch routes file: that the
+    # host's sealed log holds no rejection of it for the bottle, the whole log held to its seal (cli.launch_routes).
+    launch = "routes:\n- launch.example\n"
+    rows.append(["a launch routes file's check (the whole log held to its seal)",
+                 f"{timed(lambda: check_launch_routes(store, 'bottle-7', launch), 1):.0f}", ""])
     took, filings = filings_during(verified(audit), path)
     rows.append(["audit verify, a process filing every 20 ms", f"{took:.0f}", ""])
     rows.append([f"  its {len(filings)} filings meanwhile: p50 / p99 / max",
