@@ -276,7 +276,9 @@ def _routes_file(payload: str, current_file: str | None) -> Approval:
     else:
         head = "routes file: names no new host"
     grants = [head + (f"; drops {_listed(dropped_hosts)}" if dropped_hosts else "")]
-    grants.append(f"the whole file: {len(lines)} line(s), sha256 {sha256_text(payload)[:16]}")
+    # Lines as an editor counts them: the empty string after a last newline is no line of the file.
+    count = len(lines) - (1 if lines[-1] == "" else 0)
+    grants.append(f"the whole file: {count} line(s), sha256 {sha256_text(payload)[:16]}")
     cautions = [Caution(WIDENS, f"line {number} ({'unchanged' if lines[number - 1] in kept else 'new'}) widens "
                         f"access: {'; '.join(reasons)}") for number, reasons in file_widening(payload).items()]
     for number, line in enumerate(lines, start=1):

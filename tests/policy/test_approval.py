@@ -26,6 +26,16 @@ LOOK_ALIKE_HOSTS = {
 }
 
 
+class WholeFileTest(unittest.TestCase):
+    def test_the_lines_are_counted_as_an_editor_counts_them(self) -> None:
+        """BROKE before the fix: a three-line file ending in a newline was 'the whole file: 4 line(s)'."""
+        for text, count in (("routes:\n- a.com\n- b.com\n", 3), ("routes:\n- a.com\n- b.com", 3), ("\n", 1),
+                            ("routes: []", 1), ("a\n\n", 2)):
+            with self.subTest(text=text):
+                grants = approval_of(TOOL_EGRESS_BLOCK, text).grants
+                self.assertTrue(grants[1].startswith(f"the whole file: {count} line(s), sha256 "), grants)
+
+
 class HostsTest(unittest.TestCase):
     def test_look_alikes_are_named_with_code_point_and_idna_form(self) -> None:
         """Every look-alike of pypi.org: its odd character by code point and name, and what IDNA makes of it."""
