@@ -151,11 +151,11 @@ def cmd_bottles_routes(args: argparse.Namespace) -> int:
                            f"{args.slug} --routes-file FILE' prepares one)")
         routes = record_launch_routes(queue, args.slug, text)
     if args.json:
-        print_json({"bottle": args.slug, "proposal": routes.proposal.id, "recorded": routes.recorded})
+        print_json({"bottle": args.slug, **routes.to_json(args.file)})
         return 0
     done = "recorded as approved" if routes.recorded else "already its approved routes file"
     print_untrusted([f"{args.file}: {done} for {args.slug} (proposal {routes.proposal.short_id}); its routes "
-                     "proposals are read against it"])
+                     "proposals are read against it; it grants:", *(f"  {item}" for item in routes.granted())])
     return 0
 
 

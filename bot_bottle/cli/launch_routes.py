@@ -35,6 +35,7 @@ from bot_bottle.audit.whole import sealed_in_order
 from bot_bottle.audit_store import AuditRecorder
 from bot_bottle.decisions import decide, default_decider, record_decision_in
 from bot_bottle.errors import ValidationError
+from bot_bottle.policy.approval import approval_of
 from bot_bottle.policy.subjects import subject_of
 from bot_bottle.queue_store import QueueStore
 from bot_bottle.records import (
@@ -66,6 +67,23 @@ class LaunchRoutes:
 
     proposal: Proposal
     recorded: bool
+
+
+    def granted(self) -> list[str]:
+        """What the recorded file lets the bottle reach, one item a line, as a screen reads a routes file with none
+        on record (every host), then each caution as a ``WARNING:`` line. The command read the file, not the
+        operator, and it often lives in the agent's checkout: said after recording, so that a file swapped
+        before the command ran is seen (hostile review 54)."""
+        approval = approval_of(TOOL_EGRESS_BLOCK, self.proposal.payload)
+        return [*approval.grants, *(f"WARNING: {caution.kind}: {caution.text}" for caution in approval.cautions)]
+
+    def to_json(self, path: Path) -> dict[str, object]:
+        """The record as ``--json`` gives it: the file's path, its proposal, whether this call recorded it, and
+        what it grants (``granted``'s items, its cautions apart)."""
+        approval = approval_of(TOOL_EGRESS_BLOCK, self.proposal.payload)
+        return {"path": str(path), "proposal": self.proposal.id, "recorded": self.recorded,
+                "grants": list(approval.grants),
+                "warnings": [{"kind": caution.kind, "text": caution.text} for caution in approval.cautions]}
 
 
 def read_routes_file(path: Path) -> str:

@@ -55,8 +55,7 @@ def cmd_prepare(args: argparse.Namespace) -> int:
             "sidecar_args": sidecar, "entrypoint_args": list(plan.entrypoint_args),
             "commands": {"start": [list(command) for command in launch.start], "stop": list(launch.stop)},
             "agent_args": agent, "mcp_url": plan.mcp_url,
-            "routes_file": None if routes is None else {
-                "path": str(args.routes_file), "proposal": routes.proposal.id, "recorded": routes.recorded},
+            "routes_file": None if routes is None else routes.to_json(args.routes_file),
         })
         return 0
     mode = "read-only" if plan.mount.read_only else "read-write"
@@ -71,7 +70,8 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     if routes is not None:
         done = "recorded as approved" if routes.recorded else "already its approved routes file"
         lines.append(f"routes:     {args.routes_file}: {done} (proposal {routes.proposal.short_id}); its routes "
-                     "proposals are read against it")
+                     "proposals are read against it; it grants:")
+        lines += [f"              {item}" for item in routes.granted()]
     lines += [
         f"image:      {launch.image}" + (" (built from Dockerfile.sidecars; --image names another)"
                                          if launch.image == DEFAULT_IMAGE else ""),

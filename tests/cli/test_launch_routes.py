@@ -71,13 +71,24 @@ class LaunchRoutesTest(TempDirTest):
         verify = self.run_cli("audit", "verify")
         self.assertEqual(verify.returncode, 0, verify.stdout + verify.stderr)
 
-    def test_the_text_says_what_was_recorded(self) -> None:
-        path = self.routes_file(FIRST)
+    def test_the_text_says_what_was_recorded_and_what_it_grants(self) -> None:
+        """The command read the file, not the operator (it often lives in the agent's checkout): what it grants
+        is said, its cautions too, in text and in --json."""
+        path = self.routes_file('routes:\n  - host: a.com\n  - host: "*.readthedocs.io"\n')
         first = self.run_cli("prepare", "web-1", "--backend", "docker", "--routes-file", str(path))
         self.assertEqual((first.returncode, first.stderr), (0, ""))
         self.assertIn(f"routes:     {path}: recorded as approved (proposal ", first.stdout)
+        self.assertIn("\n              routes file: adds a.com, *.readthedocs.io\n", first.stdout)
+        self.assertIn("\n              the whole file: 3 line(s), sha256 ", first.stdout)
+        self.assertIn("\n              WARNING: widens: line 3 (new) widens access: host '*.readthedocs.io'",
+                      first.stdout)
         again = self.run_cli("prepare", "web-1", "--backend", "docker", "--routes-file", str(path))
         self.assertIn(f"routes:     {path}: already its approved routes file (proposal ", again.stdout)
+        said = self.run_cli("bottles", "routes", "web-1", str(path))
+        self.assertIn("\n  routes file: adds a.com, *.readthedocs.io\n", said.stdout)
+        recorded = self.prepare(path)
+        self.assertEqual(recorded["grants"][0], "routes file: adds a.com, *.readthedocs.io")
+        self.assertEqual([warning["kind"] for warning in recorded["warnings"]], ["widens"])
 
     def test_prepared_again_it_records_nothing_new_and_a_new_file_replaces_the_old(self) -> None:
         first = self.prepare(self.routes_file(FIRST))
