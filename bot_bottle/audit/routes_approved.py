@@ -178,8 +178,14 @@ def is_last_approved(conn: sqlite3.Connection, bottle: str, text: str) -> bool:
 def decision_sealed(conn: sqlite3.Connection, proposal_id: str, action: str) -> bool:
     """Whether an entry recording ``action`` on ``proposal_id`` carries this host's seal as it reads now: a
     response row alone is the word of whoever can write the file."""
-    rows = conn.execute(f"{SELECT} WHERE proposal_id = ? AND action = ? ORDER BY seq", (proposal_id, action))
-    return next(sealed_rows(conn, rows), None) is not None
+    return _decision_seq(conn, proposal_id, (action,)) is not None
+
+
+def answered_digest(row: tuple[object, ...]) -> object:
+    """The sha256 of the file an audit entry's answer on a routes file answers (a ``SELECT`` row): the
+    operator's final file for a modification, else the payload (as its details record them; None: none)."""
+    details = stored_details(row[9]) or {}
+    return details.get("final_file_sha256" if row[3] == STATUS_MODIFIED else "payload_sha256")
 
 
 def routes_approvals_mark(conn: sqlite3.Connection) -> int | None:
@@ -192,13 +198,15 @@ def routes_approvals_mark(conn: sqlite3.Connection) -> int | None:
     return row[0] if row is not None and isinstance(row[0], int) else None
 
 
-def _decision_seq(conn: sqlite3.Connection, proposal_id: str) -> int | None:
-    """The number of the sealed entry that recorded the decision on ``proposal_id`` (its first), or None (then
-    the whole log is held to the seal). Sealed: a row rewritten to name the proposal, earlier, would have it read
-    against an older file, with the entries from there on out of ``_unproven_since``'s sight."""
-    marks = ", ".join("?" * len(RESPONSE_STATUSES))
+def _decision_seq(conn: sqlite3.Connection, proposal_id: str,
+                  actions: tuple[str, ...] = RESPONSE_STATUSES) -> int | None:
+    """The number of the sealed entry that recorded the decision on ``proposal_id`` (its first; one of
+    ``actions``), or None (then the whole log is held to the seal). Sealed: a row rewritten to name the proposal,
+    earlier, would have it read against an older file, with the entries from there on out of
+    ``_unproven_since``'s sight."""
+    marks = ", ".join("?" * len(actions))
     rows = conn.execute(f"{SELECT} WHERE proposal_id = ? AND action IN ({marks}) ORDER BY seq",
-                        (proposal_id, *RESPONSE_STATUSES))
+                        (proposal_id, *actions))
     return next((row[0] for row in sealed_rows(conn, rows)), None)
 
 
@@ -221,11 +229,10 @@ def _last_approved(conn: sqlite3.Connection, proposal: Proposal,
             return None, None  # an earlier key's: nothing from here down is proven, nor need be (_unproven_since)
         if not sealed_as_read(conn, row, *sealing):
             return None, row[0]
-        details = stored_details(row[9]) or {}
-        modified = row[3] == STATUS_MODIFIED
-        digest = details.get("final_file_sha256" if modified else "payload_sha256")
+        digest = answered_digest(row)
         if isinstance(digest, str) and isinstance(row[5], str):
-            return _Approved(row[0], digest, row[5], str(row[1]), _approved_text(conn, row[5], digest, modified)), None
+            return _Approved(row[0], digest, row[5], str(row[1]),
+                             _approved_text(conn, row[5], digest, row[3] == STATUS_MODIFIED)), None
     return None, None
 
 

@@ -27,10 +27,11 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     chosen = backend(args.backend)
     options = chosen.launch_options(args.engine, args.image, args.publish)  # checked before anything is made
     routes_text = None if args.routes_file is None else read_routes_file(args.routes_file)  # so is the file
+    checked: int | None = None  # how far the check held the log to its seal: the recording walks on from there
     if routes_text is not None and host_db_path().exists():  # and what the host holds of it: refused, nothing made
         store = QueueStore(None)
         try:
-            check_launch_routes(store, args.slug, routes_text)
+            checked = check_launch_routes(store, args.slug, routes_text)
         finally:
             store.close()
     plan = Supervise.prepare(args.slug, backend=chosen, transport=args.transport, relay_port=args.relay_port,
@@ -39,7 +40,7 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     if routes_text is not None:
         store = QueueStore(None)
         try:
-            routes = record_launch_routes(store, plan.slug, routes_text)
+            routes = record_launch_routes(store, plan.slug, routes_text, checked=checked)
         finally:
             store.close()
     launch = chosen.launch(plan, options)
