@@ -40,11 +40,13 @@ from bot_bottle.records import (
 )
 from bot_bottle.timestamps import later
 
-# One bottle's routes approvals, and its routes grants' revocations, as migration 0010's partial indexes name them
-# (their literals, so that SQLite sees a query implies an index's WHERE): ``audit.routes_approved`` reads the first.
-ROUTES_APPROVED = (f"a.queue_key = :queue_key AND a.tool = '{TOOL_EGRESS_BLOCK}' "
-                   f"AND a.action IN ('{STATUS_APPROVED}', '{STATUS_MODIFIED}')")
-ROUTES_REVOKED = f"a.queue_key = :queue_key AND a.tool = '{TOOL_EGRESS_BLOCK}' AND a.action = '{ACTION_GRANT_REVOKED}'"
+# The entries that approve a routes file, and that revoke a routes grant, as migration 0010's partial indexes name
+# them (their literals, so that SQLite sees a query implies an index's WHERE and reads one bottle's alone):
+# ``audit.routes_approved`` reads the first, ``logged_live_grants`` both, for one bottle (``:queue_key``).
+APPROVES_ROUTES = f"tool = '{TOOL_EGRESS_BLOCK}' AND action IN ('{STATUS_APPROVED}', '{STATUS_MODIFIED}')"
+REVOKES_ROUTES = f"tool = '{TOOL_EGRESS_BLOCK}' AND action = '{ACTION_GRANT_REVOKED}'"
+ROUTES_APPROVED = f"a.queue_key = :queue_key AND {APPROVES_ROUTES}"
+ROUTES_REVOKED = f"a.queue_key = :queue_key AND {REVOKES_ROUTES}"
 
 
 def logged_live_grants(conn: sqlite3.Connection, tool: str, queue_key: str | None, now: str) -> list[Grant]:

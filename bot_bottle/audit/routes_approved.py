@@ -43,6 +43,7 @@ from dataclasses import dataclass
 
 from bot_bottle.audit.anchor import Anchor
 from bot_bottle.audit.chain import SELECT, stored_details
+from bot_bottle.audit.grant_entries import APPROVES_ROUTES
 from bot_bottle.audit.host_seal import host_sealing, sealed_as_read, sealed_rows
 from bot_bottle.audit.walk import last_seq
 from bot_bottle.audit.whole import sealed_in_order
@@ -57,10 +58,6 @@ from bot_bottle.records import (
     Proposal,
     sha256_text,
 )
-
-# The entries that approve a routes file, as migration 0010's partial index names them (its literals, so that
-# SQLite sees the query implies the index's WHERE and reads the bottle's approvals alone).
-_APPROVED_ROUTES = (f"tool = '{TOOL_EGRESS_BLOCK}' AND action IN ('{STATUS_APPROVED}', '{STATUS_MODIFIED}')")
 
 # How many entries after the last approval (or in a log without one) are held to the seal at most: past it, the
 # screens take no approval's word (every host reads as new) rather than read a long log for each proposal (a
@@ -192,7 +189,7 @@ def routes_approvals_mark(conn: sqlite3.Connection) -> int | None:
     """The number of the newest entry that approves a routes file, of any bottle (None: there is none): a screen
     that keeps what it read of pending proposals reads their routes files again when it moves."""
     try:
-        row = conn.execute(f"SELECT max(seq) FROM audit_log WHERE {_APPROVED_ROUTES}").fetchone()
+        row = conn.execute(f"SELECT max(seq) FROM audit_log WHERE {APPROVES_ROUTES}").fetchone()
     except sqlite3.Error:  # a log a sidecar dropped: what was read stays, and what is read now says why
         return None
     return row[0] if row is not None and isinstance(row[0], int) else None
@@ -218,7 +215,7 @@ def _last_approved(conn: sqlite3.Connection, proposal: Proposal,
     Stopped there, as no approval below it is proven (``_unproven_since`` would say so): a sidecar on the mount
     that wrote a million such rows had each proposal's lookup hold every one to the seal (0.65 s a proposal for
     100,000, hostile review 51)."""
-    rows = conn.execute(f"{SELECT} WHERE queue_key = :bottle AND {_APPROVED_ROUTES} "
+    rows = conn.execute(f"{SELECT} WHERE queue_key = :bottle AND {APPROVES_ROUTES} "
                         "AND (:before IS NULL OR seq < :before) AND proposal_id IS NOT :own ORDER BY seq DESC",
                         {"bottle": proposal.queue_key, "before": before, "own": proposal.id})
     sealing: tuple[bytes | None, Anchor | None] | None = None
