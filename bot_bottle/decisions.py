@@ -132,18 +132,19 @@ def check_decision(proposal: Proposal, decision: Decision) -> None:
         raise ValidationError("notes", f"approving a {proposal.tool} proposal needs a reason")
 
 
-def decision_diff(proposal: Proposal, status: str, final_file: str | None) -> str:
+def decision_diff(proposal: Proposal, status: str, final_file: str | None, *, before_name: str = "current") -> str:
     """The diff the audit entry records: current file against what was proposed or finally approved.
 
     Report-only tools carry a report rather than a file, so their diff is empty
     and the (already redacted) report is kept in the entry's details instead.
+    ``before_name`` names the file the diff starts from in its ``---`` line
+    (a screen that reads it from another file than the sidecar's names that one).
     """
     if proposal.report_only:
         return ""
     after = final_file if status == STATUS_MODIFIED and final_file is not None else proposal.payload
-    return render_diff(
-        proposal.current_file or "", after, after_name="final" if status == STATUS_MODIFIED else "proposed"
-    )
+    return render_diff(proposal.current_file or "", after, before_name=before_name,
+                       after_name="final" if status == STATUS_MODIFIED else "proposed")
 
 
 def _details(proposal: Proposal, final_file: str | None) -> dict[str, Any]:

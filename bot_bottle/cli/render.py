@@ -330,10 +330,12 @@ def body_lines(proposal: Proposal, response: Response | None, base: RoutesBase |
     status = response.status if response else STATUS_APPROVED
     final = response.final_file if response else None
     drifted = base is not None and base.drift is not None
+    before = ("no file" if base.file is None else "last approved") if base is not None and drifted else "current"
+    # The diff's own '---' line names the same file as its heading: 'current' under 'last approved -> proposed'
+    # read as the sidecar's file, the one the drifted caution says it was not read against.
     diff = decision_diff(replace(proposal, current_file=base.file) if base is not None and drifted else proposal,
-                         status, final)
-    label = (("no file" if base.file is None else "last approved") if base is not None and drifted else "current") + (
-        " -> final" if status == STATUS_MODIFIED else " -> proposed")
+                         status, final, before_name=before)
+    label = before + (" -> final" if status == STATUS_MODIFIED else " -> proposed")
     after = final if status == STATUS_MODIFIED and final is not None else proposal.payload
     return [f"diff ({label}):", *marked_diff(diff, after if proposal.tool != TOOL_EGRESS_ALLOW else None)]
 

@@ -110,6 +110,22 @@ class LyingCurrentFileTest(CliTestCase):
         self.assertEqual((self.grants(lie)["summary"], self.kinds(lie)),
                          ("routes file: adds b.com, evil-exfil.example.net", ["drifted"]))
 
+    def test_the_diff_names_the_file_it_starts_from(self) -> None:
+        """BROKE before the fix: under 'diff (last approved -> proposed):' (or 'no file -> proposed') the diff's
+        own first line read '--- current', the sidecar's file, the very one the drifted caution says it was not
+        read against."""
+        self.approved()
+        lie = self.file(EVIL, EVIL)
+        out = self.printed("proposals", "show", lie.short_id)
+        self.assertIn("diff (last approved -> proposed):\n  --- last approved\n  +++ proposed\n", out)
+        first = self.file(EVIL, EVIL, bottle="web-2")
+        out = self.printed("proposals", "show", first.short_id)
+        self.assertIn("diff (no file -> proposed):\n  --- no file\n  +++ proposed\n", out)
+        record_launch_routes(self.store, "web-3", FIRST)
+        honest = self.file(SECOND, FIRST, bottle="web-3")
+        self.assertIn("diff (current -> proposed):\n  --- current\n  +++ proposed\n",
+                      self.printed("proposals", "show", honest.short_id))
+
     def test_a_long_log_is_not_walked_for_a_bottle_with_none_on_record(self) -> None:
         """Read against none either way: the caution says why (none on record), not that a long log was left
         unchecked, which sent the operator to 'audit verify' for nothing on a busy host."""
