@@ -173,6 +173,7 @@ class Demo:
         self.calls = demo_calls()
         self.stop = threading.Event()
         self.lines: list[str] = []
+        self.saying = threading.Lock()  # the agent's, the proxy's and the operator's threads each print whole lines
         # The bottle's current routes file, so egress-block shows a diff of what it adds.
         self.scratch = Path(tempfile.mkdtemp(prefix="bot-bottle-demo-routes-"))
         self.routes_file = self.scratch / "routes.yaml"
@@ -180,10 +181,11 @@ class Demo:
         self.proxy_verdict: bool | None = None  # the egress proxy's answer, once it has one
 
     def say(self, line: str) -> None:
-        """Print a progress line (kept for the end when the TUI owns the screen)."""
-        self.lines.append(line)
-        if self.auto:
-            print_untrusted(line)
+        """Print a progress line (kept for the end when the TUI owns the screen), whole: one thread at a time."""
+        with self.saying:
+            self.lines.append(line)
+            if self.auto:
+                print_untrusted(line)
 
     def start_server(self) -> tuple[subprocess.Popen[str], str]:
         """Start the sidecar server as its own process, as a bottle would; its URL."""

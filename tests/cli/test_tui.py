@@ -8,12 +8,13 @@ import re
 import shlex
 import shutil
 import sys
+import threading
 import time
 from pathlib import Path
 from unittest import mock
 
 from bot_bottle.audit_store import AuditStore
-from bot_bottle.cli.demo import demo_calls
+from bot_bottle.cli.demo import Demo, demo_calls
 from bot_bottle.cli.launch_routes import record_launch_routes
 from bot_bottle.cli.render import inbox_heading, inbox_row
 from bot_bottle.cli.tui.app import GUARD_SEC, SuperviseTUI
@@ -543,6 +544,31 @@ class DemoTest(TempDirTest):
                 route = json.dumps({k: v for k, v in call.arguments.items() if k != "justification"})
                 with self.subTest(call=call.label):
                     self.assertEqual(call.label, f"{call.tool} {approval_of(call.tool, route, None).summary}")
+
+
+class DemoProgressTest(TempDirTest):
+    def test_progress_lines_from_many_threads_are_printed_whole(self) -> None:
+        """BROKE before the fix: the operator script and the egress proxy's thread printed at once, and a line ran
+        into the next ('approved f5480cbe egress-token-allow api.github.comegress proxy: ...')."""
+        demo = Demo(self.home / "demo.db", auto=True, wait_seconds=1)
+        self.addCleanup(shutil.rmtree, demo.scratch, True)
+        inside, overlapped = [0], [False]
+
+        def slow_print(text: str) -> None:  # prints its line, then its newline, as print() does
+            inside[0] += 1
+            overlapped[0] = overlapped[0] or inside[0] > 1
+            time.sleep(0.02)
+            inside[0] -= 1
+
+        start = threading.Barrier(6)
+        threads = [threading.Thread(target=lambda n=n: (start.wait(), demo.say(f"line {n}"))) for n in range(6)]
+        with mock.patch("bot_bottle.cli.demo.print_untrusted", slow_print):
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join(10)
+        self.assertFalse(overlapped[0])
+        self.assertEqual(sorted(demo.lines), [f"line {n}" for n in range(6)])
 
 
 class DemoHangupTest(TempDirTest):
