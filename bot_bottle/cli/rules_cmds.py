@@ -137,6 +137,8 @@ def cmd_rules_add(args: argparse.Namespace) -> int:
     print_untrusted(rule_made_line(made_rule(rule, now), what=describe_subject(rule.tool, rule.subject_value)))
     print_untrusted(ended_lines(ended))  # as lines: a newline in a subject (a row a sidecar wrote) is escaped
     print_untrusted(decided_now_line(rule.effect, decided, _NAMED))
+    if effect == EFFECT_APPROVE and "*" not in route.host:
+        print_untrusted(_left_to_you(db_path(args), args.bottle, subject, decided))
     print_untrusted(_warnings(route.host, route.widening(), rule.effect))
     print_untrusted([f"note: rule {other.short_id}, the same, already stands, {time_left(now, other.ends_at)}; "
                      f"both decide until each ends ('rules revoke {other.short_id}' ends the older)" for other in same])
@@ -184,6 +186,30 @@ def _approving_rule_confirmed(args: argparse.Namespace, subject: dict[str, Any],
                    f"{args.bottle or 'every bottle'}?", reason)
 
 
+def _left_to_you(path: Path, bottle: str | None, subject: dict[str, Any], decided: list[str]) -> list[str]:
+    """The note naming the pending proposals in an approving rule's scope that ask for its very host but other
+    methods or paths, which it leaves undecided: it matches exactly what it names, and a rule typed with --host
+    alone (any method, every path) does not approve the agent's ``GET`` of that host, however much the operator
+    meant it to."""
+    left = []
+    with QueueStore(path) as queue:
+        for proposal in queue.pending(bottle):
+            if proposal.tool != TOOL_EGRESS_ALLOW or proposal.id in decided:
+                continue
+            try:
+                asked = subject_of(proposal.tool, proposal.payload)
+            except ValidationError:
+                continue
+            if asked.get("host") == subject["host"] and asked != subject:
+                left.append(f"{proposal.short_id} ({describe_subject(TOOL_EGRESS_ALLOW, asked)})")
+    if not left:
+        return []
+    return [f"note: it leaves to you {len(left)} pending proposal(s) for {subject['host']} with other methods or "
+            f"paths: {', '.join(left[:_NAMED])}{', ...' if len(left) > _NAMED else ''}; an approving rule "
+            "approves exactly what it names ('proposals approve ID' decides one; a rule with its --method and "
+            "--path decides the like of it)"]
+
+
 def _warnings(host: str, widening: list[str], effect: str) -> list[str]:
     """What to warn of in a rule typed for ``host``: its wildcards, a host that is not what it looks like, an
     approval that reaches inside (this machine, a metadata service, a private network), and a rejection over IP
@@ -227,10 +253,12 @@ def register(subparsers: Any) -> None:
     p = verb_parser(verbs, "add", json=True, help="add a rule for egress-allow proposals",
                     description="Add a standing rule for egress-allow proposals: approve (until --for) or "
                     "reject (--reject; for good unless --for) every proposal of one bottle (--bottle) or of all "
-                    "(--all-bottles) that asks for this host, within these methods and paths (a rejecting rule: that "
-                    "asks for any of it). A host pattern (*.example.com) matches the names under it; a wildcard "
-                    "over a public suffix is warned of. Proposals already pending that it matches are decided at "
-                    "once, and named (--json: decided_now). A rejecting rule also ends, at once, every live grant "
+                    "(--all-bottles) that asks for exactly this host, these methods and these paths (a host pattern, "
+                    "*.example.com: a name under it, within these methods and paths; a rejecting rule: that asks "
+                    "for any of it); an approving rule names the pending proposals for its host that ask for other "
+                    "methods or paths, which it leaves to you. A wildcard over a public suffix is warned of. "
+                    "Proposals already pending that it matches are decided at once, and named (--json: "
+                    "decided_now). A rejecting rule also ends, at once, every live grant "
                     "in its scope that lets through any of what it rejects, and names each (--json: ended_grants).")
     p.add_argument("--bottle", metavar="SLUG", help="the bottle whose proposals it decides (one the host has not "
                    "recorded is warned of)")

@@ -42,6 +42,30 @@ class NewRuleLineTest(CliTestCase):
                          f"for good ('rules revoke {added['id'][:8]}' ends it)")
 
 
+class ExactRuleTest(CliTestCase):
+    def test_an_approving_rule_names_what_it_leaves_to_you(self) -> None:
+        """BROKE before the fix: 'rules add --bottle web-1 --host pypi.org' (any method, every path) approved the
+        agent's pending 'pypi.org (GET; /simple/)' no more than a stranger's, and said nothing of it, while its
+        --help promised every proposal 'that asks for this host, within these methods and paths'."""
+        narrower = self.store.submit("web-1", TOOL_EGRESS_ALLOW,
+                                     '{"host": "pypi.org", "methods": ["GET"], "paths": ["/simple/"]}', "pip")
+        same = self.store.submit("web-1", TOOL_EGRESS_ALLOW, '{"host": "pypi.org"}', "pip, all of it")
+        other = self.store.submit("web-1", TOOL_EGRESS_ALLOW, '{"host": "docs.python.org"}', "docs")
+        code, out, err = self.cli("rules", "add", "--bottle", "web-1", "--host", "pypi.org", "--for", "7d")
+        self.assertEqual((code, err), (0, ""))
+        self.assertIn(f"it approved 1 pending proposal(s) it matches, now: {same.short_id}", out)
+        self.assertIn(f"note: it leaves to you 1 pending proposal(s) for pypi.org with other methods or paths: "
+                      f"{narrower.short_id} (pypi.org (GET; /simple/)); an approving rule approves exactly what it "
+                      "names", out)
+        self.assertNotIn(other.short_id, out)
+        pending = [row["id"] for row in json.loads(self.cli("proposals", "list", "--json")[1])]
+        self.assertEqual(sorted(pending), sorted([narrower.id, other.id]))  # as the note says
+        code, out, err = self.cli("rules", "add", "--help")
+        said = " ".join(out.split())
+        self.assertNotIn("that asks for this host, within these methods and paths", said)
+        self.assertIn("that asks for exactly this host, these methods and these paths", said)
+
+
 class UnpreparedBottleTest(CliTestCase):
     def test_a_bottle_that_has_only_filed_is_not_called_prepared(self) -> None:
         """BROKE before the fix: a bottle the host never prepared, whose proposals came from a git-gate hook or a
