@@ -149,7 +149,7 @@ def cmd_bottles_routes(args: argparse.Namespace) -> int:
         if not BottleStore(database=queue.db).overview(args.slug):
             raise NotFound(f"no bottle {args.slug} (bot-bottle bottles list names them; 'prepare "
                            f"{args.slug} --routes-file FILE' prepares one)")
-        routes = record_launch_routes(queue, args.slug, text)
+        routes = record_launch_routes(queue, args.slug, text, running=True)
     if args.json:
         print_json({"bottle": args.slug, **routes.to_json(args.file)})
         return 0

@@ -53,9 +53,13 @@ from bot_bottle.records import (
 )
 from bot_bottle.timestamps import utc_now
 
-# What the recorded proposal says in place of an agent's justification, and its decision's notes.
+# What the recorded proposal says in place of an agent's justification, and its decision's notes, by the command
+# that recorded it: 'bottles routes' is not a launch, and its audit entry said 'recorded at launch (bot-bottle
+# prepare --routes-file)'.
 LAUNCH_JUSTIFICATION = "the routes file this bottle is launched with, recorded by 'bot-bottle prepare --routes-file'"
 LAUNCH_NOTES = "recorded at launch (bot-bottle prepare --routes-file)"
+RUNNING_JUSTIFICATION = "the routes file this bottle runs with, recorded by 'bot-bottle bottles routes'"
+RUNNING_NOTES = "recorded as the file it runs with (bot-bottle bottles routes)"
 # The answers on a routes file: what decides whether the newest one on the launch file is a rejection.
 _ANSWERS = frozenset({STATUS_APPROVED, STATUS_MODIFIED, STATUS_REJECTED})
 
@@ -144,7 +148,7 @@ def _is_audit_key(info: os.stat_result) -> bool:
 
 
 def record_launch_routes(store: QueueStore, bottle: str, text: str, decided_by: str | None = None,
-                         checked: int | None = None) -> LaunchRoutes:
+                         checked: int | None = None, *, running: bool = False) -> LaunchRoutes:
     """Record ``text`` as the routes file ``bottle`` is launched with: filed for it and approved by ``decided_by``
     (default: this user) in one transaction, unless it already is the bottle's approved routes file.
 
@@ -152,9 +156,11 @@ def record_launch_routes(store: QueueStore, bottle: str, text: str, decided_by: 
     was shown to be. ``ValidationError`` where the file cannot be recorded
     (rejected for the bottle, approved only as the operator modified it, or
     an answer found that the host's seal does not prove), and nothing is
-    written.
+    written. ``running``: recorded for a bottle already running ('bottles
+    routes'), and so said in its justification and its decision's notes.
     """
-    decision = Decision(STATUS_APPROVED, LAUNCH_NOTES, None, default_decider() if decided_by is None else decided_by)
+    justification, notes = (RUNNING_JUSTIFICATION, RUNNING_NOTES) if running else (LAUNCH_JUSTIFICATION, LAUNCH_NOTES)
+    decision = Decision(STATUS_APPROVED, notes, None, default_decider() if decided_by is None else decided_by)
     approved: list[Proposal] = []
     # 'bottles routes' asked nothing first: a file a standing rule rejects was refused from inside the decision,
     # exit 1, naming a proposal the rollback took back. Asked here for every caller, and again in the filing
@@ -168,12 +174,12 @@ def record_launch_routes(store: QueueStore, bottle: str, text: str, decided_by: 
         record_decision_in(log, proposal, decision)
         approved.append(proposal)
 
-    proposal = store.submit(bottle, TOOL_EGRESS_BLOCK, text, LAUNCH_JUSTIFICATION, quota=None, standing=approve)
+    proposal = store.submit(bottle, TOOL_EGRESS_BLOCK, text, justification, quota=None, standing=approve)
     if approved:
         return LaunchRoutes(proposal, True)
     response = store.response(proposal.id)
     if response is None:  # the same file, filed by the bottle's sidecar and waiting: approved as it was read
-        decide(proposal.id, STATUS_APPROVED, LAUNCH_NOTES, decided_by=decision.decided_by, store=store,
+        decide(proposal.id, STATUS_APPROVED, notes, decided_by=decision.decided_by, store=store,
                shown=proposal)
         return LaunchRoutes(proposal, True)
     with store.db.read() as conn:

@@ -161,3 +161,21 @@ class LaunchRoutesTest(TempDirTest):
         self.assert_clean_error(self.run_cli("bottles", "routes", "web-1", str(self.tmp / "missing")), 2,
                                 "FILE: cannot read")
         self.assertIsNone(store.response(lie.id))
+
+    def test_the_audit_log_names_the_command_that_recorded_it(self) -> None:
+        """BROKE before the fix: a file 'bottles routes' recorded for a running bottle was kept in the audit log as
+        'recorded at launch (bot-bottle prepare --routes-file)', with a justification naming prepare: no launch,
+        and not the command the operator ran."""
+        self.assertEqual(self.run_cli("prepare", "web-1", "--backend", "docker").returncode, 0)
+        said = self.run_cli("bottles", "routes", "web-1", str(self.routes_file(FIRST)), "--json")
+        self.assertEqual((said.returncode, said.stderr), (0, ""))
+        store = self.store()
+        recorded = store.get(json.loads(said.stdout)["proposal"])
+        self.assertEqual(recorded.justification,
+                         "the routes file this bottle runs with, recorded by 'bot-bottle bottles routes'")
+        listed = self.run_cli("audit", "list", "--bottle", "web-1").stdout
+        self.assertIn("recorded as the file it runs with (bot-bottle bottles routes)", listed)
+        self.assertNotIn("recorded at launch", listed)
+        self.prepare(self.routes_file(SECOND))
+        self.assertIn("recorded at launch (bot-bottle prepare --routes-file)",
+                      self.run_cli("audit", "list", "--bottle", "web-1").stdout)
