@@ -29,7 +29,8 @@ from bot_bottle.cli.db_cmds import write_export
 from bot_bottle.cli.inbox import unknown_bottle
 from bot_bottle.cli.registry import summary
 from bot_bottle.errors import BotBottleError, ValidationError
-from bot_bottle.records import ALL_BOTTLES, SHORT_ID_LENGTH
+from bot_bottle.grants import SETTING_PENDING_TTL
+from bot_bottle.records import ALL_BOTTLES, SHORT_ID_LENGTH, TOOLS
 from bot_bottle.text import terminal
 
 _EPILOG = """\
@@ -54,6 +55,8 @@ def cmd_audit_list(args: argparse.Namespace) -> int:
         unknown = unknown_bottle(store, args.bottle) if not entries and args.bottle != ALL_BOTTLES else None
     if unknown is not None:
         warn(unknown)  # on stderr: --json's output stays a document
+    if not entries and args.tool is not None and args.tool not in _LOGGED_TOOLS:  # egress-blok: not "none"
+        warn(f"{args.tool} is no tool the audit log records (a typo? it records {', '.join(_LOGGED_TOOLS)})")
     if args.json:
         print_json([entry.to_dict() for entry in entries])
         return 0
@@ -75,6 +78,8 @@ def cmd_audit_list(args: argparse.Namespace) -> int:
     return 0
 
 
+# What an entry's tool column holds: a proposal's tool, or the setting a 'setting-changed' entry changed.
+_LOGGED_TOOLS = (*TOOLS, SETTING_PENDING_TTL)
 _RULE_ACTOR = re.compile(r"rule [0-9a-f]{32}")
 
 
@@ -225,7 +230,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("--bottle", metavar="SLUG", help="only this bottle's entries")
     p.add_argument("--since", metavar="ISO", help="entries at or after this date/time (UTC unless a zone is given)")
     p.add_argument("--until", metavar="ISO", help="entries before this date/time")
-    p.add_argument("--tool", metavar="TOOL", help="only entries for this tool (or edited component)")
+    p.add_argument("--tool", metavar="TOOL", help="only entries for this tool, or the setting changed ("
+                   f"{', '.join(_LOGGED_TOOLS)}; one the log never names is warned of)")
     p.add_argument("--limit", type=positive_int, default=DEFAULT_LIST_LIMIT, metavar="N",
                    help=f"at most N entries (default {DEFAULT_LIST_LIMIT})")
     p.set_defaults(handler=cmd_audit_list)

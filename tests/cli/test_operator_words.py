@@ -11,8 +11,9 @@ from datetime import UTC, datetime
 
 from bot_bottle.bottles import BottleStore
 from bot_bottle.cli.dashboard.pages import bottles_table
+from bot_bottle.decisions import decide
 from bot_bottle.grants import GrantStore
-from bot_bottle.records import TOOL_EGRESS_ALLOW
+from bot_bottle.records import STATUS_REJECTED, TOOL_EGRESS_ALLOW
 from tests.cli.test_proposals_cmds import CliTestCase
 
 
@@ -129,6 +130,19 @@ class AuditListTest(CliTestCase):
         self.assertEqual(decided[6], f"rule {rule.short_id}")
         self.assertEqual(json.loads(self.cli("audit", "list", "--json")[1])[0]["actor"], f"rule {rule.id}")
 
+
+    def test_a_tool_the_log_never_names_is_said(self) -> None:
+        """BROKE before the fix: 'audit list --tool egress-blok' answered 'no audit entries match' without a word,
+        as if no routes file had ever been decided, where 'proposals list --tool' refuses the typo."""
+        filed = self.store.submit("web-1", TOOL_EGRESS_ALLOW, '{"host": "pypi.org"}', "pip")
+        decide(filed.id, STATUS_REJECTED, "no", store=self.store)
+        code, out, err = self.cli("audit", "list", "--tool", "egress-alow")
+        self.assertEqual((code, out), (0, "no audit entries match\n"))
+        self.assertEqual(err, "bot-bottle: warning: egress-alow is no tool the audit log records (a typo? it records "
+                         "egress-block, egress-allow, gitleaks-allow, egress-token-allow, pending-ttl)\n")
+        for tool in ("egress-allow", "egress-block", "pending-ttl"):  # a known one, with entries or without
+            with self.subTest(tool):
+                self.assertEqual(self.cli("audit", "list", "--tool", tool)[2], "")
 
 class BackupTargetTest(CliTestCase):
     def test_a_folder_or_a_missing_folder_is_said_as_such(self) -> None:
