@@ -70,6 +70,11 @@ ROUTES_PROOF_SPAN = 200_000
 NO_ROUTES_ON_RECORD = ("no routes file is on record for this bottle (none approved; 'bot-bottle bottles routes "
                        "SLUG FILE', or 'prepare --routes-file', records the one it runs with): the current file "
                        "the sidecar sent is only its word, so every host this file names reads as new")
+# The same of a decided proposal, read as it was when it was decided: "is on record", and how to put one there,
+# said of a bottle whose routes file this very decision had put on record.
+NO_ROUTES_WHEN_DECIDED = ("no routes file was on record for this bottle when it was decided (none approved before "
+                          "it): the current file the sidecar sent was only its word, so every host this file names "
+                          "reads as new")
 
 
 # Spans of the log this process has proven whole, by (database, their last entry, its hash): the entry each was
@@ -135,7 +140,7 @@ def routes_base(conn: sqlite3.Connection, proposal: Proposal, decided: bool) -> 
     if last is None:
         if proposal.current_file is None:  # nothing claimed: every host new, which is what approving grants
             return RoutesBase(None)
-        return RoutesBase(None, NO_ROUTES_ON_RECORD)
+        return RoutesBase(None, NO_ROUTES_WHEN_DECIDED if decided else NO_ROUTES_ON_RECORD)
     if proposal.current_file is not None and sha256_text(proposal.current_file) == last.sha256:
         return RoutesBase(proposal.current_file)
     which = f"the last one approved for this bottle (proposal {last.proposal_id[:SHORT_ID_LENGTH]}, {last.at})"

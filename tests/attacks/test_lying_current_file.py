@@ -126,6 +126,18 @@ class LyingCurrentFileTest(CliTestCase):
         self.assertIn("diff (current -> proposed):\n  --- current\n  +++ proposed\n",
                       self.printed("proposals", "show", honest.short_id))
 
+    def test_a_decided_first_file_says_none_was_on_record_then(self) -> None:
+        """BROKE before the fix: once approved, a bottle's first routes file still said 'no routes file is on record
+        for this bottle', and how to record one, of a bottle whose file that very approval had put on record."""
+        first = self.file(SECOND, FIRST, bottle="web-2")
+        self.assertIn("no routes file is on record for this bottle", self.printed("proposals", "show", first.id))
+        decide(first.id, STATUS_APPROVED, store=self.store)
+        out = self.printed("proposals", "show", first.id)
+        self.assertIn("WARNING: drifted: no routes file was on record for this bottle when it was decided", out)
+        self.assertNotIn("is on record", out)
+        self.assertNotIn("bottles routes SLUG FILE", out)
+        self.assertIn("diff (no file -> proposed):", out)  # still read as it was when it was decided
+
     def test_a_long_log_is_not_walked_for_a_bottle_with_none_on_record(self) -> None:
         """Read against none either way: the caution says why (none on record), not that a long log was left
         unchecked, which sent the operator to 'audit verify' for nothing on a busy host."""
