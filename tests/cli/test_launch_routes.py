@@ -124,6 +124,27 @@ class LaunchRoutesTest(TempDirTest):
         self.assert_clean_error(result, 2, "--routes-file: this file was rejected for web-1", "nothing recorded")
         self.assertEqual(self.audit_count(), count)
 
+    def test_a_rejection_says_how_it_is_lifted_whether_or_not_its_agent_has_it(self) -> None:
+        """BROKE before the fix: a rejection still waiting for its agent was refused with 'that answer stands;
+        nothing recorded', and the same rejection once archived with 'that answer stands until you approve the
+        file when the bottle proposes it again': two wordings of one refusal, only one saying what lifts it."""
+        self.assertEqual(self.run_cli("prepare", "web-1", "--backend", "docker").returncode, 0)
+        store = self.store()
+        rejected = store.submit("web-1", TOOL_EGRESS_BLOCK, FIRST, "please", current_file=None)
+        decide(rejected.id, STATUS_REJECTED, "no", store=store)
+        path = str(self.routes_file(FIRST))
+        said = []
+        for archived in (False, True):
+            if archived:
+                store.archive(rejected.id)
+            result = self.run_cli("bottles", "routes", "web-1", path)
+            self.assertEqual(result.returncode, 2)
+            said.append(result.stderr)
+        self.assertEqual(said[0], said[1])
+        self.assertIn(f"this file was rejected for web-1 (proposal {rejected.short_id}, by ", said[0])
+        self.assertIn("and that answer stands until you approve the file when the bottle proposes it again; "
+                      "nothing recorded", said[0])
+
     def test_a_file_that_cannot_be_read_changes_nothing(self) -> None:
         """Each refused in one line, exit 2, before the database exists."""
         directory = self.tmp / "a-directory"
