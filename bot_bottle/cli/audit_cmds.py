@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ from bot_bottle.cli.common import (
     positive_int,
     print_json,
     print_table,
+    shown_actor,
     stdout_takes_unicode,
     verb_parser,
     warn,
@@ -67,7 +67,7 @@ def cmd_audit_list(args: argparse.Namespace) -> int:
         ["SEQ", "TIME", "BOTTLE", "ACTION", "TOOL", "PROPOSAL", "BY", "NOTES"],
         [
             [str(e.seq), (e.ts or "")[:19] + "Z", e.queue_key, e.action, e.tool or "",
-             (e.proposal_id or "")[:SHORT_ID_LENGTH], _actor(e.actor), cell_text(e.notes)]
+             (e.proposal_id or "")[:SHORT_ID_LENGTH], shown_actor(e.actor), cell_text(e.notes)]
             for e in entries
         ],
         last_width=40,
@@ -80,15 +80,6 @@ def cmd_audit_list(args: argparse.Namespace) -> int:
 
 # What an entry's tool column holds: a proposal's tool, or the setting a 'setting-changed' entry changed.
 _LOGGED_TOOLS = (*TOOLS, SETTING_PENDING_TTL)
-_RULE_ACTOR = re.compile(r"rule [0-9a-f]{32}")
-
-
-def _actor(actor: str) -> str:
-    """Who decided, as every other list names them: a standing rule by its short id (``rule 0c1e98b5``), as
-    'grants list' and 'rules list' show it, not by all 32 digits."""
-    return actor[:5 + SHORT_ID_LENGTH] if _RULE_ACTOR.fullmatch(actor) else actor
-
-
 def _narrowed(args: argparse.Namespace) -> bool:
     """Whether ``audit list`` was narrowed by a filter (then an empty answer is "none match", not "none")."""
     return any(value is not None for value in (args.bottle, args.since, args.until, args.tool))

@@ -7,6 +7,7 @@ import codecs
 import contextlib
 import json
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -18,6 +19,7 @@ from typing import Any, TextIO
 
 from bot_bottle.db import resolve_db_path
 from bot_bottle.errors import CannotOpenDatabase
+from bot_bottle.records import SHORT_ID_LENGTH
 from bot_bottle.text import terminal
 from bot_bottle.timestamps import moment_of
 
@@ -399,3 +401,12 @@ def age(timestamp: str, now: datetime | None = None) -> str:
         if seconds >= size:
             return f"{seconds // size}{unit}"
     return f"{seconds}s"
+
+
+_RULE_ACTOR = re.compile(r"rule [0-9a-f]{32}")
+
+
+def shown_actor(actor: str) -> str:
+    """Who decided, as every list names them: a standing rule by its short id (``rule 0c1e98b5``), as 'grants
+    list' and 'rules list' show it, not by all 32 digits (the audit log's own ``actor``; ``--json`` keeps it)."""
+    return actor[:5 + SHORT_ID_LENGTH] if _RULE_ACTOR.fullmatch(actor) else actor

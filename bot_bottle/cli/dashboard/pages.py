@@ -22,7 +22,7 @@ from datetime import datetime
 from bot_bottle.audit.forensics import VerifyResult
 from bot_bottle.bottles import BottleOverview
 from bot_bottle.cli.bottles_cmds import ago
-from bot_bottle.cli.common import first_line
+from bot_bottle.cli.common import first_line, shown_actor
 from bot_bottle.cli.in_force import rule_left, rule_scope, rule_subject, shown_record
 from bot_bottle.grant_records import Grant
 from bot_bottle.policy.approval import shown_subject
@@ -223,7 +223,7 @@ def audit_page(entries: Sequence[AuditEntry], result: VerifyResult, marker: str,
     rows = "".join(
         f'<tr class="action-{attribute(e.action)}"><td>{e.seq}</td><td>{line_html((e.ts or "")[:19])}</td>'
         f"<td>{line_html(e.queue_key)}</td><td>{line_html(e.action)}</td><td>{line_html(e.tool or '')}</td>"
-        f"<td>{line_html((e.proposal_id or '')[:SHORT_ID_LENGTH])}</td><td>{line_html(e.actor)}</td>"
+        f"<td>{line_html((e.proposal_id or '')[:SHORT_ID_LENGTH])}</td><td>{line_html(shown_actor(e.actor))}</td>"
         f'<td class="justification">{line_html(first_line(e.notes))}</td></tr>'
         for e in entries
     )

@@ -302,6 +302,22 @@ class RulesTest(DashboardCase):
         (rule,) = GrantStore(database=self.store.db).rules()
         self.assertIn(f"; rule {rule.short_id}: approves the same again for web-1, until {rule.ends_at} (1h)", body)
 
+    def test_the_audit_page_names_a_rule_by_its_short_id(self) -> None:
+        """BROKE before the fix: the audit page's 'by' named a standing rule by all 32 digits ('rule 3b441b90...'),
+        where 'audit list', 'grants list', 'rules list' and the page's own notes ('standing rule 3b441b90') name it
+        by 8."""
+        route = self.store.submit("web-1", TOOL_EGRESS_ALLOW, '{"host": "pypi.org"}', "pip")
+        status, _, _ = self.post(route, "decide", {"status": "approved", "for": "1h", "remember": "bottle"})
+        self.assertEqual(status, 303)
+        self.store.archive(route.id)
+        again = self.store.submit("web-1", TOOL_EGRESS_ALLOW, '{"host": "pypi.org"}', "pip again")
+        (rule,) = GrantStore(database=self.store.db).rules()
+        self.call("GET", "/")  # the inbox applies the standing rules as it looks
+        status, _, body = self.call("GET", "/audit")
+        self.assertEqual(status, 200)
+        self.assertIn(f"<td>{again.short_id}</td><td>rule {rule.short_id}</td>", body)
+        self.assertNotIn(rule.id, body)
+
     def test_a_remembered_rejection_can_stand_for_a_time(self) -> None:
         """BROKE before the fix: the reject form's rule stood for good, with no length to give (the CLI's reject
         takes --for, the TUI asks): 'no new hosts this week' could only be a rejection forever. Now the form has
