@@ -124,7 +124,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help=f"how long a tool call waits for the decision (default: ${WAIT_SECONDS_ENV} "
                         f"or {DEFAULT_WAIT_SECONDS:g})")
     parser.add_argument("--routes-file", type=Path, metavar="PATH", default=None,
-                        help="the bottle's current routes file, diffed against egress-block proposals")
+                        help="the bottle's current routes file, sent with each egress-block proposal as its "
+                        "current file (the operator's screens read a proposal against the last routes file the "
+                        "host approved for the bottle, and mark it drifted where this one is another)")
     parser.add_argument("--allowed-host", action="append", default=[], metavar="NAME",
                         help="another name the server is reached by (repeatable); only Host headers naming "
                         f"{', '.join(DEFAULT_ALLOWED_HOSTS)} or these are served, and an Origin must name one too")

@@ -31,7 +31,7 @@ from bot_bottle.records import (
 from bot_bottle.schema import migrate
 from bot_bottle.sidecar.launcher import spawn
 from bot_bottle.sidecar.mcp import SuperviseService, route_payload
-from bot_bottle.sidecar.server import wait_seconds_from
+from bot_bottle.sidecar.server import build_parser, wait_seconds_from
 from bot_bottle.sidecar.transport import SidecarQueue
 from bot_bottle.wire.jsonrpc_server import MAX_BODY_BYTES, SuperviseHTTPServer
 from bot_bottle.wire.relay_file import RELAY_FILE_IN_CONTAINER
@@ -564,3 +564,12 @@ class ProcessTest(TempDirTest):
             return [p for p in store.pending("agent-1") if "approve.example" in p.payload]
         decide(wait_until(filed, 20, 0.02, "the agent's filing")[0].id, STATUS_APPROVED, "fine", store=store)
 
+
+class HelpTest(TempDirTest):
+    def test_routes_file_says_what_the_screens_read_against(self) -> None:
+        """BROKE before the fix: '--routes-file' said 'diffed against egress-block proposals', but the operator's
+        screens read a proposal against the last routes file the host approved for the bottle (the sidecar's file
+        is its word alone), and mark it drifted where the sidecar's is another."""
+        text = " ".join(build_parser().format_help().split())
+        self.assertNotIn("diffed against egress-block proposals", text)
+        self.assertIn("the last routes file the host approved for the bottle", text)
