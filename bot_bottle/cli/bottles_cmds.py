@@ -192,6 +192,7 @@ def register(subparsers: Any) -> None:
                          "rejection, even of a proposal its sidecar archived since) or that a standing "
                          "rejection rejects is refused, recording nothing.")
     routes.add_argument("slug", metavar="SLUG", help="the bottle's slug (its queue key)")
-    routes.add_argument("file", type=Path, metavar="FILE", help="the routes file it runs with")
+    routes.add_argument("file", type=Path, metavar="FILE", help="the routes file it runs with (as prepare's "
+                        "--routes-file takes it: a regular file, not a symbolic link, UTF-8, CRLF read as LF)")
     routes.set_defaults(handler=cmd_bottles_routes, field_options={"bottle": "SLUG", "routes_file": "FILE",
                                                                    "queue_key": "SLUG"})

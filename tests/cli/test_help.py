@@ -121,3 +121,12 @@ class HelpTest(unittest.TestCase):
                     "v shows the grants", "Tab there the standing rules", "(x revokes the one under the cursor",
                     "q quits"):  # BROKE before the fix: not Tab, the rules view's key (nor that x revokes a rule)
             self.assertIn(key, text)
+
+    def test_bottles_routes_says_which_files_it_takes(self) -> None:
+        """BROKE before the fix: 'bottles routes --help' said of FILE only 'the routes file it runs with', where
+        'prepare --help' says its --routes-file is a regular file, not a symbolic link: the same file, refused
+        the same way by both."""
+        out = io.StringIO()
+        with redirect_stdout(out):
+            main(["bottles", "routes", "--help"])
+        self.assertIn("a regular file, not a symbolic link", " ".join(out.getvalue().split()))
