@@ -288,8 +288,10 @@ def validate_routes_text(text: str) -> None:
     except UnicodeEncodeError:
         raise ValidationError("final_file", "a routes file must be UTF-8 text") from None
     for line_number, column, char in unsafe_characters(text):
+        # A carriage return is most often an editor's CRLF line end, not a hidden character: say how to drop it.
+        hint = " (a CRLF or CR line end: save the file with LF line ends)" if char == "\r" else ""
         raise ValidationError("final_file", f"line {line_number} column {column} holds {describe_char(char)}: a "
-                              "routes file may not contain control, bidirectional or invisible characters")
+                              f"routes file may not contain control, bidirectional or invisible characters{hint}")
 
 
 def validate_final_file(tool: str, final_file: str) -> None:

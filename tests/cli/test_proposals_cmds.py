@@ -101,6 +101,18 @@ class ProposalsVerbsTest(CliTestCase):
                 self.assertIn("TOOL", shown(100, *argv))
                 self.assertIn("TOOL", self.cli(*argv)[1], "piped: every column")
 
+    def test_a_crlf_file_is_refused_saying_how_to_save_it(self) -> None:
+        """BROKE before the fix: a final file an editor saved with CRLF line ends was refused as holding 'U+000D
+        (CARRIAGE RETURN)', a hidden character, without a word on the line ends or what to do."""
+        modify = self.routes(payload="routes: [a]\n")
+        final = self.tmp / "final.yaml"
+        final.write_bytes(b"routes:\r\n- narrow\r\n")
+        digest = json.loads(self.cli("proposals", "show", modify.id, "--json")[1])["digest"]
+        code, _, err = self.cli("proposals", "modify", modify.short_id, "--file", str(final), "--digest", digest)
+        self.assertEqual(code, 2, err)
+        self.assertIn("U+000D (CARRIAGE RETURN)", err)
+        self.assertIn("(a CRLF or CR line end: save the file with LF line ends)", err)
+
     def test_decide_from_the_shell(self) -> None:
         """approve, modify and reject by id prefix; list --all shows each decision."""
         approve, modify, reject = (self.routes(payload=f"routes: [{n}]\n") for n in "abc")
