@@ -80,6 +80,8 @@ def cmd_audit_list(args: argparse.Namespace) -> int:
 
 # What an entry's tool column holds: a proposal's tool, or the setting a 'setting-changed' entry changed.
 _LOGGED_TOOLS = (*TOOLS, SETTING_PENDING_TTL)
+
+
 def _narrowed(args: argparse.Namespace) -> bool:
     """Whether ``audit list`` was narrowed by a filter (then an empty answer is "none match", not "none")."""
     return any(value is not None for value in (args.bottle, args.since, args.until, args.tool))
