@@ -115,8 +115,8 @@ class _Approved:
 
 def routes_base(conn: sqlite3.Connection, proposal: Proposal, decided: bool) -> RoutesBase:
     """What ``proposal``'s file is read against: the sidecar's current file where it is the last one approved for
-    the bottle, else the last approved one, with a ``drift`` saying so, or none where none was (or none is
-    proven, and then why). A ``decided``
+    the bottle, else the last approved one, with a ``drift`` saying so (none where the sidecar sent no current
+    file: it claimed nothing another), or none where none was (or none is proven, and then why). A ``decided``
     proposal is read against what was approved before its own decision, as it was when it was decided."""
     if proposal.tool != TOOL_EGRESS_BLOCK:
         return RoutesBase(proposal.current_file)
@@ -148,8 +148,11 @@ def routes_base(conn: sqlite3.Connection, proposal: Proposal, decided: bool) -> 
         if last.text is None:
             return RoutesBase(None, f"the sidecar sent no current routes file, and {which} is no longer in the "
                               "database: every host this file names reads as new")
-        return RoutesBase(last.text, f"the sidecar sent no current routes file: what this file adds and drops is "
-                          f"read against {which}")
+        # Nothing claimed, so nothing to disagree with: read against the file on record, which approving replaces,
+        # without a [drifted] badge (a bottle launched without the sidecar's --routes-file has every routes
+        # proposal so, and a badge on all of them is one the operator learns to pass over). A sidecar gains
+        # nothing by leaving its file out: the reading is the one a truthful current file gets.
+        return RoutesBase(last.text)
     if last.text is None:
         return RoutesBase(proposal.current_file, f"the current routes file the sidecar sent is not {which}, which is "
                           "no longer in the database: what this file adds and drops is the sidecar's word")

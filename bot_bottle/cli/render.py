@@ -323,18 +323,20 @@ def approval_lines(approval: Approval, heading: str) -> list[str]:
 
 def body_lines(proposal: Proposal, response: Response | None, base: RoutesBase | None = None) -> list[str]:
     """What the proposal holds: the report of a report-only tool, else the diff of its file, marked; from
-    ``base``'s file where it drifted from the sidecar's current one (then labelled "last approved", or "no file"
-    where it is read against none)."""
+    ``base``'s file (labelled "last approved" where it is not the sidecar's current one, or "no file" where it is
+    read against none the sidecar's word or a caution says there is)."""
     if proposal.report_only:
         return ["report:", *("  " + line for line in report_lines(proposal))]
     status = response.status if response else STATUS_APPROVED
     final = response.final_file if response else None
-    drifted = base is not None and base.drift is not None
-    before = ("no file" if base.file is None else "last approved") if base is not None and drifted else "current"
+    start = proposal.current_file if base is None else base.file
+    if start is None and (proposal.current_file is not None or (base is not None and base.drift is not None)):
+        before = "no file"
+    else:
+        before = "current" if start == proposal.current_file else "last approved"
     # The diff's own '---' line names the same file as its heading: 'current' under 'last approved -> proposed'
     # read as the sidecar's file, the one the drifted caution says it was not read against.
-    diff = decision_diff(replace(proposal, current_file=base.file) if base is not None and drifted else proposal,
-                         status, final, before_name=before)
+    diff = decision_diff(replace(proposal, current_file=start), status, final, before_name=before)
     label = before + (" -> final" if status == STATUS_MODIFIED else " -> proposed")
     after = final if status == STATUS_MODIFIED and final is not None else proposal.payload
     return [f"diff ({label}):", *marked_diff(diff, after if proposal.tool != TOOL_EGRESS_ALLOW else None)]

@@ -207,7 +207,12 @@ class LyingCurrentFileTest(CliTestCase):
         self.approved()
         proposal = self.file(EVIL, None)
         self.assertEqual(self.grants(proposal)["summary"], "routes file: adds evil-exfil.example.net")
-        self.assertIn("the sidecar sent no current routes file", self.grants(proposal)["warnings"][0]["text"])  # type: ignore[index]
+        # Nothing claimed, nothing to disagree with: no [drifted] badge on every proposal of a bottle whose
+        # sidecar runs without --routes-file, and the diff says which file it starts from.
+        self.assertEqual(self.kinds(proposal), [])
+        out = self.printed("proposals", "show", proposal.id)
+        self.assertIn("diff (last approved -> proposed):\n  --- last approved\n  +++ proposed\n", out)
+        self.assertNotIn("drifted", out)
 
     def test_rows_a_sidecar_writes_prove_nothing(self) -> None:
         first = self.approved()
