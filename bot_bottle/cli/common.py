@@ -26,7 +26,7 @@ from bot_bottle.timestamps import moment_of
 # Exit statuses, the same for every verb (README, "Exit status"; each leaf verb's --help lists them).
 EXIT_OK = 0
 EXIT_FAILED = 1  # it did not happen: the error line says why
-EXIT_USAGE = 2  # the command line was wrong: nothing was done
+EXIT_USAGE = 2  # refused: the command line, or what it asked for, was not valid; nothing was done
 EXIT_CANCELLED = 3  # you answered no (or nothing) at a confirmation: nothing was done
 EXIT_INTERRUPTED = 130  # Ctrl-C (128 + SIGINT, as shells report it): nothing more was done
 
@@ -34,7 +34,9 @@ EXIT_STATUS_HELP = """\
 exit status:
   0    done
   1    failed: one line on stderr says why
-  2    usage error: the command line was wrong, nothing was done
+  2    refused: the command line, or what it asked for, was not valid (a
+       malformed argument, a reason left out where one is needed, a routes
+       file that cannot be recorded); one line on stderr says why, nothing was done
   3    cancelled at a confirmation: nothing was done
   130  interrupted (Ctrl-C)"""
 
