@@ -36,7 +36,8 @@ exit status:
   1    failed: one line on stderr says why
   2    refused: the command line, or what it asked for, was not valid (a
        malformed argument, a reason left out where one is needed, a routes
-       file that cannot be recorded); one line on stderr says why, nothing was done
+       file that cannot be recorded); one line on stderr says why, nothing
+       was done
   3    cancelled at a confirmation: nothing was done
   130  interrupted (Ctrl-C)"""
 
