@@ -33,6 +33,12 @@ found (or the log's start) to the decision or the end is held to the seal,
 numbered without a gap, as far as the host's anchor; where one is not, the
 proposal's file is read against none (every host new) and the screens say
 why.
+
+An approval whose grant the operator revoked since (a sealed
+``grant-revoked`` entry in that span) is on record no more: read against it,
+the same file filed again read ``routes file: unchanged`` and approving it
+granted what the revocation took back (hostile review 56); the file is read
+against none, with a caution naming the revocation.
 """
 
 from __future__ import annotations
@@ -43,7 +49,7 @@ from dataclasses import dataclass
 
 from bot_bottle.audit.anchor import Anchor
 from bot_bottle.audit.chain import SELECT, stored_details
-from bot_bottle.audit.grant_entries import APPROVES_ROUTES
+from bot_bottle.audit.grant_entries import APPROVES_ROUTES, ROUTES_REVOKED
 from bot_bottle.audit.host_seal import host_sealing, sealed_as_read, sealed_rows
 from bot_bottle.audit.walk import last_seq
 from bot_bottle.audit.whole import sealed_in_order
@@ -111,6 +117,7 @@ class _Approved:
     proposal_id: str
     at: str
     text: str | None  # None: the proposal that holds it is gone from the file, or no longer hashes to it
+    grant_id: str | None  # the grant the approval made, as its entry records it (None: it records none)
 
 
 def routes_base(conn: sqlite3.Connection, proposal: Proposal, decided: bool) -> RoutesBase:
@@ -141,6 +148,15 @@ def routes_base(conn: sqlite3.Connection, proposal: Proposal, decided: bool) -> 
         if proposal.current_file is None:  # nothing claimed: every host new, which is what approving grants
             return RoutesBase(None)
         return RoutesBase(None, NO_ROUTES_WHEN_DECIDED if decided else NO_ROUTES_ON_RECORD)
+    revoked = _revoked(conn, proposal.queue_key, last, before)
+    if revoked is not None:
+        # The operator took that file back ('grants revoke'): it is on record no more, and read against it the
+        # same file filed again said 'routes file: unchanged' of the very hosts the revocation ended (hostile
+        # review 56), and approving it granted them again. Read against none, every host new, saying why.
+        return RoutesBase(None, f"the last routes file approved for this bottle (proposal "
+                          f"{last.proposal_id[:SHORT_ID_LENGTH]}, {last.at}) was revoked at {revoked}"
+                          f"{' before this was decided' if decided else ''}: no routes file is on record for it, "
+                          "so every host this file names reads as new")
     if proposal.current_file is not None and sha256_text(proposal.current_file) == last.sha256:
         return RoutesBase(proposal.current_file)
     which = f"the last one approved for this bottle (proposal {last.proposal_id[:SHORT_ID_LENGTH]}, {last.at})"
@@ -236,9 +252,25 @@ def _last_approved(conn: sqlite3.Connection, proposal: Proposal,
             return None, row[0]
         digest = answered_digest(row)
         if isinstance(digest, str) and isinstance(row[5], str):
+            grant = (stored_details(row[9]) or {}).get("grant")
+            grant_id = grant.get("id") if isinstance(grant, dict) else None
             return _Approved(row[0], digest, row[5], str(row[1]),
-                             _approved_text(conn, row[5], digest, row[3] == STATUS_MODIFIED)), None
+                             _approved_text(conn, row[5], digest, row[3] == STATUS_MODIFIED),
+                             grant_id if isinstance(grant_id, str) else None), None
     return None, None
+
+
+def _revoked(conn: sqlite3.Connection, bottle: str, last: _Approved, before: int | None) -> str | None:
+    """When the grant ``last`` made was revoked (before entry ``before``), or None. Every entry after ``last``
+    is held to the seal already (``_unproven_since``), so a revocation found there is the host's: a sidecar on
+    the mount can write one, unsealed, and then no approval is proven (every host new, which is no gain)."""
+    if last.grant_id is None:
+        return None
+    row = conn.execute(f"SELECT a.ts FROM audit_log a WHERE {ROUTES_REVOKED} AND a.seq > :after "
+                       "AND (:before IS NULL OR a.seq < :before) AND json_extract(a.details, '$.grant') = :grant "
+                       "ORDER BY a.seq LIMIT 1", {"queue_key": bottle, "after": last.seq, "before": before,
+                                                  "grant": last.grant_id}).fetchone()
+    return None if row is None else str(row[0])
 
 
 def _approved_text(conn: sqlite3.Connection, proposal_id: str, digest: str, modified: bool) -> str | None:

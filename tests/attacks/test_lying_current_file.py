@@ -214,6 +214,31 @@ class LyingCurrentFileTest(CliTestCase):
         self.assertIn("diff (last approved -> proposed):\n  --- last approved\n  +++ proposed\n", out)
         self.assertNotIn("drifted", out)
 
+    def test_a_revoked_routes_file_is_on_record_no_more(self) -> None:
+        """BROKE before the fix: the operator revoked the grant of a routes file that added evil-exfil ('grants
+        revoke'), and the same file filed again (no current file, or itself as its current file) read 'routes
+        file: unchanged', no caution, against the file they had just taken back; approving it granted
+        evil-exfil again, listed as 'routes file: unchanged'."""
+        for bottle, current in (("web-1", None), ("web-2", EVIL)):
+            record_launch_routes(self.store, bottle, FIRST)
+            first = self.approved(EVIL, FIRST, bottle)
+            (grant,) = json.loads(self.printed("grants", "list", "--bottle", bottle, "--json"))
+            self.printed("grants", "revoke", grant["id"], "--reason", "evil-exfil must not be reached")
+            again = self.file(EVIL, current, bottle)
+            grants = self.grants(again)
+            self.assertEqual((grants["summary"], self.kinds(again)),
+                             ("routes file: adds a.com, b.com, evil-exfil.example.net", ["drifted"]))
+            self.assertIn(f"(proposal {first.short_id}, ", grants["warnings"][0]["text"])  # type: ignore[index]
+            self.assertIn("was revoked at", grants["warnings"][0]["text"])  # type: ignore[index]
+            out = self.printed("proposals", "show", again.id)
+            self.assertIn("diff (no file -> proposed):", out)
+            self.assertNotIn("unchanged", out)
+            self.assertEqual([entry.approval.summary for entry in Inbox(self.store).pending()], [grants["summary"]])
+            decide(again.id, STATUS_REJECTED, "no", store=self.store)
+            # What was decided before the revocation still reads as it was then: against the launch file.
+            self.assertEqual((self.grants(first)["summary"], self.kinds(first)),
+                             ("routes file: adds b.com, evil-exfil.example.net", []))
+
     def test_rows_a_sidecar_writes_prove_nothing(self) -> None:
         first = self.approved()
         lie = self.file(EVIL, EVIL)
