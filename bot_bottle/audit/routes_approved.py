@@ -167,7 +167,11 @@ def routes_base(conn: sqlite3.Connection, proposal: Proposal, decided: bool) -> 
         # Nothing claimed, so nothing to disagree with: read against the file on record, which approving replaces,
         # without a [drifted] badge (a bottle launched without the sidecar's --routes-file has every routes
         # proposal so, and a badge on all of them is one the operator learns to pass over). A sidecar gains
-        # nothing by leaving its file out: the reading is the one a truthful current file gets.
+        # nothing by leaving its file out: the reading is the one a truthful current file gets, the badge of
+        # one filed before that approval (two pending at once) included, which leaving it out shed (review 56).
+        if proposal.created_at < last.at:
+            return RoutesBase(last.text, f"filed before {which}, which approving it replaces: what this file adds "
+                              "and drops is read against that one")
         return RoutesBase(last.text)
     if last.text is None:
         return RoutesBase(proposal.current_file, f"the current routes file the sidecar sent is not {which}, which is "

@@ -239,6 +239,25 @@ class LyingCurrentFileTest(CliTestCase):
             self.assertEqual((self.grants(first)["summary"], self.kinds(first)),
                              ("routes file: adds b.com, evil-exfil.example.net", []))
 
+    def test_no_current_file_filed_before_the_last_approval_drifts_as_a_truthful_one(self) -> None:
+        """BROKE before the fix: of two routes files pending at once, the one left when the other was approved
+        carried [drifted] where its sidecar sent its current file, and none where it sent no file: leaving the
+        file out shed the badge the truthful reading has."""
+        self.approved()
+        for current, first, second in ((SECOND, "c.example", "d.example"), (None, "e.example", "f.example")):
+            one = self.file(SECOND + f"- {first}\n", current)
+            other = self.file(SECOND + f"- {second}\n", current)
+            decide(one.id, STATUS_APPROVED, store=self.store)
+            grants = self.grants(other)
+            self.assertEqual((grants["summary"], self.kinds(other)),
+                             (f"routes file: adds {second}; drops {first}", ["drifted"]))
+            self.assertIn(f"(proposal {one.short_id}, ", grants["warnings"][0]["text"])  # type: ignore[index]
+            self.assertIn("diff (last approved -> proposed):", self.printed("proposals", "show", other.id))
+            decide(other.id, STATUS_REJECTED, "no", store=self.store)
+            self.approved(SECOND, SECOND + f"- {first}\n")  # back to SECOND for the next round
+        filed_after = self.file(EVIL, None)
+        self.assertEqual(self.kinds(filed_after), [])
+
     def test_rows_a_sidecar_writes_prove_nothing(self) -> None:
         first = self.approved()
         lie = self.file(EVIL, EVIL)
