@@ -315,3 +315,28 @@ class LyingCurrentFileDashboardTest(DashboardCase):
         self.assertIn("routes file: adds evil-exfil.example.net", page)
         self.assertIn("last approved -&gt; proposed", page)
         self.assertIn(f"proposal {first.short_id}", page)
+
+    def test_a_rewritten_proposal_s_changed_block_reads_the_approved_file(self) -> None:
+        """BROKE before the fix: the block a page shows when its proposal was rewritten in the database (a sidecar
+        on the mount) read both versions against the sidecar's current file, so a payload rewritten to name
+        evil-exfil, sent as its own current file, read 'routes file: unchanged' under 'as it is now', above the
+        page's own reading of it, against the approved file: 'adds evil-exfil.example.net'."""
+        first = self.store.submit("web-1", TOOL_EGRESS_BLOCK, SECOND, "docs", current_file=FIRST)
+        decide(first.id, STATUS_APPROVED, store=self.store)
+        honest = self.store.submit("web-1", TOOL_EGRESS_BLOCK, SECOND + "- c.example\n", "c", current_file=SECOND)
+        status, _, page = self.call("GET", f"/proposal/{honest.id}")
+        self.assertEqual(status, 200)
+        shown = self.dashboard.remember_shown(self.store.get(honest.id))
+        raw = sqlite3.connect(self.path)
+        self.addCleanup(raw.close)
+        with raw:
+            for (name,) in raw.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'").fetchall():
+                raw.execute(f'DROP TRIGGER "{name}"')
+            raw.execute("UPDATE proposals SET payload = ?, current_file = ?, current_file_hash = ?, "
+                        "payload_sha256 = ? WHERE id = ?",
+                        (EVIL, EVIL, sha256_text(EVIL), sha256_text(EVIL), honest.id))
+        status, _, page = self.call("GET", f"/proposal/{honest.id}?shown={shown}")
+        self.assertEqual(status, 200)
+        changed = page[page.index('data-part="changed"'):page.index("</section>", page.index('data-part="changed"'))]
+        self.assertIn("adds evil-exfil.example.net", changed)
+        self.assertNotIn("unchanged", changed)

@@ -157,14 +157,18 @@ class DashboardBase(GuardedHandler):
         marker = dashboard.marker()
         digest = dashboard.remember_shown(proposal)
         changed = ""
+        base = routes_base_of(dashboard.queue, proposal, response)
         if SHA256_RE.fullmatch(asked) and asked != digest:
             before = dashboard.shown_before(asked)
+            # Both read against what the page reads the proposal against, as the page below does: read against
+            # the sidecar's current file, a routes file rewritten to name a new host, sent as its own current
+            # file, read 'routes file: unchanged' under 'as it is now' (hostile review 56).
             difference = None if before is None else marked_diff(render_diff(
-                "\n".join(describe(before, None, full=True)), "\n".join(describe(proposal, response, full=True)),
+                "\n".join(describe(before, None, full=True, base=routes_base_of(dashboard.queue, before))),
+                "\n".join(describe(proposal, response, full=True, base=base)),
                 before_name="as the page showed it", after_name="as it is now"))
             changed = changed_block(difference)
         pending = len(dashboard.queue.pending_summaries())
-        base = routes_base_of(dashboard.queue, proposal, response)
         self.page(status, proposal_page(proposal, response, unproven, approval_for(proposal, response, base),
                                         root=dashboard.root, csrf=dashboard.csrf, shown=digest, marker=marker,
                                         message=message, pending=pending,
