@@ -49,7 +49,7 @@ from dataclasses import dataclass
 
 from bot_bottle.audit.anchor import Anchor
 from bot_bottle.audit.chain import SELECT, stored_details
-from bot_bottle.audit.grant_entries import APPROVES_ROUTES, ROUTES_REVOKED
+from bot_bottle.audit.grant_entries import APPROVES_ROUTES, REVOKES_ROUTES, ROUTES_REVOKED
 from bot_bottle.audit.host_seal import host_sealing, sealed_as_read, sealed_rows
 from bot_bottle.audit.walk import last_seq
 from bot_bottle.audit.whole import sealed_in_order
@@ -214,13 +214,18 @@ def answered_digest(row: tuple[object, ...]) -> object:
 
 
 def routes_approvals_mark(conn: sqlite3.Connection) -> int | None:
-    """The number of the newest entry that approves a routes file, of any bottle (None: there is none): a screen
-    that keeps what it read of pending proposals reads their routes files again when it moves."""
+    """The number of the newest entry that approves a routes file or revokes a routes grant, of any bottle (None:
+    there is none): a screen that keeps what it read of pending proposals reads their routes files again when it
+    moves. A revocation too: it takes the file revoked off record (``routes_base``), and a list kept from before
+    it read a pending file against that one still (hostile review 56)."""
     try:
-        row = conn.execute(f"SELECT max(seq) FROM audit_log WHERE {APPROVES_ROUTES}").fetchone()
+        # Two looks, each through its own partial index (migration 0010): one with OR would read the whole log.
+        marks = [conn.execute(f"SELECT max(seq) FROM audit_log WHERE {which}").fetchone()
+                 for which in (APPROVES_ROUTES, REVOKES_ROUTES)]
     except sqlite3.Error:  # a log a sidecar dropped: what was read stays, and what is read now says why
         return None
-    return row[0] if row is not None and isinstance(row[0], int) else None
+    found = [row[0] for row in marks if row is not None and isinstance(row[0], int)]
+    return max(found) if found else None
 
 
 def _decision_seq(conn: sqlite3.Connection, proposal_id: str,

@@ -291,7 +291,7 @@ class Inbox:
         chosen = filters or Filters()
         with self.store.db.read() as conn:
             mark = routes_approvals_mark(conn)
-        if mark != self.routes_mark:  # a routes file approved since: the others are read against it now
+        if mark != self.routes_mark:  # a routes file approved (or one revoked) since: the others are read again
             self._read = {key: kept for key, kept in self._read.items() if kept[0].tool != TOOL_EGRESS_BLOCK}
             self.routes_mark = mark
         listed = self.entries(self.store.pending_summaries(chosen.bottle))

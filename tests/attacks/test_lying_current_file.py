@@ -239,6 +239,20 @@ class LyingCurrentFileTest(CliTestCase):
             self.assertEqual((self.grants(first)["summary"], self.kinds(first)),
                              ("routes file: adds b.com, evil-exfil.example.net", []))
 
+    def test_a_screen_that_keeps_what_it_read_reads_again_after_a_revocation(self) -> None:
+        """BROKE before the fix: the TUI's and the dashboard's inbox read pending routes files again only when a
+        routes file was approved, so one pending when the operator revoked the file it was read against still
+        listed 'routes file: adds c.example', as if evil-exfil were on record."""
+        self.approved(EVIL, FIRST)
+        pending = self.file(EVIL + "- c.example\n", EVIL)
+        inbox = Inbox(self.store)
+        self.assertEqual([entry.approval.summary for entry in inbox.pending()], ["routes file: adds c.example"])
+        (grant,) = json.loads(self.printed("grants", "list", "--bottle", "web-1", "--json"))
+        self.printed("grants", "revoke", grant["id"], "--reason", "no")
+        (entry,) = inbox.pending()
+        self.assertEqual((entry.id, entry.approval.kinds), (pending.id, ("drifted",)))
+        self.assertEqual(entry.approval.summary, "routes file: adds a.com, b.com, evil-exfil.example.net, c.example")
+
     def test_no_current_file_filed_before_the_last_approval_drifts_as_a_truthful_one(self) -> None:
         """BROKE before the fix: of two routes files pending at once, the one left when the other was approved
         carried [drifted] where its sidecar sent its current file, and none where it sent no file: leaving the

@@ -264,7 +264,7 @@ class SuperviseTUI(TerminalScreen):
     def detail_lines(self, width: int) -> list[tuple[Line, int]]:
         """The detail view's lines, sanitized and wrapped to the screen (continuations marked)."""
         assert self.detail is not None
-        key = (self.detail.id, width, self.full, self.inbox.routes_mark)  # read again after a routes approval
+        key = (self.detail.id, width, self.full, self.inbox.routes_mark)  # read again after a routes file moves
         if self._detail_cache is None or self._detail_cache[0] != key:
             base = self.inbox.routes_base(self.detail)
             self._detail_cache = (key, self.wrapped(describe(self.detail, None, full=self.full, more="J shows them",
