@@ -186,7 +186,8 @@ def hold_routes_read(conn: sqlite3.Connection, proposal: Proposal, read: str) ->
     before the transaction let a routes file approved meanwhile (another screen, a rule) commit between the two,
     and the approval recorded what no screen showed (hostile review 52)."""
     if proposal.tool == TOOL_EGRESS_BLOCK and routes_base(conn, proposal, decided=False).digest() != read:
-        raise ReadChanged(f"another routes file was approved for {proposal.queue_key} since {proposal.short_id} was "
+        raise ReadChanged(f"the routes file on record for {proposal.queue_key} changed (another approved, or it was "
+                          f"revoked) since {proposal.short_id} was "
                           "shown, so what deciding it adds and drops changed; nothing recorded: show it again")
 
 

@@ -186,8 +186,9 @@ def _check_digest(store: QueueStore, proposal: Proposal, digest: str, base: Rout
     if not hmac.compare_digest(digest.strip().lower().encode("utf-8", "replace"),
                                decision_digest(store, proposal, base).encode()):
         raise AuditTampered(f"proposal {proposal.short_id} is not the one whose digest you gave: it was rewritten in "
-                            "the database since 'proposals show' printed it, or (a routes file) another was approved "
-                            "for its bottle since, or the digest is another's; nothing recorded. Show it again")
+                            "the database since 'proposals show' printed it, or (a routes file) the one on record for "
+                            "its bottle changed since (another approved, or it was revoked), or the digest is "
+                            "another's; nothing recorded. Show it again")
 
 
 def _approval_confirmed(proposal: Proposal, notes: str, grant_for: int | None, remember: str | None,

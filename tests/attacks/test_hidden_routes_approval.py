@@ -245,7 +245,8 @@ class ApprovedMeanwhileDashboardTest(DashboardCase):
         decide(dropping.id, STATUS_APPROVED, store=self.store)  # in another tab
         status, _, body = self.post(adding, "decide", {"status": STATUS_APPROVED, "notes": "", "read": read[0]})
         self.assertEqual(status, 409)
-        self.assertIn("another routes file was approved for this bottle since this page read this one", body)
+        self.assertIn("the routes file on record for this bottle changed (another approved, or it was revoked) "
+                      "since this page read this one", body)
         self.assertIsNone(self.store.response(adding.id))
         # Read again, it says what approving it adds now, and its form records it.
         status, _, page = self.call("GET", f"/proposal/{adding.id}")
@@ -285,5 +286,5 @@ class ApprovedMeanwhileTuiTest(TempDirTest):
         term.send("Enter")
         term.wait_for("for how long?")
         term.send("Enter")
-        term.wait_for("not recorded: another routes file was approved for web-1")
+        term.wait_for("not recorded: the routes file on record for web-1 changed")
         self.assertIsNone(store.response(adding.id))

@@ -196,7 +196,7 @@ class LyingCurrentFileTest(CliTestCase):
         self.approved(SECOND, EVIL)  # evil-exfil dropped, from another screen
         code, _, err = self.cli("proposals", "approve", shown.short_id, "--digest", digest)
         self.assertEqual(code, 1)
-        self.assertIn("another was approved for its bottle since", err)
+        self.assertIn("the one on record for its bottle changed since", err)
         self.assertIsNone(self.store.response(shown.id))
         self.assertEqual(self.grants(shown)["summary"], "routes file: adds evil-exfil.example.net, c.example")
         again = json.loads(self.printed("proposals", "show", shown.id, "--json"))["digest"]

@@ -82,8 +82,8 @@ class ApprovedInBetweenTest(CliTestCase):
         self.assertEqual(script.returncode, 1, stdout + stderr)
         # (Refused by the deciding transaction; on a machine so slow that the command read only after the other
         # committed, by the digest's own check, in its words: either way, nothing recorded.)
-        self.assertRegex(stderr, "another routes file was approved for web-1 since|another was approved for its "
-                         "bottle since")
+        self.assertRegex(stderr, "the routes file on record for web-1 changed|the one on record for its "
+                         "bottle changed since")
         self.assertIsNone(self.store.response(self.adding.id))
         self.assertEqual(self.store.response(self.dropping.id).status, STATUS_APPROVED)  # type: ignore[union-attr]
 
@@ -120,7 +120,7 @@ class ApprovedInBetweenTest(CliTestCase):
         self.assertEqual(len(asked), 1)
         self.assertIn("routes file: adds c.example", out)
         self.assertEqual(code, 1, out + err)
-        self.assertIn("another routes file was approved for web-1 since", err)
+        self.assertIn("the routes file on record for web-1 changed (another approved, or it was revoked) since", err)
         self.assertIsNone(self.store.response(self.adding.id))
 
     def test_one_commands_own_approvals_change_no_reading(self) -> None:

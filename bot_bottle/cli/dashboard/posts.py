@@ -217,8 +217,9 @@ class PostHandler(DashboardBase):
         # putting back the host the approval meanwhile dropped).
         if approval is not None and proposal.tool == TOOL_EGRESS_BLOCK \
                 and not hmac.compare_digest(form.get("read", "").encode("utf-8", "replace"), base.digest().encode()):
-            self.show(proposal, HTTPStatus.CONFLICT, "not recorded: another routes file was approved for this bottle "
-                      "since this page read this one, so what approving it adds and drops changed; read it again")
+            self.show(proposal, HTTPStatus.CONFLICT, "not recorded: the routes file on record for this bottle changed "
+                      "(another approved, or it was revoked) since this page read this one, so what approving it "
+                      "adds and drops changed; read it again")
             return
         if approval is not None and not self._confirmed(proposal, approval, form, extent):
             return

@@ -138,7 +138,8 @@ class Deciding:
         base = routes_base_of(self.store, proposal)  # held to what the deciding transaction reads, too
         if approving and proposal.tool == TOOL_EGRESS_BLOCK and approval != file_approval(
                 proposal, final if final is not None else proposal.payload, base):
-            return (f"not recorded: another routes file was approved for {proposal.queue_key} since this screen read "
+            return (f"not recorded: the routes file on record for {proposal.queue_key} changed (another approved, or "
+                    f"it was revoked) since this screen read "
                     f"{proposal.short_id}, so what {'approving' if status == STATUS_APPROVED else 'modifying'} it "
                     "adds and drops changed; look at it again")
         label = f"{proposal.short_id} ({proposal.queue_key}, {proposal.tool})"
