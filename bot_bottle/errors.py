@@ -188,7 +188,8 @@ class AlreadyDecided(BotBottleError):
 
 class ReadChanged(BotBottleError):
     """What approving a proposal grants changed after it was shown, though the proposal did not: another routes
-    file was approved for its bottle meanwhile, so the one shown is read against another. Nothing recorded."""
+    file was approved for its bottle meanwhile (or the one on record revoked), so the one shown is read against
+    another. Nothing recorded."""
 
 
 class AlreadyEnded(BotBottleError):
