@@ -24,6 +24,7 @@ from typing import Any
 from bot_bottle.audit.grant_entries import (
     decision_rule_entry,
     ended_by_rule_in,
+    logged_bottle_and_tool,
     logged_live_grants,
     sealed_rule_revocation,
 )
@@ -244,11 +245,10 @@ def _revocation(conn: sqlite3.Connection, grant: Grant, reason: str, revoked_by:
     would make the revocation, and the standing rejection recording it, fail whole.
     """
     details: dict[str, Any] = {"grant": grant.id, "subject": grant.subject_value, "ends_at": grant.ends_at,
-                               "revoked_at": now}
-    if rule_id is not None:
-        details["rule_id"] = rule_id
+                               "revoked_at": now, **({} if rule_id is None else {"rule_id": rule_id})}
     held = conn.execute("SELECT 1 FROM proposals WHERE id = :id", {"id": grant.proposal_id}).fetchone()
-    return AuditEntry(queue_key=grant.queue_key, action=ACTION_GRANT_REVOKED, actor=revoked_by, tool=grant.tool,
+    bottle, tool = logged_bottle_and_tool(conn, grant)  # its approval entry's, not its row's (hostile review 57)
+    return AuditEntry(queue_key=bottle, action=ACTION_GRANT_REVOKED, actor=revoked_by, tool=tool,
                       proposal_id=grant.proposal_id if held is not None else None, notes=reason, details=details)
 
 

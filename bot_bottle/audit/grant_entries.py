@@ -89,6 +89,24 @@ def logged_live_grants(conn: sqlite3.Connection, tool: str, queue_key: str | Non
     return sorted(found, key=lambda grant: grant.audit_seq)
 
 
+def logged_bottle_and_tool(conn: sqlite3.Connection, grant: Grant) -> tuple[str, str]:
+    """The bottle and tool ``grant``'s approval entry records it for, where that entry (its ``audit_seq``) is a
+    sealed approval recording this grant's id; else the row's own (all there is to go by).
+
+    What its ``grant-revoked`` entry records: the row's bottle and tool are the file's word, and a sidecar on the
+    mount rewrote a routes grant's row to another bottle (or tool), so the operator's revocation of it was
+    recorded there, where ``routes_approved`` and the screens' mark (``routes_approvals_mark``) look for one of
+    that bottle's routes grant by migration 0010's index: the file revoked stayed on record, and the same file
+    filed again read 'routes file: unchanged' (hostile review 57)."""
+    row = conn.execute(f"{SELECT} WHERE seq = :seq", {"seq": grant.audit_seq}).fetchone()
+    if row is not None and row[3] in (STATUS_APPROVED, STATUS_MODIFIED):
+        record = (stored_details(row[9]) or {}).get("grant")
+        if isinstance(record, dict) and record.get("id") == grant.id and isinstance(record.get("tool"), str) \
+                and isinstance(row[2], str) and next(sealed_rows(conn, [row]), None) is not None:
+            return row[2], record["tool"]
+    return grant.queue_key, grant.tool
+
+
 def ended_by_rule_in(conn: sqlite3.Connection, rule_id: str, added_seq: int) -> list[Grant]:
     """The grants the standing rejection ``rule_id`` (its ``rule-added`` entry ``added_seq``) ended as it was
     made: those a revocation entry after it naming the rule names (a row's ``revoke_seq`` and ``revoked_at``

@@ -49,13 +49,14 @@ from dataclasses import dataclass
 
 from bot_bottle.audit.anchor import Anchor
 from bot_bottle.audit.chain import SELECT, stored_details
-from bot_bottle.audit.grant_entries import APPROVES_ROUTES, REVOKES_ROUTES, ROUTES_REVOKED
+from bot_bottle.audit.grant_entries import APPROVES_ROUTES, REVOKES_ROUTES
 from bot_bottle.audit.host_seal import host_sealing, sealed_as_read, sealed_rows
 from bot_bottle.audit.walk import last_seq
 from bot_bottle.audit.whole import sealed_in_order
 from bot_bottle.connection import database_path
 from bot_bottle.errors import BotBottleError, ReadChanged
 from bot_bottle.records import (
+    ACTION_GRANT_REVOKED,
     RESPONSE_STATUSES,
     SHORT_ID_LENGTH,
     STATUS_APPROVED,
@@ -148,7 +149,7 @@ def routes_base(conn: sqlite3.Connection, proposal: Proposal, decided: bool) -> 
         if proposal.current_file is None:  # nothing claimed: every host new, which is what approving grants
             return RoutesBase(None)
         return RoutesBase(None, NO_ROUTES_WHEN_DECIDED if decided else NO_ROUTES_ON_RECORD)
-    revoked = _revoked(conn, proposal.queue_key, last, before)
+    revoked = _revoked(conn, last, before)
     if revoked is not None:
         # The operator took that file back ('grants revoke'): it is on record no more, and read against it the
         # same file filed again said 'routes file: unchanged' of the very hosts the revocation ended (hostile
@@ -270,16 +271,24 @@ def _last_approved(conn: sqlite3.Connection, proposal: Proposal,
     return None, None
 
 
-def _revoked(conn: sqlite3.Connection, bottle: str, last: _Approved, before: int | None) -> str | None:
+def _revoked(conn: sqlite3.Connection, last: _Approved, before: int | None) -> str | None:
     """When the grant ``last`` made was revoked (before entry ``before``), or None. Every entry after ``last``
     is held to the seal already (``_unproven_since``), so a revocation found there is the host's: a sidecar on
-    the mount can write one, unsealed, and then no approval is proven (every host new, which is no gain)."""
+    the mount can write one, unsealed, and then no approval is proven (every host new, which is no gain).
+
+    Any revocation naming the grant's id counts, whatever bottle and tool it records: those are the grant
+    row's (``grants._revocation``), which a sidecar on the mount can rewrite, and the operator's revocation of a
+    row rewritten to another bottle or tool was passed over, the file read as on record still and the same file
+    filed again as 'routes file: unchanged' (hostile review 57). Not through migration 0010's index, which is by
+    bottle and tool: a look at the entries after the approval alone (200,000 at most, ``ROUTES_PROOF_SPAN``:
+    about 30 ms), the grant's id looked for in the text first."""
     if last.grant_id is None:
         return None
-    row = conn.execute(f"SELECT a.ts FROM audit_log a WHERE {ROUTES_REVOKED} AND a.seq > :after "
-                       "AND (:before IS NULL OR a.seq < :before) AND json_extract(a.details, '$.grant') = :grant "
-                       "ORDER BY a.seq LIMIT 1", {"queue_key": bottle, "after": last.seq, "before": before,
-                                                  "grant": last.grant_id}).fetchone()
+    row = conn.execute("SELECT a.ts FROM audit_log a WHERE a.seq > :after AND (:before IS NULL OR a.seq < :before) "
+                       "AND a.action = :revoked AND instr(a.details, :grant) > 0 "
+                       "AND json_extract(a.details, '$.grant') = :grant ORDER BY a.seq LIMIT 1",
+                       {"after": last.seq, "before": before, "revoked": ACTION_GRANT_REVOKED,
+                        "grant": last.grant_id}).fetchone()
     return None if row is None else str(row[0])
 
 

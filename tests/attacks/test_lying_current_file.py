@@ -11,16 +11,20 @@ is another, and take no row a sidecar can write as that proof.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sqlite3
 from unittest import mock
 
 from bot_bottle.audit import routes_approved
 from bot_bottle.audit.routes_approved import NO_ROUTES_ON_RECORD
+from bot_bottle.audit_store import AuditStore
 from bot_bottle.cli.inbox import Inbox
 from bot_bottle.cli.launch_routes import record_launch_routes
 from bot_bottle.decisions import decide
+from bot_bottle.grants import GrantStore, revoke_grant_in
 from bot_bottle.records import (
+    ACTION_GRANT_REVOKED,
     STATUS_APPROVED,
     STATUS_MODIFIED,
     STATUS_REJECTED,
@@ -28,12 +32,14 @@ from bot_bottle.records import (
     Proposal,
     sha256_text,
 )
+from bot_bottle.timestamps import utc_now
 from tests.cli.test_proposals_cmds import CliTestCase
 from tests.helpers.dashboard import DashboardCase
 
 FIRST = "routes:\n- a.com\n"
 SECOND = "routes:\n- a.com\n- b.com\n"
 EVIL = "routes:\n- a.com\n- b.com\n- evil-exfil.example.net\n"
+ALL_NEW = "routes file: adds a.com, b.com, evil-exfil.example.net"
 
 
 class LyingCurrentFileTest(CliTestCase):
@@ -271,6 +277,51 @@ class LyingCurrentFileTest(CliTestCase):
             self.approved(SECOND, SECOND + f"- {first}\n")  # back to SECOND for the next round
         filed_after = self.file(EVIL, None)
         self.assertEqual(self.kinds(filed_after), [])
+
+    def revocation(self, grant_id: str) -> tuple[str, str]:
+        """The bottle and tool the grant's revocation entry records."""
+        with self.store.db.read() as conn:
+            row = conn.execute("SELECT queue_key, tool FROM audit_log WHERE action = ? "
+                               "AND json_extract(details, '$.grant') = ?", (ACTION_GRANT_REVOKED, grant_id)).fetchone()
+        return str(row[0]), str(row[1])
+
+    def test_a_row_moved_to_another_bottle_or_tool_is_revoked_where_it_was_granted(self) -> None:
+        """BROKE before the fix (hostile review 57): a sidecar on the mount rewrote the grant's row before the
+        operator revoked it, and the revocation entry took its bottle and tool from the row: it was recorded for
+        web-9 (or as an egress-token-allow), and the same file filed again read 'routes file: unchanged', no
+        caution."""
+        for bottle, column, value in (("web-1", "queue_key", "web-9"), ("web-2", "tool", "egress-token-allow")):
+            with self.subTest(column=column):
+                record_launch_routes(self.store, bottle, FIRST)
+                self.approved(EVIL, FIRST, bottle)
+                pending = self.file(EVIL + "- c.example\n", EVIL, bottle)
+                inbox = Inbox(self.store)
+                self.assertIn("routes file: adds c.example", [entry.approval.summary for entry in inbox.pending()])
+                (grant,) = json.loads(self.printed("grants", "list", "--bottle", bottle, "--json"))
+                with self.unguarded() as raw:
+                    raw.execute(f"UPDATE grants SET {column} = ? WHERE id = ?", (value, grant["id"]))
+                self.printed("grants", "revoke", grant["id"][:8], "--reason", "evil-exfil must not be reached")
+                self.assertEqual(self.revocation(grant["id"]), (bottle, TOOL_EGRESS_BLOCK))
+                again = self.file(EVIL, None, bottle)
+                self.assertEqual((self.grants(again)["summary"], self.kinds(again)), (ALL_NEW, ["drifted"]))
+                self.assertNotIn("unchanged", self.printed("proposals", "show", again.id))
+                # The long-running screens' inbox read the pending one again too.
+                summaries = {entry.id: entry.approval.summary for entry in inbox.pending()}
+                self.assertEqual(summaries[pending.id], ALL_NEW + ", c.example")
+
+    def test_a_revocation_recorded_for_another_bottle_still_takes_the_file_off_record(self) -> None:
+        """BROKE before the fix: a revocation entry naming the grant, recorded under another bottle (a row whose
+        approval entry no longer points back at it: the writer has only the row to go by), was passed over."""
+        record_launch_routes(self.store, "web-1", FIRST)
+        self.approved(EVIL, FIRST)
+        (listed,) = GrantStore(self.store.db.path).listing("web-1")
+        moved = dataclasses.replace(listed, queue_key="web-9", audit_seq=0)
+        with AuditStore.recording(self.store.db) as log:
+            revoke_grant_in(log, moved, "evil-exfil must not be reached", revoked_by="operator", now=utc_now())
+        self.assertEqual(self.revocation(listed.id), ("web-9", TOOL_EGRESS_BLOCK))
+        again = self.file(EVIL, EVIL)
+        self.assertEqual((self.grants(again)["summary"], self.kinds(again)), (ALL_NEW, ["drifted"]))
+        self.assertIn("was revoked at", self.grants(again)["warnings"][0]["text"])  # type: ignore[index]
 
     def test_rows_a_sidecar_writes_prove_nothing(self) -> None:
         first = self.approved()
