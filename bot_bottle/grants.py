@@ -22,10 +22,11 @@ from dataclasses import fields
 from typing import Any
 
 from bot_bottle.audit.grant_entries import (
+    claimed_grants_in,
     decision_rule_entry,
     ended_by_rule_in,
-    logged_bottle_and_tool,
     logged_live_grants,
+    revocation_entry,
     sealed_rule_revocation,
 )
 from bot_bottle.audit_store import AuditRecorder, AuditStore
@@ -37,7 +38,6 @@ from bot_bottle.policy.lifetimes import DEFAULT_PENDING_TTL, MAX_PENDING_TTL, MI
 from bot_bottle.policy.subjects import rule_overlaps, subject_sha256
 from bot_bottle.queue_reads import one_by_id_prefix
 from bot_bottle.records import (
-    ACTION_GRANT_REVOKED,
     ACTION_RULE_ADDED,
     ACTION_RULE_REVOKED,
     ACTION_SETTING_CHANGED,
@@ -225,7 +225,7 @@ def end_grants_in(log: AuditRecorder, grants: list[Grant], reason: str, *, revok
     (and the rule that ended it); the ones revoked."""
     ended = []
     for grant in grants:
-        revocation = _revocation(log.conn, grant, reason, revoked_by, now, rule_id)
+        revocation = revocation_entry(log.conn, grant, reason, revoked_by, now, rule_id)
         try:
             validated_details(revocation)
         except ValidationError:
@@ -236,33 +236,17 @@ def end_grants_in(log: AuditRecorder, grants: list[Grant], reason: str, *, revok
     return ended
 
 
-def _revocation(conn: sqlite3.Connection, grant: Grant, reason: str, revoked_by: str, now: str,
-                rule_id: str | None) -> AuditEntry:
-    """The ``grant-revoked`` entry that revokes ``grant``.
-
-    It names the grant's proposal only where the file holds that proposal: the entry's proposal is a foreign
-    key, and a grant row naming one the file does not hold (a sidecar wrote the row, or removed the proposal)
-    would make the revocation, and the standing rejection recording it, fail whole.
-    """
-    details: dict[str, Any] = {"grant": grant.id, "subject": grant.subject_value, "ends_at": grant.ends_at,
-                               "revoked_at": now, **({} if rule_id is None else {"rule_id": rule_id})}
-    held = conn.execute("SELECT 1 FROM proposals WHERE id = :id", {"id": grant.proposal_id}).fetchone()
-    bottle, tool = logged_bottle_and_tool(conn, grant)  # its approval entry's, not its row's (hostile review 57)
-    return AuditEntry(queue_key=bottle, action=ACTION_GRANT_REVOKED, actor=revoked_by, tool=tool,
-                      proposal_id=grant.proposal_id if held is not None else None, notes=reason, details=details)
-
-
 def revoke_grant_in(log: AuditRecorder, grant: Grant, reason: str, *, revoked_by: str, now: str,
                     rule_id: str | None = None) -> Grant:
     """Revoke the live ``grant`` at ``now`` with its ``grant-revoked`` entry, in ``log``'s transaction; as revoked.
 
     ``rule_id``: the standing rejection that ended it (``end_grants_rejected_in``).
     """
-    return _revoke(log, grant, _revocation(log.conn, grant, reason, revoked_by, now, rule_id), now)
+    return _revoke(log, grant, revocation_entry(log.conn, grant, reason, revoked_by, now, rule_id), now)
 
 
 def _revoke(log: AuditRecorder, grant: Grant, revocation: AuditEntry, now: str) -> Grant:
-    """Append ``revocation`` (``_revocation``'s entry for ``grant``) and mark the row revoked by it; as revoked."""
+    """Append ``revocation`` (``revocation_entry``'s for ``grant``) and mark the row revoked by it; as revoked."""
     entry = log.append(revocation, ts=now)
     log.conn.execute(
         "UPDATE grants SET revoked_at = :now, revoked_by = :by, revoke_reason = :reason, revoke_seq = :seq "
@@ -338,6 +322,10 @@ class GrantStore(DatabaseUser):
                                    f"{grant.revoked_by}")
             if grant.ends_at <= now:
                 raise AlreadyEnded(f"grant {grant.short_id} ended at {grant.ends_at}: nothing to revoke")
+            # What the approval entry its row claims made, where that is another grant (the row renamed: hostile
+            # review 57), is revoked with it, or the grant the entry made was in force again once the row was put back.
+            end_grants_in(log, claimed_grants_in(log.conn, grant, now), f"{reason} (revoked as grant {grant.short_id}, "
+                          "whose row claims it)", revoked_by=revoked_by, now=now)
             return revoke_grant_in(log, grant, reason, revoked_by=revoked_by, now=now)
 
     def rules(self, *, include_ended: bool = False) -> list[Rule]:

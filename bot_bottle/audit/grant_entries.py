@@ -36,6 +36,7 @@ from bot_bottle.records import (
     STATUS_APPROVED,
     STATUS_MODIFIED,
     TOOL_EGRESS_BLOCK,
+    AuditEntry,
     canonical_json,
 )
 from bot_bottle.timestamps import later
@@ -74,37 +75,77 @@ def logged_live_grants(conn: sqlite3.Connection, tool: str, queue_key: str | Non
             "SELECT a.seq, a.queue_key, a.proposal_id, a.actor, json_extract(a.details, '$.grant') FROM audit_log a "
             + made_sql, {**params, "approved": STATUS_APPROVED, "modified": STATUS_MODIFIED}):
         try:
-            recorded = json.loads(record)
-            if recorded["id"] in revoked:
-                continue
-            subject = recorded["subject"]
-            tool = str(recorded["tool"])
-            found.append(Grant(id=str(recorded["id"]), queue_key=str(queue_key), tool=tool,
-                               subject=canonical_json(subject), subject_sha256=subject_sha256(tool, subject),
-                               starts_at=str(recorded["starts_at"]), ends_at=str(recorded["ends_at"]),
-                               proposal_id=str(proposal_id), rule_id=recorded.get("rule_id"), decided_by=str(actor),
-                               audit_seq=int(seq)))
-        except (TypeError, ValueError, KeyError, AttributeError, ValidationError):
-            continue  # an entry the host did not write this way: 'audit verify' names it
+            grant = _logged_grant(seq, queue_key, proposal_id, actor, json.loads(record))
+        except (TypeError, ValueError):
+            continue  # no JSON: an entry the host did not write this way ('audit verify' names it)
+        if grant is not None and grant.id not in revoked:
+            found.append(grant)
     return sorted(found, key=lambda grant: grant.audit_seq)
 
 
-def logged_bottle_and_tool(conn: sqlite3.Connection, grant: Grant) -> tuple[str, str]:
-    """The bottle and tool ``grant``'s approval entry records it for, where that entry (its ``audit_seq``) is a
-    sealed approval recording this grant's id; else the row's own (all there is to go by).
+def revocation_entry(conn: sqlite3.Connection, grant: Grant, reason: str, revoked_by: str, now: str,
+                     rule_id: str | None) -> AuditEntry:
+    """The ``grant-revoked`` entry that revokes ``grant`` (``rule_id``: the standing rejection that ends it).
 
-    What its ``grant-revoked`` entry records: the row's bottle and tool are the file's word, and a sidecar on the
-    mount rewrote a routes grant's row to another bottle (or tool), so the operator's revocation of it was
-    recorded there, where ``routes_approved`` and the screens' mark (``routes_approvals_mark``) look for one of
-    that bottle's routes grant by migration 0010's index: the file revoked stayed on record, and the same file
-    filed again read 'routes file: unchanged' (hostile review 57)."""
-    row = conn.execute(f"{SELECT} WHERE seq = :seq", {"seq": grant.audit_seq}).fetchone()
-    if row is not None and row[3] in (STATUS_APPROVED, STATUS_MODIFIED):
-        record = (stored_details(row[9]) or {}).get("grant")
-        if isinstance(record, dict) and record.get("id") == grant.id and isinstance(record.get("tool"), str) \
-                and isinstance(row[2], str) and next(sealed_rows(conn, [row]), None) is not None:
-            return row[2], record["tool"]
-    return grant.queue_key, grant.tool
+    It names the grant's proposal only where the file holds that proposal: the entry's proposal is a foreign
+    key, and a grant row naming one the file does not hold (a sidecar wrote the row, or removed the proposal)
+    would make the revocation, and the standing rejection recording it, fail whole. Its bottle and tool are the
+    ones the grant's approval entry records, where that is a sealed approval of this grant: the row's are the
+    file's word, and a sidecar on the mount rewrote a routes grant's row to another bottle (or tool), so the
+    operator's revocation was recorded there, where ``routes_approved`` and the screens' mark
+    (``routes_approvals_mark``) look for a routes revocation of the bottle's through migration 0010's index: the
+    file revoked stayed on record, and the same file filed again read 'routes file: unchanged' (hostile review 57).
+    """
+    details: dict[str, Any] = {"grant": grant.id, "subject": grant.subject_value, "ends_at": grant.ends_at,
+                               "revoked_at": now, **({} if rule_id is None else {"rule_id": rule_id})}
+    held = conn.execute("SELECT 1 FROM proposals WHERE id = :id", {"id": grant.proposal_id}).fetchone()
+    made = grant_made_by(conn, grant.audit_seq)
+    bottle, tool = (made.queue_key, made.tool) if made is not None and made.id == grant.id else \
+        (grant.queue_key, grant.tool)
+    return AuditEntry(queue_key=bottle, action=ACTION_GRANT_REVOKED, actor=revoked_by, tool=tool,
+                      proposal_id=grant.proposal_id if held is not None else None, notes=reason, details=details)
+
+
+def grant_made_by(conn: sqlite3.Connection, seq: int) -> Grant | None:
+    """The grant the approval entry ``seq`` records, as it records it, where this host's seal proves that entry as
+    it reads now; else None."""
+    row = conn.execute(f"{SELECT} WHERE seq = :seq", {"seq": seq}).fetchone()
+    if row is None or row[3] not in (STATUS_APPROVED, STATUS_MODIFIED) or next(sealed_rows(conn, [row]), None) is None:
+        return None
+    return _logged_grant(row[0], row[2], row[5], row[6], (stored_details(row[9]) or {}).get("grant"))
+
+
+def claimed_grants_in(conn: sqlite3.Connection, grant: Grant, now: str) -> list[Grant]:
+    """The grant the approval entry ``grant``'s row claims (its ``audit_seq``) made, where that is another grant
+    than the row names, still in force at ``now`` and revoked by no entry: what revoking the row revokes too.
+
+    A sidecar on the mount renamed a grant's row (another 32 hex digits) before the operator revoked it, and put
+    it back after: the revocation entry named the new id, the grant the approval made was revoked by none, and
+    the relay passed it on again (hostile review 57). The row is the sidecar's word; the entry it claims is the
+    host's, and what it made is what the row stood for on the operator's screen."""
+    made = grant_made_by(conn, grant.audit_seq)
+    if made is None or made.id == grant.id or made.ends_at <= now:
+        return []
+    named = conn.execute("SELECT 1 FROM audit_log WHERE action = :revoked AND instr(details, :id) > 0 "
+                         "AND json_extract(details, '$.grant') = :id LIMIT 1",
+                         {"revoked": ACTION_GRANT_REVOKED, "id": made.id}).fetchone()
+    return [] if named is not None else [made]
+
+
+def _logged_grant(seq: Any, queue_key: Any, proposal_id: Any, actor: Any, recorded: Any) -> Grant | None:
+    """The grant an approval entry records (its ``details.grant``, as ``grants.grant_record`` wrote it), or None
+    where it records none this way (an entry the host did not write so: 'audit verify' names it)."""
+    if not isinstance(recorded, dict):
+        return None
+    try:
+        subject = recorded["subject"]
+        tool = str(recorded["tool"])
+        return Grant(id=str(recorded["id"]), queue_key=str(queue_key), tool=tool, subject=canonical_json(subject),
+                     subject_sha256=subject_sha256(tool, subject), starts_at=str(recorded["starts_at"]),
+                     ends_at=str(recorded["ends_at"]), proposal_id=str(proposal_id), rule_id=recorded.get("rule_id"),
+                     decided_by=str(actor), audit_seq=int(seq))
+    except (TypeError, ValueError, KeyError, AttributeError, ValidationError):
+        return None
 
 
 def ended_by_rule_in(conn: sqlite3.Connection, rule_id: str, added_seq: int) -> list[Grant]:

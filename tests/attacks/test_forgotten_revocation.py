@@ -118,6 +118,31 @@ class ForgottenRevocationTest(TempDirTest):
         self.relay = start_relay_process(self.home, self.port)
         self.assertFalse(self.helper_allows(), "a restarted relay passed the revoked grant on")
 
+    def test_a_row_renamed_while_it_is_revoked_does_not_bring_the_grant_back(self) -> None:
+        """BROKE before the fix (hostile review 57): a sidecar on the mount renamed the grant's row (another 32
+        hex digits) before the operator revoked it, and put it back after. The revocation entry named the id the
+        row had then, sealed and whole: the grant the approval made was revoked by no entry, and the relay
+        passed it on again."""
+        with GrantStore(self.db) as grants:
+            (grant,) = grants.listing("vm-1")
+        renamed = "ab" * 16
+        self.assertTrue(self.helper_allows())
+        conn = sqlite3.connect(self.db, isolation_level=None)
+        try:
+            for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'trigger' AND tbl_name = "
+                                        "'grants'").fetchall():
+                conn.execute(f'DROP TRIGGER "{name}"')
+            conn.execute("UPDATE grants SET id = :new WHERE id = :id", {"new": renamed, "id": grant.id})
+            revoked = self.run_cli("grants", "revoke", renamed[:8], "--reason", "it leaks")  # as 'grants list' shows it
+            self.assertEqual(revoked.returncode, 0, revoked.stderr)
+            conn.execute("UPDATE grants SET id = :id, revoked_at = NULL, revoked_by = NULL, revoke_reason = NULL, "
+                         "revoke_seq = NULL WHERE id = :new", {"new": renamed, "id": grant.id})
+        finally:
+            conn.close()
+        self.assertFalse(self.helper_allows(), "the grant the approval made was passed on again")
+        notes = self.run_cli("audit", "list", "--json")
+        self.assertIn(f"(revoked as grant {renamed[:8]}, whose row claims it)", notes.stdout)
+
 
 class RevivedRuleTest(TempDirTest):
     """An approving rule the operator revoked, brought back the same way: the next 'proposals list' (a process

@@ -278,19 +278,20 @@ class LyingCurrentFileTest(CliTestCase):
         filed_after = self.file(EVIL, None)
         self.assertEqual(self.kinds(filed_after), [])
 
-    def revocation(self, grant_id: str) -> tuple[str, str]:
+    def revocation(self, grant_id: str) -> tuple[str, str] | None:
         """The bottle and tool the grant's revocation entry records."""
         with self.store.db.read() as conn:
             row = conn.execute("SELECT queue_key, tool FROM audit_log WHERE action = ? "
                                "AND json_extract(details, '$.grant') = ?", (ACTION_GRANT_REVOKED, grant_id)).fetchone()
-        return str(row[0]), str(row[1])
+        return None if row is None else (str(row[0]), str(row[1]))
 
     def test_a_row_moved_to_another_bottle_or_tool_is_revoked_where_it_was_granted(self) -> None:
         """BROKE before the fix (hostile review 57): a sidecar on the mount rewrote the grant's row before the
         operator revoked it, and the revocation entry took its bottle and tool from the row: it was recorded for
-        web-9 (or as an egress-token-allow), and the same file filed again read 'routes file: unchanged', no
-        caution."""
-        for bottle, column, value in (("web-1", "queue_key", "web-9"), ("web-2", "tool", "egress-token-allow")):
+        web-9 (or as an egress-token-allow; or, the row renamed, for a grant the approval never made), and the
+        same file filed again read 'routes file: unchanged', no caution."""
+        for bottle, column, value in (("web-1", "queue_key", "web-9"), ("web-2", "tool", "egress-token-allow"),
+                                      ("web-3", "id", "ab" * 16)):
             with self.subTest(column=column):
                 record_launch_routes(self.store, bottle, FIRST)
                 self.approved(EVIL, FIRST, bottle)
@@ -300,7 +301,8 @@ class LyingCurrentFileTest(CliTestCase):
                 (grant,) = json.loads(self.printed("grants", "list", "--bottle", bottle, "--json"))
                 with self.unguarded() as raw:
                     raw.execute(f"UPDATE grants SET {column} = ? WHERE id = ?", (value, grant["id"]))
-                self.printed("grants", "revoke", grant["id"][:8], "--reason", "evil-exfil must not be reached")
+                listed = value if column == "id" else grant["id"]  # what 'grants list' shows the operator
+                self.printed("grants", "revoke", listed[:8], "--reason", "evil-exfil must not be reached")
                 self.assertEqual(self.revocation(grant["id"]), (bottle, TOOL_EGRESS_BLOCK))
                 again = self.file(EVIL, None, bottle)
                 self.assertEqual((self.grants(again)["summary"], self.kinds(again)), (ALL_NEW, ["drifted"]))
