@@ -189,8 +189,9 @@ def register(subparsers: Any) -> None:
                          "routes proposals are read against this file. Without one on record, every host a proposed "
                          "routes file names reads as new. The same file already in force records nothing; the same "
                          "file waiting from its sidecar is approved; one rejected for the bottle (the host's sealed "
-                         "rejection, even of a proposal its sidecar archived since) or that a standing "
-                         "rejection rejects is refused, recording nothing.")
+                         "rejection, even of a proposal its sidecar archived since), one whose grant you revoked "
+                         "(not one a newer file replaced) or that a standing rejection rejects is refused, "
+                         "recording nothing.")
     routes.add_argument("slug", metavar="SLUG", help="the bottle's slug (its queue key)")
     routes.add_argument("file", type=Path, metavar="FILE", help="the routes file it runs with (as prepare's "
                         "--routes-file takes it: a regular file, not a symbolic link, UTF-8, CRLF read as LF)")

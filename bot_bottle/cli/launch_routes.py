@@ -25,7 +25,8 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
-from bot_bottle.audit.chain import SELECT
+from bot_bottle.audit.chain import SELECT, stored_details
+from bot_bottle.audit.grant_entries import ROUTES_APPROVED
 from bot_bottle.audit.host_seal import host_sealing
 from bot_bottle.audit.routes_approved import answered_digest, decision_sealed, is_last_approved
 from bot_bottle.audit.rule_proofs import rejecting_rule
@@ -39,6 +40,7 @@ from bot_bottle.policy.approval import approval_of
 from bot_bottle.policy.subjects import subject_of
 from bot_bottle.queue_store import QueueStore
 from bot_bottle.records import (
+    ACTION_GRANT_REVOKED,
     MAX_PAYLOAD_BYTES,
     SHORT_ID_LENGTH,
     STATUS_APPROVED,
@@ -266,8 +268,42 @@ def _sealed_rejection(conn: sqlite3.Connection, bottle: str, text: str,
         row = conn.execute(f"{SELECT} WHERE seq = ?", (seq,)).fetchone()
         # A modification answers on the operator's file: of the one proposed, it is neither answer.
         if answered_digest(row) == digest:
+            if row[3] != STATUS_REJECTED:
+                _hold_revoked(conn, bottle, row, end)
             return (str(row[5]), str(row[6]), str(row[1])) if row[3] == STATUS_REJECTED else None, end
     return None, end
+
+
+def _hold_revoked(conn: sqlite3.Connection, bottle: str, approval: tuple[object, ...], end: int) -> None:
+    """Refuse (``ValidationError``) where the grant the sealed ``approval`` of the launch file made was revoked
+    after it (up to entry ``end``, every entry held to the seal already) other than by a newer routes file's
+    approval replacing it: the operator took that file back.
+
+    An approval whose grant was revoked answers no more (``still_answering_in``), and the file was recorded as
+    approved again at once: the agent that proposed it, left in the checkout's routes file, had the next
+    'bottles routes' or 'prepare --routes-file' grant again, in the operator's name, the hosts their revocation
+    had just taken back (hostile review 57), as a rejection's archive once did. A grant replaced by a newer file
+    (``grants.end_replaced_routes_in``) is no such word: going back to an older file is recorded as before; nor is
+    one that ended on its own."""
+    grant = (stored_details(approval[9]) or {}).get("grant")
+    grant_id = grant.get("id") if isinstance(grant, dict) else None
+    if not isinstance(grant_id, str):
+        return
+    revoked = conn.execute("SELECT seq, ts, actor FROM audit_log WHERE seq > :after AND seq <= :end "
+                           "AND action = :revoked AND instr(details, :grant) > 0 "
+                           "AND json_extract(details, '$.grant') = :grant ORDER BY seq LIMIT 1",
+                           {"after": approval[0], "end": end, "revoked": ACTION_GRANT_REVOKED,
+                            "grant": grant_id}).fetchone()
+    if revoked is None:
+        return
+    replaced = conn.execute(f"SELECT 1 FROM audit_log a WHERE {ROUTES_APPROVED} AND a.seq > :after "
+                            "AND a.seq < :revoked LIMIT 1",
+                            {"queue_key": bottle, "after": approval[0], "revoked": revoked[0]}).fetchone()
+    if replaced is None:
+        raise ValidationError("routes_file", f"this file's grant for {bottle} (proposal "
+                              f"{str(approval[5])[:SHORT_ID_LENGTH]}) was revoked by {revoked[2]} at {revoked[1]}, "
+                              "and recording it would grant again what that took back: the revocation stands until "
+                              "you approve the file when the bottle proposes it again; nothing recorded")
 
 
 def _hold(conn: sqlite3.Connection, proposal: Proposal, response: Response, bottle: str, text: str) -> None:

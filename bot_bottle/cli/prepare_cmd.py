@@ -125,7 +125,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("--routes-file", type=Path, default=None, metavar="FILE",
                    help="the routes file the bottle is launched with (the sidecar's --routes-file; a regular file, "
                    "not a symbolic link): recorded in the audit log as approved for it, so its routes proposals "
-                   "are read against it; refused before anything is prepared where it was rejected")
+                   "are read against it; refused before anything is prepared where it was rejected or its grant "
+                   "revoked")
     p.add_argument("--transport", choices=TRANSPORTS, default=None,
                    help="override the backend's choice: mount (the database directory) or relay")
     p.add_argument("--relay-port", type=port_number, default=DEFAULT_RELAY_PORT, metavar="N",

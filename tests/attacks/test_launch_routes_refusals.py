@@ -110,3 +110,45 @@ class LaunchRoutesRefusalsTest(TempDirTest):
         self.assert_clean_error(result, 2, "may be out of sight", "nothing recorded")
         self.assertEqual(self.audit_count(), count)
         self.assert_not_in_force("web-1")
+
+    def test_a_revoked_file_is_not_recorded_again(self) -> None:
+        """BROKE before the fix (hostile review 57): the operator revoked the grant of EVIL, which the agent had
+        proposed and left in the checkout's routes file, and the next 'bottles routes' (or 'prepare
+        --routes-file') recorded it as approved again at once, in the operator's name: evil-exfil in force again,
+        read against none as every host new, which no revocation stands against."""
+        first = self.tmp / "first.yaml"
+        first.write_text(FIRST, encoding="utf-8")
+        self.assertEqual(self.run_cli("bottles", "routes", "web-1", str(first)).returncode, 0)
+        filed = self.store.for_bottle("web-1").submit(TOOL_EGRESS_BLOCK, EVIL, "I need it", FIRST)
+        decide(filed.id, STATUS_APPROVED, "ok", store=self.store)
+        grant = self.grant_of(filed.id)
+        self.assertEqual(self.run_cli("grants", "revoke", grant[:8], "--reason", "evil-exfil must go").returncode, 0)
+        count = self.audit_count()
+        for command in (("bottles", "routes", "web-1", str(self.path)),
+                        ("prepare", "web-1", "--backend", "docker", "--routes-file", str(self.path))):
+            with self.subTest(command=command[0]):
+                result = self.run_cli(*command)
+                self.assert_clean_error(result, 2, "this file's grant for web-1", filed.short_id, "was revoked by",
+                                        "nothing recorded")
+                self.assertEqual(self.audit_count(), count)
+                self.assert_not_in_force("web-1")
+        # Approved again when the bottle proposes it: the operator's answer, and the launch records it again.
+        again = self.store.for_bottle("web-1").submit(TOOL_EGRESS_BLOCK, EVIL, "please", None)
+        decide(again.id, STATUS_APPROVED, "fine after all", store=self.store)
+        result = self.run_cli("bottles", "routes", "web-1", str(self.path))
+        self.assertEqual((result.returncode, result.stderr), (0, ""))
+
+    def test_a_file_replaced_by_a_newer_one_is_recorded_again(self) -> None:
+        """Approving a newer file revokes the older one's grant (replaced): no word of the operator's against it,
+        so launching with the older file again records it, as before."""
+        first = self.tmp / "first.yaml"
+        first.write_text(FIRST, encoding="utf-8")
+        self.assertEqual(self.run_cli("bottles", "routes", "web-1", str(first)).returncode, 0)
+        self.assertEqual(self.run_cli("bottles", "routes", "web-1", str(self.path)).returncode, 0)
+        result = self.run_cli("prepare", "web-1", "--backend", "docker", "--routes-file", str(first))
+        self.assertEqual((result.returncode, result.stderr), (0, ""))
+        self.assertIn("recorded as approved", result.stdout)
+
+    def grant_of(self, proposal_id: str) -> str:
+        with self.store.db.read() as conn:
+            return str(conn.execute("SELECT id FROM grants WHERE proposal_id = ?", (proposal_id,)).fetchone()[0])
