@@ -27,6 +27,7 @@ from bot_bottle.audit.grant_entries import (
     ended_by_rule_in,
     logged_live_grants,
     revocation_entry,
+    revocation_refusal,
     sealed_rule_revocation,
 )
 from bot_bottle.audit_store import AuditRecorder, AuditStore
@@ -317,11 +318,9 @@ class GrantStore(DatabaseUser):
         with AuditStore.recording(self.db) as log:
             grant = grant_from_row(one_by_id_prefix(log.conn, "grants", _GRANT_BY_ID, prefix, "grant"))
             now = utc_now()
-            if grant.revoked_at is not None:
-                raise AlreadyEnded(f"grant {grant.short_id} was revoked already, at {grant.revoked_at} by "
-                                   f"{grant.revoked_by}")
-            if grant.ends_at <= now:
-                raise AlreadyEnded(f"grant {grant.short_id} ended at {grant.ends_at}: nothing to revoke")
+            refusal = revocation_refusal(log.conn, grant, now)  # the log's word, not the row's (hostile review 57)
+            if refusal is not None:
+                raise AlreadyEnded(refusal)
             # What the approval entry its row claims made, where that is another grant (the row renamed: hostile
             # review 57), is revoked with it, or the grant the entry made was in force again once the row was put back.
             end_grants_in(log, claimed_grants_in(log.conn, grant, now), f"{reason} (revoked as grant {grant.short_id}, "

@@ -132,6 +132,24 @@ def claimed_grants_in(conn: sqlite3.Connection, grant: Grant, now: str) -> list[
     return [] if named is not None else [made]
 
 
+def revocation_refusal(conn: sqlite3.Connection, grant: Grant, now: str) -> str | None:
+    """Why revoking ``grant`` (a row the operator named) at ``now`` records nothing, or None: a revocation this
+    host sealed names it already, or it ended, by its approval entry's word where that is a sealed approval of
+    this grant (else its row's).
+
+    Not the row's revocation mark nor its end: a sidecar on the mount marked a grant's row revoked (or ended),
+    the operator's 'grants revoke' said "revoked already" (or "nothing to revoke") and recorded nothing, and once
+    the row was put back the relay passed the grant on again, no entry revoking it (hostile review 57)."""
+    rows = conn.execute(f"{SELECT} WHERE action = :revoked AND instr(details, :id) > 0 "
+                        "AND json_extract(details, '$.grant') = :id ORDER BY seq",
+                        {"revoked": ACTION_GRANT_REVOKED, "id": grant.id})
+    for row in sealed_rows(conn, rows):
+        return f"grant {grant.short_id} was revoked already, at {row[1]} by {row[6]} (audit entry {row[0]})"
+    made = grant_made_by(conn, grant.audit_seq)
+    ends_at = made.ends_at if made is not None and made.id == grant.id else grant.ends_at
+    return f"grant {grant.short_id} ended at {ends_at}: nothing to revoke" if ends_at <= now else None
+
+
 def _logged_grant(seq: Any, queue_key: Any, proposal_id: Any, actor: Any, recorded: Any) -> Grant | None:
     """The grant an approval entry records (its ``details.grant``, as ``grants.grant_record`` wrote it), or None
     where it records none this way (an entry the host did not write so: 'audit verify' names it)."""

@@ -143,6 +143,38 @@ class ForgottenRevocationTest(TempDirTest):
         notes = self.run_cli("audit", "list", "--json")
         self.assertIn(f"(revoked as grant {renamed[:8]}, whose row claims it)", notes.stdout)
 
+    def rewrite_grant_row(self, sql: str, grant_id: str) -> None:
+        """What a sidecar on the mount does to the grants table, its triggers dropped (its CHECKs kept)."""
+        conn = sqlite3.connect(self.db, isolation_level=None)
+        try:
+            for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'trigger' AND tbl_name = "
+                                        "'grants'").fetchall():
+                conn.execute(f'DROP TRIGGER "{name}"')
+            self.assertEqual(conn.execute(sql, {"id": grant_id}).rowcount, 1)
+        finally:
+            conn.close()
+
+    def test_a_row_marked_revoked_or_ended_does_not_stop_the_revocation(self) -> None:
+        """BROKE before the fix (hostile review 57): a sidecar on the mount marked the grant's row revoked (or
+        ended) before the operator revoked it; 'grants revoke' said "revoked already" (or "nothing to revoke")
+        and recorded nothing, and once the row was put back the relay passed the grant on again."""
+        with GrantStore(self.db) as grants:
+            (grant,) = grants.listing("vm-1")
+        marks = {"revoked": "revoked_at = starts_at, revoked_by = 'root@vm', revoke_seq = 1, revoke_reason = 'x'",
+                 "ended": "ends_at = substr(starts_at, 1, 20) || '999999Z'"}
+        for which in ("ended", "revoked"):  # the second finds the first's revocation, sealed
+            with self.subTest(mark=which):
+                self.rewrite_grant_row(f"UPDATE grants SET {marks[which]} WHERE id = :id", grant.id)
+                revoked = self.run_cli("grants", "revoke", grant.short_id, "--reason", "it leaks")
+                self.rewrite_grant_row("UPDATE grants SET revoked_at = NULL, revoked_by = NULL, revoke_seq = NULL, "
+                                       f"revoke_reason = NULL, ends_at = '{grant.ends_at}' WHERE id = :id", grant.id)
+                self.assertFalse(self.helper_allows(), "the grant was passed on again, its revocation refused")
+                if which == "ended":
+                    self.assertEqual(revoked.returncode, 0, revoked.stderr)
+                else:
+                    self.assertIn("was revoked already, at", revoked.stderr)
+                    self.assertIn("(audit entry", revoked.stderr)
+
 
 class RevivedRuleTest(TempDirTest):
     """An approving rule the operator revoked, brought back the same way: the next 'proposals list' (a process
