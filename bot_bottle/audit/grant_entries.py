@@ -126,10 +126,10 @@ def claimed_grants_in(conn: sqlite3.Connection, grant: Grant, now: str) -> list[
     made = grant_made_by(conn, grant.audit_seq)
     if made is None or made.id == grant.id or made.ends_at <= now:
         return []
-    named = conn.execute("SELECT 1 FROM audit_log WHERE action = :revoked AND instr(details, :id) > 0 "
-                         "AND json_extract(details, '$.grant') = :id LIMIT 1",
-                         {"revoked": ACTION_GRANT_REVOKED, "id": made.id}).fetchone()
-    return [] if named is not None else [made]
+    named = conn.execute(f"{SELECT} WHERE seq > :after AND action = :revoked AND instr(details, :id) > 0 "
+                         "AND json_extract(details, '$.grant') = :id ORDER BY seq",
+                         {"after": made.audit_seq, "revoked": ACTION_GRANT_REVOKED, "id": made.id})
+    return [] if next(sealed_rows(conn, named), None) is not None else [made]  # a sidecar's entry revokes nothing
 
 
 def revocation_refusal(conn: sqlite3.Connection, grant: Grant, now: str) -> str | None:
@@ -140,13 +140,16 @@ def revocation_refusal(conn: sqlite3.Connection, grant: Grant, now: str) -> str 
     Not the row's revocation mark nor its end: a sidecar on the mount marked a grant's row revoked (or ended),
     the operator's 'grants revoke' said "revoked already" (or "nothing to revoke") and recorded nothing, and once
     the row was put back the relay passed the grant on again, no entry revoking it (hostile review 57)."""
-    rows = conn.execute(f"{SELECT} WHERE action = :revoked AND instr(details, :id) > 0 "
+    made = grant_made_by(conn, grant.audit_seq)
+    made = made if made is not None and made.id == grant.id else None
+    # After the sealed entry that made it, where there is one: not the whole log under the write lock.
+    rows = conn.execute(f"{SELECT} WHERE seq > :after AND action = :revoked AND instr(details, :id) > 0 "
                         "AND json_extract(details, '$.grant') = :id ORDER BY seq",
-                        {"revoked": ACTION_GRANT_REVOKED, "id": grant.id})
+                        {"after": 0 if made is None else made.audit_seq, "revoked": ACTION_GRANT_REVOKED,
+                         "id": grant.id})
     for row in sealed_rows(conn, rows):
         return f"grant {grant.short_id} was revoked already, at {row[1]} by {row[6]} (audit entry {row[0]})"
-    made = grant_made_by(conn, grant.audit_seq)
-    ends_at = made.ends_at if made is not None and made.id == grant.id else grant.ends_at
+    ends_at = grant.ends_at if made is None else made.ends_at
     return f"grant {grant.short_id} ended at {ends_at}: nothing to revoke" if ends_at <= now else None
 
 
