@@ -7,6 +7,7 @@ import os
 import re
 import shlex
 import shutil
+import sqlite3
 import sys
 import threading
 import time
@@ -350,6 +351,34 @@ class TuiTest(TempDirTest):
         self.term.wait_for("0 grant(s) in force")
         self.term.send("b")
         self.term.wait_for("2 pending")
+        self.quit()
+
+    def test_a_routes_grant_revoked_in_the_grants_view_after_its_row_was_moved_is_off_record(self) -> None:
+        """BROKE before the fix (hostile review 57): a sidecar on the mount moved the routes grant's row to another
+        bottle, the operator revoked it here (x), and the revocation was recorded under that bottle: back in the
+        list, the pending routes file still read 'routes file: adds c.example' against the file just revoked, and
+        approving it granted evil-exfil again."""
+        first, evil = "routes:\n- a.com\n", "routes:\n- a.com\n- b.com\n- evil-exfil.example.net\n"
+        record_launch_routes(self.store, "web-3", first)
+        approved = self.store.submit("web-3", TOOL_EGRESS_BLOCK, evil, "routine", current_file=first)
+        decide(approved.id, STATUS_APPROVED, store=self.store)
+        self.store.submit("web-3", TOOL_EGRESS_BLOCK, evil + "- c.example\n", "routine", current_file=evil)
+        raw = sqlite3.connect(self.db)
+        try:
+            with raw:
+                for (name,) in raw.execute("SELECT name FROM sqlite_master WHERE type = 'trigger' "
+                                           "AND tbl_name = 'grants'").fetchall():
+                    raw.execute(f'DROP TRIGGER "{name}"')
+                raw.execute("UPDATE grants SET queue_key = 'web-9' WHERE proposal_id = ?", (approved.id,))
+        finally:
+            raw.close()
+        self.assertIn("routes file: adds c.example", self.term.wait_for("4 pending"))
+        self.open_the_grants_view()
+        self.revoke_the_selected_grant("evil-exfil must go")
+        self.term.wait_for("revoked")
+        self.term.send("b")
+        screen = self.term.wait_for("[drifted] routes file: adds a.com, b.com, evil-exfil")
+        self.assertNotIn("adds c.example", screen)
         self.quit()
 
     def test_a_narrow_grants_view_gives_the_tools_room_to_the_grant(self) -> None:
