@@ -83,6 +83,28 @@ def logged_live_grants(conn: sqlite3.Connection, tool: str, queue_key: str | Non
     return sorted(found, key=lambda grant: grant.audit_seq)
 
 
+def recorded_grant_id(details: object) -> str | None:
+    """The id of the grant an approval entry records in its ``details`` (the stored text), or None where it
+    records none this way."""
+    grant = (stored_details(details) or {}).get("grant")
+    grant_id = grant.get("id") if isinstance(grant, dict) else None
+    return grant_id if isinstance(grant_id, str) else None
+
+
+def revocations_of(conn: sqlite3.Connection, grant_id: str, after: object, before: int | None = None) -> sqlite3.Cursor:
+    """The ``grant-revoked`` entries that name grant ``grant_id``, after entry ``after`` (and before ``before``),
+    oldest first, as ``chain.SELECT`` reads them: their seals unchecked (``host_seal.sealed_rows`` keeps the
+    host's where a caller has not held the span to the seal already).
+
+    By the grant's id alone, whatever bottle and tool an entry records: a sidecar on the mount rewrote a grant's
+    row to another bottle (or tool) before the operator revoked it, and a look by bottle passed the revocation
+    by (hostile review 57). No index serves that, so the id is looked for in the text first (``instr``, about
+    50 ms for 200,000 entries here) and the JSON read only where it may be."""
+    return conn.execute(f"{SELECT} WHERE seq > :after AND (:before IS NULL OR seq < :before) AND action = :revoked "
+                        "AND instr(details, :grant) > 0 AND json_extract(details, '$.grant') = :grant ORDER BY seq",
+                        {"after": after, "before": before, "revoked": ACTION_GRANT_REVOKED, "grant": grant_id})
+
+
 def revocation_entry(conn: sqlite3.Connection, grant: Grant, reason: str, revoked_by: str, now: str,
                      rule_id: str | None) -> AuditEntry:
     """The ``grant-revoked`` entry that revokes ``grant`` (``rule_id``: the standing rejection that ends it).
@@ -126,9 +148,7 @@ def claimed_grants_in(conn: sqlite3.Connection, grant: Grant, now: str) -> list[
     made = grant_made_by(conn, grant.audit_seq)
     if made is None or made.id == grant.id or made.ends_at <= now:
         return []
-    named = conn.execute(f"{SELECT} WHERE seq > :after AND action = :revoked AND instr(details, :id) > 0 "
-                         "AND json_extract(details, '$.grant') = :id ORDER BY seq",
-                         {"after": made.audit_seq, "revoked": ACTION_GRANT_REVOKED, "id": made.id})
+    named = revocations_of(conn, made.id, made.audit_seq)
     return [] if next(sealed_rows(conn, named), None) is not None else [made]  # a sidecar's entry revokes nothing
 
 
@@ -143,11 +163,7 @@ def revocation_refusal(conn: sqlite3.Connection, grant: Grant, now: str) -> str 
     made = grant_made_by(conn, grant.audit_seq)
     made = made if made is not None and made.id == grant.id else None
     # After the sealed entry that made it, where there is one: not the whole log under the write lock.
-    rows = conn.execute(f"{SELECT} WHERE seq > :after AND action = :revoked AND instr(details, :id) > 0 "
-                        "AND json_extract(details, '$.grant') = :id ORDER BY seq",
-                        {"after": 0 if made is None else made.audit_seq, "revoked": ACTION_GRANT_REVOKED,
-                         "id": grant.id})
-    for row in sealed_rows(conn, rows):
+    for row in sealed_rows(conn, revocations_of(conn, grant.id, 0 if made is None else made.audit_seq)):
         return f"grant {grant.short_id} was revoked already, at {row[1]} by {row[6]} (audit entry {row[0]})"
     ends_at = grant.ends_at if made is None else made.ends_at
     return f"grant {grant.short_id} ended at {ends_at}: nothing to revoke" if ends_at <= now else None

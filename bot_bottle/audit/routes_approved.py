@@ -49,14 +49,13 @@ from dataclasses import dataclass
 
 from bot_bottle.audit.anchor import Anchor
 from bot_bottle.audit.chain import SELECT, stored_details
-from bot_bottle.audit.grant_entries import APPROVES_ROUTES, REVOKES_ROUTES
+from bot_bottle.audit.grant_entries import APPROVES_ROUTES, REVOKES_ROUTES, recorded_grant_id, revocations_of
 from bot_bottle.audit.host_seal import host_sealing, sealed_as_read, sealed_rows
 from bot_bottle.audit.walk import last_seq
 from bot_bottle.audit.whole import sealed_in_order
 from bot_bottle.connection import database_path
 from bot_bottle.errors import BotBottleError, ReadChanged
 from bot_bottle.records import (
-    ACTION_GRANT_REVOKED,
     RESPONSE_STATUSES,
     SHORT_ID_LENGTH,
     STATUS_APPROVED,
@@ -263,11 +262,9 @@ def _last_approved(conn: sqlite3.Connection, proposal: Proposal,
             return None, row[0]
         digest = answered_digest(row)
         if isinstance(digest, str) and isinstance(row[5], str):
-            grant = (stored_details(row[9]) or {}).get("grant")
-            grant_id = grant.get("id") if isinstance(grant, dict) else None
             return _Approved(row[0], digest, row[5], str(row[1]),
                              _approved_text(conn, row[5], digest, row[3] == STATUS_MODIFIED),
-                             grant_id if isinstance(grant_id, str) else None), None
+                             recorded_grant_id(row[9])), None
     return None, None
 
 
@@ -284,12 +281,8 @@ def _revoked(conn: sqlite3.Connection, last: _Approved, before: int | None) -> s
     about 30 ms), the grant's id looked for in the text first."""
     if last.grant_id is None:
         return None
-    row = conn.execute("SELECT a.ts FROM audit_log a WHERE a.seq > :after AND (:before IS NULL OR a.seq < :before) "
-                       "AND a.action = :revoked AND instr(a.details, :grant) > 0 "
-                       "AND json_extract(a.details, '$.grant') = :grant ORDER BY a.seq LIMIT 1",
-                       {"after": last.seq, "before": before, "revoked": ACTION_GRANT_REVOKED,
-                        "grant": last.grant_id}).fetchone()
-    return None if row is None else str(row[0])
+    row = revocations_of(conn, last.grant_id, last.seq, before).fetchone()
+    return None if row is None else str(row[1])
 
 
 def _approved_text(conn: sqlite3.Connection, proposal_id: str, digest: str, modified: bool) -> str | None:

@@ -25,8 +25,8 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
-from bot_bottle.audit.chain import SELECT, stored_details
-from bot_bottle.audit.grant_entries import ROUTES_APPROVED
+from bot_bottle.audit.chain import SELECT
+from bot_bottle.audit.grant_entries import ROUTES_APPROVED, recorded_grant_id, revocations_of
 from bot_bottle.audit.host_seal import host_sealing
 from bot_bottle.audit.routes_approved import answered_digest, decision_sealed, is_last_approved
 from bot_bottle.audit.rule_proofs import rejecting_rule
@@ -40,7 +40,6 @@ from bot_bottle.policy.approval import approval_of
 from bot_bottle.policy.subjects import subject_of
 from bot_bottle.queue_store import QueueStore
 from bot_bottle.records import (
-    ACTION_GRANT_REVOKED,
     MAX_PAYLOAD_BYTES,
     SHORT_ID_LENGTH,
     STATUS_APPROVED,
@@ -285,15 +284,10 @@ def _hold_revoked(conn: sqlite3.Connection, bottle: str, approval: tuple[object,
     had just taken back (hostile review 57), as a rejection's archive once did. A grant replaced by a newer file
     (``grants.end_replaced_routes_in``) is no such word: going back to an older file is recorded as before; nor is
     one that ended on its own."""
-    grant = (stored_details(approval[9]) or {}).get("grant")
-    grant_id = grant.get("id") if isinstance(grant, dict) else None
-    if not isinstance(grant_id, str):
+    grant_id = recorded_grant_id(approval[9])
+    if grant_id is None:
         return
-    revoked = conn.execute("SELECT seq, ts, actor FROM audit_log WHERE seq > :after AND seq <= :end "
-                           "AND action = :revoked AND instr(details, :grant) > 0 "
-                           "AND json_extract(details, '$.grant') = :grant ORDER BY seq LIMIT 1",
-                           {"after": approval[0], "end": end, "revoked": ACTION_GRANT_REVOKED,
-                            "grant": grant_id}).fetchone()
+    revoked = revocations_of(conn, grant_id, approval[0], end + 1).fetchone()
     if revoked is None:
         return
     replaced = conn.execute(f"SELECT 1 FROM audit_log a WHERE {ROUTES_APPROVED} AND a.seq > :after "
@@ -301,7 +295,7 @@ def _hold_revoked(conn: sqlite3.Connection, bottle: str, approval: tuple[object,
                             {"queue_key": bottle, "after": approval[0], "revoked": revoked[0]}).fetchone()
     if replaced is None:
         raise ValidationError("routes_file", f"this file's grant for {bottle} (proposal "
-                              f"{str(approval[5])[:SHORT_ID_LENGTH]}) was revoked by {revoked[2]} at {revoked[1]}, "
+                              f"{str(approval[5])[:SHORT_ID_LENGTH]}) was revoked by {revoked[6]} at {revoked[1]}, "
                               "and recording it would grant again what that took back: the revocation stands until "
                               "you approve the file when the bottle proposes it again; nothing recorded")
 

@@ -130,6 +130,8 @@ class LaunchRoutesRefusalsTest(TempDirTest):
                 result = self.run_cli(*command)
                 self.assert_clean_error(result, 2, "this file's grant for web-1", filed.short_id, "was revoked by",
                                         "nothing recorded")
+                revoker = AuditStore(database=self.store.db).entries("web-1", limit=1)[0]  # who revoked it, and when
+                self.assertIn(f"was revoked by {revoker.actor} at {revoker.ts}", result.stderr)
                 self.assertEqual(self.audit_count(), count)
                 self.assert_not_in_force("web-1")
         # Approved again when the bottle proposes it: the operator's answer, and the launch records it again.
