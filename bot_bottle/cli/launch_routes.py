@@ -204,13 +204,20 @@ def check_launch_routes(store: QueueStore, bottle: str, text: str) -> int:
         return _refuse_in(conn, bottle, text, now)
 
 
-def _rejected(bottle: str, proposal_id: str, actor: str, at: str) -> ValidationError:
+def _rejected(conn: sqlite3.Connection, bottle: str, text: str, proposal_id: str, actor: str,
+              at: str) -> ValidationError:
     """The refusal of a file rejected for ``bottle``, in one set of words whether the rejection was found in the
     sealed log or on a proposal still waiting for its agent: the latter said only "that answer stands", not how
-    the operator lifts it."""
+    the operator lifts it. Where a standing rule rejects the file too (a rejection --remember'ed), it is named:
+    "approve the file when the bottle proposes it again" alone sent the operator to an approval the rule refuses
+    (the proposal is rejected by the rule at once, and approving it is refused naming the rule)."""
+    rule = rejecting_rule(conn, bottle, TOOL_EGRESS_BLOCK, subject_of(TOOL_EGRESS_BLOCK, text), utc_now())
+    lift = ("until you approve the file when the bottle proposes it again" if rule is None else
+            f"and rule {rule.short_id} rejects it from now on: 'bot-bottle rules revoke {rule.short_id}', then "
+            "approving the file when the bottle proposes it again, lifts them")
     return ValidationError("routes_file", f"this file was rejected for {bottle} (proposal "
-                           f"{proposal_id[:SHORT_ID_LENGTH]}, by {actor} at {at}) and that answer stands until you "
-                           "approve the file when the bottle proposes it again; nothing recorded")
+                           f"{proposal_id[:SHORT_ID_LENGTH]}, by {actor} at {at}) and that answer stands {lift}; "
+                           "nothing recorded")
 
 
 def _refuse_in(conn: sqlite3.Connection, bottle: str, text: str, now: str, proven: int = 0) -> int:
@@ -219,7 +226,7 @@ def _refuse_in(conn: sqlite3.Connection, bottle: str, text: str, now: str, prove
     Entries up to ``proven`` were walked by a look that found no such rejection; returns the last one walked."""
     rejected, walked = _sealed_rejection(conn, bottle, text, proven)
     if rejected is not None:
-        raise _rejected(bottle, *rejected)
+        raise _rejected(conn, bottle, text, *rejected)
     # Filed or approved now, the operator's approval: a standing rejection the log proves refuses it there.
     rule = rejecting_rule(conn, bottle, TOOL_EGRESS_BLOCK, subject_of(TOOL_EGRESS_BLOCK, text), now)
     if rule is not None:
@@ -320,7 +327,7 @@ def _hold(conn: sqlite3.Connection, proposal: Proposal, response: Response, bott
     if response.status == STATUS_APPROVED:
         return
     if response.status == STATUS_REJECTED:
-        raise _rejected(bottle, proposal.id, response.decided_by, response.decided_at)
+        raise _rejected(conn, bottle, text, proposal.id, response.decided_by, response.decided_at)
     raise ValidationError("routes_file", f"this file was approved for {bottle} only as modified (proposal "
                           f"{proposal.short_id}): the file in force is the modified one; revoke that grant (listed by "
                           f"'bot-bottle grants list --bottle {bottle}') to record this one; nothing recorded")

@@ -92,6 +92,21 @@ class LaunchRoutesFilesTest(TempDirTest):
                 states = [bottle.shown_state() for bottle in bottles.overview(slug)]
                 self.assertNotIn("prepared", states, "the refused prepare recorded the bottle as prepared")
 
+    def test_a_file_rejected_with_a_standing_rule_names_the_rule(self) -> None:
+        """Rejected and remembered: the refusal said only "until you approve the file when the bottle proposes it
+        again", an approval the standing rule refuses (the rule rejects the proposal at once)."""
+        path = self.tmp / "routes.yaml"
+        path.write_text("routes:\n- a.com\n- evil.example\n", encoding="utf-8")
+        store = QueueStore()
+        self.addCleanup(store.close)
+        filed = store.submit("web-1", TOOL_EGRESS_BLOCK, path.read_text(encoding="utf-8"), "please")
+        decide(filed.id, STATUS_REJECTED, "no", store=store, remember="bottle")
+        for verb in (("prepare", "web-1", "--backend", "docker", "--routes-file"), ("bottles", "routes", "web-1")):
+            with self.subTest(verb=verb[0]):
+                result = self.run_cli(*verb, str(path))
+                self.assert_clean_error(result, 2, "rejected for web-1", "'bot-bottle rules revoke ",
+                                        "nothing recorded")
+
     def test_the_host_key_is_never_written_where_sidecars_read(self) -> None:
         """A routes file in a checkout the agent writes, made a link to the host's audit key (65 bytes of UTF-8):
         prepare wrote the key into the database every sidecar on the mount reads, and with it every seal."""
