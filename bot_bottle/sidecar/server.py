@@ -126,7 +126,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--routes-file", type=Path, metavar="PATH", default=None,
                         help="the bottle's current routes file, sent with each egress-block proposal as its "
                         "current file (the operator's screens read a proposal against the last routes file the "
-                        "host approved for the bottle, and mark it drifted where this one is another)")
+                        "host approved for the bottle, every host new where none is, and mark it drifted where "
+                        "this one is another or none is on record; without this option, a proposal is read so "
+                        "unmarked, unless filed before that approval or the file revoked)")
     parser.add_argument("--allowed-host", action="append", default=[], metavar="NAME",
                         help="another name the server is reached by (repeatable); only Host headers naming "
                         f"{', '.join(DEFAULT_ALLOWED_HOSTS)} or these are served, and an Origin must name one too")
