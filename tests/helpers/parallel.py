@@ -3,7 +3,7 @@
 Most of the suite's time is waiting that is the claim under test (a relay
 client's retry window, a busy timeout, a grant cache's 5 s, a dashboard's
 input guard) and real git, gitleaks, chromium and tmux processes: a plain
-``python3 -m unittest`` keeps one core about half busy for 11 minutes. Run
+``python3 -m unittest`` keeps one core about half busy for a quarter of an hour. Run
 as whole modules in parallel processes (each test sets its own ``HOME``,
 so they cannot share one process), three at a time on two cores, the
 suite takes about 6 minutes (9 two at a time, 5 four at a time: measured
