@@ -316,7 +316,8 @@ class LyingCurrentFileTest(CliTestCase):
         approval entry no longer points back at it: the writer has only the row to go by), was passed over."""
         record_launch_routes(self.store, "web-1", FIRST)
         self.approved(EVIL, FIRST)
-        (listed,) = GrantStore(self.store.db.path).listing("web-1")
+        # Sharing the test's store: a connection left to the GC warned on a later CLI call's stderr (3.13).
+        (listed,) = GrantStore(database=self.store.db).listing("web-1")
         moved = dataclasses.replace(listed, queue_key="web-9", audit_seq=0)
         with AuditStore.recording(self.store.db) as log:
             revoke_grant_in(log, moved, "evil-exfil must not be reached", revoked_by="operator", now=utc_now())

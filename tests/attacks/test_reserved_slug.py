@@ -43,9 +43,9 @@ class ReservedSlugTest(TempDirTest):
             self.store.submit(ALL_BOTTLES, TOOL_EGRESS_ALLOW, '{"host": "pypi.org"}', "pip")
         with self.assertRaisesRegex(ValidationError, RESERVED):
             self.store.for_bottle(ALL_BOTTLES)
-        with self.assertRaisesRegex(ValidationError, RESERVED):
-            GrantStore(self.db).add_rule(queue_key=ALL_BOTTLES, tool=TOOL_EGRESS_ALLOW, subject={"host": "pypi.org"},
-                                         pattern=False, effect="approve", notes="", ends_at=None, created_by="op")
+        with GrantStore(self.db) as grants, self.assertRaisesRegex(ValidationError, RESERVED):
+            grants.add_rule(queue_key=ALL_BOTTLES, tool=TOOL_EGRESS_ALLOW, subject={"host": "pypi.org"},
+                            pattern=False, effect="approve", notes="", ends_at=None, created_by="op")
         for argv in (["rules", "add", "--bottle", ALL_BOTTLES, "--host", "pypi.org", "--for", "1d", "--db",
                       str(self.db)],
                      ["prepare", ALL_BOTTLES, "--backend", "docker"]):  # (the host database: no --db)
