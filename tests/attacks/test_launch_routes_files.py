@@ -20,6 +20,7 @@ import resource
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 from bot_bottle.bottles import BottleStore
 from bot_bottle.decisions import decide
@@ -75,14 +76,19 @@ class LaunchRoutesFilesTest(TempDirTest):
         self.assertIn("routes file: adds b.com\n", shown.stdout)
         self.assertNotIn("drifted", shown.stdout)
 
-    def test_a_refused_file_prepares_nothing(self) -> None:
-        """Rejected for web-1 by the operator, for web-2 by a standing rule remembered from that rejection."""
+    def rejected_file(self, remember: str) -> Path:
+        """A routes file web-1's sidecar filed and the operator rejected, remembering it for ``remember``."""
         path = self.tmp / "routes.yaml"
         path.write_text("routes:\n- a.com\n- evil.example\n", encoding="utf-8")
         store = QueueStore()
         self.addCleanup(store.close)
         filed = store.submit("web-1", TOOL_EGRESS_BLOCK, path.read_text(encoding="utf-8"), "please")
-        decide(filed.id, STATUS_REJECTED, "no", store=store, remember="all")
+        decide(filed.id, STATUS_REJECTED, "no", store=store, remember=remember)
+        return path
+
+    def test_a_refused_file_prepares_nothing(self) -> None:
+        """Rejected for web-1 by the operator, for web-2 by a standing rule remembered from that rejection."""
+        path = self.rejected_file(remember="all")
         for slug, needle in (("web-1", "rejected for web-1"), ("web-2", "rejects this file for every bottle")):
             with self.subTest(slug=slug):
                 result = self.run_cli("prepare", slug, "--backend", "docker", "--routes-file", str(path))
@@ -95,12 +101,7 @@ class LaunchRoutesFilesTest(TempDirTest):
     def test_a_file_rejected_with_a_standing_rule_names_the_rule(self) -> None:
         """Rejected and remembered: the refusal said only "until you approve the file when the bottle proposes it
         again", an approval the standing rule refuses (the rule rejects the proposal at once)."""
-        path = self.tmp / "routes.yaml"
-        path.write_text("routes:\n- a.com\n- evil.example\n", encoding="utf-8")
-        store = QueueStore()
-        self.addCleanup(store.close)
-        filed = store.submit("web-1", TOOL_EGRESS_BLOCK, path.read_text(encoding="utf-8"), "please")
-        decide(filed.id, STATUS_REJECTED, "no", store=store, remember="bottle")
+        path = self.rejected_file(remember="bottle")
         for verb in (("prepare", "web-1", "--backend", "docker", "--routes-file"), ("bottles", "routes", "web-1")):
             with self.subTest(verb=verb[0]):
                 result = self.run_cli(*verb, str(path))
