@@ -273,12 +273,11 @@ def _revoked(conn: sqlite3.Connection, last: _Approved, before: int | None) -> s
     is held to the seal already (``_unproven_since``), so a revocation found there is the host's: a sidecar on
     the mount can write one, unsealed, and then no approval is proven (every host new, which is no gain).
 
-    Any revocation naming the grant's id counts, whatever bottle and tool it records: those are the grant
-    row's (``grants._revocation``), which a sidecar on the mount can rewrite, and the operator's revocation of a
-    row rewritten to another bottle or tool was passed over, the file read as on record still and the same file
-    filed again as 'routes file: unchanged' (hostile review 57). Not through migration 0010's index, which is by
-    bottle and tool: a look at the entries after the approval alone (200,000 at most, ``ROUTES_PROOF_SPAN``:
-    about 30 ms), the grant's id looked for in the text first."""
+    Any revocation naming the grant's id counts, whatever bottle and tool it records: entries written before
+    ``grant_entries.revocation_entry`` took them from the sealed approval took them from the grant's row, which
+    a sidecar on the mount can rewrite (hostile review 57). So not through migration 0010's index, which is by
+    bottle and tool, but ``revocations_of`` over the entries after the approval alone (200,000 at most,
+    ``ROUTES_PROOF_SPAN``)."""
     if last.grant_id is None:
         return None
     row = revocations_of(conn, last.grant_id, last.seq, before).fetchone()
