@@ -38,9 +38,12 @@ class ShellCase(TempDirTest):
             self.long = store.submit("web-2", TOOL_EGRESS_ALLOW, '{"host": "docs.python.org"}', LONG)
 
     def sh(self, script: str, *, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-        """``script`` under ``bash -o pipefail``, with ``bb`` running this checkout's CLI on this test's database."""
+        """``script`` under ``bash -o pipefail``, with ``bb`` running this checkout's CLI on this test's database.
+
+        ``bb`` is a shell function, not text put in the script's place: a proposal's short id ending in "bb"
+        (``proposals show 45ca11bb | true``) had the command spliced into the id, one run in 256."""
         bb = f"{shlex.quote(sys.executable)} -m bot_bottle --db {shlex.quote(str(self.db))}"
-        return subprocess.run(["bash", "-o", "pipefail", "-c", script.replace("bb ", bb + " ")], cwd=REPO,
+        return subprocess.run(["bash", "-o", "pipefail", "-c", f'bb() {{ {bb} "$@"; }}\n{script}'], cwd=REPO,
                               capture_output=True, text=True, timeout=timeout, env=relay_env(self.home))
 
     def bb(self, *argv: str) -> subprocess.CompletedProcess[str]:
