@@ -24,7 +24,8 @@ from bot_bottle.audit.routes_approved import hold_routes_read
 from bot_bottle.audit.rule_proofs import rejecting_rule
 from bot_bottle.audit_store import AuditRecorder, AuditStore
 from bot_bottle.errors import AlreadyDecided, AnchorNotWritten, AuditTampered, ProposalExpired, ValidationError
-from bot_bottle.grants import add_rule_in, end_replaced_routes_in, grant_record, insert_grant_in
+from bot_bottle.grant_records import grant_record
+from bot_bottle.grants import add_rule_in, end_replaced_routes_in, insert_grant_in
 from bot_bottle.policy.lifetimes import MAX_REJECT_RULE_SECONDS, grant_seconds
 from bot_bottle.policy.routes import validate_final_file
 from bot_bottle.policy.subjects import subject_of

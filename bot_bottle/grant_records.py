@@ -2,7 +2,10 @@
 
 Plain data, as ``records`` is: a grant is what one bottle may do because a
 proposal was approved, from its start until its end; a rule is a standing
-decision on every matching proposal to come. ``grants`` stores both.
+decision on every matching proposal to come. ``grants`` stores both; each
+maps from its table's row (``grant_from_row``, ``rule_from_row``) and to what
+its audit entry records of it (``grant_record``, ``rule_record``), which
+``audit verify`` and the relay hold the row to.
 """
 
 from __future__ import annotations
@@ -128,6 +131,7 @@ class Rule(_Standing):
 
 # The grants table's columns in ``Grant``'s order, as a query aliasing the table ``g`` selects them.
 GRANT_COLUMNS = ", ".join(f"g.{f.name}" for f in fields(Grant))
+RULE_COLUMNS = ", ".join(f"r.{f.name}" for f in fields(Rule))
 
 
 def row_values(row: tuple[Any, ...]) -> list[Any]:
@@ -141,3 +145,22 @@ def row_values(row: tuple[Any, ...]) -> list[Any]:
 def grant_from_row(row: tuple[Any, ...]) -> Grant:
     """Map a row of the grants table (``GRANT_COLUMNS``) to a ``Grant``."""
     return Grant(*row_values(row))
+
+
+def rule_from_row(row: tuple[Any, ...]) -> Rule:
+    """Map a row of the rules table (``RULE_COLUMNS``) to a ``Rule`` (``row_values``)."""
+    return Rule(*row_values(row))
+
+
+def grant_record(grant_id: str, tool: str, subject: dict[str, Any], starts_at: str, ends_at: str,
+                 rule_id: str | None = None) -> dict[str, Any]:
+    """What a decision's audit entry records of the grant it made (``audit verify`` holds the row to it)."""
+    return {"id": grant_id, "tool": tool, "subject": subject, "starts_at": starts_at, "ends_at": ends_at,
+            "rule_id": rule_id}
+
+
+def rule_record(rule: Rule) -> dict[str, Any]:
+    """What a ``rule-added`` entry records of the rule (``audit verify`` holds the row to it)."""
+    return {"id": rule.id, "bottle": rule.queue_key, "tool": rule.tool, "subject": rule.subject_value,
+            "pattern": bool(rule.pattern), "effect": rule.effect, "created_at": rule.created_at,
+            "ends_at": rule.ends_at, "proposal_id": rule.proposal_id}

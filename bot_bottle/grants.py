@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import secrets
 import sqlite3
-from dataclasses import fields
 from typing import Any
 
 from bot_bottle.audit.grant_entries import (
@@ -33,7 +32,7 @@ from bot_bottle.audit.grant_entries import (
 from bot_bottle.audit_store import AuditRecorder, AuditStore
 from bot_bottle.db import DatabaseUser
 from bot_bottle.errors import AlreadyEnded, ValidationError
-from bot_bottle.grant_records import GRANT_COLUMNS, Grant, Rule, grant_from_row, row_values
+from bot_bottle.grant_records import GRANT_COLUMNS, RULE_COLUMNS, Grant, Rule, grant_from_row, rule_from_row
 from bot_bottle.policy.approval import subject_kinds
 from bot_bottle.policy.lifetimes import DEFAULT_PENDING_TTL, MAX_PENDING_TTL, MIN_PENDING_TTL, pending_ttl_seconds
 from bot_bottle.policy.subjects import rule_overlaps, subject_sha256
@@ -59,14 +58,8 @@ from bot_bottle.records import (
 )
 from bot_bottle.timestamps import spell_duration, utc_now
 
-_RULE_COLUMNS = ", ".join(f"r.{f.name}" for f in fields(Rule))
 SETTING_PENDING_TTL = "pending-ttl"
-_GRANT_BY_ID, _RULE_BY_ID = GRANT_COLUMNS.replace("g.", "t."), _RULE_COLUMNS.replace("r.", "t.")  # (one_by_id_prefix)
-
-
-def rule_from_row(row: tuple[Any, ...]) -> Rule:
-    """Map a row of the rules table (its columns in the dataclass's order) to a ``Rule`` (``row_values``)."""
-    return Rule(*row_values(row))
+_GRANT_BY_ID, _RULE_BY_ID = GRANT_COLUMNS.replace("g.", "t."), RULE_COLUMNS.replace("r.", "t.")  # (one_by_id_prefix)
 
 
 def insert_grant_in(
@@ -90,13 +83,6 @@ def insert_grant_in(
     return grant
 
 
-def grant_record(grant_id: str, tool: str, subject: dict[str, Any], starts_at: str, ends_at: str,
-                 rule_id: str | None = None) -> dict[str, Any]:
-    """What a decision's audit entry records of the grant it made (``audit verify`` holds the row to it)."""
-    return {"id": grant_id, "tool": tool, "subject": subject, "starts_at": starts_at, "ends_at": ends_at,
-            "rule_id": rule_id}
-
-
 def live_grants_in(conn: sqlite3.Connection, queue_key: str, tool: str, now: str) -> list[Grant]:
     """``queue_key``'s grants of ``tool`` in force at ``now``: not revoked, started, not ended."""
     rows = conn.execute(
@@ -117,7 +103,7 @@ def live_rules_in(conn: sqlite3.Connection, queue_key: str, tool: str, now: str)
     As the file says: only a rule its audit entry proves may decide (``audit.rule_proofs.RuleProofs``).
     """
     rows = conn.execute(
-        f"SELECT {_RULE_COLUMNS} FROM rules r WHERE r.tool = :tool "
+        f"SELECT {RULE_COLUMNS} FROM rules r WHERE r.tool = :tool "
         f"AND (r.queue_key = :queue_key OR r.queue_key IS NULL) AND {_LIVE_RULE}",
         {"queue_key": queue_key, "tool": tool, "now": now},
     ).fetchall()
@@ -126,7 +112,7 @@ def live_rules_in(conn: sqlite3.Connection, queue_key: str, tool: str, now: str)
 
 def all_live_rules_in(conn: sqlite3.Connection, now: str) -> list[Rule]:
     """Every bottle's rules in force at ``now``, as the file says (see ``live_rules_in``)."""
-    return [rule_from_row(row) for row in conn.execute(f"SELECT {_RULE_COLUMNS} FROM rules r WHERE {_LIVE_RULE}",
+    return [rule_from_row(row) for row in conn.execute(f"SELECT {RULE_COLUMNS} FROM rules r WHERE {_LIVE_RULE}",
                                                        {"now": now}).fetchall()]
 
 
@@ -257,13 +243,6 @@ def _revoke(log: AuditRecorder, grant: Grant, revocation: AuditEntry, now: str) 
                     "revoke_reason": revocation.notes, "revoke_seq": entry.seq})
 
 
-def rule_record(rule: Rule) -> dict[str, Any]:
-    """What a ``rule-added`` entry records of the rule (``audit verify`` holds the row to it)."""
-    return {"id": rule.id, "bottle": rule.queue_key, "tool": rule.tool, "subject": rule.subject_value,
-            "pattern": bool(rule.pattern), "effect": rule.effect, "created_at": rule.created_at,
-            "ends_at": rule.ends_at, "proposal_id": rule.proposal_id}
-
-
 def pending_ttl_in(conn: sqlite3.Connection) -> int:
     """How long a proposal filed now may wait, in seconds: the host's setting, held to its bounds."""
     row = conn.execute("SELECT value FROM settings WHERE name = :name", {"name": SETTING_PENDING_TTL}).fetchone()
@@ -332,7 +311,7 @@ class GrantStore(DatabaseUser):
         params = {"now": utc_now()}
         where = "" if include_ended else " WHERE r.revoked_at IS NULL AND (r.ends_at IS NULL OR r.ends_at > :now)"
         with self.db.read() as conn:
-            rows = conn.execute(f"SELECT {_RULE_COLUMNS} FROM rules r{where} ORDER BY r.created_at DESC, r.id",
+            rows = conn.execute(f"SELECT {RULE_COLUMNS} FROM rules r{where} ORDER BY r.created_at DESC, r.id",
                                 params).fetchall()
         return [rule_from_row(row) for row in rows]
 

@@ -262,7 +262,7 @@ def rule_problem(conn: sqlite3.Connection, rule: Rule, recorded: dict[str, Any],
                  anchor: Anchor | None) -> str | None:
     """Why ``rule`` is not proven by this host's audit log, or None when it is (cheap: one entry and one look).
 
-    Proven: its ``rule-added`` entry exists and records it (``recorded``: ``grants.rule_record`` of the row,
+    Proven: its ``rule-added`` entry exists and records it (``recorded``: ``grant_records.rule_record`` of the row,
     with who made it and why), matches its own hash and carries this host's seal; and no ``rule-revoked``
     entry names a rule the row says is in force. A sidecar can write a rule into the file, but not such a
     seal: a rule it wrote, widened or brought back decides nothing (``audit verify`` names it).
@@ -287,7 +287,7 @@ def grant_problem(conn: sqlite3.Connection, grant: Grant, recorded: dict[str, An
     """Why ``grant`` is not proven by this host's audit log, or None when it is (as ``rule_problem``).
 
     Proven: the approval entry that made it records it (``recorded``:
-    ``grants.grant_record`` of the row) for its proposal and decider,
+    ``grant_records.grant_record`` of the row) for its proposal and decider,
     matches its hash and carries this host's seal; and no
     ``grant-revoked`` entry names a grant the row says is in force.
     """

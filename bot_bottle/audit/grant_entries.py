@@ -170,7 +170,7 @@ def revocation_refusal(conn: sqlite3.Connection, grant: Grant, now: str) -> str 
 
 
 def _logged_grant(seq: Any, queue_key: Any, proposal_id: Any, actor: Any, recorded: Any) -> Grant | None:
-    """The grant an approval entry records (its ``details.grant``, as ``grants.grant_record`` wrote it), or None
+    """The grant an approval entry records (its ``details.grant``, as ``grant_records.grant_record`` wrote it), or None
     where it records none this way (an entry the host did not write so: 'audit verify' names it)."""
     if not isinstance(recorded, dict):
         return None

@@ -26,8 +26,8 @@ from bot_bottle.audit.grant_entries import sealed_rule_revocation
 from bot_bottle.audit.host_seal import host_sealing
 from bot_bottle.audit.whole import whole_log
 from bot_bottle.connection import database_path
-from bot_bottle.grant_records import Rule
-from bot_bottle.grants import all_live_rules_in, live_rules_in, rule_record
+from bot_bottle.grant_records import Rule, rule_record
+from bot_bottle.grants import all_live_rules_in, live_rules_in
 from bot_bottle.policy.subjects import rule_matches, subject_sha256
 from bot_bottle.records import ACTION_RULE_REVOKED, EFFECT_REJECT, canonical_json
 

@@ -32,8 +32,7 @@ from bot_bottle.audit.forensics import (
 from bot_bottle.audit.seal import load_key
 from bot_bottle.audit.whole import whole_log
 from bot_bottle.db import Database
-from bot_bottle.grant_records import Grant
-from bot_bottle.grants import grant_record
+from bot_bottle.grant_records import Grant, grant_record
 from bot_bottle.records import ACTION_GRANT_REVOKED, STATUS_APPROVED, STATUS_MODIFIED, Response
 
 _SEEN_LIMIT = 10_000  # grant proofs remembered at once
