@@ -193,7 +193,9 @@ def check_launch_routes(store: QueueStore, bottle: str, text: str) -> int:
     and writing nothing: prepare asks before it prepares anything. Its refusals came after the bottle was
     recorded as prepared (and for the relay, its token minted again, the running sidecar's ended), under a
     message that said nothing was recorded (tests/attacks/test_launch_routes_files.py). Returns the last audit
-    entry its look held to the seal (0: none), which a later look need not walk again."""
+    entry its look held to the seal (0: none), which a later look need not walk again. That is 0 too where it
+    found the file approved and its grant in force: the filing then walks the whole log, so a revocation of that
+    grant recorded between the two is seen (tests/attacks/test_launch_routes_refusals.py)."""
     now = utc_now()
     with store.db.read() as conn:
         found = store.still_answering_in(conn, bottle, TOOL_EGRESS_BLOCK, text, sha256_text(text), now)

@@ -18,7 +18,9 @@ from __future__ import annotations
 import sqlite3
 
 from bot_bottle.audit_store import AuditStore
+from bot_bottle.cli.launch_routes import check_launch_routes, record_launch_routes
 from bot_bottle.decisions import decide
+from bot_bottle.errors import ValidationError
 from bot_bottle.queue_store import QueueStore
 from bot_bottle.records import STATUS_APPROVED, STATUS_REJECTED, TOOL_EGRESS_BLOCK
 from tests.helpers.support import TempDirTest
@@ -139,6 +141,26 @@ class LaunchRoutesRefusalsTest(TempDirTest):
         decide(again.id, STATUS_APPROVED, "fine after all", store=self.store)
         result = self.run_cli("bottles", "routes", "web-1", str(self.path))
         self.assertEqual((result.returncode, result.stderr), (0, ""))
+
+    def test_a_revocation_between_the_check_and_the_filing_refuses(self) -> None:
+        """Hostile review 57's race, made to happen: prepare checks the launch file before it prepares, then files
+        it, walking only the entries its check had not. The operator revokes the file's grant in between. Held,
+        because a check that finds the file approved and in force walks nothing for the filing to skip (it
+        returns 0): the filing walks the whole log and finds the revocation. A check that walked further found
+        no grant of the file in force, so none left to revoke (an ended grant is refused by 'grants revoke')."""
+        filed = self.store.for_bottle("web-1").submit(TOOL_EGRESS_BLOCK, EVIL, "I need it", None)
+        decide(filed.id, STATUS_APPROVED, "ok", store=self.store)
+        self.store.for_bottle("web-1").archive(filed.id)  # as the sidecar does once its agent has the answer
+        checked = check_launch_routes(self.store, "web-1", EVIL)  # prepare's look: the approval, in force
+        self.assertEqual(self.run_cli("grants", "revoke", self.grant_of(filed.id)[:8], "--reason",
+                                      "evil-exfil must go").returncode, 0)
+        count = self.audit_count()
+        with self.assertRaises(ValidationError) as refused:
+            record_launch_routes(self.store, "web-1", EVIL, checked=checked)
+        self.assertIn("was revoked by", str(refused.exception))
+        self.assertIn("nothing recorded", str(refused.exception))
+        self.assertEqual(self.audit_count(), count)
+        self.assert_not_in_force("web-1")
 
     def test_a_file_replaced_by_a_newer_one_is_recorded_again(self) -> None:
         """Approving a newer file revokes the older one's grant (replaced): no word of the operator's against it,
