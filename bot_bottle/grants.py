@@ -21,17 +21,19 @@ import sqlite3
 from typing import Any
 
 from bot_bottle.audit.grant_entries import (
+    RowsAgainstLog,
     claimed_grants_in,
     decision_rule_entry,
     ended_by_rule_in,
     logged_live_grants,
     revocation_entry,
     revocation_refusal,
+    rows_against_log_in,
     sealed_rule_revocation,
 )
 from bot_bottle.audit_store import AuditRecorder, AuditStore
 from bot_bottle.db import DatabaseUser
-from bot_bottle.errors import AlreadyEnded, ValidationError
+from bot_bottle.errors import AlreadyEnded, NotFound, ValidationError
 from bot_bottle.grant_records import GRANT_COLUMNS, RULE_COLUMNS, Grant, Rule, grant_from_row, rule_from_row
 from bot_bottle.policy.approval import subject_kinds
 from bot_bottle.policy.lifetimes import DEFAULT_PENDING_TTL, MAX_PENDING_TTL, MIN_PENDING_TTL, pending_ttl_seconds
@@ -269,6 +271,14 @@ class GrantStore(DatabaseUser):
                                 params).fetchall()
         return [grant_from_row(row) for row in rows]
 
+    def against_log(self, queue_key: str | None = None) -> RowsAgainstLog:
+        """Where ``queue_key``'s (None: every bottle's) grant rows and the audit log disagree on what is in force
+        now (``rows_against_log_in``): what every list shows, marked, beside ``listing``'s."""
+        if queue_key is not None:
+            validate_queue_key(queue_key, "bottle")
+        with self.db.read() as conn:
+            return rows_against_log_in(conn, queue_key, utc_now())
+
     def live(self, queue_key: str, tool: str) -> list[Grant]:
         """``queue_key``'s grants of ``tool`` in force now."""
         validate_queue_key(queue_key, "bottle")
@@ -295,8 +305,8 @@ class GrantStore(DatabaseUser):
         """
         validate_text("reason", reason, max_bytes=MAX_TEXT_BYTES, required=True)
         with AuditStore.recording(self.db) as log:
-            grant = grant_from_row(one_by_id_prefix(log.conn, "grants", _GRANT_BY_ID, prefix, "grant"))
             now = utc_now()
+            grant = _named_grant(log.conn, prefix, now)
             refusal = revocation_refusal(log.conn, grant, now)  # the log's word, not the row's (hostile review 57)
             if refusal is not None:
                 raise AlreadyEnded(refusal)
@@ -398,6 +408,18 @@ class GrantStore(DatabaseUser):
                 "set_by = excluded.set_by, audit_seq = excluded.audit_seq",
                 {"name": SETTING_PENDING_TTL, "value": str(seconds), "now": now, "by": set_by, "seq": entry.seq})
         return seconds
+
+
+def _named_grant(conn: sqlite3.Connection, prefix: str, now: str) -> Grant:
+    """The grant whose id starts with ``prefix``: its row, or where no row has such an id, the one grant the audit
+    log keeps in force by it (``rows_against_log_in``: a sidecar deleted its row; the lists show the grant)."""
+    try:
+        return grant_from_row(one_by_id_prefix(conn, "grants", _GRANT_BY_ID, prefix, "grant"))
+    except NotFound:
+        kept = [grant for grant in rows_against_log_in(conn, None, now).kept if grant.id.startswith(prefix.lower())]
+        if len(kept) != 1:
+            raise
+        return kept[0]
 
 
 def _revoke_rule_in(log: AuditRecorder, rule: Rule, reason: str, revoked_by: str) -> Rule:

@@ -10,7 +10,16 @@ from typing import Any
 from bot_bottle.bottles import BottleOverview, BottleStore
 from bot_bottle.cli.common import age, cell_text, db_path, print_json, print_table, print_untrusted, verb_parser, warn
 from bot_bottle.cli.grants_cmds import grant_json, rule_in_force_json
-from bot_bottle.cli.in_force import grant_subjects, rule_left, rule_scope, rule_subject, shown_record
+from bot_bottle.cli.in_force import (
+    GrantsListed,
+    grant_subjects,
+    grants_listed,
+    log_warnings,
+    rule_left,
+    rule_scope,
+    rule_subject,
+    shown_record,
+)
 from bot_bottle.cli.inbox import Inbox, apply_standing, expired_line
 from bot_bottle.cli.launch_routes import read_routes_file, record_launch_routes
 from bot_bottle.cli.registry import summary
@@ -83,7 +92,8 @@ def cmd_bottles_show(args: argparse.Namespace) -> int:
             warn(problem)
         store = BottleStore(database=queue.db)
         items = store.overview(args.slug)
-        grants = GrantStore(database=store.db).listing(args.slug) if items else []
+        listed = grants_listed(GrantStore(database=store.db), args.slug) if items else GrantsListed([], frozenset(), {})
+        grants = listed.grants
         subjects = grant_subjects(queue, grants)
         # The standing rules that decide for it without you: its own, and every bottle's.
         rules = [item for item in rules_in_force(queue) if item.rule.queue_key in (None, args.slug)] if items else []
@@ -91,10 +101,13 @@ def cmd_bottles_show(args: argparse.Namespace) -> int:
         expired = expired_line(queue, args.slug) if items and not args.json else None
     if not items:
         raise NotFound(f"no bottle {args.slug} (bot-bottle bottles list names them)")
+    for said in log_warnings(listed):  # on stderr, as 'grants list' says it
+        warn(said)
     item = items[0]
     stamp = format_timestamp(now)
     if args.json:
-        print_json({**overview_json(item, now), "grants": [grant_json(g, stamp) for g in grants],
+        print_json({**overview_json(item, now),
+                    "grants": [{**grant_json(g, stamp), "note": listed.note(g)} for g in grants],
                     "rules": [rule_in_force_json(r, stamp) for r in rules]})
         return 0
     bottle = item.bottle
@@ -129,7 +142,8 @@ def cmd_bottles_show(args: argparse.Namespace) -> int:
         print()
         # Each row as a screen shows it (in_force.shown_record): a row a sidecar wrote is shown, not a traceback.
         print_table(["GRANT", "TOOL", "LEFT", "GRANTS", "BY"],  # LEFT first, as 'grants list' has it
-                    [[g.short_id, g.tool, time_left(stamp, g.ends_at), subjects[g.id],
+                    [[g.short_id, g.tool, time_left(stamp, g.ends_at),
+                      listed.mark(g) + subjects[g.id],
                       f"rule {g.rule_id[:8]}" if g.rule_id else g.decided_by] for g in map(shown_record, grants)],
                     narrow_drop=(1,))
     if rules:

@@ -6,7 +6,7 @@ import argparse
 from typing import Any
 
 from bot_bottle.cli.common import db_path, print_json, print_table, print_untrusted, verb_parser, warn
-from bot_bottle.cli.in_force import grant_subjects, shown_record
+from bot_bottle.cli.in_force import grant_subjects, grants_listed, log_warnings, shown_record
 from bot_bottle.cli.inbox import log_warning, unknown_bottle
 from bot_bottle.cli.registry import summary
 from bot_bottle.decisions import default_decider
@@ -97,15 +97,16 @@ def cmd_grants_list(args: argparse.Namespace) -> int:
     """Grants in force now (every one ever made with ``--all``), soonest ending first."""
     now = utc_now()
     with GrantStore(db_path(args)) as store:
-        grants = store.listing(args.bottle, include_ended=args.all)
+        listed = grants_listed(store, args.bottle, include_ended=args.all)
+        grants = listed.grants
         warning = log_warning(store)
         subjects = grant_subjects(store, grants) if not args.json else {}
         unknown = unknown_bottle(store, args.bottle) if not grants else None
-    for said in (warning, unknown):  # (on stderr: --json's output stays a document)
+    for said in (warning, unknown, *log_warnings(listed)):  # (on stderr: --json's output stays a document)
         if said is not None:
             warn(said)
     if args.json:
-        print_json([grant_json(g, now) for g in grants])
+        print_json([{**grant_json(g, now), "note": listed.note(g)} for g in grants])
         return 0
     if not grants:
         print("no grants" + ("" if args.all else " in force"))
@@ -114,7 +115,8 @@ def cmd_grants_list(args: argparse.Namespace) -> int:
     # The time left before what it grants, as the TUI and 'proposals list' have it: at 80 columns a long grant
     # pushed LEFT off the row, and the operator could not see when it ends.
     print_table(["ID", "BOTTLE", "TOOL", "LEFT", "GRANTS", "BY"],
-                [[g.short_id, g.queue_key, g.tool, _grant_left(g, now), subjects[g.id],
+                [[g.short_id, g.queue_key, g.tool, _grant_left(g, now),
+                  listed.mark(g) + subjects[g.id],
                   f"rule {g.rule_id[:8]}" if g.rule_id else g.decided_by] for g in map(shown_record, grants)],
                 page=True, narrow_drop=(2,), bottle_column=1)
     return 0
@@ -154,7 +156,11 @@ def register(subparsers: Any) -> None:
     verbs = grants.add_subparsers(dest="grants_verb", metavar="VERB", required=True)
     p = verb_parser(verbs, "list", json=True, help="grants in force (every one with --all)",
                     description="List grants in force, soonest ending first: the bottle, the tool, what it "
-                    "grants, the time left, and who decided (the operator, or a standing rule).")
+                    "grants, the time left, and who decided (the operator, or a standing rule). Where the "
+                    "database file and the sealed audit log disagree (a sidecar can write the file), the grant is "
+                    "marked: [kept by the log] where its row is missing, revoked or ended but the log records it "
+                    "in force ('grants revoke' ends it), [revoked in the log] where its row says in force but the "
+                    "log records it revoked; each is warned of on stderr.")
     p.add_argument("--bottle", metavar="SLUG", help="only this bottle's grants")
     p.add_argument("--all", action="store_true", help="ended and revoked grants too")
     p.set_defaults(handler=cmd_grants_list)

@@ -1,12 +1,13 @@
-"""Grants and standing rules as every operator's screen shows them: what a grant grants in words
-(``grant_subjects``), a rule's cells, and ending a rule (``revoke_rule``): ``grants list``, ``bottles show``,
-``rules list``, the TUI's views and the dashboard's sections read them here, and ``rules revoke``, the TUI's
-``x`` and the dashboard's button all revoke what really decides, the same way.
+"""Grants and standing rules as every operator's screen shows them: which grants a list shows
+(``grants_listed``), what a grant grants in words (``grant_subjects``), a rule's cells, and ending a rule
+(``revoke_rule``): ``grants list``, ``bottles show``, ``rules list``, the TUI's views and the dashboard's
+sections read them here, and ``rules revoke``, the TUI's ``x`` and the dashboard's button all revoke what
+really decides, the same way.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields, replace
 from typing import Any, TypeVar
 
@@ -32,6 +33,63 @@ from bot_bottle.timestamps import time_left
 NAMED_IDS = 8  # ids an ambiguous prefix matched, named in the refusal
 # Grants of these tools keep digests, not words: a routes file's sha256, a push's findings' fingerprints.
 _KEPT_AS_DIGESTS = (TOOL_EGRESS_BLOCK, TOOL_GITLEAKS_ALLOW)
+
+
+# What every list says of a grant whose row and the audit log disagree (``grants_listed``).
+KEPT_BY_LOG = ("kept by the audit log: its row in the file is missing, revoked or ended, but the log records it made "
+               "and not revoked; nothing passes it on while the row says so, and a sidecar that puts the row back "
+               "has it in force again: revoke it to end it for good")
+REVOKED_IN_LOG = ("its row in the file says in force, but the audit log records it {revoked}: a sidecar rewrote the "
+                  "row; the relay does not pass it on, sidecars that read the file do ('bot-bottle audit verify' "
+                  "names the row)")
+
+
+@dataclass(frozen=True)
+class GrantsListed:
+    """The grants a list shows, soonest ending first, with where the audit log disagrees with a row: the ids of
+    the grants it keeps that no row in force shows (``kept``), and what it says of the rows in force it records
+    revoked (``revoked``, by id)."""
+
+    grants: list[Grant]
+    kept: frozenset[str]
+    revoked: Mapping[str, str]
+
+    def mark(self, grant: Grant) -> str:
+        """What a row of a list puts before the grant's subject where the log disagrees ("": it agrees)."""
+        return "[kept by the log] " if grant.id in self.kept else "[revoked in the log] " \
+            if grant.id in self.revoked else ""
+
+    def note(self, grant: Grant) -> str:
+        """Where the log disagrees with the grant's row, what each says ("": they agree)."""
+        if grant.id in self.kept:
+            return KEPT_BY_LOG
+        revoked = self.revoked.get(grant.id)
+        return REVOKED_IN_LOG.format(revoked=revoked) if revoked is not None else ""
+
+
+def grants_listed(store: GrantStore, bottle: str | None = None, *, include_ended: bool = False) -> GrantsListed:
+    """The grants ``grants list``, ``bottles show``, the TUI and the dashboard show: the rows in force (every row
+    with ``include_ended``), and the grants the audit log keeps in force that no row in force shows, each in its
+    row's place where there is one; and where the log and a row disagree (``GrantStore.against_log``). A sidecar
+    on the mount hid a grant from every list by marking its row revoked or ended, or deleting it, and could put it
+    back later, in force again without the operator having seen it (hostile review 57)."""
+    against = store.against_log(bottle)
+    by_id = {grant.id: grant for grant in store.listing(bottle, include_ended=include_ended)}
+    by_id.update((grant.id, grant) for grant in against.kept)
+    return GrantsListed(sorted(by_id.values(), key=lambda grant: (str(grant.ends_at), str(grant.id))),
+                        frozenset(grant.id for grant in against.kept), against.revoked)
+
+
+def log_warnings(listed: GrantsListed) -> list[str]:
+    """What the command line warns of each grant ``listed`` shows whose row the audit log disagrees with, with the
+    command that ends one the log keeps."""
+    warnings = []
+    for grant in listed.grants:
+        note, short = listed.note(grant), shown_record(grant).short_id
+        if note:
+            end = f" ('bot-bottle grants revoke {short}')" if grant.id in listed.kept else ""
+            warnings.append(f"grant {short}: {note}{end}")
+    return warnings
 
 
 def grant_subjects(store: DatabaseUser, grants: Sequence[Grant]) -> dict[str, str]:

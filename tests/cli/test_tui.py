@@ -381,6 +381,35 @@ class TuiTest(TempDirTest):
         self.assertNotIn("adds c.example", screen)
         self.quit()
 
+    def test_a_grant_whose_row_a_sidecar_hid_is_listed_marked_and_x_revokes_it(self) -> None:
+        """BROKE before the fix: a sidecar on the mount marked the grant's row revoked, and the grants view said '0
+        grant(s) in force', though the audit log keeps it and the sidecar can put the row back. Now it is listed,
+        marked, the status line says why, and x revokes it (tests/attacks/test_hidden_grant_rows.py)."""
+        decide(self.route.id, STATUS_APPROVED, store=self.store)
+        with GrantStore(self.db) as grants:
+            made = grants.for_proposal(self.route.id)
+        assert made is not None
+        raw = sqlite3.connect(self.db)
+        try:
+            with raw:
+                for (name,) in raw.execute("SELECT name FROM sqlite_master WHERE type = 'trigger' "
+                                           "AND tbl_name = 'grants'").fetchall():
+                    raw.execute(f'DROP TRIGGER "{name}"')
+                raw.execute("UPDATE grants SET revoked_at = starts_at, revoked_by = 'root@vm', revoke_reason = 'x', "
+                            "revoke_seq = 1 WHERE id = ?", (made.id,))
+        finally:
+            raw.close()
+        self.open_the_grants_view()
+        screen = self.term.wait_for("kept by the audit log: its row in the file is missing, revoked or ended")
+        self.assertIn(f"{made.short_id}  web-2", screen)
+        self.assertIn("[kept by the log] pypi.org", screen)
+        self.revoke_the_selected_grant("no mirror")
+        self.term.wait_for(f"revoked {made.short_id}")
+        self.term.wait_for("0 grant(s) in force")
+        self.term.send("b")
+        self.term.wait_for("2 pending")
+        self.quit()
+
     def test_a_narrow_grants_view_gives_the_tools_room_to_the_grant(self) -> None:
         """BROKE before the fix: at 70 columns the tool and its padding left the grant 16 columns
         ('pypi.org (any m…'), as the list of proposals' rows did, and at 80 (the common terminal) 26."""

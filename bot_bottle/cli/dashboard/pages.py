@@ -23,7 +23,7 @@ from bot_bottle.audit.forensics import VerifyResult
 from bot_bottle.bottles import BottleOverview
 from bot_bottle.cli.bottles_cmds import ago
 from bot_bottle.cli.common import first_line, shown_actor
-from bot_bottle.cli.in_force import rule_left, rule_scope, rule_subject, shown_record
+from bot_bottle.cli.in_force import GrantsListed, rule_left, rule_scope, rule_subject, shown_record
 from bot_bottle.grant_records import Grant
 from bot_bottle.policy.approval import shown_subject
 from bot_bottle.records import PROPOSAL_ID_RE, SHORT_ID_LENGTH, AuditEntry
@@ -137,13 +137,15 @@ def bottles_table(items: Sequence[BottleOverview], now: datetime) -> str:
 
 def bottles_page(items: Sequence[BottleOverview], now: datetime, marker: str, *, root: str,
                  grants: Sequence[Grant] = (), subjects: Mapping[str, str] | None = None,
-                 rules: Sequence[RuleInForce] = (), csrf: str = "", message: str = "") -> str:
+                 rules: Sequence[RuleInForce] = (), csrf: str = "", message: str = "",
+                 listed: GrantsListed | None = None) -> str:
     """The bottles with their state and queue, what each may do now (``subjects``: what each grant grants, by id,
-    as ``in_force.grant_subjects`` says it) and the standing rules that decide for you (with a form that revokes
-    each); ``message``: what the revocation just before left."""
+    as ``in_force.grant_subjects`` says it; ``listed``: where the audit log disagrees with their rows)
+    and the standing rules that decide for you (with a form that revokes each); ``message``: what the
+    revocation just before left."""
     pending = sum(len(item.pending) for item in items)
     body = ("<h1>Bottles</h1>" + (bottles_table(items, now) if items else "<p>no bottles yet</p>")
-            + grants_section(grants, now, root=root, csrf=csrf, subjects=subjects)
+            + grants_section(grants, now, root=root, csrf=csrf, subjects=subjects, listed=listed)
             + rules_section(rules, now, root=root, csrf=csrf))
     return page("bottles", body, root=root, marker=marker, pending=pending, data={"page": "bottles"},
                 message=message)
@@ -164,8 +166,9 @@ def revoke_form(root: str, kind: str, item_id: object, csrf: str) -> str:
 
 
 def grants_section(grants: Sequence[Grant], now: datetime, *, root: str, csrf: str,
-                   subjects: Mapping[str, str] | None = None) -> str:
-    """What every bottle may do now (its live grants, soonest ending first), each with a form that revokes it."""
+                   subjects: Mapping[str, str] | None = None, listed: GrantsListed | None = None) -> str:
+    """What every bottle may do now (its live grants, soonest ending first), each with a form that revokes it;
+    one whose row the audit log disagrees with (``listed``: ``in_force.grants_listed``) says so in its row."""
     if not grants:
         return '<section class="grants" data-part="grants"><h2>Grants</h2><p>no grants in force</p></section>'
     stamp = format_timestamp(now)
@@ -177,9 +180,11 @@ def grants_section(grants: Sequence[Grant], now: datetime, *, root: str, csrf: s
     for grant in map(shown_record, grants):  # its revoke button only for an id bot-bottle writes (revoke_form)
         revoke = revoke_form(root, "grant", grant.id, csrf)
         by = f"rule {grant.rule_id[:SHORT_ID_LENGTH]}" if grant.rule_id else grant.decided_by
+        disagreed = listed.note(grant) if listed is not None else ""
+        note = f'<div class="warning">{line_html(disagreed)}</div>' if disagreed else ""
         rows.append(f'<tr><td>{line_html(grant.short_id)}</td><td>{line_html(grant.queue_key)}</td>'
                     f"<td>{line_html(grant.tool)}</td><td>{line_html(time_left(stamp, grant.ends_at))}</td>"
-                    f'<td class="grants">{line_html(said(grant))}</td>'
+                    f'<td class="grants">{line_html(said(grant))}{note}</td>'
                     f"<td>{line_html(by)}</td><td>{revoke}</td></tr>")
     return ('<section class="grants" data-part="grants"><h2>Grants</h2><table><thead><tr><th>id</th>'
             "<th>bottle</th><th>tool</th><th>left</th><th>grants</th><th>by</th><th></th></tr></thead><tbody>"

@@ -64,7 +64,7 @@ from bot_bottle.cli.dashboard.state import (
     Dashboard,
 )
 from bot_bottle.cli.grants_cmds import MAX_NAMED_ENDED, approving_again_line, remembered_rule, rule_made_line
-from bot_bottle.cli.in_force import grant_subjects, revoked_rule_leaves
+from bot_bottle.cli.in_force import grant_subjects, grants_listed, revoked_rule_leaves
 from bot_bottle.cli.inbox import Filters, decided_now_line
 from bot_bottle.errors import BotBottleError, DatabaseReplaced, Refused, ValidationError
 from bot_bottle.policy.subjects import describe_subject
@@ -125,10 +125,10 @@ class DashboardHandler(PostHandler):
             now = datetime.now(UTC)
             dashboard.keep()
             message = self._revoked(query.get("revoked", "")) or self._revoked_rule(query.get("revoked_rule", ""))
-            grants = dashboard.grants.listing()
+            listed = grants_listed(dashboard.grants)
             self.page(HTTPStatus.OK, pages.bottles_page(dashboard.bottles.overview(), now, dashboard.marker(),
-                                                        root=dashboard.root, grants=grants,
-                                                        subjects=grant_subjects(dashboard.grants, grants),
+                                                        root=dashboard.root, grants=listed.grants, listed=listed,
+                                                        subjects=grant_subjects(dashboard.grants, listed.grants),
                                                         rules=rules_in_force(dashboard.grants), csrf=dashboard.csrf,
                                                         message=message))
         elif path == "/audit":

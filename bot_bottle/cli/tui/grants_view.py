@@ -17,7 +17,9 @@ from typing import Any, Generic, TypeVar
 
 from bot_bottle.cli.common import BOTTLE_COLUMNS, first_line
 from bot_bottle.cli.in_force import (
+    GrantsListed,
     grant_subjects,
+    grants_listed,
     revoke_rule,
     rule_left,
     rule_scope,
@@ -212,12 +214,14 @@ class GrantsView(_InForceView[Grant]):
     def __init__(self, tui: TerminalScreen, store: GrantStore, decided_by: str) -> None:
         super().__init__(tui, store, decided_by)
         self.subjects: dict[str, str] = {}  # what each grant grants, in words, by id: read with the grants
+        self.listed = GrantsListed([], frozenset(), {})  # where the audit log disagrees with their rows: read too
 
     def read(self) -> list[Grant]:
-        """The grants in force now, soonest ending first, and what each grants in words (``grant_subjects``)."""
-        grants = self.store.listing()
-        self.subjects = grant_subjects(self.store, grants)
-        return grants
+        """The grants in force now, soonest ending first, and where the audit log disagrees with their rows
+        (``grants_listed``), and what each grants in words (``grant_subjects``)."""
+        self.listed = grants_listed(self.store)
+        self.subjects = grant_subjects(self.store, self.listed.grants)
+        return self.listed.grants
 
     def row(self, item: Grant, now: str) -> str:
         """Id, bottle, tool, time left, what it grants (badges first), and who decided (a rule or a person)."""
@@ -226,13 +230,18 @@ class GrantsView(_InForceView[Grant]):
         tool = f"{item.tool:<18} " if self.width >= TOOL_FROM_WIDTH else ""  # narrower, the room is the grant's
         # Cut as the rules view cuts its bottles: a 64-character slug pushed what the grant lets through off the row.
         return (f"{item.short_id}  {self.bottle_cell(item.queue_key)} {tool}{time_left(now, item.ends_at):>6}  "
-                f"{self.subjects[item.id]}  ({by})")
+                f"{self.listed.mark(item)}{self.subjects[item.id]}  ({by})")
 
     def named(self, item: Grant) -> str:
         """The grant's id, bottle and subject."""
         item = shown_record(item)
         said = self.subjects[item.id]  # as its row says
         return f"{item.short_id} ({item.queue_key}, {said})"
+
+    def note(self, item: Grant) -> str:
+        """Where the audit log and the grant's row disagree, what each says."""
+        note = self.listed.note(item)
+        return f"grant {shown_record(item).short_id}: {note}" if note else ""
 
     def end(self, item: Grant, reason: str) -> str:
         """Revoke the grant, and say whether a standing rule approves the same again at the next ask."""

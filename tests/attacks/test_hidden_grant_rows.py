@@ -1,0 +1,158 @@
+"""A grant a sidecar hides from the operator's lists by its row, to bring it back later: hostile review 57's leftover.
+
+A sidecar on the mount can write the grants table. It marked a live grant's
+row revoked, or ended, or deleted it: no sidecar or relay passed the grant on
+while it was so, but ``grants list``, ``bottles show``, the TUI and the
+dashboard listed grants from their rows alone, so the operator was never
+shown it and had no reason to revoke it, and once the sidecar put the row
+back it was in force again. Now every list shows, marked, the grants the
+audit log records as made and not revoked that no row in force shows
+(``grant_entries.kept_by_log_in``), and ``grants revoke`` ends one even where
+its row is gone.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from datetime import UTC, datetime
+
+from bot_bottle.audit.grant_entries import RowsAgainstLog
+from bot_bottle.cli.dashboard.pages import grants_section
+from bot_bottle.cli.in_force import KEPT_BY_LOG, grant_subjects, grants_listed
+from bot_bottle.decisions import decide
+from bot_bottle.grant_records import Grant
+from bot_bottle.grants import GrantStore
+from bot_bottle.paths import host_db_path
+from bot_bottle.queue_store import QueueStore
+from bot_bottle.records import STATUS_APPROVED, TOOL_EGRESS_ALLOW, TOOL_EGRESS_BLOCK
+from tests.helpers.support import TempDirTest
+
+# How a sidecar hides the row, by the grant's id (``:id``); each is undone by putting the row back as it was.
+HIDINGS = {
+    "marked revoked": "UPDATE grants SET revoked_at = starts_at, revoked_by = 'root@vm', revoke_reason = 'x', "
+                      "revoke_seq = 1 WHERE id = :id",
+    "marked ended": "UPDATE grants SET starts_at = '2026-01-01T00:00:00.000000Z', "
+                    "ends_at = '2026-01-02T00:00:00.000000Z' WHERE id = :id",
+    "deleted": "DELETE FROM grants WHERE id = :id",
+}
+
+
+class HiddenGrantRowsTest(TempDirTest):
+    def setUp(self) -> None:
+        super().setUp()
+        self.db = host_db_path()
+        self.store = QueueStore(self.db)
+        self.addCleanup(self.store.close)
+        filed = self.store.submit("web-1", TOOL_EGRESS_ALLOW, '{"host": "pastebin.com"}', "paste the logs")
+        decide(filed.id, STATUS_APPROVED, "for today", store=self.store)
+        with GrantStore(database=self.store.db) as grants:
+            (self.grant,) = grants.listing("web-1")
+
+    def sidecar(self, sql: str, grant_id: str) -> None:
+        """Write the host's file as a sidecar on the mount does: its triggers dropped first."""
+        conn = sqlite3.connect(self.db, isolation_level=None)
+        try:
+            for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'trigger' "
+                                        "AND tbl_name = 'grants'").fetchall():
+                conn.execute(f'DROP TRIGGER "{name}"')
+            conn.execute(sql, {"id": grant_id})
+        finally:
+            conn.close()
+
+    def put_back(self, grant: Grant) -> None:
+        """The sidecar puts the row back as the host wrote it."""
+        self.sidecar("DELETE FROM grants WHERE id = :id", grant.id)
+        conn = sqlite3.connect(self.db, isolation_level=None)
+        try:
+            values = tuple(grant.__dict__.values())
+            conn.execute(f"INSERT INTO grants VALUES ({', '.join('?' * len(values))})", values)
+        finally:
+            conn.close()
+
+    def test_every_list_shows_a_hidden_grant_marked_and_revoke_ends_it(self) -> None:
+        """BROKE before the fix: each hiding took the grant out of 'grants list' ('no grants in force'), 'bottles
+        show', the TUI's grants view and the dashboard's bottles page."""
+        for hiding, sql in HIDINGS.items():
+            with self.subTest(hiding=hiding):
+                grant = self.fresh_grant(hiding)
+                self.sidecar(sql, grant.id)
+                listed = self.run_cli("grants", "list")
+                self.assertEqual(listed.returncode, 0, listed.stderr)
+                self.assertIn(grant.short_id, listed.stdout)
+                self.assertIn("[kept by the log] ", listed.stdout)
+                self.assertIn(f"grant {grant.short_id}: {KEPT_BY_LOG} ('bot-bottle grants revoke {grant.short_id}')",
+                              listed.stderr)
+                (shown,) = [g for g in json.loads(self.run_cli("grants", "list", "--json").stdout)
+                            if g["id"] == grant.id]
+                self.assertEqual(shown["note"], KEPT_BY_LOG)
+                self.assertEqual(shown["ends_at"], grant.ends_at)  # the log's word, not the row's
+                self.assertIn("[kept by the log] ", self.run_cli("bottles", "show", grant.queue_key).stdout)
+                with GrantStore(database=self.store.db) as grants:
+                    on_screens = grants_listed(grants)
+                    page = grants_section(on_screens.grants, datetime.now(UTC), root="/r", csrf="t",
+                                          subjects=grant_subjects(grants, on_screens.grants), listed=on_screens)
+                self.assertIn(grant.short_id, page)
+                self.assertIn("kept by the audit log", page)
+                revoked = self.run_cli("grants", "revoke", grant.short_id, "--reason", "no pastes")
+                self.assertEqual(revoked.returncode, 0, revoked.stderr)
+                with GrantStore(database=self.store.db) as grants:
+                    self.assertEqual(grants.against_log().kept, [])
+                self.assertNotIn(grant.short_id, self.run_cli("grants", "list").stdout)
+
+    def test_a_revoked_grant_whose_row_is_put_back_is_marked_revoked(self) -> None:
+        """Hidden, revoked by the operator, then put back by the sidecar as it was: the grant is listed as the file
+        says, in force (sidecars that read the file pass it on), marked with what the log says; revoking it again
+        says it was revoked already, and 'audit verify' names the row."""
+        self.sidecar(HIDINGS["marked revoked"], self.grant.id)
+        revoked = self.run_cli("grants", "revoke", self.grant.short_id, "--reason", "no pastes")
+        self.assertEqual(revoked.returncode, 0, revoked.stderr)
+        self.put_back(self.grant)
+        listed = self.run_cli("grants", "list")
+        self.assertIn(f"{self.grant.short_id}\tweb-1", listed.stdout)
+        self.assertIn("[revoked in the log] ", listed.stdout)
+        self.assertIn(f"grant {self.grant.short_id}: its row in the file says in force, but the audit log records it "
+                      "revoked at ", listed.stderr)
+        self.assertIn("by root@", listed.stderr)
+        again = self.run_cli("grants", "revoke", self.grant.short_id, "--reason", "again")
+        self.assert_clean_error(again, 1, "was revoked already")
+        verify = self.run_cli("audit", "verify")
+        self.assertNotEqual(verify.returncode, 0, verify.stdout)
+        self.assertIn(self.grant.id, verify.stdout + verify.stderr)
+
+    def test_a_grant_really_ended_is_not_kept(self) -> None:
+        """The operator's revocation, a grant a newer routes file replaced, and the rows in force: none is marked,
+        and a revocation entry a sidecar wrote (no seal) marks no row in force as revoked."""
+        first, second = "routes:\n- a.com\n", "routes:\n- a.com\n- b.com\n"
+        for text in (first, second):  # the second's approval ends the first's grant (replaced)
+            filed = self.store.submit("web-2", TOOL_EGRESS_BLOCK, text, "docs", current_file=first)
+            decide(filed.id, STATUS_APPROVED, store=self.store)
+        revoked = self.run_cli("grants", "revoke", self.grant.short_id, "--reason", "no pastes")
+        self.assertEqual(revoked.returncode, 0, revoked.stderr)
+        listed = self.run_cli("grants", "list")
+        self.assertEqual((listed.returncode, listed.stderr), (0, ""))
+        self.assertNotIn("kept by the log", listed.stdout)
+        with GrantStore(database=self.store.db) as grants:
+            self.assertEqual(grants.against_log(), RowsAgainstLog([], {}))
+            (live,) = grants.listing()  # the second routes file's
+        conn = sqlite3.connect(self.db, isolation_level=None)
+        try:
+            conn.execute("INSERT INTO audit_log (seq, ts, queue_key, action, tool, actor, notes, diff, details, "
+                         "prev_hash, hash) SELECT max(seq) + 1, ts, 'web-2', 'grant-revoked', 'egress-block', "
+                         "'root@vm', 'forged', '', json_object('grant', :id), hash, hex(randomblob(32)) FROM audit_log",
+                         {"id": live.id})
+        finally:
+            conn.close()
+        with GrantStore(database=self.store.db) as grants:
+            self.assertEqual(grants.against_log().revoked, {})
+
+    def fresh_grant(self, hiding: str) -> Grant:
+        """A grant of its own for each hiding: web-1's, then one of another bottle each."""
+        if hiding == next(iter(HIDINGS)):
+            return self.grant
+        bottle = f"web-{3 + list(HIDINGS).index(hiding)}"
+        filed = self.store.submit(bottle, TOOL_EGRESS_ALLOW, '{"host": "pastebin.com"}', "paste the logs")
+        decide(filed.id, STATUS_APPROVED, "for today", store=self.store)
+        with GrantStore(database=self.store.db) as grants:
+            (grant,) = grants.listing(bottle)
+        return grant
