@@ -98,9 +98,9 @@ def _logged_grants(conn: sqlite3.Connection, tool: str | None, queue_key: str | 
 
 @dataclass(frozen=True)
 class RowsAgainstLog:
-    """Where the grants' rows and the audit log disagree on what is in force: the grants the log keeps that no row
-    in force shows (``kept``, each as its approval entry records it), and the rows in force that a revocation this
-    host sealed names (``revoked``: by id, what that revocation says)."""
+    """Where the grants' rows and the audit log disagree on what is in force: the grants a sealed approval entry
+    made, not revoked, that no row in force shows (``kept``, each as that entry records it), and the rows in force
+    that a revocation this host sealed names (``revoked``: by id, what that revocation says)."""
 
     kept: list[Grant]
     revoked: dict[str, str]
@@ -129,7 +129,13 @@ def rows_against_log_in(conn: sqlite3.Connection, queue_key: str | None, now: st
         for row in sealed_rows(conn, entries):
             grant_id = str((stored_details(row[9]) or {}).get("grant"))
             revoked.setdefault(grant_id, f"revoked at {row[1]} by {row[6]} (audit entry {row[0]})")
-    return RowsAgainstLog([grant for grant in logged if grant.id not in rows], revoked)
+    hidden = [grant for grant in logged if grant.id not in rows]
+    if hidden:  # each held to this host's seal too: a sidecar can append an approval entry naming a grant, not seal it
+        entries = conn.execute(f"{SELECT} WHERE seq IN (SELECT value FROM json_each(:seqs)) ORDER BY seq",
+                               {"seqs": json.dumps([grant.audit_seq for grant in hidden])})
+        sealed = {row[0] for row in sealed_rows(conn, entries)}
+        hidden = [grant for grant in hidden if grant.audit_seq in sealed]
+    return RowsAgainstLog(hidden, revoked)
 
 
 def recorded_grant_id(details: object) -> str | None:

@@ -146,6 +146,24 @@ class HiddenGrantRowsTest(TempDirTest):
         with GrantStore(database=self.store.db) as grants:
             self.assertEqual(grants.against_log().revoked, {})
 
+    def test_an_approval_entry_a_sidecar_wrote_keeps_nothing(self) -> None:
+        """A sidecar appends an approval entry recording a grant that has no row: it can write the entry, not seal
+        it, so no list shows a grant 'kept by the log' that the host never made (nor a flood of them)."""
+        record = {"id": "f" * 32, "tool": TOOL_EGRESS_ALLOW, "subject": {"host": "evil.example", "methods": [],
+                                                                         "paths": []},
+                  "starts_at": self.grant.starts_at, "ends_at": self.grant.ends_at, "rule_id": None}
+        conn = sqlite3.connect(self.db, isolation_level=None)
+        try:
+            conn.execute("INSERT INTO audit_log (seq, ts, queue_key, action, tool, actor, notes, diff, details, "
+                         "prev_hash, hash) SELECT max(seq) + 1, ts, 'web-1', 'approved', 'egress-allow', "
+                         "'root@host', 'ok', '', json_object('grant', json(:grant)), hash, hex(randomblob(32)) "
+                         "FROM audit_log", {"grant": json.dumps(record)})
+        finally:
+            conn.close()
+        with GrantStore(database=self.store.db) as grants:
+            self.assertEqual(grants.against_log().kept, [])
+        self.assertNotIn("f" * 8, self.run_cli("grants", "list").stdout)
+
     def fresh_grant(self, hiding: str) -> Grant:
         """A grant of its own for each hiding: web-1's, then one of another bottle each."""
         if hiding == next(iter(HIDINGS)):
