@@ -14,7 +14,6 @@ its row is gone.
 from __future__ import annotations
 
 import json
-import sqlite3
 from datetime import UTC, datetime
 
 from bot_bottle.audit.grant_entries import RowsAgainstLog
@@ -22,11 +21,8 @@ from bot_bottle.cli.dashboard.pages import grants_section
 from bot_bottle.cli.in_force import KEPT_BY_LOG, grant_subjects, grants_listed
 from bot_bottle.decisions import decide
 from bot_bottle.grant_records import Grant
-from bot_bottle.grants import GrantStore
-from bot_bottle.paths import host_db_path
-from bot_bottle.queue_store import QueueStore
 from bot_bottle.records import STATUS_APPROVED, TOOL_EGRESS_ALLOW, TOOL_EGRESS_BLOCK
-from tests.helpers.support import TempDirTest
+from tests.helpers.host_grants import HostGrantsCase
 
 # How a sidecar hides the row, by the grant's id (``:id``); each is undone by putting the row back as it was.
 HIDINGS = {
@@ -38,37 +34,20 @@ HIDINGS = {
 }
 
 
-class HiddenGrantRowsTest(TempDirTest):
+class HiddenGrantRowsTest(HostGrantsCase):
     def setUp(self) -> None:
         super().setUp()
-        self.db = host_db_path()
-        self.store = QueueStore(self.db)
-        self.addCleanup(self.store.close)
-        filed = self.store.submit("web-1", TOOL_EGRESS_ALLOW, '{"host": "pastebin.com"}', "paste the logs")
-        decide(filed.id, STATUS_APPROVED, "for today", store=self.store)
-        with GrantStore(database=self.store.db) as grants:
-            (self.grant,) = grants.listing("web-1")
+        self.grant = self.grants.find(self.approve("web-1", {"host": "pastebin.com"}))
 
     def sidecar(self, sql: str, grant_id: str) -> None:
-        """Write the host's file as a sidecar on the mount does: its triggers dropped first."""
-        conn = sqlite3.connect(self.db, isolation_level=None)
-        try:
-            for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'trigger' "
-                                        "AND tbl_name = 'grants'").fetchall():
-                conn.execute(f'DROP TRIGGER "{name}"')
-            conn.execute(sql, {"id": grant_id})
-        finally:
-            conn.close()
+        """Write the host's file as a sidecar on the mount does: the grants' triggers dropped first."""
+        self.raw(sql, {"id": grant_id}, untriggered="grants")
 
     def put_back(self, grant: Grant) -> None:
         """The sidecar puts the row back as the host wrote it."""
         self.sidecar("DELETE FROM grants WHERE id = :id", grant.id)
-        conn = sqlite3.connect(self.db, isolation_level=None)
-        try:
-            values = tuple(grant.__dict__.values())
-            conn.execute(f"INSERT INTO grants VALUES ({', '.join('?' * len(values))})", values)
-        finally:
-            conn.close()
+        values = {f"v{index}": value for index, value in enumerate(grant.__dict__.values())}
+        self.raw(f"INSERT INTO grants VALUES ({', '.join(':' + name for name in values)})", values)
 
     def test_every_list_shows_a_hidden_grant_marked_and_revoke_ends_it(self) -> None:
         """BROKE before the fix: each hiding took the grant out of 'grants list' ('no grants in force'), 'bottles
@@ -88,16 +67,14 @@ class HiddenGrantRowsTest(TempDirTest):
                 self.assertEqual(shown["note"], KEPT_BY_LOG)
                 self.assertEqual(shown["ends_at"], grant.ends_at)  # the log's word, not the row's
                 self.assertIn("[kept by the log] ", self.run_cli("bottles", "show", grant.queue_key).stdout)
-                with GrantStore(database=self.store.db) as grants:
-                    on_screens = grants_listed(grants)
-                    page = grants_section(on_screens.grants, datetime.now(UTC), root="/r", csrf="t",
-                                          subjects=grant_subjects(grants, on_screens.grants), listed=on_screens)
+                on_screens = grants_listed(self.grants)
+                page = grants_section(on_screens.grants, datetime.now(UTC), root="/r", csrf="t",
+                                      subjects=grant_subjects(self.grants, on_screens.grants), listed=on_screens)
                 self.assertIn(grant.short_id, page)
                 self.assertIn("kept by the audit log", page)
                 revoked = self.run_cli("grants", "revoke", grant.short_id, "--reason", "no pastes")
                 self.assertEqual(revoked.returncode, 0, revoked.stderr)
-                with GrantStore(database=self.store.db) as grants:
-                    self.assertEqual(grants.against_log().kept, [])
+                self.assertEqual(self.grants.against_log().kept, [])
                 self.assertNotIn(grant.short_id, self.run_cli("grants", "list").stdout)
 
     def test_a_revoked_grant_whose_row_is_put_back_is_marked_revoked(self) -> None:
@@ -132,19 +109,11 @@ class HiddenGrantRowsTest(TempDirTest):
         listed = self.run_cli("grants", "list")
         self.assertEqual((listed.returncode, listed.stderr), (0, ""))
         self.assertNotIn("kept by the log", listed.stdout)
-        with GrantStore(database=self.store.db) as grants:
-            self.assertEqual(grants.against_log(), RowsAgainstLog([], {}))
-            (live,) = grants.listing()  # the second routes file's
-        conn = sqlite3.connect(self.db, isolation_level=None)
-        try:
-            conn.execute("INSERT INTO audit_log (seq, ts, queue_key, action, tool, actor, notes, diff, details, "
-                         "prev_hash, hash) SELECT max(seq) + 1, ts, 'web-2', 'grant-revoked', 'egress-block', "
-                         "'root@vm', 'forged', '', json_object('grant', :id), hash, hex(randomblob(32)) FROM audit_log",
-                         {"id": live.id})
-        finally:
-            conn.close()
-        with GrantStore(database=self.store.db) as grants:
-            self.assertEqual(grants.against_log().revoked, {})
+        self.assertEqual(self.grants.against_log(), RowsAgainstLog([], {}))
+        (live,) = self.grants.listing()  # the second routes file's
+        self.append_entry("'web-2', 'grant-revoked', 'egress-block', 'root@vm', 'forged', '', "
+                          "json_object('grant', :grant)", live.id)
+        self.assertEqual(self.grants.against_log().revoked, {})
 
     def test_an_approval_entry_a_sidecar_wrote_keeps_nothing(self) -> None:
         """A sidecar appends an approval entry recording a grant that has no row: it can write the entry, not seal
@@ -152,25 +121,19 @@ class HiddenGrantRowsTest(TempDirTest):
         record = {"id": "f" * 32, "tool": TOOL_EGRESS_ALLOW, "subject": {"host": "evil.example", "methods": [],
                                                                          "paths": []},
                   "starts_at": self.grant.starts_at, "ends_at": self.grant.ends_at, "rule_id": None}
-        conn = sqlite3.connect(self.db, isolation_level=None)
-        try:
-            conn.execute("INSERT INTO audit_log (seq, ts, queue_key, action, tool, actor, notes, diff, details, "
-                         "prev_hash, hash) SELECT max(seq) + 1, ts, 'web-1', 'approved', 'egress-allow', "
-                         "'root@host', 'ok', '', json_object('grant', json(:grant)), hash, hex(randomblob(32)) "
-                         "FROM audit_log", {"grant": json.dumps(record)})
-        finally:
-            conn.close()
-        with GrantStore(database=self.store.db) as grants:
-            self.assertEqual(grants.against_log().kept, [])
+        self.append_entry("'web-1', 'approved', 'egress-allow', 'root@host', 'ok', '', "
+                          "json_object('grant', json(:grant))", json.dumps(record))
+        self.assertEqual(self.grants.against_log().kept, [])
         self.assertNotIn("f" * 8, self.run_cli("grants", "list").stdout)
+
+    def append_entry(self, values: str, grant: str) -> None:
+        """A sidecar appends an audit entry with ``values`` (queue_key to details; ``:grant`` is ``grant``),
+        linked to the last entry's hash, which it can compute, and with no seal, which it cannot make."""
+        self.raw("INSERT INTO audit_log (seq, ts, queue_key, action, tool, actor, notes, diff, details, prev_hash, "
+                 f"hash) SELECT max(seq) + 1, ts, {values}, hash, hex(randomblob(32)) FROM audit_log", {"grant": grant})
 
     def fresh_grant(self, hiding: str) -> Grant:
         """A grant of its own for each hiding: web-1's, then one of another bottle each."""
         if hiding == next(iter(HIDINGS)):
             return self.grant
-        bottle = f"web-{3 + list(HIDINGS).index(hiding)}"
-        filed = self.store.submit(bottle, TOOL_EGRESS_ALLOW, '{"host": "pastebin.com"}', "paste the logs")
-        decide(filed.id, STATUS_APPROVED, "for today", store=self.store)
-        with GrantStore(database=self.store.db) as grants:
-            (grant,) = grants.listing(bottle)
-        return grant
+        return self.grants.find(self.approve(f"web-{3 + list(HIDINGS).index(hiding)}", {"host": "pastebin.com"}))

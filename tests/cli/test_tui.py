@@ -363,15 +363,7 @@ class TuiTest(TempDirTest):
         approved = self.store.submit("web-3", TOOL_EGRESS_BLOCK, evil, "routine", current_file=first)
         decide(approved.id, STATUS_APPROVED, store=self.store)
         self.store.submit("web-3", TOOL_EGRESS_BLOCK, evil + "- c.example\n", "routine", current_file=evil)
-        raw = sqlite3.connect(self.db)
-        try:
-            with raw:
-                for (name,) in raw.execute("SELECT name FROM sqlite_master WHERE type = 'trigger' "
-                                           "AND tbl_name = 'grants'").fetchall():
-                    raw.execute(f'DROP TRIGGER "{name}"')
-                raw.execute("UPDATE grants SET queue_key = 'web-9' WHERE proposal_id = ?", (approved.id,))
-        finally:
-            raw.close()
+        self.sidecar_rewrites_grants("UPDATE grants SET queue_key = 'web-9' WHERE proposal_id = ?", approved.id)
         self.assertIn("routes file: adds c.example", self.term.wait_for("4 pending"))
         self.open_the_grants_view()
         self.revoke_the_selected_grant("evil-exfil must go")
@@ -389,16 +381,8 @@ class TuiTest(TempDirTest):
         with GrantStore(self.db) as grants:
             made = grants.for_proposal(self.route.id)
         assert made is not None
-        raw = sqlite3.connect(self.db)
-        try:
-            with raw:
-                for (name,) in raw.execute("SELECT name FROM sqlite_master WHERE type = 'trigger' "
-                                           "AND tbl_name = 'grants'").fetchall():
-                    raw.execute(f'DROP TRIGGER "{name}"')
-                raw.execute("UPDATE grants SET revoked_at = starts_at, revoked_by = 'root@vm', revoke_reason = 'x', "
-                            "revoke_seq = 1 WHERE id = ?", (made.id,))
-        finally:
-            raw.close()
+        self.sidecar_rewrites_grants("UPDATE grants SET revoked_at = starts_at, revoked_by = 'root@vm', "
+                                     "revoke_reason = 'x', revoke_seq = 1 WHERE id = ?", made.id)
         self.open_the_grants_view()
         screen = self.term.wait_for("kept by the audit log: its row in the file is missing, revoked or ended")
         self.assertIn(f"{made.short_id}  web-2", screen)
@@ -424,6 +408,19 @@ class TuiTest(TempDirTest):
         self.term.send("b")
         self.term.wait_for("2 pending")
         self.quit()
+
+    def sidecar_rewrites_grants(self, sql: str, row_id: str) -> None:
+        """What a sidecar on the mount does to the grants table (``sql``, its one parameter ``row_id``): its
+        triggers dropped first, as the file's are its to drop."""
+        raw = sqlite3.connect(self.db)
+        try:
+            with raw:
+                for (name,) in raw.execute("SELECT name FROM sqlite_master WHERE type = 'trigger' "
+                                           "AND tbl_name = 'grants'").fetchall():
+                    raw.execute(f'DROP TRIGGER "{name}"')
+                raw.execute(sql, (row_id,))
+        finally:
+            raw.close()
 
     def open_the_grants_view(self) -> None:
         """``v``, once the list has settled: the one grant in force listed, and selected."""

@@ -56,13 +56,18 @@ class HostGrantsCase(TempDirTest):
         self.assertEqual(done.returncode, 0, done.stderr)
         return done.stdout
 
-    def raw(self, statement: str, params: dict[str, Any] | None = None, *, unchecked: bool = False) -> None:
+    def raw(self, statement: str, params: dict[str, Any] | None = None, *, unchecked: bool = False,
+            untriggered: str | None = None) -> None:
         """What a sidecar on the mount writes into the file with a connection of its own, past bot-bottle;
-        ``unchecked``: with the file's CHECK constraints off, as that writer may have them."""
+        ``unchecked``: with the file's CHECK constraints off, as that writer may have them; ``untriggered``: the
+        table whose triggers it drops first (they are the file's, and it can)."""
         conn = sqlite3.connect(Path(self.db), isolation_level=None)
         try:
             if unchecked:
                 conn.execute("PRAGMA ignore_check_constraints = ON")
+            for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'trigger' AND tbl_name = ?",
+                                        (untriggered,)).fetchall():
+                conn.execute(f'DROP TRIGGER "{name}"')
             conn.execute(statement, params or {})
         finally:
             conn.close()
