@@ -91,9 +91,24 @@ def _logged_grants(conn: sqlite3.Connection, tool: str | None, queue_key: str | 
             grant = _logged_grant(seq, bottle, proposal_id, actor, json.loads(record))
         except (TypeError, ValueError):
             continue  # no JSON: an entry the host did not write this way ('audit verify' names it)
-        if grant is not None and grant.id not in revoked:
+        if grant is not None:
             found.append(grant)
-    return sorted(found, key=lambda grant: grant.audit_seq), revoked
+    ended = _sealed_revocations(conn, rows, {grant.id for grant in found if grant.id in revoked})
+    return sorted((grant for grant in found if grant.id not in ended), key=lambda grant: grant.audit_seq), revoked
+
+
+def _sealed_revocations(conn: sqlite3.Connection, rows: list[Any], named: set[str]) -> set[str]:
+    """Of the grant ids ``named``, those a ``grant-revoked`` entry among ``rows`` (``_logged_grants``' read) names
+    that this host's seal proves as it reads now. A sidecar on the mount can append a revocation entry naming a
+    grant, not seal it: it deleted the grant's row and appended one, and every list (and a standing rejection)
+    passed the grant by as revoked, so the operator never saw it, and it was in force again once the row was put
+    back (hostile review 59). Only the entries naming a grant the log records as made are read again."""
+    seqs = [seq for action, seq, *_, record in rows if action == ACTION_GRANT_REVOKED and record in named]
+    if not seqs:
+        return set()
+    entries = conn.execute(f"{SELECT} WHERE seq IN (SELECT value FROM json_each(:seqs)) ORDER BY seq",
+                           {"seqs": json.dumps(seqs)})
+    return {str((stored_details(row[9]) or {}).get("grant")) for row in sealed_rows(conn, entries)}
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,71 @@
+"""Hostile review 59: a sidecar on the mount against the grants the audit log keeps (``[kept by the log]``).
+
+Review 57's leftover made every list show a grant whose row a sidecar hid, from
+its sealed approval entry, and ``grants revoke`` end it. A sidecar can still
+write the file's rows and append entries it cannot seal: each test here is one
+way it used that to hide such a grant from every list again, or to have the
+operator's revocation of it refused.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+from bot_bottle.decisions import decide
+from bot_bottle.grants import GrantStore
+from bot_bottle.paths import host_db_path
+from bot_bottle.queue_store import QueueStore
+from bot_bottle.records import STATUS_APPROVED, TOOL_EGRESS_ALLOW
+from tests.helpers.support import TempDirTest
+
+
+class KeptGrantForgeriesTest(TempDirTest):
+    def setUp(self) -> None:
+        super().setUp()
+        self.db = host_db_path()
+        self.store = QueueStore(self.db)
+        self.addCleanup(self.store.close)
+        filed = self.store.submit("web-1", TOOL_EGRESS_ALLOW, '{"host": "pastebin.com"}', "paste the logs")
+        decide(filed.id, STATUS_APPROVED, "for today", store=self.store)
+        with GrantStore(database=self.store.db) as grants:
+            (self.grant,) = grants.listing("web-1")
+
+    def sidecar(self, *statements: str) -> None:
+        """Write the host's file as a sidecar on the mount does: its triggers dropped first, then ``statements``
+        (``:id``: the grant's id)."""
+        conn = sqlite3.connect(self.db, isolation_level=None)
+        try:
+            for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'").fetchall():
+                conn.execute(f'DROP TRIGGER "{name}"')
+            for sql in statements:
+                conn.execute(sql, {"id": self.grant.id, "short": self.grant.short_id})
+        finally:
+            conn.close()
+
+    def assert_listed_and_revocable(self, revoke_by: str) -> None:
+        """The grant is listed kept by the log, and 'grants revoke' (by ``revoke_by``) ends it for good."""
+        listed = self.run_cli("grants", "list")
+        self.assertIn(self.grant.short_id, listed.stdout)
+        self.assertIn("[kept by the log] ", listed.stdout)
+        revoked = self.run_cli("grants", "revoke", revoke_by, "--reason", "no pastes")
+        self.assertEqual(revoked.returncode, 0, revoked.stderr)
+        with GrantStore(database=self.store.db) as grants:
+            self.assertEqual(grants.against_log().kept, [])
+
+    def test_an_unsealed_revocation_entry_does_not_hide_a_kept_grant(self) -> None:
+        """BROKE before the fix: the sidecar deleted the row and appended a 'grant-revoked' entry naming the grant
+        (no seal): the log's reading took any revocation entry as a revocation, so no list showed the grant, and
+        once the row was put back it was in force again, the operator never having seen it."""
+        self.sidecar("DELETE FROM grants WHERE id = :id",
+                     "INSERT INTO audit_log (seq, ts, queue_key, action, tool, actor, notes, diff, details, prev_hash, "
+                     "hash) SELECT max(seq) + 1, strftime('%Y-%m-%dT%H:%M:%fZ', 'now'), 'web-1', 'grant-revoked', "
+                     "'egress-allow', 'root@vm', 'forged', '', json_object('grant', :id), hash, hex(randomblob(32)) "
+                     "FROM audit_log")
+        listed = self.run_cli("grants", "list")
+        self.assertIn(self.grant.short_id, listed.stdout)
+        self.assertIn("[kept by the log] ", listed.stdout)
+        with GrantStore(database=self.store.db) as grants:
+            self.assertEqual([grant.id for grant in grants.against_log().kept], [self.grant.id])
+        # Nothing more is recorded past the sidecar's unsealed entry until the operator sets it aside; then the
+        # grant is revoked for good.
+        self.assert_clean_error(self.run_cli("grants", "revoke", self.grant.short_id, "--reason", "x"), 1, "no seal")
