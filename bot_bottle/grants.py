@@ -25,6 +25,7 @@ from bot_bottle.audit.grant_entries import (
     claimed_grants_in,
     decision_rule_entry,
     ended_by_rule_in,
+    grant_made_by,
     logged_live_grants,
     revocation_entry,
     revocation_refusal,
@@ -33,7 +34,7 @@ from bot_bottle.audit.grant_entries import (
 )
 from bot_bottle.audit_store import AuditRecorder, AuditStore
 from bot_bottle.db import DatabaseUser
-from bot_bottle.errors import AlreadyEnded, NotFound, ValidationError
+from bot_bottle.errors import AlreadyEnded, AmbiguousId, NotFound, ValidationError
 from bot_bottle.grant_records import GRANT_COLUMNS, RULE_COLUMNS, Grant, Rule, grant_from_row, rule_from_row
 from bot_bottle.policy.approval import subject_kinds
 from bot_bottle.policy.lifetimes import DEFAULT_PENDING_TTL, MAX_PENDING_TTL, MIN_PENDING_TTL, pending_ttl_seconds
@@ -411,15 +412,26 @@ class GrantStore(DatabaseUser):
 
 
 def _named_grant(conn: sqlite3.Connection, prefix: str, now: str) -> Grant:
-    """The grant whose id starts with ``prefix``: its row, or where no row has such an id, the one grant the audit
-    log keeps in force by it (``rows_against_log_in``: a sidecar deleted its row; the lists show the grant)."""
-    try:
-        return grant_from_row(one_by_id_prefix(conn, "grants", _GRANT_BY_ID, prefix, "grant"))
+    """The grant whose id starts with ``prefix``: its row, or the grant the log keeps by that id, as its sealed
+    approval records it (``rows_against_log_in``); ``AmbiguousId`` where a row and a kept grant of other ids match.
+    Not only where no row matches: a sidecar wrote an ended row sharing a kept grant's short id, or ended the kept
+    grant's row and pointed its ``audit_seq`` elsewhere, and 'grants revoke' said "nothing to revoke" (review 59)."""
+    try:  # validates the prefix (4-32 hex digits, upper case folded)
+        row: Grant | None = grant_from_row(one_by_id_prefix(conn, "grants", _GRANT_BY_ID, prefix, "grant"))
     except NotFound:
-        kept = [grant for grant in rows_against_log_in(conn, None, now).kept if grant.id.startswith(prefix.lower())]
-        if len(kept) != 1:
-            raise
-        return kept[0]
+        row = None  # the log may keep one by it (its row deleted)
+    if row is not None and row.id == prefix.lower() and row.revoked_at is None and str(row.ends_at) > now \
+            and getattr(grant_made_by(conn, row.audit_seq), "id", None) == row.id:
+        return row  # a whole id naming a row in force that its sealed approval proves: no read of the log's months
+    kept = {grant.id: grant for grant in rows_against_log_in(conn, None, now).kept
+            if grant.id.startswith(prefix.lower())}
+    if row is not None and row.id in kept:  # the log's word on it (its approval entry, its end), not the row's
+        return kept[row.id]
+    ids = sorted({*kept, *([] if row is None else [str(row.id)])})
+    if len(ids) != 1:
+        raise AmbiguousId(f"{prefix!r} matches several grants ({', '.join(ids[:8])}): give more digits") if ids \
+            else NotFound(f"no grant id starts with {prefix!r}")
+    return row if row is not None else kept[ids[0]]
 
 
 def _revoke_rule_in(log: AuditRecorder, rule: Rule, reason: str, revoked_by: str) -> Rule:

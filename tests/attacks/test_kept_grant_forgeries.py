@@ -69,3 +69,28 @@ class KeptGrantForgeriesTest(TempDirTest):
         # Nothing more is recorded past the sidecar's unsealed entry until the operator sets it aside; then the
         # grant is revoked for good.
         self.assert_clean_error(self.run_cli("grants", "revoke", self.grant.short_id, "--reason", "x"), 1, "no seal")
+
+    def test_a_hidden_row_that_claims_another_entry_is_still_revoked(self) -> None:
+        """BROKE before the fix: the sidecar marked the row ended and pointed its audit_seq at another entry: the
+        list showed the grant kept by the log (its sealed approval's word), but 'grants revoke' read the row's end
+        alone and said "ended ...: nothing to revoke", recording nothing, by its short id and by its whole id."""
+        self.sidecar("UPDATE grants SET starts_at = '2026-01-01T00:00:00.000000Z', "
+                     "ends_at = '2026-01-02T00:00:00.000000Z', audit_seq = 0 WHERE id = :id")
+        self.assert_listed_and_revocable(self.grant.id)
+
+    def test_an_ended_row_sharing_the_short_id_does_not_take_the_revocation(self) -> None:
+        """BROKE before the fix: the sidecar deleted the row and wrote an ended one whose id shares the grant's
+        short id (no list shows it: not in force); the command the list's warning names ('grants revoke SHORT')
+        found that row and said it ended, and the grant the log keeps was never revoked."""
+        self.sidecar("UPDATE grants SET id = :short || substr('eeeeeeeeeeeeeeeeeeeeeeeeeeeeeeee', 9), "
+                     "ends_at = '2026-01-02T00:00:00.000000Z', starts_at = '2026-01-01T00:00:00.000000Z', "
+                     "audit_seq = 0 WHERE id = :id")
+        listed = self.run_cli("grants", "list")
+        self.assertIn("[kept by the log] ", listed.stdout)
+        revoked = self.run_cli("grants", "revoke", self.grant.short_id, "--reason", "no pastes")
+        # Both match the short id: the operator is told so, not that the kept grant ended; its whole id ends it.
+        self.assertNotEqual(revoked.returncode, 0)
+        self.assertIn("matches several", revoked.stderr)
+        self.assert_listed_and_revocable(self.grant.id)
+
+
