@@ -25,10 +25,10 @@ from bot_bottle.audit.grant_entries import (
     claimed_grants_in,
     decision_rule_entry,
     ended_by_rule_in,
-    grant_made_by,
     logged_live_grants,
     revocation_entry,
     revocation_refusal,
+    row_proven,
     rows_against_log_in,
     sealed_rule_revocation,
 )
@@ -421,7 +421,7 @@ def _named_grant(conn: sqlite3.Connection, prefix: str, now: str) -> Grant:
     except NotFound:
         row = None  # the log may keep one by it (its row deleted)
     if row is not None and row.id == prefix.lower() and row.revoked_at is None and str(row.ends_at) > now \
-            and getattr(grant_made_by(conn, row.audit_seq), "id", None) == row.id:
+            and row_proven(conn, row):
         return row  # a whole id naming a row in force that its sealed approval proves: no read of the log's months
     kept = {grant.id: grant for grant in rows_against_log_in(conn, None, now).kept
             if grant.id.startswith(prefix.lower())}

@@ -132,9 +132,10 @@ def rows_against_log_in(conn: sqlite3.Connection, queue_key: str | None, now: st
     read once (0.18 s at a million entries here); the whole log only for a row in force that a revocation names.
     """
     logged, revocations = _logged_grants(conn, None, queue_key, now)
-    rows = {str(row[0]) for row in conn.execute(
-        "SELECT id FROM grants WHERE revoked_at IS NULL AND ends_at > :now "
+    shown = {str(row[0]): tuple(row[1:]) for row in conn.execute(
+        "SELECT id, queue_key, tool, subject, ends_at FROM grants WHERE revoked_at IS NULL AND ends_at > :now "
         "AND (:queue_key IS NULL OR queue_key = :queue_key)", {"now": now, "queue_key": queue_key})}
+    rows = set(shown)
     revoked: dict[str, str] = {}
     named = sorted(rows & {str(grant_id) for grant_id in revocations})
     if named:  # rows a revocation names: each held to this host's seal (a sidecar can write an entry, not a seal)
@@ -144,13 +145,28 @@ def rows_against_log_in(conn: sqlite3.Connection, queue_key: str | None, now: st
         for row in sealed_rows(conn, entries):
             grant_id = str((stored_details(row[9]) or {}).get("grant"))
             revoked.setdefault(grant_id, f"revoked at {row[1]} by {row[6]} (audit entry {row[0]})")
-    hidden = [grant for grant in logged if grant.id not in rows]
+    # A row in force shows the grant only where it says what the log's entry does: a sidecar rewrote a live row's
+    # subject (or bottle, tool, end) to a harmless one, and the list showed that, unmarked, while the log's grant,
+    # back in force once the row was, went unseen (hostile review 59).
+    hidden = [grant for grant in logged if shown.get(grant.id) != _said(grant)]
     if hidden:  # each held to this host's seal too: a sidecar can append an approval entry naming a grant, not seal it
         entries = conn.execute(f"{SELECT} WHERE seq IN (SELECT value FROM json_each(:seqs)) ORDER BY seq",
                                {"seqs": json.dumps([grant.audit_seq for grant in hidden])})
         sealed = {row[0] for row in sealed_rows(conn, entries)}
         hidden = [grant for grant in hidden if grant.audit_seq in sealed]
     return RowsAgainstLog(hidden, revoked)
+
+
+def _said(grant: Grant) -> tuple[object, ...]:
+    """What a grant's row says of it that a list shows: its bottle, tool, subject and end."""
+    return grant.queue_key, grant.tool, grant.subject, grant.ends_at
+
+
+def row_proven(conn: sqlite3.Connection, row: Grant) -> bool:
+    """Whether grant row ``row`` says what the approval entry it claims (its ``audit_seq``), sealed by this host,
+    records of the grant it made: its id, bottle, tool, subject and end (``grant_made_by``)."""
+    made = grant_made_by(conn, row.audit_seq)
+    return made is not None and made.id == row.id and _said(made) == _said(row)
 
 
 def recorded_grant_id(details: object) -> str | None:

@@ -36,9 +36,9 @@ _KEPT_AS_DIGESTS = (TOOL_EGRESS_BLOCK, TOOL_GITLEAKS_ALLOW)
 
 
 # What every list says of a grant whose row and the audit log disagree (``grants_listed``).
-KEPT_BY_LOG = ("kept by the audit log: its row in the file is missing, revoked or ended, but the log records it made "
-               "and not revoked; nothing passes it on while the row says so, and a sidecar that puts the row back "
-               "has it in force again: revoke it to end it for good")
+KEPT_BY_LOG = ("kept by the audit log: its row in the file is missing, revoked, ended or rewritten, but the log "
+               "records it made, as shown here, and not revoked; nothing passes it on while the row says so, and a "
+               "sidecar that puts the row back has it in force again: revoke it to end it for good")
 REVOKED_IN_LOG = ("its row in the file says in force, but the audit log records it {revoked}: a sidecar rewrote the "
                   "row; the relay does not pass it on, sidecars that read the file do ('bot-bottle audit verify' "
                   "names the row)")

@@ -93,4 +93,24 @@ class KeptGrantForgeriesTest(TempDirTest):
         self.assertIn("matches several", revoked.stderr)
         self.assert_listed_and_revocable(self.grant.id)
 
-
+    def test_a_live_row_rewritten_to_say_something_else_shows_the_log_grant(self) -> None:
+        """BROKE before the fix: the sidecar rewrote the live row's subject to a harmless host (or its bottle to
+        another): 'grants list' showed 'docs.python.org', unmarked, while the log's grant by that id, back in force
+        once the row was put back, lets pastebin.com through; now the log's grant is listed, marked."""
+        for rewrite in ("UPDATE grants SET subject = '{\"host\":\"docs.python.org\",\"methods\":[],\"paths\":[]}' "
+                        "WHERE id = :id", "UPDATE grants SET queue_key = 'web-9' WHERE id = :id"):
+            with self.subTest(rewrite=rewrite):
+                self.sidecar(rewrite)
+                listed = self.run_cli("grants", "list")
+                self.assertIn("[kept by the log] pastebin.com", listed.stdout)
+                self.assertIn(f"{self.grant.short_id}\tweb-1", listed.stdout)
+                self.assertNotIn("docs.python.org", listed.stdout)
+                self.assertNotIn("web-9", listed.stdout)
+                self.sidecar("DELETE FROM grants WHERE id = :id")
+                conn = sqlite3.connect(self.db, isolation_level=None)
+                try:
+                    values = tuple(self.grant.__dict__.values())
+                    conn.execute(f"INSERT INTO grants VALUES ({', '.join('?' * len(values))})", values)
+                finally:
+                    conn.close()
+                self.assertNotIn("kept by the log", self.run_cli("grants", "list").stdout)  # put back: agrees

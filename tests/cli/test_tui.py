@@ -384,7 +384,8 @@ class TuiTest(TempDirTest):
         self.sidecar_rewrites_grants("UPDATE grants SET revoked_at = starts_at, revoked_by = 'root@vm', "
                                      "revoke_reason = 'x', revoke_seq = 1 WHERE id = ?", made.id)
         self.open_the_grants_view()
-        screen = self.term.wait_for("kept by the audit log: its row in the file is missing, revoked or ended")
+        screen = self.term.wait_for("kept by the audit log: its row in the file is missing, revoked, ended or "
+                                    "rewritten")
         self.assertIn(f"{made.short_id}  web-2", screen)
         self.assertIn("[kept by the log] pypi.org", screen)
         self.revoke_the_selected_grant("no mirror")
