@@ -40,6 +40,7 @@ from bot_bottle.policy.approval import approval_of
 from bot_bottle.policy.subjects import subject_of
 from bot_bottle.queue_store import QueueStore
 from bot_bottle.records import (
+    ACTION_GRANT_REVOKED,
     MAX_PAYLOAD_BYTES,
     SHORT_ID_LENGTH,
     STATUS_APPROVED,
@@ -195,7 +196,9 @@ def check_launch_routes(store: QueueStore, bottle: str, text: str) -> int:
     message that said nothing was recorded (tests/attacks/test_launch_routes_files.py). Returns the last audit
     entry its look held to the seal (0: none), which a later look need not walk again. That is 0 too where it
     found the file approved and its grant in force: the filing then walks the whole log, so a revocation of that
-    grant recorded between the two is seen (tests/attacks/test_launch_routes_refusals.py)."""
+    grant recorded between the two is seen (tests/attacks/test_launch_routes_refusals.py); where it found the
+    approval by the log alone, the filing walks the whole log again on a revocation of the bottle's routes grant
+    since (``_sealed_rejection``)."""
     now = utc_now()
     with store.db.read() as conn:
         found = store.still_answering_in(conn, bottle, TOOL_EGRESS_BLOCK, text, sha256_text(text), now)
@@ -261,10 +264,11 @@ def _sealed_rejection(conn: sqlite3.Connection, bottle: str, text: str,
     if key is None or anchor is None:  # no entry carries this host's seal yet: no rejection is proven
         return None, proven
     answers: list[int] = []
+    revoked: list[int] = []
 
     def seen(seq: int, queue_key: str, action: str, tool: str | None) -> None:
-        if queue_key == bottle and tool == TOOL_EGRESS_BLOCK and action in _ANSWERS:
-            answers.append(seq)
+        if queue_key == bottle and tool == TOOL_EGRESS_BLOCK and action in (*_ANSWERS, ACTION_GRANT_REVOKED):
+            (revoked if action == ACTION_GRANT_REVOKED else answers).append(seq)
 
     end = max(last_seq(conn), anchor.seq)
     problem = sealed_in_order(conn, max(anchor.restarted_at, proven) + 1, end, key, seen)
@@ -279,6 +283,13 @@ def _sealed_rejection(conn: sqlite3.Connection, bottle: str, text: str,
             if row[3] != STATUS_REJECTED:
                 _hold_revoked(conn, bottle, row, end)
             return (str(row[5]), str(row[6]), str(row[1])) if row[3] == STATUS_REJECTED else None, end
+    if revoked and proven > 0:
+        # The newest answer on this file is in the entries walked before, and a routes grant of the bottle was
+        # revoked since: it may be that answer's. prepare's check found the file's approval by the log alone (a
+        # sidecar had rewritten its proposal, so no proposal answered it) and walked on; the operator revoked
+        # its grant before the filing, which walked only the entries since, found no answer there, and recorded
+        # the file approved again, in the operator's name (hostile review 59). Rare: walked again whole.
+        return _sealed_rejection(conn, bottle, text, 0)
     return None, end
 
 

@@ -21,6 +21,7 @@ from bot_bottle.audit_store import AuditStore
 from bot_bottle.cli.launch_routes import check_launch_routes, record_launch_routes
 from bot_bottle.decisions import decide
 from bot_bottle.errors import ValidationError
+from bot_bottle.paths import host_db_path
 from bot_bottle.queue_store import QueueStore
 from bot_bottle.records import STATUS_APPROVED, STATUS_REJECTED, TOOL_EGRESS_BLOCK
 from tests.helpers.support import TempDirTest
@@ -159,6 +160,31 @@ class LaunchRoutesRefusalsTest(TempDirTest):
             record_launch_routes(self.store, "web-1", EVIL, checked=checked)
         self.assertIn("was revoked by", str(refused.exception))
         self.assertIn("nothing recorded", str(refused.exception))
+        self.assertEqual(self.audit_count(), count)
+        self.assert_not_in_force("web-1")
+
+    def test_a_revocation_between_the_check_and_the_filing_refuses_with_no_proposal_answering(self) -> None:
+        """BROKE before the fix (hostile review 59): as above, but the sidecar first rewrote the approved
+        proposal's payload, so no proposal still answered the file and prepare's check found its approval by the
+        log alone, walked on and returned the last entry it walked; the operator's revocation came after that, the
+        filing walked only the entries since, found no answer on the file there, and recorded it approved again."""
+        filed = self.store.for_bottle("web-1").submit(TOOL_EGRESS_BLOCK, EVIL, "I need it", None)
+        decide(filed.id, STATUS_APPROVED, "ok", store=self.store)
+        grant = self.grant_of(filed.id)
+        conn = sqlite3.connect(host_db_path(), isolation_level=None)
+        try:
+            for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'").fetchall():
+                conn.execute(f'DROP TRIGGER "{name}"')
+            conn.execute("UPDATE proposals SET payload = payload || ' ' WHERE id = ?", (filed.id,))
+        finally:
+            conn.close()
+        checked = check_launch_routes(self.store, "web-1", EVIL)
+        self.assertNotEqual(checked, 0)  # it walked the log, and the filing need not again
+        self.assertEqual(self.run_cli("grants", "revoke", grant[:8], "--reason", "evil-exfil must go").returncode, 0)
+        count = self.audit_count()
+        with self.assertRaises(ValidationError) as refused:
+            record_launch_routes(self.store, "web-1", EVIL, checked=checked)
+        self.assertIn("was revoked by", str(refused.exception))
         self.assertEqual(self.audit_count(), count)
         self.assert_not_in_force("web-1")
 
