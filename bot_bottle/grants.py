@@ -305,9 +305,10 @@ class GrantStore(DatabaseUser):
         A grant already revoked or ended is refused in one line, nothing written.
         """
         validate_text("reason", reason, max_bytes=MAX_TEXT_BYTES, required=True)
+        with self.db.read() as conn:  # not under the write lock: a short id reads the log's months (0.18 s a million)
+            grant = _named_grant(conn, prefix, utc_now())
         with AuditStore.recording(self.db) as log:
             now = utc_now()
-            grant = _named_grant(log.conn, prefix, now)
             refusal = revocation_refusal(log.conn, grant, now)  # the log's word, not the row's (hostile review 57)
             if refusal is not None:
                 raise AlreadyEnded(refusal)
@@ -412,10 +413,9 @@ class GrantStore(DatabaseUser):
 
 
 def _named_grant(conn: sqlite3.Connection, prefix: str, now: str) -> Grant:
-    """The grant whose id starts with ``prefix``: its row, or the grant the log keeps by that id, as its sealed
-    approval records it (``rows_against_log_in``); ``AmbiguousId`` where a row and a kept grant of other ids match.
-    Not only where no row matches: a sidecar wrote an ended row sharing a kept grant's short id, or ended the kept
-    grant's row and pointed its ``audit_seq`` elsewhere, and 'grants revoke' said "nothing to revoke" (review 59)."""
+    """The grant whose id starts with ``prefix``: its row, or the grant the log keeps by that id as its sealed
+    approval records it (``rows_against_log_in``), even where a row matches: a sidecar ended the kept grant's row
+    (or wrote one sharing its short id), and 'grants revoke' said "nothing to revoke" (review 59)."""
     try:  # validates the prefix (4-32 hex digits, upper case folded)
         row: Grant | None = grant_from_row(one_by_id_prefix(conn, "grants", _GRANT_BY_ID, prefix, "grant"))
     except NotFound:

@@ -114,11 +114,13 @@ def _sealed_revocations(conn: sqlite3.Connection, rows: list[Any], named: set[st
 @dataclass(frozen=True)
 class RowsAgainstLog:
     """Where the grants' rows and the audit log disagree on what is in force: the grants a sealed approval entry
-    made, not revoked, that no row in force shows (``kept``, each as that entry records it), and the rows in force
-    that a revocation this host sealed names (``revoked``: by id, what that revocation says)."""
+    made, not revoked, that no row in force shows (``kept``, each as that entry records it), the rows in force
+    that a revocation this host sealed names (``revoked``: by id, what that revocation says), and the other rows
+    in force that no sealed approval made as they read (``unproven``, by id)."""
 
     kept: list[Grant]
     revoked: dict[str, str]
+    unproven: frozenset[str] = frozenset()
 
 
 def rows_against_log_in(conn: sqlite3.Connection, queue_key: str | None, now: str) -> RowsAgainstLog:
@@ -148,13 +150,15 @@ def rows_against_log_in(conn: sqlite3.Connection, queue_key: str | None, now: st
     # A row in force shows the grant only where it says what the log's entry does: a sidecar rewrote a live row's
     # subject (or bottle, tool, end) to a harmless one, and the list showed that, unmarked, while the log's grant,
     # back in force once the row was, went unseen (hostile review 59).
-    hidden = [grant for grant in logged if shown.get(grant.id) != _said(grant)]
-    if hidden:  # each held to this host's seal too: a sidecar can append an approval entry naming a grant, not seal it
-        entries = conn.execute(f"{SELECT} WHERE seq IN (SELECT value FROM json_each(:seqs)) ORDER BY seq",
-                               {"seqs": json.dumps([grant.audit_seq for grant in hidden])})
-        sealed = {row[0] for row in sealed_rows(conn, entries)}
-        hidden = [grant for grant in hidden if grant.audit_seq in sealed]
-    return RowsAgainstLog(hidden, revoked)
+    # Each held to this host's seal: a sidecar can append an approval entry naming a grant, or write a row, not seal
+    # an entry. A row in force that no sealed approval made was listed as any grant, unmarked.
+    approvals = conn.execute(f"{SELECT} WHERE seq IN (SELECT value FROM json_each(:seqs)) ORDER BY seq",
+                             {"seqs": json.dumps([grant.audit_seq for grant in logged])})
+    sealed = {row[0] for row in sealed_rows(conn, approvals)}
+    made = [grant for grant in logged if grant.audit_seq in sealed]
+    proven = {grant.id for grant in made if shown.get(grant.id) == _said(grant)}
+    return RowsAgainstLog([grant for grant in made if grant.id not in proven], revoked,
+                          frozenset(rows - proven - set(revoked)))
 
 
 def _said(grant: Grant) -> tuple[object, ...]:

@@ -160,7 +160,8 @@ def register(subparsers: Any) -> None:
                     "database file and the sealed audit log disagree (a sidecar can write the file), the grant is "
                     "marked: [kept by the log] where its row is missing, revoked, ended or rewritten but the log "
                     "records it in force ('grants revoke' ends it), [revoked in the log] where its row says in "
-                    "force but the log records it revoked; each is warned of on stderr.")
+                    "force but the log records it revoked, [not in the log] where no approval the host sealed made "
+                    "its row as it reads ('grants revoke' ends it); each is warned of on stderr.")
     p.add_argument("--bottle", metavar="SLUG", help="only this bottle's grants")
     p.add_argument("--all", action="store_true", help="ended and revoked grants too")
     p.set_defaults(handler=cmd_grants_list)

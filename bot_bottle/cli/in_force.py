@@ -42,29 +42,34 @@ KEPT_BY_LOG = ("kept by the audit log: its row in the file is missing, revoked, 
 REVOKED_IN_LOG = ("its row in the file says in force, but the audit log records it {revoked}: a sidecar rewrote the "
                   "row; the relay does not pass it on, sidecars that read the file do ('bot-bottle audit verify' "
                   "names the row)")
+NOT_IN_LOG = ("its row in the file says in force, but no approval this host sealed made it as it reads: a sidecar "
+              "wrote or rewrote the row; the relay does not pass it on, sidecars that read the file do: revoke it "
+              "('bot-bottle audit verify' names the row)")
 
 
 @dataclass(frozen=True)
 class GrantsListed:
     """The grants a list shows, soonest ending first, with where the audit log disagrees with a row: the ids of
-    the grants it keeps that no row in force shows (``kept``), and what it says of the rows in force it records
-    revoked (``revoked``, by id)."""
+    the grants it keeps that no row in force shows (``kept``), what it says of the rows in force it records
+    revoked (``revoked``, by id), and the ids of the other rows in force no sealed approval made (``unproven``)."""
 
     grants: list[Grant]
     kept: frozenset[str]
     revoked: Mapping[str, str]
+    unproven: frozenset[str] = frozenset()
 
     def mark(self, grant: Grant) -> str:
         """What a row of a list puts before the grant's subject where the log disagrees ("": it agrees)."""
         return "[kept by the log] " if grant.id in self.kept else "[revoked in the log] " \
-            if grant.id in self.revoked else ""
+            if grant.id in self.revoked else "[not in the log] " if grant.id in self.unproven else ""
 
     def note(self, grant: Grant) -> str:
         """Where the log disagrees with the grant's row, what each says ("": they agree)."""
         if grant.id in self.kept:
             return KEPT_BY_LOG
         revoked = self.revoked.get(grant.id)
-        return REVOKED_IN_LOG.format(revoked=revoked) if revoked is not None else ""
+        return REVOKED_IN_LOG.format(revoked=revoked) if revoked is not None else \
+            NOT_IN_LOG if grant.id in self.unproven else ""
 
 
 def grants_listed(store: GrantStore, bottle: str | None = None, *, include_ended: bool = False) -> GrantsListed:
@@ -77,7 +82,7 @@ def grants_listed(store: GrantStore, bottle: str | None = None, *, include_ended
     by_id = {grant.id: grant for grant in store.listing(bottle, include_ended=include_ended)}
     by_id.update((grant.id, grant) for grant in against.kept)
     return GrantsListed(sorted(by_id.values(), key=lambda grant: (str(grant.ends_at), str(grant.id))),
-                        frozenset(grant.id for grant in against.kept), against.revoked)
+                        frozenset(grant.id for grant in against.kept), against.revoked, against.unproven)
 
 
 def log_warnings(listed: GrantsListed) -> list[str]:
@@ -87,7 +92,7 @@ def log_warnings(listed: GrantsListed) -> list[str]:
     for grant in listed.grants:
         note, short = listed.note(grant), shown_record(grant).short_id
         if note:
-            end = f" ('bot-bottle grants revoke {short}')" if grant.id in listed.kept else ""
+            end = "" if grant.id in listed.revoked else f" ('bot-bottle grants revoke {short}')"
             warnings.append(f"grant {short}: {note}{end}")
     return warnings
 

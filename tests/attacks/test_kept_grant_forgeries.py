@@ -9,10 +9,11 @@ operator's revocation of it refused.
 
 from __future__ import annotations
 
+import json
 import sqlite3
-import unittest
 
 from bot_bottle.decisions import decide
+from bot_bottle.grant_records import Grant
 from bot_bottle.grants import GrantStore
 from bot_bottle.paths import host_db_path
 from bot_bottle.queue_store import QueueStore
@@ -31,15 +32,15 @@ class KeptGrantForgeriesTest(TempDirTest):
         with GrantStore(database=self.store.db) as grants:
             (self.grant,) = grants.listing("web-1")
 
-    def sidecar(self, *statements: str) -> None:
+    def sidecar(self, *statements: str, grant_id: str | None = None) -> None:
         """Write the host's file as a sidecar on the mount does: its triggers dropped first, then ``statements``
-        (``:id``: the grant's id)."""
+        (``:id``: the grant's id, ``grant_id`` where given, else setUp's)."""
         conn = sqlite3.connect(self.db, isolation_level=None)
         try:
             for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'").fetchall():
                 conn.execute(f'DROP TRIGGER "{name}"')
             for sql in statements:
-                conn.execute(sql, {"id": self.grant.id, "short": self.grant.short_id})
+                conn.execute(sql, {"id": grant_id or self.grant.id, "short": self.grant.short_id})
         finally:
             conn.close()
 
@@ -108,23 +109,71 @@ class KeptGrantForgeriesTest(TempDirTest):
                 self.assertNotIn("docs.python.org", listed.stdout)
                 self.assertNotIn("web-9", listed.stdout)
                 self.sidecar("DELETE FROM grants WHERE id = :id")
-                conn = sqlite3.connect(self.db, isolation_level=None)
-                try:
-                    values = tuple(self.grant.__dict__.values())
-                    conn.execute(f"INSERT INTO grants VALUES ({', '.join('?' * len(values))})", values)
-                finally:
-                    conn.close()
+                self.put_back(self.grant)
                 self.assertNotIn("kept by the log", self.run_cli("grants", "list").stdout)  # put back: agrees
 
-    @unittest.expectedFailure
-    def test_an_approval_entry_rewritten_out_of_the_scan_still_keeps_its_grant(self) -> None:
-        """STILL BROKEN (hostile review 59, not fixed): the sidecar deleted the row and rewrote the grant's sealed
-        approval entry out of what the scan reads (its ts to before the 91 days, or its grant's ends_at, tool or
-        action): the seal no longer proves it, but the scan finds candidates by the entry's content before it asks
-        the seal, so no list shows the grant, and only 'audit verify' names the rewritten entry. Holding every
-        entry of the window to its seal costs a keyed hash an entry on every listing."""
-        self.sidecar("DELETE FROM grants WHERE id = :id",
-                     "UPDATE audit_log SET ts = '2020-01-01T00:00:00.000000Z' WHERE seq = "
-                     f"{self.grant.audit_seq}")
-        self.assertIn(self.grant.short_id, self.run_cli("grants", "list").stdout)
+    def test_a_rewritten_approval_entry_hides_nothing_in_force(self) -> None:
+        """The sidecar deleted the row and rewrote the grant's sealed approval entry out of what the lists' scan
+        reads (its ts to before the 91 days, its grant's end, tool or action). No list shows the grant while
+        nothing passes it on: no sidecar (no row) and no relay (no row, and its entry no longer sealed as it
+        reads). Once the sidecar puts the row back, in force for the sidecars that read the file, every list
+        shows it, marked [not in the log], and 'grants revoke' ends it; 'audit verify' names the entry throughout.
+        Before, a row in force that no sealed approval made was listed as any grant, unmarked."""
+        rewrites = {"ts": "UPDATE audit_log SET ts = '2020-01-01T00:00:00.000000Z' WHERE seq = :seq",
+                    "end": "UPDATE audit_log SET details = json_set(details, '$.grant.ends_at', "
+                           "'2020-01-02T00:00:00.000000Z') WHERE seq = :seq",
+                    "tool": "UPDATE audit_log SET details = json_set(details, '$.grant.tool', 'x') WHERE seq = :seq",
+                    "action": "UPDATE audit_log SET action = 'operator-edit' WHERE seq = :seq"}
+        for index, (name, rewrite) in enumerate(rewrites.items()):
+            with self.subTest(rewrite=name):
+                host = f"paste{index}.example"
+                grant = self.approved(host)
+                self.sidecar("DELETE FROM grants WHERE id = :id", rewrite.replace(":seq", str(grant.audit_seq)),
+                             grant_id=grant.id)
+                self.assertNotIn(grant.short_id, self.run_cli("grants", "list").stdout)
+                self.put_back(grant)
+                listed = self.run_cli("grants", "list")
+                self.assertIn(f"{grant.short_id}\tweb-1", listed.stdout)
+                self.assertIn(f"[not in the log] {host}", listed.stdout)
+                self.assertIn(f"grant {grant.short_id}: its row in the file says in force, but no approval this "
+                              "host sealed made it as it reads", listed.stderr)
+                self.assertIn(f"'bot-bottle grants revoke {grant.short_id}'", listed.stderr)
+                self.assertNotEqual(self.run_cli("audit", "verify").returncode, 0)
+                revoked = self.run_cli("grants", "revoke", grant.short_id, "--reason", "no pastes")
+                self.assertEqual(revoked.returncode, 0, revoked.stderr)
+                self.assertNotIn(grant.short_id, self.run_cli("grants", "list").stdout)
 
+    def test_a_row_a_sidecar_wrote_is_listed_not_in_the_log(self) -> None:
+        """A row in force that no approval made (a sidecar wrote it for its own bottle) is listed marked, where it
+        was listed as any grant, and 'grants revoke' ends it."""
+        forged = "e" * 32
+        self.sidecar("INSERT INTO grants (id, queue_key, tool, subject, subject_sha256, starts_at, ends_at, "
+                     "proposal_id, rule_id, decided_by, audit_seq) SELECT '" + forged + "', 'web-2', tool, "
+                     "'{\"host\":\"evil.example\",\"methods\":[],\"paths\":[]}', subject_sha256, starts_at, "
+                     "ends_at, '" + "f" * 32 + "', NULL, 'root@host', audit_seq + 1000 FROM grants WHERE id = :id")
+        listed = self.run_cli("grants", "list")
+        self.assertIn(f"{forged[:8]}\tweb-2", listed.stdout)
+        self.assertIn("[not in the log] evil.example", listed.stdout)
+        self.assertIn(f"{self.grant.short_id}\tweb-1", listed.stdout)  # the real grant, unmarked
+        self.assertNotIn("[not in the log] pastebin.com", listed.stdout)
+        revoked = self.run_cli("grants", "revoke", forged[:8], "--reason", "not mine")
+        self.assertEqual(revoked.returncode, 0, revoked.stderr)
+        self.assertNotIn(forged[:8], self.run_cli("grants", "list").stdout)
+
+    def approved(self, host: str) -> Grant:
+        """A grant of web-1's for ``host``, as the operator approves one."""
+        filed = self.store.submit("web-1", TOOL_EGRESS_ALLOW, json.dumps({"host": host}), "paste the logs")
+        decide(filed.id, STATUS_APPROVED, "for today", store=self.store)
+        with GrantStore(database=self.store.db) as grants:
+            made = grants.for_proposal(filed.id)
+        assert made is not None
+        return made
+
+    def put_back(self, grant: Grant) -> None:
+        """The sidecar puts ``grant``'s row back as the host wrote it."""
+        conn = sqlite3.connect(self.db, isolation_level=None)
+        try:
+            values = tuple(grant.__dict__.values())
+            conn.execute(f"INSERT INTO grants VALUES ({', '.join('?' * len(values))})", values)
+        finally:
+            conn.close()

@@ -177,7 +177,7 @@ class RulesSectionTest(DashboardCase):
         _, _, body = self.call("GET", "/bottles")
         grants = body[body.index('data-part="grants"'):body.index('data-part="rules"')]
         self.assertIn(f"<td>{grant.short_id}</td>", grants)
-        self.assertIn("kept by the audit log: its row in the file is missing, revoked or ended", grants)
+        self.assertIn("kept by the audit log: its row in the file is missing, revoked, ended or rewritten", grants)
         self.assertIn(f'action="{self.dashboard.root}/grant/{grant.id}/revoke"', grants)
         form = urlencode({"csrf": self.dashboard.csrf, "reason": "mirror down", "decision": "revoke"}).encode()
         status, headers, _ = self.call("POST", f"/grant/{grant.id}/revoke", body=form, headers={
