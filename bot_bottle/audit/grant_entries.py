@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bot_bottle.audit.chain import SELECT, stored_details
-from bot_bottle.audit.host_seal import sealed_rows
+from bot_bottle.audit.host_seal import host_sealing, sealed_rows
 from bot_bottle.errors import ValidationError
 from bot_bottle.grant_records import GRANT_COLUMNS, Grant, grant_from_row
 from bot_bottle.policy.lifetimes import DAY, LIFETIMES
@@ -155,6 +155,10 @@ def rows_against_log_in(conn: sqlite3.Connection, queue_key: str | None, now: st
     approvals = conn.execute(f"{SELECT} WHERE seq IN (SELECT value FROM json_each(:seqs)) ORDER BY seq",
                              {"seqs": json.dumps([grant.audit_seq for grant in logged])})
     sealed = {row[0] for row in sealed_rows(conn, approvals)}
+    # Entries before a new audit key took over ('audit new-key') carry the earlier key's seal, which this host no
+    # longer checks: their grants are held to the chain ('audit verify'), and were all marked [not in the log].
+    anchor = host_sealing(conn)[1]
+    sealed |= {grant.audit_seq for grant in logged if anchor is not None and grant.audit_seq <= anchor.restarted_at}
     made = [grant for grant in logged if grant.audit_seq in sealed]
     proven = {grant.id for grant in made if shown.get(grant.id) == _said(grant)}
     return RowsAgainstLog([grant for grant in made if grant.id not in proven], revoked,

@@ -17,6 +17,7 @@ import json
 from datetime import UTC, datetime
 
 from bot_bottle.audit.grant_entries import RowsAgainstLog
+from bot_bottle.audit.seal import key_path
 from bot_bottle.cli.dashboard.pages import grants_section
 from bot_bottle.cli.in_force import KEPT_BY_LOG, grant_subjects, grants_listed
 from bot_bottle.decisions import decide
@@ -125,6 +126,19 @@ class HiddenGrantRowsTest(HostGrantsCase):
                           "json_object('grant', json(:grant))", json.dumps(record))
         self.assertEqual(self.grants.against_log().kept, [])
         self.assertNotIn("f" * 8, self.run_cli("grants", "list").stdout)
+
+    def test_a_grant_made_before_a_new_audit_key_is_not_marked(self) -> None:
+        """BROKE before the fix: after 'audit new-key', every grant still in force that the earlier key had sealed
+        was listed [not in the log], with a warning to revoke it: its seal is the earlier key's, which this host
+        no longer checks ('audit verify' holds those entries to their chain)."""
+        key_path().rename(self.tmp / "old.key")
+        restarted = self.run_cli("audit", "new-key", "--yes")
+        self.assertEqual(restarted.returncode, 0, restarted.stderr)
+        listed = self.run_cli("grants", "list")
+        self.assertEqual((listed.returncode, listed.stderr), (0, ""))
+        self.assertIn(f"{self.grant.short_id}\tweb-1", listed.stdout)
+        self.assertNotIn(" in the log] ", listed.stdout)
+        self.assertEqual(self.grants.against_log(), RowsAgainstLog([], {}))
 
     def append_entry(self, values: str, grant: str) -> None:
         """A sidecar appends an audit entry with ``values`` (queue_key to details; ``:grant`` is ``grant``),
