@@ -31,6 +31,7 @@ from bot_bottle.standing import rules_in_force
 from bot_bottle.timestamps import time_left
 
 NAMED_IDS = 8  # ids an ambiguous prefix matched, named in the refusal
+WARNED_GRANTS = 12  # grants a list warns of one by one where the file and the audit log disagree
 # Grants of these tools keep digests, not words: a routes file's sha256, a push's findings' fingerprints.
 _KEPT_AS_DIGESTS = (TOOL_EGRESS_BLOCK, TOOL_GITLEAKS_ALLOW)
 
@@ -87,13 +88,18 @@ def grants_listed(store: GrantStore, bottle: str | None = None, *, include_ended
 
 def log_warnings(listed: GrantsListed) -> list[str]:
     """What the command line warns of each grant ``listed`` shows whose row the audit log disagrees with, with the
-    command that ends one the log keeps."""
+    command that ends it: the first ``WARNED_GRANTS``, then one line counting the rest (a sidecar can write a
+    thousand rows, and a warning each buried the list under them)."""
     warnings = []
     for grant in listed.grants:
         note, short = listed.note(grant), shown_record(grant).short_id
         if note:
             end = "" if grant.id in listed.revoked else f" ('bot-bottle grants revoke {short}')"
             warnings.append(f"grant {short}: {note}{end}")
+    if len(warnings) > WARNED_GRANTS:
+        more = len(warnings) - WARNED_GRANTS
+        warnings[WARNED_GRANTS:] = [f"and {more} more grant(s) the file and the audit log disagree on, each marked "
+                                    "in the list ('bot-bottle audit verify' says more)"]
     return warnings
 
 

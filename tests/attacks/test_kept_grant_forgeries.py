@@ -160,6 +160,21 @@ class KeptGrantForgeriesTest(TempDirTest):
         self.assertEqual(revoked.returncode, 0, revoked.stderr)
         self.assertNotIn(forged[:8], self.run_cli("grants", "list").stdout)
 
+    def test_a_flood_of_forged_rows_is_listed_and_counted_not_warned_of_one_by_one(self) -> None:
+        """A sidecar writes 300 grant rows: each is listed, marked, but the warnings name the first 12 and count the
+        rest, where a line each put 300 lines on stderr before the list."""
+        self.sidecar("WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 300) "
+                     "INSERT INTO grants (id, queue_key, tool, subject, subject_sha256, starts_at, ends_at, "
+                     "proposal_id, rule_id, decided_by, audit_seq) SELECT printf('%032x', i), 'web-2', g.tool, "
+                     "g.subject, g.subject_sha256, g.starts_at, g.ends_at, printf('%032x', i + 1000), NULL, "
+                     "'root@host', g.audit_seq + 1000 + i FROM n, grants g WHERE g.id = :id")
+        listed = self.run_cli("grants", "list")
+        self.assertEqual(listed.returncode, 0, listed.stderr)
+        self.assertEqual(listed.stdout.count("[not in the log] "), 300)
+        warnings = listed.stderr.splitlines()
+        self.assertEqual(len(warnings), 13, warnings[:3])
+        self.assertIn("and 288 more grant(s) the file and the audit log disagree on", warnings[-1])
+
     def approved(self, host: str) -> Grant:
         """A grant of web-1's for ``host``, as the operator approves one."""
         filed = self.store.submit("web-1", TOOL_EGRESS_ALLOW, json.dumps({"host": host}), "paste the logs")
