@@ -35,6 +35,7 @@ from bot_bottle.cli.launch_routes import check_launch_routes
 from bot_bottle.connection import connect, transaction
 from bot_bottle.db import open_db
 from bot_bottle.decisions import operator_edit
+from bot_bottle.grants import GrantStore
 from bot_bottle.queue_store import QueueStore
 from bot_bottle.schema import migrate
 
@@ -189,6 +190,11 @@ def main() -> None:
     launch = "routes:\n- launch.example\n"
     rows.append(["a launch routes file's check (the whole log held to its seal)",
                  f"{timed(lambda: check_launch_routes(store, 'bottle-7', launch), 1):.0f}", ""])
+    # What every list of grants reads beside the rows: the log's last 91 days, for the grants it keeps and the
+    # rows it disagrees with (audit.grant_entries.rows_against_log_in).
+    with GrantStore(database=store.db) as grants:
+        rows.append(["grants list's reading of the log's last 91 days (every entry here)",
+                     f"{timed(grants.against_log, runs):.0f}", ""])
     took, filings = filings_during(verified(audit), path)
     rows.append(["audit verify, a process filing every 20 ms", f"{took:.0f}", ""])
     rows.append([f"  its {len(filings)} filings meanwhile: p50 / p99 / max",
