@@ -26,6 +26,7 @@ from typing import Any
 
 from bot_bottle.audit.chain import SELECT, stored_details
 from bot_bottle.audit.host_seal import host_sealing, sealed_rows
+from bot_bottle.audit.whole import chained_to_restart
 from bot_bottle.errors import ValidationError
 from bot_bottle.grant_records import GRANT_COLUMNS, Grant, grant_from_row
 from bot_bottle.policy.lifetimes import DAY, LIFETIMES
@@ -156,9 +157,9 @@ def rows_against_log_in(conn: sqlite3.Connection, queue_key: str | None, now: st
                              {"seqs": json.dumps([grant.audit_seq for grant in logged])})
     sealed = {row[0] for row in sealed_rows(conn, approvals)}
     # Entries before a new audit key took over ('audit new-key') carry the earlier key's seal, which this host no
-    # longer checks: their grants are held to the chain ('audit verify'), and were all marked [not in the log].
-    anchor = host_sealing(conn)[1]
-    sealed |= {grant.audit_seq for grant in logged if anchor is not None and grant.audit_seq <= anchor.restarted_at}
+    # longer checks: their grants were all marked [not in the log]. Held to their chain up to the restart, as
+    # 'audit verify' holds them, not taken unchecked: a sidecar rewrote one into its own grant (hostile review 60).
+    sealed |= chained_to_restart(conn, {grant.audit_seq for grant in logged}, host_sealing(conn)[1])
     made = [grant for grant in logged if grant.audit_seq in sealed]
     proven = {grant.id for grant in made if shown.get(grant.id) == _said(grant)}
     return RowsAgainstLog([grant for grant in made if grant.id not in proven], revoked,

@@ -83,6 +83,42 @@ def sealed_in_order(conn: sqlite3.Connection, low: int, high: int, key: bytes,
     return f"audit entry {expected} is missing" if expected <= high else None
 
 
+def chained_to_restart(conn: sqlite3.Connection, seqs: set[int], anchor: Anchor | None) -> set[int]:
+    """Of the entries ``seqs``, numbered up to where a new audit key took over (``audit new-key``), those whose
+    chain, as the log reads now, runs whole from them to the hash the anchor recorded for that last entry.
+
+    Their seals are the earlier key's, which this host no longer has: the chain up to the restart is what holds
+    them ('audit verify' walks it so). Without it a sidecar on the mount rewrote such an entry (its hash made
+    again) into an approval of a grant of its choosing, wrote the row to match, and every list showed the
+    forgery unmarked (hostile review 60). A changed entry breaks its own hash or the next one's link, and the
+    chain cannot end in the recorded hash again without the changed entry's own. One walk from the lowest.
+    """
+    if anchor is None or not anchor.restarts:
+        return set()
+    restart = anchor.restarts[-1]
+    wanted = {seq for seq in seqs if isinstance(seq, int) and 0 < seq <= restart.seq}
+    if not wanted:
+        return set()
+    intact_from, expected, last = min(wanted), min(wanted), None  # the lowest entry whole up to the one read
+    sha256 = hashlib.sha256
+    for material, seq, link, digest in conn.execute(
+            f"SELECT json_array({HASHED_COLUMNS}), seq, prev_hash, hash FROM audit_log "
+            "WHERE seq BETWEEN :low AND :high ORDER BY seq", {"low": expected, "high": restart.seq}):
+        try:
+            whole = isinstance(material, str) and (sha256(material.encode("utf-8")).hexdigest() == digest
+                                                   or hash_of(conn, seq) == digest)
+        except (TypeError, ValueError):  # not what bot-bottle writes
+            whole = False
+        if not whole:
+            intact_from = seq + 1
+        elif seq != expected or (last is not None and link != last):
+            intact_from = seq  # a gap, or a link to a changed entry: nothing before it is held
+        expected, last = seq + 1, digest if whole else None
+    if expected != restart.seq + 1 or last != restart.hash:
+        return set()
+    return {seq for seq in wanted if seq >= intact_from}
+
+
 _WHOLE: dict[str, WholeLog] = {}
 _WHOLE_LOCK = threading.Lock()
 
