@@ -239,10 +239,19 @@ def claimed_grants_in(conn: sqlite3.Connection, grant: Grant, now: str) -> list[
     A sidecar on the mount renamed a grant's row (another 32 hex digits) before the operator revoked it, and put
     it back after: the revocation entry named the new id, the grant the approval made was revoked by none, and
     the relay passed it on again (hostile review 57). The row is the sidecar's word; the entry it claims is the
-    host's, and what it made is what the row stood for on the operator's screen."""
+    host's, and what it made is what the row stood for on the operator's screen.
+
+    Not where a row in force shows that grant as its entry records it: the list showed it on its own line,
+    unmarked, and the operator named the other. A sidecar rebuilt the table without its UNIQUE on ``audit_seq``
+    and wrote a row for another bottle and host claiming a listed grant's entry; the list marked the row [not in
+    the log] and said to revoke it, and revoking it ended the listed grant too, unnamed (hostile review 60)."""
     made = grant_made_by(conn, grant.audit_seq)
     if made is None or made.id == grant.id or made.ends_at <= now:
         return []
+    rows = conn.execute("SELECT queue_key, tool, subject, ends_at FROM grants WHERE id = :id AND revoked_at IS NULL "
+                        "AND ends_at > :now", {"id": made.id, "now": now})
+    if any(tuple(row) == _said(made) for row in rows):
+        return []  # listed on its own, as the log records it: not what the operator named
     named = revocations_of(conn, made.id, made.audit_seq)
     return [] if next(sealed_rows(conn, named), None) is not None else [made]  # a sidecar's entry revokes nothing
 

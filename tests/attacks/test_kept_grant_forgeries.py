@@ -18,6 +18,7 @@ from bot_bottle.grants import GrantStore
 from bot_bottle.paths import host_db_path
 from bot_bottle.queue_store import QueueStore
 from bot_bottle.records import STATUS_APPROVED, TOOL_EGRESS_ALLOW
+from bot_bottle.sidecar.egress import EgressGrants
 from tests.helpers.support import TempDirTest
 
 
@@ -174,6 +175,36 @@ class KeptGrantForgeriesTest(TempDirTest):
         warnings = listed.stderr.splitlines()
         self.assertEqual(len(warnings), 13, warnings[:3])
         self.assertIn("and 288 more grant(s) the file and the audit log disagree on", warnings[-1])
+
+    def test_revoking_a_forged_row_that_claims_a_listed_grants_entry_leaves_that_grant(self) -> None:
+        """BROKE before the fix (hostile review 60): a sidecar rebuilt the grants table without its UNIQUE on
+        audit_seq and wrote a row of web-2's for evil.example claiming the approval entry of web-1's grant, whose
+        row stayed as the host wrote it. The forged row was listed [not in the log] with a warning to revoke it;
+        'grants revoke' of it said "revoked eeeeeeee (web-2 ...: evil.example ...)" and revoked web-1's grant for
+        pastebin.com as well, a grant the operator saw listed, unmarked, and never named."""
+        forged = "e" * 32
+        self.sidecar("CREATE TABLE rebuilt AS SELECT * FROM grants", "DROP TABLE grants",
+                     "ALTER TABLE rebuilt RENAME TO grants",
+                     "INSERT INTO grants (id, queue_key, tool, subject, subject_sha256, starts_at, ends_at, "
+                     "proposal_id, rule_id, decided_by, audit_seq) SELECT '" + forged + "', 'web-2', tool, "
+                     "'{\"host\":\"evil.example\",\"methods\":[],\"paths\":[]}', subject_sha256, starts_at, "
+                     "ends_at, '" + "f" * 32 + "', NULL, 'root@host', audit_seq FROM grants WHERE id = :id")
+        listed = self.run_cli("grants", "list")
+        self.assertIn(f"{self.grant.short_id}\tweb-1\tegress-allow\t6d23h\tpastebin.com", listed.stdout)
+        self.assertIn("[not in the log] evil.example", listed.stdout)
+        revoked = self.run_cli("grants", "revoke", forged[:8], "--reason", "not mine")
+        self.assertEqual(revoked.returncode, 0, revoked.stderr)
+        listed = self.run_cli("grants", "list")
+        self.assertNotIn(forged[:8], listed.stdout)
+        self.assertIn(f"{self.grant.short_id}\tweb-1", listed.stdout)  # still in force, as the operator left it
+        with GrantStore(database=self.store.db) as grants:
+            self.assertEqual(grants.against_log().kept, [])
+        self.assertTrue(self.lets_through_web1("pastebin.com"))
+
+    def lets_through_web1(self, host: str) -> bool:
+        """What web-1's sidecar answers now for a GET of ``host`` (its own check, asked afresh)."""
+        with QueueStore(self.db, migrate_schema=False) as sidecar:
+            return EgressGrants(sidecar.for_bottle("web-1")).allows_route(host, "GET", "/", None)
 
     def approved(self, host: str) -> Grant:
         """A grant of web-1's for ``host``, as the operator approves one."""
