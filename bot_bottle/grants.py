@@ -63,6 +63,7 @@ from bot_bottle.timestamps import spell_duration, utc_now
 
 SETTING_PENDING_TTL = "pending-ttl"
 _GRANT_BY_ID, _RULE_BY_ID = GRANT_COLUMNS.replace("g.", "t."), RULE_COLUMNS.replace("r.", "t.")  # (one_by_id_prefix)
+_LIVE = "t.revoked_at IS NULL DESC, t.ends_at DESC"  # (one_by_id_prefix's order of rows sharing an id)
 
 
 def insert_grant_in(
@@ -91,8 +92,7 @@ def live_grants_in(conn: sqlite3.Connection, queue_key: str, tool: str, now: str
     rows = conn.execute(
         f"SELECT {GRANT_COLUMNS} FROM grants g WHERE g.queue_key = :queue_key AND g.tool = :tool "
         "AND g.revoked_at IS NULL AND g.ends_at > :now AND g.starts_at <= :now ORDER BY g.ends_at",
-        {"queue_key": queue_key, "tool": tool, "now": now},
-    ).fetchall()
+        {"queue_key": queue_key, "tool": tool, "now": now}).fetchall()
     return [grant_from_row(row) for row in rows]
 
 
@@ -416,8 +416,8 @@ def _named_grant(conn: sqlite3.Connection, prefix: str, now: str) -> Grant:
     """The grant whose id starts with ``prefix``: its row, or the grant the log keeps by that id as its sealed
     approval records it (``rows_against_log_in``), even where a row matches: a sidecar ended the kept grant's row
     (or wrote one sharing its short id), and 'grants revoke' said "nothing to revoke" (review 59)."""
-    try:  # validates the prefix (4-32 hex digits, upper case folded)
-        row: Grant | None = grant_from_row(one_by_id_prefix(conn, "grants", _GRANT_BY_ID, prefix, "grant"))
+    try:  # validates the prefix (4-32 hex digits, upper case folded); of rows sharing an id, one in force first
+        row: Grant | None = grant_from_row(one_by_id_prefix(conn, "grants", _GRANT_BY_ID, prefix, "grant", _LIVE))
     except NotFound:
         row = None  # the log may keep one by it (its row deleted)
     if row is not None and row.id == prefix.lower() and row.revoked_at is None and str(row.ends_at) > now \

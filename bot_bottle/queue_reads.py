@@ -112,9 +112,11 @@ def expired_notes(expires_at: str) -> str:
 EXPIRY_DECIDER = "bot-bottle (pending-ttl)"
 
 
-def one_by_id_prefix(conn: sqlite3.Connection, table: str, columns: str, prefix: str, what: str) -> tuple[Any, ...]:
+def one_by_id_prefix(conn: sqlite3.Connection, table: str, columns: str, prefix: str, what: str,
+                     prefer: str = "") -> tuple[Any, ...]:
     """``columns`` of the one row of ``table`` (as ``t``) whose id starts with ``prefix`` (a proposal's, a grant's
-    or a rule's: ``validate_id_prefix``); ``NotFound`` or ``AmbiguousId``.
+    or a rule's: ``validate_id_prefix``); ``NotFound`` or ``AmbiguousId``. Where several rows share that id (a
+    table a sidecar rebuilt without its key), the first by ``prefer`` (an ORDER BY over ``t``; "": any).
 
     Ids are lower-case hex, so every id with this prefix sorts in [prefix,
     prefix + 'g'): an index range, not a scan. Only ids bot-bottle writes (32
@@ -122,21 +124,27 @@ def one_by_id_prefix(conn: sqlite3.Connection, table: str, columns: str, prefix:
     screen: a row a sidecar on the mount wrote past the CHECK, with an id one
     digit longer than a listed one (or a listed one's short id alone), made
     that id 'ambiguous' against a row no screen names, so that nothing could
-    be decided or revoked by it; a whole id names one row.
+    be decided or revoked by it; a whole id names one row. Ids, not rows, are
+    counted: a sidecar rebuilt the grants table without its primary key and
+    copied a grant's row, and 'grants revoke' refused that grant by its whole
+    id as "matches several grants", the TUI's x and the dashboard's button too,
+    while the file kept it in force (hostile review 60).
     """
     prefix = validate_id_prefix(prefix, what)
     rows = conn.execute(
-        f"SELECT {columns} FROM {table} t WHERE t.id >= :low AND t.id < :high AND length(t.id) = 32 "
-        "AND t.id NOT GLOB '*[^0-9a-f]*' ORDER BY t.id LIMIT :n",
+        f"SELECT t.id, {columns} FROM {table} t WHERE t.id IN (SELECT DISTINCT id FROM {table} WHERE id >= :low "
+        "AND id < :high AND length(id) = 32 AND id NOT GLOB '*[^0-9a-f]*' ORDER BY id LIMIT :n) "
+        f"ORDER BY t.id{', ' + prefer if prefer else ''}",
         {"low": prefix, "high": prefix + "g", "n": _AMBIGUOUS_SHOWN + 1},
     ).fetchall()
-    if not rows:
+    ids = list(dict.fromkeys(str(row[0]) for row in rows))
+    if not ids:
         raise NotFound(f"no {what} id starts with {prefix!r}")
-    if len(rows) > 1:
-        shown = ", ".join(str(row[0])[: len(prefix) + 4] for row in rows[:_AMBIGUOUS_SHOWN])
-        more = " and more" if len(rows) > _AMBIGUOUS_SHOWN else ""
+    if len(ids) > 1:
+        shown = ", ".join(found[: len(prefix) + 4] for found in ids[:_AMBIGUOUS_SHOWN])
+        more = " and more" if len(ids) > _AMBIGUOUS_SHOWN else ""
         raise AmbiguousId(f"{prefix!r} matches several {what}s ({shown}{more}): give more digits")
-    return tuple(rows[0])
+    return tuple(rows[0][1:])
 
 
 class QueueReads(DatabaseUser):

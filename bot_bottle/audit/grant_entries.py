@@ -135,9 +135,14 @@ def rows_against_log_in(conn: sqlite3.Connection, queue_key: str | None, now: st
     read once (0.18 s at a million entries here); the whole log only for a row in force that a revocation names.
     """
     logged, revocations = _logged_grants(conn, None, queue_key, now)
-    shown = {str(row[0]): tuple(row[1:]) for row in conn.execute(
-        "SELECT id, queue_key, tool, subject, ends_at FROM grants WHERE revoked_at IS NULL AND ends_at > :now "
-        "AND (:queue_key IS NULL OR queue_key = :queue_key)", {"now": now, "queue_key": queue_key})}
+    # Every row in force of each id: a sidecar rebuilt the table without its key and wrote a second row of a live
+    # grant's id saying a harmless host, ending later, so that every list (one line an id, the later end last)
+    # showed that, unmarked, while the first row kept the grant in force (hostile review 60).
+    shown: dict[str, set[tuple[object, ...]]] = {}
+    for row in conn.execute("SELECT id, queue_key, tool, subject, ends_at FROM grants WHERE revoked_at IS NULL "
+                            "AND ends_at > :now AND (:queue_key IS NULL OR queue_key = :queue_key)",
+                            {"now": now, "queue_key": queue_key}):
+        shown.setdefault(str(row[0]), set()).add(tuple(row[1:]))
     rows = set(shown)
     revoked: dict[str, str] = {}
     named = sorted(rows & {str(grant_id) for grant_id in revocations})
@@ -161,7 +166,7 @@ def rows_against_log_in(conn: sqlite3.Connection, queue_key: str | None, now: st
     # 'audit verify' holds them, not taken unchecked: a sidecar rewrote one into its own grant (hostile review 60).
     sealed |= chained_to_restart(conn, {grant.audit_seq for grant in logged}, host_sealing(conn)[1])
     made = [grant for grant in logged if grant.audit_seq in sealed]
-    proven = {grant.id for grant in made if shown.get(grant.id) == _said(grant)}
+    proven = {grant.id for grant in made if shown.get(grant.id) == {_said(grant)}}
     return RowsAgainstLog([grant for grant in made if grant.id not in proven], revoked,
                           frozenset(rows - proven - set(revoked)))
 

@@ -201,6 +201,38 @@ class KeptGrantForgeriesTest(TempDirTest):
             self.assertEqual(grants.against_log().kept, [])
         self.assertTrue(self.lets_through_web1("pastebin.com"))
 
+    def test_a_copied_row_of_a_live_grant_does_not_block_its_revocation(self) -> None:
+        """BROKE before the fix (hostile review 60): a sidecar rebuilt the grants table without its primary key and
+        copied the live grant's row. The list showed the grant once, unmarked, and 'grants revoke' refused it by its
+        short id and by its whole id (what the TUI's x and the dashboard's button send), "matches several grants
+        (d388d0772b34, d388d0772b34)", while web-1's sidecar passed pastebin.com on."""
+        self.sidecar("CREATE TABLE rebuilt AS SELECT * FROM grants", "DROP TABLE grants",
+                     "ALTER TABLE rebuilt RENAME TO grants", "INSERT INTO grants SELECT * FROM grants WHERE id = :id")
+        self.assertIn(f"{self.grant.short_id}\tweb-1", self.run_cli("grants", "list").stdout)
+        revoked = self.run_cli("grants", "revoke", self.grant.id, "--reason", "no pastes")
+        self.assertEqual(revoked.returncode, 0, revoked.stderr)
+        self.assertFalse(self.lets_through_web1("pastebin.com"))
+        self.assertNotIn(self.grant.short_id, self.run_cli("grants", "list").stdout)
+
+    def test_a_second_row_of_a_live_grants_id_does_not_change_what_the_lists_show(self) -> None:
+        """BROKE before the fix (hostile review 60): a sidecar rebuilt the grants table without its primary key with
+        a second row of the live grant's id before it, saying docs.python.org and ending an hour later. Every list
+        (one line an id) showed 'docs.python.org', unmarked, while the first row kept pastebin.com in force for
+        web-1's sidecar. Now the grant is listed as its sealed approval records it, marked, and revoked by its id."""
+        self.sidecar("CREATE TABLE rebuilt AS SELECT * FROM grants WHERE 0", "INSERT INTO rebuilt SELECT * FROM grants",
+                     "UPDATE rebuilt SET subject = json_set(subject, '$.host', 'docs.python.org'), "
+                     "ends_at = strftime('%Y-%m-%dT%H:%M:%S.000000Z', ends_at, '+1 hour')",
+                     "INSERT INTO rebuilt SELECT * FROM grants", "DROP TABLE grants",
+                     "ALTER TABLE rebuilt RENAME TO grants")
+        self.assertTrue(self.lets_through_web1("pastebin.com"))
+        for argv in (("grants", "list"), ("bottles", "show", "web-1")):
+            with self.subTest(argv=argv):
+                listed = self.run_cli(*argv).stdout
+                self.assertIn("[kept by the log] pastebin.com", listed)
+                self.assertNotIn("docs.python.org", listed)
+        self.assert_listed_and_revocable(self.grant.short_id)
+        self.assertFalse(self.lets_through_web1("pastebin.com"))
+
     def lets_through_web1(self, host: str) -> bool:
         """What web-1's sidecar answers now for a GET of ``host`` (its own check, asked afresh)."""
         with QueueStore(self.db, migrate_schema=False) as sidecar:
