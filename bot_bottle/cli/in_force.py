@@ -28,7 +28,7 @@ from bot_bottle.records import (
     validate_id_prefix,
 )
 from bot_bottle.standing import rules_in_force
-from bot_bottle.timestamps import time_left
+from bot_bottle.timestamps import time_left, utc_now
 
 NAMED_IDS = 8  # ids an ambiguous prefix matched, named in the refusal
 WARNED_GRANTS = 12  # grants a list warns of one by one where the file and the audit log disagree
@@ -79,8 +79,12 @@ def grants_listed(store: GrantStore, bottle: str | None = None, *, include_ended
     row's place where there is one; and where the log and a row disagree (``GrantStore.against_log``). A sidecar
     on the mount hid a grant from every list by marking its row revoked or ended, or deleting it, and could put it
     back later, in force again without the operator having seen it (hostile review 57)."""
-    against = store.against_log(bottle)
-    by_id = {grant.id: grant for grant in store.listing(bottle, include_ended=include_ended)}
+    against, now = store.against_log(bottle), utc_now()
+    # Of rows sharing an id (a table a sidecar rebuilt without its key), one in force is shown, last here: a revoked
+    # copy ending later had 'grants list --all' say "revoked" of a grant in force (hostile review 60).
+    rows = sorted(store.listing(bottle, include_ended=include_ended),
+                  key=lambda grant: grant.revoked_at is None and str(grant.ends_at) > now)
+    by_id = {grant.id: grant for grant in rows}
     by_id.update((grant.id, grant) for grant in against.kept)
     return GrantsListed(sorted(by_id.values(), key=lambda grant: (str(grant.ends_at), str(grant.id))),
                         frozenset(grant.id for grant in against.kept), against.revoked, against.unproven)

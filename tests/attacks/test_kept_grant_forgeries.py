@@ -233,6 +233,19 @@ class KeptGrantForgeriesTest(TempDirTest):
         self.assert_listed_and_revocable(self.grant.short_id)
         self.assertFalse(self.lets_through_web1("pastebin.com"))
 
+    def test_a_revoked_copy_of_a_live_grants_row_is_not_what_the_full_list_shows(self) -> None:
+        """BROKE before the fix (hostile review 60): a copy of the live grant's row, marked revoked and ending an hour
+        later, in a grants table rebuilt without its primary key, had 'grants list --all' (one line an id) say the
+        grant was revoked while its row kept it in force for web-1's sidecar."""
+        self.sidecar("CREATE TABLE rebuilt AS SELECT * FROM grants", "DROP TABLE grants",
+                     "ALTER TABLE rebuilt RENAME TO grants", "INSERT INTO grants SELECT * FROM grants WHERE id = :id",
+                     "UPDATE grants SET revoked_at = starts_at, revoked_by = 'root@vm', revoke_reason = 'done', "
+                     "ends_at = strftime('%Y-%m-%dT%H:%M:%S.000000Z', ends_at, '+1 hour') WHERE rowid = 2")
+        self.assertTrue(self.lets_through_web1("pastebin.com"))
+        listed = self.run_cli("grants", "list", "--all").stdout
+        self.assertIn(f"{self.grant.short_id}\tweb-1\tegress-allow\t6d23h\tpastebin.com", listed)
+        self.assertNotIn("revoked", listed)
+
     def lets_through_web1(self, host: str) -> bool:
         """What web-1's sidecar answers now for a GET of ``host`` (its own check, asked afresh)."""
         with QueueStore(self.db, migrate_schema=False) as sidecar:
