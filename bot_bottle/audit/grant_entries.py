@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -109,7 +110,19 @@ def _sealed_revocations(conn: sqlite3.Connection, rows: list[Any], named: set[st
         return set()
     entries = conn.execute(f"{SELECT} WHERE seq IN (SELECT value FROM json_each(:seqs)) ORDER BY seq",
                            {"seqs": json.dumps(seqs)})
-    return {str((stored_details(row[9]) or {}).get("grant")) for row in sealed_rows(conn, entries)}
+    return {str((stored_details(row[9]) or {}).get("grant")) for row in host_entries(conn, entries)}
+
+
+def host_entries(conn: sqlite3.Connection, rows: Iterable[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    """Of audit entries ``rows`` (``chain.SELECT``), those this host's seal proves as they read now, and those
+    sealed before a new audit key took over ('audit new-key') whose chain runs whole to the restart
+    (``whole.chained_to_restart``): their seals are an earlier key's, which this host no longer checks. Taken on
+    their number, a sidecar rewrote one into its own grant (hostile review 60); passed by, a grant revoked before
+    the new key was listed [kept by the log], its revocation no longer counted."""
+    rows = list(rows)
+    chained = chained_to_restart(conn, {row[0] for row in rows}, host_sealing(conn)[1])
+    sealed = {row[0] for row in sealed_rows(conn, (row for row in rows if row[0] not in chained))}
+    return [row for row in rows if row[0] in chained or row[0] in sealed]
 
 
 @dataclass(frozen=True)
@@ -150,7 +163,7 @@ def rows_against_log_in(conn: sqlite3.Connection, queue_key: str | None, now: st
         entries = conn.execute(f"{SELECT} WHERE action = :revoked AND json_extract(details, '$.grant') IN "
                                "(SELECT value FROM json_each(:named)) ORDER BY seq",
                                {"revoked": ACTION_GRANT_REVOKED, "named": json.dumps(named)})
-        for row in sealed_rows(conn, entries):
+        for row in host_entries(conn, entries):
             grant_id = str((stored_details(row[9]) or {}).get("grant"))
             revoked.setdefault(grant_id, f"revoked at {row[1]} by {row[6]} (audit entry {row[0]})")
     # A row in force shows the grant only where it says what the log's entry does: a sidecar rewrote a live row's
@@ -160,11 +173,8 @@ def rows_against_log_in(conn: sqlite3.Connection, queue_key: str | None, now: st
     # an entry. A row in force that no sealed approval made was listed as any grant, unmarked.
     approvals = conn.execute(f"{SELECT} WHERE seq IN (SELECT value FROM json_each(:seqs)) ORDER BY seq",
                              {"seqs": json.dumps([grant.audit_seq for grant in logged])})
-    sealed = {row[0] for row in sealed_rows(conn, approvals)}
-    # Entries before a new audit key took over ('audit new-key') carry the earlier key's seal, which this host no
-    # longer checks: their grants were all marked [not in the log]. Held to their chain up to the restart, as
-    # 'audit verify' holds them, not taken unchecked: a sidecar rewrote one into its own grant (hostile review 60).
-    sealed |= chained_to_restart(conn, {grant.audit_seq for grant in logged}, host_sealing(conn)[1])
+    # Those before a new audit key took over ('audit new-key') are held to their chain (``host_entries``).
+    sealed = {row[0] for row in host_entries(conn, approvals)}
     made = [grant for grant in logged if grant.audit_seq in sealed]
     proven = {grant.id for grant in made if shown.get(grant.id) == {_said(grant)}}
     return RowsAgainstLog([grant for grant in made if grant.id not in proven], revoked,

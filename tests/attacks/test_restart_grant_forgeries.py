@@ -76,3 +76,18 @@ class RestartGrantForgeriesTest(HostGrantsCase):
         self.assertEqual((listed.returncode, listed.stderr), (0, ""))
         self.assertNotIn(" in the log] ", listed.stdout)
         self.assertEqual(self.grants.against_log(), RowsAgainstLog([], {}))
+
+    def test_a_grant_revoked_before_the_new_key_is_not_kept(self) -> None:
+        """BROKE before the fix (honest use): a grant revoked before 'audit new-key' was listed [kept by the log]
+        after it, with a warning that a sidecar had hidden it: its revocation entry carries the earlier key's seal,
+        which this host no longer checks, so the lists passed it by. It is held to its chain as the approval is."""
+        revoked_before = self.grants.find(self.approve("web-5", {"host": "example.net"}))
+        self.grants.revoke(revoked_before.id, "done", revoked_by="ann@laptop")
+        (self.tmp / "key2").write_bytes(key_path().read_bytes())
+        key_path().unlink()
+        restarted = self.run_cli("audit", "new-key", "--yes")
+        self.assertEqual(restarted.returncode, 0, restarted.stderr)
+        listed = self.run_cli("grants", "list")
+        self.assertEqual((listed.returncode, listed.stderr), (0, ""))
+        self.assertNotIn("example.net", listed.stdout)
+        self.assertEqual(self.grants.against_log(), RowsAgainstLog([], {}))
