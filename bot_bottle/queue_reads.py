@@ -116,7 +116,7 @@ def one_by_id_prefix(conn: sqlite3.Connection, table: str, columns: str, prefix:
                      prefer: str = "") -> tuple[Any, ...]:
     """``columns`` of the one row of ``table`` (as ``t``) whose id starts with ``prefix`` (a proposal's, a grant's
     or a rule's: ``validate_id_prefix``); ``NotFound`` or ``AmbiguousId``. Where several rows share that id (a
-    table a sidecar rebuilt without its key), the first by ``prefer`` (an ORDER BY over ``t``; "": any).
+    table a sidecar rebuilt without its key), the first by ``prefer`` (an ORDER BY over ``t``; "": ambiguous).
 
     Ids are lower-case hex, so every id with this prefix sorts in [prefix,
     prefix + 'g'): an index range, not a scan. Only ids bot-bottle writes (32
@@ -137,7 +137,9 @@ def one_by_id_prefix(conn: sqlite3.Connection, table: str, columns: str, prefix:
         f"ORDER BY t.id{', ' + prefer if prefer else ''}",
         {"low": prefix, "high": prefix + "g", "n": _AMBIGUOUS_SHOWN + 1},
     ).fetchall()
-    ids = list(dict.fromkeys(str(row[0]) for row in rows))
+    # Several rows of one id count as one only where the caller says which to take (``prefer``): a proposal's or a
+    # rule's duplicates stay ambiguous, as their callers read the row again by id.
+    ids = list(dict.fromkeys(str(row[0]) for row in rows)) if prefer else [str(row[0]) for row in rows]
     if not ids:
         raise NotFound(f"no {what} id starts with {prefix!r}")
     if len(ids) > 1:
