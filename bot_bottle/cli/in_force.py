@@ -93,9 +93,12 @@ def grants_listed(store: GrantStore, bottle: str | None = None, *, include_ended
 def log_warnings(listed: GrantsListed) -> list[str]:
     """What the command line warns of each grant ``listed`` shows whose row the audit log disagrees with, with the
     command that ends it: the first ``WARNED_GRANTS``, then one line counting the rest (a sidecar can write a
-    thousand rows, and a warning each buried the list under them)."""
+    thousand rows, and a warning each buried the list under them). The grants the log keeps first, then the rows
+    it records revoked, then those it has no approval of: a sidecar wrote 12 rows ending sooner than a grant whose
+    row it hid, and the warning of that grant, the one it can bring back, was "and 1 more" (hostile review 60)."""
     warnings = []
-    for grant in listed.grants:
+    for grant in sorted(listed.grants, key=lambda grant: (grant.id not in listed.kept,
+                                                          grant.id not in listed.revoked)):
         note, short = listed.note(grant), shown_record(grant).short_id
         if note:
             end = "" if grant.id in listed.revoked else f" ('bot-bottle grants revoke {short}')"

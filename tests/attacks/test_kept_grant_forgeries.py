@@ -251,6 +251,22 @@ class KeptGrantForgeriesTest(TempDirTest):
         with QueueStore(self.db, migrate_schema=False) as sidecar:
             return EgressGrants(sidecar.for_bottle("web-1")).allows_route(host, "GET", "/", None)
 
+    def test_forged_rows_ending_sooner_do_not_push_a_kept_grants_warning_into_the_count(self) -> None:
+        """BROKE before the fix (hostile review 60): the sidecar hid the real grant's row and wrote 12 rows ending
+        within the hour; the warnings, in the list's order (soonest ending first), named the 12 forgeries, and the
+        one for the grant the log keeps, the one a sidecar can bring back, was "and 1 more"."""
+        self.sidecar("DELETE FROM grants WHERE id = :id")
+        self.sidecar("WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 12) "
+                     "INSERT INTO grants (id, queue_key, tool, subject, subject_sha256, starts_at, ends_at, "
+                     "proposal_id, rule_id, decided_by, audit_seq) SELECT printf('%032x', i), 'web-2', 'egress-allow', "
+                     "'{\"host\":\"a.example\",\"methods\":[],\"paths\":[]}', printf('%064x', i), "
+                     "strftime('%Y-%m-%dT%H:%M:%S.000000Z', 'now'), "
+                     "strftime('%Y-%m-%dT%H:%M:%S.000000Z', 'now', '+1 hour'), printf('%032x', i + 1000), NULL, "
+                     "'root@host', 100000 + i FROM n")
+        listed = self.run_cli("grants", "list")
+        self.assertEqual(listed.stdout.count("[not in the log] "), 12)
+        self.assertIn(f"grant {self.grant.short_id}: kept by the audit log", listed.stderr.splitlines()[0])
+
     def approved(self, host: str) -> Grant:
         """A grant of web-1's for ``host``, as the operator approves one."""
         filed = self.store.submit("web-1", TOOL_EGRESS_ALLOW, json.dumps({"host": host}), "paste the logs")
