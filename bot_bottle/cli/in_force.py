@@ -50,9 +50,10 @@ NOT_IN_LOG = ("its row in the file says in force, but no approval this host seal
 
 @dataclass(frozen=True)
 class GrantsListed:
-    """The grants a list shows, soonest ending first, with where the audit log disagrees with a row: the ids of
-    the grants it keeps that no row in force shows (``kept``), what it says of the rows in force it records
-    revoked (``revoked``, by id), and the ids of the other rows in force no sealed approval made (``unproven``)."""
+    """The grants a list shows (kept and revoked first, unproven last, each soonest ending first), with where the
+    audit log disagrees with a row: the ids of the grants it keeps that no row in force shows (``kept``), what it
+    says of the rows in force it records revoked (``revoked``, by id), and the ids of the other rows in force no
+    sealed approval made (``unproven``)."""
 
     grants: list[Grant]
     kept: frozenset[str]
@@ -86,8 +87,14 @@ def grants_listed(store: GrantStore, bottle: str | None = None, *, include_ended
                   key=lambda grant: grant.revoked_at is None and str(grant.ends_at) > now)
     by_id = {grant.id: grant for grant in rows}
     by_id.update((grant.id, grant) for grant in against.kept)
-    return GrantsListed(sorted(by_id.values(), key=lambda grant: (str(grant.ends_at), str(grant.id))),
-                        frozenset(grant.id for grant in against.kept), against.revoked, against.unproven)
+    kept = frozenset(grant.id for grant in against.kept)
+    # Those the log keeps first, those it records revoked next, the rows it has no approval of last: a sidecar can
+    # write any number of those, not seal one, and 20,000 ending sooner put a grant in force out of reach on the
+    # TUI's and the dashboard's lists, which show every row (hostile review 60).
+    rank = {**dict.fromkeys(against.unproven, 3), **dict.fromkeys(against.revoked, 1), **dict.fromkeys(kept, 0)}
+    return GrantsListed(sorted(by_id.values(), key=lambda grant: (rank.get(grant.id, 2), str(grant.ends_at),
+                                                                  str(grant.id))),
+                        kept, against.revoked, against.unproven)
 
 
 def log_warnings(listed: GrantsListed) -> list[str]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import sqlite3
 
+from bot_bottle.cli.in_force import grants_listed
 from bot_bottle.decisions import decide
 from bot_bottle.grant_records import Grant
 from bot_bottle.grants import GrantStore
@@ -266,6 +267,10 @@ class KeptGrantForgeriesTest(TempDirTest):
         listed = self.run_cli("grants", "list")
         self.assertEqual(listed.stdout.count("[not in the log] "), 12)
         self.assertIn(f"grant {self.grant.short_id}: kept by the audit log", listed.stderr.splitlines()[0])
+        # and on the list, first: the TUI and the dashboard show every row, and a flood ending sooner buried it
+        self.assertIn(f"{self.grant.short_id}\tweb-1\tegress-allow", listed.stdout.splitlines()[1])
+        with GrantStore(database=self.store.db) as grants:
+            self.assertEqual(grants_listed(grants).grants[0].id, self.grant.id)
 
     def approved(self, host: str) -> Grant:
         """A grant of web-1's for ``host``, as the operator approves one."""
