@@ -10,7 +10,9 @@ operator's revocation of it refused.
 from __future__ import annotations
 
 import json
+import shlex
 import sqlite3
+import sys
 
 from bot_bottle.cli.in_force import grants_listed
 from bot_bottle.decisions import decide
@@ -20,7 +22,8 @@ from bot_bottle.paths import host_db_path
 from bot_bottle.queue_store import QueueStore
 from bot_bottle.records import STATUS_APPROVED, TOOL_EGRESS_ALLOW
 from bot_bottle.sidecar.egress import EgressGrants
-from tests.helpers.support import TempDirTest
+from tests.helpers.support import REPO, TempDirTest
+from tests.helpers.terminal import Terminal
 
 
 class KeptGrantForgeriesTest(TempDirTest):
@@ -271,6 +274,26 @@ class KeptGrantForgeriesTest(TempDirTest):
         self.assertIn(f"{self.grant.short_id}\tweb-1\tegress-allow", listed.stdout.splitlines()[1])
         with GrantStore(database=self.store.db) as grants:
             self.assertEqual(grants_listed(grants).grants[0].id, self.grant.id)
+
+    def test_the_tui_shows_a_kept_grant_above_a_flood_of_forged_rows(self) -> None:
+        """BROKE before the fix (hostile review 60), in tmux: the sidecar hid the real grant's row and wrote 300 rows
+        ending within the hour; the TUI's grants view (every row, soonest ending first) showed forgeries for pages
+        before the grant the log keeps. It is now the first row, marked."""
+        self.sidecar("DELETE FROM grants WHERE id = :id")
+        self.sidecar("WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 300) "
+                     "INSERT INTO grants (id, queue_key, tool, subject, subject_sha256, starts_at, ends_at, "
+                     "proposal_id, rule_id, decided_by, audit_seq) SELECT printf('%032x', i), 'web-2', 'egress-allow', "
+                     "'{\"host\":\"a.example\",\"methods\":[],\"paths\":[]}', printf('%064x', i), "
+                     "strftime('%Y-%m-%dT%H:%M:%S.000000Z', 'now'), "
+                     "strftime('%Y-%m-%dT%H:%M:%S.000000Z', 'now', '+1 hour'), printf('%032x', i + 1000), NULL, "
+                     "'root@host', 100000 + i FROM n")
+        term = Terminal(self, f"cd {shlex.quote(str(REPO))} && env HOME={shlex.quote(str(self.home))} "
+                              f"{shlex.quote(sys.executable)} -m bot_bottle supervise", width=120, height=30)
+        term.wait_for("q quit")
+        term.send("v")
+        screen = term.wait_for("[not in the log]")
+        self.assertIn(f"{self.grant.short_id}  web-1", screen)
+        self.assertIn("[kept by the log] pastebin.com", screen)
 
     def approved(self, host: str) -> Grant:
         """A grant of web-1's for ``host``, as the operator approves one."""
