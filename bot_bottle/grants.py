@@ -26,6 +26,7 @@ from bot_bottle.audit.grant_entries import (
     decision_rule_entry,
     ended_by_rule_in,
     logged_live_grants,
+    mark_row_revoked,
     revocation_entry,
     revocation_refusal,
     row_proven,
@@ -238,10 +239,8 @@ def revoke_grant_in(log: AuditRecorder, grant: Grant, reason: str, *, revoked_by
 def _revoke(log: AuditRecorder, grant: Grant, revocation: AuditEntry, now: str) -> Grant:
     """Append ``revocation`` (``revocation_entry``'s for ``grant``) and mark the row revoked by it; as revoked."""
     entry = log.append(revocation, ts=now)
-    log.conn.execute(
-        "UPDATE grants SET revoked_at = :now, revoked_by = :by, revoke_reason = :reason, revoke_seq = :seq "
-        "WHERE id = :id AND revoked_at IS NULL",  # a row a sidecar marked revoked is not; the entry says it now is
-        {"now": now, "by": revocation.actor, "reason": revocation.notes, "seq": entry.seq, "id": grant.id})
+    mark_row_revoked(log.conn, grant.id, {"now": now, "by": revocation.actor, "reason": revocation.notes,
+                                          "seq": entry.seq})
     return Grant(**{**grant.__dict__, "revoked_at": now, "revoked_by": revocation.actor,
                     "revoke_reason": revocation.notes, "revoke_seq": entry.seq})
 

@@ -28,7 +28,7 @@ from typing import Any
 from bot_bottle.audit.chain import SELECT, stored_details
 from bot_bottle.audit.host_seal import host_sealing, sealed_rows
 from bot_bottle.audit.whole import chained_to_restart
-from bot_bottle.errors import ValidationError
+from bot_bottle.errors import DatabaseError, ValidationError
 from bot_bottle.grant_records import GRANT_COLUMNS, Grant, grant_from_row
 from bot_bottle.policy.lifetimes import DAY, LIFETIMES
 from bot_bottle.policy.subjects import subject_sha256
@@ -236,6 +236,25 @@ def revocation_entry(conn: sqlite3.Connection, grant: Grant, reason: str, revoke
         (grant.queue_key, grant.tool)
     return AuditEntry(queue_key=bottle, action=ACTION_GRANT_REVOKED, actor=revoked_by, tool=tool,
                       proposal_id=grant.proposal_id if held is not None else None, notes=reason, details=details)
+
+
+def mark_row_revoked(conn: sqlite3.Connection, grant_id: str, revoked: dict[str, Any]) -> None:
+    """Mark grant ``grant_id``'s row (every row of that id) revoked as its revocation entry records it (``revoked``:
+    now, by, reason, seq), in the caller's transaction, the entry already appended. A row a sidecar marked revoked
+    is not marked again: the entry says it now is.
+
+    A trigger that refuses the mark (a sidecar on the mount can add one: ``RAISE(ABORT)``) does not fail the
+    revocation: 'grants revoke', the TUI's x, the dashboard's button and a standing rejection all failed with
+    "SQLite error ...: nope", recording nothing, and the grant stayed in force for the relay and every sidecar
+    (hostile review 60). The sealed entry ends it; the row, unmarked, is listed [revoked in the log]. A trigger
+    that rolls the whole transaction back (``RAISE(ROLLBACK)``) leaves nothing to go on with: said so."""
+    try:
+        conn.execute("UPDATE grants SET revoked_at = :now, revoked_by = :by, revoke_reason = :reason, "
+                     "revoke_seq = :seq WHERE id = :id AND revoked_at IS NULL", {**revoked, "id": grant_id})
+    except sqlite3.DatabaseError as exc:
+        if not conn.in_transaction:
+            raise DatabaseError(f"a trigger in the database rolled back the revocation of grant {grant_id[:8]} "
+                                f"({exc}): nothing was recorded; 'bot-bottle db check' names it") from None
 
 
 def grant_made_by(conn: sqlite3.Connection, seq: int) -> Grant | None:

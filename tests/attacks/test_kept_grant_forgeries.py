@@ -295,6 +295,25 @@ class KeptGrantForgeriesTest(TempDirTest):
         self.assertIn(f"{self.grant.short_id}  web-1", screen)
         self.assertIn("[kept by the log] pastebin.com", screen)
 
+    def test_a_trigger_refusing_the_rows_mark_does_not_stop_a_revocation(self) -> None:
+        """BROKE before the fix (hostile review 60): the sidecar added a trigger refusing every UPDATE of the grants
+        table; 'grants revoke' (and a standing rejection) failed with "SQLite error ...: nope" and recorded nothing:
+        the grant stayed in force for the relay, with no entry ending it. The sealed entry revokes it now; the row,
+        left unmarked by the trigger, is listed [revoked in the log] (sidecars that read the file pass it on until
+        the trigger is gone: 'audit verify' names the row)."""
+        self.sidecar("CREATE TRIGGER no_revoke BEFORE UPDATE ON grants BEGIN SELECT RAISE(ABORT, 'nope'); END")
+        revoked = self.run_cli("grants", "revoke", self.grant.short_id, "--reason", "no pastes")
+        self.assertEqual(revoked.returncode, 0, revoked.stderr)
+        self.assertIn("[revoked in the log] pastebin.com", self.run_cli("grants", "list").stdout)
+        with GrantStore(database=self.store.db) as grants:
+            self.assertEqual(list(grants.against_log().revoked), [self.grant.id])
+        other = self.approved("paste.example")
+        self.assertIn("paste.example", self.run_cli("grants", "list").stdout)
+        rejected = self.run_cli("rules", "add", "--bottle", "web-1", "--host", "paste.example", "--reject", "--yes")
+        self.assertEqual(rejected.returncode, 0, rejected.stderr)
+        self.assertIn("[revoked in the log] paste.example", self.run_cli("grants", "list").stdout)
+        self.assertIn(other.short_id, self.run_cli("grants", "list").stdout)
+
     def approved(self, host: str) -> Grant:
         """A grant of web-1's for ``host``, as the operator approves one."""
         filed = self.store.submit("web-1", TOOL_EGRESS_ALLOW, json.dumps({"host": host}), "paste the logs")
