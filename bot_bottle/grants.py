@@ -294,9 +294,10 @@ class GrantStore(DatabaseUser):
         return None if row is None else grant_from_row(row)
 
     def find(self, prefix: str) -> Grant:
-        """The one grant whose id starts with ``prefix``; ``NotFound`` or ``AmbiguousId``."""
+        """The one grant whose id starts with ``prefix`` (of rows sharing its id, one in force first); ``NotFound``
+        or ``AmbiguousId``."""
         with self.db.read() as conn:
-            return grant_from_row(one_by_id_prefix(conn, "grants", _GRANT_BY_ID, prefix, "grant"))
+            return grant_from_row(one_by_id_prefix(conn, "grants", _GRANT_BY_ID, prefix, "grant", _LIVE))
 
     def revoke(self, prefix: str, reason: str, *, revoked_by: str) -> Grant:
         """End a live grant now, with the reason, and its ``grant-revoked`` audit entry; the revoked grant.

@@ -131,22 +131,23 @@ def one_by_id_prefix(conn: sqlite3.Connection, table: str, columns: str, prefix:
     while the file kept it in force (hostile review 60).
     """
     prefix = validate_id_prefix(prefix, what)
-    rows = conn.execute(
-        f"SELECT t.id, {columns} FROM {table} t WHERE t.id IN (SELECT DISTINCT id FROM {table} WHERE id >= :low "
-        "AND id < :high AND length(id) = 32 AND id NOT GLOB '*[^0-9a-f]*' ORDER BY id LIMIT :n) "
-        f"ORDER BY t.id{', ' + prefer if prefer else ''}",
-        {"low": prefix, "high": prefix + "g", "n": _AMBIGUOUS_SHOWN + 1},
-    ).fetchall()
+    in_range = (f"FROM {table} t WHERE t.id >= :low AND t.id < :high AND length(t.id) = 32 "
+                "AND t.id NOT GLOB '*[^0-9a-f]*'")
+    bounds = {"low": prefix, "high": prefix + "g", "n": _AMBIGUOUS_SHOWN + 1}
     # Several rows of one id count as one only where the caller says which to take (``prefer``): a proposal's or a
-    # rule's duplicates stay ambiguous, as their callers read the row again by id.
-    ids = list(dict.fromkeys(str(row[0]) for row in rows)) if prefer else [str(row[0]) for row in rows]
+    # rule's duplicates stay ambiguous, as their callers read the row again by id. Read a bounded number of rows
+    # either way: a sidecar can write a hundred thousand copies of one id.
+    ids = [str(row[0]) for row in conn.execute(
+        f"SELECT {'DISTINCT ' if prefer else ''}t.id {in_range} ORDER BY t.id LIMIT :n", bounds)]
     if not ids:
         raise NotFound(f"no {what} id starts with {prefix!r}")
     if len(ids) > 1:
         shown = ", ".join(found[: len(prefix) + 4] for found in ids[:_AMBIGUOUS_SHOWN])
         more = " and more" if len(ids) > _AMBIGUOUS_SHOWN else ""
         raise AmbiguousId(f"{prefix!r} matches several {what}s ({shown}{more}): give more digits")
-    return tuple(rows[0][1:])
+    row = conn.execute(f"SELECT {columns} FROM {table} t WHERE t.id = :id{' ORDER BY ' + prefer if prefer else ''} "
+                       "LIMIT 1", {"id": ids[0]}).fetchone()
+    return tuple(row)
 
 
 class QueueReads(DatabaseUser):
