@@ -11,11 +11,8 @@ button revokes it (``queue_reads.one_by_id_prefix`` counts ids, not rows).
 from __future__ import annotations
 
 import sqlite3
-import time
 
-from bot_bottle.decisions import decide
 from bot_bottle.grants import GrantStore
-from bot_bottle.records import STATUS_APPROVED, TOOL_EGRESS_ALLOW
 from tests.helpers.dashboard import BrowserCase
 
 # What the sidecar writes into the rebuilt table (``rebuilt``, empty) before and after the grant's own row.
@@ -33,27 +30,13 @@ class DuplicateGrantRowsDashboardTest(BrowserCase):
         self.log_in()
         for name, (before, after) in SECOND_ROWS.items():
             with self.subTest(second_row=name):
-                filed = self.store.submit("web-1", TOOL_EGRESS_ALLOW, '{"host": "pastebin.com"}', "paste the logs")
-                decide(filed.id, STATUS_APPROVED, "for today", store=self.store)
-                with GrantStore(database=self.store.db) as grants:
-                    grant = grants.for_proposal(filed.id)
-                assert grant is not None
+                grant = self.approved_grant("web-1", "pastebin.com")
                 self.rebuild(before, after, grant.id)
                 self.open("/bottles")
                 page = self.browser.text()
                 self.assertRegex(page, f"{grant.short_id} web-1 egress-allow [0-9dhm]+ pastebin.com")
                 self.assertNotIn("docs.python.org", page)
-                time.sleep(1.5)  # past the page's guard (a click within 800 ms of a change is dropped)
-                self.browser.script(
-                    "const row = [...document.querySelectorAll('tr')].find(tr => tr.textContent.includes("
-                    "arguments[0]) && tr.querySelector('form'));"
-                    "const form = row.querySelector('form');"
-                    "form.querySelector('input[name=reason]').value = 'no pastes';"
-                    "form.querySelector('button[value=revoke]').click(); return true;", grant.short_id)
-                deadline = time.monotonic() + 30
-                while f"revoked grant {grant.short_id}" not in self.browser.text() and time.monotonic() < deadline:
-                    time.sleep(0.2)
-                self.assertIn(f"revoked grant {grant.short_id}", self.browser.text())
+                self.revoke_grant_on_page(grant.short_id, "no pastes")
                 with GrantStore(database=self.store.db) as grants:
                     self.assertEqual([g.id for g in grants.listing() if g.id == grant.id], [])
 

@@ -11,11 +11,8 @@ harmless host, unmarked, for the second).
 from __future__ import annotations
 
 import sqlite3
-import time
 
-from bot_bottle.decisions import decide
 from bot_bottle.grants import GrantStore
-from bot_bottle.records import STATUS_APPROVED, TOOL_EGRESS_ALLOW
 from tests.helpers.dashboard import BrowserCase
 
 REWRITES = {
@@ -31,11 +28,7 @@ class KeptGrantDashboardTest(BrowserCase):
         self.log_in()
         for name, sql in REWRITES.items():
             with self.subTest(rewrite=name):
-                filed = self.store.submit("web-1", TOOL_EGRESS_ALLOW, '{"host": "pastebin.com"}', "paste the logs")
-                decide(filed.id, STATUS_APPROVED, "for today", store=self.store)
-                with GrantStore(database=self.store.db) as grants:
-                    grant = grants.for_proposal(filed.id)
-                assert grant is not None
+                grant = self.approved_grant("web-1", "pastebin.com")
                 conn = sqlite3.connect(self.path, isolation_level=None)
                 try:
                     for (trigger,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'").fetchall():
@@ -48,16 +41,6 @@ class KeptGrantDashboardTest(BrowserCase):
                 self.assertRegex(page, f"{grant.short_id} web-1 egress-allow [0-9dhm]+ pastebin.com")
                 self.assertIn("kept by the audit log", page)
                 self.assertNotIn("docs.python.org", page)
-                time.sleep(1.5)  # past the page's guard (a click within 800 ms of a change is dropped)
-                self.browser.script(
-                    "const row = [...document.querySelectorAll('tr')].find(tr => tr.textContent.includes("
-                    "arguments[0]) && tr.querySelector('form'));"
-                    "const form = row.querySelector('form');"
-                    "form.querySelector('input[name=reason]').value = 'no pastes';"
-                    "form.querySelector('button[value=revoke]').click(); return true;", grant.short_id)
-                deadline = time.monotonic() + 30
-                while f"revoked grant {grant.short_id}" not in self.browser.text() and time.monotonic() < deadline:
-                    time.sleep(0.2)
-                self.assertIn(f"revoked grant {grant.short_id}", self.browser.text())
+                self.revoke_grant_on_page(grant.short_id, "no pastes")
                 with GrantStore(database=self.store.db) as grants:
                     self.assertEqual(grants.against_log().kept, [])

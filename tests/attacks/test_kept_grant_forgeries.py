@@ -26,6 +26,25 @@ from tests.helpers.support import REPO, TempDirTest
 from tests.helpers.terminal import Terminal
 
 
+def forged_row(forged: str, audit_seq: str) -> str:
+    """The statement a sidecar writes a grant row ``forged`` with, of web-2's for evil.example, otherwise a copy of
+    the grant ``:id``'s, claiming the approval entry ``audit_seq`` (an SQL expression over that row)."""
+    return ("INSERT INTO grants (id, queue_key, tool, subject, subject_sha256, starts_at, ends_at, proposal_id, "
+            f"rule_id, decided_by, audit_seq) SELECT '{forged}', 'web-2', tool, "
+            "'{\"host\":\"evil.example\",\"methods\":[],\"paths\":[]}', subject_sha256, starts_at, ends_at, "
+            f"'{'f' * 32}', NULL, 'root@host', {audit_seq} FROM grants WHERE id = :id")
+
+
+def forged_flood(count: int) -> str:
+    """The statement a sidecar writes ``count`` grant rows with, of web-2's for a.example, ending within the hour."""
+    return ("WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < " + str(count) + ") "
+            "INSERT INTO grants (id, queue_key, tool, subject, subject_sha256, starts_at, ends_at, proposal_id, "
+            "rule_id, decided_by, audit_seq) SELECT printf('%032x', i), 'web-2', 'egress-allow', "
+            "'{\"host\":\"a.example\",\"methods\":[],\"paths\":[]}', printf('%064x', i), "
+            "strftime('%Y-%m-%dT%H:%M:%S.000000Z', 'now'), strftime('%Y-%m-%dT%H:%M:%S.000000Z', 'now', '+1 hour'), "
+            "printf('%032x', i + 1000), NULL, 'root@host', 100000 + i FROM n")
+
+
 class KeptGrantForgeriesTest(TempDirTest):
     def setUp(self) -> None:
         super().setUp()
@@ -152,10 +171,7 @@ class KeptGrantForgeriesTest(TempDirTest):
         """A row in force that no approval made (a sidecar wrote it for its own bottle) is listed marked, where it
         was listed as any grant, and 'grants revoke' ends it."""
         forged = "e" * 32
-        self.sidecar("INSERT INTO grants (id, queue_key, tool, subject, subject_sha256, starts_at, ends_at, "
-                     "proposal_id, rule_id, decided_by, audit_seq) SELECT '" + forged + "', 'web-2', tool, "
-                     "'{\"host\":\"evil.example\",\"methods\":[],\"paths\":[]}', subject_sha256, starts_at, "
-                     "ends_at, '" + "f" * 32 + "', NULL, 'root@host', audit_seq + 1000 FROM grants WHERE id = :id")
+        self.sidecar(forged_row(forged, "audit_seq + 1000"))
         listed = self.run_cli("grants", "list")
         self.assertIn(f"{forged[:8]}\tweb-2", listed.stdout)
         self.assertIn("[not in the log] evil.example", listed.stdout)
@@ -188,11 +204,7 @@ class KeptGrantForgeriesTest(TempDirTest):
         pastebin.com as well, a grant the operator saw listed, unmarked, and never named."""
         forged = "e" * 32
         self.sidecar("CREATE TABLE rebuilt AS SELECT * FROM grants", "DROP TABLE grants",
-                     "ALTER TABLE rebuilt RENAME TO grants",
-                     "INSERT INTO grants (id, queue_key, tool, subject, subject_sha256, starts_at, ends_at, "
-                     "proposal_id, rule_id, decided_by, audit_seq) SELECT '" + forged + "', 'web-2', tool, "
-                     "'{\"host\":\"evil.example\",\"methods\":[],\"paths\":[]}', subject_sha256, starts_at, "
-                     "ends_at, '" + "f" * 32 + "', NULL, 'root@host', audit_seq FROM grants WHERE id = :id")
+                     "ALTER TABLE rebuilt RENAME TO grants", forged_row(forged, "audit_seq"))
         listed = self.run_cli("grants", "list")
         self.assertIn(f"{self.grant.short_id}\tweb-1\tegress-allow\t6d23h\tpastebin.com", listed.stdout)
         self.assertIn("[not in the log] evil.example", listed.stdout)
@@ -260,13 +272,7 @@ class KeptGrantForgeriesTest(TempDirTest):
         within the hour; the warnings, in the list's order (soonest ending first), named the 12 forgeries, and the
         one for the grant the log keeps, the one a sidecar can bring back, was "and 1 more"."""
         self.sidecar("DELETE FROM grants WHERE id = :id")
-        self.sidecar("WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 12) "
-                     "INSERT INTO grants (id, queue_key, tool, subject, subject_sha256, starts_at, ends_at, "
-                     "proposal_id, rule_id, decided_by, audit_seq) SELECT printf('%032x', i), 'web-2', 'egress-allow', "
-                     "'{\"host\":\"a.example\",\"methods\":[],\"paths\":[]}', printf('%064x', i), "
-                     "strftime('%Y-%m-%dT%H:%M:%S.000000Z', 'now'), "
-                     "strftime('%Y-%m-%dT%H:%M:%S.000000Z', 'now', '+1 hour'), printf('%032x', i + 1000), NULL, "
-                     "'root@host', 100000 + i FROM n")
+        self.sidecar(forged_flood(12))
         listed = self.run_cli("grants", "list")
         self.assertEqual(listed.stdout.count("[not in the log] "), 12)
         self.assertIn(f"grant {self.grant.short_id}: kept by the audit log", listed.stderr.splitlines()[0])
@@ -280,13 +286,7 @@ class KeptGrantForgeriesTest(TempDirTest):
         ending within the hour; the TUI's grants view (every row, soonest ending first) showed forgeries for pages
         before the grant the log keeps. It is now the first row, marked."""
         self.sidecar("DELETE FROM grants WHERE id = :id")
-        self.sidecar("WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 300) "
-                     "INSERT INTO grants (id, queue_key, tool, subject, subject_sha256, starts_at, ends_at, "
-                     "proposal_id, rule_id, decided_by, audit_seq) SELECT printf('%032x', i), 'web-2', 'egress-allow', "
-                     "'{\"host\":\"a.example\",\"methods\":[],\"paths\":[]}', printf('%064x', i), "
-                     "strftime('%Y-%m-%dT%H:%M:%S.000000Z', 'now'), "
-                     "strftime('%Y-%m-%dT%H:%M:%S.000000Z', 'now', '+1 hour'), printf('%032x', i + 1000), NULL, "
-                     "'root@host', 100000 + i FROM n")
+        self.sidecar(forged_flood(300))
         term = Terminal(self, f"cd {shlex.quote(str(REPO))} && env HOME={shlex.quote(str(self.home))} "
                               f"{shlex.quote(sys.executable)} -m bot_bottle supervise", width=120, height=30)
         term.wait_for("q quit")

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 from pathlib import Path
 from typing import ClassVar
 from urllib.parse import urlencode
@@ -17,11 +18,12 @@ from bot_bottle.audit_store import AuditStore
 from bot_bottle.cli.dashboard.server import DashboardServer
 from bot_bottle.cli.dashboard.state import SESSION_COOKIE, Dashboard
 from bot_bottle.cli.inbox import routes_base_of
+from bot_bottle.decisions import decide
+from bot_bottle.grant_records import Grant
+from bot_bottle.grants import GrantStore
 from bot_bottle.queue_reads import shown_digest
 from bot_bottle.queue_store import QueueStore
-from bot_bottle.records import (
-    Proposal,
-)
+from bot_bottle.records import STATUS_APPROVED, TOOL_EGRESS_ALLOW, Proposal
 from tests.helpers.browser import Browser
 from tests.helpers.support import REPO, TempDirTest
 
@@ -88,6 +90,15 @@ class DashboardCase(TempDirTest):
                                        "Content-Type": "application/x-www-form-urlencoded", **(headers or {})}
         return self.call("POST", f"/proposal/{proposal.id}/{action}", headers=sent, body=body, session=session)
 
+    def approved_grant(self, bottle: str, host: str) -> Grant:
+        """The grant the operator's approval of ``bottle``'s route to ``host`` makes."""
+        filed = self.store.submit(bottle, TOOL_EGRESS_ALLOW, json.dumps({"host": host}), "for the build")
+        decide(filed.id, STATUS_APPROVED, "for today", store=self.store)
+        with GrantStore(database=self.store.db) as grants:
+            grant = grants.for_proposal(filed.id)
+        assert grant is not None
+        return grant
+
     def assert_unchanged(self, proposal: Proposal) -> None:
         self.assertIsNone(self.store.response(proposal.id))
         self.assertEqual(AuditStore(database=self.store.db).count(), 0)
@@ -122,6 +133,21 @@ class BrowserCase(DashboardCase):
     def open(self, path: str) -> str:
         """Open a page of the dashboard (``path`` under its root); the URL the browser ends at."""
         return self.browser.get(f"{self.origin}{self.dashboard.root}{path}")
+
+    def revoke_grant_on_page(self, short_id: str, reason: str) -> None:
+        """On the bottles page open, revoke the grant ``short_id`` with its row's own form and button, past the
+        page's guard, and wait for the page that says it was revoked."""
+        time.sleep(1.5)  # past the page's guard (a click within 800 ms of a change is dropped)
+        self.browser.script(
+            "const row = [...document.querySelectorAll('tr')].find(tr => tr.textContent.includes("
+            "arguments[0]) && tr.querySelector('form'));"
+            "const form = row.querySelector('form');"
+            "form.querySelector('input[name=reason]').value = arguments[1];"
+            "form.querySelector('button[value=revoke]').click(); return true;", short_id, reason)
+        deadline = time.monotonic() + 30
+        while f"revoked grant {short_id}" not in self.browser.text() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        self.assertIn(f"revoked grant {short_id}", self.browser.text())
 
     def settle(self) -> None:
         """Wait out the page's guard: a click or key within it of a change is dropped, as meant for what was

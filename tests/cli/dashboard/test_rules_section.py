@@ -42,11 +42,12 @@ class RulesSectionTest(DashboardCase):
                                     ends_at=later(now, 3600) if effect == EFFECT_APPROVE else None, now=now)
 
     def revoke(self, rule_id: str, fields: dict[str, str | None] | None = None,
-               headers: dict[str, str | None] | None = None) -> tuple[int, dict[str, str], str]:
-        """The rule's revoke form as the page sends it (override a field or a header to forge one)."""
+               headers: dict[str, str | None] | None = None, kind: str = "rule") -> tuple[int, dict[str, str], str]:
+        """The rule's (or ``kind``'s: "grant") revoke form as the page sends it (override a field or a header to
+        forge one)."""
         form = {"csrf": self.dashboard.csrf, "reason": "done with it", "decision": "revoke", **(fields or {})}
         body = urlencode({name: value for name, value in form.items() if value is not None}).encode()
-        return self.call("POST", f"/rule/{rule_id}/revoke", body=body, headers={
+        return self.call("POST", f"/{kind}/{rule_id}/revoke", body=body, headers={
             "Origin": self.origin, "Sec-Fetch-Site": "same-origin",
             "Content-Type": "application/x-www-form-urlencoded", **(headers or {})})
 
@@ -148,10 +149,7 @@ class RulesSectionTest(DashboardCase):
         self.assertIn("<th>id</th>", grants)
         self.assertIn(f"<td>{grant.short_id}</td>", grants)
         self.assertIn(f"<td>{rule.short_id}</td>", body[body.index('data-part="rules"'):])
-        form = urlencode({"csrf": self.dashboard.csrf, "reason": "mirror down", "decision": "revoke"}).encode()
-        status, headers, _ = self.call("POST", f"/grant/{grant.id}/revoke", body=form, headers={
-            "Origin": self.origin, "Sec-Fetch-Site": "same-origin",
-            "Content-Type": "application/x-www-form-urlencoded"})
+        status, headers, _ = self.revoke(grant.id, {"reason": "mirror down"}, kind="grant")
         self.assertEqual(status, 303)
         _, _, body = self.call("GET", headers["location"].removeprefix(self.dashboard.root))
         self.assertIn(f"rule {rule.short_id}, remembered with it, still approves the same again", body)
@@ -179,10 +177,7 @@ class RulesSectionTest(DashboardCase):
         self.assertIn(f"<td>{grant.short_id}</td>", grants)
         self.assertIn("kept by the audit log: its row in the file is missing, revoked, ended or rewritten", grants)
         self.assertIn(f'action="{self.dashboard.root}/grant/{grant.id}/revoke"', grants)
-        form = urlencode({"csrf": self.dashboard.csrf, "reason": "mirror down", "decision": "revoke"}).encode()
-        status, headers, _ = self.call("POST", f"/grant/{grant.id}/revoke", body=form, headers={
-            "Origin": self.origin, "Sec-Fetch-Site": "same-origin",
-            "Content-Type": "application/x-www-form-urlencoded"})
+        status, headers, _ = self.revoke(grant.id, {"reason": "mirror down"}, kind="grant")
         self.assertEqual(status, 303)
         _, _, body = self.call("GET", headers["location"].removeprefix(self.dashboard.root))
         self.assertIn("no grants in force", body)
@@ -196,10 +191,7 @@ class RulesSectionTest(DashboardCase):
                                    current_file="routes:\n- a.com\n")
         decide(routes.id, "approved", store=self.store)
         (grant,) = self.grants.listing()
-        form = urlencode({"csrf": self.dashboard.csrf, "reason": "done", "decision": "revoke"}).encode()
-        status, headers, _ = self.call("POST", f"/grant/{grant.id}/revoke", body=form, headers={
-            "Origin": self.origin, "Sec-Fetch-Site": "same-origin",
-            "Content-Type": "application/x-www-form-urlencoded"})
+        status, headers, _ = self.revoke(grant.id, {"reason": "done"}, kind="grant")
         self.assertEqual(status, 303)
         _, _, body = self.call("GET", headers["location"].removeprefix(self.dashboard.root))
         self.assertIn(f"revoked grant {grant.short_id} (web-1: routes file: adds b.com (routes file sha256 ", body)
