@@ -290,6 +290,7 @@ class PostHandler(DashboardBase):
                 revoked, what = rule.id, f"rule {rule.short_id} ({rule.queue_key or 'every bottle'}, {rule.effect})"
             else:
                 grant = self.dashboard.grants.revoke(id_prefix, reason, revoked_by=by)
+                self.dashboard.revoked_now(grant)
                 revoked, what = grant.id, f"grant {grant.short_id} ({grant.queue_key}, {grant.tool})"
         except BotBottleError as exc:
             raise Refused(HTTPStatus.CONFLICT, "Not revoked", f"not revoked: {exc}") from None

@@ -187,12 +187,13 @@ class DashboardHandler(PostHandler):
         return "; ".join(said)
 
     def _revoked(self, grant_id: str) -> str:
-        """What the revocation just before (``?revoked=ID``) left, from the grant's row alone: that it is revoked,
-        and the approving rule that still approves the same again at the bottle's next ask, if one does."""
+        """What the revocation just before (``?revoked=ID``) left: that it is revoked, and the approving rule that
+        still approves the same again at the bottle's next ask, if one does. The grant as this dashboard's
+        revocation returned it (``Dashboard.revoked_now``), else its row."""
         if not PROPOSAL_ID_RE.fullmatch(grant_id):  # a grant id has the same form
             return ""
         try:
-            grant = self.dashboard.grants.find(grant_id)
+            grant = self.dashboard.revoked.get(grant_id) or self.dashboard.grants.find(grant_id)
         except BotBottleError:
             return ""
         if grant.revoked_at is None:

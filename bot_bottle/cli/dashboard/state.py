@@ -18,6 +18,7 @@ from bot_bottle.bottles import BottleStore
 from bot_bottle.cli.inbox import Entry, Filters, Inbox
 from bot_bottle.decisions import default_decider
 from bot_bottle.errors import BotBottleError
+from bot_bottle.grant_records import Grant
 from bot_bottle.grants import GrantStore
 from bot_bottle.policy.approval import Approval
 from bot_bottle.queue_reads import shown_digest
@@ -94,6 +95,7 @@ class Dashboard:
         self.grants = GrantStore(database=self.queue.db)
         self._kept = 0
         self.ruled: OrderedDict[str, list[str]] = OrderedDict()  # by a decision that made a rule: what it decided
+        self.revoked: OrderedDict[str, Grant] = OrderedDict()  # by id: a grant as its revocation here left it
         self.log = log
         self.token = secrets.token_urlsafe(32)
         #: The secret path every page lives under (and the session cookie's Path), without a trailing slash.
@@ -115,6 +117,14 @@ class Dashboard:
         self.ruled[proposal_id] = decided
         while len(self.ruled) > 16:
             self.ruled.popitem(last=False)
+
+    def revoked_now(self, grant: Grant) -> None:
+        """Keep, for the next page, ``grant`` as its revocation here returned it (who revoked it, what it granted):
+        its row is the file's word, and after a sidecar had marked it revoked (or deleted it) the page named the
+        sidecar's revoker (or nothing); the last few revocations' only."""
+        self.revoked[grant.id] = grant
+        while len(self.revoked) > 16:
+            self.revoked.popitem(last=False)
 
     def keep(self) -> None:
         """Apply standing rules and close expired proposals before a page shows them (``standing.keep``).

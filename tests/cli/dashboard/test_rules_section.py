@@ -156,32 +156,43 @@ class RulesSectionTest(DashboardCase):
         self.assertIn("(the revoke button in its row under &#x27;Standing rules&#x27;", body)
         self.assertNotIn("rules revoke", body)
 
-    def test_a_grant_whose_row_a_sidecar_deleted_is_listed_and_revoked_with_its_button(self) -> None:
-        """BROKE before the fix: a sidecar on the mount deleted the grant's row, and the bottles page said 'no
-        grants in force', though the audit log keeps it and the sidecar can put the row back
-        (tests/attacks/test_hidden_grant_rows.py). It is listed, saying so, and its button revokes it."""
-        route = self.store.submit("web-1", TOOL_EGRESS_ALLOW, '{"host": "pypi.org"}', "pip")
-        decide(route.id, "approved", store=self.store, grant_for=3600)
-        grant = self.grants.for_proposal(route.id)
-        assert grant is not None
-        conn = sqlite3.connect(self.store.db.path, isolation_level=None)  # the sidecar on the mount
-        try:
-            for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'trigger' "
-                                        "AND tbl_name = 'grants'").fetchall():
-                conn.execute(f'DROP TRIGGER "{name}"')
-            conn.execute("DELETE FROM grants WHERE id = ?", (grant.id,))
-        finally:
-            conn.close()
-        _, _, body = self.call("GET", "/bottles")
-        grants = body[body.index('data-part="grants"'):body.index('data-part="rules"')]
-        self.assertIn(f"<td>{grant.short_id}</td>", grants)
-        self.assertIn("kept by the audit log: its row in the file is missing, revoked, ended or rewritten", grants)
-        self.assertIn(f'action="{self.dashboard.root}/grant/{grant.id}/revoke"', grants)
-        status, headers, _ = self.revoke(grant.id, {"reason": "mirror down"}, kind="grant")
-        self.assertEqual(status, 303)
-        _, _, body = self.call("GET", headers["location"].removeprefix(self.dashboard.root))
-        self.assertIn("no grants in force", body)
-        self.assertEqual(self.grants.against_log().kept, [])
+    def test_a_grant_whose_row_a_sidecar_hid_is_listed_and_revoked_with_its_button(self) -> None:
+        """BROKE before the fix: a sidecar on the mount deleted the grant's row (or marked it revoked), and the
+        bottles page said 'no grants in force', though the audit log keeps it and the sidecar can put the row back
+        (tests/attacks/test_hidden_grant_rows.py). It is listed, saying so, and its button revokes it; the next
+        page says so as the revocation left it, where it said nothing (the row deleted) or named the sidecar's
+        revoker from the row (marked revoked)."""
+        hidings = {"deleted": "DELETE FROM grants WHERE id = ?",
+                   "marked revoked": "UPDATE grants SET revoked_at = starts_at, revoked_by = 'sidecar@mount', "
+                                     "revoke_reason = 'x', revoke_seq = 1 WHERE id = ?"}
+        for index, (hiding, sql) in enumerate(hidings.items()):
+            with self.subTest(hiding=hiding):
+                route = self.store.submit(f"web-{index + 1}", TOOL_EGRESS_ALLOW, '{"host": "pypi.org"}', "pip")
+                decide(route.id, "approved", store=self.store, grant_for=3600)
+                grant = self.grants.for_proposal(route.id)
+                assert grant is not None
+                conn = sqlite3.connect(self.store.db.path, isolation_level=None)  # the sidecar on the mount
+                try:
+                    for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'trigger' "
+                                                "AND tbl_name = 'grants'").fetchall():
+                        conn.execute(f'DROP TRIGGER "{name}"')
+                    conn.execute(sql, (grant.id,))
+                finally:
+                    conn.close()
+                _, _, body = self.call("GET", "/bottles")
+                grants = body[body.index('data-part="grants"'):body.index('data-part="rules"')]
+                self.assertIn(f"<td>{grant.short_id}</td>", grants)
+                self.assertIn("kept by the audit log: its row in the file is missing, revoked, ended or rewritten",
+                              grants)
+                self.assertIn(f'action="{self.dashboard.root}/grant/{grant.id}/revoke"', grants)
+                status, headers, _ = self.revoke(grant.id, {"reason": "mirror down"}, kind="grant")
+                self.assertEqual(status, 303)
+                _, _, body = self.call("GET", headers["location"].removeprefix(self.dashboard.root))
+                self.assertIn("no grants in force", body)
+                self.assertIn(f"revoked grant {grant.short_id} (web-{index + 1}: pypi.org", body)
+                self.assertIn(f"by {self.dashboard.decided_by}", body)
+                self.assertNotIn("sidecar@mount", body)
+                self.assertEqual(self.grants.against_log().kept, [])
 
     def test_a_revoked_grant_is_named_as_its_row_named_it(self) -> None:
         """BROKE before the fix: the page after revoking a routes file's grant, listed as 'routes file: adds b.com',
