@@ -47,8 +47,7 @@ class HiddenGrantRowsTest(HostGrantsCase):
     def put_back(self, grant: Grant) -> None:
         """The sidecar puts the row back as the host wrote it."""
         self.sidecar("DELETE FROM grants WHERE id = :id", grant.id)
-        values = {f"v{index}": value for index, value in enumerate(grant.__dict__.values())}
-        self.raw(f"INSERT INTO grants VALUES ({', '.join(':' + name for name in values)})", values)
+        self.put_back_row(grant)
 
     def test_every_list_shows_a_hidden_grant_marked_and_revoke_ends_it(self) -> None:
         """BROKE before the fix: each hiding took the grant out of 'grants list' ('no grants in force'), 'bottles

@@ -9,20 +9,15 @@ operator's revocation of it refused.
 
 from __future__ import annotations
 
-import json
 import shlex
 import sqlite3
 import sys
 
 from bot_bottle.cli.in_force import grants_listed
-from bot_bottle.decisions import decide
 from bot_bottle.grant_records import Grant
 from bot_bottle.grants import GrantStore
-from bot_bottle.paths import host_db_path
-from bot_bottle.queue_store import QueueStore
-from bot_bottle.records import STATUS_APPROVED, TOOL_EGRESS_ALLOW
-from bot_bottle.sidecar.egress import EgressGrants
-from tests.helpers.support import REPO, TempDirTest
+from tests.helpers.host_grants import HostGrantsCase
+from tests.helpers.support import REPO
 from tests.helpers.terminal import Terminal
 
 
@@ -45,16 +40,10 @@ def forged_flood(count: int) -> str:
             "printf('%032x', i + 1000), NULL, 'root@host', 100000 + i FROM n")
 
 
-class KeptGrantForgeriesTest(TempDirTest):
+class KeptGrantForgeriesTest(HostGrantsCase):
     def setUp(self) -> None:
         super().setUp()
-        self.db = host_db_path()
-        self.store = QueueStore(self.db)
-        self.addCleanup(self.store.close)
-        filed = self.store.submit("web-1", TOOL_EGRESS_ALLOW, '{"host": "pastebin.com"}', "paste the logs")
-        decide(filed.id, STATUS_APPROVED, "for today", store=self.store)
-        with GrantStore(database=self.store.db) as grants:
-            (self.grant,) = grants.listing("web-1")
+        self.grant = self.approved("pastebin.com")
 
     def sidecar(self, *statements: str, grant_id: str | None = None) -> None:
         """Write the host's file as a sidecar on the mount does: its triggers dropped first, then ``statements``
@@ -133,7 +122,7 @@ class KeptGrantForgeriesTest(TempDirTest):
                 self.assertNotIn("docs.python.org", listed.stdout)
                 self.assertNotIn("web-9", listed.stdout)
                 self.sidecar("DELETE FROM grants WHERE id = :id")
-                self.put_back(self.grant)
+                self.put_back_row(self.grant)
                 self.assertNotIn("kept by the log", self.run_cli("grants", "list").stdout)  # put back: agrees
 
     def test_a_rewritten_approval_entry_hides_nothing_in_force(self) -> None:
@@ -155,7 +144,7 @@ class KeptGrantForgeriesTest(TempDirTest):
                 self.sidecar("DELETE FROM grants WHERE id = :id", rewrite.replace(":seq", str(grant.audit_seq)),
                              grant_id=grant.id)
                 self.assertNotIn(grant.short_id, self.run_cli("grants", "list").stdout)
-                self.put_back(grant)
+                self.put_back_row(grant)
                 listed = self.run_cli("grants", "list")
                 self.assertIn(f"{grant.short_id}\tweb-1", listed.stdout)
                 self.assertIn(f"[not in the log] {host}", listed.stdout)
@@ -215,7 +204,7 @@ class KeptGrantForgeriesTest(TempDirTest):
         self.assertIn(f"{self.grant.short_id}\tweb-1", listed.stdout)  # still in force, as the operator left it
         with GrantStore(database=self.store.db) as grants:
             self.assertEqual(grants.against_log().kept, [])
-        self.assertTrue(self.lets_through_web1("pastebin.com"))
+        self.assertTrue(self.lets_through("web-1", "pastebin.com", "GET", "/"))
 
     def test_a_copied_row_of_a_live_grant_does_not_block_its_revocation(self) -> None:
         """BROKE before the fix (hostile review 60): a sidecar rebuilt the grants table without its primary key and
@@ -227,7 +216,7 @@ class KeptGrantForgeriesTest(TempDirTest):
         self.assertIn(f"{self.grant.short_id}\tweb-1", self.run_cli("grants", "list").stdout)
         revoked = self.run_cli("grants", "revoke", self.grant.id, "--reason", "no pastes")
         self.assertEqual(revoked.returncode, 0, revoked.stderr)
-        self.assertFalse(self.lets_through_web1("pastebin.com"))
+        self.assertFalse(self.lets_through("web-1", "pastebin.com", "GET", "/"))
         self.assertNotIn(self.grant.short_id, self.run_cli("grants", "list").stdout)
 
     def test_a_second_row_of_a_live_grants_id_does_not_change_what_the_lists_show(self) -> None:
@@ -240,14 +229,14 @@ class KeptGrantForgeriesTest(TempDirTest):
                      "ends_at = strftime('%Y-%m-%dT%H:%M:%S.000000Z', ends_at, '+1 hour')",
                      "INSERT INTO rebuilt SELECT * FROM grants", "DROP TABLE grants",
                      "ALTER TABLE rebuilt RENAME TO grants")
-        self.assertTrue(self.lets_through_web1("pastebin.com"))
+        self.assertTrue(self.lets_through("web-1", "pastebin.com", "GET", "/"))
         for argv in (("grants", "list"), ("bottles", "show", "web-1")):
             with self.subTest(argv=argv):
                 listed = self.run_cli(*argv).stdout
                 self.assertIn("[kept by the log] pastebin.com", listed)
                 self.assertNotIn("docs.python.org", listed)
         self.assert_listed_and_revocable(self.grant.short_id)
-        self.assertFalse(self.lets_through_web1("pastebin.com"))
+        self.assertFalse(self.lets_through("web-1", "pastebin.com", "GET", "/"))
 
     def test_a_revoked_copy_of_a_live_grants_row_is_not_what_the_full_list_shows(self) -> None:
         """BROKE before the fix (hostile review 60): a copy of the live grant's row, marked revoked and ending an hour
@@ -257,15 +246,10 @@ class KeptGrantForgeriesTest(TempDirTest):
                      "ALTER TABLE rebuilt RENAME TO grants", "INSERT INTO grants SELECT * FROM grants WHERE id = :id",
                      "UPDATE grants SET revoked_at = starts_at, revoked_by = 'root@vm', revoke_reason = 'done', "
                      "ends_at = strftime('%Y-%m-%dT%H:%M:%S.000000Z', ends_at, '+1 hour') WHERE rowid = 2")
-        self.assertTrue(self.lets_through_web1("pastebin.com"))
+        self.assertTrue(self.lets_through("web-1", "pastebin.com", "GET", "/"))
         listed = self.run_cli("grants", "list", "--all").stdout
         self.assertIn(f"{self.grant.short_id}\tweb-1\tegress-allow\t6d23h\tpastebin.com", listed)
         self.assertNotIn("revoked", listed)
-
-    def lets_through_web1(self, host: str) -> bool:
-        """What web-1's sidecar answers now for a GET of ``host`` (its own check, asked afresh)."""
-        with QueueStore(self.db, migrate_schema=False) as sidecar:
-            return EgressGrants(sidecar.for_bottle("web-1")).allows_route(host, "GET", "/", None)
 
     def test_forged_rows_ending_sooner_do_not_push_a_kept_grants_warning_into_the_count(self) -> None:
         """BROKE before the fix (hostile review 60): the sidecar hid the real grant's row and wrote 12 rows ending
@@ -316,18 +300,4 @@ class KeptGrantForgeriesTest(TempDirTest):
 
     def approved(self, host: str) -> Grant:
         """A grant of web-1's for ``host``, as the operator approves one."""
-        filed = self.store.submit("web-1", TOOL_EGRESS_ALLOW, json.dumps({"host": host}), "paste the logs")
-        decide(filed.id, STATUS_APPROVED, "for today", store=self.store)
-        with GrantStore(database=self.store.db) as grants:
-            made = grants.for_proposal(filed.id)
-        assert made is not None
-        return made
-
-    def put_back(self, grant: Grant) -> None:
-        """The sidecar puts ``grant``'s row back as the host wrote it."""
-        conn = sqlite3.connect(self.db, isolation_level=None)
-        try:
-            values = tuple(grant.__dict__.values())
-            conn.execute(f"INSERT INTO grants VALUES ({', '.join('?' * len(values))})", values)
-        finally:
-            conn.close()
+        return self.grants.find(self.approve("web-1", {"host": host}))

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from bot_bottle.decisions import decide
+from bot_bottle.grant_records import Grant
 from bot_bottle.grants import GrantStore
 from bot_bottle.paths import host_db_path
 from bot_bottle.queue_store import QueueStore
@@ -55,6 +56,11 @@ class HostGrantsCase(TempDirTest):
         done = self.run_cli(*args)
         self.assertEqual(done.returncode, 0, done.stderr)
         return done.stdout
+
+    def put_back_row(self, grant: Grant) -> None:
+        """A sidecar on the mount writes ``grant``'s row into the file again, as the host wrote it."""
+        values = {f"v{index}": value for index, value in enumerate(grant.__dict__.values())}
+        self.raw(f"INSERT INTO grants VALUES ({', '.join(':' + name for name in values)})", values)
 
     def raw(self, statement: str, params: dict[str, Any] | None = None, *, unchecked: bool = False,
             untriggered: str | None = None) -> None:
