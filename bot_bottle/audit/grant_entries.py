@@ -108,9 +108,13 @@ def _sealed_revocations(conn: sqlite3.Connection, rows: list[Any], named: set[st
     seqs = [seq for action, seq, *_, record in rows if action == ACTION_GRANT_REVOKED and record in named]
     if not seqs:
         return set()
-    entries = conn.execute(f"{SELECT} WHERE seq IN (SELECT value FROM json_each(:seqs)) ORDER BY seq",
-                           {"seqs": json.dumps(seqs)})
-    return {str((stored_details(row[9]) or {}).get("grant")) for row in host_entries(conn, entries)}
+    return {str((stored_details(row[9]) or {}).get("grant")) for row in host_entries(conn, _numbered(conn, seqs))}
+
+
+def _numbered(conn: sqlite3.Connection, seqs: list[int]) -> sqlite3.Cursor:
+    """The audit entries numbered ``seqs``, oldest first, as ``chain.SELECT`` reads them."""
+    return conn.execute(f"{SELECT} WHERE seq IN (SELECT value FROM json_each(:seqs)) ORDER BY seq",
+                        {"seqs": json.dumps(seqs)})
 
 
 def host_entries(conn: sqlite3.Connection, rows: Iterable[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
@@ -165,16 +169,14 @@ def rows_against_log_in(conn: sqlite3.Connection, queue_key: str | None, now: st
                                {"revoked": ACTION_GRANT_REVOKED, "named": json.dumps(named)})
         for row in host_entries(conn, entries):
             grant_id = str((stored_details(row[9]) or {}).get("grant"))
-            revoked.setdefault(grant_id, f"revoked at {row[1]} by {row[6]} (audit entry {row[0]})")
+            revoked.setdefault(grant_id, f"revoked {_when_and_who(row)}")
     # A row in force shows the grant only where it says what the log's entry does: a sidecar rewrote a live row's
     # subject (or bottle, tool, end) to a harmless one, and the list showed that, unmarked, while the log's grant,
     # back in force once the row was, went unseen (hostile review 59).
     # Each held to this host's seal: a sidecar can append an approval entry naming a grant, or write a row, not seal
     # an entry. A row in force that no sealed approval made was listed as any grant, unmarked.
-    approvals = conn.execute(f"{SELECT} WHERE seq IN (SELECT value FROM json_each(:seqs)) ORDER BY seq",
-                             {"seqs": json.dumps([grant.audit_seq for grant in logged])})
     # Those before a new audit key took over ('audit new-key') are held to their chain (``host_entries``).
-    sealed = {row[0] for row in host_entries(conn, approvals)}
+    sealed = {row[0] for row in host_entries(conn, _numbered(conn, [grant.audit_seq for grant in logged]))}
     made = [grant for grant in logged if grant.audit_seq in sealed]
     proven = {grant.id for grant in made if shown.get(grant.id) == {_said(grant)}}
     return RowsAgainstLog([grant for grant in made if grant.id not in proven], revoked,
@@ -302,9 +304,14 @@ def revocation_refusal(conn: sqlite3.Connection, grant: Grant, now: str) -> str 
     made = made if made is not None and made.id == grant.id else None
     # After the sealed entry that made it, where there is one: not the whole log under the write lock.
     for row in sealed_rows(conn, revocations_of(conn, grant.id, 0 if made is None else made.audit_seq)):
-        return f"grant {grant.short_id} was revoked already, at {row[1]} by {row[6]} (audit entry {row[0]})"
+        return f"grant {grant.short_id} was revoked already, {_when_and_who(row)}"
     ends_at = grant.ends_at if made is None else made.ends_at
     return f"grant {grant.short_id} ended at {ends_at}: nothing to revoke" if ends_at <= now else None
+
+
+def _when_and_who(revocation: tuple[Any, ...]) -> str:
+    """When and by whom the ``grant-revoked`` entry ``revocation`` (``chain.SELECT``) revoked, and its number."""
+    return f"at {revocation[1]} by {revocation[6]} (audit entry {revocation[0]})"
 
 
 def _logged_grant(seq: Any, queue_key: Any, proposal_id: Any, actor: Any, recorded: Any) -> Grant | None:
