@@ -82,6 +82,7 @@ __all__ = [
     "database_path",
     "discover",
     "downgrade",
+    "expected_schema",
     "is_backup",
     "live_schema_drift",
     "migrations_dir",
@@ -110,13 +111,7 @@ def live_schema_drift(conn: sqlite3.Connection, migrations: tuple[Migration, ...
         live = _schema_objects(conn)
     if version > len(known):
         return []  # a newer schema than the code knows: status() reports that
-    expected_conn = sqlite3.connect(":memory:", isolation_level=None)
-    try:
-        for migration in known[:version]:
-            step(expected_conn, migration, up=True, known=known)
-        expected = _schema_objects(expected_conn)
-    finally:
-        expected_conn.close()
+    expected = {key: " ".join(sql.split()) for key, sql in expected_schema(known, version).items()}
     problems = []
     for key in sorted(expected.keys() - live.keys()):
         problems.append(f"{key[0]} {key[1]} is missing")
@@ -126,6 +121,29 @@ def live_schema_drift(conn: sqlite3.Connection, migrations: tuple[Migration, ...
         if expected[key] != live[key]:
             problems.append(f"{key[0]} {key[1]} differs from what its migration made")
     return problems
+
+
+# What the migrations build, by the migrations' statements and the version: built once a process.
+_EXPECTED: dict[tuple[str, ...], dict[tuple[str, str], str]] = {}
+
+
+def expected_schema(known: tuple[Migration, ...], version: int) -> dict[tuple[str, str], str]:
+    """The schema objects the first ``version`` of ``known`` make, as ``(type, name) -> sql`` (the SQL as
+    SQLite keeps it), built by applying them to a database in memory; the same dict on each call for the
+    same migrations."""
+    key = tuple(migration.up_sha256 for migration in known[:version])
+    if key not in _EXPECTED:
+        expected_conn = sqlite3.connect(":memory:", isolation_level=None)
+        try:
+            for migration in known[:version]:
+                step(expected_conn, migration, up=True, known=known)
+            _EXPECTED[key] = {
+                (str(kind), str(name)): str(sql) for kind, name, sql in expected_conn.execute(
+                    "SELECT type, name, sql FROM sqlite_master WHERE name NOT LIKE 'sqlite_%' AND sql IS NOT NULL")
+            }
+        finally:
+            expected_conn.close()
+    return _EXPECTED[key]
 
 
 def _schema_objects(conn: sqlite3.Connection) -> dict[tuple[str, str], str]:
