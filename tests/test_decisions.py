@@ -36,6 +36,13 @@ class DecideTest(TempDirTest):
         self.addCleanup(self.queue.close)
         self.audit = AuditStore(database=self.queue.db)
 
+    def unguarded(self) -> QueueStore:
+        """A store on the same file whose writes leave a trigger no migration made in place, as the host's do
+        not (a sidecar's store is opened so)."""
+        store = QueueStore(self.path, migrate_schema=False)
+        self.addCleanup(store.close)
+        return store
+
     def routes(self, payload: str = "routes:\n- a.com\n- b.com\n") -> Proposal:
         return self.queue.submit("web-1", TOOL_EGRESS_BLOCK, payload, "need b", current_file="routes:\n- a.com\n")
 
@@ -119,13 +126,14 @@ class DecideTest(TempDirTest):
             decide(proposal.id, "maybe", store=self.queue)
 
     def test_failed_audit_rolls_back_the_decision(self) -> None:
-        """If the audit entry cannot be written, the response is not written either."""
+        """If the audit entry cannot be written, the response is not written either. (A trigger stands in for the
+        failure, through a store that does not drop it as the host's do: ``schema.guard``.)"""
         proposal = self.routes()
         raw = sqlite3.connect(self.path, isolation_level=None)
         self.addCleanup(raw.close)
         raw.execute("CREATE TRIGGER refuse BEFORE INSERT ON audit_log BEGIN SELECT RAISE(ABORT, 'audit down'); END")
         with self.assertRaisesRegex(DatabaseError, "audit down"):
-            decide(proposal.id, STATUS_APPROVED, store=self.queue)
+            decide(proposal.id, STATUS_APPROVED, store=self.unguarded())
         self.assertIsNone(self.queue.response(proposal.id))
         raw.execute("DROP TRIGGER refuse")
         decide(proposal.id, STATUS_APPROVED, store=self.queue)
@@ -179,7 +187,9 @@ class DecideTest(TempDirTest):
 
     def test_an_entry_slipped_in_mid_batch_is_refused_whole(self) -> None:
         """A trigger a sidecar made writes an entry of its own, linked in order, after the batch's first: the next
-        decision of the batch finds the log is no longer where its own entry left it, and nothing is recorded."""
+        decision of the batch finds the log is no longer where its own entry left it, and nothing is recorded.
+        (The host's writes drop such a trigger first, ``schema.guard``; this check is the one behind it, held
+        here through a store that does not.)"""
         first, second = (self.queue.submit("web-1", TOOL_EGRESS_ALLOW, f'{{"host": "t{n}.example"}}', "j")
                          for n in range(2))
         raw = sqlite3.connect(self.path, isolation_level=None)
@@ -192,7 +202,7 @@ class DecideTest(TempDirTest):
         before = digest(self.path)
         approve = Decision(STATUS_APPROVED, "", None, "ann@laptop")
         with self.assertRaisesRegex(AuditTampered, "changed inside the host's own transaction, after its entry 1"):
-            record_decisions(self.queue, [(first.id, approve, first), (second.id, approve, second)])
+            record_decisions(self.unguarded(), [(first.id, approve, first), (second.id, approve, second)])
         self.assertEqual(digest(self.path), before)
         self.assertIsNone(self.queue.response(first.id))
 

@@ -12,7 +12,8 @@ migrates, also sets the journal mode (WAL where every opener shares its
 kernel); a sidecar, which never migrates, never switches it.
 ``files`` tells when a connection's files were replaced at their path;
 ``checkpointer.IdleCheckpointer`` keeps the WAL short in a process that
-stays open.
+stays open. Each of the host's write transactions runs only the triggers and
+indexes the migrations made (``schema.guard``).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
@@ -45,6 +46,7 @@ from bot_bottle.paths import (
     resolve_db_path,
 )
 from bot_bottle.schema import migrate
+from bot_bottle.schema.guard import SchemaGuard
 
 __all__ = [
     "DB_DIR_IN_CONTAINER",
@@ -146,6 +148,12 @@ class Database:
     that runs for long (the relay, the dashboard, the TUI) would go on
     reading and deciding on files no other process sees any more, such as
     a copy of the ``-wal`` a sidecar on the mount renamed over the real one.
+
+    On the host (``migrate_schema``), each write transaction first drops
+    the triggers and indexes no migration made (``schema.guard``): a
+    sidecar's trigger would otherwise run inside the host's decisions and
+    revocations. A sidecar's own writes are left as they are: whatever a
+    trigger could do there, the sidecar could do itself.
     """
 
     def __init__(
@@ -159,6 +167,7 @@ class Database:
         self._conn = open_db(self.path, busy_timeout=busy_timeout, migrate_schema=migrate_schema)
         self._lock = threading.RLock()
         self._files = OpenedFiles(self.path)  # (opened and migrated: a database in WAL mode has all three)
+        self._guard = SchemaGuard() if migrate_schema else None
 
     def replaced(self) -> FileChange | None:
         """The first of the database's files at its path that is not the one this connection opened, if any
@@ -190,9 +199,18 @@ class Database:
         """
         with self._lock:
             with translate_errors(self.path), transaction(self._conn) as conn:
+                restored = self._guard.hold(conn) if self._guard is not None else []
                 yield conn
                 self._same_files()
+            if self._guard is not None:
+                self._guard.committed(restored)
             self._same_files(committed=True)
+
+    def say_schema_changes_with(self, say: Callable[[str], None]) -> None:
+        """Say what this connection's writes dropped from the schema or made again (``schema.guard``) through
+        ``say`` instead of on stderr: the TUI's status line, since a line on stderr lands over its screen."""
+        if self._guard is not None:
+            self._guard.say = say
 
     def close(self) -> None:
         """Checkpoint without waiting and close (``close_cleanly``); the object is unusable afterwards.

@@ -36,7 +36,7 @@ from bot_bottle.records import STATUS_APPROVED, TOOL_EGRESS_ALLOW
 from bot_bottle.relay.credentials import RelayCredentials, bottle_relay_dir
 from bot_bottle.wire.relay_file import RelayEndpoint, write_endpoint_file
 from tests.helpers.relay_fixture import free_port, relay_env, start_relay_process, stop_process
-from tests.helpers.support import REPO, TempDirTest
+from tests.helpers.support import REPO, TempDirTest, drop_triggers
 
 # The VM bottle's egress helper, in a process of its own, asking through the relay (no cache: asked afresh).
 HELPER = """
@@ -105,6 +105,7 @@ class ForgottenRevocationTest(TempDirTest):
         self.assertFalse(self.helper_allows())
         conn = sqlite3.connect(self.db, isolation_level=None)
         try:
+            drop_triggers(conn, "audit_log")  # made again by the decision's write (schema.guard)
             conn.execute("UPDATE audit_log SET notes = notes || '.' WHERE seq = (SELECT max(seq) FROM audit_log)")
         finally:
             conn.close()
@@ -135,6 +136,7 @@ class ForgottenRevocationTest(TempDirTest):
             conn.execute("UPDATE grants SET id = :new WHERE id = :id", {"new": renamed, "id": grant.id})
             revoked = self.run_cli("grants", "revoke", renamed[:8], "--reason", "it leaks")  # as 'grants list' shows it
             self.assertEqual(revoked.returncode, 0, revoked.stderr)
+            drop_triggers(conn, "grants")  # made again by the revocation's write (schema.guard)
             conn.execute("UPDATE grants SET id = :id, revoked_at = NULL, revoked_by = NULL, revoke_reason = NULL, "
                          "revoke_seq = NULL WHERE id = :new", {"new": renamed, "id": grant.id})
         finally:

@@ -18,6 +18,8 @@ import re
 import shlex
 import sqlite3
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from unittest import mock
 
 from bot_bottle.audit import routes_approved
@@ -28,7 +30,7 @@ from bot_bottle.queue_store import QueueStore
 from bot_bottle.records import STATUS_APPROVED, STATUS_REJECTED, TOOL_EGRESS_BLOCK, Proposal
 from tests.cli.test_proposals_cmds import CliTestCase
 from tests.helpers.dashboard import DashboardCase
-from tests.helpers.support import REPO, TempDirTest
+from tests.helpers.support import REPO, TempDirTest, drop_triggers
 from tests.helpers.terminal import Terminal
 
 WITH_EVIL = "routes:\n- a.com\n- evil-exfil.example.net\n"
@@ -49,14 +51,19 @@ class HiddenRoutesApprovalTest(CliTestCase):
         decide(other.id, STATUS_REJECTED, "no", store=self.store)
         self.raw = sqlite3.connect(self.store.db.path)
         self.addCleanup(self.raw.close)
+
+    @contextmanager
+    def sidecar(self) -> Iterator[sqlite3.Connection]:
+        """The sidecar's own connection, in one transaction, every trigger dropped first (the host's writes make
+        them again: ``schema.guard``)."""
         with self.raw:
-            for (name,) in self.raw.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'").fetchall():
-                self.raw.execute(f'DROP TRIGGER "{name}"')
+            drop_triggers(self.raw)
+            yield self.raw
 
     def rewrite_the_dropping_with_its_chain(self) -> int:
         """The dropping approval's entry moved to another tool, and every hash from it on made again (the chain
         needs no key), so each entry hashes to its own and names the one before; the entry's number."""
-        with self.raw:
+        with self.sidecar():
             self.raw.execute("UPDATE audit_log SET tool = 'egress-block-' WHERE proposal_id = ?", (self.dropping.id,))
             (seq,) = self.raw.execute("SELECT seq FROM audit_log WHERE proposal_id = ?", (self.dropping.id,)).fetchone()
             link = self.raw.execute("SELECT prev_hash FROM audit_log WHERE seq = ?", (seq,)).fetchone()[0]
@@ -80,17 +87,17 @@ class HiddenRoutesApprovalTest(CliTestCase):
         self.assertIn("drifted", entry.approval.kinds)
 
     def test_an_approval_moved_to_another_tool(self) -> None:
-        with self.raw:
+        with self.sidecar():
             self.raw.execute("UPDATE audit_log SET tool = 'egress-block-' WHERE proposal_id = ?", (self.dropping.id,))
         self.assert_not_hidden(self.file(BACK, WITH_EVIL))
 
     def test_an_approval_moved_to_another_bottle(self) -> None:
-        with self.raw:
+        with self.sidecar():
             self.raw.execute("UPDATE audit_log SET queue_key = 'web-9' WHERE proposal_id = ?", (self.dropping.id,))
         self.assert_not_hidden(self.file(BACK, WITH_EVIL))
 
     def test_an_approval_removed(self) -> None:
-        with self.raw:
+        with self.sidecar():
             self.raw.execute("DELETE FROM audit_log WHERE proposal_id = ?", (self.dropping.id,))
         self.assert_not_hidden(self.file(BACK, WITH_EVIL))
 
@@ -106,7 +113,7 @@ class HiddenRoutesApprovalTest(CliTestCase):
     def test_a_decided_proposal_is_held_to_the_entries_before_its_decision(self) -> None:
         lie = self.file(BACK, WITH_EVIL)
         decide(lie.id, STATUS_REJECTED, "no", store=self.store)
-        with self.raw:
+        with self.sidecar():
             self.raw.execute("UPDATE audit_log SET tool = 'egress-block-' WHERE proposal_id = ?", (self.dropping.id,))
         code, out, err = self.cli("proposals", "show", lie.short_id)
         self.assertEqual((code, err), (0, ""))
@@ -157,7 +164,7 @@ class HiddenRoutesApprovalTest(CliTestCase):
         rewritten after that, out of the lookup's sight, is still the span's as it was proven."""
         other = self.file("routes:\n- y.com\n", None, bottle="web-3")  # none approved: the whole log proven
         self.assertEqual(self.cli("proposals", "list")[0], 0)
-        with self.raw:
+        with self.sidecar():
             self.raw.execute("UPDATE audit_log SET tool = 'egress-block-' WHERE proposal_id = ?", (self.dropping.id,))
         lie = self.file(BACK, WITH_EVIL)
         entries = {entry.id: entry for entry in Inbox(self.store).pending()}
@@ -175,7 +182,7 @@ class HiddenRoutesApprovalTest(CliTestCase):
             self.assertIsNone(routes_approved._unproven_since(conn, 0, None, "web-3"))
         grown = self.file("routes:\n- z.com\n", None, bottle="web-4")
         decide(grown.id, STATUS_REJECTED, "no", store=self.store)  # one more entry: a longer span, carried on
-        with self.raw:
+        with self.sidecar():
             self.raw.execute("UPDATE audit_log SET tool = 'egress-block-' WHERE proposal_id = ?", (self.dropping.id,))
         lie = self.file(BACK, WITH_EVIL)
         with mock.patch.object(routes_approved, "ROUTES_PROOF_SPAN", 1):  # walks only what the log grew by
@@ -197,7 +204,7 @@ class HiddenRoutesApprovalTest(CliTestCase):
         """The decision's entry is the sealed one: a row rewritten to name it, earlier, is not."""
         lie = self.file(BACK, WITH_EVIL)
         decide(lie.id, STATUS_REJECTED, "no", store=self.store)
-        with self.raw:
+        with self.sidecar():
             (first,) = self.raw.execute("SELECT min(seq) FROM audit_log").fetchone()
             self.raw.execute("UPDATE audit_log SET proposal_id = ? WHERE seq = ?", (lie.id, first + 1))
         code, out, err = self.cli("proposals", "show", lie.short_id)
@@ -208,7 +215,7 @@ class HiddenRoutesApprovalTest(CliTestCase):
     def test_a_flood_of_unsealed_approvals_ends_the_look_at_once(self) -> None:
         """100,000 approval rows the host never sealed, above the real ones: each was held to the seal for each
         proposal (0.65 s a proposal); the first says the log is not the host's, and the look ends."""
-        with self.raw:
+        with self.sidecar():
             self.raw.execute(
                 "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 100000) INSERT INTO "
                 "audit_log (ts, queue_key, action, tool, proposal_id, actor, notes, diff, details, prev_hash, hash) "

@@ -279,13 +279,21 @@ class KeptGrantForgeriesTest(HostGrantsCase):
         self.assertIn(f"{self.grant.short_id}  web-1", screen)
         self.assertIn("[kept by the log] pastebin.com", screen)
 
-    def test_a_trigger_refusing_the_rows_mark_does_not_stop_a_revocation(self) -> None:
+    def test_a_table_refusing_the_rows_mark_does_not_stop_a_revocation(self) -> None:
         """BROKE before the fix (hostile review 60): the sidecar added a trigger refusing every UPDATE of the grants
         table; 'grants revoke' (and a standing rejection) failed with "SQLite error ...: nope" and recorded nothing:
-        the grant stayed in force for the relay, with no entry ending it. The sealed entry revokes it now; the row,
-        left unmarked by the trigger, is listed [revoked in the log] (sidecars that read the file pass it on until
-        the trigger is gone: 'audit verify' names the row)."""
-        self.sidecar("CREATE TRIGGER no_revoke BEFORE UPDATE ON grants BEGIN SELECT RAISE(ABORT, 'nope'); END")
+        the grant stayed in force for the relay, with no entry ending it. A host write now drops such a trigger
+        first (tests/attacks/test_foreign_schema.py); a table's own CHECK, which the sidecar can write into
+        the table's definition, refuses the mark the same way and is not dropped. The sealed entry revokes the
+        grant; the row, left unmarked, is listed [revoked in the log] (sidecars that read the file pass it on
+        until the table is mended: 'audit verify' names the row, 'db check' the table)."""
+        reader = sqlite3.connect(self.db)
+        version = int(reader.execute("PRAGMA schema_version").fetchone()[0])
+        reader.close()
+        self.sidecar("PRAGMA writable_schema = ON",
+                     "UPDATE sqlite_master SET sql = replace(sql, ') STRICT', ', CHECK (revoked_at IS NULL)) STRICT') "
+                     "WHERE type = 'table' AND name = 'grants'",
+                     f"PRAGMA schema_version = {version + 1}")
         revoked = self.run_cli("grants", "revoke", self.grant.short_id, "--reason", "no pastes")
         self.assertEqual(revoked.returncode, 0, revoked.stderr)
         self.assertIn("[revoked in the log] pastebin.com", self.run_cli("grants", "list").stdout)

@@ -19,6 +19,12 @@ write of the relay's store failed, for every bottle, with a message calling
 the database corrupt and pointing at a backup to restore. Through the
 relay's standing rules, a rule's rejection and its sealed audit entry were
 committed, one statement at a time, for a filing the relay reported failed.
+
+The relay is a host process, and the host's writes now drop a trigger no
+migration made before anything else (``schema.guard``): such a trigger
+never runs in them. A sidecar's own store carries its bottle's archive the
+same way, unguarded, so the carrying is tested on one of those, with two
+bottles to show that no other write is touched.
 """
 
 from __future__ import annotations
@@ -47,6 +53,8 @@ class RollbackTriggerTest(TempDirTest):
         self.path = self.tmp / "q.db"
         self.relay = QueueStore(self.path)  # one store, many bottles, as the relay's
         self.addCleanup(self.relay.close)
+        self.sidecar_store = QueueStore(self.path, migrate_schema=False)  # unguarded, as a sidecar's
+        self.addCleanup(self.sidecar_store.close)
 
     def sidecar_adds_trigger(self, sql: str) -> None:
         """The sidecar on the mount, a process of its own, writes the schema directly."""
@@ -69,25 +77,27 @@ class RollbackTriggerTest(TempDirTest):
         return proposal
 
     def test_a_rolled_back_archive_fails_one_write_whole_and_no_other(self) -> None:
-        a = self.relay.for_bottle("vm-a")
-        b = self.relay.for_bottle("vm-b", quota=Quota(max_pending=2, max_pending_bytes=10_000))
-        proposal = self.archived_behind_trigger(self.relay, a, "SELECT RAISE(ROLLBACK, 'no')")
+        a = self.sidecar_store.for_bottle("vm-a")
+        b = self.sidecar_store.for_bottle("vm-b", quota=Quota(max_pending=2, max_pending_bytes=10_000))
+        proposal = self.archived_behind_trigger(self.sidecar_store, a, "SELECT RAISE(ROLLBACK, 'no')")
         before = digest(self.path)
         with self.assertRaises(DatabaseError) as caught:
             b.submit(TOOL_EGRESS_BLOCK, "routes: [b0]\n", "j")
         self.assertIn("rolled back", str(caught.exception))
         self.assertEqual(self.count("vm-b"), 0, "a filing that failed wrote nothing")
         self.assertEqual(digest(self.path), before)
-        self.assertIsNone(self.relay.unwritten_archive(proposal.id), "the refused row is dropped")
+        self.assertIsNone(self.sidecar_store.unwritten_archive(proposal.id), "the refused row is dropped")
         b.heartbeat()
         first = b.submit(TOOL_EGRESS_BLOCK, "routes: [b1]\n", "j")
         second = b.submit(TOOL_EGRESS_BLOCK, "routes: [b2]\n", "j")
         self.assertEqual(self.count("vm-b"), 2)
         self.assertNotEqual(first.id, second.id)
-        self.assertIsNone(self.relay.get(proposal.id).archived_at)
+        self.assertIsNone(self.sidecar_store.get(proposal.id).archived_at)
 
-    def test_a_rule_decides_nothing_in_a_rolled_back_filing(self) -> None:
-        """The relay's filings run its standing rules in the filing's transaction: none of that is committed."""
+    def test_the_relays_filing_drops_the_trigger_and_its_rule_decides(self) -> None:
+        """The relay's filings run its standing rules in the filing's transaction. Before the guard, a trigger
+        rolling that transaction back failed the filing (with nothing of it committed); now the relay's write
+        drops the trigger first: the archive it carries is written, and the rule decides the filing."""
         self.assertEqual(self.run_cli("db", "upgrade").returncode, 0)
         added = self.run_cli("rules", "add", "--all-bottles", "--host", "pastebin.com", "--reject", "--notes", "no")
         self.assertEqual(added.returncode, 0, added.stderr)
@@ -96,24 +106,21 @@ class RollbackTriggerTest(TempDirTest):
         self.addCleanup(relay.close)
         a = relay.for_bottle("vm-a", standing=rule_decision_in)
         b = relay.for_bottle("vm-b", standing=rule_decision_in)
-        self.archived_behind_trigger(relay, a, "SELECT RAISE(ROLLBACK, 'no')")
-        with self.assertRaises(DatabaseError) as caught:
-            b.submit(TOOL_EGRESS_ALLOW, '{"host": "pastebin.com"}', "j")
-        self.assertIn("rolled back", str(caught.exception))
-        self.assertEqual(self.count("vm-b"), 0)
-        with sqlite3.connect(self.path) as raw:
-            self.assertEqual(raw.execute("SELECT count(*) FROM audit_log WHERE queue_key = 'vm-b'").fetchone()[0], 0)
+        proposal = self.archived_behind_trigger(relay, a, "SELECT RAISE(ROLLBACK, 'no')")
         filed = b.submit(TOOL_EGRESS_ALLOW, '{"host": "pastebin.com"}', "j")
-        self.assertEqual(relay.response(filed.id).status, "rejected", "the next filing is decided by the rule")
+        self.assertEqual(relay.response(filed.id).status, "rejected", "the filing is decided by the rule")
+        self.assertIsNotNone(relay.get(proposal.id).archived_at)
+        with sqlite3.connect(self.path) as raw:
+            self.assertEqual(raw.execute("SELECT count(*) FROM sqlite_master WHERE name = 't'").fetchone()[0], 0)
 
     def test_an_archive_a_trigger_fails_otherwise_is_dropped_too(self) -> None:
         """Any error of the archive's row drops that row: the write carrying it goes on, and the next ones."""
-        a = self.relay.for_bottle("vm-a")
-        b = self.relay.for_bottle("vm-b")
-        proposal = self.archived_behind_trigger(self.relay, a, "SELECT json('x')")
+        a = self.sidecar_store.for_bottle("vm-a")
+        b = self.sidecar_store.for_bottle("vm-b")
+        proposal = self.archived_behind_trigger(self.sidecar_store, a, "SELECT json('x')")
         b.submit(TOOL_EGRESS_BLOCK, "routes: [b0]\n", "j")
         b.heartbeat()
         b.submit(TOOL_EGRESS_BLOCK, "routes: [b1]\n", "j")
         self.assertEqual(self.count("vm-b"), 2)
-        self.assertIsNone(self.relay.unwritten_archive(proposal.id))
-        self.assertIsNone(self.relay.get(proposal.id).archived_at)
+        self.assertIsNone(self.sidecar_store.unwritten_archive(proposal.id))
+        self.assertIsNone(self.sidecar_store.get(proposal.id).archived_at)

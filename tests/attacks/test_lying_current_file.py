@@ -14,6 +14,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
 from unittest import mock
 
 from bot_bottle.audit import routes_approved
@@ -56,14 +58,20 @@ class LyingCurrentFileTest(CliTestCase):
         self.assertEqual((code, err), (0, ""))
         return out
 
-    def unguarded(self) -> sqlite3.Connection:
-        """The database file as a sidecar on the mount opens it, its triggers dropped (the schema's guards)."""
+    @contextmanager
+    def unguarded(self) -> Iterator[sqlite3.Connection]:
+        """The database file as a sidecar on the mount opens it, in one transaction, its triggers (the schema's
+        guards) dropped and put back after, as a careful sidecar does (the host's next write would make them
+        again, and say so: ``schema.guard``)."""
         raw = sqlite3.connect(self.store.db.path)
         self.addCleanup(raw.close)
         with raw:
-            for (name,) in raw.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'").fetchall():
+            triggers = raw.execute("SELECT name, sql FROM sqlite_master WHERE type = 'trigger'").fetchall()
+            for name, _ in triggers:
                 raw.execute(f'DROP TRIGGER "{name}"')
-        return raw
+            yield raw
+            for _, sql in triggers:
+                raw.execute(sql)
 
     def grants(self, proposal: Proposal) -> dict[str, object]:
         code, out, err = self.cli("proposals", "show", proposal.id, "--json")
@@ -329,8 +337,7 @@ class LyingCurrentFileTest(CliTestCase):
     def test_rows_a_sidecar_writes_prove_nothing(self) -> None:
         first = self.approved()
         lie = self.file(EVIL, EVIL)
-        raw = self.unguarded()
-        with raw:
+        with self.unguarded() as raw:
             # An approval entry of the lie, written past the triggers (the host never sealed it).
             raw.execute("INSERT INTO audit_log (ts, queue_key, action, tool, proposal_id, actor, notes, diff, "
                         "details, prev_hash, hash) SELECT '2099-01-01T00:00:00.000000Z', 'web-1', 'approved', "
@@ -347,8 +354,7 @@ class LyingCurrentFileTest(CliTestCase):
     def test_an_approved_file_rewritten_in_the_database_is_no_proof(self) -> None:
         first = self.approved()
         lie = self.file(EVIL, EVIL)
-        raw = self.unguarded()
-        with raw:
+        with self.unguarded() as raw:
             raw.execute("UPDATE proposals SET payload = ? WHERE id = ?", (EVIL, first.id))
         grants = self.grants(lie)
         self.assertEqual(grants["summary"], "routes file: unchanged")  # the sidecar's word, and said to be

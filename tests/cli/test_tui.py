@@ -395,6 +395,22 @@ class TuiTest(TempDirTest):
         self.term.wait_for("2 pending")
         self.quit()
 
+    def test_a_trigger_a_sidecar_added_is_dropped_and_said_on_the_status_line(self) -> None:
+        """A trigger refusing revocations (tests/attacks/test_foreign_schema.py): x revokes the grant anyway,
+        and what the write dropped is said on the status line, where a line on stderr landed over the screen."""
+        decide(self.route.id, STATUS_APPROVED, store=self.store)
+        raw = sqlite3.connect(self.db, isolation_level=None)
+        raw.execute("CREATE TRIGGER nope BEFORE INSERT ON audit_log WHEN NEW.action = 'grant-revoked' "
+                    "BEGIN SELECT RAISE(ABORT, 'nope'); END")
+        raw.close()
+        self.open_the_grants_view()
+        self.revoke_the_selected_grant("no mirror")
+        self.term.wait_for("0 grant(s) in force")
+        self.term.send("b")
+        screen = self.term.wait_for('dropped what no migration made')
+        self.assertNotIn("bot-bottle: warning", screen)
+        self.quit()
+
     def test_a_narrow_grants_view_gives_the_tools_room_to_the_grant(self) -> None:
         """BROKE before the fix: at 70 columns the tool and its padding left the grant 16 columns
         ('pypi.org (any m…'), as the list of proposals' rows did, and at 80 (the common terminal) 26."""

@@ -166,6 +166,17 @@ def write_migration(folder: Path, version: int, name: str, up: str, down: str) -
     (folder / f"{version:04d}_{name}.down.sql").write_text(down)
 
 
+def drop_triggers(conn: sqlite3.Connection, *tables: str) -> None:
+    """Drop the triggers of ``tables`` (none named: of every table) on ``conn``, as a sidecar on the mount can
+    before it writes rows they guard. The host's next write makes them again (``schema.guard``): a sidecar
+    writing after it drops them again."""
+    marks = ", ".join("?" for _ in tables)
+    where = f" AND tbl_name IN ({marks})" if tables else ""
+    for (name,) in conn.execute(f"SELECT name FROM sqlite_master WHERE type = 'trigger'{where}",
+                                tables).fetchall():
+        conn.execute(f'DROP TRIGGER "{name}"')
+
+
 def schema_of(db_path: Path) -> list[tuple[str, str, str]]:
     """The schema (type, name, sql) of a database, read on a fresh connection, sorted."""
     conn = sqlite3.connect(db_path)

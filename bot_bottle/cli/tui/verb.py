@@ -69,8 +69,14 @@ def cmd_supervise(args: argparse.Namespace) -> int:
             raise BotBottleError("the supervise UI needs a terminal; use --once (or 'proposals list') in scripts")
         check_terminal()
         os.environ.setdefault("ESCDELAY", "25")  # Esc should go back at once, not after curses' 1 s
-        curses.wrapper(lambda screen: SuperviseTUI(screen, store, bell=args.bell, notify=args.notify).run())
+        curses.wrapper(lambda screen: _run(SuperviseTUI(screen, store, bell=args.bell, notify=args.notify)))
     return 0
+
+
+def _run(tui: SuperviseTUI) -> None:
+    # What a write drops from the schema, or makes again, goes on the status line: stderr is the screen.
+    tui.store.db.say_schema_changes_with(tui.say)
+    tui.run()
 
 
 def register(subparsers: Any) -> None:

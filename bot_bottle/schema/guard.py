@@ -1,0 +1,146 @@
+"""The host's writes run only the triggers, and keep only the indexes, that its migrations made.
+
+Every sidecar on the mount can change the schema as it can change any row,
+and a trigger runs inside whichever transaction fires it, the host's own
+included. One that refuses ``grant-revoked`` audit entries made every
+revocation fail; one that clears a grant's revoked mark after the host set
+it undid the revocation in the file; a partial UNIQUE index on the audit log
+refuses the second entry of a kind it names. ``SchemaGuard.hold`` runs at
+the start of each of the host's write transactions (``db.Database.write``),
+with the write lock held, so nothing can change the schema between its look
+and the transaction's statements: a trigger or index no migration made is
+dropped, one that differs from its migration's is made again as the
+migration made it, and one that is missing is made again where it can be.
+What it changed is said on stderr once the write commits, names escaped.
+
+Why every write looks, and not only when ``PRAGMA schema_version`` moved:
+the version is a number any process with the file can set, and a connection
+loads the schema again whenever the number differs from the one it parsed,
+so a sidecar can add a trigger, let the host's connection load it, and set
+the number back to the one the host last checked. The look is one query of
+``sqlite_master`` (about 30 rows, some 20 microseconds) compared with the
+last set found good.
+
+Tables are not restored: a table a sidecar rebuilt (its CHECKs, its
+constraints) holds rows, and the stores already go by the sealed log where
+rows can lie. ``bot-bottle db check`` reports it.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import sys
+from collections.abc import Callable
+
+from bot_bottle.schema.files import Migration, discover
+from bot_bottle.schema.migrate import expected_schema
+from bot_bottle.schema.state import current_version
+
+GUARDED_KINDS = ("index", "trigger")
+_LIVE = ("SELECT type, name, sql FROM sqlite_master WHERE type IN ('index', 'trigger') AND sql IS NOT NULL")
+NAMES_SAID = 5  # names a warning lists before it counts the rest
+NAME_CHARS = 60  # of each name said
+
+
+def _say_on_stderr(message: str) -> None:
+    print(f"bot-bottle: warning: {message}", file=sys.stderr, flush=True)
+
+
+class SchemaGuard:
+    """Holds one connection's write transactions to the migrations' triggers and indexes (``hold``).
+
+    ``say`` receives each warning (default: a line on stderr) from
+    ``committed``; the names in it are escaped already, so it may print them
+    as they are. A process that draws on the terminal (the TUI) sets it to
+    its status line.
+    """
+
+    def __init__(self, migrations: tuple[Migration, ...] | None = None,
+                 say: Callable[[str], None] = _say_on_stderr) -> None:
+        self._known = migrations
+        self.say = say
+        # The last live set found as the migrations made it. Safe to keep past a rollback: it is what the file
+        # holds, not when it was looked at, so a file holding anything else is looked at again.
+        self._good: frozenset[tuple[str, str, str]] | None = None
+
+    def hold(self, conn: sqlite3.Connection) -> list[str]:
+        """In the caller's write transaction (the write lock held): drop what no migration made, make again
+        what differs or is missing; return what it did, for ``committed`` once the transaction is
+        (``[]``: nothing)."""
+        live = frozenset(conn.execute(_LIVE).fetchall())
+        if live == self._good:
+            return []
+        known = self._known if self._known is not None else discover()
+        version = current_version(conn)
+        if version > len(known):
+            return []  # a schema newer than the code: the host's open refuses it before any write
+        expected = {key: sql for key, sql in expected_schema(known, version).items() if key[0] in GUARDED_KINDS}
+        done = _restore(conn, {(kind, name): sql for kind, name, sql in live}, expected)
+        self._good = frozenset(conn.execute(_LIVE).fetchall())
+        return done
+
+    def committed(self, done: list[str]) -> None:
+        """Say what ``hold`` did, now that its transaction committed (a rolled-back one did nothing)."""
+        for line in done:
+            self.say(line)
+
+
+def _restore(conn: sqlite3.Connection, live: dict[tuple[str, str], str],
+             expected: dict[tuple[str, str], str]) -> list[str]:
+    foreign = sorted(live.keys() - expected.keys())
+    # Made again on any difference of text: a run of spaces inside a string literal is not layout. Said only
+    # where more than layout differs (a database made by an older release may keep a trigger's text laid out
+    # as its migration file then was).
+    differing = sorted(key for key in live.keys() & expected.keys() if live[key] != expected[key])
+    changed = [key for key in differing if _layout_aside(live[key]) != _layout_aside(expected[key])]
+    missing = sorted(expected.keys() - live.keys())
+    for kind, name in foreign + differing:
+        conn.execute(f"DROP {kind.upper()} {_quoted(name)}")
+    restored = [key for key in differing + missing if _made_again(conn, expected[key])]
+    done = []
+    if foreign:
+        done.append("dropped what no migration made (a process with the database file, such as a sidecar on the "
+                    f"mount, added it to run inside bot-bottle's writes): {_named(foreign)}")
+    if changed:
+        done.append(f"made again as its migration made it what a process with the database file had changed: "
+                    f"{_named(changed)}")
+    if missing:
+        done.append(f"made again what a process with the database file had dropped: {_named(missing)}")
+    unmade = [key for key in differing + missing if key not in restored]
+    if unmade:
+        done.append(f"could not make again over the rows there now: {_named(unmade)} ('bot-bottle db check' "
+                    "reports it)")
+    return done
+
+
+def _made_again(conn: sqlite3.Connection, sql: str) -> bool:
+    """Run one migration's CREATE: True if it took; False where the rows no longer allow it, such as a UNIQUE
+    index over rows a sidecar duplicated (SQLite undoes the one statement and the transaction goes on)."""
+    try:
+        conn.execute(sql)
+    except sqlite3.DatabaseError:
+        if not conn.in_transaction:
+            raise  # an error that ended the whole transaction: nothing of this write can go on
+        return False
+    return True
+
+
+def _layout_aside(sql: str) -> str:
+    return " ".join(sql.split())
+
+
+def _quoted(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _named(keys: list[tuple[str, str]]) -> str:
+    """``trigger "a", index "b" and 3 more``, each name escaped (a sidecar chose it) and cut short."""
+    said = [f"{kind} {_escaped(name)}" for kind, name in keys[:NAMES_SAID]]
+    more = f" and {len(keys) - NAMES_SAID} more" if len(keys) > NAMES_SAID else ""
+    return ", ".join(said) + more
+
+
+def _escaped(name: str) -> str:
+    shown = name[:NAME_CHARS].encode("ascii", "backslashreplace").decode("ascii")
+    shown = "".join(char if char.isprintable() else f"\\x{ord(char):02x}" for char in shown)
+    return f'"{shown}"' + ("..." if len(name) > NAME_CHARS else "")

@@ -1,0 +1,216 @@
+"""A sidecar on the mount changes the schema so that its code runs inside the host's writes (``schema.guard``).
+
+Hostile review 60 left this open: a trigger a sidecar added to ``audit_log``
+that refused ``grant-revoked`` entries made every revocation fail ("SQLite
+error ...: nope"), so the grant stayed in force, with nothing pointing the
+operator at the trigger. A trigger runs in whichever transaction fires it,
+and the same file is every process's. Each test here is a sidecar's change
+to the schema, made with its own connection as it can, and then what the
+operator does with the real command line; before the guard, each of them
+failed or was undone.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+from bot_bottle.db import Database
+from bot_bottle.queue_store import QueueStore
+from bot_bottle.records import TOOL_EGRESS_ALLOW
+from bot_bottle.schema import guard, migrate
+from bot_bottle.schema.guard import SchemaGuard
+from tests.helpers.host_grants import HostGrantsCase
+
+REFUSE_REVOCATIONS = ("CREATE TRIGGER nope BEFORE INSERT ON audit_log WHEN NEW.action = 'grant-revoked' "
+                      "BEGIN SELECT RAISE(ABORT, 'nope'); END")
+
+
+class ForeignSchemaTest(HostGrantsCase):
+    def setUp(self) -> None:
+        super().setUp()
+        self.grant_id = self.approve("web-1", {"host": "pastebin.com"})
+
+    def sidecar(self, *statements: str) -> None:
+        """Statements a sidecar runs on the host's file with a connection of its own."""
+        conn = sqlite3.connect(self.db, isolation_level=None)
+        try:
+            for sql in statements:
+                conn.execute(sql)
+        finally:
+            conn.close()
+
+    def guarded(self) -> dict[tuple[str, str], str]:
+        """The triggers and indexes in the file now, by (type, name)."""
+        with Database(self.db, migrate_schema=False).read() as conn:
+            return {(kind, name): " ".join(sql.split()) for kind, name, sql in conn.execute(
+                "SELECT type, name, sql FROM sqlite_master WHERE type IN ('index', 'trigger') AND sql IS NOT NULL")}
+
+    def made(self) -> dict[tuple[str, str], str]:
+        """The triggers and indexes the migrations make."""
+        known = migrate.discover()
+        return {key: " ".join(sql.split()) for key, sql in migrate.expected_schema(known, len(known)).items()
+                if key[0] in guard.GUARDED_KINDS}
+
+    def revoke(self, grant_id: str) -> str:
+        """'grants revoke' as the operator runs it, which must succeed; what it said on stderr."""
+        done = self.run_cli("grants", "revoke", grant_id[:8], "--reason", "no pastes")
+        self.assertEqual(done.returncode, 0, done.stderr)
+        return done.stderr
+
+    def assert_revoked(self, grant_id: str, host: str = "pastebin.com") -> None:
+        """Revoked in the file as in the log: no list shows it, and the bottle's sidecar refuses its route."""
+        self.assertIsNotNone(self.grants.find(grant_id).revoked_at)
+        listed = self.run_cli("grants", "list")
+        self.assertNotIn(grant_id[:8], listed.stdout)
+        self.assertEqual(listed.stderr, "")
+        self.assertFalse(self.lets_through("web-1", host, "GET", "/"))
+
+    def test_a_trigger_refusing_revocation_entries_is_dropped_and_the_revocation_recorded(self) -> None:
+        """BROKE before the guard (review 60's leftover): 'grants revoke' failed with "nope", recording nothing,
+        and the sidecar passed pastebin.com on."""
+        self.sidecar(REFUSE_REVOCATIONS)
+        said = self.revoke(self.grant_id)
+        self.assertIn('dropped what no migration made', said)
+        self.assertIn('trigger "nope"', said)
+        self.assertEqual(said.count("\n"), 1, said)
+        self.assert_revoked(self.grant_id)
+        self.assertEqual(self.guarded(), self.made())
+
+    def test_a_trigger_undoing_the_revoked_mark_is_dropped_first(self) -> None:
+        """BROKE before the guard: a trigger cleared the row's revoked mark as soon as the host set it, so the
+        revocation committed with the row still in force for every sidecar that reads the file."""
+        self.sidecar("CREATE TRIGGER unrevoke AFTER UPDATE OF revoked_at ON grants BEGIN "
+                     "UPDATE grants SET revoked_at = NULL, revoked_by = NULL, revoke_seq = NULL, "
+                     "revoke_reason = NULL WHERE id = NEW.id; END")
+        self.revoke(self.grant_id)
+        self.assert_revoked(self.grant_id)
+
+    def test_a_partial_unique_index_refusing_a_second_revocation_is_dropped(self) -> None:
+        """BROKE before the guard: an index a sidecar added let one 'grant-revoked' entry in and refused the next,
+        so the first revocation went through and every later one failed ("UNIQUE constraint failed")."""
+        other = self.approve("web-1", {"host": "paste.example"})
+        self.sidecar("CREATE UNIQUE INDEX one_revocation ON audit_log (action) WHERE action = 'grant-revoked'")
+        self.revoke(self.grant_id)
+        self.revoke(other)
+        self.assert_revoked(self.grant_id)
+        self.assert_revoked(other, "paste.example")
+        self.assertNotIn(("index", "one_revocation"), self.guarded())
+
+    def test_a_migration_trigger_rewritten_is_made_again_as_its_migration_made_it(self) -> None:
+        """The sidecar replaced audit_log_no_update (the log's append-only guard) by a trigger of the same name
+        that refuses revocations: it is made again from its migration, and the revocation goes through."""
+        self.sidecar("DROP TRIGGER audit_log_no_update",
+                     "CREATE TRIGGER audit_log_no_update BEFORE INSERT ON audit_log "
+                     "WHEN NEW.action = 'grant-revoked' BEGIN SELECT RAISE(ABORT, 'nope'); END")
+        said = self.revoke(self.grant_id)
+        self.assertIn('made again as its migration made it what a process with the database file had changed: '
+                      'trigger "audit_log_no_update"', said)
+        self.assert_revoked(self.grant_id)
+        self.assertEqual(self.guarded(), self.made())
+
+    def test_a_trigger_hidden_under_a_reserved_name_with_the_version_kept_is_dropped(self) -> None:
+        """Written into sqlite_master directly (``writable_schema``), under a name SQLite reserves for itself
+        and which ``db check``'s comparison skips, with the schema's version left as it was: every new
+        connection still loads it."""
+        self.sidecar("PRAGMA writable_schema = ON",
+                     "INSERT INTO sqlite_master (type, name, tbl_name, rootpage, sql) VALUES ('trigger', "
+                     "'sqlite_nope', 'audit_log', 0, '" + REFUSE_REVOCATIONS.replace("nope BEFORE", "sqlite_nope "
+                                                                                      "BEFORE").replace("'", "''")
+                     + "')", "PRAGMA writable_schema = OFF")
+        said = self.revoke(self.grant_id)
+        self.assertIn('trigger "sqlite_nope"', said)
+        self.assert_revoked(self.grant_id)
+
+    def test_the_schema_version_set_back_does_not_hide_a_trigger_from_a_process_that_stays_open(self) -> None:
+        """The dashboard and the relay keep one connection open. The sidecar added a trigger after that
+        connection's last write, let it load the schema with a read, and set the schema's version back to
+        the number it had: a guard that looked only when the number moved would let the trigger run."""
+        host = Database(self.db)
+        self.addCleanup(host.close)
+        queue = QueueStore(database=host)
+        queue.submit("web-1", TOOL_EGRESS_ALLOW, '{"host": "a.example"}', "first")
+        with host.read() as conn:
+            version = int(conn.execute("PRAGMA schema_version").fetchone()[0])
+        self.sidecar("CREATE TRIGGER nope BEFORE INSERT ON proposals BEGIN SELECT RAISE(ABORT, 'nope'); END")
+        with host.read() as conn:
+            conn.execute("SELECT count(*) FROM proposals").fetchone()
+        self.sidecar(f"PRAGMA schema_version = {version}")
+        queue.submit("web-1", TOOL_EGRESS_ALLOW, '{"host": "b.example"}', "second")
+        self.assertNotIn(("trigger", "nope"), self.guarded())
+
+    def test_a_missing_unique_index_the_rows_no_longer_allow_is_said_and_the_write_goes_on(self) -> None:
+        """The sidecar dropped proposals_dedupe and filed the same request twice: the index cannot be made
+        again over those rows, so the host says so once and goes on with its write, rather than refuse every
+        decision and revocation from then on."""
+        self.sidecar("DROP INDEX proposals_dedupe",
+                     "INSERT INTO proposals (id, queue_key, tool, payload, payload_sha256, justification, created_at, "
+                     "expires_at) SELECT lower(hex(randomblob(16))), queue_key, tool, payload, payload_sha256, "
+                     "justification, created_at, expires_at FROM proposals WHERE archived_at IS NULL")
+        said = self.revoke(self.grant_id)
+        self.assertIn('could not make again over the rows there now: index "proposals_dedupe"', said)
+        self.assert_revoked(self.grant_id)
+
+    def test_the_sidecars_own_writes_leave_the_schema_as_they_find_it(self) -> None:
+        """Only the host restores: a sidecar's store neither drops nor makes anything (what a trigger could do
+        there, the sidecar could do itself)."""
+        self.sidecar("CREATE TRIGGER mine AFTER INSERT ON proposals BEGIN SELECT 1; END")
+        with Database(self.db, migrate_schema=False).write() as conn:
+            conn.execute("SELECT 1")
+        self.assertIn(("trigger", "mine"), self.guarded())
+
+    def test_names_are_escaped_and_a_flood_is_one_line(self) -> None:
+        """A name is the sidecar's to choose: an escape sequence in it reaches no terminal, and 300 triggers are
+        one warning naming five and counting the rest."""
+        self.sidecar('CREATE TRIGGER "\x1b]0;owned\x07x" AFTER INSERT ON proposals BEGIN SELECT 1; END',
+                     *(f"CREATE TRIGGER t{n:03} AFTER INSERT ON proposals BEGIN SELECT 1; END" for n in range(300)))
+        said = self.revoke(self.grant_id)
+        self.assertNotIn("\x1b", said)
+        self.assertNotIn("\x07", said)
+        self.assertIn(r'trigger "\x1b]0;owned\x07x"', said)
+        self.assertIn("and 296 more", said)
+        self.assertEqual(said.count("\n"), 1, said)
+        self.assertEqual(self.guarded(), self.made())
+
+
+class SchemaGuardTest(HostGrantsCase):
+    def test_a_good_schema_is_looked_at_and_left_alone(self) -> None:
+        """Nothing to do: nothing said, nothing changed, the second look the cheap one."""
+        keeper = SchemaGuard()
+        with self.store.db.write() as conn:
+            self.assertEqual(keeper.hold(conn), [])
+            self.assertEqual(keeper.hold(conn), [])
+
+    def test_a_write_rolled_back_says_nothing_and_the_next_one_drops_it_again(self) -> None:
+        """The drop is the write's: rolled back with it, it is not said, and the next write does it again."""
+        said: list[str] = []
+        keeper = SchemaGuard(say=said.append)
+        raw = sqlite3.connect(self.db, isolation_level=None)
+        self.addCleanup(raw.close)
+        raw.execute("CREATE TRIGGER nope BEFORE INSERT ON proposals BEGIN SELECT RAISE(ABORT, 'nope'); END")
+        for _ in range(2):
+            raw.execute("BEGIN IMMEDIATE")
+            self.assertEqual(len(keeper.hold(raw)), 1)
+            raw.execute("ROLLBACK")
+        self.assertEqual(said, [])
+        self.assertIn(("trigger", "nope"), {(kind, name) for kind, name in raw.execute(
+            "SELECT type, name FROM sqlite_master")})
+        raw.execute("BEGIN IMMEDIATE")
+        keeper.committed(keeper.hold(raw))
+        raw.execute("COMMIT")
+        self.assertEqual(len(said), 1)
+        self.assertNotIn(("trigger", "nope"), {(kind, name) for kind, name in raw.execute(
+            "SELECT type, name FROM sqlite_master")})
+
+    def test_a_trigger_changed_only_inside_its_literals_layout_is_made_again(self) -> None:
+        """A comparison with layout aside would call two spaces in a string literal the same as one: the
+        trigger is made again from its migration's exact text on any difference, said or not."""
+        raw = sqlite3.connect(self.db, isolation_level=None)
+        self.addCleanup(raw.close)
+        (sql,) = raw.execute("SELECT sql FROM sqlite_master WHERE name = 'grants_no_delete'").fetchone()
+        raw.execute("DROP TRIGGER grants_no_delete")
+        raw.execute(sql.replace("never deleted", "never  deleted"))
+        keeper = SchemaGuard()
+        with self.store.db.write() as conn:
+            keeper.hold(conn)
+        self.assertEqual(raw.execute("SELECT sql FROM sqlite_master WHERE name = 'grants_no_delete'").fetchone(),
+                         (sql,))
