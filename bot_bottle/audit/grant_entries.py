@@ -156,7 +156,8 @@ def rows_against_log_in(conn: sqlite3.Connection, queue_key: str | None, now: st
     # grant's id saying a harmless host, ending later, so that every list (one line an id, the later end last)
     # showed that, unmarked, while the first row kept the grant in force (hostile review 60).
     shown: dict[str, set[tuple[object, ...]]] = {}
-    for row in conn.execute("SELECT id, queue_key, tool, subject, ends_at FROM grants WHERE revoked_at IS NULL "
+    for row in conn.execute("SELECT id, queue_key, tool, subject, ends_at, decided_by, rule_id FROM grants "
+                            "WHERE revoked_at IS NULL "
                             "AND ends_at > :now AND (:queue_key IS NULL OR queue_key = :queue_key)",
                             {"now": now, "queue_key": queue_key}):
         shown.setdefault(str(row[0]), set()).add(tuple(row[1:]))
@@ -184,13 +185,14 @@ def rows_against_log_in(conn: sqlite3.Connection, queue_key: str | None, now: st
 
 
 def _said(grant: Grant) -> tuple[object, ...]:
-    """What a grant's row says of it that a list shows: its bottle, tool, subject and end."""
-    return grant.queue_key, grant.tool, grant.subject, grant.ends_at
+    """What a grant's row says of it that a list shows: its bottle, tool, subject, end, who decided it and the
+    rule that did (the BY column: a sidecar wrote a made-up name there, and the list showed it)."""
+    return grant.queue_key, grant.tool, grant.subject, grant.ends_at, grant.decided_by, grant.rule_id
 
 
 def row_proven(conn: sqlite3.Connection, row: Grant) -> bool:
     """Whether grant row ``row`` says what the approval entry it claims (its ``audit_seq``), sealed by this host,
-    records of the grant it made: its id, bottle, tool, subject and end (``grant_made_by``)."""
+    records of the grant it made: its id, bottle, tool, subject, end, decider and rule (``grant_made_by``)."""
     made = grant_made_by(conn, row.audit_seq)
     return made is not None and made.id == row.id and _said(made) == _said(row)
 
@@ -284,8 +286,8 @@ def claimed_grants_in(conn: sqlite3.Connection, grant: Grant, now: str) -> list[
     made = grant_made_by(conn, grant.audit_seq)
     if made is None or made.id == grant.id or made.ends_at <= now:
         return []
-    rows = conn.execute("SELECT queue_key, tool, subject, ends_at FROM grants WHERE id = :id AND revoked_at IS NULL "
-                        "AND ends_at > :now", {"id": made.id, "now": now})
+    rows = conn.execute("SELECT queue_key, tool, subject, ends_at, decided_by, rule_id FROM grants WHERE id = :id "
+                        "AND revoked_at IS NULL AND ends_at > :now", {"id": made.id, "now": now})
     if any(tuple(row) == _said(made) for row in rows):
         return []  # listed on its own, as the log records it: not what the operator named
     named = revocations_of(conn, made.id, made.audit_seq)

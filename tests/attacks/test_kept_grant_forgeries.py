@@ -113,7 +113,9 @@ class KeptGrantForgeriesTest(HostGrantsCase):
         another): 'grants list' showed 'docs.python.org', unmarked, while the log's grant by that id, back in force
         once the row was put back, lets pastebin.com through; now the log's grant is listed, marked."""
         for rewrite in ("UPDATE grants SET subject = '{\"host\":\"docs.python.org\",\"methods\":[],\"paths\":[]}' "
-                        "WHERE id = :id", "UPDATE grants SET queue_key = 'web-9' WHERE id = :id"):
+                        "WHERE id = :id", "UPDATE grants SET queue_key = 'web-9' WHERE id = :id",
+                        # the BY column: BROKE before the fix, the made-up name was listed, unmarked
+                        "UPDATE grants SET decided_by = 'docs.python.org' WHERE id = :id"):
             with self.subTest(rewrite=rewrite):
                 self.sidecar(rewrite)
                 listed = self.run_cli("grants", "list")
