@@ -59,16 +59,15 @@ class SchemaGuard:
                  say: Callable[[str], None] = _say_on_stderr) -> None:
         self._known = migrations
         self.say = say
-        # The rows last found as the migrations made them, in sqlite_master's order (a list compares without
-        # hashing every statement's text). Safe to keep past a rollback: it is what the file holds, not when it
-        # was looked at, so a file holding anything else is looked at again.
-        self._good: list[tuple[str, str, str]] | None = None
+        # The last live set found as the migrations made it. Safe to keep past a rollback: it is what the file
+        # holds, not when it was looked at, so a file holding anything else is looked at again.
+        self._good: frozenset[tuple[str, str, str]] | None = None
 
     def hold(self, conn: sqlite3.Connection) -> list[str]:
         """In the caller's write transaction (the write lock held): drop what no migration made, make again
         what differs or is missing; return what it did, for ``committed`` once the transaction is
         (``[]``: nothing)."""
-        live = conn.execute(_LIVE).fetchall()
+        live = frozenset(conn.execute(_LIVE).fetchall())
         if live == self._good:
             return []
         known = self._known if self._known is not None else discover()
@@ -77,7 +76,7 @@ class SchemaGuard:
             return []  # a schema newer than the code: the host's open refuses it before any write
         expected = {key: sql for key, sql in expected_schema(known, version).items() if key[0] in GUARDED_KINDS}
         done = _restore(conn, {(kind, name): sql for kind, name, sql in live}, expected)
-        self._good = conn.execute(_LIVE).fetchall()
+        self._good = frozenset(conn.execute(_LIVE).fetchall())
         return done
 
     def committed(self, done: list[str]) -> None:
