@@ -37,7 +37,10 @@ from bot_bottle.schema.migrate import expected_schema
 from bot_bottle.schema.state import current_version
 
 GUARDED_KINDS = ("index", "trigger")
-_LIVE = ("SELECT type, name, sql FROM sqlite_master WHERE type IN ('index', 'trigger') AND sql IS NOT NULL")
+# ``lower(type)``: SQLite loads a row whose type, name and table match its CREATE ignoring case (ASCII, as
+# lower() folds it), so a sidecar's row typed 'TRIGGER' runs as a trigger; ``type IN (...)`` compares by case.
+_LIVE = ("SELECT rowid, lower(type), name, sql FROM sqlite_master "
+         "WHERE lower(type) IN ('index', 'trigger') AND sql IS NOT NULL")
 NAMES_SAID = 5  # names a warning lists before it counts the rest
 NAME_CHARS = 60  # of each name said
 
@@ -61,7 +64,7 @@ class SchemaGuard:
         self.say = say
         # The last live set found as the migrations made it. Safe to keep past a rollback: it is what the file
         # holds, not when it was looked at, so a file holding anything else is looked at again.
-        self._good: frozenset[tuple[str, str, str]] | None = None
+        self._good: frozenset[tuple[int, str, str, str]] | None = None
 
     def hold(self, conn: sqlite3.Connection) -> list[str]:
         """In the caller's write transaction (the write lock held): drop what no migration made, make again
@@ -75,7 +78,7 @@ class SchemaGuard:
         if version > len(known):
             return []  # a schema newer than the code: the host's open refuses it before any write
         expected = {key: sql for key, sql in expected_schema(known, version).items() if key[0] in GUARDED_KINDS}
-        done = _restore(conn, {(kind, name): sql for kind, name, sql in live}, expected)
+        done = _restore(conn, {(kind, name): (rowid, sql) for rowid, kind, name, sql in live}, expected)
         self._good = frozenset(conn.execute(_LIVE).fetchall())
         return done
 
@@ -85,8 +88,9 @@ class SchemaGuard:
             self.say(line)
 
 
-def _restore(conn: sqlite3.Connection, live: dict[tuple[str, str], str],
+def _restore(conn: sqlite3.Connection, rows: dict[tuple[str, str], tuple[int, str]],
              expected: dict[tuple[str, str], str]) -> list[str]:
+    live = {key: sql for key, (_, sql) in rows.items()}
     foreign = sorted(live.keys() - expected.keys())
     # Made again on any difference of text: a run of spaces inside a string literal is not layout. Said only
     # where more than layout differs (a database made by an older release may keep a trigger's text laid out
@@ -96,6 +100,7 @@ def _restore(conn: sqlite3.Connection, live: dict[tuple[str, str], str],
     missing = sorted(expected.keys() - live.keys())
     for kind, name in foreign + differing:
         conn.execute(f"DROP {kind.upper()} {_quoted(name)}")
+        _row_gone(conn, rows[kind, name][0])
     restored = [key for key in differing + missing if _made_again(conn, expected[key])]
     done = []
     if foreign:
@@ -111,6 +116,24 @@ def _restore(conn: sqlite3.Connection, live: dict[tuple[str, str], str],
         done.append(f"could not make again over the rows there now: {_named(unmade)} ('bot-bottle db check' "
                     "reports it)")
     return done
+
+
+def _row_gone(conn: sqlite3.Connection, rowid: int) -> None:
+    """Delete the sqlite_master row of an object just dropped where the DROP left it.
+
+    SQLite's DROP deletes the row ``WHERE name = <the CREATE's name> AND type = 'trigger'`` (or 'index'), as
+    SQL compares text, while it loads a row whose type and name match the CREATE's case-blind: a sidecar's row
+    typed 'TRIGGER' or named 'NOPE' for ``CREATE TRIGGER nope`` survives the DROP. Left there, it loads again
+    in every connection that reads the schema next (a trigger back inside the host's writes), and an index's
+    row points at the pages the DROP freed: the file is malformed for every process after the commit.
+    """
+    if conn.execute("SELECT 1 FROM sqlite_master WHERE rowid = ?", (rowid,)).fetchone() is None:
+        return
+    conn.execute("PRAGMA writable_schema = ON")
+    try:
+        conn.execute("DELETE FROM sqlite_master WHERE rowid = ?", (rowid,))
+    finally:
+        conn.execute("PRAGMA writable_schema = OFF")
 
 
 def _made_again(conn: sqlite3.Connection, sql: str) -> bool:

@@ -121,6 +121,52 @@ class ForeignSchemaTest(HostGrantsCase):
         self.assertIn('trigger "sqlite_nope"', said)
         self.assert_revoked(self.grant_id)
 
+    def test_a_trigger_whose_type_is_spelled_in_capitals_is_dropped(self) -> None:
+        """BROKE before (hostile review 61): SQLite loads a schema row whatever the case of its ``type`` (it
+        compares the row with the CREATE case-blind), but the guard looked for ``type IN ('index', 'trigger')``
+        as SQL compares text, by case: a row written as 'TRIGGER' ran inside every host write, and 'grants
+        revoke' failed with "nope", recording nothing."""
+        self.sidecar("PRAGMA writable_schema = ON",
+                     "INSERT INTO sqlite_master (type, name, tbl_name, rootpage, sql) VALUES ('TRIGGER', 'nope', "
+                     "'audit_log', 0, '" + REFUSE_REVOCATIONS.replace("'", "''") + "')",
+                     "PRAGMA writable_schema = OFF", "PRAGMA schema_version = 9999")
+        said = self.revoke(self.grant_id)
+        self.assertIn('trigger "nope"', said)
+        self.assert_revoked(self.grant_id)
+        self.assertEqual(self.guarded(), self.made())
+
+    def renamed(self, kind: str, made: str, name: str) -> None:
+        """The sidecar makes ``made`` (a CREATE of a trigger or index called ``name`` in lower case), then writes
+        ``name`` into its sqlite_master row in capitals: SQLite loads a row whose name matches its CREATE
+        case-blind, while its DROP deletes the row by the CREATE's name as SQL compares text."""
+        self.sidecar(made, "PRAGMA writable_schema = ON",
+                     f"UPDATE sqlite_master SET name = upper(name) WHERE type = '{kind}' AND name = '{name}'",
+                     "PRAGMA writable_schema = OFF", "PRAGMA schema_version = 9999")
+
+    def test_an_index_whose_row_names_it_in_capitals_is_dropped_leaving_the_file_sound(self) -> None:
+        """BROKE before (hostile review 61): the guard's DROP freed the index's pages and left its row, which
+        deleted nothing, pointing at them: the next process to open the file found it malformed, and every
+        command failed ("database disk image is malformed") until a backup was restored."""
+        self.renamed("index", "CREATE INDEX spare ON audit_log (action)", "spare")
+        said = self.revoke(self.grant_id)
+        self.assertIn('index "SPARE"', said)
+        self.assert_revoked(self.grant_id)
+        self.assertEqual(self.guarded(), self.made())
+        checked = self.run_cli("db", "check")
+        self.assertEqual(checked.returncode, 0, checked.stdout + checked.stderr)
+
+    def test_a_trigger_whose_row_names_it_in_capitals_stays_out_of_a_process_that_stays_open(self) -> None:
+        """BROKE before (hostile review 61): the guard's DROP took the trigger out of the connection but left
+        its row, which it then kept as the set found good; once the sidecar made the connection load the
+        schema again (any change, here a table of its own), the trigger was back and the guard, finding the
+        rows it had found good, let it run: the dashboard's revocation failed with "nope"."""
+        self.renamed("trigger", REFUSE_REVOCATIONS, "nope")
+        self.store.submit("web-1", TOOL_EGRESS_ALLOW, '{"host": "a.example"}', "first")
+        self.sidecar("CREATE TABLE mine (x)")
+        self.grants.revoke(self.grant_id[:8], "no pastes", revoked_by="operator")
+        self.assert_revoked(self.grant_id)
+        self.assertEqual(self.guarded(), self.made())
+
     def test_the_schema_version_set_back_does_not_hide_a_trigger_from_a_process_that_stays_open(self) -> None:
         """The dashboard and the relay keep one connection open. The sidecar added a trigger after that
         connection's last write, let it load the schema with a read, and set the schema's version back to
