@@ -9,7 +9,9 @@ refuses the second entry of a kind it names. ``SchemaGuard.hold`` runs at
 the start of each of the host's write transactions (``db.Database.write``),
 with the write lock held, so nothing can change the schema between its look
 and the transaction's statements: a trigger or index no migration made is
-dropped, one that differs from its migration's is made again as the
+dropped (so is a table no migration made that declares a foreign key: the
+host enforces keys, checked in writes to the referenced table too), one that
+differs from its migration's is made again as the
 migration made it, and one that is missing is made again where it can be.
 What it changed is said on stderr once the write commits, names escaped.
 
@@ -39,8 +41,10 @@ from bot_bottle.schema.state import current_version
 GUARDED_KINDS = ("index", "trigger")
 # ``lower(type)``: SQLite loads a row whose type, name and table match its CREATE ignoring case (ASCII, as
 # lower() folds it), so a sidecar's row typed 'TRIGGER' runs as a trigger; ``type IN (...)`` compares by case.
+# Tables too: one no migration made that declares a foreign key is checked in the host's writes to the table
+# it references (``_linked_tables``).
 _LIVE = ("SELECT rowid, lower(type), name, sql FROM sqlite_master "
-         "WHERE lower(type) IN ('index', 'trigger') AND sql IS NOT NULL")
+         "WHERE lower(type) IN ('index', 'table', 'trigger') AND sql IS NOT NULL")
 NAMES_SAID = 5  # names a warning lists before it counts the rest
 NAME_CHARS = 60  # of each name said
 
@@ -77,8 +81,11 @@ class SchemaGuard:
         version = current_version(conn)
         if version > len(known):
             return []  # a schema newer than the code: the host's open refuses it before any write
-        expected = {key: sql for key, sql in expected_schema(known, version).items() if key[0] in GUARDED_KINDS}
-        done = _restore(conn, {(kind, name): (rowid, sql) for rowid, kind, name, sql in live}, expected)
+        schema = expected_schema(known, version)
+        expected = {key: sql for key, sql in schema.items() if key[0] in GUARDED_KINDS}
+        rows = {(kind, name): (rowid, sql) for rowid, kind, name, sql in live}
+        done = _restore(conn, {key: row for key, row in rows.items() if key[0] in GUARDED_KINDS}, expected,
+                        _linked_tables(conn, rows.keys() - schema.keys()), rows)
         self._good = frozenset(conn.execute(_LIVE).fetchall())
         return done
 
@@ -88,10 +95,24 @@ class SchemaGuard:
             self.say(line)
 
 
+def _linked_tables(conn: sqlite3.Connection, unmade: set[tuple[str, str]]) -> list[tuple[str, str]]:
+    """The tables no migration made that declare a foreign key.
+
+    The host's connections enforce foreign keys, and SQLite checks a key in the writes to the table it
+    references as well as to the table declaring it: ``CREATE TABLE x (a REFERENCES audit_log (action))``,
+    one plain statement, made every decision and revocation fail ("foreign key mismatch"), the referenced
+    column being no key. A table of no reference is left: nothing the host runs reads or writes it.
+    """
+    return sorted(key for key in unmade if key[0] == "table" and conn.execute(
+        "SELECT 1 FROM pragma_foreign_key_list(?)", (key[1],)).fetchone() is not None)
+
+
 def _restore(conn: sqlite3.Connection, rows: dict[tuple[str, str], tuple[int, str]],
-             expected: dict[tuple[str, str], str]) -> list[str]:
+             expected: dict[tuple[str, str], str], tables: list[tuple[str, str]],
+             table_rows: dict[tuple[str, str], tuple[int, str]]) -> list[str]:
     live = {key: sql for key, (_, sql) in rows.items()}
-    foreign = sorted(live.keys() - expected.keys())
+    # The tables last: a table's DROP takes its triggers and indexes with it, whose own DROP would then fail.
+    foreign = sorted(live.keys() - expected.keys()) + tables
     # Made again on any difference of text: a run of spaces inside a string literal is not layout. Said only
     # where more than layout differs (a database made by an older release may keep a trigger's text laid out
     # as its migration file then was).
@@ -99,6 +120,9 @@ def _restore(conn: sqlite3.Connection, rows: dict[tuple[str, str], tuple[int, st
     changed = [key for key in differing if _layout_aside(live[key]) != _layout_aside(expected[key])]
     missing = sorted(expected.keys() - live.keys())
     for kind, name in foreign + differing:
+        if kind == "table":
+            _table_gone(conn, name, table_rows[kind, name][0])
+            continue
         conn.execute(f"DROP {kind.upper()} {_quoted(name)}")
         _row_gone(conn, rows[kind, name][0])
     restored = [key for key in differing + missing if _made_again(conn, expected[key])]
@@ -134,6 +158,30 @@ def _row_gone(conn: sqlite3.Connection, rowid: int) -> None:
         conn.execute("DELETE FROM sqlite_master WHERE rowid = ?", (rowid,))
     finally:
         conn.execute("PRAGMA writable_schema = OFF")
+
+
+def _table_gone(conn: sqlite3.Connection, name: str, rowid: int) -> None:
+    """Drop a table no migration made, with its rows (a sidecar's), and every schema row naming it.
+
+    SQLite refuses to DROP a table named ``sqlite_...`` (a name it reserves, which ``writable_schema`` writes
+    anyway): its rows are deleted from sqlite_master instead and the schema read again, its pages left
+    unused, which ``db check`` reports; the rows a DROP left are deleted as in ``_row_gone``.
+    """
+    try:
+        conn.execute(f"DROP TABLE {_quoted(name)}")
+        reread = False
+    except sqlite3.OperationalError:
+        if not conn.in_transaction:
+            raise
+        reread = True
+    conn.execute("PRAGMA writable_schema = ON")
+    try:
+        conn.execute("DELETE FROM sqlite_master WHERE rowid = ? OR lower(tbl_name) = lower(?)", (rowid, name))
+        if reread:
+            version = int(conn.execute("PRAGMA schema_version").fetchone()[0])
+            conn.execute(f"PRAGMA schema_version = {version + 1}")  # every other connection reads it again
+    finally:
+        conn.execute("PRAGMA writable_schema = RESET" if reread else "PRAGMA writable_schema = OFF")
 
 
 def _made_again(conn: sqlite3.Connection, sql: str) -> bool:

@@ -167,6 +167,36 @@ class ForeignSchemaTest(HostGrantsCase):
         self.assert_revoked(self.grant_id)
         self.assertEqual(self.guarded(), self.made())
 
+    def test_a_table_of_the_sidecars_referencing_the_audit_log_is_dropped(self) -> None:
+        """BROKE before (hostile review 61): one plain CREATE TABLE, a foreign key on a column of the audit log
+        that is no key, and every host write to the log failed ("foreign key mismatch - "evil" referencing
+        "audit_log""): no revocation, decision or rejection could be recorded. The guard looked at no table."""
+        self.sidecar("CREATE TABLE evil (x TEXT REFERENCES audit_log (action))")
+        said = self.revoke(self.grant_id)
+        self.assertIn('table "evil"', said)
+        self.assert_revoked(self.grant_id)
+        proposal = self.store.submit("web-1", TOOL_EGRESS_ALLOW, '{"host": "b.example"}', "second")
+        self.cli("proposals", "reject", proposal.id[:8], "--reason", "no")
+        self.assertNotIn(("table", "evil"), self.tables())
+
+    def test_a_table_under_a_reserved_name_referencing_the_audit_log_is_taken_out(self) -> None:
+        """The same table written as ``sqlite_evil`` (``writable_schema``): SQLite refuses to DROP a name it
+        reserves, so its schema rows are deleted instead, and the file stays readable for the next process."""
+        self.sidecar("CREATE TABLE evil (x TEXT)", "PRAGMA writable_schema = ON",
+                     "UPDATE sqlite_master SET name = 'sqlite_evil', tbl_name = 'sqlite_evil', "
+                     "sql = 'CREATE TABLE sqlite_evil (x TEXT REFERENCES audit_log (action))' WHERE name = 'evil'",
+                     "PRAGMA writable_schema = OFF", "PRAGMA schema_version = 9999")
+        said = self.revoke(self.grant_id)
+        self.assertIn('table "sqlite_evil"', said)
+        self.assert_revoked(self.grant_id)
+        self.assertNotIn(("table", "sqlite_evil"), self.tables())
+
+    def tables(self) -> set[tuple[str, str]]:
+        """The tables in the file now, by (type, name)."""
+        with Database(self.db, migrate_schema=False).read() as conn:
+            return {(kind, name) for kind, name in conn.execute(
+                "SELECT lower(type), name FROM sqlite_master WHERE lower(type) = 'table'")}
+
     def test_the_schema_version_set_back_does_not_hide_a_trigger_from_a_process_that_stays_open(self) -> None:
         """The dashboard and the relay keep one connection open. The sidecar added a trigger after that
         connection's last write, let it load the schema with a read, and set the schema's version back to
