@@ -23,9 +23,11 @@ the number back to the one the host last checked. The look is one query of
 ``sqlite_master`` (about 30 rows, some 20 microseconds) compared with the
 last set found good.
 
-Tables are not restored: a table a sidecar rebuilt (its CHECKs, its
-constraints) holds rows, and the stores already go by the sealed log where
-rows can lie. ``bot-bottle db check`` reports it.
+Tables are not rebuilt: a table a sidecar rebuilt into other columns holds
+rows, and the stores already go by the sealed log where rows can lie;
+``bot-bottle db check`` reports it. A migration's table whose CREATE was
+rewritten over the same storage (a CHECK of the sidecar's) gets its
+migration's CREATE back, first (``schema.table_text``).
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from collections.abc import Callable
 from bot_bottle.schema.files import Migration, discover
 from bot_bottle.schema.migrate import expected_schema
 from bot_bottle.schema.state import current_version
+from bot_bottle.schema.table_text import rewritten
 
 GUARDED_KINDS = ("index", "trigger")
 # ``lower(type)``: SQLite loads a row whose type, name and table match its CREATE ignoring case (ASCII, as
@@ -83,9 +86,11 @@ class SchemaGuard:
             return []  # a schema newer than the code: the host's open refuses it before any write
         schema = expected_schema(known, version)
         expected = {key: sql for key, sql in schema.items() if key[0] in GUARDED_KINDS}
-        rows = {(kind, name): (rowid, sql) for rowid, kind, name, sql in live}
-        done = _restore(conn, {key: row for key, row in rows.items() if key[0] in GUARDED_KINDS}, expected,
-                        _linked_tables(conn, rows.keys() - schema.keys()), rows)
+        tables_said, tables_left = rewritten(conn, _keyed(live), schema)  # first: it reads the schema again
+        rows = _keyed(frozenset(conn.execute(_LIVE).fetchall()))
+        guarded = {key: row for key, row in rows.items() if key[0] in GUARDED_KINDS}
+        done = _tables_done(tables_said, tables_left) + _restore(
+            conn, guarded, expected, _linked_tables(conn, rows.keys() - schema.keys()), rows)
         self._good = frozenset(conn.execute(_LIVE).fetchall())
         return done
 
@@ -93,6 +98,21 @@ class SchemaGuard:
         """Say what ``hold`` did, now that its transaction committed (a rolled-back one did nothing)."""
         for line in done:
             self.say(line)
+
+
+def _keyed(live: frozenset[tuple[int, str, str, str]]) -> dict[tuple[str, str], tuple[int, str]]:
+    return {(kind, name): (rowid, sql) for rowid, kind, name, sql in live}
+
+
+def _tables_done(said: list[tuple[str, str]], left: list[tuple[str, str]]) -> list[str]:
+    done = []
+    if said:
+        done.append(f"wrote back as its migration made it the CREATE of a table a process with the database file "
+                    f"had changed (its rows kept): {_named(said)}")
+    if left:
+        done.append(f"left as it is a table a process with the database file rebuilt into other columns than its "
+                    f"migration's: {_named(left)} ('bot-bottle db check' reports it)")
+    return done
 
 
 def _linked_tables(conn: sqlite3.Connection, unmade: set[tuple[str, str]]) -> list[tuple[str, str]]:

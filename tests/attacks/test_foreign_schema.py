@@ -167,6 +167,33 @@ class ForeignSchemaTest(HostGrantsCase):
         self.assert_revoked(self.grant_id)
         self.assertEqual(self.guarded(), self.made())
 
+    def test_a_check_written_into_the_audit_logs_create_is_written_back_out(self) -> None:
+        """BROKE before (hostile review 61): the sidecar wrote ``CHECK (action <> 'grant-revoked')`` into the audit
+        log's CREATE in sqlite_master (``writable_schema``, no rebuild, no trigger), and every revocation failed
+        ("CHECK constraint failed"), as under review 60's trigger: the guard looked at no table. The CREATE is
+        written back as the migration made it, the log's entries kept."""
+        self.sidecar("PRAGMA writable_schema = ON",
+                     "UPDATE sqlite_master SET sql = replace(sql, 'details     TEXT NOT NULL', "
+                     "'details     TEXT NOT NULL CHECK (action <> ''grant-revoked'')') "
+                     "WHERE type = 'table' AND name = 'audit_log'",
+                     "PRAGMA writable_schema = OFF", "PRAGMA schema_version = 9999")
+        said = self.revoke(self.grant_id)
+        self.assertIn('its rows kept): table "audit_log"', said)
+        self.assert_revoked(self.grant_id)
+        self.cli("audit", "verify")
+        checked = self.run_cli("db", "check")
+        self.assertEqual(checked.returncode, 0, checked.stdout + checked.stderr)
+
+    def test_a_table_rebuilt_into_other_columns_is_left_and_said(self) -> None:
+        """Rebuilt with a column more (storage the migration's CREATE does not describe): its text cannot be
+        written back over its rows, so it is said, once, and the write goes on."""
+        self.sidecar("PRAGMA foreign_keys = OFF", "CREATE TABLE x AS SELECT *, 1 AS extra FROM settings",
+                     "DROP TABLE settings", "ALTER TABLE x RENAME TO settings")
+        said = self.revoke(self.grant_id)
+        self.assertIn('left as it is a table a process with the database file rebuilt into other columns than its '
+                      'migration\'s: table "settings"', said)
+        self.assert_revoked(self.grant_id)
+
     def test_a_table_of_the_sidecars_referencing_the_audit_log_is_dropped(self) -> None:
         """BROKE before (hostile review 61): one plain CREATE TABLE, a foreign key on a column of the audit log
         that is no key, and every host write to the log failed ("foreign key mismatch - "evil" referencing

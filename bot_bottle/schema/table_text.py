@@ -1,0 +1,68 @@
+"""A migration's table whose CREATE a sidecar rewrote, written back as its migration made it (for ``schema.guard``).
+
+A table's constraints are the text of its CREATE in ``sqlite_master``: a
+sidecar with ``writable_schema`` can add ``CHECK (action <> 'grant-revoked')``
+to the audit log's CREATE (or rebuild the table with it), and every
+revocation fails as under a trigger refusing it. Its rows stay where they
+are: only the text is put back, and only where the text the migration made
+describes the same storage as the text there now (the same columns in the
+same places, the same rowid or none, the same constraint indexes), as
+SQLite's own ALTER TABLE rewrites the text of a table it does not move.
+A table rebuilt into other storage is left as it is, and said.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+# Where a table's rows are and how SQLite finds them; everything else in its CREATE (CHECKs, DEFAULTs,
+# NOT NULL, COLLATE, REFERENCES, conflict clauses, STRICT) is checked or applied in writes only.
+_COLUMNS = "SELECT cid, lower(name), pk, hidden FROM pragma_table_xinfo(:table)"
+_ROWID = "SELECT wr FROM pragma_table_list WHERE schema = 'main' AND name = :table"
+_KEY_INDEXES = ("SELECT name, origin, \"unique\", partial FROM pragma_index_list(:table) WHERE origin <> 'c' "
+                "ORDER BY name")
+_KEY_COLUMNS = "SELECT seqno, cid, \"desc\", lower(coll), key FROM pragma_index_xinfo(:index) ORDER BY seqno"
+
+# The migrations' tables built in memory, by their CREATEs: built once a process for the same migrations.
+_BUILT: dict[tuple[str, ...], sqlite3.Connection] = {}
+
+
+def rewritten(conn: sqlite3.Connection, rows: dict[tuple[str, str], tuple[int, str]],
+              expected: dict[tuple[str, str], str]) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    """Write back each migration's table whose CREATE differs in ``rows`` (``(type, name) -> (rowid, sql)``) and
+    whose storage the migration's CREATE describes; ``(written back where more than layout differed, left as
+    rebuilt into other storage)``. The caller's write transaction (the write lock held) reads the schema again
+    afterwards: its triggers and indexes are looked at after this."""
+    tables = {key: sql for key, sql in expected.items() if key[0] == "table"}
+    differing = sorted(key for key in tables.keys() & rows.keys() if rows[key][1] != tables[key])
+    if not differing:
+        return [], []
+    built = _built(tuple(sorted(tables.values())))
+    same = [key for key in differing if _storage(conn, key[1]) == _storage(built, key[1])]
+    if same:
+        conn.execute("PRAGMA writable_schema = ON")
+        try:
+            for key in same:
+                conn.execute("UPDATE sqlite_master SET sql = ? WHERE rowid = ?", (tables[key], rows[key][0]))
+            version = int(conn.execute("PRAGMA schema_version").fetchone()[0])
+            conn.execute(f"PRAGMA schema_version = {version + 1}")  # every other connection reads it again
+        finally:
+            conn.execute("PRAGMA writable_schema = RESET")  # and this one, before its next statement
+    said = [key for key in same if " ".join(rows[key][1].split()) != " ".join(tables[key].split())]
+    return said, [key for key in differing if key not in same]
+
+
+def _storage(conn: sqlite3.Connection, table: str) -> tuple[object, ...]:
+    """What says where ``table``'s rows are: its columns' places, its rowid, its constraint indexes."""
+    indexes = conn.execute(_KEY_INDEXES, {"table": table}).fetchall()
+    return (conn.execute(_COLUMNS, {"table": table}).fetchall(), conn.execute(_ROWID, {"table": table}).fetchall(),
+            indexes, [conn.execute(_KEY_COLUMNS, {"index": index[0]}).fetchall() for index in indexes])
+
+
+def _built(creates: tuple[str, ...]) -> sqlite3.Connection:
+    if creates not in _BUILT:
+        conn = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
+        for sql in creates:
+            conn.execute(sql)
+        _BUILT[creates] = conn
+    return _BUILT[creates]
