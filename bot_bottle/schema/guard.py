@@ -37,8 +37,8 @@ import sys
 from collections.abc import Callable
 
 from bot_bottle.schema.files import Migration, discover
-from bot_bottle.schema.migrate import expected_schema
 from bot_bottle.schema.state import current_version
+from bot_bottle.schema.steps import expected_schema
 from bot_bottle.schema.table_text import rewritten
 
 GUARDED_KINDS = ("index", "trigger")

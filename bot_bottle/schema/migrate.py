@@ -41,6 +41,7 @@ from bot_bottle.schema.files import (
     split_statements,
     statements_sha256,
 )
+from bot_bottle.schema.guard import SchemaGuard
 from bot_bottle.schema.state import (
     HISTORY_TABLE,
     Drift,
@@ -56,6 +57,7 @@ from bot_bottle.schema.state import (
 from bot_bottle.schema.steps import (
     PROTECTED_TABLES,
     Exporter,
+    expected_schema,
     rows_lost_by,
     step,
     tables_dropped_by,
@@ -121,29 +123,6 @@ def live_schema_drift(conn: sqlite3.Connection, migrations: tuple[Migration, ...
         if expected[key] != live[key]:
             problems.append(f"{key[0]} {key[1]} differs from what its migration made")
     return problems
-
-
-# What the migrations build, by the migrations' statements and the version: built once a process.
-_EXPECTED: dict[tuple[str, ...], dict[tuple[str, str], str]] = {}
-
-
-def expected_schema(known: tuple[Migration, ...], version: int) -> dict[tuple[str, str], str]:
-    """The schema objects the first ``version`` of ``known`` make, as ``(type, name) -> sql`` (the SQL as
-    SQLite keeps it), built by applying them to a database in memory; the same dict on each call for the
-    same migrations."""
-    key = tuple(migration.up_sha256 for migration in known[:version])
-    if key not in _EXPECTED:
-        expected_conn = sqlite3.connect(":memory:", isolation_level=None)
-        try:
-            for migration in known[:version]:
-                step(expected_conn, migration, up=True, known=known)
-            _EXPECTED[key] = {
-                (str(kind), str(name)): str(sql) for kind, name, sql in expected_conn.execute(
-                    "SELECT type, name, sql FROM sqlite_master WHERE name NOT LIKE 'sqlite_%' AND sql IS NOT NULL")
-            }
-        finally:
-            expected_conn.close()
-    return _EXPECTED[key]
 
 
 def _schema_objects(conn: sqlite3.Connection) -> dict[tuple[str, str], str]:
@@ -219,7 +198,9 @@ def _upgrade(conn: sqlite3.Connection, target: int, known: tuple[Migration, ...]
     if target == state.current:
         return RunResult((), None, state.current)
     saved = _checked_backup(conn, state) if backup else None
-    applied = tuple(m.version for m in known[state.current : target] if step(conn, m, up=True, known=known))
+    guard = _Held(known)
+    applied = tuple(m.version for m in known[state.current : target]
+                    if guard.said(step(conn, m, up=True, known=known, prepare=guard.hold)))
     return RunResult(applied, saved, current_version(conn))
 
 
@@ -262,11 +243,37 @@ def _downgrade(
     saved = _checked_backup(conn, state) if backup else None
     steps = list(reversed(known[to : state.current]))
     once = _once(export) if export is not None and any(tables_dropped_by(m) for m in steps) else None
+    guard = _Held(known)
     reverted = tuple(
         m.version for index, m in enumerate(steps)
-        if step(conn, m, up=False, known=known, export=once, export_first=index == 0)
+        if guard.said(step(conn, m, up=False, known=known, export=once, export_first=index == 0, prepare=guard.hold))
     )
     return RunResult(reverted, saved, current_version(conn))
+
+
+class _Held:
+    """The schema guard at each step: a migration runs none of a sidecar's triggers and meets none of its indexes.
+
+    A migration runs in its own transaction at open, before any of the host's writes (``db.Database.write``)
+    looks at the schema: a sidecar's trigger would run inside it, and an index it made under the name the next
+    migration gives its own made that migration fail, and with it every command. ``hold`` runs in the step's
+    transaction (``steps.step``'s ``prepare``), against the version the step starts from; what it did is said
+    once the step commits.
+    """
+
+    def __init__(self, known: tuple[Migration, ...]) -> None:
+        self._guard = SchemaGuard(known)
+        self._done: list[str] = []
+
+    def hold(self, conn: sqlite3.Connection) -> None:
+        self._done = self._guard.hold(conn)
+
+    def said(self, committed: bool) -> bool:
+        """Say what the step's ``hold`` did if the step committed (``committed``, returned as it is)."""
+        if committed:
+            self._guard.committed(self._done)
+        self._done = []
+        return committed
 
 
 def _once(export: Exporter) -> Exporter:

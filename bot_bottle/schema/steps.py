@@ -39,6 +39,29 @@ from bot_bottle.schema.state import (
 PROTECTED_TABLES = {"audit_log": "audit entries"}
 
 
+# What the migrations build, by the migrations' statements and the version: built once a process.
+_EXPECTED: dict[tuple[str, ...], dict[tuple[str, str], str]] = {}
+
+
+def expected_schema(known: tuple[Migration, ...], version: int) -> dict[tuple[str, str], str]:
+    """The schema objects the first ``version`` of ``known`` make, as ``(type, name) -> sql`` (the SQL as
+    SQLite keeps it), built by applying them to a database in memory; the same dict on each call for the
+    same migrations."""
+    key = tuple(migration.up_sha256 for migration in known[:version])
+    if key not in _EXPECTED:
+        expected_conn = sqlite3.connect(":memory:", isolation_level=None)
+        try:
+            for migration in known[:version]:
+                step(expected_conn, migration, up=True, known=known)
+            _EXPECTED[key] = {
+                (str(kind), str(name)): str(sql) for kind, name, sql in expected_conn.execute(
+                    "SELECT type, name, sql FROM sqlite_master WHERE name NOT LIKE 'sqlite_%' AND sql IS NOT NULL")
+            }
+        finally:
+            expected_conn.close()
+    return _EXPECTED[key]
+
+
 def would_drop(migration: Migration, table: str, count: int) -> WouldDropProtected:
     return WouldDropProtected(
         f"reverting {migration.label} would drop {count} {PROTECTED_TABLES[table]} ({table}); "
@@ -80,6 +103,7 @@ def step(
     known: tuple[Migration, ...] = (),
     export: Exporter | None = None,
     export_first: bool = False,
+    prepare: Callable[[sqlite3.Connection], None] | None = None,
 ) -> bool:
     """Apply (``up``) or revert one migration atomically; False if another process already did.
 
@@ -88,7 +112,8 @@ def step(
     this transaction when the step drops such a table, or when
     ``export_first`` (the first step of a downgrade, before earlier steps
     change what an export can read) and then again, to be checked, where the
-    drop happens.
+    drop happens. ``prepare`` runs first in the transaction, once it holds the lock and the step is still to do
+    (``migrate``: the schema guard).
     """
     direction = "up" if up else "down"
     # foreign_keys cannot change inside a transaction, so switch it off first.
@@ -103,6 +128,8 @@ def step(
                 raise MigrationError(
                     f"cannot {direction}grade to {migration.label}: the database is at version {before}"
                 )
+            if prepare is not None:
+                prepare(conn)
             if not up:
                 conn.execute(
                     f"DELETE FROM {HISTORY_TABLE} WHERE version = :version", {"version": migration.version}

@@ -194,6 +194,28 @@ class ForeignSchemaTest(HostGrantsCase):
                       'migration\'s: table "settings"', said)
         self.assert_revoked(self.grant_id)
 
+    def test_an_index_taking_the_next_migrations_name_is_dropped_before_the_migration(self) -> None:
+        """BROKE before (hostile review 61): the guard held only ``Database.write``, not the migrations run at
+        open. On a database one version behind (the host's bot-bottle upgraded since; here 'db downgrade'), the
+        sidecar made an index under the name the next migration gives its own: the upgrade at open failed
+        ("index audit_log_routes_revoked already exists"), and with it every command, 'grants revoke' too."""
+        self.cli("db", "downgrade", "--to", "9")
+        self.sidecar("CREATE UNIQUE INDEX audit_log_routes_revoked ON audit_log (action) "
+                     "WHERE action = 'grant-revoked'")
+        said = self.revoke(self.grant_id)
+        self.assertIn('index "audit_log_routes_revoked"', said)
+        self.assert_revoked(self.grant_id)
+        self.assertEqual(self.guarded(), self.made())
+
+    def test_a_trigger_runs_in_no_migration(self) -> None:
+        """BROKE before (hostile review 61): a trigger of the sidecar's ran inside a migration's transaction at
+        open, as in the host's writes. Here one on the schema history that refuses the next version's row."""
+        self.cli("db", "downgrade", "--to", "9")
+        self.sidecar("CREATE TRIGGER nope BEFORE INSERT ON schema_history BEGIN SELECT RAISE(ABORT, 'nope'); END")
+        said = self.revoke(self.grant_id)
+        self.assertIn('trigger "nope"', said)
+        self.assert_revoked(self.grant_id)
+
     def test_a_table_of_the_sidecars_referencing_the_audit_log_is_dropped(self) -> None:
         """BROKE before (hostile review 61): one plain CREATE TABLE, a foreign key on a column of the audit log
         that is no key, and every host write to the log failed ("foreign key mismatch - "evil" referencing
