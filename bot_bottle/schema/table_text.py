@@ -38,7 +38,7 @@ def rewritten(conn: sqlite3.Connection, rows: dict[tuple[str, str], tuple[int, s
     if not differing:
         return [], []
     built = _built(tuple(sorted(tables.values())))
-    same = [key for key in differing if _storage(conn, key[1]) == _storage(built, key[1])]
+    same = [key for key in differing if _same_storage(conn, built, key[1])]
     if same:
         conn.execute("PRAGMA writable_schema = ON")
         try:
@@ -57,6 +57,19 @@ def _said_apart(sql: str) -> str:
     renamed into place reads ``CREATE TABLE "parent"`` where its up migration made ``CREATE TABLE parent``, and
     an honest downgrade is not to be called a sidecar's doing (the text is written back all the same)."""
     return " ".join(sql.replace('"', "").split())
+
+
+def _same_storage(conn: sqlite3.Connection, built: sqlite3.Connection, table: str) -> bool:
+    """Whether ``table`` keeps its rows in the file as the migrations' CREATE does; False where SQLite cannot
+    even say, such as a row rewritten into ``CREATE VIRTUAL TABLE ... USING`` a module nobody has ("no such
+    module"): that table is left, and the write goes on, as every write to other tables would without it."""
+    try:
+        live = _storage(conn, table)
+    except sqlite3.OperationalError:
+        if not conn.in_transaction:
+            raise  # an error that ended the whole transaction: nothing of this write can go on
+        return False
+    return live == _storage(built, table)
 
 
 def _storage(conn: sqlite3.Connection, table: str) -> tuple[object, ...]:

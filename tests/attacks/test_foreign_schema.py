@@ -216,6 +216,19 @@ class ForeignSchemaTest(HostGrantsCase):
         self.assertIn('trigger "nope"', said)
         self.assert_revoked(self.grant_id)
 
+    def test_a_table_made_a_virtual_table_of_no_module_is_left_and_the_write_goes_on(self) -> None:
+        """BROKE on review 61's first table check: relay_credentials' row rewritten as ``CREATE VIRTUAL TABLE ...
+        USING nosuch`` made the look at its columns raise "no such module", and every host write with it, where
+        only the writes to that table (none here) would fail."""
+        self.sidecar("PRAGMA writable_schema = ON",
+                     "UPDATE sqlite_master SET rootpage = 0, sql = 'CREATE VIRTUAL TABLE relay_credentials USING "
+                     "nosuch (x)' WHERE name = 'relay_credentials'",
+                     "DELETE FROM sqlite_master WHERE tbl_name = 'relay_credentials' AND lower(type) <> 'table'",
+                     "PRAGMA writable_schema = OFF", "PRAGMA schema_version = 9999")
+        said = self.revoke(self.grant_id)
+        self.assertIn('table "relay_credentials"', said)
+        self.assert_revoked(self.grant_id)
+
     def test_a_table_of_the_sidecars_referencing_the_audit_log_is_dropped(self) -> None:
         """BROKE before (hostile review 61): one plain CREATE TABLE, a foreign key on a column of the audit log
         that is no key, and every host write to the log failed ("foreign key mismatch - "evil" referencing
