@@ -23,8 +23,9 @@ _KEY_INDEXES = ("SELECT name, origin, \"unique\", partial FROM pragma_index_list
                 "ORDER BY name")
 _KEY_COLUMNS = "SELECT seqno, cid, \"desc\", lower(coll), key FROM pragma_index_xinfo(:index) ORDER BY seqno"
 
-# The migrations' tables built in memory, by their CREATEs: built once a process for the same migrations.
-_BUILT: dict[tuple[str, ...], sqlite3.Connection] = {}
+# The storage of the migrations' tables (``_storage``), by table, by their CREATEs: built once a process for the
+# same migrations.
+_BUILT: dict[tuple[str, ...], dict[str, tuple[object, ...]]] = {}
 
 
 def rewritten(conn: sqlite3.Connection, rows: dict[tuple[str, str], tuple[int, str]],
@@ -59,7 +60,7 @@ def _said_apart(sql: str) -> str:
     return " ".join(sql.replace('"', "").split())
 
 
-def _same_storage(conn: sqlite3.Connection, built: sqlite3.Connection, table: str) -> bool:
+def _same_storage(conn: sqlite3.Connection, built: dict[str, tuple[object, ...]], table: str) -> bool:
     """Whether ``table`` keeps its rows in the file as the migrations' CREATE does; False where SQLite cannot
     even say, such as a row rewritten into ``CREATE VIRTUAL TABLE ... USING`` a module nobody has ("no such
     module"): that table is left, and the write goes on, as every write to other tables would without it."""
@@ -69,7 +70,7 @@ def _same_storage(conn: sqlite3.Connection, built: sqlite3.Connection, table: st
         if not conn.in_transaction:
             raise  # an error that ended the whole transaction: nothing of this write can go on
         return False
-    return live == _storage(built, table)
+    return live == built.get(table)
 
 
 def _storage(conn: sqlite3.Connection, table: str) -> tuple[object, ...]:
@@ -79,10 +80,14 @@ def _storage(conn: sqlite3.Connection, table: str) -> tuple[object, ...]:
             indexes, [conn.execute(_KEY_COLUMNS, {"index": index[0]}).fetchall() for index in indexes])
 
 
-def _built(creates: tuple[str, ...]) -> sqlite3.Connection:
+def _built(creates: tuple[str, ...]) -> dict[str, tuple[object, ...]]:
     if creates not in _BUILT:
-        conn = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
-        for sql in creates:
-            conn.execute(sql)
-        _BUILT[creates] = conn
+        conn = sqlite3.connect(":memory:", isolation_level=None)
+        try:
+            for sql in creates:
+                conn.execute(sql)
+            _BUILT[creates] = {str(name): _storage(conn, str(name)) for (name,) in conn.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'").fetchall()}
+        finally:
+            conn.close()
     return _BUILT[creates]

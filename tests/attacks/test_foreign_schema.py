@@ -13,6 +13,7 @@ failed or was undone.
 from __future__ import annotations
 
 import sqlite3
+import time
 
 from bot_bottle.db import Database
 from bot_bottle.queue_store import QueueStore
@@ -228,6 +229,69 @@ class ForeignSchemaTest(HostGrantsCase):
         said = self.revoke(self.grant_id)
         self.assertIn('table "relay_credentials"', said)
         self.assert_revoked(self.grant_id)
+
+    def forged(self, kind: str, name: str, table: str, sql: str, *, root_of: str = "audit_log") -> None:
+        """A schema row the sidecar writes (``writable_schema``) for ``sql``, its pages said to be ``root_of``'s."""
+        self.sidecar("PRAGMA writable_schema = ON",
+                     f"INSERT INTO sqlite_master (type, name, tbl_name, rootpage, sql) SELECT '{kind}', '{name}', "
+                     f"'{table}', rootpage, '{sql}' FROM sqlite_master WHERE name = '{root_of}'",
+                     "PRAGMA writable_schema = OFF", "PRAGMA schema_version = 9999")
+
+    def assert_log_whole(self) -> None:
+        """The audit log is there, whole, and the file sound."""
+        self.cli("audit", "verify")
+        checked = self.run_cli("db", "check")
+        self.assertEqual(checked.returncode, 0, checked.stdout + checked.stderr)
+        self.assertIn(self.grant_id[:8], self.cli("grants", "list", "--all"))
+
+    def test_an_index_row_naming_the_audit_logs_pages_is_taken_out_without_freeing_them(self) -> None:
+        """BROKE before (hostile review 61): the guard's DROP INDEX frees the pages the index's row names, and the
+        sidecar's row (an index of the settings, which the host's reads and revocation never use) named the
+        audit log's own: each host write freed the log's pages in its transaction and then failed on them
+        ("database disk image is malformed"), rolled back, so no revocation or decision could be recorded, where
+        without the guard the row harmed no write. The sidecar made the guard its instrument."""
+        self.forged("index", "evil", "settings", "CREATE INDEX evil ON settings (set_by)")
+        said = self.revoke(self.grant_id)
+        self.assertIn('index "evil"', said)
+        self.assert_revoked(self.grant_id)
+        self.assert_log_whole()
+
+    def test_a_migrations_index_rewritten_onto_the_audit_logs_pages_is_made_again_without_freeing_them(
+            self) -> None:
+        """BROKE before (hostile review 61): as above, under a migration's index name with other text, which the
+        guard dropped to make again."""
+        self.sidecar("DROP INDEX rules_live")
+        self.forged("index", "rules_live", "rules", "CREATE INDEX rules_live ON rules (tool, queue_key, id)")
+        said = self.revoke(self.grant_id)
+        self.assertIn('index "rules_live"', said)
+        self.assert_revoked(self.grant_id)
+        self.assert_log_whole()
+        self.assertEqual(self.guarded(), self.made())
+
+    def test_a_table_row_naming_the_audit_logs_pages_is_taken_out_without_freeing_them(self) -> None:
+        """BROKE before (hostile review 61): the same with a table of the sidecar's declaring a foreign key,
+        which the guard dropped (DROP TABLE frees the pages too)."""
+        self.forged("table", "evil", "evil", "CREATE TABLE evil (x TEXT REFERENCES audit_log (action))")
+        said = self.revoke(self.grant_id)
+        self.assertIn('table "evil"', said)
+        self.assert_revoked(self.grant_id)
+        self.assert_log_whole()
+
+    def test_thirty_thousand_triggers_are_taken_out_in_a_moment(self) -> None:
+        """BROKE before (hostile review 61): the sidecar wrote 30,000 trigger rows in 0.04 s (``writable_schema``);
+        the guard's DROPs, each looking through sqlite_master, held the write lock for 20 s (100,000: minutes),
+        every other host process waiting."""
+        self.sidecar("PRAGMA writable_schema = ON",
+                     "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 30000) "
+                     "INSERT INTO sqlite_master (type, name, tbl_name, rootpage, sql) SELECT 'trigger', 't' || i, "
+                     "'proposals', 0, 'CREATE TRIGGER t' || i || ' AFTER INSERT ON proposals BEGIN SELECT 1; END' "
+                     "FROM n", "PRAGMA writable_schema = OFF", "PRAGMA schema_version = 9999")
+        started = time.monotonic()
+        said = self.revoke(self.grant_id)
+        self.assertLess(time.monotonic() - started, 6)
+        self.assertIn("and 29995 more", said)
+        self.assert_revoked(self.grant_id)
+        self.assertEqual(self.guarded(), self.made())
 
     def test_a_table_of_the_sidecars_referencing_the_audit_log_is_dropped(self) -> None:
         """BROKE before (hostile review 61): one plain CREATE TABLE, a foreign key on a column of the audit log
