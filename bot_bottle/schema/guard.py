@@ -144,11 +144,12 @@ def _restore(conn: sqlite3.Connection, rows: dict[tuple[str, str], tuple[int, st
     # (``_unlisted``), triggers included: they hold no pages.
     # SQLite will DROP no table it reserves (``sqlite_...``). A table taken out by its rows takes every row
     # naming it along, its indexes too: none may be left to a table that is gone.
-    kept_pages = [name for _, name in tables if name.lower().startswith("sqlite_") or not _pages_its_own(conn, name)]
+    own = _pages_their_own(conn, [name for kind, name in foreign + differing + tables if kind != "trigger"])
+    kept_pages = [name for _, name in tables if name.lower().startswith("sqlite_") or name not in own]
     on_them = {rowid for (rowid,) in conn.execute("SELECT rowid FROM sqlite_master WHERE lower(tbl_name) IN "
                                                   "(SELECT lower(value) FROM json_each(?))", (json.dumps(kept_pages),))}
     freed = [key for key in foreign + differing if key[0] == "index" and rows[key][0] not in on_them
-             and _pages_its_own(conn, key[1])] + [key for key in tables if key[1] not in kept_pages]
+             and key[1] in own] + [key for key in tables if key[1] not in kept_pages]
     _unlisted(conn, [rows[key][0] for key in foreign + differing if key not in freed], kept_pages)
     for kind, name in sorted(freed, key=lambda key: key[0] == "table"):  # a table's DROP takes its indexes
         conn.execute(f"DROP {kind.upper()} {_quoted(name)}")
@@ -195,19 +196,26 @@ def _unlisted(conn: sqlite3.Connection, rowids: list[int], tables: list[str]) ->
         conn.execute("PRAGMA writable_schema = RESET")  # and this one, before its next statement
 
 
-def _pages_its_own(conn: sqlite3.Connection, name: str) -> bool:
-    """Whether no other table or index holds a page of the index or table ``name``'s, as SQLite's ``dbstat``
-    walks them (one pass over the file); False where it cannot say (a build without ``dbstat``, a page it cannot
-    read, a table with constraint indexes, whose pages go by their own names)."""
+def _pages_their_own(conn: sqlite3.Connection, names: list[str]) -> set[str]:
+    """Those of the indexes and tables ``names`` no page of which another table or index holds, as SQLite's
+    ``dbstat`` walks them, in one pass over the file however many are named; none where it cannot say (a build
+    without ``dbstat``, a page it cannot read). A table with constraint indexes is not its own: their pages go
+    by their names."""
+    if not names:
+        return set()
+    holders: dict[int, set[str]] = {}
     try:
-        return bool(conn.execute(
-            "SELECT NOT EXISTS (SELECT 1 FROM dbstat WHERE name <> :name AND pageno IN "
-            "(SELECT pageno FROM dbstat WHERE name = :name)) AND NOT EXISTS (SELECT 1 FROM sqlite_master "
-            "WHERE sql IS NULL AND lower(tbl_name) = lower(:name))", {"name": name}).fetchone()[0])
+        for name, page in conn.execute("SELECT name, pageno FROM dbstat"):
+            holders.setdefault(int(page), set()).add(str(name))
     except sqlite3.DatabaseError:
         if not conn.in_transaction:
             raise
-        return False
+        return set()
+    shared = {name for held in holders.values() if len(held) > 1 for name in held}
+    indexed = {str(table).lower() for (table,) in conn.execute(
+        "SELECT tbl_name FROM sqlite_master WHERE sql IS NULL AND lower(type) = 'index'")}
+    present = {name for held in holders.values() for name in held}
+    return {name for name in names if name in present and name not in shared and name.lower() not in indexed}
 
 
 def _row_gone(conn: sqlite3.Connection, rowid: int, table: str | None) -> None:
