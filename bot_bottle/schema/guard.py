@@ -87,10 +87,11 @@ class SchemaGuard:
             return []  # a schema newer than the code: the host's open refuses it before any write
         schema = expected_schema(known, version)
         expected = {key: sql for key, sql in schema.items() if key[0] in GUARDED_KINDS}
-        tables_said, tables_left = rewritten(conn, _keyed(live), schema)  # first: it reads the schema again
+        tables_said, tables_left = rewritten(conn, _keyed(live), schema)  # first: they read the schema again
+        tables_made = _tables_made_again(conn, _keyed(live), schema)
         rows = _keyed(frozenset(conn.execute(_LIVE).fetchall()))
         guarded = {key: row for key, row in rows.items() if key[0] in GUARDED_KINDS}
-        done = _tables_done(tables_said, tables_left) + _restore(
+        done = _tables_done(tables_said, tables_left) + _tables_made_said(tables_made) + _restore(
             conn, guarded, expected, _linked_tables(conn, rows.keys() - schema.keys()), rows)
         self._good = frozenset(conn.execute(_LIVE).fetchall())
         return done
@@ -114,6 +115,31 @@ def _tables_done(said: list[tuple[str, str]], left: list[tuple[str, str]]) -> li
         done.append(f"left as it is a table a process with the database file rebuilt into other columns than its "
                     f"migration's: {_named(left)} ('bot-bottle db check' reports it)")
     return done
+
+
+def _tables_made_again(conn: sqlite3.Connection, live: dict[tuple[str, str], tuple[int, str]],
+                       schema: dict[tuple[str, str], str]) -> list[tuple[str, str]]:
+    """Make again, empty, each migration's table that is gone, first taking out whatever holds its name (such
+    as a view); the ones made.
+
+    A sidecar renamed the rules table and put a view under its name: every standing rule or rejection the
+    operator added failed ("cannot modify rules because it is a view"). Its rows are not the host's to look
+    for (the sealed log keeps what each recorded, and the stores go by it); its writes are.
+    """
+    gone = sorted(key for key in schema.keys() - live.keys() if key[0] == "table")
+    made = []
+    for key in gone:
+        holders = [rowid for (rowid,) in conn.execute(
+            "SELECT rowid FROM sqlite_master WHERE lower(name) = lower(?) AND lower(type) = 'view'", (key[1],))]
+        _unlisted(conn, holders, [])  # a view holds no pages
+        if _made_again(conn, schema[key]):
+            made.append(key)
+    return made
+
+
+def _tables_made_said(made: list[tuple[str, str]]) -> list[str]:
+    return [f"made again, empty, a table a process with the database file had taken away (the sealed audit log "
+            f"keeps what its rows recorded): {_named(made)}"] if made else []
 
 
 def _linked_tables(conn: sqlite3.Connection, unmade: set[tuple[str, str]]) -> list[tuple[str, str]]:

@@ -293,6 +293,20 @@ class ForeignSchemaTest(HostGrantsCase):
         self.assert_revoked(self.grant_id)
         self.assertEqual(self.guarded(), self.made())
 
+    def test_a_view_put_under_the_rules_tables_name_is_taken_out_and_the_rejection_recorded(self) -> None:
+        """BROKE before (hostile review 61): the sidecar renamed the rules table and made a view of that name,
+        and the operator's standing rejection failed, recording nothing: "cannot modify rules because it is a
+        view" before this review's guard of foreign-key tables, "no such table: main.theirs" after it (the
+        renamed table, declaring keys, dropped; the view left). The table is made again, empty, and the
+        rejection goes in."""
+        self.sidecar("PRAGMA legacy_alter_table = ON", "ALTER TABLE rules RENAME TO theirs",
+                     "CREATE VIEW rules AS SELECT * FROM theirs")
+        done = self.run_cli("rules", "add", "--all-bottles", "--host", "pastebin.com", "--reject", "--notes", "no")
+        self.assertEqual(done.returncode, 0, done.stderr)
+        self.assertIn('made again, empty, a table', done.stderr)
+        self.assertFalse(self.lets_through("web-1", "pastebin.com", "GET", "/"))
+        self.assertIn("pastebin.com", self.cli("rules", "list"))
+
     def test_a_table_of_the_sidecars_referencing_the_audit_log_is_dropped(self) -> None:
         """BROKE before (hostile review 61): one plain CREATE TABLE, a foreign key on a column of the audit log
         that is no key, and every host write to the log failed ("foreign key mismatch - "evil" referencing
