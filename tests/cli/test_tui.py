@@ -172,6 +172,19 @@ class TuiTest(TempDirTest):
             self.assertEqual([e.action for e in audit.entries()], ["approved", "rejected", "modified"])
             self.assertTrue(audit.verify().ok)
 
+    def test_what_the_schema_guard_did_is_on_the_status_line_after_the_decision_that_did_it(self) -> None:
+        """BROKE before (hostile review 61): a sidecar's trigger, dropped by the approval's write, was said on the
+        status line and replaced by "approved ..." before it was ever drawn: the operator never learnt of it."""
+        raw = sqlite3.connect(self.db, isolation_level=None)
+        raw.execute("CREATE TRIGGER spy AFTER INSERT ON audit_log BEGIN SELECT 1; END")
+        raw.close()
+        self.approve_to_the_length_question()
+        self.term.send("Enter")
+        screen = self.term.wait_for("dropped what no migration made")
+        self.assertIn(f"approved {self.routes.short_id}", screen)
+        self.term.send("j")
+        self.assertNotIn("dropped what no migration made", self.term.settled())
+
     def test_unchanged_edit_and_empty_reason_cancel(self) -> None:
         """An editor that changes nothing cancels modify; an empty reason cancels reject."""
         self.term.send("j")  # the egress-allow route: the scripted editor finds no b.com to change

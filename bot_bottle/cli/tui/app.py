@@ -90,6 +90,7 @@ class SuperviseTUI(TerminalScreen):
         self.detail_approval: Approval | None = None
         self.full = False
         self.message = message
+        self.schema_note = ""  # what a write's schema guard did, after the message until the next key (verb)
         self.marker: tuple[int, int] | None = None
         self._detail_cache: tuple[tuple[str, int, bool, int | None], list[tuple[Line, int]]] | None = None
         self.last_search = ""
@@ -230,8 +231,9 @@ class SuperviseTUI(TerminalScreen):
         else:
             self._draw_list(height, width)
             keys = LIST_KEYS
-        self.put(height - 2, 0, self.message)
-        if self.position and terminal.width(self.shown(terminal.line(self.message))) < width - len(self.position) - 2:
+        status = "; ".join(part for part in (self.message, self.schema_note) if part)
+        self.put(height - 2, 0, status)
+        if self.position and terminal.width(self.shown(terminal.line(status))) < width - len(self.position) - 2:
             self.put(height - 2, width - len(self.position) - 1, self.position)  # (over a message, it hid its end)
         self.put(height - 1, 0, self.key_line(keys, width), curses.A_REVERSE)
         self.screen.refresh()
@@ -347,6 +349,7 @@ class SuperviseTUI(TerminalScreen):
         if self.guarded(key):
             return True
         self.seen.update(e.id for e in self.items)
+        self.schema_note = ""
         if key in ("q", "Q"):
             return False
         self.message = ""

@@ -74,8 +74,13 @@ def cmd_supervise(args: argparse.Namespace) -> int:
 
 
 def _run(tui: SuperviseTUI) -> None:
-    # What a write drops from the schema, or makes again, goes on the status line: stderr is the screen.
-    tui.store.db.say_schema_changes_with(tui.say)
+    # What a write drops from the schema, or makes again, goes on the status line (stderr is the screen), after
+    # the message and apart from it, until the next key: the write that does it is most often a decision, whose
+    # own line ("approved ...") replaced it before it was ever drawn (hostile review 61).
+    def noted(line: str) -> None:
+        tui.schema_note = "; ".join(part for part in (tui.schema_note, line) if part)
+
+    tui.store.db.say_schema_changes_with(noted)
     tui.run()
 
 
