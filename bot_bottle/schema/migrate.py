@@ -135,13 +135,17 @@ def _schema_objects(conn: sqlite3.Connection) -> dict[tuple[str, str], str]:
 def _rewrite_legacy_checksums(
     conn: sqlite3.Connection, known: tuple[Migration, ...], versions: tuple[int, ...]
 ) -> None:
-    """Replace whole-file checksums from before statement checksums with the statement checksums."""
+    """Replace whole-file checksums from before statement checksums with the statement checksums, the schema
+    guard held first (a sidecar can write an old checksum to have this run, and a trigger of its to run in it)."""
+    guard = _Held(known)
     with transaction(conn):
+        guard.hold(conn)
         for version in versions:
             conn.execute(
                 f"UPDATE {HISTORY_TABLE} SET sha256 = :new WHERE version = :version AND sha256 = :old",
                 {"new": known[version - 1].up_sha256, "version": version, "old": LEGACY_FILE_SHA256[version]},
             )
+    guard.said(True)
 
 
 def _is_empty(conn: sqlite3.Connection) -> bool:

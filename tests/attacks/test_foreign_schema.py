@@ -307,6 +307,16 @@ class ForeignSchemaTest(HostGrantsCase):
         self.assertFalse(self.lets_through("web-1", "pastebin.com", "GET", "/"))
         self.assertIn("pastebin.com", self.cli("rules", "list"))
 
+    def test_a_trigger_runs_not_in_the_rewrite_of_old_checksums_at_open(self) -> None:
+        """BROKE before (hostile review 61): the sidecar wrote migration 1's checksum from before statement
+        checksums (a public constant) into the schema history, so the host's open rewrites it, in a transaction
+        of its own, and a trigger refusing that UPDATE failed the open, and every command with it."""
+        self.sidecar(f"UPDATE schema_history SET sha256 = '{migrate.LEGACY_FILE_SHA256[1]}' WHERE version = 1",
+                     "CREATE TRIGGER nope BEFORE UPDATE ON schema_history BEGIN SELECT RAISE(ABORT, 'nope'); END")
+        said = self.revoke(self.grant_id)
+        self.assertIn('trigger "nope"', said)
+        self.assert_revoked(self.grant_id)
+
     def test_a_table_of_the_sidecars_referencing_the_audit_log_is_dropped(self) -> None:
         """BROKE before (hostile review 61): one plain CREATE TABLE, a foreign key on a column of the audit log
         that is no key, and every host write to the log failed ("foreign key mismatch - "evil" referencing
