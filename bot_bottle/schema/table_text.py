@@ -16,12 +16,15 @@ from __future__ import annotations
 import sqlite3
 
 # Where a table's rows are and how SQLite finds them; everything else in its CREATE (CHECKs, DEFAULTs,
-# NOT NULL, COLLATE, REFERENCES, conflict clauses, STRICT) is checked or applied in writes only.
-_COLUMNS = "SELECT cid, lower(name), pk, hidden FROM pragma_table_xinfo(:table)"
+# NOT NULL, COLLATE, REFERENCES, conflict clauses, STRICT) is checked or applied in writes only. A generated
+# VIRTUAL column (hidden 2) is stored in no row: one added beside a CHECK hid the CHECK from the write-back.
+# Columns go by their order and names, not their numbers, which such a column shifts.
+_COLUMNS = "SELECT lower(name), pk, hidden FROM pragma_table_xinfo(:table) WHERE hidden <> 2 ORDER BY cid"
 _ROWID = "SELECT wr FROM pragma_table_list WHERE schema = 'main' AND name = :table"
 _KEY_INDEXES = ("SELECT name, origin, \"unique\", partial FROM pragma_index_list(:table) WHERE origin <> 'c' "
                 "ORDER BY name")
-_KEY_COLUMNS = "SELECT seqno, cid, \"desc\", lower(coll), key FROM pragma_index_xinfo(:index) ORDER BY seqno"
+_KEY_COLUMNS = ("SELECT seqno, lower(name), \"desc\", lower(coll), key FROM pragma_index_xinfo(:index) "
+                "ORDER BY seqno")
 
 # The storage of the migrations' tables (``_storage``), by table, by their CREATEs: built once a process for the
 # same migrations.

@@ -185,6 +185,20 @@ class ForeignSchemaTest(HostGrantsCase):
         checked = self.run_cli("db", "check")
         self.assertEqual(checked.returncode, 0, checked.stdout + checked.stderr)
 
+    def test_a_check_written_in_with_a_virtual_column_beside_it_is_written_back_out(self) -> None:
+        """BROKE on review 61's first table check: a generated VIRTUAL column, which no row stores, added to the
+        CREATE along with the CHECK made the columns differ from the migration's, and the table was left as
+        rebuilt into other storage, the revocation refused."""
+        self.sidecar("PRAGMA writable_schema = ON",
+                     "UPDATE sqlite_master SET sql = replace(sql, 'details     TEXT NOT NULL', "
+                     "'v TEXT GENERATED ALWAYS AS (1) VIRTUAL, details     TEXT NOT NULL "
+                     "CHECK (action <> ''grant-revoked'')') WHERE type = 'table' AND name = 'audit_log'",
+                     "PRAGMA writable_schema = OFF", "PRAGMA schema_version = 9999")
+        said = self.revoke(self.grant_id)
+        self.assertIn('its rows kept): table "audit_log"', said)
+        self.assert_revoked(self.grant_id)
+        self.cli("audit", "verify")
+
     def test_a_table_rebuilt_into_other_columns_is_left_and_said(self) -> None:
         """Rebuilt with a column more (storage the migration's CREATE does not describe): its text cannot be
         written back over its rows, so it is said, once, and the write goes on."""
