@@ -227,8 +227,9 @@ def _unlisted(conn: sqlite3.Connection, rowids: list[int], tables: list[str]) ->
 def _pages_their_own(conn: sqlite3.Connection, names: list[str]) -> set[str]:
     """Those of the indexes and tables ``names`` no page of which another table or index holds, as SQLite's
     ``dbstat`` walks them, in one pass over the file however many are named; none where it cannot say (a build
-    without ``dbstat``, a page it cannot read). A table with constraint indexes is not its own: their pages go
-    by their names."""
+    without ``dbstat``, a page it cannot read). A table goes with its constraint indexes (no CREATE of their
+    own: a DROP TABLE frees them with it): their pages may be held by them and it alone. Taken out by its rows
+    instead, such a table left its pages unused, and the next migration's integrity check refused the file."""
     if not names:
         return set()
     holders: dict[int, set[str]] = {}
@@ -239,11 +240,15 @@ def _pages_their_own(conn: sqlite3.Connection, names: list[str]) -> set[str]:
         if not conn.in_transaction:
             raise
         return set()
-    shared = {name for held in holders.values() if len(held) > 1 for name in held}
-    indexed = {str(table).lower() for (table,) in conn.execute(
-        "SELECT tbl_name FROM sqlite_master WHERE sql IS NULL AND lower(type) = 'index'")}
     present = {name for held in holders.values() for name in held}
-    return {name for name in names if name in present and name not in shared and name.lower() not in indexed}
+    own = set()
+    for name in names:
+        group = {name} | {str(index) for (index,) in conn.execute(
+            "SELECT name FROM sqlite_master WHERE sql IS NULL AND lower(type) = 'index' AND lower(tbl_name) = "
+            "lower(?)", (name,))}
+        if name in present and all(held <= group for held in holders.values() if held & group):
+            own.add(name)
+    return own
 
 
 def _row_gone(conn: sqlite3.Connection, rowid: int, table: str | None) -> None:
