@@ -167,20 +167,25 @@ class ForeignSchemaTest(HostGrantsCase):
         self.assert_revoked(self.grant_id)
         self.assertEqual(self.guarded(), self.made())
 
-    def test_a_check_written_into_the_audit_logs_create_is_written_back_out(self) -> None:
-        """BROKE before (hostile review 61): the sidecar wrote ``CHECK (action <> 'grant-revoked')`` into the audit
-        log's CREATE in sqlite_master (``writable_schema``, no rebuild, no trigger), and every revocation failed
-        ("CHECK constraint failed"), as under review 60's trigger: the guard looked at no table. The CREATE is
-        written back as the migration made it, the log's entries kept."""
+    def audit_log_details_written_as(self, column: str) -> None:
+        """The sidecar writes ``column`` in place of the audit log's details column in its CREATE in sqlite_master
+        (``writable_schema``, no rebuild); the operator revokes: the CREATE is written back as the migration made
+        it, said, the grant revoked, and the log's entries kept whole."""
         self.sidecar("PRAGMA writable_schema = ON",
                      "UPDATE sqlite_master SET sql = replace(sql, 'details     TEXT NOT NULL', "
-                     "'details     TEXT NOT NULL CHECK (action <> ''grant-revoked'')') "
-                     "WHERE type = 'table' AND name = 'audit_log'",
+                     f"'{column.replace(chr(39), chr(39) * 2)}') WHERE type = 'table' AND name = 'audit_log'",
                      "PRAGMA writable_schema = OFF", "PRAGMA schema_version = 9999")
         said = self.revoke(self.grant_id)
         self.assertIn('its rows kept): table "audit_log"', said)
         self.assert_revoked(self.grant_id)
         self.cli("audit", "verify")
+
+    def test_a_check_written_into_the_audit_logs_create_is_written_back_out(self) -> None:
+        """BROKE before (hostile review 61): the sidecar wrote ``CHECK (action <> 'grant-revoked')`` into the audit
+        log's CREATE in sqlite_master (``writable_schema``, no rebuild, no trigger), and every revocation failed
+        ("CHECK constraint failed"), as under review 60's trigger: the guard looked at no table. The CREATE is
+        written back as the migration made it, the log's entries kept."""
+        self.audit_log_details_written_as("details     TEXT NOT NULL CHECK (action <> 'grant-revoked')")
         checked = self.run_cli("db", "check")
         self.assertEqual(checked.returncode, 0, checked.stdout + checked.stderr)
 
@@ -188,15 +193,8 @@ class ForeignSchemaTest(HostGrantsCase):
         """BROKE on review 61's first table check: a generated VIRTUAL column, which no row stores, added to the
         CREATE along with the CHECK made the columns differ from the migration's, and the table was left as
         rebuilt into other storage, the revocation refused."""
-        self.sidecar("PRAGMA writable_schema = ON",
-                     "UPDATE sqlite_master SET sql = replace(sql, 'details     TEXT NOT NULL', "
-                     "'v TEXT GENERATED ALWAYS AS (1) VIRTUAL, details     TEXT NOT NULL "
-                     "CHECK (action <> ''grant-revoked'')') WHERE type = 'table' AND name = 'audit_log'",
-                     "PRAGMA writable_schema = OFF", "PRAGMA schema_version = 9999")
-        said = self.revoke(self.grant_id)
-        self.assertIn('its rows kept): table "audit_log"', said)
-        self.assert_revoked(self.grant_id)
-        self.cli("audit", "verify")
+        self.audit_log_details_written_as("v TEXT GENERATED ALWAYS AS (1) VIRTUAL, details     TEXT NOT NULL "
+                                          "CHECK (action <> 'grant-revoked')")
 
     def test_a_table_rebuilt_into_other_columns_is_left_and_said(self) -> None:
         """Rebuilt with a column more (storage the migration's CREATE does not describe): its text cannot be
