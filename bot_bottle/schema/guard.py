@@ -240,6 +240,8 @@ def _pages_their_own(conn: sqlite3.Connection, names: list[str]) -> set[str]:
         if not conn.in_transaction:
             raise
         return set()
+    if not _sound(conn):
+        return set()
     present = {name for held in holders.values() for name in held}
     own = set()
     for name in names:
@@ -249,6 +251,22 @@ def _pages_their_own(conn: sqlite3.Connection, names: list[str]) -> set[str]:
         if name in present and all(held <= group for held in holders.values() if held & group):
             own.add(name)
     return own
+
+
+def _sound(conn: sqlite3.Connection) -> bool:
+    """Whether ``PRAGMA quick_check`` finds the file whole: no page both in a tree and on the freelist.
+
+    ``dbstat`` walks each schema row's tree and never the freelist, so a sidecar's index row (written with
+    ``writable_schema``, ``secure_delete`` off so that a page it freed kept its old index content) whose root
+    was a free page read as that index's own: the guard's DROP INDEX freed the page again, SQLite found the
+    file malformed, and every host write failed with it (no revocation recorded), where before only writes
+    to the indexed table did. Asked only where something is to be dropped."""
+    try:
+        return [str(line) for (line,) in conn.execute("PRAGMA quick_check")] == ["ok"]
+    except sqlite3.DatabaseError:
+        if not conn.in_transaction:
+            raise
+        return False
 
 
 def _row_gone(conn: sqlite3.Connection, rowid: int, table: str | None) -> None:
