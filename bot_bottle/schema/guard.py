@@ -47,8 +47,13 @@ GUARDED_KINDS = ("index", "trigger")
 # lower() folds it), so a sidecar's row typed 'TRIGGER' runs as a trigger; ``type IN (...)`` compares by case.
 # Tables too: one no migration made that declares a foreign key is checked in the host's writes to the table
 # it references (``_linked_tables``).
-_LIVE = ("SELECT rowid, lower(type), name, sql FROM sqlite_master "
-         "WHERE lower(type) IN ('index', 'table', 'trigger') AND sql IS NOT NULL")
+# ``_cut``: SQLite reads each row's type and name as C strings, to their first NUL, while SQL compares them
+# whole: a row typed 'trigger' || char(0) || 'x' ran as a trigger inside every host write, unseen here.
+_CUT = "(CASE WHEN instr({0}, char(0)) THEN substr({0}, 1, instr({0}, char(0)) - 1) ELSE {0} END)"
+_TYPE = "lower(" + _CUT.format("type") + ")"
+_TABLE = "lower(" + _CUT.format("tbl_name") + ")"
+_LIVE = (f"SELECT rowid, {_TYPE}, {_CUT.format('name')}, sql FROM sqlite_master "
+         f"WHERE {_TYPE} IN ('index', 'table', 'trigger') AND sql IS NOT NULL")
 NAMES_SAID = 5  # names a warning lists before it counts the rest
 NAME_CHARS = 60  # of each name said
 
@@ -132,7 +137,8 @@ def _tables_made_again(conn: sqlite3.Connection, live: dict[tuple[str, str], tup
     made = []
     for key in gone:
         holders = [rowid for (rowid,) in conn.execute(
-            "SELECT rowid FROM sqlite_master WHERE lower(name) = lower(?) AND lower(type) = 'view'", (key[1],))]
+            f"SELECT rowid FROM sqlite_master WHERE lower({_CUT.format('name')}) = lower(?) AND {_TYPE} = 'view'",
+            (key[1],))]
         _unlisted(conn, holders, [])  # a view holds no pages
         if _made_again(conn, schema[key]):
             made.append(key)
@@ -174,7 +180,7 @@ def _restore(conn: sqlite3.Connection, rows: dict[tuple[str, str], tuple[int, st
     # naming it along, its indexes too: none may be left to a table that is gone.
     own = _pages_their_own(conn, [name for kind, name in foreign + differing + tables if kind != "trigger"])
     kept_pages = [name for _, name in tables if name.lower().startswith("sqlite_") or name not in own]
-    on_them = {rowid for (rowid,) in conn.execute("SELECT rowid FROM sqlite_master WHERE lower(tbl_name) IN "
+    on_them = {rowid for (rowid,) in conn.execute(f"SELECT rowid FROM sqlite_master WHERE {_TABLE} IN "
                                                   "(SELECT lower(value) FROM json_each(?))", (json.dumps(kept_pages),))}
     freed = [key for key in foreign + differing if key[0] == "index" and rows[key][0] not in on_them
              and key[1] in own] + [key for key in tables if key[1] not in kept_pages]
@@ -216,7 +222,7 @@ def _unlisted(conn: sqlite3.Connection, rowids: list[int], tables: list[str]) ->
     conn.execute("PRAGMA writable_schema = ON")
     try:
         conn.execute("DELETE FROM sqlite_master WHERE rowid IN (SELECT value FROM json_each(:rowids)) OR "
-                     "lower(tbl_name) IN (SELECT lower(value) FROM json_each(:tables))",
+                     f"{_TABLE} IN (SELECT lower(value) FROM json_each(:tables))",
                      {"rowids": json.dumps(rowids), "tables": json.dumps(tables)})
         version = int(conn.execute("PRAGMA schema_version").fetchone()[0])
         conn.execute(f"PRAGMA schema_version = {version + 1}")  # every other connection reads it again
@@ -246,7 +252,7 @@ def _pages_their_own(conn: sqlite3.Connection, names: list[str]) -> set[str]:
     own = set()
     for name in names:
         group = {name} | {str(index) for (index,) in conn.execute(
-            "SELECT name FROM sqlite_master WHERE sql IS NULL AND lower(type) = 'index' AND lower(tbl_name) = "
+            f"SELECT {_CUT.format('name')} FROM sqlite_master WHERE sql IS NULL AND {_TYPE} = 'index' AND {_TABLE} = "
             "lower(?)", (name,))}
         if name in present and all(held <= group for held in holders.values() if held & group):
             own.add(name)
@@ -277,12 +283,12 @@ def _row_gone(conn: sqlite3.Connection, rowid: int, table: str | None) -> None:
     case-blind: a row named 'NOPE' for ``CREATE INDEX nope`` survives the DROP, pointing at the pages it
     freed, and the file is malformed for every process after the commit.
     """
-    if conn.execute("SELECT 1 FROM sqlite_master WHERE rowid = ? OR lower(tbl_name) = lower(?)",
+    if conn.execute(f"SELECT 1 FROM sqlite_master WHERE rowid = ? OR {_TABLE} = lower(?)",
                     (rowid, table)).fetchone() is None:
         return
     conn.execute("PRAGMA writable_schema = ON")
     try:
-        conn.execute("DELETE FROM sqlite_master WHERE rowid = ? OR lower(tbl_name) = lower(?)", (rowid, table))
+        conn.execute(f"DELETE FROM sqlite_master WHERE rowid = ? OR {_TABLE} = lower(?)", (rowid, table))
     finally:
         conn.execute("PRAGMA writable_schema = OFF")
 

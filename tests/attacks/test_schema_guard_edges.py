@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import sqlite3
 
+from tests.attacks.test_foreign_schema import REFUSE_REVOCATIONS
 from tests.helpers.host_grants import HostGrantsCase
 
 
@@ -43,6 +44,27 @@ class SchemaGuardEdgesTest(HostGrantsCase):
     def assert_sound(self) -> None:
         checked = self.run_cli("db", "check")
         self.assertEqual(checked.returncode, 0, checked.stdout + checked.stderr)
+
+    def test_a_trigger_whose_type_ends_in_a_nul_is_dropped(self) -> None:
+        """BROKE before: a row typed 'trigger' || char(0) || 'x' is a trigger to SQLite (it reads the type to the
+        NUL) but none to the guard's ``lower(type) IN (...)``: 'grants revoke' failed with "nope", recording
+        nothing."""
+        self.sidecar("INSERT INTO sqlite_master (type, name, tbl_name, rootpage, sql) VALUES ('trigger' || char(0) "
+                     "|| 'x', 'nope', 'audit_log', 0, '" + REFUSE_REVOCATIONS.replace("'", "''") + "')")
+        self.assertIn('trigger "nope"', self.revoke())
+        self.assert_sound()
+
+    def test_a_view_typed_with_a_nul_under_a_migration_tables_name_is_taken_out(self) -> None:
+        """BROKE before: review 61's rules table renamed and a view put under its name, the view's row typed
+        'view' || char(0): the guard looked for ``lower(type) = 'view'``, found none, could not make the table
+        again, and 'rules add --reject' failed ("cannot modify rules because it is a view")."""
+        conn = sqlite3.connect(self.db, isolation_level=None)
+        conn.execute("ALTER TABLE rules RENAME TO theirs")
+        conn.execute("CREATE VIEW rules AS SELECT * FROM theirs")
+        conn.close()
+        self.sidecar("UPDATE sqlite_master SET type = 'view' || char(0) WHERE name = 'rules'")
+        done = self.run_cli("rules", "add", "--reject", "--bottle", "web-1", "--host", "evil.example", "--notes", "no")
+        self.assertEqual(done.returncode, 0, done.stderr)
 
     def test_an_index_rooted_on_a_free_page_is_taken_out_by_its_row(self) -> None:
         """BROKE before: the sidecar freed an index of its own with ``secure_delete`` off (its pages keep their
