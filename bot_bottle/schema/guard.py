@@ -185,9 +185,18 @@ def _restore(conn: sqlite3.Connection, rows: dict[tuple[str, str], tuple[int, st
     freed = [key for key in foreign + differing if key[0] == "index" and rows[key][0] not in on_them
              and key[1] in own] + [key for key in tables if key[1] not in kept_pages]
     _unlisted(conn, [rows[key][0] for key in foreign + differing if key not in freed], kept_pages)
-    for kind, name in sorted(freed, key=lambda key: key[0] == "table"):  # a table's DROP takes its indexes
-        conn.execute(f"DROP {kind.upper()} {_quoted(name)}")
-        _row_gone(conn, (rows | table_rows)[kind, name][0], name if kind == "table" else None)
+    # A DROP TABLE first deletes the table's rows, checking the keys of every table that references it: a
+    # sidecar's second table keyed to the first, one row in each, made the DROP fail ("FOREIGN KEY constraint
+    # failed") and every host write with it. Such tables are all taken out here, so the checks wait (deferred)
+    # and are then forgotten: turning the pragma off clears what they counted, nothing of the host's among it
+    # (the guard runs first in the transaction).
+    conn.execute("PRAGMA defer_foreign_keys = ON")
+    try:
+        for kind, name in sorted(freed, key=lambda key: key[0] == "table"):  # a table's DROP takes its indexes
+            conn.execute(f"DROP {kind.upper()} {_quoted(name)}")
+            _row_gone(conn, (rows | table_rows)[kind, name][0], name if kind == "table" else None)
+    finally:
+        conn.execute("PRAGMA defer_foreign_keys = OFF")
     restored = [key for key in differing + missing if _made_again(conn, expected[key])]
     done = []
     if foreign or tables:

@@ -86,3 +86,19 @@ class SchemaGuardEdgesTest(HostGrantsCase):
         self.assert_sound()
         self.approve("web-1", {"host": "later.example"})
         self.assert_sound()
+
+    def test_two_tables_of_the_sidecars_keyed_one_to_the_other_are_both_dropped(self) -> None:
+        """BROKE before: two plain CREATE TABLEs and a row in each (no ``writable_schema``): the guard drops a
+        sidecar's table that declares a foreign key, and SQLite's DROP TABLE first deletes its rows, checking
+        the key of the other table, which held a row referencing one: 'grants revoke' failed with "FOREIGN KEY
+        constraint failed", as every host write did, recording nothing."""
+        conn = sqlite3.connect(self.db, isolation_level=None)
+        conn.execute("CREATE TABLE a_parent (id INTEGER PRIMARY KEY, y REFERENCES settings (name))")
+        conn.execute("CREATE TABLE b_child (x REFERENCES a_parent (id))")
+        conn.execute("INSERT INTO a_parent (id) VALUES (1)")
+        conn.execute("INSERT INTO b_child VALUES (1)")
+        conn.close()
+        said = self.revoke()
+        self.assertIn('table "a_parent", table "b_child"', said)
+        self.assert_sound()
+        self.approve("web-1", {"host": "later.example"})
