@@ -99,7 +99,7 @@ class SchemaGuard:
         rows = _keyed(conn.execute(_LIVE).fetchall())
         guarded = {key: row for key, row in rows.items() if key[0] in GUARDED_KINDS}
         done = _tables_done(tables_said, tables_left) + _tables_made_said(tables_made) + _restore(
-            conn, guarded, expected, _linked_tables(conn, rows.keys() - schema.keys()), rows)
+            conn, guarded, expected, _linked_tables(conn, rows.keys() - schema.keys() - _every_table(known)), rows)
         self._good = conn.execute(_LIVE).fetchall()
         return done
 
@@ -148,6 +148,16 @@ def _tables_made_again(conn: sqlite3.Connection, live: dict[tuple[str, str], tup
 def _tables_made_said(made: list[tuple[str, str]]) -> list[str]:
     return [f"made again, empty, a table a process with the database file had taken away (the sealed audit log "
             f"keeps what its rows recorded): {_named(made)}"] if made else []
+
+
+def _every_table(known: tuple[Migration, ...]) -> set[tuple[str, str]]:
+    """The tables any of ``known`` makes, at whatever version: never the guard's to drop.
+
+    The version the guard holds the file to is ``PRAGMA user_version``, which a sidecar sets as it likes. Set
+    to 2 (and the history rows past it deleted), the open's migration 3 ran under the guard at version 2,
+    which dropped the audit log (it declares a foreign key, and migration 2 makes no such table) with every
+    entry in it; migration 3 then made it again, empty."""
+    return {key for key in expected_schema(known, len(known)) if key[0] == "table"}
 
 
 def _linked_tables(conn: sqlite3.Connection, unmade: set[tuple[str, str]]) -> list[tuple[str, str]]:

@@ -102,3 +102,23 @@ class SchemaGuardEdgesTest(HostGrantsCase):
         self.assertIn('table "a_parent", table "b_child"', said)
         self.assert_sound()
         self.approve("web-1", {"host": "later.example"})
+
+    def test_a_version_set_back_with_its_history_does_not_have_the_open_drop_the_audit_log(self) -> None:
+        """BROKE before: two plain statements, 'PRAGMA user_version = 2' and the history rows past 2 deleted, and
+        the next command's open migrated from 2 under the guard, which held the file to version 2: the audit log
+        declares a foreign key and migration 2 makes no such table, so the guard dropped it, every entry with
+        it, and migration 3 made it again, empty ('audit verify' lost the log). Now the migration fails on the
+        table that is there, as it did before the guard, and the entries stay."""
+        conn = sqlite3.connect(self.db, isolation_level=None)
+        entries = conn.execute("SELECT count(*) FROM audit_log").fetchone()[0]
+        conn.execute("PRAGMA user_version = 2")
+        conn.execute("DELETE FROM schema_history WHERE version > 2")
+        conn.close()
+        done = self.run_cli("audit", "verify")
+        self.assertNotEqual(done.returncode, 0)
+        self.assertIn("table audit_log already exists", done.stderr)
+        conn = sqlite3.connect(self.db, isolation_level=None)
+        try:
+            self.assertEqual(conn.execute("SELECT count(*) FROM audit_log").fetchone()[0], entries)
+        finally:
+            conn.close()
