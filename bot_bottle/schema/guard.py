@@ -37,6 +37,7 @@ import sqlite3
 import sys
 from collections.abc import Callable
 
+from bot_bottle.errors import SchemaTooNew
 from bot_bottle.schema.files import Migration, discover
 from bot_bottle.schema.state import current_version
 from bot_bottle.schema.steps import expected_schema
@@ -91,7 +92,12 @@ class SchemaGuard:
         known = self._known if self._known is not None else discover()
         version = current_version(conn)
         if version > len(known):
-            return []  # a schema newer than the code: the host's open refuses it before any write
+            # Refused, not let through unguarded: the open refuses such a file, but a process that stays open
+            # (dashboard, relay, TUI) met it here, and a sidecar's 'PRAGMA user_version = 99' beside its
+            # trigger had the trigger run in every write of theirs ("nope", no revocation recorded).
+            raise SchemaTooNew(f"the database says schema version {version}, but this bot-bottle knows only up "
+                               f"to {len(known)}, and its schema is not as those migrations made it: nothing was "
+                               "written. Check it with 'bot-bottle db check' (a sidecar can set the version)")
         schema = expected_schema(known, version)
         expected = {key: sql for key, sql in schema.items() if key[0] in GUARDED_KINDS}
         tables_said, tables_left = rewritten(conn, _keyed(live), schema)  # first: they read the schema again

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import sqlite3
 
+from bot_bottle.errors import SchemaTooNew
+from bot_bottle.records import TOOL_EGRESS_ALLOW
 from tests.attacks.test_foreign_schema import REFUSE_REVOCATIONS
 from tests.helpers.host_grants import HostGrantsCase
 
@@ -122,3 +124,16 @@ class SchemaGuardEdgesTest(HostGrantsCase):
             self.assertEqual(conn.execute("SELECT count(*) FROM audit_log").fetchone()[0], entries)
         finally:
             conn.close()
+
+    def test_a_version_set_past_the_code_does_not_let_a_trigger_run_in_a_process_that_stays_open(self) -> None:
+        """BROKE before: the guard let a file newer than the code through unlooked at (the open refuses one), so
+        a sidecar's 'PRAGMA user_version = 99' beside its trigger had the trigger run in every write of a process
+        that stays open (dashboard, relay, TUI): the revocation failed with "nope". Now the write is refused,
+        saying why, and nothing of the sidecar's runs."""
+        self.store.submit("web-1", TOOL_EGRESS_ALLOW, '{"host": "a.example"}', "first")  # the set found good
+        conn = sqlite3.connect(self.db, isolation_level=None)
+        conn.execute("PRAGMA user_version = 99")
+        conn.execute(REFUSE_REVOCATIONS)
+        conn.close()
+        with self.assertRaisesRegex(SchemaTooNew, "says schema version 99, but this bot-bottle knows only up to"):
+            self.grants.revoke(self.grant_id[:8], "no pastes", revoked_by="operator")
