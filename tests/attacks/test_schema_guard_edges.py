@@ -137,3 +137,27 @@ class SchemaGuardEdgesTest(HostGrantsCase):
         conn.close()
         with self.assertRaisesRegex(SchemaTooNew, "says schema version 99, but this bot-bottle knows only up to"):
             self.grants.revoke(self.grant_id[:8], "no pastes", revoked_by="operator")
+
+    def test_a_view_under_a_migration_tables_name_goes_with_its_instead_of_trigger(self) -> None:
+        """BROKE before: review 61's view under the rules table's name, with an INSTEAD OF trigger on it. The guard
+        took the view out by its row and left the trigger to its later look, but the connection read the schema
+        again in between, found a trigger on a view that was gone, and SQLite refused the whole schema: every
+        host write failed ("malformed database schema (v_ins) - no such table: main.rules"), told to restore a
+        backup, where before the guard only writes to rules were touched."""
+        conn = sqlite3.connect(self.db, isolation_level=None)
+        conn.execute("ALTER TABLE rules RENAME TO theirs")
+        conn.execute("CREATE VIEW rules AS SELECT * FROM theirs")
+        conn.execute("CREATE TRIGGER v_ins INSTEAD OF INSERT ON rules BEGIN SELECT 1; END")
+        conn.close()
+        self.assertIn('table "rules"', self.revoke())
+        done = self.run_cli("rules", "add", "--reject", "--bottle", "web-1", "--host", "evil.example", "--notes", "no")
+        self.assertEqual(done.returncode, 0, done.stderr)
+        self.assertEqual(len(self.rules_in_file()), 1)
+        self.assert_sound()
+
+    def rules_in_file(self) -> list[object]:
+        conn = sqlite3.connect(self.db, isolation_level=None)
+        try:
+            return conn.execute("SELECT id FROM rules").fetchall()
+        finally:
+            conn.close()
