@@ -36,6 +36,7 @@ import json
 import sqlite3
 import sys
 from collections.abc import Callable
+from typing import NamedTuple
 
 from bot_bottle.errors import SchemaTooNew
 from bot_bottle.schema.files import Migration, discover
@@ -100,12 +101,18 @@ class SchemaGuard:
                                "written. Check it with 'bot-bottle db check' (a sidecar can set the version)")
         schema = expected_schema(known, version)
         expected = {key: sql for key, sql in schema.items() if key[0] in GUARDED_KINDS}
-        tables_said, tables_left = rewritten(conn, _keyed(live), schema)  # first: they read the schema again
-        tables_made = _tables_made_again(conn, _keyed(live), schema)
-        rows = _keyed(conn.execute(_LIVE).fetchall())
-        guarded = {key: row for key, row in rows.items() if key[0] in GUARDED_KINDS}
-        done = _tables_done(tables_said, tables_left) + _tables_made_said(tables_made) + _restore(
-            conn, guarded, expected, _linked_tables(conn, rows.keys() - schema.keys() - _every_table(known)), rows)
+        rows = _keyed(live)
+        # What no migration made goes first, and what differs from its migration's (made again last): the
+        # tables' write-back below has the connection read the schema again, and a sidecar's index on a
+        # generated VIRTUAL column it had written into the audit log's CREATE, still there then, named a column
+        # gone, so SQLite refused the whole schema and every host write failed ("no such column: v").
+        taken = _taken_out(conn, {key: row for key, row in rows.items() if key[0] in GUARDED_KINDS}, expected,
+                           _linked_tables(conn, rows.keys() - schema.keys() - _every_table(known)), rows)
+        tables_said, tables_left = rewritten(conn, rows, schema)
+        tables_made = _tables_made_again(conn, rows, schema)
+        now = {key for key in _keyed(conn.execute(_LIVE).fetchall()) if key[0] in GUARDED_KINDS}
+        done = _tables_done(tables_said, tables_left) + _tables_made_said(tables_made) + _made_again_said(
+            conn, taken, expected, now)
         self._good = conn.execute(_LIVE).fetchall()
         return done
 
@@ -181,9 +188,17 @@ def _linked_tables(conn: sqlite3.Connection, unmade: set[tuple[str, str]]) -> li
         "SELECT 1 FROM pragma_foreign_key_list(?)", (key[1],)).fetchone() is not None)
 
 
-def _restore(conn: sqlite3.Connection, rows: dict[tuple[str, str], tuple[int, str]],
-             expected: dict[tuple[str, str], str], tables: list[tuple[str, str]],
-             table_rows: dict[tuple[str, str], tuple[int, str]]) -> list[str]:
+class _Taken(NamedTuple):
+    """What ``_taken_out`` took out, for ``_made_again_said``."""
+    foreign: list[tuple[str, str]]  # what no migration made, triggers, indexes and keyed tables
+    differing: list[tuple[str, str]]  # a migration's trigger or index of other text (made again later)
+    changed: list[tuple[str, str]]  # those of them that differ in more than layout
+    unused: bool  # an index's or table's pages were left unused
+
+
+def _taken_out(conn: sqlite3.Connection, rows: dict[tuple[str, str], tuple[int, str]],
+               expected: dict[tuple[str, str], str], tables: list[tuple[str, str]],
+               table_rows: dict[tuple[str, str], tuple[int, str]]) -> _Taken:
     live = {key: sql for key, (_, sql) in rows.items()}
     foreign = sorted(live.keys() - expected.keys())
     # Made again on any difference of text: a run of spaces inside a string literal is not layout. Said only
@@ -191,7 +206,6 @@ def _restore(conn: sqlite3.Connection, rows: dict[tuple[str, str], tuple[int, st
     # as its migration file then was).
     differing = sorted(key for key in live.keys() & expected.keys() if live[key] != expected[key])
     changed = [key for key in differing if _layout_aside(live[key]) != _layout_aside(expected[key])]
-    missing = sorted(expected.keys() - live.keys())
     # An index or table whose pages are its own is dropped, its pages freed (a sidecar's plain CREATE INDEX, a
     # migration's index laid out as an older release's file was). Everything else goes by its schema rows
     # (``_unlisted``), triggers included: they hold no pages.
@@ -216,19 +230,28 @@ def _restore(conn: sqlite3.Connection, rows: dict[tuple[str, str], tuple[int, st
             _row_gone(conn, (rows | table_rows)[kind, name][0], name if kind == "table" else None)
     finally:
         conn.execute("PRAGMA defer_foreign_keys = OFF")
-    restored = [key for key in differing + missing if _made_again(conn, expected[key])]
+    return _Taken(foreign + tables, differing, changed,
+                  any(kind != "trigger" and (kind, name) not in freed for kind, name in foreign + tables))
+
+
+def _made_again_said(conn: sqlite3.Connection, taken: _Taken, expected: dict[tuple[str, str], str],
+                     now: set[tuple[str, str]]) -> list[str]:
+    """Make again each migration's trigger and index not there ``now`` (those ``taken`` out as differing among
+    them), once the tables are as their migrations made them; what the guard did, said."""
+    gone = sorted(expected.keys() - now)
+    restored = [key for key in gone if _made_again(conn, expected[key])]
+    missing = [key for key in gone if key not in taken.differing]
     done = []
-    if foreign or tables:
-        unused = " (pages it named are left unused: 'bot-bottle db check' names them)" if any(
-            kind != "trigger" and (kind, name) not in freed for kind, name in foreign + tables) else ""
+    if taken.foreign:
+        unused = " (pages it named are left unused: 'bot-bottle db check' names them)" if taken.unused else ""
         done.append("dropped what no migration made (a process with the database file, such as a sidecar on the "
-                    f"mount, added it to run inside bot-bottle's writes): {_named(foreign + tables)}{unused}")
-    if changed:
+                    f"mount, added it to run inside bot-bottle's writes): {_named(taken.foreign)}{unused}")
+    if taken.changed:
         done.append(f"made again as its migration made it what a process with the database file had changed: "
-                    f"{_named(changed)}")
+                    f"{_named(taken.changed)}")
     if missing:
         done.append(f"made again what a process with the database file had dropped: {_named(missing)}")
-    unmade = [key for key in differing + missing if key not in restored]
+    unmade = [key for key in gone if key not in restored]
     if unmade:
         done.append(f"could not make again over the rows there now: {_named(unmade)} ('bot-bottle db check' "
                     "reports it)")

@@ -155,6 +155,23 @@ class SchemaGuardEdgesTest(HostGrantsCase):
         self.assertEqual(len(self.rules_in_file()), 1)
         self.assert_sound()
 
+    def test_an_index_on_a_virtual_column_written_into_the_logs_create_goes_before_the_write_back(self) -> None:
+        """BROKE before: review 61's CHECK and generated VIRTUAL column written into the audit log's CREATE, and
+        then a plain CREATE INDEX on that column. The guard wrote the migration's CREATE back first, read the
+        schema again with the index still there, on a column gone, and SQLite refused the whole schema: every
+        host write failed ("malformed database schema (ix) - no such column: v"), told to restore a backup."""
+        self.sidecar("UPDATE sqlite_master SET sql = replace(sql, 'details     TEXT NOT NULL', "
+                     "'v TEXT GENERATED ALWAYS AS (1) VIRTUAL, details     TEXT NOT NULL "
+                     "CHECK (action <> ''grant-revoked'')') WHERE type = 'table' AND name = 'audit_log'")
+        conn = sqlite3.connect(self.db, isolation_level=None)
+        conn.execute("CREATE INDEX ix ON audit_log (v)")
+        conn.close()
+        said = self.revoke()
+        self.assertIn('index "ix"', said)
+        self.assertIn('its rows kept): table "audit_log"', said)
+        self.cli("audit", "verify")
+        self.assert_sound()
+
     def rules_in_file(self) -> list[object]:
         conn = sqlite3.connect(self.db, isolation_level=None)
         try:
