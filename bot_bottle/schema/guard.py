@@ -212,12 +212,26 @@ def _taken_out(conn: sqlite3.Connection, rows: dict[tuple[str, str], tuple[int, 
     # SQLite will DROP no table it reserves (``sqlite_...``). A table taken out by its rows takes every row
     # naming it along, its indexes too: none may be left to a table that is gone.
     own = _pages_their_own(conn, [name for kind, name in foreign + differing + tables if kind != "trigger"])
-    kept_pages = [name for _, name in tables if name.lower().startswith("sqlite_") or name not in own]
+    # A constraint index's row (no CREATE) is bound to its table by its name, as SQLite loads it, whatever its
+    # tbl_name says; SQLite's DROP TABLE deletes rows by tbl_name. One with a lying tbl_name was left by the
+    # DROP, bound to nothing (every later command: "orphan index", told to restore a backup), or would take
+    # a migration table's row along: such tables go by their rows, each row by its binding.
+    bound_to = [(str(table), str(name)) for table, name in conn.execute(
+        "SELECT t.value, lower(list.name) FROM json_each(?) AS t, pragma_index_list(t.value) AS list",
+        (json.dumps([name for _, name in tables]),))]
+    bound = [name for _, name in bound_to]
+    lying = {str(name) for (name,) in conn.execute(
+        f"SELECT {_TABLE} FROM sqlite_master WHERE sql IS NULL AND {_TABLE} IN (SELECT lower(value) FROM "
+        f"json_each(:tables)) AND lower({_CUT.format('name')}) NOT IN (SELECT value FROM json_each(:bound))",
+        {"tables": json.dumps([name for _, name in tables]), "bound": json.dumps(bound)})}
+    kept_pages = [name for _, name in tables
+                  if name.lower().startswith("sqlite_") or name not in own or name.lower() in lying]
     on_them = {rowid for (rowid,) in conn.execute(f"SELECT rowid FROM sqlite_master WHERE {_TABLE} IN "
                                                   "(SELECT lower(value) FROM json_each(?))", (json.dumps(kept_pages),))}
     freed = [key for key in foreign + differing if key[0] == "index" and rows[key][0] not in on_them
              and key[1] in own] + [key for key in tables if key[1] not in kept_pages]
-    _unlisted(conn, [rows[key][0] for key in foreign + differing if key not in freed], kept_pages)
+    _unlisted(conn, [rows[key][0] for key in foreign + differing if key not in freed], kept_pages,
+              [name for table, name in bound_to if table in kept_pages])  # the others' DROP frees their pages
     # A DROP TABLE first deletes the table's rows, checking the keys of every table that references it: a
     # sidecar's second table keyed to the first, one row in each, made the DROP fail ("FOREIGN KEY constraint
     # failed") and every host write with it. Such tables are all taken out here, so the checks wait (deferred)
@@ -230,6 +244,7 @@ def _taken_out(conn: sqlite3.Connection, rows: dict[tuple[str, str], tuple[int, 
             _row_gone(conn, (rows | table_rows)[kind, name][0], name if kind == "table" else None)
     finally:
         conn.execute("PRAGMA defer_foreign_keys = OFF")
+    _unlisted(conn, [], [], bound)  # a dropped table's constraint index rows whose tbl_name the DROP missed
     return _Taken(foreign + tables, differing, changed,
                   any(kind != "trigger" and (kind, name) not in freed for kind, name in foreign + tables))
 
@@ -258,9 +273,11 @@ def _made_again_said(conn: sqlite3.Connection, taken: _Taken, expected: dict[tup
     return done
 
 
-def _unlisted(conn: sqlite3.Connection, rowids: list[int], tables: list[str]) -> None:
-    """Take objects out by deleting their sqlite_master rows (``rowids``, and every row of ``tables``), then
-    have every connection, this one first, read the schema again.
+def _unlisted(conn: sqlite3.Connection, rowids: list[int], tables: list[str],
+              bound: tuple[str, ...] | list[str] = ()) -> None:
+    """Take objects out by deleting their sqlite_master rows (``rowids``, and every row of ``tables``: each
+    constraint index's by its name among ``bound``, lower case, not by its tbl_name), then have every
+    connection, this one first, read the schema again.
 
     Never by DROP. A DROP frees the pages the row names, and a row written with ``writable_schema`` names any
     pages it likes: an index row naming the audit log's had the guard's DROP INDEX free the log, the file
@@ -268,13 +285,16 @@ def _unlisted(conn: sqlite3.Connection, rowids: list[int], tables: list[str]) ->
     30,000 trigger rows a sidecar wrote in 0.04 s held the host's write lock for 20 s. An index's or a table's
     own pages are left unused, a sidecar's to have made; ``db check`` names them.
     """
-    if not rowids and not tables:
+    named = f"lower({_CUT.format('name')}) IN (SELECT value FROM json_each(:bound))"
+    if not rowids and not tables and conn.execute(f"SELECT 1 FROM sqlite_master WHERE sql IS NULL AND {named}",
+                                                  {"bound": json.dumps(list(bound))}).fetchone() is None:
         return
     conn.execute("PRAGMA writable_schema = ON")
     try:
         conn.execute("DELETE FROM sqlite_master WHERE rowid IN (SELECT value FROM json_each(:rowids)) OR "
-                     f"{_TABLE} IN (SELECT lower(value) FROM json_each(:tables))",
-                     {"rowids": json.dumps(rowids), "tables": json.dumps(tables)})
+                     f"({_TABLE} IN (SELECT lower(value) FROM json_each(:tables)) AND (sql IS NOT NULL OR {named}))"
+                     f" OR (sql IS NULL AND {named})",
+                     {"rowids": json.dumps(rowids), "tables": json.dumps(tables), "bound": json.dumps(list(bound))})
         version = int(conn.execute("PRAGMA schema_version").fetchone()[0])
         conn.execute(f"PRAGMA schema_version = {version + 1}")  # every other connection reads it again
     finally:

@@ -172,6 +172,39 @@ class SchemaGuardEdgesTest(HostGrantsCase):
         self.cli("audit", "verify")
         self.assert_sound()
 
+    def test_a_keyed_tables_constraint_index_row_with_a_lying_table_goes_with_it(self) -> None:
+        """BROKE before: a table of the sidecar's declaring a foreign key, with a UNIQUE column, its constraint
+        index's row (no CREATE: SQLite binds it by name) given tbl_name 'settings'. The guard's DROP TABLE freed
+        the index with the table but deleted rows by tbl_name, leaving that one bound to nothing: the revocation
+        went through, and every later command failed ("orphan index", told to restore a backup) on a file whose
+        integrity check had been ok."""
+        conn = sqlite3.connect(self.db, isolation_level=None)
+        conn.execute("CREATE TABLE evil (a UNIQUE, b REFERENCES settings (name))")
+        conn.close()
+        self.sidecar("UPDATE sqlite_master SET tbl_name = 'settings' WHERE name = 'sqlite_autoindex_evil_1'")
+        self.assertIn('table "evil"', self.revoke())
+        self.assert_sound()
+
+    def test_a_migration_tables_constraint_index_row_named_under_a_keyed_table_stays(self) -> None:
+        """BROKE before, the other lie: the settings table's constraint index row given the sidecar's keyed table
+        as its tbl_name. The guard's DROP TABLE deleted it with the sidecar's table, leaving the settings key
+        without its index, and 'config set' failed ("database disk image is malformed", told to restore a
+        backup). The table goes by its rows instead, each constraint row by its binding."""
+        conn = sqlite3.connect(self.db, isolation_level=None)
+        conn.execute("CREATE TABLE evil (b REFERENCES settings (name))")
+        conn.close()
+        self.sidecar("UPDATE sqlite_master SET tbl_name = 'evil' WHERE name = 'sqlite_autoindex_settings_1'")
+        self.assertIn('table "evil"', self.revoke())
+        done = self.run_cli("config", "set", "pending-ttl", "2d")
+        self.assertEqual(done.returncode, 0, done.stderr)
+        conn = sqlite3.connect(self.db, isolation_level=None)
+        try:
+            self.assertEqual(conn.execute("SELECT tbl_name FROM sqlite_master WHERE name = "
+                                          "'sqlite_autoindex_settings_1'").fetchall(), [("evil",)])
+            self.assertEqual(conn.execute("SELECT value FROM settings").fetchall(), [("172800",)])
+        finally:
+            conn.close()
+
     def rules_in_file(self) -> list[object]:
         conn = sqlite3.connect(self.db, isolation_level=None)
         try:
