@@ -106,13 +106,19 @@ class SchemaGuard:
         # tables' write-back below has the connection read the schema again, and a sidecar's index on a
         # generated VIRTUAL column it had written into the audit log's CREATE, still there then, named a column
         # gone, so SQLite refused the whole schema and every host write failed ("no such column: v").
-        taken = _taken_out(conn, {key: row for key, row in rows.items() if key[0] in GUARDED_KINDS}, expected,
-                           _linked_tables(conn, rows.keys() - schema.keys() - _every_table(known)), rows)
+        # The keyed tables go after the write-back: a DROP TABLE deletes the rows first, and a migration
+        # table's CREATE the sidecar had given 'REFERENCES evil ON DELETE CASCADE' had that delete its rows.
+        taken = _taken_out(conn, {key: row for key, row in rows.items() if key[0] in GUARDED_KINDS}, expected, [],
+                           rows)
         tables_said, tables_left = rewritten(conn, rows, schema)
+        rows = _keyed(conn.execute(_LIVE).fetchall())
+        linked = _taken_out(conn, {}, {}, _linked_tables(conn, rows.keys() - schema.keys() - _every_table(known)),
+                            rows)
         tables_made = _tables_made_again(conn, rows, schema)
         now = {key for key in _keyed(conn.execute(_LIVE).fetchall()) if key[0] in GUARDED_KINDS}
         done = _tables_done(tables_said, tables_left) + _tables_made_said(tables_made) + _made_again_said(
-            conn, taken, expected, now)
+            conn, taken._replace(foreign=taken.foreign + linked.foreign, unused=taken.unused or linked.unused),
+            expected, now)
         self._good = conn.execute(_LIVE).fetchall()
         return done
 

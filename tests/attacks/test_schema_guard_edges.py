@@ -205,6 +205,24 @@ class SchemaGuardEdgesTest(HostGrantsCase):
         finally:
             conn.close()
 
+    def test_a_keyed_table_goes_after_a_cascade_written_into_a_migration_tables_create(self) -> None:
+        """The sidecar's keyed table holds the grants' subject hashes, and the grants table's CREATE is given
+        'REFERENCES evil (id) ON DELETE CASCADE'. Dropped before the CREATE was written back (as this review's
+        first reordering of the guard did), the DROP's delete cascaded into the grants, refused by their
+        no-delete trigger, and every host write failed; the keyed tables go after the write-back."""
+        other = self.approve("web-1", {"host": "other.example"})
+        conn = sqlite3.connect(self.db, isolation_level=None)
+        conn.execute("CREATE TABLE evil (id TEXT PRIMARY KEY, x REFERENCES settings (name))")
+        conn.execute("INSERT INTO evil (id) SELECT subject_sha256 FROM grants")
+        conn.close()
+        self.sidecar("UPDATE sqlite_master SET sql = replace(sql, 'subject_sha256 TEXT NOT NULL CHECK', "
+                     "'subject_sha256 TEXT NOT NULL REFERENCES evil (id) ON DELETE CASCADE CHECK') "
+                     "WHERE name = 'grants'")
+        said = self.revoke()
+        self.assertIn('table "evil"', said)
+        self.assertIsNotNone(self.grants.find(other))
+        self.assert_sound()
+
     def rules_in_file(self) -> list[object]:
         conn = sqlite3.connect(self.db, isolation_level=None)
         try:
