@@ -223,6 +223,30 @@ class SchemaGuardEdgesTest(HostGrantsCase):
         self.assertIsNotNone(self.grants.find(other))
         self.assert_sound()
 
+    def test_a_keyed_table_a_rebuilt_migration_table_cascades_from_goes_by_its_rows(self) -> None:
+        """BROKE before: the sidecar rebuilt the grants table with a column 'REFERENCES evil (id) ON DELETE
+        CASCADE' (other storage: left as it is), every grant pointing at one row of its keyed table evil. The
+        guard's DROP TABLE evil deleted that row first, the delete cascaded, and every grant row the host had
+        written was gone. A keyed table another table references goes by its rows, deleting none."""
+        self.approve("web-1", {"host": "other.example"})
+        conn = sqlite3.connect(self.db, isolation_level=None)
+        sql = conn.execute("SELECT sql FROM sqlite_master WHERE name = 'grants'").fetchone()[0]
+        start = sql.index("(") + 1
+        conn.execute("CREATE TABLE evil (id TEXT PRIMARY KEY, x REFERENCES settings (name))")
+        conn.execute("INSERT INTO evil (id) VALUES ('k')")
+        conn.execute(sql[:start].replace("grants", "g2") + " z TEXT REFERENCES evil (id) ON DELETE CASCADE, "
+                     + sql[start:])
+        conn.execute("INSERT INTO g2 SELECT 'k', * FROM grants")
+        conn.execute("DROP TABLE grants")
+        conn.execute("ALTER TABLE g2 RENAME TO grants")
+        conn.close()
+        self.assertIn('table "evil"', self.revoke())
+        conn = sqlite3.connect(self.db, isolation_level=None)
+        try:
+            self.assertEqual(conn.execute("SELECT count(*) FROM grants").fetchone()[0], 2)
+        finally:
+            conn.close()
+
     def rules_in_file(self) -> list[object]:
         conn = sqlite3.connect(self.db, isolation_level=None)
         try:
