@@ -40,7 +40,7 @@ from typing import NamedTuple
 
 from bot_bottle.errors import SchemaTooNew
 from bot_bottle.schema.files import Migration, discover
-from bot_bottle.schema.state import current_version
+from bot_bottle.schema.state import HISTORY_TABLE, current_version
 from bot_bottle.schema.steps import expected_schema
 from bot_bottle.schema.table_text import rewritten
 
@@ -93,12 +93,15 @@ class SchemaGuard:
         known = self._known if self._known is not None else discover()
         version = current_version(conn)
         if version > len(known):
-            # Refused, not let through unguarded: the open refuses such a file, but a process that stays open
-            # (dashboard, relay, TUI) met it here, and a sidecar's 'PRAGMA user_version = 99' beside its
-            # trigger had the trigger run in every write of theirs ("nope", no revocation recorded).
-            raise SchemaTooNew(f"the database says schema version {version}, but this bot-bottle knows only up "
-                               f"to {len(known)}, and its schema is not as those migrations made it: nothing was "
-                               "written. Check it with 'bot-bottle db check' (a sidecar can set the version)")
+            # A process that stays open (dashboard, relay, TUI) meets here what its open would refuse: a
+            # sidecar's 'PRAGMA user_version = 99' beside its trigger had the trigger run, unlooked at, in
+            # every write of theirs ("nope", no revocation recorded). A version no migration history stands
+            # behind is a lie (``state.refuse_unusable``): held to the migrations this code knows. One a
+            # newer bot-bottle recorded is refused, as at open.
+            if _recorded(conn) > len(known):
+                raise SchemaTooNew(f"the database is at schema version {version}, but this bot-bottle knows "
+                                   f"only up to {len(known)}: nothing was written; run a newer bot-bottle")
+            version = len(known)
         schema = expected_schema(known, version)
         expected = {key: sql for key, sql in schema.items() if key[0] in GUARDED_KINDS}
         rows = _keyed(live)
@@ -170,6 +173,16 @@ def _tables_made_again(conn: sqlite3.Connection, live: dict[tuple[str, str], tup
 def _tables_made_said(made: list[tuple[str, str]]) -> list[str]:
     return [f"made again, empty, a table a process with the database file had taken away (the sealed audit log "
             f"keeps what its rows recorded): {_named(made)}"] if made else []
+
+
+def _recorded(conn: sqlite3.Connection) -> int:
+    """The newest version the migration history records (0: none, or no history table to read)."""
+    try:
+        return int(conn.execute(f"SELECT coalesce(max(version), 0) FROM {HISTORY_TABLE}").fetchone()[0])
+    except (sqlite3.OperationalError, TypeError, ValueError):
+        if not conn.in_transaction:
+            raise
+        return 0
 
 
 def _every_table(known: tuple[Migration, ...]) -> set[tuple[str, str]]:

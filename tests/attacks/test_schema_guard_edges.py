@@ -128,14 +128,27 @@ class SchemaGuardEdgesTest(HostGrantsCase):
     def test_a_version_set_past_the_code_does_not_let_a_trigger_run_in_a_process_that_stays_open(self) -> None:
         """BROKE before: the guard let a file newer than the code through unlooked at (the open refuses one), so
         a sidecar's 'PRAGMA user_version = 99' beside its trigger had the trigger run in every write of a process
-        that stays open (dashboard, relay, TUI): the revocation failed with "nope". Now the write is refused,
-        saying why, and nothing of the sidecar's runs."""
+        that stays open (dashboard, relay, TUI): the revocation failed with "nope". No migration history
+        stands behind that version: the file is held to the migrations the code knows."""
         self.store.submit("web-1", TOOL_EGRESS_ALLOW, '{"host": "a.example"}', "first")  # the set found good
         conn = sqlite3.connect(self.db, isolation_level=None)
         conn.execute("PRAGMA user_version = 99")
         conn.execute(REFUSE_REVOCATIONS)
         conn.close()
-        with self.assertRaisesRegex(SchemaTooNew, "says schema version 99, but this bot-bottle knows only up to"):
+        self.grants.revoke(self.grant_id[:8], "no pastes", revoked_by="operator")
+        self.assertIsNotNone(self.grants.find(self.grant_id).revoked_at)
+
+    def test_a_version_a_newer_history_stands_behind_is_refused_in_a_process_that_stays_open(self) -> None:
+        """Where the history records a migration past the code's (a newer bot-bottle's, or one the sidecar wrote
+        in too), the write is refused, saying why, as the open would; nothing of the sidecar's runs."""
+        self.store.submit("web-1", TOOL_EGRESS_ALLOW, '{"host": "a.example"}', "first")
+        conn = sqlite3.connect(self.db, isolation_level=None)
+        conn.execute("INSERT INTO schema_history (version, name, sha256, applied_at) SELECT 99, 'later', sha256, "
+                     "applied_at FROM schema_history WHERE version = 1")
+        conn.execute("PRAGMA user_version = 99")
+        conn.execute(REFUSE_REVOCATIONS)
+        conn.close()
+        with self.assertRaisesRegex(SchemaTooNew, "at schema version 99, but this bot-bottle knows only up to"):
             self.grants.revoke(self.grant_id[:8], "no pastes", revoked_by="operator")
 
     def test_a_view_under_a_migration_tables_name_goes_with_its_instead_of_trigger(self) -> None:
