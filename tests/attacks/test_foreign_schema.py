@@ -25,19 +25,28 @@ REFUSE_REVOCATIONS = ("CREATE TRIGGER nope BEFORE INSERT ON audit_log WHEN NEW.a
                       "BEGIN SELECT RAISE(ABORT, 'nope'); END")
 
 
-class ForeignSchemaTest(HostGrantsCase):
+class SidecarSchemaCase(HostGrantsCase):
+    """The host's file with web-1's grant for pastebin.com (``grant_id``), and a sidecar on the mount at it."""
+
     def setUp(self) -> None:
         super().setUp()
         self.grant_id = self.approve("web-1", {"host": "pastebin.com"})
 
-    def sidecar(self, *statements: str) -> None:
-        """Statements a sidecar runs on the host's file with a connection of its own."""
+    def sidecar(self, *statements: str, bumped: bool = False) -> None:
+        """Statements a sidecar runs on the host's file with a connection of its own; ``bumped``: the schema's
+        version moved on after them, as every connection then reads the schema again."""
         conn = sqlite3.connect(self.db, isolation_level=None)
         try:
             for sql in statements:
                 conn.execute(sql)
+            if bumped:
+                version = int(conn.execute("PRAGMA schema_version").fetchone()[0])
+                conn.execute(f"PRAGMA schema_version = {version + 1}")
         finally:
             conn.close()
+
+
+class ForeignSchemaTest(SidecarSchemaCase):
 
     def guarded(self) -> dict[tuple[str, str], str]:
         """The triggers and indexes in the file now, by (type, name)."""

@@ -13,27 +13,13 @@ import sqlite3
 
 from bot_bottle.errors import SchemaTooNew
 from bot_bottle.records import TOOL_EGRESS_ALLOW
-from tests.attacks.test_foreign_schema import REFUSE_REVOCATIONS
-from tests.helpers.host_grants import HostGrantsCase
+from tests.attacks.test_foreign_schema import REFUSE_REVOCATIONS, SidecarSchemaCase
 
 
-class SchemaGuardEdgesTest(HostGrantsCase):
-    def setUp(self) -> None:
-        super().setUp()
-        self.grant_id = self.approve("web-1", {"host": "pastebin.com"})
-
-    def sidecar(self, *statements: str) -> None:
-        """Statements a sidecar runs on the host's file with a connection of its own (``writable_schema`` on)."""
-        conn = sqlite3.connect(self.db, isolation_level=None)
-        try:
-            conn.execute("PRAGMA writable_schema = ON")
-            for sql in statements:
-                conn.execute(sql)
-            conn.execute("PRAGMA writable_schema = OFF")
-            version = int(conn.execute("PRAGMA schema_version").fetchone()[0])
-            conn.execute(f"PRAGMA schema_version = {version + 1}")
-        finally:
-            conn.close()
+class SchemaGuardEdgesTest(SidecarSchemaCase):
+    def sidecar(self, *statements: str, bumped: bool = True) -> None:
+        """Statements a sidecar runs on the host's file with a connection of its own, ``writable_schema`` on."""
+        super().sidecar("PRAGMA writable_schema = ON", *statements, "PRAGMA writable_schema = OFF", bumped=bumped)
 
     def revoke(self) -> str:
         """'grants revoke' as the operator runs it, which must succeed; what it said on stderr."""
