@@ -65,7 +65,8 @@ def _say_on_stderr(message: str) -> None:
 
 
 class SchemaGuard:
-    """Holds one connection's write transactions to the migrations' triggers and indexes (``hold``).
+    """Holds one connection's write transactions to the schema the migrations made (``hold``): their triggers and
+    indexes and no others, their tables' CREATEs, no table of a sidecar's that declares a foreign key.
 
     ``say`` receives each warning (default: a line on stderr) from
     ``committed``; the names in it are escaped already, so it may print them
@@ -84,8 +85,8 @@ class SchemaGuard:
         self._good: list[tuple[int, str, str, str]] | None = None
 
     def hold(self, conn: sqlite3.Connection) -> list[str]:
-        """In the caller's write transaction (the write lock held): drop what no migration made, make again
-        what differs or is missing; return what it did, for ``committed`` once the transaction is
+        """In the caller's write transaction (the write lock held): take out what no migration made, write back
+        or make again what differs or is missing; return what it did, for ``committed`` once the transaction is
         (``[]``: nothing)."""
         live = conn.execute(_LIVE).fetchall()
         if live == self._good:
