@@ -12,8 +12,8 @@ migrates, also sets the journal mode (WAL where every opener shares its
 kernel); a sidecar, which never migrates, never switches it.
 ``files`` tells when a connection's files were replaced at their path;
 ``checkpointer.IdleCheckpointer`` keeps the WAL short in a process that
-stays open. Each of the host's write transactions runs only the triggers and
-indexes the migrations made (``schema.guard``).
+stays open. Each of the host's write transactions runs under the schema the
+migrations made, and no sidecar's additions to it (``schema.guard``).
 """
 
 from __future__ import annotations
@@ -149,8 +149,9 @@ class Database:
     reading and deciding on files no other process sees any more, such as
     a copy of the ``-wal`` a sidecar on the mount renamed over the real one.
 
-    On the host (``migrate_schema``), each write transaction first drops
-    the triggers and indexes no migration made (``schema.guard``): a
+    On the host (``migrate_schema``), each write transaction first takes
+    out the triggers, indexes and keyed tables no migration made, and
+    writes back or makes again what a migration made (``schema.guard``): a
     sidecar's trigger would otherwise run inside the host's decisions and
     revocations. A sidecar's own writes are left as they are: whatever a
     trigger could do there, the sidecar could do itself.
