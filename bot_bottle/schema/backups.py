@@ -151,7 +151,7 @@ def backup_before_migration(conn: sqlite3.Connection, version: int) -> Path | No
         return None
     db_file = Path(source)
     folder = backups_dir(db_file)
-    path = backup_to(conn, folder / f"{db_file.name}.v{version:04d}.{_utc_stamp()}.bak")
+    path = _backup_under_a_new_stamp(conn, folder / f"{db_file.name}.v{version:04d}")
     pattern = _backup_name_re(db_file.name)
     ours = sorted(
         (match.group(2), entry)
@@ -162,6 +162,21 @@ def backup_before_migration(conn: sqlite3.Connection, version: int) -> Path | No
         if not _holds_audit_entries_not_in(old, conn):
             old.unlink(missing_ok=True)
     return path
+
+
+def _backup_under_a_new_stamp(conn: sqlite3.Connection, stem: Path, tries: int = 5) -> Path:
+    """``backup_to`` ``STEM.STAMP.bak``, under the next stamp where another process took that name first: two
+    processes opening a fresh file at once, woken by the same commit, stamped their backups in the same
+    microsecond, and the second's open failed ("... already exists; choose another name")."""
+    tried = 0
+    while True:
+        destination = stem.with_name(f"{stem.name}.{_utc_stamp()}.bak")
+        try:
+            return backup_to(conn, destination)
+        except BackupError:
+            tried += 1
+            if tried == tries or not destination.exists():
+                raise  # not a name another took (or taken every time): said as it is
 
 
 _AUDIT_ROW = ("SELECT seq, ts, queue_key, action, tool, proposal_id, actor, notes, diff, details, prev_hash, hash "

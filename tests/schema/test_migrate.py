@@ -6,6 +6,7 @@ import shutil
 import sqlite3
 import stat
 from pathlib import Path
+from unittest import mock
 
 from bot_bottle.connection import connect
 from bot_bottle.db import open_db
@@ -16,7 +17,7 @@ from bot_bottle.errors import (
     MigrationFilesError,
     SchemaTooNew,
 )
-from bot_bottle.schema import migrate
+from bot_bottle.schema import backups, migrate
 from tests.helpers.support import MIGRATIONS, TempDirTest, digest, schema_of, write_migration
 
 # (up, down) checksums of each shipped migration, as released.
@@ -380,6 +381,23 @@ class BackupTest(TempDirTest):
         with self.assertRaises(migrate.BackupError):
             migrate.backup_to(conn, path)
 
+
+    def test_a_stamp_another_process_took_gives_way_to_the_next(self) -> None:
+        """BROKE before (.ci/run, 8 processes opening a fresh file at once): two stamped their backups in the same
+        microsecond, and the second's open failed ("... already exists; choose another name for the backup").
+        The backup goes under the next stamp; the other process's file is left as it was."""
+        path = self.tmp / "s.db"
+        conn = connect(path)
+        self.addCleanup(conn.close)
+        migrate.upgrade(conn, 1, migrations=migrate.discover())
+        taken = self.tmp / "s.db.v0001.20261207T000000000001Z.bak"
+        taken.write_text("the other process's")
+        stamps = iter(["20261207T000000000001Z", "20261207T000000000001Z", "20261207T000000000002Z"])
+        with mock.patch.object(backups, "_utc_stamp", lambda: next(stamps)):
+            made = migrate.backup_before_migration(conn, 1)
+        assert made is not None
+        self.assertEqual(made.name, "s.db.v0001.20261207T000000000002Z.bak")
+        self.assertEqual(taken.read_text(), "the other process's")
 
 class StatementChecksumTest(TempDirTest):
     """Checksums cover a migration's statements, not its comments; old whole-file checksums migrate."""
