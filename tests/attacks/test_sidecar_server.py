@@ -94,7 +94,10 @@ class FuzzTest(HostileTestCase):
         self.assertEqual(report.tracebacks, 0)
         self.assertGreaterEqual(sum(report.sent.values()), 500, report.sent)
         self.assertEqual(len(report.sent), 8, f"every class was sent: {report.sent}")
-        self.assertLessEqual(sampler.peak["Threads"], 6, "one request at a time needs one thread")
+        # One request at a time needs one thread, and a few of the connections just answered may still be ending
+        # theirs on a loaded machine (7 and 10 seen at a load of 4.7-6.5, two test suites on two cores, where 6
+        # was the bound); a thread kept per request would be hundreds by the end of 1,000.
+        self.assertLessEqual(sampler.peak["Threads"], 16, "one request at a time needs one thread")
         self.assert_alive_and_clean()
 
     def test_the_reported_crashers_are_answered_as_bad_requests(self) -> None:
