@@ -112,6 +112,12 @@ def split_statements(sql: str, where: str = "SQL") -> list[str]:
     return statements
 
 
+def layout_aside(sql: str) -> str:
+    """``sql`` with each run of whitespace made one space, quotes or not: how two texts of one schema object are
+    compared where layout is no difference (``migrate.live_schema_drift``, ``schema.guard``)."""
+    return " ".join(sql.split())
+
+
 def normalized(statement: str) -> str:
     """``statement`` without comments and with each run of whitespace outside quotes made one space.
 

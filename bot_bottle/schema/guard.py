@@ -39,7 +39,7 @@ from collections.abc import Callable
 from typing import NamedTuple
 
 from bot_bottle.errors import SchemaTooNew
-from bot_bottle.schema.files import Migration, discover
+from bot_bottle.schema.files import Migration, discover, layout_aside
 from bot_bottle.schema.state import HISTORY_TABLE, current_version
 from bot_bottle.schema.steps import expected_schema
 from bot_bottle.schema.table_text import rewritten
@@ -225,7 +225,7 @@ def _taken_out(conn: sqlite3.Connection, rows: dict[tuple[str, str], tuple[int, 
     # where more than layout differs (a database made by an older release may keep a trigger's text laid out
     # as its migration file then was).
     differing = sorted(key for key in live.keys() & expected.keys() if live[key] != expected[key])
-    changed = [key for key in differing if _layout_aside(live[key]) != _layout_aside(expected[key])]
+    changed = [key for key in differing if layout_aside(live[key]) != layout_aside(expected[key])]
     # An index or table whose pages are its own is dropped, its pages freed (a sidecar's plain CREATE INDEX, a
     # migration's index laid out as an older release's file was). Everything else goes by its schema rows
     # (``_unlisted``), triggers included: they hold no pages.
@@ -413,10 +413,6 @@ def _made_again(conn: sqlite3.Connection, sql: str) -> bool:
             raise  # an error that ended the whole transaction: nothing of this write can go on
         return False
     return True
-
-
-def _layout_aside(sql: str) -> str:
-    return " ".join(sql.split())
 
 
 def _quoted(name: str) -> str:

@@ -36,6 +36,7 @@ from bot_bottle.schema.files import (
     LEGACY_FILE_SHA256,
     Migration,
     discover,
+    layout_aside,
     migrations_dir,
     normalized,
     split_statements,
@@ -113,7 +114,7 @@ def live_schema_drift(conn: sqlite3.Connection, migrations: tuple[Migration, ...
         live = _schema_objects(conn)
     if version > len(known):
         return []  # a newer schema than the code knows: status() reports that
-    expected = {key: " ".join(sql.split()) for key, sql in expected_schema(known, version).items()}
+    expected = {key: layout_aside(sql) for key, sql in expected_schema(known, version).items()}
     problems = []
     for key in sorted(expected.keys() - live.keys()):
         problems.append(f"{key[0]} {key[1]} is missing")
@@ -129,7 +130,7 @@ def _schema_objects(conn: sqlite3.Connection) -> dict[tuple[str, str], str]:
     rows = conn.execute(
         "SELECT type, name, sql FROM sqlite_master WHERE name NOT LIKE 'sqlite_%' AND sql IS NOT NULL"
     )
-    return {(str(kind), str(name)): " ".join(str(sql).split()) for kind, name, sql in rows}
+    return {(str(kind), str(name)): layout_aside(str(sql)) for kind, name, sql in rows}
 
 
 def _rewrite_legacy_checksums(

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import sqlite3
 
+from bot_bottle.schema.files import layout_aside
+
 # Where a table's rows are and how SQLite finds them; everything else in its CREATE (CHECKs, DEFAULTs,
 # NOT NULL, COLLATE, REFERENCES, conflict clauses, STRICT) is checked or applied in writes only. A generated
 # VIRTUAL column (hidden 2) is stored in no row: one added beside a CHECK hid the CHECK from the write-back.
@@ -60,7 +62,7 @@ def _said_apart(sql: str) -> str:
     """The text as far as a difference in it is said: layout and double quotes aside. A down migration's rebuild
     renamed into place reads ``CREATE TABLE "parent"`` where its up migration made ``CREATE TABLE parent``, and
     an honest downgrade is not to be called a sidecar's doing (the text is written back all the same)."""
-    return " ".join(sql.replace('"', "").split())
+    return layout_aside(sql.replace('"', ""))
 
 
 def _same_storage(conn: sqlite3.Connection, built: dict[str, tuple[object, ...]], table: str) -> bool:

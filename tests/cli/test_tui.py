@@ -39,6 +39,7 @@ from bot_bottle.records import (
 from bot_bottle.standing import rules_in_force
 from bot_bottle.text import terminal
 from bot_bottle.timestamps import parse_duration
+from tests.attacks.test_foreign_schema import REFUSE_REVOCATIONS
 from tests.helpers.support import REPO, TempDirTest, wait_until
 from tests.helpers.terminal import Terminal
 
@@ -413,8 +414,7 @@ class TuiTest(TempDirTest):
         and what the write dropped is said on the status line, where a line on stderr landed over the screen."""
         decide(self.route.id, STATUS_APPROVED, store=self.store)
         raw = sqlite3.connect(self.db, isolation_level=None)
-        raw.execute("CREATE TRIGGER nope BEFORE INSERT ON audit_log WHEN NEW.action = 'grant-revoked' "
-                    "BEGIN SELECT RAISE(ABORT, 'nope'); END")
+        raw.execute(REFUSE_REVOCATIONS)
         raw.close()
         self.open_the_grants_view()
         self.revoke_the_selected_grant("no mirror")
