@@ -15,7 +15,7 @@ from bot_bottle.paths import host_db_path
 from bot_bottle.queue_store import QueueStore
 from bot_bottle.records import STATUS_APPROVED, TOOL_EGRESS_ALLOW
 from bot_bottle.sidecar.egress import EgressGrants
-from tests.helpers.support import TempDirTest
+from tests.helpers.support import TempDirTest, drop_triggers
 
 
 class HostGrantsCase(TempDirTest):
@@ -71,9 +71,8 @@ class HostGrantsCase(TempDirTest):
         try:
             if unchecked:
                 conn.execute("PRAGMA ignore_check_constraints = ON")
-            for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'trigger' AND tbl_name = ?",
-                                        (untriggered,)).fetchall():
-                conn.execute(f'DROP TRIGGER "{name}"')
+            if untriggered is not None:
+                drop_triggers(conn, untriggered)
             conn.execute(statement, params or {})
         finally:
             conn.close()
