@@ -39,23 +39,25 @@ from collections.abc import Callable
 from typing import NamedTuple
 
 from bot_bottle.errors import SchemaTooNew
+from bot_bottle.schema.droppable import (
+    CUT,
+    TABLE,
+    TYPE,
+    constraint_bindings,
+    misbound,
+    pages_their_own,
+    quoted,
+    referenced,
+    row_gone,
+)
 from bot_bottle.schema.files import Migration, discover, layout_aside
 from bot_bottle.schema.state import HISTORY_TABLE, current_version
 from bot_bottle.schema.steps import expected_schema
 from bot_bottle.schema.table_text import rewritten
 
 GUARDED_KINDS = ("index", "trigger")
-# ``lower(type)``: SQLite loads a row whose type, name and table match its CREATE ignoring case (ASCII, as
-# lower() folds it), so a sidecar's row typed 'TRIGGER' runs as a trigger; ``type IN (...)`` compares by case.
-# Tables too: one no migration made that declares a foreign key is checked in the host's writes to the table
-# it references (``_linked_tables``).
-# ``_cut``: SQLite reads each row's type and name as C strings, to their first NUL, while SQL compares them
-# whole: a row typed 'trigger' || char(0) || 'x' ran as a trigger inside every host write, unseen here.
-_CUT = "(CASE WHEN instr({0}, char(0)) THEN substr({0}, 1, instr({0}, char(0)) - 1) ELSE {0} END)"
-_TYPE = "lower(" + _CUT.format("type") + ")"
-_TABLE = "lower(" + _CUT.format("tbl_name") + ")"
-_LIVE = (f"SELECT rowid, {_TYPE}, {_CUT.format('name')}, sql FROM sqlite_master "
-         f"WHERE {_TYPE} IN ('index', 'table', 'trigger') AND sql IS NOT NULL")
+_LIVE = (f"SELECT rowid, {TYPE}, {CUT.format('name')}, sql FROM sqlite_master "
+          f"WHERE {TYPE} IN ('index', 'table', 'trigger') AND sql IS NOT NULL")
 NAMES_SAID = 5  # names a warning lists before it counts the rest
 NAME_CHARS = 60  # of each name said
 
@@ -160,7 +162,7 @@ def _tables_made_again(conn: sqlite3.Connection, live: dict[tuple[str, str], tup
     made = []
     for key in gone:
         holders = [rowid for (rowid,) in conn.execute(
-            f"SELECT rowid FROM sqlite_master WHERE lower({_CUT.format('name')}) = lower(?) AND {_TYPE} = 'view'",
+            f"SELECT rowid FROM sqlite_master WHERE lower({CUT.format('name')}) = lower(?) AND {TYPE} = 'view'",
             (key[1],))]
         # A view holds no pages. Its triggers (INSTEAD OF) go with it, in the same statement: left for
         # ``_restore``, each was a trigger on a view that was gone when this connection read the schema again,
@@ -231,23 +233,14 @@ def _taken_out(conn: sqlite3.Connection, rows: dict[tuple[str, str], tuple[int, 
     # (``_unlisted``), triggers included: they hold no pages.
     # SQLite will DROP no table it reserves (``sqlite_...``). A table taken out by its rows takes every row
     # naming it along, its indexes too: none may be left to a table that is gone.
-    own = _pages_their_own(conn, [name for kind, name in foreign + differing + tables if kind != "trigger"])
-    # A constraint index's row (no CREATE) is bound to its table by its name, as SQLite loads it, whatever its
-    # tbl_name says; SQLite's DROP TABLE deletes rows by tbl_name. One with a lying tbl_name was left by the
-    # DROP, bound to nothing (every later command: "orphan index", told to restore a backup), or would take
-    # a migration table's row along: such tables go by their rows, each row by its binding.
-    bound_to = [(str(table), str(name)) for table, name in conn.execute(
-        "SELECT t.value, lower(list.name) FROM json_each(?) AS t, pragma_index_list(t.value) AS list",
-        (json.dumps([name for _, name in tables]),))]
+    own = pages_their_own(conn, [name for kind, name in foreign + differing + tables if kind != "trigger"])
+    bound_to = constraint_bindings(conn, [name for _, name in tables])
     bound = [name for _, name in bound_to]
-    lying = {str(name) for (name,) in conn.execute(
-        f"SELECT {_TABLE} FROM sqlite_master WHERE sql IS NULL AND {_TABLE} IN (SELECT lower(value) FROM "
-        f"json_each(:tables)) AND lower({_CUT.format('name')}) NOT IN (SELECT value FROM json_each(:bound))",
-        {"tables": json.dumps([name for _, name in tables]), "bound": json.dumps(bound)})}
-    lying |= _referenced(conn, [name for _, name in tables])
+    lying = misbound(conn, [name for _, name in tables], bound)
+    lying |= referenced(conn, [name for _, name in tables])
     kept_pages = [name for _, name in tables
                   if name.lower().startswith("sqlite_") or name not in own or name.lower() in lying]
-    on_them = {rowid for (rowid,) in conn.execute(f"SELECT rowid FROM sqlite_master WHERE {_TABLE} IN "
+    on_them = {rowid for (rowid,) in conn.execute(f"SELECT rowid FROM sqlite_master WHERE {TABLE} IN "
                                                   "(SELECT lower(value) FROM json_each(?))", (json.dumps(kept_pages),))}
     freed = [key for key in foreign + differing if key[0] == "index" and rows[key][0] not in on_them
              and key[1] in own] + [key for key in tables if key[1] not in kept_pages]
@@ -261,31 +254,13 @@ def _taken_out(conn: sqlite3.Connection, rows: dict[tuple[str, str], tuple[int, 
     conn.execute("PRAGMA defer_foreign_keys = ON")
     try:
         for kind, name in sorted(freed, key=lambda key: key[0] == "table"):  # a table's DROP takes its indexes
-            conn.execute(f"DROP {kind.upper()} {_quoted(name)}")
-            _row_gone(conn, (rows | table_rows)[kind, name][0], name if kind == "table" else None)
+            conn.execute(f"DROP {kind.upper()} {quoted(name)}")
+            row_gone(conn, (rows | table_rows)[kind, name][0], name if kind == "table" else None)
     finally:
         conn.execute("PRAGMA defer_foreign_keys = OFF")
     _unlisted(conn, [], [], bound)  # a dropped table's constraint index rows whose tbl_name the DROP missed
     return _Taken(foreign + tables, differing, changed,
                   any(kind != "trigger" and (kind, name) not in freed for kind, name in foreign + tables))
-
-
-def _referenced(conn: sqlite3.Connection, tables: list[str]) -> set[str]:
-    """Which of ``tables`` (lower case) a table not among them references by a foreign key: a DROP of one
-    deletes its rows first, and a migration's table a sidecar rebuilt with 'REFERENCES evil ON DELETE
-    CASCADE' (left as it is) had every grant deleted by the guard's DROP of evil. Such a table goes by its
-    rows, deleting none. All of them where SQLite cannot say (a table of a module nobody has)."""
-    if not tables:
-        return set()
-    try:
-        return {str(name) for (name,) in conn.execute(
-            f"SELECT lower(fk.\"table\") FROM sqlite_master AS m, pragma_foreign_key_list(m.name) AS fk "
-            f"WHERE {_TYPE} = 'table' AND lower(m.name) NOT IN (SELECT lower(value) FROM json_each(?))",
-            (json.dumps(tables),))}
-    except sqlite3.OperationalError:
-        if not conn.in_transaction:
-            raise
-        return {name.lower() for name in tables}
 
 
 def _made_again_said(conn: sqlite3.Connection, taken: _Taken, expected: dict[tuple[str, str], str],
@@ -324,83 +299,20 @@ def _unlisted(conn: sqlite3.Connection, rowids: list[int], tables: list[str],
     30,000 trigger rows a sidecar wrote in 0.04 s held the host's write lock for 20 s. An index's or a table's
     own pages are left unused, a sidecar's to have made; ``db check`` names them.
     """
-    named = f"lower({_CUT.format('name')}) IN (SELECT value FROM json_each(:bound))"
+    named = f"lower({CUT.format('name')}) IN (SELECT value FROM json_each(:bound))"
     if not rowids and not tables and conn.execute(f"SELECT 1 FROM sqlite_master WHERE sql IS NULL AND {named}",
                                                   {"bound": json.dumps(list(bound))}).fetchone() is None:
         return
     conn.execute("PRAGMA writable_schema = ON")
     try:
         conn.execute("DELETE FROM sqlite_master WHERE rowid IN (SELECT value FROM json_each(:rowids)) OR "
-                     f"({_TABLE} IN (SELECT lower(value) FROM json_each(:tables)) AND (sql IS NOT NULL OR {named}))"
+                     f"({TABLE} IN (SELECT lower(value) FROM json_each(:tables)) AND (sql IS NOT NULL OR {named}))"
                      f" OR (sql IS NULL AND {named})",
                      {"rowids": json.dumps(rowids), "tables": json.dumps(tables), "bound": json.dumps(list(bound))})
         version = int(conn.execute("PRAGMA schema_version").fetchone()[0])
         conn.execute(f"PRAGMA schema_version = {version + 1}")  # every other connection reads it again
     finally:
         conn.execute("PRAGMA writable_schema = RESET")  # and this one, before its next statement
-
-
-def _pages_their_own(conn: sqlite3.Connection, names: list[str]) -> set[str]:
-    """Those of the indexes and tables ``names`` no page of which another table or index holds, as SQLite's
-    ``dbstat`` walks them, in one pass over the file however many are named; none where it cannot say (a build
-    without ``dbstat``, a page it cannot read). A table goes with its constraint indexes (no CREATE of their
-    own: a DROP TABLE frees them with it): their pages may be held by them and it alone. Taken out by its rows
-    instead, such a table left its pages unused, and the next migration's integrity check refused the file."""
-    if not names:
-        return set()
-    holders: dict[int, set[str]] = {}
-    try:
-        for name, page in conn.execute("SELECT name, pageno FROM dbstat"):
-            holders.setdefault(int(page), set()).add(str(name))
-    except sqlite3.DatabaseError:
-        if not conn.in_transaction:
-            raise
-        return set()
-    if not _sound(conn):
-        return set()
-    present = {name for held in holders.values() for name in held}
-    own = set()
-    for name in names:
-        group = {name} | {str(index) for (index,) in conn.execute(
-            f"SELECT {_CUT.format('name')} FROM sqlite_master WHERE sql IS NULL AND {_TYPE} = 'index' AND {_TABLE} = "
-            "lower(?)", (name,))}
-        if name in present and all(held <= group for held in holders.values() if held & group):
-            own.add(name)
-    return own
-
-
-def _sound(conn: sqlite3.Connection) -> bool:
-    """Whether ``PRAGMA quick_check`` finds the file whole: no page both in a tree and on the freelist.
-
-    ``dbstat`` walks each schema row's tree and never the freelist, so a sidecar's index row (written with
-    ``writable_schema``, ``secure_delete`` off so that a page it freed kept its old index content) whose root
-    was a free page read as that index's own: the guard's DROP INDEX freed the page again, SQLite found the
-    file malformed, and every host write failed with it (no revocation recorded), where before only writes
-    to the indexed table did. Asked only where something is to be dropped."""
-    try:
-        return [str(line) for (line,) in conn.execute("PRAGMA quick_check")] == ["ok"]
-    except sqlite3.DatabaseError:
-        if not conn.in_transaction:
-            raise
-        return False
-
-
-def _row_gone(conn: sqlite3.Connection, rowid: int, table: str | None) -> None:
-    """Delete the sqlite_master row of an index or ``table`` just dropped where the DROP left it.
-
-    SQLite's DROP deletes the row ``WHERE name = <the CREATE's name> AND type = 'index'`` (a table's: by
-    ``tbl_name``), as SQL compares text, while it loads a row whose type and name match the CREATE's
-    case-blind: a row named 'NOPE' for ``CREATE INDEX nope`` survives the DROP, pointing at the pages it
-    freed, and the file is malformed for every process after the commit.
-    """
-    if conn.execute(f"SELECT 1 FROM sqlite_master WHERE rowid = ? OR {_TABLE} = lower(?)",
-                    (rowid, table)).fetchone() is None:
-        return
-    conn.execute("PRAGMA writable_schema = ON")
-    try:
-        conn.execute(f"DELETE FROM sqlite_master WHERE rowid = ? OR {_TABLE} = lower(?)", (rowid, table))
-    finally:
-        conn.execute("PRAGMA writable_schema = OFF")
 
 
 def _made_again(conn: sqlite3.Connection, sql: str) -> bool:
@@ -413,10 +325,6 @@ def _made_again(conn: sqlite3.Connection, sql: str) -> bool:
             raise  # an error that ended the whole transaction: nothing of this write can go on
         return False
     return True
-
-
-def _quoted(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
 
 
 def _named(keys: list[tuple[str, str]]) -> str:
