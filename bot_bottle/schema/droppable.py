@@ -114,7 +114,7 @@ def row_gone(conn: sqlite3.Connection, rowid: int, table: str | None) -> None:
 def referenced(conn: sqlite3.Connection, tables: list[str]) -> set[str]:
     """Which of ``tables`` (lower case) a table not among them references by a foreign key: a DROP of one
     deletes its rows first, and a migration's table a sidecar rebuilt with 'REFERENCES evil ON DELETE
-    CASCADE' (left as it is) had every grant deleted by the guard's DROP of evil. Such a table goes by its
+    CASCADE' (other storage) had every grant deleted by the guard's DROP of evil. Such a table goes by its
     rows, deleting none. All of them where SQLite cannot say (a table of a module nobody has)."""
     if not tables:
         return set()

@@ -23,11 +23,11 @@ the number back to the one the host last checked. The look is one query of
 ``sqlite_master`` (about 40 rows, 20-35 microseconds) compared with the
 last set found good.
 
-Tables are not rebuilt: a table a sidecar rebuilt into other columns holds
-rows, and the stores already go by the sealed log where rows can lie;
-``bot-bottle db check`` reports it. A migration's table whose CREATE was
-rewritten over the same storage (a CHECK of the sidecar's) gets its
-migration's CREATE back, first (``schema.table_text``).
+A migration's table whose CREATE was rewritten over the same storage (a
+CHECK of the sidecar's) gets its migration's CREATE back, first
+(``schema.table_text``); one rebuilt into other storage is rebuilt as its
+migration made it, its rows copied, where dropping the sidecar's can harm
+nothing else (``schema.table_rebuild``), and otherwise left and said.
 """
 
 from __future__ import annotations
@@ -53,6 +53,7 @@ from bot_bottle.schema.droppable import (
 from bot_bottle.schema.files import Migration, discover, layout_aside
 from bot_bottle.schema.state import HISTORY_TABLE, current_version
 from bot_bottle.schema.steps import expected_schema
+from bot_bottle.schema.table_rebuild import rebuilt
 from bot_bottle.schema.table_text import rewritten
 
 GUARDED_KINDS = ("index", "trigger")
@@ -120,11 +121,15 @@ class SchemaGuard:
         rows = _keyed(conn.execute(_LIVE).fetchall())
         linked = _taken_out(conn, {}, {}, _linked_tables(conn, rows.keys() - schema.keys() - _every_table(known)),
                             rows)
+        # Rebuilt once the keyed tables are gone: none of a sidecar's may then reference one (its DROP deletes
+        # the rows first). Their triggers and indexes go with them, made again below as the others are.
+        before = {key for key in _keyed(conn.execute(_LIVE).fetchall()) if key[0] in GUARDED_KINDS}
+        tables_rebuilt, tables_left_why = rebuilt(conn, tables_left, schema)
         tables_made = _tables_made_again(conn, rows, schema)
         now = {key for key in _keyed(conn.execute(_LIVE).fetchall()) if key[0] in GUARDED_KINDS}
-        done = _tables_done(tables_said, tables_left) + _tables_made_said(tables_made) + _made_again_said(
-            conn, taken._replace(foreign=taken.foreign + linked.foreign, unused=taken.unused or linked.unused),
-            expected, now)
+        done = _tables_done(tables_said, tables_rebuilt, tables_left_why) + _tables_made_said(tables_made) + \
+            _made_again_said(conn, taken._replace(foreign=taken.foreign + linked.foreign,
+                                                  unused=taken.unused or linked.unused), expected, now, before)
         self._good = conn.execute(_LIVE).fetchall()
         return done
 
@@ -138,14 +143,18 @@ def _keyed(live: list[tuple[int, str, str, str]]) -> dict[tuple[str, str], tuple
     return {(kind, name): (rowid, sql) for rowid, kind, name, sql in live}
 
 
-def _tables_done(said: list[tuple[str, str]], left: list[tuple[str, str]]) -> list[str]:
+def _tables_done(said: list[tuple[str, str]], rebuilt_again: list[tuple[str, str]],
+                 left: list[tuple[tuple[str, str], str]]) -> list[str]:
     done = []
     if said:
         done.append(f"wrote back as its migration made it the CREATE of a table a process with the database file "
                     f"had changed (its rows kept): {_named(said)}")
-    if left:
+    if rebuilt_again:
+        done.append(f"rebuilt as its migration made it a table a process with the database file had rebuilt into "
+                    f"other columns (its rows copied, its own columns and constraints gone): {_named(rebuilt_again)}")
+    for key, why in left:
         done.append(f"left as it is a table a process with the database file rebuilt into other columns than its "
-                    f"migration's: {_named(left)} ('bot-bottle db check' reports it)")
+                    f"migration's: {_named([key])}, as {_escaped(why)[1:-1]} ('bot-bottle db check' reports it)")
     return done
 
 
@@ -264,12 +273,13 @@ def _taken_out(conn: sqlite3.Connection, rows: dict[tuple[str, str], tuple[int, 
 
 
 def _made_again_said(conn: sqlite3.Connection, taken: _Taken, expected: dict[tuple[str, str], str],
-                     now: set[tuple[str, str]]) -> list[str]:
+                     now: set[tuple[str, str]], before: set[tuple[str, str]]) -> list[str]:
     """Make again each migration's trigger and index not there ``now`` (those ``taken`` out as differing among
-    them), once the tables are as their migrations made them; what the guard did, said."""
+    them, and those there ``before`` the tables were rebuilt), once the tables are as their migrations made
+    them; what the guard did, said."""
     gone = sorted(expected.keys() - now)
     restored = [key for key in gone if _made_again(conn, expected[key])]
-    missing = [key for key in gone if key not in taken.differing]
+    missing = [key for key in gone if key not in taken.differing and key not in before]
     done = []
     if taken.foreign:
         unused = " (pages it named are left unused: 'bot-bottle db check' names them)" if taken.unused else ""

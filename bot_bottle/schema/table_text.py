@@ -8,7 +8,7 @@ are: only the text is put back, and only where the text the migration made
 describes the same storage as the text there now (the same columns in the
 same places, the same rowid or none, the same constraint indexes), as
 SQLite's own ALTER TABLE rewrites the text of a table it does not move.
-A table rebuilt into other storage is left as it is, and said.
+A table rebuilt into other storage is left to ``schema.table_rebuild``.
 """
 
 from __future__ import annotations

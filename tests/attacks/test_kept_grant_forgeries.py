@@ -289,7 +289,7 @@ class KeptGrantForgeriesTest(HostGrantsCase):
         the table's definition, refused the mark the same way, and the row, left unmarked, was listed [revoked
         in the log]. Since hostile review 61 the guard writes the table's CREATE back as its migration made it
         (schema.table_text), so the mark goes in too and the grant is revoked in the file as in the log (a
-        table rebuilt into other columns is still left: its row is then listed [revoked in the log])."""
+        table rebuilt into other columns is rebuilt as its migration made it: tests/attacks/test_rebuilt_tables.py)."""
         reader = sqlite3.connect(self.db)
         version = int(reader.execute("PRAGMA schema_version").fetchone()[0])
         reader.close()

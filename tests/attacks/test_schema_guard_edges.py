@@ -224,9 +224,10 @@ class SchemaGuardEdgesTest(SidecarSchemaCase):
 
     def test_a_keyed_table_a_rebuilt_migration_table_cascades_from_goes_by_its_rows(self) -> None:
         """BROKE before: the sidecar rebuilt the grants table with a column 'REFERENCES evil (id) ON DELETE
-        CASCADE' (other storage: left as it is), every grant pointing at one row of its keyed table evil. The
-        guard's DROP TABLE evil deleted that row first, the delete cascaded, and every grant row the host had
-        written was gone. A keyed table another table references goes by its rows, deleting none."""
+        CASCADE' (other storage), every grant pointing at one row of its keyed table evil. The guard's DROP
+        TABLE evil deleted that row first, the delete cascaded, and every grant row the host had written was
+        gone. A keyed table another table references goes by its rows, deleting none (the grants table is then
+        rebuilt as its migration made it, every row copied)."""
         self.approve("web-1", {"host": "other.example"})
         conn = sqlite3.connect(self.db, isolation_level=None)
         sql = conn.execute("SELECT sql FROM sqlite_master WHERE name = 'grants'").fetchone()[0]

@@ -1,0 +1,182 @@
+"""A migration's table a sidecar rebuilt into other storage, rebuilt as its migration made it (for ``schema.guard``).
+
+Where a sidecar rewrote only a table's CREATE, ``schema.table_text`` writes
+the migration's text back over the same rows. A sidecar can as well rebuild
+the table: copy the audit log into a table of one column more and a
+``CHECK (action <> 'grant-revoked')``, drop the old one, rename the copy.
+The text then describes other storage and cannot be written back, and every
+revocation failed ("CHECK constraint failed") with the grant left in force.
+
+So the host rebuilds it the way SQLite's documentation rebuilds a table for
+any change ALTER TABLE cannot make: the migration's CREATE under a name of
+its own, the rows copied into it column by column (and rowid, which the
+standing rules' keeper goes by), the sidecar's table dropped, the new one
+renamed into place and its text written back exactly. All of it in a
+savepoint of the caller's write transaction: where any step fails (a row the
+migration's CHECKs refuse, a name taken), nothing of it stays, and the table
+is left as it was, said with SQLite's reason.
+
+A table is rebuilt only where dropping it cannot harm anything else:
+- its pages are its own and the file is whole (``schema.droppable``): a DROP
+  frees the pages its row names, which a sidecar may point at another
+  table's;
+- every migration column is in it (a column gone is not the host's to make
+  up);
+- every table referencing it is a migration's, as its migration made it: a
+  DROP TABLE first deletes the rows, and a reference rebuilt with ``ON
+  DELETE CASCADE`` or ``SET NULL`` would carry the delete into the table
+  declaring it. The migrations' own references are plain (NO ACTION): the
+  delete is counted among the deferred key checks, which the guard forgets.
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+
+from bot_bottle.schema.droppable import CUT, TYPE, constraint_bindings, misbound, pages_their_own, quoted, row_gone
+
+# The name a migration's CREATE TABLE gives, as SQLite's own rename writes it back ("audit_log" quoted).
+_CREATE_NAME = re.compile(r'\A\s*CREATE\s+TABLE\s+(?:"([^"]+)"|([A-Za-z_][A-Za-z0-9_]*))', re.IGNORECASE)
+_SPARE = "bot_bottle_rebuilding_"  # the rebuilt table's name until it takes the migration's
+
+
+def rebuilt(conn: sqlite3.Connection, tables: list[tuple[str, str]],
+            schema: dict[tuple[str, str], str]) -> tuple[list[tuple[str, str]], list[tuple[tuple[str, str], str]]]:
+    """Rebuild each of ``tables`` (migration tables whose storage differs from their migration's CREATE in
+    ``schema``) as the migration made it, in the caller's write transaction; ``(rebuilt, left with why)``.
+
+    The triggers and indexes the rebuilt tables had are dropped with them; the guard makes its migrations'
+    again once this returns."""
+    done: list[tuple[str, str]] = []
+    pending = list(tables)
+    while True:  # again while one got rebuilt: a table referencing another may be rebuilt before it
+        left: list[tuple[tuple[str, str], str]] = []
+        for key in pending:
+            why = _why_not(conn, key[1], schema)
+            if why is None:
+                why = _rebuild(conn, key[1], schema[key])
+            if why is None:
+                done.append(key)
+            else:
+                left.append((key, why))
+        if len(left) in (0, len(pending)):
+            return done, left
+        pending = [key for key, _ in left]
+
+
+def _why_not(conn: sqlite3.Connection, table: str, schema: dict[tuple[str, str], str]) -> str | None:
+    """Why ``table`` may not be rebuilt (None: it may)."""
+    try:
+        live = {str(name).lower() for (name,) in conn.execute(
+            "SELECT name FROM pragma_table_xinfo(?)", (table,))}
+        columns = _made_in_memory(schema[("table", table)])[0]
+        children = conn.execute(
+            f"SELECT DISTINCT m.name, m.sql FROM sqlite_master AS m, pragma_foreign_key_list(m.name) AS fk "
+            f"WHERE {TYPE} = 'table' AND lower(fk.\"table\") = lower(:table) AND lower(m.name) <> lower(:table)",
+            {"table": table}).fetchall()
+    except sqlite3.OperationalError as exc:
+        if not conn.in_transaction:
+            raise
+        return f"SQLite cannot read it: {exc}"
+    gone = [name for name in columns if name.lower() not in live]
+    if gone:
+        return f"its column {gone[0]} is gone"
+    made = {name.lower(): sql for (kind, name), sql in schema.items() if kind == "table"}
+    for name, sql in children:
+        if made.get(str(name).lower()) != sql:
+            return f"a table not as its migration made it references it ({str(name)[:60]!r})"
+    if _CREATE_NAME.match(schema[("table", table)]) is None:
+        return "its migration's CREATE names it in a way this code does not read"
+    bound = [name for _, name in constraint_bindings(conn, [table])]
+    if table not in pages_their_own(conn, [table]) or table.lower() in misbound(conn, [table], bound):
+        return "its pages are not its own alone, or the file is not whole"
+    return None
+
+
+def _rebuild(conn: sqlite3.Connection, table: str, create: str) -> str | None:
+    """Rebuild ``table`` as ``create`` makes it, in a savepoint; why not, where a step failed (None: done)."""
+    spare = _spare_name(conn, table)
+    columns = ", ".join(quoted(name) for name in _made_in_memory(create)[0])
+    rowid = _rowid_copied(conn, table, create)
+    copied = f"{rowid}, {columns}" if rowid else columns
+    conn.execute("SAVEPOINT bot_bottle_rebuild")
+    conn.execute("PRAGMA defer_foreign_keys = ON")  # the DROP's key checks: forgotten below, none of the host's
+    legacy = int(conn.execute("PRAGMA legacy_alter_table").fetchone()[0])
+    try:
+        conn.execute(_CREATE_NAME.sub(f"CREATE TABLE {quoted(spare)}", create, count=1))
+        conn.execute(f"INSERT INTO {quoted(spare)} ({copied}) SELECT {copied} FROM {quoted(table)}")
+        (rowid_of_row,) = conn.execute(
+            f"SELECT rowid FROM sqlite_master WHERE {TYPE} = 'table' AND lower({CUT.format('name')}) = lower(?)",
+            (table,)).fetchone()
+        conn.execute(f"DROP TABLE {quoted(table)}")
+        row_gone(conn, int(rowid_of_row), table)
+        # Legacy: the rename touches the table's own text alone. SQLite's newer rename reads every trigger
+        # and view again, and one naming the table (gone for the moment) failed it.
+        conn.execute("PRAGMA legacy_alter_table = ON")
+        conn.execute(f"ALTER TABLE {quoted(spare)} RENAME TO {quoted(table)}")
+        _text_written(conn, table, create)
+    except sqlite3.DatabaseError as exc:
+        if not conn.in_transaction:
+            raise  # an error that ended the whole transaction: nothing of this write can go on
+        conn.execute("ROLLBACK TO bot_bottle_rebuild")
+        return f"rebuilding it failed: {exc}"
+    finally:
+        if conn.in_transaction:
+            conn.execute(f"PRAGMA legacy_alter_table = {legacy}")
+            conn.execute("PRAGMA defer_foreign_keys = OFF")  # clears what the DROP's delete counted
+            conn.execute("RELEASE bot_bottle_rebuild")
+    return None
+
+
+def _made_in_memory(create: str) -> tuple[list[str], bool]:
+    """The columns ``create`` makes, in order, and whether its rows' rowid is copied with them (the table has
+    none, or an INTEGER PRIMARY KEY names it), read from the table made in memory."""
+    match = _CREATE_NAME.match(create)
+    name = "t" if match is None else (match.group(1) or match.group(2))
+    conn = sqlite3.connect(":memory:", isolation_level=None)
+    try:
+        conn.execute(create)
+        columns = [str(column) for (column,) in conn.execute(
+            "SELECT name FROM pragma_table_xinfo(?) ORDER BY cid", (name,))]
+        key = [str(kind).upper() for (kind,) in conn.execute(
+            "SELECT type FROM pragma_table_info(?) WHERE pk > 0", (name,))]
+        keyless = conn.execute("SELECT wr FROM pragma_table_list WHERE name = ?", (name,)).fetchone() != (0,)
+        return columns, keyless or key == ["INTEGER"]
+    finally:
+        conn.close()
+
+
+def _rowid_copied(conn: sqlite3.Connection, table: str, create: str) -> str | None:
+    """A name that reads ``table``'s rowid, where both it and the migration's table have one and no column of
+    the migration's carries it; None: there is none to copy. The standing rules' keeper goes by proposals'
+    rowids, and a rebuild renumbering them would have it look again at what it had looked at."""
+    if _made_in_memory(create)[1] or conn.execute(
+            "SELECT wr FROM pragma_table_list WHERE schema = 'main' AND name = ?", (table,)).fetchone() != (0,):
+        return None
+    live = {str(name).lower() for (name,) in conn.execute("SELECT name FROM pragma_table_xinfo(?)", (table,))}
+    return next((alias for alias in ("rowid", "_rowid_", "oid") if alias not in live), None)
+
+
+def _spare_name(conn: sqlite3.Connection, table: str) -> str:
+    """A name no row of the schema holds (a sidecar may have taken the first one tried)."""
+    taken = {str(name) for (name,) in conn.execute(
+        f"SELECT lower({CUT.format('name')}) FROM sqlite_master WHERE lower(name) LIKE ? ESCAPE '\\'",
+        (_SPARE.replace("_", "\\_") + "%",))}
+    number = 0
+    while f"{_SPARE}{table}_{number}".lower() in taken:
+        number += 1
+    return f"{_SPARE}{table}_{number}"
+
+
+def _text_written(conn: sqlite3.Connection, table: str, create: str) -> None:
+    """The renamed table's text set to its migration's exactly (a rename writes its own quoting)."""
+    conn.execute("PRAGMA writable_schema = ON")
+    try:
+        conn.execute(f"UPDATE sqlite_master SET sql = :sql WHERE {TYPE} = 'table' AND lower(name) = lower(:table)",
+                     {"sql": create, "table": table})
+        version = int(conn.execute("PRAGMA schema_version").fetchone()[0])
+        conn.execute(f"PRAGMA schema_version = {version + 1}")  # every other connection reads it again
+    finally:
+        conn.execute("PRAGMA writable_schema = RESET")  # and this one, before its next statement
+
