@@ -209,7 +209,8 @@ class Database:
 
     def say_schema_changes_with(self, say: Callable[[str], None]) -> None:
         """Say what this connection's writes dropped from the schema or made again (``schema.guard``) through
-        ``say`` instead of on stderr: the TUI's status line, since a line on stderr lands over its screen."""
+        ``say`` instead of on stderr: the TUI's status line, since a line on stderr lands over its screen; the
+        dashboard's pages, since the operator at a browser sees nothing of its stderr."""
         if self._guard is not None:
             self._guard.say = say
 

@@ -72,9 +72,10 @@ class SchemaGuard:
     indexes and no others, their tables' CREATEs, no table of a sidecar's that declares a foreign key.
 
     ``say`` receives each warning (default: a line on stderr) from
-    ``committed``; the names in it are escaped already, so it may print them
-    as they are. A process that draws on the terminal (the TUI) sets it to
-    its status line.
+    ``committed``; the names in it are escaped for a terminal already, so it
+    may print them as they are (a page escapes them again for HTML). A
+    process that draws on the terminal (the TUI) sets it to its status line,
+    the dashboard to a list on its pages.
     """
 
     def __init__(self, migrations: tuple[Migration, ...] | None = None,

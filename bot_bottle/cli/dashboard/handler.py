@@ -53,7 +53,9 @@ class DashboardBase(GuardedHandler):
         super().send_body(status, content_type, data, {**SECURITY_HEADERS, **(extra or {})})
 
     def page(self, status: int, html: str, extra: dict[str, str] | None = None) -> None:
-        """Answer with an HTML page of ours."""
+        """Answer with an HTML page of ours, with what this dashboard's writes undid in the schema where the page
+        has a place for it (a signed-in operator's: a refusal has none)."""
+        html = html.replace(pages.WARNINGS_SLOT, pages.warnings_html(self.dashboard.schema_warnings()), 1)
         self.send_body(status, HTML, html.encode("utf-8"), extra)
 
     def redirect(self, location: str, extra: dict[str, str] | None = None) -> None:

@@ -47,6 +47,27 @@ KEYS = (
 )
 
 
+# Where a page of ours (one with a root: only a signed-in operator's) says what this dashboard's writes found
+# changed in the schema (``warnings_html``; filled in by the handler, which has them). Everything before it in
+# a page is ours or escaped, so the first of it is this one.
+WARNINGS_SLOT = '<div id="warnings" hidden></div>'
+
+
+def warnings_html(warnings: Sequence[tuple[str, str]]) -> str:
+    """What this dashboard's writes found a process with the database file had changed in the schema, and
+    undid (``schema.guard``), as ``(when, what)``: said on every page until the dashboard stops, since the
+    operator at a browser sees nothing of its stderr."""
+    if not warnings:
+        return WARNINGS_SLOT
+    items = "".join(f"<li>{line_html(f'{at}: {line}')}</li>" for at, line in warnings)
+    return ('<section id="warnings" class="problem" role="alert" data-part="warnings">'
+            "<h2>Something changed the database's schema behind bot-bottle</h2>"
+            "<p>A process with the database file, such as a bottle's sidecar on the mount, had changed its "
+            "tables, triggers or indexes; this dashboard's writes found it and undid it, as below. No sidecar "
+            "has a reason to: look at which bottle did, and run 'bot-bottle db check'.</p>"
+            f"<ul>{items}</ul></section>")
+
+
 def page(title: str, body: str, *, root: str | None, marker: str | None = None, message: str = "",
          pending: int | None = None, data: dict[str, str] | None = None) -> str:
     """A whole page: ``body`` (HTML built here) under the navigation.
@@ -80,7 +101,7 @@ def page(title: str, body: str, *, root: str | None, marker: str | None = None, 
                '<button type="button" id="help-button" aria-controls="keys">keys (?)</button>')
         keys = ('<section id="keys" hidden><h2>Keys</h2><table>'
                 + "".join(f"<tr><th>{line_html(k)}</th><td>{line_html(what)}</td></tr>" for k, what in KEYS)
-                + "</table></section>")
+                + "</table></section>" + WARNINGS_SLOT)
     return (
         "<!DOCTYPE html>\n"
         '<html lang="en"><head><meta charset="utf-8">'

@@ -7,8 +7,9 @@ from __future__ import annotations
 import re
 import secrets
 import threading
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable
+from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
 
@@ -25,6 +26,7 @@ from bot_bottle.queue_reads import shown_digest
 from bot_bottle.queue_store import QueueStore
 from bot_bottle.records import Proposal, canonical_json, sha256_text
 from bot_bottle.standing import describe_failure, keep
+from bot_bottle.timestamps import format_timestamp
 
 SESSION_COOKIE = "bot_bottle_dashboard"
 
@@ -43,6 +45,9 @@ SHOWN_KEPT = 16
 
 
 AUDIT_SHOWN = 50
+
+
+SCHEMA_WARNINGS_KEPT = 8
 
 
 CONTENT_SECURITY_POLICY = (
@@ -106,6 +111,18 @@ class Dashboard:
         self.static = static_files()
         self._verified: tuple[str, VerifyResult] | None = None
         self._verify_lock = threading.Lock()
+        self._schema_changes: deque[tuple[str, str]] = deque(maxlen=SCHEMA_WARNINGS_KEPT)
+        self.queue.db.say_schema_changes_with(self._schema_changed)
+
+    def _schema_changed(self, line: str) -> None:
+        """A write of this dashboard's found the schema changed behind it and undid it: logged, and said on every
+        page (``schema_warnings``), where the operator at the browser sees it."""
+        self.log(f"warning: {line}")
+        self._schema_changes.append((format_timestamp(datetime.now(UTC).replace(microsecond=0)), line))
+
+    def schema_warnings(self) -> list[tuple[str, str]]:
+        """What this dashboard's writes undid in the schema, ``(when, what)``, the newest few."""
+        return list(self._schema_changes)
 
     def close(self) -> None:
         """Close the database."""

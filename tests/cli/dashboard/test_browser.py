@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import sqlite3
 import subprocess
 import threading
 from datetime import UTC, datetime, timedelta
@@ -53,6 +54,16 @@ class BrowserTest(BrowserCase):
                                     f"{name}: {text}")
                   for i, (name, text) in enumerate(HOSTILE.items()) if name in ("mix", "bidi", "title", "lone-cr")]
         mix = next(p for p in filed if p.justification.startswith("mix: "))
+        # A sidecar's triggers named as the attacks: the dashboard's next writes drop them and every page says so,
+        # their names in it (tests/cli/dashboard/test_schema_warnings.py).
+        for batch in (HTML_ATTACKS[:5], HTML_ATTACKS[5:]):
+            with sqlite3.connect(self.path, isolation_level=None) as sidecar:
+                for attack in batch:
+                    sidecar.execute(f'CREATE TRIGGER "{attack.replace(chr(34), chr(34) * 2)}" BEFORE DELETE ON '
+                                    "bottles BEGIN SELECT 1; END")
+            sidecar.close()
+            self.dashboard.queue.submit("web-9", TOOL_EGRESS_ALLOW, '{"host": "a.example"}', "a write")
+        self.assertEqual(len(self.dashboard.schema_warnings()), 2)
         self.log_in()
         pages = ["/", "/audit"] + [f"/proposal/{p.id}" for p in filed]
         for path in pages:
@@ -89,6 +100,9 @@ class BrowserTest(BrowserCase):
         self.assertIn("\\x1b[2J", text)
         self.assertIn("\\u202e", text)
         self.assertEqual(self.browser.script("return document.querySelectorAll('.esc').length > 0"), True)
+        self.browser.get(f"{self.origin}{self.dashboard.root}/audit")
+        self.assertIn("Something changed the database's schema behind bot-bottle", self.browser.text())
+        self.assertIn(HTML_ATTACKS[0], self.browser.text())
 
     def test_no_token_a_wrong_one_or_a_rebound_name_gets_nothing(self) -> None:
         """In the browser: without the token, with a wrong one, or by a name rebound to 127.0.0.1, no page."""
