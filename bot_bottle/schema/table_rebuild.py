@@ -67,10 +67,14 @@ def rebuilt(conn: sqlite3.Connection, tables: list[tuple[str, str]],
 
 def _why_not(conn: sqlite3.Connection, table: str, schema: dict[tuple[str, str], str]) -> str | None:
     """Why ``table`` may not be rebuilt (None: it may)."""
+    columns, _, alias = _made_in_memory(schema[("table", table)])
     try:
         live = {str(name).lower() for (name,) in conn.execute(
             "SELECT name FROM pragma_table_xinfo(?)", (table,))}
-        columns = _made_in_memory(schema[("table", table)])[0]
+        # An INTEGER PRIMARY KEY makes a number of a NULL and of text that reads as one: the audit log's entry
+        # a sidecar numbered '11', or nothing, would be renumbered by the host into its chain.
+        unnumbered = alias is not None and alias.lower() in live and conn.execute(
+            f"SELECT 1 FROM {quoted(table)} WHERE typeof({quoted(alias)}) <> 'integer' LIMIT 1").fetchone()
         children = conn.execute(
             f"SELECT DISTINCT m.name, m.sql FROM sqlite_master AS m, pragma_foreign_key_list(m.name) AS fk "
             f"WHERE {TYPE} = 'table' AND lower(fk.\"table\") = lower(:table) AND lower(m.name) <> lower(:table)",
@@ -78,10 +82,12 @@ def _why_not(conn: sqlite3.Connection, table: str, schema: dict[tuple[str, str],
     except sqlite3.OperationalError as exc:
         if not conn.in_transaction:
             raise
-        return f"SQLite cannot read it: {exc}"
+        return f"SQLite cannot read it: {exc}"  # (a virtual table of a module nobody has, for one)
     gone = [name for name in columns if name.lower() not in live]
     if gone:
         return f"its column {gone[0]} is gone"
+    if unnumbered:
+        return f"a row's {alias} is not a whole number"
     made = {name.lower(): sql for (kind, name), sql in schema.items() if kind == "table"}
     for name, sql in children:
         if made.get(str(name).lower()) != sql:
@@ -129,9 +135,10 @@ def _rebuild(conn: sqlite3.Connection, table: str, create: str) -> str | None:
     return None
 
 
-def _made_in_memory(create: str) -> tuple[list[str], bool]:
-    """The columns ``create`` makes, in order, and whether its rows' rowid is copied with them (the table has
-    none, or an INTEGER PRIMARY KEY names it), read from the table made in memory."""
+def _made_in_memory(create: str) -> tuple[list[str], bool, str | None]:
+    """The columns ``create`` makes, in order; whether its rows' rowid is copied with them (the table has none,
+    or an INTEGER PRIMARY KEY names it); and that column's name (None: none), read from the table made in
+    memory."""
     match = _CREATE_NAME.match(create)
     name = "t" if match is None else (match.group(1) or match.group(2))
     conn = sqlite3.connect(":memory:", isolation_level=None)
@@ -139,10 +146,11 @@ def _made_in_memory(create: str) -> tuple[list[str], bool]:
         conn.execute(create)
         columns = [str(column) for (column,) in conn.execute(
             "SELECT name FROM pragma_table_xinfo(?) ORDER BY cid", (name,))]
-        key = [str(kind).upper() for (kind,) in conn.execute(
-            "SELECT type FROM pragma_table_info(?) WHERE pk > 0", (name,))]
+        key = [(str(column), str(kind).upper()) for column, kind in conn.execute(
+            "SELECT name, type FROM pragma_table_info(?) WHERE pk > 0", (name,))]
         keyless = conn.execute("SELECT wr FROM pragma_table_list WHERE name = ?", (name,)).fetchone() != (0,)
-        return columns, keyless or key == ["INTEGER"]
+        alias = key[0][0] if [kind for _, kind in key] == ["INTEGER"] and not keyless else None
+        return columns, keyless or alias is not None, alias
     finally:
         conn.close()
 
