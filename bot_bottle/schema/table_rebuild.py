@@ -11,7 +11,7 @@ So the host rebuilds it the way SQLite's documentation rebuilds a table for
 any change ALTER TABLE cannot make: the migration's CREATE under a name of
 its own, the rows copied into it column by column (and rowid, which the
 standing rules' keeper goes by), the sidecar's table dropped, the new one
-renamed into place and its text written back exactly. All of it in a
+renamed into place by its schema rows, its text the migration's exactly. All of it in a
 savepoint of the caller's write transaction: where any step fails (a row the
 migration's CHECKs refuse, a name taken), nothing of it stays, and the table
 is left as it was, said with SQLite's reason.
@@ -108,7 +108,6 @@ def _rebuild(conn: sqlite3.Connection, table: str, create: str) -> str | None:
     copied = f"{rowid}, {columns}" if rowid else columns
     conn.execute("SAVEPOINT bot_bottle_rebuild")
     conn.execute("PRAGMA defer_foreign_keys = ON")  # the DROP's key checks: forgotten below, none of the host's
-    legacy = int(conn.execute("PRAGMA legacy_alter_table").fetchone()[0])
     try:
         conn.execute(_CREATE_NAME.sub(f"CREATE TABLE {quoted(spare)}", create, count=1))
         conn.execute(f"INSERT INTO {quoted(spare)} ({copied}) SELECT {copied} FROM {quoted(table)}")
@@ -117,11 +116,7 @@ def _rebuild(conn: sqlite3.Connection, table: str, create: str) -> str | None:
             (table,)).fetchone()
         conn.execute(f"DROP TABLE {quoted(table)}")
         row_gone(conn, int(rowid_of_row), table)
-        # Legacy: the rename touches the table's own text alone. SQLite's newer rename reads every trigger
-        # and view again, and one naming the table (gone for the moment) failed it.
-        conn.execute("PRAGMA legacy_alter_table = ON")
-        conn.execute(f"ALTER TABLE {quoted(spare)} RENAME TO {quoted(table)}")
-        _text_written(conn, table, create)
+        _renamed(conn, spare, table, create)
     except sqlite3.DatabaseError as exc:
         if not conn.in_transaction:
             raise  # an error that ended the whole transaction: nothing of this write can go on
@@ -129,7 +124,6 @@ def _rebuild(conn: sqlite3.Connection, table: str, create: str) -> str | None:
         return f"rebuilding it failed: {exc}"
     finally:
         if conn.in_transaction:
-            conn.execute(f"PRAGMA legacy_alter_table = {legacy}")
             conn.execute("PRAGMA defer_foreign_keys = OFF")  # clears what the DROP's delete counted
             conn.execute("RELEASE bot_bottle_rebuild")
     return None
@@ -177,14 +171,25 @@ def _spare_name(conn: sqlite3.Connection, table: str) -> str:
     return f"{_SPARE}{table}_{number}"
 
 
-def _text_written(conn: sqlite3.Connection, table: str, create: str) -> None:
-    """The renamed table's text set to its migration's exactly (a rename writes its own quoting)."""
+def _renamed(conn: sqlite3.Connection, spare: str, table: str, create: str) -> None:
+    """The table made as ``spare`` given ``table``'s name by its schema rows, its text the migration's exactly.
+
+    Not by ALTER TABLE: SQLite's rename updates ``sqlite_sequence`` wherever an object of that name is in the
+    schema, and the sidecar's view of that name (inert otherwise) failed every rename, the log left refusing
+    revocations; its newer rename reads every trigger and view again as well. The spare's rows are the ones this
+    savepoint made: its table's, and its constraint indexes' (``sqlite_autoindex_<spare>_N``, bound by name)."""
+    autoindex = "sqlite_autoindex_"
     conn.execute("PRAGMA writable_schema = ON")
     try:
-        conn.execute(f"UPDATE sqlite_master SET sql = :sql WHERE {TYPE} = 'table' AND lower(name) = lower(:table)",
-                     {"sql": create, "table": table})
+        conn.execute("UPDATE sqlite_master SET name = :table, tbl_name = :table, sql = :sql "
+                     "WHERE type = 'table' AND name = :spare",
+                     {"table": table, "sql": create, "spare": spare})
+        conn.execute("UPDATE sqlite_master SET name = :prefix || :table || substr(name, :rest), tbl_name = :table "
+                     "WHERE type = 'index' AND tbl_name = :spare AND sql IS NULL AND substr(name, 1, :cut) = "
+                     ":prefix || :spare || '_'",
+                     {"prefix": autoindex, "table": table, "spare": spare, "rest": len(autoindex) + len(spare) + 1,
+                      "cut": len(autoindex) + len(spare) + 1})
         version = int(conn.execute("PRAGMA schema_version").fetchone()[0])
         conn.execute(f"PRAGMA schema_version = {version + 1}")  # every other connection reads it again
     finally:
         conn.execute("PRAGMA writable_schema = RESET")  # and this one, before its next statement
-

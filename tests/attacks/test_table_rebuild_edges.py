@@ -1,0 +1,32 @@
+"""A sidecar rebuilds a migration's table and sets the host's own rebuild up to fail or to change what it copies
+(hostile review 63, of ``schema.table_rebuild``).
+
+Each test is the sidecar's change, made with its own connection, and then what the operator does with the real
+command line.
+"""
+
+from __future__ import annotations
+
+from tests.attacks.test_rebuilt_tables import REBUILT, REFUSING, RebuiltTablesCase
+
+SEQUENCE_VIEW = ("INSERT INTO sqlite_master (type, name, tbl_name, rootpage, sql) VALUES ('view', 'sqlite_sequence', "
+                 "'sqlite_sequence', 0, 'CREATE VIEW sqlite_sequence AS SELECT 1 AS name, 2 AS seq')")
+
+
+class TableRebuildEdgesTest(RebuiltTablesCase):
+    def test_a_view_named_sqlite_sequence_does_not_fail_the_rebuild(self) -> None:
+        """BROKE before: the rebuild renamed its copy into place with ALTER TABLE, which updates sqlite_sequence
+        wherever an object of that name is in the schema; the sidecar's view of that name (written with
+        writable_schema, inert otherwise: no migration's table counts with it) made every rename fail ("cannot
+        modify sqlite_sequence because it is a view"), the log was left refusing revocations, and 'grants revoke'
+        failed with "CHECK constraint failed", the grant in force. The copy is renamed by its schema rows."""
+        entries = self.query("SELECT * FROM audit_log ORDER BY seq")
+        self.rebuild("audit_log", check=REFUSING)
+        self.sidecar("PRAGMA writable_schema = ON", SEQUENCE_VIEW, "PRAGMA writable_schema = OFF", bumped=True)
+        said = self.revoke(self.grant_id)
+        self.assertIn(f'{REBUILT} into other columns (its rows copied, its own columns and constraints gone): '
+                      'table "audit_log"', said)
+        self.assert_revoked(self.grant_id)
+        self.assertEqual(self.query("SELECT * FROM audit_log ORDER BY seq")[:len(entries)], entries)
+        self.assertEqual(self.guarded(), self.made())
+        self.assert_sound()
