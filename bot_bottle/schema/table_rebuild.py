@@ -105,6 +105,8 @@ def _rebuild(conn: sqlite3.Connection, table: str, create: str) -> str | None:
     spare = _spare_name(conn, table)
     columns = ", ".join(quoted(name) for name in _made_in_memory(create)[0])
     rowid = _rowid_copied(conn, table, create)
+    if rowid == "":
+        return "columns named rowid, _rowid_ and oid hide its rowids, which a rebuild would renumber"
     copied = f"{rowid}, {columns}" if rowid else columns
     conn.execute("SAVEPOINT bot_bottle_rebuild")
     conn.execute("PRAGMA defer_foreign_keys = ON")  # the DROP's key checks: forgotten below, none of the host's
@@ -151,13 +153,14 @@ def _made_in_memory(create: str) -> tuple[list[str], bool, str | None]:
 
 def _rowid_copied(conn: sqlite3.Connection, table: str, create: str) -> str | None:
     """A name that reads ``table``'s rowid, where both it and the migration's table have one and no column of
-    the migration's carries it; None: there is none to copy. The standing rules' keeper goes by proposals'
-    rowids, and a rebuild renumbering them would have it look again at what it had looked at."""
+    the migration's carries it; None: there is none to copy; ``""``: there is, but columns of the sidecar's
+    named ``rowid``, ``_rowid_`` and ``oid`` hide it. The standing rules' keeper goes by proposals' rowids, and
+    a rebuild renumbering them would have it look again at what it had looked at."""
     if _made_in_memory(create)[1] or conn.execute(
             "SELECT wr FROM pragma_table_list WHERE schema = 'main' AND name = ?", (table,)).fetchone() != (0,):
         return None
     live = {str(name).lower() for (name,) in conn.execute("SELECT name FROM pragma_table_xinfo(?)", (table,))}
-    return next((alias for alias in ("rowid", "_rowid_", "oid") if alias not in live), None)
+    return next((alias for alias in ("rowid", "_rowid_", "oid") if alias not in live), "")
 
 
 def _spare_name(conn: sqlite3.Connection, table: str) -> str:

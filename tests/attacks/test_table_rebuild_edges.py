@@ -30,3 +30,14 @@ class TableRebuildEdgesTest(RebuiltTablesCase):
         self.assertEqual(self.query("SELECT * FROM audit_log ORDER BY seq")[:len(entries)], entries)
         self.assertEqual(self.guarded(), self.made())
         self.assert_sound()
+
+    def test_columns_hiding_the_rowid_leave_the_table(self) -> None:
+        """Found by hostile review 63: proposals rebuilt with columns named rowid, _rowid_ and oid, its rows at
+        rowids 7 and 14; no name read the rowid, so the rebuild copied the rows without it and renumbered them
+        1 and 2, under the standing rules' keeper, which goes by them. Now such a table is left, said."""
+        self.approve("web-1", {"host": "other.example"})
+        self.rebuild("proposals", extra="rowid TEXT, _rowid_ TEXT, oid TEXT", rowid="rowid * 7")
+        said = self.revoke(self.grant_id)
+        self.assertIn('table "proposals", as columns named rowid, _rowid_ and oid hide its rowids', said)
+        self.assertIn(("oid",), self.query("SELECT name FROM pragma_table_info('proposals')"))  # as it was
+
