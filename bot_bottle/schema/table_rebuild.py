@@ -11,17 +11,18 @@ So the host rebuilds it the way SQLite's documentation rebuilds a table for
 any change ALTER TABLE cannot make: the migration's CREATE under a name of
 its own, the rows copied into it column by column (and rowid, which the
 standing rules' keeper goes by), the sidecar's table dropped, the new one
-renamed into place by its schema rows, its text the migration's exactly. All of it in a
-savepoint of the caller's write transaction: where any step fails (a row the
-migration's CHECKs refuse, a name taken), nothing of it stays, and the table
-is left as it was, said with SQLite's reason.
+renamed into place by its schema rows, its text the migration's exactly.
+All of it in a savepoint of the caller's write transaction: where any step
+fails (a row the migration's CHECKs refuse, a name taken), nothing of it
+stays, and the table is left as it was, said with SQLite's reason.
 
 A table is rebuilt only where dropping it cannot harm anything else:
 - its pages are its own and the file is whole (``schema.droppable``): a DROP
   frees the pages its row names, which a sidecar may point at another
   table's;
 - every migration column is in it (a column gone is not the host's to make
-  up);
+  up), its INTEGER PRIMARY KEY holds whole numbers only, and its rowids can
+  be read (SQLite would number what is not, and renumber what cannot be);
 - every table referencing it is a migration's, as its migration made it: a
   DROP TABLE first deletes the rows, and a reference rebuilt with ``ON
   DELETE CASCADE`` or ``SET NULL`` would carry the delete into the table
