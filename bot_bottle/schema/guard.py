@@ -58,7 +58,7 @@ from bot_bottle.schema.table_text import rewritten
 
 GUARDED_KINDS = ("index", "trigger")
 _LIVE = (f"SELECT rowid, {TYPE}, {CUT.format('name')}, sql FROM sqlite_master "
-          f"WHERE {TYPE} IN ('index', 'table', 'trigger') AND sql IS NOT NULL")
+         f"WHERE {TYPE} IN ('index', 'table', 'trigger') AND sql IS NOT NULL")
 NAMES_SAID = 5  # names a warning lists before it counts the rest
 NAME_CHARS = 60  # of each name said
 
@@ -155,7 +155,7 @@ def _tables_done(said: list[tuple[str, str]], rebuilt_again: list[tuple[str, str
                     f"other columns (its rows copied, its own columns and constraints gone): {_named(rebuilt_again)}")
     for key, why in left:
         done.append(f"left as it is a table a process with the database file rebuilt into other columns than its "
-                    f"migration's: {_named([key])}, as {_escaped(why)[1:-1]} ('bot-bottle db check' reports it)")
+                    f"migration's: {_named([key])}, as {_printable(why)} ('bot-bottle db check' reports it)")
     return done
 
 
@@ -346,6 +346,10 @@ def _named(keys: list[tuple[str, str]]) -> str:
 
 
 def _escaped(name: str) -> str:
-    shown = name[:NAME_CHARS].encode("ascii", "backslashreplace").decode("ascii")
-    shown = "".join(char if char.isprintable() else f"\\x{ord(char):02x}" for char in shown)
-    return f'"{shown}"' + ("..." if len(name) > NAME_CHARS else "")
+    return f'"{_printable(name[:NAME_CHARS])}"' + ("..." if len(name) > NAME_CHARS else "")
+
+
+def _printable(text: str) -> str:
+    """``text`` in printable ASCII, anything else as its escape."""
+    shown = text.encode("ascii", "backslashreplace").decode("ascii")
+    return "".join(char if char.isprintable() else f"\\x{ord(char):02x}" for char in shown)

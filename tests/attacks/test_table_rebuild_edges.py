@@ -38,6 +38,7 @@ class TableRebuildEdgesTest(RebuiltTablesCase):
         self.approve("web-1", {"host": "other.example"})
         self.rebuild("proposals", extra="rowid TEXT, _rowid_ TEXT, oid TEXT", rowid="rowid * 7")
         said = self.revoke(self.grant_id)
-        self.assertIn('table "proposals", as columns named rowid, _rowid_ and oid hide its rowids', said)
+        self.assertIn('table "proposals", as columns named rowid, _rowid_ and oid hide its rowids, which a rebuild '
+                      "would renumber ('bot-bottle db check' reports it)", said)
         self.assertIn(("oid",), self.query("SELECT name FROM pragma_table_info('proposals')"))  # as it was
 
