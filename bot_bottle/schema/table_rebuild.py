@@ -32,6 +32,7 @@ A table is rebuilt only where dropping it cannot harm anything else:
 
 from __future__ import annotations
 
+import json
 import re
 import sqlite3
 
@@ -117,8 +118,10 @@ def _rebuild(conn: sqlite3.Connection, table: str, create: str) -> str | None:
         (rowid_of_row,) = conn.execute(
             f"SELECT rowid FROM sqlite_master WHERE {TYPE} = 'table' AND lower({CUT.format('name')}) = lower(?)",
             (table,)).fetchone()
+        bound = [name for _, name in constraint_bindings(conn, [table])]
         conn.execute(f"DROP TABLE {quoted(table)}")
         row_gone(conn, int(rowid_of_row), table)
+        _bound_rows_gone(conn, bound)
         _renamed(conn, spare, table, create)
     except sqlite3.DatabaseError as exc:
         if not conn.in_transaction:
@@ -183,6 +186,14 @@ def _renamed(conn: sqlite3.Connection, spare: str, table: str, create: str) -> N
     revocations; its newer rename reads every trigger and view again as well. The spare's rows are the ones this
     savepoint made: its table's, and its constraint indexes' (``sqlite_autoindex_<spare>_N``, bound by name)."""
     autoindex = "sqlite_autoindex_"
+    taken = conn.execute(
+        f"SELECT {CUT.format('name')} FROM sqlite_master WHERE lower({CUT.format('name')}) IN (SELECT lower(:prefix "
+        "|| :table || substr(name, :rest)) FROM sqlite_master WHERE type = 'index' AND tbl_name = :spare AND sql IS "
+        "NULL AND substr(name, 1, :cut) = :prefix || :spare || '_')",
+        {"prefix": autoindex, "table": table, "spare": spare, "rest": len(autoindex) + len(spare) + 1,
+         "cut": len(autoindex) + len(spare) + 1}).fetchone()
+    if taken is not None:  # two rows of one index name: SQLite binds the later one, whatever pages it names
+        raise sqlite3.DatabaseError(f"a schema row holds the name its constraint index takes ({str(taken[0])[:60]!r})")
     conn.execute("PRAGMA writable_schema = ON")
     try:
         conn.execute("UPDATE sqlite_master SET name = :table, tbl_name = :table, sql = :sql "
@@ -197,3 +208,21 @@ def _renamed(conn: sqlite3.Connection, spare: str, table: str, create: str) -> N
         conn.execute(f"PRAGMA schema_version = {version + 1}")  # every other connection reads it again
     finally:
         conn.execute("PRAGMA writable_schema = RESET")  # and this one, before its next statement
+
+
+def _bound_rows_gone(conn: sqlite3.Connection, bound: list[str]) -> None:
+    """Delete the rows of a just-dropped table's constraint indexes (``bound``: their names, lower case) that
+    its DROP and ``row_gone`` left, their tbl_name another table's.
+
+    SQLite binds such a row to its table by its name, whatever its tbl_name says, and its DROP deletes rows by
+    tbl_name: the sidecar's row for the audit log's index, given tbl_name 'grants', stayed, naming the page the
+    DROP freed under the name the copy's own index then took. Loaded before the copy, it was an orphan index;
+    after it (the last rowid), SQLite bound it, and the file was malformed: every host write failed."""
+    named = f"sql IS NULL AND lower({CUT.format('name')}) IN (SELECT value FROM json_each(?))"
+    if not bound or conn.execute(f"SELECT 1 FROM sqlite_master WHERE {named}", (json.dumps(bound),)).fetchone() is None:
+        return
+    conn.execute("PRAGMA writable_schema = ON")
+    try:
+        conn.execute(f"DELETE FROM sqlite_master WHERE {named}", (json.dumps(bound),))
+    finally:
+        conn.execute("PRAGMA writable_schema = OFF")

@@ -42,3 +42,35 @@ class TableRebuildEdgesTest(RebuiltTablesCase):
                       "would renumber ('bot-bottle db check' reports it)", said)
         self.assertIn(("oid",), self.query("SELECT name FROM pragma_table_info('proposals')"))  # as it was
 
+
+    def test_a_constraint_index_row_whose_tbl_name_lies_does_not_stop_every_write(self) -> None:
+        """Found by hostile review 64: the audit log rebuilt refusing revocations, and its constraint index's row
+        given tbl_name 'grants' (SQLite binds such a row to its table by its name alone) and the last rowid
+        there is. The rebuild's DROP TABLE deletes the rows by tbl_name, so that one stayed, naming the page the
+        DROP freed under the name the copy's own index then took; loaded after it, it had SQLite find the file
+        malformed inside the write, and every host write failed ("is corrupt ... restore the newest backup"),
+        where before only revocations did. The rows bound to the dropped table go with it."""
+        entries = self.query("SELECT * FROM audit_log ORDER BY seq")
+        self.rebuild("audit_log", check=REFUSING)
+        self.sidecar("PRAGMA writable_schema = ON",
+                     "UPDATE sqlite_master SET tbl_name = 'grants', rowid = 9223372036854775807 "
+                     "WHERE name = 'sqlite_autoindex_audit_log_1'", "PRAGMA writable_schema = OFF", bumped=True)
+        said = self.revoke(self.grant_id)
+        self.assertIn(f'{REBUILT} into other columns', said)
+        self.assert_revoked(self.grant_id)
+        self.assertEqual(self.query("SELECT * FROM audit_log ORDER BY seq")[:len(entries)], entries)
+        self.assertEqual(self.query("SELECT tbl_name FROM sqlite_master WHERE name = 'sqlite_autoindex_audit_log_1'"),
+                         [("audit_log",)])
+        self.assert_sound()
+
+    def test_a_constraint_index_row_whose_tbl_name_lies_and_before_the_table_does_not_stop_every_write(self) -> None:
+        """The same row at the rowid it had: loaded before the table renamed into place, it was an orphan index
+        to SQLite ("malformed database schema ... orphan index"), every host write failing with it."""
+        self.rebuild("audit_log", check=REFUSING)
+        self.sidecar("PRAGMA writable_schema = ON",
+                     "UPDATE sqlite_master SET tbl_name = 'grants' || char(0) "
+                     "WHERE name = 'sqlite_autoindex_audit_log_1'",
+                     "PRAGMA writable_schema = OFF", bumped=True)
+        self.assertIn(REBUILT, self.revoke(self.grant_id))
+        self.assert_revoked(self.grant_id)
+        self.assert_sound()
