@@ -54,7 +54,7 @@ from bot_bottle.schema.files import Migration, discover, layout_aside
 from bot_bottle.schema.state import HISTORY_TABLE, current_version
 from bot_bottle.schema.steps import expected_schema
 from bot_bottle.schema.table_rebuild import rebuilt
-from bot_bottle.schema.table_text import rewritten
+from bot_bottle.schema.table_text import names_back, rewritten
 
 GUARDED_KINDS = ("index", "trigger")
 _LIVE = (f"SELECT rowid, {TYPE}, {CUT.format('name')}, sql FROM sqlite_master "
@@ -110,6 +110,9 @@ class SchemaGuard:
         schema = expected_schema(known, version)
         expected = {key: sql for key, sql in schema.items() if key[0] in GUARDED_KINDS}
         rows = _keyed(live)
+        spelled = names_back(conn, rows, schema)  # first: everything below goes by the names
+        if spelled:
+            rows = _keyed(conn.execute(_LIVE).fetchall())
         # What no migration made goes first, and what differs from its migration's (made again last): the
         # tables' write-back below has the connection read the schema again, and a sidecar's index on a
         # generated VIRTUAL column it had written into the audit log's CREATE, still there then, named a column
@@ -128,7 +131,7 @@ class SchemaGuard:
         tables_rebuilt, tables_left_why = rebuilt(conn, tables_left, schema)
         tables_made = _tables_made_again(conn, rows, schema)
         now = {key for key in _keyed(conn.execute(_LIVE).fetchall()) if key[0] in GUARDED_KINDS}
-        done = _tables_done(tables_said, tables_rebuilt, tables_left_why) + _tables_made_said(tables_made) + \
+        done = _tables_done(spelled, tables_said, tables_rebuilt, tables_left_why) + _tables_made_said(tables_made) + \
             _made_again_said(conn, taken._replace(foreign=taken.foreign + linked.foreign,
                                                   unused=taken.unused or linked.unused), expected, now, before)
         self._good = conn.execute(_LIVE).fetchall()
@@ -144,9 +147,12 @@ def _keyed(live: list[tuple[int, str, str, str]]) -> dict[tuple[str, str], tuple
     return {(kind, name): (rowid, sql) for rowid, kind, name, sql in live}
 
 
-def _tables_done(said: list[tuple[str, str]], rebuilt_again: list[tuple[str, str]],
+def _tables_done(spelled: list[tuple[str, str]], said: list[tuple[str, str]], rebuilt_again: list[tuple[str, str]],
                  left: list[tuple[tuple[str, str], str]]) -> list[str]:
     done = []
+    if spelled:
+        done.append(f"wrote back as its migration named it the name of a table a process with the database file had "
+                    f"spelled otherwise (its rows kept): {_named(spelled)}")
     if said:
         done.append(f"wrote back as its migration made it the CREATE of a table a process with the database file "
                     f"had changed (its rows kept): {_named(said)}")

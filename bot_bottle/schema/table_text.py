@@ -58,6 +58,31 @@ def rewritten(conn: sqlite3.Connection, rows: dict[tuple[str, str], tuple[int, s
     return said, [key for key in differing if key not in same]
 
 
+def names_back(conn: sqlite3.Connection, rows: dict[tuple[str, str], tuple[int, str]],
+               expected: dict[tuple[str, str], str]) -> list[tuple[str, str]]:
+    """Write back the name of each migration's table whose row in ``rows`` spells it otherwise (``RULES``); the
+    keys as they were.
+
+    SQLite loads a row whose name matches its CREATE's case-blind: the same table, its rows and indexes. Gone
+    by the name as written, the guard read the rules and grants tables renamed 'RULES' and 'GRANTS' as tables
+    no migration made that declare a foreign key: it dropped them, every standing rule and grant with them,
+    and made them again, empty. Only the row's name and tbl_name change, nothing SQLite binds."""
+    made = {name.lower(): name for kind, name in expected if kind == "table"}
+    spelled = sorted(key for key in rows if key[0] == "table" and key[1] != made.get(key[1].lower(), key[1])
+                     and ("table", made[key[1].lower()]) not in rows)
+    if spelled:
+        conn.execute("PRAGMA writable_schema = ON")
+        try:
+            for key in spelled:
+                conn.execute("UPDATE sqlite_master SET name = :name, tbl_name = :name WHERE rowid = :rowid",
+                             {"name": made[key[1].lower()], "rowid": rows[key][0]})
+            version = int(conn.execute("PRAGMA schema_version").fetchone()[0])
+            conn.execute(f"PRAGMA schema_version = {version + 1}")  # every other connection reads it again
+        finally:
+            conn.execute("PRAGMA writable_schema = RESET")  # and this one, before its next statement
+    return spelled
+
+
 def _said_apart(sql: str) -> str:
     """The text as far as a difference in it is said: layout and double quotes aside. A down migration's rebuild
     renamed into place reads ``CREATE TABLE "parent"`` where its up migration made ``CREATE TABLE parent``, and

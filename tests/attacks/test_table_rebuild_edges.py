@@ -74,3 +74,41 @@ class TableRebuildEdgesTest(RebuiltTablesCase):
         self.assertIn(REBUILT, self.revoke(self.grant_id))
         self.assert_revoked(self.grant_id)
         self.assert_sound()
+
+    def test_a_migration_table_whose_name_is_spelled_in_capitals_keeps_its_rows(self) -> None:
+        """Found by hostile review 64: the rules and grants tables' rows renamed 'RULES' and 'GRANTS' (SQLite
+        loads a row whose name matches its CREATE case-blind: the same tables). The guard went by the names as
+        written: each read as a table no migration made that declares a foreign key, so it dropped them, every
+        standing rule and grant with them, and made them again, empty, saying it had dropped what no migration
+        made. Their names are written back; every row stays, and the revocation is recorded."""
+        self.cli("rules", "add", "--all-bottles", "--host", "evil.example", "--reject", "--notes", "no")
+        rules, grants = self.query("SELECT * FROM rules"), self.query("SELECT * FROM grants")
+        self.sidecar("PRAGMA writable_schema = ON", "UPDATE sqlite_master SET name = upper(name) "
+                     "WHERE type = 'table' AND name IN ('rules', 'grants')", "PRAGMA writable_schema = OFF",
+                     bumped=True)
+        said = self.revoke(self.grant_id)
+        self.assertNotIn("dropped", said)
+        self.assertIn('table "GRANTS", table "RULES"', said)
+        self.assert_revoked(self.grant_id)
+        self.assertEqual(self.query("SELECT * FROM rules"), rules)
+        self.assertEqual(self.query("SELECT id FROM grants"), [(row[0],) for row in grants])
+        self.assertEqual(self.query("SELECT name FROM sqlite_master WHERE type = 'table' AND lower(name) IN "
+                                    "('rules', 'grants') ORDER BY name"), [("grants",), ("rules",)])
+        self.assert_sound()
+
+    def test_the_audit_log_rebuilt_under_a_name_in_capitals_is_rebuilt(self) -> None:
+        """The audit log rebuilt refusing revocations and renamed 'AUDIT_LOG': the guard neither rebuilt it (no
+        migration's table by that name) nor made the log again (one was there), but took it out as a table of
+        no migration's that declares a foreign key and made an empty log in its place; the sealed anchor then
+        refused every write ("entries 1-1 were removed"). Now its name is written back and it is rebuilt."""
+        entries = self.query("SELECT * FROM audit_log ORDER BY seq")
+        self.rebuild("audit_log", check=REFUSING)
+        self.sidecar("PRAGMA writable_schema = ON", "UPDATE sqlite_master SET name = 'AUDIT_LOG' || char(0) || 'x' "
+                     "WHERE type = 'table' AND name = 'audit_log'", "PRAGMA writable_schema = OFF", bumped=True)
+        said = self.revoke(self.grant_id)
+        self.assertIn(REBUILT, said)
+        self.assert_revoked(self.grant_id)
+        self.assertEqual(self.query("SELECT * FROM audit_log ORDER BY seq")[:len(entries)], entries)
+        self.assertEqual(self.guarded(), self.made())
+        self.assert_sound()
+
