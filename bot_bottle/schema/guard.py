@@ -61,6 +61,7 @@ _LIVE = (f"SELECT rowid, {TYPE}, {CUT.format('name')}, sql FROM sqlite_master "
          f"WHERE {TYPE} IN ('index', 'table', 'trigger') AND sql IS NOT NULL")
 NAMES_SAID = 5  # names a warning lists before it counts the rest
 NAME_CHARS = 60  # of each name said
+_HIGH = 1 << 62  # a schema row's rowid past this is a sidecar's doing (``_numbered_down``)
 
 
 def _say_on_stderr(message: str) -> None:
@@ -95,6 +96,8 @@ class SchemaGuard:
         live = conn.execute(_LIVE).fetchall()
         if live == self._good:
             return []
+        if _numbered_down(conn):
+            live = conn.execute(_LIVE).fetchall()
         known = self._known if self._known is not None else discover()
         version = current_version(conn)
         if version > len(known):
@@ -141,6 +144,29 @@ class SchemaGuard:
         """Say what ``hold`` did, now that its transaction committed (a rolled-back one did nothing)."""
         for line in done:
             self.say(line)
+
+
+def _numbered_down(conn: sqlite3.Connection) -> bool:
+    """Number the schema rows a sidecar put past ``_HIGH`` down, in their order, next to the others; whether any.
+
+    SQLite numbers a new row max(rowid) + 1, and at random once the last rowid is taken, and it loads the
+    schema in rowid order, a table before what is made on it: a view of the sidecar's at the last rowid had the
+    guard's table made again, or rebuilt, land after its own indexes as often as not, and the write committed
+    a schema no process could load ("no such table: main.audit_log")."""
+    high = [rowid for (rowid,) in conn.execute("SELECT rowid FROM sqlite_master WHERE rowid > ? ORDER BY rowid",
+                                                (_HIGH,))]
+    if not high:
+        return False
+    (base,) = conn.execute("SELECT coalesce(max(rowid), 0) FROM sqlite_master WHERE rowid <= ?", (_HIGH,)).fetchone()
+    conn.execute("PRAGMA writable_schema = ON")
+    try:  # each row to a number no higher than its own and past the one before: none taken
+        conn.executemany("UPDATE sqlite_master SET rowid = ? WHERE rowid = ?",
+                         [(int(base) + number, rowid) for number, rowid in enumerate(high, 1)])
+        version = int(conn.execute("PRAGMA schema_version").fetchone()[0])
+        conn.execute(f"PRAGMA schema_version = {version + 1}")  # every other connection reads it again
+    finally:
+        conn.execute("PRAGMA writable_schema = RESET")  # and this one, before its next statement
+    return True
 
 
 def _keyed(live: list[tuple[int, str, str, str]]) -> dict[tuple[str, str], tuple[int, str]]:

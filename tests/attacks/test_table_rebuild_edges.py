@@ -112,3 +112,31 @@ class TableRebuildEdgesTest(RebuiltTablesCase):
         self.assertEqual(self.guarded(), self.made())
         self.assert_sound()
 
+    def test_a_schema_row_at_the_last_rowid_does_not_leave_the_schema_unloadable(self) -> None:
+        """Found by hostile review 64: a view of the sidecar's at rowid 9223372036854775807, the audit log rebuilt
+        refusing revocations. SQLite numbers each new row at random once the last rowid is taken, and loads the
+        schema in rowid order: the copy's constraint index landed before the copy (an orphan index: the rebuild
+        undone, and the write failed "database disk image is malformed"), or the log's indexes made again landed
+        before it, and the write committed a schema no process could load ("malformed database schema
+        (audit_log_by_proposal) - no such table: main.audit_log", told to restore a backup). The rows up there
+        are numbered down first, in their order."""
+        self.rebuild("audit_log", check=REFUSING)
+        self.sidecar("CREATE VIEW zz AS SELECT 1", "PRAGMA writable_schema = ON",
+                     "UPDATE sqlite_master SET rowid = 9223372036854775807 WHERE name = 'zz'",
+                     "PRAGMA writable_schema = OFF", bumped=True)
+        self.assertIn(REBUILT, self.revoke(self.grant_id))
+        self.assert_revoked(self.grant_id)
+        self.assertEqual(self.guarded(), self.made())
+        self.assertEqual(self.query("SELECT count(*) FROM sqlite_master WHERE name = 'zz' AND rowid < 1000"), [(1,)])
+        self.approve("web-1", {"host": "later.example"})
+
+    def test_a_table_made_again_after_a_row_at_the_last_rowid_leaves_the_schema_loadable(self) -> None:
+        """The same row, the rules table dropped: made again, empty, its indexes and triggers numbered at random,
+        before it as often as not."""
+        self.sidecar("DROP TABLE rules", "CREATE VIEW zz AS SELECT 1", "PRAGMA writable_schema = ON",
+                     "UPDATE sqlite_master SET rowid = 9223372036854775807 WHERE name = 'zz'",
+                     "PRAGMA writable_schema = OFF", bumped=True)
+        self.assertIn('made again, empty, a table', self.revoke(self.grant_id))
+        self.assert_revoked(self.grant_id)
+        self.assertEqual(self.guarded(), self.made())
+        self.cli("rules", "add", "--all-bottles", "--host", "evil.example", "--reject", "--notes", "no")
