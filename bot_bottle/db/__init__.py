@@ -199,10 +199,15 @@ class Database:
         write, a few microseconds each.
         """
         with self._lock:
-            with translate_errors(self.path), transaction(self._conn) as conn:
-                restored = self._guard.hold(conn) if self._guard is not None else []
-                yield conn
-                self._same_files()
+            try:
+                with translate_errors(self.path), transaction(self._conn) as conn:
+                    restored = self._guard.hold(conn) if self._guard is not None else []
+                    yield conn
+                    self._same_files()
+            except BaseException:
+                if self._guard is not None:
+                    self._guard.rolled_back()  # a table it had to leave may be why: said before the error
+                raise
             if self._guard is not None:
                 self._guard.committed(restored)
             self._same_files(committed=True)

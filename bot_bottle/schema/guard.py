@@ -88,6 +88,7 @@ class SchemaGuard:
         # (A list, in sqlite_master's order: compared without hashing every CREATE's text at each write; the same
         # rows in another order are looked at again and found good.)
         self._good: list[tuple[int, str, str, str]] | None = None
+        self._unmended: list[str] = []  # the last hold's tables left as rebuilt, said (``rolled_back``)
 
     def hold(self, conn: sqlite3.Connection) -> list[str]:
         """In the caller's write transaction (the write lock held): take out what no migration made, write back
@@ -134,7 +135,8 @@ class SchemaGuard:
         tables_rebuilt, tables_left_why = rebuilt(conn, tables_left, schema)
         tables_made = _tables_made_again(conn, rows, schema)
         now = {key for key in _keyed(conn.execute(_LIVE).fetchall()) if key[0] in GUARDED_KINDS}
-        done = _tables_done(spelled, tables_said, tables_rebuilt, tables_left_why) + _tables_made_said(tables_made) + \
+        self._unmended = _tables_left_said(tables_left_why)
+        done = _tables_done(spelled, tables_said, tables_rebuilt) + self._unmended + _tables_made_said(tables_made) + \
             _made_again_said(conn, taken._replace(foreign=taken.foreign + linked.foreign,
                                                   unused=taken.unused or linked.unused), expected, now, before)
         self._good = conn.execute(_LIVE).fetchall()
@@ -142,7 +144,16 @@ class SchemaGuard:
 
     def committed(self, done: list[str]) -> None:
         """Say what ``hold`` did, now that its transaction committed (a rolled-back one did nothing)."""
+        self._unmended = []
         for line in done:
+            self.say(line)
+
+    def rolled_back(self) -> None:
+        """Say, of a write that failed after ``hold``, the tables it had to leave as a process with the file
+        rebuilt them: what the write's error is most likely about (a CHECK of the sidecar's refusing a
+        revocation). What it did besides went with the rollback, and the next write does it again."""
+        unmended, self._unmended = self._unmended, []
+        for line in unmended:
             self.say(line)
 
 
@@ -173,8 +184,8 @@ def _keyed(live: list[tuple[int, str, str, str]]) -> dict[tuple[str, str], tuple
     return {(kind, name): (rowid, sql) for rowid, kind, name, sql in live}
 
 
-def _tables_done(spelled: list[tuple[str, str]], said: list[tuple[str, str]], rebuilt_again: list[tuple[str, str]],
-                 left: list[tuple[tuple[str, str], str]]) -> list[str]:
+def _tables_done(spelled: list[tuple[str, str]], said: list[tuple[str, str]],
+                 rebuilt_again: list[tuple[str, str]]) -> list[str]:
     done = []
     if spelled:
         done.append(f"wrote back as its migration named it the name of a table a process with the database file had "
@@ -185,10 +196,13 @@ def _tables_done(spelled: list[tuple[str, str]], said: list[tuple[str, str]], re
     if rebuilt_again:
         done.append(f"rebuilt as its migration made it a table a process with the database file had rebuilt into "
                     f"other columns (its rows copied, its own columns and constraints gone): {_named(rebuilt_again)}")
-    for key, why in left:
-        done.append(f"left as it is a table a process with the database file rebuilt into other columns than its "
-                    f"migration's: {_named([key])}, as {_printable(why)} ('bot-bottle db check' reports it)")
     return done
+
+
+def _tables_left_said(left: list[tuple[tuple[str, str], str]]) -> list[str]:
+    return [f"left as it is a table a process with the database file rebuilt into other columns than its "
+            f"migration's: {_named([key])}, as {_printable(why)} ('bot-bottle db check' reports it)"
+            for key, why in left]
 
 
 def _tables_made_again(conn: sqlite3.Connection, live: dict[tuple[str, str], tuple[int, str]],

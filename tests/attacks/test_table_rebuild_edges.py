@@ -140,3 +140,16 @@ class TableRebuildEdgesTest(RebuiltTablesCase):
         self.assert_revoked(self.grant_id)
         self.assertEqual(self.guarded(), self.made())
         self.cli("rules", "add", "--all-bottles", "--host", "evil.example", "--reject", "--notes", "no")
+
+    def test_a_table_referencing_itself_is_left(self) -> None:
+        """The audit log rebuilt with a column referencing its own entries: its DROP would delete its rows first,
+        each looking up the rows that reference it in a column with no index, a scan of the whole log for every
+        entry (hours at a host's size, under the write lock). Left, said: the revocation fails as the CHECK
+        says, nothing of the log changed."""
+        self.rebuild("audit_log", extra="back INTEGER REFERENCES audit_log (seq)", check=REFUSING)
+        entries = self.query("SELECT count(*) FROM audit_log")
+        done = self.run_cli("grants", "revoke", self.grant_id[:8], "--reason", "no pastes")
+        self.assertNotEqual(done.returncode, 0)
+        self.assertIn('table "audit_log", as it references itself', done.stderr)
+        self.assertEqual(self.query("SELECT count(*) FROM audit_log"), entries)
+
