@@ -188,8 +188,8 @@ def _tables_done(spelled: list[tuple[str, str]], said: list[tuple[str, str]],
                  rebuilt_again: list[tuple[str, str]]) -> list[str]:
     done = []
     if spelled:
-        done.append(f"wrote back as its migration named it the name of a table a process with the database file had "
-                    f"spelled otherwise (its rows kept): {_named(spelled)}")
+        done.append(f"wrote back as its migration named it the name or type of a table a process with the database "
+                    f"file had spelled otherwise (its rows kept): {_named(spelled)}")
     if said:
         done.append(f"wrote back as its migration made it the CREATE of a table a process with the database file "
                     f"had changed (its rows kept): {_named(said)}")

@@ -193,8 +193,10 @@ def _texts_written(conn: sqlite3.Connection, texts: dict[str, str]) -> None:
         return
     conn.execute("PRAGMA writable_schema = ON")
     try:
-        for name, sql in texts.items():
-            conn.execute("UPDATE sqlite_master SET sql = ? WHERE type = 'table' AND name = ?", (sql, name))
+        for name, sql in texts.items():  # one row each, or the DROP would go by references still there
+            if conn.execute("UPDATE sqlite_master SET sql = ? WHERE type = 'table' AND name = ?",
+                            (sql, name)).rowcount != 1:
+                raise sqlite3.DatabaseError(f"the CREATE of {name[:60]!r} could not be written")
         version = int(conn.execute("PRAGMA schema_version").fetchone()[0])
         conn.execute(f"PRAGMA schema_version = {version + 1}")
     finally:

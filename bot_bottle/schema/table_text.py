@@ -13,6 +13,7 @@ A table rebuilt into other storage is left to ``schema.table_rebuild``.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 
 from bot_bottle.schema.files import layout_aside
@@ -60,27 +61,34 @@ def rewritten(conn: sqlite3.Connection, rows: dict[tuple[str, str], tuple[int, s
 
 def names_back(conn: sqlite3.Connection, rows: dict[tuple[str, str], tuple[int, str]],
                expected: dict[tuple[str, str], str]) -> list[tuple[str, str]]:
-    """Write back the name of each migration's table whose row in ``rows`` spells it otherwise (``RULES``); the
-    keys as they were.
+    """Write back the type, name and tbl_name of each migration's table whose row in ``rows`` spells them
+    otherwise (``RULES``, ``TABLE``, ``grants`` || char(0) || ``x``); the keys, the names as the rows held them.
 
-    SQLite loads a row whose name matches its CREATE's case-blind: the same table, its rows and indexes. Gone
-    by the name as written, the guard read the rules and grants tables renamed 'RULES' and 'GRANTS' as tables
-    no migration made that declare a foreign key: it dropped them, every standing rule and grant with them,
-    and made them again, empty. Only the row's name and tbl_name change, nothing SQLite binds."""
+    SQLite loads a row whose type, name and tbl_name match its CREATE's case-blind, each to its first NUL: the
+    same table, its rows and indexes. Gone by the name as written, the guard read the rules and grants tables
+    renamed 'RULES' and 'GRANTS' as tables no migration made that declare a foreign key: it dropped them, every
+    standing rule and grant with them, and made them again, empty. And the table rebuild, which writes the CREATEs
+    of the tables referencing the one it rebuilds by their type and name, read the grants table named 'grants'
+    || char(0) || 'x' as not its migration's (typed 'TABLE': its references not set aside, so the DROP failed on
+    them): the audit log was left refusing revocations. Only the row's type, name and tbl_name change, nothing
+    SQLite binds."""
     made = {name.lower(): name for kind, name in expected if kind == "table"}
-    spelled = sorted(key for key in rows if key[0] == "table" and key[1] != made.get(key[1].lower(), key[1])
-                     and ("table", made[key[1].lower()]) not in rows)
+    ours = {rows[key][0]: made[key[1].lower()] for key in rows if key[0] == "table" and key[1].lower() in made
+            and (key[1] == made[key[1].lower()] or ("table", made[key[1].lower()]) not in rows)}
+    spelled = sorted((rowid, str(name)) for rowid, kind, name, table in conn.execute(
+        "SELECT rowid, type, name, tbl_name FROM sqlite_master WHERE rowid IN (SELECT value FROM json_each(?))",
+        (json.dumps(list(ours)),)) if (kind, name, table) != ("table", ours[rowid], ours[rowid]))
     if spelled:
         conn.execute("PRAGMA writable_schema = ON")
         try:
-            for key in spelled:
-                conn.execute("UPDATE sqlite_master SET name = :name, tbl_name = :name WHERE rowid = :rowid",
-                             {"name": made[key[1].lower()], "rowid": rows[key][0]})
+            for rowid, _ in spelled:
+                conn.execute("UPDATE sqlite_master SET type = 'table', name = :name, tbl_name = :name "
+                             "WHERE rowid = :rowid", {"name": ours[rowid], "rowid": rowid})
             version = int(conn.execute("PRAGMA schema_version").fetchone()[0])
             conn.execute(f"PRAGMA schema_version = {version + 1}")  # every other connection reads it again
         finally:
             conn.execute("PRAGMA writable_schema = RESET")  # and this one, before its next statement
-    return spelled
+    return sorted(("table", name) for _, name in spelled)
 
 
 def _said_apart(sql: str) -> str:

@@ -153,3 +153,35 @@ class TableRebuildEdgesTest(RebuiltTablesCase):
         self.assertIn('table "audit_log", as it references itself', done.stderr)
         self.assertEqual(self.query("SELECT count(*) FROM audit_log"), entries)
 
+
+    def test_a_table_referencing_the_log_named_with_a_nul_does_not_leave_the_log(self) -> None:
+        """Found by hostile review 65: the audit log rebuilt refusing revocations, and the grants table's row
+        named 'grants' || char(0) || 'x' (SQLite reads the name to the NUL: the same table). The rebuild read the
+        grants table, which references the log, by its name as written, found no migration's table of that name,
+        and left the log: 'grants revoke' failed with "CHECK constraint failed", the grant in force. The name is
+        written back first, and the log rebuilt."""
+        entries = self.query("SELECT * FROM audit_log ORDER BY seq")
+        self.rebuild("audit_log", check=REFUSING)
+        self.sidecar("PRAGMA writable_schema = ON", "UPDATE sqlite_master SET name = 'grants' || char(0) || 'x' "
+                     "WHERE type = 'table' AND name = 'grants'", "PRAGMA writable_schema = OFF", bumped=True)
+        said = self.revoke(self.grant_id)
+        self.assertIn('spelled otherwise (its rows kept): table "grants\\x00x"', said)
+        self.assertIn(REBUILT, said)
+        self.assert_revoked(self.grant_id)
+        self.assertEqual(self.query("SELECT * FROM audit_log ORDER BY seq")[:len(entries)], entries)
+        self.assertEqual(self.query("SELECT count(*) FROM sqlite_master WHERE name = 'grants'"), [(1,)])
+        self.assert_sound()
+
+    def test_a_table_referencing_the_log_typed_in_capitals_does_not_leave_the_log(self) -> None:
+        """Found by hostile review 65: the grants table's row typed 'TABLE' (SQLite loads it as a table). The
+        rebuild set the references to the log aside by ``type = 'table'``, so the grants table's were not, and
+        the log's DROP deleted its rows first and failed on them ("FOREIGN KEY constraint failed"): the log was
+        left refusing revocations, the grant in force. The row's type is written back first."""
+        self.rebuild("audit_log", check=REFUSING)
+        self.sidecar("PRAGMA writable_schema = ON", "UPDATE sqlite_master SET type = 'TABLE' WHERE name = 'grants'",
+                     "PRAGMA writable_schema = OFF", bumped=True)
+        said = self.revoke(self.grant_id)
+        self.assertIn(REBUILT, said)
+        self.assert_revoked(self.grant_id)
+        self.assertEqual(self.query("SELECT type FROM sqlite_master WHERE name = 'grants'"), [("table",)])
+        self.assert_sound()
