@@ -97,7 +97,8 @@ class SchemaGuard:
         live = conn.execute(_LIVE).fetchall()
         if live == self._good:
             return []
-        if _numbered_down(conn):
+        repeated = _repeats_out(conn)
+        if _numbered_down(conn) or repeated:
             live = conn.execute(_LIVE).fetchall()
         known = self._known if self._known is not None else discover()
         version = current_version(conn)
@@ -136,7 +137,8 @@ class SchemaGuard:
         tables_made = _tables_made_again(conn, rows, schema)
         now = {key for key in _keyed(conn.execute(_LIVE).fetchall()) if key[0] in GUARDED_KINDS}
         self._unmended = _tables_left_said(tables_left_why)
-        done = _tables_done(spelled, tables_said, tables_rebuilt) + self._unmended + _tables_made_said(tables_made) + \
+        done = _repeats_said(repeated) + _tables_done(spelled, tables_said, tables_rebuilt) + \
+            self._unmended + _tables_made_said(tables_made) + \
             _made_again_said(conn, taken._replace(foreign=taken.foreign + linked.foreign,
                                                   unused=taken.unused or linked.unused), expected, now, before)
         self._good = conn.execute(_LIVE).fetchall()
@@ -178,6 +180,36 @@ def _numbered_down(conn: sqlite3.Connection) -> bool:
     finally:
         conn.execute("PRAGMA writable_schema = RESET")  # and this one, before its next statement
     return True
+
+
+def _repeats_out(conn: sqlite3.Connection) -> list[tuple[str, str]]:
+    """Take out each schema row (with a CREATE) that repeats the type and name of one before it, as SQLite loads
+    them (a view's and a table's names are one); the rows taken out, by type and name.
+
+    SQLite loads the rows in rowid order and skips a CREATE ... IF NOT EXISTS of a name it has (any other
+    repeat, and no process can load the file). The guard went by the last row of each name: a trigger refusing
+    revocations under the audit log's append-only trigger's name, and after it a row 'CREATE TRIGGER IF NOT
+    EXISTS audit_log_no_update ...', had the guard take out the second and fail to make the migration's again
+    ("already exists"), the first running inside every revocation ("nope"); a second row 'CREATE TABLE IF NOT
+    EXISTS grants (x)' had it write the grants table's CREATE over it, and no process could load the file
+    ("table grants already exists"). Such rows define nothing SQLite reads."""
+    seen: set[tuple[str, str]] = set()
+    repeats: list[tuple[int, str, str]] = []
+    for rowid, kind, name, folded in conn.execute(  # folded as SQLite folds names: ASCII letters only
+            f"SELECT rowid, {TYPE}, {CUT.format('name')}, lower({CUT.format('name')}) FROM sqlite_master WHERE "
+            f"{TYPE} IN ('index', 'table', 'trigger', 'view') AND sql IS NOT NULL AND sql <> '' ORDER BY rowid"):
+        key = ("table" if kind == "view" else str(kind), str(folded))
+        if key in seen:
+            repeats.append((int(rowid), str(kind), str(name)))
+        seen.add(key)
+    if repeats:
+        _unlisted(conn, [rowid for rowid, _, _ in repeats], [])
+    return [(kind, name) for _, kind, name in repeats]
+
+
+def _repeats_said(repeats: list[tuple[str, str]]) -> list[str]:
+    return [f"took out schema rows repeating the name of one before them, which SQLite skips (a process with the "
+            f"database file wrote them to hide what is under that name): {_named(repeats)}"] if repeats else []
 
 
 def _keyed(live: list[tuple[int, str, str, str]]) -> dict[tuple[str, str], tuple[int, str]]:

@@ -253,3 +253,40 @@ class SchemaGuardEdgesTest(SidecarSchemaCase):
             return conn.execute("SELECT id FROM rules").fetchall()
         finally:
             conn.close()
+
+    def test_a_trigger_under_a_migrations_name_hidden_behind_a_repeat_of_it_is_taken_out(self) -> None:
+        """Found by hostile review 65: the audit log's append-only trigger replaced by one refusing revocations,
+        and after it a second row 'CREATE TRIGGER IF NOT EXISTS audit_log_no_update ...' (SQLite skips it: the
+        name is taken). The guard went by the last row of each name: it took out the second, could not make the
+        migration's trigger again ("already exists"), and the first ran inside the revocation ("nope"), the
+        guard's work rolled back with it, at every attempt. Rows repeating a name go first."""
+        super().sidecar("DROP TRIGGER audit_log_no_update",
+                        REFUSE_REVOCATIONS.replace("nope BEFORE", "audit_log_no_update BEFORE"))
+        self.sidecar("INSERT INTO sqlite_master VALUES ('trigger', 'audit_log_no_update', 'audit_log', 0, "
+                     "'CREATE TRIGGER IF NOT EXISTS audit_log_no_update BEFORE DELETE ON audit_log "
+                     "BEGIN SELECT 1; END')")
+        said = self.revoke()
+        self.assertIn('which SQLite skips (a process with the database file wrote them to hide what is under that '
+                      'name): trigger "audit_log_no_update"', said)
+        self.assertEqual(self.guarded(), self.made())
+        self.assert_sound()
+
+    def test_a_repeated_row_of_a_migration_tables_name_does_not_leave_the_file_unloadable(self) -> None:
+        """Found by hostile review 65: a second row 'CREATE TABLE IF NOT EXISTS grants (x)' (SQLite skips it). The
+        guard read it as the grants table's CREATE changed, and wrote the migration's over it: two rows making
+        the grants table, SQLite refused the schema ("table grants already exists"), and every host write
+        failed, the operator told to restore a backup. The repeat is taken out; every grant stays."""
+        grants = self.query("SELECT * FROM grants")
+        self.sidecar("INSERT INTO sqlite_master VALUES ('table', 'grants', 'grants', 0, "
+                     "'CREATE TABLE IF NOT EXISTS grants (x)')")
+        self.assertIn('table "grants"', self.revoke())
+        self.assertEqual(len(self.query("SELECT * FROM grants")), len(grants))
+        self.assertEqual(self.query("SELECT count(*) FROM sqlite_master WHERE name = 'grants'"), [(1,)])
+        self.assert_sound()
+
+    def query(self, sql: str) -> list[tuple[object, ...]]:
+        conn = sqlite3.connect(self.db, isolation_level=None)
+        try:
+            return conn.execute(sql).fetchall()
+        finally:
+            conn.close()
