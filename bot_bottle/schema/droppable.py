@@ -6,7 +6,7 @@ forged row freed the audit log's pages, and the file was malformed for every
 process after. So a DROP is only for what is provably its own: its pages,
 walked by SQLite's ``dbstat``, held by it alone, in a file ``quick_check``
 finds whole, no other table referencing it. Everything else the guard takes
-out by its schema rows (``guard._unlisted``). The names in ``sqlite_master``
+out by its schema rows (``taking_out.unlisted``). The names in ``sqlite_master``
 are read as SQLite loads them: case-blind, to the first NUL.
 """
 
