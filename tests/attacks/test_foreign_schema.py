@@ -45,6 +45,14 @@ class SidecarSchemaCase(HostGrantsCase):
         finally:
             conn.close()
 
+    def query(self, sql: str) -> list[tuple[object, ...]]:
+        """``sql``'s rows, read by a connection of the test's own."""
+        conn = sqlite3.connect(self.db, isolation_level=None)
+        try:
+            return conn.execute(sql).fetchall()
+        finally:
+            conn.close()
+
     def guarded(self) -> dict[tuple[str, str], str]:
         """The triggers and indexes in the file now, by (type, name)."""
         with Database(self.db, migrate_schema=False).read() as conn:

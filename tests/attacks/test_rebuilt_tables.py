@@ -56,13 +56,6 @@ class RebuiltTablesCase(SidecarSchemaCase):
         finally:
             conn.close()
 
-    def query(self, sql: str) -> list[tuple[object, ...]]:
-        conn = sqlite3.connect(self.db, isolation_level=None)
-        try:
-            return conn.execute(sql).fetchall()
-        finally:
-            conn.close()
-
     def duplicate(self, table: str, column: str, value: object) -> None:
         """The sidecar copies a row of ``table`` with ``column`` set to ``value``."""
         conn = sqlite3.connect(self.db, isolation_level=None)

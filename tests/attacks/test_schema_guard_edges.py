@@ -283,10 +283,3 @@ class SchemaGuardEdgesTest(SidecarSchemaCase):
         self.assertEqual(len(self.query("SELECT * FROM grants")), len(grants))
         self.assertEqual(self.query("SELECT count(*) FROM sqlite_master WHERE name = 'grants'"), [(1,)])
         self.assert_sound()
-
-    def query(self, sql: str) -> list[tuple[object, ...]]:
-        conn = sqlite3.connect(self.db, isolation_level=None)
-        try:
-            return conn.execute(sql).fetchall()
-        finally:
-            conn.close()

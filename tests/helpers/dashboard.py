@@ -90,6 +90,18 @@ class DashboardCase(TempDirTest):
                                        "Content-Type": "application/x-www-form-urlencoded", **(headers or {})}
         return self.call("POST", f"/proposal/{proposal.id}/{action}", headers=sent, body=body, session=session)
 
+    def revoke_posted(self, grant_id: str, reason: str = "mirror down") -> str:
+        """Revoke a grant with the bottles page's form, as the page posts it; the page the revocation leads to,
+        which must be there."""
+        form = urlencode({"csrf": self.dashboard.csrf, "reason": reason, "decision": "revoke"}).encode()
+        status, headers, _ = self.call("POST", f"/grant/{grant_id}/revoke", body=form, headers={
+            "Origin": self.origin, "Sec-Fetch-Site": "same-origin",
+            "Content-Type": "application/x-www-form-urlencoded"})
+        self.assertEqual(status, 303)
+        status, _, body = self.call("GET", headers["location"].removeprefix(self.dashboard.root))
+        self.assertEqual(status, 200)
+        return body
+
     def approved_grant(self, bottle: str, host: str) -> Grant:
         """The grant the operator's approval of ``bottle``'s route to ``host`` makes."""
         filed = self.store.submit(bottle, TOOL_EGRESS_ALLOW, json.dumps({"host": host}), "for the build")

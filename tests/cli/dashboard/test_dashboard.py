@@ -239,13 +239,7 @@ class RulesTest(DashboardCase):
         grant = grants.for_proposal(route.id)
         (rule,) = grants.rules()
         assert grant is not None
-        form = urlencode({"csrf": self.dashboard.csrf, "reason": "mirror down", "decision": "revoke"}).encode()
-        status, headers, _ = self.call("POST", f"/grant/{grant.id}/revoke", body=form, headers={
-            "Origin": self.origin, "Sec-Fetch-Site": "same-origin",
-            "Content-Type": "application/x-www-form-urlencoded"})
-        self.assertEqual(status, 303)
-        status, _, body = self.call("GET", headers["location"].removeprefix(self.dashboard.root))
-        self.assertEqual(status, 200)
+        body = self.revoke_posted(grant.id)
         self.assertIn(f"revoked grant {grant.short_id} (web-1: pypi.org", body)
         self.assertIn(f"; rule {rule.short_id}, remembered with it, still approves the same again for web-1", body)
         # What the page says comes from the grant's row: a live grant's id, or a made-up one, says nothing.

@@ -9,7 +9,6 @@ bottle had tried.
 from __future__ import annotations
 
 import sqlite3
-from urllib.parse import urlencode
 
 from bot_bottle.decisions import decide
 from bot_bottle.grants import GrantStore
@@ -35,13 +34,7 @@ class SchemaWarningsTest(DashboardCase):
                             "WHEN NEW.action = 'grant-revoked' BEGIN SELECT RAISE(ABORT, 'nope'); END")
         finally:
             sidecar.close()
-        form = urlencode({"csrf": self.dashboard.csrf, "reason": "mirror down", "decision": "revoke"}).encode()
-        status, headers, _ = self.call("POST", f"/grant/{grant.id}/revoke", body=form, headers={
-            "Origin": self.origin, "Sec-Fetch-Site": "same-origin",
-            "Content-Type": "application/x-www-form-urlencoded"})
-        self.assertEqual(status, 303)
-        status, _, body = self.call("GET", headers["location"].removeprefix(self.dashboard.root))
-        self.assertEqual(status, 200)
+        body = self.revoke_posted(grant.id)
         self.assertIn(f"revoked grant {grant.short_id}", body)
         return body
 
