@@ -121,7 +121,8 @@ class SchemaGuard:
         # Rebuilt once the keyed tables are gone: none of a sidecar's may then reference one (its DROP deletes
         # the rows first). Their triggers and indexes go with them, made again below as the others are.
         before = {key for key in _keyed(conn.execute(_LIVE).fetchall()) if key[0] in GUARDED_KINDS}
-        tables_rebuilt, tables_left_why = rebuilt(conn, tables_left, schema)
+        versions = [expected_schema(known, at) for at in range(1, len(known) + 1)] if tables_left else []
+        tables_rebuilt, tables_left_why = rebuilt(conn, tables_left, schema, versions)
         tables_made = _tables_made_again(conn, rows, schema)
         now = {key for key in _keyed(conn.execute(_LIVE).fetchall()) if key[0] in GUARDED_KINDS}
         self._unmended = _tables_left_said(tables_left_why)

@@ -50,19 +50,23 @@ _CREATE_NAME = re.compile(r'\A\s*CREATE\s+TABLE\s+(?:"([^"]+)"|([A-Za-z_][A-Za-z
 _SPARE = "bot_bottle_rebuilding_"  # the rebuilt table's name until it takes the migration's
 
 
-def rebuilt(conn: sqlite3.Connection, tables: list[tuple[str, str]],
-            schema: dict[tuple[str, str], str]) -> tuple[list[tuple[str, str]], list[tuple[tuple[str, str], str]]]:
+def rebuilt(conn: sqlite3.Connection, tables: list[tuple[str, str]], schema: dict[tuple[str, str], str],
+            versions: list[dict[tuple[str, str], str]]) -> tuple[list[tuple[str, str]],
+                                                                  list[tuple[tuple[str, str], str]]]:
     """Rebuild each of ``tables`` (migration tables whose storage differs from their migration's CREATE in
     ``schema``) as the migration made it, in the caller's write transaction; ``(rebuilt, left with why)``.
+    ``versions``: the schema at each version the migrations know (a column one of them gives a table is never
+    the rebuild's to drop).
 
     The triggers and indexes the rebuilt tables had are dropped with them; the guard makes its migrations'
     again once this returns."""
     done: list[tuple[str, str]] = []
     pending = list(tables)
+    ever = _columns_ever(versions) if tables else {}
     while True:  # again while one got rebuilt: a table referencing another may be rebuilt before it
         left: list[tuple[tuple[str, str], str]] = []
         for key in pending:
-            why = _why_not(conn, key[1], schema)
+            why = _why_not(conn, key[1], schema, ever)
             if why is None:
                 why = _rebuild(conn, key[1], schema[key])
             if why is None:
@@ -74,7 +78,18 @@ def rebuilt(conn: sqlite3.Connection, tables: list[tuple[str, str]],
         pending = [key for key, _ in left]
 
 
-def _why_not(conn: sqlite3.Connection, table: str, schema: dict[tuple[str, str], str]) -> str | None:
+def _columns_ever(versions: list[dict[tuple[str, str], str]]) -> dict[str, set[str]]:
+    """Each table any of ``versions`` makes (lower case): every column any of them gives it (lower case)."""
+    ever: dict[str, set[str]] = {}
+    for schema in versions:
+        for (kind, name), sql in schema.items():
+            if kind == "table":
+                ever.setdefault(name.lower(), set()).update(column.lower() for column in _made_in_memory(sql)[0])
+    return ever
+
+
+def _why_not(conn: sqlite3.Connection, table: str, schema: dict[tuple[str, str], str],
+             ever: dict[str, set[str]]) -> str | None:
     """Why ``table`` may not be rebuilt (None: it may)."""
     columns, _, alias = _made_in_memory(schema[("table", table)])
     try:
@@ -96,6 +111,14 @@ def _why_not(conn: sqlite3.Connection, table: str, schema: dict[tuple[str, str],
     gone = [name for name in columns if name.lower() not in live]
     if gone:
         return f"its column {gone[0]} is gone"
+    # The version the guard holds the file to is PRAGMA user_version, which a sidecar sets: set to 8, a process
+    # that stays open rebuilt the rules table as migration 8 made it, and what each rule was confirmed for
+    # (migration 9's column) was gone. A column a migration makes is the host's data, whatever the version says.
+    made_here = {name.lower() for name in columns}
+    later = sorted(name for name in live - made_here if name in ever.get(table.lower(), set()))
+    if later:
+        return (f"its column {later[0]} is one another version of the migrations makes (the file's version may "
+                "have been set back): its rows are not the rebuild's to drop")
     if unnumbered:
         return f"a row's {alias} is not a whole number"
     if itself:
