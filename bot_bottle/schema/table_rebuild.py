@@ -21,8 +21,11 @@ A table is rebuilt only where dropping it cannot harm anything else:
   frees the pages its row names, which a sidecar may point at another
   table's;
 - every migration column is in it (a column gone is not the host's to make
-  up), its INTEGER PRIMARY KEY holds whole numbers only, and its rowids can
-  be read (SQLite would number what is not, and renumber what cannot be);
+  up), none that another version of the migrations makes is there beside
+  them (the version held to is ``user_version``, which a sidecar sets back:
+  a later migration's column is the host's data), its INTEGER PRIMARY KEY
+  holds whole numbers only, and its rowids can be read (SQLite would number
+  what is not, and renumber what cannot be);
 - every table referencing it is a migration's, as its migration made it,
   and it references no row of its own: a DROP TABLE of a table referenced
   first deletes its rows, each looking up the rows referencing it (a scan
