@@ -69,6 +69,16 @@ class RebuiltTablesCase(SidecarSchemaCase):
         finally:
             conn.close()
 
+    def assert_log_rebuilt(self, said: str, entries: list[tuple[object, ...]]) -> None:
+        """What 'grants revoke' ``said`` of the audit log, which the host rebuilt: that, the revocation recorded,
+        ``entries`` (the log before) kept, the triggers and indexes as the migrations made them, the file sound."""
+        self.assertIn(f'{REBUILT} into other columns (its rows copied, its own columns and constraints gone): '
+                      'table "audit_log"', said)
+        self.assert_revoked(self.grant_id)
+        self.assertEqual(self.query("SELECT * FROM audit_log ORDER BY seq")[:len(entries)], entries)
+        self.assertEqual(self.guarded(), self.made())
+        self.assert_sound()
+
     def assert_sound(self) -> None:
         checked = self.run_cli("db", "check")
         self.assertEqual(checked.returncode, 0, checked.stdout + checked.stderr)
@@ -85,12 +95,7 @@ class RebuiltTablesTest(RebuiltTablesCase):
         entries = self.query("SELECT * FROM audit_log ORDER BY seq")
         self.rebuild("audit_log", check=REFUSING)
         said = self.revoke(self.grant_id)
-        self.assertIn(f'{REBUILT} into other columns (its rows copied, its own columns and constraints gone): '
-                      'table "audit_log"', said)
-        self.assert_revoked(self.grant_id)
-        self.assertEqual(self.query("SELECT * FROM audit_log ORDER BY seq")[:len(entries)], entries)
-        self.assertEqual(self.guarded(), self.made())
-        self.assert_sound()
+        self.assert_log_rebuilt(said, entries)
         with self.assertRaises(sqlite3.DatabaseError):  # append-only again
             self.query("UPDATE audit_log SET notes = 'x' WHERE seq = 1")
 
