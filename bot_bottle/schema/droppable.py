@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 # ``lower(type)``: SQLite loads a row whose type, name and table match its CREATE ignoring case (ASCII, as
 # lower() folds it), so a sidecar's row typed 'TRIGGER' runs as a trigger; ``type IN (...)`` compares by case.
@@ -91,6 +93,20 @@ def misbound(conn: sqlite3.Connection, tables: list[str], bound: list[str]) -> s
         f"SELECT {TABLE} FROM sqlite_master WHERE sql IS NULL AND {TABLE} IN (SELECT lower(value) FROM "
         f"json_each(:tables)) AND lower({CUT.format('name')}) NOT IN (SELECT value FROM json_each(:bound))",
         {"tables": json.dumps(tables), "bound": json.dumps(bound)})}
+
+
+@contextmanager
+def schema_rows_written(conn: sqlite3.Connection) -> Iterator[None]:
+    """Write ``sqlite_master`` rows in the ``with`` body (``writable_schema``); once it succeeds, move the schema's
+    version on, so that every other connection reads the schema again, and this one does before its next
+    statement (``writable_schema = RESET``) whether the body succeeded or not."""
+    conn.execute("PRAGMA writable_schema = ON")
+    try:
+        yield
+        version = int(conn.execute("PRAGMA schema_version").fetchone()[0])
+        conn.execute(f"PRAGMA schema_version = {version + 1}")
+    finally:
+        conn.execute("PRAGMA writable_schema = RESET")
 
 
 def row_gone(conn: sqlite3.Connection, rowid: int, table: str | None) -> None:

@@ -46,7 +46,16 @@ import json
 import re
 import sqlite3
 
-from bot_bottle.schema.droppable import CUT, TYPE, constraint_bindings, misbound, pages_their_own, quoted, row_gone
+from bot_bottle.schema.droppable import (
+    CUT,
+    TYPE,
+    constraint_bindings,
+    misbound,
+    pages_their_own,
+    quoted,
+    row_gone,
+    schema_rows_written,
+)
 
 # The name a migration's CREATE TABLE gives, as SQLite's own rename writes it back ("audit_log" quoted).
 _CREATE_NAME = re.compile(r'\A\s*CREATE\s+TABLE\s+(?:"([^"]+)"|([A-Za-z_][A-Za-z0-9_]*))', re.IGNORECASE)
@@ -197,8 +206,7 @@ def _unreferencing(create: str, parent: str) -> str:
     memory = sqlite3.connect(":memory:", isolation_level=None)
     try:
         memory.execute(create)
-        match = _CREATE_NAME.match(create)
-        name = "t" if match is None else (match.group(1) or match.group(2))
+        name = _name_in(create)
         columns = memory.execute("SELECT * FROM pragma_table_xinfo(?)", (name,)).fetchall()
         memory.execute(f"DROP TABLE {quoted(name)}")
         memory.execute(text)
@@ -217,24 +225,24 @@ def _texts_written(conn: sqlite3.Connection, texts: dict[str, str]) -> None:
     one first, read the schema again."""
     if not texts:
         return
-    conn.execute("PRAGMA writable_schema = ON")
-    try:
+    with schema_rows_written(conn):
         for name, sql in texts.items():  # one row each, or the DROP would go by references still there
             if conn.execute("UPDATE sqlite_master SET sql = ? WHERE type = 'table' AND name = ?",
                             (sql, name)).rowcount != 1:
                 raise sqlite3.DatabaseError(f"the CREATE of {name[:60]!r} could not be written")
-        version = int(conn.execute("PRAGMA schema_version").fetchone()[0])
-        conn.execute(f"PRAGMA schema_version = {version + 1}")
-    finally:
-        conn.execute("PRAGMA writable_schema = RESET")
+
+
+def _name_in(create: str) -> str:
+    """The name a migration's CREATE TABLE gives its table ("t" where this code does not read it)."""
+    match = _CREATE_NAME.match(create)
+    return "t" if match is None else (match.group(1) or match.group(2))
 
 
 def _made_in_memory(create: str) -> tuple[list[str], bool, str | None]:
     """The columns ``create`` makes, in order; whether its rows' rowid is copied with them (the table has none,
     or an INTEGER PRIMARY KEY names it); and that column's name (None: none), read from the table made in
     memory."""
-    match = _CREATE_NAME.match(create)
-    name = "t" if match is None else (match.group(1) or match.group(2))
+    name = _name_in(create)
     conn = sqlite3.connect(":memory:", isolation_level=None)
     try:
         conn.execute(create)
@@ -288,8 +296,7 @@ def _renamed(conn: sqlite3.Connection, spare: str, table: str, create: str) -> N
          "cut": len(autoindex) + len(spare) + 1}).fetchone()
     if taken is not None:  # two rows of one index name: SQLite binds the later one, whatever pages it names
         raise sqlite3.DatabaseError(f"a schema row holds the name its constraint index takes ({str(taken[0])[:60]!r})")
-    conn.execute("PRAGMA writable_schema = ON")
-    try:
+    with schema_rows_written(conn):
         conn.execute("UPDATE sqlite_master SET name = :table, tbl_name = :table, sql = :sql "
                      "WHERE type = 'table' AND name = :spare",
                      {"table": table, "sql": create, "spare": spare})
@@ -298,10 +305,6 @@ def _renamed(conn: sqlite3.Connection, spare: str, table: str, create: str) -> N
                      ":prefix || :spare || '_'",
                      {"prefix": autoindex, "table": table, "spare": spare, "rest": len(autoindex) + len(spare) + 1,
                       "cut": len(autoindex) + len(spare) + 1})
-        version = int(conn.execute("PRAGMA schema_version").fetchone()[0])
-        conn.execute(f"PRAGMA schema_version = {version + 1}")  # every other connection reads it again
-    finally:
-        conn.execute("PRAGMA writable_schema = RESET")  # and this one, before its next statement
 
 
 def _bound_rows_gone(conn: sqlite3.Connection, bound: list[str]) -> None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import sqlite3
 
+from bot_bottle.schema.droppable import schema_rows_written
 from bot_bottle.schema.files import layout_aside
 
 # Where a table's rows are and how SQLite finds them; everything else in its CREATE (CHECKs, DEFAULTs,
@@ -47,14 +48,9 @@ def rewritten(conn: sqlite3.Connection, rows: dict[tuple[str, str], tuple[int, s
     built = _built(tuple(sorted(tables.values())))
     same = [key for key in differing if _same_storage(conn, built, key[1])]
     if same:
-        conn.execute("PRAGMA writable_schema = ON")
-        try:
+        with schema_rows_written(conn):
             for key in same:
                 conn.execute("UPDATE sqlite_master SET sql = ? WHERE rowid = ?", (tables[key], rows[key][0]))
-            version = int(conn.execute("PRAGMA schema_version").fetchone()[0])
-            conn.execute(f"PRAGMA schema_version = {version + 1}")  # every other connection reads it again
-        finally:
-            conn.execute("PRAGMA writable_schema = RESET")  # and this one, before its next statement
     said = [key for key in same if _said_apart(rows[key][1]) != _said_apart(tables[key])]
     return said, [key for key in differing if key not in same]
 
@@ -79,15 +75,10 @@ def names_back(conn: sqlite3.Connection, rows: dict[tuple[str, str], tuple[int, 
         "SELECT rowid, type, name, tbl_name FROM sqlite_master WHERE rowid IN (SELECT value FROM json_each(?))",
         (json.dumps(list(ours)),)) if (kind, name, table) != ("table", ours[rowid], ours[rowid]))
     if spelled:
-        conn.execute("PRAGMA writable_schema = ON")
-        try:
+        with schema_rows_written(conn):
             for rowid, _ in spelled:
                 conn.execute("UPDATE sqlite_master SET type = 'table', name = :name, tbl_name = :name "
                              "WHERE rowid = :rowid", {"name": ours[rowid], "rowid": rowid})
-            version = int(conn.execute("PRAGMA schema_version").fetchone()[0])
-            conn.execute(f"PRAGMA schema_version = {version + 1}")  # every other connection reads it again
-        finally:
-            conn.execute("PRAGMA writable_schema = RESET")  # and this one, before its next statement
     return sorted(("table", name) for _, name in spelled)
 
 

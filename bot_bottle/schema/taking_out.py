@@ -22,6 +22,7 @@ from bot_bottle.schema.droppable import (
     quoted,
     referenced,
     row_gone,
+    schema_rows_written,
 )
 from bot_bottle.schema.files import layout_aside
 
@@ -40,14 +41,9 @@ def numbered_down(conn: sqlite3.Connection) -> bool:
     if not high:
         return False
     (base,) = conn.execute("SELECT coalesce(max(rowid), 0) FROM sqlite_master WHERE rowid <= ?", (_HIGH,)).fetchone()
-    conn.execute("PRAGMA writable_schema = ON")
-    try:  # each row to a number no higher than its own and past the one before: none taken
+    with schema_rows_written(conn):  # each row to a number no higher than its own and past the one before: none taken
         conn.executemany("UPDATE sqlite_master SET rowid = ? WHERE rowid = ?",
                          [(int(base) + number, rowid) for number, rowid in enumerate(high, 1)])
-        version = int(conn.execute("PRAGMA schema_version").fetchone()[0])
-        conn.execute(f"PRAGMA schema_version = {version + 1}")  # every other connection reads it again
-    finally:
-        conn.execute("PRAGMA writable_schema = RESET")  # and this one, before its next statement
     return True
 
 
@@ -145,13 +141,8 @@ def unlisted(conn: sqlite3.Connection, rowids: list[int], tables: list[str],
     if not rowids and not tables and conn.execute(f"SELECT 1 FROM sqlite_master WHERE sql IS NULL AND {named}",
                                                   {"bound": json.dumps(list(bound))}).fetchone() is None:
         return
-    conn.execute("PRAGMA writable_schema = ON")
-    try:
+    with schema_rows_written(conn):
         conn.execute("DELETE FROM sqlite_master WHERE rowid IN (SELECT value FROM json_each(:rowids)) OR "
                      f"({TABLE} IN (SELECT lower(value) FROM json_each(:tables)) AND (sql IS NOT NULL OR {named}))"
                      f" OR (sql IS NULL AND {named})",
                      {"rowids": json.dumps(rowids), "tables": json.dumps(tables), "bound": json.dumps(list(bound))})
-        version = int(conn.execute("PRAGMA schema_version").fetchone()[0])
-        conn.execute(f"PRAGMA schema_version = {version + 1}")  # every other connection reads it again
-    finally:
-        conn.execute("PRAGMA writable_schema = RESET")  # and this one, before its next statement
