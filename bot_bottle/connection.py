@@ -58,6 +58,8 @@ _SQLITE_IOERR = 10
 _SQLITE_CORRUPT = 11
 _SQLITE_FULL = 13
 _SQLITE_CANTOPEN = 14
+# The extended code for a -shm file that could not be made larger: on a full disk, before any SQLITE_FULL.
+_SQLITE_IOERR_SHMSIZE = 4874
 _SQLITE_NOTADB = 26
 
 
@@ -119,11 +121,22 @@ def translate(exc: sqlite3.Error, path: str | os.PathLike[str]) -> BotBottleErro
         )
     if primary == _SQLITE_CANTOPEN:
         return CannotOpenDatabase(f"cannot open {where} ({message}): check that its directory exists and is writable")
-    if primary == _SQLITE_FULL:
-        return DatabaseError(f"the disk holding {where} is full; nothing was committed: free some space and retry")
+    if primary == _SQLITE_FULL or (primary == _SQLITE_IOERR and (code == _SQLITE_IOERR_SHMSIZE or _no_space(where))):
+        # A full disk often shows as an I/O error first: the -shm's growth fails before a page is written.
+        said = "" if primary == _SQLITE_FULL else f" ({message})"
+        return DatabaseError(f"the disk holding {where} is full{said}; nothing was committed: free some space and "
+                             "retry")
     if primary == _SQLITE_IOERR:
         return DatabaseError(f"I/O error on {where} ({message}); nothing was committed")
     return DatabaseError(f"SQLite error on {where}: {message}")
+
+
+def _no_space(path: str) -> bool:
+    """True when the filesystem holding ``path`` has no block left for this user (``statvfs``)."""
+    try:
+        return os.statvfs(os.path.dirname(os.path.abspath(path))).f_bavail == 0
+    except OSError:
+        return False
 
 
 @contextmanager

@@ -18,12 +18,14 @@ existing one first (``backups``).
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 
 from bot_bottle.connection import (
     database_path,
     read_snapshot,
     transaction,
+    translate,
 )
 from bot_bottle.errors import (
     BackupError,
@@ -204,8 +206,8 @@ def _upgrade(conn: sqlite3.Connection, target: int, known: tuple[Migration, ...]
         return RunResult((), None, state.current)
     saved = _checked_backup(conn, state) if backup else None
     guard = _Held(known)
-    applied = tuple(m.version for m in known[state.current : target]
-                    if guard.said(step(conn, m, up=True, known=known, prepare=guard.hold)))
+    applied = _stepped(conn, known[state.current : target], True, lambda index, m: guard.said(
+        step(conn, m, up=True, known=known, prepare=guard.hold)))
     return RunResult(applied, saved, current_version(conn))
 
 
@@ -249,11 +251,35 @@ def _downgrade(
     steps = list(reversed(known[to : state.current]))
     once = _once(export) if export is not None and any(tables_dropped_by(m) for m in steps) else None
     guard = _Held(known)
-    reverted = tuple(
-        m.version for index, m in enumerate(steps)
-        if guard.said(step(conn, m, up=False, known=known, export=once, export_first=index == 0, prepare=guard.hold))
-    )
+    reverted = _stepped(conn, steps, False, lambda index, m: guard.said(
+        step(conn, m, up=False, known=known, export=once, export_first=index == 0, prepare=guard.hold)))
     return RunResult(reverted, saved, current_version(conn))
+
+
+def _stepped(conn: sqlite3.Connection, steps: list[Migration] | tuple[Migration, ...], up: bool,
+             run: Callable[[int, Migration], bool]) -> tuple[int, ...]:
+    """The versions of ``steps`` that ``run(index, migration)`` applied (``up``) or reverted, in order.
+
+    Each step commits on its own, so one that fails (a full disk at its COMMIT) leaves the steps before it
+    done: its error then says so, and the version the file is at, where alone it would say "nothing was
+    committed" of a run that had changed the file.
+    """
+    done: list[int] = []
+    for index, migration in enumerate(steps):
+        try:
+            if run(index, migration):
+                done.append(migration.version)
+        except sqlite3.Error as exc:
+            if not done:
+                raise
+            said = translate(exc, database_path(conn) or ":memory:")
+            verb, left = ("applied", "the next command that opens it applies the rest") if up else \
+                ("reverted", "run the downgrade again for the rest")
+            raise type(said)(
+                f"{said} (that was migration {migration.label}, which was not {verb}; the {len(done)} this run "
+                f"{verb} before it ({', '.join(f'{version:04d}' for version in done)}) stay {verb}: the database "
+                f"is at version {current_version(conn)}, and {left})") from exc
+    return tuple(done)
 
 
 class _Held:
