@@ -106,8 +106,13 @@ def _publish(partial: Path, destination: Path) -> None:
 
 
 def remove_stale_partials(folder: Path) -> list[Path]:
-    """Remove partial backup files whose writer process is gone (killed mid-backup); the ones removed."""
-    return remove_stale(folder, "partial")
+    """Remove partial backup files whose writer process is gone (killed mid-backup); the ones removed.
+
+    SQLite's files beside a partial go with it: the copy's rollback journal (a killed ``db backup`` of a
+    large file left a ``-journal`` at every kill), and the ``-wal`` and ``-shm`` of a copy killed before it
+    left WAL mode."""
+    return [path for suffix in ("partial", "partial-journal", "partial-wal", "partial-shm")
+            for path in remove_stale(folder, suffix)]
 
 
 def _backup_name_re(db_name: str) -> re.Pattern[str]:
