@@ -20,6 +20,30 @@ def hidden_name(path: Path, suffix: str) -> Path:
     return path.with_name(f".{path.name}.{os.getpid()}.{suffix}")
 
 
+def publish(written: Path, destination: Path, mode: int = 0o600) -> None:
+    """Give the finished file ``written`` the name ``destination``, never replacing a file that took it meanwhile.
+
+    ``FileExistsError`` where the name is taken; any other ``OSError`` leaves no file at ``destination``.
+    A hard link where the filesystem has them (``link`` fails on a name taken, where ``rename`` would
+    overwrite it); otherwise the name is reserved with ``O_EXCL`` and ``written`` renamed over the
+    placeholder (``mode``). ``written`` stays until the caller removes it.
+    """
+    try:
+        os.link(written, destination)
+        return
+    except FileExistsError:
+        raise
+    except OSError:
+        pass  # a filesystem without hard links (some FUSE and network mounts): reserve the name, then rename
+    fd = os.open(destination, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    os.close(fd)
+    try:
+        os.replace(written, destination)  # over our own empty placeholder
+    except OSError:
+        destination.unlink(missing_ok=True)
+        raise
+
+
 def remove_stale(folder: Path, suffix: str, name: str | None = None) -> list[Path]:
     """Remove ``.NAME.<pid>.<suffix>`` files in ``folder`` (of ``name`` only, if given) whose process is gone.
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from bot_bottle.connection import FILE_MODE, database_path
 from bot_bottle.errors import BackupError
-from bot_bottle.leftovers import hidden_name, remove_stale
+from bot_bottle.leftovers import hidden_name, publish, remove_stale
 from bot_bottle.paths import host_backups_dir, host_db_path
 
 BACKUPS_KEPT = 3
@@ -84,24 +84,10 @@ def backup_to(conn: sqlite3.Connection, destination: Path) -> Path:
 def _publish(partial: Path, destination: Path) -> None:
     """Give the finished copy its name, never replacing a file that took the name meanwhile."""
     try:
-        # link() fails if the name was taken meanwhile, where rename() would overwrite it.
-        os.link(partial, destination)
-        return
-    except FileExistsError:
-        raise
-    except OSError:
-        pass  # a filesystem without hard links (some FUSE and network mounts): reserve the name, then rename
-    try:
-        fd = os.open(destination, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
+        publish(partial, destination, FILE_MODE)
     except FileExistsError:
         raise
     except OSError as exc:
-        raise BackupError(f"cannot write the backup {destination}: {exc.strerror}") from None
-    os.close(fd)
-    try:
-        os.replace(partial, destination)  # over our own empty placeholder
-    except OSError as exc:
-        destination.unlink(missing_ok=True)
         raise BackupError(f"cannot write the backup {destination}: {exc.strerror}") from None
 
 
