@@ -1,8 +1,9 @@
 """Files a killed writer leaves behind: hidden ``.NAME.<pid>.<suffix>`` files whose process is gone.
 
-Every file bot-bottle must never show half-written (a backup, the audit key,
-an audit anchor) is written under a hidden name carrying the writer's
-process id and moved into place whole. ``kill -9`` between the two leaves
+Every file bot-bottle must never show half-written (a backup, an export of
+the audit log, the audit key, an audit anchor) is written under a hidden
+name carrying the writer's process id and moved into place whole
+(``publish``, for the files that must not replace one). ``kill -9`` between the two leaves
 the hidden file; the next writer of the same kind removes those whose
 process no longer runs (``remove_stale``).
 """
@@ -18,6 +19,22 @@ from pathlib import Path
 def hidden_name(path: Path, suffix: str) -> Path:
     """Where this process writes ``path`` before it is moved into place: ``.NAME.<pid>.<suffix>`` beside it."""
     return path.with_name(f".{path.name}.{os.getpid()}.{suffix}")
+
+
+def sync_folder(folder: Path) -> None:
+    """``fsync`` the directory ``folder``, so that a name just made in it stays after a power cut.
+
+    A filesystem that cannot sync a directory (some network and FUSE mounts refuse) is let be: the file
+    itself was synced, and that is all such a filesystem offers."""
+    try:
+        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        return
+    try:
+        with contextlib.suppress(OSError):
+            os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def publish(written: Path, destination: Path, mode: int = 0o600) -> None:

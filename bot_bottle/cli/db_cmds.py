@@ -19,6 +19,7 @@ from bot_bottle.connection import connect, translate_errors
 from bot_bottle.db import mark_if_log_empty, open_db
 from bot_bottle.db.files import closing_checked
 from bot_bottle.errors import BotBottleError, CannotOpenDatabase, SchemaTooNew
+from bot_bottle.leftovers import hidden_name, publish, remove_stale, sync_folder
 from bot_bottle.schema import health, migrate
 from bot_bottle.schema.backups import backups_dir
 from bot_bottle.text import terminal
@@ -180,11 +181,19 @@ UP_AGAIN = ("note: this bot-bottle migrates it up again at the next command that
 
 
 def write_export(conn: sqlite3.Connection, destination: Path, after: int = 0) -> int:
-    """Write every audit entry on ``conn`` (past ``after``) to a new file (0600, synced); how many. Never overwrites."""
+    """Write every audit entry on ``conn`` (past ``after``) to a new file (0600, synced); how many. Never overwrites.
+
+    The entries go to a hidden partial file beside ``destination``, which takes the name only once whole and on
+    disk (its folder synced too, as the entries are dropped next): an export stopped part way (Ctrl-C, a full
+    disk, a kill) left a file under the name asked for holding the first entries only, which read as the log
+    written out. A killed export's partial file is removed by the next export into the folder.
+    """
+    if destination.exists() or destination.is_symlink():
+        raise BotBottleError(f"{destination} already exists: give --export a new file")
+    remove_stale(destination.parent, EXPORT_PARTIAL)
+    partial = hidden_name(destination, EXPORT_PARTIAL)
     try:
-        fd = os.open(destination, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        raise BotBottleError(f"{destination} already exists: give --export a new file") from None
+        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except OSError as exc:
         raise BotBottleError(f"cannot write {destination}: {exc.strerror}") from None
     count = 0
@@ -195,10 +204,19 @@ def write_export(conn: sqlite3.Connection, destination: Path, after: int = 0) ->
                 count += 1
             handle.flush()
             os.fsync(handle.fileno())
+        publish(partial, destination)
+        sync_folder(destination.parent)
+    except FileExistsError:
+        raise BotBottleError(f"{destination} already exists: give --export a new file; nothing was dropped") \
+            from None
     except OSError as exc:
-        destination.unlink(missing_ok=True)
         raise BotBottleError(f"cannot write {destination}: {exc.strerror}; nothing was dropped") from None
+    finally:
+        partial.unlink(missing_ok=True)
     return count
+
+
+EXPORT_PARTIAL = "partial"  # an export's hidden name while it is written: .NAME.<pid>.partial
 
 
 def cmd_db_backup(args: argparse.Namespace) -> int:

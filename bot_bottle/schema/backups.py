@@ -21,7 +21,7 @@ from pathlib import Path
 
 from bot_bottle.connection import FILE_MODE, database_path
 from bot_bottle.errors import BackupError
-from bot_bottle.leftovers import hidden_name, publish, remove_stale
+from bot_bottle.leftovers import hidden_name, publish, remove_stale, sync_folder
 from bot_bottle.paths import host_backups_dir, host_db_path
 
 BACKUPS_KEPT = 3
@@ -74,6 +74,7 @@ def backup_to(conn: sqlite3.Connection, destination: Path) -> Path:
         finally:
             copy.close()
         _publish(partial, destination)
+        sync_folder(destination.parent)  # the name, too: a backup is kept for when the disk's power went
     except FileExistsError:
         raise BackupError(f"{destination} already exists; choose another name for the backup") from None
     finally:
