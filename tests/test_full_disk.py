@@ -94,3 +94,14 @@ class FullDiskTest(TempDirTest):
         self.assertEqual(seen["checked"]["rc"], 0, seen["checked"])
         self.assertEqual(seen["verified"]["rc"], 0, seen["verified"])
         self.assertIn("audit log whole", seen["verified"]["stdout"])
+
+    def test_doctor_says_how_full_the_disk_is(self) -> None:
+        """doctor: ok with room, a warning with less than a migration's backup needs, an error (exit 1) when full."""
+        seen = self.run_full("doctor", size="96m")
+        self.assertEqual(seen["room"]["level"], "ok", seen)
+        self.assertIn("MiB free on the disk holding", seen["room"]["detail"])
+        self.assertEqual(seen["little"]["level"], "warning", seen)
+        self.assertIn("a migration first backs the database up", seen["little"]["detail"])
+        self.assertEqual(seen["none"]["level"], "error", seen)
+        self.assertIn("is full", seen["none"]["detail"])
+        self.assertEqual(seen["none exit"], 1)

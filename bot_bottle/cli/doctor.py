@@ -179,7 +179,45 @@ def diagnose(path: Path, *, named: bool = False) -> list[dict[str, str]]:
     elif directory is not None:
         checks.append({"check": "locking", "level": ERROR,
                        "detail": f"cannot write in {directory}: the database could not be created there"})
+    if directory is not None:
+        checks.append(space_check(directory, path))
     return checks
+
+
+# Room a database needs beyond a copy of itself: its WAL between checkpoints, a day's filings, a page cache's spill.
+SPARE_BYTES = 64 * 1024 * 1024
+
+
+def space_check(directory: Path, path: Path) -> dict[str, str]:
+    """How much room the disk holding ``directory`` has left for the database ``path`` (there, or to be made).
+
+    A full disk stops every filing, decision and migration (each is rolled back and says so), and a migration
+    first writes a backup the size of the database: less room than that and ``SPARE_BYTES`` is a warning."""
+    try:
+        found = os.statvfs(directory)
+    except OSError as exc:
+        return {"check": "disk space", "level": WARNING, "detail": f"cannot tell how full {directory}'s disk is "
+                f"({exc.strerror})"}
+    free = found.f_bavail * found.f_frsize
+    size = path.stat().st_size if path.is_file() else 0
+    said = f"{_amount(free)} free on the disk holding {directory}"
+    if free == 0:
+        return {"check": "disk space", "level": ERROR, "detail": f"the disk holding {directory} is full: every "
+                "filing, decision and migration fails until some space is freed"}
+    if free < size + SPARE_BYTES:
+        return {"check": "disk space", "level": WARNING, "detail": f"only {said}: a migration first backs the "
+                f"database up ({_amount(size)}), and a full disk stops every filing and decision"}
+    return {"check": "disk space", "level": OK, "detail": said}
+
+
+def _amount(count: int) -> str:
+    """``count`` bytes as a person reads them: 512 B, 3.4 MiB, 120 GiB."""
+    amount, unit = float(count), "B"
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if amount < 1024 or unit == "TiB":
+            break
+        amount /= 1024
+    return f"{count} B" if unit == "B" else f"{amount:.3g} {unit}"
 
 
 def transport_checks(platform: str = sys.platform) -> list[dict[str, str]]:
@@ -219,10 +257,10 @@ def register(subparsers: Any) -> None:
         "that opens the file shares this kernel, the rollback journal elsewhere; WAL on a filesystem that may "
         "cross a VM or network boundary, or where the lock probe fails, is an error), schema version and "
         "drift, integrity; the host's audit key (there, 0600 and yours, and the key that sealed this log); "
-        "the filesystem under it (local, or shared across a VM or network boundary) "
-        "and a lock probe from a second process; SQLite and Python versions; which transport (the database "
-        "directory on a mount, or the host relay) each backend's sidecars use on this host, and why; whether "
-        "the relay runs. Exit 1 on any error.",
+        "the filesystem under it (local, or shared across a VM or network boundary), "
+        "a lock probe from a second process and the room left on its disk; SQLite and Python versions; which "
+        "transport (the database directory on a mount, or the host relay) each backend's sidecars use on this "
+        "host, and why; whether the relay runs. Exit 1 on any error.",
         epilog="examples:\n  bot-bottle doctor\n  bot-bottle doctor --db /run/supervise/bot-bottle.db --json",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         json=True,

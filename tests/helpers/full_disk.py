@@ -2,10 +2,11 @@
 
 ``python -m tests.helpers.full_disk upgrade DIR STEP MAX`` makes a new database
 in DIR with ``db upgrade`` once for each amount of room left on the disk
-(0, STEP, 2*STEP ... up to MAX bytes), and ``python -m tests.helpers.full_disk
+(0, STEP, 2*STEP ... up to MAX bytes), ``python -m tests.helpers.full_disk
 decide DIR`` files and decides on a database with history once the disk is
-full. Each prints what it saw as one JSON document: what every command
-answered, and what the file held before, during and after.
+full, and ``doctor DIR`` asks ``doctor`` as the disk fills. Each prints what
+it saw as one JSON document: what every command answered, and what the file
+held before, during and after.
 """
 
 from __future__ import annotations
@@ -119,10 +120,32 @@ def decisions(folder: Path) -> dict[str, Any]:
     return seen
 
 
+def doctor_lines(folder: Path) -> dict[str, Any]:
+    """``doctor``'s disk space line for a database on the disk: with room, with 1 MiB left, and with none."""
+    database = folder / "bot-bottle.db"
+    QueueStore(database).close()
+
+    def said() -> Any:
+        checks = json.loads(cli("doctor", "--json", "--db", str(database))["stdout"])["checks"]
+        return next(check for check in checks if check["check"] == "disk space")
+
+    seen = {"room": said()}
+    fill(folder, 1024 * 1024)
+    seen["little"] = said()
+    fill(folder, 0)
+    seen["none"] = said()
+    seen["none exit"] = cli("doctor", "--db", str(database))["rc"]
+    return seen
+
+
+MODES = {"upgrade": lambda folder, numbers: upgrades(folder, int(numbers[0]), int(numbers[1])),
+         "decide": lambda folder, numbers: decisions(folder),
+         "doctor": lambda folder, numbers: doctor_lines(folder)}
+
+
 def main() -> None:
     mode, folder = sys.argv[1], Path(sys.argv[2])
-    found = upgrades(folder, int(sys.argv[3]), int(sys.argv[4])) if mode == "upgrade" else decisions(folder)
-    print(json.dumps(found))
+    print(json.dumps(MODES[mode](folder, sys.argv[3:])))
 
 
 if __name__ == "__main__":
