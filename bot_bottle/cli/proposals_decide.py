@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import hmac
+import re
 import sys
 from pathlib import Path
 from typing import Any, TextIO
@@ -289,8 +290,16 @@ def cmd_proposals_reject(args: argparse.Namespace) -> int:
 _FIELD_OPTIONS = {"id": "ID", "ids": "ID", "notes": "--notes", "for": "--for", "remember": "--remember"}
 
 
+def _digest(text: str) -> str:
+    """argparse type: a digest as 'proposals show' prints it (64 hex digits; case and spaces around it aside)."""
+    if re.fullmatch(r"[0-9a-f]{64}", text.strip().lower()) is None:
+        raise argparse.ArgumentTypeError(f"{text[:80]!r} is not a digest: 'proposals show ID' prints one, "
+                                         "64 hex digits")
+    return text
+
+
 def _add_digest(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--digest", metavar="D", action="append", default=None,
+    parser.add_argument("--digest", metavar="D", action="append", default=None, type=_digest,
                         help="the digest 'proposals show' printed: decide only if the proposal is still that one "
                         "(a routes file: read against the same approved file) (once per ID, in the same order)")
 

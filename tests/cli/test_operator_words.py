@@ -222,3 +222,20 @@ class DowngradeTest(CliTestCase):
         self.assertNotIn("note:", self.cli("db", "downgrade", "--to", "6", "--db", str(path))[1])  # nothing done
         self.assertEqual(self.cli("db", "check", "--db", str(path))[0], 0)
         self.assertIn("version:  6 of ", self.cli("db", "status", "--db", str(path))[1])
+
+
+class MalformedDigestTest(CliTestCase):
+    def test_a_digest_that_is_no_digest_is_a_malformed_argument(self) -> None:
+        """BROKE before the fix: 'proposals approve ID --digest abc' (a digest cut short in the paste) was told,
+        exit 1, that the proposal 'was rewritten in the database since', its routes file's approval changed or
+        the digest was another's: three causes, none of them this one. Refused now as what it is (exit 2)."""
+        filed = self.store.submit("web-1", TOOL_EGRESS_ALLOW, '{"host": "pypi.org"}', "pip")
+        for verb, more in (("approve", ()), ("reject", ("--reason", "no")), ("modify", ("--file", "-"))):
+            code, out, err = self.cli("proposals", verb, filed.short_id, "--digest", "9b1c...", *more)
+            self.assertEqual((code, out), (2, ""), verb)
+            self.assertIn("argument --digest: '9b1c...' is not a digest: 'proposals show ID' prints one, "
+                          "64 hex digits", err)
+            self.assertNotIn("rewritten", err)
+        digest = json.loads(self.cli("proposals", "show", filed.id, "--json")[1])["digest"]
+        code, _, err = self.cli("proposals", "approve", filed.short_id, "--digest", f" {digest.upper()} ")
+        self.assertEqual((code, err), (0, ""), "a whole digest, as pasted, still approves")
