@@ -130,7 +130,7 @@ def check_decision(proposal: Proposal, decision: Decision) -> None:
     elif final_file is not None:
         raise ValidationError("final_file", f"is only given when modifying, not when the decision is {status}")
     if status == STATUS_APPROVED and proposal.report_only and not notes.strip():
-        raise ValidationError("notes", f"approving a {proposal.tool} proposal needs a reason")
+        raise ValidationError("notes", f"{proposal.tool} is report-only: approving it needs a reason")
 
 
 def decision_diff(proposal: Proposal, status: str, final_file: str | None, *, before_name: str = "current") -> str:

@@ -76,9 +76,9 @@ def _report(tool: str, document: str) -> dict[str, Any]:
     try:
         report = json.loads(document)
     except (ValueError, RecursionError):  # nested past Python's recursion limit is no report either
-        raise ValidationError("payload", f"a {tool} report must be JSON") from None
+        raise ValidationError("payload", f"{tool}'s report must be JSON") from None
     if not isinstance(report, dict):
-        raise ValidationError("payload", f"a {tool} report must be a JSON object")
+        raise ValidationError("payload", f"{tool}'s report must be a JSON object")
     return report
 
 

@@ -12,8 +12,10 @@ from datetime import UTC, datetime
 from bot_bottle.bottles import BottleStore
 from bot_bottle.cli.dashboard.pages import bottles_table
 from bot_bottle.decisions import decide
+from bot_bottle.errors import ValidationError
 from bot_bottle.grants import GrantStore
-from bot_bottle.records import STATUS_REJECTED, TOOL_EGRESS_ALLOW
+from bot_bottle.policy.subjects import subject_of
+from bot_bottle.records import STATUS_REJECTED, TOOL_EGRESS_ALLOW, TOOL_EGRESS_TOKEN_ALLOW, TOOL_GITLEAKS_ALLOW
 from tests.cli.test_proposals_cmds import CliTestCase
 
 
@@ -239,3 +241,20 @@ class MalformedDigestTest(CliTestCase):
         digest = json.loads(self.cli("proposals", "show", filed.id, "--json")[1])["digest"]
         code, _, err = self.cli("proposals", "approve", filed.short_id, "--digest", f" {digest.upper()} ")
         self.assertEqual((code, err), (0, ""), "a whole digest, as pasted, still approves")
+
+
+class ReportOnlyReasonTest(CliTestCase):
+    def test_a_report_approved_without_a_reason_is_told_so_in_plain_words(self) -> None:
+        """BROKE before the fix: approving an egress-token-allow report without --notes said 'approving a
+        egress-token-allow proposal needs a reason' (the dashboard too), and an unparsable one 'a
+        egress-token-allow report must be JSON'."""
+        report = '{"host": "api.github.com", "method": "POST", "detector": "github-pat", "fingerprint": "ab"}'
+        filed = self.store.submit("web-1", TOOL_EGRESS_TOKEN_ALLOW, report, "the deploy token")
+        code, _, err = self.approve(filed)
+        self.assertEqual(code, 2)
+        self.assertIn("--notes: egress-token-allow is report-only: approving it needs a reason", err)
+        for tool in (TOOL_EGRESS_TOKEN_ALLOW, TOOL_GITLEAKS_ALLOW):
+            for document, why in (("{", "must be JSON"), ("[]", "must be a JSON object")):
+                with self.assertRaises(ValidationError) as raised:
+                    subject_of(tool, document)
+                self.assertEqual(str(raised.exception), f"payload: {tool}'s report {why}")
