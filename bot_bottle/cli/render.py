@@ -218,14 +218,18 @@ def inbox_row(proposal: Proposal | ProposalSummary, approval: Approval, width: i
     the columns).
 
     What approving grants has all the room it needs up to the row's end, and
-    the agent's words only what is left; on a wide screen the grants stand
-    in a column of 3/5 of the room, so the rows' words line up.
+    the agent's words only what is left (none, where the grants need the
+    end: not two columns of it given up to the words' ellipsis); on a wide
+    screen the grants stand in a column of 3/5 of the room, so the rows'
+    words line up.
     """
     left = left_cell(proposal, None, now or utc_now()) if width >= LEFT_FROM_WIDTH else None
     tool, age_cell = (proposal.tool, age(proposal.created_at)) if width >= TOOL_FROM_WIDTH else (None, None)
     row = _leading_cells(f"{'*' if new else ' '} {proposal.short_id}", proposal.queue_key, tool, age_cell, left)
     room = max(20, width - terminal.width(row) - 2)
     grants = grant_cell(approval, room)
+    if terminal.width(grant_cell(approval, room + 3)) > room:  # it needs the row's end: no gap, no words after it
+        return terminal.fit([*row, *grant_cell(approval, room + 2)], width)
     row += terminal.pad(grants, max(terminal.width(grants), room * 3 // 5) + 2)
     row += [terminal.Segment("agent: ", False, ROLE_STYLES["dim"]), *terminal.line(first_line(proposal.justification))]
     return terminal.fit(row, width)

@@ -9,11 +9,14 @@ import json
 import shlex
 import sys
 import time
+from unittest import mock
 
 from bot_bottle.cli.launch_routes import record_launch_routes
+from bot_bottle.cli.render import inbox_row
 from bot_bottle.cli.tui.app import GUARD_SEC
+from bot_bottle.policy.approval import approval_of
 from bot_bottle.queue_store import QueueStore
-from bot_bottle.records import TOOL_EGRESS_ALLOW, TOOL_EGRESS_BLOCK, TOOL_EGRESS_TOKEN_ALLOW
+from bot_bottle.records import TOOL_EGRESS_ALLOW, TOOL_EGRESS_BLOCK, TOOL_EGRESS_TOKEN_ALLOW, Proposal
 from bot_bottle.timestamps import utc_now
 from tests.helpers.support import REPO, TempDirTest, file_as_a_sidecar, wait_until
 from tests.helpers.terminal import Terminal
@@ -117,3 +120,23 @@ class TuiInboxTest(TempDirTest):
         self.term.send("J", "G")
         self.term.wait_for("THE LAST LINE")
         self.assertIsNone(self.store.response(self.fake.id))
+
+
+class RowRoomTest(TempDirTest):
+    def test_a_grant_that_fills_the_row_is_not_cut_for_an_ellipsis_of_the_agents_words(self) -> None:
+        """BROKE before the fix: at 120 columns the TUI's row for '*.nip.io' read '[widens,look-alike,internal]
+        *.nip.io (any method; every pa… …': the grant was cut to leave two columns of gap before the agent's
+        words, which then had room for nothing but their own '…'. A grant that needs the row's end has it."""
+        with QueueStore(self.tmp / "row.db") as store:
+            wild = store.submit("web-1", TOOL_EGRESS_ALLOW, '{"host": "*.nip.io"}', "wild")
+            short = store.submit("web-1", TOOL_EGRESS_ALLOW, '{"host": "a.example"}', "and this")
+
+        def row(proposal: Proposal, width: int) -> str:
+            with mock.patch("bot_bottle.cli.render.piped", return_value=False):  # as on the TUI's terminal
+                line = inbox_row(proposal, approval_of(proposal.tool, proposal.payload), width)
+            return "".join(segment.text for segment in line)
+        self.assertTrue(row(wild, 120).endswith("[widens,look-alike,internal] *.nip.io (any method; every path)"))
+        narrow = row(wild, 100)
+        self.assertEqual((len(narrow), narrow[-1]), (100, "…"), "cut only at the row's end")
+        self.assertNotIn("agent", narrow)
+        self.assertRegex(row(short, 120), r"a\.example \(any method; every path\) +agent: and this$")
