@@ -5,6 +5,7 @@ route of its own, cut short until J."""
 
 from __future__ import annotations
 
+import curses
 import json
 import shlex
 import sys
@@ -13,7 +14,7 @@ from unittest import mock
 
 from bot_bottle.cli.launch_routes import record_launch_routes
 from bot_bottle.cli.render import inbox_row
-from bot_bottle.cli.tui.app import GUARD_SEC
+from bot_bottle.cli.tui.app import GUARD_SEC, SuperviseTUI
 from bot_bottle.policy.approval import approval_of
 from bot_bottle.queue_store import QueueStore
 from bot_bottle.records import TOOL_EGRESS_ALLOW, TOOL_EGRESS_BLOCK, TOOL_EGRESS_TOKEN_ALLOW, Proposal
@@ -140,3 +141,17 @@ class RowRoomTest(TempDirTest):
         self.assertEqual((len(narrow), narrow[-1]), (100, "…"), "cut only at the row's end")
         self.assertNotIn("agent", narrow)
         self.assertRegex(row(short, 120), r"a\.example \(any method; every path\) +agent: and this$")
+
+
+class DroppedKeyTest(TempDirTest):
+    def test_a_dropped_key_is_named_as_it_is(self) -> None:
+        """BROKE before the fix: Enter typed just after a decision (the next proposal under the cursor) was said
+        as "'a key' ignored", quoted as if the key typed were the words 'a key'; printable keys were named
+        ('a'), the others not. Enter, Esc, Tab and Backspace are named now."""
+        tui = SuperviseTUI.__new__(SuperviseTUI)  # the guard alone: no terminal, no database
+        for key, said in (("\n", "Enter"), (curses.KEY_ENTER, "Enter"), ("\x1b", "Esc"), ("a", "'a'"),
+                          (curses.KEY_F1, "a key")):
+            tui.changed_at, tui.message = time.monotonic(), "rejected 3f2a1b2c; next: 9c1e0d2f"
+            self.assertTrue(tui.guarded(key))
+            self.assertEqual(tui.message, f"rejected 3f2a1b2c; next: 9c1e0d2f - {said} ignored: look, then press "
+                             "it again")

@@ -42,6 +42,7 @@ from bot_bottle.cli.tui.screen import (
     REPORT_KEYS,
     UNAVAILABLE,
     TerminalScreen,
+    key_name,
     scroll_moves,
 )
 from bot_bottle.decisions import default_decider
@@ -334,9 +335,8 @@ class SuperviseTUI(TerminalScreen):
         if now - self.changed_at >= GUARD_SEC:
             return False
         self.changed_at = now
-        name = key if isinstance(key, str) and key.isprintable() else "a key"
         note = self.message.split(" - ", 1)[0] if self.message else "the proposal under the cursor changed"
-        self.message = f"{note} - {name!r} ignored: look, then press it again"
+        self.message = f"{note} - {key_name(key)} ignored: look, then press it again"
         return True
 
     def handle(self, key: str | int) -> bool:

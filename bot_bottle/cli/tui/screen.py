@@ -30,6 +30,16 @@ ESCAPE = "\x1b"
 BACKSPACE_KEYS = ("\b", "\x7f", curses.KEY_BACKSPACE)
 
 
+def key_name(key: str | int) -> str:
+    """How a status line names a key: a printable one quoted as typed ('a'), Enter, Esc, Tab and Backspace by
+    name, any other as "a key"."""
+    if isinstance(key, str) and key.isprintable():
+        return repr(key)
+    named = {ESCAPE: "Esc", "\t": "Tab", **dict.fromkeys(ENTER_KEYS, "Enter"),
+             **dict.fromkeys(BACKSPACE_KEYS, "Backspace")}
+    return named.get(key, "a key")
+
+
 class Keys(str):
     """A key line, with a short form for a terminal too narrow for it whole (80 columns): the decision keys and
     how to quit stay in sight, where the whole line would be cut before them (``TerminalScreen.key_line``)."""
