@@ -8,6 +8,7 @@ duration as ``90m``, ``8h``, ``7d``, ``2w`` or a mix (``1d12h``).
 
 from __future__ import annotations
 
+import math
 import re
 from datetime import UTC, datetime, timedelta
 
@@ -69,7 +70,7 @@ def parse_duration(field_name: str, text: str, *, now: str | None = None, times:
 
     A duration is whole units, largest first: ``90m``, ``8h``, ``7d``, ``2w``,
     ``1d12h``. A time is ISO 8601 (UTC when it has no zone), and must lie in
-    the future; ``times=False`` refuses one (a setting that is a length, such
+    the future (the seconds to it rounded up); ``times=False`` refuses one (a setting that is a length, such
     as ``pending-ttl``, has no moment to end at). ``ValidationError`` (naming
     ``field_name``) for anything else, a duration of nothing, or a time that
     has passed.
@@ -93,7 +94,9 @@ def parse_duration(field_name: str, text: str, *, now: str | None = None, times:
                               "nor a time (2026-12-31T18:00Z)")
     until = parse_timestamp(field_name, text)
     start = now if now is not None else utc_now()
-    seconds = int((as_datetime(until) - as_datetime(start)).total_seconds())
+    # Up to the next whole second, so that what starts after this look (a decision) ends at the time asked, or
+    # within the second after it; cut down, '--for 2026-12-31T18:00Z' ended at 17:59:59.38.
+    seconds = math.ceil((as_datetime(until) - as_datetime(start)).total_seconds())
     if seconds < 1:
         raise ValidationError(field_name, f"{until} has passed (it is {start} now): give a later time")
     return seconds

@@ -7,7 +7,7 @@ Each test names what it broke before its fix.
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from bot_bottle.bottles import BottleStore
 from bot_bottle.cli.dashboard.pages import bottles_table
@@ -258,3 +258,20 @@ class ReportOnlyReasonTest(CliTestCase):
                 with self.assertRaises(ValidationError) as raised:
                     subject_of(tool, document)
                 self.assertEqual(str(raised.exception), f"payload: {tool}'s report {why}")
+
+
+class GrantUntilATimeTest(CliTestCase):
+    def test_a_grant_asked_to_last_until_a_time_does_not_end_before_it(self) -> None:
+        """BROKE before the fix: 'proposals approve ID --for 2026-12-31T18:00Z' answered 'until
+        2026-12-31T17:59:59.382161Z' (and --for 2026-12-31 'until 2026-12-30T23:59:59...'): the seconds to the
+        time asked were cut to whole ones, counted from before the decision. It ends at the time asked now, or
+        within the second after it."""
+        until = (datetime.now(UTC) + timedelta(days=3)).replace(second=0, microsecond=0)
+        asked = until.strftime("%Y-%m-%dT%H:%MZ")
+        filed = self.store.submit("web-1", TOOL_EGRESS_ALLOW, '{"host": "pypi.org"}', "pip")
+        code, out, err = self.approve(filed, "--for", asked)
+        self.assertEqual((code, err), (0, ""))
+        ends_at = GrantStore(database=self.store.db).listing()[0].ends_at
+        self.assertIn(f"until {ends_at} ", out)
+        self.assertGreaterEqual(ends_at, until.strftime("%Y-%m-%dT%H:%M:%S.000000Z"))
+        self.assertLess(ends_at, (until + timedelta(seconds=2)).strftime("%Y-%m-%dT%H:%M:%S.000000Z"))
