@@ -36,6 +36,8 @@ from bot_bottle.audit.whole import sealed_in_order
 from bot_bottle.audit_store import AuditRecorder
 from bot_bottle.decisions import decide, default_decider, record_decision_in
 from bot_bottle.errors import ValidationError
+from bot_bottle.grant_records import Grant
+from bot_bottle.grants import grants_in_force_in
 from bot_bottle.policy.approval import approval_of
 from bot_bottle.policy.subjects import subject_of
 from bot_bottle.queue_store import QueueStore
@@ -68,11 +70,13 @@ _ANSWERS = frozenset({STATUS_APPROVED, STATUS_MODIFIED, STATUS_REJECTED})
 
 @dataclass(frozen=True)
 class LaunchRoutes:
-    """A bottle's launch routes file as recorded: its proposal, and whether this call approved it (False: it was
-    the bottle's approved routes file already, its grant in force)."""
+    """A bottle's launch routes file as recorded: its proposal, whether this call approved it (False: it was the
+    bottle's approved routes file already, its grant in force), and the routes grants recording it ended (the
+    files it replaced, as approving any routes file ends the others)."""
 
     proposal: Proposal
     recorded: bool
+    replaced: tuple[Grant, ...] = ()
 
 
     def granted(self) -> list[str]:
@@ -81,7 +85,9 @@ class LaunchRoutes:
         operator, and it often lives in the agent's checkout: said after recording, so that a file swapped
         before the command ran is seen (hostile review 54)."""
         approval = approval_of(TOOL_EGRESS_BLOCK, self.proposal.payload)
-        return [*approval.grants, *(f"WARNING: {caution.kind}: {caution.text}" for caution in approval.cautions)]
+        return [*approval.grants, *(f"WARNING: {caution.kind}: {caution.text}" for caution in approval.cautions),
+                *(f"it replaces the routes file approved on proposal {grant.proposal_id[:SHORT_ID_LENGTH]}: grant "
+                  f"{grant.id[:SHORT_ID_LENGTH]} ended ('grants list --all')" for grant in self.replaced)]
 
     def to_json(self, path: Path) -> dict[str, object]:
         """The record as ``--json`` gives it: the file's path, its proposal, whether this call recorded it, and
@@ -89,7 +95,8 @@ class LaunchRoutes:
         approval = approval_of(TOOL_EGRESS_BLOCK, self.proposal.payload)
         return {"path": str(path), "proposal": self.proposal.id, "recorded": self.recorded,
                 "grants": list(approval.grants),
-                "warnings": [{"kind": caution.kind, "text": caution.text} for caution in approval.cautions]}
+                "warnings": [{"kind": caution.kind, "text": caution.text} for caution in approval.cautions],
+                "replaced": [{"grant": grant.id, "proposal": grant.proposal_id} for grant in self.replaced]}
 
 
 def read_routes_file(path: Path) -> str:
@@ -171,22 +178,39 @@ def record_launch_routes(store: QueueStore, bottle: str, text: str, decided_by: 
     # is not walked again, a second 2.9 s at a million entries; the entries since are, in the transaction.
     proven = check_launch_routes(store, bottle, text) if checked is None else checked
 
+    replaced: list[Grant] = []
+
     def approve(log: AuditRecorder, proposal: Proposal) -> None:
-        _refuse_in(log.conn, bottle, text, utc_now(), proven)  # the entries since the check: under the write lock
+        now = utc_now()
+        _refuse_in(log.conn, bottle, text, now, proven)  # the entries since the check: under the write lock
+        before = grants_in_force_in(log.conn, TOOL_EGRESS_BLOCK, bottle, now)
         record_decision_in(log, proposal, decision)
+        replaced.extend(_ended_in(log.conn, bottle, before, now))  # in the same transaction: no one else's
         approved.append(proposal)
 
     proposal = store.submit(bottle, TOOL_EGRESS_BLOCK, text, justification, quota=None, standing=approve)
     if approved:
-        return LaunchRoutes(proposal, True)
+        return LaunchRoutes(proposal, True, tuple(replaced))
     response = store.response(proposal.id)
     if response is None:  # the same file, filed by the bottle's sidecar and waiting: approved as it was read
+        now = utc_now()
+        with store.db.read() as conn:
+            before = grants_in_force_in(conn, TOOL_EGRESS_BLOCK, bottle, now)
         decide(proposal.id, STATUS_APPROVED, notes, decided_by=decision.decided_by, store=store,
                shown=proposal)
-        return LaunchRoutes(proposal, True)
+        with store.db.read() as conn:
+            return LaunchRoutes(proposal, True, _ended_in(conn, bottle, before, now))
     with store.db.read() as conn:
         _hold(conn, proposal, response, bottle, text)
     return LaunchRoutes(proposal, False)  # approved, its grant in force: no other routes file was approved since
+
+
+def _ended_in(conn: sqlite3.Connection, bottle: str, before: list[Grant], now: str) -> tuple[Grant, ...]:
+    """Of the routes grants ``before`` (the bottle's in force at ``now``, before the file was recorded), those in
+    force no more at ``now``: the ones its approval ended, the files it replaced (as the rows and the audit log
+    hold them: ``grants_in_force_in``; one that ended by itself since ``now`` is not among them)."""
+    after = {grant.id for grant in grants_in_force_in(conn, TOOL_EGRESS_BLOCK, bottle, now)}
+    return tuple(grant for grant in before if grant.id not in after)
 
 
 def check_launch_routes(store: QueueStore, bottle: str, text: str) -> int:

@@ -100,7 +100,8 @@ def register(subparsers: Any) -> None:
         "(copied into a shell, they run it: the image, the mount, the user, the network, the arguments after the "
         "image), the one that stops it, and the agent's run arguments. With --routes-file, the routes file the "
         "bottle is launched with is recorded as approved for it, so that its sidecar's first routes proposal is "
-        "read against that file (without one on record, every host a proposed routes file names reads as new).",
+        "read against that file (without one on record, every host a proposed routes file names reads as new); "
+        "it ends the routes grant of a file it replaces, as approving any routes file does, and names it.",
         epilog="examples:\n  bot-bottle prepare web-1 --backend docker\n"
         "  bot-bottle prepare web-1 --backend docker --engine podman --publish 9100\n"
         "  bot-bottle prepare web-1 --backend docker --routes-file routes.yaml\n"

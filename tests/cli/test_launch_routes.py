@@ -200,3 +200,29 @@ class LaunchRoutesTest(TempDirTest):
         self.prepare(self.routes_file(SECOND))
         self.assertIn("recorded at launch (bot-bottle prepare --routes-file)",
                       self.run_cli("audit", "list", "--bottle", "web-1").stdout)
+
+    def test_a_file_that_replaces_an_approved_one_says_so(self) -> None:
+        """BROKE before the fix: 'bottles routes web-1 FILE' (and 'prepare --routes-file') over a bottle whose
+        routes file you had approved (or modified) answered 'recorded as approved ...; it grants: routes file:
+        adds a.com' and nothing more, while it ended that approval's grant: the file it replaced, and the hosts
+        only that one named, went unsaid. It names the grant it ended, and its proposal, in text and --json."""
+        self.assertEqual(self.run_cli("prepare", "web-1", "--backend", "docker").returncode, 0)
+        store = self.store()
+        proposed = store.submit("web-1", TOOL_EGRESS_BLOCK, SECOND, "b.com too", current_file=FIRST)
+        decide(proposed.id, STATUS_APPROVED, "ok", store=store, shown=proposed)
+        old = json.loads(self.run_cli("grants", "list", "--json").stdout)[0]["id"]
+        said = self.run_cli("bottles", "routes", "web-1", str(self.routes_file(FIRST)))
+        self.assertEqual((said.returncode, said.stderr), (0, ""))
+        self.assertIn(f"\n  it replaces the routes file approved on proposal {proposed.short_id}: grant {old[:8]} "
+                      "ended ('grants list --all')\n", said.stdout)
+        again = self.prepare(self.routes_file(SECOND, "newer.yaml"))
+        first = json.loads(self.run_cli("proposals", "list", "--all", "--json").stdout)[-2]["id"]
+        ended = [grant for grant in json.loads(self.run_cli("grants", "list", "--all", "--json").stdout)
+                 if grant["proposal_id"] == first]
+        self.assertEqual(again["replaced"], [{"grant": ended[0]["id"], "proposal": first}])
+        self.assertEqual(self.prepare(self.routes_file(SECOND, "newer.yaml"))["replaced"], [], "nothing ended")
+        waiting = store.submit("web-1", TOOL_EGRESS_BLOCK, EVIL, "the same, from its sidecar", current_file=SECOND)
+        said = json.loads(self.run_cli("bottles", "routes", "web-1", str(self.routes_file(EVIL, "evil.yaml")),
+                                       "--json").stdout)
+        self.assertEqual((said["proposal"], [each["proposal"] for each in said["replaced"]]),
+                         (waiting.id, [again["proposal"]]), "approved as filed, and what it replaced named")
