@@ -22,7 +22,8 @@ never shown as they are::
     │   ├── MigrationDrift            an applied migration's file changed since
     │   ├── SchemaTooNew              a newer bot-bottle migrated the database
     │   ├── SchemaTooOld              a sidecar met an older schema (migrating is the host's job)
-    │   └── WouldDropProtected        a downgrade would drop audit entries nobody wrote out
+    │   ├── WouldDropProtected        a downgrade would drop audit entries nobody wrote out
+    │   └── VersionOutOfReach         (and a ValidationError) a --to the database cannot go to from where it is
     ├── BackupError                   a backup could not be written
     ├── AuditTampered                 the audit log shows a change made without the host's key
     ├── AuditKeyError                 the host's audit key is missing, damaged or not the one that sealed the log
@@ -119,6 +120,14 @@ class DatabaseReplaced(DatabaseError):
 
 class MigrationError(BotBottleError):
     """A migration could not be discovered, applied or reverted."""
+
+
+class VersionOutOfReach(MigrationError, ValidationError):
+    """A version to migrate to (``--to``) that the database cannot go to from where it is: what was asked is
+    refused (exit 2), nothing done."""
+
+    def __init__(self, message: str) -> None:
+        ValidationError.__init__(self, "to", message)
 
 
 class MigrationFilesError(MigrationError):

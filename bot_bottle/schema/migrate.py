@@ -30,7 +30,7 @@ from bot_bottle.connection import (
 from bot_bottle.errors import (
     BackupError,
     CorruptDatabase,
-    MigrationError,
+    VersionOutOfReach,
     WouldDropProtected,
 )
 from bot_bottle.schema.backups import BACKUP_NAME_RE, BACKUPS_KEPT, backup_before_migration, backup_to, is_backup
@@ -188,7 +188,7 @@ def upgrade(
     known = migrations if migrations is not None else discover()
     target = len(known) if to is None else to
     if not 0 <= target <= len(known):
-        raise MigrationError(f"cannot upgrade to version {target}: the migrations go from 0 to {len(known)}")
+        raise VersionOutOfReach(f"cannot upgrade to version {target}: the migrations go from 0 to {len(known)}")
     with translated(conn):
         return _upgrade(conn, target, known, backup)
 
@@ -197,7 +197,7 @@ def _upgrade(conn: sqlite3.Connection, target: int, known: tuple[Migration, ...]
     state = status(conn, known)
     refuse_unusable(state)
     if target < state.current:
-        raise MigrationError(
+        raise VersionOutOfReach(
             f"the database is at version {state.current}, past {target}: use 'db downgrade --to {target}'"
         )
     if state.legacy_checksums:
@@ -237,7 +237,7 @@ def _downgrade(
     state = status(conn, known)
     refuse_unusable(state)
     if not 0 <= to <= state.current:
-        raise MigrationError(
+        raise VersionOutOfReach(
             f"cannot downgrade to version {to}: the database is at version {state.current}"
         )
     if to == state.current:

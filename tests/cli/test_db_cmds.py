@@ -71,6 +71,22 @@ class DbVerbsTest(TempDirTest):
         self.assertEqual(bare.returncode, 0)
         self.assertIn("usage: bot-bottle", bare.stdout)
 
+    def test_a_version_the_command_cannot_go_to_is_refused_as_asked_exit_2(self) -> None:
+        """BROKE before the fix: 'db upgrade --to 99', 'db downgrade --to 99' and 'db upgrade --to 3' on a
+        database at the newest version failed, exit 1 ('failed'), for what was asked, not for anything that went
+        wrong: exit 2 is a refusal of what the command asked for, nothing done."""
+        path = str(self.tmp / "v.db")
+        self.assertEqual(self.run_cli("db", "upgrade", "--db", path).returncode, 0)
+        before = digest(Path(path))
+        for argv, said in ((("upgrade", "--to", "99"), f"--to: cannot upgrade to version 99: the migrations go from "
+                                                       f"0 to {HEAD}"),
+                           (("downgrade", "--to", "99"), f"--to: cannot downgrade to version 99: the database is at "
+                                                         f"version {HEAD}"),
+                           (("upgrade", "--to", "3"), f"--to: the database is at version {HEAD}, past 3: use 'db "
+                                                      "downgrade --to 3'")):
+            self.assert_clean_error(self.run_cli("db", *argv, "--db", path), 2, said)
+        self.assertEqual(digest(Path(path)), before)
+
     def test_backup(self) -> None:
         """'db backup FILE' writes a consistent copy and never overwrites an existing FILE."""
         path = self.tmp / "b.db"
