@@ -24,18 +24,22 @@ from bot_bottle.cli.inbox import decided_now, decided_now_line, pending_ids
 from bot_bottle.cli.registry import summary
 from bot_bottle.decisions import default_decider
 from bot_bottle.errors import ValidationError
-from bot_bottle.grants import GrantStore
+from bot_bottle.grant_records import Grant, Rule
+from bot_bottle.grants import GrantStore, grants_in_force_in
 from bot_bottle.policy.approval import approval_of, subject_approval, subject_kinds
+from bot_bottle.policy.host_text import hosts_of, listed_addresses
 from bot_bottle.policy.hosts import host_problems
 from bot_bottle.policy.lifetimes import LIFETIMES, MAX_REJECT_RULE_SECONDS, grant_seconds
 from bot_bottle.policy.reach import inside_places
 from bot_bottle.policy.routes import make_route
-from bot_bottle.policy.subjects import describe_subject, subject_of
+from bot_bottle.policy.subjects import describe_subject, rule_overlaps, subject_of
 from bot_bottle.queue_store import QueueStore
 from bot_bottle.records import (
     EFFECT_APPROVE,
     EFFECT_REJECT,
     TOOL_EGRESS_ALLOW,
+    TOOL_EGRESS_BLOCK,
+    sha256_text,
 )
 from bot_bottle.standing import RuleInForce, approves, rules_in_force
 from bot_bottle.timestamps import later, parse_duration, spell_duration, time_left, utc_now
@@ -124,6 +128,7 @@ def cmd_rules_add(args: argparse.Namespace) -> int:
                               pattern="*" in route.host, effect=effect, notes=args.notes, ends_at=ends_at,
                               created_by=default_decider(), now=now)
         ended = store.ended_by(rule)
+        naming = _routes_naming(store, rule) if effect == EFFECT_REJECT else []
     decided = decided_now(db_path(args), rule.id, warn, waiting)
     if args.bottle is not None and not _known_bottle(db_path(args), args.bottle):
         warn(f"no bottle {args.bottle} is known to this host (a typo? 'bottles list' names them): rule "
@@ -131,11 +136,16 @@ def cmd_rules_add(args: argparse.Namespace) -> int:
              "ends it)")
     if args.json:
         print_json({**rule_json(rule, utc_now()), "decided_now": decided,
-                    "ended_grants": [grant.id for grant in ended]})
+                    "ended_grants": [grant.id for grant in ended],
+                    "routes_files_naming_it": [grant.id for grant in naming]})
         return 0
     # In the words '--remember' answers with (grants_cmds.rule_made_line): one thing, said one way.
     print_untrusted(rule_made_line(made_rule(rule, now), what=describe_subject(rule.tool, rule.subject_value)))
     print_untrusted(ended_lines(ended))  # as lines: a newline in a subject (a row a sidecar wrote) is escaped
+    print_untrusted([f"note: {grant.queue_key}'s routes file in force (grant {grant.short_id}, approved on proposal "
+                     f"{str(grant.proposal_id)[:8]}) names a host this rejects: a rule ends no part of a routes "
+                     f"file, so it still lets {grant.queue_key} reach it; 'grants revoke {grant.short_id}' ends it "
+                     "(the agent then proposes a file without it)" for grant in naming])
     print_untrusted(decided_now_line(rule.effect, decided, _NAMED))
     if effect == EFFECT_APPROVE and "*" not in route.host:
         print_untrusted(_left_to_you(db_path(args), args.bottle, subject, decided))
@@ -210,6 +220,28 @@ def _left_to_you(path: Path, bottle: str | None, subject: dict[str, Any], decide
             "--path decides the like of it)"]
 
 
+def _routes_naming(store: GrantStore, rule: Rule) -> list[Grant]:
+    """The routes files in force in the rejecting ``rule``'s scope that name a host it rejects (their grants).
+
+    A rule ends the grants of its own tool that let through any of what it rejects; a routes file is one grant
+    for many hosts, which a rule cannot end in part, so one naming the host goes on letting the bottle reach
+    it. Each is read as the screens read a routes file (every host a line names, in any of its forms), from
+    the text of the approval whose digest the grant holds."""
+    found = []
+    with store.db.read() as conn:
+        for grant in grants_in_force_in(conn, TOOL_EGRESS_BLOCK, rule.queue_key, utc_now()):
+            row = conn.execute("SELECT p.payload, r.final_file FROM proposals p LEFT JOIN responses r "
+                               "ON r.proposal_id = p.id WHERE p.id = :id", {"id": grant.proposal_id}).fetchone()
+            digest = grant.subject_value.get("file_sha256")
+            texts = [text for text in (row or ()) if isinstance(text, str) and sha256_text(text) == digest]
+            lines = texts[0].split("\n") if texts else []
+            hosts = hosts_of(lines, {line: listed_addresses(line) for line in lines})
+            if any(rule_overlaps(rule.subject_value, bool(rule.pattern), rule.tool,
+                                 {"host": host, "methods": [], "paths": []}) for host in hosts):
+                found.append(grant)
+    return found
+
+
 def _warnings(host: str, widening: list[str], effect: str) -> list[str]:
     """What to warn of in a rule typed for ``host``: its wildcards, a host that is not what it looks like, an
     approval that reaches inside (this machine, a metadata service, a private network), and a rejection over IP
@@ -258,8 +290,10 @@ def register(subparsers: Any) -> None:
                     "for any of it); an approving rule names the pending proposals for its host that ask for other "
                     "methods or paths, which it leaves to you. A wildcard over a public suffix is warned of. "
                     "Proposals already pending that it matches are decided at once, and named (--json: "
-                    "decided_now). A rejecting rule also ends, at once, every live grant "
-                    "in its scope that lets through any of what it rejects, and names each (--json: ended_grants).")
+                    "decided_now). A rejecting rule also ends, at once, every live egress-allow grant "
+                    "in its scope that lets through any of what it rejects, and names each (--json: ended_grants); "
+                    "a routes file in force there that names a host it rejects is named, not ended: a rule cannot "
+                    "end part of one (--json: routes_files_naming_it).")
     p.add_argument("--bottle", metavar="SLUG", help="the bottle whose proposals it decides (one the host has not "
                    "recorded is warned of)")
     p.add_argument("--all-bottles", action="store_true", help="decide every bottle's matching proposals")

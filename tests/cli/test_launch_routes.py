@@ -226,3 +226,32 @@ class LaunchRoutesTest(TempDirTest):
                                        "--json").stdout)
         self.assertEqual((said["proposal"], [each["proposal"] for each in said["replaced"]]),
                          (waiting.id, [again["proposal"]]), "approved as filed, and what it replaced named")
+
+    def test_a_rejection_names_the_routes_files_in_force_that_name_its_host(self) -> None:
+        """'rules add --reject' names each routes file in force in its scope naming the host (it ends none).
+
+        Before (review 67): a rejection of crates.io for web-1 said nothing of web-1's routes file, which
+        names crates.io and goes on letting it through; the operator read the rejection as the end of it."""
+        web1 = self.prepare(self.routes_file("routes:\n- pypi.org\n- crates.io\n", "one.yaml"))
+        web2 = self.prepare(self.routes_file("routes:\n- npmjs.org\n", "two.yaml"), slug="web-2")
+        approval = self.store().get(web1["proposal"])
+        listed = {line.split("\t")[1]: line.split("\t")[0] for line in
+                  self.run_cli("grants", "list").stdout.splitlines()[1:] if "\t" in line}
+        said = self.run_cli("rules", "add", "--bottle", "web-1", "--host", "crates.io", "--reject")
+        self.assertEqual(said.returncode, 0, said.stderr)
+        self.assertIn(f"note: web-1's routes file in force (grant {listed['web-1']}", said.stdout)
+        self.assertIn(f"approved on proposal {approval.short_id}", said.stdout)
+        self.assertIn("a rule ends no part of a routes file", said.stdout)
+        self.assertIn(listed["web-1"], self.run_cli("grants", "list").stdout, "named, not ended")
+
+        def naming(*args: str) -> list[str]:
+            result = self.run_cli("rules", "add", *args, "--reject", "--json")
+            self.assertEqual(result.returncode, 0, result.stderr)
+            named = json.loads(result.stdout)["routes_files_naming_it"]
+            assert isinstance(named, list)
+            return named
+
+        self.assertEqual([each[:8] for each in naming("--all-bottles", "--host", "npmjs.org")], [listed["web-2"]])
+        self.assertEqual(naming("--bottle", "web-2", "--host", "pypi.org"), [], "pypi.org is web-1's, not web-2's")
+        self.assertEqual(naming("--bottle", "web-1", "--host", "*.crates.io"), [], "the file names no name under it")
+        self.assertTrue(web2["recorded"])
