@@ -15,6 +15,7 @@ from bot_bottle.audit.seal import key_path
 from bot_bottle.audit_store import DEFAULT_LIST_LIMIT, AuditStore
 from bot_bottle.cli.common import (
     cell_text,
+    counted,
     db_path,
     fail,
     positive_int,
@@ -103,7 +104,7 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
         print_json(result.to_dict())
     elif result.ok:
         sealed = result.count - result.unsealed
-        line = f"audit log whole: {result.count} entries, {sealed} sealed with the host's key"
+        line = f"audit log whole: {counted(result.count, 'entry', 'entries')}, {sealed} sealed with the host's key"
         if result.anchored is not None:
             line += f", reaching the anchor at entry {result.anchored}"
         if result.unsealed:
@@ -182,7 +183,8 @@ def cmd_audit_set_aside(args: argparse.Namespace) -> int:
     with AuditStore(path) as store:
         done = store.set_aside(lambda conn, after: write_export(conn, args.export, after))
     if done.count:
-        print(f"{done.count} audit entries past entry {done.kept} (not sealed by this host) written to "
+        removed = counted(done.count, "audit entry", "audit entries")
+        print(f"{removed} past entry {done.kept} (not sealed by this host) written to "
               f"{args.export} and removed from the log; decisions are recorded again")
         if done.rows:
             print(f"removed with them, as unproven as the entries that recorded them: {', '.join(done.rows)}")

@@ -378,6 +378,11 @@ def _rstrip(cells: terminal.Line) -> terminal.Line:
     return cells
 
 
+def counted(count: int, noun: str, nouns: str) -> str:
+    """``1 entry``, ``0 entries``, ``3 entries``: a count with its noun as a person writes it."""
+    return f"{count} {noun if count == 1 else nouns}"
+
+
 def first_line(text: str) -> str:
     """The first non-blank line of ``text``, stripped (raw: sanitize it where it is shown)."""
     for line in text.split("\n"):

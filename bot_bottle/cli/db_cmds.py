@@ -13,7 +13,7 @@ from typing import Any
 
 from bot_bottle.audit.anchor import retire_anchor
 from bot_bottle.audit_store import AuditStore
-from bot_bottle.cli.common import db_path, fail, print_json, verb_parser, version_number
+from bot_bottle.cli.common import counted, db_path, fail, print_json, verb_parser, version_number
 from bot_bottle.cli.registry import summary
 from bot_bottle.connection import connect, translate_errors
 from bot_bottle.db import mark_if_log_empty, open_db
@@ -168,7 +168,8 @@ def cmd_db_downgrade(args: argparse.Namespace) -> int:
         before = migrate.current_version(conn)
         result = migrate.downgrade(conn, args.to, migrations=known, export=exporter)
     if exported and not args.json:
-        print(f"{exported[0]} audit entries written to {args.export} before they were dropped")
+        written = counted(exported[0], "audit entry", "audit entries")
+        print(f"{written} written to {args.export} before they were dropped")
     _run_result(path, "downgraded", before, result, args.json)
     if result.versions and not args.json:  # else the next 'bottles list' undoes it, without a word
         print(UP_AGAIN)

@@ -29,7 +29,7 @@ from types import FrameType
 from typing import Any
 
 from bot_bottle.audit_store import AuditStore
-from bot_bottle.cli.common import add_db_option, db_path, print_untrusted
+from bot_bottle.cli.common import add_db_option, counted, db_path, print_untrusted
 from bot_bottle.cli.launch_routes import record_launch_routes
 from bot_bottle.cli.registry import summary
 from bot_bottle.cli.tui.app import SuperviseTUI
@@ -279,7 +279,7 @@ class Demo:
             problems += self.report()
             with AuditStore(self.db) as audit:
                 verified = audit.verify()
-            print(f"audit log: {verified.count} entries, "
+            print(f"audit log: {counted(verified.count, 'entry', 'entries')}, "
                   + ("chain whole" if verified.ok else terminal.clean_line(verified.problem)))
             if not verified.ok:
                 problems.append("the audit log does not verify")

@@ -275,3 +275,13 @@ class GrantUntilATimeTest(CliTestCase):
         self.assertIn(f"until {ends_at} ", out)
         self.assertGreaterEqual(ends_at, until.strftime("%Y-%m-%dT%H:%M:%S.000000Z"))
         self.assertLess(ends_at, (until + timedelta(seconds=2)).strftime("%Y-%m-%dT%H:%M:%S.000000Z"))
+
+
+class OneEntryTest(CliTestCase):
+    def test_one_entry_is_said_as_one(self) -> None:
+        """BROKE before the fix (review 67): 'audit verify' of a log of one entry said 'audit log whole: 1 entries'."""
+        filed = self.store.submit("web-1", TOOL_EGRESS_ALLOW, '{"host": "pypi.org"}', "pip")
+        decide(filed.id, "approved", "", decided_by="ann", store=self.store)
+        code, out, err = self.cli("audit", "verify")
+        self.assertEqual((code, err), (0, ""))
+        self.assertTrue(out.startswith("audit log whole: 1 entry, 1 sealed with the host's key"), out)

@@ -22,7 +22,7 @@ from datetime import datetime
 from bot_bottle.audit.forensics import VerifyResult
 from bot_bottle.bottles import BottleOverview
 from bot_bottle.cli.bottles_cmds import ago
-from bot_bottle.cli.common import first_line, shown_actor
+from bot_bottle.cli.common import counted, first_line, shown_actor
 from bot_bottle.cli.in_force import GrantsListed, rule_left, rule_scope, rule_subject, shown_record
 from bot_bottle.grant_records import Grant
 from bot_bottle.policy.approval import shown_subject
@@ -241,7 +241,8 @@ def audit_page(entries: Sequence[AuditEntry], result: VerifyResult, marker: str,
     """The newest audit entries, under the log's verify status."""
     if result.ok:
         sealed = result.count - result.unsealed
-        status = (f'<p class="verify ok">audit log whole: {result.count} entries, {sealed} sealed with the '
+        whole = counted(result.count, "entry", "entries")
+        status = (f'<p class="verify ok">audit log whole: {whole}, {sealed} sealed with the '
                   "host's key" + (f", reaching the anchor at entry {result.anchored}" if result.anchored else "")
                   + "</p>")
     else:
@@ -255,7 +256,8 @@ def audit_page(entries: Sequence[AuditEntry], result: VerifyResult, marker: str,
     )
     table = ("<table><thead><tr><th>seq</th><th>time (UTC)</th><th>bottle</th><th>action</th><th>tool</th>"
              f"<th>proposal</th><th>by</th><th>notes</th></tr></thead><tbody>{rows}</tbody></table>")
-    body = f'<h1>Audit log</h1><div data-part="audit">{status}<p>the newest {len(entries)} entries</p>{table}</div>'
+    newest = counted(len(entries), "entry", "entries")
+    body = f'<h1>Audit log</h1><div data-part="audit">{status}<p>the newest {newest}</p>{table}</div>'
     return page("audit log", body, root=root, marker=marker, pending=pending, data={"page": "audit"})
 
 
