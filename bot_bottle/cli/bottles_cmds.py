@@ -176,7 +176,9 @@ def cmd_bottles_routes(args: argparse.Namespace) -> int:
 def register(subparsers: Any) -> None:
     """Add the ``bottles`` verb and its subcommands."""
     parser = subparsers.add_parser(
-        "bottles", help=summary("bottles"), description=summary("bottles"), epilog=_EPILOG,
+        "bottles", help=summary("bottles"), epilog=_EPILOG,
+        description="The bottles this host knows: each one's state (stale when its sidecar went silent), its "
+        "pending work, and the routes file it is launched with.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     commands = parser.add_subparsers(dest="bottles_verb", metavar="VERB", required=True)
