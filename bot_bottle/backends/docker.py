@@ -24,8 +24,18 @@ DOCKER_HOST_NAME = "host.docker.internal"
 def docker_mount_args(plan: SupervisePlan) -> list[str]:
     """``docker run`` arguments that bind the database directory and run as the host user."""
     mount = plan.mount
-    spec = f"type=bind,source={mount.source},target={mount.target}" + (",readonly" if mount.read_only else "")
-    return ["--mount", spec, "--user", f"{plan.uid}:{plan.gid}"]
+    fields = ["type=bind", f"source={mount.source}", f"target={mount.target}"]
+    fields += ["readonly"] if mount.read_only else []
+    return ["--mount", ",".join(_csv_field(field) for field in fields), "--user", f"{plan.uid}:{plan.gid}"]
+
+
+def _csv_field(field: str) -> str:
+    """``field`` as one field of ``--mount``'s value, which Docker and podman read as a line of CSV: quoted, its
+    quotes doubled, where it holds a comma, a quote or a line break. A HOME of '/home/a,b' made the source
+    '/home/a' and an option 'b/.bot-bottle/db' that the engine refused."""
+    if any(char in field for char in ',"\r\n'):
+        return '"' + field.replace('"', '""') + '"'
+    return field
 
 
 class DockerBackend(Backend):

@@ -230,7 +230,7 @@ class SidecarContainerTest(TempDirTest):
             if in_ci():
                 self.fail(message)
             self.skipTest(message)
-        home = self.tmp / "home-1000"
+        home = self.tmp / "home 1000,x"  # a comma: --mount is a line of CSV to the engine (test_launch)
         home.mkdir()
         os.chown(home, OTHER_UID, OTHER_UID)
         self.readable_checkout()

@@ -3,6 +3,7 @@ and every bad choice refused before anything is prepared."""
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import json
 import os
@@ -70,6 +71,21 @@ class LaunchTest(TempDirTest):
         launch = backend("docker").launch(plan, backend("docker").launch_options(image="registry.example/bb:1.0"))
         self.assertEqual([shlex.split(line) for line in launch.shell_lines()], [list(c) for c in launch.start])
         self.assertIn(f"type=bind,source={odd}/.bot-bottle/db,target=/run/supervise", launch.run)
+
+    def test_a_home_with_a_comma_is_one_source(self) -> None:
+        """--mount's value is a line of CSV to Docker and podman: a comma (or a quote) in the path is quoted there.
+
+        BROKE before (review 67): HOME '/tmp/h 67,x' made the source '/tmp/h 67' and an option 'x/.bot-bottle/db',
+        which the engine refused ('invalid mount option'). tests/backends/test_container.py runs it in podman."""
+        odd = self.tmp / 'h 67,x "q"'
+        odd.mkdir()
+        os.environ["HOME"] = str(odd)
+        plan = Supervise.prepare("web-3")
+        launch = backend("docker").launch(plan, backend("docker").launch_options(image="registry.example/bb:1.0"))
+        spec = launch.run[launch.run.index("--mount") + 1]
+        self.assertEqual(next(csv.reader([spec])),
+                         ["type=bind", f"source={odd}/.bot-bottle/db", "target=/run/supervise"])
+        self.assertEqual([shlex.split(line) for line in launch.shell_lines()], [list(c) for c in launch.start])
 
     def test_the_readmes_walk_through_shows_what_prepare_prints(self) -> None:
         """README, step 3: the two lines are what prepare prints for ann (uid 1000) with Docker and --publish 9100."""
