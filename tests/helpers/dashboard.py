@@ -90,13 +90,17 @@ class DashboardCase(TempDirTest):
                                        "Content-Type": "application/x-www-form-urlencoded", **(headers or {})}
         return self.call("POST", f"/proposal/{proposal.id}/{action}", headers=sent, body=body, session=session)
 
+    def post_revoke(self, grant_id: str, reason: str) -> tuple[int, dict[str, str], str]:
+        """POST the bottles page's revoke form for a grant, as the page posts it: (status, headers, body)."""
+        form = urlencode({"csrf": self.dashboard.csrf, "reason": reason, "decision": "revoke"}).encode()
+        return self.call("POST", f"/grant/{grant_id}/revoke", body=form, headers={
+            "Origin": self.origin, "Sec-Fetch-Site": "same-origin",
+            "Content-Type": "application/x-www-form-urlencoded"})
+
     def revoke_posted(self, grant_id: str, reason: str = "mirror down") -> str:
         """Revoke a grant with the bottles page's form, as the page posts it; the page the revocation leads to,
         which must be there."""
-        form = urlencode({"csrf": self.dashboard.csrf, "reason": reason, "decision": "revoke"}).encode()
-        status, headers, _ = self.call("POST", f"/grant/{grant_id}/revoke", body=form, headers={
-            "Origin": self.origin, "Sec-Fetch-Site": "same-origin",
-            "Content-Type": "application/x-www-form-urlencoded"})
+        status, headers, _ = self.post_revoke(grant_id, reason)
         self.assertEqual(status, 303)
         status, _, body = self.call("GET", headers["location"].removeprefix(self.dashboard.root))
         self.assertEqual(status, 200)

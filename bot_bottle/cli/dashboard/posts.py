@@ -292,6 +292,8 @@ class PostHandler(DashboardBase):
                 grant = self.dashboard.grants.revoke(id_prefix, reason, revoked_by=by)
                 self.dashboard.revoked_now(grant)
                 revoked, what = grant.id, f"grant {grant.short_id} ({grant.queue_key}, {grant.tool})"
+        except ValidationError as exc:  # the form's fault (no reason given), not another's change: as a decision's
+            raise Refused(HTTPStatus.BAD_REQUEST, "Not revoked", f"not revoked: {exc}") from None
         except BotBottleError as exc:
             raise Refused(HTTPStatus.CONFLICT, "Not revoked", f"not revoked: {exc}") from None
         self.dashboard.log(f"revoked {what}")

@@ -251,6 +251,21 @@ class RulesTest(DashboardCase):
             _, _, body = self.call("GET", f"/bottles?revoked={shown}")
             self.assertNotIn("revoked grant", body)
 
+    def test_a_revocation_without_a_reason_is_the_forms_fault(self) -> None:
+        """An empty reason is refused as a bad request (400), as a decision's is, and nothing is revoked. BROKE
+        before (review 67): 409, as if another operator's change had got in the way."""
+        route = self.store.submit("web-1", TOOL_EGRESS_ALLOW, '{"host": "pypi.org"}', "pip")
+        decide(route.id, "approved", store=self.store)
+        grant = GrantStore(database=self.store.db).for_proposal(route.id)
+        assert grant is not None
+        status, _, body = self.post_revoke(grant.id, "")
+        self.assertEqual(status, 400, body)
+        self.assertIn("not revoked", body)
+        live = GrantStore(database=self.store.db).for_proposal(route.id)
+        self.assertIsNotNone(live)
+        assert live is not None
+        self.assertIsNone(live.revoked_at)
+
     def test_what_expired_unanswered_links_each_to_its_page(self) -> None:
         """BROKE before the fix: the inbox's line naming what expired unanswered ended "('proposals list --all')",
         a shell's command, and its ids opened nothing: the dashboard has no such list. Now each id opens the
