@@ -121,6 +121,8 @@ def cmd_bottles_show(args: argparse.Namespace) -> int:
         f"transport  {item.shown_transport}",
         # The row filing made keeps its first proposal's time there: it was never prepared.
         f"prepared   never (first filed {bottle.prepared_at})" if item.never_prepared
+        # No backend: no 'prepare' made the row (prepare names one); a sidecar run by hand, or filing, did.
+        else f"prepared   never (first seen {bottle.prepared_at})" if bottle.backend is None
         else f"prepared   {bottle.prepared_at}",
         f"started    {bottle.started_at or '-'}",
         f"stopped    {bottle.stopped_at or '-'}",

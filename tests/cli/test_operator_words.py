@@ -88,6 +88,9 @@ class UnpreparedBottleTest(CliTestCase):
         shown = self.cli("bottles", "show", "hook-1")[1]
         self.assertIn("state      unprepared (it has only filed: the host never prepared it", shown)
         self.assertIn(f"prepared   never (first filed {filed.created_at})", shown)
+        # BROKE before (review 67): a sidecar run by hand, never prepared, read 'prepared <its first start>'.
+        (side,) = [item.bottle for item in bottles.overview() if item.bottle.slug == "side-1"]
+        self.assertIn(f"prepared   never (first seen {side.prepared_at})", self.cli("bottles", "show", "side-1")[1])
         self.assertIn("prepared   20", self.cli("bottles", "show", "web-1")[1])
         page = bottles_table(bottles.overview(), datetime.now(UTC))
         self.assertIn('<tr class="state-unprepared"><td>hook-1</td><td class="state">unprepared</td>', page)
