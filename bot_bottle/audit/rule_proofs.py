@@ -153,11 +153,20 @@ def rejecting_rule(conn: sqlite3.Connection, queue_key: str, tool: str, subject:
     the rule had not yet decided (no host process had looked since it was
     filed, or since the rule was made) was approved by id, and its grant
     stood beside "never this" for days."""
+    return first_rejection(standing_rejections(conn, queue_key, tool, now), queue_key, tool, subject)
+
+
+def standing_rejections(conn: sqlite3.Connection, queue_key: str, tool: str, now: str) -> list[Rule]:
+    """The standing rejections of ``tool`` in force at ``now`` for bottle ``queue_key`` (its own and every
+    bottle's) that the audit log proves, as the keeper decides with them: the file's, and the log's whose rows the
+    file lost or changed (``logged_rejections``). What ``rejecting_rule`` holds an approval to, and what a routes
+    file naming a host one rejects is said to be (``audit.routes_approved``)."""
     proofs = RuleProofs()
     rules = proofs.proven(conn, [rule for rule in live_rules_in(conn, queue_key, tool, now)
                                  if rule.effect == EFFECT_REJECT])  # (the log's own rejections are read below)
     rules += proofs.proven(conn, logged_rejections(conn, now, {rule.id for rule in rules}, proofs))
-    return first_rejection(rules, queue_key, tool, subject)
+    return [rule for rule in rules if rule.tool == tool and rule.queue_key in (None, queue_key)
+            and rule.effect == EFFECT_REJECT]
 
 
 def first_rejection(rules: Iterable[Rule], queue_key: str, tool: str, subject: dict[str, Any]) -> Rule | None:
