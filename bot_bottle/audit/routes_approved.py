@@ -45,25 +45,29 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from bot_bottle.audit.anchor import Anchor
 from bot_bottle.audit.chain import SELECT, stored_details
 from bot_bottle.audit.grant_entries import APPROVES_ROUTES, REVOKES_ROUTES, recorded_grant_id, revocations_of
 from bot_bottle.audit.host_seal import host_sealing, sealed_as_read, sealed_rows
+from bot_bottle.audit.rule_proofs import standing_rejections
 from bot_bottle.audit.walk import last_seq
 from bot_bottle.audit.whole import sealed_in_order
 from bot_bottle.connection import database_path
 from bot_bottle.errors import BotBottleError, ReadChanged
+from bot_bottle.policy.approval import Rejection
 from bot_bottle.records import (
     RESPONSE_STATUSES,
     SHORT_ID_LENGTH,
     STATUS_APPROVED,
     STATUS_MODIFIED,
+    TOOL_EGRESS_ALLOW,
     TOOL_EGRESS_BLOCK,
     Proposal,
     sha256_text,
 )
+from bot_bottle.timestamps import utc_now
 
 # How many entries after the last approval (or in a log without one) are held to the seal at most: past it, the
 # screens take no approval's word (every host reads as new) rather than read a long log for each proposal (a
@@ -101,11 +105,16 @@ class RoutesBase:
 
     file: str | None
     drift: str | None = None
+    # The standing rejections of egress-allow in force for the bottle (``standing_rejections``): each host the
+    # file names that one rejects is a caution (``policy.approval.rejected_cautions``); a pending proposal's only.
+    rejections: tuple[Rejection, ...] = ()
 
     def digest(self) -> str:
-        """The sha256 of this reading (file and caution): what a page's forms carry, so a decision is recorded
-        only while the proposal is read as the page read it (a routes file approved since changes it)."""
-        return sha256_text(f"{'-' if self.file is None else '+' + self.file}\0{self.drift or ''}")
+        """The sha256 of this reading (file, caution and the rejections in force): what a page's forms carry, so
+        a decision is recorded only while the proposal is read as the page read it (a routes file approved since
+        changes it, and so does a standing rejection made or ended since)."""
+        rules = "".join(f"\0{rule_id}" for rule_id in sorted(rule.rule_id for rule in self.rejections))
+        return sha256_text(f"{'-' if self.file is None else '+' + self.file}\0{self.drift or ''}{rules}")
 
 
 @dataclass(frozen=True)
@@ -124,9 +133,25 @@ def routes_base(conn: sqlite3.Connection, proposal: Proposal, decided: bool) -> 
     """What ``proposal``'s file is read against: the sidecar's current file where it is the last one approved for
     the bottle, else the last approved one, with a ``drift`` saying so (none where the sidecar sent no current
     file: it claimed nothing another), or none where none was (or none is proven, and then why). A ``decided``
-    proposal is read against what was approved before its own decision, as it was when it was decided."""
+    proposal is read against what was approved before its own decision, as it was when it was decided; a pending
+    one, with the standing rejections in force for its bottle too (``RoutesBase.rejections``): a rule decides
+    egress-allow proposals only, and approving a file that names a host one rejects grants it all the same."""
     if proposal.tool != TOOL_EGRESS_BLOCK:
         return RoutesBase(proposal.current_file)
+    base = _file_base(conn, proposal, decided)
+    if decided:
+        return base
+    try:
+        rules = standing_rejections(conn, proposal.queue_key, TOOL_EGRESS_ALLOW, utc_now())
+    except (sqlite3.Error, BotBottleError) as exc:  # as the keeper would fail: the screen still shows, saying so
+        return replace(base, drift="; ".join(part for part in (base.drift, f"the standing rejections could not be "
+                                                               f"read ({exc}): none is named here") if part))
+    return replace(base, rejections=tuple(Rejection(rule.id, rule.subject_value, bool(rule.pattern), rule.queue_key)
+                                          for rule in rules))
+
+
+def _file_base(conn: sqlite3.Connection, proposal: Proposal, decided: bool) -> RoutesBase:
+    """``routes_base`` but the standing rejections: the file an ``egress-block`` is read against, and why."""
     try:
         before = _decision_seq(conn, proposal.id) if decided else None
         last, unsealed = _last_approved(conn, proposal, before)
@@ -187,8 +212,9 @@ def hold_routes_read(conn: sqlite3.Connection, proposal: Proposal, read: str) ->
     and the approval recorded what no screen showed (hostile review 52)."""
     if proposal.tool == TOOL_EGRESS_BLOCK and routes_base(conn, proposal, decided=False).digest() != read:
         raise ReadChanged(f"the routes file on record for {proposal.queue_key} changed (another approved, or it was "
-                          f"revoked) since {proposal.short_id} was "
-                          "shown, so what deciding it adds and drops changed; nothing recorded: show it again")
+                          f"revoked) since {proposal.short_id} was shown, or a standing rejection for it was made or "
+                          "ended since, so what deciding it adds and drops, or the rejections it is said to grant "
+                          "past, changed; nothing recorded: show it again")
 
 
 def is_last_approved(conn: sqlite3.Connection, bottle: str, text: str) -> bool:

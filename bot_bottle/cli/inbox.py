@@ -44,7 +44,7 @@ from bot_bottle.records import (
     Response,
     sha256_text,
 )
-from bot_bottle.standing import describe_failure, keep, unproven_line
+from bot_bottle.standing import describe_failure, keep, rules_version, unproven_line
 from bot_bottle.timestamps import later, utc_now
 
 # A filter on cautions: any kind at all, or one of policy.approval.KINDS.
@@ -249,7 +249,7 @@ def file_approval(proposal: Proposal, text: str, base: RoutesBase | None = None)
     """What approving ``text`` for ``proposal`` (its payload, or the operator's version) grants, read against
     ``base`` (the sidecar's current file when None)."""
     against = base or RoutesBase(proposal.current_file)
-    return approval_of(proposal.tool, text, against.file, against.drift)
+    return approval_of(proposal.tool, text, against.file, against.drift, against.rejections, proposal.queue_key)
 
 
 def unproven_decision(audit: AuditStore, proposal: Proposal, response: Response | None) -> str | None:
@@ -276,7 +276,9 @@ class Inbox:
         self.store = store
         self._read: dict[str, tuple[Approval, str]] = {}
         # routes_approvals_mark when the routes files kept were read: a view that keeps its own lines keys them by it
-        self.routes_mark: int | None = None
+        # (and the rules' version, ``standing.rules_version``: a standing rejection made or ended changes a file's
+        # cautions)
+        self.routes_mark: tuple[int | None, str] | None = None
 
     def entries(self, summaries: Sequence[ProposalSummary], responses: Sequence[Response | None] = ()) -> list[Entry]:
         """An entry for each summary, in order: proposals not read before are loaded, a few at a time."""
@@ -290,8 +292,9 @@ class Inbox:
         """Every bottle's pending proposals (oldest first) that pass ``filters``; entries not read are loaded."""
         chosen = filters or Filters()
         with self.store.db.read() as conn:
-            mark = routes_approvals_mark(conn)
-        if mark != self.routes_mark:  # a routes file approved (or one revoked) since: the others are read again
+            routes = routes_approvals_mark(conn)
+        mark = (routes, rules_version(self.store))
+        if mark != self.routes_mark:  # a routes file approved (or one revoked), or a rule, since: read again
             self._read = {key: kept for key, kept in self._read.items() if kept[0].tool != TOOL_EGRESS_BLOCK}
             self.routes_mark = mark
         listed = self.entries(self.store.pending_summaries(chosen.bottle))

@@ -111,7 +111,7 @@ def cmd_proposals_show(args: argparse.Namespace) -> int:
         # A sidecar can write a response straight into the file: say when the audit log does not prove it.
         unproven = unproven_decision(AuditStore(database=store.db), proposal, response)
         base = routes_base_of(store, proposal, response)
-        digest = decision_digest(store, proposal)
+        digest = decision_digest(store, proposal, base if response is None else None)  # the reading shown
     if args.json:
         print_json({**proposal_json(proposal, response, approval_for(proposal, response, base)), "unproven": unproven,
                     "digest": digest})
@@ -141,8 +141,10 @@ def register(subparsers: Any) -> None:
         help="pending proposals of every bottle, oldest first",
         description="List pending proposals of every bottle (or one), oldest first: how long each may still wait "
         "(LEFT: then it expires, its caller told no), what approving each grants "
-        "(a [widens], [look-alike], [internal], [unreadable] or [drifted] badge first where it warrants a second "
-        "look), then the agent's own first line; last, the proposals that expired unanswered in the last 24 hours. "
+        "(a [widens], [look-alike], [internal], [rejected], [unreadable] or [drifted] badge first where it "
+        "warrants a second look; [rejected]: a routes file naming a host a standing rejection in force for its "
+        "bottle rejects, which a rule does not decide), then the agent's own first line; last, the proposals "
+        "that expired unanswered in the last 24 hours. "
         "--json prints objects with id, queue_key, tool, created_at, status and grants (summary, grants, "
         "warnings); no payload: 'show' prints one whole.",
         json=True,
@@ -151,7 +153,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("--all", action="store_true", help="decided and archived proposals too")
     p.add_argument("--tool", choices=TOOLS, help="only this tool's proposals")
     p.add_argument("--warning", nargs="?", const=ANY_CAUTION, choices=(ANY_CAUTION, *KINDS), metavar="KIND",
-                   help="only proposals with a warning (of KIND: widens, look-alike, internal, unreadable or drifted)")
+                   help="only proposals with a warning (of KIND: widens, look-alike, internal, rejected, unreadable or "
+                   "drifted)")
     p.add_argument("--search", metavar="WORDS", help="only proposals whose row holds every word (case ignored)")
     p.add_argument("--limit", type=positive_int, metavar="N", help="only the newest N")
     p.set_defaults(handler=cmd_proposals_list, field_options={"queue_key": "--bottle"})

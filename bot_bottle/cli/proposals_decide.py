@@ -188,8 +188,9 @@ def _check_digest(store: QueueStore, proposal: Proposal, digest: str, base: Rout
                                decision_digest(store, proposal, base).encode()):
         raise AuditTampered(f"proposal {proposal.short_id} is not the one whose digest you gave: it was rewritten in "
                             "the database since 'proposals show' printed it, or (a routes file) the one on record for "
-                            "its bottle changed since (another approved, or it was revoked), or the digest is "
-                            "another's; nothing recorded. Show it again")
+                            "its bottle changed since (another approved, or it was revoked), or a standing rejection "
+                            "for it was made or ended since, or the digest is another's; nothing recorded. Show it "
+                            "again")
 
 
 def _approval_confirmed(proposal: Proposal, notes: str, grant_for: int | None, remember: str | None,
@@ -319,10 +320,13 @@ def register_decisions(verbs: Any) -> None:
     """Add ``approve``, ``modify`` and ``reject`` to the ``proposals`` verb's subcommands."""
     p = verb_parser(verbs, "approve", help="approve proposals as filed", json=True,
                     description="Approve one or more proposals as filed. On a terminal each is shown (what "
-                    "approving grants) and asked for (where approving widens access, names a look-alike host or "
-                    "reaches inside, only a typed 'yes' records it); without one (a script), --digest is required, "
-                    "once per ID in the same order: the digest 'proposals show' printed, so only the proposal you "
-                    "saw is approved. gitleaks-allow and egress-token-allow proposals need a reason (--notes). The "
+                    "approving grants) and asked for (where approving widens access, names a look-alike host, "
+                    "reaches inside, or is a routes file naming a host a standing rejection in force rejects, only a "
+                    "typed 'yes' records it); without one (a script), --digest is required, once per ID in the same "
+                    "order: the digest 'proposals show' printed, so only the proposal you saw is approved (for a "
+                    "routes file, read as it was then: a routes file approved, or a standing rejection made or "
+                    "ended, since refuses it). gitleaks-allow and egress-token-allow proposals need a reason "
+                    "(--notes). The "
                     "approvals are recorded together, in one commit: if any is refused (decided meanwhile by "
                     "someone else, expired), none is, and a 'no' to any records none. Each decision is named back "
                     "(--json: a list of them).",

@@ -22,8 +22,12 @@ machine, the host machine, a cloud's metadata service, a private network:
 read from: approving answers the waiting caller and grants nothing that
 lasts) and ``drifted`` (an ``egress-block`` filed against a current routes
 file other than the last one approved for its bottle: its new and dropped
-lines are read against the approved one, ``audit.routes_approved``). The
-first three are asked for a second time.
+lines are read against the approved one, ``audit.routes_approved``) and
+``rejected`` (a routes file naming a host a standing rejection in force for
+its bottle rejects: a rule decides ``egress-allow`` proposals only, so
+approving the file grants the host all the same; the rejections are passed
+in, ``Rejection``). ``widens``, ``look-alike``, ``internal`` and ``rejected``
+are asked for a second time.
 Hosts are written with ``hosts.shown_host``: a look-alike never reads as
 the host it imitates. The TUI, the command line and the dashboard all show
 this, before anything the agent wrote.
@@ -34,7 +38,7 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -54,7 +58,7 @@ from bot_bottle.policy.hosts import (
 )
 from bot_bottle.policy.reach import inside_worst_first
 from bot_bottle.policy.routes import file_widening, parse_route
-from bot_bottle.policy.subjects import describe_subject
+from bot_bottle.policy.subjects import describe_subject, rule_overlaps
 from bot_bottle.records import (
     TOOL_EGRESS_ALLOW,
     TOOL_EGRESS_BLOCK,
@@ -68,9 +72,11 @@ LOOK_ALIKE = "look-alike"
 INTERNAL = "internal"
 UNREADABLE = "unreadable"
 DRIFTED = "drifted"
-KINDS = (WIDENS, LOOK_ALIKE, INTERNAL, UNREADABLE, DRIFTED)
-# Kinds an approval is asked for a second time for: it reaches more, or other hosts, than it reads as, or inside.
-CONFIRM_KINDS = frozenset({WIDENS, LOOK_ALIKE, INTERNAL})
+REJECTED = "rejected"
+KINDS = (WIDENS, LOOK_ALIKE, INTERNAL, REJECTED, UNREADABLE, DRIFTED)
+# Kinds an approval is asked for a second time for: it reaches more, or other hosts, than it reads as, or inside,
+# or it grants what the operator rejected from now on.
+CONFIRM_KINDS = frozenset({WIDENS, LOOK_ALIKE, INTERNAL, REJECTED})
 # What every route grants besides its summary: the proxy matches a request's host without its port.
 ANY_PORT = "on every port (a route names no port)"
 # A routes file can name thousands of hosts and lines: the first ones are listed, and how many more.
@@ -116,12 +122,26 @@ class Approval:
         kinds = [kind for kind in self.kinds if kind in CONFIRM_KINDS]
         said = ["more than it reads as"] if WIDENS in kinds or LOOK_ALIKE in kinds else []
         said += ["inside"] if INTERNAL in kinds else []
-        return f"it reaches {' and '.join(said)} ({', '.join(kinds)})" if kinds else ""
+        reaches = f"it reaches {' and '.join(said)}" if said else ""
+        rejected = "it grants a host a standing rejection rejects" if REJECTED in kinds else ""
+        return f"{' and '.join(part for part in (reaches, rejected) if part)} ({', '.join(kinds)})" if kinds else ""
 
     def to_dict(self) -> dict[str, Any]:
         """As JSON for ``--json`` listings: the summary, the items and the cautions."""
         return {"summary": self.summary, "grants": list(self.grants),
                 "warnings": [{"kind": caution.kind, "text": caution.text} for caution in self.cautions]}
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """A standing rejection of ``egress-allow`` in force, as a routes file is held to it: the rule's id, its
+    subject and whether it is a pattern the operator typed, and its bottle (None: every bottle). Read by the
+    caller, as the keeper proves rules (``audit.routes_approved``); this module only compares."""
+
+    rule_id: str
+    subject: dict[str, Any]
+    pattern: bool
+    bottle: str | None
 
 
 # Approvals read in this process, by a digest of what they were read from: a routes file of 1 MiB takes about
@@ -142,12 +162,15 @@ def _read_key(tool: str, payload: str, current_file: str | None) -> bytes:
     return digest.digest()
 
 
-def approval_of(tool: str, payload: str, current_file: str | None = None, drift: str | None = None) -> Approval:
+def approval_of(tool: str, payload: str, current_file: str | None = None, drift: str | None = None,
+                rejections: Sequence[Rejection] = (), bottle: str = "") -> Approval:
     """What approving ``payload`` (as filed, or as the operator modified it) grants, with its cautions.
 
     ``current_file`` is the routes file an ``egress-block`` replaces, to
     tell the hosts it adds from the ones it keeps; ``drift``, why it is not
-    the one the sidecar sent (``audit.routes_approved``), the first caution. Never raises: a payload
+    the one the sidecar sent (``audit.routes_approved``), the first caution; ``rejections``, the standing
+    rejections in force for ``bottle``, each host the file names that one rejects a ``rejected`` caution
+    (``rejected_cautions``). Never raises: a payload
     that does not read as its tool's is an ``unreadable`` caution. Every
     item and caution is ASCII (``hosts.shown_host``): the text of a parse
     error or a finding's file name quotes the payload, and a look-alike host
@@ -164,9 +187,31 @@ def approval_of(tool: str, payload: str, current_file: str | None = None, drift:
             if len(_read) >= _READ_SIZE:
                 del _read[next(iter(_read))]  # the oldest read first
             _read[key] = approval
-    if drift is None:
+    named = rejected_cautions(payload, bottle, rejections) if tool == TOOL_EGRESS_BLOCK and rejections else []
+    if drift is None and not named:
         return approval
-    return replace(approval, cautions=(Caution(DRIFTED, drift), *approval.cautions))
+    return replace(approval, cautions=(*([Caution(DRIFTED, drift)] if drift is not None else []),
+                                       *named, *approval.cautions))
+
+
+def rejected_cautions(text: str, bottle: str, rejections: Sequence[Rejection]) -> list[Caution]:
+    """A ``rejected`` caution for each host routes file ``text`` names (every line's, unchanged ones too: approving
+    grants the whole file again) that one of ``rejections`` rejects for ``bottle``, as a rejection matches a route
+    (``rule_overlaps``: the same host in any of its forms, a wildcard rule over it, a wildcard in the file over
+    the rule's host), with the rule's short id; the first ``MAX_LISTED``, then how many more."""
+    lines = text.split("\n")
+    hosts = dict.fromkeys([*hosts_of(lines, {line: listed_addresses(line) for line in lines}),
+                           *read_across_lines(lines, set())])
+    cautions = []
+    for host in hosts:
+        rule = next((each for each in rejections if each.bottle in (None, bottle) and rule_overlaps(
+            each.subject, each.pattern, TOOL_EGRESS_ALLOW, {"host": host, "methods": [], "paths": []})), None)
+        if rule is not None:
+            cautions.append(Caution(REJECTED, shown_host(
+                f"names {host}, which standing rejection {rule.rule_id[:8]} rejects for "
+                f"{bottle if rule.bottle is not None else 'every bottle'}: a rule decides egress-allow proposals, "
+                "so approving this grants it all the same")))
+    return _bounded(cautions)
 
 
 def _approval_read(tool: str, payload: str, current_file: str | None) -> Approval:

@@ -218,8 +218,9 @@ class PostHandler(DashboardBase):
         if approval is not None and proposal.tool == TOOL_EGRESS_BLOCK \
                 and not hmac.compare_digest(form.get("read", "").encode("utf-8", "replace"), base.digest().encode()):
             self.show(proposal, HTTPStatus.CONFLICT, "not recorded: the routes file on record for this bottle changed "
-                      "(another approved, or it was revoked) since this page read this one, so what approving it "
-                      "adds and drops changed; read it again")
+                      "(another approved, or it was revoked) since this page read this one, or a standing rejection "
+                      "for it was made or ended since, so what approving it adds and drops, or the rejections it is "
+                      "said to grant past, changed; read it again")
             return
         if approval is not None and not self._confirmed(proposal, approval, form, extent):
             return

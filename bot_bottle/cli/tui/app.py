@@ -93,7 +93,7 @@ class SuperviseTUI(TerminalScreen):
         self.message = message
         self.schema_note = ""  # what a write's schema guard did, after the message until the next key (verb)
         self.marker: tuple[int, int] | None = None
-        self._detail_cache: tuple[tuple[str, int, bool, int | None], list[tuple[Line, int]]] | None = None
+        self._detail_cache: tuple[tuple[str, int, bool, object], list[tuple[Line, int]]] | None = None
         self.last_search = ""
         self._kept = 0
         self._rules_seen: str | None = None

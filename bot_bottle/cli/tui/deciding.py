@@ -139,9 +139,9 @@ class Deciding:
         if approving and proposal.tool == TOOL_EGRESS_BLOCK and approval != file_approval(
                 proposal, final if final is not None else proposal.payload, base):
             return (f"not recorded: the routes file on record for {proposal.queue_key} changed (another approved, or "
-                    f"it was revoked) since this screen read "
-                    f"{proposal.short_id}, so what {'approving' if status == STATUS_APPROVED else 'modifying'} it "
-                    "adds and drops changed; look at it again")
+                    f"it was revoked) since this screen read {proposal.short_id}, or a standing rejection for it "
+                    f"was made or ended since, so what {'approving' if status == STATUS_APPROVED else 'modifying'} it "
+                    "adds and drops, or the rejections it is said to grant past, changed; look at it again")
         label = f"{proposal.short_id} ({proposal.queue_key}, {proposal.tool})"
         waiting = pending_ids(self.store.db.path) if choice.remember else []  # what its rule may decide at once
         try:
