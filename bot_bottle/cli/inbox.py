@@ -276,8 +276,8 @@ class Inbox:
         self.store = store
         self._read: dict[str, tuple[Approval, str]] = {}
         # routes_approvals_mark when the routes files kept were read: a view that keeps its own lines keys them by it
-        # (and the rules' version, ``standing.rules_version``: a standing rejection made or ended changes a file's
-        # cautions)
+        # (and the rules' version, ``standing.rules_version``, and how many rules ended on their own: a standing
+        # rejection made or ended changes a file's cautions)
         self.routes_mark: tuple[int | None, str] | None = None
 
     def entries(self, summaries: Sequence[ProposalSummary], responses: Sequence[Response | None] = ()) -> list[Entry]:
@@ -293,7 +293,10 @@ class Inbox:
         chosen = filters or Filters()
         with self.store.db.read() as conn:
             routes = routes_approvals_mark(conn)
-        mark = (routes, rules_version(self.store))
+            # A rule that ended on its own moves no version: counted, so a [rejected] caution it made goes with it.
+            ended = conn.execute("SELECT count(*) FROM rules WHERE ends_at IS NOT NULL AND ends_at <= ?",
+                                 (utc_now(),)).fetchone()
+        mark = (routes, f"{rules_version(self.store)}/{ended[0] if ended else 0}")
         if mark != self.routes_mark:  # a routes file approved (or one revoked), or a rule, since: read again
             self._read = {key: kept for key, kept in self._read.items() if kept[0].tool != TOOL_EGRESS_BLOCK}
             self.routes_mark = mark

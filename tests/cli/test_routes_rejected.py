@@ -11,10 +11,13 @@ from typing import Any
 
 from bot_bottle.cli.inbox import file_approval, routes_base_of
 from bot_bottle.cli.launch_routes import record_launch_routes
+from bot_bottle.grants import GrantStore
 from bot_bottle.policy import approval
+from bot_bottle.policy.subjects import subject_of
 from bot_bottle.queue_store import QueueStore
-from bot_bottle.records import TOOL_EGRESS_BLOCK, Proposal
-from tests.helpers.support import TempDirTest
+from bot_bottle.records import EFFECT_REJECT, TOOL_EGRESS_ALLOW, TOOL_EGRESS_BLOCK, Proposal
+from bot_bottle.timestamps import later, utc_now
+from tests.helpers.support import TempDirTest, wait_until
 
 REJECTED = "rejected"  # the caution's kind (policy.approval.REJECTED), spelt out: the module must load before it
 
@@ -89,6 +92,16 @@ class RoutesRejectedTest(TempDirTest):
         revoked = self.run_cli("rules", "revoke", rule, "--reason", "not any more")
         self.assertEqual(revoked.returncode, 0, revoked.stderr)
         self.assertEqual(self.rejected(proposal), [], "a revoked rule flags nothing")
+        self.assertNotIn("[rejected]", self.run_cli("proposals", "list").stdout)
+
+    def test_a_rule_that_ended_on_its_own_flags_nothing(self) -> None:
+        proposal = self.filed()
+        with GrantStore(database=self.store().db) as grants:
+            grants.add_rule(queue_key="web-1", tool=TOOL_EGRESS_ALLOW, pattern=False, effect=EFFECT_REJECT,
+                            subject=subject_of(TOOL_EGRESS_ALLOW, '{"host": "crates.io"}'), notes="for now",
+                            ends_at=later(utc_now(), 2), created_by="operator")
+        self.assertEqual(len(self.rejected(proposal)), 1)
+        wait_until(lambda: not self.rejected(proposal), 10, what="the rule's end")
         self.assertNotIn("[rejected]", self.run_cli("proposals", "list").stdout)
 
     def test_a_host_written_in_another_form(self) -> None:
