@@ -149,6 +149,8 @@ class Rejection:
 # every pending proposal again at each refresh: 15 such files from one bottle held each look for 20 s.
 _READ_SIZE = 2048
 _read: dict[bytes, Approval] = {}
+_hosts_read: dict[bytes, tuple[str, ...]] = {}  # every host a routes file names (``_file_hosts``), the same way
+_rejected_read: dict[bytes, tuple[Caution, ...]] = {}  # and what the rejections passed in say of it
 _read_lock = threading.Lock()
 
 
@@ -199,11 +201,14 @@ def rejected_cautions(text: str, bottle: str, rejections: Sequence[Rejection]) -
     grants the whole file again) that one of ``rejections`` rejects for ``bottle``, as a rejection matches a route
     (``rule_overlaps``: the same host in any of its forms, a wildcard rule over it, a wildcard in the file over
     the rule's host), with the rule's short id; the first ``MAX_LISTED``, then how many more."""
-    lines = text.split("\n")
-    hosts = dict.fromkeys([*hosts_of(lines, {line: listed_addresses(line) for line in lines}),
-                           *read_across_lines(lines, set())])
+    key = _read_key(TOOL_EGRESS_BLOCK, text, json.dumps([bottle, *((rule.rule_id, rule.subject, rule.pattern,
+                                                                   rule.bottle) for rule in rejections)]))
+    with _read_lock:
+        known = _rejected_read.get(key)
+    if known is not None:  # compared once a process: a rule over 40,000 hosts takes about a second
+        return list(known)
     cautions = []
-    for host in hosts:
+    for host in _file_hosts(text):
         rule = next((each for each in rejections if each.bottle in (None, bottle) and rule_overlaps(
             each.subject, each.pattern, TOOL_EGRESS_ALLOW, {"host": host, "methods": [], "paths": []})), None)
         if rule is not None:
@@ -211,7 +216,12 @@ def rejected_cautions(text: str, bottle: str, rejections: Sequence[Rejection]) -
                 f"names {host}, which standing rejection {rule.rule_id[:8]} rejects for "
                 f"{bottle if rule.bottle is not None else 'every bottle'}: a rule decides egress-allow proposals, "
                 "so approving this grants it all the same")))
-    return _bounded(cautions)
+    found = tuple(_bounded(cautions))
+    with _read_lock:
+        if len(_rejected_read) >= _READ_SIZE:
+            del _rejected_read[next(iter(_rejected_read))]
+        _rejected_read[key] = found
+    return list(found)
 
 
 def _approval_read(tool: str, payload: str, current_file: str | None) -> Approval:
@@ -228,6 +238,23 @@ def _approval_read(tool: str, payload: str, current_file: str | None) -> Approva
                             (Caution(UNREADABLE, f"{tool!r} is no known tool"),))
     return Approval(approval.tool, tuple(shown_host(item) for item in approval.grants),
                     tuple(Caution(caution.kind, shown_host(caution.text)) for caution in approval.cautions))
+
+
+def _file_hosts(text: str) -> tuple[str, ...]:
+    """Every host routes file ``text`` names, each once, in order: read once a process for the same text (as
+    ``approval_of`` is), the screens holding a file to the rejections at every refresh and again as it is decided."""
+    key = _read_key(TOOL_EGRESS_BLOCK, text, None)
+    with _read_lock:
+        hosts = _hosts_read.get(key)
+    if hosts is None:
+        lines = text.split("\n")
+        hosts = tuple(dict.fromkeys([*hosts_of(lines, {line: listed_addresses(line) for line in lines}),
+                                     *read_across_lines(lines, set())]))
+        with _read_lock:
+            if len(_hosts_read) >= _READ_SIZE:
+                del _hosts_read[next(iter(_hosts_read))]
+            _hosts_read[key] = hosts
+    return hosts
 
 
 def asked_beyond(tool: str, confirmed: Collection[str], subject: dict[str, Any]) -> bool:
