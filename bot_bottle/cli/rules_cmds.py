@@ -26,13 +26,12 @@ from bot_bottle.decisions import default_decider
 from bot_bottle.errors import ValidationError
 from bot_bottle.grant_records import Grant, Rule
 from bot_bottle.grants import GrantStore, grants_in_force_in
-from bot_bottle.policy.approval import approval_of, subject_approval, subject_kinds
-from bot_bottle.policy.host_text import hosts_of, listed_addresses
+from bot_bottle.policy.approval import Rejection, approval_of, rejected_cautions, subject_approval, subject_kinds
 from bot_bottle.policy.hosts import host_problems
 from bot_bottle.policy.lifetimes import LIFETIMES, MAX_REJECT_RULE_SECONDS, grant_seconds
 from bot_bottle.policy.reach import inside_places
 from bot_bottle.policy.routes import make_route
-from bot_bottle.policy.subjects import describe_subject, rule_overlaps, subject_of
+from bot_bottle.policy.subjects import describe_subject, subject_of
 from bot_bottle.queue_store import QueueStore
 from bot_bottle.records import (
     EFFECT_APPROVE,
@@ -225,7 +224,7 @@ def _routes_naming(store: GrantStore, rule: Rule) -> list[Grant]:
 
     A rule ends the grants of its own tool that let through any of what it rejects; a routes file is one grant
     for many hosts, which a rule cannot end in part, so one naming the host goes on letting the bottle reach
-    it. Each is read as the screens read a routes file (every host a line names, in any of its forms), from
+    it. Each is read as the screens read a routes file for its ``rejected`` caution (``rejected_cautions``), from
     the text of the approval whose digest the grant holds."""
     found = []
     with store.db.read() as conn:
@@ -234,10 +233,8 @@ def _routes_naming(store: GrantStore, rule: Rule) -> list[Grant]:
                                "ON r.proposal_id = p.id WHERE p.id = :id", {"id": grant.proposal_id}).fetchone()
             digest = grant.subject_value.get("file_sha256")
             texts = [text for text in (row or ()) if isinstance(text, str) and sha256_text(text) == digest]
-            lines = texts[0].split("\n") if texts else []
-            hosts = hosts_of(lines, {line: listed_addresses(line) for line in lines})
-            if any(rule_overlaps(rule.subject_value, bool(rule.pattern), rule.tool,
-                                 {"host": host, "methods": [], "paths": []}) for host in hosts):
+            rejection = Rejection(rule.id, rule.subject_value, bool(rule.pattern), rule.queue_key)
+            if texts and rejected_cautions(texts[0], grant.queue_key, [rejection]):
                 found.append(grant)
     return found
 
