@@ -10,7 +10,7 @@ from unittest import mock
 
 from bot_bottle.audit.anchor import advance_anchor, read_anchor
 from bot_bottle.audit_store import AuditStore
-from bot_bottle.decisions import decide, default_decider, record_decisions, render_diff
+from bot_bottle.decisions import decide, default_decider, record_decisions
 from bot_bottle.errors import AlreadyDecided, AuditTampered, DatabaseError, NotFound, ValidationError
 from bot_bottle.grants import GrantStore
 from bot_bottle.queue_store import QueueStore
@@ -25,6 +25,7 @@ from bot_bottle.records import (
     Decision,
     Proposal,
 )
+from bot_bottle.text.diffs import render_diff
 from tests.helpers.support import TempDirTest, digest
 
 

@@ -18,7 +18,7 @@ from typing import Any
 from bot_bottle.audit.routes_approved import RoutesBase
 from bot_bottle.cli.common import NARROW_BELOW, ROLE_STYLES, UNREADABLE, Shown, age, first_line, piped
 from bot_bottle.cli.inbox import approval_for, file_approval
-from bot_bottle.decisions import decision_diff, normal_json, render_diff
+from bot_bottle.decisions import decision_diff
 from bot_bottle.policy.approval import Approval
 from bot_bottle.policy.hosts import shown_host
 from bot_bottle.policy.routes import file_widening, is_diff_header, validate_final_file, widening_lines
@@ -35,6 +35,7 @@ from bot_bottle.records import (
     Response,
 )
 from bot_bottle.text import terminal
+from bot_bottle.text.diffs import normal_json, render_diff
 from bot_bottle.timestamps import time_left, utc_now
 
 WARNING = "WARNING:"

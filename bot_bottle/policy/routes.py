@@ -276,7 +276,7 @@ def widening_lines(diff: str) -> dict[int, list[str]]:
 def is_diff_header(diff: str, index: int) -> bool:
     """True for line ``index`` of a one-file unified diff when it is the ``---``/``+++`` header, not file text.
 
-    ``decisions.render_diff`` writes the header as the first two lines, and only there.
+    ``text.diffs.render_diff`` writes the header as the first two lines, and only there.
     """
     return index < 2 and diff.startswith("--- ") and diff.split("\n", 2)[index].startswith(("--- ", "+++ "))
 

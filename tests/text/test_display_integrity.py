@@ -15,7 +15,7 @@ import unittest
 
 from bot_bottle.audit_store import AuditStore
 from bot_bottle.cli.render import describe, modification
-from bot_bottle.decisions import decide, render_diff
+from bot_bottle.decisions import decide
 from bot_bottle.errors import ValidationError
 from bot_bottle.policy.routes import make_route, parse_route, validate_final_file, widening_lines
 from bot_bottle.queue_store import QueueStore
@@ -28,6 +28,7 @@ from bot_bottle.records import (
     TOOL_GITLEAKS_ALLOW,
 )
 from bot_bottle.text import terminal
+from bot_bottle.text.diffs import render_diff
 from tests.helpers.corpus import HOSTILE, forbidden
 from tests.helpers.support import REPO, TempDirTest, file_as_a_sidecar, wait_until
 from tests.helpers.terminal import Terminal

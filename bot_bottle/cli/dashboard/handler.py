@@ -18,9 +18,9 @@ from bot_bottle.cli.dashboard.proposal_page import changed_block, proposal_page
 from bot_bottle.cli.dashboard.state import HTML, MAX_FORM_FIELDS, SECURITY_HEADERS, SESSION_COOKIE, Dashboard
 from bot_bottle.cli.inbox import approval_for, routes_base_of, unproven_decision
 from bot_bottle.cli.render import describe, marked_diff
-from bot_bottle.decisions import render_diff
 from bot_bottle.errors import BotBottleError, DatabaseBusy, DatabaseReplaced, NotFound, Refused
 from bot_bottle.records import PROPOSAL_ID_RE, SHA256_RE, Proposal
+from bot_bottle.text.diffs import render_diff
 from bot_bottle.wire.guarded_server import RETRY_AFTER_SEC, GuardedHandler, GuardedHTTPServer
 
 
