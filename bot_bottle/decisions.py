@@ -22,8 +22,8 @@ from bot_bottle.audit.routes_approved import hold_routes_read
 from bot_bottle.audit.rule_proofs import rejecting_rule
 from bot_bottle.audit_store import AuditRecorder, AuditStore
 from bot_bottle.errors import AlreadyDecided, AnchorNotWritten, AuditTampered, ProposalExpired, ValidationError
-from bot_bottle.grant_records import grant_record
-from bot_bottle.grants import add_rule_in, end_replaced_routes_in, insert_grant_in
+from bot_bottle.grant_records import Grant, grant_record
+from bot_bottle.grants import add_rule_in, end_replaced_routes_in, grants_in_force_in, insert_grant_in
 from bot_bottle.policy.lifetimes import MAX_REJECT_RULE_SECONDS, grant_seconds
 from bot_bottle.policy.routes import validate_final_file
 from bot_bottle.policy.subjects import subject_of
@@ -42,6 +42,7 @@ from bot_bottle.records import (
     STATUS_APPROVED,
     STATUS_MODIFIED,
     STATUS_REJECTED,
+    TOOL_EGRESS_BLOCK,
     AuditEntry,
     Decision,
     Proposal,
@@ -139,6 +140,7 @@ def decide(
     grant_for: int | None = None,
     remember: str | None = None,
     read: str | None = None,
+    replaced: dict[str, tuple[Grant, ...]] | None = None,
 ) -> Response:
     """Decide a proposal: write its response and audit entry (and a grant, and a rule) in one transaction.
 
@@ -152,7 +154,8 @@ def decide(
     proposal as read there is the one held. ``grant_for`` (seconds) is how
     long an approval's grant lasts (default: the tool's); ``remember``
     (``bottle`` or ``all``) makes the decision a standing rule too; ``read``, what the screen read a routes
-    file against (``RoutesBase.digest``), held to what the transaction reads (``record_decisions``).
+    file against (``RoutesBase.digest``), held to what the transaction reads (``record_decisions``);
+    ``replaced``, given, is filled with the routes grants the decision ended (``record_decisions``).
     """
     decision = Decision(status, notes, final_file, default_decider() if decided_by is None else decided_by,
                         grant_seconds=grant_for, remember=remember)
@@ -161,7 +164,7 @@ def decide(
         held = shown if shown is not None and shown.id == proposal_id else None
         try:
             (response,) = record_decisions(queue, [(proposal_id, decision, held)],
-                                           None if read is None else {proposal_id: read})
+                                           None if read is None else {proposal_id: read}, replaced)
         except AnchorNotWritten as exc:  # the one decision stands: the caller is given it, as decide returns it
             responses = exc.result if isinstance(exc.result, list) else []
             raise AnchorNotWritten(str(exc), responses[0] if responses else None) from None
@@ -173,6 +176,7 @@ def decide(
 
 def record_decisions(
     store: QueueStore, asked: Sequence[tuple[str, Decision, Proposal | None]], read: Mapping[str, str] | None = None,
+    replaced: dict[str, tuple[Grant, ...]] | None = None,
 ) -> list[Response]:
     """Record each ``(proposal_id, decision, shown)`` in order, in one transaction: all of them, or none.
 
@@ -187,7 +191,8 @@ def record_decisions(
     commit, one anchor move and one wake-up (``proposals approve ID ID...``;
     docs/benchmarks.md, "One commit for several decisions"). An anchor that
     could not be written after the commit raises ``AnchorNotWritten``
-    carrying the list of responses, which stand.
+    carrying the list of responses, which stand. ``replaced``, given, is filled by proposal id with the routes
+    grants each decision ended (``record_replacing_in``): the routes files it replaced, to be named.
     """
     for proposal_id, _, _ in asked:
         validate_proposal_id(proposal_id)
@@ -203,8 +208,11 @@ def record_decisions(
                         "verify'")
                 if read is not None and proposal_id in read:  # all before any is recorded: one command's own
                     hold_routes_read(log.conn, proposal, read[proposal_id])  # approvals change no reading
-            recorded.extend(record_decision_in(log, proposal, decision)[0]
-                            for proposal, (_, decision, _) in zip(held, asked, strict=True))
+            for proposal, (_, decision, _) in zip(held, asked, strict=True):
+                response, ended = record_replacing_in(log, proposal, decision)
+                recorded.append(response)
+                if replaced is not None:
+                    replaced[proposal.id] = ended
     except AnchorNotWritten as exc:  # committed: the decisions stand, and the caller can say which
         raise AnchorNotWritten(str(exc), recorded) from None
     return recorded
@@ -279,6 +287,20 @@ def record_decision_in(
     if decision.remember is not None and subject is not None:
         _remember(log, proposal, decision, subject, ends_at or None, now)
     return response, entry
+
+
+def record_replacing_in(log: AuditRecorder, proposal: Proposal,
+                        decision: Decision) -> tuple[Response, tuple[Grant, ...]]:
+    """``record_decision_in``, and the routes grants of ``proposal``'s bottle it ended: in force before the decision
+    and not after it, read in its transaction (``grants_in_force_in``: the rows and the audit log), the files an
+    approved (or modified) routes file replaced; one that ended by itself meanwhile is not among them."""
+    now = utc_now()
+    routes = proposal.tool == TOOL_EGRESS_BLOCK
+    before = grants_in_force_in(log.conn, TOOL_EGRESS_BLOCK, proposal.queue_key, now) if routes else []
+    response, _ = record_decision_in(log, proposal, decision)
+    after = {grant.id for grant in grants_in_force_in(log.conn, TOOL_EGRESS_BLOCK, proposal.queue_key, now)} \
+        if before else set()
+    return response, tuple(grant for grant in before if grant.id not in after)
 
 
 _DECISION_ACTIONS = ", ".join(f"'{status}'" for status in RESPONSE_STATUSES)  # the entries a decision writes

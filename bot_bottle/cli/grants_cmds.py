@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Sequence
 from typing import Any
 
 from bot_bottle.cli.common import db_path, print_json, print_table, print_untrusted, verb_parser, warn
@@ -13,7 +14,7 @@ from bot_bottle.decisions import default_decider
 from bot_bottle.grant_records import Grant, Rule
 from bot_bottle.grants import GrantStore
 from bot_bottle.policy.subjects import describe_subject
-from bot_bottle.records import EFFECT_APPROVE
+from bot_bottle.records import EFFECT_APPROVE, SHORT_ID_LENGTH
 from bot_bottle.standing import RuleInForce, approving_again
 from bot_bottle.timestamps import moment_of, seconds_between, time_left, utc_now
 
@@ -61,6 +62,19 @@ def ended_lines(ended: list[Grant]) -> list[str]:
     if lines:
         lines.append("(what the agent still needs, it asks for again: 'grants list --all' shows the ended grants)")
     return lines
+
+
+def replaced_lines(replaced: Sequence[Grant], shows_ended: str = "'grants list --all'") -> list[str]:
+    """What to say of the routes grants approving (or modifying) a routes file ended (``record_replacing_in``): the
+    files it replaced, one line each, by the proposal that approved each and its grant; ``shows_ended``, what shows
+    the ended grants on this screen."""
+    return [f"it replaces the routes file approved on proposal {grant.proposal_id[:SHORT_ID_LENGTH]}: grant "
+            f"{grant.short_id} ended ({shows_ended})" for grant in replaced]
+
+
+def replaced_json(replaced: Sequence[Grant]) -> list[dict[str, str]]:
+    """``replaced_lines`` as ``--json`` gives them (``replaced``): each ended grant's id and its proposal's."""
+    return [{"grant": grant.id, "proposal": grant.proposal_id} for grant in replaced]
 
 
 def remembered_rule(store: GrantStore, proposal_id: str, now: str) -> dict[str, Any] | None:

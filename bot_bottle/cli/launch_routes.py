@@ -34,10 +34,10 @@ from bot_bottle.audit.seal import key_path
 from bot_bottle.audit.walk import last_seq
 from bot_bottle.audit.whole import sealed_in_order
 from bot_bottle.audit_store import AuditRecorder
-from bot_bottle.decisions import decide, default_decider, record_decision_in
+from bot_bottle.cli.grants_cmds import replaced_json, replaced_lines
+from bot_bottle.decisions import decide, default_decider, record_replacing_in
 from bot_bottle.errors import ValidationError
 from bot_bottle.grant_records import Grant
-from bot_bottle.grants import grants_in_force_in
 from bot_bottle.policy.approval import approval_of
 from bot_bottle.policy.subjects import subject_of
 from bot_bottle.queue_store import QueueStore
@@ -86,8 +86,7 @@ class LaunchRoutes:
         before the command ran is seen (hostile review 54)."""
         approval = approval_of(TOOL_EGRESS_BLOCK, self.proposal.payload)
         return [*approval.grants, *(f"WARNING: {caution.kind}: {caution.text}" for caution in approval.cautions),
-                *(f"it replaces the routes file approved on proposal {grant.proposal_id[:SHORT_ID_LENGTH]}: grant "
-                  f"{grant.id[:SHORT_ID_LENGTH]} ended ('grants list --all')" for grant in self.replaced)]
+                *replaced_lines(self.replaced)]
 
     def to_json(self, path: Path) -> dict[str, object]:
         """The record as ``--json`` gives it: the file's path, its proposal, whether this call recorded it, and
@@ -96,7 +95,7 @@ class LaunchRoutes:
         return {"path": str(path), "proposal": self.proposal.id, "recorded": self.recorded,
                 "grants": list(approval.grants),
                 "warnings": [{"kind": caution.kind, "text": caution.text} for caution in approval.cautions],
-                "replaced": [{"grant": grant.id, "proposal": grant.proposal_id} for grant in self.replaced]}
+                "replaced": replaced_json(self.replaced)}
 
 
 def read_routes_file(path: Path) -> str:
@@ -181,11 +180,8 @@ def record_launch_routes(store: QueueStore, bottle: str, text: str, decided_by: 
     replaced: list[Grant] = []
 
     def approve(log: AuditRecorder, proposal: Proposal) -> None:
-        now = utc_now()
-        _refuse_in(log.conn, bottle, text, now, proven)  # the entries since the check: under the write lock
-        before = grants_in_force_in(log.conn, TOOL_EGRESS_BLOCK, bottle, now)
-        record_decision_in(log, proposal, decision)
-        replaced.extend(_ended_in(log.conn, bottle, before, now))  # in the same transaction: no one else's
+        _refuse_in(log.conn, bottle, text, utc_now(), proven)  # the entries since the check: under the write lock
+        replaced.extend(record_replacing_in(log, proposal, decision)[1])  # in the same transaction: no one else's
         approved.append(proposal)
 
     proposal = store.submit(bottle, TOOL_EGRESS_BLOCK, text, justification, quota=None, standing=approve)
@@ -193,24 +189,13 @@ def record_launch_routes(store: QueueStore, bottle: str, text: str, decided_by: 
         return LaunchRoutes(proposal, True, tuple(replaced))
     response = store.response(proposal.id)
     if response is None:  # the same file, filed by the bottle's sidecar and waiting: approved as it was read
-        now = utc_now()
-        with store.db.read() as conn:
-            before = grants_in_force_in(conn, TOOL_EGRESS_BLOCK, bottle, now)
+        ended: dict[str, tuple[Grant, ...]] = {}
         decide(proposal.id, STATUS_APPROVED, notes, decided_by=decision.decided_by, store=store,
-               shown=proposal)
-        with store.db.read() as conn:
-            return LaunchRoutes(proposal, True, _ended_in(conn, bottle, before, now))
+               shown=proposal, replaced=ended)
+        return LaunchRoutes(proposal, True, ended.get(proposal.id, ()))
     with store.db.read() as conn:
         _hold(conn, proposal, response, bottle, text)
     return LaunchRoutes(proposal, False)  # approved, its grant in force: no other routes file was approved since
-
-
-def _ended_in(conn: sqlite3.Connection, bottle: str, before: list[Grant], now: str) -> tuple[Grant, ...]:
-    """Of the routes grants ``before`` (the bottle's in force at ``now``, before the file was recorded), those in
-    force no more at ``now``: the ones its approval ended, the files it replaced (as the rows and the audit log
-    hold them: ``grants_in_force_in``; one that ended by itself since ``now`` is not among them)."""
-    after = {grant.id for grant in grants_in_force_in(conn, TOOL_EGRESS_BLOCK, bottle, now)}
-    return tuple(grant for grant in before if grant.id not in after)
 
 
 def check_launch_routes(store: QueueStore, bottle: str, text: str) -> int:
