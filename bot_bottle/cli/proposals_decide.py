@@ -21,7 +21,7 @@ from bot_bottle.cli.common import (
     verb_parser,
     warn,
 )
-from bot_bottle.cli.grants_cmds import ended_lines, remembered_rule, rule_made_line
+from bot_bottle.cli.grants_cmds import ended_lines, remembered_rule, replaced_json, replaced_lines, rule_made_line
 from bot_bottle.cli.in_force import grant_subjects
 from bot_bottle.cli.inbox import (
     decided_now,
@@ -40,6 +40,7 @@ from bot_bottle.errors import (
     BotBottleError,
     ValidationError,
 )
+from bot_bottle.grant_records import Grant
 from bot_bottle.grants import GrantStore
 from bot_bottle.policy.approval import Approval
 from bot_bottle.policy.lifetimes import grant_seconds
@@ -113,7 +114,8 @@ def _decide(args: argparse.Namespace, status: str, notes: str, final_file: str |
         each["decided_now"] = [] if each["rule"] is None else \
             decided_now(db_path(args), each["rule"]["id"], warn, waiting)
     if args.json:
-        print_json([{name: value for name, value in each.items() if name != "ended"} for each in done])
+        print_json([{name: value for name, value in each.items() if name not in ("ended", "replaced_lines")}
+                    for each in done])
     else:
         for each in done:
             print_untrusted(f"{each['status']} {each['short_id']} ({each['bottle']}, {each['tool']}) "
@@ -121,6 +123,7 @@ def _decide(args: argparse.Namespace, status: str, notes: str, final_file: str |
             if each["grant"] is not None:
                 print_untrusted(f"grant {each['grant']['short_id']}: {each['grant']['grants']} until "
                                 f"{each['grant']['ends_at']} ({each['grant']['left']})")
+            print_untrusted(each["replaced_lines"])  # the routes files it replaced, their grants ended
             if each["rule"] is not None:
                 print_untrusted(rule_made_line(each["rule"]))
                 print_untrusted(decided_now_line(each["rule"]["effect"], each["decided_now"]))
@@ -144,8 +147,10 @@ def _record(store: QueueStore, proposals: list[Proposal], decision: Decision,
     as ``read`` (by id: ``RoutesBase.digest``), in one transaction; what was done, as ``--json`` prints it."""
     if not proposals:
         return []
+    replaced: dict[str, tuple[Grant, ...]] = {}  # by proposal: the routes grants its decision ended
     try:
-        responses = record_decisions(store, [(proposal.id, decision, proposal) for proposal in proposals], read)
+        responses = record_decisions(store, [(proposal.id, decision, proposal) for proposal in proposals], read,
+                                     replaced)
         warning = ""
     except AnchorNotWritten as exc:
         if not isinstance(exc.result, list):
@@ -165,7 +170,8 @@ def _record(store: QueueStore, proposals: list[Proposal], decision: Decision,
                      "tool": proposal.tool, "status": response.status, "notes": response.notes,
                      "decided_by": response.decided_by, "decided_at": response.decided_at, "grant": grant,
                      "rule": rule, "warning": warning or None, "ended_grants": [each.id for each in ended],
-                     "ended": ended_lines(ended)})
+                     "ended": ended_lines(ended), "replaced": replaced_json(replaced.get(proposal.id, ())),
+                     "replaced_lines": replaced_lines(replaced.get(proposal.id, ()))})
     return done
 
 
@@ -329,7 +335,8 @@ def register_decisions(verbs: Any) -> None:
                     "(--notes). The "
                     "approvals are recorded together, in one commit: if any is refused (decided meanwhile by "
                     "someone else, expired), none is, and a 'no' to any records none. Each decision is named back "
-                    "(--json: a list of them).",
+                    "(--json: a list of them). An egress-block approved over the bottle's routes file in force ends "
+                    "that file's grant, named in the answer (--json: replaced).",
                     epilog=leaf_epilog(
                         ("bot-bottle proposals approve 3f2a --notes 'the docs'", "on a terminal: shows it, asks"),
                         ("bot-bottle proposals approve 3f2a 9c1e", "two at once, each shown and asked for"),
@@ -354,7 +361,9 @@ def register_decisions(verbs: Any) -> None:
                          "egress-block: text without control, bidirectional or invisible characters). On a "
                          "terminal you see your own diff (proposed -> final) and confirm it first (a typed 'yes' "
                          "where your version widens access); --yes skips "
-                         "the question, as do scripts, whose stdin or stdout is not a terminal.")
+                         "the question, as do scripts, whose stdin or stdout is not a terminal. An egress-block "
+                         "modified over the bottle's routes file in force ends that file's grant, named in the answer "
+                         "(--json: replaced).")
     p.add_argument("ids", nargs=1, metavar="ID", help="the proposal's id or a unique prefix of it (4 digits or more)")
     p.add_argument("--file", type=Path, required=True, metavar="F", help="the final file ('-' reads stdin)")
     p.add_argument("--notes", default="", metavar="TEXT", help="what you changed and why")

@@ -128,6 +128,51 @@ class ProposalsVerbsTest(CliTestCase):
         self.assertEqual([p["status"] for p in listed], ["approved", "modified", "rejected"])
         self.assertEqual(listed[1]["response"]["final_file"], "routes: [narrow]\n")
 
+    def test_approving_or_modifying_a_routes_file_names_the_one_it_replaces(self) -> None:
+        """BROKE before the fix: approving (or modifying) a routes file for a bottle whose routes file was approved
+        before ended that approval's grant, and 'proposals approve'/'modify' said only the new grant: the file it
+        replaced, and the hosts only that one named, went unsaid. Each names the grant it ended and its proposal,
+        in text and --json (replaced); with no routes file in force, nothing."""
+        def live(proposal: Proposal) -> str:
+            return next(grant["id"] for grant in json.loads(self.cli("grants", "list", "--json")[1])
+                        if grant["proposal_id"] == proposal.id)
+
+        def said(proposal: Proposal, grant: str) -> str:
+            return (f"\nit replaces the routes file approved on proposal {proposal.short_id}: grant {grant[:8]} ended "
+                    "('grants list --all')\n")
+
+        first = self.routes(payload="routes:\n- a.com\n")
+        code, out, err = self.approve(first, "--json")
+        self.assertEqual((code, err, json.loads(out)[0]["replaced"]), (0, "", []), "none in force: nothing ended")
+        second = self.routes(payload="routes:\n- a.com\n- b.com\n")
+        ended = live(first)
+        code, out, err = self.approve(second)
+        self.assertEqual((code, err), (0, ""))
+        self.assertIn(said(first, ended), out)
+        third = self.routes(payload="routes:\n- c.com\n")
+        ended = live(second)
+        code, out, err = self.approve(third, "--json")
+        self.assertEqual((code, err, json.loads(out)[0]["replaced"]),
+                         (0, "", [{"grant": ended, "proposal": second.id}]))
+        final = self.tmp / "final.yaml"
+        final.write_text("routes:\n- d.com\n")
+        fourth = self.routes(payload="routes:\n- d.com\n- e.com\n")
+        ended = live(third)
+        code, out, err = self.cli("proposals", "modify", fourth.short_id, "--file", str(final))
+        self.assertEqual((code, err), (0, ""))
+        self.assertIn(said(third, ended), out)
+        fifth = self.routes(payload="routes:\n- f.com\n- g.com\n")
+        ended = live(fourth)
+        final.write_text("routes:\n- f.com\n")
+        code, out, err = self.cli("proposals", "modify", fifth.short_id, "--file", str(final), "--json")
+        self.assertEqual((code, err, json.loads(out)[0]["replaced"]),
+                         (0, "", [{"grant": ended, "proposal": fourth.id}]))
+        self.assertEqual(json.loads(self.cli("grants", "list", "--json")[1])[0]["proposal_id"], fifth.id, "one left")
+        other = self.routes(bottle="web-2", payload="routes:\n- a.com\n")
+        code, out, err = self.cli("proposals", "modify", other.short_id, "--file", str(final))
+        self.assertEqual((code, err), (0, ""))
+        self.assertNotIn("replaces", out, "another bottle's routes file is not replaced")
+
     def test_show(self) -> None:
         """show prints the justification and the diff; --json the whole record."""
         proposal = self.routes()
