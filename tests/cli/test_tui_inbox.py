@@ -15,6 +15,7 @@ from unittest import mock
 from bot_bottle.cli.launch_routes import record_launch_routes
 from bot_bottle.cli.render import inbox_row
 from bot_bottle.cli.tui.app import GUARD_SEC, SuperviseTUI
+from bot_bottle.grants import GrantStore
 from bot_bottle.policy.approval import approval_of
 from bot_bottle.queue_store import QueueStore
 from bot_bottle.records import TOOL_EGRESS_ALLOW, TOOL_EGRESS_BLOCK, TOOL_EGRESS_TOKEN_ALLOW, Proposal
@@ -35,7 +36,7 @@ class TuiInboxTest(TempDirTest):
         submit = self.store.submit
         self.cyrillic = file_as_a_sidecar(self.db, "web-1", TOOL_EGRESS_ALLOW, '{"host": "pyp\u0456.org"}',
                                           "Read-only access to pypi", created_at=utc_now())
-        record_launch_routes(self.store, "web-2", "routes:\n- a.example\n")
+        self.launched = record_launch_routes(self.store, "web-2", "routes:\n- a.example\n").proposal
         self.routes = submit("web-2", TOOL_EGRESS_BLOCK, "routes:\n- a.example\n- pypi\u2024org\n", "the mirrors",
                              current_file="routes:\n- a.example\n")
         self.fake = submit("web-3", TOOL_EGRESS_ALLOW, '{"host": "*.readthedocs.io"}', FAKE_ROUTE)
@@ -101,6 +102,28 @@ class TuiInboxTest(TempDirTest):
         self.term.wait_for("5 pending from 5 bottle(s)")
         for proposal in (self.cyrillic, self.routes, self.fake, self.token, self.plain):
             self.assertIsNone(self.store.response(proposal.id))
+
+    def test_approving_a_routes_file_names_the_one_it_replaces(self) -> None:
+        """BROKE before the fix: approving web-2's routes file, over the one recorded at its launch, ended that
+        file's grant, and the status line said only 'approved ID (web-2, egress-block)': the file it replaced went
+        unsaid. It names the grant it ended and the proposal that approved it."""
+        ended = GrantStore(database=self.store.db).for_proposal(self.launched.id)
+        assert ended is not None
+        time.sleep(GUARD_SEC + 0.3)
+        self.term.send("g", "j")
+        self.term.wait_for("2 of 5")
+        self.assertEqual(self.term.selected(), self.routes.short_id)
+        self.term.send("a")
+        self.term.wait_for("note (optional)")
+        self.term.send("Enter")
+        self.term.wait_for("for how long?")
+        self.term.send("Enter")
+        self.term.wait_for("anything else cancels")
+        self.term.send("yes", "Enter")  # a look-alike host: only a typed 'yes' records it
+        screen = self.term.wait_for(f"approved {self.routes.short_id} (web-2, egress-block)")
+        self.assertIn(f"approved {self.routes.short_id} (web-2, egress-block); it replaces the routes file approved "
+                      f"on proposal {self.launched.short_id}: grant {ended.short_id} ended (v lists grants)", screen)
+        self.assertEqual(self.store.response(self.routes.id).status, "approved")  # type: ignore[union-attr]
 
     def test_the_detail_view_shows_the_grant_before_a_fake_route(self) -> None:
         """The justification draws a route and 20,000 blank lines: the real warning is on the first screen."""

@@ -22,13 +22,14 @@ import tempfile
 from pathlib import Path
 
 from bot_bottle.cli.common import Shown
-from bot_bottle.cli.grants_cmds import remembered_rule
+from bot_bottle.cli.grants_cmds import remembered_rule, replaced_lines
 from bot_bottle.cli.inbox import decided_now, file_approval, pending_ids, routes_base_of
 from bot_bottle.cli.render import modification
 from bot_bottle.cli.tui.grants_view import grant_question, parse_grant_choice
 from bot_bottle.cli.tui.screen import CONFIRM_KEYS, INVALID_KEYS, TerminalScreen
 from bot_bottle.decisions import decide
 from bot_bottle.errors import AlreadyDecided, AnchorNotWritten, BotBottleError, NotFound, ValidationError
+from bot_bottle.grant_records import Grant
 from bot_bottle.grants import GrantStore
 from bot_bottle.policy.approval import UNREADABLE, Approval, Caution
 from bot_bottle.policy.lifetimes import approval_extent
@@ -144,18 +145,20 @@ class Deciding:
                     "adds and drops, or the rejections it is said to grant past, changed; look at it again")
         label = f"{proposal.short_id} ({proposal.queue_key}, {proposal.tool})"
         waiting = pending_ids(self.store.db.path) if choice.remember else []  # what its rule may decide at once
+        replaced: dict[str, tuple[Grant, ...]] = {}  # the routes grants it ended: the files it replaced
         try:
             response = decide(proposal.id, status, notes, final, self.decided_by, store=self.store, shown=proposal,
                               grant_for=choice.seconds, remember=choice.remember,
-                              read=base.digest() if approving else None)
+                              read=base.digest() if approving else None, replaced=replaced)
         except AnchorNotWritten as exc:  # committed: the decision stands, with a warning about its proof
             return f"{status} {label}; but {exc}"
         except (AlreadyDecided, NotFound, ValidationError, BotBottleError) as exc:
             return f"{exc}; nothing recorded"
         if key == "R" and not choice.remember:  # R without +bottle or +all: said, not passed for "from now on"
             return f"{status} {label}, once: no +bottle or +all given, so nothing is rejected from now on"
-        said = f"{status} {label}" + (self._rule_made(proposal, response.decided_at, waiting) if choice.remember
-                                      else "")
+        said = f"{status} {label}" + "".join(f"; {line}" for line in replaced_lines(
+            replaced.get(proposal.id, ()), "v lists grants")) + (
+            self._rule_made(proposal, response.decided_at, waiting) if choice.remember else "")
         return said + self._ended(proposal) if status == STATUS_REJECTED and choice.remember else said
 
     def _rule_made(self, proposal: Proposal, decided_at: str, waiting: list[str]) -> str:
