@@ -36,6 +36,7 @@ from bot_bottle.errors import (
     Refused,
     ValidationError,
 )
+from bot_bottle.grant_records import Grant
 from bot_bottle.policy.approval import UNREADABLE, Approval
 from bot_bottle.policy.lifetimes import approval_extent
 from bot_bottle.policy.routes import validate_final_file
@@ -228,10 +229,11 @@ class PostHandler(DashboardBase):
         # On to the next pending proposal afterwards: the first filed after this one, else the oldest left.
         before, following = self.dashboard.neighbours(proposal.id)
         waiting = pending_ids(self.dashboard.queue.db.path) if remember else []  # what its rule may decide at once
+        replaced: dict[str, tuple[Grant, ...]] = {}  # the routes grants it ended: the files it replaced
         try:
             decide(proposal.id, status, notes, final, self.dashboard.decided_by, store=self.dashboard.queue,
                    shown=proposal, grant_for=grant_for, remember=remember,
-                   read=None if approval is None else base.digest())
+                   read=None if approval is None else base.digest(), replaced=replaced)
         except AnchorNotWritten as exc:  # committed: the decision stands, with a warning about its proof
             self.dashboard.log(f"{status} {proposal.short_id} ({proposal.queue_key}, {proposal.tool}); {exc}")
             self.show(proposal, HTTPStatus.OK, f"{status}; but {exc}")
@@ -243,6 +245,7 @@ class PostHandler(DashboardBase):
             self.show(proposal, HTTPStatus.CONFLICT, f"not recorded: {exc}")
             return
         self.dashboard.log(f"{status} {proposal.short_id} ({proposal.queue_key}, {proposal.tool})")
+        self.dashboard.replaced_now(proposal.id, replaced.get(proposal.id, ()))  # the next page names them
         if remember:  # its rule decides the pending ones it matches now, as 'rules add' does; the next page names them
             rule = remembered_rule(self.dashboard.grants, proposal.id, utc_now())
             if rule is not None:

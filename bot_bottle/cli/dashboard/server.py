@@ -63,7 +63,13 @@ from bot_bottle.cli.dashboard.state import (
     STATIC,
     Dashboard,
 )
-from bot_bottle.cli.grants_cmds import MAX_NAMED_ENDED, approving_again_line, remembered_rule, rule_made_line
+from bot_bottle.cli.grants_cmds import (
+    MAX_NAMED_ENDED,
+    approving_again_line,
+    remembered_rule,
+    replaced_lines,
+    rule_made_line,
+)
 from bot_bottle.cli.in_force import grant_subjects, grants_listed, revoked_rule_leaves
 from bot_bottle.cli.inbox import Filters, decided_now_line
 from bot_bottle.errors import BotBottleError, DatabaseReplaced, Refused, ValidationError
@@ -176,7 +182,7 @@ class DashboardHandler(PostHandler):
         more = len(ended) - MAX_NAMED_ENDED
         rule = remembered_rule(self.dashboard.grants, proposal_id, response.decided_at)
         said = [f"{response.status} {proposal.short_id} ({proposal.queue_key}, {proposal.tool}) by "
-                f"{response.decided_by}"]
+                f"{response.decided_by}", *replaced_lines(self.dashboard.replaced.get(proposal_id, ()))]
         if rule is not None:
             said.append(rule_made_line(rule, RULE_ENDS))
             said += decided_now_line(rule["effect"], self.dashboard.ruled.get(proposal_id, []), MAX_NAMED_ENDED)

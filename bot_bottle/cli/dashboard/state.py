@@ -101,6 +101,7 @@ class Dashboard:
         self._kept = 0
         self.ruled: OrderedDict[str, list[str]] = OrderedDict()  # by a decision that made a rule: what it decided
         self.revoked: OrderedDict[str, Grant] = OrderedDict()  # by id: a grant as its revocation here left it
+        self.replaced: OrderedDict[str, tuple[Grant, ...]] = OrderedDict()  # by decision: the routes grants it ended
         self.log = log
         self.token = secrets.token_urlsafe(32)
         #: The secret path every page lives under (and the session cookie's Path), without a trailing slash.
@@ -134,6 +135,13 @@ class Dashboard:
         self.ruled[proposal_id] = decided
         while len(self.ruled) > 16:
             self.ruled.popitem(last=False)
+
+    def replaced_now(self, proposal_id: str, ended: tuple[Grant, ...]) -> None:
+        """Keep, for the next page, the routes grants the decision on ``proposal_id`` ended, read in its transaction
+        (``decisions.record_replacing_in``: the files it replaced); the last few decisions' only."""
+        self.replaced[proposal_id] = ended
+        while len(self.replaced) > 16:
+            self.replaced.popitem(last=False)
 
     def revoked_now(self, grant: Grant) -> None:
         """Keep, for the next page, ``grant`` as its revocation here returned it (who revoked it, what it granted):

@@ -32,7 +32,10 @@ from bot_bottle.queue_reads import shown_digest
 from bot_bottle.queue_store import QueueStore
 from bot_bottle.records import (
     TOOL_EGRESS_ALLOW,
+    TOOL_EGRESS_BLOCK,
     TOOL_GITLEAKS_ALLOW,
+    Proposal,
+    sha256_text,
 )
 from bot_bottle.timestamps import seconds_between
 from tests.helpers.dashboard import DashboardCase, start_dashboard
@@ -229,6 +232,34 @@ class RulesTest(DashboardCase):
         self.assertEqual(GrantStore(database=self.store.db).listing(), [])
         (rule,) = GrantStore(database=self.store.db).rules()
         self.assertIn(f"; rule {rule.short_id}: rejects the same again for every bottle, for good", body)
+
+    def test_approving_or_modifying_a_routes_file_names_the_one_it_replaces(self) -> None:
+        """BROKE before the fix: approving (or modifying) web-1's routes file, over one approved before, ended that
+        file's grant, and the page after said only 'approved ID (web-1, egress-block) by ...': the file it replaced
+        went unsaid. It names the grant it ended and the proposal that approved it; with none in force, nothing."""
+        def decided(proposal: Proposal, fields: dict[str, str]) -> str:
+            status, headers, _ = self.post(proposal, "decide", fields)
+            self.assertEqual(status, 303)
+            status, _, body = self.call("GET", headers["location"].removeprefix(self.dashboard.root))
+            self.assertEqual(status, 200)
+            self.assertIn(f"{fields['status']} {proposal.short_id} (web-1, egress-block) by", body)
+            return body
+
+        def replaces(proposal: Proposal) -> str:
+            grant = GrantStore(database=self.store.db).for_proposal(proposal.id)
+            assert grant is not None
+            return f"it replaces the routes file approved on proposal {proposal.short_id}: grant {grant.short_id} ended"
+
+        first = self.store.submit("web-1", TOOL_EGRESS_BLOCK, "routes:\n- a.com\n", "a.com")
+        self.assertNotIn("it replaces", decided(first, {"status": "approved"}), "none in force: nothing said")
+        second = self.store.submit("web-1", TOOL_EGRESS_BLOCK, "routes:\n- a.com\n- b.com\n", "b.com too",
+                                   current_file="routes:\n- a.com\n")
+        said = replaces(first)
+        self.assertIn(said, decided(second, {"status": "approved"}))
+        third = self.store.submit("web-1", TOOL_EGRESS_BLOCK, "routes:\n- a.com\n- c.com\n", "c.com too")
+        final = "routes:\n- a.com\n"
+        said = replaces(second)
+        self.assertIn(said, decided(third, {"status": "modified", "final": final, "final_sha256": sha256_text(final)}))
 
     def test_revoking_a_grant_a_rule_approves_again_says_so(self) -> None:
         """BROKE before the fix: revoking, from the bottles page, a grant whose approval was remembered went back
