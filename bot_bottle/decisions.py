@@ -293,9 +293,10 @@ def record_replacing_in(log: AuditRecorder, proposal: Proposal,
                         decision: Decision) -> tuple[Response, tuple[Grant, ...]]:
     """``record_decision_in``, and the routes grants of ``proposal``'s bottle it ended: in force before the decision
     and not after it, read in its transaction (``grants_in_force_in``: the rows and the audit log), the files an
-    approved (or modified) routes file replaced; one that ended by itself meanwhile is not among them."""
+    approved (or modified) routes file replaced; one that ended by itself meanwhile is not among them. Only an
+    approval replaces a file: a standing rejection of the file in force ends its grant as what it rejects."""
     now = utc_now()
-    routes = proposal.tool == TOOL_EGRESS_BLOCK
+    routes = proposal.tool == TOOL_EGRESS_BLOCK and decision.status in (STATUS_APPROVED, STATUS_MODIFIED)
     before = grants_in_force_in(log.conn, TOOL_EGRESS_BLOCK, proposal.queue_key, now) if routes else []
     response, _ = record_decision_in(log, proposal, decision)
     after = {grant.id for grant in grants_in_force_in(log.conn, TOOL_EGRESS_BLOCK, proposal.queue_key, now)} \

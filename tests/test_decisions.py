@@ -12,6 +12,7 @@ from bot_bottle.audit.anchor import advance_anchor, read_anchor
 from bot_bottle.audit_store import AuditStore
 from bot_bottle.decisions import decide, default_decider, record_decisions
 from bot_bottle.errors import AlreadyDecided, AuditTampered, DatabaseError, NotFound, ValidationError
+from bot_bottle.grant_records import Grant
 from bot_bottle.grants import GrantStore
 from bot_bottle.queue_store import QueueStore
 from bot_bottle.records import (
@@ -206,6 +207,30 @@ class DecideTest(TempDirTest):
             record_decisions(self.unguarded(), [(first.id, approve, first), (second.id, approve, second)])
         self.assertEqual(digest(self.path), before)
         self.assertIsNone(self.queue.response(first.id))
+
+    def test_only_an_approval_replaces_a_routes_file(self) -> None:
+        """BROKE before the fix (review 69): 'replaced' took every routes grant the decision ended, and a standing
+        rejection of the routes file in force (filed again, --remember) ends that file's own grant: the rejection
+        was said to replace it ('it replaces the routes file approved on proposal P'), beside the rule's own word
+        that it ended it. Only an approval (or modification) replaces a file; approving the next one names it."""
+        first = self.routes()
+        replaced: dict[str, tuple[Grant, ...]] = {}
+        decide(first.id, STATUS_APPROVED, "", store=self.queue, replaced=replaced)
+        self.assertEqual(replaced, {first.id: ()}, "none in force: nothing replaced")
+        grant = GrantStore(database=self.queue.db).for_proposal(first.id)
+        assert grant is not None
+        self.queue.archive(first.id)
+        again = self.routes()
+        decide(again.id, STATUS_REJECTED, "never this", store=self.queue, remember="bottle", replaced=replaced)
+        self.assertEqual(replaced[again.id], (), "a rejection replaces nothing")
+        self.assertEqual([each.id for each in GrantStore(database=self.queue.db).ended_by_decision(again.id)],
+                         [grant.id], "its rule ended it, as the rule's answer says")
+        third = self.routes("routes:\n- c.com\n")
+        other = self.routes("routes:\n- d.com\n")
+        decide(third.id, STATUS_APPROVED, "", store=self.queue)
+        made = GrantStore(database=self.queue.db).for_proposal(third.id)
+        decide(other.id, STATUS_MODIFIED, "", "routes:\n- e.com\n", store=self.queue, replaced=replaced)
+        self.assertEqual([each.id for each in replaced[other.id]], [made.id if made else ""])
 
     def test_decide_by_path(self) -> None:
         """decide() opens the database itself when given db_path, defaulting decided_by to user@host."""
