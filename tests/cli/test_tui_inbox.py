@@ -10,15 +10,21 @@ import json
 import shlex
 import sys
 import time
+from typing import Any, cast
 from unittest import mock
 
+from bot_bottle.cli.inbox import file_approval, routes_base_of
 from bot_bottle.cli.launch_routes import record_launch_routes
 from bot_bottle.cli.render import inbox_row
 from bot_bottle.cli.tui.app import GUARD_SEC, SuperviseTUI
+from bot_bottle.cli.tui.deciding import Deciding
+from bot_bottle.cli.tui.screen import TerminalScreen
+from bot_bottle.decisions import decide
+from bot_bottle.errors import AnchorNotWritten
 from bot_bottle.grants import GrantStore
 from bot_bottle.policy.approval import approval_of
 from bot_bottle.queue_store import QueueStore
-from bot_bottle.records import TOOL_EGRESS_ALLOW, TOOL_EGRESS_BLOCK, TOOL_EGRESS_TOKEN_ALLOW, Proposal
+from bot_bottle.records import TOOL_EGRESS_ALLOW, TOOL_EGRESS_BLOCK, TOOL_EGRESS_TOKEN_ALLOW, Proposal, Response
 from bot_bottle.timestamps import utc_now
 from tests.helpers.support import REPO, TempDirTest, file_as_a_sidecar, wait_until
 from tests.helpers.terminal import Terminal
@@ -144,6 +150,34 @@ class TuiInboxTest(TempDirTest):
         self.term.send("J", "G")
         self.term.wait_for("THE LAST LINE")
         self.assertIsNone(self.store.response(self.fake.id))
+
+
+class _Answers:
+    """A screen whose every prompt is answered with Enter (the TUI's defaults)."""
+
+    def prompt(self, question: str, lines: object = None) -> str:
+        return ""
+
+
+class AnchorNotMovedTest(TempDirTest):
+    def test_a_decision_whose_anchor_was_not_moved_still_names_the_file_it_replaced(self) -> None:
+        """The approval committed and the anchor could not be moved after it (a full disk): the status line said
+        'approved ID (...); but ...', the routes file it replaced unsaid, though its grant ended with the decision."""
+        with QueueStore(self.tmp / "anchor.db") as store:
+            launched = record_launch_routes(store, "web-1", "routes:\n- a.example\n").proposal
+            ended = GrantStore(database=store.db).for_proposal(launched.id)
+            assert ended is not None
+            routes = store.submit("web-1", TOOL_EGRESS_BLOCK, "routes:\n- a.example\n- b.example\n", "b too",
+                                  current_file="routes:\n- a.example\n")
+
+            def anchor_not_moved(*args: Any, **kwargs: Any) -> Response:
+                raise AnchorNotWritten("the audit anchor could not be moved", decide(*args, **kwargs))
+            approval = file_approval(routes, routes.payload, routes_base_of(store, routes))
+            with mock.patch("bot_bottle.cli.tui.deciding.decide", anchor_not_moved):
+                said = Deciding(cast(TerminalScreen, _Answers()), store).decide(routes, approval, "a")
+        self.assertEqual(said, f"approved {routes.short_id} (web-1, egress-block); it replaces the routes file "
+                         f"approved on proposal {launched.short_id}: grant {ended.short_id} ended (v lists grants); "
+                         "but the audit anchor could not be moved")
 
 
 class RowRoomTest(TempDirTest):

@@ -22,7 +22,7 @@ from urllib.parse import parse_qsl, urlsplit
 from bot_bottle.cli.dashboard.handler import DashboardBase
 from bot_bottle.cli.dashboard.proposal_page import confirm_page, widening_page
 from bot_bottle.cli.dashboard.state import FORM_FIELDS, MAX_FORM_BYTES, MAX_FORM_FIELDS, confirm_token
-from bot_bottle.cli.grants_cmds import remembered_rule
+from bot_bottle.cli.grants_cmds import remembered_rule, replaced_lines
 from bot_bottle.cli.in_force import revoke_rule
 from bot_bottle.cli.inbox import decided_now, file_approval, pending_ids, routes_base_of
 from bot_bottle.decisions import decide
@@ -236,7 +236,8 @@ class PostHandler(DashboardBase):
                    read=None if approval is None else base.digest(), replaced=replaced)
         except AnchorNotWritten as exc:  # committed: the decision stands, with a warning about its proof
             self.dashboard.log(f"{status} {proposal.short_id} ({proposal.queue_key}, {proposal.tool}); {exc}")
-            self.show(proposal, HTTPStatus.OK, f"{status}; but {exc}")
+            self.show(proposal, HTTPStatus.OK, "; ".join([status, *replaced_lines(replaced.get(proposal.id, ())),
+                                                          f"but {exc}"]))
             return
         except ValidationError as exc:
             self.show(proposal, HTTPStatus.BAD_REQUEST, f"not recorded: {exc}")

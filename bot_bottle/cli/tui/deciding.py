@@ -70,6 +70,11 @@ def _shown_cautions(approval: Approval) -> list[Caution]:
     return [approval.cautions[index] for index in ordered[:max(SHOWN_CAUTIONS, len(firsts))]]
 
 
+def _replacing(replaced: tuple[Grant, ...]) -> str:
+    """For the status line: the routes files a decision replaced, their grants ended (read in its transaction)."""
+    return "".join(f"; {line}" for line in replaced_lines(replaced, "v lists grants"))
+
+
 class Deciding:
     """Asks for one decision on a terminal screen and records it; says what happened in one line."""
 
@@ -151,13 +156,12 @@ class Deciding:
                               grant_for=choice.seconds, remember=choice.remember,
                               read=base.digest() if approving else None, replaced=replaced)
         except AnchorNotWritten as exc:  # committed: the decision stands, with a warning about its proof
-            return f"{status} {label}; but {exc}"
+            return f"{status} {label}{_replacing(replaced.get(proposal.id, ()))}; but {exc}"
         except (AlreadyDecided, NotFound, ValidationError, BotBottleError) as exc:
             return f"{exc}; nothing recorded"
         if key == "R" and not choice.remember:  # R without +bottle or +all: said, not passed for "from now on"
             return f"{status} {label}, once: no +bottle or +all given, so nothing is rejected from now on"
-        said = f"{status} {label}" + "".join(f"; {line}" for line in replaced_lines(
-            replaced.get(proposal.id, ()), "v lists grants")) + (
+        said = f"{status} {label}" + _replacing(replaced.get(proposal.id, ())) + (
             self._rule_made(proposal, response.decided_at, waiting) if choice.remember else "")
         return said + self._ended(proposal) if status == STATUS_REJECTED and choice.remember else said
 

@@ -26,7 +26,7 @@ from bot_bottle.audit_store import AuditStore
 from bot_bottle.cli.dashboard.state import MAX_FORM_BYTES, SECURITY_HEADERS, SESSION_COOKIE
 from bot_bottle.cli.grants_cmds import MAX_NAMED_ENDED
 from bot_bottle.decisions import decide
-from bot_bottle.errors import DatabaseBusy
+from bot_bottle.errors import AnchorNotWritten, DatabaseBusy
 from bot_bottle.grants import GrantStore
 from bot_bottle.queue_reads import shown_digest
 from bot_bottle.queue_store import QueueStore
@@ -35,6 +35,7 @@ from bot_bottle.records import (
     TOOL_EGRESS_BLOCK,
     TOOL_GITLEAKS_ALLOW,
     Proposal,
+    Response,
     sha256_text,
 )
 from bot_bottle.timestamps import seconds_between
@@ -260,6 +261,17 @@ class RulesTest(DashboardCase):
         final = "routes:\n- a.com\n"
         said = replaces(second)
         self.assertIn(said, decided(third, {"status": "modified", "final": final, "final_sha256": sha256_text(final)}))
+        fourth = self.store.submit("web-1", TOOL_EGRESS_BLOCK, "routes:\n- a.com\n- d.com\n", "d.com too")
+        said = replaces(third)
+
+        def anchor_not_moved(*args: Any, **kwargs: Any) -> Response:  # the disk full after the commit
+            raise AnchorNotWritten("audit entry 9 is recorded and stands, but the audit anchor could not be moved",
+                                   decide(*args, **kwargs))
+        with mock.patch("bot_bottle.cli.dashboard.posts.decide", anchor_not_moved):
+            status, _, body = self.post(fourth, "decide", {"status": "approved"})
+        self.assertEqual(status, 200)
+        self.assertIn(f"approved; {said}", body)
+        self.assertIn("but audit entry 9 is recorded and stands", body)
 
     def test_revoking_a_grant_a_rule_approves_again_says_so(self) -> None:
         """BROKE before the fix: revoking, from the bottles page, a grant whose approval was remembered went back
