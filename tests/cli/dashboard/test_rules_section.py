@@ -85,7 +85,7 @@ class RulesSectionTest(DashboardCase):
                 ({}, {"Origin": "http://evil.example"}, 403),
                 ({}, {"Origin": None}, 403),
                 ({}, {"Sec-Fetch-Site": "cross-site"}, 403),
-                ({"reason": "  "}, {}, 409)):  # a reason is required
+                ({"reason": "  "}, {}, 400)):  # a reason is required: the form's fault, as a decision's is
             status, _, _ = self.revoke(rule.id, fields, headers)
             self.assertEqual(status, code, (fields, headers))
             self.assertEqual(self.deciding(), {rule.id}, (fields, headers))
