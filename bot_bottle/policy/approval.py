@@ -49,9 +49,11 @@ from bot_bottle.policy.host_text import (
     hosts_read,
     listed_addresses,
     may_hold_a_look_alike,
+    names_every_host,
     read_across_lines,
 )
 from bot_bottle.policy.hosts import (
+    asked_as,
     host_problems,
     ipv4_readings,
     shown_host,
@@ -208,14 +210,20 @@ def rejected_cautions(text: str, bottle: str, rejections: Sequence[Rejection]) -
     if known is not None:  # compared once a process: a rule over 40,000 hosts takes about a second
         return list(known)
     cautions = []
-    for host in _file_hosts(text):
-        rule = next((each for each in rejections if each.bottle in (None, bottle) and rule_overlaps(
-            each.subject, each.pattern, TOOL_EGRESS_ALLOW, {"host": host, "methods": [], "paths": []})), None)
-        if rule is not None:
+    for host in (*(("*",) if names_every_host(text) else ()), *_file_hosts(text)):
+        asked = asked_as(host)  # "*" (every host) is named with each rejection, any other host with its first
+        matched = (each for each in rejections if each.bottle in (None, bottle) and any(
+            form == "*" or rule_overlaps(each.subject, each.pattern, TOOL_EGRESS_ALLOW,
+                                         {"host": form, "methods": [], "paths": []}) for form in asked))
+        for rule in matched if host == "*" else [next(matched, None)]:
+            if rule is None:
+                continue
+            read = " (a wildcard over every host)" if host == "*" else "" if asked[-1] == host \
+                else f" ({asked[-1]} as a client asks for it)"
             cautions.append(Caution(REJECTED, shown_host(
-                f"names {host}, which standing rejection {rule.rule_id[:8]} rejects for "
-                f"{bottle if rule.bottle is not None else 'every bottle'}: a rule decides egress-allow proposals, "
-                "so approving this grants it all the same")))
+                f"names {host}{read}, which standing rejection {rule.rule_id[:8]} rejects for "
+                f"{bottle if rule.bottle is not None else 'every bottle'}: a rule decides egress-allow "
+                "proposals, so approving this grants it all the same")))
     found = tuple(_bounded(cautions))
     with _read_lock:
         if len(_rejected_read) >= _READ_SIZE:

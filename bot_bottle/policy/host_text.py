@@ -380,3 +380,15 @@ def _alone_address(line: str) -> list[str]:
 
 
 _DOTLESS_NAME_RE = re.compile(r"[A-Za-z0-9_-]+\.?")
+
+
+# A lone "*" (or "*.") as a value or list item: a wildcard over every host, which names no host of its own.
+_EVERY_HOST_RE = re.compile(r"""(?:^|[\s:\[,"'=-])\*\.?(?=$|[\s,\]"'}#])""")
+
+
+def names_every_host(text: str) -> bool:
+    """Whether routes file ``text`` holds a lone ``*`` (as written, or as an escape spells it: ``"\\u002a"``): a
+    rejection of any host rejects it, as the proxy lets every host through it."""
+    return ("*" in text and any(_EVERY_HOST_RE.search(line) for line in text.split("\n"))) or (
+        "\\" in text and any(_EVERY_HOST_RE.search(decoded_escapes(line)) for line in text.split("\n")
+                              if "\\" in line))

@@ -362,3 +362,25 @@ def host_problems(host: str) -> list[str]:
             if problem:
                 problems.append(problem)
     return problems
+
+
+def asked_as(host: str) -> tuple[str, ...]:
+    """``host`` as written and as a client asks for it, where that differs: a JSON reader's surrogate pair
+    joined and IDNA's mapping applied (``\uff43rates.io``, ``crates\u3002io``, ``cra\u00adtes.io`` are
+    crates.io), an IPv4-mapped IPv6 address as the IPv4 address it connects to (``::ffff:102:304``)."""
+    try:
+        joined = host.encode("utf-16-le", "surrogatepass").decode("utf-16-le")
+    except UnicodeError:
+        joined = host
+    forms = [host]
+    if not joined.isascii():
+        with contextlib.suppress(UnicodeError):
+            forms.append(joined.encode("idna").decode("ascii").lower())
+    if ":" in host:
+        try:
+            mapped = ipaddress.IPv6Address(host.strip("[]").split("%", 1)[0]).ipv4_mapped
+        except ValueError:
+            mapped = None
+        if mapped is not None:
+            forms.append(str(mapped))
+    return tuple(dict.fromkeys(forms))

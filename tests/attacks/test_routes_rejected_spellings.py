@@ -1,0 +1,75 @@
+"""A routes file that reaches a host a standing rejection rejects, spelt so that no ``[rejected]`` caution named it.
+
+A rule decides ``egress-allow`` proposals only; a routes file (``egress-block``) naming a rejected host is shown
+with a ``[rejected]`` caution and asked about twice (review 68). The caution compared each host the file names as
+written: a hostile agent's file that spelt crates.io (rejected for web-1) as the proxy's reader and the client
+read it but not as written went through as any file does: a lone ``"*"`` (every host: it names none of its own),
+``"\\uff43rates.io"`` (full-width c), ``"crates\\u3002io"`` (an ideographic full stop), ``"cra\\u00adtes.io"`` (a
+soft hyphen IDNA drops), a JSON surrogate pair spelling a mathematical c (each read as crates.io by a client that
+applies IDNA), and ``::ffff:a9fe:a9fe`` (the IPv4-mapped IPv6 address of 169.254.169.254, rejected too). Now each
+host is also compared as a client asks for it (``policy.hosts.asked_as``), and a lone ``*`` against every
+rejection (``policy.host_text.names_every_host``).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from bot_bottle.cli.launch_routes import record_launch_routes
+from bot_bottle.queue_store import QueueStore
+from bot_bottle.records import TOOL_EGRESS_BLOCK, Proposal
+from tests.helpers.support import TempDirTest
+
+BEFORE = "routes:\n- pypi.org\n"
+SPELLINGS = {
+    "a lone wildcard": 'routes:\n- pypi.org\n- "*"\n',
+    "a full-width letter": 'routes:\n- pypi.org\n- "\\uff43rates.io"\n',
+    "an ideographic full stop": 'routes:\n- pypi.org\n- "crates\\u3002io"\n',
+    "a soft hyphen": 'routes:\n- pypi.org\n- "cra\\u00adtes.io"\n',
+    "a surrogate pair": '{"routes": ["pypi.org", "\\ud835\\udc1crates.io"]}\n',
+    "an IPv4-mapped IPv6 address": 'routes:\n- pypi.org\n- "::ffff:a9fe:a9fe"\n',
+}
+
+
+class RoutesRejectedSpellingsTest(TempDirTest):
+    def filed(self, payload: str) -> Proposal:
+        store = QueueStore(None)
+        self.addCleanup(store.close)
+        if not getattr(self, "recorded", False):
+            record_launch_routes(store, "web-1", BEFORE)
+            self.recorded = True
+        return store.submit("web-1", TOOL_EGRESS_BLOCK, payload, "the crates mirror", current_file=BEFORE)
+
+    def reject(self, host: str) -> str:
+        said = self.run_cli("rules", "add", "--bottle", "web-1", "--host", host, "--reject", "--json")
+        self.assertEqual(said.returncode, 0, said.stderr)
+        return str(json.loads(said.stdout)["id"])[:8]
+
+    def shown(self, proposal: Proposal) -> dict[str, Any]:
+        result = self.run_cli("proposals", "show", proposal.id, "--json")
+        self.assertEqual(result.returncode, 0, result.stderr)
+        shown = json.loads(result.stdout)
+        assert isinstance(shown, dict)
+        return shown
+
+    def test_each_spelling_is_named_by_the_rule_that_rejects_it(self) -> None:
+        crates = self.reject("crates.io")
+        metadata = self.reject("169.254.169.254")
+        proposals = {name: self.filed(text) for name, text in SPELLINGS.items()}
+        listed = self.run_cli("proposals", "list").stdout
+        for name, proposal in proposals.items():
+            with self.subTest(name):
+                rejected = [each["text"] for each in self.shown(proposal)["grants"]["warnings"]
+                            if each["kind"] == "rejected"]
+                self.assertEqual(len(rejected), 1 if name != "a lone wildcard" else 2, rejected)
+                rule = metadata if "IPv6" in name else crates
+                self.assertTrue(any(f"which standing rejection {rule} rejects for web-1" in text
+                                    for text in rejected), rejected)
+                row = next(line for line in listed.splitlines() if proposal.short_id in line)
+                self.assertRegex(row, r"\[[a-z,-]*rejected[a-z,-]*\]")
+
+    def test_no_false_alarm_for_other_hosts(self) -> None:
+        self.reject("crates.io")
+        proposal = self.filed('routes:\n- pypi.org\n- "\\uff50ypi.org"\n- "*.pypi.org"\n- "::ffff:a9fe:a9fe"\n')
+        self.assertNotIn("rejected", [each["kind"] for each in self.shown(proposal)["grants"]["warnings"]])
