@@ -21,6 +21,7 @@ the same one after a restart, so it cannot use a key one process holds.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import ipaddress
 import json
@@ -274,7 +275,8 @@ def _token_key(subject: dict[str, Any]) -> tuple[str, str, str] | None:
     return fingerprint, normal_host(host), method
 
 
-def _host_keys(host: str) -> set[str]:
+@functools.lru_cache(maxsize=1024)  # a routes file's hosts are each compared with every rejection in turn
+def _host_keys(host: str) -> frozenset[str]:
     """A host as a rejection compares it: an IPv4 address in any form as each dotted decimal a client may read
     it as (``2852039166`` is 169.254.169.254; ``010.0.0.1`` is 8.0.0.1 and 10.0.0.1), any other name as
     ``normal_host`` and each address it spells (``hosts.spelled_addresses``: ``169.254.169.254.nip.io``,
@@ -282,7 +284,7 @@ def _host_keys(host: str) -> set[str]:
     of the address rejects the name, and the other way round. Any loopback or unspecified address also as
     ``THIS_MACHINE``."""
     keys = set(ipv4_readings(host)) or {normal_host(host), *spelled_addresses(host)}
-    return keys | {THIS_MACHINE} if any(_is_this_machine(key) for key in keys) else keys
+    return frozenset(keys | {THIS_MACHINE} if any(_is_this_machine(key) for key in keys) else keys)
 
 
 # Every address that is the machine the client runs on, as a rejection compares it: a rejection of 127.0.0.1
