@@ -388,7 +388,8 @@ _EVERY_HOST_RE = re.compile(r"""(?:^|[\s:\[,"'=-])\*\.?(?=$|[\s,\]"'}#])""")
 
 def names_every_host(text: str) -> bool:
     """Whether routes file ``text`` holds a lone ``*`` (as written, or as an escape spells it: ``"\\u002a"``): a
-    rejection of any host rejects it, as the proxy lets every host through it."""
-    return ("*" in text and any(_EVERY_HOST_RE.search(line) for line in text.split("\n"))) or (
-        "\\" in text and any(_EVERY_HOST_RE.search(decoded_escapes(line)) for line in text.split("\n")
-                              if "\\" in line))
+    rejection of any host rejects it, as the proxy lets every host through it. A comment's line is no value
+    (``# * is never listed``): a caution there would name every rejection in force for nothing."""
+    lines = [line for line in text.split("\n") if not line.lstrip(" \t").startswith("#")]
+    return ("*" in text and any(_EVERY_HOST_RE.search(line) for line in lines)) or (
+        "\\" in text and any(_EVERY_HOST_RE.search(decoded_escapes(line)) for line in lines if "\\" in line))
