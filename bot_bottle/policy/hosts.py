@@ -367,7 +367,8 @@ def host_problems(host: str) -> list[str]:
 def asked_as(host: str) -> tuple[str, ...]:
     """``host`` as written and as a client asks for it, where that differs: a JSON reader's surrogate pair
     joined and IDNA's mapping applied (``\uff43rates.io``, ``crates\u3002io``, ``cra\u00adtes.io`` are
-    crates.io), an IPv4-mapped IPv6 address as the IPv4 address it connects to (``::ffff:102:304``)."""
+    crates.io), an IPv6 address that carries an IPv4 one as that one (``::ffff:102:304``, NAT64's
+    ``64:ff9b::102:304``, 6to4's ``2002:102:304::``: ``carried_ipv4``)."""
     try:
         joined = host.encode("utf-16-le", "surrogatepass").decode("utf-16-le")
     except UnicodeError:
@@ -378,9 +379,29 @@ def asked_as(host: str) -> tuple[str, ...]:
             forms.append(joined.encode("idna").decode("ascii").lower())
     if ":" in host:
         try:
-            mapped = ipaddress.IPv6Address(host.strip("[]").split("%", 1)[0]).ipv4_mapped
+            address: ipaddress.IPv6Address | None = ipaddress.IPv6Address(host.strip("[]").split("%", 1)[0])
         except ValueError:
-            mapped = None
-        if mapped is not None:
-            forms.append(str(mapped))
+            address = None
+        mapped = address.ipv4_mapped if address is not None else None
+        carried = mapped if mapped is not None or not isinstance(address, ipaddress.IPv6Address) \
+            else carried_ipv4(address)
+        if carried is not None:
+            forms.append(str(carried))
     return tuple(dict.fromkeys(forms))
+
+
+# IPv6 addresses that carry an IPv4 one a client's network connects to: NAT64's well-known and local-use
+# prefixes (64:ff9b::a9fe:a9fe is 169.254.169.254 through the network's NAT64), SIIT's IPv4-translated form
+# and the IPv4-compatible one (its last 32 bits), and 6to4 (2002:a9fe:a9fe::, bits 16 to 48).
+_EMBEDDING = tuple(ipaddress.ip_network(network) for network in ("64:ff9b::/96", "64:ff9b:1::/48",
+                                                                   "::ffff:0:0:0/96", "::/96"))
+
+
+def carried_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address ``ip`` carries for a translator or tunnel to connect to (``_EMBEDDING``, 6to4), or None;
+    :: and ::1 are themselves."""
+    if ip.sixtofour is not None:
+        return ip.sixtofour
+    if int(ip) > 1 and any(ip in network for network in _EMBEDDING):
+        return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+    return None

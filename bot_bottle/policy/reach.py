@@ -29,6 +29,7 @@ from bot_bottle.policy.hosts import (
     LOOPBACK_NAMES,
     MAX_SHOWN_PROBLEMS,
     NAMED_ADDRESSES,
+    carried_ipv4,
     ipv4_readings,
     spelled_addresses,
     under,
@@ -47,11 +48,6 @@ METADATA_SERVICES = {
     "168.63.129.16": "Azure's platform address (its WireServer hands the VM agent its configuration and "
                      "extensions' settings; Azure's DNS), an address no host outside Azure reaches",
 }
-# IPv6 addresses that carry an IPv4 one a client's network connects to: NAT64's well-known and local-use
-# prefixes (64:ff9b::a9fe:a9fe is 169.254.169.254 through the network's NAT64), SIIT's IPv4-translated form
-# and the IPv4-compatible one (its last 32 bits), and 6to4 (2002:a9fe:a9fe::, bits 16 to 48).
-_EMBEDDING = tuple(ipaddress.ip_network(network) for network in ("64:ff9b::/96", "64:ff9b:1::/48",
-                                                                   "::ffff:0:0:0/96", "::/96"))
 _PRIVATE = tuple(ipaddress.ip_network(network) for network in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16",
                                                                 "fc00::/7"))
 _SHARED = ipaddress.ip_network("100.64.0.0/10")
@@ -185,7 +181,7 @@ def _place(address: str) -> tuple[str, str, int] | None:
         return None
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
         ip = ip.ipv4_mapped  # ::ffff:169.254.169.254 is the IPv4 address to a dual-stack client
-    if isinstance(ip, ipaddress.IPv6Address) and (embedded := _embedded(ip)) is not None:
+    if isinstance(ip, ipaddress.IPv6Address) and (embedded := carried_ipv4(ip)) is not None:
         place = _place(str(embedded))
         if place is None:
             # The address a client reaches is the IPv4 one it carries, and that one is public. Python's own
@@ -208,13 +204,3 @@ def _place(address: str) -> tuple[str, str, int] | None:
     if isinstance(ip, ipaddress.IPv4Address) and ip in _PROTOCOL_ASSIGNMENTS:
         return None if ip in _GLOBAL_ANYCAST else reserved
     return reserved if not ip.is_global and not ip.is_multicast else None
-
-
-def _embedded(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
-    """The IPv4 address ``ip`` carries for a translator or tunnel to connect to (``_EMBEDDING``, 6to4), or None;
-    :: and ::1 are themselves."""
-    if ip.sixtofour is not None:
-        return ip.sixtofour
-    if int(ip) > 1 and any(ip in network for network in _EMBEDDING):
-        return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
-    return None

@@ -6,7 +6,8 @@ written: a hostile agent's file that spelt crates.io (rejected for web-1) as the
 read it but not as written went through as any file does: a lone ``"*"`` (every host: it names none of its own),
 ``"\\uff43rates.io"`` (full-width c), ``"crates\\u3002io"`` (an ideographic full stop), ``"cra\\u00adtes.io"`` (a
 soft hyphen IDNA drops), a JSON surrogate pair spelling a mathematical c (each read as crates.io by a client that
-applies IDNA), and ``::ffff:a9fe:a9fe`` (the IPv4-mapped IPv6 address of 169.254.169.254, rejected too). Now each
+applies IDNA), and ``::ffff:a9fe:a9fe`` (the IPv4-mapped IPv6 address of 169.254.169.254, rejected too; NAT64's
+``64:ff9b::a9fe:a9fe`` and 6to4's ``2002:a9fe:a9fe::1`` carry it as well, as ``policy.reach`` reads them). Now each
 host is also compared as a client asks for it (``policy.hosts.asked_as``), and a lone ``*`` against every
 rejection (``policy.host_text.names_every_host``).
 """
@@ -29,6 +30,8 @@ SPELLINGS = {
     "a soft hyphen": 'routes:\n- pypi.org\n- "cra\\u00adtes.io"\n',
     "a surrogate pair": '{"routes": ["pypi.org", "\\ud835\\udc1crates.io"]}\n',
     "an IPv4-mapped IPv6 address": 'routes:\n- pypi.org\n- "::ffff:a9fe:a9fe"\n',
+    "a NAT64 IPv6 address": 'routes:\n- pypi.org\n- "[64:ff9b::a9fe:a9fe]"\n',
+    "a 6to4 IPv6 address": 'routes:\n- pypi.org\n- "2002:a9fe:a9fe::1"\n',
 }
 
 
@@ -72,5 +75,5 @@ class RoutesRejectedSpellingsTest(TempDirTest):
     def test_no_false_alarm_for_other_hosts(self) -> None:
         self.reject("crates.io")
         proposal = self.filed('# * is never listed here\nroutes:\n- pypi.org\n- "\\uff50ypi.org"\n- "*.pypi.org"\n'
-                              '- "::ffff:a9fe:a9fe"\n')
+                              '- "::ffff:a9fe:a9fe"\n- "64:ff9b::808:808"\n')
         self.assertNotIn("rejected", [each["kind"] for each in self.shown(proposal)["grants"]["warnings"]])
