@@ -44,6 +44,7 @@ from typing import Any
 
 from bot_bottle.errors import ValidationError
 from bot_bottle.policy.host_text import (
+    binary_hosts,
     hosts_in_text,
     hosts_of,
     hosts_read,
@@ -257,7 +258,7 @@ def _file_hosts(text: str) -> tuple[str, ...]:
     if hosts is None:
         lines = text.split("\n")
         hosts = tuple(dict.fromkeys([*hosts_of(lines, {line: listed_addresses(line) for line in lines}),
-                                     *read_across_lines(lines, set())]))
+                                     *read_across_lines(lines, set()), *binary_hosts(lines)]))
         with _read_lock:
             if len(_hosts_read) >= _READ_SIZE:
                 del _hosts_read[next(iter(_hosts_read))]

@@ -14,6 +14,7 @@ URL's percent-escapes as a URL parser decodes them in a host
 
 from __future__ import annotations
 
+import base64
 import functools
 import ipaddress
 import re
@@ -393,3 +394,38 @@ def names_every_host(text: str) -> bool:
     lines = [line for line in text.split("\n") if not line.lstrip(" \t").startswith("#")]
     return ("*" in text and any(_EVERY_HOST_RE.search(line) for line in lines)) or (
         "\\" in text and any(_EVERY_HOST_RE.search(decoded_escapes(line)) for line in lines if "\\" in line))
+
+
+# A YAML tag ("!!binary", "!<tag:yaml.org,2002:binary>", a %TAG handle's "!e!binary", "!!%62inary" as a reader
+# decodes its URI escapes): a binary scalar's value is base64, which a reader that takes it into a string field
+# (Go's yaml.v3) reads as the text it encodes.
+_TAG_RE = re.compile(r"""!<[^\s>]*>|![^\s"',\[\]{}]*""")
+
+
+def binary_hosts(lines: list[str]) -> list[str]:
+    """The hosts and addresses a YAML binary scalar among ``lines`` encodes (``host: !!binary Y3JhdGVzLmlv`` is
+    crates.io): its value on the tag's line (quoted or not), or the lines more indented than it after a block
+    scalar's ``|`` or ``>`` (or an empty value), decoded as base64 and read as text."""
+    found: dict[str, None] = {}
+    for index, line in enumerate(lines):
+        match = next((tag for tag in _TAG_RE.finditer(line) if unquote(tag.group(0)).rstrip(">").lower().endswith(
+            "binary")), None) if "!" in line else None  # most lines hold no tag: read no further
+        if match is None:
+            continue
+        value = decoded_escapes(line[match.end():].split(" #", 1)[0]).strip().strip("\"'")
+        if not value or value[0] in "|>":
+            indent = len(line) - len(line.lstrip(" "))
+            following = []
+            for after in lines[index + 1:]:
+                if after.strip() and len(after) - len(after.lstrip(" ")) <= indent:
+                    break
+                following.append(after.strip())
+            value = "".join(following)
+        data = re.sub(r"[^A-Za-z0-9+/]", "", value)
+        try:
+            text = base64.b64decode(data + "=" * (-len(data) % 4)).decode("utf-8", errors="replace")
+        except ValueError:
+            continue
+        for part in text.split("\n"):
+            found.update(dict.fromkeys([*hosts_in_text(part), *addresses_in_text(part), *_alone_address(part)]))
+    return list(found)

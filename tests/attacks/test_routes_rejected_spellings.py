@@ -7,7 +7,9 @@ read it but not as written went through as any file does: a lone ``"*"`` (every 
 ``"\\uff43rates.io"`` (full-width c), ``"crates\\u3002io"`` (an ideographic full stop), ``"cra\\u00adtes.io"`` (a
 soft hyphen IDNA drops), a JSON surrogate pair spelling a mathematical c (each read as crates.io by a client that
 applies IDNA), and ``::ffff:a9fe:a9fe`` (the IPv4-mapped IPv6 address of 169.254.169.254, rejected too; NAT64's
-``64:ff9b::a9fe:a9fe`` and 6to4's ``2002:a9fe:a9fe::1`` carry it as well, as ``policy.reach`` reads them). Now each
+``64:ff9b::a9fe:a9fe`` and 6to4's ``2002:a9fe:a9fe::1`` carry it as well, as ``policy.reach`` reads them), and
+``!!binary Y3JhdGVzLmlv`` (a YAML binary scalar: base64 of crates.io, which Go's yaml.v3 reads into a string
+field as crates.io; ``policy.host_text.binary_hosts``). Now each
 host is also compared as a client asks for it (``policy.hosts.asked_as``), and a lone ``*`` against every
 rejection (``policy.host_text.names_every_host``).
 """
@@ -31,6 +33,10 @@ SPELLINGS = {
     "a surrogate pair": '{"routes": ["pypi.org", "\\ud835\\udc1crates.io"]}\n',
     "an IPv4-mapped IPv6 address": 'routes:\n- pypi.org\n- "::ffff:a9fe:a9fe"\n',
     "a NAT64 IPv6 address": 'routes:\n- pypi.org\n- "[64:ff9b::a9fe:a9fe]"\n',
+    "a YAML binary scalar": 'routes:\n- pypi.org\n- !!binary Y3JhdGVzLmlv\n',
+    "a YAML binary scalar, its tag escaped": 'routes:\n- pypi.org\n- !!%62inary "Y3JhdGVzLmlv"\n',
+    "a YAML binary block scalar": 'routes:\n- pypi.org\n- host: !<tag:yaml.org,2002:binary> |\n'
+                                  '    Y3JhdGVz\n    Lmlv\n',
     "a 6to4 IPv6 address": 'routes:\n- pypi.org\n- "2002:a9fe:a9fe::1"\n',
 }
 
