@@ -4,18 +4,22 @@ A routes file pending for a bottle is read against the standing rejections in fo
 (``audit.routes_approved.routes_base``), each rule row proven against the sealed audit log
 (``audit.rule_proofs.standing_rejections``). A sidecar can write any row: 40,000 rejecting rule rows for web-1
 (none proven, none deciding) made each of its pending routes files prove all 40,000 again, at every look of
-every screen: 'proposals list' of five such files took about five times as long as 'proposals show' of one (8 s
-with 60,000 rows). The rejections read for a bottle are now kept for the connection until the file changes or
-one of them ends (``routes_approved._rejections_in_force``): a list of five costs about what one show does.
+every screen ('proposals list' of five such files: 8 s with 60,000 rows, measured by hostile review 70). The
+rejections read for a bottle are now kept for the connection until the file changes or one of them ends
+(``routes_approved._rejections_in_force``). Counted here, not timed: a list of five files proves the rules once.
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import secrets
 import sqlite3
-import time
+from unittest import mock
 
+from bot_bottle.audit import routes_approved
+from bot_bottle.cli import main as cli_main
 from bot_bottle.cli.launch_routes import record_launch_routes
 from bot_bottle.policy.subjects import subject_sha256
 from bot_bottle.queue_store import QueueStore
@@ -24,16 +28,18 @@ from tests.helpers.support import TempDirTest
 
 COLUMNS = ("id, queue_key, tool, subject, subject_sha256, pattern, effect, notes, created_at, ends_at, created_by, "
            "proposal_id, audit_seq")
-ROWS = 40000
+ROWS = 500
+FILES = 5
 
 
 class ForgedRuleRowsTest(TempDirTest):
-    def test_a_list_of_routes_files_reads_the_rejections_once(self) -> None:
+    def test_a_list_of_routes_files_proves_the_rejections_once(self) -> None:
         store = QueueStore(None)
         self.addCleanup(store.close)
         record_launch_routes(store, "web-1", "routes:\n- pypi.org\n")
-        filed = [store.submit("web-1", TOOL_EGRESS_BLOCK, f"routes:\n- c{index}.example\n", "mirrors",
-                              current_file="routes:\n- pypi.org\n") for index in range(5)]
+        for index in range(FILES):
+            store.submit("web-1", TOOL_EGRESS_BLOCK, f"routes:\n- c{index}.example\n", "mirrors",
+                         current_file="routes:\n- pypi.org\n")
         said = self.run_cli("rules", "add", "--bottle", "web-1", "--host", "c0.example", "--reject", "--json")
         self.assertEqual(said.returncode, 0, said.stderr)
         rule = str(json.loads(said.stdout)["id"])[:8]
@@ -51,14 +57,13 @@ class ForgedRuleRowsTest(TempDirTest):
         raw.executemany(f"INSERT INTO rules ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
         raw.commit()
         raw.close()
-        started = time.monotonic()
-        shown = self.run_cli("proposals", "show", filed[0].id)
-        one = time.monotonic() - started
+        with mock.patch.object(routes_approved, "standing_rejections",
+                               wraps=routes_approved.standing_rejections) as proved, \
+                contextlib.redirect_stdout(io.StringIO()) as listed, contextlib.redirect_stderr(io.StringIO()):
+            self.assertEqual(cli_main(["proposals", "list", "--db", str(store.db.path)]), 0)
+        self.assertEqual(listed.getvalue().count("[rejected]"), 1, listed.getvalue())  # the real rule's alone
+        # BROKE before: once for each of the five files, every row of the bottle's proven again each time.
+        self.assertEqual(proved.call_count, 1)
+        shown = self.run_cli("proposals", "list", "--json")
         self.assertEqual(shown.returncode, 0, shown.stderr)
         self.assertIn(f"which standing rejection {rule} rejects for web-1", shown.stdout)
-        started = time.monotonic()
-        listed = self.run_cli("proposals", "list")
-        five = time.monotonic() - started
-        self.assertEqual(listed.returncode, 0, listed.stderr)
-        self.assertEqual(listed.stdout.count("[rejected]"), 1, listed.stdout)
-        self.assertLess(five, one * 3 + 0.5, f"a list of five routes files took {five:.1f} s, one show {one:.1f} s")
