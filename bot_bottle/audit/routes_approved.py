@@ -249,8 +249,10 @@ def is_last_approved(conn: sqlite3.Connection, bottle: str, text: str) -> bool:
     --routes-file`` holds an approval it found to before it says the file is on record, as a row is a sidecar's
     word."""
     # The probe's id is none stored: the lookup leaves a proposal's own approval out, and this is every one's.
+    # The file alone: the standing rejections a pending proposal is also read with say nothing of what is on record
+    # (compared whole, any rejection for the bottle had 'prepare --routes-file' call its own file unproven).
     probe = Proposal("0" * 32, bottle, TOOL_EGRESS_BLOCK, text, "", text, sha256_text(text), "")
-    return routes_base(conn, probe, decided=False) == RoutesBase(text)
+    return _file_base(conn, probe, decided=False) == RoutesBase(text)
 
 
 def decision_sealed(conn: sqlite3.Connection, proposal_id: str, action: str) -> bool:

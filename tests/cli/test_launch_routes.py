@@ -255,3 +255,17 @@ class LaunchRoutesTest(TempDirTest):
         self.assertEqual(naming("--bottle", "web-2", "--host", "pypi.org"), [], "pypi.org is web-1's, not web-2's")
         self.assertEqual(naming("--bottle", "web-1", "--host", "*.crates.io"), [], "the file names no name under it")
         self.assertTrue(web2["recorded"])
+
+    def test_the_file_on_record_stays_proven_beside_a_standing_rejection(self) -> None:
+        """BROKE before the fix (found re-reading review 68's change): once any standing rejection stood for the
+        bottle, 'bottles routes' (and 'prepare --routes-file') of the very file on record refused it as 'not proven
+        by this host's sealed audit log', which 'audit verify' found whole: the proof compared the reading a pending
+        proposal gets, its rejections included, with the file alone."""
+        path = self.routes_file(FIRST)
+        self.assertTrue(self.prepare(path)["recorded"])
+        said = self.run_cli("rules", "add", "--bottle", "web-1", "--host", "crates.io", "--reject")
+        self.assertEqual(said.returncode, 0, said.stderr)
+        again = self.run_cli("bottles", "routes", "web-1", str(path))
+        self.assertEqual(again.returncode, 0, again.stderr)
+        self.assertIn("already its approved routes file for web-1", again.stdout)
+        self.assertFalse(self.prepare(path)["recorded"])
