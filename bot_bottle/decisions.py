@@ -23,7 +23,7 @@ from bot_bottle.audit.rule_proofs import rejecting_rule
 from bot_bottle.audit_store import AuditRecorder, AuditStore
 from bot_bottle.errors import AlreadyDecided, AnchorNotWritten, AuditTampered, ProposalExpired, ValidationError
 from bot_bottle.grant_records import Grant, grant_record
-from bot_bottle.grants import add_rule_in, end_replaced_routes_in, grants_in_force_in, insert_grant_in
+from bot_bottle.grants import add_rule_in, end_replaced_routes_in, insert_grant_in
 from bot_bottle.policy.lifetimes import MAX_REJECT_RULE_SECONDS, grant_seconds
 from bot_bottle.policy.routes import validate_final_file
 from bot_bottle.policy.subjects import subject_of
@@ -42,7 +42,6 @@ from bot_bottle.records import (
     STATUS_APPROVED,
     STATUS_MODIFIED,
     STATUS_REJECTED,
-    TOOL_EGRESS_BLOCK,
     AuditEntry,
     Decision,
     Proposal,
@@ -226,6 +225,7 @@ def expired(proposal: Proposal, at: str) -> ProposalExpired:
 
 def record_decision_in(
     log: AuditRecorder, proposal: Proposal, decision: Decision, *, rule_id: str | None = None,
+    replaced: list[Grant] | None = None,
 ) -> tuple[Response, AuditEntry]:
     """Record ``decision`` on ``proposal`` inside ``log``'s transaction; the first decision wins.
 
@@ -237,7 +237,8 @@ def record_decision_in(
     or the tool's default, within its maximum; ``decision.remember`` adds a
     standing rule for the same subject. ``rule_id`` names the rule deciding
     in the operator's place. The response, the entry, the grant and the rule
-    commit together or not at all.
+    commit together or not at all. ``replaced``, given, receives the routes
+    grants an approved routes file ended (``grants.end_replaced_routes_in``).
     """
     now = utc_now()
     diff, details = describe_decision(proposal, decision)
@@ -283,7 +284,9 @@ def record_decision_in(
     if granted and subject is not None:
         insert_grant_in(log, proposal, subject, grant_id=grant_id, starts_at=now, ends_at=ends_at,
                         decided_by=decision.decided_by, audit_seq=entry.seq, rule_id=rule_id)
-        end_replaced_routes_in(log, proposal, grant_id, decided_by=decision.decided_by, now=now)
+        ended = end_replaced_routes_in(log, proposal, grant_id, decided_by=decision.decided_by, now=now)
+        if replaced is not None:
+            replaced.extend(ended)
     if decision.remember is not None and subject is not None:
         _remember(log, proposal, decision, subject, ends_at or None, now)
     return response, entry
@@ -291,17 +294,12 @@ def record_decision_in(
 
 def record_replacing_in(log: AuditRecorder, proposal: Proposal,
                         decision: Decision) -> tuple[Response, tuple[Grant, ...]]:
-    """``record_decision_in``, and the routes grants of ``proposal``'s bottle it ended: in force before the decision
-    and not after it, read in its transaction (``grants_in_force_in``: the rows and the audit log), the files an
-    approved (or modified) routes file replaced; one that ended by itself meanwhile is not among them. Only an
-    approval replaces a file: a standing rejection of the file in force ends its grant as what it rejects."""
-    now = utc_now()
-    routes = proposal.tool == TOOL_EGRESS_BLOCK and decision.status in (STATUS_APPROVED, STATUS_MODIFIED)
-    before = grants_in_force_in(log.conn, TOOL_EGRESS_BLOCK, proposal.queue_key, now) if routes else []
-    response, _ = record_decision_in(log, proposal, decision)
-    after = {grant.id for grant in grants_in_force_in(log.conn, TOOL_EGRESS_BLOCK, proposal.queue_key, now)} \
-        if before else set()
-    return response, tuple(grant for grant in before if grant.id not in after)
+    """``record_decision_in``, and the routes grants of ``proposal``'s bottle it ended: the files an approved (or
+    modified) routes file replaced, as the decision revoked them in its transaction. Only an approval replaces a
+    file: a standing rejection of the file in force ends its grant as what it rejects."""
+    ended: list[Grant] = []
+    response, _ = record_decision_in(log, proposal, decision, replaced=ended)
+    return response, tuple(ended)
 
 
 _DECISION_ACTIONS = ", ".join(f"'{status}'" for status in RESPONSE_STATUSES)  # the entries a decision writes
