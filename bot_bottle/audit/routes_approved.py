@@ -317,7 +317,7 @@ def _last_approved(conn: sqlite3.Connection, proposal: Proposal,
         digest = answered_digest(row)
         if isinstance(digest, str) and isinstance(row[5], str):
             return _Approved(row[0], digest, row[5], str(row[1]),
-                             _approved_text(conn, row[5], digest, row[3] == STATUS_MODIFIED),
+                             approved_text(conn, row[5], digest, row[3] == STATUS_MODIFIED),
                              recorded_grant_id(row[9])), None
     return None, None
 
@@ -338,13 +338,17 @@ def _revoked(conn: sqlite3.Connection, last: _Approved, before: int | None) -> s
     return None if row is None else str(row[1])
 
 
-def _approved_text(conn: sqlite3.Connection, proposal_id: str, digest: str, modified: bool) -> str | None:
-    """The text of the file approved on ``proposal_id`` (its payload, or the operator's final file), where it
-    still hashes to the sealed ``digest``: a row is the file's word, the digest the host's."""
+def approved_text(conn: sqlite3.Connection, proposal_id: str, digest: str, modified: bool | None = None) -> str | None:
+    """The text of the file approved on ``proposal_id`` (its payload, or with ``modified`` the operator's final
+    file; None: whichever it is), where it still hashes to ``digest`` (the sealed one, or a grant's): a row is the
+    file's word, the digest the host's."""
     row = conn.execute("SELECT p.payload, r.final_file FROM proposals p LEFT JOIN responses r "
                        "ON r.proposal_id = p.id WHERE p.id = :id", {"id": proposal_id}).fetchone()
-    text = None if row is None else row[1] if modified else row[0]
-    return text if isinstance(text, str) and sha256_text(text) == digest else None
+    if row is None:
+        return None
+    payload, final = row
+    texts = (payload, final) if modified is None else (final,) if modified else (payload,)
+    return next((text for text in texts if isinstance(text, str) and sha256_text(text) == digest), None)
 
 
 def _unproven_since(conn: sqlite3.Connection, after: int, before: int | None, bottle: str) -> str | None:

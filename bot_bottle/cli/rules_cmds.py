@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from bot_bottle.audit.routes_approved import approved_text
 from bot_bottle.bottles import BottleStore
 from bot_bottle.cli.common import (
     EXIT_CANCELLED,
@@ -38,7 +39,6 @@ from bot_bottle.records import (
     EFFECT_REJECT,
     TOOL_EGRESS_ALLOW,
     TOOL_EGRESS_BLOCK,
-    sha256_text,
 )
 from bot_bottle.standing import RuleInForce, approves, rules_in_force
 from bot_bottle.timestamps import later, parse_duration, spell_duration, time_left, utc_now
@@ -227,14 +227,11 @@ def _routes_naming(store: GrantStore, rule: Rule) -> list[Grant]:
     it. Each is read as the screens read a routes file for its ``rejected`` caution (``rejected_cautions``), from
     the text of the approval whose digest the grant holds."""
     found = []
+    rejection = Rejection(rule.id, rule.subject_value, bool(rule.pattern), rule.queue_key)
     with store.db.read() as conn:
         for grant in grants_in_force_in(conn, TOOL_EGRESS_BLOCK, rule.queue_key, utc_now()):
-            row = conn.execute("SELECT p.payload, r.final_file FROM proposals p LEFT JOIN responses r "
-                               "ON r.proposal_id = p.id WHERE p.id = :id", {"id": grant.proposal_id}).fetchone()
-            digest = grant.subject_value.get("file_sha256")
-            texts = [text for text in (row or ()) if isinstance(text, str) and sha256_text(text) == digest]
-            rejection = Rejection(rule.id, rule.subject_value, bool(rule.pattern), rule.queue_key)
-            if texts and rejected_cautions(texts[0], grant.queue_key, [rejection]):
+            text = approved_text(conn, str(grant.proposal_id), str(grant.subject_value.get("file_sha256")))
+            if text is not None and rejected_cautions(text, grant.queue_key, [rejection]):
                 found.append(grant)
     return found
 
