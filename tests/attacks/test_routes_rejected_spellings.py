@@ -16,13 +16,7 @@ rejection (``policy.host_text.names_every_host``).
 
 from __future__ import annotations
 
-import json
-from typing import Any
-
-from bot_bottle.cli.launch_routes import record_launch_routes
-from bot_bottle.queue_store import QueueStore
-from bot_bottle.records import TOOL_EGRESS_BLOCK, Proposal
-from tests.helpers.support import TempDirTest
+from tests.helpers.routes_rejected import RoutesRejectedCase
 
 BEFORE = "routes:\n- pypi.org\n"
 SPELLINGS = {
@@ -41,30 +35,12 @@ SPELLINGS = {
 }
 
 
-class RoutesRejectedSpellingsTest(TempDirTest):
-    def filed(self, payload: str) -> Proposal:
-        store = QueueStore(None)
-        self.addCleanup(store.close)
-        if not getattr(self, "recorded", False):
-            record_launch_routes(store, "web-1", BEFORE)
-            self.recorded = True
-        return store.submit("web-1", TOOL_EGRESS_BLOCK, payload, "the crates mirror", current_file=BEFORE)
-
-    def reject(self, host: str) -> str:
-        said = self.run_cli("rules", "add", "--bottle", "web-1", "--host", host, "--reject", "--json")
-        self.assertEqual(said.returncode, 0, said.stderr)
-        return str(json.loads(said.stdout)["id"])[:8]
-
-    def shown(self, proposal: Proposal) -> dict[str, Any]:
-        result = self.run_cli("proposals", "show", proposal.id, "--json")
-        self.assertEqual(result.returncode, 0, result.stderr)
-        shown = json.loads(result.stdout)
-        assert isinstance(shown, dict)
-        return shown
+class RoutesRejectedSpellingsTest(RoutesRejectedCase):
+    current = BEFORE
 
     def test_each_spelling_is_named_by_the_rule_that_rejects_it(self) -> None:
-        crates = self.reject("crates.io")
-        metadata = self.reject("169.254.169.254")
+        crates = self.reject("--bottle", "web-1", "--host", "crates.io")
+        metadata = self.reject("--bottle", "web-1", "--host", "169.254.169.254")
         proposals = {name: self.filed(text) for name, text in SPELLINGS.items()}
         listed = self.run_cli("proposals", "list").stdout
         for name, proposal in proposals.items():
@@ -79,7 +55,7 @@ class RoutesRejectedSpellingsTest(TempDirTest):
                 self.assertRegex(row, r"\[[a-z,-]*rejected[a-z,-]*\]")
 
     def test_no_false_alarm_for_other_hosts(self) -> None:
-        self.reject("crates.io")
+        self.reject("--bottle", "web-1", "--host", "crates.io")
         proposal = self.filed('# * is never listed here\nroutes:\n- pypi.org\n- "\\uff50ypi.org"\n- "*.pypi.org"\n'
                               '- "::ffff:a9fe:a9fe"\n- "64:ff9b::808:808"\n')
         self.assertNotIn("rejected", [each["kind"] for each in self.shown(proposal)["grants"]["warnings"]])

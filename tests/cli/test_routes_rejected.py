@@ -6,18 +6,14 @@ refused nor asked twice; the operator granted what they had said never to."""
 
 from __future__ import annotations
 
-import json
-from typing import Any
-
 from bot_bottle.cli.inbox import file_approval, routes_base_of
-from bot_bottle.cli.launch_routes import record_launch_routes
 from bot_bottle.grants import GrantStore
 from bot_bottle.policy import approval
 from bot_bottle.policy.subjects import subject_of
-from bot_bottle.queue_store import QueueStore
 from bot_bottle.records import EFFECT_REJECT, TOOL_EGRESS_ALLOW, TOOL_EGRESS_BLOCK, Proposal
 from bot_bottle.timestamps import later, utc_now
-from tests.helpers.support import TempDirTest, wait_until
+from tests.helpers.routes_rejected import RoutesRejectedCase
+from tests.helpers.support import wait_until
 
 REJECTED = "rejected"  # the caution's kind (policy.approval.REJECTED), spelt out: the module must load before it
 
@@ -25,30 +21,8 @@ BEFORE = "routes:\n- pypi.org\n- crates.io\n"
 AFTER = "routes:\n- pypi.org\n- crates.io\n- static.crates.io\n"
 
 
-class RoutesRejectedTest(TempDirTest):
-    def store(self) -> QueueStore:
-        store = QueueStore(None)
-        self.addCleanup(store.close)
-        return store
-
-    def filed(self, payload: str = AFTER, current: str = BEFORE, bottle: str = "web-1") -> Proposal:
-        store = self.store()
-        record_launch_routes(store, bottle, current)
-        return store.submit(bottle, TOOL_EGRESS_BLOCK, payload, "the crates mirror", current_file=current)
-
-    def reject(self, *args: str) -> str:
-        said = self.run_cli("rules", "add", *args, "--reject", "--json")
-        self.assertEqual(said.returncode, 0, said.stderr)
-        rule = json.loads(said.stdout)
-        assert isinstance(rule, dict)
-        return str(rule["id"])[:8]
-
-    def shown(self, proposal: Proposal) -> dict[str, Any]:
-        result = self.run_cli("proposals", "show", proposal.id, "--json")
-        self.assertEqual(result.returncode, 0, result.stderr)
-        shown = json.loads(result.stdout)
-        assert isinstance(shown, dict)
-        return shown
+class RoutesRejectedTest(RoutesRejectedCase):
+    current, proposed = BEFORE, AFTER
 
     def rejected(self, proposal: Proposal) -> list[str]:
         store = self.store()
