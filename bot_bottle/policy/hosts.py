@@ -378,15 +378,11 @@ def asked_as(host: str) -> tuple[str, ...]:
         with contextlib.suppress(UnicodeError):
             forms.append(joined.encode("idna").decode("ascii").lower())
     if ":" in host:
-        try:
-            address: ipaddress.IPv6Address | None = ipaddress.IPv6Address(host.strip("[]").split("%", 1)[0])
-        except ValueError:
-            address = None
-        mapped = address.ipv4_mapped if address is not None else None
-        carried = mapped if mapped is not None or not isinstance(address, ipaddress.IPv6Address) \
-            else carried_ipv4(address)
-        if carried is not None:
-            forms.append(str(carried))
+        with contextlib.suppress(ValueError):
+            address = ipaddress.IPv6Address(host.strip("[]").split("%", 1)[0])
+            carried = address.ipv4_mapped or carried_ipv4(address)
+            if carried is not None:
+                forms.append(str(carried))
     return tuple(dict.fromkeys(forms))
 
 
