@@ -103,7 +103,9 @@ class RelayFuzzTest(RelayHostileCase):
             self.assertEqual(report.tracebacks, 0)
             self.assertEqual(len(report.sent), 8, report.sent)
         self.assertNotIn(500, signed.statuses, signed.statuses)
-        self.assertLessEqual(sampler.peak["Threads"], 8)
+        # Bounded, where a thread a connection would be 900: 8, and a handler ending as the next starts may overlap
+        # it on a loaded machine (9 was seen once, in a CI run with two other modules on the two cores).
+        self.assertLessEqual(sampler.peak["Threads"], 8 + 2)
         self.assert_alive_and_clean()
 
     def test_foreign_hosts_and_origins_are_refused(self) -> None:
